@@ -1,0 +1,634 @@
+"""Invoice planning: what a contract should have billed by a date, minus what it has already billed.
+
+Every charge belongs to a *slot*: a line's billing period (recurring and usage lines), the day of a
+one-time fee or of an installment, or a period's minimum-commitment true-up. Under the contract's
+version timeline each slot has expected *spans* (a day range billed with one set of terms). Billed
+invoice lines cover spans too, with a sign (charge +1, credit -1). Planning compares the two day by
+day and emits only the difference: nothing on a rerun, and for an amendment a credit of the unused
+old terms plus a charge of the new ones, never a rewrite of an invoice already generated.
+
+New items go on the invoice of their slot's billing date or, when that invoice exists already,
+on the next billing date up to ``as_of`` that has none (one invoice per contract and billing date).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from billbridge.billing.currency import round_money, split_evenly
+from billbridge.billing.model import Contract, ContractLine, Discount
+from billbridge.billing.periods import Period, add_cycles, cycle_index, periods, prorate
+
+ONE_DAY = timedelta(days=1)
+HUNDRED = Decimal(100)
+ZERO = Decimal(0)
+MINIMUM_LINE = "minimum_commitment"
+DISCOUNT_LINE = "contract_discount"
+CREDIT_PREFIX = "Credit: "
+
+ItemKind = Literal["recurring", "usage", "one_time", "installments", "minimum", "discount"]
+UsageLookup = Callable[[str, date, date, str], Decimal]
+"""(usage product_ref, start, end exclusive, aggregation) -> aggregate quantity."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """A contract version with prices resolved, applying from ``effective_date`` (the first: from the start)."""
+
+    version_no: int
+    effective_date: date
+    contract: Contract
+
+
+@dataclass(frozen=True)
+class BilledItem:
+    """An invoice line already generated, as planning needs it. Ends are exclusive."""
+
+    line_ref: str
+    kind: str
+    slot_start: date
+    slot_end: date
+    slot_days: int
+    span_start: date
+    span_end: date
+    terms_hash: str
+    sign: int
+    amount: Decimal
+    discount: Decimal
+    billed_amount: Decimal
+    billing_date: date
+    product_ref: str = ""
+    description: str = ""
+    quantity: Decimal = Decimal(1)
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    """An invoice line to create. ``amount``/``discount`` are per full slot at full precision;
+    ``billed_amount`` is the rounded amount of the span (negative for a credit)."""
+
+    line_ref: str
+    kind: str
+    product_ref: str
+    description: str
+    slot_start: date
+    slot_end: date
+    slot_days: int
+    span_start: date
+    span_end: date
+    quantity: Decimal
+    amount: Decimal
+    discount: Decimal
+    billed_amount: Decimal
+    terms_hash: str
+    sign: int
+    version_no: int
+
+    @property
+    def billed_days(self) -> int:
+        return (self.span_end - self.span_start).days
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    contract_ref: str
+    doc_type: Literal["invoice", "credit_note"]
+    billing_date: date
+    due_date: date
+    currency: str
+    version_no: int
+    lines: tuple[DraftLine, ...]
+    subtotal: Decimal
+    discount_total: Decimal
+    invoice_total: Decimal
+
+
+@dataclass
+class Plan:
+    """Planning result: invoices to create and adjustments waiting for a later billing date."""
+
+    invoices: list[InvoiceDraft] = field(default_factory=list)
+    pending: list[DraftLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """What one line bills over a span: the same hash means the same money."""
+
+    terms_hash: str
+    product_ref: str
+    description: str
+    quantity: Decimal
+    amount: Decimal
+    discount: Decimal
+    version_no: int
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: date
+    end: date
+    terms: _Terms | None
+
+
+@dataclass(frozen=True)
+class _Slot:
+    line_ref: str
+    kind: str
+    start: date
+    end: date
+    slot_days: int
+    billing_date: date
+    spans: tuple[_Span, ...]
+
+
+def _digest(*parts: object) -> str:
+    raw = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def _line_discount(discount: Discount | None, gross: Decimal) -> Decimal:
+    if discount is None or gross <= 0:
+        return ZERO
+    if discount.percent is not None:
+        return gross * discount.percent / HUNDRED
+    assert discount.amount is not None
+    return min(discount.amount, gross)
+
+
+class _Timeline:
+    """The contract's versions, answering 'which terms apply to this line on this day'."""
+
+    def __init__(self, versions: Sequence[Version]) -> None:
+        if not versions:
+            raise ValueError("a contract needs at least one version")
+        self.versions = sorted(versions, key=lambda v: (v.effective_date, v.version_no))
+        self.current = self.versions[-1].contract
+        self._cache: dict[tuple[int, str, int, Decimal | None], _Terms] = {}
+
+    def version_at(self, day: date) -> Version:
+        chosen = self.versions[0]
+        for version in self.versions[1:]:
+            if version.effective_date <= day:
+                chosen = version
+        return chosen
+
+    def line_at(self, line_ref: str, day: date) -> tuple[Version, ContractLine] | None:
+        version = self.version_at(day)
+        contract = version.contract
+        end = contract.contract_end_date
+        if day < contract.contract_start_date or (end is not None and day > end):
+            return None
+        for line in contract.lines:
+            if line.line_ref == line_ref:
+                if (line.start_date and day < line.start_date) or (line.end_date and day > line.end_date):
+                    return None
+                return version, line
+        return None
+
+    def terms_at(self, line_ref: str, day: date, usage_quantity: Decimal | None = None) -> _Terms | None:
+        found = self.line_at(line_ref, day)
+        if found is None:
+            return None
+        version, line = found
+        step_index = -1
+        for i, step in enumerate(line.ramps):
+            if step.start_date <= day:
+                step_index = i
+        key = (version.version_no, line_ref, step_index, usage_quantity)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = self._terms(version, line, step_index, usage_quantity)
+        return cached
+
+    @staticmethod
+    def _terms(version: Version, line: ContractLine, step_index: int, usage_quantity: Decimal | None) -> _Terms:
+        pricing, quantity = line.pricing, line.quantity
+        if step_index >= 0:
+            step = line.ramps[step_index]
+            pricing = step.pricing or pricing
+            quantity = step.quantity if step.quantity is not None else quantity
+        if usage_quantity is not None:
+            quantity = usage_quantity
+        if pricing is None:
+            raise ValueError(f"line {line.line_ref!r} has no resolved pricing")
+        gross = pricing.amount_for(quantity)
+        discount = _line_discount(line.discount, gross)
+        terms_hash = _digest(
+            line.charge,
+            line.product_ref,
+            pricing.model_dump(mode="json"),
+            str(quantity),
+            line.discount.model_dump(mode="json") if line.discount else None,
+            line.installments,
+        )
+        return _Terms(
+            terms_hash=terms_hash,
+            product_ref=line.product_ref,
+            description=line.description or line.product_ref,
+            quantity=quantity,
+            amount=gross,
+            discount=discount,
+            version_no=version.version_no,
+        )
+
+    def breakpoints(self, line_ref: str, start: date, end: date) -> list[date]:
+        """Days in (start, end) where the line's terms may change."""
+        points = {start, end}
+        for version in self.versions:
+            points.add(version.effective_date)
+            for line in version.contract.lines:
+                if line.line_ref != line_ref:
+                    continue
+                if line.start_date:
+                    points.add(line.start_date)
+                if line.end_date:
+                    points.add(line.end_date + ONE_DAY)
+                points.update(step.start_date for step in line.ramps)
+        return sorted(p for p in points if start <= p <= end)
+
+    def line_refs(self) -> dict[str, ContractLine]:
+        """Every line ever in the contract (latest definition wins), so a removed line is credited."""
+        found: dict[str, ContractLine] = {}
+        for version in self.versions:
+            for line in version.contract.lines:
+                found[line.line_ref] = line
+        return found
+
+
+def _service_end(contract: Contract) -> date | None:
+    return contract.contract_end_date + ONE_DAY if contract.contract_end_date else None
+
+
+def _recurring_spans(timeline: _Timeline, line_ref: str, start: date, end: date) -> tuple[_Span, ...]:
+    points = timeline.breakpoints(line_ref, start, end)
+    spans: list[_Span] = []
+    for a, b in zip(points, points[1:]):
+        terms = timeline.terms_at(line_ref, a)
+        if spans and spans[-1].terms == terms and spans[-1].end == a:
+            spans[-1] = _Span(spans[-1].start, b, terms)
+        else:
+            spans.append(_Span(a, b, terms))
+    return tuple(spans)
+
+
+def _schedule(contract: Contract, as_of: date) -> list[Period]:
+    """The contract's billing periods whose service starts on or before ``as_of``."""
+    return periods(
+        contract.anchor,
+        contract.cycle_length,
+        contract.cycle_unit,
+        contract.contract_start_date,
+        _service_end(contract),
+        as_of + ONE_DAY,
+    )
+
+
+def _expected_slots(timeline: _Timeline, as_of: date, usage: UsageLookup) -> list[_Slot]:
+    contract = timeline.current
+    schedule = _schedule(contract, as_of)
+    slots: list[_Slot] = []
+    for line_ref, line in timeline.line_refs().items():
+        timing = line.billing_timing or contract.billing_timing
+        if line.charge == "recurring":
+            for p in schedule:
+                billing_date = p.start if timing == "in_advance" else p.end
+                if billing_date > as_of:
+                    continue
+                spans = _recurring_spans(timeline, line_ref, p.start, p.end)
+                slots.append(_Slot(line_ref, "recurring", p.start, p.end, p.full_days, billing_date, spans))
+        elif line.charge == "usage":
+            for p in schedule:
+                if p.end > as_of:
+                    continue
+                last_day = p.end - ONE_DAY
+                terms = None
+                if timeline.line_at(line_ref, last_day) is not None:
+                    quantity = usage(line.product_ref, p.start, p.end, line.usage_aggregation)
+                    terms = timeline.terms_at(line_ref, last_day, usage_quantity=quantity)
+                slots.append(_Slot(line_ref, "usage", p.start, p.end, p.days, p.end, (_Span(p.start, p.end, terms),)))
+        elif line.charge == "one_time":
+            day = line.billing_date or line.start_date or contract.contract_start_date
+            if day <= as_of:
+                terms = timeline.terms_at(line_ref, day)
+                slots.append(_Slot(line_ref, "one_time", day, day + ONE_DAY, 1, day, (_Span(day, day + ONE_DAY, terms),)))
+        else:
+            slots.extend(_installment_slots(timeline, line_ref, line, as_of))
+    return slots
+
+
+def _installment_slots(timeline: _Timeline, line_ref: str, line: ContractLine, as_of: date) -> list[_Slot]:
+    """An installments line: its amount split over ``installments`` billing dates, remainder on the last."""
+    contract = timeline.current
+    first = max(line.start_date or contract.contract_start_date, contract.contract_start_date)
+    terms = timeline.terms_at(line_ref, first)
+    if terms is None or line.installments is None:
+        return []
+    net = terms.amount - terms.discount
+    parts = split_evenly(round_money(net, contract.currency), line.installments, contract.currency)
+    k = _first_cycle_after(contract, first)
+    days = [first] + [add_cycles(contract.anchor, k + i, contract.cycle_length, contract.cycle_unit) for i in range(line.installments - 1)]
+    slots = []
+    for i, (day, part) in enumerate(zip(days, parts)):
+        if day > as_of:
+            break
+        part_terms = _Terms(
+            terms_hash=_digest(terms.terms_hash, i, str(part)),
+            product_ref=terms.product_ref,
+            description=f"{terms.description} (installment {i + 1} of {line.installments})",
+            quantity=terms.quantity,
+            amount=part,
+            discount=ZERO,
+            version_no=terms.version_no,
+        )
+        slots.append(_Slot(line_ref, "installments", day, day + ONE_DAY, 1, day, (_Span(day, day + ONE_DAY, part_terms),)))
+    return slots
+
+
+def _first_cycle_after(contract: Contract, day: date) -> int:
+    """Index of the first cycle boundary strictly after ``day``."""
+    return cycle_index(contract.anchor, contract.cycle_length, contract.cycle_unit, day) + 1
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A day range to bill (sign +1) or credit (sign -1) with one set of terms over a slot of ``slot_days``."""
+
+    start: date
+    end: date
+    sign: int
+    terms: _Terms
+    slot_end: date
+    slot_days: int
+
+
+def _diff(slot: _Slot, billed: Iterable[BilledItem]) -> list[_Piece]:
+    """Day ranges where billed coverage differs from the expected terms.
+
+    Coverage is counted per (terms, slot length): the same terms over a period of another length
+    (the cycle was amended) are different money per day.
+    """
+    billed = list(billed)
+    points = {slot.start, slot.end}
+    for span in slot.spans:
+        points.update((span.start, span.end))
+    for item in billed:
+        points.update((item.span_start, item.span_end))
+    edges = sorted(points)
+    out: list[_Piece] = []
+    for a, b in zip(edges, edges[1:]):
+        expected = next((s.terms for s in slot.spans if s.start <= a < s.end), None)
+        coverage: dict[tuple[str, int], int] = defaultdict(int)
+        known: dict[tuple[str, int], tuple[_Terms, date]] = {}
+        if expected is not None:
+            known[(expected.terms_hash, slot.slot_days)] = (expected, slot.end)
+        for item in billed:
+            if item.span_start <= a < item.span_end:
+                key = (item.terms_hash, item.slot_days)
+                coverage[key] += item.sign
+                known.setdefault(key, (_terms_of(item), item.slot_end))
+        wanted = {(expected.terms_hash, slot.slot_days): 1} if expected else {}
+        for key in sorted(set(coverage) | set(wanted)):
+            delta = wanted.get(key, 0) - coverage.get(key, 0)
+            if delta == 0:
+                continue
+            terms, slot_end = known[key]
+            last = out[-1] if out else None
+            if last and last.end == a and last.sign == delta and (last.terms.terms_hash, last.slot_days) == key:
+                out[-1] = _Piece(last.start, b, delta, last.terms, last.slot_end, last.slot_days)
+            else:
+                out.append(_Piece(a, b, delta, terms, slot_end, key[1]))
+    return out
+
+
+def _terms_of(item: BilledItem) -> _Terms:
+    return _Terms(
+        terms_hash=item.terms_hash,
+        product_ref=item.product_ref,
+        description=item.description.removeprefix(CREDIT_PREFIX),
+        quantity=item.quantity,
+        amount=item.amount,
+        discount=item.discount,
+        version_no=0,
+    )
+
+
+def _draft_line(slot: _Slot, piece: _Piece, currency: str) -> DraftLine:
+    terms, sign = piece.terms, piece.sign
+    net = prorate(terms.amount - terms.discount, (piece.end - piece.start).days, piece.slot_days)
+    description = terms.description if sign > 0 else f"{CREDIT_PREFIX}{terms.description}"
+    return DraftLine(
+        line_ref=slot.line_ref,
+        kind=slot.kind,
+        product_ref=terms.product_ref,
+        description=description,
+        slot_start=slot.start,
+        slot_end=piece.slot_end,
+        slot_days=piece.slot_days,
+        span_start=piece.start,
+        span_end=piece.end,
+        quantity=terms.quantity,
+        amount=terms.amount,
+        discount=terms.discount,
+        billed_amount=round_money(net, currency) * sign,
+        terms_hash=terms.terms_hash,
+        sign=sign,
+        version_no=terms.version_no,
+    )
+
+
+def _minimum_slots(
+    timeline: _Timeline, as_of: date, billed: Sequence[BilledItem], new: Sequence[DraftLine]
+) -> list[_Slot]:
+    """True-up slots: per ended period, what the minimum commitment asks beyond what was billed."""
+    contract = timeline.current
+    currency = contract.currency
+    slots = []
+    for p in _schedule(contract, as_of):
+        if p.end > as_of:
+            continue
+        minimum = timeline.version_at(p.end - ONE_DAY).contract.minimum_commitment
+        if minimum is None:
+            continue
+        actual = sum(
+            (
+                x.billed_amount
+                for x in [*billed, *new]
+                if x.kind in ("recurring", "usage") and p.start <= x.slot_start < p.end
+            ),
+            ZERO,
+        )
+        floor = round_money(prorate(minimum, p.days, p.full_days), currency)
+        shortfall = max(ZERO, floor - actual)
+        terms = None
+        if shortfall > 0:
+            terms = _Terms(
+                terms_hash=_digest("minimum", str(shortfall)),
+                product_ref="",
+                description=f"Minimum commitment true-up ({floor} {currency})",
+                quantity=Decimal(1),
+                amount=shortfall,
+                discount=ZERO,
+                version_no=timeline.version_at(p.end - ONE_DAY).version_no,
+            )
+        slots.append(_Slot(MINIMUM_LINE, "minimum", p.start, p.end, p.days, p.end, (_Span(p.start, p.end, terms),)))
+    return slots
+
+
+def _contract_discount_line(
+    discount: Discount | None, subtotal: Decimal, currency: str, billing_date: date, version_no: int
+) -> DraftLine | None:
+    if discount is None or subtotal == 0:
+        return None
+    if discount.percent is not None:
+        amount = -round_money(subtotal * discount.percent / HUNDRED, currency)
+        label = f"Discount {discount.percent.normalize()}%"
+    else:
+        assert discount.amount is not None
+        if subtotal <= 0:
+            return None
+        amount = -min(round_money(discount.amount, currency), subtotal)
+        label = "Discount"
+    if amount == 0:
+        return None
+    return DraftLine(
+        line_ref=DISCOUNT_LINE,
+        kind="discount",
+        product_ref="",
+        description=label,
+        slot_start=billing_date,
+        slot_end=billing_date + ONE_DAY,
+        slot_days=1,
+        span_start=billing_date,
+        span_end=billing_date + ONE_DAY,
+        quantity=Decimal(1),
+        amount=amount,
+        discount=ZERO,
+        billed_amount=amount,
+        terms_hash=_digest("discount", str(amount)),
+        sign=1 if amount > 0 else -1,
+        version_no=version_no,
+    )
+
+
+def plan_invoices(
+    contract_ref: str,
+    versions: Sequence[Version],
+    as_of: date,
+    billed: Sequence[BilledItem] = (),
+    invoiced_dates: Iterable[date] = (),
+    usage: UsageLookup | None = None,
+) -> Plan:
+    """Invoices (and credit notes) a contract needs by ``as_of``, given what is billed already."""
+    timeline = _Timeline(versions)
+    contract = timeline.current
+    currency = contract.currency
+    usage_lookup: UsageLookup = usage or (lambda *_: ZERO)
+    invoiced = set(invoiced_dates)
+
+    billed_by_slot: dict[tuple[str, str, date], list[BilledItem]] = defaultdict(list)
+    for item in billed:
+        if item.kind != "discount":
+            billed_by_slot[(item.line_ref, item.kind, item.slot_start)].append(item)
+
+    def diff_all(slots: list[_Slot]) -> list[tuple[date, DraftLine]]:
+        found = []
+        for slot in slots:
+            for piece in _diff(slot, billed_by_slot.pop((slot.line_ref, slot.kind, slot.start), [])):
+                line = _draft_line(slot, piece, currency)
+                if line.billed_amount != 0 or piece.sign > 0:
+                    found.append((slot.billing_date, line))
+        return found
+
+    new = diff_all(_expected_slots(timeline, as_of, usage_lookup))
+    new += diff_all(_minimum_slots(timeline, as_of, billed, [line for _, line in new]))
+    # Billed slots the current terms no longer have at all (a cancellation, a removed line). Slots
+    # billed on invoices after ``as_of`` are simply outside this plan's horizon.
+    service_end = _service_end(contract)
+    for (line_ref, kind, slot_start), items in billed_by_slot.items():
+        first = min(items, key=lambda item: item.billing_date)
+        if first.billing_date > as_of:
+            continue
+        natural = min(first.billing_date, service_end) if service_end else first.billing_date
+        orphan = _Slot(line_ref, kind, slot_start, first.slot_end, first.slot_days, natural, ())
+        new += [(natural, _draft_line(orphan, piece, currency)) for piece in _diff(orphan, items)]
+
+    billing_dates = sorted({d for d, _ in new} | _boundary_dates(contract, as_of))
+    ended = service_end is not None and service_end <= as_of
+    plan = Plan()
+    by_target: dict[date, list[DraftLine]] = defaultdict(list)
+    for natural, line in new:
+        target = next((d for d in billing_dates if natural <= d <= as_of and d not in invoiced), None)
+        if target is None and ended and as_of not in invoiced:
+            target = as_of  # the contract has no billing date left: settle on a document dated today
+        if target is None:
+            plan.pending.append(line)
+        else:
+            by_target[target].append(line)
+
+    for billing_date in sorted(by_target):
+        lines = by_target[billing_date]
+        version = timeline.version_at(billing_date)
+        subtotal = sum((line.billed_amount for line in lines), ZERO)
+        discount_line = _contract_discount_line(
+            version.contract.discount, subtotal, currency, billing_date, version.version_no
+        )
+        if discount_line is not None:
+            lines = [*lines, discount_line]
+        total = sum((line.billed_amount for line in lines), ZERO)
+        plan.invoices.append(
+            InvoiceDraft(
+                contract_ref=contract_ref,
+                doc_type="credit_note" if total < 0 else "invoice",
+                billing_date=billing_date,
+                due_date=billing_date + timedelta(days=contract.payment_terms_days),
+                currency=currency,
+                version_no=version.version_no,
+                lines=tuple(lines),
+                subtotal=subtotal,
+                discount_total=discount_line.billed_amount if discount_line else ZERO,
+                invoice_total=total,
+            )
+        )
+    return plan
+
+
+def _boundary_dates(contract: Contract, as_of: date) -> set[date]:
+    """Billing dates an adjustment may wait for: period starts and the day after service ends."""
+    dates = {p.start for p in _schedule(contract, as_of)}
+    end = _service_end(contract)
+    if end is not None and end <= as_of:
+        dates.add(end)
+    return dates
+
+
+def as_billed(draft: InvoiceDraft) -> list[BilledItem]:
+    """The billed items a saved draft amounts to (what the store reads back for the next plan)."""
+    return [
+        BilledItem(
+            line_ref=line.line_ref,
+            kind=line.kind,
+            slot_start=line.slot_start,
+            slot_end=line.slot_end,
+            slot_days=line.slot_days,
+            span_start=line.span_start,
+            span_end=line.span_end,
+            terms_hash=line.terms_hash,
+            sign=line.sign,
+            amount=line.amount,
+            discount=line.discount,
+            billed_amount=line.billed_amount,
+            billing_date=draft.billing_date,
+            product_ref=line.product_ref,
+            description=line.description,
+            quantity=line.quantity,
+        )
+        for line in draft.lines
+    ]

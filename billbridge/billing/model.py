@@ -1,0 +1,215 @@
+"""The canonical model: legal entities, customers, the price book and contracts.
+
+These pydantic models are the contract file format (JSON or YAML, its JSON Schema is generated from
+them) and the input of the billing engine. Names follow the seeds' vocabulary (customer_ref,
+entity_ref, contract_start_date, cycle_length, cycle_unit, cycle_start_date, ...), because monitors and
+users address contract values by them. Dates are calendar dates; an ``end_date`` is the last day
+of service (inclusive).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from billbridge.billing.currency import MINOR_UNITS
+from billbridge.billing.periods import CycleUnit
+from billbridge.billing.pricing import Money, Pricing
+
+Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Timing = Literal["in_advance", "in_arrears"]
+ChargeKind = Literal["recurring", "usage", "one_time", "installments"]
+Aggregation = Literal["sum", "max", "count"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_currency(code: str) -> str:
+    if code not in MINOR_UNITS:
+        raise ValueError(f"unknown currency {code!r} (expected an ISO 4217 code such as USD, EUR, JPY)")
+    return code
+
+
+class LegalEntity(_Model):
+    """A selling company: its own currency, invoice numbering and books."""
+
+    entity_ref: Ref
+    name: str
+    currency: str
+    invoice_prefix: str = Field(description="Prefix of invoice numbers, e.g. US-INV-")
+    credit_note_prefix: str | None = Field(
+        default=None, description="Prefix of credit note numbers; defaults to the invoice prefix with INV replaced by CN"
+    )
+
+    _currency = field_validator("currency")(_check_currency)
+
+    @property
+    def credit_prefix(self) -> str:
+        if self.credit_note_prefix:
+            return self.credit_note_prefix
+        if "INV" in self.invoice_prefix:
+            return self.invoice_prefix.replace("INV", "CN")
+        return f"CN-{self.invoice_prefix}"
+
+
+class Customer(_Model):
+    customer_ref: Ref
+    name: str
+    entity_ref: Ref
+    email: str | None = None
+
+
+class ProductPrice(_Model):
+    """One price of the price book: a product's pricing in one currency."""
+
+    price_ref: Ref
+    currency: str
+    pricing: Pricing
+
+    _currency = field_validator("currency")(_check_currency)
+
+
+class Product(_Model):
+    """A product. Usage events name usage products by ``product_ref`` (their usage_product_ref)."""
+
+    product_ref: Ref
+    name: str
+    description: str | None = None
+    prices: list[ProductPrice] = Field(default_factory=list)
+
+
+class Discount(_Model):
+    """A discount: either a percent or an amount (per full billing period), never both."""
+
+    percent: Money | None = Field(default=None, description="0-100")
+    amount: Money | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Discount:
+        if (self.percent is None) == (self.amount is None):
+            raise ValueError("give exactly one of percent or amount")
+        if self.percent is not None and not Decimal(0) <= self.percent <= Decimal(100):
+            raise ValueError("percent must be between 0 and 100")
+        return self
+
+
+class RampStep(_Model):
+    """From ``start_date`` on, the line is billed with this pricing and/or quantity (a price ramp)."""
+
+    start_date: date
+    pricing: Pricing | None = None
+    quantity: Money | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> RampStep:
+        if self.pricing is None and self.quantity is None:
+            raise ValueError("a ramp step needs pricing, quantity or both")
+        if self.quantity is not None and self.quantity < 0:
+            raise ValueError("quantity must not be negative")
+        return self
+
+
+class ContractLine(_Model):
+    """One billable line of a contract.
+
+    ``charge`` says how it is billed: ``recurring`` every cycle (flat fee or pricing applied to
+    ``quantity``, prorated by day), ``usage`` every cycle in arrears on the usage aggregate of
+    ``product_ref``, ``one_time`` once on ``billing_date``, ``installments`` as the line's amount
+    split over ``installments`` consecutive billing dates. Pricing comes from the price book
+    (``price_ref``, or the product's price in the contract currency) unless ``pricing`` overrides it.
+    """
+
+    line_ref: Ref
+    product_ref: Ref
+    charge: ChargeKind = "recurring"
+    description: str | None = None
+    quantity: Money = Decimal(1)
+    price_ref: Ref | None = None
+    pricing: Pricing | None = None
+    billing_timing: Timing | None = Field(default=None, description="Defaults to the contract's")
+    start_date: date | None = None
+    end_date: date | None = None
+    ramps: list[RampStep] = Field(default_factory=list)
+    discount: Discount | None = None
+    usage_aggregation: Aggregation = "sum"
+    billing_date: date | None = Field(default=None, description="one_time: the day it is billed")
+    installments: int | None = Field(default=None, ge=1, le=1200)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContractLine:
+        if self.quantity < 0:
+            raise ValueError("quantity must not be negative")
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        if self.charge == "installments" and self.installments is None:
+            raise ValueError("an installments line needs installments (the number of payments)")
+        if self.charge != "installments" and self.installments is not None:
+            raise ValueError("installments is only for charge: installments")
+        starts = [step.start_date for step in self.ramps]
+        if starts != sorted(set(starts)):
+            raise ValueError("ramp steps must have distinct start dates in ascending order")
+        return self
+
+
+class Contract(_Model):
+    """A customer contract. Importing a changed contract adds a version effective from ``effective_date``."""
+
+    contract_ref: Ref
+    customer_ref: Ref
+    entity_ref: Ref
+    currency: str
+    contract_start_date: date
+    contract_end_date: date | None = Field(default=None, description="Last day of service; none = evergreen")
+    cycle_length: int = Field(default=1, ge=1, le=1000)
+    cycle_unit: CycleUnit = "month"
+    cycle_start_date: date | None = Field(default=None, description="Anchor of the billing cycles; defaults to contract_start_date")
+    billing_timing: Timing = "in_advance"
+    payment_terms_days: int = Field(default=30, ge=0, le=3650, description="Net N: due date = invoice date + N days")
+    auto_charge: bool = False
+    discount: Discount | None = None
+    minimum_commitment: Money | None = Field(default=None, description="Minimum billed per full period (true-up)")
+    effective_date: date | None = Field(default=None, description="For an amendment: the day the new terms apply from")
+    lines: list[ContractLine] = Field(min_length=1)
+
+    _currency = field_validator("currency")(_check_currency)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Contract:
+        if self.contract_end_date and self.contract_end_date < self.contract_start_date:
+            raise ValueError("contract_end_date is before contract_start_date")
+        refs = [line.line_ref for line in self.lines]
+        if len(refs) != len(set(refs)):
+            dupes = sorted({r for r in refs if refs.count(r) > 1})
+            raise ValueError(f"duplicate line_ref {', '.join(dupes)}")
+        if self.minimum_commitment is not None and self.minimum_commitment < 0:
+            raise ValueError("minimum_commitment must not be negative")
+        return self
+
+    @property
+    def anchor(self) -> date:
+        return self.cycle_start_date or self.contract_start_date
+
+
+class ContractFile(BaseModel):
+    """A contract file: any of the four record lists, each record imported on its own."""
+
+    model_config = ConfigDict(extra="forbid", title="billbridge contract file")
+
+    entities: list[LegalEntity] = Field(default_factory=list)
+    customers: list[Customer] = Field(default_factory=list)
+    products: list[Product] = Field(default_factory=list)
+    contracts: list[Contract] = Field(default_factory=list)
+
+
+RECORD_KINDS: dict[str, tuple[type[_Model], str]] = {
+    "entities": (LegalEntity, "entity_ref"),
+    "customers": (Customer, "customer_ref"),
+    "products": (Product, "product_ref"),
+    "contracts": (Contract, "contract_ref"),
+}
+"""File section -> (model, the field naming a record in errors)."""

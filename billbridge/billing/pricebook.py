@@ -1,0 +1,52 @@
+"""Price book resolution: a contract line's pricing comes from the price book unless the line overrides it.
+
+A contract version is stored with every line's pricing resolved, so a later price-book change never
+reprices a signed contract silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from billbridge.billing.model import Contract, ContractLine, Product
+
+
+class PriceBookError(ValueError):
+    """A line names a product or price the price book does not have. ``field`` is the offending path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def resolve_prices(contract: Contract, products: Mapping[str, Product]) -> Contract:
+    """Return the contract with every line's ``pricing`` and ``description`` filled from the price book."""
+    lines: list[ContractLine] = []
+    for index, line in enumerate(contract.lines):
+        where = f"lines[{index}]"
+        product = products.get(line.product_ref)
+        if product is None:
+            raise PriceBookError(f"{where}.product_ref", f"unknown product {line.product_ref!r}")
+        pricing = line.pricing
+        if pricing is None:
+            if line.price_ref is not None:
+                price = next((p for p in product.prices if p.price_ref == line.price_ref), None)
+                if price is None:
+                    raise PriceBookError(
+                        f"{where}.price_ref", f"product {product.product_ref!r} has no price {line.price_ref!r}"
+                    )
+            else:
+                price = next((p for p in product.prices if p.currency == contract.currency), None)
+                if price is None:
+                    raise PriceBookError(
+                        f"{where}.pricing",
+                        f"no pricing on the line and product {product.product_ref!r} has no {contract.currency} price",
+                    )
+            if price.currency != contract.currency:
+                raise PriceBookError(
+                    f"{where}.price_ref",
+                    f"price {price.price_ref!r} is in {price.currency}, the contract in {contract.currency}",
+                )
+            pricing = price.pricing
+        lines.append(line.model_copy(update={"pricing": pricing, "description": line.description or product.name}))
+    return contract.model_copy(update={"lines": lines})

@@ -1,0 +1,1 @@
+"""Jobs that wire connectors, mapping, store and billing together (Prefect flows in the orchestration issue)."""
