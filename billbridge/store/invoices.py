@@ -1,0 +1,329 @@
+"""Invoices and credit notes: what is billed already, saving planned documents with gapless numbers,
+listing, status changes and payments applied to them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from billbridge.billing import lifecycle
+from billbridge.billing.engine import BilledItem, InvoiceDraft
+from billbridge.store.contracts import ContractTimeline
+from billbridge.store.models import (
+    Contract,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    LegalEntity,
+    NumberSequence,
+    Payment,
+    PaymentAllocation,
+)
+
+ONE_DAY = timedelta(days=1)
+ZERO = Decimal(0)
+
+
+def lock_numbering(session: Session, entity_ids: Iterable[int]) -> None:
+    """Take the numbering locks of these entities (in id order, so two generators never deadlock).
+
+    Held to commit: a second generator waits here, then sees every invoice the first one made.
+    SQLite needs nothing: the write transaction already holds the database lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(NumberSequence.entity_id)
+            .where(NumberSequence.entity_id.in_(sorted(set(entity_ids))))
+            .order_by(NumberSequence.entity_id, NumberSequence.doc_type)
+            .with_for_update()
+        ).all()
+
+
+def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tuple[list[BilledItem], set[date]]]:
+    """Per contract: every invoice line billed so far (ends made exclusive) and the billing dates used."""
+    out: dict[int, tuple[list[BilledItem], set[date]]] = {cid: ([], set()) for cid in contract_ids}
+    if not contract_ids:
+        return out
+    for cid, billing_date in session.execute(
+        select(Invoice.contract_id, Invoice.billing_date).where(Invoice.contract_id.in_(contract_ids))
+    ).tuples():
+        out[cid][1].add(billing_date)
+    rows = session.execute(
+        select(
+            InvoiceLine.contract_id,
+            InvoiceLine.line_ref,
+            InvoiceLine.kind,
+            InvoiceLine.period_start,
+            InvoiceLine.period_end,
+            InvoiceLine.period_days,
+            InvoiceLine.start_date,
+            InvoiceLine.end_date,
+            InvoiceLine.terms_hash,
+            InvoiceLine.sign,
+            InvoiceLine.amount,
+            InvoiceLine.discount_amount,
+            InvoiceLine.billed_amount,
+            Invoice.billing_date,
+            InvoiceLine.product_ref,
+            InvoiceLine.description,
+            InvoiceLine.quantity,
+        )
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(InvoiceLine.contract_id.in_(contract_ids))
+        .order_by(InvoiceLine.id)
+    ).tuples()
+    for r in rows:
+        out[r[0]][0].append(
+            BilledItem(
+                line_ref=r[1],
+                kind=r[2],
+                slot_start=r[3],
+                slot_end=r[4] + ONE_DAY,
+                slot_days=r[5],
+                span_start=r[6],
+                span_end=r[7] + ONE_DAY,
+                terms_hash=r[8],
+                sign=r[9],
+                amount=r[10],
+                discount=r[11],
+                billed_amount=r[12],
+                billing_date=r[13],
+                product_ref=r[14],
+                description=r[15],
+                quantity=r[16],
+            )
+        )
+    return out
+
+
+def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> list[str]:
+    """Insert planned documents with their lines; numbers are taken in one block per entity and
+    document type, in contract and date order. Returns the numbers given."""
+    if not drafts:
+        return []
+    ordered = sorted(drafts, key=lambda d: (d[0].contract_id, d[1].billing_date))
+    wanted: dict[tuple[int, str], int] = defaultdict(int)
+    for timeline, draft in ordered:
+        wanted[(timeline.entity_id, draft.doc_type)] += 1
+    prefixes = {
+        entity_id: {"invoice": invoice_prefix, "credit_note": credit_prefix}
+        for entity_id, invoice_prefix, credit_prefix in session.execute(
+            select(LegalEntity.id, LegalEntity.invoice_prefix, LegalEntity.credit_note_prefix).where(
+                LegalEntity.id.in_({e for e, _ in wanted})
+            )
+        ).tuples()
+    }
+    next_no: dict[tuple[int, str], int] = {}
+    for (entity_id, doc_type), count in sorted(wanted.items()):
+        next_no[(entity_id, doc_type)] = _reserve(session, entity_id, doc_type, count)
+
+    invoice_rows: list[dict[str, Any]] = []
+    for timeline, draft in ordered:
+        key = (timeline.entity_id, draft.doc_type)
+        seq = next_no[key]
+        next_no[key] = seq + 1
+        prefix = prefixes[timeline.entity_id][draft.doc_type]
+        invoice_rows.append(
+            {
+                "doc_type": draft.doc_type,
+                "number": f"{prefix}{seq}",
+                "sequence_no": seq,
+                "entity_id": timeline.entity_id,
+                "customer_id": timeline.customer_id,
+                "contract_id": timeline.contract_id,
+                "version_no": draft.version_no,
+                "billing_date": draft.billing_date,
+                "due_date": draft.due_date,
+                "currency": draft.currency,
+                "status": "draft",
+                "subtotal": draft.subtotal,
+                "discount_total": draft.discount_total,
+                "invoice_total": draft.invoice_total,
+                "amount_paid": ZERO,
+            }
+        )
+    ids = session.scalars(
+        insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True), invoice_rows
+    ).all()
+    line_rows: list[dict[str, Any]] = []
+    for invoice_id, (timeline, draft) in zip(ids, ordered):
+        for position, line in enumerate(draft.lines):
+            line_rows.append(
+                {
+                    "invoice_id": invoice_id,
+                    "contract_id": timeline.contract_id,
+                    "position": position,
+                    "line_ref": line.line_ref,
+                    "kind": line.kind,
+                    "product_ref": line.product_ref,
+                    "description": line.description,
+                    "period_start": line.slot_start,
+                    "period_end": line.slot_end - ONE_DAY,
+                    "period_days": line.slot_days,
+                    "start_date": line.span_start,
+                    "end_date": line.span_end - ONE_DAY,
+                    "billed_days": line.billed_days,
+                    "quantity": line.quantity,
+                    "amount": line.amount,
+                    "discount_amount": line.discount,
+                    "billed_amount": line.billed_amount,
+                    "terms_hash": line.terms_hash,
+                    "sign": line.sign,
+                    "version_no": line.version_no,
+                }
+            )
+    if line_rows:
+        session.execute(insert(InvoiceLine), line_rows)
+    return [row["number"] for row in invoice_rows]
+
+
+def _reserve(session: Session, entity_id: int, doc_type: str, count: int) -> int:
+    """Take ``count`` consecutive numbers; returns the first. Rolled back with the transaction, so no gap."""
+    new_next = session.execute(
+        update(NumberSequence)
+        .where(NumberSequence.entity_id == entity_id, NumberSequence.doc_type == doc_type)
+        .values(next_value=NumberSequence.next_value + count)
+        .returning(NumberSequence.next_value)
+    ).scalar_one()
+    return int(new_next) - count
+
+
+def list_invoices(
+    session: Session, *, contract_ref: str | None = None, status: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    query = (
+        select(
+            Invoice.number,
+            Invoice.doc_type,
+            Contract.contract_ref,
+            Customer.customer_ref,
+            LegalEntity.entity_ref,
+            Invoice.billing_date,
+            Invoice.due_date,
+            Invoice.currency,
+            Invoice.status,
+            Invoice.invoice_total,
+            Invoice.amount_paid,
+        )
+        .join(Contract, Contract.id == Invoice.contract_id)
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .join(LegalEntity, LegalEntity.id == Invoice.entity_id)
+        .order_by(Invoice.entity_id, Invoice.doc_type, Invoice.sequence_no)
+    )
+    if contract_ref:
+        query = query.where(Contract.contract_ref == contract_ref)
+    if status:
+        query = query.where(Invoice.status == status)
+    if limit:
+        query = query.limit(limit)
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def get_invoice(session: Session, number: str) -> dict[str, Any] | None:
+    """One document with its lines, or None."""
+    row = session.execute(
+        select(Invoice, Contract.contract_ref, Customer.customer_ref, LegalEntity.entity_ref)
+        .join(Contract, Contract.id == Invoice.contract_id)
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .join(LegalEntity, LegalEntity.id == Invoice.entity_id)
+        .where(Invoice.number == number)
+    ).first()
+    if row is None:
+        return None
+    invoice, contract_ref, customer_ref, entity_ref = row
+    lines = session.scalars(
+        select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id).order_by(InvoiceLine.position)
+    ).all()
+    return {
+        "number": invoice.number,
+        "doc_type": invoice.doc_type,
+        "contract_ref": contract_ref,
+        "customer_ref": customer_ref,
+        "entity_ref": entity_ref,
+        "billing_date": invoice.billing_date,
+        "due_date": invoice.due_date,
+        "currency": invoice.currency,
+        "status": invoice.status,
+        "subtotal": invoice.subtotal,
+        "discount_total": invoice.discount_total,
+        "invoice_total": invoice.invoice_total,
+        "amount_paid": invoice.amount_paid,
+        "lines": [
+            {
+                "line_ref": line.line_ref,
+                "kind": line.kind,
+                "product_ref": line.product_ref,
+                "description": line.description,
+                "start_date": line.start_date,
+                "end_date": line.end_date,
+                "billed_days": line.billed_days,
+                "quantity": line.quantity,
+                "amount": line.amount,
+                "billed_amount": line.billed_amount,
+            }
+            for line in lines
+        ],
+    }
+
+
+def set_status(session: Session, number: str, target: str) -> str:
+    """Move a document to ``target`` if the lifecycle allows it; returns the previous status."""
+    invoice = session.scalar(select(Invoice).where(Invoice.number == number).with_for_update())
+    if invoice is None:
+        raise LookupError(f"no invoice or credit note numbered {number!r}")
+    previous = invoice.status
+    invoice.status = lifecycle.transition(previous, target, amount_paid=invoice.amount_paid)
+    return previous
+
+
+def record_payment(
+    session: Session,
+    *,
+    payment_ref: str,
+    currency: str,
+    amount: Decimal,
+    received_on: date,
+    allocations: Sequence[tuple[str, Decimal]],
+    customer_ref: str | None = None,
+    method: str | None = None,
+    reference: str | None = None,
+) -> bool:
+    """Record a payment and apply it to invoices (by number). A payment_ref seen before is ignored
+    (returns False), so a replayed payment never counts twice. What is not allocated stays unapplied."""
+    if session.scalar(select(Payment.id).where(Payment.payment_ref == payment_ref)) is not None:
+        return False
+    allocated = sum((a for _, a in allocations), ZERO)
+    if allocated > amount:
+        raise ValueError(f"payment {payment_ref}: allocations {allocated} exceed the amount {amount}")
+    customer_id = None
+    if customer_ref is not None:
+        customer_id = session.scalar(select(Customer.id).where(Customer.customer_ref == customer_ref))
+    payment = Payment(
+        payment_ref=payment_ref,
+        customer_id=customer_id,
+        currency=currency,
+        amount=amount,
+        unapplied_amount=amount - allocated,
+        received_on=received_on,
+        method=method,
+        reference=reference,
+    )
+    session.add(payment)
+    session.flush()
+    for number, share in allocations:
+        invoice = session.scalar(select(Invoice).where(Invoice.number == number).with_for_update())
+        if invoice is None:
+            raise LookupError(f"payment {payment_ref}: no invoice numbered {number!r}")
+        if invoice.currency != currency:
+            raise ValueError(f"payment {payment_ref}: {currency} payment cannot settle {invoice.currency} invoice {number}")
+        paid = invoice.amount_paid + share
+        invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, paid)
+        invoice.amount_paid = paid
+        session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount=share))
+    return True

@@ -1,0 +1,314 @@
+"""SQLAlchemy 2 models of the canonical store. Names users see follow the seeds' vocabulary.
+
+Dates are calendar dates; ``end_date`` columns are the last day included. Money is ExactDecimal.
+An invoice and a credit note share the ``invoices`` table (``doc_type``): same lines, numbering per
+entity and document type, same lifecycle; a credit note's amounts are negative.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from billbridge.store.types import ExactDecimal, JSONDoc
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {Decimal: ExactDecimal(), dict[str, Any]: JSONDoc, datetime: DateTime(timezone=True)}
+
+
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER PRIMARY KEY
+
+
+class LegalEntity(Base):
+    __tablename__ = "legal_entities"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    entity_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    currency: Mapped[str] = mapped_column(String(3))
+    invoice_prefix: Mapped[str] = mapped_column(String(40))
+    credit_note_prefix: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NumberSequence(Base):
+    """Next document number per entity and document type; its row lock serialises numbering."""
+
+    __tablename__ = "number_sequences"
+    entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"), primary_key=True)
+    doc_type: Mapped[str] = mapped_column(String(20), primary_key=True)
+    next_value: Mapped[int] = mapped_column(BigInteger, default=1)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    customer_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"))
+    email: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Product(Base):
+    __tablename__ = "products"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    product_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Price(Base):
+    """A price book entry: a product's pricing in one currency."""
+
+    __tablename__ = "prices"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    price_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    pricing: Mapped[dict[str, Any]]
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    contract_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"))
+    current_version_no: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ContractVersion(Base):
+    """One version of a contract's terms; ``effective_date`` says from when it applies."""
+
+    __tablename__ = "contract_versions"
+    __table_args__ = (UniqueConstraint("contract_id", "version_no"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id"))
+    version_no: Mapped[int] = mapped_column(Integer)
+    effective_date: Mapped[date] = mapped_column(Date)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    contract_start_date: Mapped[date] = mapped_column(Date)
+    contract_end_date: Mapped[date | None] = mapped_column(Date)
+    cycle_length: Mapped[int] = mapped_column(Integer)
+    cycle_unit: Mapped[str] = mapped_column(String(10))
+    cycle_start_date: Mapped[date] = mapped_column(Date)
+    billing_timing: Mapped[str] = mapped_column(String(12))
+    payment_terms_days: Mapped[int] = mapped_column(Integer)
+    auto_charge: Mapped[bool] = mapped_column(Boolean)
+    discount: Mapped[dict[str, Any] | None]
+    minimum_commitment: Mapped[Decimal | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContractLine(Base):
+    __tablename__ = "contract_lines"
+    __table_args__ = (UniqueConstraint("version_id", "line_ref"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("contract_versions.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    line_ref: Mapped[str] = mapped_column(String(200))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    charge: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(Text)
+    quantity: Mapped[Decimal]
+    price_ref: Mapped[str | None] = mapped_column(String(200))
+    pricing: Mapped[dict[str, Any]]
+    billing_timing: Mapped[str | None] = mapped_column(String(12))
+    start_date: Mapped[date | None] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    ramps: Mapped[dict[str, Any] | None]
+    discount: Mapped[dict[str, Any] | None]
+    usage_aggregation: Mapped[str] = mapped_column(String(10))
+    billing_date: Mapped[date | None] = mapped_column(Date)
+    installments: Mapped[int | None] = mapped_column(Integer)
+
+
+class UsageEvent(Base):
+    __tablename__ = "usage_events"
+    __table_args__ = (Index("ix_usage_events_lookup", "customer_id", "product_id", "timestamp"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    event_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    timestamp: Mapped[datetime]
+    quantity: Mapped[Decimal]
+    properties: Mapped[dict[str, Any] | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Invoice(Base):
+    """An invoice or credit note, one per (contract, billing date)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("contract_id", "billing_date"),
+        UniqueConstraint("entity_id", "doc_type", "number"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    doc_type: Mapped[str] = mapped_column(String(20))
+    number: Mapped[str] = mapped_column(String(60))
+    sequence_no: Mapped[int] = mapped_column(BigInteger)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id"))
+    version_no: Mapped[int] = mapped_column(Integer)
+    billing_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    subtotal: Mapped[Decimal]
+    discount_total: Mapped[Decimal]
+    invoice_total: Mapped[Decimal]
+    amount_paid: Mapped[Decimal]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InvoiceLine(Base):
+    """A line: ``amount`` is the full-period price, ``billed_amount`` the rounded amount of the billed days."""
+
+    __tablename__ = "invoice_lines"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    line_ref: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    product_ref: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    period_days: Mapped[int] = mapped_column(Integer)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    billed_days: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[Decimal]
+    amount: Mapped[Decimal]
+    discount_amount: Mapped[Decimal]
+    billed_amount: Mapped[Decimal]
+    terms_hash: Mapped[str] = mapped_column(String(64))
+    sign: Mapped[int] = mapped_column(Integer)
+    version_no: Mapped[int] = mapped_column(Integer)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    payment_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[Decimal]
+    unapplied_amount: Mapped[Decimal]
+    received_on: Mapped[date] = mapped_column(Date)
+    method: Mapped[str | None] = mapped_column(String(40))
+    reference: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PaymentAllocation(Base):
+    __tablename__ = "payment_allocations"
+    __table_args__ = (UniqueConstraint("payment_id", "invoice_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount: Mapped[Decimal]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExternalRef(Base):
+    """Internal id <-> id in an outside system; one per (system, object type, internal id)."""
+
+    __tablename__ = "external_refs"
+    __table_args__ = (
+        UniqueConstraint("system", "object_type", "internal_id"),
+        UniqueConstraint("system", "object_type", "external_id"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    system: Mapped[str] = mapped_column(String(40))
+    object_type: Mapped[str] = mapped_column(String(40))
+    internal_id: Mapped[int] = mapped_column(BigInteger)
+    external_id: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SyncCursor(Base):
+    __tablename__ = "sync_cursors"
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class QuarantinedRecord(Base):
+    """A record that could not be taken in: kept with its raw payload until its source fixes it."""
+
+    __tablename__ = "quarantined_records"
+    __table_args__ = (UniqueConstraint("source", "record_type", "record_key"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))
+    record_type: Mapped[str] = mapped_column(String(40))
+    record_key: Mapped[str] = mapped_column(String(300))
+    field: Mapped[str | None] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None]
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_count: Mapped[int] = mapped_column(Integer, default=1)
+    resolved_at: Mapped[datetime | None]
+
+
+class OutboxMessage(Base):
+    """A message announcing a state change, committed with it and delivered at least once by a relay."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "available_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(80))
+    aggregate_type: Mapped[str] = mapped_column(String(40))
+    aggregate_id: Mapped[int] = mapped_column(BigInteger)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    available_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]

@@ -1,0 +1,78 @@
+"""The outbox: messages written in the transaction of the change they announce, delivered at least once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billbridge.store.models import OutboxMessage, utcnow
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    topic: str
+    aggregate_type: str
+    aggregate_id: int
+    payload: dict[str, Any]
+    attempts: int
+
+
+def enqueue(
+    session: Session, *, topic: str, aggregate_type: str, aggregate_id: int, dedupe_key: str, payload: dict[str, Any]
+) -> bool:
+    """Add a message unless one with the same dedupe key exists (returns whether it was added)."""
+    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)) is not None:
+        return False
+    session.add(
+        OutboxMessage(
+            topic=topic, aggregate_type=aggregate_type, aggregate_id=aggregate_id, dedupe_key=dedupe_key, payload=payload
+        )
+    )
+    return True
+
+
+def claim(session: Session, *, topic: str, limit: int, now: datetime | None = None) -> list[Message]:
+    """Due, undelivered messages of a topic, oldest first; on PostgreSQL locked so relays share the work."""
+    now = now or utcnow()
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.topic == topic, OutboxMessage.delivered_at.is_(None), OutboxMessage.available_at <= now)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [
+        Message(m.id, m.topic, m.aggregate_type, m.aggregate_id, m.payload, m.attempts) for m in session.scalars(query)
+    ]
+
+
+def mark_delivered(session: Session, message_id: int) -> None:
+    message = session.get(OutboxMessage, message_id)
+    if message is not None:
+        message.delivered_at = utcnow()
+        message.attempts += 1
+        message.last_error = None
+
+
+def mark_failed(session: Session, message_id: int, error: str, *, retry_in: timedelta | None) -> None:
+    """Keep the error visible; ``retry_in`` None parks the message until someone fixes and retries it."""
+    message = session.get(OutboxMessage, message_id)
+    if message is None:
+        return
+    message.attempts += 1
+    message.last_error = error
+    message.available_at = utcnow() + retry_in if retry_in is not None else datetime.max.replace(tzinfo=utcnow().tzinfo)
+
+
+def pending(session: Session) -> list[dict[str, Any]]:
+    rows = session.scalars(select(OutboxMessage).where(OutboxMessage.delivered_at.is_(None)).order_by(OutboxMessage.id))
+    return [
+        {"id": m.id, "topic": m.topic, "aggregate_id": m.aggregate_id, "attempts": m.attempts, "last_error": m.last_error}
+        for m in rows
+    ]

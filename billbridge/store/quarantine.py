@@ -1,0 +1,89 @@
+"""Quarantined records: kept with reason and raw payload, shown to users, cleared once the source is fixed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from billbridge.store.models import QuarantinedRecord, utcnow
+
+
+def quarantine(
+    session: Session, *, source: str, record_type: str, record_key: str, field: str | None, reason: str, payload: Any
+) -> None:
+    """Keep a bad record (or refresh the entry when it comes back still bad)."""
+    row = session.scalar(
+        select(QuarantinedRecord).where(
+            QuarantinedRecord.source == source,
+            QuarantinedRecord.record_type == record_type,
+            QuarantinedRecord.record_key == record_key,
+        )
+    )
+    stored = payload if isinstance(payload, dict) else {"value": payload}
+    if row is None:
+        session.add(
+            QuarantinedRecord(
+                source=source, record_type=record_type, record_key=record_key, field=field, reason=reason, payload=stored
+            )
+        )
+        return
+    row.field, row.reason, row.payload = field, reason, stored
+    row.last_seen = utcnow()
+    row.seen_count += 1
+    row.resolved_at = None
+
+
+def resolve(session: Session, *, source: str, record_type: str, record_key: str) -> bool:
+    """Mark an entry fixed (its record has now been taken in). Returns whether one was open."""
+    row = session.scalar(
+        select(QuarantinedRecord).where(
+            QuarantinedRecord.source == source,
+            QuarantinedRecord.record_type == record_type,
+            QuarantinedRecord.record_key == record_key,
+            QuarantinedRecord.resolved_at.is_(None),
+        )
+    )
+    if row is None:
+        return False
+    row.resolved_at = utcnow()
+    return True
+
+
+def resolve_many(session: Session, *, source: str, record_type: str, record_keys: list[str]) -> int:
+    """Bulk form of :func:`resolve` for runs that take many records in at once."""
+    if not record_keys:
+        return 0
+    result = session.execute(
+        update(QuarantinedRecord)
+        .where(
+            QuarantinedRecord.source == source,
+            QuarantinedRecord.record_type == record_type,
+            QuarantinedRecord.record_key.in_(record_keys),
+            QuarantinedRecord.resolved_at.is_(None),
+        )
+        .values(resolved_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def list_open(session: Session, *, source: str | None = None) -> list[dict[str, Any]]:
+    query = select(QuarantinedRecord).where(QuarantinedRecord.resolved_at.is_(None)).order_by(QuarantinedRecord.id)
+    if source is not None:
+        query = query.where(QuarantinedRecord.source == source)
+    return [
+        {
+            "source": r.source,
+            "record_type": r.record_type,
+            "record_key": r.record_key,
+            "field": r.field,
+            "reason": r.reason,
+            "first_seen": r.first_seen,
+            "last_seen": r.last_seen,
+            "seen_count": r.seen_count,
+            "payload": r.payload,
+        }
+        for r in session.scalars(query)
+    ]

@@ -1,0 +1,131 @@
+"""Legal entities, customers, products and the price book: upserts by their refs and lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billbridge.billing import model
+from billbridge.store.models import Customer, LegalEntity, NumberSequence, Price, Product
+from billbridge.store.records import Outcome
+
+DOC_TYPES = ("invoice", "credit_note")
+
+
+class MissingReference(LookupError):
+    """A record points at a ref the store does not have. ``field`` names the pointing field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def upsert_entity(session: Session, entity: model.LegalEntity) -> Outcome:
+    row = session.scalar(select(LegalEntity).where(LegalEntity.entity_ref == entity.entity_ref))
+    values = {
+        "name": entity.name,
+        "currency": entity.currency,
+        "invoice_prefix": entity.invoice_prefix,
+        "credit_note_prefix": entity.credit_prefix,
+    }
+    if row is None:
+        row = LegalEntity(entity_ref=entity.entity_ref, **values)
+        session.add(row)
+        session.flush()
+        session.add_all(NumberSequence(entity_id=row.id, doc_type=t, next_value=1) for t in DOC_TYPES)
+        return "created"
+    return _apply(row, values)
+
+
+def upsert_customer(session: Session, customer: model.Customer) -> Outcome:
+    entity_id = entity_ids(session, [customer.entity_ref]).get(customer.entity_ref)
+    if entity_id is None:
+        raise MissingReference("entity_ref", f"unknown legal entity {customer.entity_ref!r}")
+    row = session.scalar(select(Customer).where(Customer.customer_ref == customer.customer_ref))
+    values = {"name": customer.name, "entity_id": entity_id, "email": customer.email}
+    if row is None:
+        session.add(Customer(customer_ref=customer.customer_ref, **values))
+        return "created"
+    return _apply(row, values)
+
+
+def upsert_product(session: Session, product: model.Product) -> Outcome:
+    """Upsert a product and its prices (a price keeps its ref; prices left out of the file stay)."""
+    row = session.scalar(select(Product).where(Product.product_ref == product.product_ref))
+    values = {"name": product.name, "description": product.description}
+    if row is None:
+        row = Product(product_ref=product.product_ref, **values)
+        session.add(row)
+        session.flush()
+        outcome: Outcome = "created"
+    else:
+        outcome = _apply(row, values)
+    existing = {p.price_ref: p for p in session.scalars(select(Price).where(Price.product_id == row.id))}
+    for price in product.prices:
+        price_values = {"currency": price.currency, "pricing": price.pricing.model_dump(mode="json"), "product_id": row.id}
+        current = existing.get(price.price_ref)
+        if current is None:
+            taken = session.scalar(select(Price).where(Price.price_ref == price.price_ref))
+            if taken is not None:
+                raise MissingReference("prices.price_ref", f"price {price.price_ref!r} belongs to another product")
+            session.add(Price(price_ref=price.price_ref, **price_values))
+            outcome = "updated" if outcome == "unchanged" else outcome
+        elif _apply(current, price_values) == "updated" and outcome == "unchanged":
+            outcome = "updated"
+    return outcome
+
+
+def _apply(row: object, values: dict[str, object]) -> Outcome:
+    changed = False
+    for key, value in values.items():
+        if getattr(row, key) != value:
+            setattr(row, key, value)
+            changed = True
+    return "updated" if changed else "unchanged"
+
+
+def entity_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
+    refs = list(set(refs))
+    rows = session.execute(select(LegalEntity.entity_ref, LegalEntity.id).where(LegalEntity.entity_ref.in_(refs)))
+    return dict(rows.tuples().all())
+
+
+def customer_ids(session: Session, refs: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """customer_ref -> (customer id, entity id)."""
+    refs = list(set(refs))
+    rows = session.execute(
+        select(Customer.customer_ref, Customer.id, Customer.entity_id).where(Customer.customer_ref.in_(refs))
+    )
+    return {ref: (cid, eid) for ref, cid, eid in rows.tuples()}
+
+
+def product_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
+    refs = list(set(refs))
+    rows = session.execute(select(Product.product_ref, Product.id).where(Product.product_ref.in_(refs)))
+    return dict(rows.tuples().all())
+
+
+def load_products(session: Session, refs: Iterable[str]) -> dict[str, model.Product]:
+    """The canonical products (with their prices) for the given refs."""
+    refs = list(set(refs))
+    products = {p.id: p for p in session.scalars(select(Product).where(Product.product_ref.in_(refs)))}
+    prices: dict[int, list[model.ProductPrice]] = {pid: [] for pid in products}
+    if products:
+        for price in session.scalars(select(Price).where(Price.product_id.in_(products)).order_by(Price.id)):
+            prices[price.product_id].append(
+                model.ProductPrice.model_validate(
+                    {"price_ref": price.price_ref, "currency": price.currency, "pricing": price.pricing}
+                )
+            )
+    return {
+        p.product_ref: model.Product(
+            product_ref=p.product_ref, name=p.name, description=p.description, prices=prices[p.id]
+        )
+        for p in products.values()
+    }
+
+
+def entity_currency(session: Session, entity_ref: str) -> str | None:
+    return session.scalar(select(LegalEntity.currency).where(LegalEntity.entity_ref == entity_ref))
