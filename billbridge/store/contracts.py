@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,7 @@ class ContractTimeline:
     customer_id: int
     entity_id: int
     versions: tuple[Version, ...]
+    error: str | None = None  # the stored terms no longer validate (hand edits, a bad migration)
 
 
 def content_hash(contract: model.Contract) -> str:
@@ -178,7 +180,7 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
             .join(Product, Product.id == ContractLine.product_id)
             .where(ContractLine.version_id.in_([v.id for v in versions]))
             .order_by(ContractLine.version_id, ContractLine.position)
-        ).tuples()
+        )
         for line, product_ref in rows:
             lines_by_version[line.version_id].append(
                 {
@@ -201,31 +203,41 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
             )
     head_by_id = {h.id: h for h in heads}
     out_versions: dict[int, list[Version]] = defaultdict(list)
+    errors: dict[int, str] = {}
     for v in versions:
         head = head_by_id[v.contract_id]
-        contract = model.Contract.model_validate(
-            {
-                "contract_ref": head.contract_ref,
-                "customer_ref": head.customer_ref,
-                "entity_ref": head.entity_ref,
-                "currency": v.currency,
-                "contract_start_date": v.contract_start_date,
-                "contract_end_date": v.contract_end_date,
-                "cycle_length": v.cycle_length,
-                "cycle_unit": v.cycle_unit,
-                "cycle_start_date": v.cycle_start_date,
-                "billing_timing": v.billing_timing,
-                "payment_terms_days": v.payment_terms_days,
-                "auto_charge": v.auto_charge,
-                "discount": v.discount,
-                "minimum_commitment": v.minimum_commitment,
-                "effective_date": v.effective_date if v.version_no > 1 else None,
-                "lines": lines_by_version[v.id],
-            }
-        )
+        try:
+            contract = model.Contract.model_validate(
+                {
+                    "contract_ref": head.contract_ref,
+                    "customer_ref": head.customer_ref,
+                    "entity_ref": head.entity_ref,
+                    "currency": v.currency,
+                    "contract_start_date": v.contract_start_date,
+                    "contract_end_date": v.contract_end_date,
+                    "cycle_length": v.cycle_length,
+                    "cycle_unit": v.cycle_unit,
+                    "cycle_start_date": v.cycle_start_date,
+                    "billing_timing": v.billing_timing,
+                    "payment_terms_days": v.payment_terms_days,
+                    "auto_charge": v.auto_charge,
+                    "discount": v.discount,
+                    "minimum_commitment": v.minimum_commitment,
+                    "effective_date": v.effective_date if v.version_no > 1 else None,
+                    "lines": lines_by_version[v.id],
+                }
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            errors.setdefault(v.contract_id, f"stored version {v.version_no} is invalid: {where}: {first['msg']}")
+            continue
         out_versions[v.contract_id].append(Version(v.version_no, v.effective_date, contract))
     return {
-        h.id: ContractTimeline(h.id, h.contract_ref, h.customer_id, h.entity_id, tuple(out_versions[h.id]))
+        h.id: ContractTimeline(
+            h.id, h.contract_ref, h.customer_id, h.entity_id,
+            () if h.id in errors else tuple(out_versions[h.id]), errors.get(h.id),
+        )
         for h in heads
     }
 

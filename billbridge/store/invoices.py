@@ -52,7 +52,7 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
         return out
     for cid, billing_date in session.execute(
         select(Invoice.contract_id, Invoice.billing_date).where(Invoice.contract_id.in_(contract_ids))
-    ).tuples():
+    ):
         out[cid][1].add(billing_date)
     rows = session.execute(
         select(
@@ -77,7 +77,7 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
         .where(InvoiceLine.contract_id.in_(contract_ids))
         .order_by(InvoiceLine.id)
-    ).tuples()
+    )
     for r in rows:
         out[r[0]][0].append(
             BilledItem(
@@ -117,7 +117,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
             select(LegalEntity.id, LegalEntity.invoice_prefix, LegalEntity.credit_note_prefix).where(
                 LegalEntity.id.in_({e for e, _ in wanted})
             )
-        ).tuples()
+        )
     }
     next_no: dict[tuple[int, str], int] = {}
     for (entity_id, doc_type), count in sorted(wanted.items()):

@@ -89,7 +89,7 @@ def _apply(row: object, values: dict[str, object]) -> Outcome:
 def entity_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
     refs = list(set(refs))
     rows = session.execute(select(LegalEntity.entity_ref, LegalEntity.id).where(LegalEntity.entity_ref.in_(refs)))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def customer_ids(session: Session, refs: Iterable[str]) -> dict[str, tuple[int, int]]:
@@ -98,13 +98,13 @@ def customer_ids(session: Session, refs: Iterable[str]) -> dict[str, tuple[int, 
     rows = session.execute(
         select(Customer.customer_ref, Customer.id, Customer.entity_id).where(Customer.customer_ref.in_(refs))
     )
-    return {ref: (cid, eid) for ref, cid, eid in rows.tuples()}
+    return {ref: (cid, eid) for ref, cid, eid in rows}
 
 
 def product_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
     refs = list(set(refs))
     rows = session.execute(select(Product.product_ref, Product.id).where(Product.product_ref.in_(refs)))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def load_products(session: Session, refs: Iterable[str]) -> dict[str, model.Product]:

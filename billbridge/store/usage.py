@@ -36,7 +36,7 @@ def daily_usage(
         select(UsageEvent.customer_id, Product.product_ref, UsageEvent.timestamp, UsageEvent.quantity)
         .join(Product, Product.id == UsageEvent.product_id)
         .where(UsageEvent.customer_id.in_(list(customer_ids)), UsageEvent.timestamp >= lower, UsageEvent.timestamp < upper)
-    ).tuples()
+    )
     days: dict[tuple[int, str], dict[date, list[Decimal]]] = {}
     for customer_id, product_ref, timestamp, quantity in rows:
         stamp = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)

@@ -1,0 +1,315 @@
+"""The ``billbridge`` command (typer + rich). ``--json`` prints machine-readable output."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from billbridge.app.settings import CHECKOUT, Settings
+from billbridge.billing.engine import InvoiceDraft
+from billbridge.billing.lifecycle import InvalidTransition
+from billbridge.flows.billing_run import BillingSummary, preview, run_billing
+from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
+from billbridge.mapping.contract_file import json_schema
+from billbridge.store import quarantine as quarantine_repo
+from billbridge.store.contracts import contract_summaries, count_contracts
+from billbridge.store.db import Store, open_store
+from billbridge.store.invoices import get_invoice, list_invoices, set_status
+
+app = typer.Typer(help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False)
+contracts_app = typer.Typer(help="Contract files and contracts.", no_args_is_help=True)
+invoices_app = typer.Typer(help="Invoices and credit notes.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Records that could not be taken in.", no_args_is_help=True)
+app.add_typer(contracts_app, name="contracts")
+app.add_typer(invoices_app, name="invoices")
+app.add_typer(quarantine_app, name="quarantine")
+
+console = Console()
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Bill as of this date (YYYY-MM-DD); default today.")]
+EXAMPLES = CHECKOUT / "examples" / "contracts"
+
+
+def _store() -> Store:
+    return open_store(Settings().database)
+
+
+def _as_of(value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from None
+
+
+def _json(data: Any) -> None:
+    def default(value: Any) -> Any:
+        if isinstance(value, (Decimal, date)):
+            return str(value)
+        raise TypeError(type(value).__name__)
+
+    typer.echo(json.dumps(data, indent=2, default=default))
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _import_paths(store: Store, paths: list[Path]) -> ImportSummary:
+    total = ImportSummary()
+    for path in paths:
+        try:
+            summary = import_file(store, path)
+        except ContractFileError as exc:
+            _fail(str(exc))
+        total.counts.update(summary.counts)
+        total.errors.extend(summary.errors)
+    return total
+
+
+def _print_import(summary: ImportSummary) -> None:
+    table = Table("records", "created", "updated", "unchanged", "quarantined", title="Contract file import")
+    for section in ("entities", "customers", "products", "contracts"):
+        table.add_row(section, *(str(summary.counts[f"{section}.{o}"]) for o in ("created", "updated", "unchanged", "quarantined")))
+    console.print(table)
+    for error in summary.errors:
+        err.print(f"[yellow]quarantined[/yellow] {error.record}: field [bold]{error.field}[/bold]: {error.message}")
+
+
+def _bill(store: Store, as_of: date, *, quiet: bool) -> BillingSummary:
+    with store.read() as session:
+        total = count_contracts(session)
+    chunk = Settings().billing_chunk_size
+    if quiet:
+        return run_billing(store, as_of, chunk_size=chunk)
+    columns = (TextColumn("billing"), BarColumn(), MofNCompleteColumn(), TextColumn("contracts"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("billing", total=total)
+        return run_billing(store, as_of, chunk_size=chunk, on_progress=lambda n: progress.advance(task, n))
+
+
+def _print_billing(summary: BillingSummary) -> None:
+    table = Table("as of", "contracts", "invoices", "credit notes", "pending adjustments", title="Billing run")
+    docs = summary.documents
+    table.add_row(str(summary.as_of), str(summary.contracts), str(docs["invoice"]), str(docs["credit_note"]), str(summary.pending_adjustments))
+    console.print(table)
+    if summary.totals:
+        totals = Table("currency", "billed", title="Billed in this run")
+        for currency, amount in sorted(summary.totals.items()):
+            totals.add_row(currency, str(amount))
+        console.print(totals)
+    for ref, reason in summary.failed:
+        err.print(f"[yellow]quarantined[/yellow] contract {ref}: {reason}")
+
+
+@app.command()
+def demo(
+    as_of: AsOfOpt = None,
+    examples: Annotated[Path, typer.Option(help="Folder of contract files to import.")] = EXAMPLES,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import the example contracts and generate their invoices into the store, then summarise."""
+    when = _as_of(as_of)
+    paths = sorted(p for p in examples.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+    if not paths:
+        _fail(f"no contract files in {examples}")
+    store = _store()
+    imported = _import_paths(store, paths)
+    billed = _bill(store, when, quiet=as_json)
+    with store.read() as session:
+        documents = list_invoices(session)
+    summary = {
+        "database": make_url(Settings().database).render_as_string(hide_password=True),
+        "files": [p.name for p in paths],
+        "import": imported.as_dict(),
+        "billing": billed.as_dict(),
+        "documents_in_store": len(documents),
+    }
+    if as_json:
+        _json(summary)
+        return
+    _print_import(imported)
+    _print_billing(billed)
+    console.print(f"{len(documents)} documents in {summary['database']}; see them with [bold]billbridge invoices list[/bold]")
+
+
+@contracts_app.command("import")
+def contracts_import(files: Annotated[list[Path], typer.Argument(help="JSON or YAML contract files.")], as_json: JsonOpt = False) -> None:
+    """Import contract files: entities, customers, products (price book) and contracts."""
+    summary = _import_paths(_store(), files)
+    if as_json:
+        _json(summary.as_dict())
+    else:
+        _print_import(summary)
+    if summary.errors:
+        raise typer.Exit(2)
+
+
+@contracts_app.command("list")
+def contracts_list(as_json: JsonOpt = False) -> None:
+    """Contracts with their current version."""
+    with _store().read() as session:
+        rows = contract_summaries(session)
+    if as_json:
+        _json(rows)
+        return
+    table = Table("contract_ref", "customer_ref", "entity_ref", "version", "currency", "contract_start_date", "contract_end_date", "cycle")
+    for r in rows:
+        table.add_row(
+            str(r["contract_ref"]), str(r["customer_ref"]), str(r["entity_ref"]), str(r["version_no"]), str(r["currency"]),
+            str(r["contract_start_date"]), str(r["contract_end_date"] or "-"), f"{r['cycle_length']} {r['cycle_unit']}",
+        )
+    console.print(table)
+
+
+@contracts_app.command("schema")
+def contracts_schema() -> None:
+    """Print the JSON Schema of the contract file format."""
+    _json(json_schema())
+
+
+def _draft_dict(draft: InvoiceDraft) -> dict[str, Any]:
+    return {
+        "doc_type": draft.doc_type,
+        "billing_date": draft.billing_date,
+        "due_date": draft.due_date,
+        "currency": draft.currency,
+        "subtotal": draft.subtotal,
+        "discount_total": draft.discount_total,
+        "invoice_total": draft.invoice_total,
+        "lines": [
+            {
+                "line_ref": line.line_ref,
+                "kind": line.kind,
+                "description": line.description,
+                "start_date": line.span_start,
+                "end_date": line.span_end - timedelta(days=1),
+                "billed_days": line.billed_days,
+                "quantity": line.quantity,
+                "amount": line.amount,
+                "billed_amount": line.billed_amount,
+            }
+            for line in draft.lines
+        ],
+    }
+
+
+def _print_document(doc: dict[str, Any], title: str) -> None:
+    table = Table("description", "from", "to", "days", "quantity", "amount", "billed_amount", title=title)
+    for line in doc["lines"]:
+        table.add_row(
+            line["description"], str(line["start_date"]), str(line["end_date"]), str(line["billed_days"]),
+            str(line["quantity"]), str(line["amount"]), str(line["billed_amount"]),
+        )
+    console.print(table)
+    console.print(f"invoice_total [bold]{doc['invoice_total']} {doc['currency']}[/bold], due {doc['due_date']}")
+
+
+@invoices_app.command("preview")
+def invoices_preview(
+    contract: Annotated[str, typer.Option("--contract", help="contract_ref")],
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The invoices a contract would get by --as-of, without saving anything."""
+    try:
+        plan = preview(_store(), contract, _as_of(as_of))
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    docs = [_draft_dict(d) for d in plan.invoices]
+    if as_json:
+        _json({"contract_ref": contract, "documents": docs, "pending_adjustments": len(plan.pending)})
+        return
+    if not docs:
+        console.print(f"nothing to bill for {contract} by {as_of or date.today()}")
+    for doc in docs:
+        _print_document(doc, f"{doc['doc_type']} dated {doc['billing_date']} (preview)")
+
+
+@invoices_app.command("list")
+def invoices_list(
+    contract: Annotated[str | None, typer.Option("--contract", help="Only this contract_ref")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Invoices and credit notes in number order."""
+    with _store().read() as session:
+        rows = list_invoices(session, contract_ref=contract, status=status)
+    if as_json:
+        _json(rows)
+        return
+    table = Table("number", "type", "contract_ref", "billing_date", "due_date", "status", "invoice_total", "currency")
+    for r in rows:
+        table.add_row(
+            r["number"], r["doc_type"], r["contract_ref"], str(r["billing_date"]), str(r["due_date"]), r["status"],
+            str(r["invoice_total"]), r["currency"],
+        )
+    console.print(table)
+
+
+@invoices_app.command("show")
+def invoices_show(number: str, as_json: JsonOpt = False) -> None:
+    """One invoice or credit note with its lines."""
+    with _store().read() as session:
+        doc = get_invoice(session, number)
+    if doc is None:
+        _fail(f"no invoice or credit note numbered {number!r}")
+        return
+    if as_json:
+        _json(doc)
+        return
+    _print_document(doc, f"{doc['doc_type']} {doc['number']} ({doc['status']}) for {doc['customer_ref']}")
+
+
+@invoices_app.command("mark")
+def invoices_mark(number: str, status: str) -> None:
+    """Move a document along its lifecycle: under_review, approved, sent, void, back to draft."""
+    try:
+        with _store().write() as session:
+            previous = set_status(session, number, status)
+    except (LookupError, InvalidTransition) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"{number}: {previous} -> {status}")
+
+
+@app.command()
+def bill(as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
+    """Generate every invoice and credit note due by --as-of (idempotent: a rerun creates nothing)."""
+    summary = _bill(_store(), _as_of(as_of), quiet=as_json)
+    if as_json:
+        _json(summary.as_dict())
+    else:
+        _print_billing(summary)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    source: Annotated[str | None, typer.Option(help="Only this source")] = None, as_json: JsonOpt = False
+) -> None:
+    """Records kept aside with the reason, until their source fixes them."""
+    with _store().read() as session:
+        rows = quarantine_repo.list_open(session, source=source)
+    if as_json:
+        _json(rows)
+        return
+    table = Table("source", "type", "record", "field", "reason", "seen", title="Quarantined records")
+    for r in rows:
+        table.add_row(r["source"], r["record_type"], r["record_key"], r["field"] or "-", r["reason"], str(r["seen_count"]))
+    console.print(table)
+
+
+def main() -> None:
+    app()

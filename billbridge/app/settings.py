@@ -1,0 +1,49 @@
+"""Settings: environment variables (BILLBRIDGE_*) over a TOML config file over defaults.
+
+The config file is ``billbridge.toml`` in the working directory, or the path in BILLBRIDGE_CONFIG;
+``billbridge.example.toml`` at the top of the checkout documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def _default_data_dir() -> Path:
+    """The checkout's data folder when running from one, else ./data."""
+    return CHECKOUT / "data" if (CHECKOUT / "pyproject.toml").exists() else Path.cwd() / "data"
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("BILLBRIDGE_CONFIG", "billbridge.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLBRIDGE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Where the embedded SQLite store lives")
+    database_url: str | None = Field(
+        default=None, description="Any SQLAlchemy URL; default: SQLite file billbridge.db in data_dir"
+    )
+    billing_chunk_size: int = Field(default=1000, ge=1, description="Contracts per billing transaction")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'billbridge.db'}"

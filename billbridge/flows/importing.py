@@ -1,0 +1,132 @@
+"""Importing contract files: read, map record by record, store each in its own savepoint.
+
+A bad record is quarantined with its reason and payload and never stops the others; a record
+fixed in a later file clears its quarantine entry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from billbridge.billing.model import Contract, Customer, LegalEntity, Product
+from billbridge.billing.pricebook import PriceBookError, resolve_prices
+from billbridge.mapping.contract_file import ParsedRecord, RecordError, parse_document
+from billbridge.store import quarantine
+from billbridge.store.contracts import AmendmentError, save_contract
+from billbridge.store.db import Store
+from billbridge.store.reference import MissingReference, load_products, upsert_customer, upsert_entity, upsert_product
+from sqlalchemy.orm import Session
+
+SOURCE = "contract_file"
+BATCH = 500
+
+
+class ContractFileError(ValueError):
+    """The file as a whole cannot be read (missing, not JSON/YAML)."""
+
+
+@dataclass
+class ImportSummary:
+    counts: Counter[str] = field(default_factory=Counter)  # "contracts.created", "customers.unchanged", ...
+    errors: list[RecordError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "counts": dict(sorted(self.counts.items())),
+            "errors": [
+                {"record": e.record, "section": e.section, "key": e.key, "field": e.field, "message": e.message}
+                for e in self.errors
+            ],
+        }
+
+
+def read_document(path: Path) -> Any:
+    """Parse a JSON or YAML contract file (by extension; anything else is tried as YAML, a JSON superset)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ContractFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ContractFileError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    except yaml.YAMLError as exc:
+        raise ContractFileError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def import_file(store: Store, path: Path) -> ImportSummary:
+    return import_document(store, read_document(path))
+
+
+def import_document(store: Store, document: Any) -> ImportSummary:
+    parsed = parse_document(document)
+    summary = ImportSummary()
+    summary.errors.extend(parsed.errors)
+    for section in ("entities", "customers", "products", "contracts"):
+        records = list(parsed.section(section))
+        for start in range(0, len(records), BATCH):
+            with store.write() as session:
+                for record in records[start : start + BATCH]:
+                    _import_one(session, record, summary)
+    with store.write() as session:
+        _quarantine_invalid(session, parsed.errors, summary)
+    return summary
+
+
+def _import_one(session: Session, record: ParsedRecord, summary: ImportSummary) -> None:
+    try:
+        with session.begin_nested():
+            outcome = _store_record(session, record.record)
+    except (MissingReference, PriceBookError, AmendmentError, ValueError) as exc:
+        # The savepoint rolled the record back whole; keep it visible and go on with the others.
+        where = getattr(exc, "field", "(record)")
+        error = RecordError(record.section, record.index, record.key, where, str(exc), record.payload)
+        summary.errors.append(error)
+        summary.counts[f"{record.section}.quarantined"] += 1
+        quarantine.quarantine(
+            session, source=SOURCE, record_type=record.section, record_key=record.key,
+            field=error.field, reason=error.message, payload=record.payload,
+        )
+        return
+    summary.counts[f"{record.section}.{outcome}"] += 1
+    quarantine.resolve(session, source=SOURCE, record_type=record.section, record_key=record.key)
+
+
+def _store_record(session: Session, record: object) -> str:
+    if isinstance(record, LegalEntity):
+        return upsert_entity(session, record)
+    if isinstance(record, Customer):
+        return upsert_customer(session, record)
+    if isinstance(record, Product):
+        return upsert_product(session, record)
+    assert isinstance(record, Contract)
+    products = load_products(session, [line.product_ref for line in record.lines])
+    return save_contract(session, resolve_prices(record, products))
+
+
+def _quarantine_invalid(session: Session, errors: list[RecordError], summary: ImportSummary) -> None:
+    """Records that did not validate: one quarantine entry each, all their field errors in the reason."""
+    by_record: dict[tuple[str, int], list[RecordError]] = defaultdict(list)
+    for error in errors:
+        if error.section != "file":
+            by_record[(error.section, error.index)].append(error)
+    for (section, index), found in by_record.items():
+        first = found[0]
+        summary.counts[f"{section}.quarantined"] += 1
+        quarantine.quarantine(
+            session,
+            source=SOURCE,
+            record_type=section,
+            record_key=first.key or f"{section}[{index}]",
+            field=first.field,
+            reason="; ".join(f"{e.field}: {e.message}" for e in found),
+            payload=first.payload,
+        )

@@ -1,0 +1,60 @@
+"""Shared fixtures: a fresh store per test on SQLite and, where a server is configured, PostgreSQL.
+
+PostgreSQL tests need BILLBRIDGE_TEST_POSTGRES_URL (an admin URL; .ci/run starts a throwaway
+server and sets it). Without it they skip with that reason, except under CI=true where a missing
+server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from billbridge.store.db import Store, normalise_url, open_store
+
+PG_ADMIN_URL = os.environ.get("BILLBRIDGE_TEST_POSTGRES_URL")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def postgres_admin_url() -> str:
+    if not PG_ADMIN_URL:
+        reason = "PostgreSQL tests need BILLBRIDGE_TEST_POSTGRES_URL (set by .ci/run)"
+        if IN_CI:
+            pytest.fail(f"CI=true but no PostgreSQL: {reason}")
+        pytest.skip(reason)
+    return normalise_url(PG_ADMIN_URL)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    admin_url = postgres_admin_url()
+    name = f"bb_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'billbridge.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    opened = open_store(database_url)
+    yield opened
+    opened.dispose()

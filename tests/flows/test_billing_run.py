@@ -1,0 +1,154 @@
+"""Billing runs against a real store: idempotent, corrections instead of rewrites, and safe when
+two generators run at once or one is killed halfway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from billbridge.flows.billing_run import preview, run_billing
+from billbridge.flows.importing import import_document, import_file
+from billbridge.store.db import Store
+from billbridge.store.invoices import get_invoice, list_invoices
+from billbridge.store.models import ContractLine, Invoice, InvoiceLine
+from billbridge.store.quarantine import list_open
+from tests.docs import contract, document
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def invoice_rows(store: Store) -> list[tuple[int, date, str, str, int]]:
+    with store.read() as session:
+        return [tuple(r) for r in session.execute(
+            select(Invoice.contract_id, Invoice.billing_date, Invoice.number, Invoice.doc_type, Invoice.entity_id)
+        )]
+
+
+def assert_numbers_gapless(store: Store) -> None:
+    with store.read() as session:
+        rows = session.execute(select(Invoice.entity_id, Invoice.doc_type, Invoice.sequence_no)).all()
+    by_series: dict[tuple[int, str], list[int]] = {}
+    for entity_id, doc_type, seq in rows:
+        by_series.setdefault((entity_id, doc_type), []).append(seq)
+    for series, numbers in by_series.items():
+        assert sorted(numbers) == list(range(1, len(numbers) + 1)), series
+
+
+def test_examples_bill_once_and_a_rerun_creates_nothing(store: Store) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        import_file(store, path)
+    first = run_billing(store, date(2026, 11, 22), chunk_size=4)
+    assert first.failed == [] and first.documents["invoice"] == 37
+    assert first.totals == {"EUR": Decimal("7750.00"), "JPY": Decimal("1650000"), "KWD": Decimal("3356.163"), "USD": Decimal("46047.58")}
+    again = run_billing(store, date(2026, 11, 22))
+    assert sum(again.documents.values()) == 0 and again.totals == {}
+    assert len(invoice_rows(store)) == 37
+    assert_numbers_gapless(store)
+    with store.read() as session:
+        numbers = [r["number"] for r in list_invoices(session, contract_ref="C-400-gulf")]
+        assert numbers == [f"KW-INV-{n}" for n in range(1, 7)]
+        last = get_invoice(session, "KW-INV-6")
+    assert last is not None
+    # 2-week cycle ending 11 Nov: 1 of 14 days of 168.525 KWD = 12.0375 -> 12.038
+    assert [(line["billed_days"], line["billed_amount"]) for line in last["lines"]] == [(1, Decimal("12.038"))]
+
+
+def test_amendment_after_invoicing_becomes_credit_and_charge_on_the_next_invoice(store: Store) -> None:
+    seats = lambda n: [{"line_ref": "seats", "product_ref": "seats", "quantity": n}]  # noqa: E731
+    import_document(store, document(contract("C-1", contract_start_date="2026-06-01", lines=seats("20"))))
+    run_billing(store, date(2026, 8, 1))
+    import_document(store, document(contract("C-1", contract_start_date="2026-06-01", lines=seats("35"), effective_date="2026-08-16")))
+    with store.read() as session:
+        august = get_invoice(session, "US-INV-3")
+    assert august is not None and august["invoice_total"] == Decimal("900.00")  # never rewritten
+
+    plan = preview(store, "C-1", date(2026, 9, 1))
+    assert [d.invoice_total for d in plan.invoices] == [Decimal("1923.38")]
+    assert len(invoice_rows(store)) == 3  # preview saved nothing
+    run_billing(store, date(2026, 9, 1))
+    with store.read() as session:
+        september = get_invoice(session, "US-INV-4")
+    assert september is not None
+    assert sorted(line["billed_amount"] for line in september["lines"]) == [Decimal("-464.52"), Decimal("812.90"), Decimal("1575.00")]
+    assert september["invoice_total"] == Decimal("1923.38")
+
+
+def test_a_contract_that_cannot_be_planned_is_quarantined_and_the_run_goes_on(store: Store) -> None:
+    import_document(store, document(contract("C-broken"), contract("C-ok")))
+    with store.write() as session:  # a hand edit in the database breaks one contract's stored terms
+        session.execute(update(ContractLine).where(ContractLine.line_ref == "platform", ContractLine.id == 1).values(pricing={"model": "flat"}))
+    summary = run_billing(store, date(2026, 1, 1))
+    assert [ref for ref, _ in summary.failed] == ["C-broken"]
+    assert "amount" in summary.failed[0][1]
+    assert summary.documents["invoice"] == 1
+    with store.read() as session:
+        assert [(r["source"], r["record_key"]) for r in list_open(session)] == [("billing", "C-broken")]
+    with store.write() as session:  # fixed: the next run bills it and clears the entry
+        session.execute(update(ContractLine).where(ContractLine.id == 1).values(pricing={"model": "flat", "amount": "10.00"}))
+    assert run_billing(store, date(2026, 1, 1)).documents["invoice"] == 1
+    with store.read() as session:
+        assert list_open(session) == []
+
+
+def _spawn_billing(url: str, as_of: str, chunk: int) -> subprocess.Popen[bytes]:
+    code = (
+        "import sys, datetime\n"
+        "from billbridge.store.db import open_store\n"
+        "from billbridge.flows.billing_run import run_billing\n"
+        "store = open_store(sys.argv[1])\n"
+        "s = run_billing(store, datetime.date.fromisoformat(sys.argv[2]), chunk_size=int(sys.argv[3]))\n"
+        "print(sum(s.documents.values()))\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, url, as_of, str(chunk)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _many_contracts(store: Store, n: int) -> None:
+    import_document(store, document(*[
+        contract(f"C-{i:04d}", customer="gulf", entity="kw", currency="KWD") if i % 3 == 0 else contract(f"C-{i:04d}")
+        for i in range(n)
+    ]))
+
+
+def test_two_generators_at_once_never_duplicate_and_never_leave_a_gap(store: Store, database_url: str) -> None:
+    _many_contracts(store, 60)
+    runs = [_spawn_billing(database_url, "2026-06-15", chunk) for chunk in (3, 5)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err.decode()[-2000:] for _, err in outputs]
+    made = [int(out.decode().split()[-1]) for out, _ in outputs]
+    rows = invoice_rows(store)
+    assert sum(made) == len(rows) == 60 * 6  # each contract: Jan..Jun, made once between the two
+    assert len({(cid, day) for cid, day, *_ in rows}) == len(rows)
+    assert_numbers_gapless(store)
+
+
+def test_a_generator_killed_halfway_leaves_no_trace_of_its_open_chunk(store: Store, database_url: str) -> None:
+    _many_contracts(store, 300)
+    run = _spawn_billing(database_url, "2026-12-15", 10)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(invoice_rows(store)) == 0:
+        time.sleep(0.02)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    partial = len(invoice_rows(store))
+    assert 0 < partial < 300 * 12, "the kill should land mid-run"
+    assert_numbers_gapless(store)
+    with store.read() as session:  # no invoice without its lines
+        empty = session.scalar(
+            select(func.count()).select_from(Invoice).where(~select(InvoiceLine.id).where(InvoiceLine.invoice_id == Invoice.id).exists())
+        )
+    assert empty == 0
+    rerun = _spawn_billing(database_url, "2026-12-15", 50)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err.decode()[-2000:]
+    assert int(out.decode().split()[-1]) == 300 * 12 - partial
+    assert len(invoice_rows(store)) == 300 * 12
+    assert_numbers_gapless(store)

@@ -1,0 +1,122 @@
+"""Importing contract files: errors name record and field, bad records never stop or half-write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from billbridge.flows.importing import ContractFileError, import_document, import_file
+from billbridge.store import quarantine
+from billbridge.store.contracts import contract_ids, load_timelines
+from billbridge.store.db import Store
+from billbridge.store.models import Contract, ContractLine, ContractVersion
+from tests.docs import contract, document
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
+
+
+def count(store: Store, model: type) -> int:
+    with store.read() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_example_files_import_cleanly_and_a_second_import_changes_nothing(store: Store) -> None:
+    first = [import_file(store, path) for path in sorted(EXAMPLES.glob("*.yaml"))]
+    assert all(not s.errors for s in first)
+    assert sum(s.counts["contracts.created"] for s in first) == 6
+    assert sum(s.counts["contracts.updated"] for s in first) == 1  # 03-amendments.yaml
+    again = [import_file(store, path) for path in sorted(EXAMPLES.glob("*.yaml"))]
+    assert all(set(s.counts) <= {f"{k}.unchanged" for k in ("entities", "customers", "products", "contracts")} for s in again)
+    assert count(store, ContractVersion) == 7
+
+
+def test_bad_records_are_quarantined_with_record_and_field_and_the_rest_go_on(store: Store) -> None:
+    doc = document(
+        contract("C-ok"),
+        contract("C-no-start", contract_start_date=None),
+        contract("C-bad-currency", currency="XYZ"),
+        contract("C-negative", lines=[{"line_ref": "s", "product_ref": "seats", "quantity": "-3"}]),
+        contract("C-unknown-product", lines=[{"line_ref": "x", "product_ref": "nope"}]),
+        contract("C-unknown-customer", customer="nobody"),
+        contract("C-float", lines=[{"line_ref": "s", "product_ref": "seats", "pricing": {"model": "per_unit", "unit_price": 0.1}}]),
+    )
+    summary = import_document(store, doc)
+    assert summary.counts["contracts.created"] == 1
+    assert summary.counts["contracts.quarantined"] == 6
+    found = {(e.key, e.field) for e in summary.errors}
+    assert ("C-no-start", "contract_start_date") in found
+    assert ("C-bad-currency", "currency") in found
+    assert ("C-negative", "lines[0].quantity") in found
+    assert ("C-unknown-product", "lines[0].product_ref") in found
+    assert ("C-unknown-customer", "customer_ref") in found
+    assert ("C-float", "lines[0].pricing.per_unit.unit_price") in found
+    messages = {e.key: e.message for e in summary.errors}
+    assert "XYZ" in messages["C-bad-currency"] and "nope" in messages["C-unknown-product"]
+    assert "not a float" in messages["C-float"]
+
+    with store.read() as session:
+        kept = {r["record_key"]: r for r in quarantine.list_open(session)}
+    assert set(kept) == {"C-no-start", "C-bad-currency", "C-negative", "C-unknown-product", "C-unknown-customer", "C-float"}
+    assert kept["C-unknown-product"]["payload"]["lines"] == [{"line_ref": "x", "product_ref": "nope"}]  # raw payload kept
+    assert count(store, Contract) == 1
+
+
+def test_a_fixed_record_clears_its_quarantine_entry(store: Store) -> None:
+    import_document(store, document(contract("C-1", lines=[{"line_ref": "x", "product_ref": "nope"}])))
+    import_document(store, document(contract("C-1", lines=[{"line_ref": "x", "product_ref": "nope"}])))
+    with store.read() as session:
+        [entry] = quarantine.list_open(session)
+    assert entry["seen_count"] == 2
+    summary = import_document(store, document(contract("C-1")))
+    assert summary.counts["contracts.created"] == 1
+    with store.read() as session:
+        assert quarantine.list_open(session) == []
+
+
+def test_a_contract_failing_on_its_second_line_is_not_half_written(store: Store) -> None:
+    lines = [{"line_ref": "a", "product_ref": "platform"}, {"line_ref": "b", "product_ref": "seats", "price_ref": "missing"}]
+    summary = import_document(store, document(contract("C-half", lines=lines), contract("C-fine")))
+    assert [(e.key, e.field) for e in summary.errors] == [("C-half", "lines[1].price_ref")]
+    with store.read() as session:
+        assert contract_ids(session, refs=["C-half"]) == []
+    assert count(store, ContractVersion) == 1 and count(store, ContractLine) == 1
+
+
+def test_amendment_needs_an_effective_date_and_keeps_history(store: Store) -> None:
+    import_document(store, document(contract("C-1")))
+    changed = contract("C-1", lines=[{"line_ref": "platform", "product_ref": "platform", "quantity": "2"}])
+    refused = import_document(store, document(changed))
+    assert [(e.key, e.field) for e in refused.errors] == [("C-1", "effective_date")]
+    accepted = import_document(store, document({**changed, "effective_date": "2026-03-01"}))
+    assert accepted.counts["contracts.updated"] == 1
+    with store.read() as session:
+        [timeline] = load_timelines(session, contract_ids(session)).values()
+    assert [(v.version_no, str(v.effective_date)) for v in timeline.versions] == [(1, "2026-01-01"), (2, "2026-03-01")]
+    # The price book was resolved into the stored version: later price changes do not reprice it.
+    assert str(timeline.versions[1].contract.lines[0].pricing.amount) == "1200.00"
+    # Re-importing the original file is recognised as the known first version, not a revert.
+    assert import_document(store, document(contract("C-1"))).counts["contracts.unchanged"] == 1
+
+
+def test_price_book_lookup_uses_the_contract_currency(store: Store) -> None:
+    import_document(store, document(contract("C-kw", customer="gulf", entity="kw", currency="KWD")))
+    with store.read() as session:
+        [timeline] = load_timelines(session, contract_ids(session)).values()
+    assert str(timeline.versions[0].contract.lines[0].pricing.amount) == "365.125"
+    summary = import_document(store, document(contract("C-eur", currency="EUR")))
+    assert [(e.key, e.field) for e in summary.errors] == [("C-eur", "lines[0].pricing")]
+
+
+def test_whole_file_errors_are_clear(tmp_path: Path, store: Store) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"contracts": [')
+    with pytest.raises(ContractFileError, match=r"broken.json: not valid JSON \(line 1"):
+        import_file(store, broken)
+    with pytest.raises(ContractFileError, match="cannot read"):
+        import_file(store, tmp_path / "missing.yaml")
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"contracts": [], "invoices": []}))
+    assert [(e.field, e.message.split(" (")[0]) for e in import_file(store, odd).errors] == [("invoices", "unknown section")]
