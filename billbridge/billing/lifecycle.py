@@ -34,11 +34,11 @@ def transition(current: str, target: str, *, amount_paid: Decimal = Decimal(0)) 
         raise InvalidTransition(f"unknown status {target!r}; expected one of {', '.join(STATUSES)}")
     if target == current:
         return target  # type: ignore[return-value]
+    if target == "void" and amount_paid != 0:
+        raise InvalidTransition("cannot void a document with payments applied; issue a credit note instead")
     if target not in _MANUAL.get(current, frozenset()):
         allowed = ", ".join(sorted(_MANUAL.get(current, frozenset()))) or "none"
         raise InvalidTransition(f"cannot go from {current} to {target} (allowed: {allowed})")
-    if target == "void" and amount_paid != 0:
-        raise InvalidTransition("cannot void a document with payments applied; issue a credit note instead")
     return target  # type: ignore[return-value]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,7 +22,9 @@ def quarantine(
             QuarantinedRecord.record_key == record_key,
         )
     )
-    stored = payload if isinstance(payload, dict) else {"value": payload}
+    # Raw payloads come from YAML and vendor SDKs (dates, Decimals): keep them as JSON text values.
+    safe = json.loads(json.dumps(payload, default=str))
+    stored = safe if isinstance(safe, dict) else {"value": safe}
     if row is None:
         session.add(
             QuarantinedRecord(

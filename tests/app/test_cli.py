@@ -1,0 +1,113 @@
+"""The billbridge command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from billbridge.app.cli import app
+from billbridge.app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    return database_url
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_demo_twice_gives_the_same_totals_and_no_duplicates(env: str) -> None:
+    code, out = run("demo", "--as-of", "2026-11-22", "--json")
+    assert code == 0, out
+    first = json.loads(out)
+    assert first["billing"]["invoices"] == 37 and first["documents_in_store"] == 37
+    assert first["billing"]["totals"] == {"EUR": "7750.00", "JPY": "1650000", "KWD": "3356.163", "USD": "46047.58"}
+    assert first["import"]["errors"] == []
+    code, out = run("demo", "--as-of", "2026-11-22", "--json")
+    second = json.loads(out)
+    assert second["billing"]["invoices"] == 0 and second["documents_in_store"] == 37
+    assert set(second["import"]["counts"]) == {"contracts.unchanged", "customers.unchanged", "entities.unchanged", "products.unchanged"}
+
+
+def test_preview_saves_nothing_and_bill_then_list(env: str) -> None:
+    examples = sorted(str(p) for p in (ROOT / "examples" / "contracts").glob("*.yaml"))
+    assert run("contracts", "import", *examples)[0] == 0
+    code, out = run("invoices", "preview", "--contract", "C-101-initech", "--as-of", "2026-03-31", "--json")
+    assert code == 0, out
+    docs = json.loads(out)["documents"]
+    assert [(d["billing_date"], d["invoice_total"]) for d in docs] == [("2026-02-28", "2250.00"), ("2026-03-31", "2250.00")]
+    assert json.loads(run("invoices", "list", "--json")[1]) == []
+
+    code, out = run("bill", "--as-of", "2026-03-31", "--json")
+    assert code == 0 and json.loads(out)["invoices"] > 0
+    listed = json.loads(run("invoices", "list", "--contract", "C-101-initech", "--json")[1])
+    assert [(i["number"], i["billing_date"], i["status"]) for i in listed] == [("US-INV-4", "2026-02-28", "draft"), ("US-INV-5", "2026-03-31", "draft")]
+    code, out = run("invoices", "show", "US-INV-4")
+    assert code == 0 and "User seats" in out and "2250.00" in out
+    assert run("invoices", "mark", "US-INV-4", "approved")[0] == 0
+    code, out = run("invoices", "mark", "US-INV-4", "paid")
+    assert code == 1 and "cannot go from approved to paid" in out
+
+
+def test_bad_file_names_record_and_field_and_quarantine_lists_it(env: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "contracts:\n"
+        "  - contract_ref: C-9\n    customer_ref: nobody\n    entity_ref: us\n    currency: USD\n"
+        "    contract_start_date: 2026-01-01\n    lines: [{line_ref: a, product_ref: p, quantity: '-1'}]\n"
+    )
+    code, out = run("contracts", "import", str(bad))
+    assert code == 2
+    assert "contracts[0] (C-9): field lines[0].quantity" in " ".join(out.split())
+    code, out = run("quarantine", "list", "--json")
+    [entry] = json.loads(out)
+    assert (entry["record_key"], entry["field"]) == ("C-9", "lines[0].quantity")
+    code, out = run("invoices", "preview", "--contract", "nope")
+    assert code == 1 and "no contract 'nope'" in out
+    code, out = run("bill", "--as-of", "31/12/2026")
+    assert code == 2 and "not a date" in out
+
+
+def test_schema_is_generated_from_the_models(env: str) -> None:
+    code, out = run("contracts", "schema")
+    schema = json.loads(out)
+    assert code == 0 and schema["title"] == "billbridge contract file"
+    pricing_models = {name for name in schema["$defs"] if name.endswith("Price")}
+    assert pricing_models == {"FlatPrice", "PerUnitPrice", "GraduatedPrice", "VolumePrice", "PackagePrice", "ProductPrice"}
+
+
+def test_settings_come_from_the_config_file_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "billbridge.toml"
+    config.write_text('database_url = "sqlite:///from-file.db"\nbilling_chunk_size = 7\n')
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(config))
+    monkeypatch.delenv("BILLBRIDGE_DATABASE_URL", raising=False)
+    assert (Settings().database, Settings().billing_chunk_size) == ("sqlite:///from-file.db", 7)
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", "sqlite:///from-env.db")
+    assert Settings().database == "sqlite:///from-env.db"
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "missing.toml"))
+    monkeypatch.delenv("BILLBRIDGE_DATABASE_URL")
+    assert Settings(data_dir=tmp_path).database == f"sqlite:///{tmp_path / 'billbridge.db'}"
+
+
+def test_installed_command_runs_the_demo_in_a_fresh_data_folder(tmp_path: Path) -> None:
+    command = Path(sys.executable).with_name("billbridge")
+    environ = {**os.environ, "BILLBRIDGE_DATA_DIR": str(tmp_path / "data"), "BILLBRIDGE_CONFIG": str(tmp_path / "none.toml")}
+    environ.pop("BILLBRIDGE_DATABASE_URL", None)
+    done = subprocess.run([str(command), "demo", "--as-of", "2026-11-22"], env=environ, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Billing run" in done.stdout and "46047.58" in done.stdout
+    assert (tmp_path / "data" / "billbridge.db").exists()

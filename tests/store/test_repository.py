@@ -1,0 +1,120 @@
+"""Repository functions on both backends: exact money, lifecycle, payments, references, cursors, outbox."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from billbridge.billing.lifecycle import InvalidTransition, is_late
+from billbridge.flows.billing_run import run_billing
+from billbridge.flows.importing import import_document
+from billbridge.store import cursors, external_refs, outbox
+from billbridge.store.db import Store
+from billbridge.store.invoices import get_invoice, record_payment, set_status
+from billbridge.store.models import Base, Payment
+from tests.docs import contract, document
+
+
+def test_migrations_create_every_table(store: Store) -> None:
+    tables = set(inspect(store.engine).get_table_names())
+    assert set(Base.metadata.tables) <= tables
+    assert "alembic_version" in tables
+
+
+def test_money_survives_the_round_trip_exactly(store: Store) -> None:
+    amounts = [Decimal("0.1"), Decimal("0.001"), Decimal("123456789012345.678"), Decimal("-0.30")]
+    with store.write() as session:
+        for i, amount in enumerate(amounts):
+            session.add(Payment(payment_ref=f"p{i}", currency="KWD", amount=amount, unapplied_amount=amount, received_on=date(2026, 1, 1)))
+    with store.read() as session:
+        stored = list(session.scalars(select(Payment.amount).order_by(Payment.id)))
+    assert stored == amounts and all(isinstance(a, Decimal) for a in stored)
+    with pytest.raises(StatementError, match="money columns take Decimal, not float"), store.write() as session:
+        session.add(Payment(payment_ref="float", currency="USD", amount=0.1, unapplied_amount=Decimal(0), received_on=date(2026, 1, 1)))
+        session.flush()
+
+
+def _one_invoice(store: Store) -> str:
+    import_document(store, document(contract("C-1", payment_terms_days=14)))
+    run_billing(store, date(2026, 1, 1))
+    return "US-INV-1"
+
+
+def test_lifecycle_and_payments(store: Store) -> None:
+    number = _one_invoice(store)
+    with store.write() as session:
+        with pytest.raises(InvalidTransition, match="send it first"):
+            record_payment(session, payment_ref="early", currency="USD", amount=Decimal("1.00"), received_on=date(2026, 1, 2), allocations=[(number, Decimal("1.00"))])
+    for status in ("under_review", "approved", "sent"):
+        with store.write() as session:
+            set_status(session, number, status)
+    with store.write() as session, pytest.raises(InvalidTransition, match="cannot go from sent to draft"):
+        set_status(session, number, "draft")
+
+    with store.write() as session:
+        assert record_payment(session, payment_ref="pi_1", currency="USD", amount=Decimal("500.00"), received_on=date(2026, 1, 10), allocations=[(number, Decimal("500.00"))])
+    with store.write() as session:  # the same payment delivered again counts once
+        assert not record_payment(session, payment_ref="pi_1", currency="USD", amount=Decimal("500.00"), received_on=date(2026, 1, 10), allocations=[(number, Decimal("500.00"))])
+    with store.read() as session:
+        doc = get_invoice(session, number)
+    assert doc is not None and (doc["status"], doc["amount_paid"]) == ("partially_paid", Decimal("500.00"))
+    assert is_late(doc["status"], doc["due_date"], doc["invoice_total"], doc["amount_paid"], date(2026, 1, 16))
+    assert not is_late(doc["status"], doc["due_date"], doc["invoice_total"], doc["amount_paid"], date(2026, 1, 15))
+
+    with store.write() as session, pytest.raises(InvalidTransition, match="credit note"):
+        set_status(session, number, "void")
+    with store.write() as session, pytest.raises(ValueError, match="cannot settle"):
+        record_payment(session, payment_ref="eur", currency="EUR", amount=Decimal("700.00"), received_on=date(2026, 1, 11), allocations=[(number, Decimal("700.00"))])
+    with store.write() as session:  # overpayment: the rest stays unapplied on the payment
+        record_payment(session, payment_ref="pi_2", currency="USD", amount=Decimal("800.00"), received_on=date(2026, 1, 12), allocations=[(number, Decimal("700.00"))])
+    with store.read() as session:
+        doc = get_invoice(session, number)
+        unapplied = session.scalar(select(Payment.unapplied_amount).where(Payment.payment_ref == "pi_2"))
+    assert doc is not None and (doc["status"], doc["amount_paid"], unapplied) == ("paid", Decimal("1200.00"), Decimal("100.00"))
+    assert not is_late(doc["status"], doc["due_date"], doc["invoice_total"], doc["amount_paid"], date(2026, 3, 1))
+
+
+def test_external_refs_are_unique_per_system_type_and_record(store: Store) -> None:
+    with store.write() as session:
+        external_refs.link(session, "quickbooks", "invoice", 1, "QB-77")
+        external_refs.link(session, "quickbooks", "invoice", 1, "QB-77", version="2")  # same link again: fine
+        external_refs.link(session, "stripe", "invoice", 1, "in_123")
+    with store.read() as session:
+        assert external_refs.get_external_id(session, "quickbooks", "invoice", 1) == "QB-77"
+        assert external_refs.get_internal_id(session, "stripe", "invoice", "in_123") == 1
+    with store.write() as session, pytest.raises(ValueError, match="already linked"):
+        external_refs.link(session, "quickbooks", "invoice", 1, "QB-78")
+    with pytest.raises(IntegrityError), store.write() as session:  # another record may not claim QB-77
+        external_refs.link(session, "quickbooks", "invoice", 2, "QB-77")
+        session.flush()
+
+
+def test_cursors_and_outbox(store: Store) -> None:
+    with store.write() as session:
+        cursors.set_cursor(session, "hubspot", "deals", "2026-01-01T00:00:00Z")
+        cursors.set_cursor(session, "hubspot", "deals", "2026-01-02T00:00:00Z")
+        assert outbox.enqueue(session, topic="invoice.push", aggregate_type="invoice", aggregate_id=1, dedupe_key="invoice:1:v1", payload={"n": 1})
+        assert not outbox.enqueue(session, topic="invoice.push", aggregate_type="invoice", aggregate_id=1, dedupe_key="invoice:1:v1", payload={"n": 1})
+        outbox.enqueue(session, topic="invoice.push", aggregate_type="invoice", aggregate_id=2, dedupe_key="invoice:2:v1", payload={"n": 2})
+    with store.read() as session:
+        assert cursors.get_cursor(session, "hubspot", "deals") == "2026-01-02T00:00:00Z"
+    with store.write() as session:
+        first, second = outbox.claim(session, topic="invoice.push", limit=10)
+        outbox.mark_delivered(session, first.id)
+        outbox.mark_failed(session, second.id, "HTTP 503 from QuickBooks", retry_in=timedelta(minutes=5))
+    with store.write() as session:
+        assert outbox.claim(session, topic="invoice.push", limit=10) == []  # delivered, and the other waits
+        [waiting] = outbox.pending(session)
+        assert (waiting["aggregate_id"], waiting["attempts"], waiting["last_error"]) == (2, 1, "HTTP 503 from QuickBooks")
+        later = outbox.claim(session, topic="invoice.push", limit=10, now=waiting_time())
+        assert [m.aggregate_id for m in later] == [2]
+
+
+def waiting_time():
+    from billbridge.store.models import utcnow
+
+    return utcnow() + timedelta(minutes=6)
