@@ -82,7 +82,10 @@ def _import_paths(store: Store, paths: list[Path]) -> ImportSummary:
 def _print_import(summary: ImportSummary) -> None:
     table = Table("records", "created", "updated", "unchanged", "quarantined", title="Contract file import")
     for section in ("entities", "customers", "products", "contracts"):
-        table.add_row(section, *(str(summary.counts[f"{section}.{o}"]) for o in ("created", "updated", "unchanged", "quarantined")))
+        table.add_row(
+            section,
+            *(str(summary.counts[f"{section}.{o}"]) for o in ("created", "updated", "unchanged", "quarantined")),
+        )
     console.print(table)
     for error in summary.errors:
         err.print(f"[yellow]quarantined[/yellow] {error.record}: field [bold]{error.field}[/bold]: {error.message}")
@@ -103,7 +106,13 @@ def _bill(store: Store, as_of: date, *, quiet: bool) -> BillingSummary:
 def _print_billing(summary: BillingSummary) -> None:
     table = Table("as of", "contracts", "invoices", "credit notes", "pending adjustments", title="Billing run")
     docs = summary.documents
-    table.add_row(str(summary.as_of), str(summary.contracts), str(docs["invoice"]), str(docs["credit_note"]), str(summary.pending_adjustments))
+    table.add_row(
+        str(summary.as_of),
+        str(summary.contracts),
+        str(docs["invoice"]),
+        str(docs["credit_note"]),
+        str(summary.pending_adjustments),
+    )
     console.print(table)
     if summary.totals:
         totals = Table("currency", "billed", title="Billed in this run")
@@ -142,11 +151,15 @@ def demo(
         return
     _print_import(imported)
     _print_billing(billed)
-    console.print(f"{len(documents)} documents in {summary['database']}; see them with [bold]billbridge invoices list[/bold]")
+    console.print(
+        f"{len(documents)} documents in {summary['database']}; see them with [bold]billbridge invoices list[/bold]"
+    )
 
 
 @contracts_app.command("import")
-def contracts_import(files: Annotated[list[Path], typer.Argument(help="JSON or YAML contract files.")], as_json: JsonOpt = False) -> None:
+def contracts_import(
+    files: Annotated[list[Path], typer.Argument(help="JSON or YAML contract files.")], as_json: JsonOpt = False
+) -> None:
     """Import contract files: entities, customers, products (price book) and contracts."""
     summary = _import_paths(_store(), files)
     if as_json:
@@ -165,11 +178,26 @@ def contracts_list(as_json: JsonOpt = False) -> None:
     if as_json:
         _json(rows)
         return
-    table = Table("contract_ref", "customer_ref", "entity_ref", "version", "currency", "contract_start_date", "contract_end_date", "cycle")
+    table = Table(
+        "contract_ref",
+        "customer_ref",
+        "entity_ref",
+        "version",
+        "currency",
+        "contract_start_date",
+        "contract_end_date",
+        "cycle",
+    )
     for r in rows:
         table.add_row(
-            str(r["contract_ref"]), str(r["customer_ref"]), str(r["entity_ref"]), str(r["version_no"]), str(r["currency"]),
-            str(r["contract_start_date"]), str(r["contract_end_date"] or "-"), f"{r['cycle_length']} {r['cycle_unit']}",
+            str(r["contract_ref"]),
+            str(r["customer_ref"]),
+            str(r["entity_ref"]),
+            str(r["version_no"]),
+            str(r["currency"]),
+            str(r["contract_start_date"]),
+            str(r["contract_end_date"] or "-"),
+            f"{r['cycle_length']} {r['cycle_unit']}",
         )
     console.print(table)
 
@@ -210,8 +238,13 @@ def _print_document(doc: dict[str, Any], title: str) -> None:
     table = Table("description", "from", "to", "days", "quantity", "amount", "billed_amount", title=title)
     for line in doc["lines"]:
         table.add_row(
-            line["description"], str(line["start_date"]), str(line["end_date"]), str(line["billed_days"]),
-            str(line["quantity"]), str(line["amount"]), str(line["billed_amount"]),
+            line["description"],
+            str(line["start_date"]),
+            str(line["end_date"]),
+            str(line["billed_days"]),
+            str(line["quantity"]),
+            str(line["amount"]),
+            str(line["billed_amount"]),
         )
     console.print(table)
     console.print(f"invoice_total [bold]{doc['invoice_total']} {doc['currency']}[/bold], due {doc['due_date']}")
@@ -253,8 +286,14 @@ def invoices_list(
     table = Table("number", "type", "contract_ref", "billing_date", "due_date", "status", "invoice_total", "currency")
     for r in rows:
         table.add_row(
-            r["number"], r["doc_type"], r["contract_ref"], str(r["billing_date"]), str(r["due_date"]), r["status"],
-            str(r["invoice_total"]), r["currency"],
+            r["number"],
+            r["doc_type"],
+            r["contract_ref"],
+            str(r["billing_date"]),
+            str(r["due_date"]),
+            r["status"],
+            str(r["invoice_total"]),
+            r["currency"],
         )
     console.print(table)
 
@@ -307,7 +346,9 @@ def quarantine_list(
         return
     table = Table("source", "type", "record", "field", "reason", "seen", title="Quarantined records")
     for r in rows:
-        table.add_row(r["source"], r["record_type"], r["record_key"], r["field"] or "-", r["reason"], str(r["seen_count"]))
+        table.add_row(
+            r["source"], r["record_type"], r["record_key"], r["field"] or "-", r["reason"], str(r["seen_count"])
+        )
     console.print(table)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Literal
 
 from billbridge.billing.currency import round_money, split_evenly
@@ -270,7 +271,7 @@ def _service_end(contract: Contract) -> date | None:
 def _recurring_spans(timeline: _Timeline, line_ref: str, start: date, end: date) -> tuple[_Span, ...]:
     points = timeline.breakpoints(line_ref, start, end)
     spans: list[_Span] = []
-    for a, b in zip(points, points[1:]):
+    for a, b in pairwise(points):
         terms = timeline.terms_at(line_ref, a)
         if spans and spans[-1].terms == terms and spans[-1].end == a:
             spans[-1] = _Span(spans[-1].start, b, terms)
@@ -318,7 +319,9 @@ def _expected_slots(timeline: _Timeline, as_of: date, usage: UsageLookup) -> lis
             day = line.billing_date or line.start_date or contract.contract_start_date
             if day <= as_of:
                 terms = timeline.terms_at(line_ref, day)
-                slots.append(_Slot(line_ref, "one_time", day, day + ONE_DAY, 1, day, (_Span(day, day + ONE_DAY, terms),)))
+                slots.append(
+                    _Slot(line_ref, "one_time", day, day + ONE_DAY, 1, day, (_Span(day, day + ONE_DAY, terms),))
+                )
         else:
             slots.extend(_installment_slots(timeline, line_ref, line, as_of))
     return slots
@@ -334,9 +337,12 @@ def _installment_slots(timeline: _Timeline, line_ref: str, line: ContractLine, a
     net = terms.amount - terms.discount
     parts = split_evenly(round_money(net, contract.currency), line.installments, contract.currency)
     k = _first_cycle_after(contract, first)
-    days = [first] + [add_cycles(contract.anchor, k + i, contract.cycle_length, contract.cycle_unit) for i in range(line.installments - 1)]
+    days = [first] + [
+        add_cycles(contract.anchor, k + i, contract.cycle_length, contract.cycle_unit)
+        for i in range(line.installments - 1)
+    ]
     slots = []
-    for i, (day, part) in enumerate(zip(days, parts)):
+    for i, (day, part) in enumerate(zip(days, parts, strict=True)):
         if day > as_of:
             break
         part_terms = _Terms(
@@ -348,7 +354,9 @@ def _installment_slots(timeline: _Timeline, line_ref: str, line: ContractLine, a
             discount=ZERO,
             version_no=terms.version_no,
         )
-        slots.append(_Slot(line_ref, "installments", day, day + ONE_DAY, 1, day, (_Span(day, day + ONE_DAY, part_terms),)))
+        slots.append(
+            _Slot(line_ref, "installments", day, day + ONE_DAY, 1, day, (_Span(day, day + ONE_DAY, part_terms),))
+        )
     return slots
 
 
@@ -383,7 +391,7 @@ def _diff(slot: _Slot, billed: Iterable[BilledItem]) -> list[_Piece]:
         points.update((item.span_start, item.span_end))
     edges = sorted(points)
     out: list[_Piece] = []
-    for a, b in zip(edges, edges[1:]):
+    for a, b in pairwise(edges):
         expected = next((s.terms for s in slot.spans if s.start <= a < s.end), None)
         coverage: dict[tuple[str, int], int] = defaultdict(int)
         known: dict[tuple[str, int], tuple[_Terms, date]] = {}
@@ -457,10 +465,11 @@ def _minimum_slots(
         minimum = timeline.version_at(p.end - ONE_DAY).contract.minimum_commitment
         if minimum is None:
             continue
+        in_period: list[BilledItem | DraftLine] = [*billed, *new]
         actual = sum(
             (
                 x.billed_amount
-                for x in [*billed, *new]
+                for x in in_period
                 if x.kind in ("recurring", "usage") and p.start <= x.slot_start < p.end
             ),
             ZERO,

@@ -33,13 +33,13 @@ def transition(current: str, target: str, *, amount_paid: Decimal = Decimal(0)) 
     if target not in STATUSES:
         raise InvalidTransition(f"unknown status {target!r}; expected one of {', '.join(STATUSES)}")
     if target == current:
-        return target  # type: ignore[return-value]
+        return target
     if target == "void" and amount_paid != 0:
         raise InvalidTransition("cannot void a document with payments applied; issue a credit note instead")
     if target not in _MANUAL.get(current, frozenset()):
         allowed = ", ".join(sorted(_MANUAL.get(current, frozenset()))) or "none"
         raise InvalidTransition(f"cannot go from {current} to {target} (allowed: {allowed})")
-    return target  # type: ignore[return-value]
+    return target
 
 
 def status_after_payment(current: str, total: Decimal, amount_paid: Decimal) -> Status:

@@ -43,7 +43,8 @@ class LegalEntity(_Model):
     currency: str
     invoice_prefix: str = Field(description="Prefix of invoice numbers, e.g. US-INV-")
     credit_note_prefix: str | None = Field(
-        default=None, description="Prefix of credit note numbers; defaults to the invoice prefix with INV replaced by CN"
+        default=None,
+        description="Prefix of credit note numbers; defaults to the invoice prefix with INV replaced by CN",
     )
 
     _currency = field_validator("currency")(_check_currency)
@@ -167,7 +168,9 @@ class Contract(_Model):
     contract_end_date: date | None = Field(default=None, description="Last day of service; none = evergreen")
     cycle_length: int = Field(default=1, ge=1, le=1000)
     cycle_unit: CycleUnit = "month"
-    cycle_start_date: date | None = Field(default=None, description="Anchor of the billing cycles; defaults to contract_start_date")
+    cycle_start_date: date | None = Field(
+        default=None, description="Anchor of the billing cycles; defaults to contract_start_date"
+    )
     billing_timing: Timing = "in_advance"
     payment_terms_days: int = Field(default=30, ge=0, le=3650, description="Net N: due date = invoice date + N days")
     auto_charge: bool = False

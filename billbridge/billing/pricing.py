@@ -9,7 +9,8 @@ Money and quantity fields are Decimals; floats are refused so that a YAML
 from __future__ import annotations
 
 from decimal import Context, Decimal, localcontext
-from typing import Annotated, Literal, Union
+from itertools import pairwise
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -40,7 +41,7 @@ PositiveQuantity = Annotated[Decimal, _no_float("quantities"), Field(gt=0)]
 
 def _check_quantity(quantity: Decimal) -> Decimal:
     """Validate the quantity passed to ``amount_for``."""
-    if isinstance(quantity, bool) or isinstance(quantity, float):
+    if isinstance(quantity, (bool, float)):
         raise TypeError(f"quantity must be a Decimal or int, not {type(quantity).__name__}")
     if isinstance(quantity, int):
         quantity = Decimal(quantity)
@@ -104,11 +105,9 @@ class _Tiered(_Model):
         bounds = [t.up_to for t in tiers[:-1] if t.up_to is not None]
         if len(bounds) != len(tiers) - 1:
             raise ValueError("only the last tier may have up_to: null")
-        for lower, upper in zip(bounds, bounds[1:]):
+        for lower, upper in pairwise(bounds):
             if upper <= lower:
-                raise ValueError(
-                    f"tier up_to values must be strictly ascending, got {upper} after {lower}"
-                )
+                raise ValueError(f"tier up_to values must be strictly ascending, got {upper} after {lower}")
         return tiers
 
 
@@ -172,7 +171,7 @@ class PackagePrice(_Model):
 
 
 Pricing = Annotated[
-    Union[FlatPrice, PerUnitPrice, GraduatedPrice, VolumePrice, PackagePrice],
+    FlatPrice | PerUnitPrice | GraduatedPrice | VolumePrice | PackagePrice,
     Field(discriminator="model"),
 ]
 """Any pricing model, told apart by its ``model`` field."""

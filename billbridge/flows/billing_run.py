@@ -49,11 +49,13 @@ class BillingSummary:
         }
 
 
-def _usage_lookup(session: Session, timelines: Sequence[ContractTimeline], as_of: date) -> Callable[[ContractTimeline], UsageLookup]:
+def _usage_lookup(
+    session: Session, timelines: Sequence[ContractTimeline], as_of: date
+) -> Callable[[ContractTimeline], UsageLookup]:
     """One query for the chunk's usage; each contract gets a lookup over its customer's days."""
-    with_usage = [t for t in timelines if any(l.charge == "usage" for v in t.versions for l in v.contract.lines)]
+    with_usage = [t for t in timelines if any(line.charge == "usage" for v in t.versions for line in v.contract.lines)]
     if not with_usage:
-        return lambda _t: (lambda *_: Decimal(0))
+        return lambda _t: lambda *_: Decimal(0)
     start = min(v.contract.contract_start_date for t in with_usage for v in t.versions)
     days = daily_usage(session, sorted({t.customer_id for t in with_usage}), start, as_of + timedelta(days=1))
 
@@ -119,8 +121,13 @@ def run_billing(
             for timeline, reason in failures:
                 summary.failed.append((timeline.contract_ref, reason))
                 quarantine.quarantine(
-                    session, source=SOURCE, record_type="contracts", record_key=timeline.contract_ref,
-                    field=None, reason=reason, payload={"contract_ref": timeline.contract_ref, "as_of": as_of.isoformat()},
+                    session,
+                    source=SOURCE,
+                    record_type="contracts",
+                    record_key=timeline.contract_ref,
+                    field=None,
+                    reason=reason,
+                    payload={"contract_ref": timeline.contract_ref, "as_of": as_of.isoformat()},
                 )
             quarantine.resolve_many(
                 session, source=SOURCE, record_type="contracts", record_keys=[t.contract_ref for t, _ in plans]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy.orm import Session
 
 from billbridge.billing.model import Contract, Customer, LegalEntity, Product
 from billbridge.billing.pricebook import PriceBookError, resolve_prices
@@ -21,7 +22,6 @@ from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, save_contract
 from billbridge.store.db import Store
 from billbridge.store.reference import MissingReference, load_products, upsert_customer, upsert_entity, upsert_product
-from sqlalchemy.orm import Session
 
 SOURCE = "contract_file"
 BATCH = 500
@@ -92,8 +92,13 @@ def _import_one(session: Session, record: ParsedRecord, summary: ImportSummary) 
         summary.errors.append(error)
         summary.counts[f"{record.section}.quarantined"] += 1
         quarantine.quarantine(
-            session, source=SOURCE, record_type=record.section, record_key=record.key,
-            field=error.field, reason=error.message, payload=record.payload,
+            session,
+            source=SOURCE,
+            record_type=record.section,
+            record_key=record.key,
+            field=error.field,
+            reason=error.message,
+            payload=record.payload,
         )
         return
     summary.counts[f"{record.section}.{outcome}"] += 1

@@ -66,12 +66,23 @@ def parse_document(document: Any) -> ParsedFile:
     """Validate every record of a contract file on its own; bad ones become RecordErrors."""
     parsed = ParsedFile()
     if not isinstance(document, dict):
-        parsed.errors.append(RecordError("file", 0, None, "(file)", "expected a mapping with entities, customers, products or contracts", document))
+        parsed.errors.append(
+            RecordError(
+                "file",
+                0,
+                None,
+                "(file)",
+                "expected a mapping with entities, customers, products or contracts",
+                document,
+            )
+        )
         return parsed
     for section in document:
         if section not in RECORD_KINDS:
             known = ", ".join(RECORD_KINDS)
-            parsed.errors.append(RecordError("file", 0, None, str(section), f"unknown section (expected {known})", None))
+            parsed.errors.append(
+                RecordError("file", 0, None, str(section), f"unknown section (expected {known})", None)
+            )
     for section, (model, key_field) in RECORD_KINDS.items():
         items = document.get(section) or []
         if not isinstance(items, list):
@@ -84,9 +95,7 @@ def parse_document(document: Any) -> ParsedFile:
                 record = model.model_validate(raw)
             except ValidationError as exc:
                 for error in exc.errors(include_url=False):
-                    parsed.errors.append(
-                        RecordError(section, index, key, field_path(error["loc"]), error["msg"], raw)
-                    )
+                    parsed.errors.append(RecordError(section, index, key, field_path(error["loc"]), error["msg"], raw))
                 continue
             parsed.records.append(ParsedRecord(section, index, str(getattr(record, key_field)), record, raw))
     return parsed

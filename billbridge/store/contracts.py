@@ -60,7 +60,9 @@ def save_contract(session: Session, contract: model.Contract) -> Outcome:
     digest = content_hash(contract)
     row = session.scalar(select(Contract).where(Contract.contract_ref == contract.contract_ref))
     if row is None:
-        row = Contract(contract_ref=contract.contract_ref, customer_id=customer_id, entity_id=entity_id, current_version_no=1)
+        row = Contract(
+            contract_ref=contract.contract_ref, customer_id=customer_id, entity_id=entity_id, current_version_no=1
+        )
         session.add(row)
         session.flush()
         _add_version(session, row.id, 1, contract.contract_start_date, digest, contract, products)
@@ -75,7 +77,9 @@ def save_contract(session: Session, contract: model.Contract) -> Outcome:
     latest = versions[-1]
     # A version is its terms and the day they apply from: importing a known one (an older file
     # again, a retried sync) changes nothing.
-    if latest.content_hash == digest or any(v.content_hash == digest and v.effective_date == effective for v in versions):
+    if latest.content_hash == digest or any(
+        v.content_hash == digest and v.effective_date == effective for v in versions
+    ):
         return "unchanged"
     if row.customer_id != customer_id or row.entity_id != entity_id:
         raise AmendmentError("customer_ref", "an amendment cannot move a contract to another customer or legal entity")
@@ -145,7 +149,9 @@ def _add_version(
         )
 
 
-def contract_ids(session: Session, *, refs: Sequence[str] | None = None, after_id: int = 0, limit: int | None = None) -> list[int]:
+def contract_ids(
+    session: Session, *, refs: Sequence[str] | None = None, after_id: int = 0, limit: int | None = None
+) -> list[int]:
     """Contract ids in id order (keyset paging with ``after_id``), optionally only the given refs."""
     query = select(Contract.id).where(Contract.id > after_id).order_by(Contract.id)
     if refs is not None:
@@ -165,13 +171,22 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
     if not ids:
         return {}
     heads = session.execute(
-        select(Contract.id, Contract.contract_ref, Contract.customer_id, Contract.entity_id, Customer.customer_ref, LegalEntity.entity_ref)
+        select(
+            Contract.id,
+            Contract.contract_ref,
+            Contract.customer_id,
+            Contract.entity_id,
+            Customer.customer_ref,
+            LegalEntity.entity_ref,
+        )
         .join(Customer, Customer.id == Contract.customer_id)
         .join(LegalEntity, LegalEntity.id == Contract.entity_id)
         .where(Contract.id.in_(ids))
     ).all()
     versions = session.scalars(
-        select(ContractVersion).where(ContractVersion.contract_id.in_(ids)).order_by(ContractVersion.contract_id, ContractVersion.version_no)
+        select(ContractVersion)
+        .where(ContractVersion.contract_id.in_(ids))
+        .order_by(ContractVersion.contract_id, ContractVersion.version_no)
     ).all()
     lines_by_version: dict[int, list[dict[str, object]]] = defaultdict(list)
     if versions:
@@ -235,8 +250,12 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
         out_versions[v.contract_id].append(Version(v.version_no, v.effective_date, contract))
     return {
         h.id: ContractTimeline(
-            h.id, h.contract_ref, h.customer_id, h.entity_id,
-            () if h.id in errors else tuple(out_versions[h.id]), errors.get(h.id),
+            h.id,
+            h.contract_ref,
+            h.customer_id,
+            h.entity_id,
+            () if h.id in errors else tuple(out_versions[h.id]),
+            errors.get(h.id),
         )
         for h in heads
     }

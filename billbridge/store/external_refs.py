@@ -36,7 +36,11 @@ def link(
     if row is None:
         session.add(
             ExternalRef(
-                system=system, object_type=object_type, internal_id=internal_id, external_id=external_id, version=version
+                system=system,
+                object_type=object_type,
+                internal_id=internal_id,
+                external_id=external_id,
+                version=version,
             )
         )
     elif row.external_id != external_id:

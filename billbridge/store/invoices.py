@@ -148,11 +148,9 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 "amount_paid": ZERO,
             }
         )
-    ids = session.scalars(
-        insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True), invoice_rows
-    ).all()
+    ids = session.scalars(insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True), invoice_rows).all()
     line_rows: list[dict[str, Any]] = []
-    for invoice_id, (timeline, draft) in zip(ids, ordered):
+    for invoice_id, (timeline, draft) in zip(ids, ordered, strict=True):
         for position, line in enumerate(draft.lines):
             line_rows.append(
                 {
@@ -321,7 +319,9 @@ def record_payment(
         if invoice is None:
             raise LookupError(f"payment {payment_ref}: no invoice numbered {number!r}")
         if invoice.currency != currency:
-            raise ValueError(f"payment {payment_ref}: {currency} payment cannot settle {invoice.currency} invoice {number}")
+            raise ValueError(
+                f"payment {payment_ref}: {currency} payment cannot settle {invoice.currency} invoice {number}"
+            )
         paid = invoice.amount_paid + share
         invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, paid)
         invoice.amount_paid = paid

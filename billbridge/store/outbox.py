@@ -30,7 +30,11 @@ def enqueue(
         return False
     session.add(
         OutboxMessage(
-            topic=topic, aggregate_type=aggregate_type, aggregate_id=aggregate_id, dedupe_key=dedupe_key, payload=payload
+            topic=topic,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            dedupe_key=dedupe_key,
+            payload=payload,
         )
     )
     return True
@@ -73,6 +77,12 @@ def mark_failed(session: Session, message_id: int, error: str, *, retry_in: time
 def pending(session: Session) -> list[dict[str, Any]]:
     rows = session.scalars(select(OutboxMessage).where(OutboxMessage.delivered_at.is_(None)).order_by(OutboxMessage.id))
     return [
-        {"id": m.id, "topic": m.topic, "aggregate_id": m.aggregate_id, "attempts": m.attempts, "last_error": m.last_error}
+        {
+            "id": m.id,
+            "topic": m.topic,
+            "aggregate_id": m.aggregate_id,
+            "attempts": m.attempts,
+            "last_error": m.last_error,
+        }
         for m in rows
     ]

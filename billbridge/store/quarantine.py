@@ -28,7 +28,12 @@ def quarantine(
     if row is None:
         session.add(
             QuarantinedRecord(
-                source=source, record_type=record_type, record_key=record_key, field=field, reason=reason, payload=stored
+                source=source,
+                record_type=record_type,
+                record_key=record_key,
+                field=field,
+                reason=reason,
+                payload=stored,
             )
         )
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -64,7 +64,11 @@ def upsert_product(session: Session, product: model.Product) -> Outcome:
         outcome = _apply(row, values)
     existing = {p.price_ref: p for p in session.scalars(select(Price).where(Price.product_id == row.id))}
     for price in product.prices:
-        price_values = {"currency": price.currency, "pricing": price.pricing.model_dump(mode="json"), "product_id": row.id}
+        price_values = {
+            "currency": price.currency,
+            "pricing": price.pricing.model_dump(mode="json"),
+            "product_id": row.id,
+        }
         current = existing.get(price.price_ref)
         if current is None:
             taken = session.scalar(select(Price).where(Price.price_ref == price.price_ref))
@@ -77,7 +81,7 @@ def upsert_product(session: Session, product: model.Product) -> Outcome:
     return outcome
 
 
-def _apply(row: object, values: dict[str, object]) -> Outcome:
+def _apply(row: object, values: Mapping[str, object]) -> Outcome:
     changed = False
     for key, value in values.items():
         if getattr(row, key) != value:

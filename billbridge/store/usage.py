@@ -35,12 +35,16 @@ def daily_usage(
     rows = session.execute(
         select(UsageEvent.customer_id, Product.product_ref, UsageEvent.timestamp, UsageEvent.quantity)
         .join(Product, Product.id == UsageEvent.product_id)
-        .where(UsageEvent.customer_id.in_(list(customer_ids)), UsageEvent.timestamp >= lower, UsageEvent.timestamp < upper)
+        .where(
+            UsageEvent.customer_id.in_(list(customer_ids)), UsageEvent.timestamp >= lower, UsageEvent.timestamp < upper
+        )
     )
     days: dict[tuple[int, str], dict[date, list[Decimal]]] = {}
     for customer_id, product_ref, timestamp, quantity in rows:
         stamp = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)
-        days.setdefault((customer_id, product_ref), {}).setdefault(stamp.astimezone(timezone.utc).date(), []).append(quantity)
+        days.setdefault((customer_id, product_ref), {}).setdefault(stamp.astimezone(timezone.utc).date(), []).append(
+            quantity
+        )
     return {
         key: {day: DailyUsage(sum(q, Decimal(0)), max(q), len(q)) for day, q in per_day.items()}
         for key, per_day in days.items()

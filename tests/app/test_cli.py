@@ -40,7 +40,12 @@ def test_demo_twice_gives_the_same_totals_and_no_duplicates(env: str) -> None:
     code, out = run("demo", "--as-of", "2026-11-22", "--json")
     second = json.loads(out)
     assert second["billing"]["invoices"] == 0 and second["documents_in_store"] == 37
-    assert set(second["import"]["counts"]) == {"contracts.unchanged", "customers.unchanged", "entities.unchanged", "products.unchanged"}
+    assert set(second["import"]["counts"]) == {
+        "contracts.unchanged",
+        "customers.unchanged",
+        "entities.unchanged",
+        "products.unchanged",
+    }
 
 
 def test_preview_saves_nothing_and_bill_then_list(env: str) -> None:
@@ -49,13 +54,19 @@ def test_preview_saves_nothing_and_bill_then_list(env: str) -> None:
     code, out = run("invoices", "preview", "--contract", "C-101-initech", "--as-of", "2026-03-31", "--json")
     assert code == 0, out
     docs = json.loads(out)["documents"]
-    assert [(d["billing_date"], d["invoice_total"]) for d in docs] == [("2026-02-28", "2250.00"), ("2026-03-31", "2250.00")]
+    assert [(d["billing_date"], d["invoice_total"]) for d in docs] == [
+        ("2026-02-28", "2250.00"),
+        ("2026-03-31", "2250.00"),
+    ]
     assert json.loads(run("invoices", "list", "--json")[1]) == []
 
     code, out = run("bill", "--as-of", "2026-03-31", "--json")
     assert code == 0 and json.loads(out)["invoices"] > 0
     listed = json.loads(run("invoices", "list", "--contract", "C-101-initech", "--json")[1])
-    assert [(i["number"], i["billing_date"], i["status"]) for i in listed] == [("US-INV-4", "2026-02-28", "draft"), ("US-INV-5", "2026-03-31", "draft")]
+    assert [(i["number"], i["billing_date"], i["status"]) for i in listed] == [
+        ("US-INV-4", "2026-02-28", "draft"),
+        ("US-INV-5", "2026-03-31", "draft"),
+    ]
     code, out = run("invoices", "show", "US-INV-4")
     assert code == 0 and "User seats" in out and "2250.00" in out
     assert run("invoices", "mark", "US-INV-4", "approved")[0] == 0
@@ -87,10 +98,19 @@ def test_schema_is_generated_from_the_models(env: str) -> None:
     schema = json.loads(out)
     assert code == 0 and schema["title"] == "billbridge contract file"
     pricing_models = {name for name in schema["$defs"] if name.endswith("Price")}
-    assert pricing_models == {"FlatPrice", "PerUnitPrice", "GraduatedPrice", "VolumePrice", "PackagePrice", "ProductPrice"}
+    assert pricing_models == {
+        "FlatPrice",
+        "PerUnitPrice",
+        "GraduatedPrice",
+        "VolumePrice",
+        "PackagePrice",
+        "ProductPrice",
+    }
 
 
-def test_settings_come_from_the_config_file_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_come_from_the_config_file_and_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "billbridge.toml"
     config.write_text('database_url = "sqlite:///from-file.db"\nbilling_chunk_size = 7\n')
     monkeypatch.setenv("BILLBRIDGE_CONFIG", str(config))
@@ -105,9 +125,15 @@ def test_settings_come_from_the_config_file_and_environment_wins(tmp_path: Path,
 
 def test_installed_command_runs_the_demo_in_a_fresh_data_folder(tmp_path: Path) -> None:
     command = Path(sys.executable).with_name("billbridge")
-    environ = {**os.environ, "BILLBRIDGE_DATA_DIR": str(tmp_path / "data"), "BILLBRIDGE_CONFIG": str(tmp_path / "none.toml")}
+    environ = {
+        **os.environ,
+        "BILLBRIDGE_DATA_DIR": str(tmp_path / "data"),
+        "BILLBRIDGE_CONFIG": str(tmp_path / "none.toml"),
+    }
     environ.pop("BILLBRIDGE_DATABASE_URL", None)
-    done = subprocess.run([str(command), "demo", "--as-of", "2026-11-22"], env=environ, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(command), "demo", "--as-of", "2026-11-22"], env=environ, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "Billing run" in done.stdout and "46047.58" in done.stdout
     assert (tmp_path / "data" / "billbridge.db").exists()

@@ -247,7 +247,7 @@ def test_allocate_sums_exactly(total_code: tuple[Decimal, str], weights: list[De
     assert sum(result) == total
     assert all(_is_multiple_of_quantum(x, code) for x in result)
     weight_sum = sum(Fraction(w) for w in weights)
-    for part, weight in zip(result, weights):
+    for part, weight in zip(result, weights, strict=False):
         if weight == 0:
             assert part == 0
         # every part is within one minor unit of its exact share

@@ -68,7 +68,11 @@ def totals(plan: Plan) -> list[tuple[date, Decimal]]:
 def test_flat_fee_in_advance_monthly_and_rerun_creates_nothing() -> None:
     ledger = Ledger((date(2026, 1, 1), make([flat("1200.00")], payment_terms_days=30)))
     plan = ledger.bill(date(2026, 3, 15))
-    assert totals(plan) == [(date(2026, 1, 1), D("1200.00")), (date(2026, 2, 1), D("1200.00")), (date(2026, 3, 1), D("1200.00"))]
+    assert totals(plan) == [
+        (date(2026, 1, 1), D("1200.00")),
+        (date(2026, 2, 1), D("1200.00")),
+        (date(2026, 3, 1), D("1200.00")),
+    ]
     assert [d.due_date for d in plan.invoices] == [date(2026, 1, 31), date(2026, 3, 3), date(2026, 3, 31)]
     line = plan.invoices[1].lines[0]
     assert (line.span_start, line.span_end, line.billed_days) == (date(2026, 2, 1), date(2026, 3, 1), 28)
@@ -95,13 +99,22 @@ def test_partial_last_period_when_the_contract_ends_mid_cycle() -> None:
     # Ends Mar 10 (inclusive): March bills 10 of 31 days of 310.00 = 100.00.
     contract = make([flat("310.00")], contract_end_date=date(2026, 3, 10))
     plan = Ledger((date(2026, 1, 1), contract)).bill(date(2026, 12, 31))
-    assert totals(plan) == [(date(2026, 1, 1), D("310.00")), (date(2026, 2, 1), D("310.00")), (date(2026, 3, 1), D("100.00"))]
+    assert totals(plan) == [
+        (date(2026, 1, 1), D("310.00")),
+        (date(2026, 2, 1), D("310.00")),
+        (date(2026, 3, 1), D("100.00")),
+    ]
 
 
 def test_anchor_on_the_31st_bills_on_the_last_day_of_shorter_months() -> None:
     contract = make([seats("1", "100.00")], contract_start_date=date(2026, 1, 31), billing_timing="in_arrears")
     plan = Ledger((date(2026, 1, 31), contract)).bill(date(2026, 5, 31))
-    assert [d.billing_date for d in plan.invoices] == [date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30), date(2026, 5, 31)]
+    assert [d.billing_date for d in plan.invoices] == [
+        date(2026, 2, 28),
+        date(2026, 3, 31),
+        date(2026, 4, 30),
+        date(2026, 5, 31),
+    ]
     assert {d.invoice_total for d in plan.invoices} == {D("100.00")}
 
 
@@ -122,7 +135,9 @@ def test_cycles_of_days_weeks_months_years(length: int, unit: str, as_of: date, 
 def test_upgrade_mid_period_credits_unused_days_and_charges_new_terms_on_the_next_invoice() -> None:
     ledger = Ledger((date(2026, 6, 1), make([seats("20")], contract_start_date=date(2026, 6, 1))))
     ledger.bill(date(2026, 8, 1))  # June, July, August at 20 x 45.00 = 900.00
-    ledger.amend(date(2026, 8, 16), make([seats("35")], contract_start_date=date(2026, 6, 1), effective_date=date(2026, 8, 16)))
+    ledger.amend(
+        date(2026, 8, 16), make([seats("35")], contract_start_date=date(2026, 6, 1), effective_date=date(2026, 8, 16))
+    )
 
     waiting = ledger.plan(date(2026, 8, 20))
     assert waiting.invoices == [] and len(waiting.pending) == 2  # held for the next billing date
@@ -155,11 +170,20 @@ def test_cancellation_mid_period_gives_a_credit_note_on_the_end_date() -> None:
     ledger.bill(date(2026, 8, 1))
     ledger.amend(
         date(2026, 8, 16),
-        make([seats("20")], contract_start_date=date(2026, 6, 1), contract_end_date=date(2026, 8, 15), effective_date=date(2026, 8, 16)),
+        make(
+            [seats("20")],
+            contract_start_date=date(2026, 6, 1),
+            contract_end_date=date(2026, 8, 15),
+            effective_date=date(2026, 8, 16),
+        ),
     )
     plan = ledger.bill(date(2026, 12, 31))
     [credit] = plan.invoices
-    assert (credit.doc_type, credit.billing_date, credit.invoice_total) == ("credit_note", date(2026, 8, 16), D("-464.52"))
+    assert (credit.doc_type, credit.billing_date, credit.invoice_total) == (
+        "credit_note",
+        date(2026, 8, 16),
+        D("-464.52"),
+    )
     assert ledger.plan(date(2027, 6, 1)).invoices == []
 
 
@@ -178,7 +202,13 @@ def test_graduated_with_tier_flat_fee_and_line_percent_discount() -> None:
         {"up_to": "50", "unit_price": "40.00"},
         {"up_to": None, "unit_price": "30.00"},
     ]
-    line = {"line_ref": "s", "product_ref": "seats", "quantity": "60", "pricing": {"model": "graduated", "tiers": tiers}, "discount": {"percent": "10"}}
+    line = {
+        "line_ref": "s",
+        "product_ref": "seats",
+        "quantity": "60",
+        "pricing": {"model": "graduated", "tiers": tiers},
+        "discount": {"percent": "10"},
+    }
     [invoice] = Ledger((date(2026, 1, 1), make([line]))).bill(date(2026, 1, 1)).invoices
     # 10 x 50 + 100 + 40 x 40 + 10 x 30 = 2500.00, less 10% = 2250.00
     [billed] = invoice.lines
@@ -186,7 +216,14 @@ def test_graduated_with_tier_flat_fee_and_line_percent_discount() -> None:
 
 
 def test_volume_and_package_pricing_on_quantities() -> None:
-    volume = {"model": "volume", "tiers": [{"up_to": "25", "unit_price": "20"}, {"up_to": "100", "unit_price": "15", "flat_fee": "50"}, {"up_to": None, "unit_price": "12"}]}
+    volume = {
+        "model": "volume",
+        "tiers": [
+            {"up_to": "25", "unit_price": "20"},
+            {"up_to": "100", "unit_price": "15", "flat_fee": "50"},
+            {"up_to": None, "unit_price": "12"},
+        ],
+    }
     package = {"model": "package", "package_size": "10", "package_price": "99.00", "free_units": "5"}
     lines = [
         {"line_ref": "v", "product_ref": "seats", "quantity": "40", "pricing": volume},  # 40 x 15 + 50 = 650
@@ -197,7 +234,12 @@ def test_volume_and_package_pricing_on_quantities() -> None:
 
 
 def test_usage_is_rated_in_arrears_on_the_period_aggregate() -> None:
-    line = {"line_ref": "api", "product_ref": "api", "charge": "usage", "pricing": {"model": "package", "package_size": "1000", "package_price": "2.50", "free_units": "10000"}}
+    line = {
+        "line_ref": "api",
+        "product_ref": "api",
+        "charge": "usage",
+        "pricing": {"model": "package", "package_size": "1000", "package_price": "2.50", "free_units": "10000"},
+    }
     asked = []
 
     def usage(product_ref: str, start: date, end: date, aggregation: str) -> Decimal:
@@ -212,7 +254,12 @@ def test_usage_is_rated_in_arrears_on_the_period_aggregate() -> None:
 
 
 def test_late_usage_is_corrected_on_the_next_invoice() -> None:
-    line = {"line_ref": "api", "product_ref": "api", "charge": "usage", "pricing": {"model": "per_unit", "unit_price": "0.10"}}
+    line = {
+        "line_ref": "api",
+        "product_ref": "api",
+        "charge": "usage",
+        "pricing": {"model": "per_unit", "unit_price": "0.10"},
+    }
     ledger = Ledger((date(2026, 1, 1), make([line])))
     counts = {date(2026, 1, 1): D("1000")}
 
@@ -230,20 +277,49 @@ def test_late_usage_is_corrected_on_the_next_invoice() -> None:
 
 
 def test_one_time_fee_lands_on_the_invoice_of_its_day() -> None:
-    lines = [flat("1200.00"), {"line_ref": "setup", "product_ref": "onboarding", "charge": "one_time", "billing_date": date(2026, 2, 10), "pricing": {"model": "flat", "amount": "5000.00"}}]
+    lines = [
+        flat("1200.00"),
+        {
+            "line_ref": "setup",
+            "product_ref": "onboarding",
+            "charge": "one_time",
+            "billing_date": date(2026, 2, 10),
+            "pricing": {"model": "flat", "amount": "5000.00"},
+        },
+    ]
     plan = Ledger((date(2026, 1, 1), make(lines))).bill(date(2026, 3, 1))
-    assert totals(plan) == [(date(2026, 1, 1), D("1200.00")), (date(2026, 2, 1), D("1200.00")), (date(2026, 2, 10), D("5000.00")), (date(2026, 3, 1), D("1200.00"))]
+    assert totals(plan) == [
+        (date(2026, 1, 1), D("1200.00")),
+        (date(2026, 2, 1), D("1200.00")),
+        (date(2026, 2, 10), D("5000.00")),
+        (date(2026, 3, 1), D("1200.00")),
+    ]
 
 
 def test_installments_split_with_the_remainder_on_the_last() -> None:
-    line = {"line_ref": "hw", "product_ref": "hardware", "charge": "installments", "installments": 3, "pricing": {"model": "flat", "amount": "5000.00"}}
+    line = {
+        "line_ref": "hw",
+        "product_ref": "hardware",
+        "charge": "installments",
+        "installments": 3,
+        "pricing": {"model": "flat", "amount": "5000.00"},
+    }
     plan = Ledger((date(2026, 1, 1), make([line]))).bill(date(2026, 12, 31))
     # 5000 / 3 = 1666.666..: 1666.66, 1666.66 and the remainder 1666.68
-    assert totals(plan) == [(date(2026, 1, 1), D("1666.66")), (date(2026, 2, 1), D("1666.66")), (date(2026, 3, 1), D("1666.68"))]
+    assert totals(plan) == [
+        (date(2026, 1, 1), D("1666.66")),
+        (date(2026, 2, 1), D("1666.66")),
+        (date(2026, 3, 1), D("1666.68")),
+    ]
 
 
 def test_minimum_commitment_true_up_when_the_period_falls_short() -> None:
-    line = {"line_ref": "api", "product_ref": "api", "charge": "usage", "pricing": {"model": "per_unit", "unit_price": "0.10"}}
+    line = {
+        "line_ref": "api",
+        "product_ref": "api",
+        "charge": "usage",
+        "pricing": {"model": "per_unit", "unit_price": "0.10"},
+    }
     ledger = Ledger((date(2026, 1, 1), make([line], minimum_commitment="250.00")))
     usage = {date(2026, 1, 1): D("1000"), date(2026, 2, 1): D("3000")}
     plan = ledger.bill(date(2026, 3, 1), lambda p, a, b, agg: usage[a])
@@ -263,15 +339,30 @@ def test_contract_discounts_percent_and_amount() -> None:
 
 
 def test_price_ramp_changes_price_on_its_date_and_prorates_a_step_inside_a_period() -> None:
-    line = flat("100.00", ramps=[{"start_date": "2026-03-01", "pricing": {"model": "flat", "amount": "200.00"}}, {"start_date": "2026-04-16", "quantity": "1", "pricing": {"model": "flat", "amount": "300.00"}}])
+    line = flat(
+        "100.00",
+        ramps=[
+            {"start_date": "2026-03-01", "pricing": {"model": "flat", "amount": "200.00"}},
+            {"start_date": "2026-04-16", "quantity": "1", "pricing": {"model": "flat", "amount": "300.00"}},
+        ],
+    )
     plan = Ledger((date(2026, 1, 1), make([line]))).bill(date(2026, 4, 1))
     # April: 15 days at 200 of 30 (100.00) + 15 days at 300 of 30 (150.00)
-    assert totals(plan) == [(date(2026, 1, 1), D("100.00")), (date(2026, 2, 1), D("100.00")), (date(2026, 3, 1), D("200.00")), (date(2026, 4, 1), D("250.00"))]
+    assert totals(plan) == [
+        (date(2026, 1, 1), D("100.00")),
+        (date(2026, 2, 1), D("100.00")),
+        (date(2026, 3, 1), D("200.00")),
+        (date(2026, 4, 1), D("250.00")),
+    ]
 
 
-@pytest.mark.parametrize(("currency", "expected"), [("JPY", D("48387")), ("USD", D("48387.10")), ("KWD", D("48387.097"))])
+@pytest.mark.parametrize(
+    ("currency", "expected"), [("JPY", D("48387")), ("USD", D("48387.10")), ("KWD", D("48387.097"))]
+)
 def test_each_currency_rounds_to_its_minor_unit(currency: str, expected: Decimal) -> None:
     # 100,000 x 15/31 = 48387.0967..
-    contract = make([flat("100000")], currency=currency, contract_start_date=date(2026, 1, 17), cycle_start_date=date(2026, 1, 1))
+    contract = make(
+        [flat("100000")], currency=currency, contract_start_date=date(2026, 1, 17), cycle_start_date=date(2026, 1, 1)
+    )
     [invoice, _] = Ledger((date(2026, 1, 17), contract)).bill(date(2026, 2, 1)).invoices
     assert invoice.invoice_total == expected

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billbridge.billing.currency import quantum
-from billbridge.billing.engine import as_billed, plan_invoices, Version
+from billbridge.billing.engine import Version, as_billed, plan_invoices
 from billbridge.billing.model import Contract
 
 START = date(2026, 1, 1)
@@ -64,7 +64,9 @@ def contracts(draw: st.DrawFn, currency: str, effective: date | None = None) -> 
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), currency=currencies, days=st.integers(0, 200))
-def test_totals_are_the_sum_of_rounded_lines_and_a_rerun_creates_nothing(data: st.DataObject, currency: str, days: int) -> None:
+def test_totals_are_the_sum_of_rounded_lines_and_a_rerun_creates_nothing(
+    data: st.DataObject, currency: str, days: int
+) -> None:
     contract = data.draw(contracts(currency))
     versions = [Version(1, START, contract)]
     as_of = START + timedelta(days=days)

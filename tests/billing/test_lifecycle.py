@@ -23,7 +23,7 @@ D = Decimal
     ],
 )
 def test_allowed_paths(path: list[str]) -> None:
-    for current, target in zip(path, path[1:]):
+    for current, target in zip(path, path[1:], strict=False):
         assert transition(current, target) == target
 
 
@@ -60,24 +60,38 @@ def test_late_is_derived_from_due_date_and_open_balance() -> None:
 
 
 def _contract(**line: object) -> Contract:
-    return Contract.model_validate({
-        "contract_ref": "C", "customer_ref": "c", "entity_ref": "e", "currency": "EUR",
-        "contract_start_date": "2026-01-01", "lines": [{"line_ref": "l", "product_ref": "seats", **line}],
-    })
+    return Contract.model_validate(
+        {
+            "contract_ref": "C",
+            "customer_ref": "c",
+            "entity_ref": "e",
+            "currency": "EUR",
+            "contract_start_date": "2026-01-01",
+            "lines": [{"line_ref": "l", "product_ref": "seats", **line}],
+        }
+    )
 
 
 PRODUCTS = {
-    "seats": Product.model_validate({"product_ref": "seats", "name": "User seats", "prices": [
-        {"price_ref": "usd", "currency": "USD", "pricing": {"model": "per_unit", "unit_price": "45"}},
-        {"price_ref": "eur", "currency": "EUR", "pricing": {"model": "per_unit", "unit_price": "40"}},
-    ]})
+    "seats": Product.model_validate(
+        {
+            "product_ref": "seats",
+            "name": "User seats",
+            "prices": [
+                {"price_ref": "usd", "currency": "USD", "pricing": {"model": "per_unit", "unit_price": "45"}},
+                {"price_ref": "eur", "currency": "EUR", "pricing": {"model": "per_unit", "unit_price": "40"}},
+            ],
+        }
+    )
 }
 
 
 def test_price_book_default_named_price_and_line_override() -> None:
     assert resolve_prices(_contract(), PRODUCTS).lines[0].pricing.unit_price == D("40")
     assert resolve_prices(_contract(), PRODUCTS).lines[0].description == "User seats"
-    override = resolve_prices(_contract(pricing={"model": "flat", "amount": "5"}, description="Custom"), PRODUCTS).lines[0]
+    override = resolve_prices(
+        _contract(pricing={"model": "flat", "amount": "5"}, description="Custom"), PRODUCTS
+    ).lines[0]
     assert (override.pricing.amount, override.description) == (D("5"), "Custom")
     with pytest.raises(PriceBookError, match="'usd' is in USD, the contract in EUR") as caught:
         resolve_prices(_contract(price_ref="usd"), PRODUCTS)

@@ -304,7 +304,7 @@ def test_periods_tile_the_service(
         assert result == []
         return
     assert result[0].start == start
-    for before, after in zip(result, result[1:]):
+    for before, after in zip(result, result[1:], strict=False):
         assert before.end == after.start  # no gap, no overlap
         assert before.full_end == after.full_start
     for p in result:

@@ -257,10 +257,7 @@ quantities = st.decimals(min_value=0, max_value=100_000, places=3, allow_nan=Fal
 def tier_lists(draw: st.DrawFn) -> list[Tier]:
     """1 to 5 tiers with strictly ascending bounds, the last one unbounded."""
     bounds = sorted(draw(st.sets(st.integers(min_value=1, max_value=5_000), max_size=4)))
-    return [
-        Tier(up_to=bound, unit_price=draw(money), flat_fee=draw(money))
-        for bound in [*bounds, None]
-    ]
+    return [Tier(up_to=bound, unit_price=draw(money), flat_fee=draw(money)) for bound in [*bounds, None]]
 
 
 @settings(max_examples=200)

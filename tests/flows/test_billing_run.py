@@ -28,9 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def invoice_rows(store: Store) -> list[tuple[int, date, str, str, int]]:
     with store.read() as session:
-        return [tuple(r) for r in session.execute(
-            select(Invoice.contract_id, Invoice.billing_date, Invoice.number, Invoice.doc_type, Invoice.entity_id)
-        )]
+        return [
+            tuple(r)
+            for r in session.execute(
+                select(Invoice.contract_id, Invoice.billing_date, Invoice.number, Invoice.doc_type, Invoice.entity_id)
+            )
+        ]
 
 
 def assert_numbers_gapless(store: Store) -> None:
@@ -48,7 +51,12 @@ def test_examples_bill_once_and_a_rerun_creates_nothing(store: Store) -> None:
         import_file(store, path)
     first = run_billing(store, date(2026, 11, 22), chunk_size=4)
     assert first.failed == [] and first.documents["invoice"] == 37
-    assert first.totals == {"EUR": Decimal("7750.00"), "JPY": Decimal("1650000"), "KWD": Decimal("3356.163"), "USD": Decimal("46047.58")}
+    assert first.totals == {
+        "EUR": Decimal("7750.00"),
+        "JPY": Decimal("1650000"),
+        "KWD": Decimal("3356.163"),
+        "USD": Decimal("46047.58"),
+    }
     again = run_billing(store, date(2026, 11, 22))
     assert sum(again.documents.values()) == 0 and again.totals == {}
     assert len(invoice_rows(store)) == 37
@@ -66,7 +74,10 @@ def test_amendment_after_invoicing_becomes_credit_and_charge_on_the_next_invoice
     seats = lambda n: [{"line_ref": "seats", "product_ref": "seats", "quantity": n}]  # noqa: E731
     import_document(store, document(contract("C-1", contract_start_date="2026-06-01", lines=seats("20"))))
     run_billing(store, date(2026, 8, 1))
-    import_document(store, document(contract("C-1", contract_start_date="2026-06-01", lines=seats("35"), effective_date="2026-08-16")))
+    import_document(
+        store,
+        document(contract("C-1", contract_start_date="2026-06-01", lines=seats("35"), effective_date="2026-08-16")),
+    )
     with store.read() as session:
         august = get_invoice(session, "US-INV-3")
     assert august is not None and august["invoice_total"] == Decimal("900.00")  # never rewritten
@@ -78,14 +89,22 @@ def test_amendment_after_invoicing_becomes_credit_and_charge_on_the_next_invoice
     with store.read() as session:
         september = get_invoice(session, "US-INV-4")
     assert september is not None
-    assert sorted(line["billed_amount"] for line in september["lines"]) == [Decimal("-464.52"), Decimal("812.90"), Decimal("1575.00")]
+    assert sorted(line["billed_amount"] for line in september["lines"]) == [
+        Decimal("-464.52"),
+        Decimal("812.90"),
+        Decimal("1575.00"),
+    ]
     assert september["invoice_total"] == Decimal("1923.38")
 
 
 def test_a_contract_that_cannot_be_planned_is_quarantined_and_the_run_goes_on(store: Store) -> None:
     import_document(store, document(contract("C-broken"), contract("C-ok")))
     with store.write() as session:  # a hand edit in the database breaks one contract's stored terms
-        session.execute(update(ContractLine).where(ContractLine.line_ref == "platform", ContractLine.id == 1).values(pricing={"model": "flat"}))
+        session.execute(
+            update(ContractLine)
+            .where(ContractLine.line_ref == "platform", ContractLine.id == 1)
+            .values(pricing={"model": "flat"})
+        )
     summary = run_billing(store, date(2026, 1, 1))
     assert [ref for ref, _ in summary.failed] == ["C-broken"]
     assert "amount" in summary.failed[0][1]
@@ -93,7 +112,9 @@ def test_a_contract_that_cannot_be_planned_is_quarantined_and_the_run_goes_on(st
     with store.read() as session:
         assert [(r["source"], r["record_key"]) for r in list_open(session)] == [("billing", "C-broken")]
     with store.write() as session:  # fixed: the next run bills it and clears the entry
-        session.execute(update(ContractLine).where(ContractLine.id == 1).values(pricing={"model": "flat", "amount": "10.00"}))
+        session.execute(
+            update(ContractLine).where(ContractLine.id == 1).values(pricing={"model": "flat", "amount": "10.00"})
+        )
     assert run_billing(store, date(2026, 1, 1)).documents["invoice"] == 1
     with store.read() as session:
         assert list_open(session) == []
@@ -108,14 +129,23 @@ def _spawn_billing(url: str, as_of: str, chunk: int) -> subprocess.Popen[bytes]:
         "s = run_billing(store, datetime.date.fromisoformat(sys.argv[2]), chunk_size=int(sys.argv[3]))\n"
         "print(sum(s.documents.values()))\n"
     )
-    return subprocess.Popen([sys.executable, "-c", code, url, as_of, str(chunk)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, url, as_of, str(chunk)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def _many_contracts(store: Store, n: int) -> None:
-    import_document(store, document(*[
-        contract(f"C-{i:04d}", customer="gulf", entity="kw", currency="KWD") if i % 3 == 0 else contract(f"C-{i:04d}")
-        for i in range(n)
-    ]))
+    import_document(
+        store,
+        document(
+            *[
+                contract(f"C-{i:04d}", customer="gulf", entity="kw", currency="KWD")
+                if i % 3 == 0
+                else contract(f"C-{i:04d}")
+                for i in range(n)
+            ]
+        ),
+    )
 
 
 def test_two_generators_at_once_never_duplicate_and_never_leave_a_gap(store: Store, database_url: str) -> None:
@@ -143,7 +173,9 @@ def test_a_generator_killed_halfway_leaves_no_trace_of_its_open_chunk(store: Sto
     assert_numbers_gapless(store)
     with store.read() as session:  # no invoice without its lines
         empty = session.scalar(
-            select(func.count()).select_from(Invoice).where(~select(InvoiceLine.id).where(InvoiceLine.invoice_id == Invoice.id).exists())
+            select(func.count())
+            .select_from(Invoice)
+            .where(~select(InvoiceLine.id).where(InvoiceLine.invoice_id == Invoice.id).exists())
         )
     assert empty == 0
     rerun = _spawn_billing(database_url, "2026-12-15", 50)

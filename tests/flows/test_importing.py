@@ -29,7 +29,9 @@ def test_example_files_import_cleanly_and_a_second_import_changes_nothing(store:
     assert sum(s.counts["contracts.created"] for s in first) == 6
     assert sum(s.counts["contracts.updated"] for s in first) == 1  # 03-amendments.yaml
     again = [import_file(store, path) for path in sorted(EXAMPLES.glob("*.yaml"))]
-    assert all(set(s.counts) <= {f"{k}.unchanged" for k in ("entities", "customers", "products", "contracts")} for s in again)
+    assert all(
+        set(s.counts) <= {f"{k}.unchanged" for k in ("entities", "customers", "products", "contracts")} for s in again
+    )
     assert count(store, ContractVersion) == 7
 
 
@@ -41,7 +43,10 @@ def test_bad_records_are_quarantined_with_record_and_field_and_the_rest_go_on(st
         contract("C-negative", lines=[{"line_ref": "s", "product_ref": "seats", "quantity": "-3"}]),
         contract("C-unknown-product", lines=[{"line_ref": "x", "product_ref": "nope"}]),
         contract("C-unknown-customer", customer="nobody"),
-        contract("C-float", lines=[{"line_ref": "s", "product_ref": "seats", "pricing": {"model": "per_unit", "unit_price": 0.1}}]),
+        contract(
+            "C-float",
+            lines=[{"line_ref": "s", "product_ref": "seats", "pricing": {"model": "per_unit", "unit_price": 0.1}}],
+        ),
     )
     summary = import_document(store, doc)
     assert summary.counts["contracts.created"] == 1
@@ -59,8 +64,17 @@ def test_bad_records_are_quarantined_with_record_and_field_and_the_rest_go_on(st
 
     with store.read() as session:
         kept = {r["record_key"]: r for r in quarantine.list_open(session)}
-    assert set(kept) == {"C-no-start", "C-bad-currency", "C-negative", "C-unknown-product", "C-unknown-customer", "C-float"}
-    assert kept["C-unknown-product"]["payload"]["lines"] == [{"line_ref": "x", "product_ref": "nope"}]  # raw payload kept
+    assert set(kept) == {
+        "C-no-start",
+        "C-bad-currency",
+        "C-negative",
+        "C-unknown-product",
+        "C-unknown-customer",
+        "C-float",
+    }
+    assert kept["C-unknown-product"]["payload"]["lines"] == [
+        {"line_ref": "x", "product_ref": "nope"}
+    ]  # raw payload kept
     assert count(store, Contract) == 1
 
 
@@ -77,7 +91,10 @@ def test_a_fixed_record_clears_its_quarantine_entry(store: Store) -> None:
 
 
 def test_a_contract_failing_on_its_second_line_is_not_half_written(store: Store) -> None:
-    lines = [{"line_ref": "a", "product_ref": "platform"}, {"line_ref": "b", "product_ref": "seats", "price_ref": "missing"}]
+    lines = [
+        {"line_ref": "a", "product_ref": "platform"},
+        {"line_ref": "b", "product_ref": "seats", "price_ref": "missing"},
+    ]
     summary = import_document(store, document(contract("C-half", lines=lines), contract("C-fine")))
     assert [(e.key, e.field) for e in summary.errors] == [("C-half", "lines[1].price_ref")]
     with store.read() as session:
@@ -119,4 +136,6 @@ def test_whole_file_errors_are_clear(tmp_path: Path, store: Store) -> None:
         import_file(store, tmp_path / "missing.yaml")
     odd = tmp_path / "odd.json"
     odd.write_text(json.dumps({"contracts": [], "invoices": []}))
-    assert [(e.field, e.message.split(" (")[0]) for e in import_file(store, odd).errors] == [("invoices", "unknown section")]
+    assert [(e.field, e.message.split(" (")[0]) for e in import_file(store, odd).errors] == [
+        ("invoices", "unknown section")
+    ]

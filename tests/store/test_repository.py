@@ -29,12 +29,28 @@ def test_money_survives_the_round_trip_exactly(store: Store) -> None:
     amounts = [Decimal("0.1"), Decimal("0.001"), Decimal("123456789012345.678"), Decimal("-0.30")]
     with store.write() as session:
         for i, amount in enumerate(amounts):
-            session.add(Payment(payment_ref=f"p{i}", currency="KWD", amount=amount, unapplied_amount=amount, received_on=date(2026, 1, 1)))
+            session.add(
+                Payment(
+                    payment_ref=f"p{i}",
+                    currency="KWD",
+                    amount=amount,
+                    unapplied_amount=amount,
+                    received_on=date(2026, 1, 1),
+                )
+            )
     with store.read() as session:
         stored = list(session.scalars(select(Payment.amount).order_by(Payment.id)))
     assert stored == amounts and all(isinstance(a, Decimal) for a in stored)
     with pytest.raises(StatementError, match="money columns take Decimal, not float"), store.write() as session:
-        session.add(Payment(payment_ref="float", currency="USD", amount=0.1, unapplied_amount=Decimal(0), received_on=date(2026, 1, 1)))
+        session.add(
+            Payment(
+                payment_ref="float",
+                currency="USD",
+                amount=0.1,
+                unapplied_amount=Decimal(0),
+                received_on=date(2026, 1, 1),
+            )
+        )
         session.flush()
 
 
@@ -46,9 +62,15 @@ def _one_invoice(store: Store) -> str:
 
 def test_lifecycle_and_payments(store: Store) -> None:
     number = _one_invoice(store)
-    with store.write() as session:
-        with pytest.raises(InvalidTransition, match="send it first"):
-            record_payment(session, payment_ref="early", currency="USD", amount=Decimal("1.00"), received_on=date(2026, 1, 2), allocations=[(number, Decimal("1.00"))])
+    with store.write() as session, pytest.raises(InvalidTransition, match="send it first"):
+        record_payment(
+            session,
+            payment_ref="early",
+            currency="USD",
+            amount=Decimal("1.00"),
+            received_on=date(2026, 1, 2),
+            allocations=[(number, Decimal("1.00"))],
+        )
     for status in ("under_review", "approved", "sent"):
         with store.write() as session:
             set_status(session, number, status)
@@ -56,9 +78,23 @@ def test_lifecycle_and_payments(store: Store) -> None:
         set_status(session, number, "draft")
 
     with store.write() as session:
-        assert record_payment(session, payment_ref="pi_1", currency="USD", amount=Decimal("500.00"), received_on=date(2026, 1, 10), allocations=[(number, Decimal("500.00"))])
+        assert record_payment(
+            session,
+            payment_ref="pi_1",
+            currency="USD",
+            amount=Decimal("500.00"),
+            received_on=date(2026, 1, 10),
+            allocations=[(number, Decimal("500.00"))],
+        )
     with store.write() as session:  # the same payment delivered again counts once
-        assert not record_payment(session, payment_ref="pi_1", currency="USD", amount=Decimal("500.00"), received_on=date(2026, 1, 10), allocations=[(number, Decimal("500.00"))])
+        assert not record_payment(
+            session,
+            payment_ref="pi_1",
+            currency="USD",
+            amount=Decimal("500.00"),
+            received_on=date(2026, 1, 10),
+            allocations=[(number, Decimal("500.00"))],
+        )
     with store.read() as session:
         doc = get_invoice(session, number)
     assert doc is not None and (doc["status"], doc["amount_paid"]) == ("partially_paid", Decimal("500.00"))
@@ -68,13 +104,31 @@ def test_lifecycle_and_payments(store: Store) -> None:
     with store.write() as session, pytest.raises(InvalidTransition, match="credit note"):
         set_status(session, number, "void")
     with store.write() as session, pytest.raises(ValueError, match="cannot settle"):
-        record_payment(session, payment_ref="eur", currency="EUR", amount=Decimal("700.00"), received_on=date(2026, 1, 11), allocations=[(number, Decimal("700.00"))])
+        record_payment(
+            session,
+            payment_ref="eur",
+            currency="EUR",
+            amount=Decimal("700.00"),
+            received_on=date(2026, 1, 11),
+            allocations=[(number, Decimal("700.00"))],
+        )
     with store.write() as session:  # overpayment: the rest stays unapplied on the payment
-        record_payment(session, payment_ref="pi_2", currency="USD", amount=Decimal("800.00"), received_on=date(2026, 1, 12), allocations=[(number, Decimal("700.00"))])
+        record_payment(
+            session,
+            payment_ref="pi_2",
+            currency="USD",
+            amount=Decimal("800.00"),
+            received_on=date(2026, 1, 12),
+            allocations=[(number, Decimal("700.00"))],
+        )
     with store.read() as session:
         doc = get_invoice(session, number)
         unapplied = session.scalar(select(Payment.unapplied_amount).where(Payment.payment_ref == "pi_2"))
-    assert doc is not None and (doc["status"], doc["amount_paid"], unapplied) == ("paid", Decimal("1200.00"), Decimal("100.00"))
+    assert doc is not None and (doc["status"], doc["amount_paid"], unapplied) == (
+        "paid",
+        Decimal("1200.00"),
+        Decimal("100.00"),
+    )
     assert not is_late(doc["status"], doc["due_date"], doc["invoice_total"], doc["amount_paid"], date(2026, 3, 1))
 
 
@@ -97,9 +151,30 @@ def test_cursors_and_outbox(store: Store) -> None:
     with store.write() as session:
         cursors.set_cursor(session, "hubspot", "deals", "2026-01-01T00:00:00Z")
         cursors.set_cursor(session, "hubspot", "deals", "2026-01-02T00:00:00Z")
-        assert outbox.enqueue(session, topic="invoice.push", aggregate_type="invoice", aggregate_id=1, dedupe_key="invoice:1:v1", payload={"n": 1})
-        assert not outbox.enqueue(session, topic="invoice.push", aggregate_type="invoice", aggregate_id=1, dedupe_key="invoice:1:v1", payload={"n": 1})
-        outbox.enqueue(session, topic="invoice.push", aggregate_type="invoice", aggregate_id=2, dedupe_key="invoice:2:v1", payload={"n": 2})
+        assert outbox.enqueue(
+            session,
+            topic="invoice.push",
+            aggregate_type="invoice",
+            aggregate_id=1,
+            dedupe_key="invoice:1:v1",
+            payload={"n": 1},
+        )
+        assert not outbox.enqueue(
+            session,
+            topic="invoice.push",
+            aggregate_type="invoice",
+            aggregate_id=1,
+            dedupe_key="invoice:1:v1",
+            payload={"n": 1},
+        )
+        outbox.enqueue(
+            session,
+            topic="invoice.push",
+            aggregate_type="invoice",
+            aggregate_id=2,
+            dedupe_key="invoice:2:v1",
+            payload={"n": 2},
+        )
     with store.read() as session:
         assert cursors.get_cursor(session, "hubspot", "deals") == "2026-01-02T00:00:00Z"
     with store.write() as session:
@@ -109,7 +184,11 @@ def test_cursors_and_outbox(store: Store) -> None:
     with store.write() as session:
         assert outbox.claim(session, topic="invoice.push", limit=10) == []  # delivered, and the other waits
         [waiting] = outbox.pending(session)
-        assert (waiting["aggregate_id"], waiting["attempts"], waiting["last_error"]) == (2, 1, "HTTP 503 from QuickBooks")
+        assert (waiting["aggregate_id"], waiting["attempts"], waiting["last_error"]) == (
+            2,
+            1,
+            "HTTP 503 from QuickBooks",
+        )
         later = outbox.claim(session, topic="invoice.push", limit=10, now=waiting_time())
         assert [m.aggregate_id for m in later] == [2]
 
