@@ -14,7 +14,6 @@ on the next billing date up to ``as_of`` that has none (one invoice per contract
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ UsageLookup = Callable[[str, date, date, str], Decimal]
 """(usage product_ref, start, end exclusive, aggregation) -> aggregate quantity."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Version:
     """A contract version with prices resolved, applying from ``effective_date`` (the first: from the start)."""
 
@@ -48,7 +47,7 @@ class Version:
     contract: Contract
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BilledItem:
     """An invoice line already generated, as planning needs it. Ends are exclusive."""
 
@@ -70,7 +69,7 @@ class BilledItem:
     quantity: Decimal = Decimal(1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DraftLine:
     """An invoice line to create. ``amount``/``discount`` are per full slot at full precision;
     ``billed_amount`` is the rounded amount of the span (negative for a credit)."""
@@ -97,7 +96,7 @@ class DraftLine:
         return (self.span_end - self.span_start).days
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InvoiceDraft:
     contract_ref: str
     doc_type: Literal["invoice", "credit_note"]
@@ -119,7 +118,7 @@ class Plan:
     pending: list[DraftLine] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Terms:
     """What one line bills over a span: the same hash means the same money."""
 
@@ -132,14 +131,14 @@ class _Terms:
     version_no: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Span:
     start: date
     end: date
     terms: _Terms | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Slot:
     line_ref: str
     kind: str
@@ -151,8 +150,9 @@ class _Slot:
 
 
 def _digest(*parts: object) -> str:
-    raw = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+    """A short stable fingerprint of the parts (str() of each, unit-separator joined)."""
+    raw = "\x1f".join(map(str, parts))
+    return hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
 
 
 def _line_discount(discount: Discount | None, gross: Decimal) -> Decimal:
@@ -173,6 +173,14 @@ class _Timeline:
         self.versions = sorted(versions, key=lambda v: (v.effective_date, v.version_no))
         self.current = self.versions[-1].contract
         self._cache: dict[tuple[int, str, int, Decimal | None], _Terms] = {}
+        self._schedules: dict[date, list[Period]] = {}
+
+    def schedule(self, as_of: date) -> list[Period]:
+        """The current terms' billing periods whose service starts on or before ``as_of``."""
+        found = self._schedules.get(as_of)
+        if found is None:
+            found = self._schedules[as_of] = _schedule(self.current, as_of)
+        return found
 
     def version_at(self, day: date) -> Version:
         chosen = self.versions[0]
@@ -225,9 +233,9 @@ class _Timeline:
         terms_hash = _digest(
             line.charge,
             line.product_ref,
-            pricing.model_dump(mode="json"),
-            str(quantity),
-            line.discount.model_dump(mode="json") if line.discount else None,
+            pricing.model_dump_json(),
+            quantity,
+            line.discount.model_dump_json() if line.discount else "",
             line.installments,
         )
         return _Terms(
@@ -294,7 +302,7 @@ def _schedule(contract: Contract, as_of: date) -> list[Period]:
 
 def _expected_slots(timeline: _Timeline, as_of: date, usage: UsageLookup) -> list[_Slot]:
     contract = timeline.current
-    schedule = _schedule(contract, as_of)
+    schedule = timeline.schedule(as_of)
     slots: list[_Slot] = []
     for line_ref, line in timeline.line_refs().items():
         timing = line.billing_timing or contract.billing_timing
@@ -365,7 +373,7 @@ def _first_cycle_after(contract: Contract, day: date) -> int:
     return cycle_index(contract.anchor, contract.cycle_length, contract.cycle_unit, day) + 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Piece:
     """A day range to bill (sign +1) or credit (sign -1) with one set of terms over a slot of ``slot_days``."""
 
@@ -384,6 +392,8 @@ def _diff(slot: _Slot, billed: Iterable[BilledItem]) -> list[_Piece]:
     (the cycle was amended) are different money per day.
     """
     billed = list(billed)
+    if not billed:  # nothing billed yet: the expected spans are the difference
+        return [_Piece(s.start, s.end, 1, s.terms, slot.end, slot.slot_days) for s in slot.spans if s.terms is not None]
     points = {slot.start, slot.end}
     for span in slot.spans:
         points.update((span.start, span.end))
@@ -430,7 +440,10 @@ def _terms_of(item: BilledItem) -> _Terms:
 
 def _draft_line(slot: _Slot, piece: _Piece, currency: str) -> DraftLine:
     terms, sign = piece.terms, piece.sign
-    net = prorate(terms.amount - terms.discount, (piece.end - piece.start).days, piece.slot_days)
+    days = (piece.end - piece.start).days
+    net = terms.amount - terms.discount
+    if days != piece.slot_days:
+        net = prorate(net, days, piece.slot_days)
     description = terms.description if sign > 0 else f"{CREDIT_PREFIX}{terms.description}"
     return DraftLine(
         line_ref=slot.line_ref,
@@ -458,8 +471,10 @@ def _minimum_slots(
     """True-up slots: per ended period, what the minimum commitment asks beyond what was billed."""
     contract = timeline.current
     currency = contract.currency
-    slots = []
-    for p in _schedule(contract, as_of):
+    slots: list[_Slot] = []
+    if all(v.contract.minimum_commitment is None for v in timeline.versions):
+        return slots
+    for p in timeline.schedule(as_of):
         if p.end > as_of:
             continue
         minimum = timeline.version_at(p.end - ONE_DAY).contract.minimum_commitment
@@ -569,7 +584,7 @@ def plan_invoices(
         orphan = _Slot(line_ref, kind, slot_start, first.slot_end, first.slot_days, natural, ())
         new += [(natural, _draft_line(orphan, piece, currency)) for piece in _diff(orphan, items)]
 
-    billing_dates = sorted({d for d, _ in new} | _boundary_dates(contract, as_of))
+    billing_dates = sorted({d for d, _ in new} | _boundary_dates(timeline, as_of))
     ended = service_end is not None and service_end <= as_of
     plan = Plan()
     by_target: dict[date, list[DraftLine]] = defaultdict(list)
@@ -609,10 +624,10 @@ def plan_invoices(
     return plan
 
 
-def _boundary_dates(contract: Contract, as_of: date) -> set[date]:
+def _boundary_dates(timeline: _Timeline, as_of: date) -> set[date]:
     """Billing dates an adjustment may wait for: period starts and the day after service ends."""
-    dates = {p.start for p in _schedule(contract, as_of)}
-    end = _service_end(contract)
+    dates = {p.start for p in timeline.schedule(as_of)}
+    end = _service_end(timeline.current)
     if end is not None and end <= as_of:
         dates.add(end)
     return dates

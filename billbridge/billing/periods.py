@@ -8,10 +8,10 @@ and goes back to the 31st when the month allows it.
 
 from __future__ import annotations
 
-from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Context, Decimal, localcontext
+from functools import lru_cache
 from typing import Literal
 
 CycleUnit = Literal["day", "week", "month", "year"]
@@ -31,16 +31,29 @@ def _check_cycle(cycle_length: int, cycle_unit: str) -> None:
         raise ValueError(f"cycle_unit must be day, week, month or year, got {cycle_unit!r}")
 
 
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        return 29
+    return _MONTH_DAYS[month - 1]
+
+
 def _add_months(anchor: date, months: int) -> date:
     """``anchor`` moved by ``months``, clamped to the end of shorter months."""
     year, month0 = divmod(anchor.year * 12 + anchor.month - 1 + months, 12)
-    day = min(anchor.day, monthrange(year, month0 + 1)[1])
-    return date(year, month0 + 1, day)
+    return date(year, month0 + 1, min(anchor.day, _days_in_month(year, month0 + 1)))
 
 
 def add_cycles(anchor: date, n: int, cycle_length: int, cycle_unit: CycleUnit) -> date:
     """Start of cycle ``n`` (may be negative): anchor + n * cycle_length units."""
     _check_cycle(cycle_length, cycle_unit)
+    return _shift(anchor, n, cycle_length, cycle_unit)
+
+
+def _shift(anchor: date, n: int, cycle_length: int, cycle_unit: str) -> date:
+    """:func:`add_cycles` without the argument checks, for loops that checked once."""
     if cycle_unit in _DAYS_PER_UNIT:
         return anchor + timedelta(days=n * cycle_length * _DAYS_PER_UNIT[cycle_unit])
     return _add_months(anchor, n * cycle_length * _MONTHS_PER_UNIT[cycle_unit])
@@ -54,9 +67,9 @@ def cycle_index(anchor: date, cycle_length: int, cycle_unit: CycleUnit, d: date)
     months = (d.year - anchor.year) * 12 + d.month - anchor.month
     k = months // (cycle_length * _MONTHS_PER_UNIT[cycle_unit])
     # The month estimate ignores the day of month: it is off by at most one.
-    while add_cycles(anchor, k, cycle_length, cycle_unit) > d:
+    while _shift(anchor, k, cycle_length, cycle_unit) > d:
         k -= 1
-    while add_cycles(anchor, k + 1, cycle_length, cycle_unit) <= d:
+    while _shift(anchor, k + 1, cycle_length, cycle_unit) <= d:
         k += 1
     return k
 
@@ -99,16 +112,29 @@ def periods(
     ``end`` None means open ended. Only periods starting before ``until`` are
     listed, which bounds the result for open-ended service.
     """
+    return list(_periods(anchor, cycle_length, cycle_unit, start, end, until))
+
+
+@lru_cache(maxsize=4096)  # contracts share anchors and cycles: a billing run asks the same often
+def _periods(
+    anchor: date,
+    cycle_length: int,
+    cycle_unit: CycleUnit,
+    start: date,
+    end: date | None,
+    until: date,
+) -> tuple[Period, ...]:
+    """See :func:`periods`."""
     if end is not None and end < start:
         raise ValueError(f"service end {end} is before its start {start}")
     result: list[Period] = []
     k = cycle_index(anchor, cycle_length, cycle_unit, start)
-    cycle_start = add_cycles(anchor, k, cycle_length, cycle_unit)
+    cycle_start = _shift(anchor, k, cycle_length, cycle_unit)
     while True:
-        cycle_end = add_cycles(anchor, k + 1, cycle_length, cycle_unit)
+        cycle_end = _shift(anchor, k + 1, cycle_length, cycle_unit)
         clipped_start = max(cycle_start, start)
         if clipped_start >= until or (end is not None and clipped_start >= end):
-            return result
+            return tuple(result)
         clipped_end = cycle_end if end is None else min(cycle_end, end)
         result.append(Period(clipped_start, clipped_end, cycle_start, cycle_end))
         k, cycle_start = k + 1, cycle_end

@@ -19,7 +19,7 @@ from billbridge.billing.model import Contract, Customer, LegalEntity, Product
 from billbridge.billing.pricebook import PriceBookError, resolve_prices
 from billbridge.mapping.contract_file import ParsedRecord, RecordError, parse_document
 from billbridge.store import quarantine
-from billbridge.store.contracts import AmendmentError, save_contract
+from billbridge.store.contracts import AmendmentError, ContractLookups, lookups_for, save_contract
 from billbridge.store.db import Store
 from billbridge.store.reference import MissingReference, load_products, upsert_customer, upsert_entity, upsert_product
 
@@ -73,18 +73,35 @@ def import_document(store: Store, document: Any) -> ImportSummary:
     for section in ("entities", "customers", "products", "contracts"):
         records = list(parsed.section(section))
         for start in range(0, len(records), BATCH):
+            batch = records[start : start + BATCH]
             with store.write() as session:
-                for record in records[start : start + BATCH]:
-                    _import_one(session, record, summary)
+                context = _BatchContext.read(session, batch) if section == "contracts" else None
+                stored = [r.key for r in batch if _import_one(session, r, summary, context)]
+                quarantine.resolve_many(session, source=SOURCE, record_type=section, record_keys=stored)
     with store.write() as session:
         _quarantine_invalid(session, parsed.errors, summary)
     return summary
 
 
-def _import_one(session: Session, record: ParsedRecord, summary: ImportSummary) -> None:
+@dataclass
+class _BatchContext:
+    """The price book and store lookups a batch of contracts needs, read once per batch."""
+
+    products: dict[str, Product]
+    lookups: ContractLookups
+
+    @classmethod
+    def read(cls, session: Session, batch: list[ParsedRecord]) -> _BatchContext:
+        contracts = [r.record for r in batch if isinstance(r.record, Contract)]
+        products = load_products(session, [line.product_ref for c in contracts for line in c.lines])
+        return cls(products, lookups_for(session, contracts))
+
+
+def _import_one(session: Session, record: ParsedRecord, summary: ImportSummary, context: _BatchContext | None) -> bool:
+    """Store one record in its own savepoint; a refused one is quarantined. Returns whether it was stored."""
     try:
         with session.begin_nested():
-            outcome = _store_record(session, record.record)
+            outcome = _store_record(session, record.record, context)
     except (MissingReference, PriceBookError, AmendmentError, ValueError) as exc:
         # The savepoint rolled the record back whole; keep it visible and go on with the others.
         where = getattr(exc, "field", "(record)")
@@ -100,21 +117,20 @@ def _import_one(session: Session, record: ParsedRecord, summary: ImportSummary) 
             reason=error.message,
             payload=record.payload,
         )
-        return
+        return False
     summary.counts[f"{record.section}.{outcome}"] += 1
-    quarantine.resolve(session, source=SOURCE, record_type=record.section, record_key=record.key)
+    return True
 
 
-def _store_record(session: Session, record: object) -> str:
+def _store_record(session: Session, record: object, context: _BatchContext | None) -> str:
     if isinstance(record, LegalEntity):
         return upsert_entity(session, record)
     if isinstance(record, Customer):
         return upsert_customer(session, record)
     if isinstance(record, Product):
         return upsert_product(session, record)
-    assert isinstance(record, Contract)
-    products = load_products(session, [line.product_ref for line in record.lines])
-    return save_contract(session, resolve_prices(record, products))
+    assert isinstance(record, Contract) and context is not None
+    return save_contract(session, resolve_prices(record, context.products), context.lookups)
 
 
 def _quarantine_invalid(session: Session, errors: list[RecordError], summary: ImportSummary) -> None:

@@ -10,12 +10,20 @@ from dataclasses import dataclass
 from datetime import date
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
 from billbridge.billing.engine import Version
-from billbridge.store.models import Contract, ContractLine, ContractVersion, Customer, LegalEntity, Product
+from billbridge.store.models import (
+    Contract,
+    ContractLine,
+    ContractVersion,
+    Customer,
+    LegalEntity,
+    table_of,
+    utcnow,
+)
 from billbridge.store.records import Outcome
 from billbridge.store.reference import MissingReference, customer_ids, entity_ids, product_ids
 
@@ -44,52 +52,109 @@ def content_hash(contract: model.Contract) -> str:
     return hashlib.sha256(json.dumps(terms, sort_keys=True).encode()).hexdigest()
 
 
-def save_contract(session: Session, contract: model.Contract) -> Outcome:
-    """Store a contract with resolved prices: new, unchanged, or a new version from its effective_date."""
-    customers = customer_ids(session, [contract.customer_ref])
-    if contract.customer_ref not in customers:
+# Core statements built once: the ORM's per-call statement handling costs more than the insert.
+_INSERT_CONTRACT = insert(table_of(Contract)).returning(table_of(Contract).c.id)
+_INSERT_VERSION = insert(table_of(ContractVersion)).returning(table_of(ContractVersion).c.id)
+_INSERT_LINES = insert(table_of(ContractLine))
+
+
+@dataclass
+class _Known:
+    contract_id: int
+    customer_id: int
+    entity_id: int
+    versions: list[tuple[int, date, str]]  # (version_no, effective_date, content_hash)
+
+
+@dataclass
+class ContractLookups:
+    """What saving a batch of contracts needs from the store, read in four queries up front."""
+
+    customers: dict[str, tuple[int, int]]
+    entities: dict[str, int]
+    products: dict[str, int]
+    known: dict[str, _Known]
+
+
+def lookups_for(session: Session, contracts: Sequence[model.Contract]) -> ContractLookups:
+    refs = [c.contract_ref for c in contracts]
+    known: dict[str, _Known] = {}
+    for ref, cid, customer_id, entity_id, no, effective, digest in session.execute(
+        select(
+            Contract.contract_ref,
+            Contract.id,
+            Contract.customer_id,
+            Contract.entity_id,
+            ContractVersion.version_no,
+            ContractVersion.effective_date,
+            ContractVersion.content_hash,
+        )
+        .join(ContractVersion, ContractVersion.contract_id == Contract.id)
+        .where(Contract.contract_ref.in_(refs))
+        .order_by(Contract.id, ContractVersion.version_no)
+    ):
+        known.setdefault(ref, _Known(cid, customer_id, entity_id, [])).versions.append((no, effective, digest))
+    return ContractLookups(
+        customers=customer_ids(session, [c.customer_ref for c in contracts]),
+        entities=entity_ids(session, [c.entity_ref for c in contracts]),
+        products=product_ids(session, [line.product_ref for c in contracts for line in c.lines]),
+        known=known,
+    )
+
+
+def save_contract(session: Session, contract: model.Contract, lookups: ContractLookups | None = None) -> Outcome:
+    """Store a contract with resolved prices: new, unchanged, or a new version from its effective_date.
+
+    ``lookups`` (from :func:`lookups_for` over a batch) saves the per-contract queries.
+    """
+    lookups = lookups or lookups_for(session, [contract])
+    if contract.customer_ref not in lookups.customers:
         raise MissingReference("customer_ref", f"unknown customer {contract.customer_ref!r}")
-    customer_id, customer_entity = customers[contract.customer_ref]
-    entity_id = entity_ids(session, [contract.entity_ref]).get(contract.entity_ref)
+    customer_id, customer_entity = lookups.customers[contract.customer_ref]
+    entity_id = lookups.entities.get(contract.entity_ref)
     if entity_id is None:
         raise MissingReference("entity_ref", f"unknown legal entity {contract.entity_ref!r}")
     if customer_entity != entity_id:
         raise MissingReference("entity_ref", f"customer {contract.customer_ref!r} belongs to another legal entity")
-    products = product_ids(session, [line.product_ref for line in contract.lines])
+    for position, line in enumerate(contract.lines):
+        if line.product_ref not in lookups.products:
+            raise MissingReference(f"lines[{position}].product_ref", f"unknown product {line.product_ref!r}")
 
     digest = content_hash(contract)
-    row = session.scalar(select(Contract).where(Contract.contract_ref == contract.contract_ref))
-    if row is None:
-        row = Contract(
-            contract_ref=contract.contract_ref, customer_id=customer_id, entity_id=entity_id, current_version_no=1
+    known = lookups.known.get(contract.contract_ref)
+    if known is None:
+        contract_id = session.execute(
+            insert(Contract)
+            .values(
+                contract_ref=contract.contract_ref, customer_id=customer_id, entity_id=entity_id, current_version_no=1
+            )
+            .returning(Contract.id)
+        ).scalar_one()
+        _add_version(session, contract_id, 1, contract.contract_start_date, digest, contract, lookups.products)
+        lookups.known[contract.contract_ref] = _Known(
+            contract_id, customer_id, entity_id, [(1, contract.contract_start_date, digest)]
         )
-        session.add(row)
-        session.flush()
-        _add_version(session, row.id, 1, contract.contract_start_date, digest, contract, products)
         return "created"
 
     effective = contract.effective_date or contract.contract_start_date
-    versions = session.execute(
-        select(ContractVersion.version_no, ContractVersion.effective_date, ContractVersion.content_hash)
-        .where(ContractVersion.contract_id == row.id)
-        .order_by(ContractVersion.version_no)
-    ).all()
-    latest = versions[-1]
     # A version is its terms and the day they apply from: importing a known one (an older file
     # again, a retried sync) changes nothing.
-    if latest.content_hash == digest or any(
-        v.content_hash == digest and v.effective_date == effective for v in versions
-    ):
+    if known.versions[-1][2] == digest or (effective, digest) in {(e, d) for _, e, d in known.versions}:
         return "unchanged"
-    if row.customer_id != customer_id or row.entity_id != entity_id:
+    if known.customer_id != customer_id or known.entity_id != entity_id:
         raise AmendmentError("customer_ref", "an amendment cannot move a contract to another customer or legal entity")
     if contract.effective_date is None:
         raise AmendmentError("effective_date", "the terms changed: say from when they apply (effective_date)")
     if contract.effective_date < contract.contract_start_date:
         raise AmendmentError("effective_date", "effective_date is before contract_start_date")
-    version_no = latest.version_no + 1
-    _add_version(session, row.id, version_no, contract.effective_date, digest, contract, products)
-    row.current_version_no = version_no
+    version_no = known.versions[-1][0] + 1
+    _add_version(session, known.contract_id, version_no, contract.effective_date, digest, contract, lookups.products)
+    session.execute(
+        update(Contract)
+        .where(Contract.id == known.contract_id)
+        .values(current_version_no=version_no, updated_at=utcnow())
+    )
+    known.versions.append((version_no, contract.effective_date, digest))
     return "updated"
 
 
@@ -102,51 +167,52 @@ def _add_version(
     contract: model.Contract,
     products: dict[str, int],
 ) -> None:
-    version = ContractVersion(
-        contract_id=contract_id,
-        version_no=version_no,
-        effective_date=effective_date,
-        content_hash=digest,
-        currency=contract.currency,
-        contract_start_date=contract.contract_start_date,
-        contract_end_date=contract.contract_end_date,
-        cycle_length=contract.cycle_length,
-        cycle_unit=contract.cycle_unit,
-        cycle_start_date=contract.anchor,
-        billing_timing=contract.billing_timing,
-        payment_terms_days=contract.payment_terms_days,
-        auto_charge=contract.auto_charge,
-        discount=contract.discount.model_dump(mode="json") if contract.discount else None,
-        minimum_commitment=contract.minimum_commitment,
-    )
-    session.add(version)
-    session.flush()
+    connection = session.connection()
+    version = {
+        "contract_id": contract_id,
+        "version_no": version_no,
+        "effective_date": effective_date,
+        "content_hash": digest,
+        "currency": contract.currency,
+        "contract_start_date": contract.contract_start_date,
+        "contract_end_date": contract.contract_end_date,
+        "cycle_length": contract.cycle_length,
+        "cycle_unit": contract.cycle_unit,
+        "cycle_start_date": contract.anchor,
+        "billing_timing": contract.billing_timing,
+        "payment_terms_days": contract.payment_terms_days,
+        "auto_charge": contract.auto_charge,
+        "discount": contract.discount.model_dump(mode="json") if contract.discount else None,
+        "minimum_commitment": contract.minimum_commitment,
+        "terms": contract.model_dump_json(exclude={"effective_date"}),
+    }
+    version_id = connection.execute(_INSERT_VERSION, version).scalar_one()
+    rows = []
     for position, line in enumerate(contract.lines):
-        if line.product_ref not in products:
-            raise MissingReference(f"lines[{position}].product_ref", f"unknown product {line.product_ref!r}")
         if line.pricing is None:
             raise ValueError(f"line {line.line_ref!r} must have its pricing resolved before it is stored")
-        session.add(
-            ContractLine(
-                version_id=version.id,
-                position=position,
-                line_ref=line.line_ref,
-                product_id=products[line.product_ref],
-                charge=line.charge,
-                description=line.description,
-                quantity=line.quantity,
-                price_ref=line.price_ref,
-                pricing=line.pricing.model_dump(mode="json"),
-                billing_timing=line.billing_timing,
-                start_date=line.start_date,
-                end_date=line.end_date,
-                ramps={"steps": [step.model_dump(mode="json") for step in line.ramps]} if line.ramps else None,
-                discount=line.discount.model_dump(mode="json") if line.discount else None,
-                usage_aggregation=line.usage_aggregation,
-                billing_date=line.billing_date,
-                installments=line.installments,
-            )
+        rows.append(
+            {
+                "version_id": version_id,
+                "position": position,
+                "line_ref": line.line_ref,
+                "product_id": products[line.product_ref],
+                "charge": line.charge,
+                "description": line.description,
+                "quantity": line.quantity,
+                "price_ref": line.price_ref,
+                "pricing": line.pricing.model_dump(mode="json"),
+                "billing_timing": line.billing_timing,
+                "start_date": line.start_date,
+                "end_date": line.end_date,
+                "ramps": {"steps": [step.model_dump(mode="json") for step in line.ramps]} if line.ramps else None,
+                "discount": line.discount.model_dump(mode="json") if line.discount else None,
+                "usage_aggregation": line.usage_aggregation,
+                "billing_date": line.billing_date,
+                "installments": line.installments,
+            }
         )
+    connection.execute(_INSERT_LINES, rows)
 
 
 def contract_ids(
@@ -171,83 +237,29 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
     if not ids:
         return {}
     heads = session.execute(
-        select(
-            Contract.id,
-            Contract.contract_ref,
-            Contract.customer_id,
-            Contract.entity_id,
-            Customer.customer_ref,
-            LegalEntity.entity_ref,
-        )
-        .join(Customer, Customer.id == Contract.customer_id)
-        .join(LegalEntity, LegalEntity.id == Contract.entity_id)
-        .where(Contract.id.in_(ids))
+        select(Contract.id, Contract.contract_ref, Contract.customer_id, Contract.entity_id).where(Contract.id.in_(ids))
     ).all()
-    versions = session.scalars(
-        select(ContractVersion)
+    versions = session.execute(
+        select(
+            ContractVersion.contract_id,
+            ContractVersion.version_no,
+            ContractVersion.effective_date,
+            ContractVersion.terms,
+        )
         .where(ContractVersion.contract_id.in_(ids))
         .order_by(ContractVersion.contract_id, ContractVersion.version_no)
     ).all()
-    lines_by_version: dict[int, list[dict[str, object]]] = defaultdict(list)
-    if versions:
-        rows = session.execute(
-            select(ContractLine, Product.product_ref)
-            .join(Product, Product.id == ContractLine.product_id)
-            .where(ContractLine.version_id.in_([v.id for v in versions]))
-            .order_by(ContractLine.version_id, ContractLine.position)
-        )
-        for line, product_ref in rows:
-            lines_by_version[line.version_id].append(
-                {
-                    "line_ref": line.line_ref,
-                    "product_ref": product_ref,
-                    "charge": line.charge,
-                    "description": line.description,
-                    "quantity": line.quantity,
-                    "price_ref": line.price_ref,
-                    "pricing": line.pricing,
-                    "billing_timing": line.billing_timing,
-                    "start_date": line.start_date,
-                    "end_date": line.end_date,
-                    "ramps": (line.ramps or {}).get("steps", []),
-                    "discount": line.discount,
-                    "usage_aggregation": line.usage_aggregation,
-                    "billing_date": line.billing_date,
-                    "installments": line.installments,
-                }
-            )
-    head_by_id = {h.id: h for h in heads}
     out_versions: dict[int, list[Version]] = defaultdict(list)
     errors: dict[int, str] = {}
-    for v in versions:
-        head = head_by_id[v.contract_id]
+    for contract_id, version_no, effective_date, terms in versions:
         try:
-            contract = model.Contract.model_validate(
-                {
-                    "contract_ref": head.contract_ref,
-                    "customer_ref": head.customer_ref,
-                    "entity_ref": head.entity_ref,
-                    "currency": v.currency,
-                    "contract_start_date": v.contract_start_date,
-                    "contract_end_date": v.contract_end_date,
-                    "cycle_length": v.cycle_length,
-                    "cycle_unit": v.cycle_unit,
-                    "cycle_start_date": v.cycle_start_date,
-                    "billing_timing": v.billing_timing,
-                    "payment_terms_days": v.payment_terms_days,
-                    "auto_charge": v.auto_charge,
-                    "discount": v.discount,
-                    "minimum_commitment": v.minimum_commitment,
-                    "effective_date": v.effective_date if v.version_no > 1 else None,
-                    "lines": lines_by_version[v.id],
-                }
-            )
+            contract = model.Contract.model_validate_json(terms)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"])
-            errors.setdefault(v.contract_id, f"stored version {v.version_no} is invalid: {where}: {first['msg']}")
+            errors.setdefault(contract_id, f"stored version {version_no} is invalid: {where}: {first['msg']}")
             continue
-        out_versions[v.contract_id].append(Version(v.version_no, v.effective_date, contract))
+        out_versions[contract_id].append(Version(version_no, effective_date, contract))
     return {
         h.id: ContractTimeline(
             h.id,

@@ -24,10 +24,18 @@ from billbridge.store.models import (
     NumberSequence,
     Payment,
     PaymentAllocation,
+    table_of,
 )
 
 ONE_DAY = timedelta(days=1)
 ZERO = Decimal(0)
+# Core statements built once: bulk inserts without the ORM's per-statement bookkeeping.
+# No sort_by_parameter_order: on SQLite it falls back to one INSERT per row. Ids are matched back
+# by the unique (entity, document type, sequence number) instead.
+_INSERT_INVOICES = insert(table_of(Invoice)).returning(
+    table_of(Invoice).c.id, table_of(Invoice).c.entity_id, table_of(Invoice).c.doc_type, table_of(Invoice).c.sequence_no
+)
+_INSERT_LINES = insert(table_of(InvoiceLine))
 
 
 def lock_numbering(session: Session, entity_ids: Iterable[int]) -> None:
@@ -148,9 +156,11 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 "amount_paid": ZERO,
             }
         )
-    ids = session.scalars(insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True), invoice_rows).all()
+    connection = session.connection()
+    ids = {(e, t, n): i for i, e, t, n in connection.execute(_INSERT_INVOICES, invoice_rows)}
     line_rows: list[dict[str, Any]] = []
-    for invoice_id, (timeline, draft) in zip(ids, ordered, strict=True):
+    for row, (timeline, draft) in zip(invoice_rows, ordered, strict=True):
+        invoice_id = ids[(row["entity_id"], row["doc_type"], row["sequence_no"])]
         for position, line in enumerate(draft.lines):
             line_rows.append(
                 {
@@ -177,7 +187,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 }
             )
     if line_rows:
-        session.execute(insert(InvoiceLine), line_rows)
+        connection.execute(_INSERT_LINES, line_rows)
     return [row["number"] for row in invoice_rows]
 
 

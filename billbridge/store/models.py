@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -39,6 +40,11 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, for Core statements on hot paths (typed, unlike ``Model.__table__``)."""
+    return cast(Table, model.__table__)
 
 
 class Base(DeclarativeBase):
@@ -132,10 +138,13 @@ class ContractVersion(Base):
     auto_charge: Mapped[bool] = mapped_column(Boolean)
     discount: Mapped[dict[str, Any] | None]
     minimum_commitment: Mapped[Decimal | None]
+    terms: Mapped[str] = mapped_column(Text)  # the canonical contract as imported, prices resolved (JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ContractLine(Base):
+    """A version's lines as columns, for queries and monitors; billing reads ``ContractVersion.terms``."""
+
     __tablename__ = "contract_lines"
     __table_args__ = (UniqueConstraint("version_id", "line_ref"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -18,7 +18,7 @@ from billbridge.flows.billing_run import preview, run_billing
 from billbridge.flows.importing import import_document, import_file
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
-from billbridge.store.models import ContractLine, Invoice, InvoiceLine
+from billbridge.store.models import ContractVersion, Invoice, InvoiceLine
 from billbridge.store.quarantine import list_open
 from tests.docs import contract, document
 
@@ -100,10 +100,12 @@ def test_amendment_after_invoicing_becomes_credit_and_charge_on_the_next_invoice
 def test_a_contract_that_cannot_be_planned_is_quarantined_and_the_run_goes_on(store: Store) -> None:
     import_document(store, document(contract("C-broken"), contract("C-ok")))
     with store.write() as session:  # a hand edit in the database breaks one contract's stored terms
+        terms = session.scalar(select(ContractVersion.terms).where(ContractVersion.id == 1))
+        assert terms is not None and '"amount":"1200.00"' in terms
         session.execute(
-            update(ContractLine)
-            .where(ContractLine.line_ref == "platform", ContractLine.id == 1)
-            .values(pricing={"model": "flat"})
+            update(ContractVersion)
+            .where(ContractVersion.id == 1)
+            .values(terms=terms.replace('"amount":"1200.00"', '"amount":null'))
         )
     summary = run_billing(store, date(2026, 1, 1))
     assert [ref for ref, _ in summary.failed] == ["C-broken"]
@@ -112,9 +114,7 @@ def test_a_contract_that_cannot_be_planned_is_quarantined_and_the_run_goes_on(st
     with store.read() as session:
         assert [(r["source"], r["record_key"]) for r in list_open(session)] == [("billing", "C-broken")]
     with store.write() as session:  # fixed: the next run bills it and clears the entry
-        session.execute(
-            update(ContractLine).where(ContractLine.id == 1).values(pricing={"model": "flat", "amount": "10.00"})
-        )
+        session.execute(update(ContractVersion).where(ContractVersion.id == 1).values(terms=terms))
     assert run_billing(store, date(2026, 1, 1)).documents["invoice"] == 1
     with store.read() as session:
         assert list_open(session) == []

@@ -232,6 +232,7 @@ def upgrade() -> None:
             "discount", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
         ),
         sa.Column("minimum_commitment", billbridge.store.types.ExactDecimal(length=64), nullable=True),
+        sa.Column("terms", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["contract_id"], ["contracts.id"], name=op.f("fk_contract_versions_contract_id_contracts")
