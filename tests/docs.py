@@ -15,21 +15,35 @@ REFERENCE: dict[str, Any] = {
         {"customer_ref": "gulf", "name": "Gulf Data", "entity_ref": "kw"},
     ],
     "products": [
-        {"product_ref": "platform", "name": "Platform", "prices": [
-            {"price_ref": "platform-usd", "currency": "USD", "pricing": {"model": "flat", "amount": "1200.00"}},
-            {"price_ref": "platform-kwd", "currency": "KWD", "pricing": {"model": "flat", "amount": "365.125"}},
-        ]},
-        {"product_ref": "seats", "name": "Seats", "prices": [
-            {"price_ref": "seats-usd", "currency": "USD", "pricing": {"model": "per_unit", "unit_price": "45.00"}},
-        ]},
-        {"product_ref": "api", "name": "API calls", "prices": [
-            {"price_ref": "api-usd", "currency": "USD", "pricing": {"model": "per_unit", "unit_price": "0.002"}},
-        ]},
+        {
+            "product_ref": "platform",
+            "name": "Platform",
+            "prices": [
+                {"price_ref": "platform-usd", "currency": "USD", "pricing": {"model": "flat", "amount": "1200.00"}},
+                {"price_ref": "platform-kwd", "currency": "KWD", "pricing": {"model": "flat", "amount": "365.125"}},
+            ],
+        },
+        {
+            "product_ref": "seats",
+            "name": "Seats",
+            "prices": [
+                {"price_ref": "seats-usd", "currency": "USD", "pricing": {"model": "per_unit", "unit_price": "45.00"}},
+            ],
+        },
+        {
+            "product_ref": "api",
+            "name": "API calls",
+            "prices": [
+                {"price_ref": "api-usd", "currency": "USD", "pricing": {"model": "per_unit", "unit_price": "0.002"}},
+            ],
+        },
     ],
 }
 
 
-def contract(ref: str, customer: str = "globex", entity: str = "us", currency: str = "USD", **terms: Any) -> dict[str, Any]:
+def contract(
+    ref: str, customer: str = "globex", entity: str = "us", currency: str = "USD", **terms: Any
+) -> dict[str, Any]:
     return {
         "contract_ref": ref,
         "customer_ref": customer,

@@ -507,8 +507,16 @@ def _minimum_slots(
 
 
 def _contract_discount_line(
-    discount: Discount | None, subtotal: Decimal, currency: str, billing_date: date, version_no: int
+    discount: Discount | None, lines: Sequence[DraftLine], currency: str, billing_date: date, version_no: int
 ) -> DraftLine | None:
+    """The contract-level discount of one invoice.
+
+    It applies to the charges, not to a minimum-commitment true-up (the commitment is measured
+    before discounts). An amount discount is per full billing period: prorated like the recurring
+    charges on the invoice, and never more than the charges.
+    """
+    charges = [line for line in lines if line.kind != "minimum"]
+    subtotal = sum((line.billed_amount for line in charges), ZERO)
     if discount is None or subtotal == 0:
         return None
     if discount.percent is not None:
@@ -518,7 +526,11 @@ def _contract_discount_line(
         assert discount.amount is not None
         if subtotal <= 0:
             return None
-        amount = -min(round_money(discount.amount, currency), subtotal)
+        recurring = [line for line in charges if line.kind == "recurring" and line.sign > 0]
+        full = sum((line.amount - line.discount for line in recurring), ZERO)
+        billed = sum((line.billed_amount for line in recurring), ZERO)
+        share = min(Decimal(1), billed / full) if recurring and full > 0 else Decimal(1)
+        amount = -min(round_money(discount.amount * share, currency), subtotal)
         label = "Discount"
     if amount == 0:
         return None
@@ -602,7 +614,7 @@ def plan_invoices(
         version = timeline.version_at(billing_date)
         subtotal = sum((line.billed_amount for line in lines), ZERO)
         discount_line = _contract_discount_line(
-            version.contract.discount, subtotal, currency, billing_date, version.version_no
+            version.contract.discount, lines, currency, billing_date, version.version_no
         )
         if discount_line is not None:
             lines = [*lines, discount_line]

@@ -30,11 +30,10 @@ from billbridge.store.models import (
 ONE_DAY = timedelta(days=1)
 ZERO = Decimal(0)
 # Core statements built once: bulk inserts without the ORM's per-statement bookkeeping.
-# No sort_by_parameter_order: on SQLite it falls back to one INSERT per row. Ids are matched back
-# by the unique (entity, document type, sequence number) instead.
-_INSERT_INVOICES = insert(table_of(Invoice)).returning(
-    table_of(Invoice).c.id, table_of(Invoice).c.entity_id, table_of(Invoice).c.doc_type, table_of(Invoice).c.sequence_no
-)
+# No RETURNING: PostgreSQL pipelines a plain executemany about 3x faster than multi-VALUES with
+# RETURNING, and SQLite falls back to a row per statement for ordered RETURNING. Ids are read back
+# by the number range the transaction reserved, which is unique per entity and document type.
+_INSERT_INVOICES = insert(table_of(Invoice))
 _INSERT_LINES = insert(table_of(InvoiceLine))
 
 
@@ -130,6 +129,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
     next_no: dict[tuple[int, str], int] = {}
     for (entity_id, doc_type), count in sorted(wanted.items()):
         next_no[(entity_id, doc_type)] = _reserve(session, entity_id, doc_type, count)
+    reserved = {key: (first, first + wanted[key]) for key, first in next_no.items()}
 
     invoice_rows: list[dict[str, Any]] = []
     for timeline, draft in ordered:
@@ -157,7 +157,8 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
             }
         )
     connection = session.connection()
-    ids = {(e, t, n): i for i, e, t, n in connection.execute(_INSERT_INVOICES, invoice_rows)}
+    connection.execute(_INSERT_INVOICES, invoice_rows)
+    ids = _ids_of_numbers(session, reserved)
     line_rows: list[dict[str, Any]] = []
     for row, (timeline, draft) in zip(invoice_rows, ordered, strict=True):
         invoice_id = ids[(row["entity_id"], row["doc_type"], row["sequence_no"])]
@@ -189,6 +190,24 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
     if line_rows:
         connection.execute(_INSERT_LINES, line_rows)
     return [row["number"] for row in invoice_rows]
+
+
+def _ids_of_numbers(
+    session: Session, reserved: dict[tuple[int, str], tuple[int, int]]
+) -> dict[tuple[int, str, int], int]:
+    """Invoice ids by (entity, document type, sequence number) for the half-open number ranges."""
+    ids: dict[tuple[int, str, int], int] = {}
+    for (entity_id, doc_type), (first, end) in reserved.items():
+        rows = session.execute(
+            select(Invoice.id, Invoice.sequence_no).where(
+                Invoice.entity_id == entity_id,
+                Invoice.doc_type == doc_type,
+                Invoice.sequence_no >= first,
+                Invoice.sequence_no < end,
+            )
+        )
+        ids.update({(entity_id, doc_type, seq): invoice_id for invoice_id, seq in rows})
+    return ids
 
 
 def _reserve(session: Session, entity_id: int, doc_type: str, count: int) -> int:

@@ -188,11 +188,11 @@ class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
         UniqueConstraint("contract_id", "billing_date"),
-        UniqueConstraint("entity_id", "doc_type", "number"),
+        UniqueConstraint("entity_id", "doc_type", "sequence_no"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     doc_type: Mapped[str] = mapped_column(String(20))
-    number: Mapped[str] = mapped_column(String(60))
+    number: Mapped[str] = mapped_column(String(60), index=True)
     sequence_no: Mapped[int] = mapped_column(BigInteger)
     entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)

@@ -35,7 +35,7 @@ def test_demo_twice_gives_the_same_totals_and_no_duplicates(env: str) -> None:
     assert code == 0, out
     first = json.loads(out)
     assert first["billing"]["invoices"] == 37 and first["documents_in_store"] == 37
-    assert first["billing"]["totals"] == {"EUR": "7750.00", "JPY": "1650000", "KWD": "3356.163", "USD": "46047.58"}
+    assert first["billing"]["totals"] == {"EUR": "7800.00", "JPY": "1650000", "KWD": "3356.163", "USD": "46047.58"}
     assert first["import"]["errors"] == []
     code, out = run("demo", "--as-of", "2026-11-22", "--json")
     second = json.loads(out)

@@ -366,3 +366,29 @@ def test_each_currency_rounds_to_its_minor_unit(currency: str, expected: Decimal
     )
     [invoice, _] = Ledger((date(2026, 1, 17), contract)).bill(date(2026, 2, 1)).invoices
     assert invoice.invoice_total == expected
+
+
+def test_contract_amount_discount_is_prorated_like_the_recurring_charges() -> None:
+    # Jan 22-31 is 10 of 31 days: 310.00 x 10/31 = 100.00, discount 62.00 x 10/31 = 20.00
+    contract = make(
+        [flat("310.00")],
+        contract_start_date=date(2026, 1, 22),
+        cycle_start_date=date(2026, 2, 1),
+        discount={"amount": "62.00"},
+    )
+    first, second = Ledger((date(2026, 1, 22), contract)).bill(date(2026, 2, 1)).invoices
+    assert [line.billed_amount for line in first.lines] == [D("100.00"), D("-20.00")]
+    assert second.invoice_total == D("248.00")
+
+
+def test_minimum_commitment_true_up_is_not_discounted() -> None:
+    line = {
+        "line_ref": "api",
+        "product_ref": "api",
+        "charge": "usage",
+        "pricing": {"model": "per_unit", "unit_price": "0.10"},
+    }
+    contract = make([line], minimum_commitment="250.00", discount={"percent": "10"})
+    [jan] = Ledger((date(2026, 1, 1), contract)).bill(date(2026, 2, 1), lambda *_: D("1000")).invoices
+    # usage 100.00, 10% off it = -10.00, true-up 150.00 (measured before discounts, not discounted)
+    assert sorted(line.billed_amount for line in jan.lines) == [D("-10.00"), D("100.00"), D("150.00")]

@@ -267,10 +267,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invoices")),
         sa.UniqueConstraint("contract_id", "billing_date", name=op.f("uq_invoices_contract_id_billing_date")),
-        sa.UniqueConstraint("entity_id", "doc_type", "number", name=op.f("uq_invoices_entity_id_doc_type_number")),
+        sa.UniqueConstraint(
+            "entity_id", "doc_type", "sequence_no", name=op.f("uq_invoices_entity_id_doc_type_sequence_no")
+        ),
     )
     with op.batch_alter_table("invoices", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_invoices_customer_id"), ["customer_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_invoices_number"), ["number"], unique=False)
 
     op.create_table(
         "contract_lines",
@@ -369,6 +372,7 @@ def downgrade() -> None:
     op.drop_table("invoice_lines")
     op.drop_table("contract_lines")
     with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_invoices_number"))
         batch_op.drop_index(batch_op.f("ix_invoices_customer_id"))
 
     op.drop_table("invoices")
