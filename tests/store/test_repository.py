@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
 
 from billbridge.billing.lifecycle import InvalidTransition, is_late
 from billbridge.flows.billing_run import run_billing
@@ -70,17 +71,22 @@ def _one_invoice(store: Store) -> str:
     return "US-INV-1"
 
 
+def pay(session: Session, ref: str, currency: str, amount: str, day: date, allocation: tuple[str, str]) -> bool:
+    number, share = allocation
+    return record_payment(
+        session,
+        payment_ref=ref,
+        currency=currency,
+        amount=Decimal(amount),
+        received_on=day,
+        allocations=[(number, Decimal(share))],
+    )
+
+
 def test_lifecycle_and_payments(store: Store) -> None:
     number = _one_invoice(store)
     with store.write() as session, pytest.raises(InvalidTransition, match="send it first"):
-        record_payment(
-            session,
-            payment_ref="early",
-            currency="USD",
-            amount=Decimal("1.00"),
-            received_on=date(2026, 1, 2),
-            allocations=[(number, Decimal("1.00"))],
-        )
+        pay(session, "early", "USD", "1.00", date(2026, 1, 2), (number, "1.00"))
     for status in ("under_review", "approved", "sent"):
         with store.write() as session:
             set_status(session, number, status)
@@ -88,23 +94,9 @@ def test_lifecycle_and_payments(store: Store) -> None:
         set_status(session, number, "draft")
 
     with store.write() as session:
-        assert record_payment(
-            session,
-            payment_ref="pi_1",
-            currency="USD",
-            amount=Decimal("500.00"),
-            received_on=date(2026, 1, 10),
-            allocations=[(number, Decimal("500.00"))],
-        )
+        assert pay(session, "pi_1", "USD", "500.00", date(2026, 1, 10), (number, "500.00"))
     with store.write() as session:  # the same payment delivered again counts once
-        assert not record_payment(
-            session,
-            payment_ref="pi_1",
-            currency="USD",
-            amount=Decimal("500.00"),
-            received_on=date(2026, 1, 10),
-            allocations=[(number, Decimal("500.00"))],
-        )
+        assert not pay(session, "pi_1", "USD", "500.00", date(2026, 1, 10), (number, "500.00"))
     with store.read() as session:
         doc = get_invoice(session, number)
     assert doc is not None and (doc["status"], doc["amount_paid"]) == ("partially_paid", Decimal("500.00"))
@@ -114,23 +106,9 @@ def test_lifecycle_and_payments(store: Store) -> None:
     with store.write() as session, pytest.raises(InvalidTransition, match="credit note"):
         set_status(session, number, "void")
     with store.write() as session, pytest.raises(ValueError, match="cannot settle"):
-        record_payment(
-            session,
-            payment_ref="eur",
-            currency="EUR",
-            amount=Decimal("700.00"),
-            received_on=date(2026, 1, 11),
-            allocations=[(number, Decimal("700.00"))],
-        )
+        pay(session, "eur", "EUR", "700.00", date(2026, 1, 11), (number, "700.00"))
     with store.write() as session:  # overpayment: the rest stays unapplied on the payment
-        record_payment(
-            session,
-            payment_ref="pi_2",
-            currency="USD",
-            amount=Decimal("800.00"),
-            received_on=date(2026, 1, 12),
-            allocations=[(number, Decimal("700.00"))],
-        )
+        pay(session, "pi_2", "USD", "800.00", date(2026, 1, 12), (number, "700.00"))
     with store.read() as session:
         doc = get_invoice(session, number)
         unapplied = session.scalar(select(Payment.unapplied_amount).where(Payment.payment_ref == "pi_2"))
