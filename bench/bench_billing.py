@@ -633,6 +633,7 @@ def expected_invoice(gen: Generator, c: dict[str, Any]) -> Expected:
     days, full_days = (end - start).days, (full_end - full_start).days
     notes: list[str] = []
     billed: list[tuple[str, Decimal]] = []
+    recurring_full = Decimal(0)
     with localcontext() as ctx:
         ctx.prec = 34
         for line in c["lines"]:
@@ -658,6 +659,7 @@ def expected_invoice(gen: Generator, c: dict[str, Any]) -> Expected:
                     net = gross - line_discount(line.get("discount"), gross)
                     span = (b - a).days
                     billed.append(("recurring", round_money(net if span == full_days else net * span / full_days, cur)))
+                    recurring_full += net
             elif charge == "usage":
                 gross = price_amount(pricing, Decimal(0))  # no usage events in this benchmark
                 billed.append(("usage", round_money(gross - line_discount(line.get("discount"), gross), cur)))
@@ -677,15 +679,21 @@ def expected_invoice(gen: Generator, c: dict[str, Any]) -> Expected:
             actual = sum((amount for kind, amount in billed if kind in ("recurring", "usage")), Decimal(0))
             if floor - actual > 0:
                 billed.append(("minimum", floor - actual))
-        subtotal = sum((amount for _, amount in billed), Decimal(0))
+        # Contract discounts apply to the charges, not to the minimum true-up; an amount discount is
+        # per full period, prorated like the recurring charges (share of their full-period amount).
+        subtotal = sum((amount for kind, amount in billed if kind != "minimum"), Decimal(0))
         discount = c.get("discount")
         if discount and subtotal != 0:
             if "percent" in discount:
                 cut = -round_money(subtotal * Decimal(discount["percent"]) / 100, cur)
-            else:
-                cut = -min(round_money(Decimal(discount["amount"]), cur), subtotal) if subtotal > 0 else Decimal(0)
+            elif subtotal > 0:
+                recurring_billed = sum((amount for kind, amount in billed if kind == "recurring"), Decimal(0))
+                share = min(Decimal(1), recurring_billed / recurring_full) if recurring_full > 0 else Decimal(1)
+                cut = -min(round_money(Decimal(discount["amount"]) * share, cur), subtotal)
                 if days != full_days:
-                    notes.append("contract amount discount applied in full on a partial period")
+                    notes.append("contract amount discount prorated on a partial period")
+            else:
+                cut = Decimal(0)
             if cut != 0:
                 billed.append(("discount", cut))
     return Expected(sum((amount for _, amount in billed), Decimal(0)), len(billed), notes)
