@@ -129,7 +129,3 @@ def load_products(session: Session, refs: Iterable[str]) -> dict[str, model.Prod
         )
         for p in products.values()
     }
-
-
-def entity_currency(session: Session, entity_ref: str) -> str | None:
-    return session.scalar(select(LegalEntity.currency).where(LegalEntity.entity_ref == entity_ref))

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,8 +18,9 @@ from billbridge.flows.billing_run import preview, run_billing
 from billbridge.flows.importing import import_document, import_file
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
-from billbridge.store.models import ContractVersion, Invoice, InvoiceLine
+from billbridge.store.models import ContractVersion, Customer, Invoice, InvoiceLine, Product
 from billbridge.store.quarantine import list_open
+from billbridge.store.usage import insert_events
 from tests.docs import contract, document
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
@@ -185,3 +186,59 @@ def test_a_generator_killed_halfway_leaves_no_trace_of_its_open_chunk(store: Sto
     assert int(out.decode().split()[-1]) == 300 * 12 - partial
     assert len(invoice_rows(store)) == 300 * 12
     assert_numbers_gapless(store)
+
+
+def test_usage_lines_are_rated_on_stored_events_per_utc_day(store: Store) -> None:
+    lines = [
+        {"line_ref": "calls", "product_ref": "api", "charge": "usage"},
+        {
+            "line_ref": "peak",
+            "product_ref": "api",
+            "charge": "usage",
+            "usage_aggregation": "max",
+            "pricing": {"model": "per_unit", "unit_price": "1.00"},
+        },
+        {
+            "line_ref": "events",
+            "product_ref": "api",
+            "charge": "usage",
+            "usage_aggregation": "count",
+            "pricing": {"model": "flat", "amount": "0"},
+        },
+    ]
+    import_document(store, document(contract("C-use", lines=lines)))
+    stamps = [
+        ("2025-12-31T23:59:59+00:00", "999"),  # before the contract: not counted
+        ("2026-01-01T00:00:00+00:00", "1000"),
+        ("2026-01-15T12:00:00+00:00", "4000"),
+        ("2026-01-31T23:59:59+00:00", "500"),
+        ("2026-02-01T00:00:00+00:00", "7777"),  # February: next period
+    ]
+    with store.write() as session:
+        ids = session.execute(select(Customer.id, Customer.entity_id).where(Customer.customer_ref == "globex")).one()
+        product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
+        insert_events(
+            session,
+            [
+                {
+                    "event_ref": f"e{i}",
+                    "entity_id": ids.entity_id,
+                    "customer_id": ids.id,
+                    "product_id": product,
+                    "timestamp": datetime.fromisoformat(stamp),
+                    "quantity": Decimal(quantity),
+                }
+                for i, (stamp, quantity) in enumerate(stamps)
+            ],
+        )
+    run_billing(store, date(2026, 2, 1))
+    with store.read() as session:
+        [doc] = [get_invoice(session, r["number"]) for r in list_invoices(session, contract_ref="C-use")]
+    assert doc is not None
+    by_line = {line["line_ref"]: (line["quantity"], line["billed_amount"]) for line in doc["lines"]}
+    # sum 5,500 calls x 0.002 = 11.00; peak 4,000 x 1.00; 3 events counted at a flat 0
+    assert by_line == {
+        "calls": (Decimal("5500"), Decimal("11.00")),
+        "peak": (Decimal("4000"), Decimal("4000.00")),
+        "events": (Decimal("3"), Decimal("0.00")),
+    }
