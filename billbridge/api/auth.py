@@ -1,0 +1,40 @@
+"""Bearer API keys: each request names its key; the key names its legal entity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from billbridge.api.errors import refuse
+from billbridge.store.api_keys import Principal, authenticate
+from billbridge.store.db import Store
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `billbridge apikey create`")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def store_of(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The key's principal; 401 when the key is missing, unknown or revoked."""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        error = refuse(401, "missing_api_key", "send an API key as `Authorization: Bearer <key>`")
+        error.headers = _CHALLENGE
+        raise error
+    with store_of(request).read() as session:
+        found = authenticate(session, credentials.credentials)
+    if found is None:
+        error = refuse(401, "invalid_api_key", "this API key is unknown or revoked")
+        error.headers = _CHALLENGE
+        raise error
+    return found
+
+
+Auth = Annotated[Principal, Depends(principal)]
