@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billbridge.api import errors, routes_resources, routes_usage
+from billbridge.api.lookups import Lookups
 from billbridge.api.usage_models import BatchIn, UsageEventIn
 from billbridge.app.settings import Settings
 from billbridge.store.db import Store, open_store
@@ -44,6 +45,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="billbridge API", version="0.1.0", description=DESCRIPTION)
     app.state.store = store
     app.state.max_body_bytes = settings.api_max_body_bytes
+    app.state.lookups = Lookups(settings.api_cache_seconds)
     errors.install(app)
     app.include_router(routes_resources.router)
     app.include_router(routes_usage.router)

@@ -8,7 +8,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from billbridge.api.errors import refuse
-from billbridge.store.api_keys import Principal, authenticate
+from billbridge.api.lookups import Lookups
+from billbridge.store.api_keys import Principal
 from billbridge.store.db import Store
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `billbridge apikey create`")
@@ -20,16 +21,23 @@ def store_of(request: Request) -> Store:
     return store
 
 
-def principal(
+def lookups_of(request: Request) -> Lookups:
+    lookups: Lookups = request.app.state.lookups
+    return lookups
+
+
+async def principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The key's principal; 401 when the key is missing, unknown or revoked."""
+    """The key's principal; 401 when the key is missing, unknown or revoked.
+
+    Async on purpose: a cached key costs no I/O, and a sync dependency would hop to a thread.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         error = refuse(401, "missing_api_key", "send an API key as `Authorization: Bearer <key>`")
         error.headers = _CHALLENGE
         raise error
-    with store_of(request).read() as session:
-        found = authenticate(session, credentials.credentials)
+    found = lookups_of(request).principal(store_of(request).read, credentials.credentials)
     if found is None:
         error = refuse(401, "invalid_api_key", "this API key is unknown or revoked")
         error.headers = _CHALLENGE

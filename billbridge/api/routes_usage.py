@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from billbridge.api.auth import Auth, store_of
+from billbridge.api.auth import Auth, lookups_of, store_of
 from billbridge.api.body import read_json
 from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
@@ -85,7 +85,7 @@ async def post_event(
     ] = None,
 ) -> Response:
     body = await read_json(request, _limit(request))
-    [outcome] = ingest(store_of(request), principal, [body], idempotency_key)
+    [outcome] = ingest(store_of(request), principal, [body], idempotency_key, lookups_of(request))
     if outcome.answer is None:
         raise ApiError(outcome.http_status, [p.model_copy(update={"index": None}) for p in outcome.problems])
     return _json(outcome.answer, outcome.http_status)
@@ -112,7 +112,7 @@ async def post_batch(request: Request, principal: Auth) -> Response:
     events = body["events"]
     if len(events) > MAX_BATCH:
         raise refuse(422, "batch_too_large", f"at most {MAX_BATCH} events per request, got {len(events)}", "events")
-    outcomes = ingest(store_of(request), principal, events)
+    outcomes = ingest(store_of(request), principal, events, lookups=lookups_of(request))
     results: list[dict[str, Any]] = []
     counts = {"accepted": 0, "duplicate": 0, "refused": 0}
     for outcome in outcomes:

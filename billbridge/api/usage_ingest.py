@@ -15,15 +15,16 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from billbridge.api.body import storable
 from billbridge.api.errors import ApiError, Problem, problems_of
+from billbridge.api.lookups import Lookups
 from billbridge.api.usage_models import UsageEventIn
 from billbridge.billing.usage_documents import correction_date, document_ref, usage_billing_date
 from billbridge.store import usage as usage_repo
 from billbridge.store.api_keys import Principal
 from billbridge.store.db import Store
-from billbridge.store.reference import customer_ids, product_ids
 
 
 @dataclass
@@ -49,6 +50,7 @@ class _Valid:
     index: int
     event: UsageEventIn
     key: str | None
+    properties: dict[str, Any] | None
     customer_id: int = 0
     product_id: int = 0
     timestamp: datetime | None = None
@@ -60,19 +62,30 @@ def _refuse(outcome: Outcome, status: int, code: str, message: str, field_name: 
 
 
 def ingest(
-    store: Store, principal: Principal, raw_events: Sequence[Any], header_key: str | None = None
+    store: Store,
+    principal: Principal,
+    raw_events: Sequence[Any],
+    header_key: str | None = None,
+    lookups: Lookups | None = None,
 ) -> list[Outcome]:
-    """Validate, dedupe and store events; one Outcome per input event, in order."""
+    """Validate, dedupe and store events; one Outcome per input event, in order.
+
+    One write transaction: insert the new events (ON CONFLICT DO NOTHING), read back the stored
+    events of the keys that conflicted (replays), read the invoices of the contracts concerned.
+    """
+    lookups = lookups or Lookups(0)
     outcomes = [Outcome(index=i) for i in range(len(raw_events))]
     valid: list[_Valid] = []
     for i, raw in enumerate(raw_events):
         item = _validate(outcomes[i], principal, raw, header_key)
         if item is not None:
             valid.append(item)
+    if not valid:
+        return outcomes
 
-    with store.read() as session:
-        customers = customer_ids(session, {v.event.customer_ref for v in valid})
-        products = product_ids(session, {v.event.usage_product_ref for v in valid})
+    with store.write_connection() as connection:
+        customers = lookups.customer_ids(connection, {v.event.customer_ref for v in valid})
+        products = lookups.product_ids(connection, {v.event.usage_product_ref for v in valid})
         resolved: list[_Valid] = []
         for v in valid:
             found = customers.get(v.event.customer_ref)
@@ -86,54 +99,59 @@ def ingest(
             v.customer_id, v.product_id = found[0], product_id
             v.timestamp = v.event.timestamp.astimezone(timezone.utc)
             resolved.append(v)
-        stored = usage_repo.events_by_key(session, {v.key for v in resolved if v.key is not None})
 
-    seen_keys: set[str] = set()
-    new: list[tuple[_Valid, dict[str, Any]]] = []
-    replays: list[_Valid] = []
-    for v in resolved:
-        if v.key is not None and (v.key in stored or v.key in seen_keys):
-            replays.append(v)
-            continue
-        if v.key is not None:
-            seen_keys.add(v.key)
-        new.append((v, _row(principal, v)))
+        seen_keys: set[str] = set()
+        new: list[tuple[_Valid, dict[str, Any]]] = []
+        replays: list[_Valid] = []
+        for v in resolved:
+            if v.key is not None and v.key in seen_keys:  # the same key earlier in this batch
+                replays.append(v)
+                continue
+            if v.key is not None:
+                seen_keys.add(v.key)
+            new.append((v, _row(principal, v)))
 
-    if new:
-        with store.write() as session:
-            inserted = usage_repo.insert_new_events(session, [row for _, row in new])
-            lost = [v for v, row in new if row["event_ref"] not in inserted]
-            if lost:  # a concurrent request stored the same key between our read and this write
-                stored.update(usage_repo.events_by_key(session, {v.key for v in lost if v.key is not None}))
-                replays.extend(lost)
-                new = [(v, row) for v, row in new if row["event_ref"] in inserted]
-    answers: list[_Answer] = []
-    for v, row in new:
-        saved = usage_repo.StoredEvent(
-            row["event_ref"], v.key, v.customer_id, v.product_id, row["timestamp"], v.event.quantity, row["received_at"]
-        )
-        if v.key is not None:
-            stored[v.key] = saved
-        answers.append(_Answer(outcomes[v.index], saved, replayed=False))
-    for v in sorted(replays, key=lambda r: r.index):
-        first = stored.get(v.key) if v.key is not None else None
-        assert v.timestamp is not None
-        if first is None or (first.customer_id, first.product_id, first.timestamp, first.quantity) != (
-            v.customer_id,
-            v.product_id,
-            v.timestamp,
-            v.event.quantity,
-        ):
-            _refuse(
-                outcomes[v.index],
-                409,
-                "idempotency_conflict",
-                "this idempotency key was already used for a different event",
-                "event_id",
+        inserted = usage_repo.insert_new_events(connection, [row for _, row in new])
+        stored: dict[str, usage_repo.StoredEvent] = {}
+        taken = [v for v, row in new if row["event_ref"] not in inserted]  # keys stored before
+        if taken:
+            stored = usage_repo.events_by_key(connection, {v.key for v in taken if v.key is not None})
+            replays.extend(taken)
+            new = [(v, row) for v, row in new if row["event_ref"] in inserted]
+
+        answers: list[_Answer] = []
+        for v, row in new:
+            saved = usage_repo.StoredEvent(
+                row["event_ref"],
+                v.key,
+                v.customer_id,
+                v.product_id,
+                row["timestamp"],
+                v.event.quantity,
+                row["received_at"],
             )
-            continue
-        answers.append(_Answer(outcomes[v.index], first, replayed=True))
-    _answer(store, answers)
+            if v.key is not None:
+                stored[v.key] = saved
+            answers.append(_Answer(outcomes[v.index], saved, replayed=False))
+        for v in sorted(replays, key=lambda r: r.index):
+            first = stored.get(v.key) if v.key is not None else None
+            assert v.timestamp is not None
+            if first is None or (first.customer_id, first.product_id, first.timestamp, first.quantity) != (
+                v.customer_id,
+                v.product_id,
+                v.timestamp,
+                v.event.quantity,
+            ):
+                _refuse(
+                    outcomes[v.index],
+                    409,
+                    "idempotency_conflict",
+                    "this idempotency key was already used for a different event",
+                    "event_id",
+                )
+                continue
+            answers.append(_Answer(outcomes[v.index], first, replayed=True))
+        _answer(connection, lookups, answers)
     return outcomes
 
 
@@ -146,13 +164,13 @@ def _validate(outcome: Outcome, principal: Principal, raw: Any, header_key: str 
     except ValidationError as exc:
         outcome.problems = problems_of(exc, outcome.index)
         return None
+    properties = None
     if event.additional_report_data is not None:
         try:
-            cleaned = storable(event.additional_report_data, "additional_report_data", outcome.index)
+            properties = storable(event.additional_report_data, "additional_report_data", outcome.index)
         except ApiError as exc:
             outcome.problems = exc.problems
             return None
-        event = event.model_copy(update={"additional_report_data": cleaned})
     if event.validations.entity_ref != principal.entity_ref:
         _refuse(
             outcome,
@@ -175,7 +193,7 @@ def _validate(outcome: Outcome, principal: Principal, raw: Any, header_key: str 
         _refuse(outcome, 422, "key_mismatch", "event_id differs from the Idempotency-Key header", "event_id")
         return None
     key = header_key or event.event_id
-    return _Valid(outcome.index, event, f"{principal.entity_id}:{key}" if key is not None else None)
+    return _Valid(outcome.index, event, f"{principal.entity_id}:{key}" if key is not None else None, properties)
 
 
 def _row(principal: Principal, v: _Valid) -> dict[str, Any]:
@@ -187,12 +205,12 @@ def _row(principal: Principal, v: _Valid) -> dict[str, Any]:
         "product_id": v.product_id,
         "timestamp": v.timestamp,
         "quantity": v.event.quantity,
-        "properties": v.event.additional_report_data,
+        "properties": v.properties,
         "received_at": datetime.now(timezone.utc),
     }
 
 
-def _answer(store: Store, answers: list[_Answer]) -> None:
+def _answer(connection: Connection, lookups: Lookups, answers: list[_Answer]) -> None:
     """Fill in each accepted or replayed event's related documents (reads only).
 
     The event's period is billed on the invoice of its billing date. If that invoice was generated
@@ -201,20 +219,21 @@ def _answer(store: Store, answers: list[_Answer]) -> None:
     """
     if not answers:
         return
-    with store.read() as session:
-        contracts = usage_repo.usage_contracts(session, {(a.event.customer_id, a.event.product_id) for a in answers})
-        billed: dict[tuple[int, int, date], tuple[usage_repo.UsageContract, date]] = {}
-        for a in answers:
-            key = (a.event.customer_id, a.event.product_id, a.event.timestamp.date())
-            for contract in contracts.get(key[:2], []):
-                billing_date = usage_billing_date(contract.versions, key[2])
-                if billing_date is not None:
-                    billed[key] = (contract, billing_date)
-                    break
-        since = min((d for _, d in billed.values()), default=None)
-        documents = (
-            usage_repo.documents_from(session, {c.contract_id for c, _ in billed.values()}, since) if since else {}
-        )
+    contracts = lookups.usage_contracts(connection, {a.event.customer_id for a in answers})
+    billed: dict[tuple[int, int, date], tuple[usage_repo.UsageContract, date]] = {}
+    for a in answers:
+        key = (a.event.customer_id, a.event.product_id, a.event.timestamp.date())
+        if key in billed:
+            continue
+        for contract in contracts.get(key[0], {}).get(key[1], []):
+            billing_date = usage_billing_date(contract.versions, key[2])
+            if billing_date is not None:
+                billed[key] = (contract, billing_date)
+                break
+    since = min((d for _, d in billed.values()), default=None)
+    documents = (
+        usage_repo.documents_from(connection, {c.contract_id for c, _ in billed.values()}, since) if since else {}
+    )
     for a in answers:
         answer: dict[str, Any] = {
             "event_ref": a.event.event_ref,

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 from billbridge.billing.periods import CycleUnit, add_cycles, cycle_index, periods
 
@@ -20,6 +21,7 @@ ONE_DAY = timedelta(days=1)
 DOCUMENT_NAMESPACE = uuid.UUID("6f1d7c2e-4a8b-5d3e-9f10-b1e2b3d4c5a6")
 
 
+@lru_cache(maxsize=65_536)
 def document_ref(contract_ref: str, billing_date: date) -> str:
     """A contract's document of one billing date, named before it exists (a UUID, stable forever).
 

@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -85,34 +85,85 @@ def _utc(stamp: datetime) -> datetime:
     return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
 
 
-def events_by_key(session: Session, keys: Iterable[str]) -> dict[str, StoredEvent]:
+# Statements of the ingest hot path, built once (building a statement costs more than running it).
+_BY_KEYS = select(
+    _EVENTS.c.event_ref,
+    _EVENTS.c.idempotency_key,
+    _EVENTS.c.customer_id,
+    _EVENTS.c.product_id,
+    _EVENTS.c.timestamp,
+    _EVENTS.c.quantity,
+    _EVENTS.c.received_at,
+).where(_EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+_INSERT_NEW = {
+    "postgresql": postgresql.insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.event_ref),
+    "sqlite": sqlite.insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.event_ref),
+}
+_INVOICES = table_of(Invoice)
+_STAMP = select(func.coalesce(func.max(table_of(ContractVersion).c.id), 0))
+_DOCUMENTS_OF_ONE = select(
+    _INVOICES.c.contract_id, _INVOICES.c.billing_date, _INVOICES.c.number, _INVOICES.c.created_at
+).where(_INVOICES.c.contract_id == bindparam("id"), _INVOICES.c.billing_date >= bindparam("since"))
+_DOCUMENTS = select(
+    _INVOICES.c.contract_id, _INVOICES.c.billing_date, _INVOICES.c.number, _INVOICES.c.created_at
+).where(_INVOICES.c.contract_id.in_(bindparam("ids", expanding=True)), _INVOICES.c.billing_date >= bindparam("since"))
+
+
+def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, StoredEvent]:
     """Stored events by idempotency key."""
     keys = list(set(keys))
     if not keys:
         return {}
-    rows = session.execute(
-        select(
-            _EVENTS.c.event_ref,
-            _EVENTS.c.idempotency_key,
-            _EVENTS.c.customer_id,
-            _EVENTS.c.product_id,
-            _EVENTS.c.timestamp,
-            _EVENTS.c.quantity,
-            _EVENTS.c.received_at,
-        ).where(_EVENTS.c.idempotency_key.in_(keys))
-    )
+    rows = connection.execute(_BY_KEYS, {"keys": keys})
     return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], _utc(r[6])) for r in rows}
 
 
-def insert_new_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Insert events in one statement, skipping any whose event_ref or idempotency key is taken
     (a concurrent replay); returns the event_refs actually inserted."""
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = make(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.event_ref)
-    return set(session.execute(statement, list(rows)).scalars())
+    statement = _INSERT_NEW[connection.dialect.name]
+    if len(rows) == 1:
+        return {row[0] for row in _Raw.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
+    return set(connection.execute(statement, list(rows)).scalars())
+
+
+class _Raw:
+    """A Core statement compiled once per dialect and run on the DBAPI cursor, its parameters
+    converted by SQLAlchemy's own bind processors (so values are stored exactly as Core stores
+    them). For one-row statements of the ingest hot path, where Core's per-execution work costs
+    several times the statement itself."""
+
+    _cache: dict[tuple[int, str, tuple[str, ...]], _Raw] = {}
+
+    def __init__(self, statement: Any, connection: Connection, keys: tuple[str, ...]) -> None:
+        dialect = connection.dialect
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        self.sql = compiled.string
+        self.names = list(compiled.positiontup or []) if compiled.positional else None
+        self.processors = dict(compiled._bind_processors)
+        returned = statement.selected_columns if hasattr(statement, "selected_columns") else statement._returning
+        self.results = [c.type._cached_result_processor(dialect, None) for c in returned]
+
+    @classmethod
+    def of(cls, statement: Any, connection: Connection, keys: tuple[str, ...]) -> _Raw:
+        key = (id(statement), connection.dialect.name, keys)
+        found = cls._cache.get(key)
+        if found is None:
+            found = cls._cache[key] = cls(statement, connection, keys)
+        return found
+
+    def run(self, connection: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows the statement returns, their values converted as Core would."""
+        values = {k: (p(params[k]) if (p := self.processors.get(k)) else params[k]) for k in params}
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.sql, [values[n] for n in self.names] if self.names is not None else values)
+            rows = cursor.fetchall() if cursor.description else []
+        finally:
+            cursor.close()
+        return [tuple(p(v) if p else v for p, v in zip(self.results, row, strict=True)) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -124,91 +175,109 @@ class UsageContract:
     versions: tuple[VersionTerms, ...]
 
 
-def usage_contracts(session: Session, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[UsageContract]]:
-    """(customer id, product id) -> contracts with a ``charge: usage`` line on that product, by id."""
-    pairs = set(pairs)
-    if not pairs:
-        return {}
-    customers = {c for c, _ in pairs}
-    products = {p for _, p in pairs}
-    lines = session.execute(
-        select(
-            Contract.id,
-            Contract.customer_id,
-            ContractLine.product_id,
-            ContractVersion.version_no,
-            ContractLine.start_date,
-            ContractLine.end_date,
-        )
-        .join(ContractVersion, ContractVersion.contract_id == Contract.id)
-        .join(ContractLine, ContractLine.version_id == ContractVersion.id)
-        .where(
-            Contract.customer_id.in_(customers),
-            ContractLine.product_id.in_(products),
-            ContractLine.charge == "usage",
-        )
-    ).all()
-    if not lines:
-        return {}
-    usage_lines: dict[tuple[int, int, int], list[tuple[date | None, date | None]]] = defaultdict(list)
-    keys_of: dict[int, set[tuple[int, int]]] = defaultdict(set)
-    for contract_id, customer_id, product_id, version_no, start, end in lines:
-        if (customer_id, product_id) in pairs:
-            usage_lines[(contract_id, product_id, version_no)].append((start, end))
-            keys_of[contract_id].add((customer_id, product_id))
-    versions = session.execute(
-        select(
-            Contract.id,
-            Contract.contract_ref,
-            ContractVersion.version_no,
-            ContractVersion.effective_date,
-            ContractVersion.contract_start_date,
-            ContractVersion.contract_end_date,
-            ContractVersion.cycle_length,
-            ContractVersion.cycle_unit,
-            ContractVersion.cycle_start_date,
-        )
-        .join(ContractVersion, ContractVersion.contract_id == Contract.id)
-        .where(Contract.id.in_(list(keys_of)))
-        .order_by(Contract.id, ContractVersion.version_no)
-    ).all()
-    heads: dict[int, str] = {}
-    by_contract: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in versions:
-        heads[row[0]] = row[1]
-        by_contract[row[0]].append(tuple(row))
-    out: dict[tuple[int, int], list[UsageContract]] = defaultdict(list)
-    for contract_id in sorted(keys_of):
-        for customer_id, product_id in sorted(keys_of[contract_id]):
+_VERSIONS = table_of(ContractVersion)
+_LINES = table_of(ContractLine)
+_CONTRACTS = table_of(Contract)
+_USAGE_TERMS = (
+    select(
+        _CONTRACTS.c.id,
+        _CONTRACTS.c.contract_ref,
+        _CONTRACTS.c.customer_id,
+        _VERSIONS.c.version_no,
+        _VERSIONS.c.effective_date,
+        _VERSIONS.c.contract_start_date,
+        _VERSIONS.c.contract_end_date,
+        _VERSIONS.c.cycle_length,
+        _VERSIONS.c.cycle_unit,
+        _VERSIONS.c.cycle_start_date,
+        _LINES.c.product_id,
+        _LINES.c.start_date,
+        _LINES.c.end_date,
+    )
+    .join(_VERSIONS, _VERSIONS.c.contract_id == _CONTRACTS.c.id)
+    .outerjoin(_LINES, (_LINES.c.version_id == _VERSIONS.c.id) & (_LINES.c.charge == "usage"))
+    .where(_CONTRACTS.c.customer_id.in_(bindparam("customers", expanding=True)))
+    .order_by(_CONTRACTS.c.id, _VERSIONS.c.version_no)
+)
+
+
+def usage_contracts(connection: Connection, customer_ids: Iterable[int]) -> dict[int, dict[int, list[UsageContract]]]:
+    """customer id -> usage product id -> the customer's contracts with a ``charge: usage`` line on
+    that product (in any version), in contract id order. One query for all the customers."""
+    customers = list(set(customer_ids))
+    out: dict[int, dict[int, list[UsageContract]]] = {c: {} for c in customers}
+    if not customers:
+        return out
+    heads: dict[int, tuple[str, int]] = {}
+    versions: dict[int, dict[int, tuple[Any, ...]]] = defaultdict(dict)
+    lines: dict[tuple[int, int, int], list[tuple[date | None, date | None]]] = defaultdict(list)
+    products_of: dict[int, set[int]] = defaultdict(set)
+    for r in connection.execute(_USAGE_TERMS, {"customers": customers}):
+        contract_id, version_no = r[0], r[3]
+        heads[contract_id] = (r[1], r[2])
+        versions[contract_id][version_no] = tuple(r[3:10])
+        if r[10] is not None:
+            lines[(contract_id, r[10], version_no)].append((r[11], r[12]))
+            products_of[contract_id].add(r[10])
+    for contract_id in sorted(products_of):
+        contract_ref, customer_id = heads[contract_id]
+        for product_id in sorted(products_of[contract_id]):
             terms = tuple(
                 VersionTerms(
-                    version_no=r[2],
-                    effective_date=r[3],
-                    contract_start_date=r[4],
-                    contract_end_date=r[5],
-                    cycle_length=r[6],
-                    cycle_unit=r[7],
-                    anchor=r[8],
-                    usage_lines=tuple(usage_lines.get((contract_id, product_id, r[2]), ())),
+                    version_no=v[0],
+                    effective_date=v[1],
+                    contract_start_date=v[2],
+                    contract_end_date=v[3],
+                    cycle_length=v[4],
+                    cycle_unit=v[5],
+                    anchor=v[6],
+                    usage_lines=tuple(lines.get((contract_id, product_id, v[0]), ())),
                 )
-                for r in by_contract[contract_id]
+                for v in versions[contract_id].values()
             )
-            out[(customer_id, product_id)].append(UsageContract(contract_id, heads[contract_id], terms))
-    return dict(out)
+            out[customer_id].setdefault(product_id, []).append(UsageContract(contract_id, contract_ref, terms))
+    return out
+
+
+_CUSTOMERS = table_of(Customer)
+_PRODUCTS = table_of(Product)
+_CUSTOMERS_BY_REF = select(_CUSTOMERS.c.customer_ref, _CUSTOMERS.c.id, _CUSTOMERS.c.entity_id).where(
+    _CUSTOMERS.c.customer_ref.in_(bindparam("refs", expanding=True))
+)
+_PRODUCTS_BY_REF = select(_PRODUCTS.c.product_ref, _PRODUCTS.c.id).where(
+    _PRODUCTS.c.product_ref.in_(bindparam("refs", expanding=True))
+)
+
+
+def customers_by_ref(connection: Connection, refs: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """customer_ref -> (customer id, entity id)."""
+    refs = list(set(refs))
+    return {r[0]: (r[1], r[2]) for r in connection.execute(_CUSTOMERS_BY_REF, {"refs": refs})} if refs else {}
+
+
+def products_by_ref(connection: Connection, refs: Iterable[str]) -> dict[str, int]:
+    refs = list(set(refs))
+    return {r[0]: r[1] for r in connection.execute(_PRODUCTS_BY_REF, {"refs": refs})} if refs else {}
+
+
+def contracts_stamp(connection: Connection) -> int:
+    """Changes whenever any contract gets a version (terms are only ever added as new versions)."""
+    return int(connection.execute(_STAMP).scalar_one())
 
 
 def documents_from(
-    session: Session, contract_ids: Iterable[int], since: date
+    connection: Connection, contract_ids: Iterable[int], since: date
 ) -> dict[int, dict[date, tuple[str, datetime]]]:
     """contract id -> billing date -> (document number, created at), for documents dated ``since`` or later."""
     ids = list(set(contract_ids))
     out: dict[int, dict[date, tuple[str, datetime]]] = {cid: {} for cid in ids}
     if ids:
-        for contract_id, billing_date, number, created_at in session.execute(
-            select(Invoice.contract_id, Invoice.billing_date, Invoice.number, Invoice.created_at).where(
-                Invoice.contract_id.in_(ids), Invoice.billing_date >= since
-            )
-        ):
+        rows: Iterable[Any] = (
+            _Raw.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(connection, {"id": ids[0], "since": since})
+            if len(ids) == 1
+            else connection.execute(_DOCUMENTS, {"ids": ids, "since": since})
+        )
+        for contract_id, billing_date, number, created_at in rows:
             out[contract_id][billing_date] = (number, _utc(created_at))
     return out
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from billbridge.api.app import create_app
+from billbridge.app.settings import Settings
 from billbridge.billing.usage_documents import document_ref
 from billbridge.flows.billing_run import run_billing
+from billbridge.flows.importing import import_document
 from billbridge.store import api_keys
 from billbridge.store.models import UsageEvent
-from tests.api.conftest import Api, event
+from tests.api.conftest import USAGE_CONTRACT, Api, event
+from tests.docs import contract, document
 
 EVENT = "/api/usage/event"
 BATCH = "/api/usage/events/batch"
@@ -151,10 +157,19 @@ def test_authentication(api: Api) -> None:
     # another entity's customer does not exist for this key
     foreign = api.post(EVENT, event(customer_ref="gulf"))
     assert foreign.status_code == 422 and foreign.json()["detail"][0]["code"] == "unknown_customer"
-    with api.store.write() as session:
-        revoked = api_keys.list_keys(session)[0]
-        api_keys.revoke_key(session, str(revoked["prefix"]))
-    assert api.post(EVENT, event()).status_code == 401
+    assert count(api) == 0
+
+
+def test_a_revoked_key_is_refused_once_the_cache_expires(api: Api) -> None:
+    settings = Settings(api_cache_seconds=0.3)
+    with TestClient(create_app(api.store, settings)) as client:
+        headers = api.headers()
+        assert client.get("/api/auth/whoami", headers=headers).status_code == 200
+        with api.store.write() as session:
+            api_keys.revoke_key(session, str(api_keys.list_keys(session)[0]["prefix"]))
+        time.sleep(0.4)
+        response = client.post(EVENT, json=event(), headers=headers)
+        assert response.status_code == 401 and response.json()["detail"][0]["code"] == "invalid_api_key"
     assert count(api) == 0
 
 
@@ -257,3 +272,13 @@ def test_usage_on_the_period_being_billed_names_the_existing_draft(api: Api) -> 
     assert body["related_document_billing_date"] == "2026-02-01" and body["late"] is False
     stamp = datetime.now(timezone.utc) - timedelta(minutes=1)
     assert api.post(EVENT, event(timestamp=stamp.isoformat())).status_code == 201
+
+
+def test_a_new_contract_is_seen_once_the_cache_expires(api: Api) -> None:
+    with TestClient(create_app(api.store, Settings(api_cache_seconds=0.3))) as client:
+        first = client.post(EVENT, json=event(customer_ref="initech"), headers=api.headers()).json()
+        assert first["related_document_ref"] is None
+        import_document(api.store, document(contract("C-INITECH", customer="initech", lines=USAGE_CONTRACT["lines"])))
+        time.sleep(0.4)
+        second = client.post(EVENT, json=event(customer_ref="initech"), headers=api.headers()).json()
+        assert second["related_document_ref"] == document_ref("C-INITECH", date(2026, 2, 1))
