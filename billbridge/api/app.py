@@ -47,8 +47,8 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.state.max_body_bytes = settings.api_max_body_bytes
     app.state.lookups = Lookups(settings.api_cache_seconds)
     errors.install(app)
+    app.include_router(routes_usage.router)  # first: the hot path is matched before the read API
     app.include_router(routes_resources.router)
-    app.include_router(routes_usage.router)
     app.add_middleware(_NoNulInUrl)
 
     def openapi() -> dict[str, Any]:

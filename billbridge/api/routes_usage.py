@@ -7,13 +7,14 @@ the OpenAPI document (``/docs``).
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from billbridge.api.auth import Auth, lookups_of, store_of
+from billbridge.api.auth import SECURITY, Auth, authenticate_request, lookups_of, store_of
 from billbridge.api.body import read_json
 from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
@@ -24,6 +25,8 @@ from billbridge.billing.usage_reports import group_usage
 from billbridge.store.usage import report_rows
 
 router = APIRouter(prefix="/api/usage", tags=["Usage"])
+KEY_PATTERN = r"^[\x21-\x7e]+$"
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 
 LATE_POLICY = """
 **Late events.** An event for a period that is already invoiced is stored and never lost: it is
@@ -71,19 +74,29 @@ def _limit(request: Request) -> int:
         **_BODY_ERRORS,
     },
     openapi_extra={
+        "security": SECURITY,
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Idempotency key of the event (printable ASCII, at most 150 characters)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
+            }
+        ],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsageEventIn"}}},
-        }
+        },
     },
 )
-async def post_event(
-    request: Request,
-    principal: Auth,
-    idempotency_key: Annotated[
-        str | None, Header(min_length=1, max_length=MAX_KEY_LENGTH, pattern=r"^[\x21-\x7e]+$")
-    ] = None,
-) -> Response:
+async def post_event(request: Request) -> Response:
+    principal = authenticate_request(request)
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
+        raise refuse(
+            422, "bad_idempotency_key", "Idempotency-Key must be 1-150 printable ASCII characters", "Idempotency-Key"
+        )
     body = await read_json(request, _limit(request))
     [outcome] = ingest(store_of(request), principal, [body], idempotency_key, lookups_of(request))
     if outcome.answer is None:
@@ -99,13 +112,15 @@ async def post_event(
     response_model=BatchOut,
     responses=_BODY_ERRORS,
     openapi_extra={
+        "security": SECURITY,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}}},
-        }
+        },
     },
 )
-async def post_batch(request: Request, principal: Auth) -> Response:
+async def post_batch(request: Request) -> Response:
+    principal = authenticate_request(request)
     body = await read_json(request, _limit(request))
     if not isinstance(body, dict) or set(body) != {"events"} or not isinstance(body["events"], list):
         raise refuse(422, "bad_batch", 'the body must be {"events": [...]}', "events")

@@ -111,7 +111,10 @@ def ingest(
                 seen_keys.add(v.key)
             new.append((v, _row(principal, v)))
 
-        inserted = usage_repo.insert_new_events(connection, [row for _, row in new])
+        # Rows in key order: two requests inserting overlapping keys then wait on each other in the
+        # same order, never in a cycle (a deadlock on PostgreSQL).
+        ordered = sorted((row for _, row in new), key=lambda row: row["idempotency_key"] or "")
+        inserted = usage_repo.insert_new_events(connection, ordered)
         stored: dict[str, usage_repo.StoredEvent] = {}
         taken = [v for v, row in new if row["event_ref"] not in inserted]  # keys stored before
         if taken:

@@ -99,6 +99,11 @@ _INSERT_NEW = {
     "postgresql": postgresql.insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.event_ref),
     "sqlite": sqlite.insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.event_ref),
 }
+_INSERT_NEW_PLAIN = {
+    "postgresql": postgresql.insert(_EVENTS).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_EVENTS).on_conflict_do_nothing(),
+}
+_PRESENT = select(_EVENTS.c.event_ref).where(_EVENTS.c.event_ref.in_(bindparam("refs", expanding=True)))
 _INVOICES = table_of(Invoice)
 _STAMP = select(func.coalesce(func.max(table_of(ContractVersion).c.id), 0))
 _DOCUMENTS_OF_ONE = select(
@@ -123,10 +128,17 @@ def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) ->
     (a concurrent replay); returns the event_refs actually inserted."""
     if not rows:
         return set()
-    statement = _INSERT_NEW[connection.dialect.name]
+    dialect = connection.dialect.name
     if len(rows) == 1:
+        statement = _INSERT_NEW[dialect]
         return {row[0] for row in _Raw.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
-    return set(connection.execute(statement, list(rows)).scalars())
+    # Many rows: a plain executemany (pipelined by psycopg) without RETURNING. Event refs are fresh
+    # UUIDs, so when the row count falls short, the refs now present are the rows inserted.
+    result = connection.execute(_INSERT_NEW_PLAIN[dialect], list(rows))
+    refs = [row["event_ref"] for row in rows]
+    if result.rowcount == len(rows):
+        return set(refs)
+    return set(connection.execute(_PRESENT, {"refs": refs}).scalars())
 
 
 class _Raw:

@@ -126,6 +126,15 @@ def test_replays_count_once_in_the_same_batch_and_later(api: Api) -> None:
     assert count(api) == 3
 
 
+def test_a_bad_idempotency_key_header_is_refused(api: Api) -> None:
+    for key in ("has space", "x" * 151):
+        response = api.post(EVENT, event(), **{"Idempotency-Key": key})
+        assert response.status_code == 422 and response.json()["detail"][0]["field"] == "Idempotency-Key"
+    response = api.post(EVENT, event(event_id="a"), **{"Idempotency-Key": "b"})
+    assert response.status_code == 422 and response.json()["detail"][0]["code"] == "key_mismatch"
+    assert count(api) == 0
+
+
 def test_a_key_reused_for_another_event_is_refused(api: Api) -> None:
     assert api.post(EVENT, event(quantity=1), **{"Idempotency-Key": "k"}).status_code == 201
     response = api.post(EVENT, event(quantity=2), **{"Idempotency-Key": "k"})
@@ -282,3 +291,29 @@ def test_a_new_contract_is_seen_once_the_cache_expires(api: Api) -> None:
         time.sleep(0.4)
         second = client.post(EVENT, json=event(customer_ref="initech"), headers=api.headers()).json()
         assert second["related_document_ref"] == document_ref("C-INITECH", date(2026, 2, 1))
+
+
+def test_concurrent_replays_store_each_event_once(api: Api) -> None:
+    """Four requests at once with the same 50 keyed events, in two orders: 50 rows, one event_ref per key."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from billbridge.api.lookups import Lookups
+    from billbridge.api.usage_ingest import ingest
+
+    with api.store.read() as session:
+        principal = api_keys.authenticate(session, api.token)
+    assert principal is not None
+    batch = [event(event_id=f"c-{i}", quantity=i) for i in range(50)]
+
+    def send(n: int) -> list[str]:
+        order = batch if n % 2 else batch[::-1]  # overlapping keys in opposite orders
+        outcomes = ingest(api.store, principal, order, lookups=Lookups(0))
+        if n % 2 == 0:
+            outcomes.reverse()
+        assert all(o.answer is not None for o in outcomes), [o.problems for o in outcomes]
+        return [o.answer["event_ref"] for o in outcomes if o.answer]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, range(4)))
+    assert all(a == answers[0] for a in answers)
+    assert count(api) == 50
