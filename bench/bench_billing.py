@@ -50,6 +50,7 @@ from sqlalchemy import Table, create_engine, func, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 
 import billbridge
+from billbridge.app.settings import Settings
 from billbridge.flows.billing_run import CHUNK, run_billing
 from billbridge.flows.importing import import_document
 from billbridge.store.db import normalise_url, open_store
@@ -857,12 +858,12 @@ def bench_backend(backend: Backend, gen_factory: Any, args: argparse.Namespace) 
         # --- timed: billing ---
         profiler = cProfile.Profile() if (args.profile and backend.name == "sqlite") else None
         log(
-            f"{tag} billing as of {args.as_of} (chunk size {args.chunk_size}){' under cProfile' if profiler else ''} ..."
+            f"{tag} billing as of {args.as_of} (chunk size {args.chunk_size}, {args.workers} planning workers){' under cProfile' if profiler else ''} ..."
         )
         with timer(freeze=True) as t_bill:
             if profiler:
                 profiler.enable()
-            billing = run_billing(store, args.as_of, chunk_size=args.chunk_size)
+            billing = run_billing(store, args.as_of, chunk_size=args.chunk_size, workers=args.workers)
             if profiler:
                 profiler.disable()
         result.billing_seconds = t_bill[0]
@@ -1120,6 +1121,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "a later date bills several periods and skips the per-contract checks)",
     )
     parser.add_argument("--chunk-size", type=int, default=CHUNK, help=f"run_billing chunk size (default {CHUNK})")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=Settings().billing_workers,
+        help="run_billing planning processes (default: the billing_workers setting; 0 plans in the writing process)",
+    )
     parser.add_argument("--seed", type=int, default=20260701)
     parser.add_argument("--import-batch", type=int, default=5000, help="contracts per import_document call")
     parser.add_argument(
@@ -1173,6 +1180,7 @@ def main(argv: list[str] | None = None) -> int:
             "as_of": args.as_of.isoformat(),
             "seed": args.seed,
             "chunk_size": args.chunk_size,
+            "workers": args.workers,
             "target_ratio": TARGET_RATIO,
             "results": [asdict(r) for r in results],
             "skipped": skipped,

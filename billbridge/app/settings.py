@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         default=None, description="Any SQLAlchemy URL; default: SQLite file billbridge.db in data_dir"
     )
     billing_chunk_size: int = Field(default=1000, ge=1, description="Contracts per billing transaction")
+    billing_workers: int = Field(
+        default=1,
+        ge=0,
+        description="Processes planning the next chunks while the billing run saves one; 0 plans in the run's own process",
+    )
 
     @classmethod
     def settings_customise_sources(
