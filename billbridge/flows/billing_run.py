@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
-from billbridge.billing.usage import aggregate
+from billbridge.billing.usage import UsageQuery, aggregate
 from billbridge.store import quarantine
 from billbridge.store.contracts import ContractTimeline, contract_ids, load_timelines
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import BillingState, billing_states, load_billed, lock_numbering, save_drafts
-from billbridge.store.usage import daily_usage
+from billbridge.store.usage_aggregates import daily_usage
 
 CHUNK = 1000
 SOURCE = "billing"
@@ -55,16 +55,23 @@ class BillingSummary:
 def _usage_lookup(
     session: Session, timelines: Sequence[ContractTimeline], as_of: date
 ) -> Callable[[ContractTimeline], UsageLookup]:
-    """One query for the chunk's usage; each contract gets a lookup over its customer's days."""
-    with_usage = [t for t in timelines if any(line.charge == "usage" for v in t.versions for line in v.contract.lines)]
-    if not with_usage:
-        return lambda _t: lambda *_: Decimal(0)
-    start = min(v.contract.contract_start_date for t in with_usage for v in t.versions)
-    days = daily_usage(session, sorted({t.customer_id for t in with_usage}), start, as_of + timedelta(days=1))
+    """One aggregate query for the chunk's usage; each contract gets a lookup over its customer's days."""
+    lines = [(t, line) for t in timelines for v in t.versions for line in v.contract.lines if line.charge == "usage"]
+    if not lines:
+        return lambda _t: lambda _query: Decimal(0)
+    start = min(v.contract.contract_start_date for t, _ in lines for v in t.versions)
+    days = daily_usage(
+        session,
+        sorted({t.customer_id for t, _ in lines}),
+        start,
+        as_of + timedelta(days=1),
+        last_for={line.product_ref for _, line in lines if line.usage_aggregation == "last"},
+        distinct_for={(line.product_ref, line.usage_property) for _, line in lines if line.usage_property},
+    )
 
     def for_contract(timeline: ContractTimeline) -> UsageLookup:
-        def lookup(product_ref: str, a: date, b: date, aggregation: str) -> Decimal:
-            return aggregate(days.get((timeline.customer_id, product_ref), {}), a, b, aggregation)
+        def lookup(query: UsageQuery) -> Decimal:
+            return aggregate(days.get((timeline.customer_id, query.product_ref), {}), query)
 
         return lookup
 

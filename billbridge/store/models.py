@@ -169,7 +169,8 @@ class ContractLine(Base):
 
 class UsageEvent(Base):
     __tablename__ = "usage_events"
-    __table_args__ = (Index("ix_usage_events_lookup", "customer_id", "product_id", "timestamp"),)
+    # Covers the per-day aggregates (billing, reports): they never read the event rows themselves.
+    __table_args__ = (Index("ix_usage_events_lookup", "customer_id", "product_id", "timestamp", "quantity_micros"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     event_ref: Mapped[str] = mapped_column(String(64), unique=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -178,6 +179,7 @@ class UsageEvent(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     timestamp: Mapped[datetime]
     quantity: Mapped[Decimal]
+    quantity_micros: Mapped[int] = mapped_column(BigInteger)  # quantity x 10^6: summed exactly in SQL
     properties: Mapped[dict[str, Any] | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
