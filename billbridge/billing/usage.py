@@ -8,10 +8,13 @@ of each day's set. The store computes the per-day figures in SQL.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
+from types import MappingProxyType
+from typing import NamedTuple
 
+NO_VALUES: Mapping[str, frozenset[str]] = MappingProxyType({})
 AGGREGATIONS = ("sum", "max", "count", "distinct", "last")
 LABELS = {
     "sum": "sum of quantities",
@@ -42,15 +45,14 @@ def usage_label(aggregation: str, usage_property: str | None = None) -> str:
     return LABELS[aggregation].format(property=usage_property)
 
 
-@dataclass(frozen=True)
-class DailyUsage:
-    """One customer's usage of one product on one UTC day."""
+class DailyUsage(NamedTuple):
+    """One customer's usage of one product on one UTC day (a tuple: millions are built per run)."""
 
     total: Decimal
     peak: Decimal
-    count: int
+    events: int
     last: tuple[datetime, int, Decimal] | None = None  # (timestamp, event id, quantity) of the day's latest event
-    distinct: Mapping[str, frozenset[str]] = field(default_factory=dict)  # property -> values seen that day
+    distinct: Mapping[str, frozenset[str]] = NO_VALUES  # property -> values seen that day
 
 
 def aggregate(per_day: Mapping[date, DailyUsage], query: UsageQuery) -> Decimal:
@@ -62,7 +64,7 @@ def aggregate(per_day: Mapping[date, DailyUsage], query: UsageQuery) -> Decimal:
         case "max":
             return max((u.peak for u in chosen), default=Decimal(0))
         case "count":
-            return Decimal(sum(u.count for u in chosen))
+            return Decimal(sum(u.events for u in chosen))
         case "last":
             latest = max((u.last for u in chosen if u.last is not None), default=None)
             return latest[2] if latest else Decimal(0)
@@ -82,15 +84,23 @@ MICROS = 6
 
 def to_micros(quantity: Decimal) -> int:
     """``quantity`` in integer micro-units; more than six decimal places is an error."""
-    scaled = quantity.scaleb(MICROS)
+    scaled = quantity.scaleb(MICROS, _WIDE)
     if not scaled.is_finite() or scaled != scaled.to_integral_value():
         raise ValueError(f"quantity {quantity} has more than {MICROS} decimal places")
     return int(scaled)
 
 
 def from_micros(micros: int | Decimal | None) -> Decimal:
-    """Integer micro-units back to the exact quantity (PostgreSQL sums bigints as numeric)."""
+    """Integer micro-units back to the exact quantity, without trailing zeros (PostgreSQL sums
+    bigints as numeric; SQLite as int)."""
     if not micros:
         return Decimal(0)
-    value = Decimal(micros).scaleb(-MICROS)
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+    units, fraction = divmod(int(micros), _ONE_UNIT)
+    if not fraction:
+        return Decimal(units)
+    # A fraction is left, so normalize never gives an exponent form; the wide context never rounds.
+    return Decimal(int(micros)).scaleb(-MICROS, _WIDE).normalize(_WIDE)
+
+
+_ONE_UNIT = 10**MICROS
+_WIDE = Context(prec=100)

@@ -169,8 +169,7 @@ class ContractLine(Base):
 
 class UsageEvent(Base):
     __tablename__ = "usage_events"
-    # Covers the per-day aggregates (billing, reports): they never read the event rows themselves.
-    __table_args__ = (Index("ix_usage_events_lookup", "customer_id", "product_id", "timestamp", "quantity_micros"),)
+    __table_args__ = (Index("ix_usage_events_lookup", "customer_id", "product_id", "timestamp"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     event_ref: Mapped[str] = mapped_column(String(64), unique=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -182,6 +181,19 @@ class UsageEvent(Base):
     quantity_micros: Mapped[int] = mapped_column(BigInteger)  # quantity x 10^6: summed exactly in SQL
     properties: Mapped[dict[str, Any] | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UsageDaily(Base):
+    """Per customer, usage product and UTC day: sum, peak and count of the events' quantities in
+    integer micro-units, kept up to date in the transaction that stores the events."""
+
+    __tablename__ = "usage_daily"
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    total_micros: Mapped[int] = mapped_column(BigInteger)
+    peak_micros: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
 
 
 class Invoice(Base):

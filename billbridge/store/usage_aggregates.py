@@ -1,14 +1,15 @@
-"""Per-day usage aggregates computed by the database, for billing and usage reports.
+"""Per-day usage aggregates, for billing and usage reports.
 
-Quantities are summed and compared as integer micro-units (``usage_events.quantity_micros``):
-exact on both backends, where SQLite would sum the exact decimal text as floating point.
+Sum, peak and count come from the per-day rollups that ingestion keeps (``usage_daily``, integer
+micro-units: exact on both backends, where SQLite would add decimal text as floating point), so a
+period over millions of events reads one row per customer, product and day. The day's last event
+and distinct property values are read from the events, for the products that ask for them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from dataclasses import replace
 from datetime import date, datetime, time
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from billbridge.billing.usage import DailyUsage, from_micros
-from billbridge.store.models import Product, UsageEvent
+from billbridge.store.models import Product, UsageDaily, UsageEvent
 
 UsageDays = dict[tuple[int, str], dict[date, DailyUsage]]
 """(customer id, usage product_ref) -> UTC day -> that day's figures."""
@@ -54,23 +55,21 @@ def daily_usage(
         in_range.append(UsageEvent.customer_id.in_(list(customer_ids)))
     day = _day(session).label("day")
     products = dict(session.execute(select(Product.id, Product.product_ref)).all())
-    sums = session.execute(
-        select(
-            UsageEvent.customer_id,
-            UsageEvent.product_id,
-            day,
-            func.sum(UsageEvent.quantity_micros),
-            func.max(UsageEvent.quantity_micros),
-            func.count(),
-        )
-        .where(*in_range)
-        .group_by(UsageEvent.customer_id, UsageEvent.product_id, day)
-    )
+    in_days = [UsageDaily.day >= start, UsageDaily.day < end]
+    if customer_ids is not None:
+        in_days.append(UsageDaily.customer_id.in_(list(customer_ids)))
     out: UsageDays = defaultdict(dict)
-    for customer_id, product_id, on, total, peak, count in sums:
-        out[(customer_id, products[product_id])][_as_date(on)] = DailyUsage(
-            from_micros(total), from_micros(peak), int(count)
-        )
+    for customer_id, product_id, on, total, peak, count in session.execute(
+        select(
+            UsageDaily.customer_id,
+            UsageDaily.product_id,
+            UsageDaily.day,
+            UsageDaily.total_micros,
+            UsageDaily.peak_micros,
+            UsageDaily.events,
+        ).where(*in_days)
+    ):
+        out[(customer_id, products[product_id])][on] = DailyUsage(from_micros(total), from_micros(peak), count)
     ids_of = {ref: pid for pid, ref in products.items()}
     if last_for:
         _add_last(session, out, in_range, day, [ids_of[r] for r in last_for if r in ids_of], products)
@@ -115,7 +114,7 @@ def _add_last(
         ).where(ranked.c.rank == 1)
     ):
         key, when = (customer_id, products[product_id]), _as_date(on)
-        out[key][when] = replace(out[key][when], last=(stamp, event_id, quantity))
+        out[key][when] = out[key][when]._replace(last=(stamp, event_id, quantity))
 
 
 def _add_distinct(
@@ -138,4 +137,32 @@ def _add_distinct(
         seen[(customer_id, _as_date(on))].add(found)
     for (customer_id, on), values in seen.items():
         daily = out[(customer_id, product_ref)][on]
-        out[(customer_id, product_ref)][on] = replace(daily, distinct={**daily.distinct, key: frozenset(values)})
+        out[(customer_id, product_ref)][on] = daily._replace(distinct={**daily.distinct, key: frozenset(values)})
+
+
+def period_usage(
+    session: Session, customer_ids: Sequence[int] | None, start: date, end: date
+) -> dict[tuple[int, str], DailyUsage]:
+    """Sum, peak and count per customer and usage product over the days in [start, end): one
+    aggregate over the rollups, the figure a period close or a usage report reads."""
+    if start >= end or customer_ids is not None and not customer_ids:
+        return {}
+    products = dict(session.execute(select(Product.id, Product.product_ref)).all())
+    where = [UsageDaily.day >= start, UsageDaily.day < end]
+    if customer_ids is not None:
+        where.append(UsageDaily.customer_id.in_(list(customer_ids)))
+    rows = session.execute(
+        select(
+            UsageDaily.customer_id,
+            UsageDaily.product_id,
+            func.sum(UsageDaily.total_micros),
+            func.max(UsageDaily.peak_micros),
+            func.sum(UsageDaily.events),
+        )
+        .where(*where)
+        .group_by(UsageDaily.customer_id, UsageDaily.product_id)
+    )
+    return {
+        (customer_id, products[product_id]): DailyUsage(from_micros(total), from_micros(peak), int(count))
+        for customer_id, product_id, total, peak, count in rows
+    }

@@ -55,3 +55,9 @@ def test_more_than_six_decimal_places_is_refused() -> None:
     with pytest.raises(ValueError, match="more than 6 decimal places"):
         to_micros(D("0.0000001"))
     assert to_micros(D("1.000000000")) == 1_000_000  # trailing zeros are not precision
+
+
+def test_huge_sums_keep_every_digit() -> None:
+    micros = 10**40 + 1  # a PostgreSQL numeric sum far past 28 significant digits
+    assert from_micros(micros) == D("10000000000000000000000000000000000.000001")
+    assert to_micros(D("10000000000000000000000000000000000.000001")) == micros

@@ -13,7 +13,7 @@ from billbridge.flows.importing import import_document
 from billbridge.store.db import Store
 from billbridge.store.models import Customer, Product
 from billbridge.store.usage import insert_events
-from billbridge.store.usage_aggregates import daily_usage
+from billbridge.store.usage_aggregates import daily_usage, period_usage
 from tests.docs import document
 
 D = Decimal
@@ -65,7 +65,7 @@ def test_sums_and_peaks_are_exact_decimals_not_floats_or_strings(store: Store) -
     with store.read() as session:
         days = daily_usage(session, [customers["globex"]], JAN, FEB)
     [day] = days[(customers["globex"], "api")].values()
-    assert (day.total, day.peak, day.count) == (D("123456789031.300001"), D("123456789012.000001"), 5)
+    assert (day.total, day.peak, day.events) == (D("123456789031.300001"), D("123456789012.000001"), 5)
 
 
 def test_days_are_utc_days_and_the_range_is_half_open(store: Store) -> None:
@@ -125,3 +125,45 @@ def test_a_quantity_finer_than_a_micro_unit_is_refused_before_anything_is_stored
         insert_events(session, [row])
     with store.read() as session:
         assert daily_usage(session, None, JAN, JAN + timedelta(days=31)) == {}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_rollups_equal_the_events_however_they_arrive_in_batches(store: Store, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    customers, products, entity = _ids(store)
+    who = [customers["globex"], customers["initech"]]
+    events = [
+        {
+            "event_ref": f"e{i}",
+            "entity_id": entity,
+            "customer_id": rng.choice(who),
+            "product_id": products[rng.choice(["api", "seats"])],
+            "timestamp": datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=rng.randrange(60 * 24 * 40)),
+            "quantity": D(rng.randrange(0, 10**9)).scaleb(-rng.randrange(0, 7)),
+        }
+        for i in range(400)
+    ]
+    position = 0
+    while position < len(events):  # batches of 1 to 60 events, each in its own transaction
+        size = rng.randrange(1, 61)
+        with store.write() as session:
+            insert_events(session, events[position : position + size])
+        position += size
+    expected: dict[tuple[int, str, date], list[Decimal]] = {}
+    refs = {v: k for k, v in products.items()}
+    for e in events:
+        day = e["timestamp"].astimezone(timezone.utc).date()
+        if JAN <= day < FEB:
+            expected.setdefault((e["customer_id"], refs[e["product_id"]], day), []).append(e["quantity"])
+    with store.read() as session:
+        days = daily_usage(session, None, JAN, FEB)
+        period = period_usage(session, [customers["globex"]], JAN, FEB)
+    got = {
+        (c, ref, day): (u.total, u.peak, u.events) for (c, ref), per_day in days.items() for day, u in per_day.items()
+    }
+    assert got == {key: (sum(q, D(0)), max(q), len(q)) for key, q in expected.items()}
+    for ref in ("api", "seats"):
+        mine = [q for (c, r, _), qs in expected.items() if c == customers["globex"] and r == ref for q in qs]
+        assert period[(customers["globex"], ref)] == (sum(mine, D(0)), max(mine), len(mine), None, {})
