@@ -23,36 +23,30 @@ from __future__ import annotations
 import argparse
 import calendar
 import cProfile
-import gc
-import hashlib
 import io
 import json
 import math
 import os
 import pstats
 import random
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, create_engine, func, insert, select, text
-from sqlalchemy.engine import Engine, make_url
+from common import Backend, PostgresBackend, SQLiteBackend, code_version, log, timer
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.engine import Engine
 
-import billbridge
+from billbridge.app.settings import Settings
 from billbridge.flows.billing_run import CHUNK, run_billing
 from billbridge.flows.importing import import_document
-from billbridge.store.db import normalise_url, open_store
+from billbridge.store.db import open_store
 from billbridge.store.models import Contract as ContractRow
 from billbridge.store.models import Customer as CustomerRow
 from billbridge.store.models import Invoice, InvoiceLine
@@ -63,31 +57,6 @@ TARGET_RATIO = 3.0
 INVOICES: Table = Invoice.__table__  # type: ignore[assignment]
 LINES: Table = InvoiceLine.__table__  # type: ignore[assignment]
 PARENTS: list[Table] = [LegalEntityRow.__table__, CustomerRow.__table__, ContractRow.__table__]  # type: ignore[list-item]
-
-
-def code_version() -> str:
-    """git HEAD of this checkout plus a hash of the billbridge sources actually imported (the tree
-    may have local changes, or PYTHONPATH may point at a snapshot of it)."""
-    package = Path(billbridge.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode())
-        digest.update(path.read_bytes())
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        head = "?"
-    return f"{head}+src:{digest.hexdigest()[:12]} ({package})"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -699,86 +668,6 @@ def expected_invoice(gen: Generator, c: dict[str, Any]) -> Expected:
     return Expected(sum((amount for _, amount in billed), Decimal(0)), len(billed), notes)
 
 
-# ---------------------------------------------------------------------------------------------
-# Databases
-# ---------------------------------------------------------------------------------------------
-
-
-class Backend:
-    """Creates the benchmark's databases (billing and floor) and removes them afterwards."""
-
-    name = ""
-
-    def new_url(self, label: str) -> str:
-        raise NotImplementedError
-
-    def cleanup(self) -> None:
-        raise NotImplementedError
-
-
-class SQLiteBackend(Backend):
-    name = "sqlite"
-
-    def __init__(self, workdir: str, keep: bool) -> None:
-        os.makedirs(workdir, exist_ok=True)
-        self.dir = tempfile.mkdtemp(prefix="billbridge-bench-", dir=workdir)
-        self.keep = keep
-
-    def new_url(self, label: str) -> str:
-        return f"sqlite:///{os.path.join(self.dir, label + '.db')}"
-
-    def cleanup(self) -> None:
-        if self.keep:
-            log(f"[sqlite] kept databases in {self.dir}")
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class PostgresBackend(Backend):
-    name = "postgresql"
-
-    def __init__(self, admin_url: str, keep: bool) -> None:
-        self.admin_url = normalise_url(admin_url)
-        self.admin: Engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        self.run_id = uuid.uuid4().hex[:10]
-        self.created: list[str] = []
-        self.keep = keep
-
-    def new_url(self, label: str) -> str:
-        name = f"bb_bench_{self.run_id}_{label}"
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        self.created.append(name)
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
-
-    def cleanup(self) -> None:
-        if self.keep:
-            log(f"[postgresql] kept databases {', '.join(self.created)}")
-        else:
-            with self.admin.connect() as conn:
-                for name in self.created:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self.admin.dispose()
-
-
-@contextmanager
-def timer(*, freeze: bool = False) -> Iterator[list[float]]:
-    """Wall time of the block. ``freeze`` first moves every object alive (the benchmark's own
-    contracts and rows) out of the garbage collector's sight, so the timed code does not pay for
-    scanning them."""
-    if freeze:
-        gc.collect()
-        gc.freeze()
-    box = [0.0]
-    started = time.perf_counter()
-    try:
-        yield box
-    finally:
-        box[0] = time.perf_counter() - started
-        if freeze:
-            gc.unfreeze()
-
-
 def read_rows(engine: Engine, table: Table) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(table).order_by(table.c.id)).mappings()]
@@ -857,12 +746,12 @@ def bench_backend(backend: Backend, gen_factory: Any, args: argparse.Namespace) 
         # --- timed: billing ---
         profiler = cProfile.Profile() if (args.profile and backend.name == "sqlite") else None
         log(
-            f"{tag} billing as of {args.as_of} (chunk size {args.chunk_size}){' under cProfile' if profiler else ''} ..."
+            f"{tag} billing as of {args.as_of} (chunk size {args.chunk_size}, {args.workers} planning workers){' under cProfile' if profiler else ''} ..."
         )
         with timer(freeze=True) as t_bill:
             if profiler:
                 profiler.enable()
-            billing = run_billing(store, args.as_of, chunk_size=args.chunk_size)
+            billing = run_billing(store, args.as_of, chunk_size=args.chunk_size, workers=args.workers)
             if profiler:
                 profiler.disable()
         result.billing_seconds = t_bill[0]
@@ -1120,6 +1009,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "a later date bills several periods and skips the per-contract checks)",
     )
     parser.add_argument("--chunk-size", type=int, default=CHUNK, help=f"run_billing chunk size (default {CHUNK})")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=Settings().billing_workers,
+        help="run_billing planning processes (default: the billing_workers setting; 0 plans in the writing process)",
+    )
     parser.add_argument("--seed", type=int, default=20260701)
     parser.add_argument("--import-batch", type=int, default=5000, help="contracts per import_document call")
     parser.add_argument(
@@ -1173,6 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
             "as_of": args.as_of.isoformat(),
             "seed": args.seed,
             "chunk_size": args.chunk_size,
+            "workers": args.workers,
             "target_ratio": TARGET_RATIO,
             "results": [asdict(r) for r in results],
             "skipped": skipped,

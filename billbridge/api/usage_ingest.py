@@ -121,15 +121,17 @@ def ingest(
             stored = usage_repo.events_by_key(connection, {v.key for v in taken if v.key is not None})
             replays.extend(taken)
             new = [(v, row) for v, row in new if row["event_ref"] in inserted]
+        usage_repo.add_to_daily(connection, [row for _, row in new])  # the rollups billing reads
 
         answers: list[_Answer] = []
         for v, row in new:
+            assert v.timestamp is not None
             saved = usage_repo.StoredEvent(
                 row["event_ref"],
                 v.key,
                 v.customer_id,
                 v.product_id,
-                row["timestamp"],
+                v.timestamp,
                 v.event.quantity,
                 row["received_at"],
             )
@@ -200,17 +202,21 @@ def _validate(outcome: Outcome, principal: Principal, raw: Any, header_key: str 
 
 
 def _row(principal: Principal, v: _Valid) -> dict[str, Any]:
-    return {
-        "event_ref": str(uuid.uuid4()),
-        "idempotency_key": v.key,
-        "entity_id": principal.entity_id,
-        "customer_id": v.customer_id,
-        "product_id": v.product_id,
-        "timestamp": v.timestamp,
-        "quantity": v.event.quantity,
-        "properties": v.properties,
-        "received_at": datetime.now(timezone.utc),
-    }
+    """The event as stored (naive UTC timestamp, quantity in micro-units too: ``event_row``)."""
+    assert v.timestamp is not None
+    return usage_repo.event_row(
+        {
+            "event_ref": str(uuid.uuid4()),
+            "idempotency_key": v.key,
+            "entity_id": principal.entity_id,
+            "customer_id": v.customer_id,
+            "product_id": v.product_id,
+            "timestamp": v.timestamp,
+            "quantity": v.event.quantity,
+            "properties": v.properties,
+            "received_at": datetime.now(timezone.utc),
+        }
+    )
 
 
 def _answer(connection: Connection, lookups: Lookups, answers: list[_Answer]) -> None:

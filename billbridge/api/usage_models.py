@@ -9,11 +9,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from billbridge.api.errors import Problem
+from billbridge.billing.usage import MICROS
 
 MAX_BATCH = 1000
 MAX_KEY_LENGTH = 150
-MAX_QUANTITY = Decimal("1e15")
-MAX_PLACES = 20
+MAX_QUANTITY = Decimal("1e12")  # quantities are also kept in integer micro-units (BIGINT)
+MAX_PLACES = MICROS
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; usage stamped further ahead is refused
 
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
@@ -38,7 +39,7 @@ class UsageEventIn(BaseModel):
     customer_name: Name | None = Field(default=None, description="Informational; not checked")
     usage_product_ref: Ref
     usage_product_name: Name | None = Field(default=None, description="Informational; not checked")
-    quantity: Decimal = Field(description="Not negative, at most 20 decimal places and below 10^15")
+    quantity: Decimal = Field(description="Not negative, at most 6 decimal places and below 10^12")
     additional_report_data: dict[str, Any] | None = None
     validations: Validations
     event_id: EventId | None = Field(
@@ -76,7 +77,7 @@ class UsageEventIn(BaseModel):
         if number < 0:
             raise ValueError("quantity must not be negative")
         if number >= MAX_QUANTITY:
-            raise ValueError("quantity must be below 10^15")
+            raise ValueError("quantity must be below 10^12")
         exponent = number.as_tuple().exponent
         if isinstance(exponent, int) and exponent < -MAX_PLACES:
             raise ValueError(f"quantity has more than {MAX_PLACES} decimal places")

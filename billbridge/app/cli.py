@@ -97,13 +97,16 @@ def _print_import(summary: ImportSummary) -> None:
 def _bill(store: Store, as_of: date, *, quiet: bool) -> BillingSummary:
     with store.read() as session:
         total = count_contracts(session)
-    chunk = Settings().billing_chunk_size
+    settings = Settings()
+    chunk, workers = settings.billing_chunk_size, settings.billing_workers
     if quiet:
-        return run_billing(store, as_of, chunk_size=chunk)
+        return run_billing(store, as_of, chunk_size=chunk, workers=workers)
     columns = (TextColumn("billing"), BarColumn(), MofNCompleteColumn(), TextColumn("contracts"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("billing", total=total)
-        return run_billing(store, as_of, chunk_size=chunk, on_progress=lambda n: progress.advance(task, n))
+        return run_billing(
+            store, as_of, chunk_size=chunk, workers=workers, on_progress=lambda n: progress.advance(task, n)
+        )
 
 
 def _print_billing(summary: BillingSummary) -> None:

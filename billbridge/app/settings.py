@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest request body the API reads (larger: 413)"
     )
+    billing_workers: int = Field(
+        default=1,
+        ge=0,
+        description="Processes planning the next chunks while the billing run saves one; 0 plans in the run's own process",
+    )
 
     @classmethod
     def settings_customise_sources(

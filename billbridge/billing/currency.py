@@ -254,13 +254,18 @@ def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_unit(currency))
 
 
+_QUANTA = {code: Decimal(1).scaleb(-places) for code, places in MINOR_UNITS.items()}
+
+
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Round to the minor unit, ties away from zero (ROUND_HALF_UP).
 
     A result of zero is returned without sign so "-0.00" never shows up.
     """
-    amount = _decimal(amount, "amount")
-    rounded = amount.quantize(quantum(currency), rounding=ROUND_HALF_UP, context=_CTX)
+    if type(amount) is not Decimal or not amount.is_finite():  # the common case skips the checks
+        amount = _decimal(amount, "amount")
+    step = _QUANTA.get(currency) if type(currency) is str else None
+    rounded = amount.quantize(step or quantum(currency), rounding=ROUND_HALF_UP, context=_CTX)
     return rounded.copy_abs() if rounded.is_zero() else rounded
 
 

@@ -25,6 +25,7 @@ from typing import Literal
 from billbridge.billing.currency import round_money, split_evenly
 from billbridge.billing.model import Contract, ContractLine, Discount
 from billbridge.billing.periods import Period, add_cycles, cycle_index, periods, prorate
+from billbridge.billing.usage import UsageQuery, usage_label
 
 ONE_DAY = timedelta(days=1)
 HUNDRED = Decimal(100)
@@ -34,8 +35,8 @@ DISCOUNT_LINE = "contract_discount"
 CREDIT_PREFIX = "Credit: "
 
 ItemKind = Literal["recurring", "usage", "one_time", "installments", "minimum", "discount"]
-UsageLookup = Callable[[str, date, date, str], Decimal]
-"""(usage product_ref, start, end exclusive, aggregation) -> aggregate quantity."""
+UsageLookup = Callable[[UsageQuery], Decimal]
+"""The aggregate a usage line's query measures (see ``billing.usage``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +231,13 @@ class _Timeline:
             raise ValueError(f"line {line.line_ref!r} has no resolved pricing")
         gross = pricing.amount_for(quantity)
         discount = _line_discount(line.discount, gross)
+        description = line.description or line.product_ref
+        if usage_quantity is not None:
+            description = f"{description}: {usage_label(line.usage_aggregation, line.usage_property)} {usage_quantity}"
+            if line.prepaid_amount:  # the prepaid part of the rated amount is not billed again
+                prepaid = min(line.prepaid_amount, gross - discount)
+                discount += prepaid
+                description += f", less {prepaid} prepaid"
         terms_hash = _digest(
             line.charge,
             line.product_ref,
@@ -237,11 +245,12 @@ class _Timeline:
             quantity,
             line.discount.model_dump_json() if line.discount else "",
             line.installments,
+            line.prepaid_amount or "",
         )
         return _Terms(
             terms_hash=terms_hash,
             product_ref=line.product_ref,
-            description=line.description or line.product_ref,
+            description=description,
             quantity=quantity,
             amount=gross,
             discount=discount,
@@ -320,7 +329,9 @@ def _expected_slots(timeline: _Timeline, as_of: date, usage: UsageLookup) -> lis
                 last_day = p.end - ONE_DAY
                 terms = None
                 if timeline.line_at(line_ref, last_day) is not None:
-                    quantity = usage(line.product_ref, p.start, p.end, line.usage_aggregation)
+                    quantity = usage(
+                        UsageQuery(line.product_ref, line.usage_aggregation, p.start, p.end, line.usage_property)
+                    )
                     terms = timeline.terms_at(line_ref, last_day, usage_quantity=quantity)
                 slots.append(_Slot(line_ref, "usage", p.start, p.end, p.days, p.end, (_Span(p.start, p.end, terms),)))
         elif line.charge == "one_time":
@@ -566,7 +577,7 @@ def plan_invoices(
     timeline = _Timeline(versions)
     contract = timeline.current
     currency = contract.currency
-    usage_lookup: UsageLookup = usage or (lambda *_: ZERO)
+    usage_lookup: UsageLookup = usage or (lambda _query: ZERO)
     invoiced = set(invoiced_dates)
 
     billed_by_slot: dict[tuple[str, str, date], list[BilledItem]] = defaultdict(list)

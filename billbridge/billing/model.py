@@ -22,7 +22,7 @@ from billbridge.billing.pricing import Money, Pricing
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Timing = Literal["in_advance", "in_arrears"]
 ChargeKind = Literal["recurring", "usage", "one_time", "installments"]
-Aggregation = Literal["sum", "max", "count"]
+Aggregation = Literal["sum", "max", "count", "distinct", "last"]
 
 
 class _Model(BaseModel):
@@ -137,7 +137,17 @@ class ContractLine(_Model):
     end_date: date | None = None
     ramps: list[RampStep] = Field(default_factory=list)
     discount: Discount | None = None
-    usage_aggregation: Aggregation = "sum"
+    usage_aggregation: Aggregation = Field(
+        default="sum",
+        description="usage: sum of quantities, max (peak) quantity, count of events, distinct values of "
+        "usage_property, or the last quantity reported in the period",
+    )
+    usage_property: Ref | None = Field(
+        default=None, description="usage with distinct: the additional_report_data key whose distinct values are billed"
+    )
+    prepaid_amount: Money | None = Field(
+        default=None, description="usage: amount per period paid in advance; only the rated amount beyond it is billed"
+    )
     billing_date: date | None = Field(default=None, description="one_time: the day it is billed")
     installments: int | None = Field(default=None, ge=1, le=1200)
 
@@ -151,6 +161,10 @@ class ContractLine(_Model):
             raise ValueError("an installments line needs installments (the number of payments)")
         if self.charge != "installments" and self.installments is not None:
             raise ValueError("installments is only for charge: installments")
+        if self.charge != "usage" and (self.usage_property is not None or self.prepaid_amount is not None):
+            raise ValueError("usage_property and prepaid_amount are only for charge: usage")
+        if (self.usage_aggregation == "distinct") != (self.usage_property is not None):
+            raise ValueError("usage_property is needed with usage_aggregation distinct, and only there")
         starts = [step.start_date for step in self.ramps]
         if starts != sorted(set(starts)):
             raise ValueError("ramp steps must have distinct start dates in ascending order")

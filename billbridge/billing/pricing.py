@@ -41,6 +41,8 @@ PositiveQuantity = Annotated[Decimal, _no_float("quantities"), Field(gt=0)]
 
 def _check_quantity(quantity: Decimal) -> Decimal:
     """Validate the quantity passed to ``amount_for``."""
+    if type(quantity) is Decimal and quantity.is_finite() and quantity >= 0:  # the common case
+        return quantity
     if isinstance(quantity, (bool, float)):
         raise TypeError(f"quantity must be a Decimal or int, not {type(quantity).__name__}")
     if isinstance(quantity, int):

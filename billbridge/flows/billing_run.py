@@ -7,22 +7,25 @@ never leave a gap in the numbers. A contract that fails to plan is quarantined; 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import multiprocessing
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
-from billbridge.billing.usage import aggregate
+from billbridge.billing.usage import UsageQuery, aggregate
 from billbridge.store import quarantine
 from billbridge.store.contracts import ContractTimeline, contract_ids, load_timelines
-from billbridge.store.db import Store
-from billbridge.store.invoices import load_billed, lock_numbering, save_drafts
-from billbridge.store.usage import daily_usage
+from billbridge.store.db import Store, open_store
+from billbridge.store.invoices import BillingState, billing_states, load_billed, lock_numbering, save_drafts
+from billbridge.store.usage_aggregates import daily_usage
 
 CHUNK = 1000
 SOURCE = "billing"
@@ -52,16 +55,23 @@ class BillingSummary:
 def _usage_lookup(
     session: Session, timelines: Sequence[ContractTimeline], as_of: date
 ) -> Callable[[ContractTimeline], UsageLookup]:
-    """One query for the chunk's usage; each contract gets a lookup over its customer's days."""
-    with_usage = [t for t in timelines if any(line.charge == "usage" for v in t.versions for line in v.contract.lines)]
-    if not with_usage:
-        return lambda _t: lambda *_: Decimal(0)
-    start = min(v.contract.contract_start_date for t in with_usage for v in t.versions)
-    days = daily_usage(session, sorted({t.customer_id for t in with_usage}), start, as_of + timedelta(days=1))
+    """One aggregate query for the chunk's usage; each contract gets a lookup over its customer's days."""
+    lines = [(t, line) for t in timelines for v in t.versions for line in v.contract.lines if line.charge == "usage"]
+    if not lines:
+        return lambda _t: lambda _query: Decimal(0)
+    start = min(v.contract.contract_start_date for t, _ in lines for v in t.versions)
+    days = daily_usage(
+        session,
+        sorted({t.customer_id for t, _ in lines}),
+        start,
+        as_of + timedelta(days=1),
+        last_for={line.product_ref for _, line in lines if line.usage_aggregation == "last"},
+        distinct_for={(line.product_ref, line.usage_property) for _, line in lines if line.usage_property},
+    )
 
     def for_contract(timeline: ContractTimeline) -> UsageLookup:
-        def lookup(product_ref: str, a: date, b: date, aggregation: str) -> Decimal:
-            return aggregate(days.get((timeline.customer_id, product_ref), {}), a, b, aggregation)
+        def lookup(query: UsageQuery) -> Decimal:
+            return aggregate(days.get((timeline.customer_id, query.product_ref), {}), query)
 
         return lookup
 
@@ -92,29 +102,100 @@ def plan_chunk(session: Session, timelines: Sequence[ContractTimeline], as_of: d
     return plans, failures
 
 
+@dataclass(frozen=True)
+class ChunkPlan:
+    """A chunk planned ahead by a planning process, with the billing states it was planned from."""
+
+    ids: list[int]
+    states: dict[int, BillingState]
+    plans: Planned
+    failures: Failed
+
+
+def plan_ahead(session: Session, ids: Sequence[int], as_of: date) -> ChunkPlan:
+    """Plan a chunk outside the write transaction. The states are read first, so if they are
+    unchanged when the chunk is saved, so is everything read after them."""
+    states = billing_states(session, ids)
+    timelines = list(load_timelines(session, ids).values())
+    plans, failures = plan_chunk(session, timelines, as_of)
+    # The writer needs the heads only: the versions stay here instead of crossing the process boundary.
+    return ChunkPlan(
+        list(ids),
+        states,
+        [(replace(t, versions=()), plan) for t, plan in plans],
+        [(replace(t, versions=()), reason) for t, reason in failures],
+    )
+
+
+_worker_store: Store | None = None  # one per planning process, opened by its initializer
+
+
+def _open_worker_store(url: str) -> None:
+    global _worker_store
+    _worker_store = open_store(url, run_migrations=False)
+
+
+def _plan_in_worker(ids: list[int], as_of: date) -> ChunkPlan:
+    assert _worker_store is not None
+    with _worker_store.read() as session:
+        return plan_ahead(session, ids, as_of)
+
+
+def _planned_ahead(store: Store, chunks: list[list[int]], as_of: date, workers: int) -> Iterator[ChunkPlan | None]:
+    """Chunks planned by ``workers`` processes, in order, at most two per worker in flight."""
+    url = store.engine.url
+    if workers < 1 or len(chunks) < 3 or url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        yield from (None for _ in chunks)
+        return
+    context = multiprocessing.get_context("spawn")  # never fork a process holding open connections
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_open_worker_store, initargs=(url.render_as_string(False),)
+    ) as pool:
+        window: deque[Future[ChunkPlan]] = deque()
+        pending = iter(chunks)
+        for ids in islice(pending, 2 * workers):
+            window.append(pool.submit(_plan_in_worker, ids, as_of))
+        while window:
+            planned = window.popleft().result()
+            for ids in islice(pending, 1):
+                window.append(pool.submit(_plan_in_worker, ids, as_of))
+            yield planned
+
+
+def _chunks(store: Store, contract_refs: Sequence[str] | None, size: int) -> list[list[int]]:
+    with store.read() as session:
+        ids = contract_ids(session, refs=contract_refs)
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
 def run_billing(
     store: Store,
     as_of: date,
     *,
     contract_refs: Sequence[str] | None = None,
     chunk_size: int = CHUNK,
+    workers: int = 0,
     on_progress: Callable[[int], None] | None = None,
 ) -> BillingSummary:
-    """Generate every invoice and credit note due by ``as_of``. Running it again creates nothing."""
+    """Generate every invoice and credit note due by ``as_of``. Running it again creates nothing.
+
+    With ``workers`` > 0, that many processes plan the next chunks while this one saves the
+    current chunk. Each chunk's plan is checked against the billing states under the numbering
+    locks; contracts that changed in between (a concurrent run, an amendment) are planned again
+    inside the write transaction, so the result is the same as planning there.
+    """
     summary = BillingSummary(as_of=as_of)
     with store.read() as session:  # clearing entries costs an UPDATE per chunk: only when some are open
         clear_quarantine = bool(quarantine.list_open(session, source=SOURCE))
-    after = 0
-    while True:
-        with store.read() as session:
-            ids = contract_ids(session, refs=contract_refs, after_id=after, limit=chunk_size)
-        if not ids:
-            break
-        after = ids[-1]
+    chunks = _chunks(store, contract_refs, chunk_size)
+    for ids, ahead in zip(chunks, _planned_ahead(store, chunks, as_of, workers), strict=True):
         with store.write() as session:
-            timelines = list(load_timelines(session, ids).values())
-            lock_numbering(session, {t.entity_id for t in timelines})
-            plans, failures = plan_chunk(session, timelines, as_of)
+            if ahead is None:
+                timelines = list(load_timelines(session, ids).values())
+                lock_numbering(session, {t.entity_id for t in timelines})
+                plans, failures = plan_chunk(session, timelines, as_of)
+            else:
+                plans, failures = confirm_ahead(session, ahead, as_of)
             drafts: list[tuple[ContractTimeline, InvoiceDraft]] = []
             for timeline, plan in plans:
                 drafts.extend((timeline, draft) for draft in plan.invoices)
@@ -142,6 +223,23 @@ def run_billing(
         if on_progress:
             on_progress(len(ids))
     return summary
+
+
+def confirm_ahead(session: Session, ahead: ChunkPlan, as_of: date) -> tuple[Planned, Failed]:
+    """Inside the write transaction: keep the plans made ahead whose contracts did not change
+    since, plan the others again."""
+    entities = {t.entity_id for t, _ in ahead.plans} | {t.entity_id for t, _ in ahead.failures}
+    lock_numbering(session, entities)
+    now = billing_states(session, ahead.ids)
+    stale = {cid for cid in ahead.ids if now.get(cid) != ahead.states.get(cid)}
+    if not stale:
+        return ahead.plans, ahead.failures
+    timelines = list(load_timelines(session, sorted(stale)).values())
+    lock_numbering(session, {t.entity_id for t in timelines} - entities)
+    replanned, refailed = plan_chunk(session, timelines, as_of)
+    plans = [(t, p) for t, p in ahead.plans if t.contract_id not in stale] + replanned
+    failures = [(t, r) for t, r in ahead.failures if t.contract_id not in stale] + refailed
+    return plans, failures
 
 
 def preview(store: Store, contract_ref: str, as_of: date) -> Plan:

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
@@ -50,6 +50,28 @@ def lock_numbering(session: Session, entity_ids: Iterable[int]) -> None:
             .order_by(NumberSequence.entity_id, NumberSequence.doc_type)
             .with_for_update()
         ).all()
+
+
+BillingState = tuple[int, int, int]
+"""(current version number, invoices so far, highest invoice id) of one contract."""
+
+
+def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, BillingState]:
+    """What planning a contract depends on, in three integers per contract.
+
+    Versions and invoices are only ever added, never rewritten, and a contract's invoices are
+    created under its entity's numbering lock, so an unchanged state means unchanged terms and an
+    unchanged billing history. Read it *before* the terms and billed lines a plan is built from.
+    """
+    if not contract_ids:
+        return {}
+    rows = session.execute(
+        select(Contract.id, Contract.current_version_no, func.count(Invoice.id), func.coalesce(func.max(Invoice.id), 0))
+        .outerjoin(Invoice, Invoice.contract_id == Contract.id)
+        .where(Contract.id.in_(contract_ids))
+        .group_by(Contract.id, Contract.current_version_no)
+    )
+    return {cid: (int(version), int(count), int(top)) for cid, version, count, top in rows}
 
 
 def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tuple[list[BilledItem], set[date]]]:

@@ -178,6 +178,7 @@ class UsageEvent(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     timestamp: Mapped[datetime]
     quantity: Mapped[Decimal]
+    quantity_micros: Mapped[int] = mapped_column(BigInteger)  # quantity x 10^6: summed exactly in SQL
     properties: Mapped[dict[str, Any] | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -197,6 +198,19 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+
+
+class UsageDaily(Base):
+    """Per customer, usage product and UTC day: sum, peak and count of the events' quantities in
+    integer micro-units, kept up to date in the transaction that stores the events."""
+
+    __tablename__ = "usage_daily"
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    total_micros: Mapped[int] = mapped_column(BigInteger)
+    peak_micros: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
 
 
 class Invoice(Base):

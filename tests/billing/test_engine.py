@@ -10,6 +10,7 @@ import pytest
 
 from billbridge.billing.engine import Plan, Version, as_billed, plan_invoices
 from billbridge.billing.model import Contract
+from billbridge.billing.usage import UsageQuery
 
 D = Decimal
 
@@ -242,13 +243,14 @@ def test_usage_is_rated_in_arrears_on_the_period_aggregate() -> None:
     }
     asked = []
 
-    def usage(product_ref: str, start: date, end: date, aggregation: str) -> Decimal:
-        asked.append((product_ref, start, end, aggregation))
+    def usage(query: UsageQuery) -> Decimal:
+        asked.append(query)
         return D("25500")
 
     [invoice] = Ledger((date(2026, 1, 1), make([line]))).bill(date(2026, 2, 1), usage).invoices
-    assert asked == [("api", date(2026, 1, 1), date(2026, 2, 1), "sum")]
+    assert asked == [UsageQuery("api", "sum", date(2026, 1, 1), date(2026, 2, 1))]
     [billed] = invoice.lines
+    assert billed.description == "api: sum of quantities 25500"
     # 25,500 - 10,000 free = 15,500 -> 16 packages x 2.50
     assert (billed.quantity, billed.billed_amount, invoice.billing_date) == (D("25500"), D("40.00"), date(2026, 2, 1))
 
@@ -263,8 +265,8 @@ def test_late_usage_is_corrected_on_the_next_invoice() -> None:
     ledger = Ledger((date(2026, 1, 1), make([line])))
     counts = {date(2026, 1, 1): D("1000")}
 
-    def usage(product_ref: str, start: date, end: date, aggregation: str) -> Decimal:
-        return counts.get(start, D(0))
+    def usage(query: UsageQuery) -> Decimal:
+        return counts.get(query.start, D(0))
 
     ledger.bill(date(2026, 2, 1), usage)
     counts[date(2026, 1, 1)] = D("1200")  # 200 January events arrive late
@@ -322,7 +324,7 @@ def test_minimum_commitment_true_up_when_the_period_falls_short() -> None:
     }
     ledger = Ledger((date(2026, 1, 1), make([line], minimum_commitment="250.00")))
     usage = {date(2026, 1, 1): D("1000"), date(2026, 2, 1): D("3000")}
-    plan = ledger.bill(date(2026, 3, 1), lambda p, a, b, agg: usage[a])
+    plan = ledger.bill(date(2026, 3, 1), lambda q: usage[q.start])
     # January: 100.00 of usage, true-up 150.00; February: 300.00, above the minimum
     jan, feb = plan.invoices
     assert sorted(line.billed_amount for line in jan.lines) == [D("100.00"), D("150.00")]
@@ -389,6 +391,57 @@ def test_minimum_commitment_true_up_is_not_discounted() -> None:
         "pricing": {"model": "per_unit", "unit_price": "0.10"},
     }
     contract = make([line], minimum_commitment="250.00", discount={"percent": "10"})
-    [jan] = Ledger((date(2026, 1, 1), contract)).bill(date(2026, 2, 1), lambda *_: D("1000")).invoices
+    [jan] = Ledger((date(2026, 1, 1), contract)).bill(date(2026, 2, 1), lambda _q: D("1000")).invoices
     # usage 100.00, 10% off it = -10.00, true-up 150.00 (measured before discounts, not discounted)
     assert sorted(line.billed_amount for line in jan.lines) == [D("-10.00"), D("100.00"), D("150.00")]
+
+
+def test_a_prepaid_usage_amount_is_taken_off_the_rated_amount_and_never_below_zero() -> None:
+    line = {
+        "line_ref": "api",
+        "product_ref": "api",
+        "charge": "usage",
+        "description": "API calls",
+        "prepaid_amount": "100.00",
+        "pricing": {"model": "per_unit", "unit_price": "0.10"},
+    }
+    used = {date(2026, 1, 1): D("1500"), date(2026, 2, 1): D("600")}
+    plan = Ledger((date(2026, 1, 1), make([line]))).bill(date(2026, 3, 1), lambda q: used[q.start])
+    [january, february] = [invoice.lines[0] for invoice in plan.invoices]
+    # January: 1,500 x 0.10 = 150.00, of which 100.00 prepaid; February: 60.00, all prepaid
+    assert (january.amount, january.discount, january.billed_amount) == (D("150.00"), D("100.00"), D("50.00"))
+    assert january.description == "API calls: sum of quantities 1500, less 100.00 prepaid"
+    assert (february.amount, february.billed_amount) == (D("60.00"), D("0.00"))
+
+
+def test_distinct_and_last_usage_lines_say_what_they_measured() -> None:
+    lines = [
+        {
+            "line_ref": "users",
+            "product_ref": "api",
+            "charge": "usage",
+            "usage_aggregation": "distinct",
+            "usage_property": "user_id",
+            "pricing": {"model": "per_unit", "unit_price": "5.00"},
+        },
+        {
+            "line_ref": "storage",
+            "product_ref": "storage",
+            "charge": "usage",
+            "usage_aggregation": "last",
+            "pricing": {"model": "per_unit", "unit_price": "0.02"},
+        },
+    ]
+    figures = {"distinct": D("12"), "last": D("512.5")}
+    asked: list[UsageQuery] = []
+
+    def usage(query: UsageQuery) -> Decimal:
+        asked.append(query)
+        return figures[query.aggregation]
+
+    [invoice] = Ledger((date(2026, 1, 1), make(lines))).bill(date(2026, 2, 1), usage).invoices
+    assert [q.usage_property for q in asked] == ["user_id", None]
+    assert [(line.description, line.billed_amount) for line in invoice.lines] == [
+        ("api: distinct user_id 12", D("60.00")),
+        ("storage: last quantity 512.5", D("10.25")),
+    ]

@@ -12,10 +12,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, update
 
-from billbridge.flows.billing_run import preview, run_billing
+from billbridge.flows.billing_run import confirm_ahead, plan_ahead, preview, run_billing
 from billbridge.flows.importing import import_document, import_file
+from billbridge.store.contracts import contract_ids
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
 from billbridge.store.models import ContractVersion, Customer, Invoice, InvoiceLine, Product
@@ -122,17 +124,23 @@ def test_a_contract_that_cannot_be_planned_is_quarantined_and_the_run_goes_on(st
         assert list_open(session) == []
 
 
-def _spawn_billing(url: str, as_of: str, chunk: int) -> subprocess.Popen[bytes]:
+def _spawn_billing(url: str, as_of: str, chunk: int, workers: int = 0) -> subprocess.Popen[bytes]:
+    """A billing run in its own process; with ``workers``, its planning processes are its children."""
     code = (
         "import sys, datetime\n"
         "from billbridge.store.db import open_store\n"
         "from billbridge.flows.billing_run import run_billing\n"
-        "store = open_store(sys.argv[1])\n"
-        "s = run_billing(store, datetime.date.fromisoformat(sys.argv[2]), chunk_size=int(sys.argv[3]))\n"
-        "print(sum(s.documents.values()))\n"
+        "if __name__ == '__main__':\n"
+        "    store = open_store(sys.argv[1])\n"
+        "    day = datetime.date.fromisoformat(sys.argv[2])\n"
+        "    s = run_billing(store, day, chunk_size=int(sys.argv[3]), workers=int(sys.argv[4]))\n"
+        "    print(sum(s.documents.values()))\n"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", code, url, as_of, str(chunk)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", code, url, as_of, str(chunk), str(workers)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -152,7 +160,9 @@ def _many_contracts(store: Store, n: int) -> None:
 
 def test_two_generators_at_once_never_duplicate_and_never_leave_a_gap(store: Store, database_url: str) -> None:
     _many_contracts(store, 60)
-    runs = [_spawn_billing(database_url, "2026-06-15", chunk) for chunk in (3, 5)]
+    # One plans in its own process, the other plans ahead in a planning process and must notice
+    # the contracts the first one billed in between.
+    runs = [_spawn_billing(database_url, "2026-06-15", 3), _spawn_billing(database_url, "2026-06-15", 5, workers=1)]
     outputs = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], [err.decode()[-2000:] for _, err in outputs]
     made = [int(out.decode().split()[-1]) for out, _ in outputs]
@@ -162,9 +172,12 @@ def test_two_generators_at_once_never_duplicate_and_never_leave_a_gap(store: Sto
     assert_numbers_gapless(store)
 
 
-def test_a_generator_killed_halfway_leaves_no_trace_of_its_open_chunk(store: Store, database_url: str) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_generator_killed_halfway_leaves_no_trace_of_its_open_chunk(
+    store: Store, database_url: str, workers: int
+) -> None:
     _many_contracts(store, 300)
-    run = _spawn_billing(database_url, "2026-12-15", 10)
+    run = _spawn_billing(database_url, "2026-12-15", 10, workers)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(invoice_rows(store)) == 0:
         time.sleep(0.02)
@@ -242,3 +255,39 @@ def test_usage_lines_are_rated_on_stored_events_per_utc_day(store: Store) -> Non
         "peak": (Decimal("4000"), Decimal("4000.00")),
         "events": (Decimal("3"), Decimal("0.00")),
     }
+
+
+def test_planning_processes_bill_exactly_what_a_single_process_bills(store: Store) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        import_file(store, path)
+    first = run_billing(store, date(2026, 11, 22), chunk_size=2, workers=2)
+    assert first.failed == [] and first.documents["invoice"] == 37
+    assert first.totals == {
+        "EUR": Decimal("7800.00"),
+        "JPY": Decimal("1650000"),
+        "KWD": Decimal("3356.163"),
+        "USD": Decimal("46047.58"),
+    }
+    assert_numbers_gapless(store)
+    assert sum(run_billing(store, date(2026, 11, 22), chunk_size=2, workers=1).documents.values()) == 0
+
+
+def test_a_plan_made_ahead_is_redone_for_contracts_that_changed_before_it_is_saved(store: Store) -> None:
+    _many_contracts(store, 4)  # C-0000 (KWD), C-0001..C-0003 (USD), monthly from 2026-01-01
+    as_of = date(2026, 3, 15)
+    with store.read() as session:
+        ahead = plan_ahead(session, contract_ids(session), as_of)
+    assert [len(plan.invoices) for _, plan in ahead.plans] == [3, 3, 3, 3]
+    # Meanwhile another run bills C-0001, and C-0002 is amended from March: double the platform fee.
+    run_billing(store, as_of, contract_refs=["C-0001"])
+    amended = contract("C-0002", effective_date="2026-03-01")
+    amended["lines"][0]["pricing"] = {"model": "flat", "amount": "2400.00"}
+    import_document(store, document(amended))
+    with store.write() as session:
+        plans, failures = confirm_ahead(session, ahead, as_of)
+    by_ref = {t.contract_ref: plan for t, plan in plans}
+    assert failures == [] and sorted(by_ref) == ["C-0000", "C-0001", "C-0002", "C-0003"]
+    assert by_ref["C-0001"].invoices == []  # billed in between: nothing left
+    assert by_ref["C-0000"] is dict(ahead.plans)[next(t for t, _ in ahead.plans if t.contract_ref == "C-0000")]
+    march = [d for d in by_ref["C-0002"].invoices if d.billing_date == date(2026, 3, 1)]
+    assert [d.invoice_total for d in march] == [Decimal("2400.00")]

@@ -1,0 +1,168 @@
+"""Per-day usage aggregates, for billing and usage reports.
+
+Sum, peak and count come from the per-day rollups that ingestion keeps (``usage_daily``, integer
+micro-units: exact on both backends, where SQLite would add decimal text as floating point), so a
+period over millions of events reads one row per customer, product and day. The day's last event
+and distinct property values are read from the events, for the products that ask for them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import Date, and_, cast, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from billbridge.billing.usage import DailyUsage, from_micros
+from billbridge.store.models import Product, UsageDaily, UsageEvent
+
+UsageDays = dict[tuple[int, str], dict[date, DailyUsage]]
+"""(customer id, usage product_ref) -> UTC day -> that day's figures."""
+
+
+def _day(session: Session) -> ColumnElement[Any]:
+    """The UTC day of an event's timestamp (stored as naive UTC)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.substr(UsageEvent.timestamp, 1, 10)  # 'YYYY-MM-DD HH:MM:SS.ffffff'
+    return cast(UsageEvent.timestamp, Date)
+
+
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def daily_usage(
+    session: Session,
+    customer_ids: Sequence[int] | None,
+    start: date,
+    end: date,
+    *,
+    last_for: Collection[str] = (),
+    distinct_for: Collection[tuple[str, str]] = (),
+) -> UsageDays:
+    """Per customer, usage product and UTC day in [start, end): sum, peak and count of quantities;
+    the day's last event for the product_refs in ``last_for``; the distinct values of each
+    (product_ref, property) in ``distinct_for``. ``customer_ids`` None means every customer."""
+    if start >= end or customer_ids is not None and not customer_ids:
+        return {}
+    lower, upper = datetime.combine(start, time.min), datetime.combine(end, time.min)
+    in_range = [UsageEvent.timestamp >= lower, UsageEvent.timestamp < upper]
+    if customer_ids is not None:
+        in_range.append(UsageEvent.customer_id.in_(list(customer_ids)))
+    day = _day(session).label("day")
+    products = dict(session.execute(select(Product.id, Product.product_ref)).all())
+    in_days = [UsageDaily.day >= start, UsageDaily.day < end]
+    if customer_ids is not None:
+        in_days.append(UsageDaily.customer_id.in_(list(customer_ids)))
+    out: UsageDays = defaultdict(dict)
+    for customer_id, product_id, on, total, peak, count in session.execute(
+        select(
+            UsageDaily.customer_id,
+            UsageDaily.product_id,
+            UsageDaily.day,
+            UsageDaily.total_micros,
+            UsageDaily.peak_micros,
+            UsageDaily.events,
+        ).where(*in_days)
+    ):
+        out[(customer_id, products[product_id])][on] = DailyUsage(from_micros(total), from_micros(peak), count)
+    ids_of = {ref: pid for pid, ref in products.items()}
+    if last_for:
+        _add_last(session, out, in_range, day, [ids_of[r] for r in last_for if r in ids_of], products)
+    for product_ref, key in distinct_for:
+        if product_ref in ids_of:
+            _add_distinct(session, out, in_range, day, ids_of[product_ref], product_ref, key)
+    return dict(out)
+
+
+def _add_last(
+    session: Session,
+    out: UsageDays,
+    in_range: list[ColumnElement[bool]],
+    day: ColumnElement[Any],
+    product_ids: list[int],
+    products: dict[int, str],
+) -> None:
+    """Each day's latest event (ties: the later id) for these products."""
+    if not product_ids:
+        return
+    ranked = (
+        select(
+            UsageEvent.customer_id,
+            UsageEvent.product_id,
+            day,
+            UsageEvent.timestamp,
+            UsageEvent.id,
+            UsageEvent.quantity,
+            func.row_number()
+            .over(
+                partition_by=(UsageEvent.customer_id, UsageEvent.product_id, day),
+                order_by=(UsageEvent.timestamp.desc(), UsageEvent.id.desc()),
+            )
+            .label("rank"),
+        )
+        .where(*in_range, UsageEvent.product_id.in_(product_ids))
+        .subquery()
+    )
+    for customer_id, product_id, on, stamp, event_id, quantity in session.execute(
+        select(
+            ranked.c.customer_id, ranked.c.product_id, ranked.c.day, ranked.c.timestamp, ranked.c.id, ranked.c.quantity
+        ).where(ranked.c.rank == 1)
+    ):
+        key, when = (customer_id, products[product_id]), _as_date(on)
+        out[key][when] = out[key][when]._replace(last=(stamp, event_id, quantity))
+
+
+def _add_distinct(
+    session: Session,
+    out: UsageDays,
+    in_range: list[ColumnElement[bool]],
+    day: ColumnElement[Any],
+    product_id: int,
+    product_ref: str,
+    key: str,
+) -> None:
+    """Each day's distinct values of one additional_report_data key (events without it do not count)."""
+    value = UsageEvent.properties[key].as_string()
+    seen: dict[tuple[int, date], set[str]] = defaultdict(set)
+    for customer_id, on, found in session.execute(
+        select(UsageEvent.customer_id, day, value)
+        .where(and_(*in_range, UsageEvent.product_id == product_id, value.is_not(None)))
+        .distinct()
+    ):
+        seen[(customer_id, _as_date(on))].add(found)
+    for (customer_id, on), values in seen.items():
+        daily = out[(customer_id, product_ref)][on]
+        out[(customer_id, product_ref)][on] = daily._replace(distinct={**daily.distinct, key: frozenset(values)})
+
+
+def period_usage(
+    session: Session, customer_ids: Sequence[int] | None, start: date, end: date
+) -> dict[tuple[int, str], DailyUsage]:
+    """Sum, peak and count per customer and usage product over the days in [start, end): one
+    aggregate over the rollups, the figure a period close or a usage report reads."""
+    if start >= end or customer_ids is not None and not customer_ids:
+        return {}
+    products = dict(session.execute(select(Product.id, Product.product_ref)).all())
+    where = [UsageDaily.day >= start, UsageDaily.day < end]
+    if customer_ids is not None:
+        where.append(UsageDaily.customer_id.in_(list(customer_ids)))
+    rows = session.execute(
+        select(
+            UsageDaily.customer_id,
+            UsageDaily.product_id,
+            func.sum(UsageDaily.total_micros),
+            func.max(UsageDaily.peak_micros),
+            func.sum(UsageDaily.events),
+        )
+        .where(*where)
+        .group_by(UsageDaily.customer_id, UsageDaily.product_id)
+    )
+    return {
+        (customer_id, products[product_id]): DailyUsage(from_micros(total), from_micros(peak), int(count))
+        for customer_id, product_id, total, peak, count in rows
+    }
