@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +20,7 @@ from billbridge.billing.lifecycle import InvalidTransition
 from billbridge.flows.billing_run import BillingSummary, preview, run_billing
 from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
 from billbridge.mapping.contract_file import json_schema
+from billbridge.store import api_keys
 from billbridge.store import quarantine as quarantine_repo
 from billbridge.store.contracts import contract_summaries, count_contracts
 from billbridge.store.db import Store, open_store
@@ -29,9 +30,11 @@ app = typer.Typer(help="billbridge: quote-to-cash integration hub.", no_args_is_
 contracts_app = typer.Typer(help="Contract files and contracts.", no_args_is_help=True)
 invoices_app = typer.Typer(help="Invoices and credit notes.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Records that could not be taken in.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys of the usage and read API, one legal entity each.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(apikey_app, name="apikey")
 
 console = Console()
 err = Console(stderr=True)
@@ -353,6 +356,82 @@ def quarantine_list(
             r["source"], r["record_type"], r["record_key"], r["field"] or "-", r["reason"], str(r["seen_count"])
         )
     console.print(table)
+
+
+@apikey_app.command("create")
+def apikey_create(
+    entity: Annotated[str, typer.Option("--entity", help="entity_ref of the legal entity the key acts for")],
+    name: Annotated[str | None, typer.Option(help="A label, e.g. the system that will use it")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    try:
+        with _store().write() as session:
+            row, token = api_keys.create_key(session, entity, name)
+    except LookupError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _json({**row, "created_at": str(row["created_at"]), "key": token})
+        return
+    console.print(f"API key {row['prefix']} (id {row['id']}) for legal entity {entity}:")
+    typer.echo(token)
+    err.print("Store it now: it is not shown again. Send it as `Authorization: Bearer <key>`.")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key: Annotated[str, typer.Argument(help="The key's id or prefix (bb_...)")]) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    try:
+        with _store().write() as session:
+            row = api_keys.revoke_key(session, key)
+    except LookupError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"revoked {row['prefix']} (id {row['id']}, legal entity {row['entity_ref']})")
+
+
+@apikey_app.command("list")
+def apikey_list(as_json: JsonOpt = False) -> None:
+    """Keys with their prefix, legal entity and state (never the key itself)."""
+    with _store().read() as session:
+        rows = api_keys.list_keys(session)
+    if as_json:
+        _json([{k: str(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows])
+        return
+    table = Table("id", "prefix", "entity_ref", "name", "created_at", "revoked_at", title="API keys")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            str(r["prefix"]),
+            str(r["entity_ref"]),
+            str(r["name"] or "-"),
+            str(r["created_at"]),
+            str(r["revoked_at"] or "-"),
+        )
+    console.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (setting api_host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (setting api_port)")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (setting api_workers)")] = None,
+) -> None:
+    """Run the usage and read API (uvicorn); OpenAPI docs at /docs."""
+    import uvicorn
+
+    settings = Settings()
+    open_store(settings.database).dispose()  # migrate once, before any worker starts
+    uvicorn.run(
+        "billbridge.api.app:app_from_settings",
+        factory=True,
+        host=host or settings.api_host,
+        port=settings.api_port if port is None else port,
+        workers=workers or settings.api_workers,
+        log_level="info",
+        access_log=False,
+    )
 
 
 def main() -> None:

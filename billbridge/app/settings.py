@@ -32,6 +32,18 @@ class Settings(BaseSettings):
         default=None, description="Any SQLAlchemy URL; default: SQLite file billbridge.db in data_dir"
     )
     billing_chunk_size: int = Field(default=1000, ge=1, description="Contracts per billing transaction")
+    api_host: str = Field(default="127.0.0.1", description="Address `billbridge serve` listens on")
+    api_port: int = Field(default=8000, ge=0, le=65535, description="Port `billbridge serve` listens on")
+    api_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes of `billbridge serve`")
+    api_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an API process caches API keys, customer/product ids and contract usage terms "
+        "(a revoked key or a new contract is seen within this time; 0 = no cache)",
+    )
+    api_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body the API reads (larger: 413)"
+    )
     billing_workers: int = Field(
         default=1,
         ge=0,

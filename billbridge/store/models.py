@@ -183,6 +183,23 @@ class UsageEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ApiKey(Base):
+    """An API key of the usage and read API, scoped to one legal entity.
+
+    Only the SHA-256 of the token is kept (tokens are 256-bit random, so a fast hash is enough);
+    ``key_prefix`` is the token's public start, shown in listings and accepted by ``apikey revoke``.
+    """
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key_prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
 class UsageDaily(Base):
     """Per customer, usage product and UTC day: sum, peak and count of the events' quantities in
     integer micro-units, kept up to date in the transaction that stores the events."""

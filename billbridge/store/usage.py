@@ -1,20 +1,35 @@
-"""Usage events: storing them with their per-day rollups. Reading the aggregates: ``usage_aggregates``."""
+"""Usage events: storing them with their per-day rollups (idempotently, for the usage API), finding
+where they are billed, and report rows. Reading the billing aggregates: ``usage_aggregates``."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, insert
+from sqlalchemy import Connection, bindparam, case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billbridge.billing.usage import to_micros
-from billbridge.store.models import UsageDaily, UsageEvent, table_of
+from billbridge.billing.usage_documents import VersionTerms
+from billbridge.store.models import (
+    Contract,
+    ContractLine,
+    ContractVersion,
+    Customer,
+    Invoice,
+    Product,
+    UsageDaily,
+    UsageEvent,
+    table_of,
+)
 
 _DAILY = table_of(UsageDaily)
+_EVENTS = table_of(UsageEvent)
 
 
 def _upsert_daily(dialect: str) -> Any:
@@ -44,7 +59,7 @@ def event_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "timestamp": as_stored_timestamp(row["timestamp"]), "quantity_micros": to_micros(row["quantity"])}
 
 
-def add_to_daily(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+def add_to_daily(session: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Fold newly stored events (as ``event_row`` made them) into the per-day rollups.
 
     Call it in the transaction that stored them, with exactly the rows that were inserted (not the
@@ -55,21 +70,23 @@ def add_to_daily(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         days[(row["customer_id"], row["product_id"], row["timestamp"].date())].append(row["quantity_micros"])
     if not days:
         return
-    connection = session.connection()
-    connection.execute(
-        _UPSERT_DAILY[connection.dialect.name],
-        [
-            {
-                "customer_id": customer_id,
-                "product_id": product_id,
-                "day": day,
-                "total_micros": sum(micros),
-                "peak_micros": max(micros),
-                "events": len(micros),
-            }
-            for (customer_id, product_id, day), micros in sorted(days.items())
-        ],
-    )
+    connection = session if isinstance(session, Connection) else session.connection()
+    statement = _UPSERT_DAILY[connection.dialect.name]
+    params = [
+        {
+            "customer_id": customer_id,
+            "product_id": product_id,
+            "day": day,
+            "total_micros": sum(micros),
+            "peak_micros": max(micros),
+            "events": len(micros),
+        }
+        for (customer_id, product_id, day), micros in sorted(days.items())
+    ]
+    if len(params) == 1:  # one event from the usage API: skip Core's per-execution work
+        _Raw.of(statement, connection, tuple(params[0])).run(connection, params[0])
+    else:
+        connection.execute(statement, params)
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -79,3 +96,260 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         stored = [event_row(row) for row in rows]
         session.execute(insert(UsageEvent), stored)
         add_to_daily(session, stored)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event already in the store, as an idempotent replay needs it."""
+
+    event_ref: str
+    idempotency_key: str | None
+    customer_id: int
+    product_id: int
+    timestamp: datetime
+    quantity: Decimal
+    received_at: datetime
+
+
+def _utc(stamp: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they were stored as UTC."""
+    return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
+
+
+# Statements of the ingest hot path, built once (building a statement costs more than running it).
+_BY_KEYS = select(
+    _EVENTS.c.event_ref,
+    _EVENTS.c.idempotency_key,
+    _EVENTS.c.customer_id,
+    _EVENTS.c.product_id,
+    _EVENTS.c.timestamp,
+    _EVENTS.c.quantity,
+    _EVENTS.c.received_at,
+).where(_EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+_INSERT_NEW = {
+    "postgresql": postgresql.insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.event_ref),
+    "sqlite": sqlite.insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.event_ref),
+}
+_INSERT_NEW_PLAIN = {
+    "postgresql": postgresql.insert(_EVENTS).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_EVENTS).on_conflict_do_nothing(),
+}
+_PRESENT = select(_EVENTS.c.event_ref).where(_EVENTS.c.event_ref.in_(bindparam("refs", expanding=True)))
+_INVOICES = table_of(Invoice)
+_STAMP = select(func.coalesce(func.max(table_of(ContractVersion).c.id), 0))
+_DOCUMENTS_OF_ONE = select(
+    _INVOICES.c.contract_id, _INVOICES.c.billing_date, _INVOICES.c.number, _INVOICES.c.created_at
+).where(_INVOICES.c.contract_id == bindparam("id"), _INVOICES.c.billing_date >= bindparam("since"))
+_DOCUMENTS = select(
+    _INVOICES.c.contract_id, _INVOICES.c.billing_date, _INVOICES.c.number, _INVOICES.c.created_at
+).where(_INVOICES.c.contract_id.in_(bindparam("ids", expanding=True)), _INVOICES.c.billing_date >= bindparam("since"))
+
+
+def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, StoredEvent]:
+    """Stored events by idempotency key."""
+    keys = list(set(keys))
+    if not keys:
+        return {}
+    rows = connection.execute(_BY_KEYS, {"keys": keys})
+    return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], _utc(r[6])) for r in rows}
+
+
+def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert events in one statement, skipping any whose event_ref or idempotency key is taken
+    (a concurrent replay); returns the event_refs actually inserted."""
+    if not rows:
+        return set()
+    dialect = connection.dialect.name
+    if len(rows) == 1:
+        statement = _INSERT_NEW[dialect]
+        return {row[0] for row in _Raw.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
+    # Many rows: a plain executemany (pipelined by psycopg) without RETURNING. Event refs are fresh
+    # UUIDs, so when the row count falls short, the refs now present are the rows inserted.
+    result = connection.execute(_INSERT_NEW_PLAIN[dialect], list(rows))
+    refs = [row["event_ref"] for row in rows]
+    if result.rowcount == len(rows):
+        return set(refs)
+    return set(connection.execute(_PRESENT, {"refs": refs}).scalars())
+
+
+class _Raw:
+    """A Core statement compiled once per dialect and run on the DBAPI cursor, its parameters
+    converted by SQLAlchemy's own bind processors (so values are stored exactly as Core stores
+    them). For one-row statements of the ingest hot path, where Core's per-execution work costs
+    several times the statement itself."""
+
+    _cache: dict[tuple[int, str, tuple[str, ...]], _Raw] = {}
+
+    def __init__(self, statement: Any, connection: Connection, keys: tuple[str, ...]) -> None:
+        dialect = connection.dialect
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        self.sql = compiled.string
+        self.names = list(compiled.positiontup or []) if compiled.positional else None
+        self.processors = dict(compiled._bind_processors)
+        returned = statement.selected_columns if hasattr(statement, "selected_columns") else statement._returning
+        self.results = [c.type._cached_result_processor(dialect, None) for c in returned]
+
+    @classmethod
+    def of(cls, statement: Any, connection: Connection, keys: tuple[str, ...]) -> _Raw:
+        key = (id(statement), connection.dialect.name, keys)
+        found = cls._cache.get(key)
+        if found is None:
+            found = cls._cache[key] = cls(statement, connection, keys)
+        return found
+
+    def run(self, connection: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows the statement returns, their values converted as Core would."""
+        values = {k: (p(params[k]) if (p := self.processors.get(k)) else params[k]) for k in params}
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.sql, [values[n] for n in self.names] if self.names is not None else values)
+            rows = cursor.fetchall() if cursor.description else []
+        finally:
+            cursor.close()
+        return [tuple(p(v) if p else v for p, v in zip(self.results, row, strict=True)) for row in rows]
+
+
+@dataclass(frozen=True)
+class UsageContract:
+    """A contract that bills a customer's usage of a product, with its versions' terms."""
+
+    contract_id: int
+    contract_ref: str
+    versions: tuple[VersionTerms, ...]
+
+
+_VERSIONS = table_of(ContractVersion)
+_LINES = table_of(ContractLine)
+_CONTRACTS = table_of(Contract)
+_USAGE_TERMS = (
+    select(
+        _CONTRACTS.c.id,
+        _CONTRACTS.c.contract_ref,
+        _CONTRACTS.c.customer_id,
+        _VERSIONS.c.version_no,
+        _VERSIONS.c.effective_date,
+        _VERSIONS.c.contract_start_date,
+        _VERSIONS.c.contract_end_date,
+        _VERSIONS.c.cycle_length,
+        _VERSIONS.c.cycle_unit,
+        _VERSIONS.c.cycle_start_date,
+        _LINES.c.product_id,
+        _LINES.c.start_date,
+        _LINES.c.end_date,
+    )
+    .join(_VERSIONS, _VERSIONS.c.contract_id == _CONTRACTS.c.id)
+    .outerjoin(_LINES, (_LINES.c.version_id == _VERSIONS.c.id) & (_LINES.c.charge == "usage"))
+    .where(_CONTRACTS.c.customer_id.in_(bindparam("customers", expanding=True)))
+    .order_by(_CONTRACTS.c.id, _VERSIONS.c.version_no)
+)
+
+
+def usage_contracts(connection: Connection, customer_ids: Iterable[int]) -> dict[int, dict[int, list[UsageContract]]]:
+    """customer id -> usage product id -> the customer's contracts with a ``charge: usage`` line on
+    that product (in any version), in contract id order. One query for all the customers."""
+    customers = list(set(customer_ids))
+    out: dict[int, dict[int, list[UsageContract]]] = {c: {} for c in customers}
+    if not customers:
+        return out
+    heads: dict[int, tuple[str, int]] = {}
+    versions: dict[int, dict[int, tuple[Any, ...]]] = defaultdict(dict)
+    lines: dict[tuple[int, int, int], list[tuple[date | None, date | None]]] = defaultdict(list)
+    products_of: dict[int, set[int]] = defaultdict(set)
+    for r in connection.execute(_USAGE_TERMS, {"customers": customers}):
+        contract_id, version_no = r[0], r[3]
+        heads[contract_id] = (r[1], r[2])
+        versions[contract_id][version_no] = tuple(r[3:10])
+        if r[10] is not None:
+            lines[(contract_id, r[10], version_no)].append((r[11], r[12]))
+            products_of[contract_id].add(r[10])
+    for contract_id in sorted(products_of):
+        contract_ref, customer_id = heads[contract_id]
+        for product_id in sorted(products_of[contract_id]):
+            terms = tuple(
+                VersionTerms(
+                    version_no=v[0],
+                    effective_date=v[1],
+                    contract_start_date=v[2],
+                    contract_end_date=v[3],
+                    cycle_length=v[4],
+                    cycle_unit=v[5],
+                    anchor=v[6],
+                    usage_lines=tuple(lines.get((contract_id, product_id, v[0]), ())),
+                )
+                for v in versions[contract_id].values()
+            )
+            out[customer_id].setdefault(product_id, []).append(UsageContract(contract_id, contract_ref, terms))
+    return out
+
+
+_CUSTOMERS = table_of(Customer)
+_PRODUCTS = table_of(Product)
+_CUSTOMERS_BY_REF = select(_CUSTOMERS.c.customer_ref, _CUSTOMERS.c.id, _CUSTOMERS.c.entity_id).where(
+    _CUSTOMERS.c.customer_ref.in_(bindparam("refs", expanding=True))
+)
+_PRODUCTS_BY_REF = select(_PRODUCTS.c.product_ref, _PRODUCTS.c.id).where(
+    _PRODUCTS.c.product_ref.in_(bindparam("refs", expanding=True))
+)
+
+
+def customers_by_ref(connection: Connection, refs: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """customer_ref -> (customer id, entity id)."""
+    refs = list(set(refs))
+    return {r[0]: (r[1], r[2]) for r in connection.execute(_CUSTOMERS_BY_REF, {"refs": refs})} if refs else {}
+
+
+def products_by_ref(connection: Connection, refs: Iterable[str]) -> dict[str, int]:
+    refs = list(set(refs))
+    return {r[0]: r[1] for r in connection.execute(_PRODUCTS_BY_REF, {"refs": refs})} if refs else {}
+
+
+def contracts_stamp(connection: Connection) -> int:
+    """Changes whenever any contract gets a version (terms are only ever added as new versions)."""
+    return int(connection.execute(_STAMP).scalar_one())
+
+
+def documents_from(
+    connection: Connection, contract_ids: Iterable[int], since: date
+) -> dict[int, dict[date, tuple[str, datetime]]]:
+    """contract id -> billing date -> (document number, created at), for documents dated ``since`` or later."""
+    ids = list(set(contract_ids))
+    out: dict[int, dict[date, tuple[str, datetime]]] = {cid: {} for cid in ids}
+    if ids:
+        rows: Iterable[Any] = (
+            _Raw.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(connection, {"id": ids[0], "since": since})
+            if len(ids) == 1
+            else connection.execute(_DOCUMENTS, {"ids": ids, "since": since})
+        )
+        for contract_id, billing_date, number, created_at in rows:
+            out[contract_id][billing_date] = (number, _utc(created_at))
+    return out
+
+
+def report_rows(
+    session: Session,
+    entity_id: int,
+    *,
+    customer_ref: str | None = None,
+    product_ref: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[tuple[str, str, datetime, Decimal]]:
+    """(customer_ref, product_ref, UTC timestamp, quantity) of an entity's events in [start, end).
+
+    Sums are done by the caller in Decimal: SQLite would add the text-stored quantities as floats.
+    """
+    query = (
+        select(Customer.customer_ref, Product.product_ref, _EVENTS.c.timestamp, _EVENTS.c.quantity)
+        .join(Customer, Customer.id == _EVENTS.c.customer_id)
+        .join(Product, Product.id == _EVENTS.c.product_id)
+        .where(_EVENTS.c.entity_id == entity_id)
+    )
+    if customer_ref is not None:
+        query = query.where(Customer.customer_ref == customer_ref)
+    if product_ref is not None:
+        query = query.where(Product.product_ref == product_ref)
+    if start is not None:
+        query = query.where(_EVENTS.c.timestamp >= start)
+    if end is not None:
+        query = query.where(_EVENTS.c.timestamp < end)
+    return [(c, p, _utc(t), q) for c, p, t, q in session.execute(query)]

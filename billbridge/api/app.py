@@ -1,0 +1,72 @@
+"""The FastAPI application: ``create_app(store)``, and the factory `billbridge serve` runs."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from billbridge.api import errors, routes_resources, routes_usage
+from billbridge.api.lookups import Lookups
+from billbridge.api.usage_models import BatchIn, UsageEventIn
+from billbridge.app.settings import Settings
+from billbridge.store.db import Store, open_store
+
+DESCRIPTION = """billbridge's usage event API and read API. Authenticate with an API key from
+`billbridge apikey create --entity REF`, sent as `Authorization: Bearer <key>`; everything is scoped
+to the key's legal entity. Money and quantities are strings in answers (exact decimals)."""
+
+
+class _NoNulInUrl:
+    """Refuse URLs whose path or query carries a NUL byte (no database can store or compare it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))
+        ):
+            body = b'{"detail":[{"message":"the URL must not contain NUL bytes","code":"bad_url"}]}'
+            await send(
+                {"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]}
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
+    """The API over ``store`` (opened and migrated by the caller)."""
+    settings = settings or Settings()
+    app = FastAPI(title="billbridge API", version="0.1.0", description=DESCRIPTION)
+    app.state.store = store
+    app.state.max_body_bytes = settings.api_max_body_bytes
+    app.state.lookups = Lookups(settings.api_cache_seconds)
+    errors.install(app)
+    app.include_router(routes_usage.router)  # first: the hot path is matched before the read API
+    app.include_router(routes_resources.router)
+    app.add_middleware(_NoNulInUrl)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (UsageEventIn, BatchIn):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_from_settings() -> FastAPI:
+    """What uvicorn runs (``factory=True``): the configured store, migrated on start."""
+    settings = Settings()
+    return create_app(open_store(settings.database), settings)

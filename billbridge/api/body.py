@@ -1,0 +1,81 @@
+"""Reading a JSON body exactly: size-capped, numbers as Decimal, strings a database can hold."""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+from fastapi import Request
+
+from billbridge.api.errors import ApiError, Problem, refuse
+
+
+def _no_constants(token: str) -> Any:
+    raise ValueError(f"{token} is not a number JSON allows")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The parsed body; 413 past ``limit`` bytes (by Content-Length or as it streams), 400 if not JSON.
+
+    Fractions parse as Decimal (``0.1`` stays exactly 0.1); NaN and Infinity are refused.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise refuse(413, "body_too_large", f"the body is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refuse(413, "body_too_large", f"the body is over {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise refuse(400, "malformed_json", f"the body is not valid JSON: {exc}"[:300]) from None
+
+
+def storable(value: Any, field: str, index: int | None = None) -> Any:
+    """Check every string in a JSON value can be stored (no NUL, no lone surrogate) and turn
+    Decimals into floats (strings when out of float range): for free-form report data, not money. Raises ApiError (422)."""
+    if isinstance(value, str):
+        _check_text(value, field, index)
+        return value
+    if isinstance(value, Decimal):
+        number = float(value)
+        return number if math.isfinite(number) else str(value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            _check_text(key, field, index)
+            out[key] = storable(item, f"{field}.{key}", index)
+        return out
+    if isinstance(value, list):
+        return [storable(item, f"{field}[{i}]", index) for i, item in enumerate(value)]
+    return value
+
+
+def _check_text(text: str, field: str, index: int | None) -> None:
+    if "\x00" in text or not text.isascii() and _has_surrogate(text):
+        raise ApiError(
+            422,
+            [
+                Problem(
+                    field=field,
+                    message="text must not contain NUL or unpaired surrogates",
+                    code="bad_text",
+                    index=index,
+                )
+            ],
+        )
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

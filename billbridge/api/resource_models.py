@@ -1,0 +1,103 @@
+"""Response bodies of the read API. Money and quantities are strings (exact decimals), never floats."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class WhoAmI(BaseModel):
+    key_id: int
+    key_prefix: str
+    entity_ref: str
+    entity_name: str
+    currency: str
+
+
+class PriceOut(BaseModel):
+    price_ref: str
+    currency: str
+    pricing: dict[str, Any]
+
+
+class ProductOut(BaseModel):
+    product_ref: str
+    name: str
+    description: str | None
+    prices: list[PriceOut]
+
+
+class CustomerOut(BaseModel):
+    customer_ref: str
+    name: str
+    email: str | None
+
+
+class ContractLineOut(BaseModel):
+    line_ref: str
+    product_ref: str
+    charge: str
+    description: str | None
+    quantity: str
+    price_ref: str | None
+    pricing: dict[str, Any]
+    billing_timing: str | None
+    start_date: date | None
+    end_date: date | None
+    usage_aggregation: str
+
+
+class ContractOut(BaseModel):
+    contract_ref: str
+    customer_ref: str
+    version_no: int
+    effective_date: date
+    currency: str
+    contract_start_date: date
+    contract_end_date: date | None
+    cycle_length: int
+    cycle_unit: str
+    cycle_start_date: date
+    billing_timing: str
+    payment_terms_days: int
+    minimum_commitment: str | None
+    lines: list[ContractLineOut] | None = None
+
+
+class InvoiceLineOut(BaseModel):
+    line_ref: str
+    kind: str
+    product_ref: str
+    description: str
+    start_date: date
+    end_date: date
+    billed_days: int
+    quantity: str
+    amount: str
+    discount_amount: str
+    billed_amount: str
+
+
+class InvoiceOut(BaseModel):
+    document_ref: str
+    number: str
+    doc_type: str
+    contract_ref: str
+    customer_ref: str
+    billing_date: date
+    due_date: date
+    currency: str
+    status: str
+    subtotal: str
+    discount_total: str
+    invoice_total: str
+    amount_paid: str
+    lines: list[InvoiceLineOut] | None = None
+
+
+class UsageReportRow(BaseModel):
+    group: str
+    quantity: str
+    events: int

@@ -1,0 +1,198 @@
+"""Usage API: one event, a batch of events, and usage reports.
+
+Bodies are read by :func:`billbridge.api.body.read_json` rather than by FastAPI, so that numbers
+stay exact decimals and a batch is validated event by event; their schemas are still published in
+the OpenAPI document (``/docs``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+
+from billbridge.api.auth import SECURITY, Auth, authenticate_request, lookups_of, store_of
+from billbridge.api.body import read_json
+from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
+from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
+from billbridge.api.resource_models import UsageReportRow
+from billbridge.api.usage_ingest import ingest
+from billbridge.api.usage_models import MAX_BATCH, MAX_KEY_LENGTH, BatchOut, UsageEventOut
+from billbridge.billing.usage_reports import group_usage
+from billbridge.store.usage import report_rows
+
+router = APIRouter(prefix="/api/usage", tags=["Usage"])
+KEY_PATTERN = r"^[\x21-\x7e]+$"
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
+
+LATE_POLICY = """
+**Late events.** An event for a period that is already invoiced is stored and never lost: it is
+charged as a correction on the contract's next invoice (billing compares what each period owes
+with what was billed). The answer then has `late: true`, the invoice that billed the period as
+`related_parent_document_*`, and the upcoming invoice carrying the correction as `related_document_*`.
+
+**Related documents.** `related_document_ref` names the invoice of (contract, billing date) before
+it exists; `related_document_numbers` is null until billing generates it and gives it a number.
+An event no contract bills yet (usage may come before its contract) is accepted with null related
+documents.
+
+**Idempotency.** Send `Idempotency-Key` (single event) or `event_id` (any event): the same key from
+the same legal entity is stored once; sending it again, in the same batch or later, answers with the
+first `event_ref` (`replayed: true`). The same key for a different event is refused (409).
+"""
+
+_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed JSON"},
+    401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"},
+    413: {"model": ErrorBody, "description": "Body over the size limit"},
+    422: {"model": ErrorBody, "description": "Field-level problems"},
+}
+
+
+def _json(content: Any, status: int) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def _limit(request: Request) -> int:
+    limit: int = request.app.state.max_body_bytes
+    return limit
+
+
+@router.post(
+    "/event",
+    summary="Report one usage event",
+    description=LATE_POLICY,
+    status_code=201,
+    response_model=UsageEventOut,
+    responses={
+        200: {"model": UsageEventOut, "description": "A replay: the event was stored before"},
+        403: {"model": ErrorBody, "description": "The event is for another legal entity or currency"},
+        409: {"model": ErrorBody, "description": "The idempotency key was used for a different event"},
+        **_BODY_ERRORS,
+    },
+    openapi_extra={
+        "security": SECURITY,
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Idempotency key of the event (printable ASCII, at most 150 characters)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsageEventIn"}}},
+        },
+    },
+)
+async def post_event(request: Request) -> Response:
+    principal = authenticate_request(request)
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
+        raise refuse(
+            422, "bad_idempotency_key", "Idempotency-Key must be 1-150 printable ASCII characters", "Idempotency-Key"
+        )
+    body = await read_json(request, _limit(request))
+    [outcome] = ingest(store_of(request), principal, [body], idempotency_key, lookups_of(request))
+    if outcome.answer is None:
+        raise ApiError(outcome.http_status, [p.model_copy(update={"index": None}) for p in outcome.problems])
+    return _json(outcome.answer, outcome.http_status)
+
+
+@router.post(
+    "/events/batch",
+    summary="Report up to 1,000 usage events",
+    description="Each event is validated and answered on its own (`results[i]` answers `events[i]`); the accepted "
+    "ones are stored in one transaction.\n" + LATE_POLICY,
+    response_model=BatchOut,
+    responses=_BODY_ERRORS,
+    openapi_extra={
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}}},
+        },
+    },
+)
+async def post_batch(request: Request) -> Response:
+    principal = authenticate_request(request)
+    body = await read_json(request, _limit(request))
+    if not isinstance(body, dict) or set(body) != {"events"} or not isinstance(body["events"], list):
+        raise refuse(422, "bad_batch", 'the body must be {"events": [...]}', "events")
+    events = body["events"]
+    if len(events) > MAX_BATCH:
+        raise refuse(422, "batch_too_large", f"at most {MAX_BATCH} events per request, got {len(events)}", "events")
+    outcomes = ingest(store_of(request), principal, events, lookups=lookups_of(request))
+    results: list[dict[str, Any]] = []
+    counts = {"accepted": 0, "duplicate": 0, "refused": 0}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+        if outcome.answer is not None:
+            results.append({"index": outcome.index, "status": outcome.status, "event": outcome.answer})
+        else:
+            results.append(
+                {
+                    "index": outcome.index,
+                    "status": "refused",
+                    "errors": [_problem(p, outcome.index) for p in outcome.problems],
+                }
+            )
+    return _json(
+        {
+            "accepted": counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "refused": counts["refused"],
+            "results": results,
+        },
+        200,
+    )
+
+
+def _problem(problem: Problem, index: int) -> dict[str, Any]:
+    body = problem.model_dump(exclude_none=True)
+    body["index"] = index
+    if problem.field:
+        body["field"] = f"events[{index}].{problem.field}"
+    return body
+
+
+@router.get(
+    "/reports",
+    summary="Usage grouped by day, month, product or customer",
+    response_model=Page[UsageReportRow],
+    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+def usage_report(
+    request: Request,
+    principal: Auth,
+    group_by: Literal["day", "month", "product", "customer"] = "day",
+    customer_ref: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    usage_product_ref: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    from_: Annotated[date | None, Query(alias="from", description="First UTC day included")] = None,
+    to: Annotated[date | None, Query(description="Last UTC day included")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[UsageReportRow]:
+    """Sum of quantities (exact, as a string) and count of events per group, in group order."""
+    if from_ is not None and to is not None and to < from_:
+        raise refuse(422, "bad_range", "`to` is before `from`", "to")
+    start = datetime.combine(from_, time.min, tzinfo=timezone.utc) if from_ else None
+    end = datetime.combine(to + timedelta(days=1), time.min, tzinfo=timezone.utc) if to and to < date.max else None
+    with store_of(request).read() as session:
+        rows = report_rows(
+            session, principal.entity_id, customer_ref=customer_ref, product_ref=usage_product_ref, start=start, end=end
+        )
+    groups = group_usage(rows, group_by)
+    offset = decode(cursor)
+    chosen = groups[offset : offset + limit]
+    more = offset + limit < len(groups)
+    return Page[UsageReportRow](
+        data=[UsageReportRow(group=g.key, quantity=str(g.quantity), events=g.events) for g in chosen],
+        has_more=more,
+        next_cursor=encode(offset + limit) if more else None,
+    )

@@ -1,0 +1,274 @@
+"""Taking usage events in: validate each, resolve refs, dedupe by idempotency key, store the new
+ones in one transaction, and say which invoice each lands on.
+
+A batch is answered event by event: a refused event never stops the others, and the accepted ones
+commit together. Idempotency keys are scoped to the API key's legal entity (stored as
+``"<entity id>:<key>"``), so two entities can never collide or see each other's events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection
+
+from billbridge.api.body import storable
+from billbridge.api.errors import ApiError, Problem, problems_of
+from billbridge.api.lookups import Lookups
+from billbridge.api.usage_models import UsageEventIn
+from billbridge.billing.usage_documents import correction_date, document_ref, usage_billing_date
+from billbridge.store import usage as usage_repo
+from billbridge.store.api_keys import Principal
+from billbridge.store.db import Store
+
+
+@dataclass
+class Outcome:
+    """One event's answer: status accepted / duplicate / refused, with the event or the problems."""
+
+    index: int
+    status: str = "refused"
+    http_status: int = 422
+    answer: dict[str, Any] | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class _Answer:
+    outcome: Outcome
+    event: usage_repo.StoredEvent
+    replayed: bool
+
+
+@dataclass
+class _Valid:
+    index: int
+    event: UsageEventIn
+    key: str | None
+    properties: dict[str, Any] | None
+    customer_id: int = 0
+    product_id: int = 0
+    timestamp: datetime | None = None
+
+
+def _refuse(outcome: Outcome, status: int, code: str, message: str, field_name: str | None) -> None:
+    outcome.http_status = status
+    outcome.problems = [Problem(field=field_name, message=message, code=code, index=outcome.index)]
+
+
+def ingest(
+    store: Store,
+    principal: Principal,
+    raw_events: Sequence[Any],
+    header_key: str | None = None,
+    lookups: Lookups | None = None,
+) -> list[Outcome]:
+    """Validate, dedupe and store events; one Outcome per input event, in order.
+
+    One write transaction: insert the new events (ON CONFLICT DO NOTHING), read back the stored
+    events of the keys that conflicted (replays), read the invoices of the contracts concerned.
+    """
+    lookups = lookups or Lookups(0)
+    outcomes = [Outcome(index=i) for i in range(len(raw_events))]
+    valid: list[_Valid] = []
+    for i, raw in enumerate(raw_events):
+        item = _validate(outcomes[i], principal, raw, header_key)
+        if item is not None:
+            valid.append(item)
+    if not valid:
+        return outcomes
+
+    with store.write_connection() as connection:
+        customers = lookups.customer_ids(connection, {v.event.customer_ref for v in valid})
+        products = lookups.product_ids(connection, {v.event.usage_product_ref for v in valid})
+        resolved: list[_Valid] = []
+        for v in valid:
+            found = customers.get(v.event.customer_ref)
+            if found is None or found[1] != principal.entity_id:  # other entities' customers do not exist here
+                _refuse(outcomes[v.index], 422, "unknown_customer", "unknown customer", "customer_ref")
+                continue
+            product_id = products.get(v.event.usage_product_ref)
+            if product_id is None:
+                _refuse(outcomes[v.index], 422, "unknown_product", "unknown usage product", "usage_product_ref")
+                continue
+            v.customer_id, v.product_id = found[0], product_id
+            v.timestamp = v.event.timestamp.astimezone(timezone.utc)
+            resolved.append(v)
+
+        seen_keys: set[str] = set()
+        new: list[tuple[_Valid, dict[str, Any]]] = []
+        replays: list[_Valid] = []
+        for v in resolved:
+            if v.key is not None and v.key in seen_keys:  # the same key earlier in this batch
+                replays.append(v)
+                continue
+            if v.key is not None:
+                seen_keys.add(v.key)
+            new.append((v, _row(principal, v)))
+
+        # Rows in key order: two requests inserting overlapping keys then wait on each other in the
+        # same order, never in a cycle (a deadlock on PostgreSQL).
+        ordered = sorted((row for _, row in new), key=lambda row: row["idempotency_key"] or "")
+        inserted = usage_repo.insert_new_events(connection, ordered)
+        stored: dict[str, usage_repo.StoredEvent] = {}
+        taken = [v for v, row in new if row["event_ref"] not in inserted]  # keys stored before
+        if taken:
+            stored = usage_repo.events_by_key(connection, {v.key for v in taken if v.key is not None})
+            replays.extend(taken)
+            new = [(v, row) for v, row in new if row["event_ref"] in inserted]
+        usage_repo.add_to_daily(connection, [row for _, row in new])  # the rollups billing reads
+
+        answers: list[_Answer] = []
+        for v, row in new:
+            assert v.timestamp is not None
+            saved = usage_repo.StoredEvent(
+                row["event_ref"],
+                v.key,
+                v.customer_id,
+                v.product_id,
+                v.timestamp,
+                v.event.quantity,
+                row["received_at"],
+            )
+            if v.key is not None:
+                stored[v.key] = saved
+            answers.append(_Answer(outcomes[v.index], saved, replayed=False))
+        for v in sorted(replays, key=lambda r: r.index):
+            first = stored.get(v.key) if v.key is not None else None
+            assert v.timestamp is not None
+            if first is None or (first.customer_id, first.product_id, first.timestamp, first.quantity) != (
+                v.customer_id,
+                v.product_id,
+                v.timestamp,
+                v.event.quantity,
+            ):
+                _refuse(
+                    outcomes[v.index],
+                    409,
+                    "idempotency_conflict",
+                    "this idempotency key was already used for a different event",
+                    "event_id",
+                )
+                continue
+            answers.append(_Answer(outcomes[v.index], first, replayed=True))
+        _answer(connection, lookups, answers)
+    return outcomes
+
+
+def _validate(outcome: Outcome, principal: Principal, raw: Any, header_key: str | None) -> _Valid | None:
+    if not isinstance(raw, dict):
+        _refuse(outcome, 422, "not_an_object", "an event must be a JSON object", None)
+        return None
+    try:
+        event = UsageEventIn.model_validate(raw)
+    except ValidationError as exc:
+        outcome.problems = problems_of(exc, outcome.index)
+        return None
+    properties = None
+    if event.additional_report_data is not None:
+        try:
+            properties = storable(event.additional_report_data, "additional_report_data", outcome.index)
+        except ApiError as exc:
+            outcome.problems = exc.problems
+            return None
+    if event.validations.entity_ref != principal.entity_ref:
+        _refuse(
+            outcome,
+            403,
+            "entity_mismatch",
+            f"this API key is for legal entity {principal.entity_ref!r}",
+            "validations.entity_ref",
+        )
+        return None
+    if event.validations.currency != principal.currency:
+        _refuse(
+            outcome,
+            403,
+            "currency_mismatch",
+            f"legal entity {principal.entity_ref!r} bills in {principal.currency}",
+            "validations.currency",
+        )
+        return None
+    if header_key is not None and event.event_id is not None and header_key != event.event_id:
+        _refuse(outcome, 422, "key_mismatch", "event_id differs from the Idempotency-Key header", "event_id")
+        return None
+    key = header_key or event.event_id
+    return _Valid(outcome.index, event, f"{principal.entity_id}:{key}" if key is not None else None, properties)
+
+
+def _row(principal: Principal, v: _Valid) -> dict[str, Any]:
+    """The event as stored (naive UTC timestamp, quantity in micro-units too: ``event_row``)."""
+    assert v.timestamp is not None
+    return usage_repo.event_row(
+        {
+            "event_ref": str(uuid.uuid4()),
+            "idempotency_key": v.key,
+            "entity_id": principal.entity_id,
+            "customer_id": v.customer_id,
+            "product_id": v.product_id,
+            "timestamp": v.timestamp,
+            "quantity": v.event.quantity,
+            "properties": v.properties,
+            "received_at": datetime.now(timezone.utc),
+        }
+    )
+
+
+def _answer(connection: Connection, lookups: Lookups, answers: list[_Answer]) -> None:
+    """Fill in each accepted or replayed event's related documents (reads only).
+
+    The event's period is billed on the invoice of its billing date. If that invoice was generated
+    before the event was received, the event is late: it is charged on the first later billing
+    date whose invoice did not exist yet when the event came in.
+    """
+    if not answers:
+        return
+    contracts = lookups.usage_contracts(connection, {a.event.customer_id for a in answers})
+    billed: dict[tuple[int, int, date], tuple[usage_repo.UsageContract, date]] = {}
+    for a in answers:
+        key = (a.event.customer_id, a.event.product_id, a.event.timestamp.date())
+        if key in billed:
+            continue
+        for contract in contracts.get(key[0], {}).get(key[1], []):
+            billing_date = usage_billing_date(contract.versions, key[2])
+            if billing_date is not None:
+                billed[key] = (contract, billing_date)
+                break
+    since = min((d for _, d in billed.values()), default=None)
+    documents = (
+        usage_repo.documents_from(connection, {c.contract_id for c, _ in billed.values()}, since) if since else {}
+    )
+    for a in answers:
+        answer: dict[str, Any] = {
+            "event_ref": a.event.event_ref,
+            "related_document_ref": None,
+            "related_document_numbers": None,
+            "related_parent_document_ref": None,
+            "related_parent_document_numbers": None,
+            "related_document_billing_date": None,
+            "late": False,
+            "replayed": a.replayed,
+        }
+        found = billed.get((a.event.customer_id, a.event.product_id, a.event.timestamp.date()))
+        if found is not None:
+            contract, billing_date = found
+            issued = documents.get(contract.contract_id, {})
+            before = {d for d, (_, created) in issued.items() if created <= a.event.received_at}
+            target: date | None = billing_date
+            if billing_date in before:  # that period was invoiced without it: a correction comes next
+                answer["late"] = True
+                answer["related_parent_document_ref"] = document_ref(contract.contract_ref, billing_date)
+                answer["related_parent_document_numbers"] = issued[billing_date][0]
+                target = correction_date(contract.versions, billing_date, before)
+            if target is not None:
+                answer["related_document_ref"] = document_ref(contract.contract_ref, target)
+                answer["related_document_numbers"] = issued[target][0] if target in issued else None
+                answer["related_document_billing_date"] = target.isoformat()
+        a.outcome.status = "duplicate" if a.replayed else "accepted"
+        a.outcome.http_status = 200 if a.replayed else 201
+        a.outcome.answer = answer

@@ -1,0 +1,100 @@
+"""API keys: created with a random token shown once, stored as its SHA-256, scoped to one legal entity."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from billbridge.store.models import ApiKey, LegalEntity, utcnow
+
+TOKEN_START = "bb_"
+PREFIX_CHARS = 8  # random characters after TOKEN_START that form the public prefix
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a valid key speaks for: the key and its legal entity."""
+
+    key_id: int
+    key_prefix: str
+    entity_id: int
+    entity_ref: str
+    entity_name: str
+    currency: str
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_key(session: Session, entity_ref: str, name: str | None = None) -> tuple[dict[str, object], str]:
+    """A new key for the entity; returns its listing row and the token (which is not stored)."""
+    entity_id = session.scalar(select(LegalEntity.id).where(LegalEntity.entity_ref == entity_ref))
+    if entity_id is None:
+        raise LookupError(f"unknown legal entity {entity_ref!r}")
+    public = secrets.token_hex(PREFIX_CHARS // 2)
+    token = f"{TOKEN_START}{public}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(key_prefix=f"{TOKEN_START}{public}", key_hash=hash_token(token), entity_id=entity_id, name=name)
+    session.add(row)
+    session.flush()
+    return _listing(row, entity_ref), token
+
+
+def revoke_key(session: Session, key_id_or_prefix: str) -> dict[str, object]:
+    """Revoke by id or prefix; revoking twice keeps the first revocation time."""
+    condition = ApiKey.key_prefix == key_id_or_prefix
+    if key_id_or_prefix.isdigit():
+        condition = or_(condition, ApiKey.id == int(key_id_or_prefix))
+    found = session.execute(
+        select(ApiKey, LegalEntity.entity_ref).join(LegalEntity, LegalEntity.id == ApiKey.entity_id).where(condition)
+    ).first()
+    if found is None:
+        raise LookupError(f"no API key with id or prefix {key_id_or_prefix!r}")
+    row, entity_ref = found
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return _listing(row, entity_ref)
+
+
+def list_keys(session: Session) -> list[dict[str, object]]:
+    rows = session.execute(
+        select(ApiKey, LegalEntity.entity_ref).join(LegalEntity, LegalEntity.id == ApiKey.entity_id).order_by(ApiKey.id)
+    )
+    return [_listing(row, entity_ref) for row, entity_ref in rows]
+
+
+def authenticate(session: Session, token: str) -> Principal | None:
+    """The principal of a valid, unrevoked token, else None."""
+    found = session.execute(
+        select(
+            ApiKey.id,
+            ApiKey.key_prefix,
+            ApiKey.revoked_at,
+            LegalEntity.id,
+            LegalEntity.entity_ref,
+            LegalEntity.name,
+            LegalEntity.currency,
+        )
+        .join(LegalEntity, LegalEntity.id == ApiKey.entity_id)
+        .where(ApiKey.key_hash == hash_token(token))
+    ).first()
+    if found is None or found[2] is not None:
+        return None
+    return Principal(found[0], found[1], found[3], found[4], found[5], found[6])
+
+
+def _listing(row: ApiKey, entity_ref: str) -> dict[str, object]:
+    revoked: datetime | None = row.revoked_at
+    return {
+        "id": row.id,
+        "prefix": row.key_prefix,
+        "entity_ref": entity_ref,
+        "name": row.name,
+        "created_at": row.created_at,
+        "revoked_at": revoked,
+    }

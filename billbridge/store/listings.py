@@ -1,0 +1,201 @@
+"""Read-only pages of products, customers, contracts and invoices, scoped to one legal entity.
+
+Keyset paging: each function takes ``after_id`` and returns up to ``limit + 1`` rows in id order
+(the extra row tells the caller there is a next page), each with its ``id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session
+
+from billbridge.store.models import (
+    Contract,
+    ContractLine,
+    ContractVersion,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    Price,
+    Product,
+)
+
+
+def products(session: Session, entity_id: int, currency: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+    """Products the entity sells: priced in its currency or on one of its contracts; with those prices."""
+    on_contract = (
+        select(ContractLine.id)
+        .join(ContractVersion, ContractVersion.id == ContractLine.version_id)
+        .join(Contract, Contract.id == ContractVersion.contract_id)
+        .where(ContractLine.product_id == Product.id, Contract.entity_id == entity_id)
+    )
+    priced = select(Price.id).where(Price.product_id == Product.id, Price.currency == currency)
+    rows = session.execute(
+        select(Product.id, Product.product_ref, Product.name, Product.description)
+        .where(Product.id > after_id, or_(exists(priced), exists(on_contract)))
+        .order_by(Product.id)
+        .limit(limit + 1)
+    ).all()
+    prices: dict[int, list[dict[str, Any]]] = {r.id: [] for r in rows}
+    if rows:
+        for price in session.execute(
+            select(Price.product_id, Price.price_ref, Price.currency, Price.pricing)
+            .where(Price.product_id.in_(list(prices)), Price.currency == currency)
+            .order_by(Price.id)
+        ):
+            prices[price.product_id].append(
+                {"price_ref": price.price_ref, "currency": price.currency, "pricing": price.pricing}
+            )
+    return [
+        {"id": r.id, "product_ref": r.product_ref, "name": r.name, "description": r.description, "prices": prices[r.id]}
+        for r in rows
+    ]
+
+
+def customers(
+    session: Session, entity_id: int, *, after_id: int = 0, limit: int = 1, customer_ref: str | None = None
+) -> list[dict[str, Any]]:
+    query = (
+        select(Customer.id, Customer.customer_ref, Customer.name, Customer.email)
+        .where(Customer.entity_id == entity_id, Customer.id > after_id)
+        .order_by(Customer.id)
+        .limit(limit + 1)
+    )
+    if customer_ref is not None:
+        query = query.where(Customer.customer_ref == customer_ref)
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def contracts(
+    session: Session,
+    entity_id: int,
+    *,
+    after_id: int = 0,
+    limit: int = 1,
+    contract_ref: str | None = None,
+    customer_ref: str | None = None,
+) -> list[dict[str, Any]]:
+    """Contracts with their current version's headline terms."""
+    query = (
+        select(
+            Contract.id,
+            Contract.contract_ref,
+            Customer.customer_ref,
+            ContractVersion.version_no,
+            ContractVersion.effective_date,
+            ContractVersion.currency,
+            ContractVersion.contract_start_date,
+            ContractVersion.contract_end_date,
+            ContractVersion.cycle_length,
+            ContractVersion.cycle_unit,
+            ContractVersion.cycle_start_date,
+            ContractVersion.billing_timing,
+            ContractVersion.payment_terms_days,
+            ContractVersion.minimum_commitment,
+        )
+        .join(Customer, Customer.id == Contract.customer_id)
+        .join(
+            ContractVersion,
+            (ContractVersion.contract_id == Contract.id) & (ContractVersion.version_no == Contract.current_version_no),
+        )
+        .where(Contract.entity_id == entity_id, Contract.id > after_id)
+        .order_by(Contract.id)
+        .limit(limit + 1)
+    )
+    if contract_ref is not None:
+        query = query.where(Contract.contract_ref == contract_ref)
+    if customer_ref is not None:
+        query = query.where(Customer.customer_ref == customer_ref)
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def contract_lines(session: Session, contract_id: int) -> list[dict[str, Any]]:
+    """The current version's lines."""
+    rows = session.execute(
+        select(
+            ContractLine.line_ref,
+            Product.product_ref,
+            ContractLine.charge,
+            ContractLine.description,
+            ContractLine.quantity,
+            ContractLine.price_ref,
+            ContractLine.pricing,
+            ContractLine.billing_timing,
+            ContractLine.start_date,
+            ContractLine.end_date,
+            ContractLine.usage_aggregation,
+        )
+        .join(ContractVersion, ContractVersion.id == ContractLine.version_id)
+        .join(Contract, Contract.id == ContractVersion.contract_id)
+        .join(Product, Product.id == ContractLine.product_id)
+        .where(Contract.id == contract_id, ContractVersion.version_no == Contract.current_version_no)
+        .order_by(ContractLine.position)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def invoices(
+    session: Session,
+    entity_id: int,
+    *,
+    after_id: int = 0,
+    limit: int = 1,
+    number: str | None = None,
+    customer_ref: str | None = None,
+    contract_ref: str | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    query = (
+        select(
+            Invoice.id,
+            Invoice.number,
+            Invoice.doc_type,
+            Contract.contract_ref,
+            Customer.customer_ref,
+            Invoice.billing_date,
+            Invoice.due_date,
+            Invoice.currency,
+            Invoice.status,
+            Invoice.subtotal,
+            Invoice.discount_total,
+            Invoice.invoice_total,
+            Invoice.amount_paid,
+        )
+        .join(Contract, Contract.id == Invoice.contract_id)
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .where(Invoice.entity_id == entity_id, Invoice.id > after_id)
+        .order_by(Invoice.id)
+        .limit(limit + 1)
+    )
+    for column, value in (
+        (Invoice.number, number),
+        (Customer.customer_ref, customer_ref),
+        (Contract.contract_ref, contract_ref),
+        (Invoice.status, status),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def invoice_lines(session: Session, invoice_id: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(
+            InvoiceLine.line_ref,
+            InvoiceLine.kind,
+            InvoiceLine.product_ref,
+            InvoiceLine.description,
+            InvoiceLine.start_date,
+            InvoiceLine.end_date,
+            InvoiceLine.billed_days,
+            InvoiceLine.quantity,
+            InvoiceLine.amount,
+            InvoiceLine.discount_amount,
+            InvoiceLine.billed_amount,
+        )
+        .where(InvoiceLine.invoice_id == invoice_id)
+        .order_by(InvoiceLine.position)
+    )
+    return [dict(r) for r in rows.mappings()]

@@ -1,0 +1,69 @@
+"""The API over a real store (SQLite, and PostgreSQL when configured), with reference data, a usage
+contract and one API key per legal entity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from billbridge.api.app import create_app
+from billbridge.flows.importing import import_document
+from billbridge.store import api_keys
+from billbridge.store.db import Store
+from tests.docs import contract, document
+
+USAGE_CONTRACT = contract(
+    "C-USAGE",
+    lines=[
+        {"line_ref": "platform", "product_ref": "platform"},
+        {"line_ref": "api", "product_ref": "api", "charge": "usage"},
+    ],
+)
+
+
+@dataclass
+class Api:
+    client: TestClient
+    store: Store
+    token: str  # legal entity "us" (USD)
+    kw_token: str  # legal entity "kw" (KWD)
+
+    def headers(self, token: str | None = None, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}", **extra}
+
+    def post(self, path: str, body: Any, token: str | None = None, **headers: str) -> Any:
+        return self.client.post(path, json=body, headers=self.headers(token, **headers))
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> Any:
+        return self.client.get(path, params=params, headers=self.headers(token))
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    """The seed's example event, for customer globex and usage product api of entity us."""
+    body: dict[str, Any] = {
+        "timestamp": "2026-01-15T08:55:32.160Z",
+        "customer_ref": "globex",
+        "customer_name": "Globex",
+        "usage_product_ref": "api",
+        "usage_product_name": "API calls",
+        "quantity": 10,
+        "additional_report_data": {"note": "User-specific note"},
+        "validations": {"currency": "USD", "entity_ref": "us"},
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def api(store: Store) -> Iterator[Api]:
+    summary = import_document(store, document(USAGE_CONTRACT))
+    assert not summary.errors, summary.errors
+    with store.write() as session:
+        _, token = api_keys.create_key(session, "us", "tests")
+        _, kw_token = api_keys.create_key(session, "kw", "tests")
+    with TestClient(create_app(store)) as client:
+        yield Api(client, store, token, kw_token)

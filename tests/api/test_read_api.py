@@ -1,0 +1,111 @@
+"""Read API: whoami, products, customers, contracts, invoices and usage reports, paged and scoped."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from billbridge.flows.billing_run import run_billing
+from billbridge.flows.importing import import_document
+from tests.api.conftest import Api, event
+from tests.docs import contract, document
+
+
+def all_pages(api: Api, path: str, limit: int, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(100):
+        response = api.get(path, limit=limit, **({"cursor": cursor} if cursor else {}), **params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert set(page) == {"data", "has_more", "next_cursor"}
+        assert len(page["data"]) <= limit
+        items += page["data"]
+        if not page["has_more"]:
+            assert page["next_cursor"] is None
+            return items
+        cursor = page["next_cursor"]
+    raise AssertionError("paging never ended")
+
+
+def test_whoami_names_the_keys_entity(api: Api) -> None:
+    body = api.get("/api/auth/whoami").json()
+    assert (body["entity_ref"], body["currency"]) == ("us", "USD") and body["key_prefix"].startswith("bb_")
+    assert api.get("/api/auth/whoami", token=api.kw_token).json()["entity_ref"] == "kw"
+    assert api.client.get("/api/auth/whoami").status_code == 401
+
+
+def test_customers_and_contracts_are_scoped_and_paged(api: Api) -> None:
+    more = [contract(f"C-{i}", customer="initech" if i % 2 else "globex") for i in range(5)]
+    more.append(contract("C-KW", customer="gulf", entity="kw", currency="KWD"))
+    import_document(api.store, document(*more))
+    assert [c["customer_ref"] for c in all_pages(api, "/api/customers", 1)] == ["globex", "initech"]
+    assert [c["customer_ref"] for c in all_pages(api, "/api/customers", 5, token=api.kw_token)] == ["gulf"]
+    contracts = all_pages(api, "/api/contracts", 2)
+    assert sorted(c["contract_ref"] for c in contracts) == sorted(["C-USAGE", *(f"C-{i}" for i in range(5))])
+    assert [c["contract_ref"] for c in all_pages(api, "/api/contracts", 2, customer_ref="initech")] == ["C-1", "C-3"]
+    one = api.get("/api/contracts/C-USAGE").json()
+    assert [(line["line_ref"], line["charge"]) for line in one["lines"]] == [
+        ("platform", "recurring"),
+        ("api", "usage"),
+    ]
+    assert one["lines"][0]["quantity"] == "1"
+    assert api.get("/api/contracts/C-KW").status_code == 404  # another entity's contract
+    assert api.get("/api/customers/gulf").status_code == 404
+    assert api.get("/api/customers/globex").json()["name"] == "Globex"
+
+
+def test_products_are_those_the_entity_sells(api: Api) -> None:
+    us = {p["product_ref"]: p for p in all_pages(api, "/api/products", 1)}
+    assert set(us) == {"platform", "seats", "api"}
+    assert [p["currency"] for p in us["platform"]["prices"]] == ["USD"]
+    assert us["api"]["prices"][0]["pricing"] == {"model": "per_unit", "unit_price": "0.002"}
+    kw = all_pages(api, "/api/products", 10, token=api.kw_token)
+    assert [(p["product_ref"], [x["currency"] for x in p["prices"]]) for p in kw] == [("platform", ["KWD"])]
+
+
+def test_invoices_list_and_get_with_money_as_strings(api: Api) -> None:
+    import_document(api.store, document(contract("C-KW", customer="gulf", entity="kw", currency="KWD")))
+    run_billing(api.store, date(2026, 3, 1))
+    invoices = all_pages(api, "/api/invoices", 1)
+    assert [i["number"] for i in invoices] == ["US-INV-1", "US-INV-2", "US-INV-3"]
+    assert invoices[0]["invoice_total"] == "1200.00" and isinstance(invoices[0]["amount_paid"], str)
+    detail = api.get("/api/invoices/US-INV-1").json()
+    assert detail["lines"][0]["billed_amount"] == "1200.00"
+    assert api.get("/api/invoices/KW-INV-1").status_code == 404
+    kw = api.get("/api/invoices/KW-INV-1", token=api.kw_token).json()
+    assert kw["invoice_total"] == "365.125"
+    assert api.get("/api/invoices", status="sent").json()["data"] == []
+
+
+def test_usage_reports_group_exactly_and_page(api: Api) -> None:
+    events = [
+        event(timestamp="2026-01-15T10:00:00Z", quantity="0.1"),
+        event(timestamp="2026-01-15T11:00:00Z", quantity="0.2"),
+        event(timestamp="2026-01-16T11:00:00Z", quantity=3),
+        event(timestamp="2026-02-01T00:00:00Z", quantity=4, usage_product_ref="seats"),
+        event(timestamp="2026-02-01T00:00:00Z", quantity=5, customer_ref="initech"),
+    ]
+    assert api.post("/api/usage/events/batch", {"events": events}).json()["accepted"] == 5
+    api.post(
+        "/api/usage/event",
+        event(customer_ref="gulf", validations={"currency": "KWD", "entity_ref": "kw"}),
+        token=api.kw_token,
+    )
+
+    days = all_pages(api, "/api/usage/reports", 2, group_by="day")
+    assert [(d["group"], d["quantity"], d["events"]) for d in days] == [
+        ("2026-01-15", "0.3", 2),
+        ("2026-01-16", "3", 1),
+        ("2026-02-01", "9", 2),
+    ]
+    months = api.get("/api/usage/reports", group_by="month", customer_ref="globex", usage_product_ref="api").json()
+    assert [(m["group"], m["quantity"]) for m in months["data"]] == [("2026-01", "3.3")]
+    ranged = api.get("/api/usage/reports", group_by="customer", **{"from": "2026-01-16", "to": "2026-02-01"}).json()
+    assert [(r["group"], r["quantity"]) for r in ranged["data"]] == [("globex", "7"), ("initech", "5")]
+    products = api.get("/api/usage/reports", group_by="product").json()["data"]
+    assert [(p["group"], p["events"]) for p in products] == [("api", 4), ("seats", 1)]
+    bad = api.get("/api/usage/reports", group_by="week")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "group_by"
+    assert api.get("/api/usage/reports", cursor="garbage!").status_code == 422
+    assert api.get("/api/usage/reports", **{"from": "2026-02-01", "to": "2026-01-01"}).status_code == 422
