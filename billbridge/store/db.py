@@ -34,7 +34,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _sqlite_transactions(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # Sessions in UTC whatever the server's or database's default: naive timestamps (stored UTC)
+    # and the UTC day of a usage event then mean the same on every connection.
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"}, **kwargs)
 
 
 def _sqlite_transactions(engine: Engine) -> None:

@@ -167,3 +167,27 @@ def test_rollups_equal_the_events_however_they_arrive_in_batches(store: Store, s
     for ref in ("api", "seats"):
         mine = [q for (c, r, _), qs in expected.items() if c == customers["globex"] and r == ref for q in qs]
         assert period[(customers["globex"], ref)] == (sum(mine, D(0)), max(mine), len(mine), None, {})
+
+
+@pytest.mark.postgres
+def test_postgresql_sessions_use_utc_whatever_the_database_default(postgres_url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from billbridge.store.db import normalise_url, open_store
+
+    name = make_url(postgres_url).database
+    admin = create_engine(normalise_url(postgres_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Tokyo'"))
+    admin.dispose()
+    store = open_store(postgres_url)
+    try:
+        customers = _store_events(store, [("globex", "2026-01-31T20:00:00+00:00", "5", "", None)])
+        with store.read() as session:
+            assert session.execute(text("SHOW timezone")).scalar() == "UTC"
+            days = daily_usage(session, None, JAN, FEB + timedelta(days=1))
+        # 05:00 on 1 February in Tokyo, but the 31st of January in UTC
+        assert list(days[(customers["globex"], "api")]) == [date(2026, 1, 31)]
+    finally:
+        store.dispose()
