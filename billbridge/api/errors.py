@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from billbridge.mapping.paths import dotted_path
+
 
 class Problem(BaseModel):
     """What is wrong and where: ``field`` is a dotted path in the body (or a parameter name)."""
@@ -41,13 +43,7 @@ def refuse(status: int, code: str, message: str, field: str | None = None) -> Ap
 
 def location(loc: tuple[Any, ...] | list[Any]) -> str:
     """pydantic's error location as a dotted path, list positions in brackets: ``events[3].quantity``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+    return dotted_path(loc)
 
 
 def problems_of(exc: ValidationError, index: int | None = None) -> list[Problem]:

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from billbridge.billing.model import RECORD_KINDS, ContractFile
+from billbridge.mapping.paths import dotted_path
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,7 @@ class ParsedFile:
 
 def field_path(loc: tuple[int | str, ...]) -> str:
     """pydantic's error location as a readable path: lines[0].pricing.tiers[1].up_to."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(record)"
+    return dotted_path(loc) or "(record)"
 
 
 def parse_document(document: Any) -> ParsedFile:

@@ -27,6 +27,12 @@ from tests.docs import contract, document
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
 ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_TOTALS = {  # the examples billed as of 2026-11-22
+    "EUR": Decimal("7800.00"),
+    "JPY": Decimal("1650000"),
+    "KWD": Decimal("3356.163"),
+    "USD": Decimal("46047.58"),
+}
 
 
 def invoice_rows(store: Store) -> list[tuple[int, date, str, str, int]]:
@@ -55,12 +61,7 @@ def test_examples_bill_once_and_a_rerun_creates_nothing(store: Store) -> None:
     first = run_billing(store, date(2026, 11, 22), chunk_size=4)
     # EUR: the partial first quarter (45 of 90 days) gets half of the 100 EUR contract discount
     assert first.failed == [] and first.documents["invoice"] == 37
-    assert first.totals == {
-        "EUR": Decimal("7800.00"),
-        "JPY": Decimal("1650000"),
-        "KWD": Decimal("3356.163"),
-        "USD": Decimal("46047.58"),
-    }
+    assert first.totals == EXAMPLE_TOTALS
     again = run_billing(store, date(2026, 11, 22))
     assert sum(again.documents.values()) == 0 and again.totals == {}
     assert len(invoice_rows(store)) == 37
@@ -262,12 +263,7 @@ def test_planning_processes_bill_exactly_what_a_single_process_bills(store: Stor
         import_file(store, path)
     first = run_billing(store, date(2026, 11, 22), chunk_size=2, workers=2)
     assert first.failed == [] and first.documents["invoice"] == 37
-    assert first.totals == {
-        "EUR": Decimal("7800.00"),
-        "JPY": Decimal("1650000"),
-        "KWD": Decimal("3356.163"),
-        "USD": Decimal("46047.58"),
-    }
+    assert first.totals == EXAMPLE_TOTALS
     assert_numbers_gapless(store)
     assert sum(run_billing(store, date(2026, 11, 22), chunk_size=2, workers=1).documents.values()) == 0
 
