@@ -8,7 +8,7 @@ the OpenAPI document (``/docs``).
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -181,11 +181,10 @@ def usage_report(
     """Sum of quantities (exact, as a string) and count of events per group, in group order."""
     if from_ is not None and to is not None and to < from_:
         raise refuse(422, "bad_range", "`to` is before `from`", "to")
-    start = datetime.combine(from_, time.min, tzinfo=timezone.utc) if from_ else None
-    end = datetime.combine(to + timedelta(days=1), time.min, tzinfo=timezone.utc) if to and to < date.max else None
+    end = to + timedelta(days=1) if to and to < date.max else None
     with store_of(request).read() as session:
         rows = report_rows(
-            session, principal.entity_id, customer_ref=customer_ref, product_ref=usage_product_ref, start=start, end=end
+            session, principal.entity_id, customer_ref=customer_ref, product_ref=usage_product_ref, start=from_, end=end
         )
     groups = group_usage(rows, group_by)
     offset = decode(cursor)

@@ -1,10 +1,10 @@
-"""Usage reports: events grouped by day, month, product or customer, summed exactly. Pure."""
+"""Usage reports: per-day usage grouped by day, month, product or customer, summed exactly. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 from decimal import Decimal
 from typing import Literal
 
@@ -18,19 +18,19 @@ class UsageGroup:
     events: int
 
 
-def group_usage(rows: Iterable[tuple[str, str, datetime, Decimal]], group_by: GroupBy) -> list[UsageGroup]:
-    """Rows of (customer_ref, product_ref, UTC timestamp, quantity) -> groups in key order."""
+def group_usage(rows: Iterable[tuple[str, str, date, Decimal, int]], group_by: GroupBy) -> list[UsageGroup]:
+    """Per-day rows of (customer_ref, product_ref, UTC day, quantity, events) -> groups in key order."""
     totals: dict[str, list[Decimal | int]] = {}
-    for customer_ref, product_ref, stamp, quantity in rows:
+    for customer_ref, product_ref, day, quantity, events in rows:
         if group_by == "day":
-            key = stamp.date().isoformat()
+            key = day.isoformat()
         elif group_by == "month":
-            key = stamp.strftime("%Y-%m")
+            key = day.strftime("%Y-%m")
         elif group_by == "product":
             key = product_ref
         else:
             key = customer_ref
         found = totals.setdefault(key, [Decimal(0), 0])
         found[0] += quantity
-        found[1] += 1
+        found[1] += events
     return [UsageGroup(key, Decimal(q), int(n)) for key, (q, n) in sorted(totals.items())]

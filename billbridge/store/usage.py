@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from billbridge.billing.usage import to_micros
+from billbridge.billing.usage import from_micros, to_micros
 from billbridge.billing.usage_documents import VersionTerms
 from billbridge.store.models import (
     Contract,
@@ -331,25 +331,24 @@ def report_rows(
     *,
     customer_ref: str | None = None,
     product_ref: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> list[tuple[str, str, datetime, Decimal]]:
-    """(customer_ref, product_ref, UTC timestamp, quantity) of an entity's events in [start, end).
-
-    Sums are done by the caller in Decimal: SQLite would add the text-stored quantities as floats.
-    """
+    start: date | None = None,
+    end: date | None = None,
+) -> list[tuple[str, str, date, Decimal, int]]:
+    """(customer_ref, product_ref, UTC day, sum of quantities, events) of an entity's usage on the
+    days in [start, end), from the per-day rollups: a report over millions of events reads one row
+    per customer, product and day."""
     query = (
-        select(Customer.customer_ref, Product.product_ref, _EVENTS.c.timestamp, _EVENTS.c.quantity)
-        .join(Customer, Customer.id == _EVENTS.c.customer_id)
-        .join(Product, Product.id == _EVENTS.c.product_id)
-        .where(_EVENTS.c.entity_id == entity_id)
+        select(Customer.customer_ref, Product.product_ref, UsageDaily.day, UsageDaily.total_micros, UsageDaily.events)
+        .join(Customer, Customer.id == UsageDaily.customer_id)
+        .join(Product, Product.id == UsageDaily.product_id)
+        .where(Customer.entity_id == entity_id)
     )
     if customer_ref is not None:
         query = query.where(Customer.customer_ref == customer_ref)
     if product_ref is not None:
         query = query.where(Product.product_ref == product_ref)
     if start is not None:
-        query = query.where(_EVENTS.c.timestamp >= start)
+        query = query.where(UsageDaily.day >= start)
     if end is not None:
-        query = query.where(_EVENTS.c.timestamp < end)
-    return [(c, p, _utc(t), q) for c, p, t, q in session.execute(query)]
+        query = query.where(UsageDaily.day < end)
+    return [(c, p, day, from_micros(total), int(n)) for c, p, day, total, n in session.execute(query)]
