@@ -13,7 +13,9 @@ from billbridge.billing.usage import MICROS
 
 MAX_BATCH = 1000
 MAX_KEY_LENGTH = 150
-MAX_QUANTITY = Decimal("1e12")  # quantities are also kept in integer micro-units (BIGINT)
+MAX_QUANTITY = Decimal("1e9")
+"""Per event. Quantities are kept in integer micro-units and per-day rollups are BIGINT sums: this
+leaves room for over 9,000 maximal events per customer, product and day (9.2 x 10^12 units)."""
 MAX_PLACES = MICROS
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; usage stamped further ahead is refused
 
@@ -39,7 +41,7 @@ class UsageEventIn(BaseModel):
     customer_name: Name | None = Field(default=None, description="Informational; not checked")
     usage_product_ref: Ref
     usage_product_name: Name | None = Field(default=None, description="Informational; not checked")
-    quantity: Decimal = Field(description="Not negative, at most 6 decimal places and below 10^12")
+    quantity: Decimal = Field(description="Not negative, at most 6 decimal places and below 10^9")
     additional_report_data: dict[str, Any] | None = None
     validations: Validations
     event_id: EventId | None = Field(
@@ -77,7 +79,7 @@ class UsageEventIn(BaseModel):
         if number < 0:
             raise ValueError("quantity must not be negative")
         if number >= MAX_QUANTITY:
-            raise ValueError("quantity must be below 10^12")
+            raise ValueError("quantity must be below 10^9")
         exponent = number.as_tuple().exponent
         if isinstance(exponent, int) and exponent < -MAX_PLACES:
             raise ValueError(f"quantity has more than {MAX_PLACES} decimal places")

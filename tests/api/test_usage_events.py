@@ -39,7 +39,7 @@ def count(api: Api) -> int:
 
 
 def test_single_event_answers_with_the_upcoming_invoice(api: Api) -> None:
-    response = api.post(EVENT, event(quantity="999999999999.999999"))
+    response = api.post(EVENT, event(quantity="999999999.999999"))
     assert response.status_code == 201, response.text
     body = response.json()
     assert set(body) >= {
@@ -56,17 +56,17 @@ def test_single_event_answers_with_the_upcoming_invoice(api: Api) -> None:
     assert body["related_parent_document_ref"] is None and body["late"] is False
     [(event_ref, quantity, key)] = stored(api)
     assert event_ref == body["event_ref"] and key is None
-    assert quantity == Decimal("999999999999.999999")  # exactly: a float would have made it 1e12
+    assert quantity == Decimal("999999999.999999")  # exactly: Decimal(float) would end in ...99904632568359375
 
 
 def test_a_json_float_is_read_exactly(api: Api) -> None:
     raw = (
         b'{"timestamp": "2026-01-15T08:00:00Z", "customer_ref": "globex", "usage_product_ref": "api", '
-        b'"quantity": 999999999999.999999, "validations": {"currency": "USD", "entity_ref": "us"}}'
+        b'"quantity": 999999999.999999, "validations": {"currency": "USD", "entity_ref": "us"}}'
     )
     response = api.client.post(EVENT, content=raw, headers=api.headers(**{"Content-Type": "application/json"}))
     assert response.status_code == 201, response.text
-    assert stored(api)[0][1] == Decimal("999999999999.999999")  # float("999999999999.999999") == 1e12
+    assert stored(api)[0][1] == Decimal("999999999.999999")  # not Decimal(float(...)): 999999999.99999904632568359375
 
 
 def test_usage_without_a_contract_is_accepted_with_no_related_document(api: Api) -> None:
@@ -190,7 +190,7 @@ def test_a_revoked_key_is_refused_once_the_cache_expires(api: Api) -> None:
         ({"quantity": True}, "quantity", "number"),
         ({"quantity": None}, "quantity", "number"),
         ({"quantity": "NaN"}, "quantity", "finite"),
-        ({"quantity": "1e12"}, "quantity", "below"),
+        ({"quantity": "1e9"}, "quantity", "below"),
         ({"quantity": "0.0000001"}, "quantity", "decimal places"),
         ({"timestamp": "yesterday"}, "timestamp", "datetime"),
         ({"timestamp": "2026-01-15T08:00:00"}, "timestamp", "timezone"),
