@@ -13,6 +13,7 @@ from billbridge.api.pagination import Cursor, Limit, Page, decode, page_of
 from billbridge.api.resource_models import ContractOut, CustomerOut, InvoiceOut, ProductOut, WhoAmI
 from billbridge.billing.usage_documents import document_ref
 from billbridge.store import listings
+from billbridge.store.invoices import invoice_lines
 
 router = APIRouter(prefix="/api", responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 RefPath = Annotated[str, Path(min_length=1, max_length=200)]
@@ -127,7 +128,7 @@ def get_invoice(
         rows = listings.invoices(session, principal.entity_id, number=number)
         if not rows:
             raise refuse(404, "not_found", f"no invoice or credit note numbered {number!r}", "number")
-        lines = listings.invoice_lines(session, rows[0]["id"])
+        lines = invoice_lines(session, rows[0]["id"])
     return _invoice(rows[0], lines)
 
 

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
@@ -243,11 +243,12 @@ def _reserve(session: Session, entity_id: int, doc_type: str, count: int) -> int
     return int(new_next) - count
 
 
-def list_invoices(
-    session: Session, *, contract_ref: str | None = None, status: str | None = None, limit: int | None = None
-) -> list[dict[str, Any]]:
-    query = (
+def documents_query() -> Select:
+    """Invoice and credit note headers with their contract, customer and entity refs; callers add
+    filters, order and limits (the CLI's listing, the API's paged and entity-scoped one)."""
+    return (
         select(
+            Invoice.id,
             Invoice.number,
             Invoice.doc_type,
             Contract.contract_ref,
@@ -257,14 +258,43 @@ def list_invoices(
             Invoice.due_date,
             Invoice.currency,
             Invoice.status,
+            Invoice.subtotal,
+            Invoice.discount_total,
             Invoice.invoice_total,
             Invoice.amount_paid,
         )
         .join(Contract, Contract.id == Invoice.contract_id)
         .join(Customer, Customer.id == Invoice.customer_id)
         .join(LegalEntity, LegalEntity.id == Invoice.entity_id)
-        .order_by(Invoice.entity_id, Invoice.doc_type, Invoice.sequence_no)
     )
+
+
+def invoice_lines(session: Session, invoice_id: int) -> list[dict[str, Any]]:
+    """A document's lines in their order."""
+    rows = session.execute(
+        select(
+            InvoiceLine.line_ref,
+            InvoiceLine.kind,
+            InvoiceLine.product_ref,
+            InvoiceLine.description,
+            InvoiceLine.start_date,
+            InvoiceLine.end_date,
+            InvoiceLine.billed_days,
+            InvoiceLine.quantity,
+            InvoiceLine.amount,
+            InvoiceLine.discount_amount,
+            InvoiceLine.billed_amount,
+        )
+        .where(InvoiceLine.invoice_id == invoice_id)
+        .order_by(InvoiceLine.position)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def list_invoices(
+    session: Session, *, contract_ref: str | None = None, status: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    query = documents_query().order_by(Invoice.entity_id, Invoice.doc_type, Invoice.sequence_no)
     if contract_ref:
         query = query.where(Contract.contract_ref == contract_ref)
     if status:
@@ -276,49 +306,10 @@ def list_invoices(
 
 def get_invoice(session: Session, number: str) -> dict[str, Any] | None:
     """One document with its lines, or None."""
-    row = session.execute(
-        select(Invoice, Contract.contract_ref, Customer.customer_ref, LegalEntity.entity_ref)
-        .join(Contract, Contract.id == Invoice.contract_id)
-        .join(Customer, Customer.id == Invoice.customer_id)
-        .join(LegalEntity, LegalEntity.id == Invoice.entity_id)
-        .where(Invoice.number == number)
-    ).first()
+    row = session.execute(documents_query().where(Invoice.number == number)).mappings().first()
     if row is None:
         return None
-    invoice, contract_ref, customer_ref, entity_ref = row
-    lines = session.scalars(
-        select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id).order_by(InvoiceLine.position)
-    ).all()
-    return {
-        "number": invoice.number,
-        "doc_type": invoice.doc_type,
-        "contract_ref": contract_ref,
-        "customer_ref": customer_ref,
-        "entity_ref": entity_ref,
-        "billing_date": invoice.billing_date,
-        "due_date": invoice.due_date,
-        "currency": invoice.currency,
-        "status": invoice.status,
-        "subtotal": invoice.subtotal,
-        "discount_total": invoice.discount_total,
-        "invoice_total": invoice.invoice_total,
-        "amount_paid": invoice.amount_paid,
-        "lines": [
-            {
-                "line_ref": line.line_ref,
-                "kind": line.kind,
-                "product_ref": line.product_ref,
-                "description": line.description,
-                "start_date": line.start_date,
-                "end_date": line.end_date,
-                "billed_days": line.billed_days,
-                "quantity": line.quantity,
-                "amount": line.amount,
-                "billed_amount": line.billed_amount,
-            }
-            for line in lines
-        ],
-    }
+    return {**row, "lines": invoice_lines(session, row["id"])}
 
 
 def set_status(session: Session, number: str, target: str) -> str:

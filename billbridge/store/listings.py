@@ -11,13 +11,13 @@ from typing import Any
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
+from billbridge.store.invoices import documents_query
 from billbridge.store.models import (
     Contract,
     ContractLine,
     ContractVersion,
     Customer,
     Invoice,
-    InvoiceLine,
     Price,
     Product,
 )
@@ -147,28 +147,8 @@ def invoices(
     contract_ref: str | None = None,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
-    query = (
-        select(
-            Invoice.id,
-            Invoice.number,
-            Invoice.doc_type,
-            Contract.contract_ref,
-            Customer.customer_ref,
-            Invoice.billing_date,
-            Invoice.due_date,
-            Invoice.currency,
-            Invoice.status,
-            Invoice.subtotal,
-            Invoice.discount_total,
-            Invoice.invoice_total,
-            Invoice.amount_paid,
-        )
-        .join(Contract, Contract.id == Invoice.contract_id)
-        .join(Customer, Customer.id == Invoice.customer_id)
-        .where(Invoice.entity_id == entity_id, Invoice.id > after_id)
-        .order_by(Invoice.id)
-        .limit(limit + 1)
-    )
+    """An entity's documents by id after ``after_id`` (one more than ``limit``, to tell a next page)."""
+    query = documents_query().where(Invoice.entity_id == entity_id, Invoice.id > after_id)
     for column, value in (
         (Invoice.number, number),
         (Customer.customer_ref, customer_ref),
@@ -177,25 +157,4 @@ def invoices(
     ):
         if value is not None:
             query = query.where(column == value)
-    return [dict(r) for r in session.execute(query).mappings()]
-
-
-def invoice_lines(session: Session, invoice_id: int) -> list[dict[str, Any]]:
-    rows = session.execute(
-        select(
-            InvoiceLine.line_ref,
-            InvoiceLine.kind,
-            InvoiceLine.product_ref,
-            InvoiceLine.description,
-            InvoiceLine.start_date,
-            InvoiceLine.end_date,
-            InvoiceLine.billed_days,
-            InvoiceLine.quantity,
-            InvoiceLine.amount,
-            InvoiceLine.discount_amount,
-            InvoiceLine.billed_amount,
-        )
-        .where(InvoiceLine.invoice_id == invoice_id)
-        .order_by(InvoiceLine.position)
-    )
-    return [dict(r) for r in rows.mappings()]
+    return [dict(r) for r in session.execute(query.order_by(Invoice.id).limit(limit + 1)).mappings()]
