@@ -15,7 +15,6 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 NO_VALUES: Mapping[str, frozenset[str]] = MappingProxyType({})
-AGGREGATIONS = ("sum", "max", "count", "distinct", "last")
 LABELS = {
     "sum": "sum of quantities",
     "max": "peak quantity",
@@ -34,10 +33,6 @@ class UsageQuery:
     start: date
     end: date
     usage_property: str | None = None  # distinct: the additional_report_data key whose values are counted
-
-    @property
-    def label(self) -> str:
-        return usage_label(self.aggregation, self.usage_property)
 
 
 def usage_label(aggregation: str, usage_property: str | None = None) -> str:
