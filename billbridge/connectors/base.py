@@ -1,0 +1,37 @@
+"""What every CRM connector yields: pages of deals bundled with what mapping them needs.
+
+A connector pulls with an opaque cursor (None: from the beginning) and yields ``DealPage``s; the
+flow stores a page and only then saves ``page.cursor``, so a crash repeats at most one page.
+Records stay in the vendor's shapes (plain dicts as the SDK returns them): connectors do not know
+the canonical model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class DealBundle:
+    deal: dict[str, Any]  # the vendor's deal (Opportunity fields / deal properties with its id)
+    lines: list[dict[str, Any]]  # its line items
+    company: dict[str, Any] | None  # its account / company
+    products: dict[str, dict[str, Any]]  # vendor product id -> product (with its prices) for the lines
+
+
+@dataclass(frozen=True)
+class DealPage:
+    bundles: list[DealBundle]
+    deleted_ids: list[str] = field(default_factory=list)  # deals deleted or archived since the cursor
+    cursor: str | None = None  # save after this page is stored; hand back to ``pull`` next time
+    api_calls: int = 0  # vendor calls this page cost (for summaries and benchmarks)
+
+
+class DealSource(Protocol):
+    """A CRM connector as the sync flow sees it."""
+
+    name: str
+
+    def pull(self, cursor: str | None) -> Iterator[DealPage]: ...

@@ -1,0 +1,39 @@
+"""Pacing under a vendor's published rate limit: a thread-safe sliding window shared by a client's calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class Pacer:
+    """Allow at most ``calls`` calls in any ``per_seconds`` window; ``wait()`` blocks until one is free."""
+
+    def __init__(
+        self,
+        calls: int,
+        per_seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if calls < 1 or per_seconds <= 0:
+            raise ValueError("a pace needs at least one call per positive window")
+        self.calls, self.per_seconds = calls, per_seconds
+        self._clock, self._sleep = clock, sleep
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and now - self._sent[0] >= self.per_seconds:
+                    self._sent.popleft()
+                if len(self._sent) < self.calls:
+                    self._sent.append(now)
+                    return
+                pause = self.per_seconds - (now - self._sent[0])
+            self._sleep(pause)

@@ -1,0 +1,387 @@
+"""CRM deals -> canonical customers, products and contracts: the rules every CRM shares.
+
+A vendor mapping (``mapping/salesforce.py``, ``mapping/hubspot.py``) only reads its records' fields
+into the neutral ``CrmDeal`` / ``CrmLine`` / ``CrmCompany`` / ``CrmProduct`` below, remembering which
+vendor field each value came from; everything else is decided here, once:
+
+- only deals in a won stage become contracts (others are skipped, not errors);
+- the billing terms (dates, cycle, payment terms, timing, auto-charge, currency, legal entity) are
+  parsed and checked, with errors naming the deal and the vendor field;
+- line items must add up to the deal amount (to the currency's minor unit);
+- pricing comes from the price book (the product's pricing in the deal currency); a deal line may
+  override the unit price (flat and per-unit products only), the quantity and the discount;
+- a deal changed after import becomes a new contract version from its change date.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from billbridge.billing.currency import MINOR_UNITS
+from billbridge.billing.model import Contract, ContractLine, Customer, Discount, Product, ProductPrice
+from billbridge.billing.pricing import Pricing
+
+Charge = Literal["recurring", "usage", "one_time"]
+_PRICING: TypeAdapter[Pricing] = TypeAdapter(Pricing)
+
+
+class MappingError(ValueError):
+    """A record that cannot be mapped: which field (the vendor's name for it) and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class CrmMapping(BaseModel):
+    """Per-installation mapping of a CRM's deals (documented defaults; override in billbridge.toml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    won_stages: list[str] = Field(description="Deal stages that make a deal a contract")
+    entity_by_currency: dict[str, str] = Field(
+        default_factory=lambda: {"USD": "us-inc", "EUR": "eu-bv", "GBP": "uk-ltd", "JPY": "jp-kk"},
+        description="Legal entity of a deal that names none, by deal currency",
+    )
+    default_billing_cycle: str = "monthly"
+    default_payment_terms_days: int = Field(default=30, ge=0)
+    ref_prefix: str = Field(description="Prefix of contract and customer refs, e.g. sf- or hs-")
+
+
+@dataclass(frozen=True)
+class CrmProduct:
+    """A price-book product as the CRM holds it."""
+
+    product_id: str
+    sku: str | None
+    name: str
+    charge: str | None  # recurring | usage | one_time (a custom field; None: recurring)
+    pricing: Mapping[str, Any]  # currency -> canonical pricing (JSON text or dict) from a custom field
+    list_prices: Mapping[str, Any]  # currency -> the CRM's standard unit price
+    usage_aggregation: str | None = None
+    names: Mapping[str, str] = field(default_factory=dict)  # our attribute -> the vendor's field name
+
+
+@dataclass(frozen=True)
+class CrmCompany:
+    company_id: str
+    name: str | None
+    email: str | None = None
+    entity_ref: str | None = None
+    names: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CrmLine:
+    line_id: str
+    product_id: str | None
+    quantity: Any
+    unit_price: Any
+    discount_percent: Any
+    total: Any  # the line amount the CRM shows (after discount)
+    start_date: Any = None
+    end_date: Any = None
+    names: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CrmDeal:
+    deal_id: str
+    name: str | None
+    stage: str | None
+    amount: Any
+    currency: Any
+    company_id: str | None
+    start_date: Any
+    end_date: Any
+    billing_cycle: Any
+    payment_terms_days: Any
+    auto_charge: Any
+    billing_timing: Any
+    entity_ref: Any
+    modified_at: datetime | None
+    lines: tuple[CrmLine, ...]
+    names: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MappedDeal:
+    customer: Customer
+    products: list[Product]
+    contract: Contract
+
+
+CYCLES: dict[str, tuple[int, str]] = {
+    "monthly": (1, "month"),
+    "quarterly": (3, "month"),
+    "per_six_months": (6, "month"),
+    "semiannually": (6, "month"),
+    "annually": (1, "year"),
+    "yearly": (1, "year"),
+    "per_two_years": (2, "year"),
+    "weekly": (1, "week"),
+}
+"""Billing cycle words both CRMs use (HubSpot's recurringbillingfrequency values) -> (length, unit)."""
+
+
+def contract_ref(config: CrmMapping, deal_id: str) -> str:
+    return f"{config.ref_prefix}{deal_id}"
+
+
+def customer_ref(config: CrmMapping, company_id: str) -> str:
+    return f"{config.ref_prefix}{company_id}"
+
+
+def is_won(deal: CrmDeal, config: CrmMapping) -> bool:
+    return deal.stage in config.won_stages
+
+
+def map_deal(
+    deal: CrmDeal, company: CrmCompany | None, products: Mapping[str, CrmProduct], config: CrmMapping
+) -> MappedDeal:
+    """Map one won deal; raises MappingError naming the vendor field of the first problem."""
+    name = _namer(deal.names)
+    currency = _currency(deal.currency, name("currency"))
+    entity_ref = _text(deal.entity_ref) or (company.entity_ref if company else None)
+    entity_ref = entity_ref or config.entity_by_currency.get(currency)
+    if entity_ref is None:
+        raise MappingError(name("entity_ref"), f"no legal entity given and none configured for {currency}")
+    if company is None or not deal.company_id:
+        raise MappingError(name("company_id"), "the deal has no company (account) to bill")
+    start = _date(deal.start_date, name("start_date"), required=True)
+    assert start is not None
+    end = _date(deal.end_date, name("end_date"))
+    if end is not None and end < start:
+        raise MappingError(name("end_date"), f"{end} is before the start date {start}")
+    cycle_word = (_text(deal.billing_cycle) or config.default_billing_cycle).lower()
+    if cycle_word not in CYCLES:
+        raise MappingError(
+            name("billing_cycle"), f"unknown billing cycle {cycle_word!r} (expected {', '.join(CYCLES)})"
+        )
+    cycle_length, cycle_unit = CYCLES[cycle_word]
+    terms = _int(deal.payment_terms_days, name("payment_terms_days"), config.default_payment_terms_days)
+    timing = (_text(deal.billing_timing) or "in_advance").lower().replace(" ", "_")
+    if timing not in ("in_advance", "in_arrears"):
+        raise MappingError(name("billing_timing"), f"unknown billing timing {timing!r} (in_advance or in_arrears)")
+    if not deal.lines:
+        raise MappingError(name("lines"), "the deal has no line items")
+    used: dict[str, Product] = {}
+    lines = [_line(line, products, currency, start, end, used) for line in deal.lines]
+    _check_total(deal, currency, name("amount"))
+    customer = Customer(
+        customer_ref=customer_ref(config, deal.company_id),
+        name=_text(company.name) or deal.company_id,
+        entity_ref=entity_ref,
+        email=_text(company.email),
+    )
+    changed = deal.modified_at.date() if deal.modified_at else None
+    try:
+        contract = Contract(
+            contract_ref=contract_ref(config, deal.deal_id),
+            customer_ref=customer.customer_ref,
+            entity_ref=entity_ref,
+            currency=currency,
+            contract_start_date=start,
+            contract_end_date=end,
+            cycle_length=cycle_length,
+            cycle_unit=cycle_unit,
+            billing_timing=timing,
+            payment_terms_days=terms,
+            auto_charge=_bool(deal.auto_charge, name("auto_charge")),
+            effective_date=max(start, changed) if changed else None,
+            lines=lines,
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise MappingError(name(".".join(str(p) for p in first["loc"]) or "(deal)"), first["msg"]) from exc
+    return MappedDeal(customer, list(used.values()), contract)
+
+
+def map_product(product: CrmProduct) -> Product:
+    """A CRM product as a canonical price-book product (its SKU is the product_ref)."""
+    name = _namer(product.names)
+    sku = _text(product.sku)
+    if not sku:
+        raise MappingError(name("sku"), f"product {product.product_id} has no SKU (product code)")
+    charge = _charge(product, name)
+    prices = []
+    for currency, raw in sorted(product.pricing.items()):
+        if raw in (None, ""):
+            continue
+        pricing = _pricing(raw, name("pricing"), currency)
+        prices.append(ProductPrice(price_ref=f"{sku}-{currency}", currency=currency, pricing=pricing))
+    known = {p.currency for p in prices}
+    for currency, raw in sorted(product.list_prices.items()):
+        if currency in known or raw in (None, "") or charge == "usage":
+            continue
+        unit = _decimal(raw, name("list_prices"))
+        model: dict[str, Any] = {"model": "per_unit", "unit_price": str(unit)}
+        prices.append(
+            ProductPrice(price_ref=f"{sku}-{currency}", currency=currency, pricing=_PRICING.validate_python(model))
+        )
+    return Product(product_ref=sku, name=product.name or sku, prices=prices)
+
+
+def _line(
+    line: CrmLine,
+    products: Mapping[str, CrmProduct],
+    currency: str,
+    start: date,
+    end: date | None,
+    used: dict[str, Product],
+) -> ContractLine:
+    name = _namer(line.names)
+    crm_product = products.get(line.product_id or "")
+    if crm_product is None:
+        raise MappingError(name("product_id"), f"line {line.line_id}: unknown product {line.product_id!r}")
+    product = map_product(crm_product)
+    used[product.product_ref] = product
+    charge = _charge(crm_product, _namer(crm_product.names))
+    price = next((p for p in product.prices if p.currency == currency), None)
+    if price is None:
+        raise MappingError(
+            name("product_id"), f"line {line.line_id}: product {product.product_ref} has no {currency} price"
+        )
+    quantity = _decimal(line.quantity, name("quantity"), default=Decimal(1))
+    if quantity < 0:
+        raise MappingError(name("quantity"), f"line {line.line_id}: quantity {quantity} is negative")
+    discount_percent = _decimal(line.discount_percent, name("discount_percent"), default=Decimal(0))
+    if not Decimal(0) <= discount_percent <= Decimal(100):
+        raise MappingError(name("discount_percent"), f"line {line.line_id}: discount {discount_percent}% is not 0-100")
+    pricing = None
+    unit_price = _decimal(line.unit_price, name("unit_price"), default=None)
+    if unit_price is not None and price.pricing.model in ("flat", "per_unit") and charge != "usage":
+        listed = price.pricing.amount_for(Decimal(1))
+        if unit_price != listed:  # the deal overrides the list price
+            pricing = _PRICING.validate_python({"model": "per_unit", "unit_price": str(unit_price)})
+            if price.pricing.model == "flat":
+                pricing = _PRICING.validate_python({"model": "flat", "amount": str(unit_price * quantity)})
+    line_start = _date(line.start_date, name("start_date")) or start
+    line_end = _date(line.end_date, name("end_date")) or end
+    kind = {"recurring": "recurring", "usage": "usage", "one_time": "one_time"}[charge]
+    return ContractLine(
+        line_ref=line.line_id,
+        product_ref=product.product_ref,
+        charge=kind,
+        description=crm_product.name,
+        quantity=quantity if kind != "usage" else Decimal(1),
+        price_ref=price.price_ref,
+        pricing=pricing,
+        start_date=line_start if line_start != start else None,
+        end_date=line_end if line_end != end else None,
+        discount=Discount(percent=discount_percent) if discount_percent else None,
+        usage_aggregation=(crm_product.usage_aggregation or "sum") if kind == "usage" else "sum",
+        billing_date=line_start if kind == "one_time" else None,
+    )
+
+
+def _check_total(deal: CrmDeal, currency: str, field_name: str) -> None:
+    """Line items must add up to the deal amount, to the currency's minor unit."""
+    if deal.amount in (None, ""):
+        return
+    amount = _decimal(deal.amount, field_name)
+    total = sum(
+        (_decimal(line.total, _namer(line.names)("total"), default=Decimal(0)) for line in deal.lines), Decimal(0)
+    )
+    unit = Decimal(1).scaleb(-MINOR_UNITS[currency])
+    if amount.quantize(unit, rounding=ROUND_HALF_UP) != total.quantize(unit, rounding=ROUND_HALF_UP):
+        raise MappingError(field_name, f"line items add up to {total} {currency}, the deal says {amount}")
+
+
+def _namer(names: Mapping[str, str]) -> Any:
+    return lambda attr: names.get(attr, attr)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _currency(value: Any, field_name: str) -> str:
+    code = (_text(value) or "").upper()
+    if not code:
+        raise MappingError(field_name, "no currency")
+    if code not in MINOR_UNITS:
+        raise MappingError(field_name, f"unknown currency {code!r}")
+    return code
+
+
+def _date(value: Any, field_name: str, *, required: bool = False) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = _text(value)
+    if text is None:
+        if required:
+            raise MappingError(field_name, "missing (the billing start date is required)")
+        return None
+    try:
+        if text.isdigit():  # HubSpot date properties may come as epoch milliseconds
+            return datetime.fromtimestamp(int(text) / 1000).date()
+        return date.fromisoformat(text[:10])
+    except ValueError as exc:
+        raise MappingError(field_name, f"not a date: {text!r}") from exc
+
+
+def _decimal(value: Any, field_name: str, default: Any = ...) -> Any:
+    if isinstance(value, float):  # JSON numbers from an SDK: go through their shortest repr, never binary
+        value = repr(value)
+    text = _text(value)
+    if text is None:
+        if default is ...:
+            raise MappingError(field_name, "missing")
+        return default
+    try:
+        number = Decimal(text)
+    except InvalidOperation as exc:
+        raise MappingError(field_name, f"not a number: {text!r}") from exc
+    if not number.is_finite():
+        raise MappingError(field_name, f"not a finite number: {text!r}")
+    return number
+
+
+def _int(value: Any, field_name: str, default: int) -> int:
+    number = _decimal(value, field_name, default=None)
+    if number is None:
+        return default
+    if number != number.to_integral_value() or number < 0:
+        raise MappingError(field_name, f"expected a whole number of days, got {value!r}")
+    return int(number)
+
+
+def _bool(value: Any, field_name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = (_text(value) or "false").lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise MappingError(field_name, f"expected true or false, got {value!r}")
+
+
+def _charge(product: CrmProduct, name: Any) -> Charge:
+    charge = (_text(product.charge) or "recurring").lower().replace("-", "_")
+    if charge not in ("recurring", "usage", "one_time"):
+        raise MappingError(name("charge"), f"product {product.product_id}: unknown charge {charge!r}")
+    return charge  # type: ignore[return-value]
+
+
+def _pricing(raw: Any, field_name: str, currency: str) -> Pricing:
+    try:
+        data = json.loads(raw, parse_float=Decimal) if isinstance(raw, str) else raw
+        return _PRICING.validate_python(data)
+    except (ValueError, ValidationError) as exc:
+        raise MappingError(field_name, f"{currency} pricing is not valid: {exc}") from exc

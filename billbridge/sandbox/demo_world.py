@@ -1,0 +1,392 @@
+"""A vendor-neutral demo world: selling entities, companies, a price book and deals with line items.
+
+Every sandbox renders the same world in its own vendor's shapes (Salesforce Accounts and
+Opportunities, HubSpot companies and deals, ...), so the demo, the tests and the benchmarks can
+compare what a sync stored with what the world says. Generation is seeded and deterministic.
+
+Deals cover every pricing model of the price book, several currencies and legal entities, won and
+not-won stages, and a few deliberately broken records (``DemoDeal.broken`` says how) that a sync
+must quarantine rather than drop. ``changed`` produces the next state of the world: edits, closed
+deals, deletions and fixes of broken deals, each with a later modification time.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Literal
+
+from billbridge.billing.currency import MINOR_UNITS
+
+Charge = Literal["recurring", "usage", "one_time"]
+Stage = Literal["won", "lost", "open"]
+_STAGES: list[Stage] = ["won", "lost", "open"]
+Broken = Literal["no_start_date", "unknown_currency", "negative_quantity", "unknown_product", "lines_mismatch"]
+BROKEN_KINDS: tuple[Broken, ...] = (
+    "no_start_date",
+    "unknown_currency",
+    "negative_quantity",
+    "unknown_product",
+    "lines_mismatch",
+)
+CYCLES_MONTHS = {"monthly": 1, "quarterly": 3, "annually": 12}
+
+
+@dataclass(frozen=True)
+class DemoEntity:
+    entity_ref: str
+    name: str
+    currency: str
+    invoice_prefix: str
+    country: str
+
+
+ENTITIES: tuple[DemoEntity, ...] = (
+    DemoEntity("us-inc", "Acme Software Inc.", "USD", "US-INV-", "US"),
+    DemoEntity("eu-bv", "Acme Software B.V.", "EUR", "EU-INV-", "NL"),
+    DemoEntity("uk-ltd", "Acme Software Ltd", "GBP", "UK-INV-", "GB"),
+    DemoEntity("jp-kk", "Acme Software K.K.", "JPY", "JP-INV-", "JP"),
+)
+# How many units of each currency one US dollar buys in the demo price book.
+_FX = {"USD": Decimal(1), "EUR": Decimal("0.92"), "GBP": Decimal("0.79"), "JPY": Decimal(150)}
+
+
+@dataclass(frozen=True)
+class DemoProduct:
+    """A price-book product. ``pricing`` is the canonical pricing (contract-file JSON) per currency."""
+
+    sku: str
+    name: str
+    charge: Charge
+    pricing: dict[str, dict[str, Any]]
+    list_price: dict[str, Decimal]  # the CRM's standard unit price per currency
+    usage_aggregation: str | None = None
+
+
+@dataclass(frozen=True)
+class DemoCompany:
+    key: str  # stable id of the world; vendors assign their own ids
+    name: str
+    domain: str
+    entity_ref: str
+    modified_at: datetime
+
+
+@dataclass(frozen=True)
+class DemoLine:
+    key: str
+    sku: str
+    quantity: Decimal
+    unit_price: Decimal  # the price on the deal line (list price, or an override)
+    discount_percent: Decimal
+    total: Decimal  # quantity x unit price less discount, rounded to the currency: what the CRM shows
+
+    @property
+    def overridden(self) -> bool:
+        return self.discount_percent != 0
+
+
+@dataclass(frozen=True)
+class DemoDeal:
+    key: str
+    name: str
+    company_key: str
+    won: bool
+    stage: Stage
+    currency: str
+    entity_ref: str
+    amount: Decimal  # the deal amount the CRM shows
+    close_date: date
+    start_date: date | None
+    end_date: date | None  # last day of service; None: evergreen
+    billing_cycle: str  # monthly | quarterly | annually
+    payment_terms_days: int
+    auto_charge: bool
+    billing_timing: Literal["in_advance", "in_arrears"]
+    lines: tuple[DemoLine, ...]
+    modified_at: datetime
+    broken: Broken | None = None
+    deleted: bool = False
+
+
+@dataclass
+class DemoWorld:
+    entities: tuple[DemoEntity, ...]
+    products: dict[str, DemoProduct]
+    companies: dict[str, DemoCompany]
+    deals: dict[str, DemoDeal]
+    now: datetime
+    seed: int
+    generation: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def live_deals(self) -> list[DemoDeal]:
+        return [d for d in self.deals.values() if not d.deleted]
+
+    def expected_contract_keys(self) -> set[str]:
+        """Deals a correct sync turns into contracts: won, not deleted, not broken."""
+        return {d.key for d in self.live_deals if d.won and d.broken is None}
+
+    def broken_keys(self) -> set[str]:
+        return {d.key for d in self.live_deals if d.won and d.broken is not None}
+
+
+def _money(value: Decimal, currency: str) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-MINOR_UNITS[currency]), rounding=ROUND_HALF_UP)
+
+
+def _in(currency: str, usd: str) -> str:
+    return str(_money(Decimal(usd) * _FX[currency], currency))
+
+
+def _price_book() -> dict[str, DemoProduct]:
+    def per_currency(build: Any) -> dict[str, dict[str, Any]]:
+        return {e.currency: build(e.currency) for e in ENTITIES}
+
+    def tiers(c: str, rows: list[tuple[int | None, str, str]]) -> list[dict[str, Any]]:
+        return [{"up_to": up, "unit_price": _in(c, unit), "flat_fee": _in(c, flat)} for up, unit, flat in rows]
+
+    products = [
+        DemoProduct(
+            "PLATFORM",
+            "Platform subscription",
+            "recurring",
+            per_currency(lambda c: {"model": "flat", "amount": _in(c, "1200")}),
+            {e.currency: Decimal(_in(e.currency, "1200")) for e in ENTITIES},
+        ),
+        DemoProduct(
+            "SEATS",
+            "User seats",
+            "recurring",
+            per_currency(lambda c: {"model": "per_unit", "unit_price": _in(c, "45")}),
+            {e.currency: Decimal(_in(e.currency, "45")) for e in ENTITIES},
+        ),
+        DemoProduct(
+            "SEATS-TIERED",
+            "User seats, graduated",
+            "recurring",
+            per_currency(
+                lambda c: {
+                    "model": "graduated",
+                    "tiers": tiers(c, [(10, "50", "0"), (100, "40", "0"), (None, "30", "100")]),
+                }
+            ),
+            {e.currency: Decimal(_in(e.currency, "40")) for e in ENTITIES},
+        ),
+        DemoProduct(
+            "STORAGE",
+            "Storage, volume priced per TB",
+            "recurring",
+            per_currency(lambda c: {"model": "volume", "tiers": tiers(c, [(5, "20", "0"), (None, "15", "0")])}),
+            {e.currency: Decimal(_in(e.currency, "20")) for e in ENTITIES},
+        ),
+        DemoProduct(
+            "SMS-PACKS",
+            "SMS in packs of 1,000",
+            "recurring",
+            per_currency(
+                lambda c: {"model": "package", "package_size": "1000", "package_price": _in(c, "10"), "free_units": "0"}
+            ),
+            {e.currency: Decimal(_in(e.currency, "0.01")) for e in ENTITIES},
+        ),
+        DemoProduct(
+            "API-CALLS",
+            "API calls (usage)",
+            "usage",
+            per_currency(
+                lambda c: {
+                    "model": "graduated",
+                    "tiers": tiers(c, [(10000, "0", "0"), (1000000, "0.002", "0"), (None, "0.001", "0")]),
+                }
+            ),
+            {e.currency: Decimal(0) for e in ENTITIES},
+            usage_aggregation="sum",
+        ),
+        DemoProduct(
+            "ONBOARDING",
+            "Onboarding package",
+            "one_time",
+            per_currency(lambda c: {"model": "flat", "amount": _in(c, "2500")}),
+            {e.currency: Decimal(_in(e.currency, "2500")) for e in ENTITIES},
+        ),
+    ]
+    return {p.sku: p for p in products}
+
+
+_NAMES_A = [
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Soylent",
+    "Tyrell",
+    "Cyberdyne",
+    "Wayne",
+    "Stark",
+    "Wonka",
+    "Vandelay",
+    "Massive",
+    "Dynamic",
+]
+_NAMES_B = [
+    "Labs",
+    "Systems",
+    "Holdings",
+    "Analytics",
+    "Logistics",
+    "Foods",
+    "Energy",
+    "Media",
+    "Robotics",
+    "Health",
+    "Capital",
+    "Works",
+]
+_SUFFIX = {"US": "Inc.", "NL": "B.V.", "GB": "Ltd", "JP": "K.K."}
+
+
+class _Generator:
+    def __init__(self, seed: int, now: datetime) -> None:
+        self.rng = random.Random(seed)
+        self.now = now
+        self.products = _price_book()
+
+    def modified(self, days_back: int = 120) -> datetime:
+        seconds = self.rng.randrange(days_back * 86400)
+        return (self.now - timedelta(seconds=seconds)).replace(microsecond=0)
+
+    def company(self, n: int) -> DemoCompany:
+        entity = self.rng.choice(ENTITIES)
+        base = f"{self.rng.choice(_NAMES_A)} {self.rng.choice(_NAMES_B)} {n}"
+        domain = base.lower().replace(" ", "-") + ".example"
+        return DemoCompany(f"C{n:06d}", f"{base} {_SUFFIX[entity.country]}", domain, entity.entity_ref, self.modified())
+
+    def line(self, deal_key: str, index: int, sku: str, currency: str) -> DemoLine:
+        product = self.products[sku]
+        quantity = {
+            "PLATFORM": Decimal(1),
+            "SEATS": Decimal(self.rng.randint(5, 200)),
+            "SEATS-TIERED": Decimal(self.rng.randint(5, 300)),
+            "STORAGE": Decimal(self.rng.randint(1, 20)),
+            "SMS-PACKS": Decimal(self.rng.randrange(1000, 50000, 500)),
+            "API-CALLS": Decimal(1),
+            "ONBOARDING": Decimal(1),
+        }[sku]
+        unit_price = product.list_price[currency]
+        discount = Decimal(self.rng.choice([0, 0, 0, 5, 10, 15])) if product.charge == "recurring" else Decimal(0)
+        total = _money(quantity * unit_price * (100 - discount) / 100, currency)
+        return DemoLine(f"{deal_key}-L{index}", sku, quantity, unit_price, discount, total)
+
+    def deal(self, n: int, company: DemoCompany) -> DemoDeal:
+        rng = self.rng
+        entity = next(e for e in ENTITIES if e.entity_ref == company.entity_ref)
+        key = f"D{n:07d}"
+        skus = ["PLATFORM"] + rng.sample(
+            ["SEATS", "SEATS-TIERED", "STORAGE", "SMS-PACKS", "API-CALLS", "ONBOARDING"], rng.choice([1, 2, 2, 3])
+        )
+        lines = tuple(self.line(key, i + 1, sku, entity.currency) for i, sku in enumerate(skus))
+        start = date(2025, 1, 1) + timedelta(days=rng.randrange(0, 700))
+        term_months = rng.choice([12, 12, 24, 36, 0])
+        end = _add_months(start, term_months) - timedelta(days=1) if term_months else None
+        stage: Stage = rng.choices(_STAGES, weights=[70, 15, 15])[0]
+        return DemoDeal(
+            key=key,
+            name=f"{company.name} - {rng.choice(['New business', 'Expansion', 'Renewal'])}",
+            company_key=company.key,
+            won=stage == "won",
+            stage=stage,
+            currency=entity.currency,
+            entity_ref=entity.entity_ref,
+            amount=sum((line.total for line in lines), Decimal(0)),
+            close_date=start - timedelta(days=rng.randrange(1, 30)),
+            start_date=start,
+            end_date=end,
+            billing_cycle=rng.choices(["monthly", "quarterly", "annually"], weights=[6, 2, 2])[0],
+            payment_terms_days=rng.choice([15, 30, 30, 45, 60]),
+            auto_charge=rng.random() < 0.3,
+            billing_timing="in_advance",
+            lines=lines,
+            modified_at=self.modified(),
+        )
+
+    def break_deal(self, deal: DemoDeal, kind: Broken) -> DemoDeal:
+        if kind == "no_start_date":
+            return replace(deal, start_date=None, broken=kind)
+        if kind == "unknown_currency":
+            return replace(deal, currency="XYZ", broken=kind)
+        first = deal.lines[0]
+        if kind == "negative_quantity":
+            bad = replace(first, quantity=-first.quantity, total=-first.total)
+            return replace(deal, lines=(bad, *deal.lines[1:]), amount=deal.amount - 2 * first.total, broken=kind)
+        if kind == "unknown_product":
+            return replace(deal, lines=(replace(first, sku="DISCONTINUED-SKU"), *deal.lines[1:]), broken=kind)
+        return replace(deal, amount=deal.amount + Decimal(100), broken=kind)
+
+
+def _add_months(day: date, months: int) -> date:
+    month0 = day.month - 1 + months
+    year, month = day.year + month0 // 12, month0 % 12 + 1
+    return date(year, month, min(day.day, 28))
+
+
+def generate(
+    deals: int = 200,
+    *,
+    companies: int | None = None,
+    seed: int = 7,
+    broken: int | None = None,
+    now: datetime | None = None,
+) -> DemoWorld:
+    """A world of ``deals`` deals over ``companies`` companies (default: one per three deals).
+
+    ``broken`` deals (default: 2%, at least one of each kind when there are enough deals) are won
+    deals with one deliberate defect each.
+    """
+    now = now or datetime(2026, 11, 1, tzinfo=UTC)
+    gen = _Generator(seed, now)
+    n_companies = companies or max(1, deals // 3)
+    company_list = [gen.company(i + 1) for i in range(n_companies)]
+    world_deals = {}
+    for i in range(deals):
+        deal = gen.deal(i + 1, gen.rng.choice(company_list))
+        world_deals[deal.key] = deal
+    n_broken = broken if broken is not None else (max(len(BROKEN_KINDS), deals // 50) if deals >= 50 else 0)
+    won = [d for d in world_deals.values() if d.won]
+    for i, deal in enumerate(gen.rng.sample(won, min(n_broken, len(won)))):
+        world_deals[deal.key] = gen.break_deal(deal, BROKEN_KINDS[i % len(BROKEN_KINDS)])
+    return DemoWorld(ENTITIES, gen.products, {c.key: c for c in company_list}, world_deals, now, seed)
+
+
+def changed(
+    world: DemoWorld, fraction: float = 0.01, *, seed: int | None = None, at: datetime | None = None
+) -> DemoWorld:
+    """The next state of the world: ``fraction`` of the deals edited, closed or deleted; broken deals fixed.
+
+    Every touched record gets modification time ``at`` (default: an hour after the world's ``now``).
+    """
+    at = at or world.now + timedelta(hours=1)
+    gen = _Generator(world.seed * 1000 + world.generation + 1 if seed is None else seed, at)
+    deals = dict(world.deals)
+    live = [d for d in deals.values() if not d.deleted and d.broken is None]
+    for deal in gen.rng.sample(live, max(1, int(len(live) * fraction))):
+        action = gen.rng.choices(["quantity", "win", "delete"], weights=[70, 20, 10])[0]
+        if action == "quantity" and deal.won:
+            first = deal.lines[0] if deal.lines[0].sku != "PLATFORM" or len(deal.lines) == 1 else deal.lines[1]
+            quantity = first.quantity + gen.rng.randint(1, 20) if first.sku != "PLATFORM" else first.quantity
+            total = _money(quantity * first.unit_price * (100 - first.discount_percent) / 100, deal.currency)
+            line = replace(first, quantity=quantity, total=total)
+            lines = tuple(line if x.key == first.key else x for x in deal.lines)
+            deals[deal.key] = replace(
+                deal, lines=lines, amount=sum((x.total for x in lines), Decimal(0)), modified_at=at
+            )
+        elif action == "delete":
+            deals[deal.key] = replace(deal, deleted=True, modified_at=at)
+        else:
+            deals[deal.key] = replace(deal, won=True, stage="won", modified_at=at)
+    for deal in [d for d in deals.values() if d.broken is not None and not d.deleted]:
+        fixed = gen.deal(int(deal.key[1:]), world.companies[deal.company_key])
+        deals[deal.key] = replace(fixed, stage="won", won=True, modified_at=at)
+    return DemoWorld(world.entities, world.products, world.companies, deals, at, world.seed, world.generation + 1)
