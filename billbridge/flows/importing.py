@@ -21,7 +21,14 @@ from billbridge.mapping.contract_file import ParsedRecord, RecordError, parse_do
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, ContractLookups, lookups_for, save_contract
 from billbridge.store.db import Store
-from billbridge.store.reference import MissingReference, load_products, upsert_customer, upsert_entity, upsert_product
+from billbridge.store.reference import (
+    MissingReference,
+    load_products,
+    upsert_customer,
+    upsert_customers,
+    upsert_entity,
+    upsert_product,
+)
 
 SOURCE = "contract_file"
 BATCH = 500
@@ -73,14 +80,72 @@ def import_document(store: Store, document: Any) -> ImportSummary:
     for section in ("entities", "customers", "products", "contracts"):
         records = list(parsed.section(section))
         for start in range(0, len(records), BATCH):
-            batch = records[start : start + BATCH]
             with store.write() as session:
-                context = _BatchContext.read(session, batch) if section == "contracts" else None
-                stored = [r.key for r in batch if _import_one(session, r, summary, context)]
-                quarantine.resolve_many(session, source=SOURCE, record_type=section, record_keys=stored)
+                store_records(session, records[start : start + BATCH], summary, source=SOURCE)
     with store.write() as session:
-        _quarantine_invalid(session, parsed.errors, summary)
+        quarantine_invalid(session, parsed.errors, summary, source=SOURCE)
     return summary
+
+
+def store_records(session: Session, records: list[ParsedRecord], summary: ImportSummary, *, source: str) -> list[str]:
+    """Store canonical records section by section (entities before the contracts that use them), each
+    in its own savepoint; refused ones are quarantined under ``source``, stored ones clear their
+    quarantine entries. Returns the keys of the contracts stored."""
+    stored_contracts: list[str] = []
+    for section in ("entities", "customers", "products", "contracts"):
+        batch = [r for r in records if r.section == section]
+        if not batch:
+            continue
+        stored: list[str] | None = None
+        if section == "customers":
+            stored = _store_customers(session, batch, summary, source)
+        else:
+            stored = _store_optimistically(session, batch, summary, source)
+        if stored is None:
+            context = _context(session, section, batch)
+            stored = [r.key for r in batch if _import_one(session, r, summary, context, source)]
+        quarantine.resolve_many(session, source=source, record_type=section, record_keys=stored)
+        if section == "contracts":
+            stored_contracts = stored
+    return stored_contracts
+
+
+def _context(session: Session, section: str, batch: list[ParsedRecord]) -> _BatchContext | None:
+    return _BatchContext.read(session, batch) if section == "contracts" else None
+
+
+def _store_optimistically(
+    session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str
+) -> list[str] | None:
+    """Store a whole batch in one savepoint (one per record costs two statements each); None when any
+    record is refused, after rolling the batch back, so the caller stores it record by record."""
+    if len(batch) < 2:
+        return None
+    outcomes: list[str] = []
+    try:
+        with session.begin_nested():
+            context = _context(session, batch[0].section, batch)
+            for record in batch:
+                outcomes.append(_store_record(session, record.record, context))
+    except (MissingReference, PriceBookError, AmendmentError, ValueError):
+        return None
+    for record, outcome in zip(batch, outcomes, strict=True):
+        summary.counts[f"{record.section}.{outcome}"] += 1
+    return [r.key for r in batch]
+
+
+def _store_customers(session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str) -> list[str]:
+    """Customers in one batched upsert; one with an unknown entity is quarantined."""
+    outcomes = upsert_customers(session, [r.record for r in batch if isinstance(r.record, Customer)])
+    stored = []
+    for record in batch:
+        outcome = outcomes[record.key]
+        if isinstance(outcome, MissingReference):
+            _refuse(session, record, outcome, summary, source)
+            continue
+        summary.counts[f"customers.{outcome}"] += 1
+        stored.append(record.key)
+    return stored
 
 
 @dataclass
@@ -97,29 +162,35 @@ class _BatchContext:
         return cls(products, lookups_for(session, contracts))
 
 
-def _import_one(session: Session, record: ParsedRecord, summary: ImportSummary, context: _BatchContext | None) -> bool:
+def _import_one(
+    session: Session, record: ParsedRecord, summary: ImportSummary, context: _BatchContext | None, source: str
+) -> bool:
     """Store one record in its own savepoint; a refused one is quarantined. Returns whether it was stored."""
     try:
         with session.begin_nested():
             outcome = _store_record(session, record.record, context)
     except (MissingReference, PriceBookError, AmendmentError, ValueError) as exc:
         # The savepoint rolled the record back whole; keep it visible and go on with the others.
-        where = getattr(exc, "field", "(record)")
-        error = RecordError(record.section, record.index, record.key, where, str(exc), record.payload)
-        summary.errors.append(error)
-        summary.counts[f"{record.section}.quarantined"] += 1
-        quarantine.quarantine(
-            session,
-            source=SOURCE,
-            record_type=record.section,
-            record_key=record.key,
-            field=error.field,
-            reason=error.message,
-            payload=record.payload,
-        )
+        _refuse(session, record, exc, summary, source)
         return False
     summary.counts[f"{record.section}.{outcome}"] += 1
     return True
+
+
+def _refuse(session: Session, record: ParsedRecord, exc: Exception, summary: ImportSummary, source: str) -> None:
+    where = getattr(exc, "field", "(record)")
+    error = RecordError(record.section, record.index, record.key, where, str(exc), record.payload)
+    summary.errors.append(error)
+    summary.counts[f"{record.section}.quarantined"] += 1
+    quarantine.quarantine(
+        session,
+        source=source,
+        record_type=record.section,
+        record_key=record.key,
+        field=error.field,
+        reason=error.message,
+        payload=record.payload,
+    )
 
 
 def _store_record(session: Session, record: object, context: _BatchContext | None) -> str:
@@ -133,7 +204,7 @@ def _store_record(session: Session, record: object, context: _BatchContext | Non
     return save_contract(session, resolve_prices(record, context.products), context.lookups)
 
 
-def _quarantine_invalid(session: Session, errors: list[RecordError], summary: ImportSummary) -> None:
+def quarantine_invalid(session: Session, errors: list[RecordError], summary: ImportSummary, *, source: str) -> None:
     """Records that did not validate: one quarantine entry each, all their field errors in the reason."""
     by_record: dict[tuple[str, int], list[RecordError]] = defaultdict(list)
     for error in errors:
@@ -144,7 +215,7 @@ def _quarantine_invalid(session: Session, errors: list[RecordError], summary: Im
         summary.counts[f"{section}.quarantined"] += 1
         quarantine.quarantine(
             session,
-            source=SOURCE,
+            source=source,
             record_type=section,
             record_key=first.key or f"{section}[{index}]",
             field=first.field,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -385,3 +385,18 @@ def _pricing(raw: Any, field_name: str, currency: str) -> Pricing:
         return _PRICING.validate_python(data)
     except (ValueError, ValidationError) as exc:
         raise MappingError(field_name, f"{currency} pricing is not valid: {exc}") from exc
+
+
+def ended_by_deletion(contract: Contract, deleted_on: date) -> Contract | None:
+    """The contract of a deal deleted (or archived) in the CRM on ``deleted_on``: service ends the day
+    before, as an amendment from that day, so what was billed beyond it is credited.
+
+    None when nothing changes (it had already ended) or when it cannot end by amendment because it
+    had not started: that one is for a person to decide (the caller quarantines it).
+    """
+    last_day = deleted_on - timedelta(days=1)
+    if contract.contract_end_date is not None and contract.contract_end_date <= last_day:
+        return None
+    if last_day < contract.contract_start_date:
+        return None
+    return contract.model_copy(update={"contract_end_date": last_day, "effective_date": last_day})

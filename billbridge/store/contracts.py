@@ -296,3 +296,19 @@ def contract_summaries(session: Session) -> list[dict[str, object]]:
         .order_by(Contract.contract_ref)
     ).mappings()
     return [dict(r) for r in rows]
+
+
+def current_contracts(session: Session, refs: Iterable[str]) -> dict[str, model.Contract]:
+    """The latest stored version of each known contract among ``refs`` (prices resolved)."""
+    refs = list(refs)
+    if not refs:
+        return {}
+    rows = session.execute(
+        select(Contract.contract_ref, ContractVersion.terms)
+        .join(
+            ContractVersion,
+            (ContractVersion.contract_id == Contract.id) & (ContractVersion.version_no == Contract.current_version_no),
+        )
+        .where(Contract.contract_ref.in_(refs))
+    ).all()
+    return {ref: model.Contract.model_validate_json(terms) for ref, terms in rows}

@@ -1,0 +1,69 @@
+"""Prefect flow ``sync_crm``: one CRM's deals into the contract store, one task per page.
+
+Thin by design: the pipeline is ``flows/crm_sync.py``; here it is run with a task per page (so a
+page's work is visible and retried alone) and a summary artifact in the Prefect UI. Rerunning a
+run is safe: it resumes from the stored cursor, and re-storing a page changes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, date, datetime
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.exc import OperationalError
+
+from billbridge.app.settings import Settings
+from billbridge.connectors.base import DealPage, DealSource
+from billbridge.flows.crm_sync import SOURCES, CrmSourceSpec, SyncSummary, spec_for, store_page, sync_pages
+from billbridge.store.db import Store, open_store
+
+
+def transient_store_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a page only when the store was briefly unavailable (locked, connection lost)."""
+    try:
+        state.result()
+    except OperationalError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="store-crm-page",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=transient_store_error,
+)
+def store_page_task(store: Store, spec: CrmSourceSpec, page: DealPage, summary: SyncSummary, today: date) -> None:
+    store_page(store, spec, page, summary, today=today)
+
+
+def connect(name: str, settings: Settings) -> DealSource:
+    """The configured connector of a CRM (its module declares ``connect(settings)``)."""
+    module = importlib.import_module(SOURCES[name][1])
+    source: DealSource = module.connect(settings)
+    return source
+
+
+@flow(name="sync_crm", log_prints=False)
+def sync_crm(source: str = "salesforce") -> dict[str, Any]:
+    """Pull the CRM's changed deals since the last run and store them as contracts."""
+    settings = Settings()
+    store = open_store(settings.database)
+    spec = spec_for(source)
+    summary = sync_pages(
+        store,
+        spec,
+        connect(source, settings),
+        today=datetime.now(UTC).date(),
+        store_one=lambda st, sp, page, summ, today: store_page_task(st, sp, page, summ, today),
+    )
+    create_markdown_artifact(summary.markdown(), key=f"sync-crm-{source}", description=f"CRM sync from {source}")
+    return summary.as_dict()
