@@ -31,10 +31,12 @@ contracts_app = typer.Typer(help="Contract files and contracts.", no_args_is_hel
 invoices_app = typer.Typer(help="Invoices and credit notes.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Records that could not be taken in.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys of the usage and read API, one legal entity each.", no_args_is_help=True)
+sync_app = typer.Typer(help="Pull from outside systems into the store.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(sync_app, name="sync")
 
 console = Console()
 err = Console(stderr=True)
@@ -338,6 +340,44 @@ def bill(as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
         _json(summary.as_dict())
     else:
         _print_billing(summary)
+
+
+@sync_app.command("crm")
+def sync_crm_command(
+    source: Annotated[str, typer.Option("--source", help="salesforce or hubspot")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Pull the CRM's won deals changed since the last sync and store them as contracts."""
+    from billbridge.flows.crm_sync import spec_for, sync_pages
+    from billbridge.flows.sync_crm import connect
+
+    try:
+        spec = spec_for(source)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--source") from None
+    settings = Settings()
+    store = open_store(settings.database)
+    columns = (TextColumn(f"syncing {source}"), TextColumn("{task.completed} deals"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
+        task = progress.add_task("sync", total=None)
+        summary = sync_pages(
+            store, spec, connect(source, settings), on_page=lambda s: progress.update(task, completed=s.deals_pulled)
+        )
+    if as_json:
+        _json(summary.as_dict())
+        return
+    table = Table("deals pulled", "not won", "created", "updated", "unchanged", "ended", "quarantined", "API calls")
+    c = summary.counts
+    table.title = f"CRM sync: {source}"
+    table.add_row(
+        str(summary.deals_pulled),
+        str(summary.not_won),
+        *(str(c[f"contracts.{k}"]) for k in ("created", "updated", "unchanged", "ended", "quarantined")),
+        str(summary.api_calls),
+    )
+    console.print(table)
+    for error in summary.errors:
+        err.print(f"[yellow]quarantined[/yellow] {error.key}: field [bold]{error.field}[/bold]: {error.message}")
 
 
 @quarantine_app.command("list")
