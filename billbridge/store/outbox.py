@@ -40,8 +40,15 @@ def enqueue(
     return True
 
 
-def claim(session: Session, *, topic: str, limit: int, now: datetime | None = None) -> list[Message]:
-    """Due, undelivered messages of a topic, oldest first; on PostgreSQL locked so relays share the work."""
+def claim(
+    session: Session, *, topic: str, limit: int, now: datetime | None = None, lease: timedelta | None = None
+) -> list[Message]:
+    """Due, undelivered messages of a topic, oldest first; on PostgreSQL locked so relays share the work.
+
+    With ``lease`` the claimed messages become due again only after it: a relay delivering them
+    outside this transaction keeps other relays off them, and a relay that dies mid-delivery
+    hands them back when the lease runs out (delivery is at least once; receivers are idempotent).
+    """
     now = now or utcnow()
     query = (
         select(OutboxMessage)
@@ -51,9 +58,11 @@ def claim(session: Session, *, topic: str, limit: int, now: datetime | None = No
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return [
-        Message(m.id, m.topic, m.aggregate_type, m.aggregate_id, m.payload, m.attempts) for m in session.scalars(query)
-    ]
+    rows = list(session.scalars(query))
+    if lease is not None:
+        for row in rows:
+            row.available_at = now + lease
+    return [Message(m.id, m.topic, m.aggregate_type, m.aggregate_id, m.payload, m.attempts) for m in rows]
 
 
 def mark_delivered(session: Session, message_id: int) -> None:
@@ -74,6 +83,17 @@ def mark_failed(session: Session, message_id: int, error: str, *, retry_in: time
     message.available_at = utcnow() + retry_in if retry_in is not None else datetime.max.replace(tzinfo=utcnow().tzinfo)
 
 
+def retry_now(session: Session, message_ids: list[int]) -> int:
+    """Make parked or waiting messages due at once (after someone fixed the cause)."""
+    count = 0
+    for message_id in message_ids:
+        message = session.get(OutboxMessage, message_id)
+        if message is not None and message.delivered_at is None:
+            message.available_at = utcnow()
+            count += 1
+    return count
+
+
 def pending(session: Session) -> list[dict[str, Any]]:
     rows = session.scalars(select(OutboxMessage).where(OutboxMessage.delivered_at.is_(None)).order_by(OutboxMessage.id))
     return [
@@ -83,6 +103,7 @@ def pending(session: Session) -> list[dict[str, Any]]:
             "aggregate_id": m.aggregate_id,
             "attempts": m.attempts,
             "last_error": m.last_error,
+            "available_at": m.available_at,
         }
         for m in rows
     ]

@@ -1,0 +1,93 @@
+"""The outbox relay: deliver due messages of one topic through a handler, record the outcome.
+
+A handler takes a batch (QuickBooks takes 30 documents per call) and answers one ``Delivery`` per
+message. Delivered messages are marked with the external ids the handler reports, in one
+transaction; retriable failures come back later with backoff; fatal ones are parked with their
+error until someone fixes the cause and retries them (``billbridge outbox retry``). Delivery is at
+least once: a crash between the vendor accepting and our commit repeats the message after its
+lease, and the handler's deterministic idempotency keys (and look-up before create) make the
+repeat a no-op at the vendor.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from billbridge.connectors.errors import Classified, ErrorKind
+from billbridge.store import external_refs, outbox
+from billbridge.store.db import Store
+from billbridge.store.outbox import Message
+
+LEASE = timedelta(minutes=5)
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class ExternalLink:
+    system: str
+    object_type: str
+    internal_id: int
+    external_id: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message_id: int
+    error: Classified | None = None  # None: delivered
+    links: tuple[ExternalLink, ...] = ()
+    outcome: str = "delivered"  # what happened, for the summary (delivered, charged, declined, ...)
+
+
+Handler = Callable[[Sequence[Message]], list[Delivery]]
+
+
+@dataclass
+class RelaySummary:
+    topic: str
+    outcomes: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (message id, error)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff with full jitter for the next try of a retriable failure."""
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(0, attempts))
+    return timedelta(seconds=random.uniform(ceiling.total_seconds() / 2, ceiling.total_seconds()))
+
+
+def relay(store: Store, topic: str, handler: Handler, *, batch: int = 30, limit: int | None = None) -> RelaySummary:
+    """Deliver what is due on ``topic`` (at most ``limit`` messages) in batches of ``batch``."""
+    summary = RelaySummary(topic)
+    done = 0
+    while limit is None or done < limit:
+        size = batch if limit is None else min(batch, limit - done)
+        with store.write() as session:
+            messages = outbox.claim(session, topic=topic, limit=size, lease=LEASE)
+        if not messages:
+            break
+        deliveries = {d.message_id: d for d in handler(messages)}
+        with store.write() as session:
+            for message in messages:
+                delivery = deliveries.get(message.id)
+                if delivery is None:  # a handler that skipped a message: try again after the lease
+                    continue
+                if delivery.error is None:
+                    for link in delivery.links:
+                        external_refs.link(
+                            session, link.system, link.object_type, link.internal_id, link.external_id, link.version
+                        )
+                    outbox.mark_delivered(session, message.id)
+                    summary.outcomes[delivery.outcome] += 1
+                    continue
+                retriable = delivery.error.kind == ErrorKind.RETRIABLE
+                retry_in = backoff(message.attempts) if retriable else None
+                outbox.mark_failed(session, message.id, delivery.error.reason, retry_in=retry_in)
+                summary.outcomes["retrying" if retriable else "failed"] += 1
+                summary.failures.append((message.id, delivery.error.reason))
+        done += len(messages)
+    return summary
