@@ -1,0 +1,50 @@
+"""Approving drafts queues their pushes in the same transaction; documents read back whole."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from billbridge.billing.documents import OutboundDocument
+from billbridge.flows.billing_run import run_billing
+from billbridge.flows.importing import import_file
+from billbridge.store import outbox
+from billbridge.store.db import Store
+from billbridge.store.invoices import list_invoices
+from billbridge.store.outbound import approve_and_queue, draft_ids, outbound_documents
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
+
+
+def targets(document: OutboundDocument) -> list[str]:
+    return ["quickbooks", "stripe"] if document.auto_charge and document.doc_type == "invoice" else ["quickbooks"]
+
+
+def test_approving_queues_one_push_per_target_once(store: Store) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        import_file(store, path)
+    run_billing(store, date(2026, 11, 22))
+    with store.read() as session:
+        ids = draft_ids(session)
+        documents = outbound_documents(session, ids)
+        listed = {row["number"]: row for row in list_invoices(session)}
+    assert len(documents) == len(ids) == len(listed) > 0
+    for document in documents.values():
+        # Lines as billed: they add up to the stored total, and the header matches the listing.
+        assert sum((line.amount for line in document.lines), Decimal(0)) == document.total
+        assert document.total == listed[document.number]["invoice_total"]
+        assert document.customer_ref == listed[document.number]["customer_ref"]
+    auto = sum(1 for d in documents.values() if d.auto_charge and d.doc_type == "invoice")
+    assert 0 < auto < len(documents)  # the examples have both kinds
+
+    with store.write() as session:
+        queued = approve_and_queue(session, ids, targets)
+    assert queued == {"push.quickbooks": len(ids), "push.stripe": auto}
+    with store.write() as session:
+        assert approve_and_queue(session, ids, targets) == {}  # approved already: nothing twice
+        assert draft_ids(session) == []
+        assert {row["status"] for row in list_invoices(session)} == {"approved"}
+        pending = outbox.pending(session)
+    assert len(pending) == len(ids) + auto
+    assert {p["topic"] for p in pending} == {"push.quickbooks", "push.stripe"}
