@@ -50,6 +50,18 @@ class Settings(BaseSettings):
         description="Processes planning the next chunks while the billing run saves one; 0 plans in the run's own process",
     )
 
+    auto_approve_invoices: bool = Field(
+        default=False,
+        description="Approve new drafts after each billing run (and queue their pushes); otherwise a person "
+        "approves them (`billbridge invoices mark NUMBER approved`)",
+    )
+    crm_sources: list[str] = Field(
+        default_factory=list, description="CRMs quote_to_cash syncs from: salesforce, hubspot"
+    )
+    push_targets: list[str] = Field(
+        default_factory=list, description="Where approved documents go: quickbooks (all), stripe (auto-charge invoices)"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

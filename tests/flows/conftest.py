@@ -1,0 +1,27 @@
+"""A Prefect API for flow tests: one temporary server per test process (prefect_test_harness)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls from a sandboxed machine
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def flow_env(prefect_api: None, database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Flows read their settings from the environment, as a deployment's would: point them at the test store."""
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", "/nonexistent/billbridge.toml")
+    return database_url
