@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from billbridge.billing.model import Product
 from billbridge.connectors.base import DealBundle, DealPage, DealSource
 from billbridge.flows.importing import ImportSummary, quarantine_invalid, store_records
 from billbridge.mapping.contract_file import ParsedRecord, RecordError
@@ -106,6 +107,7 @@ def map_page(page: DealPage, spec: CrmSourceSpec) -> MappedPage:
     records: dict[tuple[str, str], ParsedRecord] = {}
     errors: list[RecordError] = []
     not_won: list[str] = []
+    mapped_products: dict[str, Product] = {}  # each price-book product mapped once per page
     for index, bundle in enumerate(page.bundles):
         deal_id = str(bundle.deal.get("Id") or bundle.deal.get("id") or f"page-record-{index}")
         key = contract_ref(spec.mapping, deal_id)
@@ -115,7 +117,7 @@ def map_page(page: DealPage, spec: CrmSourceSpec) -> MappedPage:
             if not is_won(deal, spec.mapping):
                 not_won.append(key)
                 continue
-            mapped = map_deal(deal, company, products, spec.mapping)
+            mapped = map_deal(deal, company, products, spec.mapping, mapped_products)
         except MappingError as exc:
             errors.append(RecordError("contracts", index, key, exc.field, str(exc).split(": ", 1)[-1], payload))
             continue

@@ -19,7 +19,7 @@ from billbridge.billing.model import Contract, Customer, LegalEntity, Product
 from billbridge.billing.pricebook import PriceBookError, resolve_prices
 from billbridge.mapping.contract_file import ParsedRecord, RecordError, parse_document
 from billbridge.store import quarantine
-from billbridge.store.contracts import AmendmentError, ContractLookups, lookups_for, save_contract
+from billbridge.store.contracts import AmendmentError, ContractLookups, lookups_for, save_contract, save_contracts
 from billbridge.store.db import Store
 from billbridge.store.reference import (
     MissingReference,
@@ -99,6 +99,8 @@ def store_records(session: Session, records: list[ParsedRecord], summary: Import
         stored: list[str] | None = None
         if section == "customers":
             stored = _store_customers(session, batch, summary, source)
+        elif section == "contracts":
+            stored = _store_contracts(session, batch, summary, source)
         else:
             stored = _store_optimistically(session, batch, summary, source)
         if stored is None:
@@ -132,6 +134,43 @@ def _store_optimistically(
     for record, outcome in zip(batch, outcomes, strict=True):
         summary.counts[f"{record.section}.{outcome}"] += 1
     return [r.key for r in batch]
+
+
+def _store_contracts(
+    session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str
+) -> list[str] | None:
+    """Contracts through the batch save: each checked on its own, all written with a few statements.
+    None (after rolling back) when the batch cannot go that way; the caller then goes record by record."""
+    context = _BatchContext.read(session, batch)
+    resolved: list[tuple[ParsedRecord, Contract]] = []
+    refused: list[tuple[ParsedRecord, Exception]] = []
+    for record in batch:
+        assert isinstance(record.record, Contract)
+        try:
+            resolved.append((record, resolve_prices(record.record, context.products)))
+        except PriceBookError as exc:
+            refused.append((record, exc))
+    try:
+        with session.begin_nested():
+            results = save_contracts(session, [c for _, c in resolved], context.lookups)
+            if results is None:
+                raise _Fallback
+    except (_Fallback, ValueError):
+        return None
+    stored = []
+    for (record, _), result in zip(resolved, results, strict=True):
+        if isinstance(result, Exception):
+            refused.append((record, result))
+            continue
+        summary.counts[f"contracts.{result}"] += 1
+        stored.append(record.key)
+    for record, error in refused:
+        _refuse(session, record, error, summary, source)
+    return stored
+
+
+class _Fallback(Exception):
+    """The batch path does not fit this batch."""
 
 
 def _store_customers(session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str) -> list[str]:

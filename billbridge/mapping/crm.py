@@ -146,9 +146,18 @@ def is_won(deal: CrmDeal, config: CrmMapping) -> bool:
 
 
 def map_deal(
-    deal: CrmDeal, company: CrmCompany | None, products: Mapping[str, CrmProduct], config: CrmMapping
+    deal: CrmDeal,
+    company: CrmCompany | None,
+    products: Mapping[str, CrmProduct],
+    config: CrmMapping,
+    mapped_products: dict[str, Product] | None = None,
 ) -> MappedDeal:
-    """Map one won deal; raises MappingError naming the vendor field of the first problem."""
+    """Map one won deal; raises MappingError naming the vendor field of the first problem.
+
+    ``mapped_products`` (vendor product id -> canonical product) lets a caller mapping many deals
+    over the same price book map each product once.
+    """
+    cache = {} if mapped_products is None else mapped_products
     name = _namer(deal.names)
     currency = _currency(deal.currency, name("currency"))
     entity_ref = _text(deal.entity_ref) or (company.entity_ref if company else None)
@@ -175,7 +184,7 @@ def map_deal(
     if not deal.lines:
         raise MappingError(name("lines"), "the deal has no line items")
     used: dict[str, Product] = {}
-    lines = [_line(line, products, currency, start, end, used) for line in deal.lines]
+    lines = [_line(line, products, currency, start, end, used, cache) for line in deal.lines]
     _check_total(deal, currency, name("amount"))
     customer = Customer(
         customer_ref=customer_ref(config, deal.company_id),
@@ -238,12 +247,15 @@ def _line(
     start: date,
     end: date | None,
     used: dict[str, Product],
+    cache: dict[str, Product],
 ) -> ContractLine:
     name = _namer(line.names)
     crm_product = products.get(line.product_id or "")
     if crm_product is None:
         raise MappingError(name("product_id"), f"line {line.line_id}: unknown product {line.product_id!r}")
-    product = map_product(crm_product)
+    product = cache.get(crm_product.product_id)
+    if product is None:
+        product = cache[crm_product.product_id] = map_product(crm_product)
     used[product.product_ref] = product
     charge = _charge(crm_product, _namer(crm_product.names))
     price = next((p for p in product.prices if p.currency == currency), None)

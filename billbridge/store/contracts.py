@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
@@ -53,9 +53,17 @@ def content_hash(contract: model.Contract) -> str:
 
 
 # Core statements built once: the ORM's per-call statement handling costs more than the insert.
-_INSERT_CONTRACT = insert(table_of(Contract)).returning(table_of(Contract).c.id)
-_INSERT_VERSION = insert(table_of(ContractVersion)).returning(table_of(ContractVersion).c.id)
 _INSERT_LINES = insert(table_of(ContractLine))
+# Batch forms: one statement for many rows, ids back in the order of the rows given.
+_INSERT_CONTRACTS = insert(table_of(Contract)).returning(table_of(Contract).c.id, sort_by_parameter_order=True)
+_INSERT_VERSIONS = insert(table_of(ContractVersion)).returning(
+    table_of(ContractVersion).c.id, sort_by_parameter_order=True
+)
+_SET_CURRENT_VERSION = (
+    update(table_of(Contract))
+    .where(table_of(Contract).c.id == bindparam("cid"))
+    .values(current_version_no=bindparam("vno"), updated_at=bindparam("now"))
+)
 
 
 @dataclass
@@ -107,7 +115,83 @@ def save_contract(session: Session, contract: model.Contract, lookups: ContractL
 
     ``lookups`` (from :func:`lookups_for` over a batch) saves the per-contract queries.
     """
-    lookups = lookups or lookups_for(session, [contract])
+    results = save_contracts(session, [contract], lookups or lookups_for(session, [contract]))
+    assert results is not None
+    [result] = results
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def save_contracts(
+    session: Session, contracts: Sequence[model.Contract], lookups: ContractLookups
+) -> list[Outcome | MissingReference | AmendmentError] | None:
+    """Batch form of :func:`save_contract`: each contract is checked on its own (a refused one gets its
+    error in the result, nothing of it is written), then the new contracts, the versions and their
+    lines go in with one statement each. None when a contract_ref repeats within the batch (the
+    caller saves those one by one, so each sees the version before it)."""
+    refs = [c.contract_ref for c in contracts]
+    if len(set(refs)) != len(refs):
+        return None
+    results: list[Outcome | MissingReference | AmendmentError] = []
+    new: list[tuple[model.Contract, str, int, int]] = []  # (contract, digest, customer id, entity id)
+    amended: list[tuple[model.Contract, str, _Known]] = []
+    for contract in contracts:
+        try:
+            customer_id, entity_id = _check_refs(contract, lookups)
+            digest = content_hash(contract)
+            known = lookups.known.get(contract.contract_ref)
+            if known is None:
+                new.append((contract, digest, customer_id, entity_id))
+                results.append("created")
+            elif _is_known_version(contract, digest, known):
+                results.append("unchanged")
+            else:
+                _check_amendment(contract, known, customer_id, entity_id)
+                amended.append((contract, digest, known))
+                results.append("updated")
+        except (MissingReference, AmendmentError) as exc:
+            results.append(exc)
+    connection = session.connection()
+    if new:
+        rows = [
+            {"contract_ref": c.contract_ref, "customer_id": cu, "entity_id": en, "current_version_no": 1}
+            for c, _, cu, en in new
+        ]
+        ids = connection.execute(_INSERT_CONTRACTS, rows).scalars().all()
+        for (contract, digest, customer_id, entity_id), cid in zip(new, ids, strict=True):
+            start = contract.contract_start_date
+            lookups.known[contract.contract_ref] = _Known(cid, customer_id, entity_id, [(1, start, digest)])
+    versions: list[tuple[int, int, date, str, model.Contract]] = [
+        (lookups.known[c.contract_ref].contract_id, 1, c.contract_start_date, d, c) for c, d, _, _ in new
+    ]
+    now = utcnow()
+    updates = []
+    for contract, digest, known in amended:
+        version_no = known.versions[-1][0] + 1
+        assert contract.effective_date is not None  # checked by _check_amendment
+        versions.append((known.contract_id, version_no, contract.effective_date, digest, contract))
+        known.versions.append((version_no, contract.effective_date, digest))
+        updates.append({"cid": known.contract_id, "vno": version_no, "now": now})
+    if versions:
+        version_ids = (
+            connection.execute(_INSERT_VERSIONS, [_version_row(cid, no, eff, d, c) for cid, no, eff, d, c in versions])
+            .scalars()
+            .all()
+        )
+        lines = [
+            row
+            for (_, _, _, _, contract), vid in zip(versions, version_ids, strict=True)
+            for row in _line_rows(vid, contract, lookups.products)
+        ]
+        if lines:
+            connection.execute(_INSERT_LINES, lines)
+    if updates:
+        connection.execute(_SET_CURRENT_VERSION, updates)
+    return results
+
+
+def _check_refs(contract: model.Contract, lookups: ContractLookups) -> tuple[int, int]:
     if contract.customer_ref not in lookups.customers:
         raise MissingReference("customer_ref", f"unknown customer {contract.customer_ref!r}")
     customer_id, customer_entity = lookups.customers[contract.customer_ref]
@@ -119,56 +203,31 @@ def save_contract(session: Session, contract: model.Contract, lookups: ContractL
     for position, line in enumerate(contract.lines):
         if line.product_ref not in lookups.products:
             raise MissingReference(f"lines[{position}].product_ref", f"unknown product {line.product_ref!r}")
+        if line.pricing is None:
+            raise ValueError(f"line {line.line_ref!r} must have its pricing resolved before it is stored")
+    return customer_id, entity_id
 
-    digest = content_hash(contract)
-    known = lookups.known.get(contract.contract_ref)
-    if known is None:
-        contract_id = session.execute(
-            insert(Contract)
-            .values(
-                contract_ref=contract.contract_ref, customer_id=customer_id, entity_id=entity_id, current_version_no=1
-            )
-            .returning(Contract.id)
-        ).scalar_one()
-        _add_version(session, contract_id, 1, contract.contract_start_date, digest, contract, lookups.products)
-        lookups.known[contract.contract_ref] = _Known(
-            contract_id, customer_id, entity_id, [(1, contract.contract_start_date, digest)]
-        )
-        return "created"
 
+def _is_known_version(contract: model.Contract, digest: str, known: _Known) -> bool:
+    """A version is its terms and the day they apply from: importing a known one (an older file
+    again, a retried sync) changes nothing."""
     effective = contract.effective_date or contract.contract_start_date
-    # A version is its terms and the day they apply from: importing a known one (an older file
-    # again, a retried sync) changes nothing.
-    if known.versions[-1][2] == digest or (effective, digest) in {(e, d) for _, e, d in known.versions}:
-        return "unchanged"
+    return known.versions[-1][2] == digest or (effective, digest) in {(e, d) for _, e, d in known.versions}
+
+
+def _check_amendment(contract: model.Contract, known: _Known, customer_id: int, entity_id: int) -> None:
     if known.customer_id != customer_id or known.entity_id != entity_id:
         raise AmendmentError("customer_ref", "an amendment cannot move a contract to another customer or legal entity")
     if contract.effective_date is None:
         raise AmendmentError("effective_date", "the terms changed: say from when they apply (effective_date)")
     if contract.effective_date < contract.contract_start_date:
         raise AmendmentError("effective_date", "effective_date is before contract_start_date")
-    version_no = known.versions[-1][0] + 1
-    _add_version(session, known.contract_id, version_no, contract.effective_date, digest, contract, lookups.products)
-    session.execute(
-        update(Contract)
-        .where(Contract.id == known.contract_id)
-        .values(current_version_no=version_no, updated_at=utcnow())
-    )
-    known.versions.append((version_no, contract.effective_date, digest))
-    return "updated"
 
 
-def _add_version(
-    session: Session,
-    contract_id: int,
-    version_no: int,
-    effective_date: date,
-    digest: str,
-    contract: model.Contract,
-    products: dict[str, int],
-) -> None:
-    connection = session.connection()
-    version = {
+def _version_row(
+    contract_id: int, version_no: int, effective_date: date, digest: str, contract: model.Contract
+) -> dict[str, object]:
+    return {
         "contract_id": contract_id,
         "version_no": version_no,
         "effective_date": effective_date,
@@ -186,11 +245,12 @@ def _add_version(
         "minimum_commitment": contract.minimum_commitment,
         "terms": contract.model_dump_json(exclude={"effective_date"}),
     }
-    version_id = connection.execute(_INSERT_VERSION, version).scalar_one()
-    rows = []
+
+
+def _line_rows(version_id: int, contract: model.Contract, products: dict[str, int]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
     for position, line in enumerate(contract.lines):
-        if line.pricing is None:
-            raise ValueError(f"line {line.line_ref!r} must have its pricing resolved before it is stored")
+        assert line.pricing is not None  # checked by _check_refs
         rows.append(
             {
                 "version_id": version_id,
@@ -212,7 +272,7 @@ def _add_version(
                 "installments": line.installments,
             }
         )
-    connection.execute(_INSERT_LINES, rows)
+    return rows
 
 
 def contract_ids(

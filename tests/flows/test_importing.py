@@ -139,3 +139,37 @@ def test_whole_file_errors_are_clear(tmp_path: Path, store: Store) -> None:
     assert [(e.field, e.message.split(" (")[0]) for e in import_file(store, odd).errors] == [
         ("invoices", "unknown section")
     ]
+
+
+def test_one_batch_mixing_new_amended_unchanged_and_refused_contracts(store: Store) -> None:
+    """The batch save writes new contracts and amendments together and refuses others one by one."""
+    import_document(store, document(contract("C-known"), contract("C-same"), contract("C-drift")))
+    amended = {
+        **contract("C-known", lines=[{"line_ref": "platform", "product_ref": "platform", "quantity": "3"}]),
+        "effective_date": "2026-04-01",
+    }
+    summary = import_document(
+        store,
+        document(
+            contract("C-new-1"),
+            amended,
+            contract("C-same"),
+            contract("C-stranger", customer="nobody"),
+            contract("C-new-2"),
+            contract("C-drift", lines=[{"line_ref": "x", "product_ref": "seats"}]),  # changed, no effective_date
+        ),
+    )
+    counts = summary.counts
+    assert (counts["contracts.created"], counts["contracts.updated"], counts["contracts.unchanged"]) == (2, 1, 1)
+    assert sorted((e.key, e.field) for e in summary.errors) == [
+        ("C-drift", "effective_date"),
+        ("C-stranger", "customer_ref"),
+    ]
+    with store.read() as session:
+        timelines = {t.contract_ref: t for t in load_timelines(session, contract_ids(session)).values()}
+    assert sorted(timelines) == ["C-drift", "C-known", "C-new-1", "C-new-2", "C-same"]
+    assert [v.version_no for v in timelines["C-known"].versions] == [1, 2]
+    assert timelines["C-known"].versions[1].contract.lines[0].quantity == 3
+    assert [len(v.contract.lines) for v in timelines["C-new-2"].versions] == [1]
+    assert [len(t.versions) for t in (timelines["C-drift"], timelines["C-same"])] == [1, 1]
+    assert count(store, ContractLine) == 6  # C-known twice, C-same, C-drift, C-new-1, C-new-2: one line each
