@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing.model import Product
 from billbridge.connectors.base import DealBundle, DealPage, DealSource
 from billbridge.flows.importing import ImportSummary, quarantine_invalid, store_records
+from billbridge.flows.prefetch import prefetch
 from billbridge.mapping.contract_file import ParsedRecord, RecordError
 from billbridge.mapping.crm import (
     CrmCompany,
@@ -206,7 +207,7 @@ def sync_pages(
     with store.read() as session:
         cursor = get_cursor(session, spec.name, STREAM)
     summary = SyncSummary(spec.name)
-    for page in source.pull(cursor):
+    for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
         if store_one is None:
             store_page(store, spec, page, summary, today=today)
         else:
