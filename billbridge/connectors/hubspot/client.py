@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import threading
-from functools import partial
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from hubspot import HubSpot
