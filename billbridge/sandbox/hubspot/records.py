@@ -274,10 +274,11 @@ def _apply_deal(data: HubSpotData, world: DemoWorld, deal: DemoDeal) -> int:
     for gone in set(old_lines) - set(line_ids):
         tables["line_items"].archive(gone, at)
         changed = True
+    changed |= tables["deals"].live[deal_id].modified_ms != at  # saved again without a visible change
     if changed or deal_id not in data.associations.get(("deals", "companies"), {}):
         data.associate("deals", "line_items", deal_id, line_ids)
         data.associate("deals", "companies", deal_id, [data.ids[deal.company_key]])
-    if changed and tables["deals"].live[deal_id].modified_ms != at:  # a line changed, not the deal itself
+    if tables["deals"].live[deal_id].modified_ms != at:  # a line changed, or a save without changes
         obj = tables["deals"].live[deal_id]
         tables["deals"].put(HsObject(deal_id, dict(obj.properties), obj.created_ms, at))
     return int(changed)
