@@ -208,3 +208,39 @@ def test_connect_reads_hubspot_settings_from_the_environment(
     source = connect(None)
     assert source.client.refreshes == 1  # no access token configured: one is fetched first
     assert source.client.search("deals", {"limit": 1})["total"] == 450
+
+
+def test_pulled_bundles_map_to_the_worlds_contracts(sandbox: HubSpotSandbox, world: demo_world.DemoWorld) -> None:
+    """Connector and mapping together: the won deals a correct sync keeps map, the broken ones do not."""
+    from billbridge.mapping.crm import MappingError, is_won, map_deal
+    from billbridge.mapping.hubspot import DEFAULT_MAPPING, bundle_to_crm
+
+    key_of = {v: k for k, v in sandbox.data.ids.items()}
+    mapped: set[str] = set()
+    failed: dict[str, str] = {}
+    for page in source_for(sandbox).pull(None):
+        for bundle in page.bundles:
+            deal, company, products = bundle_to_crm(bundle)
+            if not is_won(deal, DEFAULT_MAPPING):
+                continue
+            key = key_of[deal.deal_id]
+            try:
+                contract = map_deal(deal, company, products, DEFAULT_MAPPING).contract
+            except MappingError as exc:
+                failed[key] = exc.field
+                continue
+            mapped.add(key)
+            expected = world.deals[key]
+            assert (contract.contract_start_date, contract.contract_end_date) == (
+                expected.start_date,
+                expected.end_date,
+            )
+            assert (contract.auto_charge, contract.payment_terms_days) == (
+                expected.auto_charge,
+                expected.payment_terms_days,
+            )
+            assert contract.entity_ref == expected.entity_ref and len(contract.lines) == len(expected.lines)
+    assert mapped == world.expected_contract_keys()
+    assert set(failed) == world.broken_keys()
+    fields = {"deal_currency_code", "billing_start_date", "quantity", "hs_product_id", "amount"}
+    assert set(failed.values()) == fields
