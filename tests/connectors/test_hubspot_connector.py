@@ -198,13 +198,11 @@ def test_errors_are_classified(sandbox: HubSpotSandbox) -> None:
 def test_connect_reads_hubspot_settings_from_the_environment(
     sandbox: HubSpotSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    creds = sandbox.credentials
     with pytest.raises(ValueError, match="access_token"):
         HubSpotSettings(host=sandbox.url)
-    monkeypatch.setenv("BILLBRIDGE_HUBSPOT_HOST", sandbox.url)
-    monkeypatch.setenv("BILLBRIDGE_HUBSPOT_CLIENT_ID", creds.client_id)
-    monkeypatch.setenv("BILLBRIDGE_HUBSPOT_CLIENT_SECRET", creds.client_secret)
-    monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REFRESH_TOKEN", creds.refresh_token)
+    for name, value in sandbox.env().items():
+        if name != "BILLBRIDGE_HUBSPOT_ACCESS_TOKEN":
+            monkeypatch.setenv(name, value)
     source = connect(None)
     assert source.client.refreshes == 1  # no access token configured: one is fetched first
     assert source.client.search("deals", {"limit": 1})["total"] == 450

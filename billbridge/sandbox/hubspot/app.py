@@ -206,32 +206,37 @@ def _time_bounds(filters: list[dict[str, Any]]) -> tuple[int | None, int | None]
     return low, high
 
 
-def _search_ids(table: ObjectTable, groups: list[dict[str, Any]], sorts: list[Any]) -> list[str]:
-    """Ids of live objects matching any filter group, in the requested order."""
+def _search_page(
+    table: ObjectTable, groups: list[dict[str, Any]], sorts: list[Any], offset: int, limit: int
+) -> tuple[int, list[str]]:
+    """How many live objects match any filter group, and the ids of the requested page in sort order."""
     sort = sorts[0] if sorts else {"propertyName": "hs_object_id", "direction": "ASCENDING"}
     if isinstance(sort, str):  # the short form "-prop" / "prop"
         sort = {"propertyName": sort.lstrip("-"), "direction": "DESCENDING" if sort.startswith("-") else "ASCENDING"}
-    by_time = sort["propertyName"] == "hs_lastmodifieddate"
+    descending = sort.get("direction") == "DESCENDING"
     bounds = [_time_bounds(g.get("filters", [])) for g in groups] if groups else [(None, None)]
-    if by_time and len(bounds) == 1 and bounds[0] is not None:
-        entries = table.modified_range(*bounds[0])
-        ids = [str(object_id) for _, object_id in entries]
-    else:
-        objects = [
-            o
-            for o in table.live.values()
-            if not groups or any(all(_matches(o, f) for f in g.get("filters", [])) for g in groups)
-        ]
-        name = sort["propertyName"]
-        objects.sort(
-            key=lambda o: (
-                o.properties.get(name) is None,
-                _comparable(name, o.properties.get(name) or "0") if name != "hs_object_id" else int(o.id),
-                int(o.id),
-            )
-        )
-        ids = [o.id for o in objects]
-    return ids[::-1] if sort.get("direction") == "DESCENDING" else ids
+    if sort["propertyName"] == "hs_lastmodifieddate" and len(bounds) == 1 and bounds[0] is not None:
+        index, start, stop = table.modified_range(*bounds[0])  # the indexed path: no scan
+        total = stop - start
+        first, last = (stop - offset - limit, stop - offset) if descending else (start + offset, start + offset + limit)
+        chosen = index[max(first, start) : max(min(last, stop), start)]
+        ids = [str(object_id) for _, object_id in chosen]
+        return total, ids[::-1] if descending else ids
+    objects = [
+        o
+        for o in table.live.values()
+        if not groups or any(all(_matches(o, f) for f in g.get("filters", [])) for g in groups)
+    ]
+    name = sort["propertyName"]
+    objects.sort(
+        key=lambda o: (
+            o.properties.get(name) is None,
+            _comparable(name, o.properties.get(name) or "0") if name != "hs_object_id" else int(o.id),
+            int(o.id),
+        ),
+        reverse=descending,
+    )
+    return len(objects), [o.id for o in objects[offset : offset + limit]]
 
 
 def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH_RESULT_CAP) -> FastAPI:
@@ -350,13 +355,15 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
             return _bad_request(f"Paging beyond {search_cap} results is not supported; narrow the search filters.")
         try:
             with data.lock:
-                ids = _search_ids(table, payload.get("filterGroups") or [], payload.get("sorts") or [])
+                total, ids = _search_page(
+                    table, payload.get("filterGroups") or [], payload.get("sorts") or [], offset, limit
+                )
                 names = payload.get("properties") or None
-                page = [table.live[i].body(names) for i in ids[offset : offset + limit]]
+                page = [table.live[i].body(names) for i in ids]
         except (KeyError, ValueError) as exc:
             return _bad_request(f"Invalid search request: {exc}")
-        body: dict[str, Any] = {"total": len(ids), "results": page}
-        if offset + limit < len(ids):
+        body: dict[str, Any] = {"total": total, "results": page}
+        if offset + limit < total:
             body["paging"] = {"next": {"after": str(offset + limit)}}
         return JSONResponse(body)
 

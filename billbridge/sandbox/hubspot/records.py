@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from billbridge.sandbox.demo_world import CYCLES_MONTHS, DemoCompany, DemoDeal, DemoLine, DemoProduct, DemoWorld
+from billbridge.sandbox.demo_world import DemoCompany, DemoDeal, DemoLine, DemoProduct, DemoWorld
 
 OBJECT_TYPES = {"0-3": "deals", "0-8": "line_items", "0-2": "companies", "0-7": "products"}
 """HubSpot's object type ids (the published specs name paths by them) -> the names the SDK uses."""
@@ -105,12 +105,12 @@ class ObjectTable:
             self._index = sorted((o.modified_ms, int(o.id)) for o in self.live.values())
         return self._index
 
-    def modified_range(self, low: int | None, high: int | None) -> list[tuple[int, int]]:
-        """Index entries with low <= modified < high (None: unbounded)."""
+    def modified_range(self, low: int | None, high: int | None) -> tuple[list[tuple[int, int]], int, int]:
+        """The index and the [start, stop) positions of entries with low <= modified < high (None: unbounded)."""
         index = self.by_modified()
         start = 0 if low is None else bisect.bisect_left(index, (low, -1))
         stop = len(index) if high is None else bisect.bisect_left(index, (high, -1))
-        return index[start:stop]
+        return index, start, stop
 
 
 @dataclass
@@ -209,9 +209,6 @@ def line_properties(
             "hs_recurring_billing_period": term if recurring else None,
         }
     )
-
-
-assert set(CYCLES_MONTHS) <= {"monthly", "quarterly", "annually"}  # HubSpot frequency words used as they are
 
 
 def render(world: DemoWorld) -> HubSpotData:
