@@ -49,11 +49,21 @@ class HubSpotSandbox:
         self.faults = FaultInjector()
         self.app = create_app(self.data, self.tokens, search_cap=search_cap)
         self.server = SandboxServer(wrap(self.app, self.faults), name="hubspot")
+        self._running = False
 
     @classmethod
-    def start(cls, world: DemoWorld, **kwargs: object) -> HubSpotSandbox:
-        sandbox = cls(world, **kwargs)  # type: ignore[arg-type]
+    def start(
+        cls,
+        world: DemoWorld,
+        *,
+        search_cap: int = SEARCH_RESULT_CAP,
+        token_ttl_seconds: float = TOKEN_TTL_SECONDS,
+        clock: Callable[[], float] | None = None,
+    ) -> HubSpotSandbox:
+        """Render ``world`` and serve it; stop() (or use as a context manager) when done."""
+        sandbox = cls(world, search_cap=search_cap, token_ttl_seconds=token_ttl_seconds, clock=clock)
         sandbox.server.start()
+        sandbox._running = True
         return sandbox
 
     @property
@@ -80,8 +90,9 @@ class HubSpotSandbox:
         self.server.stop()
 
     def __enter__(self) -> HubSpotSandbox:
-        if self.server._thread is None:
+        if not self._running:
             self.server.start()
+            self._running = True
         return self
 
     def __exit__(

@@ -376,8 +376,7 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
             return _bad_request(f"Batch input size of {len(inputs)} exceeds the limit of {ASSOCIATIONS_BATCH_LIMIT}")
         started = iso_ms(int(time.time() * 1000))
         type_id = ASSOCIATION_TYPES.get((from_name, to_name)) or ASSOCIATION_TYPES.get((to_name, from_name), 0)
-        spec = {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}
-        spec = {k: v for k, v in spec.items() if v is not None}
+        spec = {"category": "HUBSPOT_DEFINED", "typeId": type_id}  # unlabelled: no "label" key
         with data.lock:
             links = data.associations.get((from_name, to_name), {})
             live_from = data.tables[from_name].live if from_name in data.tables else {}
