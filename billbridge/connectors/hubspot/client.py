@@ -1,0 +1,148 @@
+"""The HubSpot calls billbridge makes, through hubspot-api-client: paced, counted, retried in one place.
+
+The SDK's own urllib3 retries are switched off (``retry=False``): retries happen only in
+``call_with_retries``. Responses are read raw (``_preload_content=False``) and parsed with
+``parse_float=Decimal``, so numbers never pass through binary floats and records stay plain dicts.
+On a 401 the OAuth token is refreshed once (``POST /oauth/v1/token``) and the call repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from hubspot import HubSpot
+
+from billbridge.connectors.errors import RetryPolicy, call_with_retries
+from billbridge.connectors.hubspot.errors import classify_hubspot
+from billbridge.connectors.hubspot.settings import HubSpotSettings
+from billbridge.connectors.pacing import Pacer
+
+VENDOR = "hubspot"
+BATCH_READ_SIZE = 100  # v3 batch read: at most 100 inputs
+ASSOCIATIONS_BATCH_SIZE = 1_000  # v4 associations batch read: at most 1,000 ids
+LIST_PAGE_SIZE = 100  # v3 list: at most 100 per page
+RATE_WINDOW_SECONDS = 10.0
+
+Json = dict[str, Any]
+DEFAULT_POLICY = RetryPolicy()
+
+
+def chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class HubSpotClient:
+    """One portal's API through the SDK; ``calls`` counts HTTP attempts (retries included)."""
+
+    def __init__(
+        self,
+        settings: HubSpotSettings,
+        *,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.settings, self.policy = settings, policy
+        self._sleep = sleep
+        self.pacer = Pacer(settings.requests_per_10s, RATE_WINDOW_SECONDS)
+        self.calls = 0
+        self.refreshes = 0
+        self._lock = threading.Lock()
+        token = settings.access_token.get_secret_value() if settings.access_token else None
+        self._build(token)
+        if token is None:
+            self.refresh()
+
+    def _build(self, token: str | None) -> None:
+        """SDK API objects for ``token`` (each discovery property builds a new client, so they are kept)."""
+        sdk = HubSpot(access_token=token, host=self.settings.host.rstrip("/"), retry=False)
+        crm = sdk.crm
+        self._search = {"deals": crm.deals.search_api}
+        self._batch = {
+            "line_items": crm.line_items.batch_api,
+            "companies": crm.companies.batch_api,
+            "products": crm.products.batch_api,
+            "deals": crm.deals.batch_api,
+        }
+        self._basic = {"deals": crm.deals.basic_api}
+        self._associations = crm.associations.v4.batch_api
+        self._tokens = sdk.oauth.tokens_api
+
+    def refresh(self) -> None:
+        """A new access token from the OAuth refresh token (one attempt; a refusal is fatal)."""
+        settings = self.settings
+        if not settings.can_refresh:
+            raise PermissionError("the HubSpot access token was refused and there is no refresh token")
+        assert settings.client_secret is not None and settings.refresh_token is not None
+        self.refreshes += 1
+        self.calls += 1
+        self.pacer.wait()
+        response = self._tokens.create(
+            grant_type="refresh_token",
+            client_id=settings.client_id,
+            client_secret=settings.client_secret.get_secret_value(),
+            refresh_token=settings.refresh_token.get_secret_value(),
+            _preload_content=False,
+            _request_timeout=settings.timeout_seconds,
+        )
+        self._build(str(json.loads(response.data)["access_token"]))
+
+    def _call(self, send: Callable[[], Any]) -> Json:
+        def attempt() -> Json:
+            with self._lock:
+                self.calls += 1
+            self.pacer.wait()
+            response = send()
+            try:
+                parsed: Json = json.loads(response.data, parse_float=Decimal)
+            finally:
+                response.release_conn()
+            return parsed
+
+        kwargs: dict[str, Any] = {"policy": self.policy, "refresh": self.refresh if self.settings.can_refresh else None}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        return call_with_retries(VENDOR, attempt, classify_hubspot, **kwargs)
+
+    def _raw(self) -> dict[str, Any]:
+        return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
+
+    def search(self, object_type: str, body: Json) -> Json:
+        return self._call(lambda: self._search[object_type].do_search(public_object_search_request=body, **self._raw()))
+
+    def batch_read(self, object_type: str, ids: list[str], properties: list[str]) -> list[Json]:
+        """Objects by id, ``BATCH_READ_SIZE`` per call; ids HubSpot does not know are left out."""
+        found: list[Json] = []
+        for part in chunks(ids, BATCH_READ_SIZE):
+            body = {"inputs": [{"id": i} for i in part], "properties": properties, "propertiesWithHistory": []}
+            found += self._call(partial(self._read, object_type, body))["results"]
+        return found
+
+    # The SDK API objects are looked up at call time: a token refresh replaces them between attempts.
+    def _read(self, object_type: str, body: Json) -> Any:
+        return self._batch[object_type].read(batch_read_input_simple_public_object_id=body, **self._raw())
+
+    def _linked(self, from_type: str, to_type: str, body: Json) -> Any:
+        api = self._associations
+        return api.get_page(from_type, to_type, batch_input_public_fetch_associations_batch_request=body, **self._raw())
+
+    def list_page(self, object_type: str, *, after: str | None, properties: list[str], archived: bool) -> Json:
+        kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "properties": properties, "archived": archived}
+        if after:
+            kwargs["after"] = after
+        return self._call(lambda: self._basic[object_type].get_page(**kwargs, **self._raw()))
+
+    def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
+        """Associated ids per object id (v4 batch read); objects without associations map to []."""
+        linked: dict[str, list[str]] = {i: [] for i in ids}
+        for part in chunks(ids, ASSOCIATIONS_BATCH_SIZE):
+            body = {"inputs": [{"id": i} for i in part]}
+            answer = self._call(partial(self._linked, from_type, to_type, body))
+            for result in answer["results"]:
+                linked[str(result["from"]["id"])] = [str(t["toObjectId"]) for t in result["to"]]
+        return linked

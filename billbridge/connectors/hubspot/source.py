@@ -1,0 +1,204 @@
+"""HubSpot deals as ``DealPage``s: an incremental search by hs_lastmodifieddate, then batch reads per page.
+
+Per search page (up to 200 deals): one associations v4 read for line items and one for companies,
+line items in batches of 100, and the companies and products not yet read in this run (cached).
+Archived deals come last, from the v3 list with ``archived=true``, as deletions.
+
+The cursor (JSON) holds the highest hs_lastmodifieddate and archivedAt seen, and the id ->
+timestamp of records seen within the lag window: the next pull starts ``LAG_MS`` before the
+cursor (inclusive) and skips what it has already seen at the same timestamp.
+
+HubSpot's search stops at 10,000 results per query (asking for more is a 400). The pull never asks:
+when the next page would cross the cap it starts a new date window at the last timestamp it read
+(the records sharing that timestamp come again and are skipped as seen). Should one millisecond hold
+more than the cap, that millisecond is walked by hs_object_id instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from billbridge.connectors.base import DealBundle, DealPage
+from billbridge.connectors.hubspot.client import HubSpotClient, Json
+from billbridge.connectors.hubspot.settings import HubSpotSettings
+
+SEARCH_PAGE_SIZE = 200  # search: at most 200 per page
+SEARCH_RESULT_CAP = 10_000  # search: no query pages past its first 10,000 results
+LAG_MS = 60_000  # re-read the last minute before the cursor: the search index trails writes
+MODIFIED = "hs_lastmodifieddate"
+
+
+def modified_ms(record: Json) -> int:
+    """hs_lastmodifieddate (ISO 8601 with Z, or epoch milliseconds) as epoch milliseconds."""
+    value = str(record["properties"].get(MODIFIED) or record.get("updatedAt"))
+    if value.isdigit():
+        return int(value)
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _archived_ms(record: Json) -> int:
+    value = str(record.get("archivedAt") or record.get("updatedAt"))
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+@dataclass
+class HubSpotCursor:
+    modified: int | None = None
+    archived: int | None = None
+    seen: dict[str, int] = field(default_factory=dict)  # deal id -> hs_lastmodifieddate within the lag
+    gone: dict[str, int] = field(default_factory=dict)  # archived deal id -> archivedAt within the lag
+
+    @classmethod
+    def decode(cls, text: str | None) -> HubSpotCursor:
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        return cls(raw.get("modified"), raw.get("archived"), dict(raw.get("seen", {})), dict(raw.get("gone", {})))
+
+    def encode(self) -> str:
+        seen = {k: v for k, v in self.seen.items() if self.modified is None or v >= self.modified - LAG_MS}
+        gone = {k: v for k, v in self.gone.items() if self.archived is None or v >= self.archived - LAG_MS}
+        body = {"modified": self.modified, "archived": self.archived, "seen": seen, "gone": gone}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+class HubSpotSource:
+    """``DealSource`` for HubSpot. ``page_size`` and ``search_cap`` default to HubSpot's limits."""
+
+    name = "hubspot"
+
+    def __init__(
+        self,
+        settings: HubSpotSettings,
+        *,
+        client: HubSpotClient | None = None,
+        page_size: int = SEARCH_PAGE_SIZE,
+        search_cap: int = SEARCH_RESULT_CAP,
+    ) -> None:
+        if search_cap % page_size:
+            raise ValueError("the search cap must be a whole number of pages")
+        self.settings = settings
+        self.client = client or HubSpotClient(settings)
+        self.page_size, self.search_cap = page_size, search_cap
+
+    def pull(self, cursor: str | None) -> Iterator[DealPage]:
+        state = HubSpotCursor.decode(cursor)
+        products: dict[str, Json] = {}
+        companies: dict[str, Json] = {}
+        low = None if state.modified is None else state.modified - LAG_MS
+        calls = self.client.calls
+        for deals in self._search(low):
+            fresh = [d for d in deals if state.seen.get(str(d["id"])) != modified_ms(d)]
+            for deal in fresh:
+                state.seen[str(deal["id"])] = modified_ms(deal)
+                state.modified = max(state.modified or 0, modified_ms(deal))
+            bundles = self._bundles(fresh, companies, products)
+            yield DealPage(bundles, cursor=state.encode(), api_calls=self.client.calls - calls)
+            calls = self.client.calls
+        deleted = self._archived(state)
+        yield DealPage([], deleted_ids=deleted, cursor=state.encode(), api_calls=self.client.calls - calls)
+
+    def _query(self, filters: list[Json], sort: str, after: str | None) -> Json:
+        body: Json = {
+            "filterGroups": [{"filters": filters}] if filters else [],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": self.settings.deal_properties,
+            "limit": self.page_size,
+            "after": after or "0",
+        }
+        return self.client.search("deals", body)
+
+    def _window(self, filters: list[Json], sort: str) -> Generator[list[Json], None, Json | None]:
+        """Pages of one query up to the cap; returns the last record read when the cap cut it short."""
+        after: str | None = None
+        while True:
+            answer = self._query(filters, sort, after)
+            yield answer["results"]
+            after = answer.get("paging", {}).get("next", {}).get("after")
+            if not after or not answer["results"]:
+                return None
+            if int(after) >= self.search_cap:
+                last: Json = answer["results"][-1]
+                return last
+
+    def _search(self, low: int | None) -> Iterator[list[Json]]:
+        while True:
+            filters = [] if low is None else [{"propertyName": MODIFIED, "operator": "GTE", "value": str(low)}]
+            cut = yield from self._window(filters, MODIFIED)
+            if cut is None:
+                return
+            last = modified_ms(cut)
+            if low is None or last > low:
+                low = last
+                continue
+            # More than a cap's worth of deals share one millisecond: walk it by id, then go past it.
+            last_id = "0"
+            while True:
+                same = [
+                    {"propertyName": MODIFIED, "operator": "EQ", "value": str(last)},
+                    {"propertyName": "hs_object_id", "operator": "GT", "value": last_id},
+                ]
+                cut_by_id = yield from self._window(same, "hs_object_id")
+                if cut_by_id is None:
+                    break
+                last_id = str(cut_by_id["id"])
+            low = last + 1
+
+    def _bundles(self, deals: list[Json], companies: dict[str, Json], products: dict[str, Json]) -> list[DealBundle]:
+        if not deals:
+            return []
+        client, settings = self.client, self.settings
+        ids = [str(d["id"]) for d in deals]
+        line_ids = client.associations("deals", "line_items", ids)
+        company_ids = client.associations("deals", "companies", ids)
+        wanted_lines = [i for i in ids for i in line_ids[i]]
+        lines = {str(x["id"]): x for x in client.batch_read("line_items", wanted_lines, settings.line_item_properties)}
+        new_companies = sorted({c for i in ids for c in company_ids[i][:1]} - companies.keys())
+        if new_companies:
+            read = client.batch_read("companies", new_companies, settings.company_properties)
+            companies.update({str(c["id"]): c for c in read})
+        product_ids = {str(x["properties"].get("hs_product_id") or "") for x in lines.values()} - {""}
+        new_products = sorted(product_ids - products.keys())
+        if new_products:
+            read = client.batch_read("products", new_products, settings.product_properties)
+            products.update({str(p["id"]): p for p in read})
+        bundles = []
+        for deal in deals:
+            deal_lines = [lines[i] for i in line_ids[str(deal["id"])] if i in lines]
+            company = company_ids[str(deal["id"])][:1]
+            used = {str(x["properties"].get("hs_product_id") or "") for x in deal_lines}
+            bundles.append(
+                DealBundle(
+                    deal=deal,
+                    lines=deal_lines,
+                    company=companies.get(company[0]) if company else None,
+                    products={p: products[p] for p in sorted(used) if p in products},
+                )
+            )
+        return bundles
+
+    def _archived(self, state: HubSpotCursor) -> list[str]:
+        """Deals archived since the cursor (all archived ones on a first pull)."""
+        since = None if state.archived is None else state.archived - LAG_MS
+        deleted: list[str] = []
+        after: str | None = None
+        while True:
+            answer = self.client.list_page("deals", after=after, properties=[MODIFIED], archived=True)
+            for deal in answer["results"]:
+                at, deal_id = _archived_ms(deal), str(deal["id"])
+                if (since is None or at >= since) and state.gone.get(deal_id) != at:
+                    deleted.append(deal_id)
+                    state.gone[deal_id] = at
+                    state.archived = max(state.archived or 0, at)
+            after = answer.get("paging", {}).get("next", {}).get("after")
+            if not after:
+                return deleted
+
+
+def connect(settings: Any = None) -> HubSpotSource:
+    """The configured connector (``flows.sync_crm`` calls this; HubSpot settings come from BILLBRIDGE_HUBSPOT_*)."""
+    return HubSpotSource(HubSpotSettings())

@@ -1,0 +1,198 @@
+"""HubSpot deal bundles -> the neutral CRM records of ``mapping.crm`` (pure).
+
+Which HubSpot property carries which billing term is configuration (``HubSpotProperties``). The
+defaults build on HubSpot's standard properties: deals' ``dealstage``, ``amount`` and
+``deal_currency_code``; line items' ``hs_product_id``, ``quantity``, ``price``,
+``hs_discount_percentage``, ``amount`` and the recurring-billing properties
+``recurringbillingfrequency`` and ``hs_recurring_billing_start_date``; products' ``hs_sku`` and
+``hs_price_<currency>``. What those cannot express is in named custom properties (deal billing
+start/end dates, cycle, payment terms, timing, auto-charge and legal entity; product charge type,
+usage aggregation and canonical pricing JSON per currency). A deal without its own start date or
+billing cycle takes its first line item's recurring-billing start date and frequency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billbridge.connectors.base import DealBundle
+from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct, MappingError
+
+DEFAULT_MAPPING = CrmMapping(won_stages=["closedwon"], ref_prefix="hs-")
+
+
+class HubSpotProperties(BaseModel):
+    """HubSpot property names (internal names) that carry each billing term; documented defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deal_name: str = "dealname"
+    deal_stage: str = "dealstage"
+    deal_amount: str = "amount"
+    deal_currency: str = "deal_currency_code"
+    deal_start_date: str = Field(default="billing_start_date", description="custom date property")
+    deal_end_date: str = Field(default="billing_end_date", description="custom date property; empty: evergreen")
+    deal_billing_cycle: str = Field(default="billing_cycle", description="custom; HubSpot frequency words")
+    deal_payment_terms_days: str = Field(default="payment_terms_days", description="custom number property")
+    deal_auto_charge: str = Field(default="auto_charge", description="custom checkbox (true/false)")
+    deal_billing_timing: str = Field(default="billing_timing", description="custom: in_advance | in_arrears")
+    deal_entity: str = Field(default="legal_entity", description="custom: billing legal entity ref")
+    modified: str = "hs_lastmodifieddate"
+    line_product_id: str = "hs_product_id"
+    line_quantity: str = "quantity"
+    line_unit_price: str = "price"
+    line_discount_percent: str = "hs_discount_percentage"
+    line_total: str = "amount"
+    line_start_date: str = "hs_recurring_billing_start_date"
+    line_billing_frequency: str = "recurringbillingfrequency"
+    company_name: str = "name"
+    company_email: str | None = None
+    company_entity: str = Field(default="legal_entity", description="custom: billing legal entity ref")
+    product_name: str = "name"
+    product_sku: str = "hs_sku"
+    product_charge: str = Field(default="charge_type", description="custom: recurring | usage | one_time")
+    product_usage_aggregation: str = Field(default="usage_aggregation", description="custom: sum, max, ...")
+    product_price_prefix: str = Field(default="hs_price_", description="+ currency code, lower case")
+    product_pricing_prefix: str = Field(
+        default="pricing_json_", description="custom, + currency code: canonical pricing JSON"
+    )
+
+
+DEFAULT_PROPERTIES = HubSpotProperties()
+
+
+def _props(record: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    props = record.get("properties")
+    if not isinstance(props, Mapping):
+        raise MappingError(f"{what} {record.get('id')}", "has no properties")
+    return props
+
+
+def _first(lines: list[Mapping[str, Any]], name: str) -> Any:
+    return next((p[name] for p in lines if p.get(name) not in (None, "")), None)
+
+
+def _modified(value: Any, field: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000).astimezone()
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MappingError(field, f"not a timestamp: {text!r}") from exc
+
+
+def _by_currency(props: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``<prefix><currency>`` properties as currency code -> value."""
+    return {k[len(prefix) :].upper(): v for k, v in props.items() if k.startswith(prefix) and len(k) == len(prefix) + 3}
+
+
+def product_to_crm(product: Mapping[str, Any], names: HubSpotProperties = DEFAULT_PROPERTIES) -> CrmProduct:
+    props = _props(product, "product")
+    prices = _by_currency(props, names.product_price_prefix)
+    pricing = _by_currency(props, names.product_pricing_prefix)
+    return CrmProduct(
+        product_id=str(product["id"]),
+        sku=props.get(names.product_sku),
+        name=str(props.get(names.product_name) or ""),
+        charge=props.get(names.product_charge),
+        pricing=pricing,
+        list_prices=prices,
+        usage_aggregation=props.get(names.product_usage_aggregation),
+        names={
+            "sku": names.product_sku,
+            "charge": names.product_charge,
+            "pricing": f"{names.product_pricing_prefix}<currency>",
+            "list_prices": f"{names.product_price_prefix}<currency>",
+        },
+    )
+
+
+def company_to_crm(company: Mapping[str, Any], names: HubSpotProperties = DEFAULT_PROPERTIES) -> CrmCompany:
+    props = _props(company, "company")
+    return CrmCompany(
+        company_id=str(company["id"]),
+        name=props.get(names.company_name),
+        email=props.get(names.company_email) if names.company_email else None,
+        entity_ref=props.get(names.company_entity),
+        names={"name": names.company_name, "entity_ref": names.company_entity},
+    )
+
+
+def _line(line: Mapping[str, Any], names: HubSpotProperties) -> CrmLine:
+    props = _props(line, "line item")
+    return CrmLine(
+        line_id=str(line["id"]),
+        product_id=str(props[names.line_product_id]) if props.get(names.line_product_id) else None,
+        quantity=props.get(names.line_quantity),
+        unit_price=props.get(names.line_unit_price),
+        discount_percent=props.get(names.line_discount_percent),
+        total=props.get(names.line_total),
+        start_date=props.get(names.line_start_date),
+        names={
+            "product_id": names.line_product_id,
+            "quantity": names.line_quantity,
+            "unit_price": names.line_unit_price,
+            "discount_percent": names.line_discount_percent,
+            "total": names.line_total,
+            "start_date": names.line_start_date,
+        },
+    )
+
+
+def bundle_to_crm(
+    bundle: DealBundle, names: HubSpotProperties = DEFAULT_PROPERTIES
+) -> tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]:
+    """A deal with its line items, company and products as neutral CRM records."""
+    deal_id = str(bundle.deal.get("id"))
+    props = _props(bundle.deal, "deal")
+    line_props = [_props(x, "line item") for x in bundle.lines]
+    start, start_name = props.get(names.deal_start_date), names.deal_start_date
+    if start in (None, ""):
+        start, start_name = _first(line_props, names.line_start_date), names.deal_start_date
+    cycle, cycle_name = props.get(names.deal_billing_cycle), names.deal_billing_cycle
+    if cycle in (None, ""):
+        cycle, cycle_name = (
+            _first(line_props, names.line_billing_frequency),
+            f"line_items.{names.line_billing_frequency}",
+        )
+    company = company_to_crm(bundle.company, names) if bundle.company else None
+    deal = CrmDeal(
+        deal_id=deal_id,
+        name=props.get(names.deal_name),
+        stage=props.get(names.deal_stage),
+        amount=props.get(names.deal_amount),
+        currency=props.get(names.deal_currency),
+        company_id=company.company_id if company else None,
+        start_date=start,
+        end_date=props.get(names.deal_end_date),
+        billing_cycle=cycle,
+        payment_terms_days=props.get(names.deal_payment_terms_days),
+        auto_charge=props.get(names.deal_auto_charge),
+        billing_timing=props.get(names.deal_billing_timing),
+        entity_ref=props.get(names.deal_entity),
+        modified_at=_modified(props.get(names.modified), names.modified),
+        lines=tuple(_line(x, names) for x in bundle.lines),
+        names={
+            "name": names.deal_name,
+            "amount": names.deal_amount,
+            "currency": names.deal_currency,
+            "company_id": "associations.companies",
+            "start_date": start_name,
+            "end_date": names.deal_end_date,
+            "billing_cycle": cycle_name,
+            "payment_terms_days": names.deal_payment_terms_days,
+            "auto_charge": names.deal_auto_charge,
+            "billing_timing": names.deal_billing_timing,
+            "entity_ref": names.deal_entity,
+            "lines": "associations.line_items",
+        },
+    )
+    products = {pid: product_to_crm(p, names) for pid, p in bundle.products.items()}
+    return deal, company, products

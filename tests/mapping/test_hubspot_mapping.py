@@ -1,0 +1,126 @@
+"""HubSpot deal bundles -> neutral CRM records -> contracts, on a fixture built from HubSpot's documented examples."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from billbridge.connectors.base import DealBundle
+from billbridge.mapping.crm import MappingError, is_won, map_deal
+from billbridge.mapping.hubspot import DEFAULT_MAPPING, HubSpotProperties, bundle_to_crm
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "hubspot_deal_bundle.json").read_text())
+
+
+def bundle(edit: Callable[[dict[str, Any]], None] | None = None) -> DealBundle:
+    raw = copy.deepcopy(FIXTURE)
+    if edit:
+        edit(raw)
+    return DealBundle(raw["deal"], raw["lines"], raw["company"], raw["products"])
+
+
+def test_the_documented_deal_becomes_a_contract() -> None:
+    deal, company, products = bundle_to_crm(bundle())
+    assert is_won(deal, DEFAULT_MAPPING)
+    mapped = map_deal(deal, company, products, DEFAULT_MAPPING)
+    contract = mapped.contract
+    assert (contract.contract_ref, contract.customer_ref) == ("hs-512", "hs-9001")
+    assert (contract.entity_ref, contract.currency) == ("us-inc", "USD")  # no entity named: by currency
+    # The deal names no start date or cycle: its line items' recurring-billing properties give them.
+    assert (contract.contract_start_date, contract.contract_end_date) == (date(2020, 1, 1), date(2021, 12, 31))
+    assert (contract.cycle_length, contract.cycle_unit) == (1, "month")
+    assert (contract.payment_terms_days, contract.auto_charge) == (45, True)
+    assert contract.effective_date == date(2020, 1, 1)  # changed 2019-12-07, before the start
+    service, usage = contract.lines
+    assert (service.line_ref, service.product_ref, service.quantity) == ("1001", "123456", Decimal(2))
+    assert service.price_ref == "123456-USD" and service.pricing is None  # the list price, not an override
+    assert service.discount is not None and service.discount.percent == Decimal(10)
+    assert (usage.charge, usage.price_ref, usage.usage_aggregation) == ("usage", "API-CALLS-USD", "sum")
+    assert mapped.customer.name == "HubSpot"
+    assert sorted(p.product_ref for p in mapped.products) == ["123456", "API-CALLS"]
+    euro = next(p for p in mapped.products if p.product_ref == "123456").prices
+    assert {p.currency for p in euro} == {"EUR", "USD"}
+
+
+def test_deal_properties_win_over_line_items_and_entities_come_from_the_deal() -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["deal"]["properties"].update(
+            {"billing_start_date": "2020-02-01", "billing_cycle": "quarterly", "legal_entity": "eu-bv"}
+        )
+
+    deal, company, products = bundle_to_crm(bundle(edit))
+    contract = map_deal(deal, company, products, DEFAULT_MAPPING).contract
+    assert (contract.contract_start_date, contract.cycle_length, contract.entity_ref) == (date(2020, 2, 1), 3, "eu-bv")
+    assert contract.lines[0].start_date == date(2020, 1, 1)  # the line's own start differs from the deal's
+
+
+def test_a_price_on_the_line_overrides_the_list_price() -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["lines"][0]["properties"].update({"price": "5000.00", "amount": "9000.00"})
+        raw["deal"]["properties"]["amount"] = "9000.00"
+
+    deal, company, products = bundle_to_crm(bundle(edit))
+    line = map_deal(deal, company, products, DEFAULT_MAPPING).contract.lines[0]
+    assert line.pricing is not None and line.pricing.amount_for(Decimal(1)) == Decimal("5000.00")
+
+
+def _drop_start(raw: dict[str, Any]) -> None:
+    for line in raw["lines"]:
+        del line["properties"]["hs_recurring_billing_start_date"]
+
+
+def _set(part: str, name: str, value: str, index: int = 0) -> Callable[[dict[str, Any]], None]:
+    def edit(raw: dict[str, Any]) -> None:
+        target = raw[part][index] if part == "lines" else raw[part]
+        target["properties"][name] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "message"),
+    [
+        (_drop_start, "billing_start_date", "missing"),
+        (_set("deal", "deal_currency_code", "XYZ"), "deal_currency_code", "unknown currency 'XYZ'"),
+        (_set("lines", "quantity", "-2"), "quantity", "line 1001: quantity -2 is negative"),
+        (_set("lines", "hs_product_id", "999"), "hs_product_id", "line 1001: unknown product '999'"),
+        (_set("deal", "amount", "10900.00"), "amount", "line items add up to 10800.00 USD, the deal says 10900.00"),
+        (_set("deal", "billing_cycle", "fortnightly"), "billing_cycle", "unknown billing cycle 'fortnightly'"),
+        (_set("lines", "recurringbillingfrequency", "hourly"), "line_items.recurringbillingfrequency", "unknown"),
+        (_set("deal", "billing_end_date", "2019-12-31"), "billing_end_date", "is before the start date"),
+        (_set("deal", "auto_charge", "maybe"), "auto_charge", "expected true or false"),
+    ],
+)
+def test_problems_name_the_hubspot_property(edit: Callable[[dict[str, Any]], None], field: str, message: str) -> None:
+    deal, company, products = bundle_to_crm(bundle(edit))
+    with pytest.raises(MappingError) as error:
+        map_deal(deal, company, products, DEFAULT_MAPPING)
+    assert error.value.field == field
+    assert message in str(error.value)
+
+
+def test_property_names_are_configurable() -> None:
+    names = HubSpotProperties(deal_start_date="contract_start", deal_entity="billing_entity")
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["deal"]["properties"].update({"contract_start": "2020-03-01", "billing_entity": "uk-ltd"})
+
+    deal, company, products = bundle_to_crm(bundle(edit), names)
+    contract = map_deal(deal, company, products, DEFAULT_MAPPING).contract
+    assert (contract.contract_start_date, contract.entity_ref) == (date(2020, 3, 1), "uk-ltd")
+    with pytest.raises(ValueError):
+        HubSpotProperties(deal_start="typo")  # type: ignore[call-arg]
+
+
+def test_stages_other_than_closedwon_are_not_won_and_records_need_properties() -> None:
+    deal, _, _ = bundle_to_crm(bundle(_set("deal", "dealstage", "contractsent")))
+    assert not is_won(deal, DEFAULT_MAPPING)
+    with pytest.raises(MappingError, match="deal 512"):
+        bundle_to_crm(DealBundle({"id": "512"}, [], None, {}))
