@@ -17,9 +17,7 @@ from billbridge.sandbox import demo_world
 from billbridge.sandbox.hubspot import HubSpotSandbox
 from billbridge.sandbox.hubspot.records import to_ms
 
-SPECS = Path("/work/shared/vendor-specs/hubspot")
-if not SPECS.exists():
-    SPECS = Path(__file__).resolve().parents[3] / "shared" / "vendor-specs" / "hubspot"
+SPECS = Path(__file__).resolve().parents[1] / "vendor_specs" / "hubspot"  # HubSpot's published OpenAPI specs
 SPEC_FILES = {
     "deals": ("deals.json", "/crm/v3/objects/0-3"),
     "line_items": ("line_items.json", "/crm/v3/objects/line_items"),
