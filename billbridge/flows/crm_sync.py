@@ -137,7 +137,7 @@ def map_page(page: DealPage, spec: CrmSourceSpec) -> MappedPage:
 def store_page(store: Store, spec: CrmSourceSpec, page: DealPage, summary: SyncSummary, *, today: date) -> None:
     """Store one page and the cursor after it, in one transaction."""
     mapped = map_page(page, spec)
-    imported = ImportSummary()
+    imported = ImportSummary(errors=list(mapped.errors))
     with store.write() as session:
         store_records(session, mapped.records, imported, source=spec.name)
         quarantine_invalid(session, mapped.errors, imported, source=spec.name)

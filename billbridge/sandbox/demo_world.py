@@ -31,6 +31,7 @@ BROKEN_KINDS: tuple[Broken, ...] = (
     "unknown_product",
     "lines_mismatch",
 )
+_QUANTITY_SKUS = frozenset({"SEATS", "SEATS-TIERED", "STORAGE", "SMS-PACKS"})
 CYCLES_MONTHS = {"monthly": 1, "quarterly": 3, "annually": 12}
 
 
@@ -373,9 +374,11 @@ def changed(
     live = [d for d in deals.values() if not d.deleted and d.broken is None]
     for deal in gen.rng.sample(live, max(1, int(len(live) * fraction))):
         action = gen.rng.choices(["quantity", "win", "delete"], weights=[70, 20, 10])[0]
-        if action == "quantity" and deal.won:
-            first = deal.lines[0] if deal.lines[0].sku != "PLATFORM" or len(deal.lines) == 1 else deal.lines[1]
-            quantity = first.quantity + gen.rng.randint(1, 20) if first.sku != "PLATFORM" else first.quantity
+        # A quantity edit touches a seat-like line (flat, usage and one-time lines bill no quantity).
+        editable = [x for x in deal.lines if x.sku in _QUANTITY_SKUS]
+        if action == "quantity" and deal.won and editable:
+            first = editable[0]
+            quantity = first.quantity + gen.rng.randint(1, 20)
             total = _money(quantity * first.unit_price * (100 - first.discount_percent) / 100, deal.currency)
             line = replace(first, quantity=quantity, total=total)
             lines = tuple(line if x.key == first.key else x for x in deal.lines)
@@ -390,3 +393,13 @@ def changed(
         fixed = gen.deal(int(deal.key[1:]), world.companies[deal.company_key])
         deals[deal.key] = replace(fixed, stage="won", won=True, modified_at=at)
     return DemoWorld(world.entities, world.products, world.companies, deals, at, world.seed, world.generation + 1)
+
+
+def entities_document(world: DemoWorld) -> dict[str, Any]:
+    """The world's selling entities as a contract file: what an installation sets up before syncing."""
+    return {
+        "entities": [
+            {"entity_ref": e.entity_ref, "name": e.name, "currency": e.currency, "invoice_prefix": e.invoice_prefix}
+            for e in world.entities
+        ]
+    }

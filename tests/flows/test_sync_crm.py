@@ -1,0 +1,193 @@
+"""CRM sync end to end: a vendor sandbox, the real SDK, the pipeline, the store (SQLite and PostgreSQL).
+
+Every valid won deal becomes exactly one contract, broken deals are quarantined with their field and
+cleared once fixed, edits become versions, deletions end contracts, and faults change nothing in the
+outcome. Parametrised over the CRMs whose sandboxes exist.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pytest
+
+from billbridge.app.settings import Settings
+from billbridge.flows.crm_sync import SyncSummary, spec_for, sync_pages
+from billbridge.flows.importing import import_document
+from billbridge.flows.sync_crm import connect
+from billbridge.sandbox import demo_world
+from billbridge.sandbox.faults import Fault, FaultInjector
+from billbridge.sandbox.hubspot import HubSpotSandbox
+from billbridge.store import quarantine
+from billbridge.store.contracts import contract_summaries
+from billbridge.store.db import Store
+
+TODAY = date(2026, 11, 2)
+# The field each kind of broken deal must be quarantined for, in each CRM's own names.
+BROKEN_FIELDS = {
+    "hubspot": {
+        "no_start_date": "billing_start_date",
+        "unknown_currency": "deal_currency_code",
+        "negative_quantity": "quantity",
+        "unknown_product": "hs_product_id",
+        "lines_mismatch": "amount",
+    },
+}
+
+
+@dataclass
+class Crm:
+    name: str
+    faults: FaultInjector
+    deal_id: dict[str, str]  # world deal key -> the CRM's id
+    apply: Any
+
+    def ref(self, key: str) -> str:
+        return spec_for(self.name).mapping.ref_prefix + self.deal_id[key]
+
+
+@pytest.fixture
+def world() -> demo_world.DemoWorld:
+    return demo_world.generate(300, seed=11)
+
+
+@pytest.fixture(params=["hubspot"])
+def crm(request: pytest.FixtureRequest, world: demo_world.DemoWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[Crm]:
+    if request.param == "hubspot":
+        sandbox = HubSpotSandbox.start(world)
+        for key, value in sandbox.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S", "100000")
+        try:
+            yield Crm("hubspot", sandbox.faults, sandbox.data.ids, sandbox.apply)
+        finally:
+            sandbox.stop()
+
+
+def sync(store: Store, crm: Crm) -> SyncSummary:
+    return sync_pages(store, spec_for(crm.name), connect(crm.name, Settings()), today=TODAY)
+
+
+def contracts(store: Store) -> dict[str, Any]:
+    with store.read() as session:
+        return {c["contract_ref"]: c for c in contract_summaries(session)}
+
+
+def open_quarantine(store: Store, crm: Crm) -> dict[str, str]:
+    with store.read() as session:
+        return {q["record_key"]: q["field"] for q in quarantine.list_open(session, source=crm.name)}
+
+
+@pytest.fixture
+def ready(store: Store, world: demo_world.DemoWorld) -> Store:
+    import_document(store, demo_world.entities_document(world))
+    return store
+
+
+def test_full_sync_then_rerun_then_incremental(ready: Store, crm: Crm, world: demo_world.DemoWorld) -> None:
+    first = sync(ready, crm)
+    expected = {crm.ref(k) for k in world.expected_contract_keys()}
+    assert set(contracts(ready)) == expected
+    assert first.counts["contracts.created"] == len(expected)
+    broken = {crm.ref(d.key): BROKEN_FIELDS[crm.name][d.broken] for d in world.live_deals if d.won and d.broken}
+    assert len(broken) == 6  # 300 deals: at least one of each kind
+    assert open_quarantine(ready, crm) == broken
+    assert first.not_won == sum(1 for d in world.live_deals if not d.won)
+
+    again = sync(ready, crm)  # nothing changed at the vendor: nothing changes here
+    assert again.counts["contracts.created"] == again.counts["contracts.updated"] == 0
+    assert set(contracts(ready)) == expected
+
+    before = contracts(ready)
+    later = demo_world.changed(world, 0.1)
+    crm.apply(later)
+    incremental = sync(ready, crm)
+    assert incremental.deals_pulled < len(world.deals) // 2  # only what changed came back
+    now_expected = {crm.ref(k) for k in later.expected_contract_keys()}
+    stored = contracts(ready)
+    deleted = {crm.ref(d.key) for d in later.deals.values() if d.deleted and d.won and d.broken is None}
+    assert set(stored) == now_expected | (deleted & set(stored))  # deleted deals' contracts are kept, ended
+    # The broken deals were fixed in the CRM: their entries are cleared; what is left is for a person.
+    left = open_quarantine(ready, crm)
+    assert set(left.values()) <= {"(deleted)"} and set(left) <= deleted
+    edited = {
+        crm.ref(d.key)
+        for d in later.live_deals
+        if d.won
+        and world.deals[d.key].won
+        and world.deals[d.key].broken is None
+        and world.deals[d.key].lines != d.lines
+    }
+    assert edited and all(stored[ref]["version_no"] == 2 for ref in edited)
+    # Each deleted deal's contract ended (a new version), had ended already, or waits for a person.
+    over = {ref for ref in deleted & set(before) if (before[ref]["contract_end_date"] or TODAY) < TODAY}
+    assert incremental.counts["contracts.ended"] + len(over) + len(left) == len(deleted & set(before))
+    for ref in (deleted & set(before)) - over - set(left):
+        assert stored[ref]["contract_end_date"] == date(2026, 11, 1)  # service ended the day before
+
+
+def test_faults_during_a_sync_change_nothing_in_the_outcome(
+    ready: Store, crm: Crm, world: demo_world.DemoWorld
+) -> None:
+    crm.faults.add(Fault("rate_limit", after=1, times=2, retry_after=0))
+    crm.faults.add(Fault("server_error", after=4, times=2))
+    crm.faults.add(Fault("drop", after=7, times=1))
+    crm.faults.add(Fault("expired_auth", after=9, times=1))
+    sync(ready, crm)
+    assert sum(f.hits for f in crm.faults.faults) == 6
+    assert set(contracts(ready)) == {crm.ref(k) for k in world.expected_contract_keys()}
+    assert all(c["version_no"] == 1 for c in contracts(ready).values())
+
+
+def test_the_cli_syncs_and_lists_the_quarantine(
+    ready: Store, crm: Crm, world: demo_world.DemoWorld, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["sync", "crm", "--source", crm.name, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"]["contracts.created"] == len(world.expected_contract_keys())
+    assert {e["record"] for e in summary["errors"]} == {crm.ref(k) for k in world.broken_keys()}
+    listed = runner.invoke(app, ["quarantine", "list", "--source", crm.name, "--json"])
+    assert listed.exit_code == 0
+    rows = json.loads(listed.stdout)
+    assert {r["record_key"] for r in rows} == {crm.ref(k) for k in world.broken_keys()}
+    assert all(r["payload"]["deal"] for r in rows)  # the raw vendor record is kept
+    bad = runner.invoke(app, ["sync", "crm", "--source", "pipedrive"])
+    assert bad.exit_code != 0 and "unknown CRM source" in bad.output
+
+
+def test_the_prefect_flow_syncs_and_summarises(flow_env: str, crm: Crm, world: demo_world.DemoWorld) -> None:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from billbridge.flows.sync_crm import sync_crm
+    from billbridge.store.db import open_store
+
+    store = open_store(flow_env)
+    import_document(store, demo_world.entities_document(world))
+    result = sync_crm(source=crm.name)
+    assert result["counts"]["contracts.created"] == len(world.expected_contract_keys())
+    assert set(contracts(store)) == {crm.ref(k) for k in world.expected_contract_keys()}
+    assert sync_crm(source=crm.name)["counts"].get("contracts.created", 0) == 0  # a rerun: nothing twice
+
+    async def artifacts() -> list[str]:
+        async with get_client() as client:
+            key = ArtifactFilterKey(any_=[f"sync-crm-{crm.name}"])
+            return [str(a.data) for a in await client.read_artifacts(artifact_filter=ArtifactFilter(key=key))]
+
+    first, rerun = sorted(asyncio.run(artifacts()), key=lambda text: "| deals pulled | 0 |" in text)
+    assert "## Quarantined" in first and crm.ref(next(iter(world.broken_keys()))) in first
+    assert "| contracts created | 0 |" in rerun
+    store.dispose()
