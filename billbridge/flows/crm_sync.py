@@ -39,6 +39,7 @@ from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store
 
 Extracted = tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]
+Extract = Callable[[DealBundle, dict[Any, Any]], Extracted]  # (bundle, a cache kept for the whole sync)
 STREAM = "deals"
 
 
@@ -47,7 +48,7 @@ class CrmSourceSpec:
     """What one CRM declares: its name, how to read a bundle, its mapping."""
 
     name: str
-    extract: Callable[[DealBundle], Extracted]
+    extract: Extract
     mapping: CrmMapping
 
 
@@ -103,22 +104,30 @@ class MappedPage:
     not_won: list[str]  # contract refs of deals outside the won stages
 
 
-def map_page(page: DealPage, spec: CrmSourceSpec) -> MappedPage:
+@dataclass
+class MappingCaches:
+    """What mapping keeps across the pages of one sync: vendor records read once, products mapped once."""
+
+    extracted: dict[Any, Any] = field(default_factory=dict)
+    products: dict[str, Product] = field(default_factory=dict)
+
+
+def map_page(page: DealPage, spec: CrmSourceSpec, caches: MappingCaches | None = None) -> MappedPage:
     """Canonical records of a page's won deals, and an error for each deal that cannot be mapped."""
+    caches = caches or MappingCaches()
     records: dict[tuple[str, str], ParsedRecord] = {}
     errors: list[RecordError] = []
     not_won: list[str] = []
-    mapped_products: dict[str, Product] = {}  # each price-book product mapped once per page
     for index, bundle in enumerate(page.bundles):
         deal_id = str(bundle.deal.get("Id") or bundle.deal.get("id") or f"page-record-{index}")
         key = contract_ref(spec.mapping, deal_id)
         payload = _payload(bundle)
         try:
-            deal, company, products = spec.extract(bundle)
+            deal, company, products = spec.extract(bundle, caches.extracted)
             if not is_won(deal, spec.mapping):
                 not_won.append(key)
                 continue
-            mapped = map_deal(deal, company, products, spec.mapping, mapped_products)
+            mapped = map_deal(deal, company, products, spec.mapping, caches.products)
         except MappingError as exc:
             errors.append(RecordError("contracts", index, key, exc.field, str(exc).split(": ", 1)[-1], payload))
             continue
@@ -134,9 +143,17 @@ def map_page(page: DealPage, spec: CrmSourceSpec) -> MappedPage:
     return MappedPage(list(records.values()), errors, not_won)
 
 
-def store_page(store: Store, spec: CrmSourceSpec, page: DealPage, summary: SyncSummary, *, today: date) -> None:
+def store_page(
+    store: Store,
+    spec: CrmSourceSpec,
+    page: DealPage,
+    summary: SyncSummary,
+    *,
+    today: date,
+    caches: MappingCaches | None = None,
+) -> None:
     """Store one page and the cursor after it, in one transaction."""
-    mapped = map_page(page, spec)
+    mapped = map_page(page, spec, caches)
     imported = ImportSummary(errors=list(mapped.errors))
     with store.write() as session:
         store_records(session, mapped.records, imported, source=spec.name)
@@ -198,23 +215,29 @@ def sync_pages(
     source: DealSource,
     *,
     today: date | None = None,
-    store_one: Callable[[Store, CrmSourceSpec, DealPage, SyncSummary, date], None] | None = None,
+    run_page: Callable[[Callable[[], None]], None] | None = None,
     on_page: Callable[[SyncSummary], None] | None = None,
 ) -> SyncSummary:
-    """Pull from the stored cursor and store page by page. ``store_one`` lets the Prefect flow run each
-    page as a task; ``on_page`` reports progress."""
+    """Pull from the stored cursor and store page by page. ``run_page`` runs each page's work (the
+    Prefect flow makes it a task); ``on_page`` reports progress."""
     today = today or datetime.now(UTC).date()
     with store.read() as session:
         cursor = get_cursor(session, spec.name, STREAM)
     summary = SyncSummary(spec.name)
+    caches = MappingCaches()
     for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
-        if store_one is None:
-            store_page(store, spec, page, summary, today=today)
-        else:
-            store_one(store, spec, page, summary, today)
+
+        def work(page: DealPage = page) -> None:
+            store_page(store, spec, page, summary, today=today, caches=caches)
+
+        (run_page or _call)(work)
         if on_page is not None:
             on_page(summary)
     return summary
+
+
+def _call(work: Callable[[], None]) -> None:
+    work()
 
 
 # Registry: source name -> (mapping module, connector module). Imported lazily, so that one vendor's

@@ -8,7 +8,8 @@ run is safe: it resumes from the stored cursor, and re-storing a page changes no
 from __future__ import annotations
 
 import importlib
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, task
@@ -17,9 +18,9 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import OperationalError
 
 from billbridge.app.settings import Settings
-from billbridge.connectors.base import DealPage, DealSource
-from billbridge.flows.crm_sync import SOURCES, CrmSourceSpec, SyncSummary, spec_for, store_page, sync_pages
-from billbridge.store.db import Store, open_store
+from billbridge.connectors.base import DealSource
+from billbridge.flows.crm_sync import SOURCES, spec_for, sync_pages
+from billbridge.store.db import open_store
 
 
 def transient_store_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -41,8 +42,9 @@ def transient_store_error(task: Any, task_run: Any, state: Any) -> bool:
     retry_jitter_factor=0.5,
     retry_condition_fn=transient_store_error,
 )
-def store_page_task(store: Store, spec: CrmSourceSpec, page: DealPage, summary: SyncSummary, today: date) -> None:
-    store_page(store, spec, page, summary, today=today)
+def store_page_task(work: Callable[[], None]) -> None:
+    """One page: map, store, save the cursor (in one transaction)."""
+    work()
 
 
 def connect(name: str, settings: Settings) -> DealSource:
@@ -63,7 +65,7 @@ def sync_crm(source: str = "salesforce") -> dict[str, Any]:
         spec,
         connect(source, settings),
         today=datetime.now(UTC).date(),
-        store_one=lambda st, sp, page, summ, today: store_page_task(st, sp, page, summ, today),
+        run_page=store_page_task,
     )
     create_markdown_artifact(summary.markdown(), key=f"sync-crm-{source}", description=f"CRM sync from {source}")
     return summary.as_dict()

@@ -147,9 +147,12 @@ def _line(line: Mapping[str, Any], names: HubSpotProperties) -> CrmLine:
 
 
 def bundle_to_crm(
-    bundle: DealBundle, names: HubSpotProperties = DEFAULT_PROPERTIES
+    bundle: DealBundle, cache: dict[Any, Any] | None = None, names: HubSpotProperties = DEFAULT_PROPERTIES
 ) -> tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]:
-    """A deal with its line items, company and products as neutral CRM records."""
+    """A deal with its line items, company and products as neutral CRM records.
+
+    ``cache`` (kept by the caller across the deals of a sync) lets each product version be read once.
+    """
     deal_id = str(bundle.deal.get("id"))
     props = _props(bundle.deal, "deal")
     line_props = [_props(x, "line item") for x in bundle.lines]
@@ -194,5 +197,15 @@ def bundle_to_crm(
             "lines": "associations.line_items",
         },
     )
-    products = {pid: product_to_crm(p, names) for pid, p in bundle.products.items()}
+    products = {pid: _product(p, names, cache) for pid, p in bundle.products.items()}
     return deal, company, products
+
+
+def _product(product: Mapping[str, Any], names: HubSpotProperties, cache: dict[Any, Any] | None) -> CrmProduct:
+    if cache is None:
+        return product_to_crm(product, names)
+    key = ("hubspot-product", str(product.get("id")), str(product.get("updatedAt")))
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = product_to_crm(product, names)
+    return found

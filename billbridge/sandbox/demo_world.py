@@ -362,9 +362,15 @@ def generate(
 
 
 def changed(
-    world: DemoWorld, fraction: float = 0.01, *, seed: int | None = None, at: datetime | None = None
+    world: DemoWorld,
+    fraction: float = 0.01,
+    *,
+    seed: int | None = None,
+    at: datetime | None = None,
+    fix_broken: bool = True,
 ) -> DemoWorld:
-    """The next state of the world: ``fraction`` of the deals edited, closed or deleted; broken deals fixed.
+    """The next state of the world: ``fraction`` of the deals edited, closed or deleted; broken deals
+    fixed too unless ``fix_broken`` is False (then exactly ``fraction`` of the deals change).
 
     Every touched record gets modification time ``at`` (default: an hour after the world's ``now``).
     """
@@ -389,7 +395,7 @@ def changed(
             deals[deal.key] = replace(deal, deleted=True, modified_at=at)
         else:
             deals[deal.key] = replace(deal, won=True, stage="won", modified_at=at)
-    for deal in [d for d in deals.values() if d.broken is not None and not d.deleted]:
+    for deal in [d for d in deals.values() if fix_broken and d.broken is not None and not d.deleted]:
         fixed = gen.deal(int(deal.key[1:]), world.companies[deal.company_key])
         deals[deal.key] = replace(fixed, stage="won", won=True, modified_at=at)
     return DemoWorld(world.entities, world.products, world.companies, deals, at, world.seed, world.generation + 1)

@@ -54,11 +54,10 @@ def content_hash(contract: model.Contract) -> str:
 
 # Core statements built once: the ORM's per-call statement handling costs more than the insert.
 _INSERT_LINES = insert(table_of(ContractLine))
-# Batch forms: one statement for many rows, ids back in the order of the rows given.
-_INSERT_CONTRACTS = insert(table_of(Contract)).returning(table_of(Contract).c.id, sort_by_parameter_order=True)
-_INSERT_VERSIONS = insert(table_of(ContractVersion)).returning(
-    table_of(ContractVersion).c.id, sort_by_parameter_order=True
-)
+# Batch forms without RETURNING (SQLite runs ordered RETURNING one row per statement): the ids are
+# read back by their unique keys, contract_ref and (contract_id, version_no).
+_INSERT_CONTRACTS = insert(table_of(Contract))
+_INSERT_VERSIONS = insert(table_of(ContractVersion))
 _SET_CURRENT_VERSION = (
     update(table_of(Contract))
     .where(table_of(Contract).c.id == bindparam("cid"))
@@ -158,8 +157,16 @@ def save_contracts(
             {"contract_ref": c.contract_ref, "customer_id": cu, "entity_id": en, "current_version_no": 1}
             for c, _, cu, en in new
         ]
-        ids = connection.execute(_INSERT_CONTRACTS, rows).scalars().all()
-        for (contract, digest, customer_id, entity_id), cid in zip(new, ids, strict=True):
+        connection.execute(_INSERT_CONTRACTS, rows)
+        by_ref = dict(
+            connection.execute(
+                select(Contract.contract_ref, Contract.id).where(
+                    Contract.contract_ref.in_([r["contract_ref"] for r in rows])
+                )
+            ).all()
+        )
+        for contract, digest, customer_id, entity_id in new:
+            cid = by_ref[contract.contract_ref]
             start = contract.contract_start_date
             lookups.known[contract.contract_ref] = _Known(cid, customer_id, entity_id, [(1, start, digest)])
     versions: list[tuple[int, int, date, str, model.Contract]] = [
@@ -174,15 +181,21 @@ def save_contracts(
         known.versions.append((version_no, contract.effective_date, digest))
         updates.append({"cid": known.contract_id, "vno": version_no, "now": now})
     if versions:
-        version_ids = (
-            connection.execute(_INSERT_VERSIONS, [_version_row(cid, no, eff, d, c) for cid, no, eff, d, c in versions])
-            .scalars()
-            .all()
-        )
+        connection.execute(_INSERT_VERSIONS, [_version_row(cid, no, eff, d, c) for cid, no, eff, d, c in versions])
+        wanted = {(cid, no) for cid, no, _, _, _ in versions}
+        version_ids = {
+            (cid, no): vid
+            for vid, cid, no in connection.execute(
+                select(ContractVersion.id, ContractVersion.contract_id, ContractVersion.version_no).where(
+                    ContractVersion.contract_id.in_({cid for cid, _ in wanted})
+                )
+            )
+            if (cid, no) in wanted
+        }
         lines = [
             row
-            for (_, _, _, _, contract), vid in zip(versions, version_ids, strict=True)
-            for row in _line_rows(vid, contract, lookups.products)
+            for cid, no, _, _, contract in versions
+            for row in _line_rows(version_ids[(cid, no)], contract, lookups.products)
         ]
         if lines:
             connection.execute(_INSERT_LINES, lines)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
-from billbridge.store.models import Customer, LegalEntity, NumberSequence, Price, Product
+from billbridge.store.models import Customer, LegalEntity, NumberSequence, Price, Product, table_of, utcnow
 from billbridge.store.records import Outcome
 
 DOC_TYPES = ("invoice", "credit_note")
@@ -52,25 +52,71 @@ def upsert_customer(session: Session, customer: model.Customer) -> Outcome:
 
 
 def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> dict[str, Outcome | MissingReference]:
-    """Batch form of :func:`upsert_customer`: two lookups for the whole batch instead of three per customer."""
+    """Batch form of :func:`upsert_customer`: two lookups and at most one insert and one update
+    statement for the whole batch."""
     batch = {c.customer_ref: c for c in customers}
     entities = entity_ids(session, [c.entity_ref for c in batch.values()])
-    rows = {r.customer_ref: r for r in session.scalars(select(Customer).where(Customer.customer_ref.in_(batch)))}
+    table = table_of(Customer)
+    known = {
+        r.customer_ref: r
+        for r in session.execute(
+            select(table.c.customer_ref, table.c.id, table.c.name, table.c.entity_id, table.c.email).where(
+                table.c.customer_ref.in_(batch)
+            )
+        )
+    }
     out: dict[str, Outcome | MissingReference] = {}
+    inserts: list[dict[str, object]] = []
+    updates: list[dict[str, object]] = []
+    now = utcnow()
     for ref, customer in batch.items():
         entity_id = entities.get(customer.entity_ref)
         if entity_id is None:
             out[ref] = MissingReference("entity_ref", f"unknown legal entity {customer.entity_ref!r}")
             continue
-        values = {"name": customer.name, "entity_id": entity_id, "email": customer.email}
-        row = rows.get(ref)
+        row = known.get(ref)
         if row is None:
-            session.add(Customer(customer_ref=ref, **values))
+            inserts.append(
+                {"customer_ref": ref, "name": customer.name, "entity_id": entity_id, "email": customer.email}
+            )
             out[ref] = "created"
+        elif (row.name, row.entity_id, row.email) != (customer.name, entity_id, customer.email):
+            updates.append(
+                {"cid": row.id, "name": customer.name, "entity_id": entity_id, "email": customer.email, "now": now}
+            )
+            out[ref] = "updated"
         else:
-            out[ref] = _apply(row, values)
-    session.flush()
+            out[ref] = "unchanged"
+    connection = session.connection()
+    if inserts:
+        connection.execute(insert(table), inserts)
+    if updates:
+        connection.execute(_UPDATE_CUSTOMER, updates)
     return out
+
+
+_UPDATE_CUSTOMER = (
+    update(table_of(Customer))
+    .where(table_of(Customer).c.id == bindparam("cid"))
+    .values(
+        name=bindparam("name"), entity_id=bindparam("entity_id"), email=bindparam("email"), updated_at=bindparam("now")
+    )
+)
+
+
+def unchanged_products(session: Session, products: Iterable[model.Product]) -> set[str]:
+    """Refs of the given products the store already holds exactly so (name, description, every price)."""
+    batch = list(products)
+    stored = load_products(session, [p.product_ref for p in batch])
+    same = set()
+    for product in batch:
+        current = stored.get(product.product_ref)
+        if current is None or (current.name, current.description) != (product.name, product.description):
+            continue
+        prices = {p.price_ref: p for p in current.prices}
+        if all(prices.get(p.price_ref) == p for p in product.prices):
+            same.add(product.product_ref)
+    return same
 
 
 def upsert_product(session: Session, product: model.Product) -> Outcome:

@@ -112,7 +112,7 @@ def test_property_names_are_configurable() -> None:
     def edit(raw: dict[str, Any]) -> None:
         raw["deal"]["properties"].update({"contract_start": "2020-03-01", "billing_entity": "uk-ltd"})
 
-    deal, company, products = bundle_to_crm(bundle(edit), names)
+    deal, company, products = bundle_to_crm(bundle(edit), names=names)
     contract = map_deal(deal, company, products, DEFAULT_MAPPING).contract
     assert (contract.contract_start_date, contract.entity_ref) == (date(2020, 3, 1), "uk-ltd")
     with pytest.raises(ValueError):

@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""Benchmark of the CRM sync: N deals from a vendor sandbox into the contract store.
+
+    python bench/bench_crm_sync.py                      # 50,000 deals from each CRM sandbox
+    python bench/bench_crm_sync.py --deals 5000 --source hubspot
+
+Setup (not timed): a demo world of N deals (about 3 line items each) is generated and served by the
+vendor's sandbox in a separate process (so the sandbox does not share our interpreter), and an
+empty SQLite store gets the world's legal entities.
+
+Timed, in this order:
+- floor: the connector's pull consumed through the vendor SDK with nothing mapped or stored: the
+  same pages and batch reads the sync makes (a bare paging loop of the same data through the SDK);
+- full sync: ``sync_pages`` from no cursor: pull, map, store every page, save the cursor;
+- incremental: 1% of the deals change in the sandbox (edits, closes, deletions), then a sync from
+  the stored cursor.
+
+Printed: API calls of the full sync against the minimum the vendor's page and batch sizes allow
+(target at most 1.1x), full-sync wall time against the floor (target at most 1.5x), and the
+incremental run's API calls against the full run's (target at most 3%). Pacing is set high: the
+sandboxes do not throttle, and the vendors' rate limits would otherwise set the pace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from common import code_version, log
+
+from billbridge.app.settings import Settings
+from billbridge.flows.crm_sync import spec_for, sync_pages
+from billbridge.flows.importing import import_document
+from billbridge.flows.sync_crm import connect
+from billbridge.sandbox import demo_world
+from billbridge.store.db import open_store
+
+TARGET_CALLS = 1.1
+TARGET_WALL = 1.5
+TARGET_INCREMENTAL = 0.03
+
+
+def _serve(source: str, deals: int, seed: int, conn: Connection) -> None:
+    """The sandbox process: serve the world, apply changes and report call counts on request."""
+    world = demo_world.generate(deals, seed=seed)
+    sandbox: Any
+    if source == "hubspot":
+        from billbridge.sandbox.hubspot import HubSpotSandbox
+
+        sandbox = HubSpotSandbox.start(world)
+        env = {**sandbox.env(), "BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S": "1000000"}
+    else:
+        raise SystemExit(f"no sandbox for {source}")
+    conn.send(env)
+    while True:
+        command = conn.recv()
+        if command == "calls":
+            conn.send(sandbox.faults.total_calls())
+        elif command == "reset":
+            sandbox.faults.reset_calls()
+            conn.send(None)
+        elif command == "change":
+            later = demo_world.changed(world, 0.01, fix_broken=False)
+            conn.send(sandbox.apply(later))
+        else:
+            sandbox.stop()
+            conn.send(None)
+            return
+
+
+def hubspot_minimum(world: demo_world.DemoWorld) -> int:
+    """Fewest calls a full pull can make: 200 deals per search page, two association reads per page,
+    100 ids per batch read (line items, companies, products), 100 archived deals per list page."""
+    live = world.live_deals
+    pages = math.ceil(len(live) / 200)
+    lines = sum(len(d.lines) for d in live)
+    companies = len({d.company_key for d in live})
+    archived = sum(1 for d in world.deals.values() if d.deleted)
+    return pages * 3 + math.ceil(lines / 100) + math.ceil(companies / 100) + math.ceil(len(world.products) / 100) + max(
+        1, math.ceil(archived / 100)
+    )
+
+
+MINIMUM: dict[str, Callable[[demo_world.DemoWorld], int]] = {"hubspot": hubspot_minimum}
+
+
+@dataclass
+class Result:
+    source: str
+    deals: int
+    floor_s: float
+    full_s: float
+    calls: int
+    minimum: int
+    contracts: int
+    quarantined: int
+    incremental_s: float
+    incremental_calls: int
+    changed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.__dict__,
+            "wall_ratio": round(self.full_s / self.floor_s, 2),
+            "call_ratio": round(self.calls / self.minimum, 3),
+            "incremental_call_share": round(self.incremental_calls / self.calls, 4),
+        }
+
+
+def run(source: str, deals: int, seed: int, workdir: str) -> Result:
+    world = demo_world.generate(deals, seed=seed)
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(source, deals, seed, child), daemon=True)
+    process.start()
+
+    def ask(command: str) -> Any:
+        parent.send(command)
+        return parent.recv()
+
+    env = parent.recv()
+    os.environ.update(env)
+    log(f"[{source}] sandbox up with {deals:,} deals")
+    try:
+        started = time.perf_counter()
+        pulled = sum(len(page.bundles) for page in connect(source, Settings()).pull(None))
+        floor = time.perf_counter() - started
+        log(f"[{source}] floor: {pulled:,} deals paged in {floor:.1f}s")
+        ask("reset")
+
+        store = open_store(f"sqlite:///{os.path.join(workdir, source + '.db')}")
+        import_document(store, demo_world.entities_document(world))
+        spec = spec_for(source)
+        started = time.perf_counter()
+        full = sync_pages(store, spec, connect(source, Settings()))
+        full_s = time.perf_counter() - started
+        calls = ask("calls")
+        c = full.counts
+        log(f"[{source}] full sync: {full.deals_pulled:,} deals, {c['contracts.created']:,} contracts in {full_s:.1f}s")
+
+        changed = ask("change")
+        ask("reset")
+        started = time.perf_counter()
+        incremental = sync_pages(store, spec, connect(source, Settings()))
+        incremental_s = time.perf_counter() - started
+        incremental_calls = ask("calls")
+        log(f"[{source}] incremental: {changed} deals changed, {incremental_calls} calls in {incremental_s:.1f}s")
+        store.dispose()
+        return Result(
+            source,
+            deals,
+            floor,
+            full_s,
+            calls,
+            MINIMUM[source](world),
+            c["contracts.created"],
+            c["contracts.quarantined"],
+            incremental_s,
+            incremental_calls,
+            changed,
+        )
+    finally:
+        ask("stop")
+        process.join(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deals", type=int, default=50_000)
+    parser.add_argument("--source", choices=[*MINIMUM, "all"], default="all")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    sources = list(MINIMUM) if args.source == "all" else [args.source]
+    with tempfile.TemporaryDirectory(prefix="billbridge-sync-bench-") as workdir:
+        results = [run(source, args.deals, args.seed, workdir) for source in sources]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return
+    print(f"\n{code_version()}\n")
+    header = f"{'source':<11}{'deals':>8}{'calls':>8}{'minimum':>9}{'ratio':>7}{'floor s':>9}{'sync s':>8}{'ratio':>7}"
+    header += f"{'incr calls':>12}{'share':>8}"
+    print(header + "\n" + "-" * len(header))
+    for r in results:
+        d = r.as_dict()
+        print(
+            f"{r.source:<11}{r.deals:>8,}{r.calls:>8,}{r.minimum:>9,}{d['call_ratio']:>6.2f}x{r.floor_s:>9.1f}"
+            f"{r.full_s:>8.1f}{d['wall_ratio']:>6.2f}x{r.incremental_calls:>12,}{d['incremental_call_share']:>8.1%}"
+        )
+    print(
+        f"\ntargets: calls <= {TARGET_CALLS}x the minimum, wall <= {TARGET_WALL}x the floor, "
+        f"incremental calls <= {TARGET_INCREMENTAL:.0%} of the full run"
+    )
+    for r in results:
+        print(f"[{r.source}] contracts {r.contracts:,}, quarantined {r.quarantined:,}, changed {r.changed:,}")
+
+
+if __name__ == "__main__":
+    main()
