@@ -223,13 +223,18 @@ class QboCompany:
                     "5010",
                 )
             sparse = bool(body.get("sparse"))
-            merged = {**current, **body} if sparse else {**body, "Id": current["Id"]}
+            merged = {**current, **body} if sparse else dict(body)
             merged.pop("sparse", None)
-            fixed: dict[str, Any] = {k: merged[k] for k in ("Id", "MetaData") if k in current}
+            merged.pop("MetaData", None)
+            merged["Id"] = current["Id"]
             if entity == "Payment":
                 self._apply_payment(current, -1)
-            record = _VALIDATORS.get(entity, _plain)(self, {k: v for k, v in merged.items() if k not in fixed})
-            record.update(fixed)
+            try:
+                record = _VALIDATORS.get(entity, _plain)(self, merged)
+            except QboFault:
+                if entity == "Payment":
+                    self._apply_payment(current, +1)
+                raise
             record["SyncToken"] = str(int(current["SyncToken"]) + 1)
             record["MetaData"] = {**current["MetaData"], "LastUpdatedTime": self._stamp()}
             self.records[entity][record["Id"]] = record
