@@ -127,6 +127,19 @@ class QuickBooksConnector:
         self._client: QuickBooksClient | None = None
         self._access: str | None = None
 
+    def close(self) -> None:
+        """Close the HTTP sessions (the OAuth client's and the API client's)."""
+        if self._client is not None:
+            self._client.session.close()
+            self._client = None
+        self._auth.close()
+
+    def __enter__(self) -> QuickBooksConnector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- plumbing -----------------------------------------------------------------------------------
 
     def _spend(self, refresh_token: str) -> IssuedTokens:
@@ -145,6 +158,8 @@ class QuickBooksConnector:
 
     def _refresh(self) -> None:
         self.keeper.refresh(stale_access=self._access)
+        if self._client is not None:
+            self._client.session.close()
         self._client = None  # its OAuth2Session carries the old access token
 
     def _retry(self, call: Callable[[], T], *, refresh_on_auth: bool = True) -> T:
