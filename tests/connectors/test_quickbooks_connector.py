@@ -8,6 +8,7 @@ import hmac
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -189,30 +190,23 @@ def test_a_429_storm_is_ridden_out(qb: RunningQuickBooks, connect: Connect) -> N
 
 def test_credit_memo_and_jpy_invoice_are_accepted(qb: RunningQuickBooks, connect: Connect) -> None:
     conn = connect()
-    jpy = invoices(1, currency="JPY", start=900)[0]
-    jpy = OutboundDocument(
-        **{
-            **jpy.__dict__,
-            "customer_ref": "jp-1",
-            "customer_name": "Kabushiki",
-            "lines": (
-                DocumentLine("a", "SEATS", "Seats", Decimal(2), Decimal(15000), date(2026, 1, 1), date(2026, 1, 31)),
-            ),
-            "total": Decimal(15000),
-        }
+    jan = (date(2026, 1, 1), date(2026, 1, 31))
+    yen = DocumentLine("a", "SEATS", "Seats", Decimal(2), Decimal(15000), *jan)
+    jpy = replace(
+        invoices(1, currency="JPY", start=900)[0],
+        customer_ref="jp-1",
+        customer_name="Kabushiki",
+        lines=(yen,),
+        total=Decimal(15000),
     )
-    credit_line = DocumentLine(
-        "a", "SEATS", "Seats", Decimal(-1), Decimal("-29.99"), date(2026, 1, 1), date(2026, 1, 31)
-    )
-    credit = OutboundDocument(
-        **{
-            **invoices(1)[0].__dict__,
-            "number": "US-CN-000001",
-            "doc_type": "credit_note",
-            "lines": (credit_line,),
-            "total": Decimal("-29.99"),
-            "applies_to": "US-INV-000001",
-        }
+    credit_line = DocumentLine("a", "SEATS", "Seats", Decimal(-1), Decimal("-29.99"), *jan)
+    credit = replace(
+        invoices(1)[0],
+        number="US-CN-000001",
+        doc_type="credit_note",
+        lines=(credit_line,),
+        total=Decimal("-29.99"),
+        applies_to="US-INV-000001",
     )
     results = conn.push_documents([jpy, credit])
     assert [r.status for r in results] == ["created", "created"]
@@ -230,6 +224,15 @@ def test_a_refused_document_fails_alone(qb: RunningQuickBooks, connect: Connect)
     assert [r.status for r in results] == ["created", "failed", "created"]
     assert results[1].error is not None and results[1].error.startswith("2500")
     assert not results[1].retriable
+
+
+def test_a_customer_quickbooks_refuses_blocks_only_its_documents(qb: RunningQuickBooks, connect: Connect) -> None:
+    docs = invoices(3)
+    docs[1] = replace(docs[1], customer_ref="nameless", customer_name="")
+    results = connect().push_documents(docs)
+    assert [r.status for r in results] == ["created", "failed", "created"]
+    assert "customer or item not in QuickBooks" in (results[1].error or "")
+    assert doc_numbers(qb) == Counter([docs[0].number, docs[2].number])
 
 
 def test_an_expired_access_token_is_refreshed_and_the_rotated_token_persisted(

@@ -19,7 +19,7 @@ from intuitlib.exceptions import AuthClientError
 from quickbooks import QuickBooks
 from quickbooks import exceptions as qb_exceptions
 
-from billbridge.connectors.errors import Classified, ErrorKind, classify_status
+from billbridge.connectors.errors import Classified, ErrorKind, VendorError, classify_status
 
 VENDOR = "quickbooks"
 MINOR_VERSION = 75  # python-quickbooks' minimum supported minorversion
@@ -119,6 +119,9 @@ THROTTLE_CODE = 3001
 
 def classify_quickbooks(exc: BaseException) -> Classified | None:
     """QuickBooks' meaning of an SDK exception; None leaves transport errors to the shared rules."""
+    if isinstance(exc, VendorError):  # a token refresh inside the call failed after its own retries
+        kind = ErrorKind.FATAL if exc.classified.kind == ErrorKind.AUTH else exc.classified.kind
+        return Classified(kind, f"token refresh: {exc.classified.reason}", exc.classified.retry_after)
     if isinstance(exc, QuickBooksHttpError):
         return classify_status(exc.status, exc.retry_after, exc.detail)
     if isinstance(exc, AuthClientError):

@@ -34,6 +34,7 @@ from billbridge.connectors.quickbooks.tokens import IssuedTokens, TokenKeeper, T
 from billbridge.mapping.quickbooks import (
     CustomerSpec,
     customer_payload,
+    customer_spec,
     document_payload,
     item_payload,
     payment_from_qbo,
@@ -231,14 +232,9 @@ class QuickBooksConnector:
         out: dict[str, _Written] = {}
         for chunk in _chunks(writes, BATCH_LIMIT):
             by_bid = {batch_item_id(w.key): w for w in chunk}
-            body = json.dumps(
-                {
-                    "BatchItemRequest": [
-                        {"bId": bid, "operation": "create", w.entity: w.payload} for bid, w in by_bid.items()
-                    ]
-                }
-            )
-            rid = batch_request_id(w.key for w in chunk)
+            items = [{"bId": bid, "operation": "create", w.entity: w.payload} for bid, w in by_bid.items()]
+            body = json.dumps({"BatchItemRequest": items}, sort_keys=True)
+            rid = batch_request_id(w.key + "\t" + json.dumps(w.payload, sort_keys=True) for w in chunk)
             try:
                 answer = self._call(self._poster("batch", body, rid), self.batch_pacer)
             except VendorError as exc:
@@ -249,42 +245,58 @@ class QuickBooksConnector:
                 write = by_bid[item["bId"]]
                 if "Fault" in item:
                     errors = item["Fault"].get("Error", [{}])
-                    out[write.key] = _Written(
-                        None, "; ".join(f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
-                    )
+                    text = "; ".join(f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
+                    out[write.key] = _Written(None, text)
                 else:
                     out[write.key] = _Written(item[write.entity])
+            for write in chunk:  # QuickBooks answers every bId; if not, the outcome is unknown
+                out.setdefault(write.key, _Written(None, "no answer for this batch item", retriable=True))
         return out
+
+    def _ensure(self, writes: Mapping[str, _Write]) -> tuple[dict[str, str], dict[str, _Written]]:
+        """Create ``writes`` (by our ref): the new Ids, and the failures."""
+        results = self._batch(list(writes.values()))
+        outcomes = {ref: results[w.key] for ref, w in writes.items()}
+        ids = {ref: str(o.record["Id"]) for ref, o in outcomes.items() if o.record is not None}
+        return ids, {ref: o for ref, o in outcomes.items() if o.record is None}
+
+    def _ensure_customers(self, customers: Sequence[CustomerSpec]) -> tuple[dict[str, str], dict[str, _Written]]:
+        specs = {c.customer_ref: c for c in customers}
+        found = self._find("Customer", "DisplayName", [c.display_name for c in specs.values()])
+        ids = {ref: str(found[c.display_name]["Id"]) for ref, c in specs.items() if c.display_name in found}
+        writes = {
+            ref: _Write(f"billbridge-customer-{ref}-create", "Customer", customer_payload(c))
+            for ref, c in specs.items()
+            if ref not in ids
+        }
+        created, failed = self._ensure(writes)
+        return ids | created, failed
+
+    def _ensure_items(self, items: Mapping[str, str]) -> tuple[dict[str, str], dict[str, _Written]]:
+        found = self._find("Item", "Name", items)
+        ids = {sku: str(found[sku]["Id"]) for sku in items if sku in found}
+        account = self.config.income_account_id
+        writes = {
+            sku: _Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, desc, account))
+            for sku, desc in items.items()
+            if sku not in ids
+        }
+        created, failed = self._ensure(writes)
+        return ids | created, failed
 
     def ensure_customers(self, customers: Sequence[CustomerSpec]) -> dict[str, str]:
         """QuickBooks customer Ids by our customer ref: looked up by DisplayName, created when missing."""
-        specs = {c.customer_ref: c for c in customers}
-        found = self._find("Customer", "DisplayName", [c.display_name for c in specs.values()])
-        ids = {ref: found[c.display_name]["Id"] for ref, c in specs.items() if c.display_name in found}
-        writes = [
-            _Write(f"billbridge-customer-{ref}-create", "Customer", customer_payload(c))
-            for ref, c in specs.items()
-            if ref not in ids
-        ]
-        return ids | self._created(writes, lambda w: w.key.removeprefix("billbridge-customer-").removesuffix("-create"))
+        ids, failed = self._ensure_customers(customers)
+        if failed:
+            raise QuickBooksWriteError({ref: o.error for ref, o in failed.items()})
+        return ids
 
     def ensure_items(self, items: Mapping[str, str]) -> dict[str, str]:
         """QuickBooks item Ids by SKU (``items``: SKU -> description): looked up by Name, created when missing."""
-        found = self._find("Item", "Name", items)
-        ids = {sku: found[sku]["Id"] for sku in items if sku in found}
-        writes = [
-            _Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, desc, self.config.income_account_id))
-            for sku, desc in items.items()
-            if sku not in ids
-        ]
-        return ids | self._created(writes, lambda w: w.key.removeprefix("billbridge-item-").removesuffix("-create"))
-
-    def _created(self, writes: Sequence[_Write], ref_of: Callable[[_Write], str]) -> dict[str, str]:
-        results = self._batch(writes)
-        failed = {ref_of(w): results[w.key].error for w in writes if results[w.key].record is None}
+        ids, failed = self._ensure_items(items)
         if failed:
-            raise QuickBooksWriteError(failed)
-        return {ref_of(w): str(results[w.key].record["Id"]) for w in writes}  # type: ignore[index]
+            raise QuickBooksWriteError({sku: o.error for sku, o in failed.items()})
+        return ids
 
     def push_documents(
         self,
@@ -298,36 +310,41 @@ class QuickBooksConnector:
 
         ``look_up_first`` finds documents already in QuickBooks by DocNumber (an earlier attempt whose
         answer was lost) and reports them ``existing`` instead of creating them again; pass False only
-        for documents never attempted before. Missing customers and items are ensured first.
+        for documents never attempted before. Customers and items missing from ``customer_ids`` /
+        ``item_ids`` are ensured first; a document whose customer or item could not be made fails alone.
         """
-        customer_ids = dict(customer_ids or {})
-        missing = {
-            d.customer_ref: CustomerSpec(d.customer_ref, d.customer_name, d.customer_email, d.currency)
-            for d in docs
-            if d.customer_ref not in customer_ids
-        }
-        customer_ids |= self.ensure_customers(list(missing.values())) if missing else {}
-        item_ids = dict(item_ids or {})
+        missing = {d.customer_ref: customer_spec(d) for d in docs if d.customer_ref not in (customer_ids or {})}
+        new_customers, customer_failures = self._ensure_customers(list(missing.values())) if missing else ({}, {})
+        customers = {**(customer_ids or {}), **new_customers}
         skus = {
-            line.product_ref: line.description for d in docs for line in d.lines if line.product_ref not in item_ids
+            ln.product_ref: ln.description for d in docs for ln in d.lines if ln.product_ref not in (item_ids or {})
         }
-        item_ids |= self.ensure_items(skus) if skus else {}
+        new_items, item_failures = self._ensure_items(skus) if skus else ({}, {})
+        known_items = {**(item_ids or {}), **new_items}
         existing = self.find_documents(docs) if look_up_first else {}
         results: dict[str, PushResult] = {}
         writes: list[_Write] = []
         for doc in docs:
             record = existing.get(doc.number)
+            blocker = customer_failures.get(doc.customer_ref) or next(
+                (item_failures[ln.product_ref] for ln in doc.lines if ln.product_ref in item_failures), None
+            )
             if record is not None:
                 results[doc.number] = PushResult(
                     doc.number, doc.doc_type, "existing", str(record["Id"]), str(record["SyncToken"])
                 )
-                continue
-            try:
-                payload = document_payload(doc, customer_id=customer_ids[doc.customer_ref], item_ids=item_ids)
-            except (ValueError, KeyError) as exc:
-                results[doc.number] = PushResult(doc.number, doc.doc_type, "failed", error=f"cannot map: {exc}")
-                continue
-            writes.append(_Write(doc.idempotency_key("qbo-create"), qbo_entity(doc), payload))
+            elif blocker is not None:
+                error = f"customer or item not in QuickBooks: {blocker.error}"
+                results[doc.number] = PushResult(
+                    doc.number, doc.doc_type, "failed", error=error, retriable=blocker.retriable
+                )
+            else:
+                try:
+                    payload = document_payload(doc, customer_id=customers[doc.customer_ref], item_ids=known_items)
+                except (ValueError, KeyError) as exc:
+                    results[doc.number] = PushResult(doc.number, doc.doc_type, "failed", error=f"cannot map: {exc!r}")
+                    continue
+                writes.append(_Write(doc.idempotency_key("qbo-create"), qbo_entity(doc), payload))
         written = self._batch(writes)
         for doc in docs:
             if doc.number in results:
