@@ -20,6 +20,7 @@ import pytest
 import requests
 from fastapi import FastAPI, Request
 
+from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.quickbooks import QboCompany, RunningQuickBooks, TokenPolicy, start_quickbooks
 from billbridge.sandbox.server import SandboxServer
 
@@ -262,3 +263,16 @@ def test_webhooks_are_signed_with_the_verifier_token(api: Api) -> None:
         "Invoice",
         "Payment",
     ]
+
+
+def test_a_seeded_sandbox_has_the_price_book_as_service_items() -> None:
+    world = generate(deals=6)
+    qb = start_quickbooks(world=world, webhook_url="http://127.0.0.1:9/never")
+    try:
+        items = {i["Name"]: i for i in qb.company.all("Item")}
+        assert set(items) == set(world.products)
+        assert all(i["Type"] == "Service" and i["IncomeAccountRef"]["value"] == "1" for i in items.values())
+        assert qb.refresh_token in qb.company.refresh_tokens and qb.webhook_verifier
+        assert qb.discovery_url.startswith("https://localhost:")
+    finally:
+        qb.stop()
