@@ -19,6 +19,7 @@ from billbridge.billing.documents import IncomingPayment, OutboundDocument
 QboEntity = Literal["Invoice", "CreditMemo"]
 DOC_NUMBER_MAX = 21  # QuickBooks' DocNumber holds at most 21 characters
 DISPLAY_NAME_MAX = 500
+PAYMENT_REF_MAX = 21  # QuickBooks' PaymentRefNum holds at most 21 characters
 UNIT_PRICE_MAX_PLACES = 7  # UnitPrice precision we trust QuickBooks to keep; beyond it we send Amount only
 _EXACT = Context(prec=50)
 
@@ -167,3 +168,31 @@ def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str])
         reference=payment.get("PaymentRefNum") or payment.get("PrivateNote"),
         extra=extra,
     )
+
+
+def payment_note(payment: IncomingPayment) -> str:
+    """The PrivateNote that marks a payment we recorded, so a lookup can find it again."""
+    return f"billbridge {payment.source} {payment.payment_ref}"
+
+
+def payment_payload(payment: IncomingPayment, *, customer_id: str, invoice_ids: Mapping[str, str]) -> dict[str, Any]:
+    """A QuickBooks Payment for a payment collected elsewhere (Stripe), applied to our invoices there.
+
+    ``invoice_ids`` maps our invoice numbers to QuickBooks Invoice Ids; what is not applied stays
+    unapplied on the customer (QuickBooks' UnappliedAmt, a customer credit).
+    """
+    if len(payment.invoice_amounts) != len(payment.invoice_numbers):
+        raise ValueError(f"{payment.payment_ref}: one applied amount per linked invoice is needed")
+    lines = [
+        {"Amount": _text(amount), "LinkedTxn": [{"TxnId": invoice_ids[number], "TxnType": "Invoice"}]}
+        for number, amount in zip(payment.invoice_numbers, payment.invoice_amounts, strict=True)
+    ]
+    return {
+        "CustomerRef": {"value": customer_id},
+        "TotalAmt": _text(payment.amount),
+        "CurrencyRef": {"value": payment.currency},
+        "TxnDate": payment.received_on.isoformat(),
+        "PaymentRefNum": payment.payment_ref[-PAYMENT_REF_MAX:],
+        "PrivateNote": payment_note(payment),
+        "Line": lines,
+    }

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from billbridge.billing.documents import DocumentLine, OutboundDocument
+from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks import (
     FileTokenStore,
     InMemoryTokenStore,
     OAuthTokens,
+    PaymentToRecord,
     QuickBooksConfig,
     QuickBooksConnector,
     TokenStore,
@@ -339,3 +340,30 @@ def test_file_token_store_compare_and_swap(tmp_path: Path) -> None:
     assert not first.compare_and_swap(0, OAuthTokens("rt-stale"))  # someone else already moved it on
     reopened = FileTokenStore(path, OAuthTokens("ignored: the file exists"))
     assert reopened.load() == OAuthTokens("rt-1", "at-1", 10.0, version=1)
+
+
+def test_a_stripe_payment_is_recorded_against_its_invoices_once(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(8)
+    pushed = {r.number: r.external_id or "" for r in conn.push_documents(docs)}
+    paid = [d for d in docs if d.customer_ref == docs[0].customer_ref][:2]
+    customer_id = qb.company.get("Invoice", pushed[paid[0].number])["CustomerRef"]["value"]
+    stripe = IncomingPayment(
+        source="stripe",
+        payment_ref="ch_3MtwBwLkdIwHu7ix28a3tqPa",  # longer than PaymentRefNum holds
+        currency="USD",
+        amount=paid[0].total + Decimal("40.00"),
+        received_on=date(2026, 2, 1),
+        customer_ref=paid[0].customer_ref,
+        invoice_numbers=(paid[0].number, paid[1].number),
+        invoice_amounts=(paid[0].total, Decimal("40.00")),
+    )
+    record = PaymentToRecord(stripe, customer_id, {d.number: pushed[d.number] for d in paid})
+    first = conn.record_payments([record])
+    assert [r.status for r in first] == ["created"]
+    assert qb.company.get("Invoice", pushed[paid[0].number])["Balance"] == 0
+    assert qb.company.get("Invoice", pushed[paid[1].number])["Balance"] == paid[1].total - Decimal("40.00")
+    again = conn.record_payments([record])
+    assert [(r.status, r.external_id) for r in again] == [("existing", first[0].external_id)]
+    assert len(qb.company.all("Payment")) == 1
+    pulled = [p for page in conn.pull_payments(None) for p in page.payments]
+    assert [(p.invoice_numbers, p.amount) for p in pulled] == [((paid[0].number, paid[1].number), stripe.amount)]

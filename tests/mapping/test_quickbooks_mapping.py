@@ -8,12 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from billbridge.billing.documents import DocumentLine, OutboundDocument
+from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
 from billbridge.mapping.quickbooks import (
     customer_payload,
     customer_spec,
     document_payload,
     payment_from_qbo,
+    payment_payload,
     qbo_entity,
 )
 
@@ -147,3 +148,29 @@ def test_payment_amounts_parsed_as_float_are_refused() -> None:
     raw = {"Id": "1", "TxnDate": "2026-02-03", "TotalAmt": 0.1, "CustomerRef": {"value": "5"}, "Line": []}
     with pytest.raises(TypeError, match="parse_float=Decimal"):
         payment_from_qbo(raw, {})
+
+
+def test_a_stripe_payment_becomes_a_quickbooks_payment_applied_to_invoices() -> None:
+    stripe = IncomingPayment(
+        source="stripe",
+        payment_ref="ch_3MtwBwLkdIwHu7ix28a3tqPa",
+        currency="EUR",
+        amount=Decimal("120.00"),
+        received_on=date(2026, 2, 1),
+        customer_ref="cust-7",
+        invoice_numbers=("EU-INV-000001", "EU-INV-000002"),
+        invoice_amounts=(Decimal("70.00"), Decimal("30.00")),
+    )
+    payload = payment_payload(stripe, customer_id="58", invoice_ids={"EU-INV-000001": "130", "EU-INV-000002": "131"})
+    assert payload == {
+        "CustomerRef": {"value": "58"},
+        "TotalAmt": "120.00",  # 20.00 stays unapplied: a customer credit in QuickBooks
+        "CurrencyRef": {"value": "EUR"},
+        "TxnDate": "2026-02-01",
+        "PaymentRefNum": "wBwLkdIwHu7ix28a3tqPa",  # the last 21 characters QuickBooks keeps
+        "PrivateNote": "billbridge stripe ch_3MtwBwLkdIwHu7ix28a3tqPa",
+        "Line": [
+            {"Amount": "70.00", "LinkedTxn": [{"TxnId": "130", "TxnType": "Invoice"}]},
+            {"Amount": "30.00", "LinkedTxn": [{"TxnId": "131", "TxnType": "Invoice"}]},
+        ],
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from billbridge.connectors.quickbooks.client import QuickBooksConfig, classify_quickbooks
 from billbridge.connectors.quickbooks.connector import (
     PaymentPage,
+    PaymentToRecord,
     PushResult,
     QuickBooksConnector,
     QuickBooksWriteError,
@@ -23,6 +24,7 @@ __all__ = [
     "InMemoryTokenStore",
     "OAuthTokens",
     "PaymentPage",
+    "PaymentToRecord",
     "PushResult",
     "QuickBooksConfig",
     "QuickBooksConnector",

@@ -38,6 +38,8 @@ from billbridge.mapping.quickbooks import (
     document_payload,
     item_payload,
     payment_from_qbo,
+    payment_note,
+    payment_payload,
     qbo_entity,
 )
 
@@ -62,6 +64,15 @@ class PushResult:
     sync_token: str | None = None
     error: str | None = None
     retriable: bool = False  # failed, but trying again later may work (throttled, down, outcome unknown)
+
+
+@dataclass(frozen=True)
+class PaymentToRecord:
+    """A payment collected elsewhere, to enter in QuickBooks against the invoices it paid there."""
+
+    payment: IncomingPayment
+    customer_id: str  # the QuickBooks customer
+    invoice_ids: Mapping[str, str]  # our invoice number -> QuickBooks Invoice Id
 
 
 @dataclass(frozen=True)
@@ -359,6 +370,39 @@ class QuickBooksConnector:
                     doc.number, doc.doc_type, "created", str(outcome.record["Id"]), str(outcome.record["SyncToken"])
                 )
         return [results[d.number] for d in docs]
+
+    def record_payments(self, payments: Sequence[PaymentToRecord], *, look_up_first: bool = True) -> list[PushResult]:
+        """Enter payments (collected by Stripe, say) in QuickBooks, once each, so its receivables are right.
+
+        A recorded payment carries ``payment_note`` in its PrivateNote; ``look_up_first`` searches the
+        customers' payments for it (PrivateNote cannot be filtered in a query) before creating again.
+        """
+        existing: dict[str, dict[str, Any]] = {}
+        if look_up_first:
+            customers = {p.customer_id for p in payments}
+            for chunk in _chunks(sorted(customers), LOOKUP_CHUNK):
+                where = f"CustomerRef IN ({', '.join(_quote(c) for c in chunk)})"
+                existing |= {str(r.get("PrivateNote")): r for r in self.query_all("Payment", where=where)}
+        results: dict[str, PushResult] = {}
+        writes: dict[str, _Write] = {}
+        for item in payments:
+            ref, note = item.payment.payment_ref, payment_note(item.payment)
+            if note in existing:
+                found = existing[note]
+                results[ref] = PushResult(ref, "payment", "existing", str(found["Id"]), str(found["SyncToken"]))
+                continue
+            try:
+                payload = payment_payload(item.payment, customer_id=item.customer_id, invoice_ids=item.invoice_ids)
+            except (ValueError, KeyError) as exc:
+                results[ref] = PushResult(ref, "payment", "failed", error=f"cannot map: {exc!r}")
+                continue
+            writes[ref] = _Write(f"billbridge-payment-{item.payment.source}-{ref}-qbo-record", "Payment", payload)
+        created, failed = self._ensure(writes)
+        for ref, ident in created.items():
+            results[ref] = PushResult(ref, "payment", "created", ident, "0")
+        for ref, outcome in failed.items():
+            results[ref] = PushResult(ref, "payment", "failed", error=outcome.error, retriable=outcome.retriable)
+        return [results[p.payment.payment_ref] for p in payments]
 
     # -- payments -------------------------------------------------------------------------------------
 
