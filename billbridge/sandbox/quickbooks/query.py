@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from billbridge.sandbox.quickbooks.errors import query_error
@@ -164,17 +164,20 @@ def field_value(record: dict[str, Any], path: str) -> Any:
     return value.get("value") if isinstance(value, dict) and "value" in value else value
 
 
+_DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NUMBER_LIKE = re.compile(r"-?\d+(\.\d+)?")
+
+
 def _comparable(value: Any) -> Any:
-    if isinstance(value, str):
+    """Dates compare as datetimes, numbers as Decimals, anything else as text."""
+    if not isinstance(value, str):
+        return value
+    if _DATE_LIKE.match(value):
         try:
             return datetime.fromisoformat(value)
         except ValueError:
-            pass
-        try:
-            return Decimal(value)
-        except InvalidOperation:
             return value
-    return value
+    return Decimal(value) if _NUMBER_LIKE.fullmatch(value) else value
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
