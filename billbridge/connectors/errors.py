@@ -48,6 +48,7 @@ class VendorError(Exception):
 
 _TRANSPORT = (
     requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-body (a lost response)
     requests.Timeout,
     urllib3.exceptions.ProtocolError,
     urllib3.exceptions.TimeoutError,

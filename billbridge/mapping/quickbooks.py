@@ -1,0 +1,198 @@
+"""OutboundDocument -> QuickBooks Invoice / CreditMemo payloads, and QuickBooks Payments -> IncomingPayment.
+
+Pure functions. Amounts leave as decimal strings (``"1234.50"``), the way python-quickbooks'
+``DecimalEncoder`` writes a Decimal, so no binary float ever stands between our ledger and theirs;
+they come back as Decimals (the client parses JSON numbers with ``parse_float=Decimal``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Context, Decimal
+from typing import Any, Literal
+
+from billbridge.billing.currency import round_money
+from billbridge.billing.documents import IncomingPayment, OutboundDocument
+
+QboEntity = Literal["Invoice", "CreditMemo"]
+DOC_NUMBER_MAX = 21  # QuickBooks' DocNumber holds at most 21 characters
+DISPLAY_NAME_MAX = 500
+PAYMENT_REF_MAX = 21  # QuickBooks' PaymentRefNum holds at most 21 characters
+UNIT_PRICE_MAX_PLACES = 7  # UnitPrice precision we trust QuickBooks to keep; beyond it we send Amount only
+_EXACT = Context(prec=50)
+
+_ENTITY_OF: dict[str, QboEntity] = {"invoice": "Invoice", "credit_note": "CreditMemo"}
+
+
+@dataclass(frozen=True)
+class CustomerSpec:
+    """What QuickBooks needs to know about one of our customers."""
+
+    customer_ref: str
+    display_name: str
+    email: str | None
+    currency: str
+
+
+def qbo_entity(doc: OutboundDocument) -> QboEntity:
+    return _ENTITY_OF[doc.doc_type]
+
+
+def customer_spec(doc: OutboundDocument) -> CustomerSpec:
+    return CustomerSpec(doc.customer_ref, doc.customer_name, doc.customer_email, doc.currency)
+
+
+def customer_payload(spec: CustomerSpec) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "DisplayName": spec.display_name[:DISPLAY_NAME_MAX],
+        "CurrencyRef": {"value": spec.currency},
+    }
+    if spec.email:
+        payload["PrimaryEmailAddr"] = {"Address": spec.email}
+    return payload
+
+
+def item_payload(sku: str, description: str, income_account_id: str) -> dict[str, Any]:
+    """A Service item named by our SKU (Item names are unique in a QuickBooks company)."""
+    return {
+        "Name": sku,
+        "Description": description,
+        "Type": "Service",
+        "IncomeAccountRef": {"value": income_account_id},
+    }
+
+
+def _unit_price(amount: Decimal, quantity: Decimal) -> Decimal | None:
+    """``amount / quantity`` when it is exact in a few places (QuickBooks checks Qty x UnitPrice == Amount)."""
+    if quantity == 0:
+        return None
+    unit = _EXACT.divide(amount, quantity).normalize(_EXACT)
+    exponent = unit.as_tuple().exponent
+    if not isinstance(exponent, int) or -exponent > UNIT_PRICE_MAX_PLACES or _EXACT.multiply(unit, quantity) != amount:
+        return None
+    return unit
+
+
+def _text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def document_payload(doc: OutboundDocument, *, customer_id: str, item_ids: Mapping[str, str]) -> dict[str, Any]:
+    """The Invoice or CreditMemo body for ``doc``: DocNumber is our number, so a lookup finds it again.
+
+    A credit note's lines are credits on a CreditMemo, which QuickBooks writes with positive amounts:
+    our negative credit lines flip sign.
+    """
+    if len(doc.number) > DOC_NUMBER_MAX:
+        raise ValueError(f"{doc.number}: QuickBooks DocNumber holds at most {DOC_NUMBER_MAX} characters")
+    sign = -1 if doc.doc_type == "credit_note" else 1
+    lines = []
+    for line in doc.lines:
+        amount = round_money(sign * line.amount, doc.currency)
+        if amount != sign * line.amount:
+            raise ValueError(f"{doc.number} line {line.line_ref}: {line.amount} is not rounded to {doc.currency}")
+        detail: dict[str, Any] = {
+            "ItemRef": {"value": item_ids[line.product_ref]},
+            "ServiceDate": line.start_date.isoformat(),
+        }
+        unit = _unit_price(amount, line.quantity)
+        if unit is not None:
+            detail["Qty"] = _text(line.quantity)
+            detail["UnitPrice"] = _text(unit)
+        lines.append(
+            {
+                "DetailType": "SalesItemLineDetail",
+                "Amount": _text(amount),
+                "Description": f"{line.description} ({line.start_date.isoformat()} - {line.end_date.isoformat()})",
+                "SalesItemLineDetail": detail,
+            }
+        )
+    payload: dict[str, Any] = {
+        "DocNumber": doc.number,
+        "CustomerRef": {"value": customer_id},
+        "CurrencyRef": {"value": doc.currency},
+        "TxnDate": doc.billing_date.isoformat(),
+        "Line": lines,
+        "PrivateNote": f"billbridge {doc.number} v{doc.version} contract {doc.contract_ref}",
+    }
+    if doc.doc_type == "invoice":
+        payload["DueDate"] = doc.due_date.isoformat()
+        if doc.customer_email:
+            payload["BillEmail"] = {"Address": doc.customer_email}
+    elif doc.applies_to:
+        payload["CustomerMemo"] = {"value": f"Credit for {doc.applies_to}"}
+    return payload
+
+
+def _amount(value: Any) -> Decimal:
+    if isinstance(value, float | bool):
+        raise TypeError(f"QuickBooks amount arrived as {type(value).__name__}; parse JSON with parse_float=Decimal")
+    return Decimal(str(value))
+
+
+def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str]) -> IncomingPayment:
+    """A QuickBooks Payment as an IncomingPayment; ``doc_numbers`` maps invoice Ids to our DocNumbers."""
+    numbers: list[str] = []
+    amounts: list[Decimal] = []
+    unknown: list[str] = []
+    for line in payment.get("Line", []):
+        for link in line.get("LinkedTxn", []):
+            if link.get("TxnType") != "Invoice":
+                continue
+            number = doc_numbers.get(str(link["TxnId"]))
+            if number is None:
+                unknown.append(str(link["TxnId"]))
+                continue
+            numbers.append(number)
+            amounts.append(_amount(line["Amount"]))
+    extra = {
+        "qbo_customer_id": str(payment["CustomerRef"]["value"]),
+        "unapplied": _text(_amount(payment.get("UnappliedAmt", 0))),
+        "sync_token": str(payment.get("SyncToken", "")),  # changes on every edit: dedupe by (payment_ref, sync_token)
+    }
+    if unknown:
+        extra["unknown_invoice_ids"] = ",".join(unknown)
+    method = payment.get("PaymentMethodRef") or {}
+    return IncomingPayment(
+        source="quickbooks",
+        payment_ref=str(payment["Id"]),
+        currency=str((payment.get("CurrencyRef") or {}).get("value", "")),
+        amount=_amount(payment["TotalAmt"]),
+        received_on=date.fromisoformat(str(payment["TxnDate"])[:10]),
+        customer_ref=None,  # QuickBooks carries its own customer id; the store maps it back through external refs
+        invoice_numbers=tuple(numbers),
+        invoice_amounts=tuple(amounts),
+        method=method.get("name") or method.get("value"),
+        reference=payment.get("PaymentRefNum") or payment.get("PrivateNote"),
+        extra=extra,
+    )
+
+
+def payment_note(payment: IncomingPayment) -> str:
+    """The PrivateNote that marks a payment we recorded, so a lookup can find it again."""
+    return f"billbridge {payment.source} {payment.payment_ref}"
+
+
+def payment_payload(payment: IncomingPayment, *, customer_id: str, invoice_ids: Mapping[str, str]) -> dict[str, Any]:
+    """A QuickBooks Payment for a payment collected elsewhere (Stripe), applied to our invoices there.
+
+    ``invoice_ids`` maps our invoice numbers to QuickBooks Invoice Ids; what is not applied stays
+    unapplied on the customer (QuickBooks' UnappliedAmt, a customer credit).
+    """
+    if len(payment.invoice_amounts) != len(payment.invoice_numbers):
+        raise ValueError(f"{payment.payment_ref}: one applied amount per linked invoice is needed")
+    lines = [
+        {"Amount": _text(amount), "LinkedTxn": [{"TxnId": invoice_ids[number], "TxnType": "Invoice"}]}
+        for number, amount in zip(payment.invoice_numbers, payment.invoice_amounts, strict=True)
+    ]
+    return {
+        "CustomerRef": {"value": customer_id},
+        "TotalAmt": _text(payment.amount),
+        "CurrencyRef": {"value": payment.currency},
+        "TxnDate": payment.received_on.isoformat(),
+        "PaymentRefNum": payment.payment_ref[-PAYMENT_REF_MAX:],
+        "PrivateNote": payment_note(payment),
+        "Line": lines,
+    }

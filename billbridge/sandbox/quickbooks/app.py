@@ -1,0 +1,238 @@
+"""FastAPI emulator of the QuickBooks Online Accounting API v3 and Intuit's OAuth 2.0 server.
+
+Routes (what python-quickbooks and intuit-oauth call):
+- ``GET /.well-known/openid_configuration``: the discovery document ``AuthClient`` fetches.
+- ``POST /oauth2/v1/tokens/bearer``: ``grant_type=refresh_token`` with HTTP Basic client credentials.
+- ``POST /v3/company/{realm}/{entity}``: create, or update when the body carries Id + SyncToken.
+- ``GET /v3/company/{realm}/{entity}/{id}``: read.
+- ``GET|POST /v3/company/{realm}/query``: the query subset of ``query.py``.
+- ``POST /v3/company/{realm}/batch``: up to 30 BatchItemRequest operations.
+- ``GET /v3/company/{realm}/cdc?entities=...&changedSince=...``: change data capture.
+Writes honour ``requestid`` (the same id answers the first answer again); ``minorversion`` is accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from billbridge.sandbox.faults import FaultInjector, FaultMiddleware
+from billbridge.sandbox.quickbooks.company import BATCH_LIMIT, BATCH_REQUEST_ID_MAX, QboCompany, dumps
+from billbridge.sandbox.quickbooks.errors import QboFault, QuickBooksErrors, fault_body, unauthorized_body, validation
+
+_ENTITY_PATHS = {
+    "customer": "Customer",
+    "item": "Item",
+    "invoice": "Invoice",
+    "creditmemo": "CreditMemo",
+    "payment": "Payment",
+    "account": "Account",
+}
+TOKEN_PATH = "/oauth2/v1/tokens/bearer"
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(dumps(body), status_code=status, media_type="application/json")
+
+
+def _with_time(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "time": company.now().isoformat(timespec="milliseconds")}
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"{}", parse_float=Decimal)
+    except ValueError:
+        raise validation(
+            "Request body is not valid JSON", "2010", "Request has invalid or unsupported property"
+        ) from None
+
+
+def build_app(company: QboCompany, injector: FaultInjector | None = None) -> Any:
+    """The emulator for ``company``, wrapped in the fault middleware (``injector`` or a fresh one)."""
+    app = FastAPI(title="QuickBooks Online sandbox", openapi_url=None)
+    app.state.company = company
+
+    @app.get("/.well-known/openid_configuration")
+    def discovery(request: Request) -> dict[str, Any]:
+        base = str(request.base_url).rstrip("/")
+        return {
+            "issuer": "https://oauth.platform.intuit.com/op/v1",
+            "authorization_endpoint": f"{base}/connect/oauth2",
+            "token_endpoint": f"{base}{TOKEN_PATH}",
+            "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
+            "revocation_endpoint": f"{base}/oauth2/v1/tokens/revoke",
+            "jwks_uri": f"{base}/oauth2/v1/keys",
+        }
+
+    @app.post(TOKEN_PATH)
+    async def token(request: Request) -> Response:
+        if not _client_ok(company, request.headers.get("authorization", "")):
+            return _json(401, {"error": "invalid_client"})
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        if form.get("grant_type") != "refresh_token":
+            return _json(400, {"error": "unsupported_grant_type"})
+        issued = company.refresh(form.get("refresh_token", ""))
+        return _json(200, issued) if issued is not None else _json(400, {"error": "invalid_grant"})
+
+    @app.api_route("/v3/company/{realm}/query", methods=["GET", "POST"])
+    async def query(realm: str, request: Request) -> Response:
+        text = request.query_params.get("query") or (await request.body()).decode()
+        return await _serve(company, request, realm, lambda: (200, {"QueryResponse": company.query(text)}))
+
+    @app.post("/v3/company/{realm}/batch")
+    async def batch(realm: str, request: Request) -> Response:
+        body = _parse(await request.body())
+        rid = request.query_params.get("requestid")
+        return await _serve(
+            company,
+            request,
+            realm,
+            lambda: company.once(rid, lambda: _batch(company, body), limit=BATCH_REQUEST_ID_MAX),
+        )
+
+    @app.get("/v3/company/{realm}/cdc")
+    async def cdc(realm: str, request: Request) -> Response:
+        def work() -> tuple[int, Any]:
+            names = [n for n in request.query_params.get("entities", "").split(",") if n]
+            since = _since(request.query_params.get("changedSince", ""))
+            changed = company.changed_since(names, since)
+            responses = [
+                {name: rows, "startPosition": 1, "maxResults": len(rows)} if rows else {}
+                for name, rows in changed.items()
+            ]
+            return 200, {"CDCResponse": [{"QueryResponse": responses}]}
+
+        return await _serve(company, request, realm, work)
+
+    @app.get("/v3/company/{realm}/{entity}/{ident}")
+    async def read(realm: str, entity: str, ident: str, request: Request) -> Response:
+        name = _entity(entity)
+        return await _serve(company, request, realm, lambda: (200, {name: company.get(name, ident)}))
+
+    @app.post("/v3/company/{realm}/{entity}")
+    async def write(realm: str, entity: str, request: Request) -> Response:
+        name = _entity(entity)
+        body = _parse(await request.body())
+        if request.query_params.get("operation"):
+            raise validation(
+                "operation is not supported by this sandbox", "2010", "Request has invalid or unsupported property"
+            )
+        rid = request.query_params.get("requestid")
+        return await _serve(
+            company, request, realm, lambda: company.once(rid, lambda: (200, {name: _save(company, name, body)}))
+        )
+
+    @app.exception_handler(QboFault)
+    async def fault(request: Request, exc: QboFault) -> Response:
+        return _json(exc.status, exc.body())
+
+    return FaultMiddleware(app, injector or FaultInjector(), QuickBooksErrors())
+
+
+def _client_ok(company: QboCompany, header: str) -> bool:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
+    except ValueError:
+        return False
+    return company.check_client(client_id, secret)
+
+
+def _entity(path: str) -> str:
+    try:
+        return _ENTITY_PATHS[path.lower()]
+    except KeyError:
+        raise QboFault(
+            400,
+            "Unsupported Operation",
+            f"Operation Could not find resource for relative : /{path} is not supported.",
+            "500",
+            "ValidationFault",
+        ) from None
+
+
+def _since(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise validation(f"changedSince is not an ISO date-time: {text!r}", "2010", "Invalid changedSince") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+async def _serve(company: QboCompany, request: Request, realm: str, work: Callable[[], tuple[int, Any]]) -> Response:
+    """Check the bearer token and the realm, then run ``work`` off the event loop."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not company.access_ok(token):
+        return _json(401, unauthorized_body())
+    if realm != company.realm_id:
+        return _json(
+            403,
+            fault_body(
+                "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
+                "Unknown realm",
+                "3100",
+                "AUTHORIZATION",
+            ),
+        )
+
+    def guarded() -> tuple[int, Any]:
+        try:
+            return work()
+        except QboFault as exc:
+            return exc.status, exc.body()
+
+    status, body = await run_in_threadpool(guarded)
+    return _json(status, _with_time(company, body) if isinstance(body, dict) and "time" not in body else body)
+
+
+def _save(company: QboCompany, entity: str, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise validation("Request body must be an object", "2010", "Request has invalid or unsupported property")
+    record = company.update(entity, body) if "Id" in body else company.create(entity, body)
+    operation = "Update" if record["SyncToken"] != "0" else "Create"
+    company.notify([(entity, record["Id"], operation, record["MetaData"]["LastUpdatedTime"])])
+    return record
+
+
+def _batch(company: QboCompany, body: Any) -> tuple[int, Any]:
+    items = body.get("BatchItemRequest") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        raise validation("BatchItemRequest is missing or empty")
+    if len(items) > BATCH_LIMIT:
+        raise validation(
+            f"The batch holds {len(items)} operations; at most {BATCH_LIMIT} are allowed",
+            "2010",
+            "Request has invalid or unsupported property",
+        )
+    answers = []
+    for item in items:
+        bid = item.get("bId")
+        try:
+            if "Query" in item:
+                answers.append({"bId": bid, "QueryResponse": company.query(item["Query"])})
+                continue
+            names = [k for k in item if k not in ("bId", "operation", "optionsData")]
+            if len(names) != 1 or item.get("operation") not in ("create", "update"):
+                raise validation(
+                    "a batch item holds one entity and operation create or update",
+                    "2010",
+                    "Request has invalid or unsupported property",
+                )
+            entity = names[0]
+            if entity not in company.records:
+                raise validation(f"unsupported entity {entity}", "2010", "Request has invalid or unsupported property")
+            answers.append({"bId": bid, entity: _save(company, entity, item[entity])})
+        except QboFault as exc:
+            answers.append({"bId": bid, "Fault": exc.body()["Fault"]})
+    return 200, {"BatchItemResponse": answers}

@@ -1,0 +1,369 @@
+"""The QuickBooks connector (python-quickbooks + intuit-oauth) against the sandbox over TLS."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
+from billbridge.connectors.errors import RetryPolicy
+from billbridge.connectors.pacing import Pacer
+from billbridge.connectors.quickbooks import (
+    FileTokenStore,
+    InMemoryTokenStore,
+    OAuthTokens,
+    PaymentToRecord,
+    QuickBooksConfig,
+    QuickBooksConnector,
+    TokenStore,
+    verify_webhook,
+)
+from billbridge.mapping.quickbooks import customer_spec
+from billbridge.sandbox.quickbooks import RunningQuickBooks, start_quickbooks
+
+FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
+BATCH = r"/batch$"
+
+
+@pytest.fixture
+def qb() -> Iterator[RunningQuickBooks]:
+    running = start_quickbooks()
+    yield running
+    running.stop()
+
+
+def config(qb: RunningQuickBooks) -> QuickBooksConfig:
+    return QuickBooksConfig(
+        qb.client_id,
+        qb.client_secret,
+        qb.realm_id,
+        api_url_v3=qb.api_url_v3,
+        discovery_url=qb.discovery_url,
+        ca_bundle=str(qb.ca_bundle),
+    )
+
+
+Connect = Callable[..., QuickBooksConnector]
+
+
+@pytest.fixture
+def connect(qb: RunningQuickBooks) -> Iterator[Connect]:
+    """Connectors to the sandbox with fast retries and no pacing; closed before the server stops."""
+    opened: list[QuickBooksConnector] = []
+
+    def make(store: TokenStore | None = None, worker: str | None = None) -> QuickBooksConnector:
+        conn = QuickBooksConnector(
+            config(qb),
+            store or InMemoryTokenStore(OAuthTokens(qb.refresh_token)),
+            worker=worker,
+            policy=FAST,
+            pacer=Pacer(10_000, 1),
+            batch_pacer=Pacer(10_000, 1),
+        )
+        opened.append(conn)
+        return conn
+
+    yield make
+    for conn in opened:
+        conn.close()  # idle keep-alive connections would hold the server's shutdown
+
+
+def invoices(n: int, *, currency: str = "USD", start: int = 1) -> list[OutboundDocument]:
+    docs = []
+    for i in range(start, start + n):
+        lines = (
+            DocumentLine("seats", "SEATS", "Seats", Decimal(3), Decimal("89.97"), date(2026, 1, 1), date(2026, 1, 31)),
+            DocumentLine(
+                "calls",
+                "API-CALLS",
+                "API calls",
+                Decimal(7),
+                Decimal(i) + Decimal("0.05"),
+                date(2026, 1, 1),
+                date(2026, 1, 31),
+            ),
+        )
+        docs.append(
+            OutboundDocument(
+                number=f"US-INV-{i:06d}",
+                doc_type="invoice",
+                version=1,
+                entity_ref="us-inc",
+                customer_ref=f"cust-{i % 4}",
+                customer_name=f"Customer {i % 4}",
+                customer_email=None,
+                contract_ref=f"ct-{i}",
+                currency=currency,
+                billing_date=date(2026, 1, 1),
+                due_date=date(2026, 1, 31),
+                total=sum((ln.amount for ln in lines), Decimal(0)),
+                auto_charge=False,
+                lines=lines,
+            )
+        )
+    return docs
+
+
+def doc_numbers(qb: RunningQuickBooks, entity: str = "Invoice") -> Counter[str]:
+    return Counter(r["DocNumber"] for r in qb.company.all(entity))
+
+
+def prepared(
+    qb: RunningQuickBooks, conn: QuickBooksConnector, docs: list[OutboundDocument]
+) -> tuple[dict[str, str], dict[str, str]]:
+    customers = conn.ensure_customers(list({d.customer_ref: customer_spec(d) for d in docs}.values()))
+    items = conn.ensure_items({ln.product_ref: ln.description for d in docs for ln in d.lines})
+    qb.faults.reset_calls()
+    return customers, items
+
+
+def test_65_invoices_take_3_batches_and_a_second_push_creates_nothing(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(65)
+    customers, items = prepared(qb, conn, docs)
+    results = conn.push_documents(docs, customer_ids=customers, item_ids=items, look_up_first=False)
+    assert [r.status for r in results] == ["created"] * 65
+    assert qb.faults.total_calls(BATCH) == 3
+    assert doc_numbers(qb) == Counter(d.number for d in docs)
+    stored = {r["DocNumber"]: r for r in qb.company.all("Invoice")}
+    assert stored["US-INV-000042"]["TotalAmt"] == Decimal("89.97") + Decimal("42.05")
+    assert {r.external_id for r in results} == {r["Id"] for r in stored.values()}
+
+    again = conn.push_documents(docs, customer_ids=customers, item_ids=items)
+    assert [r.status for r in again] == ["existing"] * 65
+    assert [r.external_id for r in again] == [r.external_id for r in results]
+    assert qb.faults.total_calls(BATCH) == 3
+    assert len(qb.company.all("Invoice")) == 65
+
+
+def test_customers_and_items_are_looked_up_before_created(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(8)
+    specs = list({d.customer_ref: customer_spec(d) for d in docs}.values())
+    first = conn.ensure_customers(specs)
+    assert conn.ensure_customers(specs) == first
+    assert len(qb.company.all("Customer")) == 4
+    skus = {"SEATS": "Seats", "API-CALLS": "API calls"}
+    assert conn.ensure_items(skus) == conn.ensure_items(skus)
+    assert sorted(i["Name"] for i in qb.company.all("Item")) == ["API-CALLS", "SEATS"]
+
+
+def test_a_lost_batch_answer_is_replayed_by_requestid(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(20)
+    customers, items = prepared(qb, conn, docs)
+    qb.faults.add(kind="lost_response", path=BATCH, times=1)
+    results = conn.push_documents(docs, customer_ids=customers, item_ids=items, look_up_first=False)
+    assert [r.status for r in results] == ["created"] * 20
+    assert qb.faults.total_calls(BATCH) == 2  # the retry carried the same requestid
+    assert doc_numbers(qb) == Counter(d.number for d in docs)
+
+
+def test_after_lost_answers_a_rerun_finds_the_documents_by_doc_number(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(35)
+    customers, items = prepared(qb, conn, docs)
+    qb.faults.add(kind="lost_response", path=BATCH, times=None)
+    failed = conn.push_documents(docs[:30], customer_ids=customers, item_ids=items, look_up_first=False)
+    assert {(r.status, r.retriable) for r in failed} == {("failed", True)}
+    assert len(qb.company.all("Invoice")) == 30  # QuickBooks did create them; we never heard
+    qb.faults.clear()
+    rerun = conn.push_documents(docs, customer_ids=customers, item_ids=items)  # another batch shape: another requestid
+    assert [r.status for r in rerun] == ["existing"] * 30 + ["created"] * 5
+    assert doc_numbers(qb) == Counter(d.number for d in docs)
+    assert all(n == 1 for n in doc_numbers(qb).values())
+
+
+def test_a_429_storm_is_ridden_out(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(40)
+    storm = qb.faults.add(kind="rate_limit", path=r"/(batch|query)$", times=3, retry_after=0)
+    results = conn.push_documents(docs)
+    assert [r.status for r in results] == ["created"] * 40
+    assert storm.hits == 3
+    assert doc_numbers(qb) == Counter(d.number for d in docs)
+
+
+def test_credit_memo_and_jpy_invoice_are_accepted(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn = connect()
+    jan = (date(2026, 1, 1), date(2026, 1, 31))
+    yen = DocumentLine("a", "SEATS", "Seats", Decimal(2), Decimal(15000), *jan)
+    jpy = replace(
+        invoices(1, currency="JPY", start=900)[0],
+        customer_ref="jp-1",
+        customer_name="Kabushiki",
+        lines=(yen,),
+        total=Decimal(15000),
+    )
+    credit_line = DocumentLine("a", "SEATS", "Seats", Decimal(-1), Decimal("-29.99"), *jan)
+    credit = replace(
+        invoices(1)[0],
+        number="US-CN-000001",
+        doc_type="credit_note",
+        lines=(credit_line,),
+        total=Decimal("-29.99"),
+        applies_to="US-INV-000001",
+    )
+    results = conn.push_documents([jpy, credit])
+    assert [r.status for r in results] == ["created", "created"]
+    assert qb.company.get("Invoice", results[0].external_id or "")["TotalAmt"] == Decimal(15000)
+    memo = qb.company.get("CreditMemo", results[1].external_id or "")
+    assert (memo["DocNumber"], memo["TotalAmt"]) == ("US-CN-000001", Decimal("29.99"))
+    assert [r.status for r in conn.push_documents([jpy, credit])] == ["existing", "existing"]
+
+
+def test_a_refused_document_fails_alone(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(3)
+    customers, items = prepared(qb, conn, docs)
+    customers[docs[1].customer_ref] = "999999"  # a customer QuickBooks does not know
+    results = conn.push_documents(docs, customer_ids=customers, item_ids=items)
+    assert [r.status for r in results] == ["created", "failed", "created"]
+    assert results[1].error is not None and results[1].error.startswith("2500")
+    assert not results[1].retriable
+
+
+def test_a_customer_quickbooks_refuses_blocks_only_its_documents(qb: RunningQuickBooks, connect: Connect) -> None:
+    docs = invoices(3)
+    docs[1] = replace(docs[1], customer_ref="nameless", customer_name="")
+    results = connect().push_documents(docs)
+    assert [r.status for r in results] == ["created", "failed", "created"]
+    assert "customer or item not in QuickBooks" in (results[1].error or "")
+    assert doc_numbers(qb) == Counter([docs[0].number, docs[2].number])
+
+
+def test_an_expired_access_token_is_refreshed_and_the_rotated_token_persisted(
+    qb: RunningQuickBooks, connect: Connect
+) -> None:
+    store = InMemoryTokenStore(OAuthTokens(qb.refresh_token))
+    conn = connect(store)
+    conn.push_documents(invoices(5))
+    before = store.load()
+    qb.company.expire_access_tokens()
+    results = conn.push_documents(invoices(5, start=6))
+    assert [r.status for r in results] == ["created"] * 5
+    after = store.load()
+    assert after.refresh_token != before.refresh_token and after.access_token != before.access_token
+    assert qb.company.refresh_tokens[before.refresh_token].superseded_at is not None
+    assert qb.company.refresh_tokens[after.refresh_token].spent == 0  # the stored one is the live one
+    assert qb.faults.total_calls(r"/tokens/bearer$") == 2
+
+
+def together(workers: list[QuickBooksConnector], call: Callable[[QuickBooksConnector], object]) -> list[BaseException]:
+    """Run ``call`` on every worker in its own thread, released at the same moment; the errors raised."""
+    barrier, errors = threading.Barrier(len(workers)), []
+
+    def work(conn: QuickBooksConnector) -> None:
+        try:
+            barrier.wait()
+            call(conn)
+        except BaseException as exc:  # returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return errors
+
+
+def test_two_workers_never_spend_the_same_refresh_token(
+    qb: RunningQuickBooks, connect: Connect, tmp_path: Path
+) -> None:
+    store = FileTokenStore(tmp_path / "qbo-tokens.json", OAuthTokens(qb.refresh_token))
+    workers = [connect(store, worker=f"w{n}") for n in range(2)]
+    for round_ in range(3):  # round 0: neither has an access token yet; then both hit an expired one
+        qb.company.expire_access_tokens()
+        assert together(workers, lambda conn: conn.query("SELECT COUNT(*) FROM Invoice")) == [], f"round {round_}"
+    spent = [t.spent for t in qb.company.refresh_tokens.values()]
+    assert max(spent) == 1
+    assert sum(spent) == qb.faults.total_calls(r"/tokens/bearer$") == 3  # one refresh per expiry, shared
+    live = store.load()
+    assert qb.company.refresh_tokens[live.refresh_token].spent == 0 and live.leased_by is None
+
+
+def test_payments_come_back_linked_to_our_invoice_numbers(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(6)
+    pushed = {r.number: r.external_id or "" for r in conn.push_documents(docs)}
+    same_customer = [d.number for d in docs if d.customer_ref == docs[0].customer_ref]
+    company = qb.company
+    company.receive_payment(
+        {pushed[same_customer[0]]: Decimal("50.00"), pushed[same_customer[1]]: Decimal("10.00")},
+        amount=Decimal("75.00"),
+        ref="CHK-7",
+    )
+    company.receive_payment({pushed["US-INV-000002"]: Decimal("92.02")})
+    pages = list(conn.pull_payments(None, page_size=1))
+    assert len(pages) == 2
+    first, second = pages[0].payments[0], pages[1].payments[0]
+    assert first.invoice_numbers == tuple(same_customer[:2])
+    assert first.invoice_amounts == (Decimal("50.00"), Decimal("10.00"))
+    assert (first.amount, first.extra["unapplied"], first.reference) == (Decimal("75.00"), "15.00", "CHK-7")
+    assert (second.invoice_numbers, second.amount) == (("US-INV-000002",), Decimal("92.02"))
+    assert pages[1].cursor >= pages[0].cursor
+    assert company.get("Invoice", pushed["US-INV-000002"])["Balance"] == 0
+    again = [p.payment_ref for page in conn.pull_payments(pages[-1].cursor) for p in page.payments]
+    assert second.payment_ref in again  # the cursor bound is inclusive; the caller dedupes by payment_ref
+
+
+def test_webhook_signatures_are_verified() -> None:
+    payload = b'{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[]}}]}'
+    signature = base64.b64encode(hmac.new(b"verifier-123", payload, hashlib.sha256).digest()).decode()
+    assert verify_webhook(payload, signature, "verifier-123")
+    assert not verify_webhook(payload + b" ", signature, "verifier-123")
+    assert not verify_webhook(payload, signature, "another-verifier")
+    assert not verify_webhook(payload, "not base64!", "verifier-123")
+
+
+def test_a_401_between_batches_refreshes_once_and_the_run_goes_on(qb: RunningQuickBooks, connect: Connect) -> None:
+    store = InMemoryTokenStore(OAuthTokens(qb.refresh_token))
+    conn, docs = connect(store), invoices(65)
+    customers, items = prepared(qb, conn, docs)
+    rotated_from = store.load().refresh_token
+    qb.faults.add(kind="expired_auth", path=BATCH, after=1, times=1)
+    results = conn.push_documents(docs, customer_ids=customers, item_ids=items, look_up_first=False)
+    assert [r.status for r in results] == ["created"] * 65
+    assert qb.faults.total_calls(BATCH) == 4  # the refused second batch went again after the refresh
+    assert qb.faults.total_calls(r"/tokens/bearer$") == 1
+    assert store.load().refresh_token != rotated_from
+
+
+def test_file_token_store_compare_and_swap(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    first = FileTokenStore(path, OAuthTokens("rt-0"))
+    assert first.compare_and_swap(0, OAuthTokens("rt-1", "at-1", 10.0))
+    assert not first.compare_and_swap(0, OAuthTokens("rt-stale"))  # someone else already moved it on
+    reopened = FileTokenStore(path, OAuthTokens("ignored: the file exists"))
+    assert reopened.load() == OAuthTokens("rt-1", "at-1", 10.0, version=1)
+
+
+def test_a_stripe_payment_is_recorded_against_its_invoices_once(qb: RunningQuickBooks, connect: Connect) -> None:
+    conn, docs = connect(), invoices(8)
+    pushed = {r.number: r.external_id or "" for r in conn.push_documents(docs)}
+    paid = [d for d in docs if d.customer_ref == docs[0].customer_ref][:2]
+    customer_id = qb.company.get("Invoice", pushed[paid[0].number])["CustomerRef"]["value"]
+    stripe = IncomingPayment(
+        source="stripe",
+        payment_ref="ch_3MtwBwLkdIwHu7ix28a3tqPa",  # longer than PaymentRefNum holds
+        currency="USD",
+        amount=paid[0].total + Decimal("40.00"),
+        received_on=date(2026, 2, 1),
+        customer_ref=paid[0].customer_ref,
+        invoice_numbers=(paid[0].number, paid[1].number),
+        invoice_amounts=(paid[0].total, Decimal("40.00")),
+    )
+    record = PaymentToRecord(stripe, customer_id, {d.number: pushed[d.number] for d in paid})
+    first = conn.record_payments([record])
+    assert [r.status for r in first] == ["created"]
+    assert qb.company.get("Invoice", pushed[paid[0].number])["Balance"] == 0
+    assert qb.company.get("Invoice", pushed[paid[1].number])["Balance"] == paid[1].total - Decimal("40.00")
+    again = conn.record_payments([record])
+    assert [(r.status, r.external_id) for r in again] == [("existing", first[0].external_id)]
+    assert len(qb.company.all("Payment")) == 1
+    pulled = [p for page in conn.pull_payments(None) for p in page.payments]
+    assert [(p.invoice_numbers, p.amount) for p in pulled] == [((paid[0].number, paid[1].number), stripe.amount)]

@@ -1,0 +1,278 @@
+"""The QuickBooks sandbox behaves as Intuit documents: paging, batch limit, requestid, token rotation, CDC, webhooks.
+
+These tests speak plain HTTP (requests) to the sandbox, the way any client would, with a clock the
+test moves forward instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+from fastapi import FastAPI, Request
+
+from billbridge.sandbox.demo_world import generate
+from billbridge.sandbox.quickbooks import QboCompany, RunningQuickBooks, TokenPolicy, start_quickbooks
+from billbridge.sandbox.server import SandboxServer
+
+START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Api:
+    qb: RunningQuickBooks
+    clock: Clock
+    http: requests.Session
+    access_token: str = ""
+
+    def token(self, refresh_token: str) -> requests.Response:
+        return self.http.post(
+            f"{self.qb.base_url}/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth=(self.qb.client_id, self.qb.client_secret),
+        )
+
+    def call(self, method: str, endpoint: str, body: Any = None, **params: str) -> requests.Response:
+        url = f"{self.qb.api_url_v3}/company/{self.qb.realm_id}/{endpoint}"
+        headers = {"Authorization": f"Bearer {self.access_token}", "Accept": "application/json"}
+        data = body if isinstance(body, str) else (None if body is None else json.dumps(body))
+        return self.http.request(method, url, data=data, params={"minorversion": "75", **params}, headers=headers)
+
+    def query(self, text: str) -> requests.Response:
+        return self.call("POST", "query", text)
+
+
+@pytest.fixture
+def api() -> Iterator[Api]:
+    clock = Clock()
+    qb = start_quickbooks(company=QboCompany(clock=clock, tokens=TokenPolicy(access_seconds=3600, grace_seconds=120)))
+    http = requests.Session()
+    http.trust_env, http.verify = False, str(qb.ca_bundle)
+    client = Api(qb, clock, http)
+    client.access_token = client.token(qb.refresh_token).json()["access_token"]
+    yield client
+    http.close()
+    qb.stop()
+
+
+def fault_code(response: requests.Response) -> str:
+    return str(response.json()["Fault"]["Error"][0]["code"])
+
+
+def make_customer(api: Api, name: str, currency: str = "USD") -> dict[str, Any]:
+    response = api.call("POST", "customer", {"DisplayName": name, "CurrencyRef": {"value": currency}})
+    assert response.status_code == 200, response.text
+    return dict(response.json()["Customer"])
+
+
+def make_item(api: Api, name: str = "SEATS") -> dict[str, Any]:
+    response = api.call("POST", "item", {"Name": name, "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+    assert response.status_code == 200, response.text
+    return dict(response.json()["Item"])
+
+
+def invoice_body(customer: str, item: str, number: str, *amounts: str) -> dict[str, Any]:
+    lines = [
+        {"DetailType": "SalesItemLineDetail", "Amount": a, "SalesItemLineDetail": {"ItemRef": {"value": item}}}
+        for a in amounts
+    ]
+    return {"DocNumber": number, "CustomerRef": {"value": customer}, "CurrencyRef": {"value": "USD"}, "Line": lines}
+
+
+def test_discovery_document_points_at_the_sandbox(api: Api) -> None:
+    doc = api.http.get(api.qb.discovery_url).json()
+    assert doc["token_endpoint"] == f"{api.qb.base_url}/oauth2/v1/tokens/bearer"
+
+
+def test_query_pages_with_startposition_and_maxresults(api: Api) -> None:
+    for n in range(7):
+        make_customer(api, f"Customer {n}")
+    pages = [
+        api.query(f"SELECT * FROM Customer ORDERBY DisplayName STARTPOSITION {s} MAXRESULTS 3").json()["QueryResponse"]
+        for s in (1, 4, 7, 10)
+    ]
+    assert [len(p.get("Customer", [])) for p in pages] == [3, 3, 1, 0]
+    assert [c["DisplayName"] for p in pages for c in p.get("Customer", [])] == [f"Customer {n}" for n in range(7)]
+    assert pages[1]["startPosition"] == 4 and pages[1]["maxResults"] == 3
+    assert pages[3] == {}  # nothing matched: no entity key at all, as QuickBooks answers
+    picked = api.query("SELECT * FROM Customer WHERE DisplayName IN ('Customer 2', 'Customer 5')").json()[
+        "QueryResponse"
+    ]
+    assert sorted(c["DisplayName"] for c in picked["Customer"]) == ["Customer 2", "Customer 5"]
+    assert api.query("select count(*) from Customer").json()["QueryResponse"] == {"totalCount": 7}
+
+
+def test_query_outside_the_supported_subset_is_a_parser_fault(api: Api) -> None:
+    response = api.query("SELECT * FROM Customer WHERE DisplayName LIKE 'Cust%'")
+    assert response.status_code == 400
+    assert fault_code(response) == "4000"
+    assert fault_code(api.query("SELECT * FROM Customer MAXRESULTS 1001")) == "4000"
+
+
+def test_quoted_names_round_trip_through_a_query(api: Api) -> None:
+    make_customer(api, "O'Brien & Sons")
+    found = api.query("SELECT * FROM Customer WHERE DisplayName = 'O\\'Brien & Sons'").json()["QueryResponse"]
+    assert [c["DisplayName"] for c in found["Customer"]] == ["O'Brien & Sons"]
+
+
+def test_batch_answers_each_bid_and_refuses_more_than_30(api: Api) -> None:
+    customer, item = make_customer(api, "Batch Co"), make_item(api)
+    items = [
+        {
+            "bId": f"b{n}",
+            "operation": "create",
+            "Invoice": invoice_body(customer["Id"], item["Id"], f"INV-{n}", "10.00"),
+        }
+        for n in range(31)
+    ]
+    too_many = api.call("POST", "batch", {"BatchItemRequest": items})
+    assert too_many.status_code == 400
+    assert api.query("SELECT COUNT(*) FROM Invoice").json()["QueryResponse"]["totalCount"] == 0
+    items[29]["Invoice"]["CustomerRef"] = {"value": "999"}  # one bad operation fails alone
+    answer = api.call("POST", "batch", {"BatchItemRequest": items[:30]}).json()["BatchItemResponse"]
+    assert [a["bId"] for a in answer] == [f"b{n}" for n in range(30)]
+    assert fault_code_of(answer[29]) == "2500"
+    assert all("Invoice" in a for a in answer[:29])
+    assert api.query("SELECT COUNT(*) FROM Invoice").json()["QueryResponse"]["totalCount"] == 29
+
+
+def fault_code_of(answer: dict[str, Any]) -> str:
+    return str(answer["Fault"]["Error"][0]["code"])
+
+
+def test_requestid_replays_the_first_answer(api: Api) -> None:
+    first = api.call("POST", "customer", {"DisplayName": "Once"}, requestid="req-1")
+    again = api.call("POST", "customer", {"DisplayName": "Once, edited"}, requestid="req-1")
+    assert again.json()["Customer"] == first.json()["Customer"]
+    assert api.query("SELECT COUNT(*) FROM Customer").json()["QueryResponse"]["totalCount"] == 1
+    fresh = api.call("POST", "customer", {"DisplayName": "Once"}, requestid="req-2")
+    assert fault_code(fresh) == "6240"  # a new request: the duplicate name is refused
+
+
+def test_amounts_are_exact_decimal_numbers(api: Api) -> None:
+    customer, item = make_customer(api, "Exact"), make_item(api)
+    response = api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "EX-1", "0.10", "0.20"))
+    assert '"TotalAmt": 0.30' in response.text
+    assert response.json(parse_float=Decimal)["Invoice"]["TotalAmt"] == Decimal("0.30")
+    wrong = invoice_body(customer["Id"], item["Id"], "EX-2", "10.00")
+    wrong["Line"][0]["SalesItemLineDetail"] |= {"Qty": "3", "UnitPrice": "3.33"}
+    assert fault_code(api.call("POST", "invoice", wrong)) == "6070"
+
+
+def test_sparse_update_needs_the_current_sync_token(api: Api) -> None:
+    customer = make_customer(api, "Sparse")
+    updated = api.call(
+        "POST", "customer", {"Id": customer["Id"], "SyncToken": "0", "sparse": True, "CompanyName": "Sparse Ltd"}
+    ).json()["Customer"]
+    assert (updated["SyncToken"], updated["DisplayName"], updated["CompanyName"]) == ("1", "Sparse", "Sparse Ltd")
+    stale = api.call(
+        "POST", "customer", {"Id": customer["Id"], "SyncToken": "0", "sparse": True, "CompanyName": "Late"}
+    )
+    assert fault_code(stale) == "5010"
+
+
+def test_refresh_tokens_rotate_and_the_old_one_dies_after_the_grace_period(api: Api) -> None:
+    first = api.token(api.qb.refresh_token).json()  # the fixture already spent the initial token once
+    second = api.token(first["refresh_token"]).json()
+    assert first["refresh_token"] != second["refresh_token"] != api.qb.refresh_token
+    api.clock.now += 60  # within the grace period the superseded token still works
+    assert api.token(first["refresh_token"]).status_code == 200
+    api.clock.now += 61
+    late = api.token(first["refresh_token"])
+    assert (late.status_code, late.json()) == (400, {"error": "invalid_grant"})
+    assert api.token(second["refresh_token"]).status_code == 200  # the newest one is still good
+    bad_client = api.http.post(
+        f"{api.qb.base_url}/oauth2/v1/tokens/bearer",
+        data={"grant_type": "refresh_token", "refresh_token": second["refresh_token"]},
+        auth=("x", "y"),
+    )
+    assert bad_client.status_code == 401
+
+
+def test_access_tokens_expire(api: Api) -> None:
+    assert api.query("SELECT COUNT(*) FROM Customer").status_code == 200
+    api.clock.now += 3600
+    expired = api.query("SELECT COUNT(*) FROM Customer")
+    assert expired.status_code == 401
+    assert fault_code(expired) == "3200"
+
+
+def test_change_data_capture_lists_what_changed_since(api: Api) -> None:
+    customer, item = make_customer(api, "CDC"), make_item(api)
+    old = api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "OLD-1", "5.00")).json()["Invoice"]
+    api.clock.now += 3600 - 1
+    since = datetime.fromtimestamp(api.clock.now, UTC)
+    new = api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "NEW-1", "7.00")).json()["Invoice"]
+    api.qb.company.receive_payment({old["Id"]: Decimal("5.00")})  # paying touches the old invoice's balance
+    answer = api.call("GET", "cdc", entities="Payment,Invoice", changedSince=since.isoformat()).json()
+    responses = answer["CDCResponse"][0]["QueryResponse"]
+    assert [p["TotalAmt"] for p in responses[0]["Payment"]] == [5.0]
+    assert sorted(i["DocNumber"] for i in responses[1]["Invoice"]) == ["NEW-1", "OLD-1"]
+    assert {i["Id"]: i["Balance"] for i in responses[1]["Invoice"]} == {old["Id"]: 0, new["Id"]: 7}
+    too_old = api.call("GET", "cdc", entities="Payment", changedSince=(since - timedelta(days=31)).isoformat())
+    assert too_old.status_code == 400
+
+
+def test_webhooks_are_signed_with_the_verifier_token(api: Api) -> None:
+    received: list[tuple[bytes, str]] = []
+    receiver = FastAPI()
+
+    @receiver.post("/hook")
+    async def hook(request: Request) -> dict[str, str]:
+        received.append((await request.body(), request.headers["intuit-signature"]))
+        return {}
+
+    with SandboxServer(receiver, name="hook") as server:
+        api.qb.company.webhook.url = f"{server.url}/hook"
+        customer, item = make_customer(api, "Hooked"), make_item(api)
+        invoice = api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "WH-1", "9.00")).json()[
+            "Invoice"
+        ]
+        payment = api.qb.company.receive_payment({invoice["Id"]: Decimal("9.00")})
+    payload, signature = received[-1]
+    expected = base64.b64encode(hmac.new(api.qb.webhook_verifier.encode(), payload, hashlib.sha256).digest()).decode()
+    assert signature == expected
+    event = json.loads(payload)["eventNotifications"][0]
+    assert event["realmId"] == api.qb.realm_id
+    assert event["dataChangeEvent"]["entities"][0] | {"lastUpdated": None} == {
+        "name": "Payment",
+        "id": payment["Id"],
+        "operation": "Create",
+        "lastUpdated": None,
+    }
+    assert [json.loads(p)["eventNotifications"][0]["dataChangeEvent"]["entities"][0]["name"] for p, _ in received] == [
+        "Customer",
+        "Item",
+        "Invoice",
+        "Payment",
+    ]
+
+
+def test_a_seeded_sandbox_has_the_price_book_as_service_items() -> None:
+    world = generate(deals=6)
+    qb = start_quickbooks(world=world, webhook_url="http://127.0.0.1:9/never")
+    try:
+        items = {i["Name"]: i for i in qb.company.all("Item")}
+        assert set(items) == set(world.products)
+        assert all(i["Type"] == "Service" and i["IncomeAccountRef"]["value"] == "1" for i in items.values())
+        assert qb.refresh_token in qb.company.refresh_tokens and qb.webhook_verifier
+        assert qb.discovery_url.startswith("https://localhost:")
+    finally:
+        qb.stop()
