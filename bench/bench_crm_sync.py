@@ -79,15 +79,20 @@ def _serve(source: str, deals: int, seed: int, conn: Connection) -> None:
 
 
 def hubspot_minimum(world: demo_world.DemoWorld) -> int:
-    """Fewest calls a full pull can make: 200 deals per search page, two association reads per page,
-    100 ids per batch read (line items, companies, products), 100 archived deals per list page."""
+    """Fewest calls a full pull can make with HubSpot's sizes: 200 deals per search page, 1,000 ids
+    per association read (deal -> line items, deal -> company), 100 ids per batch read of line
+    items, companies and products, 100 archived deals per list page."""
     live = world.live_deals
-    pages = math.ceil(len(live) / 200)
     lines = sum(len(d.lines) for d in live)
     companies = len({d.company_key for d in live})
     archived = sum(1 for d in world.deals.values() if d.deleted)
-    return pages * 3 + math.ceil(lines / 100) + math.ceil(companies / 100) + math.ceil(len(world.products) / 100) + max(
-        1, math.ceil(archived / 100)
+    return (
+        math.ceil(len(live) / 200)
+        + 2 * math.ceil(len(live) / 1000)
+        + math.ceil(lines / 100)
+        + math.ceil(companies / 100)
+        + math.ceil(len(world.products) / 100)
+        + max(1, math.ceil(archived / 100))
     )
 
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from billbridge.connectors.base import DealBundle, DealPage
-from billbridge.connectors.hubspot.client import HubSpotClient, Json
+from billbridge.connectors.hubspot.client import ASSOCIATIONS_BATCH_SIZE, HubSpotClient, Json
 from billbridge.connectors.hubspot.settings import HubSpotSettings
 
 SEARCH_PAGE_SIZE = 200  # search: at most 200 per page
@@ -78,12 +78,13 @@ class HubSpotSource:
         client: HubSpotClient | None = None,
         page_size: int = SEARCH_PAGE_SIZE,
         search_cap: int = SEARCH_RESULT_CAP,
+        group_size: int = ASSOCIATIONS_BATCH_SIZE,
     ) -> None:
         if search_cap % page_size:
             raise ValueError("the search cap must be a whole number of pages")
         self.settings = settings
         self.client = client or HubSpotClient(settings)
-        self.page_size, self.search_cap = page_size, search_cap
+        self.page_size, self.search_cap, self.group_size = page_size, search_cap, group_size
 
     def pull(self, cursor: str | None) -> Iterator[DealPage]:
         state = HubSpotCursor.decode(cursor)
@@ -91,9 +92,12 @@ class HubSpotSource:
         companies: dict[str, Json] = {}
         low = None if state.modified is None else state.modified - LAG_MS
         calls = self.client.calls
-        for deals in self._search(low):
-            fresh = [d for d in deals if state.seen.get(str(d["id"])) != modified_ms(d)]
-            for deal in fresh:
+        for deals in self._groups(self._search(low)):
+            fresh = []
+            for deal in deals:  # a deal read twice (the lag window, a new search window) counts once
+                if state.seen.get(str(deal["id"])) == modified_ms(deal):
+                    continue
+                fresh.append(deal)
                 state.seen[str(deal["id"])] = modified_ms(deal)
                 state.modified = max(state.modified or 0, modified_ms(deal))
             bundles = self._bundles(fresh, companies, products)
@@ -101,6 +105,19 @@ class HubSpotSource:
             calls = self.client.calls
         deleted = self._archived(state)
         yield DealPage([], deleted_ids=deleted, cursor=state.encode(), api_calls=self.client.calls - calls)
+
+    def _groups(self, pages: Iterator[list[Json]]) -> Iterator[list[Json]]:
+        """Search pages joined into groups of up to ``group_size`` deals: one v4 association read
+        takes 1,000 ids, so a group costs two association calls instead of two per search page, and
+        the batch reads of its lines and companies leave fewer partly filled batches."""
+        group: list[Json] = []
+        for deals in pages:
+            group.extend(deals)
+            if len(group) >= self.group_size:
+                yield group[: self.group_size]
+                group = group[self.group_size :]
+        if group:
+            yield group
 
     def _query(self, filters: list[Json], sort: str, after: str | None) -> Json:
         body: Json = {
