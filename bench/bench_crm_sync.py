@@ -28,7 +28,6 @@ import json
 import math
 import multiprocessing
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -125,7 +124,9 @@ class Result:
 def run(source: str, deals: int, seed: int, workdir: str) -> Result:
     world = demo_world.generate(deals, seed=seed)
     parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(source, deals, seed, child), daemon=True)
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(source, deals, seed, child), daemon=True
+    )
     process.start()
 
     def ask(command: str) -> Any:
@@ -158,7 +159,10 @@ def run(source: str, deals: int, seed: int, workdir: str) -> Result:
         incremental = sync_pages(store, spec, connect(source, Settings()))
         incremental_s = time.perf_counter() - started
         incremental_calls = ask("calls")
-        log(f"[{source}] incremental: {changed} deals changed, {incremental_calls} calls in {incremental_s:.1f}s")
+        log(
+            f"[{source}] incremental: {changed} deals changed, {incremental.deals_pulled} pulled, "
+            f"{incremental_calls} calls in {incremental_s:.1f}s"
+        )
         store.dispose()
         return Result(
             source,
