@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -24,8 +24,24 @@ def config_file() -> Path:
     return Path(os.environ.get("BILLBRIDGE_CONFIG", "billbridge.toml"))
 
 
+class QuickBooksSettings(BaseModel):
+    """One QuickBooks Online company. ``refresh_token`` seeds the store on first use; after that the
+    rotated tokens live (sealed) in the store."""
+
+    client_id: str
+    client_secret: SecretStr
+    realm_id: str
+    refresh_token: SecretStr | None = None
+    # Unset: Intuit's production endpoints and published limits (connectors/quickbooks/client.py).
+    api_url_v3: str | None = None
+    discovery_url: str | None = None
+    ca_bundle: str | None = Field(default=None, description="CA to trust instead of the system's (sandboxes)")
+    requests_per_minute: int | None = None
+    batches_per_minute: int | None = None
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BILLBRIDGE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BILLBRIDGE_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Where the embedded SQLite store lives")
     database_url: str | None = Field(
@@ -50,6 +66,11 @@ class Settings(BaseSettings):
         description="Processes planning the next chunks while the billing run saves one; 0 plans in the run's own process",
     )
 
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key sealing the OAuth tokens kept in the store; default: generated into data_dir/secret.key",
+    )
+    quickbooks: QuickBooksSettings | None = Field(default=None, description="QuickBooks Online connection")
     auto_approve_invoices: bool = Field(
         default=False,
         description="Approve new drafts after each billing run (and queue their pushes); otherwise a person "

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy.orm import Session
+
 from billbridge.connectors.errors import Classified, ErrorKind
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
@@ -45,6 +47,9 @@ class Delivery:
 
 
 Handler = Callable[[Sequence[Message]], list[Delivery]]
+"""Delivers a batch. A message with ``attempts`` > 0 was claimed before: its outcome is unknown, so
+a handler looks the document up at the vendor before creating it."""
+OnDelivered = Callable[[Session, Message, Delivery], None]
 
 
 @dataclass
@@ -60,8 +65,17 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling.total_seconds() / 2, ceiling.total_seconds()))
 
 
-def relay(store: Store, topic: str, handler: Handler, *, batch: int = 30, limit: int | None = None) -> RelaySummary:
-    """Deliver what is due on ``topic`` (at most ``limit`` messages) in batches of ``batch``."""
+def relay(
+    store: Store,
+    topic: str,
+    handler: Handler,
+    *,
+    batch: int = 30,
+    limit: int | None = None,
+    on_delivered: OnDelivered | None = None,
+) -> RelaySummary:
+    """Deliver what is due on ``topic`` (at most ``limit`` messages) in batches of ``batch``.
+    ``on_delivered`` records what a delivery changes here (a status), in the same transaction."""
     summary = RelaySummary(topic)
     done = 0
     while limit is None or done < limit:
@@ -81,12 +95,14 @@ def relay(store: Store, topic: str, handler: Handler, *, batch: int = 30, limit:
                         external_refs.link(
                             session, link.system, link.object_type, link.internal_id, link.external_id, link.version
                         )
-                    outbox.mark_delivered(session, message.id)
+                    outbox.mark_delivered(session, message.id, count_attempt=False)
+                    if on_delivered is not None:
+                        on_delivered(session, message, delivery)
                     summary.outcomes[delivery.outcome] += 1
                     continue
                 retriable = delivery.error.kind == ErrorKind.RETRIABLE
                 retry_in = backoff(message.attempts) if retriable else None
-                outbox.mark_failed(session, message.id, delivery.error.reason, retry_in=retry_in)
+                outbox.mark_failed(session, message.id, delivery.error.reason, retry_in=retry_in, count_attempt=False)
                 summary.outcomes["retrying" if retriable else "failed"] += 1
                 summary.failures.append((message.id, delivery.error.reason))
         done += len(messages)

@@ -12,6 +12,9 @@ Kinds:
 - ``drop``: the connection closes before a complete response (the request is not processed).
 - ``expired_auth``: the vendor's answer to an expired token.
 - ``lost_response``: the request is processed (and committed), then the connection drops.
+- ``hold_response``: the request is processed (and committed), and the answer waits ``delay``
+  seconds: a test kills the client in between, the crash between "the vendor accepted" and "we
+  recorded it".
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-FaultKind = Literal["rate_limit", "server_error", "slow", "drop", "expired_auth", "lost_response"]
+FaultKind = Literal["rate_limit", "server_error", "slow", "drop", "expired_auth", "lost_response", "hold_response"]
 CONTROL_PREFIX = "/__sandbox__"
 
 
@@ -58,6 +61,7 @@ class Fault:
     retry_after: int = 1  # rate_limit: seconds
     hits: int = 0
     seen: int = 0
+    done: bool = False  # hold_response: the vendor's work is done, the answer is held
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method) and re.search(self.path, path) is not None
@@ -136,6 +140,17 @@ class FaultMiddleware:
             await _send(send, self.errors.unauthorized())
         elif fault.kind == "drop":
             await _drop(send)
+        elif fault.kind == "hold_response":
+            held: list[Message] = []
+
+            async def keep(message: Message) -> None:
+                held.append(message)
+
+            await self.app(scope, receive, keep)
+            fault.done = True
+            await asyncio.sleep(fault.delay)
+            for message in held:
+                await send(message)
         else:  # lost_response: let the vendor do the work, then lose the answer
             await self.app(scope, receive, _discard)
             await _drop(send)

@@ -314,7 +314,7 @@ class SyncCursor(Base):
     __tablename__ = "sync_cursors"
     source: Mapped[str] = mapped_column(String(40), primary_key=True)
     stream: Mapped[str] = mapped_column(String(80), primary_key=True)
-    value: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)  # opaque to the store; a connector's cursor may be JSON
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -352,3 +352,13 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+
+
+class OAuthToken(Base):
+    """The rotating OAuth tokens of one outside connection, encrypted; ``version`` for compare-and-swap."""
+
+    __tablename__ = "oauth_tokens"
+    connection_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    sealed: Mapped[str] = mapped_column(Text)  # Fernet token of the JSON of the tokens
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -15,6 +15,9 @@ from billbridge.store import outbox
 from billbridge.store.models import Contract, ContractVersion, Customer, Invoice, InvoiceLine, LegalEntity
 
 PUSH_VERSION = 1  # documents are immutable once numbered; a correction is a new document
+# Contract-level lines (a contract discount, a minimum-commitment true-up) belong to no product; in
+# the ERP they post to an item of their own, named by the line's kind.
+CONTRACT_LINE_ITEMS = {"discount": "DISCOUNT", "minimum": "MINIMUM-COMMITMENT"}
 
 
 def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int, OutboundDocument]:
@@ -52,6 +55,7 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             InvoiceLine.invoice_id,
             InvoiceLine.line_ref,
             InvoiceLine.product_ref,
+            InvoiceLine.kind,
             InvoiceLine.description,
             InvoiceLine.quantity,
             InvoiceLine.billed_amount,
@@ -64,7 +68,7 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
         lines[row.invoice_id].append(
             DocumentLine(
                 line_ref=row.line_ref,
-                product_ref=row.product_ref,
+                product_ref=row.product_ref or CONTRACT_LINE_ITEMS.get(row.kind, row.kind.upper()),
                 description=row.description,
                 quantity=row.quantity,
                 amount=row.billed_amount,  # signed: a credit line is negative
@@ -124,3 +128,10 @@ def draft_ids(session: Session, limit: int | None = None) -> list[int]:
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def mark_sent(session: Session, invoice_id: int) -> None:
+    """A document the ERP (or Stripe) now holds is sent: approved -> sent; any later status stays."""
+    invoice = session.get(Invoice, invoice_id, with_for_update=True)
+    if invoice is not None and invoice.status == "approved":
+        invoice.status = lifecycle.transition(invoice.status, "sent")

@@ -59,26 +59,33 @@ def claim(
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = list(session.scalars(query))
+    claimed = [Message(m.id, m.topic, m.aggregate_type, m.aggregate_id, m.payload, m.attempts) for m in rows]
     if lease is not None:
+        # A leased claim counts as an attempt at once: a relay that dies mid-delivery leaves attempts > 0,
+        # which tells the next one that the outcome is unknown (look the document up before creating it).
         for row in rows:
             row.available_at = now + lease
-    return [Message(m.id, m.topic, m.aggregate_type, m.aggregate_id, m.payload, m.attempts) for m in rows]
+            row.attempts += 1
+    return claimed
 
 
-def mark_delivered(session: Session, message_id: int) -> None:
+def mark_delivered(session: Session, message_id: int, *, count_attempt: bool = True) -> None:
+    """``count_attempt`` False when the claim counted it already (a leased claim)."""
     message = session.get(OutboxMessage, message_id)
     if message is not None:
         message.delivered_at = utcnow()
-        message.attempts += 1
+        message.attempts += int(count_attempt)
         message.last_error = None
 
 
-def mark_failed(session: Session, message_id: int, error: str, *, retry_in: timedelta | None) -> None:
+def mark_failed(
+    session: Session, message_id: int, error: str, *, retry_in: timedelta | None, count_attempt: bool = True
+) -> None:
     """Keep the error visible; ``retry_in`` None parks the message until someone fixes and retries it."""
     message = session.get(OutboxMessage, message_id)
     if message is None:
         return
-    message.attempts += 1
+    message.attempts += int(count_attempt)
     message.last_error = error
     message.available_at = utcnow() + retry_in if retry_in is not None else datetime.max.replace(tzinfo=utcnow().tzinfo)
 

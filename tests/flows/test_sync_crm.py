@@ -170,24 +170,33 @@ def test_the_prefect_flow_syncs_and_summarises(flow_env: str, crm: Crm, world: d
     import asyncio
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     from billbridge.flows.sync_crm import sync_crm
     from billbridge.store.db import open_store
 
     store = open_store(flow_env)
     import_document(store, demo_world.entities_document(world))
-    result = sync_crm(source=crm.name)
+    state = sync_crm(source=crm.name, return_state=True)
+    result = state.result()
     assert result["counts"]["contracts.created"] == len(world.expected_contract_keys())
     assert set(contracts(store)) == {crm.ref(k) for k in world.expected_contract_keys()}
-    assert sync_crm(source=crm.name)["counts"].get("contracts.created", 0) == 0  # a rerun: nothing twice
+    again = sync_crm(source=crm.name, return_state=True)
+    assert again.result()["counts"].get("contracts.created", 0) == 0  # a rerun: nothing twice
 
-    async def artifacts() -> list[str]:
+    async def artifact(flow_run_id: Any) -> str:
         async with get_client() as client:
-            key = ArtifactFilterKey(any_=[f"sync-crm-{crm.name}"])
-            return [str(a.data) for a in await client.read_artifacts(artifact_filter=ArtifactFilter(key=key))]
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[f"sync-crm-{crm.name}"]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                )
+            )
+            [only] = found
+            return str(only.data)
 
-    first, rerun = sorted(asyncio.run(artifacts()), key=lambda text: "| deals pulled | 0 |" in text)
+    first = asyncio.run(artifact(state.state_details.flow_run_id))
+    rerun = asyncio.run(artifact(again.state_details.flow_run_id))
     assert "## Quarantined" in first and crm.ref(next(iter(world.broken_keys()))) in first
     assert "| contracts created | 0 |" in rerun
     store.dispose()

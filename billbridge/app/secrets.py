@@ -1,0 +1,44 @@
+"""Sealing secrets the store must keep (rotating OAuth refresh tokens): Fernet with the installation's key.
+
+The key comes from ``BILLBRIDGE_SECRET_KEY`` (or the config file); without one, a key is generated
+once into ``<data_dir>/secret.key`` (mode 0600), which suits the embedded single-machine setup.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+
+class SealError(ValueError):
+    """A sealed value that this installation's key cannot open."""
+
+
+class Sealer:
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def from_settings(cls, secret_key: str | None, data_dir: Path) -> Sealer:
+        if secret_key:
+            return cls(secret_key.encode())
+        path = data_dir / "secret.key"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(Fernet.generate_key())
+        return cls(path.read_bytes().strip())
+
+    def seal(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken as exc:
+            raise SealError(
+                "a sealed secret does not open with this installation's key (BILLBRIDGE_SECRET_KEY)"
+            ) from exc

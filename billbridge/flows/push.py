@@ -1,0 +1,124 @@
+"""Pushing approved documents out through the outbox: one handler per target, one relay, one flow.
+
+``push_invoices(target)`` delivers the ``push.<target>`` messages that approving drafts queued.
+A target declares how to build its connector and how to deliver a batch; what the relay does
+(leases, backoff, parking fatal failures, recording external ids) is the same for all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from sqlalchemy.orm import Session
+
+from billbridge.app.secrets import Sealer
+from billbridge.app.settings import Settings
+from billbridge.connectors.errors import Classified, ErrorKind
+from billbridge.flows.credentials import StoredTokens
+from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, RelaySummary, relay
+from billbridge.store.db import Store, open_store
+from billbridge.store.outbound import mark_sent, outbound_documents
+from billbridge.store.outbox import Message
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    batch: int  # documents per delivery (QuickBooks batch: 30)
+    handler: Callable[[Store, Settings], tuple[Handler, Callable[[], None]]]  # (handler, close)
+
+
+def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
+    from billbridge.connectors.quickbooks.client import QuickBooksConfig
+    from billbridge.connectors.quickbooks.connector import QuickBooksConnector
+
+    qs = settings.quickbooks
+    if qs is None:
+        raise ValueError("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
+    optional: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "api_url_v3": qs.api_url_v3,
+            "discovery_url": qs.discovery_url,
+            "ca_bundle": qs.ca_bundle,
+            "requests_per_minute": qs.requests_per_minute,
+            "batches_per_minute": qs.batches_per_minute,
+        }.items()
+        if v is not None
+    }
+    config = QuickBooksConfig(qs.client_id, qs.client_secret.get_secret_value(), qs.realm_id, **optional)
+    sealer = Sealer.from_settings(
+        settings.secret_key.get_secret_value() if settings.secret_key else None, settings.data_dir
+    )
+    initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
+    tokens = StoredTokens(store, f"quickbooks:{qs.realm_id}", sealer, initial)
+    connector = QuickBooksConnector(config, tokens)
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        with store.read() as session:
+            documents = outbound_documents(session, [m.aggregate_id for m in messages])
+        known = [m for m in messages if m.aggregate_id in documents]
+        # Never tried before: no look-up needed; a message claimed before may have reached QuickBooks.
+        results = connector.push_documents(
+            [documents[m.aggregate_id] for m in known], look_up_first=any(m.attempts for m in known)
+        )
+        out = [
+            Delivery(m.id, error=Classified(ErrorKind.FATAL, "the document no longer exists"))
+            for m in messages
+            if m not in known
+        ]
+        for message, result in zip(known, results, strict=True):
+            if result.external_id is not None and result.status in ("created", "existing"):
+                link = ExternalLink(
+                    "quickbooks", result.doc_type, message.aggregate_id, result.external_id, result.sync_token
+                )
+                out.append(Delivery(message.id, links=(link,), outcome=result.status))
+            else:
+                kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
+                out.append(Delivery(message.id, error=Classified(kind, result.error or "refused")))
+        return out
+
+    return handle, connector.close
+
+
+TARGETS: dict[str, Target] = {"quickbooks": Target("quickbooks", 30, quickbooks_handler)}
+
+
+def _sent(session: Session, message: Message, delivery: Delivery) -> None:
+    mark_sent(session, message.aggregate_id)
+
+
+def push(store: Store, settings: Settings, target: str, *, limit: int | None = None) -> RelaySummary:
+    """Deliver the queued pushes of ``target``; a delivered document is marked sent."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown push target {target!r} (expected {', '.join(TARGETS)})")
+    spec = TARGETS[target]
+    handler, close = spec.handler(store, settings)
+    try:
+        return relay(store, f"push.{target}", handler, batch=spec.batch, limit=limit, on_delivered=_sent)
+    finally:
+        close()
+
+
+def push_markdown(summary: RelaySummary) -> str:
+    lines = [f"# Push: {summary.topic}", "", "| outcome | documents |", "|---|---:|"]
+    lines += [f"| {outcome} | {n} |" for outcome, n in sorted(summary.outcomes.items())]
+    if summary.failures:
+        lines += ["", "## Failures", "", "| message | error |", "|---|---|"]
+        lines += [f"| {mid} | {error.replace('|', '/')} |" for mid, error in summary.failures[:200]]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="push_invoices")
+def push_invoices(target: str = "quickbooks") -> dict[str, Any]:
+    """Push approved invoices and credit notes to ``target``; rerunning never sends one twice."""
+    settings = Settings()
+    store = open_store(settings.database)
+    summary = push(store, settings, target)
+    create_markdown_artifact(push_markdown(summary), key=f"push-{target}", description=f"Push to {target}")
+    return {"target": target, "outcomes": dict(summary.outcomes), "failures": summary.failures}
