@@ -218,10 +218,14 @@ class Org:
         """The org's clock: its epoch (the seeded world's "now") plus the real time elapsed since."""
         return self.epoch + timedelta(seconds=time.monotonic() - self._started)
 
+    def set_clock(self, when: datetime) -> None:
+        """Let the clock run from ``when`` (a seeded org's time starts at its world's "now")."""
+        self.epoch, self._started = when, time.monotonic()
+
     def advance_to(self, when: datetime) -> None:
         """Move the clock forward to ``when`` (never back), e.g. when a later world state is applied."""
         if when > self.now():
-            self.epoch, self._started = when, time.monotonic()
+            self.set_clock(when)
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -388,7 +392,7 @@ class Org:
             )
         covered = min(end, now).replace(second=0, microsecond=0)  # whole minutes are covered
         with self.lock:
-            rows = [(when, i) for when, i in table.deleted if start <= when < covered]
+            rows = [(when, i) for when, i in table.deleted if start <= when <= covered]
         return {
             "deletedRecords": [{"id": i, "deletedDate": format_datetime(when)} for when, i in rows],
             "earliestDateAvailable": format_datetime(table.deleted[0][0] if table.deleted else earliest),

@@ -51,7 +51,7 @@ class WorldRenderer:
 
     def seed(self, world: DemoWorld) -> None:
         org, stamp = self.org, world.now - timedelta(days=365)
-        org.advance_to(world.now)
+        org.set_clock(world.now)
         pricebook = sf_id("01s", 1)
         org.put(
             "Pricebook2",
