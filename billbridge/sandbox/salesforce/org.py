@@ -409,7 +409,7 @@ class Org:
         covered = min(end, self.now()).replace(second=0, microsecond=0)
         with self.lock:
             low = bisect.bisect_left(table.order, (start, ""))
-            high = bisect.bisect_left(table.order, (covered, ""))
+            high = bisect.bisect_right(table.order, (covered, "\uffff"))
             ids = [i for _, i in table.order[low:high]]
         return {"ids": ids, "latestDateCovered": format_datetime(covered)}
 
