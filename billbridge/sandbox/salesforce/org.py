@@ -258,8 +258,6 @@ class Org:
                    if i in table.records]  # fmt: skip
         done = end >= len(cursor.ids)
         next_url = None if done else f"/services/data/v{cursor.version}/query/{locator}-{end}"
-        if done:
-            self._cursors.pop(locator, None)
         return QueryPage(len(cursor.ids), done, records, next_url)
 
     def _table(self, name: str) -> Table:
@@ -390,9 +388,10 @@ class Org:
             raise SalesforceApiError(
                 400, "INVALID_REPLICATION_DATE", "endDate must chronologically follow the startDate"
             )
-        covered = min(end, now).replace(second=0, microsecond=0)  # whole minutes are covered
+        # Whole minutes up to now are covered; the next call starts at latestDateCovered (inclusive).
+        covered = min(end, now).replace(second=0, microsecond=0)
         with self.lock:
-            rows = [(when, i) for when, i in table.deleted if start <= when <= covered]
+            rows = [(when, i) for when, i in table.deleted if start <= when < covered]
         return {
             "deletedRecords": [{"id": i, "deletedDate": format_datetime(when)} for when, i in rows],
             "earliestDateAvailable": format_datetime(table.deleted[0][0] if table.deleted else earliest),
@@ -409,7 +408,7 @@ class Org:
         covered = min(end, self.now()).replace(second=0, microsecond=0)
         with self.lock:
             low = bisect.bisect_left(table.order, (start, ""))
-            high = bisect.bisect_right(table.order, (covered, "\uffff"))
+            high = bisect.bisect_left(table.order, (covered, ""))
             ids = [i for _, i in table.order[low:high]]
         return {"ids": ids, "latestDateCovered": format_datetime(covered)}
 
@@ -464,7 +463,11 @@ def to_json(value: Any) -> str:
         return "false"
     if isinstance(value, str):
         return _dumps_str(value)
-    if isinstance(value, Decimal | int):
+    if isinstance(value, Decimal):
+        # Salesforce writes currency, number and percent fields as JSON doubles: 180000.0, never 180000
+        text = str(value)
+        return text if "." in text or "E" in text else f"{text}.0"
+    if isinstance(value, int):
         return str(value)
     if isinstance(value, datetime):
         return f'"{format_datetime(value)}"'

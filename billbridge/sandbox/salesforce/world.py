@@ -20,6 +20,7 @@ from billbridge.sandbox.demo_world import DemoCompany, DemoDeal, DemoWorld
 from billbridge.sandbox.salesforce.org import Org
 
 STAGE_NAMES = {"won": "Closed Won", "lost": "Closed Lost", "open": "Negotiation/Review"}
+SETTLE = timedelta(minutes=2)
 UNKNOWN_PRODUCT_ID = "01tDm9999999999ZZZ"  # a line's product that is not in the price book
 
 
@@ -100,7 +101,9 @@ class WorldRenderer:
         """Bring the org to a later state of the same world: changed records get new SystemModstamps."""
         assert self.world is not None, "seed first"
         before = self.world
-        self.org.advance_to(world.now)
+        # By the time anyone syncs, the org's clock is past the changes (Get Deleted and Get Updated
+        # cover whole minutes up to now only).
+        self.org.advance_to(world.now + SETTLE)
         for key, company in world.companies.items():
             if before.companies.get(key) != company:
                 self._put_company(company)
