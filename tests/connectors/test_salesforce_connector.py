@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -117,6 +118,33 @@ def test_the_lag_window_repeats_nothing_already_delivered(sandbox: SalesforceSan
     in_window = [d for d in world.live_deals if d.modified_at >= newest - timedelta(minutes=5)]
     assert in_window  # the newest at least: re-read by the inclusive bound, then skipped
     assert deal_ids(list(source.pull(first[-1].cursor))) == []
+
+
+def test_a_late_commit_inside_the_lag_window_is_still_delivered(sandbox: SalesforceSandbox, world: DemoWorld) -> None:
+    source = source_for(sandbox, world)
+    cursor = list(source.pull(None))[-1].cursor
+    newest = max(d.modified_at for d in world.live_deals)
+    late = next(d for d in world.live_deals if d.modified_at < newest - timedelta(days=1))
+    # committed now, but stamped a minute before the newest record already delivered
+    stamped = replace(late, name="Late commit", modified_at=newest - timedelta(minutes=1))
+    sandbox.org.put("Opportunity", sandbox.renderer.opportunity(stamped))
+    pages = list(source.pull(cursor))
+    assert opportunity_id(late.key) in deal_ids(pages)
+
+
+def test_a_pull_resumed_from_a_page_inside_one_system_modstamp_misses_nothing(
+    sandbox: SalesforceSandbox, world: DemoWorld
+) -> None:
+    source = source_for(sandbox, world, batch_size=200)
+    cursor = list(source.pull(None))[-1].cursor
+    later = changed(world, fraction=0.5)  # hundreds of deals share one SystemModstamp
+    sandbox.apply(later)
+    edited = {opportunity_id(k) for k, d in later.deals.items() if d != world.deals[k] and not d.deleted}
+    first = next(iter(source.pull(cursor)))  # stored, then the run stopped
+    assert 0 < len(first.bundles) < len(edited)
+    resumed = list(source.pull(first.cursor))
+    assert {b.deal["Id"] for b in first.bundles} | set(deal_ids(resumed)) == edited
+    assert all(len(p.cursor or "") <= 200 for p in [first, *resumed])  # the store's cursor column
 
 
 def test_calls_are_the_minimum_the_page_size_allows(sandbox: SalesforceSandbox, world: DemoWorld) -> None:

@@ -4,13 +4,14 @@ A run reads the price book once (Product2 with its PricebookEntries as a child s
 opportunities with their account fields and line items (child subquery ``OpportunityLineItems``)
 ``WHERE SystemModstamp >= cursor - LAG ORDER BY SystemModstamp, Id``, following ``nextRecordsUrl``.
 The bound is inclusive and reaches back a small lag window (a record's SystemModstamp is set when
-its transaction starts, so it may appear later than records stamped after it); what was already
-delivered in that window is skipped by (Id, SystemModstamp). Deletions since the last run come
+its transaction starts, so it may appear later than records stamped after it); the window is
+skipped when its (Id, SystemModstamp) pairs are those already delivered (see ``Cursor``). Deletions since the last run come
 from ``sobjects/Opportunity/deleted``, starting at the ``latestDateCovered`` the last run got.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,12 +84,19 @@ def parse_sf_datetime(text: str) -> datetime:
 
 @dataclass
 class Cursor:
-    """Where a pull stopped: the last SystemModstamp delivered, what was delivered in the lag window
-    before it (Id -> SystemModstamp), and where the delete log was read up to."""
+    """Where a pull stopped, small enough for the store's cursor column (well under 200 characters).
+
+    ``since``: the last SystemModstamp delivered; ``window``: a digest of the (Id, SystemModstamp)
+    pairs delivered in the lag window [since - LAG, since]; ``deleted_from``: where the delete log
+    was read up to. The next pull re-reads the lag window: if its records are exactly those the
+    digest says were delivered, they are skipped; if not (a late commit, or a page interrupted
+    within one SystemModstamp), the whole window is delivered again, which storing tolerates.
+    """
 
     since: datetime | None = None
-    seen: dict[str, str] = field(default_factory=dict)
+    window: str | None = None
     deleted_from: datetime | None = None
+    seen: dict[str, str] = field(default_factory=dict)  # this run's deliveries within the window
 
     @classmethod
     def decode(cls, text: str | None) -> Cursor:
@@ -97,7 +105,7 @@ class Cursor:
         data = json.loads(text)
         return cls(
             parse_sf_datetime(data["since"]) if data.get("since") else None,
-            {record_id: stamp for stamp, ids in data.get("seen", {}).items() for record_id in ids},
+            data.get("window"),
             parse_sf_datetime(data["deleted_from"]) if data.get("deleted_from") else None,
         )
 
@@ -105,22 +113,14 @@ class Cursor:
         return json.dumps(
             {
                 "since": soql_datetime(self.since) if self.since else None,
-                "seen": self._seen_by_stamp(),
+                "window": window_digest(self.seen) if self.seen else self.window,
                 "deleted_from": soql_datetime(self.deleted_from) if self.deleted_from else None,
             },
             sort_keys=True,
+            separators=(",", ":"),
         )
 
-    def _seen_by_stamp(self) -> dict[str, list[str]]:
-        grouped: dict[str, list[str]] = {}
-        for record_id, stamp in sorted(self.seen.items()):
-            grouped.setdefault(stamp, []).append(record_id)
-        return grouped
-
-    def delivered(self, record_id: str, stamp: str) -> bool:
-        return self.seen.get(record_id) == stamp
-
-    def advance(self, record_id: str, stamp: str) -> None:
+    def deliver(self, record_id: str, stamp: str) -> None:
         """Note a delivered record; forget what fell out of the lag window."""
         moment = parse_sf_datetime(stamp)
         if self.since is None or moment > self.since:
@@ -128,6 +128,12 @@ class Cursor:
             horizon = moment - LAG
             self.seen = {i: s for i, s in self.seen.items() if parse_sf_datetime(s) >= horizon}
         self.seen[record_id] = stamp
+
+
+def window_digest(pairs: Mapping[str, str]) -> str:
+    """A short digest of (Id, SystemModstamp) pairs, independent of their order."""
+    text = "\n".join(f"{i}@{parse_sf_datetime(s).isoformat()}" for i, s in sorted(pairs.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class SalesforceSource:
@@ -149,23 +155,41 @@ class SalesforceSource:
         calls_before = self.client.calls
         products = self.products()
         deleted_ids = self._deleted(state) if state.since is not None else []
-        since = state.since - LAG if state.since is not None else None
+        old_since = state.since
+        pending: list[dict[str, Any]] | None = [] if old_since is not None else None  # the re-read window
         options = self.client.request_options()
+        since = old_since - LAG if old_since is not None else None
         result = self.client.call(lambda sf: sf.query(deals_soql(self.columns, since), **options))
         while True:
-            bundles = []
+            next_url = None if result.get("done", True) else result.get("nextRecordsUrl")
+            bundles: list[DealBundle] = []
             for record in result["records"]:
-                stamp = record["SystemModstamp"]
-                if state.delivered(record["Id"], stamp):
-                    continue
+                if pending is not None and old_since is not None:
+                    if parse_sf_datetime(record["SystemModstamp"]) <= old_since:
+                        pending.append(record)
+                        continue
+                    bundles += self._settle(pending, state, products)
+                    pending = None
                 bundles.append(self._bundle(record, products))
-                state.advance(record["Id"], stamp)
+                state.deliver(record["Id"], record["SystemModstamp"])
+            if pending is not None and next_url is None:
+                bundles += self._settle(pending, state, products)
+                pending = None
             yield DealPage(bundles, deleted_ids, state.encode(), self.client.calls - calls_before)
             calls_before, deleted_ids = self.client.calls, []
-            next_url = result.get("nextRecordsUrl")
-            if result.get("done", True) or not next_url:
+            if next_url is None:
                 return
             result = self._more(next_url)
+
+    def _settle(
+        self, window: list[dict[str, Any]], state: Cursor, products: Mapping[str, dict[str, Any]]
+    ) -> list[DealBundle]:
+        """The re-read lag window: nothing if it holds exactly what was delivered, else all of it."""
+        pairs = {r["Id"]: r["SystemModstamp"] for r in window}
+        again = not pairs or window_digest(pairs) != state.window
+        for record in window:
+            state.deliver(record["Id"], record["SystemModstamp"])
+        return [self._bundle(r, products) for r in window] if again and pairs else []
 
     def products(self) -> dict[str, dict[str, Any]]:
         """The price book once per run: Product2 Id -> product with its PricebookEntries records."""
