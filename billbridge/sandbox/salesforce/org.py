@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from billbridge.sandbox.salesforce.soql import Condition, Query, SoqlError
@@ -480,8 +480,7 @@ def to_json(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def _dumps_str(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+_dumps_str: Callable[[str], str] = encode_basestring  # the json module's fast string writer
 
 
 __all__ = ["Org", "SalesforceApiError", "SoqlError", "format_datetime", "to_json"]
