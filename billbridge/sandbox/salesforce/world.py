@@ -51,6 +51,11 @@ class WorldRenderer:
     entry_ids: dict[tuple[str, str], str] = field(default_factory=dict)  # (SKU, currency) -> PricebookEntry Id
 
     def seed(self, world: DemoWorld) -> None:
+        with self.org.loading():
+            self._seed(world)
+        self.world = world
+
+    def _seed(self, world: DemoWorld) -> None:
         org, stamp = self.org, world.now - timedelta(days=365)
         org.set_clock(world.now)
         pricebook = sf_id("01s", 1)
@@ -95,7 +100,6 @@ class WorldRenderer:
         for deal in world.deals.values():
             if not deal.deleted:
                 self._put_deal(deal)
-        self.world = world
 
     def apply(self, world: DemoWorld) -> None:
         """Bring the org to a later state of the same world: changed records get new SystemModstamps."""
