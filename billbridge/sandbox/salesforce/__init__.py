@@ -3,7 +3,8 @@
 ``SalesforceSandbox(world).start()`` (or ``with SalesforceSandbox(world) as sf:``) gives ``sf.url``,
 ``sf.ca`` (the CA certificate to trust), ``sf.credentials`` (client id/secret and username/password
 the token endpoint accepts), ``sf.injector`` (faults and call counts), ``sf.org`` (the data) and
-``sf.apply(later_world)`` to turn a later state of the world into edits and deletions.
+``sf.apply(later_world)`` to turn a later state of the world into edits and deletions, and
+``sf.env()``: the BILLBRIDGE_SALESFORCE_* variables that point ``connectors.salesforce.connect`` at it.
 """
 
 from __future__ import annotations
@@ -63,7 +64,24 @@ class SalesforceSandbox:
     def access(self) -> SandboxAccess:
         return SandboxAccess(self.url, self.ca, dict(self.credentials))
 
+    def env(self) -> dict[str, str]:
+        """BILLBRIDGE_SALESFORCE_* variables that point ``connectors.salesforce.connect`` at this sandbox."""
+        return {
+            "BILLBRIDGE_SALESFORCE_INSTANCE_URL": self.url,
+            "BILLBRIDGE_SALESFORCE_CLIENT_ID": self.credentials["client_id"],
+            "BILLBRIDGE_SALESFORCE_CLIENT_SECRET": self.credentials["client_secret"],
+            "BILLBRIDGE_SALESFORCE_CA_BUNDLE": str(self.ca),
+            "BILLBRIDGE_SALESFORCE_API_VERSION": self.org.api_version,
+        }
+
+    @property
+    def deal_ids(self) -> dict[str, str]:
+        """World deal key -> Opportunity Id, for every deal the world has had."""
+        world = self.renderer.world
+        return {key: opportunity_id(key) for key in (world.deals if world else {})}
+
     def apply(self, world: DemoWorld) -> None:
+        """Edits, closes and deletions of ``world`` (a later state) with new SystemModstamps."""
         self.renderer.apply(world)
 
     def start(self) -> SalesforceSandbox:
