@@ -14,7 +14,7 @@ import pytest
 from billbridge.connectors.base import DealPage
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.pacing import Pacer
-from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource
+from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource, connect
 from billbridge.mapping.crm import MappingError, is_won, map_deal
 from billbridge.mapping.salesforce import DEFAULT_FIELDS, DEFAULT_MAPPING, bundle_to_crm
 from billbridge.sandbox.demo_world import DemoWorld, changed, generate
@@ -252,3 +252,14 @@ def test_near_the_daily_limit_the_client_slows_down(world: DemoWorld) -> None:
         assert waits == []  # the first call at the slow pace has its slot
         client.call(lambda sdk: sdk.query("SELECT Id FROM Account LIMIT 1"))
         assert waits == [1.0]  # the next waits a full second
+
+
+def test_connect_is_configured_by_settings_alone(
+    sandbox: SalesforceSandbox, world: DemoWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    source = connect()
+    source.clock = lambda: world.now + timedelta(days=1)
+    assert sorted(deal_ids(list(source.pull(None)))) == sorted(opportunity_id(d.key) for d in world.live_deals)
+    assert source.client.settings.client_secret.get_secret_value() not in repr(source.client.settings)
