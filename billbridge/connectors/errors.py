@@ -50,7 +50,6 @@ _TRANSPORT = (
     requests.ConnectionError,
     requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-body (a lost response)
     requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,  # the body broke off mid-response (requests wraps ProtocolError)
     urllib3.exceptions.ProtocolError,
     urllib3.exceptions.TimeoutError,
     urllib3.exceptions.NewConnectionError,

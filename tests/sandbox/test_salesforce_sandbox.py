@@ -196,7 +196,7 @@ def test_get_deleted_and_get_updated_after_a_later_world(
     client: Client, sandbox: SalesforceSandbox, world: DemoWorld
 ) -> None:
     later = changed(world, fraction=0.05)
-    sandbox.apply(later)
+    assert sandbox.apply(later) == sum(1 for k, d in later.deals.items() if d != world.deals[k])
     deleted = {k for k, d in later.deals.items() if d.deleted and not world.deals[k].deleted}
     touched = {k for k, d in later.deals.items() if d != world.deals[k] and not d.deleted}
     assert deleted and touched

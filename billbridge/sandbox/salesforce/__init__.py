@@ -80,9 +80,15 @@ class SalesforceSandbox:
         world = self.renderer.world
         return {key: opportunity_id(key) for key in (world.deals if world else {})}
 
-    def apply(self, world: DemoWorld) -> None:
-        """Edits, closes and deletions of ``world`` (a later state) with new SystemModstamps."""
-        self.renderer.apply(world)
+    @property
+    def faults(self) -> FaultInjector:
+        """The fault injector (named as on the other sandboxes)."""
+        return self.injector
+
+    def apply(self, world: DemoWorld) -> int:
+        """Edits, closes and deletions of ``world`` (a later state) with new SystemModstamps; returns
+        how many deals changed."""
+        return self.renderer.apply(world)
 
     def start(self) -> SalesforceSandbox:
         self.server.start()

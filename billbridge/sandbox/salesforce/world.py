@@ -101,8 +101,9 @@ class WorldRenderer:
             if not deal.deleted:
                 self._put_deal(deal)
 
-    def apply(self, world: DemoWorld) -> None:
-        """Bring the org to a later state of the same world: changed records get new SystemModstamps."""
+    def apply(self, world: DemoWorld) -> int:
+        """Bring the org to a later state of the same world: changed records get new SystemModstamps.
+        Returns how many deals changed."""
         assert self.world is not None, "seed first"
         before = self.world
         # By the time anyone syncs, the org's clock is past the changes (Get Deleted and Get Updated
@@ -111,16 +112,19 @@ class WorldRenderer:
         for key, company in world.companies.items():
             if before.companies.get(key) != company:
                 self._put_company(company)
+        count = 0
         for key, deal in world.deals.items():
             old = before.deals.get(key)
             if old == deal:
                 continue
+            count += 1
             if deal.deleted:
                 if old is not None and not old.deleted:
                     self.org.delete("Opportunity", opportunity_id(key), deal.modified_at)
             else:
                 self._put_deal(deal, old)
         self.world = world
+        return count
 
     def _put_company(self, company: DemoCompany) -> None:
         self.org.put(
