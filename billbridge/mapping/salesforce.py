@@ -146,9 +146,12 @@ def _line(line: Mapping[str, Any]) -> CrmLine:
 
 
 def bundle_to_crm(
-    bundle: DealBundle, fields: SalesforceFields = DEFAULT_FIELDS
+    bundle: DealBundle, cache: dict[Any, Any] | None = None, fields: SalesforceFields = DEFAULT_FIELDS
 ) -> tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]:
-    """An Opportunity with its line items, account and products as neutral CRM records."""
+    """An Opportunity with its line items, account and products as neutral CRM records.
+
+    ``cache`` (kept by the caller across the deals of a sync) lets each product version be read once.
+    """
     opp = bundle.deal
     account_id = opp.get("AccountId") or (bundle.company or {}).get("Id")
     company = company_to_crm(bundle.company, str(account_id), fields) if bundle.company and account_id else None
@@ -183,5 +186,16 @@ def bundle_to_crm(
             "lines": LINES,
         },
     )
-    products = {pid: product_to_crm(p, fields) for pid, p in bundle.products.items()}
+    products = {pid: _product(p, fields, cache) for pid, p in bundle.products.items()}
     return deal, company, products
+
+
+def _product(product: Mapping[str, Any], fields: SalesforceFields, cache: dict[Any, Any] | None) -> CrmProduct:
+    if cache is None:
+        return product_to_crm(product, fields)
+    stamps = [str(e.get("SystemModstamp")) for e in _records(product, ENTRIES)]
+    key = ("salesforce-product", str(product.get("Id")), str(product.get("SystemModstamp")), max(stamps, default=""))
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = product_to_crm(product, fields)
+    return found

@@ -113,7 +113,7 @@ def test_custom_field_names_are_configuration() -> None:
     opp["Contract_Start__c"] = opp.pop("Billing_Start_Date__c")
     opp["Invoice_Frequency__c"] = "annually"
     opp["Billing_Cycle__c"] = "monthly"  # no longer the configured field: ignored
-    deal, company, products = bundle_to_crm(_bundle(opp), fields)
+    deal, company, products = bundle_to_crm(_bundle(opp), fields=fields)
     contract = map_deal(deal, company, products, DEFAULT_MAPPING).contract
     assert contract.contract_start_date == date(2026, 2, 1)
     assert (contract.cycle_length, contract.cycle_unit) == (1, "year")
@@ -125,3 +125,10 @@ def test_only_closed_won_counts_as_won() -> None:
     opp["StageName"] = "Closed Lost"
     deal, _, _ = bundle_to_crm(_bundle(opp))
     assert not is_won(deal, DEFAULT_MAPPING)
+
+
+def test_a_sync_wide_cache_reads_each_product_version_once() -> None:
+    cache: dict[object, object] = {}
+    _, _, first = bundle_to_crm(_bundle(WON), cache)
+    _, _, second = bundle_to_crm(_bundle(copy.deepcopy(WON)), cache)
+    assert all(first[pid] is second[pid] for pid in first) and len(cache) == 3

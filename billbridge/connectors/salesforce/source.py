@@ -41,8 +41,8 @@ STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
         "SystemModstamp",
     ),
     "Account": ("Id", "Name"),
-    "Product2": ("Id", "Name", "ProductCode"),
-    "PricebookEntry": ("Id", "CurrencyIsoCode", "UnitPrice"),
+    "Product2": ("Id", "Name", "ProductCode", "SystemModstamp"),
+    "PricebookEntry": ("Id", "CurrencyIsoCode", "UnitPrice", "SystemModstamp"),
 }
 
 
