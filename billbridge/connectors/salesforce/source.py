@@ -1,0 +1,258 @@
+"""Salesforce opportunities as pages of deal bundles: one relationship query, paged, incremental.
+
+A run reads the price book once (Product2 with its PricebookEntries as a child subquery), then
+opportunities with their account fields and line items (child subquery ``OpportunityLineItems``)
+``WHERE SystemModstamp >= cursor - LAG ORDER BY SystemModstamp, Id``, following ``nextRecordsUrl``.
+The bound is inclusive and reaches back a small lag window (a record's SystemModstamp is set when
+its transaction starts, so it may appear later than records stamped after it); the window is
+skipped when its (Id, SystemModstamp) pairs are those already delivered (see ``Cursor``). Deletions since the last run come
+from ``sobjects/Opportunity/deleted``, starting at the ``latestDateCovered`` the last run got.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from simple_salesforce import Salesforce
+
+from billbridge.connectors.base import DealBundle, DealPage
+from billbridge.connectors.salesforce.client import SalesforceClient
+
+LAG = timedelta(minutes=5)
+LINES = "OpportunityLineItems"  # child relationship of Opportunity
+ENTRIES = "PricebookEntries"  # child relationship of Product2
+
+STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "Opportunity": ("Id", "Name", "StageName", "Amount", "CloseDate", "CurrencyIsoCode", "AccountId", "SystemModstamp"),
+    "OpportunityLineItem": (
+        "Id",
+        "Product2Id",
+        "PricebookEntryId",
+        "Quantity",
+        "UnitPrice",
+        "Discount",
+        "TotalPrice",
+        "ServiceDate",
+        "SystemModstamp",
+    ),
+    "Account": ("Id", "Name"),
+    "Product2": ("Id", "Name", "ProductCode", "SystemModstamp"),
+    "PricebookEntry": ("Id", "CurrencyIsoCode", "UnitPrice", "SystemModstamp"),
+}
+
+
+def _columns(standard: Sequence[str], extra: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys([*standard, *extra]))
+
+
+def deals_soql(extra: Mapping[str, Sequence[str]], since: datetime | None) -> str:
+    """The opportunities query: deal fields, account fields, the line items subquery."""
+    deal = _columns(STANDARD_COLUMNS["Opportunity"], extra.get("Opportunity", ()))
+    account = [f"Account.{name}" for name in _columns(STANDARD_COLUMNS["Account"], extra.get("Account", ()))]
+    line = _columns(STANDARD_COLUMNS["OpportunityLineItem"], extra.get("OpportunityLineItem", ()))
+    where = f" WHERE SystemModstamp >= {soql_datetime(since)}" if since is not None else ""
+    return (
+        f"SELECT {', '.join(deal + account)}, (SELECT {', '.join(line)} FROM {LINES}) "
+        f"FROM Opportunity{where} ORDER BY SystemModstamp, Id"
+    )
+
+
+def products_soql(extra: Mapping[str, Sequence[str]]) -> str:
+    """The price book query: products with their entries (one per currency)."""
+    product = _columns(STANDARD_COLUMNS["Product2"], extra.get("Product2", ()))
+    entry = _columns(STANDARD_COLUMNS["PricebookEntry"], extra.get("PricebookEntry", ()))
+    return f"SELECT {', '.join(product)}, (SELECT {', '.join(entry)} FROM {ENTRIES}) FROM Product2 ORDER BY Id"
+
+
+def soql_datetime(value: datetime) -> str:
+    """A SOQL datetime literal: ISO 8601 in UTC, unquoted."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_sf_datetime(text: str) -> datetime:
+    """Salesforce's ``2026-11-01T00:00:00.000+0000`` (also accepts ``Z`` and ``+00:00``)."""
+    text = text.replace("Z", "+00:00")
+    if text[-5] in "+-" and text[-3] != ":":
+        text = f"{text[:-2]}:{text[-2:]}"
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@dataclass
+class Cursor:
+    """Where a pull stopped, small enough for the store's cursor column (well under 200 characters).
+
+    ``since``: the last SystemModstamp delivered; ``window``: a digest of the (Id, SystemModstamp)
+    pairs delivered in the lag window [since - LAG, since]; ``deleted_from``: where the delete log
+    was read up to. The next pull re-reads the lag window: if its records are exactly those the
+    digest says were delivered, they are skipped; if not (a late commit, or a page interrupted
+    within one SystemModstamp), the whole window is delivered again, which storing tolerates.
+    """
+
+    since: datetime | None = None
+    window: str | None = None
+    deleted_from: datetime | None = None
+    seen: dict[str, str] = field(default_factory=dict)  # this run's deliveries within the window
+
+    @classmethod
+    def decode(cls, text: str | None) -> Cursor:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(
+            parse_sf_datetime(data["since"]) if data.get("since") else None,
+            data.get("window"),
+            parse_sf_datetime(data["deleted_from"]) if data.get("deleted_from") else None,
+        )
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "since": soql_datetime(self.since) if self.since else None,
+                "window": window_digest(self.seen) if self.seen else self.window,
+                "deleted_from": soql_datetime(self.deleted_from) if self.deleted_from else None,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    def deliver(self, record_id: str, stamp: str) -> None:
+        """Note a delivered record; forget what fell out of the lag window."""
+        moment = parse_sf_datetime(stamp)
+        if self.since is None or moment > self.since:
+            self.since = moment
+            horizon = moment - LAG
+            self.seen = {i: s for i, s in self.seen.items() if parse_sf_datetime(s) >= horizon}
+        self.seen[record_id] = stamp
+
+
+def window_digest(pairs: Mapping[str, str]) -> str:
+    """A short digest of (Id, SystemModstamp) pairs, independent of their order."""
+    text = "\n".join(f"{i}@{parse_sf_datetime(s).isoformat()}" for i, s in sorted(pairs.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class SalesforceSource:
+    """The Salesforce ``DealSource``: ``pull(cursor)`` yields pages of opportunities with what maps them."""
+
+    name = "salesforce"
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        *,
+        columns: Mapping[str, Sequence[str]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.client, self.columns, self.clock = client, dict(columns or {}), clock
+
+    def pull(self, cursor: str | None) -> Iterator[DealPage]:
+        state = Cursor.decode(cursor)
+        calls_before = self.client.calls
+        products = self.products()
+        deleted_ids = self._deleted(state) if state.since is not None else []
+        old_since = state.since
+        pending: list[dict[str, Any]] | None = [] if old_since is not None else None  # the re-read window
+        options = self.client.request_options()
+        since = old_since - LAG if old_since is not None else None
+        result = self.client.call(lambda sf: sf.query(deals_soql(self.columns, since), **options))
+        while True:
+            next_url = None if result.get("done", True) else result.get("nextRecordsUrl")
+            bundles: list[DealBundle] = []
+            for record in result["records"]:
+                if pending is not None and old_since is not None:
+                    if parse_sf_datetime(record["SystemModstamp"]) <= old_since:
+                        pending.append(record)
+                        continue
+                    bundles += self._settle(pending, state, products)
+                    pending = None
+                bundles.append(self._bundle(record, products))
+                state.deliver(record["Id"], record["SystemModstamp"])
+            if pending is not None and next_url is None:
+                bundles += self._settle(pending, state, products)
+                pending = None
+            yield DealPage(bundles, deleted_ids, state.encode(), self.client.calls - calls_before)
+            calls_before, deleted_ids = self.client.calls, []
+            if next_url is None:
+                return
+            result = self._more(next_url)
+
+    def _settle(
+        self, window: list[dict[str, Any]], state: Cursor, products: Mapping[str, dict[str, Any]]
+    ) -> list[DealBundle]:
+        """The re-read lag window: nothing if it holds exactly what was delivered, else all of it."""
+        pairs = {r["Id"]: r["SystemModstamp"] for r in window}
+        again = not pairs or window_digest(pairs) != state.window
+        for record in window:
+            state.deliver(record["Id"], record["SystemModstamp"])
+        return [self._bundle(r, products) for r in window] if again and pairs else []
+
+    def products(self) -> dict[str, dict[str, Any]]:
+        """The price book once per run: Product2 Id -> product with its PricebookEntries records."""
+        soql = products_soql(self.columns)
+        options = self.client.request_options()
+        result = self.client.call(lambda sf: sf.query(soql, **options))
+        products: dict[str, dict[str, Any]] = {}
+        while True:
+            for record in result["records"]:
+                entries = self._children(record, ENTRIES)
+                products[record["Id"]] = {
+                    **record,
+                    ENTRIES: {"totalSize": len(entries), "done": True, "records": entries},
+                }
+            if result.get("done", True) or not result.get("nextRecordsUrl"):
+                return products
+            result = self._more(result["nextRecordsUrl"])
+
+    def _more(self, next_url: str) -> Any:
+        timeout = self.client.settings.timeout_seconds
+        return self.client.call(lambda sf: sf.query_more(next_url, identifier_is_url=True, timeout=timeout))
+
+    def _children(self, record: Mapping[str, Any], relationship: str) -> list[dict[str, Any]]:
+        """A child subquery's records, following its own nextRecordsUrl when Salesforce paged it."""
+        result = record.get(relationship)
+        rows: list[dict[str, Any]] = []
+        while result:
+            rows.extend(result["records"])
+            if result.get("done", True) or not result.get("nextRecordsUrl"):
+                break
+            result = self._more(result["nextRecordsUrl"])
+        return rows
+
+    def _bundle(self, record: dict[str, Any], products: Mapping[str, dict[str, Any]]) -> DealBundle:
+        lines = self._children(record, LINES)
+        account = record.get("Account")
+        company = {k: v for k, v in account.items() if k != "attributes"} if account else None
+        used = {str(line.get("Product2Id")) for line in lines}
+        return DealBundle(
+            deal=record,
+            lines=lines,
+            company=company,
+            products={pid: products[pid] for pid in used if pid in products},
+        )
+
+    def _deleted(self, state: Cursor) -> list[str]:
+        """Opportunities deleted since the last run; moves ``state.deleted_from`` to what was covered.
+
+        Salesforce keeps the delete log for 15 days: a cursor older than that fails with
+        INVALID_REPLICATION_DATE (fatal), and the stream needs a full pull (cursor None).
+        """
+        assert state.since is not None
+        end = self.clock()
+        start = state.deleted_from or state.since - LAG
+        if end <= start:
+            return []
+        params = {"start": start.isoformat(timespec="seconds"), "end": end.isoformat(timespec="seconds")}
+        timeout = self.client.settings.timeout_seconds
+
+        def get(sf: Salesforce) -> Any:
+            return sf.restful("sobjects/Opportunity/deleted/", params=params, timeout=timeout)
+
+        body = self.client.call(get)
+        covered = parse_sf_datetime(body["latestDateCovered"]) if body.get("latestDateCovered") else end
+        state.deleted_from = max(start, covered)
+        return [row["id"] for row in body.get("deletedRecords", [])]

@@ -1,0 +1,201 @@
+"""Salesforce deal bundles -> the neutral CRM records of ``mapping.crm`` (pure).
+
+Standard fields: Opportunity ``StageName``, ``Amount``, ``CurrencyIsoCode`` (multi-currency orgs),
+``AccountId``, ``SystemModstamp``; OpportunityLineItem ``Product2Id``, ``Quantity``, ``UnitPrice``,
+``Discount`` (percent), ``TotalPrice``, ``ServiceDate`` (the line's start); Product2 ``Name``,
+``ProductCode`` (the SKU); PricebookEntry ``UnitPrice`` per ``CurrencyIsoCode``. What those cannot
+express lives in custom fields named by ``SalesforceFields`` (documented defaults below). Errors
+name the Salesforce field, e.g. ``Billing_Start_Date__c: missing``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billbridge.connectors.base import DealBundle
+from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct, MappingError
+
+DEFAULT_MAPPING = CrmMapping(won_stages=["Closed Won"], ref_prefix="sf-")
+LINES = "OpportunityLineItems"
+ENTRIES = "PricebookEntries"
+
+
+class SalesforceFields(BaseModel):
+    """API names of the custom fields that carry billing terms; override per installation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_date: str = Field(default="Billing_Start_Date__c", description="Opportunity date: first day of service")
+    end_date: str = Field(default="Billing_End_Date__c", description="Opportunity date: last day; empty: evergreen")
+    billing_cycle: str = Field(default="Billing_Cycle__c", description="Opportunity picklist: monthly, quarterly, ...")
+    billing_timing: str = Field(
+        default="Billing_Timing__c", description="Opportunity picklist: in_advance | in_arrears"
+    )
+    payment_terms_days: str = Field(default="Payment_Terms_Days__c", description="Opportunity number")
+    auto_charge: str = Field(default="Auto_Charge__c", description="Opportunity checkbox")
+    deal_entity: str = Field(default="Billing_Entity__c", description="Opportunity text: legal entity ref")
+    account_entity: str = Field(default="Billing_Entity__c", description="Account text: legal entity ref")
+    account_email: str | None = Field(default=None, description="Account email field for invoices, if any")
+    product_charge: str = Field(
+        default="Billing_Charge__c", description="Product2 picklist: recurring | usage | one_time"
+    )
+    usage_aggregation: str = Field(default="Usage_Aggregation__c", description="Product2 picklist: sum, max, ...")
+    entry_pricing: str = Field(default="Billing_Pricing__c", description="PricebookEntry long text: pricing JSON")
+
+    def columns(self) -> dict[str, tuple[str, ...]]:
+        """The custom fields each object's query must select (for the connector)."""
+        account = [self.account_entity] + ([self.account_email] if self.account_email else [])
+        return {
+            "Opportunity": (
+                self.start_date,
+                self.end_date,
+                self.billing_cycle,
+                self.billing_timing,
+                self.payment_terms_days,
+                self.auto_charge,
+                self.deal_entity,
+            ),
+            "Account": tuple(account),
+            "Product2": (self.product_charge, self.usage_aggregation),
+            "PricebookEntry": (self.entry_pricing,),
+        }
+
+
+DEFAULT_FIELDS = SalesforceFields()
+
+
+def _records(parent: Mapping[str, Any], relationship: str) -> list[Mapping[str, Any]]:
+    """A child relationship's records: a query result ``{"records": [...]}``, a plain list, or null."""
+    value = parent.get(relationship)
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return list(value.get("records") or [])
+    return list(value)
+
+
+def _modstamp(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    text = str(value).replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+        text = f"{text[:-2]}:{text[-2:]}"
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError as exc:
+        raise MappingError("SystemModstamp", f"not a timestamp: {value!r}") from exc
+
+
+def product_to_crm(product: Mapping[str, Any], fields: SalesforceFields = DEFAULT_FIELDS) -> CrmProduct:
+    """A Product2 with its PricebookEntries (one per currency) as a neutral CRM product."""
+    entries = [e for e in _records(product, ENTRIES) if e.get("IsActive", True) is not False]
+    return CrmProduct(
+        product_id=str(product["Id"]),
+        sku=product.get("ProductCode"),
+        name=str(product.get("Name") or ""),
+        charge=product.get(fields.product_charge),
+        pricing={str(e["CurrencyIsoCode"]): e.get(fields.entry_pricing) for e in entries},
+        list_prices={str(e["CurrencyIsoCode"]): e.get("UnitPrice") for e in entries},
+        usage_aggregation=product.get(fields.usage_aggregation),
+        names={
+            "sku": "Product2.ProductCode",
+            "charge": f"Product2.{fields.product_charge}",
+            "pricing": f"PricebookEntry.{fields.entry_pricing}",
+            "list_prices": "PricebookEntry.UnitPrice",
+        },
+    )
+
+
+def company_to_crm(
+    account: Mapping[str, Any], account_id: str, fields: SalesforceFields = DEFAULT_FIELDS
+) -> CrmCompany:
+    return CrmCompany(
+        company_id=account_id,
+        name=account.get("Name"),
+        email=account.get(fields.account_email) if fields.account_email else None,
+        entity_ref=account.get(fields.account_entity),
+        names={"name": "Account.Name", "entity_ref": f"Account.{fields.account_entity}"},
+    )
+
+
+_LINE_NAMES = {
+    "product_id": "OpportunityLineItem.Product2Id",
+    "quantity": "OpportunityLineItem.Quantity",
+    "unit_price": "OpportunityLineItem.UnitPrice",
+    "discount_percent": "OpportunityLineItem.Discount",
+    "total": "OpportunityLineItem.TotalPrice",
+    "start_date": "OpportunityLineItem.ServiceDate",
+}
+
+
+def _line(line: Mapping[str, Any]) -> CrmLine:
+    return CrmLine(
+        line_id=str(line["Id"]),
+        product_id=str(line["Product2Id"]) if line.get("Product2Id") else None,
+        quantity=line.get("Quantity"),
+        unit_price=line.get("UnitPrice"),
+        discount_percent=line.get("Discount"),
+        total=line.get("TotalPrice"),
+        start_date=line.get("ServiceDate"),
+        names=_LINE_NAMES,
+    )
+
+
+def bundle_to_crm(
+    bundle: DealBundle, cache: dict[Any, Any] | None = None, fields: SalesforceFields = DEFAULT_FIELDS
+) -> tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]:
+    """An Opportunity with its line items, account and products as neutral CRM records.
+
+    ``cache`` (kept by the caller across the deals of a sync) lets each product version be read once.
+    """
+    opp = bundle.deal
+    account_id = opp.get("AccountId") or (bundle.company or {}).get("Id")
+    company = company_to_crm(bundle.company, str(account_id), fields) if bundle.company and account_id else None
+    deal = CrmDeal(
+        deal_id=str(opp["Id"]),
+        name=opp.get("Name"),
+        stage=opp.get("StageName"),
+        amount=opp.get("Amount"),
+        currency=opp.get("CurrencyIsoCode"),
+        company_id=str(account_id) if account_id else None,
+        start_date=opp.get(fields.start_date),
+        end_date=opp.get(fields.end_date),
+        billing_cycle=opp.get(fields.billing_cycle),
+        payment_terms_days=opp.get(fields.payment_terms_days),
+        auto_charge=opp.get(fields.auto_charge),
+        billing_timing=opp.get(fields.billing_timing),
+        entity_ref=opp.get(fields.deal_entity),
+        modified_at=_modstamp(opp.get("SystemModstamp")),
+        lines=tuple(_line(x) for x in bundle.lines),
+        names={
+            "name": "Name",
+            "amount": "Amount",
+            "currency": "CurrencyIsoCode",
+            "company_id": "AccountId",
+            "start_date": fields.start_date,
+            "end_date": fields.end_date,
+            "billing_cycle": fields.billing_cycle,
+            "payment_terms_days": fields.payment_terms_days,
+            "auto_charge": fields.auto_charge,
+            "billing_timing": fields.billing_timing,
+            "entity_ref": fields.deal_entity,
+            "lines": LINES,
+        },
+    )
+    products = {pid: _product(p, fields, cache) for pid, p in bundle.products.items()}
+    return deal, company, products
+
+
+def _product(product: Mapping[str, Any], fields: SalesforceFields, cache: dict[Any, Any] | None) -> CrmProduct:
+    if cache is None:
+        return product_to_crm(product, fields)
+    stamps = [str(e.get("SystemModstamp")) for e in _records(product, ENTRIES)]
+    key = ("salesforce-product", str(product.get("Id")), str(product.get("SystemModstamp")), max(stamps, default=""))
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = product_to_crm(product, fields)
+    return found
