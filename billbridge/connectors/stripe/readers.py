@@ -1,0 +1,176 @@
+"""Incremental reads from Stripe: payments (charges with their fees and invoices) and subscriptions.
+
+Stripe lists run newest first, so a window is read to its end before its cursor may be saved: every
+page but the last carries the cursor it started from. Cursors are created-timestamps read with an
+inclusive bound and a lag window (``LAG_SECONDS``); consumers dedupe by id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from billbridge.billing.documents import IncomingPayment
+from billbridge.connectors.stripe.common import PAGE_SIZE, plain
+from billbridge.mapping import stripe as mapping
+
+if TYPE_CHECKING:
+    from billbridge.connectors.stripe.client import StripeConnector
+
+LAG_SECONDS = 300  # objects created in the same second as the cursor, or committed late, are read again
+EVENTS_RETENTION_SECONDS = 30 * 86400  # Stripe keeps events for 30 days: older cursors need a full read
+SUBSCRIPTION_EVENTS = "customer.subscription.*"
+
+
+@dataclass(frozen=True)
+class PaymentPage:
+    payments: list[IncomingPayment]
+    charges: list[dict[str, Any]]  # the vendor records they came from
+    cursor: str | None
+    api_calls: int = 0
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """A subscription as Stripe holds it, with what mapping it needs (vendor shapes)."""
+
+    subscription: dict[str, Any]
+    customer: dict[str, Any] | None
+    prices: dict[str, dict[str, Any]]  # price id -> price with ``tiers`` expanded
+    products: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SubscriptionPage:
+    records: list[SubscriptionRecord]
+    cursor: str | None
+    deleted_ids: list[str] = field(default_factory=list)
+    api_calls: int = 0
+
+
+def pull_payments(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
+    """Succeeded charges created since the cursor, as IncomingPayments with fee and invoice number."""
+    since = max(0, int(cursor) - LAG_SECONDS) if cursor else None
+    params: dict[str, Any] = {"expand": ["data.balance_transaction"]}
+    if since is not None:
+        params["created"] = {"gte": since}
+    newest = int(cursor) if cursor else 0
+    batch: list[dict[str, Any]] = []
+    calls = conn.api_calls
+    for charge in conn.paged(lambda p: conn.client.v1.charges.list(p), params):
+        newest = max(newest, int(charge["created"]))
+        if charge["status"] == "succeeded":
+            batch.append(charge)
+        if len(batch) == PAGE_SIZE:
+            yield _payment_page(conn, batch, cursor, calls)
+            batch, calls = [], conn.api_calls
+    yield _payment_page(conn, batch, str(newest) if newest else cursor, calls)
+
+
+def _payment_page(conn: StripeConnector, charges: list[dict[str, Any]], cursor: str | None, calls: int) -> PaymentPage:
+    invoices = _invoices_of(conn, charges)
+    payments = []
+    for charge in charges:
+        txn = charge.get("balance_transaction")
+        payments.append(
+            mapping.payment_from_charge(
+                charge, txn if isinstance(txn, dict) else None, invoices.get(str(charge.get("payment_intent")))
+            )
+        )
+    return PaymentPage(payments, charges, cursor, conn.api_calls - calls)
+
+
+def _invoices_of(conn: StripeConnector, charges: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """payment intent -> the invoice it paid. At this API version charges and payment intents no longer
+    name their invoice; the link is the invoice_payment object (docs.stripe.com/api/invoice-payment).
+    One list over the page's time window finds them all; stragglers are asked for one by one."""
+    intents = {str(c["payment_intent"]) for c in charges if c.get("payment_intent")}
+    if not intents:
+        return {}
+    created = [int(c["created"]) for c in charges]
+    window = {"gte": min(created) - LAG_SECONDS, "lte": max(created)}
+    found: dict[str, dict[str, Any]] = {}
+    query = {"status": "paid", "created": window, "expand": ["data.invoice"]}
+    for payment in conn.paged(lambda p: conn.client.v1.invoice_payments.list(p), query):  # type: ignore[arg-type]
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent in intents and isinstance(payment.get("invoice"), dict):
+            found[intent] = payment["invoice"]
+    for intent in sorted(intents - found.keys()):
+        single = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
+        for payment in conn.paged(lambda p: conn.client.v1.invoice_payments.list(p), single):  # type: ignore[arg-type]
+            if isinstance(payment.get("invoice"), dict):
+                found[intent] = payment["invoice"]
+    return found
+
+
+def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -> Iterator[SubscriptionPage]:
+    """Every subscription on the first run (and when the cursor is older than Stripe keeps events);
+    afterwards the latest state of each subscription named by ``customer.subscription.*`` events."""
+    state = json.loads(cursor) if cursor else None
+    if state is None or now - int(state["events_since"]) > EVENTS_RETENTION_SECONDS:
+        yield from _full_subscriptions(conn)
+        return
+    since = int(state["events_since"])
+    latest: dict[str, dict[str, Any]] = {}
+    newest = since
+    query = {"types": [SUBSCRIPTION_EVENTS], "created": {"gte": max(0, since - LAG_SECONDS)}}
+    calls = conn.api_calls
+    for event in conn.paged(lambda p: conn.client.v1.events.list(p), query):  # type: ignore[arg-type]
+        newest = max(newest, int(event["created"]))
+        sub = event["data"]["object"]
+        latest.setdefault(sub["id"], sub)  # newest first: the first event seen holds the latest state
+    subs = list(latest.values())
+    resolver = _Resolver(conn)
+    records = [resolver.record(sub) for sub in subs]
+    yield SubscriptionPage(records, json.dumps({"events_since": newest}), api_calls=conn.api_calls - calls)
+
+
+def _full_subscriptions(conn: StripeConnector) -> Iterator[SubscriptionPage]:
+    calls = conn.api_calls
+    marker = conn.call(lambda: conn.client.v1.events.list({"limit": 1}))  # events from here on are news
+    events_since = int(marker.data[0].created) if marker.data else 0
+    resolver = _Resolver(conn)
+    records: list[SubscriptionRecord] = []
+    query = {"status": "all", "expand": ["data.customer"]}
+    for sub in conn.paged(lambda p: conn.client.v1.subscriptions.list(p), query):  # type: ignore[arg-type]
+        records.append(resolver.record(sub))
+        if len(records) == PAGE_SIZE:
+            yield SubscriptionPage(records, None, api_calls=conn.api_calls - calls)
+            records, calls = [], conn.api_calls
+    yield SubscriptionPage(records, json.dumps({"events_since": events_since}), api_calls=conn.api_calls - calls)
+
+
+class _Resolver:
+    """Fetches (once per pull) the tiers of tiered prices, products and customers subscriptions name.
+    Tiers need ``expand[]=tiers`` on the price itself: the path from a subscription list
+    (data.items.data.price.tiers) is deeper than the four levels Stripe expands."""
+
+    def __init__(self, conn: StripeConnector) -> None:
+        self.conn = conn
+        self.prices: dict[str, dict[str, Any]] = {}
+        self.products: dict[str, dict[str, Any]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+
+    def record(self, sub: dict[str, Any]) -> SubscriptionRecord:
+        conn = self.conn
+        prices, products = {}, {}
+        for item in (sub.get("items") or {}).get("data") or []:
+            price = item["price"]
+            if price["id"] not in self.prices:
+                if price.get("billing_scheme") == "tiered":
+                    price_id = price["id"]
+                    price = plain(conn.call(lambda: conn.client.v1.prices.retrieve(price_id, {"expand": ["tiers"]})))
+                self.prices[price["id"]] = price
+            prices[price["id"]] = self.prices[price["id"]]
+            product_id = str(price["product"])
+            if product_id not in self.products:
+                self.products[product_id] = plain(conn.call(lambda: conn.client.v1.products.retrieve(product_id)))
+            products[product_id] = self.products[product_id]
+        customer = sub.get("customer")
+        if isinstance(customer, str):
+            if customer not in self.customers:
+                self.customers[customer] = plain(conn.call(lambda: conn.client.v1.customers.retrieve(customer)))
+            customer = self.customers[customer]
+        return SubscriptionRecord(sub, customer, prices, products)
