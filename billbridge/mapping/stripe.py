@@ -114,11 +114,14 @@ def document_metadata(doc: OutboundDocument) -> dict[str, str]:
 
 def invoice_lines(doc: OutboundDocument) -> list[dict[str, Any]]:
     """``add_lines`` entries: each line's rounded amount in minor units; they must add up to the total."""
-    lines = []
+    lines: list[dict[str, Any]] = []
+    total_units = 0
     for index, line in enumerate(doc.lines):
+        amount = to_minor(line.amount, doc.currency, f"lines[{index}].amount")
+        total_units += amount
         lines.append(
             {
-                "amount": to_minor(line.amount, doc.currency, f"lines[{index}].amount"),
+                "amount": amount,
                 "description": line.description,
                 "period": {"start": _epoch(line.start_date), "end": _epoch(line.end_date)},
                 "metadata": {
@@ -129,7 +132,7 @@ def invoice_lines(doc: OutboundDocument) -> list[dict[str, Any]]:
             }
         )
     total = to_minor(doc.total, doc.currency, "total")
-    if sum(line["amount"] for line in lines) != total:
+    if total_units != total:
         raise MappingError("total", f"{doc.number}: lines add up to something other than the total {doc.total}")
     return lines
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import stripe
@@ -28,6 +29,7 @@ from billbridge.mapping import stripe as mapping
 T = TypeVar("T")
 ADD_LINES_MAX = 50  # lines per POST /v1/invoices/{id}/add_lines
 DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_POLICY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ class StripeConflict(ValueError):
     """Stripe holds a different version of a document than the one being pushed."""
 
 
-def build_client(api_key: str, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> stripe.StripeClient:
+def build_client(
+    api_key: str, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> stripe.StripeClient:
     """A StripeClient that never retries by itself (retries live in call_with_retries)."""
     return stripe.StripeClient(
         api_key,
@@ -75,11 +79,13 @@ class StripeConnector:
         *,
         base_url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
-        policy: RetryPolicy = RetryPolicy(),
+        policy: RetryPolicy = DEFAULT_POLICY,
         sleep: Callable[[float], None] = time.sleep,
         client: stripe.StripeClient | None = None,
     ) -> None:
         self.client = client or build_client(api_key, base_url, timeout)
+        # params are plain dicts built by mapping/stripe.py, not the SDK's TypedDicts
+        self.api: Any = self.client.v1
         self.policy, self._sleep = policy, sleep
         self.api_calls = 0
 
@@ -115,33 +121,31 @@ class StripeConnector:
         if customer_id is None:
             customer_id = self.find_customer(customer_ref)
         if customer_id is not None:
-            current = plain(self.call(lambda: self.client.v1.customers.retrieve(customer_id)))
+            current = plain(self.call(lambda: self.api.customers.retrieve(customer_id)))
             if (current.get("name"), current.get("email") or "") != (name, email or ""):
                 update = {**fields, "metadata": meta}
                 key = content_key(f"billbridge-customer-{customer_ref}-update", update)
-                self.call(lambda: self.client.v1.customers.update(customer_id, update, self._options(key)))
+                self.call(lambda: self.api.customers.update(customer_id, update, self._options(key)))
             return customer_id
         create = {**fields, "metadata": meta}
         key = content_key(f"billbridge-customer-{customer_ref}-create", create)
-        created = self.call(lambda: self.client.v1.customers.create(create, self._options(key)))
+        created = self.call(lambda: self.api.customers.create(create, self._options(key)))
         return str(created.id)
 
     def find_customer(self, customer_ref: str) -> str | None:
         """Best effort (search lags behind writes): the newest customer carrying our ref in metadata."""
         query = f"metadata['{mapping.METADATA_CUSTOMER}']:'{customer_ref}'"
-        found = self.call(lambda: self.client.v1.customers.search({"query": query, "limit": 1}))
+        found = self.call(lambda: self.api.customers.search({"query": query, "limit": 1}))
         return str(found.data[0].id) if found.data else None
 
     def attach_default_payment_method(self, customer_id: str, payment_method: str) -> str:
         """Attach a payment method (or a test token such as pm_card_visa) and make it the invoice default."""
         key = f"billbridge-attach-{customer_id}-{payment_method}"
         pm = self.call(
-            lambda: self.client.v1.payment_methods.attach(payment_method, {"customer": customer_id}, self._options(key))
+            lambda: self.api.payment_methods.attach(payment_method, {"customer": customer_id}, self._options(key))
         )
         settings = {"invoice_settings": {"default_payment_method": pm.id}}
-        self.call(
-            lambda: self.client.v1.customers.update(customer_id, settings, self._options(f"{key}-default-{pm.id}"))
-        )
+        self.call(lambda: self.api.customers.update(customer_id, settings, self._options(f"{key}-default-{pm.id}")))
         return str(pm.id)
 
     # invoices
@@ -155,7 +159,7 @@ class StripeConnector:
         created = invoice is None
         if invoice is None:
             key = doc.idempotency_key("invoice-create")
-            invoice = plain(self.call(lambda: self.client.v1.invoices.create(params, self._options(key))))
+            invoice = plain(self.call(lambda: self.api.invoices.create(params, self._options(key))))
         version = invoice["metadata"].get(mapping.METADATA_VERSION)
         if version != str(doc.version):
             raise StripeConflict(
@@ -166,7 +170,7 @@ class StripeConnector:
             key = doc.idempotency_key("finalize")
             invoice = plain(
                 self.call(
-                    lambda: self.client.v1.invoices.finalize_invoice(
+                    lambda: self.api.invoices.finalize_invoice(
                         invoice["id"], {"auto_advance": False}, self._options(key)
                     )
                 )
@@ -191,28 +195,25 @@ class StripeConnector:
             if refs & present:
                 raise StripeConflict(f"{doc.number}: draft {invoice['id']} holds part of a line chunk")
             key = doc.idempotency_key(f"add-lines-{start // ADD_LINES_MAX}")
-            invoice_id = invoice["id"]
-            self.call(
-                lambda: self.client.v1.invoices.add_lines(invoice_id, {"lines": chunk}, self._options(key))  # type: ignore[arg-type]
-            )
+            self.call(partial(self.api.invoices.add_lines, invoice["id"], {"lines": chunk}, self._options(key)))
 
     def _invoice_lines(self, invoice: dict[str, Any]) -> list[dict[str, Any]]:
         embedded = invoice.get("lines") or {}
         if not embedded.get("has_more"):
             return list(embedded.get("data") or [])
         invoice_id = invoice["id"]
-        return list(self.paged(lambda p: self.client.v1.invoices.line_items.list(invoice_id, p), {}))
+        return list(self.paged(lambda p: self.api.invoices.line_items.list(invoice_id, p), {}))
 
     def find_invoice(self, doc: OutboundDocument, customer_id: str) -> dict[str, Any] | None:
         """The customer's invoice whose metadata carries this document number (any status but void)."""
-        for invoice in self.paged(lambda p: self.client.v1.invoices.list(p), {"customer": customer_id}):
+        for invoice in self.paged(lambda p: self.api.invoices.list(p), {"customer": customer_id}):
             meta = invoice.get("metadata") or {}
             if meta.get(mapping.METADATA_NUMBER) == doc.number and invoice["status"] != "void":
                 return invoice
         return None
 
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
-        return plain(self.call(lambda: self.client.v1.invoices.retrieve(invoice_id)))
+        return plain(self.call(lambda: self.api.invoices.retrieve(invoice_id)))
 
     def charge_invoice(self, invoice_id: str, key: str) -> ChargeOutcome:
         """Collect an open invoice with the customer's default payment method.
@@ -223,7 +224,7 @@ class StripeConnector:
 
         def pay() -> dict[str, Any] | stripe.CardError:
             try:
-                return plain(self.client.v1.invoices.pay(invoice_id, {"off_session": True}, self._options(key)))
+                return plain(self.api.invoices.pay(invoice_id, {"off_session": True}, self._options(key)))
             except stripe.CardError as exc:
                 return exc
 
@@ -250,13 +251,11 @@ class StripeConnector:
 
     def void(self, invoice_id: str, key: str) -> str:
         """Void an open invoice; returns the new status."""
-        voided = self.call(lambda: self.client.v1.invoices.void_invoice(invoice_id, None, self._options(key)))
+        voided = self.call(lambda: self.api.invoices.void_invoice(invoice_id, None, self._options(key)))
         return str(voided.status)
 
     def mark_uncollectible(self, invoice_id: str, key: str) -> str:
-        done = self.call(
-            lambda: self.client.v1.invoices.mark_uncollectible(invoice_id, None, self._options(key))
-        )
+        done = self.call(lambda: self.api.invoices.mark_uncollectible(invoice_id, None, self._options(key)))
         return str(done.status)
 
     # readers

@@ -12,7 +12,8 @@ PAGE_SIZE = 100  # Stripe lists page at 100 at most
 
 def plain(obj: Any) -> dict[str, Any]:
     """A StripeObject as plain dicts and lists (``*_decimal`` fields stay Decimal, never float)."""
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)  # type: ignore[no-any-return]
+    data: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return data
 
 
 def content_key(prefix: str, params: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from billbridge.billing.documents import IncomingPayment
@@ -59,7 +60,7 @@ def pull_payments(conn: StripeConnector, cursor: str | None) -> Iterator[Payment
     newest = int(cursor) if cursor else 0
     batch: list[dict[str, Any]] = []
     calls = conn.api_calls
-    for charge in conn.paged(lambda p: conn.client.v1.charges.list(p), params):
+    for charge in conn.paged(lambda p: conn.api.charges.list(p), params):
         newest = max(newest, int(charge["created"]))
         if charge["status"] == "succeeded":
             batch.append(charge)
@@ -93,13 +94,13 @@ def _invoices_of(conn: StripeConnector, charges: list[dict[str, Any]]) -> dict[s
     window = {"gte": min(created) - LAG_SECONDS, "lte": max(created)}
     found: dict[str, dict[str, Any]] = {}
     query = {"status": "paid", "created": window, "expand": ["data.invoice"]}
-    for payment in conn.paged(lambda p: conn.client.v1.invoice_payments.list(p), query):  # type: ignore[arg-type]
+    for payment in conn.paged(lambda p: conn.api.invoice_payments.list(p), query):
         intent = (payment.get("payment") or {}).get("payment_intent")
         if intent in intents and isinstance(payment.get("invoice"), dict):
             found[intent] = payment["invoice"]
     for intent in sorted(intents - found.keys()):
         single = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
-        for payment in conn.paged(lambda p: conn.client.v1.invoice_payments.list(p), single):  # type: ignore[arg-type]
+        for payment in conn.paged(lambda p: conn.api.invoice_payments.list(p), single):
             if isinstance(payment.get("invoice"), dict):
                 found[intent] = payment["invoice"]
     return found
@@ -117,7 +118,7 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
     newest = since
     query = {"types": [SUBSCRIPTION_EVENTS], "created": {"gte": max(0, since - LAG_SECONDS)}}
     calls = conn.api_calls
-    for event in conn.paged(lambda p: conn.client.v1.events.list(p), query):  # type: ignore[arg-type]
+    for event in conn.paged(lambda p: conn.api.events.list(p), query):
         newest = max(newest, int(event["created"]))
         sub = event["data"]["object"]
         latest.setdefault(sub["id"], sub)  # newest first: the first event seen holds the latest state
@@ -129,12 +130,12 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
 
 def _full_subscriptions(conn: StripeConnector) -> Iterator[SubscriptionPage]:
     calls = conn.api_calls
-    marker = conn.call(lambda: conn.client.v1.events.list({"limit": 1}))  # events from here on are news
+    marker = conn.call(lambda: conn.api.events.list({"limit": 1}))  # events from here on are news
     events_since = int(marker.data[0].created) if marker.data else 0
     resolver = _Resolver(conn)
     records: list[SubscriptionRecord] = []
     query = {"status": "all", "expand": ["data.customer"]}
-    for sub in conn.paged(lambda p: conn.client.v1.subscriptions.list(p), query):  # type: ignore[arg-type]
+    for sub in conn.paged(lambda p: conn.api.subscriptions.list(p), query):
         records.append(resolver.record(sub))
         if len(records) == PAGE_SIZE:
             yield SubscriptionPage(records, None, api_calls=conn.api_calls - calls)
@@ -160,17 +161,16 @@ class _Resolver:
             price = item["price"]
             if price["id"] not in self.prices:
                 if price.get("billing_scheme") == "tiered":
-                    price_id = price["id"]
-                    price = plain(conn.call(lambda: conn.client.v1.prices.retrieve(price_id, {"expand": ["tiers"]})))
+                    price = plain(conn.call(partial(conn.api.prices.retrieve, price["id"], {"expand": ["tiers"]})))
                 self.prices[price["id"]] = price
             prices[price["id"]] = self.prices[price["id"]]
             product_id = str(price["product"])
             if product_id not in self.products:
-                self.products[product_id] = plain(conn.call(lambda: conn.client.v1.products.retrieve(product_id)))
+                self.products[product_id] = plain(conn.call(partial(conn.api.products.retrieve, product_id)))
             products[product_id] = self.products[product_id]
         customer = sub.get("customer")
         if isinstance(customer, str):
             if customer not in self.customers:
-                self.customers[customer] = plain(conn.call(lambda: conn.client.v1.customers.retrieve(customer)))
-            customer = self.customers[customer]
-        return SubscriptionRecord(sub, customer, prices, products)
+                self.customers[customer] = plain(conn.call(partial(conn.api.customers.retrieve, customer)))
+            return SubscriptionRecord(sub, self.customers[customer], prices, products)
+        return SubscriptionRecord(sub, customer if isinstance(customer, dict) else None, prices, products)

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from billbridge.sandbox.faults import ErrorResponse, FaultInjector, FaultMiddleware
 from billbridge.sandbox.stripe import catalog, payments
 from billbridge.sandbox.stripe.forms import decode
-from billbridge.sandbox.stripe.state import StripeApiError, StripeState, Saved
+from billbridge.sandbox.stripe.state import Saved, StripeApiError, StripeState
 from billbridge.sandbox.stripe.views import expand
 
 Handler = Callable[..., dict[str, Any]]
@@ -122,7 +122,10 @@ class WebhookSender:
         with httpx.Client(timeout=WEBHOOK_TIMEOUT_SECONDS) as client:
             while (event := self._queue.get()) is not None:
                 payload = json.dumps(event).encode()
-                headers = {"Stripe-Signature": sign(payload, self.secret, int(self.clock())), "Content-Type": "application/json"}
+                headers = {
+                    "Stripe-Signature": sign(payload, self.secret, int(self.clock())),
+                    "Content-Type": "application/json",
+                }
                 try:
                     ok = client.post(self.url, content=payload, headers=headers).is_success
                 except httpx.HTTPError:
@@ -225,4 +228,6 @@ def _idempotency_error(key: str) -> dict[str, Any]:
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers={"Request-Id": f"req_sbx{time.monotonic_ns()}", **(headers or {})})
+    return JSONResponse(
+        body, status_code=status, headers={"Request-Id": f"req_sbx{time.monotonic_ns()}", **(headers or {})}
+    )

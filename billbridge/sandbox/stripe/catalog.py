@@ -164,7 +164,11 @@ def attach_payment_method(state: StripeState, params: dict[str, Any], token: str
         "payment_method",
         customer=customer["id"],
         card=card,
-        billing_details={**TEMPLATES["payment_method"]["billing_details"], "email": customer["email"], "name": customer["name"]},
+        billing_details={
+            **TEMPLATES["payment_method"]["billing_details"],
+            "email": customer["email"],
+            "name": customer["name"],
+        },
         _decline=decline,
     )
     state.emit("payment_method.attached", pm, view(state, pm))
@@ -233,8 +237,12 @@ def create_price(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
         recurring=recurring,
         type="recurring" if recurring else "one_time",
         tiers_mode=tiers_mode,
-        transform_quantity={"divide_by": int(transform["divide_by"]), "round": transform["round"]} if transform else None,
-        unit_amount=int(str(unit_decimal).split(".")[0]) if unit_decimal is not None and "." not in str(unit_decimal) else None,
+        transform_quantity={"divide_by": int(transform["divide_by"]), "round": transform["round"]}
+        if transform
+        else None,
+        unit_amount=int(str(unit_decimal).split(".")[0])
+        if unit_decimal is not None and "." not in str(unit_decimal)
+        else None,
         unit_amount_decimal=str(unit_decimal) if unit_decimal is not None else None,
         metadata=metadata(params),
         _tiers=tiers,
@@ -308,7 +316,9 @@ def create_subscription(state: StripeState, params: dict[str, Any]) -> dict[str,
     return view(state, sub)
 
 
-def _new_item(state: StripeState, sub: dict[str, Any], price: dict[str, Any], quantity: int, start: int) -> dict[str, Any]:
+def _new_item(
+    state: StripeState, sub: dict[str, Any], price: dict[str, Any], quantity: int, start: int
+) -> dict[str, Any]:
     return state.new(
         "subscription_item",
         subscription=sub["id"],

@@ -364,7 +364,15 @@ def _balance_transaction(
     state: StripeState, amount: int, fee: int, currency: str, source: str, kind: str, description: str | None
 ) -> dict[str, Any]:
     fee_details = (
-        [{"amount": fee, "application": None, "currency": currency, "description": "Stripe processing fees", "type": "stripe_fee"}]
+        [
+            {
+                "amount": fee,
+                "application": None,
+                "currency": currency,
+                "description": "Stripe processing fees",
+                "type": "stripe_fee",
+            }
+        ]
         if fee
         else []
     )

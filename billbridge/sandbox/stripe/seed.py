@@ -102,10 +102,10 @@ def _subscription(state: StripeState, world: DemoWorld, deal: DemoDeal, ids: See
         product = world.products[line.sku]
         key = (line.sku, deal.currency, deal.billing_cycle)
         if key not in ids.prices:
-            params = price_params(product, ids.products[line.sku], deal.currency, deal.billing_cycle)
-            if params is None:
+            price = price_params(product, ids.products[line.sku], deal.currency, deal.billing_cycle)
+            if price is None:
                 continue
-            ids.prices[key] = catalog.create_price(state, params)["id"]
+            ids.prices[key] = catalog.create_price(state, price)["id"]
         items.append({"price": ids.prices[key], "quantity": str(int(line.quantity))})
     if not items or deal.start_date is None:
         return None

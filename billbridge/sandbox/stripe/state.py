@@ -44,7 +44,8 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 def load_templates() -> dict[str, dict[str, Any]]:
     text = resources.files("billbridge.sandbox.stripe").joinpath("templates.json").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
+    templates: dict[str, dict[str, Any]] = json.loads(text)
+    return templates
 
 
 TEMPLATES = load_templates()

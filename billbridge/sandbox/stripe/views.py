@@ -16,7 +16,12 @@ def view(state: StripeState, obj: dict[str, Any]) -> dict[str, Any]:
     kind = obj.get("object")
     if kind == "subscription":
         items = [item_view(state, state.get("subscription_item", i)) for i in obj["_items"]]
-        out["items"] = {"object": "list", "data": items, "has_more": False, "url": f"/v1/subscription_items?subscription={obj['id']}"}
+        out["items"] = {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "url": f"/v1/subscription_items?subscription={obj['id']}",
+        }
     elif kind == "invoice":
         lines = [view(state, state.get("line_item", i)) for i in obj["_lines"]]
         out["lines"] = {
@@ -27,7 +32,12 @@ def view(state: StripeState, obj: dict[str, Any]) -> dict[str, Any]:
         }
     elif kind == "charge":
         refunds = [view(state, r) for r in state.all("refund") if r["charge"] == obj["id"]]
-        out["refunds"] = {"object": "list", "data": refunds, "has_more": False, "url": f"/v1/charges/{obj['id']}/refunds"}
+        out["refunds"] = {
+            "object": "list",
+            "data": refunds,
+            "has_more": False,
+            "url": f"/v1/charges/{obj['id']}/refunds",
+        }
     return out
 
 
