@@ -120,9 +120,10 @@ class StripeState:
     def new(self, kind: str, **fields: Any) -> dict[str, Any]:
         """A fresh object of ``kind`` from its template, with ``fields`` set, stored and returned."""
         obj = copy.deepcopy(TEMPLATES[kind])
-        obj.update(id=self.new_id(kind), livemode=False, metadata={})
-        if "created" in obj:
-            obj["created"] = self.now()
+        obj["id"] = self.new_id(kind)
+        for name, value in (("livemode", False), ("metadata", {}), ("created", self.now())):
+            if name in obj:
+                obj[name] = value
         obj.update(fields)
         self.objects.setdefault(kind, {})[obj["id"]] = obj
         return obj
