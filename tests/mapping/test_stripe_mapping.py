@@ -232,7 +232,9 @@ def test_per_unit_subscription_as_contract() -> None:
 
 
 def test_package_pricing_from_transform_quantity() -> None:
-    price = _price("price_2", unit_amount=1000, unit_amount_decimal="1000", transform_quantity={"divide_by": 1000, "round": "up"})
+    price = _price(
+        "price_2", unit_amount=1000, unit_amount_decimal="1000", transform_quantity={"divide_by": 1000, "round": "up"}
+    )
     line = _map(_sub((price, 2500))).contract.lines[0]
     assert line.pricing is not None and line.pricing.model == "package"
     assert line.pricing.amount_for(Decimal(2500)) == Decimal("30.00")  # 3 packs of 1,000 at 10.00
@@ -243,7 +245,9 @@ def test_graduated_and_volume_tiers_from_expanded_prices() -> None:
         {"up_to": 10, "unit_amount_decimal": "5000", "flat_amount_decimal": "0"},
         {"up_to": None, "unit_amount_decimal": "4000", "flat_amount_decimal": "10000"},
     ]
-    graduated = _price("price_3", billing_scheme="tiered", tiers_mode="graduated", unit_amount=None, unit_amount_decimal=None)
+    graduated = _price(
+        "price_3", billing_scheme="tiered", tiers_mode="graduated", unit_amount=None, unit_amount_decimal=None
+    )
     volume = _price("price_4", billing_scheme="tiered", tiers_mode="volume", unit_amount=None, unit_amount_decimal=None)
     prices = {"price_3": {**graduated, "tiers": tiers}, "price_4": {**volume, "tiers": tiers}}
     lines = _map(_sub((graduated, 25), (volume, 25)), prices).contract.lines
@@ -260,7 +264,9 @@ def test_sub_cent_prices_stay_exact() -> None:
 
 def test_jpy_subscription() -> None:
     price = _price("price_6", currency="jpy", unit_amount=6750, unit_amount_decimal="6750")
-    contract = _map(_sub((price, 2), currency="jpy", collection_method="charge_automatically", days_until_due=None)).contract
+    contract = _map(
+        _sub((price, 2), currency="jpy", collection_method="charge_automatically", days_until_due=None)
+    ).contract
     assert (contract.currency, contract.entity_ref, contract.auto_charge) == ("JPY", "jp-kk", True)
     assert contract.lines[0].pricing is not None
     assert contract.lines[0].pricing.amount_for(Decimal(2)) == Decimal(13500)

@@ -170,7 +170,9 @@ def test_failed_validation_is_not_remembered_but_a_decline_is(sandbox: tuple[Str
 def test_declined_card_answers_card_error_and_leaves_the_invoice_open(sandbox: tuple[StripeSandbox, str]) -> None:
     sb, url = sandbox
     client = _client(url)
-    customer = client.v1.customers.create({"name": "Broke", "payment_method": "pm_card_chargeDeclinedInsufficientFunds"})
+    customer = client.v1.customers.create(
+        {"name": "Broke", "payment_method": "pm_card_chargeDeclinedInsufficientFunds"}
+    )
     invoice = client.v1.invoices.create({"customer": customer.id, "currency": "usd"})
     client.v1.invoices.add_lines(invoice.id, {"lines": [{"amount": 2500, "description": "Seats"}]})
     client.v1.invoices.finalize_invoice(invoice.id)
@@ -253,7 +255,13 @@ def test_tiers_only_when_expanded_and_expansion_depth(sandbox: tuple[StripeSandb
     tiers = [{"up_to": "10", "unit_amount": "5000"}, {"up_to": "inf", "unit_amount": "4000", "flat_amount": "100"}]
     price = catalog.create_price(
         sb.state,
-        {"product": product["id"], "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "graduated", "tiers": tiers},
+        {
+            "product": product["id"],
+            "currency": "usd",
+            "billing_scheme": "tiered",
+            "tiers_mode": "graduated",
+            "tiers": tiers,
+        },
     )
     client = _client(url)
     assert "tiers" not in _raw(client.v1.prices.retrieve(price["id"]))

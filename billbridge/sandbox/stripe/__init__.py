@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -46,12 +47,13 @@ def start_seeded(
     webhook_url: str | None = None,
     api_key: str = DEFAULT_API_KEY,
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+    clock: Callable[[], float] = time.time,
 ) -> Iterator[RunningStripe]:
     """A seeded Stripe sandbox on an ephemeral loopback port, for flow tests and the demo.
 
     ``url``, ``api_key`` and ``webhook_secret`` are what the connector and the webhook endpoint need.
     """
-    sandbox = StripeSandbox((api_key,))
+    sandbox = StripeSandbox((api_key,), clock=clock)
     ids = seed(sandbox.state, world or generate(30), subscriptions=subscriptions)
     if webhook_url:
         sandbox.send_webhooks_to(webhook_url, webhook_secret)
