@@ -29,6 +29,7 @@ STRIPE_ZERO_DECIMAL = frozenset(
     {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
 )
 STRIPE_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+INVOICE_ITEMS_MAX = 250  # Stripe refuses more invoice items on one invoice (changelog 2016-02-22)
 THREE_DECIMAL_STEP = 10  # Stripe: three-decimal amounts must end in 0 (rounded to the nearest ten)
 METADATA_NUMBER = "billbridge_number"  # our document number: finds the invoice again after a lost response
 METADATA_VERSION = "billbridge_version"
@@ -114,6 +115,8 @@ def document_metadata(doc: OutboundDocument) -> dict[str, str]:
 
 def invoice_lines(doc: OutboundDocument) -> list[dict[str, Any]]:
     """``add_lines`` entries: each line's rounded amount in minor units; they must add up to the total."""
+    if len(doc.lines) > INVOICE_ITEMS_MAX:
+        raise MappingError("lines", f"{doc.number}: {len(doc.lines)} lines, Stripe holds {INVOICE_ITEMS_MAX}")
     lines: list[dict[str, Any]] = []
     total_units = 0
     for index, line in enumerate(doc.lines):
@@ -168,6 +171,28 @@ def payment_from_charge(
         fee=fee,
         method=(charge.get("payment_method_details") or {}).get("type"),
         reference=f"{card.get('brand')} ****{card.get('last4')}" if card.get("last4") else None,
+        extra=extra,
+    )
+
+
+def payment_from_refund(refund: Mapping[str, Any], invoice: Mapping[str, Any] | None) -> IncomingPayment:
+    """A refund as a negative payment against the invoice its charge paid (``extra['refund_of']``)."""
+    currency = str(refund["currency"]).upper()
+    meta = (invoice or {}).get("metadata") or {}
+    number = meta.get(METADATA_NUMBER)
+    extra = {"refund_of": str(refund["charge"]), "status": str(refund.get("status"))}
+    if invoice:
+        extra["invoice"] = str(invoice["id"])
+    return IncomingPayment(
+        source="stripe",
+        payment_ref=str(refund["id"]),
+        currency=currency,
+        amount=-from_minor(refund["amount"], currency),
+        received_on=_day(int(refund["created"])),
+        customer_ref=meta.get(METADATA_CUSTOMER),
+        invoice_numbers=(number,) if number else (),
+        method="refund",
+        reference=refund.get("reason"),
         extra=extra,
     )
 

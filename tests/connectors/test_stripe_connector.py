@@ -20,6 +20,7 @@ from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.faults import Fault
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import StripeSandbox, catalog, sign, start_seeded
+from billbridge.sandbox.stripe import payments as handlers
 
 KEY = "sk_test_connector"
 T0 = 1_800_000_000.0
@@ -201,8 +202,6 @@ def test_pull_payments_with_fees_invoice_numbers_and_cursor(stripe_sb: tuple[Str
 
 
 def test_pull_payments_pages_and_saves_the_cursor_last(stripe_sb: tuple[StripeSandbox, str], clock: Clock) -> None:
-    from billbridge.sandbox.stripe import payments as handlers
-
     sb, url = stripe_sb
     customer = catalog.create_customer(sb.state, {"name": "Globex", "payment_method": "pm_card_visa"})
     for n in range(105):
@@ -302,3 +301,38 @@ def test_webhooks_are_signed_and_verified(clock: Clock) -> None:
     not_an_event = json.dumps({"object": "customer"}).encode()
     with pytest.raises(WebhookRefused, match="not a Stripe event"):
         verify_webhook(not_an_event, sign(not_an_event, "whsec_test", int(T0)), "whsec_test", now=T0)
+
+
+def test_push_costs_three_calls_and_completes_a_half_pushed_draft(stripe_sb: tuple[StripeSandbox, str]) -> None:
+    sb, url = stripe_sb
+    customer_id = _customer(_connector(url))
+    conn = _connector(url)
+    conn.push_invoice(_doc("US-INV-000007", "10.00"), customer_id, look_up=False)
+    assert conn.api_calls == 3  # create, add_lines, finalize
+    many = _doc("US-INV-000008", *["1.00"] * 120)
+    sb.faults.add(Fault(kind="lost_response", path="/add_lines$", after=1))  # the second chunk of 50
+    with pytest.raises(VendorError):
+        _connector(url, attempts=1).push_invoice(many, customer_id)
+    draft = next(i for i in _invoices(sb) if i["metadata"]["billbridge_number"] == "US-INV-000008")
+    assert (draft["status"], len(draft["_lines"])) == ("draft", 100)
+    sb.state.idempotency.clear()
+    result = _connector(url).push_invoice(many, customer_id)
+    assert (result.created, result.status, result.amount_due) == (False, "open", Decimal("120.00"))
+    assert len(sb.state.get("invoice", result.invoice_id)["_lines"]) == 120
+
+
+def test_pull_refunds_as_negative_payments(stripe_sb: tuple[StripeSandbox, str], clock: Clock) -> None:
+    sb, url = stripe_sb
+    conn = _connector(url)
+    customer_id = _customer(conn)
+    doc = _doc("US-INV-000009", "135.00")
+    conn.charge_invoice(conn.push_invoice(doc, customer_id).invoice_id, doc.idempotency_key("charge-1"))
+    clock.now += 86400
+    charge = sb.state.all("charge")[0]
+    handlers.create_refund(sb.state, {"charge": charge["id"], "amount": "3500", "reason": "requested_by_customer"})
+    refunds = [p for page in conn.pull_refunds(str(int(T0) + 3600)) for p in page.payments]
+    assert [(p.amount, p.invoice_numbers, p.customer_ref, p.extra["refund_of"]) for p in refunds] == [
+        (Decimal("-35.00"), ("US-INV-000009",), "sf-ACC1", charge["id"])
+    ]
+    payments = [p for page in conn.pull_payments(None) for p in page.payments]
+    assert payments[0].extra["amount_refunded"] == "35.00"

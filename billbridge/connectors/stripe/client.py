@@ -27,7 +27,7 @@ from billbridge.connectors.stripe.errors import classify_stripe
 from billbridge.mapping import stripe as mapping
 
 T = TypeVar("T")
-ADD_LINES_MAX = 50  # lines per POST /v1/invoices/{id}/add_lines
+ADD_LINES_CHUNK = 50  # our lines per add_lines call (Stripe documents no cap per call, 250 per invoice)
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_POLICY = RetryPolicy()
 
@@ -187,14 +187,14 @@ class StripeConnector:
     def _add_missing_lines(self, doc: OutboundDocument, invoice: dict[str, Any], lines: list[dict[str, Any]]) -> None:
         """Add the lines in fixed chunks, each under its own key; chunks already on the draft are skipped."""
         present = {line["metadata"].get(mapping.METADATA_LINE) for line in self._invoice_lines(invoice)}
-        for start in range(0, len(lines), ADD_LINES_MAX):
-            chunk = lines[start : start + ADD_LINES_MAX]
+        for start in range(0, len(lines), ADD_LINES_CHUNK):
+            chunk = lines[start : start + ADD_LINES_CHUNK]
             refs = {line["metadata"][mapping.METADATA_LINE] for line in chunk}
             if refs <= present:
                 continue
             if refs & present:
                 raise StripeConflict(f"{doc.number}: draft {invoice['id']} holds part of a line chunk")
-            key = doc.idempotency_key(f"add-lines-{start // ADD_LINES_MAX}")
+            key = doc.idempotency_key(f"add-lines-{start // ADD_LINES_CHUNK}")
             self.call(partial(self.api.invoices.add_lines, invoice["id"], {"lines": chunk}, self._options(key)))
 
     def _invoice_lines(self, invoice: dict[str, Any]) -> list[dict[str, Any]]:
@@ -263,6 +263,10 @@ class StripeConnector:
     def pull_payments(self, cursor: str | None) -> Iterator[readers.PaymentPage]:
         """Pages of succeeded charges since ``cursor`` as IncomingPayments (save ``page.cursor`` after storing)."""
         return readers.pull_payments(self, cursor)
+
+    def pull_refunds(self, cursor: str | None) -> Iterator[readers.PaymentPage]:
+        """Pages of refunds since ``cursor`` as negative IncomingPayments (their own cursor)."""
+        return readers.pull_refunds(self, cursor)
 
     def pull_subscriptions(self, cursor: str | None, *, now: float | None = None) -> Iterator[readers.SubscriptionPage]:
         """Pages of subscriptions (vendor shapes with prices, products, customer) changed since ``cursor``."""

@@ -8,7 +8,7 @@ inclusive bound and a lag window (``LAG_SECONDS``); consumers dedupe by id.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ SUBSCRIPTION_EVENTS = "customer.subscription.*"
 @dataclass(frozen=True)
 class PaymentPage:
     payments: list[IncomingPayment]
-    charges: list[dict[str, Any]]  # the vendor records they came from
+    records: list[dict[str, Any]]  # the vendor records they came from (charges or refunds)
     cursor: str | None
     api_calls: int = 0
 
@@ -53,24 +53,45 @@ class SubscriptionPage:
 
 def pull_payments(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
     """Succeeded charges created since the cursor, as IncomingPayments with fee and invoice number."""
-    since = max(0, int(cursor) - LAG_SECONDS) if cursor else None
-    params: dict[str, Any] = {"expand": ["data.balance_transaction"]}
-    if since is not None:
-        params["created"] = {"gte": since}
+    return _pull(conn, cursor, conn.api.charges.list, {"expand": ["data.balance_transaction"]}, _charge_payments)
+
+
+def pull_refunds(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
+    """Refunds created since the cursor, as negative IncomingPayments on the invoice their charge paid."""
+    return _pull(conn, cursor, conn.api.refunds.list, {}, _refund_payments)
+
+
+def _pull(
+    conn: StripeConnector,
+    cursor: str | None,
+    fetch: Callable[[dict[str, Any]], Any],
+    params: dict[str, Any],
+    to_page: Callable[[StripeConnector, list[dict[str, Any]]], list[IncomingPayment]],
+) -> Iterator[PaymentPage]:
+    """Read a created-ordered list since ``cursor`` in pages; only the last page carries the new cursor."""
+    query = dict(params)
+    if cursor:
+        query["created"] = {"gte": max(0, int(cursor) - LAG_SECONDS)}
     newest = int(cursor) if cursor else 0
     batch: list[dict[str, Any]] = []
     calls = conn.api_calls
-    for charge in conn.paged(lambda p: conn.api.charges.list(p), params):
-        newest = max(newest, int(charge["created"]))
-        if charge["status"] == "succeeded":
-            batch.append(charge)
+    for record in conn.paged(fetch, query):
+        newest = max(newest, int(record["created"]))
+        if record["status"] == "succeeded":
+            batch.append(record)
         if len(batch) == PAGE_SIZE:
-            yield _payment_page(conn, batch, cursor, calls)
+            yield PaymentPage(to_page(conn, batch), batch, cursor, conn.api_calls - calls)
             batch, calls = [], conn.api_calls
-    yield _payment_page(conn, batch, str(newest) if newest else cursor, calls)
+    payments = to_page(conn, batch)
+    yield PaymentPage(payments, batch, str(newest) if newest else cursor, conn.api_calls - calls)
 
 
-def _payment_page(conn: StripeConnector, charges: list[dict[str, Any]], cursor: str | None, calls: int) -> PaymentPage:
+def _refund_payments(conn: StripeConnector, refunds: list[dict[str, Any]]) -> list[IncomingPayment]:
+    invoices = _invoices_of(conn, refunds)
+    return [mapping.payment_from_refund(r, invoices.get(str(r.get("payment_intent")))) for r in refunds]
+
+
+def _charge_payments(conn: StripeConnector, charges: list[dict[str, Any]]) -> list[IncomingPayment]:
     invoices = _invoices_of(conn, charges)
     payments = []
     for charge in charges:
@@ -80,7 +101,7 @@ def _payment_page(conn: StripeConnector, charges: list[dict[str, Any]], cursor: 
                 charge, txn if isinstance(txn, dict) else None, invoices.get(str(charge.get("payment_intent")))
             )
         )
-    return PaymentPage(payments, charges, cursor, conn.api_calls - calls)
+    return payments
 
 
 def _invoices_of(conn: StripeConnector, charges: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -94,13 +115,13 @@ def _invoices_of(conn: StripeConnector, charges: list[dict[str, Any]]) -> dict[s
     window = {"gte": min(created) - LAG_SECONDS, "lte": max(created)}
     found: dict[str, dict[str, Any]] = {}
     query = {"status": "paid", "created": window, "expand": ["data.invoice"]}
-    for payment in conn.paged(lambda p: conn.api.invoice_payments.list(p), query):
+    for payment in conn.paged(conn.api.invoice_payments.list, query):
         intent = (payment.get("payment") or {}).get("payment_intent")
         if intent in intents and isinstance(payment.get("invoice"), dict):
             found[intent] = payment["invoice"]
     for intent in sorted(intents - found.keys()):
         single = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
-        for payment in conn.paged(lambda p: conn.api.invoice_payments.list(p), single):
+        for payment in conn.paged(conn.api.invoice_payments.list, single):
             if isinstance(payment.get("invoice"), dict):
                 found[intent] = payment["invoice"]
     return found

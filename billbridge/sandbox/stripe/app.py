@@ -34,7 +34,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", r"/v1/customers/search"): catalog.search_customers,
     ("GET", r"/v1/customers/(cus_\w+)"): catalog.get_customer,
     ("POST", r"/v1/customers/(cus_\w+)"): catalog.update_customer,
-    ("POST", r"/v1/payment_methods/(pm_\w+)/attach"): lambda s, p, pm: catalog.attach_payment_method(s, p, pm),
+    ("POST", r"/v1/payment_methods/(pm_\w+)/attach"): catalog.attach_payment_method,
     ("GET", r"/v1/payment_methods/(pm_\w+)"): catalog.get_payment_method,
     ("POST", r"/v1/products"): catalog.create_product,
     ("GET", r"/v1/products"): catalog.list_products,

@@ -18,6 +18,7 @@ ZERO_DECIMAL = frozenset(
 )  # docs.stripe.com/currencies#zero-decimal
 THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])  # docs.stripe.com/currencies#three-decimal
 PAYOUT_DELAY_SECONDS = 2 * 86400
+INVOICE_ITEMS_MAX = 250  # per invoice (Stripe changelog 2016-02-22)
 _DECLINE_MESSAGES = {
     "generic_decline": "Your card was declined.",
     "insufficient_funds": "Your card has insufficient funds.",
@@ -102,6 +103,8 @@ def _draft(state: StripeState, invoice_id: str, param: str = "id") -> dict[str, 
 
 
 def _add_line(state: StripeState, invoice: dict[str, Any], raw: dict[str, Any], customer: str) -> dict[str, Any]:
+    if len(invoice["_lines"]) >= INVOICE_ITEMS_MAX:
+        raise invalid(f"An invoice can hold at most {INVOICE_ITEMS_MAX} invoice items.", "lines")
     amount = to_int(raw, "amount")
     if amount is None:
         raise invalid("Missing required param: amount.", "amount", "parameter_missing")
@@ -170,19 +173,14 @@ def create_invoice_item(state: StripeState, params: dict[str, Any]) -> dict[str,
 
 
 def add_lines(state: StripeState, params: dict[str, Any], invoice_id: str) -> dict[str, Any]:
-    """POST /v1/invoices/{id}/add_lines: several lines in one call (up to 50 per request in Stripe)."""
+    """POST /v1/invoices/{id}/add_lines: several lines in one call (all or none)."""
     invoice = _draft(state, invoice_id)
     lines = required(params, "lines")
-    if len(lines) > ADD_LINES_MAX:
-        raise invalid(f"You can add at most {ADD_LINES_MAX} lines per request.", "lines")
     for raw in lines:
         _add_line(state, invoice, raw, invoice["customer"])
     invoice["metadata"] = metadata({"metadata": params.get("invoice_metadata") or {}}, invoice["metadata"])
     state.emit("invoice.updated", invoice, view(state, invoice))
     return view(state, invoice)
-
-
-ADD_LINES_MAX = 50
 
 
 def finalize_invoice(state: StripeState, params: dict[str, Any], invoice_id: str) -> dict[str, Any]:
@@ -313,7 +311,7 @@ def pay_invoice(state: StripeState, params: dict[str, Any], invoice_id: str) -> 
 
 def _charge(state: StripeState, intent: dict[str, Any], pm: dict[str, Any], decline: str | None) -> dict[str, Any]:
     amount, currency = intent["amount"], intent["currency"]
-    card = dict(state_card_details(pm))
+    card = dict(_card_details(pm))
     charge = state.new(
         "charge",
         amount=amount,
@@ -353,7 +351,7 @@ def _charge(state: StripeState, intent: dict[str, Any], pm: dict[str, Any], decl
     return charge
 
 
-def state_card_details(pm: dict[str, Any]) -> dict[str, Any]:
+def _card_details(pm: dict[str, Any]) -> dict[str, Any]:
     details = dict(TEMPLATES["charge"]["payment_method_details"]["card"])
     details.update(brand=pm["card"]["brand"], last4=pm["card"]["last4"], network=pm["card"]["brand"])
     details.update(fingerprint=pm["card"]["fingerprint"], wallet=None, installments=None)
