@@ -336,3 +336,17 @@ def test_pull_refunds_as_negative_payments(stripe_sb: tuple[StripeSandbox, str],
     ]
     payments = [p for page in conn.pull_payments(None) for p in page.payments]
     assert payments[0].extra["amount_refunded"] == "35.00"
+
+
+def test_search_lag_does_not_duplicate_customers_or_hide_invoices(stripe_sb: tuple[StripeSandbox, str]) -> None:
+    sb, url = stripe_sb
+    sb.state.search_lag = 60  # nothing written in the last minute is searchable yet
+    conn = _connector(url)
+    first = conn.ensure_customer("sf-ACC9", "Hooli", None)
+    assert conn.ensure_customer("sf-ACC9", "Hooli", None) == first  # same content, same key: replayed
+    assert len(sb.state.all("customer")) == 1
+    conn.attach_default_payment_method(first, "pm_card_visa")
+    pushed = conn.push_invoice(_doc(), first)
+    again = conn.push_invoice(_doc(), first)
+    assert (again.invoice_id, again.created) == (pushed.invoice_id, False)  # found by listing, not search
+    assert len(_invoices(sb)) == 1

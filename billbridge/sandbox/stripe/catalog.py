@@ -63,7 +63,8 @@ def search(state: StripeState, kind: str, params: dict[str, Any], url: str) -> d
                 return False
         return True
 
-    found = [o for o in state.all(kind) if hit(o)]
+    visible_before = state.now() - state.search_lag  # search is eventually consistent at Stripe
+    found = [o for o in state.all(kind) if o["created"] <= visible_before and hit(o)]
     offset = to_int(params, "page", 0) or 0
     limit = to_int(params, "limit", 10) or 10
     chunk = found[offset : offset + limit]

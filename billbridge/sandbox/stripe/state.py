@@ -100,6 +100,7 @@ class StripeState:
     """All sandbox data, guarded by one lock (handlers run one at a time, as Stripe's API looks to a client)."""
 
     clock: Callable[[], float] = time.time
+    search_lag: int = 0  # seconds before a new object shows up in search (Stripe: "under 1 minute")
     objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], Saved] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
