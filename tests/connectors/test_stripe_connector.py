@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 
 from billbridge.billing.documents import DocumentLine, OutboundDocument
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
-from billbridge.connectors.stripe import StripeConnector, WebhookRefused, verify_webhook
+from billbridge.connectors.stripe import StripeConflict, StripeConnector, WebhookRefused, verify_webhook
 from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
 from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.faults import Fault
@@ -153,6 +153,28 @@ def test_lost_response_on_pay_charges_once(stripe_sb: tuple[StripeSandbox, str])
     sb.state.idempotency.clear()  # a later run with the keys expired: Stripe refuses, we read the invoice
     again = conn.charge_invoice(pushed.invoice_id, doc.idempotency_key("charge-1"))
     assert again.status == "paid" and len(sb.state.all("charge")) == 1
+
+
+def test_void_and_uncollectible(stripe_sb: tuple[StripeSandbox, str]) -> None:
+    sb, url = stripe_sb
+    conn = _connector(url)
+    customer_id = _customer(conn)
+    first = conn.push_invoice(_doc("US-INV-000010", "10.00"), customer_id)
+    second = conn.push_invoice(_doc("US-INV-000011", "10.00"), customer_id)
+    assert conn.void(first.invoice_id, "billbridge-US-INV-000010-v1-void") == "void"
+    assert conn.mark_uncollectible(second.invoice_id, "billbridge-US-INV-000011-v1-uncollectible") == "uncollectible"
+    with pytest.raises(StripeConflict, match="is void"):
+        conn.charge_invoice(first.invoice_id, "billbridge-US-INV-000010-v1-charge-1")
+    assert sb.state.all("charge") == []
+
+
+def test_a_new_version_of_a_pushed_invoice_is_a_conflict(stripe_sb: tuple[StripeSandbox, str]) -> None:
+    _, url = stripe_sb
+    conn = _connector(url)
+    customer_id = _customer(conn)
+    conn.push_invoice(_doc(version=1), customer_id)
+    with pytest.raises(StripeConflict, match="holds version 1, not 2"):
+        conn.push_invoice(_doc(version=2), customer_id)
 
 
 def test_429_storm_is_waited_out_honouring_retry_after(stripe_sb: tuple[StripeSandbox, str]) -> None:

@@ -245,6 +245,8 @@ class StripeConnector:
                 message=result.user_message or str(result),
                 charge_id=getattr(error, "charge", None),
             )
+        if result["status"] not in ("paid", "open"):
+            raise StripeConflict(f"invoice {invoice_id} is {result['status']}: nothing to collect")
         currency = str(result["currency"]).upper()
         status: Literal["paid", "pending"] = "paid" if result["status"] == "paid" else "pending"
         return ChargeOutcome(status, invoice_id, mapping.from_minor(result["amount_paid"], currency))
