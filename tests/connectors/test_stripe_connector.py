@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from billbridge.billing.documents import DocumentLine, OutboundDocument
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.stripe import StripeConflict, StripeConnector, WebhookRefused, verify_webhook
+from billbridge.connectors.stripe.client import CALLS_PER_INVOICE_MIN
 from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
 from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.faults import Fault
@@ -123,6 +124,18 @@ def test_lost_responses_within_one_push_are_replayed_by_key(stripe_sb: tuple[Str
     assert result.status == "open"
     assert len(_invoices(sb)) == 1 and len(sb.state.all("line_item")) == 2
     assert sb.faults.total_calls(r"POST /v1/invoices$") == 2
+
+
+def test_a_timed_out_create_is_retried_under_the_same_key(clock: Clock) -> None:
+    sb = StripeSandbox((KEY,), clock=clock)
+    with SandboxServer(sb.app) as server:
+        customer_id = _customer(_connector(server.url))
+        sb.faults.add(Fault(kind="slow", path="^/v1/invoices$", method="POST", delay=1.0))
+        conn = StripeConnector(KEY, base_url=server.url, timeout=0.3, sleep=lambda _: None)
+        result = conn.push_invoice(_doc(), customer_id, look_up=False)
+    # stopping the server let the slow first attempt finish: it found its key used and replayed
+    assert result.status == "open" and sb.faults.total_calls("POST /v1/invoices$") == 2
+    assert len(_invoices(sb)) == 1 and len(sb.state.all("line_item")) == 2
 
 
 def test_declined_card_leaves_the_invoice_open_with_the_reason(stripe_sb: tuple[StripeSandbox, str]) -> None:
@@ -330,7 +343,7 @@ def test_push_costs_three_calls_and_completes_a_half_pushed_draft(stripe_sb: tup
     customer_id = _customer(_connector(url))
     conn = _connector(url)
     conn.push_invoice(_doc("US-INV-000007", "10.00"), customer_id, look_up=False)
-    assert conn.api_calls == 3  # create, add_lines, finalize
+    assert conn.api_calls == CALLS_PER_INVOICE_MIN  # create, add_lines, finalize
     many = _doc("US-INV-000008", *["1.00"] * 120)
     sb.faults.add(Fault(kind="lost_response", path="/add_lines$", after=1))  # the second chunk of 50
     with pytest.raises(VendorError):

@@ -302,3 +302,21 @@ def test_errors_name_the_subscription_and_field(sub: dict[str, Any], prices: dic
 
 def test_never_started_subscriptions_are_skipped() -> None:
     assert _map(_sub((_price("price_1"), 1), status="incomplete_expired")) is None
+
+
+def test_refund_as_negative_payment() -> None:
+    from billbridge.mapping.stripe import payment_from_refund
+
+    refund = {
+        "id": "re_1",
+        "amount": 3500,
+        "currency": "usd",
+        "charge": "ch_1",
+        "created": _ts(date(2026, 3, 1)),
+        "status": "succeeded",
+        "reason": None,
+    }
+    invoice = {"id": "in_1", "metadata": {"billbridge_number": "US-INV-000042", "billbridge_customer": "sf-ACC1"}}
+    payment = payment_from_refund(refund, invoice)
+    assert (payment.payment_ref, payment.amount, payment.received_on) == ("re_1", Decimal("-35.00"), date(2026, 3, 1))
+    assert payment.invoice_numbers == ("US-INV-000042",) and payment.extra["refund_of"] == "ch_1"

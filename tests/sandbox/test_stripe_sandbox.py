@@ -270,3 +270,23 @@ def test_tiers_only_when_expanded_and_expansion_depth(sandbox: tuple[StripeSandb
     assert expanded["tiers"][1]["flat_amount"] == 100
     with pytest.raises(stripe.InvalidRequestError, match="more than 4 levels"):
         client.v1.subscriptions.list({"expand": ["data.items.data.price.tiers"]})
+
+
+def test_form_decoding_as_the_sdk_encodes() -> None:
+    from billbridge.sandbox.stripe.forms import decode
+
+    pairs = [
+        ("lines[0][amount]", "100"),
+        ("lines[0][metadata][billbridge_line]", "L1"),
+        ("lines[1][amount]", "-5"),
+        ("expand[0]", "data.invoice"),
+        ("expand[]", "data.customer"),
+        ("metadata[k]", ""),
+        ("created[gte]", "10"),
+    ]
+    assert decode(pairs) == {
+        "lines": [{"amount": "100", "metadata": {"billbridge_line": "L1"}}, {"amount": "-5"}],
+        "expand": ["data.invoice", "data.customer"],
+        "metadata": {"k": ""},
+        "created": {"gte": "10"},
+    }

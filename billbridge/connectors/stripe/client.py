@@ -29,6 +29,7 @@ from billbridge.mapping import stripe as mapping
 T = TypeVar("T")
 ADD_LINES_CHUNK = 50  # our lines per add_lines call (Stripe documents no cap per call, 250 per invoice)
 DEFAULT_TIMEOUT_SECONDS = 30.0
+CALLS_PER_INVOICE_MIN = 3  # create, add_lines (up to 50 lines), finalize; +1 lookup, +1 pay when auto-charged
 DEFAULT_POLICY = RetryPolicy()
 
 
