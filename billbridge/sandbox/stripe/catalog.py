@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from billbridge.sandbox.stripe.state import TEMPLATES, StripeState, invalid, page
@@ -83,7 +84,7 @@ def listing(state: StripeState, kind: str, params: dict[str, Any], url: str, **f
     for name, wanted in filters.items():
         if wanted is not None:
             items = [o for o in items if o.get(name) == wanted]
-    chosen, _, envelope = page(items, params, url)
+    chosen, envelope = page(items, params, url)
     return {**envelope, "data": [view(state, o) for o in chosen]}
 
 
@@ -212,7 +213,7 @@ def create_price(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
     tiers = None
     if scheme == "tiered":
         tiers_mode = required(params, "tiers_mode")
-        tiers = [_tier(t, i) for i, t in enumerate(required(params, "tiers"))]
+        tiers = [_tier(t) for t in required(params, "tiers")]
         unit_decimal = None
     else:
         tiers_mode = None
@@ -241,9 +242,7 @@ def create_price(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
         transform_quantity={"divide_by": int(transform["divide_by"]), "round": transform["round"]}
         if transform
         else None,
-        unit_amount=int(str(unit_decimal).split(".")[0])
-        if unit_decimal is not None and "." not in str(unit_decimal)
-        else None,
+        unit_amount=_whole(unit_decimal),
         unit_amount_decimal=str(unit_decimal) if unit_decimal is not None else None,
         metadata=metadata(params),
         _tiers=tiers,
@@ -252,17 +251,25 @@ def create_price(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
     return view(state, price)
 
 
-def _tier(raw: dict[str, Any], index: int) -> dict[str, Any]:
+def _tier(raw: dict[str, Any]) -> dict[str, Any]:
     up_to = required(raw, "up_to")
     unit = raw.get("unit_amount_decimal") or raw.get("unit_amount") or "0"
     flat = raw.get("flat_amount_decimal") or raw.get("flat_amount") or "0"
     return {
-        "flat_amount": int(flat) if "." not in str(flat) else None,
+        "flat_amount": _whole(flat),
         "flat_amount_decimal": str(flat),
-        "unit_amount": int(unit) if "." not in str(unit) else None,
+        "unit_amount": _whole(unit),
         "unit_amount_decimal": str(unit),
         "up_to": None if up_to == "inf" else int(up_to),
     }
+
+
+def _whole(amount: Any) -> int | None:
+    """Stripe's integer twin of a ``*_decimal`` amount: null when the amount has a fraction of a minor unit."""
+    if amount is None:
+        return None
+    exact = Decimal(str(amount))
+    return int(exact) if exact == exact.to_integral_value() else None
 
 
 def get_price(state: StripeState, params: dict[str, Any], price_id: str) -> dict[str, Any]:
@@ -369,5 +376,5 @@ def list_subscriptions(state: StripeState, params: dict[str, Any]) -> dict[str, 
         items = [s for s in items if s["status"] == status]
     if customer := params.get("customer"):
         items = [s for s in items if s["customer"] == customer]
-    chosen, _, envelope = page(items, params, "/v1/subscriptions")
+    chosen, envelope = page(items, params, "/v1/subscriptions")
     return {**envelope, "data": [view(state, o) for o in chosen]}

@@ -407,7 +407,7 @@ def search_invoices(state: StripeState, params: dict[str, Any]) -> dict[str, Any
 def list_invoice_lines(state: StripeState, params: dict[str, Any], invoice_id: str) -> dict[str, Any]:
     invoice = state.get("invoice", invoice_id)
     lines = [state.get("line_item", i) for i in invoice["_lines"]]
-    chosen, _, envelope = page(lines, params, f"/v1/invoices/{invoice_id}/lines")
+    chosen, envelope = page(lines, params, f"/v1/invoices/{invoice_id}/lines")
     return {**envelope, "data": [view(state, o) for o in chosen]}
 
 
@@ -445,7 +445,7 @@ def list_invoice_payments(state: StripeState, params: dict[str, Any]) -> dict[st
         items = [p for p in items if p["payment"].get("payment_intent") == intent]
     if status := params.get("status"):
         items = [p for p in items if p["status"] == status]
-    chosen, _, envelope = page(items, params, "/v1/invoice_payments")
+    chosen, envelope = page(items, params, "/v1/invoice_payments")
     return {**envelope, "data": [view(state, o) for o in chosen]}
 
 
@@ -491,7 +491,7 @@ def list_events(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
     types = params.get("types") or ([params["type"]] if params.get("type") else [])
     if types:
         items = [e for e in items if any(_type_matches(e["type"], t) for t in types)]
-    chosen, _, envelope = page(items, params, "/v1/events")
+    chosen, envelope = page(items, params, "/v1/events")
     return {**envelope, "data": [view(state, o) for o in chosen]}
 
 

@@ -157,9 +157,7 @@ class StripeState:
         return event
 
 
-def page(
-    items: list[dict[str, Any]], params: dict[str, Any], url: str
-) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
+def page(items: list[dict[str, Any]], params: dict[str, Any], url: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Stripe list paging: newest first, ``limit`` (<= 100), ``starting_after`` / ``ending_before`` by id."""
     limit = _int(params.get("limit"), "limit", LIST_LIMIT_DEFAULT)
     if not 1 <= limit <= LIST_LIMIT_MAX:
@@ -175,8 +173,7 @@ def page(
         if before not in ids:
             raise missing("object", before, "ending_before")
         newest_first = newest_first[: ids.index(before)][-limit:]
-    chosen = newest_first[:limit]
-    return chosen, len(newest_first) > limit, {"object": "list", "url": url, "has_more": len(newest_first) > limit}
+    return newest_first[:limit], {"object": "list", "url": url, "has_more": len(newest_first) > limit}
 
 
 def _created_filter(items: list[dict[str, Any]], created: Any) -> list[dict[str, Any]]:
