@@ -212,15 +212,18 @@ def test_pull_payments_with_fees_invoice_numbers_and_cursor(stripe_sb: tuple[Str
     sb, url = stripe_sb
     conn = _connector(url)
     customer_id = _customer(conn)
-    for n in (1, 2):
-        doc = _doc(f"US-INV-00000{n}", "135.00")
-        conn.charge_invoice(conn.push_invoice(doc, customer_id).invoice_id, doc.idempotency_key("charge-1"))
+    pushed = [conn.push_invoice(_doc(f"US-INV-00000{n}", "135.00"), customer_id) for n in (1, 2)]
+    clock.now += 86400  # collected a day after finalizing: the invoice payments are a day older than the charges
+    for n, invoice in enumerate(pushed, 1):
+        conn.charge_invoice(invoice.invoice_id, f"charge-{n}")
+    calls = conn.api_calls
     pages = list(conn.pull_payments(None))
+    assert conn.api_calls - calls == 2  # the charges, and the payment events that name their invoices
     payments = [p for page in pages for p in page.payments]
     assert sorted(p.invoice_numbers for p in payments) == [("US-INV-000001",), ("US-INV-000002",)]
     assert {(p.amount, p.fee, p.customer_ref) for p in payments} == {(Decimal("135.00"), Decimal("4.22"), "sf-ACC1")}
     cursor = pages[-1].cursor
-    assert cursor == str(int(T0))
+    assert cursor == str(int(T0) + 86400)
     for n in (3, 4):
         clock.now += 3600
         doc = _doc(f"US-INV-00000{n}", "50.00")
@@ -233,7 +236,7 @@ def test_pull_payments_with_fees_invoice_numbers_and_cursor(stripe_sb: tuple[Str
         (("US-INV-000003",), Decimal("50.00"), Decimal("1.75")),
         (("US-INV-000004",), Decimal("50.00"), Decimal("1.75")),
     ]
-    assert cursor == str(int(T0) + 7200)
+    assert cursor == str(int(T0) + 86400 + 7200)
 
 
 def test_pull_payments_pages_and_saves_the_cursor_last(stripe_sb: tuple[StripeSandbox, str], clock: Clock) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 LAG_SECONDS = 300  # objects created in the same second as the cursor, or committed late, are read again
 EVENTS_RETENTION_SECONDS = 30 * 86400  # Stripe keeps events for 30 days: older cursors need a full read
 SUBSCRIPTION_EVENTS = "customer.subscription.*"
+PAYMENT_EVENTS = ("invoice_payment.paid", "invoice.paid")
 
 
 @dataclass(frozen=True)
@@ -104,21 +105,28 @@ def _charge_payments(conn: StripeConnector, charges: list[dict[str, Any]]) -> li
     return payments
 
 
-def _invoices_of(conn: StripeConnector, charges: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """payment intent -> the invoice it paid. At this API version charges and payment intents no longer
-    name their invoice; the link is the invoice_payment object (docs.stripe.com/api/invoice-payment).
-    One list over the page's time window finds them all; stragglers are asked for one by one."""
-    intents = {str(c["payment_intent"]) for c in charges if c.get("payment_intent")}
+def _invoices_of(conn: StripeConnector, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """payment intent -> the invoice it paid.
+
+    At this API version charges and payment intents no longer name their invoice; the link is the
+    invoice_payment, created when the invoice is finalized (so not near the charge in time). Payment
+    time is when Stripe emits ``invoice_payment.paid`` (intent -> invoice id) and ``invoice.paid`` (the
+    invoice with our metadata): one events list over the page's window answers for the whole page.
+    What it misses (events are kept 30 days; refunds come long after) is asked for one by one."""
+    intents = {str(r["payment_intent"]) for r in records if r.get("payment_intent")}
     if not intents:
         return {}
-    created = [int(c["created"]) for c in charges]
-    window = {"gte": min(created) - LAG_SECONDS, "lte": max(created)}
-    found: dict[str, dict[str, Any]] = {}
-    query = {"status": "paid", "created": window, "expand": ["data.invoice"]}
-    for payment in conn.paged(conn.api.invoice_payments.list, query):
-        intent = (payment.get("payment") or {}).get("payment_intent")
-        if intent in intents and isinstance(payment.get("invoice"), dict):
-            found[intent] = payment["invoice"]
+    created = [int(r["created"]) for r in records]
+    window = {"gte": min(created) - LAG_SECONDS, "lte": max(created) + LAG_SECONDS}
+    invoice_of_intent: dict[str, str] = {}
+    invoices: dict[str, dict[str, Any]] = {}
+    for event in conn.paged(conn.api.events.list, {"types": list(PAYMENT_EVENTS), "created": window}):
+        obj = event["data"]["object"]
+        if event["type"] == "invoice.paid":
+            invoices.setdefault(obj["id"], obj)  # newest first
+        elif (intent := (obj.get("payment") or {}).get("payment_intent")) in intents:
+            invoice_of_intent[intent] = obj["invoice"]
+    found = {i: invoices[inv] for i, inv in invoice_of_intent.items() if inv in invoices}
     for intent in sorted(intents - found.keys()):
         single = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
         for payment in conn.paged(conn.api.invoice_payments.list, single):

@@ -202,8 +202,47 @@ def finalize_invoice(state: StripeState, params: dict[str, Any], invoice_id: str
     if invoice["amount_due"] == 0:  # Stripe marks a zero invoice paid when it is finalized
         invoice["status"] = "paid"
         invoice["status_transitions"]["paid_at"] = now
+    else:
+        _default_payment(state, invoice, customer)
     state.emit("invoice.finalized", invoice, view(state, invoice))
     return view(state, invoice)
+
+
+def _default_payment(state: StripeState, invoice: dict[str, Any], customer: dict[str, Any]) -> None:
+    """ "Stripe automatically creates a default InvoicePayment when the invoice is finalized" (API reference,
+    invoice_payment.is_default), with the payment intent every collection attempt then reuses."""
+    intent = state.new(
+        "payment_intent",
+        amount=invoice["amount_due"],
+        amount_details=None,
+        automatic_payment_methods=None,
+        canceled_at=None,
+        client_secret=None,
+        currency=invoice["currency"],
+        customer=customer["id"],
+        description=f"Payment for Invoice {invoice['number']}",
+        last_payment_error=None,
+        next_action=None,
+        payment_method=None,
+        payment_method_configuration_details=None,
+        processing=None,
+        shipping=None,
+        transfer_data=None,
+        managed_payments=None,
+        status="requires_payment_method",
+    )
+    payment = state.new(
+        "invoice_payment",
+        amount_paid=None,
+        amount_requested=invoice["amount_due"],
+        currency=invoice["currency"],
+        invoice=invoice["id"],
+        is_default=True,
+        payment={"type": "payment_intent", "payment_intent": intent["id"]},
+        status="open",
+        status_transitions={"canceled_at": None, "paid_at": None},
+    )
+    invoice["_payment"] = payment["id"]
 
 
 def _open(state: StripeState, invoice_id: str) -> dict[str, Any]:
@@ -245,41 +284,15 @@ def pay_invoice(state: StripeState, params: dict[str, Any], invoice_id: str) -> 
             "Cannot charge a customer that has no default payment method.", "payment_method", "resource_missing"
         )
     pm = state.get("payment_method", pm_id, "payment_method")
-    amount, currency = invoice["amount_remaining"], invoice["currency"]
+    amount = invoice["amount_remaining"]
     decline = pm.get("_decline")
-    intent = state.new(
-        "payment_intent",
-        amount=amount,
-        amount_details=None,
-        automatic_payment_methods=None,
-        canceled_at=None,
-        client_secret=None,
-        customer=customer["id"],
-        description=f"Payment for Invoice {invoice['number']}",
-        last_payment_error=None,
-        next_action=None,
-        payment_method=pm_id,
-        payment_method_configuration_details=None,
-        processing=None,
-        shipping=None,
-        transfer_data=None,
-        managed_payments=None,
-        status="processing",
-    )
+    payment = state.get("invoice_payment", invoice["_payment"])
+    intent = state.get("payment_intent", payment["payment"]["payment_intent"])
+    intent.update(payment_method=pm_id, status="processing", last_payment_error=None)
     charge = _charge(state, intent, pm, decline)
     intent["latest_charge"] = charge["id"]
     invoice["attempt_count"] += 1
     invoice["attempted"] = True
-    payment = state.new(
-        "invoice_payment",
-        amount_paid=None,
-        amount_requested=amount,
-        currency=currency,
-        invoice=invoice["id"],
-        is_default=True,
-        payment={"type": "payment_intent", "payment_intent": intent["id"]},
-        status="open",
-    )
     if decline:
         error = {
             "type": "card_error",
@@ -299,7 +312,7 @@ def pay_invoice(state: StripeState, params: dict[str, Any], invoice_id: str) -> 
     now = state.now()
     intent.update(status="succeeded", amount_received=amount)
     payment.update(status="paid", amount_paid=amount)
-    payment["status_transitions"] = {"canceled_at": None, "paid_at": now}
+    payment["status_transitions"]["paid_at"] = now
     invoice.update(status="paid", amount_paid=invoice["amount_paid"] + amount, amount_remaining=0)
     invoice["status_transitions"]["paid_at"] = now
     state.emit("charge.succeeded", charge, view(state, charge))
