@@ -252,7 +252,11 @@ def map_subscription(
         raise err("items", "the subscription has no items")
     if (sub.get("items") or {}).get("has_more"):
         raise err("items", "more items than one page holds (fetch them all before mapping)")
+    if sub.get("discounts") or any(item.get("discounts") for item in items):
+        raise err("discounts", "coupons and discounts on subscriptions are not mapped; bill it by hand or remove them")
     start = _day(int(sub["start_date"]))
+    if sub.get("trial_end"):  # nothing is billed during a free trial: the contract bills from its end
+        start = max(start, _day(int(sub["trial_end"])))
     end_at = sub.get("ended_at") or sub.get("cancel_at")
     end = max(start, _day(int(end_at) - 1)) if end_at else None
     cycles = set()

@@ -292,6 +292,7 @@ def test_jpy_subscription() -> None:
         ),
         (_sub((_price("price_1"), 1), currency="xyz"), {}, "subscription sub_1: currency"),
         (_sub((_price("price_1"), -1)), {}, "subscription sub_1: items.data[0]"),
+        (_sub((_price("price_1"), 1), discounts=["di_1"]), {}, "subscription sub_1: discounts"),
     ],
 )
 def test_errors_name_the_subscription_and_field(sub: dict[str, Any], prices: dict[str, Any], field: str) -> None:
@@ -320,3 +321,8 @@ def test_refund_as_negative_payment() -> None:
     payment = payment_from_refund(refund, invoice)
     assert (payment.payment_ref, payment.amount, payment.received_on) == ("re_1", Decimal("-35.00"), date(2026, 3, 1))
     assert payment.invoice_numbers == ("US-INV-000042",) and payment.extra["refund_of"] == "ch_1"
+
+
+def test_a_free_trial_moves_the_billing_start_to_its_end() -> None:
+    contract = _map(_sub((_price("price_1"), 1), trial_end=_ts(date(2026, 2, 1)), status="trialing")).contract
+    assert contract.contract_start_date == date(2026, 2, 1)
