@@ -67,7 +67,7 @@ def _pull(
     cursor: str | None,
     fetch: Callable[[dict[str, Any]], Any],
     params: dict[str, Any],
-    to_page: Callable[[StripeConnector, list[dict[str, Any]]], list[IncomingPayment]],
+    to_page: Callable[[StripeConnector, list[dict[str, Any]], _InvoiceFinder], list[IncomingPayment]],
 ) -> Iterator[PaymentPage]:
     """Read a created-ordered list since ``cursor`` in pages; only the last page carries the new cursor."""
     query = dict(params)
@@ -76,63 +76,87 @@ def _pull(
     newest = int(cursor) if cursor else 0
     batch: list[dict[str, Any]] = []
     calls = conn.api_calls
+    finder = _InvoiceFinder(conn)
     for record in conn.paged(fetch, query):
         newest = max(newest, int(record["created"]))
         if record["status"] == "succeeded":
             batch.append(record)
         if len(batch) == PAGE_SIZE:
-            yield PaymentPage(to_page(conn, batch), batch, cursor, conn.api_calls - calls)
+            yield PaymentPage(to_page(conn, batch, finder), batch, cursor, conn.api_calls - calls)
             batch, calls = [], conn.api_calls
-    payments = to_page(conn, batch)
+    payments = to_page(conn, batch, finder)
     yield PaymentPage(payments, batch, str(newest) if newest else cursor, conn.api_calls - calls)
 
 
-def _refund_payments(conn: StripeConnector, refunds: list[dict[str, Any]]) -> list[IncomingPayment]:
-    invoices = _invoices_of(conn, refunds)
+def _refund_payments(
+    conn: StripeConnector, refunds: list[dict[str, Any]], finder: _InvoiceFinder
+) -> list[IncomingPayment]:
+    invoices = finder.invoices_of(refunds)
     return [mapping.payment_from_refund(r, invoices.get(str(r.get("payment_intent")))) for r in refunds]
 
 
-def _charge_payments(conn: StripeConnector, charges: list[dict[str, Any]]) -> list[IncomingPayment]:
-    invoices = _invoices_of(conn, charges)
+def _charge_payments(
+    conn: StripeConnector, charges: list[dict[str, Any]], finder: _InvoiceFinder
+) -> list[IncomingPayment]:
+    invoices = finder.invoices_of(charges)
     payments = []
     for charge in charges:
         txn = charge.get("balance_transaction")
-        payments.append(
-            mapping.payment_from_charge(
-                charge, txn if isinstance(txn, dict) else None, invoices.get(str(charge.get("payment_intent")))
-            )
-        )
+        invoice = invoices.get(str(charge.get("payment_intent")))
+        payments.append(mapping.payment_from_charge(charge, txn if isinstance(txn, dict) else None, invoice))
     return payments
 
 
-def _invoices_of(conn: StripeConnector, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """payment intent -> the invoice it paid.
+class _InvoiceFinder:
+    """payment intent -> the invoice it paid, for one pull.
 
     At this API version charges and payment intents no longer name their invoice; the link is the
-    invoice_payment, created when the invoice is finalized (so not near the charge in time). Payment
-    time is when Stripe emits ``invoice_payment.paid`` (intent -> invoice id) and ``invoice.paid`` (the
-    invoice with our metadata): one events list over the page's window answers for the whole page.
-    What it misses (events are kept 30 days; refunds come long after) is asked for one by one."""
-    intents = {str(r["payment_intent"]) for r in records if r.get("payment_intent")}
-    if not intents:
-        return {}
-    created = [int(r["created"]) for r in records]
-    window = {"gte": min(created) - LAG_SECONDS, "lte": max(created) + LAG_SECONDS}
-    invoice_of_intent: dict[str, str] = {}
-    invoices: dict[str, dict[str, Any]] = {}
-    for event in conn.paged(conn.api.events.list, {"types": list(PAYMENT_EVENTS), "created": window}):
-        obj = event["data"]["object"]
-        if event["type"] == "invoice.paid":
-            invoices.setdefault(obj["id"], obj)  # newest first
-        elif (intent := (obj.get("payment") or {}).get("payment_intent")) in intents:
-            invoice_of_intent[intent] = obj["invoice"]
-    found = {i: invoices[inv] for i, inv in invoice_of_intent.items() if inv in invoices}
-    for intent in sorted(intents - found.keys()):
-        single = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
-        for payment in conn.paged(conn.api.invoice_payments.list, single):
-            if isinstance(payment.get("invoice"), dict):
-                found[intent] = payment["invoice"]
-    return found
+    invoice_payment, created when the invoice is finalized (so not near the charge in time). At payment
+    time Stripe emits ``invoice_payment.paid`` (intent -> invoice id) and ``invoice.paid`` (the invoice
+    with our metadata), so reading those events over the pages' time span answers for every page; the
+    span read so far is remembered, as pages run back in time and their windows overlap. What the events
+    miss (they are kept 30 days; refunds come long after their payment) is asked for one by one."""
+
+    def __init__(self, conn: StripeConnector) -> None:
+        self.conn = conn
+        self.covered: tuple[int, int] | None = None
+        self.invoice_of_intent: dict[str, str] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
+
+    def invoices_of(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        intents = {str(r["payment_intent"]) for r in records if r.get("payment_intent")}
+        if not intents:
+            return {}
+        created = [int(r["created"]) for r in records]
+        self._read_events(min(created) - LAG_SECONDS, max(created) + LAG_SECONDS)
+        found = {
+            intent: self.invoices[invoice]
+            for intent in intents
+            if (invoice := self.invoice_of_intent.get(intent)) is not None and invoice in self.invoices
+        }
+        for intent in sorted(intents - found.keys()):
+            single = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
+            for payment in self.conn.paged(self.conn.api.invoice_payments.list, single):
+                if isinstance(payment.get("invoice"), dict):
+                    found[intent] = payment["invoice"]
+        return found
+
+    def _read_events(self, low: int, high: int) -> None:
+        spans = [(low, high)]
+        if self.covered is not None:
+            done_low, done_high = self.covered
+            spans = [(a, b) for a, b in ((low, min(high, done_low - 1)), (max(low, done_high + 1), high)) if a <= b]
+            self.covered = (min(low, done_low), max(high, done_high))
+        else:
+            self.covered = (low, high)
+        for start, end in spans:
+            query = {"types": list(PAYMENT_EVENTS), "created": {"gte": start, "lte": end}}
+            for event in self.conn.paged(self.conn.api.events.list, query):
+                obj = event["data"]["object"]
+                if event["type"] == "invoice.paid":
+                    self.invoices.setdefault(obj["id"], obj)  # newest first
+                elif intent := (obj.get("payment") or {}).get("payment_intent"):
+                    self.invoice_of_intent.setdefault(intent, obj["invoice"])
 
 
 def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -> Iterator[SubscriptionPage]:

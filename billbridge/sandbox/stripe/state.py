@@ -7,7 +7,6 @@ returns is there with the right type; the sandbox fills in what it knows and nul
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import threading
@@ -40,6 +39,15 @@ PREFIXES: dict[str, str] = {
 }
 _TYPE_BY_PREFIX = {prefix: kind for kind, prefix in PREFIXES.items()}
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def clone(value: Any) -> Any:
+    """A copy of JSON-shaped data (dicts, lists, scalars): several times faster than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
 
 
 def load_templates() -> dict[str, dict[str, Any]]:
@@ -120,7 +128,7 @@ class StripeState:
 
     def new(self, kind: str, **fields: Any) -> dict[str, Any]:
         """A fresh object of ``kind`` from its template, with ``fields`` set, stored and returned."""
-        obj = copy.deepcopy(TEMPLATES[kind])
+        obj: dict[str, Any] = clone(TEMPLATES[kind])
         obj["id"] = self.new_id(kind)
         for name, value in (("livemode", False), ("metadata", {}), ("created", self.now())):
             if name in obj:
@@ -147,7 +155,7 @@ class StripeState:
         event = self.new(
             "event",
             api_version=None,
-            data={"object": copy.deepcopy(view)},
+            data={"object": clone(view)},
             pending_webhooks=len(self.listeners),
             request={"id": None, "idempotency_key": None},
             type=event_type,

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from billbridge.sandbox.stripe.state import StripeState, expand_paths
+from billbridge.sandbox.stripe.state import StripeState, clone, expand_paths
 
 INVOICE_LINES_EMBEDDED = 10  # an invoice carries its first lines; the rest via /v1/invoices/{id}/lines
 
 
 def view(state: StripeState, obj: dict[str, Any]) -> dict[str, Any]:
     """The object as the API returns it (a deep copy without ``_private`` keys)."""
-    out = {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+    out = {k: clone(v) for k, v in obj.items() if not k.startswith("_")}
     kind = obj.get("object")
     if kind == "subscription":
         items = [item_view(state, state.get("subscription_item", i)) for i in obj["_items"]]
@@ -89,7 +88,7 @@ def _expand(state: StripeState, value: Any, parts: list[str]) -> None:
     if head == "tiers" and value.get("object") == "price":
         # Stripe leaves price.tiers out unless it is expanded
         stored = state.find(value["id"])
-        value["tiers"] = copy.deepcopy(stored.get("_tiers")) if stored else None
+        value["tiers"] = clone(stored.get("_tiers")) if stored else None
         return
     child = value.get(head)
     if isinstance(child, str):
