@@ -1,0 +1,21 @@
+"""Stripe through its official SDK: invoices out, charges collected, payments and subscriptions in."""
+
+from __future__ import annotations
+
+from billbridge.connectors.stripe.client import ChargeOutcome, StripeConflict, StripeConnector, StripeInvoiceResult
+from billbridge.connectors.stripe.errors import classify_stripe
+from billbridge.connectors.stripe.readers import PaymentPage, SubscriptionPage, SubscriptionRecord
+from billbridge.connectors.stripe.webhooks import WebhookRefused, verify_webhook
+
+__all__ = [
+    "ChargeOutcome",
+    "PaymentPage",
+    "StripeConflict",
+    "StripeConnector",
+    "StripeInvoiceResult",
+    "SubscriptionPage",
+    "SubscriptionRecord",
+    "WebhookRefused",
+    "classify_stripe",
+    "verify_webhook",
+]

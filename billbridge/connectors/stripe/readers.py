@@ -1,0 +1,229 @@
+"""Incremental reads from Stripe: payments (charges with their fees and invoices) and subscriptions.
+
+Stripe lists run newest first, so a window is read to its end before its cursor may be saved: every
+page but the last carries the cursor it started from. Cursors are created-timestamps read with an
+inclusive bound and a lag window (``LAG_SECONDS``); consumers dedupe by id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from billbridge.billing.documents import IncomingPayment
+from billbridge.connectors.stripe.common import PAGE_SIZE, plain
+from billbridge.mapping import stripe as mapping
+
+if TYPE_CHECKING:
+    from billbridge.connectors.stripe.client import StripeConnector
+
+LAG_SECONDS = 300  # objects created in the same second as the cursor, or committed late, are read again
+EVENTS_RETENTION_SECONDS = 30 * 86400  # Stripe keeps events for 30 days: older cursors need a full read
+SUBSCRIPTION_EVENTS = "customer.subscription.*"
+PAYMENT_EVENTS = ("invoice_payment.paid", "invoice.paid")
+
+
+@dataclass(frozen=True)
+class PaymentPage:
+    payments: list[IncomingPayment]
+    records: list[dict[str, Any]]  # the vendor records they came from (charges or refunds)
+    cursor: str | None
+    api_calls: int = 0
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """A subscription as Stripe holds it, with what mapping it needs (vendor shapes)."""
+
+    subscription: dict[str, Any]
+    customer: dict[str, Any] | None
+    prices: dict[str, dict[str, Any]]  # price id -> price with ``tiers`` expanded
+    products: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SubscriptionPage:
+    records: list[SubscriptionRecord]
+    cursor: str | None
+    deleted_ids: list[str] = field(default_factory=list)
+    api_calls: int = 0
+
+
+def pull_payments(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
+    """Succeeded charges created since the cursor, as IncomingPayments with fee and invoice number."""
+    return _pull(conn, cursor, conn.api.charges.list, {"expand": ["data.balance_transaction"]}, _charge_payments)
+
+
+def pull_refunds(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
+    """Refunds created since the cursor, as negative IncomingPayments on the invoice their charge paid."""
+    return _pull(conn, cursor, conn.api.refunds.list, {}, _refund_payments)
+
+
+def _pull(
+    conn: StripeConnector,
+    cursor: str | None,
+    fetch: Callable[[dict[str, Any]], Any],
+    params: dict[str, Any],
+    to_page: Callable[[StripeConnector, list[dict[str, Any]], _InvoiceFinder], list[IncomingPayment]],
+) -> Iterator[PaymentPage]:
+    """Read a created-ordered list since ``cursor`` in pages; only the last page carries the new cursor."""
+    query = dict(params)
+    if cursor:
+        query["created"] = {"gte": max(0, int(cursor) - LAG_SECONDS)}
+    newest = int(cursor) if cursor else 0
+    batch: list[dict[str, Any]] = []
+    calls = conn.api_calls
+    finder = _InvoiceFinder(conn)
+    for record in conn.paged(fetch, query):
+        newest = max(newest, int(record["created"]))
+        if record["status"] == "succeeded":
+            batch.append(record)
+        if len(batch) == PAGE_SIZE:
+            yield PaymentPage(to_page(conn, batch, finder), batch, cursor, conn.api_calls - calls)
+            batch, calls = [], conn.api_calls
+    payments = to_page(conn, batch, finder)
+    yield PaymentPage(payments, batch, str(newest) if newest else cursor, conn.api_calls - calls)
+
+
+def _refund_payments(
+    conn: StripeConnector, refunds: list[dict[str, Any]], finder: _InvoiceFinder
+) -> list[IncomingPayment]:
+    invoices = finder.invoices_of(refunds)
+    return [mapping.payment_from_refund(r, invoices.get(str(r.get("payment_intent")))) for r in refunds]
+
+
+def _charge_payments(
+    conn: StripeConnector, charges: list[dict[str, Any]], finder: _InvoiceFinder
+) -> list[IncomingPayment]:
+    invoices = finder.invoices_of(charges)
+    payments = []
+    for charge in charges:
+        txn = charge.get("balance_transaction")
+        invoice = invoices.get(str(charge.get("payment_intent")))
+        payments.append(mapping.payment_from_charge(charge, txn if isinstance(txn, dict) else None, invoice))
+    return payments
+
+
+class _InvoiceFinder:
+    """payment intent -> the invoice it paid, for one pull.
+
+    At this API version charges and payment intents no longer name their invoice; the link is the
+    invoice_payment, created when the invoice is finalized (so not near the charge in time). At payment
+    time Stripe emits ``invoice_payment.paid`` (intent -> invoice id) and ``invoice.paid`` (the invoice
+    with our metadata), so reading those events over the pages' time span answers for every page; the
+    span read so far is remembered, as pages run back in time and their windows overlap. What the events
+    miss (they are kept 30 days; refunds come long after their payment) is asked for one by one."""
+
+    def __init__(self, conn: StripeConnector) -> None:
+        self.conn = conn
+        self.covered: tuple[int, int] | None = None
+        self.invoice_of_intent: dict[str, str] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
+
+    def invoices_of(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        intents = {str(r["payment_intent"]) for r in records if r.get("payment_intent")}
+        if not intents:
+            return {}
+        created = [int(r["created"]) for r in records]
+        self._read_events(min(created) - LAG_SECONDS, max(created) + LAG_SECONDS)
+        found = {
+            intent: self.invoices[invoice]
+            for intent in intents
+            if (invoice := self.invoice_of_intent.get(intent)) is not None and invoice in self.invoices
+        }
+        for intent in sorted(intents - found.keys()):
+            single = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
+            for payment in self.conn.paged(self.conn.api.invoice_payments.list, single):
+                if isinstance(payment.get("invoice"), dict):
+                    found[intent] = payment["invoice"]
+        return found
+
+    def _read_events(self, low: int, high: int) -> None:
+        spans = [(low, high)]
+        if self.covered is not None:
+            done_low, done_high = self.covered
+            spans = [(a, b) for a, b in ((low, min(high, done_low - 1)), (max(low, done_high + 1), high)) if a <= b]
+            self.covered = (min(low, done_low), max(high, done_high))
+        else:
+            self.covered = (low, high)
+        for start, end in spans:
+            query = {"types": list(PAYMENT_EVENTS), "created": {"gte": start, "lte": end}}
+            for event in self.conn.paged(self.conn.api.events.list, query):
+                obj = event["data"]["object"]
+                if event["type"] == "invoice.paid":
+                    self.invoices.setdefault(obj["id"], obj)  # newest first
+                elif intent := (obj.get("payment") or {}).get("payment_intent"):
+                    self.invoice_of_intent.setdefault(intent, obj["invoice"])
+
+
+def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -> Iterator[SubscriptionPage]:
+    """Every subscription on the first run (and when the cursor is older than Stripe keeps events);
+    afterwards the latest state of each subscription named by ``customer.subscription.*`` events."""
+    state = json.loads(cursor) if cursor else None
+    if state is None or now - int(state["events_since"]) > EVENTS_RETENTION_SECONDS:
+        yield from _full_subscriptions(conn)
+        return
+    since = int(state["events_since"])
+    latest: dict[str, dict[str, Any]] = {}
+    newest = since
+    query = {"types": [SUBSCRIPTION_EVENTS], "created": {"gte": max(0, since - LAG_SECONDS)}}
+    calls = conn.api_calls
+    for event in conn.paged(lambda p: conn.api.events.list(p), query):
+        newest = max(newest, int(event["created"]))
+        sub = event["data"]["object"]
+        latest.setdefault(sub["id"], sub)  # newest first: the first event seen holds the latest state
+    subs = list(latest.values())
+    resolver = _Resolver(conn)
+    records = [resolver.record(sub) for sub in subs]
+    yield SubscriptionPage(records, json.dumps({"events_since": newest}), api_calls=conn.api_calls - calls)
+
+
+def _full_subscriptions(conn: StripeConnector) -> Iterator[SubscriptionPage]:
+    calls = conn.api_calls
+    marker = conn.call(lambda: conn.api.events.list({"limit": 1}))  # events from here on are news
+    events_since = int(marker.data[0].created) if marker.data else 0
+    resolver = _Resolver(conn)
+    records: list[SubscriptionRecord] = []
+    query = {"status": "all", "expand": ["data.customer"]}
+    for sub in conn.paged(lambda p: conn.api.subscriptions.list(p), query):
+        records.append(resolver.record(sub))
+        if len(records) == PAGE_SIZE:
+            yield SubscriptionPage(records, None, api_calls=conn.api_calls - calls)
+            records, calls = [], conn.api_calls
+    yield SubscriptionPage(records, json.dumps({"events_since": events_since}), api_calls=conn.api_calls - calls)
+
+
+class _Resolver:
+    """Fetches (once per pull) the tiers of tiered prices, products and customers subscriptions name.
+    Tiers need ``expand[]=tiers`` on the price itself: the path from a subscription list
+    (data.items.data.price.tiers) is deeper than the four levels Stripe expands."""
+
+    def __init__(self, conn: StripeConnector) -> None:
+        self.conn = conn
+        self.prices: dict[str, dict[str, Any]] = {}
+        self.products: dict[str, dict[str, Any]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+
+    def record(self, sub: dict[str, Any]) -> SubscriptionRecord:
+        conn = self.conn
+        prices, products = {}, {}
+        for item in (sub.get("items") or {}).get("data") or []:
+            price = item["price"]
+            if price["id"] not in self.prices:
+                if price.get("billing_scheme") == "tiered":
+                    price = plain(conn.call(partial(conn.api.prices.retrieve, price["id"], {"expand": ["tiers"]})))
+                self.prices[price["id"]] = price
+            prices[price["id"]] = self.prices[price["id"]]
+            product_id = str(price["product"])
+            if product_id not in self.products:
+                self.products[product_id] = plain(conn.call(partial(conn.api.products.retrieve, product_id)))
+            products[product_id] = self.products[product_id]
+        customer = sub.get("customer")
+        if isinstance(customer, str):
+            if customer not in self.customers:
+                self.customers[customer] = plain(conn.call(partial(conn.api.customers.retrieve, customer)))
+            return SubscriptionRecord(sub, self.customers[customer], prices, products)
+        return SubscriptionRecord(sub, customer if isinstance(customer, dict) else None, prices, products)
