@@ -58,6 +58,11 @@ def _serve(source: str, deals: int, seed: int, conn: Connection) -> None:
 
         sandbox = HubSpotSandbox.start(world)
         env = {**sandbox.env(), "BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S": "1000000"}
+    elif source == "salesforce":
+        from billbridge.sandbox.salesforce import SalesforceSandbox
+
+        sandbox = SalesforceSandbox(world).start()
+        env = sandbox.env()
     else:
         raise SystemExit(f"no sandbox for {source}")
     conn.send(env)
@@ -95,7 +100,16 @@ def hubspot_minimum(world: demo_world.DemoWorld) -> int:
     )
 
 
-MINIMUM: dict[str, Callable[[demo_world.DemoWorld], int]] = {"hubspot": hubspot_minimum}
+def salesforce_minimum(world: demo_world.DemoWorld) -> int:
+    """Fewest calls a full pull can make with Salesforce's sizes: one OAuth token request, the price
+    book in one query, opportunities with their line items (child subquery) 2,000 per query page."""
+    return 1 + 1 + math.ceil(len(world.live_deals) / 2000)
+
+
+MINIMUM: dict[str, Callable[[demo_world.DemoWorld], int]] = {
+    "hubspot": hubspot_minimum,
+    "salesforce": salesforce_minimum,
+}
 
 
 @dataclass

@@ -105,7 +105,8 @@ def store_records(session: Session, records: list[ParsedRecord], summary: Import
         elif section == "products":
             # A price book comes again with every page of a sync: leave the products that did not change.
             same = unchanged_products(session, [r.record for r in batch if isinstance(r.record, Product)])
-            summary.counts["products.unchanged"] += sum(1 for r in batch if r.key in same)
+            if same:
+                summary.counts["products.unchanged"] += sum(1 for r in batch if r.key in same)
             quarantine.resolve_many(session, source=source, record_type=section, record_keys=sorted(same))
             batch = [r for r in batch if r.key not in same]
             stored = _store_optimistically(session, batch, summary, source) if batch else []

@@ -22,6 +22,7 @@ from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world
 from billbridge.sandbox.faults import Fault, FaultInjector
 from billbridge.sandbox.hubspot import HubSpotSandbox
+from billbridge.sandbox.salesforce import SalesforceSandbox
 from billbridge.store import quarantine
 from billbridge.store.contracts import contract_summaries
 from billbridge.store.db import Store
@@ -36,6 +37,13 @@ BROKEN_FIELDS = {
         "unknown_product": "hs_product_id",
         "lines_mismatch": "amount",
     },
+    "salesforce": {
+        "no_start_date": "Billing_Start_Date__c",
+        "unknown_currency": "CurrencyIsoCode",
+        "negative_quantity": "OpportunityLineItem.Quantity",
+        "unknown_product": "OpportunityLineItem.Product2Id",
+        "lines_mismatch": "Amount",
+    },
 }
 
 
@@ -45,6 +53,7 @@ class Crm:
     faults: FaultInjector
     deal_id: dict[str, str]  # world deal key -> the CRM's id
     apply: Any
+    fault_plan: list[Fault]  # one of each kind, placed where this CRM's calls will meet them
 
     def ref(self, key: str) -> str:
         return spec_for(self.name).mapping.ref_prefix + self.deal_id[key]
@@ -55,17 +64,35 @@ def world() -> demo_world.DemoWorld:
     return demo_world.generate(300, seed=11)
 
 
-@pytest.fixture(params=["hubspot"])
+@pytest.fixture(params=["hubspot", "salesforce"])
 def crm(request: pytest.FixtureRequest, world: demo_world.DemoWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[Crm]:
+    sandbox: Any
     if request.param == "hubspot":
         sandbox = HubSpotSandbox.start(world)
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
         monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S", "100000")
-        try:
-            yield Crm("hubspot", sandbox.faults, sandbox.data.ids, sandbox.apply)
-        finally:
-            sandbox.stop()
+        plan = [
+            Fault("rate_limit", after=1, times=2, retry_after=0),
+            Fault("server_error", after=4, times=2),
+            Fault("drop", after=7, times=1),
+            Fault("expired_auth", after=9, times=1),
+        ]
+        found = Crm("hubspot", sandbox.faults, sandbox.data.ids, sandbox.apply, plan)
+    else:
+        sandbox = SalesforceSandbox(world).start()
+        # 300 deals are two queries (price book, opportunities): every kind of fault meets the first.
+        plan = [
+            Fault("rate_limit", path="/query", times=2, retry_after=0),
+            Fault("server_error", path="/query", times=2),
+            Fault("drop", path="/query", times=1),
+            Fault("expired_auth", path="/query", times=1),
+        ]
+        found = Crm("salesforce", sandbox.faults, sandbox.deal_ids, sandbox.apply, plan)
+    for key, value in sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield found
+    finally:
+        sandbox.stop()
 
 
 def sync(store: Store, crm: Crm) -> SyncSummary:
@@ -133,12 +160,10 @@ def test_full_sync_then_rerun_then_incremental(ready: Store, crm: Crm, world: de
 def test_faults_during_a_sync_change_nothing_in_the_outcome(
     ready: Store, crm: Crm, world: demo_world.DemoWorld
 ) -> None:
-    crm.faults.add(Fault("rate_limit", after=1, times=2, retry_after=0))
-    crm.faults.add(Fault("server_error", after=4, times=2))
-    crm.faults.add(Fault("drop", after=7, times=1))
-    crm.faults.add(Fault("expired_auth", after=9, times=1))
+    for fault in crm.fault_plan:
+        crm.faults.add(fault)
     sync(ready, crm)
-    assert sum(f.hits for f in crm.faults.faults) == 6
+    assert [f.hits for f in crm.faults.faults] == [f.times for f in crm.fault_plan]  # every fault met
     assert set(contracts(ready)) == {crm.ref(k) for k in world.expected_contract_keys()}
     assert all(c["version_no"] == 1 for c in contracts(ready).values())
 
