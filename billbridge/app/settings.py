@@ -40,6 +40,14 @@ class QuickBooksSettings(BaseModel):
     batches_per_minute: int | None = None
 
 
+class StripeSettings(BaseModel):
+    """One Stripe account (a restricted key with invoices, customers and payments write access)."""
+
+    api_key: SecretStr
+    base_url: str | None = Field(default=None, description="Unset: api.stripe.com (a sandbox URL for the demo)")
+    webhook_secret: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BILLBRIDGE_", env_nested_delimiter="__", extra="ignore")
 
@@ -71,6 +79,7 @@ class Settings(BaseSettings):
         description="Fernet key sealing the OAuth tokens kept in the store; default: generated into data_dir/secret.key",
     )
     quickbooks: QuickBooksSettings | None = Field(default=None, description="QuickBooks Online connection")
+    stripe: StripeSettings | None = Field(default=None, description="Stripe account")
     auto_approve_invoices: bool = Field(
         default=False,
         description="Approve new drafts after each billing run (and queue their pushes); otherwise a person "

@@ -44,6 +44,7 @@ class Delivery:
     error: Classified | None = None  # None: delivered
     links: tuple[ExternalLink, ...] = ()
     outcome: str = "delivered"  # what happened, for the summary (delivered, charged, declined, ...)
+    retry_in: timedelta | None = None  # a retriable failure's own schedule (a card decline's dunning)
 
 
 Handler = Callable[[Sequence[Message]], list[Delivery]]
@@ -101,9 +102,10 @@ def relay(
                     summary.outcomes[delivery.outcome] += 1
                     continue
                 retriable = delivery.error.kind == ErrorKind.RETRIABLE
-                retry_in = backoff(message.attempts) if retriable else None
+                retry_in = (delivery.retry_in or backoff(message.attempts)) if retriable else None
                 outbox.mark_failed(session, message.id, delivery.error.reason, retry_in=retry_in, count_attempt=False)
-                summary.outcomes["retrying" if retriable else "failed"] += 1
+                label = delivery.outcome if delivery.outcome != "delivered" else "retrying" if retriable else "failed"
+                summary.outcomes[label] += 1
                 summary.failures.append((message.id, delivery.error.reason))
         done += len(messages)
     return summary

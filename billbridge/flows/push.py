@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from billbridge.app.secrets import Sealer
 from billbridge.app.settings import Settings
-from billbridge.connectors.errors import Classified, ErrorKind
+from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.credentials import StoredTokens
 from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, RelaySummary, relay
+from billbridge.store import outbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbound import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
@@ -30,10 +31,11 @@ class Target:
     name: str
     batch: int  # documents per delivery (QuickBooks batch: 30)
     handler: Callable[[Store, Settings], tuple[Handler, Callable[[], None]]]  # (handler, close)
+    on_delivered: Callable[[Session, Message, Delivery], None] | None = None
 
 
-def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
+def quickbooks_connector(store: Store, settings: Settings) -> Any:
+    """The QuickBooks connector of the configured company, its rotating tokens kept (sealed) in the store."""
     from billbridge.connectors.quickbooks.client import QuickBooksConfig
     from billbridge.connectors.quickbooks.connector import QuickBooksConnector
 
@@ -57,7 +59,12 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
     )
     initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
     tokens = StoredTokens(store, f"quickbooks:{qs.realm_id}", sealer, initial)
-    connector = QuickBooksConnector(config, tokens)
+    return QuickBooksConnector(config, tokens)
+
+
+def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
+    connector = quickbooks_connector(store, settings)
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
         with store.read() as session:
@@ -86,11 +93,70 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
     return handle, connector.close
 
 
-TARGETS: dict[str, Target] = {"quickbooks": Target("quickbooks", 30, quickbooks_handler)}
+def stripe_connector(settings: Settings) -> Any:
+    from billbridge.connectors.stripe.client import StripeConnector
+
+    if settings.stripe is None:
+        raise ValueError("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")
+    return StripeConnector(settings.stripe.api_key.get_secret_value(), base_url=settings.stripe.base_url)
+
+
+def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """Auto-charge invoices into Stripe (customer, invoice, lines, finalize), one by one: Stripe has no
+    batch. Every write carries the document's idempotency key; a re-claimed one is looked up first."""
+    from billbridge.connectors.stripe.client import StripeConflict
+
+    connector = stripe_connector(settings)
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        with store.read() as session:
+            documents = outbound_documents(session, [m.aggregate_id for m in messages])
+        out = []
+        for message in messages:
+            doc = documents.get(message.aggregate_id)
+            if doc is None:
+                out.append(Delivery(message.id, error=Classified(ErrorKind.FATAL, "the document no longer exists")))
+                continue
+            try:
+                customer = connector.ensure_customer(
+                    doc.customer_ref, doc.customer_name, doc.customer_email, entity_ref=doc.entity_ref
+                )
+                result = connector.push_invoice(doc, customer, look_up=message.attempts > 0)
+            except VendorError as exc:
+                out.append(Delivery(message.id, error=exc.classified))
+                continue
+            except (StripeConflict, ValueError) as exc:
+                out.append(Delivery(message.id, error=Classified(ErrorKind.FATAL, str(exc))))
+                continue
+            link = ExternalLink("stripe", doc.doc_type, message.aggregate_id, result.invoice_id)
+            out.append(Delivery(message.id, links=(link,), outcome="created" if result.created else "existing"))
+        return out
+
+    return handle, lambda: None
 
 
 def _sent(session: Session, message: Message, delivery: Delivery) -> None:
     mark_sent(session, message.aggregate_id)
+
+
+def _sent_and_collect(session: Session, message: Message, delivery: Delivery) -> None:
+    """In Stripe and finalized: sent, and (same transaction) queued for collection."""
+    mark_sent(session, message.aggregate_id)
+    [link] = delivery.links
+    outbox.enqueue(
+        session,
+        topic="collect.stripe",
+        aggregate_type=message.aggregate_type,
+        aggregate_id=message.aggregate_id,
+        dedupe_key=f"collect.stripe:{message.payload['number']}",
+        payload={**message.payload, "stripe_invoice": link.external_id},
+    )
+
+
+TARGETS: dict[str, Target] = {
+    "quickbooks": Target("quickbooks", 30, quickbooks_handler, _sent),
+    "stripe": Target("stripe", 20, stripe_handler, _sent_and_collect),
+}
 
 
 def push(store: Store, settings: Settings, target: str, *, limit: int | None = None) -> RelaySummary:
@@ -100,7 +166,7 @@ def push(store: Store, settings: Settings, target: str, *, limit: int | None = N
     spec = TARGETS[target]
     handler, close = spec.handler(store, settings)
     try:
-        return relay(store, f"push.{target}", handler, batch=spec.batch, limit=limit, on_delivered=_sent)
+        return relay(store, f"push.{target}", handler, batch=spec.batch, limit=limit, on_delivered=spec.on_delivered)
     finally:
         close()
 

@@ -369,3 +369,37 @@ def record_payment(
         invoice.amount_paid = paid
         session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount=share))
     return True
+
+
+def open_invoices(
+    session: Session, *, numbers: Iterable[str] = (), customer_refs: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """Sent or part-paid invoices named by number or belonging to the customers, oldest due first,
+    with their open balance (for matching payments)."""
+    numbers, refs = list(set(numbers)), list(set(customer_refs))
+    if not numbers and not refs:
+        return []
+    query = (
+        select(
+            Invoice.number,
+            Customer.customer_ref,
+            Invoice.currency,
+            Invoice.invoice_total,
+            Invoice.amount_paid,
+            Invoice.due_date,
+        )
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .where(Invoice.doc_type == "invoice", Invoice.status.in_(("sent", "partially_paid")))
+        .where(Invoice.number.in_(numbers) | Customer.customer_ref.in_(refs))
+        .order_by(Invoice.due_date, Invoice.id)
+    )
+    return [
+        {
+            "number": r.number,
+            "customer_ref": r.customer_ref,
+            "currency": r.currency,
+            "open_amount": r.invoice_total - r.amount_paid,
+            "due_date": r.due_date,
+        }
+        for r in session.execute(query)
+    ]

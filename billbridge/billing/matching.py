@@ -1,0 +1,83 @@
+"""Matching a received payment to open invoices: which invoices it pays and how much of each.
+
+Pure. Rules, in order: the invoices the payment names (Stripe metadata, QuickBooks LinkedTxn),
+each up to its open balance (or the amount the vendor says); otherwise, for a known customer, the
+oldest open invoice whose open balance equals the payment exactly; otherwise unmatched, with the
+reason. What is not allocated stays on the payment as unapplied. Allocations never exceed the
+payment nor any invoice's open balance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from billbridge.billing.documents import IncomingPayment
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class OpenInvoice:
+    number: str
+    customer_ref: str
+    currency: str
+    open_amount: Decimal
+    due_date: date
+
+
+@dataclass(frozen=True)
+class Match:
+    allocations: tuple[tuple[str, Decimal], ...]
+    unapplied: Decimal
+    reason: str | None = None  # why (part of) the payment is not applied
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.allocations)
+
+
+def match_payment(
+    payment: IncomingPayment,
+    invoices: Mapping[str, OpenInvoice],
+    by_customer: Mapping[str, Sequence[OpenInvoice]],
+) -> Match:
+    """Allocate ``payment`` over the open ``invoices`` (by number) / ``by_customer`` (oldest first)."""
+    if payment.amount <= 0:
+        return Match((), payment.amount, "not a positive payment (a refund or reversal): left for a person")
+    if payment.invoice_numbers:
+        return _named(payment, invoices)
+    if payment.customer_ref is None:
+        return Match((), payment.amount, "names no invoice and no customer we know")
+    for invoice in by_customer.get(payment.customer_ref, ()):
+        if invoice.currency == payment.currency and invoice.open_amount == payment.amount:
+            return Match(((invoice.number, payment.amount),), ZERO)
+    return Match(
+        (), payment.amount, f"names no invoice, and no open invoice of {payment.customer_ref} is {payment.amount}"
+    )
+
+
+def _named(payment: IncomingPayment, invoices: Mapping[str, OpenInvoice]) -> Match:
+    left = payment.amount
+    allocations: list[tuple[str, Decimal]] = []
+    problems: list[str] = []
+    amounts = list(payment.invoice_amounts) + [None] * (len(payment.invoice_numbers) - len(payment.invoice_amounts))
+    for number, said in zip(payment.invoice_numbers, amounts, strict=True):
+        invoice = invoices.get(number)
+        if invoice is None:
+            problems.append(f"{number}: no open invoice of ours")
+            continue
+        if invoice.currency != payment.currency:
+            problems.append(f"{number}: is in {invoice.currency}, the payment in {payment.currency}")
+            continue
+        share = min(left, invoice.open_amount, said if said is not None else left)
+        if share <= 0:
+            problems.append(f"{number}: nothing left to apply" if left <= 0 else f"{number}: already paid")
+            continue
+        allocations.append((number, share))
+        left -= share
+    if left > 0 and not problems:
+        problems.append(f"{left} {payment.currency} more than the invoices named were open for")
+    return Match(tuple(allocations), left, "; ".join(problems) or None)
