@@ -342,6 +342,69 @@ def bill(as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
         _print_billing(summary)
 
 
+def _print_outcomes(title: str, outcomes: dict[str, int], failures: list[tuple[Any, str]]) -> None:
+    table = Table("outcome", "count", title=title)
+    for outcome, count in sorted(outcomes.items()):
+        table.add_row(outcome, str(count))
+    console.print(table)
+    for ref, reason in failures:
+        err.print(f"[yellow]{ref}[/yellow]: {reason}")
+
+
+@app.command()
+def push(
+    target: Annotated[str, typer.Option("--target", help="quickbooks or stripe")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Push approved invoices and credit notes to the ERP or Stripe (each once, whatever happens)."""
+    from billbridge.flows.push import push as push_documents
+
+    settings = Settings()
+    try:
+        summary = push_documents(open_store(settings.database), settings, target)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        _json({"target": target, "outcomes": dict(summary.outcomes), "failures": summary.failures})
+    else:
+        _print_outcomes(f"Push to {target}", dict(summary.outcomes), summary.failures)
+
+
+@app.command()
+def collect(as_json: JsonOpt = False) -> None:
+    """Charge due auto-charge invoices in Stripe; declines wait for their dunning date."""
+    from billbridge.flows.collect import collect as collect_due
+
+    settings = Settings()
+    try:
+        summary = collect_due(open_store(settings.database), settings)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        _json({"outcomes": dict(summary.outcomes), "failures": summary.failures})
+    else:
+        _print_outcomes("Auto-charge", dict(summary.outcomes), summary.failures)
+
+
+@app.command()
+def reconcile(
+    source: Annotated[str, typer.Option("--source", help="stripe or quickbooks")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Match the payments received in Stripe or QuickBooks to invoices (each recorded once)."""
+    from billbridge.flows.reconcile import reconcile as reconcile_source
+
+    settings = Settings()
+    try:
+        summary = reconcile_source(open_store(settings.database), settings, source)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        _json(summary.as_dict())
+    else:
+        _print_outcomes(f"Reconciliation: {source}", dict(summary.outcomes), summary.unmatched)
+
+
 @sync_app.command("crm")
 def sync_crm_command(
     source: Annotated[str, typer.Option("--source", help="salesforce or hubspot")],

@@ -123,3 +123,29 @@ def _plain(settings: Settings) -> dict[str, object]:
     assert settings.quickbooks is not None
     values = settings.quickbooks.model_dump()
     return {k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in values.items() if v is not None}
+
+
+def test_the_cli_pushes_and_reconciles(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+
+    documents = billed(store)
+    settings = settings_for(qbo, database_url, tmp_path)
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path))
+    for key, value in _plain(settings).items():
+        monkeypatch.setenv(f"BILLBRIDGE_QUICKBOOKS__{key.upper()}", str(value))
+    runner = CliRunner()
+    pushed = runner.invoke(app, ["push", "--target", "quickbooks", "--json"])
+    assert pushed.exit_code == 0, pushed.output
+    assert json.loads(pushed.stdout)["outcomes"] == {"created": len(documents)}
+    reconciled = runner.invoke(app, ["reconcile", "--source", "quickbooks", "--json"])
+    assert reconciled.exit_code == 0, reconciled.output
+    assert json.loads(reconciled.stdout)["outcomes"] == {}  # nobody has paid yet
+    unknown = runner.invoke(app, ["push", "--target", "netsuite"])
+    assert unknown.exit_code == 1 and "unknown push target" in unknown.output

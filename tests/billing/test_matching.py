@@ -1,0 +1,69 @@
+"""Matching payments to invoices: worked examples and properties (nothing over-applied, nothing lost)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billbridge.billing.documents import IncomingPayment
+from billbridge.billing.matching import OpenInvoice, match_payment
+
+D = Decimal
+
+
+def invoice(number: str, amount: str, customer: str = "globex", currency: str = "USD") -> OpenInvoice:
+    return OpenInvoice(number, customer, currency, D(amount), date(2026, 11, 30))
+
+
+def payment(
+    amount: str, *numbers: str, amounts: tuple[str, ...] = (), customer: str | None = "globex"
+) -> IncomingPayment:
+    return IncomingPayment(
+        "stripe", "ch_1", "USD", D(amount), date(2026, 11, 22), customer, numbers, tuple(D(a) for a in amounts)
+    )
+
+
+def test_named_invoices_are_paid_in_order_up_to_their_balance() -> None:
+    invoices = {i.number: i for i in (invoice("US-INV-1", "100.00"), invoice("US-INV-2", "50.00"))}
+    match = match_payment(payment("120.00", "US-INV-1", "US-INV-2"), invoices, {})
+    assert match.allocations == (("US-INV-1", D("100.00")), ("US-INV-2", D("20.00")))
+    assert match.unapplied == 0 and match.reason is None
+
+
+def test_vendor_split_amounts_are_respected_and_overpayment_stays_unapplied() -> None:
+    invoices = {i.number: i for i in (invoice("US-INV-1", "100.00"), invoice("US-INV-2", "50.00"))}
+    match = match_payment(payment("200.00", "US-INV-1", "US-INV-2", amounts=("60.00", "50.00")), invoices, {})
+    assert match.allocations == (("US-INV-1", D("60.00")), ("US-INV-2", D("50.00")))
+    assert match.unapplied == D("90.00") and "more than the invoices named" in (match.reason or "")
+
+
+def test_unknown_or_foreign_currency_invoices_are_reasons_not_allocations() -> None:
+    invoices = {"EU-INV-1": invoice("EU-INV-1", "10.00", currency="EUR")}
+    match = match_payment(payment("10.00", "EU-INV-1", "US-INV-404"), invoices, {})
+    assert match.allocations == () and match.unapplied == D("10.00")
+    assert "is in EUR" in (match.reason or "") and "US-INV-404: no open invoice" in (match.reason or "")
+
+
+def test_without_a_named_invoice_only_an_exact_open_amount_of_the_customer_matches() -> None:
+    older, newer = invoice("US-INV-1", "45.00"), invoice("US-INV-2", "45.00")
+    by_customer = {"globex": [older, newer]}
+    assert match_payment(payment("45.00"), {}, by_customer).allocations == (("US-INV-1", D("45.00")),)
+    assert not match_payment(payment("44.99"), {}, by_customer).matched
+    assert "no customer" in (match_payment(payment("45.00", customer=None), {}, by_customer).reason or "")
+
+
+@given(
+    balances=st.lists(st.decimals(min_value=D("0.01"), max_value=D("10000"), places=2), min_size=1, max_size=6),
+    amount=st.decimals(min_value=D("0.01"), max_value=D("30000"), places=2),
+)
+def test_allocations_never_exceed_the_payment_or_a_balance_and_nothing_is_lost(
+    balances: list[Decimal], amount: Decimal
+) -> None:
+    invoices = {f"INV-{i}": invoice(f"INV-{i}", str(b)) for i, b in enumerate(balances)}
+    match = match_payment(payment(str(amount), *invoices), invoices, {})
+    assert sum((a for _, a in match.allocations), D(0)) + match.unapplied == amount
+    assert all(0 < a <= invoices[n].open_amount for n, a in match.allocations)
+    assert match.unapplied >= 0
