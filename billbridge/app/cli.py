@@ -133,11 +133,51 @@ def _print_billing(summary: BillingSummary) -> None:
 
 @app.command()
 def demo(
+    deals: Annotated[int, typer.Option(help="Deals in each CRM sandbox.")] = 60,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole loop with no accounts: four vendor sandboxes, quote_to_cash on Prefect, a summary."""
+    from billbridge.app.demo import run_demo
+
+    with Progress(
+        TextColumn("running quote_to_cash against the sandboxes"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        progress.add_task("demo", total=None)
+        result = run_demo(deals, _as_of(as_of))
+    if as_json:
+        _json(result)
+        return
+    table = Table("", "", title="billbridge demo: quote to cash")
+    rows = [
+        ("deals pulled", ", ".join(f"{k} {v}" for k, v in result["deals_pulled"].items())),
+        ("contracts", result["contracts"]),
+        ("invoices / credit notes generated", f"{result['invoices']} / {result['credit_notes']}"),
+        ("pushed", ", ".join(f"{k} {v}" for k, v in result["pushed"].items())),
+        ("auto-charged / declined", f"{result['charged']} / {result['declined']}"),
+        ("paid / partially paid", f"{result['paid']} / {result['partially_paid']}"),
+        ("payments reconciled", ", ".join(f"{k} {v}" for k, v in result["reconciled"].items())),
+        ("quarantined (see billbridge quarantine list)", result["quarantined"]),
+        ("MRR", ", ".join(f"{v} {k}" for k, v in result["mrr"].items())),
+        ("ARR", ", ".join(f"{v} {k}" for k, v in result["arr"].items())),
+    ]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+    console.print(f"store: {make_url(Settings().database).render_as_string(hide_password=True)}")
+
+
+@app.command()
+def examples(
     as_of: AsOfOpt = None,
     examples: Annotated[Path, typer.Option(help="Folder of contract files to import.")] = EXAMPLES,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import the example contracts and generate their invoices into the store, then summarise."""
+    """Import the example contract files and generate their invoices into the store, then summarise."""
     when = _as_of(as_of)
     paths = sorted(p for p in examples.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
     if not paths:

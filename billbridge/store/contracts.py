@@ -371,17 +371,15 @@ def contract_summaries(session: Session) -> list[dict[str, object]]:
     return [dict(r) for r in rows]
 
 
-def current_contracts(session: Session, refs: Iterable[str]) -> dict[str, model.Contract]:
-    """The latest stored version of each known contract among ``refs`` (prices resolved)."""
-    refs = list(refs)
-    if not refs:
-        return {}
-    rows = session.execute(
-        select(Contract.contract_ref, ContractVersion.terms)
-        .join(
-            ContractVersion,
-            (ContractVersion.contract_id == Contract.id) & (ContractVersion.version_no == Contract.current_version_no),
-        )
-        .where(Contract.contract_ref.in_(refs))
-    ).all()
-    return {ref: model.Contract.model_validate_json(terms) for ref, terms in rows}
+def current_contracts(session: Session, refs: Iterable[str] | None) -> dict[str, model.Contract]:
+    """The latest stored version of each known contract among ``refs`` (None: all), prices resolved."""
+    query = select(Contract.contract_ref, ContractVersion.terms).join(
+        ContractVersion,
+        (ContractVersion.contract_id == Contract.id) & (ContractVersion.version_no == Contract.current_version_no),
+    )
+    if refs is not None:
+        refs = list(refs)
+        if not refs:
+            return {}
+        query = query.where(Contract.contract_ref.in_(refs))
+    return {ref: model.Contract.model_validate_json(terms) for ref, terms in session.execute(query).all()}

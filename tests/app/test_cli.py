@@ -30,14 +30,14 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_demo_twice_gives_the_same_totals_and_no_duplicates(env: str) -> None:
-    code, out = run("demo", "--as-of", "2026-11-22", "--json")
+def test_examples_twice_give_the_same_totals_and_no_duplicates(env: str) -> None:
+    code, out = run("examples", "--as-of", "2026-11-22", "--json")
     assert code == 0, out
     first = json.loads(out)
     assert first["billing"]["invoices"] == 37 and first["documents_in_store"] == 37
     assert first["billing"]["totals"] == {"EUR": "7800.00", "JPY": "1650000", "KWD": "3356.163", "USD": "46047.58"}
     assert first["import"]["errors"] == []
-    code, out = run("demo", "--as-of", "2026-11-22", "--json")
+    code, out = run("examples", "--as-of", "2026-11-22", "--json")
     second = json.loads(out)
     assert second["billing"]["invoices"] == 0 and second["documents_in_store"] == 37
     assert set(second["import"]["counts"]) == {
@@ -124,16 +124,32 @@ def test_settings_come_from_the_config_file_and_environment_wins(
 
 
 def test_installed_command_runs_the_demo_in_a_fresh_data_folder(tmp_path: Path) -> None:
+    """The README's first command: the installed ``billbridge demo`` on a fresh data folder, its own
+    temporary Prefect server, the four sandboxes; nothing done twice, every document in its vendor."""
     command = Path(sys.executable).with_name("billbridge")
     environ = {
         **os.environ,
         "BILLBRIDGE_DATA_DIR": str(tmp_path / "data"),
         "BILLBRIDGE_CONFIG": str(tmp_path / "none.toml"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    environ.pop("BILLBRIDGE_DATABASE_URL", None)
+    for key in [k for k in environ if k.startswith(("BILLBRIDGE_DATABASE", "PREFECT_API_URL"))]:
+        environ.pop(key)
     done = subprocess.run(
-        [str(command), "demo", "--as-of", "2026-11-22"], env=environ, capture_output=True, text=True, timeout=300
+        [str(command), "demo", "--deals", "50", "--as-of", "2026-11-22", "--json"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    assert done.returncode == 0, done.stderr
-    assert "Billing run" in done.stdout and "46047.58" in done.stdout
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["deals_pulled"] == {"salesforce": 50, "hubspot": 50}
+    assert summary["contracts"] > 0 and summary["quarantined"] >= 2  # each world has broken deals
+    assert summary["pushed"]["quickbooks"] == summary["invoices"] + summary["credit_notes"] > 0
+    assert summary["pushed"]["stripe"] == summary["charged"] + summary["declined"] > 0
+    assert summary["duplicates"] == {"quickbooks": 0, "stripe": 0}
+    assert summary["second_run_created"] == {"contracts": 0, "invoices": 0, "pushed": 0, "charged": 0}
+    assert summary["reconciled"]["matched"] == summary["paid"] + summary["partially_paid"]
     assert (tmp_path / "data" / "billbridge.db").exists()

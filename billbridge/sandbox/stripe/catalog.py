@@ -105,7 +105,8 @@ def create_customer(state: StripeState, params: dict[str, Any]) -> dict[str, Any
         metadata=metadata(params),
         invoice_prefix=f"BB{len(state.all('customer')) + 1:05d}",
     )
-    if token := params.get("payment_method"):
+    token = params.get("payment_method") or (state.card_on_signup(customer) if state.card_on_signup else None)
+    if token:
         pm = attach_payment_method(state, {"customer": customer["id"]}, token)
         customer["invoice_settings"]["default_payment_method"] = pm["id"]
     _update_customer_fields(state, customer, params)

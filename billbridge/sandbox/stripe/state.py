@@ -113,6 +113,9 @@ class StripeState:
     idempotency: dict[tuple[str, str], Saved] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    # The demo's stand-in for customers entering a card at signup (Stripe Checkout): a test payment
+    # method token for each new customer, or None for no card.
+    card_on_signup: Callable[[dict[str, Any]], str | None] | None = None
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def now(self) -> int:

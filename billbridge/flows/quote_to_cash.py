@@ -1,0 +1,53 @@
+"""The parent flow: CRM sync -> billing -> push -> collect -> reconcile, each step its own flow.
+
+Every step also runs (and reruns) alone from the Prefect UI; the parent only calls them in the
+order of the data flow. Which CRMs, targets and payment sources take part is configuration.
+A step that fails does not stop the ones that do not depend on it: billing still runs when one
+CRM is down, reconciliation still runs when a push failed; the run then ends failed, showing which.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import flow
+
+from billbridge.app.settings import Settings
+from billbridge.flows.bill import bill
+from billbridge.flows.collect import collect_payments
+from billbridge.flows.push import push_invoices
+from billbridge.flows.reconcile import reconcile_payments
+from billbridge.flows.sync_crm import sync_crm
+
+PAYMENT_SOURCES = ("stripe", "quickbooks")
+
+
+@flow(name="quote_to_cash")
+def quote_to_cash(as_of: date | None = None) -> dict[str, Any]:
+    """One pass of the whole loop over the configured systems; safe to rerun at any time."""
+    settings = Settings()
+    steps: dict[str, Any] = {}
+    failed: list[str] = []
+
+    def step(name: str, run: Any, *args: Any, **kwargs: Any) -> None:
+        state = run(*args, return_state=True, **kwargs)
+        if state.is_completed():
+            steps[name] = state.result()
+        else:
+            failed.append(name)
+            steps[name] = {"failed": str(state.message or state.name)}
+
+    for source in settings.crm_sources:
+        step(f"sync_crm.{source}", sync_crm, source=source)
+    step("bill", bill, as_of=as_of)
+    for target in settings.push_targets:
+        step(f"push.{target}", push_invoices, target=target)
+    if "stripe" in settings.push_targets:
+        step("collect", collect_payments)
+    for source in PAYMENT_SOURCES:
+        if source in settings.push_targets:
+            step(f"reconcile.{source}", reconcile_payments, source=source)
+    if failed:
+        raise RuntimeError(f"quote_to_cash: {', '.join(failed)} failed (the other steps ran): {steps}")
+    return steps
