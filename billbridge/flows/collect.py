@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from billbridge.app.settings import Settings
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
+from billbridge.flows.limits import vendor_slot
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import push_markdown, stripe_connector
 from billbridge.store.db import Store, open_store
@@ -69,6 +70,7 @@ def collect_payments() -> dict[str, Any]:
     """Charge the auto-charge invoices that are due; declines wait for their next dunning date."""
     settings = Settings()
     store = open_store(settings.database)
-    summary = collect(store, settings)
+    with vendor_slot("stripe"):
+        summary = collect(store, settings)
     create_markdown_artifact(push_markdown(summary), key="collect-stripe", description="Auto-charge")
     return {"outcomes": dict(summary.outcomes), "failures": summary.failures}

@@ -19,6 +19,7 @@ from billbridge.app.secrets import Sealer
 from billbridge.app.settings import Settings
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.credentials import StoredTokens
+from billbridge.flows.limits import vendor_slot
 from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, RelaySummary, relay
 from billbridge.store import outbox
 from billbridge.store.db import Store, open_store
@@ -185,6 +186,7 @@ def push_invoices(target: str = "quickbooks") -> dict[str, Any]:
     """Push approved invoices and credit notes to ``target``; rerunning never sends one twice."""
     settings = Settings()
     store = open_store(settings.database)
-    summary = push(store, settings, target)
+    with vendor_slot(target):
+        summary = push(store, settings, target)
     create_markdown_artifact(push_markdown(summary), key=f"push-{target}", description=f"Push to {target}")
     return {"target": target, "outcomes": dict(summary.outcomes), "failures": summary.failures}

@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import OpenInvoice, match_payment
+from billbridge.flows.limits import vendor_slot
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
@@ -130,6 +131,7 @@ def reconcile_payments(source: str = "stripe") -> dict[str, Any]:
     """Match the payments received in ``source`` to invoices; rerunning records nothing twice."""
     settings = Settings()
     store = open_store(settings.database)
-    summary = reconcile(store, settings, source)
+    with vendor_slot(source):
+        summary = reconcile(store, settings, source)
     create_markdown_artifact(summary.markdown(), key=f"reconcile-{source}", description=f"Payments from {source}")
     return summary.as_dict()

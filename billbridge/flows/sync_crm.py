@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from billbridge.app.settings import Settings
 from billbridge.connectors.base import DealSource
 from billbridge.flows.crm_sync import SOURCES, spec_for, sync_pages
+from billbridge.flows.limits import vendor_slot
 from billbridge.store.db import open_store
 
 
@@ -60,12 +61,13 @@ def sync_crm(source: str = "salesforce") -> dict[str, Any]:
     settings = Settings()
     store = open_store(settings.database)
     spec = spec_for(source)
-    summary = sync_pages(
-        store,
-        spec,
-        connect(source, settings),
-        today=datetime.now(UTC).date(),
-        run_page=store_page_task,
-    )
+    with vendor_slot(source):
+        summary = sync_pages(
+            store,
+            spec,
+            connect(source, settings),
+            today=datetime.now(UTC).date(),
+            run_page=store_page_task,
+        )
     create_markdown_artifact(summary.markdown(), key=f"sync-crm-{source}", description=f"CRM sync from {source}")
     return summary.as_dict()
