@@ -172,6 +172,32 @@ def demo(
 
 
 @app.command()
+def sandbox(
+    deals: Annotated[int, typer.Option(help="Deals in each CRM sandbox.")] = 60,
+) -> None:
+    """Start the four vendor sandboxes for a person to explore; print their URLs and the settings
+    that point billbridge at them. Ctrl-C stops them."""
+    import threading
+
+    from billbridge.app.demo import running_sandboxes
+
+    with running_sandboxes(deals) as running:
+        table = Table("sandbox", "URL", title="billbridge sandboxes (fault control: <url>/__sandbox__/faults)")
+        table.add_row("Salesforce", running.salesforce.url)
+        table.add_row("HubSpot", running.hubspot.url)
+        table.add_row("QuickBooks", running.quickbooks.base_url)
+        table.add_row("Stripe", running.stripe.url)
+        console.print(table)
+        console.print("Settings for billbridge in another shell (secrets included: sandbox only):")
+        for key, value in sorted(running.env.items()):
+            console.print(f"export {key}='{value}'", soft_wrap=True, highlight=False)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            err.print("stopping the sandboxes")
+
+
+@app.command()
 def examples(
     as_of: AsOfOpt = None,
     examples: Annotated[Path, typer.Option(help="Folder of contract files to import.")] = EXAMPLES,

@@ -153,3 +153,31 @@ def test_installed_command_runs_the_demo_in_a_fresh_data_folder(tmp_path: Path) 
     assert summary["second_run_created"] == {"contracts": 0, "invoices": 0, "pushed": 0, "charged": 0}
     assert summary["reconciled"]["matched"] == summary["paid"] + summary["partially_paid"]
     assert (tmp_path / "data" / "billbridge.db").exists()
+
+
+def test_sandbox_command_serves_the_four_sandboxes_until_interrupted(tmp_path: Path) -> None:
+    import re
+    import signal
+    import urllib.request
+
+    command = Path(sys.executable).with_name("billbridge")
+    child = subprocess.Popen(
+        [str(command), "sandbox", "--deals", "10"],
+        env={**os.environ, "COLUMNS": "250", "BILLBRIDGE_DATA_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        urls: list[str] = []
+        for line in child.stdout:
+            urls += re.findall(r"https?://[\w.]+:\d+", line)
+            if "export" in line:
+                break
+        assert len(urls) == 4
+        hubspot = next(u for u in urls if u.startswith("http://"))
+        with urllib.request.urlopen(f"{hubspot}/__sandbox__/calls", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=30) == 0
