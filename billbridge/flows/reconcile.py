@@ -8,8 +8,8 @@ payments are recorded unapplied and reported with the reason, never dropped.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prefect import flow
@@ -22,7 +22,7 @@ from billbridge.flows.limits import vendor_slot
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import open_invoices, record_payment
+from billbridge.store.invoices import PaymentIn, known_payment_refs, open_invoices, record_payments
 
 STREAM = "payments"
 
@@ -50,29 +50,34 @@ class ReconcileSummary:
 
 
 @dataclass(frozen=True)
-class _Page:
+class PaymentPage:
     payments: list[IncomingPayment]
     cursor: str | None
 
 
-def _pages(source: str, store: Store, settings: Settings, cursor: str | None) -> Iterator[_Page]:
+def _pages(source: str, store: Store, settings: Settings, cursor: str | None) -> Iterator[PaymentPage]:
     if source == "stripe":
         for stripe_page in stripe_connector(settings).pull_payments(cursor):
-            yield _Page(stripe_page.payments, stripe_page.cursor)
+            yield PaymentPage(stripe_page.payments, stripe_page.cursor)
     elif source == "quickbooks":
         with quickbooks_connector(store, settings) as connector:
             for qbo_page in connector.pull_payments(cursor):
-                yield _Page(qbo_page.payments, qbo_page.cursor)
+                yield PaymentPage(qbo_page.payments, qbo_page.cursor)
     else:
         raise ValueError(f"unknown payment source {source!r} (expected stripe or quickbooks)")
 
 
 def reconcile(store: Store, settings: Settings, source: str) -> ReconcileSummary:
     """Pull the source's payments since the stored cursor and record each once, matched where possible."""
-    summary = ReconcileSummary(source)
     with store.read() as session:
         cursor = get_cursor(session, source, STREAM)
-    for page in _pages(source, store, settings, cursor):
+    return record_pages(store, source, _pages(source, store, settings, cursor))
+
+
+def record_pages(store: Store, source: str, pages: Iterable[PaymentPage]) -> ReconcileSummary:
+    """Match and record each page's payments, and save the page's cursor, in one transaction per page."""
+    summary = ReconcileSummary(source)
+    for page in pages:
         with store.write() as session:
             rows = open_invoices(
                 session,
@@ -83,34 +88,33 @@ def reconcile(store: Store, settings: Settings, source: str) -> ReconcileSummary
             by_customer: dict[str, list[OpenInvoice]] = defaultdict(list)
             for invoice in invoices.values():
                 by_customer[invoice.customer_ref].append(invoice)
+            seen = known_payment_refs(session, [f"{source}:{p.payment_ref}" for p in page.payments])
+            batch: list[PaymentIn] = []
             for payment in page.payments:
-                match = match_payment(payment, invoices, by_customer)
-                recorded = record_payment(
-                    session,
-                    payment_ref=f"{source}:{payment.payment_ref}",
-                    currency=payment.currency,
-                    amount=payment.amount,
-                    received_on=payment.received_on,
-                    allocations=list(match.allocations),
-                    customer_ref=payment.customer_ref,
-                    method=payment.method,
-                    reference=payment.reference,
-                )
-                if not recorded:
+                ref = f"{source}:{payment.payment_ref}"
+                if ref in seen:  # recorded by an earlier run (or earlier in this page): never twice
                     summary.outcomes["seen_before"] += 1
                     continue
-                for number, share in match.allocations:  # later payments in this page see what is left
-                    invoice = invoices[number]
-                    invoices[number] = OpenInvoice(
-                        invoice.number,
-                        invoice.customer_ref,
-                        invoice.currency,
-                        invoice.open_amount - share,
-                        invoice.due_date,
+                seen.add(ref)
+                match = match_payment(payment, invoices, by_customer)
+                batch.append(
+                    PaymentIn(
+                        ref,
+                        payment.currency,
+                        payment.amount,
+                        payment.received_on,
+                        match.allocations,
+                        payment.customer_ref,
+                        payment.method,
+                        payment.reference,
                     )
-                by_customer = defaultdict(list)
-                for invoice in invoices.values():
-                    by_customer[invoice.customer_ref].append(invoice)
+                )
+                for number, share in match.allocations:  # later payments in this page see what is left
+                    left = replace(invoices[number], open_amount=invoices[number].open_amount - share)
+                    invoices[number] = left
+                    by_customer[left.customer_ref] = [
+                        left if i.number == number else i for i in by_customer[left.customer_ref]
+                    ]
                 outcome = (
                     "matched"
                     if match.matched and match.reason is None
@@ -120,7 +124,8 @@ def reconcile(store: Store, settings: Settings, source: str) -> ReconcileSummary
                 )
                 summary.outcomes[outcome] += 1
                 if match.reason:
-                    summary.unmatched.append((f"{source}:{payment.payment_ref}", match.reason))
+                    summary.unmatched.append((ref, match.reason))
+            record_payments(session, batch)
             if page.cursor is not None:
                 set_cursor(session, source, STREAM, page.cursor)
     return summary

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
@@ -25,6 +26,7 @@ from billbridge.store.models import (
     Payment,
     PaymentAllocation,
     table_of,
+    utcnow,
 )
 
 ONE_DAY = timedelta(days=1)
@@ -322,6 +324,20 @@ def set_status(session: Session, number: str, target: str) -> str:
     return previous
 
 
+@dataclass(frozen=True)
+class PaymentIn:
+    """A payment to record, with its allocations to invoices (by number)."""
+
+    payment_ref: str
+    currency: str
+    amount: Decimal
+    received_on: date
+    allocations: tuple[tuple[str, Decimal], ...] = ()
+    customer_ref: str | None = None
+    method: str | None = None
+    reference: str | None = None
+
+
 def record_payment(
     session: Session,
     *,
@@ -336,39 +352,100 @@ def record_payment(
 ) -> bool:
     """Record a payment and apply it to invoices (by number). A payment_ref seen before is ignored
     (returns False), so a replayed payment never counts twice. What is not allocated stays unapplied."""
-    if session.scalar(select(Payment.id).where(Payment.payment_ref == payment_ref)) is not None:
-        return False
-    allocated = sum((a for _, a in allocations), ZERO)
-    if allocated > amount:
-        raise ValueError(f"payment {payment_ref}: allocations {allocated} exceed the amount {amount}")
-    customer_id = None
-    if customer_ref is not None:
-        customer_id = session.scalar(select(Customer.id).where(Customer.customer_ref == customer_ref))
-    payment = Payment(
-        payment_ref=payment_ref,
-        customer_id=customer_id,
-        currency=currency,
-        amount=amount,
-        unapplied_amount=amount - allocated,
-        received_on=received_on,
-        method=method,
-        reference=reference,
-    )
-    session.add(payment)
-    session.flush()
-    for number, share in allocations:
-        invoice = session.scalar(select(Invoice).where(Invoice.number == number).with_for_update())
-        if invoice is None:
-            raise LookupError(f"payment {payment_ref}: no invoice numbered {number!r}")
-        if invoice.currency != currency:
-            raise ValueError(
-                f"payment {payment_ref}: {currency} payment cannot settle {invoice.currency} invoice {number}"
+    payment = PaymentIn(payment_ref, currency, amount, received_on, tuple(allocations), customer_ref, method, reference)
+    return record_payments(session, [payment])[0]
+
+
+_PAYMENTS = table_of(Payment)
+_INVOICES = table_of(Invoice)
+_SET_PAID = (
+    update(_INVOICES)
+    .where(_INVOICES.c.id == bindparam("iid"))
+    .values(amount_paid=bindparam("paid"), status=bindparam("new_status"), updated_at=bindparam("now"))
+)
+
+
+def record_payments(session: Session, payments: Sequence[PaymentIn]) -> list[bool]:
+    """Batch form of :func:`record_payment`: a handful of statements for the whole batch (known refs,
+    the invoices concerned, the new payments, their allocations, the invoice updates). Returns, per
+    payment, whether it was recorded (False: its ref was seen before, in the store or the batch).
+    Raises ValueError / LookupError / InvalidTransition for an allocation that cannot be applied."""
+    refs = [p.payment_ref for p in payments]
+    seen = set(session.scalars(select(Payment.payment_ref).where(Payment.payment_ref.in_(refs))))
+    fresh: list[PaymentIn] = []
+    recorded: list[bool] = []
+    for p in payments:
+        is_new = p.payment_ref not in seen
+        recorded.append(is_new)
+        if is_new:
+            seen.add(p.payment_ref)
+            fresh.append(p)
+    if not fresh:
+        return recorded
+    numbers = {n for p in fresh for n, _ in p.allocations}
+    query = select(
+        Invoice.id, Invoice.number, Invoice.currency, Invoice.invoice_total, Invoice.amount_paid, Invoice.status
+    ).where(Invoice.number.in_(numbers))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    invoices = {r.number: [r.id, r.currency, r.invoice_total, r.amount_paid, r.status] for r in session.execute(query)}
+    customers = dict(
+        session.execute(
+            select(Customer.customer_ref, Customer.id).where(
+                Customer.customer_ref.in_({p.customer_ref for p in fresh if p.customer_ref})
             )
-        paid = invoice.amount_paid + share
-        invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, paid)
-        invoice.amount_paid = paid
-        session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount=share))
-    return True
+        ).all()
+    )
+    payment_rows, allocation_refs = [], []
+    for p in fresh:
+        allocated = sum((a for _, a in p.allocations), ZERO)
+        if allocated > p.amount:
+            raise ValueError(f"payment {p.payment_ref}: allocations {allocated} exceed the amount {p.amount}")
+        for number, share in p.allocations:
+            invoice = invoices.get(number)
+            if invoice is None:
+                raise LookupError(f"payment {p.payment_ref}: no invoice numbered {number!r}")
+            if invoice[1] != p.currency:
+                raise ValueError(
+                    f"payment {p.payment_ref}: {p.currency} payment cannot settle {invoice[1]} invoice {number}"
+                )
+            paid = invoice[3] + share
+            invoice[4] = lifecycle.status_after_payment(invoice[4], invoice[2], paid)
+            invoice[3] = paid
+            allocation_refs.append((p.payment_ref, invoice[0], share))
+        payment_rows.append(
+            {
+                "payment_ref": p.payment_ref,
+                "customer_id": customers.get(p.customer_ref) if p.customer_ref else None,
+                "currency": p.currency,
+                "amount": p.amount,
+                "unapplied_amount": p.amount - allocated,
+                "received_on": p.received_on,
+                "method": p.method,
+                "reference": p.reference,
+            }
+        )
+    connection = session.connection()
+    connection.execute(insert(_PAYMENTS), payment_rows)
+    ids = dict(
+        connection.execute(
+            select(_PAYMENTS.c.payment_ref, _PAYMENTS.c.id).where(
+                _PAYMENTS.c.payment_ref.in_([r["payment_ref"] for r in payment_rows])
+            )
+        ).all()
+    )
+    if allocation_refs:
+        connection.execute(
+            insert(table_of(PaymentAllocation)),
+            [{"payment_id": ids[ref], "invoice_id": iid, "amount": share} for ref, iid, share in allocation_refs],
+        )
+        now = utcnow()
+        touched = {iid for _, iid, _ in allocation_refs}
+        connection.execute(
+            _SET_PAID,
+            [{"iid": v[0], "paid": v[3], "new_status": v[4], "now": now} for v in invoices.values() if v[0] in touched],
+        )
+    return recorded
 
 
 def open_invoices(
@@ -403,3 +480,8 @@ def open_invoices(
         }
         for r in session.execute(query)
     ]
+
+
+def known_payment_refs(session: Session, refs: Iterable[str]) -> set[str]:
+    """Which of these payment refs are recorded already."""
+    return set(session.scalars(select(Payment.payment_ref).where(Payment.payment_ref.in_(list(refs)))))
