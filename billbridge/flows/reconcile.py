@@ -82,7 +82,8 @@ def record_pages(store: Store, source: str, pages: Iterable[PaymentPage]) -> Rec
             rows = open_invoices(
                 session,
                 numbers=[n for p in page.payments for n in p.invoice_numbers],
-                customer_refs=[p.customer_ref for p in page.payments if p.customer_ref],
+                # A customer's other open invoices matter only to payments that name none.
+                customer_refs=[p.customer_ref for p in page.payments if p.customer_ref and not p.invoice_numbers],
             )
             invoices = {r["number"]: OpenInvoice(**r) for r in rows}
             by_customer: dict[str, list[OpenInvoice]] = defaultdict(list)
