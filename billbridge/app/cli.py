@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -138,6 +139,10 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """The whole loop with no accounts: four vendor sandboxes, quote_to_cash on Prefect, a summary."""
+    # Quiet by default: Prefect's per-run log lines and its temporary server's telemetry are noise here
+    # (the Prefect UI has the runs). Set PREFECT_LOGGING_LEVEL to see them.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from billbridge.app.demo import run_demo
 
     with Progress(

@@ -151,7 +151,8 @@ def test_calls_are_the_minimum_the_page_size_allows(sandbox: SalesforceSandbox, 
     source = source_for(sandbox, world, batch_size=200)
     pages = list(source.pull(None))
     n = len(world.live_deals)
-    minimum = math.ceil(n / 200) + 1  # the opportunity pages and the price book query
+    # the opportunity pages, the price book query, and the delete log that starts the next run's cursor
+    minimum = math.ceil(n / 200) + 2
     assert sum(p.api_calls for p in pages) == minimum == sandbox.injector.total_calls(DATA_CALLS)
     assert len(pages) == math.ceil(n / 200)
 
@@ -263,3 +264,23 @@ def test_connect_is_configured_by_settings_alone(
     source.clock = lambda: world.now + timedelta(days=1)
     assert sorted(deal_ids(list(source.pull(None)))) == sorted(opportunity_id(d.key) for d in world.live_deals)
     assert source.client.settings.client_secret.get_secret_value() not in repr(source.client.settings)
+
+
+def test_a_quiet_org_whose_newest_change_is_older_than_the_delete_log_still_syncs_incrementally(
+    sandbox: SalesforceSandbox, world: DemoWorld
+) -> None:
+    """Found by the demo: the delete cursor began at the newest SystemModstamp, which in an org with no
+    change for 15 days is before the delete log, and the next run failed with INVALID_REPLICATION_DATE."""
+    later = world.now + timedelta(days=30)
+    sandbox.org.set_clock(later)
+    source = source_for(sandbox, world)
+    source.clock = sandbox.org.now
+    first = list(source.pull(None))
+    assert deal_ids(first)
+    assert deal_ids(list(source.pull(first[-1].cursor))) == []  # failed before the fix
+
+    gone = opportunity_id(world.live_deals[0].key)
+    sandbox.org.delete("Opportunity", gone, sandbox.org.now())
+    sandbox.org.set_clock(sandbox.org.now() + timedelta(minutes=2))  # the log covers whole minutes
+    again = list(source.pull(first[-1].cursor))
+    assert [i for p in again for i in p.deleted_ids] == [gone]

@@ -24,6 +24,7 @@ from billbridge.connectors.base import DealBundle, DealPage
 from billbridge.connectors.salesforce.client import SalesforceClient
 
 LAG = timedelta(minutes=5)
+BOOTSTRAP = timedelta(days=14)  # how much of the 15-day delete log a full pull reads
 LINES = "OpportunityLineItems"  # child relationship of Opportunity
 ENTRIES = "PricebookEntries"  # child relationship of Product2
 
@@ -154,7 +155,7 @@ class SalesforceSource:
         state = Cursor.decode(cursor)
         calls_before = self.client.calls
         products = self.products()
-        deleted_ids = self._deleted(state) if state.since is not None else []
+        deleted_ids = self._deleted(state)
         old_since = state.since
         pending: list[dict[str, Any]] | None = [] if old_since is not None else None  # the re-read window
         options = self.client.request_options()
@@ -238,13 +239,18 @@ class SalesforceSource:
     def _deleted(self, state: Cursor) -> list[str]:
         """Opportunities deleted since the last run; moves ``state.deleted_from`` to what was covered.
 
+        A full pull reads the last ``BOOTSTRAP`` of the log: it starts the delete cursor on the
+        server's clock (``latestDateCovered``), not on the newest SystemModstamp, which in a quiet
+        org is older than the log, and after a cursor reset it ends what was deleted meanwhile.
         Salesforce keeps the delete log for 15 days: a cursor older than that fails with
         INVALID_REPLICATION_DATE (fatal), and the stream needs a full pull (cursor None).
         """
-        assert state.since is not None
         end = self.clock()
-        start = state.deleted_from or state.since - LAG
-        if end <= start:
+        if state.since is None or state.deleted_from is None and end - state.since > BOOTSTRAP:
+            start = end - BOOTSTRAP
+        else:
+            start = state.deleted_from or state.since - LAG
+        if end.replace(microsecond=0) <= start.replace(microsecond=0):  # the API takes whole seconds
             return []
         params = {"start": start.isoformat(timespec="seconds"), "end": end.isoformat(timespec="seconds")}
         timeout = self.client.settings.timeout_seconds
@@ -254,5 +260,6 @@ class SalesforceSource:
 
         body = self.client.call(get)
         covered = parse_sf_datetime(body["latestDateCovered"]) if body.get("latestDateCovered") else end
-        state.deleted_from = max(start, covered)
+        # The server's clock may lag ours: what it covered is where the next run starts.
+        state.deleted_from = covered if state.since is None else max(start, covered)
         return [row["id"] for row in body.get("deletedRecords", [])]
