@@ -157,13 +157,14 @@ def demo(
     if as_json:
         _json(result)
         return
-    table = Table("", "", title="billbridge demo: quote to cash")
+    table = Table(show_header=False, title="billbridge demo: quote to cash")
     rows = [
         ("deals pulled", ", ".join(f"{k} {v}" for k, v in result["deals_pulled"].items())),
         ("contracts", result["contracts"]),
         ("invoices / credit notes generated", f"{result['invoices']} / {result['credit_notes']}"),
         ("pushed", ", ".join(f"{k} {v}" for k, v in result["pushed"].items())),
         ("auto-charged / declined", f"{result['charged']} / {result['declined']}"),
+        ("Stripe payments entered in QuickBooks", result["stripe_payments_in_quickbooks"]),
         ("paid / partially paid", f"{result['paid']} / {result['partially_paid']}"),
         ("payments reconciled", ", ".join(f"{k} {v}" for k, v in result["reconciled"].items())),
         ("quarantined (see billbridge quarantine list)", result["quarantined"]),

@@ -119,16 +119,26 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         if name.startswith("sync_crm.")
     }
     reconciled = Counter[str]()
+    recorded_from = Counter[str]()  # new payments recorded, per source
     for run in runs:
         for name, step in run.items():
             if name.startswith("reconcile."):
-                reconciled.update(step.get("outcomes", {}))
+                outcomes = step.get("outcomes", {})
+                reconciled.update(outcomes)
+                recorded_from[name.split(".", 1)[1]] += sum(
+                    outcomes.get(k, 0) for k in ("matched", "partly_matched", "unmatched")
+                )
     qbo_numbers = [str(r["DocNumber"]) for e in ("Invoice", "CreditMemo") for r in sandboxes.quickbooks.company.all(e)]
     stripe_numbers = [
         str((inv.get("metadata") or {}).get("billbridge_number"))
         for inv in sandboxes.stripe.sandbox.state.all("invoice")
     ]
     qbo_docs = len(qbo_numbers)
+    entered = [  # Stripe payments entered in QuickBooks (their note names the Stripe payment)
+        str(p.get("PrivateNote"))
+        for p in sandboxes.quickbooks.company.all("Payment")
+        if str(p.get("PrivateNote", "")).startswith("billbridge stripe ")
+    ]
     again = runs[-1]
     charged = sum(run.get("collect", {}).get("outcomes", {}).get("charged", 0) for run in runs)
     declined = sum(run.get("collect", {}).get("outcomes", {}).get("declined", 0) for run in runs)
@@ -144,9 +154,11 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         },
         "charged": charged,
         "declined": declined,
+        "stripe_payments_in_quickbooks": len(set(entered)),
         "paid": statuses["paid"],
         "partially_paid": statuses["partially_paid"],
         "reconciled": dict(reconciled),
+        "payments_recorded": dict(recorded_from),
         "unmatched": [
             u
             for run in runs
@@ -160,6 +172,7 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         "duplicates": {
             "quickbooks": len(qbo_numbers) - len(set(qbo_numbers)),
             "stripe": len(stripe_numbers) - len(set(stripe_numbers)),
+            "quickbooks_payments": len(entered) - len(set(entered)),
         },
         "second_run_created": {
             "contracts": sum(
@@ -172,6 +185,9 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
                 step.get("outcomes", {}).get("created", 0) for n, step in again.items() if n.startswith("push.")
             ),
             "charged": again.get("collect", {}).get("outcomes", {}).get("charged", 0),
+            "payments_in_quickbooks": again.get("reconcile.stripe", {})
+            .get("mirrored_to_quickbooks", {})
+            .get("created", 0),
         },
         "mrr": {cur: str(v) for cur, v in monthly.items()},
         "arr": {cur: str(v) for cur, v in arr(monthly).items()},

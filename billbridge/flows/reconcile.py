@@ -8,7 +8,7 @@ payments are recorded unapplied and reported with the reason, never dropped.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +19,7 @@ from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import OpenInvoice, match_payment
 from billbridge.flows.limits import vendor_slot
+from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
@@ -32,17 +33,20 @@ class ReconcileSummary:
     source: str
     outcomes: Counter[str] = field(default_factory=Counter)  # matched, partly_matched, unmatched, seen_before
     unmatched: list[tuple[str, str]] = field(default_factory=list)  # (payment ref, reason)
+    mirrored: Counter[str] = field(default_factory=Counter)  # entries in QuickBooks: created, existing, waiting
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "outcomes": dict(self.outcomes),
+            "mirrored_to_quickbooks": dict(self.mirrored),
             "unmatched": [{"payment": p, "reason": r} for p, r in self.unmatched],
         }
 
     def markdown(self) -> str:
         lines = [f"# Reconciliation: {self.source}", "", "| outcome | payments |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(self.outcomes.items())]
+        lines += [f"| entered in QuickBooks: {k} | {v} |" for k, v in sorted(self.mirrored.items())]
         if self.unmatched:
             lines += ["", "## Not (fully) matched", "", "| payment | reason |", "|---|---|"]
             lines += [f"| {p} | {r.replace('|', '/')} |" for p, r in self.unmatched[:200]]
@@ -71,11 +75,16 @@ def reconcile(store: Store, settings: Settings, source: str) -> ReconcileSummary
     """Pull the source's payments since the stored cursor and record each once, matched where possible."""
     with store.read() as session:
         cursor = get_cursor(session, source, STREAM)
-    return record_pages(store, source, _pages(source, store, settings, cursor))
+    return record_pages(
+        store, source, _pages(source, store, settings, cursor), mirror_to=mirror_targets(settings, source)
+    )
 
 
-def record_pages(store: Store, source: str, pages: Iterable[PaymentPage]) -> ReconcileSummary:
-    """Match and record each page's payments, and save the page's cursor, in one transaction per page."""
+def record_pages(
+    store: Store, source: str, pages: Iterable[PaymentPage], *, mirror_to: Sequence[str] = ()
+) -> ReconcileSummary:
+    """Match and record each page's payments, and save the page's cursor, in one transaction per page.
+    Payments applied to our invoices are queued, in the same transaction, for entry in ``mirror_to``."""
     summary = ReconcileSummary(source)
     for page in pages:
         with store.write() as session:
@@ -95,6 +104,9 @@ def record_pages(store: Store, source: str, pages: Iterable[PaymentPage]) -> Rec
                 ref = f"{source}:{payment.payment_ref}"
                 if ref in seen:  # recorded by an earlier run (or earlier in this page): never twice
                     summary.outcomes["seen_before"] += 1
+                    continue
+                if payment.extra.get("mirrored_from"):  # our own entry of a payment recorded from its source
+                    summary.outcomes["mirrored"] += 1
                     continue
                 seen.add(ref)
                 match = match_payment(payment, invoices, by_customer)
@@ -126,7 +138,8 @@ def record_pages(store: Store, source: str, pages: Iterable[PaymentPage]) -> Rec
                 summary.outcomes[outcome] += 1
                 if match.reason:
                     summary.unmatched.append((ref, match.reason))
-            record_payments(session, batch)
+            recorded = record_payments(session, batch)
+            queue_mirrors(session, source, [p for p, new in zip(batch, recorded, strict=True) if new], mirror_to)
             if page.cursor is not None:
                 set_cursor(session, source, STREAM, page.cursor)
     return summary
@@ -139,5 +152,10 @@ def reconcile_payments(source: str = "stripe") -> dict[str, Any]:
     store = open_store(settings.database)
     with vendor_slot(source):
         summary = reconcile(store, settings, source)
+    if mirror_targets(settings, source):
+        with vendor_slot("quickbooks"):
+            mirrored = mirror_payments(store, settings)
+        summary.mirrored.update(mirrored.outcomes)
+        summary.unmatched += [(f"mirror message {m}", e) for m, e in mirrored.failures]
     create_markdown_artifact(summary.markdown(), key=f"reconcile-{source}", description=f"Payments from {source}")
     return summary.as_dict()

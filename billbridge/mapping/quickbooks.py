@@ -154,6 +154,8 @@ def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str])
     }
     if unknown:
         extra["unknown_invoice_ids"] = ",".join(unknown)
+    if (origin := mirrored_from(payment.get("PrivateNote"))) is not None:
+        extra["mirrored_from"] = origin
     method = payment.get("PaymentMethodRef") or {}
     return IncomingPayment(
         source="quickbooks",
@@ -173,6 +175,14 @@ def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str])
 def payment_note(payment: IncomingPayment) -> str:
     """The PrivateNote that marks a payment we recorded, so a lookup can find it again."""
     return f"billbridge {payment.source} {payment.payment_ref}"
+
+
+def mirrored_from(note: object) -> str | None:
+    """``source:ref`` of the payment a QuickBooks Payment mirrors (its ``payment_note``), else None."""
+    parts = note.split(" ") if isinstance(note, str) else []
+    if len(parts) == 3 and parts[0] == "billbridge" and parts[1] != "quickbooks" and parts[2]:
+        return f"{parts[1]}:{parts[2]}"
+    return None
 
 
 def payment_payload(payment: IncomingPayment, *, customer_id: str, invoice_ids: Mapping[str, str]) -> dict[str, Any]:

@@ -491,3 +491,15 @@ def open_invoices(
 def known_payment_refs(session: Session, refs: Iterable[str]) -> set[str]:
     """Which of these payment refs are recorded already."""
     return set(session.scalars(select(Payment.payment_ref).where(Payment.payment_ref.in_(list(refs)))))
+
+
+def payment_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
+    """Payment ids by payment ref, for the refs that are recorded."""
+    query = select(Payment.payment_ref, Payment.id).where(Payment.payment_ref.in_(list(refs)))
+    return {ref: ident for ref, ident in session.execute(query)}
+
+
+def invoice_ids(session: Session, numbers: Iterable[str]) -> dict[str, int]:
+    """Invoice ids by document number, for the numbers that exist."""
+    query = select(Invoice.number, Invoice.id).where(Invoice.number.in_(list(numbers)))
+    return {number: ident for number, ident in session.execute(query)}

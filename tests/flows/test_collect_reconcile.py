@@ -16,6 +16,7 @@ from billbridge.flows.bill import approve_drafts
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.collect import collect
 from billbridge.flows.importing import import_file
+from billbridge.flows.mirror import mirror_payments
 from billbridge.flows.push import push, stripe_connector
 from billbridge.flows.reconcile import reconcile
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
@@ -122,3 +123,55 @@ def test_quickbooks_payments_reconcile_in_full_and_in_part_once(
     assert by_number[str(part["number"])]["status"] == "partially_paid"
     assert by_number[str(part["number"])]["amount_paid"] == half
     assert reconcile(store, settings, "quickbooks").outcomes.get("matched", 0) == 0
+
+
+def test_stripe_payments_are_entered_in_quickbooks_against_their_invoices_once(
+    store: Store, stripe_sandbox: RunningStripe, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(qbo, database_url, tmp_path).model_copy(
+        update={
+            "stripe": StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
+            "push_targets": ["quickbooks", "stripe"],
+        }
+    )
+    bill_and_approve(store, ["quickbooks", "stripe"])
+    push(store, settings, "quickbooks")
+    push(store, settings, "stripe")
+    connector = stripe_connector(settings)
+    connector.attach_default_payment_method(connector.find_customer("globex"), "pm_card_visa")
+    with store.read() as session:
+        auto = list_invoices(session, contract_ref="C-100-globex")
+        qbo_id = {
+            str(d["number"]): external_refs.get_external_id(session, "quickbooks", "invoice", int(d["id"]))
+            for d in auto
+        }
+    assert auto and all(qbo_id.values())
+    assert collect(store, settings).outcomes == {"charged": len(auto)}
+    assert all(qbo.company.get("Invoice", i)["Balance"] > 0 for i in qbo_id.values())  # open in the books
+
+    # Every QuickBooks write loses its answer: the outcome is unknown, the message waits for a retry.
+    lost = qbo.faults.add(kind="lost_response", path="/batch$", times=None)
+    assert reconcile(store, settings, "stripe").outcomes == {"matched": len(auto)}
+    first = mirror_payments(store, settings)
+    assert first.outcomes == {"retrying": len(auto)}
+    qbo.faults.clear()
+    assert lost.hits > 0
+    with store.write() as session:
+        outbox.retry_now(session, [m["id"] for m in outbox.pending(session)])
+    second = mirror_payments(store, settings)
+    assert second.outcomes == {"existing": len(auto)}  # found by its note, not entered again
+
+    entered = [p for p in qbo.company.all("Payment") if str(p.get("PrivateNote", "")).startswith("billbridge stripe ")]
+    assert len(entered) == len(auto)  # one QuickBooks payment per Stripe payment, despite the lost answers
+    linked = {link["TxnId"] for p in entered for line in p["Line"] for link in line["LinkedTxn"]}
+    assert linked == set(qbo_id.values())
+    assert all(qbo.company.get("Invoice", i)["Balance"] == 0 for i in qbo_id.values())  # paid in the books too
+
+    # Pulling QuickBooks payments back recognises our entries: nothing is recorded twice here.
+    with store.read() as session:
+        before = sum(Decimal(str(d["amount_paid"])) for d in list_invoices(session))
+    assert reconcile(store, settings, "quickbooks").outcomes == {"mirrored": len(auto)}
+    with store.read() as session:
+        assert sum(Decimal(str(d["amount_paid"])) for d in list_invoices(session)) == before
+    assert mirror_payments(store, settings).outcomes == {}
+    assert reconcile(store, settings, "stripe").outcomes.get("matched", 0) == 0

@@ -1,0 +1,150 @@
+"""Payments collected in Stripe, entered in QuickBooks against the invoices they paid there.
+
+The books live in QuickBooks: an invoice paid by card in Stripe must not stay open in its accounts
+receivable. Reconciliation queues a ``mirror.quickbooks`` message in the transaction that records a
+Stripe payment applied to our invoices (``queue_mirrors``); this relay enters it as a QuickBooks
+Payment linked to those invoices, once: its requestid is deterministic, a message claimed before is
+looked up by the payment's PrivateNote first, and QuickBooks' own payment pull recognises that note
+and does not record the payment a second time (mapping/quickbooks.py ``mirrored_from``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from billbridge.app.settings import Settings
+from billbridge.billing.documents import IncomingPayment
+from billbridge.connectors.errors import Classified, ErrorKind, VendorError
+from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, RelaySummary, relay
+from billbridge.store import external_refs, outbox
+from billbridge.store.db import Store
+from billbridge.store.invoices import PaymentIn, invoice_ids, payment_ids
+from billbridge.store.outbound import outbound_documents
+from billbridge.store.outbox import Message
+
+TOPIC = "mirror.quickbooks"
+BATCH = 30  # one QuickBooks batch call
+
+
+def mirror_targets(settings: Settings, source: str) -> tuple[str, ...]:
+    """Where payments from ``source`` are entered too: QuickBooks, when invoices are pushed there."""
+    return ("quickbooks",) if source != "quickbooks" and "quickbooks" in settings.push_targets else ()
+
+
+def queue_mirrors(session: Session, source: str, recorded: Sequence[PaymentIn], targets: Sequence[str]) -> int:
+    """Queue the just-recorded payments that paid our invoices for entry in ``targets`` (same transaction)."""
+    if "quickbooks" not in targets:
+        return 0
+    applied = [p for p in recorded if p.allocations and p.amount > 0]  # refunds stay with their source
+    ids = payment_ids(session, [p.payment_ref for p in applied])
+    queued = 0
+    for payment in applied:
+        vendor_ref = payment.payment_ref.removeprefix(f"{source}:")
+        queued += outbox.enqueue(
+            session,
+            topic=TOPIC,
+            aggregate_type="payment",
+            aggregate_id=ids[payment.payment_ref],
+            dedupe_key=f"{TOPIC}:{payment.payment_ref}",
+            payload={
+                "source": source,
+                "payment_ref": vendor_ref,
+                "currency": payment.currency,
+                "amount": str(payment.amount),
+                "received_on": payment.received_on.isoformat(),
+                "customer_ref": payment.customer_ref,
+                "allocations": [[number, str(share)] for number, share in payment.allocations],
+                "method": payment.method,
+                "reference": payment.reference,
+            },
+        )
+    return queued
+
+
+def _incoming(payload: dict[str, Any]) -> IncomingPayment:
+    numbers, amounts = zip(*payload["allocations"], strict=True)
+    return IncomingPayment(
+        source=payload["source"],
+        payment_ref=payload["payment_ref"],
+        currency=payload["currency"],
+        amount=Decimal(payload["amount"]),
+        received_on=date.fromisoformat(payload["received_on"]),
+        customer_ref=payload.get("customer_ref"),
+        invoice_numbers=tuple(numbers),
+        invoice_amounts=tuple(Decimal(a) for a in amounts),
+        method=payload.get("method"),
+        reference=payload.get("reference"),
+    )
+
+
+def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """Enter a batch of mirrored payments: customers found or made, then one batch call of Payments."""
+    from billbridge.connectors.quickbooks.connector import PaymentToRecord, QuickBooksWriteError
+    from billbridge.flows.push import quickbooks_connector
+    from billbridge.mapping.quickbooks import customer_spec
+
+    connector = quickbooks_connector(store, settings)
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        payments = {m.id: _incoming(m.payload) for m in messages}
+        numbers = {n for p in payments.values() for n in p.invoice_numbers}
+        with store.read() as session:
+            ids = invoice_ids(session, numbers)
+            in_qbo = {n: external_refs.get_external_id(session, "quickbooks", "invoice", i) for n, i in ids.items()}
+            documents = outbound_documents(session, sorted(ids.values()))
+        out: list[Delivery] = []
+        ready: list[Message] = []
+        for message in messages:
+            missing = [n for n in payments[message.id].invoice_numbers if not in_qbo.get(n)]
+            if missing:  # pushed later (or parked with an error there): try again
+                reason = f"invoice {', '.join(missing)} is not in QuickBooks yet"
+                out.append(Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason), outcome="waiting"))
+            else:
+                ready.append(message)
+        if not ready:
+            return out
+        specs = {}
+        for message in ready:
+            doc = documents[ids[payments[message.id].invoice_numbers[0]]]
+            specs[doc.customer_ref] = customer_spec(doc)
+        try:
+            customers = connector.ensure_customers(list(specs.values()))
+        except VendorError as exc:
+            return out + [Delivery(m.id, error=exc.classified) for m in ready]
+        except QuickBooksWriteError as exc:
+            error = Classified(ErrorKind.RETRIABLE, f"customer not in QuickBooks: {exc}")
+            return out + [Delivery(m.id, error=error) for m in ready]
+        items = []
+        for message in ready:
+            payment = payments[message.id]
+            customer = documents[ids[payment.invoice_numbers[0]]].customer_ref
+            qbo_invoices = {n: str(in_qbo[n]) for n in payment.invoice_numbers}
+            items.append(PaymentToRecord(payment, customers[customer], qbo_invoices))
+        try:
+            results = connector.record_payments(items, look_up_first=any(m.attempts for m in ready))
+        except VendorError as exc:
+            return out + [Delivery(m.id, error=exc.classified) for m in ready]
+        for message, result in zip(ready, results, strict=True):
+            if result.external_id is not None and result.status in ("created", "existing"):
+                link = ExternalLink("quickbooks", "payment", message.aggregate_id, result.external_id)
+                out.append(Delivery(message.id, links=(link,), outcome=result.status))
+            else:
+                kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
+                out.append(Delivery(message.id, error=Classified(kind, result.error or "refused")))
+        return out
+
+    return handle, connector.close
+
+
+def mirror_payments(store: Store, settings: Settings, *, limit: int | None = None) -> RelaySummary:
+    """Deliver the queued ``mirror.quickbooks`` payments."""
+    handler, close = quickbooks_payments_handler(store, settings)
+    try:
+        return relay(store, TOPIC, handler, batch=BATCH, limit=limit)
+    finally:
+        close()
