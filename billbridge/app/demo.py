@@ -156,6 +156,7 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         "declined": declined,
         "stripe_payments_in_quickbooks": len(set(entered)),
         "paid": statuses["paid"],
+        "paid_with_nothing_due": sum(1 for d in documents if d["status"] == "paid" and d["invoice_total"] == 0),
         "partially_paid": statuses["partially_paid"],
         "reconciled": dict(reconciled),
         "payments_recorded": dict(recorded_from),

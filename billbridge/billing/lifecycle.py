@@ -51,6 +51,12 @@ def status_after_payment(current: str, total: Decimal, amount_paid: Decimal) -> 
     return "paid" if amount_paid >= total else "partially_paid"
 
 
+def status_when_sent(total: Decimal) -> Status:
+    """A document with nothing to pay is settled when it is sent (Stripe and QuickBooks mark a zero
+    invoice paid too); otherwise it is sent and waits for payments."""
+    return "paid" if total == 0 else "sent"
+
+
 def open_balance(total: Decimal, amount_paid: Decimal, status: str) -> Decimal:
     return Decimal(0) if status == "void" else total - amount_paid
 

@@ -131,7 +131,9 @@ def draft_ids(session: Session, limit: int | None = None) -> list[int]:
 
 
 def mark_sent(session: Session, invoice_id: int) -> None:
-    """A document the ERP (or Stripe) now holds is sent: approved -> sent; any later status stays."""
+    """A document the ERP (or Stripe) now holds is sent: approved -> sent (paid when its total is zero);
+    any later status stays."""
     invoice = session.get(Invoice, invoice_id, with_for_update=True)
     if invoice is not None and invoice.status == "approved":
-        invoice.status = lifecycle.transition(invoice.status, "sent")
+        lifecycle.transition(invoice.status, "sent")
+        invoice.status = lifecycle.status_when_sent(invoice.invoice_total)

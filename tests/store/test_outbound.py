@@ -6,13 +6,16 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from sqlalchemy import update
+
 from billbridge.billing.documents import OutboundDocument
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.store import outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
-from billbridge.store.outbound import approve_and_queue, draft_ids, outbound_documents
+from billbridge.store.models import Invoice
+from billbridge.store.outbound import approve_and_queue, draft_ids, mark_sent, outbound_documents
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
 
@@ -48,3 +51,22 @@ def test_approving_queues_one_push_per_target_once(store: Store) -> None:
         pending = outbox.pending(session)
     assert len(pending) == len(ids) + auto
     assert {p["topic"] for p in pending} == {"push.quickbooks", "push.stripe"}
+
+
+def test_sending_settles_a_document_with_nothing_to_pay(store: Store) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        import_file(store, path)
+    run_billing(store, date(2026, 11, 22))
+    with store.write() as session:
+        ids = draft_ids(session)
+        approve_and_queue(session, ids, targets)
+        rows = list_invoices(session)
+        zero, other = rows[0], rows[1]
+        session.execute(update(Invoice).where(Invoice.id == zero["id"]).values(invoice_total=Decimal("0.00")))
+    with store.write() as session:
+        mark_sent(session, int(zero["id"]))
+        mark_sent(session, int(other["id"]))
+    with store.read() as session:
+        status = {row["id"]: row["status"] for row in list_invoices(session)}
+    assert status[zero["id"]] == "paid"  # nothing due: it never waits, is never late
+    assert status[other["id"]] == "sent"
