@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from billbridge.app.secrets import Sealer
 from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.pacing import Pacer
@@ -28,8 +29,11 @@ from billbridge.connectors.quickbooks import (
     TokenStore,
     verify_webhook,
 )
+from billbridge.flows.credentials import StoredTokens
 from billbridge.mapping.quickbooks import customer_spec
 from billbridge.sandbox.quickbooks import RunningQuickBooks, start_quickbooks
+from billbridge.store import oauth_tokens
+from billbridge.store.db import Store
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 BATCH = r"/batch$"
@@ -285,6 +289,27 @@ def test_two_workers_never_spend_the_same_refresh_token(
     assert sum(spent) == qb.faults.total_calls(r"/tokens/bearer$") == 3  # one refresh per expiry, shared
     live = store.load()
     assert qb.company.refresh_tokens[live.refresh_token].spent == 0 and live.leased_by is None
+
+
+def test_workers_sharing_the_database_token_store_never_spend_the_same_refresh_token(
+    qb: RunningQuickBooks, connect: Connect, store: Store, tmp_path: Path
+) -> None:
+    """The production token store: sealed rows with a version in SQLite or PostgreSQL, each worker
+    with its own StoredTokens (as separate processes would have), racing on every expiry."""
+    sealer = Sealer.from_settings(None, tmp_path)
+    tokens = [StoredTokens(store, f"quickbooks:{qb.realm_id}", sealer, qb.refresh_token) for _ in range(3)]
+    workers = [connect(t, worker=f"w{n}") for n, t in enumerate(tokens)]
+    for round_ in range(3):
+        qb.company.expire_access_tokens()
+        assert together(workers, lambda conn: conn.query("SELECT COUNT(*) FROM Invoice")) == [], f"round {round_}"
+    spent = [t.spent for t in qb.company.refresh_tokens.values()]
+    assert max(spent) == 1
+    assert sum(spent) == qb.faults.total_calls(r"/tokens/bearer$") == 3
+    live = tokens[0].load()
+    assert qb.company.refresh_tokens[live.refresh_token].spent == 0 and live.leased_by is None
+    with store.read() as session:
+        version, sealed = oauth_tokens.load(session, f"quickbooks:{qb.realm_id}") or (0, "")
+    assert version == live.version and live.refresh_token not in sealed  # stored sealed, never in clear
 
 
 def test_payments_come_back_linked_to_our_invoice_numbers(qb: RunningQuickBooks, connect: Connect) -> None:
