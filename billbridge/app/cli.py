@@ -611,3 +611,50 @@ def serve(
 
 def main() -> None:
     app()
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """What is in the store, what waits or fails in the outbox (with the errors), open and overdue
+    money, quarantined records, and when each source last synced."""
+    from billbridge.store.status import overview
+
+    store = _store()
+    with store.read() as session:
+        data = overview(session, date.today())
+    data["store"] = make_url(Settings().database).render_as_string(hide_password=True)
+    if as_json:
+        _json(data)
+        return
+    docs = data["documents"]
+    head = Table(show_header=False, title="billbridge status")
+    money = ", ".join(f"{v} {c}" for c, v in docs["receivable"].items()) or "0"
+    overdue = ", ".join(f"{v} {c}" for c, v in docs["overdue"].items()) or "0"
+    for label, value in [
+        ("store", data["store"]),
+        ("customers / contracts", f"{data['customers']} / {data['contracts']}"),
+        ("documents by status", ", ".join(f"{k} {v}" for k, v in sorted(docs["by_status"].items())) or "none"),
+        ("receivable (open)", money),
+        (f"overdue ({docs['late']} late)", overdue),
+        (
+            "payments recorded / with unapplied money",
+            f"{data['payments']['recorded']} / {data['payments']['with_unapplied_money']}",
+        ),
+        (
+            "quarantined (billbridge quarantine list)",
+            ", ".join(f"{k} {v}" for k, v in data["quarantined"].items()) or "0",
+        ),
+    ]:
+        head.add_row(label, str(value))
+    console.print(head)
+    if data["outbox"]:
+        box = Table("outbox topic", "delivered", "due", "retrying", "parked", "latest error", title="outbox")
+        for topic, counts in data["outbox"].items():
+            error = counts["errors"][0]["error"] if counts["errors"] else ""
+            box.add_row(topic, *(str(counts[k]) for k in ("delivered", "due", "retrying", "parked")), error)
+        console.print(box)
+    if data["cursors"]:
+        synced = Table("source", "stream", "last cursor saved (UTC)", title="sync cursors")
+        for cursor in data["cursors"]:
+            synced.add_row(cursor["source"], cursor["stream"], str(cursor["updated_at"]))
+        console.print(synced)

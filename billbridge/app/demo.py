@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from billbridge.app.settings import Settings
+from billbridge.billing.currency import quantum
 from billbridge.billing.metrics import arr, mrr
 from billbridge.flows.importing import import_document
 from billbridge.sandbox import demo_world
@@ -97,7 +98,8 @@ def customers_pay_in_quickbooks(quickbooks: Any, stripe: Any) -> int:
     ]
     for n, invoice in enumerate(sorted(open_invoices, key=lambda r: int(r["Id"]))):
         balance = Decimal(str(invoice["Balance"]))
-        share = balance if n % 2 == 0 else (balance / 2).quantize(Decimal("0.01")) if n % 7 == 1 else None
+        step = quantum(str(invoice["CurrencyRef"]["value"]))  # half a yen invoice is whole yen
+        share = balance if n % 2 == 0 else (balance / 2).quantize(step) if n % 7 == 1 else None
         if share:
             quickbooks.company.receive_payment({invoice["Id"]: share}, ref=f"DEMO-{invoice['DocNumber']}")
             paid += 1

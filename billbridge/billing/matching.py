@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
+from billbridge.billing.currency import UnknownCurrencyError, quantum
 from billbridge.billing.documents import IncomingPayment
 
 ZERO = Decimal(0)
@@ -47,6 +48,8 @@ def match_payment(
     """Allocate ``payment`` over the open ``invoices`` (by number) / ``by_customer`` (oldest first)."""
     if payment.amount <= 0:
         return Match((), payment.amount, "not a positive payment (a refund or reversal): left for a person")
+    if (problem := _not_money(payment)) is not None:
+        return Match((), payment.amount, problem)
     if payment.invoice_numbers:
         return _named(payment, invoices)
     if payment.customer_ref is None:
@@ -57,6 +60,17 @@ def match_payment(
     return Match(
         (), payment.amount, f"names no invoice, and no open invoice of {payment.customer_ref} is {payment.amount}"
     )
+
+
+def _not_money(payment: IncomingPayment) -> str | None:
+    """Why the payment's amount is no amount of its currency (unknown, or finer than its minor unit)."""
+    try:
+        step = quantum(payment.currency)
+    except UnknownCurrencyError:
+        return f"amount: unknown currency {payment.currency!r}"
+    if payment.amount != payment.amount.quantize(step, rounding=ROUND_DOWN):
+        return f"amount: {payment.amount} is not a whole number of {payment.currency} minor units ({step})"
+    return None
 
 
 def _named(payment: IncomingPayment, invoices: Mapping[str, OpenInvoice]) -> Match:

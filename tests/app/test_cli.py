@@ -185,3 +185,44 @@ def test_sandbox_command_serves_the_four_sandboxes_until_interrupted(tmp_path: P
     finally:
         child.send_signal(signal.SIGINT)
         assert child.wait(timeout=30) == 0
+
+
+def test_status_shows_documents_open_money_and_what_waits_or_fails_in_the_outbox(env: str) -> None:
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from billbridge.flows.bill import approve_drafts
+    from billbridge.store import outbox
+    from billbridge.store.db import open_store
+    from billbridge.store.invoices import list_invoices
+    from billbridge.store.outbound import mark_sent
+
+    assert run("examples", "--as-of", "2026-11-22", "--json")[0] == 0
+    store = open_store(env)
+    approve_drafts(store, ["quickbooks"])
+    with store.write() as session:
+        documents = sorted(list_invoices(session), key=lambda d: str(d["number"]))
+        jpy = next(d for d in documents if d["currency"] == "JPY" and d["invoice_total"] > 0)
+        kwd = next(d for d in documents if d["currency"] == "KWD" and d["invoice_total"] > 0)
+        for doc in (jpy, kwd):
+            mark_sent(session, int(doc["id"]))
+        throttled, refused = outbox.claim(session, topic="push.quickbooks", limit=2)
+        outbox.mark_failed(session, throttled.id, "HTTP 429 throttled", retry_in=timedelta(hours=1))
+        outbox.mark_failed(session, refused.id, "6000 Invalid Reference Id", retry_in=None)
+
+    code, out = run("status", "--json")
+    assert code == 0, out
+    status = json.loads(out)
+    assert status["contracts"] == 6 and status["documents"]["by_status"] == {"approved": 35, "sent": 2}
+    assert status["documents"]["receivable"] == {"JPY": str(jpy["invoice_total"]), "KWD": str(kwd["invoice_total"])}
+    late = {d["currency"]: str(d["invoice_total"]) for d in (jpy, kwd) if d["due_date"] < date.today()}
+    assert status["documents"]["overdue"] == late and status["documents"]["late"] == len(late)
+    box = status["outbox"]["push.quickbooks"]
+    assert (box["delivered"], box["due"], box["retrying"], box["parked"]) == (0, 35, 1, 1)
+    assert [e["error"] for e in box["errors"]] == ["6000 Invalid Reference Id", "HTTP 429 throttled"]
+    assert status["payments"] == {"recorded": 0, "with_unapplied_money": 0, "unapplied": {}}
+    assert status["quarantined"] == {} and status["cursors"] == []
+    assert Decimal(status["documents"]["receivable"]["KWD"]).as_tuple().exponent == -3  # exact, in its minor units
+
+    code, out = run("status")
+    assert code == 0 and "push.quickbooks" in out and "6000 Invalid" in out  # the table wraps long errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -53,6 +54,20 @@ def test_without_a_named_invoice_only_an_exact_open_amount_of_the_customer_match
     assert match_payment(payment("45.00"), {}, by_customer).allocations == (("US-INV-1", D("45.00")),)
     assert not match_payment(payment("44.99"), {}, by_customer).matched
     assert "no customer" in (match_payment(payment("45.00", customer=None), {}, by_customer).reason or "")
+
+
+def test_an_amount_finer_than_its_currency_or_in_an_unknown_one_is_left_for_review() -> None:
+    """Found by the demo: a QuickBooks payment of 412837.50 JPY was applied to a yen invoice."""
+    invoices = {"JP-INV-1": invoice("JP-INV-1", "825675", currency="JPY")}
+    half = replace(payment("412837.50", "JP-INV-1"), currency="JPY")
+    match = match_payment(half, invoices, {})
+    assert match.allocations == () and match.unapplied == D("412837.50")
+    assert match.reason == "amount: 412837.50 is not a whole number of JPY minor units (1)"
+    whole = replace(payment("412837", "JP-INV-1"), currency="JPY")
+    assert match_payment(whole, invoices, {}).allocations == (("JP-INV-1", D("412837")),)
+    assert match_payment(replace(whole, amount=D("412837.00")), invoices, {}).matched  # same amount, written long
+    odd = replace(payment("10.00", "US-INV-1"), currency="XXQ")
+    assert match_payment(odd, {}, {}).reason == "amount: unknown currency 'XXQ'"
 
 
 @given(
