@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -137,23 +138,66 @@ def demo(
     deals: Annotated[int, typer.Option(help="Deals in each CRM sandbox.")] = 60,
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Afterwards keep a Prefect server (UI), the deployments, the API and the sandboxes running."
+        ),
+    ] = False,
+    ui_port: Annotated[int, typer.Option(help="With --serve: the Prefect server's port.")] = 4200,
+    api_port: Annotated[int, typer.Option(help="With --serve: the billbridge API's port.")] = 8000,
 ) -> None:
     """The whole loop with no accounts: four vendor sandboxes, quote_to_cash on Prefect, a summary."""
     # Quiet by default: Prefect's per-run log lines and its temporary server's telemetry are noise here
     # (the Prefect UI has the runs). Set PREFECT_LOGGING_LEVEL to see them.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from billbridge.app.demo import run_demo
+    from billbridge.app.demo import demo_session
 
-    with Progress(
-        TextColumn("running quote_to_cash against the sandboxes"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=as_json,
-    ) as progress:
-        progress.add_task("demo", total=None)
-        result = run_demo(deals, _as_of(as_of))
+    with ExitStack() as stack:
+        server = None
+        if serve:
+            from billbridge.app.demo_serve import PrefectServer
+
+            with console.status(f"starting a Prefect server on port {ui_port}"):
+                server = PrefectServer(ui_port).start()
+            stack.callback(server.stop)
+            os.environ["PREFECT_API_URL"] = server.api_url  # the demo's runs land in its UI
+        with Progress(
+            TextColumn("running quote_to_cash against the sandboxes"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=as_json,
+        ) as progress:
+            progress.add_task("demo", total=None)
+            result, sandboxes = stack.enter_context(demo_session(deals, _as_of(as_of)))
+        _print_demo(result, as_json)
+        if server is not None:
+            _serve_demo(server.url, api_port, sandboxes)
+
+
+def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
+    from billbridge.api.app import create_app
+    from billbridge.app.demo_serve import serve_forever
+
+    urls = Table("what", "where", title="billbridge demo: serving (Ctrl-C stops)")
+    for label, url in [
+        ("Prefect UI (rerun any flow from Deployments)", ui_url),
+        ("billbridge API (OpenAPI)", f"http://127.0.0.1:{api_port}/docs"),
+        ("Salesforce sandbox", sandboxes.salesforce.url),
+        ("HubSpot sandbox", sandboxes.hubspot.url),
+        ("QuickBooks sandbox", sandboxes.quickbooks.base_url),
+        ("Stripe sandbox", sandboxes.stripe.url),
+    ]:
+        urls.add_row(label, url)
+    err.print(urls)
+    settings = Settings()
+    err.print("serving", highlight=False)
+    serve_forever(create_app(open_store(settings.database), settings), api_port)
+
+
+def _print_demo(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _json(result)
         return

@@ -197,8 +197,10 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
     }
 
 
-def run_demo(deals: int = 60, as_of: date | None = None) -> dict[str, Any]:
-    """Start the sandboxes, run quote_to_cash, let customers pay, run it again; the summary."""
+@contextmanager
+def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[dict[str, Any], Sandboxes]]:
+    """Start the sandboxes, run quote_to_cash, let customers pay, run it again; yield the summary
+    while the sandboxes (and the settings pointing at them) are still there."""
     from billbridge.flows.quote_to_cash import quote_to_cash
 
     day = as_of or date.today()
@@ -212,10 +214,16 @@ def run_demo(deals: int = 60, as_of: date | None = None) -> dict[str, Any]:
             runs = [quote_to_cash(as_of=day)]
             customers_pay_in_quickbooks(sandboxes.quickbooks, sandboxes.stripe)
             runs.append(quote_to_cash(as_of=day))
-            return summary(store, runs, day, sandboxes)
+            yield summary(store, runs, day, sandboxes), sandboxes
         finally:
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def run_demo(deals: int = 60, as_of: date | None = None) -> dict[str, Any]:
+    """The demo's summary (the sandboxes stop afterwards)."""
+    with demo_session(deals, as_of) as (result, _):
+        return result

@@ -1,0 +1,105 @@
+"""``billbridge demo --serve``: the demo's world left running for a person to explore.
+
+A Prefect server (UI and API) is started first, so the demo's flow runs are in its UI; after the
+demo, the deployments of ``prefect.yaml`` are served from this process (with their schedules), the
+billbridge API listens, and the four sandboxes stay up, until Ctrl-C. Any flow can be rerun from
+the UI; the served runs see the same configuration (the sandboxes' settings are in the environment).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from billbridge.app.settings import CHECKOUT
+
+SERVER_START_SECONDS = 180.0
+
+
+class PrefectServer:
+    """``prefect server start`` on loopback in a child process, ready when its health check answers."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    def start(self) -> PrefectServer:
+        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the Prefect server exited with {self.process.returncode} (is port {self.port} free?)"
+                )
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the Prefect server did not answer on {self.url} within {SERVER_START_SECONDS:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def deployments(path: Path = CHECKOUT / "prefect.yaml") -> list[Any]:
+    """The deployments declared in ``prefect.yaml``, as deployments this process serves (same names,
+    parameters and schedules; no work pool: the runs execute here)."""
+    from prefect.schedules import Cron, Interval
+
+    spec = yaml.safe_load(path.read_text())
+    out = []
+    for item in spec["deployments"]:
+        module_path, _, name = item["entrypoint"].partition(":")
+        module = importlib.import_module(module_path.removesuffix(".py").replace("/", "."))
+        schedules = [
+            Interval(s["interval"], timezone=s.get("timezone"))
+            if "interval" in s
+            else Cron(s["cron"], timezone=s.get("timezone"))
+            for s in item.get("schedules", [])
+        ]
+        out.append(
+            getattr(module, name).to_deployment(
+                name=item["name"], parameters=item.get("parameters") or {}, schedules=schedules or None
+            )
+        )
+    return out
+
+
+def serve_forever(api_app: Any, api_port: int) -> None:
+    """Serve the billbridge API and the deployments until interrupted (Ctrl-C, SIGINT, SIGTERM)."""
+    from prefect import serve
+
+    from billbridge.sandbox.server import SandboxServer
+
+    api = SandboxServer(api_app, port=api_port, name="billbridge-api").start()
+    try:
+        serve(*deployments(), print_starting_message=False)
+    finally:
+        api.stop()
