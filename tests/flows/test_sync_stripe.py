@@ -28,6 +28,7 @@ from billbridge.flows.billing_run import preview, run_billing
 from billbridge.flows.crm_sync import SyncSummary, spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.sandbox import demo_world
+from billbridge.sandbox.faults import Fault
 from billbridge.sandbox.stripe import RunningStripe, start_seeded
 from billbridge.store import quarantine
 from billbridge.store.contracts import contract_ids, current_contracts, load_timelines
@@ -101,7 +102,7 @@ def env(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
 
 
 def sync(store: Store, env: Env) -> SyncSummary:
-    connector = StripeConnector(env.running.api_key, base_url=env.running.url)
+    connector = StripeConnector(env.running.api_key, base_url=env.running.url, sleep=lambda _seconds: None)
     source = SubscriptionSource(connector, clock=env.clock)
     return sync_pages(store, spec_for("stripe"), source, today=env.clock.day)
 
@@ -234,6 +235,21 @@ def test_broken_subscriptions_are_quarantined_then_cleared_when_fixed(store: Sto
     assert set(open_quarantine(store)) == {f"st-{unknown_currency}", f"st-{metered}"}
     contract = stored(store)[f"st-{no_entity}"]
     assert (contract.currency, contract.entity_ref, contract.billed_by) == ("CHF", "eu-bv", "stripe")
+
+
+def test_faults_during_a_sync_change_nothing_in_the_outcome(store: Store, env: Env) -> None:
+    plan = [
+        Fault("rate_limit", path="^/v1/subscriptions$", times=2, retry_after=0),
+        Fault("server_error", path="^/v1/subscriptions$", times=1),
+        Fault("drop", path="^/v1/prices/", times=1),
+        Fault("server_error", path="^/v1/products/", after=2, times=2),
+    ]
+    for fault in plan:
+        env.running.sandbox.faults.add(fault)
+    summary = sync(store, env)
+    assert [f.hits for f in env.running.sandbox.faults.faults] == [f.times for f in plan]  # every fault met
+    assert summary.counts["contracts.created"] == len(env.running.ids.subscriptions) and not summary.errors
+    assert set(stored(store)) == {f"st-{sub_id}" for sub_id in env.running.ids.subscriptions.values()}
 
 
 def test_billing_never_invoices_what_stripe_bills(store: Store, env: Env) -> None:
