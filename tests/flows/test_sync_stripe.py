@@ -165,7 +165,7 @@ def test_full_sync_then_rerun_then_upgrade_and_cancellations(store: Store, env: 
     evergreen = [
         (k, s)
         for k, s in subs.items()
-        if k != "example" and env.world.deals[k].end_date is None and env.world.deals[k].start_date <= DAY0  # fmt: skip
+        if k != "example" and env.world.deals[k].end_date is None and env.world.deals[k].start_date <= DAY0
     ]
     (_, canceled), (_, scheduled) = evergreen[:2]
     env.clock.now += 86400
@@ -184,6 +184,7 @@ def test_full_sync_then_rerun_then_upgrade_and_cancellations(store: Store, env: 
     assert mrr([upgraded.contract], changed_on) == {"USD": Decimal("245.00")}
     ended = versions(store, f"st-{canceled}")[-1]
     assert (ended.effective_date, ended.contract.contract_end_date) == (changed_on, changed_on)  # ended at noon
+    assert mrr([ended.contract], changed_on + timedelta(days=1)) == {}  # out of recurring revenue from then
     ending = versions(store, f"st-{scheduled}")[-1]
     assert (ending.effective_date, ending.contract.contract_end_date) == (changed_on, date(2026, 12, 31))
 
