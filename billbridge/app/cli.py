@@ -523,10 +523,10 @@ def reconcile(
 
 @sync_app.command("crm")
 def sync_crm_command(
-    source: Annotated[str, typer.Option("--source", help="salesforce or hubspot")],
+    source: Annotated[str, typer.Option("--source", help="salesforce, hubspot or stripe (subscriptions)")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Pull the CRM's won deals changed since the last sync and store them as contracts."""
+    """Pull the CRM's won deals (or Stripe's subscriptions) changed since the last sync and store them as contracts."""
     from billbridge.flows.crm_sync import spec_for, sync_pages
     from billbridge.flows.sync_crm import connect
 

@@ -86,7 +86,8 @@ class Settings(BaseSettings):
         "approves them (`billbridge invoices mark NUMBER approved`)",
     )
     crm_sources: list[str] = Field(
-        default_factory=list, description="CRMs quote_to_cash syncs from: salesforce, hubspot"
+        default_factory=list,
+        description="Contract sources quote_to_cash syncs from: salesforce, hubspot, stripe (subscriptions)",
     )
     push_targets: list[str] = Field(
         default_factory=list, description="Where approved documents go: quickbooks (all), stripe (auto-charge invoices)"

@@ -573,7 +573,17 @@ def plan_invoices(
     invoiced_dates: Iterable[date] = (),
     usage: UsageLookup | None = None,
 ) -> Plan:
-    """Invoices (and credit notes) a contract needs by ``as_of``, given what is billed already."""
+    """Invoices (and credit notes) a contract needs by ``as_of``, given what is billed already.
+
+    A contract another system invoices (``billed_by``, e.g. a Stripe subscription: Stripe bills and
+    collects it) plans nothing: it is stored for reporting, and its payments are matched by
+    reconciliation. A contract whose versions change who bills it is refused, as neither side
+    could settle the switch."""
+    billers = {version.contract.billed_by for version in versions}
+    if len(billers) > 1:
+        raise ValueError(f"its versions are billed by different systems ({', '.join(sorted(billers))})")
+    if billers and billers != {"billbridge"}:
+        return Plan()
     timeline = _Timeline(versions)
     contract = timeline.current
     currency = contract.currency

@@ -23,6 +23,7 @@ Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 Timing = Literal["in_advance", "in_arrears"]
 ChargeKind = Literal["recurring", "usage", "one_time", "installments"]
 Aggregation = Literal["sum", "max", "count", "distinct", "last"]
+BilledBy = Literal["billbridge", "stripe"]
 
 
 class _Model(BaseModel):
@@ -191,6 +192,11 @@ class Contract(_Model):
     discount: Discount | None = None
     minimum_commitment: Money | None = Field(default=None, description="Minimum billed per full period (true-up)")
     effective_date: date | None = Field(default=None, description="For an amendment: the day the new terms apply from")
+    billed_by: BilledBy = Field(
+        default="billbridge",
+        description="Who invoices the contract: billbridge, or stripe (a Stripe subscription: Stripe invoices and "
+        "collects it; billbridge keeps it for reporting and matches Stripe's payments, but never bills it)",
+    )
     lines: list[ContractLine] = Field(min_length=1)
 
     _currency = field_validator("currency")(_check_currency)

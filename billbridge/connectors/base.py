@@ -19,6 +19,8 @@ class DealBundle:
     lines: list[dict[str, Any]]  # its line items
     company: dict[str, Any] | None  # its account / company
     products: dict[str, dict[str, Any]]  # vendor product id -> product (with its prices) for the lines
+    prices: dict[str, dict[str, Any]] = field(default_factory=dict)  # vendor price id -> price, where lines name prices
+    changed_at: int | None = None  # epoch seconds of the last change, where the deal itself does not say
 
 
 @dataclass(frozen=True)

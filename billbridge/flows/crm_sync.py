@@ -1,9 +1,11 @@
-"""CRM deals into the contract store, page by page: pull -> map -> store -> cursor.
+"""CRM deals (and Stripe subscriptions) into the contract store, page by page: pull -> map -> store -> cursor.
 
-Vendor-neutral: a ``CrmSourceSpec`` declares what differs per CRM (how to connect, how to read a
-deal bundle into the neutral CRM records, the default mapping); the rules are in mapping/crm.py and
-the storage in store/. Each page is stored in one transaction together with the cursor that follows
-it, so a crash or a rerun repeats at most one page, and repeating a page changes nothing.
+Vendor-neutral: a source spec declares what differs per source (how to map a bundle, its stream,
+its refs); ``CrmSourceSpec`` covers the CRMs (reading a deal bundle into the neutral CRM records,
+the rules in mapping/crm.py), ``SubscriptionSourceSpec`` Stripe subscriptions (mapping/stripe.py:
+contracts Stripe itself bills, kept for reporting). The storage is store/'s. Each page is stored
+in one transaction together with the cursor that follows it, so a crash or a rerun repeats at most
+one page, and repeating a page changes nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
-from billbridge.billing.model import Product
+from billbridge.billing.model import Contract, Customer, Product
 from billbridge.connectors.base import DealBundle, DealPage, DealSource
 from billbridge.flows.importing import ImportSummary, quarantine_invalid, store_records
 from billbridge.flows.prefetch import prefetch
@@ -33,6 +35,7 @@ from billbridge.mapping.crm import (
     is_won,
     map_deal,
 )
+from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, current_contracts, lookups_for, save_contract
 from billbridge.store.cursors import get_cursor, set_cursor
@@ -43,6 +46,30 @@ Extract = Callable[[DealBundle, dict[Any, Any]], Extracted]  # (bundle, a cache 
 STREAM = "deals"
 
 
+class Mapped(Protocol):
+    """What mapping one bundle yields: the customer, the products its lines name, the contract."""
+
+    @property
+    def customer(self) -> Customer: ...
+    @property
+    def products(self) -> list[Product]: ...
+    @property
+    def contract(self) -> Contract: ...
+
+
+class SourceSpec(Protocol):
+    """What the pipeline needs from a source: its name, the stream its cursor is saved under, the
+    contract ref of a vendor record id, and how to map a bundle (None: not a contract, e.g. a deal
+    not won or a subscription that never started)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def stream(self) -> str: ...
+    def ref(self, record_id: str) -> str: ...
+    def map_bundle(self, bundle: DealBundle, caches: MappingCaches) -> Mapped | None: ...
+
+
 @dataclass(frozen=True)
 class CrmSourceSpec:
     """What one CRM declares: its name, how to read a bundle, its mapping."""
@@ -50,6 +77,37 @@ class CrmSourceSpec:
     name: str
     extract: Extract
     mapping: CrmMapping
+    stream: str = STREAM
+
+    def ref(self, record_id: str) -> str:
+        return contract_ref(self.mapping, record_id)
+
+    def map_bundle(self, bundle: DealBundle, caches: MappingCaches) -> Mapped | None:
+        deal, company, products = self.extract(bundle, caches.extracted)
+        if not is_won(deal, self.mapping):
+            return None
+        return map_deal(deal, company, products, self.mapping, caches.products)
+
+
+@dataclass(frozen=True)
+class SubscriptionSourceSpec:
+    """Stripe subscriptions as contracts Stripe bills itself (``billed_by="stripe"``): billbridge
+    keeps them for MRR/ARR and revenue reporting, and Stripe's own invoices for them arrive as
+    payments through reconciliation; the billing run never invoices them (``billing.engine``).
+    A changed subscription is a new contract version from its change date (the newest event), a
+    canceled one ends its contract where Stripe says it stops."""
+
+    name: str
+    mapping: StripeSubscriptionMapping
+    stream: str = "subscriptions"
+
+    def ref(self, record_id: str) -> str:
+        return f"{self.mapping.ref_prefix}{record_id}"
+
+    def map_bundle(self, bundle: DealBundle, caches: MappingCaches) -> Mapped | None:
+        return map_subscription(
+            bundle.deal, bundle.company, bundle.prices, bundle.products, self.mapping, changed_at=bundle.changed_at
+        )
 
 
 @dataclass
@@ -80,7 +138,7 @@ class SyncSummary:
         c = self.counts
         rows = [
             ("deals pulled", self.deals_pulled),
-            ("not (yet) won, skipped", self.not_won),
+            ("not (yet) won / never started, skipped", self.not_won),
             ("contracts created", c["contracts.created"]),
             ("contracts updated (new version)", c["contracts.updated"]),
             ("contracts unchanged", c["contracts.unchanged"]),
@@ -112,7 +170,7 @@ class MappingCaches:
     products: dict[str, Product] = field(default_factory=dict)
 
 
-def map_page(page: DealPage, spec: CrmSourceSpec, caches: MappingCaches | None = None) -> MappedPage:
+def map_page(page: DealPage, spec: SourceSpec, caches: MappingCaches | None = None) -> MappedPage:
     """Canonical records of a page's won deals, and an error for each deal that cannot be mapped."""
     caches = caches or MappingCaches()
     records: dict[tuple[str, str], ParsedRecord] = {}
@@ -120,14 +178,13 @@ def map_page(page: DealPage, spec: CrmSourceSpec, caches: MappingCaches | None =
     not_won: list[str] = []
     for index, bundle in enumerate(page.bundles):
         deal_id = str(bundle.deal.get("Id") or bundle.deal.get("id") or f"page-record-{index}")
-        key = contract_ref(spec.mapping, deal_id)
+        key = spec.ref(deal_id)
         payload = _payload(bundle)
         try:
-            deal, company, products = spec.extract(bundle, caches.extracted)
-            if not is_won(deal, spec.mapping):
+            mapped = spec.map_bundle(bundle, caches)
+            if mapped is None:
                 not_won.append(key)
                 continue
-            mapped = map_deal(deal, company, products, spec.mapping, caches.products)
         except MappingError as exc:
             errors.append(RecordError("contracts", index, key, exc.field, str(exc).split(": ", 1)[-1], payload))
             continue
@@ -145,7 +202,7 @@ def map_page(page: DealPage, spec: CrmSourceSpec, caches: MappingCaches | None =
 
 def store_page(
     store: Store,
-    spec: CrmSourceSpec,
+    spec: SourceSpec,
     page: DealPage,
     summary: SyncSummary,
     *,
@@ -160,9 +217,9 @@ def store_page(
         quarantine_invalid(session, mapped.errors, imported, source=spec.name)
         # A deal that left the won stages is no longer a contract candidate: its old entry is moot.
         quarantine.resolve_many(session, source=spec.name, record_type="contracts", record_keys=mapped.not_won)
-        _end_deleted(session, spec, [contract_ref(spec.mapping, i) for i in page.deleted_ids], today, imported)
+        _end_deleted(session, spec, [spec.ref(i) for i in page.deleted_ids], today, imported)
         if page.cursor is not None:
-            set_cursor(session, spec.name, STREAM, page.cursor)
+            set_cursor(session, spec.name, spec.stream, page.cursor)
     summary.pages += 1
     summary.deals_pulled += len(page.bundles)
     summary.not_won += len(mapped.not_won)
@@ -172,7 +229,7 @@ def store_page(
     summary.errors.extend(imported.errors)
 
 
-def _end_deleted(session: Session, spec: CrmSourceSpec, refs: list[str], today: date, summary: ImportSummary) -> None:
+def _end_deleted(session: Session, spec: SourceSpec, refs: list[str], today: date, summary: ImportSummary) -> None:
     """Contracts of deleted deals end the day before; one that had not started is quarantined for a person."""
     known = current_contracts(session, refs)
     for ref, contract in known.items():
@@ -211,7 +268,7 @@ def _end_deleted(session: Session, spec: CrmSourceSpec, refs: list[str], today: 
 
 def sync_pages(
     store: Store,
-    spec: CrmSourceSpec,
+    spec: SourceSpec,
     source: DealSource,
     *,
     today: date | None = None,
@@ -222,7 +279,7 @@ def sync_pages(
     Prefect flow makes it a task); ``on_page`` reports progress."""
     today = today or datetime.now(UTC).date()
     with store.read() as session:
-        cursor = get_cursor(session, spec.name, STREAM)
+        cursor = get_cursor(session, spec.name, spec.stream)
     summary = SyncSummary(spec.name)
     caches = MappingCaches()
     for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
@@ -240,23 +297,48 @@ def _call(work: Callable[[], None]) -> None:
     work()
 
 
-# Registry: source name -> (mapping module, connector module). Imported lazily, so that one vendor's
-# SDK is loaded only when that vendor is synced. A mapping module declares ``bundle_to_crm`` and
-# ``DEFAULT_MAPPING``; a connector module declares ``connect(settings) -> DealSource``.
-SOURCES: dict[str, tuple[str, str]] = {
-    "salesforce": ("billbridge.mapping.salesforce", "billbridge.connectors.salesforce"),
-    "hubspot": ("billbridge.mapping.hubspot", "billbridge.connectors.hubspot"),
-}
+class Source(NamedTuple):
+    """A registered source: its mapping module, its connector module, and the kind of spec it gets."""
+
+    mapping_module: str
+    connector_module: str
+    kind: str = "deals"
 
 
-def spec_for(name: str, mapping: CrmMapping | None = None) -> CrmSourceSpec:
-    """The declared spec of a CRM, with the installation's mapping or the documented default."""
-    if name not in SOURCES:
-        raise ValueError(f"unknown CRM source {name!r} (expected {', '.join(SOURCES)})")
-    module = importlib.import_module(SOURCES[name][0])
+def _deal_spec(name: str, module: Any, mapping: Any) -> SourceSpec:
+    """A CRM: its mapping module declares ``bundle_to_crm`` and ``DEFAULT_MAPPING``."""
     return CrmSourceSpec(name, module.bundle_to_crm, mapping or module.DEFAULT_MAPPING)
 
 
+def _subscription_spec(name: str, module: Any, mapping: Any) -> SourceSpec:
+    """Stripe subscriptions: mapped by ``map_subscription`` with a ``StripeSubscriptionMapping``."""
+    return SubscriptionSourceSpec(name, mapping or StripeSubscriptionMapping())
+
+
+SPEC_KINDS: dict[str, Callable[[str, Any, Any], SourceSpec]] = {
+    "deals": _deal_spec,
+    "subscriptions": _subscription_spec,
+}
+
+# Registry: source name -> Source. Imported lazily, so that one vendor's SDK is loaded only when that
+# vendor is synced. A connector module declares ``connect(settings) -> DealSource``.
+SOURCES: dict[str, Source] = {
+    "salesforce": Source("billbridge.mapping.salesforce", "billbridge.connectors.salesforce"),
+    "hubspot": Source("billbridge.mapping.hubspot", "billbridge.connectors.hubspot"),
+    "stripe": Source("billbridge.mapping.stripe", "billbridge.connectors.stripe.source", "subscriptions"),
+}
+
+
+def spec_for(name: str, mapping: CrmMapping | StripeSubscriptionMapping | None = None) -> SourceSpec:
+    """The declared spec of a source, with the installation's mapping or the documented default."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown CRM source {name!r} (expected {', '.join(SOURCES)})")
+    source = SOURCES[name]
+    return SPEC_KINDS[source.kind](name, importlib.import_module(source.mapping_module), mapping)
+
+
 def _payload(bundle: DealBundle) -> dict[str, Any]:
-    """What a quarantine entry keeps: the deal, its lines and company as the vendor sent them."""
-    return {"deal": bundle.deal, "lines": bundle.lines, "company": bundle.company}
+    """What a quarantine entry keeps: the deal, its lines and company (and the prices its lines name,
+    where they come apart) as the vendor sent them."""
+    payload = {"deal": bundle.deal, "lines": bundle.lines, "company": bundle.company}
+    return payload | {"prices": bundle.prices} if bundle.prices else payload

@@ -1,7 +1,8 @@
 """The parent flow: CRM sync -> billing -> push -> collect -> reconcile, each step its own flow.
 
 Every step also runs (and reruns) alone from the Prefect UI; the parent only calls them in the
-order of the data flow. Which CRMs, targets and payment sources take part is configuration.
+order of the data flow. Which CRMs (and Stripe subscriptions: ``crm_sources`` may name ``stripe``),
+targets and payment sources take part is configuration.
 A step that fails does not stop the ones that do not depend on it: billing still runs when one
 CRM is down, reconciliation still runs when a push failed; the run then ends failed, showing which.
 """

@@ -57,7 +57,8 @@ def connect(name: str, settings: Settings) -> DealSource:
 
 @flow(name="sync_crm", log_prints=False)
 def sync_crm(source: str = "salesforce") -> dict[str, Any]:
-    """Pull the CRM's changed deals since the last run and store them as contracts."""
+    """Pull the CRM's changed deals (``source="stripe"``: subscriptions) since the last run and store
+    them as contracts."""
     settings = Settings()
     store = open_store(settings.database)
     spec = spec_for(source)

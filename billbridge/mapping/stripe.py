@@ -12,7 +12,7 @@ must stay exact, so the billing side has to round such documents to 0.01 first.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from billbridge.billing.currency import MINOR_UNITS
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
-from billbridge.billing.model import Contract, ContractLine, Customer
+from billbridge.billing.model import Contract, ContractLine, Customer, Product
 from billbridge.billing.pricing import Pricing
 from billbridge.mapping.crm import MappingError
 
@@ -220,6 +220,7 @@ class StripeSubscriptionMapping(BaseModel):
 class MappedSubscription:
     customer: Customer
     contract: Contract
+    products: list[Product] = field(default_factory=list)  # the items' products (name only: no price book)
 
 
 def map_subscription(
@@ -228,8 +229,20 @@ def map_subscription(
     prices: Mapping[str, Mapping[str, Any]],
     products: Mapping[str, Mapping[str, Any]],
     config: StripeSubscriptionMapping,
+    *,
+    changed_at: int | None = None,
 ) -> MappedSubscription | None:
-    """A subscription as a contract (None for one that never started); MappingError names the field."""
+    """A subscription as a contract (None for one that never started); MappingError names the field.
+
+    The contract is ``billed_by="stripe"``: Stripe invoices and collects subscriptions itself, so
+    billbridge stores it for reporting (MRR/ARR, revenue) and never bills it (``billing.engine``).
+    Each item's price is the line's own pricing, not a price-book entry. Service ends when Stripe
+    says the subscription stops: ``ended_at`` once it has, else ``cancel_at`` (scheduled, also set
+    for ``cancel_at_period_end``), else, for ``cancel_at_period_end`` alone, the current period end;
+    the last day of service is the day before that instant. ``changed_at`` (epoch seconds: the
+    newest event's time; Stripe keeps no modification time on a subscription) is the day changed
+    terms apply from, as a new contract version.
+    """
     sub_id = str(sub.get("id"))
 
     def err(field_name: str, message: str) -> MappingError:
@@ -247,6 +260,8 @@ def map_subscription(
     customer_id = customer.get("id") if customer else sub.get("customer")
     if not isinstance(customer_id, str):
         raise err("customer", "no customer")
+    if customer and customer.get("deleted"):
+        raise err("customer", f"customer {customer_id} was deleted in Stripe: nobody to report the contract under")
     items = ((sub.get("items") or {}).get("data")) or []
     if not items:
         raise err("items", "the subscription has no items")
@@ -257,8 +272,13 @@ def map_subscription(
     start = _day(int(sub["start_date"]))
     if sub.get("trial_end"):  # nothing is billed during a free trial: the contract bills from its end
         start = max(start, _day(int(sub["trial_end"])))
-    end_at = sub.get("ended_at") or sub.get("cancel_at")
+    end_at = (
+        sub.get("ended_at") or sub.get("cancel_at") or (_period_end(sub) if sub.get("cancel_at_period_end") else None)
+    )
     end = max(start, _day(int(end_at) - 1)) if end_at else None
+    effective = max(start, _day(int(changed_at))) if changed_at else None
+    if effective is not None and end is not None:
+        effective = min(effective, end)
     cycles = set()
     lines = []
     for index, item in enumerate(items):
@@ -292,12 +312,30 @@ def map_subscription(
             billing_timing="in_advance",
             payment_terms_days=int(sub.get("days_until_due") or 0),
             auto_charge=sub.get("collection_method") == "charge_automatically",
+            effective_date=effective,
+            billed_by="stripe",
             lines=lines,
         )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise err(".".join(str(p) for p in first["loc"]) or "(subscription)", first["msg"]) from exc
-    return MappedSubscription(mapped_customer, contract)
+    used = {
+        line.product_ref: Product(product_ref=line.product_ref, name=line.description or line.product_ref)
+        for line in lines
+    }
+    return MappedSubscription(mapped_customer, contract, list(used.values()))
+
+
+def _period_end(sub: Mapping[str, Any]) -> int | None:
+    """The current period's end: on the items since API 2025-03-31 (the earliest, as Stripe cancels
+    mixed intervals at the earliest), on the subscription before."""
+    ends = [
+        int(i["current_period_end"]) for i in (sub.get("items") or {}).get("data") or [] if i.get("current_period_end")
+    ]
+    if ends:
+        return min(ends)
+    end = sub.get("current_period_end")
+    return int(end) if end else None
 
 
 def _item_line(
@@ -320,8 +358,15 @@ def _item_line(
         raise err(f"{where}.price.recurring.interval", f"not a recurring price (interval {interval!r})")
     product_id = price.get("product")
     product = products.get(str(product_id)) or (product_id if isinstance(product_id, Mapping) else {})
-    product_ref = (product.get("metadata") or {}).get(config.product_ref_metadata) or product.get("id") or product_id
+    sku = (product.get("metadata") or {}).get(config.product_ref_metadata)
+    product_ref = sku or product.get("id") or product_id
     metered = recurring.get("usage_type") == "metered"
+    if metered and not sku:
+        raise err(
+            f"{where}.price.product.metadata.{config.product_ref_metadata}",
+            f"metered price {price.get('id')} without a usage product: set the Stripe product's metadata "
+            f"{config.product_ref_metadata!r} to the usage_product_ref its usage events name",
+        )
     pricing = price_pricing(price, currency, f"{where}.price", err)
     quantity = Decimal(1) if metered else Decimal(str(item.get("quantity") if item.get("quantity") is not None else 1))
     try:

@@ -47,8 +47,12 @@ class ContractTimeline:
 
 
 def content_hash(contract: model.Contract) -> str:
-    """Hash of the terms (not of when they apply), to tell a changed import from a repeated one."""
-    terms = contract.model_dump(mode="json", exclude={"effective_date"})
+    """Hash of the terms (not of when they apply), to tell a changed import from a repeated one.
+
+    ``billed_by`` counts only when it is not the default, so contracts stored before the field
+    existed keep their hash (a re-import of one is still "unchanged", not a new version)."""
+    exclude = {"effective_date"} | ({"billed_by"} if contract.billed_by == "billbridge" else set())
+    terms = contract.model_dump(mode="json", exclude=exclude)
     return hashlib.sha256(json.dumps(terms, sort_keys=True).encode()).hexdigest()
 
 

@@ -445,3 +445,19 @@ def test_distinct_and_last_usage_lines_say_what_they_measured() -> None:
         ("api: distinct user_id 12", D("60.00")),
         ("storage: last quantity 512.5", D("10.25")),
     ]
+
+
+def test_a_contract_stripe_bills_plans_nothing_and_a_switch_between_billers_is_refused() -> None:
+    ours = make([seats("2", "49.00")])
+    stripes = make([seats("2", "49.00")], billed_by="stripe")
+    assert totals(Ledger((ours.contract_start_date, ours)).plan(date(2026, 2, 1))) == [
+        (date(2026, 1, 1), D("98.00")),
+        (date(2026, 2, 1), D("98.00")),
+    ]
+    ledger = Ledger((stripes.contract_start_date, stripes))
+    assert ledger.plan(date(2026, 2, 1)) == Plan()
+    ledger.amend(date(2026, 1, 20), make([seats("5", "49.00")], billed_by="stripe"))
+    assert ledger.plan(date(2026, 2, 1)) == Plan()
+    ledger.amend(date(2026, 1, 25), make([seats("5", "49.00")]))
+    with pytest.raises(ValueError, match="billed by different systems"):
+        ledger.plan(date(2026, 2, 1))

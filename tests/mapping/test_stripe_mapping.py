@@ -326,3 +326,49 @@ def test_refund_as_negative_payment() -> None:
 def test_a_free_trial_moves_the_billing_start_to_its_end() -> None:
     contract = _map(_sub((_price("price_1"), 1), trial_end=_ts(date(2026, 2, 1)), status="trialing")).contract
     assert contract.contract_start_date == date(2026, 2, 1)
+
+
+def test_subscriptions_are_billed_by_stripe_and_name_their_products() -> None:
+    mapped = _map(_sub((_price("price_1"), 12)))
+    assert mapped.contract.billed_by == "stripe" and mapped.contract.effective_date is None
+    assert [(p.product_ref, p.name, p.prices) for p in mapped.products] == [("SEATS", "User seats", [])]
+
+
+def test_a_change_applies_from_its_day_and_a_cancellation_ends_where_stripe_stops() -> None:
+    sub = _sub((_price("price_1"), 12))
+    changed = map_subscription(sub, CUSTOMER, {}, PRODUCTS, CONFIG, changed_at=_ts(date(2026, 3, 4)) + 3600)
+    assert changed is not None and changed.contract.effective_date == date(2026, 3, 4)
+    before_start = map_subscription(sub, CUSTOMER, {}, PRODUCTS, CONFIG, changed_at=_ts(date(2025, 12, 1)))
+    assert before_start is not None and before_start.contract.effective_date == date(2026, 1, 15)
+    # canceled now (ended_at at 15:00 on 10 March): the 10th is the last day of service
+    ended_at = _ts(date(2026, 3, 10)) + 15 * 3600
+    canceled = {**sub, "status": "canceled", "canceled_at": ended_at, "ended_at": ended_at}
+    stopped = map_subscription(canceled, CUSTOMER, {}, PRODUCTS, CONFIG, changed_at=ended_at)
+    assert stopped is not None
+    assert (stopped.contract.contract_end_date, stopped.contract.effective_date) == (
+        date(2026, 3, 10),
+        date(2026, 3, 10),
+    )
+    # at period end without cancel_at (older API versions): the current period's end, from the items
+    period_end = _ts(date(2026, 4, 15))
+    items = {**sub["items"], "data": [{**sub["items"]["data"][0], "current_period_end": period_end}]}
+    at_period_end = {**sub, "cancel_at_period_end": True, "canceled_at": _ts(date(2026, 3, 20)), "items": items}
+    scheduled = map_subscription(at_period_end, CUSTOMER, {}, PRODUCTS, CONFIG, changed_at=_ts(date(2026, 3, 20)))
+    assert scheduled is not None
+    assert (scheduled.contract.contract_end_date, scheduled.contract.effective_date) == (
+        date(2026, 4, 14),
+        date(2026, 3, 20),
+    )
+
+
+def test_metered_prices_need_a_usage_product_and_deleted_customers_are_refused() -> None:
+    metered = _price("price_m", recurring={"interval": "month", "interval_count": 1, "usage_type": "metered"})
+    line = _map(_sub((metered, 1))).contract.lines[0]
+    assert (line.charge, line.product_ref, line.quantity) == ("usage", "SEATS", Decimal(1))
+    no_sku = {"prod_1": {"id": "prod_1", "name": "API calls", "metadata": {}}}
+    with pytest.raises(MappingError) as caught:
+        map_subscription(_sub((metered, 1)), CUSTOMER, {}, no_sku, CONFIG)
+    assert caught.value.field == "subscription sub_1: items.data[0].price.product.metadata.sku"
+    with pytest.raises(MappingError) as gone:
+        map_subscription(_sub((_price("price_1"), 1)), {"id": "cus_1", "deleted": True}, {}, PRODUCTS, CONFIG)
+    assert gone.value.field == "subscription sub_1: customer"

@@ -185,3 +185,29 @@ def waiting_time():
     from billbridge.store.models import utcnow
 
     return utcnow() + timedelta(minutes=6)
+
+
+def test_contracts_stored_before_billed_by_existed_keep_their_hash() -> None:
+    """A field with a default must not make every stored contract look changed (a re-import would
+    add a version to each); the literal is the hash the code computed before ``billed_by``."""
+    from billbridge.billing.model import Contract
+    from billbridge.store.contracts import content_hash
+
+    terms = {
+        "contract_ref": "C-1",
+        "customer_ref": "cust",
+        "entity_ref": "us-inc",
+        "currency": "USD",
+        "contract_start_date": "2026-01-01",
+        "lines": [
+            {
+                "line_ref": "seats",
+                "product_ref": "seats",
+                "quantity": "2",
+                "pricing": {"model": "per_unit", "unit_price": "49.00"},
+            }
+        ],
+    }
+    before = "3d52800a14141d16aea60e91d479c75917915650092b5f2f02c15858ca0bcdd3"
+    assert content_hash(Contract.model_validate(terms)) == before
+    assert content_hash(Contract.model_validate({**terms, "billed_by": "stripe"})) != before

@@ -42,6 +42,9 @@ class SubscriptionRecord:
     customer: dict[str, Any] | None
     prices: dict[str, dict[str, Any]]  # price id -> price with ``tiers`` expanded
     products: dict[str, dict[str, Any]]
+    # Epoch seconds of the newest event naming it (Stripe keeps no modification time on a
+    # subscription); a full read gives the time of the read.
+    changed_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,10 +167,11 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
     afterwards the latest state of each subscription named by ``customer.subscription.*`` events."""
     state = json.loads(cursor) if cursor else None
     if state is None or now - int(state["events_since"]) > EVENTS_RETENTION_SECONDS:
-        yield from _full_subscriptions(conn)
+        yield from _full_subscriptions(conn, now)
         return
     since = int(state["events_since"])
     latest: dict[str, dict[str, Any]] = {}
+    changed: dict[str, int] = {}
     newest = since
     query = {"types": [SUBSCRIPTION_EVENTS], "created": {"gte": max(0, since - LAG_SECONDS)}}
     calls = conn.api_calls
@@ -175,13 +179,13 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
         newest = max(newest, int(event["created"]))
         sub = event["data"]["object"]
         latest.setdefault(sub["id"], sub)  # newest first: the first event seen holds the latest state
-    subs = list(latest.values())
+        changed.setdefault(sub["id"], int(event["created"]))
     resolver = _Resolver(conn)
-    records = [resolver.record(sub) for sub in subs]
+    records = [resolver.record(sub, changed[sub_id]) for sub_id, sub in latest.items()]
     yield SubscriptionPage(records, json.dumps({"events_since": newest}), api_calls=conn.api_calls - calls)
 
 
-def _full_subscriptions(conn: StripeConnector) -> Iterator[SubscriptionPage]:
+def _full_subscriptions(conn: StripeConnector, now: int) -> Iterator[SubscriptionPage]:
     calls = conn.api_calls
     marker = conn.call(lambda: conn.api.events.list({"limit": 1}))  # events from here on are news
     events_since = int(marker.data[0].created) if marker.data else 0
@@ -189,7 +193,7 @@ def _full_subscriptions(conn: StripeConnector) -> Iterator[SubscriptionPage]:
     records: list[SubscriptionRecord] = []
     query = {"status": "all", "expand": ["data.customer"]}
     for sub in conn.paged(lambda p: conn.api.subscriptions.list(p), query):
-        records.append(resolver.record(sub))
+        records.append(resolver.record(sub, now))
         if len(records) == PAGE_SIZE:
             yield SubscriptionPage(records, None, api_calls=conn.api_calls - calls)
             records, calls = [], conn.api_calls
@@ -207,7 +211,7 @@ class _Resolver:
         self.products: dict[str, dict[str, Any]] = {}
         self.customers: dict[str, dict[str, Any]] = {}
 
-    def record(self, sub: dict[str, Any]) -> SubscriptionRecord:
+    def record(self, sub: dict[str, Any], changed_at: int | None = None) -> SubscriptionRecord:
         conn = self.conn
         prices, products = {}, {}
         for item in (sub.get("items") or {}).get("data") or []:
@@ -225,5 +229,5 @@ class _Resolver:
         if isinstance(customer, str):
             if customer not in self.customers:
                 self.customers[customer] = plain(conn.call(partial(conn.api.customers.retrieve, customer)))
-            return SubscriptionRecord(sub, self.customers[customer], prices, products)
-        return SubscriptionRecord(sub, customer if isinstance(customer, dict) else None, prices, products)
+            return SubscriptionRecord(sub, self.customers[customer], prices, products, changed_at)
+        return SubscriptionRecord(sub, customer if isinstance(customer, dict) else None, prices, products, changed_at)
