@@ -1,4 +1,5 @@
-"""Settings: environment variables (BILLBRIDGE_*) over a TOML config file over defaults.
+"""Settings: environment variables (BILLBRIDGE_*) over a Prefect Secret block (when
+``BILLBRIDGE_SECRET_BLOCK`` names one) over a TOML config file over defaults.
 
 The config file is ``billbridge.toml`` in the working directory, or the path in BILLBRIDGE_CONFIG;
 ``billbridge.example.toml`` at the top of the checkout documents every key.
@@ -6,8 +7,10 @@ The config file is ``billbridge.toml`` in the working directory, or the path in 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -22,6 +25,37 @@ def _default_data_dir() -> Path:
 
 def config_file() -> Path:
     return Path(os.environ.get("BILLBRIDGE_CONFIG", "billbridge.toml"))
+
+
+SECRET_BLOCK_VARIABLE = "BILLBRIDGE_SECRET_BLOCK"
+
+
+class PrefectSecretBlock(PydanticBaseSettingsSource):
+    """Settings kept in a Prefect Secret block: a JSON object of billbridge settings (credentials,
+    typically) named by ``BILLBRIDGE_SECRET_BLOCK``. How a deployment gets its credentials from the
+    Prefect server instead of the workers' environment; without the variable nothing is read."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        name = os.environ.get(SECRET_BLOCK_VARIABLE)
+        if not name:
+            return {}
+        from prefect.blocks.system import Secret
+
+        block: Secret[Any] = Secret.load(name, _sync=True)  # type: ignore[call-arg,assignment]
+        value = block.get()
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"Prefect Secret block {name!r} ({SECRET_BLOCK_VARIABLE}) must hold a JSON object of settings"
+            )
+        return value
 
 
 class QuickBooksSettings(BaseModel):
@@ -102,7 +136,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
+        return (
+            init_settings,
+            env_settings,
+            PrefectSecretBlock(settings_cls),
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
+        )
 
     @property
     def database(self) -> str:
