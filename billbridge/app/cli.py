@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -458,6 +458,11 @@ def bill(as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
         _print_billing(summary)
 
 
+def _working(text: str, quiet: bool) -> AbstractContextManager[object]:
+    """A spinner with elapsed time on stderr while a long step runs (none under --json)."""
+    return nullcontext() if quiet else err.status(text)
+
+
 def _print_outcomes(title: str, outcomes: dict[str, int], failures: list[tuple[Any, str]]) -> None:
     table = Table("outcome", "count", title=title)
     for outcome, count in sorted(outcomes.items()):
@@ -477,7 +482,8 @@ def push(
 
     settings = Settings()
     try:
-        summary = push_documents(open_store(settings.database), settings, target)
+        with _working(f"pushing to {target}", as_json):
+            summary = push_documents(open_store(settings.database), settings, target)
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
@@ -493,7 +499,8 @@ def collect(as_json: JsonOpt = False) -> None:
 
     settings = Settings()
     try:
-        summary = collect_due(open_store(settings.database), settings)
+        with _working("charging due auto-charge invoices", as_json):
+            summary = collect_due(open_store(settings.database), settings)
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
@@ -508,17 +515,24 @@ def reconcile(
     as_json: JsonOpt = False,
 ) -> None:
     """Match the payments received in Stripe or QuickBooks to invoices (each recorded once)."""
+    from billbridge.flows.mirror import mirror_targets
+    from billbridge.flows.reconcile import enter_elsewhere
     from billbridge.flows.reconcile import reconcile as reconcile_source
 
     settings = Settings()
+    store = open_store(settings.database)
     try:
-        summary = reconcile_source(open_store(settings.database), settings, source)
+        with _working(f"reconciling payments from {source}", as_json):
+            summary = reconcile_source(store, settings, source)
+            if mirror_targets(settings, source):
+                enter_elsewhere(store, settings, summary)
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
         _json(summary.as_dict())
     else:
-        _print_outcomes(f"Reconciliation: {source}", dict(summary.outcomes), summary.unmatched)
+        outcomes = dict(summary.outcomes) | {f"entered in QuickBooks: {k}": v for k, v in summary.mirrored.items()}
+        _print_outcomes(f"Reconciliation: {source}", outcomes, summary.unmatched)
 
 
 @sync_app.command("crm")

@@ -145,6 +145,13 @@ def record_pages(
     return summary
 
 
+def enter_elsewhere(store: Store, settings: Settings, summary: ReconcileSummary) -> None:
+    """Deliver the payments reconciliation queued for entry in QuickBooks; add the outcome to ``summary``."""
+    mirrored = mirror_payments(store, settings)
+    summary.mirrored.update(mirrored.outcomes)
+    summary.unmatched += [(f"entry in QuickBooks (outbox message {m})", e) for m, e in mirrored.failures]
+
+
 @flow(name="reconcile_payments")
 def reconcile_payments(source: str = "stripe") -> dict[str, Any]:
     """Match the payments received in ``source`` to invoices; rerunning records nothing twice."""
@@ -154,8 +161,6 @@ def reconcile_payments(source: str = "stripe") -> dict[str, Any]:
         summary = reconcile(store, settings, source)
     if mirror_targets(settings, source):
         with vendor_slot("quickbooks"):
-            mirrored = mirror_payments(store, settings)
-        summary.mirrored.update(mirrored.outcomes)
-        summary.unmatched += [(f"mirror message {m}", e) for m, e in mirrored.failures]
+            enter_elsewhere(store, settings, summary)
     create_markdown_artifact(summary.markdown(), key=f"reconcile-{source}", description=f"Payments from {source}")
     return summary.as_dict()
