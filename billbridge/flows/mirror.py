@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
-from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, RelaySummary, relay
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import PaymentIn, invoice_ids, payment_ids
@@ -85,7 +85,7 @@ def _incoming(payload: dict[str, Any]) -> IncomingPayment:
 def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
     """Enter a batch of mirrored payments: customers found or made, then one batch call of Payments."""
     from billbridge.connectors.quickbooks.connector import PaymentToRecord, QuickBooksWriteError
-    from billbridge.flows.push import quickbooks_connector
+    from billbridge.flows.push import quickbooks_connector, quickbooks_delivery
     from billbridge.mapping.quickbooks import customer_spec
 
     connector = quickbooks_connector(store, settings)
@@ -129,14 +129,7 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
             results = connector.record_payments(items, look_up_first=any(m.attempts for m in ready))
         except VendorError as exc:
             return out + [Delivery(m.id, error=exc.classified) for m in ready]
-        for message, result in zip(ready, results, strict=True):
-            if result.external_id is not None and result.status in ("created", "existing"):
-                link = ExternalLink("quickbooks", "payment", message.aggregate_id, result.external_id)
-                out.append(Delivery(message.id, links=(link,), outcome=result.status))
-            else:
-                kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
-                out.append(Delivery(message.id, error=Classified(kind, result.error or "refused")))
-        return out
+        return out + [quickbooks_delivery(m, result) for m, result in zip(ready, results, strict=True)]
 
     return handle, connector.close
 

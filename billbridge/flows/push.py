@@ -63,6 +63,15 @@ def quickbooks_connector(store: Store, settings: Settings) -> Any:
     return QuickBooksConnector(config, tokens)
 
 
+def quickbooks_delivery(message: Message, result: Any) -> Delivery:
+    """A QuickBooks write's ``PushResult`` as the relay's outcome: linked when it is there, else the error."""
+    if result.external_id is not None and result.status in ("created", "existing"):
+        link = ExternalLink("quickbooks", result.doc_type, message.aggregate_id, result.external_id, result.sync_token)
+        return Delivery(message.id, links=(link,), outcome=result.status)
+    kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
+    return Delivery(message.id, error=Classified(kind, result.error or "refused"))
+
+
 def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
     """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
     connector = quickbooks_connector(store, settings)
@@ -80,15 +89,7 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
             for m in messages
             if m not in known
         ]
-        for message, result in zip(known, results, strict=True):
-            if result.external_id is not None and result.status in ("created", "existing"):
-                link = ExternalLink(
-                    "quickbooks", result.doc_type, message.aggregate_id, result.external_id, result.sync_token
-                )
-                out.append(Delivery(message.id, links=(link,), outcome=result.status))
-            else:
-                kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
-                out.append(Delivery(message.id, error=Classified(kind, result.error or "refused")))
+        out += [quickbooks_delivery(m, result) for m, result in zip(known, results, strict=True)]
         return out
 
     return handle, connector.close
