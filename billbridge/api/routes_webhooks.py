@@ -150,13 +150,41 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/stripe", response_model=Received, responses=_RESPONSES, summary="Stripe webhook endpoint")
+def _documented(header: str, description: str, body: str) -> dict[str, Any]:
+    """The signature header and the JSON body, for /docs (the route reads the raw bytes itself)."""
+    return {
+        "parameters": [
+            {"name": header, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+        ],
+        "requestBody": {
+            "required": True,
+            "description": body,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    }
+
+
+@router.post(
+    "/stripe",
+    response_model=Received,
+    responses=_RESPONSES,
+    summary="Stripe webhook endpoint",
+    openapi_extra=_documented("Stripe-Signature", "t=<unix time>,v1=<HMAC-SHA256>", "A Stripe event"),
+)
 async def stripe_webhook(request: Request) -> JSONResponse:
     """Verified with `Stripe-Signature` (the endpoint's signing secret, 5-minute window both ways)."""
     return await receive(request, SOURCES["stripe"])
 
 
-@router.post("/quickbooks", response_model=Received, responses=_RESPONSES, summary="QuickBooks webhook endpoint")
+@router.post(
+    "/quickbooks",
+    response_model=Received,
+    responses=_RESPONSES,
+    summary="QuickBooks webhook endpoint",
+    openapi_extra=_documented(
+        "intuit-signature", "base64 HMAC-SHA256 of the body", "Intuit's eventNotifications (data change events)"
+    ),
+)
 async def quickbooks_webhook(request: Request) -> JSONResponse:
     """Verified with `intuit-signature` (the app's verifier token); one event per entity change."""
     return await receive(request, SOURCES["quickbooks"])

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow
@@ -121,19 +121,23 @@ def _no_slot(_vendor: str) -> Iterator[None]:
 
 
 def process_pending(
-    store: Store, settings: Settings, *, slot: Callable[[str], AbstractContextManager[None]] = _no_slot
+    store: Store,
+    settings: Settings,
+    *,
+    slot: Callable[[str], AbstractContextManager[None]] = _no_slot,
+    now: datetime | None = None,
 ) -> WebhookSummary:
     """Act on every claimable event; each action once per pass, whatever number of events asked for it.
 
     Passes repeat until nothing is claimable, so events that arrive while an action runs get a run
     that starts after them. Safe to run in several processes at once: claims are leased and disjoint,
     and the actions are idempotent. A failed action leaves its events' error visible and retries them
-    after a backoff.
+    after a backoff. ``now`` (default: the clock) decides which leases and retry waits are over.
     """
     summary = WebhookSummary()
     while True:
         claimed: list[ClaimedEvent] = []
-        while batch := _claim(store):
+        while batch := _claim(store, now):
             claimed += batch
         if not claimed:
             return summary
@@ -153,9 +157,9 @@ def process_pending(
             _act(store, settings, name, events, slot, summary)
 
 
-def _claim(store: Store) -> list[ClaimedEvent]:
+def _claim(store: Store, now: datetime | None) -> list[ClaimedEvent]:
     with store.write() as session:
-        return inbox.claim(session, limit=CLAIM_BATCH, lease=LEASE)
+        return inbox.claim(session, limit=CLAIM_BATCH, lease=LEASE, now=now)
 
 
 def _act(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,39 @@ def test_quickbooks_payment_notification_is_reconciled_once_by_the_flow(
     assert again.status_code == 200 and again.json() == {"received": 1, "new": 0, "duplicates": 1}
     assert process_webhooks() == {"events": {}, "actions": {}, "notes": {}, "failures": []}
     assert payment_count(store) == 1
+
+
+def test_a_failed_action_keeps_its_events_with_the_error_and_retries_them(
+    store: Store, stripe_sandbox: RunningStripe, database_url: str, tmp_path: Path, serve: Any
+) -> None:
+    good = stripe_settings(stripe_sandbox, database_url, tmp_path, inline=False)
+    assert good.stripe is not None
+    revoked = good.model_copy(
+        update={"stripe": good.stripe.model_copy(update={"api_key": SecretStr("sk_test_revoked")})}
+    )
+    url, _ = serve(store, good)
+    held: list[dict[str, Any]] = []
+    stripe_sandbox.sandbox.state.listeners.append(held.append)
+    auto = charge_auto_invoices(store, good)
+    sender = WebhookSender(f"{url}/webhooks/stripe", stripe_sandbox.webhook_secret)
+    for event in held:
+        sender(event)
+    sender.flush()
+
+    failed = process_pending(store, revoked)  # Stripe refuses the key: reconciliation cannot run
+    assert failed.actions == {"reconcile:stripe": 1} and failed.events["failed"] == 4 * len(auto)
+    assert [action for action, _ in failed.failures] == ["reconcile:stripe"]
+    with store.read() as session:
+        waiting = inbox.list_events(session, pending_only=True, limit=1000)
+    assert len(waiting) == 4 * len(auto) and payment_count(store) == 0
+    assert {e["attempts"] for e in waiting} == {1}
+    assert all(
+        "AuthenticationError" in str(e["last_error"]) and "sk_test_revoked" not in str(e["last_error"]) for e in waiting
+    )
+
+    assert process_pending(store, good).actions == {}  # they wait for their retry time (a minute)
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    retried = process_pending(store, good, now=later)
+    assert retried.actions == {"reconcile:stripe": 1} and retried.failures == []
+    assert retried.events == {"reconcile:stripe": 4 * len(auto)}
+    assert_paid_once(store, stripe_sandbox, auto)
