@@ -4,7 +4,9 @@ each payment ends recorded exactly once, however often and in whatever order the
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +22,7 @@ from billbridge.api.webhook_worker import WebhookWorker
 from billbridge.app.settings import Settings, StripeSettings
 from billbridge.flows.collect import collect
 from billbridge.flows.push import push, stripe_connector
-from billbridge.flows.webhooks import process_pending, process_webhooks
+from billbridge.flows.webhooks import WebhookSummary, process_pending, process_webhooks
 from billbridge.sandbox.quickbooks import sign_webhook
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
 from billbridge.sandbox.server import SandboxServer
@@ -255,4 +257,37 @@ def test_a_failed_action_keeps_its_events_with_the_error_and_retries_them(
     retried = process_pending(store, good, now=later)
     assert retried.actions == {"reconcile:stripe": 1} and retried.failures == []
     assert retried.events == {"reconcile:stripe": 4 * len(auto)}
+    assert_paid_once(store, stripe_sandbox, auto)
+
+
+def test_a_second_processor_leaves_events_another_is_acting_on(
+    store: Store, stripe_sandbox: RunningStripe, database_url: str, tmp_path: Path, serve: Any
+) -> None:
+    settings = stripe_settings(stripe_sandbox, database_url, tmp_path, inline=False)
+    url, _ = serve(store, settings)
+    held: list[dict[str, Any]] = []
+    stripe_sandbox.sandbox.state.listeners.append(held.append)
+    auto = charge_auto_invoices(store, settings)
+    sender = WebhookSender(f"{url}/webhooks/stripe", stripe_sandbox.webhook_secret)
+    for event in held:
+        sender(event)
+    sender.flush()
+
+    acting, release = threading.Event(), threading.Event()
+
+    @contextmanager
+    def slow_slot(_vendor: str) -> Iterator[None]:
+        acting.set()  # the first processor holds its claimed events and is about to reconcile
+        assert release.wait(30)
+        yield
+
+    first: list[WebhookSummary] = []
+    thread = threading.Thread(target=lambda: first.append(process_pending(store, settings, slot=slow_slot)))
+    thread.start()
+    assert acting.wait(30)
+    second = process_pending(store, settings)  # runs while the first is mid-action
+    release.set()
+    thread.join(30)
+    assert second.actions == {} and second.events == {}  # every event was leased to the first
+    assert first[0].actions == {"reconcile:stripe": 1} and first[0].failures == []
     assert_paid_once(store, stripe_sandbox, auto)
