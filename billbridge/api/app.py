@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -9,15 +11,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from billbridge.api import errors, routes_resources, routes_usage
+from billbridge.api import errors, routes_resources, routes_usage, routes_webhooks
 from billbridge.api.lookups import Lookups
 from billbridge.api.usage_models import BatchIn, UsageEventIn
+from billbridge.api.webhook_worker import WebhookWorker
 from billbridge.app.settings import Settings
 from billbridge.store.db import Store, open_store
 
 DESCRIPTION = """billbridge's usage event API and read API. Authenticate with an API key from
 `billbridge apikey create --entity REF`, sent as `Authorization: Bearer <key>`; everything is scoped
-to the key's legal entity. Money and quantities are strings in answers (exact decimals)."""
+to the key's legal entity. Money and quantities are strings in answers (exact decimals). The
+webhook endpoints (`/webhooks/...`) take no API key: the vendor's signature authenticates them."""
 
 
 class _NoNulInUrl:
@@ -40,15 +44,30 @@ class _NoNulInUrl:
 
 
 def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
-    """The API over ``store`` (opened and migrated by the caller)."""
+    """The API over ``store`` (opened and migrated by the caller).
+
+    With ``settings.webhooks_inline`` a background thread acts on stored webhook events
+    (``app.state.webhook_worker``; stopped on shutdown).
+    """
     settings = settings or Settings()
-    app = FastAPI(title="billbridge API", version="0.1.0", description=DESCRIPTION)
+    worker = WebhookWorker(lambda: _process_webhooks(store, settings)) if settings.webhooks_inline else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if worker is not None:
+            worker.stop()
+
+    app = FastAPI(title="billbridge API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.store = store
+    app.state.settings = settings
     app.state.max_body_bytes = settings.api_max_body_bytes
     app.state.lookups = Lookups(settings.api_cache_seconds)
+    app.state.webhook_worker = worker
     errors.install(app)
     app.include_router(routes_usage.router)  # first: the hot path is matched before the read API
     app.include_router(routes_resources.router)
+    app.include_router(routes_webhooks.router)
     app.add_middleware(_NoNulInUrl)
 
     def openapi() -> dict[str, Any]:
@@ -64,6 +83,12 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _process_webhooks(store: Store, settings: Settings) -> object:
+    from billbridge.flows.webhooks import process_pending  # imports Prefect: only once a webhook came in
+
+    return process_pending(store, settings)
 
 
 def app_from_settings() -> FastAPI:

@@ -16,11 +16,8 @@ def _no_constants(token: str) -> Any:
     raise ValueError(f"{token} is not a number JSON allows")
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The parsed body; 413 past ``limit`` bytes (by Content-Length or as it streams), 400 if not JSON.
-
-    Fractions parse as Decimal (``0.1`` stays exactly 0.1); NaN and Infinity are refused.
-    """
+async def read_raw(request: Request, limit: int) -> bytes:
+    """The body's bytes as sent; 413 past ``limit`` bytes (by Content-Length or as it streams)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise refuse(413, "body_too_large", f"the body is over {limit} bytes")
@@ -31,7 +28,15 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise refuse(413, "body_too_large", f"the body is over {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The parsed body; 413 past ``limit`` bytes (by Content-Length or as it streams), 400 if not JSON.
+
+    Fractions parse as Decimal (``0.1`` stays exactly 0.1); NaN and Infinity are refused.
+    """
+    raw = await read_raw(request, limit)
     try:
         return json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

@@ -34,11 +34,13 @@ invoices_app = typer.Typer(help="Invoices and credit notes.", no_args_is_help=Tr
 quarantine_app = typer.Typer(help="Records that could not be taken in.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys of the usage and read API, one legal entity each.", no_args_is_help=True)
 sync_app = typer.Typer(help="Pull from outside systems into the store.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Webhook events received from Stripe and QuickBooks.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(sync_app, name="sync")
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console()
 err = Console(stderr=True)
@@ -641,6 +643,49 @@ def apikey_list(as_json: JsonOpt = False) -> None:
             str(r["name"] or "-"),
             str(r["created_at"]),
             str(r["revoked_at"] or "-"),
+        )
+    console.print(table)
+
+
+@webhooks_app.command("process")
+def webhooks_process(as_json: JsonOpt = False) -> None:
+    """Act on stored webhook events (and retry failed ones): each action once, whatever number asked for it."""
+    from billbridge.flows.webhooks import process_pending
+
+    settings = Settings()
+    summary = process_pending(open_store(settings.database), settings)
+    if as_json:
+        _json(summary.as_dict())
+    else:
+        _print_outcomes("Webhook events", dict(summary.events), summary.failures)
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    source: Annotated[str | None, typer.Option(help="stripe or quickbooks")] = None,
+    pending: Annotated[bool, typer.Option("--pending", help="Only events not acted on yet")] = False,
+    limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Received events, newest first, with what was done about them (or the error)."""
+    from billbridge.store.webhooks import list_events
+
+    with _store().read() as session:
+        rows = list_events(session, source=source, pending_only=pending, limit=limit)
+    if as_json:
+        _json([{k: str(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows])
+        return
+    table = Table("id", "source", "type", "object", "received", "attempts", "outcome", "note / error", title="Webhooks")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["source"],
+            r["event_type"],
+            r["object_id"] or "-",
+            str(r["received_at"])[:19],
+            str(r["attempts"]),
+            r["outcome"] or "pending",
+            r["last_error"] or r["note"] or "",
         )
     console.print(table)
 

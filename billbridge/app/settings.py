@@ -72,6 +72,9 @@ class QuickBooksSettings(BaseModel):
     ca_bundle: str | None = Field(default=None, description="CA to trust instead of the system's (sandboxes)")
     requests_per_minute: int | None = None
     batches_per_minute: int | None = None
+    webhook_verifier_token: SecretStr | None = Field(
+        default=None, description="The app's webhook verifier token (Intuit developer portal, Webhooks)"
+    )
 
 
 class StripeSettings(BaseModel):
@@ -79,7 +82,9 @@ class StripeSettings(BaseModel):
 
     api_key: SecretStr
     base_url: str | None = Field(default=None, description="Unset: api.stripe.com (a sandbox URL for the demo)")
-    webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Signing secret (whsec_...) of the webhook endpoint registered in Stripe"
+    )
 
 
 class Settings(BaseSettings):
@@ -114,6 +119,11 @@ class Settings(BaseSettings):
     )
     quickbooks: QuickBooksSettings | None = Field(default=None, description="QuickBooks Online connection")
     stripe: StripeSettings | None = Field(default=None, description="Stripe account")
+    webhooks_inline: bool = Field(
+        default=True,
+        description="Act on stored webhook events in the API process right after answering; otherwise only "
+        "`billbridge webhooks process` (or the process-webhooks deployment) does",
+    )
     auto_approve_invoices: bool = Field(
         default=False,
         description="Approve new drafts after each billing run (and queue their pushes); otherwise a person "

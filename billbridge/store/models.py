@@ -354,6 +354,30 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None]
 
 
+class WebhookEvent(Base):
+    """A verified webhook delivery, stored once per (source, event_id): the inbox processing acts from."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_webhook_events_pending", "processed_at", "claimed_until"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(300))
+    event_type: Mapped[str] = mapped_column(String(120))
+    object_id: Mapped[str | None] = mapped_column(String(200))
+    occurred_at: Mapped[datetime | None]
+    payload: Mapped[str] = mapped_column(Text)  # the event's JSON as the vendor signed it
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None]  # a processor's lease; also the next try after a failure
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(80))  # the action taken, or "ignored"
+    note: Mapped[str | None] = mapped_column(Text)  # why ignored, or what the action did
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class OAuthToken(Base):
     """The rotating OAuth tokens of one outside connection, encrypted; ``version`` for compare-and-swap."""
 

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from billbridge.api.app import create_app
+from billbridge.app.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.flows.importing import import_document
 from billbridge.store import api_keys
 from billbridge.store.db import Store
@@ -65,5 +67,13 @@ def api(store: Store) -> Iterator[Api]:
     with store.write() as session:
         _, token = api_keys.create_key(session, "us", "tests")
         _, kw_token = api_keys.create_key(session, "kw", "tests")
-    with TestClient(create_app(store)) as client:
+    # Webhook secrets set, so generated requests reach signature checking (not the 503 of an unset secret).
+    settings = Settings(
+        webhooks_inline=False,
+        stripe=StripeSettings(api_key=SecretStr("sk_test_unused"), webhook_secret=SecretStr("whsec_test")),
+        quickbooks=QuickBooksSettings(
+            client_id="unused", client_secret=SecretStr("unused"), realm_id="1", webhook_verifier_token=SecretStr("v")
+        ),
+    )
+    with TestClient(create_app(store, settings)) as client:
         yield Api(client, store, token, kw_token)

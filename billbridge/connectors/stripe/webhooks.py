@@ -13,7 +13,11 @@ DEFAULT_TOLERANCE_SECONDS = 300  # Stripe's libraries default to a five-minute w
 
 
 class WebhookRefused(ValueError):
-    """A delivery that is forged, malformed or outside the replay window."""
+    """A delivery that is forged, malformed or outside the replay window; ``code`` says which."""
+
+    def __init__(self, message: str, code: str = "bad_signature") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def verify_webhook(
@@ -24,19 +28,30 @@ def verify_webhook(
     The signature check is stripe-python's ``WebhookSignature.verify_header``; the window is checked
     here against ``now`` (it reads the system clock itself), in both directions.
     """
-    text = payload.decode("utf-8")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRefused("the payload is not UTF-8 text", "malformed_payload") from None
     try:
         stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
     except stripe.SignatureVerificationError as exc:
         raise WebhookRefused(f"bad Stripe-Signature: {exc.user_message or exc}") from exc
-    stamp = int(dict(part.split("=", 1) for part in header.split(",") if "=" in part)["t"])
+    stamps = [value for key, _, value in (part.partition("=") for part in header.split(",")) if key == "t"]
+    if len(stamps) != 1:
+        # stripe-python checks the signature against the first ``t``: a second one appended to an old,
+        # validly signed header must not pass for a fresh timestamp.
+        raise WebhookRefused(f"Stripe-Signature holds {len(stamps)} timestamps; exactly one is allowed")
+    stamp = int(stamps[0])
     current = time.time() if now is None else now
     if abs(current - stamp) > tolerance:
-        raise WebhookRefused(f"Stripe-Signature timestamp {stamp} is outside the {tolerance}s window")
+        raise WebhookRefused(f"Stripe-Signature timestamp {stamp} is outside the {tolerance}s window", "outside_window")
     try:
         event = json.loads(text, parse_float=Decimal)
     except ValueError as exc:
-        raise WebhookRefused("the payload is not JSON") from exc
+        raise WebhookRefused("the payload is not JSON", "malformed_payload") from exc
     if not isinstance(event, dict) or event.get("object") != "event":
-        raise WebhookRefused("the payload is not a Stripe event")
+        raise WebhookRefused("the payload is not a Stripe event", "malformed_payload")
+    for name in ("id", "type"):
+        if not isinstance(event.get(name), str) or not event[name]:
+            raise WebhookRefused(f"the event has no {name}", "malformed_payload")
     return event

@@ -1,0 +1,191 @@
+"""Webhook endpoints refuse forged, stale and malformed deliveries (storing nothing) and store each
+event once however often it is delivered."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from billbridge.api.app import create_app
+from billbridge.app.settings import QuickBooksSettings, Settings, StripeSettings
+from billbridge.sandbox.quickbooks import sign_webhook
+from billbridge.sandbox.stripe import sign
+from billbridge.store import webhooks as inbox
+from billbridge.store.db import Store
+
+SECRET = "whsec_endpoint"
+VERIFIER = "intuit-verifier-token"
+REALM = "9130350000000000"
+
+
+def settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "webhooks_inline": False,
+        "stripe": StripeSettings(api_key=SecretStr("sk_test_x"), webhook_secret=SecretStr(SECRET)),
+        "quickbooks": QuickBooksSettings(
+            client_id="c",
+            client_secret=SecretStr("s"),
+            realm_id=REALM,
+            webhook_verifier_token=SecretStr(VERIFIER),
+        ),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def client(store: Store, tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(store, settings(tmp_path))) as test_client:
+        yield test_client
+
+
+def stripe_event(event_id: str = "evt_1", event_type: str = "charge.succeeded") -> bytes:
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": event_type,
+            "created": 1764576000,
+            "data": {"object": {"id": "ch_1", "object": "charge", "amount": 1250}},
+        }
+    ).encode()
+
+
+def post_stripe(client: TestClient, payload: bytes, header: str | None) -> Any:
+    headers = {"Content-Type": "application/json"} | ({"Stripe-Signature": header} if header else {})
+    return client.post("/webhooks/stripe", content=payload, headers=headers)
+
+
+def stored(store: Store) -> list[dict[str, Any]]:
+    with store.read() as session:
+        return inbox.list_events(session)
+
+
+def refusal(response: Any) -> tuple[int, str]:
+    return response.status_code, response.json()["detail"][0]["code"]
+
+
+def test_stripe_refuses_forged_stale_and_malformed_deliveries(client: TestClient, store: Store) -> None:
+    payload, now = stripe_event(), int(time.time())
+    old_header = sign(payload, SECRET, now - 301)
+    cases = {
+        "other secret": (payload, sign(payload, "whsec_someone_else", now)),
+        "tampered body": (payload.replace(b"1250", b"9999"), sign(payload, SECRET, now)),
+        "no header": (payload, None),
+        "garbage header": (payload, "v1=deadbeef"),
+        "stale": (payload, old_header),
+        "from the future": (payload, sign(payload, SECRET, now + 301)),
+        # A validly signed old header with a fresh timestamp appended: stripe-python checks the first.
+        "second timestamp": (payload, f"{old_header},t={now}"),
+        "not JSON": (b"not json", sign(b"not json", SECRET, now)),
+        "not an event": (b'{"object": "charge"}', sign(b'{"object": "charge"}', SECRET, now)),
+        "no type": (b'{"object": "event", "id": "evt_9"}', sign(b'{"object": "event", "id": "evt_9"}', SECRET, now)),
+        "not UTF-8": (b"\xff\xfe", sign(b"\xff\xfe", SECRET, now)),
+    }
+    answers = {name: refusal(post_stripe(client, body, header)) for name, (body, header) in cases.items()}
+    assert answers == {
+        "other secret": (400, "bad_signature"),
+        "tampered body": (400, "bad_signature"),
+        "no header": (400, "missing_signature"),
+        "garbage header": (400, "bad_signature"),
+        "stale": (400, "outside_window"),
+        "from the future": (400, "outside_window"),
+        "second timestamp": (400, "bad_signature"),
+        "not JSON": (400, "malformed_payload"),
+        "not an event": (400, "malformed_payload"),
+        "no type": (400, "malformed_payload"),
+        "not UTF-8": (400, "malformed_payload"),
+    }
+    assert stored(store) == []
+    # Within the window (either way) it is taken.
+    assert post_stripe(client, payload, sign(payload, SECRET, now - 290)).status_code == 200
+
+
+def test_stripe_stores_each_event_once_however_often_it_comes(client: TestClient, store: Store) -> None:
+    first, second = stripe_event("evt_1"), stripe_event("evt_2", "invoice.paid")
+    answers = [
+        post_stripe(client, body, sign(body, SECRET, int(time.time()) - lag)).json()
+        for body, lag in ((first, 0), (second, 0), (first, 5), (second, 60), (first, 120))
+    ]
+    assert [a["new"] for a in answers] == [1, 1, 0, 0, 0]
+    assert [a["duplicates"] for a in answers] == [0, 0, 1, 1, 1]
+    rows = stored(store)
+    assert sorted((r["event_id"], r["event_type"], r["object_id"]) for r in rows) == [
+        ("evt_1", "charge.succeeded", "ch_1"),
+        ("evt_2", "invoice.paid", "ch_1"),
+    ]
+
+
+def notification(*entities: tuple[str, str, str, str], realm: str = REALM) -> bytes:
+    changes = [{"name": n, "id": i, "operation": op, "lastUpdated": at} for n, i, op, at in entities]
+    return json.dumps({"eventNotifications": [{"realmId": realm, "dataChangeEvent": {"entities": changes}}]}).encode()
+
+
+def post_intuit(client: TestClient, payload: bytes, signature: str | None) -> Any:
+    headers = {"Content-Type": "application/json"} | ({"intuit-signature": signature} if signature else {})
+    return client.post("/webhooks/quickbooks", content=payload, headers=headers)
+
+
+def test_quickbooks_stores_each_entity_change_once(client: TestClient, store: Store) -> None:
+    at = "2026-12-01T07:00:00.000+00:00"
+    payload = notification(
+        ("Payment", "41", "Create", at), ("Invoice", "7", "Update", at), ("Payment", "41", "Create", at)
+    )
+    answer = post_intuit(client, payload, sign_webhook(payload, VERIFIER))
+    assert answer.status_code == 200 and answer.json() == {"received": 3, "new": 2, "duplicates": 1}
+    # Intuit retries the whole notification; a later change of the same payment is a new event.
+    later = notification(("Payment", "41", "Create", at), ("Payment", "41", "Update", "2026-12-01T07:05:00.000+00:00"))
+    assert post_intuit(client, later, sign_webhook(later, VERIFIER)).json() == {
+        "received": 2,
+        "new": 1,
+        "duplicates": 1,
+    }
+    rows = sorted((r["event_type"], r["object_id"]) for r in stored(store))
+    assert rows == [("Invoice.Update", "7"), ("Payment.Create", "41"), ("Payment.Update", "41")]
+
+
+def test_quickbooks_refuses_forged_and_malformed_notifications(client: TestClient, store: Store) -> None:
+    payload = notification(("Payment", "41", "Create", "2026-12-01T07:00:00.000+00:00"))
+    no_id = json.dumps(
+        {"eventNotifications": [{"realmId": REALM, "dataChangeEvent": {"entities": [{"name": "Payment"}]}}]}
+    ).encode()
+    cases = {
+        "other token": (payload, sign_webhook(payload, "someone-else")),
+        "tampered body": (payload.replace(b"41", b"42"), sign_webhook(payload, VERIFIER)),
+        "no signature": (payload, None),
+        "not base64": (payload, "not base64!"),
+        "not JSON": (b"{", sign_webhook(b"{", VERIFIER)),
+        "no entity id": (no_id, sign_webhook(no_id, VERIFIER)),
+    }
+    answers = {name: post_intuit(client, body, sig) for name, (body, sig) in cases.items()}
+    assert {name: refusal(a) for name, a in answers.items()} == {
+        "other token": (400, "bad_signature"),
+        "tampered body": (400, "bad_signature"),
+        "no signature": (400, "missing_signature"),
+        "not base64": (400, "bad_signature"),
+        "not JSON": (400, "malformed_payload"),
+        "no entity id": (400, "malformed_payload"),
+    }
+    assert (
+        "eventNotifications[0].dataChangeEvent.entities[0].id" in answers["no entity id"].json()["detail"][0]["message"]
+    )
+    assert stored(store) == []
+
+
+def test_unconfigured_secrets_answer_503_so_the_vendor_retries(store: Store, tmp_path: Path) -> None:
+    app = create_app(store, settings(tmp_path, stripe=None, quickbooks=None))
+    with TestClient(app) as unconfigured:
+        payload = stripe_event()
+        stripe_answer = post_stripe(unconfigured, payload, sign(payload, SECRET, int(time.time())))
+        intuit_answer = post_intuit(unconfigured, notification(), "x")
+    assert refusal(stripe_answer) == refusal(intuit_answer) == (503, "webhook_not_configured")
+    assert "BILLBRIDGE_STRIPE__WEBHOOK_SECRET" in stripe_answer.json()["detail"][0]["message"]
+    assert stored(store) == []
