@@ -233,20 +233,20 @@ def sandbox(
 
     from billbridge.app.demo import running_sandboxes
 
-    with running_sandboxes(deals) as running:
-        table = Table("sandbox", "URL", title="billbridge sandboxes (fault control: <url>/__sandbox__/faults)")
-        table.add_row("Salesforce", running.salesforce.url)
-        table.add_row("HubSpot", running.hubspot.url)
-        table.add_row("QuickBooks", running.quickbooks.base_url)
-        table.add_row("Stripe", running.stripe.url)
-        console.print(table)
-        console.print("Settings for billbridge in another shell (secrets included: sandbox only):")
-        for key, value in sorted(running.env.items()):
-            console.print(f"export {key}='{value}'", soft_wrap=True, highlight=False)
-        try:
+    try:  # Ctrl-C at any moment (even while the settings print) stops them cleanly
+        with running_sandboxes(deals) as running:
+            table = Table("sandbox", "URL", title="billbridge sandboxes (fault control: <url>/__sandbox__/faults)")
+            table.add_row("Salesforce", running.salesforce.url)
+            table.add_row("HubSpot", running.hubspot.url)
+            table.add_row("QuickBooks", running.quickbooks.base_url)
+            table.add_row("Stripe", running.stripe.url)
+            console.print(table)
+            console.print("Settings for billbridge in another shell (secrets included: sandbox only):")
+            for key, value in sorted(running.env.items()):
+                console.print(f"export {key}='{value}'", soft_wrap=True, highlight=False)
             threading.Event().wait()
-        except KeyboardInterrupt:
-            err.print("stopping the sandboxes")
+    except KeyboardInterrupt:
+        err.print("sandboxes stopped")
 
 
 @app.command()
