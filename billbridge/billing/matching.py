@@ -10,7 +10,7 @@ payment nor any invoice's open balance.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_DOWN, Decimal
 
@@ -27,6 +27,15 @@ class OpenInvoice:
     currency: str
     open_amount: Decimal
     due_date: date
+
+
+@dataclass(frozen=True)
+class PaidInvoice:
+    """What a refund may take back from: an invoice's money received so far."""
+
+    number: str
+    currency: str
+    amount_paid: Decimal
 
 
 @dataclass(frozen=True)
@@ -95,3 +104,27 @@ def _named(payment: IncomingPayment, invoices: Mapping[str, OpenInvoice]) -> Mat
     if left > 0 and not problems:
         problems.append(f"{left} {payment.currency} more than the invoices named were open for")
     return Match(tuple(allocations), left, "; ".join(problems) or None)
+
+
+def match_refund(refund: IncomingPayment, invoices: Mapping[str, PaidInvoice]) -> Match:
+    """A refund (a negative payment) takes its money back from the invoice its charge paid: a
+    negative allocation, never more than that invoice received. What it cannot take back stays on
+    the customer (a negative unapplied amount) with the reason, for a person."""
+    if refund.amount >= 0:
+        raise ValueError(f"{refund.payment_ref}: a refund is negative, got {refund.amount}")
+    if (problem := _not_money(replace(refund, amount=-refund.amount))) is not None:
+        return Match((), refund.amount, problem)
+    if not refund.invoice_numbers:
+        return Match((), refund.amount, "a refund of a payment that paid no invoice of ours")
+    number = refund.invoice_numbers[0]
+    invoice = invoices.get(number)
+    if invoice is None:
+        return Match((), refund.amount, f"{number}: no invoice of ours took this payment")
+    if invoice.currency != refund.currency:
+        return Match((), refund.amount, f"{number}: is in {invoice.currency}, the refund in {refund.currency}")
+    back = min(-refund.amount, invoice.amount_paid)
+    if back <= 0:
+        return Match((), refund.amount, f"{number}: has no payment left to refund")
+    left = refund.amount + back
+    reason = f"{-left} {refund.currency} more than {number} had received" if left < 0 else None
+    return Match(((number, -back),), left, reason)

@@ -17,13 +17,13 @@ from prefect.artifacts import create_markdown_artifact
 
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
-from billbridge.billing.matching import OpenInvoice, match_payment
+from billbridge.billing.matching import OpenInvoice, PaidInvoice, match_payment, match_refund
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import PaymentIn, known_payment_refs, open_invoices, record_payments
+from billbridge.store.invoices import PaymentIn, known_payment_refs, open_invoices, paid_amounts, record_payments
 
 STREAM = "payments"
 
@@ -57,26 +57,37 @@ class ReconcileSummary:
 class PaymentPage:
     payments: list[IncomingPayment]
     cursor: str | None
+    stream: str = STREAM  # whose cursor this page advances
 
 
-def _pages(source: str, store: Store, settings: Settings, cursor: str | None) -> Iterator[PaymentPage]:
+REFUNDS = "refunds"
+STREAMS: dict[str, tuple[str, ...]] = {"stripe": (STREAM, REFUNDS), "quickbooks": (STREAM,)}
+"""What each source is read as: Stripe's charges and its refunds (each with its own cursor); in
+QuickBooks a payment is one record however it changes."""
+
+
+def _pages(source: str, store: Store, settings: Settings, cursors: dict[str, str | None]) -> Iterator[PaymentPage]:
     if source == "stripe":
-        for stripe_page in stripe_connector(settings).pull_payments(cursor):
+        connector = stripe_connector(settings)
+        for stripe_page in connector.pull_payments(cursors[STREAM]):
             yield PaymentPage(stripe_page.payments, stripe_page.cursor)
+        for refund_page in connector.pull_refunds(cursors[REFUNDS]):
+            yield PaymentPage(refund_page.payments, refund_page.cursor, REFUNDS)
     elif source == "quickbooks":
         with quickbooks_connector(store, settings) as connector:
-            for qbo_page in connector.pull_payments(cursor):
+            for qbo_page in connector.pull_payments(cursors[STREAM]):
                 yield PaymentPage(qbo_page.payments, qbo_page.cursor)
-    else:
-        raise ValueError(f"unknown payment source {source!r} (expected stripe or quickbooks)")
 
 
 def reconcile(store: Store, settings: Settings, source: str) -> ReconcileSummary:
-    """Pull the source's payments since the stored cursor and record each once, matched where possible."""
+    """Pull the source's payments (and refunds) since the stored cursors and record each once,
+    matched where possible."""
+    if source not in STREAMS:
+        raise ValueError(f"unknown payment source {source!r} (expected stripe or quickbooks)")
     with store.read() as session:
-        cursor = get_cursor(session, source, STREAM)
+        cursors = {stream: get_cursor(session, source, stream) for stream in STREAMS[source]}
     return record_pages(
-        store, source, _pages(source, store, settings, cursor), mirror_to=mirror_targets(settings, source)
+        store, source, _pages(source, store, settings, cursors), mirror_to=mirror_targets(settings, source)
     )
 
 
@@ -95,6 +106,8 @@ def record_pages(
                 customer_refs=[p.customer_ref for p in page.payments if p.customer_ref and not p.invoice_numbers],
             )
             invoices = {r["number"]: OpenInvoice(**r) for r in rows}
+            refunded = [n for p in page.payments if p.amount < 0 for n in p.invoice_numbers]
+            paid = {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, refunded)} if refunded else {}
             by_customer: dict[str, list[OpenInvoice]] = defaultdict(list)
             for invoice in invoices.values():
                 by_customer[invoice.customer_ref].append(invoice)
@@ -109,7 +122,8 @@ def record_pages(
                     summary.outcomes["mirrored"] += 1
                     continue
                 seen.add(ref)
-                match = match_payment(payment, invoices, by_customer)
+                refund = payment.amount < 0
+                match = match_refund(payment, paid) if refund else match_payment(payment, invoices, by_customer)
                 batch.append(
                     PaymentIn(
                         ref,
@@ -122,14 +136,14 @@ def record_pages(
                         payment.reference,
                     )
                 )
-                for number, share in match.allocations:  # later payments in this page see what is left
+                for number, share in match.allocations if not refund else ():  # later payments see what is left
                     left = replace(invoices[number], open_amount=invoices[number].open_amount - share)
                     invoices[number] = left
                     by_customer[left.customer_ref] = [
                         left if i.number == number else i for i in by_customer[left.customer_ref]
                     ]
                 outcome = (
-                    "matched"
+                    ("refunded" if refund else "matched")
                     if match.matched and match.reason is None
                     else "partly_matched"
                     if match.matched
@@ -141,7 +155,7 @@ def record_pages(
             recorded = record_payments(session, batch)
             queue_mirrors(session, source, [p for p, new in zip(batch, recorded, strict=True) if new], mirror_to)
             if page.cursor is not None:
-                set_cursor(session, source, STREAM, page.cursor)
+                set_cursor(session, source, page.stream, page.cursor)
     return summary
 
 

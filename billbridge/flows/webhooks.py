@@ -23,7 +23,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from billbridge.app.settings import Settings
 from billbridge.flows.limits import vendor_slot
-from billbridge.flows.reconcile import reconcile
+from billbridge.flows.mirror import mirror_targets
+from billbridge.flows.reconcile import enter_elsewhere, reconcile
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.webhooks import ClaimedEvent
@@ -44,17 +45,27 @@ class Action:
 
 def _reconciler(source: str) -> Callable[[Store, Settings], str]:
     def run(store: Store, settings: Settings) -> str:
-        outcomes = reconcile(store, settings, source).outcomes
-        return ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "no new payments"
+        summary = reconcile(store, settings, source)
+        if mirror_targets(settings, source):
+            enter_elsewhere(store, settings, summary)
+        return ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "no new payments"
 
     return run
+
+
+def _sync_subscriptions(store: Store, settings: Settings) -> str:
+    """The incremental pull of Stripe subscriptions into contracts (reads the latest state)."""
+    from billbridge.flows.crm_sync import spec_for, sync_pages
+    from billbridge.flows.sync_crm import connect
+
+    summary = sync_pages(store, spec_for("stripe"), connect("stripe", settings))
+    return ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no changes"
 
 
 ACTIONS: dict[str, Action] = {
     "reconcile:stripe": Action("stripe", _reconciler("stripe")),
     "reconcile:quickbooks": Action("quickbooks", _reconciler("quickbooks")),
-    # Hook for Stripe subscriptions as a contract source: register e.g. "sync:stripe_subscriptions"
-    # here (its incremental pull) and point the customer.subscription. rule below at it.
+    "sync:stripe": Action("stripe", _sync_subscriptions),  # when subscriptions are a contract source
 }
 
 Rule = tuple[str, str | None, str]  # (event type prefix, action or None to ignore, why)
@@ -64,10 +75,11 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ("payment_intent.succeeded", "reconcile:stripe", "a payment succeeded"),
         ("invoice.paid", "reconcile:stripe", "an invoice was paid"),
         ("invoice_payment.paid", "reconcile:stripe", "an invoice was paid"),
-        ("charge.refunded", None, "refunds are not reconciled yet (reconciliation reads succeeded charges)"),
+        ("charge.refunded", "reconcile:stripe", "a payment was refunded"),
+        ("refund.", "reconcile:stripe", "a refund changed"),
         ("charge.dispute.", None, "disputes are not reconciled yet"),
         ("invoice.payment_failed", None, "declines are recorded by collect_payments when it charges"),
-        ("customer.subscription.", None, "Stripe subscriptions are not a contract source yet"),
+        ("customer.subscription.", "sync:stripe", "a subscription changed"),
     ),
     "quickbooks": (
         ("Payment.", "reconcile:quickbooks", "a payment changed in QuickBooks"),
@@ -85,6 +97,8 @@ def decide(event: ClaimedEvent, settings: Settings) -> tuple[str | None, str]:
             return None, f"company {realm} is not the configured one ({settings.quickbooks.realm_id})"
     for prefix, action, why in RULES.get(event.source, ()):
         if event.event_type.startswith(prefix):
+            if action == "sync:stripe" and "stripe" not in settings.crm_sources:
+                return None, "Stripe subscriptions are not a contract source here (crm_sources)"
             return action, why
     return None, f"nothing to do for {event.event_type}"
 

@@ -488,6 +488,14 @@ def open_invoices(
     ]
 
 
+def paid_amounts(session: Session, numbers: Iterable[str]) -> list[dict[str, Any]]:
+    """Money received so far by these invoices (whatever their status but void), for refunds."""
+    query = select(Invoice.number, Invoice.currency, Invoice.amount_paid).where(
+        Invoice.number.in_(list(set(numbers))), Invoice.doc_type == "invoice", Invoice.status != "void"
+    )
+    return [{"number": r.number, "currency": r.currency, "amount_paid": r.amount_paid} for r in session.execute(query)]
+
+
 def known_payment_refs(session: Session, refs: Iterable[str]) -> set[str]:
     """Which of these payment refs are recorded already."""
     return set(session.scalars(select(Payment.payment_ref).where(Payment.payment_ref.in_(list(refs)))))

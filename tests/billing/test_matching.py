@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billbridge.billing.documents import IncomingPayment
-from billbridge.billing.matching import OpenInvoice, match_payment
+from billbridge.billing.matching import OpenInvoice, PaidInvoice, match_payment, match_refund
 
 D = Decimal
 
@@ -82,3 +82,35 @@ def test_allocations_never_exceed_the_payment_or_a_balance_and_nothing_is_lost(
     assert sum((a for _, a in match.allocations), D(0)) + match.unapplied == amount
     assert all(0 < a <= invoices[n].open_amount for n, a in match.allocations)
     assert match.unapplied >= 0
+
+
+def refund(amount: str, *numbers: str, currency: str = "USD") -> IncomingPayment:
+    return replace(payment(amount, *numbers), payment_ref="re_1", currency=currency)
+
+
+def test_a_refund_takes_back_from_the_invoice_its_charge_paid_and_never_more_than_it_received() -> None:
+    paid = {"US-INV-1": PaidInvoice("US-INV-1", "USD", D("135.00"))}
+    part = match_refund(refund("-35.00", "US-INV-1"), paid)
+    assert (part.allocations, part.unapplied, part.reason) == ((("US-INV-1", D("-35.00")),), D(0), None)
+    too_much = match_refund(refund("-150.00", "US-INV-1"), paid)
+    assert too_much.allocations == (("US-INV-1", D("-135.00")),) and too_much.unapplied == D("-15.00")
+    assert too_much.reason == "15.00 USD more than US-INV-1 had received"
+    assert match_refund(refund("-5.00", "US-INV-1"), {"US-INV-1": PaidInvoice("US-INV-1", "USD", D(0))}).reason == (
+        "US-INV-1: has no payment left to refund"
+    )
+    assert "is in USD, the refund in EUR" in (
+        match_refund(refund("-5.00", "US-INV-1", currency="EUR"), paid).reason or ""
+    )
+    assert match_refund(refund("-5.00"), paid).reason == "a refund of a payment that paid no invoice of ours"
+    assert match_refund(refund("-5.00", "US-INV-9"), paid).reason == "US-INV-9: no invoice of ours took this payment"
+
+
+@given(
+    received=st.decimals(min_value=D("0"), max_value=D("10000"), places=2),
+    back=st.decimals(min_value=D("0.01"), max_value=D("20000"), places=2),
+)
+def test_a_refund_is_all_accounted_for_and_never_leaves_an_invoice_below_zero(received: Decimal, back: Decimal) -> None:
+    match = match_refund(refund(str(-back), "US-INV-1"), {"US-INV-1": PaidInvoice("US-INV-1", "USD", received)})
+    taken = sum((a for _, a in match.allocations), D(0))
+    assert taken + match.unapplied == -back  # nothing lost
+    assert received + taken >= 0 and taken <= 0 and match.unapplied <= 0

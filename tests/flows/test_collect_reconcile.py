@@ -3,6 +3,7 @@ sandboxes: declines wait with their reason, a new card pays, every payment is re
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -21,6 +22,7 @@ from billbridge.flows.push import push, stripe_connector
 from billbridge.flows.reconcile import reconcile
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
 from billbridge.sandbox.stripe import RunningStripe, start_seeded
+from billbridge.sandbox.stripe import payments as refunds
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
@@ -175,3 +177,36 @@ def test_stripe_payments_are_entered_in_quickbooks_against_their_invoices_once(
         assert sum(Decimal(str(d["amount_paid"])) for d in list_invoices(session)) == before
     assert mirror_payments(store, settings).outcomes == {}
     assert reconcile(store, settings, "stripe").outcomes.get("matched", 0) == 0
+
+
+def test_stripe_refunds_take_back_from_their_invoices_once(
+    store: Store, stripe_sandbox: RunningStripe, database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        stripe=StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
+    )
+    bill_and_approve(store, ["stripe"])
+    push(store, settings, "stripe")
+    connector = stripe_connector(settings)
+    connector.attach_default_payment_method(connector.find_customer("globex"), "pm_card_visa")
+    collect(store, settings)
+    assert set(reconcile(store, settings, "stripe").outcomes) == {"matched"}
+    with store.read() as session:
+        auto = sorted(list_invoices(session, contract_ref="C-100-globex"), key=lambda d: str(d["number"]))
+    assert len(auto) >= 2 and {d["status"] for d in auto} == {"paid"}
+    charge_of = {p.invoice_numbers[0]: p.payment_ref for page in connector.pull_payments(None) for p in page.payments}
+    part, whole = auto[0], auto[1]
+    part_charge, whole_charge = charge_of[str(part["number"])], charge_of[str(whole["number"])]
+    refunds.create_refund(stripe_sandbox.sandbox.state, {"charge": part_charge, "amount": "1000"})
+    refunds.create_refund(stripe_sandbox.sandbox.state, {"charge": whole_charge})
+
+    summary = reconcile(store, settings, "stripe")
+    assert summary.outcomes - Counter(seen_before=summary.outcomes["seen_before"]) == {"refunded": 2}, summary.unmatched
+    with store.read() as session:
+        after = {str(d["number"]): d for d in list_invoices(session, contract_ref="C-100-globex")}
+    assert after[str(part["number"])]["status"] == "partially_paid"
+    assert after[str(part["number"])]["amount_paid"] == part["invoice_total"] - Decimal("10.00")
+    assert (after[str(whole["number"])]["status"], after[str(whole["number"])]["amount_paid"]) == ("sent", 0)
+    assert reconcile(store, settings, "stripe").outcomes.get("refunded", 0) == 0  # each refund once

@@ -22,11 +22,12 @@ from billbridge.api.webhook_worker import WebhookWorker
 from billbridge.app.settings import Settings, StripeSettings
 from billbridge.flows.collect import collect
 from billbridge.flows.push import push, stripe_connector
-from billbridge.flows.webhooks import WebhookSummary, process_pending, process_webhooks
+from billbridge.flows.webhooks import WebhookSummary, decide, process_pending, process_webhooks
 from billbridge.sandbox.quickbooks import sign_webhook
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import RunningStripe, WebhookSender, start_seeded
+from billbridge.sandbox.stripe import payments as refunds
 from billbridge.store import external_refs
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
@@ -291,3 +292,44 @@ def test_a_second_processor_leaves_events_another_is_acting_on(
     assert second.actions == {} and second.events == {}  # every event was leased to the first
     assert first[0].actions == {"reconcile:stripe": 1} and first[0].failures == []
     assert_paid_once(store, stripe_sandbox, auto)
+
+
+def test_a_refund_delivered_by_webhook_takes_back_from_its_invoice_once(
+    store: Store, stripe_sandbox: RunningStripe, database_url: str, tmp_path: Path, serve: Any
+) -> None:
+    settings = stripe_settings(stripe_sandbox, database_url, tmp_path, inline=True)
+    url, worker = serve(store, settings)
+    assert worker is not None
+    sender = stripe_sandbox.sandbox.send_webhooks_to(f"{url}/webhooks/stripe", stripe_sandbox.webhook_secret)
+    auto = charge_auto_invoices(store, settings)
+    sender.flush()
+    assert worker.wait_idle(timeout=30)
+    assert_paid_once(store, stripe_sandbox, auto)
+
+    charge = next(c for c in stripe_sandbox.sandbox.state.all("charge") if c["status"] == "succeeded")
+    refunded = refunds.create_refund(stripe_sandbox.sandbox.state, {"charge": charge["id"], "amount": "500"})
+    sender.flush()
+    assert worker.wait_idle(timeout=30)
+    with store.read() as session:
+        assert known_payment_refs(session, [f"stripe:{refunded['id']}"]) == {f"stripe:{refunded['id']}"}
+        outcomes = {e["event_type"]: e["outcome"] for e in inbox.list_events(session, limit=1000)}
+        documents = list_invoices(session, contract_ref="C-100-globex")
+    assert outcomes["charge.refunded"] == outcomes["refund.created"] == "reconcile:stripe"
+    assert payment_count(store) == len(auto) + 1
+    assert sorted(d["status"] for d in documents) == ["paid"] * (len(auto) - 1) + ["partially_paid"]
+    assert sum(d["invoice_total"] - d["amount_paid"] for d in documents) == Decimal("5.00")
+
+
+@pytest.mark.parametrize(
+    ("event_type", "crm_sources", "action"),
+    [
+        ("charge.refunded", [], "reconcile:stripe"),
+        ("customer.subscription.updated", ["stripe"], "sync:stripe"),
+        ("customer.subscription.updated", ["salesforce"], None),
+        ("charge.dispute.created", [], None),
+    ],
+)
+def test_what_each_stripe_event_asks_for(event_type: str, crm_sources: list[str], action: str | None) -> None:
+    event = inbox.ClaimedEvent(1, "stripe", "evt_1", event_type, "obj_1", "{}", 1)
+    decided, why = decide(event, Settings(crm_sources=crm_sources))
+    assert decided == action and why
