@@ -23,7 +23,14 @@ from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_mirro
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import PaymentIn, known_payment_refs, open_invoices, paid_amounts, record_payments
+from billbridge.store.invoices import (
+    PaymentIn,
+    known_payment_refs,
+    lock_payment_source,
+    open_invoices,
+    paid_amounts,
+    record_payments,
+)
 
 STREAM = "payments"
 
@@ -99,6 +106,7 @@ def record_pages(
     summary = ReconcileSummary(source)
     for page in pages:
         with store.write() as session:
+            lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
             rows = open_invoices(
                 session,
                 numbers=[n for p in page.payments for n in p.invoice_numbers],

@@ -3,6 +3,7 @@ listing, status changes and payments applied to them."""
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
@@ -52,6 +53,15 @@ def lock_numbering(session: Session, entity_ids: Iterable[int]) -> None:
             .order_by(NumberSequence.entity_id, NumberSequence.doc_type)
             .with_for_update()
         ).all()
+
+
+def lock_payment_source(session: Session, source: str) -> None:
+    """Serialise the recording of one source's payments until commit, so two reconciliations of the
+    same source never both take a payment as new (the second waits, then sees it recorded).
+    SQLite needs nothing: the write transaction already holds the database lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"billbridge-payments:{source}".encode()) - 2**31  # a signed 32-bit advisory key
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 BillingState = tuple[int, int, int]

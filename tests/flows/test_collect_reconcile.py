@@ -210,3 +210,54 @@ def test_stripe_refunds_take_back_from_their_invoices_once(
     assert after[str(part["number"])]["amount_paid"] == part["invoice_total"] - Decimal("10.00")
     assert (after[str(whole["number"])]["status"], after[str(whole["number"])]["amount_paid"]) == ("sent", 0)
     assert reconcile(store, settings, "stripe").outcomes.get("refunded", 0) == 0  # each refund once
+
+
+def test_two_reconciliations_of_the_same_payments_at_once_record_each_once(store: Store) -> None:
+    """Two runs of one source (a schedule and a webhook, say) racing over the same pages: neither fails,
+    every payment is recorded once and every invoice paid once."""
+    import threading
+
+    from sqlalchemy import update
+
+    from billbridge.billing.documents import IncomingPayment
+    from billbridge.flows.reconcile import PaymentPage, record_pages
+    from billbridge.store.models import Invoice
+
+    bill_and_approve(store, ["quickbooks"])
+    with store.write() as session:
+        session.execute(update(Invoice).values(status="sent"))
+    with store.read() as session:
+        documents = [d for d in list_invoices(session) if d["doc_type"] == "invoice" and d["invoice_total"] > 0]
+    payments = [
+        IncomingPayment(
+            "bank",
+            f"pay-{d['number']}",
+            str(d["currency"]),
+            Decimal(str(d["invoice_total"])),
+            date(2026, 11, 23),
+            None,
+            (str(d["number"]),),
+        )
+        for d in documents
+    ]
+    pages = [PaymentPage(payments[i : i + 5], f"c{i}") for i in range(0, len(payments), 5)]
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(record_pages(store, "bank", pages))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    matched = sum(r.outcomes["matched"] for r in results)
+    assert matched == len(payments) and sum(r.outcomes["seen_before"] for r in results) == len(payments)
+    with store.read() as session:
+        after = [d for d in list_invoices(session) if d["number"] in {p.invoice_numbers[0] for p in payments}]
+    assert all(d["status"] == "paid" and d["amount_paid"] == d["invoice_total"] for d in after)
