@@ -35,12 +35,14 @@ quarantine_app = typer.Typer(help="Records that could not be taken in.", no_args
 apikey_app = typer.Typer(help="API keys of the usage and read API, one legal entity each.", no_args_is_help=True)
 sync_app = typer.Typer(help="Pull from outside systems into the store.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Webhook events received from Stripe and QuickBooks.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Deliveries waiting or failed: pushes, charges, payment entries.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(sync_app, name="sync")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(outbox_app, name="outbox")
 
 console = Console()
 err = Console(stderr=True)
@@ -761,3 +763,48 @@ def status(as_json: JsonOpt = False) -> None:
         for cursor in data["cursors"]:
             synced.add_row(cursor["source"], cursor["stream"], str(cursor["updated_at"]))
         console.print(synced)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    topic: Annotated[str | None, typer.Option(help="Only this topic (push.quickbooks, collect.stripe, ...).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undelivered messages with their attempts, next try and last error (parked ones wait for a person)."""
+    from billbridge.store import outbox
+
+    with _store().read() as session:
+        rows = outbox.pending(session, topic=topic)
+    if as_json:
+        _json(rows)
+        return
+    table = Table(
+        "id", "topic", "document / payment", "attempts", "next try", "last error", title="outbox: undelivered"
+    )
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["topic"],
+            str(row["reference"] or row["aggregate_id"]),
+            str(row["attempts"]),
+            "parked" if row["parked"] else str(row["available_at"])[:19],
+            row["last_error"] or "",
+        )
+    console.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ids: Annotated[list[int] | None, typer.Argument(help="Message ids (see outbox list).")] = None,
+    topic: Annotated[str | None, typer.Option(help="Every undelivered message of this topic.")] = None,
+) -> None:
+    """Make messages due now, after the cause of their failure was fixed; the next push, collect or
+    reconcile run delivers them (each still once: same idempotency keys, looked up first)."""
+    from billbridge.store import outbox
+
+    if not ids and topic is None:
+        _fail("name message ids or --topic")
+    with _store().write() as session:
+        chosen = list(ids or []) + [r["id"] for r in outbox.pending(session, topic=topic)] if topic else list(ids or [])
+        count = outbox.retry_now(session, chosen)
+    console.print(f"{count} message(s) due now")

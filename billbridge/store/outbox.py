@@ -101,16 +101,23 @@ def retry_now(session: Session, message_ids: list[int]) -> int:
     return count
 
 
-def pending(session: Session) -> list[dict[str, Any]]:
-    rows = session.scalars(select(OutboxMessage).where(OutboxMessage.delivered_at.is_(None)).order_by(OutboxMessage.id))
+def pending(session: Session, *, topic: str | None = None) -> list[dict[str, Any]]:
+    """Undelivered messages (of ``topic``), oldest first, with their attempts and last error."""
+    query = select(OutboxMessage).where(OutboxMessage.delivered_at.is_(None)).order_by(OutboxMessage.id)
+    if topic is not None:
+        query = query.where(OutboxMessage.topic == topic)
+    rows = session.scalars(query)
     return [
         {
             "id": m.id,
             "topic": m.topic,
+            "aggregate_type": m.aggregate_type,
             "aggregate_id": m.aggregate_id,
+            "reference": m.payload.get("number") or m.payload.get("payment_ref"),
             "attempts": m.attempts,
             "last_error": m.last_error,
             "available_at": m.available_at,
+            "parked": m.available_at.year == datetime.max.year,  # waits for a person (retry_now)
         }
         for m in rows
     ]

@@ -226,3 +226,13 @@ def test_status_shows_documents_open_money_and_what_waits_or_fails_in_the_outbox
 
     code, out = run("status")
     assert code == 0 and "push.quickbooks" in out and "6000 Invalid" in out  # the table wraps long errors
+
+    code, out = run("outbox", "list", "--topic", "push.quickbooks", "--json")
+    waiting = {row["id"]: row for row in json.loads(out)}
+    assert code == 0 and len(waiting) == 37
+    assert waiting[refused.id]["parked"] and waiting[refused.id]["last_error"] == "6000 Invalid Reference Id"
+    assert not waiting[throttled.id]["parked"] and waiting[throttled.id]["attempts"] == 1
+    assert run("outbox", "retry", str(refused.id)) == (0, "1 message(s) due now\n")  # the cause was fixed
+    code, out = run("status", "--json")
+    assert json.loads(out)["outbox"]["push.quickbooks"]["parked"] == 0
+    assert run("outbox", "retry")[0] == 1  # nothing named: an error, not a retry of everything
