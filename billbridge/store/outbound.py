@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
@@ -130,8 +130,13 @@ def draft_ids(session: Session, limit: int | None = None) -> list[int]:
     return list(session.scalars(query))
 
 
-def mark_sent(session: Session, invoice_id: int) -> None:
-    """A document the ERP (or Stripe) now holds is sent: approved -> sent; any later status stays."""
-    invoice = session.get(Invoice, invoice_id, with_for_update=True)
-    if invoice is not None and invoice.status == "approved":
-        invoice.status = lifecycle.transition(invoice.status, "sent")
+def mark_sent(session: Session, invoice_ids: Sequence[int]) -> None:
+    """Documents the ERP (or Stripe) now holds are sent: approved -> sent, any later status stays. One
+    statement for the lot; its status condition keeps a concurrent change (paid, void) intact."""
+    if invoice_ids:
+        session.execute(
+            update(Invoice)
+            .where(Invoice.id.in_(invoice_ids), Invoice.status == "approved")
+            .values(status=lifecycle.transition("approved", "sent"))
+            .execution_options(synchronize_session=False)
+        )

@@ -11,8 +11,8 @@ from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.store import outbox
 from billbridge.store.db import Store
-from billbridge.store.invoices import list_invoices
-from billbridge.store.outbound import approve_and_queue, draft_ids, outbound_documents
+from billbridge.store.invoices import list_invoices, set_status
+from billbridge.store.outbound import approve_and_queue, draft_ids, mark_sent, outbound_documents
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
 
@@ -48,3 +48,19 @@ def test_approving_queues_one_push_per_target_once(store: Store) -> None:
         pending = outbox.pending(session)
     assert len(pending) == len(ids) + auto
     assert {p["topic"] for p in pending} == {"push.quickbooks", "push.stripe"}
+
+
+def test_marking_sent_moves_only_approved_documents(store: Store) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        import_file(store, path)
+    run_billing(store, date(2026, 11, 22))
+    with store.write() as session:
+        ids = draft_ids(session)
+        numbers = {row["id"]: str(row["number"]) for row in list_invoices(session)}
+        approve_and_queue(session, ids[1:], targets)  # the first stays a draft
+        set_status(session, numbers[ids[2]], "void")  # approved, then voided before the push came back
+    with store.write() as session:
+        mark_sent(session, ids[:3])
+    with store.read() as session:
+        status = {row["id"]: row["status"] for row in list_invoices(session)}
+    assert [status[i] for i in ids[:4]] == ["draft", "sent", "void", "approved"]
