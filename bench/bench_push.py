@@ -23,9 +23,12 @@ against the floor, and the documents the sandbox holds (must be N, one per numbe
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import math
 import os
+import pstats
 import random
 import tempfile
 import time
@@ -430,7 +433,7 @@ def replay_all(store: Store, topic: str) -> int:
         return int(done.rowcount)
 
 
-def run_target(target: str, store: Store, database_url: str, workdir: str, replay: bool) -> Result:
+def run_target(target: str, store: Store, database_url: str, workdir: str, replay: bool, profile: str | None) -> Result:
     spec = TARGETS[target]
     docs = queued_documents(store, f"push.{target}")
     customers = len({d.customer_ref for d in docs})
@@ -447,8 +450,17 @@ def run_target(target: str, store: Store, database_url: str, workdir: str, repla
 
     with SandboxProcess(spec.host) as sandbox:
         settings = settings_for(target, sandbox.info, database_url, workdir)
+        profiler = cProfile.Profile() if profile else None
         with timer(freeze=True) as push_s:
+            if profiler:
+                profiler.enable()
             summary = push(store, settings, target)
+            if profiler:
+                profiler.disable()
+        if profiler:
+            buffer = io.StringIO()
+            pstats.Stats(profiler, stream=buffer).sort_stats(profile).print_stats(25)
+            log(f"[{target}] cProfile of the push (wall time inflated), top 25 by {profile}:\n{buffer.getvalue()}")
         calls, by_route, holdings = sandbox.calls(), routes(sandbox), sandbox.ask("holdings")
         log(f"[{target}] push: {dict(summary.outcomes)} with {calls:,} calls in {push_s[0]:.1f}s; {by_route}")
         if summary.failures:
@@ -510,6 +522,13 @@ def main() -> None:
         action="store_true",
         help="also replay every message as if each commit had been lost (slow: the sandboxes scan their documents)",
     )
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="cumulative",
+        choices=["cumulative", "tottime"],
+        help="cProfile the push (top 25 on stderr; its wall time is inflated)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
@@ -524,7 +543,7 @@ def main() -> None:
         log(
             f"setup: {args.invoices:,} invoices for {customers:,} customers, queued {queued} in {time.perf_counter() - started:.1f}s"
         )
-        results = [run_target(t, store, database_url, workdir, args.replay) for t in targets]
+        results = [run_target(t, store, database_url, workdir, args.replay, args.profile) for t in targets]
         store.dispose()
 
     if args.json:

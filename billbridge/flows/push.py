@@ -70,16 +70,19 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
     def handle(messages: Sequence[Message]) -> list[Delivery]:
         with store.read() as session:
             documents = outbound_documents(session, [m.aggregate_id for m in messages])
-        known = [m for m in messages if m.aggregate_id in documents]
-        # Never tried before: no look-up needed; a message claimed before may have reached QuickBooks.
-        results = connector.push_documents(
-            [documents[m.aggregate_id] for m in known], look_up_first=any(m.attempts for m in known)
-        )
         out = [
             Delivery(m.id, error=Classified(ErrorKind.FATAL, "the document no longer exists"))
             for m in messages
-            if m not in known
+            if m.aggregate_id not in documents
         ]
+        # Claimed before: the outcome is unknown, so look those up; never tried: nothing to look up.
+        tried = [m for m in messages if m.aggregate_id in documents and m.attempts]
+        fresh = [m for m in messages if m.aggregate_id in documents and not m.attempts]
+        known, results = [], []
+        for group, look_up in ((tried, True), (fresh, False)):
+            if group:
+                known += group
+                results += connector.push_documents([documents[m.aggregate_id] for m in group], look_up_first=look_up)
         for message, result in zip(known, results, strict=True):
             if result.external_id is not None and result.status in ("created", "existing"):
                 link = ExternalLink(
