@@ -64,10 +64,16 @@ def quickbooks_connector(store: Store, settings: Settings) -> Any:
 
 
 def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
-    connector = quickbooks_connector(store, settings)
+    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber).
+    The connector is built on the first batch: a run with nothing queued makes no call at all."""
+    if settings.quickbooks is None:  # said before anything is claimed
+        raise ValueError("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
+    built: list[Any] = []
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
+        if not built:
+            built.append(quickbooks_connector(store, settings))
+        connector = built[0]
         with store.read() as session:
             documents = outbound_documents(session, [m.aggregate_id for m in messages])
         out = [
@@ -94,7 +100,11 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
                 out.append(Delivery(message.id, error=Classified(kind, result.error or "refused")))
         return out
 
-    return handle, connector.close
+    def close() -> None:
+        for connector in built:
+            connector.close()
+
+    return handle, close
 
 
 def stripe_connector(settings: Settings) -> Any:
