@@ -26,16 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
-from common import code_version, log
+from common import SandboxProcess, code_version, log
 
 from billbridge.app.settings import Settings
 from billbridge.flows.crm_sync import spec_for, sync_pages
@@ -49,37 +47,36 @@ TARGET_WALL = 1.5
 TARGET_INCREMENTAL = 0.03
 
 
-def _serve(source: str, deals: int, seed: int, conn: Connection) -> None:
-    """The sandbox process: serve the world, apply changes and report call counts on request."""
-    world = demo_world.generate(deals, seed=seed)
-    sandbox: Any
-    if source == "hubspot":
-        from billbridge.sandbox.hubspot import HubSpotSandbox
+class CrmSandbox:
+    """A CRM sandbox serving a demo world of N deals (run in its own process by ``SandboxProcess``)."""
 
-        sandbox = HubSpotSandbox.start(world)
-        env = {**sandbox.env(), "BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S": "1000000"}
-    elif source == "salesforce":
-        from billbridge.sandbox.salesforce import SalesforceSandbox
+    def __init__(self, source: str, deals: int, seed: int) -> None:
+        self.world = demo_world.generate(deals, seed=seed)
+        self.sandbox: Any
+        if source == "hubspot":
+            from billbridge.sandbox.hubspot import HubSpotSandbox
 
-        sandbox = SalesforceSandbox(world).start()
-        env = sandbox.env()
-    else:
-        raise SystemExit(f"no sandbox for {source}")
-    conn.send(env)
-    while True:
-        command = conn.recv()
-        if command == "calls":
-            conn.send(sandbox.faults.total_calls())
-        elif command == "reset":
-            sandbox.faults.reset_calls()
-            conn.send(None)
-        elif command == "change":
-            later = demo_world.changed(world, 0.01, fix_broken=False)
-            conn.send(sandbox.apply(later))
+            self.sandbox = HubSpotSandbox.start(self.world)
+            self.env = {**self.sandbox.env(), "BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S": "1000000"}
+        elif source == "salesforce":
+            from billbridge.sandbox.salesforce import SalesforceSandbox
+
+            self.sandbox = SalesforceSandbox(self.world).start()
+            self.env = self.sandbox.env()
         else:
-            sandbox.stop()
-            conn.send(None)
-            return
+            raise SystemExit(f"no sandbox for {source}")
+        self.faults = self.sandbox.faults
+
+    def info(self) -> dict[str, str]:
+        return dict(self.env)
+
+    def change(self) -> int:
+        """1% of the deals change (edits, closes, deletions; broken deals stay broken)."""
+        later = demo_world.changed(self.world, 0.01, fix_broken=False)
+        return int(self.sandbox.apply(later))
+
+    def stop(self) -> None:
+        self.sandbox.stop()
 
 
 def hubspot_minimum(world: demo_world.DemoWorld) -> int:
@@ -137,25 +134,15 @@ class Result:
 
 def run(source: str, deals: int, seed: int, workdir: str) -> Result:
     world = demo_world.generate(deals, seed=seed)
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=_serve, args=(source, deals, seed, child), daemon=True
-    )
-    process.start()
-
-    def ask(command: str) -> Any:
-        parent.send(command)
-        return parent.recv()
-
-    env = parent.recv()
-    os.environ.update(env)
+    sandbox = SandboxProcess(CrmSandbox, source, deals, seed)
+    os.environ.update(sandbox.info)
     log(f"[{source}] sandbox up with {deals:,} deals")
     try:
         started = time.perf_counter()
         pulled = sum(len(page.bundles) for page in connect(source, Settings()).pull(None))
         floor = time.perf_counter() - started
         log(f"[{source}] floor: {pulled:,} deals paged in {floor:.1f}s")
-        ask("reset")
+        sandbox.reset_calls()
 
         store = open_store(f"sqlite:///{os.path.join(workdir, source + '.db')}")
         import_document(store, demo_world.entities_document(world))
@@ -163,16 +150,16 @@ def run(source: str, deals: int, seed: int, workdir: str) -> Result:
         started = time.perf_counter()
         full = sync_pages(store, spec, connect(source, Settings()))
         full_s = time.perf_counter() - started
-        calls = ask("calls")
+        calls = sandbox.calls()
         c = full.counts
         log(f"[{source}] full sync: {full.deals_pulled:,} deals, {c['contracts.created']:,} contracts in {full_s:.1f}s")
 
-        changed = ask("change")
-        ask("reset")
+        changed = sandbox.ask("change")
+        sandbox.reset_calls()
         started = time.perf_counter()
         incremental = sync_pages(store, spec, connect(source, Settings()))
         incremental_s = time.perf_counter() - started
-        incremental_calls = ask("calls")
+        incremental_calls = sandbox.calls()
         log(
             f"[{source}] incremental: {changed} deals changed, {incremental.deals_pulled} pulled, "
             f"{incremental_calls} calls in {incremental_s:.1f}s"
@@ -192,8 +179,7 @@ def run(source: str, deals: int, seed: int, workdir: str) -> Result:
             changed,
         )
     finally:
-        ask("stop")
-        process.join(timeout=10)
+        sandbox.close()
 
 
 def main() -> None:

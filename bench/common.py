@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -11,14 +12,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 import billbridge
+from billbridge.sandbox.faults import FaultInjector
 from billbridge.store.db import normalise_url
 
 
@@ -125,3 +129,94 @@ def timer(*, freeze: bool = False) -> Iterator[list[float]]:
         box[0] = time.perf_counter() - started
         if freeze:
             gc.unfreeze()
+
+
+# ---------------------------------------------------------------------------------------------
+# Vendor sandboxes in their own process
+# ---------------------------------------------------------------------------------------------
+
+
+class Hosted(Protocol):
+    """What a sandbox served by ``SandboxProcess`` offers: its call counter, the details a client
+    needs to reach it, and a stop. Any other public method can be called through ``ask``."""
+
+    faults: FaultInjector
+
+    def info(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+def _host(factory: Callable[..., Hosted], args: tuple[Any, ...], conn: Connection) -> None:
+    """The sandbox process: build the sandbox, send its details, then answer commands until "stop"."""
+    hosted = factory(*args)
+    conn.send(("ok", hosted.info()))
+    while True:
+        command, cargs = conn.recv()
+        try:
+            if command == "calls":
+                result: Any = hosted.faults.total_calls(*cargs)
+            elif command == "calls_by_route":
+                result = dict(hosted.faults.calls)
+            elif command == "reset_calls":
+                result = hosted.faults.reset_calls()
+            elif command == "stop":
+                hosted.stop()
+                conn.send(("ok", None))
+                return
+            else:
+                result = getattr(hosted, command)(*cargs)
+        except Exception as exc:  # sent back and raised in the benchmark's process
+            conn.send(("error", f"{command}: {exc!r}"))
+            continue
+        conn.send(("ok", result))
+
+
+class SandboxProcess:
+    """A vendor sandbox built by ``factory(*args)`` in a spawned process, so that serving the API does
+    not share the benchmark's interpreter (its CPU would count against the client being measured).
+    ``info`` holds what the factory's ``info()`` returned (URLs, credentials); ``ask`` calls any other
+    method of the hosted object; ``calls`` is the number of API calls it answered since the last reset."""
+
+    def __init__(self, factory: Callable[..., Hosted], *args: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_host, args=(factory, args, child), daemon=True)
+        self._process.start()
+        self.info: Any = self._answer("start")
+
+    def _answer(self, command: str) -> Any:
+        if not self._conn.poll(120):
+            raise RuntimeError(f"sandbox process gave no answer to {command!r}")
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"sandbox process: {value}")
+        return value
+
+    def ask(self, command: str, *args: Any) -> Any:
+        self._conn.send((command, args))
+        return self._answer(command)
+
+    def calls(self, pattern: str = ".*") -> int:
+        return int(self.ask("calls", pattern))
+
+    def calls_by_route(self) -> dict[str, int]:
+        return dict(self.ask("calls_by_route"))
+
+    def reset_calls(self) -> None:
+        self.ask("reset_calls")
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self.ask("stop")
+            finally:
+                self._process.join(timeout=10)
+                if self._process.is_alive():
+                    self._process.kill()
+
+    def __enter__(self) -> SandboxProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

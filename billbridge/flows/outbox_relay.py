@@ -50,7 +50,8 @@ class Delivery:
 Handler = Callable[[Sequence[Message]], list[Delivery]]
 """Delivers a batch. A message with ``attempts`` > 0 was claimed before: its outcome is unknown, so
 a handler looks the document up at the vendor before creating it."""
-OnDelivered = Callable[[Session, Message, Delivery], None]
+OnDelivered = Callable[[Session, Sequence[tuple[Message, Delivery]]], None]
+"""Records what a batch of deliveries changes here (statuses), in the transaction marking them delivered."""
 
 
 @dataclass
@@ -87,18 +88,13 @@ def relay(
             break
         deliveries = {d.message_id: d for d in handler(messages)}
         with store.write() as session:
+            delivered: list[tuple[Message, Delivery]] = []
             for message in messages:
                 delivery = deliveries.get(message.id)
                 if delivery is None:  # a handler that skipped a message: try again after the lease
                     continue
                 if delivery.error is None:
-                    for link in delivery.links:
-                        external_refs.link(
-                            session, link.system, link.object_type, link.internal_id, link.external_id, link.version
-                        )
-                    outbox.mark_delivered(session, message.id, count_attempt=False)
-                    if on_delivered is not None:
-                        on_delivered(session, message, delivery)
+                    delivered.append((message, delivery))
                     summary.outcomes[delivery.outcome] += 1
                     continue
                 retriable = delivery.error.kind == ErrorKind.RETRIABLE
@@ -107,5 +103,15 @@ def relay(
                 label = delivery.outcome if delivery.outcome != "delivered" else "retrying" if retriable else "failed"
                 summary.outcomes[label] += 1
                 summary.failures.append((message.id, delivery.error.reason))
+            # The delivered ones a batch at a time: a handful of statements, not a few per message.
+            links = [
+                (link.system, link.object_type, link.internal_id, link.external_id, link.version)
+                for _, delivery in delivered
+                for link in delivery.links
+            ]
+            external_refs.link_many(session, links)
+            outbox.mark_delivered_many(session, [message.id for message, _ in delivered])
+            if on_delivered is not None and delivered:
+                on_delivered(session, delivered)
         done += len(messages)
     return summary

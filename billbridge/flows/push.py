@@ -20,7 +20,7 @@ from billbridge.app.settings import Settings
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.credentials import StoredTokens
 from billbridge.flows.limits import vendor_slot
-from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, RelaySummary, relay
+from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDelivered, RelaySummary, relay
 from billbridge.store import outbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbound import mark_sent, outbound_documents
@@ -30,9 +30,9 @@ from billbridge.store.outbox import Message
 @dataclass(frozen=True)
 class Target:
     name: str
-    batch: int  # documents per delivery (QuickBooks batch: 30)
+    batch: int  # documents claimed per delivery (the handler splits them into the vendor's batches)
     handler: Callable[[Store, Settings], tuple[Handler, Callable[[], None]]]  # (handler, close)
-    on_delivered: Callable[[Session, Message, Delivery], None] | None = None
+    on_delivered: OnDelivered | None = None
 
 
 def quickbooks_connector(store: Store, settings: Settings) -> Any:
@@ -73,26 +73,37 @@ def quickbooks_delivery(message: Message, result: Any) -> Delivery:
 
 
 def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
-    connector = quickbooks_connector(store, settings)
+    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber).
+    The connector is built on the first batch: a run with nothing queued makes no call at all."""
+    if settings.quickbooks is None:  # said before anything is claimed
+        raise ValueError("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
+    built: list[Any] = []
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
+        if not built:
+            built.append(quickbooks_connector(store, settings))
+        connector = built[0]
         with store.read() as session:
             documents = outbound_documents(session, [m.aggregate_id for m in messages])
-        known = [m for m in messages if m.aggregate_id in documents]
-        # Never tried before: no look-up needed; a message claimed before may have reached QuickBooks.
-        results = connector.push_documents(
-            [documents[m.aggregate_id] for m in known], look_up_first=any(m.attempts for m in known)
-        )
         out = [
             Delivery(m.id, error=Classified(ErrorKind.FATAL, "the document no longer exists"))
             for m in messages
-            if m not in known
+            if m.aggregate_id not in documents
         ]
-        out += [quickbooks_delivery(m, result) for m, result in zip(known, results, strict=True)]
+        # Claimed before: the outcome is unknown, so look those up; never tried: nothing to look up.
+        tried = [m for m in messages if m.aggregate_id in documents and m.attempts]
+        fresh = [m for m in messages if m.aggregate_id in documents and not m.attempts]
+        for group, look_up in ((tried, True), (fresh, False)):
+            if group:
+                results = connector.push_documents([documents[m.aggregate_id] for m in group], look_up_first=look_up)
+                out += [quickbooks_delivery(m, result) for m, result in zip(group, results, strict=True)]
         return out
 
-    return handle, connector.close
+    def close() -> None:
+        for connector in built:
+            connector.close()
+
+    return handle, close
 
 
 def stripe_connector(settings: Settings) -> Any:
@@ -109,6 +120,9 @@ def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[
     from billbridge.connectors.stripe.client import StripeConflict
 
     connector = stripe_connector(settings)
+    # Customers ensured in this run, by what was ensured: each is searched (and checked) once per run,
+    # not once per invoice (that was two calls of five per invoice).
+    customers: dict[tuple[str, str, str | None, str], str] = {}
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
         with store.read() as session:
@@ -120,9 +134,12 @@ def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[
                 out.append(Delivery(message.id, error=Classified(ErrorKind.FATAL, "the document no longer exists")))
                 continue
             try:
-                customer = connector.ensure_customer(
-                    doc.customer_ref, doc.customer_name, doc.customer_email, entity_ref=doc.entity_ref
-                )
+                who = (doc.customer_ref, doc.customer_name, doc.customer_email, doc.entity_ref)
+                customer = customers.get(who)
+                if customer is None:
+                    customer = customers[who] = connector.ensure_customer(
+                        doc.customer_ref, doc.customer_name, doc.customer_email, entity_ref=doc.entity_ref
+                    )
                 result = connector.push_invoice(doc, customer, look_up=message.attempts > 0)
             except VendorError as exc:
                 out.append(Delivery(message.id, error=exc.classified))
@@ -137,26 +154,33 @@ def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[
     return handle, lambda: None
 
 
-def _sent(session: Session, message: Message, delivery: Delivery) -> None:
-    mark_sent(session, message.aggregate_id)
+def _sent(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
+    mark_sent(session, [message.aggregate_id for message, _ in delivered])
 
 
-def _sent_and_collect(session: Session, message: Message, delivery: Delivery) -> None:
+def _sent_and_collect(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
     """In Stripe and finalized: sent, and (same transaction) queued for collection."""
-    mark_sent(session, message.aggregate_id)
-    [link] = delivery.links
-    outbox.enqueue(
-        session,
-        topic="collect.stripe",
-        aggregate_type=message.aggregate_type,
-        aggregate_id=message.aggregate_id,
-        dedupe_key=f"collect.stripe:{message.payload['number']}",
-        payload={**message.payload, "stripe_invoice": link.external_id},
-    )
+    _sent(session, delivered)
+    collect = []
+    for message, delivery in delivered:
+        [link] = delivery.links
+        collect.append(
+            {
+                "topic": "collect.stripe",
+                "aggregate_type": message.aggregate_type,
+                "aggregate_id": message.aggregate_id,
+                "dedupe_key": f"collect.stripe:{message.payload['number']}",
+                "payload": {**message.payload, "stripe_invoice": link.external_id},
+            }
+        )
+    outbox.enqueue_many(session, collect)
 
 
 TARGETS: dict[str, Target] = {
-    "quickbooks": Target("quickbooks", 30, quickbooks_handler, _sent),
+    # Ten QuickBooks batches (30 each) per claim: the customers new to a run are looked up and created
+    # 30 at a time across them, not a few per batch (bench_push, 3,000 invoices: 1.55x the fewest calls
+    # with claims of 30, 1.10x with 300).
+    "quickbooks": Target("quickbooks", 300, quickbooks_handler, _sent),
     "stripe": Target("stripe", 20, stripe_handler, _sent_and_collect),
 }
 

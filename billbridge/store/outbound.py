@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
@@ -130,10 +130,23 @@ def draft_ids(session: Session, limit: int | None = None) -> list[int]:
     return list(session.scalars(query))
 
 
-def mark_sent(session: Session, invoice_id: int) -> None:
-    """A document the ERP (or Stripe) now holds is sent: approved -> sent (paid when its total is zero);
-    any later status stays."""
-    invoice = session.get(Invoice, invoice_id, with_for_update=True)
-    if invoice is not None and invoice.status == "approved":
-        lifecycle.transition(invoice.status, "sent")
-        invoice.status = lifecycle.status_when_sent(invoice.invoice_total)
+def mark_sent(session: Session, invoice_ids: Sequence[int]) -> None:
+    """Documents the ERP (or Stripe) now holds are sent: approved -> sent (paid when the total is
+    zero: nothing is due), any later status stays. Two statements for the lot; their status condition
+    keeps a concurrent change (paid, void) intact."""
+    if not invoice_ids:
+        return
+    totals = session.execute(
+        select(Invoice.id, Invoice.invoice_total).where(Invoice.id.in_(invoice_ids), Invoice.status == "approved")
+    ).all()
+    by_status: dict[str, list[int]] = {}
+    for ident, total in totals:
+        by_status.setdefault(lifecycle.status_when_sent(total), []).append(ident)
+    lifecycle.transition("approved", "sent")
+    for status, ids in by_status.items():
+        session.execute(
+            update(Invoice)
+            .where(Invoice.id.in_(ids), Invoice.status == "approved")
+            .values(status=status)
+            .execution_options(synchronize_session=False)
+        )

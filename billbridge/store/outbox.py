@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billbridge.store.models import OutboxMessage, utcnow
@@ -38,6 +39,19 @@ def enqueue(
         )
     )
     return True
+
+
+def enqueue_many(session: Session, messages: Sequence[dict[str, Any]]) -> int:
+    """``enqueue`` for many (each a dict of enqueue's arguments): one read of the dedupe keys, one
+    insert. Returns how many were added."""
+    keys = {m["dedupe_key"] for m in messages}
+    present = set(session.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(keys))))
+    fresh: dict[str, dict[str, Any]] = {}
+    for message in messages:
+        if message["dedupe_key"] not in present:
+            fresh.setdefault(message["dedupe_key"], message)
+    session.add_all(OutboxMessage(**m) for m in fresh.values())
+    return len(fresh)
 
 
 def claim(
@@ -76,6 +90,17 @@ def mark_delivered(session: Session, message_id: int, *, count_attempt: bool = T
         message.delivered_at = utcnow()
         message.attempts += int(count_attempt)
         message.last_error = None
+
+
+def mark_delivered_many(session: Session, message_ids: Sequence[int]) -> None:
+    """Messages delivered by a leased claim (which counted their attempts), in one statement."""
+    if message_ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(message_ids))
+            .values(delivered_at=utcnow(), last_error=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def mark_failed(

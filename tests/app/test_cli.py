@@ -205,7 +205,7 @@ def test_status_shows_documents_open_money_and_what_waits_or_fails_in_the_outbox
         jpy = next(d for d in documents if d["currency"] == "JPY" and d["invoice_total"] > 0)
         kwd = next(d for d in documents if d["currency"] == "KWD" and d["invoice_total"] > 0)
         for doc in (jpy, kwd):
-            mark_sent(session, int(doc["id"]))
+            mark_sent(session, [int(doc["id"])])
         throttled, refused = outbox.claim(session, topic="push.quickbooks", limit=2)
         outbox.mark_failed(session, throttled.id, "HTTP 429 throttled", retry_in=timedelta(hours=1))
         outbox.mark_failed(session, refused.id, "6000 Invalid Reference Id", retry_in=None)

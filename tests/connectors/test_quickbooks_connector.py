@@ -160,6 +160,16 @@ def test_customers_and_items_are_looked_up_before_created(qb: RunningQuickBooks,
     assert sorted(i["Name"] for i in qb.company.all("Item")) == ["API-CALLS", "SEATS"]
 
 
+def test_a_connector_looks_up_each_customer_and_item_once(qb: RunningQuickBooks, connect: Connect) -> None:
+    """A push run's later batches reuse the customers and items its first batches found or made."""
+    conn, docs = connect(), invoices(60)  # 4 customers, 2 items
+    assert [r.status for r in conn.push_documents(docs[:30], look_up_first=False)] == ["created"] * 30
+    qb.faults.reset_calls()
+    assert [r.status for r in conn.push_documents(docs[30:], look_up_first=False)] == ["created"] * 30
+    assert qb.faults.total_calls() == qb.faults.total_calls(BATCH) == 1  # the documents' batch, nothing else
+    assert len(qb.company.all("Customer")) == 4 and len(qb.company.all("Item")) == 2
+
+
 def test_a_lost_batch_answer_is_replayed_by_requestid(qb: RunningQuickBooks, connect: Connect) -> None:
     conn, docs = connect(), invoices(20)
     customers, items = prepared(qb, conn, docs)

@@ -61,6 +61,11 @@ def test_auto_charge_declines_then_pays_and_reconciles_once(
     with store.read() as session:
         auto = list_invoices(session, contract_ref="C-100-globex")
     assert auto and push(store, settings, "stripe").outcomes == {"created": len(auto)}
+    # The fewest calls: the customer searched for and created once, each invoice created, its lines
+    # added in one call, finalized.
+    calls = stripe_sandbox.sandbox.faults
+    assert calls.total_calls("customers/search") == calls.total_calls("^POST /v1/customers$") == 1
+    assert calls.total_calls() == 2 + 3 * len(auto)
     assert statuses(store, "C-100-globex") == {"sent"}
     with store.read() as session:
         assert all(external_refs.get_external_id(session, "stripe", "invoice", int(d["id"])) for d in auto)

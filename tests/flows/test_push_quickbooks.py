@@ -81,7 +81,9 @@ def test_push_sends_each_document_once_and_marks_it_sent(
         assert outbox.pending(session) == []
         for d in documents:
             assert external_refs.get_external_id(session, "quickbooks", str(d["doc_type"]), int(d["id"]))  # type: ignore[arg-type]
+    qbo.faults.reset_calls()
     assert push(store, settings, "quickbooks").outcomes == {}  # nothing queued: nothing sent
+    assert qbo.faults.total_calls() == 0  # not even a token refresh
     assert in_quickbooks(qbo) == sorted(str(d["number"]) for d in documents)
 
 

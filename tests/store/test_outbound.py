@@ -13,7 +13,7 @@ from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.store import outbox
 from billbridge.store.db import Store
-from billbridge.store.invoices import list_invoices
+from billbridge.store.invoices import list_invoices, set_status
 from billbridge.store.models import Invoice
 from billbridge.store.outbound import approve_and_queue, draft_ids, mark_sent, outbound_documents
 
@@ -53,6 +53,22 @@ def test_approving_queues_one_push_per_target_once(store: Store) -> None:
     assert {p["topic"] for p in pending} == {"push.quickbooks", "push.stripe"}
 
 
+def test_marking_sent_moves_only_approved_documents(store: Store) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        import_file(store, path)
+    run_billing(store, date(2026, 11, 22))
+    with store.write() as session:
+        ids = draft_ids(session)
+        numbers = {row["id"]: str(row["number"]) for row in list_invoices(session)}
+        approve_and_queue(session, ids[1:], targets)  # the first stays a draft
+        set_status(session, numbers[ids[2]], "void")  # approved, then voided before the push came back
+    with store.write() as session:
+        mark_sent(session, ids[:3])
+    with store.read() as session:
+        status = {row["id"]: row["status"] for row in list_invoices(session)}
+    assert [status[i] for i in ids[:4]] == ["draft", "sent", "void", "approved"]
+
+
 def test_sending_settles_a_document_with_nothing_to_pay(store: Store) -> None:
     for path in sorted(EXAMPLES.glob("*.yaml")):
         import_file(store, path)
@@ -64,8 +80,7 @@ def test_sending_settles_a_document_with_nothing_to_pay(store: Store) -> None:
         zero, other = rows[0], rows[1]
         session.execute(update(Invoice).where(Invoice.id == zero["id"]).values(invoice_total=Decimal("0.00")))
     with store.write() as session:
-        mark_sent(session, int(zero["id"]))
-        mark_sent(session, int(other["id"]))
+        mark_sent(session, [int(zero["id"]), int(other["id"])])
     with store.read() as session:
         status = {row["id"]: row["status"] for row in list_invoices(session)}
     assert status[zero["id"]] == "paid"  # nothing due: it never waits, is never late

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from billbridge.flows.importing import import_document
 from billbridge.store import cursors, external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, record_payment, set_status
-from billbridge.store.models import Base, Payment
+from billbridge.store.models import Base, ExternalRef, Payment
 from tests.docs import contract, document
 
 
@@ -211,3 +211,60 @@ def test_contracts_stored_before_billed_by_existed_keep_their_hash() -> None:
     before = "3d52800a14141d16aea60e91d479c75917915650092b5f2f02c15858ca0bcdd3"
     assert content_hash(Contract.model_validate(terms)) == before
     assert content_hash(Contract.model_validate({**terms, "billed_by": "stripe"})) != before
+
+
+def test_external_refs_linked_a_batch_at_once_keep_the_same_rules(store: Store) -> None:
+    with store.write() as session:
+        external_refs.link(session, "quickbooks", "invoice", 1, "QB-1")
+        external_refs.link_many(
+            session,
+            [
+                ("quickbooks", "invoice", 1, "QB-1", "3"),  # linked before: same id, new version
+                ("quickbooks", "invoice", 2, "QB-2", None),
+                ("quickbooks", "credit_note", 2, "QB-9", None),  # another type, same internal id
+                ("stripe", "invoice", 2, "in_2", None),
+                ("stripe", "invoice", 2, "in_2", None),  # twice in one batch: once
+            ],
+        )
+    with store.read() as session:
+        assert external_refs.get_external_id(session, "quickbooks", "invoice", 2) == "QB-2"
+        assert external_refs.get_external_id(session, "quickbooks", "credit_note", 2) == "QB-9"
+        assert external_refs.get_internal_id(session, "stripe", "invoice", "in_2") == 2
+        assert session.scalar(select(func.count()).select_from(ExternalRef)) == 4
+        version = session.scalar(select(ExternalRef.version).where(ExternalRef.external_id == "QB-1"))
+        assert version == "3"
+    with store.write() as session, pytest.raises(ValueError, match="already linked to quickbooks id QB-1, not QB-5"):
+        external_refs.link_many(
+            session, [("quickbooks", "invoice", 3, "QB-3", None), ("quickbooks", "invoice", 1, "QB-5", None)]
+        )
+    with store.write() as session, pytest.raises(ValueError, match="cannot be linked to stripe ids in_7 and in_8"):
+        external_refs.link_many(
+            session, [("stripe", "invoice", 7, "in_7", None), ("stripe", "invoice", 7, "in_8", None)]
+        )
+    with pytest.raises(IntegrityError), store.write() as session:  # another record may not claim QB-2
+        external_refs.link_many(session, [("quickbooks", "invoice", 4, "QB-2", None)])
+    with store.read() as session:
+        assert (
+            external_refs.get_external_id(session, "quickbooks", "invoice", 3) is None
+        )  # the failed batch left nothing
+
+
+def test_outbox_messages_enqueued_and_delivered_a_batch_at_once(store: Store) -> None:
+    def message(n: int) -> dict[str, object]:
+        return {
+            "topic": "collect.stripe",
+            "aggregate_type": "invoice",
+            "aggregate_id": n,
+            "dedupe_key": f"collect.stripe:{n}",
+            "payload": {"n": n},
+        }
+
+    with store.write() as session:
+        outbox.enqueue(session, **message(1))  # type: ignore[arg-type]
+        assert outbox.enqueue_many(session, [message(1), message(2), message(3), message(3)]) == 2
+    with store.write() as session:
+        claimed = outbox.claim(session, topic="collect.stripe", limit=10)
+        assert [m.aggregate_id for m in claimed] == [1, 2, 3]
+        outbox.mark_delivered_many(session, [claimed[0].id, claimed[2].id])
+    with store.read() as session:
+        assert [p["aggregate_id"] for p in outbox.pending(session)] == [2]

@@ -138,6 +138,9 @@ class QuickBooksConnector:
         self.keeper = TokenKeeper(tokens, self._spend, worker=worker or uuid.uuid4().hex)
         self._client: QuickBooksClient | None = None
         self._access: str | None = None
+        # Customers and items found or made by this connector: a push run's later batches need no look-up.
+        self.customer_ids: dict[str, str] = {}
+        self.item_ids: dict[str, str] = {}
 
     def close(self) -> None:
         """Close the HTTP sessions (the OAuth client's and the API client's)."""
@@ -322,16 +325,19 @@ class QuickBooksConnector:
         ``look_up_first`` finds documents already in QuickBooks by DocNumber (an earlier attempt whose
         answer was lost) and reports them ``existing`` instead of creating them again; pass False only
         for documents never attempted before. Customers and items missing from ``customer_ids`` /
-        ``item_ids`` are ensured first; a document whose customer or item could not be made fails alone.
+        ``item_ids``, and not found or made earlier by this connector, are ensured first (looked up, then
+        created); a document whose customer or item could not be made fails alone.
         """
-        missing = {d.customer_ref: customer_spec(d) for d in docs if d.customer_ref not in (customer_ids or {})}
+        customers = {**self.customer_ids, **(customer_ids or {})}
+        missing = {d.customer_ref: customer_spec(d) for d in docs if d.customer_ref not in customers}
         new_customers, customer_failures = self._ensure_customers(list(missing.values())) if missing else ({}, {})
-        customers = {**(customer_ids or {}), **new_customers}
-        skus = {
-            ln.product_ref: ln.description for d in docs for ln in d.lines if ln.product_ref not in (item_ids or {})
-        }
+        self.customer_ids.update(new_customers)
+        customers.update(new_customers)
+        known_items = {**self.item_ids, **(item_ids or {})}
+        skus = {ln.product_ref: ln.description for d in docs for ln in d.lines if ln.product_ref not in known_items}
         new_items, item_failures = self._ensure_items(skus) if skus else ({}, {})
-        known_items = {**(item_ids or {}), **new_items}
+        self.item_ids.update(new_items)
+        known_items.update(new_items)
         existing = self.find_documents(docs) if look_up_first else {}
         results: dict[str, PushResult] = {}
         writes: list[_Write] = []
