@@ -127,7 +127,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="billbridge-reconcile-") as workdir:
         backend: Backend = (
-            SQLiteBackend(workdir, keep=False) if args.backend == "sqlite" else PostgresBackend(args.postgres_url, keep=False)
+            SQLiteBackend(workdir, keep=False)
+            if args.backend == "sqlite"
+            else PostgresBackend(args.postgres_url, keep=False)
         )
         try:
             results = [run(backend, n) for n in args.sizes]
