@@ -67,10 +67,10 @@ class PaymentPage:
     stream: str = STREAM  # whose cursor this page advances
 
 
-REFUNDS = "refunds"
-STREAMS: dict[str, tuple[str, ...]] = {"stripe": (STREAM, REFUNDS), "quickbooks": (STREAM,)}
-"""What each source is read as: Stripe's charges and its refunds (each with its own cursor); in
-QuickBooks a payment is one record however it changes."""
+REFUNDS, DISPUTES = "refunds", "disputes"
+STREAMS: dict[str, tuple[str, ...]] = {"stripe": (STREAM, REFUNDS, DISPUTES), "quickbooks": (STREAM,)}
+"""What each source is read as: Stripe's charges, refunds and disputes (each with its own cursor);
+in QuickBooks a payment is one record however it changes."""
 
 
 def _pages(source: str, store: Store, settings: Settings, cursors: dict[str, str | None]) -> Iterator[PaymentPage]:
@@ -80,6 +80,8 @@ def _pages(source: str, store: Store, settings: Settings, cursors: dict[str, str
             yield PaymentPage(stripe_page.payments, stripe_page.cursor)
         for refund_page in connector.pull_refunds(cursors[REFUNDS]):
             yield PaymentPage(refund_page.payments, refund_page.cursor, REFUNDS)
+        for dispute_page in connector.pull_disputes(cursors[DISPUTES]):
+            yield PaymentPage(dispute_page.payments, dispute_page.cursor, DISPUTES)
     elif source == "quickbooks":
         with quickbooks_connector(store, settings) as connector:
             for qbo_page in connector.pull_payments(cursors[STREAM]):
@@ -151,7 +153,7 @@ def record_pages(
                         left if i.number == number else i for i in by_customer[left.customer_ref]
                     ]
                 outcome = (
-                    ("refunded" if refund else "matched")
+                    (("disputed" if payment.method == "dispute" else "refunded") if refund else "matched")
                     if match.matched and match.reason is None
                     else "partly_matched"
                     if match.matched

@@ -197,6 +197,43 @@ def payment_from_refund(refund: Mapping[str, Any], invoice: Mapping[str, Any] | 
     )
 
 
+DISPUTE_MOVES = {
+    "charge.dispute.funds_withdrawn": ("withdrawn", -1),
+    "charge.dispute.funds_reinstated": ("reinstated", 1),
+}
+"""The dispute events that move money: withdrawn when it opens, reinstated when the business wins."""
+
+
+def payment_from_dispute(
+    event_type: str, dispute: Mapping[str, Any], invoice: Mapping[str, Any] | None, at: int
+) -> IncomingPayment:
+    """A dispute's money movement as a payment: the withdrawal negative (it takes back from the invoice
+    the charge paid, like a refund), the reinstatement positive (it pays that invoice again). The
+    dispute fee is the withdrawal's fee."""
+    move, sign = DISPUTE_MOVES[event_type]
+    currency = str(dispute["currency"]).upper()
+    meta = (invoice or {}).get("metadata") or {}
+    number = meta.get(METADATA_NUMBER)
+    txns = [t for t in dispute.get("balance_transactions") or [] if isinstance(t, dict)]
+    fee = sum((int(t.get("fee") or 0) for t in txns if int(t.get("amount") or 0) < 0), 0) if sign < 0 else 0
+    extra = {"dispute": str(dispute["id"]), "refund_of": str(dispute["charge"]), "status": str(dispute.get("status"))}
+    if invoice:
+        extra["invoice"] = str(invoice["id"])
+    return IncomingPayment(
+        source="stripe",
+        payment_ref=f"{dispute['id']}:{move}",
+        currency=currency,
+        amount=sign * from_minor(dispute["amount"], currency),
+        received_on=_day(at),
+        customer_ref=meta.get(METADATA_CUSTOMER),
+        invoice_numbers=(number,) if number else (),
+        fee=from_minor(fee, currency),
+        method="dispute",
+        reference=f"dispute {move}: {dispute.get('reason')}",
+        extra=extra,
+    )
+
+
 # subscriptions
 
 

@@ -266,3 +266,42 @@ def test_two_reconciliations_of_the_same_payments_at_once_record_each_once(store
     with store.read() as session:
         after = [d for d in list_invoices(session) if d["number"] in {p.invoice_numbers[0] for p in payments}]
     assert all(d["status"] == "paid" and d["amount_paid"] == d["invoice_total"] for d in after)
+
+
+def test_a_dispute_takes_the_money_back_and_a_won_dispute_pays_the_invoice_again(
+    store: Store, stripe_sandbox: RunningStripe, database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        stripe=StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
+    )
+    bill_and_approve(store, ["stripe"])
+    push(store, settings, "stripe")
+    connector = stripe_connector(settings)
+    # Stripe's test card 4000 0000 0000 0259: the payment succeeds, then the cardholder disputes it
+    connector.attach_default_payment_method(connector.find_customer("globex"), "pm_card_createDispute")
+    with store.read() as session:
+        auto = {str(d["number"]): d for d in list_invoices(session, contract_ref="C-100-globex")}
+    assert collect(store, settings).outcomes == {"charged": len(auto)}
+    disputes = stripe_sandbox.sandbox.state.all("dispute")
+    assert len(disputes) == len(auto)
+
+    first = reconcile(store, settings, "stripe")
+    assert first.outcomes == {"matched": len(auto), "disputed": len(auto)}, first.unmatched
+    with store.read() as session:
+        after = {str(d["number"]): d for d in list_invoices(session, contract_ref="C-100-globex")}
+    assert {d["status"] for d in after.values()} == {"sent"}  # paid, then the money went back: open again
+    assert all(d["amount_paid"] == 0 for d in after.values())
+
+    won, lost = disputes[0], disputes[1:]
+    refunds.close_dispute(stripe_sandbox.sandbox.state, won["id"], won=True)
+    for dispute in lost:
+        refunds.close_dispute(stripe_sandbox.sandbox.state, dispute["id"], won=False)
+    second = reconcile(store, settings, "stripe")
+    assert second.outcomes - Counter(seen_before=second.outcomes["seen_before"]) == {"matched": 1}
+    with store.read() as session:
+        final = sorted(d["status"] for d in list_invoices(session, contract_ref="C-100-globex"))
+    assert final == sorted(["paid"] + ["sent"] * len(lost))  # the lost ones stay open for a person
+    third = reconcile(store, settings, "stripe")
+    assert set(third.outcomes) <= {"seen_before"}  # every movement recorded once

@@ -327,6 +327,7 @@ def test_a_refund_delivered_by_webhook_takes_back_from_its_invoice_once(
         ("customer.subscription.updated", ["stripe"], "sync:stripe"),
         ("customer.subscription.updated", ["salesforce"], None),
         ("charge.dispute.created", [], None),
+        ("charge.dispute.funds_withdrawn", [], "reconcile:stripe"),
     ],
 )
 def test_what_each_stripe_event_asks_for(event_type: str, crm_sources: list[str], action: str | None) -> None:

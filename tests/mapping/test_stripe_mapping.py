@@ -372,3 +372,32 @@ def test_metered_prices_need_a_usage_product_and_deleted_customers_are_refused()
     with pytest.raises(MappingError) as gone:
         map_subscription(_sub((_price("price_1"), 1)), {"id": "cus_1", "deleted": True}, {}, PRODUCTS, CONFIG)
     assert gone.value.field == "subscription sub_1: customer"
+
+
+def test_a_dispute_withdrawal_and_reinstatement_as_payments() -> None:
+    """Shaped as Stripe's charge.dispute.funds_withdrawn example: USD 250.00 and a 15.00 dispute fee."""
+    from billbridge.mapping.stripe import payment_from_dispute
+
+    dispute = {
+        "id": "dp_1",
+        "object": "dispute",
+        "amount": 25000,
+        "currency": "usd",
+        "charge": "ch_1",
+        "payment_intent": "pi_1",
+        "reason": "fraudulent",
+        "status": "needs_response",
+        "balance_transactions": [{"id": "txn_1", "amount": -25000, "fee": 1500, "net": -26500, "type": "adjustment"}],
+    }
+    invoice = {"id": "in_1", "metadata": {"billbridge_number": "US-INV-7", "billbridge_customer": "globex"}}
+    at = _ts(date(2026, 11, 30))
+    out = payment_from_dispute("charge.dispute.funds_withdrawn", dispute, invoice, at)
+    assert (out.payment_ref, out.amount, out.fee, out.invoice_numbers) == (
+        "dp_1:withdrawn",
+        Decimal("-250.00"),
+        Decimal("15.00"),
+        ("US-INV-7",),
+    )
+    assert (out.customer_ref, out.received_on, out.extra["refund_of"]) == ("globex", date(2026, 11, 30), "ch_1")
+    back = payment_from_dispute("charge.dispute.funds_reinstated", {**dispute, "status": "won"}, invoice, at)
+    assert (back.payment_ref, back.amount, back.fee) == ("dp_1:reinstated", Decimal("250.00"), Decimal(0))

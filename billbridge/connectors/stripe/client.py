@@ -271,6 +271,10 @@ class StripeConnector:
         """Pages of refunds since ``cursor`` as negative IncomingPayments (their own cursor)."""
         return readers.pull_refunds(self, cursor)
 
+    def pull_disputes(self, cursor: str | None) -> Iterator[readers.PaymentPage]:
+        """Disputes' withdrawals and reinstatements since ``cursor`` as payments (their own cursor)."""
+        return readers.pull_disputes(self, cursor)
+
     def pull_subscriptions(self, cursor: str | None, *, now: float | None = None) -> Iterator[readers.SubscriptionPage]:
         """Pages of subscriptions (vendor shapes with prices, products, customer) changed since ``cursor``."""
         return readers.pull_subscriptions(self, cursor, now=int(time.time() if now is None else now))

@@ -65,6 +65,31 @@ def pull_refunds(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentP
     return _pull(conn, cursor, conn.api.refunds.list, {}, _refund_payments)
 
 
+def pull_disputes(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
+    """Disputes' money movements since the cursor (``charge.dispute.funds_*`` events, kept 30 days):
+    the withdrawal when a dispute opens and the reinstatement when it is won, as payments."""
+    query: dict[str, Any] = {"types": list(mapping.DISPUTE_MOVES)}
+    if cursor:
+        query["created"] = {"gte": max(0, int(cursor) - LAG_SECONDS)}
+    calls = conn.api_calls
+    events = list(conn.paged(conn.api.events.list, query))
+    newest = max([int(e["created"]) for e in events], default=int(cursor) if cursor else 0)
+    disputes = [e["data"]["object"] for e in events]
+    invoices = _InvoiceFinder(conn).invoices_of(disputes) if disputes else {}
+    payments = [
+        mapping.payment_from_dispute(
+            e["type"],
+            e["data"]["object"],
+            invoices.get(str(e["data"]["object"].get("payment_intent"))),
+            int(e["created"]),
+        )
+        for e in reversed(events)
+    ]
+    # Withdrawals first, in a page of their own: a reinstatement pays an invoice its withdrawal reopened.
+    yield PaymentPage([p for p in payments if p.amount < 0], disputes, None, conn.api_calls - calls)
+    yield PaymentPage([p for p in payments if p.amount >= 0], [], str(newest) if newest else cursor)
+
+
 def _pull(
     conn: StripeConnector,
     cursor: str | None,

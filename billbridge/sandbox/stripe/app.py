@@ -65,6 +65,8 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", r"/v1/balance_transactions/(txn_\w+)"): payments.get_balance_transaction,
     ("POST", r"/v1/refunds"): payments.create_refund,
     ("GET", r"/v1/refunds"): payments.list_refunds,
+    ("GET", r"/v1/disputes"): payments.list_disputes,
+    ("GET", r"/v1/disputes/(dp_\w+)"): payments.get_dispute,
     ("GET", r"/v1/events"): payments.list_events,
 }
 _COMPILED = [(method, re.compile(pattern + "$"), handler) for (method, pattern), handler in ROUTES.items()]

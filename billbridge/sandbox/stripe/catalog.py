@@ -15,6 +15,7 @@ TEST_CARDS: dict[str, tuple[str, str, str | None]] = {
     "pm_card_mastercard": ("mastercard", "4444", None),
     "pm_card_chargeDeclined": ("visa", "0002", "generic_decline"),
     "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995", "insufficient_funds"),
+    "pm_card_createDispute": ("visa", "0259", None),  # succeeds, then the cardholder disputes it
 }
 _SEARCH_TERM = re.compile(r"^\s*(\w+)(?:\['([^']+)'\])?\s*:\s*'([^']*)'\s*$")
 
@@ -173,6 +174,7 @@ def attach_payment_method(state: StripeState, params: dict[str, Any], token: str
             "name": customer["name"],
         },
         _decline=decline,
+        _dispute=token == "pm_card_createDispute",
     )
     state.emit("payment_method.attached", pm, view(state, pm))
     return view(state, pm)

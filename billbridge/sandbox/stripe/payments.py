@@ -319,6 +319,8 @@ def pay_invoice(state: StripeState, params: dict[str, Any], invoice_id: str) -> 
     state.emit("payment_intent.succeeded", intent, view(state, intent))
     state.emit("invoice_payment.paid", payment, view(state, payment))
     state.emit("invoice.paid", invoice, view(state, invoice))
+    if pm.get("_dispute"):  # Stripe's test card 4000 0000 0000 0259: a dispute follows the payment
+        open_dispute(state, charge["id"])
     return view(state, invoice)
 
 
@@ -493,6 +495,76 @@ def create_refund(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
     state.emit("charge.refunded", charge, view(state, charge))
     state.emit("refund.created", refund, view(state, refund))
     return view(state, refund)
+
+
+# disputes (docs.stripe.com/disputes): the disputed amount and a dispute fee leave the balance when
+# the dispute opens; if the business wins, the amount comes back (the fee does not).
+
+DISPUTE_FEE_TWO_DECIMAL = 1500  # USD 15.00 per dispute
+
+
+def open_dispute(state: StripeState, charge_id: str, reason: str = "fraudulent") -> dict[str, Any]:
+    """The cardholder disputes a succeeded charge: funds withdrawn at once, evidence due in 3 weeks."""
+    charge = state.get("charge", charge_id, "charge")
+    amount, currency = charge["amount_captured"] - charge["amount_refunded"], charge["currency"]
+    fee = 0 if currency in ZERO_DECIMAL else DISPUTE_FEE_TWO_DECIMAL * (10 if currency in THREE_DECIMAL else 1)
+    dispute = state.new(
+        "dispute",
+        amount=amount,
+        charge=charge["id"],
+        currency=currency,
+        payment_intent=charge["payment_intent"],
+        reason=reason,
+        status="needs_response",
+        is_charge_refundable=False,
+        balance_transactions=[],
+    )
+    dispute["evidence_details"]["due_by"] = state.now() + 21 * 86400
+    txn = _balance_transaction(
+        state, -amount, fee, currency, dispute["id"], "adjustment", f"Chargeback withdrawal for {charge['id']}"
+    )
+    txn["reporting_category"] = "dispute"
+    dispute["balance_transactions"].append(view(state, txn))
+    charge["disputed"] = True
+    state.emit("charge.dispute.created", dispute, view(state, dispute))
+    state.emit("charge.dispute.funds_withdrawn", dispute, view(state, dispute))
+    return view(state, dispute)
+
+
+def close_dispute(state: StripeState, dispute_id: str, *, won: bool) -> dict[str, Any]:
+    """The card network decides: won reinstates the disputed amount, lost keeps it withdrawn."""
+    dispute = state.get("dispute", dispute_id)
+    dispute["status"] = "won" if won else "lost"
+    if won:
+        txn = _balance_transaction(
+            state,
+            dispute["amount"],
+            0,
+            dispute["currency"],
+            dispute["id"],
+            "adjustment",
+            f"Chargeback reversal for {dispute['charge']}",
+        )
+        txn["reporting_category"] = "dispute_reversal"
+        dispute["balance_transactions"].append(view(state, txn))
+        state.emit("charge.dispute.funds_reinstated", dispute, view(state, dispute))
+    state.emit("charge.dispute.closed", dispute, view(state, dispute))
+    return view(state, dispute)
+
+
+def list_disputes(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
+    return listing(
+        state,
+        "dispute",
+        params,
+        "/v1/disputes",
+        charge=params.get("charge"),
+        payment_intent=params.get("payment_intent"),
+    )
+
+
+def get_dispute(state: StripeState, params: dict[str, Any], dispute_id: str) -> dict[str, Any]:
+    return view(state, state.get("dispute", dispute_id))
 
 
 def list_refunds(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ PREFIXES: dict[str, str] = {
     "payment_intent": "pi",
     "charge": "ch",
     "refund": "re",
+    "dispute": "dp",
     "balance_transaction": "txn",
     "event": "evt",
     "subscription": "sub",
