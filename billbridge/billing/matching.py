@@ -128,3 +128,23 @@ def match_refund(refund: IncomingPayment, invoices: Mapping[str, PaidInvoice]) -
     left = refund.amount + back
     reason = f"{-left} {refund.currency} more than {number} had received" if left < 0 else None
     return Match(((number, -back),), left, reason)
+
+
+def settle(
+    payment: IncomingPayment,
+    invoices: Mapping[str, OpenInvoice],
+    by_customer: Mapping[str, Sequence[OpenInvoice]],
+    paid: Mapping[str, PaidInvoice],
+) -> tuple[Match, str]:
+    """How one payment is applied, and the outcome to report: matched, refunded, disputed (a refund or
+    a dispute taking money back), billed_by_stripe (a payment of an invoice Stripe made for a
+    subscription: ours to record, not to match), partly_matched or unmatched (with the reason)."""
+    if payment.amount < 0:
+        match, label = match_refund(payment, paid), ("disputed" if payment.method == "dispute" else "refunded")
+    elif not payment.invoice_numbers and payment.extra.get("stripe_subscription"):
+        return Match((), payment.amount), "billed_by_stripe"
+    else:
+        match, label = match_payment(payment, invoices, by_customer), "matched"
+    if not match.matched:
+        return match, "unmatched"
+    return match, label if match.reason is None else "partly_matched"

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
-from billbridge.billing.matching import OpenInvoice, PaidInvoice, match_payment, match_refund
+from billbridge.billing.matching import OpenInvoice, PaidInvoice, settle
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
@@ -38,7 +38,7 @@ STREAM = "payments"
 @dataclass
 class ReconcileSummary:
     source: str
-    outcomes: Counter[str] = field(default_factory=Counter)  # matched, partly_matched, unmatched, seen_before
+    outcomes: Counter[str] = field(default_factory=Counter)  # see billing.matching.settle; seen_before, mirrored
     unmatched: list[tuple[str, str]] = field(default_factory=list)  # (payment ref, reason)
     mirrored: Counter[str] = field(default_factory=Counter)  # entries in QuickBooks: created, existing, waiting
 
@@ -133,7 +133,7 @@ def record_pages(
                     continue
                 seen.add(ref)
                 refund = payment.amount < 0
-                match = match_refund(payment, paid) if refund else match_payment(payment, invoices, by_customer)
+                match, outcome = settle(payment, invoices, by_customer, paid)
                 batch.append(
                     PaymentIn(
                         ref,
@@ -152,13 +152,6 @@ def record_pages(
                     by_customer[left.customer_ref] = [
                         left if i.number == number else i for i in by_customer[left.customer_ref]
                     ]
-                outcome = (
-                    (("disputed" if payment.method == "dispute" else "refunded") if refund else "matched")
-                    if match.matched and match.reason is None
-                    else "partly_matched"
-                    if match.matched
-                    else "unmatched"
-                )
                 summary.outcomes[outcome] += 1
                 if match.reason:
                     summary.unmatched.append((ref, match.reason))

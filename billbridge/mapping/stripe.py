@@ -34,6 +34,7 @@ THREE_DECIMAL_STEP = 10  # Stripe: three-decimal amounts must end in 0 (rounded 
 METADATA_NUMBER = "billbridge_number"  # our document number: finds the invoice again after a lost response
 METADATA_VERSION = "billbridge_version"
 METADATA_CUSTOMER = "billbridge_customer"
+SUBSCRIPTION_REF_PREFIX = "st-"  # refs of customers and contracts made from Stripe subscriptions
 METADATA_CONTRACT = "billbridge_contract"
 METADATA_LINE = "billbridge_line"
 INTERVALS = {"day", "week", "month", "year"}
@@ -157,22 +158,38 @@ def payment_from_charge(
             extra[key] = str(charge[key])
     if invoice:
         extra["invoice"] = str(invoice["id"])
+    subscription = subscription_of(invoice)
+    if subscription is not None:
+        extra["stripe_subscription"] = subscription
     if charge.get("amount_refunded"):
         extra["amount_refunded"] = str(from_minor(charge["amount_refunded"], currency))
     number = meta.get(METADATA_NUMBER)
+    customer_ref = meta.get(METADATA_CUSTOMER)
+    if customer_ref is None and subscription is not None and charge.get("customer"):
+        customer_ref = f"{SUBSCRIPTION_REF_PREFIX}{charge['customer']}"  # as map_subscription names the customer
     return IncomingPayment(
         source="stripe",
         payment_ref=str(charge["id"]),
         currency=currency,
         amount=from_minor(charge["amount_captured"] or charge["amount"], currency),
         received_on=_day(int(charge["created"])),
-        customer_ref=meta.get(METADATA_CUSTOMER),
+        customer_ref=customer_ref,
         invoice_numbers=(number,) if number else (),
         fee=fee,
         method=(charge.get("payment_method_details") or {}).get("type"),
         reference=f"{card.get('brand')} ****{card.get('last4')}" if card.get("last4") else None,
         extra=extra,
     )
+
+
+def subscription_of(invoice: Mapping[str, Any] | None) -> str | None:
+    """The subscription an invoice bills, when Stripe made it for one (``parent.subscription_details``;
+    older API versions: ``subscription``)."""
+    if not invoice:
+        return None
+    details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
+    found = details.get("subscription") or invoice.get("subscription")
+    return str(found) if found else None
 
 
 def payment_from_refund(refund: Mapping[str, Any], invoice: Mapping[str, Any] | None) -> IncomingPayment:
@@ -242,7 +259,7 @@ class StripeSubscriptionMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ref_prefix: str = Field(default="st-", description="Prefix of contract and customer refs")
+    ref_prefix: str = Field(default=SUBSCRIPTION_REF_PREFIX, description="Prefix of contract and customer refs")
     entity_by_currency: dict[str, str] = Field(
         default_factory=lambda: {"USD": "us-inc", "EUR": "eu-bv", "GBP": "uk-ltd", "JPY": "jp-kk"},
         description="Legal entity of a subscription that names none (metadata billbridge_entity), by currency",

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import stripe
+from sqlalchemy import select
 
 from billbridge.billing.engine import Version, plan_invoices
 from billbridge.billing.metrics import mrr
@@ -292,3 +293,39 @@ def test_the_prefect_flow_syncs_stripe(flow_env: str, env: Env) -> None:
     assert again.result()["counts"].get("contracts.created", 0) == 0
     assert len(stored(store)) == len(env.running.ids.subscriptions)
     store.dispose()
+
+
+def test_payments_of_invoices_stripe_makes_for_subscriptions_are_recorded_not_sent_to_review(
+    store: Store, env: Env, tmp_path: Any, database_url: str
+) -> None:
+    """Stripe bills its subscriptions itself: the renewal's payment has no billbridge invoice to match.
+    It is recorded once, under the subscription's customer, as billed by Stripe (not as unmatched)."""
+    from pydantic import SecretStr
+
+    from billbridge.app.settings import Settings, StripeSettings
+    from billbridge.flows.reconcile import reconcile
+    from billbridge.sandbox.stripe import payments as stripe_billing
+    from billbridge.store.models import Customer, Payment
+
+    sync(store, env)
+    customer = env.client.v1.subscriptions.retrieve(env.example.sub_id).customer
+    pm = env.client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
+    env.client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": pm.id}})
+    invoice = stripe_billing.bill_subscription(env.running.sandbox.state, env.example.sub_id)
+    assert (invoice["status"], invoice["amount_paid"]) == ("paid", 9800)  # 2 seats x 49.00
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        stripe=StripeSettings(api_key=SecretStr(env.running.api_key), base_url=env.running.url),
+    )
+    summary = reconcile(store, settings, "stripe")
+    assert summary.outcomes == {"billed_by_stripe": 1}, summary.unmatched
+    assert summary.unmatched == []
+    with store.read() as session:
+        [(amount, unapplied, owner)] = session.execute(
+            select(Payment.amount, Payment.unapplied_amount, Customer.customer_ref).join(
+                Customer, Customer.id == Payment.customer_id
+            )
+        ).all()
+    assert (amount, unapplied, owner) == (Decimal("98.00"), Decimal("98.00"), f"st-{customer}")
+    assert set(reconcile(store, settings, "stripe").outcomes) <= {"seen_before"}  # once

@@ -3,6 +3,7 @@ uncollectible), payment intents, charges, refunds, balance transactions, invoice
 
 from __future__ import annotations
 
+import contextlib
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -495,6 +496,41 @@ def create_refund(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
     state.emit("charge.refunded", charge, view(state, charge))
     state.emit("refund.created", refund, view(state, refund))
     return view(state, refund)
+
+
+# subscription invoices: what Stripe's billing does at each renewal of a subscription
+
+
+def bill_subscription(state: StripeState, sub_id: str) -> dict[str, Any]:
+    """Stripe invoices a subscription period: an invoice whose parent is the subscription, a line per
+    item (unit price x quantity), finalized and, for charge_automatically, paid with the customer's
+    default payment method (a decline leaves it open, as at renewal). Tiered prices are not emulated."""
+    sub = state.get("subscription", sub_id)
+    invoice = state.get(
+        "invoice", create_invoice(state, {"customer": sub["customer"], "currency": sub["currency"]})["id"]
+    )
+    invoice.update(
+        billing_reason="subscription_cycle",
+        collection_method=sub["collection_method"],
+        parent={
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]},
+        },
+    )
+    lines = []
+    for item_id in sub["_items"]:
+        item = state.get("subscription_item", item_id)
+        price = state.get("price", item["price"])
+        if price.get("unit_amount") is None:
+            raise invalid(f"the sandbox does not bill {price.get('billing_scheme')} prices", "items")
+        lines.append({"amount": str(int(price["unit_amount"]) * int(item["quantity"])), "description": price["id"]})
+    add_lines(state, {"lines": lines}, invoice["id"])
+    finalize_invoice(state, {}, invoice["id"])
+    if sub["collection_method"] == "charge_automatically" and invoice["status"] == "open":
+        with contextlib.suppress(StripeApiError):  # declined: the invoice stays open, for Stripe's retries
+            pay_invoice(state, {}, invoice["id"])
+    return view(state, invoice)
 
 
 # disputes (docs.stripe.com/disputes): the disputed amount and a dispute fee leave the balance when
