@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -42,6 +43,23 @@ def bill_and_approve(store: Store, targets: list[str]) -> None:
         import_file(store, path)
     run_billing(store, date(2026, 11, 22))
     approve_drafts(store, targets)
+
+
+def stripe_only(stripe_sandbox: RunningStripe, database_url: str, data_dir: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        stripe=StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
+    )
+
+
+def pushed_to_stripe(store: Store, settings: Settings, card: str) -> Any:
+    """The examples billed, the auto-charge invoices in Stripe, globex paying with ``card``; the connector."""
+    bill_and_approve(store, ["stripe"])
+    push(store, settings, "stripe")
+    connector = stripe_connector(settings)
+    connector.attach_default_payment_method(connector.find_customer("globex"), card)
+    return connector
 
 
 def statuses(store: Store, contract_ref: str) -> set[str]:
@@ -187,15 +205,8 @@ def test_stripe_payments_are_entered_in_quickbooks_against_their_invoices_once(
 def test_stripe_refunds_take_back_from_their_invoices_once(
     store: Store, stripe_sandbox: RunningStripe, database_url: str, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        database_url=database_url,
-        data_dir=tmp_path,
-        stripe=StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
-    )
-    bill_and_approve(store, ["stripe"])
-    push(store, settings, "stripe")
-    connector = stripe_connector(settings)
-    connector.attach_default_payment_method(connector.find_customer("globex"), "pm_card_visa")
+    settings = stripe_only(stripe_sandbox, database_url, tmp_path)
+    connector = pushed_to_stripe(store, settings, "pm_card_visa")
     collect(store, settings)
     assert set(reconcile(store, settings, "stripe").outcomes) == {"matched"}
     with store.read() as session:
@@ -271,16 +282,9 @@ def test_two_reconciliations_of_the_same_payments_at_once_record_each_once(store
 def test_a_dispute_takes_the_money_back_and_a_won_dispute_pays_the_invoice_again(
     store: Store, stripe_sandbox: RunningStripe, database_url: str, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        database_url=database_url,
-        data_dir=tmp_path,
-        stripe=StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
-    )
-    bill_and_approve(store, ["stripe"])
-    push(store, settings, "stripe")
-    connector = stripe_connector(settings)
+    settings = stripe_only(stripe_sandbox, database_url, tmp_path)
     # Stripe's test card 4000 0000 0000 0259: the payment succeeds, then the cardholder disputes it
-    connector.attach_default_payment_method(connector.find_customer("globex"), "pm_card_createDispute")
+    pushed_to_stripe(store, settings, "pm_card_createDispute")
     with store.read() as session:
         auto = {str(d["number"]): d for d in list_invoices(session, contract_ref="C-100-globex")}
     assert collect(store, settings).outcomes == {"charged": len(auto)}
