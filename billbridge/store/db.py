@@ -94,6 +94,12 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def locks_database(self) -> bool:
+        """Whether a write transaction locks the whole database (SQLite: one writer at a time),
+        so that reads are better done outside it; PostgreSQL writers only lock the rows they touch."""
+        return self.dialect == "sqlite"
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._read() as session:
