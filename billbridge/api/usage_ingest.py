@@ -115,17 +115,23 @@ def ingest(
     since = min((d for _, d in billed.values()), default=None)
     documents: dict[int, dict[date, tuple[str, datetime]]] | None = None
 
-    with store.write_connection() as connection:
-        inserted = usage_repo.insert_new_events(connection, ordered)
-        stored: dict[str, usage_repo.StoredEvent] = {}
-        taken = [v for v, row in new if row["event_ref"] not in inserted]  # keys stored before
-        if taken:
-            stored = usage_repo.events_by_key(connection, {v.key for v in taken if v.key is not None})
-            replays.extend(taken)
-            new = [(v, row) for v, row in new if row["event_ref"] in inserted]
-        usage_repo.add_to_daily(connection, [row for _, row in new])  # the rollups billing reads
-        if not store.locks_database and since is not None:
-            documents = usage_repo.documents_from(connection, contract_ids, since)
+    if len(ordered) == 1 and store.dialect == "postgresql":
+        # One event: one statement stores it and adds it to its day row, atomic by itself, so no
+        # BEGIN and COMMIT round trips.
+        with store.autocommit_connection() as connection:
+            inserted = (
+                {ordered[0]["event_ref"]} if usage_repo.insert_event_with_its_day(connection, ordered[0]) else set()
+            )
+            new, stored = _taken(connection, new, inserted, replays)
+            if since is not None:
+                documents = usage_repo.documents_from(connection, contract_ids, since)
+    else:
+        with store.write_connection() as connection:
+            inserted = usage_repo.insert_new_events(connection, ordered)
+            new, stored = _taken(connection, new, inserted, replays)
+            usage_repo.add_to_daily(connection, [row for _, row in new])  # the rollups billing reads
+            if not store.locks_database and since is not None:
+                documents = usage_repo.documents_from(connection, contract_ids, since)
     if documents is None and since is not None:
         reader = _Reader(store)
         try:
@@ -168,6 +174,19 @@ def ingest(
         answers.append(_Answer(outcomes[v.index], first, replayed=True))
     _answer(answers, billed, documents or {})
     return outcomes
+
+
+def _taken(
+    connection: Connection, new: list[tuple[_Valid, dict[str, Any]]], inserted: set[str], replays: list[_Valid]
+) -> tuple[list[tuple[_Valid, dict[str, Any]]], dict[str, usage_repo.StoredEvent]]:
+    """The rows really inserted, and the stored events of the keys that were taken already (those
+    events join ``replays``)."""
+    taken = [v for v, row in new if row["event_ref"] not in inserted]  # keys stored before
+    if not taken:
+        return new, {}
+    replays.extend(taken)
+    stored = usage_repo.events_by_key(connection, {v.key for v in taken if v.key is not None})
+    return [(v, row) for v, row in new if row["event_ref"] in inserted], stored
 
 
 class _Reader:

@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, select
+from sqlalchemy import BigInteger, Connection, bindparam, case, func, insert, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,11 @@ _EVENTS = table_of(UsageEvent)
 
 def _upsert_daily(dialect: str) -> Any:
     """Add a batch's figures to the day rows: integer arithmetic, exact on both backends."""
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_DAILY)
+    return _adding_to_day((postgresql.insert if dialect == "postgresql" else sqlite.insert)(_DAILY))
+
+
+def _adding_to_day(statement: Any) -> Any:
+    """An insert of day rows that adds to the row already there (the same keys, the same sums)."""
     new = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=[_DAILY.c.customer_id, _DAILY.c.product_id, _DAILY.c.day],
@@ -152,6 +156,44 @@ def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, Stor
         return {}
     rows = connection.execute(_BY_KEYS, {"keys": keys})
     return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], _utc(r[6])) for r in rows}
+
+
+def _one_event_with_its_day() -> Any:
+    """PostgreSQL: ``WITH inserted AS (INSERT INTO usage_events ... ON CONFLICT DO NOTHING RETURNING
+    ...) INSERT INTO usage_daily SELECT ... FROM inserted ON CONFLICT DO UPDATE ... RETURNING``.
+
+    One statement is atomic on its own, so on an autocommit connection one event and its day row
+    cost one round trip instead of four (BEGIN, two inserts, COMMIT). The day row changes only
+    when the event was inserted; a row comes back exactly then."""
+    inserted = (
+        postgresql.insert(_EVENTS)
+        .values({c.name: bindparam(c.name, type_=c.type) for c in _EVENTS.c if c.name != "id"})
+        .on_conflict_do_nothing()
+        .returning(_EVENTS.c.customer_id, _EVENTS.c.product_id, _EVENTS.c.quantity_micros)
+        .cte("inserted")
+    )
+    day = select(
+        inserted.c.customer_id,
+        inserted.c.product_id,
+        bindparam("day", type_=_DAILY.c.day.type),
+        inserted.c.quantity_micros,
+        inserted.c.quantity_micros,
+        literal_column("1", BigInteger),
+    )
+    columns = ["customer_id", "product_id", "day", "total_micros", "peak_micros", "events"]
+    statement = postgresql.insert(_DAILY).from_select(columns, day)
+    return _adding_to_day(statement).add_cte(inserted).returning(_DAILY.c.events)
+
+
+_ONE_EVENT_WITH_ITS_DAY = _one_event_with_its_day()
+
+
+def insert_event_with_its_day(connection: Connection, row: dict[str, Any]) -> bool:
+    """Store one event (as ``event_row`` made it) unless its event_ref or idempotency key is
+    taken, and add it to its day row, in one statement (PostgreSQL only: SQLite has no
+    data-modifying WITH). True when it was inserted."""
+    params = {**row, "day": row["timestamp"].date()}
+    return bool(_Raw.of(_ONE_EVENT_WITH_ITS_DAY, connection, tuple(params)).run(connection, params))
 
 
 def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
