@@ -126,6 +126,28 @@ def test_replays_count_once_in_the_same_batch_and_later(api: Api) -> None:
     assert count(api) == 3
 
 
+def test_single_events_reach_the_day_rows_once(api: Api) -> None:
+    """Single events are stored with their day row in one step (one statement on PostgreSQL): a
+    replay or a refused key reuse adds nothing, and the day is the UTC day."""
+    posts = [
+        (event(quantity="1.5"), "d-1", 201),
+        (event(quantity="1.5"), "d-1", 200),  # replay
+        (event(quantity=9), "d-1", 409),  # the key for another event
+        (event(quantity="0.25", timestamp="2026-01-15T23:30:00Z"), "d-2", 201),
+        (event(quantity=4, timestamp="2026-01-16T00:30:00+02:00"), "d-3", 201),  # 2026-01-15 in UTC
+        (event(quantity=2, timestamp="2026-01-16T08:00:00Z"), None, 201),
+    ]
+    for body, key, status in posts:
+        headers = {"Idempotency-Key": key} if key else {}
+        assert api.post(EVENT, body, **headers).status_code == status
+    days = api.get("/api/usage/reports", group_by="day").json()["data"]
+    assert [(d["group"], d["quantity"], d["events"]) for d in days] == [
+        ("2026-01-15", "5.75", 3),
+        ("2026-01-16", "2", 1),
+    ]
+    assert count(api) == 4
+
+
 def test_a_bad_idempotency_key_header_is_refused(api: Api) -> None:
     for key in ("has space", "x" * 151):
         response = api.post(EVENT, event(), **{"Idempotency-Key": key})
