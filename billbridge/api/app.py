@@ -69,6 +69,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_usage.router)  # first: the hot path is matched before the read API
     app.include_router(routes_resources.router)
     app.include_router(routes_webhooks.router)
+    app.router.routes[0:0] = routes_usage.plain_routes()  # matched first (see plain_routes)
     app.add_middleware(_NoNulInUrl)
 
     def openapi() -> dict[str, Any]:
