@@ -87,10 +87,7 @@ def add_to_daily(session: Session | Connection, rows: Sequence[dict[str, Any]]) 
         }
         for (customer_id, product_id, day), micros in sorted(days.items())
     ]
-    if len(params) == 1:  # one event from the usage API: skip Core's per-execution work
-        _Raw.of(statement, connection, tuple(params[0])).run(connection, params[0])
-    else:
-        connection.execute(statement, params)
+    _Raw.of(statement, connection, tuple(params[0])).run_many(connection, params)  # Core's work per row skipped
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -207,9 +204,9 @@ def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) ->
         return {row[0] for row in _Raw.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
     # Many rows: a plain executemany (pipelined by psycopg) without RETURNING. Event refs are fresh
     # UUIDs, so when the row count falls short, the refs now present are the rows inserted.
-    result = connection.execute(_INSERT_NEW_PLAIN[dialect], list(rows))
+    inserted = _Raw.of(_INSERT_NEW_PLAIN[dialect], connection, tuple(rows[0])).run_many(connection, rows)
     refs = [row["event_ref"] for row in rows]
-    if result.rowcount == len(rows):
+    if inserted == len(rows):
         return set(refs)
     return set(connection.execute(_PRESENT, {"refs": refs}).scalars())
 
@@ -217,8 +214,8 @@ def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) ->
 class _Raw:
     """A Core statement compiled once per dialect and run on the DBAPI cursor, its parameters
     converted by SQLAlchemy's own bind processors (so values are stored exactly as Core stores
-    them). For one-row statements of the ingest hot path, where Core's per-execution work costs
-    several times the statement itself."""
+    them). For the statements of the ingest hot path, where Core's per-execution (and, in an
+    executemany, per-row) work costs several times the statement itself."""
 
     _cache: dict[tuple[int, str, tuple[str, ...]], _Raw] = {}
 
@@ -249,6 +246,23 @@ class _Raw:
         finally:
             cursor.close()
         return [tuple(p(v) if p else v for p, v in zip(self.results, row, strict=True)) for row in rows]
+
+    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """executemany of rows that all have the keys the statement was compiled for; the rows
+        the DBAPI says it changed (summed over the rows by sqlite3 and psycopg; -1 if unknown)."""
+        processors = self.processors
+        if self.names is not None:
+            order = [(name, processors.get(name)) for name in self.names]
+            params: list[Any] = [[p(row[n]) if p else row[n] for n, p in order] for row in rows]
+        else:
+            keys = [(key, processors.get(key)) for key in rows[0]]
+            params = [{k: (p(row[k]) if p else row[k]) for k, p in keys} for row in rows]
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, params)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
 
 @dataclass(frozen=True)
