@@ -119,6 +119,7 @@ def ingest(
         # One event: one statement stores it and adds it to its day row, atomic by itself, so no
         # BEGIN and COMMIT round trips.
         with store.autocommit_connection() as connection:
+            _received(ordered)
             inserted = (
                 {ordered[0]["event_ref"]} if usage_repo.insert_event_with_its_day(connection, ordered[0]) else set()
             )
@@ -127,6 +128,7 @@ def ingest(
                 documents = usage_repo.documents_from(connection, contract_ids, since)
     else:
         with store.write_connection() as connection:
+            _received(ordered)
             inserted = usage_repo.insert_new_events(connection, ordered)
             new, stored = _taken(connection, new, inserted, replays)
             usage_repo.add_to_daily(connection, [row for _, row in new])  # the rollups billing reads
@@ -174,6 +176,18 @@ def ingest(
         answers.append(_Answer(outcomes[v.index], first, replayed=True))
     _answer(answers, billed, documents or {})
     return outcomes
+
+
+def _received(rows: list[dict[str, Any]]) -> None:
+    """Stamp the rows' received_at once the write has begun (on SQLite: holding the lock).
+
+    A late event is one whose period was invoiced before it was received. Stamped before waiting
+    for the lock, a billing run could take the lock in between and invoice that period without the
+    event, and the event would not be answered as late.
+    """
+    now = datetime.now(timezone.utc)
+    for row in rows:
+        row["received_at"] = now
 
 
 def _taken(
@@ -312,7 +326,7 @@ def _row(principal: Principal, v: _Valid) -> dict[str, Any]:
             "timestamp": v.timestamp,
             "quantity": v.event.quantity,
             "properties": v.properties,
-            "received_at": datetime.now(timezone.utc),
+            "received_at": None,  # stamped by _received once the write has begun
         }
     )
 

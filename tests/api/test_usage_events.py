@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -295,6 +297,31 @@ def test_late_event_is_a_correction_on_the_next_invoice(api: Api) -> None:
     # January is re-rated on March's invoice: 1,500 calls instead of 1,000, at 0.002 (credit 2.00, charge 3.00)
     january_lines = sorted(Decimal(u["billed_amount"]) for u in usage if u["start_date"] == "2026-01-01")
     assert january_lines == [Decimal("-2.00"), Decimal("3.00")]
+
+
+def test_an_event_waiting_for_the_write_while_billing_invoices_its_period_is_late(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Billing takes the write (on SQLite, the lock) just before the event's transaction and
+    invoices its period without it: the event was received after that invoice, so it is late."""
+    assert api.post(EVENT, event(quantity=1000, event_id="jan-1")).status_code == 201
+    real_write = api.store.write_connection
+    billed = []
+
+    @contextmanager
+    def billing_first() -> Iterator[Any]:
+        if not billed:
+            billed.append(run_billing(api.store, date(2026, 2, 1)))  # invoices January's usage
+        with real_write() as connection:
+            yield connection
+
+    monkeypatch.setattr(api.store, "write_connection", billing_first)
+    late = [event(timestamp="2026-01-20T10:00:00Z", quantity=5, event_id=key) for key in ("a", "b")]
+    body = api.post(BATCH, {"events": late}).json()
+    assert billed and body["accepted"] == 2
+    january = {i["billing_date"]: i for i in api.get("/api/invoices").json()["data"]}["2026-02-01"]
+    answer = body["results"][0]["event"]
+    assert (answer["late"], answer["related_parent_document_numbers"]) == (True, january["number"])
 
 
 def test_usage_on_the_period_being_billed_names_the_existing_draft(api: Api) -> None:
