@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -68,6 +69,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_usage.router)  # first: the hot path is matched before the read API
     app.include_router(routes_resources.router)
     app.include_router(routes_webhooks.router)
+    app.router.routes[0:0] = routes_usage.plain_routes()  # matched first (see plain_routes)
     app.add_middleware(_NoNulInUrl)
 
     def openapi() -> dict[str, Any]:
@@ -92,6 +94,16 @@ def _process_webhooks(store: Store, settings: Settings) -> object:
 
 
 def app_from_settings() -> FastAPI:
-    """What uvicorn runs (``factory=True``): the configured store, migrated on start."""
+    """What uvicorn runs (``factory=True``): the configured store, migrated on start.
+
+    Everything loaded so far (modules, compiled statements, the app) lives as long as the
+    process, so it is moved out of the garbage collector's sight (``gc.freeze``): otherwise each
+    collection walks all of it again, and a 1,000-event batch, which allocates enough to trigger
+    dozens of collections, spent 15 of its 51 us of CPU per event in them (measured in-process with
+    ``gc.callbacks``; 2 us once frozen). Cycles made by requests are still collected.
+    """
     settings = Settings()
-    return create_app(open_store(settings.database), settings)
+    app = create_app(open_store(settings.database), settings)
+    gc.collect()
+    gc.freeze()
+    return app

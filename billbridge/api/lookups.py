@@ -77,23 +77,25 @@ class Lookups:
         digest = hash_token(token)
         return self.principals.get_many([digest], load).get(digest)
 
-    def customer_ids(self, connection: Connection, refs: Iterable[str]) -> dict[str, tuple[int, int]]:
-        return self.customers.get_many(set(refs), lambda missing: usage_repo.customers_by_ref(connection, missing))
+    # ``connection`` is called only when something must be read: with warm caches, no connection.
 
-    def product_ids(self, connection: Connection, refs: Iterable[str]) -> dict[str, int]:
-        return self.products.get_many(set(refs), lambda missing: usage_repo.products_by_ref(connection, missing))
+    def customer_ids(self, connection: Callable[[], Connection], refs: Iterable[str]) -> dict[str, tuple[int, int]]:
+        return self.customers.get_many(set(refs), lambda missing: usage_repo.customers_by_ref(connection(), missing))
+
+    def product_ids(self, connection: Callable[[], Connection], refs: Iterable[str]) -> dict[str, int]:
+        return self.products.get_many(set(refs), lambda missing: usage_repo.products_by_ref(connection(), missing))
 
     def usage_contracts(
-        self, connection: Connection, customer_ids: Iterable[int]
+        self, connection: Callable[[], Connection], customer_ids: Iterable[int]
     ) -> dict[int, dict[int, list[usage_repo.UsageContract]]]:
         """customer id -> usage product id -> contracts billing it (see store.usage.usage_contracts)."""
         now = time.monotonic()
         if now - self._stamp_checked >= self.ttl:
-            stamp = usage_repo.contracts_stamp(connection)
+            stamp = usage_repo.contracts_stamp(connection())
             if stamp != self._stamp:
                 self.contracts = _Ttl(self.contracts.ttl)
                 self._stamp = stamp
             self._stamp_checked = now
         return self.contracts.get_many(
-            set(customer_ids), lambda missing: usage_repo.usage_contracts(connection, missing)
+            set(customer_ids), lambda missing: usage_repo.usage_contracts(connection(), missing)
         )

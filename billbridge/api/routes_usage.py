@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
+from starlette.routing import Route
 
 from billbridge.api.auth import SECURITY, Auth, authenticate_request, lookups_of, store_of
 from billbridge.api.body import read_json
@@ -151,6 +152,20 @@ async def post_batch(request: Request) -> Response:
         },
         200,
     )
+
+
+def plain_routes() -> list[Route]:
+    """The two POST endpoints as plain Starlette routes, for the application to try first.
+
+    They authenticate, read their own bodies and answer ready-made Responses, so FastAPI's work
+    per request (solving dependencies, which they have none of) was pure overhead: about 70 of
+    340 us of CPU per single event, in-process. The FastAPI routes above stay, for the OpenAPI
+    document; requests never reach them.
+    """
+    return [
+        Route(f"{router.prefix}/event", post_event, methods=["POST"]),
+        Route(f"{router.prefix}/events/batch", post_batch, methods=["POST"]),
+    ]
 
 
 def _problem(problem: Problem, index: int) -> dict[str, Any]:

@@ -70,8 +70,14 @@ def ingest(
 ) -> list[Outcome]:
     """Validate, dedupe and store events; one Outcome per input event, in order.
 
-    One write transaction: insert the new events (ON CONFLICT DO NOTHING), read back the stored
-    events of the keys that conflicted (replays), read the invoices of the contracts concerned.
+    Everything that only reads runs outside the write transaction, so that concurrent writers
+    (on SQLite: the other API workers, who wait for its one write lock) wait as little as
+    possible: validation, customer and product ids, contract terms and each event's billing date
+    before it (from the caches; a read connection only when one misses), then the transaction:
+    insert the new events (ON CONFLICT DO NOTHING), read back the stored events of the keys that
+    conflicted (replays), add to the per-day rollups. The invoices of the contracts concerned are
+    read after the inserts: in the transaction where writers only lock rows (PostgreSQL), after
+    the commit where they lock the database (SQLite), which sees the same invoices or newer ones.
     """
     lookups = lookups or Lookups(0)
     outcomes = [Outcome(index=i) for i in range(len(raw_events))]
@@ -83,81 +89,187 @@ def ingest(
     if not valid:
         return outcomes
 
-    with store.write_connection() as connection:
-        customers = lookups.customer_ids(connection, {v.event.customer_ref for v in valid})
-        products = lookups.product_ids(connection, {v.event.usage_product_ref for v in valid})
-        resolved: list[_Valid] = []
-        for v in valid:
-            found = customers.get(v.event.customer_ref)
-            if found is None or found[1] != principal.entity_id:  # other entities' customers do not exist here
-                _refuse(outcomes[v.index], 422, "unknown_customer", "unknown customer", "customer_ref")
-                continue
-            product_id = products.get(v.event.usage_product_ref)
-            if product_id is None:
-                _refuse(outcomes[v.index], 422, "unknown_product", "unknown usage product", "usage_product_ref")
-                continue
-            v.customer_id, v.product_id = found[0], product_id
-            v.timestamp = v.event.timestamp.astimezone(timezone.utc)
-            resolved.append(v)
+    reader = _Reader(store)
+    try:
+        resolved = _resolve(outcomes, principal, valid, lookups, reader)
+        billed = _billing_dates(lookups, reader, resolved)
+    finally:
+        reader.close()
+    if not resolved:
+        return outcomes
 
-        seen_keys: set[str] = set()
-        new: list[tuple[_Valid, dict[str, Any]]] = []
-        replays: list[_Valid] = []
-        for v in resolved:
-            if v.key is not None and v.key in seen_keys:  # the same key earlier in this batch
-                replays.append(v)
-                continue
-            if v.key is not None:
-                seen_keys.add(v.key)
-            new.append((v, _row(principal, v)))
+    seen_keys: set[str] = set()
+    new: list[tuple[_Valid, dict[str, Any]]] = []
+    replays: list[_Valid] = []
+    for v in resolved:
+        if v.key is not None and v.key in seen_keys:  # the same key earlier in this batch
+            replays.append(v)
+            continue
+        if v.key is not None:
+            seen_keys.add(v.key)
+        new.append((v, _row(principal, v)))
+    # Rows in key order: two requests inserting overlapping keys then wait on each other in the
+    # same order, never in a cycle (a deadlock on PostgreSQL).
+    ordered = sorted((row for _, row in new), key=lambda row: row["idempotency_key"] or "")
+    contract_ids = {c.contract_id for c, _ in billed.values()}
+    since = min((d for _, d in billed.values()), default=None)
+    documents: dict[int, dict[date, tuple[str, datetime]]] | None = None
 
-        # Rows in key order: two requests inserting overlapping keys then wait on each other in the
-        # same order, never in a cycle (a deadlock on PostgreSQL).
-        ordered = sorted((row for _, row in new), key=lambda row: row["idempotency_key"] or "")
-        inserted = usage_repo.insert_new_events(connection, ordered)
-        stored: dict[str, usage_repo.StoredEvent] = {}
-        taken = [v for v, row in new if row["event_ref"] not in inserted]  # keys stored before
-        if taken:
-            stored = usage_repo.events_by_key(connection, {v.key for v in taken if v.key is not None})
-            replays.extend(taken)
-            new = [(v, row) for v, row in new if row["event_ref"] in inserted]
-        usage_repo.add_to_daily(connection, [row for _, row in new])  # the rollups billing reads
-
-        answers: list[_Answer] = []
-        for v, row in new:
-            assert v.timestamp is not None
-            saved = usage_repo.StoredEvent(
-                row["event_ref"],
-                v.key,
-                v.customer_id,
-                v.product_id,
-                v.timestamp,
-                v.event.quantity,
-                row["received_at"],
+    if len(ordered) == 1 and store.dialect == "postgresql":
+        # One event: one statement stores it and adds it to its day row, atomic by itself, so no
+        # BEGIN and COMMIT round trips.
+        with store.autocommit_connection() as connection:
+            _received(ordered)
+            inserted = (
+                {ordered[0]["event_ref"]} if usage_repo.insert_event_with_its_day(connection, ordered[0]) else set()
             )
-            if v.key is not None:
-                stored[v.key] = saved
-            answers.append(_Answer(outcomes[v.index], saved, replayed=False))
-        for v in sorted(replays, key=lambda r: r.index):
-            first = stored.get(v.key) if v.key is not None else None
-            assert v.timestamp is not None
-            if first is None or (first.customer_id, first.product_id, first.timestamp, first.quantity) != (
-                v.customer_id,
-                v.product_id,
-                v.timestamp,
-                v.event.quantity,
-            ):
-                _refuse(
-                    outcomes[v.index],
-                    409,
-                    "idempotency_conflict",
-                    "this idempotency key was already used for a different event",
-                    "event_id",
-                )
-                continue
-            answers.append(_Answer(outcomes[v.index], first, replayed=True))
-        _answer(connection, lookups, answers)
+            new, stored = _taken(connection, new, inserted, replays)
+            if since is not None:
+                documents = usage_repo.documents_from(connection, contract_ids, since)
+    else:
+        with store.write_connection() as connection:
+            _received(ordered)
+            inserted = usage_repo.insert_new_events(connection, ordered)
+            new, stored = _taken(connection, new, inserted, replays)
+            usage_repo.add_to_daily(connection, [row for _, row in new])  # the rollups billing reads
+            if not store.locks_database and since is not None:
+                documents = usage_repo.documents_from(connection, contract_ids, since)
+    if documents is None and since is not None:
+        reader = _Reader(store)
+        try:
+            documents = usage_repo.documents_from(reader(), contract_ids, since)
+        finally:
+            reader.close()
+
+    answers: list[_Answer] = []
+    for v, row in new:
+        assert v.timestamp is not None
+        saved = usage_repo.StoredEvent(
+            row["event_ref"],
+            v.key,
+            v.customer_id,
+            v.product_id,
+            v.timestamp,
+            v.event.quantity,
+            row["received_at"],
+        )
+        if v.key is not None:
+            stored[v.key] = saved
+        answers.append(_Answer(outcomes[v.index], saved, replayed=False))
+    for v in sorted(replays, key=lambda r: r.index):
+        first = stored.get(v.key) if v.key is not None else None
+        assert v.timestamp is not None
+        if first is None or (first.customer_id, first.product_id, first.timestamp, first.quantity) != (
+            v.customer_id,
+            v.product_id,
+            v.timestamp,
+            v.event.quantity,
+        ):
+            _refuse(
+                outcomes[v.index],
+                409,
+                "idempotency_conflict",
+                "this idempotency key was already used for a different event",
+                "event_id",
+            )
+            continue
+        answers.append(_Answer(outcomes[v.index], first, replayed=True))
+    _answer(answers, billed, documents or {})
     return outcomes
+
+
+def _received(rows: list[dict[str, Any]]) -> None:
+    """Stamp the rows' received_at once the write has begun (on SQLite: holding the lock).
+
+    A late event is one whose period was invoiced before it was received. Stamped before waiting
+    for the lock, a billing run could take the lock in between and invoice that period without the
+    event, and the event would not be answered as late.
+    """
+    now = datetime.now(timezone.utc)
+    for row in rows:
+        row["received_at"] = now
+
+
+def _taken(
+    connection: Connection, new: list[tuple[_Valid, dict[str, Any]]], inserted: set[str], replays: list[_Valid]
+) -> tuple[list[tuple[_Valid, dict[str, Any]]], dict[str, usage_repo.StoredEvent]]:
+    """The rows really inserted, and the stored events of the keys that were taken already (those
+    events join ``replays``)."""
+    taken = [v for v, row in new if row["event_ref"] not in inserted]  # keys stored before
+    if not taken:
+        return new, {}
+    replays.extend(taken)
+    stored = usage_repo.events_by_key(connection, {v.key for v in taken if v.key is not None})
+    return [(v, row) for v, row in new if row["event_ref"] in inserted], stored
+
+
+class _Reader:
+    """A read connection opened on first use: with warm caches, ingesting reads nothing before
+    its write transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._connection: Connection | None = None
+
+    def __call__(self) -> Connection:
+        if self._connection is None:
+            self._connection = self._store.engine.connect()
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _resolve(
+    outcomes: list[Outcome], principal: Principal, valid: list[_Valid], lookups: Lookups, reader: _Reader
+) -> list[_Valid]:
+    """The events whose customer (of this legal entity) and product exist, with their ids."""
+    customers = lookups.customer_ids(reader, {v.event.customer_ref for v in valid})
+    products = lookups.product_ids(reader, {v.event.usage_product_ref for v in valid})
+    resolved: list[_Valid] = []
+    for v in valid:
+        found = customers.get(v.event.customer_ref)
+        if found is None or found[1] != principal.entity_id:  # other entities' customers do not exist here
+            _refuse(outcomes[v.index], 422, "unknown_customer", "unknown customer", "customer_ref")
+            continue
+        product_id = products.get(v.event.usage_product_ref)
+        if product_id is None:
+            _refuse(outcomes[v.index], 422, "unknown_product", "unknown usage product", "usage_product_ref")
+            continue
+        v.customer_id, v.product_id = found[0], product_id
+        v.timestamp = v.event.timestamp.astimezone(timezone.utc)
+        resolved.append(v)
+    return resolved
+
+
+_Billed = dict[tuple[int, int, date], tuple[usage_repo.UsageContract, date]]
+
+
+def _billing_dates(lookups: Lookups, reader: _Reader, events: list[_Valid]) -> _Billed:
+    """(customer id, product id, UTC day) -> the contract billing that usage and its billing date.
+
+    A replay is answered from the same key: the stored event must have the same customer,
+    product and timestamp, or it is a conflict.
+    """
+    billed: _Billed = {}
+    if not events:
+        return billed
+    contracts = lookups.usage_contracts(reader, {v.customer_id for v in events})
+    seen: set[tuple[int, int, date]] = set()
+    for v in events:
+        assert v.timestamp is not None
+        key = (v.customer_id, v.product_id, v.timestamp.date())
+        if key in seen:
+            continue
+        seen.add(key)
+        for contract in contracts.get(key[0], {}).get(key[1], []):
+            billing_date = usage_billing_date(contract.versions, key[2])
+            if billing_date is not None:
+                billed[key] = (contract, billing_date)
+                break
+    return billed
 
 
 def _validate(outcome: Outcome, principal: Principal, raw: Any, header_key: str | None) -> _Valid | None:
@@ -214,35 +326,18 @@ def _row(principal: Principal, v: _Valid) -> dict[str, Any]:
             "timestamp": v.timestamp,
             "quantity": v.event.quantity,
             "properties": v.properties,
-            "received_at": datetime.now(timezone.utc),
+            "received_at": None,  # stamped by _received once the write has begun
         }
     )
 
 
-def _answer(connection: Connection, lookups: Lookups, answers: list[_Answer]) -> None:
-    """Fill in each accepted or replayed event's related documents (reads only).
+def _answer(answers: list[_Answer], billed: _Billed, documents: dict[int, dict[date, tuple[str, datetime]]]) -> None:
+    """Fill in each accepted or replayed event's related documents.
 
     The event's period is billed on the invoice of its billing date. If that invoice was generated
     before the event was received, the event is late: it is charged on the first later billing
     date whose invoice did not exist yet when the event came in.
     """
-    if not answers:
-        return
-    contracts = lookups.usage_contracts(connection, {a.event.customer_id for a in answers})
-    billed: dict[tuple[int, int, date], tuple[usage_repo.UsageContract, date]] = {}
-    for a in answers:
-        key = (a.event.customer_id, a.event.product_id, a.event.timestamp.date())
-        if key in billed:
-            continue
-        for contract in contracts.get(key[0], {}).get(key[1], []):
-            billing_date = usage_billing_date(contract.versions, key[2])
-            if billing_date is not None:
-                billed[key] = (contract, billing_date)
-                break
-    since = min((d for _, d in billed.values()), default=None)
-    documents = (
-        usage_repo.documents_from(connection, {c.contract_id for c, _ in billed.values()}, since) if since else {}
-    )
     for a in answers:
         answer: dict[str, Any] = {
             "event_ref": a.event.event_ref,

@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, select
+from sqlalchemy import BigInteger, Connection, bindparam, case, func, insert, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,11 @@ _EVENTS = table_of(UsageEvent)
 
 def _upsert_daily(dialect: str) -> Any:
     """Add a batch's figures to the day rows: integer arithmetic, exact on both backends."""
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_DAILY)
+    return _adding_to_day((postgresql.insert if dialect == "postgresql" else sqlite.insert)(_DAILY))
+
+
+def _adding_to_day(statement: Any) -> Any:
+    """An insert of day rows that adds to the row already there (the same keys, the same sums)."""
     new = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=[_DAILY.c.customer_id, _DAILY.c.product_id, _DAILY.c.day],
@@ -83,10 +87,7 @@ def add_to_daily(session: Session | Connection, rows: Sequence[dict[str, Any]]) 
         }
         for (customer_id, product_id, day), micros in sorted(days.items())
     ]
-    if len(params) == 1:  # one event from the usage API: skip Core's per-execution work
-        _Raw.of(statement, connection, tuple(params[0])).run(connection, params[0])
-    else:
-        connection.execute(statement, params)
+    _Raw.of(statement, connection, tuple(params[0])).run_many(connection, params)  # Core's work per row skipped
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -154,6 +155,44 @@ def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, Stor
     return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], _utc(r[6])) for r in rows}
 
 
+def _one_event_with_its_day() -> Any:
+    """PostgreSQL: ``WITH inserted AS (INSERT INTO usage_events ... ON CONFLICT DO NOTHING RETURNING
+    ...) INSERT INTO usage_daily SELECT ... FROM inserted ON CONFLICT DO UPDATE ... RETURNING``.
+
+    One statement is atomic on its own, so on an autocommit connection one event and its day row
+    cost one round trip instead of four (BEGIN, two inserts, COMMIT). The day row changes only
+    when the event was inserted; a row comes back exactly then."""
+    inserted = (
+        postgresql.insert(_EVENTS)
+        .values({c.name: bindparam(c.name, type_=c.type) for c in _EVENTS.c if c.name != "id"})
+        .on_conflict_do_nothing()
+        .returning(_EVENTS.c.customer_id, _EVENTS.c.product_id, _EVENTS.c.quantity_micros)
+        .cte("inserted")
+    )
+    day = select(
+        inserted.c.customer_id,
+        inserted.c.product_id,
+        bindparam("day", type_=_DAILY.c.day.type),
+        inserted.c.quantity_micros,
+        inserted.c.quantity_micros,
+        literal_column("1", BigInteger),
+    )
+    columns = ["customer_id", "product_id", "day", "total_micros", "peak_micros", "events"]
+    statement = postgresql.insert(_DAILY).from_select(columns, day)
+    return _adding_to_day(statement).add_cte(inserted).returning(_DAILY.c.events)
+
+
+_ONE_EVENT_WITH_ITS_DAY = _one_event_with_its_day()
+
+
+def insert_event_with_its_day(connection: Connection, row: dict[str, Any]) -> bool:
+    """Store one event (as ``event_row`` made it) unless its event_ref or idempotency key is
+    taken, and add it to its day row, in one statement (PostgreSQL only: SQLite has no
+    data-modifying WITH). True when it was inserted."""
+    params = {**row, "day": row["timestamp"].date()}
+    return bool(_Raw.of(_ONE_EVENT_WITH_ITS_DAY, connection, tuple(params)).run(connection, params))
+
+
 def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Insert events in one statement, skipping any whose event_ref or idempotency key is taken
     (a concurrent replay); returns the event_refs actually inserted."""
@@ -165,9 +204,9 @@ def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) ->
         return {row[0] for row in _Raw.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
     # Many rows: a plain executemany (pipelined by psycopg) without RETURNING. Event refs are fresh
     # UUIDs, so when the row count falls short, the refs now present are the rows inserted.
-    result = connection.execute(_INSERT_NEW_PLAIN[dialect], list(rows))
+    inserted = _Raw.of(_INSERT_NEW_PLAIN[dialect], connection, tuple(rows[0])).run_many(connection, rows)
     refs = [row["event_ref"] for row in rows]
-    if result.rowcount == len(rows):
+    if inserted == len(rows):
         return set(refs)
     return set(connection.execute(_PRESENT, {"refs": refs}).scalars())
 
@@ -175,8 +214,8 @@ def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) ->
 class _Raw:
     """A Core statement compiled once per dialect and run on the DBAPI cursor, its parameters
     converted by SQLAlchemy's own bind processors (so values are stored exactly as Core stores
-    them). For one-row statements of the ingest hot path, where Core's per-execution work costs
-    several times the statement itself."""
+    them). For the statements of the ingest hot path, where Core's per-execution (and, in an
+    executemany, per-row) work costs several times the statement itself."""
 
     _cache: dict[tuple[int, str, tuple[str, ...]], _Raw] = {}
 
@@ -207,6 +246,23 @@ class _Raw:
         finally:
             cursor.close()
         return [tuple(p(v) if p else v for p, v in zip(self.results, row, strict=True)) for row in rows]
+
+    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """executemany of rows that all have the keys the statement was compiled for; the rows
+        the DBAPI says it changed (summed over the rows by sqlite3 and psycopg; -1 if unknown)."""
+        processors = self.processors
+        if self.names is not None:
+            order = [(name, processors.get(name)) for name in self.names]
+            params: list[Any] = [[p(row[n]) if p else row[n] for n, p in order] for row in rows]
+        else:
+            keys = [(key, processors.get(key)) for key in rows[0]]
+            params = [{k: (p(row[k]) if p else row[k]) for k, p in keys} for row in rows]
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, params)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -124,6 +126,28 @@ def test_replays_count_once_in_the_same_batch_and_later(api: Api) -> None:
     body = api.post(BATCH, {"events": batch}).json()  # the whole batch again: nothing new
     assert (body["accepted"], body["duplicates"]) == (0, 4)
     assert count(api) == 3
+
+
+def test_single_events_reach_the_day_rows_once(api: Api) -> None:
+    """Single events are stored with their day row in one step (one statement on PostgreSQL): a
+    replay or a refused key reuse adds nothing, and the day is the UTC day."""
+    posts = [
+        (event(quantity="1.5"), "d-1", 201),
+        (event(quantity="1.5"), "d-1", 200),  # replay
+        (event(quantity=9), "d-1", 409),  # the key for another event
+        (event(quantity="0.25", timestamp="2026-01-15T23:30:00Z"), "d-2", 201),
+        (event(quantity=4, timestamp="2026-01-16T00:30:00+02:00"), "d-3", 201),  # 2026-01-15 in UTC
+        (event(quantity=2, timestamp="2026-01-16T08:00:00Z"), None, 201),
+    ]
+    for body, key, status in posts:
+        headers = {"Idempotency-Key": key} if key else {}
+        assert api.post(EVENT, body, **headers).status_code == status
+    days = api.get("/api/usage/reports", group_by="day").json()["data"]
+    assert [(d["group"], d["quantity"], d["events"]) for d in days] == [
+        ("2026-01-15", "5.75", 3),
+        ("2026-01-16", "2", 1),
+    ]
+    assert count(api) == 4
 
 
 def test_a_bad_idempotency_key_header_is_refused(api: Api) -> None:
@@ -273,6 +297,31 @@ def test_late_event_is_a_correction_on_the_next_invoice(api: Api) -> None:
     # January is re-rated on March's invoice: 1,500 calls instead of 1,000, at 0.002 (credit 2.00, charge 3.00)
     january_lines = sorted(Decimal(u["billed_amount"]) for u in usage if u["start_date"] == "2026-01-01")
     assert january_lines == [Decimal("-2.00"), Decimal("3.00")]
+
+
+def test_an_event_waiting_for_the_write_while_billing_invoices_its_period_is_late(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Billing takes the write (on SQLite, the lock) just before the event's transaction and
+    invoices its period without it: the event was received after that invoice, so it is late."""
+    assert api.post(EVENT, event(quantity=1000, event_id="jan-1")).status_code == 201
+    real_write = api.store.write_connection
+    billed = []
+
+    @contextmanager
+    def billing_first() -> Iterator[Any]:
+        if not billed:
+            billed.append(run_billing(api.store, date(2026, 2, 1)))  # invoices January's usage
+        with real_write() as connection:
+            yield connection
+
+    monkeypatch.setattr(api.store, "write_connection", billing_first)
+    late = [event(timestamp="2026-01-20T10:00:00Z", quantity=5, event_id=key) for key in ("a", "b")]
+    body = api.post(BATCH, {"events": late}).json()
+    assert billed and body["accepted"] == 2
+    january = {i["billing_date"]: i for i in api.get("/api/invoices").json()["data"]}["2026-02-01"]
+    answer = body["results"][0]["event"]
+    assert (answer["late"], answer["related_parent_document_numbers"]) == (True, january["number"])
 
 
 def test_usage_on_the_period_being_billed_names_the_existing_draft(api: Api) -> None:
