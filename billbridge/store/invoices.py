@@ -29,6 +29,7 @@ from billbridge.store.models import (
     table_of,
     utcnow,
 )
+from billbridge.store.raw import RawStatement
 
 ONE_DAY = timedelta(days=1)
 ZERO = Decimal(0)
@@ -166,6 +167,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
     reserved = {key: (first, first + wanted[key]) for key, first in next_no.items()}
 
     invoice_rows: list[dict[str, Any]] = []
+    now = utcnow()
     for timeline, draft in ordered:
         key = (timeline.entity_id, draft.doc_type)
         seq = next_no[key]
@@ -188,10 +190,12 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 "discount_total": draft.discount_total,
                 "invoice_total": draft.invoice_total,
                 "amount_paid": ZERO,
+                "created_at": now,
+                "updated_at": now,
             }
         )
     connection = session.connection()
-    connection.execute(_INSERT_INVOICES, invoice_rows)
+    RawStatement.of(_INSERT_INVOICES, connection, tuple(invoice_rows[0])).run_many(connection, invoice_rows)
     ids = _ids_of_numbers(session, reserved)
     line_rows: list[dict[str, Any]] = []
     for row, (timeline, draft) in zip(invoice_rows, ordered, strict=True):
@@ -222,7 +226,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 }
             )
     if line_rows:
-        connection.execute(_INSERT_LINES, line_rows)
+        RawStatement.of(_INSERT_LINES, connection, tuple(line_rows[0])).run_many(connection, line_rows)
     return [row["number"] for row in invoice_rows]
 
 
@@ -368,6 +372,8 @@ def record_payment(
 
 _PAYMENTS = table_of(Payment)
 _INVOICES = table_of(Invoice)
+_INSERT_PAYMENTS = insert(_PAYMENTS)
+_INSERT_ALLOCATIONS = insert(table_of(PaymentAllocation))
 _SET_PAID = (
     update(_INVOICES)
     .where(_INVOICES.c.id == bindparam("iid"))
@@ -436,7 +442,10 @@ def record_payments(session: Session, payments: Sequence[PaymentIn]) -> list[boo
             }
         )
     connection = session.connection()
-    connection.execute(insert(_PAYMENTS), payment_rows)
+    now = utcnow()
+    for row in payment_rows:
+        row["created_at"] = now
+    RawStatement.of(_INSERT_PAYMENTS, connection, tuple(payment_rows[0])).run_many(connection, payment_rows)
     ids = dict(
         connection.execute(
             select(_PAYMENTS.c.payment_ref, _PAYMENTS.c.id).where(
@@ -445,16 +454,16 @@ def record_payments(session: Session, payments: Sequence[PaymentIn]) -> list[boo
         ).all()
     )
     if allocation_refs:
-        connection.execute(
-            insert(table_of(PaymentAllocation)),
-            [{"payment_id": ids[ref], "invoice_id": iid, "amount": share} for ref, iid, share in allocation_refs],
-        )
-        now = utcnow()
+        allocations = [
+            {"payment_id": ids[ref], "invoice_id": iid, "amount": share, "created_at": now}
+            for ref, iid, share in allocation_refs
+        ]
+        RawStatement.of(_INSERT_ALLOCATIONS, connection, tuple(allocations[0])).run_many(connection, allocations)
         touched = {iid for _, iid, _ in allocation_refs}
-        connection.execute(
-            _SET_PAID,
-            [{"iid": v[0], "paid": v[3], "new_status": v[4], "now": now} for v in invoices.values() if v[0] in touched],
-        )
+        paid = [
+            {"iid": v[0], "paid": v[3], "new_status": v[4], "now": now} for v in invoices.values() if v[0] in touched
+        ]
+        RawStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")).run_many(connection, paid)
     return recorded
 
 

@@ -27,6 +27,7 @@ from billbridge.store.models import (
     UsageEvent,
     table_of,
 )
+from billbridge.store.raw import RawStatement
 
 _DAILY = table_of(UsageDaily)
 _EVENTS = table_of(UsageEvent)
@@ -87,7 +88,7 @@ def add_to_daily(session: Session | Connection, rows: Sequence[dict[str, Any]]) 
         }
         for (customer_id, product_id, day), micros in sorted(days.items())
     ]
-    _Raw.of(statement, connection, tuple(params[0])).run_many(connection, params)  # Core's work per row skipped
+    RawStatement.of(statement, connection, tuple(params[0])).run_many(connection, params)  # Core's work per row skipped
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -190,7 +191,7 @@ def insert_event_with_its_day(connection: Connection, row: dict[str, Any]) -> bo
     taken, and add it to its day row, in one statement (PostgreSQL only: SQLite has no
     data-modifying WITH). True when it was inserted."""
     params = {**row, "day": row["timestamp"].date()}
-    return bool(_Raw.of(_ONE_EVENT_WITH_ITS_DAY, connection, tuple(params)).run(connection, params))
+    return bool(RawStatement.of(_ONE_EVENT_WITH_ITS_DAY, connection, tuple(params)).run(connection, params))
 
 
 def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -201,68 +202,14 @@ def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) ->
     dialect = connection.dialect.name
     if len(rows) == 1:
         statement = _INSERT_NEW[dialect]
-        return {row[0] for row in _Raw.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
+        return {row[0] for row in RawStatement.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
     # Many rows: a plain executemany (pipelined by psycopg) without RETURNING. Event refs are fresh
     # UUIDs, so when the row count falls short, the refs now present are the rows inserted.
-    inserted = _Raw.of(_INSERT_NEW_PLAIN[dialect], connection, tuple(rows[0])).run_many(connection, rows)
+    inserted = RawStatement.of(_INSERT_NEW_PLAIN[dialect], connection, tuple(rows[0])).run_many(connection, rows)
     refs = [row["event_ref"] for row in rows]
     if inserted == len(rows):
         return set(refs)
     return set(connection.execute(_PRESENT, {"refs": refs}).scalars())
-
-
-class _Raw:
-    """A Core statement compiled once per dialect and run on the DBAPI cursor, its parameters
-    converted by SQLAlchemy's own bind processors (so values are stored exactly as Core stores
-    them). For the statements of the ingest hot path, where Core's per-execution (and, in an
-    executemany, per-row) work costs several times the statement itself."""
-
-    _cache: dict[tuple[int, str, tuple[str, ...]], _Raw] = {}
-
-    def __init__(self, statement: Any, connection: Connection, keys: tuple[str, ...]) -> None:
-        dialect = connection.dialect
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-        self.sql = compiled.string
-        self.names = list(compiled.positiontup or []) if compiled.positional else None
-        self.processors = dict(compiled._bind_processors)
-        returned = statement.selected_columns if hasattr(statement, "selected_columns") else statement._returning
-        self.results = [c.type._cached_result_processor(dialect, None) for c in returned]
-
-    @classmethod
-    def of(cls, statement: Any, connection: Connection, keys: tuple[str, ...]) -> _Raw:
-        key = (id(statement), connection.dialect.name, keys)
-        found = cls._cache.get(key)
-        if found is None:
-            found = cls._cache[key] = cls(statement, connection, keys)
-        return found
-
-    def run(self, connection: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The rows the statement returns, their values converted as Core would."""
-        values = {k: (p(params[k]) if (p := self.processors.get(k)) else params[k]) for k in params}
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(self.sql, [values[n] for n in self.names] if self.names is not None else values)
-            rows = cursor.fetchall() if cursor.description else []
-        finally:
-            cursor.close()
-        return [tuple(p(v) if p else v for p, v in zip(self.results, row, strict=True)) for row in rows]
-
-    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
-        """executemany of rows that all have the keys the statement was compiled for; the rows
-        the DBAPI says it changed (summed over the rows by sqlite3 and psycopg; -1 if unknown)."""
-        processors = self.processors
-        if self.names is not None:
-            order = [(name, processors.get(name)) for name in self.names]
-            params: list[Any] = [[p(row[n]) if p else row[n] for n, p in order] for row in rows]
-        else:
-            keys = [(key, processors.get(key)) for key in rows[0]]
-            params = [{k: (p(row[k]) if p else row[k]) for k, p in keys} for row in rows]
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(self.sql, params)
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
 
 
 @dataclass(frozen=True)
@@ -372,7 +319,9 @@ def documents_from(
     out: dict[int, dict[date, tuple[str, datetime]]] = {cid: {} for cid in ids}
     if ids:
         rows: Iterable[Any] = (
-            _Raw.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(connection, {"id": ids[0], "since": since})
+            RawStatement.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(
+                connection, {"id": ids[0], "since": since}
+            )
             if len(ids) == 1
             else connection.execute(_DOCUMENTS, {"ids": ids, "since": since})
         )
