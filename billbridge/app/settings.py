@@ -23,6 +23,11 @@ def _default_data_dir() -> Path:
     return CHECKOUT / "data" if (CHECKOUT / "pyproject.toml").exists() else Path.cwd() / "data"
 
 
+def _default_planners() -> int:
+    """One planning process per CPU, at most 4: with one writer, more planners only cost memory."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def config_file() -> Path:
     return Path(os.environ.get("BILLBRIDGE_CONFIG", "billbridge.toml"))
 
@@ -108,9 +113,10 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=1024, description="Largest request body the API reads (larger: 413)"
     )
     billing_workers: int = Field(
-        default=1,
+        default_factory=_default_planners,
         ge=0,
-        description="Processes planning the next chunks while the billing run saves one; 0 plans in the run's own process",
+        description="Processes planning the next chunks while the billing run saves one; 0 plans in the run's own "
+        "process; default: one per CPU, at most 4 (planning is the run's bottleneck, the one writer is not)",
     )
 
     secret_key: SecretStr | None = Field(
