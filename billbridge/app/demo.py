@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from billbridge.app.settings import Settings
@@ -197,6 +198,18 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
     }
 
 
+def fresh_demo_store(data_dir: Path) -> str:
+    """The demo's own SQLite store, ``demo.db`` in the data folder, emptied for each run: the
+    sandboxes start empty every time, so what an earlier demo stored (cursors, external ids, the
+    QuickBooks tokens it rotated) belongs to vendors that no longer exist. The configured store is
+    never touched."""
+    path = data_dir / "demo.db"
+    for leftover in (path, path.with_name("demo.db-wal"), path.with_name("demo.db-shm")):
+        leftover.unlink(missing_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
 @contextmanager
 def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[dict[str, Any], Sandboxes]]:
     """Start the sandboxes, run quote_to_cash, let customers pay, run it again; yield the summary
@@ -205,8 +218,9 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
 
     day = as_of or date.today()
     with running_sandboxes(deals) as sandboxes:
-        saved = {k: os.environ.get(k) for k in sandboxes.env}
-        os.environ.update(sandboxes.env)
+        env = {**sandboxes.env, "BILLBRIDGE_DATABASE_URL": fresh_demo_store(Settings().data_dir)}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             store = open_store(Settings().database)
             world = demo_world.generate(0)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -123,9 +124,10 @@ def test_settings_come_from_the_config_file_and_environment_wins(
     assert Settings(data_dir=tmp_path).database == f"sqlite:///{tmp_path / 'billbridge.db'}"
 
 
-def test_installed_command_runs_the_demo_in_a_fresh_data_folder(tmp_path: Path) -> None:
-    """The README's first command: the installed ``billbridge demo`` on a fresh data folder, its own
-    temporary Prefect server, the four sandboxes; nothing done twice, every document in its vendor."""
+def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Path) -> None:
+    """The README's first command, twice in one data folder: the installed ``billbridge demo``, its own
+    temporary Prefect server, the four sandboxes; nothing done twice, every document in its vendor,
+    and the second demo (fresh sandboxes, its store emptied) gives the same summary as the first."""
     command = Path(sys.executable).with_name("billbridge")
     environ = {
         **os.environ,
@@ -136,15 +138,19 @@ def test_installed_command_runs_the_demo_in_a_fresh_data_folder(tmp_path: Path) 
     }
     for key in [k for k in environ if k.startswith(("BILLBRIDGE_DATABASE", "PREFECT_API_URL"))]:
         environ.pop(key)
-    done = subprocess.run(
-        [str(command), "demo", "--deals", "50", "--as-of", "2026-11-22", "--json"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout)
+
+    def demo() -> dict[str, Any]:
+        done = subprocess.run(
+            [str(command), "demo", "--deals", "50", "--as-of", "2026-11-22", "--json"],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return dict(json.loads(done.stdout))
+
+    summary = demo()
     assert summary["deals_pulled"] == {"salesforce": 50, "hubspot": 50}
     assert summary["contracts"] > 0 and summary["quarantined"] >= 2  # each world has broken deals
     assert summary["pushed"]["quickbooks"] == summary["invoices"] + summary["credit_notes"] > 0
@@ -156,7 +162,10 @@ def test_installed_command_runs_the_demo_in_a_fresh_data_folder(tmp_path: Path) 
     assert summary["stripe_payments_in_quickbooks"] == summary["payments_recorded"]["stripe"] > 0
     settled = summary["paid"] + summary["partially_paid"] - summary["paid_with_nothing_due"]
     assert summary["reconciled"]["matched"] == settled
-    assert (tmp_path / "data" / "billbridge.db").exists()
+    assert (tmp_path / "data" / "demo.db").exists()
+    assert not (tmp_path / "data" / "billbridge.db").exists()  # the configured store is not the demo's
+
+    assert demo() == summary  # run again in the same folder: the same totals, nothing left over
 
 
 def test_sandbox_command_serves_the_four_sandboxes_until_interrupted(tmp_path: Path) -> None:
