@@ -519,17 +519,12 @@ def reconcile(
     as_json: JsonOpt = False,
 ) -> None:
     """Match the payments received in Stripe or QuickBooks to invoices (each recorded once)."""
-    from billbridge.flows.mirror import mirror_targets
-    from billbridge.flows.reconcile import enter_elsewhere
     from billbridge.flows.reconcile import reconcile as reconcile_source
 
     settings = Settings()
-    store = open_store(settings.database)
     try:
         with _working(f"reconciling payments from {source}", as_json):
-            summary = reconcile_source(store, settings, source)
-            if mirror_targets(settings, source):
-                enter_elsewhere(store, settings, summary)
+            summary = reconcile_source(open_store(settings.database), settings, source)
     except ValueError as exc:
         _fail(str(exc))
     if as_json:

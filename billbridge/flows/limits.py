@@ -18,3 +18,9 @@ VENDORS = ("salesforce", "hubspot", "quickbooks", "stripe")
 def vendor_slot(vendor: str) -> Iterator[None]:
     with concurrency(f"vendor-{vendor}", occupy=1, strict=False):
         yield
+
+
+@contextmanager
+def no_slot(_vendor: str) -> Iterator[None]:
+    """Outside a flow run (the CLI, a test): nothing to share, nothing held."""
+    yield

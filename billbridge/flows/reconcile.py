@@ -8,7 +8,8 @@ payments are recorded unapplied and reported with the reason, never dropped.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import OpenInvoice, PaidInvoice, settle
-from billbridge.flows.limits import vendor_slot
+from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.store.cursors import get_cursor, set_cursor
@@ -88,16 +89,29 @@ def _pages(source: str, store: Store, settings: Settings, cursors: dict[str, str
                 yield PaymentPage(qbo_page.payments, qbo_page.cursor)
 
 
-def reconcile(store: Store, settings: Settings, source: str) -> ReconcileSummary:
-    """Pull the source's payments (and refunds) since the stored cursors and record each once,
-    matched where possible."""
+def reconcile(
+    store: Store,
+    settings: Settings,
+    source: str,
+    *,
+    slot: Callable[[str], AbstractContextManager[None]] = no_slot,
+) -> ReconcileSummary:
+    """Pull the source's payments (refunds, disputes) since the stored cursors and record each once,
+    matched where possible; then enter in QuickBooks the Stripe payments this or an earlier run
+    queued for it. ``slot(vendor)`` is held while talking to each vendor (the flow's concurrency)."""
     if source not in STREAMS:
         raise ValueError(f"unknown payment source {source!r} (expected stripe or quickbooks)")
     with store.read() as session:
         cursors = {stream: get_cursor(session, source, stream) for stream in STREAMS[source]}
-    return record_pages(
-        store, source, _pages(source, store, settings, cursors), mirror_to=mirror_targets(settings, source)
-    )
+    targets = mirror_targets(settings, source)
+    with slot(source):
+        summary = record_pages(store, source, _pages(source, store, settings, cursors), mirror_to=targets)
+    if targets:
+        with slot("quickbooks"):
+            mirrored = mirror_payments(store, settings)
+        summary.mirrored.update(mirrored.outcomes)
+        summary.unmatched += [(f"entry in QuickBooks (outbox message {m})", e) for m, e in mirrored.failures]
+    return summary
 
 
 def record_pages(
@@ -162,22 +176,11 @@ def record_pages(
     return summary
 
 
-def enter_elsewhere(store: Store, settings: Settings, summary: ReconcileSummary) -> None:
-    """Deliver the payments reconciliation queued for entry in QuickBooks; add the outcome to ``summary``."""
-    mirrored = mirror_payments(store, settings)
-    summary.mirrored.update(mirrored.outcomes)
-    summary.unmatched += [(f"entry in QuickBooks (outbox message {m})", e) for m, e in mirrored.failures]
-
-
 @flow(name="reconcile_payments")
 def reconcile_payments(source: str = "stripe") -> dict[str, Any]:
     """Match the payments received in ``source`` to invoices; rerunning records nothing twice."""
     settings = Settings()
     store = open_store(settings.database)
-    with vendor_slot(source):
-        summary = reconcile(store, settings, source)
-    if mirror_targets(settings, source):
-        with vendor_slot("quickbooks"):
-            enter_elsewhere(store, settings, summary)
+    summary = reconcile(store, settings, source, slot=vendor_slot)
     create_markdown_artifact(summary.markdown(), key=f"reconcile-{source}", description=f"Payments from {source}")
     return summary.as_dict()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,9 +22,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from billbridge.app.settings import Settings
-from billbridge.flows.limits import vendor_slot
-from billbridge.flows.mirror import mirror_targets
-from billbridge.flows.reconcile import enter_elsewhere, reconcile
+from billbridge.flows.limits import no_slot, vendor_slot
+from billbridge.flows.reconcile import reconcile
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.webhooks import ClaimedEvent
@@ -46,8 +45,6 @@ class Action:
 def _reconciler(source: str) -> Callable[[Store, Settings], str]:
     def run(store: Store, settings: Settings) -> str:
         summary = reconcile(store, settings, source)
-        if mirror_targets(settings, source):
-            enter_elsewhere(store, settings, summary)
         return ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "no new payments"
 
     return run
@@ -130,16 +127,11 @@ class WebhookSummary:
         return "\n".join(lines) + "\n"
 
 
-@contextmanager
-def _no_slot(_vendor: str) -> Iterator[None]:
-    yield
-
-
 def process_pending(
     store: Store,
     settings: Settings,
     *,
-    slot: Callable[[str], AbstractContextManager[None]] = _no_slot,
+    slot: Callable[[str], AbstractContextManager[None]] = no_slot,
     now: datetime | None = None,
 ) -> WebhookSummary:
     """Act on every claimable event; each action once per pass, whatever number of events asked for it.
