@@ -800,6 +800,8 @@ def outbox_retry(
     if not ids and topic is None:
         _fail("name message ids or --topic")
     with _store().write() as session:
-        chosen = list(ids or []) + [r["id"] for r in outbox.pending(session, topic=topic)] if topic else list(ids or [])
+        chosen = list(ids or [])
+        if topic is not None:
+            chosen += [row["id"] for row in outbox.pending(session, topic=topic)]
         count = outbox.retry_now(session, chosen)
     console.print(f"{count} message(s) due now")

@@ -115,6 +115,11 @@ def mark_failed(
     message.available_at = utcnow() + retry_in if retry_in is not None else datetime.max.replace(tzinfo=utcnow().tzinfo)
 
 
+def is_parked(available_at: datetime) -> bool:
+    """A message ``mark_failed`` parked (due at datetime.max) waits for a person's ``retry_now``."""
+    return available_at.year == datetime.max.year
+
+
 def retry_now(session: Session, message_ids: list[int]) -> int:
     """Make parked or waiting messages due at once (after someone fixed the cause)."""
     count = 0
@@ -142,7 +147,7 @@ def pending(session: Session, *, topic: str | None = None) -> list[dict[str, Any
             "attempts": m.attempts,
             "last_error": m.last_error,
             "available_at": m.available_at,
-            "parked": m.available_at.year == datetime.max.year,  # waits for a person (retry_now)
+            "parked": is_parked(m.available_at),
         }
         for m in rows
     ]

@@ -22,8 +22,7 @@ from billbridge.store.models import (
     QuarantinedRecord,
     SyncCursor,
 )
-
-PARKED_AFTER_YEARS = 100  # a parked outbox message is due at datetime.max: "waiting for a person"
+from billbridge.store.outbox import is_parked
 
 
 def overview(session: Session, today: date, *, errors: int = 5) -> dict[str, Any]:
@@ -99,7 +98,7 @@ def _outbox(session: Session, errors: int) -> dict[str, Any]:
         counts = topics.setdefault(topic, {"delivered": 0, "due": 0, "retrying": 0, "parked": 0, "errors": []})
         if delivered is not None:
             counts["delivered"] += 1
-        elif _aware(available).year - now.year >= PARKED_AFTER_YEARS:
+        elif is_parked(available):
             counts["parked"] += 1
         elif _aware(available) > now and attempts:
             counts["retrying"] += 1
