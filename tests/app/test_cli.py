@@ -26,6 +26,22 @@ def env(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> s
     return database_url
 
 
+def fresh_machine(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of the installed command on a machine with nothing set up: a fresh data
+    folder, no config file, its own Prefect home, no store or Prefect server named."""
+    environ = {
+        **os.environ,
+        "BILLBRIDGE_DATA_DIR": str(tmp_path / "data"),
+        "BILLBRIDGE_CONFIG": str(tmp_path / "none.toml"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **extra,
+    }
+    for key in [k for k in environ if k.startswith(("BILLBRIDGE_DATABASE", "PREFECT_API_URL"))]:
+        environ.pop(key)
+    return environ
+
+
 def run(*args: str) -> tuple[int, str]:
     result = runner.invoke(app, list(args))
     return result.exit_code, result.output
@@ -129,15 +145,7 @@ def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Pa
     temporary Prefect server, the four sandboxes; nothing done twice, every document in its vendor,
     and the second demo (fresh sandboxes, its store emptied) gives the same summary as the first."""
     command = Path(sys.executable).with_name("billbridge")
-    environ = {
-        **os.environ,
-        "BILLBRIDGE_DATA_DIR": str(tmp_path / "data"),
-        "BILLBRIDGE_CONFIG": str(tmp_path / "none.toml"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    for key in [k for k in environ if k.startswith(("BILLBRIDGE_DATABASE", "PREFECT_API_URL"))]:
-        environ.pop(key)
+    environ = fresh_machine(tmp_path)
 
     def demo() -> dict[str, Any]:
         done = subprocess.run(

@@ -3,7 +3,6 @@ and the sandboxes stay up; a flow rerun from the server completes; Ctrl-C stops 
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from billbridge.app.demo_serve import deployments
+from tests.app.test_cli import fresh_machine
 
 EXPECTED = {
     "sync-salesforce",
@@ -45,15 +45,7 @@ def test_the_served_deployments_are_those_of_prefect_yaml_with_their_schedules()
 
 def test_demo_serve_keeps_the_ui_deployments_and_api_up_and_a_rerun_from_the_server_completes(tmp_path: Path) -> None:
     ui, api = free_port(), free_port()
-    environ = {
-        **os.environ,
-        "BILLBRIDGE_DATA_DIR": str(tmp_path / "data"),
-        "BILLBRIDGE_CONFIG": str(tmp_path / "none.toml"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-    }
-    for key in [k for k in environ if k.startswith(("BILLBRIDGE_DATABASE", "PREFECT_API_URL"))]:
-        environ.pop(key)
+    environ = fresh_machine(tmp_path, PREFECT_RUNNER_POLL_FREQUENCY="1")
     command = [str(Path(sys.executable).with_name("billbridge")), "demo", "--deals", "5", "--serve"]
     command += ["--ui-port", str(ui), "--api-port", str(api)]
     log = (tmp_path / "stderr").open("w+")
