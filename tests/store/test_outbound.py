@@ -24,10 +24,15 @@ def targets(document: OutboundDocument) -> list[str]:
     return ["quickbooks", "stripe"] if document.auto_charge and document.doc_type == "invoice" else ["quickbooks"]
 
 
-def test_approving_queues_one_push_per_target_once(store: Store) -> None:
+def bill_examples(store: Store) -> None:
+    """The example contracts imported and billed up to 2026-11-22: drafts to approve."""
     for path in sorted(EXAMPLES.glob("*.yaml")):
         import_file(store, path)
     run_billing(store, date(2026, 11, 22))
+
+
+def test_approving_queues_one_push_per_target_once(store: Store) -> None:
+    bill_examples(store)
     with store.read() as session:
         ids = draft_ids(session)
         documents = outbound_documents(session, ids)
@@ -54,9 +59,7 @@ def test_approving_queues_one_push_per_target_once(store: Store) -> None:
 
 
 def test_marking_sent_moves_only_approved_documents(store: Store) -> None:
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        import_file(store, path)
-    run_billing(store, date(2026, 11, 22))
+    bill_examples(store)
     with store.write() as session:
         ids = draft_ids(session)
         numbers = {row["id"]: str(row["number"]) for row in list_invoices(session)}
@@ -70,9 +73,7 @@ def test_marking_sent_moves_only_approved_documents(store: Store) -> None:
 
 
 def test_sending_settles_a_document_with_nothing_to_pay(store: Store) -> None:
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        import_file(store, path)
-    run_billing(store, date(2026, 11, 22))
+    bill_examples(store)
     with store.write() as session:
         ids = draft_ids(session)
         approve_and_queue(session, ids, targets)
