@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing.model import Contract, Customer, Product
 from billbridge.connectors.base import DealBundle, DealPage, DealSource
+from billbridge.flows.heap import bulk_gc
 from billbridge.flows.importing import ImportSummary, quarantine_invalid, store_records
 from billbridge.flows.prefetch import prefetch
 from billbridge.mapping.contract_file import ParsedRecord, RecordError
@@ -282,14 +283,15 @@ def sync_pages(
         cursor = get_cursor(session, spec.name, spec.stream)
     summary = SyncSummary(spec.name)
     caches = MappingCaches()
-    for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
+    with bulk_gc():
+        for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
 
-        def work(page: DealPage = page) -> None:
-            store_page(store, spec, page, summary, today=today, caches=caches)
+            def work(page: DealPage = page) -> None:
+                store_page(store, spec, page, summary, today=today, caches=caches)
 
-        (run_page or _call)(work)
-        if on_page is not None:
-            on_page(summary)
+            (run_page or _call)(work)
+            if on_page is not None:
+                on_page(summary)
     return summary
 
 
