@@ -7,10 +7,11 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
@@ -24,6 +25,7 @@ from billbridge.store.models import (
     table_of,
     utcnow,
 )
+from billbridge.store.raw import RawStatement
 from billbridge.store.records import Outcome
 from billbridge.store.reference import MissingReference, customer_ids, entity_ids, product_ids
 
@@ -156,12 +158,20 @@ def save_contracts(
         except (MissingReference, AmendmentError) as exc:
             results.append(exc)
     connection = session.connection()
+    now = utcnow()
     if new:
         rows = [
-            {"contract_ref": c.contract_ref, "customer_id": cu, "entity_id": en, "current_version_no": 1}
+            {
+                "contract_ref": c.contract_ref,
+                "customer_id": cu,
+                "entity_id": en,
+                "current_version_no": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
             for c, _, cu, en in new
         ]
-        connection.execute(_INSERT_CONTRACTS, rows)
+        _run_many(_INSERT_CONTRACTS, connection, rows)
         by_ref = dict(
             connection.execute(
                 select(Contract.contract_ref, Contract.id).where(
@@ -176,7 +186,6 @@ def save_contracts(
     versions: list[tuple[int, int, date, str, model.Contract]] = [
         (lookups.known[c.contract_ref].contract_id, 1, c.contract_start_date, d, c) for c, d, _, _ in new
     ]
-    now = utcnow()
     updates = []
     for contract, digest, known in amended:
         version_no = known.versions[-1][0] + 1
@@ -185,7 +194,9 @@ def save_contracts(
         known.versions.append((version_no, contract.effective_date, digest))
         updates.append({"cid": known.contract_id, "vno": version_no, "now": now})
     if versions:
-        connection.execute(_INSERT_VERSIONS, [_version_row(cid, no, eff, d, c) for cid, no, eff, d, c in versions])
+        _run_many(
+            _INSERT_VERSIONS, connection, [_version_row(cid, no, eff, d, c, now) for cid, no, eff, d, c in versions]
+        )
         wanted = {(cid, no) for cid, no, _, _, _ in versions}
         version_ids = {
             (cid, no): vid
@@ -196,16 +207,38 @@ def save_contracts(
             )
             if (cid, no) in wanted
         }
+        dumps = _Dumps()
         lines = [
             row
             for cid, no, _, _, contract in versions
-            for row in _line_rows(version_ids[(cid, no)], contract, lookups.products)
+            for row in _line_rows(version_ids[(cid, no)], contract, lookups.products, dumps)
         ]
         if lines:
-            connection.execute(_INSERT_LINES, lines)
+            _run_many(_INSERT_LINES, connection, lines)
     if updates:
-        connection.execute(_SET_CURRENT_VERSION, updates)
+        _run_many(_SET_CURRENT_VERSION, connection, updates)
     return results
+
+
+def _run_many(statement: object, connection: Connection, rows: list[dict[str, object]]) -> None:
+    """executemany on the driver cursor (store/raw.py): Core's per-row work cost more than the rows."""
+    RawStatement.of(statement, connection, tuple(rows[0])).run_many(connection, rows)
+
+
+class _Dumps:
+    """JSON forms of the pricing and discount objects of one batch, made once per object: lines
+    resolved from the price book share their product's pricing object."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[object, object]] = {}  # id -> (the object, kept alive; its dump)
+
+    def __call__(self, value: BaseModel | None) -> object:
+        if value is None:
+            return None
+        found = self._seen.get(id(value))
+        if found is None:
+            found = self._seen[id(value)] = (value, value.model_dump(mode="json"))
+        return found[1]
 
 
 def _check_refs(contract: model.Contract, lookups: ContractLookups) -> tuple[int, int]:
@@ -242,7 +275,7 @@ def _check_amendment(contract: model.Contract, known: _Known, customer_id: int, 
 
 
 def _version_row(
-    contract_id: int, version_no: int, effective_date: date, digest: str, contract: model.Contract
+    contract_id: int, version_no: int, effective_date: date, digest: str, contract: model.Contract, now: datetime
 ) -> dict[str, object]:
     return {
         "contract_id": contract_id,
@@ -261,10 +294,13 @@ def _version_row(
         "discount": contract.discount.model_dump(mode="json") if contract.discount else None,
         "minimum_commitment": contract.minimum_commitment,
         "terms": contract.model_dump_json(exclude={"effective_date"}),
+        "created_at": now,
     }
 
 
-def _line_rows(version_id: int, contract: model.Contract, products: dict[str, int]) -> list[dict[str, object]]:
+def _line_rows(
+    version_id: int, contract: model.Contract, products: dict[str, int], dumps: _Dumps
+) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for position, line in enumerate(contract.lines):
         assert line.pricing is not None  # checked by _check_refs
@@ -278,12 +314,12 @@ def _line_rows(version_id: int, contract: model.Contract, products: dict[str, in
                 "description": line.description,
                 "quantity": line.quantity,
                 "price_ref": line.price_ref,
-                "pricing": line.pricing.model_dump(mode="json"),
+                "pricing": dumps(line.pricing),
                 "billing_timing": line.billing_timing,
                 "start_date": line.start_date,
                 "end_date": line.end_date,
                 "ramps": {"steps": [step.model_dump(mode="json") for step in line.ramps]} if line.ramps else None,
-                "discount": line.discount.model_dump(mode="json") if line.discount else None,
+                "discount": dumps(line.discount),
                 "usage_aggregation": line.usage_aggregation,
                 "billing_date": line.billing_date,
                 "installments": line.installments,
