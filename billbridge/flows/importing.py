@@ -258,15 +258,17 @@ def quarantine_invalid(session: Session, errors: list[RecordError], summary: Imp
     for error in errors:
         if error.section != "file":
             by_record[(error.section, error.index)].append(error)
+    entries = []
     for (section, index), found in by_record.items():
         first = found[0]
         summary.counts[f"{section}.quarantined"] += 1
-        quarantine.quarantine(
-            session,
-            source=source,
-            record_type=section,
-            record_key=first.key or f"{section}[{index}]",
-            field=first.field,
-            reason="; ".join(f"{e.field}: {e.message}" for e in found),
-            payload=first.payload,
+        entries.append(
+            quarantine.Entry(
+                record_type=section,
+                record_key=first.key or f"{section}[{index}]",
+                field=first.field,
+                reason="; ".join(f"{e.field}: {e.message}" for e in found),
+                payload=first.payload,
+            )
         )
+    quarantine.quarantine_many(session, source=source, entries=entries)

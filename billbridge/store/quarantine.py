@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -11,36 +13,61 @@ from sqlalchemy.orm import Session
 from billbridge.store.models import QuarantinedRecord, utcnow
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One bad record to keep: what it is, which field is at fault and why, and the record as received."""
+
+    record_type: str
+    record_key: str
+    field: str | None
+    reason: str
+    payload: Any
+
+
 def quarantine(
     session: Session, *, source: str, record_type: str, record_key: str, field: str | None, reason: str, payload: Any
 ) -> None:
     """Keep a bad record (or refresh the entry when it comes back still bad)."""
-    row = session.scalar(
-        select(QuarantinedRecord).where(
-            QuarantinedRecord.source == source,
-            QuarantinedRecord.record_type == record_type,
-            QuarantinedRecord.record_key == record_key,
-        )
-    )
-    # Raw payloads come from YAML and vendor SDKs (dates, Decimals): keep them as JSON text values.
-    safe = json.loads(json.dumps(payload, default=str))
-    stored = safe if isinstance(safe, dict) else {"value": safe}
-    if row is None:
-        session.add(
-            QuarantinedRecord(
-                source=source,
-                record_type=record_type,
-                record_key=record_key,
-                field=field,
-                reason=reason,
-                payload=stored,
+    quarantine_many(session, source=source, entries=[Entry(record_type, record_key, field, reason, payload)])
+
+
+def quarantine_many(session: Session, *, source: str, entries: Sequence[Entry]) -> None:
+    """Batch form of :func:`quarantine` (one query for the entries already kept, whatever their
+    number); a record named twice keeps the last entry."""
+    latest = {(e.record_type, e.record_key): e for e in entries}
+    if not latest:
+        return
+    existing = {
+        (row.record_type, row.record_key): row
+        for row in session.scalars(
+            select(QuarantinedRecord).where(
+                QuarantinedRecord.source == source,
+                QuarantinedRecord.record_key.in_({key for _, key in latest}),
             )
         )
-        return
-    row.field, row.reason, row.payload = field, reason, stored
-    row.last_seen = utcnow()
-    row.seen_count += 1
-    row.resolved_at = None
+    }
+    now = utcnow()
+    for key, entry in latest.items():
+        # Raw payloads come from YAML and vendor SDKs (dates, Decimals): keep them as JSON text values.
+        safe = json.loads(json.dumps(entry.payload, default=str))
+        stored = safe if isinstance(safe, dict) else {"value": safe}
+        row = existing.get(key)
+        if row is None:
+            session.add(
+                QuarantinedRecord(
+                    source=source,
+                    record_type=entry.record_type,
+                    record_key=entry.record_key,
+                    field=entry.field,
+                    reason=entry.reason,
+                    payload=stored,
+                )
+            )
+            continue
+        row.field, row.reason, row.payload = entry.field, entry.reason, stored
+        row.last_seen = now
+        row.seen_count += 1
+        row.resolved_at = None
 
 
 def resolve(session: Session, *, source: str, record_type: str, record_key: str) -> bool:
