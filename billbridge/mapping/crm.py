@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from billbridge.billing.currency import MINOR_UNITS
 from billbridge.billing.model import Contract, ContractLine, Customer, Discount, Product, ProductPrice
-from billbridge.billing.pricing import Pricing
+from billbridge.billing.pricing import FlatPrice, PerUnitPrice, Pricing
 
 Charge = Literal["recurring", "usage", "one_time"]
 _PRICING: TypeAdapter[Pricing] = TypeAdapter(Pricing)
@@ -271,8 +271,8 @@ def _line(
         raise MappingError(name("discount_percent"), f"line {line.line_id}: discount {discount_percent}% is not 0-100")
     pricing = None
     unit_price = _decimal(line.unit_price, name("unit_price"), default=None)
-    if unit_price is not None and price.pricing.model in ("flat", "per_unit") and charge != "usage":
-        listed = price.pricing.amount_for(Decimal(1))
+    listed = _list_price(price.pricing)
+    if unit_price is not None and listed is not None and charge != "usage":
         if unit_price != listed:  # the deal overrides the list price
             pricing = _PRICING.validate_python({"model": "per_unit", "unit_price": str(unit_price)})
             if price.pricing.model == "flat":
@@ -294,6 +294,15 @@ def _line(
         usage_aggregation=(crm_product.usage_aggregation or "sum") if kind == "usage" else "sum",
         billing_date=line_start if kind == "one_time" else None,
     )
+
+
+def _list_price(pricing: Pricing) -> Decimal | None:
+    """The price of one unit where the pricing has one (flat and per-unit prices); None otherwise."""
+    if isinstance(pricing, PerUnitPrice):
+        return pricing.unit_price
+    if isinstance(pricing, FlatPrice):
+        return pricing.amount
+    return None
 
 
 def _check_total(deal: CrmDeal, currency: str, field_name: str) -> None:
