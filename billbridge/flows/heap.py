@@ -29,7 +29,7 @@ def bulk_gc() -> Iterator[None]:
     global _active, _saved
     with _lock:
         if _active == 0:
-            _saved = gc.get_threshold()  # type: ignore[assignment]
+            _saved = gc.get_threshold()
             gc.set_threshold(*BULK_THRESHOLDS)
         _active += 1
         gc.freeze()

@@ -272,11 +272,12 @@ def _line(
     pricing = None
     unit_price = _decimal(line.unit_price, name("unit_price"), default=None)
     listed = _list_price(price.pricing)
-    if unit_price is not None and listed is not None and charge != "usage":
-        if unit_price != listed:  # the deal overrides the list price
+    if unit_price is not None and listed is not None and charge != "usage" and unit_price != listed:
+        # the deal overrides the list price
+        if price.pricing.model == "flat":
+            pricing = _PRICING.validate_python({"model": "flat", "amount": str(unit_price * quantity)})
+        else:
             pricing = _PRICING.validate_python({"model": "per_unit", "unit_price": str(unit_price)})
-            if price.pricing.model == "flat":
-                pricing = _PRICING.validate_python({"model": "flat", "amount": str(unit_price * quantity)})
     line_start = _date(line.start_date, name("start_date")) or start
     line_end = _date(line.end_date, name("end_date")) or end
     kind = {"recurring": "recurring", "usage": "usage", "one_time": "one_time"}[charge]

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
