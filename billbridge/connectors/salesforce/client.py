@@ -88,6 +88,9 @@ class SalesforceClient:
             session=self.http,
             version=self.settings.api_version,
             parse_float=Decimal,  # amounts and quantities exactly, never through binary floats
+            # Plain dicts, not the SDK's default OrderedDict (insertion order is kept either way): the
+            # json module's fast path, and cheap to copy and pickle.
+            object_pairs_hook=None,
         )
 
     def call_token(self) -> dict[str, Any]:
