@@ -191,7 +191,7 @@ def test_contracts_stored_before_billed_by_existed_keep_their_hash() -> None:
     """A field with a default must not make every stored contract look changed (a re-import would
     add a version to each); the literal is the hash the code computed before ``billed_by``."""
     from billbridge.billing.model import Contract
-    from billbridge.store.contracts import content_hash
+    from billbridge.store.contracts import legacy_content_hash as content_hash
 
     terms = {
         "contract_ref": "C-1",
@@ -211,6 +211,31 @@ def test_contracts_stored_before_billed_by_existed_keep_their_hash() -> None:
     before = "3d52800a14141d16aea60e91d479c75917915650092b5f2f02c15858ca0bcdd3"
     assert content_hash(Contract.model_validate(terms)) == before
     assert content_hash(Contract.model_validate({**terms, "billed_by": "stripe"})) != before
+
+
+def test_versions_stored_with_the_legacy_hash_are_still_recognised(store: Store) -> None:
+    """Versions stored before the hash took pydantic's JSON keep their sorted-keys hash: importing
+    the same terms again changes nothing, changed terms still make a new version."""
+    from sqlalchemy import update
+
+    from billbridge.billing.model import Contract
+    from billbridge.store.contracts import HASH_V2, legacy_content_hash
+    from billbridge.store.models import ContractVersion
+
+    first = contract("K-legacy")
+    assert import_document(store, document(first)).counts["contracts.created"] == 1
+    with store.write() as session:
+        [(terms, digest)] = session.execute(select(ContractVersion.terms, ContractVersion.content_hash)).all()
+        assert digest.startswith(HASH_V2) and len(digest) == 64
+        old = legacy_content_hash(Contract.model_validate_json(terms))
+        session.execute(update(ContractVersion).values(content_hash=old))
+    again = import_document(store, document(first))
+    assert (again.counts["contracts.unchanged"], again.counts["contracts.updated"]) == (1, 0)
+    changed = contract("K-legacy", payment_terms_days=45, effective_date="2026-03-01")
+    assert import_document(store, document(changed)).counts["contracts.updated"] == 1
+    with store.read() as session:
+        digests = list(session.scalars(select(ContractVersion.content_hash).order_by(ContractVersion.version_no)))
+    assert digests[0] == old and digests[1].startswith(HASH_V2)
 
 
 def test_external_refs_linked_a_batch_at_once_keep_the_same_rules(store: Store) -> None:
