@@ -316,6 +316,7 @@ def _version_row(
         "discount": contract.discount.model_dump(mode="json") if contract.discount else None,
         "minimum_commitment": contract.minimum_commitment,
         "terms": contract.model_dump_json(exclude={"effective_date"}),
+        "billed_by": contract.billed_by,
         "created_at": now,
     }
 

@@ -139,6 +139,7 @@ class ContractVersion(Base):
     discount: Mapped[dict[str, Any] | None]
     minimum_commitment: Mapped[Decimal | None]
     terms: Mapped[str] = mapped_column(Text)  # the canonical contract as imported, prices resolved (JSON)
+    billed_by: Mapped[str] = mapped_column(String(20), server_default="billbridge")  # who invoices it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, bindparam, case, func, insert, literal_column, select
+from sqlalchemy import BigInteger, Connection, bindparam, case, exists, func, insert, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -224,6 +224,7 @@ class UsageContract:
 _VERSIONS = table_of(ContractVersion)
 _LINES = table_of(ContractLine)
 _CONTRACTS = table_of(Contract)
+_OTHER_BILLER = _VERSIONS.alias("other_biller")
 _USAGE_TERMS = (
     select(
         _CONTRACTS.c.id,
@@ -242,7 +243,11 @@ _USAGE_TERMS = (
     )
     .join(_VERSIONS, _VERSIONS.c.contract_id == _CONTRACTS.c.id)
     .outerjoin(_LINES, (_LINES.c.version_id == _VERSIONS.c.id) & (_LINES.c.charge == "usage"))
-    .where(_CONTRACTS.c.customer_id.in_(bindparam("customers", expanding=True)))
+    .where(
+        _CONTRACTS.c.customer_id.in_(bindparam("customers", expanding=True)),
+        # Usage of a contract another system invoices (a Stripe subscription) is on no billbridge document.
+        ~exists().where(_OTHER_BILLER.c.contract_id == _CONTRACTS.c.id, _OTHER_BILLER.c.billed_by != "billbridge"),
+    )
     .order_by(_CONTRACTS.c.id, _VERSIONS.c.version_no)
 )
 

@@ -332,6 +332,19 @@ def test_usage_on_the_period_being_billed_names_the_existing_draft(api: Api) -> 
     assert api.post(EVENT, event(timestamp=stamp.isoformat())).status_code == 201
 
 
+def test_usage_of_a_contract_stripe_bills_names_no_billbridge_document(api: Api) -> None:
+    """A Stripe subscription's metered usage is invoiced by Stripe: the billing run never makes the
+    billbridge invoice an answer would name, so the event is stored with no related document."""
+    stripe_billed = contract("C-STRIPE", customer="initech", lines=USAGE_CONTRACT["lines"], billed_by="stripe")
+    assert import_document(api.store, document(stripe_billed)).counts["contracts.created"] == 1
+    response = api.post(EVENT, event(customer_ref="initech"))
+    assert response.status_code == 201, response.text
+    assert response.json()["related_document_ref"] is None
+    assert (
+        api.post(EVENT, event()).json()["related_document_ref"] is not None
+    )  # globex's own contract: billbridge bills it
+
+
 def test_a_new_contract_is_seen_once_the_cache_expires(api: Api) -> None:
     with TestClient(create_app(api.store, Settings(api_cache_seconds=0.3))) as client:
         first = client.post(EVENT, json=event(customer_ref="initech"), headers=api.headers()).json()

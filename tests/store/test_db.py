@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from billbridge.store import db
-from billbridge.store.db import normalise_url, open_store
+from billbridge.store.db import Store, normalise_url, open_store
 
 
 @pytest.mark.postgres
@@ -44,3 +44,35 @@ def test_a_connection_ended_while_idle_is_replaced_before_use(
     finally:
         admin.dispose()
         store.dispose()
+
+
+def test_migration_0006_reads_who_bills_each_stored_version_from_its_terms(store: Store) -> None:
+    """Versions stored before contract_versions.billed_by existed get it from their terms."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import select
+
+    from billbridge.flows.importing import import_document
+    from billbridge.store.db import MIGRATIONS
+    from billbridge.store.models import Contract, ContractVersion
+    from tests.docs import contract, document
+
+    summary = import_document(store, document(contract("K-OURS"), contract("K-STRIPE", billed_by="stripe")))
+    assert summary.counts["contracts.created"] == 2
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with store.read() as session:
+        billed_by = dict(
+            session.execute(
+                select(Contract.contract_ref, ContractVersion.billed_by).join(
+                    ContractVersion, ContractVersion.contract_id == Contract.id
+                )
+            ).all()
+        )
+    assert billed_by == {"K-OURS": "billbridge", "K-STRIPE": "stripe"}
