@@ -138,11 +138,11 @@ def record_pages(
             if any(not p.invoice_numbers for p in page.payments):
                 for invoice in invoices.values():
                     by_customer[invoice.customer_ref].append(invoice)
-            seen = known_payment_refs(session, [f"{source}:{p.payment_ref}" for p in page.payments])
+            refs = [f"{source}:{p.payment_ref}" for p in page.payments]
+            seen = known_payment_refs(session, refs)
             batch: list[PaymentIn] = []
             outcomes: Counter[str] = Counter()
-            for payment in page.payments:
-                ref = f"{source}:{payment.payment_ref}"
+            for ref, payment in zip(refs, page.payments, strict=True):
                 if ref in seen:  # recorded by an earlier run (or earlier in this page): never twice
                     outcomes["seen_before"] += 1
                     continue
