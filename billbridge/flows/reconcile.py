@@ -130,7 +130,10 @@ def record_pages(
                 # A customer's other open invoices matter only to payments that name none.
                 customer_refs=[p.customer_ref for p in page.payments if p.customer_ref and not p.invoice_numbers],
             )
-            invoices = {r["number"]: OpenInvoice(**r) for r in rows}
+            invoices = {
+                r["number"]: OpenInvoice(r["number"], r["customer_ref"], r["currency"], r["open_amount"], r["due_date"])
+                for r in rows
+            }
             refunded = [n for p in page.payments if p.amount < 0 for n in p.invoice_numbers]
             paid = {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, refunded)} if refunded else {}
             # Only a payment naming no invoice looks among its customer's open invoices.

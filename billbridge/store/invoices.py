@@ -485,7 +485,7 @@ def open_invoices(
     session: Session, *, numbers: Iterable[str] = (), customer_refs: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
     """Sent or part-paid invoices named by number or belonging to the customers, oldest due first,
-    with their open balance (for matching payments)."""
+    with their open balance (for matching payments), id, total and amount paid (for recording them)."""
     numbers, refs = list(set(numbers)), list(set(customer_refs))
     if not numbers and not refs:
         return []
@@ -505,19 +505,22 @@ def open_invoices(
     # One query per condition, each on its own index (an OR of the two makes SQLite scan every invoice).
     found: dict[int, Any] = {}
     if numbers:
-        found.update((r.id, r) for r in session.execute(base.where(Invoice.number.in_(numbers))))
+        found.update((r[0], r) for r in session.execute(base.where(Invoice.number.in_(numbers))))
     if refs:
-        found.update((r.id, r) for r in session.execute(base.where(Customer.customer_ref.in_(refs))))
-    rows = sorted(found.values(), key=lambda r: (r.due_date, r.id))
+        found.update((r[0], r) for r in session.execute(base.where(Customer.customer_ref.in_(refs))))
+    rows = sorted(found.values(), key=lambda r: (r[6], r[0]))  # due date, id
     return [
         {
-            "number": r.number,
-            "customer_ref": r.customer_ref,
-            "currency": r.currency,
-            "open_amount": r.invoice_total - r.amount_paid,
-            "due_date": r.due_date,
+            "number": number,
+            "customer_ref": customer_ref,
+            "currency": currency,
+            "open_amount": total - paid,
+            "due_date": due_date,
+            "id": iid,
+            "invoice_total": total,
+            "amount_paid": paid,
         }
-        for r in rows
+        for iid, number, customer_ref, currency, total, paid, due_date in rows
     ]
 
 
