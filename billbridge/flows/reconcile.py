@@ -174,7 +174,7 @@ def record_pages(
                     summary.unmatched.append((ref, match.reason))
             summary.outcomes.update(outcomes)
             # The refs were read above in this transaction, under the source's lock, and are distinct.
-            recorded = record_payments(session, batch, refs_checked=True)
+            recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
             queue_mirrors(session, source, [p for p, new in zip(batch, recorded, strict=True) if new], mirror_to)
             if page.cursor is not None:
                 set_cursor(session, source, page.stream, page.cursor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -410,12 +410,21 @@ _PAYABLE = select(
 _PAYABLE_LOCKED = _PAYABLE.with_for_update()
 
 
-def record_payments(session: Session, payments: Sequence[PaymentIn], *, refs_checked: bool = False) -> list[bool]:
+def record_payments(
+    session: Session,
+    payments: Sequence[PaymentIn],
+    *,
+    refs_checked: bool = False,
+    open_rows: Sequence[Mapping[str, Any]] = (),
+) -> list[bool]:
     """Batch form of :func:`record_payment`: a handful of statements for the whole batch (known refs,
     the invoices concerned, the new payments, their allocations, the invoice updates). Returns, per
     payment, whether it was recorded (False: its ref was seen before, in the store or the batch).
     ``refs_checked``: the caller read in this transaction, under :func:`lock_payment_source`, that
     none of the refs is recorded, and they are distinct (reconciliation does, before matching).
+    ``open_rows``: :func:`open_invoices` rows read in this transaction. On SQLite, whose write
+    transaction holds the database lock, their balances are current and not read again; on
+    PostgreSQL the invoices are read again, locked, as a concurrent transaction may have paid them.
     Raises ValueError / LookupError / InvalidTransition for an allocation that cannot be applied."""
     connection = session.connection()
     if refs_checked:
@@ -431,12 +440,22 @@ def record_payments(session: Session, payments: Sequence[PaymentIn], *, refs_che
                 fresh.append(p)
     if not fresh:
         return recorded
-    numbers = list({n for p in fresh for n, _ in p.allocations})
+    numbers = {n for p in fresh for n, _ in p.allocations}
     invoices: dict[str, list[Any]] = {}
-    if numbers:  # locked on PostgreSQL: a concurrent payment of the same invoice waits, then adds to ours
+    if open_rows and connection.dialect.name == "sqlite":
+        # Open means sent or part paid, which take payments alike (lifecycle.status_after_payment).
+        invoices = {
+            r["number"]: [r["id"], r["currency"], r["invoice_total"], r["amount_paid"], "sent"]
+            for r in open_rows
+            if r["number"] in numbers
+        }
+    missing = [n for n in numbers if n not in invoices]
+    if missing:  # locked on PostgreSQL: a concurrent payment of the same invoice waits, then adds to ours
         query = _PAYABLE_LOCKED if connection.dialect.name == "postgresql" else _PAYABLE
-        rows = RawStatement.of(query, connection, ("numbers",)).run(connection, {"numbers": numbers})
-        invoices = {number: [iid, currency, total, paid, status] for iid, number, currency, total, paid, status in rows}
+        rows = RawStatement.of(query, connection, ("numbers",)).run(connection, {"numbers": missing})
+        invoices.update(
+            (number, [iid, currency, total, paid, status]) for iid, number, currency, total, paid, status in rows
+        )
     now = utcnow()
     payment_rows, allocations = [], []
     for p in fresh:
