@@ -124,9 +124,10 @@ def record_pages(
     for page in pages:
         with store.write() as session:
             lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
+            named = Counter(n for p in page.payments for n in p.invoice_numbers)
             rows = open_invoices(
                 session,
-                numbers=[n for p in page.payments for n in p.invoice_numbers],
+                numbers=named,
                 # A customer's other open invoices matter only to payments that name none.
                 customer_refs=[p.customer_ref for p in page.payments if p.customer_ref and not p.invoice_numbers],
             )
@@ -168,7 +169,8 @@ def record_pages(
                 )
                 if payment.amount >= 0:  # later payments see what is left (a refund allocates to paid)
                     for number, share in match.allocations:
-                        _take(invoices, by_customer, number, share)
+                        if by_customer or named[number] > 1:  # else no later payment of the page looks
+                            _take(invoices, by_customer, number, share)
                 outcomes[outcome] += 1
                 if match.reason:
                     summary.unmatched.append((ref, match.reason))

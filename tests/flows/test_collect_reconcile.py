@@ -340,15 +340,18 @@ def test_one_page_sees_what_its_earlier_payments_left_open(store: Store) -> None
         pay("a", "USD", "900.00", "hooli", "US-INV-21"),
         pay("h", "KWD", "1002.358", "gulf-data"),  # KW-INV-1 is paid now: KW-INV-2 is the one
     ]
-    summary = record_pages(store, "bank", [PaymentPage(first, "c0"), PaymentPage(page, "c1")])
+    # A page where every payment names its invoices: the second of two naming one sees the first's.
+    last = [pay("x", "USD", "1000.00", None, "US-INV-24"), pay("y", "USD", "1000.00", None, "US-INV-24")]
+    pages = [PaymentPage(first, "c0"), PaymentPage(page, "c1"), PaymentPage(last, "c2")]
+    summary = record_pages(store, "bank", pages)
     assert summary.outcomes == {
-        "matched": 5,
+        "matched": 6,
         "unmatched": 1,
-        "partly_matched": 1,
+        "partly_matched": 2,
         "refunded": 1,
         "seen_before": 1,
     }, summary.unmatched
-    assert [ref for ref, _ in summary.unmatched] == ["bank:c", "bank:e"]
+    assert [ref for ref, _ in summary.unmatched] == ["bank:c", "bank:e", "bank:y"]
     with store.read() as session:
         invoices = {str(d["number"]): (d["status"], d["amount_paid"]) for d in list_invoices(session)}
         unapplied = dict(session.execute(select(Payment.payment_ref, Payment.unapplied_amount)).all())
@@ -359,11 +362,14 @@ def test_one_page_sees_what_its_earlier_payments_left_open(store: Store) -> None
         "KW-INV-1": ("paid", D("1002.358")),
         "KW-INV-2": ("paid", D("1002.358")),
     }
-    assert invoices["KW-INV-3"] == ("sent", D("0.000")) and invoices["US-INV-24"] == ("sent", D("0.00"))
-    assert {r: unapplied[f"bank:{r}"] for r in ("a", "b", "c", "e", "h")} == {
+    assert invoices["KW-INV-3"] == ("sent", D("0.000")) and invoices["US-INV-25"] == ("sent", D("0.00"))
+    assert invoices["US-INV-24"] == ("paid", D("1525.00"))
+    assert {r: unapplied[f"bank:{r}"] for r in ("a", "b", "c", "e", "h", "x", "y")} == {
         "a": D("0.00"),
         "b": D("0.00"),
         "c": D("900.00"),
         "e": D("97.642"),
         "h": D("0.000"),
+        "x": D("0.00"),
+        "y": D("475.00"),
     }
