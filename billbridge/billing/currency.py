@@ -250,8 +250,9 @@ def minor_unit(currency: str) -> int:
 
 
 def quantum(currency: str) -> Decimal:
-    """Smallest amount of ``currency``: Decimal('0.01') for USD, 1 for JPY."""
-    return Decimal(1).scaleb(-minor_unit(currency))
+    """Smallest amount of ``currency``: Decimal('0.01') for USD, 1 for JPY (computed once per currency)."""
+    step = _QUANTA.get(currency) if type(currency) is str else None
+    return step if step is not None else Decimal(1).scaleb(-minor_unit(currency))
 
 
 _QUANTA = {code: Decimal(1).scaleb(-places) for code, places in MINOR_UNITS.items()}

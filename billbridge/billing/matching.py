@@ -83,11 +83,13 @@ def _not_money(payment: IncomingPayment) -> str | None:
 
 
 def _named(payment: IncomingPayment, invoices: Mapping[str, OpenInvoice]) -> Match:
+    numbers, said_amounts = payment.invoice_numbers, payment.invoice_amounts
+    if len(said_amounts) > len(numbers):
+        raise ValueError(f"{payment.payment_ref}: {len(said_amounts)} amounts for {len(numbers)} invoices")
     left = payment.amount
     allocations: list[tuple[str, Decimal]] = []
     problems: list[str] = []
-    amounts = list(payment.invoice_amounts) + [None] * (len(payment.invoice_numbers) - len(payment.invoice_amounts))
-    for number, said in zip(payment.invoice_numbers, amounts, strict=True):
+    for i, number in enumerate(numbers):
         invoice = invoices.get(number)
         if invoice is None:
             problems.append(f"{number}: no open invoice of ours")
@@ -95,7 +97,10 @@ def _named(payment: IncomingPayment, invoices: Mapping[str, OpenInvoice]) -> Mat
         if invoice.currency != payment.currency:
             problems.append(f"{number}: is in {invoice.currency}, the payment in {payment.currency}")
             continue
-        share = min(left, invoice.open_amount, said if said is not None else left)
+        # min(left, open balance, amount said), the first of equal ones (as min() picks)
+        share = invoice.open_amount if invoice.open_amount < left else left
+        if i < len(said_amounts) and said_amounts[i] < share:
+            share = said_amounts[i]
         if share <= 0:
             problems.append(f"{number}: nothing left to apply" if left <= 0 else f"{number}: already paid")
             continue
@@ -103,7 +108,7 @@ def _named(payment: IncomingPayment, invoices: Mapping[str, OpenInvoice]) -> Mat
         left -= share
     if left > 0 and not problems:
         problems.append(f"{left} {payment.currency} more than the invoices named were open for")
-    return Match(tuple(allocations), left, "; ".join(problems) or None)
+    return Match(tuple(allocations), left, "; ".join(problems) if problems else None)
 
 
 def match_refund(refund: IncomingPayment, invoices: Mapping[str, PaidInvoice]) -> Match:

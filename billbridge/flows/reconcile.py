@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from prefect import flow
@@ -123,30 +124,36 @@ def record_pages(
     for page in pages:
         with store.write() as session:
             lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
+            named = Counter(n for p in page.payments for n in p.invoice_numbers)
             rows = open_invoices(
                 session,
-                numbers=[n for p in page.payments for n in p.invoice_numbers],
+                numbers=named,
                 # A customer's other open invoices matter only to payments that name none.
                 customer_refs=[p.customer_ref for p in page.payments if p.customer_ref and not p.invoice_numbers],
             )
-            invoices = {r["number"]: OpenInvoice(**r) for r in rows}
+            invoices = {
+                r["number"]: OpenInvoice(r["number"], r["customer_ref"], r["currency"], r["open_amount"], r["due_date"])
+                for r in rows
+            }
             refunded = [n for p in page.payments if p.amount < 0 for n in p.invoice_numbers]
             paid = {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, refunded)} if refunded else {}
+            # Only a payment naming no invoice looks among its customer's open invoices.
             by_customer: dict[str, list[OpenInvoice]] = defaultdict(list)
-            for invoice in invoices.values():
-                by_customer[invoice.customer_ref].append(invoice)
-            seen = known_payment_refs(session, [f"{source}:{p.payment_ref}" for p in page.payments])
+            if any(not p.invoice_numbers for p in page.payments):
+                for invoice in invoices.values():
+                    by_customer[invoice.customer_ref].append(invoice)
+            refs = [f"{source}:{p.payment_ref}" for p in page.payments]
+            seen = known_payment_refs(session, refs)
             batch: list[PaymentIn] = []
-            for payment in page.payments:
-                ref = f"{source}:{payment.payment_ref}"
+            outcomes: Counter[str] = Counter()
+            for ref, payment in zip(refs, page.payments, strict=True):
                 if ref in seen:  # recorded by an earlier run (or earlier in this page): never twice
-                    summary.outcomes["seen_before"] += 1
+                    outcomes["seen_before"] += 1
                     continue
                 if payment.extra.get("mirrored_from"):  # our own entry of a payment recorded from its source
-                    summary.outcomes["mirrored"] += 1
+                    outcomes["mirrored"] += 1
                     continue
                 seen.add(ref)
-                refund = payment.amount < 0
                 match, outcome = settle(payment, invoices, by_customer, paid)
                 batch.append(
                     PaymentIn(
@@ -160,20 +167,33 @@ def record_pages(
                         payment.reference,
                     )
                 )
-                for number, share in match.allocations if not refund else ():  # later payments see what is left
-                    left = replace(invoices[number], open_amount=invoices[number].open_amount - share)
-                    invoices[number] = left
-                    by_customer[left.customer_ref] = [
-                        left if i.number == number else i for i in by_customer[left.customer_ref]
-                    ]
-                summary.outcomes[outcome] += 1
+                if payment.amount >= 0:  # later payments see what is left (a refund allocates to paid)
+                    for number, share in match.allocations:
+                        if by_customer or named[number] > 1:  # else no later payment of the page looks
+                            _take(invoices, by_customer, number, share)
+                outcomes[outcome] += 1
                 if match.reason:
                     summary.unmatched.append((ref, match.reason))
-            recorded = record_payments(session, batch)
+            summary.outcomes.update(outcomes)
+            # The refs were read above in this transaction, under the source's lock, and are distinct.
+            recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
             queue_mirrors(session, source, [p for p, new in zip(batch, recorded, strict=True) if new], mirror_to)
             if page.cursor is not None:
                 set_cursor(session, source, page.stream, page.cursor)
     return summary
+
+
+def _take(
+    invoices: dict[str, OpenInvoice], by_customer: dict[str, list[OpenInvoice]], number: str, share: Decimal
+) -> None:
+    """What is left open of invoice ``number`` once ``share`` of it is allocated, seen by the page's later payments."""
+    was = invoices[number]
+    left = invoices[number] = OpenInvoice(
+        was.number, was.customer_ref, was.currency, was.open_amount - share, was.due_date
+    )
+    if by_customer:
+        mine = by_customer[left.customer_ref]
+        mine[mine.index(was)] = left
 
 
 @flow(name="reconcile_payments")

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from billbridge.store.models import SyncCursor
+from billbridge.store.models import SyncCursor, table_of, utcnow
+from billbridge.store.raw import RawStatement
+
+_CURSORS = table_of(SyncCursor)
+_MOVE = (
+    update(_CURSORS)
+    .where(_CURSORS.c.source == bindparam("s"), _CURSORS.c.stream == bindparam("st"))
+    .values(value=bindparam("v"), updated_at=bindparam("at"))
+)
+_START = insert(_CURSORS)
 
 
 def get_cursor(session: Session, source: str, stream: str) -> str | None:
@@ -13,8 +22,10 @@ def get_cursor(session: Session, source: str, stream: str) -> str | None:
 
 
 def set_cursor(session: Session, source: str, stream: str, value: str) -> None:
-    row = session.get(SyncCursor, (source, stream))
-    if row is None:
-        session.add(SyncCursor(source=source, stream=stream, value=value))
-    else:
-        row.value = value
+    """Save the cursor: one UPDATE (once per page of every sync), an INSERT the first time."""
+    connection = session.connection()
+    now = utcnow()
+    moved = RawStatement.of(_MOVE, connection, ("s", "st", "v", "at"))
+    if moved.run_many(connection, [{"s": source, "st": stream, "v": value, "at": now}]) == 0:
+        row = {"source": source, "stream": stream, "value": value, "updated_at": now}
+        RawStatement.of(_START, connection, tuple(row)).run_many(connection, [row])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -372,47 +372,92 @@ def record_payment(
 
 _PAYMENTS = table_of(Payment)
 _INVOICES = table_of(Invoice)
-_INSERT_PAYMENTS = insert(_PAYMENTS)
-_INSERT_ALLOCATIONS = insert(table_of(PaymentAllocation))
+_CUSTOMERS = table_of(Customer)
+# The payment's customer id and the allocation's payment id are looked up by the database, row by
+# row inside the executemany (an unknown customer ref, or none, is NULL), not by two more queries.
+_INSERT_PAYMENTS = insert(_PAYMENTS).values(
+    customer_id=select(_CUSTOMERS.c.id).where(_CUSTOMERS.c.customer_ref == bindparam("customer_ref")).scalar_subquery()
+)
+_PAYMENT_KEYS = (
+    "payment_ref",
+    "customer_ref",
+    "currency",
+    "amount",
+    "unapplied_amount",
+    "received_on",
+    "method",
+    "reference",
+    "created_at",
+)
+_INSERT_ALLOCATIONS = insert(table_of(PaymentAllocation)).values(
+    payment_id=select(_PAYMENTS.c.id).where(_PAYMENTS.c.payment_ref == bindparam("payment_ref")).scalar_subquery()
+)
+_ALLOCATION_KEYS = ("payment_ref", "invoice_id", "amount", "created_at")
 _SET_PAID = (
     update(_INVOICES)
     .where(_INVOICES.c.id == bindparam("iid"))
     .values(amount_paid=bindparam("paid"), status=bindparam("new_status"), updated_at=bindparam("now"))
 )
+_KNOWN_REFS = select(_PAYMENTS.c.payment_ref).where(_PAYMENTS.c.payment_ref.in_(bindparam("refs", expanding=True)))
+_PAYABLE = select(
+    _INVOICES.c.id,
+    _INVOICES.c.number,
+    _INVOICES.c.currency,
+    _INVOICES.c.invoice_total,
+    _INVOICES.c.amount_paid,
+    _INVOICES.c.status,
+).where(_INVOICES.c.number.in_(bindparam("numbers", expanding=True)))
+_PAYABLE_LOCKED = _PAYABLE.with_for_update()
 
 
-def record_payments(session: Session, payments: Sequence[PaymentIn]) -> list[bool]:
+def record_payments(
+    session: Session,
+    payments: Sequence[PaymentIn],
+    *,
+    refs_checked: bool = False,
+    open_rows: Sequence[Mapping[str, Any]] = (),
+) -> list[bool]:
     """Batch form of :func:`record_payment`: a handful of statements for the whole batch (known refs,
     the invoices concerned, the new payments, their allocations, the invoice updates). Returns, per
     payment, whether it was recorded (False: its ref was seen before, in the store or the batch).
+    ``refs_checked``: the caller read in this transaction, under :func:`lock_payment_source`, that
+    none of the refs is recorded, and they are distinct (reconciliation does, before matching).
+    ``open_rows``: :func:`open_invoices` rows read in this transaction. On SQLite, whose write
+    transaction holds the database lock, their balances are current and not read again; on
+    PostgreSQL the invoices are read again, locked, as a concurrent transaction may have paid them.
     Raises ValueError / LookupError / InvalidTransition for an allocation that cannot be applied."""
-    refs = [p.payment_ref for p in payments]
-    seen = set(session.scalars(select(Payment.payment_ref).where(Payment.payment_ref.in_(refs))))
-    fresh: list[PaymentIn] = []
-    recorded: list[bool] = []
-    for p in payments:
-        is_new = p.payment_ref not in seen
-        recorded.append(is_new)
-        if is_new:
-            seen.add(p.payment_ref)
-            fresh.append(p)
+    connection = session.connection()
+    if refs_checked:
+        fresh, recorded = list(payments), [True] * len(payments)
+    else:
+        seen = known_payment_refs(session, [p.payment_ref for p in payments])
+        fresh, recorded = [], []
+        for p in payments:
+            is_new = p.payment_ref not in seen
+            recorded.append(is_new)
+            if is_new:
+                seen.add(p.payment_ref)
+                fresh.append(p)
     if not fresh:
         return recorded
     numbers = {n for p in fresh for n, _ in p.allocations}
-    query = select(
-        Invoice.id, Invoice.number, Invoice.currency, Invoice.invoice_total, Invoice.amount_paid, Invoice.status
-    ).where(Invoice.number.in_(numbers))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    invoices = {r.number: [r.id, r.currency, r.invoice_total, r.amount_paid, r.status] for r in session.execute(query)}
-    customers = dict(
-        session.execute(
-            select(Customer.customer_ref, Customer.id).where(
-                Customer.customer_ref.in_({p.customer_ref for p in fresh if p.customer_ref})
-            )
-        ).all()
-    )
-    payment_rows, allocation_refs = [], []
+    invoices: dict[str, list[Any]] = {}
+    if open_rows and connection.dialect.name == "sqlite":
+        # Open means sent or part paid, which take payments alike (lifecycle.status_after_payment).
+        invoices = {
+            r["number"]: [r["id"], r["currency"], r["invoice_total"], r["amount_paid"], "sent"]
+            for r in open_rows
+            if r["number"] in numbers
+        }
+    missing = [n for n in numbers if n not in invoices]
+    if missing:  # locked on PostgreSQL: a concurrent payment of the same invoice waits, then adds to ours
+        query = _PAYABLE_LOCKED if connection.dialect.name == "postgresql" else _PAYABLE
+        rows = RawStatement.of(query, connection, ("numbers",)).run(connection, {"numbers": missing})
+        invoices.update(
+            (number, [iid, currency, total, paid, status]) for iid, number, currency, total, paid, status in rows
+        )
+    now = utcnow()
+    payment_rows, allocations = [], []
     for p in fresh:
         allocated = sum((a for _, a in p.allocations), ZERO)
         if allocated > p.amount:
@@ -428,42 +473,30 @@ def record_payments(session: Session, payments: Sequence[PaymentIn]) -> list[boo
             paid = invoice[3] + share
             invoice[4] = lifecycle.status_after_payment(invoice[4], invoice[2], paid)
             invoice[3] = paid
-            allocation_refs.append((p.payment_ref, invoice[0], share))
+            allocations.append(
+                {"payment_ref": p.payment_ref, "invoice_id": invoice[0], "amount": share, "created_at": now}
+            )
         payment_rows.append(
             {
                 "payment_ref": p.payment_ref,
-                "customer_id": customers.get(p.customer_ref) if p.customer_ref else None,
+                "customer_ref": p.customer_ref,
                 "currency": p.currency,
                 "amount": p.amount,
                 "unapplied_amount": p.amount - allocated,
                 "received_on": p.received_on,
                 "method": p.method,
                 "reference": p.reference,
+                "created_at": now,
             }
         )
-    connection = session.connection()
-    now = utcnow()
-    for row in payment_rows:
-        row["created_at"] = now
-    RawStatement.of(_INSERT_PAYMENTS, connection, tuple(payment_rows[0])).run_many(connection, payment_rows)
-    ids = dict(
-        connection.execute(
-            select(_PAYMENTS.c.payment_ref, _PAYMENTS.c.id).where(
-                _PAYMENTS.c.payment_ref.in_([r["payment_ref"] for r in payment_rows])
-            )
-        ).all()
-    )
-    if allocation_refs:
-        allocations = [
-            {"payment_id": ids[ref], "invoice_id": iid, "amount": share, "created_at": now}
-            for ref, iid, share in allocation_refs
-        ]
-        RawStatement.of(_INSERT_ALLOCATIONS, connection, tuple(allocations[0])).run_many(connection, allocations)
-        touched = {iid for _, iid, _ in allocation_refs}
-        paid = [
+    RawStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).run_many(connection, payment_rows)
+    if allocations:
+        RawStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).run_many(connection, allocations)
+        touched = {a["invoice_id"] for a in allocations}
+        paid_rows = [
             {"iid": v[0], "paid": v[3], "new_status": v[4], "now": now} for v in invoices.values() if v[0] in touched
         ]
-        RawStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")).run_many(connection, paid)
+        RawStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")).run_many(connection, paid_rows)
     return recorded
 
 
@@ -471,7 +504,7 @@ def open_invoices(
     session: Session, *, numbers: Iterable[str] = (), customer_refs: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
     """Sent or part-paid invoices named by number or belonging to the customers, oldest due first,
-    with their open balance (for matching payments)."""
+    with their open balance (for matching payments), id, total and amount paid (for recording them)."""
     numbers, refs = list(set(numbers)), list(set(customer_refs))
     if not numbers and not refs:
         return []
@@ -491,19 +524,22 @@ def open_invoices(
     # One query per condition, each on its own index (an OR of the two makes SQLite scan every invoice).
     found: dict[int, Any] = {}
     if numbers:
-        found.update((r.id, r) for r in session.execute(base.where(Invoice.number.in_(numbers))))
+        found.update((r[0], r) for r in session.execute(base.where(Invoice.number.in_(numbers))))
     if refs:
-        found.update((r.id, r) for r in session.execute(base.where(Customer.customer_ref.in_(refs))))
-    rows = sorted(found.values(), key=lambda r: (r.due_date, r.id))
+        found.update((r[0], r) for r in session.execute(base.where(Customer.customer_ref.in_(refs))))
+    rows = sorted(found.values(), key=lambda r: (r[6], r[0]))  # due date, id
     return [
         {
-            "number": r.number,
-            "customer_ref": r.customer_ref,
-            "currency": r.currency,
-            "open_amount": r.invoice_total - r.amount_paid,
-            "due_date": r.due_date,
+            "number": number,
+            "customer_ref": customer_ref,
+            "currency": currency,
+            "open_amount": total - paid,
+            "due_date": due_date,
+            "id": iid,
+            "invoice_total": total,
+            "amount_paid": paid,
         }
-        for r in rows
+        for iid, number, customer_ref, currency, total, paid, due_date in rows
     ]
 
 
@@ -516,8 +552,12 @@ def paid_amounts(session: Session, numbers: Iterable[str]) -> list[dict[str, Any
 
 
 def known_payment_refs(session: Session, refs: Iterable[str]) -> set[str]:
-    """Which of these payment refs are recorded already."""
-    return set(session.scalars(select(Payment.payment_ref).where(Payment.payment_ref.in_(list(refs)))))
+    """Which of these payment refs are recorded already (one statement per reconciliation page)."""
+    wanted = list(set(refs))
+    if not wanted:
+        return set()
+    connection = session.connection()
+    return {ref for (ref,) in RawStatement.of(_KNOWN_REFS, connection, ("refs",)).run(connection, {"refs": wanted})}
 
 
 def payment_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:

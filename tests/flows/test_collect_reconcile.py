@@ -309,3 +309,67 @@ def test_a_dispute_takes_the_money_back_and_a_won_dispute_pays_the_invoice_again
     assert final == sorted(["paid"] + ["sent"] * len(lost))  # the lost ones stay open for a person
     third = reconcile(store, settings, "stripe")
     assert set(third.outcomes) <= {"seen_before"}  # every movement recorded once
+
+
+def test_one_page_sees_what_its_earlier_payments_left_open(store: Store) -> None:
+    """In one page: a customer's payment naming no invoice skips the invoice an earlier payment of
+    the page paid; two payments split an invoice and the second's excess stays unapplied; a refund
+    takes back from an invoice an earlier page paid; a replay of the page's first payment counts once."""
+    from sqlalchemy import select, update
+
+    from billbridge.billing.documents import IncomingPayment
+    from billbridge.flows.reconcile import PaymentPage, record_pages
+    from billbridge.store.models import Invoice, Payment
+
+    bill_and_approve(store, ["quickbooks"])
+    with store.write() as session:
+        session.execute(update(Invoice).values(status="sent"))
+    day, D = date(2026, 12, 2), Decimal
+
+    def pay(ref: str, currency: str, amount: str, customer: str | None, *numbers: str) -> IncomingPayment:
+        return IncomingPayment("bank", ref, currency, D(amount), day, customer, numbers)
+
+    first = [pay("p0", "USD", "1222.58", "hooli", "US-INV-23")]
+    page = [
+        pay("a", "USD", "900.00", "hooli", "US-INV-21"),
+        pay("b", "USD", "900.00", "hooli"),  # US-INV-21 is paid now: the next 900.00 of hooli's
+        pay("c", "USD", "900.00", "hooli"),  # none left
+        pay("d", "KWD", "500.000", "gulf-data", "KW-INV-1"),
+        pay("e", "KWD", "600.000", "gulf-data", "KW-INV-1"),  # 502.358 left open: 97.642 unapplied
+        pay("f", "USD", "-222.58", "hooli", "US-INV-23"),
+        pay("a", "USD", "900.00", "hooli", "US-INV-21"),
+        pay("h", "KWD", "1002.358", "gulf-data"),  # KW-INV-1 is paid now: KW-INV-2 is the one
+    ]
+    # A page where every payment names its invoices: the second of two naming one sees the first's.
+    last = [pay("x", "USD", "1000.00", None, "US-INV-24"), pay("y", "USD", "1000.00", None, "US-INV-24")]
+    pages = [PaymentPage(first, "c0"), PaymentPage(page, "c1"), PaymentPage(last, "c2")]
+    summary = record_pages(store, "bank", pages)
+    assert summary.outcomes == {
+        "matched": 6,
+        "unmatched": 1,
+        "partly_matched": 2,
+        "refunded": 1,
+        "seen_before": 1,
+    }, summary.unmatched
+    assert [ref for ref, _ in summary.unmatched] == ["bank:c", "bank:e", "bank:y"]
+    with store.read() as session:
+        invoices = {str(d["number"]): (d["status"], d["amount_paid"]) for d in list_invoices(session)}
+        unapplied = dict(session.execute(select(Payment.payment_ref, Payment.unapplied_amount)).all())
+    assert {n: invoices[n] for n in ("US-INV-21", "US-INV-22", "US-INV-23", "KW-INV-1", "KW-INV-2")} == {
+        "US-INV-21": ("paid", D("900.00")),
+        "US-INV-22": ("paid", D("900.00")),
+        "US-INV-23": ("partially_paid", D("1000.00")),
+        "KW-INV-1": ("paid", D("1002.358")),
+        "KW-INV-2": ("paid", D("1002.358")),
+    }
+    assert invoices["KW-INV-3"] == ("sent", D("0.000")) and invoices["US-INV-25"] == ("sent", D("0.00"))
+    assert invoices["US-INV-24"] == ("paid", D("1525.00"))
+    assert {r: unapplied[f"bank:{r}"] for r in ("a", "b", "c", "e", "h", "x", "y")} == {
+        "a": D("0.00"),
+        "b": D("0.00"),
+        "c": D("900.00"),
+        "e": D("97.642"),
+        "h": D("0.000"),
+        "x": D("0.00"),
+        "y": D("475.00"),
+    }

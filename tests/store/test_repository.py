@@ -15,8 +15,8 @@ from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from billbridge.store import cursors, external_refs, outbox
 from billbridge.store.db import Store
-from billbridge.store.invoices import get_invoice, record_payment, set_status
-from billbridge.store.models import Base, ExternalRef, Payment
+from billbridge.store.invoices import PaymentIn, get_invoice, record_payment, record_payments, set_status
+from billbridge.store.models import Base, Customer, ExternalRef, Invoice, Payment, PaymentAllocation
 from tests.docs import contract, document
 
 
@@ -293,3 +293,55 @@ def test_outbox_messages_enqueued_and_delivered_a_batch_at_once(store: Store) ->
         outbox.mark_delivered_many(session, [claimed[0].id, claimed[2].id])
     with store.read() as session:
         assert [p["aggregate_id"] for p in outbox.pending(session)] == [2]
+
+
+def test_a_batch_of_payments_links_customers_and_allocations(store: Store) -> None:
+    """Payment customer ids and allocation payment ids are looked up by the database inside the
+    inserts: known customer, unknown one and none; two payments of one invoice in one batch."""
+    import_document(store, document(contract("C-1"), contract("C-2", customer="initech")))
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        for number in ("US-INV-1", "US-INV-2"):
+            for status in ("approved", "sent"):
+                set_status(session, number, status)
+    day = date(2026, 1, 5)
+    batch = [
+        PaymentIn("a", "USD", Decimal("700.00"), day, (("US-INV-1", Decimal("700.00")),), "globex"),
+        PaymentIn("b", "USD", Decimal("600.00"), day, (("US-INV-1", Decimal("500.00")),), "nobody-we-know"),
+        PaymentIn("c", "USD", Decimal("1200.00"), day, (("US-INV-2", Decimal("1200.00")),)),
+        PaymentIn("d", "USD", Decimal("5.00"), day, (), "initech", "check", "no. 12"),
+        PaymentIn("a", "USD", Decimal("700.00"), day, (("US-INV-1", Decimal("700.00")),), "globex"),
+    ]
+    with store.write() as session:
+        assert record_payments(session, batch) == [True, True, True, True, False]
+    with store.write() as session:  # a batch the caller checked: recorded as given
+        assert record_payments(session, [PaymentIn("e", "USD", Decimal("1.00"), day)], refs_checked=True) == [True]
+    with store.read() as session:
+        payments = session.execute(
+            select(Payment.payment_ref, Customer.customer_ref, Payment.unapplied_amount, Payment.method)
+            .outerjoin(Customer, Customer.id == Payment.customer_id)
+            .order_by(Payment.payment_ref)
+        ).all()
+        allocations = session.execute(
+            select(Payment.payment_ref, Invoice.number, PaymentAllocation.amount)
+            .join(Payment, Payment.id == PaymentAllocation.payment_id)
+            .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
+            .order_by(Payment.payment_ref)
+        ).all()
+        invoices = {n: get_invoice(session, n) for n in ("US-INV-1", "US-INV-2")}
+    assert [tuple(p) for p in payments] == [
+        ("a", "globex", Decimal("0.00"), None),
+        ("b", None, Decimal("100.00"), None),
+        ("c", None, Decimal("0.00"), None),
+        ("d", "initech", Decimal("5.00"), "check"),
+        ("e", None, Decimal("1.00"), None),
+    ]
+    assert [tuple(a) for a in allocations] == [
+        ("a", "US-INV-1", Decimal("700.00")),
+        ("b", "US-INV-1", Decimal("500.00")),
+        ("c", "US-INV-2", Decimal("1200.00")),
+    ]
+    assert {n: (d["status"], d["amount_paid"]) for n, d in invoices.items() if d} == {
+        "US-INV-1": ("paid", Decimal("1200.00")),
+        "US-INV-2": ("paid", Decimal("1200.00")),
+    }
