@@ -6,6 +6,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
@@ -17,6 +19,7 @@ from billbridge.store import cursors, external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import PaymentIn, get_invoice, record_payment, record_payments, set_status
 from billbridge.store.models import Base, Customer, ExternalRef, Invoice, Payment, PaymentAllocation
+from tests.billing.test_engine_properties import contracts
 from tests.docs import contract, document
 
 
@@ -345,3 +348,27 @@ def test_a_batch_of_payments_links_customers_and_allocations(store: Store) -> No
         "US-INV-1": ("paid", Decimal("1200.00")),
         "US-INV-2": ("paid", Decimal("1200.00")),
     }
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    data=st.data(),
+    billed_by=st.sampled_from(["billbridge", "stripe"]),
+    description=st.none() | st.text(max_size=30) | st.just(',"billed_by":"billbridge"'),
+)
+def test_the_content_hash_is_the_hash_of_the_terms_dumped_without_their_default_biller(
+    data: st.DataObject, billed_by: str, description: str | None
+) -> None:
+    """content_hash takes the stored terms text and drops the default biller by text: the same as
+    dumping the contract without ``billed_by``, whatever the contract (a description holding the
+    very text included)."""
+    import hashlib
+
+    from billbridge.store.contracts import HASH_V2, content_hash, terms_json
+
+    drawn = data.draw(contracts("USD"))
+    lines = [line.model_copy(update={"description": description}) for line in drawn.lines]
+    contract = drawn.model_copy(update={"billed_by": billed_by, "lines": lines})
+    exclude = {"effective_date"} | ({"billed_by"} if billed_by == "billbridge" else set())
+    expected = hashlib.sha256(contract.model_dump_json(exclude=exclude).encode()).hexdigest()
+    assert content_hash(contract) == content_hash(contract, terms_json(contract)) == HASH_V2 + expected[:62]
