@@ -553,7 +553,11 @@ def sync_crm_command(
     with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
         task = progress.add_task("sync", total=None)
         summary = sync_pages(
-            store, spec, connect(source, settings), on_page=lambda s: progress.update(task, completed=s.deals_pulled)
+            store,
+            spec,
+            connect(source, settings),
+            on_page=lambda s: progress.update(task, completed=s.deals_pulled),
+            writer_process=settings.crm_sync_writer,
         )
     if as_json:
         _json(summary.as_dict())

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest request body the API reads (larger: 413)"
     )
+    crm_sync_writer: bool | None = Field(
+        default=None,
+        description="Store a CRM sync's pages in a writer process while the next ones are mapped: true, false, or "
+        "unset (default): for a full pull or a large page, when there are two CPUs and the store is not in memory",
+    )
     billing_workers: int = Field(
         default_factory=_default_planners,
         ge=0,

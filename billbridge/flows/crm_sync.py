@@ -11,7 +11,8 @@ one page, and repeating a page changes nothing.
 from __future__ import annotations
 
 import importlib
-from collections import Counter
+import os
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -161,6 +162,7 @@ class MappedPage:
     records: list[ParsedRecord]  # canonical customers, products and contracts of the won deals
     errors: list[RecordError]  # one per deal that cannot be mapped (its key is the contract_ref)
     not_won: list[str]  # contract refs of deals outside the won stages
+    payloads: bool = True  # False: the records carry no raw payload (see ``map_page``)
 
 
 @dataclass
@@ -171,8 +173,12 @@ class MappingCaches:
     products: dict[str, Product] = field(default_factory=dict)
 
 
-def map_page(page: DealPage, spec: SourceSpec, caches: MappingCaches | None = None) -> MappedPage:
-    """Canonical records of a page's won deals, and an error for each deal that cannot be mapped."""
+def map_page(
+    page: DealPage, spec: SourceSpec, caches: MappingCaches | None = None, *, payloads: bool = True
+) -> MappedPage:
+    """Canonical records of a page's won deals, and an error for each deal that cannot be mapped
+    (with its raw payload). ``payloads=False`` leaves the payload off the mapped records, for a page
+    handed to the writer process: it is needed only if the store refuses one of them."""
     caches = caches or MappingCaches()
     records: dict[tuple[str, str], ParsedRecord] = {}
     errors: list[RecordError] = []
@@ -197,8 +203,29 @@ def map_page(page: DealPage, spec: SourceSpec, caches: MappingCaches | None = No
             *(("products", p, p.product_ref) for p in mapped.products),
             ("contracts", mapped.contract, mapped.contract.contract_ref),
         ):
-            records[(section, ref)] = ParsedRecord(section, index, ref, model, payload)
-    return MappedPage(list(records.values()), errors, not_won)
+            records[(section, ref)] = ParsedRecord(section, index, ref, model, payload if payloads else None)
+    return MappedPage(list(records.values()), errors, not_won, payloads)
+
+
+def with_payloads(mapped: MappedPage, page: DealPage) -> MappedPage:
+    """``mapped`` (made with ``payloads=False``) with each record's raw payload from ``page``."""
+    records = [
+        ParsedRecord(r.section, r.index, r.key, r.record, _payload(page.bundles[r.index])) for r in mapped.records
+    ]
+    return MappedPage(records, mapped.errors, mapped.not_won)
+
+
+@dataclass(frozen=True)
+class PageToStore:
+    """What storing a mapped page needs of the vendor's page: its deletions and the cursor after it."""
+
+    deleted_ids: list[str]
+    cursor: str | None
+
+
+class NeedsPayloads(Exception):
+    """The store refused a record of a page mapped without payloads: the page was rolled back, and is
+    to be stored again with them, so the quarantine entry keeps the record as received."""
 
 
 def store_page(
@@ -210,17 +237,32 @@ def store_page(
     today: date,
     caches: MappingCaches | None = None,
 ) -> None:
-    """Store one page and the cursor after it, in one transaction."""
+    """Map one page, store it and the cursor after it, in one transaction."""
     mapped = map_page(page, spec, caches)
+    imported = store_mapped(store, spec, PageToStore(page.deleted_ids, page.cursor), mapped, today=today)
+    count_page(summary, page, mapped, imported)
+
+
+def store_mapped(
+    store: Store, spec: SourceSpec, page: PageToStore, mapped: MappedPage, *, today: date
+) -> ImportSummary:
+    """Store a mapped page and the cursor after it, in one transaction. Raises ``NeedsPayloads``
+    (having stored nothing) when a record mapped without its payload is refused."""
     imported = ImportSummary(errors=list(mapped.errors))
     with store.write() as session:
         store_records(session, mapped.records, imported, source=spec.name)
+        if not mapped.payloads and any(e.payload is None for e in imported.errors):
+            raise NeedsPayloads(spec.name)  # rolls the page back
         quarantine_invalid(session, mapped.errors, imported, source=spec.name)
         # A deal that left the won stages is no longer a contract candidate: its old entry is moot.
         quarantine.resolve_many(session, source=spec.name, record_type="contracts", record_keys=mapped.not_won)
         _end_deleted(session, spec, [spec.ref(i) for i in page.deleted_ids], today, imported)
         if page.cursor is not None:
             set_cursor(session, spec.name, spec.stream, page.cursor)
+    return imported
+
+
+def count_page(summary: SyncSummary, page: DealPage, mapped: MappedPage, imported: ImportSummary) -> None:
     summary.pages += 1
     summary.deals_pulled += len(page.bundles)
     summary.not_won += len(mapped.not_won)
@@ -275,24 +317,76 @@ def sync_pages(
     today: date | None = None,
     run_page: Callable[[Callable[[], None]], None] | None = None,
     on_page: Callable[[SyncSummary], None] | None = None,
+    writer_process: bool | None = None,
 ) -> SyncSummary:
     """Pull from the stored cursor and store page by page. ``run_page`` runs each page's work (the
-    Prefect flow makes it a task); ``on_page`` reports progress."""
+    Prefect flow makes it a task); ``on_page`` reports progress. ``writer_process``: store the pages
+    in a writer process while the next ones are mapped (flows/page_writer.py); None: when a page is
+    large enough to be worth it and there is a CPU to spare."""
+    from billbridge.flows.page_writer import PageWriter, StoreTicket
+
     today = today or datetime.now(UTC).date()
     with store.read() as session:
         cursor = get_cursor(session, spec.name, spec.stream)
     summary = SyncSummary(spec.name)
     caches = MappingCaches()
-    with bulk_gc():
-        for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
+    # A full pull (no cursor yet) is the long one: its writer starts while the first page is fetched.
+    early = (cursor is None or writer_process) and _wants_writer(writer_process, store, None)
+    writer = PageWriter(store, spec, today) if early else None
+    handed: deque[tuple[DealPage, MappedPage, StoreTicket]] = deque()  # with the writer, not yet waited for
 
-            def work(page: DealPage = page) -> None:
-                store_page(store, spec, page, summary, today=today, caches=caches)
+    def finish(page: DealPage, mapped: MappedPage, ticket: StoreTicket) -> None:
+        def work() -> None:
+            count_page(summary, page, mapped, ticket.result())
 
-            (run_page or _call)(work)
-            if on_page is not None:
-                on_page(summary)
+        (run_page or _call)(work)
+        if on_page is not None:
+            on_page(summary)
+
+    try:
+        with bulk_gc():
+            for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
+                if writer is None and _wants_writer(writer_process, store, page):
+                    writer = PageWriter(store, spec, today)
+                # Until the writer is up, pages are stored here (unless it was asked for: then it is waited for).
+                if writer is None or (writer.idle and not writer.ready(wait=bool(writer_process))):
+
+                    def work(page: DealPage = page) -> None:
+                        store_page(store, spec, page, summary, today=today, caches=caches)
+
+                    (run_page or _call)(work)
+                    if on_page is not None:
+                        on_page(summary)
+                    continue
+                mapped = map_page(page, spec, caches, payloads=False)
+                handed.append((page, mapped, writer.submit(page, mapped)))
+                if len(handed) > WRITER_AHEAD:  # the pages before were stored while this one was mapped
+                    finish(*handed.popleft())
+            while handed:
+                finish(*handed.popleft())
+    finally:
+        if writer is not None:
+            writer.close()
     return summary
+
+
+WRITER_PAGE = 500  # deals in a page that make a writer process worth its start (about half a second)
+WRITER_AHEAD = 2  # pages handed to the writer before the sync waits for the oldest
+
+
+def _wants_writer(writer_process: bool | None, store: Store, page: DealPage | None) -> bool:
+    """Whether to store through a writer process: as told, or (None) for a full pull (``page`` None:
+    before the first page) or a large page, when another process can open the store and there is
+    a CPU for it."""
+    from billbridge.flows.page_writer import PageWriter
+
+    if not PageWriter.usable(store):
+        return False
+    if writer_process is not None:
+        return writer_process
+    if len(os.sched_getaffinity(0)) < 2:
+        return False
+    return page is None or len(page.bundles) >= WRITER_PAGE
 
 
 def _call(work: Callable[[], None]) -> None:

@@ -69,6 +69,7 @@ def sync_crm(source: str = "salesforce") -> dict[str, Any]:
             connect(source, settings),
             today=datetime.now(UTC).date(),
             run_page=store_page_task,
+            writer_process=settings.crm_sync_writer,
         )
     create_markdown_artifact(summary.markdown(), key=f"sync-crm-{source}", description=f"CRM sync from {source}")
     return summary.as_dict()

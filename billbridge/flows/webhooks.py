@@ -55,7 +55,9 @@ def _sync_subscriptions(store: Store, settings: Settings) -> str:
     from billbridge.flows.crm_sync import spec_for, sync_pages
     from billbridge.flows.sync_crm import connect
 
-    summary = sync_pages(store, spec_for("stripe"), connect("stripe", settings))
+    summary = sync_pages(
+        store, spec_for("stripe"), connect("stripe", settings), writer_process=settings.crm_sync_writer
+    )
     return ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no changes"
 
 
