@@ -16,6 +16,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
@@ -335,13 +336,13 @@ def sync_pages(
     writer = PageWriter(store, spec, today) if early else None
     handed: deque[tuple[DealPage, MappedPage, StoreTicket]] = deque()  # with the writer, not yet waited for
 
-    def finish(page: DealPage, mapped: MappedPage, ticket: StoreTicket) -> None:
-        def work() -> None:
-            count_page(summary, page, mapped, ticket.result())
-
+    def run(work: Callable[[], None]) -> None:
         (run_page or _call)(work)
         if on_page is not None:
             on_page(summary)
+
+    def finish(page: DealPage, mapped: MappedPage, ticket: StoreTicket) -> None:
+        run(lambda: count_page(summary, page, mapped, ticket.result()))
 
     try:
         with bulk_gc():
@@ -350,13 +351,7 @@ def sync_pages(
                     writer = PageWriter(store, spec, today)
                 # Until the writer is up, pages are stored here (unless it was asked for: then it is waited for).
                 if writer is None or (writer.idle and not writer.ready(wait=bool(writer_process))):
-
-                    def work(page: DealPage = page) -> None:
-                        store_page(store, spec, page, summary, today=today, caches=caches)
-
-                    (run_page or _call)(work)
-                    if on_page is not None:
-                        on_page(summary)
+                    run(partial(store_page, store, spec, page, summary, today=today, caches=caches))
                     continue
                 mapped = map_page(page, spec, caches, payloads=False)
                 handed.append((page, mapped, writer.submit(page, mapped)))

@@ -19,6 +19,7 @@ import contextlib
 import gc
 import os
 import pickle
+import queue
 import subprocess
 import sys
 import threading
@@ -97,24 +98,34 @@ class PageWriter:
         )
         assert self._process.stdin is not None and self._process.stdout is not None
         self._to, self._from = self._process.stdin, self._process.stdout
-        self._waiting: deque[Future[Any]] = deque()
+        self._waiting: deque[Future[Any]] = deque()  # in the order sent, which is the order answered
+        self._outbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._seq = 0
-        self._started: Future[Any] = self._call((url, spec, today))
+        # Writing a page into the pipe waits while the process stores the one before: a thread writes
+        # (the sync pickles: pickling in a thread would contend for the GIL), another reads the answers.
+        threading.Thread(target=self._send_all, name="page-writer-send", daemon=True).start()
         threading.Thread(target=self._answers, name="page-writer-answers", daemon=True).start()
+        self._started: Future[Any] = self._call((url, spec, today))
 
     def _call(self, message: object) -> Future[Any]:
         """Send one message; its answer resolves the future (answers come in the order sent)."""
         future: Future[Any] = Future()
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)  # here: a thread would contend for the GIL
         with self._lock:
             self._waiting.append(future)
-            try:
-                pickle.dump(message, self._to, protocol=pickle.HIGHEST_PROTOCOL)
-                self._to.flush()
-            except OSError as exc:  # the process is gone: the answer thread fails what waits
-                future.set_exception(RuntimeError(f"the page writer process is gone: {exc!r}"))
-                self._waiting.remove(future)
+            self._outbox.put(data)
         return future
+
+    def _send_all(self) -> None:
+        while data := self._outbox.get():  # an empty one (never a pickle) closes the pipe
+            try:
+                self._to.write(data)
+                self._to.flush()
+            except OSError:  # the process is gone: the answer thread fails what waits
+                break
+        with contextlib.suppress(OSError):
+            self._to.close()  # the process finishes what it has, then ends
 
     def _answers(self) -> None:
         while True:
@@ -163,8 +174,7 @@ class PageWriter:
 
     def close(self) -> None:
         """Let the process finish the pages handed over, then wait for it to end."""
-        with contextlib.suppress(OSError):
-            self._to.close()
+        self._outbox.put(b"")
         self._process.wait()
 
 
