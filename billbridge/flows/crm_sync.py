@@ -379,7 +379,8 @@ def _wants_writer(writer_process: bool | None, store: Store, page: DealPage | No
         return False
     if writer_process is not None:
         return writer_process
-    if len(os.sched_getaffinity(0)) < 2:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cpus < 2:
         return False
     return page is None or len(page.bundles) >= WRITER_PAGE
 
