@@ -11,7 +11,8 @@ empty SQLite store gets the world's legal entities.
 Timed, in this order (after importing the connector and its SDK once, untimed):
 - floor: the connector's pull consumed through the vendor SDK with nothing mapped or stored: the
   same pages and batch reads the sync makes (a bare paging loop of the same data through the SDK);
-- full sync: ``sync_pages`` from no cursor: pull, map, store every page, save the cursor;
+- full sync: ``sync_pages`` from no cursor with its defaults (a full pull on 2 CPUs: a writer
+  process stores the pages): pull, map, store every page, save the cursor;
 - incremental: 1% of the deals change in the sandbox (edits, closes, deletions), then a sync from
   the stored cursor.
 
