@@ -228,15 +228,22 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
 @app.command()
 def sandbox(
     deals: Annotated[int, typer.Option(help="Deals in each CRM sandbox.")] = 60,
+    webhooks: Annotated[
+        bool,
+        typer.Option(help="Send Stripe's and QuickBooks' webhooks to `billbridge serve` (api_host and api_port)."),
+    ] = True,
 ) -> None:
     """Start the four vendor sandboxes for a person to explore; print their URLs and the settings
-    that point billbridge at them. Ctrl-C stops them."""
+    that point billbridge at them (with the webhook secrets `billbridge serve` verifies them with).
+    Ctrl-C stops them."""
     import threading
 
     from billbridge.app.demo import running_sandboxes
 
+    settings = Settings()
+    webhooks_to = f"http://{settings.api_host}:{settings.api_port}" if webhooks else None
     try:  # Ctrl-C at any moment (even while the settings print) stops them cleanly
-        with running_sandboxes(deals) as running:
+        with running_sandboxes(deals, webhooks_to=webhooks_to) as running:
             table = Table("sandbox", "URL", title="billbridge sandboxes (fault control: <url>/__sandbox__/faults)")
             table.add_row("Salesforce", running.salesforce.url)
             table.add_row("HubSpot", running.hubspot.url)
@@ -246,6 +253,10 @@ def sandbox(
             console.print("Settings for billbridge in another shell (secrets included: sandbox only):")
             for key, value in sorted(running.env.items()):
                 console.print(f"export {key}='{value}'", soft_wrap=True, highlight=False)
+            if webhooks_to:
+                console.print(
+                    f"Stripe and QuickBooks send webhooks to {webhooks_to}/webhooks/stripe and /webhooks/quickbooks"
+                )
             threading.Event().wait()
     except KeyboardInterrupt:
         err.print("sandboxes stopped")

@@ -43,8 +43,11 @@ class Sandboxes:
 
 
 @contextmanager
-def running_sandboxes(deals: int) -> Iterator[Sandboxes]:
-    """The four sandboxes, and the settings (as BILLBRIDGE_* variables) that point billbridge at them."""
+def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator[Sandboxes]:
+    """The four sandboxes, and the settings (as BILLBRIDGE_* variables) that point billbridge at them.
+    ``webhooks_to``: the base URL of a billbridge API (``billbridge serve``) that Stripe's and
+    QuickBooks' sandboxes send their signed webhooks to (its /webhooks/stripe and /webhooks/quickbooks),
+    with the secrets that verify them among the settings."""
     from billbridge.sandbox.hubspot import HubSpotSandbox
     from billbridge.sandbox.quickbooks.running import start_quickbooks
     from billbridge.sandbox.salesforce import SalesforceSandbox
@@ -55,9 +58,16 @@ def running_sandboxes(deals: int) -> Iterator[Sandboxes]:
         stack.callback(salesforce.stop)
         hubspot = HubSpotSandbox.start(demo_world.generate(deals, seed=202))
         stack.callback(hubspot.stop)
-        quickbooks = start_quickbooks()
+        base = webhooks_to.rstrip("/") if webhooks_to else None
+        quickbooks = start_quickbooks(webhook_url=f"{base}/webhooks/quickbooks" if base else None)
         stack.callback(quickbooks.stop)
-        stripe = stack.enter_context(start_seeded(demo_world.generate(3, seed=303), subscriptions=0))
+        stripe = stack.enter_context(
+            start_seeded(
+                demo_world.generate(3, seed=303),
+                subscriptions=0,
+                webhook_url=f"{base}/webhooks/stripe" if base else None,
+            )
+        )
         signups = Counter[str]()
 
         def card(customer: dict[str, Any]) -> str:
@@ -84,6 +94,9 @@ def running_sandboxes(deals: int) -> Iterator[Sandboxes]:
             "BILLBRIDGE_PUSH_TARGETS": json.dumps(["quickbooks", "stripe"]),
             "BILLBRIDGE_AUTO_APPROVE_INVOICES": "true",
         }
+        if base:
+            env["BILLBRIDGE_STRIPE__WEBHOOK_SECRET"] = stripe.webhook_secret
+            env["BILLBRIDGE_QUICKBOOKS__WEBHOOK_VERIFIER_TOKEN"] = quickbooks.webhook_verifier
         yield Sandboxes(env, quickbooks, stripe, salesforce, hubspot)
 
 

@@ -43,3 +43,48 @@ def test_events_with_nothing_to_do_are_listed_then_marked_ignored_with_the_reaso
     assert json.loads(runner.invoke(app, ["webhooks", "list", "--pending", "--json"]).output) == []
     table = runner.invoke(app, ["webhooks", "list"])
     assert table.exit_code == 0 and "Webhooks" in table.output
+
+
+def test_the_sandboxes_send_their_signed_webhooks_to_billbridge_serve(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What `billbridge sandbox` sets up: Stripe's and QuickBooks' sandboxes deliver to the API's
+    webhook endpoints, and the settings it prints are the ones the API verifies them with."""
+    from typing import Any
+
+    import stripe
+
+    from billbridge.api.app import create_app
+    from billbridge.app.demo import running_sandboxes
+    from billbridge.app.settings import Settings
+    from billbridge.sandbox.server import SandboxServer
+
+    served: dict[str, Any] = {}
+
+    async def api(scope: Any, receive: Any, send: Any) -> None:  # the app comes once the secrets are known
+        await served["app"](scope, receive, send)
+
+    server = SandboxServer(api, name="api")  # its port is bound here: the sandboxes are told it first
+    with running_sandboxes(3, webhooks_to=server.url) as running:
+        for key, value in running.env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+        monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+        monkeypatch.setenv("BILLBRIDGE_WEBHOOKS_INLINE", "false")  # kept in the inbox, not acted on
+        served["app"] = create_app(store, Settings())
+        server.start()
+        try:
+            client = stripe.StripeClient(
+                running.env["BILLBRIDGE_STRIPE__API_KEY"],
+                base_addresses={"api": running.env["BILLBRIDGE_STRIPE__BASE_URL"]},
+            )
+            client.customers.create(params={"email": "ada@example.com"})
+            running.stripe.sandbox.webhook.flush()
+            running.quickbooks.company.notify([("Invoice", "7", "Create", "2026-12-01T10:00:00Z")])
+        finally:
+            server.stop()
+    assert running.stripe.sandbox.webhook.failed == [] and running.stripe.sandbox.webhook.delivered
+    assert [status for status, _ in running.quickbooks.company.webhook.delivered] == [200]
+    with store.read() as session:
+        received = {(e["source"], e["event_type"]) for e in inbox.list_events(session, limit=100)}
+    assert ("stripe", "customer.created") in received and ("quickbooks", "Invoice.Create") in received
