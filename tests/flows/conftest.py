@@ -1,11 +1,15 @@
-"""A Prefect API for flow tests: one temporary server per test process (prefect_test_harness)."""
+"""Fixtures for flow tests: a Prefect API (one temporary server per test process) and a QuickBooks sandbox."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls from a sandboxed machine
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -25,3 +29,15 @@ def flow_env(prefect_api: None, database_url: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
     monkeypatch.setenv("BILLBRIDGE_CONFIG", "/nonexistent/billbridge.toml")
     return database_url
+
+
+@pytest.fixture
+def qbo() -> Iterator[RunningQuickBooks]:
+    """A QuickBooks company sandbox on loopback (TLS), stopped after the test."""
+    from billbridge.sandbox.quickbooks.running import start_quickbooks
+
+    running = start_quickbooks()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -21,7 +21,7 @@ from billbridge.flows.importing import import_file
 from billbridge.flows.mirror import mirror_payments
 from billbridge.flows.push import push, stripe_connector
 from billbridge.flows.reconcile import reconcile
-from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
+from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.sandbox.stripe import RunningStripe, start_seeded
 from billbridge.sandbox.stripe import payments as refunds
 from billbridge.store import external_refs, outbox
@@ -112,15 +112,6 @@ def test_auto_charge_declines_then_pays_and_reconciles_once(
     with store.read() as session:
         paid = list_invoices(session, contract_ref="C-100-globex")
     assert all(d["amount_paid"] == d["invoice_total"] for d in paid)
-
-
-@pytest.fixture
-def qbo() -> Iterator[RunningQuickBooks]:
-    running = start_quickbooks()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def test_quickbooks_payments_reconcile_in_full_and_in_part_once(

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -20,21 +19,12 @@ from billbridge.flows.bill import approve_drafts
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.flows.push import push
-from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
+from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
-
-
-@pytest.fixture
-def qbo() -> Iterator[RunningQuickBooks]:
-    running = start_quickbooks()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def settings_for(qbo: RunningQuickBooks, database_url: str, data_dir: Path) -> Settings:

@@ -24,7 +24,7 @@ from billbridge.flows.collect import collect
 from billbridge.flows.push import push, stripe_connector
 from billbridge.flows.webhooks import WebhookSummary, decide, process_pending, process_webhooks
 from billbridge.sandbox.quickbooks import sign_webhook
-from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
+from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import RunningStripe, WebhookSender, start_seeded
 from billbridge.sandbox.stripe import payments as refunds
@@ -93,6 +93,16 @@ def charge_auto_invoices(store: Store, settings: Settings) -> list[dict[str, Any
     return auto
 
 
+def charge_holding_events(
+    store: Store, settings: Settings, stripe: RunningStripe
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``charge_auto_invoices`` with every Stripe event it causes held back, for the test to deliver
+    in the order it wants: (the invoices charged, the events)."""
+    held: list[dict[str, Any]] = []
+    stripe.sandbox.state.listeners.append(held.append)
+    return charge_auto_invoices(store, settings), held
+
+
 def assert_paid_once(store: Store, stripe: RunningStripe, auto: list[dict[str, Any]]) -> None:
     charges = [c["id"] for c in stripe.sandbox.state.all("charge") if c["status"] == "succeeded"]
     assert len(charges) == len(auto)
@@ -144,9 +154,7 @@ def test_stripe_events_in_reverse_order_cause_one_reconciliation(
 ) -> None:
     settings = stripe_settings(stripe_sandbox, database_url, tmp_path, inline=False)
     url, _ = serve(store, settings)
-    held: list[dict[str, Any]] = []
-    stripe_sandbox.sandbox.state.listeners.append(held.append)  # events held back while they happen
-    auto = charge_auto_invoices(store, settings)
+    auto, held = charge_holding_events(store, settings, stripe_sandbox)
 
     late = WebhookSender(f"{url}/webhooks/stripe", stripe_sandbox.webhook_secret)
     for event in reversed(held):  # invoice.paid before the charge it reports, the charge before its invoice
@@ -163,15 +171,6 @@ def test_stripe_events_in_reverse_order_cause_one_reconciliation(
     assert summary.notes["reconcile:stripe"] == f"matched {len(auto)}"
     assert_paid_once(store, stripe_sandbox, auto)
     assert process_pending(store, settings).actions == {}  # all processed: a second pass does nothing
-
-
-@pytest.fixture
-def qbo() -> Iterator[RunningQuickBooks]:
-    running = start_quickbooks()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def test_quickbooks_payment_notification_is_reconciled_once_by_the_flow(
@@ -234,9 +233,7 @@ def test_a_failed_action_keeps_its_events_with_the_error_and_retries_them(
         update={"stripe": good.stripe.model_copy(update={"api_key": SecretStr("sk_test_revoked")})}
     )
     url, _ = serve(store, good)
-    held: list[dict[str, Any]] = []
-    stripe_sandbox.sandbox.state.listeners.append(held.append)
-    auto = charge_auto_invoices(store, good)
+    auto, held = charge_holding_events(store, good, stripe_sandbox)
     sender = WebhookSender(f"{url}/webhooks/stripe", stripe_sandbox.webhook_secret)
     for event in held:
         sender(event)
@@ -266,9 +263,7 @@ def test_a_second_processor_leaves_events_another_is_acting_on(
 ) -> None:
     settings = stripe_settings(stripe_sandbox, database_url, tmp_path, inline=False)
     url, _ = serve(store, settings)
-    held: list[dict[str, Any]] = []
-    stripe_sandbox.sandbox.state.listeners.append(held.append)
-    auto = charge_auto_invoices(store, settings)
+    auto, held = charge_holding_events(store, settings, stripe_sandbox)
     sender = WebhookSender(f"{url}/webhooks/stripe", stripe_sandbox.webhook_secret)
     for event in held:
         sender(event)
