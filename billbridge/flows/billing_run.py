@@ -143,13 +143,12 @@ def _plan_in_worker(ids: list[int], as_of: date) -> ChunkPlan:
 
 def _planned_ahead(store: Store, chunks: list[list[int]], as_of: date, workers: int) -> Iterator[ChunkPlan | None]:
     """Chunks planned by ``workers`` processes, in order, at most two per worker in flight."""
-    url = store.engine.url
-    if workers < 1 or len(chunks) < 3 or url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+    if workers < 1 or len(chunks) < 3 or not store.shared:
         yield from (None for _ in chunks)
         return
     context = multiprocessing.get_context("spawn")  # never fork a process holding open connections
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_open_worker_store, initargs=(url.render_as_string(False),)
+        workers, mp_context=context, initializer=_open_worker_store, initargs=(store.url,)
     ) as pool:
         window: deque[Future[ChunkPlan]] = deque()
         pending = iter(chunks)

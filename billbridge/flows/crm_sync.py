@@ -373,9 +373,7 @@ def _wants_writer(writer_process: bool | None, store: Store, page: DealPage | No
     """Whether to store through a writer process: as told, or (None) for a full pull (``page`` None:
     before the first page) or a large page, when another process can open the store and there is
     a CPU for it."""
-    from billbridge.flows.page_writer import PageWriter
-
-    if not PageWriter.usable(store):
+    if not store.shared:
         return False
     if writer_process is not None:
         return writer_process

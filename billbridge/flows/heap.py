@@ -22,6 +22,13 @@ _active = 0
 _saved: tuple[int, int, int] | None = None
 
 
+def tune_for_bulk() -> None:
+    """For good, in a process that only does bulk work (a sync's writer): what it has imported is
+    frozen and collections are rarer, as within ``bulk_gc``."""
+    gc.freeze()
+    gc.set_threshold(*BULK_THRESHOLDS)
+
+
 @contextmanager
 def bulk_gc() -> Iterator[None]:
     """Within the block: objects alive at its start are frozen and collections are rarer. Nests and

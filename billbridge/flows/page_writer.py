@@ -16,7 +16,6 @@ back and asks for it again with them, so the quarantine keeps the record as rece
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import pickle
 import queue
@@ -38,7 +37,7 @@ from billbridge.flows.crm_sync import (
     store_mapped,
     with_payloads,
 )
-from billbridge.flows.heap import BULK_THRESHOLDS
+from billbridge.flows.heap import tune_for_bulk
 from billbridge.flows.importing import ImportSummary
 from billbridge.store.db import Store, open_store
 
@@ -68,8 +67,7 @@ _writer: _Writer | None = None  # the writer process's state, made by its initia
 def _start(url: str, spec: SourceSpec, today: date) -> bool:
     global _writer
     _writer = _Writer(open_store(url, run_migrations=False), spec, today)
-    gc.freeze()  # what the process imported; its own garbage is collected as in bulk_gc
-    gc.set_threshold(*BULK_THRESHOLDS)
+    tune_for_bulk()  # the process does nothing else
     return True
 
 
@@ -92,7 +90,7 @@ class PageWriter:
     again (a CLI or a benchmark script, about a second), this imports only what storing needs."""
 
     def __init__(self, store: Store, spec: SourceSpec, today: date) -> None:
-        url = store.engine.url.render_as_string(hide_password=False)
+        url = store.url
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
@@ -152,12 +150,6 @@ class PageWriter:
             self._started.result(timeout=120)
         return self._started.done() and self._started.exception() is None
 
-    @staticmethod
-    def usable(store: Store) -> bool:
-        """Whether another process can open the store (not an in-memory SQLite database)."""
-        url = store.engine.url
-        return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
-
     @property
     def idle(self) -> bool:
         """Whether no page has been handed to it yet (till then the sync may still store pages itself)."""
@@ -168,9 +160,6 @@ class PageWriter:
         job = _Job(self._seq, PageToStore(page.deleted_ids, page.cursor), mapped)
         self._seq += 1
         return StoreTicket(self, job, page)
-
-    def _send(self, job: _Job) -> Future[Answer]:
-        return self._call(job)
 
     def close(self) -> None:
         """Let the process finish the pages handed over, then wait for it to end."""
@@ -209,7 +198,7 @@ class StoreTicket:
 
     def __init__(self, writer: PageWriter, job: _Job, page: DealPage) -> None:
         self._writer, self._job, self._page = writer, job, page
-        self._future: Future[Answer] | None = writer._send(job)
+        self._future: Future[Answer] | None = writer._call(job)
 
     def result(self) -> ImportSummary:
         """Wait until the page is stored (sending it again when the writer skipped it or needs its
@@ -217,7 +206,7 @@ class StoreTicket:
         the page again."""
         for _ in range(3):  # skipped once at most (the page before it was sent again), then payloads
             if self._future is None:
-                self._future = self._writer._send(self._job)
+                self._future = self._writer._call(self._job)
             try:
                 answer = self._future.result()
             except BaseException:

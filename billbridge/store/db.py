@@ -127,6 +127,18 @@ class Store:
         return self.engine.dialect.name
 
     @property
+    def shared(self) -> bool:
+        """Whether another process can open this store (not an in-memory SQLite database): worker
+        processes of a billing run or a CRM sync open it by its URL."""
+        url = self.engine.url
+        return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
+
+    @property
+    def url(self) -> str:
+        """The URL another process opens this store with (with its password)."""
+        return self.engine.url.render_as_string(hide_password=False)
+
+    @property
     def locks_database(self) -> bool:
         """Whether a write transaction locks the whole database (SQLite: one writer at a time),
         so that reads are better done outside it; PostgreSQL writers only lock the rows they touch."""
