@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from billbridge.sandbox.salesforce import SalesforceSandbox
 from billbridge.store import quarantine
 from billbridge.store.contracts import contract_summaries
 from billbridge.store.cursors import get_cursor
-from billbridge.store.db import Store
+from billbridge.store.db import Store, open_store
 
 TODAY = date(2026, 11, 2)
 
@@ -59,13 +60,11 @@ def cursor(store: Store) -> str | None:
 
 
 def test_the_writer_stores_what_the_sync_stores_in_process(
-    store: Store, tmp_path: Any, world: demo_world.DemoWorld, salesforce: None
+    store: Store, tmp_path: Path, world: demo_world.DemoWorld, salesforce: None
 ) -> None:
     import_document(store, demo_world.entities_document(world))
     through_writer = sync(store, writer=True)
     assert through_writer.pages >= 3
-    from billbridge.store.db import open_store
-
     other = open_store(f"sqlite:///{tmp_path / 'in-process.db'}")
     import_document(other, demo_world.entities_document(world))
     in_process = sync(other, writer=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -76,3 +77,13 @@ def test_migration_0006_reads_who_bills_each_stored_version_from_its_terms(store
             ).all()
         )
     assert billed_by == {"K-OURS": "billbridge", "K-STRIPE": "stripe"}
+
+
+def test_a_store_is_shared_with_other_processes_unless_it_is_in_memory(tmp_path: Path) -> None:
+    """Worker processes (billing planners, a CRM sync's writer) open the store by its URL."""
+    in_memory = open_store("sqlite://")
+    on_disk = open_store(f"sqlite:///{tmp_path / 'shared.db'}")
+    assert not in_memory.shared and on_disk.shared
+    assert open_store(on_disk.url, run_migrations=False).engine.url == on_disk.engine.url
+    in_memory.dispose()
+    on_disk.dispose()
