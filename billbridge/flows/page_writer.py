@@ -90,7 +90,6 @@ class PageWriter:
     again (a CLI or a benchmark script, about a second), this imports only what storing needs."""
 
     def __init__(self, store: Store, spec: SourceSpec, today: date) -> None:
-        url = store.url
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
@@ -104,7 +103,7 @@ class PageWriter:
         # (the sync pickles: pickling in a thread would contend for the GIL), another reads the answers.
         threading.Thread(target=self._send_all, name="page-writer-send", daemon=True).start()
         threading.Thread(target=self._answers, name="page-writer-answers", daemon=True).start()
-        self._started: Future[Any] = self._call((url, spec, today))
+        self._started: Future[Any] = self._call((store.url, spec, today))
 
     def _call(self, message: object) -> Future[Any]:
         """Send one message; its answer resolves the future (answers come in the order sent)."""
