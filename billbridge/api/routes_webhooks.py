@@ -109,6 +109,7 @@ def _quickbooks_events(body: bytes, headers: Headers, token: str) -> list[InboxE
                     "operation": c.operation,
                     "lastUpdated": c.last_updated,
                 }
+                | ({"eventId": c.event_id} if c.event_id else {})
             ),
         )
         for c in changes
@@ -150,7 +151,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _documented(header: str, description: str, body: str) -> dict[str, Any]:
+def _documented(header: str, description: str, body: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """The signature header and the JSON body, for /docs (the route reads the raw bytes itself)."""
     return {
         "parameters": [
@@ -159,7 +160,7 @@ def _documented(header: str, description: str, body: str) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "description": body,
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {"application/json": {"schema": schema or {"type": "object"}}},
         },
     }
 
@@ -182,7 +183,10 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     responses=_RESPONSES,
     summary="QuickBooks webhook endpoint",
     openapi_extra=_documented(
-        "intuit-signature", "base64 HMAC-SHA256 of the body", "Intuit's eventNotifications (data change events)"
+        "intuit-signature",
+        "base64 HMAC-SHA256 of the body",
+        "Intuit's data change events: a JSON array of CloudEvents (the current format) or eventNotifications (legacy)",
+        {"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]},
     ),
 )
 async def quickbooks_webhook(request: Request) -> JSONResponse:

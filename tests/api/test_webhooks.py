@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import select
 
 from billbridge.api.app import create_app
 from billbridge.app.settings import QuickBooksSettings, Settings, StripeSettings
@@ -19,6 +20,7 @@ from billbridge.sandbox.quickbooks import sign_webhook
 from billbridge.sandbox.stripe import sign
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
+from billbridge.store.models import WebhookEvent
 
 SECRET = "whsec_endpoint"
 VERIFIER = "intuit-verifier-token"
@@ -178,6 +180,55 @@ def test_quickbooks_refuses_forged_and_malformed_notifications(client: TestClien
         "eventNotifications[0].dataChangeEvent.entities[0].id" in answers["no entity id"].json()["detail"][0]["message"]
     )
     assert stored(store) == []
+
+
+def cloud_events(*entities: tuple[str, str, str, str], realm: str = REALM) -> bytes:
+    """Intuit's current format: a JSON array of CloudEvents, one per change (a fresh id per delivery)."""
+    return json.dumps(
+        [
+            {
+                "specversion": "1.0",
+                "id": f"{time.time_ns()}-{n}",
+                "source": "intuit.abc=",
+                "type": f"qbo.{name.lower()}.{op}.v1",
+                "datacontenttype": "application/json",
+                "time": at,
+                "intuitentityid": entity_id,
+                "intuitaccountid": realm,
+                "data": {},
+            }
+            for n, (name, entity_id, op, at) in enumerate(entities)
+        ]
+    ).encode()
+
+
+def test_quickbooks_cloud_events_are_stored_once_per_change(client: TestClient, store: Store) -> None:
+    at = "2026-12-01T07:00:00.000Z"
+    payload = cloud_events(("Payment", "41", "created", at), ("Invoice", "7", "updated", at))
+    assert post_intuit(client, payload, sign_webhook(payload, VERIFIER)).json() == {
+        "received": 2,
+        "new": 2,
+        "duplicates": 0,
+    }
+    again = cloud_events(("Payment", "41", "created", at), ("Payment", "41", "updated", "2026-12-01T07:05:00.000Z"))
+    assert post_intuit(client, again, sign_webhook(again, VERIFIER)).json() == {
+        "received": 2,
+        "new": 1,
+        "duplicates": 1,
+    }
+    rows = sorted((r["event_type"], r["object_id"]) for r in stored(store))
+    assert rows == [("Invoice.Update", "7"), ("Payment.Create", "41"), ("Payment.Update", "41")]
+    with store.read() as session:
+        payload_of = dict(session.execute(select(WebhookEvent.event_type, WebhookEvent.payload)).tuples().all())
+    # What the worker checks the company by, and the event's own id for tracing.
+    assert json.loads(payload_of["Payment.Create"])["realmId"] == REALM
+    assert json.loads(payload_of["Payment.Create"])["eventId"]
+
+    malformed = cloud_events(("Payment", "42", "created", at)).replace(b"qbo.payment", b"quickbooks.payment")
+    answer = post_intuit(client, malformed, sign_webhook(malformed, VERIFIER))
+    assert refusal(answer) == (400, "malformed_payload")
+    assert answer.json()["detail"][0]["message"].startswith("[0].type")
+    assert len(stored(store)) == 3
 
 
 def test_unconfigured_secrets_answer_503_so_the_vendor_retries(store: Store, tmp_path: Path) -> None:

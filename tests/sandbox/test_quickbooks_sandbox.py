@@ -249,19 +249,32 @@ def test_webhooks_are_signed_with_the_verifier_token(api: Api) -> None:
     payload, signature = received[-1]
     expected = base64.b64encode(hmac.new(api.qb.webhook_verifier.encode(), payload, hashlib.sha256).digest()).decode()
     assert signature == expected
-    event = json.loads(payload)["eventNotifications"][0]
-    assert event["realmId"] == api.qb.realm_id
-    assert event["dataChangeEvent"]["entities"][0] | {"lastUpdated": None} == {
-        "name": "Payment",
-        "id": payment["Id"],
-        "operation": "Create",
-        "lastUpdated": None,
+    # Intuit's current format: a JSON array of CloudEvents, one per change.
+    (event,) = json.loads(payload)
+    assert event | {"id": None, "time": None, "source": None} == {
+        "specversion": "1.0",
+        "id": None,
+        "source": None,
+        "type": "qbo.payment.created.v1",
+        "datacontenttype": "application/json",
+        "time": None,
+        "intuitentityid": payment["Id"],
+        "intuitaccountid": api.qb.realm_id,
+        "data": {},
     }
-    assert [json.loads(p)["eventNotifications"][0]["dataChangeEvent"]["entities"][0]["name"] for p, _ in received] == [
-        "Customer",
-        "Item",
-        "Invoice",
-        "Payment",
+    assert event["time"].endswith("Z") and event["source"].startswith("intuit.")
+    assert [json.loads(p)[0]["type"] for p, _ in received] == [
+        "qbo.customer.created.v1",
+        "qbo.item.created.v1",
+        "qbo.invoice.created.v1",
+        "qbo.payment.created.v1",
+    ]
+    # The legacy eventNotifications format, for an app that still receives it.
+    api.qb.company.webhook.format = "legacy"
+    legacy = json.loads(api.qb.company.webhook_payload([("Payment", payment["Id"], "Create", event["time"])]))
+    assert legacy["eventNotifications"][0]["realmId"] == api.qb.realm_id
+    assert legacy["eventNotifications"][0]["dataChangeEvent"]["entities"] == [
+        {"name": "Payment", "id": payment["Id"], "operation": "Create", "lastUpdated": event["time"]}
     ]
 
 

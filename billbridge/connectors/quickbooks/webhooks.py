@@ -1,5 +1,8 @@
-"""QuickBooks webhooks: ``intuit-signature`` is base64(HMAC-SHA256(verifier token, raw payload)); the
-payload lists entity changes per company (realm)."""
+"""QuickBooks webhooks: ``intuit-signature`` is base64(HMAC-SHA256(verifier token, raw payload)), in
+both of Intuit's payload formats. The current one (Intuit moved every app to it in 2026) is a JSON
+array of CloudEvents 1.0, one per entity change: ``type`` ``qbo.<entity>.<operation>.v1`` (entity in
+lower case, operation in the past tense), ``intuitentityid``, ``intuitaccountid`` (the company),
+``time``. The legacy one is an ``eventNotifications`` object listing the changes per company."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,10 +36,13 @@ class EntityChange:
     id: str
     operation: str  # Create, Update, Delete, Merge, Void, Emailed
     last_updated: str
+    event_id: str | None = None  # the CloudEvent's id (None in the legacy format)
 
     @property
     def key(self) -> str:
-        """Unique per change: a redelivery carries the same, a later change of the entity a new one."""
+        """Unique per change: a redelivery carries the same, a later change of the entity a new one.
+        Made of the change, not the CloudEvent id, which the CloudEvents spec does not bind a
+        redelivery to keep."""
         return f"{self.realm_id}:{self.name}:{self.id}:{self.operation}:{self.last_updated}"
 
     @property
@@ -50,12 +57,37 @@ class MalformedNotification(ValueError):
     """A signed payload that is not an Intuit data-change notification; the message names the field."""
 
 
+# CloudEvents name the entity in lower case; the API (and the legacy format) as below.
+ENTITIES = {
+    name.lower(): name
+    for name in (
+        "Account", "Bill", "BillPayment", "Budget", "Class", "CreditMemo", "Currency", "Customer", "Department",
+        "Deposit", "Employee", "Estimate", "Invoice", "Item", "JournalCode", "JournalEntry", "Payment",
+        "PaymentMethod", "Preferences", "Purchase", "PurchaseOrder", "RefundReceipt", "SalesReceipt", "TaxAgency",
+        "Term", "TimeActivity", "Transfer", "Vendor", "VendorCredit",
+    )
+}  # fmt: skip
+OPERATIONS = {
+    "created": "Create",
+    "updated": "Update",
+    "deleted": "Delete",
+    "merged": "Merge",
+    "voided": "Void",
+    "emailed": "Emailed",
+}
+_EVENT_TYPE = re.compile(r"qbo\.([a-z]+)\.([a-z]+)\.v[0-9]+")
+
+
 def parse_notification(payload: bytes) -> list[EntityChange]:
-    """The entity changes of a verified payload (the classic ``eventNotifications`` format)."""
+    """The entity changes of a verified payload, in either format (see the module's docstring)."""
     try:
         body = json.loads(payload)
     except ValueError as exc:
         raise MalformedNotification(f"the payload is not JSON: {exc}") from None
+    if isinstance(body, list):
+        return [_cloud_event(event, f"[{n}]") for n, event in enumerate(body)]
+    if not isinstance(body, dict):
+        raise MalformedNotification("the payload is neither a list of CloudEvents nor an eventNotifications object")
     notifications = _field(body, "eventNotifications", list, "")
     changes = []
     for n, notification in enumerate(notifications):
@@ -74,6 +106,25 @@ def parse_notification(payload: bytes) -> list[EntityChange]:
                 )
             )
     return changes
+
+
+def _cloud_event(event: Any, where: str) -> EntityChange:
+    version = _field(event, "specversion", str, where)
+    if version != "1.0":
+        raise MalformedNotification(f"{where}.specversion: expected 1.0, got {version!r}")
+    event_type = _field(event, "type", str, where)
+    parts = _EVENT_TYPE.fullmatch(event_type)
+    if parts is None:
+        raise MalformedNotification(f"{where}.type: expected qbo.<entity>.<operation>.v<n>, got {event_type!r}")
+    entity, operation = parts.groups()
+    return EntityChange(
+        _field(event, "intuitaccountid", str, where),
+        ENTITIES.get(entity, entity.capitalize()),
+        _field(event, "intuitentityid", str, where),
+        OPERATIONS.get(operation, operation.capitalize()),
+        _field(event, "time", str, where),
+        _field(event, "id", str, where),
+    )
 
 
 def _field(container: Any, name: str, kind: type, where: str) -> Any:

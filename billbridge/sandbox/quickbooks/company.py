@@ -71,7 +71,21 @@ class TokenPolicy:
 class Webhook:
     url: str | None = None
     verifier_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    # Intuit moved every app to CloudEvents in 2026; "legacy" sends the eventNotifications format.
+    format: str = "cloudevents"
     delivered: list[tuple[int | None, bytes]] = field(default_factory=list)  # (status or None, payload)
+
+
+_PAST_TENSE = {"Create": "created", "Update": "updated", "Delete": "deleted", "Merge": "merged", "Void": "voided"}
+
+
+def _utc_z(stamp: str) -> str:
+    """A CloudEvent's ``time``: UTC, milliseconds, ``Z`` (as Intuit sends it)."""
+    try:
+        moment = datetime.fromisoformat(stamp).astimezone(UTC)
+    except ValueError:
+        return stamp
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sign_webhook(payload: bytes, verifier_token: str) -> str:
@@ -303,9 +317,28 @@ class QboCompany:
         return payment
 
     def webhook_payload(self, changes: list[tuple[str, str, str, str]]) -> bytes:
-        entities = [{"name": n, "id": i, "operation": op, "lastUpdated": at} for n, i, op, at in changes]
+        """A notification of (entity, id, operation, last updated) changes, in the webhook's format."""
+        if self.webhook.format == "legacy":
+            entities = [{"name": n, "id": i, "operation": op, "lastUpdated": at} for n, i, op, at in changes]
+            return json.dumps(
+                {"eventNotifications": [{"realmId": self.realm_id, "dataChangeEvent": {"entities": entities}}]}
+            ).encode()
+        source = "intuit." + base64.b64encode(hashlib.sha256(self.realm_id.encode()).digest()).decode()
         return json.dumps(
-            {"eventNotifications": [{"realmId": self.realm_id, "dataChangeEvent": {"entities": entities}}]}
+            [
+                {
+                    "specversion": "1.0",
+                    "id": secrets.token_hex(16),
+                    "source": source,
+                    "type": f"qbo.{name.lower()}.{_PAST_TENSE.get(op, op.lower())}.v1",
+                    "datacontenttype": "application/json",
+                    "time": _utc_z(at),
+                    "intuitentityid": entity_id,
+                    "intuitaccountid": self.realm_id,
+                    "data": {},
+                }
+                for name, entity_id, op, at in changes
+            ]
         ).encode()
 
     def notify(self, changes: list[tuple[str, str, str, str]]) -> None:
