@@ -136,6 +136,15 @@ class RawStatement:
     def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
         """executemany of rows that all have the keys the statement was compiled for; the rows
         the DBAPI says it changed (summed over the rows by sqlite3 and psycopg; -1 if unknown)."""
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, self.driver_rows(rows))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def driver_rows(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        """The rows as the DBAPI takes them for :attr:`sql`: values converted, in the paramstyle's shape."""
         processors = self.processors
         first, last = rows[0], rows[-1]
 
@@ -150,9 +159,4 @@ class RawStatement:
         else:
             keys = [(key, processor(key)) for key in first]
             params = [{k: (p(row[k]) if p else row[k]) for k, p in keys} for row in rows]
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(self.sql, params)
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
+        return params
