@@ -6,11 +6,16 @@ Stripe payment applied to our invoices (``queue_mirrors``); this relay enters it
 Payment linked to those invoices, once: its requestid is deterministic, a message claimed before is
 looked up by the payment's PrivateNote first, and QuickBooks' own payment pull recognises that note
 and does not record the payment a second time (mapping/quickbooks.py ``mirrored_from``).
+
+A refund (or a lost dispute) of such a payment takes money back from its invoice here, which opens
+again; its message takes the same amount off the QuickBooks Payment that entered the payment, so
+the invoice opens again there too and the payment's total is the money kept. The Payment's
+PrivateNote lists the refunds taken off it, so a retry never takes one off twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -36,32 +41,44 @@ def mirror_targets(settings: Settings, source: str) -> tuple[str, ...]:
     return ("quickbooks",) if source != "quickbooks" and "quickbooks" in settings.push_targets else ()
 
 
-def queue_mirrors(session: Session, source: str, recorded: Sequence[PaymentIn], targets: Sequence[str]) -> int:
-    """Queue the just-recorded payments that paid our invoices for entry in ``targets`` (same transaction)."""
+def queue_mirrors(
+    session: Session,
+    source: str,
+    recorded: Sequence[PaymentIn],
+    targets: Sequence[str],
+    refund_of: Mapping[str, str] | None = None,
+) -> int:
+    """Queue the just-recorded payments that paid our invoices, and the refunds that took money back
+    from them, for entry in ``targets`` (same transaction). ``refund_of``: a refund's payment ref ->
+    the vendor ref of the payment it refunds (a refund without one stays with its source)."""
     if "quickbooks" not in targets:
         return 0
-    applied = [p for p in recorded if p.allocations and p.amount > 0]  # refunds stay with their source
+    refund_of = refund_of or {}
+    applied = [p for p in recorded if p.allocations and (p.amount > 0 or (p.amount < 0 and p.payment_ref in refund_of))]
     ids = payment_ids(session, [p.payment_ref for p in applied])
     queued = 0
     for payment in applied:
         vendor_ref = payment.payment_ref.removeprefix(f"{source}:")
+        payload = {
+            "source": source,
+            "payment_ref": vendor_ref,
+            "currency": payment.currency,
+            "amount": str(payment.amount),
+            "received_on": payment.received_on.isoformat(),
+            "customer_ref": payment.customer_ref,
+            "allocations": [[number, str(share)] for number, share in payment.allocations],
+            "method": payment.method,
+            "reference": payment.reference,
+        }
+        if payment.amount < 0:
+            payload["refund_of"] = refund_of[payment.payment_ref]
         queued += outbox.enqueue(
             session,
             topic=TOPIC,
             aggregate_type="payment",
             aggregate_id=ids[payment.payment_ref],
             dedupe_key=f"{TOPIC}:{payment.payment_ref}",
-            payload={
-                "source": source,
-                "payment_ref": vendor_ref,
-                "currency": payment.currency,
-                "amount": str(payment.amount),
-                "received_on": payment.received_on.isoformat(),
-                "customer_ref": payment.customer_ref,
-                "allocations": [[number, str(share)] for number, share in payment.allocations],
-                "method": payment.method,
-                "reference": payment.reference,
-            },
+            payload=payload,
         )
     return queued
 
@@ -83,8 +100,9 @@ def _incoming(payload: dict[str, Any]) -> IncomingPayment:
 
 
 def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Enter a batch of mirrored payments: customers found or made, then one batch call of Payments."""
-    from billbridge.connectors.quickbooks.connector import PaymentToRecord, QuickBooksWriteError
+    """Enter a batch of mirrored payments (customers found or made, then one batch call of Payments),
+    then take the batch's refunds off the Payments that entered what they refund."""
+    from billbridge.connectors.quickbooks.connector import PaymentToRecord, QuickBooksWriteError, RefundToRecord
     from billbridge.flows.push import quickbooks_connector, quickbooks_delivery
     from billbridge.mapping.quickbooks import customer_spec
 
@@ -93,10 +111,19 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
     def handle(messages: Sequence[Message]) -> list[Delivery]:
         payments = {m.id: _incoming(m.payload) for m in messages}
         numbers = {n for p in payments.values() for n in p.invoice_numbers}
+        refunded = {
+            m.id: f"{m.payload['source']}:{m.payload['refund_of']}" for m in messages if "refund_of" in m.payload
+        }
         with store.read() as session:
             ids = invoice_ids(session, numbers)
             in_qbo = {n: external_refs.get_external_id(session, "quickbooks", "invoice", i) for n, i in ids.items()}
             documents = outbound_documents(session, sorted(ids.values()))
+            # our payment ref -> the QuickBooks Payment it was entered as (this batch's entries join below)
+            entered = {
+                ref: str(qbo_id)
+                for ref, pid in payment_ids(session, set(refunded.values())).items()
+                if (qbo_id := external_refs.get_external_id(session, "quickbooks", "payment", pid)) is not None
+            }
         out: list[Delivery] = []
         ready: list[Message] = []
         for message in messages:
@@ -106,30 +133,69 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
                 out.append(Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason), outcome="waiting"))
             else:
                 ready.append(message)
-        if not ready:
+
+        def enter(ready: Sequence[Message]) -> list[Delivery]:
+            if not ready:
+                return []
+            specs = {}
+            for message in ready:
+                doc = documents[ids[payments[message.id].invoice_numbers[0]]]
+                specs[doc.customer_ref] = customer_spec(doc)
+            try:
+                customers = connector.ensure_customers(list(specs.values()))
+            except VendorError as exc:
+                return [Delivery(m.id, error=exc.classified) for m in ready]
+            except QuickBooksWriteError as exc:
+                error = Classified(ErrorKind.RETRIABLE, f"customer not in QuickBooks: {exc}")
+                return [Delivery(m.id, error=error) for m in ready]
+            items = []
+            for message in ready:
+                payment = payments[message.id]
+                customer = documents[ids[payment.invoice_numbers[0]]].customer_ref
+                qbo_invoices = {n: str(in_qbo[n]) for n in payment.invoice_numbers}
+                items.append(PaymentToRecord(payment, customers[customer], qbo_invoices))
+            try:
+                results = connector.record_payments(items, look_up_first=any(m.attempts for m in ready))
+            except VendorError as exc:
+                return [Delivery(m.id, error=exc.classified) for m in ready]
+            for message, result in zip(ready, results, strict=True):
+                if result.external_id is not None:
+                    entered[f"{message.payload['source']}:{message.payload['payment_ref']}"] = result.external_id
+            return [quickbooks_delivery(m, result) for m, result in zip(ready, results, strict=True)]
+
+        def take_off(ready: Sequence[Message]) -> list[Delivery]:
+            out: list[Delivery] = []
+            items: list[RefundToRecord] = []
+            sent: list[Message] = []
+            for message in ready:
+                qbo_payment = entered.get(refunded[message.id])
+                if qbo_payment is None:  # entered by a later delivery (or parked with an error): try again
+                    reason = f"the refunded payment {refunded[message.id]} is not in QuickBooks yet"
+                    out.append(Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason), outcome="waiting"))
+                    continue
+                refund = payments[message.id]
+                take_back = {
+                    str(in_qbo[n]): -share
+                    for n, share in zip(refund.invoice_numbers, refund.invoice_amounts, strict=True)
+                }
+                items.append(RefundToRecord(refund.payment_ref, qbo_payment, take_back))
+                sent.append(message)
+            if not items:
+                return out
+            try:
+                results = connector.record_refunds(items)
+            except VendorError as exc:
+                return out + [Delivery(m.id, error=exc.classified) for m in sent]
+            for message, result in zip(sent, results, strict=True):
+                if result.status == "failed":
+                    kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
+                    out.append(Delivery(message.id, error=Classified(kind, result.error or "refused")))
+                else:  # no link of its own: the Payment is the refunded payment's
+                    out.append(Delivery(message.id, outcome="refunded" if result.status == "created" else "existing"))
             return out
-        specs = {}
-        for message in ready:
-            doc = documents[ids[payments[message.id].invoice_numbers[0]]]
-            specs[doc.customer_ref] = customer_spec(doc)
-        try:
-            customers = connector.ensure_customers(list(specs.values()))
-        except VendorError as exc:
-            return out + [Delivery(m.id, error=exc.classified) for m in ready]
-        except QuickBooksWriteError as exc:
-            error = Classified(ErrorKind.RETRIABLE, f"customer not in QuickBooks: {exc}")
-            return out + [Delivery(m.id, error=error) for m in ready]
-        items = []
-        for message in ready:
-            payment = payments[message.id]
-            customer = documents[ids[payment.invoice_numbers[0]]].customer_ref
-            qbo_invoices = {n: str(in_qbo[n]) for n in payment.invoice_numbers}
-            items.append(PaymentToRecord(payment, customers[customer], qbo_invoices))
-        try:
-            results = connector.record_payments(items, look_up_first=any(m.attempts for m in ready))
-        except VendorError as exc:
-            return out + [Delivery(m.id, error=exc.classified) for m in ready]
-        return out + [quickbooks_delivery(m, result) for m, result in zip(ready, results, strict=True)]
+
+        out += enter([m for m in ready if m.id not in refunded])  # first: a refund may be of one of them
+        return out + take_off([m for m in ready if m.id in refunded])
 
     return handle, connector.close
 

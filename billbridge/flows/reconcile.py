@@ -177,7 +177,14 @@ def record_pages(
             summary.outcomes.update(outcomes)
             # The refs were read above in this transaction, under the source's lock, and are distinct.
             recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
-            queue_mirrors(session, source, [p for p, new in zip(batch, recorded, strict=True) if new], mirror_to)
+            if mirror_to:
+                refund_of = {
+                    ref: str(p.extra["refund_of"])
+                    for ref, p in zip(refs, page.payments, strict=True)
+                    if "refund_of" in p.extra
+                }
+                new_ones = [p for p, new in zip(batch, recorded, strict=True) if new]
+                queue_mirrors(session, source, new_ones, mirror_to, refund_of)
             if page.cursor is not None:
                 set_cursor(session, source, page.stream, page.cursor)
     return summary

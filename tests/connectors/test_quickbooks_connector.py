@@ -6,8 +6,10 @@ import base64
 import hashlib
 import hmac
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -26,6 +28,7 @@ from billbridge.connectors.quickbooks import (
     PaymentToRecord,
     QuickBooksConfig,
     QuickBooksConnector,
+    RefundToRecord,
     TokenStore,
     verify_webhook,
 )
@@ -402,3 +405,52 @@ def test_a_stripe_payment_is_recorded_against_its_invoices_once(qb: RunningQuick
     assert len(qb.company.all("Payment")) == 1
     pulled = [p for page in conn.pull_payments(None) for p in page.payments]
     assert [(p.invoice_numbers, p.amount) for p in pulled] == [((paid[0].number, paid[1].number), stripe.amount)]
+
+
+def test_refunds_taken_off_one_payment_by_two_workers_at_once_both_land_once(
+    qb: RunningQuickBooks, connect: Connect
+) -> None:
+    """Worker A reads the Payment, then its update is held up while worker B takes another refund off:
+    A's update names the SyncToken it read and fails as stale (retriable); A's retry reads again and
+    lands next to B's. A third try finds both on the payment and changes nothing."""
+    conn_a, conn_b, docs = connect(), connect(), invoices(8)
+    pushed = {r.number: r.external_id or "" for r in conn_a.push_documents(docs)}
+    paid = [d for d in docs if d.customer_ref == docs[0].customer_ref][:2]
+    customer_id = qb.company.get("Invoice", pushed[paid[0].number])["CustomerRef"]["value"]
+    stripe = IncomingPayment(
+        source="stripe",
+        payment_ref="ch_refunded",
+        currency="USD",
+        amount=paid[0].total + paid[1].total,
+        received_on=date(2026, 2, 1),
+        customer_ref=paid[0].customer_ref,
+        invoice_numbers=(paid[0].number, paid[1].number),
+        invoice_amounts=(paid[0].total, paid[1].total),
+    )
+    (entered,) = conn_a.record_payments(
+        [PaymentToRecord(stripe, customer_id, {d.number: pushed[d.number] for d in paid})]
+    )
+    payment_id = entered.external_id or ""
+    first, second = pushed[paid[0].number], pushed[paid[1].number]
+    refund_a = RefundToRecord("re_a", payment_id, {first: Decimal("5.00")})
+    refund_b = RefundToRecord("re_b", payment_id, {second: paid[1].total})  # all of the second invoice
+
+    held = qb.faults.add(kind="slow", path="/batch$", times=1, delay=1.5)
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(conn_a.record_refunds, [refund_a])
+        deadline = time.monotonic() + 10
+        while not held.hits and time.monotonic() < deadline:  # A has read the payment; its update waits
+            time.sleep(0.01)
+        assert [r.status for r in conn_b.record_refunds([refund_b])] == ["created"]
+        (stale,) = late.result()
+    assert (stale.status, stale.retriable) == ("failed", True) and "5010" in (stale.error or "")
+    assert [r.status for r in conn_a.record_refunds([refund_a])] == ["created"]
+    assert [r.status for r in conn_a.record_refunds([refund_a, refund_b])] == ["existing", "existing"]
+
+    payment = qb.company.get("Payment", payment_id)
+    assert payment["TotalAmt"] == stripe.amount - Decimal("5.00") - paid[1].total
+    assert payment["PrivateNote"] == "billbridge stripe ch_refunded refunds re_a,re_b"
+    assert qb.company.get("Invoice", first)["Balance"] == Decimal("5.00")
+    assert qb.company.get("Invoice", second)["Balance"] == paid[1].total
+    pulled = [p for page in conn_a.pull_payments(None) for p in page.payments]
+    assert [p.extra.get("mirrored_from") for p in pulled] == ["stripe:ch_refunded"]  # still known as ours

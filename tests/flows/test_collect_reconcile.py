@@ -62,6 +62,14 @@ def pushed_to_stripe(store: Store, settings: Settings, card: str) -> Any:
     return connector
 
 
+def pushed_to_stripe_too(store: Store, settings: Settings) -> Any:
+    """The approved invoices pushed to Stripe as well, globex paying by card; the Stripe connector."""
+    push(store, settings, "stripe")
+    connector = stripe_connector(settings)
+    connector.attach_default_payment_method(connector.find_customer("globex"), "pm_card_visa")
+    return connector
+
+
 def statuses(store: Store, contract_ref: str) -> set[str]:
     with store.read() as session:
         return {str(d["status"]) for d in list_invoices(session, contract_ref=contract_ref)}
@@ -217,6 +225,68 @@ def test_stripe_refunds_take_back_from_their_invoices_once(
     assert after[str(part["number"])]["amount_paid"] == part["invoice_total"] - Decimal("10.00")
     assert (after[str(whole["number"])]["status"], after[str(whole["number"])]["amount_paid"]) == ("sent", 0)
     assert reconcile(store, settings, "stripe").outcomes.get("refunded", 0) == 0  # each refund once
+
+
+def test_stripe_refunds_open_their_invoices_again_in_quickbooks_once(
+    store: Store, stripe_sandbox: RunningStripe, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """A refund taken off the QuickBooks Payment that entered its charge: the invoice opens again there
+    by as much as here, once, whether the refund comes in the charge's own batch or later, and when
+    QuickBooks' answer to the update is lost."""
+    settings = settings_for(qbo, database_url, tmp_path).model_copy(
+        update={
+            "stripe": StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
+            "push_targets": ["quickbooks", "stripe"],
+        }
+    )
+    bill_and_approve(store, ["quickbooks", "stripe"])
+    push(store, settings, "quickbooks")
+    connector = pushed_to_stripe_too(store, settings)
+    assert collect(store, settings).outcomes.get("charged", 0) >= 2
+    with store.read() as session:
+        auto = sorted(list_invoices(session, contract_ref="C-100-globex"), key=lambda d: str(d["number"]))
+        qbo_id = {
+            str(d["number"]): str(external_refs.get_external_id(session, "quickbooks", "invoice", int(d["id"])))
+            for d in auto
+        }
+    charge_of = {p.invoice_numbers[0]: p.payment_ref for page in connector.pull_payments(None) for p in page.payments}
+    whole, part = str(auto[0]["number"]), str(auto[1]["number"])
+    total = {str(d["number"]): d["invoice_total"] for d in auto}
+
+    # Refunded in full before billbridge even saw the charge: both go to QuickBooks in one batch.
+    refunds.create_refund(stripe_sandbox.sandbox.state, {"charge": charge_of[whole]})
+    first = reconcile(store, settings, "stripe")
+    assert first.outcomes["refunded"] == 1 and first.mirrored == {"created": len(auto), "refunded": 1}
+
+    # Refunded in part later, and QuickBooks' answer to the update is lost: the retry finds it done.
+    refunds.create_refund(stripe_sandbox.sandbox.state, {"charge": charge_of[part], "amount": "1000"})
+    lost = qbo.faults.add(kind="lost_response", path="/batch$", times=None)
+    second = reconcile(store, settings, "stripe")
+    assert second.outcomes["refunded"] == 1 and second.mirrored == {"retrying": 1}
+    qbo.faults.clear()
+    assert lost.hits > 0
+    with store.write() as session:
+        outbox.retry_now(session, [m["id"] for m in outbox.pending(session)])
+    assert mirror_payments(store, settings).outcomes == {"existing": 1}
+    assert mirror_payments(store, settings).outcomes == {}
+
+    balance = {n: qbo.company.get("Invoice", i)["Balance"] for n, i in qbo_id.items()}
+    assert balance[whole] == total[whole] and balance[part] == Decimal("10.00")
+    assert all(balance[n] == 0 for n in qbo_id if n not in (whole, part))
+    entered = {p["PrivateNote"].split(" ")[2]: p for p in qbo.company.all("Payment")}
+    assert len(entered) == len(auto)  # one QuickBooks payment per charge, refunds taken off it
+    assert (entered[charge_of[whole]]["TotalAmt"], entered[charge_of[whole]]["Line"]) == (0, [])
+    assert entered[charge_of[part]]["TotalAmt"] == total[part] - Decimal("10.00")
+    assert entered[charge_of[part]]["PrivateNote"].startswith(f"billbridge stripe {charge_of[part]} refunds re_")
+    with store.read() as session:
+        here = {str(d["number"]): d["invoice_total"] - d["amount_paid"] for d in list_invoices(session)}
+    assert {n: here[n] for n in qbo_id} == balance  # the same receivables in both books
+
+    # Pulling QuickBooks' payments back recognises the updated entries: nothing is recorded again.
+    assert reconcile(store, settings, "quickbooks").outcomes == {"mirrored": len(auto)}
+    assert reconcile(store, settings, "stripe").outcomes.get("refunded", 0) == 0
+    with store.read() as session:
+        assert {str(d["number"]): d["invoice_total"] - d["amount_paid"] for d in list_invoices(session)} == here
 
 
 def test_two_reconciliations_of_the_same_payments_at_once_record_each_once(store: Store) -> None:

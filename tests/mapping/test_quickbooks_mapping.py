@@ -13,9 +13,13 @@ from billbridge.mapping.quickbooks import (
     customer_payload,
     customer_spec,
     document_payload,
+    mirrored_from,
+    note_key,
     payment_from_qbo,
     payment_payload,
+    payment_refunded,
     qbo_entity,
+    refunds_in,
 )
 
 ITEMS = {"SEATS": "11", "SETUP": "12", "API-CALLS": "13"}
@@ -174,3 +178,54 @@ def test_a_stripe_payment_becomes_a_quickbooks_payment_applied_to_invoices() -> 
             {"Amount": "30.00", "LinkedTxn": [{"TxnId": "131", "TxnType": "Invoice"}]},
         ],
     }
+
+
+def _entered(note: str = "billbridge stripe ch_1") -> dict[str, object]:
+    """A Payment we entered, as QuickBooks returns it (amounts parsed as Decimal)."""
+    return {
+        "Id": "77",
+        "SyncToken": "2",
+        "TotalAmt": Decimal("150.00"),
+        "PrivateNote": note,
+        "Line": [
+            {"Amount": Decimal("100.00"), "LinkedTxn": [{"TxnId": "11", "TxnType": "Invoice"}]},
+            {"Amount": Decimal("30.00"), "LinkedTxn": [{"TxnId": "12", "TxnType": "Invoice"}]},
+        ],
+    }
+
+
+def test_a_refund_comes_off_its_invoice_line_and_the_total_and_is_named_in_the_note() -> None:
+    update = payment_refunded(_entered(), "re_1", {"11": Decimal("40.00")})
+    assert update == {
+        "Id": "77",
+        "SyncToken": "2",
+        "sparse": True,
+        "TotalAmt": "110.00",
+        "Line": [
+            {"Amount": "60.00", "LinkedTxn": [{"TxnId": "11", "TxnType": "Invoice"}]},
+            {"Amount": "30.00", "LinkedTxn": [{"TxnId": "12", "TxnType": "Invoice"}]},
+        ],
+        "PrivateNote": "billbridge stripe ch_1 refunds re_1",
+    }
+    json.dumps(update)  # ready to send: no Decimal left in it
+    second = payment_refunded(_entered(update["PrivateNote"]) | update, "re_0", {"12": Decimal("30.00")})
+    assert second["Line"] == [{"Amount": "60.00", "LinkedTxn": [{"TxnId": "11", "TxnType": "Invoice"}]}]
+    assert (second["TotalAmt"], second["PrivateNote"]) == ("80.00", "billbridge stripe ch_1 refunds re_0,re_1")
+    assert refunds_in(second["PrivateNote"]) == {"re_0", "re_1"} and refunds_in("billbridge stripe ch_1") == set()
+    # Still ours for the lookup and for QuickBooks' payment pull.
+    assert note_key(second["PrivateNote"]) == "billbridge stripe ch_1"
+    assert mirrored_from(second["PrivateNote"]) == mirrored_from("billbridge stripe ch_1") == "stripe:ch_1"
+    assert mirrored_from("billbridge stripe ch_1 something else") is None
+
+
+@pytest.mark.parametrize(
+    ("take_back", "says"),
+    [
+        ({"11": Decimal("100.01")}, "takes back more than invoice 11 got"),
+        ({"13": Decimal("1.00")}, "names invoice 13, not on it"),
+        ({"11": Decimal("0")}, "non-positive"),
+    ],
+)
+def test_a_refund_the_payment_cannot_carry_is_refused(take_back: dict[str, Decimal], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        payment_refunded(_entered(), "re_1", take_back)

@@ -9,6 +9,7 @@ from billbridge.connectors.quickbooks.connector import (
     PushResult,
     QuickBooksConnector,
     QuickBooksWriteError,
+    RefundToRecord,
 )
 from billbridge.connectors.quickbooks.tokens import (
     FileTokenStore,
@@ -29,6 +30,7 @@ __all__ = [
     "QuickBooksConfig",
     "QuickBooksConnector",
     "QuickBooksWriteError",
+    "RefundToRecord",
     "TokenKeeper",
     "TokenStore",
     "classify_quickbooks",

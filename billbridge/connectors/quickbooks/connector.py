@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
@@ -37,10 +38,13 @@ from billbridge.mapping.quickbooks import (
     customer_spec,
     document_payload,
     item_payload,
+    note_key,
     payment_from_qbo,
     payment_note,
     payment_payload,
+    payment_refunded,
     qbo_entity,
+    refunds_in,
 )
 
 T = TypeVar("T")
@@ -51,6 +55,7 @@ PAYMENT_PAGE = 200
 CURSOR_LAG = timedelta(minutes=5)  # re-read this much before the cursor: QuickBooks' timestamps can lag commits
 _REQUEST_ID_NS = uuid.UUID("6f9d5f8e-1f8b-4a8c-9d0e-0b1b2b3c4d5e")
 _EPOCH = "1970-01-01T00:00:00+00:00"
+STALE_OBJECT = "5010"  # Intuit's error code for an update with an outdated SyncToken
 
 PushStatus = Literal["created", "existing", "failed"]
 
@@ -76,6 +81,15 @@ class PaymentToRecord:
 
 
 @dataclass(frozen=True)
+class RefundToRecord:
+    """A refund (or dispute withdrawal) of a payment we entered in QuickBooks, to take off that Payment."""
+
+    refund_ref: str  # the refund's id at its source (listed in the Payment's PrivateNote once taken off)
+    payment_id: str  # the QuickBooks Payment that entered the refunded payment
+    take_back: Mapping[str, Decimal]  # QuickBooks Invoice Id -> the amount the refund took back from it
+
+
+@dataclass(frozen=True)
 class PaymentPage:
     payments: list[IncomingPayment]
     cursor: str  # the newest LastUpdatedTime in this page: store it after the page is safely stored
@@ -86,6 +100,7 @@ class _Write:
     key: str  # idempotency key of this write
     entity: str
     payload: dict[str, Any]
+    operation: Literal["create", "update"] = "create"
 
 
 @dataclass(frozen=True)
@@ -246,7 +261,7 @@ class QuickBooksConnector:
         out: dict[str, _Written] = {}
         for chunk in _chunks(writes, BATCH_LIMIT):
             by_bid = {batch_item_id(w.key): w for w in chunk}
-            items = [{"bId": bid, "operation": "create", w.entity: w.payload} for bid, w in by_bid.items()]
+            items = [{"bId": bid, "operation": w.operation, w.entity: w.payload} for bid, w in by_bid.items()]
             body = json.dumps({"BatchItemRequest": items}, sort_keys=True)
             rid = batch_request_id(w.key + "\t" + json.dumps(w.payload, sort_keys=True) for w in chunk)
             try:
@@ -260,7 +275,9 @@ class QuickBooksConnector:
                 if "Fault" in item:
                     errors = item["Fault"].get("Error", [{}])
                     text = "; ".join(f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
-                    out[write.key] = _Written(None, text)
+                    # 5010: an update named an old SyncToken (the record changed since it was read): read again
+                    stale = any(str(e.get("code")) == STALE_OBJECT for e in errors)
+                    out[write.key] = _Written(None, text, retriable=stale)
                 else:
                     out[write.key] = _Written(item[write.entity])
             for write in chunk:  # QuickBooks answers every bId; if not, the outcome is unknown
@@ -388,7 +405,7 @@ class QuickBooksConnector:
             customers = {p.customer_id for p in payments}
             for chunk in _chunks(sorted(customers), LOOKUP_CHUNK):
                 where = f"CustomerRef IN ({', '.join(_quote(c) for c in chunk)})"
-                existing |= {str(r.get("PrivateNote")): r for r in self.query_all("Payment", where=where)}
+                existing |= {note_key(r.get("PrivateNote")): r for r in self.query_all("Payment", where=where)}
         results: dict[str, PushResult] = {}
         writes: dict[str, _Write] = {}
         for item in payments:
@@ -409,6 +426,51 @@ class QuickBooksConnector:
         for ref, outcome in failed.items():
             results[ref] = PushResult(ref, "payment", "failed", error=outcome.error, retriable=outcome.retriable)
         return [results[p.payment.payment_ref] for p in payments]
+
+    def record_refunds(self, refunds: Sequence[RefundToRecord]) -> list[PushResult]:
+        """Take refunds off the Payments that entered the refunded payments, so their invoices open
+        again in QuickBooks as they do here. Each once: the Payments are read first, and a refund their
+        PrivateNote lists is on already ("existing"); the rest of a Payment's refunds go in one sparse
+        update naming the SyncToken read, which a concurrent change makes fail as stale (retriable)."""
+        found = self._find("Payment", "Id", {r.payment_id for r in refunds})
+        results: dict[str, PushResult] = {}
+        pending: dict[str, list[RefundToRecord]] = {}
+        for refund in refunds:
+            record = found.get(refund.payment_id)
+            if record is None:
+                error = f"QuickBooks has no Payment {refund.payment_id} to take the refund off"
+                results[refund.refund_ref] = PushResult(refund.refund_ref, "payment", "failed", error=error)
+            elif refund.refund_ref in refunds_in(record.get("PrivateNote")):
+                results[refund.refund_ref] = PushResult(
+                    refund.refund_ref, "payment", "existing", str(record["Id"]), str(record["SyncToken"])
+                )
+            else:
+                pending.setdefault(refund.payment_id, []).append(refund)
+        writes: dict[str, _Write] = {}
+        for payment_id, mine in pending.items():
+            record, body = found[payment_id], {}
+            try:
+                for refund in mine:  # one update carrying all of them (two would name the same SyncToken)
+                    body = payment_refunded(record, refund.refund_ref, refund.take_back)
+                    record = {**record, **body}
+            except ValueError as exc:
+                for refund in mine:
+                    results[refund.refund_ref] = PushResult(refund.refund_ref, "payment", "failed", error=str(exc))
+                continue
+            refs = ",".join(r.refund_ref for r in mine)
+            writes[payment_id] = _Write(f"billbridge-refund-{payment_id}-{refs}", "Payment", body, "update")
+        updated, failed = self._ensure(writes)
+        for payment_id, mine in pending.items():
+            for refund in mine:
+                ref = refund.refund_ref
+                if payment_id in updated:
+                    results[ref] = PushResult(ref, "payment", "created", updated[payment_id])
+                elif payment_id in failed:
+                    outcome = failed[payment_id]
+                    results[ref] = PushResult(
+                        ref, "payment", "failed", error=outcome.error, retriable=outcome.retriable
+                    )
+        return [results[r.refund_ref] for r in refunds]
 
     # -- payments -------------------------------------------------------------------------------------
 
