@@ -33,6 +33,7 @@ from billbridge.store.invoices import (
     paid_amounts,
     record_payments,
 )
+from billbridge.store.statistics import FreshStatistics
 
 STREAM = "payments"
 
@@ -121,6 +122,7 @@ def record_pages(
     """Match and record each page's payments, and save the page's cursor, in one transaction per page.
     Payments applied to our invoices are queued, in the same transaction, for entry in ``mirror_to``."""
     summary = ReconcileSummary(source)
+    statistics = FreshStatistics(store, grown=("payments", "payment_allocations"), read=("invoices",))
     for page in pages:
         with store.write() as session:
             lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
@@ -187,6 +189,7 @@ def record_pages(
                 queue_mirrors(session, source, new_ones, mirror_to, refund_of)
             if page.cursor is not None:
                 set_cursor(session, source, page.stream, page.cursor)
+        statistics.wrote(len(batch))
     return summary
 
 
