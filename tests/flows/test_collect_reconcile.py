@@ -53,21 +53,35 @@ def stripe_only(stripe_sandbox: RunningStripe, database_url: str, data_dir: Path
     )
 
 
-def pushed_to_stripe(store: Store, settings: Settings, card: str) -> Any:
-    """The examples billed, the auto-charge invoices in Stripe, globex paying with ``card``; the connector."""
-    bill_and_approve(store, ["stripe"])
-    push(store, settings, "stripe")
+def card_on_file(settings: Settings, card: str = "pm_card_visa") -> Any:
+    """globex paying its Stripe invoices with ``card``; the Stripe connector."""
     connector = stripe_connector(settings)
     connector.attach_default_payment_method(connector.find_customer("globex"), card)
     return connector
 
 
-def pushed_to_stripe_too(store: Store, settings: Settings) -> Any:
-    """The approved invoices pushed to Stripe as well, globex paying by card; the Stripe connector."""
+def pushed_to_stripe(store: Store, settings: Settings, card: str) -> Any:
+    """The examples billed, the auto-charge invoices in Stripe, globex paying with ``card``; the connector."""
+    bill_and_approve(store, ["stripe"])
     push(store, settings, "stripe")
-    connector = stripe_connector(settings)
-    connector.attach_default_payment_method(connector.find_customer("globex"), "pm_card_visa")
-    return connector
+    return card_on_file(settings, card)
+
+
+def pushed_to_both(
+    store: Store, stripe_sandbox: RunningStripe, qbo: RunningQuickBooks, database_url: str, data_dir: Path
+) -> tuple[Settings, Any]:
+    """The examples billed and in QuickBooks, the auto-charge ones in Stripe too, globex paying by
+    card; the settings (Stripe payments entered in QuickBooks) and the Stripe connector."""
+    settings = settings_for(qbo, database_url, data_dir).model_copy(
+        update={
+            "stripe": StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
+            "push_targets": ["quickbooks", "stripe"],
+        }
+    )
+    bill_and_approve(store, ["quickbooks", "stripe"])
+    push(store, settings, "quickbooks")
+    push(store, settings, "stripe")
+    return settings, card_on_file(settings)
 
 
 def statuses(store: Store, contract_ref: str) -> set[str]:
@@ -152,17 +166,7 @@ def test_quickbooks_payments_reconcile_in_full_and_in_part_once(
 def test_stripe_payments_are_entered_in_quickbooks_against_their_invoices_once(
     store: Store, stripe_sandbox: RunningStripe, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(qbo, database_url, tmp_path).model_copy(
-        update={
-            "stripe": StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
-            "push_targets": ["quickbooks", "stripe"],
-        }
-    )
-    bill_and_approve(store, ["quickbooks", "stripe"])
-    push(store, settings, "quickbooks")
-    push(store, settings, "stripe")
-    connector = stripe_connector(settings)
-    connector.attach_default_payment_method(connector.find_customer("globex"), "pm_card_visa")
+    settings, _ = pushed_to_both(store, stripe_sandbox, qbo, database_url, tmp_path)
     with store.read() as session:
         auto = list_invoices(session, contract_ref="C-100-globex")
         qbo_id = {
@@ -233,15 +237,7 @@ def test_stripe_refunds_open_their_invoices_again_in_quickbooks_once(
     """A refund taken off the QuickBooks Payment that entered its charge: the invoice opens again there
     by as much as here, once, whether the refund comes in the charge's own batch or later, and when
     QuickBooks' answer to the update is lost."""
-    settings = settings_for(qbo, database_url, tmp_path).model_copy(
-        update={
-            "stripe": StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
-            "push_targets": ["quickbooks", "stripe"],
-        }
-    )
-    bill_and_approve(store, ["quickbooks", "stripe"])
-    push(store, settings, "quickbooks")
-    connector = pushed_to_stripe_too(store, settings)
+    settings, connector = pushed_to_both(store, stripe_sandbox, qbo, database_url, tmp_path)
     assert collect(store, settings).outcomes.get("charged", 0) >= 2
     with store.read() as session:
         auto = sorted(list_invoices(session, contract_ref="C-100-globex"), key=lambda d: str(d["number"]))
