@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from billbridge.billing.matching import MATCH_WINDOW_DAYS
+
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
@@ -116,6 +118,13 @@ class Settings(BaseSettings):
         default=None,
         description="Store a CRM sync's pages in a writer process while the next ones are mapped: true, false, or "
         "unset (default): for a full pull or a large page, when there are two CPUs and the store is not in memory",
+    )
+    match_window_days: int = Field(
+        default=MATCH_WINDOW_DAYS,
+        ge=0,
+        le=3660,
+        description="Reconciliation: a payment naming no invoice (linked or written in its reference or memo) "
+        "matches a customer's open invoice of exactly its amount only when due within this many days of it",
     )
     billing_workers: int = Field(
         default_factory=_default_planners,

@@ -66,5 +66,6 @@ class IncomingPayment:
     invoice_amounts: tuple[Decimal, ...] = ()  # per linked invoice, when the vendor splits it
     fee: Decimal = Decimal(0)
     method: str | None = None
-    reference: str | None = None  # what a person would search for (card last 4, check number, memo)
+    reference: str | None = None  # what a person would search for (card last 4, check number)
     extra: dict[str, str] = field(default_factory=dict)
+    memo: str | None = None  # free text from the payer or a bookkeeper (Stripe description, QuickBooks PrivateNote)

@@ -1,14 +1,20 @@
 """Matching a received payment to open invoices: which invoices it pays and how much of each.
 
-Pure. Rules, in order: the invoices the payment names (Stripe metadata, QuickBooks LinkedTxn),
-each up to its open balance (or the amount the vendor says); otherwise, for a known customer, the
-oldest open invoice whose open balance equals the payment exactly; otherwise unmatched, with the
-reason. What is not allocated stays on the payment as unapplied. Allocations never exceed the
-payment nor any invoice's open balance.
+Pure. Rules, in order:
+1. the invoices the payment names (Stripe metadata, QuickBooks LinkedTxn), each up to its open
+   balance (or the amount the vendor says);
+2. else our open invoices whose numbers are written in its reference or memo ("for US-INV-000123"),
+   likewise;
+3. else, for a known customer, the oldest of its open invoices whose open balance equals the
+   payment exactly and whose due date is within ``window_days`` of the payment's date;
+4. else unmatched, with the reason.
+What is not allocated stays on the payment as unapplied. Allocations never exceed the payment nor
+any invoice's open balance.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -18,6 +24,10 @@ from billbridge.billing.currency import UnknownCurrencyError, quantum
 from billbridge.billing.documents import IncomingPayment
 
 ZERO = Decimal(0)
+MATCH_WINDOW_DAYS = 60
+"""Default of rule 3: how far from an open invoice's due date a payment naming none may be received."""
+MEMO_NUMBERS = 10  # words of a reference or memo looked up as document numbers, at most
+_NUMBER_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/#-]*[0-9]")  # a word ending in a digit
 
 
 @dataclass(frozen=True)
@@ -49,23 +59,53 @@ class Match:
         return bool(self.allocations)
 
 
+def numbers_in(payment: IncomingPayment) -> tuple[str, ...]:
+    """Words of the payment's reference and memo that could be document numbers (ending in a digit),
+    in order, once each; the caller looks them up among its open invoices (rule 2)."""
+    text = " ".join(t for t in (payment.reference, payment.memo) if t)
+    return tuple(dict.fromkeys(_NUMBER_LIKE.findall(text)))[:MEMO_NUMBERS]
+
+
 def match_payment(
     payment: IncomingPayment,
     invoices: Mapping[str, OpenInvoice],
     by_customer: Mapping[str, Sequence[OpenInvoice]],
+    *,
+    window_days: int = MATCH_WINDOW_DAYS,
 ) -> Match:
-    """Allocate ``payment`` over the open ``invoices`` (by number) / ``by_customer`` (oldest first)."""
+    """Allocate ``payment`` over the open ``invoices`` (by number, including those its reference and
+    memo name) / ``by_customer`` (oldest first), by the rules in the module's docstring."""
     if payment.amount <= 0:
         return Match((), payment.amount, "not a positive payment (a refund or reversal): left for a person")
     if (problem := _not_money(payment)) is not None:
         return Match((), payment.amount, problem)
     if payment.invoice_numbers:
         return _named(payment, invoices)
+    written = [
+        n
+        for n in numbers_in(payment)
+        if n in invoices and payment.customer_ref in (None, invoices[n].customer_ref)  # never another's
+    ]
+    if written:
+        return _named(replace(payment, invoice_numbers=tuple(written), invoice_amounts=()), invoices)
     if payment.customer_ref is None:
-        return Match((), payment.amount, "names no invoice and no customer we know")
-    for invoice in by_customer.get(payment.customer_ref, ()):
-        if invoice.currency == payment.currency and invoice.open_amount == payment.amount:
+        return Match((), payment.amount, "names no invoice (linked or written) and no customer we know")
+    same = [
+        i
+        for i in by_customer.get(payment.customer_ref, ())
+        if i.currency == payment.currency and i.open_amount == payment.amount
+    ]
+    for invoice in same:  # oldest first
+        if abs((payment.received_on - invoice.due_date).days) <= window_days:
             return Match(((invoice.number, payment.amount),), ZERO)
+    if same:
+        far = ", ".join(f"{i.number} (due {i.due_date})" for i in same[:3])
+        return Match(
+            (),
+            payment.amount,
+            f"names no invoice; the open invoices of {payment.customer_ref} for {payment.amount} are due more "
+            f"than {window_days} days from {payment.received_on}: {far}",
+        )
     return Match(
         (), payment.amount, f"names no invoice, and no open invoice of {payment.customer_ref} is {payment.amount}"
     )
@@ -140,6 +180,8 @@ def settle(
     invoices: Mapping[str, OpenInvoice],
     by_customer: Mapping[str, Sequence[OpenInvoice]],
     paid: Mapping[str, PaidInvoice],
+    *,
+    window_days: int = MATCH_WINDOW_DAYS,
 ) -> tuple[Match, str]:
     """How one payment is applied, and the outcome to report: matched, refunded, disputed (a refund or
     a dispute taking money back), billed_by_stripe (a payment of an invoice Stripe made for a
@@ -149,7 +191,7 @@ def settle(
     elif not payment.invoice_numbers and payment.extra.get("stripe_subscription"):
         return Match((), payment.amount), "billed_by_stripe"
     else:
-        match, label = match_payment(payment, invoices, by_customer), "matched"
+        match, label = match_payment(payment, invoices, by_customer, window_days=window_days), "matched"
     if not match.matched:
         return match, "unmatched"
     return match, label if match.reason is None else "partly_matched"

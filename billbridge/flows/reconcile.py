@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
-from billbridge.billing.matching import OpenInvoice, PaidInvoice, settle
+from billbridge.billing.matching import MATCH_WINDOW_DAYS, OpenInvoice, PaidInvoice, numbers_in, settle
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
@@ -107,7 +107,13 @@ def reconcile(
         cursors = {stream: get_cursor(session, source, stream) for stream in STREAMS[source]}
     targets = mirror_targets(settings, source)
     with slot(source):
-        summary = record_pages(store, source, _pages(source, store, settings, cursors), mirror_to=targets)
+        summary = record_pages(
+            store,
+            source,
+            _pages(source, store, settings, cursors),
+            mirror_to=targets,
+            window_days=settings.match_window_days,
+        )
     if targets:
         with slot("quickbooks"):
             mirrored = mirror_payments(store, settings)
@@ -117,21 +123,30 @@ def reconcile(
 
 
 def record_pages(
-    store: Store, source: str, pages: Iterable[PaymentPage], *, mirror_to: Sequence[str] = ()
+    store: Store,
+    source: str,
+    pages: Iterable[PaymentPage],
+    *,
+    mirror_to: Sequence[str] = (),
+    window_days: int = MATCH_WINDOW_DAYS,
 ) -> ReconcileSummary:
     """Match and record each page's payments, and save the page's cursor, in one transaction per page.
-    Payments applied to our invoices are queued, in the same transaction, for entry in ``mirror_to``."""
+    Payments applied to our invoices are queued, in the same transaction, for entry in ``mirror_to``.
+    ``window_days``: see billing.matching (rule 3)."""
     summary = ReconcileSummary(source)
     statistics = FreshStatistics(store, grown=("payments", "payment_allocations"), read=("invoices",))
     for page in pages:
         with store.write() as session:
             lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
             named = Counter(n for p in page.payments for n in p.invoice_numbers)
+            unlinked = [p for p in page.payments if not p.invoice_numbers]
+            # Numbers written in a reference or memo are looked up too (matching's rule 2).
+            named.update(n for p in unlinked if p.amount > 0 for n in numbers_in(p))
             rows = open_invoices(
                 session,
                 numbers=named,
                 # A customer's other open invoices matter only to payments that name none.
-                customer_refs=[p.customer_ref for p in page.payments if p.customer_ref and not p.invoice_numbers],
+                customer_refs=[p.customer_ref for p in unlinked if p.customer_ref],
             )
             invoices = {
                 r["number"]: OpenInvoice(r["number"], r["customer_ref"], r["currency"], r["open_amount"], r["due_date"])
@@ -141,7 +156,7 @@ def record_pages(
             paid = {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, refunded)} if refunded else {}
             # Only a payment naming no invoice looks among its customer's open invoices.
             by_customer: dict[str, list[OpenInvoice]] = defaultdict(list)
-            if any(not p.invoice_numbers for p in page.payments):
+            if unlinked:
                 for invoice in invoices.values():
                     by_customer[invoice.customer_ref].append(invoice)
             refs = [f"{source}:{p.payment_ref}" for p in page.payments]
@@ -156,7 +171,7 @@ def record_pages(
                     outcomes["mirrored"] += 1
                     continue
                 seen.add(ref)
-                match, outcome = settle(payment, invoices, by_customer, paid)
+                match, outcome = settle(payment, invoices, by_customer, paid, window_days=window_days)
                 batch.append(
                     PaymentIn(
                         ref,

@@ -169,6 +169,7 @@ def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str])
         method=method.get("name") or method.get("value"),
         reference=payment.get("PaymentRefNum") or payment.get("PrivateNote"),
         extra=extra,
+        memo=payment.get("PrivateNote") or None,
     )
 
 

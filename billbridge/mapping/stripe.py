@@ -179,6 +179,7 @@ def payment_from_charge(
         method=(charge.get("payment_method_details") or {}).get("type"),
         reference=f"{card.get('brand')} ****{card.get('last4')}" if card.get("last4") else None,
         extra=extra,
+        memo=charge.get("description") or None,
     )
 
 

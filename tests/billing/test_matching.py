@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billbridge.billing.documents import IncomingPayment
-from billbridge.billing.matching import OpenInvoice, PaidInvoice, match_payment, match_refund
+from billbridge.billing.matching import OpenInvoice, PaidInvoice, match_payment, match_refund, numbers_in
 
 D = Decimal
 
@@ -54,6 +54,56 @@ def test_without_a_named_invoice_only_an_exact_open_amount_of_the_customer_match
     assert match_payment(payment("45.00"), {}, by_customer).allocations == (("US-INV-1", D("45.00")),)
     assert not match_payment(payment("44.99"), {}, by_customer).matched
     assert "no customer" in (match_payment(payment("45.00", customer=None), {}, by_customer).reason or "")
+
+
+def due(number: str, amount: str, on: date, customer: str = "globex") -> OpenInvoice:
+    return OpenInvoice(number, customer, "USD", D(amount), on)
+
+
+def test_an_invoice_number_written_in_the_reference_or_memo_is_paid_when_none_is_linked() -> None:
+    written, exact = invoice("US-INV-000002", "80.00"), invoice("US-INV-000001", "45.00")
+    invoices = {i.number: i for i in (written, exact)}
+    by_customer = {"globex": [exact, written]}
+    memo = replace(payment("45.00"), memo="Remittance: US-INV-000002 (part), thanks")
+    # The written number wins over the exact amount of another invoice, up to what is open.
+    assert match_payment(memo, invoices, by_customer).allocations == (("US-INV-000002", D("45.00")),)
+    on_check = replace(payment("100.00"), reference="CHK 77 / US-INV-000002")
+    match = match_payment(on_check, invoices, by_customer)
+    assert (match.allocations, match.unapplied) == ((("US-INV-000002", D("80.00")),), D("20.00"))
+    # A linked invoice wins over a written one.
+    linked = replace(payment("45.00", "US-INV-000001"), memo="US-INV-000002")
+    assert match_payment(linked, invoices, by_customer).allocations == (("US-INV-000001", D("45.00")),)
+    # Another customer's invoice is never paid from a memo: the amount rule decides.
+    theirs = {"US-INV-000009": invoice("US-INV-000009", "45.00", customer="initech")} | invoices
+    stray = replace(payment("45.00"), memo="for US-INV-000009")
+    assert match_payment(stray, theirs, by_customer).allocations == (("US-INV-000001", D("45.00")),)
+    # A payment of an unknown customer is matched by its memo alone.
+    anonymous = replace(payment("80.00", customer=None), memo="inv US-INV-000002")
+    assert match_payment(anonymous, invoices, {}).allocations == (("US-INV-000002", D("80.00")),)
+
+
+def test_words_ending_in_a_digit_are_the_candidate_numbers_once_each_and_at_most_ten() -> None:
+    p = replace(payment("1.00"), reference="visa ****4242", memo="INV-7, INV-7 and #12; see 2026-11/INV-8.")
+    assert numbers_in(p) == ("4242", "INV-7", "12", "2026-11/INV-8")
+    many = replace(payment("1.00"), memo=" ".join(f"N{i}" for i in range(30)))
+    assert numbers_in(many) == tuple(f"N{i}" for i in range(10))
+    assert numbers_in(payment("1.00")) == ()
+
+
+def test_an_exact_amount_matches_only_an_invoice_due_within_the_window() -> None:
+    paid_on = date(2026, 11, 22)  # payment() receives on this day
+    too_old = due("US-INV-1", "45.00", date(2026, 9, 22))  # 61 days before
+    in_window = due("US-INV-2", "45.00", date(2026, 9, 23))  # 60 days before
+    later = due("US-INV-3", "45.00", date(2026, 12, 20))
+    by_customer = {"globex": [too_old, in_window, later]}  # oldest first, as the store lists them
+    assert match_payment(payment("45.00"), {}, by_customer).allocations == (("US-INV-2", D("45.00")),)
+    assert match_payment(payment("45.00"), {}, by_customer, window_days=61).allocations == (("US-INV-1", D("45.00")),)
+    only_old = match_payment(payment("45.00"), {}, {"globex": [too_old]})
+    assert not only_old.matched and only_old.unapplied == D("45.00")
+    assert only_old.reason == (
+        f"names no invoice; the open invoices of globex for 45.00 are due more than 60 days from {paid_on}: "
+        "US-INV-1 (due 2026-09-22)"
+    )
 
 
 def test_an_amount_finer_than_its_currency_or_in_an_unknown_one_is_left_for_review() -> None:

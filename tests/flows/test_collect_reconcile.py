@@ -148,18 +148,29 @@ def test_quickbooks_payments_reconcile_in_full_and_in_part_once(
             str(d["number"]): external_refs.get_external_id(session, "quickbooks", "invoice", int(d["id"]))
             for d in documents
         }
-    full, part = documents[0], documents[1]
+    full, part, written = documents[0], documents[1], documents[2]
     qbo.company.receive_payment({qbo_id[str(full["number"])]: Decimal(str(full["invoice_total"]))}, ref="CHK-1001")
     half = (Decimal(str(part["invoice_total"])) / 2).quantize(Decimal("0.01"))
     qbo.company.receive_payment({qbo_id[str(part["number"])]: half}, ref="CHK-1002")
+    # Entered by hand without applying it to an invoice, the number only written in the memo.
+    customer = qbo.company.get("Invoice", str(qbo_id[str(written["number"])]))["CustomerRef"]
+    for note in (f"Remittance advice: invoice {written['number']}, thank you", "no idea what this pays"):
+        qbo.company.create(
+            "Payment",
+            {"CustomerRef": customer, "TotalAmt": Decimal(str(written["invoice_total"])), "PrivateNote": note},
+        )
 
     summary = reconcile(store, settings, "quickbooks")
-    assert summary.outcomes == {"matched": 2}, summary.unmatched
+    assert summary.outcomes == {"matched": 3, "unmatched": 1}, summary.unmatched
+    assert [reason for _, reason in summary.unmatched] == [
+        "names no invoice (linked or written) and no customer we know"
+    ]
     with store.read() as session:
         by_number = {str(d["number"]): d for d in list_invoices(session)}
     assert by_number[str(full["number"])]["status"] == "paid"
     assert by_number[str(part["number"])]["status"] == "partially_paid"
     assert by_number[str(part["number"])]["amount_paid"] == half
+    assert by_number[str(written["number"])]["status"] == "paid"
     assert reconcile(store, settings, "quickbooks").outcomes.get("matched", 0) == 0
 
 

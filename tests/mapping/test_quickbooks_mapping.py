@@ -143,7 +143,8 @@ def test_payment_maps_links_back_to_our_numbers() -> None:
     assert payment.invoice_numbers == ("US-INV-000042", "US-INV-000043")
     assert payment.invoice_amounts == (Decimal("100.05"), Decimal("30.05"))
     assert sum(payment.invoice_amounts) + Decimal(payment.extra["unapplied"]) == payment.amount
-    assert payment.reference == "CHK-1001"
+    assert payment.reference == "CHK-1001" and payment.memo is None
+    assert payment_from_qbo({**raw, "PrivateNote": "inv US-INV-000044"}, {}).memo == "inv US-INV-000044"
     assert payment.extra["unknown_invoice_ids"] == "999"
     assert payment.extra["sync_token"] == "1"
 

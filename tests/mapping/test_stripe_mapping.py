@@ -164,8 +164,11 @@ def test_charge_as_incoming_payment_with_fee_and_invoice() -> None:
     assert payment.received_on == date(2026, 2, 3)
     assert payment.invoice_numbers == ("US-INV-000042",) and payment.customer_ref == "sf-ACC1"
     assert payment.reference == "visa ****4242" and payment.extra["invoice"] == "in_1"
+    assert payment.memo is None
     yen = payment_from_charge({**charge, "currency": "jpy", "amount": 15000, "amount_captured": 15000}, None, None)
     assert (yen.amount, yen.fee, yen.invoice_numbers, yen.customer_ref) == (Decimal(15000), Decimal(0), (), None)
+    described = payment_from_charge({**charge, "description": "Payment for US-INV-000042"}, None, None)
+    assert described.memo == "Payment for US-INV-000042"  # where matching looks for a written number
 
 
 def _price(price_id: str, **fields: Any) -> dict[str, Any]:
