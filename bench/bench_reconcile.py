@@ -165,6 +165,7 @@ def floor_with_writes(store: Store, payments: list[IncomingPayment]) -> float:
                     "method": None,
                     "reference": None,
                     "created_at": now,
+                    "review_reason": None,
                 }
                 for ref, p in zip(refs, page.payments, strict=True)
             ],

@@ -26,7 +26,7 @@ from billbridge.store import api_keys
 from billbridge.store import quarantine as quarantine_repo
 from billbridge.store.contracts import contract_summaries, count_contracts
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import get_invoice, list_invoices, set_status
+from billbridge.store.invoices import get_invoice, list_invoices, mark_reviewed, payments_to_review, set_status
 
 app = typer.Typer(help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False)
 contracts_app = typer.Typer(help="Contract files and contracts.", no_args_is_help=True)
@@ -36,6 +36,7 @@ apikey_app = typer.Typer(help="API keys of the usage and read API, one legal ent
 sync_app = typer.Typer(help="Pull from outside systems into the store.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Webhook events received from Stripe and QuickBooks.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Deliveries waiting or failed: pushes, charges, payment entries.", no_args_is_help=True)
+payments_app = typer.Typer(help="Received payments: the ones waiting for a person.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(quarantine_app, name="quarantine")
@@ -43,6 +44,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(sync_app, name="sync")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(payments_app, name="payments")
 
 console = Console()
 err = Console(stderr=True)
@@ -605,6 +607,43 @@ def quarantine_list(
     console.print(table)
 
 
+@payments_app.command("review")
+def payments_review(as_json: JsonOpt = False) -> None:
+    """The review list: payments reconciliation could not (fully) apply, with the reason, oldest first."""
+    with _store().read() as session:
+        rows = payments_to_review(session)
+    if as_json:
+        _json(rows)
+        return
+    table = Table("payment", "customer", "amount", "unapplied", "received", "reference", "reason", title="To review")
+    for r in rows:
+        table.add_row(
+            r["payment_ref"],
+            r["customer_ref"] or "-",
+            f"{r['amount']} {r['currency']}",
+            str(r["unapplied_amount"]),
+            str(r["received_on"]),
+            r["reference"] or "-",
+            r["review_reason"],
+        )
+    console.print(table)
+
+
+@payments_app.command("reviewed")
+def payments_reviewed(
+    payment_ref: Annotated[str, typer.Argument(help="The payment, as the review list names it (stripe:ch_...).")],
+    note: Annotated[str, typer.Option("--note", help="How it was dealt with (kept with the payment).")],
+) -> None:
+    """Take a payment off the review list once a person has dealt with it (refunded it, applied it in
+    the books, kept it as the customer's credit), saying how."""
+    try:
+        with _store().write() as session:
+            mark_reviewed(session, payment_ref, note)
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"{payment_ref}: off the review list")
+
+
 @apikey_app.command("create")
 def apikey_create(
     entity: Annotated[str, typer.Option("--entity", help="entity_ref of the legal entity the key acts for")],
@@ -755,6 +794,7 @@ def status(as_json: JsonOpt = False) -> None:
             "payments recorded / with unapplied money",
             f"{data['payments']['recorded']} / {data['payments']['with_unapplied_money']}",
         ),
+        ("payments to review (billbridge payments review)", str(data["payments"]["to_review"])),
         (
             "quarantined (billbridge quarantine list)",
             ", ".join(f"{k} {v}" for k, v in data["quarantined"].items()) or "0",

@@ -182,6 +182,7 @@ def record_pages(
                         payment.customer_ref,
                         payment.method,
                         payment.reference,
+                        match.reason,
                     )
                 )
                 if payment.amount >= 0:  # later payments see what is left (a refund allocates to paid)

@@ -350,6 +350,7 @@ class PaymentIn:
     customer_ref: str | None = None
     method: str | None = None
     reference: str | None = None
+    review_reason: str | None = None  # why matching could not (fully) apply it: puts it on the review list
 
 
 def record_payment(
@@ -388,6 +389,7 @@ _PAYMENT_KEYS = (
     "method",
     "reference",
     "created_at",
+    "review_reason",
 )
 _INSERT_ALLOCATIONS = insert(table_of(PaymentAllocation)).values(
     payment_id=select(_PAYMENTS.c.id).where(_PAYMENTS.c.payment_ref == bindparam("payment_ref")).scalar_subquery()
@@ -487,6 +489,7 @@ def record_payments(
                 "method": p.method,
                 "reference": p.reference,
                 "created_at": now,
+                "review_reason": p.review_reason,
             }
         )
     RawStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).run_many(connection, payment_rows)
@@ -570,3 +573,37 @@ def invoice_ids(session: Session, numbers: Iterable[str]) -> dict[str, int]:
     """Invoice ids by document number, for the numbers that exist."""
     query = select(Invoice.number, Invoice.id).where(Invoice.number.in_(list(numbers)))
     return {number: ident for number, ident in session.execute(query)}
+
+
+def payments_to_review(session: Session, *, limit: int = 500) -> list[dict[str, Any]]:
+    """The review list: payments matching could not (fully) apply, with the reason, oldest first,
+    until a person deals with them (:func:`mark_reviewed`)."""
+    query = (
+        select(
+            Payment.payment_ref,
+            Customer.customer_ref,
+            Payment.currency,
+            Payment.amount,
+            Payment.unapplied_amount,
+            Payment.received_on,
+            Payment.reference,
+            Payment.review_reason,
+        )
+        .outerjoin(Customer, Customer.id == Payment.customer_id)
+        .where(Payment.review_reason.is_not(None), Payment.reviewed.is_(None))
+        .order_by(Payment.received_on, Payment.id)
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in session.execute(query)]
+
+
+def mark_reviewed(session: Session, payment_ref: str, note: str) -> None:
+    """Take a payment off the review list, saying how a person dealt with it (kept with the payment)."""
+    if not note.strip():
+        raise ValueError("say how the payment was dealt with (the note is kept with it)")
+    payment = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
+    if payment is None:
+        raise LookupError(f"no payment {payment_ref!r} (payment refs read source:id, e.g. stripe:ch_...)")
+    if payment.review_reason is None or payment.reviewed is not None:
+        raise ValueError(f"payment {payment_ref} is not on the review list")
+    payment.reviewed = note.strip()

@@ -281,6 +281,9 @@ class Payment(Base):
     method: Mapped[str | None] = mapped_column(String(40))
     reference: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Why matching could not (fully) apply it: on the review list until ``reviewed`` says how a person dealt with it.
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    reviewed: Mapped[str | None] = mapped_column(Text)
 
 
 class PaymentAllocation(Base):

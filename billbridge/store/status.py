@@ -83,7 +83,15 @@ def _payments(session: Session) -> dict[str, Any]:
         if amount:
             unapplied[currency] += amount
             count += 1
-    return {"recorded": total, "with_unapplied_money": count, "unapplied": {c: str(v) for c, v in unapplied.items()}}
+    to_review = session.scalar(
+        select(func.count()).select_from(Payment).where(Payment.review_reason.is_not(None), Payment.reviewed.is_(None))
+    )
+    return {
+        "recorded": total,
+        "with_unapplied_money": count,
+        "unapplied": {c: str(v) for c, v in unapplied.items()},
+        "to_review": to_review or 0,
+    }
 
 
 def _outbox(session: Session, errors: int) -> dict[str, Any]:

@@ -237,7 +237,7 @@ def test_status_shows_documents_open_money_and_what_waits_or_fails_in_the_outbox
     box = status["outbox"]["push.quickbooks"]
     assert (box["delivered"], box["due"], box["retrying"], box["parked"]) == (0, 35, 1, 1)
     assert [e["error"] for e in box["errors"]] == ["6000 Invalid Reference Id", "HTTP 429 throttled"]
-    assert status["payments"] == {"recorded": 0, "with_unapplied_money": 0, "unapplied": {}}
+    assert status["payments"] == {"recorded": 0, "with_unapplied_money": 0, "unapplied": {}, "to_review": 0}
     assert status["quarantined"] == {} and status["cursors"] == []
     assert Decimal(status["documents"]["receivable"]["KWD"]).as_tuple().exponent == -3  # exact, in its minor units
 
@@ -253,3 +253,51 @@ def test_status_shows_documents_open_money_and_what_waits_or_fails_in_the_outbox
     code, out = run("status", "--json")
     assert json.loads(out)["outbox"]["push.quickbooks"]["parked"] == 0
     assert run("outbox", "retry")[0] == 1  # nothing named: an error, not a retry of everything
+
+
+def test_payments_matching_could_not_apply_wait_on_the_review_list_until_a_person_deals_with_them(env: str) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from billbridge.billing.documents import IncomingPayment
+    from billbridge.flows.reconcile import PaymentPage, record_pages
+    from billbridge.store.db import open_store
+    from billbridge.store.invoices import list_invoices, set_status
+
+    assert run("examples", "--as-of", "2026-11-22", "--json")[0] == 0
+    store = open_store(env)
+    with store.write() as session:
+        invoice = next(d for d in list_invoices(session) if d["currency"] == "USD" and d["invoice_total"] > 0)
+        set_status(session, str(invoice["number"]), "approved")
+        set_status(session, str(invoice["number"]), "sent")
+    customer, total = str(invoice["customer_ref"]), Decimal(str(invoice["invoice_total"]))
+    page = PaymentPage(
+        [
+            IncomingPayment(
+                "stripe", "ch_over", "USD", total + 5, date(2026, 11, 23), customer, (str(invoice["number"]),)
+            ),
+            IncomingPayment("stripe", "ch_stray", "USD", Decimal("12.34"), date(2026, 11, 23), None, memo="thanks!"),
+        ],
+        "cursor-1",
+    )
+    assert record_pages(store, "stripe", [page]).outcomes == {"partly_matched": 1, "unmatched": 1}
+    assert record_pages(store, "stripe", [page]).outcomes == {"seen_before": 2}  # listed once, not twice
+
+    code, out = run("payments", "review", "--json")
+    assert code == 0, out
+    listed = {r["payment_ref"]: r for r in json.loads(out)}
+    assert set(listed) == {"stripe:ch_over", "stripe:ch_stray"}
+    assert listed["stripe:ch_over"]["unapplied_amount"] == "5.00"
+    assert listed["stripe:ch_over"]["review_reason"] == "5.00 USD more than the invoices named were open for"
+    assert listed["stripe:ch_stray"]["review_reason"] == "names no invoice (linked or written) and no customer we know"
+    assert json.loads(run("status", "--json")[1])["payments"]["to_review"] == 2
+
+    assert run("payments", "reviewed", "stripe:ch_over", "--note", "kept as the customer's credit")[0] == 0
+    assert [r["payment_ref"] for r in json.loads(run("payments", "review", "--json")[1])] == ["stripe:ch_stray"]
+    code, out = run("payments", "reviewed", "stripe:ch_over", "--note", "again")
+    assert code == 1 and "not on the review list" in out
+    code, out = run("payments", "reviewed", "stripe:nope", "--note", "x")
+    assert code == 1 and "no payment" in out
+    code, _ = run("payments", "review")
+    assert code == 0
+    store.dispose()
