@@ -5,7 +5,7 @@ lot. A bulk run does not wait that long: a table that grew from empty (or was ne
 within the run is planned from what it was, and with no statistics an ``IN`` list of 200 keys is
 assumed to match nearly every row. Its lookups then become sequential scans of a growing table,
 which makes the run quadratic: reconciling 25,000 payments into a new store took 400 us a payment
-and 100,000 took 615 us, against a flat 115 us with this. SQLite's planner picks the indexes
+and 100,000 took 615 us, against a flat 100 us or so with this. SQLite's planner picks the indexes
 without statistics; there this does nothing.
 """
 
