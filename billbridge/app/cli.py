@@ -629,6 +629,32 @@ def payments_review(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+@payments_app.command("apply")
+def payments_apply(
+    payment_ref: Annotated[str, typer.Argument(help="The payment, as the review list names it (stripe:ch_...).")],
+    invoice: Annotated[str, typer.Argument(help="Our invoice number it pays.")],
+    amount: Annotated[str | None, typer.Option(help="How much of it; default: as much as both have.")] = None,
+) -> None:
+    """Apply a payment's unapplied money to an open invoice by hand (a payment on the review list that
+    a person recognised); queued for QuickBooks as reconciliation would."""
+    from decimal import Decimal, InvalidOperation
+
+    from billbridge.flows.reconcile import apply_payment
+
+    try:
+        share = None if amount is None else Decimal(amount)
+        done = apply_payment(_store(), Settings(), payment_ref, invoice, share)
+    except InvalidOperation:
+        _fail(f"amount: {amount!r} is not a number")
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"{payment_ref}: {done.amount} applied to {invoice}")
+    for books in done.queued_for:
+        console.print(f"queued for entry in {books}")
+    for books in done.enter_by_hand_in:
+        console.print(f"[yellow]{books} has this payment already: apply {done.amount} to {invoice} there too[/yellow]")
+
+
 @payments_app.command("reviewed")
 def payments_reviewed(
     payment_ref: Annotated[str, typer.Argument(help="The payment, as the review list names it (stripe:ch_...).")],

@@ -27,6 +27,7 @@ from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import (
     PaymentIn,
+    apply_by_hand,
     known_payment_refs,
     lock_payment_source,
     open_invoices,
@@ -220,6 +221,29 @@ def _take(
     if by_customer:
         mine = by_customer[left.customer_ref]
         mine[mine.index(was)] = left
+
+
+@dataclass(frozen=True)
+class AppliedByHand:
+    amount: Decimal
+    queued_for: tuple[str, ...]  # the other books it is now queued for (QuickBooks, for a Stripe payment)
+    enter_by_hand_in: tuple[str, ...]  # books that have the payment already, without this application
+
+
+def apply_payment(
+    store: Store, settings: Settings, payment_ref: str, number: str, amount: Decimal | None = None
+) -> AppliedByHand:
+    """A person applies a recorded payment's unapplied money to an open invoice (from the review list).
+    A payment of a source mirrored to QuickBooks that no invoice had taken before is queued for entry
+    there now, with this application; one entered before has its unapplied rest there too, which the
+    person applies in QuickBooks likewise (said in the result)."""
+    source = payment_ref.split(":", 1)[0]
+    targets = mirror_targets(settings, source)
+    with store.write() as session:
+        payment, share, entered_before = apply_by_hand(session, payment_ref, number, amount)
+        if targets and not entered_before:
+            queue_mirrors(session, source, [payment], targets)
+    return AppliedByHand(share, () if entered_before else targets, targets if entered_before else ())
 
 
 @flow(name="reconcile_payments")

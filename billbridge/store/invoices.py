@@ -15,6 +15,7 @@ from sqlalchemy import Select, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
+from billbridge.billing.currency import quantum
 from billbridge.billing.engine import BilledItem, InvoiceDraft
 from billbridge.store.contracts import ContractTimeline
 from billbridge.store.models import (
@@ -607,3 +608,71 @@ def mark_reviewed(session: Session, payment_ref: str, note: str) -> None:
     if payment.review_reason is None or payment.reviewed is not None:
         raise ValueError(f"payment {payment_ref} is not on the review list")
     payment.reviewed = note.strip()
+
+
+def apply_by_hand(
+    session: Session, payment_ref: str, number: str, amount: Decimal | None = None
+) -> tuple[PaymentIn, Decimal, bool]:
+    """A person applies a recorded payment's unapplied money to open invoice ``number``: ``amount``,
+    or as much as both have. Returns the payment as it stands now (all its allocations), the amount
+    applied, and whether it was applied to invoices before (so already queued for other books). A
+    payment with nothing left unapplied comes off the review list, the application noted.
+    Raises LookupError / ValueError, naming the payment or the invoice, for what cannot be applied."""
+    payment = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
+    if payment is None:
+        raise LookupError(f"no payment {payment_ref!r} (payment refs read source:id, e.g. stripe:ch_...)")
+    if payment.amount <= 0:
+        raise ValueError(f"payment {payment_ref} is a refund or reversal ({payment.amount}): nothing to apply")
+    invoice = session.scalar(
+        select(Invoice).where(Invoice.number == number, Invoice.doc_type == "invoice").with_for_update()
+    )
+    if invoice is None:
+        raise LookupError(f"no invoice numbered {number!r}")
+    if invoice.status not in ("sent", "partially_paid"):
+        raise ValueError(f"invoice {number} is {invoice.status}: only a sent or partly paid invoice takes payments")
+    if invoice.currency != payment.currency:
+        raise ValueError(f"payment {payment_ref} is in {payment.currency}, invoice {number} in {invoice.currency}")
+    most = min(payment.unapplied_amount, invoice.invoice_total - invoice.amount_paid)
+    share = most if amount is None else amount
+    if share <= 0 or share > most:
+        raise ValueError(
+            f"payment {payment_ref}: {share} cannot be applied to {number}; at most {most} "
+            f"({payment.unapplied_amount} unapplied, {invoice.invoice_total - invoice.amount_paid} open)"
+        )
+    if share != share.quantize(quantum(payment.currency)):
+        raise ValueError(f"amount: {share} is not a whole number of {payment.currency} minor units")
+    before = session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)).all()
+    existing = next((a for a in before if a.invoice_id == invoice.id), None)
+    if existing is None:
+        session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount=share))
+    else:
+        existing.amount += share
+    invoice.amount_paid += share
+    invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
+    payment.unapplied_amount -= share
+    if payment.customer_id is None:  # the person says whose it is
+        payment.customer_id = invoice.customer_id
+    if payment.unapplied_amount == 0 and payment.review_reason is not None and payment.reviewed is None:
+        payment.reviewed = f"applied by hand to {number}"
+    session.flush()
+    allocations = [
+        (str(n), a)
+        for n, a in session.execute(
+            select(Invoice.number, PaymentAllocation.amount)
+            .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
+            .where(PaymentAllocation.payment_id == payment.id)
+            .order_by(PaymentAllocation.id)
+        )
+    ]
+    customer = session.get(Customer, payment.customer_id) if payment.customer_id is not None else None
+    now = PaymentIn(
+        payment.payment_ref,
+        payment.currency,
+        payment.amount,
+        payment.received_on,
+        tuple(allocations),
+        customer.customer_ref if customer else None,
+        payment.method,
+        payment.reference,
+    )
+    return now, share, bool(before)

@@ -219,7 +219,7 @@ def test_quickbooks_cloud_events_are_stored_once_per_change(client: TestClient, 
     rows = sorted((r["event_type"], r["object_id"]) for r in stored(store))
     assert rows == [("Invoice.Update", "7"), ("Payment.Create", "41"), ("Payment.Update", "41")]
     with store.read() as session:
-        payload_of = dict(session.execute(select(WebhookEvent.event_type, WebhookEvent.payload)).tuples().all())
+        payload_of = {t: p for t, p in session.execute(select(WebhookEvent.event_type, WebhookEvent.payload))}
     # What the worker checks the company by, and the event's own id for tracing.
     assert json.loads(payload_of["Payment.Create"])["realmId"] == REALM
     assert json.loads(payload_of["Payment.Create"])["eventId"]

@@ -300,4 +300,40 @@ def test_payments_matching_could_not_apply_wait_on_the_review_list_until_a_perso
     assert code == 1 and "no payment" in out
     code, _ = run("payments", "review")
     assert code == 0
+
+    # A person recognises the stray payment: it pays part of another open invoice.
+    with store.write() as session:
+        other = next(
+            d
+            for d in list_invoices(session)
+            if d["currency"] == "USD" and d["invoice_total"] > 20 and d["number"] != invoice["number"]
+        )
+        set_status(session, str(other["number"]), "approved")
+        set_status(session, str(other["number"]), "sent")
+    number = str(other["number"])
+    refused = {
+        "too much": ("--amount", "12.35"),
+        "finer than a cent": ("--amount", "1.001"),
+        "not a number": ("--amount", "ten"),
+    }
+    said = {
+        why: " ".join(run("payments", "apply", "stripe:ch_stray", number, *extra)[1].split())
+        for why, extra in refused.items()
+    }
+    assert "12.35 cannot be applied" in said["too much"] and "at most 12.34" in said["too much"]
+    assert "1.001 is not a whole number of USD minor units" in said["finer than a cent"]
+    assert "'ten' is not a number" in said["not a number"]
+    paid_already = " ".join(run("payments", "apply", "stripe:ch_stray", str(invoice["number"]))[1].split())
+    assert f"invoice {invoice['number']} is paid" in paid_already  # ch_over paid it
+    code, out = run("payments", "apply", "stripe:ch_stray", number, "--amount", "10.00")
+    assert code == 0 and "10.00 applied" in out, out
+    assert [r["unapplied_amount"] for r in json.loads(run("payments", "review", "--json")[1])] == ["2.34"]
+    code, out = run("payments", "apply", "stripe:ch_stray", number)  # the rest
+    assert code == 0 and "2.34 applied" in out, out
+    assert json.loads(run("payments", "review", "--json")[1]) == []  # off the list: nothing left unapplied
+    with store.read() as session:
+        now = next(d for d in list_invoices(session) if d["number"] == number)
+    assert (now["status"], now["amount_paid"]) == ("partially_paid", Decimal("12.34"))
+    code, out = run("payments", "apply", "stripe:ch_stray", number)
+    assert code == 1 and "at most 0.00" in out
     store.dispose()

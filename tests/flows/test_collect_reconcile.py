@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import update
 
 from billbridge.app.settings import Settings, StripeSettings
 from billbridge.flows.bill import approve_drafts
@@ -442,3 +443,42 @@ def test_one_page_sees_what_its_earlier_payments_left_open(store: Store) -> None
         "x": D("0.00"),
         "y": D("475.00"),
     }
+
+
+def test_a_payment_applied_by_hand_is_queued_for_quickbooks_once_or_said_to_be_there_already(
+    store: Store, tmp_path: Path
+) -> None:
+    """A Stripe payment no invoice took is queued for QuickBooks when a person applies it; one that
+    was entered with part of it applied is there already, and the person is told to apply the rest
+    there too."""
+    from billbridge.billing.documents import IncomingPayment
+    from billbridge.flows.reconcile import PaymentPage, apply_payment, record_pages
+    from billbridge.store.models import Invoice
+
+    bill_and_approve(store, ["quickbooks"])
+    with store.write() as session:
+        session.execute(update(Invoice).values(status="sent"))
+        usd = [d for d in list_invoices(session) if d["currency"] == "USD" and d["invoice_total"] > 0][:2]
+    first, second = (str(d["number"]) for d in usd)
+    customer, total = str(usd[0]["customer_ref"]), usd[0]["invoice_total"]
+    day = date(2026, 11, 23)
+    page = [
+        IncomingPayment("stripe", "ch_over", "USD", total + 7, day, customer, (first,)),
+        IncomingPayment("stripe", "ch_stray", "USD", Decimal("5.00"), day, None),
+    ]
+    record_pages(store, "stripe", [PaymentPage(page, "c1")], mirror_to=("quickbooks",))
+    with store.read() as session:
+        queued_before = len(outbox.pending(session, topic="mirror.quickbooks"))
+    assert queued_before == 1  # the payment that paid an invoice; the stray one waits for a person
+
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, push_targets=["quickbooks"])
+    stray = apply_payment(store, settings, "stripe:ch_stray", second)
+    assert (stray.amount, stray.queued_for, stray.enter_by_hand_in) == (Decimal("5.00"), ("quickbooks",), ())
+    over = apply_payment(store, settings, "stripe:ch_over", second)
+    assert (over.amount, over.queued_for, over.enter_by_hand_in) == (Decimal("7.00"), (), ("quickbooks",))
+    with store.read() as session:
+        pending = outbox.pending(session, topic="mirror.quickbooks")
+    assert len(pending) == 2  # the stray one now, once
+    with store.read() as session:
+        paid = next(d for d in list_invoices(session) if d["number"] == second)["amount_paid"]
+    assert paid == Decimal("12.00")
