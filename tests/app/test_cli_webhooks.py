@@ -78,7 +78,7 @@ def test_the_sandboxes_send_their_signed_webhooks_to_billbridge_serve(
                 running.env["BILLBRIDGE_STRIPE__API_KEY"],
                 base_addresses={"api": running.env["BILLBRIDGE_STRIPE__BASE_URL"]},
             )
-            client.customers.create(params={"email": "ada@example.com"})
+            client.v1.customers.create(params={"email": "ada@example.com"})
             running.stripe.sandbox.webhook.flush()
             running.quickbooks.company.notify([("Invoice", "7", "Create", "2026-12-01T10:00:00Z")])
         finally:
