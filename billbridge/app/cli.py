@@ -650,9 +650,8 @@ def payments_apply(
         _fail(str(exc))
     console.print(f"{payment_ref}: {done.amount} applied to {invoice}")
     for books in done.queued_for:
-        console.print(f"queued for entry in {books}")
-    for books in done.enter_by_hand_in:
-        console.print(f"[yellow]{books} has this payment already: apply {done.amount} to {invoice} there too[/yellow]")
+        source = payment_ref.split(":", 1)[0]
+        console.print(f"queued for {books}: the next `billbridge reconcile --source {source}` enters it there")
 
 
 @payments_app.command("reviewed")

@@ -7,10 +7,11 @@ Payment linked to those invoices, once: its requestid is deterministic, a messag
 looked up by the payment's PrivateNote first, and QuickBooks' own payment pull recognises that note
 and does not record the payment a second time (mapping/quickbooks.py ``mirrored_from``).
 
-A refund (or a lost dispute) of such a payment takes money back from its invoice here, which opens
-again; its message takes the same amount off the QuickBooks Payment that entered the payment, so
-the invoice opens again there too and the payment's total is the money kept. The Payment's
-PrivateNote lists the refunds taken off it, so a retry never takes one off twice.
+Later changes to such a payment are made to that QuickBooks Payment too (``record_amendments``):
+a refund (or a lost dispute) takes money back from its invoice here, which opens again, so the
+same amount comes off the Payment's line and total there; unapplied money a person applies by hand
+(``queue_application``) becomes a line there too. The Payment's PrivateNote lists the changes made
+to it, so a retry never makes one twice.
 """
 
 from __future__ import annotations
@@ -83,6 +84,34 @@ def queue_mirrors(
     return queued
 
 
+def queue_application(
+    session: Session, source: str, payment: PaymentIn, number: str, share: Decimal, targets: Sequence[str]
+) -> int:
+    """Queue money a person applied by hand to invoice ``number``, from a payment entered in
+    ``targets`` before (same transaction): the entry there gets the same application."""
+    if "quickbooks" not in targets:
+        return 0
+    (payment_id,) = payment_ids(session, [payment.payment_ref]).values()
+    applied_now = sum((a for n, a in payment.allocations if n == number), Decimal(0))
+    return outbox.enqueue(
+        session,
+        topic=TOPIC,
+        aggregate_type="payment",
+        aggregate_id=payment_id,
+        dedupe_key=f"{TOPIC}:{payment.payment_ref}:applied:{number}:{applied_now}",  # one per application
+        payload={
+            "source": source,
+            "payment_ref": payment.payment_ref.removeprefix(f"{source}:"),
+            "amends": payment.payment_ref,
+            "currency": payment.currency,
+            "amount": str(share),
+            "received_on": payment.received_on.isoformat(),
+            "customer_ref": payment.customer_ref,
+            "allocations": [[number, str(share)]],
+        },
+    )
+
+
 def _incoming(payload: dict[str, Any]) -> IncomingPayment:
     numbers, amounts = zip(*payload["allocations"], strict=True)
     return IncomingPayment(
@@ -99,10 +128,15 @@ def _incoming(payload: dict[str, Any]) -> IncomingPayment:
     )
 
 
+def _amends(payload: dict[str, Any]) -> str:
+    """Our ref of the payment a change message changes: a refund names the vendor's charge it refunds."""
+    return str(payload["amends"]) if "amends" in payload else f"{payload['source']}:{payload['refund_of']}"
+
+
 def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
     """Enter a batch of mirrored payments (customers found or made, then one batch call of Payments),
-    then take the batch's refunds off the Payments that entered what they refund."""
-    from billbridge.connectors.quickbooks.connector import PaymentToRecord, QuickBooksWriteError, RefundToRecord
+    then make the batch's changes (refunds, applications by hand) to the Payments they change."""
+    from billbridge.connectors.quickbooks.connector import AmendmentToRecord, PaymentToRecord, QuickBooksWriteError
     from billbridge.flows.push import quickbooks_connector, quickbooks_delivery
     from billbridge.mapping.quickbooks import customer_spec
 
@@ -111,9 +145,8 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
     def handle(messages: Sequence[Message]) -> list[Delivery]:
         payments = {m.id: _incoming(m.payload) for m in messages}
         numbers = {n for p in payments.values() for n in p.invoice_numbers}
-        refunded = {
-            m.id: f"{m.payload['source']}:{m.payload['refund_of']}" for m in messages if "refund_of" in m.payload
-        }
+        # A change's message -> our ref of the payment it changes (a refund names the vendor's charge).
+        amended = {m.id: _amends(m.payload) for m in messages if "refund_of" in m.payload or "amends" in m.payload}
         with store.read() as session:
             ids = invoice_ids(session, numbers)
             in_qbo = {n: external_refs.get_external_id(session, "quickbooks", "invoice", i) for n, i in ids.items()}
@@ -121,7 +154,7 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
             # our payment ref -> the QuickBooks Payment it was entered as (this batch's entries join below)
             entered = {
                 ref: str(qbo_id)
-                for ref, pid in payment_ids(session, set(refunded.values())).items()
+                for ref, pid in payment_ids(session, set(amended.values())).items()
                 if (qbo_id := external_refs.get_external_id(session, "quickbooks", "payment", pid)) is not None
             }
         out: list[Delivery] = []
@@ -163,39 +196,50 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
                     entered[f"{message.payload['source']}:{message.payload['payment_ref']}"] = result.external_id
             return [quickbooks_delivery(m, result) for m, result in zip(ready, results, strict=True)]
 
-        def take_off(ready: Sequence[Message]) -> list[Delivery]:
+        def amend(ready: Sequence[Message]) -> list[Delivery]:
             out: list[Delivery] = []
-            items: list[RefundToRecord] = []
+            items: list[AmendmentToRecord] = []
             sent: list[Message] = []
             for message in ready:
-                qbo_payment = entered.get(refunded[message.id])
+                qbo_payment = entered.get(amended[message.id])
                 if qbo_payment is None:  # entered by a later delivery (or parked with an error): try again
-                    reason = f"the refunded payment {refunded[message.id]} is not in QuickBooks yet"
+                    reason = f"the payment {amended[message.id]} is not in QuickBooks yet"
                     out.append(Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason), outcome="waiting"))
                     continue
-                refund = payments[message.id]
-                take_back = {
-                    str(in_qbo[n]): -share
-                    for n, share in zip(refund.invoice_numbers, refund.invoice_amounts, strict=True)
+                change = payments[message.id]
+                lines = {
+                    str(in_qbo[n]): share
+                    for n, share in zip(change.invoice_numbers, change.invoice_amounts, strict=True)
                 }
-                items.append(RefundToRecord(refund.payment_ref, qbo_payment, take_back))
+                refund = "refund_of" in message.payload
+                items.append(
+                    AmendmentToRecord(
+                        change.payment_ref if refund else f"m{message.id}",  # an application: its message, once
+                        qbo_payment,
+                        lines,
+                        sum(lines.values(), Decimal(0)) if refund else Decimal(0),  # applied: it was unapplied there
+                    )
+                )
                 sent.append(message)
             if not items:
                 return out
             try:
-                results = connector.record_refunds(items)
+                results = connector.record_amendments(items)
             except VendorError as exc:
                 return out + [Delivery(m.id, error=exc.classified) for m in sent]
             for message, result in zip(sent, results, strict=True):
                 if result.status == "failed":
                     kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
                     out.append(Delivery(message.id, error=Classified(kind, result.error or "refused")))
-                else:  # no link of its own: the Payment is the refunded payment's
-                    out.append(Delivery(message.id, outcome="refunded" if result.status == "created" else "existing"))
+                elif result.status == "existing":
+                    out.append(Delivery(message.id, outcome="existing"))
+                else:  # no link of its own: the Payment is the changed payment's
+                    made = "refunded" if "refund_of" in message.payload else "applied"
+                    out.append(Delivery(message.id, outcome=made))
             return out
 
-        out += enter([m for m in ready if m.id not in refunded])  # first: a refund may be of one of them
-        return out + take_off([m for m in ready if m.id in refunded])
+        out += enter([m for m in ready if m.id not in amended])  # first: a change may be to one of them
+        return out + amend([m for m in ready if m.id in amended])
 
     return handle, connector.close
 

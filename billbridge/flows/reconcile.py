@@ -21,7 +21,7 @@ from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import MATCH_WINDOW_DAYS, OpenInvoice, PaidInvoice, numbers_in, settle
 from billbridge.flows.limits import no_slot, vendor_slot
-from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_mirrors
+from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
@@ -226,24 +226,24 @@ def _take(
 @dataclass(frozen=True)
 class AppliedByHand:
     amount: Decimal
-    queued_for: tuple[str, ...]  # the other books it is now queued for (QuickBooks, for a Stripe payment)
-    enter_by_hand_in: tuple[str, ...]  # books that have the payment already, without this application
+    queued_for: tuple[str, ...]  # the other books the application is queued for (QuickBooks, for a Stripe payment)
 
 
 def apply_payment(
     store: Store, settings: Settings, payment_ref: str, number: str, amount: Decimal | None = None
 ) -> AppliedByHand:
     """A person applies a recorded payment's unapplied money to an open invoice (from the review list).
-    A payment of a source mirrored to QuickBooks that no invoice had taken before is queued for entry
-    there now, with this application; one entered before has its unapplied rest there too, which the
-    person applies in QuickBooks likewise (said in the result)."""
+    For a source mirrored to QuickBooks: a payment no invoice had taken is queued for entry there now,
+    with this application; one entered before gets the application on its entry there."""
     source = payment_ref.split(":", 1)[0]
     targets = mirror_targets(settings, source)
     with store.write() as session:
         payment, share, entered_before = apply_by_hand(session, payment_ref, number, amount)
-        if targets and not entered_before:
+        if entered_before:
+            queue_application(session, source, payment, number, share, targets)
+        else:
             queue_mirrors(session, source, [payment], targets)
-    return AppliedByHand(share, () if entered_before else targets, targets if entered_before else ())
+    return AppliedByHand(share, targets)
 
 
 @flow(name="reconcile_payments")

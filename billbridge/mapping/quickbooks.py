@@ -178,63 +178,73 @@ def payment_note(payment: IncomingPayment) -> str:
     return f"billbridge {payment.source} {payment.payment_ref}"
 
 
-REFUNDS_WORD = "refunds"  # in a PrivateNote, after the payment_note: the refunds taken off the payment
+AMENDED_WORD = "amended"  # in a PrivateNote, after the payment_note: the changes made to the payment since
 
 
 def note_key(note: object) -> str:
     """The ``payment_note`` a PrivateNote starts with (what finds the payment again), without the
-    refunds listed after it."""
+    changes listed after it."""
     return " ".join(note.split(" ")[:3]) if isinstance(note, str) else ""
 
 
 def mirrored_from(note: object) -> str | None:
     """``source:ref`` of the payment a QuickBooks Payment mirrors (its ``payment_note``), else None."""
     parts = note.split(" ") if isinstance(note, str) else []
-    shaped = len(parts) == 3 or (len(parts) == 5 and parts[3] == REFUNDS_WORD)
+    shaped = len(parts) == 3 or (len(parts) == 5 and parts[3] == AMENDED_WORD)
     if shaped and parts[0] == "billbridge" and parts[1] != "quickbooks" and parts[2]:
         return f"{parts[1]}:{parts[2]}"
     return None
 
 
-def refunds_in(note: object) -> set[str]:
-    """The refunds a Payment we entered says it carries (``payment_refunded``)."""
+def amendments_in(note: object) -> set[str]:
+    """The changes a Payment we entered says it carries (``payment_amended``)."""
     parts = note.split(" ") if isinstance(note, str) else []
-    return set(parts[4].split(",")) if len(parts) == 5 and parts[3] == REFUNDS_WORD else set()
+    return set(parts[4].split(",")) if len(parts) == 5 and parts[3] == AMENDED_WORD else set()
 
 
-def payment_refunded(record: Mapping[str, Any], refund_ref: str, take_back: Mapping[str, Decimal]) -> dict[str, Any]:
-    """The sparse update taking a refund off a Payment we entered (``record`` as QuickBooks has it):
-    ``take_back`` maps QuickBooks Invoice Ids to the amounts the refund took back from them here, so
-    those invoices open again there by as much, and the payment's total drops by their sum. A line
-    left at zero goes. The PrivateNote gains the refund's ref: it says, to whoever reads the payment
-    next, that this refund is on it (a retry after a lost answer must not take it off twice).
-    Raises ValueError for a refund the payment cannot carry (the caller checks ``refunds_in`` first)."""
+def payment_amended(
+    record: Mapping[str, Any], change_ref: str, lines: Mapping[str, Decimal], total_change: Decimal
+) -> dict[str, Any]:
+    """The sparse update making a change to a Payment we entered (``record`` as QuickBooks has it):
+    ``lines`` maps QuickBooks Invoice Ids to what changes in the amount applied to each (a refund
+    takes back: negative; money applied by hand: positive, a new line if the invoice has none), and
+    the total changes by ``total_change`` (a refund: what it took back; an application: nothing,
+    the money was unapplied on the payment). A line left at zero goes. The PrivateNote gains the
+    change's ref: it says, to whoever reads the payment next, that this change is on it (a retry
+    after a lost answer must not make it twice). Raises ValueError for a change the payment cannot
+    carry (the caller checks ``amendments_in`` first)."""
     ident = record.get("Id")
-    left = {str(k): v for k, v in take_back.items()}
-    if any(v <= 0 for v in left.values()):
-        raise ValueError(f"payment {ident}: refund {refund_ref} takes back a non-positive amount")
-    lines = []
+    left = {str(k): v for k, v in lines.items() if v != 0}
+    if not left:
+        raise ValueError(f"payment {ident}: change {change_ref} changes nothing")
+    out = []
     for line in record.get("Line", []):
         invoices = [str(link["TxnId"]) for link in line.get("LinkedTxn", []) if link.get("TxnType") == "Invoice"]
         amount = _amount(line["Amount"])
         if len(invoices) == 1 and invoices[0] in left:
-            amount -= left.pop(invoices[0])
+            amount += left.pop(invoices[0])
             if amount < 0:
-                raise ValueError(f"payment {ident}: refund {refund_ref} takes back more than invoice {invoices[0]} got")
+                raise ValueError(f"payment {ident}: change {change_ref} takes back more than invoice {invoices[0]} got")
             if amount == 0:
                 continue
-        lines.append({**line, "Amount": _text(amount)})
-    if left:
-        raise ValueError(f"payment {ident}: refund {refund_ref} names invoice {', '.join(sorted(left))}, not on it")
+        out.append({**line, "Amount": _text(amount)})
+    for invoice, change in left.items():
+        if change < 0:
+            raise ValueError(f"payment {ident}: change {change_ref} takes back from invoice {invoice}, not on it")
+        out.append({"Amount": _text(change), "LinkedTxn": [{"TxnId": invoice, "TxnType": "Invoice"}]})
+    total = _amount(record["TotalAmt"]) + total_change
+    applied = sum((_amount(line["Amount"]) for line in out), Decimal(0))
+    if total < 0 or applied > total:
+        raise ValueError(f"payment {ident}: change {change_ref} would apply {applied} of a {total} payment")
     note = record.get("PrivateNote")
-    refunds = ",".join(sorted(refunds_in(note) | {refund_ref}))
+    changes = ",".join(sorted(amendments_in(note) | {change_ref}))
     return {
         "Id": ident,
         "SyncToken": record.get("SyncToken"),
         "sparse": True,
-        "TotalAmt": _text(_amount(record["TotalAmt"]) - sum(take_back.values(), Decimal(0))),
-        "Line": lines,
-        "PrivateNote": f"{note_key(note)} {REFUNDS_WORD} {refunds}",
+        "TotalAmt": _text(total),
+        "Line": out,
+        "PrivateNote": f"{note_key(note)} {AMENDED_WORD} {changes}",
     }
 
 

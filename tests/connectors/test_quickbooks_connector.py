@@ -22,13 +22,13 @@ from billbridge.billing.documents import DocumentLine, IncomingPayment, Outbound
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks import (
+    AmendmentToRecord,
     FileTokenStore,
     InMemoryTokenStore,
     OAuthTokens,
     PaymentToRecord,
     QuickBooksConfig,
     QuickBooksConnector,
-    RefundToRecord,
     TokenStore,
     verify_webhook,
 )
@@ -432,24 +432,25 @@ def test_refunds_taken_off_one_payment_by_two_workers_at_once_both_land_once(
     )
     payment_id = entered.external_id or ""
     first, second = pushed[paid[0].number], pushed[paid[1].number]
-    refund_a = RefundToRecord("re_a", payment_id, {first: Decimal("5.00")})
-    refund_b = RefundToRecord("re_b", payment_id, {second: paid[1].total})  # all of the second invoice
+    refund_a = AmendmentToRecord("re_a", payment_id, {first: Decimal("-5.00")}, Decimal("-5.00"))
+    whole = -paid[1].total  # all of the second invoice
+    refund_b = AmendmentToRecord("re_b", payment_id, {second: whole}, whole)
 
     held = qb.faults.add(kind="slow", path="/batch$", times=1, delay=1.5)
     with ThreadPoolExecutor(1) as pool:
-        late = pool.submit(conn_a.record_refunds, [refund_a])
+        late = pool.submit(conn_a.record_amendments, [refund_a])
         deadline = time.monotonic() + 10
         while not held.hits and time.monotonic() < deadline:  # A has read the payment; its update waits
             time.sleep(0.01)
-        assert [r.status for r in conn_b.record_refunds([refund_b])] == ["created"]
+        assert [r.status for r in conn_b.record_amendments([refund_b])] == ["created"]
         (stale,) = late.result()
     assert (stale.status, stale.retriable) == ("failed", True) and "5010" in (stale.error or "")
-    assert [r.status for r in conn_a.record_refunds([refund_a])] == ["created"]
-    assert [r.status for r in conn_a.record_refunds([refund_a, refund_b])] == ["existing", "existing"]
+    assert [r.status for r in conn_a.record_amendments([refund_a])] == ["created"]
+    assert [r.status for r in conn_a.record_amendments([refund_a, refund_b])] == ["existing", "existing"]
 
     payment = qb.company.get("Payment", payment_id)
     assert payment["TotalAmt"] == stripe.amount - Decimal("5.00") - paid[1].total
-    assert payment["PrivateNote"] == "billbridge stripe ch_refunded refunds re_a,re_b"
+    assert payment["PrivateNote"] == "billbridge stripe ch_refunded amended re_a,re_b"
     assert qb.company.get("Invoice", first)["Balance"] == Decimal("5.00")
     assert qb.company.get("Invoice", second)["Balance"] == paid[1].total
     pulled = [p for page in conn_a.pull_payments(None) for p in page.payments]

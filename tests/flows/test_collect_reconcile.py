@@ -285,7 +285,7 @@ def test_stripe_refunds_open_their_invoices_again_in_quickbooks_once(
     assert len(entered) == len(auto)  # one QuickBooks payment per charge, refunds taken off it
     assert (entered[charge_of[whole]]["TotalAmt"], entered[charge_of[whole]]["Line"]) == (0, [])
     assert entered[charge_of[part]]["TotalAmt"] == total[part] - Decimal("10.00")
-    assert entered[charge_of[part]]["PrivateNote"].startswith(f"billbridge stripe {charge_of[part]} refunds re_")
+    assert entered[charge_of[part]]["PrivateNote"].startswith(f"billbridge stripe {charge_of[part]} amended re_")
     with store.read() as session:
         here = {str(d["number"]): d["invoice_total"] - d["amount_paid"] for d in list_invoices(session)}
     assert {n: here[n] for n in qbo_id} == balance  # the same receivables in both books
@@ -473,12 +473,58 @@ def test_a_payment_applied_by_hand_is_queued_for_quickbooks_once_or_said_to_be_t
 
     settings = Settings(database_url="sqlite://", data_dir=tmp_path, push_targets=["quickbooks"])
     stray = apply_payment(store, settings, "stripe:ch_stray", second)
-    assert (stray.amount, stray.queued_for, stray.enter_by_hand_in) == (Decimal("5.00"), ("quickbooks",), ())
+    assert (stray.amount, stray.queued_for) == (Decimal("5.00"), ("quickbooks",))
     over = apply_payment(store, settings, "stripe:ch_over", second)
-    assert (over.amount, over.queued_for, over.enter_by_hand_in) == (Decimal("7.00"), (), ("quickbooks",))
+    assert (over.amount, over.queued_for) == (Decimal("7.00"), ("quickbooks",))
     with store.read() as session:
         pending = outbox.pending(session, topic="mirror.quickbooks")
-    assert len(pending) == 2  # the stray one now, once
+    assert len(pending) == 3  # the over one's entry, the stray one's entry, the application to its entry
     with store.read() as session:
         paid = next(d for d in list_invoices(session) if d["number"] == second)["amount_paid"]
     assert paid == Decimal("12.00")
+
+
+def test_money_applied_by_hand_reaches_the_quickbooks_entry_once(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """A Stripe payment entered in QuickBooks with money left unapplied; a person applies the rest to
+    another invoice here: the entry there gets the same line, once, though QuickBooks' answer is lost."""
+    from billbridge.billing.documents import IncomingPayment
+    from billbridge.flows.reconcile import PaymentPage, apply_payment, record_pages
+
+    settings = settings_for(qbo, database_url, tmp_path).model_copy(update={"push_targets": ["quickbooks"]})
+    bill_and_approve(store, ["quickbooks"])
+    push(store, settings, "quickbooks")
+    with store.read() as session:
+        usd = [d for d in list_invoices(session) if d["currency"] == "USD" and d["invoice_total"] > 0]
+        customer = next(
+            c for c in {str(d["customer_ref"]) for d in usd} if sum(d["customer_ref"] == c for d in usd) > 1
+        )
+        a, b = [d for d in usd if d["customer_ref"] == customer][:2]
+        qbo_id = {
+            str(d["number"]): str(external_refs.get_external_id(session, "quickbooks", "invoice", int(d["id"])))
+            for d in (a, b)
+        }
+    over = IncomingPayment(
+        "stripe", "ch_over", "USD", a["invoice_total"] + 7, date(2026, 11, 23), customer, (a["number"],)
+    )
+    record_pages(store, "stripe", [PaymentPage([over], "c1")], mirror_to=("quickbooks",))
+    assert mirror_payments(store, settings).outcomes == {"created": 1}
+
+    assert apply_payment(store, settings, "stripe:ch_over", str(b["number"])).amount == Decimal("7.00")
+    lost = qbo.faults.add(kind="lost_response", path="/batch$", times=None)
+    assert mirror_payments(store, settings).outcomes == {"retrying": 1}
+    qbo.faults.clear()
+    assert lost.hits > 0
+    with store.write() as session:
+        outbox.retry_now(session, [m["id"] for m in outbox.pending(session)])
+    assert mirror_payments(store, settings).outcomes == {"existing": 1}  # the note says it is on
+
+    (entry,) = [p for p in qbo.company.all("Payment") if str(p.get("PrivateNote", "")).startswith("billbridge ")]
+    lines = {line["LinkedTxn"][0]["TxnId"]: line["Amount"] for line in entry["Line"]}
+    assert lines == {qbo_id[str(a["number"])]: a["invoice_total"], qbo_id[str(b["number"])]: Decimal("7.00")}
+    assert entry["TotalAmt"] == over.amount and entry["UnappliedAmt"] == 0
+    assert qbo.company.get("Invoice", qbo_id[str(b["number"])])["Balance"] == b["invoice_total"] - 7
+    with store.read() as session:
+        here = next(d for d in list_invoices(session) if d["number"] == b["number"])
+    assert (here["status"], here["amount_paid"]) == ("partially_paid", Decimal("7.00"))

@@ -10,16 +10,16 @@ import pytest
 
 from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
 from billbridge.mapping.quickbooks import (
+    amendments_in,
     customer_payload,
     customer_spec,
     document_payload,
     mirrored_from,
     note_key,
+    payment_amended,
     payment_from_qbo,
     payment_payload,
-    payment_refunded,
     qbo_entity,
-    refunds_in,
 )
 
 ITEMS = {"SEATS": "11", "SETUP": "12", "API-CALLS": "13"}
@@ -196,7 +196,7 @@ def _entered(note: str = "billbridge stripe ch_1") -> dict[str, object]:
 
 
 def test_a_refund_comes_off_its_invoice_line_and_the_total_and_is_named_in_the_note() -> None:
-    update = payment_refunded(_entered(), "re_1", {"11": Decimal("40.00")})
+    update = payment_amended(_entered(), "re_1", {"11": Decimal("-40.00")}, Decimal("-40.00"))
     assert update == {
         "Id": "77",
         "SyncToken": "2",
@@ -206,27 +206,39 @@ def test_a_refund_comes_off_its_invoice_line_and_the_total_and_is_named_in_the_n
             {"Amount": "60.00", "LinkedTxn": [{"TxnId": "11", "TxnType": "Invoice"}]},
             {"Amount": "30.00", "LinkedTxn": [{"TxnId": "12", "TxnType": "Invoice"}]},
         ],
-        "PrivateNote": "billbridge stripe ch_1 refunds re_1",
+        "PrivateNote": "billbridge stripe ch_1 amended re_1",
     }
     json.dumps(update)  # ready to send: no Decimal left in it
-    second = payment_refunded(_entered(update["PrivateNote"]) | update, "re_0", {"12": Decimal("30.00")})
+    second = payment_amended(
+        _entered(update["PrivateNote"]) | update, "re_0", {"12": Decimal("-30.00")}, Decimal("-30.00")
+    )
     assert second["Line"] == [{"Amount": "60.00", "LinkedTxn": [{"TxnId": "11", "TxnType": "Invoice"}]}]
-    assert (second["TotalAmt"], second["PrivateNote"]) == ("80.00", "billbridge stripe ch_1 refunds re_0,re_1")
-    assert refunds_in(second["PrivateNote"]) == {"re_0", "re_1"} and refunds_in("billbridge stripe ch_1") == set()
+    assert (second["TotalAmt"], second["PrivateNote"]) == ("80.00", "billbridge stripe ch_1 amended re_0,re_1")
+    assert amendments_in(second["PrivateNote"]) == {"re_0", "re_1"} and amendments_in("billbridge stripe ch_1") == set()
     # Still ours for the lookup and for QuickBooks' payment pull.
     assert note_key(second["PrivateNote"]) == "billbridge stripe ch_1"
     assert mirrored_from(second["PrivateNote"]) == mirrored_from("billbridge stripe ch_1") == "stripe:ch_1"
     assert mirrored_from("billbridge stripe ch_1 something else") is None
 
 
+def test_money_applied_by_hand_becomes_a_line_within_the_same_total() -> None:
+    update = payment_amended(_entered(), "m7", {"13": Decimal("20.00")}, Decimal(0))
+    assert update["TotalAmt"] == "150.00"  # it was unapplied on the payment: the total stays
+    assert update["Line"][-1] == {"Amount": "20.00", "LinkedTxn": [{"TxnId": "13", "TxnType": "Invoice"}]}
+    more = payment_amended(_entered(), "m8", {"12": Decimal("20.00")}, Decimal(0))
+    assert more["Line"][1]["Amount"] == "50.00"
+    with pytest.raises(ValueError, match="would apply 150.01 of a 150.00 payment"):
+        payment_amended(_entered(), "m9", {"13": Decimal("20.01")}, Decimal(0))
+
+
 @pytest.mark.parametrize(
-    ("take_back", "says"),
+    ("lines", "says"),
     [
-        ({"11": Decimal("100.01")}, "takes back more than invoice 11 got"),
-        ({"13": Decimal("1.00")}, "names invoice 13, not on it"),
-        ({"11": Decimal("0")}, "non-positive"),
+        ({"11": Decimal("-100.01")}, "takes back more than invoice 11 got"),
+        ({"13": Decimal("-1.00")}, "takes back from invoice 13, not on it"),
+        ({"11": Decimal("0")}, "changes nothing"),
     ],
 )
-def test_a_refund_the_payment_cannot_carry_is_refused(take_back: dict[str, Decimal], says: str) -> None:
+def test_a_change_the_payment_cannot_carry_is_refused(lines: dict[str, Decimal], says: str) -> None:
     with pytest.raises(ValueError, match=says):
-        payment_refunded(_entered(), "re_1", take_back)
+        payment_amended(_entered(), "re_1", lines, sum(lines.values(), Decimal(0)))

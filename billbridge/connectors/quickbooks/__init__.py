@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from billbridge.connectors.quickbooks.client import QuickBooksConfig, classify_quickbooks
 from billbridge.connectors.quickbooks.connector import (
+    AmendmentToRecord,
     PaymentPage,
     PaymentToRecord,
     PushResult,
     QuickBooksConnector,
     QuickBooksWriteError,
-    RefundToRecord,
 )
 from billbridge.connectors.quickbooks.tokens import (
     FileTokenStore,
@@ -21,6 +21,7 @@ from billbridge.connectors.quickbooks.tokens import (
 from billbridge.connectors.quickbooks.webhooks import verify_webhook
 
 __all__ = [
+    "AmendmentToRecord",
     "FileTokenStore",
     "InMemoryTokenStore",
     "OAuthTokens",
@@ -30,7 +31,6 @@ __all__ = [
     "QuickBooksConfig",
     "QuickBooksConnector",
     "QuickBooksWriteError",
-    "RefundToRecord",
     "TokenKeeper",
     "TokenStore",
     "classify_quickbooks",

@@ -34,17 +34,17 @@ from billbridge.connectors.quickbooks.client import (
 from billbridge.connectors.quickbooks.tokens import IssuedTokens, TokenKeeper, TokenStore
 from billbridge.mapping.quickbooks import (
     CustomerSpec,
+    amendments_in,
     customer_payload,
     customer_spec,
     document_payload,
     item_payload,
     note_key,
+    payment_amended,
     payment_from_qbo,
     payment_note,
     payment_payload,
-    payment_refunded,
     qbo_entity,
-    refunds_in,
 )
 
 T = TypeVar("T")
@@ -81,12 +81,14 @@ class PaymentToRecord:
 
 
 @dataclass(frozen=True)
-class RefundToRecord:
-    """A refund (or dispute withdrawal) of a payment we entered in QuickBooks, to take off that Payment."""
+class AmendmentToRecord:
+    """A change to a payment we entered in QuickBooks, to make on that Payment: a refund or dispute
+    withdrawal taking money back from its invoices, or its unapplied money applied by hand."""
 
-    refund_ref: str  # the refund's id at its source (listed in the Payment's PrivateNote once taken off)
-    payment_id: str  # the QuickBooks Payment that entered the refunded payment
-    take_back: Mapping[str, Decimal]  # QuickBooks Invoice Id -> the amount the refund took back from it
+    change_ref: str  # unique per change (listed in the Payment's PrivateNote once made)
+    payment_id: str  # the QuickBooks Payment that entered the payment
+    lines: Mapping[str, Decimal]  # QuickBooks Invoice Id -> change of the amount applied to it
+    total_change: Decimal  # change of the payment's total (a refund: negative; an application: 0)
 
 
 @dataclass(frozen=True)
@@ -427,42 +429,43 @@ class QuickBooksConnector:
             results[ref] = PushResult(ref, "payment", "failed", error=outcome.error, retriable=outcome.retriable)
         return [results[p.payment.payment_ref] for p in payments]
 
-    def record_refunds(self, refunds: Sequence[RefundToRecord]) -> list[PushResult]:
-        """Take refunds off the Payments that entered the refunded payments, so their invoices open
-        again in QuickBooks as they do here. Each once: the Payments are read first, and a refund their
-        PrivateNote lists is on already ("existing"); the rest of a Payment's refunds go in one sparse
-        update naming the SyncToken read, which a concurrent change makes fail as stale (retriable)."""
-        found = self._find("Payment", "Id", {r.payment_id for r in refunds})
+    def record_amendments(self, changes: Sequence[AmendmentToRecord]) -> list[PushResult]:
+        """Make changes to the Payments that entered our payments (refunds taken off, money applied by
+        hand), so their invoices stand in QuickBooks as they do here. Each once: the Payments are read
+        first, and a change their PrivateNote lists is made already ("existing"); the rest of a
+        Payment's changes go in one sparse update naming the SyncToken read, which a concurrent
+        change makes fail as stale (retriable)."""
+        found = self._find("Payment", "Id", {c.payment_id for c in changes})
         results: dict[str, PushResult] = {}
-        pending: dict[str, list[RefundToRecord]] = {}
-        for refund in refunds:
-            record = found.get(refund.payment_id)
+        pending: dict[str, list[AmendmentToRecord]] = {}
+        for change in changes:
+            record = found.get(change.payment_id)
             if record is None:
-                error = f"QuickBooks has no Payment {refund.payment_id} to take the refund off"
-                results[refund.refund_ref] = PushResult(refund.refund_ref, "payment", "failed", error=error)
-            elif refund.refund_ref in refunds_in(record.get("PrivateNote")):
-                results[refund.refund_ref] = PushResult(
-                    refund.refund_ref, "payment", "existing", str(record["Id"]), str(record["SyncToken"])
+                error = f"QuickBooks has no Payment {change.payment_id} to change"
+                results[change.change_ref] = PushResult(change.change_ref, "payment", "failed", error=error)
+            elif change.change_ref in amendments_in(record.get("PrivateNote")):
+                results[change.change_ref] = PushResult(
+                    change.change_ref, "payment", "existing", str(record["Id"]), str(record["SyncToken"])
                 )
             else:
-                pending.setdefault(refund.payment_id, []).append(refund)
+                pending.setdefault(change.payment_id, []).append(change)
         writes: dict[str, _Write] = {}
         for payment_id, mine in pending.items():
             record, body = found[payment_id], {}
             try:
-                for refund in mine:  # one update carrying all of them (two would name the same SyncToken)
-                    body = payment_refunded(record, refund.refund_ref, refund.take_back)
+                for change in mine:  # one update carrying all of them (two would name the same SyncToken)
+                    body = payment_amended(record, change.change_ref, change.lines, change.total_change)
                     record = {**record, **body}
             except ValueError as exc:
-                for refund in mine:
-                    results[refund.refund_ref] = PushResult(refund.refund_ref, "payment", "failed", error=str(exc))
+                for change in mine:
+                    results[change.change_ref] = PushResult(change.change_ref, "payment", "failed", error=str(exc))
                 continue
-            refs = ",".join(r.refund_ref for r in mine)
-            writes[payment_id] = _Write(f"billbridge-refund-{payment_id}-{refs}", "Payment", body, "update")
+            refs = ",".join(c.change_ref for c in mine)
+            writes[payment_id] = _Write(f"billbridge-amend-{payment_id}-{refs}", "Payment", body, "update")
         updated, failed = self._ensure(writes)
         for payment_id, mine in pending.items():
-            for refund in mine:
-                ref = refund.refund_ref
+            for change in mine:
+                ref = change.change_ref
                 if payment_id in updated:
                     results[ref] = PushResult(ref, "payment", "created", updated[payment_id])
                 elif payment_id in failed:
@@ -470,7 +473,7 @@ class QuickBooksConnector:
                     results[ref] = PushResult(
                         ref, "payment", "failed", error=outcome.error, retriable=outcome.retriable
                     )
-        return [results[r.refund_ref] for r in refunds]
+        return [results[c.change_ref] for c in changes]
 
     # -- payments -------------------------------------------------------------------------------------
 
