@@ -166,6 +166,7 @@ def floor_with_writes(store: Store, payments: list[IncomingPayment]) -> float:
                     "reference": None,
                     "created_at": now,
                     "review_reason": None,
+                    "source_version": None,
                 }
                 for ref, p in zip(refs, page.payments, strict=True)
             ],

@@ -16,10 +16,11 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from sqlalchemy.orm import Session
 
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
-from billbridge.billing.matching import MATCH_WINDOW_DAYS, OpenInvoice, PaidInvoice, numbers_in, settle
+from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice, numbers_in, settle
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
@@ -33,6 +34,9 @@ from billbridge.store.invoices import (
     open_invoices,
     paid_amounts,
     record_payments,
+    redo_payment,
+    source_versions,
+    undo_payment,
 )
 from billbridge.store.statistics import FreshStatistics
 
@@ -162,11 +166,18 @@ def record_pages(
                     by_customer[invoice.customer_ref].append(invoice)
             refs = [f"{source}:{p.payment_ref}" for p in page.payments]
             seen = known_payment_refs(session, refs)
+            # A payment seen before at another version was edited (or voided) at its source since.
+            again = [r for r, p in zip(refs, page.payments, strict=True) if r in seen and _version(p)]
+            versions = source_versions(session, again) if again else {}
+            changed: dict[str, IncomingPayment] = {}
             batch: list[PaymentIn] = []
             outcomes: Counter[str] = Counter()
             for ref, payment in zip(refs, page.payments, strict=True):
                 if ref in seen:  # recorded by an earlier run (or earlier in this page): never twice
-                    outcomes["seen_before"] += 1
+                    if versions.get(ref) not in (None, _version(payment)) and not payment.extra.get("mirrored_from"):
+                        changed[ref] = payment  # the latest version in the page wins
+                    else:
+                        outcomes["seen_before"] += 1
                     continue
                 if payment.extra.get("mirrored_from"):  # our own entry of a payment recorded from its source
                     outcomes["mirrored"] += 1
@@ -184,6 +195,7 @@ def record_pages(
                         payment.method,
                         payment.reference,
                         match.reason,
+                        payment.extra.get("sync_token"),
                     )
                 )
                 if payment.amount >= 0:  # later payments see what is left (a refund allocates to paid)
@@ -204,10 +216,48 @@ def record_pages(
                 }
                 new_ones = [p for p, new in zip(batch, recorded, strict=True) if new]
                 queue_mirrors(session, source, new_ones, mirror_to, refund_of)
+            for ref, payment in changed.items():
+                summary.outcomes["amended"] += 1
+                if (reason := _amend(session, ref, payment, window_days)) is not None:
+                    summary.unmatched.append((ref, reason))
             if page.cursor is not None:
                 set_cursor(session, source, page.stream, page.cursor)
         statistics.wrote(len(batch))
     return summary
+
+
+def _version(payment: IncomingPayment) -> str | None:
+    """The payment's version at its source, where the source has one (QuickBooks' SyncToken)."""
+    return payment.extra.get("sync_token") or None
+
+
+def _amend(session: Session, ref: str, payment: IncomingPayment, window_days: int) -> str | None:
+    """Record a payment edited (or voided) at its source since it was recorded: what it applied is
+    taken back, then it is matched and applied again as it now is. The reason it waits for a
+    person, if it does."""
+    undo_payment(session, ref)
+    rows = open_invoices(session, numbers=payment.invoice_numbers + numbers_in(payment))
+    invoices = {
+        r["number"]: OpenInvoice(r["number"], r["customer_ref"], r["currency"], r["open_amount"], r["due_date"])
+        for r in rows
+    }
+    if payment.amount == 0:  # voided: nothing to apply, nothing for a person to do
+        match = Match((), payment.amount)
+    else:
+        match, _ = settle(payment, invoices, {}, {}, window_days=window_days)
+    redo_payment(
+        session,
+        PaymentIn(
+            ref,
+            payment.currency,
+            payment.amount,
+            payment.received_on,
+            match.allocations,
+            review_reason=match.reason,
+            source_version=_version(payment),
+        ),
+    )
+    return match.reason
 
 
 def _take(

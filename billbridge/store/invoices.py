@@ -352,6 +352,7 @@ class PaymentIn:
     method: str | None = None
     reference: str | None = None
     review_reason: str | None = None  # why matching could not (fully) apply it: puts it on the review list
+    source_version: str | None = None  # its version at the source (QuickBooks' SyncToken)
 
 
 def record_payment(
@@ -391,6 +392,7 @@ _PAYMENT_KEYS = (
     "reference",
     "created_at",
     "review_reason",
+    "source_version",
 )
 _INSERT_ALLOCATIONS = insert(table_of(PaymentAllocation)).values(
     payment_id=select(_PAYMENTS.c.id).where(_PAYMENTS.c.payment_ref == bindparam("payment_ref")).scalar_subquery()
@@ -491,6 +493,7 @@ def record_payments(
                 "reference": p.reference,
                 "created_at": now,
                 "review_reason": p.review_reason,
+                "source_version": p.source_version,
             }
         )
     RawStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).run_many(connection, payment_rows)
@@ -676,3 +679,54 @@ def apply_by_hand(
         payment.reference,
     )
     return now, share, bool(before)
+
+
+def source_versions(session: Session, refs: Iterable[str]) -> dict[str, str | None]:
+    """The version at its source each of these recorded payments was recorded at (None: not known)."""
+    query = select(Payment.payment_ref, Payment.source_version).where(Payment.payment_ref.in_(list(set(refs))))
+    return {ref: version for ref, version in session.execute(query)}
+
+
+def undo_payment(session: Session, payment_ref: str) -> None:
+    """Take back what a recorded payment applied, because it changed at its source (edited, voided):
+    its invoices open again by what it gave them and its allocations go, before :func:`redo_payment`
+    records it as it now is (in the same transaction)."""
+    payment = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
+    if payment is None:
+        raise LookupError(f"no payment {payment_ref!r}")
+    for allocation in session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)):
+        invoice = session.scalar(select(Invoice).where(Invoice.id == allocation.invoice_id).with_for_update())
+        assert invoice is not None  # a foreign key
+        invoice.amount_paid -= allocation.amount
+        if invoice.status in ("sent", "partially_paid", "paid"):  # a voided one stays void
+            invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
+        session.delete(allocation)
+    payment.unapplied_amount = payment.amount
+    session.flush()
+
+
+def redo_payment(session: Session, payment: PaymentIn) -> None:
+    """Record a payment undone by :func:`undo_payment` as it now is at its source: amount, date,
+    allocations (to open invoices, as matched), review reason and version."""
+    row = session.scalar(select(Payment).where(Payment.payment_ref == payment.payment_ref).with_for_update())
+    if row is None:
+        raise LookupError(f"no payment {payment.payment_ref!r}")
+    allocated = sum((a for _, a in payment.allocations), ZERO)
+    if allocated > payment.amount:
+        raise ValueError(f"payment {payment.payment_ref}: allocations {allocated} exceed the amount {payment.amount}")
+    for number, share in payment.allocations:
+        invoice = session.scalar(select(Invoice).where(Invoice.number == number).with_for_update())
+        if invoice is None:
+            raise LookupError(f"payment {payment.payment_ref}: no invoice numbered {number!r}")
+        if invoice.currency != payment.currency:
+            raise ValueError(
+                f"payment {payment.payment_ref}: {payment.currency} cannot settle {invoice.currency} {number}"
+            )
+        invoice.amount_paid += share
+        invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
+        session.add(PaymentAllocation(payment_id=row.id, invoice_id=invoice.id, amount=share))
+    row.amount, row.received_on, row.currency = payment.amount, payment.received_on, payment.currency
+    row.unapplied_amount = payment.amount - allocated
+    row.review_reason, row.reviewed = payment.review_reason, None
+    row.source_version = payment.source_version
+    session.flush()

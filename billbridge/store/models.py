@@ -284,6 +284,7 @@ class Payment(Base):
     # Why matching could not (fully) apply it: on the review list until ``reviewed`` says how a person dealt with it.
     review_reason: Mapped[str | None] = mapped_column(Text)
     reviewed: Mapped[str | None] = mapped_column(Text)
+    source_version: Mapped[str | None] = mapped_column(String(40))  # QuickBooks' SyncToken: a later edit shows
 
 
 class PaymentAllocation(Base):

@@ -150,9 +150,11 @@ def test_quickbooks_payments_reconcile_in_full_and_in_part_once(
             for d in documents
         }
     full, part, written = documents[0], documents[1], documents[2]
-    qbo.company.receive_payment({qbo_id[str(full["number"])]: Decimal(str(full["invoice_total"]))}, ref="CHK-1001")
+    paid_in_full = qbo.company.receive_payment(
+        {qbo_id[str(full["number"])]: Decimal(str(full["invoice_total"]))}, ref="CHK-1001"
+    )
     half = (Decimal(str(part["invoice_total"])) / 2).quantize(Decimal("0.01"))
-    qbo.company.receive_payment({qbo_id[str(part["number"])]: half}, ref="CHK-1002")
+    paid_in_part = qbo.company.receive_payment({qbo_id[str(part["number"])]: half}, ref="CHK-1002")
     # Entered by hand without applying it to an invoice, the number only written in the memo.
     customer = qbo.company.get("Invoice", str(qbo_id[str(written["number"])]))["CustomerRef"]
     for note in (f"Remittance advice: invoice {written['number']}, thank you", "no idea what this pays"):
@@ -173,6 +175,25 @@ def test_quickbooks_payments_reconcile_in_full_and_in_part_once(
     assert by_number[str(part["number"])]["amount_paid"] == half
     assert by_number[str(written["number"])]["status"] == "paid"
     assert reconcile(store, settings, "quickbooks").outcomes.get("matched", 0) == 0
+
+    # The bookkeeper corrects them in QuickBooks: the part payment was for the whole invoice, the
+    # full one is voided (its amounts zeroed). Each is recorded again as it now is, once.
+    whole = Decimal(str(part["invoice_total"]))
+    line = {"Amount": whole, "LinkedTxn": [{"TxnId": qbo_id[str(part["number"])], "TxnType": "Invoice"}]}
+    for payment, total, lines in ((paid_in_part, whole, [line]), (paid_in_full, Decimal(0), [])):
+        current = qbo.company.get("Payment", payment["Id"])
+        qbo.company.update(
+            "Payment",
+            {"Id": current["Id"], "SyncToken": current["SyncToken"], "sparse": True, "TotalAmt": total, "Line": lines},
+        )
+    summary = reconcile(store, settings, "quickbooks")
+    assert summary.outcomes.get("amended") == 2 and summary.unmatched == [], summary
+    with store.read() as session:
+        by_number = {str(d["number"]): d for d in list_invoices(session)}
+    assert (by_number[str(part["number"])]["status"], by_number[str(part["number"])]["amount_paid"]) == ("paid", whole)
+    assert (by_number[str(full["number"])]["status"], by_number[str(full["number"])]["amount_paid"]) == ("sent", 0)
+    again = reconcile(store, settings, "quickbooks").outcomes
+    assert "amended" not in again and "matched" not in again
 
 
 def test_stripe_payments_are_entered_in_quickbooks_against_their_invoices_once(
