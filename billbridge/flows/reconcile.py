@@ -37,6 +37,7 @@ from billbridge.store.invoices import (
     redo_payment,
     source_versions,
     undo_payment,
+    zero_payment,
 )
 from billbridge.store.statistics import FreshStatistics
 
@@ -173,6 +174,8 @@ def record_pages(
             batch: list[PaymentIn] = []
             outcomes: Counter[str] = Counter()
             for ref, payment in zip(refs, page.payments, strict=True):
+                if payment.extra.get("deleted") and ref not in seen:  # never recorded here: nothing to undo
+                    continue
                 if ref in seen:  # recorded by an earlier run (or earlier in this page): never twice
                     if versions.get(ref) not in (None, _version(payment)) and not payment.extra.get("mirrored_from"):
                         changed[ref] = payment  # the latest version in the page wins
@@ -232,10 +235,13 @@ def _version(payment: IncomingPayment) -> str | None:
 
 
 def _amend(session: Session, ref: str, payment: IncomingPayment, window_days: int) -> str | None:
-    """Record a payment edited (or voided) at its source since it was recorded: what it applied is
-    taken back, then it is matched and applied again as it now is. The reason it waits for a
-    person, if it does."""
+    """Record a payment edited (or voided, or deleted) at its source since it was recorded: what it
+    applied is taken back, then it is matched and applied again as it now is. The reason it waits
+    for a person, if it does."""
     undo_payment(session, ref)
+    if payment.extra.get("deleted"):  # deleted at its source: nothing was received
+        zero_payment(session, ref, str(_version(payment)))
+        return None
     rows = open_invoices(session, numbers=payment.invoice_numbers + numbers_in(payment))
     invoices = {
         r["number"]: OpenInvoice(r["number"], r["customer_ref"], r["currency"], r["open_amount"], r["due_date"])

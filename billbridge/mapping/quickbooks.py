@@ -173,6 +173,24 @@ def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str])
     )
 
 
+DELETED = "deleted"  # the version of a payment deleted in QuickBooks (its SyncTokens are numbers)
+
+
+def payment_deleted(tombstone: Mapping[str, Any]) -> IncomingPayment:
+    """A Payment deleted in QuickBooks, as change data capture reports it (Id, status "Deleted",
+    when): a payment of nothing at version ``deleted``, so what the recorded one applied is taken back."""
+    when = str((tombstone.get("MetaData") or {}).get("LastUpdatedTime", ""))
+    return IncomingPayment(
+        source="quickbooks",
+        payment_ref=str(tombstone["Id"]),
+        currency="",
+        amount=Decimal(0),
+        received_on=date.fromisoformat(when[:10]) if when else date.today(),
+        customer_ref=None,
+        extra={"sync_token": DELETED, "deleted": when},
+    )
+
+
 def payment_note(payment: IncomingPayment) -> str:
     """The PrivateNote that marks a payment we recorded, so a lookup can find it again."""
     return f"billbridge {payment.source} {payment.payment_ref}"

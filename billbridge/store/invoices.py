@@ -730,3 +730,13 @@ def redo_payment(session: Session, payment: PaymentIn) -> None:
     row.review_reason, row.reviewed = payment.review_reason, None
     row.source_version = payment.source_version
     session.flush()
+
+
+def zero_payment(session: Session, payment_ref: str, version: str) -> None:
+    """A payment deleted at its source, after :func:`undo_payment`: nothing was received. Kept, at
+    amount 0, so its ref is never recorded again, with the version that says why."""
+    row = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
+    if row is None:
+        raise LookupError(f"no payment {payment_ref!r}")
+    row.amount = row.unapplied_amount = ZERO
+    row.review_reason, row.reviewed, row.source_version = None, None, version

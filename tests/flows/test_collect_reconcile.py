@@ -195,6 +195,15 @@ def test_quickbooks_payments_reconcile_in_full_and_in_part_once(
     again = reconcile(store, settings, "quickbooks").outcomes
     assert "amended" not in again and "matched" not in again
 
+    # Deleted in QuickBooks: only change data capture says so. What it paid opens again here, once.
+    noted = next(p for p in qbo.company.all("Payment") if "Remittance" in str(p.get("PrivateNote")))
+    qbo.company.delete("Payment", {"Id": noted["Id"], "SyncToken": noted["SyncToken"]})
+    assert reconcile(store, settings, "quickbooks").outcomes.get("amended") == 1
+    with store.read() as session:
+        reopened = next(d for d in list_invoices(session) if d["number"] == written["number"])
+    assert (reopened["status"], reopened["amount_paid"]) == ("sent", 0)
+    assert "amended" not in reconcile(store, settings, "quickbooks").outcomes
+
 
 def test_stripe_payments_are_entered_in_quickbooks_against_their_invoices_once(
     store: Store, stripe_sandbox: RunningStripe, qbo: RunningQuickBooks, database_url: str, tmp_path: Path

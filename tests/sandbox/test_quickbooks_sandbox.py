@@ -230,6 +230,24 @@ def test_change_data_capture_lists_what_changed_since(api: Api) -> None:
     assert too_old.status_code == 400
 
 
+def test_a_deleted_payment_is_gone_from_queries_and_a_tombstone_in_change_data_capture(api: Api) -> None:
+    customer, item = make_customer(api, "Deleted"), make_item(api)
+    invoice = api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "DEL-1", "5.00")).json()["Invoice"]
+    payment = api.qb.company.receive_payment({invoice["Id"]: Decimal("5.00")})
+    since = datetime.fromtimestamp(api.clock.now, UTC)
+    stale = api.call("POST", "payment", {"Id": payment["Id"], "SyncToken": "7"}, operation="delete")
+    assert stale.status_code == 400
+    gone = api.call("POST", "payment", {"Id": payment["Id"], "SyncToken": "0"}, operation="delete", requestid="d1")
+    assert gone.json()["Payment"] == {"domain": "QBO", "status": "Deleted", "Id": payment["Id"]}
+    again = api.call("POST", "payment", {"Id": payment["Id"], "SyncToken": "0"}, operation="delete", requestid="d1")
+    assert again.json()["Payment"] == gone.json()["Payment"]  # the first answer, replayed
+    assert api.query(f"SELECT * FROM Payment WHERE Id = '{payment['Id']}'").json()["QueryResponse"] == {}
+    assert api.call("GET", f"invoice/{invoice['Id']}").json()["Invoice"]["Balance"] == 5  # open again
+    answer = api.call("GET", "cdc", entities="Payment", changedSince=since.isoformat()).json()
+    (tombstone,) = answer["CDCResponse"][0]["QueryResponse"][0]["Payment"]
+    assert (tombstone["Id"], tombstone["status"]) == (payment["Id"], "Deleted")
+
+
 def test_webhooks_are_signed_with_the_verifier_token(api: Api) -> None:
     received: list[tuple[bytes, str]] = []
     receiver = FastAPI()

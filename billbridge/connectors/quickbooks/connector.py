@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
@@ -41,6 +41,7 @@ from billbridge.mapping.quickbooks import (
     item_payload,
     note_key,
     payment_amended,
+    payment_deleted,
     payment_from_qbo,
     payment_note,
     payment_payload,
@@ -52,6 +53,7 @@ BATCH_LIMIT = 30  # Intuit: at most 30 operations in one batch request
 LOOKUP_CHUNK = 30  # names / numbers per IN (...) lookup query
 QUERY_PAGE = 1000  # QuickBooks' MAXRESULTS ceiling
 PAYMENT_PAGE = 200
+CDC_LOOKBACK = timedelta(days=29, hours=23)  # Intuit: change data capture reaches 30 days back
 CURSOR_LAG = timedelta(minutes=5)  # re-read this much before the cursor: QuickBooks' timestamps can lag commits
 _REQUEST_ID_NS = uuid.UUID("6f9d5f8e-1f8b-4a8c-9d0e-0b1b2b3c4d5e")
 _EPOCH = "1970-01-01T00:00:00+00:00"
@@ -484,7 +486,37 @@ class QuickBooksConnector:
         ``payment_ref`` (and ``extra["sync_token"]`` for edits) and stores ``page.cursor`` after the page.
         """
         since = _EPOCH if cursor is None else (datetime.fromisoformat(cursor) - CURSOR_LAG).isoformat()
-        numbers: dict[str, str] = {}
+        newest = cursor
+        for page in self._payment_pages(since, page_size):
+            newest = page.cursor if newest is None else max(newest, page.cursor)
+            yield page
+        if cursor is not None:  # a first pull has nothing recorded that could have been deleted
+            deleted = self.deleted_payments(since)
+            if deleted:
+                times = [p.extra["deleted"] for p in deleted]
+                yield PaymentPage(deleted, max([newest or cursor, *times]))
+
+    def deleted_payments(self, since: str) -> list[IncomingPayment]:
+        """Payments deleted in QuickBooks since ``since``: only change data capture reports them (a
+        query no longer finds them), for the last 30 days."""
+        changed_since = max(datetime.fromisoformat(since), datetime.now(UTC) - CDC_LOOKBACK).isoformat()
+
+        def read(qb: QuickBooksClient) -> dict[str, Any]:
+            url = self._url(qb, "cdc")
+            return dict(qb.make_request("GET", url, params={"entities": "Payment", "changedSince": changed_since}))
+
+        answer = self._call(read)
+        tombstones = [
+            row
+            for response in answer.get("CDCResponse", [])
+            for group in response.get("QueryResponse", [])
+            for row in group.get("Payment", [])
+            if row.get("status") == "Deleted"
+        ]
+        return [payment_deleted(t) for t in tombstones]
+
+    def _payment_pages(self, since: str, page_size: int) -> Iterator[PaymentPage]:
+        numbers: dict[str, str] = {}  # QuickBooks Invoice Id -> our DocNumber, read once per pull
         start = 1
         while True:
             text = f"SELECT * FROM Payment WHERE MetaData.LastUpdatedTime >= {_quote(since)} ORDERBY MetaData.LastUpdatedTime STARTPOSITION {start} MAXRESULTS {page_size}"

@@ -3,7 +3,8 @@
 Routes (what python-quickbooks and intuit-oauth call):
 - ``GET /.well-known/openid_configuration``: the discovery document ``AuthClient`` fetches.
 - ``POST /oauth2/v1/tokens/bearer``: ``grant_type=refresh_token`` with HTTP Basic client credentials.
-- ``POST /v3/company/{realm}/{entity}``: create, or update when the body carries Id + SyncToken.
+- ``POST /v3/company/{realm}/{entity}``: create, or update when the body carries Id + SyncToken, or
+  ``?operation=delete`` (then change data capture reports the record as status "Deleted").
 - ``GET /v3/company/{realm}/{entity}/{id}``: read.
 - ``GET|POST /v3/company/{realm}/query``: the query subset of ``query.py``.
 - ``POST /v3/company/{realm}/batch``: up to 30 BatchItemRequest operations.
@@ -122,11 +123,22 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None) -> Any
     async def write(realm: str, entity: str, request: Request) -> Response:
         name = _entity(entity)
         body = _parse(await request.body())
-        if request.query_params.get("operation"):
+        operation = request.query_params.get("operation")
+        rid = request.query_params.get("requestid")
+        if operation == "delete":
+
+            def delete() -> tuple[int, Any]:
+                if not isinstance(body, dict):
+                    raise validation("Request body must be an object")
+                gone = company.delete(name, body)
+                company.notify([(name, gone["Id"], "Delete", company.deleted[name][-1]["MetaData"]["LastUpdatedTime"])])
+                return 200, {name: gone}
+
+            return await _serve(company, request, realm, lambda: company.once(rid, delete))
+        if operation:
             raise validation(
                 "operation is not supported by this sandbox", "2010", "Request has invalid or unsupported property"
             )
-        rid = request.query_params.get("requestid")
         return await _serve(
             company, request, realm, lambda: company.once(rid, lambda: (200, {name: _save(company, name, body)}))
         )

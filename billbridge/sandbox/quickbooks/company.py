@@ -115,6 +115,8 @@ class QboCompany:
         self.webhook = Webhook()
         self.lock = threading.RLock()
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in ENTITIES}
+        # What change data capture reports of deleted records: Id, status "Deleted", when.
+        self.deleted: dict[str, list[dict[str, Any]]] = {name: [] for name in ENTITIES}
         self._next_id = 1
         self._last_stamp = 0.0
         self.refresh_tokens: dict[str, RefreshToken] = {}
@@ -256,6 +258,20 @@ class QboCompany:
                 self._apply_payment(record, +1)
             return record
 
+    def delete(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``operation=delete``: the record goes (a payment's invoices open again); the answer and
+        change data capture carry only its Id and status "Deleted"."""
+        with self.lock:
+            current = self.get(entity, str(body.get("Id")))
+            if str(body.get("SyncToken")) != current["SyncToken"]:
+                raise QboFault(400, "Stale Object Error", "Stale Object Error", "5010")
+            if entity == "Payment":
+                self._apply_payment(current, -1)
+            del self.records[entity][current["Id"]]
+            tombstone = {"domain": "QBO", "status": "Deleted", "Id": current["Id"]}
+            self.deleted[entity].append({**tombstone, "MetaData": {"LastUpdatedTime": self._stamp()}})
+            return tombstone
+
     def _apply_payment(self, payment: dict[str, Any], sign: int) -> None:
         for line in payment.get("Line", []):
             for link in line.get("LinkedTxn", []):
@@ -280,7 +296,11 @@ class QboCompany:
                 raise validation(
                     f"Unsupported entity {entity} for CDC", "2010", "Request has invalid or unsupported property"
                 )
-            rows = [r for r in self.all(entity) if datetime.fromisoformat(r["MetaData"]["LastUpdatedTime"]) >= since]
+            rows = [
+                r
+                for r in [*self.all(entity), *self.deleted[entity]]
+                if datetime.fromisoformat(r["MetaData"]["LastUpdatedTime"]) >= since
+            ]
             rows.sort(key=lambda r: r["MetaData"]["LastUpdatedTime"])
             rows = rows[: max(0, CDC_MAX_OBJECTS - total)]
             total += len(rows)
