@@ -187,20 +187,7 @@ def record_pages(
                     continue
                 seen.add(ref)
                 match, outcome = settle(payment, invoices, by_customer, paid, window_days=window_days)
-                batch.append(
-                    PaymentIn(
-                        ref,
-                        payment.currency,
-                        payment.amount,
-                        payment.received_on,
-                        match.allocations,
-                        payment.customer_ref,
-                        payment.method,
-                        payment.reference,
-                        match.reason,
-                        payment.extra.get("sync_token"),
-                    )
-                )
+                batch.append(_to_record(ref, payment, match))
                 if payment.amount >= 0:  # later payments see what is left (a refund allocates to paid)
                     for number, share in match.allocations:
                         if by_customer or named[number] > 1:  # else no later payment of the page looks
@@ -229,6 +216,22 @@ def record_pages(
     return summary
 
 
+def _to_record(ref: str, payment: IncomingPayment, match: Match) -> PaymentIn:
+    """The payment as the store records it: matched, with the reason it waits for a person, if any."""
+    return PaymentIn(
+        ref,
+        payment.currency,
+        payment.amount,
+        payment.received_on,
+        match.allocations,
+        payment.customer_ref,
+        payment.method,
+        payment.reference,
+        match.reason,
+        _version(payment),
+    )
+
+
 def _version(payment: IncomingPayment) -> str | None:
     """The payment's version at its source, where the source has one (QuickBooks' SyncToken)."""
     return payment.extra.get("sync_token") or None
@@ -251,18 +254,7 @@ def _amend(session: Session, ref: str, payment: IncomingPayment, window_days: in
         match = Match((), payment.amount)
     else:
         match, _ = settle(payment, invoices, {}, {}, window_days=window_days)
-    redo_payment(
-        session,
-        PaymentIn(
-            ref,
-            payment.currency,
-            payment.amount,
-            payment.received_on,
-            match.allocations,
-            review_reason=match.reason,
-            source_version=_version(payment),
-        ),
-    )
+    redo_payment(session, _to_record(ref, payment, match))
     return match.reason
 
 
