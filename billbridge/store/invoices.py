@@ -605,12 +605,26 @@ def mark_reviewed(session: Session, payment_ref: str, note: str) -> None:
     """Take a payment off the review list, saying how a person dealt with it (kept with the payment)."""
     if not note.strip():
         raise ValueError("say how the payment was dealt with (the note is kept with it)")
-    payment = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
-    if payment is None:
-        raise LookupError(f"no payment {payment_ref!r} (payment refs read source:id, e.g. stripe:ch_...)")
+    payment = _locked_payment(session, payment_ref)
     if payment.review_reason is None or payment.reviewed is not None:
         raise ValueError(f"payment {payment_ref} is not on the review list")
     payment.reviewed = note.strip()
+
+
+def _locked_payment(session: Session, payment_ref: str) -> Payment:
+    """A recorded payment, locked for this transaction (on PostgreSQL)."""
+    payment = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
+    if payment is None:
+        raise LookupError(f"no payment {payment_ref!r} (payment refs read source:id, e.g. stripe:ch_...)")
+    return payment
+
+
+def _pay(invoice: Invoice, change: Decimal) -> None:
+    """``change`` more (or, negative, less) received by ``invoice``, and its status after it; a
+    voided invoice given money back stays void."""
+    invoice.amount_paid += change
+    if change > 0 or invoice.status in ("sent", "partially_paid", "paid"):
+        invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
 
 
 def apply_by_hand(
@@ -621,9 +635,7 @@ def apply_by_hand(
     applied, and whether it was applied to invoices before (so already queued for other books). A
     payment with nothing left unapplied comes off the review list, the application noted.
     Raises LookupError / ValueError, naming the payment or the invoice, for what cannot be applied."""
-    payment = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
-    if payment is None:
-        raise LookupError(f"no payment {payment_ref!r} (payment refs read source:id, e.g. stripe:ch_...)")
+    payment = _locked_payment(session, payment_ref)
     if payment.amount <= 0:
         raise ValueError(f"payment {payment_ref} is a refund or reversal ({payment.amount}): nothing to apply")
     invoice = session.scalar(
@@ -650,8 +662,7 @@ def apply_by_hand(
         session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount=share))
     else:
         existing.amount += share
-    invoice.amount_paid += share
-    invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
+    _pay(invoice, share)
     payment.unapplied_amount -= share
     if payment.customer_id is None:  # the person says whose it is
         payment.customer_id = invoice.customer_id
@@ -691,15 +702,11 @@ def undo_payment(session: Session, payment_ref: str) -> None:
     """Take back what a recorded payment applied, because it changed at its source (edited, voided):
     its invoices open again by what it gave them and its allocations go, before :func:`redo_payment`
     records it as it now is (in the same transaction)."""
-    payment = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
-    if payment is None:
-        raise LookupError(f"no payment {payment_ref!r}")
+    payment = _locked_payment(session, payment_ref)
     for allocation in session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)):
         invoice = session.scalar(select(Invoice).where(Invoice.id == allocation.invoice_id).with_for_update())
         assert invoice is not None  # a foreign key
-        invoice.amount_paid -= allocation.amount
-        if invoice.status in ("sent", "partially_paid", "paid"):  # a voided one stays void
-            invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
+        _pay(invoice, -allocation.amount)
         session.delete(allocation)
     payment.unapplied_amount = payment.amount
     session.flush()
@@ -708,9 +715,7 @@ def undo_payment(session: Session, payment_ref: str) -> None:
 def redo_payment(session: Session, payment: PaymentIn) -> None:
     """Record a payment undone by :func:`undo_payment` as it now is at its source: amount, date,
     allocations (to open invoices, as matched), review reason and version."""
-    row = session.scalar(select(Payment).where(Payment.payment_ref == payment.payment_ref).with_for_update())
-    if row is None:
-        raise LookupError(f"no payment {payment.payment_ref!r}")
+    row = _locked_payment(session, payment.payment_ref)
     allocated = sum((a for _, a in payment.allocations), ZERO)
     if allocated > payment.amount:
         raise ValueError(f"payment {payment.payment_ref}: allocations {allocated} exceed the amount {payment.amount}")
@@ -722,8 +727,7 @@ def redo_payment(session: Session, payment: PaymentIn) -> None:
             raise ValueError(
                 f"payment {payment.payment_ref}: {payment.currency} cannot settle {invoice.currency} {number}"
             )
-        invoice.amount_paid += share
-        invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
+        _pay(invoice, share)
         session.add(PaymentAllocation(payment_id=row.id, invoice_id=invoice.id, amount=share))
     row.amount, row.received_on, row.currency = payment.amount, payment.received_on, payment.currency
     row.unapplied_amount = payment.amount - allocated
@@ -735,8 +739,6 @@ def redo_payment(session: Session, payment: PaymentIn) -> None:
 def zero_payment(session: Session, payment_ref: str, version: str) -> None:
     """A payment deleted at its source, after :func:`undo_payment`: nothing was received. Kept, at
     amount 0, so its ref is never recorded again, with the version that says why."""
-    row = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
-    if row is None:
-        raise LookupError(f"no payment {payment_ref!r}")
+    row = _locked_payment(session, payment_ref)
     row.amount = row.unapplied_amount = ZERO
     row.review_reason, row.reviewed, row.source_version = None, None, version
