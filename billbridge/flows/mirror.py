@@ -59,18 +59,7 @@ def queue_mirrors(
     ids = payment_ids(session, [p.payment_ref for p in applied])
     queued = 0
     for payment in applied:
-        vendor_ref = payment.payment_ref.removeprefix(f"{source}:")
-        payload = {
-            "source": source,
-            "payment_ref": vendor_ref,
-            "currency": payment.currency,
-            "amount": str(payment.amount),
-            "received_on": payment.received_on.isoformat(),
-            "customer_ref": payment.customer_ref,
-            "allocations": [[number, str(share)] for number, share in payment.allocations],
-            "method": payment.method,
-            "reference": payment.reference,
-        }
+        payload = _payload(source, payment, payment.amount, payment.allocations)
         if payment.amount < 0:
             payload["refund_of"] = refund_of[payment.payment_ref]
         queued += outbox.enqueue(
@@ -99,17 +88,25 @@ def queue_application(
         aggregate_type="payment",
         aggregate_id=payment_id,
         dedupe_key=f"{TOPIC}:{payment.payment_ref}:applied:{number}:{applied_now}",  # one per application
-        payload={
-            "source": source,
-            "payment_ref": payment.payment_ref.removeprefix(f"{source}:"),
-            "amends": payment.payment_ref,
-            "currency": payment.currency,
-            "amount": str(share),
-            "received_on": payment.received_on.isoformat(),
-            "customer_ref": payment.customer_ref,
-            "allocations": [[number, str(share)]],
-        },
+        payload=_payload(source, payment, share, [(number, share)]) | {"amends": payment.payment_ref},
     )
+
+
+def _payload(
+    source: str, payment: PaymentIn, amount: Decimal, allocations: Sequence[tuple[str, Decimal]]
+) -> dict[str, Any]:
+    """A message's payment: what ``_incoming`` reads back (the vendor's ref, without our source prefix)."""
+    return {
+        "source": source,
+        "payment_ref": payment.payment_ref.removeprefix(f"{source}:"),
+        "currency": payment.currency,
+        "amount": str(amount),
+        "received_on": payment.received_on.isoformat(),
+        "customer_ref": payment.customer_ref,
+        "allocations": [[number, str(share)] for number, share in allocations],
+        "method": payment.method,
+        "reference": payment.reference,
+    }
 
 
 def _incoming(payload: dict[str, Any]) -> IncomingPayment:
