@@ -615,7 +615,10 @@ def payments_review(as_json: JsonOpt = False) -> None:
     if as_json:
         _json(rows)
         return
-    table = Table("payment", "customer", "amount", "unapplied", "received", "reference", "reason", title="To review")
+    table = Table(title="To review")
+    table.add_column("payment", no_wrap=True)  # whole: the ref to type into `payments apply`
+    for header in ("customer", "amount", "unapplied", "received", "reference", "reason"):
+        table.add_column(header)
     for r in rows:
         table.add_row(
             r["payment_ref"],
