@@ -323,3 +323,15 @@ def allocate(total: Decimal, weights: Sequence[Decimal], currency: str) -> list[
         floors[i] += 1
     sign = 1 if units >= 0 else -1
     return [_from_minor(sign * f, currency) for f in floors]
+
+
+def money_str(amount: Decimal, currency: str) -> str:
+    """``amount`` as text in ``currency``'s minor units ("240.00" USD, "1200" JPY): how money is shown
+    to people and written to JSON, whatever precision it was stored or computed at."""
+    return str(round_money(amount, currency))
+
+
+def money_display(amount: Decimal, currency: str) -> str:
+    """``amount`` for a person to read: minor units, thousands separated, the currency after it
+    ("1,234.50 USD", "-3,000 JPY")."""
+    return f"{round_money(amount, currency):,} {currency}"

@@ -14,6 +14,8 @@ from billbridge.billing.currency import (
     UnknownCurrencyError,
     allocate,
     minor_unit,
+    money_display,
+    money_str,
     quantum,
     round_money,
     split_evenly,
@@ -262,3 +264,19 @@ def test_round_money_is_nearest_and_idempotent(amount: Decimal, code: str) -> No
     assert abs(Fraction(rounded) - Fraction(amount)) <= Fraction(quantum(code)) / 2
     assert round_money(rounded, code) == rounded
     assert round_money(-amount, code) == -rounded  # symmetric: ties away from zero
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text", "shown"),
+    [
+        ("240.000", "USD", "240.00", "240.00 USD"),
+        ("12.0000", "EUR", "12.00", "12.00 EUR"),
+        ("1234567.005", "USD", "1234567.01", "1,234,567.01 USD"),
+        ("1200.4", "JPY", "1200", "1,200 JPY"),
+        ("-3000", "KWD", "-3000.000", "-3,000.000 KWD"),
+        ("-0.001", "USD", "0.00", "0.00 USD"),
+    ],
+)
+def test_money_is_shown_in_minor_units(amount: str, currency: str, text: str, shown: str) -> None:
+    assert money_str(Decimal(amount), currency) == text
+    assert money_display(Decimal(amount), currency) == shown
