@@ -329,16 +329,6 @@ def get_invoice(session: Session, number: str) -> dict[str, Any] | None:
     return {**row, "lines": invoice_lines(session, row["id"])}
 
 
-def set_status(session: Session, number: str, target: str) -> str:
-    """Move a document to ``target`` if the lifecycle allows it; returns the previous status."""
-    invoice = session.scalar(select(Invoice).where(Invoice.number == number).with_for_update())
-    if invoice is None:
-        raise LookupError(f"no invoice or credit note numbered {number!r}")
-    previous = invoice.status
-    invoice.status = lifecycle.transition(previous, target, amount_paid=invoice.amount_paid)
-    return previous
-
-
 @dataclass(frozen=True)
 class PaymentIn:
     """A payment to record, with its allocations to invoices (by number)."""
