@@ -75,13 +75,14 @@ def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, B
 
     Versions and invoices are only ever added, never rewritten, and a contract's invoices are
     created under its entity's numbering lock, so an unchanged state means unchanged terms and an
-    unchanged billing history. Read it *before* the terms and billed lines a plan is built from.
+    unchanged billing history; a voided draft giving its period back lowers the count. Read it
+    *before* the terms and billed lines a plan is built from.
     """
     if not contract_ids:
         return {}
     rows = session.execute(
         select(Contract.id, Contract.current_version_no, func.count(Invoice.id), func.coalesce(func.max(Invoice.id), 0))
-        .outerjoin(Invoice, Invoice.contract_id == Contract.id)
+        .outerjoin(Invoice, (Invoice.contract_id == Contract.id) & Invoice.period_released.is_(False))
         .where(Contract.id.in_(contract_ids))
         .group_by(Contract.id, Contract.current_version_no)
     )
@@ -89,12 +90,15 @@ def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, B
 
 
 def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tuple[list[BilledItem], set[date]]]:
-    """Per contract: every invoice line billed so far (ends made exclusive) and the billing dates used."""
+    """Per contract: every invoice line billed so far (ends made exclusive) and the billing dates used;
+    a draft voided before it was issued bills nothing and uses no date."""
     out: dict[int, tuple[list[BilledItem], set[date]]] = {cid: ([], set()) for cid in contract_ids}
     if not contract_ids:
         return out
     for cid, billing_date in session.execute(
-        select(Invoice.contract_id, Invoice.billing_date).where(Invoice.contract_id.in_(contract_ids))
+        select(Invoice.contract_id, Invoice.billing_date).where(
+            Invoice.contract_id.in_(contract_ids), Invoice.period_released.is_(False)
+        )
     ):
         out[cid][1].add(billing_date)
     rows = session.execute(
@@ -118,7 +122,7 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
             InvoiceLine.quantity,
         )
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-        .where(InvoiceLine.contract_id.in_(contract_ids))
+        .where(InvoiceLine.contract_id.in_(contract_ids), Invoice.period_released.is_(False))
         .order_by(InvoiceLine.id)
     )
     for r in rows:

@@ -24,6 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -215,11 +217,20 @@ class UsageDaily(Base):
 
 
 class Invoice(Base):
-    """An invoice or credit note, one per (contract, billing date)."""
+    """An invoice or credit note, one per (contract, billing date) among those that bill: a draft
+    voided before it was issued gives its period back (``period_released``), and the document
+    replacing it may take its date."""
 
     __tablename__ = "invoices"
     __table_args__ = (
-        UniqueConstraint("contract_id", "billing_date"),
+        Index(
+            "uq_invoices_billed_contract_date",
+            "contract_id",
+            "billing_date",
+            unique=True,
+            sqlite_where=text("NOT period_released"),
+            postgresql_where=text("NOT period_released"),
+        ),
         UniqueConstraint("entity_id", "doc_type", "sequence_no"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -240,6 +251,8 @@ class Invoice(Base):
     amount_paid: Mapped[Decimal]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Voided before it was issued: its lines no longer bill their periods (the next run bills them again).
+    period_released: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class InvoiceLine(Base):

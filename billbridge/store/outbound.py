@@ -169,6 +169,8 @@ def set_status(
     if status == "approved":
         return StatusChange(number, previous, status, queued=approve_and_queue(session, [invoice.id], targets))
     invoice.status = status
+    if status == "void":  # never issued (the lifecycle voids nothing else): the next run bills its period again
+        invoice.period_released = True
     return StatusChange(number, previous, status, withdrawn=withdrawn)
 
 

@@ -140,3 +140,42 @@ def test_list_refuses_an_unknown_status_in_one_line(env: str) -> None:
     )
     code, out = run("invoices", "list", "--status", "draft", "--json")
     assert (code, json.loads(out)) == (0, [])
+
+
+def test_a_voided_draft_is_replaced_by_the_next_run_with_a_new_number(env: str, tmp_path: Path) -> None:
+    """Voided before it was issued, a draft gives its period back: the next run bills it again (on the
+    terms now in force) under the next number; the void keeps its own, so no number is missing."""
+    store = open_store(env)
+    import_document(store, document(contract("C-1")))
+    assert run("bill", "--as-of", "2026-02-01")[0] == 0
+    assert run("invoices", "mark", "US-INV-2", "void") == (0, "US-INV-2: draft -> void")
+    amended = document(
+        contract(
+            "C-1",
+            effective_date="2026-02-01",
+            lines=[{"line_ref": "platform", "product_ref": "seats", "quantity": "3"}],
+        )
+    )
+    import_document(store, amended)  # what the void was for: the February terms were wrong
+
+    code, out = run("bill", "--as-of", "2026-02-01", "--json")
+    assert code == 0 and (json.loads(out)["invoices"], json.loads(out)["totals"]) == (1, {"USD": "135.00"})
+    listed = json.loads(run("invoices", "list", "--json")[1])
+    assert [(d["number"], d["billing_date"], d["status"], d["invoice_total"]) for d in listed] == [
+        ("US-INV-1", "2026-01-01", "draft", "1200.00"),
+        ("US-INV-2", "2026-02-01", "void", "1200.00"),
+        ("US-INV-3", "2026-02-01", "draft", "135.00"),  # 3 seats at 45.00, no credit of the void
+    ]
+    code, out = run("bill", "--as-of", "2026-02-01", "--json")
+    assert json.loads(out)["invoices"] == 0  # replaced once
+    code, out = run("invoices", "mark", "US-INV-3", "void")
+    assert code == 0
+    code, out = run("bill", "--as-of", "2026-03-01", "--json")
+    assert [
+        (d["number"], d["billing_date"]) for d in json.loads(run("invoices", "list", "--status", "draft", "--json")[1])
+    ] == [
+        ("US-INV-1", "2026-01-01"),
+        ("US-INV-4", "2026-02-01"),
+        ("US-INV-5", "2026-03-01"),
+    ]
+    store.dispose()
