@@ -11,9 +11,10 @@ from billbridge.api.auth import Auth, store_of
 from billbridge.api.errors import ErrorBody, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, page_of
 from billbridge.api.resource_models import ContractOut, CustomerOut, InvoiceOut, ProductOut, WhoAmI
+from billbridge.billing.invoice_view import present, present_many
 from billbridge.billing.usage_documents import document_ref
 from billbridge.store import listings
-from billbridge.store.invoices import invoice_lines
+from billbridge.store.invoices import invoice_lines, lines_of
 
 router = APIRouter(prefix="/api", responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 RefPath = Annotated[str, Path(min_length=1, max_length=200)]
@@ -87,11 +88,11 @@ def get_contract(request: Request, principal: Auth, contract_ref: RefPath) -> Co
     return ContractOut.model_validate({**_texts(rows[0]), "lines": [_texts(line) for line in lines]})
 
 
-def _invoice(row: dict[str, Any], lines: list[dict[str, Any]] | None = None) -> InvoiceOut:
-    body = {**_texts(row), "document_ref": document_ref(row["contract_ref"], row["billing_date"])}
-    if lines is not None:
-        body["lines"] = [_texts(line) for line in lines]
-    return InvoiceOut.model_validate(body)
+def _invoice(shown: dict[str, Any]) -> InvoiceOut:
+    """A document as ``billing.invoice_view`` shows it (money in minor units, discounts per line)."""
+    return InvoiceOut.model_validate(
+        {**shown, "document_ref": document_ref(shown["contract_ref"], shown["billing_date"])}
+    )
 
 
 @router.get("/invoices", tags=["Invoices"], response_model=Page[InvoiceOut])
@@ -116,7 +117,8 @@ def list_invoices(
             contract_ref=contract_ref,
             status=status,
         )
-    return page_of([_invoice(r) for r in rows], limit, _last_id(rows, limit))
+        lines = lines_of(session, [int(r["id"]) for r in rows[:limit]])
+    return page_of([_invoice(r) for r in present_many(rows, lines)], limit, _last_id(rows, limit))
 
 
 @router.get("/invoices/{number}", tags=["Invoices"], response_model=InvoiceOut, responses={404: {"model": ErrorBody}})
@@ -129,7 +131,7 @@ def get_invoice(
         if not rows:
             raise refuse(404, "not_found", f"no invoice or credit note numbered {number!r}", "number")
         lines = invoice_lines(session, rows[0]["id"])
-    return _invoice(rows[0], lines)
+    return _invoice(present(rows[0], lines))
 
 
 def _last_id(rows: list[dict[str, Any]], limit: int) -> int:

@@ -14,10 +14,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from billbridge.app.settings import CHECKOUT, Settings
+from billbridge.billing.currency import money_display, money_str
 from billbridge.billing.engine import InvoiceDraft
+from billbridge.billing.invoice_view import present, present_many
 from billbridge.billing.lifecycle import InvalidTransition, check_status
 from billbridge.flows import approval
 from billbridge.flows.billing_run import BillingSummary, preview
@@ -27,7 +30,7 @@ from billbridge.store import api_keys
 from billbridge.store import quarantine as quarantine_repo
 from billbridge.store.contracts import contract_summaries, count_contracts
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import get_invoice, list_invoices, mark_reviewed, payments_to_review
+from billbridge.store.invoices import get_invoice, lines_of, list_invoices, mark_reviewed, payments_to_review
 
 app = typer.Typer(help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False)
 contracts_app = typer.Typer(help="Contract files and contracts.", no_args_is_help=True)
@@ -133,7 +136,7 @@ def _print_billing(summary: BillingSummary, queued: dict[str, int]) -> None:
     if summary.totals:
         totals = Table("currency", "billed", title="Billed in this run")
         for currency, amount in sorted(summary.totals.items()):
-            totals.add_row(currency, str(amount))
+            totals.add_row(currency, money_str(amount, currency))
         console.print(totals)
     for topic, count in sorted(queued.items()):
         console.print(f"approved and queued for {topic}: {count}")
@@ -352,45 +355,57 @@ def contracts_schema() -> None:
 
 
 def _draft_dict(draft: InvoiceDraft) -> dict[str, Any]:
-    return {
+    """A planned document as ``invoices show`` shows a stored one."""
+    header = {
         "doc_type": draft.doc_type,
         "billing_date": draft.billing_date,
         "due_date": draft.due_date,
         "currency": draft.currency,
-        "subtotal": draft.subtotal,
-        "discount_total": draft.discount_total,
         "invoice_total": draft.invoice_total,
-        "lines": [
-            {
-                "line_ref": line.line_ref,
-                "kind": line.kind,
-                "description": line.description,
-                "start_date": line.span_start,
-                "end_date": line.span_end - timedelta(days=1),
-                "billed_days": line.billed_days,
-                "quantity": line.quantity,
-                "amount": line.amount,
-                "billed_amount": line.billed_amount,
-            }
-            for line in draft.lines
-        ],
     }
+    lines = [
+        {
+            "line_ref": line.line_ref,
+            "kind": line.kind,
+            "product_ref": line.product_ref,
+            "description": line.description,
+            "start_date": line.span_start,
+            "end_date": line.span_end - timedelta(days=1),
+            "billed_days": line.billed_days,
+            "quantity": line.quantity,
+            "amount": line.amount,
+            "discount_amount": line.discount,
+            "billed_amount": line.billed_amount,
+            "period_days": line.slot_days,
+            "sign": line.sign,
+        }
+        for line in draft.lines
+    ]
+    return present(header, lines)
 
 
 def _print_document(doc: dict[str, Any], title: str) -> None:
-    table = Table("description", "from", "to", "days", "quantity", "amount", "billed_amount", title=title)
+    """A document as ``billing.invoice_view.present`` shows it: per line, amount - discount = billed.
+    The billed days go under each description, so the money columns fit an 80-column terminal."""
+    table = Table("description", title=title)
+    for column in ("quantity", "amount", "discount", "billed"):
+        table.add_column(column, justify="right", no_wrap=True)
     for line in doc["lines"]:
+        days = "day" if line["billed_days"] == 1 else "days"
+        service = f"{line['start_date']} to {line['end_date']}, {line['billed_days']} {days}"
         table.add_row(
-            line["description"],
-            str(line["start_date"]),
-            str(line["end_date"]),
-            str(line["billed_days"]),
-            str(line["quantity"]),
-            str(line["amount"]),
-            str(line["billed_amount"]),
+            Text(line["description"]).append(f"\n{service}", style="dim"),
+            line["quantity"],
+            line["amount"],
+            line["discount_amount"],
+            line["billed_amount"],
         )
     console.print(table)
-    console.print(f"invoice_total [bold]{doc['invoice_total']} {doc['currency']}[/bold], due {doc['due_date']}")
+    console.print(
+        f"subtotal {doc['subtotal']}, discount {doc['discount_total']}, "
+        f"invoice_total [bold]{doc['invoice_total']} {doc['currency']}[/bold], due {doc['due_date']}",
+        soft_wrap=True,
+    )
 
 
 @invoices_app.command("preview")
@@ -428,20 +443,25 @@ def invoices_list(
             _fail(f"--status: {exc}")
     with _store().read() as session:
         rows = list_invoices(session, contract_ref=contract, status=status)
+        shown = present_many(rows, lines_of(session, [int(r["id"]) for r in rows]))
     if as_json:
-        _json(rows)
+        _json(shown)
         return
-    table = Table("number", "type", "contract_ref", "billing_date", "due_date", "status", "invoice_total", "currency")
-    for r in rows:
+    table = Table(title="Invoices and credit notes")
+    table.add_column("number", no_wrap=True)  # whole: what a person types into `invoices show` and `mark`
+    table.add_column("contract")
+    for header in ("dated", "due"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("status")
+    table.add_column("total", justify="right", no_wrap=True)
+    for r in shown:
         table.add_row(
             r["number"],
-            r["doc_type"],
             r["contract_ref"],
             str(r["billing_date"]),
             str(r["due_date"]),
             r["status"],
-            str(r["invoice_total"]),
-            r["currency"],
+            money_display(Decimal(r["invoice_total"]), r["currency"]),
         )
     console.print(table)
 
@@ -454,6 +474,7 @@ def invoices_show(number: str, as_json: JsonOpt = False) -> None:
     if doc is None:
         _fail(f"no invoice or credit note numbered {number!r}")
         return
+    doc = present(doc, doc["lines"])
     if as_json:
         _json(doc)
         return

@@ -292,8 +292,17 @@ def documents_query() -> Select:
 
 def invoice_lines(session: Session, invoice_id: int) -> list[dict[str, Any]]:
     """A document's lines in their order."""
+    return lines_of(session, [invoice_id]).get(invoice_id, [])
+
+
+def lines_of(session: Session, invoice_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Documents' lines in their order, by invoice id (with what ``billing.invoice_view`` shows them by:
+    their period's days and sign)."""
+    if not invoice_ids:
+        return {}
     rows = session.execute(
         select(
+            InvoiceLine.invoice_id,
             InvoiceLine.line_ref,
             InvoiceLine.kind,
             InvoiceLine.product_ref,
@@ -305,11 +314,17 @@ def invoice_lines(session: Session, invoice_id: int) -> list[dict[str, Any]]:
             InvoiceLine.amount,
             InvoiceLine.discount_amount,
             InvoiceLine.billed_amount,
+            InvoiceLine.period_days,
+            InvoiceLine.sign,
         )
-        .where(InvoiceLine.invoice_id == invoice_id)
-        .order_by(InvoiceLine.position)
+        .where(InvoiceLine.invoice_id.in_(list(invoice_ids)))
+        .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
     )
-    return [dict(r) for r in rows.mappings()]
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows.mappings():
+        line = dict(row)
+        out[int(line.pop("invoice_id"))].append(line)
+    return dict(out)
 
 
 def list_invoices(

@@ -4,6 +4,7 @@ the lifecycle (every pair of statuses), `invoices list --status`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,7 @@ from billbridge.store import outbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices
 from billbridge.store.models import Invoice, OutboxMessage
-from tests.docs import contract, document
+from tests.docs import DISCOUNTED, contract, document
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +38,9 @@ ALLOWED: dict[str, list[str]] = {
 
 
 def run(*args: str) -> tuple[int, str]:
+    """Exit code and output as words: rich wraps lines and draws tables with box characters."""
     result = runner.invoke(app, list(args))
-    return result.exit_code, " ".join(result.output.split())  # rich wraps lines: compare words
+    return result.exit_code, " ".join(re.sub("[\u2500-\u257f]", " ", result.output).split())
 
 
 @pytest.fixture
@@ -178,4 +180,50 @@ def test_a_voided_draft_is_replaced_by_the_next_run_with_a_new_number(env: str, 
         ("US-INV-4", "2026-02-01"),
         ("US-INV-5", "2026-03-01"),
     ]
+    store.dispose()
+
+
+def test_show_gives_each_discount_and_money_in_minor_units(env: str) -> None:
+    """By hand, for 17/31 of a month: seats 3 x 45.00 = 135.00 -> 74.03, less 10% (121.50 -> 66.63):
+    discount 7.40; API 12.000 -> 6.58; the contract's 5% of 73.21 is 3.66. Subtotal 80.61, discounts
+    11.06, total 69.55."""
+    store = open_store(env)
+    import_document(store, document(DISCOUNTED))
+    assert run("bill", "--as-of", "2026-01-15")[0] == 0
+    code, out = run("invoices", "show", "US-INV-1", "--json")
+    assert code == 0, out
+    shown = json.loads(out)
+    assert [(x["quantity"], x["amount"], x["discount_amount"], x["billed_amount"]) for x in shown["lines"]] == [
+        ("3", "74.03", "7.40", "66.63"),
+        ("6000", "6.58", "0.00", "6.58"),
+        ("1", "0.00", "3.66", "-3.66"),
+    ]
+    assert (shown["subtotal"], shown["discount_total"], shown["invoice_total"], shown["amount_paid"]) == (
+        "80.61",
+        "11.06",
+        "69.55",
+        "0.00",
+    )
+
+    code, out = run("invoices", "show", "US-INV-1")  # the table a person reads
+    assert code == 0 and "description quantity amount discount billed" in out
+    assert "Seats 3 74.03 7.40 66.63 2026-01-15 to 2026-01-31, 17 days" in out
+    assert "API calls 6000 6.58 0.00 6.58 2026-01-15 to 2026-01-31, 17 days" in out
+    assert "Discount 5% 1 0.00 3.66 -3.66" in out
+    assert "subtotal 80.61, discount 11.06, invoice_total 69.55 USD" in out
+    listed = json.loads(run("invoices", "list", "--json")[1])
+    assert [(d["subtotal"], d["discount_total"], d["invoice_total"]) for d in listed] == [("80.61", "11.06", "69.55")]
+
+    code, out = run("invoices", "preview", "--contract", "C-D", "--as-of", "2026-02-01", "--json")
+    [february] = json.loads(out)["documents"]
+    assert [(x["quantity"], x["amount"], x["discount_amount"]) for x in february["lines"]] == [
+        ("3", "135.00", "13.50"),
+        ("6000", "12.00", "0.00"),  # the full month: 12.000 shown in cents
+        ("1", "0.00", "6.68"),
+    ]
+    assert (february["subtotal"], february["discount_total"], february["invoice_total"]) == (
+        "147.00",
+        "20.18",
+        "126.82",
+    )
     store.dispose()
