@@ -487,7 +487,8 @@ def invoices_mark(number: str, status: str) -> None:
     push_targets), sent, void (before it is sent), back to draft."""
     settings = Settings()
     try:
-        change = approval.mark(open_store(settings.database), settings, number, status)
+        with open_store(settings.database).write() as session:
+            change = approval.mark(session, settings, number, status)
     except (LookupError, InvalidTransition) as exc:
         _fail(str(exc))
         return

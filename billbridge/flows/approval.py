@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
+from sqlalchemy.orm import Session
+
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import push_targets
 from billbridge.flows.billing_run import BillingSummary, run_billing
@@ -43,8 +45,9 @@ def bill(
     return summary, queued
 
 
-def mark(store: Store, settings: Settings, number: str, status: str, *, entity_id: int | None = None) -> StatusChange:
-    """A person moves a document along its lifecycle (see ``store.outbound.set_status``); approving
-    queues its pushes to the configured targets."""
-    with store.write() as session:
-        return set_status(session, number, status, push_targets(settings.push_targets), entity_id=entity_id)
+def mark(
+    session: Session, settings: Settings, number: str, status: str, *, entity_id: int | None = None
+) -> StatusChange:
+    """A person moves a document along its lifecycle, in the caller's transaction (see
+    ``store.outbound.set_status``); approving queues its pushes to the configured targets."""
+    return set_status(session, number, status, push_targets(settings.push_targets), entity_id=entity_id)

@@ -203,6 +203,21 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ApiAnswer(Base):
+    """The answer of a write API request sent with an ``Idempotency-Key``, kept so that sending it
+    again replays it (and the same key with another request is refused). ``key`` is the key scoped
+    to the API key's legal entity, ``fingerprint`` the request's method, path and body."""
+
+    __tablename__ = "api_answers"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]]
+    etag: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class UsageDaily(Base):
     """Per customer, usage product and UTC day: sum, peak and count of the events' quantities in
     integer micro-units, kept up to date in the transaction that stores the events."""

@@ -1,6 +1,7 @@
 """invoices.period_released: a draft voided before it was issued gives its period back to billing,
 so one invoice per (contract, billing date) holds among the documents that bill (a partial unique
-index) and the replacement may take the voided draft's date
+index) and the replacement may take the voided draft's date; api_answers: the write API's answers to
+requests sent with an Idempotency-Key, replayed when the same request comes again
 
 Revision ID: 0008
 Revises: 0007
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0008"
 down_revision = "0007"
@@ -34,9 +36,24 @@ def upgrade() -> None:
         sqlite_where=BILLING,
         postgresql_where=BILLING,
     )
+    op.create_table(
+        "api_answers",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=False),
+        sa.Column(
+            "body", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+        ),
+        sa.Column("etag", sa.String(length=100), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_answers")),
+        sa.UniqueConstraint("key", name=op.f("uq_api_answers_key")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("api_answers")
     # Fails while a voided draft and its replacement share a billing date: the old constraint cannot hold them.
     op.drop_index("uq_invoices_billed_contract_date", table_name="invoices")
     with op.batch_alter_table("invoices", schema=None) as batch_op:
