@@ -24,6 +24,8 @@ from billbridge.store import listings
 from billbridge.store.api_keys import Principal
 from billbridge.store.invoices import invoice_lines
 
+ETAG_HEADER = {"ETag": {"description": "The resource's version, for If-Match", "schema": {"type": "string"}}}
+
 
 def etag(resource: BaseModel) -> str:
     if isinstance(resource, ContractOut):

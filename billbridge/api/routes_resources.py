@@ -12,6 +12,7 @@ from billbridge.api import representations
 from billbridge.api.auth import Auth, store_of
 from billbridge.api.errors import ErrorBody, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, page_of
+from billbridge.api.representations import ETAG_HEADER
 from billbridge.api.resource_models import ContractOut, CustomerOut, InvoiceOut, ProductOut, WhoAmI
 from billbridge.billing.invoice_view import present_many
 from billbridge.store import listings
@@ -22,7 +23,6 @@ RefPath = Annotated[str, Path(min_length=1, max_length=200)]
 NumberPath = Annotated[str, Path(min_length=1, max_length=60)]
 RefQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
 R = TypeVar("R", bound=BaseModel)
-ETAG_HEADER = {"ETag": {"description": "The resource's version, for If-Match", "schema": {"type": "string"}}}
 
 
 def one(kind: str, description: str, model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:

@@ -32,6 +32,7 @@ from billbridge.api import idempotency, representations
 from billbridge.api.auth import Auth, store_of
 from billbridge.api.body import check_texts, read_json
 from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
+from billbridge.api.representations import ETAG_HEADER
 from billbridge.api.resource_models import ContractOut, CustomerOut, ProductOut, StatusChangeOut
 from billbridge.api.write_models import request_body
 from billbridge.app.settings import Settings
@@ -48,7 +49,6 @@ router = APIRouter(prefix="/api")
 NumberPath = Annotated[str, Path(min_length=1, max_length=60)]
 Resource = CustomerOut | ProductOut | ContractOut
 
-_ETAG = {"ETag": {"description": "The resource's version, for If-Match", "schema": {"type": "string"}}}
 _ALWAYS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"},
     422: {"model": ErrorBody, "description": "Field-level problems: the field and what is wrong with it"},
@@ -68,10 +68,16 @@ IF_MATCH = {
 
 
 def created(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
-    headers = {**_ETAG, "Location": {"description": "Where to read it", "schema": {"type": "string"}}}
+    headers = {
+        **ETAG_HEADER,
+        "Location": {"description": "Where to read it", "schema": {"type": "string"}},
+        idempotency.REPLAYED_HEADER: {
+            "description": "true: the answer to the same request sent before with this Idempotency-Key",
+            "schema": {"type": "string"},
+        },
+    }
     return {
-        201: {"model": model, "description": "Created", "headers": headers},
-        200: {"model": model, "description": "A replay: this request was answered before", "headers": headers},
+        201: {"model": model, "description": "Created (or, replayed, created before)", "headers": headers},
         409: {
             "model": ErrorBody,
             "description": "The ref is taken, or the idempotency key was used for another request",
@@ -83,7 +89,11 @@ def created(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
 
 def updated(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     return {
-        200: {"model": model, "description": "As it now is (unchanged if the body changed nothing)", "headers": _ETAG},
+        200: {
+            "model": model,
+            "description": "As it now is (unchanged if the body changed nothing)",
+            "headers": ETAG_HEADER,
+        },
         404: {"model": ErrorBody, "description": "No such record of this legal entity"},
         412: {"model": ErrorBody, "description": "If-Match names an older version: read it again"},
         428: {"model": ErrorBody, "description": "If-Match is missing"},
