@@ -44,7 +44,7 @@ from sqlalchemy import select, update
 
 from billbridge.app.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.billing.documents import OutboundDocument
-from billbridge.flows.bill import approve_drafts
+from billbridge.flows.approval import approve_drafts
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from billbridge.flows.push import push

@@ -57,3 +57,17 @@ def contract(
 
 def document(*contracts: dict[str, Any], with_reference: bool = True) -> dict[str, Any]:
     return {**(REFERENCE if with_reference else {}), "contracts": list(contracts)}
+
+
+DISCOUNTED = contract(
+    "C-D",
+    contract_start_date="2026-01-15",
+    cycle_start_date="2026-01-01",  # a first period of 17 of January's 31 days
+    discount={"percent": "5"},
+    lines=[
+        {"line_ref": "seats", "product_ref": "seats", "quantity": "3.0", "discount": {"percent": "10"}},
+        {"line_ref": "api", "product_ref": "api", "quantity": "6000"},  # 6000 x 0.002 = 12.000 a month
+    ],
+)
+"""A partial first period, a line discount, a contract discount and a price finer than a cent
+(its invoice is worked out by hand in tests/app/test_cli_invoices.py)."""

@@ -12,17 +12,19 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from billbridge.api import errors, routes_resources, routes_usage, routes_webhooks
+from billbridge.api import errors, routes_resources, routes_usage, routes_webhooks, routes_write, write_models
 from billbridge.api.lookups import Lookups
 from billbridge.api.usage_models import BatchIn, UsageEventIn
 from billbridge.api.webhook_worker import WebhookWorker
 from billbridge.app.settings import Settings
 from billbridge.store.db import Store, open_store
 
-DESCRIPTION = """billbridge's usage event API and read API. Authenticate with an API key from
+DESCRIPTION = """billbridge's usage event API, read API and write API. Authenticate with an API key from
 `billbridge apikey create --entity REF`, sent as `Authorization: Bearer <key>`; everything is scoped
-to the key's legal entity. Money and quantities are strings in answers (exact decimals). The
-webhook endpoints (`/webhooks/...`) take no API key: the vendor's signature authenticates them."""
+to the key's legal entity. Money and quantities are strings in answers (exact decimals, money in the
+currency's minor units). Every POST takes an `Idempotency-Key`; an update (PUT, PATCH) needs
+`If-Match` with the ETag of the version it changes. The webhook endpoints (`/webhooks/...`) take no
+API key: the vendor's signature authenticates them."""
 
 
 class _NoNulInUrl:
@@ -68,6 +70,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(routes_usage.router)  # first: the hot path is matched before the read API
     app.include_router(routes_resources.router)
+    app.include_router(routes_write.router)
     app.include_router(routes_webhooks.router)
     app.router.routes[0:0] = routes_usage.plain_routes()  # matched first (see plain_routes)
     app.add_middleware(_NoNulInUrl)
@@ -80,6 +83,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body
+            components.update(write_models.components())
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -63,6 +63,21 @@ def storable(value: Any, field: str, index: int | None = None) -> Any:
     return value
 
 
+def check_texts(value: Any, field: str = "") -> None:
+    """Check every string in a JSON value (keys too) can be stored: no NUL, no lone surrogate. Raises
+    ApiError (422) naming the field, as ``lines[0].description``."""
+    if isinstance(value, str):
+        _check_text(value, field or "(body)", None)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{field}.{key}" if field else str(key)
+            _check_text(key, where, None)
+            check_texts(item, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_texts(item, f"{field}[{i}]")
+
+
 def _check_text(text: str, field: str, index: int | None) -> None:
     if "\x00" in text or not text.isascii() and _has_surrogate(text):
         raise ApiError(

@@ -101,3 +101,15 @@ class UsageReportRow(BaseModel):
     group: str
     quantity: str
     events: int
+
+
+class StatusChangeOut(BaseModel):
+    """An invoice moved along its lifecycle: the pushes approving it queued (per topic), or the ones
+    taking an approval back withdrew, and the document as it now is."""
+
+    number: str
+    previous_status: str
+    status: str
+    queued: dict[str, int]
+    withdrawn: int
+    invoice: InvoiceOut

@@ -1,28 +1,43 @@
-"""Read API: who am I, products, customers, contracts and invoices of the key's legal entity."""
+"""Read API: who am I, products, customers, contracts and invoices of the key's legal entity. One
+record comes with its ``ETag``, which the write API's updates ask for (``If-Match``)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel
 
+from billbridge.api import representations
 from billbridge.api.auth import Auth, store_of
 from billbridge.api.errors import ErrorBody, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, page_of
+from billbridge.api.representations import ETAG_HEADER
 from billbridge.api.resource_models import ContractOut, CustomerOut, InvoiceOut, ProductOut, WhoAmI
-from billbridge.billing.usage_documents import document_ref
+from billbridge.billing.invoice_view import present_many
 from billbridge.store import listings
-from billbridge.store.invoices import invoice_lines
+from billbridge.store.invoices import lines_of
 
 router = APIRouter(prefix="/api", responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 RefPath = Annotated[str, Path(min_length=1, max_length=200)]
+NumberPath = Annotated[str, Path(min_length=1, max_length=60)]
 RefQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
+R = TypeVar("R", bound=BaseModel)
 
 
-def _texts(row: dict[str, Any]) -> dict[str, Any]:
-    """Decimals as strings, so JSON never carries money as a float."""
-    return {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+def one(kind: str, description: str, model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The documented answers of an operation on one record: found (with its ETag) or not."""
+    return {
+        200: {"model": model, "description": description, "headers": ETAG_HEADER},
+        404: {"model": ErrorBody, "description": f"No such {kind} of this legal entity"},
+    }
+
+
+def _found(resource: R | None, response: Response, what: str, field: str) -> R:
+    if resource is None:
+        raise refuse(404, "not_found", what, field)
+    response.headers["ETag"] = representations.etag(resource)
+    return resource
 
 
 @router.get("/auth/whoami", tags=["Authentication"], response_model=WhoAmI)
@@ -45,6 +60,16 @@ def list_products(request: Request, principal: Auth, limit: Limit = 100, cursor:
     return page_of([ProductOut.model_validate(r) for r in rows], limit, _last_id(rows, limit))
 
 
+@router.get(
+    "/products/{product_ref}", tags=["Products"], response_model=ProductOut, responses=one("product", "", ProductOut)
+)
+def get_product(request: Request, response: Response, principal: Auth, product_ref: RefPath) -> ProductOut:
+    """One product the entity sells, with its prices in the entity's currency."""
+    with store_of(request).read() as session:
+        found = representations.product(session, principal, product_ref)
+    return _found(found, response, f"no product {product_ref!r}", "product_ref")
+
+
 @router.get("/customers", tags=["Customers"], response_model=Page[CustomerOut])
 def list_customers(request: Request, principal: Auth, limit: Limit = 100, cursor: Cursor = None) -> Page[CustomerOut]:
     with store_of(request).read() as session:
@@ -53,14 +78,15 @@ def list_customers(request: Request, principal: Auth, limit: Limit = 100, cursor
 
 
 @router.get(
-    "/customers/{customer_ref}", tags=["Customers"], response_model=CustomerOut, responses={404: {"model": ErrorBody}}
+    "/customers/{customer_ref}",
+    tags=["Customers"],
+    response_model=CustomerOut,
+    responses=one("customer", "", CustomerOut),
 )
-def get_customer(request: Request, principal: Auth, customer_ref: RefPath) -> CustomerOut:
+def get_customer(request: Request, response: Response, principal: Auth, customer_ref: RefPath) -> CustomerOut:
     with store_of(request).read() as session:
-        rows = listings.customers(session, principal.entity_id, customer_ref=customer_ref)
-    if not rows:
-        raise refuse(404, "not_found", f"no customer {customer_ref!r}", "customer_ref")
-    return CustomerOut.model_validate(rows[0])
+        found = representations.customer(session, principal, customer_ref)
+    return _found(found, response, f"no customer {customer_ref!r}", "customer_ref")
 
 
 @router.get("/contracts", tags=["Contracts"], response_model=Page[ContractOut])
@@ -72,26 +98,20 @@ def list_contracts(
         rows = listings.contracts(
             session, principal.entity_id, after_id=decode(cursor), limit=limit, customer_ref=customer_ref
         )
-    return page_of([ContractOut.model_validate(_texts(r)) for r in rows], limit, _last_id(rows, limit))
+    return page_of([representations.contract_out(r) for r in rows], limit, _last_id(rows, limit))
 
 
 @router.get(
-    "/contracts/{contract_ref}", tags=["Contracts"], response_model=ContractOut, responses={404: {"model": ErrorBody}}
+    "/contracts/{contract_ref}",
+    tags=["Contracts"],
+    response_model=ContractOut,
+    responses=one("contract", "", ContractOut),
 )
-def get_contract(request: Request, principal: Auth, contract_ref: RefPath) -> ContractOut:
+def get_contract(request: Request, response: Response, principal: Auth, contract_ref: RefPath) -> ContractOut:
+    """The contract's current version with its lines; the ETag is its version number."""
     with store_of(request).read() as session:
-        rows = listings.contracts(session, principal.entity_id, contract_ref=contract_ref)
-        if not rows:
-            raise refuse(404, "not_found", f"no contract {contract_ref!r}", "contract_ref")
-        lines = listings.contract_lines(session, rows[0]["id"])
-    return ContractOut.model_validate({**_texts(rows[0]), "lines": [_texts(line) for line in lines]})
-
-
-def _invoice(row: dict[str, Any], lines: list[dict[str, Any]] | None = None) -> InvoiceOut:
-    body = {**_texts(row), "document_ref": document_ref(row["contract_ref"], row["billing_date"])}
-    if lines is not None:
-        body["lines"] = [_texts(line) for line in lines]
-    return InvoiceOut.model_validate(body)
+        found = representations.contract(session, principal, contract_ref)
+    return _found(found, response, f"no contract {contract_ref!r}", "contract_ref")
 
 
 @router.get("/invoices", tags=["Invoices"], response_model=Page[InvoiceOut])
@@ -116,20 +136,24 @@ def list_invoices(
             contract_ref=contract_ref,
             status=status,
         )
-    return page_of([_invoice(r) for r in rows], limit, _last_id(rows, limit))
+        lines = lines_of(session, [int(r["id"]) for r in rows[:limit]])
+    shown = [representations.invoice_out(r) for r in present_many(rows, lines)]
+    return page_of(shown, limit, _last_id(rows, limit))
 
 
-@router.get("/invoices/{number}", tags=["Invoices"], response_model=InvoiceOut, responses={404: {"model": ErrorBody}})
-def get_invoice(
-    request: Request, principal: Auth, number: Annotated[str, Path(min_length=1, max_length=60)]
-) -> InvoiceOut:
+@router.get(
+    "/invoices/{number}",
+    tags=["Invoices"],
+    response_model=InvoiceOut,
+    responses={404: {"model": ErrorBody, "description": "No such document of this legal entity"}},
+)
+def get_invoice(request: Request, principal: Auth, number: NumberPath) -> InvoiceOut:
     """One invoice or credit note by number, with its lines."""
     with store_of(request).read() as session:
-        rows = listings.invoices(session, principal.entity_id, number=number)
-        if not rows:
-            raise refuse(404, "not_found", f"no invoice or credit note numbered {number!r}", "number")
-        lines = invoice_lines(session, rows[0]["id"])
-    return _invoice(rows[0], lines)
+        found = representations.invoice(session, principal, number)
+    if found is None:
+        raise refuse(404, "not_found", f"no invoice or credit note numbered {number!r}", "number")
+    return found
 
 
 def _last_id(rows: list[dict[str, Any]], limit: int) -> int:

@@ -7,7 +7,6 @@ the OpenAPI document (``/docs``).
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
@@ -15,19 +14,18 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from starlette.routing import Route
 
+from billbridge.api import idempotency
 from billbridge.api.auth import SECURITY, Auth, authenticate_request, lookups_of, store_of
 from billbridge.api.body import read_json
 from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
 from billbridge.api.resource_models import UsageReportRow
 from billbridge.api.usage_ingest import ingest
-from billbridge.api.usage_models import MAX_BATCH, MAX_KEY_LENGTH, BatchOut, UsageEventOut
+from billbridge.api.usage_models import MAX_BATCH, BatchOut, UsageEventOut
 from billbridge.billing.usage_reports import group_usage
 from billbridge.store.usage import report_rows
 
 router = APIRouter(prefix="/api/usage", tags=["Usage"])
-KEY_PATTERN = r"^[\x21-\x7e]+$"
-_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 
 LATE_POLICY = """
 **Late events.** An event for a period that is already invoiced is stored and never lost: it is
@@ -76,15 +74,7 @@ def _limit(request: Request) -> int:
     },
     openapi_extra={
         "security": SECURITY,
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "description": "Idempotency key of the event (printable ASCII, at most 150 characters)",
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
-            }
-        ],
+        "parameters": [idempotency.openapi_parameter("event")],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsageEventIn"}}},
@@ -93,11 +83,7 @@ def _limit(request: Request) -> int:
 )
 async def post_event(request: Request) -> Response:
     principal = authenticate_request(request)
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
-        raise refuse(
-            422, "bad_idempotency_key", "Idempotency-Key must be 1-150 printable ASCII characters", "Idempotency-Key"
-        )
+    idempotency_key = idempotency.header_key(request)
     body = await read_json(request, _limit(request))
     [outcome] = ingest(store_of(request), principal, [body], idempotency_key, lookups_of(request))
     if outcome.answer is None:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from billbridge.api import idempotency
 from billbridge.api.body import storable
 from billbridge.api.errors import ApiError, Problem, problems_of
 from billbridge.api.lookups import Lookups
@@ -165,13 +166,10 @@ def ingest(
             v.timestamp,
             v.event.quantity,
         ):
-            _refuse(
-                outcomes[v.index],
-                409,
-                "idempotency_conflict",
-                "this idempotency key was already used for a different event",
-                "event_id",
-            )
+            outcomes[v.index].http_status = 409
+            outcomes[v.index].problems = [
+                p.model_copy(update={"index": v.index}) for p in idempotency.conflict("event", "event_id").problems
+            ]
             continue
         answers.append(_Answer(outcomes[v.index], first, replayed=True))
     _answer(answers, billed, documents or {})
@@ -310,7 +308,9 @@ def _validate(outcome: Outcome, principal: Principal, raw: Any, header_key: str 
         _refuse(outcome, 422, "key_mismatch", "event_id differs from the Idempotency-Key header", "event_id")
         return None
     key = header_key or event.event_id
-    return _Valid(outcome.index, event, f"{principal.entity_id}:{key}" if key is not None else None, properties)
+    return _Valid(
+        outcome.index, event, idempotency.scoped(principal.entity_id, key) if key is not None else None, properties
+    )
 
 
 def _row(principal: Principal, v: _Valid) -> dict[str, Any]:

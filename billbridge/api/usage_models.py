@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from billbridge.api.errors import Problem
+from billbridge.api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from billbridge.billing.usage import MICROS
 
 MAX_BATCH = 1000
-MAX_KEY_LENGTH = 150
 MAX_QUANTITY = Decimal("1e9")
 """Per event. Quantities are kept in integer micro-units and per-day rollups are BIGINT sums: this
 leaves room for over 9,000 maximal events per customer, product and day (9.2 x 10^12 units)."""
@@ -21,7 +21,7 @@ FUTURE_SLACK = timedelta(days=1)  # clocks differ; usage stamped further ahead i
 
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 Name = Annotated[str, StringConstraints(max_length=300, pattern=r"^[^\x00]*$")]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH, pattern=r"^[\x21-\x7e]+$")]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH, pattern=KEY_PATTERN)]
 
 
 class Validations(BaseModel):

@@ -14,19 +14,23 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from billbridge.app.settings import CHECKOUT, Settings
+from billbridge.billing.currency import money_display, money_str
 from billbridge.billing.engine import InvoiceDraft
-from billbridge.billing.lifecycle import InvalidTransition
-from billbridge.flows.billing_run import BillingSummary, preview, run_billing
+from billbridge.billing.invoice_view import present, present_many
+from billbridge.billing.lifecycle import InvalidTransition, check_status
+from billbridge.flows import approval
+from billbridge.flows.billing_run import BillingSummary, preview
 from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
 from billbridge.mapping.contract_file import json_schema
 from billbridge.store import api_keys
 from billbridge.store import quarantine as quarantine_repo
 from billbridge.store.contracts import contract_summaries, count_contracts
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import get_invoice, list_invoices, mark_reviewed, payments_to_review, set_status
+from billbridge.store.invoices import get_invoice, lines_of, list_invoices, mark_reviewed, payments_to_review
 
 app = typer.Typer(help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False)
 contracts_app = typer.Typer(help="Contract files and contracts.", no_args_is_help=True)
@@ -76,7 +80,7 @@ def _json(data: Any) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -104,22 +108,21 @@ def _print_import(summary: ImportSummary) -> None:
         err.print(f"[yellow]quarantined[/yellow] {error.record}: field [bold]{error.field}[/bold]: {error.message}")
 
 
-def _bill(store: Store, as_of: date, *, quiet: bool) -> BillingSummary:
+def _bill(store: Store, as_of: date, *, quiet: bool) -> tuple[BillingSummary, dict[str, int]]:
+    """A billing run as configured (approving its drafts with ``auto_approve_invoices``), with a
+    progress bar unless ``quiet``."""
+    settings = Settings()
+    if quiet:
+        return approval.bill(store, settings, as_of)
     with store.read() as session:
         total = count_contracts(session)
-    settings = Settings()
-    chunk, workers = settings.billing_chunk_size, settings.billing_workers
-    if quiet:
-        return run_billing(store, as_of, chunk_size=chunk, workers=workers)
     columns = (TextColumn("billing"), BarColumn(), MofNCompleteColumn(), TextColumn("contracts"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("billing", total=total)
-        return run_billing(
-            store, as_of, chunk_size=chunk, workers=workers, on_progress=lambda n: progress.advance(task, n)
-        )
+        return approval.bill(store, settings, as_of, on_progress=lambda n: progress.advance(task, n))
 
 
-def _print_billing(summary: BillingSummary) -> None:
+def _print_billing(summary: BillingSummary, queued: dict[str, int]) -> None:
     table = Table("as of", "contracts", "invoices", "credit notes", "pending adjustments", title="Billing run")
     docs = summary.documents
     table.add_row(
@@ -133,8 +136,10 @@ def _print_billing(summary: BillingSummary) -> None:
     if summary.totals:
         totals = Table("currency", "billed", title="Billed in this run")
         for currency, amount in sorted(summary.totals.items()):
-            totals.add_row(currency, str(amount))
+            totals.add_row(currency, money_str(amount, currency))
         console.print(totals)
+    for topic, count in sorted(queued.items()):
+        console.print(f"approved and queued for {topic}: {count}")
     for ref, reason in summary.failed:
         err.print(f"[yellow]quarantined[/yellow] contract {ref}: {reason}")
 
@@ -277,21 +282,21 @@ def examples(
         _fail(f"no contract files in {examples}")
     store = _store()
     imported = _import_paths(store, paths)
-    billed = _bill(store, when, quiet=as_json)
+    billed, queued = _bill(store, when, quiet=as_json)
     with store.read() as session:
         documents = list_invoices(session)
     summary = {
         "database": make_url(Settings().database).render_as_string(hide_password=True),
         "files": [p.name for p in paths],
         "import": imported.as_dict(),
-        "billing": billed.as_dict(),
+        "billing": {**billed.as_dict(), "queued": queued},
         "documents_in_store": len(documents),
     }
     if as_json:
         _json(summary)
         return
     _print_import(imported)
-    _print_billing(billed)
+    _print_billing(billed, queued)
     console.print(
         f"{len(documents)} documents in {summary['database']}; see them with [bold]billbridge invoices list[/bold]"
     )
@@ -350,45 +355,57 @@ def contracts_schema() -> None:
 
 
 def _draft_dict(draft: InvoiceDraft) -> dict[str, Any]:
-    return {
+    """A planned document as ``invoices show`` shows a stored one."""
+    header = {
         "doc_type": draft.doc_type,
         "billing_date": draft.billing_date,
         "due_date": draft.due_date,
         "currency": draft.currency,
-        "subtotal": draft.subtotal,
-        "discount_total": draft.discount_total,
         "invoice_total": draft.invoice_total,
-        "lines": [
-            {
-                "line_ref": line.line_ref,
-                "kind": line.kind,
-                "description": line.description,
-                "start_date": line.span_start,
-                "end_date": line.span_end - timedelta(days=1),
-                "billed_days": line.billed_days,
-                "quantity": line.quantity,
-                "amount": line.amount,
-                "billed_amount": line.billed_amount,
-            }
-            for line in draft.lines
-        ],
     }
+    lines = [
+        {
+            "line_ref": line.line_ref,
+            "kind": line.kind,
+            "product_ref": line.product_ref,
+            "description": line.description,
+            "start_date": line.span_start,
+            "end_date": line.span_end - timedelta(days=1),
+            "billed_days": line.billed_days,
+            "quantity": line.quantity,
+            "amount": line.amount,
+            "discount_amount": line.discount,
+            "billed_amount": line.billed_amount,
+            "period_days": line.slot_days,
+            "sign": line.sign,
+        }
+        for line in draft.lines
+    ]
+    return present(header, lines)
 
 
 def _print_document(doc: dict[str, Any], title: str) -> None:
-    table = Table("description", "from", "to", "days", "quantity", "amount", "billed_amount", title=title)
+    """A document as ``billing.invoice_view.present`` shows it: per line, amount - discount = billed.
+    The billed days go under each description, so the money columns fit an 80-column terminal."""
+    table = Table("description", title=title)
+    for column in ("quantity", "amount", "discount", "billed"):
+        table.add_column(column, justify="right", no_wrap=True)
     for line in doc["lines"]:
+        days = "day" if line["billed_days"] == 1 else "days"
+        service = f"{line['start_date']} to {line['end_date']}, {line['billed_days']} {days}"
         table.add_row(
-            line["description"],
-            str(line["start_date"]),
-            str(line["end_date"]),
-            str(line["billed_days"]),
-            str(line["quantity"]),
-            str(line["amount"]),
-            str(line["billed_amount"]),
+            Text(line["description"]).append(f"\n{service}", style="dim"),
+            line["quantity"],
+            line["amount"],
+            line["discount_amount"],
+            line["billed_amount"],
         )
     console.print(table)
-    console.print(f"invoice_total [bold]{doc['invoice_total']} {doc['currency']}[/bold], due {doc['due_date']}")
+    console.print(
+        f"subtotal {doc['subtotal']}, discount {doc['discount_total']}, "
+        f"invoice_total [bold]{doc['invoice_total']} {doc['currency']}[/bold], due {doc['due_date']}",
+        soft_wrap=True,
+    )
 
 
 @invoices_app.command("preview")
@@ -419,22 +436,32 @@ def invoices_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Invoices and credit notes in number order."""
+    if status is not None:
+        try:
+            check_status(status)
+        except InvalidTransition as exc:
+            _fail(f"--status: {exc}")
     with _store().read() as session:
         rows = list_invoices(session, contract_ref=contract, status=status)
+        shown = present_many(rows, lines_of(session, [int(r["id"]) for r in rows]))
     if as_json:
-        _json(rows)
+        _json(shown)
         return
-    table = Table("number", "type", "contract_ref", "billing_date", "due_date", "status", "invoice_total", "currency")
-    for r in rows:
+    table = Table(title="Invoices and credit notes")
+    table.add_column("number", no_wrap=True)  # whole: what a person types into `invoices show` and `mark`
+    table.add_column("contract")
+    for header in ("dated", "due"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("status")
+    table.add_column("total", justify="right", no_wrap=True)
+    for r in shown:
         table.add_row(
             r["number"],
-            r["doc_type"],
             r["contract_ref"],
             str(r["billing_date"]),
             str(r["due_date"]),
             r["status"],
-            str(r["invoice_total"]),
-            r["currency"],
+            money_display(Decimal(r["invoice_total"]), r["currency"]),
         )
     console.print(table)
 
@@ -447,6 +474,7 @@ def invoices_show(number: str, as_json: JsonOpt = False) -> None:
     if doc is None:
         _fail(f"no invoice or credit note numbered {number!r}")
         return
+    doc = present(doc, doc["lines"])
     if as_json:
         _json(doc)
         return
@@ -455,24 +483,36 @@ def invoices_show(number: str, as_json: JsonOpt = False) -> None:
 
 @invoices_app.command("mark")
 def invoices_mark(number: str, status: str) -> None:
-    """Move a document along its lifecycle: under_review, approved, sent, void, back to draft."""
+    """Move a document along its lifecycle: under_review, approved (queues its pushes to the
+    push_targets), sent, void (before it is sent), back to draft."""
+    settings = Settings()
     try:
-        with _store().write() as session:
-            previous = set_status(session, number, status)
+        with open_store(settings.database).write() as session:
+            change = approval.mark(session, settings, number, status)
     except (LookupError, InvalidTransition) as exc:
         _fail(str(exc))
         return
-    console.print(f"{number}: {previous} -> {status}")
+    if change.previous == change.status:
+        console.print(f"{number} is {change.status} already")
+        return
+    console.print(f"{number}: {change.previous} -> {change.status}")
+    for topic, count in sorted(change.queued.items()):
+        console.print(f"queued for {topic}: {count}")
+    if change.withdrawn:
+        console.print(f"withdrawn: {change.withdrawn} push(es) not started")
+    if not change.queued and change.status == "approved":
+        console.print("queued for no push (the push_targets setting names none for it)")
 
 
 @app.command()
 def bill(as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
-    """Generate every invoice and credit note due by --as-of (idempotent: a rerun creates nothing)."""
-    summary = _bill(_store(), _as_of(as_of), quiet=as_json)
+    """Generate every invoice and credit note due by --as-of (idempotent: a rerun creates nothing);
+    with auto_approve_invoices set, approve the drafts and queue their pushes."""
+    summary, queued = _bill(_store(), _as_of(as_of), quiet=as_json)
     if as_json:
-        _json(summary.as_dict())
+        _json({**summary.as_dict(), "queued": queued})
     else:
-        _print_billing(summary)
+        _print_billing(summary, queued)
 
 
 def _working(text: str, quiet: bool) -> AbstractContextManager[object]:

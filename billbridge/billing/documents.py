@@ -8,6 +8,7 @@ reconciliation. Pure data, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -50,6 +51,22 @@ class OutboundDocument:
     def idempotency_key(self, operation: str) -> str:
         """Deterministic key of one write of this document version (Stripe Idempotency-Key, QBO requestid)."""
         return f"billbridge-{self.number}-v{self.version}-{operation}"
+
+
+def push_targets(configured: Iterable[str]) -> Callable[[OutboundDocument], list[str]]:
+    """Where an approved document goes, of the configured targets: the ERP takes every document,
+    Stripe the auto-charge invoices (it charges them)."""
+    chosen = set(configured)
+
+    def targets(document: OutboundDocument) -> list[str]:
+        out = []
+        if "quickbooks" in chosen:
+            out.append("quickbooks")
+        if "stripe" in chosen and document.auto_charge and document.doc_type == "invoice":
+            out.append("stripe")
+        return out
+
+    return targets
 
 
 @dataclass(frozen=True)

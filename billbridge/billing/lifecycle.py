@@ -1,13 +1,18 @@
-"""The invoice lifecycle: draft -> under_review -> approved -> sent -> paid / partially_paid / void.
+"""The invoice lifecycle: draft -> under_review -> approved -> sent -> paid / partially_paid, or void
+before the document is issued.
 
-``late`` is not a stored status: it is derived from the due date and the open balance.
+A void takes a document that never reached the customer out of billing: it keeps its number, and
+its period is billed again (on a new number) by the next run. An issued document (sent, or paid
+in part or in full) is never voided: what it billed wrongly is corrected by a credit note, which
+an amendment of its contract produces on the next run. ``late`` is not a stored status: it is
+derived from the due date and the open balance.
 """
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, cast
 
 Status = Literal["draft", "under_review", "approved", "sent", "partially_paid", "paid", "void"]
 STATUSES: tuple[Status, ...] = ("draft", "under_review", "approved", "sent", "partially_paid", "paid", "void")
@@ -17,29 +22,49 @@ _MANUAL: dict[str, frozenset[str]] = {
     "draft": frozenset({"under_review", "approved", "void"}),
     "under_review": frozenset({"draft", "approved", "void"}),
     "approved": frozenset({"under_review", "sent", "void"}),
-    "sent": frozenset({"void"}),
+    "sent": frozenset(),
     "partially_paid": frozenset(),
     "paid": frozenset(),
     "void": frozenset(),
 }
 
 
+ISSUED: frozenset[str] = frozenset({"sent", "partially_paid", "paid"})
+"""Statuses of a document the customer has (or its books hold): corrected by credit notes only."""
+CORRECT_BY_CREDIT_NOTE = (
+    "an issued document is corrected by a credit note, not voided: amend its contract "
+    "(effective_date) and the next billing run credits the difference"
+)
+
+
 class InvalidTransition(ValueError):
     pass
 
 
+def check_status(status: str) -> Status:
+    """``status`` if it is one of the lifecycle's, else InvalidTransition listing them."""
+    if status not in STATUSES:
+        raise InvalidTransition(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    return cast(Status, status)
+
+
+def allowed_from(current: str) -> list[str]:
+    """The statuses a person may move a document in ``current`` to, in lifecycle order."""
+    return [s for s in STATUSES if s in _MANUAL.get(current, frozenset())]
+
+
 def transition(current: str, target: str, *, amount_paid: Decimal = Decimal(0)) -> Status:
-    """Check a manual status change; a document with money applied to it cannot be voided."""
-    if target not in STATUSES:
-        raise InvalidTransition(f"unknown status {target!r}; expected one of {', '.join(STATUSES)}")
+    """Check a manual status change; the message of a refusal lists the statuses allowed."""
+    target_status = check_status(target)
     if target == current:
-        return target
-    if target == "void" and amount_paid != 0:
-        raise InvalidTransition("cannot void a document with payments applied; issue a credit note instead")
+        return target_status
     if target not in _MANUAL.get(current, frozenset()):
-        allowed = ", ".join(sorted(_MANUAL.get(current, frozenset()))) or "none"
-        raise InvalidTransition(f"cannot go from {current} to {target} (allowed: {allowed})")
-    return target
+        allowed = ", ".join(allowed_from(current)) or "none"
+        hint = f"; {CORRECT_BY_CREDIT_NOTE}" if target == "void" and current in ISSUED else ""
+        raise InvalidTransition(f"cannot go from {current} to {target} (allowed: {allowed}){hint}")
+    if target == "void" and amount_paid != 0:
+        raise InvalidTransition(f"cannot void a document with payments applied; {CORRECT_BY_CREDIT_NOTE}")
+    return target_status
 
 
 def status_after_payment(current: str, total: Decimal, amount_paid: Decimal) -> Status:

@@ -20,6 +20,8 @@ from billbridge.billing.periods import CycleUnit
 from billbridge.billing.pricing import Money, Pricing
 
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(max_length=300)]  # names and e-mail addresses: what the store keeps
+Prefix = Annotated[str, StringConstraints(max_length=37)]  # the store keeps 40: room for a credit note's "CN-"
 Timing = Literal["in_advance", "in_arrears"]
 ChargeKind = Literal["recurring", "usage", "one_time", "installments"]
 Aggregation = Literal["sum", "max", "count", "distinct", "last"]
@@ -40,10 +42,10 @@ class LegalEntity(_Model):
     """A selling company: its own currency, invoice numbering and books."""
 
     entity_ref: Ref
-    name: str
+    name: Name
     currency: str
-    invoice_prefix: str = Field(description="Prefix of invoice numbers, e.g. US-INV-")
-    credit_note_prefix: str | None = Field(
+    invoice_prefix: Prefix = Field(description="Prefix of invoice numbers, e.g. US-INV-")
+    credit_note_prefix: Prefix | None = Field(
         default=None,
         description="Prefix of credit note numbers; defaults to the invoice prefix with INV replaced by CN",
     )
@@ -61,9 +63,9 @@ class LegalEntity(_Model):
 
 class Customer(_Model):
     customer_ref: Ref
-    name: str
+    name: Name
     entity_ref: Ref
-    email: str | None = None
+    email: Name | None = None
 
 
 class ProductPrice(_Model):
@@ -80,7 +82,7 @@ class Product(_Model):
     """A product. Usage events name usage products by ``product_ref`` (their usage_product_ref)."""
 
     product_ref: Ref
-    name: str
+    name: Name
     description: str | None = None
     prices: list[ProductPrice] = Field(default_factory=list)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from decimal import Context, Decimal, localcontext
 from itertools import pairwise
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 # Fixed context so results never depend on whatever the global one is set to.
 _CTX = Context(prec=34)
@@ -29,13 +29,35 @@ def _no_float(kind: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-Money = Annotated[Decimal, _no_float("money"), Field(ge=0)]
+# Bounds that keep every product of an amount and a quantity exact in the 34-digit context money is
+# computed in (and storable in any database): below 10^15, at most 12 decimal places.
+LIMIT = Decimal("1e15")
+PLACES = 12
+
+# A decimal string as the bounds allow it, for the JSON Schema (files and the API's OpenAPI document).
+_DECIMAL_TEXT = {"type": "string", "pattern": rf"^\+?[0-9]{{1,15}}(\.[0-9]{{1,{PLACES}}})?$"}
+
+
+def _decimal_schema(minimum: dict[str, Any]) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [{"type": "number", **minimum, "exclusiveMaximum": 1e15}, _DECIMAL_TEXT]})
+
+
+Money = Annotated[
+    Decimal, _no_float("money"), Field(ge=0, lt=LIMIT, decimal_places=PLACES), _decimal_schema({"minimum": 0})
+]
 """A non-negative amount of money given as a string, int or Decimal."""
 
-Quantity = Annotated[Decimal, _no_float("quantities"), Field(ge=0)]
+Quantity = Annotated[
+    Decimal, _no_float("quantities"), Field(ge=0, lt=LIMIT, decimal_places=PLACES), _decimal_schema({"minimum": 0})
+]
 """A non-negative quantity given as a string, int or Decimal."""
 
-PositiveQuantity = Annotated[Decimal, _no_float("quantities"), Field(gt=0)]
+PositiveQuantity = Annotated[
+    Decimal,
+    _no_float("quantities"),
+    Field(gt=0, lt=LIMIT, decimal_places=PLACES),
+    _decimal_schema({"exclusiveMinimum": 0}),
+]
 """A strictly positive quantity given as a string, int or Decimal."""
 
 
@@ -54,10 +76,17 @@ def _check_quantity(quantity: Decimal) -> Decimal:
     return quantity
 
 
+def _model_is_required(schema: dict[str, Any]) -> None:
+    """In a file or an API body the pricing model names itself (it is the union's tag), whatever the
+    class's default: say so in the JSON Schema."""
+    if "model" in schema.get("properties", {}):
+        schema["required"] = ["model", *[f for f in schema.get("required", []) if f != "model"]]
+
+
 class _Model(BaseModel):
     """Common configuration: unknown keys are errors, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_model_is_required)
 
 
 class FlatPrice(_Model):

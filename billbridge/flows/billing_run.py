@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from billbridge.billing.currency import money_str
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
 from billbridge.billing.usage import UsageQuery, aggregate
 from billbridge.store import quarantine
@@ -46,7 +47,7 @@ class BillingSummary:
             "contracts": self.contracts,
             "invoices": self.documents["invoice"],
             "credit_notes": self.documents["credit_note"],
-            "totals": {cur: str(total) for cur, total in sorted(self.totals.items())},
+            "totals": {cur: money_str(total, cur) for cur, total in sorted(self.totals.items())},
             "pending_adjustments": self.pending_adjustments,
             "failed": [{"contract_ref": ref, "reason": reason} for ref, reason in self.failed],
         }

@@ -88,10 +88,13 @@ def import_document(store: Store, document: Any) -> ImportSummary:
     return summary
 
 
-def store_records(session: Session, records: list[ParsedRecord], summary: ImportSummary, *, source: str) -> list[str]:
+def store_records(
+    session: Session, records: list[ParsedRecord], summary: ImportSummary, *, source: str | None
+) -> list[str]:
     """Store canonical records section by section (entities before the contracts that use them), each
     in its own savepoint; refused ones are quarantined under ``source``, stored ones clear their
-    quarantine entries. Returns the keys of the contracts stored."""
+    quarantine entries. With ``source`` None (the write API, which answers a refusal with a 422)
+    refusals are only listed in the summary. Returns the keys of the contracts stored."""
     stored_contracts: list[str] = []
     for section in ("entities", "customers", "products", "contracts"):
         batch = [r for r in records if r.section == section]
@@ -107,7 +110,8 @@ def store_records(session: Session, records: list[ParsedRecord], summary: Import
             same = unchanged_products(session, [r.record for r in batch if isinstance(r.record, Product)])
             if same:
                 summary.counts["products.unchanged"] += sum(1 for r in batch if r.key in same)
-            quarantine.resolve_many(session, source=source, record_type=section, record_keys=sorted(same))
+            if source is not None:
+                quarantine.resolve_many(session, source=source, record_type=section, record_keys=sorted(same))
             batch = [r for r in batch if r.key not in same]
             stored = _store_optimistically(session, batch, summary, source) if batch else []
         else:
@@ -115,7 +119,8 @@ def store_records(session: Session, records: list[ParsedRecord], summary: Import
         if stored is None:
             context = _context(session, section, batch)
             stored = [r.key for r in batch if _import_one(session, r, summary, context, source)]
-        quarantine.resolve_many(session, source=source, record_type=section, record_keys=stored)
+        if source is not None:
+            quarantine.resolve_many(session, source=source, record_type=section, record_keys=stored)
         if section == "contracts":
             stored_contracts = stored
     return stored_contracts
@@ -126,7 +131,7 @@ def _context(session: Session, section: str, batch: list[ParsedRecord]) -> _Batc
 
 
 def _store_optimistically(
-    session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str
+    session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str | None
 ) -> list[str] | None:
     """Store a whole batch in one savepoint (one per record costs two statements each); None when any
     record is refused, after rolling the batch back, so the caller stores it record by record."""
@@ -146,7 +151,7 @@ def _store_optimistically(
 
 
 def _store_contracts(
-    session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str
+    session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str | None
 ) -> list[str] | None:
     """Contracts through the batch save: each checked on its own, all written with a few statements.
     None (after rolling back) when the batch cannot go that way; the caller then goes record by record."""
@@ -182,7 +187,9 @@ class _Fallback(Exception):
     """The batch path does not fit this batch."""
 
 
-def _store_customers(session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str) -> list[str]:
+def _store_customers(
+    session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str | None
+) -> list[str]:
     """Customers in one batched upsert; one with an unknown entity is quarantined."""
     outcomes = upsert_customers(session, [r.record for r in batch if isinstance(r.record, Customer)])
     stored = []
@@ -211,7 +218,7 @@ class _BatchContext:
 
 
 def _import_one(
-    session: Session, record: ParsedRecord, summary: ImportSummary, context: _BatchContext | None, source: str
+    session: Session, record: ParsedRecord, summary: ImportSummary, context: _BatchContext | None, source: str | None
 ) -> bool:
     """Store one record in its own savepoint; a refused one is quarantined. Returns whether it was stored."""
     try:
@@ -225,10 +232,12 @@ def _import_one(
     return True
 
 
-def _refuse(session: Session, record: ParsedRecord, exc: Exception, summary: ImportSummary, source: str) -> None:
+def _refuse(session: Session, record: ParsedRecord, exc: Exception, summary: ImportSummary, source: str | None) -> None:
     where = getattr(exc, "field", "(record)")
     error = RecordError(record.section, record.index, record.key, where, str(exc), record.payload)
     summary.errors.append(error)
+    if source is None:
+        return
     summary.counts[f"{record.section}.quarantined"] += 1
     quarantine.quarantine(
         session,

@@ -105,11 +105,31 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the latest Alembic revision (safe when several processes start at once)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.execution_options(sqlite_begin="IMMEDIATE").connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (SQLite alters few things in place): dropping the old
+            # copy would break its children's foreign keys, so enforcement is off meanwhile (outside a
+            # transaction, where SQLite takes this pragma) and every key is checked before commit.
+            _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if not sqlite:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK})
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                    raise RuntimeError(f"a migration left foreign keys without their rows: {broken[:5]}")
+        finally:
+            if sqlite:
+                _outside_transaction(connection, "PRAGMA foreign_keys=ON")
+
+
+def _outside_transaction(connection: Connection, statement: str) -> None:
+    """Run ``statement`` on the driver's connection, where SQLAlchemy begins no transaction."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(statement)
 
 
 class Store:

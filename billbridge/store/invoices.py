@@ -75,13 +75,14 @@ def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, B
 
     Versions and invoices are only ever added, never rewritten, and a contract's invoices are
     created under its entity's numbering lock, so an unchanged state means unchanged terms and an
-    unchanged billing history. Read it *before* the terms and billed lines a plan is built from.
+    unchanged billing history; a voided draft giving its period back lowers the count. Read it
+    *before* the terms and billed lines a plan is built from.
     """
     if not contract_ids:
         return {}
     rows = session.execute(
         select(Contract.id, Contract.current_version_no, func.count(Invoice.id), func.coalesce(func.max(Invoice.id), 0))
-        .outerjoin(Invoice, Invoice.contract_id == Contract.id)
+        .outerjoin(Invoice, (Invoice.contract_id == Contract.id) & Invoice.period_released.is_(False))
         .where(Contract.id.in_(contract_ids))
         .group_by(Contract.id, Contract.current_version_no)
     )
@@ -89,12 +90,15 @@ def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, B
 
 
 def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tuple[list[BilledItem], set[date]]]:
-    """Per contract: every invoice line billed so far (ends made exclusive) and the billing dates used."""
+    """Per contract: every invoice line billed so far (ends made exclusive) and the billing dates used;
+    a draft voided before it was issued bills nothing and uses no date."""
     out: dict[int, tuple[list[BilledItem], set[date]]] = {cid: ([], set()) for cid in contract_ids}
     if not contract_ids:
         return out
     for cid, billing_date in session.execute(
-        select(Invoice.contract_id, Invoice.billing_date).where(Invoice.contract_id.in_(contract_ids))
+        select(Invoice.contract_id, Invoice.billing_date).where(
+            Invoice.contract_id.in_(contract_ids), Invoice.period_released.is_(False)
+        )
     ):
         out[cid][1].add(billing_date)
     rows = session.execute(
@@ -118,7 +122,7 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
             InvoiceLine.quantity,
         )
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-        .where(InvoiceLine.contract_id.in_(contract_ids))
+        .where(InvoiceLine.contract_id.in_(contract_ids), Invoice.period_released.is_(False))
         .order_by(InvoiceLine.id)
     )
     for r in rows:
@@ -288,8 +292,17 @@ def documents_query() -> Select:
 
 def invoice_lines(session: Session, invoice_id: int) -> list[dict[str, Any]]:
     """A document's lines in their order."""
+    return lines_of(session, [invoice_id]).get(invoice_id, [])
+
+
+def lines_of(session: Session, invoice_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Documents' lines in their order, by invoice id (with what ``billing.invoice_view`` shows them by:
+    their period's days and sign)."""
+    if not invoice_ids:
+        return {}
     rows = session.execute(
         select(
+            InvoiceLine.invoice_id,
             InvoiceLine.line_ref,
             InvoiceLine.kind,
             InvoiceLine.product_ref,
@@ -301,11 +314,17 @@ def invoice_lines(session: Session, invoice_id: int) -> list[dict[str, Any]]:
             InvoiceLine.amount,
             InvoiceLine.discount_amount,
             InvoiceLine.billed_amount,
+            InvoiceLine.period_days,
+            InvoiceLine.sign,
         )
-        .where(InvoiceLine.invoice_id == invoice_id)
-        .order_by(InvoiceLine.position)
+        .where(InvoiceLine.invoice_id.in_(list(invoice_ids)))
+        .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
     )
-    return [dict(r) for r in rows.mappings()]
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows.mappings():
+        line = dict(row)
+        out[int(line.pop("invoice_id"))].append(line)
+    return dict(out)
 
 
 def list_invoices(
@@ -327,16 +346,6 @@ def get_invoice(session: Session, number: str) -> dict[str, Any] | None:
     if row is None:
         return None
     return {**row, "lines": invoice_lines(session, row["id"])}
-
-
-def set_status(session: Session, number: str, target: str) -> str:
-    """Move a document to ``target`` if the lifecycle allows it; returns the previous status."""
-    invoice = session.scalar(select(Invoice).where(Invoice.number == number).with_for_update())
-    if invoice is None:
-        raise LookupError(f"no invoice or credit note numbered {number!r}")
-    previous = invoice.status
-    invoice.status = lifecycle.transition(previous, target, amount_paid=invoice.amount_paid)
-    return previous
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""Read-only pages of products, customers, contracts and invoices, scoped to one legal entity.
+"""Pages of products, customers, contracts and invoices, scoped to one legal entity.
 
 Keyset paging: each function takes ``after_id`` and returns up to ``limit + 1`` rows in id order
-(the extra row tells the caller there is a next page), each with its ``id``.
+(the extra row tells the caller there is a next page), each with its ``id``. Asked for one record
+by its ref with ``lock``, the row is locked to the end of the caller's transaction (on PostgreSQL),
+so that an update compares the version it was sent against the one it changes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from billbridge.store.models import (
 )
 
 
-def products(session: Session, entity_id: int, currency: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+def products(
+    session: Session,
+    entity_id: int,
+    currency: str,
+    *,
+    after_id: int = 0,
+    limit: int = 1,
+    product_ref: str | None = None,
+    lock: bool = False,
+) -> list[dict[str, Any]]:
     """Products the entity sells: priced in its currency or on one of its contracts; with those prices."""
     on_contract = (
         select(ContractLine.id)
@@ -32,12 +43,17 @@ def products(session: Session, entity_id: int, currency: str, *, after_id: int, 
         .where(ContractLine.product_id == Product.id, Contract.entity_id == entity_id)
     )
     priced = select(Price.id).where(Price.product_id == Product.id, Price.currency == currency)
-    rows = session.execute(
+    query = (
         select(Product.id, Product.product_ref, Product.name, Product.description)
         .where(Product.id > after_id, or_(exists(priced), exists(on_contract)))
         .order_by(Product.id)
         .limit(limit + 1)
-    ).all()
+    )
+    if product_ref is not None:
+        query = query.where(Product.product_ref == product_ref)
+    if lock:
+        query = query.with_for_update(of=Product)
+    rows = session.execute(query).all()
     prices: dict[int, list[dict[str, Any]]] = {r.id: [] for r in rows}
     if rows:
         for price in session.execute(
@@ -55,7 +71,13 @@ def products(session: Session, entity_id: int, currency: str, *, after_id: int, 
 
 
 def customers(
-    session: Session, entity_id: int, *, after_id: int = 0, limit: int = 1, customer_ref: str | None = None
+    session: Session,
+    entity_id: int,
+    *,
+    after_id: int = 0,
+    limit: int = 1,
+    customer_ref: str | None = None,
+    lock: bool = False,
 ) -> list[dict[str, Any]]:
     query = (
         select(Customer.id, Customer.customer_ref, Customer.name, Customer.email)
@@ -65,6 +87,8 @@ def customers(
     )
     if customer_ref is not None:
         query = query.where(Customer.customer_ref == customer_ref)
+    if lock:
+        query = query.with_for_update(of=Customer)
     return [dict(r) for r in session.execute(query).mappings()]
 
 
@@ -76,6 +100,7 @@ def contracts(
     limit: int = 1,
     contract_ref: str | None = None,
     customer_ref: str | None = None,
+    lock: bool = False,
 ) -> list[dict[str, Any]]:
     """Contracts with their current version's headline terms."""
     query = (
@@ -108,6 +133,8 @@ def contracts(
         query = query.where(Contract.contract_ref == contract_ref)
     if customer_ref is not None:
         query = query.where(Customer.customer_ref == customer_ref)
+    if lock:
+        query = query.with_for_update(of=Contract)
     return [dict(r) for r in session.execute(query).mappings()]
 
 

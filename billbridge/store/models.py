@@ -24,6 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -201,6 +203,21 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ApiAnswer(Base):
+    """The answer of a write API request sent with an ``Idempotency-Key``, kept so that sending it
+    again replays it (and the same key with another request is refused). ``key`` is the key scoped
+    to the API key's legal entity, ``fingerprint`` the request's method, path and body."""
+
+    __tablename__ = "api_answers"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]]
+    etag: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class UsageDaily(Base):
     """Per customer, usage product and UTC day: sum, peak and count of the events' quantities in
     integer micro-units, kept up to date in the transaction that stores the events."""
@@ -215,11 +232,20 @@ class UsageDaily(Base):
 
 
 class Invoice(Base):
-    """An invoice or credit note, one per (contract, billing date)."""
+    """An invoice or credit note, one per (contract, billing date) among those that bill: a draft
+    voided before it was issued gives its period back (``period_released``), and the document
+    replacing it may take its date."""
 
     __tablename__ = "invoices"
     __table_args__ = (
-        UniqueConstraint("contract_id", "billing_date"),
+        Index(
+            "uq_invoices_billed_contract_date",
+            "contract_id",
+            "billing_date",
+            unique=True,
+            sqlite_where=text("NOT period_released"),
+            postgresql_where=text("NOT period_released"),
+        ),
         UniqueConstraint("entity_id", "doc_type", "sequence_no"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -240,6 +266,8 @@ class Invoice(Base):
     amount_paid: Mapped[Decimal]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Voided before it was issued: its lines no longer bill their periods (the next run bills them again).
+    period_released: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class InvoiceLine(Base):

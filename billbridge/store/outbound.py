@@ -1,10 +1,12 @@
-"""Documents on their way out: approving drafts with their outbox messages, and reading a document
-as the neutral ``OutboundDocument`` the ERP and payment mappings take."""
+"""Documents on their way out: status changes with the outbox messages they announce (approving
+queues the pushes, going back withdraws them), and reading a document as the neutral
+``OutboundDocument`` the ERP and payment mappings take."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -12,12 +14,22 @@ from sqlalchemy.orm import Session
 from billbridge.billing import lifecycle
 from billbridge.billing.documents import DocumentLine, OutboundDocument
 from billbridge.store import outbox
-from billbridge.store.models import Contract, ContractVersion, Customer, Invoice, InvoiceLine, LegalEntity
+from billbridge.store.models import (
+    Contract,
+    ContractVersion,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    LegalEntity,
+    OutboxMessage,
+)
 
 PUSH_VERSION = 1  # documents are immutable once numbered; a correction is a new document
 # Contract-level lines (a contract discount, a minimum-commitment true-up) belong to no product; in
 # the ERP they post to an item of their own, named by the line's kind.
 CONTRACT_LINE_ITEMS = {"discount": "DISCOUNT", "minimum": "MINIMUM-COMMITMENT"}
+Targets = Callable[[OutboundDocument], Sequence[str]]
+"""Where an approved document is pushed (``billing.documents.push_targets`` of the configured targets)."""
 
 
 def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int, OutboundDocument]:
@@ -97,15 +109,16 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
     }
 
 
-def approve_and_queue(
-    session: Session, invoice_ids: Sequence[int], targets: Callable[[OutboundDocument], Sequence[str]]
-) -> dict[str, int]:
-    """Approve draft documents and queue a push message per target, in the caller's transaction:
-    the status change and the messages announcing it commit together. Returns messages per topic."""
+def approve_and_queue(session: Session, invoice_ids: Sequence[int], targets: Targets) -> dict[str, int]:
+    """Approve documents and queue a push message per target, in the caller's transaction: the
+    status change and the messages announcing it commit together. Every route to approved goes
+    through here (a billing run's auto-approval, a person's ``invoices mark``, the API); documents
+    the lifecycle does not let approve (approved already, sent, void) are left as they are, so
+    nothing is ever queued twice. Returns messages per topic."""
     queued: dict[str, int] = defaultdict(int)
     documents = outbound_documents(session, invoice_ids)
     for invoice in session.scalars(select(Invoice).where(Invoice.id.in_(invoice_ids)).with_for_update()):
-        if invoice.status != "draft":
+        if "approved" not in lifecycle.allowed_from(invoice.status):
             continue
         invoice.status = lifecycle.transition(invoice.status, "approved")
         document = documents[invoice.id]
@@ -121,6 +134,73 @@ def approve_and_queue(
             ):
                 queued[topic] += 1
     return dict(queued)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """What a status change did: the pushes it queued (approving) or withdrew (leaving approved)."""
+
+    number: str
+    previous: str
+    status: str
+    queued: dict[str, int] = field(default_factory=dict)
+    withdrawn: int = 0
+
+
+def set_status(
+    session: Session, number: str, target: str, targets: Targets, *, entity_id: int | None = None
+) -> StatusChange:
+    """Move a document (of ``entity_id``, when given) to ``target`` as a person asks, if the lifecycle
+    allows it. Approving queues the pushes as a billing run's auto-approval does
+    (:func:`approve_and_queue`); leaving approved (back to review, or void) withdraws the pushes no
+    relay has started, and is refused once one has (the document may be at the vendor). Raises
+    LookupError for an unknown number, InvalidTransition for a change that is not allowed."""
+    query = select(Invoice).where(Invoice.number == number).with_for_update()
+    if entity_id is not None:
+        query = query.where(Invoice.entity_id == entity_id)
+    invoice = session.scalar(query)
+    if invoice is None:
+        raise LookupError(f"no invoice or credit note numbered {number!r}")
+    previous = invoice.status
+    status = lifecycle.transition(previous, target, amount_paid=invoice.amount_paid)
+    if status == previous:
+        return StatusChange(number, previous, status)
+    withdrawn = _withdraw_pushes(session, invoice, status) if previous == "approved" and status != "sent" else 0
+    if status == "approved":
+        return StatusChange(number, previous, status, queued=approve_and_queue(session, [invoice.id], targets))
+    invoice.status = status
+    if status == "void":  # never issued (the lifecycle voids nothing else): the next run bills its period again
+        invoice.period_released = True
+    return StatusChange(number, previous, status, withdrawn=withdrawn)
+
+
+def _withdraw_pushes(session: Session, invoice: Invoice, target: str) -> int:
+    """Delete the push messages of a document leaving approved, so it never reaches a vendor. A push
+    delivered, or tried with an unknown outcome, may have put it there: then the change is refused.
+    (A push the vendor refused, parked, did not.) Deleted, a later approval queues them afresh."""
+    messages = list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.aggregate_id == invoice.id,
+                OutboxMessage.aggregate_type == invoice.doc_type,
+                OutboxMessage.topic.startswith("push."),
+            )
+            .with_for_update()
+        )
+    )
+    started = [
+        m for m in messages if m.delivered_at is not None or (m.attempts and not outbox.is_parked(m.available_at))
+    ]
+    if started:
+        where = ", ".join(sorted({m.topic.removeprefix("push.") for m in started}))
+        raise lifecycle.InvalidTransition(
+            f"{invoice.number} cannot go from approved to {target}: it may already be in {where} "
+            f"(its push was delivered or is under way); once it is sent, correct it by a credit note"
+        )
+    for message in messages:
+        session.delete(message)
+    return len(messages)
 
 
 def draft_ids(session: Session, limit: int | None = None) -> list[int]:

@@ -139,12 +139,21 @@ _INSERT_NEW_PLAIN = {
 _PRESENT = select(_EVENTS.c.event_ref).where(_EVENTS.c.event_ref.in_(bindparam("refs", expanding=True)))
 _INVOICES = table_of(Invoice)
 _STAMP = select(func.coalesce(func.max(table_of(ContractVersion).c.id), 0))
+# The documents that bill: a draft voided before it was issued gave its period (and date) to its replacement.
 _DOCUMENTS_OF_ONE = select(
     _INVOICES.c.contract_id, _INVOICES.c.billing_date, _INVOICES.c.number, _INVOICES.c.created_at
-).where(_INVOICES.c.contract_id == bindparam("id"), _INVOICES.c.billing_date >= bindparam("since"))
+).where(
+    _INVOICES.c.contract_id == bindparam("id"),
+    _INVOICES.c.billing_date >= bindparam("since"),
+    _INVOICES.c.period_released.is_(False),
+)
 _DOCUMENTS = select(
     _INVOICES.c.contract_id, _INVOICES.c.billing_date, _INVOICES.c.number, _INVOICES.c.created_at
-).where(_INVOICES.c.contract_id.in_(bindparam("ids", expanding=True)), _INVOICES.c.billing_date >= bindparam("since"))
+).where(
+    _INVOICES.c.contract_id.in_(bindparam("ids", expanding=True)),
+    _INVOICES.c.billing_date >= bindparam("since"),
+    _INVOICES.c.period_released.is_(False),
+)
 
 
 def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, StoredEvent]:

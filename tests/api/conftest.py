@@ -43,6 +43,12 @@ class Api:
     def get(self, path: str, token: str | None = None, **params: Any) -> Any:
         return self.client.get(path, params=params, headers=self.headers(token))
 
+    def put(self, path: str, body: Any, token: str | None = None, **headers: str) -> Any:
+        return self.client.put(path, json=body, headers=self.headers(token, **headers))
+
+    def patch(self, path: str, body: Any, token: str | None = None, **headers: str) -> Any:
+        return self.client.patch(path, json=body, headers=self.headers(token, **headers))
+
 
 def event(**overrides: Any) -> dict[str, Any]:
     """The seed's example event, for customer globex and usage product api of entity us."""
@@ -70,6 +76,7 @@ def api(store: Store) -> Iterator[Api]:
     # Webhook secrets set, so generated requests reach signature checking (not the 503 of an unset secret).
     settings = Settings(
         webhooks_inline=False,
+        push_targets=["quickbooks", "stripe"],  # where the write API's approvals queue pushes
         stripe=StripeSettings(api_key=SecretStr("sk_test_unused"), webhook_secret=SecretStr("whsec_test")),
         quickbooks=QuickBooksSettings(
             client_id="unused", client_secret=SecretStr("unused"), realm_id="1", webhook_verifier_token=SecretStr("v")

@@ -8,7 +8,7 @@ from typing import Any
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from tests.api.conftest import Api, event
-from tests.docs import contract, document
+from tests.docs import DISCOUNTED, contract, document
 
 
 def all_pages(api: Api, path: str, limit: int, **params: Any) -> list[dict[str, Any]]:
@@ -109,3 +109,23 @@ def test_usage_reports_group_exactly_and_page(api: Api) -> None:
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "group_by"
     assert api.get("/api/usage/reports", cursor="garbage!").status_code == 422
     assert api.get("/api/usage/reports", **{"from": "2026-02-01", "to": "2026-01-01"}).status_code == 422
+
+
+def test_invoices_show_discounts_and_money_in_minor_units(api: Api) -> None:
+    """The same document as `invoices show` gives (tests/app/test_cli_invoices.py, worked by hand):
+    every discount, and amounts in cents however precisely they were priced."""
+    import_document(api.store, document(DISCOUNTED))
+    run_billing(api.store, date(2026, 1, 15), contract_refs=["C-D"])
+    [listed] = api.get("/api/invoices", contract_ref="C-D").json()["data"]
+    assert (listed["subtotal"], listed["discount_total"], listed["invoice_total"], listed["amount_paid"]) == (
+        "80.61",
+        "11.06",
+        "69.55",
+        "0.00",
+    )
+    one = api.get(f"/api/invoices/{listed['number']}").json()
+    assert [(x["quantity"], x["amount"], x["discount_amount"], x["billed_amount"]) for x in one["lines"]] == [
+        ("3", "74.03", "7.40", "66.63"),
+        ("6000", "6.58", "0.00", "6.58"),
+        ("1", "0.00", "3.66", "-3.66"),
+    ]

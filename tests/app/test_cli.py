@@ -208,7 +208,7 @@ def test_status_shows_documents_open_money_and_what_waits_or_fails_in_the_outbox
     from datetime import date, timedelta
     from decimal import Decimal
 
-    from billbridge.flows.bill import approve_drafts
+    from billbridge.flows.approval import approve_drafts
     from billbridge.store import outbox
     from billbridge.store.db import open_store
     from billbridge.store.invoices import list_invoices
@@ -259,17 +259,20 @@ def test_payments_matching_could_not_apply_wait_on_the_review_list_until_a_perso
     from datetime import date
     from decimal import Decimal
 
-    from billbridge.billing.documents import IncomingPayment
+    from billbridge.billing.documents import IncomingPayment, push_targets
     from billbridge.flows.reconcile import PaymentPage, record_pages
     from billbridge.store.db import open_store
-    from billbridge.store.invoices import list_invoices, set_status
+    from billbridge.store.invoices import list_invoices
+    from billbridge.store.outbound import set_status
+
+    NO_PUSH = push_targets([])
 
     assert run("examples", "--as-of", "2026-11-22", "--json")[0] == 0
     store = open_store(env)
     with store.write() as session:
         invoice = next(d for d in list_invoices(session) if d["currency"] == "USD" and d["invoice_total"] > 0)
-        set_status(session, str(invoice["number"]), "approved")
-        set_status(session, str(invoice["number"]), "sent")
+        set_status(session, str(invoice["number"]), "approved", NO_PUSH)
+        set_status(session, str(invoice["number"]), "sent", NO_PUSH)
     customer, total = str(invoice["customer_ref"]), Decimal(str(invoice["invoice_total"]))
     page = PaymentPage(
         [
@@ -308,8 +311,8 @@ def test_payments_matching_could_not_apply_wait_on_the_review_list_until_a_perso
             for d in list_invoices(session)
             if d["currency"] == "USD" and d["invoice_total"] > 20 and d["number"] != invoice["number"]
         )
-        set_status(session, str(other["number"]), "approved")
-        set_status(session, str(other["number"]), "sent")
+        set_status(session, str(other["number"]), "approved", NO_PUSH)
+        set_status(session, str(other["number"]), "sent", NO_PUSH)
     number = str(other["number"])
     refused = {
         "too much": ("--amount", "12.35"),

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy import update
 
 from billbridge.app.settings import Settings, StripeSettings
-from billbridge.flows.bill import approve_drafts
+from billbridge.flows.approval import approve_drafts
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.collect import collect
 from billbridge.flows.importing import import_file

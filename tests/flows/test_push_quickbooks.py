@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from billbridge.app.settings import QuickBooksSettings, Settings
-from billbridge.flows.bill import approve_drafts
+from billbridge.flows.approval import approve_drafts
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.flows.push import push

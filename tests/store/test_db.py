@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -87,3 +88,83 @@ def test_a_store_is_shared_with_other_processes_unless_it_is_in_memory(tmp_path:
     assert open_store(on_disk.url, run_migrations=False).engine.url == on_disk.engine.url
     in_memory.dispose()
     on_disk.dispose()
+
+
+def test_migration_0008_keeps_every_invoice_and_what_refers_to_it(store: Store) -> None:
+    """SQLite rebuilds the invoices table to drop its unique (contract, billing date) constraint:
+    invoices, their lines and the payments applied to them come through, foreign keys still hold,
+    and the one-invoice-per-date index now leaves voided drafts out."""
+    from datetime import date
+    from decimal import Decimal
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import func, select, update
+    from sqlalchemy.exc import IntegrityError
+
+    from billbridge.flows.billing_run import run_billing
+    from billbridge.flows.importing import import_document
+    from billbridge.store.db import MIGRATIONS, migrate
+    from billbridge.store.invoices import PaymentIn, record_payments
+    from billbridge.store.models import Invoice, InvoiceLine, PaymentAllocation
+    from tests.docs import contract, document
+
+    import_document(store, document(contract("C-1"), contract("C-2", customer="initech")))
+    run_billing(store, date(2026, 2, 1))
+    with store.write() as session:
+        session.execute(update(Invoice).values(status="sent"))
+        record_payments(
+            session, [PaymentIn("p", "USD", Decimal("100.00"), date(2026, 2, 2), (("US-INV-1", Decimal("100.00")),))]
+        )
+
+    def counts() -> list[int | None]:
+        with store.read() as session:
+            return [
+                session.scalar(select(func.count()).select_from(t)) for t in (Invoice, InvoiceLine, PaymentAllocation)
+            ]
+
+    before = counts()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.connect() as connection:
+        if store.dialect == "sqlite":
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        with connection.begin():
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0007")
+        if store.dialect == "sqlite":
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+    migrate(store.engine)
+    assert counts() == before == [4, 4, 1]
+
+    with store.write() as session, pytest.raises(IntegrityError):  # a line of no invoice is still refused
+        session.add(InvoiceLine(**{**_line_of(session), "invoice_id": 999}))
+        session.flush()
+    with store.write() as session, pytest.raises(IntegrityError):  # a second billing document for a date too
+        first = session.get(Invoice, 1)
+        assert first is not None
+        session.add(_copy(first, sequence_no=99, number="US-INV-99"))
+        session.flush()
+    with store.write() as session:  # beside a released void it is the one document billing that date
+        first = session.get(Invoice, 1)
+        assert first is not None
+        first.period_released = True
+        session.add(_copy(first, sequence_no=99, number="US-INV-99"))
+
+
+def _line_of(session: Any) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from billbridge.store.models import InvoiceLine
+
+    line = session.scalars(select(InvoiceLine).limit(1)).one()
+    return {c.key: getattr(line, c.key) for c in InvoiceLine.__table__.columns if c.key != "id"}
+
+
+def _copy(invoice: Any, **changes: Any) -> Any:
+    from billbridge.store.models import Invoice
+
+    values = {
+        c.key: getattr(invoice, c.key) for c in Invoice.__table__.columns if c.key not in ("id", "period_released")
+    }
+    return Invoice(**{**values, **changes})

@@ -8,16 +8,17 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from billbridge.billing.documents import OutboundDocument
+from billbridge.billing.documents import OutboundDocument, push_targets
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.store import outbox
 from billbridge.store.db import Store
-from billbridge.store.invoices import list_invoices, set_status
+from billbridge.store.invoices import list_invoices
 from billbridge.store.models import Invoice
-from billbridge.store.outbound import approve_and_queue, draft_ids, mark_sent, outbound_documents
+from billbridge.store.outbound import approve_and_queue, draft_ids, mark_sent, outbound_documents, set_status
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
+NO_PUSH = push_targets([])
 
 
 def targets(document: OutboundDocument) -> list[str]:
@@ -64,7 +65,7 @@ def test_marking_sent_moves_only_approved_documents(store: Store) -> None:
         ids = draft_ids(session)
         numbers = {row["id"]: str(row["number"]) for row in list_invoices(session)}
         approve_and_queue(session, ids[1:], targets)  # the first stays a draft
-        set_status(session, numbers[ids[2]], "void")  # approved, then voided before the push came back
+        set_status(session, numbers[ids[2]], "void", NO_PUSH)  # approved, then voided before the push came back
     with store.write() as session:
         mark_sent(session, ids[:3])
     with store.read() as session:

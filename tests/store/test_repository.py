@@ -12,15 +12,19 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from billbridge.billing.documents import push_targets
 from billbridge.billing.lifecycle import InvalidTransition, is_late
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from billbridge.store import cursors, external_refs, outbox
 from billbridge.store.db import Store
-from billbridge.store.invoices import PaymentIn, get_invoice, record_payment, record_payments, set_status
+from billbridge.store.invoices import PaymentIn, get_invoice, record_payment, record_payments
 from billbridge.store.models import Base, Customer, ExternalRef, Invoice, Payment, PaymentAllocation
+from billbridge.store.outbound import set_status
 from tests.billing.test_engine_properties import contracts
 from tests.docs import contract, document
+
+NO_PUSH = push_targets([])
 
 
 def test_migrations_create_every_table(store: Store) -> None:
@@ -92,9 +96,9 @@ def test_lifecycle_and_payments(store: Store) -> None:
         pay(session, "early", "USD", "1.00", date(2026, 1, 2), (number, "1.00"))
     for status in ("under_review", "approved", "sent"):
         with store.write() as session:
-            set_status(session, number, status)
+            set_status(session, number, status, NO_PUSH)
     with store.write() as session, pytest.raises(InvalidTransition, match="cannot go from sent to draft"):
-        set_status(session, number, "draft")
+        set_status(session, number, "draft", NO_PUSH)
 
     with store.write() as session:
         assert pay(session, "pi_1", "USD", "500.00", date(2026, 1, 10), (number, "500.00"))
@@ -107,7 +111,7 @@ def test_lifecycle_and_payments(store: Store) -> None:
     assert not is_late(doc["status"], doc["due_date"], doc["invoice_total"], doc["amount_paid"], date(2026, 1, 15))
 
     with store.write() as session, pytest.raises(InvalidTransition, match="credit note"):
-        set_status(session, number, "void")
+        set_status(session, number, "void", NO_PUSH)
     with store.write() as session, pytest.raises(ValueError, match="cannot settle"):
         pay(session, "eur", "EUR", "700.00", date(2026, 1, 11), (number, "700.00"))
     with store.write() as session:  # overpayment: the rest stays unapplied on the payment
@@ -306,7 +310,7 @@ def test_a_batch_of_payments_links_customers_and_allocations(store: Store) -> No
     with store.write() as session:
         for number in ("US-INV-1", "US-INV-2"):
             for status in ("approved", "sent"):
-                set_status(session, number, status)
+                set_status(session, number, status, NO_PUSH)
     day = date(2026, 1, 5)
     batch = [
         PaymentIn("a", "USD", Decimal("700.00"), day, (("US-INV-1", Decimal("700.00")),), "globex"),
