@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 from billbridge.api.errors import Problem
 from billbridge.billing.usage import MICROS
@@ -18,6 +19,9 @@ MAX_QUANTITY = Decimal("1e9")
 leaves room for over 9,000 maximal events per customer, product and day (9.2 x 10^12 units)."""
 MAX_PLACES = MICROS
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; usage stamped further ahead is refused
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+"""Usage stamped before this is refused: no billing period reaches back that far, and a bounded range
+keeps every stamp convertible to UTC (``0001-01-01T00:00:00+01:00`` is not)."""
 
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 Name = Annotated[str, StringConstraints(max_length=300, pattern=r"^[^\x00]*$")]
@@ -36,7 +40,10 @@ class UsageEventIn(BaseModel):
     """One usage event. ``quantity`` is a JSON number or a numeric string, read exactly as a decimal."""
 
     model_config = ConfigDict(extra="forbid")
-    timestamp: AwareDatetime = Field(description="ISO 8601 with a time zone, e.g. 2024-02-05T08:55:32.160Z")
+    timestamp: AwareDatetime = Field(
+        description="ISO 8601 with a time zone, e.g. 2024-02-05T08:55:32.160Z; from 2000-01-01T00:00:00Z to a day "
+        "ahead of the server's clock"
+    )
     customer_ref: Ref
     customer_name: Name | None = Field(default=None, description="Informational; not checked")
     usage_product_ref: Ref
@@ -59,11 +66,13 @@ class UsageEventIn(BaseModel):
 
     @field_validator("timestamp")
     @classmethod
-    def _not_far_ahead(cls, value: datetime) -> datetime:
-        value = value.astimezone(timezone.utc)
+    def _in_range(cls, value: datetime) -> datetime:
+        # Compared before converting: aware comparisons never overflow, astimezone at the calendar's edge does.
+        if value < EARLIEST:
+            raise PydanticCustomError("timestamp_out_of_range", "timestamp is before 2000-01-01T00:00:00Z")
         if value > datetime.now(timezone.utc) + FUTURE_SLACK:
-            raise ValueError("timestamp is more than a day in the future")
-        return value
+            raise PydanticCustomError("timestamp_out_of_range", "timestamp is more than a day in the future")
+        return value.astimezone(timezone.utc)
 
     @field_validator("quantity", mode="before")
     @classmethod
