@@ -12,6 +12,7 @@ from fastapi import Query
 from pydantic import BaseModel
 
 from billbridge.api.errors import refuse
+from billbridge.api.query import DIGITS
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -23,7 +24,7 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page"), DIGITS]
 Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")]
 
 

@@ -19,6 +19,7 @@ from billbridge.api.auth import SECURITY, Auth, authenticate_request, lookups_of
 from billbridge.api.body import read_json
 from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
+from billbridge.api.query import IsoDate
 from billbridge.api.resource_models import UsageReportRow
 from billbridge.api.usage_ingest import ingest
 from billbridge.api.usage_models import MAX_BATCH, MAX_KEY_LENGTH, BatchOut, UsageEventOut
@@ -188,8 +189,8 @@ def usage_report(
     group_by: Literal["day", "month", "product", "customer"] = "day",
     customer_ref: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     usage_product_ref: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    from_: Annotated[date | None, Query(alias="from", description="First UTC day included")] = None,
-    to: Annotated[date | None, Query(description="Last UTC day included")] = None,
+    from_: Annotated[IsoDate | None, Query(alias="from", description="First UTC day included")] = None,
+    to: Annotated[IsoDate | None, Query(description="Last UTC day included")] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[UsageReportRow]:

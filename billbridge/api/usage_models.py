@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from billbridge.api.errors import Problem
@@ -22,6 +32,20 @@ FUTURE_SLACK = timedelta(days=1)  # clocks differ; usage stamped further ahead i
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 """Usage stamped before this is refused: no billing period reaches back that far, and a bounded range
 keeps every stamp convertible to UTC (``0001-01-01T00:00:00+01:00`` is not)."""
+
+# Only the documented spellings. Character classes, not \\d: Python's \\d and Decimal() read any
+# script's digits ("\u0663" is 3), and Decimal() also takes "1_000" and surrounding spaces.
+_NUMERIC_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+QUANTITY_TEXT = r"^0*[0-9]{1,9}(\.[0-9]{1,6})?$"  # what _exact_quantity accepts of a numeric string
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+QUANTITY_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1_000_000_000},
+        {"type": "string", "pattern": QUANTITY_TEXT},
+    ],
+    "description": 'Not negative, at most 6 decimal places and below 10^9: a JSON number or a string of digits '
+    'with an optional "." and decimals, e.g. "12.5"',
+}
 
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 Name = Annotated[str, StringConstraints(max_length=300, pattern=r"^[^\x00]*$")]
@@ -48,7 +72,7 @@ class UsageEventIn(BaseModel):
     customer_name: Name | None = Field(default=None, description="Informational; not checked")
     usage_product_ref: Ref
     usage_product_name: Name | None = Field(default=None, description="Informational; not checked")
-    quantity: Decimal = Field(description="Not negative, at most 6 decimal places and below 10^9")
+    quantity: Annotated[Decimal, WithJsonSchema(QUANTITY_SCHEMA)]
     additional_report_data: dict[str, Any] | None = None
     validations: Validations
     event_id: EventId | None = Field(
@@ -56,13 +80,6 @@ class UsageEventIn(BaseModel):
         description="Idempotency key of this event (printable ASCII): the same event_id from the same "
         "legal entity is stored once and always answered with the first event_ref",
     )
-
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _text_stamp(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            raise ValueError("timestamp must be an ISO 8601 string with a time zone")
-        return value
 
     @field_validator("timestamp")
     @classmethod
@@ -74,18 +91,35 @@ class UsageEventIn(BaseModel):
             raise PydanticCustomError("timestamp_out_of_range", "timestamp is more than a day in the future")
         return value.astimezone(timezone.utc)
 
+    @field_validator("timestamp", mode="wrap")
+    @classmethod
+    def _rfc3339(cls, value: Any, parse: ValidatorFunctionWrapHandler) -> datetime:
+        """RFC 3339 (ISO 8601 with seconds and an offset) only; pydantic alone also reads Unix times
+        in strings and stamps without seconds. Parsed first, for pydantic's own messages."""
+        if not isinstance(value, str):
+            raise ValueError("timestamp must be an ISO 8601 string with a time zone")
+        parsed: datetime = parse(value)
+        if not _RFC3339.fullmatch(value):
+            raise PydanticCustomError(
+                "datetime_format", "timestamp must be ISO 8601 with seconds and a time zone, e.g. 2024-02-05T08:55:32Z"
+            )
+        return parsed
+
     @field_validator("quantity", mode="before")
     @classmethod
     def _exact_quantity(cls, value: Any) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
             raise ValueError("quantity must be a number or a numeric string")
-        try:
-            number = Decimal(value) if not isinstance(value, str) else Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError("quantity must be a number or a numeric string") from None
+        if isinstance(value, str) and not _NUMERIC_TEXT.fullmatch(value):
+            raise PydanticCustomError(
+                "quantity_format",
+                'quantity must be a number or a numeric string of digits 0-9 with an optional "." and decimals, '
+                'e.g. "12.5"',
+            )
+        number = Decimal(value)
         if not number.is_finite():
             raise ValueError("quantity must be a finite number")
-        if number < 0:
+        if number < 0 or isinstance(value, str) and value.startswith("-"):
             raise ValueError("quantity must not be negative")
         if number >= MAX_QUANTITY:
             raise ValueError("quantity must be below 10^9")

@@ -1,10 +1,12 @@
-"""Hostile and odd usage events: each is refused on its own, naming its field, and never costs the
-good events of its batch (issue 22, item 4)."""
+"""Hostile, odd and loosely written usage input: each event is refused on its own, naming its field,
+and never costs the good events of its batch (issue 22, item 4); only the documented formats are
+read (item 10)."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from billbridge.billing.usage_reports import group_usage
 from billbridge.store.models import UsageEvent
 from tests.api.conftest import Api, event
 
@@ -138,3 +141,63 @@ def test_any_hostile_event_is_answered_on_its_own(api: Api, field: str, value: A
         for problem in results[1]["errors"]:
             assert problem["index"] == 1 and problem["message"], problem
             assert problem.get("field", "events[1]").startswith("events[1]"), problem
+
+
+@pytest.mark.parametrize("quantity", ["\u0663", "1_000", " 5", "5 ", "+5", "1e3", "0x10", "5.", ".5", "Infinity", "-0"])
+def test_a_quantity_string_is_written_in_plain_digits(api: Api, quantity: str) -> None:
+    response = api.post(EVENT, event(quantity=quantity))
+    assert response.status_code == 422, response.text
+    problem = response.json()["detail"][0]
+    assert problem["field"] == "quantity", problem
+    assert count(api) == 0
+
+
+def test_quantity_strings_in_the_documented_format_are_read_exactly(api: Api) -> None:
+    for quantity in ("0", "12.5", "007", "999999999.999999", "1.000000"):
+        assert api.post(EVENT, event(quantity=quantity)).status_code == 201, quantity
+    days = api.get("/api/usage/reports", group_by="day").json()["data"]
+    assert days == [{"group": "2026-01-15", "quantity": "1000000020.499999", "events": 5}]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "1767225600",  # a Unix time as a string
+        "2026-01-15T08:00Z",  # no seconds
+        "2026-01-15_08:00:00Z",
+        "2026-01-15 08:00:00Z",
+        "2026-01-15T08:00:00+0100",
+        "\u0662\u0660\u0662\u0666-01-15T08:00:00Z",
+    ],
+)
+def test_a_timestamp_is_iso_8601_with_seconds_and_a_time_zone(api: Api, stamp: str) -> None:
+    response = api.post(EVENT, event(timestamp=stamp))
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == "timestamp"
+    for stamp in ("2026-01-15T08:00:00Z", "2026-01-15t08:00:00.123456789z", "2026-01-15T08:00:00-05:30"):
+        assert api.post(EVENT, event(timestamp=stamp)).status_code == 201, stamp
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("to", "0"),
+        ("from", "1767225600"),
+        ("to", "2026-01-15T00:00:00Z"),
+        ("from", "20260115"),
+        ("limit", "1_000"),
+        ("limit", " 5"),
+        ("limit", "5.0"),
+    ],
+)
+def test_report_parameters_are_read_in_their_documented_format(api: Api, name: str, value: str) -> None:
+    assert api.post(EVENT, event()).status_code == 201
+    response = api.get("/api/usage/reports", **{name: value})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == name
+    assert len(api.get("/api/usage/reports", **{"from": "2026-01-15", "to": "2026-01-15", "limit": "5"}).json()["data"]) == 1
+
+
+def test_months_are_written_with_four_digit_years() -> None:
+    rows = [("c", "p", date(1, 1, 31), Decimal(1), 1), ("c", "p", date(2026, 1, 1), Decimal(2), 1)]
+    assert [g.key for g in group_usage(rows, "month")] == ["0001-01", "2026-01"]
