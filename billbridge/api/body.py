@@ -78,6 +78,18 @@ def storable(value: Any, field: str, index: int | None = None, depth: int = 1) -
     return value
 
 
+def comparable(value: Any) -> Any:
+    """A stored JSON value in a form that is equal for equal JSON however the store gives it back:
+    numbers as Decimals (PostgreSQL's JSONB returns 1e300 as a 301-digit integer)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: comparable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [comparable(item) for item in value]
+    return value
+
+
 def _check_text(text: str, field: str, index: int | None) -> None:
     if "\x00" in text or not text.isascii() and _has_surrogate(text):
         raise _problem(field, index, "bad_text", "text must not contain NUL or unpaired surrogates")

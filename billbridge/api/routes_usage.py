@@ -43,7 +43,8 @@ documents.
 
 **Idempotency.** Send `Idempotency-Key` (single event) or `event_id` (any event): the same key from
 the same legal entity is stored once; sending it again, in the same batch or later, answers with the
-first `event_ref` (`replayed: true`). The same key for a different event is refused (409).
+first `event_ref` (`replayed: true`). The same key for a different event (another customer, product,
+timestamp, quantity or `additional_report_data`) is refused (409).
 """
 
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -110,6 +110,7 @@ class StoredEvent:
     product_id: int
     timestamp: datetime
     quantity: Decimal
+    properties: dict[str, Any] | None  # additional_report_data as stored
     received_at: datetime
 
 
@@ -126,6 +127,7 @@ _BY_KEYS = select(
     _EVENTS.c.product_id,
     _EVENTS.c.timestamp,
     _EVENTS.c.quantity,
+    _EVENTS.c.properties,
     _EVENTS.c.received_at,
 ).where(_EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True)))
 _INSERT_NEW = {
@@ -153,7 +155,7 @@ def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, Stor
     if not keys:
         return {}
     rows = connection.execute(_BY_KEYS, {"keys": keys})
-    return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], _utc(r[6])) for r in rows}
+    return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], r[6], _utc(r[7])) for r in rows}
 
 
 def _one_event_with_its_day() -> Any:

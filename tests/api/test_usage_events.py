@@ -169,6 +169,35 @@ def test_a_key_reused_for_another_event_is_refused(api: Api) -> None:
     assert count(api) == 2
 
 
+def test_a_key_reused_with_other_report_data_is_a_conflict(api: Api) -> None:
+    """The report data is part of the event (``distinct`` aggregations count its values): the same
+    key with other data is a 409, not a replay that drops the new data."""
+    key = {"Idempotency-Key": "d-1"}
+    assert api.post(EVENT, event(additional_report_data={"user": "a"}), **key).status_code == 201
+    same = api.post(EVENT, event(additional_report_data={"user": "a"}), **key)
+    assert same.status_code == 200 and same.json()["replayed"] is True
+    for data in ({"user": "b"}, {"user": "a", "more": 1}, None):
+        other = api.post(EVENT, event(additional_report_data=data), **key)
+        assert other.status_code == 409, (data, other.text)
+        assert other.json()["detail"][0] == {
+            "field": "event_id",
+            "message": "this idempotency key was already used for a different event",
+            "code": "idempotency_conflict",
+        }
+    batch = [event(event_id="x", additional_report_data={"user": "a"}), event(event_id="x", additional_report_data={})]
+    assert [r["status"] for r in api.post(BATCH, {"events": batch}).json()["results"]] == ["accepted", "refused"]
+    # numbers and text come back from either store as they went in: an identical replay is a replay
+    raw = (
+        b'{"timestamp": "2026-01-15T08:00:00Z", "customer_ref": "globex", "usage_product_ref": "api", "quantity": 1, '
+        b'"event_id": "r-1", "validations": {"currency": "USD", "entity_ref": "us"}, "additional_report_data": '
+        b'{"ratio": 0.1, "big": 1e300, "huge": 1e400, "n": -9223372036854775808, "list": [1.5, "\\u00e9", null, true]}}'
+    )
+    headers = api.headers(**{"Content-Type": "application/json"})
+    statuses = [api.client.post(EVENT, content=raw, headers=headers).status_code for _ in range(2)]
+    assert statuses == [201, 200]
+    assert count(api) == 3
+
+
 def test_idempotency_keys_are_per_legal_entity(api: Api) -> None:
     kw_event = event(customer_ref="gulf", validations={"currency": "KWD", "entity_ref": "kw"}, quantity=1)
     us = api.post(EVENT, event(quantity=1), **{"Idempotency-Key": "same"})
