@@ -25,8 +25,8 @@ from billbridge.billing.usage import MICROS
 MAX_BATCH = 1000
 MAX_KEY_LENGTH = 150
 MAX_QUANTITY = Decimal("1e9")
-"""Per event. Quantities are kept in integer micro-units and per-day rollups are BIGINT sums: this
-leaves room for over 9,000 maximal events per customer, product and day (9.2 x 10^12 units)."""
+"""Per event: an event's micro-units fit a BIGINT with room to spare. A day's sum has no such bound
+(the rollups carry whole millions of units into a second column: ``store.usage.SPLIT``)."""
 MAX_PLACES = MICROS
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; usage stamped further ahead is refused
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)

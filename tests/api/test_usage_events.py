@@ -20,6 +20,7 @@ from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from billbridge.store import api_keys
 from billbridge.store.models import UsageEvent
+from billbridge.store.usage_aggregates import period_usage
 from tests.api.conftest import USAGE_CONTRACT, Api, event
 from tests.docs import contract, document
 
@@ -148,6 +149,31 @@ def test_single_events_reach_the_day_rows_once(api: Api) -> None:
         ("2026-01-16", "2", 1),
     ]
     assert count(api) == 4
+
+
+def test_a_day_total_beyond_64_bits_of_micro_units_stays_exact(api: Api) -> None:
+    """11,000 maximal events on one day are 10,999,999,999,999.989 units: 1.1 x 10^19 micro-units,
+    past a signed 64-bit integer. The day's row, the report, billing's aggregate and the invoice
+    line keep it exact (PostgreSQL answered 500; SQLite's sum became a float)."""
+    most = "999999999.999999"
+    for batch in range(11):
+        body = api.post(BATCH, {"events": [event(quantity=most, event_id=f"m-{batch}-{i}") for i in range(1000)]})
+        assert body.status_code == 200 and body.json()["accepted"] == 1000, body.text[:300]
+    single = api.post(EVENT, event(quantity="0.011", timestamp="2026-01-15T23:00:00Z"))  # one statement on PostgreSQL
+    assert single.status_code == 201, single.text
+    total = Decimal(most) * 11_000 + Decimal("0.011")
+    assert total == Decimal("11000000000000.000000")
+    [day] = api.get("/api/usage/reports", group_by="day").json()["data"]
+    assert (Decimal(day["quantity"]), day["events"]) == (total, 11_001)
+    with api.store.read() as session:
+        [(key, usage)] = period_usage(session, None, date(2026, 1, 1), date(2026, 2, 1)).items()
+    assert (usage.total, usage.peak, usage.events) == (total, Decimal(most), 11_001)
+
+    run_billing(api.store, date(2026, 2, 1))
+    january = {i["billing_date"]: i for i in api.get("/api/invoices").json()["data"]}["2026-02-01"]
+    [line] = [li for li in api.get(f"/api/invoices/{january['number']}").json()["lines"] if li["kind"] == "usage"]
+    assert Decimal(line["quantity"]) == total
+    assert Decimal(line["billed_amount"]) == Decimal("22000000000.00")  # at 0.002 a call
 
 
 def test_a_bad_idempotency_key_header_is_refused(api: Api) -> None:
