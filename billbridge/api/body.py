@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import Request
 
 from billbridge.api.errors import ApiError, Problem, refuse
+from billbridge.store.types import storable_text
 
 
 def _no_constants(token: str) -> Any:
@@ -91,17 +92,9 @@ def comparable(value: Any) -> Any:
 
 
 def _check_text(text: str, field: str, index: int | None) -> None:
-    if "\x00" in text or not text.isascii() and _has_surrogate(text):
+    if not storable_text(text):
         raise _problem(field, index, "bad_text", "text must not contain NUL or unpaired surrogates")
 
 
 def _problem(field: str, index: int | None, code: str, message: str) -> ApiError:
     return ApiError(422, [Problem(field=field, message=message, code=code, index=index)])
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
