@@ -19,7 +19,7 @@ from billbridge.api.auth import SECURITY, Auth, authenticate_request, lookups_of
 from billbridge.api.body import read_json
 from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
-from billbridge.api.query import IsoDate
+from billbridge.api.query import IsoDate, refuse_unknown_parameters
 from billbridge.api.resource_models import UsageReportRow
 from billbridge.api.usage_ingest import ingest
 from billbridge.api.usage_models import MAX_BATCH, MAX_KEY_LENGTH, BatchOut, UsageEventOut
@@ -94,6 +94,7 @@ def _limit(request: Request) -> int:
     },
 )
 async def post_event(request: Request) -> Response:
+    refuse_unknown_parameters(request)
     principal = authenticate_request(request)
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
@@ -123,6 +124,7 @@ async def post_event(request: Request) -> Response:
     },
 )
 async def post_batch(request: Request) -> Response:
+    refuse_unknown_parameters(request)
     principal = authenticate_request(request)
     body = await read_json(request, _limit(request))
     if not isinstance(body, dict) or set(body) != {"events"} or not isinstance(body["events"], list):

@@ -204,7 +204,13 @@ def _documented(header: str, description: str, body: str, schema: dict[str, Any]
     """The signature header and the JSON body, for /docs (the route reads the raw bytes itself)."""
     return {
         "parameters": [
-            {"name": header, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+            {
+                "name": header,
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+                "description": description,
+            }
         ],
         "requestBody": {
             "required": True,

@@ -125,14 +125,20 @@ class UsageEventIn(BaseModel):
             raise ValueError("quantity must be below 10^9")
         exponent = number.as_tuple().exponent
         if isinstance(exponent, int) and exponent < -MAX_PLACES:
-            raise ValueError(f"quantity has more than {MAX_PLACES} decimal places")
+            raise PydanticCustomError("too_many_decimal_places", f"quantity has more than {MAX_PLACES} decimal places")
         return number
 
 
 class BatchIn(BaseModel):
-    """Up to 1,000 events; each is validated and answered on its own (published schema only)."""
+    """Up to 1,000 events; each is validated and answered on its own, so any JSON value is a valid
+    item of the request (published schema only)."""
 
-    events: list[UsageEventIn] = Field(max_length=MAX_BATCH)
+    model_config = ConfigDict(extra="forbid")
+    events: list[UsageEventIn | Any] = Field(
+        max_length=MAX_BATCH,
+        description="Each item is read as a UsageEventIn; one that is not (not even an object) is refused in its "
+        "result, and the others go on",
+    )
 
 
 class UsageEventOut(BaseModel):
