@@ -49,8 +49,8 @@ def refuse_unknown_parameters(request: Request, declared: Mapping[str, bool] | N
 
 async def declared_parameters_only(request: Request) -> None:
     """The application's dependency: :func:`refuse_unknown_parameters` with the route's own parameters."""
-    route = request.scope.get("route")
     if request.scope.get("query_string"):
+        route = request.scope.get("route")
         refuse_unknown_parameters(request, _declared(route) if isinstance(route, APIRoute) else None)
 
 
