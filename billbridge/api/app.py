@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billbridge.api import errors, routes_resources, routes_usage, routes_webhooks, routes_write, write_models
 from billbridge.api.lookups import Lookups
+from billbridge.api.query import declared_parameters_only
 from billbridge.api.usage_models import BatchIn, UsageEventIn
 from billbridge.api.webhook_worker import WebhookWorker
 from billbridge.app.settings import Settings
@@ -27,8 +28,12 @@ currency's minor units). Every POST takes an `Idempotency-Key`; an update (PUT, 
 API key: the vendor's signature authenticates them."""
 
 
+NO_NUL = r"^[^\x00]*$"
+
+
 class _NoNulInUrl:
-    """Refuse URLs whose path or query carries a NUL byte (no database can store or compare it)."""
+    """Refuse URLs whose path or query carries a NUL byte (no database can store or compare it).
+    The OpenAPI document says so: every operation has a 400, and every string in a URL is NO_NUL."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -61,7 +66,13 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
         if worker is not None:
             worker.stop()
 
-    app = FastAPI(title="billbridge API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="billbridge API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(declared_parameters_only)],
+    )
     app.state.store = store
     app.state.settings = settings
     app.state.max_body_bytes = settings.api_max_body_bytes
@@ -84,11 +95,37 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body
             components.update(write_models.components())
+            _document_nul_refusal(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _document_nul_refusal(schema: dict[str, Any]) -> None:
+    """What _NoNulInUrl refuses, in the document: a 400 on every operation, and strings in paths and
+    queries that hold no NUL (so a request the document calls valid never gets that 400)."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            if "400" in responses:
+                responses["400"]["description"] += "; or a NUL byte in the URL"
+            else:
+                responses["400"] = {
+                    "description": "A NUL byte in the URL",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                }
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") in ("path", "query"):
+                    _no_nul(parameter.get("schema", {}))
+
+
+def _no_nul(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "string":
+        schema.setdefault("pattern", NO_NUL)
+    for branch in schema.get("anyOf", []):
+        _no_nul(branch)
 
 
 def _process_webhooks(store: Store, settings: Settings) -> object:

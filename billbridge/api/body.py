@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import Request
 
 from billbridge.api.errors import ApiError, Problem, refuse
+from billbridge.store.types import storable_text
 
 
 def _no_constants(token: str) -> Any:
@@ -43,23 +44,50 @@ async def read_json(request: Request, limit: int) -> Any:
         raise refuse(400, "malformed_json", f"the body is not valid JSON: {exc}"[:300]) from None
 
 
-def storable(value: Any, field: str, index: int | None = None) -> Any:
-    """Check every string in a JSON value can be stored (no NUL, no lone surrogate) and turn
-    Decimals into floats (strings when out of float range): for free-form report data, not money. Raises ApiError (422)."""
+MAX_DEPTH = 32
+"""Nesting levels of free-form report data (the JSON column's serializer stops at 255)."""
+INT_RANGE = (-(2**63), 2**63 - 1)
+"""Integers in free-form report data: what a JSON column holds on every backend (a signed 64-bit integer)."""
+
+
+def storable(value: Any, field: str, index: int | None = None, depth: int = 1) -> Any:
+    """Check a JSON value can be stored (strings without NUL or unpaired surrogates, integers in
+    64 bits, at most MAX_DEPTH levels) and turn Decimals into floats (strings when out of float
+    range): for free-form report data, not money. Raises ApiError (422) naming the field."""
     if isinstance(value, str):
         _check_text(value, field, index)
+        return value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            raise _problem(field, index, "number_out_of_range", "integers must fit in 64 bits (-2^63 to 2^63-1)")
         return value
     if isinstance(value, Decimal):
         number = float(value)
         return number if math.isfinite(number) else str(value)
+    if isinstance(value, (dict, list)) and depth > MAX_DEPTH:
+        raise _problem(field, index, "too_deep", f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             _check_text(key, field, index)
-            out[key] = storable(item, f"{field}.{key}", index)
+            out[key] = storable(item, f"{field}.{key}", index, depth + 1)
         return out
     if isinstance(value, list):
-        return [storable(item, f"{field}[{i}]", index) for i, item in enumerate(value)]
+        return [storable(item, f"{field}[{i}]", index, depth + 1) for i, item in enumerate(value)]
+    return value
+
+
+def comparable(value: Any) -> Any:
+    """A stored JSON value in a form that is equal for equal JSON however the store gives it back:
+    numbers as Decimals (PostgreSQL's JSONB returns 1e300 as a 301-digit integer)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: comparable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [comparable(item) for item in value]
     return value
 
 
@@ -79,23 +107,9 @@ def check_texts(value: Any, field: str = "") -> None:
 
 
 def _check_text(text: str, field: str, index: int | None) -> None:
-    if "\x00" in text or not text.isascii() and _has_surrogate(text):
-        raise ApiError(
-            422,
-            [
-                Problem(
-                    field=field,
-                    message="text must not contain NUL or unpaired surrogates",
-                    code="bad_text",
-                    index=index,
-                )
-            ],
-        )
+    if not storable_text(text):
+        raise _problem(field, index, "bad_text", "text must not contain NUL or unpaired surrogates")
 
 
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+def _problem(field: str, index: int | None, code: str, message: str) -> ApiError:
+    return ApiError(422, [Problem(field=field, message=message, code=code, index=index)])

@@ -2,7 +2,8 @@
 and the usage terms of contracts.
 
 Keys and ids live ``ttl`` seconds (``api_cache_seconds``; 0 turns caching off), so a revoked key
-or a moved customer reaches a running server within that time. Usage terms are kept until a
+or a moved customer reaches a running server within that time; a key revoked by this very process
+is refused at once (``store.api_keys.revocations``). Usage terms are kept until a
 contract changes: every ``ttl`` seconds one cheap query reads the highest contract version id
 (terms only change by adding a version), and a new one empties that cache. Idempotency and
 invoices are never cached: they are always read from the store.
@@ -18,6 +19,7 @@ from typing import Generic, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from billbridge.store import api_keys
 from billbridge.store import usage as usage_repo
 from billbridge.store.api_keys import Principal, authenticate, hash_token
 
@@ -67,6 +69,7 @@ class Lookups:
         self.contracts: _Ttl[int, dict[int, list[usage_repo.UsageContract]]] = _Ttl(float("inf") if ttl > 0 else 0)
         self._stamp = -1
         self._stamp_checked = float("-inf")
+        self._revocations = api_keys.revocations()
 
     def principal(self, session_factory: Callable[[], AbstractContextManager[Session]], token: str) -> Principal | None:
         def load(hashes: list[str]) -> dict[str, Principal]:
@@ -74,8 +77,15 @@ class Lookups:
                 found = authenticate(session, token)
             return {hashes[0]: found} if found is not None else {}
 
+        revocations = api_keys.revocations()
+        if revocations != self._revocations:  # this process revoked a key: no cached key is trusted
+            self.principals = _Ttl(self.ttl)
+            self._revocations = revocations
         digest = hash_token(token)
-        return self.principals.get_many([digest], load).get(digest)
+        found = self.principals.get_many([digest], load).get(digest)
+        if api_keys.revocations() != revocations:  # one committed while this key was read: not kept
+            self.principals = _Ttl(self.ttl)
+        return found
 
     # ``connection`` is called only when something must be read: with warm caches, no connection.
 

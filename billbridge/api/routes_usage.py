@@ -19,6 +19,7 @@ from billbridge.api.auth import SECURITY, Auth, authenticate_request, lookups_of
 from billbridge.api.body import read_json
 from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
+from billbridge.api.query import IsoDate, refuse_unknown_parameters
 from billbridge.api.resource_models import UsageReportRow
 from billbridge.api.usage_ingest import ingest
 from billbridge.api.usage_models import MAX_BATCH, BatchOut, UsageEventOut
@@ -40,7 +41,8 @@ documents.
 
 **Idempotency.** Send `Idempotency-Key` (single event) or `event_id` (any event): the same key from
 the same legal entity is stored once; sending it again, in the same batch or later, answers with the
-first `event_ref` (`replayed: true`). The same key for a different event is refused (409).
+first `event_ref` (`replayed: true`). The same key for a different event (another customer, product,
+timestamp, quantity or `additional_report_data`) is refused (409).
 """
 
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -82,6 +84,7 @@ def _limit(request: Request) -> int:
     },
 )
 async def post_event(request: Request) -> Response:
+    refuse_unknown_parameters(request)
     principal = authenticate_request(request)
     idempotency_key = idempotency.header_key(request)
     body = await read_json(request, _limit(request))
@@ -107,6 +110,7 @@ async def post_event(request: Request) -> Response:
     },
 )
 async def post_batch(request: Request) -> Response:
+    refuse_unknown_parameters(request)
     principal = authenticate_request(request)
     body = await read_json(request, _limit(request))
     if not isinstance(body, dict) or set(body) != {"events"} or not isinstance(body["events"], list):
@@ -174,8 +178,8 @@ def usage_report(
     group_by: Literal["day", "month", "product", "customer"] = "day",
     customer_ref: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     usage_product_ref: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    from_: Annotated[date | None, Query(alias="from", description="First UTC day included")] = None,
-    to: Annotated[date | None, Query(description="Last UTC day included")] = None,
+    from_: Annotated[IsoDate | None, Query(alias="from", description="First UTC day included")] = None,
+    to: Annotated[IsoDate | None, Query(description="Last UTC day included")] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[UsageReportRow]:

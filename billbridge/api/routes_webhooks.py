@@ -5,7 +5,8 @@ stored once per event in the inbox (``store/webhooks.py``) and answered 200 at o
 happens afterwards (``flows/webhooks.py``). A redelivery answers 200 and stores nothing, so the
 vendor stops retrying. Refusals: 400 for a forged, stale or malformed delivery (``code`` says
 which), 503 while the endpoint's secret is not configured (the vendor retries, so nothing is lost
-once it is).
+once it is). A signed delivery that cannot be taken (malformed, or with a value the inbox cannot
+hold: a 500-character type, a NUL in an id) is kept as ``refused`` with the reason, for people to see.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from billbridge.app.settings import Settings
 from billbridge.connectors.quickbooks.webhooks import MalformedNotification, parse_notification
 from billbridge.connectors.quickbooks.webhooks import verify_webhook as verify_intuit
 from billbridge.connectors.stripe.webhooks import WebhookRefused
-from billbridge.connectors.stripe.webhooks import verify_webhook as verify_stripe
+from billbridge.connectors.stripe.webhooks import read_event as read_stripe_event
+from billbridge.connectors.stripe.webhooks import verify_signature as verify_stripe
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
 from billbridge.store.webhooks import InboxEvent
@@ -42,14 +44,21 @@ class Received(BaseModel):
     duplicates: int  # stored before: nothing more happens
 
 
+class Unusable(ValueError):
+    """A signed delivery billbridge cannot take (malformed, or a value the inbox cannot hold): the
+    message names the field."""
+
+
 @dataclass(frozen=True)
 class Source:
-    """A vendor's webhook: where its secret is configured and how a delivery becomes events."""
+    """A vendor's webhook: where its secret is configured, how a delivery is authenticated and how
+    it becomes events."""
 
     name: str
     setting: str  # the environment variable naming the secret, for the 503 message
     secret: Callable[[Settings], str | None]
-    events: Callable[[bytes, Headers, str], list[InboxEvent]]  # raises ApiError (400) when refused
+    verify: Callable[[bytes, Headers, str], None]  # raises ApiError (400): forged or stale, nothing is kept
+    read: Callable[[bytes], list[InboxEvent]]  # raises Unusable: signed, but not events billbridge can take
 
 
 def _stripe_secret(settings: Settings) -> str | None:
@@ -57,23 +66,30 @@ def _stripe_secret(settings: Settings) -> str | None:
     return secret.get_secret_value() if secret else None
 
 
-def _stripe_events(body: bytes, headers: Headers, secret: str) -> list[InboxEvent]:
+def _stripe_verify(body: bytes, headers: Headers, secret: str) -> None:
     header = headers.get("stripe-signature")
     if not header:
         raise refuse(400, "missing_signature", "no Stripe-Signature header", "Stripe-Signature")
     try:
-        event = verify_stripe(body, header, secret)
+        verify_stripe(body, header, secret)
     except WebhookRefused as exc:
         raise refuse(400, exc.code, str(exc), "Stripe-Signature" if exc.code != "malformed_payload" else None) from None
+
+
+def _stripe_read(body: bytes) -> list[InboxEvent]:
+    try:
+        event = read_stripe_event(body.decode())
+    except WebhookRefused as exc:
+        raise Unusable(str(exc)) from None
     obj = (event.get("data") or {}).get("object") or {}
-    created = event.get("created")
+    object_id = obj.get("id") if isinstance(obj, dict) else None
     return [
         InboxEvent(
             "stripe",
             event["id"],
             event["type"],
-            str(obj["id"]) if isinstance(obj, dict) and obj.get("id") else None,
-            datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None,
+            object_id if isinstance(object_id, str) and object_id else None,
+            datetime.fromtimestamp(event["created"], UTC),
             body.decode(),
         )
     ]
@@ -84,16 +100,19 @@ def _intuit_token(settings: Settings) -> str | None:
     return token.get_secret_value() if token else None
 
 
-def _quickbooks_events(body: bytes, headers: Headers, token: str) -> list[InboxEvent]:
+def _quickbooks_verify(body: bytes, headers: Headers, token: str) -> None:
     signature = headers.get("intuit-signature")
     if not signature:
         raise refuse(400, "missing_signature", "no intuit-signature header", "intuit-signature")
     if not verify_intuit(body, signature, token):
         raise refuse(400, "bad_signature", "intuit-signature does not sign this payload", "intuit-signature")
+
+
+def _quickbooks_read(body: bytes) -> list[InboxEvent]:
     try:
         changes = parse_notification(body)
     except MalformedNotification as exc:
-        raise refuse(400, "malformed_payload", str(exc)) from None
+        raise Unusable(str(exc)) from None
     return [
         InboxEvent(
             "quickbooks",
@@ -117,16 +136,35 @@ def _quickbooks_events(body: bytes, headers: Headers, token: str) -> list[InboxE
 
 
 SOURCES: dict[str, Source] = {
-    "stripe": Source("stripe", "BILLBRIDGE_STRIPE__WEBHOOK_SECRET", _stripe_secret, _stripe_events),
+    "stripe": Source("stripe", "BILLBRIDGE_STRIPE__WEBHOOK_SECRET", _stripe_secret, _stripe_verify, _stripe_read),
     "quickbooks": Source(
-        "quickbooks", "BILLBRIDGE_QUICKBOOKS__WEBHOOK_VERIFIER_TOKEN", _intuit_token, _quickbooks_events
+        "quickbooks",
+        "BILLBRIDGE_QUICKBOOKS__WEBHOOK_VERIFIER_TOKEN",
+        _intuit_token,
+        _quickbooks_verify,
+        _quickbooks_read,
     ),
 }
+
+
+def _events(source: Source, body: bytes) -> list[InboxEvent]:
+    """The delivery's events; Unusable if it is malformed or any of them cannot be stored as it is."""
+    events = source.read(body)
+    for n, event in enumerate(events):
+        problem = inbox.unstorable(event)
+        if problem is not None:
+            raise Unusable(f"[{n}] {problem}" if len(events) > 1 else problem)
+    return events
 
 
 def _store_events(store: Store, events: list[InboxEvent]) -> set[str]:
     with store.write() as session:
         return inbox.receive(session, events)
+
+
+def _keep_refused(store: Store, source: str, body: bytes, reason: str) -> None:
+    with store.write() as session:
+        inbox.keep_refused(session, source, body, reason)
 
 
 async def receive(request: Request, source: Source) -> JSONResponse:
@@ -135,8 +173,15 @@ async def receive(request: Request, source: Source) -> JSONResponse:
     if secret is None:
         raise refuse(503, "webhook_not_configured", f"the {source.name} webhook secret is not set ({source.setting})")
     body = await read_raw(request, request.app.state.max_body_bytes)
-    events = source.events(body, request.headers, secret)
-    new = await run_in_threadpool(_store_events, request.app.state.store, events) if events else set()
+    source.verify(body, request.headers, secret)
+    store: Store = request.app.state.store
+    try:
+        events = _events(source, body)
+    except Unusable as exc:
+        # Signed, so the vendor sent it: kept visible as refused, and a 400 that says why.
+        await run_in_threadpool(_keep_refused, store, source.name, body, str(exc))
+        raise refuse(400, "malformed_payload", str(exc)) from None
+    new = await run_in_threadpool(_store_events, store, events) if events else set()
     worker = request.app.state.webhook_worker
     if new and worker is not None:
         worker.wake()
@@ -145,7 +190,11 @@ async def receive(request: Request, source: Source) -> JSONResponse:
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "Forged, stale or malformed: `code` says which"},
+    400: {
+        "model": ErrorBody,
+        "description": "Forged, stale or malformed: `code` says which (a signed but malformed delivery is kept, "
+        "as refused, for people to see)",
+    },
     413: {"model": ErrorBody, "description": "Body over the size limit"},
     503: {"model": ErrorBody, "description": "The secret for this endpoint is not configured (the vendor retries)"},
 }
@@ -155,7 +204,13 @@ def _documented(header: str, description: str, body: str, schema: dict[str, Any]
     """The signature header and the JSON body, for /docs (the route reads the raw bytes itself)."""
     return {
         "parameters": [
-            {"name": header, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+            {
+                "name": header,
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+                "description": description,
+            }
         ],
         "requestBody": {
             "required": True,

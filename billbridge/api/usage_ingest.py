@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from billbridge.api import idempotency
-from billbridge.api.body import storable
+from billbridge.api.body import comparable, storable
 from billbridge.api.errors import ApiError, Problem, problems_of
 from billbridge.api.lookups import Lookups
 from billbridge.api.usage_models import UsageEventIn
@@ -152,6 +152,7 @@ def ingest(
             v.product_id,
             v.timestamp,
             v.event.quantity,
+            v.properties,
             row["received_at"],
         )
         if v.key is not None:
@@ -160,11 +161,12 @@ def ingest(
     for v in sorted(replays, key=lambda r: r.index):
         first = stored.get(v.key) if v.key is not None else None
         assert v.timestamp is not None
-        if first is None or (first.customer_id, first.product_id, first.timestamp, first.quantity) != (
+        if first is None or _fingerprint(first) != (
             v.customer_id,
             v.product_id,
             v.timestamp,
             v.event.quantity,
+            comparable(v.properties),
         ):
             outcomes[v.index].http_status = 409
             outcomes[v.index].problems = [
@@ -174,6 +176,12 @@ def ingest(
         answers.append(_Answer(outcomes[v.index], first, replayed=True))
     _answer(answers, billed, documents or {})
     return outcomes
+
+
+def _fingerprint(event: usage_repo.StoredEvent) -> tuple[Any, ...]:
+    """What a replay must repeat: customer, product, timestamp, quantity and report data (which
+    ``distinct`` aggregations count). The names are informational and not stored."""
+    return (event.customer_id, event.product_id, event.timestamp, event.quantity, comparable(event.properties))
 
 
 def _received(rows: list[dict[str, Any]]) -> None:

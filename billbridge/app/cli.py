@@ -735,7 +735,7 @@ def apikey_create(
 
 @apikey_app.command("revoke")
 def apikey_revoke(key: Annotated[str, typer.Argument(help="The key's id or prefix (bb_...)")]) -> None:
-    """Revoke a key: requests with it are refused from now on."""
+    """Revoke a key: a running API refuses it within api_cache_seconds (its key cache)."""
     try:
         with _store().write() as session:
             row = api_keys.revoke_key(session, key)

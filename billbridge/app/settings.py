@@ -109,7 +109,8 @@ class Settings(BaseSettings):
         default=5.0,
         ge=0,
         description="How long an API process caches API keys, customer/product ids and contract usage terms "
-        "(a revoked key or a new contract is seen within this time; 0 = no cache)",
+        "(a new contract is seen within this time; a revoked key is refused at once by the process that revoked "
+        "it and by other processes, such as the API after `billbridge apikey revoke`, within this time; 0 = no cache)",
     )
     api_max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest request body the API reads (larger: 413)"

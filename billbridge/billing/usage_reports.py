@@ -25,7 +25,7 @@ def group_usage(rows: Iterable[tuple[str, str, date, Decimal, int]], group_by: G
         if group_by == "day":
             key = day.isoformat()
         elif group_by == "month":
-            key = day.strftime("%Y-%m")
+            key = day.isoformat()[:7]  # strftime("%Y") does not pad years before 1000
         elif group_by == "product":
             key = product_ref
         else:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from billbridge.store.models import ApiKey, LegalEntity, utcnow
@@ -45,8 +46,31 @@ def create_key(session: Session, entity_ref: str, name: str | None = None) -> tu
     return _listing(row, entity_ref), token
 
 
+class _Revocations:
+    """How many key revocations this process has committed: the API's key caches in this process
+    forget every key when it changes, so a revocation takes effect here at once (other processes'
+    caches let a revoked key through for at most ``api_cache_seconds``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def committed(self, _session: Session) -> None:
+        with self._lock:
+            self.count += 1
+
+
+REVOCATIONS = _Revocations()
+
+
+def revocations() -> int:
+    """Changes whenever this process commits a key revocation."""
+    return REVOCATIONS.count
+
+
 def revoke_key(session: Session, key_id_or_prefix: str) -> dict[str, object]:
-    """Revoke by id or prefix; revoking twice keeps the first revocation time."""
+    """Revoke by id or prefix; revoking twice keeps the first revocation time. This process's key
+    caches hear of it once the session commits (:func:`revocations`)."""
     condition = ApiKey.key_prefix == key_id_or_prefix
     if key_id_or_prefix.isdigit():
         condition = or_(condition, ApiKey.id == int(key_id_or_prefix))
@@ -58,6 +82,7 @@ def revoke_key(session: Session, key_id_or_prefix: str) -> dict[str, object]:
     row, entity_ref = found
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        event.listen(session, "after_commit", REVOCATIONS.committed, once=True)
     return _listing(row, entity_ref)
 
 

@@ -220,13 +220,16 @@ class ApiAnswer(Base):
 
 class UsageDaily(Base):
     """Per customer, usage product and UTC day: sum, peak and count of the events' quantities in
-    integer micro-units, kept up to date in the transaction that stores the events."""
+    integer micro-units, kept up to date in the transaction that stores the events. The sum is
+    ``total_millions`` x 10^12 + ``total_micros`` (below 10^12), so it never overflows 64 bits
+    (``store.usage.SPLIT``)."""
 
     __tablename__ = "usage_daily"
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    total_micros: Mapped[int] = mapped_column(BigInteger)
+    total_millions: Mapped[int] = mapped_column(BigInteger, server_default="0")  # whole millions of units
+    total_micros: Mapped[int] = mapped_column(BigInteger)  # the rest, in micro-units
     peak_micros: Mapped[int] = mapped_column(BigInteger)
     events: Mapped[int] = mapped_column(BigInteger)
 

@@ -36,3 +36,17 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
 
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+def storable_text(text: str) -> bool:
+    """Whether both backends can store ``text``: no NUL (PostgreSQL refuses it) and no unpaired
+    surrogate (not encodable as UTF-8)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -33,18 +33,40 @@ _DAILY = table_of(UsageDaily)
 _EVENTS = table_of(UsageEvent)
 
 
+SPLIT = 10**12
+"""A day's total is kept as ``total_millions`` x SPLIT + ``total_micros`` micro-units, with
+0 <= total_micros < SPLIT (a million units), in two BIGINTs. One BIGINT of micro-units overflows
+at 9.2 x 10^12 units, 9,224 maximal events a day: PostgreSQL then refused the write, SQLite turned
+the sum into a float. Split, a day holds 9.2 x 10^24 units, and a period's SUM of either column
+stays within 64 bits for any number of days. Integer arithmetic on both backends, so exact."""
+_SPLIT = literal_column(str(SPLIT), BigInteger)  # inline: no parameter for RawStatement to fill
+
+
+def split_total(micros: int) -> tuple[int, int]:
+    """(total_millions, total_micros) of a total in micro-units."""
+    return divmod(micros, SPLIT)
+
+
+def joined_total(millions: int | Decimal | None, micros: int | Decimal | None) -> int:
+    """A total in micro-units from its two columns (or their SUMs: PostgreSQL sums BIGINTs as numeric)."""
+    return int(millions or 0) * SPLIT + int(micros or 0)
+
+
 def _upsert_daily(dialect: str) -> Any:
     """Add a batch's figures to the day rows: integer arithmetic, exact on both backends."""
     return _adding_to_day((postgresql.insert if dialect == "postgresql" else sqlite.insert)(_DAILY))
 
 
 def _adding_to_day(statement: Any) -> Any:
-    """An insert of day rows that adds to the row already there (the same keys, the same sums)."""
+    """An insert of day rows that adds to the row already there (the same keys, the same sums),
+    carrying whole millions of units from total_micros into total_millions (see SPLIT)."""
     new = statement.excluded
+    micros = _DAILY.c.total_micros + new.total_micros  # below 2 x SPLIT: no overflow
     return statement.on_conflict_do_update(
         index_elements=[_DAILY.c.customer_id, _DAILY.c.product_id, _DAILY.c.day],
         set_={
-            "total_micros": _DAILY.c.total_micros + new.total_micros,
+            "total_micros": micros % _SPLIT,
+            "total_millions": _DAILY.c.total_millions + new.total_millions + micros // _SPLIT,
             "peak_micros": case((new.peak_micros > _DAILY.c.peak_micros, new.peak_micros), else_=_DAILY.c.peak_micros),
             "events": _DAILY.c.events + new.events,
         },
@@ -78,14 +100,14 @@ def add_to_daily(session: Session | Connection, rows: Sequence[dict[str, Any]]) 
     connection = session if isinstance(session, Connection) else session.connection()
     statement = _UPSERT_DAILY[connection.dialect.name]
     params = [
-        {
-            "customer_id": customer_id,
-            "product_id": product_id,
-            "day": day,
-            "total_micros": sum(micros),
-            "peak_micros": max(micros),
-            "events": len(micros),
-        }
+        dict(
+            zip(("total_millions", "total_micros"), split_total(sum(micros)), strict=True),
+            customer_id=customer_id,
+            product_id=product_id,
+            day=day,
+            peak_micros=max(micros),
+            events=len(micros),
+        )
         for (customer_id, product_id, day), micros in sorted(days.items())
     ]
     RawStatement.of(statement, connection, tuple(params[0])).run_many(connection, params)  # Core's work per row skipped
@@ -110,6 +132,7 @@ class StoredEvent:
     product_id: int
     timestamp: datetime
     quantity: Decimal
+    properties: dict[str, Any] | None  # additional_report_data as stored
     received_at: datetime
 
 
@@ -126,6 +149,7 @@ _BY_KEYS = select(
     _EVENTS.c.product_id,
     _EVENTS.c.timestamp,
     _EVENTS.c.quantity,
+    _EVENTS.c.properties,
     _EVENTS.c.received_at,
 ).where(_EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True)))
 _INSERT_NEW = {
@@ -162,7 +186,7 @@ def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, Stor
     if not keys:
         return {}
     rows = connection.execute(_BY_KEYS, {"keys": keys})
-    return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], _utc(r[6])) for r in rows}
+    return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], r[6], _utc(r[7])) for r in rows}
 
 
 def _one_event_with_its_day() -> Any:
@@ -183,11 +207,12 @@ def _one_event_with_its_day() -> Any:
         inserted.c.customer_id,
         inserted.c.product_id,
         bindparam("day", type_=_DAILY.c.day.type),
-        inserted.c.quantity_micros,
+        inserted.c.quantity_micros // _SPLIT,
+        inserted.c.quantity_micros % _SPLIT,
         inserted.c.quantity_micros,
         literal_column("1", BigInteger),
     )
-    columns = ["customer_id", "product_id", "day", "total_micros", "peak_micros", "events"]
+    columns = ["customer_id", "product_id", "day", "total_millions", "total_micros", "peak_micros", "events"]
     statement = postgresql.insert(_DAILY).from_select(columns, day)
     return _adding_to_day(statement).add_cte(inserted).returning(_DAILY.c.events)
 
@@ -357,7 +382,14 @@ def report_rows(
     days in [start, end), from the per-day rollups: a report over millions of events reads one row
     per customer, product and day."""
     query = (
-        select(Customer.customer_ref, Product.product_ref, UsageDaily.day, UsageDaily.total_micros, UsageDaily.events)
+        select(
+            Customer.customer_ref,
+            Product.product_ref,
+            UsageDaily.day,
+            UsageDaily.total_millions,
+            UsageDaily.total_micros,
+            UsageDaily.events,
+        )
         .join(Customer, Customer.id == UsageDaily.customer_id)
         .join(Product, Product.id == UsageDaily.product_id)
         .where(Customer.entity_id == entity_id)
@@ -370,4 +402,7 @@ def report_rows(
         query = query.where(UsageDaily.day >= start)
     if end is not None:
         query = query.where(UsageDaily.day < end)
-    return [(c, p, day, from_micros(total), int(n)) for c, p, day, total, n in session.execute(query)]
+    return [
+        (c, p, day, from_micros(joined_total(millions, micros)), int(n))
+        for c, p, day, millions, micros, n in session.execute(query)
+    ]

@@ -1,7 +1,8 @@
 """Per-day usage aggregates, for billing and usage reports.
 
 Sum, peak and count come from the per-day rollups that ingestion keeps (``usage_daily``, integer
-micro-units: exact on both backends, where SQLite would add decimal text as floating point), so a
+micro-units, the sum in two columns (``store.usage.SPLIT``): exact on both backends, where SQLite
+would add decimal text as floating point), so a
 period over millions of events reads one row per customer, product and day. The day's last event
 and distinct property values are read from the events, for the products that ask for them.
 """
@@ -19,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from billbridge.billing.usage import DailyUsage, from_micros
 from billbridge.store.models import Product, UsageDaily, UsageEvent
+from billbridge.store.usage import joined_total
 
 UsageDays = dict[tuple[int, str], dict[date, DailyUsage]]
 """(customer id, usage product_ref) -> UTC day -> that day's figures."""
@@ -59,17 +61,19 @@ def daily_usage(
     if customer_ids is not None:
         in_days.append(UsageDaily.customer_id.in_(list(customer_ids)))
     out: UsageDays = defaultdict(dict)
-    for customer_id, product_id, on, total, peak, count in session.execute(
+    for customer_id, product_id, on, millions, micros, peak, count in session.execute(
         select(
             UsageDaily.customer_id,
             UsageDaily.product_id,
             UsageDaily.day,
+            UsageDaily.total_millions,
             UsageDaily.total_micros,
             UsageDaily.peak_micros,
             UsageDaily.events,
         ).where(*in_days)
     ):
-        out[(customer_id, products[product_id])][on] = DailyUsage(from_micros(total), from_micros(peak), count)
+        total = from_micros(joined_total(millions, micros))
+        out[(customer_id, products[product_id])][on] = DailyUsage(total, from_micros(peak), count)
     ids_of = {ref: pid for pid, ref in products.items()}
     if last_for:
         _add_last(session, out, in_range, day, [ids_of[r] for r in last_for if r in ids_of], products)
@@ -155,6 +159,7 @@ def period_usage(
         select(
             UsageDaily.customer_id,
             UsageDaily.product_id,
+            func.sum(UsageDaily.total_millions),
             func.sum(UsageDaily.total_micros),
             func.max(UsageDaily.peak_micros),
             func.sum(UsageDaily.events),
@@ -163,6 +168,8 @@ def period_usage(
         .group_by(UsageDaily.customer_id, UsageDaily.product_id)
     )
     return {
-        (customer_id, products[product_id]): DailyUsage(from_micros(total), from_micros(peak), int(count))
-        for customer_id, product_id, total, peak, count in rows
+        (customer_id, products[product_id]): DailyUsage(
+            from_micros(joined_total(millions, micros)), from_micros(peak), int(count)
+        )
+        for customer_id, product_id, millions, micros, peak, count in rows
     }

@@ -3,16 +3,18 @@ and marked processed. Vendors deliver at least once and in any order; the inbox 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import String, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billbridge.store.models import WebhookEvent, table_of, utcnow
+from billbridge.store.types import storable_text
 
 _TABLE = table_of(WebhookEvent)
 _INSERT_NEW = {
@@ -32,6 +34,50 @@ class InboxEvent:
     object_id: str | None
     occurred_at: datetime | None
     payload: str
+
+
+_LIMITED = {"object_id": "object id", "event_type": "event type", "event_id": "event id"}  # the most telling first
+_LENGTHS = {name: cast(String, _TABLE.c[name].type).length or 0 for name in _LIMITED}
+
+
+def unstorable(event: InboxEvent) -> str | None:
+    """Why the inbox cannot hold ``event`` as it is, or None: a text longer than its column, or
+    with NUL or unpaired surrogates (which PostgreSQL and the SQLite driver refuse)."""
+    for name, words in _LIMITED.items():
+        value: str | None = getattr(event, name)
+        if value is None:
+            continue
+        length = _LENGTHS[name]
+        if len(value) > length:
+            return f"{words}: {len(value)} characters, more than the {length} kept"
+        if not storable_text(value):
+            return f"{words}: contains NUL or an unpaired surrogate"
+    return None if storable_text(event.payload) else "payload: contains NUL or an unpaired surrogate"
+
+
+def keep_refused(session: Session, source: str, body: bytes, reason: str) -> bool:
+    """Keep a signed delivery billbridge cannot take, processed as ``refused`` with the reason, so
+    people see it (``webhooks list``) and nothing acts on it. Stored once per body: the vendor's
+    retries of it change nothing. True when it was new."""
+    text = body.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    now = utcnow()
+    row = session.execute(
+        _INSERT_NEW[session.get_bind().dialect.name],
+        {
+            "source": source,
+            "event_id": f"refused:{hashlib.sha256(body).hexdigest()}",
+            "event_type": "refused",
+            "object_id": None,
+            "occurred_at": None,
+            "payload": text,
+            "received_at": now,
+            "attempts": 0,
+            "processed_at": now,
+            "outcome": "refused",
+            "note": reason,
+        },
+    ).first()
+    return row is not None
 
 
 @dataclass(frozen=True)

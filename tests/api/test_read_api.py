@@ -129,3 +129,59 @@ def test_invoices_show_discounts_and_money_in_minor_units(api: Api) -> None:
         ("6000", "6.58", "0.00", "6.58"),
         ("1", "0.00", "3.66", "-3.66"),
     ]
+
+
+def test_every_cursor_the_schema_allows_is_answered_with_a_page(api: Api) -> None:
+    """A cursor is a position in digits (it was an opaque token the schema could not describe, so
+    schema-valid cursors got a 422); past the end it is an empty page."""
+    schema = api.client.get("/openapi.json").json()
+    [cursor] = [p for p in schema["paths"]["/api/customers"]["get"]["parameters"] if p["name"] == "cursor"]
+    assert cursor["schema"]["anyOf"][0]["pattern"] == "^[0-9]{1,18}$"
+    first = api.get("/api/customers", limit=1).json()
+    assert first["has_more"] and first["next_cursor"].isdigit()
+    assert api.get("/api/customers", limit=1, cursor=first["next_cursor"]).json()["data"] != first["data"]
+    for position in ("0", "999999999999999999"):
+        for path in ("/api/customers", "/api/contracts", "/api/products", "/api/invoices", "/api/usage/reports"):
+            response = api.get(path, cursor=position)
+            assert response.status_code == 200, (path, response.text)
+    assert api.get("/api/customers", cursor="999999999999999999").json()["data"] == []
+    for bad in ("garbage!", "-1", "1" * 19):
+        response = api.get("/api/customers", cursor=bad)
+        assert response.status_code == 422 and response.json()["detail"][0]["field"] == "cursor"
+
+
+def test_an_unknown_or_repeated_query_parameter_is_refused(api: Api) -> None:
+    """``?customer=globex`` (for customer_ref) used to be ignored: every contract came back."""
+    misspelt = api.get("/api/contracts", customer="globex")
+    assert misspelt.status_code == 422
+    assert misspelt.json()["detail"][0] == {
+        "field": "customer",
+        "message": "'customer' is not a query parameter of this operation",
+        "code": "unknown_parameter",
+    }
+    twice = api.client.get("/api/contracts?customer_ref=globex&customer_ref=initech", headers=api.headers())
+    assert twice.status_code == 422 and twice.json()["detail"][0]["code"] == "repeated_parameter"
+    assert api.get("/api/auth/whoami", verbose="1").status_code == 422
+    posted = api.client.post("/api/usage/event?dry_run=1", json=event(), headers=api.headers())
+    assert posted.status_code == 422 and posted.json()["detail"][0]["field"] == "dry_run"
+    assert api.get("/api/contracts", customer_ref="globex").status_code == 200
+
+
+def test_a_nul_in_the_url_is_a_documented_400(api: Api) -> None:
+    for url in ("/api/customers/glo%00bex", "/api/contracts?customer_ref=%00", "/api/auth/whoami?x=%00"):
+        response = api.client.get(url, headers=api.headers())
+        assert response.status_code == 400 and response.json()["detail"][0]["code"] == "bad_url", url
+    schema = api.client.get("/openapi.json").json()
+    operations = [op for item in schema["paths"].values() for op in item.values()]
+    assert all("400" in op["responses"] for op in operations)
+    customer = schema["paths"]["/api/customers/{customer_ref}"]["get"]["parameters"][0]
+    assert customer["schema"]["pattern"] == "^[^\\x00]*$"
+
+
+def test_a_batch_item_of_any_kind_is_valid_in_the_schema_and_answered_on_its_own(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]["BatchIn"]
+    assert schema["additionalProperties"] is False
+    assert {} in schema["properties"]["events"]["items"]["anyOf"]
+    body = api.post("/api/usage/events/batch", {"events": [42, "x", None, event()]})
+    assert body.status_code == 200
+    assert [r["status"] for r in body.json()["results"]] == ["refused", "refused", "refused", "accepted"]

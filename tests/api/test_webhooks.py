@@ -1,5 +1,5 @@
-"""Webhook endpoints refuse forged, stale and malformed deliveries (storing nothing) and store each
-event once however often it is delivered."""
+"""Webhook endpoints refuse forged, stale and malformed deliveries (keeping only the signed ones, as
+refused, for people to see) and store each event once however often it is delivered."""
 
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ def test_stripe_refuses_forged_stale_and_malformed_deliveries(client: TestClient
         "no type": (b'{"object": "event", "id": "evt_9"}', sign(b'{"object": "event", "id": "evt_9"}', SECRET, now)),
         "not UTF-8": (b"\xff\xfe", sign(b"\xff\xfe", SECRET, now)),
     }
-    answers = {name: refusal(post_stripe(client, body, header)) for name, (body, header) in cases.items()}
+    responses = {name: post_stripe(client, body, header) for name, (body, header) in cases.items()}
+    answers = {name: refusal(response) for name, response in responses.items()}
     assert answers == {
         "other secret": (400, "bad_signature"),
         "tampered body": (400, "bad_signature"),
@@ -106,7 +107,11 @@ def test_stripe_refuses_forged_stale_and_malformed_deliveries(client: TestClient
         "no type": (400, "malformed_payload"),
         "not UTF-8": (400, "malformed_payload"),
     }
-    assert stored(store) == []
+    # Nothing of the forged, stale or unverifiable ones; the signed ones billbridge cannot read are
+    # kept as refused, with the reason given in the answer.
+    assert sorted((r["outcome"], r["note"]) for r in stored(store)) == sorted(
+        ("refused", responses[name].json()["detail"][0]["message"]) for name in ("not JSON", "not an event", "no type")
+    )
     # Within the window (either way) it is taken.
     assert post_stripe(client, payload, sign(payload, SECRET, now - 290)).status_code == 200
 
@@ -179,7 +184,9 @@ def test_quickbooks_refuses_forged_and_malformed_notifications(client: TestClien
     assert (
         "eventNotifications[0].dataChangeEvent.entities[0].id" in answers["no entity id"].json()["detail"][0]["message"]
     )
-    assert stored(store) == []
+    assert sorted((r["outcome"], r["note"]) for r in stored(store)) == sorted(
+        ("refused", answers[name].json()["detail"][0]["message"]) for name in ("not JSON", "no entity id")
+    )
 
 
 def cloud_events(*entities: tuple[str, str, str, str], realm: str = REALM) -> bytes:
@@ -228,7 +235,7 @@ def test_quickbooks_cloud_events_are_stored_once_per_change(client: TestClient, 
     answer = post_intuit(client, malformed, sign_webhook(malformed, VERIFIER))
     assert refusal(answer) == (400, "malformed_payload")
     assert answer.json()["detail"][0]["message"].startswith("[0].type")
-    assert len(stored(store)) == 3
+    assert [r["outcome"] for r in stored(store)] == ["refused", None, None, None]
 
 
 def test_unconfigured_secrets_answer_503_so_the_vendor_retries(store: Store, tmp_path: Path) -> None:
@@ -240,3 +247,54 @@ def test_unconfigured_secrets_answer_503_so_the_vendor_retries(store: Store, tmp
     assert refusal(stripe_answer) == refusal(intuit_answer) == (503, "webhook_not_configured")
     assert "BILLBRIDGE_STRIPE__WEBHOOK_SECRET" in stripe_answer.json()["detail"][0]["message"]
     assert stored(store) == []
+
+
+def stripe_payload(**overrides: Any) -> bytes:
+    """A Stripe event with fields replaced; ``data="DEEP"`` nests its data 5,000 levels deep."""
+    event = json.loads(stripe_event()) | overrides
+    text = json.dumps(event)
+    return text.replace('"DEEP"', "[" * 5000 + "]" * 5000).encode()
+
+
+def test_signed_but_odd_deliveries_are_refused_and_kept_visible(client: TestClient, store: Store) -> None:
+    """Signed payloads with values no Stripe or Intuit event has answered 500 (the vendor retries a
+    500 for days). They are refused with a 400 naming the field and kept, once, as refused."""
+    at = "2026-12-01T07:00:00.000Z"
+    stripe_cases = [  # (words of the answer, payload)
+        ("created", stripe_payload(created=10**20)),
+        ("created", stripe_payload(created=1e20)),
+        ("event id: 304 characters", stripe_payload(id="evt_" + "x" * 300)),
+        ("event type: 500 characters", stripe_payload(type="t" * 500)),
+        ("event id: contains NUL", stripe_payload(id="evt_\x00")),
+        ("event type: contains NUL or an unpaired surrogate", stripe_payload(type="charge.\ud800")),
+        ("object id: 201 characters", stripe_payload(data={"object": {"id": "c" * 201}})),
+        ("nested too deep", stripe_payload(data="DEEP")),
+    ]
+    intuit_cases = [
+        ("object id: contains NUL or an unpaired surrogate", cloud_events(("Payment", "4\ud8001", "created", at))),
+        ("object id: 300 characters", cloud_events(("Payment", "1" * 300, "created", at))),
+        ("nested too deep", b"[" * 5000 + b"]" * 5000),
+        ("[1] object id", cloud_events(("Payment", "41", "created", at), ("Payment", "4" * 201, "created", at))),
+    ]
+    now = int(time.time())
+    for words, payload in stripe_cases:
+        for attempt in range(2):  # the vendor retries: kept once
+            answer = post_stripe(client, payload, sign(payload, SECRET, now - attempt))
+            assert refusal(answer) == (400, "malformed_payload"), (words, answer.text)
+            assert words in answer.json()["detail"][0]["message"], (words, answer.json())
+    for words, payload in intuit_cases:
+        answer = post_intuit(client, payload, sign_webhook(payload, VERIFIER))
+        assert refusal(answer) == (400, "malformed_payload"), (words, answer.text)
+        assert words in answer.json()["detail"][0]["message"], (words, answer.json())
+
+    kept = stored(store)
+    assert len(kept) == len(stripe_cases) + len(intuit_cases)
+    assert {(r["source"], r["event_type"], r["outcome"]) for r in kept} == {
+        ("stripe", "refused", "refused"),
+        ("quickbooks", "refused", "refused"),
+    }
+    assert all(r["processed_at"] is not None and r["note"] for r in kept)
+    with store.read() as session:
+        assert inbox.list_events(session, pending_only=True) == []  # nothing for processing to act on
+    payload = stripe_event("evt_fine")
+    assert post_stripe(client, payload, sign(payload, SECRET, now)).json()["new"] == 1

@@ -88,3 +88,39 @@ def test_the_sandboxes_send_their_signed_webhooks_to_billbridge_serve(
     with store.read() as session:
         received = {(e["source"], e["event_type"]) for e in inbox.list_events(session, limit=100)}
     assert ("stripe", "customer.created") in received and ("quickbooks", "Invoice.Create") in received
+
+
+def test_a_signed_delivery_that_was_refused_is_listed_with_the_reason(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A signed Stripe event with a 500-character type is refused (400) and kept: `webhooks list`
+    shows it as refused with the reason, and `webhooks process` leaves it alone."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from billbridge.api.app import create_app
+    from billbridge.app.settings import Settings, StripeSettings
+    from billbridge.sandbox.stripe import sign
+
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    settings = Settings(
+        webhooks_inline=False,
+        stripe=StripeSettings(api_key=SecretStr("sk_test_x"), webhook_secret=SecretStr("whsec_x")),
+    )
+    payload = json.dumps({"id": "evt_odd", "object": "event", "type": "t" * 500, "created": 1764576000}).encode()
+    with TestClient(create_app(store, settings)) as client:
+        answer = client.post(
+            "/webhooks/stripe",
+            content=payload,
+            headers={"Stripe-Signature": sign(payload, "whsec_x", int(time.time())), "Content-Type": "application/json"},
+        )
+    assert answer.status_code == 400
+    table = runner.invoke(app, ["webhooks", "list"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    [row] = [line for line in table.output.splitlines() if "stripe" in line]
+    assert "refused" in row and "event type: 500 characters, more than the 120 kept" in row, table.output
+    assert json.loads(runner.invoke(app, ["webhooks", "process", "--json"]).output)["events"] == {}
+    assert json.loads(runner.invoke(app, ["webhooks", "list", "--pending", "--json"]).output) == []

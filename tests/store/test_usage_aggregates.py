@@ -191,3 +191,39 @@ def test_postgresql_sessions_use_utc_whatever_the_database_default(postgres_url:
         assert list(days[(customers["globex"], "api")]) == [date(2026, 1, 31)]
     finally:
         store.dispose()
+
+
+def test_migration_0009_splits_day_totals_and_repairs_sums_sqlite_made_floats(store: Store) -> None:
+    """Day rows written before usage_daily.total_millions are split; on SQLite a sum past 64 bits
+    was stored as a float (what the downgrade writes again here) and is summed again from its events."""
+    from alembic import command
+    from alembic.config import Config
+
+    from billbridge.store.db import MIGRATIONS
+
+    most = "999999999.999999"
+    many = 10_000 if store.dialect == "sqlite" else 0  # 10^19 micro-units: a float on SQLite's old column
+    customers = _store_events(
+        store,
+        [("globex", "2026-01-05T10:00:00+00:00", most, "", None)] * 3
+        + [("globex", "2026-01-06T10:00:00+00:00", most, "", None)] * many,
+    )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009-1")
+    if many:
+        with store.engine.connect() as connection:
+            kinds = connection.exec_driver_sql("SELECT day, typeof(total_micros) FROM usage_daily ORDER BY day").all()
+        assert kinds == [("2026-01-05", "integer"), ("2026-01-06", "real")]
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with store.read() as session:
+        days = daily_usage(session, [customers["globex"]], JAN, FEB)[(customers["globex"], "api")]
+        period = period_usage(session, None, JAN, FEB)[(customers["globex"], "api")]
+    assert days[date(2026, 1, 5)].total == D(most) * 3
+    if many:
+        assert days[date(2026, 1, 6)].total == D(most) * many
+    assert period.total == D(most) * (3 + many)

@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -47,9 +47,11 @@ class EntityChange:
 
     @property
     def updated_at(self) -> datetime | None:
+        """``last_updated`` in UTC (informational: None when it is no time a datetime holds in UTC)."""
         try:
-            return datetime.fromisoformat(self.last_updated)
-        except ValueError:
+            stamp = datetime.fromisoformat(self.last_updated)
+            return stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00:00+01:00 is no UTC time
             return None
 
 
@@ -84,6 +86,8 @@ def parse_notification(payload: bytes) -> list[EntityChange]:
         body = json.loads(payload)
     except ValueError as exc:
         raise MalformedNotification(f"the payload is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedNotification("the payload is nested too deep to read") from None
     if isinstance(body, list):
         return [_cloud_event(event, f"[{n}]") for n, event in enumerate(body)]
     if not isinstance(body, dict):
