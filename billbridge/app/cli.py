@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
+from billbridge.app.errors import Commands, fail
 from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.engine import InvoiceDraft
 from billbridge.billing.lifecycle import InvalidTransition
@@ -28,7 +29,9 @@ from billbridge.store.contracts import contract_summaries, count_contracts
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import get_invoice, list_invoices, mark_reviewed, payments_to_review, set_status
 
-app = typer.Typer(help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    cls=Commands, help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False
+)
 contracts_app = typer.Typer(help="Contract files and contracts.", no_args_is_help=True)
 invoices_app = typer.Typer(help="Invoices and credit notes.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Records that could not be taken in.", no_args_is_help=True)
@@ -76,8 +79,7 @@ def _json(data: Any) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(1)
+    fail(message)
 
 
 def _import_paths(store: Store, paths: list[Path]) -> ImportSummary:
@@ -141,7 +143,7 @@ def _print_billing(summary: BillingSummary) -> None:
 
 @app.command()
 def demo(
-    deals: Annotated[int, typer.Option(help="Deals in each CRM sandbox.")] = 60,
+    deals: Annotated[int, typer.Option(min=1, help="Deals in each CRM sandbox.")] = 60,
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
     serve: Annotated[
@@ -150,8 +152,8 @@ def demo(
             "--serve", help="Afterwards keep a Prefect server (UI), the deployments, the API and the sandboxes running."
         ),
     ] = False,
-    ui_port: Annotated[int, typer.Option(help="With --serve: the Prefect server's port.")] = 4200,
-    api_port: Annotated[int, typer.Option(help="With --serve: the billbridge API's port.")] = 8000,
+    ui_port: Annotated[int, typer.Option(min=1, max=65535, help="With --serve: the Prefect server's port.")] = 4200,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="With --serve: the billbridge API's port.")] = 8000,
 ) -> None:
     """The whole loop with no accounts: four vendor sandboxes, quote_to_cash on Prefect, a summary."""
     # Quiet by default: Prefect's per-run log lines and its temporary server's telemetry are noise here
@@ -163,7 +165,9 @@ def demo(
     with ExitStack() as stack:
         server = None
         if serve:
-            from billbridge.app.demo_serve import PrefectServer
+            from billbridge.app.demo_serve import PrefectServer, require_free_ports
+
+            require_free_ports({"--ui-port": ui_port, "--api-port": api_port})
 
             with console.status(f"starting a Prefect server on port {ui_port}"):
                 server = PrefectServer(ui_port).start()
@@ -229,7 +233,7 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 def sandbox(
-    deals: Annotated[int, typer.Option(help="Deals in each CRM sandbox.")] = 60,
+    deals: Annotated[int, typer.Option(min=1, help="Deals in each CRM sandbox.")] = 60,
     webhooks: Annotated[
         bool,
         typer.Option(help="Send Stripe's and QuickBooks' webhooks to `billbridge serve` (api_host and api_port)."),
@@ -562,13 +566,14 @@ def sync_crm_command(
         raise typer.BadParameter(str(exc), param_hint="--source") from None
     settings = Settings()
     store = open_store(settings.database)
+    crm = connect(source, settings)  # before the progress line: a missing setting is said on its own
     columns = (TextColumn(f"syncing {source}"), TextColumn("{task.completed} deals"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
         task = progress.add_task("sync", total=None)
         summary = sync_pages(
             store,
             spec,
-            connect(source, settings),
+            crm,
             on_page=lambda s: progress.update(task, completed=s.deals_pulled),
             writer_process=settings.crm_sync_writer,
         )
@@ -743,7 +748,7 @@ def webhooks_process(as_json: JsonOpt = False) -> None:
 def webhooks_list(
     source: Annotated[str | None, typer.Option(help="stripe or quickbooks")] = None,
     pending: Annotated[bool, typer.Option("--pending", help="Only events not acted on yet")] = False,
-    limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """Received events, newest first, with what was done about them (or the error)."""
@@ -772,8 +777,10 @@ def webhooks_list(
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (setting api_host)")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (setting api_port)")] = None,
-    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (setting api_workers)")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port to listen on (setting api_port)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="uvicorn worker processes (setting api_workers)")
+    ] = None,
 ) -> None:
     """Run the usage and read API (uvicorn); OpenAPI docs at /docs."""
     import uvicorn
@@ -873,7 +880,7 @@ def outbox_list(
 
 @outbox_app.command("retry")
 def outbox_retry(
-    ids: Annotated[list[int] | None, typer.Argument(help="Message ids (see outbox list).")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(min=1, help="Message ids (see outbox list).")] = None,
     topic: Annotated[str | None, typer.Option(help="Every undelivered message of this topic.")] = None,
 ) -> None:
     """Make messages due now, after the cause of their failure was fixed; the next push, collect or

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +21,26 @@ import httpx
 import yaml
 
 from billbridge.app.settings import CHECKOUT
+from billbridge.errors import UserError
 
 SERVER_START_SECONDS = 180.0
+
+
+class PortTaken(UserError):
+    """A port the demo is to serve on is in use by another program."""
+
+
+def require_free_ports(ports: dict[str, int]) -> None:
+    """Refuse ports in use (by option name) before the demo spends a minute, and one port given twice."""
+    if len(set(ports.values())) < len(ports):
+        raise PortTaken(f"{' and '.join(ports)} must differ (both {next(iter(ports.values()))})")
+    for option, port in ports.items():
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind it
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise PortTaken(f"port {port} is in use by another program: choose another with {option}") from None
 
 
 class PrefectServer:

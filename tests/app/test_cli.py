@@ -19,13 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
-@pytest.fixture
-def env(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
-    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
-    return database_url
-
-
 def fresh_machine(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of the installed command on a machine with nothing set up: a fresh data
     folder, no config file, its own Prefect home, no store or Prefect server named."""
