@@ -60,7 +60,15 @@ class PrefectServer:
 
     def start(self) -> PrefectServer:
         command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
-        env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env = {
+            **os.environ,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # `--port` alone moves the API, not the URL the UI is told to call (it stays on 4200: every
+            # page says "Can't connect to Server API"); the settings move both.
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.port),
+            "PREFECT_SERVER_UI_API_URL": self.api_url,
+        }
         env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + SERVER_START_SECONDS
@@ -113,12 +121,26 @@ def deployments(path: Path = CHECKOUT / "prefect.yaml") -> list[Any]:
 
 def serve_forever(api_app: Any, api_port: int) -> None:
     """Serve the billbridge API and the deployments until interrupted (Ctrl-C, SIGINT, SIGTERM)."""
-    from prefect import serve
+    import asyncio
+
+    from prefect.runner import Runner
 
     from billbridge.sandbox.server import SandboxServer
 
+    class StopsOnSigterm(Runner):
+        """Prefect's runner, stopped by SIGTERM as by Ctrl-C. Its own handler calls the async stop
+        from inside the running loop without awaiting it ("coroutine 'Runner.astop' was never awaited")."""
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+    runner = StopsOnSigterm(pause_on_shutdown=True)
+    for deployment in deployments():
+        runner.add_deployment(deployment)
     api = SandboxServer(api_app, port=api_port, name="billbridge-api").start()
     try:
-        serve(*deployments(), print_starting_message=False)
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
     finally:
         api.stop()
