@@ -18,8 +18,10 @@ from sqlalchemy.engine import make_url
 
 from billbridge.app.errors import Commands, fail
 from billbridge.app.settings import CHECKOUT, Settings
+from billbridge.billing.currency import money_display
 from billbridge.billing.engine import InvoiceDraft
 from billbridge.billing.lifecycle import InvalidTransition
+from billbridge.errors import UserError
 from billbridge.flows.billing_run import BillingSummary, preview, run_billing
 from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
 from billbridge.mapping.contract_file import json_schema
@@ -51,9 +53,35 @@ app.add_typer(payments_app, name="payments")
 
 console = Console()
 err = Console(stderr=True)
+VENDORS = {"salesforce": "Salesforce", "hubspot": "HubSpot", "quickbooks": "QuickBooks", "stripe": "Stripe"}
+DEMO_LOOK_AROUND = ("status", "invoices list", "quarantine list", "payments review")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Bill as of this date (YYYY-MM-DD); default today.")]
 EXAMPLES = CHECKOUT / "examples" / "contracts"
+
+
+@app.callback()
+def choose_store(
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="This store (a database URL) instead of database_url, for this command."),
+    ] = None,
+    demo_store: Annotated[
+        bool, typer.Option("--demo", help="The store `billbridge demo` left (demo.db in the data folder).")
+    ] = False,
+) -> None:
+    """billbridge: quote-to-cash integration hub."""
+    if store is not None and demo_store:
+        raise typer.BadParameter("give --store or --demo, not both", param_hint="--demo")
+    if demo_store:
+        from billbridge.app.demo import DEMO_STORE
+
+        path = Settings().data_dir / DEMO_STORE
+        if not path.exists():
+            raise UserError(f"no demo store at {path}: run `billbridge demo` first")
+        store = f"sqlite:///{path}"
+    if store is not None:  # through the environment, so the processes a command starts see it too
+        os.environ["BILLBRIDGE_DATABASE_URL"] = store
 
 
 def _store() -> Store:
@@ -156,11 +184,9 @@ def demo(
     api_port: Annotated[int, typer.Option(min=1, max=65535, help="With --serve: the billbridge API's port.")] = 8000,
 ) -> None:
     """The whole loop with no accounts: four vendor sandboxes, quote_to_cash on Prefect, a summary."""
-    # Quiet by default: Prefect's per-run log lines and its temporary server's telemetry are noise here
-    # (the Prefect UI has the runs). Set PREFECT_LOGGING_LEVEL to see them.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from billbridge.app.demo import demo_session
+    from billbridge.app.demo import demo_session, prefect_environment
+
+    prefect_environment()
 
     with ExitStack() as stack:
         server = None
@@ -211,24 +237,55 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _json(result)
         return
-    table = Table(show_header=False, title="billbridge demo: quote to cash")
+
+    def per_vendor(counts: dict[str, int]) -> str:
+        return ", ".join(f"{VENDORS.get(k, k)} {v}" for k, v in counts.items())
+
+    def money(amounts: dict[str, str]) -> str:
+        return ", ".join(money_display(Decimal(v), c) for c, v in sorted(amounts.items())) or "none"
+
+    done = result["reconciled"]
+    twice = {f"{k.replace('_', ' ')}": v for k, v in result["duplicates"].items() if v}
+    again = {k.replace("_", " "): v for k, v in result["second_run_created"].items() if v}
+    table = Table(show_header=False, title=f"billbridge demo: quote to cash, as of {result['as_of']}")
     rows = [
-        ("deals pulled", ", ".join(f"{k} {v}" for k, v in result["deals_pulled"].items())),
+        ("deals pulled", per_vendor(result["deals_pulled"])),
         ("contracts", result["contracts"]),
-        ("invoices / credit notes generated", f"{result['invoices']} / {result['credit_notes']}"),
-        ("pushed", ", ".join(f"{k} {v}" for k, v in result["pushed"].items())),
-        ("auto-charged / declined", f"{result['charged']} / {result['declined']}"),
-        ("Stripe payments entered in QuickBooks", result["stripe_payments_in_quickbooks"]),
-        ("paid / partially paid", f"{result['paid']} / {result['partially_paid']}"),
-        ("payments reconciled", ", ".join(f"{k} {v}" for k, v in result["reconciled"].items())),
-        ("quarantined (see billbridge quarantine list)", result["quarantined"]),
-        ("MRR", ", ".join(f"{v} {k}" for k, v in result["mrr"].items())),
-        ("ARR", ", ".join(f"{v} {k}" for k, v in result["arr"].items())),
+        ("invoices / credit notes", f"{result['invoices']} / {result['credit_notes']}"),
+        ("sent to QuickBooks / Stripe", f"{result['pushed']['quickbooks']} / {result['pushed']['stripe']}"),
+        ("card payments collected / declined", f"{result['charged']} / {result['declined']} (retried when due)"),
+        ("card payments entered in QuickBooks", result["stripe_payments_in_quickbooks"]),
+        ("invoices paid in full / in part", f"{result['paid']} / {result['partially_paid']}"),
+        ("payments received", per_vendor(result["payments_recorded"])),
+        (
+            "payments matched to invoices",
+            f"{done.get('matched', 0)} in full, {done.get('partly_matched', 0)} in part, "
+            f"{done.get('unmatched', 0)} left for review",
+        ),
+        ("deals quarantined", f"{result['quarantined']} (billbridge --demo quarantine list)"),
+        ("MRR", money(result["mrr"])),
+        ("ARR", money(result["arr"])),
+        (
+            "check: anything held twice",
+            "no: every document and payment is in QuickBooks and Stripe once"
+            if not twice
+            else "[red]yes[/red]: " + ", ".join(f"{k} {v}" for k, v in twice.items()),
+        ),
+        (
+            "check: second run",
+            "created nothing (no contract, invoice, push, charge or payment entry)"
+            if not again
+            else "[red]created[/red] " + ", ".join(f"{k} {v}" for k, v in again.items()),
+        ),
     ]
     for label, value in rows:
         table.add_row(label, str(value))
     console.print(table)
-    console.print(f"store: {make_url(Settings().database).render_as_string(hide_password=True)}")
+    from billbridge.app.demo import DEMO_STORE
+
+    console.print(f"The demo's store, kept until the next demo: {Settings().data_dir / DEMO_STORE}. Look around it:")
+    for command in DEMO_LOOK_AROUND:
+        console.print(f"  billbridge --demo {command}", highlight=False)
 
 
 @app.command()
@@ -244,11 +301,12 @@ def sandbox(
     Ctrl-C stops them."""
     import threading
 
-    from billbridge.app.demo import running_sandboxes
+    from billbridge.app.demo import SANDBOX_STORE, demo_world_store, running_sandboxes
 
     settings = Settings()
     webhooks_to = f"http://{settings.api_host}:{settings.api_port}" if webhooks else None
     try:  # Ctrl-C at any moment (even while the settings print) stops them cleanly
+        store = demo_world_store(settings.data_dir, SANDBOX_STORE)
         with running_sandboxes(deals, webhooks_to=webhooks_to) as running:
             table = Table("sandbox", "URL", title="billbridge sandboxes (fault control: <url>/__sandbox__/faults)")
             table.add_row("Salesforce", running.salesforce.url)
@@ -256,8 +314,11 @@ def sandbox(
             table.add_row("QuickBooks", running.quickbooks.base_url)
             table.add_row("Stripe", running.stripe.url)
             console.print(table)
-            console.print("Settings for billbridge in another shell (secrets included: sandbox only):")
-            for key, value in sorted(running.env.items()):
+            console.print(
+                "Settings for billbridge in another shell (secrets included: sandbox only), with a store of its own "
+                "holding the legal entities the sandboxes' deals name (emptied at each start):"
+            )
+            for key, value in sorted((running.env | {"BILLBRIDGE_DATABASE_URL": store}).items()):
                 console.print(f"export {key}='{value}'", soft_wrap=True, highlight=False)
             if webhooks_to:
                 console.print(

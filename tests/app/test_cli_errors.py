@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from billbridge.sandbox.stripe import sign
-from tests.app.test_cli import run
+from tests.app.test_cli import fresh_machine, run
 
 COMMAND = str(Path(sys.executable).with_name("billbridge"))
 
@@ -264,3 +264,33 @@ def test_a_float_quantity_or_percent_is_refused_with_a_message_about_quantities_
         ("C-r", "lines[0].ramps[0].quantity"): "Value error, use a string or integer for quantities, not a float",
         ("C-d", "discount.percent"): "Value error, use a string or integer for percentages, not a float",
     }
+
+
+def test_the_demo_says_in_one_line_when_prefects_temporary_server_does_not_start(tmp_path: Path) -> None:
+    environ = fresh_machine(tmp_path, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0")  # as if it never came up
+    done = subprocess.run([COMMAND, "demo", "--deals", "1"], env=environ, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stdout == ""
+    line = said_once(done.stderr)
+    assert "Prefect's temporary server did not start within 0 s" in line
+    assert "run the demo again, or allow it longer with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=600" in line
+
+
+def test_the_demo_gives_prefects_temporary_server_time_to_start_on_a_busy_machine(tmp_path: Path) -> None:
+    """What Prefect itself reads once the demo set its defaults: minutes, not Prefect's 20 s; a person's
+    own setting wins."""
+    read = (
+        "from billbridge.app.demo import prefect_environment; prefect_environment(); "
+        "from prefect.settings import get_current_settings; "
+        "print(get_current_settings().server.ephemeral.startup_timeout_seconds)"
+    )
+
+    def startup_timeout(**extra: str) -> int:
+        environ = {k: v for k, v in fresh_machine(tmp_path).items() if not k.startswith("PREFECT_SERVER_EPHEMERAL")}
+        done = subprocess.run(
+            [sys.executable, "-c", read], env=environ | extra, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    assert startup_timeout() >= 120
+    assert startup_timeout(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="45") == 45
