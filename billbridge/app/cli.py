@@ -70,7 +70,7 @@ def choose_store(
         bool, typer.Option("--demo", help="The store `billbridge demo` left (demo.db in the data folder).")
     ] = False,
 ) -> None:
-    """billbridge: quote-to-cash integration hub."""
+    """Options of every command: which store it works on."""
     if store is not None and demo_store:
         raise typer.BadParameter("give --store or --demo, not both", param_hint="--demo")
     if demo_store:
@@ -244,9 +244,11 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
     def money(amounts: dict[str, str]) -> str:
         return ", ".join(money_display(Decimal(v), c) for c, v in sorted(amounts.items())) or "none"
 
+    def nonzero(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v)
+
     done = result["reconciled"]
-    twice = {f"{k.replace('_', ' ')}": v for k, v in result["duplicates"].items() if v}
-    again = {k.replace("_", " "): v for k, v in result["second_run_created"].items() if v}
+    twice, again = nonzero(result["duplicates"]), nonzero(result["second_run_created"])
     table = Table(show_header=False, title=f"billbridge demo: quote to cash, as of {result['as_of']}")
     rows = [
         ("deals pulled", per_vendor(result["deals_pulled"])),
@@ -267,15 +269,13 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ("ARR", money(result["arr"])),
         (
             "check: anything held twice",
-            "no: every document and payment is in QuickBooks and Stripe once"
-            if not twice
-            else "[red]yes[/red]: " + ", ".join(f"{k} {v}" for k, v in twice.items()),
+            f"[red]yes[/red]: {twice}" if twice else "no: every document and payment is in QuickBooks and Stripe once",
         ),
         (
             "check: second run",
-            "created nothing (no contract, invoice, push, charge or payment entry)"
-            if not again
-            else "[red]created[/red] " + ", ".join(f"{k} {v}" for k, v in again.items()),
+            f"[red]created[/red] {again}"
+            if again
+            else "created nothing (no contract, invoice, push, charge or payment entry)",
         ),
     ]
     for label, value in rows:

@@ -294,3 +294,19 @@ def test_the_demo_gives_prefects_temporary_server_time_to_start_on_a_busy_machin
 
     assert startup_timeout() >= 120
     assert startup_timeout(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="45") == 45
+
+
+def test_the_demo_store_before_any_demo_is_one_line_saying_to_run_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("BILLBRIDGE_DATABASE_URL", raising=False)
+    code, out = run("--demo", "status")
+    assert (
+        code == 1
+        and said_once(out) == f"error: no demo store at {tmp_path / 'data' / 'demo.db'}: run `billbridge demo` first"
+    )
+    assert not (tmp_path / "data" / "demo.db").exists()
+    code, out = run("--demo", "--store", "sqlite:///x.db", "status")
+    assert code == 2 and "give --store or --demo, not both" in out
