@@ -332,7 +332,9 @@ def sandbox(
 @app.command()
 def examples(
     as_of: AsOfOpt = None,
-    examples: Annotated[Path, typer.Option(help="Folder of contract files to import.")] = EXAMPLES,
+    examples: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="Folder of contract files to import.")
+    ] = EXAMPLES,
     as_json: JsonOpt = False,
 ) -> None:
     """Import the example contract files and generate their invoices into the store, then summarise."""
