@@ -127,12 +127,17 @@ def serve_forever(api_app: Any, api_port: int) -> None:
 
     from billbridge.sandbox.server import SandboxServer
 
+    stopping: list[asyncio.Task[None]] = []
+
     class StopsOnSigterm(Runner):
-        """Prefect's runner, stopped by SIGTERM as by Ctrl-C. Its own handler calls the async stop
-        from inside the running loop without awaiting it ("coroutine 'Runner.astop' was never awaited")."""
+        """Prefect's runner, stopped cleanly by SIGTERM. Its own handler calls the async stop from
+        inside the running loop without awaiting it ("coroutine 'Runner.astop' was never awaited");
+        raising from the handler instead breaks whatever callback the loop was in. Here the stop is
+        scheduled on the loop, which then ends the runner as if its work were done."""
 
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-            raise KeyboardInterrupt
+            loop = asyncio.get_event_loop()  # the runner's: the handler runs in its (the main) thread
+            loop.call_soon_threadsafe(lambda: stopping.append(loop.create_task(self.astop())))
 
     runner = StopsOnSigterm(pause_on_shutdown=True)
     for deployment in deployments():

@@ -228,7 +228,9 @@ def test_demo_serve_on_a_port_in_use_says_so_before_the_demo(env: str) -> None:
         ("examples", "--examples", "/no/such/folder"),
     ],
 )
-def test_numbers_out_of_range_and_missing_folders_are_refused_naming_the_option(args: tuple[str, ...], env: str) -> None:
+def test_numbers_out_of_range_and_missing_folders_are_refused_naming_the_option(
+    args: tuple[str, ...], env: str
+) -> None:
     code, out = run(*args)
     assert code == 2 and "Invalid value for" in out, out
     option = args[-2] if args[-2].startswith("--") else "ids"
