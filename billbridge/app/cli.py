@@ -17,11 +17,13 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
+from billbridge.app.errors import Commands, fail
 from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.currency import money_display, money_str
 from billbridge.billing.engine import InvoiceDraft
 from billbridge.billing.invoice_view import present, present_many
 from billbridge.billing.lifecycle import InvalidTransition, check_status
+from billbridge.errors import UserError
 from billbridge.flows import approval
 from billbridge.flows.billing_run import BillingSummary, preview
 from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
@@ -32,7 +34,9 @@ from billbridge.store.contracts import contract_summaries, count_contracts
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import get_invoice, lines_of, list_invoices, mark_reviewed, payments_to_review
 
-app = typer.Typer(help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    cls=Commands, help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False
+)
 contracts_app = typer.Typer(help="Contract files and contracts.", no_args_is_help=True)
 invoices_app = typer.Typer(help="Invoices and credit notes.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Records that could not be taken in.", no_args_is_help=True)
@@ -52,9 +56,35 @@ app.add_typer(payments_app, name="payments")
 
 console = Console()
 err = Console(stderr=True)
+VENDORS = {"salesforce": "Salesforce", "hubspot": "HubSpot", "quickbooks": "QuickBooks", "stripe": "Stripe"}
+DEMO_LOOK_AROUND = ("status", "invoices list", "quarantine list", "payments review")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Bill as of this date (YYYY-MM-DD); default today.")]
 EXAMPLES = CHECKOUT / "examples" / "contracts"
+
+
+@app.callback()
+def choose_store(
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="This store (a database URL) instead of database_url, for this command."),
+    ] = None,
+    demo_store: Annotated[
+        bool, typer.Option("--demo", help="The store `billbridge demo` left (demo.db in the data folder).")
+    ] = False,
+) -> None:
+    """Options of every command: which store it works on."""
+    if store is not None and demo_store:
+        raise typer.BadParameter("give --store or --demo, not both", param_hint="--demo")
+    if demo_store:
+        from billbridge.app.demo import DEMO_STORE
+
+        path = Settings().data_dir / DEMO_STORE
+        if not path.exists():
+            raise UserError(f"no demo store at {path}: run `billbridge demo` first")
+        store = f"sqlite:///{path}"
+    if store is not None:  # through the environment, so the processes a command starts see it too
+        os.environ["BILLBRIDGE_DATABASE_URL"] = store
 
 
 def _store() -> Store:
@@ -80,8 +110,7 @@ def _json(data: Any) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(1)
+    fail(message)
 
 
 def _import_paths(store: Store, paths: list[Path]) -> ImportSummary:
@@ -146,7 +175,7 @@ def _print_billing(summary: BillingSummary, queued: dict[str, int]) -> None:
 
 @app.command()
 def demo(
-    deals: Annotated[int, typer.Option(help="Deals in each CRM sandbox.")] = 60,
+    deals: Annotated[int, typer.Option(min=1, help="Deals in each CRM sandbox.")] = 60,
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
     serve: Annotated[
@@ -155,20 +184,20 @@ def demo(
             "--serve", help="Afterwards keep a Prefect server (UI), the deployments, the API and the sandboxes running."
         ),
     ] = False,
-    ui_port: Annotated[int, typer.Option(help="With --serve: the Prefect server's port.")] = 4200,
-    api_port: Annotated[int, typer.Option(help="With --serve: the billbridge API's port.")] = 8000,
+    ui_port: Annotated[int, typer.Option(min=1, max=65535, help="With --serve: the Prefect server's port.")] = 4200,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="With --serve: the billbridge API's port.")] = 8000,
 ) -> None:
     """The whole loop with no accounts: four vendor sandboxes, quote_to_cash on Prefect, a summary."""
-    # Quiet by default: Prefect's per-run log lines and its temporary server's telemetry are noise here
-    # (the Prefect UI has the runs). Set PREFECT_LOGGING_LEVEL to see them.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from billbridge.app.demo import demo_session
+    from billbridge.app.demo import demo_session, prefect_environment
+
+    prefect_environment()
 
     with ExitStack() as stack:
         server = None
         if serve:
-            from billbridge.app.demo_serve import PrefectServer
+            from billbridge.app.demo_serve import PrefectServer, require_free_ports
+
+            require_free_ports({"--ui-port": ui_port, "--api-port": api_port})
 
             with console.status(f"starting a Prefect server on port {ui_port}"):
                 server = PrefectServer(ui_port).start()
@@ -212,29 +241,60 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _json(result)
         return
-    table = Table(show_header=False, title="billbridge demo: quote to cash")
+
+    def per_vendor(counts: dict[str, int]) -> str:
+        return ", ".join(f"{VENDORS.get(k, k)} {v}" for k, v in counts.items())
+
+    def money(amounts: dict[str, str]) -> str:
+        return ", ".join(money_display(Decimal(v), c) for c, v in sorted(amounts.items())) or "none"
+
+    def nonzero(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v)
+
+    done = result["reconciled"]
+    twice, again = nonzero(result["duplicates"]), nonzero(result["second_run_created"])
+    table = Table(show_header=False, title=f"billbridge demo: quote to cash, as of {result['as_of']}")
     rows = [
-        ("deals pulled", ", ".join(f"{k} {v}" for k, v in result["deals_pulled"].items())),
+        ("deals pulled", per_vendor(result["deals_pulled"])),
         ("contracts", result["contracts"]),
-        ("invoices / credit notes generated", f"{result['invoices']} / {result['credit_notes']}"),
-        ("pushed", ", ".join(f"{k} {v}" for k, v in result["pushed"].items())),
-        ("auto-charged / declined", f"{result['charged']} / {result['declined']}"),
-        ("Stripe payments entered in QuickBooks", result["stripe_payments_in_quickbooks"]),
-        ("paid / partially paid", f"{result['paid']} / {result['partially_paid']}"),
-        ("payments reconciled", ", ".join(f"{k} {v}" for k, v in result["reconciled"].items())),
-        ("quarantined (see billbridge quarantine list)", result["quarantined"]),
-        ("MRR", ", ".join(f"{v} {k}" for k, v in result["mrr"].items())),
-        ("ARR", ", ".join(f"{v} {k}" for k, v in result["arr"].items())),
+        ("invoices / credit notes", f"{result['invoices']} / {result['credit_notes']}"),
+        ("sent to QuickBooks / Stripe", f"{result['pushed']['quickbooks']} / {result['pushed']['stripe']}"),
+        ("card payments collected / declined", f"{result['charged']} / {result['declined']} (retried when due)"),
+        ("card payments entered in QuickBooks", result["stripe_payments_in_quickbooks"]),
+        ("invoices paid in full / in part", f"{result['paid']} / {result['partially_paid']}"),
+        ("payments received", per_vendor(result["payments_recorded"])),
+        (
+            "payments matched to invoices",
+            f"{done.get('matched', 0)} in full, {done.get('partly_matched', 0)} in part, "
+            f"{done.get('unmatched', 0)} left for review",
+        ),
+        ("deals quarantined", f"{result['quarantined']} (billbridge --demo quarantine list)"),
+        ("MRR", money(result["mrr"])),
+        ("ARR", money(result["arr"])),
+        (
+            "check: anything held twice",
+            f"[red]yes[/red]: {twice}" if twice else "no: every document and payment is in QuickBooks and Stripe once",
+        ),
+        (
+            "check: second run",
+            f"[red]created[/red] {again}"
+            if again
+            else "created nothing (no contract, invoice, push, charge or payment entry)",
+        ),
     ]
     for label, value in rows:
         table.add_row(label, str(value))
     console.print(table)
-    console.print(f"store: {make_url(Settings().database).render_as_string(hide_password=True)}")
+    from billbridge.app.demo import DEMO_STORE
+
+    console.print(f"The demo's store, kept until the next demo: {Settings().data_dir / DEMO_STORE}. Look around it:")
+    for command in DEMO_LOOK_AROUND:
+        console.print(f"  billbridge --demo {command}", highlight=False)
 
 
 @app.command()
 def sandbox(
-    deals: Annotated[int, typer.Option(help="Deals in each CRM sandbox.")] = 60,
+    deals: Annotated[int, typer.Option(min=1, help="Deals in each CRM sandbox.")] = 60,
     webhooks: Annotated[
         bool,
         typer.Option(help="Send Stripe's and QuickBooks' webhooks to `billbridge serve` (api_host and api_port)."),
@@ -245,11 +305,12 @@ def sandbox(
     Ctrl-C stops them."""
     import threading
 
-    from billbridge.app.demo import running_sandboxes
+    from billbridge.app.demo import SANDBOX_STORE, demo_world_store, running_sandboxes
 
     settings = Settings()
     webhooks_to = f"http://{settings.api_host}:{settings.api_port}" if webhooks else None
     try:  # Ctrl-C at any moment (even while the settings print) stops them cleanly
+        store = demo_world_store(settings.data_dir, SANDBOX_STORE)
         with running_sandboxes(deals, webhooks_to=webhooks_to) as running:
             table = Table("sandbox", "URL", title="billbridge sandboxes (fault control: <url>/__sandbox__/faults)")
             table.add_row("Salesforce", running.salesforce.url)
@@ -257,8 +318,11 @@ def sandbox(
             table.add_row("QuickBooks", running.quickbooks.base_url)
             table.add_row("Stripe", running.stripe.url)
             console.print(table)
-            console.print("Settings for billbridge in another shell (secrets included: sandbox only):")
-            for key, value in sorted(running.env.items()):
+            console.print(
+                "Settings for billbridge in another shell (secrets included: sandbox only), with a store of its own "
+                "holding the legal entities the sandboxes' deals name (emptied at each start):"
+            )
+            for key, value in sorted((running.env | {"BILLBRIDGE_DATABASE_URL": store}).items()):
                 console.print(f"export {key}='{value}'", soft_wrap=True, highlight=False)
             if webhooks_to:
                 console.print(
@@ -272,7 +336,9 @@ def sandbox(
 @app.command()
 def examples(
     as_of: AsOfOpt = None,
-    examples: Annotated[Path, typer.Option(help="Folder of contract files to import.")] = EXAMPLES,
+    examples: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="Folder of contract files to import.")
+    ] = EXAMPLES,
     as_json: JsonOpt = False,
 ) -> None:
     """Import the example contract files and generate their invoices into the store, then summarise."""
@@ -602,13 +668,14 @@ def sync_crm_command(
         raise typer.BadParameter(str(exc), param_hint="--source") from None
     settings = Settings()
     store = open_store(settings.database)
+    crm = connect(source, settings)  # before the progress line: a missing setting is said on its own
     columns = (TextColumn(f"syncing {source}"), TextColumn("{task.completed} deals"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
         task = progress.add_task("sync", total=None)
         summary = sync_pages(
             store,
             spec,
-            connect(source, settings),
+            crm,
             on_page=lambda s: progress.update(task, completed=s.deals_pulled),
             writer_process=settings.crm_sync_writer,
         )
@@ -783,7 +850,7 @@ def webhooks_process(as_json: JsonOpt = False) -> None:
 def webhooks_list(
     source: Annotated[str | None, typer.Option(help="stripe or quickbooks")] = None,
     pending: Annotated[bool, typer.Option("--pending", help="Only events not acted on yet")] = False,
-    limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """Received events, newest first, with what was done about them (or the error)."""
@@ -812,8 +879,10 @@ def webhooks_list(
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (setting api_host)")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (setting api_port)")] = None,
-    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (setting api_workers)")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port to listen on (setting api_port)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="uvicorn worker processes (setting api_workers)")
+    ] = None,
 ) -> None:
     """Run the usage and read API (uvicorn); OpenAPI docs at /docs."""
     import uvicorn
@@ -913,7 +982,7 @@ def outbox_list(
 
 @outbox_app.command("retry")
 def outbox_retry(
-    ids: Annotated[list[int] | None, typer.Argument(help="Message ids (see outbox list).")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(min=1, help="Message ids (see outbox list).")] = None,
     topic: Annotated[str | None, typer.Option(help="Every undelivered message of this topic.")] = None,
 ) -> None:
     """Make messages due now, after the cause of their failure was fixed; the next push, collect or

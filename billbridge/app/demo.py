@@ -23,6 +23,7 @@ from typing import Any
 from billbridge.app.settings import Settings
 from billbridge.billing.currency import quantum
 from billbridge.billing.metrics import arr, mrr
+from billbridge.errors import UserError
 from billbridge.flows.importing import import_document
 from billbridge.sandbox import demo_world
 from billbridge.store import quarantine
@@ -31,6 +32,29 @@ from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices
 
 DECLINING_CARD = "pm_card_chargeDeclinedInsufficientFunds"
+DEMO_STORE = "demo.db"  # in the data folder: the store the demo leaves for a person to look around
+SANDBOX_STORE = "sandbox.db"  # the store `billbridge sandbox` points billbridge at
+
+STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+PREFECT_DEFAULTS = {
+    # Quiet: Prefect's per-run log lines and its temporary server's telemetry are noise here (the
+    # Prefect UI has the runs). Set PREFECT_LOGGING_LEVEL to see them.
+    "PREFECT_LOGGING_LEVEL": "ERROR",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # Prefect gives the temporary server of the demo's runs 20 s to start: too short once on a loaded
+    # 2-core machine with a fresh Prefect home (the server first creates its database).
+    STARTUP_SETTING: "180",
+}
+
+
+class PrefectDidNotStart(UserError):
+    """Prefect's temporary server for the demo's runs did not answer in time."""
+
+
+def prefect_environment() -> None:
+    """Prefect's settings for the demo, where the person has not set their own (before Prefect is imported)."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass
@@ -211,16 +235,23 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
     }
 
 
-def fresh_demo_store(data_dir: Path) -> str:
-    """The demo's own SQLite store, ``demo.db`` in the data folder, emptied for each run: the
-    sandboxes start empty every time, so what an earlier demo stored (cursors, external ids, the
-    QuickBooks tokens it rotated) belongs to vendors that no longer exist. The configured store is
-    never touched."""
-    path = data_dir / "demo.db"
-    for leftover in (path, path.with_name("demo.db-wal"), path.with_name("demo.db-shm")):
+def demo_world_store(data_dir: Path, name: str) -> str:
+    """A SQLite store of its own in the data folder (``demo.db``, ``sandbox.db``), emptied, with the
+    demo world's legal entities in it (what an installation sets up before syncing: the sandboxes'
+    deals name them). Emptied because the sandboxes start empty every time, so what an earlier run
+    stored (cursors, external ids, the QuickBooks tokens it rotated) belongs to vendors that no longer
+    exist. The configured store is never touched."""
+    path = data_dir / name
+    for leftover in (path, path.with_name(f"{name}-wal"), path.with_name(f"{name}-shm")):
         leftover.unlink(missing_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    url = f"sqlite:///{path}"
+    store = open_store(url)
+    try:
+        import_document(store, demo_world.entities_document(demo_world.generate(0)))
+    finally:
+        store.dispose()
+    return url
 
 
 @contextmanager
@@ -231,14 +262,20 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
 
     day = as_of or date.today()
     with running_sandboxes(deals) as sandboxes:
-        env = {**sandboxes.env, "BILLBRIDGE_DATABASE_URL": fresh_demo_store(Settings().data_dir)}
+        env = {**sandboxes.env, "BILLBRIDGE_DATABASE_URL": demo_world_store(Settings().data_dir, DEMO_STORE)}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
             store = open_store(Settings().database)
-            world = demo_world.generate(0)
-            import_document(store, demo_world.entities_document(world))
-            runs = [quote_to_cash(as_of=day)]
+            try:
+                runs = [quote_to_cash(as_of=day)]
+            except RuntimeError as exc:  # Prefect's own words: "Timed out while attempting to connect to ephemeral..."
+                if "ephemeral Prefect API server" not in str(exc):
+                    raise
+                raise PrefectDidNotStart(
+                    f"Prefect's temporary server did not start within {os.environ.get(STARTUP_SETTING, 20)} s "
+                    f"(a busy machine?): run the demo again, or allow it longer with {STARTUP_SETTING}=600"
+                ) from None
             customers_pay_in_quickbooks(sandboxes.quickbooks, sandboxes.stripe)
             runs.append(quote_to_cash(as_of=day))
             yield summary(store, runs, day, sandboxes), sandboxes

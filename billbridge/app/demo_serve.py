@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +21,26 @@ import httpx
 import yaml
 
 from billbridge.app.settings import CHECKOUT
+from billbridge.errors import UserError
 
 SERVER_START_SECONDS = 180.0
+
+
+class PortTaken(UserError):
+    """A port the demo is to serve on is in use by another program."""
+
+
+def require_free_ports(ports: dict[str, int]) -> None:
+    """Refuse ports in use (by option name) before the demo spends a minute, and one port given twice."""
+    if len(set(ports.values())) < len(ports):
+        raise PortTaken(f"{' and '.join(ports)} must differ (both {next(iter(ports.values()))})")
+    for option, port in ports.items():
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind it
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise PortTaken(f"port {port} is in use by another program: choose another with {option}") from None
 
 
 class PrefectServer:
@@ -41,7 +60,15 @@ class PrefectServer:
 
     def start(self) -> PrefectServer:
         command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
-        env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env = {
+            **os.environ,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # `--port` alone moves the API, not the URL the UI is told to call (it stays on 4200: every
+            # page says "Can't connect to Server API"); the settings move both.
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.port),
+            "PREFECT_SERVER_UI_API_URL": self.api_url,
+        }
         env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + SERVER_START_SECONDS
@@ -94,12 +121,31 @@ def deployments(path: Path = CHECKOUT / "prefect.yaml") -> list[Any]:
 
 def serve_forever(api_app: Any, api_port: int) -> None:
     """Serve the billbridge API and the deployments until interrupted (Ctrl-C, SIGINT, SIGTERM)."""
-    from prefect import serve
+    import asyncio
+
+    from prefect.runner import Runner
 
     from billbridge.sandbox.server import SandboxServer
 
+    stopping: list[asyncio.Task[None]] = []
+
+    class StopsOnSigterm(Runner):
+        """Prefect's runner, stopped cleanly by SIGTERM. Its own handler calls the async stop from
+        inside the running loop without awaiting it ("coroutine 'Runner.astop' was never awaited");
+        raising from the handler instead breaks whatever callback the loop was in. Here the stop is
+        scheduled on the loop, which then ends the runner as if its work were done."""
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            loop = asyncio.get_event_loop()  # the runner's: the handler runs in its (the main) thread
+            loop.call_soon_threadsafe(lambda: stopping.append(loop.create_task(self.astop())))
+
+    runner = StopsOnSigterm(pause_on_shutdown=True)
+    for deployment in deployments():
+        runner.add_deployment(deployment)
     api = SandboxServer(api_app, port=api_port, name="billbridge-api").start()
     try:
-        serve(*deployments(), print_starting_message=False)
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
     finally:
         api.stop()

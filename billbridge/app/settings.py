@@ -12,10 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from billbridge.billing.matching import MATCH_WINDOW_DAYS
+from billbridge.connectors.hubspot.settings import HubSpotSettings
+from billbridge.connectors.salesforce.settings import SalesforceSettings
+from billbridge.errors import NotConfigured
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -85,13 +88,20 @@ class QuickBooksSettings(BaseModel):
 
 
 class StripeSettings(BaseModel):
-    """One Stripe account (a restricted key with invoices, customers and payments write access)."""
+    """One Stripe account (a restricted key with invoices, customers and payments write access). The
+    webhook endpoint needs only ``webhook_secret``; whatever calls Stripe asks for ``api_key``."""
 
-    api_key: SecretStr
+    api_key: SecretStr | None = Field(default=None, description="Restricted key (rk_...) or secret key (sk_...)")
     base_url: str | None = Field(default=None, description="Unset: api.stripe.com (a sandbox URL for the demo)")
     webhook_secret: SecretStr | None = Field(
         default=None, description="Signing secret (whsec_...) of the webhook endpoint registered in Stripe"
     )
+
+    def key(self) -> str:
+        """The API key, for whatever calls Stripe."""
+        if self.api_key is None:
+            raise NotConfigured("Stripe's api_key is not set (BILLBRIDGE_STRIPE__API_KEY)")
+        return self.api_key.get_secret_value()
 
 
 class Settings(BaseSettings):
@@ -176,4 +186,39 @@ class Settings(BaseSettings):
 
     @property
     def database(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'billbridge.db'}"
+        """The store's URL: ``database_url``, or the embedded SQLite file in ``data_dir``, whose folder is
+        made when missing (the only folder billbridge makes by itself: a store elsewhere whose folder
+        does not exist is an error, not a new empty business)."""
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'billbridge.db'}"
+
+
+SETTINGS_MODELS: dict[str, type[BaseSettings]] = {
+    model.__name__: model for model in (Settings, SalesforceSettings, HubSpotSettings)
+}
+
+
+def settings_problem(exc: ValidationError) -> str | None:
+    """One line saying what is wrong with the settings, each one named as the config file and the
+    environment spell it (``stripe.api_key``, BILLBRIDGE_STRIPE__API_KEY); None when ``exc`` is not
+    about one of the settings models."""
+    model = SETTINGS_MODELS.get(exc.title)
+    if model is None:
+        return None
+    prefix = str(model.model_config.get("env_prefix") or "")
+    nested = str(model.model_config.get("env_nested_delimiter") or "__")
+    vendor = exc.title.removesuffix("Settings")
+    what = f"{vendor} settings" if vendor else "Settings"
+    whole, fields = [], []
+    for error in exc.errors(include_url=False):
+        keys = [str(part) for part in error["loc"] if isinstance(part, str)]
+        message = error["msg"].removeprefix("Value error, ")
+        if not keys:  # about the settings as a whole: the model's own message says which
+            whole.append(message)
+            continue
+        variable = prefix + nested.join(keys).upper()
+        said = "is not set" if error["type"] == "missing" else f"is wrong: {message}"
+        fields.append(f"{'.'.join(keys)} ({variable}) {said}")
+    return "; ".join(whole + ([f"{what}: {'; '.join(fields)}"] if fields else []))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from billbridge.billing.currency import MINOR_UNITS
 from billbridge.billing.periods import CycleUnit
-from billbridge.billing.pricing import Money, Pricing
+from billbridge.billing.pricing import Money, Percent, Pricing, Quantity
 
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Name = Annotated[str, StringConstraints(max_length=300)]  # names and e-mail addresses: what the store keeps
@@ -90,7 +90,7 @@ class Product(_Model):
 class Discount(_Model):
     """A discount: either a percent or an amount (per full billing period), never both."""
 
-    percent: Money | None = Field(default=None, description="0-100")
+    percent: Percent | None = Field(default=None, description="0-100")
     amount: Money | None = None
 
     @model_validator(mode="after")
@@ -107,14 +107,12 @@ class RampStep(_Model):
 
     start_date: date
     pricing: Pricing | None = None
-    quantity: Money | None = None
+    quantity: Quantity | None = None
 
     @model_validator(mode="after")
     def _something(self) -> RampStep:
         if self.pricing is None and self.quantity is None:
             raise ValueError("a ramp step needs pricing, quantity or both")
-        if self.quantity is not None and self.quantity < 0:
-            raise ValueError("quantity must not be negative")
         return self
 
 
@@ -132,7 +130,7 @@ class ContractLine(_Model):
     product_ref: Ref
     charge: ChargeKind = "recurring"
     description: str | None = None
-    quantity: Money = Decimal(1)
+    quantity: Quantity = Decimal(1)
     price_ref: Ref | None = None
     pricing: Pricing | None = None
     billing_timing: Timing | None = Field(default=None, description="Defaults to the contract's")

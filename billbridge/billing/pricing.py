@@ -60,6 +60,9 @@ PositiveQuantity = Annotated[
 ]
 """A strictly positive quantity given as a string, int or Decimal."""
 
+Percent = Annotated[Decimal, _no_float("percentages"), Field(ge=0)]
+"""A non-negative percentage given as a string, int or Decimal."""
+
 
 def _check_quantity(quantity: Decimal) -> Decimal:
     """Validate the quantity passed to ``amount_for``."""

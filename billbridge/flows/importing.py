@@ -39,6 +39,18 @@ class ContractFileError(ValueError):
     """The file as a whole cannot be read (missing, not JSON/YAML)."""
 
 
+class _DatesAsText(yaml.SafeLoader):
+    """YAML's safe loader with dates left as text, for the contract models to read as they read JSON's:
+    an impossible date (2026-02-30) is then one record's error, quarantined, not the whole file's."""
+
+
+def _as_text(loader: _DatesAsText, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+_DatesAsText.add_constructor("tag:yaml.org,2002:timestamp", _as_text)
+
+
 @dataclass
 class ImportSummary:
     counts: Counter[str] = field(default_factory=Counter)  # "contracts.created", "customers.unchanged", ...
@@ -63,7 +75,7 @@ def read_document(path: Path) -> Any:
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_DatesAsText)
     except json.JSONDecodeError as exc:
         raise ContractFileError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
     except yaml.YAMLError as exc:

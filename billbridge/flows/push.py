@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from billbridge.app.secrets import Sealer
 from billbridge.app.settings import Settings
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
+from billbridge.errors import NotConfigured
 from billbridge.flows.credentials import StoredTokens
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDelivered, RelaySummary, relay
@@ -42,7 +43,7 @@ def quickbooks_connector(store: Store, settings: Settings) -> Any:
 
     qs = settings.quickbooks
     if qs is None:
-        raise ValueError("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
+        raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
     optional: dict[str, Any] = {
         k: v
         for k, v in {
@@ -76,7 +77,7 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
     """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber).
     The connector is built on the first batch: a run with nothing queued makes no call at all."""
     if settings.quickbooks is None:  # said before anything is claimed
-        raise ValueError("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
+        raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
     built: list[Any] = []
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
@@ -110,8 +111,8 @@ def stripe_connector(settings: Settings) -> Any:
     from billbridge.connectors.stripe.client import StripeConnector
 
     if settings.stripe is None:
-        raise ValueError("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")
-    return StripeConnector(settings.stripe.api_key.get_secret_value(), base_url=settings.stripe.base_url)
+        raise NotConfigured("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")
+    return StripeConnector(settings.stripe.key(), base_url=settings.stripe.base_url)
 
 
 def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:

@@ -12,17 +12,46 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+from billbridge.errors import UserError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 4_242_001  # PostgreSQL advisory lock id: one migrating process at a time
 
 
+BACKENDS = ("sqlite", "postgresql")
+EXPECTED_URLS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
+
+
+class StoreUnavailable(UserError):
+    """The store cannot be opened: its URL is unreadable or names a database billbridge does not
+    support, its SQLite folder does not exist, or its server cannot be reached."""
+
+
+def shown(url: str | URL) -> str:
+    """A store URL as it may be shown to a person: without its password."""
+    return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+
+
+def _parsed(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreUnavailable(f"the database URL is not one (expected {EXPECTED_URLS})") from None
+    if parsed.get_backend_name() not in BACKENDS:
+        raise StoreUnavailable(
+            f"database URL {shown(parsed)}: billbridge does not store in {parsed.get_backend_name()!r} "
+            f"(expected {EXPECTED_URLS})"
+        )
+    return parsed
+
+
 def normalise_url(url: str) -> str:
     """Plain ``postgresql://`` means psycopg 3 here (psycopg2 is not a dependency)."""
-    parsed = make_url(url)
+    parsed = _parsed(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
@@ -39,8 +68,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_serializer", _json_text)
     if url.startswith("sqlite"):
         database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).parent if database and database != ":memory:" else None
+        if folder is not None and not folder.is_dir():  # SQLite would say only "unable to open database file"
+            raise StoreUnavailable(f"database URL {url}: the folder {folder} does not exist")
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _sqlite_transactions(engine)
         return engine
@@ -195,7 +225,13 @@ class Store:
 
 
 def open_store(url: str, *, run_migrations: bool = True) -> Store:
+    """The store at ``url``, migrated; StoreUnavailable when it cannot be opened or reached."""
     engine = make_engine(url)
     if run_migrations:
-        migrate(engine)
+        try:
+            migrate(engine)
+        except DBAPIError as exc:
+            engine.dispose()
+            reason = " ".join(str(exc.orig or exc).split())  # the driver's words, on one line
+            raise StoreUnavailable(f"cannot open the store {shown(url)}: {reason}") from exc
     return Store(engine)

@@ -6,8 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,13 +17,6 @@ from billbridge.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
-    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
-    return database_url
 
 
 def fresh_machine(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -143,22 +136,17 @@ def test_settings_come_from_the_config_file_and_environment_wins(
 def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Path) -> None:
     """The README's first command, twice in one data folder: the installed ``billbridge demo``, its own
     temporary Prefect server, the four sandboxes; nothing done twice, every document in its vendor,
-    and the second demo (fresh sandboxes, its store emptied) gives the same summary as the first."""
+    and the second demo (fresh sandboxes, its store emptied) gives the same summary as the first,
+    in words and money a finance person reads. Then the demo's store is there to look around."""
     command = Path(sys.executable).with_name("billbridge")
-    environ = fresh_machine(tmp_path)
+    environ = fresh_machine(tmp_path, COLUMNS="200")
 
-    def demo() -> dict[str, Any]:
-        done = subprocess.run(
-            [str(command), "demo", "--deals", "50", "--as-of", "2026-11-22", "--json"],
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+    def billbridge(*args: str) -> str:
+        done = subprocess.run([str(command), *args], env=environ, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        return dict(json.loads(done.stdout))
+        return done.stdout
 
-    summary = demo()
+    summary = dict(json.loads(billbridge("demo", "--deals", "50", "--as-of", "2026-11-22", "--json")))
     assert summary["deals_pulled"] == {"salesforce": 50, "hubspot": 50}
     assert summary["contracts"] > 0 and summary["quarantined"] >= 2  # each world has broken deals
     assert summary["pushed"]["quickbooks"] == summary["invoices"] + summary["credit_notes"] > 0
@@ -173,32 +161,80 @@ def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Pa
     assert (tmp_path / "data" / "demo.db").exists()
     assert not (tmp_path / "data" / "billbridge.db").exists()  # the configured store is not the demo's
 
-    assert demo() == summary  # run again in the same folder: the same totals, nothing left over
+    # run again in the same folder, as a person does: the same totals, in a table a person reads
+    shown = billbridge("demo", "--deals", "50", "--as-of", "2026-11-22")
+    rows = {cells[1].strip(): cells[2].strip() for line in shown.splitlines() if len(cells := line.split("│")) == 4}
+    words = " ".join(rows) + " ".join(rows.values())
+    assert "mirrored" not in words and "seen_before" not in words and "_" not in words
+    assert rows["deals pulled"] == "Salesforce 50, HubSpot 50"
+    assert rows["invoices / credit notes"] == f"{summary['invoices']} / {summary['credit_notes']}"
+    assert rows["sent to QuickBooks / Stripe"] == f"{summary['pushed']['quickbooks']} / {summary['pushed']['stripe']}"
+    assert rows["payments matched to invoices"].startswith(f"{summary['reconciled']['matched']} in full")
+    mrr = Decimal(summary["mrr"]["USD"])
+    assert mrr >= 1000 and f"{mrr:,.2f} USD" in rows["MRR"]  # thousands separated, the currency named
+    assert rows["check: anything held twice"] == "no: every document and payment is in QuickBooks and Stripe once"
+    assert rows["check: second run"].startswith("created nothing")
+
+    # what the demo left, through the commands it suggests
+    assert all(f"billbridge --demo {c}" in shown for c in ("status", "quarantine list", "payments review"))
+    status = json.loads(billbridge("--demo", "status", "--json"))
+    assert status["store"].endswith("demo.db") and status["contracts"] == summary["contracts"]
+    assert len(json.loads(billbridge("--demo", "quarantine", "list", "--json"))) == summary["quarantined"]
+    documents = summary["invoices"] + summary["credit_notes"]
+    assert len(json.loads(billbridge("--demo", "invoices", "list", "--json"))) == documents
+    assert len(json.loads(billbridge("--demo", "payments", "review", "--json"))) == len(summary["unmatched"])
+    listed = billbridge("--store", f"sqlite:///{tmp_path / 'data' / 'demo.db'}", "quarantine", "list")
+    assert "Quarantined records" in listed and "sf-" in listed
+    assert not (tmp_path / "data" / "billbridge.db").exists()
 
 
-def test_sandbox_command_serves_the_four_sandboxes_until_interrupted(tmp_path: Path) -> None:
+def test_sandbox_command_serves_the_four_sandboxes_and_its_printed_settings_work_as_they_are(tmp_path: Path) -> None:
+    """`billbridge sandbox`, then in another shell its printed settings: a CRM sync takes the deals in
+    (the sandbox's store knows their legal entities), only the deliberately broken ones are quarantined."""
     import re
+    import shlex
     import signal
     import urllib.request
 
     command = Path(sys.executable).with_name("billbridge")
     child = subprocess.Popen(
         [str(command), "sandbox", "--deals", "10"],
-        env={**os.environ, "COLUMNS": "250", "BILLBRIDGE_DATA_DIR": str(tmp_path)},
+        env={**fresh_machine(tmp_path), "COLUMNS": "250"},
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert child.stdout is not None
         urls: list[str] = []
+        exports: dict[str, str] = {}
         for line in child.stdout:
-            urls += re.findall(r"https?://[\w.]+:\d+", line)
-            if "export" in line:
+            urls += re.findall(r"https?://[\w.]+:\d+", line) if not exports else []
+            if line.startswith("export "):
+                key, _, value = line.removeprefix("export ").strip().partition("=")
+                exports[key] = shlex.split(value)[0]
+            if line.startswith("Stripe and QuickBooks send webhooks"):
                 break
         assert len(urls) == 4
         hubspot = next(u for u in urls if u.startswith("http://"))
         with urllib.request.urlopen(f"{hubspot}/__sandbox__/calls", timeout=10) as answer:
             assert answer.status == 200
+        assert exports["BILLBRIDGE_DATABASE_URL"] == f"sqlite:///{tmp_path / 'data' / 'sandbox.db'}"
+
+        environ = {**fresh_machine(tmp_path / "other-shell"), **exports}
+        for source in ("hubspot", "salesforce"):
+            done = subprocess.run(
+                [str(command), "sync", "crm", "--source", source, "--json"],
+                env=environ,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            synced = json.loads(done.stdout)
+            reasons = [e["message"] for e in synced["errors"]]
+            assert synced["counts"].get("contracts.created", 0) >= 5, reasons
+            assert not [r for r in reasons if "unknown legal entity" in r]
+            assert len(reasons) <= 2  # the world's deliberately broken deals
     finally:
         child.send_signal(signal.SIGINT)
         assert child.wait(timeout=30) == 0

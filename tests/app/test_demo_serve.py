@@ -8,6 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import httpx
 
 from billbridge.app.demo_serve import deployments
 from tests.app.test_cli import fresh_machine
+from tests.browser import browser_page
 
 EXPECTED = {
     "sync-salesforce",
@@ -55,49 +59,87 @@ def answered(client: httpx.Client, method: str, url: str, deadline: float) -> An
         time.sleep(1)
 
 
-def test_demo_serve_keeps_the_ui_deployments_and_api_up_and_a_rerun_from_the_server_completes(tmp_path: Path) -> None:
+@dataclass
+class Served:
+    ui: int
+    api: int
+    deployments: dict[str, str]  # name -> id, as the Prefect server lists them
+    deadline: float
+    returncode: int | None = None
+    stderr: str = ""
+
+
+@contextmanager
+def demo_serving(tmp_path: Path, stop: signal.Signals) -> Iterator[Served]:
+    """The installed `billbridge demo --serve` on ports other than the defaults, once its deployments
+    are served; stopped with ``stop`` afterwards (its exit code and stderr are then in the result)."""
     ui, api = free_port(), free_port()
     environ = fresh_machine(tmp_path, PREFECT_RUNNER_POLL_FREQUENCY="1")
     command = [str(Path(sys.executable).with_name("billbridge")), "demo", "--deals", "5", "--serve"]
     command += ["--ui-port", str(ui), "--api-port", str(api)]
-    log = (tmp_path / "stderr").open("w+")
-    process = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    log = tmp_path / "stderr"
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=sink, text=True)
+    served = Served(ui, api, {}, time.monotonic() + 300)
     try:
-        deadline = time.monotonic() + 300
-        while "serving" not in (tmp_path / "stderr").read_text():
-            assert process.poll() is None, (tmp_path / "stderr").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the demo did not start serving"
+        while "serving" not in log.read_text():
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < served.deadline, "the demo did not start serving"
             time.sleep(1)
-        base = f"http://127.0.0.1:{ui}/api"
         with httpx.Client(timeout=10) as client:
-            served: dict[str, str] = {}
-            while not set(served) >= EXPECTED:  # registered once serving has begun
-                assert time.monotonic() < deadline, f"deployments served: {sorted(served)}"
+            while not set(served.deployments) >= EXPECTED:  # registered once serving has begun
+                assert time.monotonic() < served.deadline, f"deployments served: {sorted(served.deployments)}"
                 time.sleep(1)
-                served = {d["name"]: d["id"] for d in client.post(f"{base}/deployments/filter", json={}).json()}
-            assert client.get(f"http://127.0.0.1:{api}/docs").status_code == 200
-            assert client.get(f"http://127.0.0.1:{ui}/").status_code == 200  # the UI
-            # the demo's own runs are in the server's history
-            runs = client.post(f"{base}/flow_runs/filter", json={"flow_runs": {"name": {}}}).json()
-            assert any(r["state_type"] == "COMPLETED" for r in runs)
-
-            # a person reruns reconciliation from the UI: the served deployment runs it, and it completes
-            create = f"{base}/deployments/{served['reconcile-quickbooks']}/create_flow_run"
-            rerun = answered(client, "POST", create, deadline)
-            state = None
-            while time.monotonic() < deadline:
-                state = answered(client, "GET", f"{base}/flow_runs/{rerun['id']}", deadline)["state_type"]
-                if state in ("COMPLETED", "FAILED", "CRASHED"):
-                    break
-                time.sleep(1)
-            assert state == "COMPLETED"
+                listed = client.post(f"http://127.0.0.1:{ui}/api/deployments/filter", json={}).json()
+                served.deployments = {d["name"]: d["id"] for d in listed}
+        yield served
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         try:
             process.wait(timeout=60)
         finally:
             if process.poll() is None:
                 process.kill()
-    assert process.returncode in (0, 130, -signal.SIGINT)
+        served.returncode, served.stderr = process.returncode, log.read_text()
+
+
+def test_demo_serve_keeps_the_ui_deployments_and_api_up_and_a_rerun_from_the_server_completes(tmp_path: Path) -> None:
+    with demo_serving(tmp_path, signal.SIGTERM) as served:
+        base = f"http://127.0.0.1:{served.ui}/api"
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"http://127.0.0.1:{served.api}/docs").status_code == 200
+            assert client.get(f"http://127.0.0.1:{served.ui}/").status_code == 200  # the UI
+            # the demo's own runs are in the server's history
+            runs = client.post(f"{base}/flow_runs/filter", json={"flow_runs": {"name": {}}}).json()
+            assert any(r["state_type"] == "COMPLETED" for r in runs)
+
+            # a person reruns reconciliation from the UI: the served deployment runs it, and it completes
+            create = f"{base}/deployments/{served.deployments['reconcile-quickbooks']}/create_flow_run"
+            rerun = answered(client, "POST", create, served.deadline)
+            state = None
+            while time.monotonic() < served.deadline:
+                state = answered(client, "GET", f"{base}/flow_runs/{rerun['id']}", served.deadline)["state_type"]
+                if state in ("COMPLETED", "FAILED", "CRASHED"):
+                    break
+                time.sleep(1)
+            assert state == "COMPLETED"
+    # SIGTERM (a service manager, `kill`) stops it as Ctrl-C does: cleanly and quietly
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert "never awaited" not in served.stderr and "Traceback" not in served.stderr
     with socket.socket() as sock:  # the Prefect server went with it
-        assert sock.connect_ex(("127.0.0.1", ui)) != 0
+        assert sock.connect_ex(("127.0.0.1", served.ui)) != 0
+
+
+def test_the_prefect_ui_on_another_port_reaches_its_api_and_lists_the_deployments(tmp_path: Path) -> None:
+    """In a real browser: the UI's own settings point at the port it was started on (they used to say
+    4200, and every page said "Can't connect to Server API")."""
+    with browser_page() as page, demo_serving(tmp_path, signal.SIGINT) as served:
+        assert served.ui != 4200
+        page.goto(f"http://127.0.0.1:{served.ui}/", wait_until="networkidle")
+        page.get_by_role("link", name="Deployments").first.click()  # as a person finds them
+        page.get_by_text("sync-salesforce", exact=True).first.wait_for(timeout=60_000)
+        shown = page.inner_text("body")
+        assert "Can't connect to Server API" not in shown
+        assert f"{len(served.deployments)} Deployments" in shown
+        assert all(name in shown for name in EXPECTED)
+    assert served.returncode in (0, 130, -signal.SIGINT)

@@ -73,7 +73,10 @@ class HubSpotSettings(BaseSettings):
     def _has_credential(self) -> HubSpotSettings:
         oauth = self.client_id and self.client_secret and self.refresh_token
         if self.access_token is None and not oauth:
-            raise ValueError("HubSpot needs an access_token or client_id, client_secret and refresh_token")
+            raise ValueError(
+                "HubSpot is not configured: set access_token (BILLBRIDGE_HUBSPOT_ACCESS_TOKEN, a private app's token) "
+                "or client_id, client_secret and refresh_token (an OAuth app)"
+            )
         return self
 
     @property

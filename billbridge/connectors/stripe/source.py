@@ -16,6 +16,7 @@ from billbridge.connectors.base import DealBundle, DealPage
 from billbridge.connectors.stripe.client import StripeConnector
 from billbridge.connectors.stripe.common import VENDOR
 from billbridge.connectors.stripe.readers import SubscriptionRecord
+from billbridge.errors import NotConfigured
 
 
 class SubscriptionSource:
@@ -48,6 +49,5 @@ def bundle(record: SubscriptionRecord) -> DealBundle:
 def connect(settings: Any) -> SubscriptionSource:
     """The configured source (``flows.sync_crm`` calls this; the account is ``settings.stripe``)."""
     if settings is None or settings.stripe is None:
-        raise ValueError("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")
-    api_key = settings.stripe.api_key.get_secret_value()
-    return SubscriptionSource(StripeConnector(api_key, base_url=settings.stripe.base_url))
+        raise NotConfigured("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")
+    return SubscriptionSource(StripeConnector(settings.stripe.key(), base_url=settings.stripe.base_url))
