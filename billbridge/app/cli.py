@@ -545,6 +545,11 @@ def reconcile(
     else:
         outcomes = dict(summary.outcomes) | {f"entered in QuickBooks: {k}": v for k, v in summary.mirrored.items()}
         _print_outcomes(f"Reconciliation: {source}", outcomes, summary.unmatched)
+        for refused in summary.quarantined:
+            err.print(
+                f"[yellow]quarantined[/yellow] {refused.key}: field [bold]{refused.field}[/bold]: {refused.reason}",
+                highlight=False,
+            )
 
 
 @sync_app.command("crm")
@@ -556,11 +561,11 @@ def sync_crm_command(
     from billbridge.flows.crm_sync import spec_for, sync_pages
     from billbridge.flows.sync_crm import connect
 
+    settings = Settings()
     try:
-        spec = spec_for(source)
+        spec = spec_for(source, dates=settings.crm_dates)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--source") from None
-    settings = Settings()
     store = open_store(settings.database)
     columns = (TextColumn(f"syncing {source}"), TextColumn("{task.completed} deals"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=as_json) as progress:

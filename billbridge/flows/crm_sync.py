@@ -32,12 +32,12 @@ from billbridge.mapping.crm import (
     CrmDeal,
     CrmMapping,
     CrmProduct,
-    MappingError,
     contract_ref,
     ended_by_deletion,
     is_won,
     map_deal,
 )
+from billbridge.mapping.fields import PARSE_FAILURES, MappingError
 from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, current_contracts, lookups_for, save_contract
@@ -194,10 +194,10 @@ def map_page(
                 not_won.append(key)
                 continue
         except MappingError as exc:
-            errors.append(RecordError("contracts", index, key, exc.field, str(exc).split(": ", 1)[-1], payload))
+            errors.append(RecordError("contracts", index, key, exc.field, exc.message, payload))
             continue
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a malformed vendor payload
-            errors.append(RecordError("contracts", index, key, "(payload)", f"malformed record: {exc!r}", payload))
+        except PARSE_FAILURES as exc:  # a mapping that let one through: the record is still only quarantined
+            errors.append(RecordError("contracts", index, key, "(record)", f"malformed record: {exc!r}", payload))
             continue
         for section, model, ref in (
             ("customers", mapped.customer, mapped.customer.customer_ref),
@@ -395,17 +395,25 @@ class Source(NamedTuple):
     kind: str = "deals"
 
 
-def _deal_spec(name: str, module: Any, mapping: Any) -> SourceSpec:
-    """A CRM: its mapping module declares ``bundle_to_crm`` and ``DEFAULT_MAPPING``."""
-    return CrmSourceSpec(name, module.bundle_to_crm, mapping or module.DEFAULT_MAPPING)
+Dates = tuple[date, date] | None
 
 
-def _subscription_spec(name: str, module: Any, mapping: Any) -> SourceSpec:
-    """Stripe subscriptions: mapped by ``map_subscription`` with a ``StripeSubscriptionMapping``."""
+def _deal_spec(name: str, module: Any, mapping: Any, dates: Dates) -> SourceSpec:
+    """A CRM: its mapping module declares ``bundle_to_crm`` and ``DEFAULT_MAPPING``; ``dates`` is the
+    installation's window of plausible dates (settings ``crm_earliest_date``, ``crm_latest_date``)."""
+    mapping = mapping or module.DEFAULT_MAPPING
+    if dates is not None:
+        mapping = mapping.model_copy(update={"earliest_date": dates[0], "latest_date": dates[1]})
+    return CrmSourceSpec(name, module.bundle_to_crm, mapping)
+
+
+def _subscription_spec(name: str, module: Any, mapping: Any, dates: Dates) -> SourceSpec:
+    """Stripe subscriptions: mapped by ``map_subscription`` with a ``StripeSubscriptionMapping`` (their
+    dates are Stripe's own timestamps, not typed in by a person: no window)."""
     return SubscriptionSourceSpec(name, mapping or StripeSubscriptionMapping())
 
 
-SPEC_KINDS: dict[str, Callable[[str, Any, Any], SourceSpec]] = {
+SPEC_KINDS: dict[str, Callable[[str, Any, Any, Dates], SourceSpec]] = {
     "deals": _deal_spec,
     "subscriptions": _subscription_spec,
 }
@@ -419,12 +427,15 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def spec_for(name: str, mapping: CrmMapping | StripeSubscriptionMapping | None = None) -> SourceSpec:
-    """The declared spec of a source, with the installation's mapping or the documented default."""
+def spec_for(
+    name: str, mapping: CrmMapping | StripeSubscriptionMapping | None = None, *, dates: Dates = None
+) -> SourceSpec:
+    """The declared spec of a source, with the installation's mapping or the documented default
+    (and, for a CRM, ``dates``: the window of plausible dates)."""
     if name not in SOURCES:
         raise ValueError(f"unknown CRM source {name!r} (expected {', '.join(SOURCES)})")
     source = SOURCES[name]
-    return SPEC_KINDS[source.kind](name, importlib.import_module(source.mapping_module), mapping)
+    return SPEC_KINDS[source.kind](name, importlib.import_module(source.mapping_module), mapping, dates)
 
 
 def _payload(bundle: DealBundle) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def sync_crm(source: str = "salesforce") -> dict[str, Any]:
     them as contracts."""
     settings = Settings()
     store = open_store(settings.database)
-    spec = spec_for(source)
+    spec = spec_for(source, dates=settings.crm_dates)
     with vendor_slot(source):
         summary = sync_pages(
             store,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,30 @@ class Entry:
     payload: Any
 
 
+KEY_MAX = 300  # record_key and field columns
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and unpaired surrogates: no database keeps them
+
+
+def storable(text: str, limit: int | None = None) -> str:
+    """``text`` as the store can keep it: NUL and unpaired surrogates replaced (U+FFFD); cut to
+    ``limit`` characters with a digest of the whole, so distinct long keys stay distinct."""
+    clean = _UNSTORABLE.sub("\ufffd", text)
+    if limit is None or len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(clean.encode()).hexdigest()[:16]
+    return f"{clean[: limit - 20]}...#{digest}"
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(k)): _storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    return value
+
+
 def quarantine(
     session: Session, *, source: str, record_type: str, record_key: str, field: str | None, reason: str, payload: Any
 ) -> None:
@@ -34,7 +60,7 @@ def quarantine(
 def quarantine_many(session: Session, *, source: str, entries: Sequence[Entry]) -> None:
     """Batch form of :func:`quarantine` (one query for the entries already kept, whatever their
     number); a record named twice keeps the last entry."""
-    latest = {(e.record_type, e.record_key): e for e in entries}
+    latest = {(e.record_type, storable(e.record_key, KEY_MAX)): e for e in entries}
     if not latest:
         return
     existing = {
@@ -48,23 +74,26 @@ def quarantine_many(session: Session, *, source: str, entries: Sequence[Entry]) 
     }
     now = utcnow()
     for key, entry in latest.items():
-        # Raw payloads come from YAML and vendor SDKs (dates, Decimals): keep them as JSON text values.
-        safe = json.loads(json.dumps(entry.payload, default=str))
+        # Raw payloads come from YAML and vendor SDKs (dates, Decimals): keep them as JSON text values,
+        # with what no database keeps replaced (the record is kept to be seen, whatever it holds).
+        safe = _storable_json(json.loads(json.dumps(entry.payload, default=str)))
         stored = safe if isinstance(safe, dict) else {"value": safe}
+        field = storable(entry.field, KEY_MAX) if entry.field is not None else None
+        reason = storable(entry.reason)
         row = existing.get(key)
         if row is None:
             session.add(
                 QuarantinedRecord(
                     source=source,
                     record_type=entry.record_type,
-                    record_key=entry.record_key,
-                    field=entry.field,
-                    reason=entry.reason,
+                    record_key=key[1],
+                    field=field,
+                    reason=reason,
                     payload=stored,
                 )
             )
             continue
-        row.field, row.reason, row.payload = entry.field, entry.reason, stored
+        row.field, row.reason, row.payload = field, reason, stored
         row.last_seen = now
         row.seen_count += 1
         row.resolved_at = None
@@ -76,7 +105,7 @@ def resolve(session: Session, *, source: str, record_type: str, record_key: str)
         select(QuarantinedRecord).where(
             QuarantinedRecord.source == source,
             QuarantinedRecord.record_type == record_type,
-            QuarantinedRecord.record_key == record_key,
+            QuarantinedRecord.record_key == storable(record_key, KEY_MAX),
             QuarantinedRecord.resolved_at.is_(None),
         )
     )
@@ -95,13 +124,23 @@ def resolve_many(session: Session, *, source: str, record_type: str, record_keys
         .where(
             QuarantinedRecord.source == source,
             QuarantinedRecord.record_type == record_type,
-            QuarantinedRecord.record_key.in_(record_keys),
+            QuarantinedRecord.record_key.in_([storable(k, KEY_MAX) for k in record_keys]),
             QuarantinedRecord.resolved_at.is_(None),
         )
         .values(resolved_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def has_open(session: Session, *, source: str, record_type: str) -> bool:
+    """Whether ``source`` has open entries of ``record_type`` (clearing them costs a statement per batch)."""
+    query = select(QuarantinedRecord.id).where(
+        QuarantinedRecord.source == source,
+        QuarantinedRecord.record_type == record_type,
+        QuarantinedRecord.resolved_at.is_(None),
+    )
+    return session.scalar(query.limit(1)) is not None
 
 
 def list_open(session: Session, *, source: str | None = None) -> list[dict[str, Any]]:

@@ -225,3 +225,58 @@ def test_the_prefect_flow_syncs_and_summarises(flow_env: str, crm: Crm, world: d
     assert "## Quarantined" in first and crm.ref(next(iter(world.broken_keys()))) in first
     assert "| contracts created | 0 |" in rerun
     store.dispose()
+
+
+@pytest.fixture
+def hubspot(world: demo_world.DemoWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotSandbox]:
+    sandbox = HubSpotSandbox.start(world)
+    monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S", "100000")
+    for key, value in sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def test_a_malformed_value_quarantines_its_deal_and_the_sync_goes_on(
+    ready: Store,
+    hubspot: HubSpotSandbox,
+    world: demo_world.DemoWorld,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A date property as a huge digit string raised OverflowError: the sync exited 1 having stored
+    none of the page, and every later run failed the same way."""
+    from typing import cast
+
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+
+    poisoned = sorted(world.expected_contract_keys())[:3]
+    values = {"billing_start_date": "9" * 23, "billing_end_date": "0", "payment_terms_days": "1e999999"}
+    for key, (name, value) in zip(poisoned, values.items(), strict=True):
+        hubspot.data.tables["deals"].live[hubspot.data.ids[key]].properties[name] = value
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["sync", "crm", "--source", "hubspot"])
+    assert result.exit_code == 0, result.output
+    ref = "hs-" + cast(str, hubspot.data.ids[poisoned[0]])
+    said = " ".join(result.stderr.split())
+    assert f"quarantined {ref}: field billing_start_date: cannot read '99999999999999999999999'" in said
+    again = runner.invoke(app, ["sync", "crm", "--source", "hubspot"])  # and the next run goes on too
+    assert again.exit_code == 0, again.output
+    expected = {f"hs-{hubspot.data.ids[k]}" for k in world.expected_contract_keys() - set(poisoned)}
+    assert set(contracts(ready)) == expected
+    held = open_quarantine(ready, Crm("hubspot", hubspot.faults, hubspot.data.ids, hubspot.apply, []))
+    assert {k: held[k] for k in (f"hs-{hubspot.data.ids[p]}" for p in poisoned)} == {
+        f"hs-{hubspot.data.ids[p]}": name for p, name in zip(poisoned, values, strict=True)
+    }
+
+
+def test_the_window_of_plausible_dates_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLBRIDGE_CRM_EARLIEST_DATE", "1990-01-01")
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", "/nonexistent/billbridge.toml")
+    spec = spec_for("hubspot", dates=Settings().crm_dates)
+    assert spec.mapping.window == (date(1990, 1, 1), date(2099, 12, 31))  # type: ignore[union-attr]

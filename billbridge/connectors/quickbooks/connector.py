@@ -16,9 +16,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
@@ -32,6 +33,7 @@ from billbridge.connectors.quickbooks.client import (
     classify_quickbooks,
 )
 from billbridge.connectors.quickbooks.tokens import IssuedTokens, TokenKeeper, TokenStore
+from billbridge.mapping.fields import Refused, map_each, record_id
 from billbridge.mapping.quickbooks import (
     CustomerSpec,
     amendments_in,
@@ -39,6 +41,7 @@ from billbridge.mapping.quickbooks import (
     customer_spec,
     document_payload,
     item_payload,
+    linked_invoice_ids,
     note_key,
     payment_amended,
     payment_deleted,
@@ -97,6 +100,7 @@ class AmendmentToRecord:
 class PaymentPage:
     payments: list[IncomingPayment]
     cursor: str  # the newest LastUpdatedTime in this page: store it after the page is safely stored
+    refused: list[Refused] = field(default_factory=list)  # payments the mapping could not read (to quarantine)
 
 
 @dataclass(frozen=True)
@@ -513,7 +517,8 @@ class QuickBooksConnector:
             for row in group.get("Payment", [])
             if row.get("status") == "Deleted"
         ]
-        return [payment_deleted(t) for t in tombstones]
+        deleted, _unreadable = map_each(tombstones, payment_deleted, lambda t: record_id(t, "Id"))
+        return deleted  # a tombstone without a readable Id names nothing to take back
 
     def _payment_pages(self, since: str, page_size: int) -> Iterator[PaymentPage]:
         numbers: dict[str, str] = {}  # QuickBooks Invoice Id -> our DocNumber, read once per pull
@@ -523,21 +528,17 @@ class QuickBooksConnector:
             rows = self.query(text).get("Payment", [])
             if not rows:
                 return
-            wanted = {
-                str(link["TxnId"])
-                for p in rows
-                for line in p.get("Line", [])
-                for link in line.get("LinkedTxn", [])
-                if link.get("TxnType") == "Invoice"
-            }
+            wanted = {txn for p in rows for txn in linked_invoice_ids(p)}
             unknown = wanted - numbers.keys()
             if unknown:
                 numbers |= {
                     i: str(r.get("DocNumber", ""))
                     for i, r in self._find("Invoice", "Id", unknown, "Id, DocNumber").items()
                 }
-            payments = [payment_from_qbo(row, numbers) for row in rows]
-            yield PaymentPage(payments, max(str(r["MetaData"]["LastUpdatedTime"]) for r in rows))
+            payments, refused = map_each(
+                rows, partial(payment_from_qbo, doc_numbers=numbers), partial(record_id, field="Id")
+            )
+            yield PaymentPage(payments, max(str(r["MetaData"]["LastUpdatedTime"]) for r in rows), refused)
             if len(rows) < page_size:
                 return
             start += page_size
