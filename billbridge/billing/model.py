@@ -20,6 +20,7 @@ from billbridge.billing.periods import CycleUnit
 from billbridge.billing.pricing import Money, Pricing
 
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(max_length=300)]  # what the store's name and email columns hold
 Timing = Literal["in_advance", "in_arrears"]
 ChargeKind = Literal["recurring", "usage", "one_time", "installments"]
 Aggregation = Literal["sum", "max", "count", "distinct", "last"]
@@ -40,7 +41,7 @@ class LegalEntity(_Model):
     """A selling company: its own currency, invoice numbering and books."""
 
     entity_ref: Ref
-    name: str
+    name: Name
     currency: str
     invoice_prefix: str = Field(description="Prefix of invoice numbers, e.g. US-INV-")
     credit_note_prefix: str | None = Field(
@@ -61,9 +62,9 @@ class LegalEntity(_Model):
 
 class Customer(_Model):
     customer_ref: Ref
-    name: str
+    name: Name
     entity_ref: Ref
-    email: str | None = None
+    email: Name | None = None
 
 
 class ProductPrice(_Model):
@@ -80,7 +81,7 @@ class Product(_Model):
     """A product. Usage events name usage products by ``product_ref`` (their usage_product_ref)."""
 
     product_ref: Ref
-    name: str
+    name: Name
     description: str | None = None
     prices: list[ProductPrice] = Field(default_factory=list)
 

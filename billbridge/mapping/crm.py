@@ -208,6 +208,7 @@ def map_deal(
     company_name = _namer(company.names)
     customer = build(
         Customer,
+        names={"name": company_name("name"), "email": company_name("email"), "customer_ref": name("company_id")},
         customer_ref=customer_ref(config, deal.company_id),
         name=_text(company.name, company_name("name")) or deal.company_id,
         entity_ref=entity_ref,

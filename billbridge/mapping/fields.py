@@ -161,15 +161,20 @@ def kind(value: Any) -> str:
     return f"{type(value).__name__} {shown(value)}"
 
 
-def build(model: type[M], where: str = "", **values: Any) -> M:
-    """A canonical model from mapped values; a value it refuses is a MappingError naming the field
-    (``where`` prefixes the path)."""
+def build(model: type[M], where: str = "", names: Mapping[str, str] | None = None, **values: Any) -> M:
+    """A canonical model from mapped values; a value it refuses is a MappingError naming the field:
+    the vendor's name for it where ``names`` (model field -> vendor field) has one, else its path in
+    the model (prefixed by ``where``)."""
     try:
         return model(**values)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        path = dotted_path(first["loc"])
-        field = f"{where}.{path}" if where and path else where or path or f"({model.__name__.lower()})"
+        loc = first["loc"]
+        if names and loc and loc[0] in names:
+            field = dotted_path((names[str(loc[0])], *loc[1:]))
+        else:
+            path = dotted_path(loc)
+            field = f"{where}.{path}" if where and path else where or path or f"({model.__name__.lower()})"
         raise MappingError(field, first["msg"]) from exc
 
 

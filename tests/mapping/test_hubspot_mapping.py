@@ -167,3 +167,11 @@ def test_the_window_of_plausible_dates_is_configurable() -> None:
         map_deal(deal, company, products, DEFAULT_MAPPING)
     widened = DEFAULT_MAPPING.model_copy(update={"earliest_date": date(1990, 1, 1)})
     assert map_deal(deal, company, products, widened).contract.contract_start_date == date(1999, 6, 1)
+
+
+def test_a_name_longer_than_the_store_keeps_is_refused_with_its_property() -> None:
+    """A company name of 301 characters failed the whole page on PostgreSQL (value too long)."""
+    with pytest.raises(MappingError) as error:
+        deal, company, products = bundle_to_crm(bundle(_set("company", "name", "N" * 301)))
+        map_deal(deal, company, products, DEFAULT_MAPPING)
+    assert error.value.field == "name" and "at most 300 characters" in str(error.value)  # HubSpot's property
