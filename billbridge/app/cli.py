@@ -555,9 +555,13 @@ def reconcile(
 @sync_app.command("crm")
 def sync_crm_command(
     source: Annotated[str, typer.Option("--source", help="salesforce, hubspot or stripe (subscriptions)")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every deal again, not only those changed since the last sync.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Pull the CRM's won deals (or Stripe's subscriptions) changed since the last sync and store them as contracts."""
+    """Pull the CRM's won deals (or Stripe's subscriptions) changed since the last sync and store them as contracts;
+    quarantined deals whose missing entity, customer or product is in the store now are retried first."""
     from billbridge.flows.crm_sync import spec_for, sync_pages
     from billbridge.flows.sync_crm import connect
 
@@ -576,6 +580,7 @@ def sync_crm_command(
             connect(source, settings),
             on_page=lambda s: progress.update(task, completed=s.deals_pulled),
             writer_process=settings.crm_sync_writer,
+            full=full,
         )
     if as_json:
         _json(summary.as_dict())
@@ -590,6 +595,8 @@ def sync_crm_command(
         str(summary.api_calls),
     )
     console.print(table)
+    if summary.retried:
+        console.print(f"{summary.retried} quarantined deal(s) retried: the store now has what they lacked")
     for error in summary.errors:
         err.print(f"[yellow]quarantined[/yellow] {error.key}: field [bold]{error.field}[/bold]: {error.message}")
 

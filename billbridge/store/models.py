@@ -339,6 +339,8 @@ class QuarantinedRecord(Base):
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     seen_count: Mapped[int] = mapped_column(Integer, default=1)
     resolved_at: Mapped[datetime | None]
+    # What the store lacked when the record was refused (``entities:eu-bv``): retried once it has it.
+    missing_ref: Mapped[str | None] = mapped_column(String(300))
 
 
 class OutboxMessage(Base):

@@ -1,11 +1,12 @@
-"""Quarantined records: kept with reason and raw payload, shown to users, cleared once the source is fixed."""
+"""Quarantined records: kept with reason and raw payload, shown to users, cleared once the source is
+fixed, or once the store has what a record was refused for lacking (``healed``: a sync retries them)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billbridge.store.models import QuarantinedRecord, utcnow
+from billbridge.store.reference import customer_ids, entity_ids, product_ids
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Entry:
     field: str | None
     reason: str
     payload: Any
+    missing: tuple[str, str] | None = None  # what the store lacked (record type, ref), if that was why
 
 
 KEY_MAX = 300  # record_key and field columns
@@ -51,10 +54,18 @@ def _storable_json(value: Any) -> Any:
 
 
 def quarantine(
-    session: Session, *, source: str, record_type: str, record_key: str, field: str | None, reason: str, payload: Any
+    session: Session,
+    *,
+    source: str,
+    record_type: str,
+    record_key: str,
+    field: str | None,
+    reason: str,
+    payload: Any,
+    missing: tuple[str, str] | None = None,
 ) -> None:
     """Keep a bad record (or refresh the entry when it comes back still bad)."""
-    quarantine_many(session, source=source, entries=[Entry(record_type, record_key, field, reason, payload)])
+    quarantine_many(session, source=source, entries=[Entry(record_type, record_key, field, reason, payload, missing)])
 
 
 def quarantine_many(session: Session, *, source: str, entries: Sequence[Entry]) -> None:
@@ -80,6 +91,7 @@ def quarantine_many(session: Session, *, source: str, entries: Sequence[Entry]) 
         stored = safe if isinstance(safe, dict) else {"value": safe}
         field = storable(entry.field, KEY_MAX) if entry.field is not None else None
         reason = storable(entry.reason)
+        missing = storable(f"{entry.missing[0]}:{entry.missing[1]}", KEY_MAX) if entry.missing else None
         row = existing.get(key)
         if row is None:
             session.add(
@@ -90,10 +102,11 @@ def quarantine_many(session: Session, *, source: str, entries: Sequence[Entry]) 
                     field=field,
                     reason=reason,
                     payload=stored,
+                    missing_ref=missing,
                 )
             )
             continue
-        row.field, row.reason, row.payload = field, reason, stored
+        row.field, row.reason, row.payload, row.missing_ref = field, reason, stored, missing
         row.last_seen = now
         row.seen_count += 1
         row.resolved_at = None
@@ -131,6 +144,63 @@ def resolve_many(session: Session, *, source: str, record_type: str, record_keys
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+MISSING_LOOKUPS: dict[str, Callable[[Session, Iterable[str]], Mapping[str, object]]] = {
+    "entities": entity_ids,
+    "customers": customer_ids,
+    "products": product_ids,
+}
+"""What a record can be refused for lacking, and how to tell whether the store has it now."""
+
+
+@dataclass(frozen=True)
+class Healed:
+    """An open entry whose missing entity, customer or product the store now has."""
+
+    record_type: str
+    record_key: str
+    payload: Any
+
+
+def healed(session: Session, *, source: str) -> list[Healed]:
+    """``source``'s open entries refused for lacking something the store has gained since (one
+    query for the entries, one per kind of reference), oldest first."""
+    rows = session.execute(
+        select(
+            QuarantinedRecord.record_type,
+            QuarantinedRecord.record_key,
+            QuarantinedRecord.missing_ref,
+            QuarantinedRecord.payload,
+        )
+        .where(
+            QuarantinedRecord.source == source,
+            QuarantinedRecord.resolved_at.is_(None),
+            QuarantinedRecord.missing_ref.is_not(None),
+        )
+        .order_by(QuarantinedRecord.id)
+    ).all()
+    wanted: dict[str, set[str]] = {}
+    for row in rows:
+        kind, _, ref = str(row.missing_ref).partition(":")
+        wanted.setdefault(kind, set()).add(ref)
+    present = {
+        f"{kind}:{ref}"
+        for kind, refs in wanted.items()
+        if kind in MISSING_LOOKUPS
+        for ref in MISSING_LOOKUPS[kind](session, refs)
+    }
+    return [Healed(r.record_type, r.record_key, r.payload) for r in rows if r.missing_ref in present]
+
+
+def open_keys(session: Session, *, source: str) -> set[tuple[str, str]]:
+    """(record type, record key) of ``source``'s open entries."""
+    rows = session.execute(
+        select(QuarantinedRecord.record_type, QuarantinedRecord.record_key).where(
+            QuarantinedRecord.source == source, QuarantinedRecord.resolved_at.is_(None)
+        )
+    )
+    return {(t, k) for t, k in rows}
 
 
 def has_open(session: Session, *, source: str, record_type: str) -> bool:

@@ -1,0 +1,26 @@
+"""quarantined_records.missing_ref: the entity, customer or product a record was refused for not
+finding (``entities:eu-bv``), so the next sync retries it once the store has it
+
+Revision ID: 0009
+Revises: 0007
+Create Date: 2026-12-04 16:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("quarantined_records", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("missing_ref", sa.String(length=300), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("quarantined_records", "missing_ref")
