@@ -227,6 +227,7 @@ def list_open(session: Session, *, source: str | None = None) -> list[dict[str, 
             "first_seen": r.first_seen,
             "last_seen": r.last_seen,
             "seen_count": r.seen_count,
+            "waiting_for": r.missing_ref,  # retried by the next sync once the store has it
             "payload": r.payload,
         }
         for r in session.scalars(query)

@@ -313,6 +313,10 @@ def test_deals_waiting_for_an_entity_are_stored_by_the_next_sync_once_it_is_impo
     held = open_quarantine(store, crm)
     assert waiting <= set(held)
     assert {held[ref] for ref in waiting} <= {"customer_ref", "entity_ref"}
+    rows = json.loads(runner.invoke(app, ["quarantine", "list", "--source", crm.name, "--json"]).stdout)
+    assert {r["waiting_for"] for r in rows if r["record_key"] in waiting} <= {f"entities:{missing}"} | {
+        f"customers:{r['record_key']}" for r in rows if r["record_type"] == "customers"
+    }
 
     file = tmp_path / "entity.json"
     file.write_text(json.dumps({"entities": [entity]}))
