@@ -489,6 +489,12 @@ def _print_outcomes(title: str, outcomes: dict[str, int], failures: list[tuple[A
         err.print(f"[yellow]{ref}[/yellow]: {reason}")
 
 
+def _print_leased(summary: Any) -> None:
+    """Messages another run holds (a killed run, until its lease runs out): said, not silent."""
+    if (held := summary.leased_text()) is not None:
+        err.print(f"[yellow]waiting[/yellow]: {held}", highlight=False)
+
+
 @app.command()
 def push(
     target: Annotated[str, typer.Option("--target", help="quickbooks or stripe")],
@@ -504,9 +510,10 @@ def push(
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
-        _json({"target": target, "outcomes": dict(summary.outcomes), "failures": summary.failures})
+        _json({"target": target, **summary.as_dict()})
     else:
         _print_outcomes(f"Push to {target}", dict(summary.outcomes), summary.failures)
+        _print_leased(summary)
 
 
 @app.command()
@@ -521,9 +528,10 @@ def collect(as_json: JsonOpt = False) -> None:
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
-        _json({"outcomes": dict(summary.outcomes), "failures": summary.failures})
+        _json(summary.as_dict())
     else:
         _print_outcomes("Auto-charge", dict(summary.outcomes), summary.failures)
+        _print_leased(summary)
 
 
 @app.command()
@@ -848,6 +856,9 @@ def status(as_json: JsonOpt = False) -> None:
             error = counts["errors"][0]["error"] if counts["errors"] else ""
             box.add_row(topic, *(str(counts[k]) for k in ("delivered", "due", "retrying", "parked")), error)
         console.print(box)
+        for topic, counts in data["outbox"].items():
+            if counts["leased"]:
+                console.print(f"{topic}: {counts['leased']} leased by a run (see billbridge outbox list)")
     if data["cursors"]:
         synced = Table("source", "stream", "last cursor saved (UTC)", title="sync cursors")
         for cursor in data["cursors"]:
@@ -860,7 +871,8 @@ def outbox_list(
     topic: Annotated[str | None, typer.Option(help="Only this topic (push.quickbooks, collect.stripe, ...).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Undelivered messages with their attempts, next try and last error (parked ones wait for a person)."""
+    """Undelivered messages with their attempts, next try and last error (parked ones wait for a person,
+    leased ones for the run that claimed them: after its lease they are due again)."""
     from billbridge.store import outbox
 
     with _store().read() as session:
@@ -872,12 +884,18 @@ def outbox_list(
         "id", "topic", "document / payment", "attempts", "next try", "last error", title="outbox: undelivered"
     )
     for row in rows:
+        if row["parked"]:
+            next_try = "parked"
+        elif row["leased_until"] is not None:
+            next_try = f"leased by {row['leased_by']} until {str(row['leased_until'])[:19]}"
+        else:
+            next_try = str(row["available_at"])[:19]
         table.add_row(
             str(row["id"]),
             row["topic"],
             str(row["reference"] or row["aggregate_id"]),
             str(row["attempts"]),
-            "parked" if row["parked"] else str(row["available_at"])[:19],
+            next_try,
             row["last_error"] or "",
         )
     console.print(table)

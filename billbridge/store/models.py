@@ -359,6 +359,8 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]  # a relay claimed it and holds it until then (None: not held)
+    leased_by: Mapped[str | None] = mapped_column(String(200))  # which run: "host pid N"
 
 
 class WebhookEvent(Base):

@@ -1,5 +1,7 @@
 """quarantined_records.missing_ref: the entity, customer or product a record was refused for not
-finding (``entities:eu-bv``), so the next sync retries it once the store has it
+finding (``entities:eu-bv``), so the next sync retries it once the store has it; outbox.leased_until
+and leased_by: which run holds a claimed message and until when, so a run that finds the work
+leased by another (a killed one) can say so
 
 Revision ID: 0009
 Revises: 0007
@@ -20,7 +22,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("quarantined_records", schema=None) as batch_op:
         batch_op.add_column(sa.Column("missing_ref", sa.String(length=300), nullable=True))
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("leased_until", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("leased_by", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("outbox", "leased_by")
+    op.drop_column("outbox", "leased_until")
     op.drop_column("quarantined_records", "missing_ref")
