@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
+from billbridge import redaction
 from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.engine import InvoiceDraft
 from billbridge.billing.lifecycle import InvalidTransition
@@ -48,6 +49,14 @@ app.add_typer(payments_app, name="payments")
 
 console = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _start() -> None:
+    """billbridge: quote-to-cash integration hub."""
+    redaction.install()  # whatever a command's vendor libraries log, no credential is in it
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Bill as of this date (YYYY-MM-DD); default today.")]
 EXAMPLES = CHECKOUT / "examples" / "contracts"

@@ -24,6 +24,7 @@ from billbridge.app.settings import Settings
 from billbridge.billing.currency import quantum
 from billbridge.billing.metrics import arr, mrr
 from billbridge.flows.importing import import_document
+from billbridge.private_files import private_file
 from billbridge.sandbox import demo_world
 from billbridge.store import quarantine
 from billbridge.store.contracts import current_contracts
@@ -219,7 +220,7 @@ def fresh_demo_store(data_dir: Path) -> str:
     path = data_dir / "demo.db"
     for leftover in (path, path.with_name("demo.db-wal"), path.with_name("demo.db-shm")):
         leftover.unlink(missing_ok=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_file(path)
     return f"sqlite:///{path}"
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from billbridge.private_files import private_file
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 4_242_001  # PostgreSQL advisory lock id: one migrating process at a time
 
@@ -40,7 +42,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Made here, the store is 0600 in a 0700 folder; SQLite gives its -wal and -shm files
+            # the database file's mode.
+            private_file(Path(database))
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _sqlite_transactions(engine)
         return engine
