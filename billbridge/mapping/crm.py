@@ -41,6 +41,7 @@ __all__ = ["MappingError"]  # where the CRM mappings have always found it
 Charge = Literal["recurring", "usage", "one_time"]
 _PRICING: TypeAdapter[Pricing] = TypeAdapter(Pricing)
 _EPOCH_MS = re.compile(r"[0-9]+")  # HubSpot date properties may come as epoch milliseconds
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 EARLIEST_DATE = date(2000, 1, 1)
 LATEST_DATE = date(2099, 12, 31)
 
@@ -309,7 +310,11 @@ def _line(
     line_start = _date(line.start_date, name("start_date"), window) or start
     line_end = _date(line.end_date, name("end_date"), window) or end
     kind = {"recurring": "recurring", "usage": "usage", "one_time": "one_time"}[charge]
-    aggregation = _text(crm_product.usage_aggregation, _namer(crm_product.names)("usage_aggregation"))
+    aggregation = (
+        _text(crm_product.usage_aggregation, _namer(crm_product.names)("usage_aggregation"))
+        if kind == "usage"
+        else None
+    )
     return build(
         ContractLine,
         f"line {line.line_id}",
@@ -358,9 +363,10 @@ def _namer(names: Mapping[str, str]) -> Any:
 # MappingError naming that field, whatever the value (``fields.field_parser``).
 
 
-@field_parser
 def _text(value: Any, field_name: str) -> str | None:
-    return None if value is None else fields.text(value)
+    if value is None:
+        return None
+    return fields.plain_text(value) or fields.parse(field_name, fields.text, value)
 
 
 @field_parser
@@ -382,18 +388,17 @@ def _date(value: Any, field_name: str, window: tuple[date, date], *, required: b
     elif isinstance(value, date):
         day = value
     else:
-        text = _text(value, field_name)
+        text = None if value is None else fields.text(value)
         if text is None:
             if required:
                 raise MappingError(field_name, "missing (the billing start date is required)")
             return None
-        if _EPOCH_MS.fullmatch(text):
+        if _DAY.match(text):  # YYYY-MM-DD, perhaps with a time after it
+            day = date.fromisoformat(text[:10])
+        elif _EPOCH_MS.fullmatch(text):
             day = (EPOCH + timedelta(milliseconds=int(text))).date()
         else:
-            try:
-                day = fields.iso_date(text)
-            except ValueError:
-                raise MappingError(field_name, f"not a date: {fields.shown(text)}") from None
+            raise MappingError(field_name, f"not a date: {fields.shown(text)}")
     earliest, latest = window
     if not earliest <= day <= latest:
         raise MappingError(
@@ -403,13 +408,14 @@ def _date(value: Any, field_name: str, window: tuple[date, date], *, required: b
     return day
 
 
-@field_parser
 def _decimal(value: Any, field_name: str, default: Any = ...) -> Any:
+    if type(value) is str and fields.plain_number(value):  # the usual case, read at once
+        return Decimal(value)
     if value is None or (isinstance(value, str) and not value.strip()):
         if default is ...:
             raise MappingError(field_name, "missing")
         return default
-    return fields.number(value)
+    return fields.parse(field_name, fields.number, value)
 
 
 @field_parser

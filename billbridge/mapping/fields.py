@@ -44,6 +44,8 @@ REQUIRED: Any = object()  # ``read``'s default: a missing or null value is an er
 DIGITS_MAX = 15  # a number read from a vendor has at most this many digits before the point...
 PLACES_MAX = 12  # ...and this many after (Stripe's *_decimal prices have 12)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+plain_number = re.compile(rf"[+-]?[0-9]{{1,{DIGITS_MAX}}}(?:\.[0-9]{{1,{PLACES_MAX}}})?").fullmatch
+"""Whether a text is a number ``number`` takes as it is (at most DIGITS_MAX digits and PLACES_MAX decimals)."""
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # ASCII digits only: no "1_000", no "٣"
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -112,11 +114,17 @@ def _reason(exc: Exception) -> str:
 
 
 def field_parser(parser: Callable[Concatenate[Any, str, P], T]) -> Callable[Concatenate[Any, str, P], T]:
-    """A parser taking ``(value, field_name, ...)`` that raises only MappingError (naming the field)."""
+    """A parser taking ``(value, field_name, ...)`` that raises only MappingError (naming the field):
+    ``parse``, inlined (a sync reads millions of values)."""
 
     @wraps(parser)
     def reader(value: Any, field: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return parse(field, parser, value, field, *args, **kwargs)
+        try:
+            return parser(value, field, *args, **kwargs)
+        except MappingError:
+            raise
+        except PARSE_FAILURES as exc:
+            raise MappingError(field, f"cannot read {shown(value)}: {_reason(exc)}") from exc
 
     return reader
 
@@ -132,20 +140,26 @@ def read(
     """The value at the dotted ``path`` of a vendor record (``"CustomerRef.value"``), parsed by
     ``parser``. Missing or null: ``default``, or a MappingError when there is none. ``name`` is the
     field as errors name it (default: ``path``)."""
-    field = name or path
     value = record
-    for part in path.split("."):
+    for part in path.split(".") if "." in path else (path,):
         if value is None:
             break
-        if not isinstance(value, Mapping):
-            raise MappingError(field, f"expected an object with {part!r}, got {kind(value)}")
+        if type(value) is not dict and not isinstance(value, Mapping):
+            raise MappingError(name or path, f"expected an object with {part!r}, got {kind(value)}")
         value = value.get(part)
     if value is None:
         if default is REQUIRED:
-            raise MappingError(field, "missing")
+            raise MappingError(name or path, "missing")
         out: T = default
         return out
-    return value if parser is None else parse(field, parser, value)
+    if parser is None:
+        return value
+    try:  # ``parse``, inlined (a sync reads millions of values)
+        return parser(value)
+    except MappingError:
+        raise
+    except PARSE_FAILURES as exc:
+        raise MappingError(name or path, f"cannot read {shown(value)}: {_reason(exc)}") from exc
 
 
 def kind(value: Any) -> str:
@@ -184,18 +198,30 @@ def build(model: type[M], where: str = "", names: Mapping[str, str] | None = Non
 def string(value: Any) -> str:
     """A value as text, as it is. Numbers read as their text. Refused: objects, lists, true/false,
     and characters no store keeps (NUL, unpaired surrogates)."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+    if type(value) is str:
+        out = value
+    elif isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise TypeError(f"expected text, got {kind(value)}")
-    out = str(value)
+    else:
+        out = str(value)
+    if not out.isascii():
+        out.encode("utf-8")  # an unpaired surrogate raises UnicodeEncodeError
     if "\x00" in out:
         raise ValueError("contains a NUL character")
-    out.encode("utf-8")  # an unpaired surrogate raises UnicodeEncodeError
     return out
 
 
 def text(value: Any) -> str | None:
     """``string``, stripped; None when blank."""
-    return string(value).strip() or None
+    return plain_text(value) or string(value).strip() or None
+
+
+def plain_text(value: Any) -> str | None:
+    """The usual case of ``text`` at no cost: an ASCII string without NUL, stripped; None for
+    anything else (blank included)."""
+    if type(value) is str and value.isascii() and "\x00" not in value:
+        return value.strip() or None
+    return None
 
 
 def required_text(value: Any) -> str:
@@ -209,6 +235,8 @@ def number(value: Any) -> Decimal:
     """An exact decimal from a string, an integer or a JSON float (through its shortest repr, never
     its binary value). Refused: true/false, objects, non-finite values, and numbers no amount or
     quantity has (more than DIGITS_MAX digits before the point or PLACES_MAX after)."""
+    if type(value) is str and plain_number(value):  # the usual case: within range by its form
+        return Decimal(value)
     if isinstance(value, bool):
         raise TypeError("expected a number, got true or false")
     if isinstance(value, float):

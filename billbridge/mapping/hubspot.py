@@ -68,13 +68,17 @@ DEFAULT_PROPERTIES = HubSpotProperties()
 
 
 def _props(record: Any, what: str) -> Mapping[str, Any]:
+    props = record.get("properties") if type(record) is dict else None
+    if type(props) is dict:
+        return props
     ident = record.get("id") if isinstance(record, Mapping) else None
     shown = ident if isinstance(ident, str) else fields.shown(ident)
     return read(record, "properties", fields.mapping, name=f"{what} {shown} properties")
 
 
 def _id(record: Any, what: str) -> str:
-    return read(record, "id", fields.required_text, name=f"{what} id")
+    found = fields.plain_text(record.get("id")) if type(record) is dict else None
+    return found or read(record, "id", fields.required_text, name=f"{what} id")
 
 
 def _first(lines: list[Mapping[str, Any]], name: str) -> Any:

@@ -18,7 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billbridge.connectors.base import DealBundle
 from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct
-from billbridge.mapping.fields import field_parser, mapping, objects, parse, read, required_text, string, text
+from billbridge.mapping.fields import (
+    field_parser,
+    mapping,
+    objects,
+    parse,
+    plain_text,
+    read,
+    required_text,
+    string,
+    text,
+)
 
 DEFAULT_MAPPING = CrmMapping(won_stages=["Closed Won"], ref_prefix="sf-")
 LINES = "OpportunityLineItems"
@@ -90,7 +100,8 @@ def _modstamp(value: Any, field: str) -> datetime | None:
 
 
 def _id(record: Any, name: str, field: str = "Id") -> str:
-    return read(record, field, required_text, name=name)
+    found = plain_text(record.get(field)) if type(record) is dict else None
+    return found or read(record, field, required_text, name=name)
 
 
 def product_to_crm(product: Mapping[str, Any], fields: SalesforceFields = DEFAULT_FIELDS) -> CrmProduct:
