@@ -91,9 +91,6 @@ def claim(
     return claimed
 
 
-_RELEASED = {"leased_until": None, "leased_by": None}
-
-
 def mark_delivered(session: Session, message_id: int, *, count_attempt: bool = True) -> None:
     """``count_attempt`` False when the claim counted it already (a leased claim)."""
     message = session.get(OutboxMessage, message_id)
@@ -110,7 +107,7 @@ def mark_delivered_many(session: Session, message_ids: Sequence[int]) -> None:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(message_ids))
-            .values(delivered_at=utcnow(), last_error=None, **_RELEASED)
+            .values(delivered_at=utcnow(), last_error=None, leased_until=None, leased_by=None)
             .execution_options(synchronize_session=False)
         )
 
