@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from billbridge import redaction
 from billbridge.api import errors, routes_resources, routes_usage, routes_webhooks, routes_write, write_models
 from billbridge.api.lookups import Lookups
 from billbridge.api.query import declared_parameters_only
@@ -55,8 +56,10 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     """The API over ``store`` (opened and migrated by the caller).
 
     With ``settings.webhooks_inline`` a background thread acts on stored webhook events
-    (``app.state.webhook_worker``; stopped on shutdown).
+    (``app.state.webhook_worker``; stopped on shutdown). Credentials in the logs of the vendor calls
+    they make are redacted (``billbridge.redaction``).
     """
+    redaction.install()
     settings = settings or Settings()
     worker = WebhookWorker(lambda: _process_webhooks(store, settings)) if settings.webhooks_inline else None
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
+from billbridge import redaction
 from billbridge.app.errors import Commands, fail
 from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.currency import money_display, money_str
@@ -74,6 +75,7 @@ def choose_store(
     ] = False,
 ) -> None:
     """Options of every command: which store it works on."""
+    redaction.install()  # whatever a command's vendor libraries log, no credential is in it
     if store is not None and demo_store:
         raise typer.BadParameter("give --store or --demo, not both", param_hint="--demo")
     if demo_store:
@@ -595,6 +597,12 @@ def _print_outcomes(title: str, outcomes: dict[str, int], failures: list[tuple[A
         err.print(f"[yellow]{ref}[/yellow]: {reason}")
 
 
+def _print_leased(summary: Any) -> None:
+    """Messages another run holds (a killed run, until its lease runs out): said, not silent."""
+    if (held := summary.leased_text()) is not None:
+        err.print(f"[yellow]waiting[/yellow]: {held}", highlight=False)
+
+
 @app.command()
 def push(
     target: Annotated[str, typer.Option("--target", help="quickbooks or stripe")],
@@ -610,9 +618,10 @@ def push(
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
-        _json({"target": target, "outcomes": dict(summary.outcomes), "failures": summary.failures})
+        _json({"target": target, **summary.as_dict()})
     else:
         _print_outcomes(f"Push to {target}", dict(summary.outcomes), summary.failures)
+        _print_leased(summary)
 
 
 @app.command()
@@ -627,9 +636,10 @@ def collect(as_json: JsonOpt = False) -> None:
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
-        _json({"outcomes": dict(summary.outcomes), "failures": summary.failures})
+        _json(summary.as_dict())
     else:
         _print_outcomes("Auto-charge", dict(summary.outcomes), summary.failures)
+        _print_leased(summary)
 
 
 @app.command()
@@ -651,22 +661,31 @@ def reconcile(
     else:
         outcomes = dict(summary.outcomes) | {f"entered in QuickBooks: {k}": v for k, v in summary.mirrored.items()}
         _print_outcomes(f"Reconciliation: {source}", outcomes, summary.unmatched)
+        for refused in summary.quarantined:
+            err.print(
+                f"[yellow]quarantined[/yellow] {refused.key}: field [bold]{refused.field}[/bold]: {refused.reason}",
+                highlight=False,
+            )
 
 
 @sync_app.command("crm")
 def sync_crm_command(
     source: Annotated[str, typer.Option("--source", help="salesforce, hubspot or stripe (subscriptions)")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every deal again, not only those changed since the last sync.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Pull the CRM's won deals (or Stripe's subscriptions) changed since the last sync and store them as contracts."""
+    """Pull the CRM's won deals (or Stripe's subscriptions) changed since the last sync and store them as contracts;
+    quarantined deals whose missing entity, customer or product is in the store now are retried first."""
     from billbridge.flows.crm_sync import spec_for, sync_pages
     from billbridge.flows.sync_crm import connect
 
+    settings = Settings()
     try:
-        spec = spec_for(source)
+        spec = spec_for(source, dates=settings.crm_dates)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--source") from None
-    settings = Settings()
     store = open_store(settings.database)
     crm = connect(source, settings)  # before the progress line: a missing setting is said on its own
     columns = (TextColumn(f"syncing {source}"), TextColumn("{task.completed} deals"), TimeElapsedColumn())
@@ -678,6 +697,7 @@ def sync_crm_command(
             crm,
             on_page=lambda s: progress.update(task, completed=s.deals_pulled),
             writer_process=settings.crm_sync_writer,
+            full=full,
         )
     if as_json:
         _json(summary.as_dict())
@@ -692,6 +712,8 @@ def sync_crm_command(
         str(summary.api_calls),
     )
     console.print(table)
+    if summary.retried:
+        console.print(f"{summary.retried} quarantined deal(s) retried: the store now has what they lacked")
     for error in summary.errors:
         err.print(f"[yellow]quarantined[/yellow] {error.key}: field [bold]{error.field}[/bold]: {error.message}")
 
@@ -945,6 +967,9 @@ def status(as_json: JsonOpt = False) -> None:
             error = counts["errors"][0]["error"] if counts["errors"] else ""
             box.add_row(topic, *(str(counts[k]) for k in ("delivered", "due", "retrying", "parked")), error)
         console.print(box)
+        for topic, counts in data["outbox"].items():
+            if counts["leased"]:
+                console.print(f"{topic}: {counts['leased']} leased by a run (see billbridge outbox list)")
     if data["cursors"]:
         synced = Table("source", "stream", "last cursor saved (UTC)", title="sync cursors")
         for cursor in data["cursors"]:
@@ -957,7 +982,8 @@ def outbox_list(
     topic: Annotated[str | None, typer.Option(help="Only this topic (push.quickbooks, collect.stripe, ...).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Undelivered messages with their attempts, next try and last error (parked ones wait for a person)."""
+    """Undelivered messages with their attempts, next try and last error (parked ones wait for a person,
+    leased ones for the run that claimed them: after its lease they are due again)."""
     from billbridge.store import outbox
 
     with _store().read() as session:
@@ -969,12 +995,18 @@ def outbox_list(
         "id", "topic", "document / payment", "attempts", "next try", "last error", title="outbox: undelivered"
     )
     for row in rows:
+        if row["parked"]:
+            next_try = "parked"
+        elif row["leased_until"] is not None:
+            next_try = f"leased by {row['leased_by']} until {str(row['leased_until'])[:19]}"
+        else:
+            next_try = str(row["available_at"])[:19]
         table.add_row(
             str(row["id"]),
             row["topic"],
             str(row["reference"] or row["aggregate_id"]),
             str(row["attempts"]),
-            "parked" if row["parked"] else str(row["available_at"])[:19],
+            next_try,
             row["last_error"] or "",
         )
     console.print(table)

@@ -25,6 +25,7 @@ from billbridge.billing.currency import quantum
 from billbridge.billing.metrics import arr, mrr
 from billbridge.errors import UserError
 from billbridge.flows.importing import import_document
+from billbridge.private_files import private_file
 from billbridge.sandbox import demo_world
 from billbridge.store import quarantine
 from billbridge.store.contracts import current_contracts
@@ -244,7 +245,7 @@ def demo_world_store(data_dir: Path, name: str) -> str:
     path = data_dir / name
     for leftover in (path, path.with_name(f"{name}-wal"), path.with_name(f"{name}-shm")):
         leftover.unlink(missing_ok=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_file(path)
     url = f"sqlite:///{path}"
     store = open_store(url)
     try:

@@ -1,7 +1,7 @@
 """Sealing secrets the store must keep (rotating OAuth refresh tokens): Fernet with the installation's key.
 
 The key comes from ``BILLBRIDGE_SECRET_KEY`` (or the config file); without one, a key is generated
-once into ``<data_dir>/secret.key`` (mode 0600), which suits the embedded single-machine setup.
+once into ``<data_dir>/secret.key`` (mode 0600, in a 0700 folder if it makes it), which suits the embedded single-machine setup.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from billbridge.private_files import FILE_MODE, private_folder
 
 
 class SealError(ValueError):
@@ -26,8 +28,8 @@ class Sealer:
             return cls(secret_key.encode())
         path = data_dir / "secret.key"
         if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            private_folder(data_dir)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             with os.fdopen(descriptor, "wb") as out:
                 out.write(Fernet.generate_key())
         return cls(path.read_bytes().strip())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from billbridge.billing.matching import MATCH_WINDOW_DAYS
 from billbridge.connectors.hubspot.settings import HubSpotSettings
 from billbridge.connectors.salesforce.settings import SalesforceSettings
 from billbridge.errors import NotConfigured
+from billbridge.mapping.crm import EARLIEST_DATE, LATEST_DATE
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -130,6 +132,13 @@ class Settings(BaseSettings):
         description="Store a CRM sync's pages in a writer process while the next ones are mapped: true, false, or "
         "unset (default): for a full pull or a large page, when there are two CPUs and the store is not in memory",
     )
+    crm_earliest_date: date = Field(
+        default=EARLIEST_DATE,
+        description="CRM deals whose dates (start, end, line dates) fall before this are quarantined as implausible",
+    )
+    crm_latest_date: date = Field(
+        default=LATEST_DATE, description="CRM deals whose dates fall after this are quarantined as implausible"
+    )
     match_window_days: int = Field(
         default=MATCH_WINDOW_DAYS,
         ge=0,
@@ -183,6 +192,11 @@ class Settings(BaseSettings):
             PrefectSecretBlock(settings_cls),
             TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
         )
+
+    @property
+    def crm_dates(self) -> tuple[date, date]:
+        """The window of plausible CRM dates (``crm_earliest_date`` to ``crm_latest_date``)."""
+        return self.crm_earliest_date, self.crm_latest_date
 
     @property
     def database(self) -> str:

@@ -12,11 +12,12 @@ from billbridge.billing.model import Contract, ContractLine, Product
 
 
 class PriceBookError(ValueError):
-    """A line names a product or price the price book does not have. ``field`` is the offending path."""
+    """A line names a product or price the price book does not have. ``field`` is the offending path;
+    ``missing`` the (record type, ref) whose arrival would resolve it, where there is one."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, missing: tuple[str, str] | None = None) -> None:
         super().__init__(message)
-        self.field = field
+        self.field, self.missing = field, missing
 
 
 def resolve_prices(contract: Contract, products: Mapping[str, Product]) -> Contract:
@@ -26,7 +27,9 @@ def resolve_prices(contract: Contract, products: Mapping[str, Product]) -> Contr
         where = f"lines[{index}]"
         product = products.get(line.product_ref)
         if product is None:
-            raise PriceBookError(f"{where}.product_ref", f"unknown product {line.product_ref!r}")
+            raise PriceBookError(
+                f"{where}.product_ref", f"unknown product {line.product_ref!r}", ("products", line.product_ref)
+            )
         pricing = line.pricing
         if pricing is None:
             if line.price_ref is not None:

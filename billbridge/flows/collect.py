@@ -73,4 +73,4 @@ def collect_payments() -> dict[str, Any]:
     with vendor_slot("stripe"):
         summary = collect(store, settings)
     create_markdown_artifact(push_markdown(summary), key="collect-stripe", description="Auto-charge")
-    return {"outcomes": dict(summary.outcomes), "failures": summary.failures}
+    return summary.as_dict()

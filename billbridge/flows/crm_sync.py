@@ -6,6 +6,12 @@ the rules in mapping/crm.py), ``SubscriptionSourceSpec`` Stripe subscriptions (m
 contracts Stripe itself bills, kept for reporting). The storage is store/'s. Each page is stored
 in one transaction together with the cursor that follows it, so a crash or a rerun repeats at most
 one page, and repeating a page changes nothing.
+
+A record refused because the store lacked its legal entity, customer or product is kept in the
+quarantine with what it lacked; the cursor moves on. Each sync first retries, from their kept
+payloads, the records whose missing entity, customer or product the store has since gained
+(``retry_healed``), so importing an entity bills the deals waiting for it without anyone editing
+them in the CRM. A full sync (``full=True``) reads everything again, for what nothing else covers.
 """
 
 from __future__ import annotations
@@ -32,12 +38,12 @@ from billbridge.mapping.crm import (
     CrmDeal,
     CrmMapping,
     CrmProduct,
-    MappingError,
     contract_ref,
     ended_by_deletion,
     is_won,
     map_deal,
 )
+from billbridge.mapping.fields import PARSE_FAILURES, MappingError
 from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, current_contracts, lookups_for, save_contract
@@ -121,6 +127,7 @@ class SyncSummary:
     deals_pulled: int = 0
     not_won: int = 0
     deleted: int = 0
+    retried: int = 0  # quarantined deals retried because the store gained what they lacked
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[RecordError] = field(default_factory=list)
 
@@ -132,6 +139,7 @@ class SyncSummary:
             "deals_pulled": self.deals_pulled,
             "not_won": self.not_won,
             "deleted": self.deleted,
+            "retried_from_quarantine": self.retried,
             "counts": dict(sorted(self.counts.items())),
             "errors": [{"record": e.key, "field": e.field, "message": e.message} for e in self.errors],
         }
@@ -141,6 +149,7 @@ class SyncSummary:
         c = self.counts
         rows = [
             ("deals pulled", self.deals_pulled),
+            ("retried from the quarantine (what they lacked is here now)", self.retried),
             ("not (yet) won / never started, skipped", self.not_won),
             ("contracts created", c["contracts.created"]),
             ("contracts updated (new version)", c["contracts.updated"]),
@@ -185,8 +194,7 @@ def map_page(
     errors: list[RecordError] = []
     not_won: list[str] = []
     for index, bundle in enumerate(page.bundles):
-        deal_id = str(bundle.deal.get("Id") or bundle.deal.get("id") or f"page-record-{index}")
-        key = spec.ref(deal_id)
+        key = spec.ref(_record_id(bundle.deal, f"page-record-{index}"))
         payload = _payload(bundle)
         try:
             mapped = spec.map_bundle(bundle, caches)
@@ -194,10 +202,10 @@ def map_page(
                 not_won.append(key)
                 continue
         except MappingError as exc:
-            errors.append(RecordError("contracts", index, key, exc.field, str(exc).split(": ", 1)[-1], payload))
+            errors.append(RecordError("contracts", index, key, exc.field, exc.message, payload))
             continue
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a malformed vendor payload
-            errors.append(RecordError("contracts", index, key, "(payload)", f"malformed record: {exc!r}", payload))
+        except PARSE_FAILURES as exc:  # a mapping that let one through: the record is still only quarantined
+            errors.append(RecordError("contracts", index, key, "(record)", f"malformed record: {exc!r}", payload))
             continue
         for section, model, ref in (
             ("customers", mapped.customer, mapped.customer.customer_ref),
@@ -255,12 +263,45 @@ def store_mapped(
         if not mapped.payloads and any(e.payload is None for e in imported.errors):
             raise NeedsPayloads(spec.name)  # rolls the page back
         quarantine_invalid(session, mapped.errors, imported, source=spec.name)
-        # A deal that left the won stages is no longer a contract candidate: its old entry is moot.
-        quarantine.resolve_many(session, source=spec.name, record_type="contracts", record_keys=mapped.not_won)
+        # A deal that left the won stages, or was deleted, is no longer a contract candidate: its
+        # old entry is moot (and never retried).
+        gone = mapped.not_won + [spec.ref(i) for i in page.deleted_ids]
+        quarantine.resolve_many(session, source=spec.name, record_type="contracts", record_keys=gone)
         _end_deleted(session, spec, [spec.ref(i) for i in page.deleted_ids], today, imported)
         if page.cursor is not None:
             set_cursor(session, spec.name, spec.stream, page.cursor)
     return imported
+
+
+RETRY_ROUNDS = 3  # a retried customer lets its company's other deals in, on the next round
+
+
+def retry_healed(store: Store, spec: SourceSpec, summary: SyncSummary, *, today: date, caches: MappingCaches) -> None:
+    """Store again, from their kept payloads, the quarantined records of ``spec`` whose missing legal
+    entity, customer or product the store has gained since they were refused. Of each payload only
+    the records still quarantined are stored: one taken in since (or moot) is left as it is. A
+    round that stores customers lets in, on the next, the deals of theirs that waited for them."""
+    tried: set[str] = set()
+    for _round in range(RETRY_ROUNDS):
+        with store.read() as session:
+            healed = quarantine.healed(session, source=spec.name)
+            held = quarantine.open_keys(session, source=spec.name) if healed else set()
+        bundles = {}
+        for entry in healed:
+            bundle = bundle_of(entry.payload)
+            if bundle is not None:
+                bundles[spec.ref(_record_id(bundle.deal))] = bundle
+        new = bundles.keys() - tried
+        if not new:  # nothing new to try: what is still missing is not here yet
+            return
+        tried |= new
+        mapped = map_page(DealPage(list(bundles.values())), spec, caches)
+        mapped.records = [r for r in mapped.records if (r.section, r.key) in held]
+        mapped.errors = [e for e in mapped.errors if (e.section, e.key) in held]
+        imported = store_mapped(store, spec, PageToStore([], None), mapped, today=today)
+        summary.retried += len(new)
+        summary.counts.update(imported.counts)
+        summary.errors.extend(imported.errors)
 
 
 def count_page(summary: SyncSummary, page: DealPage, mapped: MappedPage, imported: ImportSummary) -> None:
@@ -319,16 +360,19 @@ def sync_pages(
     run_page: Callable[[Callable[[], None]], None] | None = None,
     on_page: Callable[[SyncSummary], None] | None = None,
     writer_process: bool | None = None,
+    full: bool = False,
 ) -> SyncSummary:
-    """Pull from the stored cursor and store page by page. ``run_page`` runs each page's work (the
-    Prefect flow makes it a task); ``on_page`` reports progress. ``writer_process``: store the pages
-    in a writer process while the next ones are mapped (flows/page_writer.py); None: when a page is
-    large enough to be worth it and there is a CPU to spare."""
+    """Retry the quarantined records the store now has what they lacked for (``retry_healed``),
+    then pull from the stored cursor (``full``: from the beginning, everything again) and store
+    page by page. ``run_page`` runs each page's work (the Prefect flow makes it a task);
+    ``on_page`` reports progress. ``writer_process``: store the pages in a writer process while the
+    next ones are mapped (flows/page_writer.py); None: when a page is large enough to be worth it
+    and there is a CPU to spare."""
     from billbridge.flows.page_writer import PageWriter, StoreTicket
 
     today = today or datetime.now(UTC).date()
     with store.read() as session:
-        cursor = get_cursor(session, spec.name, spec.stream)
+        cursor = None if full else get_cursor(session, spec.name, spec.stream)
     summary = SyncSummary(spec.name)
     caches = MappingCaches()
     # A full pull (no cursor yet) is the long one: its writer starts while the first page is fetched.
@@ -345,6 +389,7 @@ def sync_pages(
         run(lambda: count_page(summary, page, mapped, ticket.result()))
 
     try:
+        run(partial(retry_healed, store, spec, summary, today=today, caches=caches))
         with bulk_gc():
             for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
                 if writer is None and _wants_writer(writer_process, store, page):
@@ -395,17 +440,25 @@ class Source(NamedTuple):
     kind: str = "deals"
 
 
-def _deal_spec(name: str, module: Any, mapping: Any) -> SourceSpec:
-    """A CRM: its mapping module declares ``bundle_to_crm`` and ``DEFAULT_MAPPING``."""
-    return CrmSourceSpec(name, module.bundle_to_crm, mapping or module.DEFAULT_MAPPING)
+Dates = tuple[date, date] | None
 
 
-def _subscription_spec(name: str, module: Any, mapping: Any) -> SourceSpec:
-    """Stripe subscriptions: mapped by ``map_subscription`` with a ``StripeSubscriptionMapping``."""
+def _deal_spec(name: str, module: Any, mapping: Any, dates: Dates) -> SourceSpec:
+    """A CRM: its mapping module declares ``bundle_to_crm`` and ``DEFAULT_MAPPING``; ``dates`` is the
+    installation's window of plausible dates (settings ``crm_earliest_date``, ``crm_latest_date``)."""
+    mapping = mapping or module.DEFAULT_MAPPING
+    if dates is not None:
+        mapping = mapping.model_copy(update={"earliest_date": dates[0], "latest_date": dates[1]})
+    return CrmSourceSpec(name, module.bundle_to_crm, mapping)
+
+
+def _subscription_spec(name: str, module: Any, mapping: Any, dates: Dates) -> SourceSpec:
+    """Stripe subscriptions: mapped by ``map_subscription`` with a ``StripeSubscriptionMapping`` (their
+    dates are Stripe's own timestamps, not typed in by a person: no window)."""
     return SubscriptionSourceSpec(name, mapping or StripeSubscriptionMapping())
 
 
-SPEC_KINDS: dict[str, Callable[[str, Any, Any], SourceSpec]] = {
+SPEC_KINDS: dict[str, Callable[[str, Any, Any, Dates], SourceSpec]] = {
     "deals": _deal_spec,
     "subscriptions": _subscription_spec,
 }
@@ -419,16 +472,49 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def spec_for(name: str, mapping: CrmMapping | StripeSubscriptionMapping | None = None) -> SourceSpec:
-    """The declared spec of a source, with the installation's mapping or the documented default."""
+def spec_for(
+    name: str, mapping: CrmMapping | StripeSubscriptionMapping | None = None, *, dates: Dates = None
+) -> SourceSpec:
+    """The declared spec of a source, with the installation's mapping or the documented default
+    (and, for a CRM, ``dates``: the window of plausible dates)."""
     if name not in SOURCES:
         raise ValueError(f"unknown CRM source {name!r} (expected {', '.join(SOURCES)})")
     source = SOURCES[name]
-    return SPEC_KINDS[source.kind](name, importlib.import_module(source.mapping_module), mapping)
+    return SPEC_KINDS[source.kind](name, importlib.import_module(source.mapping_module), mapping, dates)
+
+
+def _record_id(deal: Any, default: str = "(no id)") -> str:
+    """A vendor deal's id (Salesforce ``Id``, HubSpot and Stripe ``id``), whatever the record holds."""
+    found = (deal.get("Id") or deal.get("id")) if isinstance(deal, dict) else None
+    return str(found) if found is not None else default
 
 
 def _payload(bundle: DealBundle) -> dict[str, Any]:
-    """What a quarantine entry keeps: the deal, its lines and company (and the prices its lines name,
-    where they come apart) as the vendor sent them."""
-    payload = {"deal": bundle.deal, "lines": bundle.lines, "company": bundle.company}
-    return payload | {"prices": bundle.prices} if bundle.prices else payload
+    """What a quarantine entry keeps: the deal, its lines, company and products (and the prices its
+    lines name, where they come apart) as the vendor sent them: all it takes to map it again."""
+    payload: dict[str, Any] = {
+        "deal": bundle.deal,
+        "lines": bundle.lines,
+        "company": bundle.company,
+        "products": bundle.products,
+    }
+    if bundle.prices:
+        payload["prices"] = bundle.prices
+    if bundle.changed_at is not None:
+        payload["changed_at"] = bundle.changed_at
+    return payload
+
+
+def bundle_of(payload: Any) -> DealBundle | None:
+    """The bundle a quarantine entry's payload keeps (``_payload``); None for one kept before the
+    products were (those are read again by a full sync)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("deal"), dict) or "products" not in payload:
+        return None
+    return DealBundle(
+        payload["deal"],
+        payload.get("lines") or [],
+        payload.get("company"),
+        payload.get("products") or {},
+        payload.get("prices") or {},
+        payload.get("changed_at"),
+    )

@@ -259,6 +259,7 @@ def _refuse(session: Session, record: ParsedRecord, exc: Exception, summary: Imp
         field=error.field,
         reason=error.message,
         payload=record.payload,
+        missing=getattr(exc, "missing", None),  # a sync retries the record once the store has it
     )
 
 

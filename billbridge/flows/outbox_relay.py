@@ -6,23 +6,28 @@ transaction; retriable failures come back later with backoff; fatal ones are par
 error until someone fixes the cause and retries them (``billbridge outbox retry``). Delivery is at
 least once: a crash between the vendor accepting and our commit repeats the message after its
 lease, and the handler's deterministic idempotency keys (and look-up before create) make the
-repeat a no-op at the vendor.
+repeat a no-op at the vendor. A lease names its run (host and pid): a run that finds messages held
+by another (one killed mid-delivery holds them for the rest of its lease) says how many, until
+when and by whom, instead of looking like a run with nothing to do.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from billbridge.connectors.errors import Classified, ErrorKind
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
-from billbridge.store.outbox import Message
+from billbridge.store.outbox import Leases, Message
 
 LEASE = timedelta(minutes=5)
 BACKOFF_BASE = timedelta(seconds=30)
@@ -59,6 +64,28 @@ class RelaySummary:
     topic: str
     outcomes: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[int, str]] = field(default_factory=list)  # (message id, error)
+    leased: Leases | None = None  # messages other runs held when this one finished (not delivered by it)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as data (flow results, the commands' JSON)."""
+        leased = self.leased.as_dict() if self.leased else None
+        return {"outcomes": dict(self.outcomes), "failures": self.failures, "leased": leased}
+
+    def leased_text(self) -> str | None:
+        """What waits under other runs' leases, in a sentence, or None."""
+        if self.leased is None:
+            return None
+        held = self.leased
+        return (
+            f"{held.messages} message(s) of {self.topic} leased by another run ({', '.join(held.by)}) until "
+            f"{held.until:%Y-%m-%d %H:%M:%S} UTC: they go out after that, or now with "
+            f"`billbridge outbox retry --topic {self.topic}` if that run is gone"
+        )
+
+
+def run_name() -> str:
+    """This run, as its leases name it."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -79,11 +106,12 @@ def relay(
     """Deliver what is due on ``topic`` (at most ``limit`` messages) in batches of ``batch``.
     ``on_delivered`` records what a delivery changes here (a status), in the same transaction."""
     summary = RelaySummary(topic)
+    me = run_name()
     done = 0
     while limit is None or done < limit:
         size = batch if limit is None else min(batch, limit - done)
         with store.write() as session:
-            messages = outbox.claim(session, topic=topic, limit=size, lease=LEASE)
+            messages = outbox.claim(session, topic=topic, limit=size, lease=LEASE, owner=me)
         if not messages:
             break
         deliveries = {d.message_id: d for d in handler(messages)}
@@ -114,4 +142,6 @@ def relay(
             if on_delivered is not None and delivered:
                 on_delivered(session, delivered)
         done += len(messages)
+    with store.read() as session:
+        summary.leased = outbox.leased_elsewhere(session, topic=topic, owner=me)
     return summary

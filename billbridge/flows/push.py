@@ -201,6 +201,8 @@ def push(store: Store, settings: Settings, target: str, *, limit: int | None = N
 def push_markdown(summary: RelaySummary) -> str:
     lines = [f"# Push: {summary.topic}", "", "| outcome | documents |", "|---|---:|"]
     lines += [f"| {outcome} | {n} |" for outcome, n in sorted(summary.outcomes.items())]
+    if (held := summary.leased_text()) is not None:
+        lines += ["", f"**Waiting:** {held}."]
     if summary.failures:
         lines += ["", "## Failures", "", "| message | error |", "|---|---|"]
         lines += [f"| {mid} | {error.replace('|', '/')} |" for mid, error in summary.failures[:200]]
@@ -215,4 +217,4 @@ def push_invoices(target: str = "quickbooks") -> dict[str, Any]:
     with vendor_slot(target):
         summary = push(store, settings, target)
     create_markdown_artifact(push_markdown(summary), key=f"push-{target}", description=f"Push to {target}")
-    return {"target": target, "outcomes": dict(summary.outcomes), "failures": summary.failures}
+    return {"target": target, **summary.as_dict()}

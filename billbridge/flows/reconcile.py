@@ -24,6 +24,8 @@ from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, P
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
+from billbridge.mapping.fields import Refused
+from billbridge.store import quarantine
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import (
@@ -42,6 +44,7 @@ from billbridge.store.invoices import (
 from billbridge.store.statistics import FreshStatistics
 
 STREAM = "payments"
+PAYMENTS = "payments"  # the record type of payments in the quarantine
 
 
 @dataclass
@@ -50,6 +53,7 @@ class ReconcileSummary:
     outcomes: Counter[str] = field(default_factory=Counter)  # see billing.matching.settle; seen_before, mirrored
     unmatched: list[tuple[str, str]] = field(default_factory=list)  # (payment ref, reason)
     mirrored: Counter[str] = field(default_factory=Counter)  # entries in QuickBooks: created, existing, waiting
+    quarantined: list[Refused] = field(default_factory=list)  # payments whose record could not be read
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +61,7 @@ class ReconcileSummary:
             "outcomes": dict(self.outcomes),
             "mirrored_to_quickbooks": dict(self.mirrored),
             "unmatched": [{"payment": p, "reason": r} for p, r in self.unmatched],
+            "quarantined": [{"record": q.key, "field": q.field, "message": q.reason} for q in self.quarantined],
         }
 
     def markdown(self) -> str:
@@ -66,6 +71,9 @@ class ReconcileSummary:
         if self.unmatched:
             lines += ["", "## Not (fully) matched", "", "| payment | reason |", "|---|---|"]
             lines += [f"| {p} | {r.replace('|', '/')} |" for p, r in self.unmatched[:200]]
+        if self.quarantined:
+            lines += ["", "## Quarantined", "", "| record | field | reason |", "|---|---|---|"]
+            lines += [f"| {q.key} | {q.field} | {q.reason.replace('|', '/')} |" for q in self.quarantined[:200]]
         return "\n".join(lines) + "\n"
 
 
@@ -74,6 +82,7 @@ class PaymentPage:
     payments: list[IncomingPayment]
     cursor: str | None
     stream: str = STREAM  # whose cursor this page advances
+    refused: list[Refused] = field(default_factory=list)  # records the mapping could not read: quarantined
 
 
 REFUNDS, DISPUTES = "refunds", "disputes"
@@ -86,15 +95,15 @@ def _pages(source: str, store: Store, settings: Settings, cursors: dict[str, str
     if source == "stripe":
         connector = stripe_connector(settings)
         for stripe_page in connector.pull_payments(cursors[STREAM]):
-            yield PaymentPage(stripe_page.payments, stripe_page.cursor)
+            yield PaymentPage(stripe_page.payments, stripe_page.cursor, STREAM, stripe_page.refused)
         for refund_page in connector.pull_refunds(cursors[REFUNDS]):
-            yield PaymentPage(refund_page.payments, refund_page.cursor, REFUNDS)
+            yield PaymentPage(refund_page.payments, refund_page.cursor, REFUNDS, refund_page.refused)
         for dispute_page in connector.pull_disputes(cursors[DISPUTES]):
-            yield PaymentPage(dispute_page.payments, dispute_page.cursor, DISPUTES)
+            yield PaymentPage(dispute_page.payments, dispute_page.cursor, DISPUTES, dispute_page.refused)
     elif source == "quickbooks":
         with quickbooks_connector(store, settings) as connector:
             for qbo_page in connector.pull_payments(cursors[STREAM]):
-                yield PaymentPage(qbo_page.payments, qbo_page.cursor)
+                yield PaymentPage(qbo_page.payments, qbo_page.cursor, STREAM, qbo_page.refused)
 
 
 def reconcile(
@@ -210,10 +219,25 @@ def record_pages(
                 summary.outcomes["amended"] += 1
                 if (reason := _amend(session, ref, payment, window_days)) is not None:
                     summary.unmatched.append((ref, reason))
+            _quarantine_refused(session, source, page)
+            summary.quarantined += page.refused
             if page.cursor is not None:
                 set_cursor(session, source, page.stream, page.cursor)
         statistics.wrote(len(batch))
     return summary
+
+
+def _quarantine_refused(session: Session, source: str, page: PaymentPage) -> None:
+    """Keep the page's unreadable payment records (with the field and why) and take the ones read
+    now off the quarantine, in the page's transaction: the cursor moves past neither unseen."""
+    quarantine.quarantine_many(
+        session,
+        source=source,
+        entries=[quarantine.Entry(PAYMENTS, r.key, r.field, r.reason, r.record) for r in page.refused],
+    )
+    read_now = [p.payment_ref for p in page.payments]
+    if read_now and quarantine.has_open(session, source=source, record_type=PAYMENTS):
+        quarantine.resolve_many(session, source=source, record_type=PAYMENTS, record_keys=read_now)
 
 
 def _to_record(ref: str, payment: IncomingPayment, match: Match) -> PaymentIn:

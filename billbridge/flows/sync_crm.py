@@ -56,12 +56,13 @@ def connect(name: str, settings: Settings) -> DealSource:
 
 
 @flow(name="sync_crm", log_prints=False)
-def sync_crm(source: str = "salesforce") -> dict[str, Any]:
-    """Pull the CRM's changed deals (``source="stripe"``: subscriptions) since the last run and store
-    them as contracts."""
+def sync_crm(source: str = "salesforce", full: bool = False) -> dict[str, Any]:
+    """Pull the CRM's changed deals (``source="stripe"``: subscriptions) since the last run (``full``:
+    all of them again) and store them as contracts; quarantined deals whose missing entity, customer
+    or product the store has now are retried first."""
     settings = Settings()
     store = open_store(settings.database)
-    spec = spec_for(source)
+    spec = spec_for(source, dates=settings.crm_dates)
     with vendor_slot(source):
         summary = sync_pages(
             store,
@@ -70,6 +71,7 @@ def sync_crm(source: str = "salesforce") -> dict[str, Any]:
             today=datetime.now(UTC).date(),
             run_page=store_page_task,
             writer_process=settings.crm_sync_writer,
+            full=full,
         )
     create_markdown_artifact(summary.markdown(), key=f"sync-crm-{source}", description=f"CRM sync from {source}")
     return summary.as_dict()

@@ -6,7 +6,10 @@ vendor field each value came from; everything else is decided here, once:
 
 - only deals in a won stage become contracts (others are skipped, not errors);
 - the billing terms (dates, cycle, payment terms, timing, auto-charge, currency, legal entity) are
-  parsed and checked, with errors naming the deal and the vendor field;
+  parsed and checked, with errors naming the deal and the vendor field; every value is read
+  through ``mapping/fields.py``, so a malformed one quarantines its deal and never stops a sync;
+- dates are calendar days (epoch milliseconds are read in UTC) within a plausible window
+  (``earliest_date`` / ``latest_date``: an epoch of 0 is not a billing start);
 - line items must add up to the deal amount (to the currency's minor unit);
 - pricing comes from the price book (the product's pricing in the deal currency); a deal line may
   override the unit price (flat and per-unit products only), the quantity and the discount;
@@ -18,28 +21,29 @@ Pure: no I/O.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from billbridge.billing.currency import MINOR_UNITS
 from billbridge.billing.model import Contract, ContractLine, Customer, Discount, Product, ProductPrice
 from billbridge.billing.pricing import FlatPrice, PerUnitPrice, Pricing
+from billbridge.mapping import fields
+from billbridge.mapping.fields import EPOCH, MappingError, build, field_parser
+
+__all__ = ["MappingError"]  # where the CRM mappings have always found it
 
 Charge = Literal["recurring", "usage", "one_time"]
 _PRICING: TypeAdapter[Pricing] = TypeAdapter(Pricing)
-
-
-class MappingError(ValueError):
-    """A record that cannot be mapped: which field (the vendor's name for it) and why."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
+_EPOCH_MS = re.compile(r"[0-9]+")  # HubSpot date properties may come as epoch milliseconds
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2099, 12, 31)
 
 
 class CrmMapping(BaseModel):
@@ -55,6 +59,20 @@ class CrmMapping(BaseModel):
     default_billing_cycle: str = "monthly"
     default_payment_terms_days: int = Field(default=30, ge=0)
     ref_prefix: str = Field(description="Prefix of contract and customer refs, e.g. sf- or hs-")
+    earliest_date: date = Field(
+        default=EARLIEST_DATE, description="Deal and line dates before this are refused as implausible"
+    )
+    latest_date: date = Field(default=LATEST_DATE, description="Deal and line dates after this are refused")
+
+    @model_validator(mode="after")
+    def _window(self) -> CrmMapping:
+        if self.latest_date < self.earliest_date:
+            raise ValueError(f"latest_date {self.latest_date} is before earliest_date {self.earliest_date}")
+        return self
+
+    @property
+    def window(self) -> tuple[date, date]:
+        return self.earliest_date, self.latest_date
 
 
 @dataclass(frozen=True)
@@ -160,65 +178,67 @@ def map_deal(
     cache = {} if mapped_products is None else mapped_products
     name = _namer(deal.names)
     currency = _currency(deal.currency, name("currency"))
-    entity_ref = _text(deal.entity_ref) or (company.entity_ref if company else None)
+    entity_ref = _text(deal.entity_ref, name("entity_ref"))
+    if entity_ref is None and company is not None:
+        entity_ref = _text(company.entity_ref, _namer(company.names)("entity_ref"))
     entity_ref = entity_ref or config.entity_by_currency.get(currency)
     if entity_ref is None:
         raise MappingError(name("entity_ref"), f"no legal entity given and none configured for {currency}")
     if company is None or not deal.company_id:
         raise MappingError(name("company_id"), "the deal has no company (account) to bill")
-    start = _date(deal.start_date, name("start_date"), required=True)
+    start = _date(deal.start_date, name("start_date"), config.window, required=True)
     assert start is not None
-    end = _date(deal.end_date, name("end_date"))
+    end = _date(deal.end_date, name("end_date"), config.window)
     if end is not None and end < start:
         raise MappingError(name("end_date"), f"{end} is before the start date {start}")
-    cycle_word = (_text(deal.billing_cycle) or config.default_billing_cycle).lower()
+    cycle_word = (_text(deal.billing_cycle, name("billing_cycle")) or config.default_billing_cycle).lower()
     if cycle_word not in CYCLES:
         raise MappingError(
             name("billing_cycle"), f"unknown billing cycle {cycle_word!r} (expected {', '.join(CYCLES)})"
         )
     cycle_length, cycle_unit = CYCLES[cycle_word]
     terms = _int(deal.payment_terms_days, name("payment_terms_days"), config.default_payment_terms_days)
-    timing = (_text(deal.billing_timing) or "in_advance").lower().replace(" ", "_")
+    timing = (_text(deal.billing_timing, name("billing_timing")) or "in_advance").lower().replace(" ", "_")
     if timing not in ("in_advance", "in_arrears"):
         raise MappingError(name("billing_timing"), f"unknown billing timing {timing!r} (in_advance or in_arrears)")
     if not deal.lines:
         raise MappingError(name("lines"), "the deal has no line items")
     used: dict[str, Product] = {}
-    lines = [_line(line, products, currency, start, end, used, cache) for line in deal.lines]
+    lines = [_line(line, products, currency, (start, end), config.window, used, cache) for line in deal.lines]
     _check_total(deal, currency, name("amount"))
-    customer = Customer(
+    company_name = _namer(company.names)
+    customer = build(
+        Customer,
+        names={"name": company_name("name"), "email": company_name("email"), "customer_ref": name("company_id")},
         customer_ref=customer_ref(config, deal.company_id),
-        name=_text(company.name) or deal.company_id,
+        name=_text(company.name, company_name("name")) or deal.company_id,
         entity_ref=entity_ref,
-        email=_text(company.email),
+        email=_text(company.email, company_name("email")),
     )
     changed = deal.modified_at.date() if deal.modified_at else None
-    try:
-        contract = Contract(
-            contract_ref=contract_ref(config, deal.deal_id),
-            customer_ref=customer.customer_ref,
-            entity_ref=entity_ref,
-            currency=currency,
-            contract_start_date=start,
-            contract_end_date=end,
-            cycle_length=cycle_length,
-            cycle_unit=cycle_unit,
-            billing_timing=timing,
-            payment_terms_days=terms,
-            auto_charge=_bool(deal.auto_charge, name("auto_charge")),
-            effective_date=max(start, changed) if changed else None,
-            lines=lines,
-        )
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise MappingError(name(".".join(str(p) for p in first["loc"]) or "(deal)"), first["msg"]) from exc
+    contract = build(
+        Contract,
+        contract_ref=contract_ref(config, deal.deal_id),
+        customer_ref=customer.customer_ref,
+        entity_ref=entity_ref,
+        currency=currency,
+        contract_start_date=start,
+        contract_end_date=end,
+        cycle_length=cycle_length,
+        cycle_unit=cycle_unit,
+        billing_timing=timing,
+        payment_terms_days=terms,
+        auto_charge=_bool(deal.auto_charge, name("auto_charge")),
+        effective_date=max(start, changed) if changed else None,
+        lines=lines,
+    )
     return MappedDeal(customer, list(used.values()), contract)
 
 
 def map_product(product: CrmProduct) -> Product:
     """A CRM product as a canonical price-book product (its SKU is the product_ref)."""
     name = _namer(product.names)
-    sku = _text(product.sku)
+    sku = _text(product.sku, name("sku"))
     if not sku:
         raise MappingError(name("sku"), f"product {product.product_id} has no SKU (product code)")
     charge = _charge(product, name)
@@ -227,7 +247,9 @@ def map_product(product: CrmProduct) -> Product:
         if raw in (None, ""):
             continue
         pricing = _pricing(raw, name("pricing"), currency)
-        prices.append(ProductPrice(price_ref=f"{sku}-{currency}", currency=currency, pricing=pricing))
+        prices.append(
+            build(ProductPrice, name("pricing"), price_ref=f"{sku}-{currency}", currency=currency, pricing=pricing)
+        )
     known = {p.currency for p in prices}
     for currency, raw in sorted(product.list_prices.items()):
         if currency in known or raw in (None, "") or charge == "usage":
@@ -235,24 +257,31 @@ def map_product(product: CrmProduct) -> Product:
         unit = _decimal(raw, name("list_prices"))
         model: dict[str, Any] = {"model": "per_unit", "unit_price": str(unit)}
         prices.append(
-            ProductPrice(price_ref=f"{sku}-{currency}", currency=currency, pricing=_PRICING.validate_python(model))
+            build(
+                ProductPrice,
+                name("list_prices"),
+                price_ref=f"{sku}-{currency}",
+                currency=currency,
+                pricing=_pricing(model, name("list_prices"), currency),
+            )
         )
-    return Product(product_ref=sku, name=product.name or sku, prices=prices)
+    return build(Product, name("name"), product_ref=sku, name=product.name or sku, prices=prices)
 
 
 def _line(
     line: CrmLine,
     products: Mapping[str, CrmProduct],
     currency: str,
-    start: date,
-    end: date | None,
+    span: tuple[date, date | None],
+    window: tuple[date, date],
     used: dict[str, Product],
     cache: dict[str, Product],
 ) -> ContractLine:
     name = _namer(line.names)
+    start, end = span
     crm_product = products.get(line.product_id or "")
     if crm_product is None:
-        raise MappingError(name("product_id"), f"line {line.line_id}: unknown product {line.product_id!r}")
+        raise MappingError(name("product_id"), f"line {line.line_id}: unknown product {fields.shown(line.product_id)}")
     product = cache.get(crm_product.product_id)
     if product is None:
         product = cache[crm_product.product_id] = map_product(crm_product)
@@ -275,13 +304,20 @@ def _line(
     if unit_price is not None and listed is not None and charge != "usage" and unit_price != listed:
         # the deal overrides the list price
         if price.pricing.model == "flat":
-            pricing = _PRICING.validate_python({"model": "flat", "amount": str(unit_price * quantity)})
+            pricing = _pricing({"model": "flat", "amount": str(unit_price * quantity)}, name("unit_price"), currency)
         else:
-            pricing = _PRICING.validate_python({"model": "per_unit", "unit_price": str(unit_price)})
-    line_start = _date(line.start_date, name("start_date")) or start
-    line_end = _date(line.end_date, name("end_date")) or end
+            pricing = _pricing({"model": "per_unit", "unit_price": str(unit_price)}, name("unit_price"), currency)
+    line_start = _date(line.start_date, name("start_date"), window) or start
+    line_end = _date(line.end_date, name("end_date"), window) or end
     kind = {"recurring": "recurring", "usage": "usage", "one_time": "one_time"}[charge]
-    return ContractLine(
+    aggregation = (
+        _text(crm_product.usage_aggregation, _namer(crm_product.names)("usage_aggregation"))
+        if kind == "usage"
+        else None
+    )
+    return build(
+        ContractLine,
+        f"line {line.line_id}",
         line_ref=line.line_id,
         product_ref=product.product_ref,
         charge=kind,
@@ -292,7 +328,7 @@ def _line(
         start_date=line_start if line_start != start else None,
         end_date=line_end if line_end != end else None,
         discount=Discount(percent=discount_percent) if discount_percent else None,
-        usage_aggregation=(crm_product.usage_aggregation or "sum") if kind == "usage" else "sum",
+        usage_aggregation=(aggregation or "sum") if kind == "usage" else "sum",
         billing_date=line_start if kind == "one_time" else None,
     )
 
@@ -323,89 +359,100 @@ def _namer(names: Mapping[str, str]) -> Any:
     return lambda attr: names.get(attr, attr)
 
 
-def _text(value: Any) -> str | None:
+# Parsers of the CRMs' values: each takes (value, the vendor's field name, ...) and raises only
+# MappingError naming that field, whatever the value (``fields.field_parser``).
+
+
+def _text(value: Any, field_name: str) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
-    return text or None
+    return fields.plain_text(value) or fields.parse(field_name, fields.text, value)
 
 
+@field_parser
 def _currency(value: Any, field_name: str) -> str:
-    code = (_text(value) or "").upper()
+    code = (_text(value, field_name) or "").upper()
     if not code:
         raise MappingError(field_name, "no currency")
     if code not in MINOR_UNITS:
-        raise MappingError(field_name, f"unknown currency {code!r}")
+        raise MappingError(field_name, f"unknown currency {fields.shown(code)}")
     return code
 
 
-def _date(value: Any, field_name: str, *, required: bool = False) -> date | None:
+@field_parser
+def _date(value: Any, field_name: str, window: tuple[date, date], *, required: bool = False) -> date | None:
+    """A calendar day: a date, ``YYYY-MM-DD`` (a time after it is ignored) or epoch milliseconds
+    (HubSpot; read in UTC, whatever the machine's time zone), within ``window``."""
     if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = _text(value)
-    if text is None:
-        if required:
-            raise MappingError(field_name, "missing (the billing start date is required)")
-        return None
-    try:
-        if text.isdigit():  # HubSpot date properties may come as epoch milliseconds
-            return datetime.fromtimestamp(int(text) / 1000).date()
-        return date.fromisoformat(text[:10])
-    except ValueError as exc:
-        raise MappingError(field_name, f"not a date: {text!r}") from exc
+        day = value.date()
+    elif isinstance(value, date):
+        day = value
+    else:
+        text = None if value is None else fields.text(value)
+        if text is None:
+            if required:
+                raise MappingError(field_name, "missing (the billing start date is required)")
+            return None
+        if _DAY.match(text):  # YYYY-MM-DD, perhaps with a time after it
+            day = date.fromisoformat(text[:10])
+        elif _EPOCH_MS.fullmatch(text):
+            day = (EPOCH + timedelta(milliseconds=int(text))).date()
+        else:
+            raise MappingError(field_name, f"not a date: {fields.shown(text)}")
+    earliest, latest = window
+    if not earliest <= day <= latest:
+        raise MappingError(
+            field_name,
+            f"{day} is not a plausible date (outside {earliest} to {latest}; see earliest_date, latest_date)",
+        )
+    return day
 
 
 def _decimal(value: Any, field_name: str, default: Any = ...) -> Any:
-    if isinstance(value, float):  # JSON numbers from an SDK: go through their shortest repr, never binary
-        value = repr(value)
-    text = _text(value)
-    if text is None:
+    if type(value) is str and fields.plain_number(value):  # the usual case, read at once
+        return Decimal(value)
+    if value is None or (isinstance(value, str) and not value.strip()):
         if default is ...:
             raise MappingError(field_name, "missing")
         return default
-    try:
-        number = Decimal(text)
-    except InvalidOperation as exc:
-        raise MappingError(field_name, f"not a number: {text!r}") from exc
-    if not number.is_finite():
-        raise MappingError(field_name, f"not a finite number: {text!r}")
-    return number
+    return fields.parse(field_name, fields.number, value)
 
 
+@field_parser
 def _int(value: Any, field_name: str, default: int) -> int:
     number = _decimal(value, field_name, default=None)
     if number is None:
         return default
     if number != number.to_integral_value() or number < 0:
-        raise MappingError(field_name, f"expected a whole number of days, got {value!r}")
+        raise MappingError(field_name, f"expected a whole number of days, got {fields.shown(value)}")
     return int(number)
 
 
+@field_parser
 def _bool(value: Any, field_name: str) -> bool:
     if isinstance(value, bool):
         return value
-    text = (_text(value) or "false").lower()
+    text = (_text(value, field_name) or "false").lower()
     if text in ("true", "yes", "1"):
         return True
     if text in ("false", "no", "0"):
         return False
-    raise MappingError(field_name, f"expected true or false, got {value!r}")
+    raise MappingError(field_name, f"expected true or false, got {fields.shown(value)}")
 
 
 def _charge(product: CrmProduct, name: Any) -> Charge:
-    charge = (_text(product.charge) or "recurring").lower().replace("-", "_")
+    charge = (_text(product.charge, name("charge")) or "recurring").lower().replace("-", "_")
     if charge not in ("recurring", "usage", "one_time"):
-        raise MappingError(name("charge"), f"product {product.product_id}: unknown charge {charge!r}")
+        raise MappingError(name("charge"), f"product {product.product_id}: unknown charge {fields.shown(charge)}")
     return charge  # type: ignore[return-value]
 
 
+@field_parser
 def _pricing(raw: Any, field_name: str, currency: str) -> Pricing:
+    data = json.loads(raw, parse_float=Decimal) if isinstance(raw, str) else raw
     try:
-        data = json.loads(raw, parse_float=Decimal) if isinstance(raw, str) else raw
         return _PRICING.validate_python(data)
-    except (ValueError, ValidationError) as exc:
+    except ValueError as exc:
         raise MappingError(field_name, f"{currency} pricing is not valid: {exc}") from exc
 
 

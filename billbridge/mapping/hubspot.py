@@ -14,13 +14,15 @@ billing cycle takes its first line item's recurring-billing start date and frequ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from billbridge.connectors.base import DealBundle
-from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct, MappingError
+from billbridge.mapping import fields
+from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct
+from billbridge.mapping.fields import EPOCH, field_parser, read
 
 DEFAULT_MAPPING = CrmMapping(won_stages=["closedwon"], ref_prefix="hs-")
 
@@ -65,27 +67,34 @@ class HubSpotProperties(BaseModel):
 DEFAULT_PROPERTIES = HubSpotProperties()
 
 
-def _props(record: Mapping[str, Any], what: str) -> Mapping[str, Any]:
-    props = record.get("properties")
-    if not isinstance(props, Mapping):
-        raise MappingError(f"{what} {record.get('id')}", "has no properties")
-    return props
+def _props(record: Any, what: str) -> Mapping[str, Any]:
+    props = record.get("properties") if type(record) is dict else None
+    if type(props) is dict:
+        return props
+    ident = record.get("id") if isinstance(record, Mapping) else None
+    shown = ident if isinstance(ident, str) else fields.shown(ident)
+    return read(record, "properties", fields.mapping, name=f"{what} {shown} properties")
+
+
+def _id(record: Any, what: str) -> str:
+    found = fields.plain_text(record.get("id")) if type(record) is dict else None
+    return found or read(record, "id", fields.required_text, name=f"{what} id")
 
 
 def _first(lines: list[Mapping[str, Any]], name: str) -> Any:
     return next((p[name] for p in lines if p.get(name) not in (None, "")), None)
 
 
+@field_parser
 def _modified(value: Any, field: str) -> datetime | None:
-    if value in (None, ""):
+    """``hs_lastmodifieddate``: ISO 8601, or epoch milliseconds (read in UTC, not the machine's zone)."""
+    text = None if value is None else fields.text(value)
+    if text is None:
         return None
-    text = str(value)
-    try:
-        if text.isdigit():
-            return datetime.fromtimestamp(int(text) / 1000).astimezone()
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise MappingError(field, f"not a timestamp: {text!r}") from exc
+    if text.isascii() and text.isdigit():
+        return EPOCH + timedelta(milliseconds=int(text))
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _by_currency(props: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -98,16 +107,18 @@ def product_to_crm(product: Mapping[str, Any], names: HubSpotProperties = DEFAUL
     prices = _by_currency(props, names.product_price_prefix)
     pricing = _by_currency(props, names.product_pricing_prefix)
     return CrmProduct(
-        product_id=str(product["id"]),
+        product_id=_id(product, "product"),
         sku=props.get(names.product_sku),
-        name=str(props.get(names.product_name) or ""),
+        name=read(props, names.product_name, fields.string, default=""),
         charge=props.get(names.product_charge),
         pricing=pricing,
         list_prices=prices,
         usage_aggregation=props.get(names.product_usage_aggregation),
         names={
             "sku": names.product_sku,
+            "name": names.product_name,
             "charge": names.product_charge,
+            "usage_aggregation": names.product_usage_aggregation,
             "pricing": f"{names.product_pricing_prefix}<currency>",
             "list_prices": f"{names.product_price_prefix}<currency>",
         },
@@ -117,19 +128,19 @@ def product_to_crm(product: Mapping[str, Any], names: HubSpotProperties = DEFAUL
 def company_to_crm(company: Mapping[str, Any], names: HubSpotProperties = DEFAULT_PROPERTIES) -> CrmCompany:
     props = _props(company, "company")
     return CrmCompany(
-        company_id=str(company["id"]),
+        company_id=_id(company, "company"),
         name=props.get(names.company_name),
         email=props.get(names.company_email) if names.company_email else None,
         entity_ref=props.get(names.company_entity),
-        names={"name": names.company_name, "entity_ref": names.company_entity},
+        names={"name": names.company_name, "entity_ref": names.company_entity, "email": names.company_email or "email"},
     )
 
 
 def _line(line: Mapping[str, Any], names: HubSpotProperties) -> CrmLine:
     props = _props(line, "line item")
     return CrmLine(
-        line_id=str(line["id"]),
-        product_id=str(props[names.line_product_id]) if props.get(names.line_product_id) else None,
+        line_id=_id(line, "line item"),
+        product_id=read(props, names.line_product_id, fields.text, default=None),
         quantity=props.get(names.line_quantity),
         unit_price=props.get(names.line_unit_price),
         discount_percent=props.get(names.line_discount_percent),
@@ -153,7 +164,7 @@ def bundle_to_crm(
 
     ``cache`` (kept by the caller across the deals of a sync) lets each product version be read once.
     """
-    deal_id = str(bundle.deal.get("id"))
+    deal_id = _id(bundle.deal, "deal")
     props = _props(bundle.deal, "deal")
     line_props = [_props(x, "line item") for x in bundle.lines]
     start, start_name = props.get(names.deal_start_date), names.deal_start_date
@@ -202,7 +213,7 @@ def bundle_to_crm(
 
 
 def _product(product: Mapping[str, Any], names: HubSpotProperties, cache: dict[Any, Any] | None) -> CrmProduct:
-    if cache is None:
+    if cache is None or not isinstance(product, Mapping):
         return product_to_crm(product, names)
     key = ("hubspot-product", str(product.get("id")), str(product.get("updatedAt")))
     found = cache.get(key)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from billbridge.billing.currency import round_money
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
+from billbridge.mapping.fields import iso_date, number, objects, parse, read, required_text, text
 
 QboEntity = Literal["Invoice", "CreditMemo"]
 DOC_NUMBER_MAX = 21  # QuickBooks' DocNumber holds at most 21 characters
@@ -129,47 +130,64 @@ def document_payload(doc: OutboundDocument, *, customer_id: str, item_ids: Mappi
 def _amount(value: Any) -> Decimal:
     if isinstance(value, float | bool):
         raise TypeError(f"QuickBooks amount arrived as {type(value).__name__}; parse JSON with parse_float=Decimal")
-    return Decimal(str(value))
+    return number(value)
+
+
+def linked_invoice_ids(payment: Any) -> set[str]:
+    """The QuickBooks Invoice Ids a Payment's lines link to (those it can read: ``payment_from_qbo``
+    refuses a payment whose links it cannot read)."""
+    lines = payment.get("Line") if isinstance(payment, Mapping) else None
+    return {
+        str(link["TxnId"])
+        for line in (lines if isinstance(lines, list) else [])
+        if isinstance(line, Mapping) and isinstance(line.get("LinkedTxn"), list)
+        for link in line["LinkedTxn"]
+        if isinstance(link, Mapping) and link.get("TxnType") == "Invoice" and type(link.get("TxnId")) in (str, int)
+    }
 
 
 def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str]) -> IncomingPayment:
-    """A QuickBooks Payment as an IncomingPayment; ``doc_numbers`` maps invoice Ids to our DocNumbers."""
+    """A QuickBooks Payment as an IncomingPayment; ``doc_numbers`` maps invoice Ids to our DocNumbers.
+    A value it cannot read is a MappingError naming the field (the payment is quarantined)."""
     numbers: list[str] = []
     amounts: list[Decimal] = []
     unknown: list[str] = []
-    for line in payment.get("Line", []):
-        for link in line.get("LinkedTxn", []):
+    for index, line in enumerate(read(payment, "Line", objects, default=[])):
+        for link in read(line, "LinkedTxn", objects, default=[], name=f"Line[{index}].LinkedTxn"):
             if link.get("TxnType") != "Invoice":
                 continue
-            number = doc_numbers.get(str(link["TxnId"]))
+            txn = read(link, "TxnId", required_text, name=f"Line[{index}].LinkedTxn.TxnId")
+            number = doc_numbers.get(txn)
             if number is None:
-                unknown.append(str(link["TxnId"]))
+                unknown.append(txn)
                 continue
             numbers.append(number)
-            amounts.append(_amount(line["Amount"]))
+            amounts.append(read(line, "Amount", _amount, name=f"Line[{index}].Amount"))
+    note = read(payment, "PrivateNote", text, default=None)
     extra = {
-        "qbo_customer_id": str(payment["CustomerRef"]["value"]),
-        "unapplied": _text(_amount(payment.get("UnappliedAmt", 0))),
-        "sync_token": str(payment.get("SyncToken", "")),  # changes on every edit: dedupe by (payment_ref, sync_token)
+        "qbo_customer_id": read(payment, "CustomerRef.value", required_text),
+        "unapplied": _text(read(payment, "UnappliedAmt", _amount, default=Decimal(0))),
+        # changes on every edit: dedupe by (payment_ref, sync_token)
+        "sync_token": read(payment, "SyncToken", text, default=None) or "",
     }
     if unknown:
         extra["unknown_invoice_ids"] = ",".join(unknown)
-    if (origin := mirrored_from(payment.get("PrivateNote"))) is not None:
+    if (origin := mirrored_from(note)) is not None:
         extra["mirrored_from"] = origin
-    method = payment.get("PaymentMethodRef") or {}
     return IncomingPayment(
         source="quickbooks",
-        payment_ref=str(payment["Id"]),
-        currency=str((payment.get("CurrencyRef") or {}).get("value", "")),
-        amount=_amount(payment["TotalAmt"]),
-        received_on=date.fromisoformat(str(payment["TxnDate"])[:10]),
+        payment_ref=read(payment, "Id", required_text),
+        currency=read(payment, "CurrencyRef.value", text, default=None) or "",
+        amount=read(payment, "TotalAmt", _amount),
+        received_on=read(payment, "TxnDate", iso_date),
         customer_ref=None,  # QuickBooks carries its own customer id; the store maps it back through external refs
         invoice_numbers=tuple(numbers),
         invoice_amounts=tuple(amounts),
-        method=method.get("name") or method.get("value"),
-        reference=payment.get("PaymentRefNum") or payment.get("PrivateNote"),
+        method=read(payment, "PaymentMethodRef.name", text, default=None)
+        or read(payment, "PaymentMethodRef.value", text, default=None),
+        reference=read(payment, "PaymentRefNum", text, default=None) or note,
         extra=extra,
-        memo=payment.get("PrivateNote") or None,
+        memo=note,
     )
 
 
@@ -179,13 +197,13 @@ DELETED = "deleted"  # the version of a payment deleted in QuickBooks (its SyncT
 def payment_deleted(tombstone: Mapping[str, Any]) -> IncomingPayment:
     """A Payment deleted in QuickBooks, as change data capture reports it (Id, status "Deleted",
     when): a payment of nothing at version ``deleted``, so what the recorded one applied is taken back."""
-    when = str((tombstone.get("MetaData") or {}).get("LastUpdatedTime", ""))
+    when = read(tombstone, "MetaData.LastUpdatedTime", text, default=None) or ""
     return IncomingPayment(
         source="quickbooks",
-        payment_ref=str(tombstone["Id"]),
+        payment_ref=read(tombstone, "Id", required_text),
         currency="",
         amount=Decimal(0),
-        received_on=date.fromisoformat(when[:10]) if when else date.today(),
+        received_on=parse("MetaData.LastUpdatedTime", iso_date, when) if when else date.today(),
         customer_ref=None,
         extra={"sync_token": DELETED, "deleted": when},
     )

@@ -17,7 +17,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from billbridge.connectors.base import DealBundle
-from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct, MappingError
+from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct
+from billbridge.mapping.fields import (
+    field_parser,
+    mapping,
+    objects,
+    parse,
+    plain_text,
+    read,
+    required_text,
+    string,
+    text,
+)
 
 DEFAULT_MAPPING = CrmMapping(won_stages=["Closed Won"], ref_prefix="sf-")
 LINES = "OpportunityLineItems"
@@ -68,41 +79,47 @@ class SalesforceFields(BaseModel):
 DEFAULT_FIELDS = SalesforceFields()
 
 
-def _records(parent: Mapping[str, Any], relationship: str) -> list[Mapping[str, Any]]:
+def _records(parent: Any, relationship: str) -> list[Mapping[str, Any]]:
     """A child relationship's records: a query result ``{"records": [...]}``, a plain list, or null."""
-    value = parent.get(relationship)
-    if value is None:
-        return []
+    value: Any = read(parent, relationship, default=None)
     if isinstance(value, Mapping):
-        return list(value.get("records") or [])
-    return list(value)
+        value = read(value, "records", default=None, name=f"{relationship}.records")
+    return list(parse(relationship, objects, value)) if value is not None else []
 
 
-def _modstamp(value: Any) -> datetime | None:
-    if value in (None, ""):
+@field_parser
+def _modstamp(value: Any, field: str) -> datetime | None:
+    stamp = None if value is None else text(value)
+    if stamp is None:
         return None
-    text = str(value).replace("Z", "+00:00")
-    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
-        text = f"{text[:-2]}:{text[-2:]}"
-    try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError as exc:
-        raise MappingError("SystemModstamp", f"not a timestamp: {value!r}") from exc
+    stamp = stamp.replace("Z", "+00:00")
+    if len(stamp) > 5 and stamp[-5] in "+-" and stamp[-3] != ":":
+        stamp = f"{stamp[:-2]}:{stamp[-2:]}"
+    moment = datetime.fromisoformat(stamp)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _id(record: Any, name: str, field: str = "Id") -> str:
+    found = plain_text(record.get(field)) if type(record) is dict else None
+    return found or read(record, field, required_text, name=name)
 
 
 def product_to_crm(product: Mapping[str, Any], fields: SalesforceFields = DEFAULT_FIELDS) -> CrmProduct:
     """A Product2 with its PricebookEntries (one per currency) as a neutral CRM product."""
     entries = [e for e in _records(product, ENTRIES) if e.get("IsActive", True) is not False]
+    currencies = [_id(e, "PricebookEntry.CurrencyIsoCode", "CurrencyIsoCode") for e in entries]
     return CrmProduct(
-        product_id=str(product["Id"]),
+        product_id=_id(product, "Product2.Id"),
         sku=product.get("ProductCode"),
-        name=str(product.get("Name") or ""),
+        name=read(product, "Name", string, default="", name="Product2.Name"),
         charge=product.get(fields.product_charge),
-        pricing={str(e["CurrencyIsoCode"]): e.get(fields.entry_pricing) for e in entries},
-        list_prices={str(e["CurrencyIsoCode"]): e.get("UnitPrice") for e in entries},
+        pricing={c: e.get(fields.entry_pricing) for c, e in zip(currencies, entries, strict=True)},
+        list_prices={c: e.get("UnitPrice") for c, e in zip(currencies, entries, strict=True)},
         usage_aggregation=product.get(fields.usage_aggregation),
         names={
             "sku": "Product2.ProductCode",
+            "name": "Product2.Name",
+            "usage_aggregation": f"Product2.{fields.usage_aggregation}",
             "charge": f"Product2.{fields.product_charge}",
             "pricing": f"PricebookEntry.{fields.entry_pricing}",
             "list_prices": "PricebookEntry.UnitPrice",
@@ -110,9 +127,8 @@ def product_to_crm(product: Mapping[str, Any], fields: SalesforceFields = DEFAUL
     )
 
 
-def company_to_crm(
-    account: Mapping[str, Any], account_id: str, fields: SalesforceFields = DEFAULT_FIELDS
-) -> CrmCompany:
+def company_to_crm(account: Any, account_id: str, fields: SalesforceFields = DEFAULT_FIELDS) -> CrmCompany:
+    account = parse("Account", mapping, account)
     return CrmCompany(
         company_id=account_id,
         name=account.get("Name"),
@@ -134,8 +150,8 @@ _LINE_NAMES = {
 
 def _line(line: Mapping[str, Any]) -> CrmLine:
     return CrmLine(
-        line_id=str(line["Id"]),
-        product_id=str(line["Product2Id"]) if line.get("Product2Id") else None,
+        line_id=_id(line, "OpportunityLineItem.Id"),
+        product_id=read(line, "Product2Id", text, default=None, name=_LINE_NAMES["product_id"]),
         quantity=line.get("Quantity"),
         unit_price=line.get("UnitPrice"),
         discount_percent=line.get("Discount"),
@@ -153,15 +169,17 @@ def bundle_to_crm(
     ``cache`` (kept by the caller across the deals of a sync) lets each product version be read once.
     """
     opp = bundle.deal
-    account_id = opp.get("AccountId") or (bundle.company or {}).get("Id")
-    company = company_to_crm(bundle.company, str(account_id), fields) if bundle.company and account_id else None
+    account_id = read(opp, "AccountId", text, default=None) or read(
+        bundle.company, "Id", text, default=None, name="Account.Id"
+    )
+    company = company_to_crm(bundle.company, account_id, fields) if bundle.company and account_id else None
     deal = CrmDeal(
-        deal_id=str(opp["Id"]),
+        deal_id=_id(opp, "Id"),
         name=opp.get("Name"),
         stage=opp.get("StageName"),
         amount=opp.get("Amount"),
         currency=opp.get("CurrencyIsoCode"),
-        company_id=str(account_id) if account_id else None,
+        company_id=account_id,
         start_date=opp.get(fields.start_date),
         end_date=opp.get(fields.end_date),
         billing_cycle=opp.get(fields.billing_cycle),
@@ -169,7 +187,7 @@ def bundle_to_crm(
         auto_charge=opp.get(fields.auto_charge),
         billing_timing=opp.get(fields.billing_timing),
         entity_ref=opp.get(fields.deal_entity),
-        modified_at=_modstamp(opp.get("SystemModstamp")),
+        modified_at=_modstamp(opp.get("SystemModstamp"), "SystemModstamp"),
         lines=tuple(_line(x) for x in bundle.lines),
         names={
             "name": "Name",
@@ -191,7 +209,7 @@ def bundle_to_crm(
 
 
 def _product(product: Mapping[str, Any], fields: SalesforceFields, cache: dict[Any, Any] | None) -> CrmProduct:
-    if cache is None:
+    if cache is None or not isinstance(product, Mapping):
         return product_to_crm(product, fields)
     stamps = [str(e.get("SystemModstamp")) for e in _records(product, ENTRIES)]
     key = ("salesforce-product", str(product.get("Id")), str(product.get("SystemModstamp")), max(stamps, default=""))

@@ -11,19 +11,31 @@ must stay exact, so the billing side has to round such documents to 0.01 first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from billbridge.billing.currency import MINOR_UNITS
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.billing.model import Contract, ContractLine, Customer, Product
 from billbridge.billing.pricing import Pricing
-from billbridge.mapping.crm import MappingError
+from billbridge.mapping import fields
+from billbridge.mapping.fields import (
+    REQUIRED,
+    MappingError,
+    build,
+    epoch_day,
+    mapping,
+    number,
+    objects,
+    read,
+    text,
+    whole,
+)
 
 STRIPE_ZERO_DECIMAL = frozenset(
     {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
@@ -74,12 +86,19 @@ def from_minor(units: int | str | Decimal, currency: str) -> Decimal:
     return value.scaleb(-stripe_exponent(currency))
 
 
+def minor_units(currency: str) -> Callable[[Any], Decimal]:
+    """A parser of Stripe's integer amounts in ``currency`` (for ``fields.read``)."""
+    return lambda value: Decimal(whole(value)).scaleb(-stripe_exponent(currency))
+
+
+def _currency(value: Any) -> str:
+    code = fields.required_text(value).upper()
+    stripe_exponent(code)  # refuses an unknown one
+    return code
+
+
 def _epoch(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-
-
-def _day(epoch: int) -> date:
-    return datetime.fromtimestamp(epoch, UTC).date()
 
 
 # outbound documents
@@ -148,38 +167,51 @@ def payment_from_charge(
     charge: Mapping[str, Any], balance_transaction: Mapping[str, Any] | None, invoice: Mapping[str, Any] | None
 ) -> IncomingPayment:
     """A succeeded charge (with its balance transaction for the fee, and the invoice it paid, if any)."""
-    currency = str(charge["currency"]).upper()
-    fee = from_minor(balance_transaction["fee"], currency) if balance_transaction else Decimal(0)
-    meta = (invoice or {}).get("metadata") or {}
-    card = (charge.get("payment_method_details") or {}).get("card") or {}
-    extra = {"charge": str(charge["id"])}
+    currency = read(charge, "currency", _currency)
+    fee = read(balance_transaction, "fee", minor_units(currency), default=Decimal(0), name="balance_transaction.fee")
+    extra = {"charge": read(charge, "id", fields.required_text)}
     for key in ("payment_intent", "customer"):
-        if charge.get(key):
-            extra[key] = str(charge[key])
-    if invoice:
-        extra["invoice"] = str(invoice["id"])
+        if value := read(charge, key, text, default=None):
+            extra[key] = value
+    invoice_id, number, customer_ref = _invoice_link(invoice)
+    if invoice_id:
+        extra["invoice"] = invoice_id
     subscription = subscription_of(invoice)
     if subscription is not None:
         extra["stripe_subscription"] = subscription
-    if charge.get("amount_refunded"):
-        extra["amount_refunded"] = str(from_minor(charge["amount_refunded"], currency))
-    number = meta.get(METADATA_NUMBER)
-    customer_ref = meta.get(METADATA_CUSTOMER)
-    if customer_ref is None and subscription is not None and charge.get("customer"):
-        customer_ref = f"{SUBSCRIPTION_REF_PREFIX}{charge['customer']}"  # as map_subscription names the customer
+    if refunded := read(charge, "amount_refunded", minor_units(currency), default=Decimal(0)):
+        extra["amount_refunded"] = str(refunded)
+    if customer_ref is None and subscription is not None and "customer" in extra:
+        customer_ref = f"{SUBSCRIPTION_REF_PREFIX}{extra['customer']}"  # as map_subscription names the customer
+    last4 = read(charge, "payment_method_details.card.last4", text, default=None)
+    brand = read(charge, "payment_method_details.card.brand", text, default=None)
     return IncomingPayment(
         source="stripe",
-        payment_ref=str(charge["id"]),
+        payment_ref=extra["charge"],
         currency=currency,
-        amount=from_minor(charge["amount_captured"] or charge["amount"], currency),
-        received_on=_day(int(charge["created"])),
+        amount=read(charge, "amount_captured", minor_units(currency), default=None)
+        or read(charge, "amount", minor_units(currency)),
+        received_on=read(charge, "created", epoch_day),
         customer_ref=customer_ref,
         invoice_numbers=(number,) if number else (),
         fee=fee,
-        method=(charge.get("payment_method_details") or {}).get("type"),
-        reference=f"{card.get('brand')} ****{card.get('last4')}" if card.get("last4") else None,
+        method=read(charge, "payment_method_details.type", text, default=None),
+        reference=f"{brand} ****{last4}" if last4 else None,
         extra=extra,
-        memo=charge.get("description") or None,
+        memo=read(charge, "description", text, default=None),
+    )
+
+
+def _invoice_link(invoice: Mapping[str, Any] | None) -> tuple[str | None, str | None, str | None]:
+    """The Stripe invoice a payment paid, as (its id, our number, our customer ref) from its metadata."""
+    if not invoice:
+        return None, None, None
+    return (
+        read(invoice, "id", fields.required_text, name="invoice.id"),
+        read(invoice, f"metadata.{METADATA_NUMBER}", text, default=None, name=f"invoice.metadata.{METADATA_NUMBER}"),
+        read(
+            invoice, f"metadata.{METADATA_CUSTOMER}", text, default=None, name=f"invoice.metadata.{METADATA_CUSTOMER}"
+        ),
     )
 
 
@@ -188,29 +220,32 @@ def subscription_of(invoice: Mapping[str, Any] | None) -> str | None:
     older API versions: ``subscription``)."""
     if not invoice:
         return None
-    details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
-    found = details.get("subscription") or invoice.get("subscription")
-    return str(found) if found else None
+    found = read(
+        invoice, "parent.subscription_details.subscription", text, default=None, name="invoice.parent.subscription"
+    )
+    return found or read(invoice, "subscription", text, default=None, name="invoice.subscription")
 
 
 def payment_from_refund(refund: Mapping[str, Any], invoice: Mapping[str, Any] | None) -> IncomingPayment:
     """A refund as a negative payment against the invoice its charge paid (``extra['refund_of']``)."""
-    currency = str(refund["currency"]).upper()
-    meta = (invoice or {}).get("metadata") or {}
-    number = meta.get(METADATA_NUMBER)
-    extra = {"refund_of": str(refund["charge"]), "status": str(refund.get("status"))}
-    if invoice:
-        extra["invoice"] = str(invoice["id"])
+    currency = read(refund, "currency", _currency)
+    invoice_id, number, customer_ref = _invoice_link(invoice)
+    extra = {
+        "refund_of": read(refund, "charge", fields.required_text),
+        "status": str(read(refund, "status", text, default=None)),
+    }
+    if invoice_id:
+        extra["invoice"] = invoice_id
     return IncomingPayment(
         source="stripe",
-        payment_ref=str(refund["id"]),
+        payment_ref=read(refund, "id", fields.required_text),
         currency=currency,
-        amount=-from_minor(refund["amount"], currency),
-        received_on=_day(int(refund["created"])),
-        customer_ref=meta.get(METADATA_CUSTOMER),
+        amount=-read(refund, "amount", minor_units(currency)),
+        received_on=read(refund, "created", epoch_day),
+        customer_ref=customer_ref,
         invoice_numbers=(number,) if number else (),
         method="refund",
-        reference=refund.get("reason"),
+        reference=read(refund, "reason", text, default=None),
         extra=extra,
     )
 
@@ -229,25 +264,35 @@ def payment_from_dispute(
     the charge paid, like a refund), the reinstatement positive (it pays that invoice again). The
     dispute fee is the withdrawal's fee."""
     move, sign = DISPUTE_MOVES[event_type]
-    currency = str(dispute["currency"]).upper()
-    meta = (invoice or {}).get("metadata") or {}
-    number = meta.get(METADATA_NUMBER)
-    txns = [t for t in dispute.get("balance_transactions") or [] if isinstance(t, dict)]
-    fee = sum((int(t.get("fee") or 0) for t in txns if int(t.get("amount") or 0) < 0), 0) if sign < 0 else 0
-    extra = {"dispute": str(dispute["id"]), "refund_of": str(dispute["charge"]), "status": str(dispute.get("status"))}
-    if invoice:
-        extra["invoice"] = str(invoice["id"])
+    currency = read(dispute, "currency", _currency)
+    invoice_id, number, customer_ref = _invoice_link(invoice)
+    fee = Decimal(0)
+    if sign < 0:
+        txns = read(dispute, "balance_transactions", objects, default=[])
+        in_units = minor_units(currency)
+        for index, txn in enumerate(txns):
+            where = f"balance_transactions[{index}]"
+            if read(txn, "amount", in_units, default=Decimal(0), name=f"{where}.amount") < 0:
+                fee += read(txn, "fee", in_units, default=Decimal(0), name=f"{where}.fee")
+    dispute_id = read(dispute, "id", fields.required_text)
+    extra = {
+        "dispute": dispute_id,
+        "refund_of": read(dispute, "charge", fields.required_text),
+        "status": str(read(dispute, "status", text, default=None)),
+    }
+    if invoice_id:
+        extra["invoice"] = invoice_id
     return IncomingPayment(
         source="stripe",
-        payment_ref=f"{dispute['id']}:{move}",
+        payment_ref=f"{dispute_id}:{move}",
         currency=currency,
-        amount=sign * from_minor(dispute["amount"], currency),
-        received_on=_day(at),
-        customer_ref=meta.get(METADATA_CUSTOMER),
+        amount=sign * read(dispute, "amount", minor_units(currency)),
+        received_on=fields.parse("created", epoch_day, at),
+        customer_ref=customer_ref,
         invoice_numbers=(number,) if number else (),
-        fee=from_minor(fee, currency),
+        fee=fee,
         method="dispute",
-        reference=f"dispute {move}: {dispute.get('reason')}",
+        reference=f"dispute {move}: {read(dispute, 'reason', text, default=None)}",
         extra=extra,
     )
 
@@ -298,99 +343,108 @@ def map_subscription(
     newest event's time; Stripe keeps no modification time on a subscription) is the day changed
     terms apply from, as a new contract version.
     """
-    sub_id = str(sub.get("id"))
+    sub_id = read(sub, "id", fields.required_text, name="subscription id")
+    where = f"subscription {sub_id}: "
+
+    def get(path: str, parser: Callable[[Any], Any] | None = None, default: Any = REQUIRED, record: Any = sub) -> Any:
+        return read(record, path, parser, default=default, name=where + path)
 
     def err(field_name: str, message: str) -> MappingError:
-        return MappingError(f"subscription {sub_id}: {field_name}", message)
+        return MappingError(where + field_name, message)
 
-    if sub.get("status") in config.skip_statuses:
+    if get("status", text, None) in config.skip_statuses:
         return None
-    currency = str(sub.get("currency") or "").upper()
+    currency = (get("currency", text, None) or "").upper()
     if currency not in MINOR_UNITS:
-        raise err("currency", f"unknown currency {sub.get('currency')!r}")
-    meta = sub.get("metadata") or {}
-    entity_ref = meta.get("billbridge_entity") or config.entity_by_currency.get(currency)
+        raise err("currency", f"unknown currency {fields.shown(sub.get('currency'))}")
+    entity_ref = get("metadata.billbridge_entity", text, None) or config.entity_by_currency.get(currency)
     if entity_ref is None:
         raise err("metadata.billbridge_entity", f"no legal entity given and none configured for {currency}")
-    customer_id = customer.get("id") if customer else sub.get("customer")
+    if customer:
+        customer_id = read(customer, "id", fields.required_text, name=where + "customer.id")
+    else:
+        customer_id = get("customer", None, None)
     if not isinstance(customer_id, str):
         raise err("customer", "no customer")
-    if customer and customer.get("deleted"):
+    if customer and get("deleted", None, None, customer):
         raise err("customer", f"customer {customer_id} was deleted in Stripe: nobody to report the contract under")
-    items = ((sub.get("items") or {}).get("data")) or []
+    items = get("items.data", objects, [])
     if not items:
         raise err("items", "the subscription has no items")
-    if (sub.get("items") or {}).get("has_more"):
+    if get("items.has_more", None, None):
         raise err("items", "more items than one page holds (fetch them all before mapping)")
-    if sub.get("discounts") or any(item.get("discounts") for item in items):
+    if get("discounts", None, None) or any(item.get("discounts") for item in items):
         raise err("discounts", "coupons and discounts on subscriptions are not mapped; bill it by hand or remove them")
-    start = _day(int(sub["start_date"]))
-    if sub.get("trial_end"):  # nothing is billed during a free trial: the contract bills from its end
-        start = max(start, _day(int(sub["trial_end"])))
-    end_at = (
-        sub.get("ended_at") or sub.get("cancel_at") or (_period_end(sub) if sub.get("cancel_at_period_end") else None)
-    )
-    end = max(start, _day(int(end_at) - 1)) if end_at else None
-    effective = max(start, _day(int(changed_at))) if changed_at else None
+    start = get("start_date", epoch_day)
+    if trial_end := get("trial_end", epoch_day, None):  # nothing is billed during a free trial: it bills from its end
+        start = max(start, trial_end)
+    end_at = get("ended_at", whole, None) or get("cancel_at", whole, None)
+    if end_at is None and get("cancel_at_period_end", None, None):
+        end_at = _period_end(sub, get)
+    end = max(start, fields.parse(where + "ended_at", epoch_day, end_at - 1)) if end_at else None
+    effective = max(start, fields.parse("changed_at", epoch_day, changed_at)) if changed_at else None
     if effective is not None and end is not None:
         effective = min(effective, end)
     cycles = set()
     lines = []
     for index, item in enumerate(items):
-        line, cycle = _item_line(item, index, currency, prices, products, config, err)
+        line, cycle = _item_line(item, index, currency, prices, products, config, where)
         lines.append(line)
         cycles.add(cycle)
     if len(cycles) != 1:
         raise err("items.data[].price.recurring", f"items bill on different cycles: {sorted(cycles)}")
     length, unit = cycles.pop()
-    anchor = sub.get("billing_cycle_anchor")
-    anchor_day = _day(int(anchor)) if anchor else None
+    anchor_day = get("billing_cycle_anchor", epoch_day, None)
     ref = config.ref_prefix
-    cust = customer or {}
-    try:
-        mapped_customer = Customer(
-            customer_ref=f"{ref}{customer_id}",
-            name=cust.get("name") or customer_id,
-            entity_ref=entity_ref,
-            email=cust.get("email"),
-        )
-        contract = Contract(
-            contract_ref=f"{ref}{sub_id}",
-            customer_ref=mapped_customer.customer_ref,
-            entity_ref=entity_ref,
-            currency=currency,
-            contract_start_date=start,
-            contract_end_date=end,
-            cycle_length=length,
-            cycle_unit=unit,
-            cycle_start_date=anchor_day if anchor_day and anchor_day != start else None,
-            billing_timing="in_advance",
-            payment_terms_days=int(sub.get("days_until_due") or 0),
-            auto_charge=sub.get("collection_method") == "charge_automatically",
-            effective_date=effective,
-            billed_by="stripe",
-            lines=lines,
-        )
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise err(".".join(str(p) for p in first["loc"]) or "(subscription)", first["msg"]) from exc
+    mapped_customer = build(
+        Customer,
+        where + "customer",
+        customer_ref=f"{ref}{customer_id}",
+        name=(get("name", text, None, customer) if customer else None) or customer_id,
+        entity_ref=entity_ref,
+        email=get("email", text, None, customer) if customer else None,
+    )
+    contract = build(
+        Contract,
+        where.rstrip(": "),
+        contract_ref=f"{ref}{sub_id}",
+        customer_ref=mapped_customer.customer_ref,
+        entity_ref=entity_ref,
+        currency=currency,
+        contract_start_date=start,
+        contract_end_date=end,
+        cycle_length=length,
+        cycle_unit=unit,
+        cycle_start_date=anchor_day if anchor_day and anchor_day != start else None,
+        billing_timing="in_advance",
+        payment_terms_days=get("days_until_due", whole, 0),
+        auto_charge=get("collection_method", None, None) == "charge_automatically",
+        effective_date=effective,
+        billed_by="stripe",
+        lines=lines,
+    )
     used = {
-        line.product_ref: Product(product_ref=line.product_ref, name=line.description or line.product_ref)
+        line.product_ref: build(
+            Product, where + "items", product_ref=line.product_ref, name=line.description or line.product_ref
+        )
         for line in lines
     }
     return MappedSubscription(mapped_customer, contract, list(used.values()))
 
 
-def _period_end(sub: Mapping[str, Any]) -> int | None:
+def _period_end(sub: Mapping[str, Any], get: Callable[..., Any]) -> int | None:
     """The current period's end: on the items since API 2025-03-31 (the earliest, as Stripe cancels
     mixed intervals at the earliest), on the subscription before."""
+    items = get("items.data", objects, [])
     ends = [
-        int(i["current_period_end"]) for i in (sub.get("items") or {}).get("data") or [] if i.get("current_period_end")
+        read(item, "current_period_end", whole, default=None, name=f"items.data[{index}].current_period_end")
+        for index, item in enumerate(items)
     ]
-    if ends:
-        return min(ends)
-    end = sub.get("current_period_end")
-    return int(end) if end else None
+    found = [end for end in ends if end]
+    if found:
+        return min(found)
+    end: int | None = get("current_period_end", whole, None)
+    return end or None
 
 
 def _item_line(
@@ -400,85 +454,110 @@ def _item_line(
     prices: Mapping[str, Mapping[str, Any]],
     products: Mapping[str, Mapping[str, Any]],
     config: StripeSubscriptionMapping,
-    err: Any,
+    subscription: str,
 ) -> tuple[ContractLine, tuple[int, str]]:
     where = f"items.data[{index}]"
-    embedded = item.get("price") or {}
+
+    def get(record: Any, path: str, parser: Callable[[Any], Any] | None = None, default: Any = None) -> Any:
+        return read(record, path, parser, default=default, name=f"{subscription}{where}.{path}")
+
+    def err(field_name: str, message: str) -> MappingError:
+        return MappingError(f"{subscription}{field_name}", message)
+
+    embedded = get(item, "price", mapping, {})
     price = prices.get(str(embedded.get("id"))) or embedded
-    if str(price.get("currency", "")).upper() != currency:
-        raise err(f"{where}.price.currency", f"{price.get('currency')!r} differs from the subscription's {currency}")
-    recurring = price.get("recurring") or {}
-    interval, count = recurring.get("interval"), recurring.get("interval_count") or 1
+    if (get(price, "currency", text) or "").upper() != currency:
+        raise err(
+            f"{where}.price.currency",
+            f"{fields.shown(price.get('currency'))} differs from the subscription's {currency}",
+        )
+    interval = get(price, "recurring.interval", text)
+    count = get(price, "recurring.interval_count", whole) or 1
     if interval not in INTERVALS:
-        raise err(f"{where}.price.recurring.interval", f"not a recurring price (interval {interval!r})")
+        raise err(f"{where}.price.recurring.interval", f"not a recurring price (interval {fields.shown(interval)})")
     product_id = price.get("product")
     product = products.get(str(product_id)) or (product_id if isinstance(product_id, Mapping) else {})
-    sku = (product.get("metadata") or {}).get(config.product_ref_metadata)
-    product_ref = sku or product.get("id") or product_id
-    metered = recurring.get("usage_type") == "metered"
+    sku = get(product, f"metadata.{config.product_ref_metadata}", text)
+    product_ref = sku or get(product, "id", text) or get(price, "product", text)
+    metered = get(price, "recurring.usage_type", text) == "metered"
     if metered and not sku:
         raise err(
             f"{where}.price.product.metadata.{config.product_ref_metadata}",
-            f"metered price {price.get('id')} without a usage product: set the Stripe product's metadata "
+            f"metered price {fields.shown(price.get('id'))} without a usage product: set the Stripe product's metadata "
             f"{config.product_ref_metadata!r} to the usage_product_ref its usage events name",
         )
-    pricing = price_pricing(price, currency, f"{where}.price", err)
-    quantity = Decimal(1) if metered else Decimal(str(item.get("quantity") if item.get("quantity") is not None else 1))
-    try:
-        line = ContractLine(
-            line_ref=str(item["id"]),
-            product_ref=str(product_ref),
-            charge="usage" if metered else "recurring",
-            description=product.get("name") or price.get("nickname"),
-            quantity=quantity,
-            pricing=pricing,
-        )
-    except ValidationError as exc:
-        raise err(where, exc.errors(include_url=False)[0]["msg"]) from exc
-    return line, (int(count), str(interval))
+    pricing = price_pricing(price, currency, f"{where}.price", subscription)
+    quantity = Decimal(1) if metered else get(item, "quantity", number, Decimal(1))
+    line = build(
+        ContractLine,
+        subscription + where,
+        line_ref=get(item, "id", fields.required_text, REQUIRED),
+        product_ref=product_ref,
+        charge="usage" if metered else "recurring",
+        description=get(product, "name", text) or get(price, "nickname", text),
+        quantity=quantity,
+        pricing=pricing,
+    )
+    return line, (count, interval)
 
 
-def price_pricing(price: Mapping[str, Any], currency: str, where: str, err: Any) -> Any:
-    """A Stripe price as canonical pricing: per_unit, package (transform_quantity), graduated or volume tiers."""
-    scheme = price.get("billing_scheme")
+def price_pricing(price: Mapping[str, Any], currency: str, where: str, prefix: str = "") -> Any:
+    """A Stripe price as canonical pricing: per_unit, package (transform_quantity), graduated or volume
+    tiers. Errors name the field as ``<prefix><where>.<path>``."""
+
+    def get(record: Any, path: str, parser: Callable[[Any], Any] | None = None, default: Any = None) -> Any:
+        return read(record, path, parser, default=default, name=f"{prefix}{where}.{path}")
+
+    def err(field_name: str, message: str) -> MappingError:
+        return MappingError(prefix + field_name, message)
+
+    scheme = get(price, "billing_scheme", text)
     if scheme == "tiered":
-        mode = price.get("tiers_mode")
+        mode = get(price, "tiers_mode", text)
         if mode not in ("graduated", "volume"):
-            raise err(f"{where}.tiers_mode", f"unknown tiers mode {mode!r}")
-        tiers = price.get("tiers")
+            raise err(f"{where}.tiers_mode", f"unknown tiers mode {fields.shown(mode)}")
+        tiers = get(price, "tiers", objects)
         if not tiers:
             raise err(f"{where}.tiers", "tiered price without tiers (expand[]=tiers when fetching it)")
         rows = [
             {
-                "up_to": str(t["up_to"]) if t.get("up_to") not in (None, "inf") else None,
-                "unit_price": str(from_minor(_amount(t, "unit_amount"), currency)),
-                "flat_fee": str(from_minor(_amount(t, "flat_amount"), currency)),
+                "up_to": None if t.get("up_to") in (None, "inf") else str(get(t, "up_to", whole)),
+                "unit_price": str(_amount(t, "unit_amount", currency, get)),
+                "flat_fee": str(_amount(t, "flat_amount", currency, get)),
             }
             for t in tiers
         ]
-        return _validate({"model": mode, "tiers": rows}, f"{where}.tiers", err)
+        return _validate({"model": mode, "tiers": rows}, prefix + f"{where}.tiers")
     if scheme != "per_unit":
-        raise err(f"{where}.billing_scheme", f"unknown billing scheme {scheme!r}")
-    unit = from_minor(_amount(price, "unit_amount"), currency)
-    transform = price.get("transform_quantity")
+        raise err(f"{where}.billing_scheme", f"unknown billing scheme {fields.shown(scheme)}")
+    unit = _amount(price, "unit_amount", currency, get)
+    transform = get(price, "transform_quantity", mapping)
     if transform:
-        if transform.get("round") != "up":
+        if get(transform, "round", text) != "up":
             raise err(f"{where}.transform_quantity.round", "only whole packages rounded up map to package pricing")
-        package = {"model": "package", "package_size": str(transform["divide_by"]), "package_price": str(unit)}
-        return _validate(package, f"{where}.transform_quantity", err)
-    return _validate({"model": "per_unit", "unit_price": str(unit)}, f"{where}.unit_amount", err)
+        package = {
+            "model": "package",
+            "package_size": str(get(transform, "divide_by", whole)),
+            "package_price": str(unit),
+        }
+        return _validate(package, prefix + f"{where}.transform_quantity")
+    return _validate({"model": "per_unit", "unit_price": str(unit)}, prefix + f"{where}.unit_amount")
 
 
-def _amount(obj: Mapping[str, Any], name: str) -> str:
+def _amount(obj: Mapping[str, Any], name: str, currency: str, get: Callable[..., Any]) -> Decimal:
     """Prefer Stripe's ``*_decimal`` string (sub-cent prices) over the integer field."""
-    decimal = obj.get(f"{name}_decimal")
-    if decimal is not None:
-        return str(decimal)
-    return str(obj.get(name) or 0)
+    units = get(obj, f"{name}_decimal", number) if obj.get(f"{name}_decimal") is not None else get(obj, name, number)
+    return from_minor(units or 0, currency)
 
 
-def _validate(data: dict[str, Any], where: str, err: Any) -> Any:
+def _validate(data: dict[str, Any], field_name: str) -> Any:
+    """Canonical pricing from ``data``; refused: a MappingError naming ``field_name``."""
     try:
         return _PRICING.validate_python(data)
-    except ValidationError as exc:
-        raise err(where, exc.errors(include_url=False)[0]["msg"]) from exc
+    except ValueError as exc:
+        raise MappingError(field_name, _first_message(exc)) from exc
+
+
+def _first_message(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    return str(errors(include_url=False)[0]["msg"]) if callable(errors) else str(exc)

@@ -272,16 +272,24 @@ class _Dumps:
 
 def _check_refs(contract: model.Contract, lookups: ContractLookups) -> tuple[int, int]:
     if contract.customer_ref not in lookups.customers:
-        raise MissingReference("customer_ref", f"unknown customer {contract.customer_ref!r}")
+        raise MissingReference(
+            "customer_ref", f"unknown customer {contract.customer_ref!r}", ("customers", contract.customer_ref)
+        )
     customer_id, customer_entity = lookups.customers[contract.customer_ref]
     entity_id = lookups.entities.get(contract.entity_ref)
     if entity_id is None:
-        raise MissingReference("entity_ref", f"unknown legal entity {contract.entity_ref!r}")
+        raise MissingReference(
+            "entity_ref", f"unknown legal entity {contract.entity_ref!r}", ("entities", contract.entity_ref)
+        )
     if customer_entity != entity_id:
         raise MissingReference("entity_ref", f"customer {contract.customer_ref!r} belongs to another legal entity")
     for position, line in enumerate(contract.lines):
         if line.product_ref not in lookups.products:
-            raise MissingReference(f"lines[{position}].product_ref", f"unknown product {line.product_ref!r}")
+            raise MissingReference(
+                f"lines[{position}].product_ref",
+                f"unknown product {line.product_ref!r}",
+                ("products", line.product_ref),
+            )
         if line.pricing is None:
             raise ValueError(f"line {line.line_ref!r} must have its pricing resolved before it is stored")
     return customer_id, entity_id

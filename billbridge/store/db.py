@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billbridge.errors import UserError
+from billbridge.private_files import private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 4_242_001  # PostgreSQL advisory lock id: one migrating process at a time
@@ -71,6 +72,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         folder = Path(database).parent if database and database != ":memory:" else None
         if folder is not None and not folder.is_dir():  # SQLite would say only "unable to open database file"
             raise StoreUnavailable(f"database URL {url}: the folder {folder} does not exist")
+        if folder is not None and database:
+            # Made here, the store is 0600 (its folder exists: see above); SQLite gives its -wal and
+            # -shm files the database file's mode.
+            private_file(Path(database))
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _sqlite_transactions(engine)
         return engine

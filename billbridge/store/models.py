@@ -370,6 +370,8 @@ class QuarantinedRecord(Base):
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     seen_count: Mapped[int] = mapped_column(Integer, default=1)
     resolved_at: Mapped[datetime | None]
+    # What the store lacked when the record was refused (``entities:eu-bv``): retried once it has it.
+    missing_ref: Mapped[str | None] = mapped_column(String(300))
 
 
 class OutboxMessage(Base):
@@ -388,6 +390,8 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]  # a relay claimed it and holds it until then (None: not held)
+    leased_by: Mapped[str | None] = mapped_column(String(200))  # which run: "host pid N"
 
 
 class WebhookEvent(Base):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.store.models import OutboxMessage, utcnow
@@ -55,13 +55,20 @@ def enqueue_many(session: Session, messages: Sequence[dict[str, Any]]) -> int:
 
 
 def claim(
-    session: Session, *, topic: str, limit: int, now: datetime | None = None, lease: timedelta | None = None
+    session: Session,
+    *,
+    topic: str,
+    limit: int,
+    now: datetime | None = None,
+    lease: timedelta | None = None,
+    owner: str | None = None,
 ) -> list[Message]:
     """Due, undelivered messages of a topic, oldest first; on PostgreSQL locked so relays share the work.
 
     With ``lease`` the claimed messages become due again only after it: a relay delivering them
     outside this transaction keeps other relays off them, and a relay that dies mid-delivery
     hands them back when the lease runs out (delivery is at least once; receivers are idempotent).
+    The lease is recorded with its ``owner`` (which run), so a run finding the work held can say by whom.
     """
     now = now or utcnow()
     query = (
@@ -78,7 +85,8 @@ def claim(
         # A leased claim counts as an attempt at once: a relay that dies mid-delivery leaves attempts > 0,
         # which tells the next one that the outcome is unknown (look the document up before creating it).
         for row in rows:
-            row.available_at = now + lease
+            row.available_at = row.leased_until = now + lease
+            row.leased_by = owner
             row.attempts += 1
     return claimed
 
@@ -90,6 +98,7 @@ def mark_delivered(session: Session, message_id: int, *, count_attempt: bool = T
         message.delivered_at = utcnow()
         message.attempts += int(count_attempt)
         message.last_error = None
+        message.leased_until = message.leased_by = None
 
 
 def mark_delivered_many(session: Session, message_ids: Sequence[int]) -> None:
@@ -98,7 +107,7 @@ def mark_delivered_many(session: Session, message_ids: Sequence[int]) -> None:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(message_ids))
-            .values(delivered_at=utcnow(), last_error=None)
+            .values(delivered_at=utcnow(), last_error=None, leased_until=None, leased_by=None)
             .execution_options(synchronize_session=False)
         )
 
@@ -113,6 +122,7 @@ def mark_failed(
     message.attempts += int(count_attempt)
     message.last_error = error
     message.available_at = utcnow() + retry_in if retry_in is not None else datetime.max.replace(tzinfo=utcnow().tzinfo)
+    message.leased_until = message.leased_by = None
 
 
 def is_parked(available_at: datetime) -> bool:
@@ -127,12 +137,14 @@ def retry_now(session: Session, message_ids: list[int]) -> int:
         message = session.get(OutboxMessage, message_id)
         if message is not None and message.delivered_at is None:
             message.available_at = utcnow()
+            message.leased_until = message.leased_by = None  # a person takes the lease back (its run is gone)
             count += 1
     return count
 
 
 def pending(session: Session, *, topic: str | None = None) -> list[dict[str, Any]]:
     """Undelivered messages (of ``topic``), oldest first, with their attempts and last error."""
+    now = utcnow()
     query = select(OutboxMessage).where(OutboxMessage.delivered_at.is_(None)).order_by(OutboxMessage.id)
     if topic is not None:
         query = query.where(OutboxMessage.topic == topic)
@@ -148,6 +160,43 @@ def pending(session: Session, *, topic: str | None = None) -> list[dict[str, Any
             "last_error": m.last_error,
             "available_at": m.available_at,
             "parked": is_parked(m.available_at),
+            "leased_until": m.leased_until if is_leased(m.leased_until, now) else None,
+            "leased_by": m.leased_by if is_leased(m.leased_until, now) else None,
         }
         for m in rows
     ]
+
+
+def is_leased(leased_until: datetime | None, now: datetime) -> bool:
+    """Whether a message's lease still holds it (a run claimed it and has not finished it)."""
+    return leased_until is not None and _aware(leased_until) > now
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC timestamps."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Leases:
+    """Undelivered messages of a topic held by other runs' leases: how many, until when, by whom."""
+
+    messages: int
+    until: datetime
+    by: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"messages": self.messages, "until": self.until.isoformat(timespec="seconds"), "by": list(self.by)}
+
+
+def leased_elsewhere(session: Session, *, topic: str, owner: str | None, now: datetime | None = None) -> Leases | None:
+    """The messages of ``topic`` other runs than ``owner`` hold leased now (a run killed mid-delivery
+    holds them until its lease runs out), or None."""
+    now = now or utcnow()
+    held = (OutboxMessage.topic == topic, OutboxMessage.delivered_at.is_(None), OutboxMessage.leased_until > now)
+    mine = (OutboxMessage.leased_by.is_(None) | (OutboxMessage.leased_by != owner),) if owner else ()
+    count, until = session.execute(select(func.count(), func.max(OutboxMessage.leased_until)).where(*held, *mine)).one()
+    if not count or until is None:
+        return None
+    owners = session.scalars(select(OutboxMessage.leased_by).where(*held, *mine).distinct().limit(5))
+    return Leases(count, _aware(until), tuple(sorted(o or "(unknown run)" for o in owners)))

@@ -1,9 +1,12 @@
-"""Quarantined records: kept with reason and raw payload, shown to users, cleared once the source is fixed."""
+"""Quarantined records: kept with reason and raw payload, shown to users, cleared once the source is
+fixed, or once the store has what a record was refused for lacking (``healed``: a sync retries them)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billbridge.store.models import QuarantinedRecord, utcnow
+from billbridge.store.reference import customer_ids, entity_ids, product_ids
 
 
 @dataclass(frozen=True)
@@ -22,19 +26,52 @@ class Entry:
     field: str | None
     reason: str
     payload: Any
+    missing: tuple[str, str] | None = None  # what the store lacked (record type, ref), if that was why
+
+
+KEY_MAX = 300  # record_key and field columns
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and unpaired surrogates: no database keeps them
+
+
+def storable(text: str, limit: int | None = None) -> str:
+    """``text`` as the store can keep it: NUL and unpaired surrogates replaced (U+FFFD); cut to
+    ``limit`` characters with a digest of the whole, so distinct long keys stay distinct."""
+    clean = _UNSTORABLE.sub("\ufffd", text)
+    if limit is None or len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(clean.encode()).hexdigest()[:16]
+    return f"{clean[: limit - 20]}...#{digest}"
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(k)): _storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    return value
 
 
 def quarantine(
-    session: Session, *, source: str, record_type: str, record_key: str, field: str | None, reason: str, payload: Any
+    session: Session,
+    *,
+    source: str,
+    record_type: str,
+    record_key: str,
+    field: str | None,
+    reason: str,
+    payload: Any,
+    missing: tuple[str, str] | None = None,
 ) -> None:
     """Keep a bad record (or refresh the entry when it comes back still bad)."""
-    quarantine_many(session, source=source, entries=[Entry(record_type, record_key, field, reason, payload)])
+    quarantine_many(session, source=source, entries=[Entry(record_type, record_key, field, reason, payload, missing)])
 
 
 def quarantine_many(session: Session, *, source: str, entries: Sequence[Entry]) -> None:
     """Batch form of :func:`quarantine` (one query for the entries already kept, whatever their
     number); a record named twice keeps the last entry."""
-    latest = {(e.record_type, e.record_key): e for e in entries}
+    latest = {(e.record_type, storable(e.record_key, KEY_MAX)): e for e in entries}
     if not latest:
         return
     existing = {
@@ -48,23 +85,28 @@ def quarantine_many(session: Session, *, source: str, entries: Sequence[Entry]) 
     }
     now = utcnow()
     for key, entry in latest.items():
-        # Raw payloads come from YAML and vendor SDKs (dates, Decimals): keep them as JSON text values.
-        safe = json.loads(json.dumps(entry.payload, default=str))
+        # Raw payloads come from YAML and vendor SDKs (dates, Decimals): keep them as JSON text values,
+        # with what no database keeps replaced (the record is kept to be seen, whatever it holds).
+        safe = _storable_json(json.loads(json.dumps(entry.payload, default=str)))
         stored = safe if isinstance(safe, dict) else {"value": safe}
+        field = storable(entry.field, KEY_MAX) if entry.field is not None else None
+        reason = storable(entry.reason)
+        missing = storable(f"{entry.missing[0]}:{entry.missing[1]}", KEY_MAX) if entry.missing else None
         row = existing.get(key)
         if row is None:
             session.add(
                 QuarantinedRecord(
                     source=source,
                     record_type=entry.record_type,
-                    record_key=entry.record_key,
-                    field=entry.field,
-                    reason=entry.reason,
+                    record_key=key[1],
+                    field=field,
+                    reason=reason,
                     payload=stored,
+                    missing_ref=missing,
                 )
             )
             continue
-        row.field, row.reason, row.payload = entry.field, entry.reason, stored
+        row.field, row.reason, row.payload, row.missing_ref = field, reason, stored, missing
         row.last_seen = now
         row.seen_count += 1
         row.resolved_at = None
@@ -76,7 +118,7 @@ def resolve(session: Session, *, source: str, record_type: str, record_key: str)
         select(QuarantinedRecord).where(
             QuarantinedRecord.source == source,
             QuarantinedRecord.record_type == record_type,
-            QuarantinedRecord.record_key == record_key,
+            QuarantinedRecord.record_key == storable(record_key, KEY_MAX),
             QuarantinedRecord.resolved_at.is_(None),
         )
     )
@@ -95,13 +137,80 @@ def resolve_many(session: Session, *, source: str, record_type: str, record_keys
         .where(
             QuarantinedRecord.source == source,
             QuarantinedRecord.record_type == record_type,
-            QuarantinedRecord.record_key.in_(record_keys),
+            QuarantinedRecord.record_key.in_([storable(k, KEY_MAX) for k in record_keys]),
             QuarantinedRecord.resolved_at.is_(None),
         )
         .values(resolved_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+MISSING_LOOKUPS: dict[str, Callable[[Session, Iterable[str]], Mapping[str, object]]] = {
+    "entities": entity_ids,
+    "customers": customer_ids,
+    "products": product_ids,
+}
+"""What a record can be refused for lacking, and how to tell whether the store has it now."""
+
+
+@dataclass(frozen=True)
+class Healed:
+    """An open entry whose missing entity, customer or product the store now has."""
+
+    record_type: str
+    record_key: str
+    payload: Any
+
+
+def healed(session: Session, *, source: str) -> list[Healed]:
+    """``source``'s open entries refused for lacking something the store has gained since (one
+    query for the entries, one per kind of reference), oldest first."""
+    rows = session.execute(
+        select(
+            QuarantinedRecord.record_type,
+            QuarantinedRecord.record_key,
+            QuarantinedRecord.missing_ref,
+            QuarantinedRecord.payload,
+        )
+        .where(
+            QuarantinedRecord.source == source,
+            QuarantinedRecord.resolved_at.is_(None),
+            QuarantinedRecord.missing_ref.is_not(None),
+        )
+        .order_by(QuarantinedRecord.id)
+    ).all()
+    wanted: dict[str, set[str]] = {}
+    for row in rows:
+        kind, _, ref = str(row.missing_ref).partition(":")
+        wanted.setdefault(kind, set()).add(ref)
+    present = {
+        f"{kind}:{ref}"
+        for kind, refs in wanted.items()
+        if kind in MISSING_LOOKUPS
+        for ref in MISSING_LOOKUPS[kind](session, refs)
+    }
+    return [Healed(r.record_type, r.record_key, r.payload) for r in rows if r.missing_ref in present]
+
+
+def open_keys(session: Session, *, source: str) -> set[tuple[str, str]]:
+    """(record type, record key) of ``source``'s open entries."""
+    rows = session.execute(
+        select(QuarantinedRecord.record_type, QuarantinedRecord.record_key).where(
+            QuarantinedRecord.source == source, QuarantinedRecord.resolved_at.is_(None)
+        )
+    )
+    return {(t, k) for t, k in rows}
+
+
+def has_open(session: Session, *, source: str, record_type: str) -> bool:
+    """Whether ``source`` has open entries of ``record_type`` (clearing them costs a statement per batch)."""
+    query = select(QuarantinedRecord.id).where(
+        QuarantinedRecord.source == source,
+        QuarantinedRecord.record_type == record_type,
+        QuarantinedRecord.resolved_at.is_(None),
+    )
+    return session.scalar(query.limit(1)) is not None
 
 
 def list_open(session: Session, *, source: str | None = None) -> list[dict[str, Any]]:
@@ -118,6 +227,7 @@ def list_open(session: Session, *, source: str | None = None) -> list[dict[str, 
             "first_seen": r.first_seen,
             "last_seen": r.last_seen,
             "seen_count": r.seen_count,
+            "waiting_for": r.missing_ref,  # retried by the next sync once the store has it
             "payload": r.payload,
         }
         for r in session.scalars(query)

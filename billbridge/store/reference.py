@@ -15,11 +15,13 @@ DOC_TYPES = ("invoice", "credit_note")
 
 
 class MissingReference(LookupError):
-    """A record points at a ref the store does not have. ``field`` names the pointing field."""
+    """A record points at a ref the store does not have. ``field`` names the pointing field;
+    ``missing`` is what the store lacks, as (record type, ref), when getting it would let the record
+    in (a sync retries the record then); None when it conflicts with what is there."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, missing: tuple[str, str] | None = None) -> None:
         super().__init__(message)
-        self.field = field
+        self.field, self.missing = field, missing
 
 
 def upsert_entity(session: Session, entity: model.LegalEntity) -> Outcome:
@@ -42,7 +44,9 @@ def upsert_entity(session: Session, entity: model.LegalEntity) -> Outcome:
 def upsert_customer(session: Session, customer: model.Customer) -> Outcome:
     entity_id = entity_ids(session, [customer.entity_ref]).get(customer.entity_ref)
     if entity_id is None:
-        raise MissingReference("entity_ref", f"unknown legal entity {customer.entity_ref!r}")
+        raise MissingReference(
+            "entity_ref", f"unknown legal entity {customer.entity_ref!r}", ("entities", customer.entity_ref)
+        )
     row = session.scalar(select(Customer).where(Customer.customer_ref == customer.customer_ref))
     values = {"name": customer.name, "entity_id": entity_id, "email": customer.email}
     if row is None:
@@ -72,7 +76,9 @@ def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> d
     for ref, customer in batch.items():
         entity_id = entities.get(customer.entity_ref)
         if entity_id is None:
-            out[ref] = MissingReference("entity_ref", f"unknown legal entity {customer.entity_ref!r}")
+            out[ref] = MissingReference(
+                "entity_ref", f"unknown legal entity {customer.entity_ref!r}", ("entities", customer.entity_ref)
+            )
             continue
         row = known.get(ref)
         if row is None:

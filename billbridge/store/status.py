@@ -22,7 +22,7 @@ from billbridge.store.models import (
     QuarantinedRecord,
     SyncCursor,
 )
-from billbridge.store.outbox import is_parked
+from billbridge.store.outbox import is_leased, is_parked
 
 
 def overview(session: Session, today: date, *, errors: int = 5) -> dict[str, Any]:
@@ -99,15 +99,23 @@ def _outbox(session: Session, errors: int) -> dict[str, Any]:
     topics: dict[str, dict[str, Any]] = {}
     rows = session.execute(
         select(
-            OutboxMessage.topic, OutboxMessage.delivered_at, OutboxMessage.available_at, OutboxMessage.attempts
+            OutboxMessage.topic,
+            OutboxMessage.delivered_at,
+            OutboxMessage.available_at,
+            OutboxMessage.attempts,
+            OutboxMessage.leased_until,
         ).order_by(OutboxMessage.topic)
     )
-    for topic, delivered, available, attempts in rows:
-        counts = topics.setdefault(topic, {"delivered": 0, "due": 0, "retrying": 0, "parked": 0, "errors": []})
+    for topic, delivered, available, attempts, leased_until in rows:
+        counts = topics.setdefault(
+            topic, {"delivered": 0, "due": 0, "leased": 0, "retrying": 0, "parked": 0, "errors": []}
+        )
         if delivered is not None:
             counts["delivered"] += 1
         elif is_parked(available):
             counts["parked"] += 1
+        elif is_leased(leased_until, now):  # claimed by a run (a killed one holds it until its lease ends)
+            counts["leased"] += 1
         elif _aware(available) > now and attempts:
             counts["retrying"] += 1
         else:

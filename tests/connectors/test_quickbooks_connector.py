@@ -163,6 +163,48 @@ def test_customers_and_items_are_looked_up_before_created(qb: RunningQuickBooks,
     assert sorted(i["Name"] for i in qb.company.all("Item")) == ["API-CALLS", "SEATS"]
 
 
+def test_a_name_another_run_took_since_the_look_up_is_looked_up_again_and_used(
+    qb: RunningQuickBooks, connect: Connect
+) -> None:
+    """Two connectors look the same new customers and item up (QuickBooks holds both answers until
+    both asked), find none, and both create: the second gets 6240 Duplicate Name Exists for each,
+    looks them up again and uses the first one's. No document fails, nothing is made twice. (The two
+    sets of customers differ: the same set would be one batch request, replayed by its requestid.)"""
+    docs = invoices(8)  # customers cust-{1, 2, 3, 0, 1, ...}
+    qb.faults.add(kind="hold_response", path="/query", times=2, delay=2)
+    first, second = connect(), connect()
+    results: dict[str, list[str]] = {}
+
+    def push(name: str, conn: QuickBooksConnector, batch: list[OutboundDocument]) -> None:
+        results[name] = [r.status for r in conn.push_documents(batch, look_up_first=False)]
+
+    threads = [
+        threading.Thread(target=push, args=("first", first, docs[:3])),  # cust-1, cust-2, cust-3
+        threading.Thread(target=push, args=("second", second, docs[3:6])),  # cust-0, cust-1, cust-2
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == {"first": ["created"] * 3, "second": ["created"] * 3}
+    assert len(qb.company.all("Customer")) == 4 and len(qb.company.all("Item")) == 2
+    shared = {"cust-1", "cust-2"}
+    assert {k: first.customer_ids[k] for k in shared} == {k: second.customer_ids[k] for k in shared}
+    assert doc_numbers(qb) == Counter(d.number for d in docs[:6])
+
+
+def test_a_name_an_inactive_customer_holds_fails_its_documents_saying_why(
+    qb: RunningQuickBooks, connect: Connect
+) -> None:
+    """Queries return active customers only, while DisplayName is unique among inactive ones too."""
+    docs = invoices(2)
+    qb.company.create("Customer", {"DisplayName": docs[0].customer_name, "Active": False})
+    results = connect().push_documents(docs)
+    assert [r.status for r in results] == ["failed", "created"]
+    assert "6240 Duplicate Name Exists" in (results[0].error or "")
+    assert "inactive record, a vendor or an employee" in (results[0].error or "") and not results[0].retriable
+
+
 def test_a_connector_looks_up_each_customer_and_item_once(qb: RunningQuickBooks, connect: Connect) -> None:
     """A push run's later batches reuse the customers and items its first batches found or made."""
     conn, docs = connect(), invoices(60)  # 4 customers, 2 items

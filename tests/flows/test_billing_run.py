@@ -202,6 +202,55 @@ def test_a_generator_killed_halfway_leaves_no_trace_of_its_open_chunk(
     assert_numbers_gapless(store)
 
 
+def children(pid: int) -> set[int]:
+    """The live processes ``pid`` started, and theirs (from /proc; zombies are not alive)."""
+    found: set[int] = set()
+    parents = {pid}
+    while parents:
+        born = {p for p, parent in _processes().items() if parent in parents} - found
+        found |= born
+        parents = born
+    return found
+
+
+def _processes() -> dict[int, int]:
+    """Live process id -> parent id."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                out[int(entry.name)] = int(fields[1])
+    return out
+
+
+def alive(pids: set[int]) -> set[int]:
+    return pids & _processes().keys()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_a_killed_run_takes_its_planning_processes_with_it(store: Store, database_url: str) -> None:
+    """A billing run killed with SIGKILL left its two planners (about 114 MB each) and the resource
+    tracker running for good: nothing was left to shut the pool down."""
+    _many_contracts(store, 300)
+    run = _spawn_billing(database_url, "2026-12-15", 5, workers=2)
+    deadline = time.monotonic() + 120
+    started: set[int] = set()
+    while len(started) < 3 or not invoice_rows(store):  # two planners and the resource tracker, at work
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        started = children(run.pid)
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 5
+    while alive(started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(started), f"still running after their parent was killed: {sorted(alive(started))}"
+
+
 def test_usage_lines_are_rated_on_stored_events_per_utc_day(store: Store) -> None:
     lines = [
         {"line_ref": "calls", "product_ref": "api", "charge": "usage"},

@@ -558,3 +558,56 @@ def test_money_applied_by_hand_reaches_the_quickbooks_entry_once(
     with store.read() as session:
         here = next(d for d in list_invoices(session) if d["number"] == b["number"])
     assert (here["status"], here["amount_paid"]) == ("partially_paid", Decimal("7.00"))
+
+
+def test_a_payment_quickbooks_holds_malformed_is_quarantined_and_read_again_once_fixed(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Payment whose TxnDate no calendar has raised out of the mapping and failed every
+    reconciliation, the good payments of its page with it. Now it waits in the quarantine with its
+    field, the others are recorded, and once it is corrected in QuickBooks it is read again."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+    from billbridge.store import quarantine
+
+    settings = settings_for(qbo, database_url, tmp_path)
+    bill_and_approve(store, ["quickbooks"])
+    push(store, settings, "quickbooks")
+    with store.read() as session:
+        first, second = [d for d in list_invoices(session) if d["doc_type"] == "invoice"][:2]
+        ids = {
+            d["number"]: str(external_refs.get_external_id(session, "quickbooks", "invoice", int(d["id"])))
+            for d in (first, second)
+        }
+    qbo.company.receive_payment({ids[first["number"]]: Decimal(str(first["invoice_total"]))})
+    bad = qbo.company.receive_payment({ids[second["number"]]: Decimal(str(second["invoice_total"]))})
+    qbo.company.records["Payment"][bad["Id"]]["TxnDate"] = "2026-02-30"  # as if QuickBooks sent it so
+
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path))
+    for key, value in settings.quickbooks.model_dump(exclude_none=True).items():  # type: ignore[union-attr]
+        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+        monkeypatch.setenv(f"BILLBRIDGE_QUICKBOOKS__{key.upper()}", str(plain))
+    result = CliRunner().invoke(app, ["reconcile", "--source", "quickbooks"])
+    assert result.exit_code == 0, result.output
+    assert f"quarantined {bad['Id']}: field TxnDate: cannot read '2026-02-30'" in " ".join(result.stderr.split())
+    assert statuses(store, str(first["contract_ref"])) >= {"paid"}
+    with store.read() as session:
+        held = quarantine.list_open(session, source="quickbooks")
+    assert [(q["record_type"], q["record_key"], q["field"]) for q in held] == [("payments", bad["Id"], "TxnDate")]
+    assert held[0]["payload"]["TxnDate"] == "2026-02-30"  # kept as received
+
+    current = qbo.company.get("Payment", bad["Id"])
+    qbo.company.update(
+        "Payment", {"Id": bad["Id"], "SyncToken": current["SyncToken"], "sparse": True, "TxnDate": "2026-02-28"}
+    )
+    fixed = CliRunner().invoke(app, ["reconcile", "--source", "quickbooks", "--json"])
+    assert fixed.exit_code == 0, fixed.output
+    assert json.loads(fixed.stdout)["outcomes"].get("matched") == 1
+    with store.read() as session:
+        assert quarantine.list_open(session, source="quickbooks") == []
+        paid = {d["number"]: d["status"] for d in list_invoices(session)}
+    assert paid[first["number"]] == paid[second["number"]] == "paid"

@@ -172,3 +172,55 @@ def test_a_killed_writer_fails_the_sync_and_a_rerun_stores_each_deal_once(
     after = set(stored(store))
     assert before < after and len(after) == len(world.expected_contract_keys())
     assert rerun.counts["contracts.created"] == len(after - before)  # nothing stored twice
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_a_killed_sync_takes_its_writer_process_with_it(
+    store: Store, world: demo_world.DemoWorld, database_url: str
+) -> None:
+    """The writer reads its pages from the sync's pipe: when the sync is killed with SIGKILL the pipe
+    closes, and the writer ends (it never outlives the sync that started it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.flows.test_billing_run import alive, children
+
+    import_document(store, demo_world.entities_document(world))
+    sandbox = SalesforceSandbox(world).start()
+    try:
+        sandbox.faults.add(kind="slow", path="/query", after=1, times=None, delay=2.0)  # pages come slowly
+        env = {**os.environ, **sandbox.env(), "BILLBRIDGE_SALESFORCE_BATCH_SIZE": "200"}
+        code = (
+            "import sys\n"
+            "from billbridge.app.settings import Settings\n"
+            "from billbridge.flows.crm_sync import spec_for, sync_pages\n"
+            "from billbridge.flows.sync_crm import connect\n"
+            "from billbridge.store.db import open_store\n"
+            "sync_pages(open_store(sys.argv[1]), spec_for('salesforce'), connect('salesforce', Settings()),"
+            " writer_process=True)\n"
+        )
+        run = subprocess.Popen([sys.executable, "-c", code, database_url], env=env)
+        deadline = time.monotonic() + 60
+        writers: set[int] = set()
+        while not writers or cursor(store) is None:  # the writer is up and has stored the first page
+            assert run.poll() is None and time.monotonic() < deadline, "the sync ended before it could be killed"
+            writers = {p for p in children(run.pid) if b"page_writer" in _command_line(p)}
+            time.sleep(0.05)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 5
+        while alive(writers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(writers), f"the writer outlived its sync: {sorted(alive(writers))}"
+    finally:
+        sandbox.stop()
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # ended in between
+        return b""

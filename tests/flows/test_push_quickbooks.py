@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -141,3 +142,133 @@ def test_the_cli_pushes_and_reconciles(
     assert json.loads(reconciled.stdout)["outcomes"] == {}  # nobody has paid yet
     unknown = runner.invoke(app, ["push", "--target", "netsuite"])
     assert unknown.exit_code == 1 and "unknown push target" in unknown.output
+
+
+def test_a_push_finding_its_messages_leased_by_a_killed_run_says_so(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push SIGKILLed mid-delivery holds its messages for the lease's 5 minutes. The next push used
+    to do nothing and print an empty table (exit 0), so scheduled runs looked healthy while every
+    document waited. Now it says how many are held, by which run, until when; so do `outbox list`
+    and `status`; `outbox retry` hands them back at once."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+
+    documents = billed(store)
+    settings = settings_for(qbo, database_url, tmp_path)
+    env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
+    env.update({f"BILLBRIDGE_QUICKBOOKS__{k.upper()}": str(v) for k, v in _plain(settings).items()})
+    for key in ("BILLBRIDGE_DATABASE_URL", "BILLBRIDGE_DATA_DIR", *(k for k in env if "QUICKBOOKS__" in k)):
+        monkeypatch.setenv(key, env[key])
+    hold = qbo.faults.add(kind="hold_response", path="/batch", after=2, delay=30)
+    script = "from billbridge.app.settings import Settings\nfrom billbridge.flows.push import push\nfrom billbridge.store.db import open_store\ns = Settings()\npush(open_store(s.database), s, 'quickbooks')\n"
+    child = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 60
+    while not hold.done:
+        assert child.poll() is None and time.monotonic() < deadline, "the push never reached QuickBooks"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    qbo.faults.clear()
+
+    runner = CliRunner()
+    pushed = runner.invoke(app, ["push", "--target", "quickbooks"])
+    assert pushed.exit_code == 0, pushed.output
+    said = " ".join(pushed.stderr.split())
+    assert f"{len(documents)} message(s) of push.quickbooks leased by another run" in said
+    assert f"pid {child.pid}) until" in said and "billbridge outbox retry --topic push.quickbooks" in said
+    as_json = json.loads(runner.invoke(app, ["push", "--target", "quickbooks", "--json"]).stdout)
+    assert as_json["outcomes"] == {} and as_json["leased"]["messages"] == len(documents)
+    assert as_json["leased"]["by"] == [f"{socket.gethostname()} pid {child.pid}"]
+    listed = runner.invoke(app, ["outbox", "list"])
+    assert listed.exit_code == 0 and "leased by" in listed.stdout  # in the next-try column
+    rows = json.loads(runner.invoke(app, ["outbox", "list", "--json"]).stdout)
+    assert {r["leased_by"] for r in rows} == {f"{socket.gethostname()} pid {child.pid}"}
+    assert all(r["leased_until"] and not r["parked"] for r in rows)
+    status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert status["outbox"]["push.quickbooks"]["leased"] == len(documents)
+    assert f"push.quickbooks: {len(documents)} leased by a run" in runner.invoke(app, ["status"]).stdout
+
+    assert runner.invoke(app, ["outbox", "retry", "--topic", "push.quickbooks"]).exit_code == 0
+    finished = json.loads(runner.invoke(app, ["push", "--target", "quickbooks", "--json"]).stdout)
+    assert finished["outcomes"] == {"existing": 30, "created": len(documents) - 30} and finished["leased"] is None
+    assert in_quickbooks(qbo) == sorted(str(d["number"]) for d in documents)
+
+
+CUSTOMERS, CONTRACTS = 8, 330  # more documents than one claim takes (300): each push gets some
+
+
+def many_documents(store: Store) -> list[dict[str, object]]:
+    """330 invoices of 8 customers, approved for QuickBooks."""
+    document = {
+        "entities": [{"entity_ref": "us", "name": "Acme Inc.", "currency": "USD", "invoice_prefix": "US-INV-"}],
+        "customers": [
+            {"customer_ref": f"cust-{i}", "name": f"Customer {i}", "entity_ref": "us"} for i in range(CUSTOMERS)
+        ],
+        "products": [
+            {
+                "product_ref": "platform",
+                "name": "Platform",
+                "prices": [
+                    {"price_ref": "platform-usd", "currency": "USD", "pricing": {"model": "flat", "amount": "100"}}
+                ],
+            }
+        ],
+        "contracts": [
+            {
+                "contract_ref": f"C-{n}",
+                "customer_ref": f"cust-{n % CUSTOMERS}",
+                "entity_ref": "us",
+                "currency": "USD",
+                "contract_start_date": "2026-11-01",
+                "lines": [{"line_ref": "l1", "product_ref": "platform"}],
+            }
+            for n in range(CONTRACTS)
+        ],
+    }
+    from billbridge.flows.importing import import_document
+
+    import_document(store, document)
+    run_billing(store, date(2026, 11, 1))
+    approve_drafts(store, ["quickbooks"])
+    with store.read() as session:
+        return list_invoices(session)
+
+
+def test_two_pushes_at_once_from_an_empty_company_create_everything_once_and_park_nothing(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Two `billbridge push --target quickbooks` at once both looked the new customers (and the item)
+    up, found none and created them: the loser got 6240 Duplicate Name Exists, and its documents were
+    parked until a person ran `outbox retry`. QuickBooks holds the answers to both look-ups until
+    both were made, so the race happens every time; the loser now looks the names up again."""
+    import json
+
+    documents = many_documents(store)
+    assert len(documents) == CONTRACTS
+    settings = settings_for(qbo, database_url, tmp_path)
+    env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
+    env.update({f"BILLBRIDGE_QUICKBOOKS__{k.upper()}": str(v) for k, v in _plain(settings).items()})
+    held = qbo.faults.add(kind="hold_response", path="/query", times=2, delay=8)
+    command = [str(Path(sys.executable).with_name("billbridge")), "push", "--target", "quickbooks", "--json"]
+    pushes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"
+    ]
+    results = [p.communicate(timeout=180) for p in pushes]
+    assert held.hits == 2  # both looked up while neither had created anything
+    outcomes = []
+    for process, (out, errors) in zip(pushes, results, strict=True):
+        assert process.returncode == 0, errors[-2000:]
+        answer = json.loads(out)
+        assert answer["failures"] == [], answer["failures"]
+        outcomes.append(answer["outcomes"])
+    assert all(outcome for outcome in outcomes)  # each push delivered some of them
+    assert sum(n for outcome in outcomes for n in outcome.values()) == CONTRACTS
+    assert in_quickbooks(qbo) == sorted(str(d["number"]) for d in documents)  # each exactly once
+    assert len(qbo.company.all("Customer")) == CUSTOMERS
+    with store.read() as session:
+        assert outbox.pending(session) == []  # nothing parked, nothing waiting
+        assert {d["status"] for d in list_invoices(session)} == {"sent"}

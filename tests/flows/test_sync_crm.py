@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +226,125 @@ def test_the_prefect_flow_syncs_and_summarises(flow_env: str, crm: Crm, world: d
     assert "## Quarantined" in first and crm.ref(next(iter(world.broken_keys()))) in first
     assert "| contracts created | 0 |" in rerun
     store.dispose()
+
+
+@pytest.fixture
+def hubspot(world: demo_world.DemoWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotSandbox]:
+    sandbox = HubSpotSandbox.start(world)
+    monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S", "100000")
+    for key, value in sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def test_a_malformed_value_quarantines_its_deal_and_the_sync_goes_on(
+    ready: Store,
+    hubspot: HubSpotSandbox,
+    world: demo_world.DemoWorld,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A date property as a huge digit string raised OverflowError: the sync exited 1 having stored
+    none of the page, and every later run failed the same way."""
+    from typing import cast
+
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+
+    poisoned = sorted(world.expected_contract_keys())[:3]
+    values = {"billing_start_date": "9" * 23, "billing_end_date": "0", "payment_terms_days": "1e999999"}
+    for key, (name, value) in zip(poisoned, values.items(), strict=True):
+        hubspot.data.tables["deals"].live[hubspot.data.ids[key]].properties[name] = value
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["sync", "crm", "--source", "hubspot"])
+    assert result.exit_code == 0, result.output
+    ref = "hs-" + cast(str, hubspot.data.ids[poisoned[0]])
+    said = " ".join(result.stderr.split())
+    assert f"quarantined {ref}: field billing_start_date: cannot read '99999999999999999999999'" in said
+    again = runner.invoke(app, ["sync", "crm", "--source", "hubspot"])  # and the next run goes on too
+    assert again.exit_code == 0, again.output
+    expected = {f"hs-{hubspot.data.ids[k]}" for k in world.expected_contract_keys() - set(poisoned)}
+    assert set(contracts(ready)) == expected
+    held = open_quarantine(ready, Crm("hubspot", hubspot.faults, hubspot.data.ids, hubspot.apply, []))
+    assert {k: held[k] for k in (f"hs-{hubspot.data.ids[p]}" for p in poisoned)} == {
+        f"hs-{hubspot.data.ids[p]}": name for p, name in zip(poisoned, values, strict=True)
+    }
+
+
+def test_the_window_of_plausible_dates_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLBRIDGE_CRM_EARLIEST_DATE", "1990-01-01")
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", "/nonexistent/billbridge.toml")
+    spec = spec_for("hubspot", dates=Settings().crm_dates)
+    assert spec.mapping.window == (date(1990, 1, 1), date(2099, 12, 31))  # type: ignore[union-attr]
+
+
+def test_deals_waiting_for_an_entity_are_stored_by_the_next_sync_once_it_is_imported(
+    store: Store,
+    crm: Crm,
+    world: demo_world.DemoWorld,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cursor moved past deals quarantined for an unknown legal entity, so they stayed unbilled
+    until someone edited each in the CRM. Now the next incremental sync retries them from their kept
+    payloads once the entity is imported: no call for them, stored as contracts, off the quarantine."""
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+
+    missing = "eu-bv"
+    document = demo_world.entities_document(world)
+    entity = next(e for e in document["entities"] if e["entity_ref"] == missing)
+    import_document(store, {"entities": [e for e in document["entities"] if e is not entity]})
+    waiting = {crm.ref(d.key) for d in world.live_deals if d.won and not d.broken and d.entity_ref == missing}
+    assert len(waiting) > 10
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    runner = CliRunner()
+
+    first = runner.invoke(app, ["sync", "crm", "--source", crm.name, "--json"])
+    assert first.exit_code == 0, first.output
+    assert not waiting & set(contracts(store))
+    held = open_quarantine(store, crm)
+    assert waiting <= set(held)
+    assert {held[ref] for ref in waiting} <= {"customer_ref", "entity_ref"}
+    rows = json.loads(runner.invoke(app, ["quarantine", "list", "--source", crm.name, "--json"]).stdout)
+    assert {r["waiting_for"] for r in rows if r["record_key"] in waiting} <= {f"entities:{missing}"} | {
+        f"customers:{r['record_key']}" for r in rows if r["record_type"] == "customers"
+    }
+
+    file = tmp_path / "entity.json"
+    file.write_text(json.dumps({"entities": [entity]}))
+    imported = runner.invoke(app, ["contracts", "import", str(file)])
+    assert imported.exit_code == 0, imported.output
+    crm.faults.reset_calls()
+    second = runner.invoke(app, ["sync", "crm", "--source", crm.name])
+    assert second.exit_code == 0, second.output
+    assert f"{len(waiting)} quarantined deal(s) retried" in second.stdout
+    assert waiting <= set(contracts(store))
+    assert set(contracts(store)) == {crm.ref(k) for k in world.expected_contract_keys()}
+    assert not waiting & set(open_quarantine(store, crm))
+    listed = json.loads(runner.invoke(app, ["quarantine", "list", "--source", crm.name, "--json"]).stdout)
+    assert {r["record_key"] for r in listed} == {crm.ref(k) for k in world.broken_keys()}  # only the broken
+    retrying_calls = crm.faults.total_calls()
+
+    crm.faults.reset_calls()
+    again = runner.invoke(app, ["sync", "crm", "--source", crm.name, "--json"])  # nothing left to retry
+    assert json.loads(again.stdout)["retried_from_quarantine"] == 0
+    assert json.loads(again.stdout)["counts"].get("contracts.created", 0) == 0
+    assert retrying_calls == crm.faults.total_calls()  # retried from the kept payloads: not one call for them
+
+
+def test_a_full_sync_reads_every_deal_again(ready: Store, crm: Crm, world: demo_world.DemoWorld) -> None:
+    sync(ready, crm)
+    incremental = sync(ready, crm)
+    full = sync_pages(ready, spec_for(crm.name), connect(crm.name, Settings()), today=TODAY, full=True)
+    assert incremental.deals_pulled == 0
+    assert full.deals_pulled == len(world.deals) - sum(1 for d in world.deals.values() if d.deleted)
+    assert full.counts["contracts.created"] == full.counts["contracts.updated"] == 0
+    assert full.counts["contracts.unchanged"] == len(world.expected_contract_keys())

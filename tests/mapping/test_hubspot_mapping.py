@@ -96,11 +96,24 @@ def _set(part: str, name: str, value: str, index: int = 0) -> Callable[[dict[str
         (_set("lines", "recurringbillingfrequency", "hourly"), "line_items.recurringbillingfrequency", "unknown"),
         (_set("deal", "billing_end_date", "2019-12-31"), "billing_end_date", "is before the start date"),
         (_set("deal", "auto_charge", "maybe"), "auto_charge", "expected true or false"),
+        # A date property as a huge digit string: an OverflowError stopped every sync until 2026-12.
+        (_set("deal", "billing_start_date", "9" * 23), "billing_start_date", "cannot read '99999999999999999999999'"),
+        (_set("deal", "billing_start_date", "0"), "billing_start_date", "1970-01-01 is not a plausible date"),
+        (_set("deal", "billing_end_date", "9999-12-31"), "billing_end_date", "9999-12-31 is not a plausible date"),
+        (_set("lines", "quantity", "1e999999"), "quantity", "out of range"),
+        (_set("lines", "price", "NaN"), "price", "not a number"),
+        (_set("lines", "hs_discount_percentage", "١٠"), "hs_discount_percentage", "not a number"),
+        (_set("deal", "payment_terms_days", "1_000"), "payment_terms_days", "not a number"),
+        (_set("deal", "amount", {"value": 1}), "amount", "expected text, got an object"),  # type: ignore[arg-type]
+        (_set("deal", "billing_timing", ["in_advance"]), "billing_timing", "got a list"),  # type: ignore[arg-type]
+        (_set("deal", "legal_entity", "us-\x00inc"), "legal_entity", "NUL"),
+        (_set("deal", "billing_cycle", "\ud800"), "billing_cycle", "UnicodeEncodeError"),
+        (_set("deal", "hs_lastmodifieddate", "2019-13-45"), "hs_lastmodifieddate", "cannot read"),
     ],
 )
 def test_problems_name_the_hubspot_property(edit: Callable[[dict[str, Any]], None], field: str, message: str) -> None:
-    deal, company, products = bundle_to_crm(bundle(edit))
     with pytest.raises(MappingError) as error:
+        deal, company, products = bundle_to_crm(bundle(edit))
         map_deal(deal, company, products, DEFAULT_MAPPING)
     assert error.value.field == field
     assert message in str(error.value)
@@ -124,3 +137,41 @@ def test_stages_other_than_closedwon_are_not_won_and_records_need_properties() -
     assert not is_won(deal, DEFAULT_MAPPING)
     with pytest.raises(MappingError, match="deal 512"):
         bundle_to_crm(DealBundle({"id": "512"}, [], None, {}))
+
+
+EPOCH_MS_2020_01_01 = "1577836800000"  # 2020-01-01T00:00:00Z, as HubSpot sends date properties at times
+
+
+def test_epoch_millisecond_dates_are_utc_days_in_any_time_zone(machine_time_zone: str) -> None:
+    """West of UTC, midnight UTC was read as the evening before: a billing start moved a day earlier."""
+    jan_2_2am_utc = str(int(EPOCH_MS_2020_01_01) + (24 + 2) * 3600 * 1000)
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["deal"]["properties"].update(
+            {"billing_start_date": EPOCH_MS_2020_01_01, "hs_lastmodifieddate": jan_2_2am_utc}
+        )
+        for line in raw["lines"]:
+            line["properties"]["hs_recurring_billing_start_date"] = EPOCH_MS_2020_01_01
+
+    deal, company, products = bundle_to_crm(bundle(edit))
+    contract = map_deal(deal, company, products, DEFAULT_MAPPING).contract
+    assert contract.contract_start_date == date(2020, 1, 1), machine_time_zone
+    assert contract.effective_date == date(2020, 1, 2), machine_time_zone  # the UTC day it changed
+    assert all(line.start_date is None for line in contract.lines)  # the same day as the contract's
+
+
+def test_the_window_of_plausible_dates_is_configurable() -> None:
+    early = bundle(_set("deal", "billing_start_date", "1999-06-01"))
+    deal, company, products = bundle_to_crm(early)
+    with pytest.raises(MappingError, match="1999-06-01 is not a plausible date"):
+        map_deal(deal, company, products, DEFAULT_MAPPING)
+    widened = DEFAULT_MAPPING.model_copy(update={"earliest_date": date(1990, 1, 1)})
+    assert map_deal(deal, company, products, widened).contract.contract_start_date == date(1999, 6, 1)
+
+
+def test_a_name_longer_than_the_store_keeps_is_refused_with_its_property() -> None:
+    """A company name of 301 characters failed the whole page on PostgreSQL (value too long)."""
+    with pytest.raises(MappingError) as error:
+        deal, company, products = bundle_to_crm(bundle(_set("company", "name", "N" * 301)))
+        map_deal(deal, company, products, DEFAULT_MAPPING)
+    assert error.value.field == "name" and "at most 300 characters" in str(error.value)  # HubSpot's property

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
+from billbridge.mapping.fields import MappingError
 from billbridge.mapping.quickbooks import (
     amendments_in,
     customer_payload,
@@ -151,7 +152,7 @@ def test_payment_maps_links_back_to_our_numbers() -> None:
 
 def test_payment_amounts_parsed_as_float_are_refused() -> None:
     raw = {"Id": "1", "TxnDate": "2026-02-03", "TotalAmt": 0.1, "CustomerRef": {"value": "5"}, "Line": []}
-    with pytest.raises(TypeError, match="parse_float=Decimal"):
+    with pytest.raises(MappingError, match="TotalAmt: .*parse_float=Decimal"):
         payment_from_qbo(raw, {})
 
 

@@ -132,3 +132,12 @@ def test_a_sync_wide_cache_reads_each_product_version_once() -> None:
     _, _, first = bundle_to_crm(_bundle(WON), cache)
     _, _, second = bundle_to_crm(_bundle(copy.deepcopy(WON)), cache)
     assert all(first[pid] is second[pid] for pid in first) and len(cache) == 3
+
+
+def test_an_account_name_longer_than_the_store_keeps_is_refused_naming_the_field() -> None:
+    opp = copy.deepcopy(WON)
+    opp["Account"]["Name"] = "N" * 301
+    deal, company, products = bundle_to_crm(_bundle(opp))
+    with pytest.raises(MappingError) as error:
+        map_deal(deal, company, products, DEFAULT_MAPPING)
+    assert error.value.field == "Account.Name" and "at most 300 characters" in str(error.value)

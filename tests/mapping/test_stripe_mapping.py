@@ -294,7 +294,7 @@ def test_jpy_subscription() -> None:
             "subscription sub_1: items.data[0].price.transform_quantity.round",
         ),
         (_sub((_price("price_1"), 1), currency="xyz"), {}, "subscription sub_1: currency"),
-        (_sub((_price("price_1"), -1)), {}, "subscription sub_1: items.data[0]"),
+        (_sub((_price("price_1"), -1)), {}, "subscription sub_1: items.data[0].quantity"),
         (_sub((_price("price_1"), 1), discounts=["di_1"]), {}, "subscription sub_1: discounts"),
     ],
 )

@@ -16,9 +16,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
@@ -32,6 +33,7 @@ from billbridge.connectors.quickbooks.client import (
     classify_quickbooks,
 )
 from billbridge.connectors.quickbooks.tokens import IssuedTokens, TokenKeeper, TokenStore
+from billbridge.mapping.fields import Refused, map_each, record_id
 from billbridge.mapping.quickbooks import (
     CustomerSpec,
     amendments_in,
@@ -39,6 +41,7 @@ from billbridge.mapping.quickbooks import (
     customer_spec,
     document_payload,
     item_payload,
+    linked_invoice_ids,
     note_key,
     payment_amended,
     payment_deleted,
@@ -58,6 +61,7 @@ CURSOR_LAG = timedelta(minutes=5)  # re-read this much before the cursor: QuickB
 _REQUEST_ID_NS = uuid.UUID("6f9d5f8e-1f8b-4a8c-9d0e-0b1b2b3c4d5e")
 _EPOCH = "1970-01-01T00:00:00+00:00"
 STALE_OBJECT = "5010"  # Intuit's error code for an update with an outdated SyncToken
+DUPLICATE_NAME = "6240"  # Intuit: a Customer (Vendor, Employee) or Item of that name exists
 
 PushStatus = Literal["created", "existing", "failed"]
 
@@ -97,6 +101,7 @@ class AmendmentToRecord:
 class PaymentPage:
     payments: list[IncomingPayment]
     cursor: str  # the newest LastUpdatedTime in this page: store it after the page is safely stored
+    refused: list[Refused] = field(default_factory=list)  # payments the mapping could not read (to quarantine)
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class _Written:
     record: dict[str, Any] | None
     error: str | None = None
     retriable: bool = False
+    codes: frozenset[str] = frozenset()  # Intuit's error codes of a refused write
 
 
 def _quote(value: str) -> str:
@@ -279,9 +285,9 @@ class QuickBooksConnector:
                 if "Fault" in item:
                     errors = item["Fault"].get("Error", [{}])
                     text = "; ".join(f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
+                    codes = frozenset(str(e.get("code")) for e in errors)
                     # 5010: an update named an old SyncToken (the record changed since it was read): read again
-                    stale = any(str(e.get("code")) == STALE_OBJECT for e in errors)
-                    out[write.key] = _Written(None, text, retriable=stale)
+                    out[write.key] = _Written(None, text, retriable=STALE_OBJECT in codes, codes=codes)
                 else:
                     out[write.key] = _Written(item[write.entity])
             for write in chunk:  # QuickBooks answers every bId; if not, the outcome is unknown
@@ -295,29 +301,45 @@ class QuickBooksConnector:
         ids = {ref: str(o.record["Id"]) for ref, o in outcomes.items() if o.record is not None}
         return ids, {ref: o for ref, o in outcomes.items() if o.record is None}
 
-    def _ensure_customers(self, customers: Sequence[CustomerSpec]) -> tuple[dict[str, str], dict[str, _Written]]:
-        specs = {c.customer_ref: c for c in customers}
-        found = self._find("Customer", "DisplayName", [c.display_name for c in specs.values()])
-        ids = {ref: str(found[c.display_name]["Id"]) for ref, c in specs.items() if c.display_name in found}
-        writes = {
-            ref: _Write(f"billbridge-customer-{ref}-create", "Customer", customer_payload(c))
-            for ref, c in specs.items()
-            if ref not in ids
-        }
-        created, failed = self._ensure(writes)
+    def _find_or_create(
+        self, entity: str, name_field: str, names: Mapping[str, str], write: Callable[[str], _Write]
+    ) -> tuple[dict[str, str], dict[str, _Written]]:
+        """Ids by our ref of the ``entity`` records named ``names[ref]`` (names are unique in a
+        company): looked up by name, created (``write(ref)``) when missing. A create refused because
+        the name exists (6240) means another run made it since the look-up: it is looked up again
+        and used, so concurrent pushes converge. The name may also be taken by a record queries do
+        not return (an inactive customer, a vendor, an employee): that one stays a failure."""
+        found = self._find(entity, name_field, names.values())
+        ids = {ref: str(found[name]["Id"]) for ref, name in names.items() if name in found}
+        created, failed = self._ensure({ref: write(ref) for ref in names if ref not in ids})
+        taken = [ref for ref, outcome in failed.items() if DUPLICATE_NAME in outcome.codes]
+        again = self._find(entity, name_field, {names[ref] for ref in taken}) if taken else {}
+        for ref in taken:
+            if names[ref] in again:
+                created[ref] = str(again[names[ref]]["Id"])
+                del failed[ref]
+            else:
+                hidden = "the name belongs to an inactive record, a vendor or an employee (queries do not return them)"
+                failed[ref] = replace(failed[ref], error=f"{failed[ref].error} ({hidden}: rename one)")
         return ids | created, failed
 
+    def _ensure_customers(self, customers: Sequence[CustomerSpec]) -> tuple[dict[str, str], dict[str, _Written]]:
+        payloads = {c.customer_ref: customer_payload(c) for c in customers}
+        return self._find_or_create(
+            "Customer",
+            "DisplayName",
+            {ref: payload["DisplayName"] for ref, payload in payloads.items()},
+            lambda ref: _Write(f"billbridge-customer-{ref}-create", "Customer", payloads[ref]),
+        )
+
     def _ensure_items(self, items: Mapping[str, str]) -> tuple[dict[str, str], dict[str, _Written]]:
-        found = self._find("Item", "Name", items)
-        ids = {sku: str(found[sku]["Id"]) for sku in items if sku in found}
         account = self.config.income_account_id
-        writes = {
-            sku: _Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, desc, account))
-            for sku, desc in items.items()
-            if sku not in ids
-        }
-        created, failed = self._ensure(writes)
-        return ids | created, failed
+        return self._find_or_create(
+            "Item",
+            "Name",
+            {sku: sku for sku in items},
+            lambda sku: _Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, items[sku], account)),
+        )
 
     def ensure_customers(self, customers: Sequence[CustomerSpec]) -> dict[str, str]:
         """QuickBooks customer Ids by our customer ref: looked up by DisplayName, created when missing."""
@@ -513,7 +535,8 @@ class QuickBooksConnector:
             for row in group.get("Payment", [])
             if row.get("status") == "Deleted"
         ]
-        return [payment_deleted(t) for t in tombstones]
+        deleted, _unreadable = map_each(tombstones, payment_deleted, lambda t: record_id(t, "Id"))
+        return deleted  # a tombstone without a readable Id names nothing to take back
 
     def _payment_pages(self, since: str, page_size: int) -> Iterator[PaymentPage]:
         numbers: dict[str, str] = {}  # QuickBooks Invoice Id -> our DocNumber, read once per pull
@@ -523,21 +546,17 @@ class QuickBooksConnector:
             rows = self.query(text).get("Payment", [])
             if not rows:
                 return
-            wanted = {
-                str(link["TxnId"])
-                for p in rows
-                for line in p.get("Line", [])
-                for link in line.get("LinkedTxn", [])
-                if link.get("TxnType") == "Invoice"
-            }
+            wanted = {txn for p in rows for txn in linked_invoice_ids(p)}
             unknown = wanted - numbers.keys()
             if unknown:
                 numbers |= {
                     i: str(r.get("DocNumber", ""))
                     for i, r in self._find("Invoice", "Id", unknown, "Id, DocNumber").items()
                 }
-            payments = [payment_from_qbo(row, numbers) for row in rows]
-            yield PaymentPage(payments, max(str(r["MetaData"]["LastUpdatedTime"]) for r in rows))
+            payments, refused = map_each(
+                rows, partial(payment_from_qbo, doc_numbers=numbers), partial(record_id, field="Id")
+            )
+            yield PaymentPage(payments, max(str(r["MetaData"]["LastUpdatedTime"]) for r in rows), refused)
             if len(rows) < page_size:
                 return
             start += page_size

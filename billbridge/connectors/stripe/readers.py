@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from billbridge.billing.documents import IncomingPayment
 from billbridge.connectors.stripe.common import PAGE_SIZE, plain
 from billbridge.mapping import stripe as mapping
+from billbridge.mapping.fields import Refused, map_each, record_id
 
 if TYPE_CHECKING:
     from billbridge.connectors.stripe.client import StripeConnector
@@ -32,6 +33,10 @@ class PaymentPage:
     records: list[dict[str, Any]]  # the vendor records they came from (charges or refunds)
     cursor: str | None
     api_calls: int = 0
+    refused: list[Refused] = field(default_factory=list)  # records the mapping could not read (to quarantine)
+
+
+Mapped = tuple[list[IncomingPayment], list[Refused]]
 
 
 @dataclass(frozen=True)
@@ -76,17 +81,18 @@ def pull_disputes(conn: StripeConnector, cursor: str | None) -> Iterator[Payment
     newest = max([int(e["created"]) for e in events], default=int(cursor) if cursor else 0)
     disputes = [e["data"]["object"] for e in events]
     invoices = _InvoiceFinder(conn).invoices_of(disputes) if disputes else {}
-    payments = [
-        mapping.payment_from_dispute(
+    payments, refused = map_each(
+        reversed(events),
+        lambda e: mapping.payment_from_dispute(
             e["type"],
             e["data"]["object"],
             invoices.get(str(e["data"]["object"].get("payment_intent"))),
             int(e["created"]),
-        )
-        for e in reversed(events)
-    ]
+        ),
+        lambda e: f"{record_id(e['data']['object'])}:{mapping.DISPUTE_MOVES[e['type']][0]}",
+    )
     # Withdrawals first, in a page of their own: a reinstatement pays an invoice its withdrawal reopened.
-    yield PaymentPage([p for p in payments if p.amount < 0], disputes, None, conn.api_calls - calls)
+    yield PaymentPage([p for p in payments if p.amount < 0], disputes, None, conn.api_calls - calls, refused)
     yield PaymentPage([p for p in payments if p.amount >= 0], [], str(newest) if newest else cursor)
 
 
@@ -95,7 +101,7 @@ def _pull(
     cursor: str | None,
     fetch: Callable[[dict[str, Any]], Any],
     params: dict[str, Any],
-    to_page: Callable[[StripeConnector, list[dict[str, Any]], _InvoiceFinder], list[IncomingPayment]],
+    to_page: Callable[[StripeConnector, list[dict[str, Any]], _InvoiceFinder], Mapped],
 ) -> Iterator[PaymentPage]:
     """Read a created-ordered list since ``cursor`` in pages; only the last page carries the new cursor."""
     query = dict(params)
@@ -110,29 +116,29 @@ def _pull(
         if record["status"] == "succeeded":
             batch.append(record)
         if len(batch) == PAGE_SIZE:
-            yield PaymentPage(to_page(conn, batch, finder), batch, cursor, conn.api_calls - calls)
+            payments, refused = to_page(conn, batch, finder)
+            yield PaymentPage(payments, batch, cursor, conn.api_calls - calls, refused)
             batch, calls = [], conn.api_calls
-    payments = to_page(conn, batch, finder)
-    yield PaymentPage(payments, batch, str(newest) if newest else cursor, conn.api_calls - calls)
+    payments, refused = to_page(conn, batch, finder)
+    yield PaymentPage(payments, batch, str(newest) if newest else cursor, conn.api_calls - calls, refused)
 
 
-def _refund_payments(
-    conn: StripeConnector, refunds: list[dict[str, Any]], finder: _InvoiceFinder
-) -> list[IncomingPayment]:
+def _refund_payments(conn: StripeConnector, refunds: list[dict[str, Any]], finder: _InvoiceFinder) -> Mapped:
     invoices = finder.invoices_of(refunds)
-    return [mapping.payment_from_refund(r, invoices.get(str(r.get("payment_intent")))) for r in refunds]
+    return map_each(
+        refunds, lambda r: mapping.payment_from_refund(r, invoices.get(str(r.get("payment_intent")))), record_id
+    )
 
 
-def _charge_payments(
-    conn: StripeConnector, charges: list[dict[str, Any]], finder: _InvoiceFinder
-) -> list[IncomingPayment]:
+def _charge_payments(conn: StripeConnector, charges: list[dict[str, Any]], finder: _InvoiceFinder) -> Mapped:
     invoices = finder.invoices_of(charges)
-    payments = []
-    for charge in charges:
+
+    def one(charge: dict[str, Any]) -> IncomingPayment:
         txn = charge.get("balance_transaction")
         invoice = invoices.get(str(charge.get("payment_intent")))
-        payments.append(mapping.payment_from_charge(charge, txn if isinstance(txn, dict) else None, invoice))
-    return payments
+        return mapping.payment_from_charge(charge, txn if isinstance(txn, dict) else None, invoice)
+
+    return map_each(charges, one, record_id)
 
 
 class _InvoiceFinder:

@@ -203,8 +203,11 @@ def _matches(record: dict[str, Any], cond: Condition) -> bool:
 
 
 def run_query(query: Query, records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The ``QueryResponse`` object QuickBooks answers a query with."""
+    """The ``QueryResponse`` object QuickBooks answers a query with. Like Intuit's, a query of a list
+    entity (customers, items) returns only active records unless its WHERE names ``Active``."""
     rows = [r for r in records if all(_matches(r, c) for c in query.where)]
+    if not any(c.field == "Active" for c in query.where):
+        rows = [r for r in rows if r.get("Active", True) is not False]
     if query.count:
         return {"totalCount": len(rows)}
     if query.order_by:
