@@ -21,6 +21,7 @@ from billbridge.connectors.hubspot.settings import HubSpotSettings
 from billbridge.connectors.salesforce.settings import SalesforceSettings
 from billbridge.errors import NotConfigured
 from billbridge.mapping.crm import EARLIEST_DATE, LATEST_DATE
+from billbridge.private_files import private_folder
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -205,7 +206,7 @@ class Settings(BaseSettings):
         does not exist is an error, not a new empty business)."""
         if self.database_url:
             return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.data_dir)
         return f"sqlite:///{self.data_dir / 'billbridge.db'}"
 
 

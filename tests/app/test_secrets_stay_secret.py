@@ -237,12 +237,13 @@ def mode(path: Path) -> int:
 
 def test_the_store_the_secret_key_and_the_data_folder_are_private(tmp_path: Path) -> None:
     from billbridge.app.secrets import Sealer
+    from billbridge.app.settings import Settings
     from billbridge.store.db import open_store
 
     saved = os.umask(0o022)  # the usual umask: files 0644 and folders 0755 unless made private
     try:
-        data = tmp_path / "fresh" / "data"
-        store = open_store(f"sqlite:///{data / 'billbridge.db'}")
+        data = tmp_path / "fresh" / "data"  # the default data folder: the one folder billbridge makes
+        store = open_store(Settings(data_dir=data, database_url=None).database)
         Sealer.from_settings(None, data).seal("a refresh token")
         with store.read() as session:  # a connection open: the write-ahead log and its index exist
             session.execute(text("SELECT count(*) FROM quarantined_records"))
@@ -259,12 +260,12 @@ def test_the_store_the_secret_key_and_the_data_folder_are_private(tmp_path: Path
 
 
 def test_the_demo_store_is_private(tmp_path: Path) -> None:
-    from billbridge.app.demo import fresh_demo_store
+    from billbridge.app.demo import DEMO_STORE, demo_world_store
     from billbridge.store.db import open_store
 
     saved = os.umask(0o022)
     try:
-        url = fresh_demo_store(tmp_path / "demo-data")
+        url = demo_world_store(tmp_path / "demo-data", DEMO_STORE)
         open_store(url).dispose()
     finally:
         os.umask(saved)

@@ -9,7 +9,7 @@ from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
 from billbridge.store.webhooks import InboxEvent
 
-T0 = datetime.now(UTC)  # mark_failed counts from the store's clock
+T0 = datetime.now(UTC)
 
 
 def event(event_id: str, source: str = "stripe", event_type: str = "charge.succeeded") -> InboxEvent:
@@ -33,15 +33,16 @@ def test_each_event_is_stored_once_per_source(store: Store) -> None:
 
 
 def test_claims_are_leased_disjoint_and_come_back_after_a_failure(store: Store) -> None:
+    t0 = datetime.now(UTC)  # mark_failed counts from the store's clock: the test's own start, not the import's
     with store.write() as session:
         inbox.receive(session, [event(f"evt_{n}") for n in range(5)])
     lease = timedelta(minutes=10)
     with store.write() as session:
-        first = inbox.claim(session, limit=3, lease=lease, now=T0)
+        first = inbox.claim(session, limit=3, lease=lease, now=t0)
     with store.write() as session:
-        second = inbox.claim(session, limit=10, lease=lease, now=T0)
+        second = inbox.claim(session, limit=10, lease=lease, now=t0)
     with store.write() as session:
-        assert inbox.claim(session, limit=10, lease=lease, now=T0 + timedelta(minutes=9)) == []  # all leased
+        assert inbox.claim(session, limit=10, lease=lease, now=t0 + timedelta(minutes=9)) == []  # all leased
     assert [e.event_id for e in first] == ["evt_0", "evt_1", "evt_2"]
     assert [e.event_id for e in second] == ["evt_3", "evt_4"]
     assert {e.attempts for e in first + second} == {1}
@@ -51,7 +52,7 @@ def test_claims_are_leased_disjoint_and_come_back_after_a_failure(store: Store) 
         inbox.mark_failed(session, [second[0].id], error="StripeError: down", retry_in=timedelta(minutes=1))
     # The processor holding evt_4 died: its lease runs out and another claims it, as a second attempt.
     with store.write() as session:
-        again = inbox.claim(session, limit=10, lease=lease, now=T0 + timedelta(minutes=11))
+        again = inbox.claim(session, limit=10, lease=lease, now=t0 + timedelta(minutes=11))
     assert [(e.event_id, e.attempts) for e in again] == [("evt_3", 2), ("evt_4", 2)]
     with store.read() as session:
         rows = {r["event_id"]: r for r in inbox.list_events(session)}
