@@ -251,3 +251,15 @@ def preview(store: Store, contract_ref: str, as_of: date) -> Plan:
     if failures:
         raise ValueError(f"contract {contract_ref}: {failures[0][1]}")
     return plans[0][1]
+
+
+def plan_all(store: Store, as_of: date, *, chunk_size: int = CHUNK, workers: int = 0) -> Iterator[ChunkPlan]:
+    """Every contract's plan by ``as_of`` against what the store has billed, chunk by chunk, saving
+    nothing (with ``workers`` planning processes, as a billing run plans): the invoices still to come,
+    for the cash forecast."""
+    chunks = _chunks(store, None, chunk_size)
+    for ids, ahead in zip(chunks, _planned_ahead(store, chunks, as_of, workers), strict=True):
+        if ahead is None:
+            with store.read() as session:
+                ahead = plan_ahead(session, ids, as_of)
+        yield ahead
