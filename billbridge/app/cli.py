@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
+from billbridge.app import metrics_cli, user_cli
 from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.engine import InvoiceDraft
 from billbridge.billing.lifecycle import InvalidTransition
@@ -45,6 +46,8 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(payments_app, name="payments")
+app.add_typer(metrics_cli.app, name="metrics")
+app.add_typer(user_cli.app, name="user")
 
 console = Console()
 err = Console(stderr=True)
@@ -798,13 +801,15 @@ def main() -> None:
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """What is in the store, what waits or fails in the outbox (with the errors), open and overdue
-    money, quarantined records, and when each source last synced."""
+    money, MRR, ARR, AR aging and the next 4 weeks' cash forecast, quarantined records, and when each
+    source last synced."""
     from billbridge.store.status import overview
 
     store = _store()
     with store.read() as session:
         data = overview(session, date.today())
     data["store"] = make_url(Settings().database).render_as_string(hide_password=True)
+    data["finance"] = metrics_cli.headline(store, date.today())
     if as_json:
         _json(data)
         return
@@ -830,6 +835,7 @@ def status(as_json: JsonOpt = False) -> None:
     ]:
         head.add_row(label, str(value))
     console.print(head)
+    metrics_cli.print_headline(data["finance"])
     if data["outbox"]:
         box = Table("outbox topic", "delivered", "due", "retrying", "parked", "latest error", title="outbox")
         for topic, counts in data["outbox"].items():

@@ -193,8 +193,8 @@ class Report:
         value = row.get(column)
         if value is None or value == "":
             return "-"
-        if column in self.money and "currency" in row:
-            return money_display(Decimal(value), row["currency"])
+        if column in self.money and "currency" in row:  # the row names its currency once
+            return money_display(Decimal(value), row["currency"]).removesuffix(f" {row['currency']}")
         return str(value)
 
     def as_dict(self) -> dict[str, Any]:
