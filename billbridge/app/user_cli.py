@@ -57,7 +57,7 @@ def list_users(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     for r in rows:
         table.add_row(
             str(r["username"]), ", ".join(r["entities"]), str(r["created_at"])[:19], str(r["disabled_at"])[:19] or "-"
-        )  # type: ignore[arg-type]
+        )
     console.print(table)
 
 
