@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from billbridge.api import errors, routes_resources, routes_usage, routes_webhooks
+from billbridge.api import errors, routes_metrics, routes_resources, routes_usage, routes_webhooks
+from billbridge.api.dashboard import routes as dashboard
 from billbridge.api.lookups import Lookups
 from billbridge.api.usage_models import BatchIn, UsageEventIn
 from billbridge.api.webhook_worker import WebhookWorker
@@ -22,7 +23,8 @@ from billbridge.store.db import Store, open_store
 DESCRIPTION = """billbridge's usage event API and read API. Authenticate with an API key from
 `billbridge apikey create --entity REF`, sent as `Authorization: Bearer <key>`; everything is scoped
 to the key's legal entity. Money and quantities are strings in answers (exact decimals). The
-webhook endpoints (`/webhooks/...`) take no API key: the vendor's signature authenticates them."""
+webhook endpoints (`/webhooks/...`) take no API key: the vendor's signature authenticates them. The
+finance metrics (`/api/metrics/...`) are the figures of the dashboard served at `/`."""
 
 
 class _NoNulInUrl:
@@ -69,6 +71,8 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_usage.router)  # first: the hot path is matched before the read API
     app.include_router(routes_resources.router)
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_metrics.router)
+    dashboard.install(app)
     app.router.routes[0:0] = routes_usage.plain_routes()  # matched first (see plain_routes)
     app.add_middleware(_NoNulInUrl)
 

@@ -633,3 +633,31 @@ def entity_rows(session: Session, refs: Iterable[str] | None = None) -> list[tup
     if refs is not None:
         query = query.where(LegalEntity.entity_ref.in_(list(refs)))
     return [(i, r, n, c) for i, r, n, c in session.execute(query)]
+
+
+def customer_payments(session: Session, customer_id: int, *, limit: int = 200) -> list[dict[str, Any]]:
+    """A customer's payments, newest first, with the invoices each was applied to."""
+    rows = session.execute(
+        select(
+            Payment.id,
+            Payment.payment_ref,
+            Payment.currency,
+            Payment.amount,
+            Payment.unapplied_amount,
+            Payment.received_on,
+            Payment.method,
+        )
+        .where(Payment.customer_id == customer_id)
+        .order_by(Payment.received_on.desc(), Payment.id.desc())
+        .limit(limit)
+    ).all()
+    applied: dict[int, list[str]] = {r.id: [] for r in rows}
+    if rows:
+        for payment_id, number in session.execute(
+            select(PaymentAllocation.payment_id, Invoice.number)
+            .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
+            .where(PaymentAllocation.payment_id.in_(list(applied)))
+            .order_by(PaymentAllocation.id)
+        ):
+            applied[payment_id].append(number)
+    return [{**r._mapping, "invoices": applied[r.id]} for r in rows]
