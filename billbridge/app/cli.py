@@ -190,8 +190,12 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     from billbridge.api.app import create_app
     from billbridge.app.demo_serve import serve_forever
 
+    settings = Settings()
+    store = open_store(settings.database)
+    username, password = user_cli.demo_user(store)
     urls = Table("what", "where", title="billbridge demo: serving (Ctrl-C stops)")
     for label, url in [
+        (f"billbridge dashboard (user {username}, password {password})", f"http://127.0.0.1:{api_port}/"),
         ("Prefect UI (rerun any flow from Deployments)", ui_url),
         ("billbridge API (OpenAPI)", f"http://127.0.0.1:{api_port}/docs"),
         ("Salesforce sandbox", sandboxes.salesforce.url),
@@ -201,9 +205,8 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     ]:
         urls.add_row(label, url)
     err.print(urls)
-    settings = Settings()
     err.print("serving", highlight=False)
-    serve_forever(create_app(open_store(settings.database), settings), api_port)
+    serve_forever(create_app(store, settings), api_port)
 
 
 def _print_demo(result: dict[str, Any], as_json: bool) -> None:
@@ -803,13 +806,14 @@ def status(as_json: JsonOpt = False) -> None:
     """What is in the store, what waits or fails in the outbox (with the errors), open and overdue
     money, MRR, ARR, AR aging and the next 4 weeks' cash forecast, quarantined records, and when each
     source last synced."""
+    from billbridge.flows.metrics import headline
     from billbridge.store.status import overview
 
     store = _store()
     with store.read() as session:
         data = overview(session, date.today())
     data["store"] = make_url(Settings().database).render_as_string(hide_password=True)
-    data["finance"] = metrics_cli.headline(store, date.today())
+    data["finance"] = headline(store, date.today())
     if as_json:
         _json(data)
         return

@@ -236,22 +236,6 @@ def refresh(as_json: JsonOpt = False) -> None:
     console.print(", ".join(f"{part} {seconds:.2f} s" for part, seconds in done.items()) or "all up to date")
 
 
-def headline(store: Store, day: date) -> dict[str, Any]:
-    """What ``billbridge status`` adds: MRR and ARR, AR aging and the next 4 weeks' forecast, per
-    entity and currency."""
-    where = metrics.scope(store)
-    weeks: dict[tuple[str, str], Decimal] = {}
-    for row in metrics.forecast_report(store, where, day).rows:
-        if date.fromisoformat(row["from"]) < day + timedelta(weeks=4):
-            key = (row["entity_ref"], row["currency"])
-            weeks[key] = weeks.get(key, Decimal(0)) + Decimal(row["total"])
-    return {
-        "mrr": metrics.mrr_report(store, where, day).rows,
-        "aging": metrics.aging_report(store, where, day).rows,
-        "forecast_4_weeks": [{"entity_ref": e, "currency": c, "total": str(v)} for (e, c), v in sorted(weeks.items())],
-    }
-
-
 def print_headline(data: dict[str, Any]) -> None:
     """The status page's finance table: one row per entity and currency."""
     table = Table("entity", "MRR", "ARR", *AGING_BUCKETS, "next 4 weeks", title="finance (receivable by days past due)")

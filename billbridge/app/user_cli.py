@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from billbridge.app.settings import Settings
 from billbridge.store import dashboard_users
-from billbridge.store.db import open_store
+from billbridge.store.db import Store, open_store
+from billbridge.store.models import LegalEntity
 
 app = typer.Typer(
     help="Dashboard users (sign in at `billbridge serve`'s /), one or more legal entities each.", no_args_is_help=True
@@ -71,3 +74,13 @@ def disable(username: Annotated[str, typer.Argument(help="The user to disable.")
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"dashboard user {username} disabled")
+
+
+def demo_user(store: Store) -> tuple[str, str]:
+    """A dashboard user ``demo`` seeing every legal entity, with a new random password (for
+    ``demo --serve``, whose store is new each time)."""
+    password = secrets.token_urlsafe(12)
+    with store.write() as session:
+        entities = list(session.scalars(select(LegalEntity.entity_ref)))
+        user = dashboard_users.create_user(session, "demo", password, entities)
+    return user.username, password

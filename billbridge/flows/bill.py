@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import OutboundDocument
 from billbridge.flows.billing_run import BillingSummary, run_billing
+from billbridge.flows.metrics import refresh as refresh_metrics
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbound import approve_and_queue, draft_ids
 
@@ -69,4 +70,5 @@ def bill(as_of: date | None = None) -> dict[str, Any]:
     summary = run_billing(store, day, chunk_size=settings.billing_chunk_size, workers=settings.billing_workers)
     queued = approve_drafts(store, settings.push_targets) if settings.auto_approve_invoices else {}
     create_markdown_artifact(billing_markdown(summary, queued), key="billing-run", description=f"Billing as of {day}")
+    refresh_metrics(store, workers=settings.billing_workers)
     return {**summary.as_dict(), "queued": queued}

@@ -595,4 +595,39 @@ def customers_report(
     )
 
 
+def headline(store: Store, day: date) -> dict[str, Any]:
+    """The figures ``billbridge status`` and the quote_to_cash artifact show: MRR and ARR, movements
+    this month, AR aging and the next 4 weeks' forecast, per entity and currency."""
+    where = scope(store)
+    weeks: dict[tuple[str, str], Decimal] = {}
+    for row in forecast_report(store, where, day).rows:
+        if date.fromisoformat(row["from"]) < day + timedelta(weeks=4):
+            key = (row["entity_ref"], row["currency"])
+            weeks[key] = weeks.get(key, Decimal(0)) + Decimal(row["total"])
+    return {
+        "mrr": mrr_report(store, where, day).rows,
+        "movements": movements_report(store, where, day, day).rows,
+        "aging": aging_report(store, where, day).rows,
+        "forecast_4_weeks": [{"entity_ref": e, "currency": c, "total": str(v)} for (e, c), v in sorted(weeks.items())],
+    }
+
+
+def headline_markdown(data: dict[str, Any], day: date) -> str:
+    """:func:`headline` as the markdown of quote_to_cash's artifact."""
+
+    def table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+        out = ["", f"## {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        out += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+        return out if rows else ["", f"## {title}", "", "nothing yet"]
+
+    lines = [f"# Finance metrics on {day}"]
+    lines += table("MRR and ARR", data["mrr"], ["entity_ref", "currency", "mrr", "arr", "active_customers"])
+    lines += table(
+        f"MRR movements in {day:%Y-%m}", data["movements"], ["entity_ref", "currency", *MOVEMENT_KINDS, "end_mrr"]
+    )
+    lines += table("AR aging", data["aging"], ["entity_ref", "currency", *coll.AGING_BUCKETS, "receivable"])
+    lines += table("Cash expected in the next 4 weeks", data["forecast_4_weeks"], ["entity_ref", "currency", "total"])
+    return "\n".join(lines) + "\n"
+
+
 REPORTS = ("mrr", "movements", "collections", "aging", "invoices", "forecast", "products", "usage", "customers")
