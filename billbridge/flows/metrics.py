@@ -55,9 +55,15 @@ def forecast_horizon(day: date) -> date:
     return fc.month_starts(day)[-1] - timedelta(days=1)
 
 
-def refresh(store: Store, day: date | None = None, *, workers: int = 0) -> dict[str, float]:
-    """Rebuild the summaries whose sources changed; returns the seconds each rebuilt part took.
-    ``workers``: planning processes for the projected invoices (as in a billing run)."""
+PARTS = ("mrr", "documents", "projection")
+
+
+def refresh(
+    store: Store, day: date | None = None, *, workers: int = 0, parts: Sequence[str] = PARTS
+) -> dict[str, float]:
+    """Rebuild the summaries (of ``parts``) whose sources changed; returns the seconds each rebuilt
+    part took. The projected invoices are planned for the forecast from ``day`` (default today).
+    ``workers``: planning processes for them (as in a billing run)."""
     day = day or today_utc()
     done: dict[str, float] = {}
     with store.read() as session:
@@ -65,7 +71,7 @@ def refresh(store: Store, day: date | None = None, *, workers: int = 0) -> dict[
         contracts, newest_contract = sql.contracts_stamp(session)
         invoices = sql.invoices_stamp(session)
         billed = sql.invoice_count_stamp(session)
-    if _stale(known, "mrr", contracts):
+    if "mrr" in parts and _stale(known, "mrr", contracts):
         started = time.perf_counter()
         previous = known.get("mrr")
         since = None if previous is None or previous.as_of is None else _moment(previous.stamp) - CHANGE_LAG
@@ -73,7 +79,7 @@ def refresh(store: Store, day: date | None = None, *, workers: int = 0) -> dict[
         with store.write() as session:
             sql.save_state(session, "mrr", contracts, as_of=newest_contract.date() if newest_contract else None)
         done["mrr"] = time.perf_counter() - started
-    if _stale(known, "documents", invoices):
+    if "documents" in parts and _stale(known, "documents", invoices):
         started = time.perf_counter()
         with store.write() as session:
             sql.rebuild_documents(session)
@@ -82,7 +88,7 @@ def refresh(store: Store, day: date | None = None, *, workers: int = 0) -> dict[
             sql.save_state(session, "documents", invoices)
         done["documents"] = time.perf_counter() - started
     projection = f"{contracts}|{billed}"
-    if _stale(known, "projection", projection, day):
+    if "projection" in parts and _stale(known, "projection", projection, day):
         started = time.perf_counter()
         _rebuild_projection(store, day, workers)
         with store.write() as session:
@@ -221,8 +227,9 @@ def scope(store: Store, refs: Iterable[str] | None = None) -> Scope:
     return Scope(tuple(i for i, _, _, _ in rows), tuple(r for _, r, _, _ in rows))
 
 
-def _fresh(store: Store, day: date) -> None:
-    refresh(store, max(day, today_utc()))
+def _fresh(store: Store) -> None:
+    """The summaries every report but the forecast reads, up to date."""
+    refresh(store, parts=("mrr", "documents"))
 
 
 def _ratio(value: Decimal | None) -> str | None:
@@ -231,7 +238,7 @@ def _ratio(value: Decimal | None) -> str | None:
 
 def mrr_report(store: Store, where: Scope, day: date) -> Report:
     """MRR, ARR, active customers and ARPA per entity and currency on ``day``."""
-    _fresh(store, day)
+    _fresh(store)
     with store.read() as session:
         rows = sql.mrr_on(session, where.entity_ids, day)
     out = []
@@ -262,7 +269,7 @@ def mrr_report(store: Store, where: Scope, day: date) -> Report:
 
 def movements_report(store: Store, where: Scope, first: date, last: date) -> Report:
     """MRR movements per month with MRR at each month's start and end and net and gross retention."""
-    _fresh(store, last)
+    _fresh(store)
     with store.read() as session:
         start = {
             (e, c): amount
@@ -305,7 +312,7 @@ def movements_report(store: Store, where: Scope, first: date, last: date) -> Rep
 
 def movement_customers_report(store: Store, where: Scope, first: date, last: date) -> Report:
     """The customers behind each month's movements."""
-    _fresh(store, last)
+    _fresh(store)
     with store.read() as session:
         found = sql.movements_of(session, where.entity_ids, first, last)
     rows = [
@@ -332,7 +339,7 @@ def movement_customers_report(store: Store, where: Scope, first: date, last: dat
 
 def collections_report(store: Store, where: Scope, first: date, last: date) -> Report:
     """Billed, credited and collected per month."""
-    _fresh(store, last)
+    _fresh(store)
     with store.read() as session:
         groups = sql.document_groups(session, where.entity_ids)
         received = sql.collected(session, where.entity_ids, month_of(first), last)
@@ -360,7 +367,7 @@ def collections_report(store: Store, where: Scope, first: date, last: date) -> R
 
 def aging_report(store: Store, where: Scope, day: date) -> Report:
     """AR aging on ``day`` with receivable, late invoices, DSO and collection rate."""
-    _fresh(store, day)
+    _fresh(store)
     with store.read() as session:
         groups = sql.document_groups(session, where.entity_ids)
     aged = {(a.entity_ref, a.currency): a for a in coll.aging(groups, day)}
@@ -401,7 +408,7 @@ def aging_report(store: Store, where: Scope, day: date) -> Report:
 
 def invoices_report(store: Store, where: Scope, day: date, first: date, last: date) -> Report:
     """Invoices per billing month by their status on ``day`` (late split out)."""
-    _fresh(store, day)
+    _fresh(store)
     with store.read() as session:
         groups = sql.document_groups(session, where.entity_ids)
     rows = []
@@ -422,7 +429,7 @@ def invoices_report(store: Store, where: Scope, day: date, first: date, last: da
 
 def forecast_report(store: Store, where: Scope, day: date, period: str = "week") -> Report:
     """The cash inflow forecast from ``day``: 13 weeks or 12 months."""
-    _fresh(store, day)
+    refresh(store, day)
     with store.read() as session:
         expected = sql.expected_cash(session, where.entity_ids)
         usage = sql.usage_billed_since(session, where.entity_ids, day - timedelta(days=fc.RUN_RATE_DAYS))
@@ -458,7 +465,7 @@ def forecast_report(store: Store, where: Scope, day: date, period: str = "week")
 
 def products_report(store: Store, where: Scope, first: date, last: date, by: str = "product") -> Report:
     """Billed and collected per product (or product group) and month."""
-    _fresh(store, last)
+    _fresh(store)
     with store.read() as session:
         found = sql.product_months(session, where.entity_ids, first, last)
     rows_in = [prod.ProductMonth(e, c, m, p, k, billed, collected) for e, c, m, p, k, _, billed, collected in found]
@@ -486,7 +493,7 @@ def products_report(store: Store, where: Scope, first: date, last: date, by: str
 
 def usage_report(store: Store, where: Scope, first: date, last: date) -> Report:
     """Usage and cash per usage product and customer and month: quantity, billed, collected."""
-    _fresh(store, last)
+    _fresh(store)
     with store.read() as session:
         used = sql.usage_quantities(session, where.entity_ids, first, last)
         billed = sql.product_months(session, where.entity_ids, first, last, usage_only=True)
