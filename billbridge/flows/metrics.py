@@ -30,6 +30,7 @@ from billbridge.billing.metrics.recurring import (
     month_of,
     movements,
     mrr_steps,
+    next_month,
 )
 from billbridge.billing.usage import from_micros
 from billbridge.flows.billing_run import plan_all
@@ -199,6 +200,8 @@ class Report:
         value = row.get(column)
         if value is None or value == "":
             return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         if column in self.money and "currency" in row:  # the row names its currency once
             return money_display(Decimal(value), row["currency"]).removesuffix(f" {row['currency']}")
         return str(value)
@@ -263,7 +266,6 @@ def mrr_report(store: Store, where: Scope, day: date) -> Report:
         ["entity_ref", "currency", "mrr", "arr", "active_customers", "arpa"],
         out,
         money=("mrr", "arr", "arpa"),
-        chart={"type": "bar", "label": "entity_ref", "series": ["mrr"]},
     )
 
 
@@ -334,6 +336,31 @@ def movement_customers_report(store: Store, where: Scope, first: date, last: dat
         ["entity_ref", "currency", "month", "customer_ref", "kind", "before", "after", "change"],
         rows,
         money=("before", "after", "change"),
+    )
+
+
+def customer_mrr_report(store: Store, where: Scope, customer_ref: str, first: date, last: date) -> Report:
+    """One customer's MRR at the end of each month from ``first``'s to ``last``'s (the last: on ``last``)."""
+    _fresh(store)
+    with store.read() as session:
+        ids = sql.customer_ids_by_ref(session, [customer_ref])
+        steps = sql.mrr_history(session, ids[customer_ref]) if customer_ref in ids else []
+    rows = []
+    for currency in sorted({c for c, _, _ in steps}):
+        own = [(d, m) for c, d, m in steps if c == currency]
+        month = month_of(first)
+        while month <= last:
+            end = min(last, next_month(month) - timedelta(days=1))
+            value = next((m for d, m in reversed(own) if d <= end), Decimal(0))
+            rows.append({"currency": currency, "month": month.strftime("%Y-%m"), "mrr": money_str(value, currency)})
+            month = next_month(month)
+    return Report(
+        "mrr_history",
+        f"MRR of {customer_ref} per month",
+        ["currency", "month", "mrr"],
+        rows,
+        money=("mrr",),
+        chart={"type": "bar", "label": "month", "series": ["mrr"]},
     )
 
 

@@ -206,18 +206,10 @@ def customer(request: Request, customer_ref: str) -> Response:
         contracts = listings.contracts(db, entity_id, customer_ref=customer_ref, limit=500)
         documents = listings.invoices(db, entity_id, customer_ref=customer_ref, limit=500)
         payments = metric_sql.customer_payments(db, customer_id)
-        history = metric_sql.mrr_history(db, customer_id)
     value = metrics.customers_report(store, view.scope, view.day, customer_refs=[customer_ref])
     used = metrics.usage_report(store, view.scope, view.first, view.last)
     used.rows = [r for r in used.rows if r["customer_ref"] == customer_ref]
-    mrr = Report(
-        "mrr_history",
-        "MRR history",
-        ["currency", "from", "mrr"],
-        [{"currency": c, "from": d.isoformat(), "mrr": str(m)} for c, d, m in history],
-        money=("mrr",),
-        chart={"type": "line", "label": "from", "series": ["mrr"]},
-    )
+    mrr = metrics.customer_mrr_report(store, view.scope, customer_ref, view.first, view.day)
     return _html(
         request,
         "customer.html",
