@@ -553,6 +553,21 @@ def usage_report(store: Store, where: Scope, first: date, last: date) -> Report:
     )
 
 
+def usage_money(
+    store: Store, where: Scope, first: date | None, last: date | None, customer_ref: str | None, product_ref: str | None
+) -> list[tuple[str, date, str, str, Decimal, Decimal]]:
+    """(currency, billing month, customer_ref, product_ref, billed, collected) of the usage lines on
+    documents billed from ``first``'s month to ``last`` (None: no bound), for ``/api/usage/reports``."""
+    _fresh(store)
+    with store.read() as session:
+        rows = sql.product_months(session, where.entity_ids, first or date.min, last or date.max, usage_only=True)
+    return [
+        (c, m, customer, p, billed, collected)
+        for _e, c, m, p, _k, customer, billed, collected in rows
+        if customer_ref in (None, customer) and product_ref in (None, p)
+    ]
+
+
 def activity_report(store: Store, where: Scope, limit: int = 50) -> Report:
     """The latest usage events, late ones marked."""
     with store.read() as session:

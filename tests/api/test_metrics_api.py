@@ -22,7 +22,7 @@ from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store
-from tests.api.conftest import Api
+from tests.api.conftest import Api, event
 from tests.docs import contract, document
 
 DAY = date(2026, 3, 1)
@@ -234,3 +234,32 @@ def test_every_table_downloads_as_the_reports_csv(dashboard: tuple[Browser, Stor
     customer = browser.client.get("/customers/globex", params={"as_of": "2026-03-01"})
     assert customer.status_code == 200 and "C-1" in customer.text and "US-INV-1" in customer.text
     assert browser.client.get("/customers/gulf").status_code == 404  # another entity's customer
+
+
+def test_usage_reports_carry_the_money_billed_for_the_usage(api: Api) -> None:
+    events = [event(quantity=1000, event_id=f"e{n}") for n in range(3)]  # 15 January, globex, api
+    assert api.post("/api/usage/events/batch", {"events": events}).json()["accepted"] == 3
+    run_billing(api.store, date(2026, 2, 1))  # in arrears: January's usage on the 1 February invoice
+    months = api.get("/api/usage/reports", group_by="month").json()["data"]
+    assert months == [
+        {"group": "2026-01", "quantity": "3000", "events": 3, "money": []},
+        {
+            "group": "2026-02",
+            "quantity": "0",
+            "events": 0,
+            "money": [{"currency": "USD", "billed": "6.00", "collected": "0.00"}],
+        },
+    ]
+    customers = api.get("/api/usage/reports", group_by="customer").json()["data"]
+    assert customers == [
+        {
+            "group": "globex",
+            "quantity": "3000",
+            "events": 3,
+            "money": [{"currency": "USD", "billed": "6.00", "collected": "0.00"}],
+        }
+    ]
+    days = api.get("/api/usage/reports", group_by="day").json()["data"]
+    assert [d["money"] for d in days] == [[]]  # a period's usage is billed as one amount, not per day
+    other = api.get("/api/usage/reports", token=api.kw_token, group_by="customer").json()["data"]
+    assert other == []
