@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from billbridge.billing.currency import money_display, money_str, round_money
 from billbridge.billing.engine import Version
@@ -73,29 +75,55 @@ def refresh(
         invoices = sql.invoices_stamp(session)
         billed = sql.invoice_count_stamp(session)
     if "mrr" in parts and _stale(known, "mrr", contracts):
-        started = time.perf_counter()
         previous = known.get("mrr")
         since = None if previous is None or previous.as_of is None else _moment(previous.stamp) - CHANGE_LAG
-        _rebuild_mrr(store, since)
-        with store.write() as session:
-            sql.save_state(session, "mrr", contracts, as_of=newest_contract.date() if newest_contract else None)
-        done["mrr"] = time.perf_counter() - started
+        as_of = newest_contract.date() if newest_contract else None
+        _rebuild(store, done, "mrr", contracts, None, as_of, lambda session: _rebuild_mrr(session, since))
     if "documents" in parts and _stale(known, "documents", invoices):
-        started = time.perf_counter()
-        with store.write() as session:
-            sql.rebuild_documents(session)
-            _add_partly_paid(session)
-            _expected_from_open_invoices(session)
-            sql.save_state(session, "documents", invoices)
-        done["documents"] = time.perf_counter() - started
+        _rebuild(store, done, "documents", invoices, None, None, _rebuild_documents)
     projection = f"{contracts}|{billed}"
     if "projection" in parts and _stale(known, "projection", projection, day):
         started = time.perf_counter()
-        _rebuild_projection(store, day, workers)
-        with store.write() as session:
-            sql.save_state(session, "projection", projection, as_of=day)
-        done["projection"] = time.perf_counter() - started
+        expected = _projection(store, day, workers)  # planned outside the write transaction
+        _rebuild(
+            store,
+            done,
+            "projection",
+            projection,
+            day,
+            day,
+            lambda session: sql.replace_expected_cash(session, "projected", expected),
+            started,
+        )
     return done
+
+
+def _rebuild(
+    store: Store,
+    done: dict[str, float],
+    name: str,
+    stamp: str,
+    day: date | None,
+    as_of: date | None,
+    build: Callable[[Session], None],
+    started: float | None = None,
+) -> None:
+    """Build one summary and record what it was built from, in one transaction holding the summary's
+    lock; unless another process built it from the same sources meanwhile."""
+    started = time.perf_counter() if started is None else started
+    with store.write() as session:
+        sql.lock_summary(session, name)
+        if not _stale(sql.states(session), name, stamp, day):
+            return
+        build(session)
+        sql.save_state(session, name, stamp, as_of=as_of)
+    done[name] = time.perf_counter() - started
+
+
+def _rebuild_documents(session: Session) -> None:
+    sql.rebuild_documents(session)
+    _add_partly_paid(session)
+    _expected_from_open_invoices(session)
 
 
 def _stale(known: dict[str, Any], name: str, stamp: str, day: date | None = None) -> bool:
@@ -109,28 +137,26 @@ def _moment(stamp: str) -> datetime:
     return datetime.fromisoformat(iso) if iso != "-" else datetime.min
 
 
-def _rebuild_mrr(store: Store, since: datetime | None) -> None:
+def _rebuild_mrr(session: Session, since: datetime | None) -> None:
     """MRR steps and movements of the customers whose contracts changed after ``since`` (None: all),
     a batch of customers at a time."""
-    with store.read() as session:
-        customers = sql.customers_with_contracts(session, since)
-    with store.write() as session:
-        if since is None:
-            sql.replace_mrr(session, None, [], [])
-        for start in range(0, len(customers), MRR_BATCH):
-            batch = customers[start : start + MRR_BATCH]
-            timelines = load_timelines(session, sql.contract_ids_of_customers(session, batch)).values()
-            by_customer: dict[int, list[Sequence[Version]]] = defaultdict(list)
-            for timeline in timelines:
-                if timeline.versions:
-                    by_customer[timeline.customer_id].append(timeline.versions)
-            steps: list[Step] = []
-            for own in by_customer.values():
-                steps += mrr_steps(own)
-            sql.replace_mrr(session, batch, steps, movements(steps))
+    customers = sql.customers_with_contracts(session, since)
+    if since is None:
+        sql.replace_mrr(session, None, [], [])
+    for start in range(0, len(customers), MRR_BATCH):
+        batch = customers[start : start + MRR_BATCH]
+        timelines = load_timelines(session, sql.contract_ids_of_customers(session, batch)).values()
+        by_customer: dict[int, list[Sequence[Version]]] = defaultdict(list)
+        for timeline in timelines:
+            if timeline.versions:
+                by_customer[timeline.customer_id].append(timeline.versions)
+        steps: list[Step] = []
+        for own in by_customer.values():
+            steps += mrr_steps(own)
+        sql.replace_mrr(session, batch, steps, movements(steps))
 
 
-def _add_partly_paid(session: Any) -> None:
+def _add_partly_paid(session: Session) -> None:
     """The collected share of partially paid documents' lines, line by line (the SQL counted only paid ones)."""
     by_invoice: dict[int, list[sql.PartlyPaidLine]] = defaultdict(list)
     for line in sql.partly_paid_lines(session):
@@ -143,11 +169,11 @@ def _add_partly_paid(session: Any) -> None:
     sql.add_collected(session, sums.items())
 
 
-def _delays(session: Any) -> fc.Delays:
+def _delays(session: Session) -> fc.Delays:
     return fc.delays(sql.all_payment_history(session))
 
 
-def _expected_from_open_invoices(session: Any) -> None:
+def _expected_from_open_invoices(session: Session) -> None:
     delays = _delays(session)
     sums: dict[tuple[int, str, date], list[Any]] = defaultdict(lambda: [Decimal(0), 0])
     for entity_id, currency, customer_id, _ref, due, balance, count in sql.open_balances(session):
@@ -158,9 +184,9 @@ def _expected_from_open_invoices(session: Any) -> None:
     sql.replace_expected_cash(session, "invoiced", [(*k, v[0], v[1]) for k, v in sorted(sums.items())])
 
 
-def _rebuild_projection(store: Store, day: date, workers: int) -> None:
-    """The invoices the billing engine plans up to the forecast's horizon and has not generated,
-    at their expected payment day (credit notes bring no cash)."""
+def _projection(store: Store, day: date, workers: int) -> list[tuple[int, str, date, Decimal, int]]:
+    """The invoices the billing engine plans up to the forecast's horizon and has not generated, per
+    (entity id, currency, expected payment day): amount and count (credit notes bring no cash)."""
     with store.read() as session:
         delays = _delays(session)
     sums: dict[tuple[int, str, date], list[Any]] = defaultdict(lambda: [Decimal(0), 0])
@@ -173,8 +199,7 @@ def _rebuild_projection(store: Store, day: date, workers: int) -> None:
                 found = sums[(timeline.entity_id, draft.currency, draft.due_date + timedelta(days=shift))]
                 found[0] += draft.invoice_total
                 found[1] += 1
-    with store.write() as session:
-        sql.replace_expected_cash(session, "projected", [(*k, v[0], v[1]) for k, v in sorted(sums.items())])
+    return [(*k, v[0], v[1]) for k, v in sorted(sums.items())]
 
 
 # ---------------------------------------------------------------------------------------------

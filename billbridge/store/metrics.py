@@ -8,13 +8,14 @@ takes the legal entities it may see; rows name their entity by ``entity_ref``.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Date, Integer, case, delete, exists, func, insert, literal, select
+from sqlalchemy import Date, Integer, case, delete, exists, func, insert, literal, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, SQLColumnExpression
@@ -114,6 +115,14 @@ def invoices_stamp(session: Session) -> str:
 def invoice_count_stamp(session: Session) -> str:
     """The invoices' highest id: changes when billing generates documents."""
     return str(session.scalar(select(func.max(Invoice.id))) or 0)
+
+
+def lock_summary(session: Session, name: str) -> None:
+    """Serialise the rebuilds of one summary until commit (two would both delete, then both insert).
+    SQLite needs nothing: the write transaction already holds the database lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"billbridge-metrics:{name}".encode()) - 2**31  # a signed 32-bit advisory key
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def states(session: Session) -> dict[str, MetricState]:

@@ -3,6 +3,8 @@ metrics give on the raw rows, stay fresh after every kind of change, and keep to
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -182,3 +184,18 @@ def test_exact_sums_on_both_backends(store: Store) -> None:
     )
     assert row["billed"] == "0.30"  # 0.1 + 0.2 as decimals, never 0.30000000000000004
     assert metrics.mrr_report(store, metrics.scope(store, ["us"]), date(2026, 1, 1)).rows[0]["arpa"] == "0.15"
+
+
+def test_two_refreshes_at_once_build_each_summary_once(store: Store) -> None:
+    examples(store)
+    start = threading.Barrier(2)
+
+    def refresh(_: int) -> set[str]:
+        start.wait()
+        return set(metrics.refresh(store, DAY))
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(refresh, range(2))
+    assert first | second == {"mrr", "documents", "projection"}
+    assert not first & second  # the other found each summary built from the same sources
+    assert row_of(metrics.mrr_report(store, metrics.scope(store, ["us-inc"]), DAY), currency="USD")["mrr"] == "5025.00"
