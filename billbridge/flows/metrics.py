@@ -41,6 +41,7 @@ from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store
 
 CHANGE_LAG = timedelta(minutes=5)  # contracts changed this long before the last refresh are looked at again
+PLAN_MARGIN_DAYS = 62  # contracts are planned this far past the horizon, so a day later most need nothing
 MRR_BATCH = 2000  # customers per MRR rebuild batch
 
 
@@ -84,7 +85,12 @@ def refresh(
     projection = f"{contracts}|{billed}"
     if "projection" in parts and _stale(known, "projection", projection, day):
         started = time.perf_counter()
-        expected = _projection(store, day, workers)  # planned outside the write transaction
+        previous = known.get("projection")
+        planned_to = forecast_horizon(day) + timedelta(days=PLAN_MARGIN_DAYS)
+        with store.read() as session:
+            since, last_invoice = (None, 0) if previous is None else _projection_sources(previous.stamp)
+            ids = sql.contracts_to_plan(session, since, last_invoice, forecast_horizon(day))
+        rows = _projection(store, planned_to, ids, workers)  # planned outside the write transaction
         _rebuild(
             store,
             done,
@@ -92,7 +98,7 @@ def refresh(
             projection,
             day,
             day,
-            lambda session: sql.replace_expected_cash(session, "projected", expected),
+            lambda session: sql.replace_contract_cash(session, ids, rows, planned_to),
             started,
         )
     return done
@@ -184,19 +190,29 @@ def _expected_from_open_invoices(session: Session) -> None:
     sql.replace_expected_cash(session, "invoiced", [(*k, v[0], v[1]) for k, v in sorted(sums.items())])
 
 
-def _projection(store: Store, day: date, workers: int) -> list[tuple[int, str, date, Decimal, int]]:
-    """The invoices the billing engine plans up to the forecast's horizon and has not generated, per
-    (entity id, currency, expected payment day): amount and count (credit notes bring no cash)."""
+def _projection_sources(stamp: str) -> tuple[datetime, int]:
+    """From a projection stamp ("count:newest contract change|highest invoice id"): since when
+    contracts may have changed (less ``CHANGE_LAG``), and the invoices already seen."""
+    contracts, _, billed = stamp.rpartition("|")
+    return _moment(contracts) - CHANGE_LAG, int(billed)
+
+
+def _projection(store: Store, planned_to: date, ids: Sequence[int] | None, workers: int) -> list[sql.CashRow]:
+    """The invoices the billing engine plans for these contracts (None: all) up to ``planned_to``
+    and has not generated, per contract and expected payment day (credit notes bring no cash)."""
+    if ids is not None and not ids:
+        return []
     with store.read() as session:
         delays = _delays(session)
-    sums: dict[tuple[int, str, date], list[Any]] = defaultdict(lambda: [Decimal(0), 0])
-    for chunk in plan_all(store, forecast_horizon(day), workers=workers):
+    sums: dict[tuple[int, int, str, date], list[Any]] = defaultdict(lambda: [Decimal(0), 0])
+    for chunk in plan_all(store, planned_to, ids=ids, workers=workers):
         for timeline, plan in chunk.plans:
             for draft in plan.invoices:
                 if draft.invoice_total <= 0:
                     continue
                 shift = delays.days_for(str(timeline.entity_id), str(timeline.customer_id))
-                found = sums[(timeline.entity_id, draft.currency, draft.due_date + timedelta(days=shift))]
+                expected = draft.due_date + timedelta(days=shift)
+                found = sums[(timeline.contract_id, timeline.entity_id, draft.currency, expected)]
                 found[0] += draft.invoice_total
                 found[1] += 1
     return [(*k, v[0], v[1]) for k, v in sorted(sums.items())]

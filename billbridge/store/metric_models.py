@@ -123,6 +123,29 @@ class MetricExpectedCash(Base):
     invoices: Mapped[int] = mapped_column(BigInteger)
 
 
+class MetricContractCash(Base):
+    """One contract's part of the projected cash (``metric_expected_cash`` source projected, which is
+    their sum): its planned invoices per expected payment day, planned up to ``planned_to``. Only the
+    contracts that changed, were billed, or whose plan no longer reaches the horizon are planned again."""
+
+    __tablename__ = "metric_contract_cash"
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id"), primary_key=True)
+    expected_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[Decimal]
+    invoices: Mapped[int] = mapped_column(BigInteger)
+
+
+class MetricContractPlan(Base):
+    """How far each contract's projected cash is planned (the forecast needs its horizon covered)."""
+
+    __tablename__ = "metric_contract_plans"
+    __table_args__ = (Index("ix_metric_contract_plans_planned_to", "planned_to"),)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id"), primary_key=True)
+    planned_to: Mapped[date] = mapped_column(Date)
+
+
 class DashboardUser(Base):
     """A person who signs in to the dashboard: a scrypt hash of the password, the entities they see."""
 

@@ -27,6 +27,8 @@ from billbridge.billing.metrics.recurring import Movement, Step
 from billbridge.store.metric_models import (
     DashboardUser,
     MetricCollected,
+    MetricContractCash,
+    MetricContractPlan,
     MetricDocuments,
     MetricExpectedCash,
     MetricMrrMovement,
@@ -305,6 +307,94 @@ def replace_expected_cash(session: Session, source: str, rows: Iterable[tuple[in
     ]
     if values:
         session.execute(insert(MetricExpectedCash), values)
+
+
+BATCH = 5000  # ids per IN list (SQLite allows 32,766 parameters a statement)
+
+
+def contracts_to_plan(
+    session: Session, since: datetime | None, after_invoice_id: int, needed_to: date
+) -> list[int] | None:
+    """Contracts whose projected cash is out of date: created or amended after ``since``, billed
+    after invoice ``after_invoice_id``, or planned short of ``needed_to`` (None when ``since`` is None: all)."""
+    if since is None:
+        return None
+    found = set(session.scalars(select(Contract.id).where(Contract.updated_at > since)))
+    found.update(session.scalars(select(Invoice.contract_id).where(Invoice.id > after_invoice_id).distinct()))
+    found.update(
+        session.scalars(select(MetricContractPlan.contract_id).where(MetricContractPlan.planned_to < needed_to))
+    )
+    planned = select(MetricContractPlan.contract_id).where(MetricContractPlan.contract_id == Contract.id)
+    found.update(session.scalars(select(Contract.id).where(~exists(planned))))
+    return sorted(found)
+
+
+CashRow = tuple[int, int, str, date, Decimal, int]
+"""(contract id, entity id, currency, expected day, amount, invoices)"""
+
+
+def replace_contract_cash(
+    session: Session, contract_ids: Sequence[int] | None, rows: Sequence[CashRow], planned_to: date
+) -> None:
+    """Replace the projected cash of these contracts (None: of all) and keep their sum, the projected
+    source of ``metric_expected_cash``, in step: their old rows are taken off it, the new ones added."""
+    totals: dict[tuple[int, str, date], list[Any]] = {}
+
+    def add(entity: int, currency: str, day: date, amount: Decimal, count: int, sign: int) -> None:
+        found = totals.setdefault((entity, currency, day), [Decimal(0), 0])
+        found[0] += sign * amount
+        found[1] += sign * count
+
+    if contract_ids is None:
+        for table in (MetricContractCash, MetricContractPlan):
+            session.execute(delete(table))
+        session.execute(delete(MetricExpectedCash).where(MetricExpectedCash.source == "projected"))
+    else:
+        for start in range(0, len(contract_ids), BATCH):
+            batch = list(contract_ids[start : start + BATCH])
+            keys = (MetricContractCash.entity_id, MetricContractCash.currency, MetricContractCash.expected_date)
+            for entity, currency, day, amount, count in session.execute(
+                select(*keys, exact_sum(MetricContractCash.amount), func.sum(MetricContractCash.invoices))
+                .where(MetricContractCash.contract_id.in_(batch))
+                .group_by(*keys)
+            ):
+                add(entity, currency, day, amount, int(count), -1)
+            for table in (MetricContractCash, MetricContractPlan):
+                session.execute(delete(table).where(table.contract_id.in_(batch)))
+    for _contract, entity, currency, day, amount, count in rows:
+        add(entity, currency, day, amount, count, 1)
+    if rows:
+        columns = ("contract_id", "entity_id", "currency", "expected_date", "amount", "invoices")
+        session.execute(insert(MetricContractCash), [dict(zip(columns, row, strict=True)) for row in rows])
+    planned = list(contract_ids) if contract_ids is not None else list(session.scalars(select(Contract.id)))
+    if planned:
+        session.execute(insert(MetricContractPlan), [{"contract_id": c, "planned_to": planned_to} for c in planned])
+    _add_to_expected(session, totals)
+
+
+def _add_to_expected(session: Session, changes: dict[tuple[int, str, date], list[Any]]) -> None:
+    """Add signed (amount, count) changes to the projected rows of ``metric_expected_cash``."""
+    for (entity, currency, day), (amount, count) in sorted(changes.items()):
+        if not amount and not count:
+            continue
+        row = session.get(MetricExpectedCash, (entity, currency, "projected", day))
+        if row is None:
+            session.add(
+                MetricExpectedCash(
+                    entity_id=entity,
+                    currency=currency,
+                    source="projected",
+                    expected_date=day,
+                    amount=amount,
+                    invoices=count,
+                )
+            )
+        elif row.invoices + count == 0:
+            session.delete(row)
+        else:
+            row.amount += amount
+            row.invoices += count
+    session.flush()
 
 
 def entity_ids_by_ref(session: Session) -> dict[str, int]:

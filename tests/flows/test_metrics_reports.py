@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+
+from sqlalchemy import delete, func, select, update
 
 from billbridge.billing.metrics.collections import DocumentGroup, aging
 from billbridge.billing.metrics.recurring import customer_mrr, totals_by
 from billbridge.flows import metrics
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document, import_file
+from billbridge.store import metrics as sql
 from billbridge.store.contracts import contract_ids, load_timelines
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices, record_payment, set_status
+from billbridge.store.metric_models import MetricState
+from billbridge.store.models import Contract, Invoice
 from tests.docs import contract, document
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,3 +204,49 @@ def test_two_refreshes_at_once_build_each_summary_once(store: Store) -> None:
     assert first | second == {"mrr", "documents", "projection"}
     assert not first & second  # the other found each summary built from the same sources
     assert row_of(metrics.mrr_report(store, metrics.scope(store, ["us-inc"]), DAY), currency="USD")["mrr"] == "5025.00"
+
+
+def _from_scratch(store: Store, day: date) -> list[dict[str, object]]:
+    """The forecast with its projection planned again for every contract."""
+    with store.write() as session:
+        session.execute(delete(MetricState).where(MetricState.name == "projection"))
+    return metrics.forecast_report(store, metrics.scope(store), day, "month").rows
+
+
+def test_the_projection_plans_again_only_what_changed_and_matches_a_full_plan(store: Store) -> None:
+    import_document(
+        store,
+        document(
+            contract("C-1"),
+            contract("C-2", customer="initech", cycle_unit="year"),
+            contract("C-KW", customer="gulf", entity="kw", currency="KWD"),
+        ),
+    )
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:  # imported long ago: only what billing touches is planned again
+        session.execute(update(Contract).values(updated_at=datetime(2025, 12, 1, tzinfo=UTC)))
+    everything = metrics.scope(store)
+    metrics.forecast_report(store, everything, date(2026, 1, 1), "month")
+    with store.read() as session:
+        february = int(session.scalar(select(func.max(Invoice.id))) or 0)
+    run_billing(store, date(2026, 2, 1))  # C-1 and C-KW billed again; C-2 (yearly) not
+    with store.read() as session:
+        refs = dict(session.execute(select(Contract.id, Contract.contract_ref)).all())
+        since = datetime(2025, 12, 2, tzinfo=UTC)
+        planned = sql.contracts_to_plan(session, since, february, date(2027, 1, 31))
+        assert [refs[c] for c in planned or []] == ["C-1", "C-KW"]
+    incremental = metrics.forecast_report(store, everything, date(2026, 2, 2), "month")
+    assert incremental.rows == _from_scratch(store, date(2026, 2, 2))
+    amended = contract(
+        "C-2",
+        customer="initech",
+        cycle_unit="year",
+        effective_date="2026-03-01",
+        lines=[
+            {"line_ref": "platform", "product_ref": "platform"},
+            {"line_ref": "seats", "product_ref": "seats", "quantity": "10"},  # from March: 450 more a year
+        ],
+    )
+    import_document(store, document(amended, with_reference=False))
+    after = metrics.forecast_report(store, everything, date(2026, 2, 2), "month").rows
+    assert after != incremental.rows and after == _from_scratch(store, date(2026, 2, 2))

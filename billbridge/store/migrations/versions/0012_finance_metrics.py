@@ -119,6 +119,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("entity_id", "currency", "source", "expected_date"),
     )
     op.create_table(
+        "metric_contract_cash",
+        sa.Column("contract_id", ID, sa.ForeignKey("contracts.id"), nullable=False),
+        sa.Column("expected_date", sa.Date(), nullable=False),
+        _entity(),
+        sa.Column("currency", sa.String(3), nullable=False),
+        _money("amount"),
+        sa.Column("invoices", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("contract_id", "expected_date"),
+    )
+    op.create_table(
+        "metric_contract_plans",
+        sa.Column("contract_id", ID, sa.ForeignKey("contracts.id"), nullable=False),
+        sa.Column("planned_to", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint("contract_id"),
+    )
+    op.create_index("ix_metric_contract_plans_planned_to", "metric_contract_plans", ["planned_to"])
+    op.create_table(
         "dashboard_users",
         sa.Column("id", ID, primary_key=True),
         sa.Column("username", sa.String(100), nullable=False, unique=True),
@@ -134,6 +151,8 @@ def downgrade() -> None:
     op.drop_index("ix_invoices_updated_at", "invoices")
     for table in (
         "dashboard_users",
+        "metric_contract_plans",
+        "metric_contract_cash",
         "metric_expected_cash",
         "metric_product_months",
         "metric_payment_history",
