@@ -288,7 +288,8 @@ def run(backend: Backend | None, args: argparse.Namespace) -> dict[str, Any]:
     log(f"[{store.dialect}] first refresh (what was not built yet): {result['first_refresh']}")
     one_more_payment(store)
     result["refresh_after_a_payment"] = timed_refresh(store, args.as_of, settings.billing_workers)
-    next_day = args.as_of + timedelta(days=1)
+    with store.read() as session:  # the day after the last one billed (a reused store was billed further)
+        next_day = session.scalar(select(func.max(Invoice.billing_date))) + timedelta(days=1)
     billed = run_billing(store, next_day, workers=settings.billing_workers)
     result["next_day_invoices"] = billed.documents["invoice"] + billed.documents["credit_note"]
     result["refresh_after_the_next_days_billing"] = timed_refresh(store, next_day, settings.billing_workers)

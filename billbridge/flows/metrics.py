@@ -39,6 +39,7 @@ from billbridge.flows.billing_run import plan_all
 from billbridge.store import metrics as sql
 from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store
+from billbridge.store.models import utcnow
 
 CHANGE_LAG = timedelta(minutes=5)  # contracts changed this long before the last refresh are looked at again
 PLAN_MARGIN_DAYS = 62  # contracts are planned this far past the horizon, so a day later most need nothing
@@ -70,26 +71,25 @@ def refresh(
     ``workers``: planning processes for them (as in a billing run)."""
     day = day or today_utc()
     done: dict[str, float] = {}
+    read_at = utcnow()  # what changes after this is newer than what the summaries are built from
     with store.read() as session:
         known = sql.states(session)
-        contracts, newest_contract = sql.contracts_stamp(session)
+        contracts, _ = sql.contracts_stamp(session)
         invoices = sql.invoices_stamp(session)
         billed = sql.invoice_count_stamp(session)
     if "mrr" in parts and _stale(known, "mrr", contracts):
-        previous = known.get("mrr")
-        since = None if previous is None or previous.as_of is None else _moment(previous.stamp) - CHANGE_LAG
-        as_of = newest_contract.date() if newest_contract else None
-        _rebuild(store, done, "mrr", contracts, None, as_of, lambda session: _rebuild_mrr(session, since))
+        since = _changed_since(known.get("mrr"))
+        _rebuild(store, done, "mrr", contracts, None, None, lambda session: _rebuild_mrr(session, since), read_at)
     if "documents" in parts and _stale(known, "documents", invoices):
-        _rebuild(store, done, "documents", invoices, None, None, _rebuild_documents)
+        _rebuild(store, done, "documents", invoices, None, None, _rebuild_documents, read_at)
     projection = f"{contracts}|{billed}"
     if "projection" in parts and _stale(known, "projection", projection, day):
         started = time.perf_counter()
         previous = known.get("projection")
         planned_to = forecast_horizon(day) + timedelta(days=PLAN_MARGIN_DAYS)
         with store.read() as session:
-            since, last_invoice = (None, 0) if previous is None else _projection_sources(previous.stamp)
-            ids = sql.contracts_to_plan(session, since, last_invoice, forecast_horizon(day))
+            last_invoice = 0 if previous is None else int(previous.stamp.rpartition("|")[2])
+            ids = sql.contracts_to_plan(session, _changed_since(previous), last_invoice, forecast_horizon(day))
         rows = _projection(store, planned_to, ids, workers)  # planned outside the write transaction
         _rebuild(
             store,
@@ -99,6 +99,7 @@ def refresh(
             day,
             day,
             lambda session: sql.replace_contract_cash(session, ids, rows, planned_to),
+            read_at,
             started,
         )
     return done
@@ -112,18 +113,25 @@ def _rebuild(
     day: date | None,
     as_of: date | None,
     build: Callable[[Session], None],
+    read_at: datetime,
     started: float | None = None,
 ) -> None:
-    """Build one summary and record what it was built from, in one transaction holding the summary's
-    lock; unless another process built it from the same sources meanwhile."""
+    """Build one summary and record what it was built from (read at ``read_at``), in one transaction
+    holding the summary's lock; unless another process built it from the same sources meanwhile."""
     started = time.perf_counter() if started is None else started
     with store.write() as session:
         sql.lock_summary(session, name)
         if not _stale(sql.states(session), name, stamp, day):
             return
         build(session)
-        sql.save_state(session, name, stamp, as_of=as_of)
+        sql.save_state(session, name, stamp, as_of=as_of, read_at=read_at)
     done[name] = time.perf_counter() - started
+
+
+def _changed_since(previous: Any) -> datetime | None:
+    """Contracts changed after this may be missing from a summary last built from ``previous``'s
+    sources (None: never built): their read time, less ``CHANGE_LAG`` for writes in flight then."""
+    return None if previous is None else previous.refreshed_at - CHANGE_LAG
 
 
 def _rebuild_documents(session: Session) -> None:
@@ -135,12 +143,6 @@ def _rebuild_documents(session: Session) -> None:
 def _stale(known: dict[str, Any], name: str, stamp: str, day: date | None = None) -> bool:
     state = known.get(name)
     return state is None or state.stamp != stamp or (day is not None and state.as_of != day)
-
-
-def _moment(stamp: str) -> datetime:
-    """The newest change time recorded in a contracts stamp ("count:iso")."""
-    _, _, iso = stamp.partition(":")
-    return datetime.fromisoformat(iso) if iso != "-" else datetime.min
 
 
 def _rebuild_mrr(session: Session, since: datetime | None) -> None:
@@ -188,13 +190,6 @@ def _expected_from_open_invoices(session: Session) -> None:
         found[0] += balance
         found[1] += count
     sql.replace_expected_cash(session, "invoiced", [(*k, v[0], v[1]) for k, v in sorted(sums.items())])
-
-
-def _projection_sources(stamp: str) -> tuple[datetime, int]:
-    """From a projection stamp ("count:newest contract change|highest invoice id"): since when
-    contracts may have changed (less ``CHANGE_LAG``), and the invoices already seen."""
-    contracts, _, billed = stamp.rpartition("|")
-    return _moment(contracts) - CHANGE_LAG, int(billed)
 
 
 def _projection(store: Store, planned_to: date, ids: Sequence[int] | None, workers: int) -> list[sql.CashRow]:

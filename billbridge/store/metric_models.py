@@ -20,7 +20,8 @@ from billbridge.store.types import JSONDoc
 
 
 class MetricState(Base):
-    """What a summary was last built from (``stamp``), and for which day (``as_of``) when it depends on one."""
+    """What a summary was last built from (``stamp``), for which day (``as_of``) when it depends on one,
+    and when those sources were read (``refreshed_at``: later changes are not in it)."""
 
     __tablename__ = "metric_state"
     name: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -48,7 +48,6 @@ from billbridge.store.models import (
     Product,
     UsageDaily,
     UsageEvent,
-    utcnow,
 )
 from billbridge.store.types import ExactDecimal, exact_sum
 from billbridge.store.usage_aggregates import event_day
@@ -131,12 +130,13 @@ def states(session: Session) -> dict[str, MetricState]:
     return {row.name: row for row in session.scalars(select(MetricState))}
 
 
-def save_state(session: Session, name: str, stamp: str, as_of: date | None = None) -> None:
+def save_state(session: Session, name: str, stamp: str, *, as_of: date | None, read_at: datetime) -> None:
+    """What summary ``name`` was built from: ``stamp``, the day (``as_of``), when its sources were read."""
     row = session.get(MetricState, name)
     if row is None:
-        session.add(MetricState(name=name, stamp=stamp, as_of=as_of, refreshed_at=utcnow()))
+        session.add(MetricState(name=name, stamp=stamp, as_of=as_of, refreshed_at=read_at))
     else:
-        row.stamp, row.as_of, row.refreshed_at = stamp, as_of, utcnow()
+        row.stamp, row.as_of, row.refreshed_at = stamp, as_of, read_at
     session.flush()
 
 
