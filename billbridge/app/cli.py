@@ -195,7 +195,7 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     username, password = user_cli.demo_user(store)
     urls = Table("what", "where", title="billbridge demo: serving (Ctrl-C stops)")
     for label, url in [
-        (f"billbridge dashboard (user {username}, password {password})", f"http://127.0.0.1:{api_port}/"),
+        ("billbridge dashboard (sign in as below)", f"http://127.0.0.1:{api_port}/"),
         ("Prefect UI (rerun any flow from Deployments)", ui_url),
         ("billbridge API (OpenAPI)", f"http://127.0.0.1:{api_port}/docs"),
         ("Salesforce sandbox", sandboxes.salesforce.url),
@@ -205,6 +205,7 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     ]:
         urls.add_row(label, url)
     err.print(urls)
+    err.print(f"dashboard: sign in as {username} with password {password}", highlight=False, soft_wrap=True)
     err.print("serving", highlight=False)
     serve_forever(create_app(store, settings), api_port)
 
