@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from billbridge.app.settings import Settings
 from billbridge.billing.documents import OutboundDocument
 from billbridge.flows.billing_run import BillingSummary, run_billing
-from billbridge.flows.metrics import refresh as refresh_metrics
+from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbound import approve_and_queue, draft_ids
 

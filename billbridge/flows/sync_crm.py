@@ -21,7 +21,7 @@ from billbridge.app.settings import Settings
 from billbridge.connectors.base import DealSource
 from billbridge.flows.crm_sync import SOURCES, spec_for, sync_pages
 from billbridge.flows.limits import vendor_slot
-from billbridge.flows.metrics import refresh as refresh_metrics
+from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.store.db import open_store
 
 
