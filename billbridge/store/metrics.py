@@ -25,7 +25,6 @@ from billbridge.billing.metrics.collections import Collected, DocumentGroup
 from billbridge.billing.metrics.forecast import PaymentHistory
 from billbridge.billing.metrics.recurring import Movement, Step
 from billbridge.store.metric_models import (
-    DashboardUser,
     MetricCollected,
     MetricContractCash,
     MetricContractPlan,
@@ -51,8 +50,6 @@ from billbridge.store.models import (
 )
 from billbridge.store.types import ExactDecimal, exact_sum
 from billbridge.store.usage_aggregates import event_day
-
-__all__ = ["DashboardUser"]  # its table is created by migration 0012 with the others
 
 
 class month_start(FunctionElement[date]):  # noqa: N801 - an SQL function
