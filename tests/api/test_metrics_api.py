@@ -263,3 +263,14 @@ def test_usage_reports_carry_the_money_billed_for_the_usage(api: Api) -> None:
     assert [d["money"] for d in days] == [[]]  # a period's usage is billed as one amount, not per day
     other = api.get("/api/usage/reports", token=api.kw_token, group_by="customer").json()["data"]
     assert other == []
+
+
+def test_the_customers_tab_pages_by_customer_ref(dashboard: tuple[Browser, Store, str, Path]) -> None:
+    browser, store, token, _ = dashboard
+    import_document(store, document(contract("C-2", customer="initech"), with_reference=False))
+    browser.sign_in(api_key=token)
+    first = browser.client.get("/customers", params={"as_of": "2026-03-01"})
+    assert ">globex</a>" in first.text and ">initech</a>" in first.text
+    assert "next customers after initech" in first.text
+    after = browser.client.get("/customers", params={"as_of": "2026-03-01", "after": "globex"})
+    assert ">globex</a>" not in after.text and ">initech</a>" in after.text

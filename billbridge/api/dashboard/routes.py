@@ -37,6 +37,7 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["money"] = lambda amount, currency: money_display(amount, currency).removesuffix(f" {currency}")
 router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 8192
+CUSTOMERS_PAGE = 50
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
     "X-Frame-Options": "DENY",
@@ -93,6 +94,7 @@ class View:
     first: date
     last: date
     query: dict[str, str]
+    after: str = ""  # the Customers tab's page: customers after this customer_ref
 
     def link(self, path: str, **extra: str) -> str:
         return f"{path}?{urlencode({**self.query, **extra})}"
@@ -123,7 +125,7 @@ def _view(request: Request) -> View | Response:
         first = metrics.month_of(last)
     where = metrics.scope(_store(request), [entity])
     query = {"entity": entity, "as_of": day.isoformat(), "from": first.isoformat(), "to": last.isoformat()}
-    return View(found, entity, where, day, first, last, query)
+    return View(found, entity, where, day, first, last, query, params.get("after", "")[:200])
 
 
 Builder = Callable[[Store, View], Report]
@@ -140,7 +142,7 @@ REPORTS: dict[str, Builder] = {
     "invoices": lambda s, v: metrics.invoices_report(s, v.scope, v.day, v.first, v.last),
     "usage": lambda s, v: metrics.usage_report(s, v.scope, v.first, v.last),
     "activity": lambda s, v: metrics.activity_report(s, v.scope),
-    "customers": lambda s, v: metrics.customers_report(s, v.scope, v.day),
+    "customers": lambda s, v: metrics.customers_report(s, v.scope, v.day, after=v.after, limit=CUSTOMERS_PAGE),
 }
 """Every table the dashboard shows, by name (its CSV link is /csv/<name>)."""
 
