@@ -1,8 +1,9 @@
-"""A real browser for tests: Debian's chromium, headless, driven by Playwright.
+"""A real headless browser for tests: Debian's chromium driven by Playwright for Python.
 
-Playwright's own browser download is never used (it cannot be fetched here); the browser is
-``/usr/bin/chromium`` from Debian, which ``.ci/run`` installs. Without it a browser test skips with
-that reason, except under CI=true, where a missing browser is a failure.
+Never ``playwright install`` (it downloads a browser build, which cannot be fetched here): Playwright
+drives ``/usr/bin/chromium`` from Debian, which ``.ci/run`` installs. Without it (or without
+Playwright) a browser test skips with the reason, except under CI=true, where it is a failure.
+Screenshots for a person to look at go to bench/out/screenshots/.
 """
 
 from __future__ import annotations
@@ -27,26 +28,43 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "bench" / "out" / "screenshots"
 
 
-def require_chromium() -> None:
-    """Skip (or under CI fail) a test that needs the browser when it is not installed."""
+def _missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A launched headless chromium (a Playwright ``Browser``), closed afterwards."""
     if not CHROMIUM.exists():
-        reason = f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(f"CI=true but no browser: {reason}")
-        pytest.skip(reason)
+        _missing(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("browser tests need Playwright for Python (the test extra: pip install -e '.[test]')")
+        raise
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @contextmanager
 def browser_page() -> Iterator[Any]:
     """A fresh page (playwright.sync_api.Page) in a headless chromium, closed afterwards."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright
+    with chromium() as browser:
+        yield browser.new_page()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+
+def screenshot(page: Any, name: str) -> Path:
+    """A full-page screenshot for a person to look at, under bench/out/screenshots/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -13,7 +13,16 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billbridge import redaction
-from billbridge.api import errors, routes_resources, routes_usage, routes_webhooks, routes_write, write_models
+from billbridge.api import (
+    errors,
+    routes_metrics,
+    routes_resources,
+    routes_usage,
+    routes_webhooks,
+    routes_write,
+    write_models,
+)
+from billbridge.api.dashboard import routes as dashboard
 from billbridge.api.lookups import Lookups
 from billbridge.api.query import declared_parameters_only
 from billbridge.api.usage_models import BatchIn, UsageEventIn
@@ -26,7 +35,8 @@ DESCRIPTION = """billbridge's usage event API, read API and write API. Authentic
 to the key's legal entity. Money and quantities are strings in answers (exact decimals, money in the
 currency's minor units). Every POST takes an `Idempotency-Key`; an update (PUT, PATCH) needs
 `If-Match` with the ETag of the version it changes. The webhook endpoints (`/webhooks/...`) take no
-API key: the vendor's signature authenticates them."""
+API key: the vendor's signature authenticates them. The finance metrics (`/api/metrics/...`) are
+the figures of the dashboard served at `/`."""
 
 
 NO_NUL = r"^[^\x00]*$"
@@ -86,6 +96,8 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_resources.router)
     app.include_router(routes_write.router)
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_metrics.router)
+    dashboard.install(app)
     app.router.routes[0:0] = routes_usage.plain_routes()  # matched first (see plain_routes)
     app.add_middleware(_NoNulInUrl)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class WhoAmI(BaseModel):
@@ -97,10 +97,21 @@ class InvoiceOut(BaseModel):
     lines: list[InvoiceLineOut] | None = None
 
 
+class UsageMoneyOut(BaseModel):
+    currency: str
+    billed: str
+    collected: str
+
+
 class UsageReportRow(BaseModel):
     group: str
     quantity: str
     events: int
+    money: list[UsageMoneyOut] = Field(
+        default_factory=list,
+        description="Usage billed and collected for the group, per currency, on the documents dated in the range "
+        "(usage is billed in arrears: a month's usage shows on the next month's document); none per day",
+    )
 
 
 class StatusChangeOut(BaseModel):

@@ -8,6 +8,7 @@ the OpenAPI document (``/docs``).
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -20,10 +21,12 @@ from billbridge.api.body import read_json
 from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
 from billbridge.api.query import IsoDate, refuse_unknown_parameters
-from billbridge.api.resource_models import UsageReportRow
+from billbridge.api.resource_models import UsageMoneyOut, UsageReportRow
 from billbridge.api.usage_ingest import ingest
 from billbridge.api.usage_models import MAX_BATCH, BatchOut, UsageEventOut
-from billbridge.billing.usage_reports import group_usage
+from billbridge.billing.currency import money_str
+from billbridge.billing.usage_reports import UsageGroup, UsageMoney, group_money, group_usage
+from billbridge.flows import metrics
 from billbridge.store.usage import report_rows
 
 router = APIRouter(prefix="/api/usage", tags=["Usage"])
@@ -183,7 +186,8 @@ def usage_report(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[UsageReportRow]:
-    """Sum of quantities (exact, as a string) and count of events per group, in group order."""
+    """Sum of quantities (exact, as a string) and count of events per group, in group order, with the
+    usage billed and collected per currency (by month, product or customer)."""
     if from_ is not None and to is not None and to < from_:
         raise refuse(422, "bad_range", "`to` is before `from`", "to")
     end = to + timedelta(days=1) if to and to < date.max else None
@@ -191,12 +195,30 @@ def usage_report(
         rows = report_rows(
             session, principal.entity_id, customer_ref=customer_ref, product_ref=usage_product_ref, start=from_, end=end
         )
-    groups = group_usage(rows, group_by)
+    quantities = {g.key: g for g in group_usage(rows, group_by)}
+    money: UsageMoney = {}
+    if group_by != "day":
+        where = metrics.Scope((principal.entity_id,), (principal.entity_ref,))
+        found = metrics.usage_money(store_of(request), where, from_, to, customer_ref, usage_product_ref)
+        money = group_money(found, group_by)
+    keys = sorted(set(quantities) | set(money))
     offset = decode(cursor)
-    chosen = groups[offset : offset + limit]
-    more = offset + limit < len(groups)
+    chosen = keys[offset : offset + limit]
+    more = offset + limit < len(keys)
     return Page[UsageReportRow](
-        data=[UsageReportRow(group=g.key, quantity=str(g.quantity), events=g.events) for g in chosen],
+        data=[_report_row(key, quantities.get(key), money.get(key, {})) for key in chosen],
         has_more=more,
         next_cursor=encode(offset + limit) if more else None,
+    )
+
+
+def _report_row(key: str, usage: UsageGroup | None, money: dict[str, tuple[Decimal, Decimal]]) -> UsageReportRow:
+    return UsageReportRow(
+        group=key,
+        quantity=str(usage.quantity) if usage else "0",
+        events=usage.events if usage else 0,
+        money=[
+            UsageMoneyOut(currency=cur, billed=money_str(billed, cur), collected=money_str(collected, cur))
+            for cur, (billed, collected) in money.items()
+        ],
     )

@@ -18,6 +18,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from billbridge import redaction
+from billbridge.app import metrics_cli, user_cli
 from billbridge.app.errors import Commands, fail
 from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.currency import money_display, money_str
@@ -54,6 +55,8 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(payments_app, name="payments")
+app.add_typer(metrics_cli.app, name="metrics")
+app.add_typer(user_cli.app, name="user")
 
 console = Console()
 err = Console(stderr=True)
@@ -223,8 +226,12 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     from billbridge.api.app import create_app
     from billbridge.app.demo_serve import serve_forever
 
+    settings = Settings()
+    store = open_store(settings.database)
+    username, password = user_cli.demo_user(store)
     urls = Table("what", "where", title="billbridge demo: serving (Ctrl-C stops)")
     for label, url in [
+        ("billbridge dashboard (sign in as below)", f"http://127.0.0.1:{api_port}/"),
         ("Prefect UI (rerun any flow from Deployments)", ui_url),
         ("billbridge API (OpenAPI)", f"http://127.0.0.1:{api_port}/docs"),
         ("Salesforce sandbox", sandboxes.salesforce.url),
@@ -234,9 +241,9 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     ]:
         urls.add_row(label, url)
     err.print(urls)
-    settings = Settings()
+    err.print(f"dashboard: sign in as {username} with password {password}", highlight=False, soft_wrap=True)
     err.print("serving", highlight=False)
-    serve_forever(create_app(open_store(settings.database), settings), api_port)
+    serve_forever(create_app(store, settings), api_port)
 
 
 def _print_demo(result: dict[str, Any], as_json: bool) -> None:
@@ -929,13 +936,16 @@ def main() -> None:
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """What is in the store, what waits or fails in the outbox (with the errors), open and overdue
-    money, quarantined records, and when each source last synced."""
+    money, MRR, ARR, AR aging and the next 4 weeks' cash forecast, quarantined records, and when each
+    source last synced."""
+    from billbridge.flows.metrics import headline
     from billbridge.store.status import overview
 
     store = _store()
     with store.read() as session:
         data = overview(session, date.today())
     data["store"] = make_url(Settings().database).render_as_string(hide_password=True)
+    data["finance"] = headline(store, date.today())
     if as_json:
         _json(data)
         return
@@ -961,6 +971,7 @@ def status(as_json: JsonOpt = False) -> None:
     ]:
         head.add_row(label, str(value))
     console.print(head)
+    metrics_cli.print_headline(data["finance"])
     if data["outbox"]:
         box = Table("outbox topic", "delivered", "due", "retrying", "parked", "latest error", title="outbox")
         for topic, counts in data["outbox"].items():

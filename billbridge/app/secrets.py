@@ -37,9 +37,10 @@ class Sealer:
     def seal(self, text: str) -> str:
         return self._fernet.encrypt(text.encode()).decode()
 
-    def open(self, sealed: str) -> str:
+    def open(self, sealed: str, max_age: int | None = None) -> str:
+        """The sealed text; with ``max_age``, only if sealed at most that many seconds ago."""
         try:
-            return self._fernet.decrypt(sealed.encode()).decode()
+            return self._fernet.decrypt(sealed.encode(), ttl=max_age).decode()
         except InvalidToken as exc:
             raise SealError(
                 "a sealed secret does not open with this installation's key (BILLBRIDGE_SECRET_KEY)"

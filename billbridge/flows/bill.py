@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from billbridge.app.settings import Settings
 from billbridge.flows import approval
 from billbridge.flows.billing_run import BillingSummary
+from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.store.db import open_store
 
 
@@ -38,4 +39,5 @@ def bill(as_of: date | None = None) -> dict[str, Any]:
     day = as_of or datetime.now(UTC).date()
     summary, queued = approval.bill(store, settings, day)
     create_markdown_artifact(billing_markdown(summary, queued), key="billing-run", description=f"Billing as of {day}")
+    refresh_metrics(store, workers=settings.billing_workers)
     return {**summary.as_dict(), "queued": queued}

@@ -271,3 +271,21 @@ def preview(store: Store, contract_ref: str, as_of: date) -> Plan:
     if failures:
         raise ValueError(f"contract {contract_ref}: {failures[0][1]}")
     return plans[0][1]
+
+
+def plan_all(
+    store: Store, as_of: date, *, ids: Sequence[int] | None = None, chunk_size: int = CHUNK, workers: int = 0
+) -> Iterator[ChunkPlan]:
+    """Every contract's plan (or the plans of contracts ``ids``) by ``as_of`` against what the store
+    has billed, chunk by chunk, saving nothing (with ``workers`` planning processes, as a billing run
+    plans): the invoices still to come, for the cash forecast."""
+    if ids is None:
+        chunks = _chunks(store, None, chunk_size)
+    else:
+        ordered = sorted(ids)
+        chunks = [ordered[i : i + chunk_size] for i in range(0, len(ordered), chunk_size)]
+    for chunk, ahead in zip(chunks, _planned_ahead(store, chunks, as_of, workers), strict=True):
+        if ahead is None:
+            with store.read() as session:
+                ahead = plan_ahead(session, chunk, as_of)
+        yield ahead

@@ -13,13 +13,16 @@ from datetime import date
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from billbridge.app.settings import Settings
 from billbridge.flows.bill import bill
 from billbridge.flows.collect import collect_payments
+from billbridge.flows.metrics import headline, headline_markdown, today_utc
 from billbridge.flows.push import push_invoices
 from billbridge.flows.reconcile import reconcile_payments
 from billbridge.flows.sync_crm import sync_crm
+from billbridge.store.db import open_store
 
 PAYMENT_SOURCES = ("stripe", "quickbooks")
 
@@ -49,6 +52,18 @@ def quote_to_cash(as_of: date | None = None) -> dict[str, Any]:
     for source in PAYMENT_SOURCES:
         if source in settings.push_targets:
             step(f"reconcile.{source}", reconcile_payments, source=source)
+    publish_metrics(settings, as_of)
     if failed:
         raise RuntimeError(f"quote_to_cash: {', '.join(failed)} failed (the other steps ran): {steps}")
     return steps
+
+
+def publish_metrics(settings: Settings, as_of: date | None) -> None:
+    """The headline finance metrics as a markdown artifact, and a link artifact to the dashboard."""
+    day = as_of or today_utc()
+    data = headline(open_store(settings.database), day)
+    create_markdown_artifact(
+        headline_markdown(data, day), key="finance-metrics", description=f"Finance metrics on {day}"
+    )
+    dashboard = f"http://{settings.api_host}:{settings.api_port}/"
+    create_link_artifact(dashboard, link_text="billbridge dashboard", key="dashboard", description="billbridge serve")

@@ -22,6 +22,7 @@ from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice, numbers_in, settle
 from billbridge.flows.limits import no_slot, vendor_slot
+from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.mapping.fields import Refused
@@ -325,4 +326,5 @@ def reconcile_payments(source: str = "stripe") -> dict[str, Any]:
     store = open_store(settings.database)
     summary = reconcile(store, settings, source, slot=vendor_slot)
     create_markdown_artifact(summary.markdown(), key=f"reconcile-{source}", description=f"Payments from {source}")
+    refresh_metrics(store, workers=settings.billing_workers)
     return summary.as_dict()

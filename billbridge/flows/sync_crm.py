@@ -21,6 +21,7 @@ from billbridge.app.settings import Settings
 from billbridge.connectors.base import DealSource
 from billbridge.flows.crm_sync import SOURCES, spec_for, sync_pages
 from billbridge.flows.limits import vendor_slot
+from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.store.db import open_store
 
 
@@ -74,4 +75,5 @@ def sync_crm(source: str = "salesforce", full: bool = False) -> dict[str, Any]:
             full=full,
         )
     create_markdown_artifact(summary.markdown(), key=f"sync-crm-{source}", description=f"CRM sync from {source}")
+    refresh_metrics(store, workers=settings.billing_workers)
     return summary.as_dict()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billbridge.errors import UserError
 from billbridge.private_files import private_file
+from billbridge.store.types import DecimalSum
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 4_242_001  # PostgreSQL advisory lock id: one migrating process at a time
@@ -127,6 +128,7 @@ def _sqlite_transactions(engine: Engine) -> None:
         # customer) stay in memory instead of re-reading pages.
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
+        dbapi_connection.create_aggregate("decimal_sum", 1, DecimalSum)  # exact sums of money (exact_sum)
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
@@ -50,3 +52,35 @@ def storable_text(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+class DecimalSum:
+    """SQLite aggregate ``decimal_sum(x)``: the exact sum of decimal text (SQLite's own SUM turns text
+    into floats). Registered on every SQLite connection (store/db.py); :class:`exact_sum` uses it."""
+
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: object) -> None:
+        if value is not None:
+            self.total = (self.total or Decimal(0)) + Decimal(str(value))
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else str(self.total)
+
+
+class exact_sum(FunctionElement[Decimal]):  # noqa: N801 - an SQL function, named like SQLAlchemy's
+    """SUM of a money column, exact on both backends: NUMERIC sum on PostgreSQL, ``decimal_sum`` on SQLite."""
+
+    type = ExactDecimal()
+    inherit_cache = True
+
+
+@compiles(exact_sum)
+def _sum_numeric(element: exact_sum, compiler: Any, **kw: Any) -> str:
+    return f"sum({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(exact_sum, "sqlite")
+def _sum_decimal_text(element: exact_sum, compiler: Any, **kw: Any) -> str:
+    return f"decimal_sum({compiler.process(element.clauses, **kw)})"

@@ -26,7 +26,7 @@ UsageDays = dict[tuple[int, str], dict[date, DailyUsage]]
 """(customer id, usage product_ref) -> UTC day -> that day's figures."""
 
 
-def _day(session: Session) -> ColumnElement[Any]:
+def event_day(session: Session) -> ColumnElement[Any]:
     """The UTC day of an event's timestamp (stored as naive UTC)."""
     if session.get_bind().dialect.name == "sqlite":
         return func.substr(UsageEvent.timestamp, 1, 10)  # 'YYYY-MM-DD HH:MM:SS.ffffff'
@@ -55,7 +55,7 @@ def daily_usage(
     in_range = [UsageEvent.timestamp >= lower, UsageEvent.timestamp < upper]
     if customer_ids is not None:
         in_range.append(UsageEvent.customer_id.in_(list(customer_ids)))
-    day = _day(session).label("day")
+    day = event_day(session).label("day")
     products = dict(session.execute(select(Product.id, Product.product_ref)).all())
     in_days = [UsageDaily.day >= start, UsageDaily.day < end]
     if customer_ids is not None:

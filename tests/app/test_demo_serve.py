@@ -3,6 +3,7 @@ and the sandboxes stay up; a flow rerun from the server completes; Ctrl-C stops 
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -108,6 +109,21 @@ def test_demo_serve_keeps_the_ui_deployments_and_api_up_and_a_rerun_from_the_ser
         base = f"http://127.0.0.1:{served.ui}/api"
         with httpx.Client(timeout=10) as client:
             assert client.get(f"http://127.0.0.1:{served.api}/docs").status_code == 200
+            # the dashboard, with the dashboard user the demo printed for it
+            printed = re.search(r"sign in as (\S+) with password (\S+)", (tmp_path / "stderr").read_text())
+            assert printed, (tmp_path / "stderr").read_text()[-3000:]
+            dashboard = f"http://127.0.0.1:{served.api}"
+            form = client.get(f"{dashboard}/sign-in")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+            signed = client.post(
+                f"{dashboard}/sign-in",
+                data={"csrf": csrf, "username": printed.group(1), "password": printed.group(2)},
+                headers={"Origin": dashboard},
+                cookies=form.cookies,
+            )
+            assert signed.status_code == 303, signed.text
+            page = client.get(f"{dashboard}/", cookies=signed.cookies)
+            assert page.status_code == 200 and "MRR movements" in page.text
             assert client.get(f"http://127.0.0.1:{served.ui}/").status_code == 200  # the UI
             # the demo's own runs are in the server's history
             runs = client.post(f"{base}/flow_runs/filter", json={"flow_runs": {"name": {}}}).json()

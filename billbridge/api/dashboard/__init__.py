@@ -1,0 +1,1 @@
+"""The dashboard served by ``billbridge serve`` at ``/`` (see ``routes.py``)."""
