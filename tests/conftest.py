@@ -58,3 +58,22 @@ def store(database_url: str) -> Iterator[Store]:
     opened = open_store(database_url)
     yield opened
     opened.dispose()
+
+
+_CLI_MODULES = ("billbridge.app.cli", "billbridge.app.errors", "billbridge.app.metrics_cli", "billbridge.app.user_cli")
+
+
+@pytest.fixture(autouse=True)
+def _cli_consoles_follow_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's module-level rich consoles read COLUMNS at each print, as in a terminal: a console
+    made while some test had COLUMNS set keeps that width for good (rich reads it at construction),
+    so a later test's table would wrap at another test's width."""
+    import sys
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    for name in _CLI_MODULES:
+        module = sys.modules.get(name)
+        for attribute in ("console", "err"):
+            found = getattr(module, attribute, None)
+            if found is not None:
+                found.width = None  # rich: None = measure again at each print

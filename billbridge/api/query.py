@@ -48,9 +48,12 @@ def refuse_unknown_parameters(request: Request, declared: Mapping[str, bool] | N
 
 
 async def declared_parameters_only(request: Request) -> None:
-    """The application's dependency: :func:`refuse_unknown_parameters` with the route's own parameters."""
+    """The application's dependency: :func:`refuse_unknown_parameters` with the route's own parameters.
+    Pages outside the OpenAPI document (the dashboard's HTML) read their own query and are left alone."""
     if request.scope.get("query_string"):
         route = request.scope.get("route")
+        if isinstance(route, APIRoute) and not route.include_in_schema:
+            return
         refuse_unknown_parameters(request, _declared(route) if isinstance(route, APIRoute) else None)
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from billbridge.api.auth import Auth, store_of
 from billbridge.api.errors import ErrorBody, refuse
+from billbridge.api.query import IsoDate
 from billbridge.flows import metrics
 from billbridge.flows.metrics import Report, Scope
 from billbridge.store.db import Store
@@ -21,9 +22,9 @@ router = APIRouter(
     prefix="/api/metrics", tags=["Metrics"], responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 )
 
-AsOf = Annotated[date | None, Query(alias="as_of", description="The day the figures are for (default today, UTC)")]
-From = Annotated[date | None, Query(alias="from", description="First day of the range (default: 11 months back)")]
-To = Annotated[date | None, Query(description="Last day of the range (default today)")]
+AsOf = Annotated[IsoDate | None, Query(alias="as_of", description="The day the figures are for (default today, UTC)")]
+From = Annotated[IsoDate | None, Query(alias="from", description="First day of the range (default: 11 months back)")]
+To = Annotated[IsoDate | None, Query(description="Last day of the range (default today)")]
 
 
 class MetricOut(BaseModel):
@@ -40,9 +41,22 @@ def _answer(request: Request, principal: Auth, build: Callable[[Store, Scope], R
     return MetricOut.model_validate(build(store_of(request), where).as_dict())
 
 
+def _in_window(day: date | None, field: str) -> date | None:
+    """``day`` if reports may be asked for it (metrics.day_window), else a 422 naming ``field``."""
+    if day is not None:
+        earliest, latest = metrics.day_window()
+        if not earliest <= day <= latest:
+            raise refuse(422, "outside_window", f"`{field}` must be from {earliest} to {latest}", field)
+    return day
+
+
+def _day(as_of: date | None) -> date:
+    return _in_window(as_of, "as_of") or metrics.today_utc()
+
+
 def _range(start: date | None, end: date | None) -> tuple[date, date]:
-    last = end or metrics.today_utc()
-    first = start or metrics.month_of(last - timedelta(days=320))
+    last = _in_window(end, "to") or metrics.today_utc()
+    first = _in_window(start, "from") or metrics.month_of(last - timedelta(days=320))
     if last < first:
         raise refuse(422, "bad_range", "`to` is before `from`", "to")
     return first, last
@@ -51,7 +65,7 @@ def _range(start: date | None, end: date | None) -> tuple[date, date]:
 @router.get("/mrr", response_model=MetricOut)
 def mrr(request: Request, principal: Auth, as_of: AsOf = None) -> MetricOut:
     """MRR, ARR, active customers and ARPA on a day (see `billing/metrics/recurring.py` for definitions)."""
-    day = as_of or metrics.today_utc()
+    day = _day(as_of)
     return _answer(request, principal, lambda s, w: metrics.mrr_report(s, w, day))
 
 
@@ -81,7 +95,7 @@ def collections(request: Request, principal: Auth, from_: From = None, to: To = 
 def aging(request: Request, principal: Auth, as_of: AsOf = None) -> MetricOut:
     """Accounts-receivable aging (current, 1-30, 31-60, 61-90, over 90 days past due), late invoices,
     DSO and collection rate."""
-    day = as_of or metrics.today_utc()
+    day = _day(as_of)
     return _answer(request, principal, lambda s, w: metrics.aging_report(s, w, day))
 
 
@@ -89,7 +103,7 @@ def aging(request: Request, principal: Auth, as_of: AsOf = None) -> MetricOut:
 def invoices(request: Request, principal: Auth, from_: From = None, to: To = None, as_of: AsOf = None) -> MetricOut:
     """Invoices per billing month by their status on `as_of` (late split out of sent and partly paid)."""
     first, last = _range(from_, to)
-    day = as_of or metrics.today_utc()
+    day = _day(as_of)
     return _answer(request, principal, lambda s, w: metrics.invoices_report(s, w, day, first, last))
 
 
@@ -99,7 +113,7 @@ def forecast(
 ) -> MetricOut:
     """Cash inflow forecast, 13 weeks or 12 months: open invoices at their expected payment day,
     invoices the billing engine will generate, expected usage; with the share already invoiced."""
-    day = as_of or metrics.today_utc()
+    day = _day(as_of)
     return _answer(request, principal, lambda s, w: metrics.forecast_report(s, w, day, period))
 
 
@@ -139,5 +153,5 @@ def customers(
 ) -> MetricOut:
     """Per customer: contracts, active ones, total, annual and remaining contract value, renewals in
     the next 90 days; a page of `limit` customers by customer_ref after `after`."""
-    day = as_of or metrics.today_utc()
+    day = _day(as_of)
     return _answer(request, principal, lambda s, w: metrics.customers_report(s, w, day, after=after, limit=limit))

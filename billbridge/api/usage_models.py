@@ -37,13 +37,15 @@ keeps every stamp convertible to UTC (``0001-01-01T00:00:00+01:00`` is not)."""
 # script's digits ("\u0663" is 3), and Decimal() also takes "1_000" and surrounding spaces.
 _NUMERIC_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 QUANTITY_TEXT = r"^0*[0-9]{1,9}(\.[0-9]{1,6})?$"  # what _exact_quantity accepts of a numeric string
-_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 QUANTITY_SCHEMA = {
     "anyOf": [
         {"type": "number", "minimum": 0, "exclusiveMaximum": 1_000_000_000},
         {"type": "string", "pattern": QUANTITY_TEXT},
     ],
-    "description": 'Not negative, at most 6 decimal places and below 10^9: a JSON number or a string of digits '
+    "description": "Not negative, at most 6 decimal places and below 10^9: a JSON number or a string of digits "
     'with an optional "." and decimals, e.g. "12.5"',
 }
 

@@ -23,6 +23,7 @@ from billbridge.billing.metrics.recurring import (
 )
 from billbridge.billing.usage import from_micros
 from billbridge.flows.metrics_refresh import CHANGE_LAG as CHANGE_LAG
+from billbridge.flows.metrics_refresh import day_window as day_window
 from billbridge.flows.metrics_refresh import refresh as refresh
 from billbridge.flows.metrics_refresh import today_utc as today_utc
 from billbridge.store import metrics as sql

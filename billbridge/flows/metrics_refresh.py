@@ -35,6 +35,18 @@ def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
+EARLIEST_DAY = date(2000, 1, 1)
+YEARS_AHEAD = 5
+
+
+def day_window(today: date | None = None) -> tuple[date, date]:
+    """The days a report may be asked for: from 2000 (as usage events) to five years after today.
+    A forecast plans every contract up to a year past its day, so a day centuries ahead would plan
+    for minutes; nobody closes a month in 2600."""
+    today = today or today_utc()
+    return EARLIEST_DAY, today.replace(year=today.year + YEARS_AHEAD, day=min(today.day, 28))
+
+
 def forecast_horizon(day: date) -> date:
     """The last day the forecast looks at: the end of its twelfth month after ``day``'s."""
     return fc.month_starts(day)[-1] - timedelta(days=1)

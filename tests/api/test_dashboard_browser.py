@@ -25,7 +25,8 @@ from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import list_invoices, record_payment, set_status
+from billbridge.store.invoices import list_invoices, record_payment
+from billbridge.store.outbound import set_status
 from tests.browser import chromium, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def _send_and_pay(store: Store) -> None:
     with store.write() as session:
         for d in sent:
             for status in ("approved", "sent"):
-                set_status(session, d["number"], status)
+                set_status(session, d["number"], status, lambda _: ())  # pushed nowhere
     with store.write() as session:
         for n, d in enumerate(sent):
             share = d["invoice_total"] if n % 3 else (d["invoice_total"] / 2).quantize(Decimal("0.01"))

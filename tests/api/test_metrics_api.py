@@ -85,6 +85,14 @@ def test_bad_parameters_and_no_key_are_refused(billed: Api) -> None:
     assert answer.status_code == 422 and answer.json()["detail"][0]["field"] == "to"
     answer = billed.get("/api/metrics/aging", as_of="yesterday")
     assert answer.status_code == 422 and answer.json()["detail"][0]["field"] == "as_of"
+    # a number is not a date here (pydantic alone would read 0.0 as 1970-01-01, a Unix time)
+    answer = billed.get("/api/metrics/invoices", as_of="0.0")
+    assert answer.status_code == 422 and answer.json()["detail"][0]["field"] == "as_of"
+    # a forecast plans up to a year past its day: centuries ahead is refused, not planned for minutes
+    answer = billed.get("/api/metrics/forecast", as_of="2600-01-01")
+    assert answer.status_code == 422 and answer.json()["detail"][0]["code"] == "outside_window"
+    answer = billed.get("/api/metrics/movements", **{"from": "1999-12-31"})
+    assert answer.status_code == 422 and answer.json()["detail"][0]["field"] == "from"
     assert billed.client.get("/api/metrics/mrr").status_code == 401
     spec = billed.client.get("/openapi.json").json()
     assert {f"/api/metrics/{p}" for p in ENDPOINTS} <= set(spec["paths"])

@@ -117,7 +117,10 @@ def test_a_signed_delivery_that_was_refused_is_listed_with_the_reason(
         answer = client.post(
             "/webhooks/stripe",
             content=payload,
-            headers={"Stripe-Signature": sign(payload, "whsec_x", int(time.time())), "Content-Type": "application/json"},
+            headers={
+                "Stripe-Signature": sign(payload, "whsec_x", int(time.time())),
+                "Content-Type": "application/json",
+            },
         )
     assert answer.status_code == 400
     # The CLI's console fixed its width when first imported (from COLUMNS then, whatever test that was).

@@ -19,9 +19,10 @@ from billbridge.flows.importing import import_document, import_file
 from billbridge.store import metrics as sql
 from billbridge.store.contracts import contract_ids, load_timelines
 from billbridge.store.db import Store
-from billbridge.store.invoices import list_invoices, record_payment, set_status
+from billbridge.store.invoices import list_invoices, record_payment
 from billbridge.store.metric_models import MetricState
 from billbridge.store.models import Contract, Invoice
+from billbridge.store.outbound import set_status
 from tests.docs import contract, document
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def send(store: Store, *numbers: str) -> None:
     with store.write() as session:
         for number in numbers:
             for status in ("approved", "sent"):
-                set_status(session, number, status)
+                set_status(session, number, status, lambda _: ())  # pushed nowhere
 
 
 def row_of(report: metrics.Report, **match: str) -> dict[str, object]:

@@ -101,10 +101,14 @@ class View:
 
 
 def _date(value: str | None) -> date | None:
+    """A day from the page's query; one that is not a date, or outside the days reports are
+    asked for (metrics.day_window), falls back to the page's default."""
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    earliest, latest = metrics.day_window()
+    return day if day is not None and earliest <= day <= latest else None
 
 
 def _view(request: Request) -> View | Response:
