@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from billbridge.app.demo_serve import deployments
 from tests.app.test_cli import fresh_machine
 from tests.browser import browser_page
+from tests.ports import free_port
 
 EXPECTED = {
     "sync-salesforce",
@@ -32,12 +34,6 @@ EXPECTED = {
     "reconcile-quickbooks",
     "quote-to-cash",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_served_deployments_are_those_of_prefect_yaml_with_their_schedules() -> None:
@@ -159,3 +155,17 @@ def test_the_prefect_ui_on_another_port_reaches_its_api_and_lists_the_deployment
         assert f"{len(served.deployments)} Deployments" in shown
         assert all(name in shown for name in EXPECTED)
     assert served.returncode in (0, 130, -signal.SIGINT)
+
+
+def test_a_prefect_server_that_cannot_start_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port taken under the server's feet (after the demo's own check): the error carries the
+    server's own words, not only its exit code."""
+    from billbridge.app.demo_serve import PrefectServer
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    with socket.socket() as taken:
+        port = free_port()
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(RuntimeError, match=r"(?s)exited with \d+ .*it said:.*already in use"):
+            PrefectServer(port).start()
