@@ -530,9 +530,18 @@ def webhook_sender(sealer: Sealer, client: httpx.Client) -> Any:
     return send
 
 
-def relay_alerts(store: Store, settings: Settings) -> dict[str, int]:
-    """Deliver the alerts waiting in the outbox: Prefect events, then webhooks. Returns what was delivered."""
-    summaries: list[RelaySummary] = [relay(store, EVENT_TOPIC, emit_events, batch=100)]
+def prefect_api_configured() -> bool:
+    """Whether a Prefect API is configured (a command outside a flow run emits events only then;
+    otherwise they wait in the outbox for the deployment)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def relay_alerts(store: Store, settings: Settings, *, events: bool = True) -> dict[str, int]:
+    """Deliver the alerts waiting in the outbox: Prefect events (with ``events``), then webhooks.
+    Returns what was delivered."""
+    summaries: list[RelaySummary] = [relay(store, EVENT_TOPIC, emit_events, batch=100)] if events else []
     with httpx.Client(follow_redirects=False) as client:
         summaries.append(relay(store, WEBHOOK_TOPIC, webhook_sender(sealer_of(settings), client), batch=20))
     counts: Counter[str] = Counter()
@@ -555,3 +564,52 @@ def snapshot_monitors(as_of: date | None = None, days: int = 1, monitor: str | N
     summary.relayed = relay_alerts(store, settings)
     create_markdown_artifact(summary.markdown(), key="snapshot-monitors", description=f"Monitors on {last}")
     return summary.as_dict()
+
+
+def find(store: Store, name: str, entity_ids: Sequence[int] | None = None) -> sql.StoredMonitor:
+    """The monitor of that name (of these entities); LookupError when none or several entities have one."""
+    with store.read() as session:
+        found = sql.list_monitors(session, entity_ids, name=name)
+    if not found:
+        raise LookupError(f"no monitor {name!r}")
+    if len(found) > 1:
+        entities = ", ".join(m.entity_ref for m in found)
+        raise LookupError(f"monitors named {name!r} exist in {entities}: name the entity")
+    return found[0]
+
+
+def view(
+    store: Store,
+    monitor: sql.StoredMonitor,
+    first: date,
+    last: date,
+    *,
+    customer_ref: str | None = None,
+    increment: bool = False,
+) -> list[dict[str, Any]]:
+    """The kept values from ``first`` to ``last`` per customer (or one), with the increment over the
+    previous day when asked: rows of customer_ref, day, value (and increment)."""
+    with store.read() as session:
+        ids: list[int] | None = None
+        if customer_ref is not None:
+            found = sql.customer_id(session, monitor.entity_id, customer_ref)
+            if found is None:
+                raise LookupError(f"no customer {customer_ref!r} in {monitor.entity_ref}")
+            ids = [found]
+        values = sql.values_on(session, monitor.id, first - ONE_DAY, last, ids)
+        names = sql.customers(session, values)
+    kind = monitor.definition.kind
+    rows: list[dict[str, Any]] = []
+    for customer_id, days in sorted(values.items(), key=lambda item: names[item[0]][0]):
+        for day in sorted(d for d in days if d >= first):
+            row: dict[str, Any] = {"customer_ref": names[customer_id][0], "day": day.isoformat(), "value": days[day]}
+            if increment:
+                before = days.get(day - ONE_DAY)
+                change = mon.increment(
+                    kind,
+                    mon.from_text(kind, days[day]),
+                    None if before is None else mon.from_text(kind, before),
+                )
+                row["increment"] = None if change is None else mon.to_text(change)
+            rows.append(row)
+    return rows
