@@ -488,15 +488,18 @@ def holds(condition: Condition, day: date, value: Value | None, previous: Value 
     return percent > limit if when == "increment_percent_above" else percent < limit
 
 
-def crossings(conditions: Sequence[Condition], day: date, values: Mapping[date, Value | None]) -> list[Condition]:
+def crossings(
+    conditions: Sequence[Condition], day: date, values: Mapping[date, Value | None], *, fresh: bool = False
+) -> list[Condition]:
     """The conditions that start to hold on ``day``: they hold on it and did not the day before
-    (``values`` has the day and the two before it)."""
+    (``values`` has the day and the two before it). ``fresh``: the monitor never looked at this
+    customer before the day, so a condition holding already is news (a new monitor's first day)."""
     before, yesterday = day - 2 * ONE_DAY, day - ONE_DAY
     return [
         c
         for c in conditions
         if holds(c, day, values.get(day), values.get(yesterday))
-        and not holds(c, yesterday, values.get(yesterday), values.get(before))
+        and (fresh or not holds(c, yesterday, values.get(yesterday), values.get(before)))
     ]
 
 

@@ -326,6 +326,7 @@ def _evaluate(
     definition = monitor.definition
     days = _eval_days(first, last)
     kept: dict[tuple[int, date], str | None] = {}
+    seen = sql.seen_before(session, monitor.id, customer_ids, first) if alerts and definition.conditions else set()
     for customer_id in customer_ids:
         try:
             values = _customer_values(definition, customer_id, data, days)
@@ -336,7 +337,8 @@ def _evaluate(
             value = values.get(day)
             kept[(customer_id, day)] = None if value is None else mon.to_text(value)
             if alerts and definition.conditions:
-                for condition in mon.crossings(definition.conditions, day, values):
+                fresh = day == first and customer_id not in seen
+                for condition in mon.crossings(definition.conditions, day, values, fresh=fresh):
                     raised = _raise_alert(session, monitor, customer_id, data, condition, day, values)
                     if raised is not None:
                         summary.alerts.append(raised)

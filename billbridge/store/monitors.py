@@ -178,6 +178,20 @@ def write_values(session: Session, monitor_id: int, values: dict[tuple[int, date
     return len(rows) + len(gone)
 
 
+def seen_before(session: Session, monitor_id: int, customer_ids: Sequence[int], day: date) -> set[int]:
+    """The customers the monitor has a value for on some day before ``day``."""
+    rows = session.scalars(
+        select(MonitorValue.customer_id)
+        .where(
+            MonitorValue.monitor_id == monitor_id,
+            MonitorValue.customer_id.in_(list(customer_ids)),
+            MonitorValue.day < day,
+        )
+        .distinct()
+    )
+    return set(rows)
+
+
 def insert_alert(
     session: Session,
     monitor_id: int,

@@ -327,3 +327,18 @@ def test_a_day_outside_the_contract_removes_a_value_kept_before(store: Store) ->
     world(store, contract("C-1", "acme", "300.00", effective_date="2026-04-05", contract_end_date="2026-04-06"))
     assert flow.snapshot(store, date(2026, 4, 8)).written == 1  # a backdated end: the day has no value now
     assert date(2026, 4, 8) not in stored(store, "fee").get("acme", {})
+
+
+def test_a_new_monitor_alerts_a_condition_holding_already_once_on_its_first_day(store: Store) -> None:
+    world(store, contract("C-1", "acme", "1200.00", cycle_unit="year", contract_end_date="2026-12-31"))
+    add(
+        store,
+        name="renewals",
+        source="contract",
+        contract={"item": "contract_end_date"},
+        conditions=[{"when": "within_days", "value": 30}],
+    )
+    first = flow.snapshot(store, date(2026, 12, 20))  # 11 days before its end: news to this monitor
+    assert [(a["customer_ref"], a["day"]) for a in first.alerts] == [("acme", "2026-12-20")]
+    assert flow.snapshot(store, date(2026, 12, 20)).alerts == []  # a rerun of that day
+    assert flow.snapshot(store, date(2026, 12, 21)).alerts == []  # the next day: still the same crossing
