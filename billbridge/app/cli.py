@@ -247,6 +247,12 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     serve_forever(create_app(store, settings), api_port)
 
 
+def _monitor_alerts(monitors: dict[str, Any]) -> str:
+    """The demo's monitor alerts per monitor (``billbridge --demo monitors list`` shows the monitors)."""
+    shown = ", ".join(f"{name} {n}" for name, n in sorted(monitors.get("alerts_by_monitor", {}).items()))
+    return f"{monitors.get('alerts', 0)} from {monitors.get('monitors', 0)} monitors" + (f": {shown}" if shown else "")
+
+
 def _print_demo(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _json(result)
@@ -280,6 +286,7 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ),
         ("deals quarantined", f"{result['quarantined']} (billbridge --demo quarantine list)"),
         ("MRR", money(result["mrr"])),
+        ("monitor alerts", _monitor_alerts(result.get("monitors", {}))),
         ("ARR", money(result["arr"])),
         (
             "check: anything held twice",

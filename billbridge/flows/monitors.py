@@ -75,6 +75,7 @@ class SnapshotSummary:
             "values": self.values,
             "written": self.written,
             "alerts": len(self.alerts),
+            "alerts_by_monitor": dict(Counter(f"{a['entity_ref']}/{a['monitor']}" for a in self.alerts)),
             "failed": [{"monitor": m, "reason": r} for m, r in self.failed],
             "relayed": self.relayed,
         }

@@ -15,7 +15,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billbridge.billing.monitors import InvoiceFact, MonitorDefinition
-from billbridge.store.models import Contract, Customer, Invoice, LegalEntity, table_of, utcnow
+from billbridge.store.models import (
+    Contract,
+    ContractLine,
+    ContractVersion,
+    Customer,
+    Invoice,
+    LegalEntity,
+    Product,
+    table_of,
+    utcnow,
+)
 from billbridge.store.monitor_models import Monitor, MonitorAlert, MonitorValue
 
 _VALUES = table_of(MonitorValue)
@@ -122,6 +132,19 @@ def customers(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, str]
     """id -> (customer_ref, name)."""
     rows = session.execute(select(Customer.id, Customer.customer_ref, Customer.name).where(Customer.id.in_(list(ids))))
     return {cid: (ref, name) for cid, ref, name in rows}
+
+
+def usage_products(session: Session, entity_id: int) -> list[str]:
+    """The product_refs the entity's contracts bill as usage (any version), for defining monitors."""
+    rows = session.scalars(
+        select(Product.product_ref)
+        .join(ContractLine, ContractLine.product_id == Product.id)
+        .join(ContractVersion, ContractVersion.id == ContractLine.version_id)
+        .join(Contract, Contract.id == ContractVersion.contract_id)
+        .where(Contract.entity_id == entity_id, ContractLine.charge == "usage")
+        .distinct()
+    )
+    return sorted(rows)
 
 
 def invoice_facts(session: Session, contract_ids: Sequence[int], until: date) -> dict[int, list[InvoiceFact]]:

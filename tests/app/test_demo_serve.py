@@ -34,6 +34,9 @@ EXPECTED = {
 }
 
 
+UI_PAGE = 10  # deployments per page of the Prefect UI's list
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -153,9 +156,10 @@ def test_the_prefect_ui_on_another_port_reaches_its_api_and_lists_the_deployment
         assert served.ui != 4200
         page.goto(f"http://127.0.0.1:{served.ui}/", wait_until="networkidle")
         page.get_by_role("link", name="Deployments").first.click()  # as a person finds them
-        page.get_by_text("sync-salesforce", exact=True).first.wait_for(timeout=60_000)
+        page.get_by_text(f"{len(served.deployments)} Deployments").first.wait_for(timeout=60_000)
         shown = page.inner_text("body")
         assert "Can't connect to Server API" not in shown
-        assert f"{len(served.deployments)} Deployments" in shown
-        assert all(name in shown for name in EXPECTED)
+        # the UI lists them ten to a page: the first page holds ten of those the API lists, no others
+        listed = {name for name in served.deployments if name in shown}
+        assert len(listed) == min(len(served.deployments), UI_PAGE), sorted(listed)
     assert served.returncode in (0, 130, -signal.SIGINT)
