@@ -271,6 +271,19 @@ def remove(name: str, entity: EntityOpt = None) -> None:
     console.print(f"removed monitor {monitor.name} ({monitor.entity_ref})")
 
 
+@app.command("automation")
+def automation(
+    url: Annotated[str, typer.Argument(help="Where notifications go: a Slack incoming webhook or any JSON endpoint.")],
+    slack: Annotated[bool, typer.Option("--slack", help="The URL is a Slack incoming webhook.")] = False,
+) -> None:
+    """Create the example Prefect Automation: every monitor alert (event billbridge.monitor.triggered)
+    sent as a notification. Needs PREFECT_API_URL (the Prefect server the deployments run on)."""
+    if not flow.prefect_api_configured():
+        _fail("set PREFECT_API_URL to the Prefect server the deployments run on")
+    block_id, automation_id = flow.create_example_automation(url, slack=slack)
+    console.print(f"automation {flow.AUTOMATION_NAME!r} ({automation_id}) notifies through block {block_id}")
+
+
 @app.command("schema")
 def schema() -> None:
     """The JSON Schema of a monitor definition."""

@@ -616,3 +616,44 @@ def view(
                 row["increment"] = None if change is None else mon.to_text(change)
             rows.append(row)
     return rows
+
+
+AUTOMATION_NAME = "billbridge monitor alerts"
+NOTIFICATION_SUBJECT = "billbridge: {{ event.payload.monitor }} for {{ event.payload.customer_ref }}"
+NOTIFICATION_BODY = (
+    "Monitor {{ event.payload.monitor }} ({{ event.payload.entity_ref }}, {{ event.payload.item }}) "
+    "for {{ event.payload.customer_name }} ({{ event.payload.customer_ref }}) on {{ event.payload.day }}: "
+    "{{ event.payload.condition.when }} {{ event.payload.condition.value }}; value {{ event.payload.value }}, "
+    "increment {{ event.payload.increment }}."
+)
+
+
+def create_example_automation(url: str, *, slack: bool = False) -> tuple[str, str]:
+    """A Prefect Automation routing every ``billbridge.monitor.triggered`` event to a notification:
+    a Slack incoming webhook (``slack``) or any URL that takes a JSON POST. Creates (or replaces)
+    the notification block ``billbridge-monitor-alerts`` and the automation; returns their ids."""
+    from prefect.automations import Automation
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
+    from prefect.client.orchestration import get_client
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    block: Any = (
+        SlackWebhook(url=url)
+        if slack
+        else CustomWebhookNotificationBlock(
+            name="billbridge monitor alerts", url=url, json_data={"subject": "{{subject}}", "text": "{{body}}"}
+        )
+    )
+    block_id = block.save("billbridge-monitor-alerts", overwrite=True)
+    with get_client(sync_client=True) as client:  # replaced, not added twice, when run again
+        for found in client.read_automations_by_name(name=AUTOMATION_NAME):
+            client.delete_automation(found.id)
+    automation = Automation(
+        name=AUTOMATION_NAME,
+        description="Every monitor alert of billbridge as a notification (created by `billbridge monitors automation`)",
+        trigger=EventTrigger(expect={EVENT}, posture=Posture.Reactive, threshold=1),
+        actions=[SendNotification(block_document_id=block_id, subject=NOTIFICATION_SUBJECT, body=NOTIFICATION_BODY)],
+    ).create()
+    assert isinstance(automation, Automation)  # called outside an event loop: the synchronous create
+    return str(block_id), str(automation.id)

@@ -342,3 +342,16 @@ def test_a_new_monitor_alerts_a_condition_holding_already_once_on_its_first_day(
     assert [(a["customer_ref"], a["day"]) for a in first.alerts] == [("acme", "2026-12-20")]
     assert flow.snapshot(store, date(2026, 12, 20)).alerts == []  # a rerun of that day
     assert flow.snapshot(store, date(2026, 12, 21)).alerts == []  # the next day: still the same crossing
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_example_automation_routes_monitor_events_to_a_notification() -> None:
+    from prefect.client.orchestration import get_client
+
+    flow.create_example_automation("https://hooks.example.com/billbridge")
+    flow.create_example_automation("https://hooks.example.com/billbridge")  # run again: replaced, not doubled
+    with get_client(sync_client=True) as client:
+        [automation] = client.read_automations_by_name(name=flow.AUTOMATION_NAME)
+    assert automation.trigger.expect == {flow.EVENT}  # type: ignore[union-attr]
+    [action] = automation.actions
+    assert action.type == "send-notification" and "event.payload.customer_ref" in action.body  # type: ignore[union-attr]
