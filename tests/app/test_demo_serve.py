@@ -157,6 +157,8 @@ def test_the_prefect_ui_on_another_port_reaches_its_api_and_lists_the_deployment
         page.goto(f"http://127.0.0.1:{served.ui}/", wait_until="networkidle")
         page.get_by_role("link", name="Deployments").first.click()  # as a person finds them
         page.get_by_text(f"{len(served.deployments)} Deployments").first.wait_for(timeout=60_000)
+        any_of_them = re.compile("^(" + "|".join(map(re.escape, served.deployments)) + ")$")
+        page.get_by_text(any_of_them).first.wait_for(timeout=60_000)  # the rows come after the count
         shown = page.inner_text("body")
         assert "Can't connect to Server API" not in shown
         # the UI lists them ten to a page: the first page holds ten of those the API lists, no others
