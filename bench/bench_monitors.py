@@ -130,10 +130,15 @@ def define(store: Store, count: int, prefix: str) -> None:
             flow.add_monitor(session, MonitorDefinition.model_validate(definition))
 
 
-def floor(backend: Backend, label: str, rows_of: dict[int, dict[tuple[int, date], str | None]]) -> float:
-    """The same rows inserted bare, a chunk of 1,000 customers per transaction."""
+def floor(
+    backend: Backend, label: str, customers: int, rows_of: dict[int, dict[tuple[int, date], str | None]]
+) -> float:
+    """The same rows inserted bare, a chunk of 1,000 customers per transaction (into a store with the
+    same customers, so the rows' keys are the same)."""
     store = open_store(backend.new_url(label))
     try:
+        reference = world(customers)
+        import_document(store, {"entities": reference["entities"], "customers": reference["customers"]})
         define(store, len(rows_of), "floor")
         with store.read() as session:
             ids = [m.id for m in sql.list_monitors(session)]
@@ -185,7 +190,7 @@ def bench(backend: Backend, args: argparse.Namespace) -> Result:
             rerun = flow.snapshot(store, DAY, alerts=False)
         result.rerun_seconds, result.rerun_written = t_rerun[0], rerun.written
         day_rows = kept(store, DAY, DAY)
-        result.day_floor_seconds = floor(backend, "floor-day", day_rows)
+        result.day_floor_seconds = floor(backend, "floor-day", args.customers, day_rows)
 
         first = DAY - timedelta(days=args.days - 1)
         define(store, 1, "backfill")
@@ -197,7 +202,7 @@ def bench(backend: Backend, args: argparse.Namespace) -> Result:
             [monitor] = sql.list_monitors(session, name="backfill0000")
             values = sql.values_on(session, monitor.id, first, DAY)
         rows = {monitor.id: {(c, d): v for c, days in values.items() for d, v in days.items()}}
-        result.backfill_floor_seconds = floor(backend, "floor-backfill", rows)
+        result.backfill_floor_seconds = floor(backend, "floor-backfill", args.customers, rows)
     finally:
         store.dispose()
     return result

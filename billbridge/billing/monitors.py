@@ -16,6 +16,7 @@ earliest date. The increment is the change over the previous day (days, for date
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from billbridge.billing.currency import round_money, split_evenly
 from billbridge.billing.engine import Version, _recurring_spans, _Timeline  # the engine's own reading of terms
 from billbridge.billing.model import Aggregation, Contract, ContractLine, Ref
-from billbridge.billing.periods import Period, periods, prorate
+from billbridge.billing.periods import Period, add_cycles, cycle_index, prorate
 from billbridge.billing.pricing import LIMIT, PLACES, PerUnitPrice, _no_float
 from billbridge.billing.usage import DailyUsage, UsageQuery, aggregate
 
@@ -294,15 +295,103 @@ def current_period(contract: Contract, day: date) -> Period | None:
     end = contract.contract_end_date
     if day < contract.contract_start_date or (end is not None and day > end):
         return None
-    found = periods(
-        contract.anchor,
-        contract.cycle_length,
-        contract.cycle_unit,
-        contract.contract_start_date,
-        end + ONE_DAY if end else None,
-        day + ONE_DAY,
-    )
-    return found[-1] if found else None
+    anchor, length, unit = contract.anchor, contract.cycle_length, contract.cycle_unit
+    k = cycle_index(anchor, length, unit, day)
+    full_start, full_end = add_cycles(anchor, k, length, unit), add_cycles(anchor, k + 1, length, unit)
+    service_end = end + ONE_DAY if end else None
+    last = full_end if service_end is None else min(full_end, service_end)
+    return Period(max(full_start, contract.contract_start_date), last, full_start, full_end)
+
+
+DAY_BOUND = frozenset({"invoice_total", "usage_quantity"})
+"""Items that may change on any day (invoices and usage are dated); the others change only where the
+terms or the period do."""
+
+
+class ContractSeries:
+    """One contract's values day after day: the timeline of the versions known by a day is built once
+    per set of versions, and an item that changes only where the terms or the period change is
+    computed once per stretch of days between such changes (a 90-day backfill computes a handful)."""
+
+    def __init__(self, versions: Sequence[Version]) -> None:
+        self.versions = sorted(versions, key=lambda v: (v.effective_date, v.version_no))
+        self._effective = [v.effective_date for v in self.versions]
+        self._timelines: dict[int, _Timeline] = {}
+        self._stable: dict[tuple[object, ...], object] = {}
+        self._changes = sorted(self._change_days())
+        self._last_period: tuple[Contract, Period] | None = None
+        self._usage_lines: dict[tuple[object, ...], bool] = {}
+
+    def _change_days(self) -> set[date]:
+        days: set[date] = set()
+        for version in self.versions:
+            contract = version.contract
+            days.update((version.effective_date, contract.contract_start_date))
+            if contract.contract_end_date:
+                days.add(contract.contract_end_date + ONE_DAY)
+            for line in contract.lines:
+                days.update(step.start_date for step in line.ramps)
+                if line.start_date:
+                    days.add(line.start_date)
+                if line.end_date:
+                    days.add(line.end_date + ONE_DAY)
+        return days
+
+    def _period(self, contract: Contract, day: date) -> Period | None:
+        """:func:`current_period`, reused while the day stays in the same cycle of the same terms."""
+        last = self._last_period
+        if last is not None and last[0] is contract and last[1].full_start <= day < last[1].full_end:
+            end = contract.contract_end_date
+            return last[1] if end is None or day <= end else None
+        found = current_period(contract, day)
+        if found is not None:
+            self._last_period = (contract, found)
+        return found
+
+    def _reads_usage(self, watch: ContractWatch, contract: Contract) -> bool:
+        """Whether the item is priced from usage (it may change any day)."""
+        key = (watch.item, watch.line_ref, watch.product_ref, id(contract))
+        found = self._usage_lines.get(key)
+        if found is None:
+            found = self._usage_lines[key] = watch.item in ("amount", "billed_amount") and any(
+                line.charge == "usage" for line in contract.lines if watch.matches(line)
+            )
+        return found
+
+    def _timeline(self, known: int) -> _Timeline:
+        """The timeline of the first ``known`` versions (those known by a day are always a prefix:
+        the first, then every one effective by then, in effective-date order)."""
+        found = self._timelines.get(known)
+        if found is None:
+            found = self._timelines[known] = _Timeline(self.versions[:known])
+        return found
+
+    def value(
+        self,
+        watch: ContractWatch,
+        day: date,
+        invoices: Sequence[InvoiceFact] = (),
+        usage: UsageLookup | None = None,
+    ) -> Value | None:
+        """The item's value on ``day`` (None: the contract or line does not serve it)."""
+        if not self.versions:
+            return None
+        known = max(1, bisect_right(self._effective, day))
+        contract = self.versions[known - 1].contract  # the version in force: the latest one known
+        period = self._period(contract, day)
+        if period is None:
+            return None
+        if watch.item in DAY_BOUND or self._reads_usage(watch, contract):
+            return _evaluate(self._timeline(known), contract, period, watch, day, invoices, usage)
+        # what is evaluated, not which monitor asks: monitors watching the same item share it
+        key = (watch.item, watch.line_ref, watch.product_ref, bisect_right(self._changes, day), period.start)
+        found = self._stable.get(key, _UNSET)
+        if found is _UNSET:
+            found = self._stable[key] = _evaluate(self._timeline(known), contract, period, watch, day, invoices, usage)
+        return found  # type: ignore[return-value]
+
+
+_UNSET = object()
 
 
 def contract_value(
@@ -313,14 +402,18 @@ def contract_value(
     usage: UsageLookup | None = None,
 ) -> Value | None:
     """The item's value for one contract on ``day`` (None: the contract or line does not serve it)."""
-    known = known_versions(versions, day)
-    if not known:
-        return None
-    timeline = _Timeline(known)
-    contract = timeline.version_at(day).contract
-    period = current_period(contract, day)
-    if period is None:
-        return None
+    return ContractSeries(versions).value(watch, day, invoices, usage)
+
+
+def _evaluate(
+    timeline: _Timeline,
+    contract: Contract,
+    period: Period,
+    watch: ContractWatch,
+    day: date,
+    invoices: Sequence[InvoiceFact],
+    usage: UsageLookup | None,
+) -> Value | None:
     item = watch.item
     if item in PERIOD_ITEMS:
         return _period_item(contract, period, item)
@@ -413,8 +506,8 @@ def combine(kind: ValueKind, values: Iterable[Value | None]) -> Value | None:
     """One value of several (a customer's contracts, a contract's lines): numbers add up, dates take
     the earliest, texts the distinct ones in order, comma separated."""
     present = [v for v in values if v is not None]
-    if not present:
-        return None
+    if len(present) < 2:
+        return present[0] if present else None
     if kind == "number":
         with localcontext(_CTX):
             return sum((v for v in present if isinstance(v, Decimal)), Decimal(0))

@@ -110,6 +110,7 @@ class _Chunk:
 
     customer_ids: list[int]
     contracts: dict[int, list[ContractTimeline]]  # customer id -> timelines
+    series: dict[int, mon.ContractSeries]  # contract id -> its values day after day
     invoices: dict[int, list[mon.InvoiceFact]]  # contract id -> documents
     usage: dict[tuple[int, str], dict[date, DailyUsage]]
     names: dict[int, tuple[str, str]]
@@ -264,9 +265,10 @@ def _one_customer(session: Session, entity_id: int, definition: mon.MonitorDefin
     return None
 
 
-def _eval_days(first: date, last: date) -> list[date]:
-    """The days evaluated: two before ``first`` too, for its increment and crossing."""
-    return [first - 2 * ONE_DAY + timedelta(days=i) for i in range((last - first).days + 3)]
+def _eval_days(first: date, last: date, before: int) -> list[date]:
+    """The days evaluated: ``before`` days before ``first`` too (two for the first day's crossings:
+    its increment and the previous day's)."""
+    return [first - before * ONE_DAY + timedelta(days=i) for i in range((last - first).days + 1 + before)]
 
 
 def _load(session: Session, ids: list[int], group: list[sql.StoredMonitor], first: date, last: date) -> _Chunk:
@@ -296,7 +298,8 @@ def _load(session: Session, ids: list[int], group: list[sql.StoredMonitor], firs
                     if line.usage_property:
                         distinct_for.add((line.product_ref, line.usage_property))
         usage = daily_usage(session, ids, start, last + ONE_DAY, last_for=last_for, distinct_for=distinct_for)
-    return _Chunk(ids, dict(by_customer), invoices, usage, sql.customers(session, ids))
+    series = {t.contract_id: mon.ContractSeries(t.versions) for t in timelines.values() if t.versions}
+    return _Chunk(ids, dict(by_customer), series, invoices, usage, sql.customers(session, ids))
 
 
 def _usage_start(timelines: Iterable[ContractTimeline], watches: Sequence[mon.UsageWatch], day: date) -> date:
@@ -325,19 +328,21 @@ def _evaluate(
     summary: SnapshotSummary,
 ) -> None:
     definition = monitor.definition
-    days = _eval_days(first, last)
+    checks = alerts and bool(definition.conditions)
+    lookback = 2 if checks else 0
+    days = _eval_days(first, last, lookback)
     kept: dict[tuple[int, date], str | None] = {}
-    seen = sql.seen_before(session, monitor.id, customer_ids, first) if alerts and definition.conditions else set()
+    seen = sql.seen_before(session, monitor.id, customer_ids, first) if checks else set()
     for customer_id in customer_ids:
         try:
             values = _customer_values(definition, customer_id, data, days)
         except ValueError as exc:  # a stored contract the engine cannot read: that customer is skipped
             summary.failed.append((monitor.name, f"customer {data.names[customer_id][0]}: {exc}"))
             continue
-        for day in days[2:]:
+        for day in days[lookback:]:
             value = values.get(day)
             kept[(customer_id, day)] = None if value is None else mon.to_text(value)
-            if alerts and definition.conditions:
+            if checks:
                 fresh = day == first and customer_id not in seen
                 for condition in mon.crossings(definition.conditions, day, values, fresh=fresh):
                     raised = _raise_alert(session, monitor, customer_id, data, condition, day, values)
@@ -362,8 +367,9 @@ def _customer_values(
             day: mon.combine(
                 definition.kind,
                 (
-                    mon.contract_value(t.versions, watch, day, data.invoices.get(t.contract_id, ()), usage)
+                    data.series[t.contract_id].value(watch, day, data.invoices.get(t.contract_id, ()), usage)
                     for t in chosen
+                    if t.contract_id in data.series
                 ),
             )
             for day in days
