@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from billbridge.billing.model import Contract, Customer, Product
+from billbridge.billing.monitors import MonitorDefinition
 
 NONE: frozenset[str] = frozenset()
 # component name -> (model, the required fields it may leave out (None: all), the optional ones it needs)
@@ -24,6 +25,7 @@ BODIES: dict[str, tuple[type[BaseModel], frozenset[str] | None, frozenset[str]]]
     # An amendment says from when it applies (a body changing nothing may say it too).
     "ContractUpdate": (Contract, frozenset({"entity_ref", "contract_ref"}), frozenset({"effective_date"})),
     "ContractPatch": (Contract, None, NONE),
+    "MonitorIn": (MonitorDefinition, frozenset({"entity_ref"}), NONE),  # routes_monitors
 }
 
 

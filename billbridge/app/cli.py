@@ -18,7 +18,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from billbridge import redaction
-from billbridge.app import metrics_cli, user_cli
+from billbridge.app import metrics_cli, monitors_cli, user_cli
 from billbridge.app.errors import Commands, fail
 from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.currency import money_display, money_str
@@ -56,6 +56,7 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(payments_app, name="payments")
 app.add_typer(metrics_cli.app, name="metrics")
+app.add_typer(monitors_cli.app, name="monitors")
 app.add_typer(user_cli.app, name="user")
 
 console = Console()
@@ -246,6 +247,12 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     serve_forever(create_app(store, settings), api_port)
 
 
+def _monitor_alerts(monitors: dict[str, Any]) -> str:
+    """The demo's monitor alerts per monitor (``billbridge --demo monitors list`` shows the monitors)."""
+    shown = ", ".join(f"{name} {n}" for name, n in sorted(monitors.get("alerts_by_monitor", {}).items()))
+    return f"{monitors.get('alerts', 0)} from {monitors.get('monitors', 0)} monitors" + (f": {shown}" if shown else "")
+
+
 def _print_demo(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _json(result)
@@ -279,6 +286,7 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ),
         ("deals quarantined", f"{result['quarantined']} (billbridge --demo quarantine list)"),
         ("MRR", money(result["mrr"])),
+        ("monitor alerts", _monitor_alerts(result.get("monitors", {}))),
         ("ARR", money(result["arr"])),
         (
             "check: anything held twice",

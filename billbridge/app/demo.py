@@ -31,6 +31,7 @@ from billbridge.store import quarantine
 from billbridge.store.contracts import current_contracts
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices
+from billbridge.store.reference import entity_ids
 
 DECLINING_CARD = "pm_card_chargeDeclinedInsufficientFunds"
 DEMO_STORE = "demo.db"  # in the data folder: the store the demo leaves for a person to look around
@@ -233,7 +234,61 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         },
         "mrr": {cur: str(v) for cur, v in monthly.items()},
         "arr": {cur: str(v) for cur, v in arr(monthly).items()},
+        "monitors": _monitors_summary(again.get("snapshot_monitors", {})),
     }
+
+
+def _monitors_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The second run's monitor snapshot: monitors, values kept, alerts (with a few of them)."""
+    return {
+        "monitors": snapshot.get("monitors", 0),
+        "values": snapshot.get("values", 0),
+        "alerts": snapshot.get("alerts", 0),
+        "alerts_by_monitor": snapshot.get("alerts_by_monitor", {}),
+    }
+
+
+def add_demo_monitors(store: Store) -> int:
+    """The demo's monitors, as a finance team defines them once its deals are in: per legal entity the
+    current period's invoice total per customer, contracts ending within 30 days (renewals) and the
+    usage its contracts bill over the billing period. Returns how many were added."""
+    from billbridge.billing.monitors import MonitorDefinition
+    from billbridge.flows import monitors as mon
+    from billbridge.store import monitors as sql
+
+    added = 0
+    with store.write() as session:
+        for entity in demo_world.ENTITIES:
+            ids = entity_ids(session, [entity.entity_ref])
+            if not ids:
+                continue
+            definitions: list[dict[str, Any]] = [
+                {"name": "invoice-total", "source": "contract", "contract": {"item": "invoice_total"}},
+                {
+                    "name": "renewals",
+                    "source": "contract",
+                    "contract": {"item": "contract_end_date"},
+                    "conditions": [{"when": "within_days", "value": 30}],
+                },
+            ]
+            definitions += [
+                {
+                    "name": f"usage-{product.lower()}",
+                    "source": "usage_aggregate",
+                    "usage": {"product_ref": product},
+                    "conditions": [{"when": "increment_above", "value": 0}],
+                }
+                for product in sql.usage_products(session, ids[entity.entity_ref])
+            ]
+            for definition in definitions:
+                try:
+                    mon.add_monitor(
+                        session, MonitorDefinition.model_validate({**definition, "entity_ref": entity.entity_ref})
+                    )
+                except mon.MonitorRefused:  # defined before: the demo's store is emptied at each start
+                    continue
+                added += 1
+    return added
 
 
 def demo_world_store(data_dir: Path, name: str) -> str:
@@ -278,6 +333,7 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
                     f"(a busy machine?): run the demo again, or allow it longer with {STARTUP_SETTING}=600"
                 ) from None
             customers_pay_in_quickbooks(sandboxes.quickbooks, sandboxes.stripe)
+            add_demo_monitors(store)
             runs.append(quote_to_cash(as_of=day))
             yield summary(store, runs, day, sandboxes), sandboxes
         finally:

@@ -6,6 +6,8 @@ once into ``<data_dir>/secret.key`` (mode 0600, in a 0700 folder if it makes it)
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -21,6 +23,12 @@ class SealError(ValueError):
 class Sealer:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._key = key
+
+    def derive(self, label: str) -> str:
+        """A secret of its own for ``label`` (a monitor's webhook signing secret), derived from the
+        installation's key: never stored, the same every time it is asked for."""
+        return "whsec_" + hmac.new(self._key, label.encode(), hashlib.sha256).hexdigest()
 
     @classmethod
     def from_settings(cls, secret_key: str | None, data_dir: Path) -> Sealer:

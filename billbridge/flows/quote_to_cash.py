@@ -5,6 +5,7 @@ order of the data flow. Which CRMs (and Stripe subscriptions: ``crm_sources`` ma
 targets and payment sources take part is configuration.
 A step that fails does not stop the ones that do not depend on it: billing still runs when one
 CRM is down, reconciliation still runs when a push failed; the run then ends failed, showing which.
+Last, the monitors' values of the day are kept and their alerts raised (``snapshot_monitors``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from billbridge.app.settings import Settings
 from billbridge.flows.bill import bill
 from billbridge.flows.collect import collect_payments
 from billbridge.flows.metrics import headline, headline_markdown, today_utc
+from billbridge.flows.monitors import snapshot_monitors
 from billbridge.flows.push import push_invoices
 from billbridge.flows.reconcile import reconcile_payments
 from billbridge.flows.sync_crm import sync_crm
@@ -52,6 +54,7 @@ def quote_to_cash(as_of: date | None = None) -> dict[str, Any]:
     for source in PAYMENT_SOURCES:
         if source in settings.push_targets:
             step(f"reconcile.{source}", reconcile_payments, source=source)
+    step("snapshot_monitors", snapshot_monitors, as_of=as_of)
     publish_metrics(settings, as_of)
     if failed:
         raise RuntimeError(f"quote_to_cash: {', '.join(failed)} failed (the other steps ran): {steps}")

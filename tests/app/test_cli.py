@@ -160,6 +160,9 @@ def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Pa
     assert summary["reconciled"]["matched"] == settled
     assert (tmp_path / "data" / "demo.db").exists()
     assert not (tmp_path / "data" / "billbridge.db").exists()  # the configured store is not the demo's
+    # the demo's monitors (invoice total, renewals, usage per entity) were evaluated by the second run
+    assert summary["monitors"]["monitors"] >= 8 and summary["monitors"]["values"] > 0
+    assert summary["monitors"]["alerts"] == sum(summary["monitors"]["alerts_by_monitor"].values()) > 0
 
     # run again in the same folder, as a person does: the same totals, in a table a person reads
     shown = billbridge("demo", "--deals", "50", "--as-of", "2026-11-22")
@@ -174,6 +177,8 @@ def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Pa
     assert mrr >= 1000 and f"{mrr:,.2f} USD" in rows["MRR"]  # thousands separated, the currency named
     assert rows["check: anything held twice"] == "no: every document and payment is in QuickBooks and Stripe once"
     assert rows["check: second run"].startswith("created nothing")
+    monitors = summary["monitors"]
+    assert rows["monitor alerts"].startswith(f"{monitors['alerts']} from {monitors['monitors']} monitors")
 
     # what the demo left, through the commands it suggests
     assert all(f"billbridge --demo {c}" in shown for c in ("status", "quarantine list", "payments review"))

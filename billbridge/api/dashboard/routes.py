@@ -50,12 +50,16 @@ TABS = (
     ("usage", "/usage", "Usage"),
     ("invoices", "/invoices", "Invoices"),
     ("customers", "/customers", "Customers"),
+    ("monitors", "/monitors", "Monitors"),  # dashboard/monitors.py
 )
 
 
 def install(app: FastAPI) -> None:
     """Serve the dashboard from ``app``: its pages and its static files (Chart.js, script, styles)."""
+    from billbridge.api.dashboard import monitors
+
     app.include_router(router)
+    app.include_router(monitors.router)
     app.mount("/static/dashboard", StaticFiles(directory=str(HERE / "static")), name="dashboard-static")
 
 
