@@ -105,5 +105,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         module = item.path.relative_to(root).as_posix()
         fixtures = set(getattr(item, "fixturenames", ()))
-        if module in SLOW_MODULES or module.startswith(SLOW_FOLDERS) or fixtures & SLOW_FIXTURES or item.get_closest_marker("postgres"):
+        if (
+            module in SLOW_MODULES
+            or module.startswith(SLOW_FOLDERS)
+            or fixtures & SLOW_FIXTURES
+            or item.get_closest_marker("postgres")
+        ):
             item.add_marker(pytest.mark.slow)
