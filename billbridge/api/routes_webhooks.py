@@ -25,12 +25,12 @@ from starlette.datastructures import Headers
 
 from billbridge.api.body import read_raw
 from billbridge.api.errors import ErrorBody, refuse
-from billbridge.app.settings import Settings
 from billbridge.connectors.quickbooks.webhooks import MalformedNotification, parse_notification
 from billbridge.connectors.quickbooks.webhooks import verify_webhook as verify_intuit
 from billbridge.connectors.stripe.webhooks import WebhookRefused
 from billbridge.connectors.stripe.webhooks import read_event as read_stripe_event
 from billbridge.connectors.stripe.webhooks import verify_signature as verify_stripe
+from billbridge.settings import Settings
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
 from billbridge.store.webhooks import InboxEvent

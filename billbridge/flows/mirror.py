@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import PaymentIn, invoice_ids, payment_ids

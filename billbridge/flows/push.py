@@ -16,12 +16,12 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
 from billbridge.app.secrets import Sealer
-from billbridge.app.settings import Settings
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.credentials import StoredTokens
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDelivered, RelaySummary, relay
+from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbound import mark_sent, outbound_documents

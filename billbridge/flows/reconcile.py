@@ -18,7 +18,6 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
-from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice, numbers_in, settle
 from billbridge.flows.limits import no_slot, vendor_slot
@@ -26,6 +25,7 @@ from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
 from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.mapping.fields import Refused
+from billbridge.settings import Settings
 from billbridge.store import quarantine
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store

@@ -17,11 +17,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import OperationalError
 
-from billbridge.app.settings import Settings
 from billbridge.connectors.base import DealSource
 from billbridge.flows.crm_sync import SOURCES, spec_for, sync_pages
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
+from billbridge.settings import Settings
 from billbridge.store.db import open_store
 
 

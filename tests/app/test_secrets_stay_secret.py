@@ -114,7 +114,7 @@ def test_hubspot_tokens_are_not_logged_at_debug(
     with HubSpotSandbox.start(demo_world.generate(20, seed=3)) as sandbox:
         for key, value in sandbox.env().items():
             monkeypatch.setenv(key, value)
-        monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S", "100000")
+        monkeypatch.setenv("BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S", "100000")
         sandbox.tokens.expire_all()  # the first call refreshes the token
         assert list(connect(None).pull(None))
         assert sandbox.tokens.refreshes >= 1
@@ -237,7 +237,7 @@ def mode(path: Path) -> int:
 
 def test_the_store_the_secret_key_and_the_data_folder_are_private(tmp_path: Path) -> None:
     from billbridge.app.secrets import Sealer
-    from billbridge.app.settings import Settings
+    from billbridge.settings import Settings
     from billbridge.store.db import open_store
 
     saved = os.umask(0o022)  # the usual umask: files 0644 and folders 0755 unless made private

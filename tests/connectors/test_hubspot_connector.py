@@ -207,7 +207,7 @@ def test_connect_reads_hubspot_settings_from_the_environment(
     with pytest.raises(ValueError, match="access_token"):
         HubSpotSettings(host=sandbox.url)
     for name, value in sandbox.env().items():
-        if name != "BILLBRIDGE_HUBSPOT_ACCESS_TOKEN":
+        if name != "BILLBRIDGE_HUBSPOT__ACCESS_TOKEN":
             monkeypatch.setenv(name, value)
     source = connect(None)
     assert source.client.refreshes == 1  # no access token configured: one is fetched first

@@ -19,8 +19,8 @@ from hubspot import HubSpot
 
 from billbridge.connectors.errors import RetryPolicy, call_with_retries
 from billbridge.connectors.hubspot.errors import classify_hubspot
-from billbridge.connectors.hubspot.settings import HubSpotSettings
 from billbridge.connectors.pacing import Pacer
+from billbridge.settings import HubSpotSettings
 
 VENDOR = "hubspot"
 BATCH_READ_SIZE = 100  # v3 batch read: at most 100 inputs

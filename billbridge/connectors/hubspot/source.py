@@ -20,11 +20,10 @@ import json
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from billbridge.connectors.base import DealBundle, DealPage
 from billbridge.connectors.hubspot.client import ASSOCIATIONS_BATCH_SIZE, HubSpotClient, Json
-from billbridge.connectors.hubspot.settings import HubSpotSettings
+from billbridge.settings import HubSpotSettings, Settings
 
 SEARCH_PAGE_SIZE = 200  # search: at most 200 per page
 SEARCH_RESULT_CAP = 10_000  # search: no query pages past its first 10,000 results
@@ -216,6 +215,7 @@ class HubSpotSource:
                 return deleted
 
 
-def connect(settings: Any = None) -> HubSpotSource:
-    """The configured connector (``flows.sync_crm`` calls this; HubSpot settings come from BILLBRIDGE_HUBSPOT_*)."""
-    return HubSpotSource(HubSpotSettings())
+def connect(settings: Settings | None = None) -> HubSpotSource:
+    """The configured connector (``flows.sync_crm`` calls this) from ``settings.hubspot`` (read
+    afresh when ``settings`` is None)."""
+    return HubSpotSource((settings or Settings()).vendor(HubSpotSettings))

@@ -25,7 +25,7 @@ from simple_salesforce.exceptions import (
 
 from billbridge.connectors.errors import Classified, ErrorKind, RetryPolicy, call_with_retries, classify_status
 from billbridge.connectors.pacing import Pacer
-from billbridge.connectors.salesforce.settings import SalesforceSettings
+from billbridge.settings import SalesforceSettings
 
 T = TypeVar("T")
 VENDOR = "salesforce"
