@@ -277,7 +277,7 @@ def stripe_minimum(docs: list[OutboundDocument]) -> Minimum:
 def quickbooks_floor(info: dict[str, str], docs: list[OutboundDocument]) -> None:
     """The minimum calls through python-quickbooks (and intuit-oauth), nothing stored."""
     from billbridge.connectors.quickbooks.client import OAuthClient, QuickBooksClient, QuickBooksConfig
-    from billbridge.connectors.quickbooks.connector import batch_item_id, batch_request_id
+    from billbridge.connectors.quickbooks.writers import batch_item_id, batch_request_id
     from billbridge.mapping.quickbooks import (
         customer_payload,
         customer_spec,

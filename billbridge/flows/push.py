@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -27,6 +27,11 @@ from billbridge.store.db import Store, open_store
 from billbridge.store.outbound import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
 
+if TYPE_CHECKING:
+    from billbridge.vendors.quickbooks import QuickBooks
+    from billbridge.vendors.registry import TokenVault
+    from billbridge.vendors.stripe import Stripe
+
 
 @dataclass(frozen=True)
 class Target:
@@ -36,32 +41,22 @@ class Target:
     on_delivered: OnDelivered | None = None
 
 
-def quickbooks_connector(store: Store, settings: Settings) -> Any:
-    """The QuickBooks connector of the configured company, its rotating tokens kept (sealed) in the store."""
-    from billbridge.connectors.quickbooks.client import QuickBooksConfig
-    from billbridge.connectors.quickbooks.connector import QuickBooksConnector
+def token_vault(store: Store, settings: Settings) -> TokenVault:
+    """Rotating OAuth tokens kept (sealed) in the store, for the vendors that rotate them (the sealing
+    key is read, or made, only when a vendor asks for its tokens)."""
 
-    qs = settings.quickbooks
-    if qs is None:
-        raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
-    optional: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "api_url_v3": qs.api_url_v3,
-            "discovery_url": qs.discovery_url,
-            "ca_bundle": qs.ca_bundle,
-            "requests_per_minute": qs.requests_per_minute,
-            "batches_per_minute": qs.batches_per_minute,
-        }.items()
-        if v is not None
-    }
-    config = QuickBooksConfig(qs.client_id, qs.client_secret.get_secret_value(), qs.realm_id, **optional)
-    sealer = Sealer.from_settings(
-        settings.secret_key.get_secret_value() if settings.secret_key else None, settings.data_dir
-    )
-    initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
-    tokens = StoredTokens(store, f"quickbooks:{qs.realm_id}", sealer, initial)
-    return QuickBooksConnector(config, tokens)
+    def tokens(key: str, initial: str | None) -> StoredTokens:
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        return StoredTokens(store, key, Sealer.from_settings(secret, settings.data_dir), initial)
+
+    return tokens
+
+
+def quickbooks_connector(store: Store, settings: Settings) -> QuickBooks:
+    """The QuickBooks connector of the configured company, its rotating tokens kept (sealed) in the store."""
+    from billbridge.vendors import quickbooks
+
+    return quickbooks.connect(settings, token_vault(store, settings))
 
 
 def quickbooks_delivery(message: Message, result: Any) -> Delivery:
@@ -107,12 +102,10 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
     return handle, close
 
 
-def stripe_connector(settings: Settings) -> Any:
-    from billbridge.connectors.stripe.client import StripeConnector
+def stripe_connector(settings: Settings) -> Stripe:
+    from billbridge.vendors import stripe
 
-    if settings.stripe is None:
-        raise NotConfigured("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")
-    return StripeConnector(settings.stripe.key(), base_url=settings.stripe.base_url)
+    return stripe.connect(settings)
 
 
 def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:

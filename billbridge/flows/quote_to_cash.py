@@ -23,8 +23,9 @@ from billbridge.flows.reconcile import reconcile_payments
 from billbridge.flows.sync_crm import sync_crm
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
+from billbridge.vendors.registry import payment_sources
 
-PAYMENT_SOURCES = ("stripe", "quickbooks")
+PAYMENT_SOURCES = payment_sources()  # the registry's: stripe, quickbooks
 
 
 @flow(name="quote_to_cash")

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from billbridge.connectors.base import DealPage
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.hubspot import HubSpotClient, HubSpotSettings, HubSpotSource, connect
 from billbridge.connectors.hubspot.source import LAG_MS
+from billbridge.records import DealPage
 from billbridge.sandbox import demo_world
 from billbridge.sandbox.hubspot import HubSpotSandbox
 from billbridge.sandbox.hubspot.records import to_ms

@@ -21,14 +21,17 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from billbridge.connectors.base import DealBundle, DealPage
 from billbridge.connectors.hubspot.client import ASSOCIATIONS_BATCH_SIZE, HubSpotClient, Json
+from billbridge.connectors.paging import AfterCursor
+from billbridge.records import DealBundle, DealPage
 from billbridge.settings import HubSpotSettings, Settings
 
 SEARCH_PAGE_SIZE = 200  # search: at most 200 per page
 SEARCH_RESULT_CAP = 10_000  # search: no query pages past its first 10,000 results
 LAG_MS = 60_000  # re-read the last minute before the cursor: the search index trails writes
 MODIFIED = "hs_lastmodifieddate"
+SEARCH_PAGES = AfterCursor(stop_when_empty=True)  # a search page past the results comes back empty
+LIST_PAGES = AfterCursor()
 
 
 def modified_ms(record: Json) -> int:
@@ -130,16 +133,13 @@ class HubSpotSource:
 
     def _window(self, filters: list[Json], sort: str) -> Generator[list[Json], None, Json | None]:
         """Pages of one query up to the cap; returns the last record read when the cap cut it short."""
-        after: str | None = None
-        while True:
-            answer = self._query(filters, sort, after)
+        for answer in SEARCH_PAGES.pages(lambda after: self._query(filters, sort, after)):
             yield answer["results"]
-            after = answer.get("paging", {}).get("next", {}).get("after")
-            if not after or not answer["results"]:
-                return None
-            if int(after) >= self.search_cap:
+            after = SEARCH_PAGES.next_token(answer, None)
+            if after is not None and int(after) >= self.search_cap:
                 last: Json = answer["results"][-1]
                 return last
+        return None
 
     def _search(self, low: int | None) -> Iterator[list[Json]]:
         while True:
@@ -201,18 +201,18 @@ class HubSpotSource:
         """Deals archived since the cursor (all archived ones on a first pull)."""
         since = None if state.archived is None else state.archived - LAG_MS
         deleted: list[str] = []
-        after: str | None = None
-        while True:
-            answer = self.client.list_page("deals", after=after, properties=[MODIFIED], archived=True)
+
+        def fetch(after: str | None) -> Json:
+            return self.client.list_page("deals", after=after, properties=[MODIFIED], archived=True)
+
+        for answer in LIST_PAGES.pages(fetch):
             for deal in answer["results"]:
                 at, deal_id = _archived_ms(deal), str(deal["id"])
                 if (since is None or at >= since) and state.gone.get(deal_id) != at:
                     deleted.append(deal_id)
                     state.gone[deal_id] = at
                     state.archived = max(state.archived or 0, at)
-            after = answer.get("paging", {}).get("next", {}).get("after")
-            if not after:
-                return deleted
+        return deleted
 
 
 def connect(settings: Settings | None = None) -> HubSpotSource:

@@ -6,17 +6,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from billbridge.connectors.salesforce.client import SalesforceClient, classify_salesforce
 from billbridge.connectors.salesforce.source import Cursor, SalesforceSource
-from billbridge.mapping.salesforce import DEFAULT_FIELDS
 from billbridge.settings import SalesforceSettings, Settings
 
 
-def connect(settings: Settings | None = None) -> SalesforceSource:
+def connect(
+    settings: Settings | None = None, *, columns: Mapping[str, Sequence[str]] | None = None
+) -> SalesforceSource:
     """The Salesforce source from ``settings.salesforce`` (read afresh when ``settings`` is None),
-    selecting the default custom fields of ``mapping.salesforce``."""
+    selecting ``columns`` beyond the standard ones (the registry passes those its mapping reads)."""
     config = (settings or Settings()).vendor(SalesforceSettings)
-    return SalesforceSource(SalesforceClient(config), columns=DEFAULT_FIELDS.columns())
+    return SalesforceSource(SalesforceClient(config), columns=columns)
 
 
 __all__ = ["Cursor", "SalesforceClient", "SalesforceSettings", "SalesforceSource", "classify_salesforce", "connect"]

@@ -20,13 +20,15 @@ from typing import Any
 
 from simple_salesforce import Salesforce
 
-from billbridge.connectors.base import DealBundle, DealPage
+from billbridge.connectors.paging import NextUrl
 from billbridge.connectors.salesforce.client import SalesforceClient
+from billbridge.records import DealBundle, DealPage
 
 LAG = timedelta(minutes=5)
 BOOTSTRAP = timedelta(days=14)  # how much of the 15-day delete log a full pull reads
 LINES = "OpportunityLineItems"  # child relationship of Opportunity
 ENTRIES = "PricebookEntries"  # child relationship of Product2
+PAGES = NextUrl()  # query results (and child subqueries) page by nextRecordsUrl until done
 
 STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
     "Opportunity": ("Id", "Name", "StageName", "Amount", "CloseDate", "CurrencyIsoCode", "AccountId", "SystemModstamp"),
@@ -160,9 +162,13 @@ class SalesforceSource:
         pending: list[dict[str, Any]] | None = [] if old_since is not None else None  # the re-read window
         options = self.client.request_options()
         since = old_since - LAG if old_since is not None else None
-        result = self.client.call(lambda sf: sf.query(deals_soql(self.columns, since), **options))
-        while True:
-            next_url = None if result.get("done", True) else result.get("nextRecordsUrl")
+        soql = deals_soql(self.columns, since)
+
+        def fetch(next_url: str | None) -> Any:
+            return self.client.call(lambda sf: sf.query(soql, **options)) if next_url is None else self._more(next_url)
+
+        for result in PAGES.pages(fetch):
+            last = PAGES.next_token(result, None) is None
             bundles: list[DealBundle] = []
             for record in result["records"]:
                 if pending is not None and old_since is not None:
@@ -173,14 +179,11 @@ class SalesforceSource:
                     pending = None
                 bundles.append(self._bundle(record, products))
                 state.deliver(record["Id"], record["SystemModstamp"])
-            if pending is not None and next_url is None:
+            if pending is not None and last:
                 bundles += self._settle(pending, state, products)
                 pending = None
             yield DealPage(bundles, deleted_ids, state.encode(), self.client.calls - calls_before)
             calls_before, deleted_ids = self.client.calls, []
-            if next_url is None:
-                return
-            result = self._more(next_url)
 
     def _settle(
         self, window: list[dict[str, Any]], state: Cursor, products: Mapping[str, dict[str, Any]]
@@ -196,18 +199,19 @@ class SalesforceSource:
         """The price book once per run: Product2 Id -> product with its PricebookEntries records."""
         soql = products_soql(self.columns)
         options = self.client.request_options()
-        result = self.client.call(lambda sf: sf.query(soql, **options))
+
+        def fetch(next_url: str | None) -> Any:
+            return self.client.call(lambda sf: sf.query(soql, **options)) if next_url is None else self._more(next_url)
+
         products: dict[str, dict[str, Any]] = {}
-        while True:
+        for result in PAGES.pages(fetch):
             for record in result["records"]:
                 entries = self._children(record, ENTRIES)
                 products[record["Id"]] = {
                     **record,
                     ENTRIES: {"totalSize": len(entries), "done": True, "records": entries},
                 }
-            if result.get("done", True) or not result.get("nextRecordsUrl"):
-                return products
-            result = self._more(result["nextRecordsUrl"])
+        return products
 
     def _more(self, next_url: str) -> Any:
         timeout = self.client.settings.timeout_seconds
@@ -215,13 +219,12 @@ class SalesforceSource:
 
     def _children(self, record: Mapping[str, Any], relationship: str) -> list[dict[str, Any]]:
         """A child subquery's records, following its own nextRecordsUrl when Salesforce paged it."""
-        result = record.get(relationship)
+        first = record.get(relationship)
+        if not first:
+            return []
         rows: list[dict[str, Any]] = []
-        while result:
+        for result in PAGES.pages(lambda next_url: first if next_url is None else self._more(next_url)):
             rows.extend(result["records"])
-            if result.get("done", True) or not result.get("nextRecordsUrl"):
-                break
-            result = self._more(result["nextRecordsUrl"])
         return rows
 
     def _bundle(self, record: dict[str, Any], products: Mapping[str, dict[str, Any]]) -> DealBundle:
