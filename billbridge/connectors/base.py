@@ -9,11 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from datetime import timedelta
+from typing import Any, Literal, Protocol
 
+from billbridge.connectors.paging import Paginator
 from billbridge.records import DealPage
 
 PushStatus = Literal["created", "existing", "failed"]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One incremental stream a connector pulls, declared as data (as singer-sdk streams and dlt
+    resources declare themselves): the connector's pull reads its page size, paginator and lag
+    window from here, so what a stream is can be read in one line."""
+
+    name: str
+    key: str  # the records' primary key
+    cursor_field: str  # what the cursor follows (read inclusively, ``lag`` back)
+    lag: timedelta  # each pull reads this much before the cursor again (late commits, lagging indexes)
+    paginator: Paginator[Any, Any]
+    page_size: int
 
 
 class DealSource(Protocol):

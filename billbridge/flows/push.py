@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
 from billbridge.app.secrets import Sealer
+from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.credentials import StoredTokens
@@ -59,7 +60,7 @@ def quickbooks_connector(store: Store, settings: Settings) -> QuickBooks:
     return quickbooks.connect(settings, token_vault(store, settings))
 
 
-def quickbooks_delivery(message: Message, result: Any) -> Delivery:
+def quickbooks_delivery(message: Message, result: PushResult) -> Delivery:
     """A QuickBooks write's ``PushResult`` as the relay's outcome: linked when it is there, else the error."""
     if result.external_id is not None and result.status in ("created", "existing"):
         link = ExternalLink("quickbooks", result.doc_type, message.aggregate_id, result.external_id, result.sync_token)
@@ -73,7 +74,7 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
     The connector is built on the first batch: a run with nothing queued makes no call at all."""
     if settings.quickbooks is None:  # said before anything is claimed
         raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
-    built: list[Any] = []
+    built: list[QuickBooks] = []
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
         if not built:

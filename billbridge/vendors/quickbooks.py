@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.connectors.base import PushResult
+from billbridge.connectors.errors import RetryPolicy
+from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks.client import QuickBooksConfig
 from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_PAGE
+from billbridge.connectors.quickbooks.tokens import TokenStore
 from billbridge.connectors.quickbooks.writers import QuickBooksConnector, QuickBooksWriteError, Write, Written
 from billbridge.errors import NotConfigured
 from billbridge.mapping.fields import map_each, record_id
@@ -95,8 +98,20 @@ class QuickBooks(QuickBooksConnector):
         """One stream: a payment is one record however it changes."""
         return {"payments": self.pull_payments}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: QuickBooksConfig,
+        tokens: TokenStore,
+        *,
+        worker: str | None = None,
+        policy: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        batch_pacer: Pacer | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__(
+            config, tokens, worker=worker, policy=policy, pacer=pacer, batch_pacer=batch_pacer, sleep=sleep
+        )
         # Customers and items found or made by this connector: a push run's later batches need no look-up.
         self.customer_ids: dict[str, str] = {}
         self.item_ids: dict[str, str] = {}
@@ -292,9 +307,10 @@ class QuickBooks(QuickBooksConnector):
         since = EPOCH if cursor is None else (datetime.fromisoformat(cursor) - CURSOR_LAG).isoformat()
         newest = cursor
         for records in self.payment_records(since, linked_invoice_ids, page_size):
+            assert records.cursor is not None  # every page of payments carries its newest change
             payments, refused = map_each(
                 records.records,
-                partial(payment_from_qbo, doc_numbers=records.doc_numbers),
+                partial(payment_from_qbo, doc_numbers=records.related),
                 partial(record_id, field="Id"),
             )
             newest = records.cursor if newest is None else max(newest, records.cursor)

@@ -10,7 +10,7 @@ customer's invoices rather than using search, because Stripe's search is eventua
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, Literal
 
@@ -186,19 +186,19 @@ class Stripe(StripeConnector):
     def pull_payments(self, cursor: str | None) -> Iterator[PaymentPage]:
         """Pages of succeeded charges since ``cursor`` as IncomingPayments (save ``page.cursor`` after storing)."""
         for page in readers.charge_records(self, cursor):
-            payments, refused = map_each(page.records, partial(_charge_payment, page.invoices), record_id)
+            payments, refused = map_each(page.records, partial(_charge_payment, page.related), record_id)
             yield PaymentPage(payments, page.cursor, refused=refused, records=page.records, api_calls=page.api_calls)
 
     def pull_refunds(self, cursor: str | None) -> Iterator[PaymentPage]:
         """Pages of refunds since ``cursor`` as negative IncomingPayments (their own cursor)."""
         for page in readers.refund_records(self, cursor):
-            payments, refused = map_each(page.records, partial(_refund_payment, page.invoices), record_id)
+            payments, refused = map_each(page.records, partial(_refund_payment, page.related), record_id)
             yield PaymentPage(payments, page.cursor, refused=refused, records=page.records, api_calls=page.api_calls)
 
     def pull_disputes(self, cursor: str | None) -> Iterator[PaymentPage]:
         """Disputes' withdrawals and reinstatements since ``cursor`` as payments (their own cursor)."""
         page = readers.dispute_records(self, cursor)
-        events, invoices = page.records, page.invoices
+        events, invoices = page.records, page.related
         payments, refused = map_each(
             reversed(events),
             lambda e: mapping.payment_from_dispute(
@@ -216,11 +216,11 @@ class Stripe(StripeConnector):
         yield PaymentPage([p for p in payments if p.amount >= 0], page.cursor)
 
 
-def _charge_payment(invoices: dict[str, dict[str, Any]], charge: dict[str, Any]) -> IncomingPayment:
+def _charge_payment(invoices: Mapping[str, dict[str, Any]], charge: dict[str, Any]) -> IncomingPayment:
     txn = charge.get("balance_transaction")
     invoice = invoices.get(str(charge.get("payment_intent")))
     return mapping.payment_from_charge(charge, txn if isinstance(txn, dict) else None, invoice)
 
 
-def _refund_payment(invoices: dict[str, dict[str, Any]], refund: dict[str, Any]) -> IncomingPayment:
+def _refund_payment(invoices: Mapping[str, dict[str, Any]], refund: dict[str, Any]) -> IncomingPayment:
     return mapping.payment_from_refund(refund, invoices.get(str(refund.get("payment_intent"))))

@@ -133,8 +133,10 @@ class HubSpotClient(VendorClient):
         api = self._associations
         return api.get_page(from_type, to_type, batch_input_public_fetch_associations_batch_request=body, **self._raw())
 
-    def list_page(self, object_type: str, *, after: str | None, properties: list[str], archived: bool) -> Json:
-        kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "properties": properties, "archived": archived}
+    def list_page(
+        self, object_type: str, *, after: str | None, properties: list[str], archived: bool, limit: int = LIST_PAGE_SIZE
+    ) -> Json:
+        kwargs: dict[str, Any] = {"limit": limit, "properties": properties, "archived": archived}
         if after:
             kwargs["after"] = after
         return self._call(lambda: self._basic[object_type].get_page(**kwargs, **self._raw()), f"list {object_type}")

@@ -5,7 +5,7 @@ and updates, find-or-create), all in QuickBooks' own payloads."""
 from __future__ import annotations
 
 from billbridge.connectors.quickbooks.client import QuickBooksConfig, classify_quickbooks
-from billbridge.connectors.quickbooks.readers import PaymentRecords, QuickBooksReader
+from billbridge.connectors.quickbooks.readers import QuickBooksReader
 from billbridge.connectors.quickbooks.tokens import (
     FileTokenStore,
     InMemoryTokenStore,
@@ -20,7 +20,6 @@ __all__ = [
     "FileTokenStore",
     "InMemoryTokenStore",
     "OAuthTokens",
-    "PaymentRecords",
     "QuickBooksConfig",
     "QuickBooksConnector",
     "QuickBooksReader",

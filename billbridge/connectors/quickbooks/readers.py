@@ -5,29 +5,30 @@ payments changed since a cursor as vendor records (mapping them is ``mapping.qui
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from billbridge.connectors.base import Stream
 from billbridge.connectors.paging import StartPosition
 from billbridge.connectors.quickbooks.client import QuickBooksClient
 from billbridge.connectors.quickbooks.connection import QuickBooksConnection, chunks, quote
+from billbridge.records import RecordPage
 
 LOOKUP_CHUNK = 30  # names / numbers per IN (...) lookup query
 QUERY_PAGE = 1000  # QuickBooks' MAXRESULTS ceiling
-PAYMENT_PAGE = 200
 CDC_LOOKBACK = timedelta(days=29, hours=23)  # Intuit: change data capture reaches 30 days back
-CURSOR_LAG = timedelta(minutes=5)  # re-read this much before the cursor: QuickBooks' timestamps can lag commits
+PAYMENT_PAGES = StartPosition(200)
+PAYMENTS = Stream(
+    "payments",
+    key="Id",
+    cursor_field="MetaData.LastUpdatedTime",
+    lag=timedelta(minutes=5),  # QuickBooks' timestamps can lag commits
+    paginator=PAYMENT_PAGES,
+    page_size=PAYMENT_PAGES.size,
+)
+PAYMENT_PAGE = PAYMENTS.page_size
+CURSOR_LAG = PAYMENTS.lag
 EPOCH = "1970-01-01T00:00:00+00:00"
-
-
-@dataclass(frozen=True)
-class PaymentRecords:
-    """One page of Payment records as QuickBooks holds them, with what mapping them needs."""
-
-    records: list[dict[str, Any]]
-    cursor: str  # the newest LastUpdatedTime in this page: store it after the page is safely stored
-    doc_numbers: dict[str, str] = field(default_factory=dict)  # QuickBooks Invoice Id -> its DocNumber
 
 
 class QuickBooksReader(QuickBooksConnection):
@@ -67,15 +68,14 @@ class QuickBooksReader(QuickBooksConnection):
 
     def payment_records(
         self, since: str, linked: Callable[[dict[str, Any]], set[str]], page_size: int = PAYMENT_PAGE
-    ) -> Iterator[PaymentRecords]:
+    ) -> Iterator[RecordPage[dict[str, Any]]]:
         """Payments changed since ``since`` (inclusive), oldest change first, in pages, each with the
         DocNumbers of the invoices its payments are linked to (``linked``: a payment's invoice Ids, as
         the mapping reads them), each invoice read once per pull."""
         numbers: dict[str, str] = {}
-        paging = StartPosition(page_size)
-        text = (
-            f"SELECT * FROM Payment WHERE MetaData.LastUpdatedTime >= {quote(since)} ORDERBY MetaData.LastUpdatedTime"
-        )
+        paging = PAYMENT_PAGES if page_size == PAYMENT_PAGES.size else StartPosition(page_size)
+        stamp = PAYMENTS.cursor_field
+        text = f"SELECT * FROM Payment WHERE {stamp} >= {quote(since)} ORDERBY {stamp}"
         for rows in paging.pages(lambda start: self.query(f"{text} {paging.clause(start)}").get("Payment", [])):
             if not rows:
                 return
@@ -84,7 +84,8 @@ class QuickBooksReader(QuickBooksConnection):
             if unknown:
                 found = self.find("Invoice", "Id", unknown, "Id, DocNumber")
                 numbers |= {i: str(r.get("DocNumber", "")) for i, r in found.items()}
-            yield PaymentRecords(list(rows), max(str(r["MetaData"]["LastUpdatedTime"]) for r in rows), numbers)
+            newest = max(str(r["MetaData"]["LastUpdatedTime"]) for r in rows)
+            yield RecordPage(list(rows), newest, related=numbers)  # related: Invoice Id -> DocNumber
 
     def deleted_payment_records(self, since: str) -> list[dict[str, Any]]:
         """Tombstones of the Payments deleted since ``since``: only change data capture reports them (a

@@ -20,15 +20,26 @@ from typing import Any
 
 from simple_salesforce import Salesforce
 
+from billbridge.connectors.base import Stream
+from billbridge.connectors.cursor import LagWindow
 from billbridge.connectors.paging import NextUrl
 from billbridge.connectors.salesforce.client import SalesforceClient
 from billbridge.records import DealBundle, DealPage
 
-LAG = timedelta(minutes=5)
+OPPORTUNITIES = Stream(
+    "opportunities",
+    key="Id",
+    cursor_field="SystemModstamp",
+    # SystemModstamp is set when the record's transaction starts: it may commit after later stamps
+    lag=timedelta(minutes=5),
+    paginator=NextUrl(),  # query results (and child subqueries) page by nextRecordsUrl until done
+    page_size=2000,  # Sforce-Query-Options batchSize at most (settings.batch_size)
+)
+LAG = OPPORTUNITIES.lag
+PAGES = OPPORTUNITIES.paginator
 BOOTSTRAP = timedelta(days=14)  # how much of the 15-day delete log a full pull reads
 LINES = "OpportunityLineItems"  # child relationship of Opportunity
 ENTRIES = "PricebookEntries"  # child relationship of Product2
-PAGES = NextUrl()  # query results (and child subqueries) page by nextRecordsUrl until done
 
 STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
     "Opportunity": ("Id", "Name", "StageName", "Amount", "CloseDate", "CurrencyIsoCode", "AccountId", "SystemModstamp"),
@@ -89,17 +100,22 @@ def parse_sf_datetime(text: str) -> datetime:
 class Cursor:
     """Where a pull stopped, small enough for the store's cursor column (well under 200 characters).
 
-    ``since``: the last SystemModstamp delivered; ``window``: a digest of the (Id, SystemModstamp)
-    pairs delivered in the lag window [since - LAG, since]; ``deleted_from``: where the delete log
+    ``delivered``: the lag window over SystemModstamp (its newest stamp is ``since``);
+    ``window``: a digest of the (Id, SystemModstamp) pairs delivered in the lag window [since - LAG,
+    since] (the pairs themselves would not fit the column); ``deleted_from``: where the delete log
     was read up to. The next pull re-reads the lag window: if its records are exactly those the
     digest says were delivered, they are skipped; if not (a late commit, or a page interrupted
     within one SystemModstamp), the whole window is delivered again, which storing tolerates.
     """
 
-    since: datetime | None = None
+    delivered: LagWindow[datetime] = field(default_factory=lambda: LagWindow(LAG))
     window: str | None = None
     deleted_from: datetime | None = None
-    seen: dict[str, str] = field(default_factory=dict)  # this run's deliveries within the window
+
+    @property
+    def since(self) -> datetime | None:
+        """The last SystemModstamp delivered."""
+        return self.delivered.newest
 
     @classmethod
     def decode(cls, text: str | None) -> Cursor:
@@ -107,16 +123,17 @@ class Cursor:
             return cls()
         data = json.loads(text)
         return cls(
-            parse_sf_datetime(data["since"]) if data.get("since") else None,
+            LagWindow(LAG, parse_sf_datetime(data["since"]) if data.get("since") else None),
             data.get("window"),
             parse_sf_datetime(data["deleted_from"]) if data.get("deleted_from") else None,
         )
 
     def encode(self) -> str:
+        seen = self.delivered.seen  # this run's deliveries within the window
         return json.dumps(
             {
                 "since": soql_datetime(self.since) if self.since else None,
-                "window": window_digest(self.seen) if self.seen else self.window,
+                "window": window_digest(seen) if seen else self.window,
                 "deleted_from": soql_datetime(self.deleted_from) if self.deleted_from else None,
             },
             sort_keys=True,
@@ -125,17 +142,13 @@ class Cursor:
 
     def deliver(self, record_id: str, stamp: str) -> None:
         """Note a delivered record; forget what fell out of the lag window."""
-        moment = parse_sf_datetime(stamp)
-        if self.since is None or moment > self.since:
-            self.since = moment
-            horizon = moment - LAG
-            self.seen = {i: s for i, s in self.seen.items() if parse_sf_datetime(s) >= horizon}
-        self.seen[record_id] = stamp
+        self.delivered.deliver(record_id, parse_sf_datetime(stamp))
 
 
-def window_digest(pairs: Mapping[str, str]) -> str:
+def window_digest(pairs: Mapping[str, str] | Mapping[str, datetime]) -> str:
     """A short digest of (Id, SystemModstamp) pairs, independent of their order."""
-    text = "\n".join(f"{i}@{parse_sf_datetime(s).isoformat()}" for i, s in sorted(pairs.items()))
+    moments = {i: s if isinstance(s, datetime) else parse_sf_datetime(s) for i, s in pairs.items()}
+    text = "\n".join(f"{i}@{moment.isoformat()}" for i, moment in sorted(moments.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

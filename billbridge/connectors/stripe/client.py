@@ -17,9 +17,8 @@ import stripe
 
 from billbridge.connectors.client import DEFAULT_POLICY, VendorClient
 from billbridge.connectors.errors import Classified, RetryPolicy
-from billbridge.connectors.paging import StartingAfter
 from billbridge.connectors.stripe import readers
-from billbridge.connectors.stripe.common import PAGE_SIZE, VENDOR, plain
+from billbridge.connectors.stripe.common import PAGE_SIZE, PAGES, VENDOR, plain
 from billbridge.connectors.stripe.errors import classify_stripe
 
 T = TypeVar("T")
@@ -147,5 +146,5 @@ class StripeConnector(VendorClient):
             found = self.call(lambda: fetch(asked), what="list")
             return [plain(o) for o in found.data], bool(found.has_more)
 
-        for items, _more in StartingAfter().pages(page):
+        for items, _more in PAGES.pages(page):
             yield from items

@@ -10,33 +10,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from billbridge.connectors.stripe.common import PAGE_SIZE, plain
+from billbridge.connectors.base import Stream
+from billbridge.connectors.stripe.common import PAGE_SIZE, PAGES, plain
+from billbridge.records import RecordPage
 
 if TYPE_CHECKING:
     from billbridge.connectors.stripe.client import StripeConnector
 
-LAG_SECONDS = 300  # objects created in the same second as the cursor, or committed late, are read again
+CHARGES = Stream(
+    "charges",
+    key="id",
+    cursor_field="created",
+    lag=timedelta(seconds=300),  # objects created in the same second as the cursor, or committed late, are read again
+    paginator=PAGES,
+    page_size=PAGE_SIZE,
+)
+REFUNDS = dc_replace(CHARGES, name="refunds")
+DISPUTES = dc_replace(CHARGES, name="disputes")  # their charge.dispute.funds_* events, by the event's created
+SUBSCRIPTIONS = dc_replace(CHARGES, name="subscriptions")  # customer.subscription.* events, by the event's created
+LAG_SECONDS = int(CHARGES.lag.total_seconds())
 EVENTS_RETENTION_SECONDS = 30 * 86400  # Stripe keeps events for 30 days: older cursors need a full read
 SUBSCRIPTION_EVENTS = "customer.subscription.*"
 PAYMENT_EVENTS = ("invoice_payment.paid", "invoice.paid")
 # The dispute events that move money (withdrawn when it opens, reinstated when the business wins);
 # mapping.stripe.DISPUTE_MOVES says what each means, for the same names (a test keeps them equal).
 DISPUTE_EVENTS = ("charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
-
-
-@dataclass(frozen=True)
-class PaymentRecords:
-    """One page of charges, refunds or dispute events as Stripe holds them, with the invoices their
-    payment intents paid (what mapping them needs)."""
-
-    records: list[dict[str, Any]]
-    invoices: dict[str, dict[str, Any]]  # payment intent id -> the invoice it paid
-    cursor: str | None  # None on every page of a window but its last
-    api_calls: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,8 @@ class SubscriptionRecord:
     changed_at: int | None = None
 
 
-@dataclass(frozen=True)
-class SubscriptionPage:
-    records: list[SubscriptionRecord]
-    cursor: str | None
-    deleted_ids: list[str] = field(default_factory=list)
-    api_calls: int = 0
+SubscriptionPage = RecordPage[SubscriptionRecord]
+PaymentRecords = RecordPage[dict[str, Any]]  # charges, refunds or dispute events; related: intent id -> invoice
 
 
 def charge_records(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentRecords]:
@@ -81,7 +81,7 @@ def dispute_records(conn: StripeConnector, cursor: str | None) -> PaymentRecords
     newest = max([int(e["created"]) for e in events], default=int(cursor) if cursor else 0)
     disputes = [e["data"]["object"] for e in events]
     invoices = _InvoiceFinder(conn).invoices_of(disputes) if disputes else {}
-    return PaymentRecords(events, invoices, str(newest) if newest else cursor, conn.api_calls - calls)
+    return RecordPage(events, str(newest) if newest else cursor, related=invoices, api_calls=conn.api_calls - calls)
 
 
 def _pull(
@@ -101,10 +101,10 @@ def _pull(
             batch.append(record)
         if len(batch) == PAGE_SIZE:
             invoices = finder.invoices_of(batch)
-            yield PaymentRecords(batch, invoices, cursor, conn.api_calls - calls)
+            yield RecordPage(batch, cursor, related=invoices, api_calls=conn.api_calls - calls)
             batch, calls = [], conn.api_calls
     invoices = finder.invoices_of(batch)
-    yield PaymentRecords(batch, invoices, str(newest) if newest else cursor, conn.api_calls - calls)
+    yield RecordPage(batch, str(newest) if newest else cursor, related=invoices, api_calls=conn.api_calls - calls)
 
 
 class _InvoiceFinder:
@@ -179,7 +179,7 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
         changed.setdefault(sub["id"], int(event["created"]))
     resolver = _Resolver(conn)
     records = [resolver.record(sub, changed[sub_id]) for sub_id, sub in latest.items()]
-    yield SubscriptionPage(records, json.dumps({"events_since": newest}), api_calls=conn.api_calls - calls)
+    yield RecordPage(records, json.dumps({"events_since": newest}), api_calls=conn.api_calls - calls)
 
 
 def _full_subscriptions(conn: StripeConnector, now: int) -> Iterator[SubscriptionPage]:
@@ -192,9 +192,9 @@ def _full_subscriptions(conn: StripeConnector, now: int) -> Iterator[Subscriptio
     for sub in conn.paged(lambda p: conn.api.subscriptions.list(p), query):
         records.append(resolver.record(sub, now))
         if len(records) == PAGE_SIZE:
-            yield SubscriptionPage(records, None, api_calls=conn.api_calls - calls)
+            yield RecordPage(records, None, api_calls=conn.api_calls - calls)
             records, calls = [], conn.api_calls
-    yield SubscriptionPage(records, json.dumps({"events_since": events_since}), api_calls=conn.api_calls - calls)
+    yield RecordPage(records, json.dumps({"events_since": events_since}), api_calls=conn.api_calls - calls)
 
 
 class _Resolver:
