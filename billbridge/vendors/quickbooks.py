@@ -94,10 +94,6 @@ def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
 class QuickBooks(QuickBooksConnector):
     """One QuickBooks company as a push target and a payment source."""
 
-    def payment_streams(self) -> dict[str, Callable[[str | None], Iterator[PaymentPage]]]:
-        """One stream: a payment is one record however it changes."""
-        return {"payments": self.pull_payments}
-
     def __init__(
         self,
         config: QuickBooksConfig,
@@ -115,6 +111,10 @@ class QuickBooks(QuickBooksConnector):
         # Customers and items found or made by this connector: a push run's later batches need no look-up.
         self.customer_ids: dict[str, str] = {}
         self.item_ids: dict[str, str] = {}
+
+    def payment_streams(self) -> dict[str, Callable[[str | None], Iterator[PaymentPage]]]:
+        """One stream: a payment is one record however it changes."""
+        return {"payments": self.pull_payments}
 
     def find_documents(self, docs: Sequence[OutboundDocument]) -> dict[str, dict[str, Any]]:
         """Our documents already in QuickBooks, by DocNumber: the lookup after an uncertain outcome."""
