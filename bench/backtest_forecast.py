@@ -28,7 +28,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from billbridge.app.settings import Settings
 from billbridge.flows import metrics
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.crm_sync import spec_for, sync_pages
@@ -36,6 +35,7 @@ from billbridge.flows.importing import import_document
 from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world
 from billbridge.sandbox.hubspot import HubSpotSandbox
+from billbridge.settings import Settings
 from billbridge.store import metrics as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices, record_payment, set_status
@@ -61,7 +61,7 @@ def sync_world(store: Store, deals: int) -> int:
     import_document(store, demo_world.entities_document(world))
     sandbox = HubSpotSandbox.start(world)
     try:
-        os.environ.update({**sandbox.env(), "BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S": "100000"})
+        os.environ.update({**sandbox.env(), "BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S": "100000"})
         summary = sync_pages(store, spec_for("hubspot"), connect("hubspot", Settings()), today=world.now.date())
     finally:
         sandbox.stop()

@@ -43,9 +43,9 @@ from common import Backend, PostgresBackend, SQLiteBackend, code_version, log, t
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.engine import Engine
 
-from billbridge.app.settings import Settings
 from billbridge.flows.billing_run import CHUNK, run_billing
 from billbridge.flows.importing import import_document
+from billbridge.settings import Settings
 from billbridge.store.db import open_store
 from billbridge.store.models import Contract as ContractRow
 from billbridge.store.models import Customer as CustomerRow

@@ -36,11 +36,11 @@ from typing import Any
 
 from common import SandboxProcess, code_version, log
 
-from billbridge.app.settings import Settings
 from billbridge.flows.crm_sync import spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world
+from billbridge.settings import Settings
 from billbridge.store.db import open_store
 
 TARGET_CALLS = 1.1
@@ -58,7 +58,7 @@ class CrmSandbox:
             from billbridge.sandbox.hubspot import HubSpotSandbox
 
             self.sandbox = HubSpotSandbox.start(self.world)
-            self.env = {**self.sandbox.env(), "BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S": "1000000"}
+            self.env = {**self.sandbox.env(), "BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S": "1000000"}
         elif source == "salesforce":
             from billbridge.sandbox.salesforce import SalesforceSandbox
 

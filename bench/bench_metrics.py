@@ -40,10 +40,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from billbridge.api.app import create_app
-from billbridge.app.settings import Settings
 from billbridge.flows import metrics
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import open_invoices, record_payment

@@ -42,12 +42,12 @@ from common import SandboxProcess, code_version, log, timer
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from billbridge.app.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.billing.documents import OutboundDocument
 from billbridge.flows.approval import approve_drafts
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from billbridge.flows.push import push
+from billbridge.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.store.db import Store, open_store
 from billbridge.store.models import OutboxMessage, utcnow
 from billbridge.store.outbound import outbound_documents
@@ -277,7 +277,7 @@ def stripe_minimum(docs: list[OutboundDocument]) -> Minimum:
 def quickbooks_floor(info: dict[str, str], docs: list[OutboundDocument]) -> None:
     """The minimum calls through python-quickbooks (and intuit-oauth), nothing stored."""
     from billbridge.connectors.quickbooks.client import OAuthClient, QuickBooksClient, QuickBooksConfig
-    from billbridge.connectors.quickbooks.connector import batch_item_id, batch_request_id
+    from billbridge.connectors.quickbooks.writers import batch_item_id, batch_request_id
     from billbridge.mapping.quickbooks import (
         customer_payload,
         customer_spec,

@@ -28,7 +28,7 @@ from billbridge.api.lookups import Lookups
 from billbridge.api.query import declared_parameters_only
 from billbridge.api.usage_models import BatchIn, UsageEventIn
 from billbridge.api.webhook_worker import WebhookWorker
-from billbridge.app.settings import Settings
+from billbridge.settings import Settings
 from billbridge.store.db import Store, open_store
 
 DESCRIPTION = """billbridge's usage event API, read API and write API. Authenticate with an API key from

@@ -35,11 +35,11 @@ from billbridge.api.errors import ApiError, ErrorBody, Problem, refuse
 from billbridge.api.representations import ETAG_HEADER
 from billbridge.api.resource_models import ContractOut, CustomerOut, ProductOut, StatusChangeOut
 from billbridge.api.write_models import request_body
-from billbridge.app.settings import Settings
 from billbridge.billing.lifecycle import InvalidTransition
 from billbridge.flows import approval
 from billbridge.flows.importing import ImportSummary, store_records
 from billbridge.mapping.contract_file import ParsedRecord, parse_document
+from billbridge.settings import Settings
 from billbridge.store.api_answers import Answer
 from billbridge.store.api_keys import Principal
 from billbridge.store.contracts import contract_ids, current_contracts

@@ -20,7 +20,6 @@ from sqlalchemy.engine import make_url
 from billbridge import redaction
 from billbridge.app import metrics_cli, monitors_cli, user_cli
 from billbridge.app.errors import Commands, fail
-from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.currency import money_display, money_str
 from billbridge.billing.engine import InvoiceDraft
 from billbridge.billing.invoice_view import present, present_many
@@ -30,6 +29,7 @@ from billbridge.flows import approval
 from billbridge.flows.billing_run import BillingSummary, preview
 from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
 from billbridge.mapping.contract_file import json_schema
+from billbridge.settings import CHECKOUT, Settings
 from billbridge.store import api_keys
 from billbridge.store import quarantine as quarantine_repo
 from billbridge.store.contracts import contract_summaries, count_contracts

@@ -20,13 +20,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from billbridge.app.settings import Settings
 from billbridge.billing.currency import quantum
 from billbridge.billing.metrics import arr, mrr
 from billbridge.errors import UserError
 from billbridge.flows.importing import import_document
 from billbridge.private_files import private_file
 from billbridge.sandbox import demo_world
+from billbridge.settings import Settings
 from billbridge.store import quarantine
 from billbridge.store.contracts import current_contracts
 from billbridge.store.db import Store, open_store
@@ -104,7 +104,7 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
         env = {
             **salesforce.env(),
             **hubspot.env(),
-            "BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S": "100000",  # sandboxes do not throttle
+            "BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S": "100000",  # sandboxes do not throttle
             "BILLBRIDGE_QUICKBOOKS__CLIENT_ID": quickbooks.client_id,
             "BILLBRIDGE_QUICKBOOKS__CLIENT_SECRET": quickbooks.client_secret,
             "BILLBRIDGE_QUICKBOOKS__REALM_ID": quickbooks.realm_id,

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import yaml
 
-from billbridge.app.settings import CHECKOUT
 from billbridge.errors import UserError
+from billbridge.settings import CHECKOUT
 
 SERVER_START_SECONDS = 180.0
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from billbridge.app.settings import settings_problem
 from billbridge.errors import UserError
+from billbridge.settings import settings_problem
 
 err = Console(stderr=True)
 

@@ -15,11 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billbridge.app.settings import Settings
 from billbridge.billing.currency import money_display
 from billbridge.billing.metrics.collections import AGING_BUCKETS
 from billbridge.flows import metrics
 from billbridge.flows.metrics import Report, Scope
+from billbridge.settings import Settings
 from billbridge.store.db import Store, open_store
 
 app = typer.Typer(

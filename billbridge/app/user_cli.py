@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from billbridge.app.settings import Settings
+from billbridge.settings import Settings
 from billbridge.store import dashboard_users
 from billbridge.store.db import Store, open_store
 from billbridge.store.models import LegalEntity

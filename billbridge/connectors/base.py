@@ -1,39 +1,61 @@
-"""What every CRM connector yields: pages of deals bundled with what mapping them needs.
+"""The connector contract: what a source yields and what a writer returns, the same for every vendor.
 
-A connector pulls with an opaque cursor (None: from the beginning) and yields ``DealPage``s; the
-flow stores a page and only then saves ``page.cursor``, so a crash repeats at most one page.
-Records stay in the vendor's shapes (plain dicts as the SDK returns them): connectors do not know
-the canonical model.
+A source (``DealSource``) pulls vendor records in ``DealPage``s (``billbridge.records``); a writer
+takes vendor payloads and answers one ``PushResult`` per write. Connectors know their vendor's
+payloads and HTTP, nothing of billbridge's canonical model or documents (``mapping/`` translates).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal, Protocol
+
+from billbridge.connectors.paging import Paginator
+from billbridge.records import DealPage
+
+PushStatus = Literal["created", "existing", "failed"]
 
 
 @dataclass(frozen=True)
-class DealBundle:
-    deal: dict[str, Any]  # the vendor's deal (Opportunity fields / deal properties with its id)
-    lines: list[dict[str, Any]]  # its line items
-    company: dict[str, Any] | None  # its account / company
-    products: dict[str, dict[str, Any]]  # vendor product id -> product (with its prices) for the lines
-    prices: dict[str, dict[str, Any]] = field(default_factory=dict)  # vendor price id -> price, where lines name prices
-    changed_at: int | None = None  # epoch seconds of the last change, where the deal itself does not say
+class Stream:
+    """One incremental stream a connector pulls, declared as data (as singer-sdk streams and dlt
+    resources declare themselves): the connector's pull reads its page size, paginator and lag
+    window from here, so what a stream is can be read in one line."""
 
-
-@dataclass(frozen=True)
-class DealPage:
-    bundles: list[DealBundle]
-    deleted_ids: list[str] = field(default_factory=list)  # deals deleted or archived since the cursor
-    cursor: str | None = None  # save after this page is stored; hand back to ``pull`` next time
-    api_calls: int = 0  # vendor calls this page cost (for summaries and benchmarks)
+    name: str
+    key: str  # the records' primary key
+    cursor_field: str  # what the cursor follows (read inclusively, ``lag`` back)
+    lag: timedelta  # each pull reads this much before the cursor again (late commits, lagging indexes)
+    paginator: Paginator[Any, Any]
+    page_size: int
 
 
 class DealSource(Protocol):
-    """A CRM connector as the sync flow sees it."""
+    """A contract source (a CRM, Stripe subscriptions) as the sync flow sees it."""
 
     name: str
 
     def pull(self, cursor: str | None) -> Iterator[DealPage]: ...
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """The outcome of one write to a vendor."""
+
+    number: str  # what was written: our document number, payment ref or change ref
+    doc_type: str
+    status: PushStatus
+    external_id: str | None = None  # the vendor's id, to store as an external reference
+    sync_token: str | None = None  # the vendor's version of the record, where it keeps one
+    error: str | None = None
+    retriable: bool = False  # failed, but trying again later may work (throttled, down, outcome unknown)
+
+
+class WebhookRefused(ValueError):
+    """A webhook delivery that is forged, malformed or outside the replay window; ``code`` says which."""
+
+    def __init__(self, message: str, code: str = "bad_signature") -> None:
+        super().__init__(message)
+        self.code = code

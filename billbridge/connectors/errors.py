@@ -10,6 +10,7 @@ credential is refreshed once and the call repeated; anything else fails at once.
 from __future__ import annotations
 
 import enum
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import requests
 import urllib3.exceptions
 
 T = TypeVar("T")
+log = logging.getLogger("billbridge.connectors")
 
 
 class ErrorKind(enum.StrEnum):
@@ -107,8 +109,12 @@ def call_with_retries(
     policy: RetryPolicy = RetryPolicy(),
     refresh: Callable[[], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    what: str = "call",
 ) -> T:
-    """Run ``call``; retry what may be retried, refresh the credential once on an auth failure."""
+    """Run ``call``; retry what may be retried, refresh the credential once on an auth failure.
+
+    Each retry and refresh is logged with the vendor, ``what`` was called and the classifier's reason
+    (a status and the vendor's error code), never the request, the answer or a credential."""
     refreshed = False
     attempt = 0
     while True:
@@ -118,9 +124,14 @@ def call_with_retries(
         except Exception as exc:
             classified = classify(exc, classifier)
             if classified.kind == ErrorKind.AUTH and refresh is not None and not refreshed:
+                log.info("%s %s: refreshing the credential (%s)", vendor, what, classified.reason)
                 refresh()
                 refreshed = True
                 continue
             if classified.kind != ErrorKind.RETRIABLE or attempt >= policy.attempts:
                 raise VendorError(vendor, classified, attempt) from exc
-            sleep(policy.delay(attempt, classified.retry_after))
+            delay = policy.delay(attempt, classified.retry_after)
+            log.info(
+                "%s %s: attempt %d failed (%s); retrying in %.2fs", vendor, what, attempt, classified.reason, delay
+            )
+            sleep(delay)

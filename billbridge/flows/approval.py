@@ -11,9 +11,9 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from billbridge.app.settings import Settings
 from billbridge.billing.documents import push_targets
 from billbridge.flows.billing_run import BillingSummary, run_billing
+from billbridge.settings import Settings
 from billbridge.store.db import Store
 from billbridge.store.outbound import StatusChange, approve_and_queue, draft_ids, set_status
 

@@ -15,11 +15,11 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from billbridge.app.settings import Settings
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import push_markdown, stripe_connector
+from billbridge.settings import Settings
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbox import Message
 

@@ -16,19 +16,18 @@ them in the CRM. A full sync (``full=True``) reads everything again, for what no
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from billbridge.billing.model import Contract, Customer, Product
-from billbridge.connectors.base import DealBundle, DealPage, DealSource
+from billbridge.connectors.base import DealSource
 from billbridge.flows.heap import bulk_gc
 from billbridge.flows.importing import ImportSummary, quarantine_invalid, store_records
 from billbridge.flows.prefetch import prefetch
@@ -45,10 +44,12 @@ from billbridge.mapping.crm import (
 )
 from billbridge.mapping.fields import PARSE_FAILURES, MappingError
 from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
+from billbridge.records import DealBundle, DealPage
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, current_contracts, lookups_for, save_contract
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store
+from billbridge.vendors.registry import contract_sources
 
 Extracted = tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]
 Extract = Callable[[DealBundle, dict[Any, Any]], Extracted]  # (bundle, a cache kept for the whole sync)
@@ -432,55 +433,28 @@ def _call(work: Callable[[], None]) -> None:
     work()
 
 
-class Source(NamedTuple):
-    """A registered source: its mapping module, its connector module, and the kind of spec it gets."""
-
-    mapping_module: str
-    connector_module: str
-    kind: str = "deals"
-
-
 Dates = tuple[date, date] | None
-
-
-def _deal_spec(name: str, module: Any, mapping: Any, dates: Dates) -> SourceSpec:
-    """A CRM: its mapping module declares ``bundle_to_crm`` and ``DEFAULT_MAPPING``; ``dates`` is the
-    installation's window of plausible dates (settings ``crm_earliest_date``, ``crm_latest_date``)."""
-    mapping = mapping or module.DEFAULT_MAPPING
-    if dates is not None:
-        mapping = mapping.model_copy(update={"earliest_date": dates[0], "latest_date": dates[1]})
-    return CrmSourceSpec(name, module.bundle_to_crm, mapping)
-
-
-def _subscription_spec(name: str, module: Any, mapping: Any, dates: Dates) -> SourceSpec:
-    """Stripe subscriptions: mapped by ``map_subscription`` with a ``StripeSubscriptionMapping`` (their
-    dates are Stripe's own timestamps, not typed in by a person: no window)."""
-    return SubscriptionSourceSpec(name, mapping or StripeSubscriptionMapping())
-
-
-SPEC_KINDS: dict[str, Callable[[str, Any, Any, Dates], SourceSpec]] = {
-    "deals": _deal_spec,
-    "subscriptions": _subscription_spec,
-}
-
-# Registry: source name -> Source. Imported lazily, so that one vendor's SDK is loaded only when that
-# vendor is synced. A connector module declares ``connect(settings) -> DealSource``.
-SOURCES: dict[str, Source] = {
-    "salesforce": Source("billbridge.mapping.salesforce", "billbridge.connectors.salesforce"),
-    "hubspot": Source("billbridge.mapping.hubspot", "billbridge.connectors.hubspot"),
-    "stripe": Source("billbridge.mapping.stripe", "billbridge.connectors.stripe.source", "subscriptions"),
-}
 
 
 def spec_for(
     name: str, mapping: CrmMapping | StripeSubscriptionMapping | None = None, *, dates: Dates = None
 ) -> SourceSpec:
-    """The declared spec of a source, with the installation's mapping or the documented default
-    (and, for a CRM, ``dates``: the window of plausible dates)."""
-    if name not in SOURCES:
-        raise ValueError(f"unknown CRM source {name!r} (expected {', '.join(SOURCES)})")
-    source = SOURCES[name]
-    return SPEC_KINDS[source.kind](name, importlib.import_module(source.mapping_module), mapping, dates)
+    """The declared spec of a contract source (the vendor registry's), with the installation's mapping
+    or the documented default (and, for a CRM, ``dates``: the window of plausible dates, settings
+    ``crm_earliest_date`` and ``crm_latest_date``). Stripe subscriptions carry Stripe's own timestamps,
+    not dates a person typed: no window."""
+    sources = contract_sources()
+    if name not in sources:
+        raise ValueError(f"unknown CRM source {name!r} (expected {', '.join(sources)})")
+    source = sources[name]
+    if source.kind == "subscriptions":
+        subscriptions = mapping if isinstance(mapping, StripeSubscriptionMapping) else StripeSubscriptionMapping()
+        return SubscriptionSourceSpec(name, subscriptions)
+    assert source.bundle_to_crm is not None and source.default_mapping is not None
+    crm = mapping if isinstance(mapping, CrmMapping) else source.default_mapping
+    if dates is not None:
+        crm = crm.model_copy(update={"earliest_date": dates[0], "latest_date": dates[1]})
+    return CrmSourceSpec(name, source.bundle_to_crm, crm)
 
 
 def _record_id(deal: Any, default: str = "(no id)") -> str:

@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import PaymentIn, invoice_ids, payment_ids
@@ -133,9 +133,9 @@ def _amends(payload: dict[str, Any]) -> str:
 def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
     """Enter a batch of mirrored payments (customers found or made, then one batch call of Payments),
     then make the batch's changes (refunds, applications by hand) to the Payments they change."""
-    from billbridge.connectors.quickbooks.connector import AmendmentToRecord, PaymentToRecord, QuickBooksWriteError
     from billbridge.flows.push import quickbooks_connector, quickbooks_delivery
     from billbridge.mapping.quickbooks import customer_spec
+    from billbridge.vendors.quickbooks import AmendmentToRecord, PaymentToRecord, QuickBooksWriteError
 
     connector = quickbooks_connector(store, settings)
 

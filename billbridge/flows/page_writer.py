@@ -28,7 +28,6 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from billbridge.connectors.base import DealPage
 from billbridge.flows.crm_sync import (
     MappedPage,
     NeedsPayloads,
@@ -39,6 +38,7 @@ from billbridge.flows.crm_sync import (
 )
 from billbridge.flows.heap import tune_for_bulk
 from billbridge.flows.importing import ImportSummary
+from billbridge.records import DealPage
 from billbridge.store.db import Store, open_store
 
 SKIPPED = "skipped"  # an earlier page is not stored yet: nothing stored, send it again

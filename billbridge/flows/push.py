@@ -9,23 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
 from billbridge.app.secrets import Sealer
-from billbridge.app.settings import Settings
+from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.credentials import StoredTokens
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDelivered, RelaySummary, relay
+from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbound import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
+
+if TYPE_CHECKING:
+    from billbridge.vendors.quickbooks import QuickBooks
+    from billbridge.vendors.registry import TokenVault
+    from billbridge.vendors.stripe import Stripe
 
 
 @dataclass(frozen=True)
@@ -36,35 +42,25 @@ class Target:
     on_delivered: OnDelivered | None = None
 
 
-def quickbooks_connector(store: Store, settings: Settings) -> Any:
+def token_vault(store: Store, settings: Settings) -> TokenVault:
+    """Rotating OAuth tokens kept (sealed) in the store, for the vendors that rotate them (the sealing
+    key is read, or made, only when a vendor asks for its tokens)."""
+
+    def tokens(key: str, initial: str | None) -> StoredTokens:
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        return StoredTokens(store, key, Sealer.from_settings(secret, settings.data_dir), initial)
+
+    return tokens
+
+
+def quickbooks_connector(store: Store, settings: Settings) -> QuickBooks:
     """The QuickBooks connector of the configured company, its rotating tokens kept (sealed) in the store."""
-    from billbridge.connectors.quickbooks.client import QuickBooksConfig
-    from billbridge.connectors.quickbooks.connector import QuickBooksConnector
+    from billbridge.vendors import quickbooks
 
-    qs = settings.quickbooks
-    if qs is None:
-        raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
-    optional: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "api_url_v3": qs.api_url_v3,
-            "discovery_url": qs.discovery_url,
-            "ca_bundle": qs.ca_bundle,
-            "requests_per_minute": qs.requests_per_minute,
-            "batches_per_minute": qs.batches_per_minute,
-        }.items()
-        if v is not None
-    }
-    config = QuickBooksConfig(qs.client_id, qs.client_secret.get_secret_value(), qs.realm_id, **optional)
-    sealer = Sealer.from_settings(
-        settings.secret_key.get_secret_value() if settings.secret_key else None, settings.data_dir
-    )
-    initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
-    tokens = StoredTokens(store, f"quickbooks:{qs.realm_id}", sealer, initial)
-    return QuickBooksConnector(config, tokens)
+    return quickbooks.connect(settings, token_vault(store, settings))
 
 
-def quickbooks_delivery(message: Message, result: Any) -> Delivery:
+def quickbooks_delivery(message: Message, result: PushResult) -> Delivery:
     """A QuickBooks write's ``PushResult`` as the relay's outcome: linked when it is there, else the error."""
     if result.external_id is not None and result.status in ("created", "existing"):
         link = ExternalLink("quickbooks", result.doc_type, message.aggregate_id, result.external_id, result.sync_token)
@@ -78,7 +74,7 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
     The connector is built on the first batch: a run with nothing queued makes no call at all."""
     if settings.quickbooks is None:  # said before anything is claimed
         raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
-    built: list[Any] = []
+    built: list[QuickBooks] = []
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
         if not built:
@@ -107,12 +103,10 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
     return handle, close
 
 
-def stripe_connector(settings: Settings) -> Any:
-    from billbridge.connectors.stripe.client import StripeConnector
+def stripe_connector(settings: Settings) -> Stripe:
+    from billbridge.vendors import stripe
 
-    if settings.stripe is None:
-        raise NotConfigured("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")
-    return StripeConnector(settings.stripe.key(), base_url=settings.stripe.base_url)
+    return stripe.connect(settings)
 
 
 def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:

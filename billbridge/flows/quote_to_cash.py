@@ -16,7 +16,6 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from billbridge.app.settings import Settings
 from billbridge.flows.bill import bill
 from billbridge.flows.collect import collect_payments
 from billbridge.flows.metrics import headline, headline_markdown, today_utc
@@ -24,9 +23,11 @@ from billbridge.flows.monitors import snapshot_monitors
 from billbridge.flows.push import push_invoices
 from billbridge.flows.reconcile import reconcile_payments
 from billbridge.flows.sync_crm import sync_crm
+from billbridge.settings import Settings
 from billbridge.store.db import open_store
+from billbridge.vendors.registry import payment_sources
 
-PAYMENT_SOURCES = ("stripe", "quickbooks")
+PAYMENT_SOURCES = payment_sources()  # the registry's: stripe, quickbooks
 
 
 @flow(name="quote_to_cash")

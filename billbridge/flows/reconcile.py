@@ -18,14 +18,14 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
-from billbridge.app.settings import Settings
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice, numbers_in, settle
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
-from billbridge.flows.push import quickbooks_connector, stripe_connector
+from billbridge.flows.push import token_vault
 from billbridge.mapping.fields import Refused
+from billbridge.settings import Settings
 from billbridge.store import quarantine
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
@@ -43,6 +43,7 @@ from billbridge.store.invoices import (
     zero_payment,
 )
 from billbridge.store.statistics import FreshStatistics
+from billbridge.vendors.registry import vendor
 
 STREAM = "payments"
 PAYMENTS = "payments"  # the record type of payments in the quarantine
@@ -93,18 +94,17 @@ in QuickBooks a payment is one record however it changes."""
 
 
 def _pages(source: str, store: Store, settings: Settings, cursors: dict[str, str | None]) -> Iterator[PaymentPage]:
-    if source == "stripe":
-        connector = stripe_connector(settings)
-        for stripe_page in connector.pull_payments(cursors[STREAM]):
-            yield PaymentPage(stripe_page.payments, stripe_page.cursor, STREAM, stripe_page.refused)
-        for refund_page in connector.pull_refunds(cursors[REFUNDS]):
-            yield PaymentPage(refund_page.payments, refund_page.cursor, REFUNDS, refund_page.refused)
-        for dispute_page in connector.pull_disputes(cursors[DISPUTES]):
-            yield PaymentPage(dispute_page.payments, dispute_page.cursor, DISPUTES, dispute_page.refused)
-    elif source == "quickbooks":
-        with quickbooks_connector(store, settings) as connector:
-            for qbo_page in connector.pull_payments(cursors[STREAM]):
-                yield PaymentPage(qbo_page.payments, qbo_page.cursor, STREAM, qbo_page.refused)
+    """The source's payment streams (the vendor registry's), each from its own cursor, in order."""
+    build = vendor(source).payments
+    if build is None:
+        raise ValueError(f"{source} is not a payment source")
+    payments = build(settings, token_vault(store, settings))
+    try:
+        for stream, pull in payments.payment_streams().items():
+            for page in pull(cursors[stream]):
+                yield PaymentPage(page.payments, page.cursor, stream, page.refused)
+    finally:
+        payments.close()
 
 
 def reconcile(

@@ -7,7 +7,6 @@ run is safe: it resumes from the stored cursor, and re-storing a page changes no
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,12 +16,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import OperationalError
 
-from billbridge.app.settings import Settings
 from billbridge.connectors.base import DealSource
-from billbridge.flows.crm_sync import SOURCES, spec_for, sync_pages
+from billbridge.flows.crm_sync import spec_for, sync_pages
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
+from billbridge.settings import Settings
 from billbridge.store.db import open_store
+from billbridge.vendors.registry import vendor
 
 
 def transient_store_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -50,10 +50,11 @@ def store_page_task(work: Callable[[], None]) -> None:
 
 
 def connect(name: str, settings: Settings) -> DealSource:
-    """The configured connector of a CRM (its module declares ``connect(settings)``)."""
-    module = importlib.import_module(SOURCES[name][1])
-    source: DealSource = module.connect(settings)
-    return source
+    """The configured connector of a contract source (the vendor registry's)."""
+    contracts = vendor(name).contracts
+    if contracts is None:
+        raise ValueError(f"{name} is not a contract source")
+    return contracts.connect(settings)
 
 
 @flow(name="sync_crm", log_prints=False)

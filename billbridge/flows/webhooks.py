@@ -21,9 +21,9 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from billbridge.app.settings import Settings
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.reconcile import reconcile
+from billbridge.settings import Settings
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.webhooks import ClaimedEvent

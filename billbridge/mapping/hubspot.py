@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billbridge.connectors.base import DealBundle
 from billbridge.mapping import fields
 from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct
 from billbridge.mapping.fields import EPOCH, field_parser, read
+from billbridge.records import DealBundle
 
 DEFAULT_MAPPING = CrmMapping(won_stages=["closedwon"], ref_prefix="hs-")
 

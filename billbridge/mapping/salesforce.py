@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billbridge.connectors.base import DealBundle
 from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct
 from billbridge.mapping.fields import (
     field_parser,
@@ -29,6 +28,7 @@ from billbridge.mapping.fields import (
     string,
     text,
 )
+from billbridge.records import DealBundle
 
 DEFAULT_MAPPING = CrmMapping(won_stages=["Closed Won"], ref_prefix="sf-")
 LINES = "OpportunityLineItems"

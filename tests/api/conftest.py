@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from billbridge.api.app import create_app
-from billbridge.app.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.flows.importing import import_document
+from billbridge.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.store import api_keys
 from billbridge.store.db import Store
 from tests.docs import contract, document

@@ -19,9 +19,9 @@ import pytest
 import uvicorn
 
 from billbridge.api.app import create_app
-from billbridge.app.settings import Settings
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
+from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices, record_payment

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 
 from billbridge.api.app import create_app
 from billbridge.api.dashboard import session as sessions
-from billbridge.app.settings import Settings
 from billbridge.flows import metrics
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store
 from tests.api.conftest import Api, event

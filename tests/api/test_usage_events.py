@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from billbridge.api.app import create_app
-from billbridge.app.settings import Settings
 from billbridge.billing.usage_documents import document_ref
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.settings import Settings
 from billbridge.store import api_keys
 from billbridge.store.models import UsageEvent
 from billbridge.store.usage_aggregates import period_usage

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from billbridge.api.app import create_app
-from billbridge.app.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.sandbox.quickbooks import sign_webhook
 from billbridge.sandbox.stripe import sign
+from billbridge.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
 from billbridge.store.models import WebhookEvent

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from billbridge.app.cli import app
-from billbridge.app.settings import Settings
+from billbridge.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -128,8 +128,8 @@ def test_the_default_data_folder_is_made_but_no_other(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("source", "said"),
     [
-        ("salesforce", "Salesforce settings: instance_url (BILLBRIDGE_SALESFORCE_INSTANCE_URL) is not set"),
-        ("hubspot", "HubSpot is not configured: set access_token (BILLBRIDGE_HUBSPOT_ACCESS_TOKEN"),
+        ("salesforce", "Salesforce settings: salesforce.instance_url (BILLBRIDGE_SALESFORCE__INSTANCE_URL) is not set"),
+        ("hubspot", "HubSpot is not configured: set access_token (BILLBRIDGE_HUBSPOT__ACCESS_TOKEN"),
         ("stripe", "Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY"),
     ],
 )

@@ -59,8 +59,8 @@ def test_the_sandboxes_send_their_signed_webhooks_to_billbridge_serve(
 
     from billbridge.api.app import create_app
     from billbridge.app.demo import running_sandboxes
-    from billbridge.app.settings import Settings
     from billbridge.sandbox.server import SandboxServer
+    from billbridge.settings import Settings
 
     served: dict[str, Any] = {}
 
@@ -104,8 +104,8 @@ def test_a_signed_delivery_that_was_refused_is_listed_with_the_reason(
     from pydantic import SecretStr
 
     from billbridge.api.app import create_app
-    from billbridge.app.settings import Settings, StripeSettings
     from billbridge.sandbox.stripe import sign
+    from billbridge.settings import Settings, StripeSettings
 
     monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
     monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))

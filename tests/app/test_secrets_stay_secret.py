@@ -70,8 +70,8 @@ def test_quickbooks_tokens_are_not_logged_at_debug(
     qbo: RunningQuickBooks, debug_logs: pytest.LogCaptureFixture
 ) -> None:
     from billbridge.connectors.quickbooks.client import QuickBooksConfig
-    from billbridge.connectors.quickbooks.connector import QuickBooksConnector
     from billbridge.connectors.quickbooks.tokens import InMemoryTokenStore, OAuthTokens
+    from billbridge.vendors.quickbooks import QuickBooks
 
     config = QuickBooksConfig(
         qbo.client_id,
@@ -81,7 +81,7 @@ def test_quickbooks_tokens_are_not_logged_at_debug(
         discovery_url=qbo.discovery_url,
         ca_bundle=str(qbo.ca_bundle),
     )
-    with QuickBooksConnector(config, InMemoryTokenStore(OAuthTokens(qbo.refresh_token))) as connector:
+    with QuickBooks(config, InMemoryTokenStore(OAuthTokens(qbo.refresh_token))) as connector:
         list(connector.pull_payments(None))
         qbo.company.expire_access_tokens()  # a refresh in the middle: the new tokens are logged too
         list(connector.pull_payments(None))
@@ -92,11 +92,11 @@ def test_quickbooks_tokens_are_not_logged_at_debug(
 
 
 def test_stripe_api_keys_are_not_logged_at_debug(debug_logs: pytest.LogCaptureFixture) -> None:
-    from billbridge.connectors.stripe.client import StripeConnector
     from billbridge.sandbox.stripe import start_seeded
+    from billbridge.vendors.stripe import Stripe
 
     with start_seeded(api_key="rk_live_b1llbr1dgeRestrictedKey") as stripe:
-        connector = StripeConnector(stripe.api_key, base_url=stripe.url)
+        connector = Stripe(stripe.api_key, base_url=stripe.url)
         assert list(connector.pull_payments(None))
         connector.ensure_customer("globex", "Globex", "ap@globex.test", entity_ref="us-inc")
         text = logged(debug_logs)
@@ -114,7 +114,7 @@ def test_hubspot_tokens_are_not_logged_at_debug(
     with HubSpotSandbox.start(demo_world.generate(20, seed=3)) as sandbox:
         for key, value in sandbox.env().items():
             monkeypatch.setenv(key, value)
-        monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S", "100000")
+        monkeypatch.setenv("BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S", "100000")
         sandbox.tokens.expire_all()  # the first call refreshes the token
         assert list(connect(None).pull(None))
         assert sandbox.tokens.refreshes >= 1
@@ -237,7 +237,7 @@ def mode(path: Path) -> int:
 
 def test_the_store_the_secret_key_and_the_data_folder_are_private(tmp_path: Path) -> None:
     from billbridge.app.secrets import Sealer
-    from billbridge.app.settings import Settings
+    from billbridge.settings import Settings
     from billbridge.store.db import open_store
 
     saved = os.umask(0o022)  # the usual umask: files 0644 and folders 0755 unless made private

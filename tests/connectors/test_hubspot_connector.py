@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from billbridge.connectors.base import DealPage
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.hubspot import HubSpotClient, HubSpotSettings, HubSpotSource, connect
 from billbridge.connectors.hubspot.source import LAG_MS
+from billbridge.records import DealPage
 from billbridge.sandbox import demo_world
 from billbridge.sandbox.hubspot import HubSpotSandbox
 from billbridge.sandbox.hubspot.records import to_ms
@@ -208,7 +208,7 @@ def test_connect_reads_hubspot_settings_from_the_environment(
     with pytest.raises(ValueError, match="access_token"):
         HubSpotSettings(host=sandbox.url)
     for name, value in sandbox.env().items():
-        if name != "BILLBRIDGE_HUBSPOT_ACCESS_TOKEN":
+        if name != "BILLBRIDGE_HUBSPOT__ACCESS_TOKEN":
             monkeypatch.setenv(name, value)
     source = connect(None)
     assert source.client.refreshes == 1  # no access token configured: one is fetched first

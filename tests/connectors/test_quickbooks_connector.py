@@ -1,4 +1,4 @@
-"""The QuickBooks connector (python-quickbooks + intuit-oauth) against the sandbox over TLS."""
+"""The QuickBooks connector (python-quickbooks + intuit-oauth) with its mapping, against the sandbox over TLS."""
 
 from __future__ import annotations
 
@@ -22,13 +22,10 @@ from billbridge.billing.documents import DocumentLine, IncomingPayment, Outbound
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks import (
-    AmendmentToRecord,
     FileTokenStore,
     InMemoryTokenStore,
     OAuthTokens,
-    PaymentToRecord,
     QuickBooksConfig,
-    QuickBooksConnector,
     TokenStore,
     verify_webhook,
 )
@@ -37,6 +34,7 @@ from billbridge.mapping.quickbooks import customer_spec
 from billbridge.sandbox.quickbooks import RunningQuickBooks, start_quickbooks
 from billbridge.store import oauth_tokens
 from billbridge.store.db import Store
+from billbridge.vendors.quickbooks import AmendmentToRecord, PaymentToRecord, QuickBooks
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 BATCH = r"/batch$"
@@ -60,16 +58,16 @@ def config(qb: RunningQuickBooks) -> QuickBooksConfig:
     )
 
 
-Connect = Callable[..., QuickBooksConnector]
+Connect = Callable[..., QuickBooks]
 
 
 @pytest.fixture
 def connect(qb: RunningQuickBooks) -> Iterator[Connect]:
     """Connectors to the sandbox with fast retries and no pacing; closed before the server stops."""
-    opened: list[QuickBooksConnector] = []
+    opened: list[QuickBooks] = []
 
-    def make(store: TokenStore | None = None, worker: str | None = None) -> QuickBooksConnector:
-        conn = QuickBooksConnector(
+    def make(store: TokenStore | None = None, worker: str | None = None) -> QuickBooks:
+        conn = QuickBooks(
             config(qb),
             store or InMemoryTokenStore(OAuthTokens(qb.refresh_token)),
             worker=worker,
@@ -126,7 +124,7 @@ def doc_numbers(qb: RunningQuickBooks, entity: str = "Invoice") -> Counter[str]:
 
 
 def prepared(
-    qb: RunningQuickBooks, conn: QuickBooksConnector, docs: list[OutboundDocument]
+    qb: RunningQuickBooks, conn: QuickBooks, docs: list[OutboundDocument]
 ) -> tuple[dict[str, str], dict[str, str]]:
     customers = conn.ensure_customers(list({d.customer_ref: customer_spec(d) for d in docs}.values()))
     items = conn.ensure_items({ln.product_ref: ln.description for d in docs for ln in d.lines})
@@ -176,7 +174,7 @@ def test_a_name_another_run_took_since_the_look_up_is_looked_up_again_and_used(
     first, second = connect(), connect()
     results: dict[str, list[str]] = {}
 
-    def push(name: str, conn: QuickBooksConnector, batch: list[OutboundDocument]) -> None:
+    def push(name: str, conn: QuickBooks, batch: list[OutboundDocument]) -> None:
         results[name] = [r.status for r in conn.push_documents(batch, look_up_first=False)]
 
     threads = [
@@ -313,11 +311,11 @@ def test_an_expired_access_token_is_refreshed_and_the_rotated_token_persisted(
     assert qb.faults.total_calls(r"/tokens/bearer$") == 2
 
 
-def together(workers: list[QuickBooksConnector], call: Callable[[QuickBooksConnector], object]) -> list[BaseException]:
+def together(workers: list[QuickBooks], call: Callable[[QuickBooks], object]) -> list[BaseException]:
     """Run ``call`` on every worker in its own thread, released at the same moment; the errors raised."""
     barrier, errors = threading.Barrier(len(workers)), []
 
-    def work(conn: QuickBooksConnector) -> None:
+    def work(conn: QuickBooks) -> None:
         try:
             barrier.wait()
             call(conn)

@@ -11,12 +11,12 @@ from decimal import Decimal
 
 import pytest
 
-from billbridge.connectors.base import DealPage
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource, connect
 from billbridge.mapping.crm import MappingError, is_won, map_deal
 from billbridge.mapping.salesforce import DEFAULT_FIELDS, DEFAULT_MAPPING, bundle_to_crm
+from billbridge.records import DealPage
 from billbridge.sandbox.demo_world import DemoWorld, changed, generate
 from billbridge.sandbox.faults import Fault
 from billbridge.sandbox.salesforce import SalesforceSandbox, opportunity_id

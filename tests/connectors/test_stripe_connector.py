@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 
 from billbridge.billing.documents import DocumentLine, OutboundDocument
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
-from billbridge.connectors.stripe import StripeConflict, StripeConnector, WebhookRefused, verify_webhook
+from billbridge.connectors.stripe import StripeConflict, WebhookRefused, verify_webhook
 from billbridge.connectors.stripe.client import CALLS_PER_INVOICE_MIN
 from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
 from billbridge.sandbox.demo_world import generate
@@ -22,6 +22,7 @@ from billbridge.sandbox.faults import Fault
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import StripeSandbox, catalog, sign, start_seeded
 from billbridge.sandbox.stripe import payments as handlers
+from billbridge.vendors.stripe import Stripe
 
 KEY = "sk_test_connector"
 T0 = 1_800_000_000.0
@@ -47,9 +48,9 @@ def stripe_sb(clock: Clock) -> Iterator[tuple[StripeSandbox, str]]:
         yield sb, server.url
 
 
-def _connector(url: str, sleeps: list[float] | None = None, attempts: int = 6, key: str = KEY) -> StripeConnector:
+def _connector(url: str, sleeps: list[float] | None = None, attempts: int = 6, key: str = KEY) -> Stripe:
     recorder = sleeps if sleeps is not None else []
-    return StripeConnector(key, base_url=url, policy=RetryPolicy(attempts=attempts), sleep=recorder.append)
+    return Stripe(key, base_url=url, policy=RetryPolicy(attempts=attempts), sleep=recorder.append)
 
 
 def _doc(number: str = "US-INV-000001", *amounts: str, auto_charge: bool = True, version: int = 1) -> OutboundDocument:
@@ -67,7 +68,7 @@ def _doc(number: str = "US-INV-000001", *amounts: str, auto_charge: bool = True,
     )  # fmt: skip
 
 
-def _customer(conn: StripeConnector, card: str | None = "pm_card_visa") -> str:
+def _customer(conn: Stripe, card: str | None = "pm_card_visa") -> str:
     customer_id = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
     if card:
         conn.attach_default_payment_method(customer_id, card)
@@ -131,7 +132,7 @@ def test_a_timed_out_create_is_retried_under_the_same_key(clock: Clock) -> None:
     with SandboxServer(sb.app) as server:
         customer_id = _customer(_connector(server.url))
         sb.faults.add(Fault(kind="slow", path="^/v1/invoices$", method="POST", delay=1.0))
-        conn = StripeConnector(KEY, base_url=server.url, timeout=0.3, sleep=lambda _: None)
+        conn = Stripe(KEY, base_url=server.url, timeout=0.3, sleep=lambda _: None)
         result = conn.push_invoice(_doc(), customer_id, look_up=False)
     # stopping the server let the slow first attempt finish: it found its key used and replayed
     assert result.status == "open" and sb.faults.total_calls("POST /v1/invoices$") == 2
@@ -263,7 +264,7 @@ def test_pull_payments_pages_and_saves_the_cursor_last(stripe_sb: tuple[StripeSa
 def test_pull_subscriptions_maps_the_demo_world(clock: Clock) -> None:
     world = generate(30, seed=11)
     with start_seeded(world, clock=clock) as running:
-        conn = StripeConnector(running.api_key, base_url=running.url)
+        conn = Stripe(running.api_key, base_url=running.url)
         pages = list(conn.pull_subscriptions(None))
         records = [r for page in pages for r in page.records]
         assert len(records) == len(running.ids.subscriptions) > 0
@@ -392,3 +393,10 @@ def test_search_lag_does_not_duplicate_customers_or_hide_invoices(stripe_sb: tup
     again = conn.push_invoice(_doc(), first)
     assert (again.invoice_id, again.created) == (pushed.invoice_id, False)  # found by listing, not search
     assert len(_invoices(sb)) == 1
+
+
+def test_the_connector_reads_the_dispute_events_the_mapping_knows() -> None:
+    from billbridge.connectors.stripe.readers import DISPUTE_EVENTS
+    from billbridge.mapping.stripe import DISPUTE_MOVES
+
+    assert set(DISPUTE_EVENTS) == set(DISPUTE_MOVES)

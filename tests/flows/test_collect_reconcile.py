@@ -14,7 +14,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import update
 
-from billbridge.app.settings import Settings, StripeSettings
 from billbridge.flows.approval import approve_drafts
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.collect import collect
@@ -25,6 +24,7 @@ from billbridge.flows.reconcile import reconcile
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.sandbox.stripe import RunningStripe, start_seeded
 from billbridge.sandbox.stripe import payments as refunds
+from billbridge.settings import Settings, StripeSettings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from billbridge.app.settings import Settings
 from billbridge.flows.crm_sync import SyncSummary, map_page, spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world
 from billbridge.sandbox.salesforce import SalesforceSandbox
+from billbridge.settings import Settings
 from billbridge.store import quarantine
 from billbridge.store.contracts import contract_summaries
 from billbridge.store.cursors import get_cursor
@@ -36,7 +36,7 @@ def salesforce(world: demo_world.DemoWorld, monkeypatch: pytest.MonkeyPatch) -> 
     sandbox = SalesforceSandbox(world).start()
     for key, value in sandbox.env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("BILLBRIDGE_SALESFORCE_BATCH_SIZE", "200")
+    monkeypatch.setenv("BILLBRIDGE_SALESFORCE__BATCH_SIZE", "200")
     try:
         yield
     finally:
@@ -192,10 +192,10 @@ def test_a_killed_sync_takes_its_writer_process_with_it(
     sandbox = SalesforceSandbox(world).start()
     try:
         sandbox.faults.add(kind="slow", path="/query", after=1, times=None, delay=2.0)  # pages come slowly
-        env = {**os.environ, **sandbox.env(), "BILLBRIDGE_SALESFORCE_BATCH_SIZE": "200"}
+        env = {**os.environ, **sandbox.env(), "BILLBRIDGE_SALESFORCE__BATCH_SIZE": "200"}
         code = (
             "import sys\n"
-            "from billbridge.app.settings import Settings\n"
+            "from billbridge.settings import Settings\n"
             "from billbridge.flows.crm_sync import spec_for, sync_pages\n"
             "from billbridge.flows.sync_crm import connect\n"
             "from billbridge.store.db import open_store\n"

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from billbridge.app.settings import QuickBooksSettings, Settings
 from billbridge.flows.approval import approve_drafts
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.flows.push import push
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
+from billbridge.settings import QuickBooksSettings, Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
@@ -89,7 +89,7 @@ def test_a_push_killed_after_quickbooks_accepted_is_finished_by_the_rerun(
     hold = qbo.faults.add(kind="hold_response", path="/batch", after=2, delay=5)
     env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
     env.update({f"BILLBRIDGE_QUICKBOOKS__{k.upper()}": str(v) for k, v in _plain(settings).items()})
-    script = "from billbridge.app.settings import Settings\nfrom billbridge.flows.push import push\nfrom billbridge.store.db import open_store\ns = Settings()\npush(open_store(s.database), s, 'quickbooks')\n"
+    script = "from billbridge.settings import Settings\nfrom billbridge.flows.push import push\nfrom billbridge.store.db import open_store\ns = Settings()\npush(open_store(s.database), s, 'quickbooks')\n"
     child = subprocess.Popen([sys.executable, "-c", script], env=env)
     deadline = time.monotonic() + 60
     while not hold.done:
@@ -164,7 +164,7 @@ def test_a_push_finding_its_messages_leased_by_a_killed_run_says_so(
     for key in ("BILLBRIDGE_DATABASE_URL", "BILLBRIDGE_DATA_DIR", *(k for k in env if "QUICKBOOKS__" in k)):
         monkeypatch.setenv(key, env[key])
     hold = qbo.faults.add(kind="hold_response", path="/batch", after=2, delay=30)
-    script = "from billbridge.app.settings import Settings\nfrom billbridge.flows.push import push\nfrom billbridge.store.db import open_store\ns = Settings()\npush(open_store(s.database), s, 'quickbooks')\n"
+    script = "from billbridge.settings import Settings\nfrom billbridge.flows.push import push\nfrom billbridge.store.db import open_store\ns = Settings()\npush(open_store(s.database), s, 'quickbooks')\n"
     child = subprocess.Popen([sys.executable, "-c", script], env=env)
     deadline = time.monotonic() + 60
     while not hold.done:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from billbridge.app.settings import Settings
 from billbridge.sandbox.stripe import RunningStripe, start_seeded
+from billbridge.settings import Settings
 
 
 @pytest.fixture

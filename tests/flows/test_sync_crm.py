@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from billbridge.app.settings import Settings
 from billbridge.flows.crm_sync import SyncSummary, spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.flows.sync_crm import connect
@@ -24,6 +23,7 @@ from billbridge.sandbox import demo_world
 from billbridge.sandbox.faults import Fault, FaultInjector
 from billbridge.sandbox.hubspot import HubSpotSandbox
 from billbridge.sandbox.salesforce import SalesforceSandbox
+from billbridge.settings import Settings
 from billbridge.store import quarantine
 from billbridge.store.contracts import contract_summaries
 from billbridge.store.db import Store
@@ -70,7 +70,7 @@ def crm(request: pytest.FixtureRequest, world: demo_world.DemoWorld, monkeypatch
     sandbox: Any
     if request.param == "hubspot":
         sandbox = HubSpotSandbox.start(world)
-        monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S", "100000")
+        monkeypatch.setenv("BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S", "100000")
         plan = [
             Fault("rate_limit", after=1, times=2, retry_after=0),
             Fault("server_error", after=4, times=2),
@@ -231,7 +231,7 @@ def test_the_prefect_flow_syncs_and_summarises(flow_env: str, crm: Crm, world: d
 @pytest.fixture
 def hubspot(world: demo_world.DemoWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotSandbox]:
     sandbox = HubSpotSandbox.start(world)
-    monkeypatch.setenv("BILLBRIDGE_HUBSPOT_REQUESTS_PER_10S", "100000")
+    monkeypatch.setenv("BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S", "100000")
     for key, value in sandbox.env().items():
         monkeypatch.setenv(key, value)
     try:

@@ -302,9 +302,9 @@ def test_payments_of_invoices_stripe_makes_for_subscriptions_are_recorded_not_se
     It is recorded once, under the subscription's customer, as billed by Stripe (not as unmatched)."""
     from pydantic import SecretStr
 
-    from billbridge.app.settings import Settings, StripeSettings
     from billbridge.flows.reconcile import reconcile
     from billbridge.sandbox.stripe import payments as stripe_billing
+    from billbridge.settings import Settings, StripeSettings
     from billbridge.store.models import Customer, Payment
 
     sync(store, env)

@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 
 from billbridge.api.app import create_app
 from billbridge.api.webhook_worker import WebhookWorker
-from billbridge.app.settings import Settings, StripeSettings
 from billbridge.flows.collect import collect
 from billbridge.flows.push import push, stripe_connector
 from billbridge.flows.webhooks import WebhookSummary, decide, process_pending, process_webhooks
@@ -28,6 +27,7 @@ from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import RunningStripe, WebhookSender, start_seeded
 from billbridge.sandbox.stripe import payments as refunds
+from billbridge.settings import Settings, StripeSettings
 from billbridge.store import external_refs
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store

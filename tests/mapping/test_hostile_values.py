@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from billbridge.billing.documents import IncomingPayment
-from billbridge.connectors.base import DealBundle
 from billbridge.mapping import hubspot, salesforce
 from billbridge.mapping.crm import is_won, map_deal
 from billbridge.mapping.fields import MappingError
@@ -39,6 +38,7 @@ from billbridge.mapping.stripe import (
     payment_from_dispute,
     payment_from_refund,
 )
+from billbridge.records import DealBundle
 
 FIXTURES = Path(__file__).parent / "fixtures"
 Path_ = tuple[str | int, ...]

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from billbridge.connectors.base import DealBundle
 from billbridge.mapping.crm import MappingError, is_won, map_deal
 from billbridge.mapping.hubspot import DEFAULT_MAPPING, HubSpotProperties, bundle_to_crm
+from billbridge.records import DealBundle
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "hubspot_deal_bundle.json").read_text())
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from billbridge.connectors.base import DealBundle
 from billbridge.mapping.crm import MappingError, is_won, map_deal
 from billbridge.mapping.salesforce import DEFAULT_MAPPING, SalesforceFields, bundle_to_crm
+from billbridge.records import DealBundle
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

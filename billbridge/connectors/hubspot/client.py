@@ -1,7 +1,7 @@
 """The HubSpot calls billbridge makes, through hubspot-api-client: paced, counted, retried in one place.
 
 The SDK's own urllib3 retries are switched off (``retry=False``): retries happen only in
-``call_with_retries``. Responses are read raw (``_preload_content=False``) and parsed with
+the shared ``VendorClient.call``. Responses are read raw (``_preload_content=False``) and parsed with
 ``parse_float=Decimal``, so numbers never pass through binary floats and records stay plain dicts.
 On a 401 the OAuth token is refreshed once (``POST /oauth/v1/token``) and the call repeated.
 """
@@ -9,7 +9,6 @@ On a 401 the OAuth token is refreshed once (``POST /oauth/v1/token``) and the ca
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import partial
@@ -17,10 +16,11 @@ from typing import Any
 
 from hubspot import HubSpot
 
-from billbridge.connectors.errors import RetryPolicy, call_with_retries
+from billbridge.connectors.client import DEFAULT_POLICY, VendorClient
+from billbridge.connectors.errors import Classified, RetryPolicy
 from billbridge.connectors.hubspot.errors import classify_hubspot
-from billbridge.connectors.hubspot.settings import HubSpotSettings
 from billbridge.connectors.pacing import Pacer
+from billbridge.settings import HubSpotSettings
 
 VENDOR = "hubspot"
 BATCH_READ_SIZE = 100  # v3 batch read: at most 100 inputs
@@ -29,7 +29,6 @@ LIST_PAGE_SIZE = 100  # v3 list: at most 100 per page
 RATE_WINDOW_SECONDS = 10.0
 
 Json = dict[str, Any]
-DEFAULT_POLICY = RetryPolicy()
 
 
 def chunks(items: list[str], size: int) -> Iterable[list[str]]:
@@ -37,8 +36,13 @@ def chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
-class HubSpotClient:
+class HubSpotClient(VendorClient):
     """One portal's API through the SDK; ``calls`` counts HTTP attempts (retries included)."""
+
+    vendor = VENDOR
+
+    def classify(self, exc: BaseException) -> Classified | None:
+        return classify_hubspot(exc)
 
     def __init__(
         self,
@@ -47,12 +51,9 @@ class HubSpotClient:
         policy: RetryPolicy = DEFAULT_POLICY,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.settings, self.policy = settings, policy
-        self._sleep = sleep
-        self.pacer = Pacer(settings.requests_per_10s, RATE_WINDOW_SECONDS)
-        self.calls = 0
+        super().__init__(policy=policy, pacer=Pacer(settings.requests_per_10s, RATE_WINDOW_SECONDS), sleep=sleep)
+        self.settings = settings
         self.refreshes = 0
-        self._lock = threading.Lock()
         token = settings.access_token.get_secret_value() if settings.access_token else None
         self._build(token)
         if token is None:
@@ -73,6 +74,10 @@ class HubSpotClient:
         self._associations = crm.associations.v4.batch_api
         self._tokens = sdk.oauth.tokens_api
 
+    @property
+    def can_refresh(self) -> bool:
+        return self.settings.can_refresh
+
     def refresh(self) -> None:
         """A new access token from the OAuth refresh token (one attempt; a refusal is fatal)."""
         settings = self.settings
@@ -80,8 +85,8 @@ class HubSpotClient:
             raise PermissionError("the HubSpot access token was refused and there is no refresh token")
         assert settings.client_secret is not None and settings.refresh_token is not None
         self.refreshes += 1
-        self.calls += 1
-        self.pacer.wait()
+        self.before_attempt(self.pacer)
+        self.count()
         response = self._tokens.create(
             grant_type="refresh_token",
             client_id=settings.client_id,
@@ -92,35 +97,32 @@ class HubSpotClient:
         )
         self._build(str(json.loads(response.data)["access_token"]))
 
-    def _call(self, send: Callable[[], Any]) -> Json:
-        def attempt() -> Json:
-            with self._lock:
-                self.calls += 1
-            self.pacer.wait()
+    def _call(self, send: Callable[[], Any], what: str) -> Json:
+        def parsed() -> Json:
             response = send()
             try:
-                parsed: Json = json.loads(response.data, parse_float=Decimal)
+                body: Json = json.loads(response.data, parse_float=Decimal)
             finally:
                 response.release_conn()
-            return parsed
+            return body
 
-        kwargs: dict[str, Any] = {"policy": self.policy, "refresh": self.refresh if self.settings.can_refresh else None}
-        if self._sleep is not None:
-            kwargs["sleep"] = self._sleep
-        return call_with_retries(VENDOR, attempt, classify_hubspot, **kwargs)
+        return self.call(parsed, what=what)
 
     def _raw(self) -> dict[str, Any]:
         return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
 
     def search(self, object_type: str, body: Json) -> Json:
-        return self._call(lambda: self._search[object_type].do_search(public_object_search_request=body, **self._raw()))
+        return self._call(
+            lambda: self._search[object_type].do_search(public_object_search_request=body, **self._raw()),
+            f"search {object_type}",
+        )
 
     def batch_read(self, object_type: str, ids: list[str], properties: list[str]) -> list[Json]:
         """Objects by id, ``BATCH_READ_SIZE`` per call; ids HubSpot does not know are left out."""
         found: list[Json] = []
         for part in chunks(ids, BATCH_READ_SIZE):
             body = {"inputs": [{"id": i} for i in part], "properties": properties, "propertiesWithHistory": []}
-            found += self._call(partial(self._read, object_type, body))["results"]
+            found += self._call(partial(self._read, object_type, body), f"batch read {object_type}")["results"]
         return found
 
     # The SDK API objects are looked up at call time: a token refresh replaces them between attempts.
@@ -131,18 +133,20 @@ class HubSpotClient:
         api = self._associations
         return api.get_page(from_type, to_type, batch_input_public_fetch_associations_batch_request=body, **self._raw())
 
-    def list_page(self, object_type: str, *, after: str | None, properties: list[str], archived: bool) -> Json:
-        kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "properties": properties, "archived": archived}
+    def list_page(
+        self, object_type: str, *, after: str | None, properties: list[str], archived: bool, limit: int = LIST_PAGE_SIZE
+    ) -> Json:
+        kwargs: dict[str, Any] = {"limit": limit, "properties": properties, "archived": archived}
         if after:
             kwargs["after"] = after
-        return self._call(lambda: self._basic[object_type].get_page(**kwargs, **self._raw()))
+        return self._call(lambda: self._basic[object_type].get_page(**kwargs, **self._raw()), f"list {object_type}")
 
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
         """Associated ids per object id (v4 batch read); objects without associations map to []."""
         linked: dict[str, list[str]] = {i: [] for i in ids}
         for part in chunks(ids, ASSOCIATIONS_BATCH_SIZE):
             body = {"inputs": [{"id": i} for i in part]}
-            answer = self._call(partial(self._linked, from_type, to_type, body))
+            answer = self._call(partial(self._linked, from_type, to_type, body), f"associations {from_type}-{to_type}")
             for result in answer["results"]:
                 linked[str(result["from"]["id"])] = [str(t["toObjectId"]) for t in result["to"]]
         return linked

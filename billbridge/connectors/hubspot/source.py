@@ -19,17 +19,30 @@ from __future__ import annotations
 import json
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
-from billbridge.connectors.base import DealBundle, DealPage
+from billbridge.connectors.base import Stream
+from billbridge.connectors.cursor import LagWindow, lag_ms
 from billbridge.connectors.hubspot.client import ASSOCIATIONS_BATCH_SIZE, HubSpotClient, Json
-from billbridge.connectors.hubspot.settings import HubSpotSettings
+from billbridge.connectors.paging import AfterCursor
+from billbridge.records import DealBundle, DealPage
+from billbridge.settings import HubSpotSettings, Settings
 
-SEARCH_PAGE_SIZE = 200  # search: at most 200 per page
+DEALS = Stream(
+    "deals",
+    key="id",
+    cursor_field="hs_lastmodifieddate",
+    lag=timedelta(minutes=1),  # the search index trails writes
+    paginator=AfterCursor(stop_when_empty=True),  # a search page past the results comes back empty
+    page_size=200,  # search: at most 200 per page
+)
+ARCHIVED_DEALS = Stream(
+    "archived deals", key="id", cursor_field="archivedAt", lag=DEALS.lag, paginator=AfterCursor(), page_size=100
+)
+SEARCH_PAGE_SIZE = DEALS.page_size
 SEARCH_RESULT_CAP = 10_000  # search: no query pages past its first 10,000 results
-LAG_MS = 60_000  # re-read the last minute before the cursor: the search index trails writes
-MODIFIED = "hs_lastmodifieddate"
+LAG_MS = lag_ms(DEALS.lag)
+MODIFIED = DEALS.cursor_field
 
 
 def modified_ms(record: Json) -> int:
@@ -47,22 +60,28 @@ def _archived_ms(record: Json) -> int:
 
 @dataclass
 class HubSpotCursor:
-    modified: int | None = None
-    archived: int | None = None
-    seen: dict[str, int] = field(default_factory=dict)  # deal id -> hs_lastmodifieddate within the lag
-    gone: dict[str, int] = field(default_factory=dict)  # archived deal id -> archivedAt within the lag
+    """Two lag windows over epoch milliseconds: deals by hs_lastmodifieddate, archived deals by archivedAt."""
+
+    deals: LagWindow[int] = field(default_factory=lambda: LagWindow(LAG_MS))
+    archived: LagWindow[int] = field(default_factory=lambda: LagWindow(LAG_MS))
 
     @classmethod
     def decode(cls, text: str | None) -> HubSpotCursor:
         if not text:
             return cls()
         raw = json.loads(text)
-        return cls(raw.get("modified"), raw.get("archived"), dict(raw.get("seen", {})), dict(raw.get("gone", {})))
+        return cls(
+            LagWindow(LAG_MS, raw.get("modified"), dict(raw.get("seen", {}))),
+            LagWindow(LAG_MS, raw.get("archived"), dict(raw.get("gone", {}))),
+        )
 
     def encode(self) -> str:
-        seen = {k: v for k, v in self.seen.items() if self.modified is None or v >= self.modified - LAG_MS}
-        gone = {k: v for k, v in self.gone.items() if self.archived is None or v >= self.archived - LAG_MS}
-        body = {"modified": self.modified, "archived": self.archived, "seen": seen, "gone": gone}
+        body = {
+            "modified": self.deals.newest,
+            "archived": self.archived.newest,
+            "seen": self.deals.recent(),
+            "gone": self.archived.recent(),
+        }
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
@@ -90,16 +109,14 @@ class HubSpotSource:
         state = HubSpotCursor.decode(cursor)
         products: dict[str, Json] = {}
         companies: dict[str, Json] = {}
-        low = None if state.modified is None else state.modified - LAG_MS
         calls = self.client.calls
-        for deals in self._groups(self._search(low)):
+        for deals in self._groups(self._search(state.deals.start())):
             fresh = []
             for deal in deals:  # a deal read twice (the lag window, a new search window) counts once
-                if state.seen.get(str(deal["id"])) == modified_ms(deal):
+                if state.deals.delivered(str(deal["id"]), modified_ms(deal)):
                     continue
                 fresh.append(deal)
-                state.seen[str(deal["id"])] = modified_ms(deal)
-                state.modified = max(state.modified or 0, modified_ms(deal))
+                state.deals.deliver(str(deal["id"]), modified_ms(deal))
             bundles = self._bundles(fresh, companies, products)
             yield DealPage(bundles, cursor=state.encode(), api_calls=self.client.calls - calls)
             calls = self.client.calls
@@ -131,16 +148,13 @@ class HubSpotSource:
 
     def _window(self, filters: list[Json], sort: str) -> Generator[list[Json], None, Json | None]:
         """Pages of one query up to the cap; returns the last record read when the cap cut it short."""
-        after: str | None = None
-        while True:
-            answer = self._query(filters, sort, after)
+        for answer in DEALS.paginator.pages(lambda after: self._query(filters, sort, after)):
             yield answer["results"]
-            after = answer.get("paging", {}).get("next", {}).get("after")
-            if not after or not answer["results"]:
-                return None
-            if int(after) >= self.search_cap:
+            after = DEALS.paginator.next_token(answer, None)
+            if after is not None and int(after) >= self.search_cap:
                 last: Json = answer["results"][-1]
                 return last
+        return None
 
     def _search(self, low: int | None) -> Iterator[list[Json]]:
         while True:
@@ -200,22 +214,24 @@ class HubSpotSource:
 
     def _archived(self, state: HubSpotCursor) -> list[str]:
         """Deals archived since the cursor (all archived ones on a first pull)."""
-        since = None if state.archived is None else state.archived - LAG_MS
+        since = state.archived.start()
         deleted: list[str] = []
-        after: str | None = None
-        while True:
-            answer = self.client.list_page("deals", after=after, properties=[MODIFIED], archived=True)
+
+        def fetch(after: str | None) -> Json:
+            return self.client.list_page(
+                "deals", after=after, properties=[MODIFIED], archived=True, limit=ARCHIVED_DEALS.page_size
+            )
+
+        for answer in ARCHIVED_DEALS.paginator.pages(fetch):
             for deal in answer["results"]:
                 at, deal_id = _archived_ms(deal), str(deal["id"])
-                if (since is None or at >= since) and state.gone.get(deal_id) != at:
+                if (since is None or at >= since) and not state.archived.delivered(deal_id, at):
                     deleted.append(deal_id)
-                    state.gone[deal_id] = at
-                    state.archived = max(state.archived or 0, at)
-            after = answer.get("paging", {}).get("next", {}).get("after")
-            if not after:
-                return deleted
+                    state.archived.deliver(deal_id, at)
+        return deleted
 
 
-def connect(settings: Any = None) -> HubSpotSource:
-    """The configured connector (``flows.sync_crm`` calls this; HubSpot settings come from BILLBRIDGE_HUBSPOT_*)."""
-    return HubSpotSource(HubSpotSettings())
+def connect(settings: Settings | None = None) -> HubSpotSource:
+    """The configured connector (``flows.sync_crm`` calls this) from ``settings.hubspot`` (read
+    afresh when ``settings`` is None)."""
+    return HubSpotSource((settings or Settings()).vendor(HubSpotSettings))

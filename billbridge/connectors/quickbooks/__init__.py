@@ -1,16 +1,11 @@
-"""QuickBooks Online through python-quickbooks and intuit-oauth."""
+"""QuickBooks Online through python-quickbooks and intuit-oauth: ``connection.py`` (the client on the
+shared base), ``readers.py`` (queries, look-ups, payments changed) and ``writers.py`` (batched creates
+and updates, find-or-create), all in QuickBooks' own payloads."""
 
 from __future__ import annotations
 
 from billbridge.connectors.quickbooks.client import QuickBooksConfig, classify_quickbooks
-from billbridge.connectors.quickbooks.connector import (
-    AmendmentToRecord,
-    PaymentPage,
-    PaymentToRecord,
-    PushResult,
-    QuickBooksConnector,
-    QuickBooksWriteError,
-)
+from billbridge.connectors.quickbooks.readers import QuickBooksReader
 from billbridge.connectors.quickbooks.tokens import (
     FileTokenStore,
     InMemoryTokenStore,
@@ -19,20 +14,20 @@ from billbridge.connectors.quickbooks.tokens import (
     TokenStore,
 )
 from billbridge.connectors.quickbooks.webhooks import verify_webhook
+from billbridge.connectors.quickbooks.writers import QuickBooksConnector, QuickBooksWriteError, Write, Written
 
 __all__ = [
-    "AmendmentToRecord",
     "FileTokenStore",
     "InMemoryTokenStore",
     "OAuthTokens",
-    "PaymentPage",
-    "PaymentToRecord",
-    "PushResult",
     "QuickBooksConfig",
     "QuickBooksConnector",
+    "QuickBooksReader",
     "QuickBooksWriteError",
     "TokenKeeper",
     "TokenStore",
+    "Write",
+    "Written",
     "classify_quickbooks",
     "verify_webhook",
 ]

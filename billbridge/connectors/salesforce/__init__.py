@@ -1,23 +1,25 @@
 """Salesforce through simple-salesforce: opportunities with their line items, accounts and price book.
 
-``connect(settings)`` builds the configured ``SalesforceSource`` (BILLBRIDGE_SALESFORCE_* settings);
+``connect(settings)`` builds the configured ``SalesforceSource`` (``[salesforce]``, BILLBRIDGE_SALESFORCE__*);
 ``SalesforceSource(SalesforceClient(SalesforceSettings(...)), columns=...)`` builds one explicitly.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from billbridge.connectors.salesforce.client import SalesforceClient, classify_salesforce
-from billbridge.connectors.salesforce.settings import SalesforceSettings
 from billbridge.connectors.salesforce.source import Cursor, SalesforceSource
-from billbridge.mapping.salesforce import DEFAULT_FIELDS
+from billbridge.settings import SalesforceSettings, Settings
 
 
-def connect(settings: Any = None, **overrides: Any) -> SalesforceSource:
-    """The Salesforce source from BILLBRIDGE_SALESFORCE_* settings (``overrides`` win), selecting the
-    default custom fields of ``mapping.salesforce``. ``settings`` (the app's) is not needed."""
-    return SalesforceSource(SalesforceClient(SalesforceSettings(**overrides)), columns=DEFAULT_FIELDS.columns())
+def connect(
+    settings: Settings | None = None, *, columns: Mapping[str, Sequence[str]] | None = None
+) -> SalesforceSource:
+    """The Salesforce source from ``settings.salesforce`` (read afresh when ``settings`` is None),
+    selecting ``columns`` beyond the standard ones (the registry passes those its mapping reads)."""
+    config = (settings or Settings()).vendor(SalesforceSettings)
+    return SalesforceSource(SalesforceClient(config), columns=columns)
 
 
 __all__ = ["Cursor", "SalesforceClient", "SalesforceSettings", "SalesforceSource", "classify_salesforce", "connect"]

@@ -1,6 +1,6 @@
 """A simple-salesforce client with an OAuth session, one retry loop, pacing and API-usage awareness.
 
-Every call goes through ``connectors.errors.call_with_retries`` with ``classify_salesforce``: an
+Every call goes through the shared ``VendorClient.call`` with ``classify_salesforce``: an
 expired session (INVALID_SESSION_ID) fetches a new one from the token endpoint, the org's request
 limit (REQUEST_LIMIT_EXCEEDED) and 5xx are retried, anything else (MALFORMED_QUERY, INVALID_FIELD,
 ...) fails at once. Responses carry ``Sforce-Limit-Info: api-usage=used/limit``; near the limit
@@ -23,9 +23,10 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from billbridge.connectors.errors import Classified, ErrorKind, RetryPolicy, call_with_retries, classify_status
+from billbridge.connectors.client import VendorClient
+from billbridge.connectors.errors import Classified, ErrorKind, RetryPolicy, classify_status
 from billbridge.connectors.pacing import Pacer
-from billbridge.connectors.salesforce.settings import SalesforceSettings
+from billbridge.settings import SalesforceSettings
 
 T = TypeVar("T")
 VENDOR = "salesforce"
@@ -56,8 +57,13 @@ def classify_salesforce(exc: BaseException) -> Classified | None:
     return None
 
 
-class SalesforceClient:
+class SalesforceClient(VendorClient):
     """One org's session and the SDK client built on it; ``call(fn)`` runs ``fn(sdk)`` safely."""
+
+    vendor = VENDOR
+
+    def classify(self, exc: BaseException) -> Classified | None:
+        return classify_salesforce(exc)
 
     def __init__(
         self,
@@ -67,15 +73,15 @@ class SalesforceClient:
         pacer: Pacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.settings, self.policy, self._sleep = settings, policy or RetryPolicy(), sleep
-        self.pacer = pacer or Pacer(CALLS_PER_SECOND, 1.0, sleep=sleep)
+        super().__init__(policy=policy, pacer=pacer or Pacer(CALLS_PER_SECOND, 1.0, sleep=sleep), sleep=sleep)
+        self.settings = settings
         self.near_limit_pacer = Pacer(NEAR_LIMIT_CALLS_PER_SECOND, 1.0, sleep=sleep)
         self.http = requests.Session()
         if settings.ca_bundle is not None:
             self.http.verify = str(settings.ca_bundle)
             self.http.trust_env = False  # or REQUESTS_CA_BUNDLE overrides verify
         self.sdk: Salesforce | None = None
-        self.calls = 0  # REST API requests sent (what counts against the org's limit)
+        # ``calls``: REST API requests sent (what counts against the org's limit)
         self.token_calls = 0  # OAuth token requests (they do not count against it)
         self.api_usage: tuple[int, int] | None = None  # (used, limit) from the last Sforce-Limit-Info
 
@@ -108,26 +114,35 @@ class SalesforceClient:
             body: dict[str, Any] = response.json()
             return body
 
-        return call_with_retries(VENDOR, post, classify_salesforce, policy=self.policy, sleep=self._sleep)
+        return self.retried(post, what="token", refresh=False)
 
-    def call(self, fn: Callable[[Salesforce], T]) -> T:
+    @property
+    def can_refresh(self) -> bool:
+        return True  # an expired session (INVALID_SESSION_ID) logs in again
+
+    def refresh(self) -> None:
+        self.login()
+
+    def before_attempt(self, pacer: Pacer | None) -> None:
+        """Log in first if there is no session; past 90% of the daily limit, go at the slow pace too."""
+        if self.sdk is None:
+            self.login()
+        super().before_attempt(pacer)
+        if self.near_limit:
+            self.near_limit_pacer.wait()
+
+    def call(  # type: ignore[override]
+        self, fn: Callable[[Salesforce], T], *, what: str = "call", pacer: Pacer | None = None, refresh: bool = True
+    ) -> T:
         """Run one SDK call with retries, a fresh session on expiry, pacing and limit tracking."""
 
-        def attempt() -> T:
-            if self.sdk is None:
-                self.login()
+        def on_sdk() -> T:
             assert self.sdk is not None
-            self.pacer.wait()
-            if self.near_limit:
-                self.near_limit_pacer.wait()
-            self.calls += 1
             result = fn(self.sdk)
             self._read_usage()
             return result
 
-        return call_with_retries(
-            VENDOR, attempt, classify_salesforce, policy=self.policy, refresh=self.login, sleep=self._sleep
-        )
+        return super().call(on_sdk, what=what, pacer=pacer, refresh=refresh)
 
     @property
     def near_limit(self) -> bool:

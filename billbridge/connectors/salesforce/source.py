@@ -20,10 +20,23 @@ from typing import Any
 
 from simple_salesforce import Salesforce
 
-from billbridge.connectors.base import DealBundle, DealPage
+from billbridge.connectors.base import Stream
+from billbridge.connectors.cursor import LagWindow
+from billbridge.connectors.paging import NextUrl
 from billbridge.connectors.salesforce.client import SalesforceClient
+from billbridge.records import DealBundle, DealPage
 
-LAG = timedelta(minutes=5)
+OPPORTUNITIES = Stream(
+    "opportunities",
+    key="Id",
+    cursor_field="SystemModstamp",
+    # SystemModstamp is set when the record's transaction starts: it may commit after later stamps
+    lag=timedelta(minutes=5),
+    paginator=NextUrl(),  # query results (and child subqueries) page by nextRecordsUrl until done
+    page_size=2000,  # Sforce-Query-Options batchSize at most (settings.batch_size)
+)
+LAG = OPPORTUNITIES.lag
+PAGES = OPPORTUNITIES.paginator
 BOOTSTRAP = timedelta(days=14)  # how much of the 15-day delete log a full pull reads
 LINES = "OpportunityLineItems"  # child relationship of Opportunity
 ENTRIES = "PricebookEntries"  # child relationship of Product2
@@ -87,17 +100,22 @@ def parse_sf_datetime(text: str) -> datetime:
 class Cursor:
     """Where a pull stopped, small enough for the store's cursor column (well under 200 characters).
 
-    ``since``: the last SystemModstamp delivered; ``window``: a digest of the (Id, SystemModstamp)
-    pairs delivered in the lag window [since - LAG, since]; ``deleted_from``: where the delete log
+    ``delivered``: the lag window over SystemModstamp (its newest stamp is ``since``);
+    ``window``: a digest of the (Id, SystemModstamp) pairs delivered in the lag window [since - LAG,
+    since] (the pairs themselves would not fit the column); ``deleted_from``: where the delete log
     was read up to. The next pull re-reads the lag window: if its records are exactly those the
     digest says were delivered, they are skipped; if not (a late commit, or a page interrupted
     within one SystemModstamp), the whole window is delivered again, which storing tolerates.
     """
 
-    since: datetime | None = None
+    delivered: LagWindow[datetime] = field(default_factory=lambda: LagWindow(LAG))
     window: str | None = None
     deleted_from: datetime | None = None
-    seen: dict[str, str] = field(default_factory=dict)  # this run's deliveries within the window
+
+    @property
+    def since(self) -> datetime | None:
+        """The last SystemModstamp delivered."""
+        return self.delivered.newest
 
     @classmethod
     def decode(cls, text: str | None) -> Cursor:
@@ -105,16 +123,17 @@ class Cursor:
             return cls()
         data = json.loads(text)
         return cls(
-            parse_sf_datetime(data["since"]) if data.get("since") else None,
+            LagWindow(LAG, parse_sf_datetime(data["since"]) if data.get("since") else None),
             data.get("window"),
             parse_sf_datetime(data["deleted_from"]) if data.get("deleted_from") else None,
         )
 
     def encode(self) -> str:
+        seen = self.delivered.seen  # this run's deliveries within the window
         return json.dumps(
             {
                 "since": soql_datetime(self.since) if self.since else None,
-                "window": window_digest(self.seen) if self.seen else self.window,
+                "window": window_digest(seen) if seen else self.window,
                 "deleted_from": soql_datetime(self.deleted_from) if self.deleted_from else None,
             },
             sort_keys=True,
@@ -123,17 +142,13 @@ class Cursor:
 
     def deliver(self, record_id: str, stamp: str) -> None:
         """Note a delivered record; forget what fell out of the lag window."""
-        moment = parse_sf_datetime(stamp)
-        if self.since is None or moment > self.since:
-            self.since = moment
-            horizon = moment - LAG
-            self.seen = {i: s for i, s in self.seen.items() if parse_sf_datetime(s) >= horizon}
-        self.seen[record_id] = stamp
+        self.delivered.deliver(record_id, parse_sf_datetime(stamp))
 
 
-def window_digest(pairs: Mapping[str, str]) -> str:
+def window_digest(pairs: Mapping[str, str] | Mapping[str, datetime]) -> str:
     """A short digest of (Id, SystemModstamp) pairs, independent of their order."""
-    text = "\n".join(f"{i}@{parse_sf_datetime(s).isoformat()}" for i, s in sorted(pairs.items()))
+    moments = {i: s if isinstance(s, datetime) else parse_sf_datetime(s) for i, s in pairs.items()}
+    text = "\n".join(f"{i}@{moment.isoformat()}" for i, moment in sorted(moments.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -160,9 +175,13 @@ class SalesforceSource:
         pending: list[dict[str, Any]] | None = [] if old_since is not None else None  # the re-read window
         options = self.client.request_options()
         since = old_since - LAG if old_since is not None else None
-        result = self.client.call(lambda sf: sf.query(deals_soql(self.columns, since), **options))
-        while True:
-            next_url = None if result.get("done", True) else result.get("nextRecordsUrl")
+        soql = deals_soql(self.columns, since)
+
+        def fetch(next_url: str | None) -> Any:
+            return self.client.call(lambda sf: sf.query(soql, **options)) if next_url is None else self._more(next_url)
+
+        for result in PAGES.pages(fetch):
+            last = PAGES.next_token(result, None) is None
             bundles: list[DealBundle] = []
             for record in result["records"]:
                 if pending is not None and old_since is not None:
@@ -173,14 +192,11 @@ class SalesforceSource:
                     pending = None
                 bundles.append(self._bundle(record, products))
                 state.deliver(record["Id"], record["SystemModstamp"])
-            if pending is not None and next_url is None:
+            if pending is not None and last:
                 bundles += self._settle(pending, state, products)
                 pending = None
             yield DealPage(bundles, deleted_ids, state.encode(), self.client.calls - calls_before)
             calls_before, deleted_ids = self.client.calls, []
-            if next_url is None:
-                return
-            result = self._more(next_url)
 
     def _settle(
         self, window: list[dict[str, Any]], state: Cursor, products: Mapping[str, dict[str, Any]]
@@ -196,18 +212,19 @@ class SalesforceSource:
         """The price book once per run: Product2 Id -> product with its PricebookEntries records."""
         soql = products_soql(self.columns)
         options = self.client.request_options()
-        result = self.client.call(lambda sf: sf.query(soql, **options))
+
+        def fetch(next_url: str | None) -> Any:
+            return self.client.call(lambda sf: sf.query(soql, **options)) if next_url is None else self._more(next_url)
+
         products: dict[str, dict[str, Any]] = {}
-        while True:
+        for result in PAGES.pages(fetch):
             for record in result["records"]:
                 entries = self._children(record, ENTRIES)
                 products[record["Id"]] = {
                     **record,
                     ENTRIES: {"totalSize": len(entries), "done": True, "records": entries},
                 }
-            if result.get("done", True) or not result.get("nextRecordsUrl"):
-                return products
-            result = self._more(result["nextRecordsUrl"])
+        return products
 
     def _more(self, next_url: str) -> Any:
         timeout = self.client.settings.timeout_seconds
@@ -215,13 +232,12 @@ class SalesforceSource:
 
     def _children(self, record: Mapping[str, Any], relationship: str) -> list[dict[str, Any]]:
         """A child subquery's records, following its own nextRecordsUrl when Salesforce paged it."""
-        result = record.get(relationship)
+        first = record.get(relationship)
+        if not first:
+            return []
         rows: list[dict[str, Any]] = []
-        while result:
+        for result in PAGES.pages(lambda next_url: first if next_url is None else self._more(next_url)):
             rows.extend(result["records"])
-            if result.get("done", True) or not result.get("nextRecordsUrl"):
-                break
-            result = self._more(result["nextRecordsUrl"])
         return rows
 
     def _bundle(self, record: dict[str, Any], products: Mapping[str, dict[str, Any]]) -> DealBundle:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from billbridge.connectors.stripe.client import ChargeOutcome, StripeConflict, StripeConnector, StripeInvoiceResult
 from billbridge.connectors.stripe.errors import classify_stripe
-from billbridge.connectors.stripe.readers import PaymentPage, SubscriptionPage, SubscriptionRecord
+from billbridge.connectors.stripe.readers import PaymentRecords, SubscriptionPage, SubscriptionRecord
 from billbridge.connectors.stripe.webhooks import WebhookRefused, verify_webhook
 
 __all__ = [
     "ChargeOutcome",
-    "PaymentPage",
+    "PaymentRecords",
     "StripeConflict",
     "StripeConnector",
     "StripeInvoiceResult",

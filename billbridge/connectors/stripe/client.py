@@ -1,11 +1,8 @@
 """The Stripe connector: one StripeClient with injected credentials, every call through the shared
-retry loop, and writers that take neutral documents and return Stripe ids.
+``VendorClient.call``, lists paged by ``starting_after``; it speaks Stripe's objects and params only
+(``vendors/stripe.py`` joins it with ``mapping/stripe.py`` to push documents and read payments).
 
-Every write carries a deterministic Idempotency-Key. Stripe replays a key's first answer for 24 hours;
-past that (or after a crash between Stripe accepting a document and us recording its id) the invoice
-is looked up by its ``billbridge_number`` metadata before it is created again. The lookup lists the
-customer's invoices rather than using search, because Stripe's search is eventually consistent
-("data is searchable in less than a minute", docs.stripe.com/search) and would miss a fresh invoice.
+Every write carries a deterministic Idempotency-Key (``content_key`` for those whose content may change).
 """
 
 from __future__ import annotations
@@ -14,23 +11,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 from typing import Any, Literal, TypeVar
 
 import stripe
 
-from billbridge.billing.documents import OutboundDocument
-from billbridge.connectors.errors import RetryPolicy, VendorError, call_with_retries
+from billbridge.connectors.client import DEFAULT_POLICY, VendorClient
+from billbridge.connectors.errors import Classified, RetryPolicy
 from billbridge.connectors.stripe import readers
-from billbridge.connectors.stripe.common import PAGE_SIZE, VENDOR, content_key, plain
+from billbridge.connectors.stripe.common import PAGE_SIZE, PAGES, VENDOR, plain
 from billbridge.connectors.stripe.errors import classify_stripe
-from billbridge.mapping import stripe as mapping
 
 T = TypeVar("T")
 ADD_LINES_CHUNK = 50  # our lines per add_lines call (Stripe documents no cap per call, 250 per invoice)
 DEFAULT_TIMEOUT_SECONDS = 30.0
 CALLS_PER_INVOICE_MIN = 3  # create, add_lines (up to 50 lines), finalize; +1 lookup, +1 pay when auto-charged
-DEFAULT_POLICY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -69,10 +63,12 @@ def build_client(
     )
 
 
-class StripeConnector:
-    """Writers and readers of one Stripe account."""
+class StripeConnector(VendorClient):
+    """Writers and readers of one Stripe account (no pacing: Stripe's limit is far above our needs;
+    no refresh: an API key does not expire)."""
 
     name = VENDOR
+    vendor = VENDOR
 
     def __init__(
         self,
@@ -84,60 +80,23 @@ class StripeConnector:
         sleep: Callable[[float], None] = time.sleep,
         client: stripe.StripeClient | None = None,
     ) -> None:
+        super().__init__(policy=policy, sleep=sleep)
         self.client = client or build_client(api_key, base_url, timeout)
         # params are plain dicts built by mapping/stripe.py, not the SDK's TypedDicts
         self.api: Any = self.client.v1
-        self.policy, self._sleep = policy, sleep
-        self.api_calls = 0
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """One vendor call through the shared retry loop (counted per attempt)."""
+    def classify(self, exc: BaseException) -> Classified | None:
+        return classify_stripe(exc)
 
-        def attempt() -> T:
-            self.api_calls += 1
-            return fn()
-
-        return call_with_retries(VENDOR, attempt, classify_stripe, policy=self.policy, sleep=self._sleep)
+    @property
+    def api_calls(self) -> int:
+        """Vendor calls made (attempts, retries included)."""
+        return self.calls
 
     def _options(self, key: str) -> dict[str, Any]:
         return {"idempotency_key": key}
 
     # customers
-
-    def ensure_customer(
-        self,
-        customer_ref: str,
-        name: str,
-        email: str | None,
-        *,
-        customer_id: str | None = None,
-        entity_ref: str | None = None,
-    ) -> str:
-        """The Stripe customer of ``customer_ref``: the known id (updated if name/email changed), one found
-        by metadata, or a new one. Returns its id."""
-        fields: dict[str, Any] = {"name": name, "email": email or ""}
-        meta = {mapping.METADATA_CUSTOMER: customer_ref}
-        if entity_ref:
-            meta["billbridge_entity"] = entity_ref
-        if customer_id is None:
-            customer_id = self.find_customer(customer_ref)
-        if customer_id is not None:
-            current = plain(self.call(lambda: self.api.customers.retrieve(customer_id)))
-            if (current.get("name"), current.get("email") or "") != (name, email or ""):
-                update = {**fields, "metadata": meta}
-                key = content_key(f"billbridge-customer-{customer_ref}-update", update)
-                self.call(lambda: self.api.customers.update(customer_id, update, self._options(key)))
-            return customer_id
-        create = {**fields, "metadata": meta}
-        key = content_key(f"billbridge-customer-{customer_ref}-create", create)
-        created = self.call(lambda: self.api.customers.create(create, self._options(key)))
-        return str(created.id)
-
-    def find_customer(self, customer_ref: str) -> str | None:
-        """Best effort (search lags behind writes): the newest customer carrying our ref in metadata."""
-        query = f"metadata['{mapping.METADATA_CUSTOMER}']:'{customer_ref}'"
-        found = self.call(lambda: self.api.customers.search({"query": query, "limit": 1}))
-        return str(found.data[0].id) if found.data else None
 
     def attach_default_payment_method(self, customer_id: str, payment_method: str) -> str:
         """Attach a payment method (or a test token such as pm_card_visa) and make it the invoice default."""
@@ -151,53 +110,6 @@ class StripeConnector:
 
     # invoices
 
-    def push_invoice(self, doc: OutboundDocument, customer_id: str, *, look_up: bool = True) -> StripeInvoiceResult:
-        """Create (or complete) the document's invoice: draft, lines, finalize. ``look_up=False`` skips
-        the search for an earlier attempt when the caller knows there was none (saves one call)."""
-        params = mapping.invoice_params(doc, customer_id)
-        lines = mapping.invoice_lines(doc)
-        invoice = self.find_invoice(doc, customer_id) if look_up else None
-        created = invoice is None
-        if invoice is None:
-            key = doc.idempotency_key("invoice-create")
-            invoice = plain(self.call(lambda: self.api.invoices.create(params, self._options(key))))
-        version = invoice["metadata"].get(mapping.METADATA_VERSION)
-        if version != str(doc.version):
-            raise StripeConflict(
-                f"{doc.number}: Stripe invoice {invoice['id']} holds version {version}, not {doc.version}"
-            )
-        if invoice["status"] == "draft":
-            self._add_missing_lines(doc, invoice, lines)
-            key = doc.idempotency_key("finalize")
-            invoice = plain(
-                self.call(
-                    lambda: self.api.invoices.finalize_invoice(
-                        invoice["id"], {"auto_advance": False}, self._options(key)
-                    )
-                )
-            )
-        return StripeInvoiceResult(
-            invoice_id=invoice["id"],
-            stripe_number=invoice.get("number"),
-            status=invoice["status"],
-            amount_due=mapping.from_minor(invoice["amount_due"], doc.currency),
-            hosted_invoice_url=invoice.get("hosted_invoice_url"),
-            created=created,
-        )
-
-    def _add_missing_lines(self, doc: OutboundDocument, invoice: dict[str, Any], lines: list[dict[str, Any]]) -> None:
-        """Add the lines in fixed chunks, each under its own key; chunks already on the draft are skipped."""
-        present = {line["metadata"].get(mapping.METADATA_LINE) for line in self._invoice_lines(invoice)}
-        for start in range(0, len(lines), ADD_LINES_CHUNK):
-            chunk = lines[start : start + ADD_LINES_CHUNK]
-            refs = {line["metadata"][mapping.METADATA_LINE] for line in chunk}
-            if refs <= present:
-                continue
-            if refs & present:
-                raise StripeConflict(f"{doc.number}: draft {invoice['id']} holds part of a line chunk")
-            key = doc.idempotency_key(f"add-lines-{start // ADD_LINES_CHUNK}")
-            self.call(partial(self.api.invoices.add_lines, invoice["id"], {"lines": chunk}, self._options(key)))
-
     def _invoice_lines(self, invoice: dict[str, Any]) -> list[dict[str, Any]]:
         embedded = invoice.get("lines") or {}
         if not embedded.get("has_more"):
@@ -205,52 +117,8 @@ class StripeConnector:
         invoice_id = invoice["id"]
         return list(self.paged(lambda p: self.api.invoices.line_items.list(invoice_id, p), {}))
 
-    def find_invoice(self, doc: OutboundDocument, customer_id: str) -> dict[str, Any] | None:
-        """The customer's invoice whose metadata carries this document number (any status but void)."""
-        for invoice in self.paged(lambda p: self.api.invoices.list(p), {"customer": customer_id}):
-            meta = invoice.get("metadata") or {}
-            if meta.get(mapping.METADATA_NUMBER) == doc.number and invoice["status"] != "void":
-                return invoice
-        return None
-
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         return plain(self.call(lambda: self.api.invoices.retrieve(invoice_id)))
-
-    def charge_invoice(self, invoice_id: str, key: str) -> ChargeOutcome:
-        """Collect an open invoice with the customer's default payment method.
-
-        A decline is an outcome (the invoice stays open); Stripe remembers it under ``key``, so a new
-        attempt needs a new key (e.g. ``doc.idempotency_key(f"charge-{attempt}")``).
-        """
-
-        def pay() -> dict[str, Any] | stripe.CardError:
-            try:
-                return plain(self.api.invoices.pay(invoice_id, {"off_session": True}, self._options(key)))
-            except stripe.CardError as exc:
-                return exc
-
-        try:
-            result = self.call(pay)
-        except VendorError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, stripe.InvalidRequestError) and cause.code == "invoice_not_open":
-                result = self.retrieve_invoice(invoice_id)  # paid by an earlier attempt whose answer was lost
-            else:
-                raise
-        if isinstance(result, stripe.CardError):
-            error = result.error
-            return ChargeOutcome(
-                status="declined",
-                invoice_id=invoice_id,
-                decline_code=getattr(error, "decline_code", None) or result.code,
-                message=result.user_message or str(result),
-                charge_id=getattr(error, "charge", None),
-            )
-        if result["status"] not in ("paid", "open"):
-            raise StripeConflict(f"invoice {invoice_id} is {result['status']}: nothing to collect")
-        currency = str(result["currency"]).upper()
-        status: Literal["paid", "pending"] = "paid" if result["status"] == "paid" else "pending"
-        return ChargeOutcome(status, invoice_id, mapping.from_minor(result["amount_paid"], currency))
 
     def void(self, invoice_id: str, key: str) -> str:
         """Void an open invoice; returns the new status."""
@@ -263,18 +131,6 @@ class StripeConnector:
 
     # readers
 
-    def pull_payments(self, cursor: str | None) -> Iterator[readers.PaymentPage]:
-        """Pages of succeeded charges since ``cursor`` as IncomingPayments (save ``page.cursor`` after storing)."""
-        return readers.pull_payments(self, cursor)
-
-    def pull_refunds(self, cursor: str | None) -> Iterator[readers.PaymentPage]:
-        """Pages of refunds since ``cursor`` as negative IncomingPayments (their own cursor)."""
-        return readers.pull_refunds(self, cursor)
-
-    def pull_disputes(self, cursor: str | None) -> Iterator[readers.PaymentPage]:
-        """Disputes' withdrawals and reinstatements since ``cursor`` as payments (their own cursor)."""
-        return readers.pull_disputes(self, cursor)
-
     def pull_subscriptions(self, cursor: str | None, *, now: float | None = None) -> Iterator[readers.SubscriptionPage]:
         """Pages of subscriptions (vendor shapes with prices, products, customer) changed since ``cursor``."""
         return readers.pull_subscriptions(self, cursor, now=int(time.time() if now is None else now))
@@ -284,10 +140,11 @@ class StripeConnector:
     def paged(self, fetch: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Every object of a Stripe list, following ``starting_after`` while ``has_more``."""
         query = {**params, "limit": PAGE_SIZE}
-        while True:
-            page = self.call(lambda: fetch(dict(query)))
-            items = [plain(o) for o in page.data]
+
+        def page(after: str | None) -> tuple[list[dict[str, Any]], bool]:
+            asked = dict(query) if after is None else {**query, "starting_after": after}
+            found = self.call(lambda: fetch(asked), what="list")
+            return [plain(o) for o in found.data], bool(found.has_more)
+
+        for items, _more in PAGES.pages(page):
             yield from items
-            if not page.has_more or not items:
-                return
-            query["starting_after"] = items[-1]["id"]

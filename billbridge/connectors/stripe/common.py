@@ -6,8 +6,11 @@ import hashlib
 import json
 from typing import Any
 
+from billbridge.connectors.paging import StartingAfter
+
 VENDOR = "stripe"
 PAGE_SIZE = 100  # Stripe lists page at 100 at most
+PAGES = StartingAfter()  # lists page by starting_after the last id while has_more
 
 
 def plain(obj: Any) -> dict[str, Any]:

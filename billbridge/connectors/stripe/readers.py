@@ -1,4 +1,5 @@
-"""Incremental reads from Stripe: payments (charges with their fees and invoices) and subscriptions.
+"""Incremental reads from Stripe: payments (charges with their fees and invoices, refunds, disputes) and
+subscriptions, as Stripe's own objects (``mapping/stripe.py`` turns them into payments and contracts).
 
 Stripe lists run newest first, so a window is read to its end before its cursor may be saved: every
 page but the last carries the cursor it started from. Cursors are created-timestamps read with an
@@ -9,34 +10,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from billbridge.billing.documents import IncomingPayment
-from billbridge.connectors.stripe.common import PAGE_SIZE, plain
-from billbridge.mapping import stripe as mapping
-from billbridge.mapping.fields import Refused, map_each, record_id
+from billbridge.connectors.base import Stream
+from billbridge.connectors.stripe.common import PAGE_SIZE, PAGES, plain
+from billbridge.records import RecordPage
 
 if TYPE_CHECKING:
     from billbridge.connectors.stripe.client import StripeConnector
 
-LAG_SECONDS = 300  # objects created in the same second as the cursor, or committed late, are read again
+CHARGES = Stream(
+    "charges",
+    key="id",
+    cursor_field="created",
+    lag=timedelta(seconds=300),  # objects created in the same second as the cursor, or committed late, are read again
+    paginator=PAGES,
+    page_size=PAGE_SIZE,
+)
+REFUNDS = dc_replace(CHARGES, name="refunds")
+DISPUTES = dc_replace(CHARGES, name="disputes")  # their charge.dispute.funds_* events, by the event's created
+SUBSCRIPTIONS = dc_replace(CHARGES, name="subscriptions")  # customer.subscription.* events, by the event's created
+LAG_SECONDS = int(CHARGES.lag.total_seconds())
 EVENTS_RETENTION_SECONDS = 30 * 86400  # Stripe keeps events for 30 days: older cursors need a full read
 SUBSCRIPTION_EVENTS = "customer.subscription.*"
 PAYMENT_EVENTS = ("invoice_payment.paid", "invoice.paid")
-
-
-@dataclass(frozen=True)
-class PaymentPage:
-    payments: list[IncomingPayment]
-    records: list[dict[str, Any]]  # the vendor records they came from (charges or refunds)
-    cursor: str | None
-    api_calls: int = 0
-    refused: list[Refused] = field(default_factory=list)  # records the mapping could not read (to quarantine)
-
-
-Mapped = tuple[list[IncomingPayment], list[Refused]]
+# The dispute events that move money (withdrawn when it opens, reinstated when the business wins);
+# mapping.stripe.DISPUTE_MOVES says what each means, for the same names (a test keeps them equal).
+DISPUTE_EVENTS = ("charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
 
 
 @dataclass(frozen=True)
@@ -52,28 +56,24 @@ class SubscriptionRecord:
     changed_at: int | None = None
 
 
-@dataclass(frozen=True)
-class SubscriptionPage:
-    records: list[SubscriptionRecord]
-    cursor: str | None
-    deleted_ids: list[str] = field(default_factory=list)
-    api_calls: int = 0
+SubscriptionPage = RecordPage[SubscriptionRecord]
+PaymentRecords = RecordPage[dict[str, Any]]  # charges, refunds or dispute events; related: intent id -> invoice
 
 
-def pull_payments(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
-    """Succeeded charges created since the cursor, as IncomingPayments with fee and invoice number."""
-    return _pull(conn, cursor, conn.api.charges.list, {"expand": ["data.balance_transaction"]}, _charge_payments)
+def charge_records(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentRecords]:
+    """Succeeded charges created since the cursor (with their balance transactions: the fee)."""
+    return _pull(conn, cursor, conn.api.charges.list, {"expand": ["data.balance_transaction"]})
 
 
-def pull_refunds(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
-    """Refunds created since the cursor, as negative IncomingPayments on the invoice their charge paid."""
-    return _pull(conn, cursor, conn.api.refunds.list, {}, _refund_payments)
+def refund_records(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentRecords]:
+    """Succeeded refunds created since the cursor."""
+    return _pull(conn, cursor, conn.api.refunds.list, {})
 
 
-def pull_disputes(conn: StripeConnector, cursor: str | None) -> Iterator[PaymentPage]:
-    """Disputes' money movements since the cursor (``charge.dispute.funds_*`` events, kept 30 days):
-    the withdrawal when a dispute opens and the reinstatement when it is won, as payments."""
-    query: dict[str, Any] = {"types": list(mapping.DISPUTE_MOVES)}
+def dispute_records(conn: StripeConnector, cursor: str | None) -> PaymentRecords:
+    """Disputes' money movements since the cursor (``charge.dispute.funds_*`` events, kept 30 days),
+    newest first, with the invoices their payment intents paid; the cursor is the newest event's time."""
+    query: dict[str, Any] = {"types": list(DISPUTE_EVENTS)}
     if cursor:
         query["created"] = {"gte": max(0, int(cursor) - LAG_SECONDS)}
     calls = conn.api_calls
@@ -81,28 +81,12 @@ def pull_disputes(conn: StripeConnector, cursor: str | None) -> Iterator[Payment
     newest = max([int(e["created"]) for e in events], default=int(cursor) if cursor else 0)
     disputes = [e["data"]["object"] for e in events]
     invoices = _InvoiceFinder(conn).invoices_of(disputes) if disputes else {}
-    payments, refused = map_each(
-        reversed(events),
-        lambda e: mapping.payment_from_dispute(
-            e["type"],
-            e["data"]["object"],
-            invoices.get(str(e["data"]["object"].get("payment_intent"))),
-            int(e["created"]),
-        ),
-        lambda e: f"{record_id(e['data']['object'])}:{mapping.DISPUTE_MOVES[e['type']][0]}",
-    )
-    # Withdrawals first, in a page of their own: a reinstatement pays an invoice its withdrawal reopened.
-    yield PaymentPage([p for p in payments if p.amount < 0], disputes, None, conn.api_calls - calls, refused)
-    yield PaymentPage([p for p in payments if p.amount >= 0], [], str(newest) if newest else cursor)
+    return RecordPage(events, str(newest) if newest else cursor, related=invoices, api_calls=conn.api_calls - calls)
 
 
 def _pull(
-    conn: StripeConnector,
-    cursor: str | None,
-    fetch: Callable[[dict[str, Any]], Any],
-    params: dict[str, Any],
-    to_page: Callable[[StripeConnector, list[dict[str, Any]], _InvoiceFinder], Mapped],
-) -> Iterator[PaymentPage]:
+    conn: StripeConnector, cursor: str | None, fetch: Callable[[dict[str, Any]], Any], params: dict[str, Any]
+) -> Iterator[PaymentRecords]:
     """Read a created-ordered list since ``cursor`` in pages; only the last page carries the new cursor."""
     query = dict(params)
     if cursor:
@@ -116,29 +100,11 @@ def _pull(
         if record["status"] == "succeeded":
             batch.append(record)
         if len(batch) == PAGE_SIZE:
-            payments, refused = to_page(conn, batch, finder)
-            yield PaymentPage(payments, batch, cursor, conn.api_calls - calls, refused)
+            invoices = finder.invoices_of(batch)
+            yield RecordPage(batch, cursor, related=invoices, api_calls=conn.api_calls - calls)
             batch, calls = [], conn.api_calls
-    payments, refused = to_page(conn, batch, finder)
-    yield PaymentPage(payments, batch, str(newest) if newest else cursor, conn.api_calls - calls, refused)
-
-
-def _refund_payments(conn: StripeConnector, refunds: list[dict[str, Any]], finder: _InvoiceFinder) -> Mapped:
-    invoices = finder.invoices_of(refunds)
-    return map_each(
-        refunds, lambda r: mapping.payment_from_refund(r, invoices.get(str(r.get("payment_intent")))), record_id
-    )
-
-
-def _charge_payments(conn: StripeConnector, charges: list[dict[str, Any]], finder: _InvoiceFinder) -> Mapped:
-    invoices = finder.invoices_of(charges)
-
-    def one(charge: dict[str, Any]) -> IncomingPayment:
-        txn = charge.get("balance_transaction")
-        invoice = invoices.get(str(charge.get("payment_intent")))
-        return mapping.payment_from_charge(charge, txn if isinstance(txn, dict) else None, invoice)
-
-    return map_each(charges, one, record_id)
+    invoices = finder.invoices_of(batch)
+    yield RecordPage(batch, str(newest) if newest else cursor, related=invoices, api_calls=conn.api_calls - calls)
 
 
 class _InvoiceFinder:
@@ -213,7 +179,7 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
         changed.setdefault(sub["id"], int(event["created"]))
     resolver = _Resolver(conn)
     records = [resolver.record(sub, changed[sub_id]) for sub_id, sub in latest.items()]
-    yield SubscriptionPage(records, json.dumps({"events_since": newest}), api_calls=conn.api_calls - calls)
+    yield RecordPage(records, json.dumps({"events_since": newest}), api_calls=conn.api_calls - calls)
 
 
 def _full_subscriptions(conn: StripeConnector, now: int) -> Iterator[SubscriptionPage]:
@@ -226,9 +192,9 @@ def _full_subscriptions(conn: StripeConnector, now: int) -> Iterator[Subscriptio
     for sub in conn.paged(lambda p: conn.api.subscriptions.list(p), query):
         records.append(resolver.record(sub, now))
         if len(records) == PAGE_SIZE:
-            yield SubscriptionPage(records, None, api_calls=conn.api_calls - calls)
+            yield RecordPage(records, None, api_calls=conn.api_calls - calls)
             records, calls = [], conn.api_calls
-    yield SubscriptionPage(records, json.dumps({"events_since": events_since}), api_calls=conn.api_calls - calls)
+    yield RecordPage(records, json.dumps({"events_since": events_since}), api_calls=conn.api_calls - calls)
 
 
 class _Resolver:

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from billbridge.connectors.base import DealBundle, DealPage
 from billbridge.connectors.stripe.client import StripeConnector
 from billbridge.connectors.stripe.common import VENDOR
 from billbridge.connectors.stripe.readers import SubscriptionRecord
 from billbridge.errors import NotConfigured
+from billbridge.records import DealBundle, DealPage
 
 
 class SubscriptionSource:

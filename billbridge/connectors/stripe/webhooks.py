@@ -9,15 +9,11 @@ from typing import Any
 
 import stripe
 
+from billbridge.connectors.base import WebhookRefused
+
+__all__ = ["WebhookRefused", "read_event", "verify_signature", "verify_webhook"]
+
 DEFAULT_TOLERANCE_SECONDS = 300  # Stripe's libraries default to a five-minute window
-
-
-class WebhookRefused(ValueError):
-    """A delivery that is forged, malformed or outside the replay window; ``code`` says which."""
-
-    def __init__(self, message: str, code: str = "bad_signature") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 MAX_UNIX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime holds

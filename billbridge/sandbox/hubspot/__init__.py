@@ -71,14 +71,14 @@ class HubSpotSandbox:
         return self.server.url
 
     def env(self) -> dict[str, str]:
-        """BILLBRIDGE_HUBSPOT_* variables that point ``connectors.hubspot.connect`` at this sandbox."""
+        """BILLBRIDGE_HUBSPOT__* variables that point ``connectors.hubspot.connect`` at this sandbox."""
         creds = self.credentials
         return {
-            "BILLBRIDGE_HUBSPOT_HOST": self.url,
-            "BILLBRIDGE_HUBSPOT_ACCESS_TOKEN": creds.access_token,
-            "BILLBRIDGE_HUBSPOT_CLIENT_ID": creds.client_id,
-            "BILLBRIDGE_HUBSPOT_CLIENT_SECRET": creds.client_secret,
-            "BILLBRIDGE_HUBSPOT_REFRESH_TOKEN": creds.refresh_token,
+            "BILLBRIDGE_HUBSPOT__HOST": self.url,
+            "BILLBRIDGE_HUBSPOT__ACCESS_TOKEN": creds.access_token,
+            "BILLBRIDGE_HUBSPOT__CLIENT_ID": creds.client_id,
+            "BILLBRIDGE_HUBSPOT__CLIENT_SECRET": creds.client_secret,
+            "BILLBRIDGE_HUBSPOT__REFRESH_TOKEN": creds.refresh_token,
         }
 
     def apply(self, world: DemoWorld) -> int:

@@ -4,7 +4,7 @@
 ``sf.ca`` (the CA certificate to trust), ``sf.credentials`` (client id/secret and username/password
 the token endpoint accepts), ``sf.injector`` (faults and call counts), ``sf.org`` (the data) and
 ``sf.apply(later_world)`` to turn a later state of the world into edits and deletions, and
-``sf.env()``: the BILLBRIDGE_SALESFORCE_* variables that point ``connectors.salesforce.connect`` at it.
+``sf.env()``: the BILLBRIDGE_SALESFORCE__* variables that point ``connectors.salesforce.connect`` at it.
 """
 
 from __future__ import annotations
@@ -65,13 +65,13 @@ class SalesforceSandbox:
         return SandboxAccess(self.url, self.ca, dict(self.credentials))
 
     def env(self) -> dict[str, str]:
-        """BILLBRIDGE_SALESFORCE_* variables that point ``connectors.salesforce.connect`` at this sandbox."""
+        """BILLBRIDGE_SALESFORCE__* variables that point ``connectors.salesforce.connect`` at this sandbox."""
         return {
-            "BILLBRIDGE_SALESFORCE_INSTANCE_URL": self.url,
-            "BILLBRIDGE_SALESFORCE_CLIENT_ID": self.credentials["client_id"],
-            "BILLBRIDGE_SALESFORCE_CLIENT_SECRET": self.credentials["client_secret"],
-            "BILLBRIDGE_SALESFORCE_CA_BUNDLE": str(self.ca),
-            "BILLBRIDGE_SALESFORCE_API_VERSION": self.org.api_version,
+            "BILLBRIDGE_SALESFORCE__INSTANCE_URL": self.url,
+            "BILLBRIDGE_SALESFORCE__CLIENT_ID": self.credentials["client_id"],
+            "BILLBRIDGE_SALESFORCE__CLIENT_SECRET": self.credentials["client_secret"],
+            "BILLBRIDGE_SALESFORCE__CA_BUNDLE": str(self.ca),
+            "BILLBRIDGE_SALESFORCE__API_VERSION": self.org.api_version,
         }
 
     @property

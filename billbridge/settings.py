@@ -1,5 +1,11 @@
-"""Settings: environment variables (BILLBRIDGE_*) over a Prefect Secret block (when
-``BILLBRIDGE_SECRET_BLOCK`` names one) over a TOML config file over defaults.
+"""Settings, one tree for everything: environment variables (BILLBRIDGE_*; a vendor's keys as
+BILLBRIDGE_<VENDOR>__<KEY>) over a Prefect Secret block (when ``BILLBRIDGE_SECRET_BLOCK`` names one)
+over a TOML config file over defaults. Every vendor's connection is a sub-model here
+(``salesforce``, ``hubspot``, ``quickbooks``, ``stripe``), read the same way.
+
+A leaf: this module imports nothing of billbridge's domain (billing, mapping, connectors, store,
+flows, app, api), so any layer may read settings without importing the others. The few defaults
+that echo a domain constant are spelled here and checked against it by a test.
 
 The config file is ``billbridge.toml`` in the working directory, or the path in BILLBRIDGE_CONFIG;
 ``billbridge.example.toml`` at the top of the checkout documents every key.
@@ -11,19 +17,22 @@ import json
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from billbridge.billing.matching import MATCH_WINDOW_DAYS
-from billbridge.connectors.hubspot.settings import HubSpotSettings
-from billbridge.connectors.salesforce.settings import SalesforceSettings
 from billbridge.errors import NotConfigured
-from billbridge.mapping.crm import EARLIEST_DATE, LATEST_DATE
 from billbridge.private_files import private_folder
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+M = TypeVar("M", bound=BaseModel)
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+# Defaults echoing domain constants (tests/test_settings_leaf.py keeps them equal): billing.matching's
+# MATCH_WINDOW_DAYS and mapping.crm's EARLIEST_DATE / LATEST_DATE.
+MATCH_WINDOW_DAYS = 60
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2099, 12, 31)
 
 
 def _default_data_dir() -> Path:
@@ -71,6 +80,117 @@ class PrefectSecretBlock(PydanticBaseSettingsSource):
         return value
 
 
+HUBSPOT_API = "https://api.hubapi.com"
+PRICE_CURRENCIES = ("usd", "eur", "gbp", "jpy", "cad", "aud", "chf", "sek", "nok", "dkk")
+DEFAULT_REQUESTS_PER_10S = 100  # HubSpot's lowest published tier (100-190 per rolling 10 seconds)
+
+
+class SalesforceSettings(BaseModel):
+    """How to reach one Salesforce org (``[salesforce]``, BILLBRIDGE_SALESFORCE__*).
+
+    Sessions come from the org's OAuth token endpoint: the client-credentials flow with a
+    connected app's client id and secret, or the username-password flow when a username is set.
+    """
+
+    instance_url: str = Field(description="The org's My Domain URL, e.g. https://acme.my.salesforce.com")
+    client_id: str = Field(description="Connected app consumer key")
+    client_secret: SecretStr = Field(description="Connected app consumer secret")
+    username: str | None = Field(default=None, description="Username-password flow: the integration user")
+    password: SecretStr | None = Field(default=None, description="Username-password flow: password + security token")
+    api_version: str = Field(default="62.0", pattern=r"^\d{2,3}\.0$", description="REST API version")
+    ca_bundle: Path | None = Field(
+        default=None, description="CA certificate to trust (the sandbox's); None: system CAs"
+    )
+    timeout_seconds: float = Field(default=60.0, gt=0, description="Per-request timeout")
+    batch_size: int = Field(default=2000, ge=200, le=2000, description="Sforce-Query-Options batchSize")
+
+    @model_validator(mode="after")
+    def _password_with_username(self) -> SalesforceSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("the username-password flow needs both username and password")
+        return self
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.instance_url.rstrip('/')}/services/oauth2/token"
+
+
+class HubSpotSettings(BaseModel):
+    """One HubSpot portal (``[hubspot]``, BILLBRIDGE_HUBSPOT__*).
+
+    Either a private-app ``access_token`` (it does not expire) or an OAuth app's ``client_id``,
+    ``client_secret`` and ``refresh_token`` (access tokens are then fetched and refreshed as needed).
+    The property lists say what each object read asks for; they must cover the installation's mapping.
+    """
+
+    host: str = Field(default=HUBSPOT_API, description="API base URL (a sandbox URL in tests and the demo)")
+    access_token: SecretStr | None = Field(default=None, description="Private app token, or a first OAuth token")
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    requests_per_10s: int = Field(default=DEFAULT_REQUESTS_PER_10S, ge=1, description="Pace under the rate limit")
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    deal_properties: list[str] = Field(
+        default_factory=lambda: [
+            "dealname",
+            "dealstage",
+            "pipeline",
+            "amount",
+            "deal_currency_code",
+            "closedate",
+            "billing_start_date",
+            "billing_end_date",
+            "billing_cycle",
+            "payment_terms_days",
+            "auto_charge",
+            "billing_timing",
+            "legal_entity",
+        ]
+    )
+    line_item_properties: list[str] = Field(
+        default_factory=lambda: [
+            "name",
+            "hs_product_id",
+            "hs_sku",
+            "quantity",
+            "price",
+            "hs_discount_percentage",
+            "amount",
+            "recurringbillingfrequency",
+            "hs_recurring_billing_start_date",
+            "hs_recurring_billing_period",
+        ]
+    )
+    company_properties: list[str] = Field(default_factory=lambda: ["name", "domain", "legal_entity"])
+    product_properties: list[str] = Field(
+        default_factory=lambda: [
+            "name",
+            "hs_sku",
+            "price",
+            "charge_type",
+            "usage_aggregation",
+            *(f"hs_price_{c}" for c in PRICE_CURRENCIES),
+            *(f"pricing_json_{c}" for c in PRICE_CURRENCIES),
+        ]
+    )
+
+    @model_validator(mode="after")
+    def _has_credential(self) -> HubSpotSettings:
+        if self.access_token is None and not self.can_refresh:
+            raise ValueError(HUBSPOT_NOT_CONFIGURED)
+        return self
+
+    @property
+    def can_refresh(self) -> bool:
+        return bool(self.client_id and self.client_secret and self.refresh_token)
+
+
+HUBSPOT_NOT_CONFIGURED = (
+    "HubSpot is not configured: set access_token (BILLBRIDGE_HUBSPOT__ACCESS_TOKEN, a private app's token) "
+    "or client_id, client_secret and refresh_token (an OAuth app)"
+)
+
+
 class QuickBooksSettings(BaseModel):
     """One QuickBooks Online company. ``refresh_token`` seeds the store on first use; after that the
     rotated tokens live (sealed) in the store."""
@@ -105,6 +225,15 @@ class StripeSettings(BaseModel):
         if self.api_key is None:
             raise NotConfigured("Stripe's api_key is not set (BILLBRIDGE_STRIPE__API_KEY)")
         return self.api_key.get_secret_value()
+
+
+# Each vendor's sub-model, by its key in the tree (``[salesforce]``, BILLBRIDGE_SALESFORCE__...).
+VENDOR_SETTINGS: dict[str, type[BaseModel]] = {
+    "salesforce": SalesforceSettings,
+    "hubspot": HubSpotSettings,
+    "quickbooks": QuickBooksSettings,
+    "stripe": StripeSettings,
+}
 
 
 class Settings(BaseSettings):
@@ -158,6 +287,8 @@ class Settings(BaseSettings):
         default=None,
         description="Fernet key sealing the OAuth tokens kept in the store; default: generated into data_dir/secret.key",
     )
+    salesforce: SalesforceSettings | None = Field(default=None, description="Salesforce org (a CRM source)")
+    hubspot: HubSpotSettings | None = Field(default=None, description="HubSpot portal (a CRM source)")
     quickbooks: QuickBooksSettings | None = Field(default=None, description="QuickBooks Online connection")
     stripe: StripeSettings | None = Field(default=None, description="Stripe account")
     webhooks_inline: bool = Field(
@@ -209,9 +340,20 @@ class Settings(BaseSettings):
         private_folder(self.data_dir)
         return f"sqlite:///{self.data_dir / 'billbridge.db'}"
 
+    def vendor(self, model: type[M]) -> M:
+        """A vendor's settings (``model``: its sub-model of this tree). A vendor not configured at all
+        raises the ValidationError saying which keys it needs, named by ``settings_problem`` as the
+        file and the environment spell them."""
+        name = next(key for key, known in VENDOR_SETTINGS.items() if known is model)
+        found = getattr(self, name)
+        return found if isinstance(found, model) else model.model_validate({})
 
-SETTINGS_MODELS: dict[str, type[BaseSettings]] = {
-    model.__name__: model for model in (Settings, SalesforceSettings, HubSpotSettings)
+
+# The models whose validation errors ``settings_problem`` explains, by title: the tree, and each
+# vendor's sub-model (validated on its own by ``Settings.vendor``) with the key its fields sit under.
+SETTINGS_KEYS: dict[str, str] = {
+    "Settings": "",
+    **{model.__name__: name for name, model in VENDOR_SETTINGS.items()},
 }
 
 
@@ -219,18 +361,18 @@ def settings_problem(exc: ValidationError) -> str | None:
     """One line saying what is wrong with the settings, each one named as the config file and the
     environment spell it (``stripe.api_key``, BILLBRIDGE_STRIPE__API_KEY); None when ``exc`` is not
     about one of the settings models."""
-    model = SETTINGS_MODELS.get(exc.title)
-    if model is None:
+    under = SETTINGS_KEYS.get(exc.title)
+    if under is None:
         return None
-    prefix = str(model.model_config.get("env_prefix") or "")
-    nested = str(model.model_config.get("env_nested_delimiter") or "__")
+    prefix = str(Settings.model_config.get("env_prefix") or "")
+    nested = str(Settings.model_config.get("env_nested_delimiter") or "__")
     vendor = exc.title.removesuffix("Settings")
     what = f"{vendor} settings" if vendor else "Settings"
     whole, fields = [], []
     for error in exc.errors(include_url=False):
-        keys = [str(part) for part in error["loc"] if isinstance(part, str)]
+        keys = ([under] if under else []) + [str(part) for part in error["loc"] if isinstance(part, str)]
         message = error["msg"].removeprefix("Value error, ")
-        if not keys:  # about the settings as a whole: the model's own message says which
+        if len(keys) == (1 if under else 0):  # about the settings as a whole: the model's own message says which
             whole.append(message)
             continue
         variable = prefix + nested.join(keys).upper()

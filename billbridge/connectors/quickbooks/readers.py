@@ -1,0 +1,106 @@
+"""Reading a QuickBooks company: queries paged by start position, look-ups by a field, and the
+payments changed since a cursor as vendor records (mapping them is ``mapping.quickbooks``'s work).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from billbridge.connectors.base import Stream
+from billbridge.connectors.paging import StartPosition
+from billbridge.connectors.quickbooks.client import QuickBooksClient
+from billbridge.connectors.quickbooks.connection import QuickBooksConnection, chunks, quote
+from billbridge.records import RecordPage
+
+LOOKUP_CHUNK = 30  # names / numbers per IN (...) lookup query
+QUERY_PAGE = 1000  # QuickBooks' MAXRESULTS ceiling
+CDC_LOOKBACK = timedelta(days=29, hours=23)  # Intuit: change data capture reaches 30 days back
+PAYMENT_PAGES = StartPosition(200)
+PAYMENTS = Stream(
+    "payments",
+    key="Id",
+    cursor_field="MetaData.LastUpdatedTime",
+    lag=timedelta(minutes=5),  # QuickBooks' timestamps can lag commits
+    paginator=PAYMENT_PAGES,
+    page_size=PAYMENT_PAGES.size,
+)
+PAYMENT_PAGE = PAYMENTS.page_size
+CURSOR_LAG = PAYMENTS.lag
+EPOCH = "1970-01-01T00:00:00+00:00"
+
+
+class QuickBooksReader(QuickBooksConnection):
+    """The reads of one company."""
+
+    def query(self, text: str) -> dict[str, Any]:
+        """One query call: the ``QueryResponse`` object."""
+        result = self._call(lambda qb: qb.query(text), what="query")
+        return dict(result.get("QueryResponse", {}))
+
+    def query_all(
+        self, entity: str, select: str = "*", where: str | None = None, order_by: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching record, paged with STARTPOSITION / MAXRESULTS."""
+        text = (
+            f"SELECT {select} FROM {entity}"
+            + (f" WHERE {where}" if where else "")
+            + (f" ORDERBY {order_by}" if order_by else "")
+        )
+        paging = StartPosition(QUERY_PAGE)
+        for rows in paging.pages(lambda start: self.query(f"{text} {paging.clause(start)}").get(entity, [])):
+            yield from rows
+
+    def find(self, entity: str, field: str, values: Iterable[str], select: str = "*") -> dict[str, dict[str, Any]]:
+        """Records whose ``field`` is one of ``values``, keyed by that field (first by Id when repeated)."""
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(sorted(set(values)), LOOKUP_CHUNK):
+            where = f"{field} IN ({', '.join(quote(v) for v in chunk)})"
+            for row in sorted(self.query_all(entity, select, where), key=lambda r: int(r["Id"])):
+                found.setdefault(str(row[field]), row)
+        return found
+
+    def payments_of(self, customer_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Every Payment of these customers (PrivateNote cannot be filtered in a query)."""
+        for chunk in chunks(sorted(set(customer_ids)), LOOKUP_CHUNK):
+            yield from self.query_all("Payment", where=f"CustomerRef IN ({', '.join(quote(c) for c in chunk)})")
+
+    def payment_records(
+        self, since: str, linked: Callable[[dict[str, Any]], set[str]], page_size: int = PAYMENT_PAGE
+    ) -> Iterator[RecordPage[dict[str, Any]]]:
+        """Payments changed since ``since`` (inclusive), oldest change first, in pages, each with the
+        DocNumbers of the invoices its payments are linked to (``linked``: a payment's invoice Ids, as
+        the mapping reads them), each invoice read once per pull."""
+        numbers: dict[str, str] = {}
+        paging = PAYMENT_PAGES if page_size == PAYMENT_PAGES.size else StartPosition(page_size)
+        stamp = PAYMENTS.cursor_field
+        text = f"SELECT * FROM Payment WHERE {stamp} >= {quote(since)} ORDERBY {stamp}"
+        for rows in paging.pages(lambda start: self.query(f"{text} {paging.clause(start)}").get("Payment", [])):
+            if not rows:
+                return
+            wanted = {txn for p in rows for txn in linked(p)}
+            unknown = wanted - numbers.keys()
+            if unknown:
+                found = self.find("Invoice", "Id", unknown, "Id, DocNumber")
+                numbers |= {i: str(r.get("DocNumber", "")) for i, r in found.items()}
+            newest = max(str(r["MetaData"]["LastUpdatedTime"]) for r in rows)
+            yield RecordPage(list(rows), newest, related=numbers)  # related: Invoice Id -> DocNumber
+
+    def deleted_payment_records(self, since: str) -> list[dict[str, Any]]:
+        """Tombstones of the Payments deleted since ``since``: only change data capture reports them (a
+        query no longer finds them), for the last 30 days."""
+        changed_since = max(datetime.fromisoformat(since), datetime.now(UTC) - CDC_LOOKBACK).isoformat()
+
+        def read(qb: QuickBooksClient) -> dict[str, Any]:
+            url = self._url(qb, "cdc")
+            return dict(qb.make_request("GET", url, params={"entities": "Payment", "changedSince": changed_since}))
+
+        answer = self._call(read, what="cdc")
+        return [
+            row
+            for response in answer.get("CDCResponse", [])
+            for group in response.get("QueryResponse", [])
+            for row in group.get("Payment", [])
+            if row.get("status") == "Deleted"
+        ]

@@ -1,0 +1,126 @@
+"""Writing to a QuickBooks company: creates and updates through the batch endpoint, 30 operations a
+call, each batch with a deterministic ``requestid`` so a retry after a lost answer is replayed, not
+re-executed; and find-or-create by a unique name, converging when two runs create at once.
+
+python-quickbooks' ``BatchManager`` cannot carry a requestid (``batch_operation`` posts without one)
+and makes random ``bId`` values, so batches are posted with the same client's ``make_request``, which
+does pass ``request_id``. Writers take vendor payloads (built by ``mapping/quickbooks.py``) and know
+nothing of billbridge's documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from billbridge.connectors.errors import ErrorKind, VendorError
+from billbridge.connectors.quickbooks.connection import chunks
+from billbridge.connectors.quickbooks.readers import QuickBooksReader
+
+BATCH_LIMIT = 30  # Intuit: at most 30 operations in one batch request
+_REQUEST_ID_NS = uuid.UUID("6f9d5f8e-1f8b-4a8c-9d0e-0b1b2b3c4d5e")
+STALE_OBJECT = "5010"  # Intuit's error code for an update with an outdated SyncToken
+DUPLICATE_NAME = "6240"  # Intuit: a Customer (Vendor, Employee) or Item of that name exists
+
+
+@dataclass(frozen=True)
+class Write:
+    """One create or update: its idempotency key, the entity and its payload (a vendor record)."""
+
+    key: str
+    entity: str
+    payload: dict[str, Any]
+    operation: Literal["create", "update"] = "create"
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of one ``Write``: the record QuickBooks holds now, or why not."""
+
+    record: dict[str, Any] | None
+    error: str | None = None
+    retriable: bool = False
+    codes: frozenset[str] = frozenset()  # Intuit's error codes of a refused write
+
+
+def batch_request_id(keys: Iterable[str]) -> str:
+    """A 36-character requestid (Intuit's batch limit) determined by the writes the batch carries."""
+    return str(uuid.uuid5(_REQUEST_ID_NS, "\n".join(keys)))
+
+
+def batch_item_id(key: str) -> str:
+    """A 10-character bId (Intuit: only 10 characters per bId when a requestid is given)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+class QuickBooksWriteError(Exception):
+    """Customers or items that could not be created (the documents that need them cannot be pushed)."""
+
+    def __init__(self, failed: Mapping[str, str | None]) -> None:
+        self.failed = dict(failed)
+        super().__init__("QuickBooks refused: " + "; ".join(f"{k}: {v}" for k, v in self.failed.items()))
+
+
+class QuickBooksConnector(QuickBooksReader):
+    """One QuickBooks company: its reads (``QuickBooksReader``) and its writes."""
+
+    def batch(self, writes: Sequence[Write]) -> dict[str, Written]:
+        """Create ``writes`` through the batch endpoint, 30 per call; the outcome per idempotency key."""
+        out: dict[str, Written] = {}
+        for chunk in chunks(writes, BATCH_LIMIT):
+            by_bid = {batch_item_id(w.key): w for w in chunk}
+            items = [{"bId": bid, "operation": w.operation, w.entity: w.payload} for bid, w in by_bid.items()]
+            body = json.dumps({"BatchItemRequest": items}, sort_keys=True)
+            rid = batch_request_id(w.key + "\t" + json.dumps(w.payload, sort_keys=True) for w in chunk)
+            try:
+                answer = self._call(self._poster("batch", body, rid), self.batch_pacer, what="batch")
+            except VendorError as exc:
+                retriable = exc.classified.kind == ErrorKind.RETRIABLE
+                out.update({w.key: Written(None, str(exc), retriable) for w in chunk})
+                continue
+            for item in answer.get("BatchItemResponse", []):
+                write = by_bid[item["bId"]]
+                if "Fault" in item:
+                    errors = item["Fault"].get("Error", [{}])
+                    text = "; ".join(f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
+                    codes = frozenset(str(e.get("code")) for e in errors)
+                    # 5010: an update named an old SyncToken (the record changed since it was read): read again
+                    out[write.key] = Written(None, text, retriable=STALE_OBJECT in codes, codes=codes)
+                else:
+                    out[write.key] = Written(item[write.entity])
+            for write in chunk:  # QuickBooks answers every bId; if not, the outcome is unknown
+                out.setdefault(write.key, Written(None, "no answer for this batch item", retriable=True))
+        return out
+
+    def ensure(self, writes: Mapping[str, Write]) -> tuple[dict[str, str], dict[str, Written]]:
+        """Create ``writes`` (by our ref): the new Ids, and the failures."""
+        results = self.batch(list(writes.values()))
+        outcomes = {ref: results[w.key] for ref, w in writes.items()}
+        ids = {ref: str(o.record["Id"]) for ref, o in outcomes.items() if o.record is not None}
+        return ids, {ref: o for ref, o in outcomes.items() if o.record is None}
+
+    def find_or_create(
+        self, entity: str, name_field: str, names: Mapping[str, str], write: Callable[[str], Write]
+    ) -> tuple[dict[str, str], dict[str, Written]]:
+        """Ids by our ref of the ``entity`` records named ``names[ref]`` (names are unique in a
+        company): looked up by name, created (``write(ref)``) when missing. A create refused because
+        the name exists (6240) means another run made it since the look-up: it is looked up again
+        and used, so concurrent pushes converge. The name may also be taken by a record queries do
+        not return (an inactive customer, a vendor, an employee): that one stays a failure."""
+        found = self.find(entity, name_field, names.values())
+        ids = {ref: str(found[name]["Id"]) for ref, name in names.items() if name in found}
+        created, failed = self.ensure({ref: write(ref) for ref in names if ref not in ids})
+        taken = [ref for ref, outcome in failed.items() if DUPLICATE_NAME in outcome.codes]
+        again = self.find(entity, name_field, {names[ref] for ref in taken}) if taken else {}
+        for ref in taken:
+            if names[ref] in again:
+                created[ref] = str(again[names[ref]]["Id"])
+                del failed[ref]
+            else:
+                hidden = "the name belongs to an inactive record, a vendor or an employee (queries do not return them)"
+                failed[ref] = replace(failed[ref], error=f"{failed[ref].error} ({hidden}: rename one)")
+        return ids | created, failed

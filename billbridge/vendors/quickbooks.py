@@ -1,0 +1,328 @@
+"""QuickBooks Online as billbridge uses it: the connector's reads and writes with ``mapping.quickbooks``
+translating both ways (documents and payments to vendor payloads, Payment records to payments).
+
+``QuickBooks`` is the connector plus what billbridge asks of it: push documents (customers and items
+ensured first, each document once), enter payments collected elsewhere and their later changes, and
+pull the payments QuickBooks received. The connector knows payloads and HTTP; the mapping knows the
+canonical shapes; this module joins them and holds no translation of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from billbridge.billing.documents import IncomingPayment, OutboundDocument
+from billbridge.connectors.base import PushResult
+from billbridge.connectors.errors import RetryPolicy
+from billbridge.connectors.pacing import Pacer
+from billbridge.connectors.quickbooks.client import QuickBooksConfig
+from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_PAGE
+from billbridge.connectors.quickbooks.tokens import TokenStore
+from billbridge.connectors.quickbooks.writers import QuickBooksConnector, QuickBooksWriteError, Write, Written
+from billbridge.errors import NotConfigured
+from billbridge.mapping.fields import map_each, record_id
+from billbridge.mapping.quickbooks import (
+    CustomerSpec,
+    amendments_in,
+    customer_payload,
+    customer_spec,
+    document_payload,
+    item_payload,
+    linked_invoice_ids,
+    note_key,
+    payment_amended,
+    payment_deleted,
+    payment_from_qbo,
+    payment_note,
+    payment_payload,
+    qbo_entity,
+)
+from billbridge.settings import Settings
+from billbridge.vendors.contract import PaymentPage
+
+if TYPE_CHECKING:
+    from billbridge.vendors.registry import TokenVault
+
+
+@dataclass(frozen=True)
+class PaymentToRecord:
+    """A payment collected elsewhere, to enter in QuickBooks against the invoices it paid there."""
+
+    payment: IncomingPayment
+    customer_id: str  # the QuickBooks customer
+    invoice_ids: Mapping[str, str]  # our invoice number -> QuickBooks Invoice Id
+
+
+@dataclass(frozen=True)
+class AmendmentToRecord:
+    """A change to a payment we entered in QuickBooks, to make on that Payment: a refund or dispute
+    withdrawal taking money back from its invoices, or its unapplied money applied by hand."""
+
+    change_ref: str  # unique per change (listed in the Payment's PrivateNote once made)
+    payment_id: str  # the QuickBooks Payment that entered the payment
+    lines: Mapping[str, Decimal]  # QuickBooks Invoice Id -> change of the amount applied to it
+    total_change: Decimal  # change of the payment's total (a refund: negative; an application: 0)
+
+
+def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
+    """The configured company (``settings.quickbooks``), its rotating tokens kept by ``tokens``
+    (under ``quickbooks:<realm>``; the configured refresh token seeds it on first use)."""
+    qs = settings.quickbooks
+    if qs is None:
+        raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
+    optional: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "api_url_v3": qs.api_url_v3,
+            "discovery_url": qs.discovery_url,
+            "ca_bundle": qs.ca_bundle,
+            "requests_per_minute": qs.requests_per_minute,
+            "batches_per_minute": qs.batches_per_minute,
+        }.items()
+        if v is not None
+    }
+    config = QuickBooksConfig(qs.client_id, qs.client_secret.get_secret_value(), qs.realm_id, **optional)
+    initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
+    return QuickBooks(config, tokens(f"quickbooks:{qs.realm_id}", initial))
+
+
+class QuickBooks(QuickBooksConnector):
+    """One QuickBooks company as a push target and a payment source."""
+
+    def __init__(
+        self,
+        config: QuickBooksConfig,
+        tokens: TokenStore,
+        *,
+        worker: str | None = None,
+        policy: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        batch_pacer: Pacer | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__(
+            config, tokens, worker=worker, policy=policy, pacer=pacer, batch_pacer=batch_pacer, sleep=sleep
+        )
+        # Customers and items found or made by this connector: a push run's later batches need no look-up.
+        self.customer_ids: dict[str, str] = {}
+        self.item_ids: dict[str, str] = {}
+
+    def payment_streams(self) -> dict[str, Callable[[str | None], Iterator[PaymentPage]]]:
+        """One stream: a payment is one record however it changes."""
+        return {"payments": self.pull_payments}
+
+    def find_documents(self, docs: Sequence[OutboundDocument]) -> dict[str, dict[str, Any]]:
+        """Our documents already in QuickBooks, by DocNumber: the lookup after an uncertain outcome."""
+        found: dict[str, dict[str, Any]] = {}
+        for entity in sorted({qbo_entity(d) for d in docs}):
+            found.update(self.find(entity, "DocNumber", [d.number for d in docs if qbo_entity(d) == entity]))
+        return found
+
+    def _ensure_customers(self, customers: Sequence[CustomerSpec]) -> tuple[dict[str, str], dict[str, Written]]:
+        payloads = {c.customer_ref: customer_payload(c) for c in customers}
+        return self.find_or_create(
+            "Customer",
+            "DisplayName",
+            {ref: payload["DisplayName"] for ref, payload in payloads.items()},
+            lambda ref: Write(f"billbridge-customer-{ref}-create", "Customer", payloads[ref]),
+        )
+
+    def _ensure_items(self, items: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Written]]:
+        account = self.config.income_account_id
+        return self.find_or_create(
+            "Item",
+            "Name",
+            {sku: sku for sku in items},
+            lambda sku: Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, items[sku], account)),
+        )
+
+    def ensure_customers(self, customers: Sequence[CustomerSpec]) -> dict[str, str]:
+        """QuickBooks customer Ids by our customer ref: looked up by DisplayName, created when missing."""
+        ids, failed = self._ensure_customers(customers)
+        if failed:
+            raise QuickBooksWriteError({ref: o.error for ref, o in failed.items()})
+        return ids
+
+    def ensure_items(self, items: Mapping[str, str]) -> dict[str, str]:
+        """QuickBooks item Ids by SKU (``items``: SKU -> description): looked up by Name, created when missing."""
+        ids, failed = self._ensure_items(items)
+        if failed:
+            raise QuickBooksWriteError({sku: o.error for sku, o in failed.items()})
+        return ids
+
+    def push_documents(
+        self,
+        docs: Sequence[OutboundDocument],
+        *,
+        customer_ids: Mapping[str, str] | None = None,
+        item_ids: Mapping[str, str] | None = None,
+        look_up_first: bool = True,
+    ) -> list[PushResult]:
+        """Create invoices and credit memos, once each; one PushResult per document, in order.
+
+        ``look_up_first`` finds documents already in QuickBooks by DocNumber (an earlier attempt whose
+        answer was lost) and reports them ``existing`` instead of creating them again; pass False only
+        for documents never attempted before. Customers and items missing from ``customer_ids`` /
+        ``item_ids``, and not found or made earlier by this connector, are ensured first (looked up, then
+        created); a document whose customer or item could not be made fails alone.
+        """
+        customers = {**self.customer_ids, **(customer_ids or {})}
+        missing = {d.customer_ref: customer_spec(d) for d in docs if d.customer_ref not in customers}
+        new_customers, customer_failures = self._ensure_customers(list(missing.values())) if missing else ({}, {})
+        self.customer_ids.update(new_customers)
+        customers.update(new_customers)
+        known_items = {**self.item_ids, **(item_ids or {})}
+        skus = {ln.product_ref: ln.description for d in docs for ln in d.lines if ln.product_ref not in known_items}
+        new_items, item_failures = self._ensure_items(skus) if skus else ({}, {})
+        self.item_ids.update(new_items)
+        known_items.update(new_items)
+        existing = self.find_documents(docs) if look_up_first else {}
+        results: dict[str, PushResult] = {}
+        writes: list[Write] = []
+        for doc in docs:
+            record = existing.get(doc.number)
+            blocker = customer_failures.get(doc.customer_ref) or next(
+                (item_failures[ln.product_ref] for ln in doc.lines if ln.product_ref in item_failures), None
+            )
+            if record is not None:
+                results[doc.number] = PushResult(
+                    doc.number, doc.doc_type, "existing", str(record["Id"]), str(record["SyncToken"])
+                )
+            elif blocker is not None:
+                error = f"customer or item not in QuickBooks: {blocker.error}"
+                results[doc.number] = PushResult(
+                    doc.number, doc.doc_type, "failed", error=error, retriable=blocker.retriable
+                )
+            else:
+                try:
+                    payload = document_payload(doc, customer_id=customers[doc.customer_ref], item_ids=known_items)
+                except (ValueError, KeyError) as exc:
+                    results[doc.number] = PushResult(doc.number, doc.doc_type, "failed", error=f"cannot map: {exc!r}")
+                    continue
+                writes.append(Write(doc.idempotency_key("qbo-create"), qbo_entity(doc), payload))
+        written = self.batch(writes)
+        for doc in docs:
+            if doc.number in results:
+                continue
+            outcome = written[doc.idempotency_key("qbo-create")]
+            if outcome.record is None:
+                results[doc.number] = PushResult(
+                    doc.number, doc.doc_type, "failed", error=outcome.error, retriable=outcome.retriable
+                )
+            else:
+                results[doc.number] = PushResult(
+                    doc.number, doc.doc_type, "created", str(outcome.record["Id"]), str(outcome.record["SyncToken"])
+                )
+        return [results[d.number] for d in docs]
+
+    def record_payments(self, payments: Sequence[PaymentToRecord], *, look_up_first: bool = True) -> list[PushResult]:
+        """Enter payments (collected by Stripe, say) in QuickBooks, once each, so its receivables are right.
+
+        A recorded payment carries ``payment_note`` in its PrivateNote; ``look_up_first`` searches the
+        customers' payments for it (PrivateNote cannot be filtered in a query) before creating again.
+        """
+        existing: dict[str, dict[str, Any]] = {}
+        if look_up_first:
+            existing = {note_key(r.get("PrivateNote")): r for r in self.payments_of(p.customer_id for p in payments)}
+        results: dict[str, PushResult] = {}
+        writes: dict[str, Write] = {}
+        for item in payments:
+            ref, note = item.payment.payment_ref, payment_note(item.payment)
+            if note in existing:
+                found = existing[note]
+                results[ref] = PushResult(ref, "payment", "existing", str(found["Id"]), str(found["SyncToken"]))
+                continue
+            try:
+                payload = payment_payload(item.payment, customer_id=item.customer_id, invoice_ids=item.invoice_ids)
+            except (ValueError, KeyError) as exc:
+                results[ref] = PushResult(ref, "payment", "failed", error=f"cannot map: {exc!r}")
+                continue
+            writes[ref] = Write(f"billbridge-payment-{item.payment.source}-{ref}-qbo-record", "Payment", payload)
+        created, failed = self.ensure(writes)
+        for ref, ident in created.items():
+            results[ref] = PushResult(ref, "payment", "created", ident, "0")
+        for ref, outcome in failed.items():
+            results[ref] = PushResult(ref, "payment", "failed", error=outcome.error, retriable=outcome.retriable)
+        return [results[p.payment.payment_ref] for p in payments]
+
+    def record_amendments(self, changes: Sequence[AmendmentToRecord]) -> list[PushResult]:
+        """Make changes to the Payments that entered our payments (refunds taken off, money applied by
+        hand), so their invoices stand in QuickBooks as they do here. Each once: the Payments are read
+        first, and a change their PrivateNote lists is made already ("existing"); the rest of a
+        Payment's changes go in one sparse update naming the SyncToken read, which a concurrent
+        change makes fail as stale (retriable)."""
+        found = self.find("Payment", "Id", {c.payment_id for c in changes})
+        results: dict[str, PushResult] = {}
+        pending: dict[str, list[AmendmentToRecord]] = {}
+        for change in changes:
+            record = found.get(change.payment_id)
+            if record is None:
+                error = f"QuickBooks has no Payment {change.payment_id} to change"
+                results[change.change_ref] = PushResult(change.change_ref, "payment", "failed", error=error)
+            elif change.change_ref in amendments_in(record.get("PrivateNote")):
+                results[change.change_ref] = PushResult(
+                    change.change_ref, "payment", "existing", str(record["Id"]), str(record["SyncToken"])
+                )
+            else:
+                pending.setdefault(change.payment_id, []).append(change)
+        writes: dict[str, Write] = {}
+        for payment_id, mine in pending.items():
+            record, body = found[payment_id], {}
+            try:
+                for change in mine:  # one update carrying all of them (two would name the same SyncToken)
+                    body = payment_amended(record, change.change_ref, change.lines, change.total_change)
+                    record = {**record, **body}
+            except ValueError as exc:
+                for change in mine:
+                    results[change.change_ref] = PushResult(change.change_ref, "payment", "failed", error=str(exc))
+                continue
+            refs = ",".join(c.change_ref for c in mine)
+            writes[payment_id] = Write(f"billbridge-amend-{payment_id}-{refs}", "Payment", body, "update")
+        updated, failed = self.ensure(writes)
+        for payment_id, mine in pending.items():
+            for change in mine:
+                ref = change.change_ref
+                if payment_id in updated:
+                    results[ref] = PushResult(ref, "payment", "created", updated[payment_id])
+                elif payment_id in failed:
+                    outcome = failed[payment_id]
+                    results[ref] = PushResult(
+                        ref, "payment", "failed", error=outcome.error, retriable=outcome.retriable
+                    )
+        return [results[c.change_ref] for c in changes]
+
+    # -- payments -------------------------------------------------------------------------------------
+
+    def pull_payments(self, cursor: str | None, *, page_size: int = PAYMENT_PAGE) -> Iterator[PaymentPage]:
+        """Payments changed since ``cursor`` (inclusive, minus a lag window), oldest change first, in pages.
+
+        Each payment's invoice links are mapped back to our DocNumbers; the caller dedupes by
+        ``payment_ref`` (and ``extra["sync_token"]`` for edits) and stores ``page.cursor`` after the page.
+        """
+        since = EPOCH if cursor is None else (datetime.fromisoformat(cursor) - CURSOR_LAG).isoformat()
+        newest = cursor
+        for records in self.payment_records(since, linked_invoice_ids, page_size):
+            assert records.cursor is not None  # every page of payments carries its newest change
+            payments, refused = map_each(
+                records.records,
+                partial(payment_from_qbo, doc_numbers=records.related),
+                partial(record_id, field="Id"),
+            )
+            newest = records.cursor if newest is None else max(newest, records.cursor)
+            yield PaymentPage(payments, records.cursor, refused=refused)
+        if cursor is not None:  # a first pull has nothing recorded that could have been deleted
+            deleted = self.deleted_payments(since)
+            if deleted:
+                times = [p.extra["deleted"] for p in deleted]
+                yield PaymentPage(deleted, max([newest or cursor, *times]))
+
+    def deleted_payments(self, since: str) -> list[IncomingPayment]:
+        """Payments deleted in QuickBooks since ``since`` (change data capture, the last 30 days)."""
+        tombstones = self.deleted_payment_records(since)
+        deleted, _unreadable = map_each(tombstones, payment_deleted, lambda t: record_id(t, "Id"))
+        return deleted  # a tombstone without a readable Id names nothing to take back

@@ -1,0 +1,173 @@
+"""The one registry of vendors: what each one is to billbridge (a contract source, a push target, a
+payment source, a webhook sender) and how to build it from the settings.
+
+Flows, the command line and the API look vendors up here (``vendor(name)``) instead of importing
+connector modules by name or dispatching with ``if name == ...``. A vendor's SDK is imported only
+when that vendor is built (the builders import inside), so a run that syncs HubSpot never loads
+Stripe's or QuickBooks' libraries. Adding a vendor is its packages (``connectors/<vendor>/``,
+``mapping/<vendor>.py``, and ``vendors/<vendor>.py`` when it pushes or pays) plus one entry below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from billbridge.connectors.base import DealSource, WebhookRefused
+from billbridge.mapping import hubspot as hubspot_mapping
+from billbridge.mapping import salesforce as salesforce_mapping
+from billbridge.mapping.crm import CrmMapping
+from billbridge.records import DealBundle
+from billbridge.settings import Settings
+from billbridge.vendors.contract import PaymentPage
+
+if TYPE_CHECKING:
+    from billbridge.connectors.quickbooks.tokens import TokenStore
+    from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmProduct
+
+PaymentPull = Callable[[str | None], Iterator[PaymentPage]]
+"""One payment stream: pages of payments since a cursor (None: from the start)."""
+
+TokenVault = Callable[[str, "str | None"], "TokenStore"]
+"""Where a vendor's rotating OAuth tokens are kept: (connection key, first refresh token) -> store."""
+
+
+class PaymentSource(Protocol):
+    """A vendor payments are received in: its streams by name (each with its own cursor)."""
+
+    def payment_streams(self) -> Mapping[str, PaymentPull]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """A contract source: how its records are pulled and what maps them. ``deals``: CRM deals mapped
+    by ``bundle_to_crm`` and a ``CrmMapping``; ``subscriptions``: Stripe subscriptions."""
+
+    kind: Literal["deals", "subscriptions"]
+    connect: Callable[[Settings], DealSource]
+    bundle_to_crm: (
+        Callable[[DealBundle, dict[Any, Any]], tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]] | None
+    ) = None  # (bundle, a cache kept for the whole sync) -> neutral CRM records
+    default_mapping: CrmMapping | None = None
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """One vendor and the roles it plays; a role it does not play is None."""
+
+    name: str
+    contracts: Contracts | None = None
+    payments: Callable[[Settings, TokenVault], PaymentSource] | None = None  # where payments are received
+    pushes: bool = False  # a push target: ``flows/push.py`` declares how documents are delivered to it
+    webhook: Webhook | None = None
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """How a vendor's webhook deliveries are authenticated: the header carrying the signature, the
+    setting holding the secret, and ``verify(body, signature, secret)``, raising ``WebhookRefused``
+    (its ``code`` says why) for a forged or stale delivery."""
+
+    header: str
+    setting: str  # the environment variable naming the secret
+    secret: Callable[[Settings], str | None]
+    verify: Callable[[bytes, str, str], None]
+
+
+def webhooks() -> dict[str, Webhook]:
+    """The vendors that send webhooks, by name."""
+    return {name: v.webhook for name, v in VENDORS.items() if v.webhook is not None}
+
+
+def _stripe_secret(settings: Settings) -> str | None:
+    secret = settings.stripe.webhook_secret if settings.stripe else None
+    return secret.get_secret_value() if secret else None
+
+
+def _stripe_verify(body: bytes, signature: str, secret: str) -> None:
+    from billbridge.connectors.stripe.webhooks import verify_signature
+
+    verify_signature(body, signature, secret)
+
+
+def _intuit_token(settings: Settings) -> str | None:
+    token = settings.quickbooks.webhook_verifier_token if settings.quickbooks else None
+    return token.get_secret_value() if token else None
+
+
+def _quickbooks_verify(body: bytes, signature: str, token: str) -> None:
+    from billbridge.connectors.quickbooks.webhooks import verify_webhook
+
+    if not verify_webhook(body, signature, token):
+        raise WebhookRefused(f"{QUICKBOOKS_WEBHOOK.header} does not sign this payload")
+
+
+STRIPE_WEBHOOK = Webhook("Stripe-Signature", "BILLBRIDGE_STRIPE__WEBHOOK_SECRET", _stripe_secret, _stripe_verify)
+QUICKBOOKS_WEBHOOK = Webhook(
+    "intuit-signature", "BILLBRIDGE_QUICKBOOKS__WEBHOOK_VERIFIER_TOKEN", _intuit_token, _quickbooks_verify
+)
+
+
+def _salesforce(settings: Settings) -> DealSource:
+    from billbridge.connectors.salesforce import connect
+
+    return connect(settings, columns=salesforce_mapping.DEFAULT_FIELDS.columns())
+
+
+def _hubspot(settings: Settings) -> DealSource:
+    from billbridge.connectors.hubspot import connect
+
+    return connect(settings)
+
+
+def _stripe_subscriptions(settings: Settings) -> DealSource:
+    from billbridge.connectors.stripe.source import connect
+
+    return connect(settings)
+
+
+def _stripe(settings: Settings, _tokens: TokenVault) -> PaymentSource:
+    from billbridge.vendors.stripe import connect
+
+    return connect(settings)
+
+
+def _quickbooks(settings: Settings, tokens: TokenVault) -> PaymentSource:
+    from billbridge.vendors.quickbooks import connect
+
+    return connect(settings, tokens)
+
+
+VENDORS: dict[str, Vendor] = {
+    "salesforce": Vendor(
+        "salesforce",
+        Contracts("deals", _salesforce, salesforce_mapping.bundle_to_crm, salesforce_mapping.DEFAULT_MAPPING),
+    ),
+    "hubspot": Vendor(
+        "hubspot", Contracts("deals", _hubspot, hubspot_mapping.bundle_to_crm, hubspot_mapping.DEFAULT_MAPPING)
+    ),
+    "stripe": Vendor(
+        "stripe", Contracts("subscriptions", _stripe_subscriptions), _stripe, pushes=True, webhook=STRIPE_WEBHOOK
+    ),
+    "quickbooks": Vendor("quickbooks", payments=_quickbooks, pushes=True, webhook=QUICKBOOKS_WEBHOOK),
+}
+
+
+def vendor(name: str) -> Vendor:
+    """The registered vendor ``name``; a ValueError naming the known ones otherwise."""
+    if name not in VENDORS:
+        raise ValueError(f"unknown vendor {name!r} (expected {', '.join(VENDORS)})")
+    return VENDORS[name]
+
+
+def contract_sources() -> dict[str, Contracts]:
+    """The vendors contracts are synced from, by name."""
+    return {name: v.contracts for name, v in VENDORS.items() if v.contracts is not None}
+
+
+def payment_sources() -> tuple[str, ...]:
+    """The vendors payments are received in, in the order reconciliation reads them."""
+    return tuple(name for name, v in VENDORS.items() if v.payments is not None)

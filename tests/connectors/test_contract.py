@@ -1,0 +1,158 @@
+"""The shared connector pieces on worked examples: the paging strategies, the lag window and the one
+vendor call (counted, paced, retried through the classifier, refreshed, logged without payloads)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from billbridge.connectors.client import VendorClient
+from billbridge.connectors.cursor import LagWindow
+from billbridge.connectors.errors import Classified, ErrorKind, RetryPolicy, VendorError
+from billbridge.connectors.paging import AfterCursor, NextUrl, StartingAfter, StartPosition
+
+
+def test_next_url_follows_until_done() -> None:
+    answers = {
+        None: {"records": [1, 2], "done": False, "nextRecordsUrl": "/q/2"},
+        "/q/2": {"records": [3], "done": False, "nextRecordsUrl": "/q/3"},
+        "/q/3": {"records": [4], "done": True},
+    }
+    asked: list[str | None] = []
+
+    def fetch(url: str | None) -> dict[str, Any]:
+        asked.append(url)
+        return answers[url]
+
+    assert [r for page in NextUrl().pages(fetch) for r in page["records"]] == [1, 2, 3, 4]
+    assert asked == [None, "/q/2", "/q/3"]
+
+
+def test_after_cursor_stops_at_an_empty_page_only_when_told() -> None:
+    answers = {
+        None: {"results": [1], "paging": {"next": {"after": "1"}}},
+        "1": {"results": [], "paging": {"next": {"after": "2"}}},
+        "2": {"results": [3]},
+    }
+    assert len(list(AfterCursor(stop_when_empty=True).pages(answers.__getitem__))) == 2
+    assert len(list(AfterCursor().pages(answers.__getitem__))) == 3
+
+
+def test_start_position_stops_at_a_short_page() -> None:
+    rows = list(range(1, 8))  # 7 rows, pages of 3: starts 1, 4, 7
+    starts: list[int | None] = []
+    paging = StartPosition(3)
+
+    def fetch(start: int | None) -> list[int]:
+        starts.append(start)
+        first = (start or 1) - 1
+        return rows[first : first + 3]
+
+    assert [r for page in paging.pages(fetch) for r in page] == rows
+    assert starts == [None, 4, 7] and paging.clause(None) == "STARTPOSITION 1 MAXRESULTS 3"
+
+
+def test_a_full_last_page_costs_one_empty_read_as_before() -> None:
+    pages = list(StartPosition(3).pages(lambda start: [1, 2, 3] if start is None else []))
+    assert pages == [[1, 2, 3], []]
+
+
+def test_starting_after_the_last_id_while_has_more() -> None:
+    data = [{"id": f"ch_{i}"} for i in range(5)]
+    asked: list[str | None] = []
+
+    def fetch(after: str | None) -> tuple[list[dict[str, Any]], bool]:
+        asked.append(after)
+        start = 0 if after is None else next(i for i, o in enumerate(data) if o["id"] == after) + 1
+        return data[start : start + 2], start + 2 < len(data)
+
+    assert [o["id"] for items, _ in StartingAfter().pages(fetch) for o in items] == [o["id"] for o in data]
+    assert asked == [None, "ch_1", "ch_3"]
+
+
+def test_a_caller_that_stops_early_costs_no_further_call() -> None:
+    asked: list[str | None] = []
+
+    def fetch(after: str | None) -> dict[str, Any]:
+        asked.append(after)
+        return {"results": [after], "paging": {"next": {"after": f"{len(asked)}"}}}
+
+    for _page in AfterCursor().pages(fetch):
+        break
+    assert asked == [None]
+
+
+def test_the_lag_window_skips_what_it_delivered_and_forgets_what_fell_out() -> None:
+    window: LagWindow[int] = LagWindow(60_000)
+    assert window.start() is None
+    window.deliver("a", 1_000)
+    window.deliver("b", 50_000)
+    assert window.delivered("a", 1_000) and not window.delivered("a", 2_000)
+    window.deliver("c", 100_000)  # "a" (1,000) is now more than a minute before the newest
+    assert window.start() == 40_000 and window.recent() == {"b": 50_000, "c": 100_000}
+    assert "a" not in window.seen
+
+
+def test_the_lag_window_over_datetimes() -> None:
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    window: LagWindow[datetime] = LagWindow(timedelta(minutes=5), newest=t0)
+    assert window.start() == t0 - timedelta(minutes=5)
+    window.deliver("x", t0 - timedelta(minutes=1))  # an older record read again: the newest stays
+    assert window.newest == t0 and window.recent() == {"x": t0 - timedelta(minutes=1)}
+
+
+class Flaky(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(body)
+        self.status = status
+
+
+class Toy(VendorClient):
+    """A vendor client over a scripted transport: each attempt answers the next script item."""
+
+    vendor = "toy"
+
+    def __init__(self, script: list[Any], *, refreshable: bool = False) -> None:
+        super().__init__(policy=RetryPolicy(attempts=3, base_delay=0.0), sleep=lambda _s: None)
+        self.script, self.refreshable, self.refreshes = script, refreshable, 0
+
+    def classify(self, exc: BaseException) -> Classified | None:
+        if isinstance(exc, Flaky):
+            kind = {429: ErrorKind.RETRIABLE, 401: ErrorKind.AUTH}.get(exc.status, ErrorKind.FATAL)
+            return Classified(kind, f"HTTP {exc.status}")
+        return None
+
+    @property
+    def can_refresh(self) -> bool:
+        return self.refreshable
+
+    def refresh(self) -> None:
+        self.refreshes += 1
+
+    def send(self) -> str:
+        answer = self.script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+
+def test_a_call_is_counted_per_attempt_and_retried_through_the_classifier(caplog: pytest.LogCaptureFixture) -> None:
+    client = Toy([Flaky(429, "card 4242 4242 4242 4242"), "ok"])
+    with caplog.at_level(logging.INFO, logger="billbridge.connectors"):
+        assert client.call(client.send, what="list invoices") == "ok"
+    assert client.calls == 2
+    [record] = caplog.records
+    assert "toy list invoices: attempt 1 failed (HTTP 429)" in record.getMessage()
+    assert "4242" not in caplog.text  # the answer's body is never logged
+
+
+def test_an_expired_credential_is_refreshed_once_and_a_fatal_error_is_not_retried() -> None:
+    client = Toy([Flaky(401, "expired"), "ok"], refreshable=True)
+    assert client.call(client.send) == "ok" and (client.calls, client.refreshes) == (2, 1)
+    refused = Toy([Flaky(400, "bad")])
+    with pytest.raises(VendorError) as caught:
+        refused.call(refused.send)
+    assert (caught.value.classified.kind, caught.value.attempts, refused.calls) == (ErrorKind.FATAL, 1, 1)

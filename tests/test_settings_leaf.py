@@ -1,0 +1,58 @@
+"""The settings tree: a leaf whose domain-echoing defaults stay equal to the domain's constants, and
+whose vendors (all four) are configured the same way: the file, the environment, a Secret block."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from billbridge import settings as settings_module
+from billbridge.billing.matching import MATCH_WINDOW_DAYS
+from billbridge.mapping.crm import EARLIEST_DATE, LATEST_DATE
+from billbridge.settings import HubSpotSettings, SalesforceSettings, Settings, settings_problem
+
+
+@pytest.fixture
+def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for key in [k for k in os.environ if k.startswith("BILLBRIDGE_") and not k.startswith("BILLBRIDGE_TEST_")]:
+        monkeypatch.delenv(key)
+    config = tmp_path / "billbridge.toml"
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(config))
+    return config
+
+
+def test_defaults_echo_the_domain_constants() -> None:
+    assert settings_module.MATCH_WINDOW_DAYS == MATCH_WINDOW_DAYS
+    assert (settings_module.EARLIEST_DATE, settings_module.LATEST_DATE) == (EARLIEST_DATE, LATEST_DATE)
+
+
+def test_crm_vendors_come_from_the_file_and_the_environment_wins(
+    no_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_settings.write_text(
+        '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\nclient_id = "abc"\nclient_secret = "s3"\n'
+        '[hubspot]\naccess_token = "pat-1"\nrequests_per_10s = 150\n'
+    )
+    monkeypatch.setenv("BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S", "190")
+    settings = Settings()
+    salesforce = settings.vendor(SalesforceSettings)
+    assert (salesforce.instance_url, salesforce.client_secret.get_secret_value()) == (
+        "https://acme.my.salesforce.com",
+        "s3",
+    )
+    hubspot = settings.vendor(HubSpotSettings)
+    assert hubspot.requests_per_10s == 190 and hubspot.access_token is not None
+
+
+def test_a_vendor_not_configured_is_named_as_the_file_and_environment_spell_it(no_settings: Path) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings().vendor(SalesforceSettings)
+    said = settings_problem(caught.value)
+    assert said is not None
+    assert "salesforce.client_secret (BILLBRIDGE_SALESFORCE__CLIENT_SECRET) is not set" in said
+    with pytest.raises(ValidationError) as hubspot:
+        Settings().vendor(HubSpotSettings)
+    assert (settings_problem(hubspot.value) or "").startswith("HubSpot is not configured: set access_token")
