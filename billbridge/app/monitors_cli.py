@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billbridge.app.settings import Settings
 from billbridge.flows import monitors as flow
 from billbridge.flows.importing import ContractFileError, read_document
 from billbridge.mapping.monitor_file import parse_monitors, schema_text
+from billbridge.settings import Settings
 from billbridge.store import monitors as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.monitors import StoredMonitor

@@ -26,13 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billbridge.app.secrets import Sealer
-from billbridge.app.settings import Settings
 from billbridge.billing import monitors as mon
 from billbridge.billing.periods import Period
 from billbridge.billing.usage import DailyUsage, UsageQuery, aggregate
 from billbridge.connectors import monitor_webhook
 from billbridge.connectors.errors import Classified, ErrorKind
 from billbridge.flows.outbox_relay import Delivery, RelaySummary, relay
+from billbridge.settings import Settings
 from billbridge.store import monitors as sql
 from billbridge.store import outbox
 from billbridge.store.contracts import ContractTimeline, load_timelines
