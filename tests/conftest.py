@@ -77,3 +77,38 @@ def _cli_consoles_follow_columns(monkeypatch: pytest.MonkeyPatch) -> None:
             found = getattr(module, attribute, None)
             if found is not None:
                 found.width = None  # rich: None = measure again at each print
+
+
+# The fast tier (`pytest -m "not slow"`, for development) leaves out what needs a process, a server
+# or a database server to start: a Prefect API (the flow tests), PostgreSQL (its variant of every
+# store test; SQLite's stays), a browser, the installed command in a subprocess, fuzzing, linting.
+# The README's test command runs everything. Single tests elsewhere carry @pytest.mark.slow.
+SLOW_FIXTURES = frozenset({"prefect_api", "postgres_url"})
+SLOW_FOLDERS = ("tests/flows/",)  # the Prefect flows end to end: sandboxes, worker processes, kills
+SLOW_MODULES = frozenset(
+    {
+        "tests/app/test_cli.py",  # the installed command, the demo twice, the sandbox command
+        "tests/app/test_cli_errors.py",  # the installed command in subprocesses, demo start-up
+        "tests/app/test_secrets_stay_secret.py",  # each surface in its own process
+        "tests/api/test_dashboard_browser.py",  # headless Chromium
+        "tests/api/test_openapi_fuzz.py",  # schemathesis
+        "tests/api/test_write_api_fuzz.py",  # schemathesis
+        "tests/app/test_cli_api.py",  # `billbridge serve` over HTTP
+        "tests/app/test_demo_serve.py",  # the demo with a Prefect server
+        "tests/test_code_quality.py",  # ruff and mypy over the tree
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        module = item.path.relative_to(root).as_posix()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (
+            module in SLOW_MODULES
+            or module.startswith(SLOW_FOLDERS)
+            or fixtures & SLOW_FIXTURES
+            or item.get_closest_marker("postgres")
+        ):
+            item.add_marker(pytest.mark.slow)

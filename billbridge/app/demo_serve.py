@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ class PrefectServer:
     def __init__(self, port: int) -> None:
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
+        # the server's own output, shown if it fails to start; lives as long as the server
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115
 
     @property
     def url(self) -> str:
@@ -70,12 +73,13 @@ class PrefectServer:
             "PREFECT_SERVER_UI_API_URL": self.api_url,
         }
         env.pop("PREFECT_API_URL", None)  # the server is not a client of itself
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + SERVER_START_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"the Prefect server exited with {self.process.returncode} (is port {self.port} free?)"
+                    f"the Prefect server exited with {self.process.returncode} (is port {self.port} free?); "
+                    f"it said:\n{self.said()}"
                 )
             try:
                 if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
@@ -86,6 +90,11 @@ class PrefectServer:
         self.stop()
         raise RuntimeError(f"the Prefect server did not answer on {self.url} within {SERVER_START_SECONDS:.0f} s")
 
+    def said(self, lines: int = 20) -> str:
+        """The last lines the server printed (uvicorn's reason when it cannot bind or migrate)."""
+        self.log.seek(0)
+        return "\n".join(self.log.read().decode(errors="replace").splitlines()[-lines:])
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -93,6 +102,7 @@ class PrefectServer:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        self.log.close()
 
 
 def deployments(path: Path = CHECKOUT / "prefect.yaml") -> list[Any]:

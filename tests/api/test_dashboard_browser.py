@@ -5,7 +5,6 @@ failed request, and an unsigned request is refused. Screenshots: bench/out/scree
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices, record_payment
 from billbridge.store.outbound import set_status
 from tests.browser import chromium, screenshot
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2026-11-22"
@@ -53,12 +53,6 @@ class Served:
     url: str
     store: Store
     key: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _usage(client: httpx.Client, key: str) -> None:
@@ -113,7 +107,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         _, key = api_keys.create_key(session, "us-inc", "browser test")
         dashboard_users.create_user(session, "finance", PASSWORD, ["us-inc", "eu-bv", "jp-kk", "kw-wll"])
     app = create_app(store, Settings(webhooks_inline=False, data_dir=tmp_path / "data"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

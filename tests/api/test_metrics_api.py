@@ -134,6 +134,7 @@ def dashboard(store: Store, tmp_path: Path) -> tuple[Browser, Store, str, Path]:
     return Browser(TestClient(create_app(store, settings))), store, token, tmp_path / "data"
 
 
+@pytest.mark.slow
 def test_pages_need_a_session(dashboard: tuple[Browser, Store, str, Path]) -> None:
     browser = dashboard[0]
     for path in ("/", "/usage", "/invoices", "/customers", "/customers/globex"):
@@ -209,6 +210,7 @@ def test_forms_need_their_csrf_token_and_origin(dashboard: tuple[Browser, Store,
     assert browser.client.get("/", follow_redirects=False).status_code == 303
 
 
+@pytest.mark.slow
 def test_a_user_sees_their_entities_and_no_other(dashboard: tuple[Browser, Store, str, Path]) -> None:
     browser, store, _, _ = dashboard
     assert browser.sign_in(username="finance", password="not the password").status_code == 401
@@ -242,6 +244,7 @@ def test_every_table_downloads_as_the_reports_csv(dashboard: tuple[Browser, Stor
     assert browser.client.get("/customers/gulf").status_code == 404  # another entity's customer
 
 
+@pytest.mark.slow
 def test_usage_reports_carry_the_money_billed_for_the_usage(api: Api) -> None:
     events = [event(quantity=1000, event_id=f"e{n}") for n in range(3)]  # 15 January, globex, api
     assert api.post("/api/usage/events/batch", {"events": events}).json()["accepted"] == 3

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import pytest
+
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from tests.api.conftest import Api, event
@@ -131,6 +133,7 @@ def test_invoices_show_discounts_and_money_in_minor_units(api: Api) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_every_cursor_the_schema_allows_is_answered_with_a_page(api: Api) -> None:
     """A cursor is a position in digits (it was an opaque token the schema could not describe, so
     schema-valid cursors got a 422); past the end it is an empty page."""

@@ -155,6 +155,7 @@ def test_single_events_reach_the_day_rows_once(api: Api) -> None:
     assert count(api) == 4
 
 
+@pytest.mark.slow
 def test_a_day_total_beyond_64_bits_of_micro_units_stays_exact(api: Api) -> None:
     """11,000 maximal events on one day are 10,999,999,999,999.989 units: 1.1 x 10^19 micro-units,
     past a signed 64-bit integer. The day's row, the report, billing's aggregate and the invoice
@@ -180,6 +181,7 @@ def test_a_day_total_beyond_64_bits_of_micro_units_stays_exact(api: Api) -> None
     assert Decimal(line["billed_amount"]) == Decimal("22000000000.00")  # at 0.002 a call
 
 
+@pytest.mark.slow
 def test_a_bad_idempotency_key_header_is_refused(api: Api) -> None:
     for key in ("has space", "x" * 151):
         response = api.post(EVENT, event(), **{"Idempotency-Key": key})
@@ -273,6 +275,7 @@ def test_a_key_revoked_in_this_process_is_refused_at_once(api: Api) -> None:
     assert count(api) == 0
 
 
+@pytest.mark.slow
 def test_a_key_revoked_by_another_process_is_refused_within_api_cache_seconds(
     api: Api, database_url: str, tmp_path: Path
 ) -> None:
@@ -294,6 +297,7 @@ def test_a_key_revoked_by_another_process_is_refused_within_api_cache_seconds(
     assert count(api) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [

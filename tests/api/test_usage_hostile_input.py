@@ -50,6 +50,7 @@ POISON = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("change", "field"), POISON, ids=[str(i) for i in range(len(POISON))])
 def test_a_poison_event_is_refused_alone_and_the_rest_of_the_batch_is_stored(
     api: Api, change: dict[str, Any], field: str
@@ -147,6 +148,7 @@ def test_any_hostile_event_is_answered_on_its_own(api: Api, field: str, value: A
             assert problem.get("field", "events[1]").startswith("events[1]"), problem
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantity", ["\u0663", "1_000", " 5", "5 ", "+5", "1e3", "0x10", "5.", ".5", "Infinity", "-0"])
 def test_a_quantity_string_is_written_in_plain_digits(api: Api, quantity: str) -> None:
     response = api.post(EVENT, event(quantity=quantity))
@@ -182,6 +184,7 @@ def test_a_timestamp_is_iso_8601_with_seconds_and_a_time_zone(api: Api, stamp: s
         assert api.post(EVENT, event(timestamp=stamp)).status_code == 201, stamp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "value"),
     [

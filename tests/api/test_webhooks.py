@@ -256,6 +256,7 @@ def stripe_payload(**overrides: Any) -> bytes:
     return text.replace('"DEEP"', "[" * 5000 + "]" * 5000).encode()
 
 
+@pytest.mark.slow
 def test_signed_but_odd_deliveries_are_refused_and_kept_visible(client: TestClient, store: Store) -> None:
     """Signed payloads with values no Stripe or Intuit event has answered 500 (the vendor retries a
     500 for days). They are refused with a 400 naming the field and kept, once, as refused."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from billbridge.flows.importing import import_document
 from billbridge.store.db import open_store
 from tests.api.conftest import USAGE_CONTRACT, event
 from tests.docs import document
+from tests.ports import free_port
 
 runner = CliRunner()
 
@@ -68,12 +68,6 @@ def test_apikey_create_list_revoke(env: str) -> None:
     assert [k["revoked_at"] is not None for k in json.loads(out)] == [True, False]
     code, out = run("apikey", "list")
     assert code == 0 and prefix in out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_answers_over_http(env: str, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from billbridge.sandbox.stripe import sign
 from tests.app.test_cli import fresh_machine, run
+from tests.ports import free_port
 
 COMMAND = str(Path(sys.executable).with_name("billbridge"))
 
@@ -152,12 +153,6 @@ def test_a_wrong_setting_is_named_as_the_file_and_the_environment_spell_it(
     line = said_once(out)
     assert code == 1 and "api_port (BILLBRIDGE_API_PORT) is wrong: Input should be a valid integer" in line
     assert "quickbooks.realm_id (BILLBRIDGE_QUICKBOOKS__REALM_ID) is not set" in line
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_serve_with_only_the_stripe_webhook_secret_takes_webhooks_and_what_calls_stripe_asks_for_the_key(

@@ -92,6 +92,7 @@ def one_invoice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stor
     store.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", STATUSES)
 @pytest.mark.parametrize("current", STATUSES)
 def test_mark_refuses_what_the_lifecycle_does_not_allow_and_lists_what_it_does(
@@ -183,6 +184,7 @@ def test_a_voided_draft_is_replaced_by_the_next_run_with_a_new_number(env: str, 
     store.dispose()
 
 
+@pytest.mark.slow
 def test_show_gives_each_discount_and_money_in_minor_units(env: str) -> None:
     """By hand, for 17/31 of a month: seats 3 x 45.00 = 135.00 -> 74.03, less 10% (121.50 -> 66.63):
     discount 7.40; API 12.000 -> 6.58; the contract's 5% of 73.21 is 3.66. Subtotal 80.61, discounts

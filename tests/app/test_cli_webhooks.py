@@ -47,6 +47,7 @@ def test_events_with_nothing_to_do_are_listed_then_marked_ignored_with_the_reaso
     assert table.exit_code == 0 and "Webhooks" in table.output
 
 
+@pytest.mark.slow
 def test_the_sandboxes_send_their_signed_webhooks_to_billbridge_serve(
     store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

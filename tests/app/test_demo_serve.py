@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from billbridge.app.demo_serve import deployments
 from tests.app.test_cli import fresh_machine
 from tests.browser import browser_page
+from tests.ports import free_port
 
 EXPECTED = {
     "sync-salesforce",
@@ -35,12 +37,6 @@ EXPECTED = {
 
 
 UI_PAGE = 10  # deployments per page of the Prefect UI's list
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_served_deployments_are_those_of_prefect_yaml_with_their_schedules() -> None:
@@ -165,3 +161,17 @@ def test_the_prefect_ui_on_another_port_reaches_its_api_and_lists_the_deployment
         listed = {name for name in served.deployments if name in shown}
         assert len(listed) == min(len(served.deployments), UI_PAGE), sorted(listed)
     assert served.returncode in (0, 130, -signal.SIGINT)
+
+
+def test_a_prefect_server_that_cannot_start_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port taken under the server's feet (after the demo's own check): the error carries the
+    server's own words, not only its exit code."""
+    from billbridge.app.demo_serve import PrefectServer
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    with socket.socket() as taken:
+        port = free_port()
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(RuntimeError, match=r"(?s)exited with \d+ .*it said:.*already in use"):
+            PrefectServer(port).start()

@@ -162,6 +162,7 @@ def test_a_search_cap_is_handled_by_new_windows() -> None:
         check_bundles(sandbox, later, again)
 
 
+@pytest.mark.slow
 def test_faults_still_deliver_every_deal_once(world: demo_world.DemoWorld) -> None:
     clock = Clock()
     with HubSpotSandbox.start(world, clock=clock) as sandbox:

@@ -163,6 +163,7 @@ def test_customers_and_items_are_looked_up_before_created(qb: RunningQuickBooks,
     assert sorted(i["Name"] for i in qb.company.all("Item")) == ["API-CALLS", "SEATS"]
 
 
+@pytest.mark.slow
 def test_a_name_another_run_took_since_the_look_up_is_looked_up_again_and_used(
     qb: RunningQuickBooks, connect: Connect
 ) -> None:
@@ -449,6 +450,7 @@ def test_a_stripe_payment_is_recorded_against_its_invoices_once(qb: RunningQuick
     assert [(p.invoice_numbers, p.amount) for p in pulled] == [((paid[0].number, paid[1].number), stripe.amount)]
 
 
+@pytest.mark.slow
 def test_refunds_taken_off_one_payment_by_two_workers_at_once_both_land_once(
     qb: RunningQuickBooks, connect: Connect
 ) -> None:

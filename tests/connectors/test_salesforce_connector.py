@@ -164,6 +164,7 @@ def test_calls_are_the_minimum_the_page_size_allows(sandbox: SalesforceSandbox, 
     assert sum(p.api_calls for p in incremental) == 3 == sandbox.injector.total_calls(DATA_CALLS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fault",
     [

@@ -239,6 +239,7 @@ def test_pull_payments_with_fees_invoice_numbers_and_cursor(stripe_sb: tuple[Str
     assert cursor == str(int(T0) + 86400 + 7200)
 
 
+@pytest.mark.slow
 def test_pull_payments_pages_and_saves_the_cursor_last(stripe_sb: tuple[StripeSandbox, str], clock: Clock) -> None:
     sb, url = stripe_sb
     customer = catalog.create_customer(sb.state, {"name": "Globex", "payment_method": "pm_card_visa"})

@@ -199,6 +199,7 @@ def test_the_hubspot_fixture_maps() -> None:
     assert outcome(lambda: map_hubspot(HUBSPOT)) == "mapped"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(set(nodes(HUBSPOT)) | set(HUBSPOT_EXTRA), key=str), ids=str)
 @SETTINGS
 @given(value=HOSTILE)
@@ -229,6 +230,7 @@ def test_the_salesforce_fixture_maps() -> None:
     assert outcome(lambda: map_salesforce(SALESFORCE)) == "mapped"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(nodes(SALESFORCE), key=str), ids=str)
 @SETTINGS
 @given(value=HOSTILE)
@@ -303,6 +305,7 @@ PAYMENTS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], IncomingPay
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "path"), [(kind, path) for kind, (raw, _) in PAYMENTS.items() for path in nodes(raw)], ids=str
 )
@@ -389,6 +392,7 @@ def test_the_subscription_fixture_maps() -> None:
     assert outcome(lambda: map_stripe_subscription(SUBSCRIPTION)) == "mapped"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(nodes(SUBSCRIPTION), key=str), ids=str)
 @SETTINGS
 @given(value=HOSTILE)

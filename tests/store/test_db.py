@@ -13,6 +13,7 @@ from billbridge.store import db
 from billbridge.store.db import Store, normalise_url, open_store
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_connection_ended_while_idle_is_replaced_before_use(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch

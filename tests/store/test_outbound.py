@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from billbridge.billing.documents import OutboundDocument, push_targets
@@ -59,6 +60,7 @@ def test_approving_queues_one_push_per_target_once(store: Store) -> None:
     assert {p["topic"] for p in pending} == {"push.quickbooks", "push.stripe"}
 
 
+@pytest.mark.slow
 def test_marking_sent_moves_only_approved_documents(store: Store) -> None:
     bill_examples(store)
     with store.write() as session:
