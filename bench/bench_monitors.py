@@ -7,8 +7,9 @@
 Setup (not timed): a fresh migrated store with one legal entity and ``--customers`` customers, each
 with one monthly contract (a flat fee and per-unit seats; one in four amended mid-period). Timed:
 
-  * ``day``: ``--monitors`` portfolio monitors (the contract items in turn) evaluated for every
-    customer on one day: ``flows.monitors.snapshot`` (reading contracts, evaluating, writing values).
+  * ``day``: ``--monitors`` portfolio monitors (eight contract items in turn, so monitors repeat an
+    item: the snapshot evaluates an item once per contract and day and shares it) evaluated for
+    every customer on one day: ``flows.monitors.snapshot`` (reading contracts, evaluating, writing).
   * ``backfill``: one portfolio monitor over every contract for ``--days`` days (alerts off).
   * ``rerun``: the one-day snapshot again: nothing changes, nothing is written.
 

@@ -40,6 +40,7 @@ from billbridge.store.db import Store, open_store
 from billbridge.store.models import Contract
 from billbridge.store.outbox import Message
 from billbridge.store.reference import entity_ids, product_ids
+from billbridge.store.statistics import FreshStatistics
 from billbridge.store.usage_aggregates import daily_usage
 
 ONE_DAY = timedelta(days=1)
@@ -204,8 +205,9 @@ def snapshot(
     for monitor in chosen:
         by_entity[monitor.entity_id].append(monitor)
     summary.monitors = len(chosen)
+    statistics = FreshStatistics(store, grown=("monitor_values",)) if chosen else None
     for entity_id, group in by_entity.items():
-        _snapshot_entity(store, entity_id, group, first, last, alerts, chunk, summary)
+        _snapshot_entity(store, entity_id, group, first, last, alerts, chunk, summary, statistics)
     return summary
 
 
@@ -218,6 +220,7 @@ def _snapshot_entity(
     alerts: bool,
     chunk: int,
     summary: SnapshotSummary,
+    statistics: FreshStatistics | None,
 ) -> None:
     with store.read() as session:
         only: dict[int, int | None] = {}  # monitor id -> the one customer it covers (None: every customer)
@@ -243,10 +246,13 @@ def _snapshot_entity(
                 return
             data = _load(session, ids, group, first, last)
         after = ids[-1]
+        written = summary.written
         with store.write() as session:
             for monitor in group:
                 covered = ids if only[monitor.id] is None else [c for c in ids if c == only[monitor.id]]
                 _evaluate(session, monitor, covered, data, first, last, alerts, summary)
+        if statistics is not None:  # PostgreSQL plans the next chunks' reads of the values it grew
+            statistics.wrote(summary.written - written)
 
 
 def _one_customer(session: Session, entity_id: int, definition: mon.MonitorDefinition) -> int | None | bool:

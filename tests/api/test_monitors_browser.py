@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 import httpx
+import pytest
 
 from billbridge.billing.monitors import MonitorDefinition
 from billbridge.flows import monitors as flow
@@ -15,6 +16,7 @@ from tests.api import test_dashboard_browser as dashboard
 from tests.api.test_dashboard_browser import CHARTS, PASSWORD, SHOWN, Served
 from tests.browser import chromium, screenshot
 
+pytestmark = pytest.mark.slow  # headless Chromium
 served = dashboard.served  # its fixture: the example contracts, Hooli's usage, invoices sent and paid
 MONITORS = [
     {"name": "hooli-seats", "contract": {"contract_ref": "C-102-hooli", "item": "quantity", "line_ref": "seats"}},

@@ -15,6 +15,7 @@ from billbridge.app.cli import app
 
 runner = CliRunner()
 CHECKOUT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # each imports and bills the example contracts first (seconds)
 MONITORS = CHECKOUT / "examples" / "monitors"
 
 

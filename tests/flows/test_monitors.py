@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -355,3 +357,60 @@ def test_the_example_automation_routes_monitor_events_to_a_notification() -> Non
     assert automation.trigger.expect == {flow.EVENT}  # type: ignore[union-attr]
     [action] = automation.actions
     assert action.type == "send-notification" and "event.payload.customer_ref" in action.body  # type: ignore[union-attr]
+
+
+def _snapshot_in_a_child(url: str) -> None:
+    """A snapshot a customer per transaction, in its own process (killed by the test)."""
+    from billbridge.store.db import open_store
+
+    flow.snapshot(open_store(url), date(2026, 12, 1), chunk=1)
+
+
+def test_a_snapshot_killed_halfway_and_rerun_raises_each_alert_once(store: Store) -> None:
+    import multiprocessing
+    import signal
+
+    from billbridge.store.monitor_models import MonitorAlert
+
+    customers = 300
+    document = {
+        "entities": [{"entity_ref": "us", "name": "US Inc", "currency": "USD", "invoice_prefix": "US-INV-"}],
+        "customers": [{"customer_ref": f"c{n:03d}", "name": f"C {n}", "entity_ref": "us"} for n in range(customers)],
+        "products": [{"product_ref": "platform", "name": "Platform"}],
+        "contracts": [
+            contract(f"C-{n:03d}", f"c{n:03d}", "10.00", cycle_unit="year", contract_end_date="2026-12-31")
+            for n in range(customers)
+        ],
+    }
+    assert not import_document(store, document).errors
+    add(
+        store,
+        name="renewals",
+        source="contract",
+        contract={"item": "end_date"},
+        conditions=[{"when": "within_days", "value": 30}],
+        webhook_url="http://127.0.0.1:9/never-called",
+    )
+
+    def alerts() -> int:
+        with store.read() as session:
+            return len(session.scalars(select(MonitorAlert.id)).all())
+
+    child = multiprocessing.get_context("spawn").Process(target=_snapshot_in_a_child, args=(store.url,))
+    child.start()
+    deadline = time.monotonic() + 120
+    while alerts() == 0:
+        assert time.monotonic() < deadline and child.is_alive(), "the child raised no alert"
+        time.sleep(0.005)
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    halfway = alerts()
+    assert 0 < halfway < customers  # killed between two committed chunks' transactions
+    rerun = flow.snapshot(store, date(2026, 12, 1))
+    assert len(rerun.alerts) == customers - halfway
+    flow.snapshot(store, date(2026, 12, 1))  # and once more: nothing
+    with store.read() as session:
+        topics = Counter(session.scalars(select(OutboxMessage.topic)).all())
+    assert alerts() == customers
+    assert topics == {flow.EVENT_TOPIC: customers, flow.WEBHOOK_TOPIC: customers}
