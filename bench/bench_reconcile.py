@@ -28,6 +28,7 @@ import tempfile
 import time
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from common import Backend, PostgresBackend, SQLiteBackend, code_version, log
 from sqlalchemy import delete, text, update
@@ -36,6 +37,7 @@ from billbridge.billing.documents import IncomingPayment
 from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from billbridge.flows.reconcile import PaymentPage, record_pages
+from billbridge.store.bulk import BulkStatement, dbapi_cursor
 from billbridge.store.cursors import _MOVE
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import (
@@ -49,7 +51,6 @@ from billbridge.store.invoices import (
     open_invoices,
 )
 from billbridge.store.models import Invoice, Payment, PaymentAllocation, utcnow
-from billbridge.store.raw import RawStatement
 
 PAGE = 200
 AS_OF = date(2026, 7, 1)
@@ -142,12 +143,12 @@ def floor_with_writes(store: Store, payments: list[IncomingPayment]) -> float:
     now = utcnow()
     with store.write() as session:
         connection = session.connection()
-        known = RawStatement.of(_KNOWN_REFS, connection, ("refs",))
+        known = BulkStatement.of(_KNOWN_REFS, connection, ("refs",))
         statements = [
-            RawStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS),
-            RawStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS),
-            RawStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")),
-            RawStatement.of(_MOVE, connection, ("s", "st", "v", "at")),
+            BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS),
+            BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS),
+            BulkStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")),
+            BulkStatement.of(_MOVE, connection, ("s", "st", "v", "at")),
         ]
     prepared = []
     for page in pages(payments):
@@ -178,17 +179,22 @@ def floor_with_writes(store: Store, payments: list[IncomingPayment]) -> float:
             [{"s": "bench", "st": "payments", "v": page.cursor, "at": now}],
         ]
         numbers = [n for p in page.payments for n in p.invoice_numbers]
-        driver_rows = [(s.sql, s.driver_rows(r)) for s, r in zip(statements, rows, strict=True)]
-        prepared.append((numbers, refs, driver_rows))
+        calls: list[tuple[bool, str, list[Any]]] = []
+        for i, (statement, statement_rows) in enumerate(zip(statements, rows, strict=True)):
+            if i < 2 and store.dialect == "postgresql":  # the inserts: multi-row VALUES, as the store runs them
+                calls += [(False, sql, arguments) for sql, arguments in statement.values_calls(statement_rows)]
+            else:
+                calls.append((True, statement.sql, statement.driver_rows(statement_rows)))
+        prepared.append((numbers, refs, calls))
     started = time.perf_counter()
-    for numbers, refs, driver_rows in prepared:
+    for numbers, refs, calls in prepared:
         with store.write() as session:
             open_invoices(session, numbers=numbers)
             connection = session.connection()
             known.run(connection, {"refs": refs})
-            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            for sql, params in driver_rows:
-                cursor.executemany(sql, params)
+            cursor = dbapi_cursor(connection)
+            for many, sql, arguments in calls:
+                (cursor.executemany if many else cursor.execute)(sql, arguments)
             cursor.close()
     return time.perf_counter() - started
 

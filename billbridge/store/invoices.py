@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing import lifecycle
 from billbridge.billing.currency import quantum
 from billbridge.billing.engine import BilledItem, InvoiceDraft
+from billbridge.store.bulk import BulkStatement
 from billbridge.store.contracts import ContractTimeline
 from billbridge.store.models import (
     Contract,
@@ -30,7 +31,6 @@ from billbridge.store.models import (
     table_of,
     utcnow,
 )
-from billbridge.store.raw import RawStatement
 
 ONE_DAY = timedelta(days=1)
 ZERO = Decimal(0)
@@ -200,7 +200,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
             }
         )
     connection = session.connection()
-    RawStatement.of(_INSERT_INVOICES, connection, tuple(invoice_rows[0])).run_many(connection, invoice_rows)
+    BulkStatement.of(_INSERT_INVOICES, connection, tuple(invoice_rows[0])).run_many(connection, invoice_rows)
     ids = _ids_of_numbers(session, reserved)
     line_rows: list[dict[str, Any]] = []
     for row, (timeline, draft) in zip(invoice_rows, ordered, strict=True):
@@ -231,7 +231,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 }
             )
     if line_rows:
-        RawStatement.of(_INSERT_LINES, connection, tuple(line_rows[0])).run_many(connection, line_rows)
+        BulkStatement.of(_INSERT_LINES, connection, tuple(line_rows[0])).run_many(connection, line_rows)
     return [row["number"] for row in invoice_rows]
 
 
@@ -466,7 +466,7 @@ def record_payments(
     missing = [n for n in numbers if n not in invoices]
     if missing:  # locked on PostgreSQL: a concurrent payment of the same invoice waits, then adds to ours
         query = _PAYABLE_LOCKED if connection.dialect.name == "postgresql" else _PAYABLE
-        rows = RawStatement.of(query, connection, ("numbers",)).run(connection, {"numbers": missing})
+        rows = BulkStatement.of(query, connection, ("numbers",)).run(connection, {"numbers": missing})
         invoices.update(
             (number, [iid, currency, total, paid, status]) for iid, number, currency, total, paid, status in rows
         )
@@ -505,14 +505,15 @@ def record_payments(
                 "source_version": p.source_version,
             }
         )
-    RawStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).run_many(connection, payment_rows)
+    # Multi-row VALUES on PostgreSQL (a statement a row cost 4-6x the page's read), executemany on SQLite.
+    BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).insert_values(connection, payment_rows)
     if allocations:
-        RawStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).run_many(connection, allocations)
+        BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).insert_values(connection, allocations)
         touched = {a["invoice_id"] for a in allocations}
         paid_rows = [
             {"iid": v[0], "paid": v[3], "new_status": v[4], "now": now} for v in invoices.values() if v[0] in touched
         ]
-        RawStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")).run_many(connection, paid_rows)
+        BulkStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")).run_many(connection, paid_rows)
     return recorded
 
 
@@ -573,7 +574,7 @@ def known_payment_refs(session: Session, refs: Iterable[str]) -> set[str]:
     if not wanted:
         return set()
     connection = session.connection()
-    return {ref for (ref,) in RawStatement.of(_KNOWN_REFS, connection, ("refs",)).run(connection, {"refs": wanted})}
+    return {ref for (ref,) in BulkStatement.of(_KNOWN_REFS, connection, ("refs",)).run(connection, {"refs": wanted})}
 
 
 def payment_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:

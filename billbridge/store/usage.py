@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing.usage import from_micros, to_micros
 from billbridge.billing.usage_documents import VersionTerms
+from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import (
     Contract,
     ContractLine,
@@ -27,7 +28,6 @@ from billbridge.store.models import (
     UsageEvent,
     table_of,
 )
-from billbridge.store.raw import RawStatement
 
 _DAILY = table_of(UsageDaily)
 _EVENTS = table_of(UsageEvent)
@@ -39,7 +39,7 @@ SPLIT = 10**12
 at 9.2 x 10^12 units, 9,224 maximal events a day: PostgreSQL then refused the write, SQLite turned
 the sum into a float. Split, a day holds 9.2 x 10^24 units, and a period's SUM of either column
 stays within 64 bits for any number of days. Integer arithmetic on both backends, so exact."""
-_SPLIT = literal_column(str(SPLIT), BigInteger)  # inline: no parameter for RawStatement to fill
+_SPLIT = literal_column(str(SPLIT), BigInteger)  # inline: no parameter for BulkStatement to fill
 
 
 def split_total(micros: int) -> tuple[int, int]:
@@ -110,7 +110,9 @@ def add_to_daily(session: Session | Connection, rows: Sequence[dict[str, Any]]) 
         )
         for (customer_id, product_id, day), micros in sorted(days.items())
     ]
-    RawStatement.of(statement, connection, tuple(params[0])).run_many(connection, params)  # Core's work per row skipped
+    BulkStatement.of(statement, connection, tuple(params[0])).run_many(
+        connection, params
+    )  # Core's work per row skipped
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -225,7 +227,7 @@ def insert_event_with_its_day(connection: Connection, row: dict[str, Any]) -> bo
     taken, and add it to its day row, in one statement (PostgreSQL only: SQLite has no
     data-modifying WITH). True when it was inserted."""
     params = {**row, "day": row["timestamp"].date()}
-    return bool(RawStatement.of(_ONE_EVENT_WITH_ITS_DAY, connection, tuple(params)).run(connection, params))
+    return bool(BulkStatement.of(_ONE_EVENT_WITH_ITS_DAY, connection, tuple(params)).run(connection, params))
 
 
 def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -236,10 +238,10 @@ def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) ->
     dialect = connection.dialect.name
     if len(rows) == 1:
         statement = _INSERT_NEW[dialect]
-        return {row[0] for row in RawStatement.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
+        return {row[0] for row in BulkStatement.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
     # Many rows: a plain executemany (pipelined by psycopg) without RETURNING. Event refs are fresh
     # UUIDs, so when the row count falls short, the refs now present are the rows inserted.
-    inserted = RawStatement.of(_INSERT_NEW_PLAIN[dialect], connection, tuple(rows[0])).run_many(connection, rows)
+    inserted = BulkStatement.of(_INSERT_NEW_PLAIN[dialect], connection, tuple(rows[0])).run_many(connection, rows)
     refs = [row["event_ref"] for row in rows]
     if inserted == len(rows):
         return set(refs)
@@ -358,7 +360,7 @@ def documents_from(
     out: dict[int, dict[date, tuple[str, datetime]]] = {cid: {} for cid in ids}
     if ids:
         rows: Iterable[Any] = (
-            RawStatement.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(
+            BulkStatement.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(
                 connection, {"id": ids[0], "since": since}
             )
             if len(ids) == 1
