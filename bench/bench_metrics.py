@@ -46,8 +46,9 @@ from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import open_invoices, record_payment
+from billbridge.store.invoices import open_invoices
 from billbridge.store.models import Contract, Invoice, InvoiceLine, Payment
+from billbridge.store.payments import record_payment
 
 AS_OF = date(2026, 10, 31)
 TARGET_MS = 500.0

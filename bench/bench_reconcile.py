@@ -40,17 +40,16 @@ from billbridge.flows.reconcile import PaymentPage, record_pages
 from billbridge.store.bulk import BulkStatement, dbapi_cursor
 from billbridge.store.cursors import _MOVE
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import (
+from billbridge.store.invoices import list_invoices, open_invoices
+from billbridge.store.models import Invoice, Payment, PaymentAllocation, utcnow
+from billbridge.store.payments import (
     _ALLOCATION_KEYS,
     _INSERT_ALLOCATIONS,
     _INSERT_PAYMENTS,
     _KNOWN_REFS,
     _PAYMENT_KEYS,
     _SET_PAID,
-    list_invoices,
-    open_invoices,
 )
-from billbridge.store.models import Invoice, Payment, PaymentAllocation, utcnow
 
 PAGE = 200
 AS_OF = date(2026, 7, 1)

@@ -29,9 +29,10 @@ from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
-from billbridge.store.invoices import PaymentIn, invoice_ids, payment_ids
+from billbridge.store.invoices import invoice_ids
 from billbridge.store.outbound import outbound_documents
 from billbridge.store.outbox import Message
+from billbridge.store.payments import PaymentIn, payment_ids
 
 TOPIC = "mirror.quickbooks"
 BATCH = 30  # one QuickBooks batch call

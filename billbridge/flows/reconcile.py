@@ -29,13 +29,12 @@ from billbridge.mapping.fields import Refused
 from billbridge.store import quarantine
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import (
+from billbridge.store.invoices import open_invoices, paid_amounts
+from billbridge.store.payments import (
     PaymentIn,
     apply_by_hand,
     known_payment_refs,
     lock_payment_source,
-    open_invoices,
-    paid_amounts,
     record_payments,
     redo_payment,
     source_versions,

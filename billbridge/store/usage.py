@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -188,7 +188,10 @@ def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, Stor
     if not keys:
         return {}
     rows = connection.execute(_BY_KEYS, {"keys": keys})
-    return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], r[6], _utc(r[7])) for r in rows}
+    return {
+        key: StoredEvent(ref, key, customer_id, product_id, _utc(timestamp), quantity, properties, _utc(created_at))
+        for ref, key, customer_id, product_id, timestamp, quantity, properties, created_at in rows
+    }
 
 
 def _one_event_with_its_day() -> Any:
@@ -296,30 +299,43 @@ def usage_contracts(connection: Connection, customer_ids: Iterable[int]) -> dict
     if not customers:
         return out
     heads: dict[int, tuple[str, int]] = {}
-    versions: dict[int, dict[int, tuple[Any, ...]]] = defaultdict(dict)
+    versions: dict[int, dict[int, VersionTerms]] = defaultdict(dict)
     lines: dict[tuple[int, int, int], list[tuple[date | None, date | None]]] = defaultdict(list)
     products_of: dict[int, set[int]] = defaultdict(set)
-    for r in connection.execute(_USAGE_TERMS, {"customers": customers}):
-        contract_id, version_no = r[0], r[3]
-        heads[contract_id] = (r[1], r[2])
-        versions[contract_id][version_no] = tuple(r[3:10])
-        if r[10] is not None:
-            lines[(contract_id, r[10], version_no)].append((r[11], r[12]))
-            products_of[contract_id].add(r[10])
+    for (
+        contract_id,
+        contract_ref,
+        customer_id,
+        version_no,
+        effective_date,
+        start_date,
+        end_date,
+        cycle_length,
+        cycle_unit,
+        anchor,
+        product_id,
+        line_start,
+        line_end,
+    ) in connection.execute(_USAGE_TERMS, {"customers": customers}):
+        heads[contract_id] = (contract_ref, customer_id)
+        versions[contract_id][version_no] = VersionTerms(
+            version_no=version_no,
+            effective_date=effective_date,
+            contract_start_date=start_date,
+            contract_end_date=end_date,
+            cycle_length=cycle_length,
+            cycle_unit=cycle_unit,
+            anchor=anchor,
+            usage_lines=(),
+        )
+        if product_id is not None:
+            lines[(contract_id, product_id, version_no)].append((line_start, line_end))
+            products_of[contract_id].add(product_id)
     for contract_id in sorted(products_of):
         contract_ref, customer_id = heads[contract_id]
         for product_id in sorted(products_of[contract_id]):
             terms = tuple(
-                VersionTerms(
-                    version_no=v[0],
-                    effective_date=v[1],
-                    contract_start_date=v[2],
-                    contract_end_date=v[3],
-                    cycle_length=v[4],
-                    cycle_unit=v[5],
-                    anchor=v[6],
-                    usage_lines=tuple(lines.get((contract_id, product_id, v[0]), ())),
-                )
+                replace(v, usage_lines=tuple(lines.get((contract_id, product_id, v.version_no), ())))
                 for v in versions[contract_id].values()
             )
             out[customer_id].setdefault(product_id, []).append(UsageContract(contract_id, contract_ref, terms))

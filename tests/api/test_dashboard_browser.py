@@ -25,8 +25,9 @@ from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import list_invoices, record_payment
+from billbridge.store.invoices import list_invoices
 from billbridge.store.outbound import set_status
+from billbridge.store.payments import record_payment
 from tests.browser import chromium, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
