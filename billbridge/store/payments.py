@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from billbridge.billing import lifecycle
-from billbridge.billing.currency import quantum
+from billbridge.billing import allocation
+from billbridge.billing.allocation import Balance
 from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import Customer, Invoice, Payment, PaymentAllocation, table_of, utcnow
 
@@ -138,11 +138,11 @@ def record_payments(
     if not fresh:
         return recorded
     numbers = {n for p in fresh for n, _ in p.allocations}
-    invoices: dict[str, list[Any]] = {}
+    invoices: dict[str, Balance] = {}
     if open_rows and connection.dialect.name == "sqlite":
         # Open means sent or part paid, which take payments alike (lifecycle.status_after_payment).
         invoices = {
-            r["number"]: [r["id"], r["currency"], r["invoice_total"], r["amount_paid"], "sent"]
+            r["number"]: Balance(r["id"], r["currency"], r["invoice_total"], r["amount_paid"], "sent")
             for r in open_rows
             if r["number"] in numbers
         }
@@ -151,35 +151,28 @@ def record_payments(
         query = _PAYABLE_LOCKED if connection.dialect.name == "postgresql" else _PAYABLE
         rows = BulkStatement.of(query, connection, ("numbers",)).run(connection, {"numbers": missing})
         invoices.update(
-            (number, [iid, currency, total, paid, status]) for iid, number, currency, total, paid, status in rows
+            (number, Balance(iid, currency, total, paid, status)) for iid, number, currency, total, paid, status in rows
         )
     now = utcnow()
     payment_rows, allocations = [], []
     for p in fresh:
-        allocated = sum((a for _, a in p.allocations), ZERO)
-        if allocated > p.amount:
-            raise ValueError(f"payment {p.payment_ref}: allocations {allocated} exceed the amount {p.amount}")
-        for number, share in p.allocations:
-            invoice = invoices.get(number)
-            if invoice is None:
-                raise LookupError(f"payment {p.payment_ref}: no invoice numbered {number!r}")
-            if invoice[1] != p.currency:
-                raise ValueError(
-                    f"payment {p.payment_ref}: {p.currency} payment cannot settle {invoice[1]} invoice {number}"
-                )
-            paid = invoice[3] + share
-            invoice[4] = lifecycle.status_after_payment(invoice[4], invoice[2], paid)
-            invoice[3] = paid
-            allocations.append(
-                {"payment_ref": p.payment_ref, "invoice_id": invoice[0], "amount": share, "created_at": now}
-            )
+        unapplied = allocation.apply_payment(p.payment_ref, p.currency, p.amount, p.allocations, invoices)
+        allocations += [
+            {
+                "payment_ref": p.payment_ref,
+                "invoice_id": invoices[number].invoice_id,
+                "amount": share,
+                "created_at": now,
+            }
+            for number, share in p.allocations
+        ]
         payment_rows.append(
             {
                 "payment_ref": p.payment_ref,
                 "customer_ref": p.customer_ref,
                 "currency": p.currency,
                 "amount": p.amount,
-                "unapplied_amount": p.amount - allocated,
+                "unapplied_amount": unapplied,
                 "received_on": p.received_on,
                 "method": p.method,
                 "reference": p.reference,
@@ -194,7 +187,9 @@ def record_payments(
         BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).insert_values(connection, allocations)
         touched = {a["invoice_id"] for a in allocations}
         paid_rows = [
-            {"iid": v[0], "paid": v[3], "new_status": v[4], "now": now} for v in invoices.values() if v[0] in touched
+            {"iid": v.invoice_id, "paid": v.paid, "new_status": v.status, "now": now}
+            for v in invoices.values()
+            if v.invoice_id in touched
         ]
         BulkStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")).run_many(connection, paid_rows)
     return recorded
@@ -255,12 +250,19 @@ def _locked_payment(session: Session, payment_ref: str) -> Payment:
     return payment
 
 
+def _balance(invoice: Invoice) -> Balance:
+    return Balance(invoice.id, invoice.currency, invoice.invoice_total, invoice.amount_paid, invoice.status)
+
+
+def _store_balance(invoice: Invoice, balance: Balance) -> None:
+    invoice.amount_paid, invoice.status = balance.paid, balance.status
+
+
 def _pay(invoice: Invoice, change: Decimal) -> None:
-    """``change`` more (or, negative, less) received by ``invoice``, and its status after it; a
-    voided invoice given money back stays void."""
-    invoice.amount_paid += change
-    if change > 0 or invoice.status in ("sent", "partially_paid", "paid"):
-        invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
+    """``change`` more (or, negative, less) received by ``invoice``, as the domain says (allocation.change_paid)."""
+    balance = _balance(invoice)
+    allocation.change_paid(balance, change)
+    _store_balance(invoice, balance)
 
 
 def apply_by_hand(
@@ -272,26 +274,14 @@ def apply_by_hand(
     payment with nothing left unapplied comes off the review list, the application noted.
     Raises LookupError / ValueError, naming the payment or the invoice, for what cannot be applied."""
     payment = _locked_payment(session, payment_ref)
-    if payment.amount <= 0:
-        raise ValueError(f"payment {payment_ref} is a refund or reversal ({payment.amount}): nothing to apply")
     invoice = session.scalar(
         select(Invoice).where(Invoice.number == number, Invoice.doc_type == "invoice").with_for_update()
     )
     if invoice is None:
         raise LookupError(f"no invoice numbered {number!r}")
-    if invoice.status not in ("sent", "partially_paid"):
-        raise ValueError(f"invoice {number} is {invoice.status}: only a sent or partly paid invoice takes payments")
-    if invoice.currency != payment.currency:
-        raise ValueError(f"payment {payment_ref} is in {payment.currency}, invoice {number} in {invoice.currency}")
-    most = min(payment.unapplied_amount, invoice.invoice_total - invoice.amount_paid)
-    share = most if amount is None else amount
-    if share <= 0 or share > most:
-        raise ValueError(
-            f"payment {payment_ref}: {share} cannot be applied to {number}; at most {most} "
-            f"({payment.unapplied_amount} unapplied, {invoice.invoice_total - invoice.amount_paid} open)"
-        )
-    if share != share.quantize(quantum(payment.currency)):
-        raise ValueError(f"amount: {share} is not a whole number of {payment.currency} minor units")
+    share = allocation.by_hand(
+        payment_ref, payment.currency, payment.amount, payment.unapplied_amount, number, _balance(invoice), amount
+    )
     before = session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)).all()
     existing = next((a for a in before if a.invoice_id == invoice.id), None)
     if existing is None:
@@ -339,11 +329,12 @@ def undo_payment(session: Session, payment_ref: str) -> None:
     its invoices open again by what it gave them and its allocations go, before :func:`redo_payment`
     records it as it now is (in the same transaction)."""
     payment = _locked_payment(session, payment_ref)
-    for allocation in session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)):
-        invoice = session.scalar(select(Invoice).where(Invoice.id == allocation.invoice_id).with_for_update())
-        assert invoice is not None  # a foreign key
-        _pay(invoice, -allocation.amount)
-        session.delete(allocation)
+    for applied in session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)):
+        invoice = session.scalar(select(Invoice).where(Invoice.id == applied.invoice_id).with_for_update())
+        if invoice is None:  # the foreign key makes this impossible
+            raise LookupError(f"payment {payment_ref}: its allocation's invoice {applied.invoice_id} is gone")
+        _pay(invoice, -applied.amount)
+        session.delete(applied)
     payment.unapplied_amount = payment.amount
     session.flush()
 
@@ -352,21 +343,19 @@ def redo_payment(session: Session, payment: PaymentIn) -> None:
     """Record a payment undone by :func:`undo_payment` as it now is at its source: amount, date,
     allocations (to open invoices, as matched), review reason and version."""
     row = _locked_payment(session, payment.payment_ref)
-    allocated = sum((a for _, a in payment.allocations), ZERO)
-    if allocated > payment.amount:
-        raise ValueError(f"payment {payment.payment_ref}: allocations {allocated} exceed the amount {payment.amount}")
+    allocation.allocated(payment.payment_ref, payment.amount, payment.allocations)
+    numbers = list(dict.fromkeys(n for n, _ in payment.allocations))
+    found = {i.number: i for i in session.scalars(select(Invoice).where(Invoice.number.in_(numbers)).with_for_update())}
+    balances = {number: _balance(invoice) for number, invoice in found.items()}
+    unapplied = allocation.apply_payment(
+        payment.payment_ref, payment.currency, payment.amount, payment.allocations, balances, redone=True
+    )
+    for number, balance in balances.items():
+        _store_balance(found[number], balance)
     for number, share in payment.allocations:
-        invoice = session.scalar(select(Invoice).where(Invoice.number == number).with_for_update())
-        if invoice is None:
-            raise LookupError(f"payment {payment.payment_ref}: no invoice numbered {number!r}")
-        if invoice.currency != payment.currency:
-            raise ValueError(
-                f"payment {payment.payment_ref}: {payment.currency} cannot settle {invoice.currency} {number}"
-            )
-        _pay(invoice, share)
-        session.add(PaymentAllocation(payment_id=row.id, invoice_id=invoice.id, amount=share))
+        session.add(PaymentAllocation(payment_id=row.id, invoice_id=found[number].id, amount=share))
     row.amount, row.received_on, row.currency = payment.amount, payment.received_on, payment.currency
-    row.unapplied_amount = payment.amount - allocated
+    row.unapplied_amount = unapplied
     row.review_reason, row.reviewed = payment.review_reason, None
     row.source_version = payment.source_version
     session.flush()
