@@ -417,7 +417,7 @@ def print_table(results: list[Runs[Result]]) -> None:
     print(stamp() + "\n")
     header = (
         f"{'backend':<11} {'mode':<8} {'events':>7}  {'events/s':<24}{'x floor':<22}{'server CPU us/event':<22}"
-        f"{'target':<16}{'load (1 min)':<20}"
+        f"{'target':<20}{'load (1 min)':<20}"
     )
     print(header + "\n" + "-" * len(header))
     for runs in results:
@@ -432,7 +432,7 @@ def print_table(results: list[Runs[Result]]) -> None:
                 f"{r.backend:<11} {mode:<8} {n:>7}  {rate.show(',.0f'):<24}"
                 f"{runs.spread(lambda x, m=mode: getattr(x, f'{m}_ratio')).show('.1f', 'x'):<22}"  # type: ignore[misc]
                 f"{runs.spread(lambda x, m=mode: getattr(x, f'{m}_server_cpu_us')).show('.0f'):<22}"  # type: ignore[misc]
-                f"{met + f' ({target:,})':<16}{runs.load.show('.2f'):<20}"
+                f"{met + f' ({target:,})':<20}{runs.load.show('.2f'):<20}"
             )
 
 
