@@ -52,7 +52,9 @@ class Balance:
 
 def allocated(payment_ref: str, amount: Decimal, allocations: Allocations) -> Decimal:
     """The sum of the allocations; ValueError if it exceeds the payment's amount."""
-    total = sum((share for _, share in allocations), ZERO)
+    total = ZERO
+    for _, share in allocations:  # a loop: most payments have one allocation, sum() of a generator costs more
+        total += share
     if total > amount:
         raise ValueError(f"payment {payment_ref}: allocations {total} exceed the amount {amount}")
     return total

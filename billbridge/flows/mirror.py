@@ -11,7 +11,8 @@ Later changes to such a payment are made to that QuickBooks Payment too (``recor
 a refund (or a lost dispute) takes money back from its invoice here, which opens again, so the
 same amount comes off the Payment's line and total there; unapplied money a person applies by hand
 (``queue_application``) becomes a line there too. The Payment's PrivateNote lists the changes made
-to it, so a retry never makes one twice.
+to it, so a retry never makes one twice. What waits, in which order, and what each change is are
+the domain's decisions (billing/mirroring.py); this module reads, calls the connector and reports.
 """
 
 from __future__ import annotations

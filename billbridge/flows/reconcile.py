@@ -1,8 +1,10 @@
 """Reconciliation: payments pulled back from Stripe or QuickBooks, matched to our invoices, recorded once.
 
-Page by page: match each payment (billing/matching.py), record it with its allocations (a payment
-seen before is skipped by its ref), and save the cursor in the same transaction. Unmatched
-payments are recorded unapplied and reported with the reason, never dropped.
+Page by page: read what the page's decisions need, let the domain decide what becomes of each
+payment (billing/reconciliation.py: new and matched by billing/matching.py, seen before, changed at
+its source, our own mirror, deleted), record it with its allocations (a payment seen before is
+skipped by its ref), and save the cursor in the same transaction. Unmatched payments are recorded
+unapplied and reported with the reason, never dropped.
 """
 
 from __future__ import annotations
