@@ -38,7 +38,9 @@ from billbridge.sandbox.hubspot import HubSpotSandbox
 from billbridge.settings import Settings
 from billbridge.store import metrics as sql
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import list_invoices, record_payment, set_status
+from billbridge.store.invoices import list_invoices
+from billbridge.store.outbound import set_status
+from billbridge.store.payments import record_payment
 
 HABITS = [-3, 0, 0, 2, 5, 10, 20, 30, 45]  # days late a customer pays, drawn once per customer
 NEVER = 20  # 1 invoice in NEVER is not paid

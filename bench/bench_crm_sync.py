@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from common import SandboxProcess, code_version, log
+from common import SandboxProcess, add_runs_argument, log, repeat, stamp
 
 from billbridge.flows.crm_sync import spec_for, sync_pages
 from billbridge.flows.importing import import_document
@@ -146,7 +146,7 @@ def run(source: str, deals: int, seed: int, workdir: str) -> Result:
         log(f"[{source}] floor: {pulled:,} deals paged in {floor:.1f}s")
         sandbox.reset_calls()
 
-        store = open_store(f"sqlite:///{os.path.join(workdir, source + '.db')}")
+        store = open_store(f"sqlite:///{tempfile.mkstemp(prefix=source + '-', suffix='.db', dir=workdir)[1]}")
         import_document(store, demo_world.entities_document(world))
         spec = spec_for(source)
         started = time.perf_counter()
@@ -190,29 +190,44 @@ def main() -> None:
     parser.add_argument("--source", choices=[*MINIMUM, "all"], default="all")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_runs_argument(parser)
     args = parser.parse_args()
     sources = list(MINIMUM) if args.source == "all" else [args.source]
     with tempfile.TemporaryDirectory(prefix="billbridge-sync-bench-") as workdir:
-        results = [run(source, args.deals, args.seed, workdir) for source in sources]
+        results = [
+            repeat(lambda source=source: run(source, args.deals, args.seed, workdir), args.runs, source)  # type: ignore[misc]
+            for source in sources
+        ]
     if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=2))
-        return
-    print(f"\n{code_version()}\n")
-    header = f"{'source':<11}{'deals':>8}{'calls':>8}{'minimum':>9}{'ratio':>7}{'floor s':>9}{'sync s':>8}{'ratio':>7}"
-    header += f"{'incr calls':>12}{'share':>8}"
-    print(header + "\n" + "-" * len(header))
-    for r in results:
-        d = r.as_dict()
         print(
-            f"{r.source:<11}{r.deals:>8,}{r.calls:>8,}{r.minimum:>9,}{d['call_ratio']:>6.2f}x{r.floor_s:>9.1f}"
-            f"{r.full_s:>8.1f}{d['wall_ratio']:>6.2f}x{r.incremental_calls:>12,}{d['incremental_call_share']:>8.1%}"
+            json.dumps(
+                [{"runs": [r.as_dict() for r in runs.results], "load": runs.loads} for runs in results], indent=2
+            )
+        )
+        return
+    print(f"\n{stamp()}\n")
+    print(f"median (lowest-highest) of {args.runs} runs; ratios per run, against its own floor\n")
+    header = (
+        f"{'source':<11}{'deals':>8}  {'calls / minimum':<24}{'sync s':<20}{'x floor (wall)':<24}"
+        f"{'incr calls share':<26}{'load (1 min)':<20}"
+    )
+    print(header + "\n" + "-" * len(header))
+    for runs in results:
+        r = runs.first
+        print(
+            f"{r.source:<11}{r.deals:>8,}  {runs.spread(lambda x: x.calls / x.minimum).show('.2f', 'x'):<24}"
+            f"{runs.spread(lambda x: x.full_s).show('.1f'):<20}"
+            f"{runs.spread(lambda x: x.full_s / x.floor_s).show('.2f', 'x'):<24}"
+            f"{runs.spread(lambda x: 100 * x.incremental_calls / x.calls).show('.1f', '%'):<26}"
+            f"{runs.load.show('.2f'):<20}"
         )
     print(
         f"\ntargets: calls <= {TARGET_CALLS}x the minimum, wall <= {TARGET_WALL}x the floor, "
         f"incremental calls <= {TARGET_INCREMENTAL:.0%} of the full run"
     )
-    for r in results:
-        print(f"[{r.source}] contracts {r.contracts:,}, quarantined {r.quarantined:,}, changed {r.changed:,}")
+    for runs in results:
+        for r in runs.results:
+            print(f"[{r.source}] contracts {r.contracts:,}, quarantined {r.quarantined:,}, changed {r.changed:,}")
 
 
 if __name__ == "__main__":

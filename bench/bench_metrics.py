@@ -29,13 +29,12 @@ import json
 import os
 import random
 import re
-import statistics
 import sys
 import time
 from datetime import date, timedelta
 from typing import Any
 
-from common import Backend, PostgresBackend, code_version, log
+from common import RUNS, Backend, PostgresBackend, Spread, code_version, load_average, log, stamp
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
@@ -46,8 +45,9 @@ from billbridge.flows.importing import import_document
 from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import open_invoices, record_payment
+from billbridge.store.invoices import open_invoices
 from billbridge.store.models import Contract, Invoice, InvoiceLine, Payment
+from billbridge.store.payments import record_payment
 
 AS_OF = date(2026, 10, 31)
 TARGET_MS = 500.0
@@ -216,7 +216,7 @@ def one_more_payment(store: Store) -> None:
         )
 
 
-def timed_requests(store: Store, args: argparse.Namespace) -> dict[str, float]:
+def timed_requests(store: Store, args: argparse.Namespace) -> dict[str, Spread]:
     """Median milliseconds of each endpoint and page (after one warm-up request)."""
     with store.write() as session:
         _, key = api_keys.create_key(session, "bench-us", "bench")
@@ -259,7 +259,7 @@ def timed_requests(store: Store, args: argparse.Namespace) -> dict[str, float]:
         ("page /customers/<ref>", f"/customers/{customer}"),
     ]:
         targets[label] = (f"{path}?{query}", {})
-    out: dict[str, float] = {}
+    out: dict[str, Spread] = {}
     for label, (url, headers) in targets.items():
         answer = client.get(url, headers=headers)
         assert answer.status_code == 200, (label, answer.status_code, answer.text[:300])
@@ -269,8 +269,8 @@ def timed_requests(store: Store, args: argparse.Namespace) -> dict[str, float]:
             answer = client.get(url, headers=headers)
             runs.append((time.perf_counter() - started) * 1000)
             assert answer.status_code == 200
-        out[label] = statistics.median(runs)
-        log(f"  {label}: {out[label]:.0f} ms")
+        out[label] = Spread(tuple(runs))
+        log(f"  {label}: {out[label].show('.0f', ' ms')}")
     return out
 
 
@@ -289,8 +289,7 @@ def run(backend: Backend | None, args: argparse.Namespace) -> dict[str, Any]:
     if args.requests_only:
         metrics.refresh(store, metrics.today_utc())
         metrics.refresh(store, args.as_of)
-        result["ms"] = {k: round(v, 1) for k, v in timed_requests(store, args).items()}
-        result["over_target"] = {k: v for k, v in result["ms"].items() if v >= TARGET_MS}
+        _requests(result, store, args)
         store.dispose()
         return result
     one_more_payment(store)
@@ -305,14 +304,23 @@ def run(backend: Backend | None, args: argparse.Namespace) -> dict[str, Any]:
     )
     metrics.refresh(store, metrics.today_utc())  # pages default to today; the timed ones ask for --as-of
     metrics.refresh(store, args.as_of)
-    result["ms"] = {k: round(v, 1) for k, v in timed_requests(store, args).items()}
-    result["over_target"] = {k: v for k, v in result["ms"].items() if v >= TARGET_MS}
+    _requests(result, store, args)
     store.dispose()
     return result
 
 
+def _requests(result: dict[str, Any], store: Store, args: argparse.Namespace) -> None:
+    """Time each endpoint ``--repeat`` times: median (the target's measure) and range, with the load average."""
+    timed = timed_requests(store, args)
+    result["ms"] = {k: round(v.median, 1) for k, v in timed.items()}
+    result["range_ms"] = {k: (round(v.low, 1), round(v.high, 1)) for k, v in timed.items()}
+    result["load"] = load_average()
+    result["over_target"] = {k: v for k, v in result["ms"].items() if v >= TARGET_MS}
+
+
 def print_table(result: dict[str, Any]) -> None:
-    print(f"code: {result['code']}")
+    print(stamp())
+    print(f"load average while the requests were timed: {result['load']}")
     print(f"backend: {result['backend']}, rows: {result['rows']}")
     if "setup_seconds" in result:
         print("setup: " + ", ".join(f"{k} {v:.1f} s" for k, v in result["setup_seconds"].items()))
@@ -324,9 +332,10 @@ def print_table(result: dict[str, Any]) -> None:
             f"{result['refresh_after_the_next_days_billing']}"
         )
     width = max(len(k) for k in result["ms"])
-    print(f"{'endpoint or page'.ljust(width)}  median ms  target {TARGET_MS:.0f} ms")
+    print(f"{'endpoint or page'.ljust(width)}  median ms  (lowest-highest)   target {TARGET_MS:.0f} ms")
     for label, ms in result["ms"].items():
-        print(f"{label.ljust(width)}  {ms:9.1f}  {'met' if ms < TARGET_MS else 'NOT MET'}")
+        low, high = result["range_ms"][label]
+        print(f"{label.ljust(width)}  {ms:9.1f}  ({low:.1f}-{high:.1f}){'':>6}{'met' if ms < TARGET_MS else 'NOT MET'}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -335,7 +344,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--postgres-url", default=os.environ.get("BILLBRIDGE_TEST_POSTGRES_URL"))
     parser.add_argument("--reuse-url", default=None, help="time the requests again on a store kept by --keep")
     parser.add_argument("--as-of", type=date.fromisoformat, default=AS_OF)
-    parser.add_argument("--repeat", type=int, default=3, help="timed requests per endpoint (median)")
+    parser.add_argument(
+        "--repeat", type=int, default=RUNS, help=f"timed requests per endpoint: median and range (default {RUNS})"
+    )
     parser.add_argument("--requests-only", action="store_true", help="with --reuse-url: time the requests only")
     parser.add_argument("--import-batch", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=20261204)

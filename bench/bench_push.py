@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
-from common import SandboxProcess, code_version, log, timer
+from common import Runs, SandboxProcess, add_runs_argument, code_version, log, repeat, stamp, timer
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
@@ -531,52 +531,65 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_runs_argument(parser)
     args = parser.parse_args()
     targets = list(TARGETS) if args.target == "both" else [args.target]
     customers = args.customers or max(1, args.invoices // 10)
 
-    with tempfile.TemporaryDirectory(prefix="billbridge-push-bench-") as workdir:
-        database_url = f"sqlite:///{os.path.join(workdir, 'push.db')}"
-        store = open_store(database_url)
-        started = time.perf_counter()
-        queued = setup(store, args.invoices, customers, args.auto_charge, targets, args.seed)
-        log(
-            f"setup: {args.invoices:,} invoices for {customers:,} customers, queued {queued} in {time.perf_counter() - started:.1f}s"
-        )
-        results = [run_target(t, store, database_url, workdir, args.replay, args.profile) for t in targets]
-        store.dispose()
-
-    if args.json:
-        print(
-            json.dumps(
-                {"code": code_version(), "load": os.getloadavg(), "results": [r.as_dict() for r in results]}, indent=2
+    def one_run() -> list[Result]:
+        """Setup (not timed) and a push to each target, on a fresh database."""
+        with tempfile.TemporaryDirectory(prefix="billbridge-push-bench-") as workdir:
+            database_url = f"sqlite:///{os.path.join(workdir, 'push.db')}"
+            store = open_store(database_url)
+            started = time.perf_counter()
+            queued = setup(store, args.invoices, customers, args.auto_charge, targets, args.seed)
+            log(
+                f"setup: {args.invoices:,} invoices for {customers:,} customers, queued {queued} "
+                f"in {time.perf_counter() - started:.1f}s"
             )
-        )
+            results = [run_target(t, store, database_url, workdir, args.replay, args.profile) for t in targets]
+            store.dispose()
+        return results
+
+    repeated = repeat(one_run, args.runs, "push")
+    per_target = [Runs([run[i] for run in repeated.results], repeated.loads) for i in range(len(targets))]
+    if args.json:
+        payload = {
+            "code": code_version(),
+            "loads": repeated.loads,
+            "results": [[r.as_dict() for r in runs.results] for runs in per_target],
+        }
+        print(json.dumps(payload, indent=2))
         return
-    print(f"\n{code_version()}   load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print(f"\n{stamp()}\n")
+    print(f"median (lowest-highest) of {args.runs} runs; ratios per run, against its own floor\n")
     header = (
-        f"{'target':<11}{'invoices':>9}{'calls':>8}{'/inv':>7}{'minimum':>9}{'/inv':>7}{'ratio':>7}"
-        f"{'push s':>8}{'inv/s':>8}{'floor s':>9}{'ratio':>7}{'rerun':>7}{'replay':>8}{'held':>7}"
+        f"{'target':<11}{'invoices':>9}  {'calls / minimum':<24}{'push s':<20}{'x floor (wall)':<24}"
+        f"{'rerun calls':>12}{'held':>7}  {'load (1 min)':<20}"
     )
     print(header + "\n" + "-" * len(header))
-    for r in results:
-        d = r.as_dict()
+    for runs in per_target:
+        r = runs.first
         print(
-            f"{r.target:<11}{r.invoices:>9,}{r.calls:>8,}{d['calls_per_invoice']:>7.3f}{r.minimum:>9,}"
-            f"{d['minimum_per_invoice']:>7.3f}{d['call_ratio']:>6.2f}x{r.push_s:>8.1f}{d['invoices_per_s']:>8.0f}"
-            f"{r.floor_s:>9.1f}{d['wall_ratio']:>6.2f}x{r.rerun_calls:>7,}"
-            f"{'-' if r.replay_calls is None else f'{r.replay_calls:,}':>8}{r.holdings_after['documents']:>7,}"
+            f"{r.target:<11}{r.invoices:>9,}  {runs.spread(lambda x: x.calls / x.minimum).show('.2f', 'x'):<24}"
+            f"{runs.spread(lambda x: x.push_s).show('.1f'):<20}"
+            f"{runs.spread(lambda x: x.push_s / x.floor_s).show('.2f', 'x'):<24}"
+            f"{max(x.rerun_calls for x in runs.results):>12,}{r.holdings_after['documents']:>7,}  {runs.load.show('.2f'):<20}"
         )
     print(
         "\nminimum = "
-        + "; ".join(f"{r.target}: " + ", ".join(f"{k} {v:,}" for k, v in r.minimum_parts.items()) for r in results)
-    )
-    for r in results:
-        ok = r.holdings_after["documents"] == r.holdings_after["distinct_numbers"] == r.invoices
-        print(
-            f"[{r.target}] outcomes {r.outcomes}; rerun {r.rerun_outcomes}; replay {r.replay_outcomes}; "
-            f"sandbox holds {r.holdings_after} -> {'one copy of each document' if ok else 'MISMATCH'}"
+        + "; ".join(
+            f"{runs.first.target}: " + ", ".join(f"{k} {v:,}" for k, v in runs.first.minimum_parts.items())
+            for runs in per_target
         )
+    )
+    for runs in per_target:
+        for r in runs.results:
+            ok = r.holdings_after["documents"] == r.holdings_after["distinct_numbers"] == r.invoices
+            print(
+                f"[{r.target}] outcomes {r.outcomes}; rerun {r.rerun_outcomes}; replay {r.replay_outcomes}; "
+                f"sandbox holds {r.holdings_after} -> {'one copy of each document' if ok else 'MISMATCH'}"
+            )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,18 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from common import Backend, PostgresBackend, SQLiteBackend, code_version, log, timer
+from common import (
+    Backend,
+    PostgresBackend,
+    Runs,
+    SQLiteBackend,
+    add_runs_argument,
+    code_version,
+    log,
+    repeat,
+    stamp,
+    timer,
+)
 from sqlalchemy import insert, select, text
 
 from billbridge.billing.usage import to_micros
@@ -231,13 +242,14 @@ def main() -> None:
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json", action="store_true")
+    add_runs_argument(parser)
     args = parser.parse_args()
     pg_url = args.postgres_url or os.environ.get("BILLBRIDGE_TEST_POSTGRES_URL")
     names = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     if "postgresql" in names and not pg_url:
         log("no PostgreSQL URL: skipping postgresql")
         names.remove("postgresql")
-    results = []
+    results: list[Runs[Result]] = []
     for name in names:
         backend: Backend = (
             SQLiteBackend(args.workdir or tempfile.gettempdir(), args.keep)
@@ -245,27 +257,32 @@ def main() -> None:
             else PostgresBackend(pg_url or "", args.keep)
         )
         try:
-            results.append(bench(backend, args))
+            results.append(repeat(lambda backend=backend: bench(backend, args), args.runs, name))  # type: ignore[misc]
         finally:
             backend.cleanup()
     if args.json:
-        print(json.dumps({"code": code_version(), "results": [asdict(r) for r in results]}, indent=2))
+        payload = [{"runs": [asdict(r) for r in runs.results], "load": runs.loads} for runs in results]
+        print(json.dumps({"code": code_version(), "results": payload}, indent=2))
         return
     out = io.StringIO()
-    print(f"billbridge {code_version()}", file=out)
-    header = f"{'backend':<11}{'events':>12}{'setup s':>9}{'period s':>10}{'days s':>8}{'day rows':>10}{'chunks s':>10}"
-    header += f"{'raw s':>8}"
-    header += f"{'distinct s':>12}{'exact':>7}  target <{TARGET_SECONDS:g}s"
-    print(header, file=out)
-    for r in results:
-        distinct = f"{r.distinct_seconds:.2f}" if r.distinct_seconds is not None else "-"
-        ok = "yes" if r.period_seconds < TARGET_SECONDS else "no"
+    print(stamp(), file=out)
+    print(f"median (lowest-highest) of {args.runs} runs, seconds\n", file=out)
+    header = f"{'backend':<11}{'events':>12}  {'period':<22}{'days':<22}{'chunks':<22}{'raw':<22}{'exact':>6}"
+    header += f"  {'target <' + format(TARGET_SECONDS, 'g') + 's':<12}{'load (1 min)':<20}"
+    print(header + "\n" + "-" * len(header), file=out)
+    for runs in results:
+        r = runs.first
+        period = runs.spread(lambda x: x.period_seconds)
+        exact = all(x.total_ok for x in runs.results)
         print(
-            f"{r.backend:<11}{r.events:>12,}{r.setup_seconds:>9.1f}{r.period_seconds:>10.2f}{r.days_seconds:>8.2f}"
-            f"{r.day_rows:>10,}"
-            f"{r.chunks_seconds:>10.2f}{r.recompute_seconds:>8.2f}{distinct:>12}{'yes' if r.total_ok else 'NO':>7}  {ok}",
+            f"{r.backend:<11}{r.events:>12,}  {period.show('.2f'):<22}{runs.spread(lambda x: x.days_seconds).show('.2f'):<22}"
+            f"{runs.spread(lambda x: x.chunks_seconds).show('.2f'):<22}"
+            f"{runs.spread(lambda x: x.recompute_seconds).show('.2f'):<22}{'yes' if exact else 'NO':>6}"
+            f"  {'met' if period.median < TARGET_SECONDS else 'NOT met':<12}{runs.load.show('.2f'):<20}",
             file=out,
         )
+        if r.distinct_seconds is not None:
+            print(f"  distinct: {runs.spread(lambda x: x.distinct_seconds or 0.0).show('.2f')} s", file=out)
     print(out.getvalue(), end="")
 
 

@@ -7,16 +7,18 @@ import hashlib
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
@@ -52,6 +54,85 @@ def log(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Repeated runs: every benchmark reports the median and range of at least RUNS runs, with the load
+# average, never its best run (the machine is shared; a ratio's floor is measured in the same run).
+# ---------------------------------------------------------------------------------------------
+
+RUNS = 3
+T = TypeVar("T")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as uptime prints them."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One figure over the runs: median, lowest and highest."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(statistics.median(self.values))
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+    def show(self, spec: str = ".2f", unit: str = "") -> str:
+        """``median (low-high)`` with ``unit`` after each, e.g. ``1.42x (1.38x-1.51x)``."""
+        if len(self.values) == 1:
+            return f"{self.median:{spec}}{unit} (1 run)"
+        return f"{self.median:{spec}}{unit} ({self.low:{spec}}{unit}-{self.high:{spec}}{unit})"
+
+
+class Runs(Generic[T]):
+    """A measurement repeated: each run's result and the 1-minute load average before it."""
+
+    def __init__(self, results: Sequence[T], loads: Sequence[float]) -> None:
+        self.results, self.loads = list(results), tuple(loads)
+
+    def spread(self, figure: Callable[[T], float]) -> Spread:
+        """A figure of each run (a ratio is taken per run, against that run's own floor)."""
+        return Spread(tuple(float(figure(r)) for r in self.results))
+
+    @property
+    def load(self) -> Spread:
+        return Spread(self.loads)
+
+    @property
+    def first(self) -> T:
+        return self.results[0]
+
+
+def repeat(measure: Callable[[], T], runs: int, label: str) -> Runs[T]:
+    """``measure()`` ``runs`` times, logging each run with the load average it started under."""
+    results, loads = [], []
+    for i in range(runs):
+        loads.append(os.getloadavg()[0])
+        log(f"[{label}] run {i + 1} of {runs}, load average {load_average()}")
+        results.append(measure())
+    return Runs(results, loads)
+
+
+def add_runs_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--runs", type=int, default=RUNS, help=f"runs per configuration; median and range reported (default {RUNS})"
+    )
+
+
+def stamp() -> str:
+    """What a result table starts with: the code measured and the load average as it is printed."""
+    return f"{code_version()}\nload average at the end: {load_average()} (2 cores; shared machines: compare ratios)"
+
+
+# ---------------------------------------------------------------------------------------------
 # Databases
 # ---------------------------------------------------------------------------------------------
 
@@ -60,9 +141,16 @@ class Backend:
     """Creates the benchmark's databases (billing and floor) and removes them afterwards."""
 
     name = ""
+    _labels: dict[str, int]
 
     def new_url(self, label: str) -> str:
         raise NotImplementedError
+
+    def unique(self, label: str) -> str:
+        """``label``, then ``label_2``, ``label_3``...: each run of a repeated benchmark gets a fresh database."""
+        labels = self.__dict__.setdefault("_labels", {})
+        labels[label] = labels.get(label, 0) + 1
+        return label if labels[label] == 1 else f"{label}_{labels[label]}"
 
     def cleanup(self) -> None:
         raise NotImplementedError
@@ -77,7 +165,7 @@ class SQLiteBackend(Backend):
         self.keep = keep
 
     def new_url(self, label: str) -> str:
-        return f"sqlite:///{os.path.join(self.dir, label + '.db')}"
+        return f"sqlite:///{os.path.join(self.dir, self.unique(label) + '.db')}"
 
     def cleanup(self) -> None:
         if self.keep:
@@ -97,7 +185,7 @@ class PostgresBackend(Backend):
         self.keep = keep
 
     def new_url(self, label: str) -> str:
-        name = f"bb_bench_{self.run_id}_{label}"
+        name = f"bb_bench_{self.run_id}_{self.unique(label)}"
         with self.admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         self.created.append(name)

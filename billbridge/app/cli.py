@@ -34,7 +34,8 @@ from billbridge.store import api_keys
 from billbridge.store import quarantine as quarantine_repo
 from billbridge.store.contracts import contract_summaries, count_contracts
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import get_invoice, lines_of, list_invoices, mark_reviewed, payments_to_review
+from billbridge.store.invoices import get_invoice, lines_of, list_invoices
+from billbridge.store.payments import mark_reviewed, payments_to_review
 
 app = typer.Typer(
     cls=Commands, help="billbridge: quote-to-cash integration hub.", no_args_is_help=True, add_completion=False

@@ -76,6 +76,18 @@ def status_after_payment(current: str, total: Decimal, amount_paid: Decimal) -> 
     return "paid" if amount_paid >= total else "partially_paid"
 
 
+def approval(current: str) -> Status | None:
+    """``approved`` if a document in ``current`` may be approved, else None (approved already, sent,
+    void: a route to approval leaves it as it is, so nothing is ever queued twice)."""
+    return "approved" if "approved" in _MANUAL.get(current, frozenset()) else None
+
+
+def releases_period(status: str) -> bool:
+    """A document moved to ``status`` gives its period back, to be billed again (on a new number) by
+    the next run: a void (the lifecycle voids only documents never issued)."""
+    return status == "void"
+
+
 def status_when_sent(total: Decimal) -> Status:
     """A document with nothing to pay is settled when it is sent (Stripe and QuickBooks mark a zero
     invoice paid too); otherwise it is sent and waits for payments."""

@@ -11,7 +11,8 @@ Later changes to such a payment are made to that QuickBooks Payment too (``recor
 a refund (or a lost dispute) takes money back from its invoice here, which opens again, so the
 same amount comes off the Payment's line and total there; unapplied money a person applies by hand
 (``queue_application``) becomes a line there too. The Payment's PrivateNote lists the changes made
-to it, so a retry never makes one twice.
+to it, so a retry never makes one twice. What waits, in which order, and what each change is are
+the domain's decisions (billing/mirroring.py); this module reads, calls the connector and reports.
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from billbridge.billing import mirroring
 from billbridge.billing.documents import IncomingPayment
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
-from billbridge.store.invoices import PaymentIn, invoice_ids, payment_ids
+from billbridge.store.invoices import invoice_ids
 from billbridge.store.outbound import outbound_documents
 from billbridge.store.outbox import Message
+from billbridge.store.payments import PaymentIn, payment_ids
 
 TOPIC = "mirror.quickbooks"
 BATCH = 30  # one QuickBooks batch call
@@ -55,7 +58,7 @@ def queue_mirrors(
     if "quickbooks" not in targets:
         return 0
     refund_of = refund_of or {}
-    applied = [p for p in recorded if p.allocations and (p.amount > 0 or (p.amount < 0 and p.payment_ref in refund_of))]
+    applied = [p for p in recorded if mirroring.to_enter(p.amount, bool(p.allocations), p.payment_ref in refund_of)]
     ids = payment_ids(session, [p.payment_ref for p in applied])
     queued = 0
     for payment in applied:
@@ -130,6 +133,10 @@ def _amends(payload: dict[str, Any]) -> str:
     return str(payload["amends"]) if "amends" in payload else f"{payload['source']}:{payload['refund_of']}"
 
 
+def _waiting(message: Message, waiting: mirroring.Waiting) -> Delivery:
+    return Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, waiting.reason), outcome="waiting")
+
+
 def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
     """Enter a batch of mirrored payments (customers found or made, then one batch call of Payments),
     then make the batch's changes (refunds, applications by hand) to the Payments they change."""
@@ -157,10 +164,9 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
         out: list[Delivery] = []
         ready: list[Message] = []
         for message in messages:
-            missing = [n for n in payments[message.id].invoice_numbers if not in_qbo.get(n)]
-            if missing:  # pushed later (or parked with an error there): try again
-                reason = f"invoice {', '.join(missing)} is not in QuickBooks yet"
-                out.append(Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason), outcome="waiting"))
+            waiting = mirroring.waiting_for_invoices(payments[message.id], in_qbo)
+            if waiting is not None:  # pushed later (or parked with an error there): try again
+                out.append(_waiting(message, waiting))
             else:
                 ready.append(message)
 
@@ -196,27 +202,22 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
         def amend(ready: Sequence[Message]) -> list[Delivery]:
             out: list[Delivery] = []
             items: list[AmendmentToRecord] = []
+            changes: list[mirroring.Change] = []
             sent: list[Message] = []
             for message in ready:
-                qbo_payment = entered.get(amended[message.id])
-                if qbo_payment is None:  # entered by a later delivery (or parked with an error): try again
-                    reason = f"the payment {amended[message.id]} is not in QuickBooks yet"
-                    out.append(Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason), outcome="waiting"))
-                    continue
-                change = payments[message.id]
-                lines = {
-                    str(in_qbo[n]): share
-                    for n, share in zip(change.invoice_numbers, change.invoice_amounts, strict=True)
-                }
-                refund = "refund_of" in message.payload
-                items.append(
-                    AmendmentToRecord(
-                        change.payment_ref if refund else f"m{message.id}",  # an application: its message, once
-                        qbo_payment,
-                        lines,
-                        sum(lines.values(), Decimal(0)) if refund else Decimal(0),  # applied: it was unapplied there
-                    )
+                planned = mirroring.change(
+                    message.id,
+                    payments[message.id],
+                    amended[message.id],
+                    refund="refund_of" in message.payload,
+                    entered=entered,
+                    in_books=in_qbo,
                 )
+                if isinstance(planned, mirroring.Waiting):
+                    out.append(_waiting(message, planned))
+                    continue
+                items.append(AmendmentToRecord(planned.key, planned.entry, planned.lines, planned.total_change))
+                changes.append(planned)
                 sent.append(message)
             if not items:
                 return out
@@ -224,19 +225,19 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
                 results = connector.record_amendments(items)
             except VendorError as exc:
                 return out + [Delivery(m.id, error=exc.classified) for m in sent]
-            for message, result in zip(sent, results, strict=True):
-                if result.status == "failed":
-                    kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
-                    out.append(Delivery(message.id, error=Classified(kind, result.error or "refused")))
-                elif result.status == "existing":
-                    out.append(Delivery(message.id, outcome="existing"))
-                else:  # no link of its own: the Payment is the changed payment's
-                    made = "refunded" if "refund_of" in message.payload else "applied"
-                    out.append(Delivery(message.id, outcome=made))
+            for message, planned, result in zip(sent, changes, results, strict=True):
+                kind, said = mirroring.change_outcome(planned.made, result.status, result.retriable, result.error)
+                if kind in ("retriable", "fatal"):
+                    error_kind = ErrorKind.RETRIABLE if kind == "retriable" else ErrorKind.FATAL
+                    out.append(Delivery(message.id, error=Classified(error_kind, said)))
+                else:  # made, or made before (no link of its own: the Payment is the changed payment's)
+                    out.append(Delivery(message.id, outcome=said))
             return out
 
-        out += enter([m for m in ready if m.id not in amended])  # first: a change may be to one of them
-        return out + amend([m for m in ready if m.id in amended])
+        by_id = {m.id: m for m in ready}
+        entries, changed = mirroring.entries_first([m.id for m in ready], amended)
+        out += enter([by_id[i] for i in entries])
+        return out + amend([by_id[i] for i in changed])
 
     return handle, connector.close
 

@@ -1,13 +1,15 @@
 """Reconciliation: payments pulled back from Stripe or QuickBooks, matched to our invoices, recorded once.
 
-Page by page: match each payment (billing/matching.py), record it with its allocations (a payment
-seen before is skipped by its ref), and save the cursor in the same transaction. Unmatched
-payments are recorded unapplied and reported with the reason, never dropped.
+Page by page: read what the page's decisions need, let the domain decide what becomes of each
+payment (billing/reconciliation.py: new and matched by billing/matching.py, seen before, changed at
+its source, our own mirror, deleted), record it with its allocations (a payment seen before is
+skipped by its ref), and save the cursor in the same transaction. Unmatched payments are recorded
+unapplied and reported with the reason, never dropped.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -18,8 +20,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
+from billbridge.billing import reconciliation
 from billbridge.billing.documents import IncomingPayment
-from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice, numbers_in, settle
+from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
@@ -29,13 +32,12 @@ from billbridge.settings import Settings
 from billbridge.store import quarantine
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import (
+from billbridge.store.invoices import open_invoices, paid_amounts
+from billbridge.store.payments import (
     PaymentIn,
     apply_by_hand,
     known_payment_refs,
     lock_payment_source,
-    open_invoices,
-    paid_amounts,
     record_payments,
     redo_payment,
     source_versions,
@@ -154,69 +156,30 @@ def record_pages(
     for page in pages:
         with store.write() as session:
             lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
-            named = Counter(n for p in page.payments for n in p.invoice_numbers)
-            unlinked = [p for p in page.payments if not p.invoice_numbers]
-            # Numbers written in a reference or memo are looked up too (matching's rule 2).
-            named.update(n for p in unlinked if p.amount > 0 for n in numbers_in(p))
-            rows = open_invoices(
-                session,
-                numbers=named,
-                # A customer's other open invoices matter only to payments that name none.
-                customer_refs=[p.customer_ref for p in unlinked if p.customer_ref],
+            wanted = reconciliation.lookups(page.payments)
+            rows = open_invoices(session, numbers=wanted.numbers, customer_refs=wanted.customer_refs)
+            paid = (
+                {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, wanted.refunded)}
+                if wanted.refunded
+                else {}
             )
-            invoices = {
-                r["number"]: OpenInvoice(r["number"], r["customer_ref"], r["currency"], r["open_amount"], r["due_date"])
-                for r in rows
-            }
-            refunded = [n for p in page.payments if p.amount < 0 for n in p.invoice_numbers]
-            paid = {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, refunded)} if refunded else {}
-            # Only a payment naming no invoice looks among its customer's open invoices.
-            by_customer: dict[str, list[OpenInvoice]] = defaultdict(list)
-            if unlinked:
-                for invoice in invoices.values():
-                    by_customer[invoice.customer_ref].append(invoice)
             refs = [f"{source}:{p.payment_ref}" for p in page.payments]
             seen = known_payment_refs(session, refs)
-            # A payment seen before at another version was edited (or voided) at its source since.
-            again = [r for r, p in zip(refs, page.payments, strict=True) if r in seen and _version(p)]
+            again = reconciliation.needs_version(refs, page.payments, seen)
             versions = source_versions(session, again) if again else {}
-            changed: dict[str, IncomingPayment] = {}
-            batch: list[PaymentIn] = []
-            outcomes: Counter[str] = Counter()
-            for ref, payment in zip(refs, page.payments, strict=True):
-                if payment.extra.get("deleted") and ref not in seen:  # never recorded here: nothing to undo
-                    continue
-                if ref in seen:  # recorded by an earlier run (or earlier in this page): never twice
-                    if versions.get(ref) not in (None, _version(payment)) and not payment.extra.get("mirrored_from"):
-                        changed[ref] = payment  # the latest version in the page wins
-                    else:
-                        outcomes["seen_before"] += 1
-                    continue
-                if payment.extra.get("mirrored_from"):  # our own entry of a payment recorded from its source
-                    outcomes["mirrored"] += 1
-                    continue
-                seen.add(ref)
-                match, outcome = settle(payment, invoices, by_customer, paid, window_days=window_days)
-                batch.append(_to_record(ref, payment, match))
-                if payment.amount >= 0:  # later payments see what is left (a refund allocates to paid)
-                    for number, share in match.allocations:
-                        if by_customer or named[number] > 1:  # else no later payment of the page looks
-                            _take(invoices, by_customer, number, share)
-                outcomes[outcome] += 1
-                if match.reason:
-                    summary.unmatched.append((ref, match.reason))
-            summary.outcomes.update(outcomes)
+            decision = reconciliation.decide(
+                refs, page.payments, seen, versions, _open(rows), paid, wanted, window_days=window_days
+            )
+            summary.outcomes.update(decision.outcomes)
+            summary.unmatched += decision.unmatched
+            batch = [_to_record(d.ref, d.payment, d.match) for d in decision.to_record]
             # The refs were read above in this transaction, under the source's lock, and are distinct.
             recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
             if mirror_to:
-                refund_of = {
-                    ref: str(p.extra["refund_of"])
-                    for ref, p in zip(refs, page.payments, strict=True)
-                    if "refund_of" in p.extra
-                }
+                refund_of = {ref: p.refund_of for ref, p in zip(refs, page.payments, strict=True) if p.refund_of}
                 new_ones = [p for p, new in zip(batch, recorded, strict=True) if new]
                 queue_mirrors(session, source, new_ones, mirror_to, refund_of)
-            for ref, payment in changed.items():
+            for ref, payment in decision.changed.items():
                 summary.outcomes["amended"] += 1
                 if (reason := _amend(session, ref, payment, window_days)) is not None:
                     summary.unmatched.append((ref, reason))
@@ -241,6 +204,10 @@ def _quarantine_refused(session: Session, source: str, page: PaymentPage) -> Non
         quarantine.resolve_many(session, source=source, record_type=PAYMENTS, record_keys=read_now)
 
 
+def _open(rows: list[dict[str, Any]]) -> list[OpenInvoice]:
+    return [OpenInvoice(r["number"], r["customer_ref"], r["currency"], r["open_amount"], r["due_date"]) for r in rows]
+
+
 def _to_record(ref: str, payment: IncomingPayment, match: Match) -> PaymentIn:
     """The payment as the store records it: matched, with the reason it waits for a person, if any."""
     return PaymentIn(
@@ -253,47 +220,22 @@ def _to_record(ref: str, payment: IncomingPayment, match: Match) -> PaymentIn:
         payment.method,
         payment.reference,
         match.reason,
-        _version(payment),
+        payment.source_version,
     )
-
-
-def _version(payment: IncomingPayment) -> str | None:
-    """The payment's version at its source, where the source has one (QuickBooks' SyncToken)."""
-    return payment.extra.get("sync_token") or None
 
 
 def _amend(session: Session, ref: str, payment: IncomingPayment, window_days: int) -> str | None:
     """Record a payment edited (or voided, or deleted) at its source since it was recorded: what it
-    applied is taken back, then it is matched and applied again as it now is. The reason it waits
-    for a person, if it does."""
+    applied is taken back, then it is applied again as it now is (reconciliation.rematch). The
+    reason it waits for a person, if it does."""
     undo_payment(session, ref)
-    if payment.extra.get("deleted"):  # deleted at its source: nothing was received
-        zero_payment(session, ref, str(_version(payment)))
+    rows = open_invoices(session, numbers=reconciliation.rematch_numbers(payment)) if not payment.deleted else []
+    match = reconciliation.rematch(payment, _open(rows), window_days=window_days)
+    if match is None:  # deleted at its source: nothing was received
+        zero_payment(session, ref, str(payment.source_version))
         return None
-    rows = open_invoices(session, numbers=payment.invoice_numbers + numbers_in(payment))
-    invoices = {
-        r["number"]: OpenInvoice(r["number"], r["customer_ref"], r["currency"], r["open_amount"], r["due_date"])
-        for r in rows
-    }
-    if payment.amount == 0:  # voided: nothing to apply, nothing for a person to do
-        match = Match((), payment.amount)
-    else:
-        match, _ = settle(payment, invoices, {}, {}, window_days=window_days)
     redo_payment(session, _to_record(ref, payment, match))
     return match.reason
-
-
-def _take(
-    invoices: dict[str, OpenInvoice], by_customer: dict[str, list[OpenInvoice]], number: str, share: Decimal
-) -> None:
-    """What is left open of invoice ``number`` once ``share`` of it is allocated, seen by the page's later payments."""
-    was = invoices[number]
-    left = invoices[number] = OpenInvoice(
-        was.number, was.customer_ref, was.currency, was.open_amount - share, was.due_date
-    )
-    if by_customer:
-        mine = by_customer[left.customer_ref]
-        mine[mine.index(was)] = left
 
 
 @dataclass(frozen=True)

@@ -108,9 +108,10 @@ def authenticate(session: Session, token: str) -> Principal | None:
         .join(LegalEntity, LegalEntity.id == ApiKey.entity_id)
         .where(ApiKey.key_hash == hash_token(token))
     ).first()
-    if found is None or found[2] is not None:
+    if found is None or found.revoked_at is not None:
         return None
-    return Principal(found[0], found[1], found[3], found[4], found[5], found[6])
+    key_id, prefix, _, entity_id, entity_ref, entity_name, currency = found
+    return Principal(key_id, prefix, entity_id, entity_ref, entity_name, currency)
 
 
 def _listing(row: ApiKey, entity_ref: str) -> dict[str, object]:

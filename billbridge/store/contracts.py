@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing import model
 from billbridge.billing.engine import Version
+from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import (
     Contract,
     ContractLine,
@@ -24,7 +25,6 @@ from billbridge.store.models import (
     table_of,
     utcnow,
 )
-from billbridge.store.raw import RawStatement
 from billbridge.store.records import Outcome
 from billbridge.store.reference import MissingReference, customer_ids, entity_ids, product_ids
 
@@ -250,8 +250,8 @@ def save_contracts(
 
 
 def _run_many(statement: object, connection: Connection, rows: list[dict[str, object]]) -> None:
-    """executemany on the driver cursor (store/raw.py): Core's per-row work cost more than the rows."""
-    RawStatement.of(statement, connection, tuple(rows[0])).run_many(connection, rows)
+    """executemany on the driver cursor (store/bulk.py): Core's per-row work cost more than the rows."""
+    BulkStatement.of(statement, connection, tuple(rows[0])).run_many(connection, rows)
 
 
 class _Dumps:

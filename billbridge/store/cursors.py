@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import SyncCursor, table_of, utcnow
-from billbridge.store.raw import RawStatement
 
 _CURSORS = table_of(SyncCursor)
 _MOVE = (
@@ -25,7 +25,7 @@ def set_cursor(session: Session, source: str, stream: str, value: str) -> None:
     """Save the cursor: one UPDATE (once per page of every sync), an INSERT the first time."""
     connection = session.connection()
     now = utcnow()
-    moved = RawStatement.of(_MOVE, connection, ("s", "st", "v", "at"))
+    moved = BulkStatement.of(_MOVE, connection, ("s", "st", "v", "at"))
     if moved.run_many(connection, [{"s": source, "st": stream, "v": value, "at": now}]) == 0:
         row = {"source": source, "stream": stream, "value": value, "updated_at": now}
-        RawStatement.of(_START, connection, tuple(row)).run_many(connection, [row])
+        BulkStatement.of(_START, connection, tuple(row)).run_many(connection, [row])

@@ -1,22 +1,19 @@
 """Invoices and credit notes: what is billed already, saving planned documents with gapless numbers,
-listing, status changes and payments applied to them."""
+listing, and the open invoices payments are matched to (payments themselves: store/payments.py)."""
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, select, text, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from billbridge.billing import lifecycle
-from billbridge.billing.currency import quantum
 from billbridge.billing.engine import BilledItem, InvoiceDraft
+from billbridge.store.bulk import BulkStatement
 from billbridge.store.contracts import ContractTimeline
 from billbridge.store.models import (
     Contract,
@@ -25,12 +22,9 @@ from billbridge.store.models import (
     InvoiceLine,
     LegalEntity,
     NumberSequence,
-    Payment,
-    PaymentAllocation,
     table_of,
     utcnow,
 )
-from billbridge.store.raw import RawStatement
 
 ONE_DAY = timedelta(days=1)
 ZERO = Decimal(0)
@@ -55,15 +49,6 @@ def lock_numbering(session: Session, entity_ids: Iterable[int]) -> None:
             .order_by(NumberSequence.entity_id, NumberSequence.doc_type)
             .with_for_update()
         ).all()
-
-
-def lock_payment_source(session: Session, source: str) -> None:
-    """Serialise the recording of one source's payments until commit, so two reconciliations of the
-    same source never both take a payment as new (the second waits, then sees it recorded).
-    SQLite needs nothing: the write transaction already holds the database lock."""
-    if session.get_bind().dialect.name == "postgresql":
-        key = zlib.crc32(f"billbridge-payments:{source}".encode()) - 2**31  # a signed 32-bit advisory key
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 BillingState = tuple[int, int, int]
@@ -125,25 +110,44 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
         .where(InvoiceLine.contract_id.in_(contract_ids), Invoice.period_released.is_(False))
         .order_by(InvoiceLine.id)
     )
-    for r in rows:
-        out[r[0]][0].append(
+    # Unpacked by name (as fast as indexing, on the billing run's hot path).
+    for (
+        contract_id,
+        line_ref,
+        kind,
+        period_start,
+        period_end,
+        period_days,
+        start_date,
+        end_date,
+        terms_hash,
+        sign,
+        amount,
+        discount_amount,
+        billed_amount,
+        billing_date,
+        product_ref,
+        description,
+        quantity,
+    ) in rows:
+        out[contract_id][0].append(
             BilledItem(
-                line_ref=r[1],
-                kind=r[2],
-                slot_start=r[3],
-                slot_end=r[4] + ONE_DAY,
-                slot_days=r[5],
-                span_start=r[6],
-                span_end=r[7] + ONE_DAY,
-                terms_hash=r[8],
-                sign=r[9],
-                amount=r[10],
-                discount=r[11],
-                billed_amount=r[12],
-                billing_date=r[13],
-                product_ref=r[14],
-                description=r[15],
-                quantity=r[16],
+                line_ref=line_ref,
+                kind=kind,
+                slot_start=period_start,
+                slot_end=period_end + ONE_DAY,
+                slot_days=period_days,
+                span_start=start_date,
+                span_end=end_date + ONE_DAY,
+                terms_hash=terms_hash,
+                sign=sign,
+                amount=amount,
+                discount=discount_amount,
+                billed_amount=billed_amount,
+                billing_date=billing_date,
+                product_ref=product_ref,
+                description=description,
+                quantity=quantity,
             )
         )
     return out
@@ -200,7 +204,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
             }
         )
     connection = session.connection()
-    RawStatement.of(_INSERT_INVOICES, connection, tuple(invoice_rows[0])).run_many(connection, invoice_rows)
+    BulkStatement.of(_INSERT_INVOICES, connection, tuple(invoice_rows[0])).run_many(connection, invoice_rows)
     ids = _ids_of_numbers(session, reserved)
     line_rows: list[dict[str, Any]] = []
     for row, (timeline, draft) in zip(invoice_rows, ordered, strict=True):
@@ -231,7 +235,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 }
             )
     if line_rows:
-        RawStatement.of(_INSERT_LINES, connection, tuple(line_rows[0])).run_many(connection, line_rows)
+        BulkStatement.of(_INSERT_LINES, connection, tuple(line_rows[0])).run_many(connection, line_rows)
     return [row["number"] for row in invoice_rows]
 
 
@@ -348,174 +352,6 @@ def get_invoice(session: Session, number: str) -> dict[str, Any] | None:
     return {**row, "lines": invoice_lines(session, row["id"])}
 
 
-@dataclass(frozen=True)
-class PaymentIn:
-    """A payment to record, with its allocations to invoices (by number)."""
-
-    payment_ref: str
-    currency: str
-    amount: Decimal
-    received_on: date
-    allocations: tuple[tuple[str, Decimal], ...] = ()
-    customer_ref: str | None = None
-    method: str | None = None
-    reference: str | None = None
-    review_reason: str | None = None  # why matching could not (fully) apply it: puts it on the review list
-    source_version: str | None = None  # its version at the source (QuickBooks' SyncToken)
-
-
-def record_payment(
-    session: Session,
-    *,
-    payment_ref: str,
-    currency: str,
-    amount: Decimal,
-    received_on: date,
-    allocations: Sequence[tuple[str, Decimal]],
-    customer_ref: str | None = None,
-    method: str | None = None,
-    reference: str | None = None,
-) -> bool:
-    """Record a payment and apply it to invoices (by number). A payment_ref seen before is ignored
-    (returns False), so a replayed payment never counts twice. What is not allocated stays unapplied."""
-    payment = PaymentIn(payment_ref, currency, amount, received_on, tuple(allocations), customer_ref, method, reference)
-    return record_payments(session, [payment])[0]
-
-
-_PAYMENTS = table_of(Payment)
-_INVOICES = table_of(Invoice)
-_CUSTOMERS = table_of(Customer)
-# The payment's customer id and the allocation's payment id are looked up by the database, row by
-# row inside the executemany (an unknown customer ref, or none, is NULL), not by two more queries.
-_INSERT_PAYMENTS = insert(_PAYMENTS).values(
-    customer_id=select(_CUSTOMERS.c.id).where(_CUSTOMERS.c.customer_ref == bindparam("customer_ref")).scalar_subquery()
-)
-_PAYMENT_KEYS = (
-    "payment_ref",
-    "customer_ref",
-    "currency",
-    "amount",
-    "unapplied_amount",
-    "received_on",
-    "method",
-    "reference",
-    "created_at",
-    "review_reason",
-    "source_version",
-)
-_INSERT_ALLOCATIONS = insert(table_of(PaymentAllocation)).values(
-    payment_id=select(_PAYMENTS.c.id).where(_PAYMENTS.c.payment_ref == bindparam("payment_ref")).scalar_subquery()
-)
-_ALLOCATION_KEYS = ("payment_ref", "invoice_id", "amount", "created_at")
-_SET_PAID = (
-    update(_INVOICES)
-    .where(_INVOICES.c.id == bindparam("iid"))
-    .values(amount_paid=bindparam("paid"), status=bindparam("new_status"), updated_at=bindparam("now"))
-)
-_KNOWN_REFS = select(_PAYMENTS.c.payment_ref).where(_PAYMENTS.c.payment_ref.in_(bindparam("refs", expanding=True)))
-_PAYABLE = select(
-    _INVOICES.c.id,
-    _INVOICES.c.number,
-    _INVOICES.c.currency,
-    _INVOICES.c.invoice_total,
-    _INVOICES.c.amount_paid,
-    _INVOICES.c.status,
-).where(_INVOICES.c.number.in_(bindparam("numbers", expanding=True)))
-_PAYABLE_LOCKED = _PAYABLE.with_for_update()
-
-
-def record_payments(
-    session: Session,
-    payments: Sequence[PaymentIn],
-    *,
-    refs_checked: bool = False,
-    open_rows: Sequence[Mapping[str, Any]] = (),
-) -> list[bool]:
-    """Batch form of :func:`record_payment`: a handful of statements for the whole batch (known refs,
-    the invoices concerned, the new payments, their allocations, the invoice updates). Returns, per
-    payment, whether it was recorded (False: its ref was seen before, in the store or the batch).
-    ``refs_checked``: the caller read in this transaction, under :func:`lock_payment_source`, that
-    none of the refs is recorded, and they are distinct (reconciliation does, before matching).
-    ``open_rows``: :func:`open_invoices` rows read in this transaction. On SQLite, whose write
-    transaction holds the database lock, their balances are current and not read again; on
-    PostgreSQL the invoices are read again, locked, as a concurrent transaction may have paid them.
-    Raises ValueError / LookupError / InvalidTransition for an allocation that cannot be applied."""
-    connection = session.connection()
-    if refs_checked:
-        fresh, recorded = list(payments), [True] * len(payments)
-    else:
-        seen = known_payment_refs(session, [p.payment_ref for p in payments])
-        fresh, recorded = [], []
-        for p in payments:
-            is_new = p.payment_ref not in seen
-            recorded.append(is_new)
-            if is_new:
-                seen.add(p.payment_ref)
-                fresh.append(p)
-    if not fresh:
-        return recorded
-    numbers = {n for p in fresh for n, _ in p.allocations}
-    invoices: dict[str, list[Any]] = {}
-    if open_rows and connection.dialect.name == "sqlite":
-        # Open means sent or part paid, which take payments alike (lifecycle.status_after_payment).
-        invoices = {
-            r["number"]: [r["id"], r["currency"], r["invoice_total"], r["amount_paid"], "sent"]
-            for r in open_rows
-            if r["number"] in numbers
-        }
-    missing = [n for n in numbers if n not in invoices]
-    if missing:  # locked on PostgreSQL: a concurrent payment of the same invoice waits, then adds to ours
-        query = _PAYABLE_LOCKED if connection.dialect.name == "postgresql" else _PAYABLE
-        rows = RawStatement.of(query, connection, ("numbers",)).run(connection, {"numbers": missing})
-        invoices.update(
-            (number, [iid, currency, total, paid, status]) for iid, number, currency, total, paid, status in rows
-        )
-    now = utcnow()
-    payment_rows, allocations = [], []
-    for p in fresh:
-        allocated = sum((a for _, a in p.allocations), ZERO)
-        if allocated > p.amount:
-            raise ValueError(f"payment {p.payment_ref}: allocations {allocated} exceed the amount {p.amount}")
-        for number, share in p.allocations:
-            invoice = invoices.get(number)
-            if invoice is None:
-                raise LookupError(f"payment {p.payment_ref}: no invoice numbered {number!r}")
-            if invoice[1] != p.currency:
-                raise ValueError(
-                    f"payment {p.payment_ref}: {p.currency} payment cannot settle {invoice[1]} invoice {number}"
-                )
-            paid = invoice[3] + share
-            invoice[4] = lifecycle.status_after_payment(invoice[4], invoice[2], paid)
-            invoice[3] = paid
-            allocations.append(
-                {"payment_ref": p.payment_ref, "invoice_id": invoice[0], "amount": share, "created_at": now}
-            )
-        payment_rows.append(
-            {
-                "payment_ref": p.payment_ref,
-                "customer_ref": p.customer_ref,
-                "currency": p.currency,
-                "amount": p.amount,
-                "unapplied_amount": p.amount - allocated,
-                "received_on": p.received_on,
-                "method": p.method,
-                "reference": p.reference,
-                "created_at": now,
-                "review_reason": p.review_reason,
-                "source_version": p.source_version,
-            }
-        )
-    RawStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).run_many(connection, payment_rows)
-    if allocations:
-        RawStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).run_many(connection, allocations)
-        touched = {a["invoice_id"] for a in allocations}
-        paid_rows = [
-            {"iid": v[0], "paid": v[3], "new_status": v[4], "now": now} for v in invoices.values() if v[0] in touched
-        ]
-        RawStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")).run_many(connection, paid_rows)
-    return recorded
-
-
 def open_invoices(
     session: Session, *, numbers: Iterable[str] = (), customer_refs: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
@@ -540,10 +376,10 @@ def open_invoices(
     # One query per condition, each on its own index (an OR of the two makes SQLite scan every invoice).
     found: dict[int, Any] = {}
     if numbers:
-        found.update((r[0], r) for r in session.execute(base.where(Invoice.number.in_(numbers))))
+        found.update((r.id, r) for r in session.execute(base.where(Invoice.number.in_(numbers))))
     if refs:
-        found.update((r[0], r) for r in session.execute(base.where(Customer.customer_ref.in_(refs))))
-    rows = sorted(found.values(), key=lambda r: (r[6], r[0]))  # due date, id
+        found.update((r.id, r) for r in session.execute(base.where(Customer.customer_ref.in_(refs))))
+    rows = sorted(found.values(), key=lambda r: (r.due_date, r.id))
     return [
         {
             "number": number,
@@ -567,187 +403,7 @@ def paid_amounts(session: Session, numbers: Iterable[str]) -> list[dict[str, Any
     return [{"number": r.number, "currency": r.currency, "amount_paid": r.amount_paid} for r in session.execute(query)]
 
 
-def known_payment_refs(session: Session, refs: Iterable[str]) -> set[str]:
-    """Which of these payment refs are recorded already (one statement per reconciliation page)."""
-    wanted = list(set(refs))
-    if not wanted:
-        return set()
-    connection = session.connection()
-    return {ref for (ref,) in RawStatement.of(_KNOWN_REFS, connection, ("refs",)).run(connection, {"refs": wanted})}
-
-
-def payment_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
-    """Payment ids by payment ref, for the refs that are recorded."""
-    query = select(Payment.payment_ref, Payment.id).where(Payment.payment_ref.in_(list(refs)))
-    return {ref: ident for ref, ident in session.execute(query)}
-
-
 def invoice_ids(session: Session, numbers: Iterable[str]) -> dict[str, int]:
     """Invoice ids by document number, for the numbers that exist."""
     query = select(Invoice.number, Invoice.id).where(Invoice.number.in_(list(numbers)))
     return {number: ident for number, ident in session.execute(query)}
-
-
-def payments_to_review(session: Session, *, limit: int = 500) -> list[dict[str, Any]]:
-    """The review list: payments matching could not (fully) apply, with the reason, oldest first,
-    until a person deals with them (:func:`mark_reviewed`)."""
-    query = (
-        select(
-            Payment.payment_ref,
-            Customer.customer_ref,
-            Payment.currency,
-            Payment.amount,
-            Payment.unapplied_amount,
-            Payment.received_on,
-            Payment.reference,
-            Payment.review_reason,
-        )
-        .outerjoin(Customer, Customer.id == Payment.customer_id)
-        .where(Payment.review_reason.is_not(None), Payment.reviewed.is_(None))
-        .order_by(Payment.received_on, Payment.id)
-        .limit(limit)
-    )
-    return [dict(row._mapping) for row in session.execute(query)]
-
-
-def mark_reviewed(session: Session, payment_ref: str, note: str) -> None:
-    """Take a payment off the review list, saying how a person dealt with it (kept with the payment)."""
-    if not note.strip():
-        raise ValueError("say how the payment was dealt with (the note is kept with it)")
-    payment = _locked_payment(session, payment_ref)
-    if payment.review_reason is None or payment.reviewed is not None:
-        raise ValueError(f"payment {payment_ref} is not on the review list")
-    payment.reviewed = note.strip()
-
-
-def _locked_payment(session: Session, payment_ref: str) -> Payment:
-    """A recorded payment, locked for this transaction (on PostgreSQL)."""
-    payment = session.scalar(select(Payment).where(Payment.payment_ref == payment_ref).with_for_update())
-    if payment is None:
-        raise LookupError(f"no payment {payment_ref!r} (payment refs read source:id, e.g. stripe:ch_...)")
-    return payment
-
-
-def _pay(invoice: Invoice, change: Decimal) -> None:
-    """``change`` more (or, negative, less) received by ``invoice``, and its status after it; a
-    voided invoice given money back stays void."""
-    invoice.amount_paid += change
-    if change > 0 or invoice.status in ("sent", "partially_paid", "paid"):
-        invoice.status = lifecycle.status_after_payment(invoice.status, invoice.invoice_total, invoice.amount_paid)
-
-
-def apply_by_hand(
-    session: Session, payment_ref: str, number: str, amount: Decimal | None = None
-) -> tuple[PaymentIn, Decimal, bool]:
-    """A person applies a recorded payment's unapplied money to open invoice ``number``: ``amount``,
-    or as much as both have. Returns the payment as it stands now (all its allocations), the amount
-    applied, and whether it was applied to invoices before (so already queued for other books). A
-    payment with nothing left unapplied comes off the review list, the application noted.
-    Raises LookupError / ValueError, naming the payment or the invoice, for what cannot be applied."""
-    payment = _locked_payment(session, payment_ref)
-    if payment.amount <= 0:
-        raise ValueError(f"payment {payment_ref} is a refund or reversal ({payment.amount}): nothing to apply")
-    invoice = session.scalar(
-        select(Invoice).where(Invoice.number == number, Invoice.doc_type == "invoice").with_for_update()
-    )
-    if invoice is None:
-        raise LookupError(f"no invoice numbered {number!r}")
-    if invoice.status not in ("sent", "partially_paid"):
-        raise ValueError(f"invoice {number} is {invoice.status}: only a sent or partly paid invoice takes payments")
-    if invoice.currency != payment.currency:
-        raise ValueError(f"payment {payment_ref} is in {payment.currency}, invoice {number} in {invoice.currency}")
-    most = min(payment.unapplied_amount, invoice.invoice_total - invoice.amount_paid)
-    share = most if amount is None else amount
-    if share <= 0 or share > most:
-        raise ValueError(
-            f"payment {payment_ref}: {share} cannot be applied to {number}; at most {most} "
-            f"({payment.unapplied_amount} unapplied, {invoice.invoice_total - invoice.amount_paid} open)"
-        )
-    if share != share.quantize(quantum(payment.currency)):
-        raise ValueError(f"amount: {share} is not a whole number of {payment.currency} minor units")
-    before = session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)).all()
-    existing = next((a for a in before if a.invoice_id == invoice.id), None)
-    if existing is None:
-        session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount=share))
-    else:
-        existing.amount += share
-    _pay(invoice, share)
-    payment.unapplied_amount -= share
-    if payment.customer_id is None:  # the person says whose it is
-        payment.customer_id = invoice.customer_id
-    if payment.unapplied_amount == 0 and payment.review_reason is not None and payment.reviewed is None:
-        payment.reviewed = f"applied by hand to {number}"
-    session.flush()
-    allocations = [
-        (str(n), a)
-        for n, a in session.execute(
-            select(Invoice.number, PaymentAllocation.amount)
-            .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
-            .where(PaymentAllocation.payment_id == payment.id)
-            .order_by(PaymentAllocation.id)
-        )
-    ]
-    customer = session.get(Customer, payment.customer_id) if payment.customer_id is not None else None
-    now = PaymentIn(
-        payment.payment_ref,
-        payment.currency,
-        payment.amount,
-        payment.received_on,
-        tuple(allocations),
-        customer.customer_ref if customer else None,
-        payment.method,
-        payment.reference,
-    )
-    return now, share, bool(before)
-
-
-def source_versions(session: Session, refs: Iterable[str]) -> dict[str, str | None]:
-    """The version at its source each of these recorded payments was recorded at (None: not known)."""
-    query = select(Payment.payment_ref, Payment.source_version).where(Payment.payment_ref.in_(list(set(refs))))
-    return {ref: version for ref, version in session.execute(query)}
-
-
-def undo_payment(session: Session, payment_ref: str) -> None:
-    """Take back what a recorded payment applied, because it changed at its source (edited, voided):
-    its invoices open again by what it gave them and its allocations go, before :func:`redo_payment`
-    records it as it now is (in the same transaction)."""
-    payment = _locked_payment(session, payment_ref)
-    for allocation in session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)):
-        invoice = session.scalar(select(Invoice).where(Invoice.id == allocation.invoice_id).with_for_update())
-        assert invoice is not None  # a foreign key
-        _pay(invoice, -allocation.amount)
-        session.delete(allocation)
-    payment.unapplied_amount = payment.amount
-    session.flush()
-
-
-def redo_payment(session: Session, payment: PaymentIn) -> None:
-    """Record a payment undone by :func:`undo_payment` as it now is at its source: amount, date,
-    allocations (to open invoices, as matched), review reason and version."""
-    row = _locked_payment(session, payment.payment_ref)
-    allocated = sum((a for _, a in payment.allocations), ZERO)
-    if allocated > payment.amount:
-        raise ValueError(f"payment {payment.payment_ref}: allocations {allocated} exceed the amount {payment.amount}")
-    for number, share in payment.allocations:
-        invoice = session.scalar(select(Invoice).where(Invoice.number == number).with_for_update())
-        if invoice is None:
-            raise LookupError(f"payment {payment.payment_ref}: no invoice numbered {number!r}")
-        if invoice.currency != payment.currency:
-            raise ValueError(
-                f"payment {payment.payment_ref}: {payment.currency} cannot settle {invoice.currency} {number}"
-            )
-        _pay(invoice, share)
-        session.add(PaymentAllocation(payment_id=row.id, invoice_id=invoice.id, amount=share))
-    row.amount, row.received_on, row.currency = payment.amount, payment.received_on, payment.currency
-    row.unapplied_amount = payment.amount - allocated
-    row.review_reason, row.reviewed = payment.review_reason, None
-    row.source_version = payment.source_version
-    session.flush()
-
-
-def zero_payment(session: Session, payment_ref: str, version: str) -> None:
-    """A payment deleted at its source, after :func:`undo_payment`: nothing was received. Kept, at
-    amount 0, so its ref is never recorded again, with the version that says why."""
-    row = _locked_payment(session, payment_ref)
-    row.amount = row.unapplied_amount = ZERO
-    row.review_reason, row.reviewed, row.source_version = None, None, version

@@ -118,9 +118,10 @@ def approve_and_queue(session: Session, invoice_ids: Sequence[int], targets: Tar
     queued: dict[str, int] = defaultdict(int)
     documents = outbound_documents(session, invoice_ids)
     for invoice in session.scalars(select(Invoice).where(Invoice.id.in_(invoice_ids)).with_for_update()):
-        if "approved" not in lifecycle.allowed_from(invoice.status):
+        approved = lifecycle.approval(invoice.status)
+        if approved is None:
             continue
-        invoice.status = lifecycle.transition(invoice.status, "approved")
+        invoice.status = approved
         document = documents[invoice.id]
         for target in targets(document):
             topic = f"push.{target}"
@@ -169,7 +170,7 @@ def set_status(
     if status == "approved":
         return StatusChange(number, previous, status, queued=approve_and_queue(session, [invoice.id], targets))
     invoice.status = status
-    if status == "void":  # never issued (the lifecycle voids nothing else): the next run bills its period again
+    if lifecycle.releases_period(status):  # the next run bills its period again
         invoice.period_released = True
     return StatusChange(number, previous, status, withdrawn=withdrawn)
 
@@ -222,7 +223,6 @@ def mark_sent(session: Session, invoice_ids: Sequence[int]) -> None:
     by_status: dict[str, list[int]] = {}
     for ident, total in totals:
         by_status.setdefault(lifecycle.status_when_sent(total), []).append(ident)
-    lifecycle.transition("approved", "sent")
     for status, ids in by_status.items():
         session.execute(
             update(Invoice)

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
+from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import QuarantinedRecord, utcnow
 from billbridge.store.reference import customer_ids, entity_ids, product_ids
 
@@ -205,12 +206,20 @@ def open_keys(session: Session, *, source: str) -> set[tuple[str, str]]:
 
 def has_open(session: Session, *, source: str, record_type: str) -> bool:
     """Whether ``source`` has open entries of ``record_type`` (clearing them costs a statement per batch)."""
-    query = select(QuarantinedRecord.id).where(
-        QuarantinedRecord.source == source,
-        QuarantinedRecord.record_type == record_type,
+    connection = session.connection()  # once per page of every sync: on the driver (store/bulk.py)
+    found = BulkStatement.of(_ANY_OPEN, connection, ("source", "record_type")).run(
+        connection, {"source": source, "record_type": record_type}
+    )
+    return bool(found[0][0])
+
+
+_ANY_OPEN = select(
+    exists().where(
+        QuarantinedRecord.source == bindparam("source"),
+        QuarantinedRecord.record_type == bindparam("record_type"),
         QuarantinedRecord.resolved_at.is_(None),
     )
-    return session.scalar(query.limit(1)) is not None
+)
 
 
 def list_open(session: Session, *, source: str | None = None) -> list[dict[str, Any]]:

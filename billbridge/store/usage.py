@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing.usage import from_micros, to_micros
 from billbridge.billing.usage_documents import VersionTerms
+from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import (
     Contract,
     ContractLine,
@@ -27,7 +28,6 @@ from billbridge.store.models import (
     UsageEvent,
     table_of,
 )
-from billbridge.store.raw import RawStatement
 
 _DAILY = table_of(UsageDaily)
 _EVENTS = table_of(UsageEvent)
@@ -39,7 +39,7 @@ SPLIT = 10**12
 at 9.2 x 10^12 units, 9,224 maximal events a day: PostgreSQL then refused the write, SQLite turned
 the sum into a float. Split, a day holds 9.2 x 10^24 units, and a period's SUM of either column
 stays within 64 bits for any number of days. Integer arithmetic on both backends, so exact."""
-_SPLIT = literal_column(str(SPLIT), BigInteger)  # inline: no parameter for RawStatement to fill
+_SPLIT = literal_column(str(SPLIT), BigInteger)  # inline: no parameter for BulkStatement to fill
 
 
 def split_total(micros: int) -> tuple[int, int]:
@@ -110,7 +110,9 @@ def add_to_daily(session: Session | Connection, rows: Sequence[dict[str, Any]]) 
         )
         for (customer_id, product_id, day), micros in sorted(days.items())
     ]
-    RawStatement.of(statement, connection, tuple(params[0])).run_many(connection, params)  # Core's work per row skipped
+    BulkStatement.of(statement, connection, tuple(params[0])).run_many(
+        connection, params
+    )  # Core's work per row skipped
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -186,7 +188,10 @@ def events_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, Stor
     if not keys:
         return {}
     rows = connection.execute(_BY_KEYS, {"keys": keys})
-    return {r[1]: StoredEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], r[6], _utc(r[7])) for r in rows}
+    return {
+        key: StoredEvent(ref, key, customer_id, product_id, _utc(timestamp), quantity, properties, _utc(created_at))
+        for ref, key, customer_id, product_id, timestamp, quantity, properties, created_at in rows
+    }
 
 
 def _one_event_with_its_day() -> Any:
@@ -225,7 +230,7 @@ def insert_event_with_its_day(connection: Connection, row: dict[str, Any]) -> bo
     taken, and add it to its day row, in one statement (PostgreSQL only: SQLite has no
     data-modifying WITH). True when it was inserted."""
     params = {**row, "day": row["timestamp"].date()}
-    return bool(RawStatement.of(_ONE_EVENT_WITH_ITS_DAY, connection, tuple(params)).run(connection, params))
+    return bool(BulkStatement.of(_ONE_EVENT_WITH_ITS_DAY, connection, tuple(params)).run(connection, params))
 
 
 def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -236,10 +241,10 @@ def insert_new_events(connection: Connection, rows: Sequence[dict[str, Any]]) ->
     dialect = connection.dialect.name
     if len(rows) == 1:
         statement = _INSERT_NEW[dialect]
-        return {row[0] for row in RawStatement.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
+        return {row[0] for row in BulkStatement.of(statement, connection, tuple(rows[0])).run(connection, rows[0])}
     # Many rows: a plain executemany (pipelined by psycopg) without RETURNING. Event refs are fresh
     # UUIDs, so when the row count falls short, the refs now present are the rows inserted.
-    inserted = RawStatement.of(_INSERT_NEW_PLAIN[dialect], connection, tuple(rows[0])).run_many(connection, rows)
+    inserted = BulkStatement.of(_INSERT_NEW_PLAIN[dialect], connection, tuple(rows[0])).run_many(connection, rows)
     refs = [row["event_ref"] for row in rows]
     if inserted == len(rows):
         return set(refs)
@@ -294,30 +299,43 @@ def usage_contracts(connection: Connection, customer_ids: Iterable[int]) -> dict
     if not customers:
         return out
     heads: dict[int, tuple[str, int]] = {}
-    versions: dict[int, dict[int, tuple[Any, ...]]] = defaultdict(dict)
+    versions: dict[int, dict[int, VersionTerms]] = defaultdict(dict)
     lines: dict[tuple[int, int, int], list[tuple[date | None, date | None]]] = defaultdict(list)
     products_of: dict[int, set[int]] = defaultdict(set)
-    for r in connection.execute(_USAGE_TERMS, {"customers": customers}):
-        contract_id, version_no = r[0], r[3]
-        heads[contract_id] = (r[1], r[2])
-        versions[contract_id][version_no] = tuple(r[3:10])
-        if r[10] is not None:
-            lines[(contract_id, r[10], version_no)].append((r[11], r[12]))
-            products_of[contract_id].add(r[10])
+    for (
+        contract_id,
+        contract_ref,
+        customer_id,
+        version_no,
+        effective_date,
+        start_date,
+        end_date,
+        cycle_length,
+        cycle_unit,
+        anchor,
+        product_id,
+        line_start,
+        line_end,
+    ) in connection.execute(_USAGE_TERMS, {"customers": customers}):
+        heads[contract_id] = (contract_ref, customer_id)
+        versions[contract_id][version_no] = VersionTerms(
+            version_no=version_no,
+            effective_date=effective_date,
+            contract_start_date=start_date,
+            contract_end_date=end_date,
+            cycle_length=cycle_length,
+            cycle_unit=cycle_unit,
+            anchor=anchor,
+            usage_lines=(),
+        )
+        if product_id is not None:
+            lines[(contract_id, product_id, version_no)].append((line_start, line_end))
+            products_of[contract_id].add(product_id)
     for contract_id in sorted(products_of):
         contract_ref, customer_id = heads[contract_id]
         for product_id in sorted(products_of[contract_id]):
             terms = tuple(
-                VersionTerms(
-                    version_no=v[0],
-                    effective_date=v[1],
-                    contract_start_date=v[2],
-                    contract_end_date=v[3],
-                    cycle_length=v[4],
-                    cycle_unit=v[5],
-                    anchor=v[6],
-                    usage_lines=tuple(lines.get((contract_id, product_id, v[0]), ())),
-                )
+                replace(v, usage_lines=tuple(lines.get((contract_id, product_id, v.version_no), ())))
                 for v in versions[contract_id].values()
             )
             out[customer_id].setdefault(product_id, []).append(UsageContract(contract_id, contract_ref, terms))
@@ -358,7 +376,7 @@ def documents_from(
     out: dict[int, dict[date, tuple[str, datetime]]] = {cid: {} for cid in ids}
     if ids:
         rows: Iterable[Any] = (
-            RawStatement.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(
+            BulkStatement.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(
                 connection, {"id": ids[0], "since": since}
             )
             if len(ids) == 1

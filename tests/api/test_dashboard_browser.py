@@ -24,8 +24,9 @@ from billbridge.flows.importing import import_file
 from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import list_invoices, record_payment
+from billbridge.store.invoices import list_invoices
 from billbridge.store.outbound import set_status
+from billbridge.store.payments import record_payment
 from tests.browser import chromium, screenshot
 from tests.ports import free_port
 

@@ -103,3 +103,12 @@ def test_price_book_default_named_price_and_line_override() -> None:
     assert caught.value.field == "lines[0].price_ref"
     with pytest.raises(PriceBookError, match="unknown product 'nope'"):
         resolve_prices(_contract(product_ref="nope"), PRODUCTS)
+
+
+def test_approval_and_released_periods() -> None:
+    from billbridge.billing import lifecycle
+
+    assert [s for s in lifecycle.STATUSES if lifecycle.approval(s)] == ["draft", "under_review"]
+    assert lifecycle.approval("approved") is None and lifecycle.approval("void") is None
+    assert [s for s in lifecycle.STATUSES if lifecycle.releases_period(s)] == ["void"]
+    assert lifecycle.transition("approved", "sent") == "sent"  # mark_sent's move, allowed

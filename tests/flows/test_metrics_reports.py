@@ -19,10 +19,11 @@ from billbridge.flows.importing import import_document, import_file
 from billbridge.store import metrics as sql
 from billbridge.store.contracts import contract_ids, load_timelines
 from billbridge.store.db import Store
-from billbridge.store.invoices import list_invoices, record_payment
+from billbridge.store.invoices import list_invoices
 from billbridge.store.metric_models import MetricState
 from billbridge.store.models import Contract, Invoice
 from billbridge.store.outbound import set_status
+from billbridge.store.payments import record_payment
 from tests.docs import contract, document
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -31,8 +31,9 @@ from billbridge.settings import Settings, StripeSettings
 from billbridge.store import external_refs
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
-from billbridge.store.invoices import known_payment_refs, list_invoices
+from billbridge.store.invoices import list_invoices
 from billbridge.store.models import Payment
+from billbridge.store.payments import known_payment_refs
 from tests.flows.test_collect_reconcile import bill_and_approve
 from tests.flows.test_push_quickbooks import settings_for
 

@@ -106,8 +106,8 @@ def test_migration_0008_keeps_every_invoice_and_what_refers_to_it(store: Store) 
     from billbridge.flows.billing_run import run_billing
     from billbridge.flows.importing import import_document
     from billbridge.store.db import MIGRATIONS, migrate
-    from billbridge.store.invoices import PaymentIn, record_payments
     from billbridge.store.models import Invoice, InvoiceLine, PaymentAllocation
+    from billbridge.store.payments import PaymentIn, record_payments
     from tests.docs import contract, document
 
     import_document(store, document(contract("C-1"), contract("C-2", customer="initech")))

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import PaymentIn, record_payments
+from billbridge.store.payments import PaymentIn, record_payments
 from billbridge.store.statistics import FreshStatistics
 
 
