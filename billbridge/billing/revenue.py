@@ -61,6 +61,10 @@ _FAR = date(9000, 1, 1)  # plans run to here: a fixed term ends the schedule lon
 _CTX = Context(prec=34)
 
 Treatment = Literal["original", "separate_contract", "prospective", "adjustment"]
+Key = tuple[str, date, date]
+"""(line_ref, booked month, month): a line's amount in a month, by the month it was booked. An obligation is
+booked in the month of the version that allocated it (a month-to-month period: the month it starts);
+variable consideration in the month of the document billing it."""
 
 
 def month_of(day: date) -> date:
@@ -194,6 +198,7 @@ class Obligation:
     allocated: Decimal
     window_from: date
     window_to: date
+    booked: date
     deliveries: tuple[tuple[date, Decimal], ...] = ()
 
     def schedule(self, currency: str) -> dict[date, Decimal]:
@@ -238,19 +243,22 @@ class ContractRevenue:
     customer_ref: str
     currency: str
     obligations: list[Obligation] = field(default_factory=list)
-    recognised: dict[tuple[str, date], Decimal] = field(default_factory=dict)
-    billed: dict[tuple[str, date], Decimal] = field(default_factory=dict)
+    recognised: dict[Key, Decimal] = field(default_factory=dict)
+    billed: dict[Key, Decimal] = field(default_factory=dict)
 
     def months(self) -> list[date]:
-        return sorted({m for _, m in self.recognised} | {m for _, m in self.billed})
+        return sorted({k[2] for k in self.recognised} | {k[2] for k in self.billed})
+
+    def add(self, into: dict[Key, Decimal], key: Key, amount: Decimal) -> None:
+        into[key] = into.get(key, ZERO) + amount
 
     def balances(self) -> list[MonthBalance]:
         """Per month: billed, recognised, and the closing deferred revenue and contract asset."""
         billed: dict[date, Decimal] = defaultdict(lambda: ZERO)
         recognised: dict[date, Decimal] = defaultdict(lambda: ZERO)
-        for (_, m), a in self.billed.items():
+        for (_, _, m), a in self.billed.items():
             billed[m] += a
-        for (_, m), a in self.recognised.items():
+        for (_, _, m), a in self.recognised.items():
             recognised[m] += a
         return month_balances(billed, recognised)
 
@@ -301,18 +309,18 @@ def recognise(
     for item in billed:
         if methods.get(item.line_ref) == "none" or item.billed_amount == 0:
             continue
-        key = (item.line_ref, month_of(item.billing_date))
-        out.billed[key] = out.billed.get(key, ZERO) + item.billed_amount
+        booked = month_of(item.billing_date)
+        out.add(out.billed, (item.line_ref, booked, booked), item.billed_amount)
         if item.kind in VARIABLE_KINDS and item.span_end > item.span_start:
             for m, a in monthly_amounts(item.billed_amount, item.span_start, item.span_end - ONE_DAY, currency).items():
-                out.recognised[(item.line_ref, m)] = out.recognised.get((item.line_ref, m), ZERO) + a
+                out.add(out.recognised, (item.line_ref, booked, m), a)
 
     obligations = _allocate_versions(contract_ref, versions, horizon, methods, billed)
     out.obligations = obligations
     for ob in obligations:
         for m, a in ob.schedule(currency).items():
             if a:
-                out.recognised[(ob.line_ref, m)] = out.recognised.get((ob.line_ref, m), ZERO) + a
+                out.add(out.recognised, (ob.line_ref, ob.booked, m), a)
     return out
 
 
@@ -371,6 +379,7 @@ class _Candidate:
     end: date
     value: LineValue
     deliveries: tuple[tuple[date, Decimal], ...]  # point in time: (day, weight)
+    period: bool = False  # a month-to-month period: booked when it starts
 
 
 def _candidates(contract_ref: str, version: Version, horizon: date) -> list[_Candidate]:
@@ -402,7 +411,7 @@ def _candidates(contract_ref: str, version: Version, horizon: date) -> list[_Can
             for slot in sorted(by_period):
                 ps = by_period[slot]
                 first_day, last_day = min(p.span_start for p in ps), max(p.span_end for p in ps) - ONE_DAY
-                found.append(_Candidate(line, method, first_day, last_day, _value(line, ps), ()))
+                found.append(_Candidate(line, method, first_day, last_day, _value(line, ps), (), period=True))
             continue
         if method == "ratable":
             deliveries: tuple[tuple[date, Decimal], ...] = ()
@@ -486,6 +495,7 @@ def _obligations(
                 allocated=part,
                 window_from=max(window_from, c.start),
                 window_to=date.max,
+                booked=month_of(max(window_from, c.start) if c.period else window_from),
                 deliveries=placed,
             )
         )
@@ -590,6 +600,7 @@ def _adjustment(amount: Decimal, version_no: int, day: date) -> Obligation:
         allocated=amount,
         window_from=day,
         window_to=date.max,
+        booked=month_of(day),
         deliveries=((day, amount),),
     )
 
@@ -599,28 +610,27 @@ def _adjustment(amount: Decimal, version_no: int, day: date) -> Obligation:
 
 @dataclass(frozen=True)
 class Posted:
-    """A line's recognised amount in a month as the books hold it; ``catch_up`` is the part of it that
-    corrects closed months (a later change that touched them)."""
+    """A line's amount in a month (by booked month) as the books hold it; ``catch_up`` is the part of it
+    that corrects closed months (a later change that touched them)."""
 
     line_ref: str
+    booked: date
     month: date
     amount: Decimal
     catch_up: Decimal
 
 
 def post_with_close(
-    ideal: Mapping[tuple[str, date], Decimal],
-    closed_rows: Mapping[tuple[str, date], Decimal],
-    closed_months: Iterable[date],
+    ideal: Mapping[Key, Decimal], closed_rows: Mapping[Key, Decimal], closed_months: Iterable[date]
 ) -> list[Posted]:
     """The rows to hold for the open months, given the amounts the closed months hold already.
 
-    A closed month never changes: the difference between what it should recognise now (``ideal``) and
-    what it holds (``closed_rows``) is recognised in the first open month after it, as ``catch_up``."""
+    A closed month never changes: the difference between what it should hold now (``ideal``) and what
+    it holds (``closed_rows``) lands in the first open month after it, as ``catch_up``."""
     closed = set(closed_months)
-    catch_up: dict[tuple[str, date], Decimal] = defaultdict(lambda: ZERO)
+    catch_up: dict[Key, Decimal] = defaultdict(lambda: ZERO)
     for key in set(ideal) | set(closed_rows):
-        line_ref, month = key
+        line_ref, booked, month = key
         if month not in closed:
             continue
         diff = ideal.get(key, ZERO) - closed_rows.get(key, ZERO)
@@ -628,10 +638,10 @@ def post_with_close(
             target = next_month(month)
             while target in closed:
                 target = next_month(target)
-            catch_up[(line_ref, target)] += diff
+            catch_up[(line_ref, booked, target)] += diff
     out = []
-    for key in sorted(set(k for k in ideal if k[1] not in closed) | set(catch_up)):
+    for key in sorted({k for k in ideal if k[2] not in closed} | set(catch_up)):
         amount = ideal.get(key, ZERO) + catch_up.get(key, ZERO)
         if amount or catch_up.get(key):
-            out.append(Posted(key[0], key[1], amount, catch_up.get(key, ZERO)))
+            out.append(Posted(key[0], key[1], key[2], amount, catch_up.get(key, ZERO)))
     return out
