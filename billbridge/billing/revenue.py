@@ -645,3 +645,118 @@ def post_with_close(
         if amount or catch_up.get(key):
             out.append(Posted(key[0], key[1], key[2], amount, catch_up.get(key, ZERO)))
     return out
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+@dataclass
+class WaterfallRow:
+    """Revenue booked in ``booked`` (one currency): in total, per month it is recognised in, recognised
+    through the report's last month, and what remains to recognise after it."""
+
+    booked: date
+    currency: str
+    total: Decimal = ZERO
+    by_month: dict[date, Decimal] = field(default_factory=dict)
+    to_date: Decimal = ZERO
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.total - self.to_date
+
+
+def waterfall(rows: Iterable[tuple[date, date, str, Decimal]], first: date, last: date) -> list[WaterfallRow]:
+    """Stripe Revenue Recognition's waterfall: a row per booked month from ``first`` to ``last`` and
+    currency, a column per month it is recognised in (``rows``: booked month, month, currency, recognised)."""
+    out: dict[tuple[date, str], WaterfallRow] = {}
+    for booked, month, currency, amount in rows:
+        if not first <= booked <= last:
+            continue
+        row = out.setdefault((booked, currency), WaterfallRow(booked, currency))
+        row.total += amount
+        if month <= last:
+            row.to_date += amount
+            if month >= first:
+                row.by_month[month] = row.by_month.get(month, ZERO) + amount
+    return [out[k] for k in sorted(out)]
+
+
+@dataclass
+class Rollforward:
+    """A month's movement of deferred revenue and contract assets in one currency.
+
+    Deferred: opening + billed into it - recognised out of it = closing. Contract asset: opening +
+    recognised before billing - billed against it = closing. Per contract the net position (billed -
+    recognised) is deferred when positive, a contract asset when negative; a contract that crosses zero in
+    the month moves through both."""
+
+    currency: str
+    opening_deferred: Decimal = ZERO
+    billed_to_deferred: Decimal = ZERO
+    recognised_from_deferred: Decimal = ZERO
+    closing_deferred: Decimal = ZERO
+    opening_asset: Decimal = ZERO
+    recognised_to_asset: Decimal = ZERO
+    billed_from_asset: Decimal = ZERO
+    closing_asset: Decimal = ZERO
+
+    @property
+    def billed(self) -> Decimal:
+        return self.billed_to_deferred + self.billed_from_asset
+
+    @property
+    def recognised(self) -> Decimal:
+        return self.recognised_from_deferred + self.recognised_to_asset
+
+    @property
+    def balanced(self) -> bool:
+        return (
+            self.opening_deferred + self.billed_to_deferred - self.recognised_from_deferred == self.closing_deferred
+            and self.opening_asset + self.recognised_to_asset - self.billed_from_asset == self.closing_asset
+        )
+
+
+def rollforward(rows: Iterable[tuple[int, date, str, Decimal, Decimal]], month: date) -> list[Rollforward]:
+    """The rollforward of ``month`` from schedule rows (contract id, month, currency, billed, recognised).
+
+    The closing balances are summed from every row through the month, independently of the movements,
+    so ``balanced`` checks the schedule rather than restating it."""
+    opening: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    billed: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    recognised: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    closing: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    for contract_id, m, currency, b, r in rows:
+        key = (contract_id, currency)
+        if m < month:
+            opening[key] += b - r
+        elif m == month:
+            billed[key] += b
+            recognised[key] += r
+        if m <= month:
+            closing[key] += b - r
+    out: dict[str, Rollforward] = {}
+    for key in sorted(set(opening) | set(billed) | set(recognised) | set(closing)):
+        roll = out.setdefault(key[1], Rollforward(key[1]))
+        start, b, r = opening[key], billed[key], recognised[key]
+        roll.opening_deferred += max(start, ZERO)
+        roll.opening_asset += max(-start, ZERO)
+        roll.closing_deferred += max(closing[key], ZERO)
+        roll.closing_asset += max(-closing[key], ZERO)
+        # Billing first settles a contract asset, then defers; recognition first draws on deferred revenue.
+        end = start + b - r
+        if start >= 0 and end >= 0:
+            roll.billed_to_deferred += b
+            roll.recognised_from_deferred += r
+        elif start <= 0 and end <= 0:
+            roll.billed_from_asset += b
+            roll.recognised_to_asset += r
+        elif start > 0:  # deferred revenue used up, then recognised ahead of billing
+            roll.billed_to_deferred += b
+            roll.recognised_from_deferred += start + b
+            roll.recognised_to_asset += r - start - b
+        else:  # a contract asset billed away, then billed ahead of recognition
+            roll.recognised_to_asset += r
+            roll.billed_from_asset += r - start
+            roll.billed_to_deferred += b - (r - start)
+    return [out[c] for c in sorted(out)]

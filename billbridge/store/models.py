@@ -431,3 +431,4 @@ class OAuthToken(Base):
 # The finance metrics' tables live in their own module; imported here so Base.metadata (what Alembic
 # compares the migrations with) has every table.
 from billbridge.store import metric_models as _metric_models  # noqa: E402, F401
+from billbridge.store import revenue_models as _revenue_models  # noqa: E402, F401

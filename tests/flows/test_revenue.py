@@ -1,0 +1,96 @@
+"""Revenue recognition against a real store (SQLite and PostgreSQL): schedules built from the stored
+contracts and invoices, rebuilt only when they change, and a closed month that never changes."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from billbridge.flows import revenue
+from billbridge.flows.billing_run import run_billing
+from billbridge.flows.importing import import_document
+from billbridge.store.db import Store
+from billbridge.store.revenue import PeriodError, entity_id_of
+from billbridge.store.revenue_models import RevenuePeriodEvent
+from tests.docs import contract, document
+
+YEAR = contract("C-Y", cycle_unit="year", contract_end_date="2026-12-31")  # 1,200 billed upfront for 2026
+
+
+def months(report: dict) -> dict[str, dict[str, str]]:
+    return {m["month"]: m for m in report["months"]}
+
+
+def test_a_year_upfront_is_deferred_and_recognised_daily_and_a_rerun_changes_nothing(store: Store) -> None:
+    import_document(store, document(YEAR))
+    run_billing(store, date(2026, 1, 1))
+    first = revenue.rebuild(store, date(2026, 1, 31))
+    assert (first.contracts, first.rebuilt, first.failed) == (1, 1, [])
+    assert first.recognised == {"USD": Decimal("101.92")} and first.deferred == {"USD": Decimal("1098.08")}
+    report = revenue.schedule_report(store, "C-Y")
+    assert report is not None
+    [ob] = report["obligations"]
+    assert (ob["recognition"], ob["allocated"], ob["ssp"], ob["treatment"]) == (
+        "ratable",
+        "1200.00",
+        "1200.00",
+        "original",
+    )
+    jan, feb, dec = (months(report)[m] for m in ("2026-01", "2026-02", "2026-12"))
+    assert (jan["billed"], jan["recognised"], jan["deferred"]) == ("1200.00", "101.92", "1098.08")
+    assert (feb["recognised"], dec["deferred"]) == ("92.05", "0.00")
+    assert revenue.rebuild(store, date(2026, 1, 31)).rebuilt == 0  # nothing changed: nothing rebuilt
+
+    with store.read() as session:
+        us = entity_id_of(session, "us")
+    assert us is not None
+    [roll] = revenue.rollforward_report(store, us, date(2026, 1, 1))
+    assert roll["deferred_revenue"] == {
+        "opening": "0.00",
+        "billed": "1200.00",
+        "recognised": "101.92",
+        "closing": "1098.08",
+    }
+    assert roll["balanced"] is True
+    [row] = revenue.waterfall_report(store, us, date(2026, 1, 1), date(2026, 3, 1))
+    assert (row["booked_month"], row["booked"], row["recognised_to_date"], row["remaining"]) == (
+        "2026-01",
+        "1200.00",
+        "295.89",
+        "904.11",
+    )
+    assert row["recognised"] == {"2026-01": "101.92", "2026-02": "92.05", "2026-03": "101.92"}
+
+
+def test_a_closed_month_never_changes_and_a_backdated_change_is_a_catch_up(store: Store) -> None:
+    import_document(store, document(YEAR))
+    run_billing(store, date(2026, 1, 1))
+    revenue.close(store, "us", date(2026, 1, 1))
+    with pytest.raises(PeriodError, match="closed already"):
+        revenue.close(store, "us", date(2026, 1, 1))
+    assert months(revenue.schedule_report(store, "C-Y") or {})["2026-01"]["recognised"] == "101.92"
+
+    # Amended in February, back to January 1: the year now costs 2,400 (the correction waits for the
+    # next yearly billing date, so it is unbilled: a contract asset meanwhile).
+    platform = {"line_ref": "platform", "product_ref": "platform", "pricing": {"model": "flat", "amount": "2400"}}
+    amended = dict(YEAR, lines=[platform])
+    import_document(store, document(dict(amended, effective_date="2026-01-01")))
+    run_billing(store, date(2026, 2, 1))
+    revenue.rebuild(store, date(2026, 2, 28))
+    report = months(revenue.schedule_report(store, "C-Y") or {})
+    assert report["2026-01"]["recognised"] == "101.92"  # closed: as it was
+    # January should now hold round(2400 x 31/365) = 203.84: February, the first open month, gets the
+    # 101.92 missing as a catch-up, besides its own 387.95 - 203.84 = 184.11.
+    assert (report["2026-02"]["catch_up"], report["2026-02"]["recognised"]) == ("101.92", "286.03")
+    assert Decimal(report["2026-01"]["recognised"]) + Decimal(report["2026-02"]["recognised"]) == Decimal("387.95")
+
+    revenue.close(store, "us", date(2026, 1, 1), reopen=True, reason="amended terms")
+    revenue.rebuild(store, date(2026, 2, 28), full=True)
+    report = months(revenue.schedule_report(store, "C-Y") or {})
+    assert (report["2026-01"]["recognised"], report["2026-02"]["catch_up"]) == ("203.84", "0.00")
+    with store.read() as session:
+        events = session.execute(select(RevenuePeriodEvent.action, RevenuePeriodEvent.reason)).all()
+    assert [tuple(e) for e in events] == [("close", None), ("reopen", "amended terms")]
