@@ -18,7 +18,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from billbridge import redaction
-from billbridge.app import metrics_cli, user_cli
+from billbridge.app import metrics_cli, revenue_cli, user_cli
 from billbridge.app.errors import Commands, fail
 from billbridge.app.settings import CHECKOUT, Settings
 from billbridge.billing.currency import money_display, money_str
@@ -57,6 +57,7 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(payments_app, name="payments")
 app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(user_cli.app, name="user")
+app.add_typer(revenue_cli.app, name="revenue")
 
 console = Console()
 err = Console(stderr=True)
