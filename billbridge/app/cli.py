@@ -281,6 +281,8 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ("deals quarantined", f"{result['quarantined']} (billbridge --demo quarantine list)"),
         ("MRR", money(result["mrr"])),
         ("ARR", money(result["arr"])),
+        ("revenue recognised this month", money(result.get("recognised_revenue", {}))),
+        ("deferred revenue", money(result.get("deferred_revenue", {}))),
         (
             "check: anything held twice",
             f"[red]yes[/red]: {twice}" if twice else "no: every document and payment is in QuickBooks and Stripe once",

@@ -294,10 +294,13 @@ def summary_markdown(summary: RecognitionSummary) -> str:
 
 
 @flow(name="recognize_revenue")
-def recognize_revenue(period: str | None = None, full: bool = False) -> dict[str, Any]:
-    """Recognise revenue through the end of ``period`` (YYYY-MM; default: today, UTC): rebuild the
-    schedules whose contracts or documents changed. Rerunning changes nothing; closed months never change."""
-    through = today_utc() if period is None else rr.month_end(date.fromisoformat(f"{period}-01"))
+def recognize_revenue(period: str | None = None, full: bool = False, through: date | None = None) -> dict[str, Any]:
+    """Recognise revenue through the end of ``period`` (YYYY-MM), or through the day ``through`` (default:
+    today, UTC): rebuild the schedules whose contracts or documents changed. Rerunning changes nothing;
+    closed months never change."""
+    if period is not None:
+        through = rr.month_end(date.fromisoformat(f"{period}-01"))
+    through = through or today_utc()
     store = open_store(Settings().database)
     summary = rebuild(store, through, full=full)
     create_markdown_artifact(

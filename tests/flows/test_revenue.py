@@ -94,3 +94,14 @@ def test_a_closed_month_never_changes_and_a_backdated_change_is_a_catch_up(store
     with store.read() as session:
         events = session.execute(select(RevenuePeriodEvent.action, RevenuePeriodEvent.reason)).all()
     assert [tuple(e) for e in events] == [("close", None), ("reopen", "amended terms")]
+
+
+def test_the_recognize_revenue_flow_summarises_per_currency(store: Store, flow_env: str) -> None:
+    from billbridge.flows.revenue import recognize_revenue
+
+    import_document(store, document(YEAR))
+    run_billing(store, date(2026, 1, 1))
+    result = recognize_revenue(period="2026-01")
+    assert (result["through"], result["rebuilt"]) == ("2026-01-31", 1)
+    assert (result["recognised"], result["deferred"]) == ({"USD": "101.92"}, {"USD": "1098.08"})
+    assert recognize_revenue(period="2026-01")["rebuilt"] == 0
