@@ -382,14 +382,18 @@ class _Candidate:
     period: bool = False  # a month-to-month period: booked when it starts
 
 
-def _candidates(contract_ref: str, version: Version, horizon: date) -> list[_Candidate]:
-    """The obligations a version's terms make, valued over their whole service (its lines on their own)."""
+def _candidates(
+    contract_ref: str, version: Version, horizon: date, planned: Sequence[DraftLine] | None = None
+) -> list[_Candidate]:
+    """The obligations a version's terms make, valued over their whole service (its lines on their own).
+    ``planned``: the plan of these terms alone, when the caller has it."""
     contract = version.contract
     start_of = contract.contract_start_date
     end = contract.contract_end_date or horizon  # each version valued over its own term
-    alone = Version(version.version_no, start_of, contract)
+    if planned is None:
+        planned = _plan_lines(contract_ref, [Version(version.version_no, start_of, contract)], horizon)
     pieces: dict[str, list[DraftLine]] = defaultdict(list)
-    for piece in _plan_lines(contract_ref, [alone], horizon):
+    for piece in planned:
         pieces[piece.line_ref].append(piece)
     found = []
     for line in contract.lines:
@@ -552,11 +556,17 @@ def _allocate_versions(
     for k, version in enumerate(versions):
         contract = version.contract
         day = contract.contract_start_date if k == 0 else version.effective_date
-        if k == len(versions) - 1:
+        planned = None
+        if len(versions) == 1:
+            # One version: what it billed is what its plan bills (nothing amended, nothing rounded
+            # twice), so one plan gives both the price and the obligations.
+            planned = _plan_lines(contract_ref, versions, horizon)
+            price = _transaction_price(planned, methods)
+        elif k == len(versions) - 1:
             price = _final_price(contract_ref, versions, horizon, methods, billed)
         else:  # as the contract stood until the next version
             price = _transaction_price(_plan_lines(contract_ref, versions[: k + 1], horizon), methods)
-        candidates = _candidates(contract_ref, version, horizon)
+        candidates = _candidates(contract_ref, version, horizon, planned)
         added = _separate_lines(versions[k - 1].contract, contract, candidates) if k else None
         if added is not None:
             remaining = [(c, *_whole(c)) for c in added]

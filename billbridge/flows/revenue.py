@@ -75,7 +75,6 @@ def rebuild(store: Store, through: date, *, full: bool = False, chunk: int = CHU
         stale = {cid: stamp for cid, stamp in stamps if built.get(cid) != stamp}
         if stale:
             summary.rebuilt += _rebuild_chunk(store, stale, through, summary)
-    _balances(store, summary)
     return summary
 
 
@@ -125,7 +124,9 @@ def _rebuild_chunk(store: Store, stale: dict[int, str], through: date, summary: 
     return len(done)
 
 
-def _balances(store: Store, summary: RecognitionSummary) -> None:
+def with_balances(summary: RecognitionSummary, store: Store) -> RecognitionSummary:
+    """The summary with the month's recognised revenue and the deferred revenue and contract assets at its
+    end, per currency (read from every schedule row: the flow's and the command's report, not the rebuild's)."""
     month = rr.month_of(summary.through)
     with store.read() as session:
         rows = sql.schedule_rows(session, until=month)
@@ -137,6 +138,7 @@ def _balances(store: Store, summary: RecognitionSummary) -> None:
     for (_, currency), value in net.items():
         summary.deferred[currency] = summary.deferred.get(currency, ZERO) + max(value, ZERO)
         summary.contract_assets[currency] = summary.contract_assets.get(currency, ZERO) + max(-value, ZERO)
+    return summary
 
 
 # --- the close ----------------------------------------------------------------------------------
@@ -302,7 +304,7 @@ def recognize_revenue(period: str | None = None, full: bool = False, through: da
         through = rr.month_end(date.fromisoformat(f"{period}-01"))
     through = through or today_utc()
     store = open_store(Settings().database)
-    summary = rebuild(store, through, full=full)
+    summary = with_balances(rebuild(store, through, full=full), store)
     create_markdown_artifact(
         summary_markdown(summary), key="revenue-recognition", description=f"Revenue through {through}"
     )

@@ -9,12 +9,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing.revenue import Key, Obligation, Posted
-from billbridge.store.models import Contract, ContractVersion, Customer, Invoice, InvoiceLine, LegalEntity, utcnow
+from billbridge.store.models import (
+    Contract,
+    ContractVersion,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    LegalEntity,
+    table_of,
+    utcnow,
+)
+from billbridge.store.raw import RawStatement
 from billbridge.store.revenue_models import (
     RevenueContractState,
     RevenueObligation,
@@ -24,6 +35,9 @@ from billbridge.store.revenue_models import (
 )
 
 ZERO = Decimal(0)
+_INSERT_OBLIGATIONS = insert(table_of(RevenueObligation))
+_INSERT_ROWS = insert(table_of(RevenueScheduleRow))
+_INSERT_STATES = insert(table_of(RevenueContractState))
 
 
 class PeriodError(ValueError):
@@ -148,7 +162,9 @@ def save_built(session: Session, built: Sequence[Built], through: date, closed: 
             query = query.where(RevenueScheduleRow.month.not_in(sorted(months)))
         session.execute(query)
     session.execute(delete(RevenueContractState).where(RevenueContractState.contract_id.in_(ids)))
-    obligations, rows, states = [], [], []
+    obligations: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    states: list[dict[str, Any]] = []
     now = utcnow()
     for b in built:
         for seq, ob in enumerate(b.obligations):
@@ -192,12 +208,13 @@ def save_built(session: Session, built: Sequence[Built], through: date, closed: 
                     **values,
                 }
             )
-        states.append({"contract_id": b.contract_id, "stamp": b.stamp, "through": through, "built_at": now})
-    if obligations:
-        session.execute(insert(RevenueObligation), obligations)
-    if rows:
-        session.execute(insert(RevenueScheduleRow), rows)
-    session.execute(insert(RevenueContractState), states)
+        states.append(
+            {"contract_id": b.contract_id, "stamp": b.stamp, "through": through, "built_at": now, "error": None}
+        )
+    connection = session.connection()
+    for statement, rows_of in ((_INSERT_OBLIGATIONS, obligations), (_INSERT_ROWS, rows), (_INSERT_STATES, states)):
+        if rows_of:  # on the driver's cursor: Core's per-row work costs more than the insert
+            RawStatement.of(statement, connection, tuple(rows_of[0])).run_many(connection, rows_of)
 
 
 def save_failed(session: Session, failures: Mapping[int, tuple[str, str]], through: date) -> None:
