@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from billbridge.app.settings import Settings
 from billbridge.billing import revenue as rr
 from billbridge.billing.currency import money_str
+from billbridge.mapping.journal import PeriodRevenue
 from billbridge.store import revenue as sql
 from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store, open_store
@@ -274,6 +275,33 @@ def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[s
             }
         )
     return out
+
+
+def period_revenues(store: Store, entity_ref: str, month: date) -> list[PeriodRevenue]:
+    """An entity's recognition in a month per currency, as a journal entry needs it: revenue per product,
+    and the rollforward's split between deferred revenue drawn and contract assets made."""
+    month = rr.month_of(month)
+    entity_id = _entity(store, entity_ref)
+    with store.read() as session:
+        rows = sql.schedule_rows(session, entity_id=entity_id, until=month)
+        products = sql.line_products(session, entity_id)
+    by_product: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for row in rows:
+        if row.month == month and row.recognised:
+            by_product[row.currency][products.get((row.contract_id, row.line_ref), "")] += row.recognised
+    rolls = rr.rollforward(((r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows), month)
+    return [
+        PeriodRevenue(
+            entity_ref,
+            roll.currency,
+            month,
+            dict(by_product.get(roll.currency, {})),
+            roll.recognised_from_deferred,
+            roll.recognised_to_asset,
+        )
+        for roll in rolls
+        if roll.recognised
+    ]
 
 
 # --- the Prefect flow ---------------------------------------------------------------------------

@@ -337,3 +337,25 @@ def schedule_rows(
         query = query.where(RevenueScheduleRow.month <= until)
     query = query.order_by(RevenueScheduleRow.contract_id, RevenueScheduleRow.month, RevenueScheduleRow.line_ref)
     return [ScheduleRow(*r) for r in session.execute(query)]
+
+
+def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], str]:
+    """(contract id, line_ref) -> product_ref for an entity's schedule lines: from the obligations, and
+    from the invoice lines for what has none (usage, minimum true-ups)."""
+    found: dict[tuple[int, str], str] = {}
+    billed = session.execute(
+        select(InvoiceLine.contract_id, InvoiceLine.line_ref, InvoiceLine.product_ref)
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(Invoice.entity_id == entity_id)
+        .distinct()
+    )
+    for cid, line_ref, product_ref in billed:
+        found[(cid, line_ref)] = product_ref or ""
+    obligations = session.execute(
+        select(RevenueObligation.contract_id, RevenueObligation.line_ref, RevenueObligation.product_ref)
+        .where(RevenueObligation.entity_id == entity_id)
+        .distinct()
+    )
+    for cid, line_ref, product_ref in obligations:
+        found[(cid, line_ref)] = product_ref
+    return found

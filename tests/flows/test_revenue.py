@@ -105,3 +105,26 @@ def test_the_recognize_revenue_flow_summarises_per_currency(store: Store, flow_e
     assert (result["through"], result["rebuilt"]) == ("2026-01-31", 1)
     assert (result["recognised"], result["deferred"]) == ({"USD": "101.92"}, {"USD": "1098.08"})
     assert recognize_revenue(period="2026-01")["rebuilt"] == 0
+
+
+def test_a_months_recognition_gives_the_journal_entry_its_amounts(store: Store) -> None:
+    from billbridge.mapping.journal import AccountMapping, journal_entry_payload
+
+    usage = contract(
+        "C-U",
+        contract_end_date="2026-12-31",
+        billing_timing="in_arrears",
+        lines=[{"line_ref": "seats", "product_ref": "seats", "quantity": "2"}],
+    )
+    import_document(store, document(YEAR, usage))
+    run_billing(store, date(2026, 1, 1))
+    revenue.rebuild(store, date(2026, 1, 31))
+    [period] = revenue.period_revenues(store, "us", date(2026, 1, 1))
+    # C-Y: 101.92 of the year billed upfront (from deferred revenue); C-U: 2 seats at 45 a month for the
+    # year (1,080) straight-line, January round(1080 x 31/365) = 91.73, billed in arrears on February 1
+    # (a contract asset until then)
+    assert dict(period.revenue_by_product) == {"platform": Decimal("101.92"), "seats": Decimal("91.73")}
+    assert (period.from_deferred, period.to_contract_asset) == (Decimal("101.92"), Decimal("91.73"))
+    accounts = AccountMapping(revenue="1", deferred_revenue="2", contract_asset="3")
+    payload = journal_entry_payload(period, accounts)
+    assert payload is not None and [line["Amount"] for line in payload["Line"]] == ["101.92", "91.73", "193.65"]
