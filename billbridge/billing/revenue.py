@@ -431,9 +431,16 @@ def _value(line: ContractLine, pieces: Sequence[DraftLine]) -> LineValue:
     """A line's value from its planned charges (a one-time or installments line: its price, once)."""
     net = sum((p.billed_amount for p in pieces), ZERO)
     if line.charge == "recurring":
+        gross, full = ZERO, ZERO
         with localcontext(_CTX):
-            gross = sum((p.amount * p.billed_days / p.slot_days for p in pieces), ZERO)
-            full = sum((Decimal(p.billed_days) / p.slot_days for p in pieces), ZERO)
+            for p in pieces:
+                days = (p.span_end - p.span_start).days
+                if days == p.slot_days:  # a full period: no division
+                    gross += p.amount
+                    full += 1
+                else:
+                    gross += p.amount * days / p.slot_days
+                    full += Decimal(days) / p.slot_days
         return LineValue(gross, net, full, line.quantity)
     assert line.pricing is not None
     return LineValue(line.pricing.amount_for(line.quantity), net, Decimal(1), line.quantity)
