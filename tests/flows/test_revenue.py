@@ -128,3 +128,35 @@ def test_a_months_recognition_gives_the_journal_entry_its_amounts(store: Store) 
     accounts = AccountMapping(revenue="1", deferred_revenue="2", contract_asset="3")
     payload = journal_entry_payload(period, accounts)
     assert payload is not None and [line["Amount"] for line in payload["Line"]] == ["101.92", "91.73", "193.65"]
+
+
+def test_a_late_usage_event_after_the_close_is_a_catch_up_in_the_first_open_month(store: Store) -> None:
+    from datetime import datetime
+
+    from billbridge.store.models import Customer, Product
+    from billbridge.store.usage import insert_events
+
+    calls = contract("C-API", lines=[{"line_ref": "api", "product_ref": "api", "charge": "usage"}])
+    import_document(store, document(calls))
+
+    def use(ref: str, stamp: str, quantity: str) -> None:
+        with store.write() as session:
+            ids = session.execute(
+                select(Customer.id, Customer.entity_id).where(Customer.customer_ref == "globex")
+            ).one()
+            product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
+            row = {"event_ref": ref, "entity_id": ids.entity_id, "customer_id": ids.id, "product_id": product}
+            insert_events(session, [row | {"timestamp": datetime.fromisoformat(stamp), "quantity": Decimal(quantity)}])
+
+    use("e1", "2026-01-10T10:00:00+00:00", "50000")  # 50,000 calls x 0.002 = 100.00 in January
+    run_billing(store, date(2026, 2, 1))
+    revenue.rebuild(store, date(2026, 2, 1))
+    revenue.close(store, "us", date(2026, 1, 1))
+    use("e2", "2026-01-20T10:00:00+00:00", "15000")  # late: January was invoiced and closed (30.00 more)
+    use("e3", "2026-02-15T10:00:00+00:00", "10000")  # February's own 20.00
+    run_billing(store, date(2026, 3, 1))  # March 1 bills February and corrects January
+    revenue.rebuild(store, date(2026, 3, 1))
+    report = months(revenue.schedule_report(store, "C-API") or {})
+    assert report["2026-01"]["recognised"] == "100.00"  # closed: never rewritten
+    assert (report["2026-02"]["recognised"], report["2026-02"]["catch_up"]) == ("50.00", "30.00")
+    assert report["2026-03"]["billed"] == "50.00" and report["2026-03"]["deferred"] == "0.00"
