@@ -572,7 +572,10 @@ def _allocate_versions(
         elif k == len(versions) - 1:
             price = _final_price(contract_ref, versions, horizon, methods, billed)
         else:  # as the contract stood until the next version
-            price = _transaction_price(_plan_lines(contract_ref, versions[: k + 1], horizon), methods)
+            so_far = _plan_lines(contract_ref, versions[: k + 1], horizon)
+            price = _transaction_price(so_far, methods)
+            if k == 0:  # the first version's terms alone are this very plan
+                planned = so_far
         candidates = _candidates(contract_ref, version, horizon, planned)
         added = _separate_lines(versions[k - 1].contract, contract, candidates) if k else None
         if added is not None:

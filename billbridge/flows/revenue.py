@@ -28,6 +28,7 @@ from billbridge.store.invoices import load_billed
 
 ZERO = Decimal(0)
 CHUNK = 500
+SCAN = 5000  # contracts whose stamps are compared per query
 
 
 def today_utc() -> date:
@@ -67,15 +68,15 @@ def rebuild(store: Store, through: date, *, full: bool = False, chunk: int = CHU
     after = 0
     while True:
         with store.read() as session:
-            stamps = sql.contract_stamps(session, through, after_id=after, limit=chunk)
+            stamps = sql.contract_stamps(session, through, after_id=after, limit=max(chunk, SCAN))
             built = {} if full else sql.built_stamps(session, [cid for cid, _ in stamps])
         if not stamps:
             break
         after = stamps[-1][0]
         summary.contracts += len(stamps)
-        stale = {cid: stamp for cid, stamp in stamps if built.get(cid) != stamp}
-        if stale:
-            summary.rebuilt += _rebuild_chunk(store, stale, through, summary)
+        stale = [(cid, stamp) for cid, stamp in stamps if built.get(cid) != stamp]
+        for start in range(0, len(stale), chunk):
+            summary.rebuilt += _rebuild_chunk(store, dict(stale[start : start + chunk]), through, summary)
     return summary
 
 
