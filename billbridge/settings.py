@@ -169,6 +169,7 @@ class HubSpotSettings(BaseModel):
             "price",
             "charge_type",
             "usage_aggregation",
+            "revenue_recognition",
             *(f"hs_price_{c}" for c in PRICE_CURRENCIES),
             *(f"pricing_json_{c}" for c in PRICE_CURRENCIES),
         ]

@@ -60,7 +60,13 @@ def store(database_url: str) -> Iterator[Store]:
     opened.dispose()
 
 
-_CLI_MODULES = ("billbridge.app.cli", "billbridge.app.errors", "billbridge.app.metrics_cli", "billbridge.app.user_cli")
+_CLI_MODULES = (
+    "billbridge.app.cli",
+    "billbridge.app.errors",
+    "billbridge.app.metrics_cli",
+    "billbridge.app.user_cli",
+    "billbridge.app.revenue_cli",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from billbridge.api import (
     routes_metrics,
     routes_monitors,
     routes_resources,
+    routes_revenue,
     routes_usage,
     routes_webhooks,
     routes_write,
@@ -99,6 +100,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_webhooks.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_monitors.router)
+    app.include_router(routes_revenue.router)
     dashboard.install(app)
     app.router.routes[0:0] = routes_usage.plain_routes()  # matched first (see plain_routes)
     app.add_middleware(_NoNulInUrl)

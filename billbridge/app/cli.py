@@ -18,7 +18,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from billbridge import redaction
-from billbridge.app import metrics_cli, monitors_cli, user_cli
+from billbridge.app import metrics_cli, monitors_cli, revenue_cli, user_cli
 from billbridge.app.errors import Commands, fail
 from billbridge.billing.currency import money_display, money_str
 from billbridge.billing.engine import InvoiceDraft
@@ -59,6 +59,7 @@ app.add_typer(payments_app, name="payments")
 app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(monitors_cli.app, name="monitors")
 app.add_typer(user_cli.app, name="user")
+app.add_typer(revenue_cli.app, name="revenue")
 
 console = Console()
 err = Console(stderr=True)
@@ -289,6 +290,8 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ("MRR", money(result["mrr"])),
         ("monitor alerts", _monitor_alerts(result.get("monitors", {}))),
         ("ARR", money(result["arr"])),
+        ("revenue recognised this month", money(result.get("recognised_revenue", {}))),
+        ("deferred revenue", money(result.get("deferred_revenue", {}))),
         (
             "check: anything held twice",
             f"[red]yes[/red]: {twice}" if twice else "no: every document and payment is in QuickBooks and Stripe once",

@@ -235,6 +235,9 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         "mrr": {cur: str(v) for cur, v in monthly.items()},
         "arr": {cur: str(v) for cur, v in arr(monthly).items()},
         "monitors": _monitors_summary(again.get("snapshot_monitors", {})),
+        # revenue recognised in the month of as_of and deferred at its end, per currency
+        "recognised_revenue": again.get("recognize_revenue", {}).get("recognised", {}),
+        "deferred_revenue": again.get("recognize_revenue", {}).get("deferred", {}),
     }
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal
-from fractions import Fraction
-from math import floor
 from types import MappingProxyType
 
 # Active ISO 4217 codes (SIX "list one" as published 2026-01-01). Codes whose
@@ -306,23 +304,26 @@ def allocate(total: Decimal, weights: Sequence[Decimal], currency: str) -> list[
     Each part is first rounded toward zero; the minor units left over go one
     each to the parts with the largest dropped fractions (earlier parts win
     ties), so the result sums exactly to ``total``. Zero weights get zero.
+    Computed in integers: the weights scaled to a common exponent are exact.
     """
     units = _to_minor(total, currency)
-    exact_weights = [Fraction(_decimal(w, "weight")) for w in weights]
-    if any(w < 0 for w in exact_weights):
+    exact = [_decimal(w, "weight") for w in weights]
+    if any(w < 0 for w in exact):
         raise ValueError("weights must not be negative")
-    weight_sum = sum(exact_weights, Fraction(0))
+    scale = max((-w.as_tuple().exponent for w in exact if w), default=0)  # type: ignore[operator]
+    scaled = [int(w.scaleb(scale, context=_CTX)) for w in exact]
+    weight_sum = sum(scaled)
     if weight_sum == 0:
         raise ValueError("weights must not be empty or all zero")
-
-    shares = [abs(units) * w / weight_sum for w in exact_weights]
-    floors = [floor(s) for s in shares]
-    leftover = abs(units) - sum(floors)
-    by_remainder = sorted(range(len(shares)), key=lambda i: (floors[i] - shares[i], i))
+    whole = abs(units)
+    floors, remainders = zip(*(divmod(whole * w, weight_sum) for w in scaled), strict=True)
+    parts = list(floors)
+    leftover = whole - sum(parts)
+    by_remainder = sorted(range(len(parts)), key=lambda i: (-remainders[i], i))
     for i in by_remainder[:leftover]:
-        floors[i] += 1
+        parts[i] += 1
     sign = 1 if units >= 0 else -1
-    return [_from_minor(sign * f, currency) for f in floors]
+    return [_from_minor(sign * f, currency) for f in parts]
 
 
 def money_str(amount: Decimal, currency: str) -> str:

@@ -26,6 +26,11 @@ Timing = Literal["in_advance", "in_arrears"]
 ChargeKind = Literal["recurring", "usage", "one_time", "installments"]
 Aggregation = Literal["sum", "max", "count", "distinct", "last"]
 BilledBy = Literal["billbridge", "stripe"]
+Recognition = Literal["ratable", "point_in_time", "usage", "none"]
+"""How a line's revenue is recognised (see ``billing/revenue.py``): ``ratable`` per day over its service
+period (the default for recurring charges), ``point_in_time`` on delivery, its start (the default for
+one-time and installment charges), ``usage`` in the period the usage happened (the default, and the only
+choice besides ``none``, for usage charges), ``none`` for pass-through items someone else recognises."""
 
 
 class _Model(BaseModel):
@@ -68,12 +73,39 @@ class Customer(_Model):
     email: Name | None = None
 
 
+class Ssp(_Model):
+    """A standalone selling price (ASC 606-10-32-31, IFRS 15.76): what the product sells for on its own,
+    per unit and per full billing period (per unit for one-time and installment charges).
+
+    ``list`` (the default): the line's own list price, before discounts. ``fixed``: ``amount``.
+    ``range``: ``low`` to ``high``; a line sold inside the range keeps its own (discounted) price as
+    its SSP, one sold outside it takes the nearest bound (as Stripe Revenue Recognition and the Big
+    Four guides describe SSP ranges)."""
+
+    kind: Literal["list", "fixed", "range"] = "list"
+    amount: Money | None = None
+    low: Money | None = None
+    high: Money | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Ssp:
+        wanted = {"list": set(), "fixed": {"amount"}, "range": {"low", "high"}}[self.kind]
+        given = {name for name in ("amount", "low", "high") if getattr(self, name) is not None}
+        if given != wanted:
+            need = " and ".join(sorted(wanted)) or "no amount"
+            raise ValueError(f"an SSP of kind {self.kind} takes {need}")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError("low is above high")
+        return self
+
+
 class ProductPrice(_Model):
-    """One price of the price book: a product's pricing in one currency."""
+    """One price of the price book: a product's pricing in one currency, and its SSP (default: the list price)."""
 
     price_ref: Ref
     currency: str
     pricing: Pricing
+    ssp: Ssp | None = Field(default=None, description="Standalone selling price; none = the list price")
 
     _currency = field_validator("currency")(_check_currency)
 
@@ -85,6 +117,9 @@ class Product(_Model):
     name: Name
     description: str | None = None
     prices: list[ProductPrice] = Field(default_factory=list)
+    recognition: Recognition | None = Field(
+        default=None, description="How its revenue is recognised; none = the default of each line's charge"
+    )
 
 
 class Discount(_Model):
@@ -151,6 +186,24 @@ class ContractLine(_Model):
     )
     billing_date: date | None = Field(default=None, description="one_time: the day it is billed")
     installments: int | None = Field(default=None, ge=1, le=1200)
+    # Last, so that a line without them dumps as before plus a fixed tail (see store.contracts.content_hash).
+    recognition: Recognition | None = Field(
+        default=None,
+        description="How the line's revenue is recognised: ratable, point_in_time, usage or none; defaults to the "
+        "product's, then to ratable for recurring, point_in_time for one_time and installments, usage for usage",
+    )
+    ssp: Ssp | None = Field(default=None, description="Standalone selling price; defaults to the price book's")
+
+    @property
+    def recognition_method(self) -> Recognition:
+        """The recognition in force: the line's (or its product's, filled in by the price book), else the charge's default."""
+        if self.recognition is not None:
+            return self.recognition
+        if self.charge == "recurring":
+            return "ratable"
+        if self.charge == "usage":
+            return "usage"
+        return "point_in_time"
 
     @model_validator(mode="after")
     def _consistent(self) -> ContractLine:
@@ -169,6 +222,8 @@ class ContractLine(_Model):
         starts = [step.start_date for step in self.ramps]
         if starts != sorted(set(starts)):
             raise ValueError("ramp steps must have distinct start dates in ascending order")
+        if (self.recognition == "usage") != (self.charge == "usage") and self.recognition not in (None, "none"):
+            raise ValueError("recognition usage is for charge usage, whose revenue is usage or none")
         return self
 
 

@@ -1,4 +1,5 @@
-"""The parent flow: CRM sync -> billing -> push -> collect -> reconcile, each step its own flow.
+"""The parent flow: CRM sync -> billing -> push -> collect -> reconcile -> revenue recognition, each step its
+own flow.
 
 Every step also runs (and reruns) alone from the Prefect UI; the parent only calls them in the
 order of the data flow. Which CRMs (and Stripe subscriptions: ``crm_sources`` may name ``stripe``),
@@ -22,6 +23,7 @@ from billbridge.flows.metrics import headline, headline_markdown, today_utc
 from billbridge.flows.monitors import snapshot_monitors
 from billbridge.flows.push import push_invoices
 from billbridge.flows.reconcile import reconcile_payments
+from billbridge.flows.revenue import recognize_revenue
 from billbridge.flows.sync_crm import sync_crm
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
@@ -55,6 +57,7 @@ def quote_to_cash(as_of: date | None = None) -> dict[str, Any]:
     for source in PAYMENT_SOURCES:
         if source in settings.push_targets:
             step(f"reconcile.{source}", reconcile_payments, source=source)
+    step("recognize_revenue", recognize_revenue, through=as_of)
     step("snapshot_monitors", snapshot_monitors, as_of=as_of)
     publish_metrics(settings, as_of)
     if failed:

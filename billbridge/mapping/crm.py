@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from billbridge.billing.currency import MINOR_UNITS
-from billbridge.billing.model import Contract, ContractLine, Customer, Discount, Product, ProductPrice
+from billbridge.billing.model import Contract, ContractLine, Customer, Discount, Product, ProductPrice, Recognition
 from billbridge.billing.pricing import FlatPrice, PerUnitPrice, Pricing
 from billbridge.mapping import fields
 from billbridge.mapping.fields import EPOCH, MappingError, build, field_parser
@@ -87,6 +87,9 @@ class CrmProduct:
     list_prices: Mapping[str, Any]  # currency -> the CRM's standard unit price
     usage_aggregation: str | None = None
     names: Mapping[str, str] = field(default_factory=dict)  # our attribute -> the vendor's field name
+    recognition: str | None = (
+        None  # ratable | point_in_time | usage | none (a custom field; None: the charge's default)
+    )
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,10 @@ def map_product(product: CrmProduct) -> Product:
                 pricing=_pricing(model, name("list_prices"), currency),
             )
         )
-    return build(Product, name("name"), product_ref=sku, name=product.name or sku, prices=prices)
+    recognition = _recognition(product, charge, name)
+    return build(
+        Product, name("name"), product_ref=sku, name=product.name or sku, prices=prices, recognition=recognition
+    )
 
 
 def _line(
@@ -445,6 +451,23 @@ def _charge(product: CrmProduct, name: Any) -> Charge:
     if charge not in ("recurring", "usage", "one_time"):
         raise MappingError(name("charge"), f"product {product.product_id}: unknown charge {fields.shown(charge)}")
     return charge  # type: ignore[return-value]
+
+
+def _recognition(product: CrmProduct, charge: Charge, name: Any) -> Recognition | None:
+    """The product's revenue recognition, if the CRM sets one (usage only, or none, for a usage product)."""
+    found = _text(product.recognition, name("recognition"))
+    if not found:
+        return None
+    method = found.lower().replace("-", "_").replace(" ", "_")
+    if method not in ("ratable", "point_in_time", "usage", "none"):
+        raise MappingError(
+            name("recognition"), f"product {product.product_id}: unknown recognition {fields.shown(found)}"
+        )
+    if method != "none" and (method == "usage") != (charge == "usage"):
+        raise MappingError(
+            name("recognition"), f"product {product.product_id}: recognition {method} does not suit a {charge} charge"
+        )
+    return method  # type: ignore[return-value]
 
 
 @field_parser

@@ -58,6 +58,9 @@ class HubSpotProperties(BaseModel):
     product_sku: str = "hs_sku"
     product_charge: str = Field(default="charge_type", description="custom: recurring | usage | one_time")
     product_usage_aggregation: str = Field(default="usage_aggregation", description="custom: sum, max, ...")
+    product_recognition: str = Field(
+        default="revenue_recognition", description="custom: ratable | point_in_time | usage | none"
+    )
     product_price_prefix: str = Field(default="hs_price_", description="+ currency code, lower case")
     product_pricing_prefix: str = Field(
         default="pricing_json_", description="custom, + currency code: canonical pricing JSON"
@@ -114,7 +117,9 @@ def product_to_crm(product: Mapping[str, Any], names: HubSpotProperties = DEFAUL
         pricing=pricing,
         list_prices=prices,
         usage_aggregation=props.get(names.product_usage_aggregation),
+        recognition=props.get(names.product_recognition),
         names={
+            "recognition": names.product_recognition,
             "sku": names.product_sku,
             "name": names.product_name,
             "charge": names.product_charge,

@@ -55,6 +55,10 @@ class SalesforceFields(BaseModel):
         default="Billing_Charge__c", description="Product2 picklist: recurring | usage | one_time"
     )
     usage_aggregation: str = Field(default="Usage_Aggregation__c", description="Product2 picklist: sum, max, ...")
+    product_recognition: str = Field(
+        default="Revenue_Recognition__c",
+        description="Product2 picklist: ratable | point_in_time | usage | none (empty: the charge's default)",
+    )
     entry_pricing: str = Field(default="Billing_Pricing__c", description="PricebookEntry long text: pricing JSON")
 
     def columns(self) -> dict[str, tuple[str, ...]]:
@@ -71,7 +75,7 @@ class SalesforceFields(BaseModel):
                 self.deal_entity,
             ),
             "Account": tuple(account),
-            "Product2": (self.product_charge, self.usage_aggregation),
+            "Product2": (self.product_charge, self.usage_aggregation, self.product_recognition),
             "PricebookEntry": (self.entry_pricing,),
         }
 
@@ -116,8 +120,10 @@ def product_to_crm(product: Mapping[str, Any], fields: SalesforceFields = DEFAUL
         pricing={c: e.get(fields.entry_pricing) for c, e in zip(currencies, entries, strict=True)},
         list_prices={c: e.get("UnitPrice") for c, e in zip(currencies, entries, strict=True)},
         usage_aggregation=product.get(fields.usage_aggregation),
+        recognition=product.get(fields.product_recognition),
         names={
             "sku": "Product2.ProductCode",
+            "recognition": f"Product2.{fields.product_recognition}",
             "name": "Product2.Name",
             "usage_aggregation": f"Product2.{fields.usage_aggregation}",
             "charge": f"Product2.{fields.product_charge}",

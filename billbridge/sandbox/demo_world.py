@@ -64,6 +64,7 @@ class DemoProduct:
     pricing: dict[str, dict[str, Any]]
     list_price: dict[str, Decimal]  # the CRM's standard unit price per currency
     usage_aggregation: str | None = None
+    recognition: str | None = None  # revenue recognition, where the product sets one
 
 
 @dataclass(frozen=True)

@@ -65,17 +65,24 @@ def content_hash(contract: model.Contract, terms: str | None = None) -> str:
         # the top-level object (a nested object has no such key; inside a JSON string its quotes
         # would be escaped), and one dump is a third of the cost of saving a version.
         terms = terms.replace(_DEFAULT_BILLER, "", 1)
+    # Lines without recognition or SSP (every line stored before those fields existed) hash as before.
+    terms = terms.replace(_DEFAULT_REVENUE, "}")
     return HASH_V2 + hashlib.sha256(terms.encode()).hexdigest()[: 64 - len(HASH_V2)]
 
 
 HASH_V2 = "2:"
 _DEFAULT_BILLER = ',"billed_by":"billbridge"'
+_DEFAULT_REVENUE = ',"recognition":null,"ssp":null}'  # the tail of a line (its last two fields) left unset
 
 
 def legacy_content_hash(contract: model.Contract) -> str:
     """The hash of versions stored before ``content_hash`` took pydantic's JSON (JSON with sorted keys
     through the json module, five times the cost): still what those versions are compared by."""
     terms = contract.model_dump(mode="json", exclude=_hashed_without(contract))
+    for line in terms["lines"]:
+        for key in ("recognition", "ssp"):
+            if line[key] is None:
+                del line[key]
     return hashlib.sha256(json.dumps(terms, sort_keys=True).encode()).hexdigest()
 
 

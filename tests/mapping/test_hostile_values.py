@@ -186,6 +186,7 @@ HUBSPOT_EXTRA: list[Path_] = [
     ("products", "191902", "properties", "charge_type"),
     ("products", "191902", "properties", "pricing_json_usd"),
     ("products", "191903", "properties", "usage_aggregation"),
+    ("products", "191902", "properties", "revenue_recognition"),
 ]
 
 

@@ -175,3 +175,20 @@ def test_a_name_longer_than_the_store_keeps_is_refused_with_its_property() -> No
         deal, company, products = bundle_to_crm(bundle(_set("company", "name", "N" * 301)))
         map_deal(deal, company, products, DEFAULT_MAPPING)
     assert error.value.field == "name" and "at most 300 characters" in str(error.value)  # HubSpot's property
+
+
+def test_a_products_revenue_recognition_is_a_product_property() -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["products"]["191902"]["properties"]["revenue_recognition"] = "Point-in-time"
+
+    deal, company, products = bundle_to_crm(bundle(edit))
+    by_ref = {p.product_ref: p for p in map_deal(deal, company, products, DEFAULT_MAPPING).products}
+    assert (by_ref["123456"].recognition, by_ref["API-CALLS"].recognition) == ("point_in_time", None)
+
+    def wrong(raw: dict[str, Any]) -> None:
+        raw["products"]["191902"]["properties"]["revenue_recognition"] = "monthly"
+
+    deal, company, products = bundle_to_crm(bundle(wrong))
+    with pytest.raises(MappingError) as err:
+        map_deal(deal, company, products, DEFAULT_MAPPING)
+    assert err.value.field == "revenue_recognition" and "unknown recognition" in str(err.value)

@@ -141,3 +141,23 @@ def test_an_account_name_longer_than_the_store_keeps_is_refused_naming_the_field
     with pytest.raises(MappingError) as error:
         map_deal(deal, company, products, DEFAULT_MAPPING)
     assert error.value.field == "Account.Name" and "at most 300 characters" in str(error.value)
+
+
+def test_a_products_revenue_recognition_comes_from_product2_and_is_checked() -> None:
+    deal, company, products = bundle_to_crm(_bundle(WON))
+    by_ref = {p.product_ref: p for p in map_deal(deal, company, products, DEFAULT_MAPPING).products}
+    assert (by_ref["API-CALLS"].recognition, by_ref["PLATFORM"].recognition) == ("usage", None)
+
+    opp = copy.deepcopy(WON)
+    broken = {
+        pid: dict(p, Revenue_Recognition__c="usage") if p["ProductCode"] == "PLATFORM" else p
+        for pid, p in PRODUCTS.items()
+    }
+    lines = (opp["OpportunityLineItems"] or {}).get("records", [])
+    used = {line["Product2Id"] for line in lines}
+    bundle = DealBundle(opp, lines, opp["Account"], {pid: p for pid, p in broken.items() if pid in used})
+    deal, company, products = bundle_to_crm(bundle)
+    with pytest.raises(MappingError) as err:
+        map_deal(deal, company, products, DEFAULT_MAPPING)
+    assert err.value.field == "Product2.Revenue_Recognition__c"
+    assert "does not suit a recurring charge" in str(err.value)

@@ -307,3 +307,48 @@ def test_a_seeded_sandbox_has_the_price_book_as_service_items() -> None:
         assert qb.discovery_url.startswith("https://localhost:")
     finally:
         qb.stop()
+
+
+def test_journal_entries_balance_on_existing_accounts_and_read_back_as_intuits_xsd_says(api: Api) -> None:
+    from datetime import date
+
+    from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_entry_payload
+    from tests.qbo_xsd import assert_valid
+
+    ids = {}
+    for name, kind in (
+        ("Deferred Revenue", "Other Current Liability"),
+        ("Unbilled Receivables", "Other Current Asset"),
+    ):
+        made = api.call("POST", "account", {"Name": name, "AccountType": kind})
+        assert made.status_code == 200, made.text
+        ids[name] = made.json()["Account"]["Id"]
+    accounts = AccountMapping(
+        revenue="1", deferred_revenue=ids["Deferred Revenue"], contract_asset=ids["Unbilled Receivables"]
+    )
+    period = PeriodRevenue(
+        "us-inc", "USD", date(2026, 11, 1), {"platform": Decimal("101.92")}, Decimal("90.00"), Decimal("11.92")
+    )
+    payload = journal_entry_payload(period, accounts)
+    assert payload is not None
+    created = api.call("POST", "journalentry", payload, requestid="revenue-us-inc-USD-2026-11")
+    assert created.status_code == 200, created.text
+    entry = created.json(parse_float=Decimal)["JournalEntry"]
+    assert (entry["TotalAmt"], entry["DocNumber"], entry["TxnDate"]) == (
+        Decimal("101.92"),
+        "REV-2026-11-USD",
+        "2026-11-30",
+    )
+    assert_valid("JournalEntry", entry)  # what QuickBooks answers is an entity of its own schema too
+    again = api.call("POST", "journalentry", payload, requestid="revenue-us-inc-USD-2026-11")
+    assert again.json()["JournalEntry"]["Id"] == entry["Id"]  # the same request: the first answer, no second entry
+    assert api.call("GET", f"journalentry/{entry['Id']}").json()["JournalEntry"]["Id"] == entry["Id"]
+    found = api.query("SELECT * FROM JournalEntry WHERE DocNumber = 'REV-2026-11-USD'").json()["QueryResponse"]
+    assert [e["Id"] for e in found["JournalEntry"]] == [entry["Id"]]
+
+    unbalanced = json.loads(json.dumps(payload))
+    unbalanced["Line"][0]["Amount"] = "91.00"
+    assert fault_code(api.call("POST", "journalentry", unbalanced)) == "6000"
+    nowhere = json.loads(json.dumps(payload))
+    nowhere["Line"][0]["JournalEntryLineDetail"]["AccountRef"] = {"value": "999"}
+    assert fault_code(api.call("POST", "journalentry", nowhere)) == "2500"

@@ -157,6 +157,7 @@ def product_properties(product: DemoProduct) -> dict[str, str]:
         "price": str(product.list_price.get("USD", Decimal(0))),
         "charge_type": product.charge,
         "usage_aggregation": product.usage_aggregation,
+        "revenue_recognition": product.recognition,
     }
     for currency, price in product.list_price.items():
         props[f"hs_price_{currency.lower()}"] = str(price)

@@ -3,6 +3,7 @@
 Routes (what python-quickbooks and intuit-oauth call):
 - ``GET /.well-known/openid_configuration``: the discovery document ``AuthClient`` fetches.
 - ``POST /oauth2/v1/tokens/bearer``: ``grant_type=refresh_token`` with HTTP Basic client credentials.
+- Entities: Customer, Item, Invoice, CreditMemo, Payment, Account, JournalEntry (balanced lines on existing accounts).
 - ``POST /v3/company/{realm}/{entity}``: create, or update when the body carries Id + SyncToken, or
   ``?operation=delete`` (then change data capture reports the record as status "Deleted").
 - ``GET /v3/company/{realm}/{entity}/{id}``: read.
@@ -36,6 +37,7 @@ _ENTITY_PATHS = {
     "creditmemo": "CreditMemo",
     "payment": "Payment",
     "account": "Account",
+    "journalentry": "JournalEntry",
 }
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 

@@ -26,7 +26,7 @@ import requests
 from billbridge.sandbox.quickbooks.errors import QboFault, not_found, validation
 from billbridge.sandbox.quickbooks.query import parse_query, run_query
 
-ENTITIES = ("Account", "Customer", "Item", "Invoice", "CreditMemo", "Payment")
+ENTITIES = ("Account", "Customer", "Item", "Invoice", "CreditMemo", "Payment", "JournalEntry")
 BATCH_LIMIT = 30  # Intuit's limits page: "maximum number of payloads in a single batch request is 30"
 CDC_MAX_OBJECTS = 1000  # Intuit's CDC reference: a response holds at most 1,000 objects
 CDC_LOOKBACK = timedelta(days=30)  # CDC tracks changes within the last 30 days
@@ -496,7 +496,50 @@ def _payment(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _journal_entry(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    """As QuickBooks takes a JournalEntry: every line a JournalEntryLineDetail with a PostingType (Debit
+    or Credit), an existing AccountRef and a non-negative Amount; the debits equal the credits."""
+    lines = body.get("Line")
+    if not isinstance(lines, list) or not lines:
+        raise validation("Required parameter Line is missing in the request")
+    sides = {"Debit": Decimal(0), "Credit": Decimal(0)}
+    for n, line in enumerate(lines, start=1):
+        if line.get("DetailType") != "JournalEntryLineDetail" or not isinstance(
+            line.get("JournalEntryLineDetail"), dict
+        ):
+            raise validation(f"Line {n}: DetailType must be JournalEntryLineDetail, with its JournalEntryLineDetail")
+        detail = line["JournalEntryLineDetail"]
+        posting = detail.get("PostingType")
+        if posting not in sides:
+            raise validation(
+                f"Line {n}: PostingType must be Debit or Credit", "2010", "Request has invalid or unsupported property"
+            )
+        _ref(company, detail, "AccountRef", "Account")
+        line["Amount"] = _decimal(line.get("Amount"), f"Line {n} Amount")
+        if line["Amount"] < 0:
+            raise validation(
+                f"Line {n}: Amount must not be negative",
+                "6000",
+                "A business validation error has occurred while processing your request",
+            )
+        line["LineNum"] = n
+        line.setdefault("Id", str(n - 1))
+        sides[posting] += line["Amount"]
+    if sides["Debit"] != sides["Credit"]:
+        raise validation(
+            f"Business Validation Error: debits ({sides['Debit']}) and credits ({sides['Credit']}) must balance",
+            "6000",
+            "A business validation error has occurred while processing your request",
+        )
+    body["TotalAmt"] = sides["Debit"]
+    body.setdefault("CurrencyRef", {"value": company.home_currency})
+    body.setdefault("Adjustment", False)
+    body.setdefault("TxnDate", company.now().date().isoformat())
+    return body
+
+
 _VALIDATORS: dict[str, Callable[[QboCompany, dict[str, Any]], dict[str, Any]]] = {
+    "JournalEntry": _journal_entry,
     "Customer": _customer,
     "Item": _item,
     "Invoice": _sales_document,

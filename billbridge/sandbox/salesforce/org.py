@@ -39,6 +39,7 @@ SCHEMA: dict[str, frozenset[str]] = {
             "IsActive",
             "Billing_Charge__c",
             "Usage_Aggregation__c",
+            "Revenue_Recognition__c",
             "IsDeleted",
             "SystemModstamp",
         }

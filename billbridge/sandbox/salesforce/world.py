@@ -75,6 +75,7 @@ class WorldRenderer:
                     "IsActive": True,
                     "Billing_Charge__c": product.charge,
                     "Usage_Aggregation__c": product.usage_aggregation,
+                    "Revenue_Recognition__c": product.recognition,
                     "IsDeleted": False,
                     "SystemModstamp": stamp,
                 },

@@ -1,0 +1,142 @@
+"""Read API of revenue recognition, ``/api/revenue/...``: a contract's schedule, the waterfall and the
+rollforward of ``flows/revenue.py`` (what ``billbridge revenue`` shows), scoped to the API key's legal
+entity and paged as the other resources. Money is a string in the currency's minor units."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from billbridge.api.auth import Auth, store_of
+from billbridge.api.errors import ErrorBody, refuse
+from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
+from billbridge.api.query import IsoDate
+from billbridge.api.routes_metrics import _in_window, _range
+from billbridge.flows import revenue
+
+router = APIRouter(
+    prefix="/api/revenue", tags=["Revenue"], responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+)
+
+From = Annotated[IsoDate | None, Query(alias="from", description="First booked month, by any of its days")]
+To = Annotated[IsoDate | None, Query(description="Last month, by any of its days (default: this month)")]
+
+
+class ObligationOut(BaseModel):
+    line_ref: str
+    product_ref: str
+    description: str
+    recognition: str = Field(description="ratable, point_in_time, usage or none")
+    treatment: str = Field(description="original, separate_contract, prospective (a modification) or adjustment")
+    version_no: int
+    start_date: str
+    end_date: str
+    ssp: str
+    price: str
+    allocated: str
+
+
+class ScheduleMonthOut(BaseModel):
+    month: str = Field(description="YYYY-MM")
+    billed: str
+    recognised: str
+    catch_up: str = Field(description="The part of recognised that corrects earlier, closed months")
+    deferred: str = Field(description="Deferred revenue at the month's end")
+    contract_asset: str = Field(description="Contract asset (unbilled receivable) at the month's end")
+
+
+class ScheduleOut(Page[ScheduleMonthOut]):
+    """A contract's obligations and a page of its months."""
+
+    contract_ref: str
+    customer_ref: str
+    currency: str
+    obligations: list[ObligationOut]
+
+
+class WaterfallRowOut(BaseModel):
+    booked_month: str
+    currency: str
+    booked: str
+    recognised: dict[str, str] = Field(description="Recognised per month (YYYY-MM) of the range")
+    recognised_to_date: str
+    remaining: str
+
+
+class RollforwardOut(BaseModel):
+    currency: str
+    period: str
+    deferred_revenue: dict[str, str] = Field(description="opening + billed - recognised = closing")
+    contract_assets: dict[str, str] = Field(description="opening + recognised - billed = closing")
+    billed: str
+    recognised: str
+    balanced: bool
+
+
+def _offset_page(rows: list[Any], limit: int, cursor: str | None) -> tuple[list[Any], bool, str | None]:
+    offset = decode(cursor)
+    chosen = rows[offset : offset + limit]
+    more = offset + limit < len(rows)
+    return chosen, more, encode(offset + limit) if more else None
+
+
+@router.get(
+    "/schedule",
+    response_model=ScheduleOut,
+    responses={404: {"model": ErrorBody, "description": "No such contract of this legal entity"}},
+)
+def schedule(
+    request: Request,
+    principal: Auth,
+    contract_ref: Annotated[str, Query(min_length=1, max_length=200)],
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> ScheduleOut:
+    """A contract's performance obligations (SSP, allocated price, recognition) and its months: billed,
+    recognised (with catch-ups), deferred revenue and contract asset."""
+    report = revenue.schedule_report(store_of(request), contract_ref, principal.entity_id)
+    if report is None:
+        raise refuse(404, "not_found", "no such contract", "contract_ref")
+    months, more, next_cursor = _offset_page(report["months"], limit, cursor)
+    return ScheduleOut(
+        contract_ref=report["contract_ref"],
+        customer_ref=report["customer_ref"],
+        currency=report["currency"],
+        obligations=[ObligationOut.model_validate(ob) for ob in report["obligations"]],
+        data=[ScheduleMonthOut.model_validate(m) for m in months],
+        has_more=more,
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/waterfall", response_model=Page[WaterfallRowOut])
+def waterfall(
+    request: Request, principal: Auth, from_: From = None, to: To = None, limit: Limit = 100, cursor: Cursor = None
+) -> Page[WaterfallRowOut]:
+    """Revenue by booked month (rows) and the months it is recognised in, recognised to date and remaining."""
+    first, last = _range(from_, to)
+    rows = revenue.waterfall_report(store_of(request), principal.entity_id, first, last)
+    chosen, more, next_cursor = _offset_page(rows, limit, cursor)
+    return Page[WaterfallRowOut](
+        data=[WaterfallRowOut.model_validate(r) for r in chosen], has_more=more, next_cursor=next_cursor
+    )
+
+
+@router.get("/rollforward", response_model=Page[RollforwardOut])
+def rollforward(
+    request: Request,
+    principal: Auth,
+    period: Annotated[IsoDate | None, Query(description="The month, by any of its days (default: this month)")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[RollforwardOut]:
+    """Deferred revenue and contract assets of a month per currency: opening, movements, closing, balanced."""
+    month: date = _in_window(period, "period") or revenue.today_utc()
+    rows = revenue.rollforward_report(store_of(request), principal.entity_id, month)
+    chosen, more, next_cursor = _offset_page(rows, limit, cursor)
+    return Page[RollforwardOut](
+        data=[RollforwardOut.model_validate(r) for r in chosen], has_more=more, next_cursor=next_cursor
+    )

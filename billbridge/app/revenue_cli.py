@@ -1,0 +1,219 @@
+"""``billbridge revenue ...``: recognise revenue, show a contract's schedule, the waterfall and the
+rollforward (rich tables, JSON or CSV), and close or reopen a month."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from billbridge.flows import revenue
+from billbridge.settings import Settings
+from billbridge.store import revenue as sql
+from billbridge.store.db import Store, open_store
+
+app = typer.Typer(
+    help="Revenue recognition (ASC 606 / IFRS 15): schedules, waterfall, rollforward, period close.",
+    no_args_is_help=True,
+)
+console = Console()
+err = Console(stderr=True)
+
+EntityOpt = Annotated[str, typer.Option("--entity", help="The legal entity (entity_ref).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+
+
+def _store() -> Store:
+    return open_store(Settings().database)
+
+
+def _month(value: str, option: str) -> date:
+    try:
+        if len(value) != 7:
+            raise ValueError(value)
+        return date.fromisoformat(f"{value}-01")
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a month (YYYY-MM)", param_hint=option) from None
+
+
+def _entity(store: Store, entity_ref: str) -> int:
+    with store.read() as session:
+        found = sql.entity_id_of(session, entity_ref)
+    if found is None:
+        err.print(f"[red]error:[/red] --entity: unknown legal entity {entity_ref!r}")
+        raise typer.Exit(1)
+    return found
+
+
+def _rows(rows: list[dict[str, Any]], columns: list[str], title: str, as_json: bool, as_csv: bool) -> None:
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    console.print(table)
+
+
+@app.command("recognize")
+def recognize(
+    through: Annotated[
+        str | None, typer.Option("--through", help="Recognise through this day (YYYY-MM-DD); default today.")
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild every schedule, changed or not.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the revenue schedules of contracts whose terms or documents changed."""
+    try:
+        day = date.fromisoformat(through) if through else revenue.today_utc()
+    except ValueError:
+        raise typer.BadParameter(f"{through!r} is not a date (YYYY-MM-DD)", param_hint="--through") from None
+    store = _store()
+    summary = revenue.with_balances(revenue.rebuild(store, day, full=full), store).as_dict()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console.print(f"{summary['rebuilt']} of {summary['contracts']} schedules rebuilt through {summary['through']}")
+    for label, key in (("recognised", "recognised"), ("deferred", "deferred"), ("contract assets", "contract_assets")):
+        for currency, amount in summary[key].items():
+            console.print(f"  {label} {amount} {currency}", highlight=False)
+    for failure in summary["failed"]:
+        err.print(f"[yellow]not recognised:[/yellow] {failure['reason']}", highlight=False)
+
+
+@app.command("schedule")
+def schedule(
+    contract: Annotated[str, typer.Option("--contract", help="The contract (contract_ref).")],
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """A contract's obligations (SSP, allocated price, recognition) and its monthly schedule with billed,
+    recognised, deferred revenue and contract asset balances."""
+    report = revenue.schedule_report(_store(), contract)
+    if report is None:
+        err.print(f"[red]error:[/red] --contract: unknown contract {contract!r}")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    if as_csv:
+        _rows(
+            report["months"],
+            ["month", "billed", "recognised", "catch_up", "deferred", "contract_asset"],
+            "",
+            False,
+            True,
+        )
+        return
+    _rows(
+        report["obligations"],
+        ["line_ref", "product_ref", "recognition", "treatment", "start_date", "end_date", "ssp", "price", "allocated"],
+        f"{report['contract_ref']}: performance obligations ({report['currency']})",
+        False,
+        False,
+    )
+    _rows(
+        report["months"],
+        ["month", "billed", "recognised", "catch_up", "deferred", "contract_asset"],
+        "schedule",
+        False,
+        False,
+    )
+    if not report["months"]:
+        console.print("no schedule yet: run `billbridge revenue recognize`")
+
+
+@app.command("waterfall")
+def waterfall(
+    entity: EntityOpt,
+    start: Annotated[str, typer.Option("--from", help="First booked month (YYYY-MM).")],
+    end: Annotated[str, typer.Option("--to", help="Last month (YYYY-MM).")],
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """Revenue by booked month (rows) and the month it is recognised in (columns), recognised to date and
+    remaining, as Stripe Revenue Recognition lays out its waterfall."""
+    first, last = _month(start, "--from"), _month(end, "--to")
+    if last < first:
+        raise typer.BadParameter(f"{end} is before {start}", param_hint="--to")
+    store = _store()
+    rows = revenue.waterfall_report(store, _entity(store, entity), first, last)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    months, month = [], first
+    while month <= last:
+        months.append(month.strftime("%Y-%m"))
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    flat = [{**{k: v for k, v in r.items() if k != "recognised"}, **r["recognised"]} for r in rows]
+    columns = ["booked_month", "currency", "booked", *months, "recognised_to_date", "remaining"]
+    _rows(flat, columns, f"revenue waterfall, {entity}", False, as_csv)
+
+
+@app.command("rollforward")
+def rollforward(
+    entity: EntityOpt,
+    period: Annotated[str, typer.Option("--period", help="The month (YYYY-MM).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Opening deferred revenue + billed - recognised = closing deferred revenue, and the same for contract
+    assets, per currency. Exits 1 when a side does not balance."""
+    store = _store()
+    rows = revenue.rollforward_report(store, _entity(store, entity), _month(period, "--period"))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        table = Table("currency", "balance", "opening", "+", "-", "closing", "balanced", title=f"rollforward {period}")
+        for r in rows:
+            d, a = r["deferred_revenue"], r["contract_assets"]
+            table.add_row(
+                r["currency"],
+                "deferred revenue",
+                d["opening"],
+                d["billed"],
+                d["recognised"],
+                d["closing"],
+                str(r["balanced"]),
+            )
+            table.add_row(
+                r["currency"],
+                "contract assets",
+                a["opening"],
+                a["recognised"],
+                a["billed"],
+                a["closing"],
+                str(r["balanced"]),
+            )
+        console.print(table)
+    if not all(r["balanced"] for r in rows):
+        err.print("[red]error:[/red] the rollforward does not balance")
+        raise typer.Exit(1)
+
+
+@app.command("close")
+def close(
+    entity: EntityOpt,
+    period: Annotated[str, typer.Option("--period", help="The month (YYYY-MM).")],
+    reopen: Annotated[bool, typer.Option("--reopen", help="Reopen the month instead (recorded).")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why it is reopened (recorded).")] = None,
+) -> None:
+    """Close a month: its recognised amounts never change afterwards (later changes land in the first open
+    month as catch-ups). With --reopen, open it again."""
+    store = _store()
+    month = _month(period, "--period")
+    _entity(store, entity)
+    try:
+        revenue.close(store, entity, month, reopen=reopen, reason=reason)
+    except sql.PeriodError as exc:
+        err.print(f"[red]error:[/red] --period: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"{entity} {period} {'reopened' if reopen else 'closed'}")

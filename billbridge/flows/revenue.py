@@ -1,0 +1,340 @@
+"""Revenue recognition, wired: rebuild the schedules of contracts that changed, close and reopen months,
+and the reports (schedule, waterfall, rollforward) the CLI and API show. The Prefect flow
+``recognize_revenue`` rebuilds and leaves a summary artifact.
+
+A schedule is rebuilt only for a contract whose versions or documents changed since it was built (or, for
+an evergreen contract, whose term moved into a new month), in chunks, one transaction per chunk; a contract
+that cannot be recognised is recorded with the reason and never stops the run."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from billbridge.billing import revenue as rr
+from billbridge.billing.currency import money_str
+from billbridge.mapping.journal import PeriodRevenue
+from billbridge.settings import Settings
+from billbridge.store import revenue as sql
+from billbridge.store.contracts import load_timelines
+from billbridge.store.db import Store, open_store
+from billbridge.store.invoices import load_billed
+
+ZERO = Decimal(0)
+CHUNK = 500
+SCAN = 5000  # contracts whose stamps are compared per query
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass
+class RecognitionSummary:
+    """What a rebuild did, and the entity-wide balances at the end of ``through``'s month per currency."""
+
+    through: date
+    contracts: int = 0
+    rebuilt: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    recognised: dict[str, Decimal] = field(default_factory=dict)  # in through's month
+    deferred: dict[str, Decimal] = field(default_factory=dict)
+    contract_assets: dict[str, Decimal] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        def money(d: dict[str, Decimal]) -> dict[str, str]:
+            return {c: money_str(a, c) for c, a in sorted(d.items())}
+
+        return {
+            "through": self.through.isoformat(),
+            "contracts": self.contracts,
+            "rebuilt": self.rebuilt,
+            "failed": [{"contract_id": cid, "reason": reason} for cid, reason in self.failed],
+            "recognised": money(self.recognised),
+            "deferred": money(self.deferred),
+            "contract_assets": money(self.contract_assets),
+        }
+
+
+def rebuild(store: Store, through: date, *, full: bool = False, chunk: int = CHUNK) -> RecognitionSummary:
+    """Rebuild the schedule of every contract whose inputs changed (every one with ``full``)."""
+    summary = RecognitionSummary(through)
+    after = 0
+    while True:
+        with store.read() as session:
+            stamps = sql.contract_stamps(session, through, after_id=after, limit=max(chunk, SCAN))
+            built = {} if full else sql.built_stamps(session, [cid for cid, _ in stamps])
+        if not stamps:
+            break
+        after = stamps[-1][0]
+        summary.contracts += len(stamps)
+        stale = [(cid, stamp) for cid, stamp in stamps if built.get(cid) != stamp]
+        for start in range(0, len(stale), chunk):
+            summary.rebuilt += _rebuild_chunk(store, dict(stale[start : start + chunk]), through, summary)
+    return summary
+
+
+def _rebuild_chunk(store: Store, stale: dict[int, str], through: date, summary: RecognitionSummary) -> int:
+    ids = list(stale)
+    with store.read() as session:
+        timelines = load_timelines(session, ids)
+        billed = load_billed(session, ids)
+    with store.write() as session:
+        closed = sql.closed_months(session, {t.entity_id for t in timelines.values()})
+        held = sql.held_rows(session, ids)
+        done: list[sql.Built] = []
+        failed: dict[int, tuple[str, str]] = {}
+        for cid in ids:
+            timeline = timelines.get(cid)
+            if timeline is None:
+                continue
+            try:
+                if timeline.error:
+                    raise ValueError(timeline.error)
+                if any(v.contract.billed_by != "billbridge" for v in timeline.versions):
+                    # Stripe invoices it (and Stripe Revenue Recognition recognises it): nothing here.
+                    done.append(sql.Built(cid, timeline.entity_id, "", stale[cid], (), (), ()))
+                    continue
+                revenue = rr.recognise(timeline.contract_ref, timeline.versions, billed[cid][0], through)
+            except (ValueError, ArithmeticError) as exc:
+                failed[cid] = (stale[cid], f"{timeline.contract_ref}: {exc}")
+                continue
+            months = closed.get(timeline.entity_id, set())
+            kept = held.get(cid, {})
+            held_billed = {k: v.billed for k, v in kept.items() if k[2] in months}
+            held_recognised = {k: v.recognised for k, v in kept.items() if k[2] in months}
+            done.append(
+                sql.Built(
+                    cid,
+                    timeline.entity_id,
+                    revenue.currency,
+                    stale[cid],
+                    revenue.obligations,
+                    rr.post_with_close(revenue.billed, held_billed, months),
+                    rr.post_with_close(revenue.recognised, held_recognised, months),
+                )
+            )
+        sql.save_built(session, done, through, closed)
+        sql.save_failed(session, failed, through)
+    summary.failed += [(cid, reason) for cid, (_, reason) in failed.items()]
+    return len(done)
+
+
+def with_balances(summary: RecognitionSummary, store: Store) -> RecognitionSummary:
+    """The summary with the month's recognised revenue and the deferred revenue and contract assets at its
+    end, per currency (read from every schedule row: the flow's and the command's report, not the rebuild's)."""
+    month = rr.month_of(summary.through)
+    with store.read() as session:
+        rows = sql.schedule_rows(session, until=month)
+    net: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    for row in rows:
+        net[(row.contract_id, row.currency)] += row.billed - row.recognised
+        if row.month == month:
+            summary.recognised[row.currency] = summary.recognised.get(row.currency, ZERO) + row.recognised
+    for (_, currency), value in net.items():
+        summary.deferred[currency] = summary.deferred.get(currency, ZERO) + max(value, ZERO)
+        summary.contract_assets[currency] = summary.contract_assets.get(currency, ZERO) + max(-value, ZERO)
+    return summary
+
+
+# --- the close ----------------------------------------------------------------------------------
+
+
+def _entity(store: Store, entity_ref: str) -> int:
+    with store.read() as session:
+        found = sql.entity_id_of(session, entity_ref)
+    if found is None:
+        raise LookupError(f"unknown legal entity {entity_ref!r}")
+    return found
+
+
+def close(store: Store, entity_ref: str, month: date, *, reopen: bool = False, reason: str | None = None) -> None:
+    """Close a month of an entity (its schedules brought up to date first), or reopen it (recorded with
+    the reason). PeriodError when it is closed already, or not closed."""
+    month = rr.month_of(month)
+    entity_id = _entity(store, entity_ref)
+    if not reopen:
+        rebuild(store, max(rr.month_end(month), today_utc()))
+    with store.write() as session:
+        if reopen:
+            sql.reopen_period(session, entity_id, month, reason)
+        else:
+            sql.close_period(session, entity_id, month)
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+def schedule_report(store: Store, contract_ref: str, entity_id: int | None = None) -> dict[str, Any] | None:
+    """A contract's obligations and its monthly schedule with billed, recognised, deferred and contract
+    asset balances (None when unknown, or of another entity than ``entity_id``)."""
+    with store.read() as session:
+        head = sql.contract_head(session, contract_ref)
+        if head is None or (entity_id is not None and head.entity_id != entity_id):
+            return None
+        obligations = sql.obligations_of(session, head.contract_id)
+        rows = sql.schedule_rows(session, contract_id=head.contract_id)
+    currency = rows[0].currency if rows else (obligations[0].currency if obligations else "")
+    billed: dict[date, Decimal] = defaultdict(lambda: ZERO)
+    recognised: dict[date, Decimal] = defaultdict(lambda: ZERO)
+    catch_up: dict[date, Decimal] = defaultdict(lambda: ZERO)
+    for row in rows:
+        billed[row.month] += row.billed
+        recognised[row.month] += row.recognised
+        catch_up[row.month] += row.catch_up
+
+    def m(amount: Decimal) -> str:
+        return money_str(amount, currency) if currency else str(amount)
+
+    return {
+        "contract_ref": head.contract_ref,
+        "customer_ref": head.customer_ref,
+        "entity_ref": head.entity_ref,
+        "currency": currency,
+        "obligations": [
+            {
+                "line_ref": ob.line_ref,
+                "product_ref": ob.product_ref,
+                "description": ob.description,
+                "recognition": ob.method,
+                "treatment": ob.treatment,
+                "version_no": ob.version_no,
+                "start_date": ob.start_date.isoformat(),
+                "end_date": ob.end_date.isoformat(),
+                "ssp": m(ob.ssp),
+                "price": m(ob.price),
+                "allocated": m(ob.allocated),
+            }
+            for ob in obligations
+        ],
+        "months": [
+            {
+                "month": b.month.strftime("%Y-%m"),
+                "billed": m(b.billed),
+                "recognised": m(b.recognised),
+                "catch_up": m(catch_up[b.month]),
+                "deferred": m(b.deferred),
+                "contract_asset": m(b.contract_asset),
+            }
+            for b in rr.month_balances(billed, recognised)
+        ],
+    }
+
+
+def waterfall_report(store: Store, entity_id: int, first: date, last: date) -> list[dict[str, Any]]:
+    """The waterfall of an entity: booked months ``first``..``last`` as rows, recognised months as columns."""
+    first, last = rr.month_of(first), rr.month_of(last)
+    with store.read() as session:
+        rows = sql.schedule_rows(session, entity_id=entity_id)
+    table = rr.waterfall(((r.booked_month, r.month, r.currency, r.recognised) for r in rows), first, last)
+    return [
+        {
+            "booked_month": w.booked.strftime("%Y-%m"),
+            "currency": w.currency,
+            "booked": money_str(w.total, w.currency),
+            "recognised": {k.strftime("%Y-%m"): money_str(v, w.currency) for k, v in sorted(w.by_month.items())},
+            "recognised_to_date": money_str(w.to_date, w.currency),
+            "remaining": money_str(w.remaining, w.currency),
+        }
+        for w in table
+    ]
+
+
+def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[str, Any]]:
+    """Deferred revenue and contract assets of a month, per currency, each with ``balanced``."""
+    month = rr.month_of(month)
+    with store.read() as session:
+        rows = sql.schedule_rows(session, entity_id=entity_id, until=month)
+    out = []
+    for roll in rr.rollforward(((r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows), month):
+        c = roll.currency
+        out.append(
+            {
+                "currency": c,
+                "period": month.strftime("%Y-%m"),
+                "deferred_revenue": {
+                    "opening": money_str(roll.opening_deferred, c),
+                    "billed": money_str(roll.billed_to_deferred, c),
+                    "recognised": money_str(roll.recognised_from_deferred, c),
+                    "closing": money_str(roll.closing_deferred, c),
+                },
+                "contract_assets": {
+                    "opening": money_str(roll.opening_asset, c),
+                    "recognised": money_str(roll.recognised_to_asset, c),
+                    "billed": money_str(roll.billed_from_asset, c),
+                    "closing": money_str(roll.closing_asset, c),
+                },
+                "billed": money_str(roll.billed, c),
+                "recognised": money_str(roll.recognised, c),
+                "balanced": roll.balanced,
+            }
+        )
+    return out
+
+
+def period_revenues(store: Store, entity_ref: str, month: date) -> list[PeriodRevenue]:
+    """An entity's recognition in a month per currency, as a journal entry needs it: revenue per product,
+    and the rollforward's split between deferred revenue drawn and contract assets made."""
+    month = rr.month_of(month)
+    entity_id = _entity(store, entity_ref)
+    with store.read() as session:
+        rows = sql.schedule_rows(session, entity_id=entity_id, until=month)
+        products = sql.line_products(session, entity_id)
+    by_product: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for row in rows:
+        if row.month == month and row.recognised:
+            by_product[row.currency][products.get((row.contract_id, row.line_ref), "")] += row.recognised
+    rolls = rr.rollforward(((r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows), month)
+    return [
+        PeriodRevenue(
+            entity_ref,
+            roll.currency,
+            month,
+            dict(by_product.get(roll.currency, {})),
+            roll.recognised_from_deferred,
+            roll.recognised_to_asset,
+        )
+        for roll in rolls
+        if roll.recognised
+    ]
+
+
+# --- the Prefect flow ---------------------------------------------------------------------------
+
+
+def summary_markdown(summary: RecognitionSummary) -> str:
+    lines = [f"# Revenue recognised through {summary.through}", "", "| | |", "|---|---:|"]
+    lines += [f"| contracts | {summary.contracts} |", f"| schedules rebuilt | {summary.rebuilt} |"]
+    data = summary.as_dict()
+    for label, key in (
+        ("recognised", "recognised"),
+        ("deferred revenue", "deferred"),
+        ("contract assets", "contract_assets"),
+    ):
+        lines += [f"| {label} {c} | {a} |" for c, a in data[key].items()]
+    if summary.failed:
+        lines += ["", "## Contracts that could not be recognised", "", "| contract | reason |", "|---|---|"]
+        lines += [f"| {cid} | {reason.replace('|', '/')} |" for cid, reason in summary.failed[:200]]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="recognize_revenue")
+def recognize_revenue(period: str | None = None, full: bool = False, through: date | None = None) -> dict[str, Any]:
+    """Recognise revenue through the end of ``period`` (YYYY-MM), or through the day ``through`` (default:
+    today, UTC): rebuild the schedules whose contracts or documents changed. Rerunning changes nothing;
+    closed months never change."""
+    if period is not None:
+        through = rr.month_end(date.fromisoformat(f"{period}-01"))
+    through = through or today_utc()
+    store = open_store(Settings().database)
+    summary = with_balances(rebuild(store, through, full=full), store)
+    create_markdown_artifact(
+        summary_markdown(summary), key="revenue-recognition", description=f"Revenue through {through}"
+    )
+    return summary.as_dict()

@@ -1,0 +1,361 @@
+"""Repository of revenue recognition: which contracts' schedules are stale, writing a contract's
+obligations and schedule (closed months never rewritten), the period close, and the reads the reports
+need. The math is ``billing/revenue.py``'s; only SQL here."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from billbridge.billing.revenue import Key, Obligation, Posted
+from billbridge.store.models import (
+    Contract,
+    ContractVersion,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    LegalEntity,
+    table_of,
+    utcnow,
+)
+from billbridge.store.bulk import BulkStatement
+from billbridge.store.revenue_models import (
+    RevenueContractState,
+    RevenueObligation,
+    RevenuePeriod,
+    RevenuePeriodEvent,
+    RevenueScheduleRow,
+)
+
+ZERO = Decimal(0)
+_INSERT_OBLIGATIONS = insert(table_of(RevenueObligation))
+_INSERT_ROWS = insert(table_of(RevenueScheduleRow))
+_INSERT_STATES = insert(table_of(RevenueContractState))
+
+
+class PeriodError(ValueError):
+    """A close or reopening that cannot be done (closed already, not closed)."""
+
+
+def contract_stamps(session: Session, through: date, after_id: int = 0, limit: int = 10_000) -> list[tuple[int, str]]:
+    """(contract id, what its schedule depends on) for a page of contracts in id order: its current
+    version, its documents (lines, last change) and, for an evergreen contract, the month of ``through``."""
+    contracts = session.execute(
+        select(Contract.id, Contract.current_version_no, ContractVersion.contract_end_date)
+        .join(
+            ContractVersion,
+            (ContractVersion.contract_id == Contract.id) & (ContractVersion.version_no == Contract.current_version_no),
+        )
+        .where(Contract.id > after_id)
+        .order_by(Contract.id)
+        .limit(limit)
+    ).all()
+    if not contracts:
+        return []
+    ids = [c.id for c in contracts]
+    docs = {
+        row.contract_id: row
+        for row in session.execute(
+            select(
+                Invoice.contract_id,
+                func.count(Invoice.id).label("n"),
+                func.max(Invoice.updated_at).label("changed"),
+            )
+            .where(Invoice.contract_id.in_(ids))
+            .group_by(Invoice.contract_id)
+        )
+    }
+    lines = dict(
+        session.execute(
+            select(InvoiceLine.contract_id, func.count(InvoiceLine.id))
+            .where(InvoiceLine.contract_id.in_(ids))
+            .group_by(InvoiceLine.contract_id)
+        ).all()
+    )
+    out = []
+    for c in contracts:
+        doc = docs.get(c.id)
+        changed = doc.changed.isoformat() if doc is not None and doc.changed else "-"
+        horizon = "" if c.contract_end_date is not None else f":{through:%Y-%m}"
+        out.append((c.id, f"v{c.current_version_no}:d{doc.n if doc else 0}:l{lines.get(c.id, 0)}:{changed}{horizon}"))
+    return out
+
+
+def built_stamps(session: Session, contract_ids: Sequence[int]) -> dict[int, str]:
+    rows = session.execute(
+        select(RevenueContractState.contract_id, RevenueContractState.stamp).where(
+            RevenueContractState.contract_id.in_(list(contract_ids))
+        )
+    )
+    return {cid: stamp for cid, stamp in rows}
+
+
+def closed_months(session: Session, entity_ids: Iterable[int] | None = None) -> dict[int, set[date]]:
+    """The closed months of each legal entity."""
+    query = select(RevenuePeriod.entity_id, RevenuePeriod.month)
+    if entity_ids is not None:
+        query = query.where(RevenuePeriod.entity_id.in_(list(entity_ids)))
+    out: dict[int, set[date]] = defaultdict(set)
+    for entity_id, month in session.execute(query):
+        out[entity_id].add(month)
+    return out
+
+
+@dataclass(frozen=True)
+class HeldRow:
+    billed: Decimal
+    recognised: Decimal
+
+
+def held_rows(session: Session, contract_ids: Sequence[int]) -> dict[int, dict[Key, HeldRow]]:
+    """The schedule rows the store holds for these contracts."""
+    out: dict[int, dict[Key, HeldRow]] = defaultdict(dict)
+    rows = session.execute(
+        select(
+            RevenueScheduleRow.contract_id,
+            RevenueScheduleRow.line_ref,
+            RevenueScheduleRow.booked_month,
+            RevenueScheduleRow.month,
+            RevenueScheduleRow.billed,
+            RevenueScheduleRow.recognised,
+        ).where(RevenueScheduleRow.contract_id.in_(list(contract_ids)))
+    )
+    for cid, line_ref, booked, month, billed, recognised in rows:
+        out[cid][(line_ref, booked, month)] = HeldRow(billed, recognised)
+    return out
+
+
+@dataclass(frozen=True)
+class Built:
+    """A contract's schedule to store: ``billed`` and ``recognised`` rows as posted after the close."""
+
+    contract_id: int
+    entity_id: int
+    currency: str
+    stamp: str
+    obligations: Sequence[Obligation]
+    billed: Sequence[Posted]
+    recognised: Sequence[Posted]
+
+
+def save_built(session: Session, built: Sequence[Built], through: date, closed: Mapping[int, set[date]]) -> None:
+    """Replace these contracts' obligations and their schedule rows of open months (a closed month's
+    rows stay as they are), and record what each was built from."""
+    if not built:
+        return
+    ids = [b.contract_id for b in built]
+    session.execute(delete(RevenueObligation).where(RevenueObligation.contract_id.in_(ids)))
+    by_entity: dict[int, list[int]] = defaultdict(list)
+    for b in built:
+        by_entity[b.entity_id].append(b.contract_id)
+    for entity_id, cids in by_entity.items():
+        months = closed.get(entity_id, set())
+        query = delete(RevenueScheduleRow).where(RevenueScheduleRow.contract_id.in_(cids))
+        if months:
+            query = query.where(RevenueScheduleRow.month.not_in(sorted(months)))
+        session.execute(query)
+    session.execute(delete(RevenueContractState).where(RevenueContractState.contract_id.in_(ids)))
+    obligations: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    states: list[dict[str, Any]] = []
+    now = utcnow()
+    for b in built:
+        for seq, ob in enumerate(b.obligations):
+            obligations.append(
+                {
+                    "contract_id": b.contract_id,
+                    "seq": seq,
+                    "entity_id": b.entity_id,
+                    "line_ref": ob.line_ref,
+                    "product_ref": ob.product_ref,
+                    "description": ob.description[:300],
+                    "method": ob.method,
+                    "treatment": ob.treatment,
+                    "version_no": ob.version_no,
+                    "currency": b.currency,
+                    "start_date": ob.start,
+                    "end_date": ob.end,
+                    "booked_month": ob.booked,
+                    "ssp": ob.ssp,
+                    "price": ob.price,
+                    "allocated": ob.allocated,
+                }
+            )
+        merged: dict[Key, dict[str, Decimal]] = defaultdict(
+            lambda: {"billed": ZERO, "recognised": ZERO, "catch_up": ZERO}
+        )
+        for p in b.billed:
+            merged[(p.line_ref, p.booked, p.month)]["billed"] = p.amount
+        for p in b.recognised:
+            row = merged[(p.line_ref, p.booked, p.month)]
+            row["recognised"], row["catch_up"] = p.amount, p.catch_up
+        for (line_ref, booked, month), values in merged.items():
+            rows.append(
+                {
+                    "contract_id": b.contract_id,
+                    "line_ref": line_ref,
+                    "booked_month": booked,
+                    "month": month,
+                    "entity_id": b.entity_id,
+                    "currency": b.currency,
+                    **values,
+                }
+            )
+        states.append(
+            {"contract_id": b.contract_id, "stamp": b.stamp, "through": through, "built_at": now, "error": None}
+        )
+    connection = session.connection()
+    for statement, rows_of in ((_INSERT_OBLIGATIONS, obligations), (_INSERT_ROWS, rows), (_INSERT_STATES, states)):
+        if rows_of:  # on the driver's cursor: Core's per-row work costs more than the insert
+            BulkStatement.of(statement, connection, tuple(rows_of[0])).insert_values(connection, rows_of)
+
+
+def save_failed(session: Session, failures: Mapping[int, tuple[str, str]], through: date) -> None:
+    """Record contracts whose schedule could not be built (id -> (stamp, reason)); retried when they change."""
+    if not failures:
+        return
+    session.execute(delete(RevenueContractState).where(RevenueContractState.contract_id.in_(list(failures))))
+    now = utcnow()
+    session.execute(
+        insert(RevenueContractState),
+        [
+            {"contract_id": cid, "stamp": stamp, "through": through, "built_at": now, "error": reason[:2000]}
+            for cid, (stamp, reason) in failures.items()
+        ],
+    )
+
+
+# --- the close ----------------------------------------------------------------------------------
+
+
+def entity_id_of(session: Session, entity_ref: str) -> int | None:
+    return session.scalar(select(LegalEntity.id).where(LegalEntity.entity_ref == entity_ref))
+
+
+def close_period(session: Session, entity_id: int, month: date) -> None:
+    if session.get(RevenuePeriod, (entity_id, month)) is not None:
+        raise PeriodError(f"{month:%Y-%m} is closed already")
+    session.add(RevenuePeriod(entity_id=entity_id, month=month, closed_at=utcnow()))
+    session.add(RevenuePeriodEvent(entity_id=entity_id, month=month, action="close", at=utcnow()))
+
+
+def reopen_period(session: Session, entity_id: int, month: date, reason: str | None) -> None:
+    found = session.get(RevenuePeriod, (entity_id, month))
+    if found is None:
+        raise PeriodError(f"{month:%Y-%m} is not closed")
+    session.delete(found)
+    session.add(RevenuePeriodEvent(entity_id=entity_id, month=month, action="reopen", reason=reason, at=utcnow()))
+
+
+def period_events(session: Session, entity_id: int) -> list[tuple[date, str, str | None, datetime]]:
+    rows = session.execute(
+        select(RevenuePeriodEvent.month, RevenuePeriodEvent.action, RevenuePeriodEvent.reason, RevenuePeriodEvent.at)
+        .where(RevenuePeriodEvent.entity_id == entity_id)
+        .order_by(RevenuePeriodEvent.id)
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def contracts_of_entity(session: Session, entity_id: int) -> list[int]:
+    return list(session.scalars(select(Contract.id).where(Contract.entity_id == entity_id).order_by(Contract.id)))
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContractHead:
+    contract_id: int
+    contract_ref: str
+    customer_ref: str
+    entity_id: int
+    entity_ref: str
+
+
+def contract_head(session: Session, contract_ref: str) -> ContractHead | None:
+    row = session.execute(
+        select(Contract.id, Contract.contract_ref, Customer.customer_ref, Contract.entity_id, LegalEntity.entity_ref)
+        .join(Customer, Customer.id == Contract.customer_id)
+        .join(LegalEntity, LegalEntity.id == Contract.entity_id)
+        .where(Contract.contract_ref == contract_ref)
+    ).first()
+    return ContractHead(*row) if row else None
+
+
+def obligations_of(session: Session, contract_id: int) -> list[RevenueObligation]:
+    return list(
+        session.scalars(
+            select(RevenueObligation)
+            .where(RevenueObligation.contract_id == contract_id)
+            .order_by(RevenueObligation.seq)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    contract_id: int
+    line_ref: str
+    booked_month: date
+    month: date
+    currency: str
+    billed: Decimal
+    recognised: Decimal
+    catch_up: Decimal
+
+
+def schedule_rows(
+    session: Session,
+    *,
+    contract_id: int | None = None,
+    entity_id: int | None = None,
+    until: date | None = None,
+) -> list[ScheduleRow]:
+    """Schedule rows of one contract or one entity, optionally up to a month (inclusive)."""
+    query = select(
+        RevenueScheduleRow.contract_id,
+        RevenueScheduleRow.line_ref,
+        RevenueScheduleRow.booked_month,
+        RevenueScheduleRow.month,
+        RevenueScheduleRow.currency,
+        RevenueScheduleRow.billed,
+        RevenueScheduleRow.recognised,
+        RevenueScheduleRow.catch_up,
+    )
+    if contract_id is not None:
+        query = query.where(RevenueScheduleRow.contract_id == contract_id)
+    if entity_id is not None:
+        query = query.where(RevenueScheduleRow.entity_id == entity_id)
+    if until is not None:
+        query = query.where(RevenueScheduleRow.month <= until)
+    query = query.order_by(RevenueScheduleRow.contract_id, RevenueScheduleRow.month, RevenueScheduleRow.line_ref)
+    return [ScheduleRow(*r) for r in session.execute(query)]
+
+
+def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], str]:
+    """(contract id, line_ref) -> product_ref for an entity's schedule lines: from the obligations, and
+    from the invoice lines for what has none (usage, minimum true-ups)."""
+    found: dict[tuple[int, str], str] = {}
+    billed = session.execute(
+        select(InvoiceLine.contract_id, InvoiceLine.line_ref, InvoiceLine.product_ref)
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(Invoice.entity_id == entity_id)
+        .distinct()
+    )
+    for cid, line_ref, product_ref in billed:
+        found[(cid, line_ref)] = product_ref or ""
+    obligations = session.execute(
+        select(RevenueObligation.contract_id, RevenueObligation.line_ref, RevenueObligation.product_ref)
+        .where(RevenueObligation.entity_id == entity_id)
+        .distinct()
+    )
+    for cid, line_ref, product_ref in obligations:
+        found[(cid, line_ref)] = product_ref
+    return found

@@ -1,0 +1,386 @@
+"""Revenue recognition worked examples, each with its source and its answer; then properties."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billbridge.billing.revenue import (
+    ADJUSTMENT_LINE,
+    ContractRevenue,
+    allocate_by_ssp,
+    daily_amounts,
+    monthly_amounts,
+    post_with_close,
+    recognise,
+)
+from tests.billing.test_engine import Ledger, flat, make
+
+D = Decimal
+JAN, FEB, MAR, APR = date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1), date(2026, 4, 1)
+
+
+def revenue(ledger: Ledger, through: date) -> ContractRevenue:
+    return recognise("C-1", ledger.versions, ledger.billed, through)
+
+
+def per_month(rev: ContractRevenue, line_ref: str | None = None) -> dict[date, Decimal]:
+    out: dict[date, Decimal] = {}
+    for (ref, _, month), amount in rev.recognised.items():
+        if line_ref is None or ref == line_ref:
+            out[month] = out.get(month, D(0)) + amount
+    return dict(sorted(out.items()))
+
+
+def one_time(ref: str, amount: str, **line: Any) -> dict[str, Any]:
+    return flat(amount, line_ref=ref, product_ref=ref, charge="one_time", **line)
+
+
+def test_bundle_sold_at_a_discount_is_allocated_by_relative_ssp() -> None:
+    # IFRS 15 Illustrative Example 34 (Allocating a discount): products A, B and C have standalone
+    # selling prices of CU40, CU55 and CU45 (CU140) and are sold together for CU100. Allocated in
+    # proportion to the SSPs (IFRS 15.81, ASC 606-10-32-37): 100 x 40/140 = 28.57, 100 x 55/140 = 39.29
+    # (the cent left by rounding goes to the largest dropped fraction), 100 x 45/140 = 32.14.
+    contract = make(
+        [
+            one_time("A", "30", ssp={"kind": "fixed", "amount": "40"}),
+            one_time("B", "40", ssp={"kind": "fixed", "amount": "55"}),
+            one_time("C", "30", ssp={"kind": "fixed", "amount": "45"}),
+        ],
+        contract_end_date=date(2026, 1, 31),
+    )
+    ledger = Ledger((JAN, contract))
+    ledger.bill(date(2026, 1, 1))
+    rev = revenue(ledger, JAN)
+    allocated = {ob.line_ref: ob.allocated for ob in rev.obligations}
+    assert allocated == {"A": D("28.57"), "B": D("39.29"), "C": D("32.14")}
+    assert {ob.line_ref: ob.ssp for ob in rev.obligations} == {"A": D(40), "B": D(55), "C": D(45)}
+    assert per_month(rev) == {JAN: D(100)}
+    assert rev.balances()[-1].deferred == rev.balances()[-1].contract_asset == 0
+
+
+def test_ssp_range_keeps_a_price_inside_and_moves_one_outside_to_the_nearest_bound() -> None:
+    # Stripe Revenue Recognition, "Standalone selling price" (ranges): a price inside the range is its
+    # own SSP; outside, the nearest bound. Licence sold at 100 (range 80-120: SSP 100), support sold at
+    # 20 (range 30-50: SSP 30); 120 allocated 100:30 -> 92.31 and 27.69.
+    contract = make(
+        [
+            one_time("licence", "100", ssp={"kind": "range", "low": "80", "high": "120"}),
+            one_time("support", "20", ssp={"kind": "range", "low": "30", "high": "50"}),
+        ],
+        contract_end_date=date(2026, 1, 31),
+    )
+    ledger = Ledger((JAN, contract))
+    ledger.bill(JAN)
+    obs = {ob.line_ref: ob for ob in revenue(ledger, JAN).obligations}
+    assert (obs["licence"].ssp, obs["support"].ssp) == (D(100), D(30))
+    assert (obs["licence"].allocated, obs["support"].allocated) == (D("92.31"), D("27.69"))
+
+
+def test_monthly_subscription_from_the_15th_defers_the_days_of_next_month() -> None:
+    # Stripe docs, "Revenue Recognition for subscriptions and invoicing" (licensed subscriptions): a
+    # USD 31 monthly subscription from January 15 serves January 15 to February 14; at the end of January
+    # USD 17 is recognised and USD 14 deferred.
+    contract = make([flat("31")], contract_start_date=date(2026, 1, 15))
+    ledger = Ledger((date(2026, 1, 15), contract))
+    ledger.bill(date(2026, 1, 31))
+    rev = revenue(ledger, date(2026, 1, 31))
+    january = rev.balances()[0]
+    assert (january.billed, january.recognised, january.deferred) == (D(31), D(17), D(14))
+    assert per_month(rev)[FEB] == D(14)
+
+
+def test_four_months_recognised_daily_as_stripe_amortises() -> None:
+    # Stripe docs, "Revenue Recognition settings examples" (amortisation granularity, daily): USD 120
+    # for a service from June 15 for 120 days is recognised June 16, July 31, August 31, September 30,
+    # October 12.
+    contract = make(
+        [one_time("plan", "120", recognition="ratable", start_date=date(2026, 6, 15), end_date=date(2026, 10, 12))],
+        contract_start_date=date(2026, 6, 15),
+        contract_end_date=date(2026, 10, 12),
+    )
+    ledger = Ledger((date(2026, 6, 15), contract))
+    ledger.bill(date(2026, 6, 15))
+    months = per_month(revenue(ledger, date(2026, 6, 15)))
+    assert list(months.values()) == [D(16), D(31), D(31), D(30), D(12)]
+
+
+def test_a_year_billed_upfront_is_recognised_daily_across_uneven_months() -> None:
+    # USD 1,200 billed on 2026-01-01 for the year (365 days): through day d, round(1200 x d / 365).
+    # January (31 days) 101.92, February (28) 193.97 - 101.92 = 92.05, March (31) 295.89 - 193.97 = 101.92,
+    # December closes the year exactly; deferred revenue falls from 1,098.08 at January's end to 0.
+    contract = make([flat("1200")], cycle_unit="year", contract_end_date=date(2026, 12, 31))
+    ledger = Ledger((JAN, contract))
+    ledger.bill(date(2027, 1, 1))
+    rev = revenue(ledger, JAN)
+    months = per_month(rev)
+    assert (months[JAN], months[FEB], months[MAR]) == (D("101.92"), D("92.05"), D("101.92"))
+    assert sum(months.values()) == D(1200) and len(months) == 12
+    balances = rev.balances()
+    assert balances[0].deferred == D("1098.08") and balances[-1].deferred == 0
+
+
+def test_an_appliance_delivered_on_day_one_and_billed_in_installments_is_a_contract_asset() -> None:
+    # An appliance (point in time, delivered on the contract's first day) for 900 billed in three monthly
+    # installments of 300: January recognises 900 and bills 300 (contract asset 600), February bills
+    # 300 (asset 300), March the last 300 (asset 0). No deferred revenue at any point.
+    contract = make(
+        [flat("900", line_ref="appliance", product_ref="appliance", charge="installments", installments=3)],
+        contract_end_date=date(2026, 12, 31),
+    )
+    ledger = Ledger((JAN, contract))
+    ledger.bill(date(2026, 12, 31))
+    balances = revenue(ledger, JAN).balances()
+    assert [(b.month, b.billed, b.recognised, b.contract_asset, b.deferred) for b in balances] == [
+        (JAN, D(300), D(900), D(600), D(0)),
+        (FEB, D(300), D(0), D(300), D(0)),
+        (MAR, D(300), D(0), D(0), D(0)),
+    ]
+
+
+def test_usage_is_recognised_in_the_month_it_happened_and_billed_after() -> None:
+    # Usage at 0.05 a call billed monthly in arrears (Lago's revenue recognition guide, usage-based
+    # charges: recognised as consumed, unbilled until the invoice): 2,000 calls in January are 100 of
+    # January's revenue, a contract asset until the invoice of February 1 bills them.
+    usage_line = {
+        "line_ref": "calls",
+        "product_ref": "calls",
+        "charge": "usage",
+        "pricing": {"model": "per_unit", "unit_price": "0.05"},
+    }
+    contract = make([usage_line], contract_end_date=date(2026, 3, 31))
+    ledger = Ledger((JAN, contract))
+    ledger.bill(FEB, usage=lambda q: D(2000) if q.start == JAN else D(0))
+    balances = revenue(ledger, FEB).balances()
+    assert (balances[0].month, balances[0].recognised, balances[0].contract_asset) == (JAN, D(100), D(100))
+    assert (balances[1].month, balances[1].billed, balances[1].contract_asset) == (FEB, D(100), D(0))
+
+
+def test_a_mid_month_upgrade_is_recognised_prospectively() -> None:
+    # Stripe docs, "Revenue Recognition for subscriptions and invoicing" (upgrades and downgrades): a USD 90
+    # monthly subscription from April 1 is upgraded to USD 120 on April 21: 20 days of 90 (60) and 10 days
+    # of 120 (40) are April's 100.
+    ledger = Ledger((APR, make([flat("90")], contract_start_date=APR)))
+    ledger.bill(APR)
+    ledger.amend(date(2026, 4, 21), make([flat("120")], contract_start_date=APR, effective_date=date(2026, 4, 21)))
+    may = date(2026, 5, 1)
+    ledger.bill(may)  # May 1 credits 10 days of 90 (-30), charges 10 days of 120 (40) and May (120)
+    rev = revenue(ledger, may)
+    assert per_month(rev) == {APR: D(100), may: D(120)}
+    assert [ob.treatment for ob in rev.obligations] == ["original", "prospective", "prospective"]  # April, April, May
+    assert [(b.billed, b.recognised, b.contract_asset) for b in rev.balances()] == [
+        (D(90), D(100), D(10)),
+        (D(130), D(120), D(0)),
+    ]
+
+
+def test_added_lines_at_their_ssp_are_a_separate_contract() -> None:
+    # ASC 606-10-25-12 / IFRS 15.20: an amendment adding distinct services at their standalone selling
+    # price is a separate contract. A platform fee of 100 a month for 2026; from July an add-on of 50 a
+    # month at its list price: the platform keeps its allocation (1,200 over the year), the add-on is
+    # allocated its own 300 over July-December.
+    end = date(2026, 12, 31)
+    ledger = Ledger((JAN, make([flat("100")], contract_end_date=end)))
+    ledger.bill(JAN)
+    july = date(2026, 7, 1)
+    addon = flat("50", line_ref="addon", product_ref="addon", start_date=july)
+    ledger.amend(july, make([flat("100"), addon], contract_end_date=end, effective_date=july))
+    ledger.bill(end)
+    rev = revenue(ledger, JAN)
+    assert [(ob.line_ref, ob.treatment, ob.allocated) for ob in rev.obligations] == [
+        ("fee", "original", D(1200)),
+        ("addon", "separate_contract", D(300)),
+    ]
+    assert sum(per_month(rev, "addon").values()) == D(300)
+    assert per_month(rev, "addon")[july] == round(D(300) * 31 / 184, 2)
+
+
+def test_early_termination_with_a_credit_note_reduces_what_is_left() -> None:
+    # 1,200 billed upfront for 2026; terminated to end on June 30 (amendment effective July 1): the billing
+    # engine credits the unused half-year (604.93), and revenue stops with what January-June recognised:
+    # round(1200 x 181 / 365) = 595.07, exactly what remains billed. Deferred revenue ends at 0.
+    ledger = Ledger((JAN, make([flat("1200")], cycle_unit="year", contract_end_date=date(2026, 12, 31))))
+    ledger.bill(JAN)
+    july = date(2026, 7, 1)
+    ledger.amend(
+        july, make([flat("1200")], cycle_unit="year", contract_end_date=date(2026, 6, 30), effective_date=july)
+    )
+    ledger.bill(july)
+    rev = revenue(ledger, july)
+    assert sum(per_month(rev).values()) == D("595.07")
+    assert sum(rev.billed.values()) == D("595.07")
+    assert rev.balances()[-1].deferred == 0 and rev.balances()[-1].contract_asset == 0
+
+
+def test_a_late_usage_event_after_a_close_is_a_catch_up_in_the_first_open_month() -> None:
+    # January is closed holding 100 of usage; a late event makes January's usage 130: January keeps 100
+    # and February, the first open month, recognises its own 40 plus the 30 catch-up.
+    ideal = {("calls", FEB, JAN): D(130), ("calls", MAR, FEB): D(40)}
+    rows = post_with_close(ideal, {("calls", FEB, JAN): D(100)}, [JAN])
+    assert [(r.booked, r.month, r.amount, r.catch_up) for r in rows] == [
+        (FEB, FEB, D(30), D(30)),
+        (MAR, FEB, D(40), D(0)),
+    ]
+
+
+def test_consideration_left_when_no_obligation_remains_is_recognised_on_the_day() -> None:
+    # 100 a month for 2026, straight-line over 365 days; terminated to end on June 30 (effective July 1).
+    # January-June billed 600 and recognised round(1200 x 181 / 365) = 595.07: with no obligation left,
+    # the 4.93 of consideration not yet recognised is recognised on July 1 (a cumulative catch-up).
+    end, july = date(2026, 12, 31), date(2026, 7, 1)
+    ledger = Ledger((JAN, make([flat("100")], contract_end_date=end)))
+    ledger.bill(date(2026, 6, 1))
+    ledger.amend(july, make([flat("100")], contract_end_date=date(2026, 6, 30), effective_date=july))
+    ledger.bill(july)
+    rev = revenue(ledger, july)
+    adjustment = [(ob.allocated, ob.start) for ob in rev.obligations if ob.line_ref == ADJUSTMENT_LINE]
+    assert adjustment == [(D("4.93"), july)]
+    assert sum(rev.recognised.values()) == sum(rev.billed.values()) == D(600)
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+amounts = st.decimals(min_value=D("-100000"), max_value=D("1000000"), places=2)
+weights = st.lists(st.decimals(min_value=D(0), max_value=D("100000"), places=4), min_size=1, max_size=8)
+
+
+@given(amounts, weights, st.sampled_from(["USD", "JPY", "KWD"]))
+def test_allocations_sum_exactly_to_the_price(amount: Decimal, ws: list[Decimal], currency: str) -> None:
+    from billbridge.billing.currency import round_money
+
+    price = round_money(amount, currency)
+    parts = allocate_by_ssp(price, ws, currency)
+    assert sum(parts) == price and all(type(p) is Decimal for p in parts)
+
+
+@given(amounts, st.dates(date(2020, 1, 1), date(2030, 1, 1)), st.integers(1, 800), st.sampled_from(["USD", "JPY"]))
+def test_a_schedules_days_sum_exactly_to_the_obligation(amount: Decimal, start: date, days: int, currency: str) -> None:
+    from billbridge.billing.currency import round_money
+
+    amount = round_money(amount, currency)
+    end = start + timedelta(days=days - 1)
+    daily = daily_amounts(amount, start, end, currency)
+    assert sum(daily) == amount and len(daily) == days
+    months = monthly_amounts(amount, start, end, currency)
+    assert sum(months.values()) == amount
+    # each month is the sum of its days
+    day_sums: dict[date, Decimal] = {}
+    for i, value in enumerate(daily):
+        m = (start + timedelta(days=i)).replace(day=1)
+        day_sums[m] = day_sums.get(m, D(0)) + value
+    assert day_sums == months
+
+
+line_kinds = st.sampled_from(["recurring", "one_time", "installments"])
+
+
+@st.composite
+def contracts(draw: st.DrawFn) -> tuple[Ledger, date]:
+    start = draw(st.dates(date(2026, 1, 1), date(2026, 6, 30)))
+    end = start + timedelta(days=draw(st.integers(30, 500)))
+    lines = []
+    for i in range(draw(st.integers(1, 3))):
+        kind = draw(line_kinds)
+        line: dict[str, Any] = flat(str(draw(st.integers(1, 5000))), line_ref=f"l{i}", product_ref=f"p{i}", charge=kind)
+        if kind == "installments":
+            line["installments"] = draw(st.integers(1, 6))
+        if draw(st.booleans()):
+            line["discount"] = {"percent": str(draw(st.integers(1, 50)))}
+        if draw(st.booleans()):
+            line["ssp"] = {"kind": "fixed", "amount": str(draw(st.integers(1, 6000)))}
+        lines.append(line)
+    terms = {
+        "contract_start_date": start,
+        "contract_end_date": end,
+        "cycle_unit": draw(st.sampled_from(["month", "year"])),
+        "billing_timing": draw(st.sampled_from(["in_advance", "in_arrears"])),
+    }
+    ledger = Ledger((start, make(lines, **terms)))
+    day = start + timedelta(days=draw(st.integers(0, (end - start).days)))
+    ledger.bill(day)
+    if draw(st.booleans()):
+        new_end = draw(st.sampled_from([end, day + timedelta(days=draw(st.integers(0, 60)))]))
+        changed = [dict(line, pricing={"model": "flat", "amount": str(draw(st.integers(1, 5000)))}) for line in lines]
+        ledger.amend(day, make(changed, **{**terms, "contract_end_date": max(new_end, start)}, effective_date=day))
+    ledger.bill(date(2034, 1, 1))  # past the last installment (six yearly ones at most)
+    return ledger, end
+
+
+@settings(max_examples=60, deadline=None)
+@given(contracts())
+def test_over_its_life_a_contract_recognises_exactly_what_it_billed(case: tuple[Ledger, date]) -> None:
+    ledger, end = case
+    rev = revenue(ledger, end)
+    assert sum(rev.recognised.values()) == sum(rev.billed.values())
+    assert all(type(a) is Decimal for a in rev.recognised.values())
+    net = D(0)
+    for b in rev.balances():  # billed - recognised = deferred - contract asset, every month
+        net += b.billed - b.recognised
+        assert net == b.deferred - b.contract_asset and min(b.deferred, b.contract_asset) == 0
+    assert rev.balances()[-1].deferred == rev.balances()[-1].contract_asset == 0
+
+
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from(["a", "b"]), st.just(JAN), st.sampled_from([JAN, FEB, MAR, APR])), amounts
+    ),
+    st.dictionaries(
+        st.tuples(st.sampled_from(["a", "b"]), st.just(JAN), st.sampled_from([JAN, FEB, MAR, APR])), amounts
+    ),
+    st.sets(st.sampled_from([JAN, FEB, MAR])),
+)
+def test_a_closed_month_never_changes_and_nothing_is_lost(
+    ideal: dict[tuple[str, date, date], Decimal], held: dict[tuple[str, date, date], Decimal], closed: set[date]
+) -> None:
+    held = {k: v for k, v in held.items() if k[2] in closed}
+    rows = post_with_close(ideal, held, closed)
+    assert all(r.month not in closed for r in rows)
+    # what the books hold (closed months as they were, plus the open rows) totals the ideal
+    assert sum(held.values()) + sum(r.amount for r in rows) == sum(ideal.values())
+
+
+def test_the_price_book_gives_lines_their_recognition_and_ssp_unless_they_say_otherwise() -> None:
+    from billbridge.billing.model import Product
+    from billbridge.billing.pricebook import resolve_prices
+
+    product = Product.model_validate(
+        {
+            "product_ref": "appliance",
+            "name": "Appliance",
+            "recognition": "point_in_time",
+            "prices": [
+                {
+                    "price_ref": "appliance-usd",
+                    "currency": "USD",
+                    "pricing": {"model": "flat", "amount": "900"},
+                    "ssp": {"kind": "range", "low": "800", "high": "1000"},
+                }
+            ],
+        }
+    )
+    contract = make(
+        [
+            {"line_ref": "a", "product_ref": "appliance"},
+            {"line_ref": "b", "product_ref": "appliance", "recognition": "ratable", "ssp": {"kind": "list"}},
+        ]
+    )
+    a, b = resolve_prices(contract, {"appliance": product}).lines
+    assert (a.recognition, a.ssp is not None and a.ssp.kind) == ("point_in_time", "range")
+    assert (b.recognition, b.ssp is not None and b.ssp.kind) == ("ratable", "list")
+    plain = resolve_prices(
+        make([{"line_ref": "c", "product_ref": "x"}]),
+        {
+            "x": product.model_copy(
+                update={"recognition": None, "prices": [product.prices[0].model_copy(update={"ssp": None})]}
+            )
+        },
+    )
+    assert (plain.lines[0].recognition, plain.lines[0].ssp, plain.lines[0].recognition_method) == (
+        None,
+        None,
+        "ratable",
+    )

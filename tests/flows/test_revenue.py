@@ -1,0 +1,162 @@
+"""Revenue recognition against a real store (SQLite and PostgreSQL): schedules built from the stored
+contracts and invoices, rebuilt only when they change, and a closed month that never changes."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from billbridge.flows import revenue
+from billbridge.flows.billing_run import run_billing
+from billbridge.flows.importing import import_document
+from billbridge.store.db import Store
+from billbridge.store.revenue import PeriodError, entity_id_of
+from billbridge.store.revenue_models import RevenuePeriodEvent
+from tests.docs import contract, document
+
+YEAR = contract("C-Y", cycle_unit="year", contract_end_date="2026-12-31")  # 1,200 billed upfront for 2026
+
+
+def months(report: dict) -> dict[str, dict[str, str]]:
+    return {m["month"]: m for m in report["months"]}
+
+
+def test_a_year_upfront_is_deferred_and_recognised_daily_and_a_rerun_changes_nothing(store: Store) -> None:
+    import_document(store, document(YEAR))
+    run_billing(store, date(2026, 1, 1))
+    first = revenue.with_balances(revenue.rebuild(store, date(2026, 1, 31)), store)
+    assert (first.contracts, first.rebuilt, first.failed) == (1, 1, [])
+    assert first.recognised == {"USD": Decimal("101.92")} and first.deferred == {"USD": Decimal("1098.08")}
+    report = revenue.schedule_report(store, "C-Y")
+    assert report is not None
+    [ob] = report["obligations"]
+    assert (ob["recognition"], ob["allocated"], ob["ssp"], ob["treatment"]) == (
+        "ratable",
+        "1200.00",
+        "1200.00",
+        "original",
+    )
+    jan, feb, dec = (months(report)[m] for m in ("2026-01", "2026-02", "2026-12"))
+    assert (jan["billed"], jan["recognised"], jan["deferred"]) == ("1200.00", "101.92", "1098.08")
+    assert (feb["recognised"], dec["deferred"]) == ("92.05", "0.00")
+    assert revenue.rebuild(store, date(2026, 1, 31)).rebuilt == 0  # nothing changed: nothing rebuilt
+
+    with store.read() as session:
+        us = entity_id_of(session, "us")
+    assert us is not None
+    [roll] = revenue.rollforward_report(store, us, date(2026, 1, 1))
+    assert roll["deferred_revenue"] == {
+        "opening": "0.00",
+        "billed": "1200.00",
+        "recognised": "101.92",
+        "closing": "1098.08",
+    }
+    assert roll["balanced"] is True
+    [row] = revenue.waterfall_report(store, us, date(2026, 1, 1), date(2026, 3, 1))
+    assert (row["booked_month"], row["booked"], row["recognised_to_date"], row["remaining"]) == (
+        "2026-01",
+        "1200.00",
+        "295.89",
+        "904.11",
+    )
+    assert row["recognised"] == {"2026-01": "101.92", "2026-02": "92.05", "2026-03": "101.92"}
+
+
+def test_a_closed_month_never_changes_and_a_backdated_change_is_a_catch_up(store: Store) -> None:
+    import_document(store, document(YEAR))
+    run_billing(store, date(2026, 1, 1))
+    revenue.close(store, "us", date(2026, 1, 1))
+    with pytest.raises(PeriodError, match="closed already"):
+        revenue.close(store, "us", date(2026, 1, 1))
+    assert months(revenue.schedule_report(store, "C-Y") or {})["2026-01"]["recognised"] == "101.92"
+
+    # Amended in February, back to January 1: the year now costs 2,400 (the correction waits for the
+    # next yearly billing date, so it is unbilled: a contract asset meanwhile).
+    platform = {"line_ref": "platform", "product_ref": "platform", "pricing": {"model": "flat", "amount": "2400"}}
+    amended = dict(YEAR, lines=[platform])
+    import_document(store, document(dict(amended, effective_date="2026-01-01")))
+    run_billing(store, date(2026, 2, 1))
+    revenue.rebuild(store, date(2026, 2, 28))
+    report = months(revenue.schedule_report(store, "C-Y") or {})
+    assert report["2026-01"]["recognised"] == "101.92"  # closed: as it was
+    # January should now hold round(2400 x 31/365) = 203.84: February, the first open month, gets the
+    # 101.92 missing as a catch-up, besides its own 387.95 - 203.84 = 184.11.
+    assert (report["2026-02"]["catch_up"], report["2026-02"]["recognised"]) == ("101.92", "286.03")
+    assert Decimal(report["2026-01"]["recognised"]) + Decimal(report["2026-02"]["recognised"]) == Decimal("387.95")
+
+    revenue.close(store, "us", date(2026, 1, 1), reopen=True, reason="amended terms")
+    revenue.rebuild(store, date(2026, 2, 28), full=True)
+    report = months(revenue.schedule_report(store, "C-Y") or {})
+    assert (report["2026-01"]["recognised"], report["2026-02"]["catch_up"]) == ("203.84", "0.00")
+    with store.read() as session:
+        events = session.execute(select(RevenuePeriodEvent.action, RevenuePeriodEvent.reason)).all()
+    assert [tuple(e) for e in events] == [("close", None), ("reopen", "amended terms")]
+
+
+def test_the_recognize_revenue_flow_summarises_per_currency(store: Store, flow_env: str) -> None:
+    from billbridge.flows.revenue import recognize_revenue
+
+    import_document(store, document(YEAR))
+    run_billing(store, date(2026, 1, 1))
+    result = recognize_revenue(period="2026-01")
+    assert (result["through"], result["rebuilt"]) == ("2026-01-31", 1)
+    assert (result["recognised"], result["deferred"]) == ({"USD": "101.92"}, {"USD": "1098.08"})
+    assert recognize_revenue(period="2026-01")["rebuilt"] == 0
+
+
+def test_a_months_recognition_gives_the_journal_entry_its_amounts(store: Store) -> None:
+    from billbridge.mapping.journal import AccountMapping, journal_entry_payload
+
+    usage = contract(
+        "C-U",
+        contract_end_date="2026-12-31",
+        billing_timing="in_arrears",
+        lines=[{"line_ref": "seats", "product_ref": "seats", "quantity": "2"}],
+    )
+    import_document(store, document(YEAR, usage))
+    run_billing(store, date(2026, 1, 1))
+    revenue.rebuild(store, date(2026, 1, 31))
+    [period] = revenue.period_revenues(store, "us", date(2026, 1, 1))
+    # C-Y: 101.92 of the year billed upfront (from deferred revenue); C-U: 2 seats at 45 a month for the
+    # year (1,080) straight-line, January round(1080 x 31/365) = 91.73, billed in arrears on February 1
+    # (a contract asset until then)
+    assert dict(period.revenue_by_product) == {"platform": Decimal("101.92"), "seats": Decimal("91.73")}
+    assert (period.from_deferred, period.to_contract_asset) == (Decimal("101.92"), Decimal("91.73"))
+    accounts = AccountMapping(revenue="1", deferred_revenue="2", contract_asset="3")
+    payload = journal_entry_payload(period, accounts)
+    assert payload is not None and [line["Amount"] for line in payload["Line"]] == ["101.92", "91.73", "193.65"]
+
+
+def test_a_late_usage_event_after_the_close_is_a_catch_up_in_the_first_open_month(store: Store) -> None:
+    from datetime import datetime
+
+    from billbridge.store.models import Customer, Product
+    from billbridge.store.usage import insert_events
+
+    calls = contract("C-API", lines=[{"line_ref": "api", "product_ref": "api", "charge": "usage"}])
+    import_document(store, document(calls))
+
+    def use(ref: str, stamp: str, quantity: str) -> None:
+        with store.write() as session:
+            ids = session.execute(
+                select(Customer.id, Customer.entity_id).where(Customer.customer_ref == "globex")
+            ).one()
+            product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
+            row = {"event_ref": ref, "entity_id": ids.entity_id, "customer_id": ids.id, "product_id": product}
+            insert_events(session, [row | {"timestamp": datetime.fromisoformat(stamp), "quantity": Decimal(quantity)}])
+
+    use("e1", "2026-01-10T10:00:00+00:00", "50000")  # 50,000 calls x 0.002 = 100.00 in January
+    run_billing(store, date(2026, 2, 1))
+    revenue.rebuild(store, date(2026, 2, 1))
+    revenue.close(store, "us", date(2026, 1, 1))
+    use("e2", "2026-01-20T10:00:00+00:00", "15000")  # late: January was invoiced and closed (30.00 more)
+    use("e3", "2026-02-15T10:00:00+00:00", "10000")  # February's own 20.00
+    run_billing(store, date(2026, 3, 1))  # March 1 bills February and corrects January
+    revenue.rebuild(store, date(2026, 3, 1))
+    report = months(revenue.schedule_report(store, "C-API") or {})
+    assert report["2026-01"]["recognised"] == "100.00"  # closed: never rewritten
+    assert (report["2026-02"]["recognised"], report["2026-02"]["catch_up"]) == ("50.00", "30.00")
+    assert report["2026-03"]["billed"] == "50.00" and report["2026-03"]["deferred"] == "0.00"
