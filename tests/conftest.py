@@ -10,15 +10,40 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from billbridge.sandbox import specs
 from billbridge.store.db import Store, normalise_url, open_store
 
 PG_ADMIN_URL = os.environ.get("BILLBRIDGE_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+# Every sandbox a test starts (in process or in a subprocess it spawns) checks its traffic against the
+# vendors' published definitions; a violation fails the test that caused it.
+os.environ[specs.CONTRACTS_ENV] = "1"
+
+
+@pytest.fixture(autouse=True)
+def vendor_contracts() -> Iterator[None]:
+    specs.take_violations()
+    yield
+    seen = specs.take_violations()
+    assert not seen, "vendor contract violations:\n" + "\n".join(seen[:20])
+
+
+def vendor_spec(relative: str) -> Path:
+    """A vendor spec file (``specs.spec_path``); skipped when absent, except under CI=true where it fails."""
+    try:
+        return specs.spec_path(relative)
+    except FileNotFoundError as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but {exc}")
+        pytest.skip(str(exc))
 
 
 def postgres_admin_url() -> str:

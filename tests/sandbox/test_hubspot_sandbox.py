@@ -13,8 +13,9 @@ import pytest
 import requests
 from jsonschema import Draft7Validator, FormatChecker
 
-from billbridge.sandbox import demo_world
+from billbridge.sandbox import demo_world, specs
 from billbridge.sandbox.hubspot import HubSpotSandbox
+from billbridge.sandbox.hubspot.contract import nullable_properties
 from billbridge.sandbox.hubspot.records import to_ms
 
 SPECS = Path(__file__).resolve().parents[1] / "vendor_specs" / "hubspot"  # HubSpot's published OpenAPI specs
@@ -60,8 +61,13 @@ def call(sandbox: HubSpotSandbox, method: str, path: str, **kwargs: Any) -> requ
 
 
 def spec(name: str) -> dict[str, Any]:
+    """A spec as JSON Schema draft 7 reads it (OpenAPI 3.0's ``nullable`` as a null type)."""
     loaded: dict[str, Any] = json.loads((SPECS / name).read_text())
-    return loaded
+    text = json.dumps(nullable_properties(loaded)).replace(
+        '"type": "string", "example": null, "nullable": true', '"type": ["string", "null"]'
+    )
+    as_draft7: dict[str, Any] = json.loads(text)
+    return as_draft7
 
 
 def check(spec_doc: dict[str, Any], path: str, method: str, response: requests.Response) -> None:
@@ -93,10 +99,20 @@ def test_object_endpoints_validate_against_hubspot_specs(sandbox: HubSpotSandbox
     check(doc, base, "get", listed)
     check(doc, base, "get", call(sandbox, "GET", base, params={"limit": 500}))
     some = [r["id"] for r in listed.json()["results"]]
-    read = call(sandbox, "POST", f"{base}/batch/read", json={"inputs": [{"id": i} for i in some], "properties": []})
+    read = call(
+        sandbox,
+        "POST",
+        f"{base}/batch/read",
+        json={"inputs": [{"id": i} for i in some], "properties": [], "propertiesWithHistory": []},
+    )
     assert read.status_code == 200
     check(doc, f"{base}/batch/read", "post", read)
-    partial = call(sandbox, "POST", f"{base}/batch/read", json={"inputs": [{"id": "1"}, {"id": some[0]}]})
+    partial = call(
+        sandbox,
+        "POST",
+        f"{base}/batch/read",
+        json={"inputs": [{"id": "1"}, {"id": some[0]}], "properties": [], "propertiesWithHistory": []},
+    )
     assert partial.status_code == 207 and [r["id"] for r in partial.json()["results"]] == [some[0]]
     check(doc, f"{base}/batch/read", "post", partial)
     found = call(sandbox, "POST", f"{base}/search", json={"limit": 3, "properties": ["name"]})
@@ -177,9 +193,20 @@ def test_list_pages_through_every_deal_once_at_most_100(sandbox: HubSpotSandbox)
 
 def test_batch_read_takes_at_most_100_inputs(sandbox: HubSpotSandbox) -> None:
     ids = [{"id": i} for i in list(sandbox.data.tables["line_items"].live)[:101]]
-    assert call(sandbox, "POST", "/crm/v3/objects/line_items/batch/read", json={"inputs": ids}).status_code == 400
+    assert (
+        call(
+            sandbox,
+            "POST",
+            "/crm/v3/objects/line_items/batch/read",
+            json={"inputs": ids, "properties": [], "propertiesWithHistory": []},
+        ).status_code
+        == 400
+    )
     read = call(
-        sandbox, "POST", "/crm/v3/objects/line_items/batch/read", json={"inputs": ids[:100], "properties": ["quantity"]}
+        sandbox,
+        "POST",
+        "/crm/v3/objects/line_items/batch/read",
+        json={"inputs": ids[:100], "properties": ["quantity"], "propertiesWithHistory": []},
     )
     assert read.status_code == 200 and len(read.json()["results"]) == 100
 
@@ -189,7 +216,12 @@ def test_batch_read_by_id_property(sandbox: HubSpotSandbox) -> None:
         sandbox,
         "POST",
         "/crm/v3/objects/products/batch/read",
-        json={"inputs": [{"id": "SEATS"}], "idProperty": "hs_sku", "properties": ["hs_sku", "hs_price_eur"]},
+        json={
+            "inputs": [{"id": "SEATS"}],
+            "idProperty": "hs_sku",
+            "properties": ["hs_sku", "hs_price_eur"],
+            "propertiesWithHistory": [],
+        },
     )
     assert [(r["id"], r["properties"]["hs_price_eur"]) for r in read.json()["results"]] == [
         (sandbox.data.ids["SEATS"], "41.40")
@@ -311,3 +343,18 @@ def test_changes_archive_deleted_deals_and_touch_changed_ones() -> None:
         touched = {r["id"] for r in call(sandbox, "POST", "/crm/v3/objects/deals/search", json=body).json()["results"]}
         expected = {sandbox.data.ids[d.key] for d in later.live_deals if d.modified_at == later.now}
         assert touched == expected and expected
+
+
+def test_requests_the_spec_refuses_are_refused_and_recorded(sandbox: HubSpotSandbox) -> None:
+    """A body HubSpot's spec refuses (inputs as bare strings) is a 400 and a recorded violation."""
+    answer = call(
+        sandbox, "POST", "/crm/v3/objects/deals/batch/read", json={"inputs": ["1"], "propertiesWithHistory": []}
+    )
+    assert answer.status_code == 400 and answer.json()["category"] == "VALIDATION_ERROR"
+    seen = specs.take_violations()
+    assert len(seen) == 1 and "batch/read" in seen[0]
+
+
+def test_unset_requested_properties_come_back_as_null(sandbox: HubSpotSandbox) -> None:
+    listed = call(sandbox, "GET", "/crm/v3/objects/companies", params={"limit": 1, "properties": "name,no_such"})
+    assert listed.json()["results"][0]["properties"]["no_such"] is None

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.quickbooks import QboCompany, RunningQuickBooks, TokenPolicy, start_quickbooks
 from billbridge.sandbox.server import SandboxServer
+from tests.conftest import vendor_spec
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC).timestamp()
 
@@ -307,3 +308,20 @@ def test_a_seeded_sandbox_has_the_price_book_as_service_items() -> None:
         assert qb.discovery_url.startswith("https://localhost:")
     finally:
         qb.stop()
+
+
+def test_unknown_properties_are_refused_with_2010_as_intuits_xsd_says(api: Api) -> None:
+    """Issue 19: entities are checked against Intuit's XSDs; a property the schema lacks, at any depth, is 2010."""
+    vendor_spec("quickbooks/xsd/IntuitRestServiceDef.xsd")
+    top = api.call("POST", "customer", {"DisplayName": "Initech", "Nickname": "ini"})
+    assert top.status_code == 400 and fault_code(top) == "2010"
+    assert "Customer.Nickname" in top.json()["Fault"]["Error"][0]["Detail"]
+    customer = make_customer(api, "Initech")
+    item = make_item(api)
+    body = invoice_body(customer["Id"], item["Id"], "INV-1", "10.00")
+    body["Line"][0]["SalesItemLineDetail"]["Colour"] = "blue"
+    nested = api.call("POST", "invoice", body)
+    assert nested.status_code == 400 and fault_code(nested) == "2010"
+    assert "Invoice.Line[0].SalesItemLineDetail.Colour" in nested.json()["Fault"]["Error"][0]["Detail"]
+    del body["Line"][0]["SalesItemLineDetail"]["Colour"]
+    assert api.call("POST", "invoice", body).status_code == 200

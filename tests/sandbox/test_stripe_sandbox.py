@@ -17,10 +17,10 @@ from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import StripeSandbox, catalog
 from billbridge.sandbox.stripe.payments import processing_fee
 from billbridge.sandbox.stripe.state import TEMPLATES
+from tests.conftest import vendor_spec
 
 KEY = "sk_test_one"
 OTHER_KEY = "sk_test_two"
-SHARED_FIXTURES = Path("/work/shared/vendor-specs/stripe/fixtures3.json")
 FREE_FORM = {"metadata"}  # keys chosen by the user, not by Stripe
 # Optional fields the fixtures leave out but the API reference documents (docs.stripe.com/api/invoice-payment)
 OPTIONAL = {"invoice_payment.payment": {"payment_intent", "charge"}}
@@ -66,9 +66,8 @@ def _shape_errors(ours: Any, theirs: Any, path: str) -> list[str]:
 
 
 def test_templates_are_stripes_fixtures_verbatim() -> None:
-    if not SHARED_FIXTURES.exists():
-        pytest.skip("the shared vendor specs are not on this machine")
-    published = json.loads(SHARED_FIXTURES.read_text())["resources"]
+    """Read from ../shared/vendor-specs beside the checkout; skipped when absent, a failure under CI=true."""
+    published = json.loads(vendor_spec("stripe/fixtures3.json").read_text())["resources"]
     for kind, template in TEMPLATES.items():
         assert template == published[kind], kind
 
@@ -290,3 +289,17 @@ def test_form_decoding_as_the_sdk_encodes() -> None:
         "metadata": {"k": ""},
         "created": {"gte": "10"},
     }
+
+
+def test_vendor_specs_are_found_beside_the_checkout_and_missing_ones_fail_under_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 19 item 14: no absolute path; a missing spec is a failure (not a skip) under CI=true."""
+    from billbridge.sandbox import specs
+    from tests import conftest
+
+    assert specs.spec_dirs()[0] == specs.REPO_ROOT.parent / "shared" / "vendor-specs"
+    monkeypatch.setenv("BILLBRIDGE_VENDOR_SPECS", str(tmp_path))
+    monkeypatch.setattr(conftest, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        vendor_spec("stripe/fixtures3.json")

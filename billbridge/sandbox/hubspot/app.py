@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from billbridge.sandbox import specs
 from billbridge.sandbox.faults import ErrorResponse, FaultInjector, FaultMiddleware
 from billbridge.sandbox.hubspot.records import (
     ASSOCIATION_TYPES,
@@ -413,8 +414,15 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
     return app
 
 
-def wrap(app: FastAPI, injector: FaultInjector) -> FaultMiddleware:
-    return FaultMiddleware(app, injector, HubSpotErrors())
+def wrap(app: FastAPI, injector: FaultInjector, *, contracts: bool | None = None) -> FaultMiddleware:
+    """``app`` behind fault injection and, when ``contracts`` (default: ``specs.contracts_enabled()``),
+    HubSpot's OpenAPI specs."""
+    inner: Any = app
+    if contracts if contracts is not None else specs.contracts_enabled():
+        from billbridge.sandbox.hubspot.contract import ContractMiddleware  # openapi-core: a test dependency
+
+        inner = ContractMiddleware(app)
+    return FaultMiddleware(inner, injector, HubSpotErrors())
 
 
 _counter = itertools.count(1)

@@ -1,8 +1,9 @@
 """HubSpot CRM records in memory: objects with string properties, associations, and a demo world rendered into them.
 
 HubSpot returns every property value as a string and timestamps as ISO 8601 with milliseconds and
-``Z``; unset properties are left out (the published OpenAPI schema types property values as strings
-only). Deals, line items, companies and products get numeric string ids in separate ranges; the
+``Z``; a requested property an object does not have comes back as ``null`` (as HubSpot answers;
+the published OpenAPI schema types property values as strings only, see ``contract.py``), and
+without ``properties`` the object's set properties are returned. Deals, line items, companies and products get numeric string ids in separate ranges; the
 world keys they came from are kept in ``HubSpotData.ids`` so tests can compare.
 """
 
@@ -57,10 +58,10 @@ class HsObject:
     def body(self, names: list[str] | None, *, with_defaults: bool = True) -> dict[str, object]:
         """The object as the v3 API returns it, with the requested properties (None: all)."""
         if names is None:
-            props = dict(self.properties)
+            props: dict[str, str | None] = dict(self.properties)
         else:
             wanted = set(names) | ({"hs_object_id", "createdate", "hs_lastmodifieddate"} if with_defaults else set())
-            props = {k: v for k, v in self.properties.items() if k in wanted}
+            props = {k: self.properties.get(k) for k in sorted(wanted)}  # unset requested ones: null, as HubSpot
         out: dict[str, object] = {
             "id": self.id,
             "properties": props,

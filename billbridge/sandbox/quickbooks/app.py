@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from billbridge.sandbox import specs
 from billbridge.sandbox.faults import FaultInjector, FaultMiddleware
 from billbridge.sandbox.quickbooks.company import BATCH_LIMIT, BATCH_REQUEST_ID_MAX, QboCompany, dumps
 from billbridge.sandbox.quickbooks.errors import QboFault, QuickBooksErrors, fault_body, unauthorized_body, validation
@@ -211,7 +212,20 @@ async def _serve(company: QboCompany, request: Request, realm: str, work: Callab
 def _save(company: QboCompany, entity: str, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise validation("Request body must be an object", "2010", "Request has invalid or unsupported property")
+    if specs.contracts_enabled():
+        from billbridge.sandbox.quickbooks.contract import unknown_properties  # xmlschema: a test dependency
+
+        unknown = unknown_properties(entity, body)
+        if unknown:
+            raise validation(
+                f"Property Name:{unknown[0]} specified is unsupported or invalid",
+                "2010",
+                "Request has invalid or unsupported property",
+            )
     record = company.update(entity, body) if "Id" in body else company.create(entity, body)
+    if specs.contracts_enabled():
+        for wrong in unknown_properties(entity, record):
+            specs.report("quickbooks", f"answer {entity} {record['Id']} carries {wrong}, not in Intuit's XSD")
     operation = "Update" if record["SyncToken"] != "0" else "Create"
     company.notify([(entity, record["Id"], operation, record["MetaData"]["LastUpdatedTime"])])
     return record
