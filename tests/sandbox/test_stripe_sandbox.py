@@ -303,3 +303,20 @@ def test_vendor_specs_are_found_beside_the_checkout_and_missing_ones_fail_under_
     monkeypatch.setattr(conftest, "IN_CI", True)
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         vendor_spec("stripe/fixtures3.json")
+
+
+def test_parameters_the_sdk_does_not_define_are_refused_as_stripe_does(sandbox: tuple[StripeSandbox, str]) -> None:
+    """Issue 19: requests are checked against the pinned SDK's parameter types (generated from Stripe's spec)."""
+    sb, url = sandbox
+    client = _client(url)
+    customer = client.v1.customers.create({"name": "Globex"})
+    with pytest.raises(stripe.InvalidRequestError) as top:
+        client.v1.invoices.create({"customer": customer.id, "colour": "blue"})  # type: ignore[typeddict-unknown-key]
+    assert (top.value.code, top.value.param) == ("parameter_unknown", "colour")
+    with pytest.raises(stripe.InvalidRequestError) as nested:
+        client.v1.invoices.create(
+            {"customer": customer.id, "automatic_tax": {"enabled": False, "mode": "x"}}  # type: ignore[typeddict-unknown-key]
+        )
+    assert nested.value.param == "automatic_tax[mode]"
+    assert nested.value.user_message == "Received unknown parameter: automatic_tax[mode]"
+    assert client.v1.invoices.create({"customer": customer.id, "automatic_tax": {"enabled": False}}).id
