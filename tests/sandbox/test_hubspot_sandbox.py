@@ -358,3 +358,35 @@ def test_requests_the_spec_refuses_are_refused_and_recorded(sandbox: HubSpotSand
 def test_unset_requested_properties_come_back_as_null(sandbox: HubSpotSandbox) -> None:
     listed = call(sandbox, "GET", "/crm/v3/objects/companies", params={"limit": 1, "properties": "name,no_such"})
     assert listed.json()["results"][0]["properties"]["no_such"] is None
+
+
+def test_a_generic_client_pages_through_with_hubspots_public_api_only(sandbox: HubSpotSandbox) -> None:
+    """Issue 19 item 11: what a third-party client (dlt's HubSpot source, say) does first: read the
+    properties, list every deal with its associations page by page, follow the full-URL next link,
+    read associations in batch; all through the SDK, nothing billbridge-specific."""
+    from hubspot import HubSpot
+
+    sdk = HubSpot(access_token=sandbox.credentials.access_token, host=sandbox.url, retry=False)
+    names = [p.name for p in sdk.crm.properties.core_api.get_all("deals").results]
+    assert {"dealname", "amount", "closedate", "hs_lastmodifieddate"} <= set(names)
+    deals = sdk.crm.deals.get_all(properties=names, associations=["line_items", "companies"])
+    live = {deal_id(sandbox, d.key): d for d in WORLD.live_deals}
+    assert sorted(d.id for d in deals) == sorted(live) and len(deals) == 120
+    for deal in deals:
+        world = live[deal.id]
+        lines = [a.id for a in deal.associations["line_items"].results]
+        assert lines == [sandbox.data.ids[x.key] for x in world.lines]
+        assert [a.id for a in deal.associations["companies"].results] == [sandbox.data.ids[world.company_key]]
+        assert deal.properties["dealname"] == world.name
+    first = call(sandbox, "GET", "/crm/v3/objects/deals", params={"limit": 100, "properties": "dealname"}).json()
+    link = first["paging"]["next"]["link"]
+    assert link.startswith(sandbox.url + "/crm/v3/objects/deals?")
+    rest = requests.get(link, headers={"Authorization": f"Bearer {sandbox.credentials.access_token}"}, timeout=10)
+    assert len(first["results"]) + len(rest.json()["results"]) == 120 and "paging" not in rest.json()
+    assert set(rest.json()["results"][0]["properties"]) >= {"dealname"}
+    linked = sdk.crm.associations.v4.batch_api.get_page(
+        "deals", "line_items", batch_input_public_fetch_associations_batch_request={"inputs": [{"id": deals[0].id}]}
+    )
+    assert [str(t.to_object_id) for t in linked.results[0].to] == [
+        a.id for a in deals[0].associations["line_items"].results
+    ]

@@ -2,8 +2,10 @@
 
 Followed from HubSpot's API reference (developers.hubspot.com/docs/api-reference) and its published
 OpenAPI specs (``vendor-specs/hubspot``):
-- v3 list ``GET /crm/v3/objects/{type}``: limit up to 100, ``after`` cursor, ``properties``,
-  ``archived=true`` lists archived objects only;
+- v3 list ``GET /crm/v3/objects/{type}``: limit up to 100, ``after`` cursor (``paging.next.link``
+  is the full URL of the next page), ``properties``, ``associations`` (ids per requested type),
+  ``archived=true`` lists archived objects only; a page is a bisect into a kept id order, not a sort;
+- ``GET /crm/v3/properties/{type}``: the properties the portal's objects carry, as definitions;
 - v3 batch read: up to 100 inputs, unknown ids answered with 207 and per-id errors;
 - v3 search: up to 200 per page, ``after`` is an offset, and no query pages past its first 10,000
   results: asking for ``after`` >= 10,000 is a 400 (the search guide's "Limitations");
@@ -240,6 +242,52 @@ def _search_page(
     return len(objects), [o.id for o in objects[offset : offset + limit]]
 
 
+_NUMBER_PROPERTIES = {"amount", "price", "quantity", "hs_discount_percentage", "payment_terms_days", "hs_object_id"}
+_SINGULAR = {"deals": "deal", "line_items": "line_item", "companies": "company", "products": "product"}
+
+
+def _property_definition(object_name: str, name: str) -> dict[str, Any]:
+    """A property as ``GET /crm/v3/properties/{objectType}`` describes it (the fields the SDK requires)."""
+    kind, field_type = "string", "text"
+    if name in _TIME_PROPERTIES:
+        kind, field_type = "datetime", "date"
+    elif name in _NUMBER_PROPERTIES or name.startswith("hs_price_"):
+        kind, field_type = "number", "number"
+    elif name.endswith("_date"):
+        kind, field_type = "date", "date"
+    hubspot_defined = name.startswith("hs_") or name in _TIME_PROPERTIES | {"name", "dealname", "dealstage", "amount"}
+    return {
+        "name": name,
+        "label": name.replace("_", " ").capitalize(),
+        "type": kind,
+        "fieldType": field_type,
+        "description": "",
+        "groupName": f"{_SINGULAR.get(object_name, object_name)}information",
+        "options": [],
+        "displayOrder": -1,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": False,
+        "hidden": False,
+        "hubspotDefined": hubspot_defined,
+        "modificationMetadata": {"archivable": True, "readOnlyDefinition": hubspot_defined, "readOnlyValue": False},
+        "formField": True,
+        "archived": False,
+    }
+
+
+def _associated(data: HubSpotData, from_name: str, object_id: str, to_types: list[str]) -> dict[str, Any]:
+    """``associations=`` on the list endpoint: per requested type that has links, its ids and type name."""
+    out: dict[str, Any] = {}
+    for requested in to_types:
+        to_name = OBJECT_TYPES.get(requested, requested)
+        ids = data.associations.get((from_name, to_name), {}).get(object_id, [])
+        if ids:
+            kind = f"{_SINGULAR.get(from_name, from_name)}_to_{_SINGULAR.get(to_name, to_name)}"
+            out[requested] = {"results": [{"id": i, "type": kind} for i in ids]}
+    return out
+
+
 def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH_RESULT_CAP) -> FastAPI:
     """The HubSpot routes over ``data``; ``search_cap`` is HubSpot's 10,000 unless a test shrinks it."""
     app = FastAPI(title="HubSpot sandbox", openapi_url=None, docs_url=None, redoc_url=None)
@@ -290,15 +338,29 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
             return _bad_request(f"limit must be between 1 and {LIST_LIMIT}")
         archived = query.get("archived", "false").lower() == "true"
         names = _property_list(query.getlist("properties"))
+        linked = _property_list(query.getlist("associations")) or []
         with data.lock:
             pool = table.archived if archived else table.live
-            ordered = sorted(int(i) for i in pool if int(i) > after)
-            chosen = [pool[str(i)] for i in ordered[:limit]]
-            results = [o.body(names) for o in chosen]
+            ids, more = table.ids_after(after, limit, archived=archived)
+            results = [pool[i].body(names) for i in ids]
+            for result in results:
+                result["associations"] = _associated(data, table.name, str(result["id"]), linked)
+                if not result["associations"]:
+                    del result["associations"]
         body: dict[str, Any] = {"results": results}
-        if len(ordered) > limit:
-            body["paging"] = {"next": {"after": chosen[-1].id, "link": f"?after={chosen[-1].id}"}}
+        if more:  # HubSpot's link is the full URL of the next page
+            link = str(request.url.include_query_params(after=ids[-1]))
+            body["paging"] = {"next": {"after": ids[-1], "link": link}}
         return JSONResponse(body)
+
+    @app.get("/crm/v3/properties/{object_type}")
+    async def properties(object_type: str) -> JSONResponse:
+        table = _table(data, object_type)
+        if table is None:
+            return _bad_request(f"Unable to infer object type from: {object_type}")
+        with data.lock:
+            names = sorted({n for o in table.live.values() for n in o.properties})
+        return JSONResponse({"results": [_property_definition(table.name, n) for n in names]})
 
     @app.post("/crm/v3/objects/{object_type}/batch/read")
     async def batch_read(request: Request, object_type: str) -> JSONResponse:

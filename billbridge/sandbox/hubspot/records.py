@@ -82,6 +82,7 @@ class ObjectTable:
         self.live: dict[str, HsObject] = {}
         self.archived: dict[str, HsObject] = {}
         self._index: list[tuple[int, int]] | None = None
+        self._ids: dict[bool, list[int]] = {}  # archived? -> numeric ids in order; rebuilt after writes
 
     def put(self, obj: HsObject) -> None:
         obj.properties["hs_object_id"] = obj.id
@@ -90,6 +91,7 @@ class ObjectTable:
         self.archived.pop(obj.id, None)
         self.live[obj.id] = obj
         self._index = None
+        self._ids.clear()
 
     def archive(self, object_id: str, at_ms: int) -> None:
         obj = self.live.pop(object_id, None)
@@ -99,6 +101,15 @@ class ObjectTable:
             obj.properties["hs_lastmodifieddate"] = iso_ms(at_ms)
             self.archived[object_id] = obj
             self._index = None
+            self._ids.clear()
+
+    def ids_after(self, after: int, limit: int, *, archived: bool = False) -> tuple[list[str], bool]:
+        """Up to ``limit`` ids above ``after`` in id order, and whether more follow (a bisect, not a sort)."""
+        if archived not in self._ids:
+            self._ids[archived] = sorted(int(i) for i in (self.archived if archived else self.live))
+        ids = self._ids[archived]
+        start = bisect.bisect_right(ids, after)
+        return [str(i) for i in ids[start : start + limit]], start + limit < len(ids)
 
     def by_modified(self) -> list[tuple[int, int]]:
         """Live objects sorted by (hs_lastmodifieddate ms, numeric id); rebuilt after writes."""
