@@ -320,3 +320,36 @@ def test_parameters_the_sdk_does_not_define_are_refused_as_stripe_does(sandbox: 
     assert nested.value.param == "automatic_tax[mode]"
     assert nested.value.user_message == "Received unknown parameter: automatic_tax[mode]"
     assert client.v1.invoices.create({"customer": customer.id, "automatic_tax": {"enabled": False}}).id
+
+
+def test_paying_a_paid_invoice_is_refused_without_an_undocumented_code(sandbox: tuple[StripeSandbox, str]) -> None:
+    """Issue 19 item 13: Stripe has no ``invoice_not_open`` code; the refusal is a plain invalid request."""
+    sb, url = sandbox
+    client = _client(url)
+    customer = client.v1.customers.create({"name": "Globex"})
+    pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer.id})
+    client.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": pm.id}})
+    invoice = client.v1.invoices.create({"customer": customer.id})
+    client.v1.invoices.add_lines(invoice.id, {"lines": [{"amount": 500, "description": "seats"}]})
+    client.v1.invoices.finalize_invoice(invoice.id)
+    assert client.v1.invoices.pay(invoice.id).status == "paid"
+    with pytest.raises(stripe.InvalidRequestError) as again:
+        client.v1.invoices.pay(invoice.id)
+    assert again.value.http_status == 400 and again.value.code is None
+    assert again.value.user_message == "Invoice is already paid"
+
+
+def test_event_types_match_exactly_and_the_wildcard_belongs_to_type(sandbox: tuple[StripeSandbox, str]) -> None:
+    """Issue 19 item 12: ``types[]`` takes exact event names; only ``type`` takes ``customer.subscription.*``."""
+    sb, url = sandbox
+    client = _client(url)
+    customer = client.v1.customers.create({"name": "Globex"})
+    product = client.v1.products.create({"name": "Seats"})
+    price = client.v1.prices.create(
+        {"product": product.id, "currency": "usd", "unit_amount": 500, "recurring": {"interval": "month"}}
+    )
+    client.v1.subscriptions.create({"customer": customer.id, "items": [{"price": price.id}]})
+    assert client.v1.events.list({"types": ["customer.subscription.*"]}).data == []
+    exact = client.v1.events.list({"types": ["customer.subscription.created"]}).data
+    wildcard = client.v1.events.list({"type": "customer.subscription.*"}).data
+    assert [e.type for e in exact] == [e.type for e in wildcard] == ["customer.subscription.created"]

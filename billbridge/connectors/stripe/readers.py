@@ -23,7 +23,17 @@ if TYPE_CHECKING:
 
 LAG_SECONDS = 300  # objects created in the same second as the cursor, or committed late, are read again
 EVENTS_RETENTION_SECONDS = 30 * 86400  # Stripe keeps events for 30 days: older cursors need a full read
-SUBSCRIPTION_EVENTS = "customer.subscription.*"
+# ``types`` matches exact event names only (the ``*`` wildcard belongs to ``type``)
+SUBSCRIPTION_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.pending_update_applied",
+    "customer.subscription.pending_update_expired",
+    "customer.subscription.trial_will_end",
+)
 PAYMENT_EVENTS = ("invoice_payment.paid", "invoice.paid")
 
 
@@ -204,7 +214,7 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
     latest: dict[str, dict[str, Any]] = {}
     changed: dict[str, int] = {}
     newest = since
-    query = {"types": [SUBSCRIPTION_EVENTS], "created": {"gte": max(0, since - LAG_SECONDS)}}
+    query = {"types": list(SUBSCRIPTION_EVENTS), "created": {"gte": max(0, since - LAG_SECONDS)}}
     calls = conn.api_calls
     for event in conn.paged(lambda p: conn.api.events.list(p), query):
         newest = max(newest, int(event["created"]))
