@@ -390,3 +390,21 @@ def test_a_generic_client_pages_through_with_hubspots_public_api_only(sandbox: H
     assert [str(t.to_object_id) for t in linked.results[0].to] == [
         a.id for a in deals[0].associations["line_items"].results
     ]
+
+
+def test_associations_page_per_input_with_after() -> None:
+    """Issue 19 item 9: each input's links are paged; the input's ``after`` asks for the next page."""
+    world = demo_world.generate(10, seed=3)
+    deal = next(d for d in world.live_deals if len(d.lines) > 1)
+    with HubSpotSandbox.start(world, associations_page=1) as sandbox:
+        path = "/crm/v4/associations/deals/line_items/batch/read"
+        deal_id, seen, after = sandbox.data.ids[deal.key], [], None
+        while True:
+            one: dict[str, Any] = {"id": deal_id} | ({"after": after} if after else {})
+            result = call(sandbox, "POST", path, json={"inputs": [one]}).json()["results"][0]
+            assert len(result["to"]) == 1
+            seen += [t["toObjectId"] for t in result["to"]]
+            after = result.get("paging", {}).get("next", {}).get("after")
+            if not after:
+                break
+        assert seen == [sandbox.data.ids[x.key] for x in deal.lines]

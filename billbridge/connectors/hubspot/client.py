@@ -140,9 +140,17 @@ class HubSpotClient:
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
         """Associated ids per object id (v4 batch read); objects without associations map to []."""
         linked: dict[str, list[str]] = {i: [] for i in ids}
-        for part in chunks(ids, ASSOCIATIONS_BATCH_SIZE):
-            body = {"inputs": [{"id": i} for i in part]}
-            answer = self._call(partial(self._linked, from_type, to_type, body))
-            for result in answer["results"]:
-                linked[str(result["from"]["id"])] = [str(t["toObjectId"]) for t in result["to"]]
+        pending: list[dict[str, str]] = [{"id": i} for i in ids]
+        while pending:  # each input's links come in pages: ask again with its paging.next.after
+            later: list[dict[str, str]] = []
+            for start in range(0, len(pending), ASSOCIATIONS_BATCH_SIZE):
+                part = pending[start : start + ASSOCIATIONS_BATCH_SIZE]
+                answer = self._call(partial(self._linked, from_type, to_type, {"inputs": part}))
+                for result in answer["results"]:
+                    object_id = str(result["from"]["id"])
+                    linked[object_id] += [str(t["toObjectId"]) for t in result["to"]]
+                    after = result.get("paging", {}).get("next", {}).get("after")
+                    if after:
+                        later.append({"id": object_id, "after": str(after)})
+            pending = later
         return linked

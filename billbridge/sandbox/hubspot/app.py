@@ -9,7 +9,8 @@ OpenAPI specs (``vendor-specs/hubspot``):
 - v3 batch read: up to 100 inputs, unknown ids answered with 207 and per-id errors;
 - v3 search: up to 200 per page, ``after`` is an offset, and no query pages past its first 10,000
   results: asking for ``after`` >= 10,000 is a 400 (the search guide's "Limitations");
-- associations v4 batch read (up to 1,000 ids; ids without associations come back as 207 errors);
+- associations v4 batch read (up to 1,000 ids; ids without associations come back as 207 errors;
+  each input's links are paged, ``paging.next.after`` sent back with the input's ``id`` as ``after``);
 - Bearer tokens that expire, refreshed through ``POST /oauth/v1/token`` (grant_type=refresh_token).
 Type ids (``0-3`` deals, ...) and names (``deals``) are both accepted in paths, as HubSpot does.
 """
@@ -46,6 +47,7 @@ BATCH_READ_LIMIT = 100
 SEARCH_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
 ASSOCIATIONS_BATCH_LIMIT = 1_000
+ASSOCIATIONS_PAGE = 500  # associations v4 batch read: links per input per page, the rest behind paging.next.after
 RATE_LIMIT_MAX = 190  # requests per rolling 10 seconds (the highest published tier)
 TOKEN_TTL_SECONDS = 1800  # HubSpot OAuth access tokens live 30 minutes
 _TIME_PROPERTIES = {"hs_lastmodifieddate", "createdate", "closedate"}
@@ -288,8 +290,15 @@ def _associated(data: HubSpotData, from_name: str, object_id: str, to_types: lis
     return out
 
 
-def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH_RESULT_CAP) -> FastAPI:
-    """The HubSpot routes over ``data``; ``search_cap`` is HubSpot's 10,000 unless a test shrinks it."""
+def create_app(
+    data: HubSpotData,
+    tokens: TokenBook,
+    *,
+    search_cap: int = SEARCH_RESULT_CAP,
+    associations_page: int = ASSOCIATIONS_PAGE,
+) -> FastAPI:
+    """The HubSpot routes over ``data``; ``search_cap`` (HubSpot's 10,000) and ``associations_page``
+    (links per input per associations page) are HubSpot's unless a test shrinks them."""
     app = FastAPI(title="HubSpot sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.data, app.state.tokens = data, tokens
 
@@ -435,6 +444,7 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
         from_name, to_name = OBJECT_TYPES.get(from_type, from_type), OBJECT_TYPES.get(to_type, to_type)
         payload = await request.json()
         inputs = [str(i.get("id", "")) for i in payload.get("inputs", [])]
+        afters = {str(i.get("id", "")): int(i.get("after") or 0) for i in payload.get("inputs", [])}
         if len(inputs) > ASSOCIATIONS_BATCH_LIMIT:
             return _bad_request(f"Batch input size of {len(inputs)} exceeds the limit of {ASSOCIATIONS_BATCH_LIMIT}")
         started = iso_ms(int(time.time() * 1000))
@@ -444,11 +454,19 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
             links = data.associations.get((from_name, to_name), {})
             live_from = data.tables[from_name].live if from_name in data.tables else {}
             found = {i: links.get(i, []) if i in live_from else [] for i in inputs}
-        results = [
-            {"from": {"id": i}, "to": [{"toObjectId": t, "associationTypes": [spec]} for t in to]}
-            for i, to in found.items()
-            if to
-        ]
+        results = []
+        for i, to in found.items():  # a page of ``associations_page`` links per input, then ``paging``
+            if not to:
+                continue
+            start = afters.get(i, 0)
+            chunk = to[start : start + associations_page]
+            result: dict[str, Any] = {
+                "from": {"id": i},
+                "to": [{"toObjectId": t, "associationTypes": [spec]} for t in chunk],
+            }
+            if start + associations_page < len(to):
+                result["paging"] = {"next": {"after": str(start + associations_page)}}
+            results.append(result)
         body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started}
         body["completedAt"] = iso_ms(int(time.time() * 1000))
         missing = [i for i, to in found.items() if not to]
