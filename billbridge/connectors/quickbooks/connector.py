@@ -57,11 +57,13 @@ LOOKUP_CHUNK = 30  # names / numbers per IN (...) lookup query
 QUERY_PAGE = 1000  # QuickBooks' MAXRESULTS ceiling
 PAYMENT_PAGE = 200
 CDC_LOOKBACK = timedelta(days=29, hours=23)  # Intuit: change data capture reaches 30 days back
+CDC_MAX_OBJECTS = 1000  # Intuit: a change data capture answer holds at most 1,000 objects of an entity
 CURSOR_LAG = timedelta(minutes=5)  # re-read this much before the cursor: QuickBooks' timestamps can lag commits
 _REQUEST_ID_NS = uuid.UUID("6f9d5f8e-1f8b-4a8c-9d0e-0b1b2b3c4d5e")
 _EPOCH = "1970-01-01T00:00:00+00:00"
 STALE_OBJECT = "5010"  # Intuit's error code for an update with an outdated SyncToken
 DUPLICATE_NAME = "6240"  # Intuit: a Customer (Vendor, Employee) or Item of that name exists
+DUPLICATE_DOC_NUMBER = "6140"  # Intuit: the DocNumber is used (with duplicate-number checking on)
 
 PushStatus = Literal["created", "existing", "failed"]
 
@@ -406,11 +408,23 @@ class QuickBooksConnector:
                     continue
                 writes.append(_Write(doc.idempotency_key("qbo-create"), qbo_entity(doc), payload))
         written = self._batch(writes)
+        # 6140: the DocNumber is taken (an earlier attempt whose answer was lost made it): look it up
+        taken = [
+            d
+            for d in docs
+            if d.number not in results and DUPLICATE_DOC_NUMBER in written[d.idempotency_key("qbo-create")].codes
+        ]
+        found = self.find_documents(taken) if taken else {}
         for doc in docs:
             if doc.number in results:
                 continue
             outcome = written[doc.idempotency_key("qbo-create")]
-            if outcome.record is None:
+            if doc.number in found:
+                record = found[doc.number]
+                results[doc.number] = PushResult(
+                    doc.number, doc.doc_type, "existing", str(record["Id"]), str(record["SyncToken"])
+                )
+            elif outcome.record is None:
                 results[doc.number] = PushResult(
                     doc.number, doc.doc_type, "failed", error=outcome.error, retriable=outcome.retriable
                 )
@@ -522,20 +536,26 @@ class QuickBooksConnector:
         """Payments deleted in QuickBooks since ``since``: only change data capture reports them (a
         query no longer finds them), for the last 30 days."""
         changed_since = max(datetime.fromisoformat(since), datetime.now(UTC) - CDC_LOOKBACK).isoformat()
+        tombstones: dict[str, dict[str, Any]] = {}
+        while True:  # an answer of CDC_MAX_OBJECTS may be cut short: ask again from its newest change
 
-        def read(qb: QuickBooksClient) -> dict[str, Any]:
-            url = self._url(qb, "cdc")
-            return dict(qb.make_request("GET", url, params={"entities": "Payment", "changedSince": changed_since}))
+            def read(qb: QuickBooksClient, changed_since: str = changed_since) -> dict[str, Any]:
+                url = self._url(qb, "cdc")
+                return dict(qb.make_request("GET", url, params={"entities": "Payment", "changedSince": changed_since}))
 
-        answer = self._call(read)
-        tombstones = [
-            row
-            for response in answer.get("CDCResponse", [])
-            for group in response.get("QueryResponse", [])
-            for row in group.get("Payment", [])
-            if row.get("status") == "Deleted"
-        ]
-        deleted, _unreadable = map_each(tombstones, payment_deleted, lambda t: record_id(t, "Id"))
+            answer = self._call(read)
+            rows = [
+                row
+                for response in answer.get("CDCResponse", [])
+                for group in response.get("QueryResponse", [])
+                for row in group.get("Payment", [])
+            ]
+            tombstones |= {str(r.get("Id")): r for r in rows if r.get("status") == "Deleted"}
+            stamps = [datetime.fromisoformat(str(r["MetaData"]["LastUpdatedTime"])) for r in rows if r.get("MetaData")]
+            if len(rows) < CDC_MAX_OBJECTS or not stamps or max(stamps) <= datetime.fromisoformat(changed_since):
+                break  # complete (or 1,000 changes within one instant: nothing narrower can be asked)
+            changed_since = max(stamps).isoformat()
+        deleted, _unreadable = map_each(list(tombstones.values()), payment_deleted, lambda t: record_id(t, "Id"))
         return deleted  # a tombstone without a readable Id names nothing to take back
 
     def _payment_pages(self, since: str, page_size: int) -> Iterator[PaymentPage]:

@@ -28,7 +28,13 @@ from starlette.concurrency import run_in_threadpool
 from billbridge.sandbox import specs
 from billbridge.sandbox.faults import FaultInjector, FaultMiddleware
 from billbridge.sandbox.quickbooks.company import BATCH_LIMIT, BATCH_REQUEST_ID_MAX, QboCompany, dumps
-from billbridge.sandbox.quickbooks.errors import QboFault, QuickBooksErrors, fault_body, unauthorized_body, validation
+from billbridge.sandbox.quickbooks.errors import (
+    QboFault,
+    QuickBooksErrors,
+    forbidden_xml,
+    unauthorized_body,
+    validation,
+)
 
 _ENTITY_PATHS = {
     "customer": "Customer",
@@ -37,6 +43,8 @@ _ENTITY_PATHS = {
     "creditmemo": "CreditMemo",
     "payment": "Payment",
     "account": "Account",
+    "vendor": "Vendor",
+    "employee": "Employee",
 }
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 
@@ -189,15 +197,7 @@ async def _serve(company: QboCompany, request: Request, realm: str, work: Callab
     if scheme.lower() != "bearer" or not company.access_ok(token):
         return _json(401, unauthorized_body())
     if realm != company.realm_id:
-        return _json(
-            403,
-            fault_body(
-                "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
-                "Unknown realm",
-                "3100",
-                "AUTHORIZATION",
-            ),
-        )
+        return Response(forbidden_xml("Unknown realm"), status_code=403, media_type="application/xml")
 
     def guarded() -> tuple[int, Any]:
         try:
