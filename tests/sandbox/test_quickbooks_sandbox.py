@@ -379,3 +379,10 @@ def test_display_names_are_unique_across_customers_vendors_and_employees_inactiv
     assert "Gone Ltd" not in {c["DisplayName"] for c in listed}
     everyone = api.query("SELECT * FROM Customer WHERE Active IN (true, false)").json()["QueryResponse"]["Customer"]
     assert "Gone Ltd" in {c["DisplayName"] for c in everyone}
+
+
+def test_a_customer_name_with_a_colon_is_refused(api: Api) -> None:
+    """Issue 19 item 2: Intuit's XSD business rule, "The customer name must not contain a colon"."""
+    refused = api.call("POST", "customer", {"DisplayName": "Globex: EMEA"})
+    assert refused.status_code == 400 and fault_code(refused) == "6000"
+    assert "colon" in refused.json()["Fault"]["Error"][0]["Detail"]

@@ -416,6 +416,12 @@ def _unique(company: QboCompany, entity: str, key: str, body: dict[str, Any]) ->
 
 
 def _customer(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    if ":" in str(body.get("DisplayName", "")):  # Intuit's XSD: "The customer name must not contain a colon"
+        raise validation(
+            "Business Validation Error: The customer name must not contain a colon (:).",
+            "6000",
+            "A business validation error has occurred while processing your request",
+        )
     _unique(company, "Customer", "DisplayName", body)
     body.setdefault("CurrencyRef", {"value": company.home_currency})
     body.setdefault("Balance", Decimal(0))
