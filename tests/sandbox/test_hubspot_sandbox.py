@@ -17,6 +17,7 @@ from billbridge.sandbox import demo_world, specs
 from billbridge.sandbox.hubspot import HubSpotSandbox
 from billbridge.sandbox.hubspot.contract import nullable_properties
 from billbridge.sandbox.hubspot.records import to_ms
+from tests.conftest import require_contracts
 
 SPECS = Path(__file__).resolve().parents[1] / "vendor_specs" / "hubspot"  # HubSpot's published OpenAPI specs
 SPEC_FILES = {
@@ -347,6 +348,7 @@ def test_changes_archive_deleted_deals_and_touch_changed_ones() -> None:
 
 def test_requests_the_spec_refuses_are_refused_and_recorded(sandbox: HubSpotSandbox) -> None:
     """A body HubSpot's spec refuses (inputs as bare strings) is a 400 and a recorded violation."""
+    require_contracts()
     answer = call(
         sandbox, "POST", "/crm/v3/objects/deals/batch/read", json={"inputs": ["1"], "propertiesWithHistory": []}
     )

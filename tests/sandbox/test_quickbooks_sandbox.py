@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.quickbooks import QboCompany, RunningQuickBooks, TokenPolicy, start_quickbooks
 from billbridge.sandbox.server import SandboxServer
-from tests.conftest import vendor_spec
+from tests.conftest import require_contracts
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC).timestamp()
 
@@ -313,7 +313,7 @@ def test_a_seeded_sandbox_has_the_price_book_as_service_items() -> None:
 
 def test_unknown_properties_are_refused_with_2010_as_intuits_xsd_says(api: Api) -> None:
     """Issue 19: entities are checked against Intuit's XSDs; a property the schema lacks, at any depth, is 2010."""
-    vendor_spec("quickbooks/xsd/IntuitRestServiceDef.xsd")
+    require_contracts()
     top = api.call("POST", "customer", {"DisplayName": "Initech", "Nickname": "ini"})
     assert top.status_code == 400 and fault_code(top) == "2010"
     assert "Customer.Nickname" in top.json()["Fault"]["Error"][0]["Detail"]

@@ -17,7 +17,7 @@ from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import StripeSandbox, catalog
 from billbridge.sandbox.stripe.payments import processing_fee
 from billbridge.sandbox.stripe.state import TEMPLATES
-from tests.conftest import vendor_spec
+from tests.conftest import require_contracts, vendor_spec
 
 KEY = "sk_test_one"
 OTHER_KEY = "sk_test_two"
@@ -298,6 +298,7 @@ def test_vendor_specs_are_found_beside_the_checkout_and_missing_ones_fail_under_
     from billbridge.sandbox import specs
     from tests import conftest
 
+    monkeypatch.delenv("BILLBRIDGE_VENDOR_SPECS", raising=False)
     assert specs.spec_dirs()[0] == specs.REPO_ROOT.parent / "shared" / "vendor-specs"
     monkeypatch.setenv("BILLBRIDGE_VENDOR_SPECS", str(tmp_path))
     monkeypatch.setattr(conftest, "IN_CI", True)
@@ -307,6 +308,7 @@ def test_vendor_specs_are_found_beside_the_checkout_and_missing_ones_fail_under_
 
 def test_parameters_the_sdk_does_not_define_are_refused_as_stripe_does(sandbox: tuple[StripeSandbox, str]) -> None:
     """Issue 19: requests are checked against the pinned SDK's parameter types (generated from Stripe's spec)."""
+    require_contracts()
     sb, url = sandbox
     client = _client(url)
     customer = client.v1.customers.create({"name": "Globex"})
