@@ -260,3 +260,12 @@ def test_associations_are_followed_page_by_page_per_deal() -> None:
         pages = list(source_for(sandbox).pull(None))
         assert len(ids_of(pages)) == 30
         check_bundles(sandbox, world, pages)
+
+
+def test_search_calls_are_paced_under_their_own_limit() -> None:
+    """Issue 19 item 10: a pull of many search pages gets no 429 from the per-token search limit."""
+    world = demo_world.generate(100, seed=9)
+    with HubSpotSandbox.start(world) as sandbox:
+        pages = list(source_for(sandbox, page_size=10).pull(None))
+        assert len(ids_of(pages)) == 100
+        assert sandbox.app.state.search_throttled == 0

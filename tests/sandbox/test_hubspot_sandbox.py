@@ -45,7 +45,7 @@ def clock() -> Clock:
 
 @pytest.fixture(scope="module")
 def sandbox(clock: Clock) -> Iterator[HubSpotSandbox]:
-    with HubSpotSandbox.start(WORLD, search_cap=40, clock=clock) as running:
+    with HubSpotSandbox.start(WORLD, search_cap=40, clock=clock, search_rate_per_second=None) as running:
         yield running
 
 
@@ -410,3 +410,13 @@ def test_associations_page_per_input_with_after() -> None:
             if not after:
                 break
         assert seen == [sandbox.data.ids[x.key] for x in deal.lines]
+
+
+def test_search_has_its_own_limit_per_token() -> None:
+    """Issue 19 item 10: more than 5 searches a second with one token are a 429 of their own."""
+    with HubSpotSandbox.start(demo_world.generate(10, seed=2)) as sandbox:
+        answers = [call(sandbox, "POST", "/crm/v3/objects/deals/search", json={"limit": 1}) for _ in range(8)]
+        assert [a.status_code for a in answers].count(429) >= 1
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.json()["policyName"] == "SECONDLY" and sandbox.app.state.search_throttled >= 1
+        assert call(sandbox, "GET", "/crm/v3/objects/deals", params={"limit": 1}).status_code == 200

@@ -50,6 +50,7 @@ class HubSpotClient:
         self.settings, self.policy = settings, policy
         self._sleep = sleep
         self.pacer = Pacer(settings.requests_per_10s, RATE_WINDOW_SECONDS)
+        self.search_pacer = Pacer(settings.search_requests_per_second, 1.0)  # search has its own limit
         self.calls = 0
         self.refreshes = 0
         self._lock = threading.Lock()
@@ -113,7 +114,11 @@ class HubSpotClient:
         return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
 
     def search(self, object_type: str, body: Json) -> Json:
-        return self._call(lambda: self._search[object_type].do_search(public_object_search_request=body, **self._raw()))
+        return self._call(partial(self._searched, object_type, body))
+
+    def _searched(self, object_type: str, body: Json) -> Any:
+        self.search_pacer.wait()
+        return self._search[object_type].do_search(public_object_search_request=body, **self._raw())
 
     def batch_read(self, object_type: str, ids: list[str], properties: list[str]) -> list[Json]:
         """Objects by id, ``BATCH_READ_SIZE`` per call; ids HubSpot does not know are left out."""

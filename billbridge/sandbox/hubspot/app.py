@@ -8,7 +8,8 @@ OpenAPI specs (``vendor-specs/hubspot``):
 - ``GET /crm/v3/properties/{type}``: the properties the portal's objects carry, as definitions;
 - v3 batch read: up to 100 inputs, unknown ids answered with 207 and per-id errors;
 - v3 search: up to 200 per page, ``after`` is an offset, and no query pages past its first 10,000
-  results: asking for ``after`` >= 10,000 is a 400 (the search guide's "Limitations");
+  results: asking for ``after`` >= 10,000 is a 400 (the search guide's "Limitations"); at most
+  ``search_rate_per_second`` (5) searches a second per token, more are a 429 of their own;
 - associations v4 batch read (up to 1,000 ids; ids without associations come back as 207 errors;
   each input's links are paged, ``paging.next.after`` sent back with the input's ``id`` as ``after``);
 - Bearer tokens that expire, refreshed through ``POST /oauth/v1/token`` (grant_type=refresh_token).
@@ -21,6 +22,7 @@ import itertools
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -48,6 +50,7 @@ SEARCH_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
 ASSOCIATIONS_BATCH_LIMIT = 1_000
 ASSOCIATIONS_PAGE = 500  # associations v4 batch read: links per input per page, the rest behind paging.next.after
+SEARCH_RATE_PER_SECOND = 5  # CRM search: requests per second per token (HubSpot's usage guide)
 RATE_LIMIT_MAX = 190  # requests per rolling 10 seconds (the highest published tier)
 TOKEN_TTL_SECONDS = 1800  # HubSpot OAuth access tokens live 30 minutes
 _TIME_PROPERTIES = {"hs_lastmodifieddate", "createdate", "closedate"}
@@ -296,6 +299,7 @@ def create_app(
     *,
     search_cap: int = SEARCH_RESULT_CAP,
     associations_page: int = ASSOCIATIONS_PAGE,
+    search_rate_per_second: int | None = SEARCH_RATE_PER_SECOND,
 ) -> FastAPI:
     """The HubSpot routes over ``data``; ``search_cap`` (HubSpot's 10,000) and ``associations_page``
     (links per input per associations page) are HubSpot's unless a test shrinks them."""
@@ -410,8 +414,36 @@ def create_app(
         ]
         return JSONResponse(body, status_code=207)
 
+    searches: dict[str, deque[float]] = {}
+    app.state.search_throttled = 0  # how many searches the per-token limit refused
+
+    def search_throttled(token: str) -> JSONResponse | None:
+        """HubSpot's per-token search limit (None: not enforced): a 429 once a second holds too many."""
+        if search_rate_per_second is None:
+            return None
+        now = time.monotonic()
+        sent = searches.setdefault(token, deque())
+        while sent and now - sent[0] >= 1.0:
+            sent.popleft()
+        if len(sent) >= search_rate_per_second:
+            app.state.search_throttled += 1
+            error = _error(
+                429,
+                "RATE_LIMITS",
+                "You have reached your secondly limit.",
+                errorType="RATE_LIMIT",
+                policyName="SECONDLY",
+                groupName="publicapi:crm-search",
+            )
+            return JSONResponse(error.body, status_code=429, headers={"Retry-After": "1"})
+        sent.append(now)
+        return None
+
     @app.post("/crm/v3/objects/{object_type}/search")
     async def search(request: Request, object_type: str) -> JSONResponse:
+        throttled = search_throttled(request.headers.get("authorization", ""))
+        if throttled is not None:
+            return throttled
         table = _table(data, object_type)
         if table is None:
             return _bad_request(f"Unable to infer object type from: {object_type}")
