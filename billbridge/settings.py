@@ -83,6 +83,9 @@ class PrefectSecretBlock(PydanticBaseSettingsSource):
 HUBSPOT_API = "https://api.hubapi.com"
 PRICE_CURRENCIES = ("usd", "eur", "gbp", "jpy", "cad", "aud", "chf", "sek", "nok", "dkk")
 DEFAULT_REQUESTS_PER_10S = 100  # HubSpot's lowest published tier (100-190 per rolling 10 seconds)
+# The CRM search endpoints have their own limit per token (HubSpot's changelog: 4 a second; its usage
+# guide now says 5): 4 stays under both.
+DEFAULT_SEARCHES_PER_SECOND = 4
 
 
 class SalesforceSettings(BaseModel):
@@ -129,6 +132,9 @@ class HubSpotSettings(BaseModel):
     client_secret: SecretStr | None = None
     refresh_token: SecretStr | None = None
     requests_per_10s: int = Field(default=DEFAULT_REQUESTS_PER_10S, ge=1, description="Pace under the rate limit")
+    search_requests_per_second: int = Field(
+        default=DEFAULT_SEARCHES_PER_SECOND, ge=1, description="Pace search calls under their own, stricter limit"
+    )
     timeout_seconds: float = Field(default=30.0, gt=0)
     deal_properties: list[str] = Field(
         default_factory=lambda: [

@@ -10,15 +10,57 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from billbridge.sandbox import specs
 from billbridge.store.db import Store, normalise_url, open_store
 
 PG_ADMIN_URL = os.environ.get("BILLBRIDGE_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _vendor_specs_present() -> bool:
+    try:
+        specs.spec_path("quickbooks/xsd/IntuitRestServiceDef.xsd")
+        specs.spec_path("hubspot/deals.json")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# Every sandbox a test starts (in process or in a subprocess it spawns) checks its traffic against the
+# vendors' published definitions; a violation fails the test that caused it. Without the specs (a
+# clone without ../shared) the checks are off, except under CI=true, where their absence fails.
+if IN_CI or _vendor_specs_present():
+    os.environ[specs.CONTRACTS_ENV] = "1"
+
+
+@pytest.fixture(autouse=True)
+def vendor_contracts() -> Iterator[None]:
+    specs.take_violations()
+    yield
+    seen = specs.take_violations()
+    assert not seen, "vendor contract violations:\n" + "\n".join(seen[:20])
+
+
+def vendor_spec(relative: str) -> Path:
+    """A vendor spec file (``specs.spec_path``); skipped when absent, except under CI=true where it fails."""
+    try:
+        return specs.spec_path(relative)
+    except FileNotFoundError as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but {exc}")
+        pytest.skip(str(exc))
+
+
+def require_contracts() -> None:
+    """For tests of the contract checks themselves: skipped without the vendor specs (failed under CI)."""
+    vendor_spec("quickbooks/xsd/IntuitRestServiceDef.xsd")
+    vendor_spec("hubspot/deals.json")
 
 
 def postgres_admin_url() -> str:

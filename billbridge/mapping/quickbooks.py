@@ -20,6 +20,7 @@ from billbridge.mapping.fields import iso_date, number, objects, parse, read, re
 QboEntity = Literal["Invoice", "CreditMemo"]
 DOC_NUMBER_MAX = 21  # QuickBooks' DocNumber holds at most 21 characters
 DISPLAY_NAME_MAX = 500
+NOTES_MAX = 1024  # Intuit's XSD: Customer.Notes, "Max. length: 1024 characters"
 PAYMENT_REF_MAX = 21  # QuickBooks' PaymentRefNum holds at most 21 characters
 UNIT_PRICE_MAX_PLACES = 7  # UnitPrice precision we trust QuickBooks to keep; beyond it we send Amount only
 _EXACT = Context(prec=50)
@@ -45,11 +46,19 @@ def customer_spec(doc: OutboundDocument) -> CustomerSpec:
     return CustomerSpec(doc.customer_ref, doc.customer_name, doc.customer_email, doc.currency)
 
 
+def display_name(name: str) -> str:
+    """A valid QuickBooks customer name: Intuit's XSD forbids a colon (it separates a sub-customer
+    from its parent), so each becomes a hyphen; within DISPLAY_NAME_MAX characters."""
+    return name.replace(":", "-")[:DISPLAY_NAME_MAX]
+
+
 def customer_payload(spec: CustomerSpec) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "DisplayName": spec.display_name[:DISPLAY_NAME_MAX],
-        "CurrencyRef": {"value": spec.currency},
-    }
+    """The customer as QuickBooks takes it; a name that had to change keeps its original in Notes,
+    which QuickBooks shows on the customer."""
+    name = display_name(spec.display_name)
+    payload: dict[str, Any] = {"DisplayName": name, "CurrencyRef": {"value": spec.currency}}
+    if name != spec.display_name:
+        payload["Notes"] = f"Name in billbridge: {spec.display_name}"[:NOTES_MAX]
     if spec.email:
         payload["PrimaryEmailAddr"] = {"Address": spec.email}
     return payload

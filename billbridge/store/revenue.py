@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing.revenue import Key, Obligation, Posted
+from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import (
     Contract,
     ContractVersion,
@@ -25,7 +26,6 @@ from billbridge.store.models import (
     table_of,
     utcnow,
 )
-from billbridge.store.bulk import BulkStatement
 from billbridge.store.revenue_models import (
     RevenueContractState,
     RevenueObligation,

@@ -23,7 +23,13 @@ from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks.client import QuickBooksConfig
 from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_PAGE
 from billbridge.connectors.quickbooks.tokens import TokenStore
-from billbridge.connectors.quickbooks.writers import QuickBooksConnector, QuickBooksWriteError, Write, Written
+from billbridge.connectors.quickbooks.writers import (
+    DUPLICATE_DOC_NUMBER,
+    QuickBooksConnector,
+    QuickBooksWriteError,
+    Write,
+    Written,
+)
 from billbridge.errors import NotConfigured
 from billbridge.mapping.fields import map_each, record_id
 from billbridge.mapping.quickbooks import (
@@ -206,11 +212,23 @@ class QuickBooks(QuickBooksConnector):
                     continue
                 writes.append(Write(doc.idempotency_key("qbo-create"), qbo_entity(doc), payload))
         written = self.batch(writes)
+        # 6140: the DocNumber is taken (an earlier attempt whose answer was lost made it): look it up
+        taken = [
+            d
+            for d in docs
+            if d.number not in results and DUPLICATE_DOC_NUMBER in written[d.idempotency_key("qbo-create")].codes
+        ]
+        found = self.find_documents(taken) if taken else {}
         for doc in docs:
             if doc.number in results:
                 continue
             outcome = written[doc.idempotency_key("qbo-create")]
-            if outcome.record is None:
+            if doc.number in found:
+                record = found[doc.number]
+                results[doc.number] = PushResult(
+                    doc.number, doc.doc_type, "existing", str(record["Id"]), str(record["SyncToken"])
+                )
+            elif outcome.record is None:
                 results[doc.number] = PushResult(
                     doc.number, doc.doc_type, "failed", error=outcome.error, retriable=outcome.retriable
                 )

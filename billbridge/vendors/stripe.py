@@ -162,8 +162,10 @@ class Stripe(StripeConnector):
             result = self.call(pay)
         except VendorError as exc:
             cause = exc.__cause__
-            if isinstance(cause, stripe.InvalidRequestError) and cause.code == "invoice_not_open":
-                result = self.retrieve_invoice(invoice_id)  # paid by an earlier attempt whose answer was lost
+            # Stripe refuses to pay an invoice that is no longer open without a documented code: read it
+            # (paid by an earlier attempt whose answer was lost is "paid"; void and the like are conflicts)
+            if isinstance(cause, stripe.InvalidRequestError) and cause.http_status == 400:
+                result = self.retrieve_invoice(invoice_id)
             else:
                 raise
         if isinstance(result, stripe.CardError):

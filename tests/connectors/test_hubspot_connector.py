@@ -249,3 +249,23 @@ def test_pulled_bundles_map_to_the_worlds_contracts(sandbox: HubSpotSandbox, wor
     assert set(failed) == world.broken_keys()
     fields = {"deal_currency_code", "billing_start_date", "quantity", "hs_product_id", "amount"}
     assert set(failed.values()) == fields
+
+
+def test_associations_are_followed_page_by_page_per_deal() -> None:
+    """Issue 19 item 9: associations v4 batch read pages each input's links (HubSpot: paging.next.after
+    per input); a sandbox paging one link at a time still yields every line of every deal."""
+    world = demo_world.generate(30, seed=4)
+    assert any(len(d.lines) > 1 for d in world.live_deals)
+    with HubSpotSandbox.start(world, associations_page=1) as sandbox:
+        pages = list(source_for(sandbox).pull(None))
+        assert len(ids_of(pages)) == 30
+        check_bundles(sandbox, world, pages)
+
+
+def test_search_calls_are_paced_under_their_own_limit() -> None:
+    """Issue 19 item 10: a pull of many search pages gets no 429 from the per-token search limit."""
+    world = demo_world.generate(100, seed=9)
+    with HubSpotSandbox.start(world) as sandbox:
+        pages = list(source_for(sandbox, page_size=10).pull(None))
+        assert len(ids_of(pages)) == 100
+        assert sandbox.app.state.search_throttled == 0

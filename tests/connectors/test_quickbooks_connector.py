@@ -11,15 +11,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from billbridge.app.secrets import Sealer
 from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
-from billbridge.connectors.errors import RetryPolicy
+from billbridge.connectors.errors import RetryPolicy, VendorError
 from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks import (
     FileTokenStore,
@@ -236,6 +237,52 @@ def test_after_lost_answers_a_rerun_finds_the_documents_by_doc_number(qb: Runnin
     assert [r.status for r in rerun] == ["existing"] * 30 + ["created"] * 5
     assert doc_numbers(qb) == Counter(d.number for d in docs)
     assert all(n == 1 for n in doc_numbers(qb).values())
+
+
+def test_a_taken_doc_number_6140_is_looked_up_and_reported_existing(qb: RunningQuickBooks, connect: Connect) -> None:
+    """Issue 19 item 3: with duplicate-number checking on, QuickBooks refuses a taken DocNumber with 6140;
+    after an uncertain create (a rerun without the look-up) that means "it exists", not a failure."""
+    conn, docs = connect(), invoices(5)
+    customers, items = prepared(qb, conn, docs)
+    qb.faults.add(kind="lost_response", path=BATCH, times=None)
+    conn.push_documents(docs[:3], customer_ids=customers, item_ids=items, look_up_first=False)
+    qb.faults.clear()
+    again = conn.push_documents(docs, customer_ids=customers, item_ids=items, look_up_first=False)
+    assert [r.status for r in again] == ["existing"] * 3 + ["created"] * 2
+    assert all(r.external_id for r in again)
+    assert doc_numbers(qb) == Counter(d.number for d in docs)
+
+
+def test_more_deleted_payments_than_one_change_data_capture_answer_are_all_found(
+    qb: RunningQuickBooks, connect: Connect
+) -> None:
+    """Issue 19 item 5: change data capture answers at most 1,000 objects of an entity; a full answer is
+    followed by another from its newest change until one is complete, so no deletion is missed."""
+    since = (qb.company.now() - timedelta(seconds=1)).isoformat()
+    with qb.company.lock:
+        for n in range(1, 1251):
+            stamp = qb.company._stamp()
+            qb.company.deleted["Payment"].append(
+                {"domain": "QBO", "status": "Deleted", "Id": str(90_000 + n), "MetaData": {"LastUpdatedTime": stamp}}
+            )
+    deleted = connect().deleted_payments(since)
+    assert len(deleted) == len({p.payment_ref for p in deleted}) == 1250
+
+
+def test_401_and_403_fault_shapes_are_summarised(qb: RunningQuickBooks, connect: Connect) -> None:
+    """Issue 19 item 4: a 401's lowercase ``fault`` JSON and a 403's XML ``IntuitResponse`` both name
+    Intuit's code in the error the connector reports."""
+    from billbridge.connectors.quickbooks.client import _fault_summary
+
+    qb.faults.add(kind="expired_auth", path="/query", times=None)  # the token endpoint keeps working
+    with pytest.raises(VendorError, match="3200 message=AuthenticationFailed"):
+        connect().query("SELECT * FROM Customer")
+    qb.faults.clear()
+    wrong_realm = connect()
+    wrong_realm.config = replace(wrong_realm.config, realm_id="123")
+    with pytest.raises(VendorError, match="3100 message=ApplicationAuthorizationFailed"):
+        wrong_realm.query("SELECT * FROM Customer")
+    assert _fault_summary(SimpleNamespace(text="{}", json=dict, reason="Forbidden")) == "Forbidden"
 
 
 def test_a_429_storm_is_ridden_out(qb: RunningQuickBooks, connect: Connect) -> None:

@@ -11,6 +11,7 @@ import pytest
 from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
 from billbridge.mapping.fields import MappingError
 from billbridge.mapping.quickbooks import (
+    CustomerSpec,
     amendments_in,
     customer_payload,
     customer_spec,
@@ -243,3 +244,14 @@ def test_money_applied_by_hand_becomes_a_line_within_the_same_total() -> None:
 def test_a_change_the_payment_cannot_carry_is_refused(lines: dict[str, Decimal], says: str) -> None:
     with pytest.raises(ValueError, match=says):
         payment_amended(_entered(), "re_1", lines, sum(lines.values(), Decimal(0)))
+
+
+def test_customer_names_lose_their_colons_and_keep_the_original_in_notes() -> None:
+    """Issue 19 item 2: Intuit's XSD forbids a colon in a customer name (it nests sub-customers)."""
+    spec = CustomerSpec("C-1", "Globex: EMEA", None, "EUR")
+    assert customer_payload(spec) == {
+        "DisplayName": "Globex- EMEA",
+        "CurrencyRef": {"value": "EUR"},
+        "Notes": "Name in billbridge: Globex: EMEA",
+    }
+    assert len(customer_payload(CustomerSpec("C-2", "x" * 600, None, "EUR"))["DisplayName"]) == 500

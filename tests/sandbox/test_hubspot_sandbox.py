@@ -13,9 +13,11 @@ import pytest
 import requests
 from jsonschema import Draft7Validator, FormatChecker
 
-from billbridge.sandbox import demo_world
+from billbridge.sandbox import demo_world, specs
 from billbridge.sandbox.hubspot import HubSpotSandbox
+from billbridge.sandbox.hubspot.contract import nullable_properties
 from billbridge.sandbox.hubspot.records import to_ms
+from tests.conftest import require_contracts
 
 SPECS = Path(__file__).resolve().parents[1] / "vendor_specs" / "hubspot"  # HubSpot's published OpenAPI specs
 SPEC_FILES = {
@@ -43,7 +45,7 @@ def clock() -> Clock:
 
 @pytest.fixture(scope="module")
 def sandbox(clock: Clock) -> Iterator[HubSpotSandbox]:
-    with HubSpotSandbox.start(WORLD, search_cap=40, clock=clock) as running:
+    with HubSpotSandbox.start(WORLD, search_cap=40, clock=clock, search_rate_per_second=None) as running:
         yield running
 
 
@@ -60,8 +62,13 @@ def call(sandbox: HubSpotSandbox, method: str, path: str, **kwargs: Any) -> requ
 
 
 def spec(name: str) -> dict[str, Any]:
+    """A spec as JSON Schema draft 7 reads it (OpenAPI 3.0's ``nullable`` as a null type)."""
     loaded: dict[str, Any] = json.loads((SPECS / name).read_text())
-    return loaded
+    text = json.dumps(nullable_properties(loaded)).replace(
+        '"type": "string", "example": null, "nullable": true', '"type": ["string", "null"]'
+    )
+    as_draft7: dict[str, Any] = json.loads(text)
+    return as_draft7
 
 
 def check(spec_doc: dict[str, Any], path: str, method: str, response: requests.Response) -> None:
@@ -93,10 +100,20 @@ def test_object_endpoints_validate_against_hubspot_specs(sandbox: HubSpotSandbox
     check(doc, base, "get", listed)
     check(doc, base, "get", call(sandbox, "GET", base, params={"limit": 500}))
     some = [r["id"] for r in listed.json()["results"]]
-    read = call(sandbox, "POST", f"{base}/batch/read", json={"inputs": [{"id": i} for i in some], "properties": []})
+    read = call(
+        sandbox,
+        "POST",
+        f"{base}/batch/read",
+        json={"inputs": [{"id": i} for i in some], "properties": [], "propertiesWithHistory": []},
+    )
     assert read.status_code == 200
     check(doc, f"{base}/batch/read", "post", read)
-    partial = call(sandbox, "POST", f"{base}/batch/read", json={"inputs": [{"id": "1"}, {"id": some[0]}]})
+    partial = call(
+        sandbox,
+        "POST",
+        f"{base}/batch/read",
+        json={"inputs": [{"id": "1"}, {"id": some[0]}], "properties": [], "propertiesWithHistory": []},
+    )
     assert partial.status_code == 207 and [r["id"] for r in partial.json()["results"]] == [some[0]]
     check(doc, f"{base}/batch/read", "post", partial)
     found = call(sandbox, "POST", f"{base}/search", json={"limit": 3, "properties": ["name"]})
@@ -177,9 +194,20 @@ def test_list_pages_through_every_deal_once_at_most_100(sandbox: HubSpotSandbox)
 
 def test_batch_read_takes_at_most_100_inputs(sandbox: HubSpotSandbox) -> None:
     ids = [{"id": i} for i in list(sandbox.data.tables["line_items"].live)[:101]]
-    assert call(sandbox, "POST", "/crm/v3/objects/line_items/batch/read", json={"inputs": ids}).status_code == 400
+    assert (
+        call(
+            sandbox,
+            "POST",
+            "/crm/v3/objects/line_items/batch/read",
+            json={"inputs": ids, "properties": [], "propertiesWithHistory": []},
+        ).status_code
+        == 400
+    )
     read = call(
-        sandbox, "POST", "/crm/v3/objects/line_items/batch/read", json={"inputs": ids[:100], "properties": ["quantity"]}
+        sandbox,
+        "POST",
+        "/crm/v3/objects/line_items/batch/read",
+        json={"inputs": ids[:100], "properties": ["quantity"], "propertiesWithHistory": []},
     )
     assert read.status_code == 200 and len(read.json()["results"]) == 100
 
@@ -189,7 +217,12 @@ def test_batch_read_by_id_property(sandbox: HubSpotSandbox) -> None:
         sandbox,
         "POST",
         "/crm/v3/objects/products/batch/read",
-        json={"inputs": [{"id": "SEATS"}], "idProperty": "hs_sku", "properties": ["hs_sku", "hs_price_eur"]},
+        json={
+            "inputs": [{"id": "SEATS"}],
+            "idProperty": "hs_sku",
+            "properties": ["hs_sku", "hs_price_eur"],
+            "propertiesWithHistory": [],
+        },
     )
     assert [(r["id"], r["properties"]["hs_price_eur"]) for r in read.json()["results"]] == [
         (sandbox.data.ids["SEATS"], "41.40")
@@ -311,3 +344,79 @@ def test_changes_archive_deleted_deals_and_touch_changed_ones() -> None:
         touched = {r["id"] for r in call(sandbox, "POST", "/crm/v3/objects/deals/search", json=body).json()["results"]}
         expected = {sandbox.data.ids[d.key] for d in later.live_deals if d.modified_at == later.now}
         assert touched == expected and expected
+
+
+def test_requests_the_spec_refuses_are_refused_and_recorded(sandbox: HubSpotSandbox) -> None:
+    """A body HubSpot's spec refuses (inputs as bare strings) is a 400 and a recorded violation."""
+    require_contracts()
+    answer = call(
+        sandbox, "POST", "/crm/v3/objects/deals/batch/read", json={"inputs": ["1"], "propertiesWithHistory": []}
+    )
+    assert answer.status_code == 400 and answer.json()["category"] == "VALIDATION_ERROR"
+    seen = specs.take_violations()
+    assert len(seen) == 1 and "batch/read" in seen[0]
+
+
+def test_unset_requested_properties_come_back_as_null(sandbox: HubSpotSandbox) -> None:
+    listed = call(sandbox, "GET", "/crm/v3/objects/companies", params={"limit": 1, "properties": "name,no_such"})
+    assert listed.json()["results"][0]["properties"]["no_such"] is None
+
+
+def test_a_generic_client_pages_through_with_hubspots_public_api_only(sandbox: HubSpotSandbox) -> None:
+    """Issue 19 item 11: what a third-party client (dlt's HubSpot source, say) does first: read the
+    properties, list every deal with its associations page by page, follow the full-URL next link,
+    read associations in batch; all through the SDK, nothing billbridge-specific."""
+    from hubspot import HubSpot
+
+    sdk = HubSpot(access_token=sandbox.credentials.access_token, host=sandbox.url, retry=False)
+    names = [p.name for p in sdk.crm.properties.core_api.get_all("deals").results]
+    assert {"dealname", "amount", "closedate", "hs_lastmodifieddate"} <= set(names)
+    deals = sdk.crm.deals.get_all(properties=names, associations=["line_items", "companies"])
+    live = {deal_id(sandbox, d.key): d for d in WORLD.live_deals}
+    assert sorted(d.id for d in deals) == sorted(live) and len(deals) == 120
+    for deal in deals:
+        world = live[deal.id]
+        lines = [a.id for a in deal.associations["line_items"].results]
+        assert lines == [sandbox.data.ids[x.key] for x in world.lines]
+        assert [a.id for a in deal.associations["companies"].results] == [sandbox.data.ids[world.company_key]]
+        assert deal.properties["dealname"] == world.name
+    first = call(sandbox, "GET", "/crm/v3/objects/deals", params={"limit": 100, "properties": "dealname"}).json()
+    link = first["paging"]["next"]["link"]
+    assert link.startswith(sandbox.url + "/crm/v3/objects/deals?")
+    rest = requests.get(link, headers={"Authorization": f"Bearer {sandbox.credentials.access_token}"}, timeout=10)
+    assert len(first["results"]) + len(rest.json()["results"]) == 120 and "paging" not in rest.json()
+    assert set(rest.json()["results"][0]["properties"]) >= {"dealname"}
+    linked = sdk.crm.associations.v4.batch_api.get_page(
+        "deals", "line_items", batch_input_public_fetch_associations_batch_request={"inputs": [{"id": deals[0].id}]}
+    )
+    assert [str(t.to_object_id) for t in linked.results[0].to] == [
+        a.id for a in deals[0].associations["line_items"].results
+    ]
+
+
+def test_associations_page_per_input_with_after() -> None:
+    """Issue 19 item 9: each input's links are paged; the input's ``after`` asks for the next page."""
+    world = demo_world.generate(10, seed=3)
+    deal = next(d for d in world.live_deals if len(d.lines) > 1)
+    with HubSpotSandbox.start(world, associations_page=1) as sandbox:
+        path = "/crm/v4/associations/deals/line_items/batch/read"
+        deal_id, seen, after = sandbox.data.ids[deal.key], [], None
+        while True:
+            one: dict[str, Any] = {"id": deal_id} | ({"after": after} if after else {})
+            result = call(sandbox, "POST", path, json={"inputs": [one]}).json()["results"][0]
+            assert len(result["to"]) == 1
+            seen += [t["toObjectId"] for t in result["to"]]
+            after = result.get("paging", {}).get("next", {}).get("after")
+            if not after:
+                break
+        assert seen == [sandbox.data.ids[x.key] for x in deal.lines]
+
+
+def test_search_has_its_own_limit_per_token() -> None:
+    """Issue 19 item 10: more than 5 searches a second with one token are a 429 of their own."""
+    with HubSpotSandbox.start(demo_world.generate(10, seed=2)) as sandbox:
+        answers = [call(sandbox, "POST", "/crm/v3/objects/deals/search", json={"limit": 1}) for _ in range(8)]
+        assert [a.status_code for a in answers].count(429) >= 1
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.json()["policyName"] == "SECONDLY" and sandbox.app.state.search_throttled >= 1
+        assert call(sandbox, "GET", "/crm/v3/objects/deals", params={"limit": 1}).status_code == 200

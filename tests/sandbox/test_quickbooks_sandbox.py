@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.quickbooks import QboCompany, RunningQuickBooks, TokenPolicy, start_quickbooks
 from billbridge.sandbox.server import SandboxServer
+from tests.conftest import require_contracts
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC).timestamp()
 
@@ -211,7 +212,8 @@ def test_access_tokens_expire(api: Api) -> None:
     api.clock.now += 3600
     expired = api.query("SELECT COUNT(*) FROM Customer")
     assert expired.status_code == 401
-    assert fault_code(expired) == "3200"
+    fault = expired.json()["fault"]  # Intuit's 401: lowercase ``fault``, not the ``Fault`` of other errors
+    assert (fault["type"], fault["error"][0]["code"]) == ("AUTHENTICATION", "3200")
 
 
 def test_change_data_capture_lists_what_changed_since(api: Api) -> None:
@@ -352,3 +354,80 @@ def test_journal_entries_balance_on_existing_accounts_and_read_back_as_intuits_x
     nowhere = json.loads(json.dumps(payload))
     nowhere["Line"][0]["JournalEntryLineDetail"]["AccountRef"] = {"value": "999"}
     assert fault_code(api.call("POST", "journalentry", nowhere)) == "2500"
+
+
+def test_unknown_properties_are_refused_with_2010_as_intuits_xsd_says(api: Api) -> None:
+    """Issue 19: entities are checked against Intuit's XSDs; a property the schema lacks, at any depth, is 2010."""
+    require_contracts()
+    top = api.call("POST", "customer", {"DisplayName": "Initech", "Nickname": "ini"})
+    assert top.status_code == 400 and fault_code(top) == "2010"
+    assert "Customer.Nickname" in top.json()["Fault"]["Error"][0]["Detail"]
+    customer = make_customer(api, "Initech")
+    item = make_item(api)
+    body = invoice_body(customer["Id"], item["Id"], "INV-1", "10.00")
+    body["Line"][0]["SalesItemLineDetail"]["Colour"] = "blue"
+    nested = api.call("POST", "invoice", body)
+    assert nested.status_code == 400 and fault_code(nested) == "2010"
+    assert "Invoice.Line[0].SalesItemLineDetail.Colour" in nested.json()["Fault"]["Error"][0]["Detail"]
+    del body["Line"][0]["SalesItemLineDetail"]["Colour"]
+    assert api.call("POST", "invoice", body).status_code == 200
+
+
+def test_a_taken_doc_number_is_6140_and_doc_numbers_are_at_most_21_characters(api: Api) -> None:
+    """Issue 19 item 3: duplicate DocNumber is 6140 "Duplicate Document Number Error" (with the company's
+    duplicate-number checking on), not the name error 6240; Intuit's XSD caps DocNumber at 21."""
+    customer, item = make_customer(api, "Hooli"), make_item(api)
+    assert api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "INV-7", "5.00")).status_code == 200
+    again = api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "INV-7", "5.00"))
+    assert again.status_code == 400 and fault_code(again) == "6140"
+    assert again.json()["Fault"]["Error"][0]["Message"] == "Duplicate Document Number Error"
+    long = api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "X" * 22, "5.00"))
+    assert long.status_code == 400 and fault_code(long) == "2050"
+    assert api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "X" * 21, "5.00")).status_code == 200
+    api.qb.company.duplicate_doc_number_check = False
+    assert api.call("POST", "invoice", invoice_body(customer["Id"], item["Id"], "INV-7", "5.00")).status_code == 200
+
+
+def test_change_data_capture_answers_at_most_1000_objects_per_entity(api: Api) -> None:
+    """Issue 19 item 5: Intuit's cap, oldest changes first; the rest need another call."""
+    since = (api.qb.company.now() - timedelta(seconds=1)).isoformat()
+    with api.qb.company.lock:
+        for n in range(1, 1101):
+            stamp = api.qb.company._stamp()
+            api.qb.company.deleted["Payment"].append(
+                {"domain": "QBO", "status": "Deleted", "Id": str(n), "MetaData": {"LastUpdatedTime": stamp}}
+            )
+    answer = api.call("GET", "cdc", entities="Payment", changedSince=since).json()
+    rows = answer["CDCResponse"][0]["QueryResponse"][0]["Payment"]
+    assert len(rows) == 1000 and rows[0]["Id"] == "1" and rows[-1]["Id"] == "1000"
+
+
+def test_a_403_is_intuits_xml_intuitresponse_fault(api: Api) -> None:
+    """Issue 19 item 4: a realm the token is not for answers 403 in XML, whatever Accept asked."""
+    url = f"{api.qb.api_url_v3}/company/123/query"
+    answer = api.http.post(url, data="SELECT * FROM Customer", headers={"Authorization": f"Bearer {api.access_token}"})
+    assert answer.status_code == 403 and answer.headers["content-type"].startswith("application/xml")
+    assert answer.text.startswith("<?xml") and '<Fault type="AUTHORIZATION"><Error code="3100">' in answer.text
+
+
+def test_display_names_are_unique_across_customers_vendors_and_employees_inactive_included(api: Api) -> None:
+    """Issue 19 item 1: one DisplayName namespace for Customer, Vendor and Employee, inactive ones too,
+    while ``SELECT * FROM Customer`` lists active customers only."""
+    assert api.call("POST", "vendor", {"DisplayName": "Acme"}).status_code == 200
+    assert api.call("POST", "employee", {"DisplayName": "Jo Bloggs"}).status_code == 200
+    assert api.call("POST", "customer", {"DisplayName": "Gone Ltd", "Active": False}).status_code == 200
+    for name in ("Acme", "Jo Bloggs", "Gone Ltd"):
+        refused = api.call("POST", "customer", {"DisplayName": name})
+        assert refused.status_code == 400 and fault_code(refused) == "6240", name
+    assert api.call("POST", "vendor", {"DisplayName": "Gone Ltd"}).status_code == 400
+    listed = api.query("SELECT * FROM Customer").json()["QueryResponse"].get("Customer", [])
+    assert "Gone Ltd" not in {c["DisplayName"] for c in listed}
+    everyone = api.query("SELECT * FROM Customer WHERE Active IN (true, false)").json()["QueryResponse"]["Customer"]
+    assert "Gone Ltd" in {c["DisplayName"] for c in everyone}
+
+
+def test_a_customer_name_with_a_colon_is_refused(api: Api) -> None:
+    """Issue 19 item 2: Intuit's XSD business rule, "The customer name must not contain a colon"."""
+    refused = api.call("POST", "customer", {"DisplayName": "Globex: EMEA"})
+    assert refused.status_code == 400 and fault_code(refused) == "6000"
+    assert "colon" in refused.json()["Fault"]["Error"][0]["Detail"]

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from hubspot import HubSpot
 
@@ -29,9 +29,10 @@ LIST_PAGE_SIZE = 100  # v3 list: at most 100 per page
 RATE_WINDOW_SECONDS = 10.0
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 
-def chunks(items: list[str], size: int) -> Iterable[list[str]]:
+def chunks(items: list[T], size: int) -> Iterable[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -53,6 +54,7 @@ class HubSpotClient(VendorClient):
     ) -> None:
         super().__init__(policy=policy, pacer=Pacer(settings.requests_per_10s, RATE_WINDOW_SECONDS), sleep=sleep)
         self.settings = settings
+        self.search_pacer = Pacer(settings.search_requests_per_second, 1.0)  # search has its own, stricter limit
         self.refreshes = 0
         token = settings.access_token.get_secret_value() if settings.access_token else None
         self._build(token)
@@ -112,10 +114,11 @@ class HubSpotClient(VendorClient):
         return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
 
     def search(self, object_type: str, body: Json) -> Json:
-        return self._call(
-            lambda: self._search[object_type].do_search(public_object_search_request=body, **self._raw()),
-            f"search {object_type}",
-        )
+        return self._call(partial(self._searched, object_type, body), f"search {object_type}")
+
+    def _searched(self, object_type: str, body: Json) -> Any:
+        self.search_pacer.wait()
+        return self._search[object_type].do_search(public_object_search_request=body, **self._raw())
 
     def batch_read(self, object_type: str, ids: list[str], properties: list[str]) -> list[Json]:
         """Objects by id, ``BATCH_READ_SIZE`` per call; ids HubSpot does not know are left out."""
@@ -144,9 +147,19 @@ class HubSpotClient(VendorClient):
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
         """Associated ids per object id (v4 batch read); objects without associations map to []."""
         linked: dict[str, list[str]] = {i: [] for i in ids}
-        for part in chunks(ids, ASSOCIATIONS_BATCH_SIZE):
-            body = {"inputs": [{"id": i} for i in part]}
-            answer = self._call(partial(self._linked, from_type, to_type, body), f"associations {from_type}-{to_type}")
-            for result in answer["results"]:
-                linked[str(result["from"]["id"])] = [str(t["toObjectId"]) for t in result["to"]]
+        pending: list[dict[str, str]] = [{"id": i} for i in ids]
+        while pending:  # each input's links come in pages: ask again with its paging.next.after
+            later: list[dict[str, str]] = []
+            for part in chunks(pending, ASSOCIATIONS_BATCH_SIZE):
+                body = {"inputs": part}
+                answer = self._call(
+                    partial(self._linked, from_type, to_type, body), f"associations {from_type}-{to_type}"
+                )
+                for result in answer["results"]:
+                    object_id = str(result["from"]["id"])
+                    linked[object_id] += [str(t["toObjectId"]) for t in result["to"]]
+                    after = result.get("paging", {}).get("next", {}).get("after")
+                    if after:
+                        later.append({"id": object_id, "after": str(after)})
+            pending = later
         return linked

@@ -11,6 +11,7 @@ CA bundle from the first request on (``REQUESTS_CA_BUNDLE`` would otherwise over
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ class QuickBooksClient(QuickBooks):
         response = self.session.request(
             request_type, url, headers=headers, params=params, data=data, timeout=self.timeout_seconds
         )
-        if response.status_code in (401, 429) or response.status_code >= 500:
+        if response.status_code in (401, 403, 429) or response.status_code >= 500:
             raise QuickBooksHttpError(
                 response.status_code, response.headers.get("Retry-After"), _fault_summary(response)
             )
@@ -107,10 +108,17 @@ class QuickBooksClient(QuickBooks):
 
 def _fault_summary(response: Any) -> str:
     """The Fault's code and message (never the request or the whole body: they carry customer data)."""
+    # JSON ``Fault``/``Error``/``Message``, the lowercase ``fault``/``error``/``message`` of 401s, or
+    # the XML ``IntuitResponse``/``Fault``/``Error`` of 403s
     try:
-        error = response.json()["Fault"]["Error"][0]
-        return f"{error.get('code')} {error.get('Message')}"
-    except (ValueError, KeyError, IndexError, TypeError):
+        if response.text.lstrip().startswith("<"):
+            found = re.search(r'<Error code="([^"]*)"[^>]*>\s*<Message>([^<]*)</Message>', response.text)
+            return f"{found.group(1)} {found.group(2)}" if found else response.reason or ""
+        body = response.json()
+        fault = body.get("Fault") or body["fault"]
+        error = (fault.get("Error") or fault["error"])[0]
+        return f"{error.get('code')} {error.get('Message') or error.get('message')}"
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return response.reason or ""
 
 

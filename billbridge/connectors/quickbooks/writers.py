@@ -25,6 +25,7 @@ BATCH_LIMIT = 30  # Intuit: at most 30 operations in one batch request
 _REQUEST_ID_NS = uuid.UUID("6f9d5f8e-1f8b-4a8c-9d0e-0b1b2b3c4d5e")
 STALE_OBJECT = "5010"  # Intuit's error code for an update with an outdated SyncToken
 DUPLICATE_NAME = "6240"  # Intuit: a Customer (Vendor, Employee) or Item of that name exists
+DUPLICATE_DOC_NUMBER = "6140"  # Intuit: the DocNumber is used (with duplicate-number checking on)
 
 
 @dataclass(frozen=True)

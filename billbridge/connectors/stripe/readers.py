@@ -36,7 +36,17 @@ DISPUTES = dc_replace(CHARGES, name="disputes")  # their charge.dispute.funds_* 
 SUBSCRIPTIONS = dc_replace(CHARGES, name="subscriptions")  # customer.subscription.* events, by the event's created
 LAG_SECONDS = int(CHARGES.lag.total_seconds())
 EVENTS_RETENTION_SECONDS = 30 * 86400  # Stripe keeps events for 30 days: older cursors need a full read
-SUBSCRIPTION_EVENTS = "customer.subscription.*"
+# ``types`` matches exact event names only (the ``*`` wildcard belongs to ``type``)
+SUBSCRIPTION_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.pending_update_applied",
+    "customer.subscription.pending_update_expired",
+    "customer.subscription.trial_will_end",
+)
 PAYMENT_EVENTS = ("invoice_payment.paid", "invoice.paid")
 # The dispute events that move money (withdrawn when it opens, reinstated when the business wins);
 # mapping.stripe.DISPUTE_MOVES says what each means, for the same names (a test keeps them equal).
@@ -170,7 +180,7 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
     latest: dict[str, dict[str, Any]] = {}
     changed: dict[str, int] = {}
     newest = since
-    query = {"types": [SUBSCRIPTION_EVENTS], "created": {"gte": max(0, since - LAG_SECONDS)}}
+    query = {"types": list(SUBSCRIPTION_EVENTS), "created": {"gte": max(0, since - LAG_SECONDS)}}
     calls = conn.api_calls
     for event in conn.paged(lambda p: conn.api.events.list(p), query):
         newest = max(newest, int(event["created"]))

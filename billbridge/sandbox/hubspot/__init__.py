@@ -14,6 +14,8 @@ from types import TracebackType
 from billbridge.sandbox.demo_world import DemoWorld
 from billbridge.sandbox.faults import FaultInjector
 from billbridge.sandbox.hubspot.app import (
+    ASSOCIATIONS_PAGE,
+    SEARCH_RATE_PER_SECOND,
     SEARCH_RESULT_CAP,
     TOKEN_TTL_SECONDS,
     Credentials,
@@ -39,6 +41,8 @@ class HubSpotSandbox:
         search_cap: int = SEARCH_RESULT_CAP,
         token_ttl_seconds: float = TOKEN_TTL_SECONDS,
         clock: Callable[[], float] | None = None,
+        associations_page: int = ASSOCIATIONS_PAGE,
+        search_rate_per_second: int | None = SEARCH_RATE_PER_SECOND,
     ) -> None:
         self.world = world
         self.data: HubSpotData = render(world)
@@ -47,7 +51,13 @@ class HubSpotSandbox:
             self.tokens.clock = clock
         self.credentials: Credentials = replace(self.tokens.credentials, access_token=self.tokens.issue())
         self.faults = FaultInjector()
-        self.app = create_app(self.data, self.tokens, search_cap=search_cap)
+        self.app = create_app(
+            self.data,
+            self.tokens,
+            search_cap=search_cap,
+            associations_page=associations_page,
+            search_rate_per_second=search_rate_per_second,
+        )
         self.server = SandboxServer(wrap(self.app, self.faults), name="hubspot")
         self._running = False
 
@@ -59,9 +69,18 @@ class HubSpotSandbox:
         search_cap: int = SEARCH_RESULT_CAP,
         token_ttl_seconds: float = TOKEN_TTL_SECONDS,
         clock: Callable[[], float] | None = None,
+        associations_page: int = ASSOCIATIONS_PAGE,
+        search_rate_per_second: int | None = SEARCH_RATE_PER_SECOND,
     ) -> HubSpotSandbox:
         """Render ``world`` and serve it; stop() (or use as a context manager) when done."""
-        sandbox = cls(world, search_cap=search_cap, token_ttl_seconds=token_ttl_seconds, clock=clock)
+        sandbox = cls(
+            world,
+            search_cap=search_cap,
+            token_ttl_seconds=token_ttl_seconds,
+            clock=clock,
+            associations_page=associations_page,
+            search_rate_per_second=search_rate_per_second,
+        )
         sandbox.server.start()
         sandbox._running = True
         return sandbox

@@ -2,12 +2,16 @@
 
 Followed from HubSpot's API reference (developers.hubspot.com/docs/api-reference) and its published
 OpenAPI specs (``vendor-specs/hubspot``):
-- v3 list ``GET /crm/v3/objects/{type}``: limit up to 100, ``after`` cursor, ``properties``,
-  ``archived=true`` lists archived objects only;
+- v3 list ``GET /crm/v3/objects/{type}``: limit up to 100, ``after`` cursor (``paging.next.link``
+  is the full URL of the next page), ``properties``, ``associations`` (ids per requested type),
+  ``archived=true`` lists archived objects only; a page is a bisect into a kept id order, not a sort;
+- ``GET /crm/v3/properties/{type}``: the properties the portal's objects carry, as definitions;
 - v3 batch read: up to 100 inputs, unknown ids answered with 207 and per-id errors;
 - v3 search: up to 200 per page, ``after`` is an offset, and no query pages past its first 10,000
-  results: asking for ``after`` >= 10,000 is a 400 (the search guide's "Limitations");
-- associations v4 batch read (up to 1,000 ids; ids without associations come back as 207 errors);
+  results: asking for ``after`` >= 10,000 is a 400 (the search guide's "Limitations"); at most
+  ``search_rate_per_second`` (5) searches a second per token, more are a 429 of their own;
+- associations v4 batch read (up to 1,000 ids; ids without associations come back as 207 errors;
+  each input's links are paged, ``paging.next.after`` sent back with the input's ``id`` as ``after``);
 - Bearer tokens that expire, refreshed through ``POST /oauth/v1/token`` (grant_type=refresh_token).
 Type ids (``0-3`` deals, ...) and names (``deals``) are both accepted in paths, as HubSpot does.
 """
@@ -18,6 +22,7 @@ import itertools
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -27,6 +32,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from billbridge.sandbox import specs
 from billbridge.sandbox.faults import ErrorResponse, FaultInjector, FaultMiddleware
 from billbridge.sandbox.hubspot.records import (
     ASSOCIATION_TYPES,
@@ -43,6 +49,8 @@ BATCH_READ_LIMIT = 100
 SEARCH_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
 ASSOCIATIONS_BATCH_LIMIT = 1_000
+ASSOCIATIONS_PAGE = 500  # associations v4 batch read: links per input per page, the rest behind paging.next.after
+SEARCH_RATE_PER_SECOND = 5  # CRM search: requests per second per token (HubSpot's usage guide)
 RATE_LIMIT_MAX = 190  # requests per rolling 10 seconds (the highest published tier)
 TOKEN_TTL_SECONDS = 1800  # HubSpot OAuth access tokens live 30 minutes
 _TIME_PROPERTIES = {"hs_lastmodifieddate", "createdate", "closedate"}
@@ -239,8 +247,62 @@ def _search_page(
     return len(objects), [o.id for o in objects[offset : offset + limit]]
 
 
-def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH_RESULT_CAP) -> FastAPI:
-    """The HubSpot routes over ``data``; ``search_cap`` is HubSpot's 10,000 unless a test shrinks it."""
+_NUMBER_PROPERTIES = {"amount", "price", "quantity", "hs_discount_percentage", "payment_terms_days", "hs_object_id"}
+_SINGULAR = {"deals": "deal", "line_items": "line_item", "companies": "company", "products": "product"}
+
+
+def _property_definition(object_name: str, name: str) -> dict[str, Any]:
+    """A property as ``GET /crm/v3/properties/{objectType}`` describes it (the fields the SDK requires)."""
+    kind, field_type = "string", "text"
+    if name in _TIME_PROPERTIES:
+        kind, field_type = "datetime", "date"
+    elif name in _NUMBER_PROPERTIES or name.startswith("hs_price_"):
+        kind, field_type = "number", "number"
+    elif name.endswith("_date"):
+        kind, field_type = "date", "date"
+    hubspot_defined = name.startswith("hs_") or name in _TIME_PROPERTIES | {"name", "dealname", "dealstage", "amount"}
+    return {
+        "name": name,
+        "label": name.replace("_", " ").capitalize(),
+        "type": kind,
+        "fieldType": field_type,
+        "description": "",
+        "groupName": f"{_SINGULAR.get(object_name, object_name)}information",
+        "options": [],
+        "displayOrder": -1,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": False,
+        "hidden": False,
+        "hubspotDefined": hubspot_defined,
+        "modificationMetadata": {"archivable": True, "readOnlyDefinition": hubspot_defined, "readOnlyValue": False},
+        "formField": True,
+        "archived": False,
+    }
+
+
+def _associated(data: HubSpotData, from_name: str, object_id: str, to_types: list[str]) -> dict[str, Any]:
+    """``associations=`` on the list endpoint: per requested type that has links, its ids and type name."""
+    out: dict[str, Any] = {}
+    for requested in to_types:
+        to_name = OBJECT_TYPES.get(requested, requested)
+        ids = data.associations.get((from_name, to_name), {}).get(object_id, [])
+        if ids:
+            kind = f"{_SINGULAR.get(from_name, from_name)}_to_{_SINGULAR.get(to_name, to_name)}"
+            out[requested] = {"results": [{"id": i, "type": kind} for i in ids]}
+    return out
+
+
+def create_app(
+    data: HubSpotData,
+    tokens: TokenBook,
+    *,
+    search_cap: int = SEARCH_RESULT_CAP,
+    associations_page: int = ASSOCIATIONS_PAGE,
+    search_rate_per_second: int | None = SEARCH_RATE_PER_SECOND,
+) -> FastAPI:
+    """The HubSpot routes over ``data``; ``search_cap`` (HubSpot's 10,000) and ``associations_page``
+    (links per input per associations page) are HubSpot's unless a test shrinks them."""
     app = FastAPI(title="HubSpot sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.data, app.state.tokens = data, tokens
 
@@ -289,15 +351,29 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
             return _bad_request(f"limit must be between 1 and {LIST_LIMIT}")
         archived = query.get("archived", "false").lower() == "true"
         names = _property_list(query.getlist("properties"))
+        linked = _property_list(query.getlist("associations")) or []
         with data.lock:
             pool = table.archived if archived else table.live
-            ordered = sorted(int(i) for i in pool if int(i) > after)
-            chosen = [pool[str(i)] for i in ordered[:limit]]
-            results = [o.body(names) for o in chosen]
+            ids, more = table.ids_after(after, limit, archived=archived)
+            results = [pool[i].body(names) for i in ids]
+            for result in results:
+                result["associations"] = _associated(data, table.name, str(result["id"]), linked)
+                if not result["associations"]:
+                    del result["associations"]
         body: dict[str, Any] = {"results": results}
-        if len(ordered) > limit:
-            body["paging"] = {"next": {"after": chosen[-1].id, "link": f"?after={chosen[-1].id}"}}
+        if more:  # HubSpot's link is the full URL of the next page
+            link = str(request.url.include_query_params(after=ids[-1]))
+            body["paging"] = {"next": {"after": ids[-1], "link": link}}
         return JSONResponse(body)
+
+    @app.get("/crm/v3/properties/{object_type}")
+    async def properties(object_type: str) -> JSONResponse:
+        table = _table(data, object_type)
+        if table is None:
+            return _bad_request(f"Unable to infer object type from: {object_type}")
+        with data.lock:
+            names = sorted({n for o in table.live.values() for n in o.properties})
+        return JSONResponse({"results": [_property_definition(table.name, n) for n in names]})
 
     @app.post("/crm/v3/objects/{object_type}/batch/read")
     async def batch_read(request: Request, object_type: str) -> JSONResponse:
@@ -338,8 +414,36 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
         ]
         return JSONResponse(body, status_code=207)
 
+    searches: dict[str, deque[float]] = {}
+    app.state.search_throttled = 0  # how many searches the per-token limit refused
+
+    def search_throttled(token: str) -> JSONResponse | None:
+        """HubSpot's per-token search limit (None: not enforced): a 429 once a second holds too many."""
+        if search_rate_per_second is None:
+            return None
+        now = time.monotonic()
+        sent = searches.setdefault(token, deque())
+        while sent and now - sent[0] >= 1.0:
+            sent.popleft()
+        if len(sent) >= search_rate_per_second:
+            app.state.search_throttled += 1
+            error = _error(
+                429,
+                "RATE_LIMITS",
+                "You have reached your secondly limit.",
+                errorType="RATE_LIMIT",
+                policyName="SECONDLY",
+                groupName="publicapi:crm-search",
+            )
+            return JSONResponse(error.body, status_code=429, headers={"Retry-After": "1"})
+        sent.append(now)
+        return None
+
     @app.post("/crm/v3/objects/{object_type}/search")
     async def search(request: Request, object_type: str) -> JSONResponse:
+        throttled = search_throttled(request.headers.get("authorization", ""))
+        if throttled is not None:
+            return throttled
         table = _table(data, object_type)
         if table is None:
             return _bad_request(f"Unable to infer object type from: {object_type}")
@@ -372,6 +476,7 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
         from_name, to_name = OBJECT_TYPES.get(from_type, from_type), OBJECT_TYPES.get(to_type, to_type)
         payload = await request.json()
         inputs = [str(i.get("id", "")) for i in payload.get("inputs", [])]
+        afters = {str(i.get("id", "")): int(i.get("after") or 0) for i in payload.get("inputs", [])}
         if len(inputs) > ASSOCIATIONS_BATCH_LIMIT:
             return _bad_request(f"Batch input size of {len(inputs)} exceeds the limit of {ASSOCIATIONS_BATCH_LIMIT}")
         started = iso_ms(int(time.time() * 1000))
@@ -381,11 +486,19 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
             links = data.associations.get((from_name, to_name), {})
             live_from = data.tables[from_name].live if from_name in data.tables else {}
             found = {i: links.get(i, []) if i in live_from else [] for i in inputs}
-        results = [
-            {"from": {"id": i}, "to": [{"toObjectId": t, "associationTypes": [spec]} for t in to]}
-            for i, to in found.items()
-            if to
-        ]
+        results = []
+        for i, to in found.items():  # a page of ``associations_page`` links per input, then ``paging``
+            if not to:
+                continue
+            start = afters.get(i, 0)
+            chunk = to[start : start + associations_page]
+            result: dict[str, Any] = {
+                "from": {"id": i},
+                "to": [{"toObjectId": t, "associationTypes": [spec]} for t in chunk],
+            }
+            if start + associations_page < len(to):
+                result["paging"] = {"next": {"after": str(start + associations_page)}}
+            results.append(result)
         body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started}
         body["completedAt"] = iso_ms(int(time.time() * 1000))
         missing = [i for i, to in found.items() if not to]
@@ -413,8 +526,15 @@ def create_app(data: HubSpotData, tokens: TokenBook, *, search_cap: int = SEARCH
     return app
 
 
-def wrap(app: FastAPI, injector: FaultInjector) -> FaultMiddleware:
-    return FaultMiddleware(app, injector, HubSpotErrors())
+def wrap(app: FastAPI, injector: FaultInjector, *, contracts: bool | None = None) -> FaultMiddleware:
+    """``app`` behind fault injection and, when ``contracts`` (default: ``specs.contracts_enabled()``),
+    HubSpot's OpenAPI specs."""
+    inner: Any = app
+    if contracts if contracts is not None else specs.contracts_enabled():
+        from billbridge.sandbox.hubspot.contract import ContractMiddleware  # openapi-core: a test dependency
+
+        inner = ContractMiddleware(app)
+    return FaultMiddleware(inner, injector, HubSpotErrors())
 
 
 _counter = itertools.count(1)

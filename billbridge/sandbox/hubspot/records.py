@@ -1,8 +1,9 @@
 """HubSpot CRM records in memory: objects with string properties, associations, and a demo world rendered into them.
 
 HubSpot returns every property value as a string and timestamps as ISO 8601 with milliseconds and
-``Z``; unset properties are left out (the published OpenAPI schema types property values as strings
-only). Deals, line items, companies and products get numeric string ids in separate ranges; the
+``Z``; a requested property an object does not have comes back as ``null`` (as HubSpot answers;
+the published OpenAPI schema types property values as strings only, see ``contract.py``), and
+without ``properties`` the object's set properties are returned. Deals, line items, companies and products get numeric string ids in separate ranges; the
 world keys they came from are kept in ``HubSpotData.ids`` so tests can compare.
 """
 
@@ -57,10 +58,10 @@ class HsObject:
     def body(self, names: list[str] | None, *, with_defaults: bool = True) -> dict[str, object]:
         """The object as the v3 API returns it, with the requested properties (None: all)."""
         if names is None:
-            props = dict(self.properties)
+            props: dict[str, str | None] = dict(self.properties)
         else:
             wanted = set(names) | ({"hs_object_id", "createdate", "hs_lastmodifieddate"} if with_defaults else set())
-            props = {k: v for k, v in self.properties.items() if k in wanted}
+            props = {k: self.properties.get(k) for k in sorted(wanted)}  # unset requested ones: null, as HubSpot
         out: dict[str, object] = {
             "id": self.id,
             "properties": props,
@@ -81,6 +82,7 @@ class ObjectTable:
         self.live: dict[str, HsObject] = {}
         self.archived: dict[str, HsObject] = {}
         self._index: list[tuple[int, int]] | None = None
+        self._ids: dict[bool, list[int]] = {}  # archived? -> numeric ids in order; rebuilt after writes
 
     def put(self, obj: HsObject) -> None:
         obj.properties["hs_object_id"] = obj.id
@@ -89,6 +91,7 @@ class ObjectTable:
         self.archived.pop(obj.id, None)
         self.live[obj.id] = obj
         self._index = None
+        self._ids.clear()
 
     def archive(self, object_id: str, at_ms: int) -> None:
         obj = self.live.pop(object_id, None)
@@ -98,6 +101,15 @@ class ObjectTable:
             obj.properties["hs_lastmodifieddate"] = iso_ms(at_ms)
             self.archived[object_id] = obj
             self._index = None
+            self._ids.clear()
+
+    def ids_after(self, after: int, limit: int, *, archived: bool = False) -> tuple[list[str], bool]:
+        """Up to ``limit`` ids above ``after`` in id order, and whether more follow (a bisect, not a sort)."""
+        if archived not in self._ids:
+            self._ids[archived] = sorted(int(i) for i in (self.archived if archived else self.live))
+        ids = self._ids[archived]
+        start = bisect.bisect_right(ids, after)
+        return [str(i) for i in ids[start : start + limit]], start + limit < len(ids)
 
     def by_modified(self) -> list[tuple[int, int]]:
         """Live objects sorted by (hs_lastmodifieddate ms, numeric id); rebuilt after writes."""

@@ -26,9 +26,16 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from billbridge.sandbox import specs
 from billbridge.sandbox.faults import FaultInjector, FaultMiddleware
 from billbridge.sandbox.quickbooks.company import BATCH_LIMIT, BATCH_REQUEST_ID_MAX, QboCompany, dumps
-from billbridge.sandbox.quickbooks.errors import QboFault, QuickBooksErrors, fault_body, unauthorized_body, validation
+from billbridge.sandbox.quickbooks.errors import (
+    QboFault,
+    QuickBooksErrors,
+    forbidden_xml,
+    unauthorized_body,
+    validation,
+)
 
 _ENTITY_PATHS = {
     "customer": "Customer",
@@ -38,6 +45,8 @@ _ENTITY_PATHS = {
     "payment": "Payment",
     "account": "Account",
     "journalentry": "JournalEntry",
+    "vendor": "Vendor",
+    "employee": "Employee",
 }
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 
@@ -190,15 +199,7 @@ async def _serve(company: QboCompany, request: Request, realm: str, work: Callab
     if scheme.lower() != "bearer" or not company.access_ok(token):
         return _json(401, unauthorized_body())
     if realm != company.realm_id:
-        return _json(
-            403,
-            fault_body(
-                "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
-                "Unknown realm",
-                "3100",
-                "AUTHORIZATION",
-            ),
-        )
+        return Response(forbidden_xml("Unknown realm"), status_code=403, media_type="application/xml")
 
     def guarded() -> tuple[int, Any]:
         try:
@@ -213,7 +214,20 @@ async def _serve(company: QboCompany, request: Request, realm: str, work: Callab
 def _save(company: QboCompany, entity: str, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise validation("Request body must be an object", "2010", "Request has invalid or unsupported property")
+    if specs.contracts_enabled():
+        from billbridge.sandbox.quickbooks.contract import unknown_properties  # xmlschema: a test dependency
+
+        unknown = unknown_properties(entity, body)
+        if unknown:
+            raise validation(
+                f"Property Name:{unknown[0]} specified is unsupported or invalid",
+                "2010",
+                "Request has invalid or unsupported property",
+            )
     record = company.update(entity, body) if "Id" in body else company.create(entity, body)
+    if specs.contracts_enabled():
+        for wrong in unknown_properties(entity, record):
+            specs.report("quickbooks", f"answer {entity} {record['Id']} carries {wrong}, not in Intuit's XSD")
     operation = "Update" if record["SyncToken"] != "0" else "Create"
     company.notify([(entity, record["Id"], operation, record["MetaData"]["LastUpdatedTime"])])
     return record

@@ -26,12 +26,13 @@ import requests
 from billbridge.sandbox.quickbooks.errors import QboFault, not_found, validation
 from billbridge.sandbox.quickbooks.query import parse_query, run_query
 
-ENTITIES = ("Account", "Customer", "Item", "Invoice", "CreditMemo", "Payment", "JournalEntry")
+ENTITIES = ("Account", "Customer", "Item", "Invoice", "CreditMemo", "Payment", "JournalEntry", "Vendor", "Employee")
 BATCH_LIMIT = 30  # Intuit's limits page: "maximum number of payloads in a single batch request is 30"
-CDC_MAX_OBJECTS = 1000  # Intuit's CDC reference: a response holds at most 1,000 objects
+CDC_MAX_OBJECTS = 1000  # Intuit's CDC reference: at most 1,000 objects of an entity per response
 CDC_LOOKBACK = timedelta(days=30)  # CDC tracks changes within the last 30 days
 REQUEST_ID_MAX = 50  # requestid: up to 50 characters (36 on batch), Intuit blog "Request ID update"
 BATCH_REQUEST_ID_MAX = 36
+DOC_NUMBER_MAX = 21  # Intuit's XSD (Transaction.DocNumber): "maximum length for DocNumber is 21 characters"
 ACCESS_TOKEN_SECONDS = 3600  # Intuit: access tokens last one hour
 REFRESH_TOKEN_SECONDS = 8726400  # x_refresh_token_expires_in Intuit reports (101 days)
 
@@ -105,6 +106,7 @@ class QboCompany:
         tokens: TokenPolicy | None = None,
         clock: Callable[[], float] = time.time,
         home_currency: str = "USD",
+        duplicate_doc_number_check: bool = True,
     ) -> None:
         self.realm_id = realm_id
         self.client_id = client_id or "AB" + secrets.token_hex(12)
@@ -112,6 +114,8 @@ class QboCompany:
         self.tokens = tokens or TokenPolicy()
         self.clock = clock
         self.home_currency = home_currency
+        # the company setting "warn if duplicate invoice number is used": with it on, the API refuses one (6140)
+        self.duplicate_doc_number_check = duplicate_doc_number_check
         self.webhook = Webhook()
         self.lock = threading.RLock()
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in ENTITIES}
@@ -290,7 +294,6 @@ class QboCompany:
         if since < self.now() - CDC_LOOKBACK:
             raise validation("changedSince must be within the last 30 days", "2010", "Invalid changedSince")
         out: dict[str, list[dict[str, Any]]] = {}
-        total = 0
         for entity in entities:
             if entity not in self.records:
                 raise validation(
@@ -302,9 +305,7 @@ class QboCompany:
                 if datetime.fromisoformat(r["MetaData"]["LastUpdatedTime"]) >= since
             ]
             rows.sort(key=lambda r: r["MetaData"]["LastUpdatedTime"])
-            rows = rows[: max(0, CDC_MAX_OBJECTS - total)]
-            total += len(rows)
-            out[entity] = rows
+            out[entity] = rows[:CDC_MAX_OBJECTS]  # the oldest 1,000 changes of each entity; the rest are not said
         return out
 
     # -- helpers for tests and the demo -------------------------------------------------------------
@@ -399,23 +400,44 @@ def _plain(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+_NAME_SHARERS = ("Customer", "Vendor", "Employee")  # DisplayName is unique across the three, inactive included
+
+
 def _unique(company: QboCompany, entity: str, key: str, body: dict[str, Any]) -> None:
     name = body.get(key)
     if not name:
         raise validation(f"Required parameter {key} is missing in the request")
-    for other in company.records[entity].values():
-        if other.get(key) == name and other.get("Id") != body.get("Id"):
+    sharers = _NAME_SHARERS if entity in _NAME_SHARERS else (entity,)
+    for other in (r for e in sharers for r in company.records[e].values()):
+        if other.get(key) == name and other.get("Id") != body.get("Id"):  # Ids are unique across entities
             raise QboFault(
                 400, "Duplicate Name Exists Error", f"The name supplied already exists. : Id={other['Id']}", "6240"
             )
 
 
 def _customer(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    if ":" in str(body.get("DisplayName", "")):  # Intuit's XSD: "The customer name must not contain a colon"
+        raise validation(
+            "Business Validation Error: The customer name must not contain a colon (:).",
+            "6000",
+            "A business validation error has occurred while processing your request",
+        )
     _unique(company, "Customer", "DisplayName", body)
     body.setdefault("CurrencyRef", {"value": company.home_currency})
     body.setdefault("Balance", Decimal(0))
     body.setdefault("Active", True)
     return body
+
+
+def _party(entity: str) -> Callable[[QboCompany, dict[str, Any]], dict[str, Any]]:
+    """Vendors and employees: only what the name rule needs (they share DisplayNames with customers)."""
+
+    def check(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+        _unique(company, entity, "DisplayName", body)
+        body.setdefault("Active", True)
+        return body
+
+    return check
 
 
 def _item(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
@@ -425,6 +447,42 @@ def _item(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
     body.setdefault("Type", "Service")
     body.setdefault("Active", True)
     return body
+
+
+def _doc_number(company: QboCompany, entity: str, body: dict[str, Any]) -> None:
+    """DocNumber: at most 21 characters (Intuit's XSD), and unique per transaction type when the
+    company checks duplicate numbers: 6140 "Duplicate Document Number Error" (not 6240, a name's)."""
+    number = body.get("DocNumber")
+    if number is None:
+        return
+    if len(str(number)) > DOC_NUMBER_MAX:
+        raise QboFault(
+            400,
+            "String length is either shorter or longer than supported by specification",
+            f"String length specified does not match the supported length. Min:0 Max:{DOC_NUMBER_MAX} "
+            f"supplied:{len(str(number))}",
+            "2050",
+        )
+    if company.duplicate_doc_number_check:
+        for other in company.records[entity].values():
+            if other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
+                raise QboFault(
+                    400,
+                    "Duplicate Document Number Error",
+                    "Duplicate Document Number Error : You must specify a different number. This number has "
+                    f"already been used. DocNumber={number} is assigned to TxnType={entity} with TxnId={other['Id']}",
+                    "6140",
+                )
+
+
+def _invoice(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    _doc_number(company, "Invoice", body)
+    return _sales_document(company, body)
+
+
+def _credit_memo(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    _doc_number(company, "CreditMemo", body)
+    return _sales_document(company, body)
 
 
 def _sales_document(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
@@ -542,7 +600,9 @@ _VALIDATORS: dict[str, Callable[[QboCompany, dict[str, Any]], dict[str, Any]]] =
     "JournalEntry": _journal_entry,
     "Customer": _customer,
     "Item": _item,
-    "Invoice": _sales_document,
-    "CreditMemo": _sales_document,
+    "Invoice": _invoice,
+    "CreditMemo": _credit_memo,
     "Payment": _payment,
+    "Vendor": _party("Vendor"),
+    "Employee": _party("Employee"),
 }

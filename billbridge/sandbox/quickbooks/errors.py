@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from xml.sax.saxutils import escape
 
 from billbridge.sandbox.faults import ErrorResponse
 
@@ -55,12 +56,44 @@ def query_error(detail: str) -> QboFault:
 
 
 def unauthorized_body() -> dict[str, Any]:
-    return fault_body(
-        "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-        "Token expired or invalid",
-        "3200",
-        "AUTHENTICATION",
-    )
+    """A 401 as Intuit sends it: not the ``Fault`` envelope but its JSON serializer's lowercase
+    ``fault`` (``error``, ``message``, ``detail``), with the other members null or empty."""
+    return {
+        "warnings": None,
+        "intuitObject": None,
+        "fault": {
+            "error": [
+                {
+                    "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                    "detail": "Token expired or invalid",
+                    "code": "3200",
+                    "element": None,
+                }
+            ],
+            "type": "AUTHENTICATION",
+        },
+        "report": None,
+        "queryResponse": None,
+        "batchItemResponse": [],
+        "attachableResponse": [],
+        "syncErrorResponse": None,
+        "requestId": None,
+        "time": int(datetime.now(UTC).timestamp() * 1000),
+        "status": None,
+        "cdcresponse": [],
+    }
+
+
+def forbidden_xml(detail: str) -> bytes:
+    """A 403 as Intuit sends it whatever Accept asked: XML ``IntuitResponse`` with a ``Fault``."""
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        f'<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="{stamp}">'
+        '<Fault type="AUTHORIZATION"><Error code="3100">'
+        "<Message>message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403</Message>"
+        f"<Detail>{escape(detail)}</Detail></Error></Fault></IntuitResponse>"
+    ).encode()
 
 
 class QuickBooksErrors:

@@ -19,8 +19,9 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from billbridge.sandbox import specs
 from billbridge.sandbox.faults import ErrorResponse, FaultInjector, FaultMiddleware
-from billbridge.sandbox.stripe import catalog, payments
+from billbridge.sandbox.stripe import catalog, contract, payments
 from billbridge.sandbox.stripe.forms import decode
 from billbridge.sandbox.stripe.state import Saved, StripeApiError, StripeState
 from billbridge.sandbox.stripe.views import expand
@@ -69,7 +70,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", r"/v1/disputes/(dp_\w+)"): payments.get_dispute,
     ("GET", r"/v1/events"): payments.list_events,
 }
-_COMPILED = [(method, re.compile(pattern + "$"), handler) for (method, pattern), handler in ROUTES.items()]
+_COMPILED = [(method, pattern, re.compile(pattern + "$"), handler) for (method, pattern), handler in ROUTES.items()]
 
 
 class StripeErrors:
@@ -201,8 +202,10 @@ class StripeSandbox:
             return exc.status, exc.body
 
     def _call(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        for route_method, pattern, handler in _COMPILED:
+        for route_method, route, pattern, handler in _COMPILED:
             if route_method == method and (match := pattern.match(path)):
+                if specs.contracts_enabled():
+                    contract.check((route_method, route), params)
                 result = handler(self.state, params, *match.groups())
                 return 200, expand(self.state, result, params)
         raise StripeApiError(

@@ -248,8 +248,12 @@ def _default_payment(state: StripeState, invoice: dict[str, Any], customer: dict
 
 def _open(state: StripeState, invoice_id: str) -> dict[str, Any]:
     invoice = state.get("invoice", invoice_id)
+    # Stripe answers these with an invalid_request_error and no documented code (there is no
+    # "invoice_not_open" among docs.stripe.com/error-codes): clients must read the invoice to know.
+    if invoice["status"] == "paid":
+        raise invalid("Invoice is already paid")
     if invoice["status"] != "open":
-        raise invalid(f"Invoice is {invoice['status']}; only open invoices can do this.", None, "invoice_not_open")
+        raise invalid(f"You can only pass in open invoices. This invoice is {invoice['status']}.")
     return invoice
 
 
@@ -609,9 +613,10 @@ def list_refunds(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
 
 def list_events(state: StripeState, params: dict[str, Any]) -> dict[str, Any]:
     items = state.all("event")
-    types = params.get("types") or ([params["type"]] if params.get("type") else [])
-    if types:
-        items = [e for e in items if any(_type_matches(e["type"], t) for t in types)]
+    if params.get("types"):  # exact event names only: the wildcard belongs to ``type``
+        items = [e for e in items if e["type"] in params["types"]]
+    elif params.get("type"):
+        items = [e for e in items if _type_matches(e["type"], params["type"])]
     chosen, envelope = page(items, params, "/v1/events")
     return {**envelope, "data": [view(state, o) for o in chosen]}
 
