@@ -167,16 +167,17 @@ def write_values(session: Session, monitor_id: int, values: dict[tuple[int, date
         return 0
     customer_ids = {c for c, _ in values}
     days = {d for _, d in values}
-    present = {
+    present = {  # a range of the primary key (a chunk's customers are in id order), not an IN list
         (c, d): v
         for c, d, v in session.execute(
             select(MonitorValue.customer_id, MonitorValue.day, MonitorValue.value).where(
                 MonitorValue.monitor_id == monitor_id,
-                MonitorValue.customer_id.in_(customer_ids),
+                MonitorValue.customer_id.between(min(customer_ids), max(customer_ids)),
                 MonitorValue.day >= min(days),
                 MonitorValue.day <= max(days),
             )
         )
+        if c in customer_ids
     }
     now = utcnow()
     rows = [
