@@ -174,10 +174,23 @@ def delete_monitor(request: Request, principal: Auth, name: NamePath) -> Respons
 
 
 def _values(
-    request: Request, principal: Principal, name: str, first: date, last: date, customer: str | None, measure: str
+    request: Request,
+    principal: Principal,
+    name: str,
+    first: date | None,
+    last: date | None,
+    customer: str | None,
+    measure: str,
 ) -> ValuesOut:
+    """The rows from ``first`` (None: ``last``) to ``last`` (None: today in the entity's time zone)."""
     store = store_of(request)
     monitor = _monitor(store, principal, name)
+    last = last or flow.today_in(monitor.timezone)
+    first = first or last
+    if last < first:
+        raise refuse(422, "bad_range", "`to` is before `from`", "to")
+    if (last - first).days >= MAX_SERIES_DAYS:
+        raise refuse(422, "bad_range", f"a series covers at most {MAX_SERIES_DAYS} days", "from")
     try:
         rows = flow.view(store, monitor, first, last, customer_ref=customer, increment=measure == "increment")
     except LookupError as exc:
@@ -191,13 +204,15 @@ def values(
     request: Request,
     principal: Auth,
     name: NamePath,
-    day: Annotated[IsoDate | None, Query(alias="date", description="The day (default today, UTC)")] = None,
+    day: Annotated[
+        IsoDate | None, Query(alias="date", description="The day (default today in the entity's time zone)")
+    ] = None,
     customer_ref: CustomerQ = None,
     measure: Measure = "net",
 ) -> ValuesOut:
     """Per customer (or one), the net value or the increment over the previous day, as kept by the
     daily snapshot (or a backfill)."""
-    on = _in_window(day, "date") or flow.today_utc()
+    on = _in_window(day, "date")
     return _values(request, principal, name, on, on, customer_ref, measure)
 
 
@@ -207,18 +222,13 @@ def series(
     principal: Auth,
     name: NamePath,
     from_: Annotated[IsoDate, Query(alias="from", description="First day")],
-    to: Annotated[IsoDate | None, Query(description="Last day (default today, UTC)")] = None,
+    to: Annotated[IsoDate | None, Query(description="Last day (default today in the entity's time zone)")] = None,
     customer_ref: CustomerQ = None,
     measure: Measure = "net",
 ) -> ValuesOut:
     """Rows per customer and day from `from` to `to`, net or increment."""
     first = _in_window(from_, "from") or from_
-    last = _in_window(to, "to") or flow.today_utc()
-    if last < first:
-        raise refuse(422, "bad_range", "`to` is before `from`", "to")
-    if (last - first).days >= MAX_SERIES_DAYS:
-        raise refuse(422, "bad_range", f"a series covers at most {MAX_SERIES_DAYS} days", "from")
-    return _values(request, principal, name, first, last, customer_ref, measure)
+    return _values(request, principal, name, first, _in_window(to, "to"), customer_ref, measure)
 
 
 @router.get("/{name}/alerts", response_model=AlertList, responses=_NOT_FOUND, summary="A monitor's latest alerts")

@@ -32,7 +32,9 @@ EntityOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
-AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="The last day (YYYY-MM-DD); default today (UTC).")]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="The last day (YYYY-MM-DD); default today (in the entity's time zone).")
+]
 
 
 def _store() -> Store:
@@ -149,7 +151,7 @@ def _watches(monitor: StoredMonitor) -> str:
 def show(
     name: str,
     customer: Annotated[str | None, typer.Option("--customer", help="Only this customer (customer_ref).")] = None,
-    day: Annotated[str | None, typer.Option("--date", help="One day (YYYY-MM-DD); default today (UTC).")] = None,
+    day: Annotated[str | None, typer.Option("--date", help="One day (YYYY-MM-DD); default the entity's today.")] = None,
     increment: Annotated[
         bool, typer.Option("--increment", help="The change over the previous day instead of the net value.")
     ] = False,
@@ -162,7 +164,7 @@ def show(
     """A monitor's values per customer on a day, or a series (--from/--to): net, or --increment."""
     store = _store()
     monitor = _monitor(store, name, entity)
-    last = _day(end, "--to") or _day(day, "--date") or flow.today_utc()
+    last = _day(end, "--to") or _day(day, "--date") or flow.today_in(monitor.timezone)
     first = _day(start, "--from") or last
     if last < first:
         raise typer.BadParameter(f"{end} is before {start}", param_hint="--to")
@@ -210,7 +212,7 @@ def backfill(
     """Compute a monitor's values for past days from what the contracts, invoices and usage say about them."""
     store = _store()
     monitor = _monitor(store, name, entity)
-    last = _day(as_of, "--as-of") or flow.today_utc()
+    last = _day(as_of, "--as-of") or flow.today_in(monitor.timezone)
     summary = flow.snapshot(
         store,
         last - timedelta(days=days - 1),
@@ -230,8 +232,8 @@ def snapshot(
 ) -> None:
     """What the daily deployment does: every monitor's values for the day, its alerts raised and delivered."""
     store = _store()
-    last = _day(as_of, "--as-of") or flow.today_utc()
-    summary = flow.snapshot(store, last - timedelta(days=days - 1), last)
+    last = _day(as_of, "--as-of")
+    summary = flow.snapshot(store, last - timedelta(days=days - 1), last) if last else flow.snapshot_today(store, days)
     summary.relayed = flow.relay_alerts(store, Settings(), events=flow.prefect_api_configured())
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))

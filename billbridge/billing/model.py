@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -43,8 +44,17 @@ def _check_currency(code: str) -> str:
     return code
 
 
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (expected an IANA name such as UTC, Europe/Berlin)") from None
+    return name
+
+
 class LegalEntity(_Model):
-    """A selling company: its own currency, invoice numbering and books."""
+    """A selling company: its own currency, invoice numbering, books and calendar (its time zone
+    decides which day a monitor's value and a usage event belong to)."""
 
     entity_ref: Ref
     name: Name
@@ -54,8 +64,13 @@ class LegalEntity(_Model):
         default=None,
         description="Prefix of credit note numbers; defaults to the invoice prefix with INV replaced by CN",
     )
+    timezone: Annotated[str, StringConstraints(max_length=64)] = Field(
+        default="UTC",
+        description="IANA time zone of the entity's calendar day (monitors' days), e.g. Pacific/Auckland",
+    )
 
     _currency = field_validator("currency")(_check_currency)
+    _timezone = field_validator("timezone")(_check_timezone)
 
     @property
     def credit_prefix(self) -> str:

@@ -41,7 +41,8 @@ def usage_label(aggregation: str, usage_property: str | None = None) -> str:
 
 
 class DailyUsage(NamedTuple):
-    """One customer's usage of one product on one UTC day (a tuple: millions are built per run)."""
+    """One customer's usage of one product on one day (UTC, or the entity's for monitors; a tuple:
+    millions are built per run)."""
 
     total: Decimal
     peak: Decimal

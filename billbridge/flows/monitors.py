@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from prefect import flow
@@ -53,6 +54,12 @@ _EVENT_NAMESPACE = uuid.UUID("6f1c5a0e-8a8e-4f4a-9d1e-6d0a7c1b1e16")
 
 def today_utc() -> date:
     return datetime.now(UTC).date()
+
+
+def today_in(zone: str, now: datetime | None = None) -> date:
+    """The calendar day in ``zone`` (an entity's IANA time zone) at ``now`` (default: this instant):
+    a monitor's day is its entity's."""
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(zone)).date()
 
 
 @dataclass
@@ -196,17 +203,54 @@ def snapshot(
     last = last or first
     if last < first:
         raise ValueError(f"the last day {last} is before the first {first}")
-    summary = SnapshotSummary(first, last)
+    by_entity = _by_entity(store, names, entity_ids)
+    return _run(store, by_entity, dict.fromkeys(by_entity, (first, last)), SnapshotSummary(first, last), alerts, chunk)
+
+
+def snapshot_today(
+    store: Store, days: int = 1, *, names: Sequence[str] | None = None, now: datetime | None = None
+) -> SnapshotSummary:
+    """The daily run: each entity's monitors for the ``days`` days up to the entity's own current day
+    (its calendar day at ``now``, default this instant), with their alerts."""
+    by_entity = _by_entity(store, names, None)
+    windows: dict[int, tuple[date, date]] = {}
+    for entity_id, group in by_entity.items():
+        last = today_in(group[0].timezone, now)
+        windows[entity_id] = (last - timedelta(days=days - 1), last)
+    utc = today_in("UTC", now)
+    summary = SnapshotSummary(
+        min((w[0] for w in windows.values()), default=utc - timedelta(days=days - 1)),
+        max((w[1] for w in windows.values()), default=utc),
+    )
+    return _run(store, by_entity, windows, summary, True, CHUNK)
+
+
+def _by_entity(
+    store: Store, names: Sequence[str] | None, entity_ids: Sequence[int] | None
+) -> dict[int, list[sql.StoredMonitor]]:
     with store.read() as session:
         chosen = sql.list_monitors(session, entity_ids)
-    if names is not None:
-        chosen = [m for m in chosen if m.name in set(names)]
+    wanted = None if names is None else set(names)
     by_entity: dict[int, list[sql.StoredMonitor]] = defaultdict(list)
     for monitor in chosen:
-        by_entity[monitor.entity_id].append(monitor)
-    summary.monitors = len(chosen)
-    statistics = FreshStatistics(store, grown=("monitor_values",)) if chosen else None
+        if wanted is None or monitor.name in wanted:
+            by_entity[monitor.entity_id].append(monitor)
+    return dict(by_entity)
+
+
+def _run(
+    store: Store,
+    by_entity: dict[int, list[sql.StoredMonitor]],
+    windows: dict[int, tuple[date, date]],
+    summary: SnapshotSummary,
+    alerts: bool,
+    chunk: int,
+) -> SnapshotSummary:
+    """Evaluate each entity's monitors over its (first, last) window of days."""
+    summary.monitors = sum(len(group) for group in by_entity.values())
+    statistics = FreshStatistics(store, grown=("monitor_values",)) if by_entity else None
     for entity_id, group in by_entity.items():
+        first, last = windows[entity_id]
         _snapshot_entity(store, entity_id, group, first, last, alerts, chunk, summary, statistics)
     return summary
 
@@ -244,7 +288,7 @@ def _snapshot_entity(
                 ids = sorted(c for c in singles if c > after)[:chunk]
             if not ids:
                 return
-            data = _load(session, ids, group, first, last)
+            data = _load(session, ids, group, first, last, group[0].timezone)
         after = ids[-1]
         written = summary.written
         with store.write() as session:
@@ -277,7 +321,10 @@ def _eval_days(first: date, last: date, before: int) -> list[date]:
     return [first - before * ONE_DAY + timedelta(days=i) for i in range((last - first).days + 1 + before)]
 
 
-def _load(session: Session, ids: list[int], group: list[sql.StoredMonitor], first: date, last: date) -> _Chunk:
+def _load(
+    session: Session, ids: list[int], group: list[sql.StoredMonitor], first: date, last: date, zone: str
+) -> _Chunk:
+    """What a chunk's monitors need, usage counted on the entity's calendar days (``zone``)."""
     contract_ids = list(session.scalars(select(Contract.id).where(Contract.customer_id.in_(ids)).order_by(Contract.id)))
     timelines = load_timelines(session, contract_ids)
     by_customer: dict[int, list[ContractTimeline]] = defaultdict(list)
@@ -303,7 +350,9 @@ def _load(session: Session, ids: list[int], group: list[sql.StoredMonitor], firs
                         last_for.add(line.product_ref)
                     if line.usage_property:
                         distinct_for.add((line.product_ref, line.usage_property))
-        usage = daily_usage(session, ids, start, last + ONE_DAY, last_for=last_for, distinct_for=distinct_for)
+        usage = daily_usage(
+            session, ids, start, last + ONE_DAY, last_for=last_for, distinct_for=distinct_for, zone=zone
+        )
     series = {t.contract_id: mon.ContractSeries(t.versions) for t in timelines.values() if t.versions}
     return _Chunk(ids, dict(by_customer), series, invoices, usage, sql.customers(session, ids))
 
@@ -567,17 +616,20 @@ def relay_alerts(store: Store, settings: Settings, *, events: bool = True) -> di
 
 @flow(name="snapshot_monitors")
 def snapshot_monitors(as_of: date | None = None, days: int = 1, monitor: str | None = None) -> dict[str, Any]:
-    """Keep every monitor's value per customer for the ``days`` days up to ``as_of`` (default today,
-    UTC), raise the alerts of conditions that start to hold, and deliver them. Rerunning a day
-    changes nothing and raises nothing twice."""
+    """Keep every monitor's value per customer for the ``days`` days up to ``as_of`` (default each
+    entity's today, in its time zone), raise the alerts of conditions that start to hold, and deliver
+    them. Rerunning a day changes nothing and raises nothing twice."""
     if not 1 <= days <= 3660:
         raise ValueError("days must be from 1 to 3660")
     settings = Settings()
     store = open_store(settings.database)
-    last = as_of or today_utc()
-    summary = snapshot(store, last - timedelta(days=days - 1), last, names=[monitor] if monitor else None)
+    names = [monitor] if monitor else None
+    if as_of is None:
+        summary = snapshot_today(store, days, names=names)
+    else:
+        summary = snapshot(store, as_of - timedelta(days=days - 1), as_of, names=names)
     summary.relayed = relay_alerts(store, settings)
-    create_markdown_artifact(summary.markdown(), key="snapshot-monitors", description=f"Monitors on {last}")
+    create_markdown_artifact(summary.markdown(), key="snapshot-monitors", description=f"Monitors on {summary.last}")
     return summary.as_dict()
 
 

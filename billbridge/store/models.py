@@ -65,6 +65,7 @@ class LegalEntity(Base):
     currency: Mapped[str] = mapped_column(String(3))
     invoice_prefix: Mapped[str] = mapped_column(String(40))
     credit_note_prefix: Mapped[str] = mapped_column(String(40))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")  # IANA: its calendar day
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

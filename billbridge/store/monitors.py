@@ -45,6 +45,7 @@ class StoredMonitor:
     name: str
     definition: MonitorDefinition
     created_at: datetime
+    timezone: str = "UTC"  # the entity's (IANA): its monitors' days are calendar days there
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.definition.model_dump(mode="json", exclude_none=True), "created_at": self.created_at.isoformat()}
@@ -67,12 +68,14 @@ def add_monitor(session: Session, entity_id: int, definition: MonitorDefinition)
 
 
 def _query() -> Any:
-    return select(Monitor, LegalEntity.entity_ref).join(LegalEntity, LegalEntity.id == Monitor.entity_id)
+    return select(Monitor, LegalEntity.entity_ref, LegalEntity.timezone).join(
+        LegalEntity, LegalEntity.id == Monitor.entity_id
+    )
 
 
-def _stored(row: Monitor, entity_ref: str) -> StoredMonitor:
+def _stored(row: Monitor, entity_ref: str, timezone: str) -> StoredMonitor:
     definition = MonitorDefinition.model_validate(row.definition)
-    return StoredMonitor(row.id, row.entity_id, entity_ref, row.name, definition, row.created_at)
+    return StoredMonitor(row.id, row.entity_id, entity_ref, row.name, definition, row.created_at, timezone)
 
 
 def list_monitors(
@@ -84,7 +87,7 @@ def list_monitors(
         query = query.where(Monitor.entity_id.in_(list(entity_ids)))
     if name is not None:
         query = query.where(Monitor.name == name)
-    return [_stored(row, ref) for row, ref in session.execute(query)]
+    return [_stored(row, ref, zone) for row, ref, zone in session.execute(query)]
 
 
 def remove_monitor(session: Session, monitor_id: int) -> None:

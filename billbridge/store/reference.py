@@ -31,6 +31,7 @@ def upsert_entity(session: Session, entity: model.LegalEntity) -> Outcome:
         "currency": entity.currency,
         "invoice_prefix": entity.invoice_prefix,
         "credit_note_prefix": entity.credit_prefix,
+        "timezone": entity.timezone,
     }
     if row is None:
         row = LegalEntity(entity_ref=entity.entity_ref, **values)

@@ -4,26 +4,29 @@ Sum, peak and count come from the per-day rollups that ingestion keeps (``usage_
 micro-units, the sum in two columns (``store.usage.SPLIT``): exact on both backends, where SQLite
 would add decimal text as floating point), so a
 period over millions of events reads one row per customer, product and day. The day's last event
-and distinct property values are read from the events, for the products that ask for them.
+and distinct property values are read from the events, for the products that ask for them. Days of
+another time zone than UTC (an entity's calendar, for monitors) are read from the events too.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, and_, cast, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from billbridge.billing.usage import DailyUsage, from_micros
+from billbridge.billing.usage import NO_VALUES, DailyUsage, from_micros
 from billbridge.store.models import Product, UsageDaily, UsageEvent
 from billbridge.store.usage import joined_total
 
 UsageDays = dict[tuple[int, str], dict[date, DailyUsage]]
-"""(customer id, usage product_ref) -> UTC day -> that day's figures."""
+"""(customer id, usage product_ref) -> day (UTC, or of the zone asked for) -> that day's figures."""
 
 
 def event_day(session: Session) -> ColumnElement[Any]:
@@ -45,12 +48,16 @@ def daily_usage(
     *,
     last_for: Collection[str] = (),
     distinct_for: Collection[tuple[str, str]] = (),
+    zone: str = "UTC",
 ) -> UsageDays:
     """Per customer, usage product and UTC day in [start, end): sum, peak and count of quantities;
     the day's last event for the product_refs in ``last_for``; the distinct values of each
-    (product_ref, property) in ``distinct_for``. ``customer_ids`` None means every customer."""
+    (product_ref, property) in ``distinct_for``. ``customer_ids`` None means every customer. With
+    another ``zone`` (an IANA name), the days are calendar days there."""
     if start >= end or customer_ids is not None and not customer_ids:
         return {}
+    if zone != "UTC":
+        return _local_days(session, customer_ids, start, end, ZoneInfo(zone), last_for, distinct_for)
     lower, upper = datetime.combine(start, time.min), datetime.combine(end, time.min)
     in_range = [UsageEvent.timestamp >= lower, UsageEvent.timestamp < upper]
     if customer_ids is not None:
@@ -142,6 +149,58 @@ def _add_distinct(
     for (customer_id, on), values in seen.items():
         daily = out[(customer_id, product_ref)][on]
         out[(customer_id, product_ref)][on] = daily._replace(distinct={**daily.distinct, key: frozenset(values)})
+
+
+def _local_days(
+    session: Session,
+    customer_ids: Sequence[int] | None,
+    start: date,
+    end: date,
+    zone: ZoneInfo,
+    last_for: Collection[str],
+    distinct_for: Collection[tuple[str, str]],
+) -> UsageDays:
+    """:func:`daily_usage`'s figures per calendar day of ``zone``, from the events themselves (the
+    rollups keep UTC days, which a zone's midnight splits)."""
+    lower, upper = (datetime.combine(d, time.min, zone).astimezone(UTC).replace(tzinfo=None) for d in (start, end))
+    where = [UsageEvent.timestamp >= lower, UsageEvent.timestamp < upper]
+    if customer_ids is not None:
+        where.append(UsageEvent.customer_id.in_(list(customer_ids)))
+    products = dict(session.execute(select(Product.id, Product.product_ref)).all())
+    keys: dict[str, list[str]] = defaultdict(list)
+    for product_ref, key in distinct_for:
+        keys[product_ref].append(key)
+    micros: dict[tuple[tuple[int, str], date], list[int]] = defaultdict(list)
+    latest: dict[tuple[tuple[int, str], date], tuple[datetime, int, Any]] = {}
+    seen: dict[tuple[tuple[int, str], date], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    rows = session.execute(
+        select(
+            UsageEvent.customer_id,
+            UsageEvent.product_id,
+            UsageEvent.timestamp,
+            UsageEvent.id,
+            UsageEvent.quantity,
+            UsageEvent.quantity_micros,
+            UsageEvent.properties,
+        ).where(*where)
+    )
+    for customer_id, product_id, stamp, event_id, quantity, amount, properties in rows:
+        product_ref = products[product_id]
+        at = ((customer_id, product_ref), stamp.replace(tzinfo=UTC).astimezone(zone).date())
+        micros[at].append(amount)
+        if product_ref in last_for and (at not in latest or (stamp, event_id) > latest[at][:2]):
+            latest[at] = (stamp, event_id, quantity)
+        for name in keys.get(product_ref, ()):
+            found = (properties or {}).get(name)
+            if found is not None:
+                seen[at][name].add(found if isinstance(found, str) else json.dumps(found))
+    out: UsageDays = defaultdict(dict)
+    for at, amounts in micros.items():
+        distinct = {name: frozenset(v) for name, v in seen[at].items()} if at in seen else NO_VALUES
+        out[at[0]][at[1]] = DailyUsage(
+            from_micros(sum(amounts)), from_micros(max(amounts)), len(amounts), latest.get(at), distinct
+        )
+    return dict(out)
 
 
 def period_usage(

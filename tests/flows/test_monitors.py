@@ -414,3 +414,66 @@ def test_a_snapshot_killed_halfway_and_rerun_raises_each_alert_once(store: Store
         topics = Counter(session.scalars(select(OutboxMessage.topic)).all())
     assert alerts() == customers
     assert topics == {flow.EVENT_TOPIC: customers, flow.WEBHOOK_TOPIC: customers}
+
+
+def _nz_world(store: Store) -> None:
+    """An entity on Auckland's calendar (UTC+13 in summer) beside the UTC one, each with a usage contract."""
+    world(store)
+    usage_line = {
+        "line_ref": "api",
+        "product_ref": "api",
+        "charge": "usage",
+        "pricing": {"model": "per_unit", "unit_price": "0.10"},
+    }
+    nz = {"entity_ref": "nz", "name": "NZ Ltd", "currency": "NZD", "invoice_prefix": "NZ-INV-"}
+    document = {
+        "entities": [{**nz, "timezone": "Pacific/Auckland"}],
+        "customers": [{"customer_ref": "kiwi", "name": "Kiwi Ltd", "entity_ref": "nz"}],
+        "contracts": [
+            {**contract("N-1", "kiwi", "0", lines=[usage_line]), "entity_ref": "nz", "currency": "NZD"},
+            contract("C-1", "acme", "0", lines=[usage_line]),
+        ],
+    }
+    summary = import_document(store, document)
+    assert not summary.errors, summary.errors
+    for entity in ("nz", "us"):
+        add(store, name="api", source="usage_aggregate", usage={"product_ref": "api"}, entity_ref=entity)
+
+
+def kept(store: Store, entity_ref: str, customer_ref: str) -> dict[date, str]:
+    """The values the entity's ``api`` monitor keeps for one customer."""
+    with store.read() as session:
+        [monitor] = [m for m in sql.list_monitors(session, name="api") if m.entity_ref == entity_ref]
+        customer = sql.customer_id(session, monitor.entity_id, customer_ref)
+        assert customer is not None
+        return sql.values_on(session, monitor.id, date(2026, 1, 1), date(2026, 12, 31)).get(customer, {})
+
+
+def test_a_day_is_the_entitys_calendar_day_in_its_time_zone(store: Store) -> None:
+    _nz_world(store)
+    # 23:30 UTC on 31 January is 12:30 on 1 February in Auckland (NZDT, UTC+13)
+    late_evening = (("2026-01-30T10:00:00+00:00", "5"), ("2026-01-31T23:30:00+00:00", "3"))
+    _events(store, "kiwi", *late_evening)
+    _events(store, "acme", *late_evening)
+    flow.snapshot(store, date(2026, 1, 31), date(2026, 2, 1))
+    # Auckland: the event opens February's period; UTC: it still belongs to January's
+    assert kept(store, "nz", "kiwi") == {date(2026, 1, 31): "5", date(2026, 2, 1): "3"}
+    assert kept(store, "us", "acme") == {date(2026, 1, 31): "8", date(2026, 2, 1): "0"}
+
+
+def test_the_daily_run_evaluates_each_entitys_own_today(store: Store) -> None:
+    _nz_world(store)
+    _events(store, "kiwi", ("2026-01-31T23:30:00+00:00", "3"))
+    summary = flow.snapshot_today(store, now=datetime.fromisoformat("2026-01-31T23:45:00+00:00"))
+    assert (summary.first, summary.last, summary.monitors) == (date(2026, 1, 31), date(2026, 2, 1), 2)
+    assert kept(store, "nz", "kiwi") == {date(2026, 2, 1): "3"}  # already 1 February in Auckland
+    assert kept(store, "us", "acme") == {date(2026, 1, 31): "0"}  # still 31 January in UTC
+    assert flow.today_in("Pacific/Auckland", datetime.fromisoformat("2026-01-31T10:59:00+00:00")) == date(2026, 1, 31)
+    assert flow.today_in("Pacific/Auckland", datetime.fromisoformat("2026-01-31T11:00:00+00:00")) == date(2026, 2, 1)
+
+
+def test_an_unknown_time_zone_is_the_entitys_error_naming_the_field(store: Store) -> None:
+    odd = {"entity_ref": "mars", "name": "Mars", "currency": "USD", "invoice_prefix": "M-", "timezone": "Mars/Olympus"}
+    summary = import_document(store, {"entities": [odd]})
+    assert [(e.key, e.field) for e in summary.errors] == [("mars", "timezone")]
+    assert "unknown time zone 'Mars/Olympus'" in summary.errors[0].message

@@ -110,6 +110,33 @@ def test_last_value_and_distinct_property_values_per_day(store: Store) -> None:
     assert sixth.distinct == {"user": frozenset({"42"})} and sixth.last is not None and sixth.last[2] == D(3)
 
 
+def test_days_of_a_time_zone_are_its_calendar_days_with_the_same_figures(store: Store) -> None:
+    customers = _store_events(
+        store,
+        [
+            ("globex", "2026-01-01T07:59:59+00:00", "1", "", {"user": "cy"}),  # 2025-12-31 in Los Angeles
+            ("globex", "2026-01-05T10:00:00+00:00", "5", "", {"user": "ann"}),
+            ("globex", "2026-01-05T18:00:00+00:00", "7", "", {"user": "bob"}),
+            ("globex", "2026-01-05T18:00:00+00:00", "6", "", {"user": "ann"}),
+            ("globex", "2026-01-05T09:00:00+00:00", "9", "", {}),
+            ("globex", "2026-01-06T01:00:00+00:00", "3", "", {"user": 42}),  # 5 January, 17:00 in Los Angeles
+            ("globex", "2026-02-01T07:59:59+00:00", "2", "", None),  # 31 January in Los Angeles
+        ],
+    )
+    options: dict[str, Any] = {"last_for": {"api"}, "distinct_for": {("api", "user")}}
+    with store.read() as session:
+        rollups = daily_usage(session, [customers["globex"]], JAN, FEB, **options)
+        from_events = daily_usage(session, [customers["globex"]], JAN, FEB, zone="Etc/UTC", **options)
+        pacific = daily_usage(session, [customers["globex"]], JAN, FEB, zone="America/Los_Angeles", **options)
+    assert from_events == rollups  # the events read per zone day agree with the UTC rollups
+    per_day = pacific[(customers["globex"], "api")]
+    assert {day: u.total for day, u in per_day.items()} == {date(2026, 1, 5): D(30), date(2026, 1, 31): D(2)}
+    fifth = per_day[date(2026, 1, 5)]
+    assert (fifth.peak, fifth.events) == (D(9), 5)
+    assert fifth.last is not None and fifth.last[2] == D(3)
+    assert fifth.distinct == {"user": frozenset({"ann", "bob", "42"})}
+
+
 @pytest.mark.parametrize("quantity", ["0.0000001", "1e-7"])
 def test_a_quantity_finer_than_a_micro_unit_is_refused_before_anything_is_stored(store: Store, quantity: str) -> None:
     customers, products, entity = _ids(store)
