@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from billbridge.flows import monitors as flow
+from billbridge.flows.importing import import_document
 from tests.api.conftest import Api
 
 FEES = {"name": "fees", "source": "contract", "contract": {"item": "billed_amount", "line_ref": "platform"}}
@@ -63,6 +64,25 @@ def test_bad_definitions_are_refused_naming_the_field(api: Api) -> None:
     assert status == 422 and problem["field"] == "contract.contract_ref"
     status, problem = refused({"name": "u", "source": "usage_aggregate", "usage": {"product_ref": "nope"}})
     assert status == 422 and problem["field"] == "usage.product_ref"
+
+
+def test_values_default_to_today_in_the_entitys_time_zone(api: Api) -> None:
+    # UTC+14 and UTC-12: at any instant at least one of them is not on UTC's date
+    zones = {"kw": "Pacific/Kiritimati", "us": "Etc/GMT+12"}
+    entities = [
+        {"entity_ref": "us", "name": "Acme Inc.", "currency": "USD", "invoice_prefix": "US-INV-"},
+        {"entity_ref": "kw", "name": "Acme W.L.L.", "currency": "KWD", "invoice_prefix": "KW-INV-"},
+    ]
+    document = {"entities": [{**e, "timezone": zones[str(e["entity_ref"])]} for e in entities]}
+    assert not import_document(api.store, document).errors
+    monitor = {"name": "api-usage", "source": "usage_aggregate", "usage": {"product_ref": "api"}}
+    tokens = {"kw": api.kw_token, "us": None}
+    for token in tokens.values():
+        assert api.post("/api/monitors", monitor, token=token).status_code == 201
+    flow.snapshot_today(api.store)
+    for entity, token in tokens.items():
+        rows = api.get("/api/monitors/api-usage/values", token=token).json()["rows"]
+        assert rows and {r["day"] for r in rows} == {flow.today_in(zones[entity]).isoformat()}, entity
 
 
 def test_the_openapi_document_has_the_monitor_operations(api: Api) -> None:
