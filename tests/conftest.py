@@ -144,6 +144,7 @@ SLOW_MODULES = frozenset(
         "tests/app/test_cli_api.py",  # `billbridge serve` over HTTP
         "tests/app/test_demo_serve.py",  # the demo with a Prefect server
         "tests/test_code_quality.py",  # ruff and mypy over the tree
+        "tests/test_layering.py",  # parses every module of the package
     }
 )
 

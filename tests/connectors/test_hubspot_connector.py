@@ -143,6 +143,7 @@ def test_incremental_pull_returns_only_changes_and_archivals(
     assert ids_of(again) == [] and [i for p in again for i in p.deleted_ids] == []
 
 
+@pytest.mark.slow  # waits out the search pacer
 def test_a_search_cap_is_handled_by_new_windows() -> None:
     """A sandbox capped at 20 results per query (HubSpot: 10,000), pages of 10: a full pull needs several
     windows, and an edit touching more deals than the cap in one millisecond is walked by id."""
@@ -262,6 +263,7 @@ def test_associations_are_followed_page_by_page_per_deal() -> None:
         check_bundles(sandbox, world, pages)
 
 
+@pytest.mark.slow  # waits out the search pacer
 def test_search_calls_are_paced_under_their_own_limit() -> None:
     """Issue 19 item 10: a pull of many search pages gets no 429 from the per-token search limit."""
     world = demo_world.generate(100, seed=9)

@@ -49,6 +49,7 @@ def test_a_source_is_built_from_the_settings_tree_alone() -> None:
     assert source.name == "hubspot"
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_looking_vendors_up_loads_no_vendor_sdk() -> None:
     code = (
         "import sys\n"
