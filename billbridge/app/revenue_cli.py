@@ -208,12 +208,40 @@ def close(
 ) -> None:
     """Close a month: its recognised amounts never change afterwards (later changes land in the first open
     month as catch-ups). With --reopen, open it again."""
-    store = _store()
+    settings = Settings()
+    store = open_store(settings.database)
     month = _month(period, "--period")
     _entity(store, entity)
+    ledger = revenue.ledger_of(settings)
     try:
-        revenue.close(store, entity, month, reopen=reopen, reason=reason)
+        revenue.close(store, entity, month, reopen=reopen, reason=reason, ledger=ledger)
     except sql.PeriodError as exc:
         err.print(f"[red]error:[/red] --period: {exc}")
         raise typer.Exit(1) from None
     console.print(f"{entity} {period} {'reopened' if reopen else 'closed'}")
+    if ledger is not None and not reopen:
+        console.print(f"journal entries queued for {ledger}: `billbridge revenue post` posts them")
+
+
+@app.command()
+def post(as_json: JsonOpt = False) -> None:
+    """Post the journal entries closed months queued (revenue_accounts must be set): each once, a
+    reclosed month's entry replaced. The accounts are checked against the chart of accounts first."""
+    settings = Settings()
+    store = open_store(settings.database)
+    ledger = revenue.ledger_of(settings)
+    if ledger is None:
+        err.print("[red]error:[/red] revenue_accounts is not set: nothing is posted (see README, Revenue recognition)")
+        raise typer.Exit(1)
+    summary = revenue.post_journals(store, settings, ledger)
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        for outcome, n in sorted(summary.outcomes.items()):
+            console.print(f"{outcome}: {n}")
+        for message_id, error in summary.failures:
+            err.print(f"[red]failed[/red] message {message_id}: {error}")
+        if (held := summary.leased_text()) is not None:
+            console.print(held)
+    if summary.failures:
+        raise typer.Exit(1)

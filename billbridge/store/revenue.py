@@ -239,11 +239,29 @@ def entity_id_of(session: Session, entity_ref: str) -> int | None:
     return session.scalar(select(LegalEntity.id).where(LegalEntity.entity_ref == entity_ref))
 
 
-def close_period(session: Session, entity_id: int, month: date) -> None:
+def close_period(session: Session, entity_id: int, month: date) -> int:
+    """Close a month; the id of the close event (what announces it in the outbox)."""
     if session.get(RevenuePeriod, (entity_id, month)) is not None:
         raise PeriodError(f"{month:%Y-%m} is closed already")
     session.add(RevenuePeriod(entity_id=entity_id, month=month, closed_at=utcnow()))
-    session.add(RevenuePeriodEvent(entity_id=entity_id, month=month, action="close", at=utcnow()))
+    event = RevenuePeriodEvent(entity_id=entity_id, month=month, action="close", at=utcnow())
+    session.add(event)
+    session.flush()
+    return event.id
+
+
+def current_close(session: Session, entity_id: int, month: date) -> int | None:
+    """The close event a month stands closed by (None while it is open): a journal entry announced by an
+    older close is superseded."""
+    if session.get(RevenuePeriod, (entity_id, month)) is None:
+        return None
+    return session.scalar(
+        select(func.max(RevenuePeriodEvent.id)).where(
+            RevenuePeriodEvent.entity_id == entity_id,
+            RevenuePeriodEvent.month == month,
+            RevenuePeriodEvent.action == "close",
+        )
+    )
 
 
 def reopen_period(session: Session, entity_id: int, month: date, reason: str | None) -> None:
@@ -339,10 +357,11 @@ def schedule_rows(
     return [ScheduleRow(*r) for r in session.execute(query)]
 
 
-def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], str]:
-    """(contract id, line_ref) -> product_ref for an entity's schedule lines: from the obligations, and
-    from the invoice lines for what has none (usage, minimum true-ups)."""
-    found: dict[tuple[int, str], str] = {}
+def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], tuple[str, str]]:
+    """(contract id, line_ref) -> (product_ref, recognition) for an entity's schedule lines: from the
+    obligations, and from the invoice lines for what has none (usage and minimum true-ups: variable
+    consideration, recognised as ``usage`` in the period billed for)."""
+    found: dict[tuple[int, str], tuple[str, str]] = {}
     billed = session.execute(
         select(InvoiceLine.contract_id, InvoiceLine.line_ref, InvoiceLine.product_ref)
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
@@ -350,12 +369,17 @@ def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], str
         .distinct()
     )
     for cid, line_ref, product_ref in billed:
-        found[(cid, line_ref)] = product_ref or ""
+        found[(cid, line_ref)] = (product_ref or "", "usage")
     obligations = session.execute(
-        select(RevenueObligation.contract_id, RevenueObligation.line_ref, RevenueObligation.product_ref)
+        select(
+            RevenueObligation.contract_id,
+            RevenueObligation.line_ref,
+            RevenueObligation.product_ref,
+            RevenueObligation.method,
+        )
         .where(RevenueObligation.entity_id == entity_id)
         .distinct()
     )
-    for cid, line_ref, product_ref in obligations:
-        found[(cid, line_ref)] = product_ref
+    for cid, line_ref, product_ref, method in obligations:
+        found[(cid, line_ref)] = (product_ref, method)
     return found
