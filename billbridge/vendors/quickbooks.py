@@ -105,7 +105,8 @@ def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
         optional["income_account_id"] = settings.revenue_accounts.deferred_revenue
     config = QuickBooksConfig(qs.client_id, qs.client_secret.get_secret_value(), qs.realm_id, **optional)
     initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
-    return QuickBooks(config, tokens(f"quickbooks:{qs.realm_id}", initial))
+    repoint = settings.revenue_accounts is not None
+    return QuickBooks(config, tokens(f"quickbooks:{qs.realm_id}", initial), repoint_items=repoint)
 
 
 class QuickBooks(QuickBooksConnector):
@@ -121,10 +122,13 @@ class QuickBooks(QuickBooksConnector):
         pacer: Pacer | None = None,
         batch_pacer: Pacer | None = None,
         sleep: Callable[[float], None] | None = None,
+        repoint_items: bool = False,
     ) -> None:
         super().__init__(
             config, tokens, worker=worker, policy=policy, pacer=pacer, batch_pacer=batch_pacer, sleep=sleep
         )
+        # Revenue recognition on: items found with another income account are moved to ours (deferred revenue).
+        self.repoint_items = repoint_items
         # Customers and items found or made by this connector: a push run's later batches need no look-up.
         self.customer_ids: dict[str, str] = {}
         self.item_ids: dict[str, str] = {}
@@ -151,12 +155,40 @@ class QuickBooks(QuickBooksConnector):
 
     def _ensure_items(self, items: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Written]]:
         account = self.config.income_account_id
-        return self.find_or_create(
+        ids, failed = self.find_or_create(
             "Item",
             "Name",
             {sku: sku for sku in items},
             lambda sku: Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, items[sku], account)),
         )
+        if self.repoint_items and ids:
+            _, refused = self._repoint_items(list(ids), account)
+            failed.update(refused)
+            ids = {sku: ident for sku, ident in ids.items() if sku not in refused}
+        return ids, failed
+
+    def _repoint_items(self, skus: Sequence[str], account: str) -> tuple[list[str], dict[str, Written]]:
+        """Items whose income account is not ``account`` moved to it (a sparse update naming the SyncToken
+        read): with revenue recognition on, invoice lines post to deferred revenue through their items.
+        QuickBooks applies an item's income account to transactions made after the change."""
+        found = self.find("Item", "Name", skus)
+        writes = {
+            sku: Write(
+                f"billbridge-item-{sku}-income-{account}-{record['SyncToken']}",
+                "Item",
+                {
+                    "Id": record["Id"],
+                    "SyncToken": record["SyncToken"],
+                    "sparse": True,
+                    "IncomeAccountRef": {"value": account},
+                },
+                "update",
+            )
+            for sku, record in found.items()
+            if str((record.get("IncomeAccountRef") or {}).get("value")) != account and record.get("Type") != "Group"
+        }
+        updated, refused = self.ensure(writes) if writes else ({}, {})
+        return list(updated), refused
 
     def ensure_customers(self, customers: Sequence[CustomerSpec]) -> dict[str, str]:
         """QuickBooks customer Ids by our customer ref: looked up by DisplayName, created when missing."""

@@ -633,3 +633,29 @@ def test_a_doc_number_taken_by_a_persons_entry_is_never_overwritten(qb: RunningQ
     [result] = connect().post_journal_entries([(month_of_revenue(), accounts)])
     assert result.status == "failed" and "was not made by billbridge" in (result.error or "")
     assert [e["PrivateNote"] for e in entries(qb)] == ["accrual by hand"]
+
+
+def test_with_revenue_recognition_invoice_items_post_to_deferred_revenue(qb: RunningQuickBooks) -> None:
+    """Items made or found by the push take the deferred revenue account as their income account, so an
+    invoice credits deferred revenue and the month's JournalEntry moves what was recognised to revenue."""
+    deferred = chart(qb).deferred_revenue
+    qb.company.create("Item", {"Name": "SEATS", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+    conn = QuickBooks(
+        replace(config(qb), income_account_id=deferred),
+        InMemoryTokenStore(OAuthTokens(qb.refresh_token)),
+        policy=FAST,
+        pacer=Pacer(10_000, 1),
+        batch_pacer=Pacer(10_000, 1),
+        repoint_items=True,
+    )
+    try:
+        results = conn.push_documents(invoices(2), look_up_first=False)
+    finally:
+        conn.close()
+    assert [r.status for r in results] == ["created", "created"]
+    items = {i["Name"]: i for i in qb.company.all("Item")}
+    assert {name: i["IncomeAccountRef"]["value"] for name, i in items.items()} == {
+        "SEATS": deferred,  # found with the income account "1": moved (SyncToken 1)
+        "API-CALLS": deferred,  # made with it
+    }
+    assert items["SEATS"]["SyncToken"] == "1"
