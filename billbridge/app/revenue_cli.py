@@ -199,6 +199,34 @@ def rollforward(
         raise typer.Exit(1)
 
 
+@app.command("journal")
+def journal(
+    entity: EntityOpt,
+    period: Annotated[str, typer.Option("--period", help="The month (YYYY-MM).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The month's journal entries, one per currency, as the close posts them (accounts from
+    revenue_accounts, or each line's role while unset), and whether each is queued, posted or failed."""
+    settings = Settings()
+    store = open_store(settings.database)
+    _entity(store, entity)
+    entries = revenue.journal_report(store, settings, entity, _month(period, "--period"))
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        console.print(f"nothing recognised in {period}")
+    for entry in entries:
+        title = f"{entry['doc_number']} ({entry['currency']}): {entry['posting']}"
+        table = Table("account", "description", "debit", "credit", title=title)
+        for ln in entry["lines"]:
+            debit = ln["amount"] if ln["posting"] == "Debit" else ""
+            table.add_row(ln["account"], ln["description"], debit, "" if debit else ln["amount"])
+        console.print(table)
+        if entry["error"]:
+            err.print(f"[red]error:[/red] {entry['error']}", highlight=False)
+
+
 @app.command("close")
 def close(
     entity: EntityOpt,

@@ -25,7 +25,7 @@ from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import token_vault
-from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_key
+from billbridge.mapping.journal import AccountMapping, PeriodRevenue, doc_number, journal_entry_payload, journal_key
 from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store import revenue as sql
@@ -423,6 +423,59 @@ def journal_handler(store: Store, settings: Settings, ledger: str) -> tuple[Hand
             target.close()
 
     return handle, close_all
+
+
+def journal_report(store: Store, settings: Settings, entity_ref: str, month: date) -> list[dict[str, Any]]:
+    """The JournalEntry of each currency of an entity's month, as the close posts it (the accounts of
+    ``revenue_accounts``, or each line's role while they are unset), and how its posting went: what a
+    controller checks before closing, and after."""
+    month = rr.month_of(month)
+    entity_id = _entity(store, entity_ref)
+    if settings.revenue_accounts is not None:
+        accounts = AccountMapping.model_validate(settings.revenue_accounts.for_entity(entity_ref))
+    else:
+        accounts = AccountMapping(
+            revenue="revenue", deferred_revenue="deferred_revenue", contract_asset="contract_asset"
+        )
+    ledger = ledger_of(settings) or "quickbooks"
+    out = []
+    with store.read() as session:
+        periods = _period_revenues(session, entity_id, entity_ref, month)
+        closed = sql.current_close(session, entity_id, month)
+        postings = {
+            p.currency: sql.journal_posting(session, f"{journal_topic(ledger)}:{journal_key(p)}:") for p in periods
+        }
+    for period in periods:
+        payload = journal_entry_payload(period, accounts) or {"Line": []}
+        posting = postings[period.currency]
+        if posting is None:
+            state = "not queued"
+        elif posting.close_event != closed:
+            state = "superseded (reopened)" if closed is None else "superseded"
+        elif posting.delivered_at is not None:
+            state = "posted"
+        else:
+            state = "failed" if posting.last_error else "queued"
+        out.append(
+            {
+                "currency": period.currency,
+                "period": month.strftime("%Y-%m"),
+                "doc_number": doc_number(period),
+                "closed": closed is not None,
+                "posting": state,
+                "error": posting.last_error if posting is not None and posting.delivered_at is None else None,
+                "lines": [
+                    {
+                        "posting": ln["JournalEntryLineDetail"]["PostingType"],
+                        "account": ln["JournalEntryLineDetail"]["AccountRef"]["value"],
+                        "description": ln["Description"],
+                        "amount": ln["Amount"],
+                    }
+                    for ln in payload["Line"]
+                ],
+            }
+        )
+    return out
 
 
 def ledger_of(settings: Settings) -> str | None:

@@ -23,6 +23,7 @@ from billbridge.store.models import (
     Invoice,
     InvoiceLine,
     LegalEntity,
+    OutboxMessage,
     table_of,
     utcnow,
 )
@@ -383,3 +384,34 @@ def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], tup
     for cid, line_ref, product_ref, method in obligations:
         found[(cid, line_ref)] = (product_ref, method)
     return found
+
+
+@dataclass(frozen=True)
+class Posting:
+    """The newest outbox message of a journal entry: which close queued it and how its delivery went."""
+
+    close_event: int
+    queued_at: datetime
+    delivered_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+def journal_posting(session: Session, key_prefix: str) -> Posting | None:
+    """The newest message whose dedupe key is ``key_prefix`` followed by a close event id."""
+    rows = session.execute(
+        select(
+            OutboxMessage.dedupe_key,
+            OutboxMessage.aggregate_id,
+            OutboxMessage.created_at,
+            OutboxMessage.delivered_at,
+            OutboxMessage.attempts,
+            OutboxMessage.last_error,
+        )
+        .where(OutboxMessage.dedupe_key.startswith(key_prefix, autoescape=True))
+        .order_by(OutboxMessage.id.desc())
+    )
+    for key, event, queued, delivered, attempts, error in rows:
+        if key[len(key_prefix) :].isdigit():
+            return Posting(event, queued, delivered, attempts, error)
+    return None

@@ -104,9 +104,15 @@ def test_a_close_posts_one_entry_once_and_a_reclosed_month_replaces_it(
     qbo.faults.reset_calls()
     assert revenue.post_journals(store, settings).outcomes == {}  # nothing queued: no call at all
     assert qbo.faults.total_calls() == 0
+    [report] = revenue.journal_report(store, settings, "us", JANUARY)
+    assert (report["doc_number"], report["posting"], report["closed"]) == ("REV202601-USD-US", "posted", True)
+    assert [(ln["posting"], ln["account"], ln["amount"]) for ln in report["lines"]] == [
+        (posting, account, str(amount)) for posting, account, amount in lines(entry)
+    ]
 
     # A backdated contract lands in January once it is reopened; closing again replaces the entry.
     revenue.close(store, "us", JANUARY, reopen=True, reason="late deal")
+    assert revenue.journal_report(store, settings, "us", JANUARY)[0]["posting"] == "superseded (reopened)"
     import_document(store, document(contract("C-L", customer="initech", contract_end_date="2026-12-31")))
     run_billing(store, JANUARY)
     revenue.close(store, "us", JANUARY, ledger="quickbooks")
@@ -150,6 +156,8 @@ def test_a_wrong_account_parks_the_entry_naming_it(
     with store.read() as session:
         [parked] = outbox.pending(session, topic="journal.quickbooks")
     assert parked["last_error"] == error and entries(qbo) == []
+    [report] = revenue.journal_report(store, wrong, "us", JANUARY)
+    assert (report["posting"], report["error"]) == ("failed", error)
 
 
 @pytest.mark.slow
