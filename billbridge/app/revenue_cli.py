@@ -252,6 +252,19 @@ def close(
 
 
 @app.command()
+def accounts() -> None:
+    """Check revenue_accounts against the QuickBooks chart of accounts (each account exists, is active and
+    of a type its use allows, for every legal entity): what posting checks first, before a close."""
+    settings = Settings()
+    problems = revenue.check_accounts(open_store(settings.database), settings)
+    for problem in problems:
+        err.print(f"[red]error:[/red] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print("revenue_accounts: every account is in the chart of accounts, active and of the right type")
+
+
+@app.command()
 def post(as_json: JsonOpt = False) -> None:
     """Post the journal entries closed months queued (revenue_accounts must be set): each once, a
     reclosed month's entry replaced. The accounts are checked against the chart of accounts first."""

@@ -478,6 +478,27 @@ def journal_report(store: Store, settings: Settings, entity_ref: str, month: dat
     return out
 
 
+def check_accounts(store: Store, settings: Settings, ledger: str = "quickbooks") -> list[str]:
+    """``revenue_accounts`` against the ledger's chart of accounts, for the company and every entity the
+    store knows: each missing, inactive or mistyped account named (empty: posting can go ahead)."""
+    accounts = settings.revenue_accounts
+    build = vendor(ledger).journals
+    if accounts is None or build is None or getattr(settings, ledger, None) is None:
+        raise NotConfigured(f"revenue_accounts and {ledger} must both be configured to check the accounts")
+    with store.read() as session:
+        entities = sql.entity_refs(session)
+    unknown = sorted(set(accounts.entities) - set(entities))
+    mappings = [AccountMapping.model_validate(accounts.for_entity(ref)) for ref in ["", *entities]]
+    target = build(settings, token_vault(store, settings))
+    try:
+        problems = target.account_problems(mappings)
+    finally:
+        target.close()
+    if unknown:
+        problems.insert(0, f"revenue_accounts.entities names unknown legal entities: {', '.join(unknown)}")
+    return problems
+
+
 def ledger_of(settings: Settings) -> str | None:
     """Where closed months post their journal entries: QuickBooks once ``revenue_accounts`` is set."""
     return "quickbooks" if settings.revenue_accounts is not None else None

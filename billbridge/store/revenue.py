@@ -240,6 +240,10 @@ def entity_id_of(session: Session, entity_ref: str) -> int | None:
     return session.scalar(select(LegalEntity.id).where(LegalEntity.entity_ref == entity_ref))
 
 
+def entity_refs(session: Session) -> list[str]:
+    return list(session.scalars(select(LegalEntity.entity_ref).order_by(LegalEntity.entity_ref)))
+
+
 def close_period(session: Session, entity_id: int, month: date) -> int:
     """Close a month; the id of the close event (what announces it in the outbox)."""
     if session.get(RevenuePeriod, (entity_id, month)) is not None:

@@ -359,6 +359,11 @@ class QuickBooks(QuickBooksConnector):
 
     # -- journal entries ------------------------------------------------------------------------------
 
+    def account_problems(self, mappings: Sequence[AccountMapping]) -> list[str]:
+        """What is wrong with the accounts ``mappings`` name, read from the company's chart of accounts."""
+        ids = {account for mapping in mappings for account in mapping.roles()}
+        return account_problems(mappings, self.find("Account", "Id", ids) if ids else {})
+
     def post_journal_entries(self, entries: Sequence[tuple[PeriodRevenue, AccountMapping]]) -> list[PushResult]:
         """Post each month's recognition as one JournalEntry, once: one PushResult per entry, in order.
 

@@ -83,6 +83,8 @@ def test_recognise_the_examples_then_schedule_waterfall_rollforward_and_close(ex
     code, out = run("revenue", "journal", "--entity", "us-inc", "--period", "2026-10")
     assert code == 0 and "REV202610-USD-US-INC (USD): not queued" in out
     assert run("revenue", "post")[0] == 1  # revenue_accounts unset: nothing to post to
+    code, out = run("revenue", "accounts")
+    assert code == 1 and "revenue_accounts and quickbooks must both be configured" in out
 
     assert run("revenue", "close", "--entity", "us-inc", "--period", "2026-10") == (0, "us-inc 2026-10 closed\n")
     code, out = run("revenue", "close", "--entity", "us-inc", "--period", "2026-10")

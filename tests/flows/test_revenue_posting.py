@@ -146,6 +146,10 @@ def test_a_wrong_account_parks_the_entry_naming_it(
         update={"revenue_accounts": settings.revenue_accounts.model_copy(update={"contract_asset": "1"})}
     )
     closed_january(store, wrong)
+    assert revenue.check_accounts(store, settings) == []  # what `billbridge revenue accounts` says
+    assert revenue.check_accounts(store, wrong) == [
+        "account 1 'Services' is Income; contract_asset needs Other Asset or Other Current Asset"
+    ]
     summary = revenue.post_journals(store, wrong)
     assert summary.outcomes == {"failed": 1}
     [(_, error)] = summary.failures
