@@ -386,18 +386,9 @@ def journal_handler(store: Store, settings: Settings, ledger: str) -> tuple[Hand
                 )
                 for m in messages
             }
-        out: list[Delivery] = []
-        newest: dict[str, Message] = {}
-        for m in messages:
-            if current[m.id] != m.aggregate_id:
-                out.append(Delivery(m.id, outcome="superseded"))
-                continue
-            key = journal_key(PeriodRevenue.from_message(m.payload["period"]))
-            if key in newest:  # two closes of one month in one claim: the newer one posts
-                older, m = sorted((newest[key], m), key=lambda x: x.aggregate_id)
-                out.append(Delivery(older.id, outcome="superseded"))
-            newest[key] = m
-        todo = list(newest.values())
+        # Only the close a month stands by posts (one per month and currency, so one per entry)
+        out = [Delivery(m.id, outcome="superseded") for m in messages if current[m.id] != m.aggregate_id]
+        todo = [m for m in messages if current[m.id] == m.aggregate_id]
         if not todo:
             return out
         if not built:
