@@ -17,9 +17,9 @@ import json
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from billbridge.errors import NotConfigured
@@ -234,6 +234,56 @@ class StripeSettings(BaseModel):
         return self.api_key.get_secret_value()
 
 
+# A QuickBooks account Id (the chart of accounts' ``Id``: digits).
+AccountId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{1,20}$")]
+RecognitionKind = Literal["ratable", "point_in_time", "usage"]
+
+
+class EntityRevenueAccounts(BaseModel):
+    """One legal entity's own revenue accounts, over the company-wide ones (deferred revenue is one
+    account for the company: invoices reach it through their items, which entities share)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    revenue: AccountId | None = None
+    contract_asset: AccountId | None = None
+    revenue_by_recognition: dict[RecognitionKind, AccountId] = Field(default_factory=dict)
+    revenue_by_product: dict[str, AccountId] = Field(default_factory=dict)
+
+
+class RevenueAccountsSettings(BaseModel):
+    """Where recognised revenue is posted in QuickBooks (``[revenue_accounts]``): account Ids of the
+    company's chart of accounts, checked against it before anything is posted. Setting it makes invoice
+    items post to ``deferred_revenue`` and each closed month post a JournalEntry moving what was
+    recognised to revenue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deferred_revenue: AccountId = Field(description="Other Current Liability (or Long Term Liability) account")
+    contract_asset: AccountId = Field(description="Unbilled receivables: an Other Current Asset (or Other Asset)")
+    revenue: AccountId = Field(description="Income account for revenue no product or recognition kind names")
+    revenue_by_recognition: dict[RecognitionKind, AccountId] = Field(
+        default_factory=dict, description="ratable / point_in_time / usage -> Income account"
+    )
+    revenue_by_product: dict[str, AccountId] = Field(
+        default_factory=dict, description="product_ref -> Income account (before the recognition kind's)"
+    )
+    entities: dict[str, EntityRevenueAccounts] = Field(
+        default_factory=dict, description="entity_ref -> that entity's own accounts over these"
+    )
+
+    def for_entity(self, entity_ref: str) -> dict[str, Any]:
+        """The accounts ``entity_ref`` posts to (its own over the company's), as plain data."""
+        own = self.entities.get(entity_ref) or EntityRevenueAccounts()
+        return {
+            "revenue": own.revenue or self.revenue,
+            "deferred_revenue": self.deferred_revenue,
+            "contract_asset": own.contract_asset or self.contract_asset,
+            "revenue_by_product": {**self.revenue_by_product, **own.revenue_by_product},
+            "revenue_by_recognition": {**self.revenue_by_recognition, **own.revenue_by_recognition},
+        }
+
+
 # Each vendor's sub-model, by its key in the tree (``[salesforce]``, BILLBRIDGE_SALESFORCE__...).
 VENDOR_SETTINGS: dict[str, type[BaseModel]] = {
     "salesforce": SalesforceSettings,
@@ -298,6 +348,11 @@ class Settings(BaseSettings):
     hubspot: HubSpotSettings | None = Field(default=None, description="HubSpot portal (a CRM source)")
     quickbooks: QuickBooksSettings | None = Field(default=None, description="QuickBooks Online connection")
     stripe: StripeSettings | None = Field(default=None, description="Stripe account")
+    revenue_accounts: RevenueAccountsSettings | None = Field(
+        default=None,
+        description="QuickBooks accounts recognised revenue posts to; unset: no journal entries, invoices to items' "
+        "income account",
+    )
     webhooks_inline: bool = Field(
         default=True,
         description="Act on stored webhook events in the API process right after answering; otherwise only "

@@ -56,3 +56,47 @@ def test_a_vendor_not_configured_is_named_as_the_file_and_environment_spell_it(n
     with pytest.raises(ValidationError) as hubspot:
         Settings().vendor(HubSpotSettings)
     assert (settings_problem(hubspot.value) or "").startswith("HubSpot is not configured: set access_token")
+
+
+def test_revenue_accounts_are_checked_at_load_naming_the_key(no_settings: Path) -> None:
+    good = {"deferred_revenue": "85", "contract_asset": "86", "revenue": "79"}
+    settings = Settings(
+        revenue_accounts={
+            **good,
+            "revenue_by_recognition": {"usage": "80"},
+            "entities": {"eu-bv": {"revenue": "82", "revenue_by_product": {"api": "83"}}},
+        }
+    )
+    assert settings.revenue_accounts is not None
+    assert settings.revenue_accounts.for_entity("eu-bv") == {
+        "revenue": "82",
+        "deferred_revenue": "85",
+        "contract_asset": "86",
+        "revenue_by_product": {"api": "83"},
+        "revenue_by_recognition": {"usage": "80"},
+    }
+    assert settings.revenue_accounts.for_entity("us")["revenue"] == "79"
+    for bad, named in (
+        (
+            {"deferred_revenue": "85", "revenue": "79"},
+            "revenue_accounts.contract_asset (BILLBRIDGE_REVENUE_ACCOUNTS__CONTRACT_ASSET) is not set",
+        ),
+        ({**good, "revenue": "Sales"}, "revenue_accounts.revenue (BILLBRIDGE_REVENUE_ACCOUNTS__REVENUE) is wrong"),
+        ({**good, "revenue_by_recognition": {"usgae": "80"}}, "revenue_accounts.revenue_by_recognition.usgae"),
+        (
+            {**good, "entities": {"eu-bv": {"deferred_revenue": "9"}}},
+            "revenue_accounts.entities.eu-bv.deferred_revenue",
+        ),
+    ):
+        with pytest.raises(ValidationError) as err:
+            Settings(revenue_accounts=bad)
+        problem = settings_problem(err.value)
+        assert problem is not None and named in problem, problem
+
+
+def test_revenue_accounts_come_from_the_environment(no_settings: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"DEFERRED_REVENUE": "85", "CONTRACT_ASSET": "86", "REVENUE": "79"}.items():
+        monkeypatch.setenv(f"BILLBRIDGE_REVENUE_ACCOUNTS__{key}", value)
+    monkeypatch.setenv("BILLBRIDGE_REVENUE_ACCOUNTS__REVENUE_BY_RECOGNITION", '{"usage": "80"}')
+    accounts = Settings().revenue_accounts
+    assert accounts is not None and accounts.revenue_by_recognition == {"usage": "80"}

@@ -1,5 +1,5 @@
-"""Read API of revenue recognition, ``/api/revenue/...``: a contract's schedule, the waterfall and the
-rollforward of ``flows/revenue.py`` (what ``billbridge revenue`` shows), scoped to the API key's legal
+"""Read API of revenue recognition, ``/api/revenue/...``: a contract's schedule, the waterfall, the
+rollforward and the month's journal entries of ``flows/revenue.py`` (what ``billbridge revenue`` shows), scoped to the API key's legal
 entity and paged as the other resources. Money is a string in the currency's minor units."""
 
 from __future__ import annotations
@@ -76,6 +76,23 @@ class RollforwardOut(BaseModel):
     balanced: bool
 
 
+class JournalLineOut(BaseModel):
+    posting: str = Field(description="Debit or Credit")
+    account: str = Field(description="QuickBooks account Id (revenue_accounts), or the line's role while unset")
+    description: str
+    amount: str
+
+
+class JournalEntryOut(BaseModel):
+    currency: str
+    period: str = Field(description="YYYY-MM")
+    doc_number: str = Field(description="The JournalEntry's DocNumber in QuickBooks")
+    closed: bool
+    posting: str = Field(description="not queued, queued, posted, failed, superseded or superseded (reopened)")
+    error: str | None = Field(description="Why the last delivery failed (failed only)")
+    lines: list[JournalLineOut]
+
+
 def _offset_page(rows: list[Any], limit: int, cursor: str | None) -> tuple[list[Any], bool, str | None]:
     offset = decode(cursor)
     chosen = rows[offset : offset + limit]
@@ -139,4 +156,22 @@ def rollforward(
     chosen, more, next_cursor = _offset_page(rows, limit, cursor)
     return Page[RollforwardOut](
         data=[RollforwardOut.model_validate(r) for r in chosen], has_more=more, next_cursor=next_cursor
+    )
+
+
+@router.get("/journal", response_model=Page[JournalEntryOut])
+def journal(
+    request: Request,
+    principal: Auth,
+    period: Annotated[IsoDate | None, Query(description="The month, by any of its days (default: this month)")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[JournalEntryOut]:
+    """The month's journal entries per currency as its close posts them to QuickBooks (debits and credits
+    per account) and whether each is posted: what a controller checks before and after a close."""
+    month: date = _in_window(period, "period") or revenue.today_utc()
+    rows = revenue.journal_report(store_of(request), request.app.state.settings, principal.entity_ref, month)
+    chosen, more, next_cursor = _offset_page(rows, limit, cursor)
+    return Page[JournalEntryOut](
+        data=[JournalEntryOut.model_validate(r) for r in chosen], has_more=more, next_cursor=next_cursor
     )

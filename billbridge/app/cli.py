@@ -293,6 +293,11 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ("revenue recognised this month", money(result.get("recognised_revenue", {}))),
         ("deferred revenue", money(result.get("deferred_revenue", {}))),
         (
+            f"journal entries in QuickBooks ({result.get('closed_month')} closed)",
+            f"{result.get('journal_entries', 0)} (billbridge --demo revenue journal --entity E --period "
+            f"{result.get('closed_month')})",
+        ),
+        (
             "check: anything held twice",
             f"[red]yes[/red]: {twice}" if twice else "no: every document and payment is in QuickBooks and Stripe once",
         ),

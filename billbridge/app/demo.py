@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,15 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
             return DECLINING_CARD if signups["n"] % 5 == 0 else "pm_card_visa"
 
         stripe.sandbox.state.card_on_signup = card
+        # A chart of accounts for revenue recognition: invoices post to deferred revenue, closes post
+        # the month's JournalEntry (income "1" is the company's own Services account).
+        deferred, unbilled = (
+            quickbooks.company.create("Account", {"Name": name, "AccountType": kind})["Id"]
+            for name, kind in (
+                ("Deferred Revenue", "Other Current Liability"),
+                ("Unbilled Receivables", "Other Current Asset"),
+            )
+        )
         env = {
             **salesforce.env(),
             **hubspot.env(),
@@ -119,6 +128,9 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
             "BILLBRIDGE_CRM_SOURCES": json.dumps(["salesforce", "hubspot"]),
             "BILLBRIDGE_PUSH_TARGETS": json.dumps(["quickbooks", "stripe"]),
             "BILLBRIDGE_AUTO_APPROVE_INVOICES": "true",
+            "BILLBRIDGE_REVENUE_ACCOUNTS__DEFERRED_REVENUE": deferred,
+            "BILLBRIDGE_REVENUE_ACCOUNTS__CONTRACT_ASSET": unbilled,
+            "BILLBRIDGE_REVENUE_ACCOUNTS__REVENUE": "1",
         }
         if base:
             env["BILLBRIDGE_STRIPE__WEBHOOK_SECRET"] = stripe.webhook_secret
@@ -176,6 +188,7 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         for inv in sandboxes.stripe.sandbox.state.all("invoice")
     ]
     qbo_docs = len(qbo_numbers)
+    journal_numbers = [str(r["DocNumber"]) for r in sandboxes.quickbooks.company.all("JournalEntry")]
     entered = [  # Stripe payments entered in QuickBooks (their note names the Stripe payment)
         str(p.get("PrivateNote"))
         for p in sandboxes.quickbooks.company.all("Payment")
@@ -216,6 +229,7 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
             "quickbooks": len(qbo_numbers) - len(set(qbo_numbers)),
             "stripe": len(stripe_numbers) - len(set(stripe_numbers)),
             "quickbooks_payments": len(entered) - len(set(entered)),
+            "quickbooks_journal_entries": len(journal_numbers) - len(set(journal_numbers)),
         },
         "second_run_created": {
             "contracts": sum(
@@ -238,6 +252,9 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         # revenue recognised in the month of as_of and deferred at its end, per currency
         "recognised_revenue": again.get("recognize_revenue", {}).get("recognised", {}),
         "deferred_revenue": again.get("recognize_revenue", {}).get("deferred", {}),
+        # the month before as_of, closed between the runs: one JournalEntry per entity and currency
+        "closed_month": last_month(as_of).strftime("%Y-%m"),
+        "journal_entries": len(journal_numbers),
     }
 
 
@@ -249,6 +266,23 @@ def _monitors_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
         "alerts": snapshot.get("alerts", 0),
         "alerts_by_monitor": snapshot.get("alerts_by_monitor", {}),
     }
+
+
+def last_month(day: date) -> date:
+    first = day.replace(day=1)
+    return (first - timedelta(days=1)).replace(day=1)
+
+
+def close_last_month(store: Store, day: date) -> None:
+    """Close the month before ``day`` for every legal entity, as a controller would once the month's
+    invoices are out: its journal entries are queued for QuickBooks (the next recognize_revenue posts them)."""
+    from billbridge.flows import revenue
+    from billbridge.store.revenue import entity_refs
+
+    with store.read() as session:
+        refs = entity_refs(session)
+    for ref in refs:
+        revenue.close(store, ref, last_month(day), ledger="quickbooks")
 
 
 def add_demo_monitors(store: Store) -> int:
@@ -337,6 +371,7 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
                 ) from None
             customers_pay_in_quickbooks(sandboxes.quickbooks, sandboxes.stripe)
             add_demo_monitors(store)
+            close_last_month(store, day)  # the second run posts its journal entries
             runs.append(quote_to_cash(as_of=day))
             yield summary(store, runs, day, sandboxes), sandboxes
         finally:

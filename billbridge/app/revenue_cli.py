@@ -199,6 +199,34 @@ def rollforward(
         raise typer.Exit(1)
 
 
+@app.command("journal")
+def journal(
+    entity: EntityOpt,
+    period: Annotated[str, typer.Option("--period", help="The month (YYYY-MM).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The month's journal entries, one per currency, as the close posts them (accounts from
+    revenue_accounts, or each line's role while unset), and whether each is queued, posted or failed."""
+    settings = Settings()
+    store = open_store(settings.database)
+    _entity(store, entity)
+    entries = revenue.journal_report(store, settings, entity, _month(period, "--period"))
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        console.print(f"nothing recognised in {period}")
+    for entry in entries:
+        title = f"{entry['doc_number']} ({entry['currency']}): {entry['posting']}"
+        table = Table("account", "description", "debit", "credit", title=title)
+        for ln in entry["lines"]:
+            debit = ln["amount"] if ln["posting"] == "Debit" else ""
+            table.add_row(ln["account"], ln["description"], debit, "" if debit else ln["amount"])
+        console.print(table)
+        if entry["error"]:
+            err.print(f"[red]error:[/red] {entry['error']}", highlight=False)
+
+
 @app.command("close")
 def close(
     entity: EntityOpt,
@@ -208,12 +236,53 @@ def close(
 ) -> None:
     """Close a month: its recognised amounts never change afterwards (later changes land in the first open
     month as catch-ups). With --reopen, open it again."""
-    store = _store()
+    settings = Settings()
+    store = open_store(settings.database)
     month = _month(period, "--period")
     _entity(store, entity)
+    ledger = revenue.ledger_of(settings)
     try:
-        revenue.close(store, entity, month, reopen=reopen, reason=reason)
+        revenue.close(store, entity, month, reopen=reopen, reason=reason, ledger=ledger)
     except sql.PeriodError as exc:
         err.print(f"[red]error:[/red] --period: {exc}")
         raise typer.Exit(1) from None
     console.print(f"{entity} {period} {'reopened' if reopen else 'closed'}")
+    if ledger is not None and not reopen:
+        console.print(f"journal entries queued for {ledger}: `billbridge revenue post` posts them")
+
+
+@app.command()
+def accounts() -> None:
+    """Check revenue_accounts against the QuickBooks chart of accounts (each account exists, is active and
+    of a type its use allows, for every legal entity): what posting checks first, before a close."""
+    settings = Settings()
+    problems = revenue.check_accounts(open_store(settings.database), settings)
+    for problem in problems:
+        err.print(f"[red]error:[/red] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print("revenue_accounts: every account is in the chart of accounts, active and of the right type")
+
+
+@app.command()
+def post(as_json: JsonOpt = False) -> None:
+    """Post the journal entries closed months queued (revenue_accounts must be set): each once, a
+    reclosed month's entry replaced. The accounts are checked against the chart of accounts first."""
+    settings = Settings()
+    store = open_store(settings.database)
+    ledger = revenue.ledger_of(settings)
+    if ledger is None:
+        err.print("[red]error:[/red] revenue_accounts is not set: nothing is posted (see README, Revenue recognition)")
+        raise typer.Exit(1)
+    summary = revenue.post_journals(store, settings, ledger)
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        for outcome, n in sorted(summary.outcomes.items()):
+            console.print(f"{outcome}: {n}")
+        for message_id, error in summary.failures:
+            err.print(f"[red]failed[/red] message {message_id}: {error}")
+        if (held := summary.leased_text()) is not None:
+            console.print(held)
+    if summary.failures:
+        raise typer.Exit(1)

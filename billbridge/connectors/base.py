@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 from billbridge.connectors.paging import Paginator
 from billbridge.records import DealPage
 
-PushStatus = Literal["created", "existing", "failed"]
+PushStatus = Literal["created", "existing", "updated", "failed"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class PushResult:
 
     number: str  # what was written: our document number, payment ref or change ref
     doc_type: str
-    status: PushStatus
+    status: PushStatus  # updated: a record of ours replaced by a newer version (a reclosed month's entry)
     external_id: str | None = None  # the vendor's id, to store as an external reference
     sync_token: str | None = None  # the vendor's version of the record, where it keeps one
     error: str | None = None

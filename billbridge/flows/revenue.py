@@ -9,6 +9,7 @@ that cannot be recognised is recorded with the reason and never stops the run.""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,19 +17,28 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from sqlalchemy.orm import Session
 
 from billbridge.billing import revenue as rr
 from billbridge.billing.currency import money_str
-from billbridge.mapping.journal import PeriodRevenue
+from billbridge.connectors.errors import Classified, ErrorKind, VendorError
+from billbridge.errors import NotConfigured
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.flows.push import token_vault
+from billbridge.mapping.journal import AccountMapping, PeriodRevenue, doc_number, journal_entry_payload, journal_key
 from billbridge.settings import Settings
+from billbridge.store import outbox
 from billbridge.store import revenue as sql
 from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import load_billed
+from billbridge.store.outbox import Message
+from billbridge.vendors.registry import JournalTarget, vendor
 
 ZERO = Decimal(0)
 CHUNK = 500
 SCAN = 5000  # contracts whose stamps are compared per query
+JOURNAL_BATCH = 30  # entries claimed per delivery (one QuickBooks batch call)
 
 
 def today_utc() -> date:
@@ -46,6 +56,7 @@ class RecognitionSummary:
     recognised: dict[str, Decimal] = field(default_factory=dict)  # in through's month
     deferred: dict[str, Decimal] = field(default_factory=dict)
     contract_assets: dict[str, Decimal] = field(default_factory=dict)
+    journals: dict[str, Any] | None = None  # journal entries posted by this run (revenue_accounts set)
 
     def as_dict(self) -> dict[str, Any]:
         def money(d: dict[str, Decimal]) -> dict[str, str]:
@@ -59,6 +70,7 @@ class RecognitionSummary:
             "recognised": money(self.recognised),
             "deferred": money(self.deferred),
             "contract_assets": money(self.contract_assets),
+            **({"journals": self.journals} if self.journals is not None else {}),
         }
 
 
@@ -154,9 +166,18 @@ def _entity(store: Store, entity_ref: str) -> int:
     return found
 
 
-def close(store: Store, entity_ref: str, month: date, *, reopen: bool = False, reason: str | None = None) -> None:
+def close(
+    store: Store,
+    entity_ref: str,
+    month: date,
+    *,
+    reopen: bool = False,
+    reason: str | None = None,
+    ledger: str | None = None,
+) -> None:
     """Close a month of an entity (its schedules brought up to date first), or reopen it (recorded with
-    the reason). PeriodError when it is closed already, or not closed."""
+    the reason). PeriodError when it is closed already, or not closed. With ``ledger`` (a vendor taking
+    journal entries), the close queues the month's entries for it in the same transaction (outbox)."""
     month = rr.month_of(month)
     entity_id = _entity(store, entity_ref)
     if not reopen:
@@ -164,8 +185,36 @@ def close(store: Store, entity_ref: str, month: date, *, reopen: bool = False, r
     with store.write() as session:
         if reopen:
             sql.reopen_period(session, entity_id, month, reason)
-        else:
-            sql.close_period(session, entity_id, month)
+            return
+        event = sql.close_period(session, entity_id, month)
+        if ledger is not None:
+            queue_journal_entries(
+                session, ledger, entity_id, event, _period_revenues(session, entity_id, entity_ref, month)
+            )
+
+
+def journal_topic(ledger: str) -> str:
+    return f"journal.{ledger}"
+
+
+def queue_journal_entries(
+    session: Session, ledger: str, entity_id: int, event: int, periods: Sequence[PeriodRevenue]
+) -> int:
+    """Queue a closed month's entries (one per currency) for ``ledger``; keyed by the close event, so a
+    month reopened and closed again queues its new amounts once more (the entry is replaced, not added)."""
+    return outbox.enqueue_many(
+        session,
+        [
+            {
+                "topic": journal_topic(ledger),
+                "aggregate_type": "revenue_close",
+                "aggregate_id": event,
+                "dedupe_key": f"{journal_topic(ledger)}:{journal_key(p)}:{event}",
+                "payload": {"entity_id": entity_id, "period": p.as_message()},
+            }
+            for p in periods
+        ],
+    )
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -279,30 +328,180 @@ def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[s
 
 
 def period_revenues(store: Store, entity_ref: str, month: date) -> list[PeriodRevenue]:
-    """An entity's recognition in a month per currency, as a journal entry needs it: revenue per product,
-    and the rollforward's split between deferred revenue drawn and contract assets made."""
-    month = rr.month_of(month)
+    """An entity's recognition in a month per currency, as a journal entry needs it: revenue per product
+    and recognition kind, the rollforward's split between deferred revenue drawn and contract assets
+    made, and what billing took off contract assets."""
     entity_id = _entity(store, entity_ref)
     with store.read() as session:
-        rows = sql.schedule_rows(session, entity_id=entity_id, until=month)
-        products = sql.line_products(session, entity_id)
-    by_product: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+        return _period_revenues(session, entity_id, entity_ref, rr.month_of(month))
+
+
+def _period_revenues(session: Session, entity_id: int, entity_ref: str, month: date) -> list[PeriodRevenue]:
+    rows = sql.schedule_rows(session, entity_id=entity_id, until=month)
+    kinds = sql.line_products(session, entity_id)
+    by_kind: dict[str, dict[tuple[str, str], Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     for row in rows:
         if row.month == month and row.recognised:
-            by_product[row.currency][products.get((row.contract_id, row.line_ref), "")] += row.recognised
+            by_kind[row.currency][kinds.get((row.contract_id, row.line_ref), ("", "usage"))] += row.recognised
     rolls = rr.rollforward(((r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows), month)
     return [
         PeriodRevenue(
             entity_ref,
             roll.currency,
             month,
-            dict(by_product.get(roll.currency, {})),
+            dict(by_kind.get(roll.currency, {})),
             roll.recognised_from_deferred,
             roll.recognised_to_asset,
+            roll.billed_from_asset,
         )
         for roll in rolls
-        if roll.recognised
+        if roll.recognised or roll.billed_from_asset
     ]
+
+
+# --- posting to the books -----------------------------------------------------------------------
+
+
+def journal_handler(store: Store, settings: Settings, ledger: str) -> tuple[Handler, Callable[[], None]]:
+    """Deliver queued journal entries to ``ledger`` (a registry vendor taking them). A message announced
+    by a close the month no longer stands by (reopened, or closed again since) is superseded: only the
+    newest close of a month posts, and posting it replaces an entry an older close made."""
+    accounts = settings.revenue_accounts
+    build = vendor(ledger).journals
+    if accounts is None or build is None:  # said before anything is claimed
+        raise NotConfigured(
+            "revenue_accounts is not configured ([revenue_accounts] deferred_revenue, contract_asset, revenue)"
+            if accounts is None
+            else f"{ledger} takes no journal entries"
+        )
+    if getattr(settings, ledger, None) is None:
+        raise NotConfigured(f"{ledger} is not configured: journal entries wait in the outbox until it is")
+    built: list[JournalTarget] = []
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        with store.read() as session:
+            current = {
+                m.id: sql.current_close(
+                    session, int(m.payload["entity_id"]), date.fromisoformat(m.payload["period"]["month"])
+                )
+                for m in messages
+            }
+        # Only the close a month stands by posts (one per month and currency, so one per entry)
+        out = [Delivery(m.id, outcome="superseded") for m in messages if current[m.id] != m.aggregate_id]
+        todo = [m for m in messages if current[m.id] == m.aggregate_id]
+        if not todo:
+            return out
+        if not built:
+            built.append(build(settings, token_vault(store, settings)))
+        entries = []
+        for m in todo:
+            period = PeriodRevenue.from_message(m.payload["period"])
+            entries.append((period, AccountMapping.model_validate(accounts.for_entity(period.entity_ref))))
+        try:
+            results = built[0].post_journal_entries(entries)
+        except VendorError as exc:
+            return out + [Delivery(m.id, error=exc.classified) for m in todo]
+        for m, result in zip(todo, results, strict=True):
+            if result.status == "failed":
+                kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
+                out.append(Delivery(m.id, error=Classified(kind, f"{result.number}: {result.error or 'refused'}")))
+            else:
+                out.append(Delivery(m.id, outcome=result.status))
+        return out
+
+    def close_all() -> None:
+        for target in built:
+            target.close()
+
+    return handle, close_all
+
+
+def journal_report(store: Store, settings: Settings, entity_ref: str, month: date) -> list[dict[str, Any]]:
+    """The JournalEntry of each currency of an entity's month, as the close posts it (the accounts of
+    ``revenue_accounts``, or each line's role while they are unset), and how its posting went: what a
+    controller checks before closing, and after."""
+    month = rr.month_of(month)
+    entity_id = _entity(store, entity_ref)
+    if settings.revenue_accounts is not None:
+        accounts = AccountMapping.model_validate(settings.revenue_accounts.for_entity(entity_ref))
+    else:
+        accounts = AccountMapping(
+            revenue="revenue", deferred_revenue="deferred_revenue", contract_asset="contract_asset"
+        )
+    ledger = ledger_of(settings) or "quickbooks"
+    out = []
+    with store.read() as session:
+        periods = _period_revenues(session, entity_id, entity_ref, month)
+        closed = sql.current_close(session, entity_id, month)
+        postings = {
+            p.currency: sql.journal_posting(session, f"{journal_topic(ledger)}:{journal_key(p)}:") for p in periods
+        }
+    for period in periods:
+        payload = journal_entry_payload(period, accounts) or {"Line": []}
+        posting = postings[period.currency]
+        if posting is None:
+            state = "not queued"
+        elif posting.close_event != closed:
+            state = "superseded (reopened)" if closed is None else "superseded"
+        elif posting.delivered_at is not None:
+            state = "posted"
+        else:
+            state = "failed" if posting.last_error else "queued"
+        out.append(
+            {
+                "currency": period.currency,
+                "period": month.strftime("%Y-%m"),
+                "doc_number": doc_number(period),
+                "closed": closed is not None,
+                "posting": state,
+                "error": posting.last_error if posting is not None and posting.delivered_at is None else None,
+                "lines": [
+                    {
+                        "posting": ln["JournalEntryLineDetail"]["PostingType"],
+                        "account": ln["JournalEntryLineDetail"]["AccountRef"]["value"],
+                        "description": ln["Description"],
+                        "amount": ln["Amount"],
+                    }
+                    for ln in payload["Line"]
+                ],
+            }
+        )
+    return out
+
+
+def check_accounts(store: Store, settings: Settings, ledger: str = "quickbooks") -> list[str]:
+    """``revenue_accounts`` against the ledger's chart of accounts, for the company and every entity the
+    store knows: each missing, inactive or mistyped account named (empty: posting can go ahead)."""
+    accounts = settings.revenue_accounts
+    build = vendor(ledger).journals
+    if accounts is None or build is None or getattr(settings, ledger, None) is None:
+        raise NotConfigured(f"revenue_accounts and {ledger} must both be configured to check the accounts")
+    with store.read() as session:
+        entities = sql.entity_refs(session)
+    unknown = sorted(set(accounts.entities) - set(entities))
+    mappings = [AccountMapping.model_validate(accounts.for_entity(ref)) for ref in ["", *entities]]
+    target = build(settings, token_vault(store, settings))
+    try:
+        problems = target.account_problems(mappings)
+    finally:
+        target.close()
+    if unknown:
+        problems.insert(0, f"revenue_accounts.entities names unknown legal entities: {', '.join(unknown)}")
+    return problems
+
+
+def ledger_of(settings: Settings) -> str | None:
+    """Where closed months post their journal entries: QuickBooks once ``revenue_accounts`` is set."""
+    return "quickbooks" if settings.revenue_accounts is not None else None
+
+
+def post_journals(store: Store, settings: Settings, ledger: str = "quickbooks") -> RelaySummary:
+    """Post the journal entries closes queued for ``ledger``; rerunning never posts one twice."""
+    handler, close_all = journal_handler(store, settings, ledger)
+    try:
+        return relay(store, journal_topic(ledger), handler, batch=JOURNAL_BATCH)
+    finally:
+        close_all()
 
 
 # --- the Prefect flow ---------------------------------------------------------------------------
@@ -318,6 +517,8 @@ def summary_markdown(summary: RecognitionSummary) -> str:
         ("contract assets", "contract_assets"),
     ):
         lines += [f"| {label} {c} | {a} |" for c, a in data[key].items()]
+    if summary.journals is not None:
+        lines += [f"| journal entries {k} | {n} |" for k, n in sorted(summary.journals["outcomes"].items())]
     if summary.failed:
         lines += ["", "## Contracts that could not be recognised", "", "| contract | reason |", "|---|---|"]
         lines += [f"| {cid} | {reason.replace('|', '/')} |" for cid, reason in summary.failed[:200]]
@@ -332,8 +533,12 @@ def recognize_revenue(period: str | None = None, full: bool = False, through: da
     if period is not None:
         through = rr.month_end(date.fromisoformat(f"{period}-01"))
     through = through or today_utc()
-    store = open_store(Settings().database)
+    settings = Settings()
+    store = open_store(settings.database)
     summary = with_balances(rebuild(store, through, full=full), store)
+    ledger = ledger_of(settings)
+    if ledger is not None and getattr(settings, ledger, None) is not None:  # what closes queued since the last run
+        summary.journals = post_journals(store, settings, ledger).as_dict()
     create_markdown_artifact(
         summary_markdown(summary), key="revenue-recognition", description=f"Revenue through {through}"
     )

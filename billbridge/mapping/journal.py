@@ -1,17 +1,21 @@
 """A month's recognised revenue -> one summarised QuickBooks JournalEntry per legal entity, currency and
-month. Pure: the connector that posts it (through the outbox, exactly once) waits for the new connector
-contract (issue 20).
+month, and the checks of the accounts it names against the company's chart of accounts. Pure: the
+connector posts it (``vendors/quickbooks.py``), through the outbox, exactly once.
 
-The entry: credit revenue per revenue account (a product's own account where the account mapping names
-one, else the entity's), debit deferred revenue for what recognition drew from it and debit contract
-assets for what was recognised before it was billed. A negative amount (a catch-up that takes revenue
-back) posts on the other side. Amounts leave as decimal strings, as the Invoice payloads do.
+Invoices billbridge pushes post to deferred revenue (their items' income account is the deferred
+revenue account), so the entry moves what was recognised out of it: credit revenue per revenue account
+(a product's own account, else its recognition kind's, else the entity's), debit deferred revenue for
+what recognition drew from it, debit contract assets for what was recognised before it was billed, and
+reclassify what was billed against an earlier contract asset (debit deferred revenue, credit contract
+assets), since its invoice credited deferred revenue too. A negative amount (a catch-up that takes
+revenue back) posts on the other side. Amounts leave as decimal strings, as the Invoice payloads do.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -25,11 +29,20 @@ from billbridge.billing.revenue import month_end
 DOC_NUMBER_MAX = 21  # QuickBooks' DocNumber holds at most 21 characters
 ZERO = Decimal(0)
 AccountId = str
+Role = Literal["revenue", "deferred_revenue", "contract_asset"]
+
+# Intuit's AccountTypeEnum (Finance.xsd) values each role may post to.
+ACCOUNT_TYPES: dict[Role, frozenset[str]] = {
+    "revenue": frozenset({"Income", "Other Income"}),
+    "deferred_revenue": frozenset({"Other Current Liability", "Long Term Liability"}),
+    # not Accounts Receivable: QuickBooks wants a customer on every A/R journal line
+    "contract_asset": frozenset({"Other Current Asset", "Other Asset"}),
+}
 
 
 class AccountMapping(BaseModel):
-    """QuickBooks account ids of one legal entity (configuration): revenue (optionally per product),
-    deferred revenue (a liability) and contract assets (unbilled receivables)."""
+    """QuickBooks account ids one legal entity posts revenue to: revenue (optionally per product, then per
+    recognition kind), deferred revenue (a liability) and contract assets (unbilled receivables)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,17 +52,30 @@ class AccountMapping(BaseModel):
     revenue_by_product: dict[str, AccountId] = Field(
         default_factory=dict, description="product_ref (or a product group) -> its revenue account id"
     )
+    revenue_by_recognition: dict[str, AccountId] = Field(
+        default_factory=dict, description="recognition kind (ratable, point_in_time, usage) -> revenue account id"
+    )
 
-    @field_validator("revenue_by_product")
+    @field_validator("revenue_by_product", "revenue_by_recognition")
     @classmethod
     def _ids(cls, value: dict[str, AccountId]) -> dict[str, AccountId]:
         for product, account in value.items():
             if not account.strip():
-                raise ValueError(f"product {product!r} names no account")
+                raise ValueError(f"{product!r} names no account")
         return value
 
-    def revenue_account(self, product_ref: str) -> AccountId:
-        return self.revenue_by_product.get(product_ref, self.revenue)
+    def revenue_account(self, product_ref: str, recognition: str = "") -> AccountId:
+        """The product's own account, else its recognition kind's, else the entity's revenue account."""
+        return self.revenue_by_product.get(product_ref) or self.revenue_by_recognition.get(recognition, self.revenue)
+
+    def roles(self) -> dict[AccountId, set[Role]]:
+        """Every account this mapping names, with what it is used for."""
+        out: dict[AccountId, set[Role]] = defaultdict(set)
+        out[self.deferred_revenue].add("deferred_revenue")
+        out[self.contract_asset].add("contract_asset")
+        for account in (self.revenue, *self.revenue_by_product.values(), *self.revenue_by_recognition.values()):
+            out[account].add("revenue")
+        return out
 
 
 def missing_accounts(mappings: Mapping[str, AccountMapping], entity_refs: list[str]) -> list[str]:
@@ -57,35 +83,107 @@ def missing_accounts(mappings: Mapping[str, AccountMapping], entity_refs: list[s
     return [ref for ref in entity_refs if ref not in mappings]
 
 
+def account_problems(mappings: Iterable[AccountMapping], chart: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What is wrong with the accounts the mappings name, against the company's chart of accounts
+    (QuickBooks Account records by Id): each missing, inactive or wrongly typed account named, with its
+    use. Empty when every account exists, is active and is of a type its use allows."""
+    roles: dict[AccountId, set[Role]] = defaultdict(set)
+    for mapping in mappings:
+        for account, used in mapping.roles().items():
+            roles[account] |= used
+    problems = []
+    for account, used in sorted(roles.items()):
+        uses = " and ".join(sorted(used))
+        record = chart.get(account)
+        if record is None:
+            problems.append(f"account {account} ({uses}) is not in the QuickBooks chart of accounts")
+            continue
+        if record.get("Active") is False:
+            problems.append(f"account {account} {record.get('Name')!r} ({uses}) is inactive in QuickBooks")
+        kind = str(record.get("AccountType"))
+        for role in sorted(used):
+            if kind not in ACCOUNT_TYPES[role]:
+                allowed = " or ".join(sorted(ACCOUNT_TYPES[role]))
+                problems.append(f"account {account} {record.get('Name')!r} is {kind}; {role} needs {allowed}")
+    return problems
+
+
 @dataclass(frozen=True)
 class PeriodRevenue:
-    """One entity's recognition in one month and currency: revenue per product, and how much of it drew
-    on deferred revenue and how much became a contract asset (the rollforward's split)."""
+    """One entity's recognition in one month and currency: revenue per (product, recognition kind), how
+    much of it drew on deferred revenue and how much became a contract asset (the rollforward's split),
+    and what billing took off earlier contract assets."""
 
     entity_ref: str
     currency: str
     month: date
-    revenue_by_product: Mapping[str, Decimal]
+    revenue: Mapping[tuple[str, str], Decimal]  # (product_ref, recognition) -> recognised
     from_deferred: Decimal
     to_contract_asset: Decimal
+    billed_from_asset: Decimal = ZERO
 
     def __post_init__(self) -> None:
-        total = sum(self.revenue_by_product.values(), ZERO)
+        total = sum(self.revenue.values(), ZERO)
         if total != self.from_deferred + self.to_contract_asset:
             raise ValueError(
                 f"{self.entity_ref} {self.month:%Y-%m} {self.currency}: revenue {total} is not deferred "
                 f"{self.from_deferred} + contract asset {self.to_contract_asset}"
             )
 
+    @property
+    def revenue_by_product(self) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for (product, _), amount in self.revenue.items():
+            out[product] += amount
+        return dict(out)
+
+    def as_message(self) -> dict[str, Any]:
+        """As an outbox message's payload (JSON: amounts as strings)."""
+        return {
+            "entity_ref": self.entity_ref,
+            "currency": self.currency,
+            "month": self.month.isoformat(),
+            "revenue": [[p, r, str(a)] for (p, r), a in sorted(self.revenue.items())],
+            "from_deferred": str(self.from_deferred),
+            "to_contract_asset": str(self.to_contract_asset),
+            "billed_from_asset": str(self.billed_from_asset),
+        }
+
+    @classmethod
+    def from_message(cls, payload: Mapping[str, Any]) -> PeriodRevenue:
+        return cls(
+            str(payload["entity_ref"]),
+            str(payload["currency"]),
+            date.fromisoformat(str(payload["month"])),
+            {(str(p), str(r)): Decimal(a) for p, r, a in payload["revenue"]},
+            Decimal(payload["from_deferred"]),
+            Decimal(payload["to_contract_asset"]),
+            Decimal(payload.get("billed_from_asset", "0")),
+        )
+
 
 def journal_key(period: PeriodRevenue) -> str:
-    """The entry's identity (outbox key and DocNumber source): one per entity, currency and month."""
+    """The entry's identity (outbox key, PrivateNote): one per entity, currency and month."""
     return f"revenue:{period.entity_ref}:{period.currency}:{period.month:%Y-%m}"
 
 
+def entity_tag(entity_ref: str) -> str:
+    """Seven characters naming the entity in a DocNumber: its ref upper-cased when that fits, else a hash."""
+    tag = entity_ref.upper()
+    if len(tag) <= 7 and tag.isascii() and tag.replace("-", "").isalnum():
+        return tag
+    return hashlib.sha256(entity_ref.encode()).hexdigest()[:7].upper()
+
+
 def doc_number(period: PeriodRevenue) -> str:
-    """``REV-2026-11-USD``-like, within QuickBooks' 21 characters (the entity is the company itself)."""
-    return f"REV-{period.month:%Y-%m}-{period.currency}"[:DOC_NUMBER_MAX]
+    """``REV202611-USD-US-INC``: month, currency and entity within QuickBooks' 21 characters (entities may
+    share one company; the number is how the entry is found again)."""
+    return f"REV{period.month:%Y%m}-{period.currency}-{entity_tag(period.entity_ref)}"[:DOC_NUMBER_MAX]
+
+
+def note(period: PeriodRevenue) -> str:
+    """The PrivateNote marking an entry as billbridge's (a person's entry with the number is not ours)."""
+    return f"billbridge {journal_key(period)}"
 
 
 Posting = Literal["Debit", "Credit"]
@@ -104,19 +202,19 @@ def _line(amount: Decimal, posting: Posting, account: AccountId, description: st
 
 def journal_entry_payload(period: PeriodRevenue, accounts: AccountMapping) -> dict[str, Any] | None:
     """The JournalEntry of a month's recognition (None when nothing moved): credits per revenue account,
-    debits to deferred revenue and contract assets; debits equal credits exactly."""
+    debits to deferred revenue and contract assets, the billed contract assets reclassified; debits equal
+    credits exactly."""
     c = period.currency
     credits: dict[AccountId, Decimal] = defaultdict(lambda: ZERO)
-    for product, amount in sorted(period.revenue_by_product.items()):
-        credits[accounts.revenue_account(product)] += amount
-    lines = [
-        _line(amount, "Debit", account, label, c)
-        for amount, account, label in (
-            (period.from_deferred, accounts.deferred_revenue, "Deferred revenue recognised"),
-            (period.to_contract_asset, accounts.contract_asset, "Revenue recognised before billing"),
-        )
-        if amount
-    ]
+    for (product, recognition), amount in sorted(period.revenue.items()):
+        credits[accounts.revenue_account(product, recognition)] += amount
+    moves: tuple[tuple[Decimal, Posting, AccountId, str], ...] = (
+        (period.from_deferred, "Debit", accounts.deferred_revenue, "Deferred revenue recognised"),
+        (period.to_contract_asset, "Debit", accounts.contract_asset, "Revenue recognised before billing"),
+        (period.billed_from_asset, "Debit", accounts.deferred_revenue, "Billed against a contract asset"),
+        (period.billed_from_asset, "Credit", accounts.contract_asset, "Billed against a contract asset"),
+    )
+    lines = [_line(amount, posting, account, label, c) for amount, posting, account, label in moves if amount]
     lines += [
         _line(amount, "Credit", account, "Revenue recognised", c) for account, amount in credits.items() if amount
     ]
@@ -126,6 +224,26 @@ def journal_entry_payload(period: PeriodRevenue, accounts: AccountMapping) -> di
         "DocNumber": doc_number(period),
         "TxnDate": month_end(period.month).isoformat(),
         "CurrencyRef": {"value": c},
-        "PrivateNote": f"billbridge {journal_key(period)}",
+        "PrivateNote": note(period),
         "Line": lines,
     }
+
+
+def same_entry(record: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
+    """Whether a JournalEntry QuickBooks holds posts what ``payload`` posts (date, currency, lines)."""
+
+    def lines(lns: Any) -> list[tuple[str, str, Decimal]]:
+        return sorted(
+            (
+                str(ln["JournalEntryLineDetail"]["PostingType"]),
+                str(ln["JournalEntryLineDetail"]["AccountRef"]["value"]),
+                Decimal(str(ln["Amount"])),
+            )
+            for ln in lns or []
+        )
+
+    return (
+        str(record.get("TxnDate")) == payload["TxnDate"]
+        and (record.get("CurrencyRef") or {}).get("value") == payload["CurrencyRef"]["value"]
+        and lines(record.get("Line")) == lines(payload["Line"])
+    )

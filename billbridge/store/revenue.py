@@ -23,6 +23,7 @@ from billbridge.store.models import (
     Invoice,
     InvoiceLine,
     LegalEntity,
+    OutboxMessage,
     table_of,
     utcnow,
 )
@@ -239,11 +240,33 @@ def entity_id_of(session: Session, entity_ref: str) -> int | None:
     return session.scalar(select(LegalEntity.id).where(LegalEntity.entity_ref == entity_ref))
 
 
-def close_period(session: Session, entity_id: int, month: date) -> None:
+def entity_refs(session: Session) -> list[str]:
+    return list(session.scalars(select(LegalEntity.entity_ref).order_by(LegalEntity.entity_ref)))
+
+
+def close_period(session: Session, entity_id: int, month: date) -> int:
+    """Close a month; the id of the close event (what announces it in the outbox)."""
     if session.get(RevenuePeriod, (entity_id, month)) is not None:
         raise PeriodError(f"{month:%Y-%m} is closed already")
     session.add(RevenuePeriod(entity_id=entity_id, month=month, closed_at=utcnow()))
-    session.add(RevenuePeriodEvent(entity_id=entity_id, month=month, action="close", at=utcnow()))
+    event = RevenuePeriodEvent(entity_id=entity_id, month=month, action="close", at=utcnow())
+    session.add(event)
+    session.flush()
+    return event.id
+
+
+def current_close(session: Session, entity_id: int, month: date) -> int | None:
+    """The close event a month stands closed by (None while it is open): a journal entry announced by an
+    older close is superseded."""
+    if session.get(RevenuePeriod, (entity_id, month)) is None:
+        return None
+    return session.scalar(
+        select(func.max(RevenuePeriodEvent.id)).where(
+            RevenuePeriodEvent.entity_id == entity_id,
+            RevenuePeriodEvent.month == month,
+            RevenuePeriodEvent.action == "close",
+        )
+    )
 
 
 def reopen_period(session: Session, entity_id: int, month: date, reason: str | None) -> None:
@@ -339,10 +362,11 @@ def schedule_rows(
     return [ScheduleRow(*r) for r in session.execute(query)]
 
 
-def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], str]:
-    """(contract id, line_ref) -> product_ref for an entity's schedule lines: from the obligations, and
-    from the invoice lines for what has none (usage, minimum true-ups)."""
-    found: dict[tuple[int, str], str] = {}
+def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], tuple[str, str]]:
+    """(contract id, line_ref) -> (product_ref, recognition) for an entity's schedule lines: from the
+    obligations, and from the invoice lines for what has none (usage and minimum true-ups: variable
+    consideration, recognised as ``usage`` in the period billed for)."""
+    found: dict[tuple[int, str], tuple[str, str]] = {}
     billed = session.execute(
         select(InvoiceLine.contract_id, InvoiceLine.line_ref, InvoiceLine.product_ref)
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
@@ -350,12 +374,48 @@ def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], str
         .distinct()
     )
     for cid, line_ref, product_ref in billed:
-        found[(cid, line_ref)] = product_ref or ""
+        found[(cid, line_ref)] = (product_ref or "", "usage")
     obligations = session.execute(
-        select(RevenueObligation.contract_id, RevenueObligation.line_ref, RevenueObligation.product_ref)
+        select(
+            RevenueObligation.contract_id,
+            RevenueObligation.line_ref,
+            RevenueObligation.product_ref,
+            RevenueObligation.method,
+        )
         .where(RevenueObligation.entity_id == entity_id)
         .distinct()
     )
-    for cid, line_ref, product_ref in obligations:
-        found[(cid, line_ref)] = product_ref
+    for cid, line_ref, product_ref, method in obligations:
+        found[(cid, line_ref)] = (product_ref, method)
     return found
+
+
+@dataclass(frozen=True)
+class Posting:
+    """The newest outbox message of a journal entry: which close queued it and how its delivery went."""
+
+    close_event: int
+    queued_at: datetime
+    delivered_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+def journal_posting(session: Session, key_prefix: str) -> Posting | None:
+    """The newest message whose dedupe key is ``key_prefix`` followed by a close event id."""
+    rows = session.execute(
+        select(
+            OutboxMessage.dedupe_key,
+            OutboxMessage.aggregate_id,
+            OutboxMessage.created_at,
+            OutboxMessage.delivered_at,
+            OutboxMessage.attempts,
+            OutboxMessage.last_error,
+        )
+        .where(OutboxMessage.dedupe_key.startswith(key_prefix, autoescape=True))
+        .order_by(OutboxMessage.id.desc())
+    )
+    for key, event, queued, delivered, attempts, error in rows:
+        if key[len(key_prefix) :].isdigit():
+            return Posting(event, queued, delivered, attempts, error)
+    return None

@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
-from billbridge.connectors.base import PushResult
+from billbridge.connectors.base import PushResult, PushStatus
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks.client import QuickBooksConfig
@@ -32,6 +32,15 @@ from billbridge.connectors.quickbooks.writers import (
 )
 from billbridge.errors import NotConfigured
 from billbridge.mapping.fields import map_each, record_id
+from billbridge.mapping.journal import (
+    AccountMapping,
+    PeriodRevenue,
+    account_problems,
+    doc_number,
+    journal_entry_payload,
+    note,
+    same_entry,
+)
 from billbridge.mapping.quickbooks import (
     CustomerSpec,
     amendments_in,
@@ -92,9 +101,12 @@ def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
         }.items()
         if v is not None
     }
+    if settings.revenue_accounts is not None:  # invoices post to deferred revenue through their items
+        optional["income_account_id"] = settings.revenue_accounts.deferred_revenue
     config = QuickBooksConfig(qs.client_id, qs.client_secret.get_secret_value(), qs.realm_id, **optional)
     initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
-    return QuickBooks(config, tokens(f"quickbooks:{qs.realm_id}", initial))
+    repoint = settings.revenue_accounts is not None
+    return QuickBooks(config, tokens(f"quickbooks:{qs.realm_id}", initial), repoint_items=repoint)
 
 
 class QuickBooks(QuickBooksConnector):
@@ -110,10 +122,13 @@ class QuickBooks(QuickBooksConnector):
         pacer: Pacer | None = None,
         batch_pacer: Pacer | None = None,
         sleep: Callable[[float], None] | None = None,
+        repoint_items: bool = False,
     ) -> None:
         super().__init__(
             config, tokens, worker=worker, policy=policy, pacer=pacer, batch_pacer=batch_pacer, sleep=sleep
         )
+        # Revenue recognition on: items found with another income account are moved to ours (deferred revenue).
+        self.repoint_items = repoint_items
         # Customers and items found or made by this connector: a push run's later batches need no look-up.
         self.customer_ids: dict[str, str] = {}
         self.item_ids: dict[str, str] = {}
@@ -140,12 +155,40 @@ class QuickBooks(QuickBooksConnector):
 
     def _ensure_items(self, items: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Written]]:
         account = self.config.income_account_id
-        return self.find_or_create(
+        ids, failed = self.find_or_create(
             "Item",
             "Name",
             {sku: sku for sku in items},
             lambda sku: Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, items[sku], account)),
         )
+        if self.repoint_items and ids:
+            _, refused = self._repoint_items(list(ids), account)
+            failed.update(refused)
+            ids = {sku: ident for sku, ident in ids.items() if sku not in refused}
+        return ids, failed
+
+    def _repoint_items(self, skus: Sequence[str], account: str) -> tuple[list[str], dict[str, Written]]:
+        """Items whose income account is not ``account`` moved to it (a sparse update naming the SyncToken
+        read): with revenue recognition on, invoice lines post to deferred revenue through their items.
+        QuickBooks applies an item's income account to transactions made after the change."""
+        found = self.find("Item", "Name", skus)
+        writes = {
+            sku: Write(
+                f"billbridge-item-{sku}-income-{account}-{record['SyncToken']}",
+                "Item",
+                {
+                    "Id": record["Id"],
+                    "SyncToken": record["SyncToken"],
+                    "sparse": True,
+                    "IncomeAccountRef": {"value": account},
+                },
+                "update",
+            )
+            for sku, record in found.items()
+            if str((record.get("IncomeAccountRef") or {}).get("value")) != account and record.get("Type") != "Group"
+        }
+        updated, refused = self.ensure(writes) if writes else ({}, {})
+        return list(updated), refused
 
     def ensure_customers(self, customers: Sequence[CustomerSpec]) -> dict[str, str]:
         """QuickBooks customer Ids by our customer ref: looked up by DisplayName, created when missing."""
@@ -313,6 +356,68 @@ class QuickBooks(QuickBooksConnector):
                         ref, "payment", "failed", error=outcome.error, retriable=outcome.retriable
                     )
         return [results[c.change_ref] for c in changes]
+
+    # -- journal entries ------------------------------------------------------------------------------
+
+    def account_problems(self, mappings: Sequence[AccountMapping]) -> list[str]:
+        """What is wrong with the accounts ``mappings`` name, read from the company's chart of accounts."""
+        ids = {account for mapping in mappings for account in mapping.roles()}
+        return account_problems(mappings, self.find("Account", "Id", ids) if ids else {})
+
+    def post_journal_entries(self, entries: Sequence[tuple[PeriodRevenue, AccountMapping]]) -> list[PushResult]:
+        """Post each month's recognition as one JournalEntry, once: one PushResult per entry, in order.
+
+        The accounts are checked against the chart of accounts first (a missing, inactive or mistyped
+        one fails every entry naming it, fatally: a person fixes the mapping). Each entry is looked up
+        by DocNumber before anything is written: one of ours posting the same lines is ``existing`` (an
+        earlier attempt whose answer was lost), one posting other amounts (the month was reopened and
+        closed again) is replaced in place, naming its SyncToken (``updated``); a DocNumber held by an
+        entry billbridge did not make is a failure, never overwritten."""
+        ids = {account for _, mapping in entries for account in mapping.roles()}
+        chart = self.find("Account", "Id", ids) if ids else {}
+        results: dict[int, PushResult] = {}
+        payloads: dict[int, dict[str, Any]] = {}
+        for n, (period, mapping) in enumerate(entries):
+            number = doc_number(period)
+            problems = account_problems([mapping], chart)
+            if problems:
+                error = f"{period.entity_ref} revenue_accounts: " + "; ".join(problems)
+                results[n] = PushResult(number, "journal_entry", "failed", error=error)
+                continue
+            payload = journal_entry_payload(period, mapping)
+            if payload is None:
+                results[n] = PushResult(number, "journal_entry", "existing")  # nothing moved: nothing to post
+                continue
+            payloads[n] = payload
+        existing = self.find("JournalEntry", "DocNumber", {p["DocNumber"] for p in payloads.values()})
+        writes: dict[int, Write] = {}
+        for n, payload in payloads.items():
+            number, record = payload["DocNumber"], existing.get(payload["DocNumber"])
+            if record is None:
+                writes[n] = Write(f"billbridge-{note(entries[n][0])}-create", "JournalEntry", payload)
+            elif record.get("PrivateNote") != payload["PrivateNote"]:
+                error = f"JournalEntry {record['Id']} holds DocNumber {number} and was not made by billbridge"
+                results[n] = PushResult(number, "journal_entry", "failed", error=error)
+            elif same_entry(record, payload):
+                results[n] = PushResult(
+                    number, "journal_entry", "existing", str(record["Id"]), str(record["SyncToken"])
+                )
+            else:
+                body = {**payload, "Id": record["Id"], "SyncToken": record["SyncToken"], "sparse": True}
+                key = f"billbridge-{note(entries[n][0])}-update-{record['SyncToken']}"
+                writes[n] = Write(key, "JournalEntry", body, "update")
+        written = self.batch(list(writes.values()))
+        for n, write in writes.items():
+            outcome, number = written[write.key], write.payload["DocNumber"]
+            if outcome.record is not None:
+                status: PushStatus = "created" if write.operation == "create" else "updated"
+                record = outcome.record
+                results[n] = PushResult(number, "journal_entry", status, str(record["Id"]), str(record["SyncToken"]))
+            else:
+                results[n] = PushResult(
+                    number, "journal_entry", "failed", error=outcome.error, retriable=outcome.retriable
+                )
+        return [results[n] for n in range(len(entries))]
 
     # -- payments -------------------------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ Stripe's or QuickBooks' libraries. Adding a vendor is its packages (``connectors
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from billbridge.connectors.base import DealSource, WebhookRefused
+from billbridge.connectors.base import DealSource, PushResult, WebhookRefused
 from billbridge.mapping import hubspot as hubspot_mapping
 from billbridge.mapping import salesforce as salesforce_mapping
 from billbridge.mapping.crm import CrmMapping
@@ -25,6 +25,7 @@ from billbridge.vendors.contract import PaymentPage
 if TYPE_CHECKING:
     from billbridge.connectors.quickbooks.tokens import TokenStore
     from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmProduct
+    from billbridge.mapping.journal import AccountMapping, PeriodRevenue
 
 PaymentPull = Callable[[str | None], Iterator[PaymentPage]]
 """One payment stream: pages of payments since a cursor (None: from the start)."""
@@ -37,6 +38,17 @@ class PaymentSource(Protocol):
     """A vendor payments are received in: its streams by name (each with its own cursor)."""
 
     def payment_streams(self) -> Mapping[str, PaymentPull]: ...
+
+    def close(self) -> None: ...
+
+
+class JournalTarget(Protocol):
+    """A ledger that takes journal entries (the month's recognised revenue): each posted once, one
+    ``PushResult`` per entry, in order."""
+
+    def account_problems(self, mappings: Sequence[AccountMapping]) -> list[str]: ...
+
+    def post_journal_entries(self, entries: Sequence[tuple[PeriodRevenue, AccountMapping]]) -> list[PushResult]: ...
 
     def close(self) -> None: ...
 
@@ -62,6 +74,7 @@ class Vendor:
     contracts: Contracts | None = None
     payments: Callable[[Settings, TokenVault], PaymentSource] | None = None  # where payments are received
     pushes: bool = False  # a push target: ``flows/push.py`` declares how documents are delivered to it
+    journals: Callable[[Settings, TokenVault], JournalTarget] | None = None  # where revenue journal entries go
     webhook: Webhook | None = None
 
 
@@ -141,6 +154,12 @@ def _quickbooks(settings: Settings, tokens: TokenVault) -> PaymentSource:
     return connect(settings, tokens)
 
 
+def _quickbooks_journals(settings: Settings, tokens: TokenVault) -> JournalTarget:
+    from billbridge.vendors.quickbooks import connect
+
+    return connect(settings, tokens)
+
+
 VENDORS: dict[str, Vendor] = {
     "salesforce": Vendor(
         "salesforce",
@@ -152,7 +171,9 @@ VENDORS: dict[str, Vendor] = {
     "stripe": Vendor(
         "stripe", Contracts("subscriptions", _stripe_subscriptions), _stripe, pushes=True, webhook=STRIPE_WEBHOOK
     ),
-    "quickbooks": Vendor("quickbooks", payments=_quickbooks, pushes=True, webhook=QUICKBOOKS_WEBHOOK),
+    "quickbooks": Vendor(
+        "quickbooks", payments=_quickbooks, pushes=True, journals=_quickbooks_journals, webhook=QUICKBOOKS_WEBHOOK
+    ),
 }
 
 
@@ -166,6 +187,11 @@ def vendor(name: str) -> Vendor:
 def contract_sources() -> dict[str, Contracts]:
     """The vendors contracts are synced from, by name."""
     return {name: v.contracts for name, v in VENDORS.items() if v.contracts is not None}
+
+
+def ledgers() -> tuple[str, ...]:
+    """The vendors revenue journal entries can be posted to."""
+    return tuple(name for name, v in VENDORS.items() if v.journals is not None)
 
 
 def payment_sources() -> tuple[str, ...]:

@@ -58,3 +58,28 @@ def test_schedule_waterfall_and_rollforward_of_the_keys_entity(api: Api) -> None
     assert roll["balanced"] is True
     assert api.get("/api/revenue/rollforward", period="1999-01-01").status_code == 422
     assert api.get("/api/revenue/waterfall", **{"from": "2026-03-01", "to": "2026-01-01"}).status_code == 422
+
+
+def test_the_months_journal_entry_of_the_keys_entity(api: Api) -> None:
+    year = contract("C-Y", cycle_unit="year", contract_end_date="2026-12-31")
+    assert not import_document(api.store, document(year, with_reference=False)).errors
+    run_billing(api.store, date(2026, 1, 1))
+    revenue.rebuild(api.store, date(2026, 1, 31))
+    [entry] = api.get("/api/revenue/journal", period="2026-01-15").json()["data"]
+    assert (entry["doc_number"], entry["posting"], entry["closed"], entry["error"]) == (
+        "REV202601-USD-US",
+        "not queued",
+        False,
+        None,
+    )
+    # C-Y's 101.92 and the fixture's monthly C-USAGE (1,200 in January), all billed upfront: from deferred revenue
+    assert entry["lines"] == [
+        {
+            "posting": "Debit",
+            "account": "deferred_revenue",
+            "description": "Deferred revenue recognised",
+            "amount": "1301.92",
+        },
+        {"posting": "Credit", "account": "revenue", "description": "Revenue recognised", "amount": "1301.92"},
+    ]
+    assert api.get("/api/revenue/journal", token=api.kw_token, period="2026-01-15").json()["data"] == []

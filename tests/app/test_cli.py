@@ -151,7 +151,14 @@ def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Pa
     assert summary["contracts"] > 0 and summary["quarantined"] >= 2  # each world has broken deals
     assert summary["pushed"]["quickbooks"] == summary["invoices"] + summary["credit_notes"] > 0
     assert summary["pushed"]["stripe"] == summary["charged"] + summary["declined"] > 0
-    assert summary["duplicates"] == {"quickbooks": 0, "stripe": 0, "quickbooks_payments": 0}
+    assert summary["duplicates"] == {
+        "quickbooks": 0,
+        "stripe": 0,
+        "quickbooks_payments": 0,
+        "quickbooks_journal_entries": 0,
+    }
+    # October closed between the runs: the second run posted one JournalEntry per entity and currency
+    assert summary["closed_month"] == "2026-10" and summary["journal_entries"] > 0
     second = {"contracts": 0, "invoices": 0, "pushed": 0, "charged": 0, "payments_in_quickbooks": 0}
     assert summary["second_run_created"] == second
     # the books know what Stripe collected (a zero invoice is "charged" without a payment)

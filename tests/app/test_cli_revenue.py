@@ -68,6 +68,24 @@ def test_recognise_the_examples_then_schedule_waterfall_rollforward_and_close(ex
     assert deferred["opening"] + deferred["billed"] - deferred["recognised"] == deferred["closing"]
     assert usd["balanced"] is True
 
+    code, out = run("revenue", "journal", "--entity", "us-inc", "--period", "2026-10", "--json")
+    assert code == 0, out
+    [entry] = json.loads(out)  # what closing would post: without revenue_accounts, each line's role
+    assert (entry["doc_number"], entry["posting"], entry["closed"]) == ("REV202610-USD-US-INC", "not queued", False)
+    sides = {"Debit": Decimal(0), "Credit": Decimal(0)}
+    for line in entry["lines"]:
+        sides[line["posting"]] += Decimal(line["amount"])
+    # recognised (from deferred revenue and into contract assets), and what billing took off contract assets
+    # moved back to deferred revenue, where its invoice posted
+    assets = {k: Decimal(v) for k, v in usd["contract_assets"].items()}
+    assert sides["Debit"] == sides["Credit"] == deferred["recognised"] + assets["recognised"] + assets["billed"]
+    assert {ln["account"] for ln in entry["lines"]} <= {"deferred_revenue", "contract_asset", "revenue"}
+    code, out = run("revenue", "journal", "--entity", "us-inc", "--period", "2026-10")
+    assert code == 0 and "REV202610-USD-US-INC (USD): not queued" in out
+    assert run("revenue", "post")[0] == 1  # revenue_accounts unset: nothing to post to
+    code, out = run("revenue", "accounts")
+    assert code == 1 and "revenue_accounts and quickbooks must both be configured" in out
+
     assert run("revenue", "close", "--entity", "us-inc", "--period", "2026-10") == (0, "us-inc 2026-10 closed\n")
     code, out = run("revenue", "close", "--entity", "us-inc", "--period", "2026-10")
     assert code == 1 and "closed already" in out

@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,7 @@ from billbridge.connectors.quickbooks import (
     verify_webhook,
 )
 from billbridge.flows.credentials import StoredTokens
+from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_entry_payload
 from billbridge.mapping.quickbooks import customer_spec
 from billbridge.sandbox.quickbooks import RunningQuickBooks, start_quickbooks
 from billbridge.store import oauth_tokens
@@ -544,3 +546,116 @@ def test_refunds_taken_off_one_payment_by_two_workers_at_once_both_land_once(
     assert qb.company.get("Invoice", second)["Balance"] == paid[1].total
     pulled = [p for page in conn_a.pull_payments(None) for p in page.payments]
     assert [p.extra.get("mirrored_from") for p in pulled] == ["stripe:ch_refunded"]  # still known as ours
+
+
+# -- journal entries (issue 14): the month's recognised revenue, posted once ---------------------------
+
+
+def chart(qb: RunningQuickBooks) -> AccountMapping:
+    """A chart of accounts as a controller would set it up for revenue recognition."""
+    made = {
+        name: qb.company.create("Account", {"Name": name, "AccountType": kind})["Id"]
+        for name, kind in (
+            ("Deferred Revenue", "Other Current Liability"),
+            ("Unbilled Receivables", "Other Current Asset"),
+            ("Usage Revenue", "Income"),
+        )
+    }
+    return AccountMapping(
+        revenue="1",
+        deferred_revenue=made["Deferred Revenue"],
+        contract_asset=made["Unbilled Receivables"],
+        revenue_by_recognition={"usage": made["Usage Revenue"]},
+    )
+
+
+def month_of_revenue(platform: str = "101.92", usage: str = "45.50", entity: str = "us-inc") -> PeriodRevenue:
+    p, u = Decimal(platform), Decimal(usage)
+    return PeriodRevenue(entity, "USD", date(2026, 11, 1), {("platform", "ratable"): p, ("api", "usage"): u}, p, u)
+
+
+def entries(qb: RunningQuickBooks) -> list[dict[str, Any]]:
+    return qb.company.all("JournalEntry")
+
+
+def test_a_months_journal_entry_is_posted_once_and_a_rerun_finds_it(qb: RunningQuickBooks, connect: Connect) -> None:
+    accounts = chart(qb)
+    conn = connect()
+    [first] = conn.post_journal_entries([(month_of_revenue(), accounts)])
+    assert (first.status, first.number, first.doc_type) == ("created", "REV202611-USD-US-INC", "journal_entry")
+    [entry] = entries(qb)
+    assert entry["Id"] == first.external_id and entry["TotalAmt"] == Decimal("147.42")
+    credits = {
+        ln["JournalEntryLineDetail"]["AccountRef"]["value"]: ln["Amount"]
+        for ln in entry["Line"]
+        if ln["JournalEntryLineDetail"]["PostingType"] == "Credit"
+    }
+    assert credits == {"1": Decimal("101.92"), accounts.revenue_by_recognition["usage"]: Decimal("45.50")}
+    [again] = connect().post_journal_entries([(month_of_revenue(), accounts)])  # a rerun after a lost answer
+    assert (again.status, again.external_id) == ("existing", first.external_id)
+    assert len(entries(qb)) == 1
+
+
+def test_a_reclosed_month_replaces_its_entry_naming_the_sync_token(qb: RunningQuickBooks, connect: Connect) -> None:
+    accounts = chart(qb)
+    conn = connect()
+    [first] = conn.post_journal_entries([(month_of_revenue(), accounts)])
+    [other_entity] = conn.post_journal_entries([(month_of_revenue(entity="eu-bv"), accounts)])
+    [replaced] = conn.post_journal_entries([(month_of_revenue(usage="60.00"), accounts)])
+    assert (replaced.status, replaced.external_id, replaced.sync_token) == ("updated", first.external_id, "1")
+    assert len(entries(qb)) == 2 and other_entity.external_id != first.external_id  # one per entity and month
+    entry = qb.company.get("JournalEntry", first.external_id)
+    assert entry["TotalAmt"] == Decimal("161.92")
+    [same] = conn.post_journal_entries([(month_of_revenue(usage="60.00"), accounts)])
+    assert same.status == "existing"
+
+
+def test_accounts_that_are_missing_or_of_the_wrong_type_stop_the_entry_naming_them(
+    qb: RunningQuickBooks, connect: Connect
+) -> None:
+    accounts = chart(qb)
+    expense = qb.company.create("Account", {"Name": "Office", "AccountType": "Expense"})["Id"]
+    wrong = accounts.model_copy(update={"contract_asset": expense, "revenue_by_product": {"api": "999"}})
+    [result] = connect().post_journal_entries([(month_of_revenue(), wrong)])
+    assert result.status == "failed" and not result.retriable
+    assert result.error == (
+        f"us-inc revenue_accounts: account {expense} 'Office' is Expense; contract_asset needs Other Asset or "
+        "Other Current Asset; account 999 (revenue) is not in the QuickBooks chart of accounts"
+    )
+    assert entries(qb) == []
+
+
+def test_a_doc_number_taken_by_a_persons_entry_is_never_overwritten(qb: RunningQuickBooks, connect: Connect) -> None:
+    accounts = chart(qb)
+    mine = journal_entry_payload(month_of_revenue(), accounts)
+    assert mine is not None
+    qb.company.create("JournalEntry", {**mine, "PrivateNote": "accrual by hand"})
+    [result] = connect().post_journal_entries([(month_of_revenue(), accounts)])
+    assert result.status == "failed" and "was not made by billbridge" in (result.error or "")
+    assert [e["PrivateNote"] for e in entries(qb)] == ["accrual by hand"]
+
+
+def test_with_revenue_recognition_invoice_items_post_to_deferred_revenue(qb: RunningQuickBooks) -> None:
+    """Items made or found by the push take the deferred revenue account as their income account, so an
+    invoice credits deferred revenue and the month's JournalEntry moves what was recognised to revenue."""
+    deferred = chart(qb).deferred_revenue
+    qb.company.create("Item", {"Name": "SEATS", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+    conn = QuickBooks(
+        replace(config(qb), income_account_id=deferred),
+        InMemoryTokenStore(OAuthTokens(qb.refresh_token)),
+        policy=FAST,
+        pacer=Pacer(10_000, 1),
+        batch_pacer=Pacer(10_000, 1),
+        repoint_items=True,
+    )
+    try:
+        results = conn.push_documents(invoices(2), look_up_first=False)
+    finally:
+        conn.close()
+    assert [r.status for r in results] == ["created", "created"]
+    items = {i["Name"]: i for i in qb.company.all("Item")}
+    assert {name: i["IncomeAccountRef"]["value"] for name, i in items.items()} == {
+        "SEATS": deferred,  # found with the income account "1": moved (SyncToken 1)
+        "API-CALLS": deferred,  # made with it
+    }
+    assert items["SEATS"]["SyncToken"] == "1"

@@ -123,7 +123,7 @@ def test_a_months_recognition_gives_the_journal_entry_its_amounts(store: Store) 
     # C-Y: 101.92 of the year billed upfront (from deferred revenue); C-U: 2 seats at 45 a month for the
     # year (1,080) straight-line, January round(1080 x 31/365) = 91.73, billed in arrears on February 1
     # (a contract asset until then)
-    assert dict(period.revenue_by_product) == {"platform": Decimal("101.92"), "seats": Decimal("91.73")}
+    assert dict(period.revenue) == {("platform", "ratable"): Decimal("101.92"), ("seats", "ratable"): Decimal("91.73")}
     assert (period.from_deferred, period.to_contract_asset) == (Decimal("101.92"), Decimal("91.73"))
     accounts = AccountMapping(revenue="1", deferred_revenue="2", contract_asset="3")
     payload = journal_entry_payload(period, accounts)

@@ -329,7 +329,12 @@ def test_journal_entries_balance_on_existing_accounts_and_read_back_as_intuits_x
         revenue="1", deferred_revenue=ids["Deferred Revenue"], contract_asset=ids["Unbilled Receivables"]
     )
     period = PeriodRevenue(
-        "us-inc", "USD", date(2026, 11, 1), {"platform": Decimal("101.92")}, Decimal("90.00"), Decimal("11.92")
+        "us-inc",
+        "USD",
+        date(2026, 11, 1),
+        {("platform", "ratable"): Decimal("101.92")},
+        Decimal("90.00"),
+        Decimal("11.92"),
     )
     payload = journal_entry_payload(period, accounts)
     assert payload is not None
@@ -338,14 +343,14 @@ def test_journal_entries_balance_on_existing_accounts_and_read_back_as_intuits_x
     entry = created.json(parse_float=Decimal)["JournalEntry"]
     assert (entry["TotalAmt"], entry["DocNumber"], entry["TxnDate"]) == (
         Decimal("101.92"),
-        "REV-2026-11-USD",
+        "REV202611-USD-US-INC",
         "2026-11-30",
     )
     assert_valid("JournalEntry", entry)  # what QuickBooks answers is an entity of its own schema too
     again = api.call("POST", "journalentry", payload, requestid="revenue-us-inc-USD-2026-11")
     assert again.json()["JournalEntry"]["Id"] == entry["Id"]  # the same request: the first answer, no second entry
     assert api.call("GET", f"journalentry/{entry['Id']}").json()["JournalEntry"]["Id"] == entry["Id"]
-    found = api.query("SELECT * FROM JournalEntry WHERE DocNumber = 'REV-2026-11-USD'").json()["QueryResponse"]
+    found = api.query("SELECT * FROM JournalEntry WHERE DocNumber = 'REV202611-USD-US-INC'").json()["QueryResponse"]
     assert [e["Id"] for e in found["JournalEntry"]] == [entry["Id"]]
 
     unbalanced = json.loads(json.dumps(payload))

@@ -449,7 +449,7 @@ def _item(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _doc_number(company: QboCompany, entity: str, body: dict[str, Any]) -> None:
+def _doc_number(company: QboCompany, entity: str, body: dict[str, Any], *, unique: bool = True) -> None:
     """DocNumber: at most 21 characters (Intuit's XSD), and unique per transaction type when the
     company checks duplicate numbers: 6140 "Duplicate Document Number Error" (not 6240, a name's)."""
     number = body.get("DocNumber")
@@ -463,7 +463,7 @@ def _doc_number(company: QboCompany, entity: str, body: dict[str, Any]) -> None:
             f"supplied:{len(str(number))}",
             "2050",
         )
-    if company.duplicate_doc_number_check:
+    if unique and company.duplicate_doc_number_check:
         for other in company.records[entity].values():
             if other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
                 raise QboFault(
@@ -556,7 +556,9 @@ def _payment(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
 
 def _journal_entry(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
     """As QuickBooks takes a JournalEntry: every line a JournalEntryLineDetail with a PostingType (Debit
-    or Credit), an existing AccountRef and a non-negative Amount; the debits equal the credits."""
+    or Credit), an existing AccountRef and a non-negative Amount; the debits equal the credits. DocNumber
+    at most 21 characters; a repeated journal number is only a warning in QuickBooks' own screens."""
+    _doc_number(company, "JournalEntry", body, unique=False)
     lines = body.get("Line")
     if not isinstance(lines, list) or not lines:
         raise validation("Required parameter Line is missing in the request")

@@ -1,0 +1,207 @@
+"""Revenue posted to QuickBooks end to end (issue 14): a close queues the month's JournalEntry in the
+outbox, the ledger posts it once; a month reopened and closed again replaces its entry; a process
+killed between QuickBooks accepting the entry and our commit never makes a second one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from billbridge.flows import revenue
+from billbridge.flows.billing_run import run_billing
+from billbridge.flows.importing import import_document
+from billbridge.sandbox.quickbooks.running import RunningQuickBooks
+from billbridge.settings import QuickBooksSettings, RevenueAccountsSettings, Settings
+from billbridge.store import outbox
+from billbridge.store.db import Store
+from tests.docs import contract, document
+
+YEAR = contract("C-Y", cycle_unit="year", contract_end_date="2026-12-31")  # 1,200 billed upfront for 2026
+SEATS = contract(  # 2 seats at 45 a month, billed in arrears: recognised before billed (a contract asset)
+    "C-U",
+    contract_end_date="2026-12-31",
+    billing_timing="in_arrears",
+    lines=[{"line_ref": "seats", "product_ref": "seats", "quantity": "2"}],
+)
+JANUARY = date(2026, 1, 1)
+
+
+def settings_for(qbo: RunningQuickBooks, database_url: str, data_dir: Path) -> Settings:
+    made = {
+        name: qbo.company.create("Account", {"Name": name, "AccountType": kind})["Id"]
+        for name, kind in (
+            ("Deferred Revenue", "Other Current Liability"),
+            ("Unbilled Receivables", "Other Current Asset"),
+        )
+    }
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        quickbooks=QuickBooksSettings(
+            client_id=qbo.client_id,
+            client_secret=SecretStr(qbo.client_secret),
+            realm_id=qbo.realm_id,
+            refresh_token=SecretStr(qbo.refresh_token),
+            api_url_v3=qbo.api_url_v3,
+            discovery_url=qbo.discovery_url,
+            ca_bundle=str(qbo.ca_bundle),
+            requests_per_minute=100_000,
+            batches_per_minute=100_000,
+        ),
+        revenue_accounts=RevenueAccountsSettings(
+            deferred_revenue=made["Deferred Revenue"], contract_asset=made["Unbilled Receivables"], revenue="1"
+        ),
+    )
+
+
+def entries(qbo: RunningQuickBooks) -> list[dict[str, Any]]:
+    return qbo.company.all("JournalEntry")
+
+
+def lines(entry: dict[str, Any]) -> list[tuple[str, str, Decimal]]:
+    return [
+        (
+            ln["JournalEntryLineDetail"]["PostingType"],
+            ln["JournalEntryLineDetail"]["AccountRef"]["value"],
+            Decimal(str(ln["Amount"])),
+        )
+        for ln in entry["Line"]
+    ]
+
+
+def closed_january(store: Store, settings: Settings) -> None:
+    import_document(store, document(YEAR, SEATS))
+    run_billing(store, JANUARY)
+    revenue.close(store, "us", JANUARY, ledger=revenue.ledger_of(settings))
+
+
+def test_a_close_posts_one_entry_once_and_a_reclosed_month_replaces_it(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(qbo, database_url, tmp_path)
+    accounts = settings.revenue_accounts
+    assert accounts is not None
+    closed_january(store, settings)
+    assert revenue.post_journals(store, settings).outcomes == {"created": 1}
+    [entry] = entries(qbo)
+    assert (entry["DocNumber"], entry["TxnDate"]) == ("REV202601-USD-US", "2026-01-31")
+    # C-Y: 101.92 of the year billed upfront drawn from deferred revenue; C-U: 91.73 recognised, not billed yet
+    assert lines(entry) == [
+        ("Debit", accounts.deferred_revenue, Decimal("101.92")),
+        ("Debit", accounts.contract_asset, Decimal("91.73")),
+        ("Credit", "1", Decimal("193.65")),
+    ]
+    qbo.faults.reset_calls()
+    assert revenue.post_journals(store, settings).outcomes == {}  # nothing queued: no call at all
+    assert qbo.faults.total_calls() == 0
+    [report] = revenue.journal_report(store, settings, "us", JANUARY)
+    assert (report["doc_number"], report["posting"], report["closed"]) == ("REV202601-USD-US", "posted", True)
+    assert [(ln["posting"], ln["account"], ln["amount"]) for ln in report["lines"]] == [
+        (posting, account, str(amount)) for posting, account, amount in lines(entry)
+    ]
+
+    # A backdated contract lands in January once it is reopened; closing again replaces the entry.
+    revenue.close(store, "us", JANUARY, reopen=True, reason="late deal")
+    assert revenue.journal_report(store, settings, "us", JANUARY)[0]["posting"] == "superseded (reopened)"
+    import_document(store, document(contract("C-L", customer="initech", contract_end_date="2026-12-31")))
+    run_billing(store, JANUARY)
+    revenue.close(store, "us", JANUARY, ledger="quickbooks")
+    assert revenue.post_journals(store, settings).outcomes == {"updated": 1}
+    [replaced] = entries(qbo)
+    assert (replaced["Id"], replaced["SyncToken"]) == (entry["Id"], "1")
+    # C-L bills 1,200 a month for the year (14,400), recognised daily: January 14,400 x 31 / 365 = 1,223.01 more
+    assert lines(replaced)[-1] == ("Credit", "1", Decimal("1416.66"))
+
+
+def test_only_the_newest_close_of_a_month_posts(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(qbo, database_url, tmp_path)
+    closed_january(store, settings)
+    revenue.close(store, "us", JANUARY, reopen=True, reason="checking")
+    revenue.close(store, "us", JANUARY, ledger="quickbooks")
+    assert revenue.post_journals(store, settings).outcomes == {"superseded": 1, "created": 1}
+    assert len(entries(qbo)) == 1
+    revenue.close(store, "us", JANUARY, reopen=True, reason="again")  # queued nothing: the entry stays
+    assert revenue.post_journals(store, settings).outcomes == {}
+    assert len(entries(qbo)) == 1
+
+
+def test_a_wrong_account_parks_the_entry_naming_it(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(qbo, database_url, tmp_path)
+    assert settings.revenue_accounts is not None
+    wrong = settings.model_copy(
+        update={"revenue_accounts": settings.revenue_accounts.model_copy(update={"contract_asset": "1"})}
+    )
+    closed_january(store, wrong)
+    assert revenue.check_accounts(store, settings) == []  # what `billbridge revenue accounts` says
+    assert revenue.check_accounts(store, wrong) == [
+        "account 1 'Services' is Income; contract_asset needs Other Asset or Other Current Asset"
+    ]
+    summary = revenue.post_journals(store, wrong)
+    assert summary.outcomes == {"failed": 1}
+    [(_, error)] = summary.failures
+    assert error == (
+        "REV202601-USD-US: us revenue_accounts: account 1 'Services' is Income; contract_asset needs Other Asset "
+        "or Other Current Asset"
+    )
+    with store.read() as session:
+        [parked] = outbox.pending(session, topic="journal.quickbooks")
+    assert parked["last_error"] == error and entries(qbo) == []
+    [report] = revenue.journal_report(store, wrong, "us", JANUARY)
+    assert (report["posting"], report["error"]) == ("failed", error)
+
+
+@pytest.mark.slow
+def test_a_post_killed_after_quickbooks_accepted_the_entry_makes_no_second_one(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL while QuickBooks holds the answer to the batch that created the entry. The rerun looks
+    the entry up by DocNumber before writing and finds it: one entry per entity and month."""
+    settings = settings_for(qbo, database_url, tmp_path)
+    closed_january(store, settings)
+    hold = qbo.faults.add(kind="hold_response", path="/batch", delay=30)
+    env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
+    env["BILLBRIDGE_CONFIG"] = str(tmp_path / "none.toml")
+    assert settings.quickbooks is not None and settings.revenue_accounts is not None
+    for key, value in settings.quickbooks.model_dump().items():
+        if value is not None:
+            plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+            env[f"BILLBRIDGE_QUICKBOOKS__{key.upper()}"] = str(plain)
+    for key in ("deferred_revenue", "contract_asset", "revenue"):
+        env[f"BILLBRIDGE_REVENUE_ACCOUNTS__{key.upper()}"] = getattr(settings.revenue_accounts, key)
+    script = (
+        "from billbridge.settings import Settings\nfrom billbridge.flows.revenue import post_journals\n"
+        "from billbridge.store.db import open_store\ns = Settings()\npost_journals(open_store(s.database), s)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 60
+    while not hold.done:
+        assert child.poll() is None and time.monotonic() < deadline, "the post never reached QuickBooks"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert len(entries(qbo)) == 1  # QuickBooks committed the entry...
+    with store.read() as session:
+        [queued] = outbox.pending(session, topic="journal.quickbooks")  # ...which we never recorded
+    assert queued["attempts"] == 1
+
+    qbo.faults.clear()
+    with store.write() as session:  # the lease of the dead run runs out
+        outbox.retry_now(session, [queued["id"]])
+    assert revenue.post_journals(store, settings).outcomes == {"existing": 1}
+    assert len(entries(qbo)) == 1
+    with store.read() as session:
+        assert outbox.pending(session, topic="journal.quickbooks") == []
