@@ -301,10 +301,11 @@ def test_payments_matching_could_not_apply_wait_on_the_review_list_until_a_perso
     from decimal import Decimal
 
     from billbridge.billing.documents import IncomingPayment, push_targets
-    from billbridge.flows.reconcile import PaymentPage, record_pages
+    from billbridge.flows.reconcile import record_pages
     from billbridge.store.db import open_store
     from billbridge.store.invoices import list_invoices
     from billbridge.store.outbound import set_status
+    from billbridge.vendors.contract import PaymentPage
 
     NO_PUSH = push_targets([])
 
