@@ -18,7 +18,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from billbridge import redaction
-from billbridge.app import metrics_cli, monitors_cli, revenue_cli, user_cli
+from billbridge.app.cli import metrics, monitors, revenue, user
 from billbridge.app.errors import Commands, fail
 from billbridge.billing.currency import money_display, money_str
 from billbridge.billing.engine import InvoiceDraft
@@ -56,10 +56,10 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(payments_app, name="payments")
-app.add_typer(metrics_cli.app, name="metrics")
-app.add_typer(monitors_cli.app, name="monitors")
-app.add_typer(user_cli.app, name="user")
-app.add_typer(revenue_cli.app, name="revenue")
+app.add_typer(metrics.app, name="metrics")
+app.add_typer(monitors.app, name="monitors")
+app.add_typer(user.app, name="user")
+app.add_typer(revenue.app, name="revenue")
 
 console = Console()
 err = Console(stderr=True)
@@ -231,7 +231,7 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
 
     settings = Settings()
     store = open_store(settings.database)
-    username, password = user_cli.demo_user(store)
+    username, password = user.demo_user(store)
     urls = Table("what", "where", title="billbridge demo: serving (Ctrl-C stops)")
     for label, url in [
         ("billbridge dashboard (sign in as below)", f"http://127.0.0.1:{api_port}/"),
@@ -983,7 +983,7 @@ def status(as_json: JsonOpt = False) -> None:
     ]:
         head.add_row(label, str(value))
     console.print(head)
-    metrics_cli.print_headline(data["finance"])
+    metrics.print_headline(data["finance"])
     if data["outbox"]:
         box = Table("outbox topic", "delivered", "due", "retrying", "parked", "latest error", title="outbox")
         for topic, counts in data["outbox"].items():
