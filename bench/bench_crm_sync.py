@@ -36,7 +36,7 @@ from typing import Any
 
 from common import SandboxProcess, add_runs_argument, log, repeat, stamp
 
-from billbridge.flows.crm_sync import spec_for, sync_pages
+from billbridge.flows.crm_pages import spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world

@@ -38,8 +38,8 @@ from common import Backend, PostgresBackend, SQLiteBackend, add_runs_argument, l
 from sqlalchemy import delete, text, update
 
 from billbridge.billing.documents import IncomingPayment
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.reconcile import record_pages
 from billbridge.store.bulk import BulkStatement, dbapi_cursor
 from billbridge.store.cursors import _MOVE

@@ -32,7 +32,7 @@ from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import invoice_ids
-from billbridge.store.outbound import outbound_documents
+from billbridge.store.outbound_documents import outbound_documents
 from billbridge.store.outbox import Message
 from billbridge.store.payments import PaymentIn, payment_ids
 

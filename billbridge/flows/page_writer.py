@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from billbridge.flows.crm_sync import (
+from billbridge.flows.crm_pages import (
     MappedPage,
     NeedsPayloads,
     PageToStore,

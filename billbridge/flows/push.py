@@ -25,7 +25,7 @@ from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDel
 from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store.db import Store, open_store
-from billbridge.store.outbound import mark_sent, outbound_documents
+from billbridge.store.outbound_documents import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from sqlalchemy import update
 
 from billbridge.flows.approval import approve_drafts
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.collect import collect
 from billbridge.flows.importing import import_file
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.mirror import mirror_payments
 from billbridge.flows.push import push, stripe_connector
 from billbridge.flows.reconcile import reconcile

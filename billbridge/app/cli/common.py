@@ -18,8 +18,8 @@ from rich.table import Table
 from billbridge.app.errors import fail
 from billbridge.billing.currency import money_str
 from billbridge.flows import approval
-from billbridge.flows.billing_run import BillingSummary
 from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
+from billbridge.flows.invoice_generation import BillingSummary
 from billbridge.settings import Settings
 from billbridge.store.contracts import count_contracts
 from billbridge.store.db import Store, open_store

@@ -17,7 +17,7 @@ from billbridge.billing.engine import InvoiceDraft
 from billbridge.billing.invoice_view import present, present_many
 from billbridge.billing.lifecycle import InvalidTransition, check_status
 from billbridge.flows import approval
-from billbridge.flows.billing_run import preview
+from billbridge.flows.invoice_generation import preview
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
 from billbridge.store.invoices import get_invoice, lines_of, list_invoices

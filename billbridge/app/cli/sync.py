@@ -26,7 +26,7 @@ def sync_crm_command(
 ) -> None:
     """Pull the CRM's won deals (or Stripe's subscriptions) changed since the last sync and store them as contracts;
     quarantined deals whose missing entity, customer or product is in the store now are retried first."""
-    from billbridge.flows.crm_sync import spec_for, sync_pages
+    from billbridge.flows.crm_pages import spec_for, sync_pages
     from billbridge.flows.sync_crm import connect
 
     settings = Settings()

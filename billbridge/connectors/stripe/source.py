@@ -1,4 +1,4 @@
-"""Stripe subscriptions as a contract source for the CRM sync pipeline (``flows/crm_sync.py``).
+"""Stripe subscriptions as a contract source for the CRM sync pipeline (``flows/crm_pages.py``).
 
 A subscription is a deal-shaped bundle: the subscription is the deal, its items the lines, its
 customer the company, with the prices (tiers expanded) and products the items name. Cancellations
