@@ -1,0 +1,45 @@
+"""Record the connector cassettes again from the strict sandboxes: ``python -m tests.connectors.record_cassettes``.
+
+Each scenario of ``tests/connectors/scenarios.py`` runs against a fresh sandbox on a fixed clock (so
+a re-recording changes only what the connector or the sandbox changed) with vcrpy recording every
+exchange into ``tests/connectors/cassettes/<vendor>/<scenario>.yaml``. Commit the cassettes with the
+change that altered them; the replay tests (fast tier) then check the connector against them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from billbridge.sandbox.server import SandboxServer
+from billbridge.sandbox.stripe import StripeSandbox
+from tests.connectors.cassettes import HERE, cassette_path, cassette_vcr
+from tests.connectors.scenarios import STRIPE_KEY, STRIPE_SCENARIOS, stripe_connector
+
+CLOCK = 1_800_000_000.0
+
+
+def record_stripe() -> list[Path]:
+    """Every Stripe scenario against its own fresh sandbox."""
+    written = []
+    for name, scenario in STRIPE_SCENARIOS.items():
+        path = HERE / cassette_path("stripe", name)
+        path.unlink(missing_ok=True)
+        sandbox = StripeSandbox((STRIPE_KEY,), clock=lambda: CLOCK)
+        with (
+            SandboxServer(sandbox.app, name="stripe") as server,
+            cassette_vcr("all").use_cassette(cassette_path("stripe", name)),
+        ):
+            scenario(stripe_connector(server.url))
+        written.append(path)
+    return written
+
+
+def main() -> int:
+    for path in record_stripe():
+        print(f"recorded {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

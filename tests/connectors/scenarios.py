@@ -1,0 +1,59 @@
+"""Connector scenarios recorded from the strict sandboxes and replayed in the fast tier: each takes a
+connector (pointed at a sandbox when recording, at nothing when replaying) and returns what the
+connector answered, which the replay tests check."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from billbridge.billing.documents import DocumentLine, OutboundDocument
+from billbridge.connectors.errors import RetryPolicy
+from billbridge.vendors.stripe import Stripe
+
+STRIPE_KEY = "sk_test_cassettes"
+
+
+def stripe_connector(url: str) -> Stripe:
+    """The Stripe connector as the tests use it: no real sleeping between retries."""
+    return Stripe(STRIPE_KEY, base_url=url, policy=RetryPolicy(attempts=3), sleep=lambda _: None)
+
+
+def stripe_document(number: str, *amounts: str) -> OutboundDocument:
+    """An auto-charged USD invoice of Globex with one line per amount."""
+    lines = tuple(
+        DocumentLine(
+            f"{number}-L{i}", "SEATS", f"Line {i}", Decimal(1), Decimal(a), date(2026, 1, 1), date(2026, 1, 31)
+        )
+        for i, a in enumerate(amounts, 1)
+    )
+    total = sum((Decimal(a) for a in amounts), Decimal(0))
+    return OutboundDocument(
+        number, "invoice", 1, "us-inc", "sf-ACC1", "Globex", "ap@globex.test", "sf-OPP1", "USD",
+        date(2026, 1, 1), date(2026, 1, 31), total, True, lines,
+    )  # fmt: skip
+
+
+def stripe_push_charge_pull(conn: Stripe) -> dict[str, Any]:
+    """A customer ensured twice, an invoice pushed twice (created, then found), charged, and the
+    payments pulled from the start."""
+    customer = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
+    again = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
+    conn.attach_default_payment_method(customer, "pm_card_visa")
+    doc = stripe_document("US-INV-000001", "135.00", "-35.00")
+    first = conn.push_invoice(doc, customer, look_up=False)
+    second = conn.push_invoice(doc, customer)
+    assert first.external_id is not None
+    charged = conn.charge_invoice(first.external_id, doc.idempotency_key("charge-1"))
+    pages = list(conn.pull_payments(None))
+    return {
+        "customer": (customer, again),
+        "pushes": (first, second),
+        "charged": charged,
+        "payments": [p for page in pages for p in page.payments],
+        "cursor": pages[-1].cursor if pages else None,
+    }
+
+
+STRIPE_SCENARIOS = {"push_charge_pull": stripe_push_charge_pull}
