@@ -11,10 +11,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from billbridge.sandbox.hubspot import HubSpotSandbox
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import StripeSandbox
 from tests.connectors.cassettes import HERE, cassette_path, cassette_vcr
-from tests.connectors.scenarios import STRIPE_KEY, STRIPE_SCENARIOS, stripe_connector
+from tests.connectors.scenarios import (
+    HUBSPOT_SCENARIOS,
+    STRIPE_KEY,
+    STRIPE_SCENARIOS,
+    hubspot_source,
+    hubspot_world,
+    stripe_connector,
+)
 
 CLOCK = 1_800_000_000.0
 
@@ -35,8 +43,23 @@ def record_stripe() -> list[Path]:
     return written
 
 
+def record_hubspot() -> list[Path]:
+    """Every HubSpot scenario against its own sandbox seeded with the same small world."""
+    written = []
+    for name, scenario in HUBSPOT_SCENARIOS.items():
+        path = HERE / cassette_path("hubspot", name)
+        path.unlink(missing_ok=True)
+        with (
+            HubSpotSandbox(hubspot_world()) as sandbox,
+            cassette_vcr("all").use_cassette(cassette_path("hubspot", name)),
+        ):
+            scenario(hubspot_source(sandbox.url, sandbox.credentials.access_token))
+        written.append(path)
+    return written
+
+
 def main() -> int:
-    for path in record_stripe():
+    for path in [*record_stripe(), *record_hubspot()]:
         print(f"recorded {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 

@@ -10,6 +10,10 @@ from typing import Any
 
 from billbridge.billing.documents import DocumentLine, OutboundDocument
 from billbridge.connectors.errors import RetryPolicy
+from billbridge.connectors.hubspot import HubSpotClient, HubSpotSource
+from billbridge.records import DealBundle, RecordPage
+from billbridge.sandbox.demo_world import DemoWorld, generate
+from billbridge.settings import HubSpotSettings
 from billbridge.vendors.stripe import Stripe
 
 STRIPE_KEY = "sk_test_cassettes"
@@ -57,3 +61,25 @@ def stripe_push_charge_pull(conn: Stripe) -> dict[str, Any]:
 
 
 STRIPE_SCENARIOS = {"push_charge_pull": stripe_push_charge_pull}
+
+HUBSPOT_TOKEN = "pat-cassettes"  # replaying sends it; the cassettes do not hold it (filtered)
+
+
+def hubspot_world() -> DemoWorld:
+    """The small seeded world the HubSpot sandbox holds when recording (the same every time)."""
+    return generate(40, seed=11)
+
+
+def hubspot_source(url: str, token: str = HUBSPOT_TOKEN) -> HubSpotSource:
+    """The HubSpot connector with a private-app token, no real sleeping between retries."""
+    settings = HubSpotSettings(host=url, access_token=token, requests_per_10s=100_000)
+    client = HubSpotClient(settings, policy=RetryPolicy(attempts=3, base_delay=0.001), sleep=lambda _: None)
+    return HubSpotSource(settings, client=client)
+
+
+def hubspot_full_pull(source: HubSpotSource) -> list[RecordPage[DealBundle]]:
+    """Every deal from the start: search pages, then associations and batch reads, then the archived list."""
+    return list(source.pull(None))
+
+
+HUBSPOT_SCENARIOS = {"full_pull": hubspot_full_pull}

@@ -8,11 +8,31 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import vcr
+from vcr.request import Request
 
 HERE = Path(__file__).parent
 REPLAY_URL = "http://127.0.0.1:9"  # nothing listens there: a request the cassette lacks cannot reach a server
+RECORDED_HOST = "sandbox.invalid"  # what a recorded request's host and random port are written down as
+VOLATILE_ANSWER_HEADERS = frozenset({"date", "request-id", "x-request-id", "x-hubspot-correlation-id"})
+
+
+def _steady_request(request: Request) -> Request:
+    """The request as written down: the sandbox's random port gone, so a re-recording changes only
+    what the connector or the sandbox changed."""
+    parts = urlsplit(request.uri)
+    request.uri = urlunsplit((parts.scheme, RECORDED_HOST, parts.path, parts.query, parts.fragment))
+    return request
+
+
+def _steady_response(response: dict[str, Any]) -> dict[str, Any]:
+    """The answer as written down, without the headers that differ at every recording."""
+    headers = response.get("headers", {})
+    for name in [h for h in headers if h.lower() in VOLATILE_ANSWER_HEADERS]:
+        del headers[name]
+    return response
 
 
 def cassette_vcr(mode: Literal["none", "all"]) -> vcr.VCR:
@@ -22,7 +42,16 @@ def cassette_vcr(mode: Literal["none", "all"]) -> vcr.VCR:
         cassette_library_dir=str(HERE),
         record_mode=mode,
         match_on=("method", "path", "query", "body"),
-        filter_headers=("authorization", "cookie", "set-cookie", "user-agent", "x-stripe-client-user-agent"),
+        filter_headers=(
+            "authorization",
+            "cookie",
+            "set-cookie",
+            "user-agent",
+            "x-stripe-client-user-agent",
+            "x-stripe-client-telemetry",
+        ),
+        before_record_request=_steady_request,
+        before_record_response=_steady_response,
         decode_compressed_response=True,
     )
 
