@@ -12,15 +12,19 @@ import sys
 from pathlib import Path
 
 from billbridge.sandbox.hubspot import HubSpotSandbox
+from billbridge.sandbox.salesforce import SalesforceSandbox
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import StripeSandbox
 from tests.connectors.cassettes import HERE, cassette_path, cassette_vcr
 from tests.connectors.scenarios import (
     HUBSPOT_SCENARIOS,
+    SALESFORCE_SCENARIOS,
     STRIPE_KEY,
     STRIPE_SCENARIOS,
     hubspot_source,
     hubspot_world,
+    salesforce_source,
+    salesforce_world,
     stripe_connector,
 )
 
@@ -58,8 +62,23 @@ def record_hubspot() -> list[Path]:
     return written
 
 
+def record_salesforce() -> list[Path]:
+    """Every Salesforce scenario against its own sandbox (over TLS) seeded with the same small world."""
+    written = []
+    for name, scenario in SALESFORCE_SCENARIOS.items():
+        path = HERE / cassette_path("salesforce", name)
+        path.unlink(missing_ok=True)
+        with (
+            SalesforceSandbox(salesforce_world()) as sandbox,
+            cassette_vcr("all").use_cassette(cassette_path("salesforce", name)),
+        ):
+            scenario(salesforce_source(sandbox.url, sandbox.credentials, str(sandbox.ca)))
+        written.append(path)
+    return written
+
+
 def main() -> int:
-    for path in [*record_stripe(), *record_hubspot()]:
+    for path in [*record_stripe(), *record_hubspot(), *record_salesforce()]:
         print(f"recorded {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 

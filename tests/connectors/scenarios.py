@@ -4,13 +4,15 @@ connector answered, which the replay tests check."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from billbridge.billing.documents import DocumentLine, OutboundDocument
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.hubspot import HubSpotClient, HubSpotSource
+from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource
+from billbridge.mapping.salesforce import DEFAULT_FIELDS
 from billbridge.records import DealBundle, RecordPage
 from billbridge.sandbox.demo_world import DemoWorld, generate
 from billbridge.settings import HubSpotSettings
@@ -83,3 +85,29 @@ def hubspot_full_pull(source: HubSpotSource) -> list[RecordPage[DealBundle]]:
 
 
 HUBSPOT_SCENARIOS = {"full_pull": hubspot_full_pull}
+
+
+def salesforce_world() -> DemoWorld:
+    """The small seeded world the Salesforce sandbox holds when recording (the same every time)."""
+    return generate(40, seed=13)
+
+
+def salesforce_source(url: str, credentials: dict[str, str], ca: str | None = None) -> SalesforceSource:
+    """The Salesforce connector (client credentials flow) on the world's clock, as the sync uses it."""
+    settings = SalesforceSettings(
+        instance_url=url,
+        client_id=credentials["client_id"],
+        client_secret=credentials["client_secret"],
+        ca_bundle=ca,
+    )
+    client = SalesforceClient(settings, policy=RetryPolicy(attempts=3, base_delay=0.001))
+    now = salesforce_world().now + timedelta(days=1)  # the end of the Get Deleted window, fixed
+    return SalesforceSource(client, columns=DEFAULT_FIELDS.columns(), clock=lambda: now)
+
+
+def salesforce_full_pull(source: SalesforceSource) -> list[RecordPage[DealBundle]]:
+    """Every opportunity from the start: the SOQL pages with their lines, accounts and products."""
+    return list(source.pull(None))
+
+
+SALESFORCE_SCENARIOS = {"full_pull": salesforce_full_pull}
