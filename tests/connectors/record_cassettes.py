@@ -12,17 +12,20 @@ import sys
 from pathlib import Path
 
 from billbridge.sandbox.hubspot import HubSpotSandbox
+from billbridge.sandbox.quickbooks.running import start_quickbooks
 from billbridge.sandbox.salesforce import SalesforceSandbox
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.stripe import StripeSandbox
 from tests.connectors.cassettes import HERE, cassette_path, cassette_vcr
 from tests.connectors.scenarios import (
     HUBSPOT_SCENARIOS,
+    QUICKBOOKS_SCENARIOS,
     SALESFORCE_SCENARIOS,
     STRIPE_KEY,
     STRIPE_SCENARIOS,
     hubspot_source,
     hubspot_world,
+    quickbooks_connector,
     salesforce_source,
     salesforce_world,
     stripe_connector,
@@ -77,8 +80,32 @@ def record_salesforce() -> list[Path]:
     return written
 
 
+def record_quickbooks() -> list[Path]:
+    """Every QuickBooks scenario against its own fresh company (over TLS)."""
+    written = []
+    for name, scenario in QUICKBOOKS_SCENARIOS.items():
+        path = HERE / cassette_path("quickbooks", name)
+        path.unlink(missing_ok=True)
+        qb = start_quickbooks()
+        try:
+            with cassette_vcr("all").use_cassette(cassette_path("quickbooks", name)):
+                conn = quickbooks_connector(
+                    qb.api_url_v3,
+                    qb.discovery_url,
+                    str(qb.ca_bundle),
+                    client=(qb.client_id, qb.client_secret),
+                    refresh_token=qb.refresh_token,
+                    realm_id=qb.realm_id,
+                )
+                scenario(conn)
+        finally:
+            qb.stop()
+        written.append(path)
+    return written
+
+
 def main() -> int:
-    for path in [*record_stripe(), *record_hubspot(), *record_salesforce()]:
+    for path in [*record_stripe(), *record_hubspot(), *record_salesforce(), *record_quickbooks()]:
         print(f"recorded {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 

@@ -9,13 +9,18 @@ from decimal import Decimal
 from typing import Any
 
 from billbridge.billing.documents import DocumentLine, OutboundDocument
+from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.hubspot import HubSpotClient, HubSpotSource
+from billbridge.connectors.pacing import Pacer
+from billbridge.connectors.quickbooks import QuickBooksConfig
+from billbridge.connectors.quickbooks.tokens import InMemoryTokenStore, OAuthTokens
 from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource
 from billbridge.mapping.salesforce import DEFAULT_FIELDS
 from billbridge.records import DealBundle, RecordPage
 from billbridge.sandbox.demo_world import DemoWorld, generate
 from billbridge.settings import HubSpotSettings
+from billbridge.vendors.quickbooks import QuickBooks
 from billbridge.vendors.stripe import Stripe
 
 STRIPE_KEY = "sk_test_cassettes"
@@ -111,3 +116,72 @@ def salesforce_full_pull(source: SalesforceSource) -> list[RecordPage[DealBundle
 
 
 SALESFORCE_SCENARIOS = {"full_pull": salesforce_full_pull}
+
+
+QUICKBOOKS_REFRESH = "replayed-refresh-token"  # replaying starts from it; the cassettes do not hold it (filtered)
+
+
+def quickbooks_connector(
+    api_url_v3: str,
+    discovery_url: str,
+    ca: str | None = None,
+    *,
+    client: tuple[str, str] = ("id", "secret"),
+    refresh_token: str = QUICKBOOKS_REFRESH,
+    realm_id: str = "9130350000000000",
+) -> QuickBooks:
+    """The QuickBooks connector with its tokens in memory, no pacing, quick retries."""
+    config = QuickBooksConfig(
+        client[0], client[1], realm_id, api_url_v3=api_url_v3, discovery_url=discovery_url, ca_bundle=ca
+    )
+    return QuickBooks(
+        config,
+        InMemoryTokenStore(OAuthTokens(refresh_token)),
+        policy=RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01),
+        pacer=Pacer(10_000, 1),
+        batch_pacer=Pacer(10_000, 1),
+    )
+
+
+def quickbooks_documents() -> list[OutboundDocument]:
+    """Four USD invoices of two customers, two lines each."""
+    docs = []
+    for i in range(1, 5):
+        lines = (
+            DocumentLine("seats", "SEATS", "Seats", Decimal(3), Decimal("89.97"), date(2026, 1, 1), date(2026, 1, 31)),
+            DocumentLine(
+                "calls", "API-CALLS", "API calls", Decimal(7), Decimal(i) + Decimal("0.05"),
+                date(2026, 1, 1), date(2026, 1, 31),
+            ),
+        )  # fmt: skip
+        docs.append(
+            OutboundDocument(
+                f"US-INV-{i:06d}",
+                "invoice",
+                1,
+                "us-inc",
+                f"cust-{i % 2}",
+                f"Customer {i % 2}",
+                None,
+                f"ct-{i}",
+                "USD",
+                date(2026, 1, 1),
+                date(2026, 1, 31),
+                sum((ln.amount for ln in lines), Decimal(0)),
+                False,
+                lines,
+            )  # fmt: skip
+        )
+    return docs
+
+
+def quickbooks_push_twice(conn: QuickBooks) -> tuple[list[PushResult], list[PushResult]]:
+    """Four invoices pushed (customers and items looked up or created), then pushed again: found."""
+    try:
+        docs = quickbooks_documents()
+        return conn.push_documents(docs, look_up_first=False), conn.push_documents(docs, look_up_first=True)
+    finally:
+        conn.close()
+
+
+QUICKBOOKS_SCENARIOS = {"push_twice": quickbooks_push_twice}

@@ -7,6 +7,7 @@ scenarios recorded and replayed are the same functions (``tests/connectors/scena
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +18,7 @@ from vcr.request import Request
 HERE = Path(__file__).parent
 REPLAY_URL = "http://127.0.0.1:9"  # nothing listens there: a request the cassette lacks cannot reach a server
 RECORDED_HOST = "sandbox.invalid"  # what a recorded request's host and random port are written down as
+LOOPBACK = re.compile(rb"https?://(?:localhost|127\.0\.0\.1):\d+")
 VOLATILE_ANSWER_HEADERS = frozenset({"date", "request-id", "x-request-id", "x-hubspot-correlation-id"})
 
 
@@ -37,10 +39,9 @@ def _steady_response(response: dict[str, Any]) -> dict[str, Any]:
     if isinstance(body, bytes) and b'"access_token"' in body:  # an issued token: written down as a placeholder
         answer = json.loads(body)
         answer.update({k: "filtered" for k in ("access_token", "refresh_token", "signature") if k in answer})
-        for key in ("instance_url", "id"):  # Salesforce's token answer names the sandbox's random port
-            if isinstance(answer.get(key), str) and answer[key].startswith("https://"):
-                answer[key] = urlunsplit(urlsplit(answer[key])._replace(netloc=RECORDED_HOST))
         response["body"]["string"] = json.dumps(answer).encode()
+    if isinstance(body := response.get("body", {}).get("string"), bytes):  # URLs naming the sandbox's port
+        response["body"]["string"] = LOOPBACK.sub(f"https://{RECORDED_HOST}".encode(), body)
     return response
 
 
