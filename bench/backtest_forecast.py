@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from billbridge.flows import metrics
-from billbridge.flows.billing_run import run_billing
-from billbridge.flows.crm_sync import spec_for, sync_pages
+from billbridge.flows.crm_pages import spec_for, sync_pages
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world
 from billbridge.sandbox.hubspot import HubSpotSandbox
@@ -39,7 +39,7 @@ from billbridge.settings import Settings
 from billbridge.store import metrics as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices
-from billbridge.store.outbound import set_status
+from billbridge.store.outbound_documents import set_status
 from billbridge.store.payments import record_payment
 
 HABITS = [-3, 0, 0, 2, 5, 10, 20, 30, 45]  # days late a customer pays, drawn once per customer

@@ -54,8 +54,8 @@ from common import (
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.engine import Engine
 
-from billbridge.flows.billing_run import CHUNK, run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import CHUNK, run_billing
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
 from billbridge.store.models import Contract as ContractRow

@@ -36,7 +36,7 @@ from typing import Any
 
 from common import SandboxProcess, add_runs_argument, log, repeat, stamp
 
-from billbridge.flows.crm_sync import spec_for, sync_pages
+from billbridge.flows.crm_pages import spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world
@@ -141,7 +141,7 @@ def run(source: str, deals: int, seed: int, workdir: str) -> Result:
     try:
         connect(source, Settings())  # untimed: the connector's and SDK's imports, paid once by either run
         started = time.perf_counter()
-        pulled = sum(len(page.bundles) for page in connect(source, Settings()).pull(None))
+        pulled = sum(len(page.records) for page in connect(source, Settings()).pull(None))
         floor = time.perf_counter() - started
         log(f"[{source}] floor: {pulled:,} deals paged in {floor:.1f}s")
         sandbox.reset_calls()

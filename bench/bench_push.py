@@ -44,13 +44,13 @@ from sqlalchemy import select, update
 
 from billbridge.billing.documents import OutboundDocument
 from billbridge.flows.approval import approve_drafts
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.push import push
 from billbridge.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.store.db import Store, open_store
 from billbridge.store.models import OutboxMessage, utcnow
-from billbridge.store.outbound import outbound_documents
+from billbridge.store.outbound_documents import outbound_documents
 
 AS_OF = date(2026, 7, 1)
 PRODUCTS = 6

@@ -38,9 +38,9 @@ from common import Backend, PostgresBackend, SQLiteBackend, add_runs_argument, l
 from sqlalchemy import delete, text, update
 
 from billbridge.billing.documents import IncomingPayment
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
-from billbridge.flows.reconcile import PaymentPage, record_pages
+from billbridge.flows.invoice_generation import run_billing
+from billbridge.flows.reconcile import record_pages
 from billbridge.store.bulk import BulkStatement, dbapi_cursor
 from billbridge.store.cursors import _MOVE
 from billbridge.store.db import Store, open_store
@@ -54,6 +54,7 @@ from billbridge.store.payments import (
     _PAYMENT_KEYS,
     _SET_PAID,
 )
+from billbridge.vendors.contract import PaymentPage
 
 PAGE = 200
 TARGET = 1.5  # x floor+writes (issue 20)

@@ -27,8 +27,8 @@ from common import SQLiteBackend, code_version, log, timer
 from sqlalchemy import Table, func, insert, select
 
 from billbridge.flows import revenue
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.store.db import open_store
 from billbridge.store.revenue_models import RevenueContractState, RevenueObligation, RevenueScheduleRow
 

@@ -47,7 +47,7 @@ from common import (
 )
 from sqlalchemy import insert, select, text
 
-from billbridge.billing.usage import to_micros
+from billbridge.billing.usage_periods import to_micros
 from billbridge.store.db import Store, open_store
 from billbridge.store.models import Customer, LegalEntity, NumberSequence, Product
 from billbridge.store.usage import add_to_daily

@@ -2,8 +2,9 @@
 them needs, and the records of other streams, in pages. Neutral ground: connectors produce these and mapping consumes them, and neither
 imports the other; this module imports nothing of billbridge.
 
-A connector pulls with an opaque cursor (None: from the beginning) and yields ``DealPage``s; the
-flow stores a page and only then saves ``page.cursor``, so a crash repeats at most one page.
+A connector pulls with an opaque cursor (None: from the beginning) and yields ``RecordPage``s (deals
+as ``RecordPage[DealBundle]``); the flow stores a page and only then saves ``page.cursor``, so a crash
+repeats at most one page.
 Records stay in the vendor's shapes (plain dicts as the SDK returns them).
 """
 
@@ -27,20 +28,13 @@ class DealBundle:
 
 
 @dataclass(frozen=True)
-class DealPage:
-    bundles: list[DealBundle]
-    deleted_ids: list[str] = field(default_factory=list)  # deals deleted or archived since the cursor
-    cursor: str | None = None  # save after this page is stored; hand back to ``pull`` next time
-    api_calls: int = 0  # vendor calls this page cost (for summaries and benchmarks)
-
-
-@dataclass(frozen=True)
 class RecordPage(Generic[R]):
-    """One page of a stream's records in the vendor's shapes: the one page type of the vendor streams
-    other than CRM deals (QuickBooks payments, Stripe charges, refunds, dispute events, subscriptions)."""
+    """One page of a stream's records in the vendor's shapes: the one page type of every vendor stream
+    (CRM deals as ``DealBundle``s, QuickBooks payments, Stripe charges, refunds, dispute events,
+    subscriptions)."""
 
     records: list[R]
-    cursor: str | None  # save after the page is stored; None on a page that must not move the cursor
+    cursor: str | None = None  # save after the page is stored; None on a page that must not move the cursor
     related: Mapping[str, Any] = field(default_factory=dict)  # what mapping needs that the records do not hold
-    deleted_ids: list[str] = field(default_factory=list)
-    api_calls: int = 0
+    deleted_ids: list[str] = field(default_factory=list)  # records deleted or archived since the cursor
+    api_calls: int = 0  # vendor calls this page cost (for summaries and benchmarks)

@@ -102,13 +102,13 @@ def store(database_url: str) -> Iterator[Store]:
     opened.dispose()
 
 
-_CLI_MODULES = (
-    "billbridge.app.cli",
-    "billbridge.app.errors",
-    "billbridge.app.metrics_cli",
-    "billbridge.app.user_cli",
-    "billbridge.app.revenue_cli",
-)
+def _cli_modules() -> list[object]:
+    """The command's modules loaded so far: the ``billbridge.app.cli`` package, its command groups, errors."""
+    import sys
+
+    return [
+        m for n, m in list(sys.modules.items()) if n.startswith("billbridge.app.cli") or n == "billbridge.app.errors"
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -116,11 +116,8 @@ def _cli_consoles_follow_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI's module-level rich consoles read COLUMNS at each print, as in a terminal: a console
     made while some test had COLUMNS set keeps that width for good (rich reads it at construction),
     so a later test's table would wrap at another test's width."""
-    import sys
-
     monkeypatch.delenv("COLUMNS", raising=False)
-    for name in _CLI_MODULES:
-        module = sys.modules.get(name)
+    for module in _cli_modules():
         for attribute in ("console", "err"):
             found = getattr(module, attribute, None)
             if found is not None:

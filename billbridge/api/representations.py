@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from billbridge.api.resource_models import ContractOut, CustomerOut, InvoiceOut, ProductOut
 from billbridge.billing.currency import money_str
 from billbridge.billing.invoice_view import present, quantity_str
-from billbridge.billing.usage_documents import document_ref
+from billbridge.billing.usage_billing_dates import document_ref
 from billbridge.store import listings
 from billbridge.store.api_keys import Principal
 from billbridge.store.invoices import invoice_lines

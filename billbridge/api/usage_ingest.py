@@ -22,7 +22,7 @@ from billbridge.api.body import comparable, storable
 from billbridge.api.errors import ApiError, Problem, problems_of
 from billbridge.api.lookups import Lookups
 from billbridge.api.usage_models import UsageEventIn
-from billbridge.billing.usage_documents import correction_date, document_ref, usage_billing_date
+from billbridge.billing.usage_billing_dates import correction_date, document_ref, usage_billing_date
 from billbridge.store import usage as usage_repo
 from billbridge.store.api_keys import Principal
 from billbridge.store.db import Store

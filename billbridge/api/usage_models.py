@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from billbridge.api.errors import Problem
 from billbridge.api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
-from billbridge.billing.usage import MICROS
+from billbridge.billing.usage_periods import MICROS
 
 MAX_BATCH = 1000
 MAX_QUANTITY = Decimal("1e9")

@@ -86,29 +86,14 @@ class IncomingPayment:
     reference: str | None = None  # what a person would search for (card last 4, check number)
     extra: dict[str, str] = field(default_factory=dict)  # vendor details matching does not decide on
     memo: str | None = None  # free text from the payer or a bookkeeper (Stripe description, QuickBooks PrivateNote)
-    # What reconciliation decides on, typed (formerly keys of ``extra``, still read from there when a
-    # constructor passes them that way: see __post_init__).
+    # What reconciliation decides on, typed (mapping sets these; ``extra`` holds only what no decision reads).
     source_version: str | None = None  # its version at the source (QuickBooks' SyncToken): a new one is an edit
     deleted_at: str | None = None  # when it was deleted at its source (QuickBooks change data capture)
     mirrored_from: str | None = None  # our ref of the payment this is our own entry of (QuickBooks PrivateNote)
     refund_of: str | None = None  # the vendor's ref of the payment this refund or dispute takes money back from
-
-    def __post_init__(self) -> None:
-        """Fill the typed flags from ``extra`` where a constructor passes them there (``sync_token``,
-        ``deleted``, ``mirrored_from``, ``refund_of``); ``extra`` keeps them too."""
-        for name, key in _FLAGS_IN_EXTRA:
-            if getattr(self, name) is None and self.extra.get(key):
-                object.__setattr__(self, name, str(self.extra[key]))
+    subscription: str | None = None  # the vendor's subscription whose invoice it paid (Stripe billed it itself)
 
     @property
     def deleted(self) -> bool:
         """Deleted at its source: nothing was received."""
         return bool(self.deleted_at)
-
-
-_FLAGS_IN_EXTRA = (
-    ("source_version", "sync_token"),
-    ("deleted_at", "deleted"),
-    ("mirrored_from", "mirrored_from"),
-    ("refund_of", "refund_of"),
-)

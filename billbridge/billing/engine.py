@@ -25,7 +25,7 @@ from typing import Literal
 from billbridge.billing.currency import round_money, split_evenly
 from billbridge.billing.model import Contract, ContractLine, Discount
 from billbridge.billing.periods import Period, add_cycles, cycle_index, periods, prorate
-from billbridge.billing.usage import UsageQuery, usage_label
+from billbridge.billing.usage_periods import UsageQuery, usage_label
 
 ONE_DAY = timedelta(days=1)
 HUNDRED = Decimal(100)
@@ -36,7 +36,7 @@ CREDIT_PREFIX = "Credit: "
 
 ItemKind = Literal["recurring", "usage", "one_time", "installments", "minimum", "discount"]
 UsageLookup = Callable[[UsageQuery], Decimal]
-"""The aggregate a usage line's query measures (see ``billing.usage``)."""
+"""The aggregate a usage line's query measures (see ``billing.usage_periods``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,7 +188,7 @@ def settle(
     subscription: ours to record, not to match), partly_matched or unmatched (with the reason)."""
     if payment.amount < 0:
         match, label = match_refund(payment, paid), ("disputed" if payment.method == "dispute" else "refunded")
-    elif not payment.invoice_numbers and payment.extra.get("stripe_subscription"):
+    elif not payment.invoice_numbers and payment.subscription:
         return Match((), payment.amount), "billed_by_stripe"
     else:
         match, label = match_payment(payment, invoices, by_customer, window_days=window_days), "matched"

@@ -30,7 +30,7 @@ from billbridge.billing.engine import Version, _recurring_spans, _Timeline  # th
 from billbridge.billing.model import Aggregation, Contract, ContractLine, Ref
 from billbridge.billing.periods import Period, add_cycles, cycle_index, prorate
 from billbridge.billing.pricing import LIMIT, PLACES, PerUnitPrice, _no_float
-from billbridge.billing.usage import DailyUsage, UsageQuery, aggregate
+from billbridge.billing.usage_periods import DailyUsage, UsageQuery, aggregate
 
 ONE_DAY = timedelta(days=1)
 _CTX = Context(prec=34)

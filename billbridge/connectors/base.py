@@ -1,6 +1,6 @@
 """The connector contract: what a source yields and what a writer returns, the same for every vendor.
 
-A source (``DealSource``) pulls vendor records in ``DealPage``s (``billbridge.records``); a writer
+A source (``DealSource``) pulls deals bundled with their lines, company and products in ``RecordPage``s (``billbridge.records``); a writer
 takes vendor payloads and answers one ``PushResult`` per write. Connectors know their vendor's
 payloads and HTTP, nothing of billbridge's canonical model or documents (``mapping/`` translates).
 """
@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from billbridge.connectors.paging import Paginator
-from billbridge.records import DealPage
+from billbridge.records import DealBundle, RecordPage
 
 PushStatus = Literal["created", "existing", "updated", "failed"]
 
@@ -37,12 +38,13 @@ class DealSource(Protocol):
 
     name: str
 
-    def pull(self, cursor: str | None) -> Iterator[DealPage]: ...
+    def pull(self, cursor: str | None) -> Iterator[RecordPage[DealBundle]]: ...
 
 
 @dataclass(frozen=True)
 class PushResult:
-    """The outcome of one write to a vendor."""
+    """The outcome of one write to a vendor: the one result type of every writer (QuickBooks documents
+    and payments, Stripe invoices), so the push relay reads every target's outcome alike."""
 
     number: str  # what was written: our document number, payment ref or change ref
     doc_type: str
@@ -51,6 +53,9 @@ class PushResult:
     sync_token: str | None = None  # the vendor's version of the record, where it keeps one
     error: str | None = None
     retriable: bool = False  # failed, but trying again later may work (throttled, down, outcome unknown)
+    vendor_status: str | None = None  # the record's state at the vendor after the write (Stripe: open, paid)
+    amount_due: Decimal | None = None  # what the vendor says is owed on it, where it says (to check against ours)
+    url: str | None = None  # where a person sees it at the vendor (Stripe's hosted invoice page)
 
 
 class WebhookRefused(ValueError):

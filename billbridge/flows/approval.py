@@ -1,6 +1,6 @@
 """Approving documents, whatever the route: a billing run with ``auto_approve_invoices`` (the Prefect
 ``bill`` flow and ``billbridge bill`` alike), a person's ``invoices mark`` or the API. Each goes
-through ``store.outbound.approve_and_queue`` with the pushes of the ``push_targets`` setting, so an
+through ``store.outbound_documents.approve_and_queue`` with the pushes of the ``push_targets`` setting, so an
 approved document is queued for the same vendors, once, however it got there.
 """
 
@@ -12,10 +12,10 @@ from datetime import date
 from sqlalchemy.orm import Session
 
 from billbridge.billing.documents import push_targets
-from billbridge.flows.billing_run import BillingSummary, run_billing
+from billbridge.flows.invoice_generation import BillingSummary, run_billing
 from billbridge.settings import Settings
 from billbridge.store.db import Store
-from billbridge.store.outbound import StatusChange, approve_and_queue, draft_ids, set_status
+from billbridge.store.outbound_documents import StatusChange, approve_and_queue, draft_ids, set_status
 
 APPROVE_BATCH = 500
 
@@ -49,5 +49,5 @@ def mark(
     session: Session, settings: Settings, number: str, status: str, *, entity_id: int | None = None
 ) -> StatusChange:
     """A person moves a document along its lifecycle, in the caller's transaction (see
-    ``store.outbound.set_status``); approving queues its pushes to the configured targets."""
+    ``store.outbound_documents.set_status``); approving queues its pushes to the configured targets."""
     return set_status(session, number, status, push_targets(settings.push_targets), entity_id=entity_id)

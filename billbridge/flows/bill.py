@@ -9,7 +9,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from billbridge.flows import approval
-from billbridge.flows.billing_run import BillingSummary
+from billbridge.flows.invoice_generation import BillingSummary
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.settings import Settings
 from billbridge.store.db import open_store

@@ -21,7 +21,7 @@ from billbridge.billing.metrics.recurring import (
     month_of,
     next_month,
 )
-from billbridge.billing.usage import from_micros
+from billbridge.billing.usage_periods import from_micros
 from billbridge.flows.metrics_refresh import CHANGE_LAG as CHANGE_LAG
 from billbridge.flows.metrics_refresh import day_window as day_window
 from billbridge.flows.metrics_refresh import refresh as refresh

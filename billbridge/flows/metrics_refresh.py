@@ -20,7 +20,7 @@ from billbridge.billing.engine import Version
 from billbridge.billing.metrics import forecast as fc
 from billbridge.billing.metrics import products as prod
 from billbridge.billing.metrics.recurring import Step, movements, mrr_steps
-from billbridge.flows.billing_run import plan_all
+from billbridge.flows.invoice_generation import plan_all
 from billbridge.store import metrics as sql
 from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store

@@ -32,7 +32,7 @@ from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import invoice_ids
-from billbridge.store.outbound import outbound_documents
+from billbridge.store.outbound_documents import outbound_documents
 from billbridge.store.outbox import Message
 from billbridge.store.payments import PaymentIn, payment_ids
 
@@ -140,7 +140,7 @@ def _waiting(message: Message, waiting: mirroring.Waiting) -> Delivery:
 def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
     """Enter a batch of mirrored payments (customers found or made, then one batch call of Payments),
     then make the batch's changes (refunds, applications by hand) to the Payments they change."""
-    from billbridge.flows.push import quickbooks_connector, quickbooks_delivery
+    from billbridge.flows.push import delivery, quickbooks_connector
     from billbridge.mapping.quickbooks import customer_spec
     from billbridge.vendors.quickbooks import AmendmentToRecord, PaymentToRecord, QuickBooksWriteError
 
@@ -197,7 +197,7 @@ def quickbooks_payments_handler(store: Store, settings: Settings) -> tuple[Handl
             for message, result in zip(ready, results, strict=True):
                 if result.external_id is not None:
                     entered[f"{message.payload['source']}:{message.payload['payment_ref']}"] = result.external_id
-            return [quickbooks_delivery(m, result) for m, result in zip(ready, results, strict=True)]
+            return [delivery("quickbooks", m, result) for m, result in zip(ready, results, strict=True)]
 
         def amend(ready: Sequence[Message]) -> list[Delivery]:
             out: list[Delivery] = []

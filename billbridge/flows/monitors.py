@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from billbridge.app.secrets import Sealer
 from billbridge.billing import monitors as mon
 from billbridge.billing.periods import Period
-from billbridge.billing.usage import DailyUsage, UsageQuery, aggregate
+from billbridge.billing.usage_periods import DailyUsage, UsageQuery, aggregate
 from billbridge.connectors import monitor_webhook
 from billbridge.connectors.errors import Classified, ErrorKind
 from billbridge.flows.outbox_relay import Delivery, RelaySummary, relay

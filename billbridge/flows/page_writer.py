@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from billbridge.flows.crm_sync import (
+from billbridge.flows.crm_pages import (
     MappedPage,
     NeedsPayloads,
     PageToStore,
@@ -38,7 +38,7 @@ from billbridge.flows.crm_sync import (
 )
 from billbridge.flows.heap import tune_for_bulk
 from billbridge.flows.importing import ImportSummary
-from billbridge.records import DealPage
+from billbridge.records import DealBundle, RecordPage
 from billbridge.store.db import Store, open_store
 
 SKIPPED = "skipped"  # an earlier page is not stored yet: nothing stored, send it again
@@ -154,7 +154,7 @@ class PageWriter:
         """Whether no page has been handed to it yet (till then the sync may still store pages itself)."""
         return self._seq == 0
 
-    def submit(self, page: DealPage, mapped: MappedPage) -> StoreTicket:
+    def submit(self, page: RecordPage[DealBundle], mapped: MappedPage) -> StoreTicket:
         """Hand a mapped page to the writer; the ticket's ``result`` says when it is stored."""
         job = _Job(self._seq, PageToStore(page.deleted_ids, page.cursor), mapped)
         self._seq += 1
@@ -195,7 +195,7 @@ def _serve() -> None:
 class StoreTicket:
     """One page handed to the writer."""
 
-    def __init__(self, writer: PageWriter, job: _Job, page: DealPage) -> None:
+    def __init__(self, writer: PageWriter, job: _Job, page: RecordPage[DealBundle]) -> None:
         self._writer, self._job, self._page = writer, job, page
         self._future: Future[Answer] | None = writer._call(job)
 

@@ -25,7 +25,7 @@ from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDel
 from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store.db import Store, open_store
-from billbridge.store.outbound import mark_sent, outbound_documents
+from billbridge.store.outbound_documents import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
 
 if TYPE_CHECKING:
@@ -60,10 +60,10 @@ def quickbooks_connector(store: Store, settings: Settings) -> QuickBooks:
     return quickbooks.connect(settings, token_vault(store, settings))
 
 
-def quickbooks_delivery(message: Message, result: PushResult) -> Delivery:
-    """A QuickBooks write's ``PushResult`` as the relay's outcome: linked when it is there, else the error."""
+def delivery(target: str, message: Message, result: PushResult) -> Delivery:
+    """A write's ``PushResult`` (any target's) as the relay's outcome: linked when it is there, else the error."""
     if result.external_id is not None and result.status in ("created", "existing"):
-        link = ExternalLink("quickbooks", result.doc_type, message.aggregate_id, result.external_id, result.sync_token)
+        link = ExternalLink(target, result.doc_type, message.aggregate_id, result.external_id, result.sync_token)
         return Delivery(message.id, links=(link,), outcome=result.status)
     kind = ErrorKind.RETRIABLE if result.retriable else ErrorKind.FATAL
     return Delivery(message.id, error=Classified(kind, result.error or "refused"))
@@ -93,7 +93,7 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
         for group, look_up in ((tried, True), (fresh, False)):
             if group:
                 results = connector.push_documents([documents[m.aggregate_id] for m in group], look_up_first=look_up)
-                out += [quickbooks_delivery(m, result) for m, result in zip(group, results, strict=True)]
+                out += [delivery("quickbooks", m, result) for m, result in zip(group, results, strict=True)]
         return out
 
     def close() -> None:
@@ -137,13 +137,13 @@ def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[
                     )
                 result = connector.push_invoice(doc, customer, look_up=message.attempts > 0)
             except VendorError as exc:
-                out.append(Delivery(message.id, error=exc.classified))
-                continue
+                retriable = exc.classified.kind == ErrorKind.RETRIABLE
+                result = PushResult(
+                    doc.number, doc.doc_type, "failed", error=exc.classified.reason, retriable=retriable
+                )
             except (StripeConflict, ValueError) as exc:
-                out.append(Delivery(message.id, error=Classified(ErrorKind.FATAL, str(exc))))
-                continue
-            link = ExternalLink("stripe", doc.doc_type, message.aggregate_id, result.invoice_id)
-            out.append(Delivery(message.id, links=(link,), outcome="created" if result.created else "existing"))
+                result = PushResult(doc.number, doc.doc_type, "failed", error=str(exc))
+            out.append(delivery("stripe", message, result))
         return out
 
     return handle, lambda: None

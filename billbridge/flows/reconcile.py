@@ -10,9 +10,9 @@ unapplied and reported with the reason, never dropped.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -45,9 +45,9 @@ from billbridge.store.payments import (
     zero_payment,
 )
 from billbridge.store.statistics import FreshStatistics
-from billbridge.vendors.registry import vendor
+from billbridge.vendors.contract import PaymentPage
+from billbridge.vendors.registry import VENDORS, PaymentPull, PaymentSource, TokenVault, payment_sources, vendor
 
-STREAM = "payments"
 PAYMENTS = "payments"  # the record type of payments in the quarantine
 
 
@@ -81,32 +81,19 @@ class ReconcileSummary:
         return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class PaymentPage:
-    payments: list[IncomingPayment]
-    cursor: str | None
-    stream: str = STREAM  # whose cursor this page advances
-    refused: list[Refused] = field(default_factory=list)  # records the mapping could not read: quarantined
-
-
-REFUNDS, DISPUTES = "refunds", "disputes"
-STREAMS: dict[str, tuple[str, ...]] = {"stripe": (STREAM, REFUNDS, DISPUTES), "quickbooks": (STREAM,)}
-"""What each source is read as: Stripe's charges, refunds and disputes (each with its own cursor);
-in QuickBooks a payment is one record however it changes."""
-
-
-def _pages(source: str, store: Store, settings: Settings, cursors: dict[str, str | None]) -> Iterator[PaymentPage]:
-    """The source's payment streams (the vendor registry's), each from its own cursor, in order."""
-    build = vendor(source).payments
+def payment_source(source: str) -> Callable[[Settings, TokenVault], PaymentSource]:
+    """How to build the payment source ``source`` (the registry's); a ValueError naming the known ones."""
+    build = vendor(source).payments if source in VENDORS else None
     if build is None:
-        raise ValueError(f"{source} is not a payment source")
-    payments = build(settings, token_vault(store, settings))
-    try:
-        for stream, pull in payments.payment_streams().items():
-            for page in pull(cursors[stream]):
-                yield PaymentPage(page.payments, page.cursor, stream, page.refused)
-    finally:
-        payments.close()
+        raise ValueError(f"unknown payment source {source!r} (expected {' or '.join(payment_sources())})")
+    return build
+
+
+def _pages(streams: Mapping[str, PaymentPull], cursors: Mapping[str, str | None]) -> Iterator[PaymentPage]:
+    """The source's payment streams, each from its own cursor, in order; each page names its stream."""
+    for stream, pull in streams.items():
+        for page in pull(cursors[stream]):
+            yield replace(page, stream=stream)
 
 
 def reconcile(
@@ -119,19 +106,19 @@ def reconcile(
     """Pull the source's payments (refunds, disputes) since the stored cursors and record each once,
     matched where possible; then enter in QuickBooks the Stripe payments this or an earlier run
     queued for it. ``slot(vendor)`` is held while talking to each vendor (the flow's concurrency)."""
-    if source not in STREAMS:
-        raise ValueError(f"unknown payment source {source!r} (expected stripe or quickbooks)")
-    with store.read() as session:
-        cursors = {stream: get_cursor(session, source, stream) for stream in STREAMS[source]}
+    build = payment_source(source)
     targets = mirror_targets(settings, source)
     with slot(source):
-        summary = record_pages(
-            store,
-            source,
-            _pages(source, store, settings, cursors),
-            mirror_to=targets,
-            window_days=settings.match_window_days,
-        )
+        payments = build(settings, token_vault(store, settings))
+        try:
+            streams = payments.payment_streams()
+            with store.read() as session:
+                cursors = {stream: get_cursor(session, source, stream) for stream in streams}
+            summary = record_pages(
+                store, source, _pages(streams, cursors), mirror_to=targets, window_days=settings.match_window_days
+            )
+        finally:
+            payments.close()
     if targets:
         with slot("quickbooks"):
             mirrored = mirror_payments(store, settings)

@@ -1,6 +1,6 @@
 """Prefect flow ``sync_crm``: one CRM's deals into the contract store, one task per page.
 
-Thin by design: the pipeline is ``flows/crm_sync.py``; here it is run with a task per page (so a
+Thin by design: the pipeline is ``flows/crm_pages.py``; here it is run with a task per page (so a
 page's work is visible and retried alone) and a summary artifact in the Prefect UI. Rerunning a
 run is safe: it resumes from the stored cursor, and re-storing a page changes nothing.
 """
@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import OperationalError
 
 from billbridge.connectors.base import DealSource
-from billbridge.flows.crm_sync import spec_for, sync_pages
+from billbridge.flows.crm_pages import spec_for, sync_pages
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.settings import Settings

@@ -52,7 +52,7 @@ def _reconciler(source: str) -> Callable[[Store, Settings], str]:
 
 def _sync_subscriptions(store: Store, settings: Settings) -> str:
     """The incremental pull of Stripe subscriptions into contracts (reads the latest state)."""
-    from billbridge.flows.crm_sync import spec_for, sync_pages
+    from billbridge.flows.crm_pages import spec_for, sync_pages
     from billbridge.flows.sync_crm import connect
 
     summary = sync_pages(

@@ -176,13 +176,9 @@ def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str])
     extra = {
         "qbo_customer_id": read(payment, "CustomerRef.value", required_text),
         "unapplied": _text(read(payment, "UnappliedAmt", _amount, default=Decimal(0))),
-        # changes on every edit: dedupe by (payment_ref, sync_token)
-        "sync_token": read(payment, "SyncToken", text, default=None) or "",
     }
     if unknown:
         extra["unknown_invoice_ids"] = ",".join(unknown)
-    if (origin := mirrored_from(note)) is not None:
-        extra["mirrored_from"] = origin
     return IncomingPayment(
         source="quickbooks",
         payment_ref=read(payment, "Id", required_text),
@@ -197,6 +193,9 @@ def payment_from_qbo(payment: Mapping[str, Any], doc_numbers: Mapping[str, str])
         reference=read(payment, "PaymentRefNum", text, default=None) or note,
         extra=extra,
         memo=note,
+        # changes on every edit: dedupe by (payment_ref, source_version)
+        source_version=read(payment, "SyncToken", text, default=None),
+        mirrored_from=mirrored_from(note),
     )
 
 
@@ -214,7 +213,8 @@ def payment_deleted(tombstone: Mapping[str, Any]) -> IncomingPayment:
         amount=Decimal(0),
         received_on=parse("MetaData.LastUpdatedTime", iso_date, when) if when else date.today(),
         customer_ref=None,
-        extra={"sync_token": DELETED, "deleted": when},
+        source_version=DELETED,
+        deleted_at=when,
     )
 
 

@@ -177,8 +177,6 @@ def payment_from_charge(
     if invoice_id:
         extra["invoice"] = invoice_id
     subscription = subscription_of(invoice)
-    if subscription is not None:
-        extra["stripe_subscription"] = subscription
     if refunded := read(charge, "amount_refunded", minor_units(currency), default=Decimal(0)):
         extra["amount_refunded"] = str(refunded)
     if customer_ref is None and subscription is not None and "customer" in extra:
@@ -199,6 +197,7 @@ def payment_from_charge(
         reference=f"{brand} ****{last4}" if last4 else None,
         extra=extra,
         memo=read(charge, "description", text, default=None),
+        subscription=subscription,
     )
 
 
@@ -227,13 +226,11 @@ def subscription_of(invoice: Mapping[str, Any] | None) -> str | None:
 
 
 def payment_from_refund(refund: Mapping[str, Any], invoice: Mapping[str, Any] | None) -> IncomingPayment:
-    """A refund as a negative payment against the invoice its charge paid (``extra['refund_of']``)."""
+    """A refund as a negative payment against the invoice its charge paid (``refund_of``: the charge)."""
     currency = read(refund, "currency", _currency)
     invoice_id, number, customer_ref = _invoice_link(invoice)
-    extra = {
-        "refund_of": read(refund, "charge", fields.required_text),
-        "status": str(read(refund, "status", text, default=None)),
-    }
+    refund_of = read(refund, "charge", fields.required_text)
+    extra = {"status": str(read(refund, "status", text, default=None))}
     if invoice_id:
         extra["invoice"] = invoice_id
     return IncomingPayment(
@@ -247,6 +244,7 @@ def payment_from_refund(refund: Mapping[str, Any], invoice: Mapping[str, Any] | 
         method="refund",
         reference=read(refund, "reason", text, default=None),
         extra=extra,
+        refund_of=refund_of,
     )
 
 
@@ -275,11 +273,8 @@ def payment_from_dispute(
             if read(txn, "amount", in_units, default=Decimal(0), name=f"{where}.amount") < 0:
                 fee += read(txn, "fee", in_units, default=Decimal(0), name=f"{where}.fee")
     dispute_id = read(dispute, "id", fields.required_text)
-    extra = {
-        "dispute": dispute_id,
-        "refund_of": read(dispute, "charge", fields.required_text),
-        "status": str(read(dispute, "status", text, default=None)),
-    }
+    refund_of = read(dispute, "charge", fields.required_text)
+    extra = {"dispute": dispute_id, "status": str(read(dispute, "status", text, default=None))}
     if invoice_id:
         extra["invoice"] = invoice_id
     return IncomingPayment(
@@ -294,6 +289,7 @@ def payment_from_dispute(
         method="dispute",
         reference=f"dispute {move}: {read(dispute, 'reason', text, default=None)}",
         extra=extra,
+        refund_of=refund_of,
     )
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import BigInteger, Connection, bindparam, case, exists, func, in
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from billbridge.billing.usage import from_micros, to_micros
-from billbridge.billing.usage_documents import VersionTerms
+from billbridge.billing.usage_billing_dates import VersionTerms
+from billbridge.billing.usage_periods import from_micros, to_micros
 from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import (
     Contract,

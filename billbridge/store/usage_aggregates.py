@@ -21,7 +21,7 @@ from sqlalchemy import Date, and_, cast, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from billbridge.billing.usage import NO_VALUES, DailyUsage, from_micros
+from billbridge.billing.usage_periods import NO_VALUES, DailyUsage, from_micros
 from billbridge.store.models import Product, UsageDaily, UsageEvent
 from billbridge.store.usage import joined_total
 

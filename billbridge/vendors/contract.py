@@ -19,3 +19,4 @@ class PaymentPage:
     refused: list[Refused] = field(default_factory=list)  # records the mapping could not read (to quarantine)
     records: list[dict[str, Any]] = field(default_factory=list)  # the vendor records they came from, where kept
     api_calls: int = 0
+    stream: str = "payments"  # whose cursor the page advances (reconciliation names it from the source's streams)

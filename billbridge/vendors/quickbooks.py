@@ -425,7 +425,7 @@ class QuickBooks(QuickBooksConnector):
         """Payments changed since ``cursor`` (inclusive, minus a lag window), oldest change first, in pages.
 
         Each payment's invoice links are mapped back to our DocNumbers; the caller dedupes by
-        ``payment_ref`` (and ``extra["sync_token"]`` for edits) and stores ``page.cursor`` after the page.
+        ``payment_ref`` (and ``source_version`` for edits) and stores ``page.cursor`` after the page.
         """
         since = EPOCH if cursor is None else (datetime.fromisoformat(cursor) - CURSOR_LAG).isoformat()
         newest = cursor
@@ -441,7 +441,7 @@ class QuickBooks(QuickBooksConnector):
         if cursor is not None:  # a first pull has nothing recorded that could have been deleted
             deleted = self.deleted_payments(since)
             if deleted:
-                times = [p.extra["deleted"] for p in deleted]
+                times = [p.deleted_at or "" for p in deleted]
                 yield PaymentPage(deleted, max([newest or cursor, *times]))
 
     def deleted_payments(self, since: str) -> list[IncomingPayment]:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import stripe
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
+from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import VendorError
 from billbridge.connectors.stripe import readers
 from billbridge.connectors.stripe.client import (
@@ -24,7 +25,6 @@ from billbridge.connectors.stripe.client import (
     ChargeOutcome,
     StripeConflict,
     StripeConnector,
-    StripeInvoiceResult,
 )
 from billbridge.connectors.stripe.common import content_key, plain
 from billbridge.errors import NotConfigured
@@ -90,9 +90,11 @@ class Stripe(StripeConnector):
 
     # invoices
 
-    def push_invoice(self, doc: OutboundDocument, customer_id: str, *, look_up: bool = True) -> StripeInvoiceResult:
-        """Create (or complete) the document's invoice: draft, lines, finalize. ``look_up=False`` skips
-        the search for an earlier attempt when the caller knows there was none (saves one call)."""
+    def push_invoice(self, doc: OutboundDocument, customer_id: str, *, look_up: bool = True) -> PushResult:
+        """Create (or complete) the document's invoice: draft, lines, finalize; ``created``, or ``existing``
+        when an earlier attempt's invoice was found and completed. ``look_up=False`` skips the search for
+        an earlier attempt when the caller knows there was none (saves one call). A vendor failure raises
+        ``VendorError``, another version of the document at Stripe ``StripeConflict``."""
         params = mapping.invoice_params(doc, customer_id)
         lines = mapping.invoice_lines(doc)
         invoice = self.find_invoice(doc, customer_id) if look_up else None
@@ -115,13 +117,14 @@ class Stripe(StripeConnector):
                     )
                 )
             )
-        return StripeInvoiceResult(
-            invoice_id=invoice["id"],
-            stripe_number=invoice.get("number"),
-            status=invoice["status"],
+        return PushResult(
+            doc.number,
+            doc.doc_type,
+            "created" if created else "existing",
+            external_id=str(invoice["id"]),
+            vendor_status=invoice["status"],
             amount_due=mapping.from_minor(invoice["amount_due"], doc.currency),
-            hosted_invoice_url=invoice.get("hosted_invoice_url"),
-            created=created,
+            url=invoice.get("hosted_invoice_url"),
         )
 
     def _add_missing_lines(self, doc: OutboundDocument, invoice: dict[str, Any], lines: list[dict[str, Any]]) -> None:

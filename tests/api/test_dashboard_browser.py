@@ -19,13 +19,13 @@ import pytest
 import uvicorn
 
 from billbridge.api.app import create_app
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices
-from billbridge.store.outbound import set_status
+from billbridge.store.outbound_documents import set_status
 from billbridge.store.payments import record_payment
 from tests.browser import chromium, screenshot
 from tests.ports import free_port

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from billbridge.api.app import create_app
 from billbridge.api.dashboard import session as sessions
 from billbridge.flows import metrics
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from tests.api.conftest import Api, event
 from tests.docs import DISCOUNTED, contract, document
 

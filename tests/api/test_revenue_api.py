@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from billbridge.flows import revenue
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from tests.api.conftest import Api
 from tests.docs import contract, document
 

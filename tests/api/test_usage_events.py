@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from billbridge.api.app import create_app
-from billbridge.billing.usage_documents import document_ref
-from billbridge.flows.billing_run import run_billing
+from billbridge.billing.usage_billing_dates import document_ref
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.settings import Settings
 from billbridge.store import api_keys
 from billbridge.store.models import UsageEvent

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.store import outbox
 from billbridge.store import quarantine as quarantine_repo
 from billbridge.store.invoices import list_invoices

@@ -23,7 +23,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from billbridge.flows.billing_run import run_billing
+from billbridge.flows.invoice_generation import run_billing
 from tests.api.conftest import Api
 
 EXAMPLES = 25

@@ -260,7 +260,7 @@ def test_status_shows_documents_open_money_and_what_waits_or_fails_in_the_outbox
     from billbridge.store import outbox
     from billbridge.store.db import open_store
     from billbridge.store.invoices import list_invoices
-    from billbridge.store.outbound import mark_sent
+    from billbridge.store.outbound_documents import mark_sent
 
     assert run("examples", "--as-of", "2026-11-22", "--json")[0] == 0
     store = open_store(env)
@@ -308,10 +308,11 @@ def test_payments_matching_could_not_apply_wait_on_the_review_list_until_a_perso
     from decimal import Decimal
 
     from billbridge.billing.documents import IncomingPayment, push_targets
-    from billbridge.flows.reconcile import PaymentPage, record_pages
+    from billbridge.flows.reconcile import record_pages
     from billbridge.store.db import open_store
     from billbridge.store.invoices import list_invoices
-    from billbridge.store.outbound import set_status
+    from billbridge.store.outbound_documents import set_status
+    from billbridge.vendors.contract import PaymentPage
 
     NO_PUSH = push_targets([])
 

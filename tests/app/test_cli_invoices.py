@@ -83,7 +83,7 @@ def one_invoice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stor
     import_document(store, document(contract("C-1")))
     from datetime import date
 
-    from billbridge.flows.billing_run import run_billing
+    from billbridge.flows.invoice_generation import run_billing
 
     run_billing(store, date(2026, 1, 1))
     with store.read() as session:

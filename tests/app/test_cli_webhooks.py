@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from billbridge.app import cli
 from billbridge.app.cli import app
+from billbridge.app.cli import webhooks as webhooks_cli
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
 from billbridge.store.webhooks import InboxEvent
@@ -125,7 +125,7 @@ def test_a_signed_delivery_that_was_refused_is_listed_with_the_reason(
         )
     assert answer.status_code == 400
     # The CLI's console fixed its width when first imported (from COLUMNS then, whatever test that was).
-    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr(webhooks_cli, "console", Console(width=200))
     table = runner.invoke(app, ["webhooks", "list"])
     assert table.exit_code == 0, table.output
     [row] = [line for line in table.output.splitlines() if "stripe" in line]

@@ -10,7 +10,7 @@ import pytest
 
 from billbridge.billing.engine import Plan, Version, as_billed, plan_invoices
 from billbridge.billing.model import Contract
-from billbridge.billing.usage import UsageQuery
+from billbridge.billing.usage_periods import UsageQuery
 
 D = Decimal
 

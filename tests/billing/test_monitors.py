@@ -28,7 +28,7 @@ from billbridge.billing.monitors import (
     increment,
     usage_value,
 )
-from billbridge.billing.usage import DailyUsage, UsageQuery, aggregate
+from billbridge.billing.usage_periods import DailyUsage, UsageQuery, aggregate
 from tests.billing.test_engine import flat, make, seats
 
 D = Decimal

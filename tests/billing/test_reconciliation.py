@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from billbridge.billing import reconciliation
 from billbridge.billing.documents import IncomingPayment
-from billbridge.billing.matching import Match, OpenInvoice, PaidInvoice
+from billbridge.billing.matching import Match, OpenInvoice, PaidInvoice, settle
 
 D = Decimal
 DUE = date(2026, 11, 30)
@@ -81,14 +81,12 @@ def test_rematch_of_changed_payments() -> None:
     assert reconciliation.rematch_numbers(pay("1", "5", "INV-1", reference="and INV-2")) == ("INV-1", "INV-2")
 
 
-def test_typed_flags_are_read_from_extra_where_a_constructor_puts_them_there() -> None:
-    legacy = IncomingPayment(
-        "quickbooks", "9", "USD", D(0), DUE, None, extra={"sync_token": "deleted", "deleted": "t", "refund_of": "ch"}
+def test_decisions_read_typed_flags_never_extra() -> None:
+    """What reconciliation decides on is typed: the same words in ``extra`` decide nothing."""
+    in_extra = IncomingPayment(
+        "stripe", "ch_9", "USD", D(5), DUE, None, extra={"stripe_subscription": "sub_1", "deleted": "t"}
     )
-    assert (legacy.source_version, legacy.deleted, legacy.refund_of, legacy.mirrored_from) == (
-        "deleted",
-        True,
-        "ch",
-        None,
-    )
-    assert legacy.extra["refund_of"] == "ch"
+    typed = IncomingPayment("stripe", "ch_9", "USD", D(5), DUE, None, subscription="sub_1")
+    assert not in_extra.deleted and in_extra.subscription is None
+    assert settle(typed, {}, {}, {})[1] == "billed_by_stripe"
+    assert settle(in_extra, {}, {}, {})[1] == "unmatched"

@@ -12,7 +12,7 @@ import pytest
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.hubspot import HubSpotClient, HubSpotSettings, HubSpotSource, connect
 from billbridge.connectors.hubspot.source import LAG_MS
-from billbridge.records import DealPage
+from billbridge.records import DealBundle, RecordPage
 from billbridge.sandbox import demo_world
 from billbridge.sandbox.hubspot import HubSpotSandbox
 from billbridge.sandbox.hubspot.records import to_ms
@@ -45,16 +45,16 @@ def source_for(sandbox: HubSpotSandbox, sleeps: list[float] | None = None, **kwa
     return HubSpotSource(settings, client=client, **kwargs)
 
 
-def ids_of(pages: list[DealPage]) -> list[str]:
-    return [str(b.deal["id"]) for p in pages for b in p.bundles]
+def ids_of(pages: list[RecordPage[DealBundle]]) -> list[str]:
+    return [str(b.deal["id"]) for p in pages for b in p.records]
 
 
-def check_bundles(sandbox: HubSpotSandbox, world: demo_world.DemoWorld, pages: list[DealPage]) -> None:
+def check_bundles(sandbox: HubSpotSandbox, world: demo_world.DemoWorld, pages: list[RecordPage[DealBundle]]) -> None:
     """Every bundle carries the world's lines, company and products, with HubSpot's string values."""
     ids = sandbox.data.ids
     by_id = {ids[d.key]: d for d in world.live_deals}
     for page in pages:
-        for bundle in page.bundles:
+        for bundle in page.records:
             deal = by_id[str(bundle.deal["id"])]
             assert bundle.deal["properties"]["amount"] == str(deal.amount)
             assert [x["id"] for x in bundle.lines] == [ids[x.key] for x in deal.lines]
@@ -111,11 +111,11 @@ def test_full_pull_equals_the_world_with_the_fewest_calls(sandbox: HubSpotSandbo
     assert sorted(pulled) == sorted(sandbox.data.ids[d.key] for d in world.live_deals)
     assert len(pulled) == len(set(pulled)) == 450
     check_bundles(sandbox, world, pages)
-    assert pages[-1].deleted_ids == [] and pages[-1].bundles == []
+    assert pages[-1].deleted_ids == [] and pages[-1].records == []
     keys = [d.key for d in world.live_deals]
     expected = minimum_calls(sandbox, world, keys, len(keys), 200)
     assert sum(p.api_calls for p in pages) == source.client.calls == sandbox.faults.total_calls() == expected
-    assert [len(p.bundles) for p in pages] == [450, 0]  # one group of search pages, then the archivals
+    assert [len(p.records) for p in pages] == [450, 0]  # one group of search pages, then the archivals
 
 
 def test_incremental_pull_returns_only_changes_and_archivals(
@@ -225,7 +225,7 @@ def test_pulled_bundles_map_to_the_worlds_contracts(sandbox: HubSpotSandbox, wor
     mapped: set[str] = set()
     failed: dict[str, str] = {}
     for page in source_for(sandbox).pull(None):
-        for bundle in page.bundles:
+        for bundle in page.records:
             deal, company, products = bundle_to_crm(bundle)
             if not is_won(deal, DEFAULT_MAPPING):
                 continue

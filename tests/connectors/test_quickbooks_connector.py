@@ -545,7 +545,7 @@ def test_refunds_taken_off_one_payment_by_two_workers_at_once_both_land_once(
     assert qb.company.get("Invoice", first)["Balance"] == Decimal("5.00")
     assert qb.company.get("Invoice", second)["Balance"] == paid[1].total
     pulled = [p for page in conn_a.pull_payments(None) for p in page.payments]
-    assert [p.extra.get("mirrored_from") for p in pulled] == ["stripe:ch_refunded"]  # still known as ours
+    assert [p.mirrored_from for p in pulled] == ["stripe:ch_refunded"]  # still known as ours
 
 
 # -- journal entries (issue 14): the month's recognised revenue, posted once ---------------------------

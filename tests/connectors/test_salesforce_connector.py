@@ -16,7 +16,7 @@ from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource, connect
 from billbridge.mapping.crm import MappingError, is_won, map_deal
 from billbridge.mapping.salesforce import DEFAULT_FIELDS, DEFAULT_MAPPING, bundle_to_crm
-from billbridge.records import DealPage
+from billbridge.records import DealBundle, RecordPage
 from billbridge.sandbox.demo_world import DemoWorld, changed, generate
 from billbridge.sandbox.faults import Fault
 from billbridge.sandbox.salesforce import SalesforceSandbox, opportunity_id
@@ -55,8 +55,8 @@ def source_for(
     return SalesforceSource(client, columns=DEFAULT_FIELDS.columns(), clock=lambda: world.now + timedelta(days=1))
 
 
-def deal_ids(pages: list[DealPage]) -> list[str]:
-    return [b.deal["Id"] for p in pages for b in p.bundles]
+def deal_ids(pages: list[RecordPage[DealBundle]]) -> list[str]:
+    return [b.deal["Id"] for p in pages for b in p.records]
 
 
 def test_a_full_pull_delivers_every_live_opportunity_once_with_its_lines_account_and_products(
@@ -66,7 +66,7 @@ def test_a_full_pull_delivers_every_live_opportunity_once_with_its_lines_account
     ids = deal_ids(pages)
     assert len(ids) == len(set(ids))
     assert set(ids) == {opportunity_id(d.key) for d in world.live_deals}
-    by_id = {b.deal["Id"]: b for p in pages for b in p.bundles}
+    by_id = {b.deal["Id"]: b for p in pages for b in p.records}
     for deal in world.live_deals:
         bundle = by_id[opportunity_id(deal.key)]
         assert bundle.deal["Amount"] == deal.amount and isinstance(bundle.deal["Amount"], Decimal)
@@ -80,7 +80,7 @@ def test_a_full_pull_delivers_every_live_opportunity_once_with_its_lines_account
 def test_the_pulled_bundles_map_to_exactly_the_worlds_contracts(sandbox: SalesforceSandbox, world: DemoWorld) -> None:
     mapped, broken = set(), set()
     for page in source_for(sandbox, world).pull(None):
-        for bundle in page.bundles:
+        for bundle in page.records:
             deal, company, products = bundle_to_crm(bundle)
             if not is_won(deal, DEFAULT_MAPPING):
                 continue
@@ -141,9 +141,9 @@ def test_a_pull_resumed_from_a_page_inside_one_system_modstamp_misses_nothing(
     sandbox.apply(later)
     edited = {opportunity_id(k) for k, d in later.deals.items() if d != world.deals[k] and not d.deleted}
     first = next(iter(source.pull(cursor)))  # stored, then the run stopped
-    assert 0 < len(first.bundles) < len(edited)
+    assert 0 < len(first.records) < len(edited)
     resumed = list(source.pull(first.cursor))
-    assert {b.deal["Id"] for b in first.bundles} | set(deal_ids(resumed)) == edited
+    assert {b.deal["Id"] for b in first.records} | set(deal_ids(resumed)) == edited
     assert all(len(p.cursor or "") <= 200 for p in [first, *resumed])  # the store's cursor column
 
 
@@ -199,7 +199,7 @@ def test_an_expired_session_mid_paging_fetches_a_new_one(sandbox: SalesforceSand
     source = source_for(sandbox, world, batch_size=200, password_flow=True)
     ids = []
     for n, page in enumerate(source.pull(None)):
-        ids += [b.deal["Id"] for b in page.bundles]
+        ids += [b.deal["Id"] for b in page.records]
         if n == 0:
             sandbox.org.expire_sessions()
     assert sorted(ids) == sorted(opportunity_id(d.key) for d in world.live_deals)

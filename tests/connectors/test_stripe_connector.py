@@ -85,8 +85,8 @@ def test_push_twice_makes_one_invoice(stripe_sb: tuple[StripeSandbox, str]) -> N
     customer_id = _customer(conn)
     first = conn.push_invoice(_doc(), customer_id)
     second = conn.push_invoice(_doc(), customer_id)
-    assert (first.created, second.created) == (True, False)
-    assert first.invoice_id == second.invoice_id and first.status == "open"
+    assert (first.status, second.status) == ("created", "existing")
+    assert first.external_id == second.external_id and first.vendor_status == "open"
     assert first.amount_due == Decimal("100.00")
     assert len(_invoices(sb)) == 1 and len(sb.state.all("line_item")) == 2
     assert _invoices(sb)[0]["metadata"]["billbridge_number"] == "US-INV-000001"
@@ -112,7 +112,7 @@ def test_lost_response_on_create_is_found_by_metadata_on_rerun(stripe_sb: tuple[
     assert len(_invoices(sb)) == 1 and _invoices(sb)[0]["status"] == "draft"
     sb.state.idempotency.clear()  # the keys have expired (24 h): only the lookup can prevent a duplicate
     result = _connector(url).push_invoice(_doc(), customer_id)
-    assert result.created is False and result.status == "open" and result.amount_due == Decimal("100.00")
+    assert result.status == "existing" and result.vendor_status == "open" and result.amount_due == Decimal("100.00")
     assert len(_invoices(sb)) == 1 and len(sb.state.all("line_item")) == 2
 
 
@@ -122,7 +122,7 @@ def test_lost_responses_within_one_push_are_replayed_by_key(stripe_sb: tuple[Str
     for path in ("^/v1/invoices$", "/add_lines$", "/finalize$"):
         sb.faults.add(Fault(kind="lost_response", path=path, method="POST"))
     result = _connector(url).push_invoice(_doc(), customer_id, look_up=False)
-    assert result.status == "open"
+    assert result.vendor_status == "open"
     assert len(_invoices(sb)) == 1 and len(sb.state.all("line_item")) == 2
     assert sb.faults.total_calls(r"POST /v1/invoices$") == 2
 
@@ -135,7 +135,7 @@ def test_a_timed_out_create_is_retried_under_the_same_key(clock: Clock) -> None:
         conn = Stripe(KEY, base_url=server.url, timeout=0.3, sleep=lambda _: None)
         result = conn.push_invoice(_doc(), customer_id, look_up=False)
     # stopping the server let the slow first attempt finish: it found its key used and replayed
-    assert result.status == "open" and sb.faults.total_calls("POST /v1/invoices$") == 2
+    assert result.vendor_status == "open" and sb.faults.total_calls("POST /v1/invoices$") == 2
     assert len(_invoices(sb)) == 1 and len(sb.state.all("line_item")) == 2
 
 
@@ -145,12 +145,12 @@ def test_declined_card_leaves_the_invoice_open_with_the_reason(stripe_sb: tuple[
     customer_id = _customer(conn, "pm_card_chargeDeclinedInsufficientFunds")
     doc = _doc()
     pushed = conn.push_invoice(doc, customer_id)
-    outcome = conn.charge_invoice(pushed.invoice_id, doc.idempotency_key("charge-1"))
+    outcome = conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-1"))
     assert (outcome.status, outcome.decline_code) == ("declined", "insufficient_funds")
     assert outcome.message == "Your card has insufficient funds." and outcome.charge_id
-    assert conn.retrieve_invoice(pushed.invoice_id)["status"] == "open"
+    assert conn.retrieve_invoice(pushed.external_id)["status"] == "open"
     conn.attach_default_payment_method(customer_id, "pm_card_visa")
-    retried = conn.charge_invoice(pushed.invoice_id, doc.idempotency_key("charge-2"))
+    retried = conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-2"))
     assert (retried.status, retried.amount_paid) == ("paid", Decimal("100.00"))
     assert [c["status"] for c in sb.state.all("charge")] == ["failed", "succeeded"]
 
@@ -162,10 +162,10 @@ def test_lost_response_on_pay_charges_once(stripe_sb: tuple[StripeSandbox, str])
     doc = _doc()
     pushed = conn.push_invoice(doc, customer_id)
     sb.faults.add(Fault(kind="lost_response", path="/pay$"))
-    outcome = conn.charge_invoice(pushed.invoice_id, doc.idempotency_key("charge-1"))
+    outcome = conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-1"))
     assert outcome.status == "paid" and len(sb.state.all("charge")) == 1
     sb.state.idempotency.clear()  # a later run with the keys expired: Stripe refuses, we read the invoice
-    again = conn.charge_invoice(pushed.invoice_id, doc.idempotency_key("charge-1"))
+    again = conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-1"))
     assert again.status == "paid" and len(sb.state.all("charge")) == 1
 
 
@@ -175,10 +175,10 @@ def test_void_and_uncollectible(stripe_sb: tuple[StripeSandbox, str]) -> None:
     customer_id = _customer(conn)
     first = conn.push_invoice(_doc("US-INV-000010", "10.00"), customer_id)
     second = conn.push_invoice(_doc("US-INV-000011", "10.00"), customer_id)
-    assert conn.void(first.invoice_id, "billbridge-US-INV-000010-v1-void") == "void"
-    assert conn.mark_uncollectible(second.invoice_id, "billbridge-US-INV-000011-v1-uncollectible") == "uncollectible"
+    assert conn.void(first.external_id, "billbridge-US-INV-000010-v1-void") == "void"
+    assert conn.mark_uncollectible(second.external_id, "billbridge-US-INV-000011-v1-uncollectible") == "uncollectible"
     with pytest.raises(StripeConflict, match="is void"):
-        conn.charge_invoice(first.invoice_id, "billbridge-US-INV-000010-v1-charge-1")
+        conn.charge_invoice(first.external_id, "billbridge-US-INV-000010-v1-charge-1")
     assert sb.state.all("charge") == []
 
 
@@ -198,7 +198,7 @@ def test_429_storm_is_waited_out_honouring_retry_after(stripe_sb: tuple[StripeSa
     customer_id = _customer(conn)
     sb.faults.add(Fault(kind="rate_limit", path="^/v1/invoices", times=4, retry_after=3))
     result = conn.push_invoice(_doc(), customer_id)
-    assert result.status == "open" and len(_invoices(sb)) == 1
+    assert result.vendor_status == "open" and len(_invoices(sb)) == 1
     assert len(sleeps) == 4 and min(sleeps) >= 3  # the vendor's Retry-After is the floor
 
 
@@ -216,7 +216,7 @@ def test_pull_payments_with_fees_invoice_numbers_and_cursor(stripe_sb: tuple[Str
     pushed = [conn.push_invoice(_doc(f"US-INV-00000{n}", "135.00"), customer_id) for n in (1, 2)]
     clock.now += 86400  # collected a day after finalizing: the invoice payments are a day older than the charges
     for n, invoice in enumerate(pushed, 1):
-        conn.charge_invoice(invoice.invoice_id, f"charge-{n}")
+        conn.charge_invoice(invoice.external_id, f"charge-{n}")
     calls = conn.api_calls
     pages = list(conn.pull_payments(None))
     assert conn.api_calls - calls == 2  # the charges, and the payment events that name their invoices
@@ -228,7 +228,7 @@ def test_pull_payments_with_fees_invoice_numbers_and_cursor(stripe_sb: tuple[Str
     for n in (3, 4):
         clock.now += 3600
         doc = _doc(f"US-INV-00000{n}", "50.00")
-        conn.charge_invoice(conn.push_invoice(doc, customer_id).invoice_id, doc.idempotency_key("charge-1"))
+        conn.charge_invoice(conn.push_invoice(doc, customer_id).external_id, doc.idempotency_key("charge-1"))
         pages = list(conn.pull_payments(cursor))
         cursor = pages[-1].cursor
     later = [p for page in pages for p in page.payments]
@@ -360,8 +360,8 @@ def test_push_costs_three_calls_and_completes_a_half_pushed_draft(stripe_sb: tup
     assert (draft["status"], len(draft["_lines"])) == ("draft", 100)
     sb.state.idempotency.clear()
     result = _connector(url).push_invoice(many, customer_id)
-    assert (result.created, result.status, result.amount_due) == (False, "open", Decimal("120.00"))
-    assert len(sb.state.get("invoice", result.invoice_id)["_lines"]) == 120
+    assert (result.status, result.vendor_status, result.amount_due) == ("existing", "open", Decimal("120.00"))
+    assert len(sb.state.get("invoice", result.external_id)["_lines"]) == 120
 
 
 def test_pull_refunds_as_negative_payments(stripe_sb: tuple[StripeSandbox, str], clock: Clock) -> None:
@@ -369,12 +369,12 @@ def test_pull_refunds_as_negative_payments(stripe_sb: tuple[StripeSandbox, str],
     conn = _connector(url)
     customer_id = _customer(conn)
     doc = _doc("US-INV-000009", "135.00")
-    conn.charge_invoice(conn.push_invoice(doc, customer_id).invoice_id, doc.idempotency_key("charge-1"))
+    conn.charge_invoice(conn.push_invoice(doc, customer_id).external_id, doc.idempotency_key("charge-1"))
     clock.now += 86400
     charge = sb.state.all("charge")[0]
     handlers.create_refund(sb.state, {"charge": charge["id"], "amount": "3500", "reason": "requested_by_customer"})
     refunds = [p for page in conn.pull_refunds(str(int(T0) + 3600)) for p in page.payments]
-    assert [(p.amount, p.invoice_numbers, p.customer_ref, p.extra["refund_of"]) for p in refunds] == [
+    assert [(p.amount, p.invoice_numbers, p.customer_ref, p.refund_of) for p in refunds] == [
         (Decimal("-35.00"), ("US-INV-000009",), "sf-ACC1", charge["id"])
     ]
     payments = [p for page in conn.pull_payments(None) for p in page.payments]
@@ -391,7 +391,7 @@ def test_search_lag_does_not_duplicate_customers_or_hide_invoices(stripe_sb: tup
     conn.attach_default_payment_method(first, "pm_card_visa")
     pushed = conn.push_invoice(_doc(), first)
     again = conn.push_invoice(_doc(), first)
-    assert (again.invoice_id, again.created) == (pushed.invoice_id, False)  # found by listing, not search
+    assert (again.external_id, again.status) == (pushed.external_id, "existing")  # found by listing, not search
     assert len(_invoices(sb)) == 1
 
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from billbridge.app.cli import app
 from billbridge.flows.approval import approve_drafts
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.outbox_relay import LEASE
 from billbridge.flows.push import push
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from sqlalchemy import update
 
 from billbridge.flows.approval import approve_drafts
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.collect import collect
 from billbridge.flows.importing import import_file
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.mirror import mirror_payments
 from billbridge.flows.push import push, stripe_connector
 from billbridge.flows.reconcile import reconcile
@@ -335,8 +335,9 @@ def test_two_reconciliations_of_the_same_payments_at_once_record_each_once(store
     from sqlalchemy import update
 
     from billbridge.billing.documents import IncomingPayment
-    from billbridge.flows.reconcile import PaymentPage, record_pages
+    from billbridge.flows.reconcile import record_pages
     from billbridge.store.models import Invoice
+    from billbridge.vendors.contract import PaymentPage
 
     bill_and_approve(store, ["quickbooks"])
     with store.write() as session:
@@ -417,8 +418,9 @@ def test_one_page_sees_what_its_earlier_payments_left_open(store: Store) -> None
     from sqlalchemy import select, update
 
     from billbridge.billing.documents import IncomingPayment
-    from billbridge.flows.reconcile import PaymentPage, record_pages
+    from billbridge.flows.reconcile import record_pages
     from billbridge.store.models import Invoice, Payment
+    from billbridge.vendors.contract import PaymentPage
 
     bill_and_approve(store, ["quickbooks"])
     with store.write() as session:
@@ -482,8 +484,9 @@ def test_a_payment_applied_by_hand_is_queued_for_quickbooks_once_or_said_to_be_t
     was entered with part of it applied is there already, and the person is told to apply the rest
     there too."""
     from billbridge.billing.documents import IncomingPayment
-    from billbridge.flows.reconcile import PaymentPage, apply_payment, record_pages
+    from billbridge.flows.reconcile import apply_payment, record_pages
     from billbridge.store.models import Invoice
+    from billbridge.vendors.contract import PaymentPage
 
     bill_and_approve(store, ["quickbooks"])
     with store.write() as session:
@@ -520,7 +523,8 @@ def test_money_applied_by_hand_reaches_the_quickbooks_entry_once(
     """A Stripe payment entered in QuickBooks with money left unapplied; a person applies the rest to
     another invoice here: the entry there gets the same line, once, though QuickBooks' answer is lost."""
     from billbridge.billing.documents import IncomingPayment
-    from billbridge.flows.reconcile import PaymentPage, apply_payment, record_pages
+    from billbridge.flows.reconcile import apply_payment, record_pages
+    from billbridge.vendors.contract import PaymentPage
 
     settings = settings_for(qbo, database_url, tmp_path).model_copy(update={"push_targets": ["quickbooks"]})
     bill_and_approve(store, ["quickbooks"])

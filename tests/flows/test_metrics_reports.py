@@ -14,15 +14,15 @@ from sqlalchemy import delete, func, select, update
 from billbridge.billing.metrics.collections import DocumentGroup, aging
 from billbridge.billing.metrics.recurring import customer_mrr, totals_by
 from billbridge.flows import metrics
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document, import_file
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.store import metrics as sql
 from billbridge.store.contracts import contract_ids, load_timelines
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
 from billbridge.store.metric_models import MetricState
 from billbridge.store.models import Contract, Invoice
-from billbridge.store.outbound import set_status
+from billbridge.store.outbound_documents import set_status
 from billbridge.store.payments import record_payment
 from tests.docs import contract, document
 

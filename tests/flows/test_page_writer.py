@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from billbridge.flows.crm_sync import SyncSummary, map_page, spec_for, sync_pages
+from billbridge.flows.crm_pages import SyncSummary, map_page, spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world
@@ -186,7 +186,7 @@ def test_a_killed_sync_takes_its_writer_process_with_it(
     import sys
     import time
 
-    from tests.flows.test_billing_run import alive, children
+    from tests.flows.test_invoice_generation import alive, children
 
     import_document(store, demo_world.entities_document(world))
     sandbox = SalesforceSandbox(world).start()
@@ -196,7 +196,7 @@ def test_a_killed_sync_takes_its_writer_process_with_it(
         code = (
             "import sys\n"
             "from billbridge.settings import Settings\n"
-            "from billbridge.flows.crm_sync import spec_for, sync_pages\n"
+            "from billbridge.flows.crm_pages import spec_for, sync_pages\n"
             "from billbridge.flows.sync_crm import connect\n"
             "from billbridge.store.db import open_store\n"
             "sync_pages(open_store(sys.argv[1]), spec_for('salesforce'), connect('salesforce', Settings()),"

@@ -16,8 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from billbridge.flows.approval import approve_drafts
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.push import push
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.settings import QuickBooksSettings, Settings

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from billbridge.flows import revenue
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.store.db import Store
 from billbridge.store.revenue import PeriodError, entity_id_of
 from billbridge.store.revenue_models import RevenuePeriodEvent

@@ -18,8 +18,8 @@ import pytest
 from pydantic import SecretStr
 
 from billbridge.flows import revenue
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.settings import QuickBooksSettings, RevenueAccountsSettings, Settings
 from billbridge.store import outbox

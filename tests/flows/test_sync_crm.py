@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from billbridge.flows.crm_sync import SyncSummary, spec_for, sync_pages
+from billbridge.flows.crm_pages import SyncSummary, spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.flows.sync_crm import connect
 from billbridge.sandbox import demo_world

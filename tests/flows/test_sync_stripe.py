@@ -25,9 +25,9 @@ from billbridge.billing.metrics import mrr
 from billbridge.billing.model import Contract
 from billbridge.connectors.stripe import StripeConnector
 from billbridge.connectors.stripe.source import SubscriptionSource
-from billbridge.flows.billing_run import preview, run_billing
-from billbridge.flows.crm_sync import SyncSummary, spec_for, sync_pages
+from billbridge.flows.crm_pages import SyncSummary, spec_for, sync_pages
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import preview, run_billing
 from billbridge.sandbox import demo_world
 from billbridge.sandbox.faults import Fault
 from billbridge.sandbox.stripe import RunningStripe, start_seeded

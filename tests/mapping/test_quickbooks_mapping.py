@@ -148,7 +148,7 @@ def test_payment_maps_links_back_to_our_numbers() -> None:
     assert payment.reference == "CHK-1001" and payment.memo is None
     assert payment_from_qbo({**raw, "PrivateNote": "inv US-INV-000044"}, {}).memo == "inv US-INV-000044"
     assert payment.extra["unknown_invoice_ids"] == "999"
-    assert payment.extra["sync_token"] == "1"
+    assert payment.source_version == "1"
 
 
 def test_payment_amounts_parsed_as_float_are_refused() -> None:

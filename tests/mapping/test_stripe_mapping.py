@@ -323,7 +323,7 @@ def test_refund_as_negative_payment() -> None:
     invoice = {"id": "in_1", "metadata": {"billbridge_number": "US-INV-000042", "billbridge_customer": "sf-ACC1"}}
     payment = payment_from_refund(refund, invoice)
     assert (payment.payment_ref, payment.amount, payment.received_on) == ("re_1", Decimal("-35.00"), date(2026, 3, 1))
-    assert payment.invoice_numbers == ("US-INV-000042",) and payment.extra["refund_of"] == "ch_1"
+    assert payment.invoice_numbers == ("US-INV-000042",) and payment.refund_of == "ch_1"
 
 
 def test_a_free_trial_moves_the_billing_start_to_its_end() -> None:
@@ -401,6 +401,6 @@ def test_a_dispute_withdrawal_and_reinstatement_as_payments() -> None:
         Decimal("15.00"),
         ("US-INV-7",),
     )
-    assert (out.customer_ref, out.received_on, out.extra["refund_of"]) == ("globex", date(2026, 11, 30), "ch_1")
+    assert (out.customer_ref, out.received_on, out.refund_of) == ("globex", date(2026, 11, 30), "ch_1")
     back = payment_from_dispute("charge.dispute.funds_reinstated", {**dispute, "status": "won"}, invoice, at)
     assert (back.payment_ref, back.amount, back.fee) == ("dp_1:reinstated", Decimal("250.00"), Decimal(0))

@@ -103,8 +103,8 @@ def test_migration_0008_keeps_every_invoice_and_what_refers_to_it(store: Store) 
     from sqlalchemy import func, select, update
     from sqlalchemy.exc import IntegrityError
 
-    from billbridge.flows.billing_run import run_billing
     from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
     from billbridge.store.db import MIGRATIONS, migrate
     from billbridge.store.models import Invoice, InvoiceLine, PaymentAllocation
     from billbridge.store.payments import PaymentIn, record_payments

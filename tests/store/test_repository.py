@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing.documents import push_targets
 from billbridge.billing.lifecycle import InvalidTransition, is_late
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.store import cursors, external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice
 from billbridge.store.models import Base, Customer, ExternalRef, Invoice, Payment, PaymentAllocation
-from billbridge.store.outbound import set_status
+from billbridge.store.outbound_documents import set_status
 from billbridge.store.payments import PaymentIn, record_payment, record_payments
 from tests.billing.test_engine_properties import contracts
 from tests.docs import contract, document

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from billbridge.flows.crm_sync import CrmSourceSpec, SubscriptionSourceSpec, spec_for
+from billbridge.flows.crm_pages import CrmSourceSpec, SubscriptionSourceSpec, spec_for
 from billbridge.settings import HubSpotSettings, Settings
 from billbridge.vendors.registry import VENDORS, contract_sources, payment_sources, vendor, webhooks
 

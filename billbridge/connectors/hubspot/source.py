@@ -1,4 +1,4 @@
-"""HubSpot deals as ``DealPage``s: an incremental search by hs_lastmodifieddate, then batch reads per page.
+"""HubSpot deals as pages of ``DealBundle``s: an incremental search by hs_lastmodifieddate, then batch reads per page.
 
 Per search page (up to 200 deals): one associations v4 read for line items and one for companies,
 line items in batches of 100, and the companies and products not yet read in this run (cached).
@@ -25,7 +25,7 @@ from billbridge.connectors.base import Stream
 from billbridge.connectors.cursor import LagWindow, lag_ms
 from billbridge.connectors.hubspot.client import ASSOCIATIONS_BATCH_SIZE, HubSpotClient, Json
 from billbridge.connectors.paging import AfterCursor
-from billbridge.records import DealBundle, DealPage
+from billbridge.records import DealBundle, RecordPage
 from billbridge.settings import HubSpotSettings, Settings
 
 DEALS = Stream(
@@ -105,7 +105,7 @@ class HubSpotSource:
         self.client = client or HubSpotClient(settings)
         self.page_size, self.search_cap, self.group_size = page_size, search_cap, group_size
 
-    def pull(self, cursor: str | None) -> Iterator[DealPage]:
+    def pull(self, cursor: str | None) -> Iterator[RecordPage[DealBundle]]:
         state = HubSpotCursor.decode(cursor)
         products: dict[str, Json] = {}
         companies: dict[str, Json] = {}
@@ -118,10 +118,10 @@ class HubSpotSource:
                 fresh.append(deal)
                 state.deals.deliver(str(deal["id"]), modified_ms(deal))
             bundles = self._bundles(fresh, companies, products)
-            yield DealPage(bundles, cursor=state.encode(), api_calls=self.client.calls - calls)
+            yield RecordPage(bundles, cursor=state.encode(), api_calls=self.client.calls - calls)
             calls = self.client.calls
         deleted = self._archived(state)
-        yield DealPage([], deleted_ids=deleted, cursor=state.encode(), api_calls=self.client.calls - calls)
+        yield RecordPage([], deleted_ids=deleted, cursor=state.encode(), api_calls=self.client.calls - calls)
 
     def _groups(self, pages: Iterator[list[Json]]) -> Iterator[list[Json]]:
         """Search pages joined into groups of up to ``group_size`` deals: one v4 association read

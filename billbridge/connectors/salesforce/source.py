@@ -24,7 +24,7 @@ from billbridge.connectors.base import Stream
 from billbridge.connectors.cursor import LagWindow
 from billbridge.connectors.paging import NextUrl
 from billbridge.connectors.salesforce.client import SalesforceClient
-from billbridge.records import DealBundle, DealPage
+from billbridge.records import DealBundle, RecordPage
 
 OPPORTUNITIES = Stream(
     "opportunities",
@@ -166,7 +166,7 @@ class SalesforceSource:
     ) -> None:
         self.client, self.columns, self.clock = client, dict(columns or {}), clock
 
-    def pull(self, cursor: str | None) -> Iterator[DealPage]:
+    def pull(self, cursor: str | None) -> Iterator[RecordPage[DealBundle]]:
         state = Cursor.decode(cursor)
         calls_before = self.client.calls
         products = self.products()
@@ -195,7 +195,9 @@ class SalesforceSource:
             if pending is not None and last:
                 bundles += self._settle(pending, state, products)
                 pending = None
-            yield DealPage(bundles, deleted_ids, state.encode(), self.client.calls - calls_before)
+            yield RecordPage(
+                bundles, state.encode(), deleted_ids=deleted_ids, api_calls=self.client.calls - calls_before
+            )
             calls_before, deleted_ids = self.client.calls, []
 
     def _settle(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from billbridge.connectors.stripe.client import ChargeOutcome, StripeConflict, StripeConnector, StripeInvoiceResult
+from billbridge.connectors.stripe.client import ChargeOutcome, StripeConflict, StripeConnector
 from billbridge.connectors.stripe.errors import classify_stripe
 from billbridge.connectors.stripe.readers import PaymentRecords, SubscriptionPage, SubscriptionRecord
 from billbridge.connectors.stripe.webhooks import WebhookRefused, verify_webhook
@@ -12,7 +12,6 @@ __all__ = [
     "PaymentRecords",
     "StripeConflict",
     "StripeConnector",
-    "StripeInvoiceResult",
     "SubscriptionPage",
     "SubscriptionRecord",
     "WebhookRefused",

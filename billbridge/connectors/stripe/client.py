@@ -28,16 +28,6 @@ CALLS_PER_INVOICE_MIN = 3  # create, add_lines (up to 50 lines), finalize; +1 lo
 
 
 @dataclass(frozen=True)
-class StripeInvoiceResult:
-    invoice_id: str
-    stripe_number: str | None  # Stripe's own invoice number (ours is in metadata)
-    status: str  # draft | open | paid | void | uncollectible
-    amount_due: Decimal
-    hosted_invoice_url: str | None
-    created: bool  # False: an invoice pushed before was found and completed
-
-
-@dataclass(frozen=True)
 class ChargeOutcome:
     status: Literal["paid", "declined", "pending"]
     invoice_id: str

@@ -1,4 +1,4 @@
-"""Stripe subscriptions as a contract source for the CRM sync pipeline (``flows/crm_sync.py``).
+"""Stripe subscriptions as a contract source for the CRM sync pipeline (``flows/crm_pages.py``).
 
 A subscription is a deal-shaped bundle: the subscription is the deal, its items the lines, its
 customer the company, with the prices (tiers expanded) and products the items name. Cancellations
@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from billbridge.connectors.stripe.client import StripeConnector
 from billbridge.connectors.stripe.common import VENDOR
 from billbridge.connectors.stripe.readers import SubscriptionRecord
 from billbridge.errors import NotConfigured
-from billbridge.records import DealBundle, DealPage
+from billbridge.records import DealBundle, RecordPage
+from billbridge.settings import Settings
 
 
 class SubscriptionSource:
-    """Pulls subscriptions changed since the cursor (see ``readers.pull_subscriptions``) as DealPages."""
+    """Pulls subscriptions changed since the cursor (see ``readers.pull_subscriptions``) as pages of DealBundles."""
 
     name = VENDOR
 
@@ -28,9 +28,14 @@ class SubscriptionSource:
         self.connector = connector
         self.clock = clock
 
-    def pull(self, cursor: str | None) -> Iterator[DealPage]:
+    def pull(self, cursor: str | None) -> Iterator[RecordPage[DealBundle]]:
         for page in self.connector.pull_subscriptions(cursor, now=self.clock()):
-            yield DealPage([bundle(r) for r in page.records], list(page.deleted_ids), page.cursor, page.api_calls)
+            yield RecordPage(
+                [bundle(r) for r in page.records],
+                page.cursor,
+                deleted_ids=list(page.deleted_ids),
+                api_calls=page.api_calls,
+            )
 
 
 def bundle(record: SubscriptionRecord) -> DealBundle:
@@ -46,7 +51,7 @@ def bundle(record: SubscriptionRecord) -> DealBundle:
     )
 
 
-def connect(settings: Any) -> SubscriptionSource:
+def connect(settings: Settings | None) -> SubscriptionSource:
     """The configured source (``flows.sync_crm`` calls this; the account is ``settings.stripe``)."""
     if settings is None or settings.stripe is None:
         raise NotConfigured("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")

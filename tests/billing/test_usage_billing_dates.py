@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from billbridge.billing.usage_documents import VersionTerms, correction_date, document_ref, usage_billing_date
+from billbridge.billing.usage_billing_dates import VersionTerms, correction_date, document_ref, usage_billing_date
 
 
 def terms(

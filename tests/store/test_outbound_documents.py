@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import update
 
 from billbridge.billing.documents import OutboundDocument, push_targets
-from billbridge.flows.billing_run import run_billing
 from billbridge.flows.importing import import_file
+from billbridge.flows.invoice_generation import run_billing
 from billbridge.store import outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
 from billbridge.store.models import Invoice
-from billbridge.store.outbound import approve_and_queue, draft_ids, mark_sent, outbound_documents, set_status
+from billbridge.store.outbound_documents import approve_and_queue, draft_ids, mark_sent, outbound_documents, set_status
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
 NO_PUSH = push_targets([])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billbridge.billing.usage import DailyUsage, UsageQuery, aggregate, from_micros, to_micros
+from billbridge.billing.usage_periods import DailyUsage, UsageQuery, aggregate, from_micros, to_micros
 
 D = Decimal
 DAYS = {

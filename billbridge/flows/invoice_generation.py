@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing.currency import money_str
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
-from billbridge.billing.usage import UsageQuery, aggregate
+from billbridge.billing.usage_periods import UsageQuery, aggregate
 from billbridge.store import quarantine
 from billbridge.store.contracts import ContractTimeline, contract_ids, load_timelines
 from billbridge.store.db import Store, open_store

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from billbridge.flows.billing_run import confirm_ahead, plan_ahead, preview, run_billing
 from billbridge.flows.importing import import_document, import_file
+from billbridge.flows.invoice_generation import confirm_ahead, plan_ahead, preview, run_billing
 from billbridge.store.contracts import contract_ids
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
@@ -130,7 +130,7 @@ def _spawn_billing(url: str, as_of: str, chunk: int, workers: int = 0) -> subpro
     code = (
         "import sys, datetime\n"
         "from billbridge.store.db import open_store\n"
-        "from billbridge.flows.billing_run import run_billing\n"
+        "from billbridge.flows.invoice_generation import run_billing\n"
         "if __name__ == '__main__':\n"
         "    store = open_store(sys.argv[1])\n"
         "    day = datetime.date.fromisoformat(sys.argv[2])\n"

@@ -44,7 +44,7 @@ from billbridge.mapping.crm import (
 )
 from billbridge.mapping.fields import PARSE_FAILURES, MappingError
 from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
-from billbridge.records import DealBundle, DealPage
+from billbridge.records import DealBundle, RecordPage
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, current_contracts, lookups_for, save_contract
 from billbridge.store.cursors import get_cursor, set_cursor
@@ -185,7 +185,7 @@ class MappingCaches:
 
 
 def map_page(
-    page: DealPage, spec: SourceSpec, caches: MappingCaches | None = None, *, payloads: bool = True
+    page: RecordPage[DealBundle], spec: SourceSpec, caches: MappingCaches | None = None, *, payloads: bool = True
 ) -> MappedPage:
     """Canonical records of a page's won deals, and an error for each deal that cannot be mapped
     (with its raw payload). ``payloads=False`` leaves the payload off the mapped records, for a page
@@ -194,7 +194,7 @@ def map_page(
     records: dict[tuple[str, str], ParsedRecord] = {}
     errors: list[RecordError] = []
     not_won: list[str] = []
-    for index, bundle in enumerate(page.bundles):
+    for index, bundle in enumerate(page.records):
         key = spec.ref(_record_id(bundle.deal, f"page-record-{index}"))
         payload = _payload(bundle)
         try:
@@ -217,10 +217,10 @@ def map_page(
     return MappedPage(list(records.values()), errors, not_won, payloads)
 
 
-def with_payloads(mapped: MappedPage, page: DealPage) -> MappedPage:
+def with_payloads(mapped: MappedPage, page: RecordPage[DealBundle]) -> MappedPage:
     """``mapped`` (made with ``payloads=False``) with each record's raw payload from ``page``."""
     records = [
-        ParsedRecord(r.section, r.index, r.key, r.record, _payload(page.bundles[r.index])) for r in mapped.records
+        ParsedRecord(r.section, r.index, r.key, r.record, _payload(page.records[r.index])) for r in mapped.records
     ]
     return MappedPage(records, mapped.errors, mapped.not_won)
 
@@ -241,7 +241,7 @@ class NeedsPayloads(Exception):
 def store_page(
     store: Store,
     spec: SourceSpec,
-    page: DealPage,
+    page: RecordPage[DealBundle],
     summary: SyncSummary,
     *,
     today: date,
@@ -296,7 +296,7 @@ def retry_healed(store: Store, spec: SourceSpec, summary: SyncSummary, *, today:
         if not new:  # nothing new to try: what is still missing is not here yet
             return
         tried |= new
-        mapped = map_page(DealPage(list(bundles.values())), spec, caches)
+        mapped = map_page(RecordPage(list(bundles.values())), spec, caches)
         mapped.records = [r for r in mapped.records if (r.section, r.key) in held]
         mapped.errors = [e for e in mapped.errors if (e.section, e.key) in held]
         imported = store_mapped(store, spec, PageToStore([], None), mapped, today=today)
@@ -305,9 +305,9 @@ def retry_healed(store: Store, spec: SourceSpec, summary: SyncSummary, *, today:
         summary.errors.extend(imported.errors)
 
 
-def count_page(summary: SyncSummary, page: DealPage, mapped: MappedPage, imported: ImportSummary) -> None:
+def count_page(summary: SyncSummary, page: RecordPage[DealBundle], mapped: MappedPage, imported: ImportSummary) -> None:
     summary.pages += 1
-    summary.deals_pulled += len(page.bundles)
+    summary.deals_pulled += len(page.records)
     summary.not_won += len(mapped.not_won)
     summary.api_calls += page.api_calls
     summary.deleted += len(page.deleted_ids)
@@ -379,14 +379,15 @@ def sync_pages(
     # A full pull (no cursor yet) is the long one: its writer starts while the first page is fetched.
     early = (cursor is None or writer_process) and _wants_writer(writer_process, store, None)
     writer = PageWriter(store, spec, today) if early else None
-    handed: deque[tuple[DealPage, MappedPage, StoreTicket]] = deque()  # with the writer, not yet waited for
+    # with the writer, not yet waited for
+    handed: deque[tuple[RecordPage[DealBundle], MappedPage, StoreTicket]] = deque()
 
     def run(work: Callable[[], None]) -> None:
         (run_page or _call)(work)
         if on_page is not None:
             on_page(summary)
 
-    def finish(page: DealPage, mapped: MappedPage, ticket: StoreTicket) -> None:
+    def finish(page: RecordPage[DealBundle], mapped: MappedPage, ticket: StoreTicket) -> None:
         run(lambda: count_page(summary, page, mapped, ticket.result()))
 
     try:
@@ -415,7 +416,7 @@ WRITER_PAGE = 500  # deals in a page that make a writer process worth its start 
 WRITER_AHEAD = 2  # pages handed to the writer before the sync waits for the oldest
 
 
-def _wants_writer(writer_process: bool | None, store: Store, page: DealPage | None) -> bool:
+def _wants_writer(writer_process: bool | None, store: Store, page: RecordPage[DealBundle] | None) -> bool:
     """Whether to store through a writer process: as told, or (None) for a full pull (``page`` None:
     before the first page) or a large page, when another process can open the store and there is
     a CPU for it."""
@@ -426,7 +427,7 @@ def _wants_writer(writer_process: bool | None, store: Store, page: DealPage | No
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cpus < 2:
         return False
-    return page is None or len(page.bundles) >= WRITER_PAGE
+    return page is None or len(page.records) >= WRITER_PAGE
 
 
 def _call(work: Callable[[], None]) -> None:

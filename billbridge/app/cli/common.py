@@ -1,0 +1,132 @@
+"""What the command groups share: the consoles, the --json and --as-of options, opening the
+configured store, printing JSON, and the import and billing steps several commands run."""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager, nullcontext
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from billbridge.app.errors import fail
+from billbridge.billing.currency import money_str
+from billbridge.flows import approval
+from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
+from billbridge.flows.invoice_generation import BillingSummary
+from billbridge.settings import Settings
+from billbridge.store.contracts import count_contracts
+from billbridge.store.db import Store, open_store
+
+console = Console()
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Bill as of this date (YYYY-MM-DD); default today.")]
+
+
+def configured_store() -> Store:
+    return open_store(Settings().database)
+
+
+def parse_as_of(value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from None
+
+
+def print_json(data: Any) -> None:
+    def default(value: Any) -> Any:
+        if isinstance(value, (Decimal, date)):
+            return str(value)
+        raise TypeError(type(value).__name__)
+
+    typer.echo(json.dumps(data, indent=2, default=default))
+
+
+def import_paths(store: Store, paths: list[Path]) -> ImportSummary:
+    total = ImportSummary()
+    for path in paths:
+        try:
+            summary = import_file(store, path)
+        except ContractFileError as exc:
+            fail(str(exc))
+        total.counts.update(summary.counts)
+        total.errors.extend(summary.errors)
+    return total
+
+
+def print_import(summary: ImportSummary) -> None:
+    table = Table("records", "created", "updated", "unchanged", "quarantined", title="Contract file import")
+    for section in ("entities", "customers", "products", "contracts"):
+        table.add_row(
+            section,
+            *(str(summary.counts[f"{section}.{o}"]) for o in ("created", "updated", "unchanged", "quarantined")),
+        )
+    console.print(table)
+    for error in summary.errors:
+        err.print(f"[yellow]quarantined[/yellow] {error.record}: field [bold]{error.field}[/bold]: {error.message}")
+
+
+def bill_as_of(store: Store, as_of: date, *, quiet: bool) -> tuple[BillingSummary, dict[str, int]]:
+    """A billing run as configured (approving its drafts with ``auto_approve_invoices``), with a
+    progress bar unless ``quiet``."""
+    settings = Settings()
+    if quiet:
+        return approval.bill(store, settings, as_of)
+    with store.read() as session:
+        total = count_contracts(session)
+    columns = (TextColumn("billing"), BarColumn(), MofNCompleteColumn(), TextColumn("contracts"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("billing", total=total)
+        return approval.bill(store, settings, as_of, on_progress=lambda n: progress.advance(task, n))
+
+
+def print_billing(summary: BillingSummary, queued: dict[str, int]) -> None:
+    table = Table("as of", "contracts", "invoices", "credit notes", "pending adjustments", title="Billing run")
+    docs = summary.documents
+    table.add_row(
+        str(summary.as_of),
+        str(summary.contracts),
+        str(docs["invoice"]),
+        str(docs["credit_note"]),
+        str(summary.pending_adjustments),
+    )
+    console.print(table)
+    if summary.totals:
+        totals = Table("currency", "billed", title="Billed in this run")
+        for currency, amount in sorted(summary.totals.items()):
+            totals.add_row(currency, money_str(amount, currency))
+        console.print(totals)
+    for topic, count in sorted(queued.items()):
+        console.print(f"approved and queued for {topic}: {count}")
+    for ref, reason in summary.failed:
+        err.print(f"[yellow]quarantined[/yellow] contract {ref}: {reason}")
+
+
+def working(text: str, quiet: bool) -> AbstractContextManager[object]:
+    """A spinner with elapsed time on stderr while a long step runs (none under --json)."""
+    return nullcontext() if quiet else err.status(text)
+
+
+def print_outcomes(title: str, outcomes: dict[str, int], failures: list[tuple[Any, str]]) -> None:
+    table = Table("outcome", "count", title=title)
+    for outcome, count in sorted(outcomes.items()):
+        table.add_row(outcome, str(count))
+    console.print(table)
+    for ref, reason in failures:
+        err.print(f"[yellow]{ref}[/yellow]: {reason}")
+
+
+def print_leased(summary: Any) -> None:
+    """Messages another run holds (a killed run, until its lease runs out): said, not silent."""
+    if (held := summary.leased_text()) is not None:
+        err.print(f"[yellow]waiting[/yellow]: {held}", highlight=False)

@@ -1,0 +1,92 @@
+"""``billbridge serve`` and ``status``: the API service, and what is in the store and waits in the outbox."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from billbridge.app.cli import metrics
+from billbridge.app.cli.common import JsonOpt, configured_store, console, print_json
+from billbridge.settings import Settings
+from billbridge.store.db import open_store
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (setting api_host)")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port to listen on (setting api_port)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="uvicorn worker processes (setting api_workers)")
+    ] = None,
+) -> None:
+    """Run the usage and read API (uvicorn); OpenAPI docs at /docs."""
+    import uvicorn
+
+    settings = Settings()
+    open_store(settings.database).dispose()  # migrate once, before any worker starts
+    uvicorn.run(
+        "billbridge.api.app:app_from_settings",
+        factory=True,
+        host=host or settings.api_host,
+        port=settings.api_port if port is None else port,
+        workers=workers or settings.api_workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def status(as_json: JsonOpt = False) -> None:
+    """What is in the store, what waits or fails in the outbox (with the errors), open and overdue
+    money, MRR, ARR, AR aging and the next 4 weeks' cash forecast, quarantined records, and when each
+    source last synced."""
+    from billbridge.flows.metrics import headline
+    from billbridge.store.status import overview
+
+    store = configured_store()
+    with store.read() as session:
+        data = overview(session, date.today())
+    data["store"] = make_url(Settings().database).render_as_string(hide_password=True)
+    data["finance"] = headline(store, date.today())
+    if as_json:
+        print_json(data)
+        return
+    docs = data["documents"]
+    head = Table(show_header=False, title="billbridge status")
+    money = ", ".join(f"{v} {c}" for c, v in docs["receivable"].items()) or "0"
+    overdue = ", ".join(f"{v} {c}" for c, v in docs["overdue"].items()) or "0"
+    for label, value in [
+        ("store", data["store"]),
+        ("customers / contracts", f"{data['customers']} / {data['contracts']}"),
+        ("documents by status", ", ".join(f"{k} {v}" for k, v in sorted(docs["by_status"].items())) or "none"),
+        ("receivable (open)", money),
+        (f"overdue ({docs['late']} late)", overdue),
+        (
+            "payments recorded / with unapplied money",
+            f"{data['payments']['recorded']} / {data['payments']['with_unapplied_money']}",
+        ),
+        ("payments to review (billbridge payments review)", str(data["payments"]["to_review"])),
+        (
+            "quarantined (billbridge quarantine list)",
+            ", ".join(f"{k} {v}" for k, v in data["quarantined"].items()) or "0",
+        ),
+    ]:
+        head.add_row(label, str(value))
+    console.print(head)
+    metrics.print_headline(data["finance"])
+    if data["outbox"]:
+        box = Table("outbox topic", "delivered", "due", "retrying", "parked", "latest error", title="outbox")
+        for topic, counts in data["outbox"].items():
+            error = counts["errors"][0]["error"] if counts["errors"] else ""
+            box.add_row(topic, *(str(counts[k]) for k in ("delivered", "due", "retrying", "parked")), error)
+        console.print(box)
+        for topic, counts in data["outbox"].items():
+            if counts["leased"]:
+                console.print(f"{topic}: {counts['leased']} leased by a run (see billbridge outbox list)")
+    if data["cursors"]:
+        synced = Table("source", "stream", "last cursor saved (UTC)", title="sync cursors")
+        for cursor in data["cursors"]:
+            synced.add_row(cursor["source"], cursor["stream"], str(cursor["updated_at"]))
+        console.print(synced)

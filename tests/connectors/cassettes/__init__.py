@@ -1,0 +1,77 @@
+"""Recorded vendor exchanges (vcrpy cassettes) the fast tier's connector tests replay without a sandbox.
+
+``python -m tests.connectors.record_cassettes`` records them again from the strict sandboxes; the
+scenarios recorded and replayed are the same functions (``tests/connectors/scenarios.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import vcr
+from vcr.request import Request
+
+HERE = Path(__file__).parent
+REPLAY_URL = "http://127.0.0.1:9"  # nothing listens there: a request the cassette lacks cannot reach a server
+RECORDED_HOST = "sandbox.invalid"  # what a recorded request's host and random port are written down as
+LOOPBACK = re.compile(rb"https?://(?:localhost|127\.0\.0\.1):\d+")
+VOLATILE_ANSWER_HEADERS = frozenset({"date", "request-id", "x-request-id", "x-hubspot-correlation-id"})
+
+
+def _steady_request(request: Request) -> Request:
+    """The request as written down: the sandbox's random port gone, so a re-recording changes only
+    what the connector or the sandbox changed."""
+    parts = urlsplit(request.uri)
+    request.uri = urlunsplit((parts.scheme, RECORDED_HOST, parts.path, parts.query, parts.fragment))
+    return request
+
+
+def _steady_response(response: dict[str, Any]) -> dict[str, Any]:
+    """The answer as written down, without the headers that differ at every recording."""
+    headers = response.get("headers", {})
+    for name in [h for h in headers if h.lower() in VOLATILE_ANSWER_HEADERS]:
+        del headers[name]
+    body = response.get("body", {}).get("string")
+    if isinstance(body, bytes) and b'"access_token"' in body:  # an issued token: written down as a placeholder
+        answer = json.loads(body)
+        answer.update({k: "filtered" for k in ("access_token", "refresh_token", "signature") if k in answer})
+        response["body"]["string"] = json.dumps(answer).encode()
+    if isinstance(body := response.get("body", {}).get("string"), bytes):  # URLs naming the sandbox's port
+        response["body"]["string"] = LOOPBACK.sub(f"https://{RECORDED_HOST}".encode(), body)
+    return response
+
+
+def cassette_vcr(mode: Literal["none", "all"]) -> vcr.VCR:
+    """A VCR matching on what the connector sends (method, path, query, body), not on the host and
+    port (the sandbox's port is random at recording); credentials are never written down."""
+    return vcr.VCR(
+        cassette_library_dir=str(HERE),
+        record_mode=mode,
+        match_on=("method", "path", "query", "body"),
+        filter_headers=(
+            "authorization",
+            "cookie",
+            "set-cookie",
+            "user-agent",
+            "x-stripe-client-user-agent",
+            "x-stripe-client-telemetry",
+        ),
+        filter_post_data_parameters=("client_id", "client_secret", "username", "password", "refresh_token"),
+        before_record_request=_steady_request,
+        before_record_response=_steady_response,
+        decode_compressed_response=True,
+    )
+
+
+def cassette_path(vendor: str, scenario: str) -> str:
+    """Where the cassette of ``scenario`` of ``vendor`` lives, relative to this folder."""
+    return f"{vendor}/{scenario}.yaml"
+
+
+def replaying(vendor: str, scenario: str) -> Any:
+    """A context in which the scenario's recorded exchanges answer, in order, and anything else fails."""
+    return cassette_vcr("none").use_cassette(cassette_path(vendor, scenario), allow_playback_repeats=False)
