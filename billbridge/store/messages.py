@@ -1,0 +1,327 @@
+"""Customer messages in the store: billing contacts, messages made once per event, their states.
+
+Every message that is to go out is also an outbox row (topic ``message.email``) committed with it,
+so the relay delivers it with a lease like any other side effect; the message row carries what the
+relay needs to send it exactly once (the state ``sending`` committed before the SMTP DATA command).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from billbridge.billing.messaging import Recipients, message_id, recipients
+from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
+from billbridge.store import outbox
+from billbridge.store.message_models import BillingContactRow, CustomerMessage
+from billbridge.store.models import Customer, Invoice, LegalEntity, OutboxMessage, utcnow
+
+TOPIC = "message.email"
+MESSAGE_DOMAIN = "billbridge.invalid"  # the Message-ID's right side when an entity names no sender
+
+
+@dataclass(frozen=True)
+class MessageDraft:
+    """A message to create, as planning finds it; ``event_key`` makes it once per event."""
+
+    event_key: str
+    kind: MessageKind
+    customer_id: int
+    as_of: date
+    invoice_id: int | None = None
+    payment_id: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    state: str | None = None  # set for a message recorded but never sent (a stale reminder step: "skipped")
+
+
+def contacts_of(session: Session, customer_ids: Iterable[int]) -> dict[int, list[BillingContact]]:
+    """Each customer's billing contacts: the stored ones, else its email when that is an address."""
+    ids = list(set(customer_ids))
+    out: dict[int, list[BillingContact]] = defaultdict(list)
+    for row in session.scalars(
+        select(BillingContactRow)
+        .where(BillingContactRow.customer_id.in_(ids))
+        .order_by(BillingContactRow.customer_id, BillingContactRow.position)
+    ):
+        out[row.customer_id].append(
+            BillingContact.model_validate(
+                {
+                    "email": row.email,
+                    "role": row.role,
+                    "name": row.name,
+                    "language": row.language,
+                    "opt_out": [k for k in row.opt_out.split(",") if k],
+                }
+            )
+        )
+    missing = [i for i in ids if i not in out]
+    if missing:
+        for cid, email in session.execute(select(Customer.id, Customer.email).where(Customer.id.in_(missing))):
+            out[cid].extend(email_contact(email))
+    return {i: out.get(i, []) for i in ids}
+
+
+def email_contact(email: str | None) -> list[BillingContact]:
+    """The customer's own email as its one contact; none when it is missing or malformed (no address
+    is guessed)."""
+    if not email:
+        return []
+    try:
+        return [BillingContact(email=email)]
+    except ValueError:
+        return []
+
+
+def messaging_of(session: Session, customer_ids: Iterable[int]) -> dict[int, tuple[EntityMessaging, str, str]]:
+    """Per customer: its entity's messaging settings, its channel (the customer's own or the
+    entity's) and the entity's ref."""
+    rows = session.execute(
+        select(Customer.id, Customer.message_channel, LegalEntity.messaging, LegalEntity.entity_ref)
+        .join(LegalEntity, LegalEntity.id == Customer.entity_id)
+        .where(Customer.id.in_(list(set(customer_ids))))
+    )
+    out = {}
+    for cid, channel, settings, entity_ref in rows:
+        messaging = EntityMessaging.model_validate(settings or {})
+        out[cid] = (messaging, channel or messaging.channel, entity_ref)
+    return out
+
+
+def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
+    keys = list(set(keys))
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        found.update(
+            session.scalars(
+                select(CustomerMessage.event_key).where(CustomerMessage.event_key.in_(keys[start : start + 500]))
+            )
+        )
+    return found
+
+
+def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
+    """Create the drafts whose event has no message yet (each once, however often planning runs), with
+    their recipients fixed now: a customer without a contact gets ``waiting_contact`` (shown by
+    ``status``; nothing is sent to a guessed address), one whose contacts all opted out of the kind
+    ``opted_out``. Queued messages get their outbox row in this transaction. Returns counts by state."""
+    counts: Counter[str] = Counter()
+    present = existing_keys(session, [d.event_key for d in drafts])
+    fresh = {d.event_key: d for d in drafts if d.event_key not in present}
+    if not fresh:
+        return counts
+    customers = {d.customer_id for d in fresh.values()}
+    contacts = contacts_of(session, customers)
+    settings = messaging_of(session, customers)
+    rows = []
+    for draft in fresh.values():
+        messaging, channel, entity_ref = settings[draft.customer_id]
+        chosen = recipients(contacts[draft.customer_id], draft.kind)
+        state = draft.state or _state_for(contacts[draft.customer_id], chosen)
+        row = CustomerMessage(
+            event_key=draft.event_key,
+            kind=draft.kind,
+            customer_id=draft.customer_id,
+            invoice_id=draft.invoice_id,
+            payment_id=draft.payment_id,
+            channel=channel,
+            state=state,
+            recipients=chosen.as_dict(),
+            language=chosen.language,
+            as_of=draft.as_of,
+            details=draft.details,
+            message_id=message_id(draft.event_key, _domain(messaging, entity_ref)),
+            attempts=0,
+        )
+        rows.append(row)
+        counts[f"{draft.kind}.{state}"] += 1
+    session.add_all(rows)
+    session.flush()
+    for row in rows:
+        if row.state == "queued":
+            _enqueue(session, row)
+    return counts
+
+
+def _state_for(contacts: Sequence[BillingContact], chosen: Recipients) -> str:
+    if chosen.to:
+        return "queued"
+    return "opted_out" if contacts else "waiting_contact"
+
+
+def _domain(messaging: EntityMessaging, entity_ref: str) -> str:
+    if messaging.from_email:
+        return messaging.from_email.rpartition("@")[2]
+    return MESSAGE_DOMAIN
+
+
+def sender_of(messaging: EntityMessaging, entity_ref: str) -> str:
+    """The From address of an entity's messages."""
+    return messaging.from_email or f"billing@{entity_ref}.{MESSAGE_DOMAIN}"
+
+
+def _enqueue(session: Session, row: CustomerMessage) -> None:
+    outbox.enqueue(
+        session,
+        topic=TOPIC,
+        aggregate_type="message",
+        aggregate_id=row.id,
+        dedupe_key=f"message:{row.id}:{row.attempts}",
+        payload={"message": row.id, "kind": row.kind, "number": row.event_key},
+    )
+
+
+def release_waiting(session: Session) -> int:
+    """Messages waiting for a contact whose customer now has one: recipients fixed, queued."""
+    waiting = list(session.scalars(select(CustomerMessage).where(CustomerMessage.state == "waiting_contact")))
+    if not waiting:
+        return 0
+    contacts = contacts_of(session, {m.customer_id for m in waiting})
+    released = 0
+    for message in waiting:
+        chosen = recipients(contacts[message.customer_id], message.kind)  # type: ignore[arg-type]
+        state = _state_for(contacts[message.customer_id], chosen)
+        if state == "waiting_contact":
+            continue
+        message.recipients, message.language, message.state = chosen.as_dict(), chosen.language, state
+        session.flush()
+        if state == "queued":
+            _enqueue(session, message)
+            released += 1
+    return released
+
+
+def begin_sending(session: Session, message_id: int) -> bool:
+    """Mark a queued message ``sending`` (committed by the caller before the SMTP DATA command): from
+    then on, a crash leaves it ``sending`` and the next relay makes it ``unconfirmed`` instead of
+    sending it again. False when it is not queued any more (another run has it, or it went out)."""
+    done = session.execute(
+        update(CustomerMessage)
+        .where(CustomerMessage.id == message_id, CustomerMessage.state == "queued")
+        .values(state="sending", attempts=CustomerMessage.attempts + 1, updated_at=utcnow())
+    )
+    return bool(getattr(done, "rowcount", 0))
+
+
+def finish(session: Session, message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
+    """Record how an attempt ended: ``sent``, ``queued`` (a retriable answer before the server took
+    it), ``failed`` (refused, with the server's answer) or ``unconfirmed``."""
+    values: dict[str, Any] = {"state": state, "last_error": error, "updated_at": utcnow()}
+    if state == "sent":
+        values["sent_at"] = utcnow()
+    if subject is not None:
+        values["subject"] = subject
+    session.execute(update(CustomerMessage).where(CustomerMessage.id == message_id).values(**values))
+
+
+def retry(session: Session, message_id: int) -> str:
+    """Queue an ``unconfirmed`` or ``failed`` message again, after a person checked (the recipient's
+    mailbox, the server's log) that it did not arrive or fixed the cause. Returns the new state."""
+    message = session.get(CustomerMessage, message_id)
+    if message is None:
+        raise LookupError(f"no message {message_id}")
+    if message.state not in ("unconfirmed", "failed"):
+        raise ValueError(f"message {message_id} is {message.state}: only unconfirmed or failed messages are retried")
+    pending = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.topic == TOPIC, OutboxMessage.aggregate_id == message_id, OutboxMessage.delivered_at.is_(None)
+        )
+    ).all()
+    for row in pending:  # its parked outbox row is done with: the retry gets a new one
+        row.delivered_at = utcnow()
+        row.leased_until = row.leased_by = None
+    message.state, message.last_error = "queued", None
+    session.flush()
+    _enqueue(session, message)
+    return "queued"
+
+
+def get(session: Session, message_id: int) -> CustomerMessage | None:
+    return session.get(CustomerMessage, message_id)
+
+
+def listing(
+    session: Session,
+    *,
+    kind: str | None = None,
+    customer_ref: str | None = None,
+    state: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Messages, newest first, with their customer and invoice number."""
+    query = (
+        select(
+            CustomerMessage.id,
+            CustomerMessage.kind,
+            CustomerMessage.state,
+            CustomerMessage.channel,
+            Customer.customer_ref,
+            Invoice.number,
+            CustomerMessage.recipients,
+            CustomerMessage.as_of,
+            CustomerMessage.event_key,
+            CustomerMessage.attempts,
+            CustomerMessage.last_error,
+            CustomerMessage.sent_at,
+        )
+        .join(Customer, Customer.id == CustomerMessage.customer_id)
+        .outerjoin(Invoice, Invoice.id == CustomerMessage.invoice_id)
+        .order_by(CustomerMessage.id.desc())
+        .limit(limit)
+    )
+    if kind:
+        query = query.where(CustomerMessage.kind == kind)
+    if customer_ref:
+        query = query.where(Customer.customer_ref == customer_ref)
+    if state:
+        query = query.where(CustomerMessage.state == state)
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def overview(session: Session) -> dict[str, Any]:
+    """For ``status``: messages by kind and state, and the customers whose messages wait for a contact."""
+    by_state: dict[str, dict[str, int]] = defaultdict(dict)
+    for kind, state, count in session.execute(
+        select(CustomerMessage.kind, CustomerMessage.state, func.count()).group_by(
+            CustomerMessage.kind, CustomerMessage.state
+        )
+    ):
+        by_state[kind][state] = count
+    waiting = [
+        {"customer_ref": ref, "name": name, "messages": count}
+        for ref, name, count in session.execute(
+            select(Customer.customer_ref, Customer.name, func.count())
+            .join(CustomerMessage, CustomerMessage.customer_id == Customer.id)
+            .where(CustomerMessage.state == "waiting_contact")
+            .group_by(Customer.customer_ref, Customer.name)
+            .order_by(Customer.customer_ref)
+        )
+    ]
+    return {
+        "by_kind": dict(by_state),
+        "waiting_for_contact": waiting,
+        "customers_without_contact": without_contact(session),
+    }
+
+
+def without_contact(session: Session, *, limit: int = 50) -> list[str]:
+    """Refs of customers with contracts but no one to send to (no contact, no valid email)."""
+    has_rows = select(BillingContactRow.customer_id).distinct()
+    rows = session.execute(
+        select(Customer.id, Customer.customer_ref, Customer.email)
+        .where(Customer.id.not_in(has_rows))
+        .order_by(Customer.customer_ref)
+    )
+    out = []
+    for _cid, ref, email in rows:
+        if email_contact(email):
+            continue
+        out.append(ref)
+        if len(out) >= limit:
+            break
+    return out
