@@ -17,7 +17,7 @@ import json
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -234,12 +234,28 @@ class StripeSettings(BaseModel):
         return self.api_key.get_secret_value()
 
 
+class SmtpSettings(BaseModel):
+    """The SMTP server customer messages go out through (invoice delivery, reminders, receipts, dunning)."""
+
+    host: str = Field(description="SMTP server (submission) host")
+    port: int = Field(default=587, ge=1, le=65535, description="587 with STARTTLS, 465 with implicit TLS")
+    tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (required, not opportunistic), tls (implicit, port 465) or none"
+    )
+    username: str | None = Field(default=None, description="AUTH user; unset: no AUTH")
+    password: SecretStr | None = None
+    ca_bundle: Path | None = Field(default=None, description="CA to trust instead of the system's (sandboxes)")
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    helo_name: str | None = Field(default=None, description="Name given in EHLO; default: this host's name")
+
+
 # Each vendor's sub-model, by its key in the tree (``[salesforce]``, BILLBRIDGE_SALESFORCE__...).
 VENDOR_SETTINGS: dict[str, type[BaseModel]] = {
     "salesforce": SalesforceSettings,
     "hubspot": HubSpotSettings,
     "quickbooks": QuickBooksSettings,
     "stripe": StripeSettings,
+    "smtp": SmtpSettings,
 }
 
 
@@ -298,6 +314,21 @@ class Settings(BaseSettings):
     hubspot: HubSpotSettings | None = Field(default=None, description="HubSpot portal (a CRM source)")
     quickbooks: QuickBooksSettings | None = Field(default=None, description="QuickBooks Online connection")
     stripe: StripeSettings | None = Field(default=None, description="Stripe account")
+    smtp: SmtpSettings | None = Field(default=None, description="SMTP server of customer e-mails")
+    reminder_stale_days: int = Field(
+        default=10,
+        ge=0,
+        le=365,
+        description="A reminder step missed (billbridge was down) is sent late within this many days of its "
+        "day; older ones are skipped and reported",
+    )
+    messages_lookback_days: int = Field(
+        default=7,
+        ge=0,
+        le=3660,
+        description="Invoice deliveries, receipts and dunning notices are made for events of the last this many "
+        "days (an upgrade does not mail a customer about last year's invoices)",
+    )
     webhooks_inline: bool = Field(
         default=True,
         description="Act on stored webhook events in the API process right after answering; otherwise only "

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing.messaging import Recipients, message_id, recipients
 from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
 from billbridge.store import outbox
+from billbridge.store.invoices import documents_query, invoice_lines
 from billbridge.store.message_models import BillingContactRow, CustomerMessage
 from billbridge.store.models import Customer, Invoice, LegalEntity, OutboxMessage, utcnow
 
@@ -325,3 +326,43 @@ def without_contact(session: Session, *, limit: int = 50) -> list[str]:
         if len(out) >= limit:
             break
     return out
+
+
+def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
+    """What sending a message needs, as plain data: the message, its customer, the entity (with its
+    messaging settings) and the invoice with its lines and what is open on it."""
+    message = session.get(CustomerMessage, message_id)
+    if message is None:
+        return None
+    customer = session.get(Customer, message.customer_id)
+    assert customer is not None
+    entity = session.get(LegalEntity, customer.entity_id)
+    assert entity is not None
+    messaging = EntityMessaging.model_validate(entity.messaging or {})
+    invoice: dict[str, Any] | None = None
+    if message.invoice_id is not None:
+        row = session.execute(documents_query().where(Invoice.id == message.invoice_id)).mappings().one()
+        invoice = {**row, "lines": invoice_lines(session, message.invoice_id)}
+        invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
+    return {
+        "id": message.id,
+        "kind": message.kind,
+        "state": message.state,
+        "channel": message.channel,
+        "event_key": message.event_key,
+        "message_id": message.message_id,
+        "recipients": message.recipients,
+        "language": message.language,
+        "as_of": message.as_of,
+        "details": message.details,
+        "customer": {"customer_ref": customer.customer_ref, "name": customer.name},
+        "entity": {
+            "entity_ref": entity.entity_ref,
+            "name": entity.name,
+            "currency": entity.currency,
+            "address": messaging.address,
+            "payment_instructions": messaging.payment_instructions,
+            "sender": sender_of(messaging, entity.entity_ref),
+        },
+        "invoice": invoice,
+    }

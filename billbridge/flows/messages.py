@@ -1,0 +1,169 @@
+"""Customer messages: plan what is due (invoice deliveries, reminders, receipts, dunning notices),
+then send them through SMTP exactly once; ``send_reminders`` is the daily flow doing both.
+
+Planning makes each message once per event (the store's unique event key) and queues it on the
+outbox in the same transaction. Sending claims outbox rows with a lease like every relay and, per
+message: renders it, runs the SMTP envelope, commits the message as ``sending`` and only then sends
+DATA (``connectors.smtp``). The boundary: a crash before that commit sends nothing and the message
+goes out on the next run; a crash after it leaves ``sending``, which the next run turns into
+``unconfirmed`` (shown, never sent blindly again: a person checks and retries). A message the
+server took but whose ``sent`` we could not commit is therefore never sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from billbridge.connectors.errors import Classified, ErrorKind
+from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.mapping import messages as render
+from billbridge.settings import Settings, SmtpSettings
+from billbridge.store import messages as sql
+from billbridge.store.db import Store
+from billbridge.store.outbox import Message
+
+UNCONFIRMED = (
+    "unconfirmed: a run stopped after handing message {id} to the SMTP server, so it may have arrived; "
+    "check the recipient's mailbox or the server's log, then `billbridge messages retry {id} --checked`"
+)
+Attach = Callable[[Mapping[str, Any]], Sequence[render.Attachment]]
+
+
+@dataclass
+class Extras:
+    """What a message may carry beyond its template: attachments (the invoice PDF) and the pay link."""
+
+    attachments: Attach = field(default=lambda context: ())
+    pay_link: Callable[[Mapping[str, Any]], str | None] = field(default=lambda context: None)
+    templates: Mapping[str, str] | None = None
+
+
+def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
+    """The variables a template sees: customer, entity, invoice (money as Decimal), details, pay link."""
+    invoice = context["invoice"]
+    currency = invoice["currency"] if invoice else context["entity"]["currency"]
+    shown = None
+    if invoice is not None:
+        shown = {
+            "number": invoice["number"],
+            "doc_type": invoice["doc_type"],
+            "billing_date": invoice["billing_date"],
+            "due_date": invoice["due_date"],
+            "total": invoice["invoice_total"],
+            "paid": invoice["amount_paid"],
+            "open": invoice["open"],
+            "currency": invoice["currency"],
+        }
+    return {
+        "language": context["language"],
+        "currency": currency,
+        "customer": context["customer"],
+        "entity": context["entity"],
+        "invoice": shown,
+        "details": context["details"],
+        "payment": context["details"].get("payment"),
+        "pay_link": pay_link or context["details"].get("pay_link"),
+    }
+
+
+def still_due(context: Mapping[str, Any]) -> str | None:
+    """Why a queued message should not go out any more (a reminder for an invoice paid meanwhile), or None."""
+    invoice = context["invoice"]
+    if invoice is None or context["kind"] not in ("reminder", "dunning"):
+        return None
+    if invoice["status"] not in ("sent", "partially_paid") or invoice["open"] <= 0:
+        return f"invoice {invoice['number']} is {invoice['status']} now"
+    return None
+
+
+def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None) -> tuple[Handler, Callable[[], None]]:
+    """The relay handler of ``message.email``: one SMTP connection for the run."""
+    extras = extras or Extras()
+    sender = SmtpSender(smtp)
+
+    def finish(message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
+        with store.write() as session:
+            sql.finish(session, message_id, state, error, subject)
+
+    def one(message: Message) -> Delivery:
+        message_id = int(message.payload["message"])
+        with store.read() as session:
+            context = sql.sending_context(session, message_id)
+        if context is None:
+            return Delivery(message.id, outcome="gone")
+        state = context["state"]
+        if state == "sending":  # a run died after committing ``sending``: the server may have it
+            reason = UNCONFIRMED.format(id=message_id)
+            finish(message_id, "unconfirmed", reason)
+            return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="unconfirmed")
+        if state != "queued":  # sent, skipped, retried under a new outbox row: nothing to do here
+            return Delivery(message.id, outcome=f"already {state}")
+        what = _naming(context)
+        stale = still_due(context)
+        if stale is not None:
+            finish(message_id, "skipped", stale)
+            return Delivery(message.id, outcome="skipped")
+        try:
+            pay_link = extras.pay_link(context)
+            rendered = render.render(context["kind"], template_context(context, pay_link), extras.templates)
+            attachments = extras.attachments(context)
+        except (render.TemplateProblem, ValueError) as exc:
+            reason = f"{what}: {exc}"
+            finish(message_id, "failed", reason)
+            return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="failed")
+        recipients = context["recipients"]
+        email = render.email(
+            rendered,
+            sender=context["entity"]["sender"],
+            sender_name=context["entity"]["name"],
+            to=recipients["to"],
+            cc=recipients["cc"],
+            message_id=context["message_id"],
+            attachments=attachments,
+        )
+
+        def before_data() -> bool:
+            with store.write() as session:
+                return sql.begin_sending(session, message_id)
+
+        try:
+            sent = sender.send(email, context["entity"]["sender"], [*recipients["to"], *recipients["cc"]], before_data)
+        except SmtpFailed as exc:
+            reason = f"{what}: {exc.classified.reason}"
+            retriable = exc.classified.kind == ErrorKind.RETRIABLE
+            finish(message_id, "queued" if retriable else "failed", reason)
+            return Delivery(message.id, error=Classified(exc.classified.kind, reason))
+        except SmtpUnknown as exc:
+            reason = f"{what}: {exc}; " + UNCONFIRMED.format(id=message_id)
+            finish(message_id, "unconfirmed", reason)
+            return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="unconfirmed")
+        if sent is None:
+            return Delivery(message.id, outcome="taken by another run")
+        finish(message_id, "sent", subject=rendered.subject)
+        return Delivery(message.id, outcome=context["kind"])
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        return [one(message) for message in messages]
+
+    return handle, sender.close
+
+
+def _naming(context: Mapping[str, Any]) -> str:
+    """A message as errors name it: its kind, customer and invoice."""
+    invoice = context["invoice"]
+    number = f", invoice {invoice['number']}" if invoice else ""
+    return f"{context['kind']} message {context['id']} (customer {context['customer']['customer_ref']}{number})"
+
+
+def send_messages(
+    store: Store, settings: Settings, *, extras: Extras | None = None, limit: int | None = None
+) -> RelaySummary:
+    """Send the queued e-mails (each once; failures stay visible)."""
+    handler, close = email_handler(store, settings.vendor(SmtpSettings), extras)
+    try:
+        return relay(store, sql.TOPIC, handler, batch=50, limit=limit)
+    finally:
+        close()
