@@ -329,6 +329,10 @@ class Settings(BaseSettings):
         description="Invoice deliveries, receipts and dunning notices are made for events of the last this many "
         "days (an upgrade does not mail a customer about last year's invoices)",
     )
+    pdf_font: Path | None = Field(
+        default=None,
+        description="TrueType font of invoice PDFs (any script); default: DejaVu Sans where installed, else Latin-1 core fonts",
+    )
     webhooks_inline: bool = Field(
         default=True,
         description="Act on stored webhook events in the API process right after answering; otherwise only "

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from billbridge.connectors.errors import Classified, ErrorKind
+from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.flows.push import stripe_connector
 from billbridge.mapping import messages as render
+from billbridge.mapping.invoice_pdf import render_pdf
 from billbridge.settings import Settings, SmtpSettings
 from billbridge.store import messages as sql
 from billbridge.store.db import Store
@@ -39,6 +42,58 @@ class Extras:
     attachments: Attach = field(default=lambda context: ())
     pay_link: Callable[[Mapping[str, Any]], str | None] = field(default=lambda context: None)
     templates: Mapping[str, str] | None = None
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian's fonts-dejavu-core
+
+
+def pdf_font(settings: Settings) -> Path | None:
+    """The Unicode font of the PDFs: ``pdf_font``, else DejaVu Sans where installed, else the PDF's
+    core fonts (Latin-1 only)."""
+    if settings.pdf_font is not None:
+        return settings.pdf_font
+    return DEJAVU if DEJAVU.exists() else None
+
+
+def invoice_pdf(font: Path | None) -> Attach:
+    """Attach the document itself to its delivery message."""
+
+    def attach(context: Mapping[str, Any]) -> Sequence[render.Attachment]:
+        invoice = context["invoice"]
+        if context["kind"] != "invoice" or invoice is None:
+            return ()
+        pdf = render_pdf(
+            invoice,
+            entity=context["entity"],
+            customer=context["customer"],
+            language=context["language"],
+            pay_link=context.get("pay_link"),
+            font=font,
+        )
+        return (render.Attachment(f"{invoice['number']}.pdf", pdf),)
+
+    return attach
+
+
+def stripe_pay_link(settings: Settings) -> Callable[[Mapping[str, Any]], str | None]:
+    """Stripe's hosted invoice page of a document pushed to Stripe (its pay and update-card link)."""
+    if settings.stripe is None or settings.stripe.api_key is None:
+        return lambda context: None
+    connector = stripe_connector(settings)
+
+    def link(context: Mapping[str, Any]) -> str | None:
+        invoice = context["invoice"]
+        if invoice is None or not invoice.get("stripe_invoice"):
+            return None
+        found = connector.retrieve_invoice(invoice["stripe_invoice"]).get("hosted_invoice_url")
+        return str(found) if found else None
+
+    return link
+
+
+def default_extras(settings: Settings, templates: Mapping[str, str] | None = None) -> Extras:
+    """The PDF attachment and the Stripe pay link, as configured."""
+    return Extras(attachments=invoice_pdf(pdf_font(settings)), pay_link=stripe_pay_link(settings), templates=templates)
 
 
 def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
@@ -107,9 +162,14 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             finish(message_id, "skipped", stale)
             return Delivery(message.id, outcome="skipped")
         try:
-            pay_link = extras.pay_link(context)
+            pay_link = extras.pay_link(context) or context["details"].get("pay_link")
+            context = {**context, "pay_link": pay_link}
             rendered = render.render(context["kind"], template_context(context, pay_link), extras.templates)
             attachments = extras.attachments(context)
+        except VendorError as exc:  # the pay link could not be read: try again later
+            reason = f"{what}: {exc}"
+            finish(message_id, "queued", reason)
+            return Delivery(message.id, error=Classified(exc.classified.kind, reason))
         except (render.TemplateProblem, ValueError) as exc:
             reason = f"{what}: {exc}"
             finish(message_id, "failed", reason)
@@ -162,7 +222,7 @@ def send_messages(
     store: Store, settings: Settings, *, extras: Extras | None = None, limit: int | None = None
 ) -> RelaySummary:
     """Send the queued e-mails (each once; failures stay visible)."""
-    handler, close = email_handler(store, settings.vendor(SmtpSettings), extras)
+    handler, close = email_handler(store, settings.vendor(SmtpSettings), extras or default_extras(settings))
     try:
         return relay(store, sql.TOPIC, handler, batch=50, limit=limit)
     finally:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing.messaging import Recipients, message_id, recipients
 from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
 from billbridge.store import outbox
+from billbridge.store.external_refs import get_external_id
 from billbridge.store.invoices import documents_query, invoice_lines
 from billbridge.store.message_models import BillingContactRow, CustomerMessage
 from billbridge.store.models import Customer, Invoice, LegalEntity, OutboxMessage, utcnow
@@ -344,6 +345,7 @@ def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
         row = session.execute(documents_query().where(Invoice.id == message.invoice_id)).mappings().one()
         invoice = {**row, "lines": invoice_lines(session, message.invoice_id)}
         invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
+        invoice["stripe_invoice"] = get_external_id(session, "stripe", invoice["doc_type"], message.invoice_id)
     return {
         "id": message.id,
         "kind": message.kind,

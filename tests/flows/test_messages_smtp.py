@@ -5,6 +5,7 @@ blindly; a process killed at any point and rerun leaves each message at most onc
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from billbridge.flows.messages import send_messages
 from billbridge.sandbox.smtp import SmtpSandbox
@@ -44,6 +46,12 @@ def test_each_message_goes_once_over_starttls_and_auth_and_a_rerun_sends_nothing
     assert sorted(r.recipients[0] for r in received) == ["ap0@c0.example", "ap1@c1.example", "ap2@c2.example"]
     assert len({r.message_id for r in received}) == 3
     assert set(states(store).values()) == {"sent"}
+    first = next(r.message for r in received if r.recipients == ("ap0@c0.example",))
+    [attachment] = list(first.iter_attachments())
+    pdf = PdfReader(io.BytesIO(attachment.get_payload(decode=True))).pages[0].extract_text()
+    number = first["Subject"].split()[1]
+    assert attachment.get_filename() == f"{number}.pdf" and f"Invoice {number}" in pdf
+    assert "Wire to IBAN US00 1234 5678" in pdf and "$1,200.00" in pdf
     assert send_messages(store, settings).outcomes == {}
     assert len(smtp.mailbox.items()) == 3
 
