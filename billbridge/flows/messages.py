@@ -12,11 +12,18 @@ server took but whose ``sent`` we could not commit is therefore never sent twice
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from billbridge.billing.messaging import reminder_steps, step_name
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
@@ -25,7 +32,7 @@ from billbridge.mapping import messages as render
 from billbridge.mapping.invoice_pdf import render_pdf
 from billbridge.settings import Settings, SmtpSettings
 from billbridge.store import messages as sql
-from billbridge.store.db import Store
+from billbridge.store.db import Store, open_store
 from billbridge.store.outbox import Message
 
 UNCONFIRMED = (
@@ -227,3 +234,137 @@ def send_messages(
         return relay(store, sql.TOPIC, handler, batch=50, limit=limit)
     finally:
         close()
+
+
+@dataclass
+class PlanSummary:
+    """What a planning pass made: messages by kind and state, and the reminder steps it skipped."""
+
+    created: Counter[str] = field(default_factory=Counter)
+    released: int = 0  # messages that waited for a contact and now have one
+    skipped: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": dict(self.created), "released": self.released, "skipped": self.skipped}
+
+
+def _money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def plan_messages(store: Store, settings: Settings, today: date) -> PlanSummary:
+    """Make the messages the store's events call for, each once: deliveries of issued documents,
+    the reminder steps due by ``today``, receipts of applied payments, dunning notices of declined
+    auto-charges. A stale reminder step is recorded as skipped (and reported), not sent."""
+    summary = PlanSummary()
+    since = today - timedelta(days=settings.messages_lookback_days)
+    with store.write() as session:
+        drafts: list[sql.MessageDraft] = [
+            sql.MessageDraft(f"invoice:{d['id']}", "invoice", d["customer_id"], d["billing_date"], invoice_id=d["id"])
+            for d in sql.issued_without_delivery(session, since)
+        ]
+        drafts += _reminders(session, today, settings.reminder_stale_days, summary)
+        drafts += [_receipt(p) for p in sql.payments_without_receipt(session, since)]
+        drafts += [_dunning(d, today) for d in sql.declined_charges(session)]
+        summary.created = sql.create(session, drafts)
+        summary.released = sql.release_waiting(session)
+    return summary
+
+
+def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary) -> list[sql.MessageDraft]:
+    drafts = []
+    horizon = today + timedelta(days=60)  # the earliest step is at most 60 days before the due date
+    for invoice in sql.open_for_reminders(session, horizon):
+        steps = reminder_steps(
+            invoice["due_date"], today, invoice["reminder_days"], invoice["done"], stale_days=stale_days
+        )
+        for step in steps:
+            details: dict[str, Any] = {"offset": step.offset}
+            state = None
+            if step.action != "send":
+                state = "skipped"
+                details["skipped"] = step.action
+                if step.action == "stale":
+                    summary.skipped.append(
+                        f"invoice {invoice['number']}: reminder step {step_name(step.offset)} of {step.day} is "
+                        f"{(today - step.day).days} days old (reminder_stale_days {stale_days}): skipped"
+                    )
+            drafts.append(
+                sql.MessageDraft(
+                    f"reminder:{invoice['id']}:{step_name(step.offset)}",
+                    "reminder",
+                    invoice["customer_id"],
+                    step.day,
+                    invoice_id=invoice["id"],
+                    details=details,
+                    state=state,
+                )
+            )
+    return drafts
+
+
+def _receipt(payment: Mapping[str, Any]) -> sql.MessageDraft:
+    applied = [
+        {"number": a["number"], "amount": _money(a["amount"]), "open": _money(a["open"])} for a in payment["applied"]
+    ]
+    return sql.MessageDraft(
+        f"receipt:{payment['id']}",
+        "receipt",
+        payment["customer_id"],
+        payment["received_on"],
+        invoice_id=payment["applied"][0]["invoice_id"],
+        payment_id=payment["id"],
+        details={
+            "payment": {
+                "ref": payment["payment_ref"],
+                "amount": _money(payment["amount"]),
+                "received_on": payment["received_on"].isoformat(),
+                "applied": applied,
+                "unapplied": _money(payment["unapplied_amount"]) if payment["unapplied_amount"] > 0 else None,
+            }
+        },
+    )
+
+
+def _dunning(decline: Mapping[str, Any], today: date) -> sql.MessageDraft:
+    code = None
+    error = str(decline["error"])
+    if error.startswith("declined (") and ")" in error:
+        code = error[len("declined (") : error.index(")")]
+    return sql.MessageDraft(
+        f"dunning:{decline['invoice_id']}:{decline['attempts']}",
+        "dunning",
+        decline["customer_id"],
+        today,
+        invoice_id=decline["invoice_id"],
+        details={
+            "attempt": decline["attempts"],
+            "final": decline["final"],
+            "reason_code": code,
+            "reason_text": render.decline_text(code),
+        },
+    )
+
+
+def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
+    """The flow's artifact: messages made by kind and state, sent by kind, failures, skipped steps."""
+    lines = ["# Customer messages", "", "| made | count |", "|---|---|"]
+    lines += [f"| {key} | {count} |" for key, count in sorted(plan.created.items())]
+    if sent is not None:
+        lines += ["", "| sent | count |", "|---|---|"]
+        lines += [f"| {key} | {count} |" for key, count in sorted(sent.outcomes.items())]
+        lines += [f"- message {mid}: {error}" for mid, error in sent.failures[:20]]
+    lines += [f"- {text}" for text in plan.skipped[:50]]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="send_reminders")
+def send_reminders(as_of: date | None = None) -> dict[str, Any]:
+    """Daily: make the messages that are due (deliveries, reminder steps, receipts, dunning notices),
+    then send them through SMTP, each once."""
+    settings = Settings()
+    store = open_store(settings.database)
+    plan = plan_messages(store, settings, as_of or date.today())
+    sent = send_messages(store, settings) if settings.smtp is not None else None
+    create_markdown_artifact(messages_markdown(plan, sent), key="send-reminders", description="Customer messages")
+    return {"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None}

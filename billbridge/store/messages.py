@@ -22,7 +22,15 @@ from billbridge.store import outbox
 from billbridge.store.external_refs import get_external_id
 from billbridge.store.invoices import documents_query, invoice_lines
 from billbridge.store.message_models import BillingContactRow, CustomerMessage
-from billbridge.store.models import Customer, Invoice, LegalEntity, OutboxMessage, utcnow
+from billbridge.store.models import (
+    Customer,
+    Invoice,
+    LegalEntity,
+    OutboxMessage,
+    Payment,
+    PaymentAllocation,
+    utcnow,
+)
 
 TOPIC = "message.email"
 MESSAGE_DOMAIN = "billbridge.invalid"  # the Message-ID's right side when an entity names no sender
@@ -368,3 +376,168 @@ def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
         },
         "invoice": invoice,
     }
+
+
+# What planning reads: events that call for a message and have none yet.
+
+
+def _has_message(kind: str) -> Any:
+    return (
+        select(CustomerMessage.id)
+        .where(CustomerMessage.kind == kind, CustomerMessage.invoice_id == Invoice.id)
+        .exists()
+    )
+
+
+def issued_without_delivery(session: Session, since: date) -> list[dict[str, Any]]:
+    """Documents issued (sent, or paid since) on or after ``since`` that have no delivery message."""
+    rows = session.execute(
+        select(Invoice.id, Invoice.customer_id, Invoice.billing_date, Invoice.number)
+        .where(
+            Invoice.status.in_(("sent", "partially_paid", "paid")),
+            Invoice.billing_date >= since,
+            ~_has_message("invoice"),
+        )
+        .order_by(Invoice.id)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def open_for_reminders(session: Session, due_by: date) -> list[dict[str, Any]]:
+    """Open invoices (sent or part-paid, money open, not in a dispute) due by ``due_by``, with their
+    entity's messaging settings and the reminder steps that already have a message."""
+    withdrawn = _still_withdrawn(session) | _being_collected(session)
+    rows = session.execute(
+        select(
+            Invoice.id,
+            Invoice.customer_id,
+            Invoice.number,
+            Invoice.due_date,
+            Invoice.invoice_total,
+            Invoice.amount_paid,
+            LegalEntity.messaging,
+        )
+        .join(LegalEntity, LegalEntity.id == Invoice.entity_id)
+        .where(
+            Invoice.doc_type == "invoice",
+            Invoice.status.in_(("sent", "partially_paid")),
+            Invoice.due_date <= due_by,
+        )
+        .order_by(Invoice.id)
+    ).mappings()
+    found = [dict(r) for r in rows if r["invoice_total"] > r["amount_paid"] and r["id"] not in withdrawn]
+    done: dict[int, list[int]] = defaultdict(list)
+    ids = [r["id"] for r in found]
+    for start in range(0, len(ids), 1000):
+        for invoice_id, key in session.execute(
+            select(CustomerMessage.invoice_id, CustomerMessage.event_key).where(
+                CustomerMessage.kind == "reminder", CustomerMessage.invoice_id.in_(ids[start : start + 1000])
+            )
+        ):
+            if invoice_id is not None:
+                done[int(invoice_id)].append(int(key.rpartition(":")[2]))
+    for row in found:
+        row["done"] = done.get(row["id"], [])
+        row["reminder_days"] = EntityMessaging.model_validate(row.pop("messaging") or {}).reminder_days
+    return found
+
+
+def _being_collected(session: Session) -> set[int]:
+    """Auto-charge invoices on their way to Stripe or waiting for the next try of a charge: dunning
+    notices speak for them; after the last failed try (parked) they join the reminder schedule."""
+    rows = session.execute(
+        select(OutboxMessage.aggregate_id, OutboxMessage.available_at).where(
+            OutboxMessage.topic.in_(("push.stripe", "collect.stripe")), OutboxMessage.delivered_at.is_(None)
+        )
+    )
+    return {invoice_id for invoice_id, available_at in rows if not outbox.is_parked(available_at)}
+
+
+def _still_withdrawn(session: Session) -> set[int]:
+    """Invoices a dispute took money back from and has not given it back (open disputes, lost ones)."""
+    totals: dict[int, Any] = defaultdict(int)
+    for invoice_id, amount in session.execute(
+        select(PaymentAllocation.invoice_id, PaymentAllocation.amount)
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .where(Payment.method == "dispute")
+    ):
+        totals[invoice_id] += amount
+    return {invoice_id for invoice_id, total in totals.items() if total < 0}
+
+
+def payments_without_receipt(session: Session, since: date) -> list[dict[str, Any]]:
+    """Payments received on or after ``since`` that paid invoices and have no receipt yet, with what
+    each applied and what is open on those invoices now."""
+    has_receipt = (
+        select(CustomerMessage.id)
+        .where(CustomerMessage.kind == "receipt", CustomerMessage.payment_id == Payment.id)
+        .exists()
+    )
+    payments = session.execute(
+        select(
+            Payment.id,
+            Payment.payment_ref,
+            Payment.customer_id,
+            Payment.currency,
+            Payment.amount,
+            Payment.unapplied_amount,
+            Payment.received_on,
+        )
+        .where(
+            Payment.received_on >= since,
+            Payment.customer_id.is_not(None),
+            Payment.method.is_distinct_from("dispute"),
+            ~has_receipt,
+        )
+        .order_by(Payment.id)
+    ).mappings()
+    found = [dict(p) for p in payments if p["amount"] > 0]
+    applied: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    ids = [p["id"] for p in found]
+    for start in range(0, len(ids), 1000):
+        for row in session.execute(
+            select(
+                PaymentAllocation.payment_id,
+                PaymentAllocation.amount,
+                Invoice.id,
+                Invoice.number,
+                Invoice.invoice_total,
+                Invoice.amount_paid,
+            )
+            .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
+            .where(PaymentAllocation.payment_id.in_(ids[start : start + 1000]))
+            .order_by(PaymentAllocation.id)
+        ):
+            applied[row[0]].append({"invoice_id": row[2], "number": row[3], "amount": row[1], "open": row[4] - row[5]})
+    for payment in found:
+        payment["applied"] = applied.get(payment["id"], [])
+    return [p for p in found if p["applied"]]
+
+
+def declined_charges(session: Session) -> list[dict[str, Any]]:
+    """Auto-charges Stripe declined, still undelivered (waiting for the next try, or parked after the
+    last): the invoice, how many tries, the decline and whether it was the last."""
+    rows = session.execute(
+        select(OutboxMessage.aggregate_id, OutboxMessage.attempts, OutboxMessage.last_error, OutboxMessage.available_at)
+        .where(
+            OutboxMessage.topic == "collect.stripe",
+            OutboxMessage.delivered_at.is_(None),
+            OutboxMessage.last_error.like("declined%"),
+        )
+        .order_by(OutboxMessage.id)
+    )
+    out = []
+    for invoice_id, attempts, error, available_at in rows:
+        invoice = session.get(Invoice, invoice_id)
+        if invoice is None:
+            continue
+        out.append(
+            {
+                "invoice_id": invoice_id,
+                "customer_id": invoice.customer_id,
+                "attempts": attempts,
+                "error": error,
+                "final": outbox.is_parked(available_at),
+            }
+        )
+    return out
