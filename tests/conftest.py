@@ -108,6 +108,7 @@ _CLI_MODULES = (
     "billbridge.app.metrics_cli",
     "billbridge.app.user_cli",
     "billbridge.app.revenue_cli",
+    "billbridge.app.messages_cli",
 )
 
 

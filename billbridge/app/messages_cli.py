@@ -109,3 +109,97 @@ def print_overview(data: dict[str, Any]) -> None:
         )
     if data["customers_without_contact"]:
         console.print("customers without a billing contact: " + ", ".join(data["customers_without_contact"]))
+
+
+@app.command("show")
+def show(
+    message_id: Annotated[int, typer.Argument(help="The message's id (billbridge messages list).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One message: its state, recipients, Message-ID, the server's last answer and its rendered text."""
+    from billbridge.flows.messages import rendered
+
+    with _store().read() as session:
+        context = sql.sending_context(session, message_id)
+    if context is None:
+        err.print(f"[red]error:[/red] no message {message_id}")
+        raise typer.Exit(1)
+    text = rendered(context)
+    if as_json:
+        keep = ("id", "kind", "state", "channel", "event_key", "message_id", "recipients", "language", "as_of")
+        _json(
+            {
+                **{k: context[k] for k in keep},
+                "last_error": context["last_error"],
+                "subject": text.subject,
+                "text": text.text,
+            }
+        )
+        return
+    _print_message(context, text.subject, text.text)
+
+
+@app.command("preview")
+def preview(
+    invoice: Annotated[str, typer.Option("--invoice", help="The document's number.")],
+    kind: Annotated[str, typer.Option(help="invoice, reminder, receipt or dunning.")] = "invoice",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="The day it would go out (default: today).")] = None,
+) -> None:
+    """What a message about a document would say, with its recipients; nothing is saved or sent."""
+    from datetime import date
+
+    from billbridge.flows.messages import rendered
+
+    if kind not in ("invoice", "reminder", "dunning"):
+        err.print("[red]error:[/red] --kind: invoice, reminder or dunning (a receipt is about a payment)")
+        raise typer.Exit(1)
+    day = date.fromisoformat(as_of) if as_of else date.today()
+    with _store().read() as session:
+        context = sql.preview_context(session, invoice, kind, day)  # type: ignore[arg-type]
+    if context is None:
+        err.print(f"[red]error:[/red] no document {invoice!r}")
+        raise typer.Exit(1)
+    text = rendered(context)
+    _print_message(context, text.subject, text.text)
+
+
+@app.command("send")
+def send(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="The day to plan for (default: today).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the messages that are due (deliveries, reminder steps, receipts, dunning notices) and send
+    them through the configured SMTP server, each once (what the send-reminders deployment does)."""
+    from datetime import date
+
+    from billbridge.flows.messages import plan_messages, send_messages
+
+    settings = Settings()
+    store = open_store(settings.database)
+    plan = plan_messages(store, settings, date.fromisoformat(as_of) if as_of else date.today())
+    sent = send_messages(store, settings) if settings.smtp is not None else None
+    if as_json:
+        _json({"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None})
+        return
+    console.print("made: " + (", ".join(f"{k} {v}" for k, v in sorted(plan.created.items())) or "nothing"))
+    for line in plan.skipped:
+        console.print(line)
+    if sent is None:
+        console.print("not sent: no SMTP server configured ([smtp] host, BILLBRIDGE_SMTP__HOST)")
+        return
+    console.print("sent: " + (", ".join(f"{k} {v}" for k, v in sorted(sent.outcomes.items())) or "nothing"))
+    for mid, error in sent.failures:
+        err.print(f"message {mid}: {error}")
+
+
+def _print_message(context: dict[str, Any], subject: str, text: str) -> None:
+    recipients = context["recipients"]
+    console.print(f"[bold]{subject}[/bold]")
+    console.print(f"to: {', '.join(recipients['to']) or '(no contact: waiting)'}")
+    if recipients["cc"]:
+        console.print(f"cc: {', '.join(recipients['cc'])}")
+    console.print(f"state: {context['state']}  channel: {context['channel']}  Message-ID: {context['message_id']}")
+    if context.get("last_error"):
+        console.print(f"last answer: {context['last_error']}")
+    console.print()
+    console.print(text, markup=False, highlight=False)

@@ -218,6 +218,12 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
     return handle, sender.close
 
 
+def rendered(context: Mapping[str, Any], templates: Mapping[str, str] | None = None) -> render.Rendered:
+    """A message as its template renders it from what the store holds (no vendor call: the pay link
+    is the one recorded with the message, if any)."""
+    return render.render(context["kind"], template_context(context, None), templates)
+
+
 def _naming(context: Mapping[str, Any]) -> str:
     """A message as errors name it: its kind, customer and invoice."""
     invoice = context["invoice"]

@@ -343,18 +343,8 @@ def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
     message = session.get(CustomerMessage, message_id)
     if message is None:
         return None
-    customer = session.get(Customer, message.customer_id)
-    assert customer is not None
-    entity = session.get(LegalEntity, customer.entity_id)
-    assert entity is not None
-    messaging = EntityMessaging.model_validate(entity.messaging or {})
-    invoice: dict[str, Any] | None = None
-    if message.invoice_id is not None:
-        row = session.execute(documents_query().where(Invoice.id == message.invoice_id)).mappings().one()
-        invoice = {**row, "lines": invoice_lines(session, message.invoice_id)}
-        invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
-        invoice["stripe_invoice"] = get_external_id(session, "stripe", invoice["doc_type"], message.invoice_id)
     return {
+        **_parties(session, message.customer_id, message.invoice_id),
         "id": message.id,
         "kind": message.kind,
         "state": message.state,
@@ -365,6 +355,51 @@ def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
         "language": message.language,
         "as_of": message.as_of,
         "details": message.details,
+        "subject": message.subject,
+        "last_error": message.last_error,
+        "sent_at": message.sent_at,
+    }
+
+
+def preview_context(session: Session, number: str, kind: MessageKind, as_of: date) -> dict[str, Any] | None:
+    """The context a message of ``kind`` about document ``number`` would have now (nothing is saved)."""
+    invoice = session.scalar(select(Invoice).where(Invoice.number == number))
+    if invoice is None:
+        return None
+    chosen = recipients(contacts_of(session, [invoice.customer_id])[invoice.customer_id], kind)
+    messaging, channel, entity_ref = messaging_of(session, [invoice.customer_id])[invoice.customer_id]
+    offset = (as_of - invoice.due_date).days
+    return {
+        **_parties(session, invoice.customer_id, invoice.id),
+        "id": 0,
+        "kind": kind,
+        "state": "preview",
+        "channel": channel,
+        "event_key": f"preview:{invoice.id}",
+        "message_id": message_id(f"preview:{invoice.id}", _domain(messaging, entity_ref)),
+        "recipients": chosen.as_dict(),
+        "language": chosen.language,
+        "as_of": as_of,
+        "details": {"offset": offset, "final": False, "reason_code": None, "reason_text": "the card was declined"},
+        "subject": None,
+        "last_error": None,
+        "sent_at": None,
+    }
+
+
+def _parties(session: Session, customer_id: int, invoice_id: int | None) -> dict[str, Any]:
+    customer = session.get(Customer, customer_id)
+    assert customer is not None
+    entity = session.get(LegalEntity, customer.entity_id)
+    assert entity is not None
+    messaging = EntityMessaging.model_validate(entity.messaging or {})
+    invoice: dict[str, Any] | None = None
+    if invoice_id is not None:
+        row = session.execute(documents_query().where(Invoice.id == invoice_id)).mappings().one()
+        invoice = {**row, "lines": invoice_lines(session, invoice_id)}
+        invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
+        invoice["stripe_invoice"] = get_external_id(session, "stripe", invoice["doc_type"], invoice_id)
+    return {
         "customer": {"customer_ref": customer.customer_ref, "name": customer.name},
         "entity": {
             "entity_ref": entity.entity_ref,
