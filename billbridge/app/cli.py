@@ -290,6 +290,7 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ("deals quarantined", f"{result['quarantined']} (billbridge --demo quarantine list)"),
         ("MRR", money(result["mrr"])),
         ("monitor alerts", _monitor_alerts(result.get("monitors", {}))),
+        ("customer e-mails", _messages_line(result.get("messages", {}))),
         ("ARR", money(result["arr"])),
         ("revenue recognised this month", money(result.get("recognised_revenue", {}))),
         ("deferred revenue", money(result.get("deferred_revenue", {}))),
@@ -312,6 +313,18 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
     console.print(f"The demo's store, kept until the next demo: {Settings().data_dir / DEMO_STORE}. Look around it:")
     for command in DEMO_LOOK_AROUND:
         console.print(f"  billbridge --demo {command}", highlight=False)
+
+
+def _messages_line(messages: dict[str, Any]) -> str:
+    """The demo's e-mails: sent per kind, waiting ones, and the mailbox folder to read them in."""
+    if not messages:
+        return "none"
+    sent = ", ".join(f"{kind} {states.get('sent', 0)}" for kind, states in sorted(messages["by_kind"].items()))
+    waiting = messages["waiting_for_contact"]
+    return (
+        f"sent: {sent or 'none'}; {waiting} customer(s) wait for a billing contact "
+        f"(billbridge --demo messages list); read them in {messages['mailbox']}"
+    )
 
 
 @app.command()

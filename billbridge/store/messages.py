@@ -576,3 +576,12 @@ def declined_charges(session: Session) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def customers_without_stored_contacts(session: Session) -> list[tuple[int, str]]:
+    """(id, ref) of the customers with no stored billing contact, by ref."""
+    has_rows = select(BillingContactRow.customer_id).distinct()
+    rows = session.execute(
+        select(Customer.id, Customer.customer_ref).where(Customer.id.not_in(has_rows)).order_by(Customer.customer_ref)
+    )
+    return [(int(cid), str(ref)) for cid, ref in rows]

@@ -149,7 +149,8 @@ def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> d
 
 def replace_contacts(session: Session, contacts: Mapping[int, Sequence[model.BillingContact] | None]) -> set[int]:
     """Store each customer's billing contacts as its source lists them now (None: the source says
-    nothing of contacts, the customer's email stands in); returns the customers whose contacts changed."""
+    nothing of contacts, and the stored ones stay; none stored, the customer's email stands in);
+    returns the customers whose contacts changed."""
     table = table_of(BillingContactRow)
     stored: dict[int, list[tuple[object, ...]]] = {cid: [] for cid in contacts}
     for row in session.execute(
@@ -161,7 +162,9 @@ def replace_contacts(session: Session, contacts: Mapping[int, Sequence[model.Bil
     changed: set[int] = set()
     rows: list[dict[str, object]] = []
     for customer_id, listed in contacts.items():
-        wanted = [(c.email, c.role, c.name, c.language, ",".join(c.opt_out)) for c in listed or ()]
+        if listed is None:  # the source says nothing of contacts (a CRM without them): keep what is stored
+            continue
+        wanted = [(c.email, c.role, c.name, c.language, ",".join(c.opt_out)) for c in listed]
         if wanted == stored[customer_id]:
             continue
         changed.add(customer_id)

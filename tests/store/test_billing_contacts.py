@@ -100,3 +100,16 @@ def test_the_json_schema_describes_contacts_and_entity_messaging() -> None:
     contact = schema["$defs"]["BillingContact"]
     assert contact["properties"]["opt_out"]["items"]["enum"] == ["invoice", "reminder", "receipt", "dunning"]
     assert "reminder_days" in schema["$defs"]["EntityMessaging"]["properties"]
+
+
+def test_a_source_that_says_nothing_of_contacts_keeps_the_stored_ones(store: Store) -> None:
+    import_document(store, _doc(GLOBEX))
+    without = {k: v for k, v in GLOBEX.items() if k != "contacts"}  # as a CRM sync upserts it
+    assert import_document(store, _doc(without)).counts["customers.unchanged"] == 1
+    cid = _customer_id(store, "globex")
+    with store.read() as session:
+        assert len(messages.contacts_of(session, [cid])[cid]) == 2
+    cleared = import_document(store, _doc({**without, "contacts": []}))  # an explicit empty list clears them
+    assert cleared.counts["customers.updated"] == 1
+    with store.read() as session:
+        assert messages.contacts_of(session, [cid])[cid] == []
