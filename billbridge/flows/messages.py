@@ -27,12 +27,13 @@ from billbridge.billing.messaging import reminder_steps, step_name
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
-from billbridge.flows.push import stripe_connector
+from billbridge.flows.push import quickbooks_connector, stripe_connector
 from billbridge.mapping import messages as render
 from billbridge.mapping.invoice_pdf import render_pdf
 from billbridge.settings import Settings, SmtpSettings
 from billbridge.store import messages as sql
 from billbridge.store.db import Store, open_store
+from billbridge.store.external_refs import get_external_id
 from billbridge.store.outbox import Message
 
 UNCONFIRMED = (
@@ -231,15 +232,78 @@ def _naming(context: Mapping[str, Any]) -> str:
     return f"{context['kind']} message {context['id']} (customer {context['customer']['customer_ref']}{number})"
 
 
+def quickbooks_message_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """The relay handler of ``message.quickbooks``: QuickBooks e-mails the invoice it holds. Unlike
+    SMTP, QuickBooks can be asked whether it sent one (EmailStatus), so a message left ``sending`` by
+    a crash is looked up there and finished, never sent twice and never left unconfirmed."""
+    connector = quickbooks_connector(store, settings)
+
+    def finish(message_id: int, state: str, error: str | None = None) -> None:
+        with store.write() as session:
+            sql.finish(session, message_id, state, error)
+
+    def one(message: Message) -> Delivery:
+        message_id = int(message.payload["message"])
+        with store.read() as session:
+            context = sql.sending_context(session, message_id)
+            invoice = context["invoice"] if context else None
+            qbo_id = get_external_id(session, "quickbooks", "invoice", invoice["id"]) if invoice else None
+        if context is None or invoice is None:
+            return Delivery(message.id, outcome="gone")
+        if context["state"] not in ("queued", "sending"):
+            return Delivery(message.id, outcome=f"already {context['state']}")
+        what = _naming(context)
+        if qbo_id is None:
+            reason = f"{what}: not in QuickBooks yet (push it first: billbridge push --target quickbooks)"
+            return Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason))
+        if context["state"] == "queued":
+            with store.write() as session:
+                sql.begin_sending(session, message_id)
+        try:
+            result = connector.send_invoice(
+                qbo_id, context["recipients"]["to"][0], f"billbridge-{context['event_key']}"
+            )
+        except VendorError as exc:
+            reason = f"{what}: {exc.classified.reason}"
+            retriable = exc.classified.kind != ErrorKind.FATAL
+            finish(message_id, "sending" if retriable else "failed", reason)  # sending: looked up on the retry
+            return Delivery(message.id, error=Classified(exc.classified.kind, reason))
+        finish(message_id, "sent")
+        return Delivery(
+            message.id, outcome="invoice sent by quickbooks" if result.status == "created" else "sent before"
+        )
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        return [one(message) for message in messages]
+
+    return handle, connector.close
+
+
 def send_messages(
     store: Store, settings: Settings, *, extras: Extras | None = None, limit: int | None = None
 ) -> RelaySummary:
-    """Send the queued e-mails (each once; failures stay visible)."""
-    handler, close = email_handler(store, settings.vendor(SmtpSettings), extras or default_extras(settings))
-    try:
-        return relay(store, sql.TOPIC, handler, batch=50, limit=limit)
-    finally:
-        close()
+    """Send the queued messages (each once; failures stay visible): e-mails through SMTP, and the
+    invoices QuickBooks sends itself when QuickBooks is configured. One summary for both."""
+    summary = RelaySummary(sql.TOPIC)
+    if settings.quickbooks is not None:
+        handler, close = quickbooks_message_handler(store, settings)
+        try:
+            _merge(summary, relay(store, sql.QUICKBOOKS_TOPIC, handler, batch=30, limit=limit))
+        finally:
+            close()
+    if settings.smtp is not None or settings.quickbooks is None:
+        handler, close = email_handler(store, settings.vendor(SmtpSettings), extras or default_extras(settings))
+        try:
+            _merge(summary, relay(store, sql.TOPIC, handler, batch=50, limit=limit))
+        finally:
+            close()
+    return summary
+
+
+def _merge(into: RelaySummary, part: RelaySummary) -> None:
+    into.outcomes.update(part.outcomes)
+    into.failures.extend(part.failures)
+    into.leased = into.leased or part.leased
 
 
 @dataclass
@@ -371,6 +435,6 @@ def send_reminders(as_of: date | None = None) -> dict[str, Any]:
     settings = Settings()
     store = open_store(settings.database)
     plan = plan_messages(store, settings, as_of or date.today())
-    sent = send_messages(store, settings) if settings.smtp is not None else None
+    sent = send_messages(store, settings) if settings.smtp is not None or settings.quickbooks is not None else None
     create_markdown_artifact(messages_markdown(plan, sent), key="send-reminders", description="Customer messages")
     return {"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None}

@@ -33,6 +33,7 @@ from billbridge.store.models import (
 )
 
 TOPIC = "message.email"
+QUICKBOOKS_TOPIC = "message.quickbooks"  # invoices QuickBooks e-mails itself (channel quickbooks)
 MESSAGE_DOMAIN = "billbridge.invalid"  # the Message-ID's right side when an entity names no sender
 
 
@@ -128,9 +129,18 @@ def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
     customers = {d.customer_id for d in fresh.values()}
     contacts = contacts_of(session, customers)
     settings = messaging_of(session, customers)
+    doc_types = dict(
+        session.execute(
+            select(Invoice.id, Invoice.doc_type).where(
+                Invoice.id.in_([d.invoice_id for d in fresh.values() if d.invoice_id is not None])
+            )
+        ).all()
+    )
     rows = []
     for draft in fresh.values():
         messaging, channel, entity_ref = settings[draft.customer_id]
+        if channel == "quickbooks" and (draft.kind != "invoice" or doc_types.get(draft.invoice_id or 0) != "invoice"):
+            channel = "email"  # QuickBooks sends its invoices; everything else goes by e-mail
         chosen = recipients(contacts[draft.customer_id], draft.kind)
         state = draft.state or _state_for(contacts[draft.customer_id], chosen)
         row = CustomerMessage(
@@ -178,7 +188,7 @@ def sender_of(messaging: EntityMessaging, entity_ref: str) -> str:
 def _enqueue(session: Session, row: CustomerMessage) -> None:
     outbox.enqueue(
         session,
-        topic=TOPIC,
+        topic=QUICKBOOKS_TOPIC if row.channel == "quickbooks" else TOPIC,
         aggregate_type="message",
         aggregate_id=row.id,
         dedupe_key=f"message:{row.id}:{row.attempts}",
@@ -239,7 +249,9 @@ def retry(session: Session, message_id: int) -> str:
         raise ValueError(f"message {message_id} is {message.state}: only unconfirmed or failed messages are retried")
     pending = session.scalars(
         select(OutboxMessage).where(
-            OutboxMessage.topic == TOPIC, OutboxMessage.aggregate_id == message_id, OutboxMessage.delivered_at.is_(None)
+            OutboxMessage.topic.in_((TOPIC, QUICKBOOKS_TOPIC)),
+            OutboxMessage.aggregate_id == message_id,
+            OutboxMessage.delivered_at.is_(None),
         )
     ).all()
     for row in pending:  # its parked outbox row is done with: the retry gets a new one
