@@ -15,6 +15,7 @@ from datetime import date
 from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import DictLoader, Environment, StrictUndefined, TemplateError, select_autoescape
@@ -152,10 +153,17 @@ def check_templates(templates: Mapping[str, str]) -> None:
             raise TemplateProblem(f"template {name}{f', line {line}' if line else ''}: {exc}") from None
 
 
+@lru_cache(maxsize=256)
+def _default_environment(language: str, currency: str) -> Environment:
+    """The default templates' environment per language and currency, compiled once (templates are
+    compiled on first use and kept by the environment)."""
+    return environment(language, currency)
+
+
 def render(kind: str, context: Mapping[str, Any], templates: Mapping[str, str] | None = None) -> Rendered:
     """The subject, text and HTML of a message of ``kind``; raises TemplateProblem naming the template."""
     language, currency = str(context["language"]), str(context["currency"])
-    env = environment(language, currency, templates)
+    env = _default_environment(language, currency) if templates is None else environment(language, currency, templates)
     values = {**context, "doc_label": "Credit note" if _doc_type(context) == "credit_note" else "Invoice"}
     out = {}
     for part in (SUBJECT, TEXT):
@@ -165,7 +173,7 @@ def render(kind: str, context: Mapping[str, Any], templates: Mapping[str, str] |
         except TemplateError as exc:
             line = getattr(exc, "lineno", None)
             raise TemplateProblem(f"template {name}{f', line {line}' if line else ''}: {exc}") from None
-    html_env = Environment(loader=env.loader, undefined=StrictUndefined, autoescape=True)
+    html_env = _html_environment(env)
     try:
         html = html_env.get_template("html").render(
             {**values, "text": out[TEXT], "pay_label": "Pay online" if kind != "dunning" else "Update your card"}
@@ -173,6 +181,19 @@ def render(kind: str, context: Mapping[str, Any], templates: Mapping[str, str] |
     except TemplateError as exc:
         raise TemplateProblem(f"template html: {exc}") from None
     return Rendered(" ".join(out[SUBJECT].split()), out[TEXT], html)
+
+
+_HTML: dict[int, Environment] = {}
+
+
+def _html_environment(env: Environment) -> Environment:
+    """The autoescaping twin of ``env`` (same templates), made once per environment."""
+    found = _HTML.get(id(env))
+    if found is None or found.loader is not env.loader:
+        found = _HTML[id(env)] = Environment(loader=env.loader, undefined=StrictUndefined, autoescape=True)
+        if len(_HTML) > 512:
+            _HTML.clear()
+    return found
 
 
 def _doc_type(context: Mapping[str, Any]) -> str | None:

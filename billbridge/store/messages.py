@@ -356,7 +356,7 @@ def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
     if message is None:
         return None
     return {
-        **_parties(session, message.customer_id, message.invoice_id),
+        **_parties(session, message.customer_id, message.invoice_id, lines=message.kind == "invoice"),
         "id": message.id,
         "kind": message.kind,
         "state": message.state,
@@ -399,7 +399,8 @@ def preview_context(session: Session, number: str, kind: MessageKind, as_of: dat
     }
 
 
-def _parties(session: Session, customer_id: int, invoice_id: int | None) -> dict[str, Any]:
+def _parties(session: Session, customer_id: int, invoice_id: int | None, *, lines: bool = True) -> dict[str, Any]:
+    """The customer, its entity and the document (with its lines when ``lines``: the PDF needs them)."""
     customer = session.get(Customer, customer_id)
     assert customer is not None
     entity = session.get(LegalEntity, customer.entity_id)
@@ -408,7 +409,7 @@ def _parties(session: Session, customer_id: int, invoice_id: int | None) -> dict
     invoice: dict[str, Any] | None = None
     if invoice_id is not None:
         row = session.execute(documents_query().where(Invoice.id == invoice_id)).mappings().one()
-        invoice = {**row, "lines": invoice_lines(session, invoice_id)}
+        invoice = {**row, "lines": invoice_lines(session, invoice_id) if lines else []}
         invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
         invoice["stripe_invoice"] = get_external_id(session, "stripe", invoice["doc_type"], invoice_id)
     return {
