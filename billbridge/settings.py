@@ -284,12 +284,28 @@ class RevenueAccountsSettings(BaseModel):
         }
 
 
+class SmtpSettings(BaseModel):
+    """The SMTP server customer messages go out through (invoice delivery, reminders, receipts, dunning)."""
+
+    host: str = Field(description="SMTP server (submission) host")
+    port: int = Field(default=587, ge=1, le=65535, description="587 with STARTTLS, 465 with implicit TLS")
+    tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (required, not opportunistic), tls (implicit, port 465) or none"
+    )
+    username: str | None = Field(default=None, description="AUTH user; unset: no AUTH")
+    password: SecretStr | None = None
+    ca_bundle: Path | None = Field(default=None, description="CA to trust instead of the system's (sandboxes)")
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    helo_name: str | None = Field(default=None, description="Name given in EHLO; default: this host's name")
+
+
 # Each vendor's sub-model, by its key in the tree (``[salesforce]``, BILLBRIDGE_SALESFORCE__...).
 VENDOR_SETTINGS: dict[str, type[BaseModel]] = {
     "salesforce": SalesforceSettings,
     "hubspot": HubSpotSettings,
     "quickbooks": QuickBooksSettings,
     "stripe": StripeSettings,
+    "smtp": SmtpSettings,
 }
 
 
@@ -352,6 +368,25 @@ class Settings(BaseSettings):
         default=None,
         description="QuickBooks accounts recognised revenue posts to; unset: no journal entries, invoices to items' "
         "income account",
+    )
+    smtp: SmtpSettings | None = Field(default=None, description="SMTP server of customer e-mails")
+    reminder_stale_days: int = Field(
+        default=10,
+        ge=0,
+        le=365,
+        description="A reminder step missed (billbridge was down) is sent late within this many days of its "
+        "day; older ones are skipped and reported",
+    )
+    messages_lookback_days: int = Field(
+        default=7,
+        ge=0,
+        le=3660,
+        description="Invoice deliveries, receipts and dunning notices are made for events of the last this many "
+        "days (an upgrade does not mail a customer about last year's invoices)",
+    )
+    pdf_font: Path | None = Field(
+        default=None,
+        description="TrueType font of invoice PDFs (any script); default: DejaVu Sans where installed, else Latin-1 core fonts",
     )
     webhooks_inline: bool = Field(
         default=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -66,6 +67,7 @@ class Sandboxes:
     stripe: Any
     salesforce: Any
     hubspot: Any
+    smtp: Any = None  # the SMTP sandbox customer e-mails go to (its mailbox folder: ``smtp.mailbox.folder``)
 
 
 @contextmanager
@@ -77,9 +79,13 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
     from billbridge.sandbox.hubspot import HubSpotSandbox
     from billbridge.sandbox.quickbooks.running import start_quickbooks
     from billbridge.sandbox.salesforce import SalesforceSandbox
+    from billbridge.sandbox.smtp import SmtpSandbox
     from billbridge.sandbox.stripe import start_seeded
 
     with ExitStack() as stack:
+        mailbox = Settings().data_dir / "demo-mailbox"
+        shutil.rmtree(mailbox, ignore_errors=True)  # the mailbox of this run only
+        smtp = stack.enter_context(SmtpSandbox(folder=mailbox))
         salesforce = SalesforceSandbox(demo_world.generate(deals, seed=101)).start()
         stack.callback(salesforce.stop)
         hubspot = HubSpotSandbox.start(demo_world.generate(deals, seed=202))
@@ -131,11 +137,13 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
             "BILLBRIDGE_REVENUE_ACCOUNTS__DEFERRED_REVENUE": deferred,
             "BILLBRIDGE_REVENUE_ACCOUNTS__CONTRACT_ASSET": unbilled,
             "BILLBRIDGE_REVENUE_ACCOUNTS__REVENUE": "1",
+            **{f"BILLBRIDGE_SMTP__{key.upper()}": str(value) for key, value in smtp.settings().items()},
+            "BILLBRIDGE_MESSAGES_LOOKBACK_DAYS": "31",
         }
         if base:
             env["BILLBRIDGE_STRIPE__WEBHOOK_SECRET"] = stripe.webhook_secret
             env["BILLBRIDGE_QUICKBOOKS__WEBHOOK_VERIFIER_TOKEN"] = quickbooks.webhook_verifier
-        yield Sandboxes(env, quickbooks, stripe, salesforce, hubspot)
+        yield Sandboxes(env, quickbooks, stripe, salesforce, hubspot, smtp)
 
 
 def customers_pay_in_quickbooks(quickbooks: Any, stripe: Any) -> int:
@@ -249,12 +257,49 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
         "mrr": {cur: str(v) for cur, v in monthly.items()},
         "arr": {cur: str(v) for cur, v in arr(monthly).items()},
         "monitors": _monitors_summary(again.get("snapshot_monitors", {})),
+        "messages": _messages_summary(store, sandboxes),
         # revenue recognised in the month of as_of and deferred at its end, per currency
         "recognised_revenue": again.get("recognize_revenue", {}).get("recognised", {}),
         "deferred_revenue": again.get("recognize_revenue", {}).get("deferred", {}),
         # the month before as_of, closed between the runs: one JournalEntry per entity and currency
         "closed_month": last_month(as_of).strftime("%Y-%m"),
         "journal_entries": len(journal_numbers),
+    }
+
+
+def add_demo_contacts(store: Store) -> int:
+    """What a finance team does after the first sync: give the customers billing contacts (the demo
+    CRMs carry none), leaving every seventh without one so ``status`` shows messages waiting."""
+    from billbridge.billing.model import BillingContact
+    from billbridge.store.messages import customers_without_stored_contacts
+    from billbridge.store.reference import replace_contacts
+
+    with store.write() as session:
+        refs = customers_without_stored_contacts(session)
+        contacts = {
+            cid: [BillingContact(email=f"ap@{_mail_name(ref)}.example", language="de" if n % 3 == 2 else "en")]
+            for n, (cid, ref) in enumerate(refs)
+            if n % 7 != 6
+        }
+        replace_contacts(session, contacts)
+    return len(contacts)
+
+
+def _mail_name(ref: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in ref.lower()).strip("-") or "customer"
+
+
+def _messages_summary(store: Store, sandboxes: Sandboxes) -> dict[str, Any]:
+    """Messages by kind and state, and where the SMTP sandbox's mailbox keeps what it received."""
+    from billbridge.store.messages import overview
+
+    with store.read() as session:
+        data = overview(session)
+    return {
+        "by_kind": data["by_kind"],
+        "waiting_for_contact": len(data["waiting_for_contact"]),
+        "mailbox": str(sandboxes.smtp.mailbox.folder) if sandboxes.smtp else None,
+        "received": len(sandboxes.smtp.mailbox.items()) if sandboxes.smtp else 0,
     }
 
 
@@ -372,6 +417,7 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
             customers_pay_in_quickbooks(sandboxes.quickbooks, sandboxes.stripe)
             add_demo_monitors(store)
             close_last_month(store, day)  # the second run posts its journal entries
+            add_demo_contacts(store)
             runs.append(quote_to_cash(as_of=day))
             yield summary(store, runs, day, sandboxes), sandboxes
         finally:

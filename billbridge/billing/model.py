@@ -9,6 +9,7 @@ of service (inclusive).
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -52,6 +53,73 @@ def _check_timezone(name: str) -> str:
     return name
 
 
+MessageKind = Literal["invoice", "reminder", "receipt", "dunning"]
+"""What billbridge tells a customer: an issued document, a payment reminder, a payment confirmation
+(receipt), a dunning notice after a declined auto-charge."""
+MESSAGE_KINDS: tuple[MessageKind, ...] = ("invoice", "reminder", "receipt", "dunning")
+Channel = Literal["email", "quickbooks"]
+"""How messages reach a customer: ``email`` (billbridge sends through SMTP) or ``quickbooks``
+(QuickBooks e-mails its own invoices; reminders, receipts, dunning notices and credit notes still go
+by e-mail)."""
+DEFAULT_REMINDER_DAYS = (-3, 0, 7, 14, 30)
+EMAIL_PATTERN = re.compile(
+    r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+"""An address billbridge will send to: local part without spaces or specials, a dotted domain."""
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$"
+
+
+def check_email(address: str) -> str:
+    """A clean e-mail address, or ValueError naming it (nothing is sent to a guessed address)."""
+    address = address.strip()
+    if len(address) > 254 or not EMAIL_PATTERN.match(address):
+        raise ValueError(f"malformed e-mail address {address!r}")
+    return address
+
+
+class BillingContact(_Model):
+    """Who receives a customer's billing messages: an address (``to`` or ``cc``), the language messages
+    are written and formatted in, and the kinds of message this contact does not want."""
+
+    email: Annotated[str, StringConstraints(max_length=254)]
+    role: Literal["to", "cc"] = "to"
+    name: Name | None = None
+    language: Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN, max_length=20)] = Field(
+        default="en", description="Language of the messages and their number and date formats (en, de, fr-CH, ja, ...)"
+    )
+    opt_out: list[MessageKind] = Field(default_factory=list, description="Kinds of message this contact does not get")
+
+    _email = field_validator("email")(check_email)
+
+
+class EntityMessaging(_Model):
+    """How a legal entity talks to its customers: the channel, what its invoices say about it and how
+    to pay, and its reminder schedule (days relative to the due date)."""
+
+    channel: Channel = "email"
+    from_email: Annotated[str, StringConstraints(max_length=254)] | None = Field(
+        default=None, description="Sender address; default: billing@ the entity's ref"
+    )
+    address: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        default=None, description="Postal address and tax id printed on documents"
+    )
+    payment_instructions: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    reminder_days: list[Annotated[int, Field(ge=-60, le=365)]] = Field(
+        default_factory=lambda: list(DEFAULT_REMINDER_DAYS),
+        description="Reminder steps in days relative to the due date, each sent at most once per invoice",
+    )
+
+    @field_validator("from_email")
+    @classmethod
+    def _from(cls, value: str | None) -> str | None:
+        return None if value is None else check_email(value)
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _steps(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+
 class LegalEntity(_Model):
     """A selling company: its own currency, invoice numbering, books and calendar (its time zone
     decides which day a monitor's value and a usage event belong to)."""
@@ -67,6 +135,10 @@ class LegalEntity(_Model):
     timezone: Annotated[str, StringConstraints(max_length=64)] = Field(
         default="UTC",
         description="IANA time zone of the entity's calendar day (monitors' days), e.g. Pacific/Auckland",
+    )
+
+    messaging: EntityMessaging | None = Field(
+        default=None, description="Channel, document details and reminder schedule of its customer messages"
     )
 
     _currency = field_validator("currency")(_check_currency)
@@ -86,6 +158,19 @@ class Customer(_Model):
     name: Name
     entity_ref: Ref
     email: Name | None = None
+    contacts: list[BillingContact] | None = Field(
+        default=None,
+        description="Billing contacts; unset: the customer's email (if any) receives everything in English",
+    )
+    channel: Channel | None = Field(default=None, description="Overrides the legal entity's message channel")
+
+    def billing_contacts(self) -> list[BillingContact]:
+        """The contacts messages go to: the listed ones, else the customer's own address when it is one."""
+        if self.contacts is not None:
+            return list(self.contacts)
+        if self.email and EMAIL_PATTERN.match(self.email.strip()):
+            return [BillingContact(email=self.email.strip())]
+        return []
 
 
 class Ssp(_Model):

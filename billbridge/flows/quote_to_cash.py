@@ -1,4 +1,5 @@
-"""The parent flow: CRM sync -> billing -> push -> collect -> reconcile -> revenue recognition, each step its
+"""The parent flow: CRM sync -> billing -> push -> collect -> reconcile -> customer messages (with an SMTP
+server configured) -> revenue recognition, each step its
 own flow.
 
 Every step also runs (and reruns) alone from the Prefect UI; the parent only calls them in the
@@ -19,6 +20,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from billbridge.flows.bill import bill
 from billbridge.flows.collect import collect_payments
+from billbridge.flows.messages import send_reminders
 from billbridge.flows.metrics import headline, headline_markdown, today_utc
 from billbridge.flows.monitors import snapshot_monitors
 from billbridge.flows.push import push_invoices
@@ -57,6 +59,8 @@ def quote_to_cash(as_of: date | None = None) -> dict[str, Any]:
     for source in PAYMENT_SOURCES:
         if source in settings.push_targets:
             step(f"reconcile.{source}", reconcile_payments, source=source)
+    if settings.smtp is not None:
+        step("send_reminders", send_reminders, as_of=as_of)
     step("recognize_revenue", recognize_revenue, through=as_of)
     step("snapshot_monitors", snapshot_monitors, as_of=as_of)
     publish_metrics(settings, as_of)

@@ -31,7 +31,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from billbridge.billing.currency import MINOR_UNITS
-from billbridge.billing.model import Contract, ContractLine, Customer, Discount, Product, ProductPrice, Recognition
+from billbridge.billing.model import (
+    BillingContact,
+    Contract,
+    ContractLine,
+    Customer,
+    Discount,
+    Product,
+    ProductPrice,
+    Recognition,
+    check_email,
+)
 from billbridge.billing.pricing import FlatPrice, PerUnitPrice, Pricing
 from billbridge.mapping import fields
 from billbridge.mapping.fields import EPOCH, MappingError, build, field_parser
@@ -102,6 +112,15 @@ class CrmCompany:
 
 
 @dataclass(frozen=True)
+class CrmContact:
+    """A contact the CRM names as a deal's billing contact (Salesforce: an OpportunityContactRole)."""
+
+    email: Any
+    name: str | None = None
+    field: str = "contacts"  # the vendor field the address came from, for errors
+
+
+@dataclass(frozen=True)
 class CrmLine:
     line_id: str
     product_id: str | None
@@ -132,6 +151,7 @@ class CrmDeal:
     modified_at: datetime | None
     lines: tuple[CrmLine, ...]
     names: Mapping[str, str] = field(default_factory=dict)
+    contacts: tuple[CrmContact, ...] | None = None  # None: this CRM does not say (the stored contacts stay)
 
 
 @dataclass(frozen=True)
@@ -217,6 +237,7 @@ def map_deal(
         name=_text(company.name, company_name("name")) or deal.company_id,
         entity_ref=entity_ref,
         email=_text(company.email, company_name("email")),
+        contacts=_contacts(deal.contacts),
     )
     changed = deal.modified_at.date() if deal.modified_at else None
     contract = build(
@@ -236,6 +257,24 @@ def map_deal(
         lines=lines,
     )
     return MappedDeal(customer, list(used.values()), contract)
+
+
+def _contacts(contacts: tuple[CrmContact, ...] | None) -> list[BillingContact] | None:
+    """The deal's billing contacts; a malformed address fails naming its vendor field (nothing is sent
+    to a guessed address). None when the CRM names none: contacts given otherwise (a contract file)
+    stay, and without any the company's email stands in."""
+    if not contacts:
+        return None
+    out = []
+    for contact in contacts:
+        address = _text(contact.email, contact.field)
+        if address is None:
+            continue
+        try:
+            out.append(BillingContact(email=check_email(address), name=contact.name))
+        except ValueError as exc:
+            raise MappingError(contact.field, str(exc)) from None
+    return out
 
 
 def map_product(product: CrmProduct) -> Product:

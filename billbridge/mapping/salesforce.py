@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct
+from billbridge.mapping.crm import CrmCompany, CrmContact, CrmDeal, CrmLine, CrmMapping, CrmProduct
 from billbridge.mapping.fields import (
     field_parser,
     mapping,
@@ -51,6 +51,9 @@ class SalesforceFields(BaseModel):
     deal_entity: str = Field(default="Billing_Entity__c", description="Opportunity text: legal entity ref")
     account_entity: str = Field(default="Billing_Entity__c", description="Account text: legal entity ref")
     account_email: str | None = Field(default=None, description="Account email field for invoices, if any")
+    billing_contact_role: str = Field(
+        default="Billing", description="OpportunityContactRole.Role of the contacts who receive billing messages"
+    )
     product_charge: str = Field(
         default="Billing_Charge__c", description="Product2 picklist: recurring | usage | one_time"
     )
@@ -167,6 +170,20 @@ def _line(line: Mapping[str, Any]) -> CrmLine:
     )
 
 
+def _billing_contacts(opp: Mapping[str, Any], role: str) -> tuple[CrmContact, ...]:
+    """The Opportunity's contacts in the billing role (primary first), as the deal's billing contacts."""
+    roles = [r for r in _records(opp, "OpportunityContactRoles") if str(r.get("Role") or "") == role]
+    roles.sort(key=lambda r: not r.get("IsPrimary"))
+    out = []
+    for index, contact_role in enumerate(roles):
+        contact = contact_role.get("Contact") or {}
+        name = " ".join(str(p) for p in (contact.get("FirstName"), contact.get("LastName")) if p) or None
+        out.append(
+            CrmContact(email=contact.get("Email"), name=name, field=f"OpportunityContactRoles[{index}].Contact.Email")
+        )
+    return tuple(out)
+
+
 def bundle_to_crm(
     bundle: DealBundle, cache: dict[Any, Any] | None = None, fields: SalesforceFields = DEFAULT_FIELDS
 ) -> tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]:
@@ -195,6 +212,7 @@ def bundle_to_crm(
         entity_ref=opp.get(fields.deal_entity),
         modified_at=_modstamp(opp.get("SystemModstamp"), "SystemModstamp"),
         lines=tuple(_line(x) for x in bundle.lines),
+        contacts=_billing_contacts(opp, fields.billing_contact_role),
         names={
             "name": "Name",
             "amount": "Amount",

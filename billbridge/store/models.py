@@ -66,6 +66,7 @@ class LegalEntity(Base):
     invoice_prefix: Mapped[str] = mapped_column(String(40))
     credit_note_prefix: Mapped[str] = mapped_column(String(40))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")  # IANA: its calendar day
+    messaging: Mapped[dict[str, Any] | None]  # channel, document details, reminder days (EntityMessaging)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -85,6 +86,7 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(300))
     entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id"))
     email: Mapped[str | None] = mapped_column(String(300))
+    message_channel: Mapped[str | None] = mapped_column(String(20))  # overrides the entity's channel
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -431,6 +433,7 @@ class OAuthToken(Base):
 
 # The finance metrics' tables live in their own module; imported here so Base.metadata (what Alembic
 # compares the migrations with) has every table.
+from billbridge.store import message_models as _message_models  # noqa: E402, F401
 from billbridge.store import metric_models as _metric_models  # noqa: E402, F401
 from billbridge.store import monitor_models as _monitor_models  # noqa: E402, F401
 from billbridge.store import revenue_models as _revenue_models  # noqa: E402, F401

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
+from billbridge.store.message_models import BillingContactRow
 from billbridge.store.models import Customer, LegalEntity, NumberSequence, Price, Product, table_of, utcnow
 from billbridge.store.records import Outcome
 
@@ -32,6 +33,7 @@ def upsert_entity(session: Session, entity: model.LegalEntity) -> Outcome:
         "invoice_prefix": entity.invoice_prefix,
         "credit_note_prefix": entity.credit_prefix,
         "timezone": entity.timezone,
+        "messaging": entity.messaging.model_dump(mode="json") if entity.messaging else None,
     }
     if row is None:
         row = LegalEntity(entity_ref=entity.entity_ref, **values)
@@ -49,11 +51,20 @@ def upsert_customer(session: Session, customer: model.Customer) -> Outcome:
             "entity_ref", f"unknown legal entity {customer.entity_ref!r}", ("entities", customer.entity_ref)
         )
     row = session.scalar(select(Customer).where(Customer.customer_ref == customer.customer_ref))
-    values = {"name": customer.name, "entity_id": entity_id, "email": customer.email}
+    values = {
+        "name": customer.name,
+        "entity_id": entity_id,
+        "email": customer.email,
+        "message_channel": customer.channel,
+    }
     if row is None:
-        session.add(Customer(customer_ref=customer.customer_ref, **values))
+        row = Customer(customer_ref=customer.customer_ref, **values)
+        session.add(row)
+        session.flush()
+        replace_contacts(session, {row.id: customer.contacts})
         return "created"
-    return _apply(row, values)
+    outcome = _apply(row, values)
+    return "updated" if replace_contacts(session, {row.id: customer.contacts}) else outcome
 
 
 def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> dict[str, Outcome | MissingReference]:
@@ -65,9 +76,14 @@ def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> d
     known = {
         r.customer_ref: r
         for r in session.execute(
-            select(table.c.customer_ref, table.c.id, table.c.name, table.c.entity_id, table.c.email).where(
-                table.c.customer_ref.in_(batch)
-            )
+            select(
+                table.c.customer_ref,
+                table.c.id,
+                table.c.name,
+                table.c.entity_id,
+                table.c.email,
+                table.c.message_channel,
+            ).where(table.c.customer_ref.in_(batch))
         )
     }
     out: dict[str, Outcome | MissingReference] = {}
@@ -84,12 +100,30 @@ def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> d
         row = known.get(ref)
         if row is None:
             inserts.append(
-                {"customer_ref": ref, "name": customer.name, "entity_id": entity_id, "email": customer.email}
+                {
+                    "customer_ref": ref,
+                    "name": customer.name,
+                    "entity_id": entity_id,
+                    "email": customer.email,
+                    "message_channel": customer.channel,
+                }
             )
             out[ref] = "created"
-        elif (row.name, row.entity_id, row.email) != (customer.name, entity_id, customer.email):
+        elif (row.name, row.entity_id, row.email, row.message_channel) != (
+            customer.name,
+            entity_id,
+            customer.email,
+            customer.channel,
+        ):
             updates.append(
-                {"cid": row.id, "name": customer.name, "entity_id": entity_id, "email": customer.email, "now": now}
+                {
+                    "cid": row.id,
+                    "name": customer.name,
+                    "entity_id": entity_id,
+                    "email": customer.email,
+                    "channel": customer.channel,
+                    "now": now,
+                }
             )
             out[ref] = "updated"
         else:
@@ -99,14 +133,61 @@ def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> d
         connection.execute(insert(table), inserts)
     if updates:
         connection.execute(_UPDATE_CUSTOMER, updates)
+    with_contacts = {ref: c for ref, c in batch.items() if ref in out and not isinstance(out[ref], MissingReference)}
+    if with_contacts:
+        ids = dict(
+            session.execute(
+                select(table.c.customer_ref, table.c.id).where(table.c.customer_ref.in_(with_contacts))
+            ).all()
+        )
+        changed = replace_contacts(session, {ids[ref]: c.contacts for ref, c in with_contacts.items()})
+        for ref, customer_id in ids.items():
+            if customer_id in changed and out[ref] == "unchanged":
+                out[ref] = "updated"
     return out
+
+
+def replace_contacts(session: Session, contacts: Mapping[int, Sequence[model.BillingContact] | None]) -> set[int]:
+    """Store each customer's billing contacts as its source lists them now (None: the source says
+    nothing of contacts, and the stored ones stay; none stored, the customer's email stands in);
+    returns the customers whose contacts changed."""
+    table = table_of(BillingContactRow)
+    stored: dict[int, list[tuple[object, ...]]] = {cid: [] for cid in contacts}
+    for row in session.execute(
+        select(table.c.customer_id, table.c.email, table.c.role, table.c.name, table.c.language, table.c.opt_out)
+        .where(table.c.customer_id.in_(list(contacts)))
+        .order_by(table.c.customer_id, table.c.position)
+    ):
+        stored[row.customer_id].append(tuple(row)[1:])
+    changed: set[int] = set()
+    rows: list[dict[str, object]] = []
+    for customer_id, listed in contacts.items():
+        if listed is None:  # the source says nothing of contacts (a CRM without them): keep what is stored
+            continue
+        wanted = [(c.email, c.role, c.name, c.language, ",".join(c.opt_out)) for c in listed]
+        if wanted == stored[customer_id]:
+            continue
+        changed.add(customer_id)
+        rows.extend(
+            {"customer_id": customer_id, "position": i, "email": e, "role": r, "name": n, "language": la, "opt_out": o}
+            for i, (e, r, n, la, o) in enumerate(wanted)
+        )
+    if changed:
+        session.execute(delete(table).where(table.c.customer_id.in_(changed)))
+        if rows:
+            session.execute(insert(table), rows)
+    return changed
 
 
 _UPDATE_CUSTOMER = (
     update(table_of(Customer))
     .where(table_of(Customer).c.id == bindparam("cid"))
     .values(
-        name=bindparam("name"), entity_id=bindparam("entity_id"), email=bindparam("email"), updated_at=bindparam("now")
+        name=bindparam("name"),
+        entity_id=bindparam("entity_id"),
+        email=bindparam("email"),
+        message_channel=bindparam("channel"),
+        updated_at=bindparam("now"),
     )
 )
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
+from billbridge.store import messages
 from billbridge.store.models import (
     Contract,
     Customer,
@@ -33,6 +34,7 @@ def overview(session: Session, today: date, *, errors: int = 5) -> dict[str, Any
         "documents": _documents(session, today),
         "payments": _payments(session),
         "outbox": _outbox(session, errors),
+        "messages": messages.overview(session),
         "quarantined": dict(
             session.execute(
                 select(QuarantinedRecord.source, func.count())

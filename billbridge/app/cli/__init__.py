@@ -17,6 +17,7 @@ from billbridge.app.cli import (
     contracts,
     demo,
     invoices,
+    messages,
     metrics,
     monitors,
     outbox,
@@ -57,6 +58,7 @@ app.add_typer(metrics.app, name="metrics")
 app.add_typer(monitors.app, name="monitors")
 app.add_typer(user.app, name="user")
 app.add_typer(revenue.app, name="revenue")
+app.add_typer(messages.app, name="messages")
 
 
 @app.callback()

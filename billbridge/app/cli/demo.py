@@ -106,6 +106,18 @@ def _serve_demo(ui_url: str, api_port: int, sandboxes: Any) -> None:
     serve_forever(create_app(store, settings), api_port)
 
 
+def _messages_line(messages: dict[str, Any]) -> str:
+    """The demo's e-mails: sent per kind, waiting ones, and the mailbox folder to read them in."""
+    if not messages:
+        return "none"
+    sent = ", ".join(f"{kind} {states.get('sent', 0)}" for kind, states in sorted(messages["by_kind"].items()))
+    waiting = messages["waiting_for_contact"]
+    return (
+        f"sent: {sent or 'none'}; {waiting} customer(s) wait for a billing contact "
+        f"(billbridge --demo messages list); read them in {messages['mailbox']}"
+    )
+
+
 def _monitor_alerts(monitors: dict[str, Any]) -> str:
     """The demo's monitor alerts per monitor (``billbridge --demo monitors list`` shows the monitors)."""
     shown = ", ".join(f"{name} {n}" for name, n in sorted(monitors.get("alerts_by_monitor", {}).items()))
@@ -146,6 +158,7 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ("deals quarantined", f"{result['quarantined']} (billbridge --demo quarantine list)"),
         ("MRR", money(result["mrr"])),
         ("monitor alerts", _monitor_alerts(result.get("monitors", {}))),
+        ("customer e-mails", _messages_line(result.get("messages", {}))),
         ("ARR", money(result["arr"])),
         ("revenue recognised this month", money(result.get("recognised_revenue", {}))),
         ("deferred revenue", money(result.get("deferred_revenue", {}))),

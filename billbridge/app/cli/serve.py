@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from billbridge.app.cli import metrics
+from billbridge.app.cli import messages, metrics
 from billbridge.app.cli.common import JsonOpt, configured_store, console, print_json
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
@@ -85,6 +85,7 @@ def status(as_json: JsonOpt = False) -> None:
         for topic, counts in data["outbox"].items():
             if counts["leased"]:
                 console.print(f"{topic}: {counts['leased']} leased by a run (see billbridge outbox list)")
+    messages.print_overview(data["messages"])
     if data["cursors"]:
         synced = Table("source", "stream", "last cursor saved (UTC)", title="sync cursors")
         for cursor in data["cursors"]:

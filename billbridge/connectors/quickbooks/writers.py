@@ -16,7 +16,9 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
+from urllib.parse import quote as url_quote
 
+from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import ErrorKind, VendorError
 from billbridge.connectors.quickbooks.connection import chunks
 from billbridge.connectors.quickbooks.readers import QuickBooksReader
@@ -68,6 +70,23 @@ class QuickBooksWriteError(Exception):
 
 class QuickBooksConnector(QuickBooksReader):
     """One QuickBooks company: its reads (``QuickBooksReader``) and its writes."""
+
+    def send_invoice(self, invoice_id: str, send_to: str, key: str) -> PushResult:
+        """QuickBooks e-mails its own invoice to ``send_to`` (``POST /invoice/{id}/send``; it sets
+        ``EmailStatus`` EmailSent, ``BillEmail`` and ``DeliveryInfo``). Looked up first: an invoice
+        QuickBooks has sent already is not sent again (``existing``), so a retry after a lost answer
+        or a crash mails nobody twice."""
+
+        def read(qb: Any) -> dict[str, Any]:
+            return dict(qb.make_request("GET", self._url(qb, f"invoice/{invoice_id}")))
+
+        current = self._call(read, what="read invoice")["Invoice"]
+        number = str(current.get("DocNumber") or invoice_id)
+        if current.get("EmailStatus") == "EmailSent":
+            return PushResult(number, "invoice", "existing", invoice_id, str(current.get("SyncToken")))
+        endpoint = f"invoice/{invoice_id}/send?sendTo={url_quote(send_to, safe='')}"
+        sent = self._call(self._poster(endpoint, "", key), what="send invoice")["Invoice"]
+        return PushResult(number, "invoice", "created", invoice_id, str(sent.get("SyncToken")))
 
     def batch(self, writes: Sequence[Write]) -> dict[str, Written]:
         """Create ``writes`` through the batch endpoint, 30 per call; the outcome per idempotency key."""

@@ -40,6 +40,16 @@ PAGES = OPPORTUNITIES.paginator
 BOOTSTRAP = timedelta(days=14)  # how much of the 15-day delete log a full pull reads
 LINES = "OpportunityLineItems"  # child relationship of Opportunity
 ENTRIES = "PricebookEntries"  # child relationship of Product2
+CONTACT_ROLES = "OpportunityContactRoles"  # child relationship of Opportunity: contacts with their role
+CONTACT_ROLE_COLUMNS = (
+    "Id",
+    "Role",
+    "IsPrimary",
+    "ContactId",
+    "Contact.Email",
+    "Contact.FirstName",
+    "Contact.LastName",
+)
 
 STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
     "Opportunity": ("Id", "Name", "StageName", "Amount", "CloseDate", "CurrencyIsoCode", "AccountId", "SystemModstamp"),
@@ -71,7 +81,8 @@ def deals_soql(extra: Mapping[str, Sequence[str]], since: datetime | None) -> st
     line = _columns(STANDARD_COLUMNS["OpportunityLineItem"], extra.get("OpportunityLineItem", ()))
     where = f" WHERE SystemModstamp >= {soql_datetime(since)}" if since is not None else ""
     return (
-        f"SELECT {', '.join(deal + account)}, (SELECT {', '.join(line)} FROM {LINES}) "
+        f"SELECT {', '.join(deal + account)}, (SELECT {', '.join(line)} FROM {LINES}), "
+        f"(SELECT {', '.join(CONTACT_ROLE_COLUMNS)} FROM {CONTACT_ROLES}) "
         f"FROM Opportunity{where} ORDER BY SystemModstamp, Id"
     )
 
@@ -244,6 +255,9 @@ class SalesforceSource:
 
     def _bundle(self, record: dict[str, Any], products: Mapping[str, dict[str, Any]]) -> DealBundle:
         lines = self._children(record, LINES)
+        if record.get(CONTACT_ROLES):  # every page of the roles, in the shape of a one-page result
+            roles = self._children(record, CONTACT_ROLES)
+            record = {**record, CONTACT_ROLES: {"totalSize": len(roles), "done": True, "records": roles}}
         account = record.get("Account")
         company = {k: v for k, v in account.items() if k != "attributes"} if account else None
         used = {str(line.get("Product2Id")) for line in lines}

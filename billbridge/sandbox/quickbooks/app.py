@@ -125,6 +125,14 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None) -> Any
 
         return await _serve(company, request, realm, work)
 
+    @app.post("/v3/company/{realm}/invoice/{ident}/send")
+    async def send_invoice(realm: str, ident: str, request: Request) -> Response:
+        rid = request.query_params.get("requestid")
+        send_to = request.query_params.get("sendTo")
+        return await _serve(
+            company, request, realm, lambda: company.once(rid, lambda: (200, {"Invoice": company.send(ident, send_to)}))
+        )
+
     @app.get("/v3/company/{realm}/{entity}/{ident}")
     async def read(realm: str, entity: str, ident: str, request: Request) -> Response:
         name = _entity(entity)

@@ -126,6 +126,7 @@ class QboCompany:
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.access_tokens: dict[str, float] = {}  # token -> expiry
         self.replies: dict[str, tuple[int, Any]] = {}  # requestid -> the first answer
+        self.sent_emails: list[dict[str, str]] = []  # what QuickBooks "mailed" (POST /invoice/{id}/send)
         self.initial_refresh_token = self._issue_refresh()
         self.create("Account", {"Name": "Services", "AccountType": "Income", "AccountSubType": "ServiceFeeIncome"})
 
@@ -260,6 +261,31 @@ class QboCompany:
             self.records[entity][record["Id"]] = record
             if entity == "Payment":
                 self._apply_payment(record, +1)
+            return record
+
+    def send(self, ident: str, send_to: str | None) -> dict[str, Any]:
+        """E-mail an invoice as QuickBooks does: to ``sendTo`` (which becomes its BillEmail) or its
+        BillEmail; EmailStatus EmailSent, DeliveryInfo with the time. Recorded in ``sent_emails``."""
+        with self.lock:
+            current = self.get("Invoice", ident)
+            address = send_to or (current.get("BillEmail") or {}).get("Address")
+            if not address:
+                raise validation(
+                    "BillEmail is required to send an invoice",
+                    "2020",
+                    "Required param missing, need to supply the required value for the API",
+                )
+            stamp = self._stamp()
+            record = {
+                **current,
+                "BillEmail": {"Address": address},
+                "EmailStatus": "EmailSent",
+                "DeliveryInfo": {"DeliveryType": "Email", "DeliveryTime": stamp},
+                "SyncToken": str(int(current["SyncToken"]) + 1),
+                "MetaData": {**current["MetaData"], "LastUpdatedTime": stamp},
+            }
+            self.records["Invoice"][ident] = record
+            self.sent_emails.append({"Invoice": ident, "DocNumber": str(record.get("DocNumber")), "To": address})
             return record
 
     def delete(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:

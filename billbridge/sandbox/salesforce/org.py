@@ -29,6 +29,10 @@ DELETE_LOG_DAYS = 15  # getDeleted answers for no more than 15 days back (REST A
 
 # Standard and custom fields each object has (queries naming others fail with INVALID_FIELD).
 SCHEMA: dict[str, frozenset[str]] = {
+    "Contact": frozenset({"Id", "FirstName", "LastName", "Email", "AccountId", "IsDeleted", "SystemModstamp"}),
+    "OpportunityContactRole": frozenset(
+        {"Id", "OpportunityId", "ContactId", "Role", "IsPrimary", "IsDeleted", "SystemModstamp"}
+    ),
     "Account": frozenset({"Id", "Name", "Website", "Billing_Entity__c", "IsDeleted", "SystemModstamp"}),
     "Pricebook2": frozenset({"Id", "Name", "IsStandard", "IsActive", "IsDeleted", "SystemModstamp"}),
     "Product2": frozenset(
@@ -100,12 +104,14 @@ LOOKUPS: dict[tuple[str, str], tuple[str, str]] = {
     ("OpportunityLineItem", "Product2"): ("Product2Id", "Product2"),
     ("OpportunityLineItem", "PricebookEntry"): ("PricebookEntryId", "PricebookEntry"),
     ("PricebookEntry", "Product2"): ("Product2Id", "Product2"),
+    ("OpportunityContactRole", "Contact"): ("ContactId", "Contact"),
 }
 # (object, child relationship name) -> (child object, its field pointing at the parent).
 CHILDREN: dict[tuple[str, str], tuple[str, str]] = {
     ("Opportunity", "OpportunityLineItems"): ("OpportunityLineItem", "OpportunityId"),
     ("Product2", "PricebookEntries"): ("PricebookEntry", "Product2Id"),
     ("Account", "Opportunities"): ("Opportunity", "AccountId"),
+    ("Opportunity", "OpportunityContactRoles"): ("OpportunityContactRole", "OpportunityId"),
 }
 
 

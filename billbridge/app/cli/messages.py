@@ -1,0 +1,205 @@
+"""``billbridge messages ...``: the messages billbridge sends customers (invoice delivery, reminders,
+receipts, dunning notices): list them, read one, send the due ones, and retry an unconfirmed or
+failed one after checking it did not arrive."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from billbridge.settings import Settings
+from billbridge.store import messages as sql
+from billbridge.store.db import Store, open_store
+
+app = typer.Typer(
+    help="Customer messages: invoice delivery, payment reminders, receipts, dunning notices.", no_args_is_help=True
+)
+console = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _store() -> Store:
+    return open_store(Settings().database)
+
+
+def _json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command("list")
+def list_messages(
+    kind: Annotated[str | None, typer.Option(help="invoice, reminder, receipt or dunning.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer (customer_ref).")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this state: waiting_contact, queued, sending, sent, unconfirmed, failed, skipped."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Messages, newest first, with their state, recipients and the server's last answer."""
+    with _store().read() as session:
+        rows = sql.listing(session, kind=kind, customer_ref=customer, state=status)
+    if as_json:
+        _json(rows)
+        return
+    table = Table("id", "kind", "state", "customer", "invoice", "to", "as of", "last error", title="messages")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["kind"],
+            row["state"],
+            row["customer_ref"],
+            row["number"] or "",
+            ", ".join(row["recipients"].get("to", [])),
+            str(row["as_of"]),
+            row["last_error"] or "",
+        )
+    console.print(table)
+
+
+@app.command("retry")
+def retry(
+    message_id: Annotated[int, typer.Argument(help="The message's id (billbridge messages list).")],
+    checked: Annotated[
+        bool,
+        typer.Option(
+            "--checked",
+            help="Confirm you checked that an unconfirmed message did not arrive (the SMTP server may have it).",
+        ),
+    ] = False,
+) -> None:
+    """Queue an unconfirmed or failed message again. An unconfirmed one may have reached the
+    customer (the connection broke after the server was handed it): check first, then pass --checked."""
+    with _store().write() as session:
+        message = sql.get(session, message_id)
+        if message is None:
+            err.print(f"[red]error:[/red] no message {message_id}")
+            raise typer.Exit(1)
+        if message.state == "unconfirmed" and not checked:
+            err.print(
+                f"[red]error:[/red] message {message_id} is unconfirmed: the SMTP server may have accepted it "
+                f"(Message-ID {message.message_id}). Check the recipient's mailbox or the server's log, then "
+                "run again with --checked."
+            )
+            raise typer.Exit(1)
+        try:
+            state = sql.retry(session, message_id)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    console.print(f"message {message_id}: {state}")
+
+
+def print_overview(data: dict[str, Any]) -> None:
+    """The messages part of ``billbridge status``."""
+    if data["by_kind"]:
+        table = Table("message kind", "by state", title="messages (billbridge messages list)")
+        for kind, states in sorted(data["by_kind"].items()):
+            table.add_row(kind, ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+        console.print(table)
+    for waiting in data["waiting_for_contact"]:
+        console.print(
+            f"{waiting['customer_ref']} ({waiting['name']}): {waiting['messages']} message(s) wait for a billing contact"
+        )
+    if data["customers_without_contact"]:
+        console.print("customers without a billing contact: " + ", ".join(data["customers_without_contact"]))
+
+
+@app.command("show")
+def show(
+    message_id: Annotated[int, typer.Argument(help="The message's id (billbridge messages list).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One message: its state, recipients, Message-ID, the server's last answer and its rendered text."""
+    from billbridge.flows.messages import rendered
+
+    with _store().read() as session:
+        context = sql.sending_context(session, message_id)
+    if context is None:
+        err.print(f"[red]error:[/red] no message {message_id}")
+        raise typer.Exit(1)
+    text = rendered(context)
+    if as_json:
+        keep = ("id", "kind", "state", "channel", "event_key", "message_id", "recipients", "language", "as_of")
+        _json(
+            {
+                **{k: context[k] for k in keep},
+                "last_error": context["last_error"],
+                "subject": text.subject,
+                "text": text.text,
+            }
+        )
+        return
+    _print_message(context, text.subject, text.text)
+
+
+@app.command("preview")
+def preview(
+    invoice: Annotated[str, typer.Option("--invoice", help="The document's number.")],
+    kind: Annotated[str, typer.Option(help="invoice, reminder, receipt or dunning.")] = "invoice",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="The day it would go out (default: today).")] = None,
+) -> None:
+    """What a message about a document would say, with its recipients; nothing is saved or sent."""
+    from datetime import date
+
+    from billbridge.flows.messages import rendered
+
+    if kind not in ("invoice", "reminder", "dunning"):
+        err.print("[red]error:[/red] --kind: invoice, reminder or dunning (a receipt is about a payment)")
+        raise typer.Exit(1)
+    day = date.fromisoformat(as_of) if as_of else date.today()
+    with _store().read() as session:
+        context = sql.preview_context(session, invoice, kind, day)  # type: ignore[arg-type]
+    if context is None:
+        err.print(f"[red]error:[/red] no document {invoice!r}")
+        raise typer.Exit(1)
+    text = rendered(context)
+    _print_message(context, text.subject, text.text)
+
+
+@app.command("send")
+def send(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="The day to plan for (default: today).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the messages that are due (deliveries, reminder steps, receipts, dunning notices) and send
+    them through the configured SMTP server, each once (what the send-reminders deployment does)."""
+    from datetime import date
+
+    from billbridge.flows.messages import plan_messages, send_messages
+
+    settings = Settings()
+    store = open_store(settings.database)
+    plan = plan_messages(store, settings, date.fromisoformat(as_of) if as_of else date.today())
+    sent = send_messages(store, settings) if settings.smtp is not None else None
+    if as_json:
+        _json({"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None})
+        return
+    console.print("made: " + (", ".join(f"{k} {v}" for k, v in sorted(plan.created.items())) or "nothing"))
+    for line in plan.skipped:
+        console.print(line)
+    if sent is None:
+        console.print("not sent: no SMTP server configured ([smtp] host, BILLBRIDGE_SMTP__HOST)")
+        return
+    console.print("sent: " + (", ".join(f"{k} {v}" for k, v in sorted(sent.outcomes.items())) or "nothing"))
+    for mid, error in sent.failures:
+        err.print(f"message {mid}: {error}")
+
+
+def _print_message(context: dict[str, Any], subject: str, text: str) -> None:
+    recipients = context["recipients"]
+    console.print(f"[bold]{subject}[/bold]")
+    console.print(f"to: {', '.join(recipients['to']) or '(no contact: waiting)'}")
+    if recipients["cc"]:
+        console.print(f"cc: {', '.join(recipients['cc'])}")
+    console.print(f"state: {context['state']}  channel: {context['channel']}  Message-ID: {context['message_id']}")
+    if context.get("last_error"):
+        console.print(f"last answer: {context['last_error']}")
+    console.print()
+    console.print(text, markup=False, highlight=False)

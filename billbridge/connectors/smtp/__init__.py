@@ -1,0 +1,139 @@
+"""Sending e-mail through an SMTP server (smtplib), exactly once with the caller's help.
+
+SMTP gives no way to ask a server whether it already took a message, so the boundary is drawn at
+the DATA command: ``send`` runs the envelope (MAIL FROM, RCPT TO), then calls ``before_data`` (the
+caller commits the message as ``sending``), then DATA. Everything before DATA that fails is safe to
+try again (the server took nothing); a reply to DATA says plainly whether the server took it; only a
+connection lost (or a crash) after DATA began leaves the outcome unknown, and the caller records the
+message ``unconfirmed`` instead of sending it again. The message carries a Message-ID fixed at its
+creation, so a person checking a mailbox can tell.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from types import TracebackType
+
+from billbridge.connectors.errors import Classified, ErrorKind
+from billbridge.settings import SmtpSettings
+
+
+class SmtpFailed(Exception):
+    """The server did not take the message; ``classified`` says whether trying again may work
+    (4xx, a connection lost before DATA) or not (5xx: an invalid address, a refused sender)."""
+
+    def __init__(self, classified: Classified) -> None:
+        super().__init__(classified.reason)
+        self.classified = classified
+
+
+class SmtpUnknown(Exception):
+    """The connection was lost after DATA began: the server may or may not have the message."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    answer: str  # the server's reply to DATA (its queue id, usually)
+
+
+def classify_reply(code: int, text: bytes | str, what: str) -> Classified:
+    answer = text.decode(errors="replace") if isinstance(text, bytes) else text
+    kind = ErrorKind.RETRIABLE if 400 <= code < 500 else ErrorKind.FATAL
+    return Classified(kind, f"{what}: the SMTP server answered {code} {answer}".strip())
+
+
+class SmtpSender:
+    """One connection to the configured server, opened on first use and reused for a batch."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._client: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpSender:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _context(self) -> ssl.SSLContext:
+        cafile = str(self.settings.ca_bundle) if self.settings.ca_bundle else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            client: smtplib.SMTP
+            if s.tls == "tls":
+                client = smtplib.SMTP_SSL(
+                    s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout_seconds, context=self._context()
+                )
+            else:
+                client = smtplib.SMTP(s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout_seconds)
+            client.ehlo()
+            if s.tls == "starttls":
+                if not client.has_extn("starttls"):
+                    raise SmtpFailed(Classified(ErrorKind.FATAL, f"{s.host}:{s.port} does not offer STARTTLS"))
+                client.starttls(context=self._context())
+                client.ehlo()
+            if s.username:
+                password = s.password.get_secret_value() if s.password else ""
+                client.login(s.username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise SmtpFailed(Classified(ErrorKind.AUTH, f"SMTP AUTH refused ({exc.smtp_code})")) from None
+        except smtplib.SMTPResponseException as exc:
+            raise SmtpFailed(classify_reply(exc.smtp_code, exc.smtp_error, "connecting")) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise SmtpFailed(Classified(ErrorKind.RETRIABLE, f"cannot reach {s.host}:{s.port}: {exc}")) from None
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.quit()
+            except (OSError, smtplib.SMTPException):
+                self._client.close()
+            self._client = None
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def send(
+        self, message: EmailMessage, sender: str, recipients: Sequence[str], before_data: Callable[[], bool]
+    ) -> Sent | None:
+        """Send ``message`` to ``recipients``; None when ``before_data`` said not to (another run has
+        it). Raises SmtpFailed (the server did not take it) or SmtpUnknown (it may have)."""
+        client = self._client or self._connect()
+        self._client = client
+        try:
+            code, reply = client.mail(sender)
+            if code != 250:
+                client.rset()
+                raise SmtpFailed(classify_reply(code, reply, f"MAIL FROM:<{sender}>"))
+            for address in recipients:
+                code, reply = client.rcpt(address)
+                if code not in (250, 251):
+                    client.rset()  # all or nothing: a message goes to every recipient once, or waits
+                    raise SmtpFailed(classify_reply(code, reply, f"RCPT TO:<{address}>"))
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._drop()
+            raise SmtpFailed(Classified(ErrorKind.RETRIABLE, f"connection lost before DATA: {exc}")) from None
+        if not before_data():
+            client.rset()
+            return None
+        try:
+            code, reply = client.data(message.as_bytes(policy=policy.SMTP))  # CRLF line ends, as SMTP wants
+        except smtplib.SMTPDataError as exc:  # the server answered DATA (or the message) with a refusal
+            raise SmtpFailed(classify_reply(exc.smtp_code, exc.smtp_error, "DATA")) from None
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise SmtpUnknown(f"connection lost during DATA: {exc}") from None
+        if code != 250:  # smtplib returns the final reply to the message rather than raising
+            raise SmtpFailed(classify_reply(code, reply, "DATA"))
+        return Sent(reply.decode(errors="replace"))

@@ -1,0 +1,440 @@
+"""Customer messages: plan what is due (invoice deliveries, reminders, receipts, dunning notices),
+then send them through SMTP exactly once; ``send_reminders`` is the daily flow doing both.
+
+Planning makes each message once per event (the store's unique event key) and queues it on the
+outbox in the same transaction. Sending claims outbox rows with a lease like every relay and, per
+message: renders it, runs the SMTP envelope, commits the message as ``sending`` and only then sends
+DATA (``connectors.smtp``). The boundary: a crash before that commit sends nothing and the message
+goes out on the next run; a crash after it leaves ``sending``, which the next run turns into
+``unconfirmed`` (shown, never sent blindly again: a person checks and retries). A message the
+server took but whose ``sent`` we could not commit is therefore never sent twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from billbridge.billing.messaging import reminder_steps, step_name
+from billbridge.connectors.errors import Classified, ErrorKind, VendorError
+from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.flows.push import quickbooks_connector, stripe_connector
+from billbridge.mapping import messages as render
+from billbridge.mapping.invoice_pdf import render_pdf
+from billbridge.settings import Settings, SmtpSettings
+from billbridge.store import messages as sql
+from billbridge.store.db import Store, open_store
+from billbridge.store.external_refs import get_external_id
+from billbridge.store.outbox import Message
+
+UNCONFIRMED = (
+    "unconfirmed: a run stopped after handing message {id} to the SMTP server, so it may have arrived; "
+    "check the recipient's mailbox or the server's log, then `billbridge messages retry {id} --checked`"
+)
+Attach = Callable[[Mapping[str, Any]], Sequence[render.Attachment]]
+
+
+@dataclass
+class Extras:
+    """What a message may carry beyond its template: attachments (the invoice PDF) and the pay link."""
+
+    attachments: Attach = field(default=lambda context: ())
+    pay_link: Callable[[Mapping[str, Any]], str | None] = field(default=lambda context: None)
+    templates: Mapping[str, str] | None = None
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian's fonts-dejavu-core
+
+
+def pdf_font(settings: Settings) -> Path | None:
+    """The Unicode font of the PDFs: ``pdf_font``, else DejaVu Sans where installed, else the PDF's
+    core fonts (Latin-1 only)."""
+    if settings.pdf_font is not None:
+        return settings.pdf_font
+    return DEJAVU if DEJAVU.exists() else None
+
+
+def invoice_pdf(font: Path | None) -> Attach:
+    """Attach the document itself to its delivery message."""
+
+    def attach(context: Mapping[str, Any]) -> Sequence[render.Attachment]:
+        invoice = context["invoice"]
+        if context["kind"] != "invoice" or invoice is None:
+            return ()
+        pdf = render_pdf(
+            invoice,
+            entity=context["entity"],
+            customer=context["customer"],
+            language=context["language"],
+            pay_link=context.get("pay_link"),
+            font=font,
+        )
+        return (render.Attachment(f"{invoice['number']}.pdf", pdf),)
+
+    return attach
+
+
+def stripe_pay_link(settings: Settings) -> Callable[[Mapping[str, Any]], str | None]:
+    """Stripe's hosted invoice page of a document pushed to Stripe (its pay and update-card link)."""
+    if settings.stripe is None or settings.stripe.api_key is None:
+        return lambda context: None
+    connector = stripe_connector(settings)
+
+    def link(context: Mapping[str, Any]) -> str | None:
+        invoice = context["invoice"]
+        if invoice is None or not invoice.get("stripe_invoice"):
+            return None
+        found = connector.retrieve_invoice(invoice["stripe_invoice"]).get("hosted_invoice_url")
+        return str(found) if found else None
+
+    return link
+
+
+def default_extras(settings: Settings, templates: Mapping[str, str] | None = None) -> Extras:
+    """The PDF attachment and the Stripe pay link, as configured."""
+    return Extras(attachments=invoice_pdf(pdf_font(settings)), pay_link=stripe_pay_link(settings), templates=templates)
+
+
+def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
+    """The variables a template sees: customer, entity, invoice (money as Decimal), details, pay link."""
+    invoice = context["invoice"]
+    currency = invoice["currency"] if invoice else context["entity"]["currency"]
+    shown = None
+    if invoice is not None:
+        shown = {
+            "number": invoice["number"],
+            "doc_type": invoice["doc_type"],
+            "billing_date": invoice["billing_date"],
+            "due_date": invoice["due_date"],
+            "total": invoice["invoice_total"],
+            "paid": invoice["amount_paid"],
+            "open": invoice["open"],
+            "currency": invoice["currency"],
+        }
+    return {
+        "language": context["language"],
+        "currency": currency,
+        "customer": context["customer"],
+        "entity": context["entity"],
+        "invoice": shown,
+        "details": context["details"],
+        "payment": context["details"].get("payment"),
+        "pay_link": pay_link or context["details"].get("pay_link"),
+    }
+
+
+def still_due(context: Mapping[str, Any]) -> str | None:
+    """Why a queued message should not go out any more (a reminder for an invoice paid meanwhile), or None."""
+    invoice = context["invoice"]
+    if invoice is None or context["kind"] not in ("reminder", "dunning"):
+        return None
+    if invoice["status"] not in ("sent", "partially_paid") or invoice["open"] <= 0:
+        return f"invoice {invoice['number']} is {invoice['status']} now"
+    return None
+
+
+def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None) -> tuple[Handler, Callable[[], None]]:
+    """The relay handler of ``message.email``: one SMTP connection for the run."""
+    extras = extras or Extras()
+    sender = SmtpSender(smtp)
+
+    def finish(message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
+        with store.write() as session:
+            sql.finish(session, message_id, state, error, subject)
+
+    def one(message: Message) -> Delivery:
+        message_id = int(message.payload["message"])
+        with store.read() as session:
+            context = sql.sending_context(session, message_id)
+        if context is None:
+            return Delivery(message.id, outcome="gone")
+        state = context["state"]
+        if state == "sending":  # a run died after committing ``sending``: the server may have it
+            reason = UNCONFIRMED.format(id=message_id)
+            finish(message_id, "unconfirmed", reason)
+            return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="unconfirmed")
+        if state != "queued":  # sent, skipped, retried under a new outbox row: nothing to do here
+            return Delivery(message.id, outcome=f"already {state}")
+        what = _naming(context)
+        stale = still_due(context)
+        if stale is not None:
+            finish(message_id, "skipped", stale)
+            return Delivery(message.id, outcome="skipped")
+        try:
+            pay_link = extras.pay_link(context) or context["details"].get("pay_link")
+            context = {**context, "pay_link": pay_link}
+            rendered = render.render(context["kind"], template_context(context, pay_link), extras.templates)
+            attachments = extras.attachments(context)
+        except VendorError as exc:  # the pay link could not be read: try again later
+            reason = f"{what}: {exc}"
+            finish(message_id, "queued", reason)
+            return Delivery(message.id, error=Classified(exc.classified.kind, reason))
+        except (render.TemplateProblem, ValueError) as exc:
+            reason = f"{what}: {exc}"
+            finish(message_id, "failed", reason)
+            return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="failed")
+        recipients = context["recipients"]
+        email = render.email(
+            rendered,
+            sender=context["entity"]["sender"],
+            sender_name=context["entity"]["name"],
+            to=recipients["to"],
+            cc=recipients["cc"],
+            message_id=context["message_id"],
+            attachments=attachments,
+        )
+
+        def before_data() -> bool:
+            with store.write() as session:
+                return sql.begin_sending(session, message_id)
+
+        try:
+            sent = sender.send(email, context["entity"]["sender"], [*recipients["to"], *recipients["cc"]], before_data)
+        except SmtpFailed as exc:
+            reason = f"{what}: {exc.classified.reason}"
+            retriable = exc.classified.kind == ErrorKind.RETRIABLE
+            finish(message_id, "queued" if retriable else "failed", reason)
+            return Delivery(message.id, error=Classified(exc.classified.kind, reason))
+        except SmtpUnknown as exc:
+            reason = f"{what}: {exc}; " + UNCONFIRMED.format(id=message_id)
+            finish(message_id, "unconfirmed", reason)
+            return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="unconfirmed")
+        if sent is None:
+            return Delivery(message.id, outcome="taken by another run")
+        finish(message_id, "sent", subject=rendered.subject)
+        return Delivery(message.id, outcome=context["kind"])
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        return [one(message) for message in messages]
+
+    return handle, sender.close
+
+
+def rendered(context: Mapping[str, Any], templates: Mapping[str, str] | None = None) -> render.Rendered:
+    """A message as its template renders it from what the store holds (no vendor call: the pay link
+    is the one recorded with the message, if any)."""
+    return render.render(context["kind"], template_context(context, None), templates)
+
+
+def _naming(context: Mapping[str, Any]) -> str:
+    """A message as errors name it: its kind, customer and invoice."""
+    invoice = context["invoice"]
+    number = f", invoice {invoice['number']}" if invoice else ""
+    return f"{context['kind']} message {context['id']} (customer {context['customer']['customer_ref']}{number})"
+
+
+def quickbooks_message_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """The relay handler of ``message.quickbooks``: QuickBooks e-mails the invoice it holds. Unlike
+    SMTP, QuickBooks can be asked whether it sent one (EmailStatus), so a message left ``sending`` by
+    a crash is looked up there and finished, never sent twice and never left unconfirmed."""
+    connector = quickbooks_connector(store, settings)
+
+    def finish(message_id: int, state: str, error: str | None = None) -> None:
+        with store.write() as session:
+            sql.finish(session, message_id, state, error)
+
+    def one(message: Message) -> Delivery:
+        message_id = int(message.payload["message"])
+        with store.read() as session:
+            context = sql.sending_context(session, message_id)
+            invoice = context["invoice"] if context else None
+            qbo_id = get_external_id(session, "quickbooks", "invoice", invoice["id"]) if invoice else None
+        if context is None or invoice is None:
+            return Delivery(message.id, outcome="gone")
+        if context["state"] not in ("queued", "sending"):
+            return Delivery(message.id, outcome=f"already {context['state']}")
+        what = _naming(context)
+        if qbo_id is None:
+            reason = f"{what}: not in QuickBooks yet (push it first: billbridge push --target quickbooks)"
+            return Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason))
+        if context["state"] == "queued":
+            with store.write() as session:
+                sql.begin_sending(session, message_id)
+        try:
+            result = connector.send_invoice(
+                qbo_id, context["recipients"]["to"][0], f"billbridge-{context['event_key']}"
+            )
+        except VendorError as exc:
+            reason = f"{what}: {exc.classified.reason}"
+            retriable = exc.classified.kind != ErrorKind.FATAL
+            finish(message_id, "sending" if retriable else "failed", reason)  # sending: looked up on the retry
+            return Delivery(message.id, error=Classified(exc.classified.kind, reason))
+        finish(message_id, "sent")
+        return Delivery(
+            message.id, outcome="invoice sent by quickbooks" if result.status == "created" else "sent before"
+        )
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        return [one(message) for message in messages]
+
+    return handle, connector.close
+
+
+def send_messages(
+    store: Store, settings: Settings, *, extras: Extras | None = None, limit: int | None = None
+) -> RelaySummary:
+    """Send the queued messages (each once; failures stay visible): e-mails through SMTP, and the
+    invoices QuickBooks sends itself when QuickBooks is configured. One summary for both."""
+    summary = RelaySummary(sql.TOPIC)
+    if settings.quickbooks is not None:
+        handler, close = quickbooks_message_handler(store, settings)
+        try:
+            _merge(summary, relay(store, sql.QUICKBOOKS_TOPIC, handler, batch=30, limit=limit))
+        finally:
+            close()
+    if settings.smtp is not None or settings.quickbooks is None:
+        handler, close = email_handler(store, settings.vendor(SmtpSettings), extras or default_extras(settings))
+        try:
+            _merge(summary, relay(store, sql.TOPIC, handler, batch=50, limit=limit))
+        finally:
+            close()
+    return summary
+
+
+def _merge(into: RelaySummary, part: RelaySummary) -> None:
+    into.outcomes.update(part.outcomes)
+    into.failures.extend(part.failures)
+    into.leased = into.leased or part.leased
+
+
+@dataclass
+class PlanSummary:
+    """What a planning pass made: messages by kind and state, and the reminder steps it skipped."""
+
+    created: Counter[str] = field(default_factory=Counter)
+    released: int = 0  # messages that waited for a contact and now have one
+    skipped: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": dict(self.created), "released": self.released, "skipped": self.skipped}
+
+
+def _money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def plan_messages(store: Store, settings: Settings, today: date) -> PlanSummary:
+    """Make the messages the store's events call for, each once: deliveries of issued documents,
+    the reminder steps due by ``today``, receipts of applied payments, dunning notices of declined
+    auto-charges. A stale reminder step is recorded as skipped (and reported), not sent."""
+    summary = PlanSummary()
+    since = today - timedelta(days=settings.messages_lookback_days)
+    with store.write() as session:
+        drafts: list[sql.MessageDraft] = [
+            sql.MessageDraft(f"invoice:{d['id']}", "invoice", d["customer_id"], d["billing_date"], invoice_id=d["id"])
+            for d in sql.issued_without_delivery(session, since)
+        ]
+        drafts += _reminders(session, today, settings.reminder_stale_days, summary)
+        drafts += [_receipt(p) for p in sql.payments_without_receipt(session, since)]
+        drafts += [_dunning(d, today) for d in sql.declined_charges(session)]
+        summary.created = sql.create(session, drafts)
+        summary.released = sql.release_waiting(session)
+    return summary
+
+
+def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary) -> list[sql.MessageDraft]:
+    drafts = []
+    horizon = today + timedelta(days=60)  # the earliest step is at most 60 days before the due date
+    for invoice in sql.open_for_reminders(session, horizon):
+        steps = reminder_steps(
+            invoice["due_date"], today, invoice["reminder_days"], invoice["done"], stale_days=stale_days
+        )
+        for step in steps:
+            details: dict[str, Any] = {"offset": step.offset}
+            state = None
+            if step.action != "send":
+                state = "skipped"
+                details["skipped"] = step.action
+                if step.action == "stale":
+                    summary.skipped.append(
+                        f"invoice {invoice['number']}: reminder step {step_name(step.offset)} of {step.day} is "
+                        f"{(today - step.day).days} days old (reminder_stale_days {stale_days}): skipped"
+                    )
+            drafts.append(
+                sql.MessageDraft(
+                    f"reminder:{invoice['id']}:{step_name(step.offset)}",
+                    "reminder",
+                    invoice["customer_id"],
+                    step.day,
+                    invoice_id=invoice["id"],
+                    details=details,
+                    state=state,
+                )
+            )
+    return drafts
+
+
+def _receipt(payment: Mapping[str, Any]) -> sql.MessageDraft:
+    applied = [
+        {"number": a["number"], "amount": _money(a["amount"]), "open": _money(a["open"])} for a in payment["applied"]
+    ]
+    return sql.MessageDraft(
+        f"receipt:{payment['id']}",
+        "receipt",
+        payment["customer_id"],
+        payment["received_on"],
+        invoice_id=payment["applied"][0]["invoice_id"],
+        payment_id=payment["id"],
+        details={
+            "payment": {
+                "ref": payment["payment_ref"],
+                "amount": _money(payment["amount"]),
+                "received_on": payment["received_on"].isoformat(),
+                "applied": applied,
+                "unapplied": _money(payment["unapplied_amount"]) if payment["unapplied_amount"] > 0 else None,
+            }
+        },
+    )
+
+
+def _dunning(decline: Mapping[str, Any], today: date) -> sql.MessageDraft:
+    code = None
+    error = str(decline["error"])
+    if error.startswith("declined (") and ")" in error:
+        code = error[len("declined (") : error.index(")")]
+    return sql.MessageDraft(
+        f"dunning:{decline['invoice_id']}:{decline['attempts']}",
+        "dunning",
+        decline["customer_id"],
+        today,
+        invoice_id=decline["invoice_id"],
+        details={
+            "attempt": decline["attempts"],
+            "final": decline["final"],
+            "reason_code": code,
+            "reason_text": render.decline_text(code),
+        },
+    )
+
+
+def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
+    """The flow's artifact: messages made by kind and state, sent by kind, failures, skipped steps."""
+    lines = ["# Customer messages", "", "| made | count |", "|---|---|"]
+    lines += [f"| {key} | {count} |" for key, count in sorted(plan.created.items())]
+    if sent is not None:
+        lines += ["", "| sent | count |", "|---|---|"]
+        lines += [f"| {key} | {count} |" for key, count in sorted(sent.outcomes.items())]
+        lines += [f"- message {mid}: {error}" for mid, error in sent.failures[:20]]
+    lines += [f"- {text}" for text in plan.skipped[:50]]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="send_reminders")
+def send_reminders(as_of: date | None = None) -> dict[str, Any]:
+    """Daily: make the messages that are due (deliveries, reminder steps, receipts, dunning notices),
+    then send them through SMTP, each once."""
+    settings = Settings()
+    store = open_store(settings.database)
+    plan = plan_messages(store, settings, as_of or date.today())
+    sent = send_messages(store, settings) if settings.smtp is not None or settings.quickbooks is not None else None
+    create_markdown_artifact(messages_markdown(plan, sent), key="send-reminders", description="Customer messages")
+    return {"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None}

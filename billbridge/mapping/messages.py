@@ -1,0 +1,227 @@
+"""Customer messages as e-mails: Jinja2 templates (plain text and HTML) per kind, money and dates
+written for the reader's language and the currency's minor units, the invoice PDF attached.
+
+Pure: the caller hands in the message's context (plain data read from the store) and, where an
+entity has its own, the template sources; the result is an ``email.message.EmailMessage``.
+Templates use StrictUndefined: a template naming an unknown variable fails with its name and line
+instead of sending a blank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import DictLoader, Environment, StrictUndefined, TemplateError, select_autoescape
+
+from billbridge.billing.messaging import date_text, money_text
+
+SUBJECT, TEXT, HTML = "subject", "text", "html"
+
+DEFAULT_TEMPLATES: dict[str, str] = {
+    "invoice.subject": "{{ doc_label }} {{ invoice.number }} from {{ entity.name }}",
+    "invoice.text": """Hello {{ customer.name }},
+
+please find attached {{ doc_label|lower }} {{ invoice.number }} of {{ invoice.billing_date|day }}
+for {{ invoice.total|money }}{% if invoice.doc_type == "invoice" %}, due on {{ invoice.due_date|day }}{% endif %}.
+{% if pay_link %}
+Pay online: {{ pay_link }}
+{% endif %}{% if entity.payment_instructions %}
+{{ entity.payment_instructions }}
+{% endif %}
+{{ entity.name }}
+""",
+    "reminder.subject": "{% if details.offset < 0 %}Upcoming payment{% elif details.offset == 0 %}Payment due today"
+    "{% else %}Overdue{% endif %}: invoice {{ invoice.number }}",
+    "reminder.text": """Hello {{ customer.name }},
+
+{% if details.offset < 0 -%}
+a friendly reminder that invoice {{ invoice.number }} is due on {{ invoice.due_date|day }}.
+{%- elif details.offset == 0 -%}
+invoice {{ invoice.number }} is due today, {{ invoice.due_date|day }}.
+{%- else -%}
+invoice {{ invoice.number }} was due on {{ invoice.due_date|day }} and is {{ details.offset }} days overdue.
+{%- endif %}
+Amount open: {{ invoice.open|money }} (of {{ invoice.total|money }}).
+{% if pay_link %}
+Pay online: {{ pay_link }}
+{% endif %}{% if entity.payment_instructions %}
+{{ entity.payment_instructions }}
+{% endif %}
+If you have paid already, thank you, and please ignore this message.
+
+{{ entity.name }}
+""",
+    "receipt.subject": "Payment received, thank you ({{ payment.amount|money }})",
+    "receipt.text": """Hello {{ customer.name }},
+
+we received your payment of {{ payment.amount|money }} on {{ payment.received_on|day }}.
+{% for item in payment.applied %}
+- invoice {{ item.number }}: {{ item.amount|money }} applied, {{ item.open|money }} still open
+{%- endfor %}
+{% if payment.unapplied %}
+{{ payment.unapplied|money }} is kept as a credit on your account.
+{% endif %}
+Thank you,
+{{ entity.name }}
+""",
+    "dunning.subject": "{% if details.final %}Final notice{% else %}Payment failed{% endif %}: invoice {{ invoice.number }}",
+    "dunning.text": """Hello {{ customer.name }},
+
+we could not charge your card for invoice {{ invoice.number }} ({{ invoice.open|money }}): {{ details.reason_text }}.
+{% if details.final -%}
+We will not try again. Please pay the invoice by {{ invoice.due_date|day }} or as soon as possible.
+{%- else -%}
+We will try again in a few days.
+{%- endif %}
+{% if pay_link %}
+Update your card or pay online: {{ pay_link }}
+{% endif %}
+{{ entity.name }}
+""",
+}
+DEFAULT_HTML = """<!doctype html>
+<html lang="{{ language }}"><body style="font-family: sans-serif">
+<pre style="font-family: inherit; white-space: pre-wrap">{{ text }}</pre>
+{% if pay_link %}<p><a href="{{ pay_link }}">{{ pay_label }}</a></p>{% endif %}
+</body></html>
+"""
+
+DECLINE_TEXT: dict[str, str] = {
+    "insufficient_funds": "the card has insufficient funds",
+    "expired_card": "the card has expired",
+    "card_declined": "the card was declined by its bank",
+    "generic_decline": "the card was declined by its bank",
+    "incorrect_cvc": "the card's security code was wrong",
+    "lost_card": "the card was reported lost",
+    "stolen_card": "the card was reported stolen",
+    "do_not_honor": "the card was declined by its bank",
+    "processing_error": "the card could not be processed",
+}
+
+
+def decline_text(code: str | None) -> str:
+    """A card decline in plain words (Stripe's decline codes)."""
+    return DECLINE_TEXT.get(code or "", "the card was declined")
+
+
+class TemplateProblem(ValueError):
+    """A template that does not render: names the template, the line and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    maintype: str = "application"
+    subtype: str = "pdf"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def environment(language: str, currency: str, templates: Mapping[str, str] | None = None) -> Environment:
+    env = Environment(
+        loader=DictLoader({**DEFAULT_TEMPLATES, "html": DEFAULT_HTML, **(templates or {})}),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=(), default_for_string=False, default=False),
+        keep_trailing_newline=True,
+    )
+    env.filters["money"] = lambda amount, cur=None: money_text(Decimal(str(amount)), cur or currency, language)
+    env.filters["day"] = lambda day: date_text(day if isinstance(day, date) else date.fromisoformat(str(day)), language)
+    return env
+
+
+def check_templates(templates: Mapping[str, str]) -> None:
+    """Refuse a broken template at start, naming it and its line."""
+    env = environment("en", "USD", templates)
+    for name in templates:
+        try:
+            env.get_template(name)
+        except TemplateError as exc:
+            line = getattr(exc, "lineno", None)
+            raise TemplateProblem(f"template {name}{f', line {line}' if line else ''}: {exc}") from None
+
+
+@lru_cache(maxsize=256)
+def _default_environment(language: str, currency: str) -> Environment:
+    """The default templates' environment per language and currency, compiled once (templates are
+    compiled on first use and kept by the environment)."""
+    return environment(language, currency)
+
+
+def render(kind: str, context: Mapping[str, Any], templates: Mapping[str, str] | None = None) -> Rendered:
+    """The subject, text and HTML of a message of ``kind``; raises TemplateProblem naming the template."""
+    language, currency = str(context["language"]), str(context["currency"])
+    env = _default_environment(language, currency) if templates is None else environment(language, currency, templates)
+    values = {**context, "doc_label": "Credit note" if _doc_type(context) == "credit_note" else "Invoice"}
+    out = {}
+    for part in (SUBJECT, TEXT):
+        name = f"{kind}.{part}"
+        try:
+            out[part] = env.get_template(name).render(values)
+        except TemplateError as exc:
+            line = getattr(exc, "lineno", None)
+            raise TemplateProblem(f"template {name}{f', line {line}' if line else ''}: {exc}") from None
+    html_env = _html_environment(env)
+    try:
+        html = html_env.get_template("html").render(
+            {**values, "text": out[TEXT], "pay_label": "Pay online" if kind != "dunning" else "Update your card"}
+        )
+    except TemplateError as exc:
+        raise TemplateProblem(f"template html: {exc}") from None
+    return Rendered(" ".join(out[SUBJECT].split()), out[TEXT], html)
+
+
+_HTML: dict[int, Environment] = {}
+
+
+def _html_environment(env: Environment) -> Environment:
+    """The autoescaping twin of ``env`` (same templates), made once per environment."""
+    found = _HTML.get(id(env))
+    if found is None or found.loader is not env.loader:
+        found = _HTML[id(env)] = Environment(loader=env.loader, undefined=StrictUndefined, autoescape=True)
+        if len(_HTML) > 512:
+            _HTML.clear()
+    return found
+
+
+def _doc_type(context: Mapping[str, Any]) -> str | None:
+    invoice = context.get("invoice")
+    return invoice.get("doc_type") if isinstance(invoice, Mapping) else None
+
+
+def email(
+    rendered: Rendered,
+    *,
+    sender: str,
+    sender_name: str,
+    to: Sequence[str],
+    cc: Sequence[str],
+    message_id: str,
+    attachments: Sequence[Attachment] = (),
+) -> EmailMessage:
+    """The e-mail as sent: text with an HTML alternative, attachments, the fixed Message-ID."""
+    message = EmailMessage()
+    message["Subject"] = rendered.subject
+    message["From"] = formataddr((sender_name, sender))
+    message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
+    message["Message-ID"] = message_id
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    for item in attachments:
+        message.add_attachment(item.content, maintype=item.maintype, subtype=item.subtype, filename=item.filename)
+    return message

@@ -1,0 +1,600 @@
+"""Customer messages in the store: billing contacts, messages made once per event, their states.
+
+Every message that is to go out is also an outbox row (topic ``message.email``) committed with it,
+so the relay delivers it with a lease like any other side effect; the message row carries what the
+relay needs to send it exactly once (the state ``sending`` committed before the SMTP DATA command).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from billbridge.billing.messaging import Recipients, message_id, recipients
+from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
+from billbridge.store import outbox
+from billbridge.store.external_refs import get_external_id
+from billbridge.store.invoices import documents_query, invoice_lines
+from billbridge.store.message_models import BillingContactRow, CustomerMessage
+from billbridge.store.models import (
+    Customer,
+    Invoice,
+    LegalEntity,
+    OutboxMessage,
+    Payment,
+    PaymentAllocation,
+    utcnow,
+)
+
+TOPIC = "message.email"
+QUICKBOOKS_TOPIC = "message.quickbooks"  # invoices QuickBooks e-mails itself (channel quickbooks)
+MESSAGE_DOMAIN = "billbridge.invalid"  # the Message-ID's right side when an entity names no sender
+
+
+@dataclass(frozen=True)
+class MessageDraft:
+    """A message to create, as planning finds it; ``event_key`` makes it once per event."""
+
+    event_key: str
+    kind: MessageKind
+    customer_id: int
+    as_of: date
+    invoice_id: int | None = None
+    payment_id: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    state: str | None = None  # set for a message recorded but never sent (a stale reminder step: "skipped")
+
+
+def contacts_of(session: Session, customer_ids: Iterable[int]) -> dict[int, list[BillingContact]]:
+    """Each customer's billing contacts: the stored ones, else its email when that is an address."""
+    ids = list(set(customer_ids))
+    out: dict[int, list[BillingContact]] = defaultdict(list)
+    for row in session.scalars(
+        select(BillingContactRow)
+        .where(BillingContactRow.customer_id.in_(ids))
+        .order_by(BillingContactRow.customer_id, BillingContactRow.position)
+    ):
+        out[row.customer_id].append(
+            BillingContact.model_validate(
+                {
+                    "email": row.email,
+                    "role": row.role,
+                    "name": row.name,
+                    "language": row.language,
+                    "opt_out": [k for k in row.opt_out.split(",") if k],
+                }
+            )
+        )
+    missing = [i for i in ids if i not in out]
+    if missing:
+        for cid, email in session.execute(select(Customer.id, Customer.email).where(Customer.id.in_(missing))):
+            out[cid].extend(email_contact(email))
+    return {i: out.get(i, []) for i in ids}
+
+
+def email_contact(email: str | None) -> list[BillingContact]:
+    """The customer's own email as its one contact; none when it is missing or malformed (no address
+    is guessed)."""
+    if not email:
+        return []
+    try:
+        return [BillingContact(email=email)]
+    except ValueError:
+        return []
+
+
+def messaging_of(session: Session, customer_ids: Iterable[int]) -> dict[int, tuple[EntityMessaging, str, str]]:
+    """Per customer: its entity's messaging settings, its channel (the customer's own or the
+    entity's) and the entity's ref."""
+    rows = session.execute(
+        select(Customer.id, Customer.message_channel, LegalEntity.messaging, LegalEntity.entity_ref)
+        .join(LegalEntity, LegalEntity.id == Customer.entity_id)
+        .where(Customer.id.in_(list(set(customer_ids))))
+    )
+    out = {}
+    for cid, channel, settings, entity_ref in rows:
+        messaging = EntityMessaging.model_validate(settings or {})
+        out[cid] = (messaging, channel or messaging.channel, entity_ref)
+    return out
+
+
+def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
+    keys = list(set(keys))
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        found.update(
+            session.scalars(
+                select(CustomerMessage.event_key).where(CustomerMessage.event_key.in_(keys[start : start + 500]))
+            )
+        )
+    return found
+
+
+def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
+    """Create the drafts whose event has no message yet (each once, however often planning runs), with
+    their recipients fixed now: a customer without a contact gets ``waiting_contact`` (shown by
+    ``status``; nothing is sent to a guessed address), one whose contacts all opted out of the kind
+    ``opted_out``. Queued messages get their outbox row in this transaction. Returns counts by state."""
+    counts: Counter[str] = Counter()
+    present = existing_keys(session, [d.event_key for d in drafts])
+    fresh = {d.event_key: d for d in drafts if d.event_key not in present}
+    if not fresh:
+        return counts
+    customers = {d.customer_id for d in fresh.values()}
+    contacts = contacts_of(session, customers)
+    settings = messaging_of(session, customers)
+    doc_types = dict(
+        session.execute(
+            select(Invoice.id, Invoice.doc_type).where(
+                Invoice.id.in_([d.invoice_id for d in fresh.values() if d.invoice_id is not None])
+            )
+        ).all()
+    )
+    rows = []
+    for draft in fresh.values():
+        messaging, channel, entity_ref = settings[draft.customer_id]
+        if channel == "quickbooks" and (draft.kind != "invoice" or doc_types.get(draft.invoice_id or 0) != "invoice"):
+            channel = "email"  # QuickBooks sends its invoices; everything else goes by e-mail
+        chosen = recipients(contacts[draft.customer_id], draft.kind)
+        state = draft.state or _state_for(contacts[draft.customer_id], chosen)
+        row = CustomerMessage(
+            event_key=draft.event_key,
+            kind=draft.kind,
+            customer_id=draft.customer_id,
+            invoice_id=draft.invoice_id,
+            payment_id=draft.payment_id,
+            channel=channel,
+            state=state,
+            recipients=chosen.as_dict(),
+            language=chosen.language,
+            as_of=draft.as_of,
+            details=draft.details,
+            message_id=message_id(draft.event_key, _domain(messaging, entity_ref)),
+            attempts=0,
+        )
+        rows.append(row)
+        counts[f"{draft.kind}.{state}"] += 1
+    session.add_all(rows)
+    session.flush()
+    for row in rows:
+        if row.state == "queued":
+            _enqueue(session, row)
+    return counts
+
+
+def _state_for(contacts: Sequence[BillingContact], chosen: Recipients) -> str:
+    if chosen.to:
+        return "queued"
+    return "opted_out" if contacts else "waiting_contact"
+
+
+def _domain(messaging: EntityMessaging, entity_ref: str) -> str:
+    if messaging.from_email:
+        return messaging.from_email.rpartition("@")[2]
+    return MESSAGE_DOMAIN
+
+
+def sender_of(messaging: EntityMessaging, entity_ref: str) -> str:
+    """The From address of an entity's messages."""
+    return messaging.from_email or f"billing@{entity_ref}.{MESSAGE_DOMAIN}"
+
+
+def _enqueue(session: Session, row: CustomerMessage) -> None:
+    outbox.enqueue(
+        session,
+        topic=QUICKBOOKS_TOPIC if row.channel == "quickbooks" else TOPIC,
+        aggregate_type="message",
+        aggregate_id=row.id,
+        dedupe_key=f"message:{row.id}:{row.attempts}",
+        payload={"message": row.id, "kind": row.kind, "number": row.event_key},
+    )
+
+
+def release_waiting(session: Session) -> int:
+    """Messages waiting for a contact whose customer now has one: recipients fixed, queued."""
+    waiting = list(session.scalars(select(CustomerMessage).where(CustomerMessage.state == "waiting_contact")))
+    if not waiting:
+        return 0
+    contacts = contacts_of(session, {m.customer_id for m in waiting})
+    released = 0
+    for message in waiting:
+        chosen = recipients(contacts[message.customer_id], message.kind)  # type: ignore[arg-type]
+        state = _state_for(contacts[message.customer_id], chosen)
+        if state == "waiting_contact":
+            continue
+        message.recipients, message.language, message.state = chosen.as_dict(), chosen.language, state
+        session.flush()
+        if state == "queued":
+            _enqueue(session, message)
+            released += 1
+    return released
+
+
+def begin_sending(session: Session, message_id: int) -> bool:
+    """Mark a queued message ``sending`` (committed by the caller before the SMTP DATA command): from
+    then on, a crash leaves it ``sending`` and the next relay makes it ``unconfirmed`` instead of
+    sending it again. False when it is not queued any more (another run has it, or it went out)."""
+    done = session.execute(
+        update(CustomerMessage)
+        .where(CustomerMessage.id == message_id, CustomerMessage.state == "queued")
+        .values(state="sending", attempts=CustomerMessage.attempts + 1, updated_at=utcnow())
+    )
+    return bool(getattr(done, "rowcount", 0))
+
+
+def finish(session: Session, message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
+    """Record how an attempt ended: ``sent``, ``queued`` (a retriable answer before the server took
+    it), ``failed`` (refused, with the server's answer) or ``unconfirmed``."""
+    values: dict[str, Any] = {"state": state, "last_error": error, "updated_at": utcnow()}
+    if state == "sent":
+        values["sent_at"] = utcnow()
+    if subject is not None:
+        values["subject"] = subject
+    session.execute(update(CustomerMessage).where(CustomerMessage.id == message_id).values(**values))
+
+
+def retry(session: Session, message_id: int) -> str:
+    """Queue an ``unconfirmed`` or ``failed`` message again, after a person checked (the recipient's
+    mailbox, the server's log) that it did not arrive or fixed the cause. Returns the new state."""
+    message = session.get(CustomerMessage, message_id)
+    if message is None:
+        raise LookupError(f"no message {message_id}")
+    if message.state not in ("unconfirmed", "failed"):
+        raise ValueError(f"message {message_id} is {message.state}: only unconfirmed or failed messages are retried")
+    pending = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.topic.in_((TOPIC, QUICKBOOKS_TOPIC)),
+            OutboxMessage.aggregate_id == message_id,
+            OutboxMessage.delivered_at.is_(None),
+        )
+    ).all()
+    for row in pending:  # its parked outbox row is done with: the retry gets a new one
+        row.delivered_at = utcnow()
+        row.leased_until = row.leased_by = None
+    message.state, message.last_error = "queued", None
+    session.flush()
+    _enqueue(session, message)
+    return "queued"
+
+
+def get(session: Session, message_id: int) -> CustomerMessage | None:
+    return session.get(CustomerMessage, message_id)
+
+
+def listing(
+    session: Session,
+    *,
+    kind: str | None = None,
+    customer_ref: str | None = None,
+    state: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Messages, newest first, with their customer and invoice number."""
+    query = (
+        select(
+            CustomerMessage.id,
+            CustomerMessage.kind,
+            CustomerMessage.state,
+            CustomerMessage.channel,
+            Customer.customer_ref,
+            Invoice.number,
+            CustomerMessage.recipients,
+            CustomerMessage.as_of,
+            CustomerMessage.event_key,
+            CustomerMessage.attempts,
+            CustomerMessage.last_error,
+            CustomerMessage.sent_at,
+        )
+        .join(Customer, Customer.id == CustomerMessage.customer_id)
+        .outerjoin(Invoice, Invoice.id == CustomerMessage.invoice_id)
+        .order_by(CustomerMessage.id.desc())
+        .limit(limit)
+    )
+    if kind:
+        query = query.where(CustomerMessage.kind == kind)
+    if customer_ref:
+        query = query.where(Customer.customer_ref == customer_ref)
+    if state:
+        query = query.where(CustomerMessage.state == state)
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def overview(session: Session) -> dict[str, Any]:
+    """For ``status``: messages by kind and state, and the customers whose messages wait for a contact."""
+    by_state: dict[str, dict[str, int]] = defaultdict(dict)
+    for kind, state, count in session.execute(
+        select(CustomerMessage.kind, CustomerMessage.state, func.count()).group_by(
+            CustomerMessage.kind, CustomerMessage.state
+        )
+    ):
+        by_state[kind][state] = count
+    waiting = [
+        {"customer_ref": ref, "name": name, "messages": count}
+        for ref, name, count in session.execute(
+            select(Customer.customer_ref, Customer.name, func.count())
+            .join(CustomerMessage, CustomerMessage.customer_id == Customer.id)
+            .where(CustomerMessage.state == "waiting_contact")
+            .group_by(Customer.customer_ref, Customer.name)
+            .order_by(Customer.customer_ref)
+        )
+    ]
+    return {
+        "by_kind": dict(by_state),
+        "waiting_for_contact": waiting,
+        "customers_without_contact": without_contact(session),
+    }
+
+
+def without_contact(session: Session, *, limit: int = 50) -> list[str]:
+    """Refs of customers with contracts but no one to send to (no contact, no valid email)."""
+    has_rows = select(BillingContactRow.customer_id).distinct()
+    rows = session.execute(
+        select(Customer.id, Customer.customer_ref, Customer.email)
+        .where(Customer.id.not_in(has_rows))
+        .order_by(Customer.customer_ref)
+    )
+    out = []
+    for _cid, ref, email in rows:
+        if email_contact(email):
+            continue
+        out.append(ref)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
+    """What sending a message needs, as plain data: the message, its customer, the entity (with its
+    messaging settings) and the invoice with its lines and what is open on it."""
+    message = session.get(CustomerMessage, message_id)
+    if message is None:
+        return None
+    return {
+        **_parties(session, message.customer_id, message.invoice_id, lines=message.kind == "invoice"),
+        "id": message.id,
+        "kind": message.kind,
+        "state": message.state,
+        "channel": message.channel,
+        "event_key": message.event_key,
+        "message_id": message.message_id,
+        "recipients": message.recipients,
+        "language": message.language,
+        "as_of": message.as_of,
+        "details": message.details,
+        "subject": message.subject,
+        "last_error": message.last_error,
+        "sent_at": message.sent_at,
+    }
+
+
+def preview_context(session: Session, number: str, kind: MessageKind, as_of: date) -> dict[str, Any] | None:
+    """The context a message of ``kind`` about document ``number`` would have now (nothing is saved)."""
+    invoice = session.scalar(select(Invoice).where(Invoice.number == number))
+    if invoice is None:
+        return None
+    chosen = recipients(contacts_of(session, [invoice.customer_id])[invoice.customer_id], kind)
+    messaging, channel, entity_ref = messaging_of(session, [invoice.customer_id])[invoice.customer_id]
+    offset = (as_of - invoice.due_date).days
+    return {
+        **_parties(session, invoice.customer_id, invoice.id),
+        "id": 0,
+        "kind": kind,
+        "state": "preview",
+        "channel": channel,
+        "event_key": f"preview:{invoice.id}",
+        "message_id": message_id(f"preview:{invoice.id}", _domain(messaging, entity_ref)),
+        "recipients": chosen.as_dict(),
+        "language": chosen.language,
+        "as_of": as_of,
+        "details": {"offset": offset, "final": False, "reason_code": None, "reason_text": "the card was declined"},
+        "subject": None,
+        "last_error": None,
+        "sent_at": None,
+    }
+
+
+def _parties(session: Session, customer_id: int, invoice_id: int | None, *, lines: bool = True) -> dict[str, Any]:
+    """The customer, its entity and the document (with its lines when ``lines``: the PDF needs them)."""
+    customer = session.get(Customer, customer_id)
+    assert customer is not None
+    entity = session.get(LegalEntity, customer.entity_id)
+    assert entity is not None
+    messaging = EntityMessaging.model_validate(entity.messaging or {})
+    invoice: dict[str, Any] | None = None
+    if invoice_id is not None:
+        row = session.execute(documents_query().where(Invoice.id == invoice_id)).mappings().one()
+        invoice = {**row, "lines": invoice_lines(session, invoice_id) if lines else []}
+        invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
+        invoice["stripe_invoice"] = get_external_id(session, "stripe", invoice["doc_type"], invoice_id)
+    return {
+        "customer": {"customer_ref": customer.customer_ref, "name": customer.name},
+        "entity": {
+            "entity_ref": entity.entity_ref,
+            "name": entity.name,
+            "currency": entity.currency,
+            "address": messaging.address,
+            "payment_instructions": messaging.payment_instructions,
+            "sender": sender_of(messaging, entity.entity_ref),
+        },
+        "invoice": invoice,
+    }
+
+
+# What planning reads: events that call for a message and have none yet.
+
+
+def _has_message(kind: str) -> Any:
+    return (
+        select(CustomerMessage.id)
+        .where(CustomerMessage.kind == kind, CustomerMessage.invoice_id == Invoice.id)
+        .exists()
+    )
+
+
+def issued_without_delivery(session: Session, since: date) -> list[dict[str, Any]]:
+    """Documents issued (sent, or paid since) on or after ``since`` that have no delivery message."""
+    rows = session.execute(
+        select(Invoice.id, Invoice.customer_id, Invoice.billing_date, Invoice.number)
+        .where(
+            Invoice.status.in_(("sent", "partially_paid", "paid")),
+            Invoice.billing_date >= since,
+            ~_has_message("invoice"),
+        )
+        .order_by(Invoice.id)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def open_for_reminders(session: Session, due_by: date) -> list[dict[str, Any]]:
+    """Open invoices (sent or part-paid, money open, not in a dispute) due by ``due_by``, with their
+    entity's messaging settings and the reminder steps that already have a message."""
+    withdrawn = _still_withdrawn(session) | _being_collected(session)
+    rows = session.execute(
+        select(
+            Invoice.id,
+            Invoice.customer_id,
+            Invoice.number,
+            Invoice.due_date,
+            Invoice.invoice_total,
+            Invoice.amount_paid,
+            LegalEntity.messaging,
+        )
+        .join(LegalEntity, LegalEntity.id == Invoice.entity_id)
+        .where(
+            Invoice.doc_type == "invoice",
+            Invoice.status.in_(("sent", "partially_paid")),
+            Invoice.due_date <= due_by,
+        )
+        .order_by(Invoice.id)
+    ).mappings()
+    found = [dict(r) for r in rows if r["invoice_total"] > r["amount_paid"] and r["id"] not in withdrawn]
+    done: dict[int, list[int]] = defaultdict(list)
+    ids = [r["id"] for r in found]
+    for start in range(0, len(ids), 1000):
+        for invoice_id, key in session.execute(
+            select(CustomerMessage.invoice_id, CustomerMessage.event_key).where(
+                CustomerMessage.kind == "reminder", CustomerMessage.invoice_id.in_(ids[start : start + 1000])
+            )
+        ):
+            if invoice_id is not None:
+                done[int(invoice_id)].append(int(key.rpartition(":")[2]))
+    for row in found:
+        row["done"] = done.get(row["id"], [])
+        row["reminder_days"] = EntityMessaging.model_validate(row.pop("messaging") or {}).reminder_days
+    return found
+
+
+def _being_collected(session: Session) -> set[int]:
+    """Auto-charge invoices on their way to Stripe or waiting for the next try of a charge: dunning
+    notices speak for them; after the last failed try (parked) they join the reminder schedule."""
+    rows = session.execute(
+        select(OutboxMessage.aggregate_id, OutboxMessage.available_at).where(
+            OutboxMessage.topic.in_(("push.stripe", "collect.stripe")), OutboxMessage.delivered_at.is_(None)
+        )
+    )
+    return {invoice_id for invoice_id, available_at in rows if not outbox.is_parked(available_at)}
+
+
+def _still_withdrawn(session: Session) -> set[int]:
+    """Invoices a dispute took money back from and has not given it back (open disputes, lost ones)."""
+    totals: dict[int, Any] = defaultdict(int)
+    for invoice_id, amount in session.execute(
+        select(PaymentAllocation.invoice_id, PaymentAllocation.amount)
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .where(Payment.method == "dispute")
+    ):
+        totals[invoice_id] += amount
+    return {invoice_id for invoice_id, total in totals.items() if total < 0}
+
+
+def payments_without_receipt(session: Session, since: date) -> list[dict[str, Any]]:
+    """Payments received on or after ``since`` that paid invoices and have no receipt yet, with what
+    each applied and what is open on those invoices now."""
+    has_receipt = (
+        select(CustomerMessage.id)
+        .where(CustomerMessage.kind == "receipt", CustomerMessage.payment_id == Payment.id)
+        .exists()
+    )
+    payments = session.execute(
+        select(
+            Payment.id,
+            Payment.payment_ref,
+            Payment.customer_id,
+            Payment.currency,
+            Payment.amount,
+            Payment.unapplied_amount,
+            Payment.received_on,
+        )
+        .where(
+            Payment.received_on >= since,
+            Payment.customer_id.is_not(None),
+            Payment.method.is_distinct_from("dispute"),
+            ~has_receipt,
+        )
+        .order_by(Payment.id)
+    ).mappings()
+    found = [dict(p) for p in payments if p["amount"] > 0]
+    applied: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    ids = [p["id"] for p in found]
+    for start in range(0, len(ids), 1000):
+        for row in session.execute(
+            select(
+                PaymentAllocation.payment_id,
+                PaymentAllocation.amount,
+                Invoice.id,
+                Invoice.number,
+                Invoice.invoice_total,
+                Invoice.amount_paid,
+            )
+            .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
+            .where(PaymentAllocation.payment_id.in_(ids[start : start + 1000]))
+            .order_by(PaymentAllocation.id)
+        ):
+            applied[row[0]].append({"invoice_id": row[2], "number": row[3], "amount": row[1], "open": row[4] - row[5]})
+    for payment in found:
+        payment["applied"] = applied.get(payment["id"], [])
+    return [p for p in found if p["applied"]]
+
+
+def declined_charges(session: Session) -> list[dict[str, Any]]:
+    """Auto-charges Stripe declined, still undelivered (waiting for the next try, or parked after the
+    last): the invoice, how many tries, the decline and whether it was the last."""
+    rows = session.execute(
+        select(OutboxMessage.aggregate_id, OutboxMessage.attempts, OutboxMessage.last_error, OutboxMessage.available_at)
+        .where(
+            OutboxMessage.topic == "collect.stripe",
+            OutboxMessage.delivered_at.is_(None),
+            OutboxMessage.last_error.like("declined%"),
+        )
+        .order_by(OutboxMessage.id)
+    )
+    out = []
+    for invoice_id, attempts, error, available_at in rows:
+        invoice = session.get(Invoice, invoice_id)
+        if invoice is None:
+            continue
+        out.append(
+            {
+                "invoice_id": invoice_id,
+                "customer_id": invoice.customer_id,
+                "attempts": attempts,
+                "error": error,
+                "final": outbox.is_parked(available_at),
+            }
+        )
+    return out
+
+
+def customers_without_stored_contacts(session: Session) -> list[tuple[int, str]]:
+    """(id, ref) of the customers with no stored billing contact, by ref."""
+    has_rows = select(BillingContactRow.customer_id).distinct()
+    rows = session.execute(
+        select(Customer.id, Customer.customer_ref).where(Customer.id.not_in(has_rows)).order_by(Customer.customer_ref)
+    )
+    return [(int(cid), str(ref)) for cid, ref in rows]

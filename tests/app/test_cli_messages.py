@@ -1,0 +1,59 @@
+"""``billbridge messages``, as a user runs it: send the due messages to an SMTP server, list and read
+them, preview one without sending, and retry an unconfirmed one only after saying it was checked."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from billbridge.app.cli import app
+from billbridge.sandbox.smtp import SmtpSandbox
+from billbridge.store.db import open_store
+from tests.flows.messaging_world import world
+
+runner = CliRunner()
+pytestmark = pytest.mark.slow  # an SMTP server
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_send_list_show_preview_and_retry(env: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    store = open_store(env)
+    world(store, 2)
+    store.dispose()
+    monkeypatch.setenv("COLUMNS", "250")
+    with SmtpSandbox() as smtp:
+        for key, value in smtp.settings().items():
+            monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
+        monkeypatch.setenv("BILLBRIDGE_MESSAGES_LOOKBACK_DAYS", "30")
+        smtp.faults.drop_after_data = 1
+        code, out = run("messages", "send", "--as-of", "2026-01-02", "--json")
+        assert code == 0, out
+        result = json.loads(out)
+        assert result["planned"]["created"] == {"invoice.queued": 2}
+        assert result["sent"]["outcomes"] == {"unconfirmed": 1, "invoice": 1}
+        code, out = run("messages", "list", "--status", "unconfirmed", "--json")
+        [unconfirmed] = json.loads(out)
+        code, out = run("messages", "show", str(unconfirmed["id"]))
+        assert code == 0 and "state: unconfirmed" in out and "Invoice US-INV-" in out and "may have arrived" in out
+        code, out = run("messages", "retry", str(unconfirmed["id"]))
+        assert code == 1 and "--checked" in out
+        code, out = run("messages", "retry", str(unconfirmed["id"]), "--checked")
+        assert code == 0 and "queued" in out
+        code, out = run("messages", "send", "--as-of", "2026-01-02", "--json")
+        assert json.loads(out)["sent"]["outcomes"] == {"invoice": 1}
+        assert len(smtp.mailbox.items()) == 3  # the one a person asked for again after checking
+    code, out = run(
+        "messages", "preview", "--invoice", "US-INV-1", "--kind", "reminder", "--as-of", str(date(2026, 2, 7))
+    )
+    assert code == 0, out
+    assert "Overdue: invoice US-INV-1" in out and "7 days overdue" in out and "to: ap0@c0.example" in out
+    code, out = run("status")
+    assert code == 0 and "messages" in out and "invoice" in out

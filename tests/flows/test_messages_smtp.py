@@ -1,0 +1,140 @@
+"""Sending customer e-mails through a real SMTP server (aiosmtpd, STARTTLS and AUTH) exactly once:
+reruns send nothing, refusals are kept with the server's answer naming customer and invoice, and a
+message the server may have taken (connection lost, process killed after DATA) is never sent again
+blindly; a process killed at any point and rerun leaves each message at most once in the mailbox."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from billbridge.flows.messages import send_messages
+from billbridge.sandbox.smtp import SmtpSandbox
+from billbridge.store import messages, outbox
+from billbridge.store.db import Store
+from tests.flows.messaging_world import queue_deliveries, settings_for, states, world
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSandbox]:
+    with SmtpSandbox() as running:
+        yield running
+
+
+def test_each_message_goes_once_over_starttls_and_auth_and_a_rerun_sends_nothing(
+    store: Store, smtp: SmtpSandbox, database_url: str, tmp_path: Path
+) -> None:
+    invoices = world(store, 3)
+    queue_deliveries(store, invoices)
+    queue_deliveries(store, invoices)  # the same events again: no new message
+    settings = settings_for(smtp, database_url, tmp_path)
+    summary = send_messages(store, settings)
+    assert summary.outcomes == {"invoice": 3}
+    received = smtp.mailbox.items()
+    assert sorted(r.recipients[0] for r in received) == ["ap0@c0.example", "ap1@c1.example", "ap2@c2.example"]
+    assert len({r.message_id for r in received}) == 3
+    assert set(states(store).values()) == {"sent"}
+    first = next(r.message for r in received if r.recipients == ("ap0@c0.example",))
+    [attachment] = list(first.iter_attachments())
+    pdf = PdfReader(io.BytesIO(attachment.get_payload(decode=True))).pages[0].extract_text()
+    number = first["Subject"].split()[1]
+    assert attachment.get_filename() == f"{number}.pdf" and f"Invoice {number}" in pdf
+    assert "Wire to IBAN US00 1234 5678" in pdf and "$1,200.00" in pdf
+    assert send_messages(store, settings).outcomes == {}
+    assert len(smtp.mailbox.items()) == 3
+
+
+def test_refusals_are_kept_with_the_answer_and_the_others_go_on(
+    store: Store, smtp: SmtpSandbox, database_url: str, tmp_path: Path
+) -> None:
+    invoices = world(store, 3)
+    queue_deliveries(store, invoices)
+    smtp.faults.refuse.add("ap1@c1.example")
+    smtp.faults.tempfail_data = 1  # the first DATA is answered 451: that one comes back later
+    summary = send_messages(store, settings_for(smtp, database_url, tmp_path))
+    assert summary.outcomes == {"invoice": 1, "retrying": 1, "failed": 1}
+    with store.read() as session:
+        [failed] = messages.listing(session, state="failed")
+        [waiting] = messages.listing(session, state="queued")
+    assert failed["customer_ref"] == "c1"
+    assert "customer c1, invoice US-INV-" in failed["last_error"]
+    assert "550 5.1.1 <ap1@c1.example>: mailbox unavailable" in failed["last_error"]
+    assert "451 4.3.0" in waiting["last_error"]
+    with store.write() as session:  # the retry's backoff has passed
+        outbox.retry_now(session, [p["id"] for p in outbox.pending(session) if not p["parked"]])
+    assert send_messages(store, settings_for(smtp, database_url, tmp_path)).outcomes == {"invoice": 1}
+    assert len(smtp.mailbox.items()) == 2
+
+
+def test_a_connection_lost_after_data_leaves_the_message_unconfirmed_until_a_person_retries(
+    store: Store, smtp: SmtpSandbox, database_url: str, tmp_path: Path
+) -> None:
+    [invoice] = world(store, 1)
+    queue_deliveries(store, [invoice])
+    settings = settings_for(smtp, database_url, tmp_path)
+    smtp.faults.drop_after_data = 1  # the server takes it and the answer never comes
+    assert send_messages(store, settings).outcomes == {"unconfirmed": 1}
+    [(message_id, state)] = states(store).items()
+    assert state == "unconfirmed"
+    with store.write() as session:  # even an outbox retry does not send it again
+        outbox.retry_now(session, [p["id"] for p in outbox.pending(session)])
+    assert send_messages(store, settings).outcomes == {"already unconfirmed": 1}
+    assert len(smtp.mailbox.items()) == 1
+    with store.write() as session:  # a person checked: it did not arrive
+        messages.retry(session, message_id)
+    assert send_messages(store, settings).outcomes == {"invoice": 1}
+    assert states(store) == {message_id: "sent"}
+    assert len(smtp.mailbox.items()) == 2  # the copy the person asked for, with the same Message-ID
+    assert len({r.message_id for r in smtp.mailbox.items()}) == 1
+
+
+SCRIPT = """
+from billbridge.settings import Settings
+from billbridge.flows.messages import send_messages
+from billbridge.store.db import open_store
+s = Settings()
+send_messages(open_store(s.database), s)
+"""
+
+
+@pytest.mark.parametrize("kill_after", [3, 11])
+def test_a_run_killed_mid_send_and_rerun_sends_each_message_at_most_once(
+    store: Store, smtp: SmtpSandbox, database_url: str, tmp_path: Path, kill_after: int
+) -> None:
+    """SIGKILL while the server holds a message it has taken (DATA answered late), after
+    ``kill_after`` messages; the rerun sends the rest, the held one becomes unconfirmed."""
+    invoices = world(store, 20)
+    queue_deliveries(store, invoices)
+    smtp.faults.hold_after_data = 0.2
+    env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
+    env.update({f"BILLBRIDGE_SMTP__{k.upper()}": str(v) for k, v in smtp.settings().items()})
+    env["BILLBRIDGE_CONFIG"] = "/nonexistent/billbridge.toml"
+    child = subprocess.Popen([sys.executable, "-c", SCRIPT], env=env)
+    deadline = time.monotonic() + 60
+    while len(smtp.mailbox.items()) < kill_after:
+        assert child.poll() is None and time.monotonic() < deadline, "the run never reached the server"
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    smtp.faults.hold_after_data = 0
+    with store.write() as session:  # the dead run's lease, handed back
+        outbox.retry_now(session, [p["id"] for p in outbox.pending(session)])
+    send_messages(store, settings_for(smtp, database_url, tmp_path))
+    received = Counter(r.message_id for r in smtp.mailbox.items())
+    assert max(received.values()) == 1  # never twice
+    by_state = Counter(states(store).values())
+    assert by_state["sent"] + by_state["unconfirmed"] == 20  # none lost
+    assert by_state["unconfirmed"] == 1  # the one the server held when the run died
+    assert len(received) == 20  # ... which it had taken: everything arrived exactly once

@@ -1,0 +1,143 @@
+"""The invoice PDF, read back: what a customer sees is there, written for their language and the
+currency's minor units."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypdf import PdfReader
+
+from billbridge.mapping.invoice_pdf import render_pdf
+from billbridge.mapping.messages import Attachment, TemplateProblem, check_templates, email, render
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+ENTITY = {
+    "name": "Acme GmbH",
+    "address": "Hauptstr. 1, 10115 Berlin; USt-IdNr. DE123456789",
+    "payment_instructions": "IBAN DE00 1234 5678 9012, Verwendungszweck: Rechnungsnummer",
+}
+
+
+def document(currency: str = "EUR", paid: str = "0") -> dict[str, Any]:
+    return {
+        "number": "DE-INV-7",
+        "doc_type": "invoice",
+        "billing_date": date(2026, 3, 1),
+        "due_date": date(2026, 3, 31),
+        "currency": currency,
+        "invoice_total": Decimal("1234.50"),
+        "amount_paid": Decimal(paid),
+        "lines": [
+            {
+                "line_ref": "platform",
+                "kind": "recurring",
+                "product_ref": "platform",
+                "description": "Platform subscription",
+                "start_date": date(2026, 3, 1),
+                "end_date": date(2026, 3, 31),
+                "billed_days": 31,
+                "period_days": 31,
+                "quantity": Decimal("1"),
+                "amount": Decimal("1234.50"),
+                "discount_amount": Decimal("0"),
+                "billed_amount": Decimal("1234.50"),
+                "sign": 1,
+            }
+        ],
+    }
+
+
+def text_of(pdf: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+@pytest.mark.skipif(not DEJAVU.exists(), reason="needs DejaVu Sans (fonts-dejavu-core) for the euro sign")
+def test_a_german_invoice_reads_back_with_its_details_in_german_formats(tmp_path: Path) -> None:
+    pdf = render_pdf(
+        document(paid="234.50"),
+        entity=ENTITY,
+        customer={"name": "Globex AG"},
+        language="de",
+        pay_link="https://invoice.stripe.sandbox/i/in_1",
+        font=DEJAVU,
+    )
+    text = text_of(pdf)
+    for expected in (
+        "Acme GmbH",
+        "USt-IdNr. DE123456789",
+        "Rechnung DE-INV-7",
+        "Fällig am: 31.03.2026",
+        "Rechnung an: Globex AG",
+        "Platform subscription",
+        "1.234,50 €",
+        "Bezahlt",
+        "234,50 €",
+        "Offener Betrag",
+        "1.000,00 €",
+        "IBAN DE00 1234 5678 9012",
+        "https://invoice.stripe.sandbox/i/in_1",
+    ):
+        assert expected in text, expected
+    (tmp_path / "invoice.pdf").write_bytes(pdf)  # a person may look at it: pytest keeps tmp_path
+
+
+def test_core_fonts_spell_out_what_latin1_lacks_and_minor_units_follow_the_currency() -> None:
+    text = text_of(render_pdf(document("JPY"), entity=ENTITY, customer={"name": "Globex"}, language="en"))
+    assert "Invoice DE-INV-7" in text and "Due date: Mar 31, 2026" in text
+    assert "¥1,235" in text  # 1234.50 in yen: no minor unit
+    kwd = text_of(render_pdf(document("KWD"), entity=ENTITY, customer={"name": "Globex"}, language="en"))
+    assert "KWD1,234.500" in kwd
+    eur = text_of(render_pdf(document("EUR"), entity=ENTITY, customer={"name": "Globex"}, language="fr"))
+    assert "1 234,50 EUR" in eur  # no euro sign in Latin-1: spelled out
+
+
+CONTEXT = {
+    "language": "en",
+    "currency": "USD",
+    "customer": {"name": "Globex", "customer_ref": "globex"},
+    "entity": {"name": "Acme Inc.", "payment_instructions": None},
+    "invoice": {
+        "number": "US-INV-3",
+        "doc_type": "invoice",
+        "billing_date": date(2026, 3, 1),
+        "due_date": date(2026, 3, 31),
+        "total": Decimal("100"),
+        "paid": Decimal("40"),
+        "open": Decimal("60"),
+        "currency": "USD",
+    },
+    "details": {"offset": 7},
+    "payment": None,
+    "pay_link": "https://pay.example/x",
+}
+
+
+def test_a_reminder_shows_what_is_still_open_and_the_pay_link() -> None:
+    rendered = render("reminder", CONTEXT)
+    assert rendered.subject == "Overdue: invoice US-INV-3"
+    assert "7 days overdue" in rendered.text and "Amount open: $60.00 (of $100.00)" in rendered.text
+    assert '<a href="https://pay.example/x">Pay online</a>' in rendered.html
+    message = email(
+        rendered,
+        sender="billing@acme.example",
+        sender_name="Acme Inc.",
+        to=["ap@globex.example"],
+        cc=["cfo@globex.example"],
+        message_id="<billbridge.1@acme.example>",
+        attachments=[Attachment("US-INV-3.pdf", b"%PDF-1.4")],
+    )
+    assert message["Message-ID"] == "<billbridge.1@acme.example>" and message["Cc"] == "cfo@globex.example"
+    assert [p.get_filename() for p in message.iter_attachments()] == ["US-INV-3.pdf"]
+
+
+def test_a_template_with_an_unknown_variable_is_refused_naming_it_and_its_line() -> None:
+    broken = {"reminder.text": "Hello {{ customer.name }},\n{{ invoice.balance_due|money }}\n"}
+    with pytest.raises(TemplateProblem, match=r"template reminder.text.*balance_due"):
+        render("reminder", CONTEXT, broken)
+    with pytest.raises(TemplateProblem, match=r"template reminder.text, line 2"):
+        check_templates({"reminder.text": "ok\n{% if %}\n"})
