@@ -15,12 +15,13 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
-from billbridge.billing.model import Contract, Customer, LegalEntity, Product
+from billbridge.billing.model import Contract, Customer, LegalEntity, Partner, Product, ReferralAgreement
 from billbridge.billing.pricebook import PriceBookError, resolve_prices
 from billbridge.mapping.contract_file import ParsedRecord, RecordError, parse_document
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, ContractLookups, lookups_for, save_contract, save_contracts
 from billbridge.store.db import Store
+from billbridge.store.partners import PartnerError, upsert_agreement, upsert_partner
 from billbridge.store.reference import (
     MissingReference,
     load_products,
@@ -33,6 +34,8 @@ from billbridge.store.reference import (
 
 SOURCE = "contract_file"
 BATCH = 500
+# Entities before the customers, products and partners that name them, partners before their agreements.
+SECTIONS = ("entities", "customers", "products", "contracts", "partners", "referral_agreements")
 
 
 class ContractFileError(ValueError):
@@ -90,7 +93,7 @@ def import_document(store: Store, document: Any) -> ImportSummary:
     parsed = parse_document(document)
     summary = ImportSummary()
     summary.errors.extend(parsed.errors)
-    for section in ("entities", "customers", "products", "contracts"):
+    for section in SECTIONS:
         records = list(parsed.section(section))
         for start in range(0, len(records), BATCH):
             with store.write() as session:
@@ -108,7 +111,7 @@ def store_records(
     quarantine entries. With ``source`` None (the write API, which answers a refusal with a 422)
     refusals are only listed in the summary. Returns the keys of the contracts stored."""
     stored_contracts: list[str] = []
-    for section in ("entities", "customers", "products", "contracts"):
+    for section in SECTIONS:
         batch = [r for r in records if r.section == section]
         if not batch:
             continue
@@ -236,7 +239,7 @@ def _import_one(
     try:
         with session.begin_nested():
             outcome = _store_record(session, record.record, context)
-    except (MissingReference, PriceBookError, AmendmentError, ValueError) as exc:
+    except (MissingReference, PriceBookError, AmendmentError, PartnerError, ValueError) as exc:
         # The savepoint rolled the record back whole; keep it visible and go on with the others.
         _refuse(session, record, exc, summary, source)
         return False
@@ -270,6 +273,10 @@ def _store_record(session: Session, record: object, context: _BatchContext | Non
         return upsert_customer(session, record)
     if isinstance(record, Product):
         return upsert_product(session, record)
+    if isinstance(record, Partner):
+        return upsert_partner(session, record)
+    if isinstance(record, ReferralAgreement):
+        return upsert_agreement(session, record)
     assert isinstance(record, Contract) and context is not None
     return save_contract(session, resolve_prices(record, context.products), context.lookups)
 

@@ -433,4 +433,5 @@ class OAuthToken(Base):
 # compares the migrations with) has every table.
 from billbridge.store import metric_models as _metric_models  # noqa: E402, F401
 from billbridge.store import monitor_models as _monitor_models  # noqa: E402, F401
+from billbridge.store import partner_models as _partner_models  # noqa: E402, F401
 from billbridge.store import revenue_models as _revenue_models  # noqa: E402, F401
