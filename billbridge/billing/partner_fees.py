@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Context, Decimal, localcontext
 
 from billbridge.billing.currency import round_money
@@ -185,14 +185,16 @@ def accrue(
     flat_paid = set(booked.flat_paid)
     currency = agreement.currency
     for event in sorted(events, key=lambda e: (e.occurred_on, e.event_ref)):
+        accrued = event.event_ref in event_base  # a change of an event that earned a fee always counts
         referral = referral_for(agreement, event)
-        if referral is None:
+        if referral is None and not accrued:
             continue
         base = _base(agreement, event, rates, run)
         if base is None:
             continue
         if (
             agreement.flat_fee is not None
+            and referral is not None
             and event.basis == "collected"
             and event.amount > 0
             and event.customer_ref not in flat_paid
@@ -203,7 +205,7 @@ def accrue(
             run.accruals.append(_accrual(agreement, f"flat:{event.customer_ref}", FLAT_FEE, event, period, ZERO, fee))
         if event.basis != agreement.basis or (agreement.percent is None and agreement.tiers is None):
             continue
-        if not in_window(agreement, referral, event.occurred_on):
+        if not accrued and (referral is None or not in_window(agreement, referral, event.occurred_on)):
             continue
         delta = base - event_base.get(event.event_ref, ZERO)
         if delta == 0:
@@ -294,6 +296,20 @@ class Statement:
     total: Decimal
 
 
+def vanished(accruals: Iterable[Accrual], present: set[str], on: date, basis: FeeBasis) -> list[FeeEvent]:
+    """Events that accrued a fee but are gone from the store (a payment deleted at its source): each
+    comes back at 0, dated ``on``, so what it earned is reversed."""
+    last: dict[str, Accrual] = {}
+    for accrual in accruals:
+        if accrual.kind == FEE:
+            last[root_ref(accrual.event_ref)] = accrual
+    return [
+        FeeEvent(ref, a.customer_ref, None, on, basis, a.currency, ZERO)
+        for ref, a in sorted(last.items())
+        if ref not in present
+    ]
+
+
 def statement(partner_ref: str, period: str, currency: str, accruals: Iterable[Accrual]) -> Statement:
     """The statement of ``partner_ref`` for ``period`` from its accruals (others are ignored)."""
     base: dict[str, Decimal] = defaultdict(lambda: ZERO)
@@ -307,3 +323,53 @@ def statement(partner_ref: str, period: str, currency: str, accruals: Iterable[A
         fees[accrual.customer_ref] += accrual.fee
     lines = tuple(StatementLine(c, base[c], fees[c]) for c in sorted(fees))
     return Statement(partner_ref, period, currency, lines, sum((line.fees for line in lines), ZERO))
+
+
+@dataclass(frozen=True)
+class PartnerBill:
+    """A closed statement as the bill accounts payable should hold: the partner (a vendor), the period's
+    fees per referred customer, dated the day after the period, due on the partner's payment terms.
+    ``number`` is deterministic (the vendor reference QuickBooks keeps, at most 21 characters), so a
+    retry finds the Bill an earlier attempt made."""
+
+    statement_id: int
+    partner_ref: str
+    partner_name: str
+    email: str | None
+    currency: str
+    period: str
+    number: str
+    bill_date: date
+    due_date: date
+    lines: tuple[StatementLine, ...]
+    total: Decimal
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"billbridge-partner-bill-{self.statement_id}-create"
+
+
+def bill_number(statement_id: int, period: str) -> str:
+    """``PF-2026-11-42``: partner fees, the period, the statement id (unique)."""
+    return f"PF-{period}-{statement_id}"
+
+
+def partner_bill(
+    statement_id: int, partner_name: str, email: str | None, payment_terms_days: int, of: Statement
+) -> PartnerBill:
+    """The Bill of a closed statement."""
+    year, month = (int(part) for part in next_period(of.period).split("-"))
+    day = date(year, month, 1)
+    return PartnerBill(
+        statement_id,
+        of.partner_ref,
+        partner_name,
+        email,
+        of.currency,
+        of.period,
+        bill_number(statement_id, of.period),
+        day,
+        day + timedelta(days=payment_terms_days),
+        of.lines,
+        of.total,
+    )

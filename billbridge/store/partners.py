@@ -12,8 +12,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
-from billbridge.billing.partner_fees import Accrual
-from billbridge.store.models import LegalEntity
+from billbridge.billing.currency import allocate
+from billbridge.billing.model import FeeBasis
+from billbridge.billing.partner_fees import Accrual, FeeEvent
+from billbridge.store.models import (
+    Contract,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    LegalEntity,
+    Payment,
+    PaymentAllocation,
+)
 from billbridge.store.partner_models import Partner, PartnerFeeAccrual, PartnerStatement, ReferralAgreement
 from billbridge.store.records import Outcome
 from billbridge.store.reference import MissingReference, entity_ids
@@ -281,3 +291,89 @@ def statements(session: Session, partner_ref: str | None = None) -> list[dict[st
 def first_day(period: str) -> date:
     year, month = (int(part) for part in period.split("-"))
     return date(year, month, 1)
+
+
+ISSUED = ("sent", "partially_paid", "paid")  # what a customer was invoiced: documents that reached it
+
+
+def fee_events(
+    session: Session, customer_refs: Iterable[str], basis: FeeBasis, *, per_product: bool = False
+) -> list[FeeEvent]:
+    """The events of these customers a referral fee is on: what they paid (``collected``: each payment's
+    amount applied to each invoice, a refund's negative) or were invoiced (``billed``: issued invoices,
+    credit notes negative). ``per_product`` splits each amount over its invoice's products."""
+    refs = sorted(set(customer_refs))
+    if not refs:
+        return []
+    base = (
+        select(Invoice.id, Invoice.number, Invoice.currency, Customer.customer_ref, Contract.contract_ref)
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .join(Contract, Contract.id == Invoice.contract_id)
+        .where(Customer.customer_ref.in_(refs))
+    )
+    if basis == "billed":
+        query = base.add_columns(Invoice.billing_date, Invoice.invoice_total).where(Invoice.status.in_(ISSUED))
+        rows = [(f"doc:{r.number}", r, r.billing_date, r.invoice_total) for r in session.execute(query)]
+    else:
+        query = (
+            base.add_columns(Payment.payment_ref, Payment.received_on, PaymentAllocation.amount)
+            .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
+            .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        )
+        rows = [(f"pay:{r.payment_ref}:{r.number}", r, r.received_on, r.amount) for r in session.execute(query)]
+    products = _product_weights(session, {r.id for _, r, _, _ in rows}) if per_product else {}
+    events = []
+    for ref, row, day, amount in rows:
+        split = None
+        if per_product:
+            weights = products.get(row.id, {})
+            names = sorted(weights)
+            shares = (
+                allocate(amount, [weights[n] for n in names], row.currency) if names and any(weights.values()) else []
+            )
+            split = dict(zip(names, shares, strict=True))
+        events.append(FeeEvent(ref, row.customer_ref, row.contract_ref, day, basis, row.currency, amount, split))
+    return events
+
+
+def _product_weights(session: Session, invoice_ids: set[int]) -> dict[int, dict[str, Decimal]]:
+    """Each invoice's billed amount per product (absolute, as weights for splitting what it was paid)."""
+    out: dict[int, dict[str, Decimal]] = {}
+    if not invoice_ids:
+        return out
+    query = select(InvoiceLine.invoice_id, InvoiceLine.product_ref, InvoiceLine.billed_amount).where(
+        InvoiceLine.invoice_id.in_(sorted(invoice_ids))
+    )
+    for invoice_id, product, amount in session.execute(query):
+        weights = out.setdefault(invoice_id, {})
+        weights[product] = weights.get(product, Decimal(0)) + abs(amount)
+    return out
+
+
+def lock_partner(session: Session, partner_ref: str) -> None:
+    """Serialise what accrues on and closes a partner's statements (its row lock; SQLite has one writer)."""
+    session.execute(select(Partner.id).where(Partner.partner_ref == partner_ref).with_for_update())
+
+
+def set_statement_status(session: Session, statement_ids: Iterable[int], status: str) -> None:
+    for row in session.scalars(select(PartnerStatement).where(PartnerStatement.id.in_(list(statement_ids)))):
+        row.status = status
+
+
+def statements_by_id(session: Session, statement_ids: Iterable[int]) -> list[dict[str, Any]]:
+    query = (
+        select(PartnerStatement, Partner.partner_ref)
+        .join(Partner, Partner.id == PartnerStatement.partner_id)
+        .where(PartnerStatement.id.in_(list(statement_ids)))
+    )
+    return [
+        {
+            "id": s.id,
+            "partner_ref": ref,
+            "period": s.period,
+            "currency": s.currency,
+            "total": s.total,
+            "status": s.status,
+        }
+        for s, ref in session.execute(query)
+    ]

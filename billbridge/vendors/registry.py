@@ -62,6 +62,7 @@ class Vendor:
     contracts: Contracts | None = None
     payments: Callable[[Settings, TokenVault], PaymentSource] | None = None  # where payments are received
     pushes: bool = False  # a push target: ``flows/push.py`` declares how documents are delivered to it
+    bills: bool = False  # accounts payable: partner fee Bills go to it (``flows/partner_fees.py``)
     webhook: Webhook | None = None
 
 
@@ -152,7 +153,7 @@ VENDORS: dict[str, Vendor] = {
     "stripe": Vendor(
         "stripe", Contracts("subscriptions", _stripe_subscriptions), _stripe, pushes=True, webhook=STRIPE_WEBHOOK
     ),
-    "quickbooks": Vendor("quickbooks", payments=_quickbooks, pushes=True, webhook=QUICKBOOKS_WEBHOOK),
+    "quickbooks": Vendor("quickbooks", payments=_quickbooks, pushes=True, bills=True, webhook=QUICKBOOKS_WEBHOOK),
 }
 
 

@@ -228,3 +228,12 @@ def test_undoing_every_event_undoes_every_percentage_fee(pairs: list[tuple[date,
     ]
     run = accrue(terms, [*events, *undo])
     assert all(fee == 0 for fee in totals(run.accruals).values())
+
+
+def test_a_payment_deleted_at_its_source_reverses_its_fee_even_after_the_window() -> None:
+    from billbridge.billing.partner_fees import vanished
+
+    first = accrue(agreement(months=1), [paid("qb-9", date(2026, 1, 20), "400.00")])
+    gone = vanished(first.accruals, present=set(), on=date(2026, 5, 2), basis="collected")
+    run = accrue(agreement(months=1), gone, Booked.of(first.accruals))
+    assert [(a.event_ref, a.period, a.fee) for a in run.accruals] == [("qb-9@2", "2026-05", D("-80.00"))]
