@@ -268,6 +268,12 @@ class Contract(_Model):
         "collects it; billbridge keeps it for reporting and matches Stripe's payments, but never bills it)",
     )
     lines: list[ContractLine] = Field(min_length=1)
+    # Last, so that a contract without it dumps as before plus a fixed tail (see store.contracts.content_hash).
+    reseller_ref: Ref | None = Field(
+        default=None,
+        description="Sold through this reseller (a partner of kind reseller or both): the reseller is invoiced, at "
+        "its discount and on its payment terms; the customer stays the end customer",
+    )
 
     _currency = field_validator("currency")(_check_currency)
 

@@ -26,7 +26,7 @@ from billbridge.store.models import (
 )
 from billbridge.store.partner_models import Partner, PartnerFeeAccrual, PartnerStatement, ReferralAgreement
 from billbridge.store.records import Outcome
-from billbridge.store.reference import MissingReference, entity_ids
+from billbridge.store.reference import MissingReference, entity_ids, upsert_customer
 
 
 class PartnerError(ValueError):
@@ -62,6 +62,13 @@ def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
         "payment_terms_days": partner.payment_terms_days,
         "terms": partner.model_dump(mode="json"),
     }
+    if partner.kind != "referral":  # a reseller is invoiced: it is a customer of ours under its partner ref
+        upsert_customer(
+            session,
+            model.Customer(
+                customer_ref=partner.partner_ref, name=partner.name, entity_ref=partner.entity_ref, email=partner.email
+            ),
+        )
     if row is None:
         session.add(Partner(partner_ref=partner.partner_ref, **values))
         session.flush()

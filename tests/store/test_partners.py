@@ -24,6 +24,7 @@ from billbridge.store.partners import (
 )
 from tests.docs import REFERENCE
 
+D = Decimal
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
 
 
@@ -137,3 +138,44 @@ def test_accruals_are_stored_once_and_statements_close_once(store: Store) -> Non
         assert closed_through(session, "northwind") == "2026-02"
     with store.read() as session:
         assert load_accruals(session, partner_ref="northwind") == [accrual]
+
+
+def test_a_resellers_end_customer_contracts_are_invoiced_to_the_reseller(store: Store) -> None:
+    """A reseller with three end customers (one on usage), 25% off: every document is addressed to the
+    reseller, at its price and on its terms, and the contract keeps its end customer."""
+    from billbridge.flows.billing_run import run_billing
+    from billbridge.store.invoices import list_invoices
+    from tests.docs import contract
+
+    usage_line = {"line_ref": "api", "product_ref": "api", "charge": "usage", "billing_timing": "in_arrears"}
+    doc = {
+        **REFERENCE,
+        "partners": [partner("channel-one", kind="reseller", discount_percent="25", payment_terms_days=45)],
+        "contracts": [
+            contract("R-globex", reseller_ref="channel-one"),
+            contract("R-initech", customer="initech", reseller_ref="channel-one"),
+            contract("R-hooli-usage", customer="initech", reseller_ref="channel-one", lines=[usage_line]),
+            contract("R-unknown", reseller_ref="nobody"),
+            contract("R-other-currency", customer="gulf", entity="kw", currency="KWD", reseller_ref="channel-one"),
+            contract("direct"),
+        ],
+    }
+    summary = import_document(store, doc)
+    assert {(e.key, e.field) for e in summary.errors} == {
+        ("R-unknown", "reseller_ref"),
+        ("R-other-currency", "currency"),
+    }
+    assert summary.counts["contracts.created"] == 4
+    run_billing(store, date(2026, 2, 1))
+    with store.read() as session:
+        invoices: dict[str, dict[str, object]] = {}
+        for document in list_invoices(session):  # each contract's first document, billed 2026-01-01
+            invoices.setdefault(str(document["contract_ref"]), document)
+    for ref in ("R-globex", "R-initech", "R-hooli-usage"):
+        assert invoices[ref]["customer_ref"] == "channel-one"
+    assert invoices["direct"]["customer_ref"] == "globex"
+    assert D(str(invoices["R-globex"]["invoice_total"])) == D("900.00")  # 1,200 less 25%
+    assert D(str(invoices["direct"]["invoice_total"])) == D("1200.00")
+    assert invoices["R-globex"]["due_date"] == date(2026, 2, 15)  # billed 2026-01-01, net 45
+    again = import_document(store, doc)  # the reseller's terms are the stored terms: nothing changed
+    assert again.counts["contracts.unchanged"] == 4
