@@ -18,7 +18,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from billbridge import redaction
-from billbridge.app import metrics_cli, monitors_cli, revenue_cli, user_cli
+from billbridge.app import metrics_cli, monitors_cli, partners_cli, revenue_cli, user_cli
 from billbridge.app.errors import Commands, fail
 from billbridge.billing.currency import money_display, money_str
 from billbridge.billing.engine import InvoiceDraft
@@ -60,6 +60,7 @@ app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(monitors_cli.app, name="monitors")
 app.add_typer(user_cli.app, name="user")
 app.add_typer(revenue_cli.app, name="revenue")
+app.add_typer(partners_cli.app, name="partners")
 
 console = Console()
 err = Console(stderr=True)
