@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Context, Decimal, localcontext
+from functools import lru_cache
 
 from billbridge.billing.currency import round_money
 from billbridge.billing.model import FeeBasis, Referral, ReferralAgreement
@@ -113,7 +114,9 @@ def root_ref(event_ref: str) -> str:
     return event_ref.split("@", 1)[0]
 
 
+@lru_cache(maxsize=4096)
 def period_of(day: date) -> str:
+    """A day's statement period: its month, YYYY-MM (cached: a run dates many events alike)."""
     return f"{day.year:04d}-{day.month:02d}"
 
 
@@ -135,11 +138,11 @@ def fee_on(agreement: ReferralAgreement, base: Decimal) -> Decimal:
     amounts as fee per unit of base; symmetric for a negative base (more undone than earned)."""
     if base < 0:
         return -fee_on(agreement, -base)
-    with localcontext(_CTX):
-        if agreement.tiers is not None:
+    if agreement.tiers is not None:
+        with localcontext(_CTX):
             return agreement.tiers.amount_for(base)
-        if agreement.percent is not None:
-            return base * agreement.percent / HUNDRED
+    if agreement.percent is not None:  # the context's own methods: no context switch per event
+        return _CTX.divide(_CTX.multiply(base, agreement.percent), HUNDRED)
     return ZERO
 
 
@@ -183,17 +186,19 @@ def accrue(
     event_base = dict(booked.event_base)
     changes: dict[str, int] = defaultdict(int, booked.event_count)
     flat_paid = set(booked.flat_paid)
-    currency = agreement.currency
+    currency, basis, flat_fee = agreement.currency, agreement.basis, agreement.flat_fee
+    has_rule = agreement.percent is not None or agreement.tiers is not None
+    referred = {r.customer_ref for r in agreement.referrals}
     for event in sorted(events, key=lambda e: (e.occurred_on, e.event_ref)):
         accrued = event.event_ref in event_base  # a change of an event that earned a fee always counts
-        referral = referral_for(agreement, event)
+        referral = referral_for(agreement, event) if event.customer_ref in referred else None
         if referral is None and not accrued:
             continue
         base = _base(agreement, event, rates, run)
         if base is None:
             continue
         if (
-            agreement.flat_fee is not None
+            flat_fee is not None
             and referral is not None
             and event.basis == "collected"
             and event.amount > 0
@@ -201,11 +206,13 @@ def accrue(
         ):
             flat_paid.add(event.customer_ref)
             period = booking_period(event.occurred_on, closed_through)
-            fee = round_money(agreement.flat_fee, currency)
+            fee = round_money(flat_fee, currency)
             run.accruals.append(_accrual(agreement, f"flat:{event.customer_ref}", FLAT_FEE, event, period, ZERO, fee))
-        if event.basis != agreement.basis or (agreement.percent is None and agreement.tiers is None):
+        if event.basis != basis or not has_rule:
             continue
-        if not accrued and (referral is None or not in_window(agreement, referral, event.occurred_on)):
+        if not accrued and (
+            referral is None or not (agreement.months is None or in_window(agreement, referral, event.occurred_on))
+        ):
             continue
         delta = base - event_base.get(event.event_ref, ZERO)
         if delta == 0:
@@ -214,8 +221,7 @@ def accrue(
         changes[event.event_ref] += 1
         event_base[event.event_ref] = base
         period = booking_period(event.occurred_on, closed_through)
-        with localcontext(_CTX):
-            total = period_base[period] + delta
+        total = _CTX.add(period_base[period], delta)
         target = round_money(fee_on(agreement, total), currency)
         fee = target - period_fee[period]
         period_base[period], period_fee[period] = total, target
@@ -232,6 +238,8 @@ def _base(
     """The event's amount the fee is on (its products', for a per-product agreement), in the agreement's
     currency; None (with a problem) when it cannot be known."""
     amount = event.amount
+    if event.currency == agreement.currency and agreement.products is None:  # the common case
+        return amount
     if agreement.products is not None:
         if event.product_amounts is None:
             run.problems.append(

@@ -384,3 +384,9 @@ def statements_by_id(session: Session, statement_ids: Iterable[int]) -> list[dic
         }
         for s, ref in session.execute(query)
     ]
+
+
+def partner_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
+    """partner_ref -> id of the known ones (what the quarantine retries a record lacking a partner by)."""
+    rows = session.execute(select(Partner.partner_ref, Partner.id).where(Partner.partner_ref.in_(list(set(refs)))))
+    return dict(rows.all())
