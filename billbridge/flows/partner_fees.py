@@ -41,11 +41,13 @@ from billbridge.store import outbox, quarantine
 from billbridge.store import partners as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbox import Message
+from billbridge.vendors.registry import vendor
 
 if TYPE_CHECKING:
     from billbridge.vendors.quickbooks import QuickBooks
 
-TOPIC = "bill.quickbooks"
+BILLS_TO = "quickbooks"  # the vendor partner fee Bills go to (its registry entry has ``bills``)
+TOPIC = f"bill.{BILLS_TO}"
 SOURCE = "partner_fees"  # quarantine source of events that cannot accrue
 
 
@@ -187,6 +189,8 @@ def load_bills(session: Session, statement_ids: Sequence[int]) -> dict[int, Part
 def bill_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
     """Statements' Bills into QuickBooks, each once: vendors and the expense account found or made, a
     re-claimed Bill looked up by its number first. The connector is built on the first batch."""
+    if not vendor(BILLS_TO).bills:  # the registry says which vendor keeps accounts payable
+        raise ValueError(f"{BILLS_TO} does not take bills")
     if settings.quickbooks is None:
         raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
     built: list[QuickBooks] = []

@@ -85,5 +85,10 @@ def test_list_run_statement_and_accruals(paid: Decimal) -> None:
 
     code, out = run("partners", "statement", "northwind", "--period", "2026-11")
     assert code == 0 and "hooli" in out and "Total" in out
+    code, out = run("status", "--json")
+    assert code == 0, out
+    assert json.loads(out)["partners"] == {"by_kind": {"referral": 1, "reseller": 1}, "statements": {"closed": 1}}
+    code, out = run("status")
+    assert code == 0 and "referral 1, reseller 1 / closed 1" in out
     assert run("partners", "statement", "nobody", "--period", "2026-11")[0] == 1
     assert run("partners", "accruals", "--period", "November")[0] == 2
