@@ -145,6 +145,9 @@ def close_period(store: Store, period: str, summary: FeeSummary | None = None) -
     for partner in partners:
         with store.write() as session:
             sql.lock_partner(session, partner.partner_ref)
+            last = sql.closed_through(session, partner.partner_ref)
+            if last is not None and last >= period:  # closed already (or a later month is: its fees went there)
+                continue
             accruals = sql.load_accruals(session, partner_ref=partner.partner_ref, period=period)
             of = statement(partner.partner_ref, period, partner.currency, accruals)
             statement_id, closed = sql.close_statement(session, partner.partner_ref, period, of.total)

@@ -138,6 +138,10 @@ def test_accruals_are_stored_once_and_statements_close_once(store: Store) -> Non
         assert closed_through(session, "northwind") == "2026-02"
     with store.read() as session:
         assert load_accruals(session, partner_ref="northwind") == [accrual]
+    from billbridge.flows.partner_fees import close_period
+
+    assert close_period(store, "2026-01").closed == []  # before the closed February: nothing left to close
+    assert [c["period"] for c in close_period(store, "2026-03").closed] == ["2026-03"]
 
 
 def test_a_resellers_end_customer_contracts_are_invoiced_to_the_reseller(store: Store) -> None:

@@ -482,14 +482,8 @@ def _party(entity: str) -> Callable[[QboCompany, dict[str, Any]], dict[str, Any]
 
 
 def _vendor(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """A vendor: its DisplayName unique across customers, vendors and employees (and, as for a
-    customer, no colon in it), in the home currency unless it says another (fixed once it has bills)."""
-    if ":" in str(body.get("DisplayName", "")):
-        raise validation(
-            "Business Validation Error: The vendor name must not contain a colon (:).",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
+    """A vendor: its DisplayName unique across customers, vendors and employees (DESIGN.md; the XSD
+    states a colon rule for customers only), in the home currency unless it says another."""
     _unique(company, "Vendor", "DisplayName", body)
     body.setdefault("CurrencyRef", {"value": company.home_currency})
     body.setdefault("Balance", Decimal(0))
