@@ -45,7 +45,7 @@ class ContractTimeline:
     entity_id: int
     versions: tuple[Version, ...]
     error: str | None = None  # the stored terms no longer validate (hand edits, a bad migration)
-    bill_to: Mapping[int, int] = field(default_factory=dict)  # version_no -> its reseller's customer id
+    bill_to: Mapping[int, int] = field(default_factory=dict, compare=False)  # version_no -> its reseller's customer id
 
     def bill_to_id(self, version_no: int) -> int:
         """Who a version's documents are addressed to: its reseller, else the contract's customer."""

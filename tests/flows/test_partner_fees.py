@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from billbridge.flows.partner_fees import TOPIC, accrue_fees, close_period, push_bills, run_partner_fees
+from billbridge.flows.push import quickbooks_connector
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.store import outbox
 from billbridge.store.db import Store
@@ -67,6 +68,14 @@ def test_fees_accrue_close_and_become_one_bill_per_partner_and_month(
     assert bill["DueDate"] == "2026-12-31"  # net 30 from the first of December
     with store.read() as session:
         assert [s["status"] for s in statements(session, "northwind")] == ["billed"]
+
+    # What was paid on it, read back from QuickBooks' BillPayments (a bookkeeper pays part of it).
+    qbo.company.pay_bill(bill["Id"], D("100.00"))
+    connector = quickbooks_connector(store, settings)
+    try:
+        assert connector.bill_payments([bill["Id"]]) == {bill["Id"]: D("100.00")}
+    finally:
+        connector.close()
 
     again = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
     assert (again.accrued, again.closed, again.pushed) == (0, [], {})
