@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -405,6 +406,17 @@ class Settings(BaseSettings):
     push_targets: list[str] = Field(
         default_factory=list, description="Where approved documents go: quickbooks (all), stripe (auto-charge invoices)"
     )
+    partner_fee_account: str = Field(
+        default="Partner fees",
+        min_length=1,
+        max_length=100,
+        description="QuickBooks expense account (by Name) partner fee Bills post to; made when missing",
+    )
+    partner_fee_rates: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Exchange rates for referral fees on payments in another currency than the agreement's, "
+        '"FROM/TO" -> rate (e.g. "EUR/USD" = "1.08"); without one such a payment is quarantined',
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -421,6 +433,24 @@ class Settings(BaseSettings):
             PrefectSecretBlock(settings_cls),
             TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
         )
+
+    @model_validator(mode="after")
+    def _fee_rates_readable(self) -> Settings:
+        for pair, rate in self.partner_fee_rates.items():
+            source, slash, target = pair.partition("/")
+            if not slash or len(source.strip()) != 3 or len(target.strip()) != 3:
+                raise ValueError(f"partner_fee_rates: {pair!r} is not FROM/TO (e.g. EUR/USD)")
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"partner_fee_rates: {pair} must be a positive rate, not {rate}")
+        return self
+
+    def fee_rates(self) -> dict[tuple[str, str], Decimal]:
+        """``partner_fee_rates`` as (from, to) -> rate."""
+        out = {}
+        for pair, rate in self.partner_fee_rates.items():
+            source, _, target = pair.partition("/")
+            out[(source.strip().upper(), target.strip().upper())] = rate
+        return out
 
     @property
     def crm_dates(self) -> tuple[date, date]:

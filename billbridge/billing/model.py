@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from billbridge.billing.currency import MINOR_UNITS
 from billbridge.billing.periods import CycleUnit
-from billbridge.billing.pricing import Money, Percent, Pricing, Quantity
+from billbridge.billing.pricing import GraduatedPrice, Money, Percent, Pricing, Quantity, VolumePrice
 
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Name = Annotated[str, StringConstraints(max_length=300)]  # names and e-mail addresses: what the store keeps
@@ -353,6 +353,12 @@ class Contract(_Model):
         "collects it; billbridge keeps it for reporting and matches Stripe's payments, but never bills it)",
     )
     lines: list[ContractLine] = Field(min_length=1)
+    # Last, so that a contract without it dumps as before plus a fixed tail (see store.contracts.content_hash).
+    reseller_ref: Ref | None = Field(
+        default=None,
+        description="Sold through this reseller (a partner of kind reseller or both): the reseller is invoiced, at "
+        "its discount and on its payment terms; the customer stays the end customer",
+    )
 
     _currency = field_validator("currency")(_check_currency)
 
@@ -373,8 +379,113 @@ class Contract(_Model):
         return self.cycle_start_date or self.contract_start_date
 
 
+PartnerKind = Literal["referral", "reseller", "both"]
+FeeBasis = Literal["collected", "billed"]
+
+
+class ProductDiscount(_Model):
+    """A reseller's discount on one product, instead of its general one."""
+
+    product_ref: Ref
+    percent: Percent = Field(description="0-100")
+
+    @field_validator("percent")
+    @classmethod
+    def _at_most_100(cls, value: Decimal) -> Decimal:
+        if value > 100:
+            raise ValueError("percent must be between 0 and 100")
+        return value
+
+
+class Partner(_Model):
+    """A partner: a referral partner earns fees on the customers it brings, a reseller buys on behalf of
+    its end customers and is invoiced instead of them (``both`` does both). Fees are paid out to it as
+    a vendor of ``entity_ref``'s books, in ``currency``, on ``payment_terms_days``."""
+
+    partner_ref: Ref
+    name: Name
+    kind: PartnerKind
+    entity_ref: Ref
+    currency: str
+    email: Name | None = None
+    payment_terms_days: int = Field(default=30, ge=0, le=3650, description="Net N of the partner's bills")
+    discount_percent: Percent | None = Field(
+        default=None, description="Reseller: its discount off the list price, 0-100"
+    )
+    product_discounts: list[ProductDiscount] = Field(
+        default_factory=list, description="Reseller: a discount per product, instead of discount_percent"
+    )
+
+    _currency = field_validator("currency")(_check_currency)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Partner:
+        if self.discount_percent is not None and self.discount_percent > 100:
+            raise ValueError("discount_percent must be between 0 and 100")
+        if self.kind == "referral" and (self.discount_percent is not None or self.product_discounts):
+            raise ValueError("a referral partner has no reseller discount (kind: reseller or both)")
+        refs = [d.product_ref for d in self.product_discounts]
+        if len(refs) != len(set(refs)):
+            raise ValueError("product_discounts names a product twice")
+        return self
+
+    def discount_for(self, product_ref: str) -> Decimal:
+        """The reseller's discount percent on a product: its product discount, else its general one, else 0."""
+        for item in self.product_discounts:
+            if item.product_ref == product_ref:
+                return item.percent
+        return self.discount_percent or Decimal(0)
+
+
+class Referral(_Model):
+    """A customer (or one of its contracts) the partner referred, and when."""
+
+    customer_ref: Ref
+    referred_on: date
+    contract_ref: Ref | None = Field(default=None, description="Only this contract earns fees; none = all of them")
+
+
+TierPricing = Annotated[GraduatedPrice | VolumePrice, Field(discriminator="model")]
+
+
+class ReferralAgreement(_Model):
+    """What a referral partner earns on the customers it referred, in ``currency``.
+
+    ``percent`` of what a referred customer pays (``basis`` collected, the default) or is invoiced
+    (billed), for ``months`` from the referral (none: the life of the contract), on every product or only
+    on ``products``; ``flat_fee`` once per new customer on its first payment; ``tiers`` instead of
+    ``percent``: the fee of a period is the pricing model applied to the partner's referred revenue in
+    it (graduated or volume, amounts are the fee per unit of revenue and flat fees)."""
+
+    agreement_ref: Ref
+    partner_ref: Ref
+    currency: str
+    basis: FeeBasis = "collected"
+    percent: Percent | None = Field(default=None, description="0-100, of the basis")
+    tiers: TierPricing | None = Field(default=None, description="Fee by the period's referred revenue")
+    flat_fee: Money | None = Field(default=None, description="Once per referred customer, on its first payment")
+    months: int | None = Field(default=None, ge=1, le=1200, description="Fees for N months from the referral")
+    products: list[Ref] | None = Field(default=None, description="Only these products earn the percentage")
+    referrals: list[Referral] = Field(default_factory=list)
+
+    _currency = field_validator("currency")(_check_currency)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReferralAgreement:
+        if self.percent is not None and self.percent > 100:
+            raise ValueError("percent must be between 0 and 100")
+        if self.percent is not None and self.tiers is not None:
+            raise ValueError("give percent or tiers, not both")
+        if self.percent is None and self.tiers is None and self.flat_fee is None:
+            raise ValueError("an agreement needs percent, tiers or flat_fee")
+        seen = [(r.customer_ref, r.contract_ref) for r in self.referrals]
+        if len(seen) != len(set(seen)):
+            raise ValueError("referrals names a customer (and contract) twice")
+        return self
+
+
 class ContractFile(BaseModel):
-    """A contract file: any of the four record lists, each record imported on its own."""
+    """A contract file: any of the record lists, each record imported on its own."""
 
     model_config = ConfigDict(extra="forbid", title="billbridge contract file")
 
@@ -382,6 +493,8 @@ class ContractFile(BaseModel):
     customers: list[Customer] = Field(default_factory=list)
     products: list[Product] = Field(default_factory=list)
     contracts: list[Contract] = Field(default_factory=list)
+    partners: list[Partner] = Field(default_factory=list)
+    referral_agreements: list[ReferralAgreement] = Field(default_factory=list)
 
 
 RECORD_KINDS: dict[str, tuple[type[_Model], str]] = {
@@ -389,5 +502,7 @@ RECORD_KINDS: dict[str, tuple[type[_Model], str]] = {
     "customers": (Customer, "customer_ref"),
     "products": (Product, "product_ref"),
     "contracts": (Contract, "contract_ref"),
+    "partners": (Partner, "partner_ref"),
+    "referral_agreements": (ReferralAgreement, "agreement_ref"),
 }
 """File section -> (model, the field naming a record in errors)."""

@@ -15,12 +15,14 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
-from billbridge.billing.model import Contract, Customer, LegalEntity, Product
+from billbridge.billing.model import Contract, Customer, LegalEntity, Partner, Product, ReferralAgreement
 from billbridge.billing.pricebook import PriceBookError, resolve_prices
+from billbridge.billing.resellers import ResellerError, resell
 from billbridge.mapping.contract_file import ParsedRecord, RecordError, parse_document
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, ContractLookups, lookups_for, save_contract, save_contracts
 from billbridge.store.db import Store
+from billbridge.store.partners import PartnerError, load_partners, upsert_agreement, upsert_partner
 from billbridge.store.reference import (
     MissingReference,
     load_products,
@@ -33,6 +35,8 @@ from billbridge.store.reference import (
 
 SOURCE = "contract_file"
 BATCH = 500
+# Entities before what names them; partners before their agreements and the contracts they resell.
+SECTIONS = ("entities", "customers", "products", "partners", "referral_agreements", "contracts")
 
 
 class ContractFileError(ValueError):
@@ -90,7 +94,7 @@ def import_document(store: Store, document: Any) -> ImportSummary:
     parsed = parse_document(document)
     summary = ImportSummary()
     summary.errors.extend(parsed.errors)
-    for section in ("entities", "customers", "products", "contracts"):
+    for section in SECTIONS:
         records = list(parsed.section(section))
         for start in range(0, len(records), BATCH):
             with store.write() as session:
@@ -108,7 +112,7 @@ def store_records(
     quarantine entries. With ``source`` None (the write API, which answers a refusal with a 422)
     refusals are only listed in the summary. Returns the keys of the contracts stored."""
     stored_contracts: list[str] = []
-    for section in ("entities", "customers", "products", "contracts"):
+    for section in SECTIONS:
         batch = [r for r in records if r.section == section]
         if not batch:
             continue
@@ -173,8 +177,8 @@ def _store_contracts(
     for record in batch:
         assert isinstance(record.record, Contract)
         try:
-            resolved.append((record, resolve_prices(record.record, context.products)))
-        except PriceBookError as exc:
+            resolved.append((record, context.billed_terms(record.record)))
+        except (PriceBookError, MissingReference, ResellerError) as exc:
             refused.append((record, exc))
     try:
         with session.begin_nested():
@@ -221,12 +225,28 @@ class _BatchContext:
 
     products: dict[str, Product]
     lookups: ContractLookups
+    resellers: dict[str, Partner]
 
     @classmethod
     def read(cls, session: Session, batch: list[ParsedRecord]) -> _BatchContext:
         contracts = [r.record for r in batch if isinstance(r.record, Contract)]
         products = load_products(session, [line.product_ref for c in contracts for line in c.lines])
-        return cls(products, lookups_for(session, contracts))
+        refs = {c.reseller_ref for c in contracts if c.reseller_ref is not None}
+        resellers = load_partners(session, refs) if refs else {}
+        return cls(products, lookups_for(session, contracts), resellers)
+
+    def billed_terms(self, contract: Contract) -> Contract:
+        """The contract as stored and billed: prices resolved from the price book, and for one sold through
+        a reseller, the reseller's discount and payment terms."""
+        resolved = resolve_prices(contract, self.products)
+        if contract.reseller_ref is None:
+            return resolved
+        reseller = self.resellers.get(contract.reseller_ref)
+        if reseller is None:
+            raise MissingReference(
+                "reseller_ref", f"unknown reseller {contract.reseller_ref!r}", ("partners", contract.reseller_ref)
+            )
+        return resell(resolved, reseller)
 
 
 def _import_one(
@@ -236,7 +256,7 @@ def _import_one(
     try:
         with session.begin_nested():
             outcome = _store_record(session, record.record, context)
-    except (MissingReference, PriceBookError, AmendmentError, ValueError) as exc:
+    except (MissingReference, PriceBookError, AmendmentError, PartnerError, ResellerError, ValueError) as exc:
         # The savepoint rolled the record back whole; keep it visible and go on with the others.
         _refuse(session, record, exc, summary, source)
         return False
@@ -270,8 +290,12 @@ def _store_record(session: Session, record: object, context: _BatchContext | Non
         return upsert_customer(session, record)
     if isinstance(record, Product):
         return upsert_product(session, record)
+    if isinstance(record, Partner):
+        return upsert_partner(session, record)
+    if isinstance(record, ReferralAgreement):
+        return upsert_agreement(session, record)
     assert isinstance(record, Contract) and context is not None
-    return save_contract(session, resolve_prices(record, context.products), context.lookups)
+    return save_contract(session, context.billed_terms(record), context.lookups)
 
 
 def quarantine_invalid(session: Session, errors: list[RecordError], summary: ImportSummary, *, source: str) -> None:

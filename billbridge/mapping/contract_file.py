@@ -67,7 +67,7 @@ def parse_document(document: Any) -> ParsedFile:
                 0,
                 None,
                 "(file)",
-                "expected a mapping with entities, customers, products or contracts",
+                "expected a mapping with entities, customers, products, contracts, partners or referral_agreements",
                 document,
             )
         )

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from billbridge.billing.currency import round_money
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
+from billbridge.billing.partner_fees import PartnerBill
 from billbridge.mapping.fields import iso_date, number, objects, parse, read, required_text, text
 
 QboEntity = Literal["Invoice", "CreditMemo"]
@@ -62,6 +63,56 @@ def customer_payload(spec: CustomerSpec) -> dict[str, Any]:
     if spec.email:
         payload["PrimaryEmailAddr"] = {"Address": spec.email}
     return payload
+
+
+def vendor_payload(bill: PartnerBill) -> dict[str, Any]:
+    """The partner as a QuickBooks Vendor (DisplayName is unique across customers, vendors and employees:
+    a partner that is also a customer needs another name in one of the two)."""
+    name = display_name(bill.partner_name)
+    payload: dict[str, Any] = {
+        "DisplayName": name,
+        "CompanyName": bill.partner_name[:100],
+        "CurrencyRef": {"value": bill.currency},
+        "AcctNum": bill.partner_ref[:100],  # the account number the vendor knows us by: our partner ref
+    }
+    if name != bill.partner_name:
+        payload["Notes"] = f"Name in billbridge: {bill.partner_name}"[:NOTES_MAX]
+    if bill.email:
+        payload["PrimaryEmailAddr"] = {"Address": bill.email}
+    return payload
+
+
+def expense_account_payload(name: str) -> dict[str, Any]:
+    """The expense account partner fees post to (looked up by Name, made when missing)."""
+    return {"Name": name, "AccountType": "Expense", "AccountSubType": "OtherMiscellaneousServiceCost"}
+
+
+def bill_payload(bill: PartnerBill, *, vendor_id: str, account_id: str) -> dict[str, Any]:
+    """A statement as a QuickBooks Bill: one expense line per referred customer (one line for the total
+    when a customer's fees are negative: Bill lines are not), DocNumber the statement's number."""
+    if bill.total <= 0:
+        raise ValueError(f"statement {bill.number}: a Bill needs a positive total, not {bill.total}")
+    parts = [(f"Referral fees {bill.period}: {line.customer_ref}", line.fees) for line in bill.lines if line.fees]
+    if any(amount < 0 for _, amount in parts):
+        parts = [(f"Referral fees {bill.period} ({len(bill.lines)} customers)", bill.total)]
+    lines = [
+        {
+            "Amount": _text(round_money(amount, bill.currency)),
+            "Description": description[:4000],
+            "DetailType": "AccountBasedExpenseLineDetail",
+            "AccountBasedExpenseLineDetail": {"AccountRef": {"value": account_id}},
+        }
+        for description, amount in parts
+    ]
+    return {
+        "VendorRef": {"value": vendor_id},
+        "DocNumber": bill.number,
+        "TxnDate": bill.bill_date.isoformat(),
+        "DueDate": bill.due_date.isoformat(),
+        "CurrencyRef": {"value": bill.currency},
+        "PrivateNote": f"billbridge partner statement {bill.partner_ref} {bill.period}"[:NOTES_MAX],
+        "Line": lines,
+    }
 
 
 def item_payload(sku: str, description: str, income_account_id: str) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from pydantic import BaseModel, ValidationError
@@ -45,6 +45,11 @@ class ContractTimeline:
     entity_id: int
     versions: tuple[Version, ...]
     error: str | None = None  # the stored terms no longer validate (hand edits, a bad migration)
+    bill_to: Mapping[int, int] = field(default_factory=dict, compare=False)  # version_no -> its reseller's customer id
+
+    def bill_to_id(self, version_no: int) -> int:
+        """Who a version's documents are addressed to: its reseller, else the contract's customer."""
+        return self.bill_to.get(version_no, self.customer_id)
 
 
 def terms_json(contract: model.Contract) -> str:
@@ -67,12 +72,16 @@ def content_hash(contract: model.Contract, terms: str | None = None) -> str:
         terms = terms.replace(_DEFAULT_BILLER, "", 1)
     # Lines without recognition or SSP (every line stored before those fields existed) hash as before.
     terms = terms.replace(_DEFAULT_REVENUE, "}")
+    # Contracts not sold through a reseller (every one stored before the field existed) hash as before.
+    if terms.endswith(_NO_RESELLER):
+        terms = terms[: -len(_NO_RESELLER)] + "}"
     return HASH_V2 + hashlib.sha256(terms.encode()).hexdigest()[: 64 - len(HASH_V2)]
 
 
 HASH_V2 = "2:"
 _DEFAULT_BILLER = ',"billed_by":"billbridge"'
 _DEFAULT_REVENUE = ',"recognition":null,"ssp":null}'  # the tail of a line (its last two fields) left unset
+_NO_RESELLER = ',"reseller_ref":null}'  # the tail of a contract sold directly
 
 
 def legacy_content_hash(contract: model.Contract) -> str:
@@ -87,7 +96,11 @@ def legacy_content_hash(contract: model.Contract) -> str:
 
 
 def _hashed_without(contract: model.Contract) -> set[str]:
-    return {"effective_date"} | ({"billed_by"} if contract.billed_by == "billbridge" else set())
+    return (
+        {"effective_date"}
+        | ({"billed_by"} if contract.billed_by == "billbridge" else set())
+        | ({"reseller_ref"} if contract.reseller_ref is None else set())
+    )
 
 
 # Core statements built once: the ORM's per-call statement handling costs more than the insert.
@@ -433,6 +446,14 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
             errors.setdefault(contract_id, f"stored version {version_no} is invalid: {where}: {first['msg']}")
             continue
         out_versions[contract_id].append(Version(version_no, effective_date, contract))
+    resellers = {v.contract.reseller_ref for vs in out_versions.values() for v in vs if v.contract.reseller_ref}
+    reseller_ids = {ref: ids[0] for ref, ids in customer_ids(session, resellers).items()} if resellers else {}
+    bill_to: dict[int, dict[int, int]] = defaultdict(dict)
+    for contract_id, found in out_versions.items():
+        for version in found:
+            ref = version.contract.reseller_ref
+            if ref is not None and ref in reseller_ids:
+                bill_to[contract_id][version.version_no] = reseller_ids[ref]
     return {
         h.id: ContractTimeline(
             h.id,
@@ -441,6 +462,7 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
             h.entity_id,
             () if h.id in errors else tuple(out_versions[h.id]),
             errors.get(h.id),
+            bill_to.get(h.id, {}),
         )
         for h in heads
     }

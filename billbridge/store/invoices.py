@@ -188,7 +188,7 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 "number": f"{prefix}{seq}",
                 "sequence_no": seq,
                 "entity_id": timeline.entity_id,
-                "customer_id": timeline.customer_id,
+                "customer_id": timeline.bill_to_id(draft.version_no),  # a reseller's contract: the reseller
                 "contract_id": timeline.contract_id,
                 "version_no": draft.version_no,
                 "billing_date": draft.billing_date,

@@ -436,4 +436,5 @@ class OAuthToken(Base):
 from billbridge.store import message_models as _message_models  # noqa: E402, F401
 from billbridge.store import metric_models as _metric_models  # noqa: E402, F401
 from billbridge.store import monitor_models as _monitor_models  # noqa: E402, F401
+from billbridge.store import partner_models as _partner_models  # noqa: E402, F401
 from billbridge.store import revenue_models as _revenue_models  # noqa: E402, F401

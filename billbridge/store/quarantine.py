@@ -147,10 +147,17 @@ def resolve_many(session: Session, *, source: str, record_type: str, record_keys
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _partner_ids(session: Session, refs: Iterable[str]) -> Mapping[str, object]:
+    from billbridge.store.partners import partner_ids  # partners imports the reference module this one does
+
+    return partner_ids(session, refs)
+
+
 MISSING_LOOKUPS: dict[str, Callable[[Session, Iterable[str]], Mapping[str, object]]] = {
     "entities": entity_ids,
     "customers": customer_ids,
     "products": product_ids,
+    "partners": _partner_ids,
 }
 """What a record can be refused for lacking, and how to tell whether the store has it now."""
 

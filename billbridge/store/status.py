@@ -24,6 +24,7 @@ from billbridge.store.models import (
     SyncCursor,
 )
 from billbridge.store.outbox import is_leased, is_parked
+from billbridge.store.partner_models import Partner, PartnerStatement
 
 
 def overview(session: Session, today: date, *, errors: int = 5) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def overview(session: Session, today: date, *, errors: int = 5) -> dict[str, Any
         "contracts": session.scalar(select(func.count()).select_from(Contract)) or 0,
         "documents": _documents(session, today),
         "payments": _payments(session),
+        "partners": _partners(session),
         "outbox": _outbox(session, errors),
         "messages": messages.overview(session),
         "quarantined": dict(
@@ -51,6 +53,15 @@ def overview(session: Session, today: date, *, errors: int = 5) -> dict[str, Any
             )
         ],
     }
+
+
+def _partners(session: Session) -> dict[str, Any]:
+    """Partners by kind, and partner statements by status (closed: its Bill waits; billed: in QuickBooks)."""
+    kinds = dict(session.execute(select(Partner.kind, func.count()).group_by(Partner.kind)).all())
+    statuses = dict(
+        session.execute(select(PartnerStatement.status, func.count()).group_by(PartnerStatement.status)).all()
+    )
+    return {"by_kind": kinds, "statements": statuses}
 
 
 def _documents(session: Session, today: date) -> dict[str, Any]:

@@ -9,7 +9,7 @@ canonical shapes; this module joins them and holds no translation of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
+from billbridge.billing.partner_fees import PartnerBill
 from billbridge.connectors.base import PushResult, PushStatus
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.pacing import Pacer
@@ -44,9 +45,11 @@ from billbridge.mapping.journal import (
 from billbridge.mapping.quickbooks import (
     CustomerSpec,
     amendments_in,
+    bill_payload,
     customer_payload,
     customer_spec,
     document_payload,
+    expense_account_payload,
     item_payload,
     linked_invoice_ids,
     note_key,
@@ -56,6 +59,7 @@ from billbridge.mapping.quickbooks import (
     payment_note,
     payment_payload,
     qbo_entity,
+    vendor_payload,
 )
 from billbridge.settings import Settings
 from billbridge.vendors.contract import PaymentPage
@@ -82,6 +86,13 @@ class AmendmentToRecord:
     payment_id: str  # the QuickBooks Payment that entered the payment
     lines: Mapping[str, Decimal]  # QuickBooks Invoice Id -> change of the amount applied to it
     total_change: Decimal  # change of the payment's total (a refund: negative; an application: 0)
+
+
+FEE_ACCOUNT = "Partner fees"  # the expense account partner fee Bills post to, by Name
+
+
+def _existing_bill(bill: PartnerBill, record: dict[str, Any]) -> PushResult:
+    return PushResult(bill.number, "bill", "existing", str(record["Id"]), str(record["SyncToken"]))
 
 
 def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
@@ -418,6 +429,86 @@ class QuickBooks(QuickBooksConnector):
                     number, "journal_entry", "failed", error=outcome.error, retriable=outcome.retriable
                 )
         return [results[n] for n in range(len(entries))]
+
+    # -- partner fees (accounts payable) ---------------------------------------------------------------
+
+    def push_bills(
+        self, bills: Sequence[PartnerBill], *, fee_account: str = FEE_ACCOUNT, look_up_first: bool = True
+    ) -> list[PushResult]:
+        """Create each partner statement's Bill once, to the partner as a Vendor; one PushResult each.
+
+        Vendors (by DisplayName) and the expense account (by Name) are looked up, then created when
+        missing. ``look_up_first`` finds Bills an earlier attempt made (by DocNumber, the statement's
+        number) and reports them ``existing``; a create refused because the number exists (6140)
+        looks it up again, so a retry after a lost answer never makes a second Bill.
+        """
+        vendors = {b.partner_ref: vendor_payload(b) for b in bills}
+        vendor_ids, vendor_failures = self.find_or_create(
+            "Vendor",
+            "DisplayName",
+            {ref: payload["DisplayName"] for ref, payload in vendors.items()},
+            lambda ref: Write(f"billbridge-vendor-{ref}-create", "Vendor", vendors[ref]),
+        )
+        accounts, account_failures = self.find_or_create(
+            "Account",
+            "Name",
+            {"fees": fee_account},
+            lambda _ref: Write(
+                f"billbridge-account-{fee_account}-create", "Account", expense_account_payload(fee_account)
+            ),
+        )
+        existing = self.find("Bill", "DocNumber", [b.number for b in bills]) if look_up_first else {}
+        results: dict[str, PushResult] = {}
+        writes: list[Write] = []
+        for bill in bills:
+            blocker = vendor_failures.get(bill.partner_ref) or account_failures.get("fees")
+            if bill.number in existing:
+                results[bill.number] = _existing_bill(bill, existing[bill.number])
+            elif blocker is not None:
+                error = f"vendor or expense account not in QuickBooks: {blocker.error}"
+                results[bill.number] = PushResult(
+                    bill.number, "bill", "failed", error=error, retriable=blocker.retriable
+                )
+            else:
+                try:
+                    payload = bill_payload(bill, vendor_id=vendor_ids[bill.partner_ref], account_id=accounts["fees"])
+                except ValueError as exc:
+                    results[bill.number] = PushResult(bill.number, "bill", "failed", error=f"cannot map: {exc}")
+                    continue
+                writes.append(Write(bill.idempotency_key, "Bill", payload))
+        written = self.batch(writes)
+        taken = [
+            b for b in bills if b.number not in results and DUPLICATE_DOC_NUMBER in written[b.idempotency_key].codes
+        ]
+        found = self.find("Bill", "DocNumber", [b.number for b in taken]) if taken else {}
+        for bill in bills:
+            if bill.number in results:
+                continue
+            outcome = written[bill.idempotency_key]
+            if bill.number in found:
+                results[bill.number] = _existing_bill(bill, found[bill.number])
+            elif outcome.record is None:
+                results[bill.number] = PushResult(
+                    bill.number, "bill", "failed", error=outcome.error, retriable=outcome.retriable
+                )
+            else:
+                record = outcome.record
+                results[bill.number] = PushResult(
+                    bill.number, "bill", "created", str(record["Id"]), str(record["SyncToken"])
+                )
+        return [results[b.number] for b in bills]
+
+    def bill_payments(self, bill_ids: Iterable[str]) -> dict[str, Decimal]:
+        """What was paid on each of these Bills (their BillPayments' linked amounts), by Bill Id."""
+        wanted = set(bill_ids)
+        paid: dict[str, Decimal] = {}
+        for payment in self.query_all("BillPayment"):
+            for line in payment.get("Line", []):
+                for link in line.get("LinkedTxn", []):
+                    if link.get("TxnType") == "Bill" and str(link.get("TxnId")) in wanted:
+                        bill = str(link["TxnId"])
+                        paid[bill] = paid.get(bill, Decimal(0)) + Decimal(str(line.get("Amount", 0)))
+        return paid
 
     # -- payments -------------------------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class Vendor:
     payments: Callable[[Settings, TokenVault], PaymentSource] | None = None  # where payments are received
     pushes: bool = False  # a push target: ``flows/push.py`` declares how documents are delivered to it
     journals: Callable[[Settings, TokenVault], JournalTarget] | None = None  # where revenue journal entries go
+    bills: bool = False  # accounts payable: partner fee Bills go to it (``flows/partner_fees.py``)
     webhook: Webhook | None = None
 
 
@@ -172,7 +173,12 @@ VENDORS: dict[str, Vendor] = {
         "stripe", Contracts("subscriptions", _stripe_subscriptions), _stripe, pushes=True, webhook=STRIPE_WEBHOOK
     ),
     "quickbooks": Vendor(
-        "quickbooks", payments=_quickbooks, pushes=True, journals=_quickbooks_journals, webhook=QUICKBOOKS_WEBHOOK
+        "quickbooks",
+        payments=_quickbooks,
+        pushes=True,
+        journals=_quickbooks_journals,
+        bills=True,
+        webhook=QUICKBOOKS_WEBHOOK,
     ),
 }
 

@@ -62,7 +62,7 @@ def test_contacts_in_the_billing_role_become_the_customers_contacts(
     _role(sandbox, world, 1, opp, "Decision Maker", "ceo@example.com", True)
     _role(sandbox, world, 2, opp, "Billing", "ap@example.com", False)
     _role(sandbox, world, 3, opp, "Billing", "controller@example.com", True)
-    bundles = {b.deal["Id"]: b for p in source_for(sandbox, world).pull(None) for b in p.bundles}
+    bundles = {b.deal["Id"]: b for p in source_for(sandbox, world).pull(None) for b in p.records}
     crm_deal, company, products = bundle_to_crm(bundles[opp])
     mapped = map_deal(crm_deal, company, products, DEFAULT_MAPPING)
     assert mapped.customer.contacts is not None
@@ -80,7 +80,7 @@ def test_a_malformed_contact_address_names_its_field(sandbox: SalesforceSandbox,
     deal = next(d for d in world.live_deals if d.key in set(world.expected_contract_keys()))
     opp = opportunity_id(deal.key)
     _role(sandbox, world, 4, opp, "Billing", "ap at example", True)
-    bundles = {b.deal["Id"]: b for p in source_for(sandbox, world).pull(None) for b in p.bundles}
+    bundles = {b.deal["Id"]: b for p in source_for(sandbox, world).pull(None) for b in p.records}
     crm_deal, company, products = bundle_to_crm(bundles[opp])
     with pytest.raises(MappingError) as refused:
         map_deal(crm_deal, company, products, DEFAULT_MAPPING)

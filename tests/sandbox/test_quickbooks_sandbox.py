@@ -436,3 +436,52 @@ def test_a_customer_name_with_a_colon_is_refused(api: Api) -> None:
     refused = api.call("POST", "customer", {"DisplayName": "Globex: EMEA"})
     assert refused.status_code == 400 and fault_code(refused) == "6000"
     assert "colon" in refused.json()["Fault"]["Error"][0]["Detail"]
+
+
+def test_a_partner_is_a_vendor_and_its_fees_a_bill_as_intuits_xsd_says(api: Api) -> None:
+    """Issue 17: a Vendor (its DisplayName shared with customers), a Bill to it with expense lines, found by
+    DocNumber, refused without a vendor, with a negative line or a number the vendor has already; a
+    BillPayment reduces its balance."""
+    from datetime import date
+
+    from billbridge.billing.partner_fees import PartnerBill, StatementLine
+    from billbridge.mapping.quickbooks import bill_payload, expense_account_payload, vendor_payload
+    from tests.qbo_xsd import assert_valid
+
+    bill = PartnerBill(
+        7, "northwind", "Northwind Advisors", "ap@northwind.example", "USD", "2026-11", "PF-2026-11-7",
+        date(2026, 12, 1), date(2026, 12, 31),
+        (StatementLine("hooli", Decimal("1000.00"), Decimal("450.00")), StatementLine("initech", Decimal("10"), Decimal("2.00"))),
+        Decimal("452.00"),
+    )  # fmt: skip
+    made = api.call("POST", "vendor", vendor_payload(bill))
+    assert made.status_code == 200, made.text
+    vendor = made.json(parse_float=Decimal)["Vendor"]
+    assert_valid("Vendor", vendor)
+    make_customer(api, "Initech LLC")
+    clash = api.call("POST", "vendor", {**vendor_payload(bill), "DisplayName": "Initech LLC"})
+    assert fault_code(clash) == "6240"  # DisplayName is unique across customers and vendors
+    account = api.call("POST", "account", expense_account_payload("Partner fees")).json()["Account"]
+    payload = bill_payload(bill, vendor_id=vendor["Id"], account_id=account["Id"])
+    created = api.call("POST", "bill", payload, requestid="bill-7")
+    assert created.status_code == 200, created.text
+    stored = created.json(parse_float=Decimal)["Bill"]
+    assert_valid("Bill", stored)
+    assert (stored["TotalAmt"], stored["Balance"], stored["DueDate"]) == (
+        Decimal("452.00"),
+        Decimal("452.00"),
+        "2026-12-31",
+    )
+    assert [line["Amount"] for line in stored["Line"]] == [Decimal("450.00"), Decimal("2.00")]
+    found = api.query("SELECT * FROM Bill WHERE DocNumber = 'PF-2026-11-7'").json()["QueryResponse"]["Bill"]
+    assert [b["Id"] for b in found] == [stored["Id"]]
+    assert fault_code(api.call("POST", "bill", payload)) == "6140"  # the vendor's number is used
+    assert fault_code(api.call("POST", "bill", {**payload, "VendorRef": {"value": "999"}, "DocNumber": "X"})) == "2500"
+    negative = json.loads(json.dumps(payload))
+    negative["DocNumber"], negative["Line"][0]["Amount"] = "PF-other", "-1.00"
+    assert fault_code(api.call("POST", "bill", negative)) == "6000"
+
+    api.qb.company.pay_bill(stored["Id"], Decimal("400.00"))
+    [payment] = api.query("SELECT * FROM BillPayment").json(parse_float=Decimal)["QueryResponse"]["BillPayment"]
+    assert_valid("BillPayment", payment)
+    assert api.call("GET", f"bill/{stored['Id']}").json(parse_float=Decimal)["Bill"]["Balance"] == Decimal("52.00")

@@ -21,6 +21,7 @@ from billbridge.app.cli import (
     metrics,
     monitors,
     outbox,
+    partners,
     payments,
     quarantine,
     revenue,
@@ -59,6 +60,7 @@ app.add_typer(monitors.app, name="monitors")
 app.add_typer(user.app, name="user")
 app.add_typer(revenue.app, name="revenue")
 app.add_typer(messages.app, name="messages")
+app.add_typer(partners.app, name="partners")
 
 
 @app.callback()

@@ -69,6 +69,11 @@ def status(as_json: JsonOpt = False) -> None:
         ),
         ("payments to review (billbridge payments review)", str(data["payments"]["to_review"])),
         (
+            "partners / statements (billbridge partners list)",
+            f"{', '.join(f'{k} {v}' for k, v in sorted(data['partners']['by_kind'].items())) or '0'} / "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(data['partners']['statements'].items())) or '0'}",
+        ),
+        (
             "quarantined (billbridge quarantine list)",
             ", ".join(f"{k} {v}" for k, v in data["quarantined"].items()) or "0",
         ),

@@ -47,6 +47,8 @@ _ENTITY_PATHS = {
     "journalentry": "JournalEntry",
     "vendor": "Vendor",
     "employee": "Employee",
+    "bill": "Bill",
+    "billpayment": "BillPayment",
 }
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 

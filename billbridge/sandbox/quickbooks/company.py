@@ -26,7 +26,19 @@ import requests
 from billbridge.sandbox.quickbooks.errors import QboFault, not_found, validation
 from billbridge.sandbox.quickbooks.query import parse_query, run_query
 
-ENTITIES = ("Account", "Customer", "Item", "Invoice", "CreditMemo", "Payment", "JournalEntry", "Vendor", "Employee")
+ENTITIES = (
+    "Account",
+    "Customer",
+    "Item",
+    "Invoice",
+    "CreditMemo",
+    "Payment",
+    "JournalEntry",
+    "Vendor",
+    "Employee",
+    "Bill",
+    "BillPayment",
+)
 BATCH_LIMIT = 30  # Intuit's limits page: "maximum number of payloads in a single batch request is 30"
 CDC_MAX_OBJECTS = 1000  # Intuit's CDC reference: at most 1,000 objects of an entity per response
 CDC_LOOKBACK = timedelta(days=30)  # CDC tracks changes within the last 30 days
@@ -228,8 +240,7 @@ class QboCompany:
             stamp = self._stamp()
             record["MetaData"] = {"CreateTime": stamp, "LastUpdatedTime": stamp}
             self.records[entity][record["Id"]] = record
-            if entity == "Payment":
-                self._apply_payment(record, +1)
+            self._apply(entity, record, +1)
             return record
 
     def update(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -248,19 +259,16 @@ class QboCompany:
             merged.pop("sparse", None)
             merged.pop("MetaData", None)
             merged["Id"] = current["Id"]
-            if entity == "Payment":
-                self._apply_payment(current, -1)
+            self._apply(entity, current, -1)
             try:
                 record = _VALIDATORS.get(entity, _plain)(self, merged)
             except QboFault:
-                if entity == "Payment":
-                    self._apply_payment(current, +1)
+                self._apply(entity, current, +1)
                 raise
             record["SyncToken"] = str(int(current["SyncToken"]) + 1)
             record["MetaData"] = {**current["MetaData"], "LastUpdatedTime": self._stamp()}
             self.records[entity][record["Id"]] = record
-            if entity == "Payment":
-                self._apply_payment(record, +1)
+            self._apply(entity, record, +1)
             return record
 
     def send(self, ident: str, send_to: str | None) -> dict[str, Any]:
@@ -295,12 +303,18 @@ class QboCompany:
             current = self.get(entity, str(body.get("Id")))
             if str(body.get("SyncToken")) != current["SyncToken"]:
                 raise QboFault(400, "Stale Object Error", "Stale Object Error", "5010")
-            if entity == "Payment":
-                self._apply_payment(current, -1)
+            self._apply(entity, current, -1)
             del self.records[entity][current["Id"]]
             tombstone = {"domain": "QBO", "status": "Deleted", "Id": current["Id"]}
             self.deleted[entity].append({**tombstone, "MetaData": {"LastUpdatedTime": self._stamp()}})
             return tombstone
+
+    def _apply(self, entity: str, record: dict[str, Any], sign: int) -> None:
+        """A payment (of invoices) or bill payment changes the balances it links to."""
+        if entity == "Payment":
+            self._apply_payment(record, sign)
+        elif entity == "BillPayment":
+            self._apply_bill_payment(record, sign)
 
     def _apply_payment(self, payment: dict[str, Any], sign: int) -> None:
         for line in payment.get("Line", []):
@@ -308,6 +322,13 @@ class QboCompany:
                 invoice = self.records["Invoice"][link["TxnId"]]
                 invoice["Balance"] = invoice["Balance"] - sign * line["Amount"]
                 invoice["MetaData"] = {**invoice["MetaData"], "LastUpdatedTime": self._stamp()}
+
+    def _apply_bill_payment(self, payment: dict[str, Any], sign: int) -> None:
+        for line in payment.get("Line", []):
+            for link in line.get("LinkedTxn", []):
+                bill = self.records["Bill"][link["TxnId"]]
+                bill["Balance"] = bill["Balance"] - sign * line["Amount"]
+                bill["MetaData"] = {**bill["MetaData"], "LastUpdatedTime": self._stamp()}
 
     def query(self, text: str) -> dict[str, Any]:
         parsed = parse_query(text)
@@ -361,6 +382,26 @@ class QboCompany:
             body["PaymentRefNum"] = ref
         payment = self.create("Payment", body)
         self.notify([("Payment", payment["Id"], "Create", payment["MetaData"]["LastUpdatedTime"])])
+        return payment
+
+    def pay_bill(self, bill_id: str, amount: Decimal | None = None, *, txn_date: str | None = None) -> dict[str, Any]:
+        """A bookkeeper pays a vendor's bill by check (what billbridge reads back as fees paid)."""
+        bill = self.get("Bill", bill_id)
+        bank = next((a for a in self.all("Account") if a.get("AccountType") == "Bank"), None)
+        if bank is None:
+            bank = self.create("Account", {"Name": "Checking", "AccountType": "Bank"})
+        paid = bill["Balance"] if amount is None else amount
+        body: dict[str, Any] = {
+            "VendorRef": {"value": bill["VendorRef"]["value"]},
+            "PayType": "Check",
+            "CheckPayment": {"BankAccountRef": {"value": bank["Id"]}},
+            "TotalAmt": paid,
+            "CurrencyRef": bill["CurrencyRef"],
+            "TxnDate": txn_date or self.now().date().isoformat(),
+            "Line": [{"Amount": paid, "LinkedTxn": [{"TxnId": bill_id, "TxnType": "Bill"}]}],
+        }
+        payment = self.create("BillPayment", body)
+        self.notify([("BillPayment", payment["Id"], "Create", payment["MetaData"]["LastUpdatedTime"])])
         return payment
 
     def webhook_payload(self, changes: list[tuple[str, str, str, str]]) -> bytes:
@@ -456,7 +497,7 @@ def _customer(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _party(entity: str) -> Callable[[QboCompany, dict[str, Any]], dict[str, Any]]:
-    """Vendors and employees: only what the name rule needs (they share DisplayNames with customers)."""
+    """Employees: only what the name rule needs (they share DisplayNames with customers and vendors)."""
 
     def check(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
         _unique(company, entity, "DisplayName", body)
@@ -464,6 +505,110 @@ def _party(entity: str) -> Callable[[QboCompany, dict[str, Any]], dict[str, Any]
         return body
 
     return check
+
+
+def _vendor(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    """A vendor: its DisplayName unique across customers, vendors and employees (DESIGN.md; the XSD
+    states a colon rule for customers only), in the home currency unless it says another."""
+    _unique(company, "Vendor", "DisplayName", body)
+    body.setdefault("CurrencyRef", {"value": company.home_currency})
+    body.setdefault("Balance", Decimal(0))
+    body.setdefault("Active", True)
+    return body
+
+
+def _bill(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    """As QuickBooks takes a Bill: a VendorRef, lines each an AccountBasedExpenseLineDetail naming an
+    existing AccountRef (or an ItemBasedExpenseLineDetail naming an item) with a non-negative Amount, in
+    the vendor's currency; DocNumber (the vendor's reference) at most 21 characters and, with duplicate
+    checking on, not used twice for the same vendor (6140)."""
+    vendor = _ref(company, body, "VendorRef", "Vendor")
+    currency = (body.get("CurrencyRef") or {}).get("value", vendor["CurrencyRef"]["value"])
+    if currency != vendor["CurrencyRef"]["value"]:
+        raise validation(
+            f"Currency {currency} does not match the vendor's currency {vendor['CurrencyRef']['value']}",
+            "6000",
+            "A business validation error has occurred while processing your request",
+        )
+    body["CurrencyRef"] = {"value": currency}
+    number = body.get("DocNumber")
+    if number is not None and len(str(number)) > DOC_NUMBER_MAX:
+        raise QboFault(
+            400,
+            "String length is either shorter or longer than supported by specification",
+            f"String length specified does not match the supported length. Min:0 Max:{DOC_NUMBER_MAX} "
+            f"supplied:{len(str(number))}",
+            "2050",
+        )
+    if number is not None and company.duplicate_doc_number_check:
+        for other in company.records["Bill"].values():
+            same_vendor = other["VendorRef"]["value"] == vendor["Id"]
+            if same_vendor and other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
+                raise QboFault(
+                    400,
+                    "Duplicate Document Number Error",
+                    "Duplicate Document Number Error : You must specify a different number. This number has "
+                    f"already been used. DocNumber={number} is assigned to TxnType=Bill with TxnId={other['Id']}",
+                    "6140",
+                )
+    lines = body.get("Line")
+    if not isinstance(lines, list) or not lines:
+        raise validation("Required parameter Line is missing in the request")
+    total = Decimal(0)
+    for n, line in enumerate(lines, start=1):
+        kind = line.get("DetailType")
+        if kind not in ("AccountBasedExpenseLineDetail", "ItemBasedExpenseLineDetail") or not isinstance(
+            line.get(kind), dict
+        ):
+            raise validation(
+                f"Line {n}: DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail"
+            )
+        if kind == "AccountBasedExpenseLineDetail":
+            _ref(company, line[kind], "AccountRef", "Account")
+        else:
+            _ref(company, line[kind], "ItemRef", "Item")
+        line["Amount"] = _decimal(line.get("Amount"), f"Line {n} Amount")
+        if line["Amount"] < 0:
+            raise validation(
+                f"Line {n}: Amount must not be negative",
+                "6000",
+                "A business validation error has occurred while processing your request",
+            )
+        line["LineNum"] = n
+        line.setdefault("Id", str(n))
+        total += line["Amount"]
+    body["TotalAmt"] = total
+    body["Balance"] = total if "Balance" not in body else _decimal(body["Balance"], "Balance")
+    body.setdefault("TxnDate", company.now().date().isoformat())
+    return body
+
+
+def _bill_payment(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
+    """A payment of bills: a VendorRef, a PayType (Check with a CheckPayment's BankAccountRef, or
+    CreditCard with a CreditCardPayment's CCAccountRef), lines linking that vendor's bills."""
+    vendor = _ref(company, body, "VendorRef", "Vendor")
+    pay_type = body.get("PayType")
+    detail = {"Check": ("CheckPayment", "BankAccountRef"), "CreditCard": ("CreditCardPayment", "CCAccountRef")}
+    if pay_type not in detail:
+        raise validation("Required parameter PayType is missing in the request (Check or CreditCard)")
+    holder, account = detail[pay_type]
+    _ref(company, body.get(holder) or {}, account, "Account")
+    body["TotalAmt"] = _decimal(body.get("TotalAmt"), "TotalAmt")
+    for line in body.get("Line", []):
+        line["Amount"] = _decimal(line.get("Amount"), "Line Amount")
+        for link in line.get("LinkedTxn", []):
+            if link.get("TxnType") != "Bill":
+                raise validation("a bill payment links bills", "2010", "Request has invalid or unsupported property")
+            bill = _ref(company, {"Ref": {"value": link.get("TxnId")}}, "Ref", "Bill")
+            if bill["VendorRef"]["value"] != vendor["Id"]:
+                raise validation(
+                    "The linked bill belongs to another vendor",
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                )
+    body.setdefault("CurrencyRef", vendor["CurrencyRef"])
+    body.setdefault("TxnDate", company.now().date().isoformat())
+    return body
 
 
 def _item(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
@@ -631,6 +776,8 @@ _VALIDATORS: dict[str, Callable[[QboCompany, dict[str, Any]], dict[str, Any]]] =
     "Invoice": _invoice,
     "CreditMemo": _credit_memo,
     "Payment": _payment,
-    "Vendor": _party("Vendor"),
+    "Vendor": _vendor,
     "Employee": _party("Employee"),
+    "Bill": _bill,
+    "BillPayment": _bill_payment,
 }

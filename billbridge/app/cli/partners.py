@@ -1,0 +1,149 @@
+"""``billbridge partners ...``: list partners, a partner's statement of a month, the fees accrued (rich
+tables, JSON or CSV), and the monthly run (accrue, close, push the Bills to QuickBooks)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from billbridge.billing.currency import money_str
+from billbridge.billing.partner_fees import statement
+from billbridge.flows import partner_fees
+from billbridge.settings import Settings
+from billbridge.store import partners as sql
+from billbridge.store.db import Store, open_store
+
+app = typer.Typer(help="Partner billing: referral partners and resellers, fees, statements.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+PeriodOpt = Annotated[str, typer.Option("--period", help="The month (YYYY-MM).")]
+
+
+def _store() -> Store:
+    return open_store(Settings().database)
+
+
+def _period(value: str) -> str:
+    try:
+        if len(value) != 7:
+            raise ValueError(value)
+        date.fromisoformat(f"{value}-01")
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a month (YYYY-MM)", param_hint="--period") from None
+    return value
+
+
+def _print(rows: list[dict[str, Any]], columns: list[str], title: str, as_json: bool, as_csv: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table(*columns, title=title)
+        for row in rows:
+            table.add_row(*(str(row.get(c, "") if row.get(c) is not None else "") for c in columns))
+        console.print(table)
+
+
+@app.command("list")
+def list_partners(as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
+    """Every partner: kind, legal entity, currency, payment terms, referral agreements."""
+    with _store().read() as session:
+        rows = sql.partner_summaries(session)
+    columns = ["partner_ref", "name", "kind", "entity_ref", "currency", "payment_terms_days", "agreements"]
+    _print(rows, columns, "Partners", as_json, as_csv)
+
+
+@app.command("statement")
+def show_statement(
+    partner_ref: Annotated[str, typer.Argument(help="The partner (partner_ref).")],
+    period: PeriodOpt,
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """A partner's statement of a month: fees per referred customer, the total, and whether it is billed."""
+    month = _period(period)
+    with _store().read() as session:
+        partner = sql.load_partners(session, [partner_ref]).get(partner_ref)
+        if partner is None:
+            err.print(f"[red]error:[/red] PARTNER: unknown partner {partner_ref!r}")
+            raise typer.Exit(1)
+        accruals = sql.load_accruals(session, partner_ref=partner_ref, period=month)
+        closed = [s for s in sql.statements(session, partner_ref) if s["period"] == month]
+    of = statement(partner_ref, month, partner.currency, accruals)
+    status = closed[0]["status"] if closed else "open"
+    rows = [
+        {
+            "customer_ref": line.customer_ref,
+            "base": money_str(line.base, of.currency),
+            "fees": money_str(line.fees, of.currency),
+        }
+        for line in of.lines
+    ]
+    if as_json:
+        total = money_str(of.total, of.currency)
+        body = {"partner_ref": partner_ref, "period": month, "currency": of.currency, "status": status}
+        print(json.dumps({**body, "total": total, "lines": rows}, indent=2))
+        return
+    _print(rows, ["customer_ref", "base", "fees"], f"{partner.name} {month} ({status})", False, as_csv)
+    if not as_csv:
+        console.print(f"Total: {money_str(of.total, of.currency)} {of.currency}")
+
+
+@app.command("accruals")
+def accruals(
+    period: PeriodOpt,
+    partner: Annotated[str | None, typer.Option("--partner", help="Only this partner.")] = None,
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """The fees (and reversals) accrued on a month's statements, event by event."""
+    month = _period(period)
+    with _store().read() as session:
+        found = sql.load_accruals(session, partner_ref=partner, period=month)
+    rows = [
+        {
+            "partner_ref": a.partner_ref,
+            "agreement_ref": a.agreement_ref,
+            "event_ref": a.event_ref,
+            "kind": a.kind,
+            "customer_ref": a.customer_ref,
+            "occurred_on": a.occurred_on.isoformat(),
+            "currency": a.currency,
+            "base": money_str(a.base, a.currency),
+            "fee": money_str(a.fee, a.currency),
+        }
+        for a in found
+    ]
+    columns = ["partner_ref", "agreement_ref", "event_ref", "kind", "customer_ref", "occurred_on", "base", "fee"]
+    _print(rows, columns, f"Fees accrued {month}", as_json, as_csv)
+
+
+@app.command("run")
+def run(
+    period: Annotated[
+        str | None, typer.Option("--period", help="The month to close (YYYY-MM); default: last month.")
+    ] = None,
+    no_push: Annotated[bool, typer.Option("--no-push", help="Queue the Bills, do not push them now.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Accrue fees, close the month's statements and push their Bills to QuickBooks (if configured)."""
+    month = _period(period) if period else None
+    settings = Settings()
+    summary = partner_fees.run_partner_fees(open_store(settings.database), settings, period=month, push=not no_push)
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return
+    console.print(partner_fees.fees_markdown(summary))

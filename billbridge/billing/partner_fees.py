@@ -1,0 +1,383 @@
+"""Referral fees: what a referral agreement earns on the events of the customers it referred, and each
+partner's statement of a period. Pure: the store hands in the events and what was accrued before.
+
+An event is what a referred customer paid (``collected``: a payment applied to an invoice, a refund
+negative) or was invoiced (``billed``: an invoice, a credit note negative). The percentage (or the
+tiers) is applied to the running total of the agreement's eligible base in the event's period, and
+each event accrues the difference between the rounded fee of the total after it and what the period
+accrued so far: a period's fees are exactly its rounded fee however many events it holds, and an
+event that undoes another (a refund, a credit note, a payment deleted at its source) reverses the
+fee it earned, in the period it happens (a closed period is never rewritten: it goes to the next).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Context, Decimal, localcontext
+from functools import lru_cache
+
+from billbridge.billing.currency import round_money
+from billbridge.billing.model import FeeBasis, Referral, ReferralAgreement
+from billbridge.billing.periods import add_cycles
+
+_CTX = Context(prec=34)
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+
+FEE, FLAT_FEE = "fee", "flat_fee"
+
+
+@dataclass(frozen=True)
+class FeeEvent:
+    """Money a customer paid or was invoiced; negative when it undoes earlier money. A later change of
+    the same event (a payment edited at its source) comes again with the same ref and its new amount."""
+
+    event_ref: str
+    customer_ref: str
+    contract_ref: str | None
+    occurred_on: date
+    basis: FeeBasis
+    currency: str
+    amount: Decimal
+    product_amounts: Mapping[str, Decimal] | None = None  # the amount per product, for per-product agreements
+
+
+@dataclass(frozen=True)
+class Accrual:
+    """A fee (or, negative, its reversal) one event earned under one agreement, on statement ``period``."""
+
+    agreement_ref: str
+    partner_ref: str
+    event_ref: str
+    kind: str  # fee, flat_fee
+    customer_ref: str
+    occurred_on: date
+    period: str  # YYYY-MM
+    currency: str
+    base: Decimal
+    fee: Decimal
+
+
+@dataclass(frozen=True)
+class FeeProblem:
+    """An event that could not accrue, with the field that stopped it; the others go on."""
+
+    agreement_ref: str
+    event_ref: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.agreement_ref}: event {self.event_ref}: {self.field}: {self.message}"
+
+
+@dataclass
+class Booked:
+    """What an agreement accrued before this run: base per event, and base and fee per period (fee
+    kind only), and the customers whose flat fee was paid."""
+
+    event_base: dict[str, Decimal] = field(default_factory=dict)
+    event_count: dict[str, int] = field(default_factory=dict)
+    period_base: dict[str, Decimal] = field(default_factory=dict)
+    period_fee: dict[str, Decimal] = field(default_factory=dict)
+    flat_paid: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, accruals: Iterable[Accrual]) -> Booked:
+        booked = cls()
+        for accrual in accruals:
+            booked.add(accrual)
+        return booked
+
+    def add(self, accrual: Accrual) -> None:
+        if accrual.kind == FLAT_FEE:
+            self.flat_paid.add(accrual.customer_ref)
+            return
+        root = root_ref(accrual.event_ref)
+        self.event_base[root] = self.event_base.get(root, ZERO) + accrual.base
+        self.event_count[root] = self.event_count.get(root, 0) + 1
+        self.period_base[accrual.period] = self.period_base.get(accrual.period, ZERO) + accrual.base
+        self.period_fee[accrual.period] = self.period_fee.get(accrual.period, ZERO) + accrual.fee
+
+
+@dataclass
+class FeeRun:
+    accruals: list[Accrual] = field(default_factory=list)
+    problems: list[FeeProblem] = field(default_factory=list)
+
+
+def root_ref(event_ref: str) -> str:
+    """The event an accrual belongs to: ``pay-1@2`` (the second change of pay-1) belongs to ``pay-1``."""
+    return event_ref.split("@", 1)[0]
+
+
+@lru_cache(maxsize=4096)
+def period_of(day: date) -> str:
+    """A day's statement period: its month, YYYY-MM (cached: a run dates many events alike)."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def next_period(period: str) -> str:
+    year, month = (int(part) for part in period.split("-"))
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def booking_period(day: date, closed_through: str | None) -> str:
+    """The statement an event dated ``day`` lands on: its month, or the first open one after a close."""
+    period = period_of(day)
+    if closed_through is not None and period <= closed_through:
+        return next_period(closed_through)
+    return period
+
+
+def fee_on(agreement: ReferralAgreement, base: Decimal) -> Decimal:
+    """The full-precision fee on a period's base: the percentage, or the tiers (graduated or volume) with
+    amounts as fee per unit of base; symmetric for a negative base (more undone than earned)."""
+    if base < 0:
+        return -fee_on(agreement, -base)
+    if agreement.tiers is not None:
+        with localcontext(_CTX):
+            return agreement.tiers.amount_for(base)
+    if agreement.percent is not None:  # the context's own methods: no context switch per event
+        return _CTX.divide(_CTX.multiply(base, agreement.percent), HUNDRED)
+    return ZERO
+
+
+def referral_for(agreement: ReferralAgreement, event: FeeEvent) -> Referral | None:
+    """The referral of the agreement that covers the event's customer (and contract), if any."""
+    for referral in agreement.referrals:
+        if referral.customer_ref != event.customer_ref:
+            continue
+        if referral.contract_ref is not None and referral.contract_ref != event.contract_ref:
+            continue
+        if event.occurred_on < referral.referred_on:
+            continue
+        return referral
+    return None
+
+
+def in_window(agreement: ReferralAgreement, referral: Referral, day: date) -> bool:
+    """Whether the percentage still applies on ``day``: for ``months`` from the referral, or for the life
+    of the contract (no limit)."""
+    if agreement.months is None:
+        return True
+    return day < add_cycles(referral.referred_on, agreement.months, 1, "month")
+
+
+def accrue(
+    agreement: ReferralAgreement,
+    events: Iterable[FeeEvent],
+    booked: Booked | None = None,
+    *,
+    closed_through: str | None = None,
+    rates: Mapping[tuple[str, str], Decimal] | None = None,
+) -> FeeRun:
+    """The accruals ``events`` add to what ``booked`` holds for ``agreement``: each event's change since
+    it was last accrued (its first accrual, a refund, an edit), and each new customer's flat fee.
+    ``closed_through``: the last period whose statement is closed. ``rates``: (from, to) -> rate, for
+    events in another currency than the agreement's (without one such an event is a problem)."""
+    booked = booked or Booked()
+    run = FeeRun()
+    period_base: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_base)
+    period_fee: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_fee)
+    event_base = dict(booked.event_base)
+    changes: dict[str, int] = defaultdict(int, booked.event_count)
+    flat_paid = set(booked.flat_paid)
+    currency, basis, flat_fee = agreement.currency, agreement.basis, agreement.flat_fee
+    has_rule = agreement.percent is not None or agreement.tiers is not None
+    referred = {r.customer_ref for r in agreement.referrals}
+    for event in sorted(events, key=lambda e: (e.occurred_on, e.event_ref)):
+        accrued = event.event_ref in event_base  # a change of an event that earned a fee always counts
+        referral = referral_for(agreement, event) if event.customer_ref in referred else None
+        if referral is None and not accrued:
+            continue
+        base = _base(agreement, event, rates, run)
+        if base is None:
+            continue
+        if (
+            flat_fee is not None
+            and referral is not None
+            and event.basis == "collected"
+            and event.amount > 0
+            and event.customer_ref not in flat_paid
+        ):
+            flat_paid.add(event.customer_ref)
+            period = booking_period(event.occurred_on, closed_through)
+            fee = round_money(flat_fee, currency)
+            run.accruals.append(_accrual(agreement, f"flat:{event.customer_ref}", FLAT_FEE, event, period, ZERO, fee))
+        if event.basis != basis or not has_rule:
+            continue
+        if not accrued and (
+            referral is None or not (agreement.months is None or in_window(agreement, referral, event.occurred_on))
+        ):
+            continue
+        delta = base - event_base.get(event.event_ref, ZERO)
+        if delta == 0:
+            continue
+        ref = event.event_ref if changes[event.event_ref] == 0 else f"{event.event_ref}@{changes[event.event_ref] + 1}"
+        changes[event.event_ref] += 1
+        event_base[event.event_ref] = base
+        period = booking_period(event.occurred_on, closed_through)
+        total = _CTX.add(period_base[period], delta)
+        target = round_money(fee_on(agreement, total), currency)
+        fee = target - period_fee[period]
+        period_base[period], period_fee[period] = total, target
+        run.accruals.append(_accrual(agreement, ref, FEE, event, period, delta, fee))
+    return run
+
+
+def _base(
+    agreement: ReferralAgreement,
+    event: FeeEvent,
+    rates: Mapping[tuple[str, str], Decimal] | None,
+    run: FeeRun,
+) -> Decimal | None:
+    """The event's amount the fee is on (its products', for a per-product agreement), in the agreement's
+    currency; None (with a problem) when it cannot be known."""
+    amount = event.amount
+    if event.currency == agreement.currency and agreement.products is None:  # the common case
+        return amount
+    if agreement.products is not None:
+        if event.product_amounts is None:
+            run.problems.append(
+                FeeProblem(agreement.agreement_ref, event.event_ref, "products", "the event has no amounts per product")
+            )
+            return None
+        wanted = set(agreement.products)
+        with localcontext(_CTX):
+            amount = sum((v for p, v in event.product_amounts.items() if p in wanted), ZERO)
+    if event.currency == agreement.currency:
+        return amount
+    rate = (rates or {}).get((event.currency, agreement.currency))
+    if rate is None:
+        message = (
+            f"the customer pays in {event.currency} but the agreement accrues in {agreement.currency}, and no "
+            f"exchange rate {event.currency}->{agreement.currency} is configured"
+        )
+        run.problems.append(FeeProblem(agreement.agreement_ref, event.event_ref, "currency", message))
+        return None
+    with localcontext(_CTX):
+        return amount * rate
+
+
+def _accrual(
+    agreement: ReferralAgreement,
+    ref: str,
+    kind: str,
+    event: FeeEvent,
+    period: str,
+    base: Decimal,
+    fee: Decimal,
+) -> Accrual:
+    return Accrual(
+        agreement.agreement_ref,
+        agreement.partner_ref,
+        ref,
+        kind,
+        event.customer_ref,
+        event.occurred_on,
+        period,
+        agreement.currency,
+        base,
+        fee,
+    )
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    customer_ref: str
+    base: Decimal
+    fees: Decimal
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A partner's fees of one period, per referred customer; ``total`` is what its Bill asks to pay."""
+
+    partner_ref: str
+    period: str
+    currency: str
+    lines: tuple[StatementLine, ...]
+    total: Decimal
+
+
+def vanished(accruals: Iterable[Accrual], present: set[str], on: date, basis: FeeBasis) -> list[FeeEvent]:
+    """Events that accrued a fee but are gone from the store (a payment deleted at its source): each
+    comes back at 0, dated ``on``, so what it earned is reversed."""
+    last: dict[str, Accrual] = {}
+    for accrual in accruals:
+        if accrual.kind == FEE:
+            last[root_ref(accrual.event_ref)] = accrual
+    return [
+        FeeEvent(ref, a.customer_ref, None, on, basis, a.currency, ZERO)
+        for ref, a in sorted(last.items())
+        if ref not in present
+    ]
+
+
+def statement(partner_ref: str, period: str, currency: str, accruals: Iterable[Accrual]) -> Statement:
+    """The statement of ``partner_ref`` for ``period`` from its accruals (others are ignored)."""
+    base: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    fees: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for accrual in accruals:
+        if accrual.partner_ref != partner_ref or accrual.period != period:
+            continue
+        if accrual.currency != currency:
+            raise ValueError(f"accrual {accrual.event_ref} is in {accrual.currency}, the statement in {currency}")
+        base[accrual.customer_ref] += accrual.base
+        fees[accrual.customer_ref] += accrual.fee
+    lines = tuple(StatementLine(c, base[c], fees[c]) for c in sorted(fees))
+    return Statement(partner_ref, period, currency, lines, sum((line.fees for line in lines), ZERO))
+
+
+@dataclass(frozen=True)
+class PartnerBill:
+    """A closed statement as the bill accounts payable should hold: the partner (a vendor), the period's
+    fees per referred customer, dated the day after the period, due on the partner's payment terms.
+    ``number`` is deterministic (the vendor reference QuickBooks keeps, at most 21 characters), so a
+    retry finds the Bill an earlier attempt made."""
+
+    statement_id: int
+    partner_ref: str
+    partner_name: str
+    email: str | None
+    currency: str
+    period: str
+    number: str
+    bill_date: date
+    due_date: date
+    lines: tuple[StatementLine, ...]
+    total: Decimal
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"billbridge-partner-bill-{self.statement_id}-create"
+
+
+def bill_number(statement_id: int, period: str) -> str:
+    """``PF-2026-11-42``: partner fees, the period, the statement id (unique)."""
+    return f"PF-{period}-{statement_id}"
+
+
+def partner_bill(
+    statement_id: int, partner_name: str, email: str | None, payment_terms_days: int, of: Statement
+) -> PartnerBill:
+    """The Bill of a closed statement."""
+    year, month = (int(part) for part in next_period(of.period).split("-"))
+    day = date(year, month, 1)
+    return PartnerBill(
+        statement_id,
+        of.partner_ref,
+        partner_name,
+        email,
+        of.currency,
+        of.period,
+        bill_number(statement_id, of.period),
+        day,
+        day + timedelta(days=payment_terms_days),
+        of.lines,
+        of.total,
+    )

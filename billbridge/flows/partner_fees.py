@@ -1,0 +1,283 @@
+"""Partner fees, wired: accrue the referral fees the store's payments and invoices earned, close each
+partner's monthly statement, and push its total to QuickBooks as a Bill to the partner as a Vendor.
+
+Accruing one agreement is one transaction holding its partner's lock, as is closing a statement, so a
+fee never lands on a statement being closed. Closing queues the Bill in the outbox in the same
+transaction; the relay delivers it with the statement's deterministic number, looked up after an
+uncertain outcome, so a run killed between QuickBooks accepting the Bill and our commit never makes a
+second one. The Prefect flow ``partner_fees`` does the three steps and leaves a summary artifact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from sqlalchemy.orm import Session
+
+from billbridge.billing.currency import money_str
+from billbridge.billing.partner_fees import (
+    Booked,
+    FeeProblem,
+    PartnerBill,
+    accrue,
+    partner_bill,
+    period_of,
+    statement,
+    vanished,
+)
+from billbridge.connectors.errors import Classified, ErrorKind
+from billbridge.errors import NotConfigured
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.flows.push import delivery, quickbooks_connector
+from billbridge.settings import Settings
+from billbridge.store import outbox, quarantine
+from billbridge.store import partners as sql
+from billbridge.store.db import Store, open_store
+from billbridge.store.outbox import Message
+from billbridge.vendors.registry import vendor
+
+if TYPE_CHECKING:
+    from billbridge.vendors.quickbooks import QuickBooks
+
+BILLS_TO = "quickbooks"  # the vendor partner fee Bills go to (its registry entry has ``bills``)
+TOPIC = f"bill.{BILLS_TO}"
+SOURCE = "partner_fees"  # quarantine source of events that cannot accrue
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def previous_period(day: date) -> str:
+    """The month before ``day``'s: the one a monthly run closes."""
+    return period_of(date(day.year - (day.month == 1), (day.month - 2) % 12 + 1, 1))
+
+
+@dataclass
+class FeeSummary:
+    """What a partner-fee run did."""
+
+    accrued: int = 0
+    fees: dict[str, Decimal] = field(default_factory=dict)  # per currency, of the accruals added
+    problems: list[FeeProblem] = field(default_factory=list)
+    closed: list[dict[str, Any]] = field(default_factory=list)
+    pushed: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accrued": self.accrued,
+            "fees": {c: money_str(a, c) for c, a in sorted(self.fees.items())},
+            "problems": [
+                {"agreement_ref": p.agreement_ref, "event_ref": p.event_ref, "field": p.field, "message": p.message}
+                for p in self.problems
+            ],
+            "closed": [{**c, "total": money_str(c["total"], c["currency"])} for c in self.closed],
+            "bills": dict(self.pushed),
+        }
+
+
+def accrue_fees(
+    store: Store,
+    *,
+    as_of: date | None = None,
+    rates: Mapping[tuple[str, str], Decimal] | None = None,
+    summary: FeeSummary | None = None,
+) -> FeeSummary:
+    """Accrue what every referral agreement's events earned since the last run (and reverse what undone
+    events had earned). Each agreement in its own transaction; an event that cannot accrue (another
+    currency without a rate, no amounts per product) is quarantined with the field named and the others
+    go on. ``as_of`` dates the reversal of events gone from the store."""
+    summary = summary or FeeSummary()
+    day = as_of or today_utc()
+    with store.read() as session:
+        agreements = sql.load_agreements(session)
+    for agreement in agreements:
+        with store.write() as session:
+            sql.lock_partner(session, agreement.partner_ref)
+            customers = {r.customer_ref for r in agreement.referrals}
+            events = sql.fee_events(session, customers, agreement.basis, per_product=agreement.products is not None)
+            booked_rows = sql.load_accruals(session, agreement_ref=agreement.agreement_ref)
+            present = {e.event_ref for e in events}
+            events += vanished(booked_rows, present, day, agreement.basis)
+            run = accrue(
+                agreement,
+                events,
+                Booked.of(booked_rows),
+                closed_through=sql.closed_through(session, agreement.partner_ref),
+                rates=rates,
+            )
+            summary.accrued += sql.save_accruals(session, run.accruals)
+            for accrual in run.accruals:
+                summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
+            _quarantine(session, agreement.agreement_ref, run.problems, present)
+            summary.problems += run.problems
+    return summary
+
+
+def _quarantine(session: Session, agreement_ref: str, problems: Sequence[FeeProblem], present: set[str]) -> None:
+    """Keep each event that could not accrue on the quarantine list; clear the agreement's entries whose
+    events accrue now."""
+    entries = [
+        quarantine.Entry("fee_events", f"{agreement_ref}:{p.event_ref}", p.field, p.message, {"event_ref": p.event_ref})
+        for p in problems
+    ]
+    if entries:
+        quarantine.quarantine_many(session, source=SOURCE, entries=entries)
+    failing = {p.event_ref for p in problems}
+    fine = [f"{agreement_ref}:{ref}" for ref in sorted(present - failing)]
+    if fine:
+        quarantine.resolve_many(session, source=SOURCE, record_type="fee_events", record_keys=fine)
+
+
+def close_period(store: Store, period: str, summary: FeeSummary | None = None) -> FeeSummary:
+    """Close every referral partner's statement of ``period`` (later fees go to the next one) and queue
+    the Bill of each positive total for QuickBooks, in the same transaction. Closing twice does nothing."""
+    summary = summary or FeeSummary()
+    with store.read() as session:
+        partners = [p for p in sql.load_partners(session).values() if p.kind != "reseller"]
+    for partner in partners:
+        with store.write() as session:
+            sql.lock_partner(session, partner.partner_ref)
+            last = sql.closed_through(session, partner.partner_ref)
+            if last is not None and last >= period:  # closed already (or a later month is: its fees went there)
+                continue
+            accruals = sql.load_accruals(session, partner_ref=partner.partner_ref, period=period)
+            of = statement(partner.partner_ref, period, partner.currency, accruals)
+            statement_id, closed = sql.close_statement(session, partner.partner_ref, period, of.total)
+            if not closed:
+                continue
+            bill = partner_bill(statement_id, partner.name, partner.email, partner.payment_terms_days, of)
+            queued = of.total > 0
+            if queued:
+                outbox.enqueue(
+                    session,
+                    topic=TOPIC,
+                    aggregate_type="partner_statement",
+                    aggregate_id=statement_id,
+                    dedupe_key=f"{TOPIC}:{statement_id}",
+                    payload={"partner_ref": partner.partner_ref, "period": period, "number": bill.number},
+                )
+            else:
+                sql.set_statement_status(session, [statement_id], "no_bill")
+            summary.closed.append(
+                {
+                    "partner_ref": partner.partner_ref,
+                    "period": period,
+                    "currency": partner.currency,
+                    "total": of.total,
+                    "number": bill.number if queued else None,
+                }
+            )
+    return summary
+
+
+def load_bills(session: Session, statement_ids: Sequence[int]) -> dict[int, PartnerBill]:
+    """The Bills of closed statements, by statement id (from the statement and its accruals)."""
+    out = {}
+    for row in sql.statements_by_id(session, statement_ids):
+        partner = sql.load_partners(session, [row["partner_ref"]])[row["partner_ref"]]
+        accruals = sql.load_accruals(session, partner_ref=partner.partner_ref, period=row["period"])
+        of = statement(partner.partner_ref, row["period"], partner.currency, accruals)
+        out[row["id"]] = partner_bill(row["id"], partner.name, partner.email, partner.payment_terms_days, of)
+    return out
+
+
+def bill_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """Statements' Bills into QuickBooks, each once: vendors and the expense account found or made, a
+    re-claimed Bill looked up by its number first. The connector is built on the first batch."""
+    if not vendor(BILLS_TO).bills:  # the registry says which vendor keeps accounts payable
+        raise ValueError(f"{BILLS_TO} does not take bills")
+    if settings.quickbooks is None:
+        raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
+    built: list[QuickBooks] = []
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        if not built:
+            built.append(quickbooks_connector(store, settings))
+        connector = built[0]
+        with store.read() as session:
+            bills = load_bills(session, [m.aggregate_id for m in messages])
+        out = [
+            Delivery(m.id, error=Classified(ErrorKind.FATAL, "the statement no longer exists"))
+            for m in messages
+            if m.aggregate_id not in bills
+        ]
+        tried = [m for m in messages if m.aggregate_id in bills and m.attempts]
+        fresh = [m for m in messages if m.aggregate_id in bills and not m.attempts]
+        for group, look_up in ((tried, True), (fresh, False)):
+            if group:
+                results = connector.push_bills(
+                    [bills[m.aggregate_id] for m in group],
+                    fee_account=settings.partner_fee_account,
+                    look_up_first=look_up,
+                )
+                out += [delivery("quickbooks", m, result) for m, result in zip(group, results, strict=True)]
+        return out
+
+    def close() -> None:
+        for connector in built:
+            connector.close()
+
+    return handle, close
+
+
+def _billed(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
+    sql.set_statement_status(session, [message.aggregate_id for message, _ in delivered], "billed")
+
+
+def push_bills(store: Store, settings: Settings, *, limit: int | None = None) -> RelaySummary:
+    """Deliver the queued partner Bills to QuickBooks; a delivered statement is marked billed."""
+    handler, close = bill_handler(store, settings)
+    try:
+        return relay(store, TOPIC, handler, batch=30, limit=limit, on_delivered=_billed)
+    finally:
+        close()
+
+
+def run_partner_fees(
+    store: Store, settings: Settings, *, period: str | None = None, as_of: date | None = None, push: bool = True
+) -> FeeSummary:
+    """Accrue, close ``period`` (default: last month) and push its Bills (when QuickBooks is configured)."""
+    day = as_of or today_utc()
+    summary = accrue_fees(store, as_of=day, rates=settings.fee_rates())
+    close_period(store, period or previous_period(day), summary)
+    if push and settings.quickbooks is not None:
+        summary.pushed.update(push_bills(store, settings).outcomes)
+    return summary
+
+
+def fees_markdown(summary: FeeSummary) -> str:
+    lines = ["# Partner fees", "", f"Accrued: {summary.accrued} new fee(s) or reversal(s)."]
+    for currency, amount in sorted(summary.fees.items()):
+        lines.append(f"- {money_str(amount, currency)} {currency}")
+    if summary.closed:
+        lines += ["", "| partner | period | total | bill |", "|---|---|---:|---|"]
+        lines += [
+            f"| {c['partner_ref']} | {c['period']} | {money_str(c['total'], c['currency'])} {c['currency']} | "
+            f"{c['number'] or '-'} |"
+            for c in summary.closed
+        ]
+    if summary.pushed:
+        lines += ["", "Bills: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.pushed.items()))]
+    if summary.problems:
+        lines += ["", "## Events that could not accrue", ""]
+        lines += [f"- {str(p).replace('|', '/')}" for p in summary.problems[:200]]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="partner_fees")
+def partner_fees(period: str | None = None) -> dict[str, Any]:
+    """Monthly: accrue referral fees, close last month's partner statements and push their Bills to
+    QuickBooks. Rerunning adds nothing and never makes a second Bill."""
+    settings = Settings()
+    store = open_store(settings.database)
+    summary = run_partner_fees(store, settings, period=period)
+    create_markdown_artifact(fees_markdown(summary), key="partner-fees", description="Partner fees")
+    return summary.as_dict()

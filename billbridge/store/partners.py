@@ -1,0 +1,392 @@
+"""Partners and referral agreements: upserts by their refs, lookups, and the referral fees accrued on
+them (once per agreement, event and kind) and the partners' statements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billbridge.billing import model
+from billbridge.billing.currency import allocate
+from billbridge.billing.model import FeeBasis
+from billbridge.billing.partner_fees import Accrual, FeeEvent
+from billbridge.store.models import (
+    Contract,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    LegalEntity,
+    Payment,
+    PaymentAllocation,
+)
+from billbridge.store.partner_models import Partner, PartnerFeeAccrual, PartnerStatement, ReferralAgreement
+from billbridge.store.records import Outcome
+from billbridge.store.reference import MissingReference, entity_ids, upsert_customer
+
+
+class PartnerError(ValueError):
+    """A partner record that conflicts with what the store holds; ``field`` names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _apply(row: Any, values: dict[str, Any]) -> Outcome:
+    if all(getattr(row, name) == value for name, value in values.items()):
+        return "unchanged"
+    for name, value in values.items():
+        setattr(row, name, value)
+    return "updated"
+
+
+def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
+    """Store a partner by its ref; its legal entity must be known."""
+    entity_id = entity_ids(session, [partner.entity_ref]).get(partner.entity_ref)
+    if entity_id is None:
+        raise MissingReference(
+            "entity_ref", f"unknown legal entity {partner.entity_ref!r}", ("entities", partner.entity_ref)
+        )
+    row = session.scalar(select(Partner).where(Partner.partner_ref == partner.partner_ref))
+    values = {
+        "name": partner.name,
+        "kind": partner.kind,
+        "entity_id": entity_id,
+        "currency": partner.currency,
+        "email": partner.email,
+        "payment_terms_days": partner.payment_terms_days,
+        "terms": partner.model_dump(mode="json"),
+    }
+    if partner.kind != "referral":  # a reseller is invoiced: it is a customer of ours under its partner ref
+        upsert_customer(
+            session,
+            model.Customer(
+                customer_ref=partner.partner_ref, name=partner.name, entity_ref=partner.entity_ref, email=partner.email
+            ),
+        )
+    if row is None:
+        session.add(Partner(partner_ref=partner.partner_ref, **values))
+        session.flush()
+        return "created"
+    if row.currency != partner.currency and _has_agreements(session, row.id):
+        raise PartnerError(
+            "currency", f"partner {partner.partner_ref} has referral agreements in {row.currency}; it cannot move"
+        )
+    return _apply(row, values)
+
+
+def _has_agreements(session: Session, partner_id: int) -> bool:
+    return (
+        session.scalar(select(ReferralAgreement.id).where(ReferralAgreement.partner_id == partner_id).limit(1))
+        is not None
+    )
+
+
+def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Outcome:
+    """Store a referral agreement by its ref. Its partner must be known, refer customers (kind referral
+    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it)."""
+    partner = session.scalar(select(Partner).where(Partner.partner_ref == agreement.partner_ref))
+    if partner is None:
+        raise MissingReference(
+            "partner_ref", f"unknown partner {agreement.partner_ref!r}", ("partners", agreement.partner_ref)
+        )
+    if partner.kind == "reseller":
+        raise PartnerError("partner_ref", f"partner {partner.partner_ref} is a reseller, not a referral partner")
+    if partner.currency != agreement.currency:
+        raise PartnerError(
+            "currency",
+            f"the agreement is in {agreement.currency} but partner {partner.partner_ref} is paid in {partner.currency}",
+        )
+    row = session.scalar(select(ReferralAgreement).where(ReferralAgreement.agreement_ref == agreement.agreement_ref))
+    values = {"partner_id": partner.id, "currency": agreement.currency, "terms": agreement.model_dump(mode="json")}
+    if row is None:
+        session.add(ReferralAgreement(agreement_ref=agreement.agreement_ref, **values))
+        return "created"
+    return _apply(row, values)
+
+
+def load_partners(session: Session, refs: Iterable[str] | None = None) -> dict[str, model.Partner]:
+    """The stored partners (all, or those of ``refs``) as canonical records, by ref."""
+    query = select(Partner.terms).order_by(Partner.partner_ref)
+    if refs is not None:
+        query = query.where(Partner.partner_ref.in_(list(refs)))
+    partners = (model.Partner.model_validate(terms) for terms in session.scalars(query))
+    return {p.partner_ref: p for p in partners}
+
+
+def load_agreements(session: Session, partner_ref: str | None = None) -> list[model.ReferralAgreement]:
+    """The stored referral agreements (of one partner, or all), by agreement ref."""
+    query = select(ReferralAgreement.terms).order_by(ReferralAgreement.agreement_ref)
+    if partner_ref is not None:
+        query = query.join(Partner, Partner.id == ReferralAgreement.partner_id).where(
+            Partner.partner_ref == partner_ref
+        )
+    return [model.ReferralAgreement.model_validate(terms) for terms in session.scalars(query)]
+
+
+def partner_summaries(session: Session) -> list[dict[str, Any]]:
+    """Every partner with its entity and agreement count, for listings."""
+    agreements: dict[int, int] = {}
+    for partner_id in session.scalars(select(ReferralAgreement.partner_id)):
+        agreements[partner_id] = agreements.get(partner_id, 0) + 1
+    query = (
+        select(Partner, LegalEntity.entity_ref)
+        .join(LegalEntity, LegalEntity.id == Partner.entity_id)
+        .order_by(Partner.partner_ref)
+    )
+    return [
+        {
+            "partner_ref": p.partner_ref,
+            "name": p.name,
+            "kind": p.kind,
+            "entity_ref": entity_ref,
+            "currency": p.currency,
+            "email": p.email,
+            "payment_terms_days": p.payment_terms_days,
+            "agreements": agreements.get(p.id, 0),
+        }
+        for p, entity_ref in session.execute(query)
+    ]
+
+
+def load_accruals(
+    session: Session, *, agreement_ref: str | None = None, partner_ref: str | None = None, period: str | None = None
+) -> list[Accrual]:
+    """Accrued fees, filtered by agreement, partner and period, in the order they were accrued."""
+    query = (
+        select(PartnerFeeAccrual, ReferralAgreement.agreement_ref, Partner.partner_ref)
+        .join(ReferralAgreement, ReferralAgreement.id == PartnerFeeAccrual.agreement_id)
+        .join(Partner, Partner.id == PartnerFeeAccrual.partner_id)
+        .order_by(PartnerFeeAccrual.id)
+    )
+    if agreement_ref is not None:
+        query = query.where(ReferralAgreement.agreement_ref == agreement_ref)
+    if partner_ref is not None:
+        query = query.where(Partner.partner_ref == partner_ref)
+    if period is not None:
+        query = query.where(PartnerFeeAccrual.period == period)
+    return [
+        Accrual(
+            agreement,
+            partner,
+            row.event_ref,
+            row.kind,
+            row.customer_ref,
+            row.occurred_on,
+            row.period,
+            row.currency,
+            row.base,
+            row.fee,
+        )
+        for row, agreement, partner in session.execute(query)
+    ]
+
+
+def save_accruals(session: Session, accruals: Iterable[Accrual]) -> int:
+    """Store new accruals; one already stored (same agreement, event and kind) is skipped, so a rerun of a
+    run that committed adds nothing. Returns how many were added."""
+    batch = list(accruals)
+    if not batch:
+        return 0
+    ids = dict(
+        session.execute(
+            select(ReferralAgreement.agreement_ref, ReferralAgreement.id).where(
+                ReferralAgreement.agreement_ref.in_({a.agreement_ref for a in batch})
+            )
+        ).all()
+    )
+    partners = dict(
+        session.execute(
+            select(ReferralAgreement.id, ReferralAgreement.partner_id).where(ReferralAgreement.id.in_(ids.values()))
+        ).all()
+    )
+    known: set[tuple[int, str, str]] = set(
+        (row.agreement_id, row.event_ref, row.kind)
+        for row in session.execute(
+            select(PartnerFeeAccrual.agreement_id, PartnerFeeAccrual.event_ref, PartnerFeeAccrual.kind).where(
+                PartnerFeeAccrual.agreement_id.in_(ids.values())
+            )
+        )
+    )
+    added = 0
+    for accrual in batch:
+        agreement_id = ids[accrual.agreement_ref]
+        if (agreement_id, accrual.event_ref, accrual.kind) in known:
+            continue
+        known.add((agreement_id, accrual.event_ref, accrual.kind))
+        session.add(
+            PartnerFeeAccrual(
+                agreement_id=agreement_id,
+                partner_id=partners[agreement_id],
+                event_ref=accrual.event_ref,
+                kind=accrual.kind,
+                customer_ref=accrual.customer_ref,
+                occurred_on=accrual.occurred_on,
+                period=accrual.period,
+                currency=accrual.currency,
+                base=accrual.base,
+                fee=accrual.fee,
+            )
+        )
+        added += 1
+    session.flush()
+    return added
+
+
+def closed_through(session: Session, partner_ref: str) -> str | None:
+    """The last period of the partner whose statement is closed (None: none is)."""
+    query = (
+        select(PartnerStatement.period)
+        .join(Partner, Partner.id == PartnerStatement.partner_id)
+        .where(Partner.partner_ref == partner_ref)
+        .order_by(PartnerStatement.period.desc())
+        .limit(1)
+    )
+    return session.scalar(query)
+
+
+def close_statement(session: Session, partner_ref: str, period: str, total: Decimal) -> tuple[int, bool]:
+    """Close the partner's statement of ``period`` at ``total``: later fees go to the next period. Returns
+    (statement id, whether it was closed now); closing a closed one changes nothing."""
+    partner = session.scalar(select(Partner).where(Partner.partner_ref == partner_ref))
+    if partner is None:
+        raise LookupError(f"unknown partner {partner_ref!r}")
+    row = session.scalar(
+        select(PartnerStatement).where(PartnerStatement.partner_id == partner.id, PartnerStatement.period == period)
+    )
+    if row is not None:
+        return row.id, False
+    last = closed_through(session, partner_ref)
+    if last is not None and period < last:
+        raise PartnerError("period", f"partner {partner_ref}: period {period} is before {last}, closed already")
+    row = PartnerStatement(
+        partner_id=partner.id, period=period, currency=partner.currency, total=total, status="closed"
+    )
+    session.add(row)
+    session.flush()
+    return row.id, True
+
+
+def statements(session: Session, partner_ref: str | None = None) -> list[dict[str, Any]]:
+    """Closed statements, newest first."""
+    query = (
+        select(PartnerStatement, Partner.partner_ref)
+        .join(Partner, Partner.id == PartnerStatement.partner_id)
+        .order_by(PartnerStatement.period.desc(), Partner.partner_ref)
+    )
+    if partner_ref is not None:
+        query = query.where(Partner.partner_ref == partner_ref)
+    return [
+        {
+            "id": s.id,
+            "partner_ref": ref,
+            "period": s.period,
+            "currency": s.currency,
+            "total": s.total,
+            "status": s.status,
+            "closed_at": s.closed_at,
+        }
+        for s, ref in session.execute(query)
+    ]
+
+
+def first_day(period: str) -> date:
+    year, month = (int(part) for part in period.split("-"))
+    return date(year, month, 1)
+
+
+ISSUED = ("sent", "partially_paid", "paid")  # what a customer was invoiced: documents that reached it
+
+
+def fee_events(
+    session: Session, customer_refs: Iterable[str], basis: FeeBasis, *, per_product: bool = False
+) -> list[FeeEvent]:
+    """The events of these customers a referral fee is on: what they paid (``collected``: each payment's
+    amount applied to each invoice, a refund's negative) or were invoiced (``billed``: issued invoices,
+    credit notes negative). ``per_product`` splits each amount over its invoice's products."""
+    refs = sorted(set(customer_refs))
+    if not refs:
+        return []
+    base = (
+        select(Invoice.id, Invoice.number, Invoice.currency, Customer.customer_ref, Contract.contract_ref)
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .join(Contract, Contract.id == Invoice.contract_id)
+        .where(Customer.customer_ref.in_(refs))
+    )
+    if basis == "billed":
+        query = base.add_columns(Invoice.billing_date, Invoice.invoice_total).where(Invoice.status.in_(ISSUED))
+        rows = [(f"doc:{r.number}", r, r.billing_date, r.invoice_total) for r in session.execute(query)]
+    else:
+        query = (
+            base.add_columns(Payment.payment_ref, Payment.received_on, PaymentAllocation.amount)
+            .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
+            .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        )
+        rows = [(f"pay:{r.payment_ref}:{r.number}", r, r.received_on, r.amount) for r in session.execute(query)]
+    products = _product_weights(session, {r.id for _, r, _, _ in rows}) if per_product else {}
+    events = []
+    for ref, row, day, amount in rows:
+        split = None
+        if per_product:
+            weights = products.get(row.id, {})
+            names = sorted(weights)
+            shares = (
+                allocate(amount, [weights[n] for n in names], row.currency) if names and any(weights.values()) else []
+            )
+            split = dict(zip(names, shares, strict=True))
+        events.append(FeeEvent(ref, row.customer_ref, row.contract_ref, day, basis, row.currency, amount, split))
+    return events
+
+
+def _product_weights(session: Session, invoice_ids: set[int]) -> dict[int, dict[str, Decimal]]:
+    """Each invoice's billed amount per product (absolute, as weights for splitting what it was paid)."""
+    out: dict[int, dict[str, Decimal]] = {}
+    if not invoice_ids:
+        return out
+    query = select(InvoiceLine.invoice_id, InvoiceLine.product_ref, InvoiceLine.billed_amount).where(
+        InvoiceLine.invoice_id.in_(sorted(invoice_ids))
+    )
+    for invoice_id, product, amount in session.execute(query):
+        weights = out.setdefault(invoice_id, {})
+        weights[product] = weights.get(product, Decimal(0)) + abs(amount)
+    return out
+
+
+def lock_partner(session: Session, partner_ref: str) -> None:
+    """Serialise what accrues on and closes a partner's statements (its row lock; SQLite has one writer)."""
+    session.execute(select(Partner.id).where(Partner.partner_ref == partner_ref).with_for_update())
+
+
+def set_statement_status(session: Session, statement_ids: Iterable[int], status: str) -> None:
+    for row in session.scalars(select(PartnerStatement).where(PartnerStatement.id.in_(list(statement_ids)))):
+        row.status = status
+
+
+def statements_by_id(session: Session, statement_ids: Iterable[int]) -> list[dict[str, Any]]:
+    query = (
+        select(PartnerStatement, Partner.partner_ref)
+        .join(Partner, Partner.id == PartnerStatement.partner_id)
+        .where(PartnerStatement.id.in_(list(statement_ids)))
+    )
+    return [
+        {
+            "id": s.id,
+            "partner_ref": ref,
+            "period": s.period,
+            "currency": s.currency,
+            "total": s.total,
+            "status": s.status,
+        }
+        for s, ref in session.execute(query)
+    ]
+
+
+def partner_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
+    """partner_ref -> id of the known ones (what the quarantine retries a record lacking a partner by)."""
+    rows = session.execute(select(Partner.partner_ref, Partner.id).where(Partner.partner_ref.in_(list(set(refs)))))
+    return dict(rows.all())

@@ -1,0 +1,94 @@
+"""``billbridge partners``, as a user runs it, over the example contracts (and partners) billed to
+2026-11-22, with a payment of a referred customer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from billbridge.app.cli import app
+from billbridge.store.db import open_store
+from billbridge.store.invoices import list_invoices
+from billbridge.store.outbound_documents import mark_sent
+from billbridge.store.payments import record_payment
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def paid(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Decimal:
+    """The examples billed, hooli's first invoice paid on 2026-11-25; what it paid."""
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    assert run("examples", "--as-of", "2026-11-22", "--json")[0] == 0
+    store = open_store(database_url)
+    with store.read() as session:
+        invoice = next(d for d in list_invoices(session) if d["customer_ref"] == "hooli")
+    assert run("invoices", "mark", str(invoice["number"]), "approved")[0] == 0
+    with store.write() as session:
+        total = Decimal(str(invoice["invoice_total"]))
+        mark_sent(session, [int(str(invoice["id"]))])
+        allocations = [(str(invoice["number"]), total)]
+        record_payment(
+            session,
+            payment_ref="p-1",
+            currency="USD",
+            amount=total,
+            received_on=date(2026, 11, 25),
+            allocations=allocations,
+        )
+    store.dispose()
+    return total
+
+
+@pytest.mark.slow  # the examples billed first: tens of seconds
+def test_list_run_statement_and_accruals(paid: Decimal) -> None:
+    code, out = run("partners", "list", "--json")
+    assert code == 0, out
+    assert {(p["partner_ref"], p["kind"]) for p in json.loads(out)} == {
+        ("northwind", "referral"),
+        ("channel-one", "reseller"),
+    }
+
+    code, out = run("partners", "run", "--period", "2026-11", "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    fee = (paid * Decimal("0.2")).quantize(Decimal("0.01"))
+    assert summary["accrued"] == 2 and summary["fees"] == {"USD": str(fee + 250)}
+    assert [(c["partner_ref"], c["total"]) for c in summary["closed"]] == [("northwind", str(fee + 250))]
+    assert summary["bills"] == {}  # QuickBooks is not configured: the Bill waits in the outbox
+
+    code, out = run("partners", "statement", "northwind", "--period", "2026-11", "--json")
+    assert code == 0, out
+    statement = json.loads(out)
+    assert (statement["status"], statement["total"]) == ("closed", str(fee + 250))
+    assert statement["lines"] == [{"customer_ref": "hooli", "base": str(paid), "fees": str(fee + 250)}]
+
+    code, out = run("partners", "accruals", "--period", "2026-11", "--csv")
+    assert code == 0, out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert sorted((r["kind"], r["fee"]) for r in rows) == [("fee", str(fee)), ("flat_fee", "250.00")]
+
+    code, out = run("partners", "statement", "northwind", "--period", "2026-11")
+    assert code == 0 and "hooli" in out and "Total" in out
+    code, out = run("status", "--json")
+    assert code == 0, out
+    assert json.loads(out)["partners"] == {"by_kind": {"referral": 1, "reseller": 1}, "statements": {"closed": 1}}
+    code, out = run("status")
+    assert code == 0 and "referral 1, reseller 1 / closed 1" in out
+    assert run("partners", "statement", "nobody", "--period", "2026-11")[0] == 1
+    assert run("partners", "accruals", "--period", "November")[0] == 2

@@ -1,0 +1,239 @@
+"""Referral fees: worked examples with known answers (a 20% fee for 12 months through an upgrade, a
+refund and a credit note; a flat fee; a tiered partner; per product; another currency), and properties
+of the money (a period's fees are its rounded fee, accruing in pieces equals accruing at once, undoing
+every event undoes every fee)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billbridge.billing.currency import round_money
+from billbridge.billing.model import ReferralAgreement
+from billbridge.billing.partner_fees import Booked, FeeEvent, accrue, fee_on, statement
+
+D = Decimal
+
+
+def agreement(**terms: Any) -> ReferralAgreement:
+    base: dict[str, Any] = {
+        "agreement_ref": "nw",
+        "partner_ref": "northwind",
+        "currency": "USD",
+        "percent": "20",
+        "referrals": [{"customer_ref": "hooli", "referred_on": "2026-01-15"}],
+    }
+    base.update(terms)
+    return ReferralAgreement.model_validate({k: v for k, v in base.items() if v is not None})
+
+
+def paid(ref: str, day: date, amount: str, customer: str = "hooli", **extra: Any) -> FeeEvent:
+    return FeeEvent(
+        ref, customer, extra.pop("contract", "C-1"), day, "collected", extra.pop("currency", "USD"), D(amount), **extra
+    )
+
+
+def billed(ref: str, day: date, amount: str, customer: str = "hooli") -> FeeEvent:
+    return FeeEvent(ref, customer, "C-1", day, "billed", "USD", D(amount))
+
+
+def monthly_payments() -> list[FeeEvent]:
+    """Feb 2026 to Feb 2027 on the 20th: 1,000 a month, 1,500 from May (an upgrade)."""
+    events = []
+    for n in range(13):
+        day = date(2026 + (1 + n) // 12, (1 + n) % 12 + 1, 20)
+        events.append(paid(f"pay-{n:02d}", day, "1000.00" if n < 3 else "1500.00"))
+    return events
+
+
+def totals(accruals: list[Any]) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = defaultdict(Decimal)
+    for accrual in accruals:
+        out[accrual.period] += accrual.fee
+    return dict(out)
+
+
+def test_twenty_percent_for_twelve_months_through_an_upgrade_and_a_refund() -> None:
+    refund = paid("refund-1", date(2026, 6, 25), "-500.00")
+    run = accrue(agreement(months=12), [*monthly_payments(), refund])
+    assert not run.problems
+    fees = totals(run.accruals)
+    assert fees["2026-02"] == fees["2026-03"] == fees["2026-04"] == D("200.00")
+    assert fees["2026-05"] == D("300.00")
+    assert fees["2026-06"] == D("200.00")  # 300 on the payment, -100 on the refund
+    assert fees["2026-12"] == D("300.00")
+    assert "2027-01" not in fees  # paid on 2027-01-20, past the 12 months from 2026-01-15
+    assert sum(fees.values()) == D("2900.00")
+    # Accruing again with what was booked adds nothing.
+    assert accrue(agreement(months=12), [*monthly_payments(), refund], Booked.of(run.accruals)).accruals == []
+
+
+def test_for_the_contract_life_the_fee_goes_on() -> None:
+    run = accrue(agreement(), monthly_payments())
+    assert totals(run.accruals)["2027-01"] == D("300.00")
+
+
+def test_a_refund_after_the_statement_closed_reverses_the_fee_on_the_next_statement() -> None:
+    first = accrue(agreement(), monthly_payments()[:5])  # Feb to June
+    june = statement("northwind", "2026-06", "USD", first.accruals)
+    assert june.total == D("300.00")
+    refund = paid("refund-1", date(2026, 6, 28), "-1500.00")
+    later = accrue(agreement(), [*monthly_payments()[:5], refund], Booked.of(first.accruals), closed_through="2026-06")
+    assert [(a.event_ref, a.period, a.fee) for a in later.accruals] == [("refund-1", "2026-07", D("-300.00"))]
+
+
+def test_a_payment_edited_at_its_source_accrues_the_difference_once() -> None:
+    first = accrue(agreement(), [paid("qb-7", date(2026, 3, 1), "800.00")])
+    edited = accrue(agreement(), [paid("qb-7", date(2026, 3, 1), "500.00")], Booked.of(first.accruals))
+    assert [(a.event_ref, a.base, a.fee) for a in edited.accruals] == [("qb-7@2", D("-300.00"), D("-60.00"))]
+    deleted = accrue(agreement(), [paid("qb-7", date(2026, 3, 1), "0")], Booked.of([*first.accruals, *edited.accruals]))
+    assert [(a.event_ref, a.fee) for a in deleted.accruals] == [("qb-7@3", D("-100.00"))]
+
+
+def test_billed_basis_follows_invoices_and_a_credit_note_reverses() -> None:
+    events = [
+        billed("US-INV-1", date(2026, 2, 1), "1000.00"),
+        billed("US-CN-1", date(2026, 2, 10), "-250.00"),
+        paid("pay-1", date(2026, 2, 20), "750.00"),  # not the basis: no percentage on it
+    ]
+    run = accrue(agreement(basis="billed"), events)
+    assert [(a.event_ref, a.fee) for a in run.accruals] == [("US-INV-1", D("200.00")), ("US-CN-1", D("-50.00"))]
+
+
+def test_a_flat_fee_is_earned_once_on_the_first_payment_of_a_referred_customer() -> None:
+    terms = {
+        "percent": None,
+        "flat_fee": "250.00",
+        "referrals": [
+            {"customer_ref": "hooli", "referred_on": "2026-01-15"},
+            {"customer_ref": "initech", "referred_on": "2026-03-01"},
+        ],
+    }
+    events = [
+        paid("early", date(2026, 2, 1), "100.00", customer="initech"),  # before its referral: nothing
+        *monthly_payments()[:3],
+        paid("other", date(2026, 2, 5), "900.00", customer="globex"),  # not referred
+        paid("late", date(2026, 3, 2), "100.00", customer="initech"),
+    ]
+    run = accrue(agreement(**terms), events)
+    assert [(a.event_ref, a.kind, a.period, a.fee) for a in run.accruals] == [
+        ("flat:hooli", "flat_fee", "2026-02", D("250.00")),
+        ("flat:initech", "flat_fee", "2026-03", D("250.00")),
+    ]
+    assert accrue(agreement(**terms), events, Booked.of(run.accruals)).accruals == []
+
+
+def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:
+    tiers = {
+        "model": "graduated",
+        "tiers": [{"up_to": "10000", "unit_price": "0.10"}, {"up_to": None, "unit_price": "0.15"}],
+    }
+    referrals = [
+        {"customer_ref": "hooli", "referred_on": "2026-01-01"},
+        {"customer_ref": "initech", "referred_on": "2026-01-01"},
+    ]
+    events = [
+        paid("a", date(2026, 2, 3), "6000.00"),
+        paid("b", date(2026, 2, 9), "6000.00", customer="initech"),
+        paid("c", date(2026, 3, 3), "6000.00"),  # a new period starts at the first tier again
+    ]
+    run = accrue(agreement(percent=None, tiers=tiers, referrals=referrals), events)
+    assert [(a.event_ref, a.fee) for a in run.accruals] == [("a", D("600.00")), ("b", D("700.00")), ("c", D("600.00"))]
+    february = statement("northwind", "2026-02", "USD", run.accruals)
+    assert february.total == D("1300.00")
+    assert [(line.customer_ref, line.fees) for line in february.lines] == [
+        ("hooli", D("600.00")),
+        ("initech", D("700.00")),
+    ]
+
+
+def test_per_product_fees_count_only_those_products() -> None:
+    event = paid("p", date(2026, 2, 1), "1450.00", product_amounts={"platform": D("1200.00"), "seats": D("250.00")})
+    run = accrue(agreement(products=["seats"]), [event])
+    assert [(a.base, a.fee) for a in run.accruals] == [(D("250.00"), D("50.00"))]
+    missing = accrue(agreement(products=["seats"]), [paid("q", date(2026, 2, 1), "10.00")])
+    assert missing.accruals == [] and [p.field for p in missing.problems] == ["products"]
+
+
+def test_a_customer_paying_in_another_currency_is_a_problem_unless_a_rate_is_given() -> None:
+    events = [paid("eur-1", date(2026, 2, 1), "100.00", currency="EUR"), paid("usd-1", date(2026, 2, 2), "100.00")]
+    run = accrue(agreement(), events)
+    assert [str(p) for p in run.problems] == [
+        "nw: event eur-1: currency: the customer pays in EUR but the agreement accrues in USD, and no exchange "
+        "rate EUR->USD is configured"
+    ]
+    assert [a.event_ref for a in run.accruals] == ["usd-1"]  # the others go on
+    converted = accrue(agreement(), events, rates={("EUR", "USD"): D("1.08")})
+    assert [a.fee for a in converted.accruals] == [D("21.60"), D("20.00")]
+
+
+def test_jpy_fees_round_to_whole_yen() -> None:
+    run = accrue(agreement(currency="JPY", percent="7.5"), [paid("y", date(2026, 2, 1), "12345", currency="JPY")])
+    assert [a.fee for a in run.accruals] == [D("926")]
+
+
+# -- properties --------------------------------------------------------------------------------------
+
+cents = st.integers(min_value=-500_000, max_value=2_000_000).map(lambda n: D(n).scaleb(-2))
+days = st.integers(min_value=0, max_value=120).map(lambda n: date(2026, 2, 1) + timedelta(days=n))
+percents = st.integers(min_value=0, max_value=10_000).map(lambda n: D(n).scaleb(-2))
+event_lists = st.lists(st.tuples(days, cents), min_size=1, max_size=30)
+
+
+def _events(pairs: list[tuple[date, Decimal]]) -> list[FeeEvent]:
+    return [
+        FeeEvent(f"e{i:03d}", "hooli", "C-1", day, "collected", "USD", amount) for i, (day, amount) in enumerate(pairs)
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_lists, percents)
+def test_a_periods_fees_are_exactly_its_rounded_fee(pairs: list[tuple[date, Decimal]], percent: Decimal) -> None:
+    terms = agreement(percent=percent)
+    run = accrue(terms, _events(pairs))
+    base: dict[str, Decimal] = defaultdict(Decimal)
+    for day, amount in pairs:
+        base[f"{day:%Y-%m}"] += amount
+    for period, fee in totals(run.accruals).items():
+        assert fee == round_money(fee_on(terms, base[period]), "USD")
+        assert fee == fee.quantize(D("0.01"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_lists, st.integers(min_value=0, max_value=30), percents)
+def test_accruing_in_two_runs_equals_accruing_at_once(
+    pairs: list[tuple[date, Decimal]], cut: int, percent: Decimal
+) -> None:
+    terms = agreement(percent=percent, flat_fee="99.00")
+    events = _events(sorted(pairs, key=lambda pair: pair[0]))  # the first run saw the earlier events
+    once = accrue(terms, events)
+    first = accrue(terms, events[:cut])
+    second = accrue(terms, events, Booked.of(first.accruals))
+    assert totals(first.accruals + second.accruals) == totals(once.accruals)
+
+
+@settings(max_examples=100, deadline=None)
+@given(event_lists, percents)
+def test_undoing_every_event_undoes_every_percentage_fee(pairs: list[tuple[date, Decimal]], percent: Decimal) -> None:
+    terms = agreement(percent=percent)
+    events = _events(pairs)
+    undo = [
+        FeeEvent(f"u{e.event_ref}", e.customer_ref, e.contract_ref, e.occurred_on, e.basis, e.currency, -e.amount)
+        for e in events
+    ]
+    run = accrue(terms, [*events, *undo])
+    assert all(fee == 0 for fee in totals(run.accruals).values())
+
+
+def test_a_payment_deleted_at_its_source_reverses_its_fee_even_after_the_window() -> None:
+    from billbridge.billing.partner_fees import vanished
+
+    first = accrue(agreement(months=1), [paid("qb-9", date(2026, 1, 20), "400.00")])
+    gone = vanished(first.accruals, present=set(), on=date(2026, 5, 2), basis="collected")
+    run = accrue(agreement(months=1), gone, Booked.of(first.accruals))
+    assert [(a.event_ref, a.period, a.fee) for a in run.accruals] == [("qb-9@2", "2026-05", D("-80.00"))]

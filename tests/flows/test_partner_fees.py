@@ -1,0 +1,140 @@
+"""Partner fees end to end against the QuickBooks sandbox: payments of referred customers accrue fees,
+the month's statement becomes one Bill to the partner as a Vendor, and neither a rerun nor a process
+killed between QuickBooks accepting the Bill and our commit makes a second one; a refund after the
+statement reverses the fee on the next one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from billbridge.flows.partner_fees import TOPIC, accrue_fees, close_period, push_bills, run_partner_fees
+from billbridge.flows.push import quickbooks_connector
+from billbridge.sandbox.quickbooks.running import RunningQuickBooks
+from billbridge.store import outbox
+from billbridge.store.db import Store
+from billbridge.store.invoices import list_invoices
+from billbridge.store.outbound_documents import mark_sent
+from billbridge.store.partners import load_accruals, statements
+from billbridge.store.payments import record_payment
+from tests.flows.test_push_quickbooks import _plain, billed, settings_for
+
+D = Decimal
+
+
+def hooli_paid(store: Store) -> str:
+    """Bill the examples and pay hooli's first invoice in full in November 2026; its number."""
+    documents = billed(store)
+    invoice = next(d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice")
+    with store.write() as session:
+        mark_sent(session, [int(str(invoice["id"]))])  # as a push does
+        record_payment(
+            session,
+            payment_ref="stripe:ch_hooli_1",
+            currency=str(invoice["currency"]),
+            amount=D(str(invoice["invoice_total"])),
+            received_on=date(2026, 11, 25),
+            allocations=[(str(invoice["number"]), D(str(invoice["invoice_total"])))],
+            customer_ref="hooli",
+        )
+    return str(invoice["number"])
+
+
+def test_fees_accrue_close_and_become_one_bill_per_partner_and_month(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    number = hooli_paid(store)
+    settings = settings_for(qbo, database_url, tmp_path)
+    summary = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
+    with store.read() as session:
+        accruals = load_accruals(session, partner_ref="northwind")
+        total = sum((d["invoice_total"] for d in list_invoices(session) if d["number"] == number), D(0))
+    assert {a.kind for a in accruals} == {"fee", "flat_fee"}
+    fee = next(a.fee for a in accruals if a.kind == "fee")
+    assert fee == (D(str(total)) * D("0.20")).quantize(D("0.01"))
+    assert summary.pushed == {"created": 1}
+    [bill] = qbo.company.all("Bill")
+    [vendor] = qbo.company.all("Vendor")
+    assert vendor["DisplayName"] == "Northwind Advisors" and bill["VendorRef"]["value"] == vendor["Id"]
+    assert bill["TotalAmt"] == fee + D("250.00") and bill["DocNumber"].startswith("PF-2026-11-")
+    assert bill["DueDate"] == "2026-12-31"  # net 30 from the first of December
+    with store.read() as session:
+        assert [s["status"] for s in statements(session, "northwind")] == ["billed"]
+
+    # What was paid on it, read back from QuickBooks' BillPayments (a bookkeeper pays part of it).
+    qbo.company.pay_bill(bill["Id"], D("100.00"))
+    connector = quickbooks_connector(store, settings)
+    try:
+        assert connector.bill_payments([bill["Id"]]) == {bill["Id"]: D("100.00")}
+    finally:
+        connector.close()
+
+    again = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
+    assert (again.accrued, again.closed, again.pushed) == (0, [], {})
+    assert len(qbo.company.all("Bill")) == 1
+
+    # Refunded after the statement closed: the fee comes off December's statement.
+    with store.write() as session:
+        record_payment(
+            session,
+            payment_ref="stripe:re_hooli_1",
+            currency="USD",
+            amount=D(str(-total)),
+            received_on=date(2026, 11, 30),
+            allocations=[(number, D(str(-total)))],
+            customer_ref="hooli",
+        )
+    accrue_fees(store, as_of=date(2026, 12, 2))
+    with store.read() as session:
+        december = load_accruals(session, partner_ref="northwind", period="2026-12")
+    assert [(a.kind, a.fee) for a in december] == [("fee", -fee)]
+    closed = close_period(store, "2026-12")
+    assert [(c["total"], c["number"]) for c in closed.closed] == [(-fee, None)]  # nothing to bill: no Bill
+    assert len(qbo.company.all("Bill")) == 1
+
+
+@pytest.mark.slow
+def test_a_bill_push_killed_after_quickbooks_accepted_makes_no_second_bill(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL while QuickBooks holds its answer to the batch that created the Bill; the rerun finds the
+    Bill by its number and records it: one Bill for the partner and month."""
+    hooli_paid(store)
+    settings = settings_for(qbo, database_url, tmp_path)
+    accrue_fees(store, as_of=date(2026, 12, 1))
+    close_period(store, "2026-11")
+    # The push's batch calls: the vendor, the expense account, then the Bill. Hold the Bill's answer.
+    hold = qbo.faults.add(kind="hold_response", path="/batch", after=2, delay=5)
+    env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
+    env.update({f"BILLBRIDGE_QUICKBOOKS__{k.upper()}": str(v) for k, v in _plain(settings).items()})
+    script = (
+        "from billbridge.settings import Settings\nfrom billbridge.flows.partner_fees import push_bills\n"
+        "from billbridge.store.db import open_store\ns = Settings()\npush_bills(open_store(s.database), s)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 60
+    while not hold.done:
+        assert child.poll() is None and time.monotonic() < deadline, "the push never reached QuickBooks"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert len(qbo.company.all("Bill")) == 1  # QuickBooks made the Bill...
+    with store.read() as session:
+        assert [s["status"] for s in statements(session, "northwind")] == ["closed"]  # ...we never recorded it
+
+    qbo.faults.clear()
+    with store.write() as session:  # the lease of the dead relay runs out
+        outbox.retry_now(session, [p["id"] for p in outbox.pending(session) if p["topic"] == TOPIC])
+    summary = push_bills(store, settings)
+    assert summary.outcomes == {"existing": 1}
+    assert len(qbo.company.all("Bill")) == 1
+    with store.read() as session:
+        assert [s["status"] for s in statements(session, "northwind")] == ["billed"]
