@@ -193,16 +193,42 @@ def test_a_name_another_run_took_since_the_look_up_is_looked_up_again_and_used(
     assert doc_numbers(qb) == Counter(d.number for d in docs[:6])
 
 
-def test_a_name_an_inactive_customer_holds_fails_its_documents_saying_why(
+def test_an_inactive_customer_of_the_name_is_made_active_again_and_used(
     qb: RunningQuickBooks, connect: Connect
 ) -> None:
-    """Queries return active customers only, while DisplayName is unique among inactive ones too."""
+    """Issue 19 item 1: queries return active customers only, while DisplayName is unique among inactive
+    ones too: the look-up asks for both, and the inactive customer is reactivated, not created again."""
     docs = invoices(2)
-    qb.company.create("Customer", {"DisplayName": docs[0].customer_name, "Active": False})
+    sleeping = qb.company.create("Customer", {"DisplayName": docs[0].customer_name, "Active": False})
     results = connect().push_documents(docs)
-    assert [r.status for r in results] == ["failed", "created"]
-    assert "6240 Duplicate Name Exists" in (results[0].error or "")
-    assert "inactive record, a vendor or an employee" in (results[0].error or "") and not results[0].retriable
+    assert [r.status for r in results] == ["created", "created"]
+    assert qb.company.get("Customer", sleeping["Id"])["Active"] is True
+    mine = next(i for i in qb.company.all("Invoice") if i["DocNumber"] == docs[0].number)
+    assert mine["CustomerRef"]["value"] == sleeping["Id"]
+    assert sorted(c["DisplayName"] for c in qb.company.all("Customer")) == ["Customer 1", "Customer 2"]
+
+
+@pytest.mark.parametrize("holder", ["Vendor", "Employee"])
+def test_a_name_a_vendor_or_employee_holds_gets_our_reference_as_a_suffix_every_run(
+    qb: RunningQuickBooks, connect: Connect, holder: str
+) -> None:
+    """Issue 19 item 1: a vendor or an employee holding the customer's name is a 6240 that no customer
+    look-up can resolve; the customer is made as "<name> (<our customer ref>)", and a later run (a new
+    connector, nothing cached) finds it by that name instead of failing or making another."""
+    docs = invoices(6)
+    qb.company.create(holder, {"DisplayName": docs[0].customer_name})
+    first = connect().push_documents(docs[:3])
+    assert [r.status for r in first] == ["created"] * 3
+    customers = {c["DisplayName"]: c["Id"] for c in qb.company.all("Customer")}
+    assert f"{docs[0].customer_name} ({docs[0].customer_ref})" in customers
+    again = connect().push_documents(docs[3:])
+    assert [r.status for r in again] == ["created"] * 3
+    now = {c["DisplayName"]: c["Id"] for c in qb.company.all("Customer")}
+    assert now.keys() == customers.keys() | {docs[3].customer_name} and now.items() >= customers.items()
+    assert docs[0].customer_name not in now  # the vendor's or employee's name was never taken again
+    used = {i["DocNumber"]: i["CustomerRef"]["value"] for i in qb.company.all("Invoice")}
+    suffixed = customers[f"{docs[0].customer_name} ({docs[0].customer_ref})"]
+    assert [used[d.number] for d in docs if d.customer_ref == docs[0].customer_ref] == [suffixed, suffixed]
 
 
 def test_a_connector_looks_up_each_customer_and_item_once(qb: RunningQuickBooks, connect: Connect) -> None:

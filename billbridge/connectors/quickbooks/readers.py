@@ -53,11 +53,14 @@ class QuickBooksReader(QuickBooksConnection):
         for rows in paging.pages(lambda start: self.query(f"{text} {paging.clause(start)}").get(entity, [])):
             yield from rows
 
-    def find(self, entity: str, field: str, values: Iterable[str], select: str = "*") -> dict[str, dict[str, Any]]:
-        """Records whose ``field`` is one of ``values``, keyed by that field (first by Id when repeated)."""
+    def find(
+        self, entity: str, field: str, values: Iterable[str], select: str = "*", *, also: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Records whose ``field`` is one of ``values`` (and meeting ``also``, a further condition),
+        keyed by that field (first by Id when repeated)."""
         found: dict[str, dict[str, Any]] = {}
         for chunk in chunks(sorted(set(values)), LOOKUP_CHUNK):
-            where = f"{field} IN ({', '.join(quote(v) for v in chunk)})"
+            where = f"{field} IN ({', '.join(quote(v) for v in chunk)})" + (f" AND {also}" if also else "")
             for row in sorted(self.query_all(entity, select, where), key=lambda r: int(r["Id"])):
                 found.setdefault(str(row[field]), row)
         return found
