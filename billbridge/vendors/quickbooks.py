@@ -91,7 +91,7 @@ def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
             "api_url_v3": qs.api_url_v3,
             "discovery_url": qs.discovery_url,
             "ca_bundle": qs.ca_bundle,
-            "requests_per_minute": qs.requests_per_minute,
+            "requests_per_second": qs.requests_per_second,
             "batches_per_minute": qs.batches_per_minute,
         }.items()
         if v is not None

@@ -30,6 +30,7 @@ from billbridge.connectors.quickbooks import (
     TokenStore,
     verify_webhook,
 )
+from billbridge.connectors.quickbooks.writers import Write
 from billbridge.flows.credentials import StoredTokens
 from billbridge.mapping.quickbooks import customer_spec
 from billbridge.sandbox.quickbooks import RunningQuickBooks, start_quickbooks
@@ -43,7 +44,7 @@ BATCH = r"/batch$"
 
 @pytest.fixture
 def qb() -> Iterator[RunningQuickBooks]:
-    running = start_quickbooks()
+    running = start_quickbooks(limits=None)  # the connectors below are unpaced; the limits' own tests are apart
     yield running
     running.stop()
 
@@ -570,3 +571,55 @@ def test_refunds_taken_off_one_payment_by_two_workers_at_once_both_land_once(
     assert qb.company.get("Invoice", second)["Balance"] == paid[1].total
     pulled = [p for page in conn_a.pull_payments(None) for p in page.payments]
     assert [p.extra.get("mirrored_from") for p in pulled] == ["stripe:ch_refunded"]  # still known as ours
+
+
+def test_at_intuits_limits_the_connector_is_never_throttled() -> None:
+    """Issue 19 item 8: the connector paces at 10 requests a second (Intuit's 2025 limit) by default,
+    so a sandbox enforcing that limit refuses none of 25 back-to-back queries (the old pace, 500 a
+    minute, sent them at once: 15 would be refused); they take the two seconds the limit asks. Batch
+    calls count against both limits: 12 in a row are not sent within one second either."""
+    running = start_quickbooks()  # Intuit's limits on
+    conn = QuickBooks(config(running), InMemoryTokenStore(OAuthTokens(running.refresh_token)), policy=FAST)
+    try:
+        conn.query("SELECT * FROM Item")  # connect (token refresh) before the clock starts
+        started = time.monotonic()
+        for _ in range(25):
+            conn.query("SELECT * FROM Item")
+        took = time.monotonic() - started
+        started = time.monotonic()
+        for n in range(12):
+            item = {"Name": f"SKU-{n}", "Type": "Service", "IncomeAccountRef": {"value": "1"}}
+            assert conn.batch([Write(f"item-{n}", "Item", item)])[f"item-{n}"].record is not None
+        batches_took = time.monotonic() - started
+    finally:
+        conn.close()
+        running.stop()
+    assert running.throttle is not None and running.throttle.refused == 0
+    assert took >= 1.9 and batches_took >= 0.9
+
+
+def test_the_refresh_tokens_expiries_are_kept_beside_the_sealed_tokens(store: Store, tmp_path: Path) -> None:
+    """Issue 19 item 7: the token answer's rolling and hard expiries are kept with the rotated tokens
+    (in the clear: they are no secret), and a connection within 30 days of its hard expiry is warned of."""
+    from datetime import UTC, datetime
+
+    from billbridge.flows.credentials import credential_expiries
+    from billbridge.sandbox.quickbooks import QboCompany, TokenPolicy
+
+    running = start_quickbooks(company=QboCompany(tokens=TokenPolicy(hard_seconds=20 * 86400)), limits=None)
+    key = f"quickbooks:{running.realm_id}"
+    tokens = StoredTokens(store, key, Sealer.from_settings(None, tmp_path), running.refresh_token)
+    conn = QuickBooks(config(running), tokens, policy=FAST)
+    try:
+        conn.query("SELECT COUNT(*) FROM Invoice")  # the first call refreshes
+    finally:
+        conn.close()
+        running.stop()
+    now = datetime.now(UTC)
+    stored = tokens.load()
+    assert stored.refresh_hard_expires_at is not None and stored.refresh_expires_at is not None
+    assert abs(stored.refresh_hard_expires_at - (now.timestamp() + 20 * 86400)) < 60
+    [expiry] = credential_expiries(store, now)
+    assert expiry.connection == key and expiry.warn and expiry.days_left == 19
+    assert expiry.hard_expires_at is not None and expiry.expires_at == expiry.hard_expires_at
+    assert [e.warn for e in credential_expiries(store, now - timedelta(days=11))] == [False]

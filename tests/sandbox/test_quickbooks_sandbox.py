@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 
 from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.quickbooks import QboCompany, RunningQuickBooks, TokenPolicy, start_quickbooks
+from billbridge.sandbox.quickbooks.limits import QboLimits, Throttle
 from billbridge.sandbox.server import SandboxServer
 from tests.conftest import require_contracts
 
@@ -63,7 +64,8 @@ class Api:
 @pytest.fixture
 def api() -> Iterator[Api]:
     clock = Clock()
-    qb = start_quickbooks(company=QboCompany(clock=clock, tokens=TokenPolicy(access_seconds=3600, grace_seconds=120)))
+    company = QboCompany(clock=clock, tokens=TokenPolicy(access_seconds=3600, grace_seconds=120))
+    qb = start_quickbooks(company=company, limits=None)  # the rate limits have their own tests below
     http = requests.Session()
     http.trust_env, http.verify = False, str(qb.ca_bundle)
     client = Api(qb, clock, http)
@@ -431,3 +433,61 @@ def test_a_customer_name_with_a_colon_is_refused(api: Api) -> None:
     refused = api.call("POST", "customer", {"DisplayName": "Globex: EMEA"})
     assert refused.status_code == 400 and fault_code(refused) == "6000"
     assert "colon" in refused.json()["Fault"]["Error"][0]["Detail"]
+
+
+def test_intuits_2025_rate_limits_are_enforced_per_realm() -> None:
+    """Issue 19 item 8: 10 requests a second per realm, and 120 batch calls a minute; the 11th request
+    within a second and the 121st batch within a minute are the throttle fault (3001, 429, Retry-After)."""
+    clock = Clock()
+    throttle = Throttle(QboLimits(), clock=clock)
+    assert [throttle.admit("1", batch=False) for _ in range(10)] == [None] * 10
+    assert throttle.admit("1", batch=False) == 1
+    assert throttle.admit("2", batch=False) is None  # another realm has its own window
+    clock.now += 1.0
+    for second in range(12):  # 10 batch calls a second for 12 seconds: the minute's 120
+        assert [throttle.admit("1", batch=True) for _ in range(10)] == [None] * 10, second
+        clock.now += 1.0
+    assert throttle.admit("1", batch=True) == 48  # the first batch of the minute leaves the window then
+    assert throttle.admit("1", batch=False) is None  # a query is not a batch call
+    assert throttle.refused == 2
+
+
+def test_the_sandbox_throttles_by_default_with_intuits_fault() -> None:
+    qb = start_quickbooks()
+    http = requests.Session()
+    http.trust_env, http.verify = False, str(qb.ca_bundle)
+    try:
+        token = http.post(
+            f"{qb.base_url}/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": qb.refresh_token},
+            auth=(qb.client_id, qb.client_secret),
+        ).json()["access_token"]
+        url = f"{qb.api_url_v3}/company/{qb.realm_id}/query"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        answers = [http.post(url, data="SELECT * FROM Item", headers=headers) for _ in range(15)]
+    finally:
+        http.close()
+        qb.stop()
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused, "15 queries in well under a second: some must be refused"
+    assert len(answers) - len(refused) <= 10 + 10  # at most two windows' worth if the calls spanned a second
+    assert refused[0].headers["Retry-After"] == "1" and fault_code(refused[0]) == "3001"
+
+
+def test_the_token_answer_reports_the_hard_expiry_and_a_refresh_after_it_is_refused(api: Api) -> None:
+    """Issue 19 item 7: since 2025 a refresh token chain ends at a hard expiry whatever the refreshes
+    (five years from the connection); every token answer reports the seconds left in
+    ``x_refresh_token_hard_expires_in``, and a refresh after it is ``invalid_grant``."""
+    hard = api.qb.company.tokens.hard_seconds
+    answer = api.token(api.qb.refresh_token).json()  # within the grace period of the fixture's refresh
+    assert answer["x_refresh_token_hard_expires_in"] == hard
+    elapsed = 0
+    while elapsed + 90 * 86400 < hard:  # a refresh every 90 days keeps the rolling expiry at bay
+        api.clock.now += 90 * 86400
+        elapsed += 90 * 86400
+        answer = api.token(answer["refresh_token"]).json()
+        assert answer["x_refresh_token_hard_expires_in"] == hard - elapsed
+        assert answer["x_refresh_token_expires_in"] <= answer["x_refresh_token_hard_expires_in"]
+    api.clock.now += answer["x_refresh_token_hard_expires_in"] + 1
+    late = api.token(answer["refresh_token"])
+    assert (late.status_code, late.json()) == (400, {"error": "invalid_grant"})
