@@ -136,17 +136,14 @@ class QuickBooks(QuickBooksConnector):
     def _ensure_customers(self, customers: Sequence[CustomerSpec]) -> tuple[dict[str, str], dict[str, Written]]:
         """Customers by DisplayName, inactive ones included (QuickBooks' queries return active ones
         only, while a name is unique among all of them): an inactive one is made active again, a
-        missing one created. A name a vendor or an employee holds (6240 with no customer of that
-        name) is taken with the deterministic ``clash_name`` suffix instead, which later runs find."""
+        missing one created. A create refused as a taken name (6240) looks the name up again with
+        its ``clash_name``: another run made the customer meanwhile, or a vendor or an employee holds
+        the name, and then the customer is (or was, on an earlier run) made under the suffixed name."""
         specs = {c.customer_ref: c for c in customers}
         plain = {ref: customer_payload(c)["DisplayName"] for ref, c in specs.items()}
         suffixed = {ref: clash_name(c) for ref, c in specs.items()}
-        found = self._customers_named([*plain.values(), *suffixed.values()])
-        records = {  # by the plain name first: the suffixed one exists only where the plain one is not a customer's
-            ref: found.get(plain[ref]) or found[suffixed[ref]]
-            for ref in specs
-            if plain[ref] in found or suffixed[ref] in found
-        }
+        found = self._customers_named(list(plain.values()))
+        records = {ref: found[plain[ref]] for ref in specs if plain[ref] in found}
         writes = {
             ref: Write(f"billbridge-customer-{ref}-create", "Customer", customer_payload(c))
             for ref, c in specs.items()
@@ -154,9 +151,13 @@ class QuickBooks(QuickBooksConnector):
         }
         created, failed = self.ensure(writes)
         taken = [ref for ref, outcome in failed.items() if DUPLICATE_NAME in outcome.codes]
-        if taken:  # another run made it since the look-up, or a vendor or an employee holds the name
-            again = self._customers_named([plain[ref] for ref in taken])
-            records |= {ref: again[plain[ref]] for ref in taken if plain[ref] in again}
+        if taken:
+            again = self._customers_named([n for ref in taken for n in (plain[ref], suffixed[ref])])
+            records |= {
+                ref: again.get(plain[ref]) or again[suffixed[ref]]
+                for ref in taken
+                if plain[ref] in again or suffixed[ref] in again
+            }
             clashes = {
                 ref: Write(
                     f"billbridge-customer-{ref}-create-suffixed",
@@ -164,7 +165,7 @@ class QuickBooks(QuickBooksConnector):
                     customer_payload(specs[ref], name=suffixed[ref]),
                 )
                 for ref in taken
-                if plain[ref] not in again
+                if ref not in records
             }
             for ref in taken:
                 del failed[ref]
