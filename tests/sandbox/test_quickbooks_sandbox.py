@@ -129,6 +129,43 @@ def test_query_outside_the_supported_subset_is_a_parser_fault(api: Api) -> None:
     assert fault_code(api.query("SELECT * FROM Customer MAXRESULTS 1001")) == "4000"
 
 
+def test_projections_and_unfilterable_properties_are_refused_as_intuit_documents(api: Api) -> None:
+    """Issue 19 item 6: Intuit's "Data queries" page: projections are not supported, and only an
+    entity's filterable properties may be filtered or sorted on; anything else is a 400 (4001)."""
+    make_customer(api, "Filter Me")
+    for text in (
+        "SELECT Id, DisplayName FROM Customer",
+        "SELECT * FROM Customer WHERE Notes = 'x'",
+        "SELECT * FROM Payment WHERE PrivateNote = 'x'",
+        "SELECT * FROM Payment WHERE DocNumber = '1'",  # the XSD: "Filter support not provided for Payment"
+        "SELECT * FROM Invoice ORDERBY PrivateNote",
+        "SELECT * FROM Invoice WHERE Line = 'x'",
+    ):
+        refused = api.query(text)
+        assert (refused.status_code, fault_code(refused)) == (400, "4001"), text
+    for text in (
+        "SELECT * FROM Customer WHERE DisplayName = 'Filter Me' AND Active IN (true, false)",
+        "SELECT * FROM Payment WHERE CustomerRef IN ('1') ORDERBY MetaData.LastUpdatedTime",
+        "SELECT * FROM Invoice WHERE DocNumber IN ('A') AND TxnDate >= '2026-01-01'",
+        "SELECT COUNT(*) FROM Item WHERE Name = 'SEATS'",
+    ):
+        assert api.query(text).status_code == 200, text
+
+
+def test_every_property_intuits_xsd_calls_filterable_in_qbo_is_filterable() -> None:
+    """The sandbox's table of filterable properties holds every element Intuit's XSD annotates
+    "Filterable: ALL" or "Filterable: QBO" for the entities it serves (inherited ones included), but
+    Payment's DocNumber, which the same annotation says has no filter support for Payment."""
+    from billbridge.sandbox.quickbooks.query import FILTERABLE
+    from tests.qbo_xsd import filterable_in_qbo
+
+    require_contracts()
+    assert filterable_in_qbo("Invoice") >= {"DocNumber", "TxnDate", "MetaData.LastUpdatedTime"}  # it reads them
+    for entity, allowed in FILTERABLE.items():
+        missing = filterable_in_qbo(entity) - allowed - ({"DocNumber"} if entity == "Payment" else set())
+        assert not missing, f"{entity}: {sorted(missing)}"
+
+
 def test_quoted_names_round_trip_through_a_query(api: Api) -> None:
     make_customer(api, "O'Brien & Sons")
     found = api.query("SELECT * FROM Customer WHERE DisplayName = 'O\\'Brien & Sons'").json()["QueryResponse"]
