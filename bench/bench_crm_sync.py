@@ -71,6 +71,11 @@ class CrmSandbox:
     def info(self) -> dict[str, str]:
         return dict(self.env)
 
+    def search_throttled(self) -> int:
+        """Searches HubSpot's per-token search limit refused (429 SECONDLY); 0 for other CRMs."""
+        app = getattr(self.sandbox, "app", None)
+        return int(getattr(getattr(app, "state", None), "search_throttled", 0))
+
     def change(self) -> int:
         """1% of the deals change (edits, closes, deletions; broken deals stay broken)."""
         later = demo_world.changed(self.world, 0.01, fix_broken=False)
@@ -123,6 +128,7 @@ class Result:
     incremental_s: float
     incremental_calls: int
     changed: int
+    search_429s: int = 0  # searches the sandbox's per-token search limit refused, over all three runs
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -164,7 +170,9 @@ def run(source: str, deals: int, seed: int, workdir: str) -> Result:
         incremental_calls = sandbox.calls()
         log(
             f"[{source}] incremental: {changed} deals changed, {incremental.deals_pulled} pulled, "
-            f"{incremental_calls} calls in {incremental_s:.1f}s"
+            f"{incremental_calls} calls in {incremental_s:.1f}s; "
+            f"searches refused by the search limit (429) over the floor, full and incremental runs: "
+            f"{sandbox.ask('search_throttled')}"
         )
         store.dispose()
         return Result(
@@ -179,6 +187,7 @@ def run(source: str, deals: int, seed: int, workdir: str) -> Result:
             incremental_s,
             incremental_calls,
             changed,
+            int(sandbox.ask("search_throttled")),
         )
     finally:
         sandbox.close()

@@ -58,7 +58,9 @@ QBO_BATCH = 30  # operations per QuickBooks batch request
 QBO_LOOKUP = 30  # names per "Name IN (...)" look-up query (the connector's chunk)
 STRIPE_LINES_PER_CALL = 50  # the connector's add_lines chunk
 STRIPE_API_KEY = "sk_test_billbridge_bench"
-UNPACED = 1_000_000  # the bench counts calls; QuickBooks' 500 requests/min would set the pace otherwise
+UNPACED = 1_000_000  # the bench counts calls; Intuit's limits would set the pace otherwise (--at-limits: they do)
+QBO_REQUESTS_PER_SECOND = 10  # Intuit's limits since 2025, per realm (--at-limits)
+QBO_BATCHES_PER_MINUTE = 120
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,13 +69,18 @@ UNPACED = 1_000_000  # the bench counts calls; QuickBooks' 500 requests/min woul
 
 
 class QuickBooksHost:
-    """An empty QuickBooks company over TLS."""
+    """An empty QuickBooks company over TLS; ``at_limits``: enforcing Intuit's rate limits."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_limits: bool = False) -> None:
+        from billbridge.sandbox.quickbooks.limits import INTUIT_LIMITS
         from billbridge.sandbox.quickbooks.running import start_quickbooks
 
-        self.running = start_quickbooks()
+        self.running = start_quickbooks(limits=INTUIT_LIMITS if at_limits else None)
         self.faults = self.running.faults
+
+    def throttled(self) -> int:
+        """Requests the sandbox refused with 429 (its rate limits)."""
+        return self.running.throttle.refused if self.running.throttle is not None else 0
 
     def info(self) -> dict[str, str]:
         r = self.running
@@ -104,7 +111,7 @@ class QuickBooksHost:
 class StripeHost:
     """An empty Stripe account."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_limits: bool = False) -> None:  # noqa: ARG002 (the Stripe sandbox does not throttle)
         from billbridge.sandbox.server import SandboxServer
         from billbridge.sandbox.stripe import StripeSandbox
 
@@ -207,7 +214,9 @@ def queued_documents(store: Store, topic: str) -> list[OutboundDocument]:
     return [documents[i] for i in ids]
 
 
-def settings_for(target: str, info: dict[str, str], database_url: str, data_dir: str) -> Settings:
+def settings_for(
+    target: str, info: dict[str, str], database_url: str, data_dir: str, *, paced: bool = False
+) -> Settings:
     common: dict[str, Any] = {"database_url": database_url, "data_dir": data_dir, "secret_key": None}
     if target == "quickbooks":
         return Settings(
@@ -220,8 +229,8 @@ def settings_for(target: str, info: dict[str, str], database_url: str, data_dir:
                 api_url_v3=info["api_url_v3"],
                 discovery_url=info["discovery_url"],
                 ca_bundle=info["ca_bundle"],
-                requests_per_minute=UNPACED,
-                batches_per_minute=UNPACED,
+                requests_per_second=None if paced else UNPACED,  # paced: Intuit's limits (the defaults)
+                batches_per_minute=None if paced else UNPACED,
             ),
         )
     return Settings(**common, stripe=StripeSettings(api_key=SecretStr(info["api_key"]), base_url=info["url"]))
@@ -409,6 +418,8 @@ class Result:
     holdings_after: dict[str, int]
     minimum_parts: dict[str, int]
     routes: dict[str, int] = field(default_factory=dict)
+    limits_minimum_s: float | None = None  # --at-limits: the least wall time Intuit's limits allow these calls
+    throttled: int | None = None  # --at-limits: requests the sandbox refused (429)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -433,23 +444,53 @@ def replay_all(store: Store, topic: str) -> int:
         return int(done.rowcount)
 
 
-def run_target(target: str, store: Store, database_url: str, workdir: str, replay: bool, profile: str | None) -> Result:
+def limits_minimum(by_route: dict[str, int]) -> float:
+    """The least wall time Intuit's sliding windows allow for these calls, answered instantly: the
+    batch calls sent as early as both windows let them (the k-th no sooner than a second after the
+    (k-10)-th and a minute after the (k-120)-th), the other calls fitted in the waits; or, if
+    more, all calls at 10 a second. The OAuth calls are not the company's."""
+    api = sum(n for r, n in by_route.items() if "/v3/company/" in r)
+    batches = sum(n for r, n in by_route.items() if r.endswith("/batch"))
+    sent: list[float] = []
+    for k in range(batches):
+        earliest = sent[-1] if sent else 0.0
+        if k >= QBO_REQUESTS_PER_SECOND:
+            earliest = max(earliest, sent[k - QBO_REQUESTS_PER_SECOND] + 1.0)
+        if k >= QBO_BATCHES_PER_MINUTE:
+            earliest = max(earliest, sent[k - QBO_BATCHES_PER_MINUTE] + 60.0)
+        sent.append(earliest)
+    return max(sent[-1] if sent else 0.0, (math.ceil(api / QBO_REQUESTS_PER_SECOND) - 1) * 1.0)
+
+
+def run_target(
+    target: str,
+    store: Store,
+    database_url: str,
+    workdir: str,
+    replay: bool,
+    profile: str | None,
+    at_limits: bool = False,
+) -> Result:
     spec = TARGETS[target]
     docs = queued_documents(store, f"push.{target}")
     customers = len({d.customer_ref for d in docs})
     items = len({ln.product_ref for d in docs for ln in d.lines})
     minimum = spec.minimum(docs)
+    at_limits = at_limits and target == "quickbooks"
 
-    with SandboxProcess(spec.host) as sandbox:
-        with timer(freeze=True) as floor_s:
-            spec.floor(sandbox.info, docs)
-        floor_calls = sandbox.calls()
-    log(f"[{target}] floor: {len(docs):,} documents, {floor_calls:,} calls in {floor_s[0]:.1f}s")
-    if floor_calls != minimum.total:
-        log(f"[{target}] warning: the floor made {floor_calls} calls, the minimum is {minimum.total}")
+    if at_limits:  # the comparison is the least time the limits allow, not a bare loop's
+        floor_s, floor_calls = [float("nan")], 0
+    else:
+        with SandboxProcess(spec.host) as sandbox:
+            with timer(freeze=True) as floor_s:
+                spec.floor(sandbox.info, docs)
+            floor_calls = sandbox.calls()
+        log(f"[{target}] floor: {len(docs):,} documents, {floor_calls:,} calls in {floor_s[0]:.1f}s")
+        if floor_calls != minimum.total:
+            log(f"[{target}] warning: the floor made {floor_calls} calls, the minimum is {minimum.total}")
 
-    with SandboxProcess(spec.host) as sandbox:
-        settings = settings_for(target, sandbox.info, database_url, workdir)
+    with SandboxProcess(spec.host, at_limits) as sandbox:
+        settings = settings_for(target, sandbox.info, database_url, workdir, paced=at_limits)
         profiler = cProfile.Profile() if profile else None
         with timer(freeze=True) as push_s:
             if profiler:
@@ -463,6 +504,13 @@ def run_target(target: str, store: Store, database_url: str, workdir: str, repla
             log(f"[{target}] cProfile of the push (wall time inflated), top 25 by {profile}:\n{buffer.getvalue()}")
         calls, by_route, holdings = sandbox.calls(), routes(sandbox), sandbox.ask("holdings")
         log(f"[{target}] push: {dict(summary.outcomes)} with {calls:,} calls in {push_s[0]:.1f}s; {by_route}")
+        limits_s = throttled = None
+        if at_limits:
+            limits_s, throttled = limits_minimum(by_route), int(sandbox.ask("throttled"))
+            log(
+                f"[{target}] at Intuit's limits: {push_s[0]:.1f}s against the {limits_s:.0f}s they allow at "
+                f"least for these calls ({push_s[0] / max(limits_s, 1e-9):.2f}x); {throttled} requests throttled"
+            )
         if summary.failures:
             log(f"[{target}] failures (first 3): {summary.failures[:3]}")
 
@@ -503,6 +551,8 @@ def run_target(target: str, store: Store, database_url: str, workdir: str, repla
         holdings_after,
         minimum.parts,
         by_route,
+        limits_s,
+        throttled,
     )
 
 
@@ -529,6 +579,11 @@ def main() -> None:
         choices=["cumulative", "tottime"],
         help="cProfile the push (top 25 on stderr; its wall time is inflated)",
     )
+    parser.add_argument(
+        "--at-limits",
+        action="store_true",
+        help="QuickBooks: the sandbox enforces Intuit's rate limits and the connector paces at them (no floor run)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     add_runs_argument(parser)
@@ -547,7 +602,9 @@ def main() -> None:
                 f"setup: {args.invoices:,} invoices for {customers:,} customers, queued {queued} "
                 f"in {time.perf_counter() - started:.1f}s"
             )
-            results = [run_target(t, store, database_url, workdir, args.replay, args.profile) for t in targets]
+            results = [
+                run_target(t, store, database_url, workdir, args.replay, args.profile, args.at_limits) for t in targets
+            ]
             store.dispose()
         return results
 
@@ -590,6 +647,12 @@ def main() -> None:
                 f"[{r.target}] outcomes {r.outcomes}; rerun {r.rerun_outcomes}; replay {r.replay_outcomes}; "
                 f"sandbox holds {r.holdings_after} -> {'one copy of each document' if ok else 'MISMATCH'}"
             )
+            if r.limits_minimum_s is not None:
+                print(
+                    f"[{r.target}] at Intuit's limits: {r.push_s:.1f}s against the least they allow, "
+                    f"{r.limits_minimum_s:.0f}s ({r.push_s / max(r.limits_minimum_s, 1e-9):.2f}x); "
+                    f"{r.throttled} requests throttled"
+                )
 
 
 if __name__ == "__main__":

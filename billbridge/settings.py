@@ -211,7 +211,8 @@ class QuickBooksSettings(BaseModel):
     api_url_v3: str | None = None
     discovery_url: str | None = None
     ca_bundle: str | None = Field(default=None, description="CA to trust instead of the system's (sandboxes)")
-    requests_per_minute: int | None = None
+    # Unset: Intuit's limits since 2025, 10 requests a second per realm and 120 batch calls a minute.
+    requests_per_second: int | None = None
     batches_per_minute: int | None = None
     webhook_verifier_token: SecretStr | None = Field(
         default=None, description="The app's webhook verifier token (Intuit developer portal, Webhooks)"

@@ -7,6 +7,7 @@ have is an error here, before the schema sees it."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,26 @@ def assert_valid(entity: str, payload: dict[str, Any]) -> None:
     schema = _schema()
     if not schema.validate(root):
         raise AssertionError(f"{entity} does not match Intuit's XSD: {schema.error_log.last_error}")
+
+
+def _elements(type_name: str) -> list[Any]:
+    """The element nodes of a complex type's content, base types first."""
+    node = _types().get(type_name)
+    if node is None or node.tag != f"{XS}complexType":
+        return []
+    extension = node.find(f"{XS}complexContent/{XS}extension")
+    out = _elements(_local(extension.get("base")) or "") if extension is not None else []
+    return out + list((extension if extension is not None else node).iter(f"{XS}element"))
+
+
+def filterable_in_qbo(type_name: str) -> set[str]:
+    """Properties of a type (its ``MetaData``'s one level down) whose XSD annotation says
+    "Filterable: ALL" or "Filterable: QBO"."""
+    found: set[str] = set()
+    for element in _elements(type_name):
+        marked = re.search(r"Filterable:\s*(\w*)", " ".join(element.itertext()))
+        if marked and marked.group(1) in ("ALL", "QBO"):
+            found.add(element.get("name"))
+        if element.get("name") == "MetaData":
+            found |= {f"MetaData.{n}" for n in filterable_in_qbo(_local(element.get("type")) or "")}
+    return found

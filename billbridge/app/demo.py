@@ -91,7 +91,8 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
         hubspot = HubSpotSandbox.start(demo_world.generate(deals, seed=202))
         stack.callback(hubspot.stop)
         base = webhooks_to.rstrip("/") if webhooks_to else None
-        quickbooks = start_quickbooks(webhook_url=f"{base}/webhooks/quickbooks" if base else None)
+        # Without Intuit's rate limits, as the other demo sandboxes: the demo shows the flow, not the pace
+        quickbooks = start_quickbooks(webhook_url=f"{base}/webhooks/quickbooks" if base else None, limits=None)
         stack.callback(quickbooks.stop)
         stripe = stack.enter_context(
             start_seeded(
@@ -127,7 +128,7 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
             "BILLBRIDGE_QUICKBOOKS__API_URL_V3": quickbooks.api_url_v3,
             "BILLBRIDGE_QUICKBOOKS__DISCOVERY_URL": quickbooks.discovery_url,
             "BILLBRIDGE_QUICKBOOKS__CA_BUNDLE": str(quickbooks.ca_bundle),
-            "BILLBRIDGE_QUICKBOOKS__REQUESTS_PER_MINUTE": "100000",
+            "BILLBRIDGE_QUICKBOOKS__REQUESTS_PER_SECOND": "100000",  # its sandbox is started without limits
             "BILLBRIDGE_QUICKBOOKS__BATCHES_PER_MINUTE": "100000",
             "BILLBRIDGE_STRIPE__API_KEY": stripe.api_key,
             "BILLBRIDGE_STRIPE__BASE_URL": stripe.url,

@@ -4,7 +4,8 @@ QuickBooks connector spends refresh tokens through, backed by a database row wit
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from billbridge.app.secrets import Sealer
 from billbridge.connectors.quickbooks.tokens import OAuthTokens
@@ -37,4 +38,51 @@ class StoredTokens:
     def compare_and_swap(self, expected_version: int, new: OAuthTokens) -> bool:
         sealed = self.sealer.seal(json.dumps(asdict(replace(new, version=expected_version + 1))))
         with self.store.write() as session:
-            return oauth_tokens.compare_and_swap(session, self.key, expected_version, sealed)
+            return oauth_tokens.compare_and_swap(
+                session,
+                self.key,
+                expected_version,
+                sealed,
+                refresh_expires_at=_moment(new.refresh_expires_at),
+                refresh_hard_expires_at=_moment(new.refresh_hard_expires_at),
+            )
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+@dataclass(frozen=True)
+class CredentialExpiry:
+    """When a connection's refresh token stops working, and whether to warn (``billbridge status``)."""
+
+    connection: str
+    expires_at: datetime | None  # the earlier of the rolling and the hard expiry, if known
+    hard_expires_at: datetime | None
+    days_left: int | None
+    warn: bool  # within WARN_BEFORE of expiring (or expired): someone must reconnect the account
+
+
+WARN_BEFORE = timedelta(days=30)  # Intuit e-mails admins about a month ahead; we say it as early
+
+
+def credential_expiries(store: Store, now: datetime) -> list[CredentialExpiry]:
+    """Every stored connection's refresh-token expiry, with a warning from 30 days before it."""
+    with store.read() as session:
+        rows = oauth_tokens.expiries(session)
+    out = []
+    for key, rolling, hard in rows:
+        known = [_utc(m) for m in (rolling, hard) if m is not None]
+        first = min(known) if known else None
+        days = (first - now).days if first is not None else None
+        out.append(
+            CredentialExpiry(
+                key, first, _utc(hard) if hard else None, days, first is not None and first - now <= WARN_BEFORE
+            )
+        )
+    return out
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes for timezone-aware columns: they were stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -53,10 +53,19 @@ def display_name(name: str) -> str:
     return name.replace(":", "-")[:DISPLAY_NAME_MAX]
 
 
-def customer_payload(spec: CustomerSpec) -> dict[str, Any]:
-    """The customer as QuickBooks takes it; a name that had to change keeps its original in Notes,
-    which QuickBooks shows on the customer."""
-    name = display_name(spec.display_name)
+def clash_name(spec: CustomerSpec) -> str:
+    """The customer's name when a vendor or an employee holds its plain one (DisplayName is unique
+    across the three in QuickBooks): the name with our customer reference as a suffix, the same on
+    every run, so a later run finds the customer by it."""
+    suffix = f" ({display_name(spec.customer_ref)})"
+    return display_name(spec.display_name)[: DISPLAY_NAME_MAX - len(suffix)] + suffix
+
+
+def customer_payload(spec: CustomerSpec, *, name: str | None = None) -> dict[str, Any]:
+    """The customer as QuickBooks takes it (``name``: the DisplayName to use, by default the valid
+    form of its own); a name that had to change keeps its original in Notes, which QuickBooks shows
+    on the customer."""
+    name = name or display_name(spec.display_name)
     payload: dict[str, Any] = {"DisplayName": name, "CurrencyRef": {"value": spec.currency}}
     if name != spec.display_name:
         payload["Notes"] = f"Name in billbridge: {spec.display_name}"[:NOTES_MAX]

@@ -429,6 +429,10 @@ class OAuthToken(Base):
     version: Mapped[int] = mapped_column(Integer)
     sealed: Mapped[str] = mapped_column(Text)  # Fernet token of the JSON of the tokens
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # When the refresh token stops working, in the clear (no secret) so ``billbridge status`` can warn:
+    # unused for the vendor's rolling period, and the authorisation's hard expiry (someone must reconnect)
+    refresh_expires_at: Mapped[datetime | None]
+    refresh_hard_expires_at: Mapped[datetime | None]
 
 
 # The finance metrics' tables live in their own module; imported here so Base.metadata (what Alembic

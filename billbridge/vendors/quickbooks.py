@@ -26,6 +26,7 @@ from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_
 from billbridge.connectors.quickbooks.tokens import TokenStore
 from billbridge.connectors.quickbooks.writers import (
     DUPLICATE_DOC_NUMBER,
+    DUPLICATE_NAME,
     QuickBooksConnector,
     QuickBooksWriteError,
     Write,
@@ -46,6 +47,7 @@ from billbridge.mapping.quickbooks import (
     CustomerSpec,
     amendments_in,
     bill_payload,
+    clash_name,
     customer_payload,
     customer_spec,
     document_payload,
@@ -66,6 +68,8 @@ from billbridge.vendors.contract import PaymentPage
 
 if TYPE_CHECKING:
     from billbridge.vendors.registry import TokenVault
+
+ALL_CUSTOMERS = "Active IN (true, false)"  # a query returns active records only unless it names Active
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
             "api_url_v3": qs.api_url_v3,
             "discovery_url": qs.discovery_url,
             "ca_bundle": qs.ca_bundle,
-            "requests_per_minute": qs.requests_per_minute,
+            "requests_per_second": qs.requests_per_second,
             "batches_per_minute": qs.batches_per_minute,
         }.items()
         if v is not None
@@ -156,13 +160,70 @@ class QuickBooks(QuickBooksConnector):
         return found
 
     def _ensure_customers(self, customers: Sequence[CustomerSpec]) -> tuple[dict[str, str], dict[str, Written]]:
-        payloads = {c.customer_ref: customer_payload(c) for c in customers}
-        return self.find_or_create(
-            "Customer",
-            "DisplayName",
-            {ref: payload["DisplayName"] for ref, payload in payloads.items()},
-            lambda ref: Write(f"billbridge-customer-{ref}-create", "Customer", payloads[ref]),
-        )
+        """Customers by DisplayName, inactive ones included (QuickBooks' queries return active ones
+        only, while a name is unique among all of them): an inactive one is made active again, a
+        missing one created. A create refused as a taken name (6240) looks the name up again with
+        its ``clash_name``: another run made the customer meanwhile, or a vendor or an employee holds
+        the name, and then the customer is (or was, on an earlier run) made under the suffixed name."""
+        specs = {c.customer_ref: c for c in customers}
+        plain = {ref: customer_payload(c)["DisplayName"] for ref, c in specs.items()}
+        suffixed = {ref: clash_name(c) for ref, c in specs.items()}
+        found = self._customers_named(list(plain.values()))
+        records = {ref: found[plain[ref]] for ref in specs if plain[ref] in found}
+        writes = {
+            ref: Write(f"billbridge-customer-{ref}-create", "Customer", customer_payload(c))
+            for ref, c in specs.items()
+            if ref not in records
+        }
+        created, failed = self.ensure(writes)
+        taken = [ref for ref, outcome in failed.items() if DUPLICATE_NAME in outcome.codes]
+        if taken:
+            again = self._customers_named([n for ref in taken for n in (plain[ref], suffixed[ref])])
+            records |= {
+                ref: again.get(plain[ref]) or again[suffixed[ref]]
+                for ref in taken
+                if plain[ref] in again or suffixed[ref] in again
+            }
+            clashes = {
+                ref: Write(
+                    f"billbridge-customer-{ref}-create-suffixed",
+                    "Customer",
+                    customer_payload(specs[ref], name=suffixed[ref]),
+                )
+                for ref in taken
+                if ref not in records
+            }
+            for ref in taken:
+                del failed[ref]
+            made, refused = self.ensure(clashes)
+            created |= made
+            converged = [ref for ref, o in refused.items() if DUPLICATE_NAME in o.codes]
+            last = self._customers_named([suffixed[ref] for ref in converged]) if converged else {}
+            records |= {ref: last[suffixed[ref]] for ref in converged if suffixed[ref] in last}
+            failed |= {ref: o for ref, o in refused.items() if ref not in records}
+        ids, asleep = self._reactivated({ref: r for ref, r in records.items() if ref not in created})
+        return ids | created, failed | asleep
+
+    def _customers_named(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Customers by DisplayName, active or not."""
+        return self.find("Customer", "DisplayName", names, also=ALL_CUSTOMERS) if names else {}
+
+    def _reactivated(self, records: Mapping[str, dict[str, Any]]) -> tuple[dict[str, str], dict[str, Written]]:
+        """Ids of found customers, the inactive ones made active again first (a sparse update naming
+        the SyncToken read: a document cannot be made out to an inactive customer)."""
+        ids = {ref: str(r["Id"]) for ref, r in records.items() if r.get("Active", True) is not False}
+        asleep = {
+            ref: Write(
+                f"billbridge-customer-{ref}-reactivate-{r['Id']}-{r['SyncToken']}",
+                "Customer",
+                {"Id": r["Id"], "SyncToken": r["SyncToken"], "sparse": True, "Active": True},
+                "update",
+            )
+            for ref, r in records.items()
+            if ref not in ids
+        }
+        woken, failed = self.ensure(asleep)
+        return ids | woken, failed
 
     def _ensure_items(self, items: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Written]]:
         account = self.config.income_account_id

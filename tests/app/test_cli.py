@@ -389,3 +389,41 @@ def test_payments_matching_could_not_apply_wait_on_the_review_list_until_a_perso
     code, out = run("payments", "apply", "stripe:ch_stray", number)
     assert code == 1 and "at most 0.00" in out
     store.dispose()
+
+
+def test_status_shows_when_each_refresh_token_expires_and_warns_30_days_before(env: str) -> None:
+    """Issue 19 item 7: ``status`` lists the stored connections' refresh-token expiries, and warns of one
+    whose hard expiry is within 30 days (someone must connect the account again)."""
+    from datetime import UTC, datetime, timedelta
+
+    from billbridge.store import oauth_tokens
+    from billbridge.store.db import open_store
+
+    store = open_store(env)
+    now = datetime.now(UTC)
+    with store.write() as session:
+        oauth_tokens.compare_and_swap(
+            session,
+            "quickbooks:111",
+            0,
+            "sealed",
+            refresh_expires_at=now + timedelta(days=100),
+            refresh_hard_expires_at=now + timedelta(days=400),
+        )
+        oauth_tokens.compare_and_swap(
+            session,
+            "quickbooks:222",
+            0,
+            "sealed",
+            refresh_expires_at=now + timedelta(days=100),
+            refresh_hard_expires_at=now + timedelta(days=12, hours=1),
+        )
+    store.dispose()
+    code, out = run("status", "--json")
+    assert code == 0, out
+    creds = {c["connection"]: c for c in json.loads(out)["credentials"]}
+    assert (creds["quickbooks:111"]["days_left"], creds["quickbooks:111"]["warning"]) == (99, False)
+    assert (creds["quickbooks:222"]["days_left"], creds["quickbooks:222"]["warning"]) == (12, True)
+    code, out = run("status")
+    assert code == 0 and "quickbooks:222 expires in 12 days" in " ".join(out.split())
+    assert "quickbooks:111 expires" not in out

@@ -31,6 +31,7 @@ from billbridge.connectors.quickbooks import (
     TokenStore,
     verify_webhook,
 )
+from billbridge.connectors.quickbooks.writers import Write
 from billbridge.flows.credentials import StoredTokens
 from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_entry_payload
 from billbridge.mapping.quickbooks import customer_spec
@@ -45,7 +46,7 @@ BATCH = r"/batch$"
 
 @pytest.fixture
 def qb() -> Iterator[RunningQuickBooks]:
-    running = start_quickbooks()
+    running = start_quickbooks(limits=None)  # the connectors below are unpaced; the limits' own tests are apart
     yield running
     running.stop()
 
@@ -195,16 +196,42 @@ def test_a_name_another_run_took_since_the_look_up_is_looked_up_again_and_used(
     assert doc_numbers(qb) == Counter(d.number for d in docs[:6])
 
 
-def test_a_name_an_inactive_customer_holds_fails_its_documents_saying_why(
+def test_an_inactive_customer_of_the_name_is_made_active_again_and_used(
     qb: RunningQuickBooks, connect: Connect
 ) -> None:
-    """Queries return active customers only, while DisplayName is unique among inactive ones too."""
+    """Issue 19 item 1: queries return active customers only, while DisplayName is unique among inactive
+    ones too: the look-up asks for both, and the inactive customer is reactivated, not created again."""
     docs = invoices(2)
-    qb.company.create("Customer", {"DisplayName": docs[0].customer_name, "Active": False})
+    sleeping = qb.company.create("Customer", {"DisplayName": docs[0].customer_name, "Active": False})
     results = connect().push_documents(docs)
-    assert [r.status for r in results] == ["failed", "created"]
-    assert "6240 Duplicate Name Exists" in (results[0].error or "")
-    assert "inactive record, a vendor or an employee" in (results[0].error or "") and not results[0].retriable
+    assert [r.status for r in results] == ["created", "created"]
+    assert qb.company.get("Customer", sleeping["Id"])["Active"] is True
+    mine = next(i for i in qb.company.all("Invoice") if i["DocNumber"] == docs[0].number)
+    assert mine["CustomerRef"]["value"] == sleeping["Id"]
+    assert sorted(c["DisplayName"] for c in qb.company.all("Customer")) == ["Customer 1", "Customer 2"]
+
+
+@pytest.mark.parametrize("holder", ["Vendor", "Employee"])
+def test_a_name_a_vendor_or_employee_holds_gets_our_reference_as_a_suffix_every_run(
+    qb: RunningQuickBooks, connect: Connect, holder: str
+) -> None:
+    """Issue 19 item 1: a vendor or an employee holding the customer's name is a 6240 that no customer
+    look-up can resolve; the customer is made as "<name> (<our customer ref>)", and a later run (a new
+    connector, nothing cached) finds it by that name instead of failing or making another."""
+    docs = invoices(6)
+    qb.company.create(holder, {"DisplayName": docs[0].customer_name})
+    first = connect().push_documents(docs[:3])
+    assert [r.status for r in first] == ["created"] * 3
+    customers = {c["DisplayName"]: c["Id"] for c in qb.company.all("Customer")}
+    assert f"{docs[0].customer_name} ({docs[0].customer_ref})" in customers
+    again = connect().push_documents(docs[3:])
+    assert [r.status for r in again] == ["created"] * 3
+    now = {c["DisplayName"]: c["Id"] for c in qb.company.all("Customer")}
+    assert now.keys() == customers.keys() | {docs[3].customer_name} and now.items() >= customers.items()
+    assert docs[0].customer_name not in now  # the vendor's or employee's name was never taken again
+    used = {i["DocNumber"]: i["CustomerRef"]["value"] for i in qb.company.all("Invoice")}
+    suffixed = customers[f"{docs[0].customer_name} ({docs[0].customer_ref})"]
+    assert [used[d.number] for d in docs if d.customer_ref == docs[0].customer_ref] == [suffixed, suffixed]
 
 
 def test_a_connector_looks_up_each_customer_and_item_once(qb: RunningQuickBooks, connect: Connect) -> None:
@@ -659,3 +686,55 @@ def test_with_revenue_recognition_invoice_items_post_to_deferred_revenue(qb: Run
         "API-CALLS": deferred,  # made with it
     }
     assert items["SEATS"]["SyncToken"] == "1"
+
+
+def test_at_intuits_limits_the_connector_is_never_throttled() -> None:
+    """Issue 19 item 8: the connector paces at 10 requests a second (Intuit's 2025 limit) by default,
+    so a sandbox enforcing that limit refuses none of 25 back-to-back queries (the old pace, 500 a
+    minute, sent them at once: 15 would be refused); they take the two seconds the limit asks. Batch
+    calls count against both limits: 12 in a row are not sent within one second either."""
+    running = start_quickbooks()  # Intuit's limits on
+    conn = QuickBooks(config(running), InMemoryTokenStore(OAuthTokens(running.refresh_token)), policy=FAST)
+    try:
+        conn.query("SELECT * FROM Item")  # connect (token refresh) before the clock starts
+        started = time.monotonic()
+        for _ in range(25):
+            conn.query("SELECT * FROM Item")
+        took = time.monotonic() - started
+        started = time.monotonic()
+        for n in range(12):
+            item = {"Name": f"SKU-{n}", "Type": "Service", "IncomeAccountRef": {"value": "1"}}
+            assert conn.batch([Write(f"item-{n}", "Item", item)])[f"item-{n}"].record is not None
+        batches_took = time.monotonic() - started
+    finally:
+        conn.close()
+        running.stop()
+    assert running.throttle is not None and running.throttle.refused == 0
+    assert took >= 1.9 and batches_took >= 0.9
+
+
+def test_the_refresh_tokens_expiries_are_kept_beside_the_sealed_tokens(store: Store, tmp_path: Path) -> None:
+    """Issue 19 item 7: the token answer's rolling and hard expiries are kept with the rotated tokens
+    (in the clear: they are no secret), and a connection within 30 days of its hard expiry is warned of."""
+    from datetime import UTC, datetime
+
+    from billbridge.flows.credentials import credential_expiries
+    from billbridge.sandbox.quickbooks import QboCompany, TokenPolicy
+
+    running = start_quickbooks(company=QboCompany(tokens=TokenPolicy(hard_seconds=20 * 86400)), limits=None)
+    key = f"quickbooks:{running.realm_id}"
+    tokens = StoredTokens(store, key, Sealer.from_settings(None, tmp_path), running.refresh_token)
+    conn = QuickBooks(config(running), tokens, policy=FAST)
+    try:
+        conn.query("SELECT COUNT(*) FROM Invoice")  # the first call refreshes
+    finally:
+        conn.close()
+        running.stop()
+    now = datetime.now(UTC)
+    stored = tokens.load()
+    assert stored.refresh_hard_expires_at is not None and stored.refresh_expires_at is not None
+    assert abs(stored.refresh_hard_expires_at - (now.timestamp() + 20 * 86400)) < 60
+    [expiry] = credential_expiries(store, now)
+    assert expiry.connection == key and expiry.warn and expiry.days_left == 19
+    assert expiry.hard_expires_at is not None and expiry.expires_at == expiry.hard_expires_at
+    assert [e.warn for e in credential_expiries(store, now - timedelta(days=11))] == [False]

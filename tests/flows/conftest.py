@@ -36,7 +36,7 @@ def qbo() -> Iterator[RunningQuickBooks]:
     """A QuickBooks company sandbox on loopback (TLS), stopped after the test."""
     from billbridge.sandbox.quickbooks.running import start_quickbooks
 
-    running = start_quickbooks()
+    running = start_quickbooks(limits=None)  # the flows' connectors are unpaced (test_push_quickbooks)
     try:
         yield running
     finally:

@@ -55,7 +55,7 @@ def settings_for(qbo: RunningQuickBooks, database_url: str, data_dir: Path) -> S
             api_url_v3=qbo.api_url_v3,
             discovery_url=qbo.discovery_url,
             ca_bundle=str(qbo.ca_bundle),
-            requests_per_minute=100_000,
+            requests_per_second=100_000,
             batches_per_minute=100_000,
         ),
         revenue_accounts=RevenueAccountsSettings(

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 
 from billbridge.sandbox.demo_world import generate
 from billbridge.sandbox.quickbooks import QboCompany, RunningQuickBooks, TokenPolicy, start_quickbooks
+from billbridge.sandbox.quickbooks.limits import QboLimits, Throttle
 from billbridge.sandbox.server import SandboxServer
 from tests.conftest import require_contracts
 
@@ -63,7 +64,8 @@ class Api:
 @pytest.fixture
 def api() -> Iterator[Api]:
     clock = Clock()
-    qb = start_quickbooks(company=QboCompany(clock=clock, tokens=TokenPolicy(access_seconds=3600, grace_seconds=120)))
+    company = QboCompany(clock=clock, tokens=TokenPolicy(access_seconds=3600, grace_seconds=120))
+    qb = start_quickbooks(company=company, limits=None)  # the rate limits have their own tests below
     http = requests.Session()
     http.trust_env, http.verify = False, str(qb.ca_bundle)
     client = Api(qb, clock, http)
@@ -125,6 +127,43 @@ def test_query_outside_the_supported_subset_is_a_parser_fault(api: Api) -> None:
     assert response.status_code == 400
     assert fault_code(response) == "4000"
     assert fault_code(api.query("SELECT * FROM Customer MAXRESULTS 1001")) == "4000"
+
+
+def test_projections_and_unfilterable_properties_are_refused_as_intuit_documents(api: Api) -> None:
+    """Issue 19 item 6: Intuit's "Data queries" page: projections are not supported, and only an
+    entity's filterable properties may be filtered or sorted on; anything else is a 400 (4001)."""
+    make_customer(api, "Filter Me")
+    for text in (
+        "SELECT Id, DisplayName FROM Customer",
+        "SELECT * FROM Customer WHERE Notes = 'x'",
+        "SELECT * FROM Payment WHERE PrivateNote = 'x'",
+        "SELECT * FROM Payment WHERE DocNumber = '1'",  # the XSD: "Filter support not provided for Payment"
+        "SELECT * FROM Invoice ORDERBY PrivateNote",
+        "SELECT * FROM Invoice WHERE Line = 'x'",
+    ):
+        refused = api.query(text)
+        assert (refused.status_code, fault_code(refused)) == (400, "4001"), text
+    for text in (
+        "SELECT * FROM Customer WHERE DisplayName = 'Filter Me' AND Active IN (true, false)",
+        "SELECT * FROM Payment WHERE CustomerRef IN ('1') ORDERBY MetaData.LastUpdatedTime",
+        "SELECT * FROM Invoice WHERE DocNumber IN ('A') AND TxnDate >= '2026-01-01'",
+        "SELECT COUNT(*) FROM Item WHERE Name = 'SEATS'",
+    ):
+        assert api.query(text).status_code == 200, text
+
+
+def test_every_property_intuits_xsd_calls_filterable_in_qbo_is_filterable() -> None:
+    """The sandbox's table of filterable properties holds every element Intuit's XSD annotates
+    "Filterable: ALL" or "Filterable: QBO" for the entities it serves (inherited ones included), but
+    Payment's DocNumber, which the same annotation says has no filter support for Payment."""
+    from billbridge.sandbox.quickbooks.query import FILTERABLE
+    from tests.qbo_xsd import filterable_in_qbo
+
+    require_contracts()
+    assert filterable_in_qbo("Invoice") >= {"DocNumber", "TxnDate", "MetaData.LastUpdatedTime"}  # it reads them
+    for entity, allowed in FILTERABLE.items():
+        missing = filterable_in_qbo(entity) - allowed - ({"DocNumber"} if entity == "Payment" else set())
+        assert not missing, f"{entity}: {sorted(missing)}"
 
 
 def test_quoted_names_round_trip_through_a_query(api: Api) -> None:
@@ -485,3 +524,61 @@ def test_a_partner_is_a_vendor_and_its_fees_a_bill_as_intuits_xsd_says(api: Api)
     [payment] = api.query("SELECT * FROM BillPayment").json(parse_float=Decimal)["QueryResponse"]["BillPayment"]
     assert_valid("BillPayment", payment)
     assert api.call("GET", f"bill/{stored['Id']}").json(parse_float=Decimal)["Bill"]["Balance"] == Decimal("52.00")
+
+
+def test_intuits_2025_rate_limits_are_enforced_per_realm() -> None:
+    """Issue 19 item 8: 10 requests a second per realm, and 120 batch calls a minute; the 11th request
+    within a second and the 121st batch within a minute are the throttle fault (3001, 429, Retry-After)."""
+    clock = Clock()
+    throttle = Throttle(QboLimits(), clock=clock)
+    assert [throttle.admit("1", batch=False) for _ in range(10)] == [None] * 10
+    assert throttle.admit("1", batch=False) == 1
+    assert throttle.admit("2", batch=False) is None  # another realm has its own window
+    clock.now += 1.0
+    for second in range(12):  # 10 batch calls a second for 12 seconds: the minute's 120
+        assert [throttle.admit("1", batch=True) for _ in range(10)] == [None] * 10, second
+        clock.now += 1.0
+    assert throttle.admit("1", batch=True) == 48  # the first batch of the minute leaves the window then
+    assert throttle.admit("1", batch=False) is None  # a query is not a batch call
+    assert throttle.refused == 2
+
+
+def test_the_sandbox_throttles_by_default_with_intuits_fault() -> None:
+    qb = start_quickbooks()
+    http = requests.Session()
+    http.trust_env, http.verify = False, str(qb.ca_bundle)
+    try:
+        token = http.post(
+            f"{qb.base_url}/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": qb.refresh_token},
+            auth=(qb.client_id, qb.client_secret),
+        ).json()["access_token"]
+        url = f"{qb.api_url_v3}/company/{qb.realm_id}/query"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        answers = [http.post(url, data="SELECT * FROM Item", headers=headers) for _ in range(15)]
+    finally:
+        http.close()
+        qb.stop()
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused, "15 queries in well under a second: some must be refused"
+    assert len(answers) - len(refused) <= 10 + 10  # at most two windows' worth if the calls spanned a second
+    assert refused[0].headers["Retry-After"] == "1" and fault_code(refused[0]) == "3001"
+
+
+def test_the_token_answer_reports_the_hard_expiry_and_a_refresh_after_it_is_refused(api: Api) -> None:
+    """Issue 19 item 7: since 2025 a refresh token chain ends at a hard expiry whatever the refreshes
+    (five years from the connection); every token answer reports the seconds left in
+    ``x_refresh_token_hard_expires_in``, and a refresh after it is ``invalid_grant``."""
+    hard = api.qb.company.tokens.hard_seconds
+    answer = api.token(api.qb.refresh_token).json()  # within the grace period of the fixture's refresh
+    assert answer["x_refresh_token_hard_expires_in"] == hard
+    elapsed = 0
+    while elapsed + 90 * 86400 < hard:  # a refresh every 90 days keeps the rolling expiry at bay
+        api.clock.now += 90 * 86400
+        elapsed += 90 * 86400
+        answer = api.token(answer["refresh_token"]).json()
+        assert answer["x_refresh_token_hard_expires_in"] == hard - elapsed
+        assert answer["x_refresh_token_expires_in"] <= answer["x_refresh_token_hard_expires_in"]
+    api.clock.now += answer["x_refresh_token_hard_expires_in"] + 1
+    late = api.token(answer["refresh_token"])
+    assert (late.status_code, late.json()) == (400, {"error": "invalid_grant"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 import typer
@@ -40,8 +40,9 @@ def serve(
 
 def status(as_json: JsonOpt = False) -> None:
     """What is in the store, what waits or fails in the outbox (with the errors), open and overdue
-    money, MRR, ARR, AR aging and the next 4 weeks' cash forecast, quarantined records, and when each
-    source last synced."""
+    money, MRR, ARR, AR aging and the next 4 weeks' cash forecast, quarantined records, when each
+    source last synced, and when each connection's refresh token expires (a warning from 30 days before)."""
+    from billbridge.flows.credentials import credential_expiries
     from billbridge.flows.metrics import headline
     from billbridge.store.status import overview
 
@@ -50,6 +51,16 @@ def status(as_json: JsonOpt = False) -> None:
         data = overview(session, date.today())
     data["store"] = make_url(Settings().database).render_as_string(hide_password=True)
     data["finance"] = headline(store, date.today())
+    data["credentials"] = [
+        {
+            "connection": c.connection,
+            "refresh_token_expires_at": _iso_moment(c.expires_at),
+            "hard_expires_at": _iso_moment(c.hard_expires_at),
+            "days_left": c.days_left,
+            "warning": c.warn,
+        }
+        for c in credential_expiries(store, datetime.now(UTC))
+    ]
     if as_json:
         print_json(data)
         return
@@ -90,9 +101,28 @@ def status(as_json: JsonOpt = False) -> None:
         for topic, counts in data["outbox"].items():
             if counts["leased"]:
                 console.print(f"{topic}: {counts['leased']} leased by a run (see billbridge outbox list)")
+    for cred in data["credentials"]:
+        if cred["warning"]:
+            when = "has expired" if cred["days_left"] < 0 else f"expires in {cred['days_left']} days"
+            console.print(
+                f"[bold red]warning:[/] the refresh token of {cred['connection']} {when} "
+                f"({cred['refresh_token_expires_at']}): connect the account again before then"
+            )
+    if data["credentials"]:
+        creds = Table(
+            "connection", "refresh token expires (UTC)", "hard expiry (UTC)", "days left", title="credentials"
+        )
+        for cred in data["credentials"]:
+            left = "unknown" if cred["days_left"] is None else str(cred["days_left"])
+            creds.add_row(cred["connection"], str(cred["refresh_token_expires_at"]), str(cred["hard_expires_at"]), left)
+        console.print(creds)
     messages.print_overview(data["messages"])
     if data["cursors"]:
         synced = Table("source", "stream", "last cursor saved (UTC)", title="sync cursors")
         for cursor in data["cursors"]:
             synced.add_row(cursor["source"], cursor["stream"], str(cursor["updated_at"]))
         console.print(synced)
+
+
+def _iso_moment(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment is not None else None

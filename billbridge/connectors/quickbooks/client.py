@@ -24,8 +24,10 @@ from billbridge.connectors.errors import Classified, ErrorKind, VendorError, cla
 
 VENDOR = "quickbooks"
 MINOR_VERSION = 75  # python-quickbooks' minimum supported minorversion
-REQUESTS_PER_MINUTE = 500  # Intuit: 500 requests per minute per realm
-BATCHES_PER_MINUTE = 40  # Intuit: batch requests throttled at 40 per minute per realm and app
+# Intuit's throttling since 2025 (developer blog, August 2025): 10 requests a second per realm and
+# app, and the batch endpoint at 120 requests a minute per realm (it was 40, and 500 requests a minute).
+REQUESTS_PER_SECOND = 10
+BATCHES_PER_MINUTE = 120
 PRODUCTION_DISCOVERY_URL = "https://developer.intuit.com/.well-known/openid_configuration/"
 PRODUCTION_API_URL = "https://quickbooks.api.intuit.com/v3"
 
@@ -44,7 +46,7 @@ class QuickBooksConfig:
     income_account_id: str = "1"  # the income account new service items post to
     minor_version: int = MINOR_VERSION
     timeout_seconds: float = 60.0
-    requests_per_minute: int = REQUESTS_PER_MINUTE
+    requests_per_second: int = REQUESTS_PER_SECOND
     batches_per_minute: int = BATCHES_PER_MINUTE
 
 

@@ -40,12 +40,11 @@ class QuickBooksReader(QuickBooksConnection):
         result = self._call(lambda qb: qb.query(text), what="query")
         return dict(result.get("QueryResponse", {}))
 
-    def query_all(
-        self, entity: str, select: str = "*", where: str | None = None, order_by: str | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Every matching record, paged with STARTPOSITION / MAXRESULTS."""
+    def query_all(self, entity: str, where: str | None = None, order_by: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every matching record, paged with STARTPOSITION / MAXRESULTS (whole records: QuickBooks
+        supports no projections)."""
         text = (
-            f"SELECT {select} FROM {entity}"
+            f"SELECT * FROM {entity}"
             + (f" WHERE {where}" if where else "")
             + (f" ORDERBY {order_by}" if order_by else "")
         )
@@ -53,12 +52,15 @@ class QuickBooksReader(QuickBooksConnection):
         for rows in paging.pages(lambda start: self.query(f"{text} {paging.clause(start)}").get(entity, [])):
             yield from rows
 
-    def find(self, entity: str, field: str, values: Iterable[str], select: str = "*") -> dict[str, dict[str, Any]]:
-        """Records whose ``field`` is one of ``values``, keyed by that field (first by Id when repeated)."""
+    def find(
+        self, entity: str, field: str, values: Iterable[str], *, also: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Records whose ``field`` is one of ``values`` (and meeting ``also``, a further condition),
+        keyed by that field (first by Id when repeated)."""
         found: dict[str, dict[str, Any]] = {}
         for chunk in chunks(sorted(set(values)), LOOKUP_CHUNK):
-            where = f"{field} IN ({', '.join(quote(v) for v in chunk)})"
-            for row in sorted(self.query_all(entity, select, where), key=lambda r: int(r["Id"])):
+            where = f"{field} IN ({', '.join(quote(v) for v in chunk)})" + (f" AND {also}" if also else "")
+            for row in sorted(self.query_all(entity, where), key=lambda r: int(r["Id"])):
                 found.setdefault(str(row[field]), row)
         return found
 
@@ -83,7 +85,7 @@ class QuickBooksReader(QuickBooksConnection):
             wanted = {txn for p in rows for txn in linked(p)}
             unknown = wanted - numbers.keys()
             if unknown:
-                found = self.find("Invoice", "Id", unknown, "Id, DocNumber")
+                found = self.find("Invoice", "Id", unknown)
                 numbers |= {i: str(r.get("DocNumber", "")) for i, r in found.items()}
             newest = max(str(r["MetaData"]["LastUpdatedTime"]) for r in rows)
             yield RecordPage(list(rows), newest, related=numbers)  # related: Invoice Id -> DocNumber

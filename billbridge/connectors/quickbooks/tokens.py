@@ -34,6 +34,10 @@ class OAuthTokens:
     version: int = 0  # bumped by every successful compare_and_swap
     leased_by: str | None = None  # the worker refreshing right now
     lease_until: float | None = None
+    # When the refresh token stops working (epoch seconds): unused for 100 days (rolling, renewed by
+    # every refresh), and at the latest at the authorisation's hard expiry (reported since 2025)
+    refresh_expires_at: float | None = None
+    refresh_hard_expires_at: float | None = None
 
     def access_valid(self, now: float) -> bool:
         return self.access_token is not None and (
@@ -48,6 +52,8 @@ class IssuedTokens:
     access_token: str
     refresh_token: str
     expires_in: float
+    refresh_expires_in: float | None = None  # x_refresh_token_expires_in: the rolling expiry
+    refresh_hard_expires_in: float | None = None  # x_refresh_token_hard_expires_in: the hard one
 
 
 class TokenStore(Protocol):
@@ -179,7 +185,19 @@ class TokenKeeper:
         except BaseException:
             self.store.compare_and_swap(lease.version, replace(lease, leased_by=None, lease_until=None))
             raise
-        fresh = OAuthTokens(issued.refresh_token, issued.access_token, self._clock() + issued.expires_in)
+        now = self._clock()
+        fresh = OAuthTokens(
+            issued.refresh_token,
+            issued.access_token,
+            now + issued.expires_in,
+            refresh_expires_at=now + issued.refresh_expires_in if issued.refresh_expires_in is not None else None,
+            # an answer without it keeps what an earlier one said: the hard expiry belongs to the authorisation
+            refresh_hard_expires_at=(
+                now + issued.refresh_hard_expires_in
+                if issued.refresh_hard_expires_in is not None
+                else lease.refresh_hard_expires_at
+            ),
+        )
         if not self.store.compare_and_swap(lease.version, fresh):
             # Our lease ran out and someone else refreshed meanwhile: keep what is stored (the newer chain).
             return self.store.load()

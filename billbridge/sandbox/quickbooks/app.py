@@ -36,6 +36,7 @@ from billbridge.sandbox.quickbooks.errors import (
     unauthorized_body,
     validation,
 )
+from billbridge.sandbox.quickbooks.limits import Throttle
 
 _ENTITY_PATHS = {
     "customer": "Customer",
@@ -70,10 +71,12 @@ def _parse(raw: bytes) -> Any:
         ) from None
 
 
-def build_app(company: QboCompany, injector: FaultInjector | None = None) -> Any:
-    """The emulator for ``company``, wrapped in the fault middleware (``injector`` or a fresh one)."""
+def build_app(company: QboCompany, injector: FaultInjector | None = None, throttle: Throttle | None = None) -> Any:
+    """The emulator for ``company``, wrapped in the fault middleware (``injector`` or a fresh one);
+    ``throttle`` (None: none) refuses what Intuit's rate limits would."""
     app = FastAPI(title="QuickBooks Online sandbox", openapi_url=None)
     app.state.company = company
+    app.state.throttle = throttle
 
     @app.get("/.well-known/openid_configuration")
     def discovery(request: Request) -> dict[str, Any]:
@@ -100,7 +103,9 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None) -> Any
     @app.api_route("/v3/company/{realm}/query", methods=["GET", "POST"])
     async def query(realm: str, request: Request) -> Response:
         text = request.query_params.get("query") or (await request.body()).decode()
-        return await _serve(company, request, realm, lambda: (200, {"QueryResponse": company.query(text)}))
+        return await _serve(
+            company, request, realm, lambda: (200, {"QueryResponse": company.query(text)}), throttle=throttle
+        )
 
     @app.post("/v3/company/{realm}/batch")
     async def batch(realm: str, request: Request) -> Response:
@@ -111,6 +116,8 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None) -> Any
             request,
             realm,
             lambda: company.once(rid, lambda: _batch(company, body), limit=BATCH_REQUEST_ID_MAX),
+            throttle=throttle,
+            batch=True,
         )
 
     @app.get("/v3/company/{realm}/cdc")
@@ -125,20 +132,24 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None) -> Any
             ]
             return 200, {"CDCResponse": [{"QueryResponse": responses}]}
 
-        return await _serve(company, request, realm, work)
+        return await _serve(company, request, realm, work, throttle=throttle)
 
     @app.post("/v3/company/{realm}/invoice/{ident}/send")
     async def send_invoice(realm: str, ident: str, request: Request) -> Response:
         rid = request.query_params.get("requestid")
         send_to = request.query_params.get("sendTo")
         return await _serve(
-            company, request, realm, lambda: company.once(rid, lambda: (200, {"Invoice": company.send(ident, send_to)}))
+            company,
+            request,
+            realm,
+            lambda: company.once(rid, lambda: (200, {"Invoice": company.send(ident, send_to)})),
+            throttle=throttle,
         )
 
     @app.get("/v3/company/{realm}/{entity}/{ident}")
     async def read(realm: str, entity: str, ident: str, request: Request) -> Response:
         name = _entity(entity)
-        return await _serve(company, request, realm, lambda: (200, {name: company.get(name, ident)}))
+        return await _serve(company, request, realm, lambda: (200, {name: company.get(name, ident)}), throttle=throttle)
 
     @app.post("/v3/company/{realm}/{entity}")
     async def write(realm: str, entity: str, request: Request) -> Response:
@@ -155,13 +166,17 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None) -> Any
                 company.notify([(name, gone["Id"], "Delete", company.deleted[name][-1]["MetaData"]["LastUpdatedTime"])])
                 return 200, {name: gone}
 
-            return await _serve(company, request, realm, lambda: company.once(rid, delete))
+            return await _serve(company, request, realm, lambda: company.once(rid, delete), throttle=throttle)
         if operation:
             raise validation(
                 "operation is not supported by this sandbox", "2010", "Request has invalid or unsupported property"
             )
         return await _serve(
-            company, request, realm, lambda: company.once(rid, lambda: (200, {name: _save(company, name, body)}))
+            company,
+            request,
+            realm,
+            lambda: company.once(rid, lambda: (200, {name: _save(company, name, body)})),
+            throttle=throttle,
         )
 
     @app.exception_handler(QboFault)
@@ -203,13 +218,25 @@ def _since(text: str) -> datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-async def _serve(company: QboCompany, request: Request, realm: str, work: Callable[[], tuple[int, Any]]) -> Response:
-    """Check the bearer token and the realm, then run ``work`` off the event loop."""
+async def _serve(
+    company: QboCompany,
+    request: Request,
+    realm: str,
+    work: Callable[[], tuple[int, Any]],
+    *,
+    throttle: Throttle | None,
+    batch: bool = False,
+) -> Response:
+    """Check the bearer token, the realm and the rate limits, then run ``work`` off the event loop."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not company.access_ok(token):
         return _json(401, unauthorized_body())
     if realm != company.realm_id:
         return Response(forbidden_xml("Unknown realm"), status_code=403, media_type="application/xml")
+    wait = throttle.admit(realm, batch=batch) if throttle is not None else None
+    if wait is not None:
+        refused = QuickBooksErrors().rate_limited(wait)
+        return Response(dumps(refused.body), status_code=429, headers=refused.headers, media_type="application/json")
 
     def guarded() -> tuple[int, Any]:
         try:

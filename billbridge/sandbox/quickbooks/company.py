@@ -47,6 +47,9 @@ BATCH_REQUEST_ID_MAX = 36
 DOC_NUMBER_MAX = 21  # Intuit's XSD (Transaction.DocNumber): "maximum length for DocNumber is 21 characters"
 ACCESS_TOKEN_SECONDS = 3600  # Intuit: access tokens last one hour
 REFRESH_TOKEN_SECONDS = 8726400  # x_refresh_token_expires_in Intuit reports (101 days)
+# Since 2025 an authorisation ends at a hard expiry whatever the refreshes (five years from the
+# connection); the token answer reports the seconds left in x_refresh_token_hard_expires_in
+REFRESH_TOKEN_HARD_SECONDS = 5 * 365 * 86400
 
 
 def dumps(body: Any) -> bytes:
@@ -70,6 +73,7 @@ def _decimal(value: Any, name: str) -> Decimal:
 class RefreshToken:
     token: str
     issued_at: float
+    granted_at: float  # when the company was connected: the chain's hard expiry counts from it
     superseded_at: float | None = None  # when a refresh with it returned a newer one
     spent: int = 0  # how many refreshes it paid for (more than one: two workers raced)
 
@@ -78,6 +82,7 @@ class RefreshToken:
 class TokenPolicy:
     access_seconds: float = ACCESS_TOKEN_SECONDS
     grace_seconds: float = 120.0  # how long a superseded refresh token still works
+    hard_seconds: float = REFRESH_TOKEN_HARD_SECONDS  # the authorisation's lifetime, whatever the refreshes
 
 
 @dataclass
@@ -155,9 +160,10 @@ class QboCompany:
 
     # -- OAuth ------------------------------------------------------------------------------------
 
-    def _issue_refresh(self) -> str:
+    def _issue_refresh(self, granted_at: float | None = None) -> str:
         token = "RT1-" + secrets.token_urlsafe(24)
-        self.refresh_tokens[token] = RefreshToken(token, self.clock())
+        now = self.clock()
+        self.refresh_tokens[token] = RefreshToken(token, now, granted_at if granted_at is not None else now)
         return token
 
     def check_client(self, client_id: str, client_secret: str) -> bool:
@@ -170,6 +176,9 @@ class QboCompany:
             now = self.clock()
             if record is None or now - record.issued_at > REFRESH_TOKEN_SECONDS:
                 return None
+            hard_left = record.granted_at + self.tokens.hard_seconds - now
+            if hard_left <= 0:  # past the hard expiry: someone must connect the company again
+                return None
             if record.superseded_at is not None and now - record.superseded_at > self.tokens.grace_seconds:
                 return None
             record.spent += 1
@@ -181,8 +190,9 @@ class QboCompany:
                 "token_type": "bearer",
                 "access_token": access,
                 "expires_in": int(self.tokens.access_seconds),
-                "refresh_token": self._issue_refresh(),
-                "x_refresh_token_expires_in": REFRESH_TOKEN_SECONDS,
+                "refresh_token": self._issue_refresh(record.granted_at),
+                "x_refresh_token_expires_in": int(min(REFRESH_TOKEN_SECONDS, hard_left)),
+                "x_refresh_token_hard_expires_in": int(hard_left),
             }
 
     def access_ok(self, token: str) -> bool:

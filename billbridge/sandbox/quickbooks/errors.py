@@ -51,8 +51,9 @@ def not_found(entity: str, ident: str) -> QboFault:
     )
 
 
-def query_error(detail: str) -> QboFault:
-    return QboFault(400, "Error parsing query", f"QueryParserError: {detail}", "4000")
+def query_error(detail: str, code: str = "4000") -> QboFault:
+    """4000: the query does not parse (QueryParserError); 4001: it parses but asks what cannot be asked."""
+    return QboFault(400, "Error parsing query", detail if code != "4000" else f"QueryParserError: {detail}", code)
 
 
 def unauthorized_body() -> dict[str, Any]:

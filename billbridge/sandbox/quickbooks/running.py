@@ -10,6 +10,7 @@ from billbridge.sandbox.demo_world import DemoWorld
 from billbridge.sandbox.faults import FaultInjector
 from billbridge.sandbox.quickbooks.app import build_app
 from billbridge.sandbox.quickbooks.company import QboCompany, TokenPolicy
+from billbridge.sandbox.quickbooks.limits import INTUIT_LIMITS, QboLimits, Throttle
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.tls import throwaway_tls
 
@@ -22,6 +23,7 @@ class RunningQuickBooks:
     company: QboCompany
     faults: FaultInjector
     ca_bundle: Path  # the throwaway CA the client must trust
+    throttle: Throttle | None = None  # Intuit's rate limits, unless the sandbox was started without
 
     @property
     def base_url(self) -> str:
@@ -65,16 +67,20 @@ def start_quickbooks(
     tokens: TokenPolicy | None = None,
     webhook_url: str | None = None,
     world: DemoWorld | None = None,
+    limits: QboLimits | None = INTUIT_LIMITS,
 ) -> RunningQuickBooks:
-    """Serve a QuickBooks company on an ephemeral loopback port over TLS; stop it with ``.stop()``."""
+    """Serve a QuickBooks company on an ephemeral loopback port over TLS; stop it with ``.stop()``.
+    ``limits``: the rate limits it enforces (Intuit's by default; None: none, for a test that is not
+    about throttling and calls faster than a realm may)."""
     company = company or QboCompany(tokens=tokens)
     company.webhook.url = webhook_url
     if world is not None:
         seed_items(company, world)
     faults = FaultInjector()
     tls = throwaway_tls()
-    server = SandboxServer(build_app(company, faults), tls=tls, name="quickbooks").start()
-    return RunningQuickBooks(server, company, faults, tls.ca)
+    throttle = Throttle(limits) if limits is not None else None
+    server = SandboxServer(build_app(company, faults, throttle), tls=tls, name="quickbooks").start()
+    return RunningQuickBooks(server, company, faults, tls.ca, throttle)
 
 
 def seed_items(company: QboCompany, world: DemoWorld) -> None:
