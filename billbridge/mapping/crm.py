@@ -13,7 +13,10 @@ vendor field each value came from; everything else is decided here, once:
 - line items must add up to the deal amount (to the currency's minor unit);
 - pricing comes from the price book (the product's pricing in the deal currency); a deal line may
   override the unit price (flat and per-unit products only), the quantity and the discount;
-- a deal changed after import becomes a new contract version from its change date.
+- a deal changed after import becomes a new contract version from its change date;
+- a partner the deal names (``CrmPartner``: a reseller or a referral partner) must be a known partner
+  of that kind: a reseller becomes the contract's ``reseller_ref``, a referral partner a referral of
+  the deal's customer and contract (``PartnerReferral``).
 
 Pure: no I/O.
 """
