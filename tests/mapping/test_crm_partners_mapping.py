@@ -19,7 +19,7 @@ REFERRAL = "associations.companies[Referral partner]"
 
 
 def _partner(ref: str, kind: str) -> Partner:
-    return Partner(partner_ref=ref, name=ref, kind=kind, entity_ref="us-inc", currency="USD")  # type: ignore[arg-type]
+    return Partner(partner_ref=ref, name=ref, kind=kind, entity_ref="us-inc", currency="USD")
 
 
 def _map(labelled: dict[str, list[str]], known: list[Partner] | None, **names: Any) -> MappedDeal:
