@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from billbridge.billing.model import Contract, Customer, Product
+from billbridge.billing.model import Contract, Customer, Partner, Product
 from billbridge.connectors.base import DealSource
 from billbridge.flows.heap import bulk_gc
 from billbridge.flows.importing import ImportSummary, quarantine_invalid, store_records
@@ -37,6 +37,7 @@ from billbridge.mapping.crm import (
     CrmDeal,
     CrmMapping,
     CrmProduct,
+    PartnerReferral,
     contract_ref,
     ended_by_deletion,
     is_won,
@@ -49,6 +50,7 @@ from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, current_contracts, lookups_for, save_contract
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store
+from billbridge.store.partners import PartnerError, add_referral, load_partners
 from billbridge.vendors.registry import contract_sources
 
 Extracted = tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]
@@ -96,7 +98,7 @@ class CrmSourceSpec:
         deal, company, products = self.extract(bundle, caches.extracted)
         if not is_won(deal, self.mapping):
             return None
-        return map_deal(deal, company, products, self.mapping, caches.products)
+        return map_deal(deal, company, products, self.mapping, caches.products, caches.partners)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class MappedPage:
     errors: list[RecordError]  # one per deal that cannot be mapped (its key is the contract_ref)
     not_won: list[str]  # contract refs of deals outside the won stages
     payloads: bool = True  # False: the records carry no raw payload (see ``map_page``)
+    referrals: list[PartnerReferral] = field(default_factory=list)  # referral partners the deals name
 
 
 @dataclass
@@ -182,6 +185,7 @@ class MappingCaches:
 
     extracted: dict[Any, Any] = field(default_factory=dict)
     products: dict[str, Product] = field(default_factory=dict)
+    partners: dict[str, Partner] | None = None  # the known partners, for deals naming one (None: none known)
 
 
 def map_page(
@@ -194,6 +198,7 @@ def map_page(
     records: dict[tuple[str, str], ParsedRecord] = {}
     errors: list[RecordError] = []
     not_won: list[str] = []
+    referrals: list[PartnerReferral] = []
     for index, bundle in enumerate(page.records):
         key = spec.ref(_record_id(bundle.deal, f"page-record-{index}"))
         payload = _payload(bundle)
@@ -214,7 +219,10 @@ def map_page(
             ("contracts", mapped.contract, mapped.contract.contract_ref),
         ):
             records[(section, ref)] = ParsedRecord(section, index, ref, model, payload if payloads else None)
-    return MappedPage(list(records.values()), errors, not_won, payloads)
+        referral = getattr(mapped, "referral", None)
+        if referral is not None:
+            referrals.append(referral)
+    return MappedPage(list(records.values()), errors, not_won, payloads, referrals)
 
 
 def with_payloads(mapped: MappedPage, page: RecordPage[DealBundle]) -> MappedPage:
@@ -222,7 +230,7 @@ def with_payloads(mapped: MappedPage, page: RecordPage[DealBundle]) -> MappedPag
     records = [
         ParsedRecord(r.section, r.index, r.key, r.record, _payload(page.records[r.index])) for r in mapped.records
     ]
-    return MappedPage(records, mapped.errors, mapped.not_won)
+    return MappedPage(records, mapped.errors, mapped.not_won, referrals=mapped.referrals)
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,7 @@ def store_mapped(
         if not mapped.payloads and any(e.payload is None for e in imported.errors):
             raise NeedsPayloads(spec.name)  # rolls the page back
         quarantine_invalid(session, mapped.errors, imported, source=spec.name)
+        _add_referrals(session, spec, mapped.referrals, imported)
         # A deal that left the won stages, or was deleted, is no longer a contract candidate: its
         # old entry is moot (and never retried).
         gone = mapped.not_won + [spec.ref(i) for i in page.deleted_ids]
@@ -313,6 +322,31 @@ def count_page(summary: SyncSummary, page: RecordPage[DealBundle], mapped: Mappe
     summary.deleted += len(page.deleted_ids)
     summary.counts.update(imported.counts)
     summary.errors.extend(imported.errors)
+
+
+def _add_referrals(
+    session: Session, spec: SourceSpec, referrals: list[PartnerReferral], summary: ImportSummary
+) -> None:
+    """Each stored deal's referral partner refers its customer (and contract) in the partner's referral
+    agreements; a partner without one is quarantined (``referrals``), naming the deal's partner field."""
+    refused = {e.key for e in summary.errors if e.section == "contracts"}
+    for item in referrals:
+        contract = item.referral.contract_ref or ""
+        if contract in refused:
+            continue
+        try:
+            summary.counts[f"referrals.{add_referral(session, item.partner_ref, item.referral)}"] += 1
+        except PartnerError as exc:
+            summary.counts["referrals.quarantined"] += 1
+            quarantine.quarantine(
+                session,
+                source=spec.name,
+                record_type="referrals",
+                record_key=contract,
+                field=item.field,
+                reason=str(exc),
+                payload={"partner_ref": item.partner_ref, "referral": item.referral.model_dump(mode="json")},
+            )
 
 
 def _end_deleted(session: Session, spec: SourceSpec, refs: list[str], today: date, summary: ImportSummary) -> None:
@@ -375,7 +409,8 @@ def sync_pages(
     with store.read() as session:
         cursor = None if full else get_cursor(session, spec.name, spec.stream)
     summary = SyncSummary(spec.name)
-    caches = MappingCaches()
+    with store.read() as session:
+        caches = MappingCaches(partners=load_partners(session))
     # A full pull (no cursor yet) is the long one: its writer starts while the first page is fetched.
     early = (cursor is None or writer_process) and _wants_writer(writer_process, store, None)
     writer = PageWriter(store, spec, today) if early else None
@@ -477,6 +512,8 @@ def _payload(bundle: DealBundle) -> dict[str, Any]:
         payload["prices"] = bundle.prices
     if bundle.changed_at is not None:
         payload["changed_at"] = bundle.changed_at
+    if bundle.labelled:
+        payload["labelled"] = bundle.labelled
     return payload
 
 
@@ -492,4 +529,5 @@ def bundle_of(payload: Any) -> DealBundle | None:
         payload.get("products") or {},
         payload.get("prices") or {},
         payload.get("changed_at"),
+        payload.get("labelled") or {},
     )

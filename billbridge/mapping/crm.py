@@ -13,7 +13,10 @@ vendor field each value came from; everything else is decided here, once:
 - line items must add up to the deal amount (to the currency's minor unit);
 - pricing comes from the price book (the product's pricing in the deal currency); a deal line may
   override the unit price (flat and per-unit products only), the quantity and the discount;
-- a deal changed after import becomes a new contract version from its change date.
+- a deal changed after import becomes a new contract version from its change date;
+- a partner the deal names (``CrmPartner``: a reseller or a referral partner) must be a known partner
+  of that kind: a reseller becomes the contract's ``reseller_ref``, a referral partner a referral of
+  the deal's customer and contract (``PartnerReferral``).
 
 Pure: no I/O.
 """
@@ -37,9 +40,11 @@ from billbridge.billing.model import (
     ContractLine,
     Customer,
     Discount,
+    Partner,
     Product,
     ProductPrice,
     Recognition,
+    Referral,
     check_email,
 )
 from billbridge.billing.pricing import FlatPrice, PerUnitPrice, Pricing
@@ -120,6 +125,19 @@ class CrmContact:
     field: str = "contacts"  # the vendor field the address came from, for errors
 
 
+PartnerRole = Literal["referral", "reseller"]
+
+
+@dataclass(frozen=True)
+class CrmPartner:
+    """A partner account the CRM names on a deal (Salesforce ``PartnerAccountId`` or a lookup field;
+    HubSpot a labelled deal-to-company association), in the role the configuration gives that field."""
+
+    company_id: Any
+    role: PartnerRole
+    field: str  # the vendor field (or association label) it came from, for errors
+
+
 @dataclass(frozen=True)
 class CrmLine:
     line_id: str
@@ -152,6 +170,16 @@ class CrmDeal:
     lines: tuple[CrmLine, ...]
     names: Mapping[str, str] = field(default_factory=dict)
     contacts: tuple[CrmContact, ...] | None = None  # None: this CRM does not say (the stored contacts stay)
+    partners: tuple[CrmPartner, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartnerReferral:
+    """A deal's referral partner: the referral to add to that partner's referral agreements."""
+
+    partner_ref: str
+    referral: Referral
+    field: str  # the vendor field that named the partner
 
 
 @dataclass(frozen=True)
@@ -159,6 +187,7 @@ class MappedDeal:
     customer: Customer
     products: list[Product]
     contract: Contract
+    referral: PartnerReferral | None = None
 
 
 CYCLES: dict[str, tuple[int, str]] = {
@@ -182,6 +211,11 @@ def customer_ref(config: CrmMapping, company_id: str) -> str:
     return f"{config.ref_prefix}{company_id}"
 
 
+def partner_ref(config: CrmMapping, company_id: str) -> str:
+    """The partner_ref of a CRM partner account: like a customer's, the prefix and its id."""
+    return f"{config.ref_prefix}{company_id}"
+
+
 def is_won(deal: CrmDeal, config: CrmMapping) -> bool:
     return deal.stage in config.won_stages
 
@@ -192,11 +226,13 @@ def map_deal(
     products: Mapping[str, CrmProduct],
     config: CrmMapping,
     mapped_products: dict[str, Product] | None = None,
+    partners: Mapping[str, Partner] | None = None,
 ) -> MappedDeal:
     """Map one won deal; raises MappingError naming the vendor field of the first problem.
 
     ``mapped_products`` (vendor product id -> canonical product) lets a caller mapping many deals
-    over the same price book map each product once.
+    over the same price book map each product once. ``partners`` (the known partners by ref) checks
+    the partners the deal names; None: a deal naming a partner is refused (nothing to check it against).
     """
     cache = {} if mapped_products is None else mapped_products
     name = _namer(deal.names)
@@ -256,7 +292,46 @@ def map_deal(
         effective_date=max(start, changed) if changed else None,
         lines=lines,
     )
-    return MappedDeal(customer, list(used.values()), contract)
+    reseller, referral = _partners(deal, config, partners, customer.customer_ref, start)
+    if reseller is not None:
+        contract = contract.model_copy(update={"reseller_ref": reseller})
+    if referral is not None:
+        referral = PartnerReferral(
+            referral.partner_ref,
+            referral.referral.model_copy(update={"contract_ref": contract.contract_ref}),
+            referral.field,
+        )
+    return MappedDeal(customer, list(used.values()), contract, referral)
+
+
+_ROLE_KINDS: dict[str, tuple[str, ...]] = {"referral": ("referral", "both"), "reseller": ("reseller", "both")}
+
+
+def _partners(
+    deal: CrmDeal, config: CrmMapping, known: Mapping[str, Partner] | None, customer: str, start: date
+) -> tuple[str | None, PartnerReferral | None]:
+    """The deal's reseller ref and referral: each named partner must be a known partner of the role's
+    kind, and a deal has at most one partner per role (errors name the vendor field)."""
+    found: dict[str, tuple[str, str]] = {}
+    for link in deal.partners:
+        company_id = _text(link.company_id, link.field)
+        if not company_id:
+            continue
+        ref = partner_ref(config, company_id)
+        partner = (known or {}).get(ref)
+        if partner is None:
+            raise MappingError(link.field, f"unknown partner {ref!r} (no partner with that partner_ref)")
+        if partner.kind not in _ROLE_KINDS[link.role]:
+            raise MappingError(link.field, f"partner {ref} is a {partner.kind} partner, not a {link.role} one")
+        if link.role in found and found[link.role][0] != ref:
+            raise MappingError(link.field, f"the deal names two {link.role} partners: {found[link.role][0]} and {ref}")
+        found[link.role] = (ref, link.field)
+    reseller = found["reseller"][0] if "reseller" in found else None
+    referral = None
+    if "referral" in found:
+        ref, field_name = found["referral"]
+        referral = PartnerReferral(ref, Referral(customer_ref=customer, referred_on=start), field_name)
+    return reseller, referral
 
 
 def _contacts(contacts: tuple[CrmContact, ...] | None) -> list[BillingContact] | None:

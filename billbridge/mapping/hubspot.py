@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from billbridge.mapping import fields
-from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmProduct
+from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmPartner, CrmProduct, PartnerRole
 from billbridge.mapping.fields import EPOCH, field_parser, read
 from billbridge.records import DealBundle
 
@@ -51,6 +51,13 @@ class HubSpotProperties(BaseModel):
     line_total: str = "amount"
     line_start_date: str = "hs_recurring_billing_start_date"
     line_billing_frequency: str = "recurringbillingfrequency"
+    referral_partner_label: str | None = Field(
+        default="Referral partner",
+        description="Deal-to-company association label naming the deal's referral partner; none: not read",
+    )
+    reseller_label: str | None = Field(
+        default="Reseller", description="Deal-to-company association label naming the deal's reseller; none: not read"
+    )
     company_name: str = "name"
     company_email: str | None = None
     company_entity: str = Field(default="legal_entity", description="custom: billing legal entity ref")
@@ -68,6 +75,17 @@ class HubSpotProperties(BaseModel):
 
 
 DEFAULT_PROPERTIES = HubSpotProperties()
+
+
+def _partners(bundle: DealBundle, names: HubSpotProperties) -> tuple[CrmPartner, ...]:
+    """The companies associated with the deal under the configured partner labels."""
+    roles: dict[PartnerRole, str | None] = {"referral": names.referral_partner_label, "reseller": names.reseller_label}
+    return tuple(
+        CrmPartner(company_id, role, f"associations.companies[{label}]")
+        for role, label in roles.items()
+        if label
+        for company_id in bundle.labelled.get(label, ())
+    )
 
 
 def _props(record: Any, what: str) -> Mapping[str, Any]:
@@ -198,6 +216,7 @@ def bundle_to_crm(
         entity_ref=props.get(names.deal_entity),
         modified_at=_modified(props.get(names.modified), names.modified),
         lines=tuple(_line(x, names) for x in bundle.lines),
+        partners=_partners(bundle, names),
         names={
             "name": names.deal_name,
             "amount": names.deal_amount,

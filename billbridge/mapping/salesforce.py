@@ -16,7 +16,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billbridge.mapping.crm import CrmCompany, CrmContact, CrmDeal, CrmLine, CrmMapping, CrmProduct
+from billbridge.mapping.crm import (
+    CrmCompany,
+    CrmContact,
+    CrmDeal,
+    CrmLine,
+    CrmMapping,
+    CrmPartner,
+    CrmProduct,
+    PartnerRole,
+)
 from billbridge.mapping.fields import (
     field_parser,
     mapping,
@@ -54,6 +63,16 @@ class SalesforceFields(BaseModel):
     billing_contact_role: str = Field(
         default="Billing", description="OpportunityContactRole.Role of the contacts who receive billing messages"
     )
+    referral_partner: str | None = Field(
+        default=None,
+        description="Opportunity lookup to the referral partner's Account, e.g. PartnerAccountId (Partner "
+        "Relationship Management orgs only) or a custom lookup; none: no referral partners from Salesforce",
+    )
+    reseller_partner: str | None = Field(
+        default=None,
+        description="Opportunity lookup to the reseller's Account (PartnerAccountId or a custom lookup); none: no "
+        "resellers from Salesforce",
+    )
     product_charge: str = Field(
         default="Billing_Charge__c", description="Product2 picklist: recurring | usage | one_time"
     )
@@ -76,11 +95,17 @@ class SalesforceFields(BaseModel):
                 self.payment_terms_days,
                 self.auto_charge,
                 self.deal_entity,
+                *self.partner_fields().values(),
             ),
             "Account": tuple(account),
             "Product2": (self.product_charge, self.usage_aggregation, self.product_recognition),
             "PricebookEntry": (self.entry_pricing,),
         }
+
+    def partner_fields(self) -> dict[PartnerRole, str]:
+        """The configured Opportunity partner lookups, by the role they give the partner."""
+        roles: dict[PartnerRole, str | None] = {"referral": self.referral_partner, "reseller": self.reseller_partner}
+        return {role: name for role, name in roles.items() if name}
 
 
 DEFAULT_FIELDS = SalesforceFields()
@@ -213,6 +238,9 @@ def bundle_to_crm(
         modified_at=_modstamp(opp.get("SystemModstamp"), "SystemModstamp"),
         lines=tuple(_line(x) for x in bundle.lines),
         contacts=_billing_contacts(opp, fields.billing_contact_role),
+        partners=tuple(
+            CrmPartner(opp.get(name), role, name) for role, name in fields.partner_fields().items() if opp.get(name)
+        ),
         names={
             "name": "Name",
             "amount": "Amount",

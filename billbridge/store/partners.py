@@ -390,3 +390,29 @@ def partner_ids(session: Session, refs: Iterable[str]) -> dict[str, int]:
     """partner_ref -> id of the known ones (what the quarantine retries a record lacking a partner by)."""
     rows = session.execute(select(Partner.partner_ref, Partner.id).where(Partner.partner_ref.in_(list(set(refs)))))
     return dict(rows.all())
+
+
+def add_referral(session: Session, partner_ref: str, referral: model.Referral) -> Outcome:
+    """Add a referral (a CRM deal's referral partner) to each of the partner's referral agreements;
+    one the agreement already covers (the customer, for this contract or all) is left as it is. Raises
+    PartnerError when the partner has no agreement: a referral earns nothing without one."""
+    rows = session.scalars(
+        select(ReferralAgreement)
+        .join(Partner, Partner.id == ReferralAgreement.partner_id)
+        .where(Partner.partner_ref == partner_ref)
+        .order_by(ReferralAgreement.agreement_ref)
+    ).all()
+    if not rows:
+        raise PartnerError("partner_ref", f"partner {partner_ref} has no referral agreement to add the referral to")
+    outcome: Outcome = "unchanged"
+    for row in rows:
+        agreement = model.ReferralAgreement.model_validate(row.terms)
+        if any(
+            r.customer_ref == referral.customer_ref and r.contract_ref in (None, referral.contract_ref)
+            for r in agreement.referrals
+        ):  # already referred: this contract, or all of the customer's
+            continue
+        updated = agreement.model_copy(update={"referrals": [*agreement.referrals, referral]})
+        row.terms = updated.model_dump(mode="json")
+        outcome = "updated"
+    return outcome

@@ -146,7 +146,15 @@ class HubSpotClient(VendorClient):
 
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
         """Associated ids per object id (v4 batch read); objects without associations map to []."""
-        linked: dict[str, list[str]] = {i: [] for i in ids}
+        return {i: [to for to, _ in links] for i, links in self.labelled_associations(from_type, to_type, ids).items()}
+
+    def labelled_associations(
+        self, from_type: str, to_type: str, ids: list[str]
+    ) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+        """Associated ids per object id with the labels of each link (v4 batch read: a link's
+        ``associationTypes`` carry a ``label`` where the portal defined one); objects without
+        associations map to []."""
+        linked: dict[str, list[tuple[str, tuple[str, ...]]]] = {i: [] for i in ids}
         pending: list[dict[str, str]] = [{"id": i} for i in ids]
         while pending:  # each input's links come in pages: ask again with its paging.next.after
             later: list[dict[str, str]] = []
@@ -157,7 +165,13 @@ class HubSpotClient(VendorClient):
                 )
                 for result in answer["results"]:
                     object_id = str(result["from"]["id"])
-                    linked[object_id] += [str(t["toObjectId"]) for t in result["to"]]
+                    linked[object_id] += [
+                        (
+                            str(t["toObjectId"]),
+                            tuple(str(a["label"]) for a in t.get("associationTypes") or [] if a.get("label")),
+                        )
+                        for t in result["to"]
+                    ]
                     after = result.get("paging", {}).get("next", {}).get("after")
                     if after:
                         later.append({"id": object_id, "after": str(after)})

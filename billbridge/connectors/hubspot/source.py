@@ -185,7 +185,8 @@ class HubSpotSource:
         client, settings = self.client, self.settings
         ids = [str(d["id"]) for d in deals]
         line_ids = client.associations("deals", "line_items", ids)
-        company_ids = client.associations("deals", "companies", ids)
+        company_links = client.labelled_associations("deals", "companies", ids)
+        company_ids = {i: _billed_companies(links) for i, links in company_links.items()}
         wanted_lines = [i for i in ids for i in line_ids[i]]
         lines = {str(x["id"]): x for x in client.batch_read("line_items", wanted_lines, settings.line_item_properties)}
         new_companies = sorted({c for i in ids for c in company_ids[i][:1]} - companies.keys())
@@ -208,6 +209,7 @@ class HubSpotSource:
                     lines=deal_lines,
                     company=companies.get(company[0]) if company else None,
                     products={p: products[p] for p in sorted(used) if p in products},
+                    labelled=_by_label(company_links[str(deal["id"])]),
                 )
             )
         return bundles
@@ -229,6 +231,26 @@ class HubSpotSource:
                     deleted.append(deal_id)
                     state.archived.deliver(deal_id, at)
         return deleted
+
+
+PRIMARY_LABEL = "Primary"  # HubSpot's label of the deal's primary company (association type 5)
+
+
+def _billed_companies(links: list[tuple[str, tuple[str, ...]]]) -> list[str]:
+    """The deal's companies, the one billed first: a company associated only under another label
+    (a referral partner, a reseller) comes after the primary and unlabelled ones."""
+    plain = [to for to, labels in links if not set(labels) - {PRIMARY_LABEL}]
+    return plain + [to for to, _ in links if to not in plain]
+
+
+def _by_label(links: list[tuple[str, tuple[str, ...]]]) -> dict[str, list[str]]:
+    """Company ids by the labels of their links (HubSpot's own Primary label left out)."""
+    out: dict[str, list[str]] = {}
+    for to, labels in links:
+        for label in labels:
+            if label != PRIMARY_LABEL:
+                out.setdefault(label, []).append(to)
+    return out
 
 
 def connect(settings: Settings | None = None) -> HubSpotSource:

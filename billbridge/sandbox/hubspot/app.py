@@ -12,6 +12,7 @@ OpenAPI specs (``vendor-specs/hubspot``):
   ``search_rate_per_second`` (5) searches a second per token, more are a 429 of their own;
 - associations v4 batch read (up to 1,000 ids; ids without associations come back as 207 errors;
   each input's links are paged, ``paging.next.after`` sent back with the input's ``id`` as ``after``);
+  a link lists its association types, with the label of each user-defined one (``HubSpotData.label``);
 - Bearer tokens that expire, refreshed through ``POST /oauth/v1/token`` (grant_type=refresh_token).
 Type ids (``0-3`` deals, ...) and names (``deals``) are both accepted in paths, as HubSpot does.
 """
@@ -494,7 +495,10 @@ def create_app(
             chunk = to[start : start + associations_page]
             result: dict[str, Any] = {
                 "from": {"id": i},
-                "to": [{"toObjectId": t, "associationTypes": [spec]} for t in chunk],
+                "to": [
+                    {"toObjectId": t, "associationTypes": data.labels.get((from_name, to_name, i, t)) or [spec]}
+                    for t in chunk
+                ],
             }
             if start + associations_page < len(to):
                 result["paging"] = {"next": {"after": str(start + associations_page)}}

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from billbridge.sandbox.demo_world import DemoCompany, DemoDeal, DemoLine, DemoProduct, DemoWorld
 
@@ -24,6 +25,8 @@ OBJECT_TYPES = {"0-3": "deals", "0-8": "line_items", "0-2": "companies", "0-7": 
 STAGES = {"won": "closedwon", "lost": "closedlost", "open": "appointmentscheduled"}
 # Association type ids HubSpot defines (associations v4): deal -> line item, deal -> primary company.
 ASSOCIATION_TYPES = {("deals", "line_items"): 19, ("deals", "companies"): 5}
+# The unlabelled (non-primary) deal <-> company types a labelled link also carries.
+UNLABELLED_TYPES = {("deals", "companies"): 341, ("companies", "deals"): 342}
 _ID_BASE = {"companies": 3_000_000_000, "deals": 5_000_000_000, "products": 7_000_000_000, "line_items": 9_000_000_000}
 
 
@@ -132,6 +135,8 @@ class HubSpotData:
     tables: dict[str, ObjectTable] = field(default_factory=lambda: {n: ObjectTable(n) for n in OBJECT_TYPES.values()})
     associations: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)  # world key (deal, company, line key; product SKU) -> id
+    # (from type, to type, from id, to id) -> a labelled link's association types
+    labels: dict[tuple[str, str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def associate(self, from_type: str, to_type: str, from_id: str, to_ids: list[str]) -> None:
@@ -139,6 +144,17 @@ class HubSpotData:
         reverse = self.associations.setdefault((to_type, from_type), {})
         for to_id in to_ids:
             reverse[to_id] = [from_id]
+
+    def label(self, from_type: str, to_type: str, from_id: str, to_id: str, label: str, type_id: int) -> None:
+        """Associate two records under a user-defined label, both ways (associations v4: the link has
+        the unlabelled HUBSPOT_DEFINED type and ``{"category": "USER_DEFINED", "typeId": ..., "label": ...}``)."""
+        for a, b, x, y in ((from_type, to_type, from_id, to_id), (to_type, from_type, to_id, from_id)):
+            linked = self.associations.setdefault((a, b), {}).setdefault(x, [])
+            if y not in linked:
+                linked.append(y)
+            default = {"category": "HUBSPOT_DEFINED", "typeId": UNLABELLED_TYPES.get((a, b), 0)}
+            kinds = self.labels.setdefault((a, b, x, y), [default])
+            kinds.append({"category": "USER_DEFINED", "typeId": type_id, "label": label})
 
 
 def _id(kind: str, number: int) -> str:

@@ -33,7 +33,7 @@ SCHEMA: dict[str, frozenset[str]] = {
     "OpportunityContactRole": frozenset(
         {"Id", "OpportunityId", "ContactId", "Role", "IsPrimary", "IsDeleted", "SystemModstamp"}
     ),
-    "Account": frozenset({"Id", "Name", "Website", "Billing_Entity__c", "IsDeleted", "SystemModstamp"}),
+    "Account": frozenset({"Id", "Name", "Website", "Billing_Entity__c", "IsPartner", "IsDeleted", "SystemModstamp"}),
     "Pricebook2": frozenset({"Id", "Name", "IsStandard", "IsActive", "IsDeleted", "SystemModstamp"}),
     "Product2": frozenset(
         {
@@ -70,6 +70,7 @@ SCHEMA: dict[str, frozenset[str]] = {
             "CloseDate",
             "CurrencyIsoCode",
             "AccountId",
+            "PartnerAccountId",  # standard where Partner Relationship Management is on: the partner Account
             "IsDeleted",
             "IsWon",
             "SystemModstamp",

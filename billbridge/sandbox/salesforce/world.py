@@ -135,6 +135,7 @@ class WorldRenderer:
                 "Name": company.name,
                 "Website": company.domain,
                 "Billing_Entity__c": company.entity_ref,
+                "IsPartner": False,  # a partner account (Partner Relationship Management) says True
                 "IsDeleted": False,
                 "SystemModstamp": company.modified_at,
             },
@@ -178,6 +179,7 @@ class WorldRenderer:
             "CloseDate": deal.close_date,
             "CurrencyIsoCode": deal.currency,
             "AccountId": account_id(deal.company_key),
+            "PartnerAccountId": None,  # the partner Account, where one sold or referred the deal
             "IsDeleted": False,
             "IsWon": deal.won,
             "SystemModstamp": _stamp(deal.modified_at),
