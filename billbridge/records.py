@@ -25,6 +25,9 @@ class DealBundle:
     products: dict[str, dict[str, Any]]  # vendor product id -> product (with its prices) for the lines
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)  # vendor price id -> price, where lines name prices
     changed_at: int | None = None  # epoch seconds of the last change, where the deal itself does not say
+    contacts: list[dict[str, Any]] | None = (
+        None  # its billing contacts, where the source reads them (None: it does not)
+    )
 
 
 @dataclass(frozen=True)

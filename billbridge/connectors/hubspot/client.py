@@ -71,6 +71,7 @@ class HubSpotClient(VendorClient):
             "companies": crm.companies.batch_api,
             "products": crm.products.batch_api,
             "deals": crm.deals.batch_api,
+            "contacts": crm.contacts.batch_api,
         }
         self._basic = {"deals": crm.deals.basic_api}
         self._associations = crm.associations.v4.batch_api
@@ -146,7 +147,14 @@ class HubSpotClient(VendorClient):
 
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
         """Associated ids per object id (v4 batch read); objects without associations map to []."""
-        linked: dict[str, list[str]] = {i: [] for i in ids}
+        return {i: [to for to, _ in links] for i, links in self.labelled_associations(from_type, to_type, ids).items()}
+
+    def labelled_associations(
+        self, from_type: str, to_type: str, ids: list[str]
+    ) -> dict[str, list[tuple[str, list[str]]]]:
+        """Associated ids with their association labels (a link's ``associationTypes[].label``; an
+        unlabelled link has none) per object id, in batches of 1,000 ids (v4 batch read)."""
+        linked: dict[str, list[tuple[str, list[str]]]] = {i: [] for i in ids}
         pending: list[dict[str, str]] = [{"id": i} for i in ids]
         while pending:  # each input's links come in pages: ask again with its paging.next.after
             later: list[dict[str, str]] = []
@@ -157,7 +165,13 @@ class HubSpotClient(VendorClient):
                 )
                 for result in answer["results"]:
                     object_id = str(result["from"]["id"])
-                    linked[object_id] += [str(t["toObjectId"]) for t in result["to"]]
+                    linked[object_id] += [
+                        (
+                            str(t["toObjectId"]),
+                            [str(k["label"]) for k in t.get("associationTypes", []) if k.get("label")],
+                        )
+                        for t in result["to"]
+                    ]
                     after = result.get("paging", {}).get("next", {}).get("after")
                     if after:
                         later.append({"id": object_id, "after": str(after)})

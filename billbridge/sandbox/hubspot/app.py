@@ -11,7 +11,9 @@ OpenAPI specs (``vendor-specs/hubspot``):
   results: asking for ``after`` >= 10,000 is a 400 (the search guide's "Limitations"); at most
   ``search_rate_per_second`` (5) searches a second per token, more are a 429 of their own;
 - associations v4 batch read (up to 1,000 ids; ids without associations come back as 207 errors;
-  each input's links are paged, ``paging.next.after`` sent back with the input's ``id`` as ``after``);
+  each input's links are paged, ``paging.next.after`` sent back with the input's ``id`` as ``after``;
+  a link's association types are the unlabelled default plus one ``USER_DEFINED`` type per label,
+  e.g. deal -> contact ``[{HUBSPOT_DEFINED, 3}, {USER_DEFINED, 101, "Billing contact"}]``);
 - Bearer tokens that expire, refreshed through ``POST /oauth/v1/token`` (grant_type=refresh_token).
 Type ids (``0-3`` deals, ...) and names (``deals``) are both accepted in paths, as HubSpot does.
 """
@@ -482,6 +484,12 @@ def create_app(
         started = iso_ms(int(time.time() * 1000))
         type_id = ASSOCIATION_TYPES.get((from_name, to_name)) or ASSOCIATION_TYPES.get((to_name, from_name), 0)
         spec = {"category": "HUBSPOT_DEFINED", "typeId": type_id}  # unlabelled: no "label" key
+
+        def labelled(from_id: str, to_id: str) -> list[dict[str, Any]]:
+            """A link's user-defined labels, each a USER_DEFINED type of its own beside the default one."""
+            names = data.labels.get((from_name, from_id, to_name, to_id), [])
+            return [{"category": "USER_DEFINED", "typeId": data.label_types[n], "label": n} for n in names]
+
         with data.lock:
             links = data.associations.get((from_name, to_name), {})
             live_from = data.tables[from_name].live if from_name in data.tables else {}
@@ -494,7 +502,7 @@ def create_app(
             chunk = to[start : start + associations_page]
             result: dict[str, Any] = {
                 "from": {"id": i},
-                "to": [{"toObjectId": t, "associationTypes": [spec]} for t in chunk],
+                "to": [{"toObjectId": t, "associationTypes": [spec, *labelled(i, t)]} for t in chunk],
             }
             if start + associations_page < len(to):
                 result["paging"] = {"next": {"after": str(start + associations_page)}}

@@ -18,13 +18,24 @@ from decimal import Decimal
 
 from billbridge.sandbox.demo_world import DemoCompany, DemoDeal, DemoLine, DemoProduct, DemoWorld
 
-OBJECT_TYPES = {"0-3": "deals", "0-8": "line_items", "0-2": "companies", "0-7": "products"}
+OBJECT_TYPES = {"0-3": "deals", "0-8": "line_items", "0-2": "companies", "0-7": "products", "0-1": "contacts"}
 """HubSpot's object type ids (the published specs name paths by them) -> the names the SDK uses."""
 
 STAGES = {"won": "closedwon", "lost": "closedlost", "open": "appointmentscheduled"}
-# Association type ids HubSpot defines (associations v4): deal -> line item, deal -> primary company.
-ASSOCIATION_TYPES = {("deals", "line_items"): 19, ("deals", "companies"): 5}
-_ID_BASE = {"companies": 3_000_000_000, "deals": 5_000_000_000, "products": 7_000_000_000, "line_items": 9_000_000_000}
+# Association type ids HubSpot defines (associations v4): deal -> line item, deal -> primary company,
+# deal -> contact, company -> contact (the unlabelled defaults).
+ASSOCIATION_TYPES = {("deals", "line_items"): 19, ("deals", "companies"): 5, ("deals", "contacts"): 3}
+ASSOCIATION_TYPES[("companies", "contacts")] = 280
+ASSOCIATION_TYPES[("contacts", "deals")] = 4
+ASSOCIATION_TYPES[("contacts", "companies")] = 279
+USER_LABEL_TYPE_BASE = 100  # user-defined association labels get type ids of their own (USER_DEFINED)
+_ID_BASE = {
+    "contacts": 1_000_000_000,
+    "companies": 3_000_000_000,
+    "deals": 5_000_000_000,
+    "products": 7_000_000_000,
+    "line_items": 9_000_000_000,
+}
 
 
 def iso_ms(ms: int) -> str:
@@ -133,12 +144,38 @@ class HubSpotData:
     associations: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)  # world key (deal, company, line key; product SKU) -> id
     lock: threading.RLock = field(default_factory=threading.RLock)
+    labels: dict[tuple[str, str, str, str], list[str]] = field(default_factory=dict)
+    """(from type, from id, to type, to id) -> the user-defined association labels of that link."""
+    label_types: dict[str, int] = field(default_factory=dict)  # label -> its USER_DEFINED type id
 
     def associate(self, from_type: str, to_type: str, from_id: str, to_ids: list[str]) -> None:
         self.associations.setdefault((from_type, to_type), {})[from_id] = list(to_ids)
         reverse = self.associations.setdefault((to_type, from_type), {})
         for to_id in to_ids:
             reverse[to_id] = [from_id]
+
+    def add_contact(self, properties: dict[str, str], modified_ms: int) -> str:
+        """A new contact (``email``, ``firstname``, ``lastname``, ``hs_language``, ...); returns its id."""
+        table = self.tables["contacts"]
+        contact_id = _id("contacts", len(table.live) + 1)
+        _upsert(table, contact_id, _clean(dict(properties)), modified_ms)
+        return contact_id
+
+    def link_contact(self, from_type: str, from_id: str, contact_id: str, label: str | None = None) -> None:
+        """Associate a contact with a deal or company (both directions, added to the links already
+        there, as HubSpot keeps many contacts per record), optionally under a user-defined label."""
+        for a, a_id, b, b_id in (
+            (from_type, from_id, "contacts", contact_id),
+            ("contacts", contact_id, from_type, from_id),
+        ):
+            links = self.associations.setdefault((a, b), {}).setdefault(a_id, [])
+            if b_id not in links:
+                links.append(b_id)
+            if label is not None:
+                self.label_types.setdefault(label, USER_LABEL_TYPE_BASE + len(self.label_types))
+                named = self.labels.setdefault((a, a_id, b, b_id), [])
+                if label not in named:
+                    named.append(label)
 
 
 def _id(kind: str, number: int) -> str:
