@@ -172,7 +172,7 @@ class HubSpotSettings(BaseModel):
     billing_contact_label: str | None = Field(
         default="Billing contact",
         description="Association label of the contacts (on the deal, else its company) who receive billing "
-        "messages; None: contacts are not read",
+        "messages; empty: contacts are not read",
     )
     contact_properties: list[str] = Field(default_factory=lambda: ["email", "firstname", "lastname", "hs_language"])
     product_properties: list[str] = Field(

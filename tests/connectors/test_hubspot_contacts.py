@@ -109,7 +109,7 @@ def test_labelled_deal_contacts_then_company_contacts_then_the_billing_email(
 
     relabelled = _pull(_source(sandbox, billing_contact_label="Decision maker"))
     assert _mapped(relabelled[ids[on_company.key]]) == [("ceo@one.example", "Chef", "en")]
-    unread = _pull(_source(sandbox, billing_contact_label=None))
+    unread = _pull(_source(sandbox, billing_contact_label=""))
     assert all(b.contacts is None for b in unread.values())  # the contacts are not asked for at all
     no_fallback = HubSpotProperties(company_billing_email=None)
     assert _mapped(bundles[ids[by_email.key]], no_fallback) is None

@@ -227,9 +227,9 @@ class HubSpotSource:
     def _billing_contacts(self, ids: list[str], company_ids: dict[str, list[str]]) -> dict[str, list[Json]]:
         """Each deal's billing contacts: those associated with the deal under the configured label,
         else those associated so with its company (each company asked once per run), read in
-        batches of 100. No label configured: none are read and the bundles say nothing of contacts."""
+        batches of 100. No label configured (None or empty): none are read and the bundles say nothing of contacts."""
         label = self.settings.billing_contact_label
-        if label is None:
+        if not label:
             return {}
         on_deal = self._labelled("deals", ids, label)
         bare = sorted({c for i in ids if not on_deal[i] for c in company_ids[i][:1]} - self._company_contacts.keys())
