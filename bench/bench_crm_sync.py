@@ -87,15 +87,17 @@ class CrmSandbox:
 
 def hubspot_minimum(world: demo_world.DemoWorld) -> int:
     """Fewest calls a full pull can make with HubSpot's sizes: 200 deals per search page, 1,000 ids
-    per association read (deal -> line items, deal -> company), 100 ids per batch read of line
-    items, companies and products, 100 archived deals per list page."""
+    per association read (deal -> line items, deal -> company, deal -> contacts, company ->
+    contacts), 100 ids per batch read of line items, companies and products, 100 archived deals per
+    list page (the demo world holds no billing contacts: none to batch-read)."""
     live = world.live_deals
     lines = sum(len(d.lines) for d in live)
     companies = len({d.company_key for d in live})
     archived = sum(1 for d in world.deals.values() if d.deleted)
     return (
         math.ceil(len(live) / 200)
-        + 2 * math.ceil(len(live) / 1000)
+        + 3 * math.ceil(len(live) / 1000)
+        + math.ceil(companies / 1000)
         + math.ceil(lines / 100)
         + math.ceil(companies / 100)
         + math.ceil(len(world.products) / 100)

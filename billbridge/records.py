@@ -26,6 +26,9 @@ class DealBundle:
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)  # vendor price id -> price, where lines name prices
     changed_at: int | None = None  # epoch seconds of the last change, where the deal itself does not say
     labelled: dict[str, list[str]] = field(default_factory=dict)  # association label -> company ids (HubSpot)
+    contacts: list[dict[str, Any]] | None = (
+        None  # its billing contacts, where the source reads them (None: it does not)
+    )
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,13 @@ class HubSpotSettings(BaseModel):
             "hs_recurring_billing_period",
         ]
     )
-    company_properties: list[str] = Field(default_factory=lambda: ["name", "domain", "legal_entity"])
+    company_properties: list[str] = Field(default_factory=lambda: ["name", "domain", "legal_entity", "billing_email"])
+    billing_contact_label: str | None = Field(
+        default="Billing contact",
+        description="Association label of the contacts (on the deal, else its company) who receive billing "
+        "messages; empty: contacts are not read",
+    )
+    contact_properties: list[str] = Field(default_factory=lambda: ["email", "firstname", "lastname", "hs_language"])
     product_properties: list[str] = Field(
         default_factory=lambda: [
             "name",

@@ -213,8 +213,14 @@ def map_page(
         except PARSE_FAILURES as exc:  # a mapping that let one through: the record is still only quarantined
             errors.append(RecordError("contracts", index, key, "(record)", f"malformed record: {exc!r}", payload))
             continue
+        customer = mapped.customer
+        earlier = records.get(("customers", customer.customer_ref))
+        named = earlier.record.contacts if earlier and isinstance(earlier.record, Customer) else None
+        if customer.contacts is None and named is not None:
+            # another deal of this customer names its billing contacts; this one naming none erases nothing
+            customer = customer.model_copy(update={"contacts": named})
         for section, model, ref in (
-            ("customers", mapped.customer, mapped.customer.customer_ref),
+            ("customers", customer, customer.customer_ref),
             *(("products", p, p.product_ref) for p in mapped.products),
             ("contracts", mapped.contract, mapped.contract.contract_ref),
         ):
@@ -501,7 +507,8 @@ def _record_id(deal: Any, default: str = "(no id)") -> str:
 
 def _payload(bundle: DealBundle) -> dict[str, Any]:
     """What a quarantine entry keeps: the deal, its lines, company and products (and the prices its
-    lines name, where they come apart) as the vendor sent them: all it takes to map it again."""
+    lines name, where they come apart, and its billing contacts, where the source reads them) as the
+    vendor sent them: all it takes to map it again."""
     payload: dict[str, Any] = {
         "deal": bundle.deal,
         "lines": bundle.lines,
@@ -514,6 +521,8 @@ def _payload(bundle: DealBundle) -> dict[str, Any]:
         payload["changed_at"] = bundle.changed_at
     if bundle.labelled:
         payload["labelled"] = bundle.labelled
+    if bundle.contacts is not None:
+        payload["contacts"] = bundle.contacts
     return payload
 
 
@@ -530,4 +539,5 @@ def bundle_of(payload: Any) -> DealBundle | None:
         payload.get("prices") or {},
         payload.get("changed_at"),
         payload.get("labelled") or {},
+        payload.get("contacts"),
     )

@@ -118,11 +118,14 @@ class CrmCompany:
 
 @dataclass(frozen=True)
 class CrmContact:
-    """A contact the CRM names as a deal's billing contact (Salesforce: an OpportunityContactRole)."""
+    """A contact the CRM names as a deal's billing contact (Salesforce: an OpportunityContactRole;
+    HubSpot: a contact associated under the billing label, or the company's billing email)."""
 
     email: Any
     name: str | None = None
     field: str = "contacts"  # the vendor field the address came from, for errors
+    language: Any = None  # the contact's language, where the CRM has one (None: English)
+    language_field: str = "language"
 
 
 PartnerRole = Literal["referral", "reseller"]
@@ -346,9 +349,14 @@ def _contacts(contacts: tuple[CrmContact, ...] | None) -> list[BillingContact] |
         if address is None:
             continue
         try:
-            out.append(BillingContact(email=check_email(address), name=contact.name))
+            email = check_email(address)
         except ValueError as exc:
             raise MappingError(contact.field, str(exc)) from None
+        language = _text(contact.language, contact.language_field)
+        extra = {"language": language.replace("_", "-")} if language else {}
+        out.append(
+            build(BillingContact, names={"language": contact.language_field}, email=email, name=contact.name, **extra)
+        )
     return out
 
 

@@ -9,6 +9,10 @@ defaults build on HubSpot's standard properties: deals' ``dealstage``, ``amount`
 start/end dates, cycle, payment terms, timing, auto-charge and legal entity; product charge type,
 usage aggregation and canonical pricing JSON per currency). A deal without its own start date or
 billing cycle takes its first line item's recurring-billing start date and frequency.
+
+Billing contacts are the contacts associated with the deal under the billing association label
+(settings ``hubspot.billing_contact_label``), else those associated so with its company, else the
+company's ``billing_email`` property; a contact's ``hs_language`` sets the language of its messages.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from billbridge.mapping import fields
-from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmLine, CrmMapping, CrmPartner, CrmProduct, PartnerRole
+from billbridge.mapping.crm import (
+    CrmCompany,
+    CrmContact,
+    CrmDeal,
+    CrmLine,
+    CrmMapping,
+    CrmPartner,
+    CrmProduct,
+    PartnerRole,
+)
 from billbridge.mapping.fields import EPOCH, field_parser, read
 from billbridge.records import DealBundle
 
@@ -60,6 +73,17 @@ class HubSpotProperties(BaseModel):
     )
     company_name: str = "name"
     company_email: str | None = None
+    company_billing_email: str | None = Field(
+        default="billing_email",
+        description="custom company property: the address billing messages go to when no contact carries "
+        "the billing association label (None: no fallback)",
+    )
+    contact_email: str = "email"
+    contact_first_name: str = "firstname"
+    contact_last_name: str = "lastname"
+    contact_language: str | None = Field(
+        default="hs_language", description="contact property: the language messages are written in (empty: English)"
+    )
     company_entity: str = Field(default="legal_entity", description="custom: billing legal entity ref")
     product_name: str = "name"
     product_sku: str = "hs_sku"
@@ -180,6 +204,36 @@ def _line(line: Mapping[str, Any], names: HubSpotProperties) -> CrmLine:
     )
 
 
+def _billing_contacts(bundle: DealBundle, names: HubSpotProperties) -> tuple[CrmContact, ...] | None:
+    """The contacts the connector found under the billing association label (on the deal, else its
+    company), else the company's billing email property; None when the bundle says nothing of
+    contacts (a source that does not read them), () when HubSpot names none."""
+    if bundle.contacts is None:
+        return None
+    out = []
+    for contact in bundle.contacts:
+        props = _props(contact, "contact")
+        where = f"contact {_id(contact, 'contact')}"
+        first, last = props.get(names.contact_first_name), props.get(names.contact_last_name)
+        name = " ".join(str(p).strip() for p in (first, last) if isinstance(p, str) and p.strip()) or None
+        language = props.get(names.contact_language) if names.contact_language else None
+        out.append(
+            CrmContact(
+                email=props.get(names.contact_email),
+                name=name,
+                field=f"{where} {names.contact_email}",
+                language=language,
+                language_field=f"{where} {names.contact_language}",
+            )
+        )
+    if not any(c.email not in (None, "") for c in out) and bundle.company and names.company_billing_email:
+        fallback = _props(bundle.company, "company").get(names.company_billing_email)
+        if fallback not in (None, ""):
+            company = _id(bundle.company, "company")
+            out = [CrmContact(email=fallback, field=f"company {company} {names.company_billing_email}")]
+    return tuple(out)
+
+
 def bundle_to_crm(
     bundle: DealBundle, cache: dict[Any, Any] | None = None, names: HubSpotProperties = DEFAULT_PROPERTIES
 ) -> tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]:
@@ -217,6 +271,7 @@ def bundle_to_crm(
         modified_at=_modified(props.get(names.modified), names.modified),
         lines=tuple(_line(x, names) for x in bundle.lines),
         partners=_partners(bundle, names),
+        contacts=_billing_contacts(bundle, names),
         names={
             "name": names.deal_name,
             "amount": names.deal_amount,

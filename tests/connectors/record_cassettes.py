@@ -23,6 +23,7 @@ from tests.connectors.scenarios import (
     SALESFORCE_SCENARIOS,
     STRIPE_KEY,
     STRIPE_SCENARIOS,
+    hubspot_contacts,
     hubspot_source,
     hubspot_world,
     quickbooks_connector,
@@ -60,6 +61,7 @@ def record_hubspot() -> list[Path]:
             HubSpotSandbox(hubspot_world()) as sandbox,
             cassette_vcr("all").use_cassette(cassette_path("hubspot", name)),
         ):
+            hubspot_contacts(sandbox.data, sandbox.world)
             scenario(hubspot_source(sandbox.url, sandbox.credentials.access_token))
         written.append(path)
     return written

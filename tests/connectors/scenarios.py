@@ -19,6 +19,7 @@ from billbridge.connectors.salesforce import SalesforceClient, SalesforceSetting
 from billbridge.mapping.salesforce import DEFAULT_FIELDS
 from billbridge.records import DealBundle, RecordPage
 from billbridge.sandbox.demo_world import DemoWorld, generate
+from billbridge.sandbox.hubspot.records import HubSpotData
 from billbridge.settings import HubSpotSettings
 from billbridge.vendors.quickbooks import QuickBooks
 from billbridge.vendors.stripe import Stripe
@@ -87,6 +88,19 @@ def hubspot_source(url: str, token: str = HUBSPOT_TOKEN) -> HubSpotSource:
 def hubspot_full_pull(source: HubSpotSource) -> list[RecordPage[DealBundle]]:
     """Every deal from the start: search pages, then associations and batch reads, then the archived list."""
     return list(source.pull(None))
+
+
+def hubspot_contacts(data: HubSpotData, world: DemoWorld) -> None:
+    """Billing contacts the recording portal holds: one on the first deal under the billing label,
+    one unlabelled there, one labelled on the second deal's company (the same every time)."""
+    first, second = world.live_deals[:2]
+    stamp = int(world.now.timestamp() * 1000)
+    ap = data.add_contact({"email": "ap@first.example", "firstname": "Ada", "hs_language": "de"}, stamp)
+    other = data.add_contact({"email": "sales@first.example"}, stamp)
+    controller = data.add_contact({"email": "controller@second.example"}, stamp)
+    data.link_contact("deals", data.ids[first.key], ap, "Billing contact")
+    data.link_contact("deals", data.ids[first.key], other)
+    data.link_contact("companies", data.ids[second.company_key], controller, "Billing contact")
 
 
 HUBSPOT_SCENARIOS = {"full_pull": hubspot_full_pull}

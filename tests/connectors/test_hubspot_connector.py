@@ -75,7 +75,8 @@ def minimum_calls(
 ) -> int:
     """Search pages of ``page`` for ``fetched`` results, then per group of up to ``group`` new deals
     (one association read takes 1,000 ids) two association reads and batch reads of 100 for lines
-    and for companies and products not read before; one archived list."""
+    and for companies and products not read before, one read of the deals' contacts and one of the
+    new companies' contacts; one archived list."""
     ids = sandbox.data.ids
     deals = sorted((world.deals[k] for k in deal_keys), key=lambda d: (d.modified_at, int(ids[d.key])))
     calls = max(1, math.ceil(fetched / page))
@@ -87,6 +88,8 @@ def minimum_calls(
         new_products = {x.sku for d in chunk for x in d.lines if x.sku in world.products} - products
         lines = sum(len(d.lines) for d in chunk)
         calls += 2 + math.ceil(lines / 100) + math.ceil(len(new_companies) / 100) + math.ceil(len(new_products) / 100)
+        # billing contacts (none in the world): the deals' labelled contacts, then those of the new companies
+        calls += 1 + math.ceil(len(new_companies) / 1000)
         companies |= new_companies
         products |= new_products
     archived = sum(1 for d in world.deals.values() if d.deleted)

@@ -22,3 +22,8 @@ def test_a_full_pull_replays_from_the_cassette_with_every_live_deal_once() -> No
     assert Counter(len(b.lines) for b in bundles) == Counter(len(d.lines) for d in world.live_deals)
     assert all(b.company is not None for b in bundles)
     assert pages[-1].cursor is not None and sum(p.api_calls for p in pages) == len(cassette.requests)
+    # the recorded portal's billing contacts (scenarios.hubspot_contacts): only those under the label
+    named = Counter(tuple(c["properties"]["email"] for c in b.contacts or []) for b in bundles)
+    assert named[("ap@first.example",)] == 1  # the first deal's own; its unlabelled contact is left out
+    assert named[("controller@second.example",)] >= 1  # every deal of the second deal's company
+    assert set(named) == {(), ("ap@first.example",), ("controller@second.example",)}

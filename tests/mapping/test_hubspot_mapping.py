@@ -192,3 +192,48 @@ def test_a_products_revenue_recognition_is_a_product_property() -> None:
     with pytest.raises(MappingError) as err:
         map_deal(deal, company, products, DEFAULT_MAPPING)
     assert err.value.field == "revenue_recognition" and "unknown recognition" in str(err.value)
+
+
+def _with_contacts(contacts: list[dict[str, Any]] | None, billing_email: str | None = None) -> DealBundle:
+    raw = copy.deepcopy(FIXTURE)
+    if billing_email is not None:
+        raw["company"]["properties"]["billing_email"] = billing_email
+    return DealBundle(raw["deal"], raw["lines"], raw["company"], raw["products"], contacts=contacts)
+
+
+def _contacts_of(found: DealBundle, names: HubSpotProperties | None = None) -> list[tuple[str, str | None, str]] | None:
+    deal, company, products = bundle_to_crm(found, names=names or HubSpotProperties())
+    contacts = map_deal(deal, company, products, DEFAULT_MAPPING).customer.contacts
+    return None if contacts is None else [(c.email, c.name, c.language) for c in contacts]
+
+
+def test_billing_contacts_their_language_and_the_company_billing_email_fallback() -> None:
+    ap = {"id": "101", "properties": {"email": "ap@x.example", "firstname": "Ada", "lastname": "", "hs_language": "de"}}
+    cfo = {"id": "102", "properties": {"email": "cfo@x.example", "hs_language": None, "lastname": "Ledger"}}
+    assert _contacts_of(_with_contacts([ap, cfo], "billing@x.example")) == [
+        ("ap@x.example", "Ada", "de"),
+        ("cfo@x.example", "Ledger", "en"),
+    ]
+    assert _contacts_of(_with_contacts([], "billing@x.example")) == [("billing@x.example", None, "en")]
+    no_email = {"id": "103", "properties": {"email": None}}
+    assert _contacts_of(_with_contacts([no_email], "billing@x.example")) == [("billing@x.example", None, "en")]
+    assert _contacts_of(_with_contacts([], "billing@x.example"), HubSpotProperties(company_billing_email=None)) is None
+    assert _contacts_of(_with_contacts([])) is None  # HubSpot names none: the stored ones stay, else it waits
+    assert _contacts_of(_with_contacts(None, "billing@x.example")) is None  # contacts not read: nothing said
+
+
+@pytest.mark.parametrize(
+    ("contacts", "billing_email", "field", "message"),
+    [
+        ([{"id": "7", "properties": {"email": "ap at x"}}], None, "contact 7 email", "malformed e-mail address"),
+        ([{"id": "8", "properties": {"email": "a@x.example", "hs_language": "?"}}], None, "contact 8 hs_language", ""),
+        ([], "ar@@x", "company 9001 billing_email", "malformed e-mail address 'ar@@x'"),
+    ],
+)
+def test_a_malformed_contact_is_refused_naming_record_and_field(
+    contacts: list[dict[str, Any]], billing_email: str | None, field: str, message: str
+) -> None:
+    with pytest.raises(MappingError) as refused:
+        _contacts_of(_with_contacts(contacts, billing_email))
+    assert refused.value.field == field
+    assert message in str(refused.value)

@@ -71,6 +71,7 @@ class HubSpotClient(VendorClient):
             "companies": crm.companies.batch_api,
             "products": crm.products.batch_api,
             "deals": crm.deals.batch_api,
+            "contacts": crm.contacts.batch_api,
         }
         self._basic = {"deals": crm.deals.basic_api}
         self._associations = crm.associations.v4.batch_api

@@ -2,6 +2,9 @@
 
 Per search page (up to 200 deals): one associations v4 read for line items and one for companies,
 line items in batches of 100, and the companies and products not yet read in this run (cached).
+Billing contacts: one v4 read of the deals' contacts (with their association labels), one of the
+contacts of the companies not yet asked whose deal has none under the label, and the contacts in
+batches of 100.
 Archived deals come last, from the v3 list with ``archived=true``, as deletions.
 
 The cursor (JSON) holds the highest hs_lastmodifieddate and archivedAt seen, and the id ->
@@ -109,6 +112,8 @@ class HubSpotSource:
         state = HubSpotCursor.decode(cursor)
         products: dict[str, Json] = {}
         companies: dict[str, Json] = {}
+        self._company_contacts: dict[str, list[str]] = {}  # company id -> its labelled contacts (this run)
+        self._contacts: dict[str, Json] = {}  # contact id -> contact (this run)
         calls = self.client.calls
         for deals in self._groups(self._search(state.deals.start())):
             fresh = []
@@ -198,6 +203,7 @@ class HubSpotSource:
         if new_products:
             read = client.batch_read("products", new_products, settings.product_properties)
             products.update({str(p["id"]): p for p in read})
+        contacts = self._billing_contacts(ids, company_ids)
         bundles = []
         for deal in deals:
             deal_lines = [lines[i] for i in line_ids[str(deal["id"])] if i in lines]
@@ -210,9 +216,36 @@ class HubSpotSource:
                     company=companies.get(company[0]) if company else None,
                     products={p: products[p] for p in sorted(used) if p in products},
                     labelled=_by_label(company_links[str(deal["id"])]),
+                    contacts=contacts.get(str(deal["id"])),
                 )
             )
         return bundles
+
+    def _labelled(self, from_type: str, ids: list[str], label: str) -> dict[str, list[str]]:
+        """The contacts associated with each record under ``label`` (one v4 read per 1,000 records)."""
+        links = self.client.labelled_associations(from_type, "contacts", ids)
+        return {i: [to for to, labels in found if label in labels] for i, found in links.items()}
+
+    def _billing_contacts(self, ids: list[str], company_ids: dict[str, list[str]]) -> dict[str, list[Json]]:
+        """Each deal's billing contacts: those associated with the deal under the configured label,
+        else those associated so with its company (each company asked once per run), read in
+        batches of 100. No label configured (None or empty): none are read and the bundles say nothing of contacts."""
+        label = self.settings.billing_contact_label
+        if not label:
+            return {}
+        on_deal = self._labelled("deals", ids, label)
+        bare = sorted({c for i in ids if not on_deal[i] for c in company_ids[i][:1]} - self._company_contacts.keys())
+        if bare:
+            self._company_contacts.update(self._labelled("companies", bare, label))
+        chosen = {
+            i: on_deal[i] or [c for company in company_ids[i][:1] for c in self._company_contacts.get(company, [])]
+            for i in ids
+        }
+        wanted = sorted({c for found in chosen.values() for c in found} - self._contacts.keys())
+        if wanted:
+            read = self.client.batch_read("contacts", wanted, self.settings.contact_properties)
+            self._contacts.update({str(c["id"]): c for c in read})
+        return {i: [self._contacts[c] for c in found if c in self._contacts] for i, found in chosen.items()}
 
     def _archived(self, state: HubSpotCursor) -> list[str]:
         """Deals archived since the cursor (all archived ones on a first pull)."""

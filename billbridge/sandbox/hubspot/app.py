@@ -483,6 +483,7 @@ def create_app(
         started = iso_ms(int(time.time() * 1000))
         type_id = ASSOCIATION_TYPES.get((from_name, to_name)) or ASSOCIATION_TYPES.get((to_name, from_name), 0)
         spec = {"category": "HUBSPOT_DEFINED", "typeId": type_id}  # unlabelled: no "label" key
+
         with data.lock:
             links = data.associations.get((from_name, to_name), {})
             live_from = data.tables[from_name].live if from_name in data.tables else {}

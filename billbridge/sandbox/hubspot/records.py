@@ -19,15 +19,26 @@ from typing import Any
 
 from billbridge.sandbox.demo_world import DemoCompany, DemoDeal, DemoLine, DemoProduct, DemoWorld
 
-OBJECT_TYPES = {"0-3": "deals", "0-8": "line_items", "0-2": "companies", "0-7": "products"}
+OBJECT_TYPES = {"0-3": "deals", "0-8": "line_items", "0-2": "companies", "0-7": "products", "0-1": "contacts"}
 """HubSpot's object type ids (the published specs name paths by them) -> the names the SDK uses."""
 
 STAGES = {"won": "closedwon", "lost": "closedlost", "open": "appointmentscheduled"}
-# Association type ids HubSpot defines (associations v4): deal -> line item, deal -> primary company.
-ASSOCIATION_TYPES = {("deals", "line_items"): 19, ("deals", "companies"): 5}
+# Association type ids HubSpot defines (associations v4): deal -> line item, deal -> primary company,
+# deal -> contact, company -> contact (the unlabelled defaults).
+ASSOCIATION_TYPES = {("deals", "line_items"): 19, ("deals", "companies"): 5, ("deals", "contacts"): 3}
+ASSOCIATION_TYPES[("companies", "contacts")] = 280
+ASSOCIATION_TYPES[("contacts", "deals")] = 4
+ASSOCIATION_TYPES[("contacts", "companies")] = 279
 # The unlabelled (non-primary) deal <-> company types a labelled link also carries.
 UNLABELLED_TYPES = {("deals", "companies"): 341, ("companies", "deals"): 342}
-_ID_BASE = {"companies": 3_000_000_000, "deals": 5_000_000_000, "products": 7_000_000_000, "line_items": 9_000_000_000}
+USER_LABEL_TYPE_BASE = 100  # user-defined association labels get type ids of their own (USER_DEFINED)
+_ID_BASE = {
+    "contacts": 1_000_000_000,
+    "companies": 3_000_000_000,
+    "deals": 5_000_000_000,
+    "products": 7_000_000_000,
+    "line_items": 9_000_000_000,
+}
 
 
 def iso_ms(ms: int) -> str:
@@ -138,6 +149,7 @@ class HubSpotData:
     # (from type, to type, from id, to id) -> a labelled link's association types
     labels: dict[tuple[str, str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    label_types: dict[str, int] = field(default_factory=dict)  # label -> its USER_DEFINED type id
 
     def associate(self, from_type: str, to_type: str, from_id: str, to_ids: list[str]) -> None:
         self.associations.setdefault((from_type, to_type), {})[from_id] = list(to_ids)
@@ -152,9 +164,34 @@ class HubSpotData:
             linked = self.associations.setdefault((a, b), {}).setdefault(x, [])
             if y not in linked:
                 linked.append(y)
-            default = {"category": "HUBSPOT_DEFINED", "typeId": UNLABELLED_TYPES.get((a, b), 0)}
+            default = {
+                "category": "HUBSPOT_DEFINED",
+                "typeId": UNLABELLED_TYPES.get((a, b)) or ASSOCIATION_TYPES.get((a, b), 0),
+            }
             kinds = self.labels.setdefault((a, b, x, y), [default])
             kinds.append({"category": "USER_DEFINED", "typeId": type_id, "label": label})
+
+    def add_contact(self, properties: dict[str, str], modified_ms: int) -> str:
+        """A new contact (``email``, ``firstname``, ``lastname``, ``hs_language``, ...); returns its id."""
+        table = self.tables["contacts"]
+        contact_id = _id("contacts", len(table.live) + 1)
+        _upsert(table, contact_id, _clean(dict(properties)), modified_ms)
+        return contact_id
+
+    def link_contact(self, from_type: str, from_id: str, contact_id: str, label: str | None = None) -> None:
+        """Associate a contact with a deal or company (both directions, added to the links already
+        there, as HubSpot keeps many contacts per record), optionally under a user-defined label."""
+        if label is not None:
+            type_id = self.label_types.setdefault(label, USER_LABEL_TYPE_BASE + len(self.label_types))
+            self.label(from_type, "contacts", from_id, contact_id, label, type_id)
+            return
+        for a, a_id, b, b_id in (
+            (from_type, from_id, "contacts", contact_id),
+            ("contacts", contact_id, from_type, from_id),
+        ):
+            links = self.associations.setdefault((a, b), {}).setdefault(a_id, [])
+            if b_id not in links:
+                links.append(b_id)
 
 
 def _id(kind: str, number: int) -> str:
