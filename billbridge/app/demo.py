@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -55,9 +56,19 @@ class PrefectDidNotStart(UserError):
 
 
 def prefect_environment() -> None:
-    """Prefect's settings for the demo, where the person has not set their own (before Prefect is imported)."""
-    for key, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    """Prefect's settings for the demo, where the person has not set their own.
+
+    The command's modules import Prefect before the demo starts, and Prefect reads its settings and
+    configures logging on import: so these defaults are read again (Prefect's own hook for changed
+    environment variables), or the quiet logs and the longer start-up time would not apply."""
+    missing = {key: value for key, value in PREFECT_DEFAULTS.items() if key not in os.environ}
+    os.environ.update(missing)
+    if missing and "prefect" in sys.modules:
+        from prefect.context import refresh_global_settings_context
+        from prefect.logging.configuration import setup_logging
+
+        refresh_global_settings_context()
+        setup_logging()
 
 
 @dataclass
