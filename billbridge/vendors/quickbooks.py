@@ -20,7 +20,7 @@ from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.billing.partner_fees import PartnerBill
 from billbridge.connectors.base import PushResult, PushStatus
 from billbridge.connectors.errors import RetryPolicy
-from billbridge.connectors.pacing import Pacer
+from billbridge.connectors.pacing import SHARED, Pacer, Pacers
 from billbridge.connectors.quickbooks.client import QuickBooksConfig
 from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_PAGE
 from billbridge.connectors.quickbooks.tokens import TokenStore
@@ -138,9 +138,17 @@ class QuickBooks(QuickBooksConnector):
         batch_pacer: Pacer | None = None,
         sleep: Callable[[float], None] | None = None,
         repoint_items: bool = False,
+        pacers: Pacers = SHARED,
     ) -> None:
         super().__init__(
-            config, tokens, worker=worker, policy=policy, pacer=pacer, batch_pacer=batch_pacer, sleep=sleep
+            config,
+            tokens,
+            worker=worker,
+            policy=policy,
+            pacer=pacer,
+            batch_pacer=batch_pacer,
+            sleep=sleep,
+            pacers=pacers,
         )
         # Revenue recognition on: items found with another income account are moved to ours (deferred revenue).
         self.repoint_items = repoint_items

@@ -74,6 +74,7 @@ class RefreshToken:
     token: str
     issued_at: float
     granted_at: float  # when the company was connected: the chain's hard expiry counts from it
+    client_id: str = ""  # the app it was issued to: only that app can spend it
     superseded_at: float | None = None  # when a refresh with it returned a newer one
     spent: int = 0  # how many refreshes it paid for (more than one: two workers raced)
 
@@ -140,11 +141,14 @@ class QboCompany:
         self.deleted: dict[str, list[dict[str, Any]]] = {name: [] for name in ENTITIES}
         self._next_id = 1
         self._last_stamp = 0.0
+        # the apps connected to this company (client id -> secret); Intuit throttles each app apart
+        self.apps: dict[str, str] = {self.client_id: self.client_secret}
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.access_tokens: dict[str, float] = {}  # token -> expiry
+        self.access_apps: dict[str, str] = {}  # access token -> the app (client id) it was issued to
         self.replies: dict[str, tuple[int, Any]] = {}  # requestid -> the first answer
         self.sent_emails: list[dict[str, str]] = []  # what QuickBooks "mailed" (POST /invoice/{id}/send)
-        self.initial_refresh_token = self._issue_refresh()
+        self.initial_refresh_token = self._issue_refresh(client_id=self.client_id)
         self.create("Account", {"Name": "Services", "AccountType": "Income", "AccountSubType": "ServiceFeeIncome"})
 
     # -- time ------------------------------------------------------------------------------------
@@ -160,21 +164,34 @@ class QboCompany:
 
     # -- OAuth ------------------------------------------------------------------------------------
 
-    def _issue_refresh(self, granted_at: float | None = None) -> str:
+    def _issue_refresh(self, granted_at: float | None = None, *, client_id: str) -> str:
         token = "RT1-" + secrets.token_urlsafe(24)
         now = self.clock()
-        self.refresh_tokens[token] = RefreshToken(token, now, granted_at if granted_at is not None else now)
+        self.refresh_tokens[token] = RefreshToken(
+            token, now, granted_at if granted_at is not None else now, client_id=client_id
+        )
         return token
 
-    def check_client(self, client_id: str, client_secret: str) -> bool:
-        return hmac.compare_digest(client_id, self.client_id) and hmac.compare_digest(client_secret, self.client_secret)
+    def connect_app(self) -> tuple[str, str, str]:
+        """Another app connected to this company (a second integration): its client id, secret and first
+        refresh token. Intuit's 10 requests a second are per realm and app, so each app has its own."""
+        with self.lock:
+            client_id, secret = "AB" + secrets.token_hex(12), secrets.token_hex(20)
+            self.apps[client_id] = secret
+            return client_id, secret, self._issue_refresh(client_id=client_id)
 
-    def refresh(self, refresh_token: str) -> dict[str, Any] | None:
-        """Spend a refresh token: a new access token and a new (rotated) refresh token, or None (invalid_grant)."""
+    def check_client(self, client_id: str, client_secret: str) -> bool:
+        secret = self.apps.get(client_id)
+        return secret is not None and hmac.compare_digest(client_secret, secret)
+
+    def refresh(self, refresh_token: str, client_id: str | None = None) -> dict[str, Any] | None:
+        """Spend a refresh token (of app ``client_id``, by default the first): a new access token and a
+        new (rotated) refresh token, or None (invalid_grant)."""
+        client_id = client_id or self.client_id
         with self.lock:
             record = self.refresh_tokens.get(refresh_token)
             now = self.clock()
-            if record is None or now - record.issued_at > REFRESH_TOKEN_SECONDS:
+            if record is None or record.client_id != client_id or now - record.issued_at > REFRESH_TOKEN_SECONDS:
                 return None
             hard_left = record.granted_at + self.tokens.hard_seconds - now
             if hard_left <= 0:  # past the hard expiry: someone must connect the company again
@@ -186,11 +203,12 @@ class QboCompany:
                 record.superseded_at = now
             access = "AT-" + secrets.token_urlsafe(32)
             self.access_tokens[access] = now + self.tokens.access_seconds
+            self.access_apps[access] = client_id
             return {
                 "token_type": "bearer",
                 "access_token": access,
                 "expires_in": int(self.tokens.access_seconds),
-                "refresh_token": self._issue_refresh(record.granted_at),
+                "refresh_token": self._issue_refresh(record.granted_at, client_id=client_id),
                 "x_refresh_token_expires_in": int(min(REFRESH_TOKEN_SECONDS, hard_left)),
                 "x_refresh_token_hard_expires_in": int(hard_left),
             }
@@ -199,6 +217,11 @@ class QboCompany:
         with self.lock:
             expiry = self.access_tokens.get(token)
             return expiry is not None and self.clock() < expiry
+
+    def app_of(self, token: str) -> str:
+        """The app (client id) an access token was issued to."""
+        with self.lock:
+            return self.access_apps.get(token, self.client_id)
 
     def expire_access_tokens(self) -> None:
         """Let every issued access token run out now (an expired token mid-run)."""
