@@ -21,10 +21,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import requests
-
 from billbridge.sandbox.quickbooks.errors import QboFault, not_found, validation
 from billbridge.sandbox.quickbooks.query import parse_query, run_query
+from billbridge.sandbox.webhooks import Attempt, Redelivery, WebhookQueue
 
 ENTITIES = (
     "Account",
@@ -50,6 +49,7 @@ REFRESH_TOKEN_SECONDS = 8726400  # x_refresh_token_expires_in Intuit reports (10
 # Since 2025 an authorisation ends at a hard expiry whatever the refreshes (five years from the
 # connection); the token answer reports the seconds left in x_refresh_token_hard_expires_in
 REFRESH_TOKEN_HARD_SECONDS = 5 * 365 * 86400
+INTUIT_WEBHOOK_TIMEOUT_SECONDS = 3.0  # Intuit: an endpoint must answer a notification with 200 within 3 seconds
 
 
 def dumps(body: Any) -> bytes:
@@ -88,11 +88,40 @@ class TokenPolicy:
 
 @dataclass
 class Webhook:
+    """Where the company's change notifications go. Intuit sends them from a queue, one realm at a time
+    and in order, retrying one its endpoint did not answer 200 within 3 seconds (10 s, 20 s, 30 s, 5 min,
+    ...); the sandbox does the same with ``redelivery``'s short delays."""
+
     url: str | None = None
     verifier_token: str = field(default_factory=lambda: secrets.token_hex(16))
     # Intuit moved every app to CloudEvents in 2026; "legacy" sends the eventNotifications format.
     format: str = "cloudevents"
-    delivered: list[tuple[int | None, bytes]] = field(default_factory=list)  # (status or None, payload)
+    delivered: list[tuple[int | None, bytes]] = field(default_factory=list)  # (final status or None, payload)
+    redelivery: Redelivery = field(default_factory=lambda: Redelivery(timeout=INTUIT_WEBHOOK_TIMEOUT_SECONDS))
+    _queue: WebhookQueue | None = None
+    _sent: int = 0
+
+    def send(self, payload: bytes) -> None:
+        """Queue a signed notification to ``url`` (a changed ``url`` gets a queue of its own)."""
+        if self.url is None:
+            return
+        if self._queue is None or self._queue.url != self.url:
+            self._queue = WebhookQueue(self.url, self.redelivery, name="quickbooks-webhooks", on_done=self._done)
+        headers = {"intuit-signature": sign_webhook(payload, self.verifier_token), "Content-Type": "application/json"}
+        self._sent += 1
+        self._queue.send(str(self._sent), lambda: (payload, headers))
+
+    def _done(self, key: str, status: int | None, payload: bytes) -> None:
+        self.delivered.append((status, payload))
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        return self._queue.attempts if self._queue is not None else []
+
+    def flush(self) -> None:
+        """Wait until every queued notification has been delivered or has used up its attempts."""
+        if self._queue is not None:
+            self._queue.flush()
 
 
 _PAST_TENSE = {"Create": "created", "Update": "updated", "Delete": "deleted", "Merge": "merged", "Void": "voided"}
@@ -463,19 +492,10 @@ class QboCompany:
         ).encode()
 
     def notify(self, changes: list[tuple[str, str, str, str]]) -> None:
-        """POST a signed webhook notification to the configured URL (best effort, as Intuit retries later)."""
-        if self.webhook.url is None:
-            return
-        payload = self.webhook_payload(changes)
-        headers = {
-            "intuit-signature": sign_webhook(payload, self.webhook.verifier_token),
-            "Content-Type": "application/json",
-        }
-        try:
-            status: int | None = requests.post(self.webhook.url, data=payload, headers=headers, timeout=5).status_code
-        except requests.RequestException:
-            status = None
-        self.webhook.delivered.append((status, payload))
+        """Send a signed webhook notification to the configured URL, from the webhook's queue (retried
+        while the endpoint does not take it); ``webhook.flush()`` waits for it."""
+        if self.webhook.url is not None:
+            self.webhook.send(self.webhook_payload(changes))
 
 
 # -- per-entity validation, as QuickBooks checks references and amounts ------------------------------------
