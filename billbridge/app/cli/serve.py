@@ -86,6 +86,10 @@ def status(as_json: JsonOpt = False) -> None:
             f"{', '.join(f'{k} {v}' for k, v in sorted(data['partners']['statements'].items())) or '0'}",
         ),
         (
+            "known to a vendor under another name (a name clash)",
+            ", ".join(f"{k} {v}" for k, v in sorted(data["renamed_in_vendors"].items())) or "0",
+        ),
+        (
             "quarantined (billbridge quarantine list)",
             ", ".join(f"{k} {v}" for k, v in data["quarantined"].items()) or "0",
         ),
