@@ -295,7 +295,7 @@ class QboCompany:
         with self.lock:
             if "Id" in body:
                 raise validation("Id must not be sent on create", "2010", "Request has invalid or unsupported property")
-            record = _VALIDATORS.get(entity, _plain)(self, dict(body))
+            record = validate(self, entity, dict(body))
             record["Id"] = str(self._next_id)
             self._next_id += 1
             record["SyncToken"] = "0"
@@ -323,7 +323,7 @@ class QboCompany:
             merged["Id"] = current["Id"]
             self._apply(entity, current, -1)
             try:
-                record = _VALIDATORS.get(entity, _plain)(self, merged)
+                record = validate(self, entity, merged)
             except QboFault:
                 self._apply(entity, current, +1)
                 raise
@@ -499,6 +499,224 @@ class QboCompany:
 
 
 # -- per-entity validation, as QuickBooks checks references and amounts ------------------------------------
+#
+# One path for every entity, driven by ``RULES``: what an entity requires, which name is unique, the
+# party it belongs to (and whether its currency must be the party's), how its DocNumber is checked, what
+# its lines are, how its totals follow, and the defaults QuickBooks fills in. ``validate`` runs the
+# steps in that order, so every entity refuses a bad request the same way.
+
+BUSINESS = "A business validation error has occurred while processing your request"
+INVALID = "Request has invalid or unsupported property"
+
+
+@dataclass(frozen=True)
+class LineRule:
+    """An entity's lines: ``details`` maps each DetailType to the reference its detail must name.
+    ``typed``: the DetailType must be one of them (else ``wrong_kind``); untyped lines (sales
+    documents) read the one detail they have. ``posting``: Debit/Credit sides (a journal entry)."""
+
+    details: dict[str, tuple[str, str]]
+    typed: bool = True
+    wrong_kind: str = ""
+    non_negative: bool = False
+    first_id: int | None = None  # line Ids QuickBooks gives from this number (None: none)
+    posting: bool = False
+    qty_price: bool = False  # Amount must be Qty * UnitPrice when both are given (6070)
+
+
+@dataclass(frozen=True)
+class LinkRule:
+    """Lines that apply money to transactions: each links a ``txn_type`` (``entity``) of the same party."""
+
+    txn_type: str
+    entity: str
+    wrong_type: str
+    applied_at_most_total: bool = False  # the money applied may not exceed TotalAmt; the rest is UnappliedAmt
+
+
+Default = Callable[["QboCompany", dict[str, Any], dict[str, Any] | None], Any]
+Check = Callable[["QboCompany", dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class EntityRule:
+    """How QuickBooks takes one entity (see ``validate``)."""
+
+    required: tuple[str, ...] = ()
+    unique: str | None = None  # a name unique among the entity's records (DisplayName: across the parties)
+    checks: tuple[Check, ...] = ()  # the entity's own rules, before anything else
+    party: tuple[str, str] | None = None  # (reference key, entity): whose document it is
+    currency: str | None = None  # "match": the party's currency or refused; "default": the party's if unsaid
+    doc_number: str | None = None  # "unique", "per_party" (a vendor's bill numbers), "free" (length only)
+    refs: tuple[tuple[str, str], ...] = ()  # further references that must exist (key, entity)
+    lines: LineRule | None = None
+    links: LinkRule | None = None
+    defaults: tuple[tuple[str, Default], ...] = ()  # filled in order where the body has none
+
+
+def _home_currency(company: QboCompany, body: dict[str, Any], party: dict[str, Any] | None) -> Any:
+    return {"value": company.home_currency}
+
+
+def _party_currency(company: QboCompany, body: dict[str, Any], party: dict[str, Any] | None) -> Any:
+    return party["CurrencyRef"] if party is not None else {"value": company.home_currency}
+
+
+def _today(company: QboCompany, body: dict[str, Any], party: dict[str, Any] | None) -> Any:
+    return company.now().date().isoformat()
+
+
+def _const(value: Any) -> Default:
+    return lambda company, body, party: value
+
+
+def _no_colon(company: QboCompany, body: dict[str, Any]) -> None:
+    if ":" in str(body.get("DisplayName", "")):  # Intuit's XSD: "The customer name must not contain a colon"
+        raise validation("Business Validation Error: The customer name must not contain a colon (:).", "6000", BUSINESS)
+
+
+def _income_account(company: QboCompany, body: dict[str, Any]) -> None:
+    """A service or non-inventory item names an existing income account."""
+    if body.get("Type", "Service") in ("Service", "NonInventory"):
+        _ref(company, body, "IncomeAccountRef", "Account")
+
+
+_PAY_TYPES = {"Check": ("CheckPayment", "BankAccountRef"), "CreditCard": ("CreditCardPayment", "CCAccountRef")}
+
+
+def _pay_type(company: QboCompany, body: dict[str, Any]) -> None:
+    """A bill payment's PayType: Check with a CheckPayment's BankAccountRef, or CreditCard with a
+    CreditCardPayment's CCAccountRef."""
+    if body.get("PayType") not in _PAY_TYPES:
+        raise validation("Required parameter PayType is missing in the request (Check or CreditCard)")
+    holder, account = _PAY_TYPES[body["PayType"]]
+    _ref(company, body.get(holder) or {}, account, "Account")
+
+
+_PARTY_DEFAULTS: tuple[tuple[str, Default], ...] = (
+    ("CurrencyRef", _home_currency),
+    ("Balance", _const(Decimal(0))),
+    ("Active", _const(True)),
+)
+
+RULES: dict[str, EntityRule] = {
+    # DisplayName is unique across customers, vendors and employees (DESIGN.md; the XSD states the
+    # colon rule for customers only); employees hold only what the name rule needs.
+    "Customer": EntityRule(unique="DisplayName", checks=(_no_colon,), defaults=_PARTY_DEFAULTS),
+    "Vendor": EntityRule(unique="DisplayName", defaults=_PARTY_DEFAULTS),
+    "Employee": EntityRule(unique="DisplayName", defaults=(("Active", _const(True)),)),
+    "Item": EntityRule(
+        unique="Name", checks=(_income_account,), defaults=(("Type", _const("Service")), ("Active", _const(True)))
+    ),
+    "Invoice": EntityRule(
+        required=("Line",),
+        party=("CustomerRef", "Customer"),
+        currency="match",
+        doc_number="unique",
+        lines=LineRule({"SalesItemLineDetail": ("ItemRef", "Item")}, typed=False, qty_price=True),
+        defaults=(("TxnDate", _today),),
+    ),
+    "CreditMemo": EntityRule(
+        required=("Line",),
+        party=("CustomerRef", "Customer"),
+        currency="match",
+        doc_number="unique",
+        lines=LineRule({"SalesItemLineDetail": ("ItemRef", "Item")}, typed=False, qty_price=True),
+        defaults=(("TxnDate", _today),),
+    ),
+    # A Bill's DocNumber is the vendor's reference: with duplicate checking on, not twice for one vendor.
+    "Bill": EntityRule(
+        required=("Line",),
+        party=("VendorRef", "Vendor"),
+        currency="match",
+        doc_number="per_party",
+        lines=LineRule(
+            {
+                "AccountBasedExpenseLineDetail": ("AccountRef", "Account"),
+                "ItemBasedExpenseLineDetail": ("ItemRef", "Item"),
+            },
+            wrong_kind="DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail",
+            non_negative=True,
+            first_id=1,
+        ),
+        defaults=(("TxnDate", _today),),
+    ),
+    # Every line a JournalEntryLineDetail with a PostingType; the debits equal the credits. A repeated
+    # journal number is only a warning in QuickBooks' own screens.
+    "JournalEntry": EntityRule(
+        required=("Line",),
+        doc_number="free",
+        lines=LineRule(
+            {"JournalEntryLineDetail": ("AccountRef", "Account")},
+            wrong_kind="DetailType must be JournalEntryLineDetail, with its JournalEntryLineDetail",
+            non_negative=True,
+            first_id=0,
+            posting=True,
+        ),
+        defaults=(
+            ("CurrencyRef", _home_currency),
+            ("Adjustment", _const(False)),
+            ("TxnDate", _today),
+        ),
+    ),
+    "Payment": EntityRule(
+        party=("CustomerRef", "Customer"),
+        currency="default",
+        links=LinkRule(
+            "Invoice", "Invoice", "only invoices can be linked to a payment in this sandbox", applied_at_most_total=True
+        ),
+        defaults=(("TxnDate", _today),),
+    ),
+    "BillPayment": EntityRule(
+        party=("VendorRef", "Vendor"),
+        checks=(_pay_type,),
+        currency="default",
+        links=LinkRule("Bill", "Bill", "a bill payment links bills"),
+        defaults=(("TxnDate", _today),),
+    ),
+}
+
+
+def validate(company: QboCompany, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as QuickBooks stores it, or the fault it answers: the entity's ``RULES`` in order: its
+    party, its own checks, required fields, the unique name, the party's currency, the DocNumber,
+    the lines and their totals (or the money a payment applies), then the defaults."""
+    rule = RULES.get(entity)
+    if rule is None:
+        return body
+    party = _ref(company, body, *rule.party) if rule.party else None
+    for check in rule.checks:
+        check(company, body)
+    for key in rule.required:
+        if not isinstance(body.get(key), list) or not body[key]:
+            raise validation(f"Required parameter {key} is missing in the request")
+    if rule.unique:
+        _unique(company, entity, rule.unique, body)
+    if rule.currency == "match" and party is not None and rule.party is not None:
+        _same_currency(company, body, party, rule.party[1])
+    if rule.doc_number:
+        _doc_number(company, entity, body, rule, party)
+    if rule.lines:
+        _lines(company, body, rule.lines)
+    if rule.links and party is not None and rule.party is not None:
+        _links(company, body, rule.links, party, rule.party)
+    if rule.currency == "default":
+        body.setdefault("CurrencyRef", _party_currency(company, body, party))
+    for key, default in rule.defaults:
+        if key not in body:
+            body[key] = default(company, body, party)
+    return body
+
+
+def _same_currency(company: QboCompany, body: dict[str, Any], party: dict[str, Any], kind: str) -> None:
+    """A document is in its party's currency (what it says, else the home currency for a customer's,
+    the vendor's for a bill's)."""
+    theirs = party["CurrencyRef"]["value"]
+    unsaid = company.home_currency if kind == "Customer" else theirs
+    currency = (body.get("CurrencyRef") or {}).get("value", unsaid)
+    if currency != theirs:
+        raise validation(f"Currency {currency} does not match the {kind.lower()}'s currency {theirs}", "6000", BUSINESS)
+    body["CurrencyRef"] = {"value": currency}
 
 
 def _ref(company: QboCompany, body: dict[str, Any], key: str, entity: str) -> dict[str, Any]:
@@ -516,10 +734,6 @@ def _ref(company: QboCompany, body: dict[str, Any], key: str, entity: str) -> di
     return company.records[entity][ident]
 
 
-def _plain(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    return body
-
-
 _NAME_SHARERS = ("Customer", "Vendor", "Employee")  # DisplayName is unique across the three, inactive included
 
 
@@ -535,147 +749,12 @@ def _unique(company: QboCompany, entity: str, key: str, body: dict[str, Any]) ->
             )
 
 
-def _customer(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    if ":" in str(body.get("DisplayName", "")):  # Intuit's XSD: "The customer name must not contain a colon"
-        raise validation(
-            "Business Validation Error: The customer name must not contain a colon (:).",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    _unique(company, "Customer", "DisplayName", body)
-    body.setdefault("CurrencyRef", {"value": company.home_currency})
-    body.setdefault("Balance", Decimal(0))
-    body.setdefault("Active", True)
-    return body
-
-
-def _party(entity: str) -> Callable[[QboCompany, dict[str, Any]], dict[str, Any]]:
-    """Employees: only what the name rule needs (they share DisplayNames with customers and vendors)."""
-
-    def check(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-        _unique(company, entity, "DisplayName", body)
-        body.setdefault("Active", True)
-        return body
-
-    return check
-
-
-def _vendor(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """A vendor: its DisplayName unique across customers, vendors and employees (DESIGN.md; the XSD
-    states a colon rule for customers only), in the home currency unless it says another."""
-    _unique(company, "Vendor", "DisplayName", body)
-    body.setdefault("CurrencyRef", {"value": company.home_currency})
-    body.setdefault("Balance", Decimal(0))
-    body.setdefault("Active", True)
-    return body
-
-
-def _bill(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """As QuickBooks takes a Bill: a VendorRef, lines each an AccountBasedExpenseLineDetail naming an
-    existing AccountRef (or an ItemBasedExpenseLineDetail naming an item) with a non-negative Amount, in
-    the vendor's currency; DocNumber (the vendor's reference) at most 21 characters and, with duplicate
-    checking on, not used twice for the same vendor (6140)."""
-    vendor = _ref(company, body, "VendorRef", "Vendor")
-    currency = (body.get("CurrencyRef") or {}).get("value", vendor["CurrencyRef"]["value"])
-    if currency != vendor["CurrencyRef"]["value"]:
-        raise validation(
-            f"Currency {currency} does not match the vendor's currency {vendor['CurrencyRef']['value']}",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    body["CurrencyRef"] = {"value": currency}
-    number = body.get("DocNumber")
-    if number is not None and len(str(number)) > DOC_NUMBER_MAX:
-        raise QboFault(
-            400,
-            "String length is either shorter or longer than supported by specification",
-            f"String length specified does not match the supported length. Min:0 Max:{DOC_NUMBER_MAX} "
-            f"supplied:{len(str(number))}",
-            "2050",
-        )
-    if number is not None and company.duplicate_doc_number_check:
-        for other in company.records["Bill"].values():
-            same_vendor = other["VendorRef"]["value"] == vendor["Id"]
-            if same_vendor and other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
-                raise QboFault(
-                    400,
-                    "Duplicate Document Number Error",
-                    "Duplicate Document Number Error : You must specify a different number. This number has "
-                    f"already been used. DocNumber={number} is assigned to TxnType=Bill with TxnId={other['Id']}",
-                    "6140",
-                )
-    lines = body.get("Line")
-    if not isinstance(lines, list) or not lines:
-        raise validation("Required parameter Line is missing in the request")
-    total = Decimal(0)
-    for n, line in enumerate(lines, start=1):
-        kind = line.get("DetailType")
-        if kind not in ("AccountBasedExpenseLineDetail", "ItemBasedExpenseLineDetail") or not isinstance(
-            line.get(kind), dict
-        ):
-            raise validation(
-                f"Line {n}: DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail"
-            )
-        if kind == "AccountBasedExpenseLineDetail":
-            _ref(company, line[kind], "AccountRef", "Account")
-        else:
-            _ref(company, line[kind], "ItemRef", "Item")
-        line["Amount"] = _decimal(line.get("Amount"), f"Line {n} Amount")
-        if line["Amount"] < 0:
-            raise validation(
-                f"Line {n}: Amount must not be negative",
-                "6000",
-                "A business validation error has occurred while processing your request",
-            )
-        line["LineNum"] = n
-        line.setdefault("Id", str(n))
-        total += line["Amount"]
-    body["TotalAmt"] = total
-    body["Balance"] = total if "Balance" not in body else _decimal(body["Balance"], "Balance")
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
-
-
-def _bill_payment(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """A payment of bills: a VendorRef, a PayType (Check with a CheckPayment's BankAccountRef, or
-    CreditCard with a CreditCardPayment's CCAccountRef), lines linking that vendor's bills."""
-    vendor = _ref(company, body, "VendorRef", "Vendor")
-    pay_type = body.get("PayType")
-    detail = {"Check": ("CheckPayment", "BankAccountRef"), "CreditCard": ("CreditCardPayment", "CCAccountRef")}
-    if pay_type not in detail:
-        raise validation("Required parameter PayType is missing in the request (Check or CreditCard)")
-    holder, account = detail[pay_type]
-    _ref(company, body.get(holder) or {}, account, "Account")
-    body["TotalAmt"] = _decimal(body.get("TotalAmt"), "TotalAmt")
-    for line in body.get("Line", []):
-        line["Amount"] = _decimal(line.get("Amount"), "Line Amount")
-        for link in line.get("LinkedTxn", []):
-            if link.get("TxnType") != "Bill":
-                raise validation("a bill payment links bills", "2010", "Request has invalid or unsupported property")
-            bill = _ref(company, {"Ref": {"value": link.get("TxnId")}}, "Ref", "Bill")
-            if bill["VendorRef"]["value"] != vendor["Id"]:
-                raise validation(
-                    "The linked bill belongs to another vendor",
-                    "6000",
-                    "A business validation error has occurred while processing your request",
-                )
-    body.setdefault("CurrencyRef", vendor["CurrencyRef"])
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
-
-
-def _item(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    _unique(company, "Item", "Name", body)
-    if body.get("Type", "Service") in ("Service", "NonInventory"):
-        _ref(company, body, "IncomeAccountRef", "Account")
-    body.setdefault("Type", "Service")
-    body.setdefault("Active", True)
-    return body
-
-
-def _doc_number(company: QboCompany, entity: str, body: dict[str, Any], *, unique: bool = True) -> None:
-    """DocNumber: at most 21 characters (Intuit's XSD), and unique per transaction type when the
-    company checks duplicate numbers: 6140 "Duplicate Document Number Error" (not 6240, a name's)."""
+def _doc_number(
+    company: QboCompany, entity: str, body: dict[str, Any], rule: EntityRule, party: dict[str, Any] | None
+) -> None:
+    """DocNumber: at most 21 characters (Intuit's XSD), and unique per transaction type (a bill's: per
+    vendor) when the company checks duplicate numbers: 6140 "Duplicate Document Number Error" (not
+    6240, a name's)."""
     number = body.get("DocNumber")
     if number is None:
         return
@@ -687,48 +766,39 @@ def _doc_number(company: QboCompany, entity: str, body: dict[str, Any], *, uniqu
             f"supplied:{len(str(number))}",
             "2050",
         )
-    if unique and company.duplicate_doc_number_check:
-        for other in company.records[entity].values():
-            if other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
-                raise QboFault(
-                    400,
-                    "Duplicate Document Number Error",
-                    "Duplicate Document Number Error : You must specify a different number. This number has "
-                    f"already been used. DocNumber={number} is assigned to TxnType={entity} with TxnId={other['Id']}",
-                    "6140",
-                )
+    if rule.doc_number == "free" or not company.duplicate_doc_number_check:
+        return
+    key = rule.party[0] if rule.doc_number == "per_party" and rule.party and party else None
+    for other in company.records[entity].values():
+        same_party = key is None or other[key]["value"] == party["Id"]  # type: ignore[index]
+        if same_party and other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
+            raise QboFault(
+                400,
+                "Duplicate Document Number Error",
+                "Duplicate Document Number Error : You must specify a different number. This number has "
+                f"already been used. DocNumber={number} is assigned to TxnType={entity} with TxnId={other['Id']}",
+                "6140",
+            )
 
 
-def _invoice(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    _doc_number(company, "Invoice", body)
-    return _sales_document(company, body)
-
-
-def _credit_memo(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    _doc_number(company, "CreditMemo", body)
-    return _sales_document(company, body)
-
-
-def _sales_document(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    customer = _ref(company, body, "CustomerRef", "Customer")
-    currency = (body.get("CurrencyRef") or {}).get("value", company.home_currency)
-    if currency != customer["CurrencyRef"]["value"]:
-        raise validation(
-            f"Currency {currency} does not match the customer's currency {customer['CurrencyRef']['value']}",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    body["CurrencyRef"] = {"value": currency}
-    lines = body.get("Line")
-    if not isinstance(lines, list) or not lines:
-        raise validation("Required parameter Line is missing in the request")
+def _lines(company: QboCompany, body: dict[str, Any], rule: LineRule) -> None:
+    """Each line's detail and reference, its Amount (a number; not negative where the rule says), its
+    LineNum (and Id); then TotalAmt (a journal entry's: its debits, which must equal its credits) and
+    Balance (the total unless given)."""
+    sides = {"Debit": Decimal(0), "Credit": Decimal(0)}
     total = Decimal(0)
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(body["Line"], start=1):
+        kind = line.get("DetailType") if rule.typed else next(iter(rule.details))
+        if rule.typed and (kind not in rule.details or not isinstance(line.get(kind), dict)):
+            raise validation(f"Line {n}: {rule.wrong_kind}")
+        detail = line.get(kind) or {}
+        if rule.posting and detail.get("PostingType") not in sides:
+            raise validation(f"Line {n}: PostingType must be Debit or Credit", "2010", INVALID)
+        _ref(company, detail, *rule.details[str(kind)])
         line["Amount"] = _decimal(line.get("Amount"), f"Line {n} Amount")
-        line["LineNum"] = n
-        detail = line.get("SalesItemLineDetail") or {}
-        _ref(company, detail, "ItemRef", "Item")
-        if "Qty" in detail and "UnitPrice" in detail:
+        if rule.non_negative and line["Amount"] < 0:
+            raise validation(f"Line {n}: Amount must not be negative", "6000", BUSINESS)
+        if rule.qty_price and "Qty" in detail and "UnitPrice" in detail:
             detail["Qty"] = _decimal(detail["Qty"], f"Line {n} Qty")
             detail["UnitPrice"] = _decimal(detail["UnitPrice"], f"Line {n} UnitPrice")
             if detail["Qty"] * detail["UnitPrice"] != line["Amount"]:
@@ -738,99 +808,44 @@ def _sales_document(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]
                     "6070",
                     "Amount calculation incorrect in the request",
                 )
+        line["LineNum"] = n
+        if rule.first_id is not None:
+            line.setdefault("Id", str(n - 1 + rule.first_id))
         total += line["Amount"]
+        if rule.posting:
+            sides[detail["PostingType"]] += line["Amount"]
+    if rule.posting:
+        if sides["Debit"] != sides["Credit"]:
+            raise validation(
+                f"Business Validation Error: debits ({sides['Debit']}) and credits ({sides['Credit']}) must balance",
+                "6000",
+                BUSINESS,
+            )
+        body["TotalAmt"] = sides["Debit"]
+        return
     body["TotalAmt"] = total
     body["Balance"] = total if "Balance" not in body else _decimal(body["Balance"], "Balance")
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
 
 
-def _payment(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    customer = _ref(company, body, "CustomerRef", "Customer")
+def _links(
+    company: QboCompany, body: dict[str, Any], rule: LinkRule, party: dict[str, Any], owner: tuple[str, str]
+) -> None:
+    """TotalAmt (a number), and each line's Amount applied to transactions of the same party; a
+    payment of invoices applies at most its total, the rest unapplied."""
     body["TotalAmt"] = _decimal(body.get("TotalAmt"), "TotalAmt")
     applied = Decimal(0)
     for line in body.get("Line", []):
         line["Amount"] = _decimal(line.get("Amount"), "Line Amount")
         for link in line.get("LinkedTxn", []):
-            if link.get("TxnType") != "Invoice":
+            if link.get("TxnType") != rule.txn_type:
+                raise validation(rule.wrong_type, "2010", INVALID)
+            linked = _ref(company, {"Ref": {"value": link.get("TxnId")}}, "Ref", rule.entity)
+            if linked[owner[0]]["value"] != party["Id"]:
                 raise validation(
-                    "only invoices can be linked to a payment in this sandbox",
-                    "2010",
-                    "Request has invalid or unsupported property",
-                )
-            invoice = _ref(company, {"Ref": {"value": link.get("TxnId")}}, "Ref", "Invoice")
-            if invoice["CustomerRef"]["value"] != customer["Id"]:
-                raise validation(
-                    "The linked invoice belongs to another customer",
-                    "6000",
-                    "A business validation error has occurred while processing your request",
+                    f"The linked {rule.entity.lower()} belongs to another {owner[1].lower()}", "6000", BUSINESS
                 )
         applied += line["Amount"]
-    if applied > body["TotalAmt"]:
-        raise validation(
-            "The payment amount must be at least the amount applied to invoices",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    body["UnappliedAmt"] = body["TotalAmt"] - applied
-    body.setdefault("CurrencyRef", customer["CurrencyRef"])
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
-
-
-def _journal_entry(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """As QuickBooks takes a JournalEntry: every line a JournalEntryLineDetail with a PostingType (Debit
-    or Credit), an existing AccountRef and a non-negative Amount; the debits equal the credits. DocNumber
-    at most 21 characters; a repeated journal number is only a warning in QuickBooks' own screens."""
-    _doc_number(company, "JournalEntry", body, unique=False)
-    lines = body.get("Line")
-    if not isinstance(lines, list) or not lines:
-        raise validation("Required parameter Line is missing in the request")
-    sides = {"Debit": Decimal(0), "Credit": Decimal(0)}
-    for n, line in enumerate(lines, start=1):
-        if line.get("DetailType") != "JournalEntryLineDetail" or not isinstance(
-            line.get("JournalEntryLineDetail"), dict
-        ):
-            raise validation(f"Line {n}: DetailType must be JournalEntryLineDetail, with its JournalEntryLineDetail")
-        detail = line["JournalEntryLineDetail"]
-        posting = detail.get("PostingType")
-        if posting not in sides:
-            raise validation(
-                f"Line {n}: PostingType must be Debit or Credit", "2010", "Request has invalid or unsupported property"
-            )
-        _ref(company, detail, "AccountRef", "Account")
-        line["Amount"] = _decimal(line.get("Amount"), f"Line {n} Amount")
-        if line["Amount"] < 0:
-            raise validation(
-                f"Line {n}: Amount must not be negative",
-                "6000",
-                "A business validation error has occurred while processing your request",
-            )
-        line["LineNum"] = n
-        line.setdefault("Id", str(n - 1))
-        sides[posting] += line["Amount"]
-    if sides["Debit"] != sides["Credit"]:
-        raise validation(
-            f"Business Validation Error: debits ({sides['Debit']}) and credits ({sides['Credit']}) must balance",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    body["TotalAmt"] = sides["Debit"]
-    body.setdefault("CurrencyRef", {"value": company.home_currency})
-    body.setdefault("Adjustment", False)
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
-
-
-_VALIDATORS: dict[str, Callable[[QboCompany, dict[str, Any]], dict[str, Any]]] = {
-    "JournalEntry": _journal_entry,
-    "Customer": _customer,
-    "Item": _item,
-    "Invoice": _invoice,
-    "CreditMemo": _credit_memo,
-    "Payment": _payment,
-    "Vendor": _vendor,
-    "Employee": _party("Employee"),
-    "Bill": _bill,
-    "BillPayment": _bill_payment,
-}
+    if rule.applied_at_most_total:
+        if applied > body["TotalAmt"]:
+            raise validation("The payment amount must be at least the amount applied to invoices", "6000", BUSINESS)
+        body["UnappliedAmt"] = body["TotalAmt"] - applied
