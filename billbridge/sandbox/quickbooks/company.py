@@ -372,25 +372,16 @@ class QboCompany:
             return tombstone
 
     def _apply(self, entity: str, record: dict[str, Any], sign: int) -> None:
-        """A payment (of invoices) or bill payment changes the balances it links to."""
-        if entity == "Payment":
-            self._apply_payment(record, sign)
-        elif entity == "BillPayment":
-            self._apply_bill_payment(record, sign)
-
-    def _apply_payment(self, payment: dict[str, Any], sign: int) -> None:
-        for line in payment.get("Line", []):
+        """A payment (of invoices) or bill payment changes the balances of what it links to (its rule's
+        ``links``); ``sign`` -1 takes it back (an update's old version, a delete)."""
+        rule = RULES.get(entity)
+        if rule is None or rule.links is None:
+            return
+        for line in record.get("Line", []):
             for link in line.get("LinkedTxn", []):
-                invoice = self.records["Invoice"][link["TxnId"]]
-                invoice["Balance"] = invoice["Balance"] - sign * line["Amount"]
-                invoice["MetaData"] = {**invoice["MetaData"], "LastUpdatedTime": self._stamp()}
-
-    def _apply_bill_payment(self, payment: dict[str, Any], sign: int) -> None:
-        for line in payment.get("Line", []):
-            for link in line.get("LinkedTxn", []):
-                bill = self.records["Bill"][link["TxnId"]]
-                bill["Balance"] = bill["Balance"] - sign * line["Amount"]
-                bill["MetaData"] = {**bill["MetaData"], "LastUpdatedTime": self._stamp()}
+                linked = self.records[rule.links.entity][link["TxnId"]]
+                linked["Balance"] = linked["Balance"] - sign * line["Amount"]
+                linked["MetaData"] = {**linked["MetaData"], "LastUpdatedTime": self._stamp()}
 
     def query(self, text: str) -> dict[str, Any]:
         parsed = parse_query(text)
@@ -599,6 +590,16 @@ _PARTY_DEFAULTS: tuple[tuple[str, Default], ...] = (
     ("Active", _const(True)),
 )
 
+# Invoices and credit memos: a customer's, in its currency, item lines whose Amount is Qty * UnitPrice.
+_SALES_DOCUMENT = EntityRule(
+    required=("Line",),
+    party=("CustomerRef", "Customer"),
+    currency="match",
+    doc_number="unique",
+    lines=LineRule({"SalesItemLineDetail": ("ItemRef", "Item")}, typed=False, qty_price=True),
+    defaults=(("TxnDate", _today),),
+)
+
 RULES: dict[str, EntityRule] = {
     # DisplayName is unique across customers, vendors and employees (DESIGN.md; the XSD states the
     # colon rule for customers only); employees hold only what the name rule needs.
@@ -608,22 +609,8 @@ RULES: dict[str, EntityRule] = {
     "Item": EntityRule(
         unique="Name", checks=(_income_account,), defaults=(("Type", _const("Service")), ("Active", _const(True)))
     ),
-    "Invoice": EntityRule(
-        required=("Line",),
-        party=("CustomerRef", "Customer"),
-        currency="match",
-        doc_number="unique",
-        lines=LineRule({"SalesItemLineDetail": ("ItemRef", "Item")}, typed=False, qty_price=True),
-        defaults=(("TxnDate", _today),),
-    ),
-    "CreditMemo": EntityRule(
-        required=("Line",),
-        party=("CustomerRef", "Customer"),
-        currency="match",
-        doc_number="unique",
-        lines=LineRule({"SalesItemLineDetail": ("ItemRef", "Item")}, typed=False, qty_price=True),
-        defaults=(("TxnDate", _today),),
-    ),
+    "Invoice": _SALES_DOCUMENT,
+    "CreditMemo": _SALES_DOCUMENT,
     # A Bill's DocNumber is the vendor's reference: with duplicate checking on, not twice for one vendor.
     "Bill": EntityRule(
         required=("Line",),
