@@ -37,3 +37,28 @@ class Pacer:
                     return
                 pause = self.per_seconds - (now - self._sent[0])
             self._sleep(pause)
+
+
+class Pacers:
+    """Pacers shared by what a vendor counts against: one ``Pacer`` per key (and pace), so every client
+    of this process talking to the same realm with the same app waits in the same window, where a
+    pacer per client would let two clients together go over the limit."""
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self._clock, self._sleep = clock, sleep
+        self._pacers: dict[tuple[object, ...], Pacer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...], calls: int, per_seconds: float) -> Pacer:
+        """The pacer of ``key`` at ``calls`` per ``per_seconds``, made on first use."""
+        with self._lock:
+            found = self._pacers.get((*key, calls, per_seconds))
+            if found is None:
+                found = Pacer(calls, per_seconds, clock=self._clock, sleep=self._sleep)
+                self._pacers[(*key, calls, per_seconds)] = found
+            return found
+
+
+SHARED = Pacers()  # the process's pacers: clients of one vendor account share them

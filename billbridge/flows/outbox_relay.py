@@ -41,6 +41,7 @@ class ExternalLink:
     internal_id: int
     external_id: str
     version: str | None = None
+    name: str | None = None  # its name there where it is not its own (a customer under a suffixed name)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def relay(
                 summary.failures.append((message.id, delivery.error.reason))
             # The delivered ones a batch at a time: a handful of statements, not a few per message.
             links = [
-                (link.system, link.object_type, link.internal_id, link.external_id, link.version)
+                (link.system, link.object_type, link.internal_id, link.external_id, link.version, link.name)
                 for _, delivery in delivered
                 for link in delivery.links
             ]

@@ -8,7 +8,7 @@ A target declares how to build its connector and how to deliver a batch; what th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from prefect import flow
@@ -23,10 +23,11 @@ from billbridge.flows.credentials import StoredTokens
 from billbridge.flows.limits import vendor_slot
 from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDelivered, RelaySummary, relay
 from billbridge.settings import Settings
-from billbridge.store import outbox
+from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbound_documents import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
+from billbridge.store.reference import customer_ids
 
 if TYPE_CHECKING:
     from billbridge.vendors.quickbooks import QuickBooks
@@ -82,6 +83,9 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
         connector = built[0]
         with store.read() as session:
             documents = outbound_documents(session, [m.aggregate_id for m in messages])
+            refs = {d.customer_ref for d in documents.values()}
+            customers = {ref: ident for ref, (ident, _) in customer_ids(session, refs).items()}
+            recorded = external_refs.external_refs_of(session, "quickbooks", "customer", customers.values())
         out = [
             Delivery(m.id, error=Classified(ErrorKind.FATAL, "the document no longer exists"))
             for m in messages
@@ -90,10 +94,21 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
         # Claimed before: the outcome is unknown, so look those up; never tried: nothing to look up.
         tried = [m for m in messages if m.aggregate_id in documents and m.attempts]
         fresh = [m for m in messages if m.aggregate_id in documents and not m.attempts]
+        known = {ref: recorded[ident][0] for ref, ident in customers.items() if ident in recorded}
         for group, look_up in ((tried, True), (fresh, False)):
             if group:
-                results = connector.push_documents([documents[m.aggregate_id] for m in group], look_up_first=look_up)
-                out += [delivery("quickbooks", m, result) for m, result in zip(group, results, strict=True)]
+                docs = [documents[m.aggregate_id] for m in group]
+                results = connector.push_documents(docs, look_up_first=look_up, recorded_customers=known)
+                for message, doc, result in zip(group, docs, results, strict=True):
+                    done = delivery("quickbooks", message, result)
+                    renamed = connector.renamed_customers.get(doc.customer_ref)
+                    if done.error is None and renamed is not None and doc.customer_ref not in known:
+                        # a customer under its clash name: its Id and name are recorded, so later runs
+                        # read it by that Id instead of finding the clash again
+                        ident, name = renamed
+                        link = ExternalLink("quickbooks", "customer", customers[doc.customer_ref], ident, name=name)
+                        done = replace(done, links=(*done.links, link))
+                    out.append(done)
         return out
 
     def close() -> None:

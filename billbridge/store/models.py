@@ -345,6 +345,8 @@ class ExternalRef(Base):
     internal_id: Mapped[int] = mapped_column(BigInteger)
     external_id: Mapped[str] = mapped_column(String(200))
     version: Mapped[str | None] = mapped_column(String(64))
+    # the record's name there where it is not its own (a QuickBooks customer under a suffixed DisplayName)
+    external_name: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing import lifecycle
-from billbridge.store import messages
+from billbridge.store import external_refs, messages
 from billbridge.store.models import (
     Contract,
     Customer,
@@ -37,6 +37,8 @@ def overview(session: Session, today: date, *, errors: int = 5) -> dict[str, Any
         "partners": _partners(session),
         "outbox": _outbox(session, errors),
         "messages": messages.overview(session),
+        # records a vendor knows under a name not their own ("quickbooks customer": a name clash resolved)
+        "renamed_in_vendors": external_refs.count_named(session),
         "quarantined": dict(
             session.execute(
                 select(QuarantinedRecord.source, func.count())

@@ -20,7 +20,7 @@ from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.billing.partner_fees import PartnerBill
 from billbridge.connectors.base import PushResult, PushStatus
 from billbridge.connectors.errors import RetryPolicy
-from billbridge.connectors.pacing import Pacer
+from billbridge.connectors.pacing import SHARED, Pacer, Pacers
 from billbridge.connectors.quickbooks.client import QuickBooksConfig
 from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_PAGE
 from billbridge.connectors.quickbooks.tokens import TokenStore
@@ -138,15 +138,26 @@ class QuickBooks(QuickBooksConnector):
         batch_pacer: Pacer | None = None,
         sleep: Callable[[float], None] | None = None,
         repoint_items: bool = False,
+        pacers: Pacers = SHARED,
     ) -> None:
         super().__init__(
-            config, tokens, worker=worker, policy=policy, pacer=pacer, batch_pacer=batch_pacer, sleep=sleep
+            config,
+            tokens,
+            worker=worker,
+            policy=policy,
+            pacer=pacer,
+            batch_pacer=batch_pacer,
+            sleep=sleep,
+            pacers=pacers,
         )
         # Revenue recognition on: items found with another income account are moved to ours (deferred revenue).
         self.repoint_items = repoint_items
         # Customers and items found or made by this connector: a push run's later batches need no look-up.
         self.customer_ids: dict[str, str] = {}
         self.item_ids: dict[str, str] = {}
+        # Customers found or made under their clash name (a vendor or employee holds the plain one):
+        # our customer ref -> (QuickBooks Id, DisplayName), for the caller to record as their reference.
+        self.renamed_customers: dict[str, tuple[str, str]] = {}
 
     def payment_streams(self) -> dict[str, Callable[[str | None], Iterator[PaymentPage]]]:
         """One stream: a payment is one record however it changes."""
@@ -184,6 +195,11 @@ class QuickBooks(QuickBooksConnector):
                 for ref in taken
                 if plain[ref] in again or suffixed[ref] in again
             }
+            self.renamed_customers |= {
+                ref: (str(again[suffixed[ref]]["Id"]), suffixed[ref])
+                for ref in taken
+                if plain[ref] not in again and suffixed[ref] in again
+            }
             clashes = {
                 ref: Write(
                     f"billbridge-customer-{ref}-create-suffixed",
@@ -200,9 +216,20 @@ class QuickBooks(QuickBooksConnector):
             converged = [ref for ref, o in refused.items() if DUPLICATE_NAME in o.codes]
             last = self._customers_named([suffixed[ref] for ref in converged]) if converged else {}
             records |= {ref: last[suffixed[ref]] for ref in converged if suffixed[ref] in last}
+            self.renamed_customers |= {ref: (ident, suffixed[ref]) for ref, ident in made.items()}
+            self.renamed_customers |= {
+                ref: (str(last[suffixed[ref]]["Id"]), suffixed[ref]) for ref in converged if suffixed[ref] in last
+            }
             failed |= {ref: o for ref, o in refused.items() if ref not in records}
         ids, asleep = self._reactivated({ref: r for ref, r in records.items() if ref not in created})
         return ids | created, failed | asleep
+
+    def _recorded_customers(self, recorded: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Written]]:
+        """Customers by the QuickBooks Id recorded for them on an earlier run (one query by Id, active or
+        not; no name look-up, no create): an inactive one is made active again. A recorded customer
+        QuickBooks no longer has is left out, to be looked up by name as a new one would."""
+        found = self.find("Customer", "Id", list(recorded.values()), also=ALL_CUSTOMERS)
+        return self._reactivated({ref: found[ident] for ref, ident in recorded.items() if ident in found})
 
     def _customers_named(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Customers by DisplayName, active or not."""
@@ -283,6 +310,7 @@ class QuickBooks(QuickBooksConnector):
         customer_ids: Mapping[str, str] | None = None,
         item_ids: Mapping[str, str] | None = None,
         look_up_first: bool = True,
+        recorded_customers: Mapping[str, str] | None = None,
     ) -> list[PushResult]:
         """Create invoices and credit memos, once each; one PushResult per document, in order.
 
@@ -290,11 +318,25 @@ class QuickBooks(QuickBooksConnector):
         answer was lost) and reports them ``existing`` instead of creating them again; pass False only
         for documents never attempted before. Customers and items missing from ``customer_ids`` /
         ``item_ids``, and not found or made earlier by this connector, are ensured first (looked up, then
-        created); a document whose customer or item could not be made fails alone.
+        created); a document whose customer or item could not be made fails alone. ``recorded_customers``
+        (our customer ref -> the QuickBooks Id recorded for it, e.g. a customer under its clash name)
+        are read by that Id instead of looked up by name.
         """
         customers = {**self.customer_ids, **(customer_ids or {})}
-        missing = {d.customer_ref: customer_spec(d) for d in docs if d.customer_ref not in customers}
-        new_customers, customer_failures = self._ensure_customers(list(missing.values())) if missing else ({}, {})
+        wanted = {d.customer_ref for d in docs}
+        recorded = {
+            ref: ident for ref, ident in (recorded_customers or {}).items() if ref not in customers and ref in wanted
+        }
+        by_id, customer_failures = self._recorded_customers(recorded) if recorded else ({}, {})
+        customers.update(by_id)
+        missing = {
+            d.customer_ref: customer_spec(d)
+            for d in docs
+            if d.customer_ref not in customers and d.customer_ref not in customer_failures
+        }
+        new_customers, failures = self._ensure_customers(list(missing.values())) if missing else ({}, {})
+        customer_failures |= failures
+        new_customers |= by_id
         self.customer_ids.update(new_customers)
         customers.update(new_customers)
         known_items = {**self.item_ids, **(item_ids or {})}

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from billbridge.app.cli import app
+from billbridge.billing.currency import money_display
 from billbridge.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,6 +294,9 @@ def test_status_shows_documents_open_money_and_what_waits_or_fails_in_the_outbox
 
     code, out = run("status")
     assert code == 0 and "push.quickbooks" in out and "6000 Invalid" in out  # the table wraps long errors
+    # money as the demo summary shows it: thousands separated, in the currency's minor units
+    receivable = f"{money_display(jpy['invoice_total'], 'JPY')}, {money_display(kwd['invoice_total'], 'KWD')}"
+    assert "," in f"{jpy['invoice_total']:,}" and receivable in out
 
     code, out = run("outbox", "list", "--topic", "push.quickbooks", "--json")
     waiting = {row["id"]: row for row in json.loads(out)}

@@ -84,6 +84,7 @@ def test_the_sandboxes_send_their_signed_webhooks_to_billbridge_serve(
             client.v1.customers.create(params={"email": "ada@example.com"})
             running.stripe.sandbox.webhook.flush()
             running.quickbooks.company.notify([("Invoice", "7", "Create", "2026-12-01T10:00:00Z")])
+            running.quickbooks.company.webhook.flush()
         finally:
             server.stop()
     assert running.stripe.sandbox.webhook.failed == [] and running.stripe.sandbox.webhook.delivered

@@ -22,7 +22,7 @@ import pytest
 from billbridge.app.secrets import Sealer
 from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
 from billbridge.connectors.errors import RetryPolicy, VendorError
-from billbridge.connectors.pacing import Pacer
+from billbridge.connectors.pacing import Pacer, Pacers
 from billbridge.connectors.quickbooks import (
     FileTokenStore,
     InMemoryTokenStore,
@@ -31,6 +31,7 @@ from billbridge.connectors.quickbooks import (
     TokenStore,
     verify_webhook,
 )
+from billbridge.connectors.quickbooks.connection import PACE_MARGIN_SECONDS
 from billbridge.connectors.quickbooks.writers import Write
 from billbridge.flows.credentials import StoredTokens
 from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_entry_payload
@@ -711,6 +712,49 @@ def test_at_intuits_limits_the_connector_is_never_throttled() -> None:
         running.stop()
     assert running.throttle is not None and running.throttle.refused == 0
     assert took >= 1.9 and batches_took >= 0.9
+
+
+def test_pacing_is_shared_per_realm_and_app_and_batches_per_realm(qb: RunningQuickBooks) -> None:
+    """Issue 19 item 8: Intuit's 10 requests a second are per realm AND app (client id), its 120 batch
+    calls a minute per realm: connectors of one app to one realm wait in one window, another app's
+    connector has its own request window but the same batch window. The pacers' clock is a counter
+    that only their sleeps move, so "within a second" does not depend on the machine's speed."""
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacers = Pacers(clock=lambda: now[0], sleep=sleep)
+    other_id, other_secret, other_refresh = qb.company.connect_app()
+    other_app = replace(config(qb), client_id=other_id, client_secret=other_secret)
+    opened = [
+        QuickBooks(config(qb), InMemoryTokenStore(OAuthTokens(qb.refresh_token)), policy=FAST, pacers=pacers),
+        QuickBooks(config(qb), InMemoryTokenStore(OAuthTokens(qb.refresh_token)), policy=FAST, pacers=pacers),
+        QuickBooks(other_app, InMemoryTokenStore(OAuthTokens(other_refresh)), policy=FAST, pacers=pacers),
+    ]
+    first, same_app, second_app = opened
+    elsewhere = QuickBooks(
+        replace(config(qb), realm_id="4620816365000000000"), InMemoryTokenStore(OAuthTokens("x")), pacers=pacers
+    )
+    try:
+        assert first.pacer is same_app.pacer and first.pacer is not second_app.pacer
+        assert first.batch_pacer is same_app.batch_pacer is second_app.batch_pacer
+        assert elsewhere.pacer is not first.pacer and elsewhere.batch_pacer is not first.batch_pacer
+        for conn in opened:
+            conn.query("SELECT COUNT(*) FROM Item")  # connect (token refresh) first
+        now[0] += 60.0  # every window empty again
+        slept.clear()
+        for n in range(10):  # the app's ten of the second, from two connectors
+            (first if n % 2 else same_app).query("SELECT COUNT(*) FROM Item")
+        second_app.query("SELECT COUNT(*) FROM Item")  # the other app: its own window
+        assert slept == []
+        first.query("SELECT COUNT(*) FROM Item")  # the app's eleventh waits for the second to pass
+        assert slept == [pytest.approx(1 + PACE_MARGIN_SECONDS)]  # the whole window: nothing else moved the clock
+    finally:
+        for conn in [*opened, elsewhere]:
+            conn.close()
 
 
 def test_the_refresh_tokens_expiries_are_kept_beside_the_sealed_tokens(store: Store, tmp_path: Path) -> None:

@@ -272,3 +272,86 @@ def test_two_pushes_at_once_from_an_empty_company_create_everything_once_and_par
     with store.read() as session:
         assert outbox.pending(session) == []  # nothing parked, nothing waiting
         assert {d["status"] for d in list_invoices(session)} == {"sent"}
+
+
+def test_a_customer_made_under_its_clash_name_is_recorded_and_read_by_its_id_on_later_runs(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19 item 1: a vendor holds a customer's DisplayName, so the first push makes the customer as
+    '<name> (<customer ref>)' after a 6240; that name and its QuickBooks Id are recorded as the customer's
+    external reference, and the next month's push reads the customer by that Id: no 6240 and no query
+    by name for it. `status` counts it and `invoices show` names it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+    from billbridge.mapping.quickbooks import clash_name, customer_spec, display_name
+    from billbridge.sandbox.quickbooks.errors import QboFault
+    from billbridge.store.outbound_documents import outbound_documents
+    from billbridge.store.status import overview
+
+    documents = billed(store)
+    first = next(d for d in documents if d["doc_type"] == "invoice")
+    with store.read() as session:
+        doc = outbound_documents(session, [int(first["id"])])[int(first["id"])]  # type: ignore[call-overload]
+    plain, suffixed = display_name(doc.customer_name), clash_name(customer_spec(doc))
+    qbo.company.create("Vendor", {"DisplayName": plain})  # a supplier of the same name
+    queries: list[str] = []
+    refused: list[str] = []
+    query, create = qbo.company.query, qbo.company.create
+
+    def counted_query(text: str) -> dict[str, object]:
+        queries.append(text)
+        return query(text)
+
+    def counted_create(entity: str, body: dict[str, object]) -> dict[str, object]:
+        try:
+            return create(entity, body)
+        except QboFault as fault:
+            refused.append(f"{fault.code} {body.get('DisplayName')}")
+            raise
+
+    qbo.company.query, qbo.company.create = counted_query, counted_create  # type: ignore[method-assign,assignment]
+    settings = settings_for(qbo, database_url, tmp_path)
+    assert push(store, settings, "quickbooks").failures == []
+    assert refused == [f"6240 {plain}"]  # the clash, once
+    [customer] = [c for c in qbo.company.all("Customer") if c["DisplayName"] == suffixed]
+    with store.read() as session:
+        assert external_refs.customer_external_ref(session, "quickbooks", doc.customer_ref) == (
+            customer["Id"],
+            suffixed,
+        )
+        assert overview(session, date(2026, 11, 22))["renamed_in_vendors"] == {"quickbooks customer": 1}
+
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    shown = CliRunner().invoke(app, ["invoices", "show", str(first["number"]), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["quickbooks"]["customer_name"] == suffixed
+    told = CliRunner().invoke(app, ["invoices", "show", str(first["number"])])
+    assert suffixed in " ".join(told.output.split())
+
+    # The next month: new documents for the same customer, pushed by a new run (a new connector).
+    run_billing(store, date(2026, 12, 22))
+    approve_drafts(store, ["quickbooks"])
+    with store.read() as session:
+        later = [d for d in list_invoices(session) if d["status"] == "approved"]
+    assert any(d["contract_ref"] == doc.contract_ref for d in later), "the customer has a new document"
+    queries.clear()
+    refused.clear()
+    summary = push(store, settings, "quickbooks")
+    assert summary.failures == [] and summary.outcomes == {"created": len(later)}
+    assert refused == []  # no 6240
+    assert not [q for q in queries if plain in q or suffixed in q]  # no look-up by name for it
+    assert [q for q in queries if f"Id IN ('{customer['Id']}'" in q]  # read by its recorded Id
+    assert [c["DisplayName"] for c in qbo.company.all("Customer")].count(suffixed) == 1
+    with store.read() as session:
+        theirs = sorted(str(d["number"]) for d in list_invoices(session) if d["customer_ref"] == doc.customer_ref)
+    made_out = [
+        str(r["DocNumber"])
+        for entity in ("Invoice", "CreditMemo")
+        for r in qbo.company.all(entity)
+        if r["CustomerRef"]["value"] == customer["Id"]
+    ]
+    assert sorted(made_out) == theirs and len(theirs) > 1  # both months' documents, to that customer

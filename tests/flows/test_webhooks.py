@@ -197,6 +197,7 @@ def test_quickbooks_payment_notification_is_reconciled_once_by_the_flow(
         qbo_invoice = external_refs.get_external_id(session, "quickbooks", "invoice", int(invoice["id"]))
     assert qbo_invoice is not None
     payment = qbo.company.receive_payment({qbo_invoice: Decimal(str(invoice["invoice_total"]))}, ref="CHK-2001")
+    qbo.company.webhook.flush()
     status, notified = qbo.company.webhook.delivered[-1]
     assert status == 200 and json.loads(notified)[0]["intuitentityid"] == payment["Id"]  # a CloudEvent
     pushed = len(qbo.company.webhook.delivered) - 1

@@ -305,6 +305,7 @@ def test_webhooks_are_signed_with_the_verifier_token(api: Api) -> None:
             "Invoice"
         ]
         payment = api.qb.company.receive_payment({invoice["Id"]: Decimal("9.00")})
+        api.qb.company.webhook.flush()  # sent from the webhook's queue, as Intuit sends them
     payload, signature = received[-1]
     expected = base64.b64encode(hmac.new(api.qb.webhook_verifier.encode(), payload, hashlib.sha256).digest()).decode()
     assert signature == expected
@@ -541,6 +542,65 @@ def test_intuits_2025_rate_limits_are_enforced_per_realm() -> None:
     assert throttle.admit("1", batch=True) == 48  # the first batch of the minute leaves the window then
     assert throttle.admit("1", batch=False) is None  # a query is not a batch call
     assert throttle.refused == 2
+
+
+def test_requests_are_throttled_per_realm_and_app_and_batches_per_realm() -> None:
+    """Issue 19 item 8: Intuit's 10 a second are per realm AND app (client id): a second app on the
+    same realm has its own 10; the 120 batch calls a minute are the realm's, whichever app makes them."""
+    clock = Clock()
+    throttle = Throttle(QboLimits(requests_per_second=10, batches_per_minute=15), clock=clock)
+    assert [throttle.admit("1", batch=False, app="A") for _ in range(10)] == [None] * 10
+    assert throttle.admit("1", batch=False, app="A") == 1  # app A's eleventh in the second
+    assert [throttle.admit("1", batch=False, app="B") for _ in range(10)] == [None] * 10  # app B: its own 10
+    assert throttle.admit("1", batch=False, app="B") == 1
+    clock.now += 1.0
+    assert [throttle.admit("1", batch=True, app="A") for _ in range(10)] == [None] * 10
+    assert [throttle.admit("1", batch=True, app="B") for _ in range(5)] == [None] * 5
+    assert throttle.admit("1", batch=True, app="B") == 60  # the realm's 15 batches of the minute: B's too
+    assert throttle.admit("1", batch=False, app="B") is None  # B's request window is not full
+
+
+def test_two_apps_on_one_realm_each_get_their_own_ten_a_second_over_http() -> None:
+    """The same keys through the HTTP layer: the token an app was issued names the app (its client id);
+    the throttle's clock is held still, so "within a second" is not left to the machine's speed."""
+    qb = start_quickbooks()
+    assert qb.throttle is not None
+    clock = Clock()
+    qb.throttle.clock = clock
+    other_id, other_secret, other_refresh = qb.company.connect_app()
+    http = requests.Session()
+    http.trust_env, http.verify = False, str(qb.ca_bundle)
+
+    def token(client_id: str, secret: str, refresh: str) -> str:
+        answer = http.post(
+            f"{qb.base_url}/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": refresh},
+            auth=(client_id, secret),
+        )
+        return str(answer.json()["access_token"])
+
+    try:
+        first = token(qb.client_id, qb.client_secret, qb.refresh_token)
+        second = token(other_id, other_secret, other_refresh)
+        stolen = http.post(  # a refresh token spends only with the app it was issued to
+            f"{qb.base_url}/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": other_refresh},
+            auth=(qb.client_id, qb.client_secret),
+        )
+        url = f"{qb.api_url_v3}/company/{qb.realm_id}/query"
+
+        def ask(access: str) -> int:
+            headers = {"Authorization": f"Bearer {access}", "Accept": "application/json"}
+            return http.post(url, data="SELECT * FROM Item", headers=headers).status_code
+
+        by_first = [ask(first) for _ in range(11)]
+        by_second = [ask(second) for _ in range(11)]
+    finally:
+        http.close()
+        qb.stop()
+    assert stolen.status_code == 400 and stolen.json() == {"error": "invalid_grant"}
+    assert by_first == [200] * 10 + [429]
+    assert by_second == [200] * 10 + [429]  # not refused from the first: its own window
 
 
 def test_the_sandbox_throttles_by_default_with_intuits_fault() -> None:

@@ -19,6 +19,7 @@ from billbridge.billing.lifecycle import InvalidTransition, check_status
 from billbridge.flows import approval
 from billbridge.flows.invoice_generation import preview
 from billbridge.settings import Settings
+from billbridge.store import external_refs
 from billbridge.store.db import open_store
 from billbridge.store.invoices import get_invoice, lines_of, list_invoices
 
@@ -142,14 +143,28 @@ def invoices_show(number: str, as_json: JsonOpt = False) -> None:
     """One invoice or credit note with its lines."""
     with configured_store().read() as session:
         doc = get_invoice(session, number)
+        if doc is not None:
+            in_quickbooks = external_refs.get_external_id(session, "quickbooks", doc["doc_type"], doc["id"])
+            customer = external_refs.customer_external_ref(session, "quickbooks", doc["customer_ref"])
     if doc is None:
         fail(f"no invoice or credit note numbered {number!r}")
         return
     doc = present(doc, doc["lines"])
+    doc["quickbooks"] = {
+        "id": in_quickbooks,
+        "customer_id": customer[0] if customer else None,
+        "customer_name": customer[1] if customer else None,  # set where it is not the customer's own name
+    }
     if as_json:
         print_json(doc)
         return
     _print_document(doc, f"{doc['doc_type']} {doc['number']} ({doc['status']}) for {doc['customer_ref']}")
+    if customer is not None and customer[1] is not None:
+        console.print(
+            f"in QuickBooks the customer is {customer[1]!r} (Id {customer[0]}): a vendor or an employee "
+            "holds its own name",
+            soft_wrap=True,
+        )
 
 
 @app.command("mark")

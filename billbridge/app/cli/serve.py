@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from billbridge.app.cli import messages, metrics
 from billbridge.app.cli.common import JsonOpt, configured_store, console, print_json
+from billbridge.billing.currency import money_display
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
 
@@ -66,8 +68,7 @@ def status(as_json: JsonOpt = False) -> None:
         return
     docs = data["documents"]
     head = Table(show_header=False, title="billbridge status")
-    money = ", ".join(f"{v} {c}" for c, v in docs["receivable"].items()) or "0"
-    overdue = ", ".join(f"{v} {c}" for c, v in docs["overdue"].items()) or "0"
+    money, overdue = _amounts(docs["receivable"]), _amounts(docs["overdue"])
     for label, value in [
         ("store", data["store"]),
         ("customers / contracts", f"{data['customers']} / {data['contracts']}"),
@@ -83,6 +84,10 @@ def status(as_json: JsonOpt = False) -> None:
             "partners / statements (billbridge partners list)",
             f"{', '.join(f'{k} {v}' for k, v in sorted(data['partners']['by_kind'].items())) or '0'} / "
             f"{', '.join(f'{k} {v}' for k, v in sorted(data['partners']['statements'].items())) or '0'}",
+        ),
+        (
+            "known to a vendor under another name (a name clash)",
+            ", ".join(f"{k} {v}" for k, v in sorted(data["renamed_in_vendors"].items())) or "0",
         ),
         (
             "quarantined (billbridge quarantine list)",
@@ -122,6 +127,12 @@ def status(as_json: JsonOpt = False) -> None:
         for cursor in data["cursors"]:
             synced.add_row(cursor["source"], cursor["stream"], str(cursor["updated_at"]))
         console.print(synced)
+
+
+def _amounts(by_currency: dict[str, str]) -> str:
+    """Money per currency as the demo summary shows it: thousands separated, in the currency's minor
+    units ("1,234,567.50 USD, 3,000 JPY"); "0" when there is none."""
+    return ", ".join(money_display(Decimal(v), c) for c, v in sorted(by_currency.items())) or "0"
 
 
 def _iso_moment(moment: datetime | None) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any, Self, TypeVar
 
 from billbridge.connectors.client import VendorClient
 from billbridge.connectors.errors import Classified, RetryPolicy
-from billbridge.connectors.pacing import Pacer
+from billbridge.connectors.pacing import SHARED, Pacer, Pacers
 from billbridge.connectors.quickbooks.client import (
     VENDOR,
     OAuthClient,
@@ -64,11 +64,19 @@ class QuickBooksConnection(VendorClient):
         pacer: Pacer | None = None,
         batch_pacer: Pacer | None = None,
         sleep: Callable[[float], None] | None = None,
+        pacers: Pacers = SHARED,
     ) -> None:
-        pace = pacer or Pacer(config.requests_per_second, 1 + PACE_MARGIN_SECONDS)
+        # Intuit counts requests per realm and app (client id), batch calls per realm whatever the app:
+        # connections of this process to the same service share those windows (``pacers``).
+        service = (VENDOR, config.api_url_v3, config.realm_id)
+        pace = pacer or pacers.get(
+            (*service, "app", config.client_id), config.requests_per_second, 1 + PACE_MARGIN_SECONDS
+        )
         super().__init__(policy=policy, pacer=pace, sleep=sleep)
         self.config = config
-        self.batch_pacer = batch_pacer or Pacer(config.batches_per_minute, 60 + PACE_MARGIN_SECONDS)
+        self.batch_pacer = batch_pacer or pacers.get(
+            (*service, "batch"), config.batches_per_minute, 60 + PACE_MARGIN_SECONDS
+        )
         self._auth = OAuthClient(config)
         self.keeper = TokenKeeper(tokens, self._spend, worker=worker or uuid.uuid4().hex)
         self._client: QuickBooksClient | None = None

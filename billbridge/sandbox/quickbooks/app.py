@@ -97,7 +97,7 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None, thrott
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("grant_type") != "refresh_token":
             return _json(400, {"error": "unsupported_grant_type"})
-        issued = company.refresh(form.get("refresh_token", ""))
+        issued = company.refresh(form.get("refresh_token", ""), _client_id(request.headers.get("authorization", "")))
         return _json(200, issued) if issued is not None else _json(400, {"error": "invalid_grant"})
 
     @app.api_route("/v3/company/{realm}/query", methods=["GET", "POST"])
@@ -186,15 +186,26 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None, thrott
     return FaultMiddleware(app, injector or FaultInjector(), QuickBooksErrors())
 
 
-def _client_ok(company: QboCompany, header: str) -> bool:
+def _basic(header: str) -> tuple[str, str] | None:
+    """The (client id, secret) of an HTTP Basic authorization header, or None."""
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
-        return False
+        return None
     try:
         client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
     except ValueError:
-        return False
-    return company.check_client(client_id, secret)
+        return None
+    return client_id, secret
+
+
+def _client_ok(company: QboCompany, header: str) -> bool:
+    credentials = _basic(header)
+    return credentials is not None and company.check_client(*credentials)
+
+
+def _client_id(header: str) -> str | None:
+    credentials = _basic(header)
+    return credentials[0] if credentials else None
 
 
 def _entity(path: str) -> str:
@@ -233,7 +244,7 @@ async def _serve(
         return _json(401, unauthorized_body())
     if realm != company.realm_id:
         return Response(forbidden_xml("Unknown realm"), status_code=403, media_type="application/xml")
-    wait = throttle.admit(realm, batch=batch) if throttle is not None else None
+    wait = throttle.admit(realm, batch=batch, app=company.app_of(token)) if throttle is not None else None
     if wait is not None:
         refused = QuickBooksErrors().rate_limited(wait)
         return Response(dumps(refused.body), status_code=429, headers=refused.headers, media_type="application/json")

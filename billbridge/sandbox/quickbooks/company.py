@@ -21,10 +21,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import requests
-
 from billbridge.sandbox.quickbooks.errors import QboFault, not_found, validation
 from billbridge.sandbox.quickbooks.query import parse_query, run_query
+from billbridge.sandbox.webhooks import Attempt, Redelivery, WebhookQueue
 
 ENTITIES = (
     "Account",
@@ -50,6 +49,7 @@ REFRESH_TOKEN_SECONDS = 8726400  # x_refresh_token_expires_in Intuit reports (10
 # Since 2025 an authorisation ends at a hard expiry whatever the refreshes (five years from the
 # connection); the token answer reports the seconds left in x_refresh_token_hard_expires_in
 REFRESH_TOKEN_HARD_SECONDS = 5 * 365 * 86400
+INTUIT_WEBHOOK_TIMEOUT_SECONDS = 3.0  # Intuit: an endpoint must answer a notification with 200 within 3 seconds
 
 
 def dumps(body: Any) -> bytes:
@@ -74,6 +74,7 @@ class RefreshToken:
     token: str
     issued_at: float
     granted_at: float  # when the company was connected: the chain's hard expiry counts from it
+    client_id: str = ""  # the app it was issued to: only that app can spend it
     superseded_at: float | None = None  # when a refresh with it returned a newer one
     spent: int = 0  # how many refreshes it paid for (more than one: two workers raced)
 
@@ -87,11 +88,40 @@ class TokenPolicy:
 
 @dataclass
 class Webhook:
+    """Where the company's change notifications go. Intuit sends them from a queue, one realm at a time
+    and in order, retrying one its endpoint did not answer 200 within 3 seconds (10 s, 20 s, 30 s, 5 min,
+    ...); the sandbox does the same with ``redelivery``'s short delays."""
+
     url: str | None = None
     verifier_token: str = field(default_factory=lambda: secrets.token_hex(16))
     # Intuit moved every app to CloudEvents in 2026; "legacy" sends the eventNotifications format.
     format: str = "cloudevents"
-    delivered: list[tuple[int | None, bytes]] = field(default_factory=list)  # (status or None, payload)
+    delivered: list[tuple[int | None, bytes]] = field(default_factory=list)  # (final status or None, payload)
+    redelivery: Redelivery = field(default_factory=lambda: Redelivery(timeout=INTUIT_WEBHOOK_TIMEOUT_SECONDS))
+    _queue: WebhookQueue | None = None
+    _sent: int = 0
+
+    def send(self, payload: bytes) -> None:
+        """Queue a signed notification to ``url`` (a changed ``url`` gets a queue of its own)."""
+        if self.url is None:
+            return
+        if self._queue is None or self._queue.url != self.url:
+            self._queue = WebhookQueue(self.url, self.redelivery, name="quickbooks-webhooks", on_done=self._done)
+        headers = {"intuit-signature": sign_webhook(payload, self.verifier_token), "Content-Type": "application/json"}
+        self._sent += 1
+        self._queue.send(str(self._sent), lambda: (payload, headers))
+
+    def _done(self, key: str, status: int | None, payload: bytes) -> None:
+        self.delivered.append((status, payload))
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        return self._queue.attempts if self._queue is not None else []
+
+    def flush(self) -> None:
+        """Wait until every queued notification has been delivered or has used up its attempts."""
+        if self._queue is not None:
+            self._queue.flush()
 
 
 _PAST_TENSE = {"Create": "created", "Update": "updated", "Delete": "deleted", "Merge": "merged", "Void": "voided"}
@@ -140,11 +170,14 @@ class QboCompany:
         self.deleted: dict[str, list[dict[str, Any]]] = {name: [] for name in ENTITIES}
         self._next_id = 1
         self._last_stamp = 0.0
+        # the apps connected to this company (client id -> secret); Intuit throttles each app apart
+        self.apps: dict[str, str] = {self.client_id: self.client_secret}
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.access_tokens: dict[str, float] = {}  # token -> expiry
+        self.access_apps: dict[str, str] = {}  # access token -> the app (client id) it was issued to
         self.replies: dict[str, tuple[int, Any]] = {}  # requestid -> the first answer
         self.sent_emails: list[dict[str, str]] = []  # what QuickBooks "mailed" (POST /invoice/{id}/send)
-        self.initial_refresh_token = self._issue_refresh()
+        self.initial_refresh_token = self._issue_refresh(client_id=self.client_id)
         self.create("Account", {"Name": "Services", "AccountType": "Income", "AccountSubType": "ServiceFeeIncome"})
 
     # -- time ------------------------------------------------------------------------------------
@@ -160,21 +193,34 @@ class QboCompany:
 
     # -- OAuth ------------------------------------------------------------------------------------
 
-    def _issue_refresh(self, granted_at: float | None = None) -> str:
+    def _issue_refresh(self, granted_at: float | None = None, *, client_id: str) -> str:
         token = "RT1-" + secrets.token_urlsafe(24)
         now = self.clock()
-        self.refresh_tokens[token] = RefreshToken(token, now, granted_at if granted_at is not None else now)
+        self.refresh_tokens[token] = RefreshToken(
+            token, now, granted_at if granted_at is not None else now, client_id=client_id
+        )
         return token
 
-    def check_client(self, client_id: str, client_secret: str) -> bool:
-        return hmac.compare_digest(client_id, self.client_id) and hmac.compare_digest(client_secret, self.client_secret)
+    def connect_app(self) -> tuple[str, str, str]:
+        """Another app connected to this company (a second integration): its client id, secret and first
+        refresh token. Intuit's 10 requests a second are per realm and app, so each app has its own."""
+        with self.lock:
+            client_id, secret = "AB" + secrets.token_hex(12), secrets.token_hex(20)
+            self.apps[client_id] = secret
+            return client_id, secret, self._issue_refresh(client_id=client_id)
 
-    def refresh(self, refresh_token: str) -> dict[str, Any] | None:
-        """Spend a refresh token: a new access token and a new (rotated) refresh token, or None (invalid_grant)."""
+    def check_client(self, client_id: str, client_secret: str) -> bool:
+        secret = self.apps.get(client_id)
+        return secret is not None and hmac.compare_digest(client_secret, secret)
+
+    def refresh(self, refresh_token: str, client_id: str | None = None) -> dict[str, Any] | None:
+        """Spend a refresh token (of app ``client_id``, by default the first): a new access token and a
+        new (rotated) refresh token, or None (invalid_grant)."""
+        client_id = client_id or self.client_id
         with self.lock:
             record = self.refresh_tokens.get(refresh_token)
             now = self.clock()
-            if record is None or now - record.issued_at > REFRESH_TOKEN_SECONDS:
+            if record is None or record.client_id != client_id or now - record.issued_at > REFRESH_TOKEN_SECONDS:
                 return None
             hard_left = record.granted_at + self.tokens.hard_seconds - now
             if hard_left <= 0:  # past the hard expiry: someone must connect the company again
@@ -186,11 +232,12 @@ class QboCompany:
                 record.superseded_at = now
             access = "AT-" + secrets.token_urlsafe(32)
             self.access_tokens[access] = now + self.tokens.access_seconds
+            self.access_apps[access] = client_id
             return {
                 "token_type": "bearer",
                 "access_token": access,
                 "expires_in": int(self.tokens.access_seconds),
-                "refresh_token": self._issue_refresh(record.granted_at),
+                "refresh_token": self._issue_refresh(record.granted_at, client_id=client_id),
                 "x_refresh_token_expires_in": int(min(REFRESH_TOKEN_SECONDS, hard_left)),
                 "x_refresh_token_hard_expires_in": int(hard_left),
             }
@@ -199,6 +246,11 @@ class QboCompany:
         with self.lock:
             expiry = self.access_tokens.get(token)
             return expiry is not None and self.clock() < expiry
+
+    def app_of(self, token: str) -> str:
+        """The app (client id) an access token was issued to."""
+        with self.lock:
+            return self.access_apps.get(token, self.client_id)
 
     def expire_access_tokens(self) -> None:
         """Let every issued access token run out now (an expired token mid-run)."""
@@ -243,7 +295,7 @@ class QboCompany:
         with self.lock:
             if "Id" in body:
                 raise validation("Id must not be sent on create", "2010", "Request has invalid or unsupported property")
-            record = _VALIDATORS.get(entity, _plain)(self, dict(body))
+            record = validate(self, entity, dict(body))
             record["Id"] = str(self._next_id)
             self._next_id += 1
             record["SyncToken"] = "0"
@@ -271,7 +323,7 @@ class QboCompany:
             merged["Id"] = current["Id"]
             self._apply(entity, current, -1)
             try:
-                record = _VALIDATORS.get(entity, _plain)(self, merged)
+                record = validate(self, entity, merged)
             except QboFault:
                 self._apply(entity, current, +1)
                 raise
@@ -320,25 +372,16 @@ class QboCompany:
             return tombstone
 
     def _apply(self, entity: str, record: dict[str, Any], sign: int) -> None:
-        """A payment (of invoices) or bill payment changes the balances it links to."""
-        if entity == "Payment":
-            self._apply_payment(record, sign)
-        elif entity == "BillPayment":
-            self._apply_bill_payment(record, sign)
-
-    def _apply_payment(self, payment: dict[str, Any], sign: int) -> None:
-        for line in payment.get("Line", []):
+        """A payment (of invoices) or bill payment changes the balances of what it links to (its rule's
+        ``links``); ``sign`` -1 takes it back (an update's old version, a delete)."""
+        rule = RULES.get(entity)
+        if rule is None or rule.links is None:
+            return
+        for line in record.get("Line", []):
             for link in line.get("LinkedTxn", []):
-                invoice = self.records["Invoice"][link["TxnId"]]
-                invoice["Balance"] = invoice["Balance"] - sign * line["Amount"]
-                invoice["MetaData"] = {**invoice["MetaData"], "LastUpdatedTime": self._stamp()}
-
-    def _apply_bill_payment(self, payment: dict[str, Any], sign: int) -> None:
-        for line in payment.get("Line", []):
-            for link in line.get("LinkedTxn", []):
-                bill = self.records["Bill"][link["TxnId"]]
-                bill["Balance"] = bill["Balance"] - sign * line["Amount"]
-                bill["MetaData"] = {**bill["MetaData"], "LastUpdatedTime": self._stamp()}
+                linked = self.records[rule.links.entity][link["TxnId"]]
+                linked["Balance"] = linked["Balance"] - sign * line["Amount"]
+                linked["MetaData"] = {**linked["MetaData"], "LastUpdatedTime": self._stamp()}
 
     def query(self, text: str) -> dict[str, Any]:
         parsed = parse_query(text)
@@ -440,22 +483,227 @@ class QboCompany:
         ).encode()
 
     def notify(self, changes: list[tuple[str, str, str, str]]) -> None:
-        """POST a signed webhook notification to the configured URL (best effort, as Intuit retries later)."""
-        if self.webhook.url is None:
-            return
-        payload = self.webhook_payload(changes)
-        headers = {
-            "intuit-signature": sign_webhook(payload, self.webhook.verifier_token),
-            "Content-Type": "application/json",
-        }
-        try:
-            status: int | None = requests.post(self.webhook.url, data=payload, headers=headers, timeout=5).status_code
-        except requests.RequestException:
-            status = None
-        self.webhook.delivered.append((status, payload))
+        """Send a signed webhook notification to the configured URL, from the webhook's queue (retried
+        while the endpoint does not take it); ``webhook.flush()`` waits for it."""
+        if self.webhook.url is not None:
+            self.webhook.send(self.webhook_payload(changes))
 
 
 # -- per-entity validation, as QuickBooks checks references and amounts ------------------------------------
+#
+# One path for every entity, driven by ``RULES``: what an entity requires, which name is unique, the
+# party it belongs to (and whether its currency must be the party's), how its DocNumber is checked, what
+# its lines are, how its totals follow, and the defaults QuickBooks fills in. ``validate`` runs the
+# steps in that order, so every entity refuses a bad request the same way.
+
+BUSINESS = "A business validation error has occurred while processing your request"
+INVALID = "Request has invalid or unsupported property"
+
+
+@dataclass(frozen=True)
+class LineRule:
+    """An entity's lines: ``details`` maps each DetailType to the reference its detail must name.
+    ``typed``: the DetailType must be one of them (else ``wrong_kind``); untyped lines (sales
+    documents) read the one detail they have. ``posting``: Debit/Credit sides (a journal entry)."""
+
+    details: dict[str, tuple[str, str]]
+    typed: bool = True
+    wrong_kind: str = ""
+    non_negative: bool = False
+    first_id: int | None = None  # line Ids QuickBooks gives from this number (None: none)
+    posting: bool = False
+    qty_price: bool = False  # Amount must be Qty * UnitPrice when both are given (6070)
+
+
+@dataclass(frozen=True)
+class LinkRule:
+    """Lines that apply money to transactions: each links a ``txn_type`` (``entity``) of the same party."""
+
+    txn_type: str
+    entity: str
+    wrong_type: str
+    applied_at_most_total: bool = False  # the money applied may not exceed TotalAmt; the rest is UnappliedAmt
+
+
+Default = Callable[["QboCompany", dict[str, Any], dict[str, Any] | None], Any]
+Check = Callable[["QboCompany", dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class EntityRule:
+    """How QuickBooks takes one entity (see ``validate``)."""
+
+    required: tuple[str, ...] = ()
+    unique: str | None = None  # a name unique among the entity's records (DisplayName: across the parties)
+    checks: tuple[Check, ...] = ()  # the entity's own rules, before anything else
+    party: tuple[str, str] | None = None  # (reference key, entity): whose document it is
+    currency: str | None = None  # "match": the party's currency or refused; "default": the party's if unsaid
+    doc_number: str | None = None  # "unique", "per_party" (a vendor's bill numbers), "free" (length only)
+    refs: tuple[tuple[str, str], ...] = ()  # further references that must exist (key, entity)
+    lines: LineRule | None = None
+    links: LinkRule | None = None
+    defaults: tuple[tuple[str, Default], ...] = ()  # filled in order where the body has none
+
+
+def _home_currency(company: QboCompany, body: dict[str, Any], party: dict[str, Any] | None) -> Any:
+    return {"value": company.home_currency}
+
+
+def _party_currency(company: QboCompany, body: dict[str, Any], party: dict[str, Any] | None) -> Any:
+    return party["CurrencyRef"] if party is not None else {"value": company.home_currency}
+
+
+def _today(company: QboCompany, body: dict[str, Any], party: dict[str, Any] | None) -> Any:
+    return company.now().date().isoformat()
+
+
+def _const(value: Any) -> Default:
+    return lambda company, body, party: value
+
+
+def _no_colon(company: QboCompany, body: dict[str, Any]) -> None:
+    if ":" in str(body.get("DisplayName", "")):  # Intuit's XSD: "The customer name must not contain a colon"
+        raise validation("Business Validation Error: The customer name must not contain a colon (:).", "6000", BUSINESS)
+
+
+def _income_account(company: QboCompany, body: dict[str, Any]) -> None:
+    """A service or non-inventory item names an existing income account."""
+    if body.get("Type", "Service") in ("Service", "NonInventory"):
+        _ref(company, body, "IncomeAccountRef", "Account")
+
+
+_PAY_TYPES = {"Check": ("CheckPayment", "BankAccountRef"), "CreditCard": ("CreditCardPayment", "CCAccountRef")}
+
+
+def _pay_type(company: QboCompany, body: dict[str, Any]) -> None:
+    """A bill payment's PayType: Check with a CheckPayment's BankAccountRef, or CreditCard with a
+    CreditCardPayment's CCAccountRef."""
+    if body.get("PayType") not in _PAY_TYPES:
+        raise validation("Required parameter PayType is missing in the request (Check or CreditCard)")
+    holder, account = _PAY_TYPES[body["PayType"]]
+    _ref(company, body.get(holder) or {}, account, "Account")
+
+
+_PARTY_DEFAULTS: tuple[tuple[str, Default], ...] = (
+    ("CurrencyRef", _home_currency),
+    ("Balance", _const(Decimal(0))),
+    ("Active", _const(True)),
+)
+
+# Invoices and credit memos: a customer's, in its currency, item lines whose Amount is Qty * UnitPrice.
+_SALES_DOCUMENT = EntityRule(
+    required=("Line",),
+    party=("CustomerRef", "Customer"),
+    currency="match",
+    doc_number="unique",
+    lines=LineRule({"SalesItemLineDetail": ("ItemRef", "Item")}, typed=False, qty_price=True),
+    defaults=(("TxnDate", _today),),
+)
+
+RULES: dict[str, EntityRule] = {
+    # DisplayName is unique across customers, vendors and employees (DESIGN.md; the XSD states the
+    # colon rule for customers only); employees hold only what the name rule needs.
+    "Customer": EntityRule(unique="DisplayName", checks=(_no_colon,), defaults=_PARTY_DEFAULTS),
+    "Vendor": EntityRule(unique="DisplayName", defaults=_PARTY_DEFAULTS),
+    "Employee": EntityRule(unique="DisplayName", defaults=(("Active", _const(True)),)),
+    "Item": EntityRule(
+        unique="Name", checks=(_income_account,), defaults=(("Type", _const("Service")), ("Active", _const(True)))
+    ),
+    "Invoice": _SALES_DOCUMENT,
+    "CreditMemo": _SALES_DOCUMENT,
+    # A Bill's DocNumber is the vendor's reference: with duplicate checking on, not twice for one vendor.
+    "Bill": EntityRule(
+        required=("Line",),
+        party=("VendorRef", "Vendor"),
+        currency="match",
+        doc_number="per_party",
+        lines=LineRule(
+            {
+                "AccountBasedExpenseLineDetail": ("AccountRef", "Account"),
+                "ItemBasedExpenseLineDetail": ("ItemRef", "Item"),
+            },
+            wrong_kind="DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail",
+            non_negative=True,
+            first_id=1,
+        ),
+        defaults=(("TxnDate", _today),),
+    ),
+    # Every line a JournalEntryLineDetail with a PostingType; the debits equal the credits. A repeated
+    # journal number is only a warning in QuickBooks' own screens.
+    "JournalEntry": EntityRule(
+        required=("Line",),
+        doc_number="free",
+        lines=LineRule(
+            {"JournalEntryLineDetail": ("AccountRef", "Account")},
+            wrong_kind="DetailType must be JournalEntryLineDetail, with its JournalEntryLineDetail",
+            non_negative=True,
+            first_id=0,
+            posting=True,
+        ),
+        defaults=(
+            ("CurrencyRef", _home_currency),
+            ("Adjustment", _const(False)),
+            ("TxnDate", _today),
+        ),
+    ),
+    "Payment": EntityRule(
+        party=("CustomerRef", "Customer"),
+        currency="default",
+        links=LinkRule(
+            "Invoice", "Invoice", "only invoices can be linked to a payment in this sandbox", applied_at_most_total=True
+        ),
+        defaults=(("TxnDate", _today),),
+    ),
+    "BillPayment": EntityRule(
+        party=("VendorRef", "Vendor"),
+        checks=(_pay_type,),
+        currency="default",
+        links=LinkRule("Bill", "Bill", "a bill payment links bills"),
+        defaults=(("TxnDate", _today),),
+    ),
+}
+
+
+def validate(company: QboCompany, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as QuickBooks stores it, or the fault it answers: the entity's ``RULES`` in order: its
+    party, its own checks, required fields, the unique name, the party's currency, the DocNumber,
+    the lines and their totals (or the money a payment applies), then the defaults."""
+    rule = RULES.get(entity)
+    if rule is None:
+        return body
+    party = _ref(company, body, *rule.party) if rule.party else None
+    for check in rule.checks:
+        check(company, body)
+    for key in rule.required:
+        if not isinstance(body.get(key), list) or not body[key]:
+            raise validation(f"Required parameter {key} is missing in the request")
+    if rule.unique:
+        _unique(company, entity, rule.unique, body)
+    if rule.currency == "match" and party is not None and rule.party is not None:
+        _same_currency(company, body, party, rule.party[1])
+    if rule.doc_number:
+        _doc_number(company, entity, body, rule, party)
+    if rule.lines:
+        _lines(company, body, rule.lines)
+    if rule.links and party is not None and rule.party is not None:
+        _links(company, body, rule.links, party, rule.party)
+    if rule.currency == "default":
+        body.setdefault("CurrencyRef", _party_currency(company, body, party))
+    for key, default in rule.defaults:
+        if key not in body:
+            body[key] = default(company, body, party)
+    return body
+
+
+def _same_currency(company: QboCompany, body: dict[str, Any], party: dict[str, Any], kind: str) -> None:
+    """A document is in its party's currency (what it says, else the home currency for a customer's,
+    the vendor's for a bill's)."""
+    theirs = party["CurrencyRef"]["value"]
+    unsaid = company.home_currency if kind == "Customer" else theirs
+    currency = (body.get("CurrencyRef") or {}).get("value", unsaid)
+    if currency != theirs:
+        raise validation(f"Currency {currency} does not match the {kind.lower()}'s currency {theirs}", "6000", BUSINESS)
+    body["CurrencyRef"] = {"value": currency}
 
 
 def _ref(company: QboCompany, body: dict[str, Any], key: str, entity: str) -> dict[str, Any]:
@@ -473,10 +721,6 @@ def _ref(company: QboCompany, body: dict[str, Any], key: str, entity: str) -> di
     return company.records[entity][ident]
 
 
-def _plain(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    return body
-
-
 _NAME_SHARERS = ("Customer", "Vendor", "Employee")  # DisplayName is unique across the three, inactive included
 
 
@@ -492,147 +736,12 @@ def _unique(company: QboCompany, entity: str, key: str, body: dict[str, Any]) ->
             )
 
 
-def _customer(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    if ":" in str(body.get("DisplayName", "")):  # Intuit's XSD: "The customer name must not contain a colon"
-        raise validation(
-            "Business Validation Error: The customer name must not contain a colon (:).",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    _unique(company, "Customer", "DisplayName", body)
-    body.setdefault("CurrencyRef", {"value": company.home_currency})
-    body.setdefault("Balance", Decimal(0))
-    body.setdefault("Active", True)
-    return body
-
-
-def _party(entity: str) -> Callable[[QboCompany, dict[str, Any]], dict[str, Any]]:
-    """Employees: only what the name rule needs (they share DisplayNames with customers and vendors)."""
-
-    def check(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-        _unique(company, entity, "DisplayName", body)
-        body.setdefault("Active", True)
-        return body
-
-    return check
-
-
-def _vendor(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """A vendor: its DisplayName unique across customers, vendors and employees (DESIGN.md; the XSD
-    states a colon rule for customers only), in the home currency unless it says another."""
-    _unique(company, "Vendor", "DisplayName", body)
-    body.setdefault("CurrencyRef", {"value": company.home_currency})
-    body.setdefault("Balance", Decimal(0))
-    body.setdefault("Active", True)
-    return body
-
-
-def _bill(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """As QuickBooks takes a Bill: a VendorRef, lines each an AccountBasedExpenseLineDetail naming an
-    existing AccountRef (or an ItemBasedExpenseLineDetail naming an item) with a non-negative Amount, in
-    the vendor's currency; DocNumber (the vendor's reference) at most 21 characters and, with duplicate
-    checking on, not used twice for the same vendor (6140)."""
-    vendor = _ref(company, body, "VendorRef", "Vendor")
-    currency = (body.get("CurrencyRef") or {}).get("value", vendor["CurrencyRef"]["value"])
-    if currency != vendor["CurrencyRef"]["value"]:
-        raise validation(
-            f"Currency {currency} does not match the vendor's currency {vendor['CurrencyRef']['value']}",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    body["CurrencyRef"] = {"value": currency}
-    number = body.get("DocNumber")
-    if number is not None and len(str(number)) > DOC_NUMBER_MAX:
-        raise QboFault(
-            400,
-            "String length is either shorter or longer than supported by specification",
-            f"String length specified does not match the supported length. Min:0 Max:{DOC_NUMBER_MAX} "
-            f"supplied:{len(str(number))}",
-            "2050",
-        )
-    if number is not None and company.duplicate_doc_number_check:
-        for other in company.records["Bill"].values():
-            same_vendor = other["VendorRef"]["value"] == vendor["Id"]
-            if same_vendor and other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
-                raise QboFault(
-                    400,
-                    "Duplicate Document Number Error",
-                    "Duplicate Document Number Error : You must specify a different number. This number has "
-                    f"already been used. DocNumber={number} is assigned to TxnType=Bill with TxnId={other['Id']}",
-                    "6140",
-                )
-    lines = body.get("Line")
-    if not isinstance(lines, list) or not lines:
-        raise validation("Required parameter Line is missing in the request")
-    total = Decimal(0)
-    for n, line in enumerate(lines, start=1):
-        kind = line.get("DetailType")
-        if kind not in ("AccountBasedExpenseLineDetail", "ItemBasedExpenseLineDetail") or not isinstance(
-            line.get(kind), dict
-        ):
-            raise validation(
-                f"Line {n}: DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail"
-            )
-        if kind == "AccountBasedExpenseLineDetail":
-            _ref(company, line[kind], "AccountRef", "Account")
-        else:
-            _ref(company, line[kind], "ItemRef", "Item")
-        line["Amount"] = _decimal(line.get("Amount"), f"Line {n} Amount")
-        if line["Amount"] < 0:
-            raise validation(
-                f"Line {n}: Amount must not be negative",
-                "6000",
-                "A business validation error has occurred while processing your request",
-            )
-        line["LineNum"] = n
-        line.setdefault("Id", str(n))
-        total += line["Amount"]
-    body["TotalAmt"] = total
-    body["Balance"] = total if "Balance" not in body else _decimal(body["Balance"], "Balance")
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
-
-
-def _bill_payment(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """A payment of bills: a VendorRef, a PayType (Check with a CheckPayment's BankAccountRef, or
-    CreditCard with a CreditCardPayment's CCAccountRef), lines linking that vendor's bills."""
-    vendor = _ref(company, body, "VendorRef", "Vendor")
-    pay_type = body.get("PayType")
-    detail = {"Check": ("CheckPayment", "BankAccountRef"), "CreditCard": ("CreditCardPayment", "CCAccountRef")}
-    if pay_type not in detail:
-        raise validation("Required parameter PayType is missing in the request (Check or CreditCard)")
-    holder, account = detail[pay_type]
-    _ref(company, body.get(holder) or {}, account, "Account")
-    body["TotalAmt"] = _decimal(body.get("TotalAmt"), "TotalAmt")
-    for line in body.get("Line", []):
-        line["Amount"] = _decimal(line.get("Amount"), "Line Amount")
-        for link in line.get("LinkedTxn", []):
-            if link.get("TxnType") != "Bill":
-                raise validation("a bill payment links bills", "2010", "Request has invalid or unsupported property")
-            bill = _ref(company, {"Ref": {"value": link.get("TxnId")}}, "Ref", "Bill")
-            if bill["VendorRef"]["value"] != vendor["Id"]:
-                raise validation(
-                    "The linked bill belongs to another vendor",
-                    "6000",
-                    "A business validation error has occurred while processing your request",
-                )
-    body.setdefault("CurrencyRef", vendor["CurrencyRef"])
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
-
-
-def _item(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    _unique(company, "Item", "Name", body)
-    if body.get("Type", "Service") in ("Service", "NonInventory"):
-        _ref(company, body, "IncomeAccountRef", "Account")
-    body.setdefault("Type", "Service")
-    body.setdefault("Active", True)
-    return body
-
-
-def _doc_number(company: QboCompany, entity: str, body: dict[str, Any], *, unique: bool = True) -> None:
-    """DocNumber: at most 21 characters (Intuit's XSD), and unique per transaction type when the
-    company checks duplicate numbers: 6140 "Duplicate Document Number Error" (not 6240, a name's)."""
+def _doc_number(
+    company: QboCompany, entity: str, body: dict[str, Any], rule: EntityRule, party: dict[str, Any] | None
+) -> None:
+    """DocNumber: at most 21 characters (Intuit's XSD), and unique per transaction type (a bill's: per
+    vendor) when the company checks duplicate numbers: 6140 "Duplicate Document Number Error" (not
+    6240, a name's)."""
     number = body.get("DocNumber")
     if number is None:
         return
@@ -644,48 +753,39 @@ def _doc_number(company: QboCompany, entity: str, body: dict[str, Any], *, uniqu
             f"supplied:{len(str(number))}",
             "2050",
         )
-    if unique and company.duplicate_doc_number_check:
-        for other in company.records[entity].values():
-            if other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
-                raise QboFault(
-                    400,
-                    "Duplicate Document Number Error",
-                    "Duplicate Document Number Error : You must specify a different number. This number has "
-                    f"already been used. DocNumber={number} is assigned to TxnType={entity} with TxnId={other['Id']}",
-                    "6140",
-                )
+    if rule.doc_number == "free" or not company.duplicate_doc_number_check:
+        return
+    key = rule.party[0] if rule.doc_number == "per_party" and rule.party and party else None
+    for other in company.records[entity].values():
+        same_party = key is None or other[key]["value"] == party["Id"]  # type: ignore[index]
+        if same_party and other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
+            raise QboFault(
+                400,
+                "Duplicate Document Number Error",
+                "Duplicate Document Number Error : You must specify a different number. This number has "
+                f"already been used. DocNumber={number} is assigned to TxnType={entity} with TxnId={other['Id']}",
+                "6140",
+            )
 
 
-def _invoice(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    _doc_number(company, "Invoice", body)
-    return _sales_document(company, body)
-
-
-def _credit_memo(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    _doc_number(company, "CreditMemo", body)
-    return _sales_document(company, body)
-
-
-def _sales_document(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    customer = _ref(company, body, "CustomerRef", "Customer")
-    currency = (body.get("CurrencyRef") or {}).get("value", company.home_currency)
-    if currency != customer["CurrencyRef"]["value"]:
-        raise validation(
-            f"Currency {currency} does not match the customer's currency {customer['CurrencyRef']['value']}",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    body["CurrencyRef"] = {"value": currency}
-    lines = body.get("Line")
-    if not isinstance(lines, list) or not lines:
-        raise validation("Required parameter Line is missing in the request")
+def _lines(company: QboCompany, body: dict[str, Any], rule: LineRule) -> None:
+    """Each line's detail and reference, its Amount (a number; not negative where the rule says), its
+    LineNum (and Id); then TotalAmt (a journal entry's: its debits, which must equal its credits) and
+    Balance (the total unless given)."""
+    sides = {"Debit": Decimal(0), "Credit": Decimal(0)}
     total = Decimal(0)
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(body["Line"], start=1):
+        kind = line.get("DetailType") if rule.typed else next(iter(rule.details))
+        if rule.typed and (kind not in rule.details or not isinstance(line.get(kind), dict)):
+            raise validation(f"Line {n}: {rule.wrong_kind}")
+        detail = line.get(kind) or {}
+        if rule.posting and detail.get("PostingType") not in sides:
+            raise validation(f"Line {n}: PostingType must be Debit or Credit", "2010", INVALID)
+        _ref(company, detail, *rule.details[str(kind)])
         line["Amount"] = _decimal(line.get("Amount"), f"Line {n} Amount")
-        line["LineNum"] = n
-        detail = line.get("SalesItemLineDetail") or {}
-        _ref(company, detail, "ItemRef", "Item")
-        if "Qty" in detail and "UnitPrice" in detail:
+        if rule.non_negative and line["Amount"] < 0:
+            raise validation(f"Line {n}: Amount must not be negative", "6000", BUSINESS)
+        if rule.qty_price and "Qty" in detail and "UnitPrice" in detail:
             detail["Qty"] = _decimal(detail["Qty"], f"Line {n} Qty")
             detail["UnitPrice"] = _decimal(detail["UnitPrice"], f"Line {n} UnitPrice")
             if detail["Qty"] * detail["UnitPrice"] != line["Amount"]:
@@ -695,99 +795,44 @@ def _sales_document(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]
                     "6070",
                     "Amount calculation incorrect in the request",
                 )
+        line["LineNum"] = n
+        if rule.first_id is not None:
+            line.setdefault("Id", str(n - 1 + rule.first_id))
         total += line["Amount"]
+        if rule.posting:
+            sides[detail["PostingType"]] += line["Amount"]
+    if rule.posting:
+        if sides["Debit"] != sides["Credit"]:
+            raise validation(
+                f"Business Validation Error: debits ({sides['Debit']}) and credits ({sides['Credit']}) must balance",
+                "6000",
+                BUSINESS,
+            )
+        body["TotalAmt"] = sides["Debit"]
+        return
     body["TotalAmt"] = total
     body["Balance"] = total if "Balance" not in body else _decimal(body["Balance"], "Balance")
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
 
 
-def _payment(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    customer = _ref(company, body, "CustomerRef", "Customer")
+def _links(
+    company: QboCompany, body: dict[str, Any], rule: LinkRule, party: dict[str, Any], owner: tuple[str, str]
+) -> None:
+    """TotalAmt (a number), and each line's Amount applied to transactions of the same party; a
+    payment of invoices applies at most its total, the rest unapplied."""
     body["TotalAmt"] = _decimal(body.get("TotalAmt"), "TotalAmt")
     applied = Decimal(0)
     for line in body.get("Line", []):
         line["Amount"] = _decimal(line.get("Amount"), "Line Amount")
         for link in line.get("LinkedTxn", []):
-            if link.get("TxnType") != "Invoice":
+            if link.get("TxnType") != rule.txn_type:
+                raise validation(rule.wrong_type, "2010", INVALID)
+            linked = _ref(company, {"Ref": {"value": link.get("TxnId")}}, "Ref", rule.entity)
+            if linked[owner[0]]["value"] != party["Id"]:
                 raise validation(
-                    "only invoices can be linked to a payment in this sandbox",
-                    "2010",
-                    "Request has invalid or unsupported property",
-                )
-            invoice = _ref(company, {"Ref": {"value": link.get("TxnId")}}, "Ref", "Invoice")
-            if invoice["CustomerRef"]["value"] != customer["Id"]:
-                raise validation(
-                    "The linked invoice belongs to another customer",
-                    "6000",
-                    "A business validation error has occurred while processing your request",
+                    f"The linked {rule.entity.lower()} belongs to another {owner[1].lower()}", "6000", BUSINESS
                 )
         applied += line["Amount"]
-    if applied > body["TotalAmt"]:
-        raise validation(
-            "The payment amount must be at least the amount applied to invoices",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    body["UnappliedAmt"] = body["TotalAmt"] - applied
-    body.setdefault("CurrencyRef", customer["CurrencyRef"])
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
-
-
-def _journal_entry(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """As QuickBooks takes a JournalEntry: every line a JournalEntryLineDetail with a PostingType (Debit
-    or Credit), an existing AccountRef and a non-negative Amount; the debits equal the credits. DocNumber
-    at most 21 characters; a repeated journal number is only a warning in QuickBooks' own screens."""
-    _doc_number(company, "JournalEntry", body, unique=False)
-    lines = body.get("Line")
-    if not isinstance(lines, list) or not lines:
-        raise validation("Required parameter Line is missing in the request")
-    sides = {"Debit": Decimal(0), "Credit": Decimal(0)}
-    for n, line in enumerate(lines, start=1):
-        if line.get("DetailType") != "JournalEntryLineDetail" or not isinstance(
-            line.get("JournalEntryLineDetail"), dict
-        ):
-            raise validation(f"Line {n}: DetailType must be JournalEntryLineDetail, with its JournalEntryLineDetail")
-        detail = line["JournalEntryLineDetail"]
-        posting = detail.get("PostingType")
-        if posting not in sides:
-            raise validation(
-                f"Line {n}: PostingType must be Debit or Credit", "2010", "Request has invalid or unsupported property"
-            )
-        _ref(company, detail, "AccountRef", "Account")
-        line["Amount"] = _decimal(line.get("Amount"), f"Line {n} Amount")
-        if line["Amount"] < 0:
-            raise validation(
-                f"Line {n}: Amount must not be negative",
-                "6000",
-                "A business validation error has occurred while processing your request",
-            )
-        line["LineNum"] = n
-        line.setdefault("Id", str(n - 1))
-        sides[posting] += line["Amount"]
-    if sides["Debit"] != sides["Credit"]:
-        raise validation(
-            f"Business Validation Error: debits ({sides['Debit']}) and credits ({sides['Credit']}) must balance",
-            "6000",
-            "A business validation error has occurred while processing your request",
-        )
-    body["TotalAmt"] = sides["Debit"]
-    body.setdefault("CurrencyRef", {"value": company.home_currency})
-    body.setdefault("Adjustment", False)
-    body.setdefault("TxnDate", company.now().date().isoformat())
-    return body
-
-
-_VALIDATORS: dict[str, Callable[[QboCompany, dict[str, Any]], dict[str, Any]]] = {
-    "JournalEntry": _journal_entry,
-    "Customer": _customer,
-    "Item": _item,
-    "Invoice": _invoice,
-    "CreditMemo": _credit_memo,
-    "Payment": _payment,
-    "Vendor": _vendor,
-    "Employee": _party("Employee"),
-    "Bill": _bill,
-    "BillPayment": _bill_payment,
-}
+    if rule.applied_at_most_total:
+        if applied > body["TotalAmt"]:
+            raise validation("The payment amount must be at least the amount applied to invoices", "6000", BUSINESS)
+        body["UnappliedAmt"] = body["TotalAmt"] - applied

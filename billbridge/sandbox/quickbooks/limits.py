@@ -1,7 +1,7 @@
 """Intuit's throttling of the QuickBooks Online Accounting API, as the sandbox enforces it.
 
 Since 2025 (Intuit's developer blog, August 2025): 10 requests a second per realm and app, and the
-batch endpoint at 120 requests a minute per realm; more are refused with the throttle fault
+batch endpoint at 120 requests a minute per realm (whatever the app); more are refused with the throttle fault
 (``ThrottleExceeded``, code 3001, HTTP 429). Both are sliding windows counted when a request
 arrives; a refused request does not count. ``INTUIT_LIMITS`` is what ``start_quickbooks`` enforces
 unless a test that is not about throttling opts out with ``limits=None``.
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class QboLimits:
-    """Requests a realm may make: ``requests_per_second`` of any kind, ``batches_per_minute`` batch calls."""
+    """What a realm may be asked: ``requests_per_second`` of any kind per app (client id) connected to it,
+    ``batches_per_minute`` batch calls from all its apps together."""
 
     requests_per_second: int = 10
     batches_per_minute: int = 120
@@ -29,20 +30,22 @@ INTUIT_LIMITS = QboLimits()
 
 
 class Throttle:
-    """The sliding windows of one sandbox, per realm; ``admit`` says how long to wait, or None."""
+    """The sliding windows of one sandbox: requests per (realm, app), batches per realm; ``admit`` says
+    how long to wait, or None."""
 
     def __init__(self, limits: QboLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits, self.clock = limits, clock
         self._lock = threading.Lock()
-        self._requests: dict[str, deque[float]] = {}
+        self._requests: dict[tuple[str, str], deque[float]] = {}
         self._batches: dict[str, deque[float]] = {}
         self.refused = 0  # how many requests were answered 429 (a benchmark reports it)
 
-    def admit(self, realm: str, *, batch: bool) -> int | None:
-        """Count the request and return None, or refuse it: the whole seconds to wait (Retry-After)."""
+    def admit(self, realm: str, *, batch: bool, app: str = "") -> int | None:
+        """Count a request of ``app`` (its client id) to ``realm`` and return None, or refuse it: the whole
+        seconds to wait (Retry-After)."""
         with self._lock:
             now = self.clock()
-            windows = [(self._requests.setdefault(realm, deque()), self.limits.requests_per_second, 1.0)]
+            windows = [(self._requests.setdefault((realm, app), deque()), self.limits.requests_per_second, 1.0)]
             if batch:
                 windows.append((self._batches.setdefault(realm, deque()), self.limits.batches_per_minute, 60.0))
             wait = 0.0

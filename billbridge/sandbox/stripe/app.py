@@ -6,16 +6,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import queue
 import re
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -25,6 +21,7 @@ from billbridge.sandbox.stripe import catalog, contract, payments
 from billbridge.sandbox.stripe.forms import decode
 from billbridge.sandbox.stripe.state import Saved, StripeApiError, StripeState
 from billbridge.sandbox.stripe.views import expand
+from billbridge.sandbox.webhooks import Redelivery, WebhookQueue
 
 Handler = Callable[..., dict[str, Any]]
 WEBHOOK_TIMEOUT_SECONDS = 5.0
@@ -103,42 +100,39 @@ def sign(payload: bytes, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-@dataclass
 class WebhookSender:
-    """Delivers each event, signed, to one endpoint from a background thread (in event order)."""
+    """Delivers each event, signed, to one endpoint from a background thread (in event order), retried
+    with backoff (``policy``) while the endpoint times out, is unreachable or answers non-2xx, as Stripe
+    retries; every attempt carries the same event id and a signature of its own time."""
 
-    url: str
-    secret: str
-    clock: Callable[[], float] = time.time
-    delivered: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    _queue: queue.Queue[dict[str, Any] | None] = field(default_factory=queue.Queue)
-    _thread: threading.Thread | None = None
+    def __init__(
+        self, url: str, secret: str, *, clock: Callable[[], float] = time.time, policy: Redelivery | None = None
+    ) -> None:
+        self.url, self.secret, self.clock = url, secret, clock
+        self.queue = WebhookQueue(url, policy or Redelivery(timeout=WEBHOOK_TIMEOUT_SECONDS), name="stripe-webhooks")
+
+    @property
+    def delivered(self) -> list[str]:
+        """Ids of the events the endpoint took (a 2xx), in order."""
+        return self.queue.delivered
+
+    @property
+    def failed(self) -> list[str]:
+        """Ids of the events still refused after every attempt."""
+        return self.queue.failed
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="stripe-webhooks", daemon=True)
-            self._thread.start()
-        self._queue.put(event)
+        payload = json.dumps(event).encode()
 
-    def _run(self) -> None:
-        with httpx.Client(timeout=WEBHOOK_TIMEOUT_SECONDS) as client:
-            while (event := self._queue.get()) is not None:
-                payload = json.dumps(event).encode()
-                headers = {
-                    "Stripe-Signature": sign(payload, self.secret, int(self.clock())),
-                    "Content-Type": "application/json",
-                }
-                try:
-                    ok = client.post(self.url, content=payload, headers=headers).is_success
-                except httpx.HTTPError:
-                    ok = False
-                (self.delivered if ok else self.failed).append(event["id"])
-                self._queue.task_done()
+        def attempt() -> tuple[bytes, dict[str, str]]:
+            signature = sign(payload, self.secret, int(self.clock()))
+            return payload, {"Stripe-Signature": signature, "Content-Type": "application/json"}
+
+        self.queue.send(str(event["id"]), attempt)
 
     def flush(self) -> None:
-        """Wait until every queued event has been attempted."""
-        self._queue.join()
+        """Wait until every queued event has been delivered or has used up its attempts."""
+        self.queue.flush()
 
 
 class StripeSandbox:
@@ -153,8 +147,9 @@ class StripeSandbox:
         self.webhook: WebhookSender | None = None
         self.app = FaultMiddleware(self._build(), self.faults, StripeErrors())
 
-    def send_webhooks_to(self, url: str, secret: str) -> WebhookSender:
-        self.webhook = WebhookSender(url, secret, clock=self.state.clock)
+    def send_webhooks_to(self, url: str, secret: str, *, policy: Redelivery | None = None) -> WebhookSender:
+        """Send every event to ``url`` signed with ``secret``, retried as ``policy`` says."""
+        self.webhook = WebhookSender(url, secret, clock=self.state.clock, policy=policy)
         self.state.listeners.append(self.webhook)
         return self.webhook
 
