@@ -164,7 +164,12 @@ class PeriodRevenue:
 
 def journal_key(period: PeriodRevenue) -> str:
     """The entry's identity (outbox key, PrivateNote): one per entity, currency and month."""
-    return f"revenue:{period.entity_ref}:{period.currency}:{period.month:%Y-%m}"
+    return f"{entity_key(period.entity_ref)}{period.currency}:{period.month:%Y-%m}"
+
+
+def entity_key(entity_ref: str) -> str:
+    """What every ``journal_key`` of an entity starts with."""
+    return f"revenue:{entity_ref}:"
 
 
 def entity_tag(entity_ref: str) -> str:

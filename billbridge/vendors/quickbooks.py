@@ -444,11 +444,17 @@ class QuickBooks(QuickBooksConnector):
         by DocNumber before anything is written: one of ours posting the same lines is ``existing`` (an
         earlier attempt whose answer was lost), one posting other amounts (the month was reopened and
         closed again) is replaced in place, naming its SyncToken (``updated``); a DocNumber held by an
-        entry billbridge did not make is a failure, never overwritten."""
+        entry billbridge did not make is a failure, never overwritten.
+
+        A month whose recognition came to nothing (reclosed after a backdated change) has no entry: one of
+        ours standing under its DocNumber is deleted (``operation=delete`` naming its Id and SyncToken;
+        ``deleted``), none there is ``existing`` (nothing to remove: an earlier attempt removed it, or it
+        never posted), and an entry a person made under that number is left alone (``existing``)."""
         ids = {account for _, mapping in entries for account in mapping.roles()}
         chart = self.find("Account", "Id", ids) if ids else {}
         results: dict[int, PushResult] = {}
         payloads: dict[int, dict[str, Any]] = {}
+        removals: dict[int, str] = {}  # entry -> the DocNumber whose entry of ours must go
         for n, (period, mapping) in enumerate(entries):
             number = doc_number(period)
             problems = account_problems([mapping], chart)
@@ -458,11 +464,20 @@ class QuickBooks(QuickBooksConnector):
                 continue
             payload = journal_entry_payload(period, mapping)
             if payload is None:
-                results[n] = PushResult(number, "journal_entry", "existing")  # nothing moved: nothing to post
+                removals[n] = number  # nothing moved: no entry of ours may stand for the month
                 continue
             payloads[n] = payload
-        existing = self.find("JournalEntry", "DocNumber", {p["DocNumber"] for p in payloads.values()})
+        numbers = {p["DocNumber"] for p in payloads.values()} | set(removals.values())
+        existing = self.find("JournalEntry", "DocNumber", numbers)
         writes: dict[int, Write] = {}
+        for n, number in removals.items():
+            record = existing.get(number)
+            if record is None or record.get("PrivateNote") != note(entries[n][0]):
+                results[n] = PushResult(number, "journal_entry", "existing")  # none of ours: nothing to remove
+                continue
+            body = {"Id": record["Id"], "SyncToken": record["SyncToken"]}
+            key = f"billbridge-{note(entries[n][0])}-delete-{record['Id']}-{record['SyncToken']}"
+            writes[n] = Write(key, "JournalEntry", body, "delete")
         for n, payload in payloads.items():
             number, record = payload["DocNumber"], existing.get(payload["DocNumber"])
             if record is None:
@@ -480,8 +495,10 @@ class QuickBooks(QuickBooksConnector):
                 writes[n] = Write(key, "JournalEntry", body, "update")
         written = self.batch(list(writes.values()))
         for n, write in writes.items():
-            outcome, number = written[write.key], write.payload["DocNumber"]
-            if outcome.record is not None:
+            outcome, number = written[write.key], doc_number(entries[n][0])
+            if outcome.record is not None and write.operation == "delete":
+                results[n] = PushResult(number, "journal_entry", "deleted", str(outcome.record["Id"]))
+            elif outcome.record is not None:
                 status: PushStatus = "created" if write.operation == "create" else "updated"
                 record = outcome.record
                 results[n] = PushResult(number, "journal_entry", status, str(record["Id"]), str(record["SyncToken"]))
