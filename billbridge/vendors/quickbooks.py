@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.billing.partner_fees import PartnerBill
+from billbridge.billing.revenue import month_end
 from billbridge.connectors.base import PushResult, PushStatus
-from billbridge.connectors.errors import RetryPolicy
+from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks.client import QuickBooksConfig
 from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_PAGE
@@ -452,6 +453,7 @@ class QuickBooks(QuickBooksConnector):
         never posted), and an entry a person made under that number is left alone (``existing``)."""
         ids = {account for _, mapping in entries for account in mapping.roles()}
         chart = self.find("Account", "Id", ids) if ids else {}
+        rates = self._entry_rates([period for period, _ in entries])
         results: dict[int, PushResult] = {}
         payloads: dict[int, dict[str, Any]] = {}
         removals: dict[int, str] = {}  # entry -> the DocNumber whose entry of ours must go
@@ -462,7 +464,11 @@ class QuickBooks(QuickBooksConnector):
                 error = f"{period.entity_ref} revenue_accounts: " + "; ".join(problems)
                 results[n] = PushResult(number, "journal_entry", "failed", error=error)
                 continue
-            payload = journal_entry_payload(period, mapping)
+            rate = rates.get((period.currency, month_end(period.month)))
+            if isinstance(rate, str):  # a foreign currency with no rate (or no multicurrency): said why
+                results[n] = PushResult(number, "journal_entry", "failed", error=f"{period.entity_ref}: {rate}")
+                continue
+            payload = journal_entry_payload(period, mapping, rate)
             if payload is None:
                 removals[n] = number  # nothing moved: no entry of ours may stand for the month
                 continue
@@ -507,6 +513,26 @@ class QuickBooks(QuickBooksConnector):
                     number, "journal_entry", "failed", error=outcome.error, retriable=outcome.retriable
                 )
         return [results[n] for n in range(len(entries))]
+
+    def _entry_rates(self, periods: Sequence[PeriodRevenue]) -> dict[tuple[str, date], Decimal | str]:
+        """The ExchangeRate of each (currency, month's last day) an entry is in that is not the company's
+        home currency: QuickBooks' own rate of that day (its ExchangeRate entity), so the entry's home
+        amounts are the ones the company's own screens would book; or why there is none (multicurrency
+        off, no rate for that day). Home-currency entries carry none."""
+        home, multicurrency = self.currency_prefs()
+        out: dict[tuple[str, date], Decimal | str] = {}
+        for key in sorted({(p.currency, month_end(p.month)) for p in periods if p.currency != home}):
+            currency, day = key
+            if not multicurrency:
+                out[key] = f"an entry in {currency} needs multicurrency on in QuickBooks (home currency {home})"
+                continue
+            try:
+                out[key] = self.exchange_rate(currency, day)
+            except VendorError as exc:
+                if exc.classified.kind == ErrorKind.RETRIABLE:
+                    raise  # QuickBooks unreachable or throttled: every entry is tried again later
+                out[key] = f"no QuickBooks exchange rate for {currency} on {day}: {exc}"
+        return out
 
     # -- partner fees (accounts payable) ---------------------------------------------------------------
 

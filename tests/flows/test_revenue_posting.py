@@ -315,3 +315,54 @@ def test_a_post_killed_after_quickbooks_accepted_the_entry_makes_no_second_one(
     assert len(entries(qbo)) == 1
     with store.read() as session:
         assert outbox.pending(session, topic="journal.quickbooks") == []
+
+
+KWD_YEAR = contract(
+    "C-K", customer="gulf", entity="kw", currency="KWD", cycle_unit="year", contract_end_date="2026-12-31"
+)
+
+
+def test_an_entry_in_a_foreign_currency_carries_quickbooks_own_rate_of_the_months_last_day(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Worked example: a USD company books the Kuwaiti entity's January. C-K bills 365.125 KWD for 2026
+    upfront; January recognises 365.125 x 31 / 365 = 31.0106 -> 31.011 KWD. QuickBooks' rate for KWD on
+    January 31 (the entry's TxnDate) is 3.2531 USD (set on the 31st; the 1st's 3.2400 and February's 3.3000
+    are not that day's), so the entry's home total is 31.011 x 3.2531 = 100.8819 -> 100.88 USD."""
+    settings = settings_for(qbo, database_url, tmp_path)
+    import_document(store, document(KWD_YEAR))
+    run_billing(store, JANUARY)
+    revenue.close(store, "kw", JANUARY, ledger="quickbooks")
+
+    # Multicurrency off: the entry cannot be posted, and says why (a person turns it on in QuickBooks)
+    summary = revenue.post_journals(store, settings)
+    assert summary.outcomes == {"failed": 1}
+    assert summary.failures[0][1] == (
+        "REV202601-KWD-KW: kw: an entry in KWD needs multicurrency on in QuickBooks (home currency USD)"
+    )
+    qbo.company.multicurrency = True
+    with store.write() as session:
+        [parked] = outbox.pending(session, topic="journal.quickbooks")
+        outbox.retry_now(session, [parked["id"]])
+    summary = revenue.post_journals(store, settings)  # on, but QuickBooks holds no KWD rate yet
+    assert summary.failures[0][1].startswith("REV202601-KWD-KW: kw: no QuickBooks exchange rate for KWD on 2026-01-31")
+
+    for day, rate in (("2026-01-01", "3.2400"), ("2026-01-31", "3.2531"), ("2026-02-01", "3.3000")):
+        qbo.company.set_exchange_rate("KWD", day, Decimal(rate))
+    with store.write() as session:
+        outbox.retry_now(session, [parked["id"]])
+    assert revenue.post_journals(store, settings).outcomes == {"created": 1}
+    [entry] = entries(qbo)
+    assert (entry["DocNumber"], entry["CurrencyRef"], entry["ExchangeRate"]) == (
+        "REV202601-KWD-KW",
+        {"value": "KWD"},
+        Decimal("3.2531"),
+    )
+    assert (entry["TotalAmt"], entry["HomeTotalAmt"]) == (Decimal("31.011"), Decimal("100.88"))
+    assert {amount for _, _, amount in lines(entry)} == {Decimal("31.011")}
+
+    # Closed again with the same amounts: found, same lines and rate, nothing written
+    revenue.close(store, "kw", JANUARY, reopen=True, reason="check")
+    revenue.close(store, "kw", JANUARY, ledger="quickbooks")
+    assert revenue.post_journals(store, settings).outcomes == {"existing": 1}
+    assert entries(qbo)[0]["SyncToken"] == "0"

@@ -10,6 +10,8 @@ Routes (what python-quickbooks and intuit-oauth call):
 - ``GET|POST /v3/company/{realm}/query``: the query subset of ``query.py``.
 - ``POST /v3/company/{realm}/batch``: up to 30 BatchItemRequest operations (create, update, delete, Query).
 - ``GET /v3/company/{realm}/cdc?entities=...&changedSince=...``: change data capture.
+- ``GET /v3/company/{realm}/preferences`` (CurrencyPrefs) and ``GET /v3/company/{realm}/exchangerate
+  ?sourcecurrencycode=&asofdate=`` (a multicurrency company's rate into its home currency).
 Writes honour ``requestid`` (the same id answers the first answer again); ``minorversion`` is accepted.
 """
 
@@ -118,6 +120,24 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None, thrott
             lambda: company.once(rid, lambda: _batch(company, body), limit=BATCH_REQUEST_ID_MAX),
             throttle=throttle,
             batch=True,
+        )
+
+    @app.get("/v3/company/{realm}/preferences")
+    async def preferences(realm: str, request: Request) -> Response:
+        return await _serve(
+            company, request, realm, lambda: (200, {"Preferences": company.preferences()}), throttle=throttle
+        )
+
+    @app.get("/v3/company/{realm}/exchangerate")
+    async def exchange_rate(realm: str, request: Request) -> Response:
+        source = request.query_params.get("sourcecurrencycode", "")
+        as_of = request.query_params.get("asofdate")
+        return await _serve(
+            company,
+            request,
+            realm,
+            lambda: (200, {"ExchangeRate": company.exchange_rate(source, as_of)}),
+            throttle=throttle,
         )
 
     @app.get("/v3/company/{realm}/cdc")
