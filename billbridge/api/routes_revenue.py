@@ -90,6 +90,9 @@ class JournalEntryOut(BaseModel):
     closed: bool
     posting: str = Field(description="not queued, queued, posted, failed, superseded or superseded (reopened)")
     error: str | None = Field(description="Why the last delivery failed (failed only)")
+    removal: bool = Field(
+        False, description="Nothing recognised any more: posting deletes the entry an earlier close of the month made"
+    )
     lines: list[JournalLineOut]
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from billbridge.connectors.paging import Paginator
 from billbridge.records import DealBundle, RecordPage
 
-PushStatus = Literal["created", "existing", "updated", "failed"]
+PushStatus = Literal["created", "existing", "updated", "deleted", "failed"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ class PushResult:
 
     number: str  # what was written: our document number, payment ref or change ref
     doc_type: str
-    status: PushStatus  # updated: a record of ours replaced by a newer version (a reclosed month's entry)
+    # updated: a record of ours replaced by a newer version (a reclosed month's entry); deleted: a record of
+    # ours removed because nothing stands behind it any more (a month reclosed to nothing)
+    status: PushStatus
     external_id: str | None = None  # the vendor's id, to store as an external reference
     sync_token: str | None = None  # the vendor's version of the record, where it keeps one
     error: str | None = None

@@ -25,7 +25,14 @@ from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import token_vault
-from billbridge.mapping.journal import AccountMapping, PeriodRevenue, doc_number, journal_entry_payload, journal_key
+from billbridge.mapping.journal import (
+    AccountMapping,
+    PeriodRevenue,
+    doc_number,
+    entity_key,
+    journal_entry_payload,
+    journal_key,
+)
 from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store import revenue as sql
@@ -188,9 +195,9 @@ def close(
             return
         event = sql.close_period(session, entity_id, month)
         if ledger is not None:
-            queue_journal_entries(
-                session, ledger, entity_id, event, _period_revenues(session, entity_id, entity_ref, month)
-            )
+            periods = _period_revenues(session, entity_id, entity_ref, month)
+            removals = _removals(session, ledger, entity_ref, month, periods)
+            queue_journal_entries(session, ledger, entity_id, event, periods + removals)
 
 
 def journal_topic(ledger: str) -> str:
@@ -215,6 +222,19 @@ def queue_journal_entries(
             for p in periods
         ],
     )
+
+
+def _removals(
+    session: Session, ledger: str, entity_ref: str, month: date, periods: list[PeriodRevenue]
+) -> list[PeriodRevenue]:
+    """Empty recognitions for the currencies an earlier close of the month queued an entry in and this
+    close does not (the month reclosed to nothing there): posting one deletes the entry standing for it."""
+    prefix = f"{journal_topic(ledger)}:{entity_key(entity_ref)}"
+    earlier = sql.journal_currencies(session, prefix, month)
+    return [
+        PeriodRevenue(entity_ref, currency, month, {}, ZERO, ZERO)
+        for currency in sorted(earlier - {p.currency for p in periods})
+    ]
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -432,6 +452,7 @@ def journal_report(store: Store, settings: Settings, entity_ref: str, month: dat
     out = []
     with store.read() as session:
         periods = _period_revenues(session, entity_id, entity_ref, month)
+        periods += _removals(session, ledger, entity_ref, month, periods)
         closed = sql.current_close(session, entity_id, month)
         postings = {
             p.currency: sql.journal_posting(session, f"{journal_topic(ledger)}:{journal_key(p)}:") for p in periods
@@ -454,6 +475,7 @@ def journal_report(store: Store, settings: Settings, entity_ref: str, month: dat
                 "doc_number": doc_number(period),
                 "closed": closed is not None,
                 "posting": state,
+                "removal": not payload["Line"],  # nothing recognised: the entry an earlier close made goes
                 "error": posting.last_error if posting is not None and posting.delivered_at is None else None,
                 "lines": [
                     {

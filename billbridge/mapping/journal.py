@@ -164,7 +164,12 @@ class PeriodRevenue:
 
 def journal_key(period: PeriodRevenue) -> str:
     """The entry's identity (outbox key, PrivateNote): one per entity, currency and month."""
-    return f"revenue:{period.entity_ref}:{period.currency}:{period.month:%Y-%m}"
+    return f"{entity_key(period.entity_ref)}{period.currency}:{period.month:%Y-%m}"
+
+
+def entity_key(entity_ref: str) -> str:
+    """What every ``journal_key`` of an entity starts with."""
+    return f"revenue:{entity_ref}:"
 
 
 def entity_tag(entity_ref: str) -> str:
@@ -200,10 +205,14 @@ def _line(amount: Decimal, posting: Posting, account: AccountId, description: st
     }
 
 
-def journal_entry_payload(period: PeriodRevenue, accounts: AccountMapping) -> dict[str, Any] | None:
+def journal_entry_payload(
+    period: PeriodRevenue, accounts: AccountMapping, exchange_rate: Decimal | None = None
+) -> dict[str, Any] | None:
     """The JournalEntry of a month's recognition (None when nothing moved): credits per revenue account,
     debits to deferred revenue and contract assets, the billed contract assets reclassified; debits equal
-    credits exactly."""
+    credits exactly. Amounts stay in the contract's currency; ``exchange_rate`` (home currency units per
+    unit of it, for an entry in a currency other than the company's home currency) rides along as the
+    entry's ExchangeRate, so QuickBooks books the home amounts at that rate."""
     c = period.currency
     credits: dict[AccountId, Decimal] = defaultdict(lambda: ZERO)
     for (product, recognition), amount in sorted(period.revenue.items()):
@@ -224,6 +233,7 @@ def journal_entry_payload(period: PeriodRevenue, accounts: AccountMapping) -> di
         "DocNumber": doc_number(period),
         "TxnDate": month_end(period.month).isoformat(),
         "CurrencyRef": {"value": c},
+        **({"ExchangeRate": str(exchange_rate)} if exchange_rate is not None else {}),
         "PrivateNote": note(period),
         "Line": lines,
     }
@@ -242,8 +252,13 @@ def same_entry(record: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
             for ln in lns or []
         )
 
+    def rate(entry: Mapping[str, Any]) -> Decimal | None:
+        value = entry.get("ExchangeRate")
+        return None if value is None else Decimal(str(value))
+
     return (
         str(record.get("TxnDate")) == payload["TxnDate"]
         and (record.get("CurrencyRef") or {}).get("value") == payload["CurrencyRef"]["value"]
+        and ("ExchangeRate" not in payload or rate(record) == rate(payload))
         and lines(record.get("Line")) == lines(payload["Line"])
     )

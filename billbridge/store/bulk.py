@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection
@@ -57,6 +58,23 @@ def _once_per_object(process: Processor) -> Processor:
         converted = process(value)
         last[0], last[1] = value, converted
         return converted
+
+    return run
+
+
+def _once_per_day(process: Processor) -> Processor:
+    """``process`` for a column of plain dates, each distinct day converted once: a revenue schedule's
+    rows repeat a few dozen months over hundreds of thousands of rows (SQLite's date processor formats
+    each one otherwise). Keyed by type and value, so only a ``date`` equal to one seen before (never a
+    datetime, whose text differs) reuses its text."""
+    seen: dict[tuple[type, Any], Any] = {}
+
+    def run(value: Any) -> Any:
+        key = (type(value), value)
+        found = seen.get(key, _NOTHING)
+        if found is _NOTHING:
+            found = seen[key] = process(value)
+        return found
 
     return run
 
@@ -244,6 +262,8 @@ class BulkStatement:
 
         def processor(key: str) -> Processor | None:
             p = processors.get(key)
+            if p is not None and type(first[key]) is date:
+                return _once_per_day(p)  # few distinct days among many rows
             # A value shared by the whole batch (its timestamp, a zero) is converted once.
             return _once_per_object(p) if p is not None and first[key] is last[key] else p
 

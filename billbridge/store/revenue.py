@@ -419,3 +419,18 @@ def journal_posting(session: Session, key_prefix: str) -> Posting | None:
         if key[len(key_prefix) :].isdigit():
             return Posting(event, queued, delivered, attempts, error)
     return None
+
+
+def journal_currencies(session: Session, key_prefix: str, month: date) -> set[str]:
+    """The currencies earlier closes of ``month`` queued an entry in: messages whose dedupe key is
+    ``key_prefix`` (topic and entity), a currency, the month and a close event id. A reclose that no
+    longer recognises anything in one of them must take its entry back."""
+    keys = session.scalars(
+        select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.startswith(key_prefix, autoescape=True))
+    )
+    found = set()
+    for key in keys:
+        currency, period, event = key[len(key_prefix) :].rsplit(":", 2)
+        if period == f"{month:%Y-%m}" and event.isdigit():
+            found.add(currency)
+    return found

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.billing.partner_fees import PartnerBill
+from billbridge.billing.revenue import month_end
 from billbridge.connectors.base import PushResult, PushStatus
-from billbridge.connectors.errors import RetryPolicy
+from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.pacing import SHARED, Pacer, Pacers
 from billbridge.connectors.quickbooks.client import QuickBooksConfig
 from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_PAGE
@@ -486,11 +487,18 @@ class QuickBooks(QuickBooksConnector):
         by DocNumber before anything is written: one of ours posting the same lines is ``existing`` (an
         earlier attempt whose answer was lost), one posting other amounts (the month was reopened and
         closed again) is replaced in place, naming its SyncToken (``updated``); a DocNumber held by an
-        entry billbridge did not make is a failure, never overwritten."""
+        entry billbridge did not make is a failure, never overwritten.
+
+        A month whose recognition came to nothing (reclosed after a backdated change) has no entry: one of
+        ours standing under its DocNumber is deleted (``operation=delete`` naming its Id and SyncToken;
+        ``deleted``), none there is ``existing`` (nothing to remove: an earlier attempt removed it, or it
+        never posted), and an entry a person made under that number is left alone (``existing``)."""
         ids = {account for _, mapping in entries for account in mapping.roles()}
         chart = self.find("Account", "Id", ids) if ids else {}
+        rates = self._entry_rates([period for period, _ in entries])
         results: dict[int, PushResult] = {}
         payloads: dict[int, dict[str, Any]] = {}
+        removals: dict[int, str] = {}  # entry -> the DocNumber whose entry of ours must go
         for n, (period, mapping) in enumerate(entries):
             number = doc_number(period)
             problems = account_problems([mapping], chart)
@@ -498,13 +506,26 @@ class QuickBooks(QuickBooksConnector):
                 error = f"{period.entity_ref} revenue_accounts: " + "; ".join(problems)
                 results[n] = PushResult(number, "journal_entry", "failed", error=error)
                 continue
-            payload = journal_entry_payload(period, mapping)
+            rate = rates.get((period.currency, month_end(period.month)))
+            if isinstance(rate, str):  # a foreign currency with no rate (or no multicurrency): said why
+                results[n] = PushResult(number, "journal_entry", "failed", error=f"{period.entity_ref}: {rate}")
+                continue
+            payload = journal_entry_payload(period, mapping, rate)
             if payload is None:
-                results[n] = PushResult(number, "journal_entry", "existing")  # nothing moved: nothing to post
+                removals[n] = number  # nothing moved: no entry of ours may stand for the month
                 continue
             payloads[n] = payload
-        existing = self.find("JournalEntry", "DocNumber", {p["DocNumber"] for p in payloads.values()})
+        numbers = {p["DocNumber"] for p in payloads.values()} | set(removals.values())
+        existing = self.find("JournalEntry", "DocNumber", numbers)
         writes: dict[int, Write] = {}
+        for n, number in removals.items():
+            record = existing.get(number)
+            if record is None or record.get("PrivateNote") != note(entries[n][0]):
+                results[n] = PushResult(number, "journal_entry", "existing")  # none of ours: nothing to remove
+                continue
+            body = {"Id": record["Id"], "SyncToken": record["SyncToken"]}
+            key = f"billbridge-{note(entries[n][0])}-delete-{record['Id']}-{record['SyncToken']}"
+            writes[n] = Write(key, "JournalEntry", body, "delete")
         for n, payload in payloads.items():
             number, record = payload["DocNumber"], existing.get(payload["DocNumber"])
             if record is None:
@@ -522,8 +543,10 @@ class QuickBooks(QuickBooksConnector):
                 writes[n] = Write(key, "JournalEntry", body, "update")
         written = self.batch(list(writes.values()))
         for n, write in writes.items():
-            outcome, number = written[write.key], write.payload["DocNumber"]
-            if outcome.record is not None:
+            outcome, number = written[write.key], doc_number(entries[n][0])
+            if outcome.record is not None and write.operation == "delete":
+                results[n] = PushResult(number, "journal_entry", "deleted", str(outcome.record["Id"]))
+            elif outcome.record is not None:
                 status: PushStatus = "created" if write.operation == "create" else "updated"
                 record = outcome.record
                 results[n] = PushResult(number, "journal_entry", status, str(record["Id"]), str(record["SyncToken"]))
@@ -532,6 +555,26 @@ class QuickBooks(QuickBooksConnector):
                     number, "journal_entry", "failed", error=outcome.error, retriable=outcome.retriable
                 )
         return [results[n] for n in range(len(entries))]
+
+    def _entry_rates(self, periods: Sequence[PeriodRevenue]) -> dict[tuple[str, date], Decimal | str]:
+        """The ExchangeRate of each (currency, month's last day) an entry is in that is not the company's
+        home currency: QuickBooks' own rate of that day (its ExchangeRate entity), so the entry's home
+        amounts are the ones the company's own screens would book; or why there is none (multicurrency
+        off, no rate for that day). Home-currency entries carry none."""
+        home, multicurrency = self.currency_prefs()
+        out: dict[tuple[str, date], Decimal | str] = {}
+        for key in sorted({(p.currency, month_end(p.month)) for p in periods if p.currency != home}):
+            currency, day = key
+            if not multicurrency:
+                out[key] = f"an entry in {currency} needs multicurrency on in QuickBooks (home currency {home})"
+                continue
+            try:
+                out[key] = self.exchange_rate(currency, day)
+            except VendorError as exc:
+                if exc.classified.kind == ErrorKind.RETRIABLE:
+                    raise  # QuickBooks unreachable or throttled: every entry is tried again later
+                out[key] = f"no QuickBooks exchange rate for {currency} on {day}: {exc}"
+        return out
 
     # -- partner fees (accounts payable) ---------------------------------------------------------------
 

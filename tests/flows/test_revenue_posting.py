@@ -164,14 +164,111 @@ def test_a_wrong_account_parks_the_entry_naming_it(
     assert (report["posting"], report["error"]) == ("failed", error)
 
 
-@pytest.mark.slow
-def test_a_post_killed_after_quickbooks_accepted_the_entry_makes_no_second_one(
+def reclosed_to_nothing(store: Store) -> None:
+    """January reopened, and C-Y amended from January 1 to a pass-through line (``recognition: none``,
+    recognised by someone else): January recognises nothing any more; closed again."""
+    revenue.close(store, "us", JANUARY, reopen=True, reason="pass-through after all")
+    passed = [{"line_ref": "platform", "product_ref": "platform", "recognition": "none"}]
+    import_document(store, document(dict(YEAR, lines=passed, effective_date="2026-01-01")))
+    revenue.close(store, "us", JANUARY, ledger="quickbooks")
+
+
+def person_entry(qbo: RunningQuickBooks, number: str, note: str | None = None) -> dict[str, Any]:
+    detail = {"DetailType": "JournalEntryLineDetail", "Amount": "5.00"}
+    return qbo.company.create(
+        "JournalEntry",
+        {
+            "DocNumber": number,
+            **({"PrivateNote": note} if note else {}),
+            "Line": [
+                {**detail, "JournalEntryLineDetail": {"PostingType": "Debit", "AccountRef": {"value": "1"}}},
+                {**detail, "JournalEntryLineDetail": {"PostingType": "Credit", "AccountRef": {"value": "1"}}},
+            ],
+        },
+    )
+
+
+def test_a_month_reclosed_to_nothing_deletes_its_entry_once_and_no_one_elses(
     store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
 ) -> None:
-    """SIGKILL while QuickBooks holds the answer to the batch that created the entry. The rerun looks
-    the entry up by DocNumber before writing and finds it: one entry per entity and month."""
     settings = settings_for(qbo, database_url, tmp_path)
-    closed_january(store, settings)
+    import_document(store, document(YEAR))
+    run_billing(store, JANUARY)
+    revenue.close(store, "us", JANUARY, ledger="quickbooks")
+    assert revenue.post_journals(store, settings).outcomes == {"created": 1}
+    [ours] = entries(qbo)
+    theirs = person_entry(qbo, "JE-100")  # a person's own entry: never touched
+
+    reclosed_to_nothing(store)
+    assert revenue.period_revenues(store, "us", JANUARY) == []
+    [report] = revenue.journal_report(store, settings, "us", JANUARY)
+    assert (report["doc_number"], report["posting"], report["removal"], report["lines"]) == (
+        "REV202601-USD-US",
+        "queued",
+        True,
+        [],
+    )
+    assert revenue.post_journals(store, settings).outcomes == {"deleted": 1}
+    assert [e["Id"] for e in entries(qbo)] == [theirs["Id"]]
+    assert [t["Id"] for t in qbo.company.deleted["JournalEntry"]] == [ours["Id"]]
+    assert revenue.journal_report(store, settings, "us", JANUARY)[0]["posting"] == "posted"
+    qbo.faults.reset_calls()
+    assert revenue.post_journals(store, settings).outcomes == {}
+    assert qbo.faults.total_calls() == 0
+
+    # Reopened and closed again, still with nothing: the removal is queued again and finds nothing to remove.
+    revenue.close(store, "us", JANUARY, reopen=True, reason="checking")
+    revenue.close(store, "us", JANUARY, ledger="quickbooks")
+    assert revenue.post_journals(store, settings).outcomes == {"existing": 1}
+    assert [e["Id"] for e in entries(qbo)] == [theirs["Id"]]
+    assert len(qbo.company.deleted["JournalEntry"]) == 1
+
+
+def test_a_removal_leaves_an_entry_a_person_made_under_our_number_alone(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(qbo, database_url, tmp_path)
+    import_document(store, document(YEAR))
+    run_billing(store, JANUARY)
+    revenue.close(store, "us", JANUARY, ledger="quickbooks")  # queued, never posted
+    theirs = person_entry(qbo, "REV202601-USD-US", note="January accrual, by hand")
+    reclosed_to_nothing(store)
+    assert revenue.post_journals(store, settings).outcomes == {"superseded": 1, "existing": 1}
+    assert entries(qbo) == [theirs] and qbo.company.deleted["JournalEntry"] == []
+
+
+@pytest.mark.slow
+def test_a_removal_killed_after_quickbooks_deleted_the_entry_deletes_nothing_else(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL while QuickBooks holds the answer to the batch that deleted the month's entry. The rerun
+    looks the entry up by DocNumber, finds none of ours, and records the removal done."""
+    settings = settings_for(qbo, database_url, tmp_path)
+    import_document(store, document(YEAR))
+    run_billing(store, JANUARY)
+    revenue.close(store, "us", JANUARY, ledger="quickbooks")
+    assert revenue.post_journals(store, settings).outcomes == {"created": 1}
+    theirs = person_entry(qbo, "JE-100")
+    reclosed_to_nothing(store)
+    queued = killed_while_posting(qbo, settings, database_url, tmp_path, store)
+    assert [e["Id"] for e in entries(qbo)] == [theirs["Id"]]  # QuickBooks deleted ours...
+    assert queued["attempts"] == 1  # ...which we never recorded
+
+    qbo.faults.clear()
+    with store.write() as session:  # the lease of the dead run runs out
+        outbox.retry_now(session, [queued["id"]])
+    assert revenue.post_journals(store, settings).outcomes == {"existing": 1}
+    assert [e["Id"] for e in entries(qbo)] == [theirs["Id"]]
+    assert len(qbo.company.deleted["JournalEntry"]) == 1
+    with store.read() as session:
+        assert outbox.pending(session, topic="journal.quickbooks") == []
+
+
+def killed_while_posting(
+    qbo: RunningQuickBooks, settings: Settings, database_url: str, tmp_path: Path, store: Store
+) -> dict[str, Any]:
+    """Post the queued journal entries in a child process killed (SIGKILL) while QuickBooks holds its answer
+    to the batch: QuickBooks has done the write, we never recorded it. The message left queued."""
     hold = qbo.faults.add(kind="hold_response", path="/batch", delay=30)
     env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
     env["BILLBRIDGE_CONFIG"] = str(tmp_path / "none.toml")
@@ -193,10 +290,23 @@ def test_a_post_killed_after_quickbooks_accepted_the_entry_makes_no_second_one(
         time.sleep(0.05)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    assert len(entries(qbo)) == 1  # QuickBooks committed the entry...
     with store.read() as session:
-        [queued] = outbox.pending(session, topic="journal.quickbooks")  # ...which we never recorded
-    assert queued["attempts"] == 1
+        queued = [m for m in outbox.pending(session, topic="journal.quickbooks") if m["attempts"]]
+    assert len(queued) == 1
+    return queued[0]
+
+
+@pytest.mark.slow
+def test_a_post_killed_after_quickbooks_accepted_the_entry_makes_no_second_one(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL while QuickBooks holds the answer to the batch that created the entry. The rerun looks
+    the entry up by DocNumber before writing and finds it: one entry per entity and month."""
+    settings = settings_for(qbo, database_url, tmp_path)
+    closed_january(store, settings)
+    queued = killed_while_posting(qbo, settings, database_url, tmp_path, store)
+    assert len(entries(qbo)) == 1  # QuickBooks committed the entry...
+    assert queued["attempts"] == 1  # ...which we never recorded
 
     qbo.faults.clear()
     with store.write() as session:  # the lease of the dead run runs out
@@ -205,3 +315,54 @@ def test_a_post_killed_after_quickbooks_accepted_the_entry_makes_no_second_one(
     assert len(entries(qbo)) == 1
     with store.read() as session:
         assert outbox.pending(session, topic="journal.quickbooks") == []
+
+
+KWD_YEAR = contract(
+    "C-K", customer="gulf", entity="kw", currency="KWD", cycle_unit="year", contract_end_date="2026-12-31"
+)
+
+
+def test_an_entry_in_a_foreign_currency_carries_quickbooks_own_rate_of_the_months_last_day(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Worked example: a USD company books the Kuwaiti entity's January. C-K bills 365.125 KWD for 2026
+    upfront; January recognises 365.125 x 31 / 365 = 31.0106 -> 31.011 KWD. QuickBooks' rate for KWD on
+    January 31 (the entry's TxnDate) is 3.2531 USD (set on the 31st; the 1st's 3.2400 and February's 3.3000
+    are not that day's), so the entry's home total is 31.011 x 3.2531 = 100.8819 -> 100.88 USD."""
+    settings = settings_for(qbo, database_url, tmp_path)
+    import_document(store, document(KWD_YEAR))
+    run_billing(store, JANUARY)
+    revenue.close(store, "kw", JANUARY, ledger="quickbooks")
+
+    # Multicurrency off: the entry cannot be posted, and says why (a person turns it on in QuickBooks)
+    summary = revenue.post_journals(store, settings)
+    assert summary.outcomes == {"failed": 1}
+    assert summary.failures[0][1] == (
+        "REV202601-KWD-KW: kw: an entry in KWD needs multicurrency on in QuickBooks (home currency USD)"
+    )
+    qbo.company.multicurrency = True
+    with store.write() as session:
+        [parked] = outbox.pending(session, topic="journal.quickbooks")
+        outbox.retry_now(session, [parked["id"]])
+    summary = revenue.post_journals(store, settings)  # on, but QuickBooks holds no KWD rate yet
+    assert summary.failures[0][1].startswith("REV202601-KWD-KW: kw: no QuickBooks exchange rate for KWD on 2026-01-31")
+
+    for day, rate in (("2026-01-01", "3.2400"), ("2026-01-31", "3.2531"), ("2026-02-01", "3.3000")):
+        qbo.company.set_exchange_rate("KWD", day, Decimal(rate))
+    with store.write() as session:
+        outbox.retry_now(session, [parked["id"]])
+    assert revenue.post_journals(store, settings).outcomes == {"created": 1}
+    [entry] = entries(qbo)
+    assert (entry["DocNumber"], entry["CurrencyRef"], entry["ExchangeRate"]) == (
+        "REV202601-KWD-KW",
+        {"value": "KWD"},
+        Decimal("3.2531"),
+    )
+    assert (entry["TotalAmt"], entry["HomeTotalAmt"]) == (Decimal("31.011"), Decimal("100.88"))
+    assert {amount for _, _, amount in lines(entry)} == {Decimal("31.011")}
+
+    # Closed again with the same amounts: found, same lines and rate, nothing written
+    revenue.close(store, "kw", JANUARY, reopen=True, reason="check")
+    revenue.close(store, "kw", JANUARY, ledger="quickbooks")
+    assert revenue.post_journals(store, settings).outcomes == {"existing": 1}
+    assert entries(qbo)[0]["SyncToken"] == "0"

@@ -18,6 +18,7 @@ from billbridge.mapping.journal import (
     doc_number,
     journal_entry_payload,
     missing_accounts,
+    same_entry,
 )
 from tests.qbo_xsd import assert_valid
 
@@ -206,3 +207,19 @@ def test_an_entity_gets_its_own_tag_in_the_doc_number_within_21_characters() -> 
     assert number("us-inc") == "REV202611-USD-US-INC"
     long = number("a-very-long-entity-name")
     assert len(long) <= 21 and long != number("a-very-long-entity-nam") and long.startswith("REV202611-USD-")
+
+
+def test_an_entry_in_a_foreign_currency_carries_its_exchange_rate_and_a_new_rate_is_another_entry() -> None:
+    period = PeriodRevenue("kw", "KWD", date(2026, 1, 1), {("platform", "ratable"): D("31.011")}, D("31.011"), D(0))
+    payload = journal_entry_payload(period, ACCOUNTS, D("3.2531"))
+    assert payload is not None
+    assert (payload["CurrencyRef"], payload["ExchangeRate"], payload["Line"][0]["Amount"]) == (
+        {"value": "KWD"},
+        "3.2531",
+        "31.011",
+    )
+    assert_valid("JournalEntry", payload)
+    held = {**payload, "ExchangeRate": D("3.2531"), "Line": payload["Line"]}
+    assert same_entry(held, payload)
+    assert not same_entry({**held, "ExchangeRate": D("3.2400")}, payload)  # the day's rate changed: update it
+    assert "ExchangeRate" not in (journal_entry_payload(period, ACCOUNTS) or {})  # home currency: no rate

@@ -401,6 +401,93 @@ def test_journal_entries_balance_on_existing_accounts_and_read_back_as_intuits_x
     assert fault_code(api.call("POST", "journalentry", nowhere)) == "2500"
 
 
+def test_a_journal_entry_is_deleted_with_its_id_and_sync_token_alone_or_in_a_batch(api: Api) -> None:
+    """Intuit's JournalEntry delete: ``operation=delete`` with a body of Id and SyncToken (a stale token is
+    5010, a missing one 2020); the answer is the tombstone, status "Deleted". A batch item takes
+    ``operation: delete`` the same way (the batch's OperationEnum in IntuitRestServiceDef.xsd)."""
+
+    def entry(number: str) -> dict[str, Any]:
+        line = {"DetailType": "JournalEntryLineDetail", "Amount": "10.00"}
+        body = {
+            "DocNumber": number,
+            "Line": [
+                {**line, "JournalEntryLineDetail": {"PostingType": "Debit", "AccountRef": {"value": "1"}}},
+                {**line, "JournalEntryLineDetail": {"PostingType": "Credit", "AccountRef": {"value": "1"}}},
+            ],
+        }
+        made = api.call("POST", "journalentry", body)
+        assert made.status_code == 200, made.text
+        return dict(made.json()["JournalEntry"])
+
+    one, two = entry("JE-1"), entry("JE-2")
+    assert fault_code(api.call("POST", "journalentry", {"Id": one["Id"]}, operation="delete")) == "2020"
+    stale = api.call("POST", "journalentry", {"Id": one["Id"], "SyncToken": "3"}, operation="delete")
+    assert fault_code(stale) == "5010"
+    gone = api.call("POST", "journalentry", {"Id": one["Id"], "SyncToken": "0"}, operation="delete", requestid="j1")
+    assert gone.json()["JournalEntry"] == {"domain": "QBO", "status": "Deleted", "Id": one["Id"]}
+    assert api.call("GET", f"journalentry/{one['Id']}").status_code == 400  # object not found
+
+    batch = {
+        "BatchItemRequest": [
+            {"bId": "d1", "operation": "delete", "JournalEntry": {"Id": two["Id"], "SyncToken": "0"}},
+            {"bId": "d2", "operation": "delete", "JournalEntry": {"Id": one["Id"], "SyncToken": "0"}},
+        ]
+    }
+    answers = {a["bId"]: a for a in api.call("POST", "batch", batch).json()["BatchItemResponse"]}
+    assert answers["d1"]["JournalEntry"] == {"domain": "QBO", "status": "Deleted", "Id": two["Id"]}
+    assert answers["d2"]["Fault"]["Error"][0]["code"] == "610"  # deleted already: not found
+    assert api.query("SELECT * FROM JournalEntry").json()["QueryResponse"] == {}
+
+
+def test_a_foreign_currency_journal_entry_needs_multicurrency_and_its_exchange_rate(api: Api) -> None:
+    """A JournalEntry in another currency than the home one: refused without multicurrency (6000); with it,
+    ExchangeRate (home units per foreign unit, Finance.xsd) is required and HomeTotalAmt is TotalAmt at that
+    rate. QuickBooks' own rates are read with GET /exchangerate (the newest on or before asofdate)."""
+    from tests.qbo_xsd import assert_valid
+
+    line = {"DetailType": "JournalEntryLineDetail", "Amount": "120.500"}
+    body: dict[str, Any] = {
+        "CurrencyRef": {"value": "EUR"},
+        "Line": [
+            {**line, "JournalEntryLineDetail": {"PostingType": "Debit", "AccountRef": {"value": "1"}}},
+            {**line, "JournalEntryLineDetail": {"PostingType": "Credit", "AccountRef": {"value": "1"}}},
+        ],
+    }
+    assert fault_code(api.call("POST", "journalentry", body)) == "6000"
+    assert api.call("GET", "preferences").json()["Preferences"]["CurrencyPrefs"] == {
+        "MultiCurrencyEnabled": False,
+        "HomeCurrency": {"value": "USD"},
+    }
+    assert fault_code(api.call("GET", "exchangerate", sourcecurrencycode="EUR")) == "6000"
+
+    api.qb.company.multicurrency = True
+    assert fault_code(api.call("POST", "journalentry", body)) == "2020"  # no ExchangeRate
+    assert fault_code(api.call("POST", "journalentry", {**body, "ExchangeRate": "0"})) == "6000"
+    assert fault_code(api.call("GET", "exchangerate", sourcecurrencycode="EUR", asofdate="2026-01-31")) == "610"
+    api.qb.company.set_exchange_rate("EUR", "2026-01-15", Decimal("1.0825"))
+    api.qb.company.set_exchange_rate("EUR", "2026-02-01", Decimal("1.1000"))
+    rate = api.call("GET", "exchangerate", sourcecurrencycode="EUR", asofdate="2026-01-31").json(parse_float=Decimal)
+    assert {k: rate["ExchangeRate"][k] for k in ("SourceCurrencyCode", "TargetCurrencyCode", "Rate", "AsOfDate")} == {
+        "SourceCurrencyCode": "EUR",
+        "TargetCurrencyCode": "USD",
+        "Rate": Decimal("1.0825"),
+        "AsOfDate": "2026-01-15",
+    }
+    assert_valid("ExchangeRate", rate["ExchangeRate"])
+    made = api.call("POST", "journalentry", {**body, "ExchangeRate": "1.0825"})
+    assert made.status_code == 200, made.text
+    entry = made.json(parse_float=Decimal)["JournalEntry"]
+    # 120.500 EUR x 1.0825 = 130.441... USD
+    assert (entry["TotalAmt"], entry["ExchangeRate"], entry["HomeTotalAmt"]) == (
+        Decimal("120.500"),
+        Decimal("1.0825"),
+        Decimal("130.44"),
+    )
+    assert_valid("JournalEntry", entry)
+    home = {**body, "CurrencyRef": {"value": "USD"}, "ExchangeRate": "1.5"}
+    assert fault_code(api.call("POST", "journalentry", home)) == "6000"  # the home currency's rate is 1
+
+
 def test_unknown_properties_are_refused_with_2010_as_intuits_xsd_says(api: Api) -> None:
     """Issue 19: entities are checked against Intuit's XSDs; a property the schema lacks, at any depth, is 2010."""
     require_contracts()

@@ -162,3 +162,38 @@ def test_insert_values_refuses_what_it_cannot_rewrite(store: Store) -> None:
         )
         with pytest.raises(NotImplementedError, match="plain INSERT"):
             returning.insert_values(connection, [row(0, datetime(2026, 1, 1), Decimal(1))])
+
+
+def test_repeated_days_are_converted_as_each_day_alone_would_be(store: Store) -> None:
+    """Date columns convert each distinct day once (a schedule repeats a few months over many rows): each
+    row still gets its own day's conversion, by SQLAlchemy's own processor, for days repeating out of order."""
+    from billbridge.store.revenue_models import RevenueScheduleRow
+
+    statement = insert(table_of(RevenueScheduleRow))
+    months = [date(2026, m, 1) for m in (1, 2, 1, 3, 2, 12, 1)]
+    rows = [
+        {
+            "contract_id": 1,
+            "line_ref": f"l{n}",
+            "booked_month": date(2025, 12, 1) if n % 2 else date(2026, 1, 1),
+            "month": month,
+            "entity_id": 1,
+            "currency": "USD",
+            "billed": Decimal("1.00"),
+            "recognised": Decimal(n),
+            "catch_up": Decimal(0),
+        }
+        for n, month in enumerate(months)
+    ]
+    with store.write_connection() as connection:
+        mine = BulkStatement.of(statement, connection, tuple(rows[0]))
+        sent = mine.driver_rows(rows)
+    dialect = store.engine.dialect
+
+    def alone(key: str, value: Any) -> Any:
+        p = bulk.bind_processor(table_of(RevenueScheduleRow).c[key].type, dialect)
+        return p(value) if p else value
+
+    for key in ("month", "booked_month"):
+        got = [r[mine.names.index(key)] for r in sent] if mine.names is not None else [r[key] for r in sent]
+        assert got == [alone(key, r[key]) for r in rows], key

@@ -217,7 +217,8 @@ def journal(
     if not entries:
         console.print(f"nothing recognised in {period}")
     for entry in entries:
-        title = f"{entry['doc_number']} ({entry['currency']}): {entry['posting']}"
+        removal = " (nothing recognised: removes the earlier close's entry)" if entry["removal"] else ""
+        title = f"{entry['doc_number']} ({entry['currency']}): {entry['posting']}{removal}"
         table = Table("account", "description", "debit", "credit", title=title)
         for ln in entry["lines"]:
             debit = ln["amount"] if ln["posting"] == "Debit" else ""

@@ -5,7 +5,8 @@ payments changed since a cursor as vendor records (mapping them is ``mapping.qui
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from billbridge.connectors.base import Stream
@@ -35,6 +36,8 @@ EPOCH = "1970-01-01T00:00:00+00:00"
 class QuickBooksReader(QuickBooksConnection):
     """The reads of one company."""
 
+    _currency_prefs: tuple[str, bool] | None = None
+
     def query(self, text: str) -> dict[str, Any]:
         """One query call: the ``QueryResponse`` object."""
         result = self._call(lambda qb: qb.query(text), what="query")
@@ -63,6 +66,29 @@ class QuickBooksReader(QuickBooksConnection):
             for row in sorted(self.query_all(entity, where), key=lambda r: int(r["Id"])):
                 found.setdefault(str(row[field]), row)
         return found
+
+    def currency_prefs(self) -> tuple[str, bool]:
+        """The company's home currency and whether multicurrency is on (Preferences.CurrencyPrefs), read
+        once per connector: neither changes under a running post (multicurrency cannot be turned off)."""
+        if self._currency_prefs is None:
+
+            def read(qb: QuickBooksClient) -> dict[str, Any]:
+                return dict(qb.make_request("GET", self._url(qb, "preferences")))
+
+            prefs = self._call(read, what="preferences")["Preferences"].get("CurrencyPrefs", {})
+            home = str((prefs.get("HomeCurrency") or {}).get("value", ""))
+            self._currency_prefs = (home, bool(prefs.get("MultiCurrencyEnabled")))
+        return self._currency_prefs
+
+    def exchange_rate(self, source: str, as_of: date) -> Decimal:
+        """QuickBooks' own rate from ``source`` into the home currency on ``as_of`` (home units per foreign
+        unit: ``GET /exchangerate?sourcecurrencycode=&asofdate=``), the rate its screens would use that day."""
+
+        def read(qb: QuickBooksClient) -> dict[str, Any]:
+            params = {"sourcecurrencycode": source, "asofdate": as_of.isoformat()}
+            return dict(qb.make_request("GET", self._url(qb, "exchangerate"), params=params))
+
+        return Decimal(str(self._call(read, what="exchange rate")["ExchangeRate"]["Rate"]))
 
     def payments_of(self, customer_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Every Payment of these customers (PrivateNote cannot be filtered in a query)."""

@@ -32,17 +32,19 @@ DUPLICATE_DOC_NUMBER = "6140"  # Intuit: the DocNumber is used (with duplicate-n
 
 @dataclass(frozen=True)
 class Write:
-    """One create or update: its idempotency key, the entity and its payload (a vendor record)."""
+    """One create, update or delete: its idempotency key, the entity and its payload (a vendor record;
+    for a delete, its Id and SyncToken, as Intuit's ``operation=delete`` takes it)."""
 
     key: str
     entity: str
     payload: dict[str, Any]
-    operation: Literal["create", "update"] = "create"
+    operation: Literal["create", "update", "delete"] = "create"
 
 
 @dataclass(frozen=True)
 class Written:
-    """The outcome of one ``Write``: the record QuickBooks holds now, or why not."""
+    """The outcome of one ``Write``: the record QuickBooks holds now (of a delete: its tombstone, Id and
+    status "Deleted"), or why not."""
 
     record: dict[str, Any] | None
     error: str | None = None
@@ -89,7 +91,7 @@ class QuickBooksConnector(QuickBooksReader):
         return PushResult(number, "invoice", "created", invoice_id, str(sent.get("SyncToken")))
 
     def batch(self, writes: Sequence[Write]) -> dict[str, Written]:
-        """Create ``writes`` through the batch endpoint, 30 per call; the outcome per idempotency key."""
+        """Send ``writes`` through the batch endpoint, 30 per call; the outcome per idempotency key."""
         out: dict[str, Written] = {}
         for chunk in chunks(writes, BATCH_LIMIT):
             by_bid = {batch_item_id(w.key): w for w in chunk}

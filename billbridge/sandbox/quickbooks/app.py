@@ -8,8 +8,10 @@ Routes (what python-quickbooks and intuit-oauth call):
   ``?operation=delete`` (then change data capture reports the record as status "Deleted").
 - ``GET /v3/company/{realm}/{entity}/{id}``: read.
 - ``GET|POST /v3/company/{realm}/query``: the query subset of ``query.py``.
-- ``POST /v3/company/{realm}/batch``: up to 30 BatchItemRequest operations.
+- ``POST /v3/company/{realm}/batch``: up to 30 BatchItemRequest operations (create, update, delete, Query).
 - ``GET /v3/company/{realm}/cdc?entities=...&changedSince=...``: change data capture.
+- ``GET /v3/company/{realm}/preferences`` (CurrencyPrefs) and ``GET /v3/company/{realm}/exchangerate
+  ?sourcecurrencycode=&asofdate=`` (a multicurrency company's rate into its home currency).
 Writes honour ``requestid`` (the same id answers the first answer again); ``minorversion`` is accepted.
 """
 
@@ -120,6 +122,24 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None, thrott
             batch=True,
         )
 
+    @app.get("/v3/company/{realm}/preferences")
+    async def preferences(realm: str, request: Request) -> Response:
+        return await _serve(
+            company, request, realm, lambda: (200, {"Preferences": company.preferences()}), throttle=throttle
+        )
+
+    @app.get("/v3/company/{realm}/exchangerate")
+    async def exchange_rate(realm: str, request: Request) -> Response:
+        source = request.query_params.get("sourcecurrencycode", "")
+        as_of = request.query_params.get("asofdate")
+        return await _serve(
+            company,
+            request,
+            realm,
+            lambda: (200, {"ExchangeRate": company.exchange_rate(source, as_of)}),
+            throttle=throttle,
+        )
+
     @app.get("/v3/company/{realm}/cdc")
     async def cdc(realm: str, request: Request) -> Response:
         def work() -> tuple[int, Any]:
@@ -158,15 +178,13 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None, thrott
         operation = request.query_params.get("operation")
         rid = request.query_params.get("requestid")
         if operation == "delete":
-
-            def delete() -> tuple[int, Any]:
-                if not isinstance(body, dict):
-                    raise validation("Request body must be an object")
-                gone = company.delete(name, body)
-                company.notify([(name, gone["Id"], "Delete", company.deleted[name][-1]["MetaData"]["LastUpdatedTime"])])
-                return 200, {name: gone}
-
-            return await _serve(company, request, realm, lambda: company.once(rid, delete), throttle=throttle)
+            return await _serve(
+                company,
+                request,
+                realm,
+                lambda: company.once(rid, lambda: (200, {name: _delete(company, name, body)})),
+                throttle=throttle,
+            )
         if operation:
             raise validation(
                 "operation is not supported by this sandbox", "2010", "Request has invalid or unsupported property"
@@ -281,6 +299,22 @@ def _save(company: QboCompany, entity: str, body: Any) -> dict[str, Any]:
     return record
 
 
+def _delete(company: QboCompany, entity: str, body: Any) -> dict[str, Any]:
+    """``operation=delete`` (on the entity's endpoint or as a batch item): the body names the record's Id
+    and its current SyncToken; the answer is its tombstone, status "Deleted"."""
+    if not isinstance(body, dict):
+        raise validation("Request body must be an object", "2010", "Request has invalid or unsupported property")
+    if body.get("Id") is None or body.get("SyncToken") is None:
+        raise validation(
+            "Id and SyncToken are required to delete",
+            "2020",
+            "Required param missing, need to supply the required value for the API",
+        )
+    gone = company.delete(entity, body)
+    company.notify([(entity, gone["Id"], "Delete", company.deleted[entity][-1]["MetaData"]["LastUpdatedTime"])])
+    return gone
+
+
 def _batch(company: QboCompany, body: Any) -> tuple[int, Any]:
     items = body.get("BatchItemRequest") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
@@ -299,16 +333,19 @@ def _batch(company: QboCompany, body: Any) -> tuple[int, Any]:
                 answers.append({"bId": bid, "QueryResponse": company.query(item["Query"])})
                 continue
             names = [k for k in item if k not in ("bId", "operation", "optionsData")]
-            if len(names) != 1 or item.get("operation") not in ("create", "update"):
+            if len(names) != 1 or item.get("operation") not in ("create", "update", "delete"):
                 raise validation(
-                    "a batch item holds one entity and operation create or update",
+                    "a batch item holds one entity and operation create, update or delete",
                     "2010",
                     "Request has invalid or unsupported property",
                 )
             entity = names[0]
             if entity not in company.records:
                 raise validation(f"unsupported entity {entity}", "2010", "Request has invalid or unsupported property")
-            answers.append({"bId": bid, entity: _save(company, entity, item[entity])})
+            if item["operation"] == "delete":
+                answers.append({"bId": bid, entity: _delete(company, entity, item[entity])})
+            else:
+                answers.append({"bId": bid, entity: _save(company, entity, item[entity])})
         except QboFault as exc:
             answers.append({"bId": bid, "Fault": exc.body()["Fault"]})
     return 200, {"BatchItemResponse": answers}

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from billbridge.sandbox.quickbooks.errors import QboFault, not_found, validation
@@ -154,6 +154,7 @@ class QboCompany:
         clock: Callable[[], float] = time.time,
         home_currency: str = "USD",
         duplicate_doc_number_check: bool = True,
+        multicurrency: bool = False,
     ) -> None:
         self.realm_id = realm_id
         self.client_id = client_id or "AB" + secrets.token_hex(12)
@@ -161,6 +162,10 @@ class QboCompany:
         self.tokens = tokens or TokenPolicy()
         self.clock = clock
         self.home_currency = home_currency
+        # Preferences.CurrencyPrefs.MultiCurrencyEnabled: off by default (Intuit: "By default, multicurrency
+        # is disabled in a QuickBooks company"); with it on, transactions may be in other currencies
+        self.multicurrency = multicurrency
+        self.exchange_rates: dict[str, dict[str, Decimal]] = {}  # source currency -> AsOfDate -> home per unit
         # the company setting "warn if duplicate invoice number is used": with it on, the API refuses one (6140)
         self.duplicate_doc_number_check = duplicate_doc_number_check
         self.webhook = Webhook()
@@ -371,6 +376,49 @@ class QboCompany:
             self.deleted[entity].append({**tombstone, "MetaData": {"LastUpdatedTime": self._stamp()}})
             return tombstone
 
+    def preferences(self) -> dict[str, Any]:
+        """``GET /preferences``: the part of Intuit's Preferences entity the sandbox keeps (CurrencyPrefs)."""
+        return {
+            "CurrencyPrefs": {
+                "MultiCurrencyEnabled": self.multicurrency,
+                "HomeCurrency": {"value": self.home_currency},
+            },
+            "Id": "1",
+            "SyncToken": "0",
+        }
+
+    def set_exchange_rate(self, source: str, as_of: str, rate: Decimal) -> None:
+        """The rate QuickBooks holds for ``source`` from ``as_of`` on: home currency units per one unit."""
+        with self.lock:
+            self.exchange_rates.setdefault(source, {})[as_of] = rate
+
+    def exchange_rate(self, source: str, as_of: str | None) -> dict[str, Any]:
+        """``GET /exchangerate?sourcecurrencycode=&asofdate=``: the rate into the home currency in force on
+        ``as_of`` (default today): the newest one set on or before that day. Intuit answers only for a
+        multicurrency company; a currency without a rate is not found."""
+        with self.lock:
+            day = as_of or self.now().date().isoformat()
+            if not self.multicurrency:
+                raise validation(
+                    "Multicurrency is not enabled for this company", "6000", "A business validation error has occurred"
+                )
+            if source == self.home_currency:
+                rate, on = Decimal(1), day
+            else:
+                known = [d for d in self.exchange_rates.get(source, {}) if d <= day]
+                if not known:
+                    raise not_found("ExchangeRate", f"{source} {day}")
+                on = max(known)
+                rate = self.exchange_rates[source][on]
+            return {
+                "SourceCurrencyCode": source,
+                "TargetCurrencyCode": self.home_currency,
+                "Rate": rate,
+                "AsOfDate": on,
+                "SyncToken": "0",
+                "MetaData": {"LastUpdatedTime": self._stamp()},
+            }
+
     def _apply(self, entity: str, record: dict[str, Any], sign: int) -> None:
         """A payment (of invoices) or bill payment changes the balances of what it links to (its rule's
         ``links``); ``sign`` -1 takes it back (an update's old version, a delete)."""
@@ -543,6 +591,7 @@ class EntityRule:
     lines: LineRule | None = None
     links: LinkRule | None = None
     defaults: tuple[tuple[str, Default], ...] = ()  # filled in order where the body has none
+    after: tuple[Check, ...] = ()  # checks on the finished body (totals and defaults filled in)
 
 
 def _home_currency(company: QboCompany, body: dict[str, Any], party: dict[str, Any] | None) -> Any:
@@ -600,6 +649,45 @@ _SALES_DOCUMENT = EntityRule(
     defaults=(("TxnDate", _today),),
 )
 
+_HOME_DIGITS = {"JPY": 0, "KRW": 0, "BHD": 3, "JOD": 3, "KWD": 3, "OMR": 3, "TND": 3}  # else 2
+
+
+def _exchange(company: QboCompany, body: dict[str, Any]) -> None:
+    """A transaction's currency against the company's: in a company without multicurrency only the home
+    currency is taken; with it, a transaction in another currency names its ExchangeRate (home units per
+    foreign unit, positive) and gets HomeTotalAmt, TotalAmt at that rate rounded to the home currency's
+    minor unit; one in the home currency has rate 1. Real QuickBooks fills a missing rate from its own
+    rate of the day; the sandbox refuses it, so an entry always carries the rate it was made with."""
+    currency = str(body["CurrencyRef"].get("value"))
+    home = company.home_currency
+    if currency != home and not company.multicurrency:
+        raise validation(
+            f"CurrencyRef {currency} is not the home currency {home}, and multicurrency is not enabled",
+            "6000",
+            BUSINESS,
+        )
+    if not company.multicurrency:
+        if "ExchangeRate" in body:
+            raise validation("ExchangeRate is valid only in a multicurrency company", "2010", "Invalid property")
+        return
+    if currency != home and body.get("ExchangeRate") is None:
+        raise validation(
+            f"ExchangeRate is required for a transaction in {currency} (home currency {home})",
+            "2020",
+            "Required param missing, need to supply the required value for the API",
+        )
+    rate = _decimal(body.get("ExchangeRate", 1), "ExchangeRate")
+    if rate <= 0 or (currency == home and rate != 1):
+        raise validation(
+            f"ExchangeRate {rate} is not valid for {currency} (home currency {home})",
+            "6000",
+            BUSINESS,
+        )
+    body["ExchangeRate"] = rate
+    quantum = Decimal(1).scaleb(-_HOME_DIGITS.get(home, 2))
+    body["HomeTotalAmt"] = (body["TotalAmt"] * rate).quantize(quantum, ROUND_HALF_UP)
+
+
 RULES: dict[str, EntityRule] = {
     # DisplayName is unique across customers, vendors and employees (DESIGN.md; the XSD states the
     # colon rule for customers only); employees hold only what the name rule needs.
@@ -645,6 +733,7 @@ RULES: dict[str, EntityRule] = {
             ("Adjustment", _const(False)),
             ("TxnDate", _today),
         ),
+        after=(_exchange,),
     ),
     "Payment": EntityRule(
         party=("CustomerRef", "Customer"),
@@ -692,6 +781,8 @@ def validate(company: QboCompany, entity: str, body: dict[str, Any]) -> dict[str
     for key, default in rule.defaults:
         if key not in body:
             body[key] = default(company, body, party)
+    for check in rule.after:
+        check(company, body)
     return body
 
 
