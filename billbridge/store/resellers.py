@@ -65,9 +65,14 @@ def per_end_customer(session: Session, partner_refs: Sequence[str]) -> set[str]:
 def reseller_revenue(session: Session, entity_ref: str | None = None) -> list[dict[str, Any]]:
     """Per reseller (or distributor) billed: its end customers and what it was invoiced (invoices less
     credit notes, per currency), from the stored lines; optionally of one legal entity."""
-    sign = func.coalesce(InvoiceLine.billed_amount, 0)
     query = (
-        select(Customer.customer_ref, LegalEntity.entity_ref, Invoice.currency, InvoiceLine.contract_id, sign)
+        select(
+            Customer.customer_ref,
+            LegalEntity.entity_ref,
+            Invoice.currency,
+            InvoiceLine.contract_id,
+            InvoiceLine.billed_amount,
+        )
         .select_from(InvoiceLine)
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
         .join(Customer, Customer.id == Invoice.customer_id)
@@ -89,7 +94,7 @@ def reseller_revenue(session: Session, entity_ref: str | None = None) -> list[di
             "entity_ref": entity,
             "end_customers": sorted({ends[cid] for cid in contracts[(partner_ref, entity)] if cid in ends}),
             "contracts": len(contracts[(partner_ref, entity)]),
-            "revenue": {cur: str(total) for cur, total in sorted(revenue[(partner_ref, entity)].items())},
+            "revenue": dict(sorted(revenue[(partner_ref, entity)].items())),
         }
         for partner_ref, entity in sorted(revenue)
     ]
