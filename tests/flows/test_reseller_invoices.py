@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
+from billbridge.mapping.contract_file import json_schema
 from billbridge.mapping.quickbooks import document_payload
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
@@ -224,3 +225,10 @@ def test_a_resellers_price_book_comes_before_its_discount(store: Store) -> None:
     [invoice] = documents(store)
     assert invoice["lines"] == [("Globex: Platform", D("1000.00")), ("Globex: Seats", D("337.50"))]
     assert invoice["total"] == D("1337.50")
+
+
+def test_the_schema_describes_price_books_distributors_and_the_invoice_choice() -> None:
+    schema = json_schema()
+    partner = schema["$defs"]["Partner"]["properties"]
+    assert {"price_book", "invoice_per", "distributor_ref"} <= set(partner)
+    assert "ResellerPrice" in schema["$defs"]
