@@ -150,7 +150,7 @@ def test_a_reseller_with_three_end_customers_gets_one_invoice_a_cycle(store: Sto
             "entity_ref": "us",
             "end_customers": ["globex", "hooli", "initech"],
             "contracts": 4,
-            "revenue": {"USD": "3457.50"},
+            "revenue": {"USD": D("3457.50")},
         }
     ]
 
