@@ -232,3 +232,15 @@ def test_the_schema_describes_price_books_distributors_and_the_invoice_choice() 
     partner = schema["$defs"]["Partner"]["properties"]
     assert {"price_book", "invoice_per", "distributor_ref"} <= set(partner)
     assert "ResellerPrice" in schema["$defs"]
+
+
+def test_a_contract_whose_resellers_distributor_is_unknown_is_quarantined_and_the_rest_go_on(store: Store) -> None:
+    doc = world(
+        [partner("orphan", distributor_ref="nobody"), partner("fine", discount_percent="10")],
+        [contract("O-1", reseller_ref="orphan"), contract("F-1", reseller_ref="fine")],
+    )
+    summary = import_document(store, doc)
+    assert [(e.key, e.field) for e in summary.errors] == [("O-1", "reseller_ref")]
+    assert "nobody" in str(summary.errors[0])
+    run_billing(store, date(2026, 1, 1))
+    assert [(d["customer"], d["total"]) for d in documents(store)] == [("fine", D("1080.00"))]
