@@ -100,7 +100,11 @@ def _priced(contract: Contract, seller: Partner, role: str) -> Contract:
         own = line.discount.percent if line.discount is not None and line.discount.percent is not None else Decimal(0)
         discount = Discount(percent=combined_percent(own, percent))
         lines.append(line.model_copy(update={"discount": discount}))
-    return contract.model_copy(update={"lines": lines, "payment_terms_days": seller.payment_terms_days})
+    # Never auto-charged: a card on file is the end customer's, and the reseller pays on its terms (this
+    # also keeps a consolidated invoice, which takes its lead contract's flag, to one way of paying).
+    return contract.model_copy(
+        update={"lines": lines, "payment_terms_days": seller.payment_terms_days, "auto_charge": False}
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,8 @@ def contract(**terms: Any) -> Contract:
 
 
 def test_the_reseller_pays_the_list_price_less_its_discount_on_its_terms() -> None:
-    sold = resell(contract(), reseller(product_discounts=[{"product_ref": "seats", "percent": "30"}]))
+    sold = resell(contract(auto_charge=True), reseller(product_discounts=[{"product_ref": "seats", "percent": "30"}]))
+    assert sold.auto_charge is False  # the end customer's card is not the reseller's
     assert [line.discount.percent if line.discount else None for line in sold.lines] == [D(25), D(37)]  # 10% then 30%
     assert sold.payment_terms_days == 45
     assert sold.customer_ref == "globex" and sold.reseller_ref == "channel-one"  # the end customer stays
