@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing.engine import BilledItem, InvoiceDraft
 from billbridge.billing.resellers import ConsolidatedDraft
@@ -348,8 +348,10 @@ def list_invoices(
     session: Session, *, contract_ref: str | None = None, status: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
     query = documents_query().order_by(Invoice.entity_id, Invoice.doc_type, Invoice.sequence_no)
-    if contract_ref:
-        query = query.where(Contract.contract_ref == contract_ref)
+    if contract_ref:  # by its lines: a reseller's consolidated document bills several contracts
+        billed = aliased(Contract)  # not the header's contract of the outer query
+        billing = select(InvoiceLine.invoice_id).join(billed, billed.id == InvoiceLine.contract_id)
+        query = query.where(Invoice.id.in_(billing.where(billed.contract_ref == contract_ref)))
     if status:
         query = query.where(Invoice.status == status)
     if limit:

@@ -244,3 +244,15 @@ def test_a_contract_whose_resellers_distributor_is_unknown_is_quarantined_and_th
     assert "nobody" in str(summary.errors[0])
     run_billing(store, date(2026, 1, 1))
     assert [(d["customer"], d["total"]) for d in documents(store)] == [("fine", D("1080.00"))]
+
+
+def test_a_consolidated_invoice_is_listed_under_each_of_its_contracts(store: Store) -> None:
+    doc = world(
+        [partner("channel-one", discount_percent="25")],
+        [contract("R-1", reseller_ref="channel-one"), contract("R-2", customer="initech", reseller_ref="channel-one")],
+    )
+    assert not import_document(store, doc).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.read() as session:
+        numbers = {ref: [r["number"] for r in list_invoices(session, contract_ref=ref)] for ref in ("R-1", "R-2")}
+    assert numbers == {"R-1": ["US-INV-1"], "R-2": ["US-INV-1"]}
