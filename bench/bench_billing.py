@@ -252,7 +252,7 @@ class Generator:
         ("yearly_arrears_minimum", 6),
     ]
 
-    def __init__(self, n_contracts: int, as_of: date, seed: int) -> None:
+    def __init__(self, n_contracts: int, as_of: date, seed: int, resellers: int = 0, resold_share: float = 0.5) -> None:
         self.n = n_contracts
         self.d = as_of
         self.rng = random.Random(seed)
@@ -276,9 +276,22 @@ class Generator:
             for p in prod["prices"]:
                 self.default_price.setdefault((prod["product_ref"], p["currency"]), p["pricing"])
         self.kinds: Counter[str] = Counter()
+        # Resellers (--resellers): spread over the entities, in each entity's currency, at 0% discount so
+        # that every contract's expected total holds; drawn from their own random stream, so the
+        # contracts are the same as without them.
+        self.resold_share = resold_share
+        self.reseller_rng = random.Random(seed + 1)
+        self.partners: list[dict[str, Any]] = []
+        self.resellers_by_entity: dict[str, list[str]] = defaultdict(list)
+        for k in range(resellers):
+            ref_, _, cur, _, _ = ENTITIES[k % len(ENTITIES)]
+            partner = {"partner_ref": f"bench-reseller-{k:04d}", "name": f"Reseller {k}", "kind": "reseller"}
+            self.partners.append({**partner, "entity_ref": ref_, "currency": cur, "payment_terms_days": 30})
+            self.resellers_by_entity[ref_].append(partner["partner_ref"])
 
     def reference_document(self) -> dict[str, Any]:
-        return {"entities": self.entities, "customers": self.customers, "products": self.products}
+        doc = {"entities": self.entities, "customers": self.customers, "products": self.products}
+        return {**doc, "partners": self.partners} if self.partners else doc
 
     def contracts(self) -> Iterator[dict[str, Any]]:
         names = [name for name, _ in self.ARCHETYPES]
@@ -298,6 +311,9 @@ class Generator:
                 "auto_charge": rng.random() < 0.3,
             }
             getattr(self, kind)(contract, rng, currency)
+            resellers = self.resellers_by_entity.get(entity_ref)
+            if resellers and self.reseller_rng.random() < self.resold_share:
+                contract["reseller_ref"] = self.reseller_rng.choice(resellers)
             yield contract
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -845,9 +861,14 @@ def check_results(
     lines_by_invoice: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for line in line_rows:
         lines_by_invoice[line["invoice_id"]].append(line)
-    by_contract: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for inv in invoice_rows:
-        by_contract[refs[inv["contract_id"]]].append(inv)
+    # Per contract through its lines: a reseller's consolidated invoice bills several contracts.
+    invoices_by_id = {inv["id"]: inv for inv in invoice_rows}
+    contract_lines: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for line in line_rows:
+        contract_lines[refs[line["contract_id"]]][line["invoice_id"]].append(line)
+    by_contract: dict[str, list[dict[str, Any]]] = {
+        ref: [invoices_by_id[i] for i in sorted(docs)] for ref, docs in contract_lines.items()
+    }
 
     # Invariants of every document.
     bad_sums, bad_subtotals, unrounded, non_positive = [], [], [], []
@@ -889,14 +910,15 @@ def check_results(
             inv = docs[0]
             exp = expected_invoice(gen, contract)
             notes.update(exp.notes)
-            n_lines = len(lines_by_invoice[inv["id"]])
-            if inv["invoice_total"] != exp.total or n_lines != exp.lines or inv["billing_date"] != args.as_of:
+            own = contract_lines[ref][inv["id"]]
+            n_lines, total = len(own), sum((x["billed_amount"] for x in own), Decimal(0))
+            if total != exp.total or n_lines != exp.lines or inv["billing_date"] != args.as_of:
                 mismatch_kinds[archetype_of(contract)] += 1
                 if len(mismatches) < 5:
                     mismatches.append(
                         {
                             "contract_ref": ref,
-                            "total": str(inv["invoice_total"]),
+                            "total": str(total),
                             "expected_total": str(exp.total),
                             "lines": n_lines,
                             "expected_lines": exp.lines,
@@ -904,6 +926,19 @@ def check_results(
                         }
                     )
         checks["totals_differing_from_expectation"] = sum(mismatch_kinds.values())
+        if gen.partners:  # one consolidated invoice per reseller (all its contracts are due on the same day)
+            reseller_customers = {p["partner_ref"] for p in gen.partners}
+            with_docs = Counter(
+                invoices_by_id[i]["customer_id"]
+                for ref, contract in contracts.items()
+                if contract.get("reseller_ref") in reseller_customers
+                for i in contract_lines.get(ref, {})
+            )
+            checks["resold_contracts"] = sum(1 for c in contracts.values() if c.get("reseller_ref"))
+            checks["reseller_invoices"] = len(
+                {i for ref, c in contracts.items() if c.get("reseller_ref") for i in contract_lines.get(ref, {})}
+            )
+            checks["resellers_invoiced"] = len(with_docs)
         if mismatches:
             checks["totals_differing_by_shape"] = dict(mismatch_kinds)
             checks["totals_differing_samples"] = mismatches
@@ -1007,6 +1042,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run_billing planning processes (default: the billing_workers setting; 0 plans in the writing process)",
     )
     parser.add_argument("--seed", type=int, default=20260701)
+    parser.add_argument(
+        "--resellers",
+        type=int,
+        default=0,
+        help="sell --resold-share of the contracts through this many resellers (issue 17: 500; default 0, none)",
+    )
+    parser.add_argument("--resold-share", type=float, default=0.5, help="share of contracts resold (default 0.5)")
     parser.add_argument("--import-batch", type=int, default=5000, help="contracts per import_document call")
     parser.add_argument(
         "--profile", action="store_true", help="run the SQLite billing under cProfile (its time is then inflated)"
@@ -1051,7 +1093,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(
                 repeat(
                     lambda backend=backend: bench_backend(  # type: ignore[misc]
-                        backend, lambda: Generator(args.contracts, args.start_date, args.seed), args
+                        backend,
+                        lambda: Generator(
+                            args.contracts, args.start_date, args.seed, args.resellers, args.resold_share
+                        ),
+                        args,
                     ),
                     args.runs,
                     name,
@@ -1069,6 +1115,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "chunk_size": args.chunk_size,
             "workers": args.workers,
+            "resellers": args.resellers,
             "target_ratio": TARGET_RATIO,
             "results": [{"runs": [asdict(r) for r in runs.results], "load": runs.loads} for runs in results],
             "skipped": skipped,

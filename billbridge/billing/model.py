@@ -359,6 +359,11 @@ class Contract(_Model):
         description="Sold through this reseller (a partner of kind reseller or both): the reseller is invoiced, at "
         "its discount and on its payment terms; the customer stays the end customer",
     )
+    distributor_ref: Ref | None = Field(
+        default=None,
+        description="Set on import from the reseller's distributor_ref (not written in files): the distributor is "
+        "invoiced for the contract, at its own price, and the reseller stays on the lines for reporting",
+    )
 
     _currency = field_validator("currency")(_check_currency)
 
@@ -397,6 +402,16 @@ class ProductDiscount(_Model):
         return value
 
 
+class ResellerPrice(_Model):
+    """A reseller's own price of one product: replaces the list price (no discount on top)."""
+
+    product_ref: Ref
+    pricing: Pricing
+
+
+InvoicePer = Literal["reseller", "end_customer"]
+
+
 class Partner(_Model):
     """A partner: a referral partner earns fees on the customers it brings, a reseller buys on behalf of
     its end customers and is invoiced instead of them (``both`` does both). Fees are paid out to it as
@@ -415,6 +430,20 @@ class Partner(_Model):
     product_discounts: list[ProductDiscount] = Field(
         default_factory=list, description="Reseller: a discount per product, instead of discount_percent"
     )
+    price_book: list[ResellerPrice] = Field(
+        default_factory=list,
+        description="Reseller: its own price per product, before product_discounts and discount_percent",
+    )
+    invoice_per: InvoicePer = Field(
+        default="reseller",
+        description="Reseller: one invoice per cycle with a section per end customer (reseller), or one per end "
+        "customer (end_customer)",
+    )
+    distributor_ref: Ref | None = Field(
+        default=None,
+        description="Reseller: sells through this distributor (a partner of kind reseller or both), which is "
+        "invoiced for the reseller's contracts at its own price",
+    )
 
     _currency = field_validator("currency")(_check_currency)
 
@@ -422,12 +451,26 @@ class Partner(_Model):
     def _consistent(self) -> Partner:
         if self.discount_percent is not None and self.discount_percent > 100:
             raise ValueError("discount_percent must be between 0 and 100")
-        if self.kind == "referral" and (self.discount_percent is not None or self.product_discounts):
-            raise ValueError("a referral partner has no reseller discount (kind: reseller or both)")
+        if self.kind == "referral" and (
+            self.discount_percent is not None or self.product_discounts or self.price_book or self.distributor_ref
+        ):
+            raise ValueError("a referral partner has no reseller discount, price book or distributor")
         refs = [d.product_ref for d in self.product_discounts]
         if len(refs) != len(set(refs)):
             raise ValueError("product_discounts names a product twice")
+        priced = [p.product_ref for p in self.price_book]
+        if len(priced) != len(set(priced)):
+            raise ValueError("price_book names a product twice")
+        if self.distributor_ref == self.partner_ref:
+            raise ValueError("distributor_ref names the partner itself")
         return self
+
+    def book_price(self, product_ref: str) -> Pricing | None:
+        """The reseller's own price of a product, if its price book has one."""
+        for item in self.price_book:
+            if item.product_ref == product_ref:
+                return item.pricing
+        return None
 
     def discount_for(self, product_ref: str) -> Decimal:
         """The reseller's discount percent on a product: its product discount, else its general one, else 0."""

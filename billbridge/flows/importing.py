@@ -233,6 +233,9 @@ class _BatchContext:
         products = load_products(session, [line.product_ref for c in contracts for line in c.lines])
         refs = {c.reseller_ref for c in contracts if c.reseller_ref is not None}
         resellers = load_partners(session, refs) if refs else {}
+        distributors = {p.distributor_ref for p in resellers.values() if p.distributor_ref is not None} - set(resellers)
+        if distributors:  # a reseller's distributor is billed instead of it (read once per batch)
+            resellers.update(load_partners(session, distributors))
         return cls(products, lookups_for(session, contracts), resellers)
 
     def billed_terms(self, contract: Contract) -> Contract:
@@ -246,7 +249,8 @@ class _BatchContext:
             raise MissingReference(
                 "reseller_ref", f"unknown reseller {contract.reseller_ref!r}", ("partners", contract.reseller_ref)
             )
-        return resell(resolved, reseller)
+        distributor = self.resellers.get(reseller.distributor_ref) if reseller.distributor_ref else None
+        return resell(resolved, reseller, distributor)
 
 
 def _import_one(

@@ -23,11 +23,13 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing.currency import money_str
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
+from billbridge.billing.resellers import SoldDraft, consolidate
 from billbridge.billing.usage_periods import UsageQuery, aggregate
 from billbridge.store import quarantine
 from billbridge.store.contracts import ContractTimeline, contract_ids, load_timelines
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import BillingState, billing_states, load_billed, lock_numbering, save_drafts
+from billbridge.store.resellers import bill_to_refs, customer_names, per_end_customer
 from billbridge.store.usage_aggregates import daily_usage
 
 CHUNK = 1000
@@ -182,9 +184,63 @@ def _planned_ahead(store: Store, chunks: list[list[int]], as_of: date, workers: 
 
 
 def _chunks(store: Store, contract_refs: Sequence[str] | None, size: int) -> list[list[int]]:
+    """Contract ids in chunks of about ``size``: those sold directly in id order, then those billed to
+    each reseller (or distributor) together, never split over two chunks, so that a reseller's cycle
+    becomes one document (a party with more contracts than ``size`` gets a larger chunk of its own)."""
     with store.read() as session:
         ids = contract_ids(session, refs=contract_refs)
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
+        sold = bill_to_refs(session, None if contract_refs is None else ids)
+    if not sold:
+        return [ids[i : i + size] for i in range(0, len(ids), size)]
+    direct = [cid for cid in ids if cid not in sold]
+    chunks = [direct[i : i + size] for i in range(0, len(direct), size)]
+    by_party: dict[str, list[int]] = {}
+    for cid in ids:
+        if cid in sold:
+            by_party.setdefault(sold[cid], []).append(cid)
+    current: list[int] = chunks.pop() if chunks and len(chunks[-1]) < size else []
+    for party in sorted(by_party):
+        group = by_party[party]
+        if current and len(current) + len(group) > size:
+            chunks.append(current)
+            current = []
+        current.extend(group)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def consolidate_resold(
+    session: Session, drafts: list[tuple[ContractTimeline, InvoiceDraft]]
+) -> list[tuple[ContractTimeline, InvoiceDraft]]:
+    """A chunk's drafts with those of contracts sold through resellers grouped into one document per
+    bill-to party and cycle (``billing.resellers.consolidate``), each carried by its lead contract's
+    timeline; drafts sold directly pass unchanged."""
+    resold = [(t, d) for t, d in drafts if d.version_no in t.bill_to]
+    if not resold:
+        return drafts
+    names = customer_names(session, [t.customer_id for t, _ in resold] + [t.bill_to[d.version_no] for t, d in resold])
+    sold: list[SoldDraft] = []
+    for timeline, draft in resold:
+        bill_to_ref = names[timeline.bill_to[draft.version_no]][0]
+        reseller = timeline.resold_by.get(draft.version_no)
+        sold.append(
+            SoldDraft(
+                bill_to=bill_to_ref,
+                contract_id=timeline.contract_id,
+                contract_ref=timeline.contract_ref,
+                end_customer=names[timeline.customer_id][1],
+                reseller=reseller if reseller != bill_to_ref else None,
+                draft=draft,
+            )
+        )
+    split = per_end_customer(session, sorted({s.bill_to for s in sold}))
+    by_contract = {t.contract_id: t for t, _ in resold}
+    ids = {s.contract_ref: s.contract_id for s in sold}
+    grouped: list[tuple[ContractTimeline, InvoiceDraft]] = [
+        (by_contract[ids[doc.contract_ref]], doc) for doc in consolidate(sold, split.__contains__)
+    ]
+    return [(t, d) for t, d in drafts if d.version_no not in t.bill_to] + grouped
 
 
 def run_billing(
@@ -219,6 +275,7 @@ def run_billing(
             for timeline, plan in plans:
                 drafts.extend((timeline, draft) for draft in plan.invoices)
                 summary.pending_adjustments += len(plan.pending)
+            drafts = consolidate_resold(session, drafts)
             save_drafts(session, drafts)
             for timeline, reason in failures:
                 summary.failed.append((timeline.contract_ref, reason))

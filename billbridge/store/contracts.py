@@ -46,6 +46,9 @@ class ContractTimeline:
     versions: tuple[Version, ...]
     error: str | None = None  # the stored terms no longer validate (hand edits, a bad migration)
     bill_to: Mapping[int, int] = field(default_factory=dict, compare=False)  # version_no -> its reseller's customer id
+    resold_by: Mapping[int, str] = field(
+        default_factory=dict, compare=False
+    )  # version_no -> reseller, billed to a distributor
 
     def bill_to_id(self, version_no: int) -> int:
         """Who a version's documents are addressed to: its reseller, else the contract's customer."""
@@ -72,7 +75,9 @@ def content_hash(contract: model.Contract, terms: str | None = None) -> str:
         terms = terms.replace(_DEFAULT_BILLER, "", 1)
     # Lines without recognition or SSP (every line stored before those fields existed) hash as before.
     terms = terms.replace(_DEFAULT_REVENUE, "}")
-    # Contracts not sold through a reseller (every one stored before the field existed) hash as before.
+    # Contracts without a distributor, and those not sold through a reseller, hash as before the fields existed.
+    if terms.endswith(_NO_DISTRIBUTOR):
+        terms = terms[: -len(_NO_DISTRIBUTOR)] + "}"
     if terms.endswith(_NO_RESELLER):
         terms = terms[: -len(_NO_RESELLER)] + "}"
     return HASH_V2 + hashlib.sha256(terms.encode()).hexdigest()[: 64 - len(HASH_V2)]
@@ -82,6 +87,7 @@ HASH_V2 = "2:"
 _DEFAULT_BILLER = ',"billed_by":"billbridge"'
 _DEFAULT_REVENUE = ',"recognition":null,"ssp":null}'  # the tail of a line (its last two fields) left unset
 _NO_RESELLER = ',"reseller_ref":null}'  # the tail of a contract sold directly
+_NO_DISTRIBUTOR = ',"distributor_ref":null}'  # the tail of one sold without a distributor
 
 
 def legacy_content_hash(contract: model.Contract) -> str:
@@ -100,6 +106,7 @@ def _hashed_without(contract: model.Contract) -> set[str]:
         {"effective_date"}
         | ({"billed_by"} if contract.billed_by == "billbridge" else set())
         | ({"reseller_ref"} if contract.reseller_ref is None else set())
+        | ({"distributor_ref"} if contract.distributor_ref is None else set())
     )
 
 
@@ -417,6 +424,11 @@ def count_contracts(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Contract)) or 0
 
 
+def _bill_to_ref(contract: model.Contract) -> str | None:
+    """The partner a contract's documents go to: its reseller's distributor, else its reseller, else none."""
+    return contract.distributor_ref or contract.reseller_ref
+
+
 def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTimeline]:
     """Every version of the given contracts as canonical models, for the billing engine."""
     ids = list(ids)
@@ -446,14 +458,17 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
             errors.setdefault(contract_id, f"stored version {version_no} is invalid: {where}: {first['msg']}")
             continue
         out_versions[contract_id].append(Version(version_no, effective_date, contract))
-    resellers = {v.contract.reseller_ref for vs in out_versions.values() for v in vs if v.contract.reseller_ref}
+    resellers = {ref for vs in out_versions.values() for v in vs if (ref := _bill_to_ref(v.contract)) is not None}
     reseller_ids = {ref: ids[0] for ref, ids in customer_ids(session, resellers).items()} if resellers else {}
     bill_to: dict[int, dict[int, int]] = defaultdict(dict)
+    resold_by: dict[int, dict[int, str]] = defaultdict(dict)
     for contract_id, found in out_versions.items():
         for version in found:
-            ref = version.contract.reseller_ref
+            ref = _bill_to_ref(version.contract)
             if ref is not None and ref in reseller_ids:
                 bill_to[contract_id][version.version_no] = reseller_ids[ref]
+            if version.contract.distributor_ref is not None and version.contract.reseller_ref is not None:
+                resold_by[contract_id][version.version_no] = version.contract.reseller_ref
     return {
         h.id: ContractTimeline(
             h.id,
@@ -463,6 +478,7 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
             () if h.id in errors else tuple(out_versions[h.id]),
             errors.get(h.id),
             bill_to.get(h.id, {}),
+            resold_by.get(h.id, {}),
         )
         for h in heads
     }

@@ -10,9 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing.engine import BilledItem, InvoiceDraft
+from billbridge.billing.resellers import ConsolidatedDraft
 from billbridge.store.bulk import BulkStatement
 from billbridge.store.contracts import ContractTimeline
 from billbridge.store.models import (
@@ -65,13 +66,21 @@ def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, B
     """
     if not contract_ids:
         return {}
-    rows = session.execute(
-        select(Contract.id, Contract.current_version_no, func.count(Invoice.id), func.coalesce(func.max(Invoice.id), 0))
-        .outerjoin(Invoice, (Invoice.contract_id == Contract.id) & Invoice.period_released.is_(False))
-        .where(Contract.id.in_(contract_ids))
-        .group_by(Contract.id, Contract.current_version_no)
-    )
-    return {cid: (int(version), int(count), int(top)) for cid, version, count, top in rows}
+    versions = session.execute(
+        select(Contract.id, Contract.current_version_no).where(Contract.id.in_(contract_ids))
+    ).all()
+    # Counted through the lines: a reseller's consolidated invoice bills several contracts (its header
+    # names the first), and each of them must see it.
+    billed = {
+        int(cid): (int(count), int(top))
+        for cid, count, top in session.execute(
+            select(InvoiceLine.contract_id, func.count(func.distinct(InvoiceLine.invoice_id)), func.max(Invoice.id))
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .where(InvoiceLine.contract_id.in_(contract_ids), Invoice.period_released.is_(False))
+            .group_by(InvoiceLine.contract_id)
+        )
+    }
+    return {int(cid): (int(version), *billed.get(int(cid), (0, 0))) for cid, version in versions}
 
 
 def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tuple[list[BilledItem], set[date]]]:
@@ -130,6 +139,7 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
         description,
         quantity,
     ) in rows:
+        out[contract_id][1].add(billing_date)  # a consolidated invoice uses its date for each of its contracts
         out[contract_id][0].append(
             BilledItem(
                 line_ref=line_ref,
@@ -155,7 +165,9 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
 
 def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> list[str]:
     """Insert planned documents with their lines; numbers are taken in one block per entity and
-    document type, in contract and date order. Returns the numbers given."""
+    document type, in contract and date order. Returns the numbers given. A reseller's consolidated
+    document (``ConsolidatedDraft``) comes with its lead contract's timeline; each of its lines is
+    stored under the contract it bills."""
     if not drafts:
         return []
     ordered = sorted(drafts, key=lambda d: (d[0].contract_id, d[1].billing_date))
@@ -209,11 +221,12 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
     line_rows: list[dict[str, Any]] = []
     for row, (timeline, draft) in zip(invoice_rows, ordered, strict=True):
         invoice_id = ids[(row["entity_id"], row["doc_type"], row["sequence_no"])]
+        line_contracts = draft.line_contracts if isinstance(draft, ConsolidatedDraft) else ()
         for position, line in enumerate(draft.lines):
             line_rows.append(
                 {
                     "invoice_id": invoice_id,
-                    "contract_id": timeline.contract_id,
+                    "contract_id": line_contracts[position] if line_contracts else timeline.contract_id,
                     "position": position,
                     "line_ref": line.line_ref,
                     "kind": line.kind,
@@ -335,8 +348,10 @@ def list_invoices(
     session: Session, *, contract_ref: str | None = None, status: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
     query = documents_query().order_by(Invoice.entity_id, Invoice.doc_type, Invoice.sequence_no)
-    if contract_ref:
-        query = query.where(Contract.contract_ref == contract_ref)
+    if contract_ref:  # by its lines: a reseller's consolidated document bills several contracts
+        billed = aliased(Contract)  # not the header's contract of the outer query
+        billing = select(InvoiceLine.invoice_id).join(billed, billed.id == InvoiceLine.contract_id)
+        query = query.where(Invoice.id.in_(billing.where(billed.contract_ref == contract_ref)))
     if status:
         query = query.where(Invoice.status == status)
     if limit:
