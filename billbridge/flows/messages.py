@@ -28,7 +28,7 @@ from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
 from billbridge.errors import NotConfigured
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
-from billbridge.flows.push import stripe_connector, token_vault
+from billbridge.flows.push import quickbooks_connector, stripe_connector, token_vault
 from billbridge.mapping import messages as render
 from billbridge.mapping.invoice_pdf import render_pdf
 from billbridge.settings import Settings, SmtpSettings
@@ -86,25 +86,44 @@ def invoice_pdf(font: Path | None) -> Attach:
     return attach
 
 
-def stripe_pay_link(settings: Settings) -> Callable[[Mapping[str, Any]], str | None]:
-    """Stripe's hosted invoice page of a document pushed to Stripe (its pay and update-card link)."""
-    if settings.stripe is None or settings.stripe.api_key is None:
-        return lambda context: None
-    connector = stripe_connector(settings)
+def pay_link(store: Store | None, settings: Settings) -> Callable[[Mapping[str, Any]], str | None]:
+    """Where the customer pays a document online: Stripe's hosted invoice page when it is in Stripe
+    (also the page to update a card), else QuickBooks' ``InvoiceLink`` when QuickBooks gives one
+    (online payments on for it); None otherwise. Each vendor is built only when first needed."""
+    stripe_on = settings.stripe is not None and settings.stripe.api_key is not None
+    quickbooks_on = settings.quickbooks is not None and store is not None
+    built: dict[str, Any] = {}
 
     def link(context: Mapping[str, Any]) -> str | None:
         invoice = context["invoice"]
-        if invoice is None or not invoice.get("stripe_invoice"):
+        if invoice is None:
             return None
-        found = connector.retrieve_invoice(invoice["stripe_invoice"]).get("hosted_invoice_url")
-        return str(found) if found else None
+        if stripe_on and invoice.get("stripe_invoice"):
+            if "stripe" not in built:
+                built["stripe"] = stripe_connector(settings)
+            found = built["stripe"].retrieve_invoice(invoice["stripe_invoice"]).get("hosted_invoice_url")
+            return str(found) if found else None
+        if (
+            store is not None
+            and quickbooks_on
+            and invoice.get("quickbooks_invoice")
+            and invoice["doc_type"] == "invoice"
+        ):
+            if "quickbooks" not in built:
+                built["quickbooks"] = quickbooks_connector(store, settings)
+            found = built["quickbooks"].invoice_link(invoice["quickbooks_invoice"])
+            return str(found) if found else None
+        return None
 
     return link
 
 
-def default_extras(settings: Settings, templates: Mapping[str, str] | None = None) -> Extras:
-    """The PDF attachment and the Stripe pay link, as configured."""
-    return Extras(attachments=invoice_pdf(pdf_font(settings)), pay_link=stripe_pay_link(settings), templates=templates)
+def default_extras(
+    settings: Settings, templates: Mapping[str, str] | None = None, store: Store | None = None
+) -> Extras:
+    """The PDF attachment and the pay link (Stripe's page, else QuickBooks' InvoiceLink with ``store``
+    for its tokens), as configured."""
+    return Extras(attachments=invoice_pdf(pdf_font(settings)), pay_link=pay_link(store, settings), templates=templates)
 
 
 def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
@@ -311,7 +330,9 @@ def send_messages(
         finally:
             close()
     if settings.smtp is not None or not mailers:
-        handler, close = email_handler(store, settings.vendor(SmtpSettings), extras or default_extras(settings))
+        handler, close = email_handler(
+            store, settings.vendor(SmtpSettings), extras or default_extras(settings, store=store)
+        )
         try:
             _merge(summary, relay(store, sql.TOPIC, handler, batch=50, limit=limit))
         finally:

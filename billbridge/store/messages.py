@@ -415,6 +415,7 @@ def _parties(session: Session, customer_id: int, invoice_id: int | None, *, line
         invoice = {**row, "lines": invoice_lines(session, invoice_id) if lines else []}
         invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
         invoice["stripe_invoice"] = get_external_id(session, "stripe", invoice["doc_type"], invoice_id)
+        invoice["quickbooks_invoice"] = get_external_id(session, "quickbooks", invoice["doc_type"], invoice_id)
     return {
         "customer": {"customer_ref": customer.customer_ref, "name": customer.name},
         "entity": {
