@@ -47,6 +47,7 @@ class OutboundDocument:
     auto_charge: bool
     lines: tuple[DocumentLine, ...]
     applies_to: str | None = None  # a credit note: the invoice number it corrects
+    channel: str = "email"  # how the customer gets its invoices (stripe: Stripe sends them, so they go there)
 
     def idempotency_key(self, operation: str) -> str:
         """Deterministic key of one write of this document version (Stripe Idempotency-Key, QBO requestid)."""
@@ -55,14 +56,16 @@ class OutboundDocument:
 
 def push_targets(configured: Iterable[str]) -> Callable[[OutboundDocument], list[str]]:
     """Where an approved document goes, of the configured targets: the ERP takes every document,
-    Stripe the auto-charge invoices (it charges them)."""
+    Stripe the auto-charge invoices (it charges them) and the invoices of customers on the ``stripe``
+    channel (it e-mails them)."""
     chosen = set(configured)
 
     def targets(document: OutboundDocument) -> list[str]:
         out = []
         if "quickbooks" in chosen:
             out.append("quickbooks")
-        if "stripe" in chosen and document.auto_charge and document.doc_type == "invoice":
+        by_stripe = document.auto_charge or document.channel == "stripe"
+        if "stripe" in chosen and by_stripe and document.doc_type == "invoice":
             out.append("stripe")
         return out
 

@@ -57,10 +57,11 @@ MessageKind = Literal["invoice", "reminder", "receipt", "dunning"]
 """What billbridge tells a customer: an issued document, a payment reminder, a payment confirmation
 (receipt), a dunning notice after a declined auto-charge."""
 MESSAGE_KINDS: tuple[MessageKind, ...] = ("invoice", "reminder", "receipt", "dunning")
-Channel = Literal["email", "quickbooks"]
-"""How messages reach a customer: ``email`` (billbridge sends through SMTP) or ``quickbooks``
-(QuickBooks e-mails its own invoices; reminders, receipts, dunning notices and credit notes still go
-by e-mail)."""
+Channel = Literal["email", "quickbooks", "stripe"]
+"""How messages reach a customer: ``email`` (billbridge sends through SMTP), ``quickbooks``
+(QuickBooks e-mails its own invoices) or ``stripe`` (every invoice is pushed to Stripe as
+``send_invoice`` and Stripe e-mails it with its hosted invoice page); reminders, receipts, dunning
+notices and credit notes still go by e-mail."""
 DEFAULT_REMINDER_DAYS = (-3, 0, 7, 14, 30)
 EMAIL_PATTERN = re.compile(
     r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ from prefect.artifacts import create_markdown_artifact
 from billbridge.billing.messaging import reminder_steps, step_name
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
+from billbridge.errors import NotConfigured
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
-from billbridge.flows.push import quickbooks_connector, stripe_connector
+from billbridge.flows.push import quickbooks_connector, stripe_connector, token_vault
 from billbridge.mapping import messages as render
 from billbridge.mapping.invoice_pdf import render_pdf
 from billbridge.settings import Settings, SmtpSettings
@@ -35,11 +36,13 @@ from billbridge.store import messages as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.external_refs import get_external_id
 from billbridge.store.outbox import Message
+from billbridge.vendors import registry
 
 UNCONFIRMED = (
     "unconfirmed: a run stopped after handing message {id} to the SMTP server, so it may have arrived; "
     "check the recipient's mailbox or the server's log, then `billbridge messages retry {id} --checked`"
 )
+VENDOR_NAMES = {"quickbooks": "QuickBooks", "stripe": "Stripe"}
 Attach = Callable[[Mapping[str, Any]], Sequence[render.Attachment]]
 
 
@@ -83,25 +86,44 @@ def invoice_pdf(font: Path | None) -> Attach:
     return attach
 
 
-def stripe_pay_link(settings: Settings) -> Callable[[Mapping[str, Any]], str | None]:
-    """Stripe's hosted invoice page of a document pushed to Stripe (its pay and update-card link)."""
-    if settings.stripe is None or settings.stripe.api_key is None:
-        return lambda context: None
-    connector = stripe_connector(settings)
+def pay_link(store: Store | None, settings: Settings) -> Callable[[Mapping[str, Any]], str | None]:
+    """Where the customer pays a document online: Stripe's hosted invoice page when it is in Stripe
+    (also the page to update a card), else QuickBooks' ``InvoiceLink`` when QuickBooks gives one
+    (online payments on for it); None otherwise. Each vendor is built only when first needed."""
+    stripe_on = settings.stripe is not None and settings.stripe.api_key is not None
+    quickbooks_on = settings.quickbooks is not None and store is not None
+    built: dict[str, Any] = {}
 
     def link(context: Mapping[str, Any]) -> str | None:
         invoice = context["invoice"]
-        if invoice is None or not invoice.get("stripe_invoice"):
+        if invoice is None:
             return None
-        found = connector.retrieve_invoice(invoice["stripe_invoice"]).get("hosted_invoice_url")
-        return str(found) if found else None
+        if stripe_on and invoice.get("stripe_invoice"):
+            if "stripe" not in built:
+                built["stripe"] = stripe_connector(settings)
+            found = built["stripe"].retrieve_invoice(invoice["stripe_invoice"]).get("hosted_invoice_url")
+            return str(found) if found else None
+        if (
+            store is not None
+            and quickbooks_on
+            and invoice.get("quickbooks_invoice")
+            and invoice["doc_type"] == "invoice"
+        ):
+            if "quickbooks" not in built:
+                built["quickbooks"] = quickbooks_connector(store, settings)
+            found = built["quickbooks"].invoice_link(invoice["quickbooks_invoice"])
+            return str(found) if found else None
+        return None
 
     return link
 
 
-def default_extras(settings: Settings, templates: Mapping[str, str] | None = None) -> Extras:
-    """The PDF attachment and the Stripe pay link, as configured."""
-    return Extras(attachments=invoice_pdf(pdf_font(settings)), pay_link=stripe_pay_link(settings), templates=templates)
+def default_extras(
+    settings: Settings, templates: Mapping[str, str] | None = None, store: Store | None = None
+) -> Extras:
+    """The PDF attachment and the pay link (Stripe's page, else QuickBooks' InvoiceLink with ``store``
+    for its tokens), as configured."""
+    return Extras(attachments=invoice_pdf(pdf_font(settings)), pay_link=pay_link(store, settings), templates=templates)
 
 
 def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
@@ -232,11 +254,15 @@ def _naming(context: Mapping[str, Any]) -> str:
     return f"{context['kind']} message {context['id']} (customer {context['customer']['customer_ref']}{number})"
 
 
-def quickbooks_message_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """The relay handler of ``message.quickbooks``: QuickBooks e-mails the invoice it holds. Unlike
-    SMTP, QuickBooks can be asked whether it sent one (EmailStatus), so a message left ``sending`` by
-    a crash is looked up there and finished, never sent twice and never left unconfirmed."""
-    connector = quickbooks_connector(store, settings)
+def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tuple[Handler, Callable[[], None]]:
+    """The relay handler of ``message.<vendor>`` (the ``quickbooks`` and ``stripe`` channels): the
+    vendor e-mails the invoice it holds (the registry's ``mails`` role). Unlike SMTP, the vendor can be
+    asked whether it sent one (QuickBooks' EmailStatus, Stripe's invoice status and ``invoice.sent``
+    events), so a message left ``sending`` by a crash is looked up there and finished, never sent
+    twice and never left unconfirmed."""
+    mails = registry.vendor(vendor).mails
+    assert mails is not None, vendor
+    connector = mails(settings, token_vault(store, settings))
 
     def finish(message_id: int, state: str, error: str | None = None) -> None:
         with store.write() as session:
@@ -247,31 +273,39 @@ def quickbooks_message_handler(store: Store, settings: Settings) -> tuple[Handle
         with store.read() as session:
             context = sql.sending_context(session, message_id)
             invoice = context["invoice"] if context else None
-            qbo_id = get_external_id(session, "quickbooks", "invoice", invoice["id"]) if invoice else None
+            external = get_external_id(session, vendor, "invoice", invoice["id"]) if invoice else None
         if context is None or invoice is None:
             return Delivery(message.id, outcome="gone")
         if context["state"] not in ("queued", "sending"):
             return Delivery(message.id, outcome=f"already {context['state']}")
         what = _naming(context)
-        if qbo_id is None:
-            reason = f"{what}: not in QuickBooks yet (push it first: billbridge push --target quickbooks)"
+        if external is None:
+            reason = f"{what}: not in {VENDOR_NAMES[vendor]} yet (push it first: billbridge push --target {vendor})"
             return Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason))
+        # an earlier attempt may have reached the vendor: it is asked what it sent since the message was made
+        made = context["created_at"]
+        made = made if made.tzinfo else made.replace(tzinfo=UTC)
+        since = int(made.timestamp()) if context["attempts"] else None
         if context["state"] == "queued":
             with store.write() as session:
                 sql.begin_sending(session, message_id)
         try:
             result = connector.send_invoice(
-                qbo_id, context["recipients"]["to"][0], f"billbridge-{context['event_key']}"
+                external, context["recipients"]["to"][0], f"billbridge-{context['event_key']}", since=since
             )
         except VendorError as exc:
             reason = f"{what}: {exc.classified.reason}"
             retriable = exc.classified.kind != ErrorKind.FATAL
             finish(message_id, "sending" if retriable else "failed", reason)  # sending: looked up on the retry
             return Delivery(message.id, error=Classified(exc.classified.kind, reason))
+        if result.status == "created":
+            finish(message_id, "sent")
+            return Delivery(message.id, outcome=f"invoice sent by {vendor}")
+        if vendor == "stripe" and result.vendor_status != "open":  # paid, void or uncollectible: nothing to send
+            finish(message_id, "skipped", f"{what}: not sent, the Stripe invoice is {result.vendor_status}")
+            return Delivery(message.id, outcome="skipped")
         finish(message_id, "sent")
-        return Delivery(
-            message.id, outcome="invoice sent by quickbooks" if result.status == "created" else "sent before"
-        )
+        return Delivery(message.id, outcome="sent before")
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
         return [one(message) for message in messages]
@@ -283,16 +317,22 @@ def send_messages(
     store: Store, settings: Settings, *, extras: Extras | None = None, limit: int | None = None
 ) -> RelaySummary:
     """Send the queued messages (each once; failures stay visible): e-mails through SMTP, and the
-    invoices QuickBooks sends itself when QuickBooks is configured. One summary for both."""
+    invoices QuickBooks or Stripe sends itself when it is configured. One summary for all."""
     summary = RelaySummary(sql.TOPIC)
-    if settings.quickbooks is not None:
-        handler, close = quickbooks_message_handler(store, settings)
+    mailers = [v for v in registry.invoice_mailers() if getattr(settings, v, None) is not None]
+    for vendor in mailers:
         try:
-            _merge(summary, relay(store, sql.QUICKBOOKS_TOPIC, handler, batch=30, limit=limit))
+            handler, close = vendor_message_handler(store, settings, vendor)
+        except NotConfigured:  # Stripe set up for webhooks only: its channel's messages wait, queued
+            continue
+        try:
+            _merge(summary, relay(store, sql.VENDOR_TOPICS[vendor], handler, batch=30, limit=limit))
         finally:
             close()
-    if settings.smtp is not None or settings.quickbooks is None:
-        handler, close = email_handler(store, settings.vendor(SmtpSettings), extras or default_extras(settings))
+    if settings.smtp is not None or not mailers:
+        handler, close = email_handler(
+            store, settings.vendor(SmtpSettings), extras or default_extras(settings, store=store)
+        )
         try:
             _merge(summary, relay(store, sql.TOPIC, handler, batch=50, limit=limit))
         finally:
@@ -435,6 +475,7 @@ def send_reminders(as_of: date | None = None) -> dict[str, Any]:
     settings = Settings()
     store = open_store(settings.database)
     plan = plan_messages(store, settings, as_of or date.today())
-    sent = send_messages(store, settings) if settings.smtp is not None or settings.quickbooks is not None else None
+    mailers = settings.quickbooks is not None or settings.stripe is not None
+    sent = send_messages(store, settings) if settings.smtp is not None or mailers else None
     create_markdown_artifact(messages_markdown(plan, sent), key="send-reminders", description="Customer messages")
     return {"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None}

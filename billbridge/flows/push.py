@@ -25,7 +25,7 @@ from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDel
 from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store, open_store
-from billbridge.store.outbound_documents import mark_sent, outbound_documents
+from billbridge.store.outbound_documents import auto_charged, mark_sent, outbound_documents
 from billbridge.store.outbox import Message
 from billbridge.store.reference import customer_ids
 
@@ -169,10 +169,14 @@ def _sent(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> No
 
 
 def _sent_and_collect(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
-    """In Stripe and finalized: sent, and (same transaction) queued for collection."""
+    """In Stripe and finalized: sent, and (same transaction) the auto-charge ones queued for
+    collection (the others, on the stripe channel, are Stripe's to e-mail and the customer's to pay)."""
     _sent(session, delivered)
+    charged = auto_charged(session, [message.aggregate_id for message, _ in delivered])
     collect = []
     for message, delivery in delivered:
+        if message.aggregate_id not in charged:
+            continue
         [link] = delivery.links
         collect.append(
             {

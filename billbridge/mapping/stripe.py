@@ -119,8 +119,10 @@ def invoice_params(doc: OutboundDocument, customer_id: str) -> dict[str, Any]:
     if doc.auto_charge:
         params["collection_method"] = "charge_automatically"
     else:
+        # Stripe e-mails it (the stripe channel): due the payment terms after it is sent, as Stripe's
+        # own e-mail and hosted page say; counted from the billing date, as billbridge counts them
         params["collection_method"] = "send_invoice"
-        params["due_date"] = _epoch(doc.due_date)
+        params["days_until_due"] = max(0, (doc.due_date - doc.billing_date).days)
     return params
 
 

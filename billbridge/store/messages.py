@@ -31,9 +31,12 @@ from billbridge.store.models import (
     PaymentAllocation,
     utcnow,
 )
+from billbridge.store.outbound_documents import auto_charged
 
 TOPIC = "message.email"
 QUICKBOOKS_TOPIC = "message.quickbooks"  # invoices QuickBooks e-mails itself (channel quickbooks)
+STRIPE_TOPIC = "message.stripe"  # invoices Stripe e-mails itself (channel stripe)
+VENDOR_TOPICS = {"quickbooks": QUICKBOOKS_TOPIC, "stripe": STRIPE_TOPIC}  # channels where a vendor sends invoices
 MESSAGE_DOMAIN = "billbridge.invalid"  # the Message-ID's right side when an entity names no sender
 
 
@@ -129,18 +132,16 @@ def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
     customers = {d.customer_id for d in fresh.values()}
     contacts = contacts_of(session, customers)
     settings = messaging_of(session, customers)
-    doc_types = dict(
-        session.execute(
-            select(Invoice.id, Invoice.doc_type).where(
-                Invoice.id.in_([d.invoice_id for d in fresh.values() if d.invoice_id is not None])
-            )
-        ).all()
-    )
+    invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None]
+    doc_types = dict(session.execute(select(Invoice.id, Invoice.doc_type).where(Invoice.id.in_(invoice_ids))).all())
+    charged = auto_charged(session, invoice_ids)  # Stripe charges these: it does not e-mail them
     rows = []
     for draft in fresh.values():
         messaging, channel, entity_ref = settings[draft.customer_id]
-        if channel == "quickbooks" and (draft.kind != "invoice" or doc_types.get(draft.invoice_id or 0) != "invoice"):
-            channel = "email"  # QuickBooks sends its invoices; everything else goes by e-mail
+        if channel in VENDOR_TOPICS and (draft.kind != "invoice" or doc_types.get(draft.invoice_id or 0) != "invoice"):
+            channel = "email"  # QuickBooks or Stripe sends its invoices; everything else goes by e-mail
+        elif channel == "stripe" and draft.invoice_id in charged:
+            channel = "email"
         chosen = recipients(contacts[draft.customer_id], draft.kind)
         state = draft.state or _state_for(contacts[draft.customer_id], chosen)
         row = CustomerMessage(
@@ -188,7 +189,7 @@ def sender_of(messaging: EntityMessaging, entity_ref: str) -> str:
 def _enqueue(session: Session, row: CustomerMessage) -> None:
     outbox.enqueue(
         session,
-        topic=QUICKBOOKS_TOPIC if row.channel == "quickbooks" else TOPIC,
+        topic=VENDOR_TOPICS.get(row.channel, TOPIC),
         aggregate_type="message",
         aggregate_id=row.id,
         dedupe_key=f"message:{row.id}:{row.attempts}",
@@ -249,7 +250,7 @@ def retry(session: Session, message_id: int) -> str:
         raise ValueError(f"message {message_id} is {message.state}: only unconfirmed or failed messages are retried")
     pending = session.scalars(
         select(OutboxMessage).where(
-            OutboxMessage.topic.in_((TOPIC, QUICKBOOKS_TOPIC)),
+            OutboxMessage.topic.in_((TOPIC, *VENDOR_TOPICS.values())),
             OutboxMessage.aggregate_id == message_id,
             OutboxMessage.delivered_at.is_(None),
         )
@@ -370,6 +371,8 @@ def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
         "subject": message.subject,
         "last_error": message.last_error,
         "sent_at": message.sent_at,
+        "attempts": message.attempts,
+        "created_at": message.created_at,
     }
 
 
@@ -412,6 +415,7 @@ def _parties(session: Session, customer_id: int, invoice_id: int | None, *, line
         invoice = {**row, "lines": invoice_lines(session, invoice_id) if lines else []}
         invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
         invoice["stripe_invoice"] = get_external_id(session, "stripe", invoice["doc_type"], invoice_id)
+        invoice["quickbooks_invoice"] = get_external_id(session, "quickbooks", invoice["doc_type"], invoice_id)
     return {
         "customer": {"customer_ref": customer.customer_ref, "name": customer.name},
         "entity": {

@@ -51,6 +51,8 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             Invoice.due_date,
             Invoice.invoice_total,
             ContractVersion.auto_charge,
+            Customer.message_channel,
+            LegalEntity.messaging,
         )
         .join(Contract, Contract.id == Invoice.contract_id)
         .join(Customer, Customer.id == Invoice.customer_id)
@@ -104,9 +106,24 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             total=h.invoice_total,
             auto_charge=bool(h.auto_charge),
             lines=tuple(lines[h.id]),
+            channel=str(h.message_channel or (h.messaging or {}).get("channel") or "email"),
         )
         for h in heads
     }
+
+
+def auto_charged(session: Session, invoice_ids: Sequence[int]) -> set[int]:
+    """Of ``invoice_ids``, those whose contract version charges automatically (the others in Stripe
+    are there for Stripe to e-mail, not to charge)."""
+    rows = session.execute(
+        select(Invoice.id)
+        .join(
+            ContractVersion,
+            (ContractVersion.contract_id == Invoice.contract_id) & (ContractVersion.version_no == Invoice.version_no),
+        )
+        .where(Invoice.id.in_(list(invoice_ids)), ContractVersion.auto_charge.is_(True))
+    )
+    return set(rows.scalars())
 
 
 def approve_and_queue(session: Session, invoice_ids: Sequence[int], targets: Targets) -> dict[str, int]:

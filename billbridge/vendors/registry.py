@@ -53,6 +53,16 @@ class JournalTarget(Protocol):
     def close(self) -> None: ...
 
 
+class InvoiceMailer(Protocol):
+    """A vendor that e-mails its own invoices (a message channel: ``quickbooks``, ``stripe``). It
+    looks first whether it sent the invoice already (``existing``), so no retry mails twice;
+    ``since`` (epoch seconds) is when an earlier attempt may have begun."""
+
+    def send_invoice(self, invoice_id: str, send_to: str, key: str, *, since: int | None = None) -> PushResult: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Contracts:
     """A contract source: how its records are pulled and what maps them. ``deals``: CRM deals mapped
@@ -76,6 +86,7 @@ class Vendor:
     pushes: bool = False  # a push target: ``flows/push.py`` declares how documents are delivered to it
     journals: Callable[[Settings, TokenVault], JournalTarget] | None = None  # where revenue journal entries go
     bills: bool = False  # accounts payable: partner fee Bills go to it (``flows/partner_fees.py``)
+    mails: Callable[[Settings, TokenVault], InvoiceMailer] | None = None  # e-mails its own invoices (a channel)
     webhook: Webhook | None = None
 
 
@@ -161,6 +172,18 @@ def _quickbooks_journals(settings: Settings, tokens: TokenVault) -> JournalTarge
     return connect(settings, tokens)
 
 
+def _stripe_mailer(settings: Settings, _tokens: TokenVault) -> InvoiceMailer:
+    from billbridge.vendors.stripe import connect
+
+    return connect(settings)
+
+
+def _quickbooks_mailer(settings: Settings, tokens: TokenVault) -> InvoiceMailer:
+    from billbridge.vendors.quickbooks import connect
+
+    return connect(settings, tokens)
+
+
 VENDORS: dict[str, Vendor] = {
     "salesforce": Vendor(
         "salesforce",
@@ -170,7 +193,12 @@ VENDORS: dict[str, Vendor] = {
         "hubspot", Contracts("deals", _hubspot, hubspot_mapping.bundle_to_crm, hubspot_mapping.DEFAULT_MAPPING)
     ),
     "stripe": Vendor(
-        "stripe", Contracts("subscriptions", _stripe_subscriptions), _stripe, pushes=True, webhook=STRIPE_WEBHOOK
+        "stripe",
+        Contracts("subscriptions", _stripe_subscriptions),
+        _stripe,
+        pushes=True,
+        webhook=STRIPE_WEBHOOK,
+        mails=_stripe_mailer,
     ),
     "quickbooks": Vendor(
         "quickbooks",
@@ -179,6 +207,7 @@ VENDORS: dict[str, Vendor] = {
         journals=_quickbooks_journals,
         bills=True,
         webhook=QUICKBOOKS_WEBHOOK,
+        mails=_quickbooks_mailer,
     ),
 }
 
@@ -198,6 +227,11 @@ def contract_sources() -> dict[str, Contracts]:
 def ledgers() -> tuple[str, ...]:
     """The vendors revenue journal entries can be posted to."""
     return tuple(name for name, v in VENDORS.items() if v.journals is not None)
+
+
+def invoice_mailers() -> tuple[str, ...]:
+    """The vendors that e-mail their own invoices: the message channels besides ``email``."""
+    return tuple(name for name, v in VENDORS.items() if v.mails is not None)
 
 
 def payment_sources() -> tuple[str, ...]:

@@ -119,7 +119,8 @@ def test_invoice_params_auto_charge_and_send_invoice() -> None:
     assert charged["currency"] == "usd" and charged["auto_advance"] is False
     sent = invoice_params(_doc("135.00", auto_charge=False), "cus_1")
     assert sent["collection_method"] == "send_invoice"
-    assert sent["due_date"] == 1769817600  # 2026-01-31T00:00:00Z
+    assert sent["days_until_due"] == 30 and "due_date" not in sent  # billed 2026-01-01, due 2026-01-31
+    assert "days_until_due" not in charged
 
 
 def test_invoice_lines_in_minor_units_with_credit_line() -> None:

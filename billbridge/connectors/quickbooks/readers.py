@@ -38,6 +38,18 @@ class QuickBooksReader(QuickBooksConnection):
 
     _currency_prefs: tuple[str, bool] | None = None
 
+    def invoice_link(self, invoice_id: str) -> str | None:
+        """The invoice's sharable ``InvoiceLink`` (where the customer views and pays it online), asked
+        for with ``include=invoiceLink`` as Intuit documents; None when QuickBooks gives none (online
+        payment off for it, or no BillEmail)."""
+
+        def read(qb: QuickBooksClient) -> dict[str, Any]:
+            url = self._url(qb, f"invoice/{invoice_id}")
+            return dict(qb.make_request("GET", url, params={"include": "invoiceLink"}))
+
+        link = self._call(read, what="read invoice link")["Invoice"].get("InvoiceLink")
+        return str(link) if link else None
+
     def query(self, text: str) -> dict[str, Any]:
         """One query call: the ``QueryResponse`` object."""
         result = self._call(lambda qb: qb.query(text), what="query")

@@ -73,11 +73,12 @@ class QuickBooksWriteError(Exception):
 class QuickBooksConnector(QuickBooksReader):
     """One QuickBooks company: its reads (``QuickBooksReader``) and its writes."""
 
-    def send_invoice(self, invoice_id: str, send_to: str, key: str) -> PushResult:
+    def send_invoice(self, invoice_id: str, send_to: str, key: str, *, since: int | None = None) -> PushResult:
         """QuickBooks e-mails its own invoice to ``send_to`` (``POST /invoice/{id}/send``; it sets
         ``EmailStatus`` EmailSent, ``BillEmail`` and ``DeliveryInfo``). Looked up first: an invoice
         QuickBooks has sent already is not sent again (``existing``), so a retry after a lost answer
-        or a crash mails nobody twice."""
+        or a crash mails nobody twice (``EmailStatus`` says so whenever it happened: ``since`` is not
+        needed)."""
 
         def read(qb: Any) -> dict[str, Any]:
             return dict(qb.make_request("GET", self._url(qb, f"invoice/{invoice_id}")))

@@ -15,8 +15,9 @@ from typing import Any, Literal, TypeVar
 
 import stripe
 
+from billbridge.connectors.base import PushResult
 from billbridge.connectors.client import DEFAULT_POLICY, VendorClient
-from billbridge.connectors.errors import Classified, RetryPolicy
+from billbridge.connectors.errors import Classified, ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.stripe import readers
 from billbridge.connectors.stripe.common import PAGE_SIZE, PAGES, VENDOR, plain
 from billbridge.connectors.stripe.errors import classify_stripe
@@ -109,6 +110,44 @@ class StripeConnector(VendorClient):
 
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         return plain(self.call(lambda: self.api.invoices.retrieve(invoice_id)))
+
+    def send_invoice(self, invoice_id: str, send_to: str, key: str, *, since: int | None = None) -> PushResult:
+        """Stripe e-mails its own invoice (``POST /v1/invoices/{id}/send``) to the customer's e-mail
+        (``send_to`` is who billbridge expects it to reach; Stripe takes no address). Looked up
+        first: only an open invoice is sent (paid, void or uncollectible ones are ``existing``, with
+        their status); with ``since`` (an earlier attempt began then, epoch seconds) Stripe's
+        ``invoice.sent`` events from then on are read and an invoice found among them is not sent
+        again. The send carries ``key``, so a retry within Stripe's 24 hours replays the first
+        answer even before its event shows."""
+        current = self.retrieve_invoice(invoice_id)
+        number = str((current.get("metadata") or {}).get("billbridge_number") or current.get("number") or invoice_id)
+
+        def result(status: Literal["created", "existing"], invoice: dict[str, Any]) -> PushResult:
+            return PushResult(
+                number,
+                "invoice",
+                status,
+                invoice_id,
+                vendor_status=invoice["status"],
+                url=invoice.get("hosted_invoice_url"),
+            )
+
+        if current["status"] == "draft" or current.get("collection_method") != "send_invoice":
+            what = "a draft" if current["status"] == "draft" else f"collected by {current.get('collection_method')}"
+            reason = f"Stripe invoice {invoice_id} is {what}: Stripe sends only finalized send_invoice invoices"
+            raise VendorError(self.vendor, Classified(ErrorKind.FATAL, reason), 0)
+        if current["status"] != "open":
+            return result("existing", current)
+        if since is not None and self.sent_since(invoice_id, since):
+            return result("existing", current)
+        sent = plain(self.call(lambda: self.api.invoices.send_invoice(invoice_id, None, self._options(key))))
+        return result("created", sent)
+
+    def sent_since(self, invoice_id: str, since: int) -> bool:
+        """Whether Stripe's events say it sent ``invoice_id`` at or after ``since`` (Stripe keeps events
+        30 days; the invoice object itself records no sending)."""
+        events = self.paged(lambda p: self.api.events.list(p), {"type": "invoice.sent", "created": {"gte": since}})
+        return any(e["data"]["object"].get("id") == invoice_id for e in events)
 
     def void(self, invoice_id: str, key: str) -> str:
         """Void an open invoice; returns the new status."""

@@ -169,7 +169,13 @@ def build_app(company: QboCompany, injector: FaultInjector | None = None, thrott
     @app.get("/v3/company/{realm}/{entity}/{ident}")
     async def read(realm: str, entity: str, ident: str, request: Request) -> Response:
         name = _entity(entity)
-        return await _serve(company, request, realm, lambda: (200, {name: company.get(name, ident)}), throttle=throttle)
+        linked = name == "Invoice" and "invoiceLink" in request.query_params.get("include", "").split(",")
+
+        def work() -> tuple[int, Any]:
+            record = company.get(name, ident)
+            return 200, {name: company.with_invoice_link(record) if linked else record}
+
+        return await _serve(company, request, realm, work, throttle=throttle)
 
     @app.post("/v3/company/{realm}/{entity}")
     async def write(realm: str, entity: str, request: Request) -> Response:

@@ -55,6 +55,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", r"/v1/invoices/(in_\w+)/finalize"): payments.finalize_invoice,
     ("POST", r"/v1/invoices/(in_\w+)/pay"): payments.pay_invoice,
     ("POST", r"/v1/invoices/(in_\w+)/void"): payments.void_invoice,
+    ("POST", r"/v1/invoices/(in_\w+)/send"): payments.send_invoice,
     ("POST", r"/v1/invoices/(in_\w+)/mark_uncollectible"): payments.mark_uncollectible,
     ("GET", r"/v1/invoice_payments"): payments.list_invoice_payments,
     ("GET", r"/v1/payment_intents/(pi_\w+)"): payments.get_payment_intent,

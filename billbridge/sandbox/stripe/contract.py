@@ -50,6 +50,7 @@ PARAMS = {
     ("POST", r"/v1/invoices/(in_\w+)/finalize"): "InvoiceFinalizeInvoiceParams",
     ("POST", r"/v1/invoices/(in_\w+)/pay"): "InvoicePayParams",
     ("POST", r"/v1/invoices/(in_\w+)/void"): "InvoiceVoidInvoiceParams",
+    ("POST", r"/v1/invoices/(in_\w+)/send"): "InvoiceSendInvoiceParams",
     ("POST", r"/v1/invoices/(in_\w+)/mark_uncollectible"): "InvoiceMarkUncollectibleParams",
     ("GET", r"/v1/invoice_payments"): "InvoicePaymentListParams",
     ("GET", r"/v1/payment_intents/(pi_\w+)"): "PaymentIntentRetrieveParams",

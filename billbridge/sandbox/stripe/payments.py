@@ -266,6 +266,32 @@ def void_invoice(state: StripeState, params: dict[str, Any], invoice_id: str) ->
     return view(state, invoice)
 
 
+def send_invoice(state: StripeState, params: dict[str, Any], invoice_id: str) -> dict[str, Any]:
+    """``POST /v1/invoices/{id}/send``: Stripe e-mails a finalized ``send_invoice`` invoice (open, or
+    paid, without mention of the payment) to its customer's e-mail with the hosted invoice page, and
+    emits ``invoice.sent`` (in test mode the event only: Stripe mails nobody). The sandbox records
+    each "mail" in ``state.sent_emails``."""
+    invoice = state.get("invoice", invoice_id)
+    if invoice["collection_method"] != "send_invoice":
+        raise invalid("You can only manually send an invoice if its collection method is 'send_invoice'.")
+    if invoice["status"] not in ("open", "paid"):
+        raise invalid(f"You can only send invoices that are open or paid. This invoice is {invoice['status']}.")
+    customer = state.get("customer", invoice["customer"], "customer")
+    if not customer.get("email"):
+        raise invalid("The customer has no email address to send the invoice to.", "customer")
+    shown = view(state, invoice)
+    state.sent_emails.append(
+        {
+            "invoice": invoice["id"],
+            "number": invoice["number"],
+            "to": customer["email"],
+            "hosted_invoice_url": invoice["hosted_invoice_url"],
+            "event": state.emit("invoice.sent", invoice, shown)["id"],
+        }
+    )
+    return shown
+
+
 def mark_uncollectible(state: StripeState, params: dict[str, Any], invoice_id: str) -> dict[str, Any]:
     invoice = _open(state, invoice_id)
     invoice["status"] = "uncollectible"

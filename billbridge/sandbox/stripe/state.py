@@ -114,6 +114,7 @@ class StripeState:
     idempotency: dict[tuple[str, str], Saved] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    sent_emails: list[dict[str, str]] = field(default_factory=list)  # POST /v1/invoices/{id}/send
     # The demo's stand-in for customers entering a card at signup (Stripe Checkout): a test payment
     # method token for each new customer, or None for no card.
     card_on_signup: Callable[[dict[str, Any]], str | None] | None = None
