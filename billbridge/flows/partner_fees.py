@@ -32,10 +32,8 @@ from billbridge.billing.partner_fees import (
     statement,
     vanished,
 )
-from billbridge.connectors.errors import Classified, ErrorKind
-from billbridge.errors import NotConfigured
-from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
-from billbridge.flows.push import delivery, quickbooks_connector
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary
+from billbridge.flows.push import Target, deliver, quickbooks_batches
 from billbridge.settings import Settings
 from billbridge.store import outbox, quarantine
 from billbridge.store import partners as sql
@@ -44,7 +42,7 @@ from billbridge.store.outbox import Message
 from billbridge.vendors.registry import vendor
 
 if TYPE_CHECKING:
-    from billbridge.vendors.quickbooks import QuickBooks
+    pass
 
 BILLS_TO = "quickbooks"  # the vendor partner fee Bills go to (its registry entry has ``bills``)
 TOPIC = f"bill.{BILLS_TO}"
@@ -190,55 +188,30 @@ def load_bills(session: Session, statement_ids: Sequence[int]) -> dict[int, Part
 
 
 def bill_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Statements' Bills into QuickBooks, each once: vendors and the expense account found or made, a
-    re-claimed Bill looked up by its number first. The connector is built on the first batch."""
+    """Statements' Bills into QuickBooks, each once, on the same QuickBooks relay handler as invoices:
+    vendors and the expense account found or made, a re-claimed Bill looked up by its number first."""
     if not vendor(BILLS_TO).bills:  # the registry says which vendor keeps accounts payable
         raise ValueError(f"{BILLS_TO} does not take bills")
-    if settings.quickbooks is None:
-        raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
-    built: list[QuickBooks] = []
-
-    def handle(messages: Sequence[Message]) -> list[Delivery]:
-        if not built:
-            built.append(quickbooks_connector(store, settings))
-        connector = built[0]
-        with store.read() as session:
-            bills = load_bills(session, [m.aggregate_id for m in messages])
-        out = [
-            Delivery(m.id, error=Classified(ErrorKind.FATAL, "the statement no longer exists"))
-            for m in messages
-            if m.aggregate_id not in bills
-        ]
-        tried = [m for m in messages if m.aggregate_id in bills and m.attempts]
-        fresh = [m for m in messages if m.aggregate_id in bills and not m.attempts]
-        for group, look_up in ((tried, True), (fresh, False)):
-            if group:
-                results = connector.push_bills(
-                    [bills[m.aggregate_id] for m in group],
-                    fee_account=settings.partner_fee_account,
-                    look_up_first=look_up,
-                )
-                out += [delivery("quickbooks", m, result) for m, result in zip(group, results, strict=True)]
-        return out
-
-    def close() -> None:
-        for connector in built:
-            connector.close()
-
-    return handle, close
+    account = settings.partner_fee_account
+    return quickbooks_batches(
+        store,
+        settings,
+        load=load_bills,
+        write=lambda connector, bills, look_up: connector.push_bills(bills, fee_account=account, look_up_first=look_up),
+        gone="the statement no longer exists",
+    )
 
 
 def _billed(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
     sql.set_statement_status(session, [message.aggregate_id for message, _ in delivered], "billed")
 
 
+BILLS = Target(BILLS_TO, 30, bill_handler, _billed)
+
+
 def push_bills(store: Store, settings: Settings, *, limit: int | None = None) -> RelaySummary:
     """Deliver the queued partner Bills to QuickBooks; a delivered statement is marked billed."""
-    handler, close = bill_handler(store, settings)
-    try:
-        return relay(store, TOPIC, handler, batch=30, limit=limit, on_delivered=_billed)
-    finally:
-        close()
+    return deliver(store, settings, BILLS, TOPIC, limit=limit)
 
 
 def run_partner_fees(

@@ -7,9 +7,9 @@ A target declares how to build its connector and how to deliver a batch; what th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Target:
+    """An outbox topic's delivery: its handler (built per run) and what a delivery changes here."""
+
     name: str
     batch: int  # documents claimed per delivery (the handler splits them into the vendor's batches)
     handler: Callable[[Store, Settings], tuple[Handler, Callable[[], None]]]  # (handler, close)
@@ -69,9 +71,23 @@ def delivery(target: str, message: Message, result: PushResult) -> Delivery:
     return Delivery(message.id, error=Classified(kind, result.error or "refused"))
 
 
-def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber).
-    The connector is built on the first batch: a run with nothing queued makes no call at all."""
+Loaded = TypeVar("Loaded")
+
+
+def quickbooks_batches(
+    store: Store,
+    settings: Settings,
+    *,
+    load: Callable[[Session, Sequence[int]], Mapping[int, Loaded]],
+    write: Callable[[QuickBooks, Sequence[Loaded], bool], list[PushResult]],
+    gone: str,
+) -> tuple[Handler, Callable[[], None]]:
+    """A QuickBooks relay handler for any outbox topic whose aggregates ``load`` reads from the store and
+    ``write(connector, items, look_up_first)`` delivers (one ``PushResult`` each, in order).
+
+    One connector per run, built on the first batch (a run with nothing queued makes no call at all);
+    a message whose aggregate is gone is parked with ``gone``; messages claimed before (their outcome is
+    unknown) are written with look-up first, fresh ones without (nothing to look up)."""
     if settings.quickbooks is None:  # said before anything is claimed
         raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
     built: list[QuickBooks] = []
@@ -81,18 +97,13 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
             built.append(quickbooks_connector(store, settings))
         connector = built[0]
         with store.read() as session:
-            documents = outbound_documents(session, [m.aggregate_id for m in messages])
-        out = [
-            Delivery(m.id, error=Classified(ErrorKind.FATAL, "the document no longer exists"))
-            for m in messages
-            if m.aggregate_id not in documents
-        ]
-        # Claimed before: the outcome is unknown, so look those up; never tried: nothing to look up.
-        tried = [m for m in messages if m.aggregate_id in documents and m.attempts]
-        fresh = [m for m in messages if m.aggregate_id in documents and not m.attempts]
+            items = load(session, [m.aggregate_id for m in messages])
+        out = [Delivery(m.id, error=Classified(ErrorKind.FATAL, gone)) for m in messages if m.aggregate_id not in items]
+        tried = [m for m in messages if m.aggregate_id in items and m.attempts]
+        fresh = [m for m in messages if m.aggregate_id in items and not m.attempts]
         for group, look_up in ((tried, True), (fresh, False)):
             if group:
-                results = connector.push_documents([documents[m.aggregate_id] for m in group], look_up_first=look_up)
+                results = write(connector, [items[m.aggregate_id] for m in group], look_up)
                 out += [delivery("quickbooks", m, result) for m, result in zip(group, results, strict=True)]
         return out
 
@@ -101,6 +112,17 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
             connector.close()
 
     return handle, close
+
+
+def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
+    return quickbooks_batches(
+        store,
+        settings,
+        load=outbound_documents,
+        write=lambda connector, docs, look_up: connector.push_documents(docs, look_up_first=look_up),
+        gone="the document no longer exists",
+    )
 
 
 def stripe_connector(settings: Settings) -> Stripe:
@@ -180,16 +202,20 @@ TARGETS: dict[str, Target] = {
 }
 
 
+def deliver(store: Store, settings: Settings, spec: Target, topic: str, *, limit: int | None = None) -> RelaySummary:
+    """Relay what is due on ``topic`` through ``spec``'s handler, built for this run and closed after."""
+    handler, close = spec.handler(store, settings)
+    try:
+        return relay(store, topic, handler, batch=spec.batch, limit=limit, on_delivered=spec.on_delivered)
+    finally:
+        close()
+
+
 def push(store: Store, settings: Settings, target: str, *, limit: int | None = None) -> RelaySummary:
     """Deliver the queued pushes of ``target``; a delivered document is marked sent."""
     if target not in TARGETS:
         raise ValueError(f"unknown push target {target!r} (expected {', '.join(TARGETS)})")
-    spec = TARGETS[target]
-    handler, close = spec.handler(store, settings)
-    try:
-        return relay(store, f"push.{target}", handler, batch=spec.batch, limit=limit, on_delivered=spec.on_delivered)
-    finally:
-        close()
+    return deliver(store, settings, TARGETS[target], f"push.{target}", limit=limit)
 
 
 def push_markdown(summary: RelaySummary) -> str:
