@@ -336,7 +336,8 @@ def statement(partner_ref: str, period: str, currency: str, accruals: Iterable[A
 @dataclass(frozen=True)
 class PartnerBill:
     """A closed statement as the bill accounts payable should hold: the partner (a vendor), the period's
-    fees per referred customer, dated the day after the period, due on the partner's payment terms.
+    fees per referred customer, dated the day after the period, due on the partner's payment terms; a
+    negative total is a vendor credit for its opposite instead (``credit``).
     ``number`` is deterministic (the vendor reference QuickBooks keeps, at most 21 characters), so a
     retry finds the Bill an earlier attempt made."""
 
@@ -355,6 +356,15 @@ class PartnerBill:
     @property
     def idempotency_key(self) -> str:
         return f"billbridge-partner-bill-{self.statement_id}-create"
+
+    @property
+    def credit(self) -> bool:
+        """A negative statement (reversals above fees): the partner owes us, a vendor credit, not a bill."""
+        return self.total < 0
+
+    @property
+    def doc_type(self) -> str:
+        return "vendor_credit" if self.credit else "bill"
 
 
 def bill_number(statement_id: int, period: str) -> str:

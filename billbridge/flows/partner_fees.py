@@ -152,7 +152,7 @@ def close_period(store: Store, period: str, summary: FeeSummary | None = None) -
             if not closed:
                 continue
             bill = partner_bill(statement_id, partner.name, partner.email, partner.payment_terms_days, of)
-            queued = of.total > 0
+            queued = of.total != 0  # a Bill, or a VendorCredit when reversals exceed the fees
             if queued:
                 outbox.enqueue(
                     session,
@@ -203,7 +203,10 @@ def bill_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[]
 
 
 def _billed(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
-    sql.set_statement_status(session, [message.aggregate_id for message, _ in delivered], "billed")
+    """A statement whose Bill QuickBooks holds is ``billed``; one whose VendorCredit it holds ``credited``."""
+    credits = {m.aggregate_id for m, d in delivered if any(link.object_type == "vendor_credit" for link in d.links)}
+    sql.set_statement_status(session, [m.aggregate_id for m, _ in delivered if m.aggregate_id not in credits], "billed")
+    sql.set_statement_status(session, sorted(credits), "credited")
 
 
 BILLS = Target(BILLS_TO, 30, bill_handler, _billed)

@@ -38,6 +38,7 @@ ENTITIES = (
     "Employee",
     "Bill",
     "BillPayment",
+    "VendorCredit",
 )
 BATCH_LIMIT = 30  # Intuit's limits page: "maximum number of payloads in a single batch request is 30"
 CDC_MAX_OBJECTS = 1000  # Intuit's CDC reference: at most 1,000 objects of an entity per response
@@ -527,11 +528,16 @@ def _vendor(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _bill(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
-    """As QuickBooks takes a Bill: a VendorRef, lines each an AccountBasedExpenseLineDetail naming an
-    existing AccountRef (or an ItemBasedExpenseLineDetail naming an item) with a non-negative Amount, in
-    the vendor's currency; DocNumber (the vendor's reference) at most 21 characters and, with duplicate
-    checking on, not used twice for the same vendor (6140)."""
+def _purchase_by_vendor(entity: str) -> Callable[[QboCompany, dict[str, Any]], dict[str, Any]]:
+    """The validator of a Bill or a VendorCredit (the XSD's PurchaseByVendor both extend)."""
+    return lambda company, body: _bill(company, body, entity)
+
+
+def _bill(company: QboCompany, body: dict[str, Any], entity: str = "Bill") -> dict[str, Any]:
+    """As QuickBooks takes a Bill (or a VendorCredit, shaped alike): a VendorRef, lines each an
+    AccountBasedExpenseLineDetail naming an existing AccountRef (or an ItemBasedExpenseLineDetail naming
+    an item) with a non-negative Amount, in the vendor's currency; DocNumber (the vendor's reference) at
+    most 21 characters and, with duplicate checking on, not used twice for the same vendor (6140)."""
     vendor = _ref(company, body, "VendorRef", "Vendor")
     currency = (body.get("CurrencyRef") or {}).get("value", vendor["CurrencyRef"]["value"])
     if currency != vendor["CurrencyRef"]["value"]:
@@ -551,14 +557,14 @@ def _bill(company: QboCompany, body: dict[str, Any]) -> dict[str, Any]:
             "2050",
         )
     if number is not None and company.duplicate_doc_number_check:
-        for other in company.records["Bill"].values():
+        for other in company.records[entity].values():
             same_vendor = other["VendorRef"]["value"] == vendor["Id"]
             if same_vendor and other.get("DocNumber") == number and other.get("Id") != body.get("Id"):
                 raise QboFault(
                     400,
                     "Duplicate Document Number Error",
                     "Duplicate Document Number Error : You must specify a different number. This number has "
-                    f"already been used. DocNumber={number} is assigned to TxnType=Bill with TxnId={other['Id']}",
+                    f"already been used. DocNumber={number} is assigned to TxnType={entity} with TxnId={other['Id']}",
                     "6140",
                 )
     lines = body.get("Line")
@@ -788,6 +794,7 @@ _VALIDATORS: dict[str, Callable[[QboCompany, dict[str, Any]], dict[str, Any]]] =
     "Payment": _payment,
     "Vendor": _vendor,
     "Employee": _party("Employee"),
-    "Bill": _bill,
+    "Bill": _purchase_by_vendor("Bill"),
     "BillPayment": _bill_payment,
+    "VendorCredit": _purchase_by_vendor("VendorCredit"),
 }
