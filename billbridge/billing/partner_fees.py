@@ -77,13 +77,14 @@ class FeeProblem:
 @dataclass
 class Booked:
     """What an agreement accrued before this run: base per event, and base and fee per period (fee
-    kind only), and the customers whose flat fee was paid."""
+    kind only), and the customers whose flat fee stands (earned and not reversed)."""
 
     event_base: dict[str, Decimal] = field(default_factory=dict)
     event_count: dict[str, int] = field(default_factory=dict)
     period_base: dict[str, Decimal] = field(default_factory=dict)
     period_fee: dict[str, Decimal] = field(default_factory=dict)
     flat_paid: set[str] = field(default_factory=set)
+    flat_count: dict[str, int] = field(default_factory=dict)  # flat fee accruals (earned, reversed) per customer
 
     @classmethod
     def of(cls, accruals: Iterable[Accrual]) -> Booked:
@@ -94,7 +95,12 @@ class Booked:
 
     def add(self, accrual: Accrual) -> None:
         if accrual.kind == FLAT_FEE:
-            self.flat_paid.add(accrual.customer_ref)
+            customer = accrual.customer_ref
+            self.flat_count[customer] = self.flat_count.get(customer, 0) + 1
+            if accrual.fee > 0:
+                self.flat_paid.add(customer)
+            else:
+                self.flat_paid.discard(customer)
             return
         root = root_ref(accrual.event_ref)
         self.event_base[root] = self.event_base.get(root, ZERO) + accrual.base
@@ -174,11 +180,16 @@ def accrue(
     *,
     closed_through: str | None = None,
     rates: Mapping[tuple[str, str], Decimal] | None = None,
+    on: date | None = None,
 ) -> FeeRun:
     """The accruals ``events`` add to what ``booked`` holds for ``agreement``: each event's change since
     it was last accrued (its first accrual, a refund, an edit), and each new customer's flat fee.
     ``closed_through``: the last period whose statement is closed. ``rates``: (from, to) -> rate, for
-    events in another currency than the agreement's (without one such an event is a problem)."""
+    events in another currency than the agreement's (without one such an event is a problem).
+
+    ``events`` are all the agreement's events (the store hands in every one each run): a customer whose
+    flat fee stands but whose payments are all undone (refunded, deleted at the source) has its flat fee
+    reversed, dated by the last undoing event or ``on`` (a payment gone leaves no event to date it)."""
     booked = booked or Booked()
     run = FeeRun()
     period_base: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_base)
@@ -186,6 +197,11 @@ def accrue(
     event_base = dict(booked.event_base)
     changes: dict[str, int] = defaultdict(int, booked.event_count)
     flat_paid = set(booked.flat_paid)
+    flat_count = dict(booked.flat_count)
+    net_paid: dict[str, Decimal] = defaultdict(lambda: ZERO)  # per referred customer, for the flat fee
+    first_paid: dict[str, FeeEvent] = {}
+    last_paid: dict[str, FeeEvent] = {}
+    last_undone: dict[str, FeeEvent] = {}
     currency, basis, flat_fee = agreement.currency, agreement.basis, agreement.flat_fee
     has_rule = agreement.percent is not None or agreement.tiers is not None
     referred = {r.customer_ref for r in agreement.referrals}
@@ -197,17 +213,13 @@ def accrue(
         base = _base(agreement, event, rates, run)
         if base is None:
             continue
-        if (
-            flat_fee is not None
-            and referral is not None
-            and event.basis == "collected"
-            and event.amount > 0
-            and event.customer_ref not in flat_paid
-        ):
-            flat_paid.add(event.customer_ref)
-            period = booking_period(event.occurred_on, closed_through)
-            fee = round_money(flat_fee, currency)
-            run.accruals.append(_accrual(agreement, f"flat:{event.customer_ref}", FLAT_FEE, event, period, ZERO, fee))
+        if flat_fee is not None and referral is not None and event.basis == "collected":
+            net_paid[event.customer_ref] += event.amount
+            if event.amount > 0:
+                first_paid.setdefault(event.customer_ref, event)
+                last_paid[event.customer_ref] = event
+            else:
+                last_undone[event.customer_ref] = event
         if event.basis != basis or not has_rule:
             continue
         if not accrued and (
@@ -217,7 +229,7 @@ def accrue(
         delta = base - event_base.get(event.event_ref, ZERO)
         if delta == 0:
             continue
-        ref = event.event_ref if changes[event.event_ref] == 0 else f"{event.event_ref}@{changes[event.event_ref] + 1}"
+        ref = _nth(event.event_ref, changes[event.event_ref])
         changes[event.event_ref] += 1
         event_base[event.event_ref] = base
         period = booking_period(event.occurred_on, closed_through)
@@ -226,7 +238,55 @@ def accrue(
         fee = target - period_fee[period]
         period_base[period], period_fee[period] = total, target
         run.accruals.append(_accrual(agreement, ref, FEE, event, period, delta, fee))
+    if flat_fee is not None:
+        flat = _FlatFees(flat_paid, flat_count, net_paid, first_paid, last_paid, last_undone)
+        _settle_flat_fees(agreement, flat, closed_through, on, run)
     return run
+
+
+def _nth(ref: str, earlier: int) -> str:
+    """An accrual's ref after ``earlier`` ones of the same event: ``ref``, then ``ref@2``, ``ref@3``."""
+    return ref if earlier == 0 else f"{ref}@{earlier + 1}"
+
+
+@dataclass
+class _FlatFees:
+    """What a run saw of each referred customer's payments, for its flat fee."""
+
+    standing: set[str]  # customers whose flat fee stands
+    count: dict[str, int]  # flat fee accruals per customer so far
+    net_paid: Mapping[str, Decimal]
+    first_paid: Mapping[str, FeeEvent]
+    last_paid: Mapping[str, FeeEvent]
+    last_undone: Mapping[str, FeeEvent]
+
+
+def _settle_flat_fees(
+    agreement: ReferralAgreement, flat: _FlatFees, closed_through: str | None, on: date | None, run: FeeRun
+) -> None:
+    """Each customer's flat fee as its payments now stand: earned on its first payment while it has paid
+    something (net of refunds and deletions), reversed once all it paid is undone, and earned again (on
+    its latest payment) if it pays after that. Settled on the end state, so rerunning adds nothing."""
+    assert agreement.flat_fee is not None
+    fee = round_money(agreement.flat_fee, agreement.currency)
+    for customer in sorted(set(flat.net_paid) | flat.standing):
+        paying = flat.net_paid.get(customer, ZERO) > 0
+        if paying == (customer in flat.standing):
+            continue
+        if paying:
+            event = flat.first_paid[customer] if flat.count.get(customer, 0) == 0 else flat.last_paid[customer]
+            amount = fee
+        else:
+            undone = flat.last_undone.get(customer)
+            day = undone.occurred_on if undone is not None else on
+            if day is None:  # nothing dates the reversal: wait for a run that says what today is
+                continue
+            event = undone or FeeEvent(f"flat:{customer}", customer, None, day, "collected", agreement.currency, ZERO)
+            amount = -fee
+        ref = _nth(f"flat:{customer}", flat.count.get(customer, 0))
+        flat.count[customer] = flat.count.get(customer, 0) + 1
+        period = booking_period(event.occurred_on, closed_through)
+        run.accruals.append(_accrual(agreement, ref, FLAT_FEE, event, period, ZERO, amount))
 
 
 def _base(

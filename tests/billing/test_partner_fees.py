@@ -128,6 +128,34 @@ def test_a_flat_fee_is_earned_once_on_the_first_payment_of_a_referred_customer()
     assert accrue(agreement(**terms), events, Booked.of(run.accruals)).accruals == []
 
 
+def test_a_flat_fee_is_reversed_when_the_first_payment_is_refunded_or_deleted_and_earned_again_on_paying() -> None:
+    terms = {"percent": None, "flat_fee": "250.00"}
+    first = paid("pay-1", date(2026, 2, 20), "1000.00")
+    earned = accrue(agreement(**terms), [first]).accruals
+    assert [(a.event_ref, a.period, a.fee) for a in earned] == [("flat:hooli", "2026-02", D("250.00"))]
+    booked = Booked.of(earned)
+
+    # Refunded in full in March, February's statement closed: the reversal lands on March, once.
+    refund = paid("re-1", date(2026, 3, 5), "-1000.00")
+    reversed_ = accrue(agreement(**terms), [first, refund], booked, closed_through="2026-02").accruals
+    assert [(a.event_ref, a.period, a.fee) for a in reversed_] == [("flat:hooli@2", "2026-03", D("-250.00"))]
+    booked = Booked.of([*earned, *reversed_])
+    assert accrue(agreement(**terms), [first, refund], booked, closed_through="2026-02").accruals == []
+
+    # A part refund leaves it standing; paying again after a full refund earns it again, on that payment.
+    assert (
+        accrue(agreement(**terms), [first, paid("re-2", date(2026, 3, 5), "-10.00")], Booked.of(earned)).accruals == []
+    )
+    again = paid("pay-2", date(2026, 4, 20), "1000.00")
+    earned_again = accrue(agreement(**terms), [first, refund, again], booked).accruals
+    assert [(a.event_ref, a.period, a.fee) for a in earned_again] == [("flat:hooli@3", "2026-04", D("250.00"))]
+
+    # Deleted at its source: no event is left to date the reversal, so the run's day does.
+    gone = accrue(agreement(**terms), [], Booked.of(earned), on=date(2026, 5, 2)).accruals
+    assert [(a.event_ref, a.period, a.fee) for a in gone] == [("flat:hooli@2", "2026-05", D("-250.00"))]
+    assert accrue(agreement(**terms), [], Booked.of(earned)).accruals == []  # undated: waits for a dated run
+
+
 def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:
     tiers = {
         "model": "graduated",

@@ -95,15 +95,16 @@ def test_fees_accrue_close_and_become_one_bill_per_partner_and_month(
     accrue_fees(store, as_of=date(2026, 12, 2))
     with store.read() as session:
         december = load_accruals(session, partner_ref="northwind", period="2026-12")
-    assert [(a.kind, a.fee) for a in december] == [("fee", -fee)]
+    # Its only payment refunded: the percentage and the flat fee are both reversed.
+    assert sorted((a.kind, a.fee) for a in december) == [("fee", -fee), ("flat_fee", D("-250.00"))]
     closed = close_period(store, "2026-12")
     [(total_december, credit_number)] = [(c["total"], c["number"]) for c in closed.closed]
-    assert total_december == -fee and credit_number.startswith("PF-2026-12-")
+    assert total_december == -fee - D("250.00") and credit_number.startswith("PF-2026-12-")
     # Reversals above fees: QuickBooks gets a VendorCredit for the difference, not a Bill, and only once.
     assert push_bills(store, settings).outcomes == {"created": 1}
     [credit] = qbo.company.all("VendorCredit")
     assert credit["VendorRef"]["value"] == vendor["Id"] and credit["DocNumber"] == credit_number
-    assert credit["TotalAmt"] == fee and credit["TxnDate"] == "2027-01-01" and "DueDate" not in credit
+    assert credit["TotalAmt"] == fee + D("250.00") and credit["TxnDate"] == "2027-01-01" and "DueDate" not in credit
     assert push_bills(store, settings).outcomes == {}
     assert len(qbo.company.all("Bill")) == 1 and len(qbo.company.all("VendorCredit")) == 1
     with store.read() as session:
