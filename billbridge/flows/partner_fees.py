@@ -33,9 +33,9 @@ from billbridge.billing.partner_fees import (
     vanished,
 )
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary
-from billbridge.flows.push import Target, deliver, quickbooks_batches
+from billbridge.flows.push import Target, deliver, quickbooks_batches, quickbooks_connector
 from billbridge.settings import Settings
-from billbridge.store import outbox, quarantine
+from billbridge.store import external_refs, outbox, quarantine
 from billbridge.store import partners as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbox import Message
@@ -218,15 +218,36 @@ def push_bills(store: Store, settings: Settings, *, limit: int | None = None) ->
     return deliver(store, settings, BILLS, TOPIC, limit=limit)
 
 
+def read_paid(store: Store, settings: Settings) -> int:
+    """Read what was paid on the partners' Bills (QuickBooks' BillPayments) into their statements, so
+    fees paid show without a call to QuickBooks; the number of statements read."""
+    with store.read() as session:
+        billed = [s["id"] for s in sql.statements(session) if s["status"] == "billed"]
+        bills = {sid: external_refs.get_external_id(session, BILLS_TO, "bill", sid) for sid in billed}
+    ids = {sid: bill for sid, bill in bills.items() if bill is not None}
+    if not ids:
+        return 0
+    connector = quickbooks_connector(store, settings)
+    try:
+        paid = connector.bill_payments(ids.values())
+    finally:
+        connector.close()
+    with store.write() as session:
+        sql.set_statements_paid(session, {sid: paid.get(bill, Decimal(0)) for sid, bill in ids.items()})
+    return len(ids)
+
+
 def run_partner_fees(
     store: Store, settings: Settings, *, period: str | None = None, as_of: date | None = None, push: bool = True
 ) -> FeeSummary:
-    """Accrue, close ``period`` (default: last month) and push its Bills (when QuickBooks is configured)."""
+    """Accrue, close ``period`` (default: last month), push its Bills and read back what was paid on the
+    partners' Bills (when QuickBooks is configured)."""
     day = as_of or today_utc()
     summary = accrue_fees(store, as_of=day, rates=settings.fee_rates())
     close_period(store, period or previous_period(day), summary)
     if push and settings.quickbooks is not None:
         summary.pushed.update(push_bills(store, settings).outcomes)
+        read_paid(store, settings)
     return summary
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from billbridge.flows.partner_fees import TOPIC, accrue_fees, close_period, push_bills, run_partner_fees
+from billbridge.flows.partner_fees import TOPIC, accrue_fees, close_period, push_bills, read_paid, run_partner_fees
 from billbridge.flows.push import quickbooks_connector
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.store import outbox
@@ -76,6 +76,9 @@ def test_fees_accrue_close_and_become_one_bill_per_partner_and_month(
         assert connector.bill_payments([bill["Id"]]) == {bill["Id"]: D("100.00")}
     finally:
         connector.close()
+    assert read_paid(store, settings) == 1  # kept on the statement, for `partners show` and the API
+    with store.read() as session:
+        assert [s["paid"] for s in statements(session, "northwind")] == [D("100.00")]
 
     again = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
     assert (again.accrued, again.closed, again.pushed) == (0, [], {})
