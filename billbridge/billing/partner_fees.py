@@ -16,10 +16,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Context, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import lru_cache
+from operator import attrgetter
 
-from billbridge.billing.currency import round_money
+from billbridge.billing.currency import _QUANTA, quantum, round_money
 from billbridge.billing.model import FeeBasis, Referral, ReferralAgreement
 from billbridge.billing.periods import add_cycles
 
@@ -85,6 +86,7 @@ class Booked:
     period_fee: dict[str, Decimal] = field(default_factory=dict)
     flat_paid: set[str] = field(default_factory=set)
     flat_count: dict[str, int] = field(default_factory=dict)  # flat fee accruals (earned, reversed) per customer
+    flat_periods: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # customer -> period -> flat fees
 
     @classmethod
     def of(cls, accruals: Iterable[Accrual]) -> Booked:
@@ -97,6 +99,8 @@ class Booked:
         if accrual.kind == FLAT_FEE:
             customer = accrual.customer_ref
             self.flat_count[customer] = self.flat_count.get(customer, 0) + 1
+            periods = self.flat_periods.setdefault(customer, {})
+            periods[accrual.period] = periods.get(accrual.period, ZERO) + accrual.fee
             if accrual.fee > 0:
                 self.flat_paid.add(customer)
             else:
@@ -180,68 +184,98 @@ def accrue(
     *,
     closed_through: str | None = None,
     rates: Mapping[tuple[str, str], Decimal] | None = None,
-    on: date | None = None,
 ) -> FeeRun:
     """The accruals ``events`` add to what ``booked`` holds for ``agreement``: each event's change since
     it was last accrued (its first accrual, a refund, an edit), and each new customer's flat fee.
     ``closed_through``: the last period whose statement is closed. ``rates``: (from, to) -> rate, for
     events in another currency than the agreement's (without one such an event is a problem).
-
-    ``events`` are all the agreement's events (the store hands in every one each run): a customer whose
-    flat fee stands but whose payments are all undone (refunded, deleted at the source) has its flat fee
-    reversed, dated by the last undoing event or ``on`` (a payment gone leaves no event to date it)."""
+    ``events`` are all the agreement's events (the store hands in every one each run), so a flat fee
+    whose customer's payments are all undone (refunded, deleted at the source) is reversed."""
     booked = booked or Booked()
     run = FeeRun()
     period_base: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_base)
     period_fee: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_fee)
     event_base = dict(booked.event_base)
-    changes: dict[str, int] = defaultdict(int, booked.event_count)
-    flat_paid = set(booked.flat_paid)
-    flat_count = dict(booked.flat_count)
-    net_paid: dict[str, Decimal] = defaultdict(lambda: ZERO)  # per referred customer, for the flat fee
-    first_paid: dict[str, FeeEvent] = {}
-    last_paid: dict[str, FeeEvent] = {}
-    last_undone: dict[str, FeeEvent] = {}
+    changes = dict(booked.event_count)
+    paid: dict[str, list[FeeEvent]] = defaultdict(list)  # per referred customer, for the flat fee
     currency, basis, flat_fee = agreement.currency, agreement.basis, agreement.flat_fee
     has_rule = agreement.percent is not None or agreement.tiers is not None
-    referred = {r.customer_ref for r in agreement.referrals}
-    for event in sorted(events, key=lambda e: (e.occurred_on, e.event_ref)):
-        accrued = event.event_ref in event_base  # a change of an event that earned a fee always counts
-        referral = referral_for(agreement, event) if event.customer_ref in referred else None
+    referred: dict[str, list[Referral]] = {}
+    for r in agreement.referrals:
+        referred.setdefault(r.customer_ref, []).append(r)
+    plain = agreement.products is None
+    # A percentage's fee is a product with the rate (``percent / 100`` is exact, and so is the product at
+    # 34 digits): the same figure as fee_on's, without its call and branches per event (bench_partner_fees).
+    rate = (
+        _CTX.divide(agreement.percent, HUNDRED) if agreement.tiers is None and agreement.percent is not None else None
+    )
+    step = _QUANTA.get(currency) or quantum(currency)
+    windowed = agreement.months is not None
+    for event in sorted(events, key=_CHRONOLOGICAL):
+        event_ref = event.event_ref
+        accrued = event_ref in event_base  # a change of an event that earned a fee always counts
+        candidates = referred.get(event.customer_ref)
+        referral = None
+        if candidates is not None:
+            first = candidates[0]  # one referral a customer, from a day, for all its contracts: no loop
+            if len(candidates) == 1 and first.contract_ref is None:
+                referral = first if event.occurred_on >= first.referred_on else None
+            else:
+                referral = referral_for(agreement, event)
         if referral is None and not accrued:
             continue
-        base = _base(agreement, event, rates, run)
-        if base is None:
-            continue
+        if plain and event.currency == currency:
+            base = event.amount
+        else:
+            found = _base(agreement, event, rates, run)
+            if found is None:
+                continue
+            base = found
         if flat_fee is not None and referral is not None and event.basis == "collected":
-            net_paid[event.customer_ref] += event.amount
-            if event.amount > 0:
-                first_paid.setdefault(event.customer_ref, event)
-                last_paid[event.customer_ref] = event
-            else:
-                last_undone[event.customer_ref] = event
+            paid[event.customer_ref].append(event)
         if event.basis != basis or not has_rule:
             continue
-        if not accrued and (
-            referral is None or not (agreement.months is None or in_window(agreement, referral, event.occurred_on))
-        ):
+        if not accrued and (referral is None or (windowed and not in_window(agreement, referral, event.occurred_on))):
             continue
-        delta = base - event_base.get(event.event_ref, ZERO)
+        delta = base - event_base[event_ref] if accrued else base
         if delta == 0:
             continue
-        ref = _nth(event.event_ref, changes[event.event_ref])
-        changes[event.event_ref] += 1
-        event_base[event.event_ref] = base
-        period = booking_period(event.occurred_on, closed_through)
+        earlier = changes.get(event_ref, 0)
+        ref = event_ref if earlier == 0 else f"{event_ref}@{earlier + 1}"
+        changes[event_ref] = earlier + 1
+        event_base[event_ref] = base
+        period = period_of(event.occurred_on)
+        if closed_through is not None and period <= closed_through:
+            period = next_period(closed_through)
         total = _CTX.add(period_base[period], delta)
-        target = round_money(fee_on(agreement, total), currency)
+        if rate is not None:
+            target = _CTX.multiply(total, rate).quantize(step, rounding=ROUND_HALF_UP, context=_CTX)
+            if target.is_zero():
+                target = target.copy_abs()  # no "-0.00"
+        else:
+            target = round_money(fee_on(agreement, total), currency)
         fee = target - period_fee[period]
         period_base[period], period_fee[period] = total, target
-        run.accruals.append(_accrual(agreement, ref, FEE, event, period, delta, fee))
+        run.accruals.append(
+            Accrual(
+                agreement.agreement_ref,
+                agreement.partner_ref,
+                ref,
+                FEE,
+                event.customer_ref,
+                event.occurred_on,
+                period,
+                currency,
+                delta,
+                fee,
+            )
+        )
     if flat_fee is not None:
-        flat = _FlatFees(flat_paid, flat_count, net_paid, first_paid, last_paid, last_undone)
-        _settle_flat_fees(agreement, flat, closed_through, on, run)
+        _settle_flat_fees(agreement, paid, booked, closed_through, run)
     return run
+
+
+_CHRONOLOGICAL = attrgetter("occurred_on", "event_ref")
 
 
 def _nth(ref: str, earlier: int) -> str:
@@ -249,44 +283,55 @@ def _nth(ref: str, earlier: int) -> str:
     return ref if earlier == 0 else f"{ref}@{earlier + 1}"
 
 
-@dataclass
-class _FlatFees:
-    """What a run saw of each referred customer's payments, for its flat fee."""
-
-    standing: set[str]  # customers whose flat fee stands
-    count: dict[str, int]  # flat fee accruals per customer so far
-    net_paid: Mapping[str, Decimal]
-    first_paid: Mapping[str, FeeEvent]
-    last_paid: Mapping[str, FeeEvent]
-    last_undone: Mapping[str, FeeEvent]
-
-
 def _settle_flat_fees(
-    agreement: ReferralAgreement, flat: _FlatFees, closed_through: str | None, on: date | None, run: FeeRun
+    agreement: ReferralAgreement,
+    paid: Mapping[str, list[FeeEvent]],
+    booked: Booked,
+    closed_through: str | None,
+    run: FeeRun,
 ) -> None:
-    """Each customer's flat fee as its payments now stand: earned on its first payment while it has paid
-    something (net of refunds and deletions), reversed once all it paid is undone, and earned again (on
-    its latest payment) if it pays after that. Settled on the end state, so rerunning adds nothing."""
+    """Each referred customer's flat fee as its payments stand, day by day (``paid``: its collected
+    events in order): earned the day its net paid turns positive (its first payment), reversed the day
+    it falls back to zero or below (all it paid refunded, or deleted at the source), earned again if it
+    pays after that. Like the percentage, each period's flat fees are that figure and a run accrues
+    the difference from what is booked (a closed period's on the next open one): rerunning, or
+    accruing in pieces, comes to the same."""
     assert agreement.flat_fee is not None
     fee = round_money(agreement.flat_fee, agreement.currency)
-    for customer in sorted(set(flat.net_paid) | flat.standing):
-        paying = flat.net_paid.get(customer, ZERO) > 0
-        if paying == (customer in flat.standing):
-            continue
-        if paying:
-            event = flat.first_paid[customer] if flat.count.get(customer, 0) == 0 else flat.last_paid[customer]
-            amount = fee
-        else:
-            undone = flat.last_undone.get(customer)
-            day = undone.occurred_on if undone is not None else on
-            if day is None:  # nothing dates the reversal: wait for a run that says what today is
+    for customer in sorted(set(paid) | set(booked.flat_periods)):
+        target: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        dated: dict[str, FeeEvent] = {}
+        net, paying = ZERO, False
+        events = paid.get(customer, [])
+        for n, event in enumerate(events):
+            net += event.amount
+            if n + 1 < len(events) and events[n + 1].occurred_on == event.occurred_on:
+                continue  # a day at a time: a payment and its refund on one day earn nothing
+            if (net > 0) != paying:
+                paying = not paying
+                period = booking_period(event.occurred_on, closed_through)
+                target[period] += fee if paying else -fee
+                dated[period] = event
+        have: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for period, amount in booked.flat_periods.get(customer, {}).items():
+            have[booking_period(first_day(period), closed_through)] += amount
+        count = booked.flat_count.get(customer, 0)
+        for period in sorted(set(target) | set(have)):
+            change = target[period] - have[period]
+            if change == 0:
                 continue
-            event = undone or FeeEvent(f"flat:{customer}", customer, None, day, "collected", agreement.currency, ZERO)
-            amount = -fee
-        ref = _nth(f"flat:{customer}", flat.count.get(customer, 0))
-        flat.count[customer] = flat.count.get(customer, 0) + 1
-        period = booking_period(event.occurred_on, closed_through)
-        run.accruals.append(_accrual(agreement, ref, FLAT_FEE, event, period, ZERO, amount))
+            event = dated.get(period) or FeeEvent(
+                f"flat:{customer}", customer, None, first_day(period), "collected", agreement.currency, ZERO
+            )
+            ref = _nth(f"flat:{customer}", count)
+            count += 1
+            run.accruals.append(_accrual(agreement, ref, FLAT_FEE, event, period, ZERO, change))
+
+
+def first_day(period: str) -> date:
+    """The first day of a period (YYYY-MM)."""
+    year, month = (int(part) for part in period.split("-"))
+    return date(year, month, 1)
 
 
 def _base(

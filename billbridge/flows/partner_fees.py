@@ -110,7 +110,6 @@ def accrue_fees(
                 Booked.of(booked_rows),
                 closed_through=sql.closed_through(session, agreement.partner_ref),
                 rates=rates,
-                on=day,
             )
             summary.accrued += sql.save_accruals(session, run.accruals)
             for accrual in run.accruals:

@@ -150,10 +150,14 @@ def test_a_flat_fee_is_reversed_when_the_first_payment_is_refunded_or_deleted_an
     earned_again = accrue(agreement(**terms), [first, refund, again], booked).accruals
     assert [(a.event_ref, a.period, a.fee) for a in earned_again] == [("flat:hooli@3", "2026-04", D("250.00"))]
 
-    # Deleted at its source: no event is left to date the reversal, so the run's day does.
-    gone = accrue(agreement(**terms), [], Booked.of(earned), on=date(2026, 5, 2)).accruals
+    # Deleted at its source (no event left): reversed on its own month while open, else on the next one.
+    gone = accrue(agreement(**terms), [], Booked.of(earned)).accruals
+    assert [(a.event_ref, a.period, a.fee) for a in gone] == [("flat:hooli@2", "2026-02", D("-250.00"))]
+    gone = accrue(agreement(**terms), [], Booked.of(earned), closed_through="2026-04").accruals
     assert [(a.event_ref, a.period, a.fee) for a in gone] == [("flat:hooli@2", "2026-05", D("-250.00"))]
-    assert accrue(agreement(**terms), [], Booked.of(earned)).accruals == []  # undated: waits for a dated run
+    # Paid and refunded on the same day: nothing earned.
+    same_day = [first, paid("re-0", date(2026, 2, 20), "-1000.00")]
+    assert accrue(agreement(**terms), same_day).accruals == []
 
 
 def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:
