@@ -184,11 +184,14 @@ def accrue(
     *,
     closed_through: str | None = None,
     rates: Mapping[tuple[str, str], Decimal] | None = None,
+    others: Mapping[str, Decimal] | None = None,
 ) -> FeeRun:
     """The accruals ``events`` add to what ``booked`` holds for ``agreement``: each event's change since
     it was last accrued (its first accrual, a refund, an edit), and each new customer's flat fee.
     ``closed_through``: the last period whose statement is closed. ``rates``: (from, to) -> rate, for
     events in another currency than the agreement's (without one such an event is a problem).
+    ``others``: the referred revenue of the partner's other agreements per period; given, tiers are
+    applied to the partner's total and this agreement earns its share (``tier_share``).
     ``events`` are all the agreement's events (the store hands in every one each run), so a flat fee
     whose customer's payments are all undone (refunded, deleted at the source) is reversed."""
     booked = booked or Booked()
@@ -211,6 +214,8 @@ def accrue(
     )
     step = _QUANTA.get(currency) or quantum(currency)
     windowed = agreement.months is not None
+    pooled = others is not None and agreement.tiers is not None
+    others = others or {}
     for event in sorted(events, key=_CHRONOLOGICAL):
         event_ref = event.event_ref
         accrued = event_ref in event_base  # a change of an event that earned a fee always counts
@@ -252,6 +257,8 @@ def accrue(
             target = _CTX.multiply(total, rate).quantize(step, rounding=ROUND_HALF_UP, context=_CTX)
             if target.is_zero():
                 target = target.copy_abs()  # no "-0.00"
+        elif pooled:
+            target = round_money(tier_share(agreement, total, total + others.get(period, ZERO)), currency)
         else:
             target = round_money(fee_on(agreement, total), currency)
         fee = target - period_fee[period]
@@ -270,9 +277,71 @@ def accrue(
                 fee,
             )
         )
+    if pooled:
+        _rerate(agreement, period_base, period_fee, changes, others, closed_through, run)
     if flat_fee is not None:
         _settle_flat_fees(agreement, paid, booked, closed_through, run)
     return run
+
+
+POOLED = "(partner tiers)"  # the customer_ref of a re-rating by the partner's other agreements' revenue
+
+
+def tier_share(agreement: ReferralAgreement, own: Decimal, total: Decimal) -> Decimal:
+    """The agreement's part of its tiers applied to the partner's ``total`` referred revenue of a period:
+    ``tiers(total) * own / total`` (a volume tier's rate at the total, a graduated one's average rate)."""
+    if total == 0:
+        return ZERO
+    return _CTX.divide(_CTX.multiply(fee_on(agreement, total), own), total)
+
+
+def _rerate(
+    agreement: ReferralAgreement,
+    period_base: Mapping[str, Decimal],
+    period_fee: dict[str, Decimal],
+    changes: dict[str, int],
+    others: Mapping[str, Decimal],
+    closed_through: str | None,
+    run: FeeRun,
+) -> None:
+    """Bring each open period's fee to its share at the partner's total now: the other agreements'
+    revenue moved its tier without an event of this one (accrued as ``tier:<period>``)."""
+    for period in sorted(period_base):
+        if closed_through is not None and period <= closed_through:
+            continue
+        own = period_base[period]
+        target = round_money(tier_share(agreement, own, own + others.get(period, ZERO)), agreement.currency)
+        fee = target - period_fee.get(period, ZERO)
+        if fee == 0:
+            continue
+        ref = f"tier:{period}"
+        earlier = changes.get(ref, 0)
+        changes[ref] = earlier + 1
+        period_fee[period] = target
+        day = first_day(period)
+        run.accruals.append(
+            Accrual(
+                agreement.agreement_ref,
+                agreement.partner_ref,
+                _nth(ref, earlier),
+                FEE,
+                POOLED,
+                day,
+                period,
+                agreement.currency,
+                ZERO,
+                fee,
+            )
+        )
+
+
+def period_bases(booked: Booked, run: FeeRun) -> dict[str, Decimal]:
+    """An agreement's referred revenue per statement period once ``run`` is booked."""
+    bases = dict(booked.period_base)
+    for accrual in run.accruals:
+        if accrual.kind == FEE:
+            bases[accrual.period] = _CTX.add(bases.get(accrual.period, ZERO), accrual.base)
+    return bases
 
 
 _CHRONOLOGICAL = attrgetter("occurred_on", "event_ref")

@@ -1,7 +1,7 @@
 """Partner fees, wired: accrue the referral fees the store's payments and invoices earned, close each
 partner's monthly statement, and push its total to QuickBooks as a Bill to the partner as a Vendor.
 
-Accruing one agreement is one transaction holding its partner's lock, as is closing a statement, so a
+Accruing a partner's agreements is one transaction holding its partner's lock, as is closing a statement, so a
 fee never lands on a statement being closed. Closing queues the Bill in the outbox in the same
 transaction; the relay delivers it with the statement's deterministic number, looked up after an
 uncertain outcome, so a run killed between QuickBooks accepting the Bill and our commit never makes a
@@ -22,12 +22,15 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
 from billbridge.billing.currency import money_str
+from billbridge.billing.model import ReferralAgreement
 from billbridge.billing.partner_fees import (
     Booked,
+    FeeEvent,
     FeeProblem,
     PartnerBill,
     accrue,
     partner_bill,
+    period_bases,
     period_of,
     statement,
     vanished,
@@ -89,34 +92,74 @@ def accrue_fees(
     summary: FeeSummary | None = None,
 ) -> FeeSummary:
     """Accrue what every referral agreement's events earned since the last run (and reverse what undone
-    events had earned). Each agreement in its own transaction; an event that cannot accrue (another
-    currency without a rate, no amounts per product) is quarantined with the field named and the others
-    go on. ``as_of`` dates the reversal of events gone from the store."""
+    events had earned). A partner's agreements accrue in one transaction holding its lock (tiers apply
+    to the partner's total referred revenue across them); an event that cannot accrue (another currency
+    without a rate, no amounts per product) is quarantined with the field named and the others go on.
+    ``as_of`` dates the reversal of events gone from the store."""
     summary = summary or FeeSummary()
     day = as_of or today_utc()
     with store.read() as session:
         agreements = sql.load_agreements(session)
+    by_partner: dict[str, list[ReferralAgreement]] = {}
     for agreement in agreements:
+        by_partner.setdefault(agreement.partner_ref, []).append(agreement)
+    for partner_ref, mine in by_partner.items():
         with store.write() as session:
-            sql.lock_partner(session, agreement.partner_ref)
-            customers = {r.customer_ref for r in agreement.referrals}
-            events = sql.fee_events(session, customers, agreement.basis, per_product=agreement.products is not None)
-            booked_rows = sql.load_accruals(session, agreement_ref=agreement.agreement_ref)
-            present = {e.event_ref for e in events}
-            events += vanished(booked_rows, present, day, agreement.basis)
-            run = accrue(
-                agreement,
-                events,
-                Booked.of(booked_rows),
-                closed_through=sql.closed_through(session, agreement.partner_ref),
-                rates=rates,
-            )
-            summary.accrued += sql.save_accruals(session, run.accruals)
-            for accrual in run.accruals:
-                summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
-            _quarantine(session, agreement.agreement_ref, run.problems, present)
-            summary.problems += run.problems
+            sql.lock_partner(session, partner_ref)
+            closed = sql.closed_through(session, partner_ref)
+            inputs = []
+            for agreement in mine:
+                customers = {r.customer_ref for r in agreement.referrals}
+                per_product = agreement.products is not None
+                events = sql.fee_events(session, customers, agreement.basis, per_product=per_product)
+                booked_rows = sql.load_accruals(session, agreement_ref=agreement.agreement_ref)
+                present = {e.event_ref for e in events}
+                events += vanished(booked_rows, present, day, agreement.basis)
+                inputs.append((agreement, events, Booked.of(booked_rows), present))
+            others = _others(inputs, closed, rates)
+            for agreement, events, booked, present in inputs:
+                run = accrue(
+                    agreement,
+                    events,
+                    booked,
+                    closed_through=closed,
+                    rates=rates,
+                    others=others.get(agreement.agreement_ref),
+                )
+                summary.accrued += sql.save_accruals(session, run.accruals)
+                for accrual in run.accruals:
+                    summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
+                _quarantine(session, agreement.agreement_ref, run.problems, present)
+                summary.problems += run.problems
     return summary
+
+
+def _others(
+    inputs: Sequence[tuple[ReferralAgreement, list[FeeEvent], Booked, set[str]]],
+    closed: str | None,
+    rates: Mapping[tuple[str, str], Decimal] | None,
+) -> dict[str, dict[str, Decimal]]:
+    """For each tiered agreement of a partner with several, the referred revenue of its other agreements
+    per period once this run is booked: its tiers apply to the partner's total (one pass more)."""
+    if len(inputs) < 2 or all(agreement.tiers is None for agreement, *_ in inputs):
+        return {}
+    bases = {
+        agreement.agreement_ref: period_bases(
+            booked, accrue(agreement, events, booked, closed_through=closed, rates=rates)
+        )
+        for agreement, events, booked, _ in inputs
+    }
+    out: dict[str, dict[str, Decimal]] = {}
+    for agreement, *_ in inputs:
+        if agreement.tiers is None:
+            continue
+        sums: dict[str, Decimal] = {}
+        for ref, periods in bases.items():
+            if ref != agreement.agreement_ref:
+                for period, base in periods.items():
+                    sums[period] = sums.get(period, Decimal(0)) + base
+        out[agreement.agreement_ref] = sums
+    return out
 
 
 def _quarantine(session: Session, agreement_ref: str, problems: Sequence[FeeProblem], present: set[str]) -> None:

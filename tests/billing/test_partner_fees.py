@@ -184,6 +184,35 @@ def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:
     ]
 
 
+def test_tiers_count_the_partners_revenue_across_its_agreements() -> None:
+    """Graduated 10% to 10,000 then 15%: hooli's 6,000 under the tiered agreement and initech's 6,000 under
+    another of the partner's make 12,000, whose tiered fee is 1,000 + 300 = 1,300; the tiered agreement
+    earns its half, 650 (600 alone). Revenue of the other agreement arriving later re-rates the period."""
+    tiers = {
+        "model": "graduated",
+        "tiers": [{"up_to": "10000", "unit_price": "0.10"}, {"up_to": None, "unit_price": "0.15"}],
+    }
+    tiered = agreement(percent=None, tiers=tiers)
+    events = [paid("a", date(2026, 2, 3), "6000.00")]
+    alone = accrue(tiered, events)
+    assert [(a.event_ref, a.fee) for a in alone.accruals] == [("a", D("600.00"))]
+    pooled = accrue(tiered, events, others={"2026-02": D("6000.00")})
+    assert [(a.event_ref, a.fee) for a in pooled.accruals] == [("a", D("650.00"))]
+
+    # Booked alone first; then the other agreement's 6,000 arrives: a re-rating of February, once.
+    rerated = accrue(tiered, events, Booked.of(alone.accruals), others={"2026-02": D("6000.00")})
+    assert [(a.event_ref, a.customer_ref, a.period, a.fee) for a in rerated.accruals] == [
+        ("tier:2026-02", "(partner tiers)", "2026-02", D("50.00"))
+    ]
+    booked = Booked.of([*alone.accruals, *rerated.accruals])
+    assert accrue(tiered, events, booked, others={"2026-02": D("6000.00")}).accruals == []
+    # A closed period is never re-rated.
+    assert (
+        accrue(tiered, events, Booked.of(alone.accruals), closed_through="2026-02", others={"2026-02": D("1")}).accruals
+        == []
+    )
+
+
 def test_per_product_fees_count_only_those_products() -> None:
     event = paid("p", date(2026, 2, 1), "1450.00", product_amounts={"platform": D("1200.00"), "seats": D("250.00")})
     run = accrue(agreement(products=["seats"]), [event])
