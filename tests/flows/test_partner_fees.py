@@ -151,3 +151,57 @@ def test_a_bill_push_killed_after_quickbooks_accepted_makes_no_second_bill(
     assert len(qbo.company.all("Bill")) == 1
     with store.read() as session:
         assert [s["status"] for s in statements(session, "northwind")] == ["billed"]
+
+
+def test_a_tiered_agreement_earns_its_share_of_the_partners_total(store: Store) -> None:
+    """Graduated 10% to 1,000 then 20%: globex's 1,200 under the tiered agreement and initech's 1,200 under
+    the partner's other (5%) agreement make 2,400, tiered 100 + 280 = 380, of which the tiered agreement
+    earns half (190; 140 on its own); rerunning adds nothing."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    tiers = {
+        "model": "graduated",
+        "tiers": [{"up_to": "1000", "unit_price": "0.10"}, {"up_to": None, "unit_price": "0.20"}],
+    }
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreements = [
+        {
+            "agreement_ref": "tiered",
+            "partner_ref": "nw",
+            "currency": "USD",
+            "tiers": tiers,
+            "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}],
+        },
+        {
+            "agreement_ref": "flat5",
+            "partner_ref": "nw",
+            "currency": "USD",
+            "percent": "5",
+            "referrals": [{"customer_ref": "initech", "referred_on": "2026-01-01"}],
+        },
+    ]
+    assert not import_document(store, document(contract("C-1"), contract("C-2", customer="initech"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": agreements}).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        for n, invoice in enumerate(d for d in list_invoices(session) if d["doc_type"] == "invoice"):
+            set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+            mark_sent(session, [int(str(invoice["id"]))])
+            total = D(str(invoice["invoice_total"]))
+            record_payment(
+                session,
+                payment_ref=f"p-{n}",
+                currency="USD",
+                amount=total,
+                received_on=date(2026, 1, 20),
+                allocations=[(str(invoice["number"]), total)],
+                customer_ref=str(invoice["customer_ref"]),
+            )
+    accrue_fees(store, as_of=date(2026, 2, 1))
+    with store.read() as session:
+        fees = {a.agreement_ref: a.fee for a in load_accruals(session, partner_ref="nw")}
+    assert fees == {"tiered": D("190.00"), "flat5": D("60.00")}
+    assert accrue_fees(store, as_of=date(2026, 2, 1)).accrued == 0
