@@ -17,6 +17,7 @@ from billbridge.api import (
     errors,
     routes_metrics,
     routes_monitors,
+    routes_partners,
     routes_resellers,
     routes_resources,
     routes_revenue,
@@ -102,6 +103,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_metrics.router)
     app.include_router(routes_monitors.router)
     app.include_router(routes_revenue.router)
+    app.include_router(routes_partners.router)
     app.include_router(routes_resellers.router)
     dashboard.install(app)
     app.router.routes[0:0] = routes_usage.plain_routes()  # matched first (see plain_routes)

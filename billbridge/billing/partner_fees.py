@@ -16,10 +16,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Context, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import lru_cache
+from operator import attrgetter
 
-from billbridge.billing.currency import round_money
+from billbridge.billing.currency import _QUANTA, quantum, round_money
 from billbridge.billing.model import FeeBasis, Referral, ReferralAgreement
 from billbridge.billing.periods import add_cycles
 
@@ -77,13 +78,15 @@ class FeeProblem:
 @dataclass
 class Booked:
     """What an agreement accrued before this run: base per event, and base and fee per period (fee
-    kind only), and the customers whose flat fee was paid."""
+    kind only), and the customers whose flat fee stands (earned and not reversed)."""
 
     event_base: dict[str, Decimal] = field(default_factory=dict)
     event_count: dict[str, int] = field(default_factory=dict)
     period_base: dict[str, Decimal] = field(default_factory=dict)
     period_fee: dict[str, Decimal] = field(default_factory=dict)
     flat_paid: set[str] = field(default_factory=set)
+    flat_count: dict[str, int] = field(default_factory=dict)  # flat fee accruals (earned, reversed) per customer
+    flat_periods: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # customer -> period -> flat fees
 
     @classmethod
     def of(cls, accruals: Iterable[Accrual]) -> Booked:
@@ -94,7 +97,14 @@ class Booked:
 
     def add(self, accrual: Accrual) -> None:
         if accrual.kind == FLAT_FEE:
-            self.flat_paid.add(accrual.customer_ref)
+            customer = accrual.customer_ref
+            self.flat_count[customer] = self.flat_count.get(customer, 0) + 1
+            periods = self.flat_periods.setdefault(customer, {})
+            periods[accrual.period] = periods.get(accrual.period, ZERO) + accrual.fee
+            if accrual.fee > 0:
+                self.flat_paid.add(customer)
+            else:
+                self.flat_paid.discard(customer)
             return
         root = root_ref(accrual.event_ref)
         self.event_base[root] = self.event_base.get(root, ZERO) + accrual.base
@@ -174,59 +184,223 @@ def accrue(
     *,
     closed_through: str | None = None,
     rates: Mapping[tuple[str, str], Decimal] | None = None,
+    others: Mapping[str, Decimal] | None = None,
 ) -> FeeRun:
     """The accruals ``events`` add to what ``booked`` holds for ``agreement``: each event's change since
     it was last accrued (its first accrual, a refund, an edit), and each new customer's flat fee.
     ``closed_through``: the last period whose statement is closed. ``rates``: (from, to) -> rate, for
-    events in another currency than the agreement's (without one such an event is a problem)."""
+    events in another currency than the agreement's (without one such an event is a problem).
+    ``others``: the referred revenue of the partner's other agreements per period; given, tiers are
+    applied to the partner's total and this agreement earns its share (``tier_share``).
+    ``events`` are all the agreement's events (the store hands in every one each run), so a flat fee
+    whose customer's payments are all undone (refunded, deleted at the source) is reversed."""
     booked = booked or Booked()
     run = FeeRun()
     period_base: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_base)
     period_fee: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_fee)
     event_base = dict(booked.event_base)
-    changes: dict[str, int] = defaultdict(int, booked.event_count)
-    flat_paid = set(booked.flat_paid)
+    changes = dict(booked.event_count)
+    paid: dict[str, list[FeeEvent]] = defaultdict(list)  # per referred customer, for the flat fee
     currency, basis, flat_fee = agreement.currency, agreement.basis, agreement.flat_fee
     has_rule = agreement.percent is not None or agreement.tiers is not None
-    referred = {r.customer_ref for r in agreement.referrals}
-    for event in sorted(events, key=lambda e: (e.occurred_on, e.event_ref)):
-        accrued = event.event_ref in event_base  # a change of an event that earned a fee always counts
-        referral = referral_for(agreement, event) if event.customer_ref in referred else None
+    referred: dict[str, list[Referral]] = {}
+    for r in agreement.referrals:
+        referred.setdefault(r.customer_ref, []).append(r)
+    plain = agreement.products is None
+    # A percentage's fee is a product with the rate (``percent / 100`` is exact, and so is the product at
+    # 34 digits): the same figure as fee_on's, without its call and branches per event (bench_partner_fees).
+    rate = (
+        _CTX.divide(agreement.percent, HUNDRED) if agreement.tiers is None and agreement.percent is not None else None
+    )
+    step = _QUANTA.get(currency) or quantum(currency)
+    windowed = agreement.months is not None
+    pooled = others is not None and agreement.tiers is not None
+    others = others or {}
+    for event in sorted(events, key=_CHRONOLOGICAL):
+        event_ref = event.event_ref
+        accrued = event_ref in event_base  # a change of an event that earned a fee always counts
+        candidates = referred.get(event.customer_ref)
+        referral = None
+        if candidates is not None:
+            first = candidates[0]  # one referral a customer, from a day, for all its contracts: no loop
+            if len(candidates) == 1 and first.contract_ref is None:
+                referral = first if event.occurred_on >= first.referred_on else None
+            else:
+                referral = referral_for(agreement, event)
         if referral is None and not accrued:
             continue
-        base = _base(agreement, event, rates, run)
-        if base is None:
-            continue
-        if (
-            flat_fee is not None
-            and referral is not None
-            and event.basis == "collected"
-            and event.amount > 0
-            and event.customer_ref not in flat_paid
-        ):
-            flat_paid.add(event.customer_ref)
-            period = booking_period(event.occurred_on, closed_through)
-            fee = round_money(flat_fee, currency)
-            run.accruals.append(_accrual(agreement, f"flat:{event.customer_ref}", FLAT_FEE, event, period, ZERO, fee))
+        if plain and event.currency == currency:
+            base = event.amount
+        else:
+            found = _base(agreement, event, rates, run)
+            if found is None:
+                continue
+            base = found
+        if flat_fee is not None and referral is not None and event.basis == "collected":
+            paid[event.customer_ref].append(event)
         if event.basis != basis or not has_rule:
             continue
-        if not accrued and (
-            referral is None or not (agreement.months is None or in_window(agreement, referral, event.occurred_on))
-        ):
+        if not accrued and (referral is None or (windowed and not in_window(agreement, referral, event.occurred_on))):
             continue
-        delta = base - event_base.get(event.event_ref, ZERO)
+        delta = base - event_base[event_ref] if accrued else base
         if delta == 0:
             continue
-        ref = event.event_ref if changes[event.event_ref] == 0 else f"{event.event_ref}@{changes[event.event_ref] + 1}"
-        changes[event.event_ref] += 1
-        event_base[event.event_ref] = base
-        period = booking_period(event.occurred_on, closed_through)
+        earlier = changes.get(event_ref, 0)
+        ref = event_ref if earlier == 0 else f"{event_ref}@{earlier + 1}"
+        changes[event_ref] = earlier + 1
+        event_base[event_ref] = base
+        period = period_of(event.occurred_on)
+        if closed_through is not None and period <= closed_through:
+            period = next_period(closed_through)
         total = _CTX.add(period_base[period], delta)
-        target = round_money(fee_on(agreement, total), currency)
+        if rate is not None:
+            target = _CTX.multiply(total, rate).quantize(step, rounding=ROUND_HALF_UP, context=_CTX)
+            if target.is_zero():
+                target = target.copy_abs()  # no "-0.00"
+        elif pooled:
+            target = round_money(tier_share(agreement, total, total + others.get(period, ZERO)), currency)
+        else:
+            target = round_money(fee_on(agreement, total), currency)
         fee = target - period_fee[period]
         period_base[period], period_fee[period] = total, target
-        run.accruals.append(_accrual(agreement, ref, FEE, event, period, delta, fee))
+        run.accruals.append(
+            Accrual(
+                agreement.agreement_ref,
+                agreement.partner_ref,
+                ref,
+                FEE,
+                event.customer_ref,
+                event.occurred_on,
+                period,
+                currency,
+                delta,
+                fee,
+            )
+        )
+    if pooled:
+        _rerate(agreement, period_base, period_fee, changes, others, closed_through, run)
+    if flat_fee is not None:
+        _settle_flat_fees(agreement, paid, booked, closed_through, run)
     return run
+
+
+POOLED = "(partner tiers)"  # the customer_ref of a re-rating by the partner's other agreements' revenue
+
+
+def tier_share(agreement: ReferralAgreement, own: Decimal, total: Decimal) -> Decimal:
+    """The agreement's part of its tiers applied to the partner's ``total`` referred revenue of a period:
+    ``tiers(total) * own / total`` (a volume tier's rate at the total, a graduated one's average rate)."""
+    if total == 0:
+        return ZERO
+    return _CTX.divide(_CTX.multiply(fee_on(agreement, total), own), total)
+
+
+def _rerate(
+    agreement: ReferralAgreement,
+    period_base: Mapping[str, Decimal],
+    period_fee: dict[str, Decimal],
+    changes: dict[str, int],
+    others: Mapping[str, Decimal],
+    closed_through: str | None,
+    run: FeeRun,
+) -> None:
+    """Bring each open period's fee to its share at the partner's total now: the other agreements'
+    revenue moved its tier without an event of this one (accrued as ``tier:<period>``)."""
+    for period in sorted(period_base):
+        if closed_through is not None and period <= closed_through:
+            continue
+        own = period_base[period]
+        target = round_money(tier_share(agreement, own, own + others.get(period, ZERO)), agreement.currency)
+        fee = target - period_fee.get(period, ZERO)
+        if fee == 0:
+            continue
+        ref = f"tier:{period}"
+        earlier = changes.get(ref, 0)
+        changes[ref] = earlier + 1
+        period_fee[period] = target
+        day = first_day(period)
+        run.accruals.append(
+            Accrual(
+                agreement.agreement_ref,
+                agreement.partner_ref,
+                _nth(ref, earlier),
+                FEE,
+                POOLED,
+                day,
+                period,
+                agreement.currency,
+                ZERO,
+                fee,
+            )
+        )
+
+
+def period_bases(booked: Booked, run: FeeRun) -> dict[str, Decimal]:
+    """An agreement's referred revenue per statement period once ``run`` is booked."""
+    bases = dict(booked.period_base)
+    for accrual in run.accruals:
+        if accrual.kind == FEE:
+            bases[accrual.period] = _CTX.add(bases.get(accrual.period, ZERO), accrual.base)
+    return bases
+
+
+_CHRONOLOGICAL = attrgetter("occurred_on", "event_ref")
+
+
+def _nth(ref: str, earlier: int) -> str:
+    """An accrual's ref after ``earlier`` ones of the same event: ``ref``, then ``ref@2``, ``ref@3``."""
+    return ref if earlier == 0 else f"{ref}@{earlier + 1}"
+
+
+def _settle_flat_fees(
+    agreement: ReferralAgreement,
+    paid: Mapping[str, list[FeeEvent]],
+    booked: Booked,
+    closed_through: str | None,
+    run: FeeRun,
+) -> None:
+    """Each referred customer's flat fee as its payments stand, day by day (``paid``: its collected
+    events in order): earned the day its net paid turns positive (its first payment), reversed the day
+    it falls back to zero or below (all it paid refunded, or deleted at the source), earned again if it
+    pays after that. Like the percentage, each period's flat fees are that figure and a run accrues
+    the difference from what is booked (a closed period's on the next open one): rerunning, or
+    accruing in pieces, comes to the same."""
+    assert agreement.flat_fee is not None
+    fee = round_money(agreement.flat_fee, agreement.currency)
+    for customer in sorted(set(paid) | set(booked.flat_periods)):
+        target: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        dated: dict[str, FeeEvent] = {}
+        net, paying = ZERO, False
+        events = paid.get(customer, [])
+        for n, event in enumerate(events):
+            net += event.amount
+            if n + 1 < len(events) and events[n + 1].occurred_on == event.occurred_on:
+                continue  # a day at a time: a payment and its refund on one day earn nothing
+            if (net > 0) != paying:
+                paying = not paying
+                period = booking_period(event.occurred_on, closed_through)
+                target[period] += fee if paying else -fee
+                dated[period] = event
+        have: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for period, amount in booked.flat_periods.get(customer, {}).items():
+            have[booking_period(first_day(period), closed_through)] += amount
+        count = booked.flat_count.get(customer, 0)
+        for period in sorted(set(target) | set(have)):
+            change = target[period] - have[period]
+            if change == 0:
+                continue
+            event = dated.get(period) or FeeEvent(
+                f"flat:{customer}", customer, None, first_day(period), "collected", agreement.currency, ZERO
+            )
+            ref = _nth(f"flat:{customer}", count)
+            count += 1
+            run.accruals.append(_accrual(agreement, ref, FLAT_FEE, event, period, ZERO, change))
+
+
+def first_day(period: str) -> date:
+    """The first day of a period (YYYY-MM)."""
+    year, month = (int(part) for part in period.split("-"))
+    return date(year, month, 1)
 
 
 def _base(
@@ -336,7 +510,8 @@ def statement(partner_ref: str, period: str, currency: str, accruals: Iterable[A
 @dataclass(frozen=True)
 class PartnerBill:
     """A closed statement as the bill accounts payable should hold: the partner (a vendor), the period's
-    fees per referred customer, dated the day after the period, due on the partner's payment terms.
+    fees per referred customer, dated the day after the period, due on the partner's payment terms; a
+    negative total is a vendor credit for its opposite instead (``credit``).
     ``number`` is deterministic (the vendor reference QuickBooks keeps, at most 21 characters), so a
     retry finds the Bill an earlier attempt made."""
 
@@ -355,6 +530,15 @@ class PartnerBill:
     @property
     def idempotency_key(self) -> str:
         return f"billbridge-partner-bill-{self.statement_id}-create"
+
+    @property
+    def credit(self) -> bool:
+        """A negative statement (reversals above fees): the partner owes us, a vendor credit, not a bill."""
+        return self.total < 0
+
+    @property
+    def doc_type(self) -> str:
+        return "vendor_credit" if self.credit else "bill"
 
 
 def bill_number(statement_id: int, period: str) -> str:

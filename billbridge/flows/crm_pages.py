@@ -208,7 +208,7 @@ def map_page(
                 not_won.append(key)
                 continue
         except MappingError as exc:
-            errors.append(RecordError("contracts", index, key, exc.field, exc.message, payload))
+            errors.append(RecordError("contracts", index, key, exc.field, exc.message, payload, exc.missing))
             continue
         except PARSE_FAILURES as exc:  # a mapping that let one through: the record is still only quarantined
             errors.append(RecordError("contracts", index, key, "(record)", f"malformed record: {exc!r}", payload))

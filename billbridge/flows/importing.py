@@ -319,6 +319,7 @@ def quarantine_invalid(session: Session, errors: list[RecordError], summary: Imp
                 field=first.field,
                 reason="; ".join(f"{e.field}: {e.message}" for e in found),
                 payload=first.payload,
+                missing=first.missing,  # a sync retries it once the store has what it lacked
             )
         )
     quarantine.quarantine_many(session, source=source, entries=entries)

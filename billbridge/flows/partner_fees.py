@@ -1,7 +1,7 @@
 """Partner fees, wired: accrue the referral fees the store's payments and invoices earned, close each
 partner's monthly statement, and push its total to QuickBooks as a Bill to the partner as a Vendor.
 
-Accruing one agreement is one transaction holding its partner's lock, as is closing a statement, so a
+Accruing a partner's agreements is one transaction holding its partner's lock, as is closing a statement, so a
 fee never lands on a statement being closed. Closing queues the Bill in the outbox in the same
 transaction; the relay delivers it with the statement's deterministic number, looked up after an
 uncertain outcome, so a run killed between QuickBooks accepting the Bill and our commit never makes a
@@ -22,29 +22,30 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
 from billbridge.billing.currency import money_str
+from billbridge.billing.model import ReferralAgreement
 from billbridge.billing.partner_fees import (
     Booked,
+    FeeEvent,
     FeeProblem,
     PartnerBill,
     accrue,
     partner_bill,
+    period_bases,
     period_of,
     statement,
     vanished,
 )
-from billbridge.connectors.errors import Classified, ErrorKind
-from billbridge.errors import NotConfigured
-from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
-from billbridge.flows.push import delivery, quickbooks_connector
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary
+from billbridge.flows.push import Target, deliver, quickbooks_batches, quickbooks_connector
 from billbridge.settings import Settings
-from billbridge.store import outbox, quarantine
+from billbridge.store import external_refs, outbox, quarantine
 from billbridge.store import partners as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbox import Message
 from billbridge.vendors.registry import vendor
 
 if TYPE_CHECKING:
-    from billbridge.vendors.quickbooks import QuickBooks
+    pass
 
 BILLS_TO = "quickbooks"  # the vendor partner fee Bills go to (its registry entry has ``bills``)
 TOPIC = f"bill.{BILLS_TO}"
@@ -91,34 +92,74 @@ def accrue_fees(
     summary: FeeSummary | None = None,
 ) -> FeeSummary:
     """Accrue what every referral agreement's events earned since the last run (and reverse what undone
-    events had earned). Each agreement in its own transaction; an event that cannot accrue (another
-    currency without a rate, no amounts per product) is quarantined with the field named and the others
-    go on. ``as_of`` dates the reversal of events gone from the store."""
+    events had earned). A partner's agreements accrue in one transaction holding its lock (tiers apply
+    to the partner's total referred revenue across them); an event that cannot accrue (another currency
+    without a rate, no amounts per product) is quarantined with the field named and the others go on.
+    ``as_of`` dates the reversal of events gone from the store."""
     summary = summary or FeeSummary()
     day = as_of or today_utc()
     with store.read() as session:
         agreements = sql.load_agreements(session)
+    by_partner: dict[str, list[ReferralAgreement]] = {}
     for agreement in agreements:
+        by_partner.setdefault(agreement.partner_ref, []).append(agreement)
+    for partner_ref, mine in by_partner.items():
         with store.write() as session:
-            sql.lock_partner(session, agreement.partner_ref)
-            customers = {r.customer_ref for r in agreement.referrals}
-            events = sql.fee_events(session, customers, agreement.basis, per_product=agreement.products is not None)
-            booked_rows = sql.load_accruals(session, agreement_ref=agreement.agreement_ref)
-            present = {e.event_ref for e in events}
-            events += vanished(booked_rows, present, day, agreement.basis)
-            run = accrue(
-                agreement,
-                events,
-                Booked.of(booked_rows),
-                closed_through=sql.closed_through(session, agreement.partner_ref),
-                rates=rates,
-            )
-            summary.accrued += sql.save_accruals(session, run.accruals)
-            for accrual in run.accruals:
-                summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
-            _quarantine(session, agreement.agreement_ref, run.problems, present)
-            summary.problems += run.problems
+            sql.lock_partner(session, partner_ref)
+            closed = sql.closed_through(session, partner_ref)
+            inputs = []
+            for agreement in mine:
+                customers = {r.customer_ref for r in agreement.referrals}
+                per_product = agreement.products is not None
+                events = sql.fee_events(session, customers, agreement.basis, per_product=per_product)
+                booked_rows = sql.load_accruals(session, agreement_ref=agreement.agreement_ref)
+                present = {e.event_ref for e in events}
+                events += vanished(booked_rows, present, day, agreement.basis)
+                inputs.append((agreement, events, Booked.of(booked_rows), present))
+            others = _others(inputs, closed, rates)
+            for agreement, events, booked, present in inputs:
+                run = accrue(
+                    agreement,
+                    events,
+                    booked,
+                    closed_through=closed,
+                    rates=rates,
+                    others=others.get(agreement.agreement_ref),
+                )
+                summary.accrued += sql.save_accruals(session, run.accruals)
+                for accrual in run.accruals:
+                    summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
+                _quarantine(session, agreement.agreement_ref, run.problems, present)
+                summary.problems += run.problems
     return summary
+
+
+def _others(
+    inputs: Sequence[tuple[ReferralAgreement, list[FeeEvent], Booked, set[str]]],
+    closed: str | None,
+    rates: Mapping[tuple[str, str], Decimal] | None,
+) -> dict[str, dict[str, Decimal]]:
+    """For each tiered agreement of a partner with several, the referred revenue of its other agreements
+    per period once this run is booked: its tiers apply to the partner's total (one pass more)."""
+    if len(inputs) < 2 or all(agreement.tiers is None for agreement, *_ in inputs):
+        return {}
+    bases = {
+        agreement.agreement_ref: period_bases(
+            booked, accrue(agreement, events, booked, closed_through=closed, rates=rates)
+        )
+        for agreement, events, booked, _ in inputs
+    }
+    out: dict[str, dict[str, Decimal]] = {}
+    for agreement, *_ in inputs:
+        if agreement.tiers is None:
+            continue
+        sums: dict[str, Decimal] = {}
+        for ref, periods in bases.items():
+            if ref != agreement.agreement_ref:
+                for period, base in periods.items():
+                    sums[period] = sums.get(period, Decimal(0)) + base
+        out[agreement.agreement_ref] = sums
+    return out
 
 
 def _quarantine(session: Session, agreement_ref: str, problems: Sequence[FeeProblem], present: set[str]) -> None:
@@ -154,7 +195,7 @@ def close_period(store: Store, period: str, summary: FeeSummary | None = None) -
             if not closed:
                 continue
             bill = partner_bill(statement_id, partner.name, partner.email, partner.payment_terms_days, of)
-            queued = of.total > 0
+            queued = of.total != 0  # a Bill, or a VendorCredit when reversals exceed the fees
             if queued:
                 outbox.enqueue(
                     session,
@@ -190,66 +231,65 @@ def load_bills(session: Session, statement_ids: Sequence[int]) -> dict[int, Part
 
 
 def bill_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Statements' Bills into QuickBooks, each once: vendors and the expense account found or made, a
-    re-claimed Bill looked up by its number first. The connector is built on the first batch."""
+    """Statements' Bills into QuickBooks, each once, on the same QuickBooks relay handler as invoices:
+    vendors and the expense account found or made, a re-claimed Bill looked up by its number first."""
     if not vendor(BILLS_TO).bills:  # the registry says which vendor keeps accounts payable
         raise ValueError(f"{BILLS_TO} does not take bills")
-    if settings.quickbooks is None:
-        raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
-    built: list[QuickBooks] = []
-
-    def handle(messages: Sequence[Message]) -> list[Delivery]:
-        if not built:
-            built.append(quickbooks_connector(store, settings))
-        connector = built[0]
-        with store.read() as session:
-            bills = load_bills(session, [m.aggregate_id for m in messages])
-        out = [
-            Delivery(m.id, error=Classified(ErrorKind.FATAL, "the statement no longer exists"))
-            for m in messages
-            if m.aggregate_id not in bills
-        ]
-        tried = [m for m in messages if m.aggregate_id in bills and m.attempts]
-        fresh = [m for m in messages if m.aggregate_id in bills and not m.attempts]
-        for group, look_up in ((tried, True), (fresh, False)):
-            if group:
-                results = connector.push_bills(
-                    [bills[m.aggregate_id] for m in group],
-                    fee_account=settings.partner_fee_account,
-                    look_up_first=look_up,
-                )
-                out += [delivery("quickbooks", m, result) for m, result in zip(group, results, strict=True)]
-        return out
-
-    def close() -> None:
-        for connector in built:
-            connector.close()
-
-    return handle, close
+    account = settings.partner_fee_account
+    return quickbooks_batches(
+        store,
+        settings,
+        load=load_bills,
+        write=lambda connector, bills, look_up: connector.push_bills(bills, fee_account=account, look_up_first=look_up),
+        gone="the statement no longer exists",
+    )
 
 
 def _billed(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
-    sql.set_statement_status(session, [message.aggregate_id for message, _ in delivered], "billed")
+    """A statement whose Bill QuickBooks holds is ``billed``; one whose VendorCredit it holds ``credited``."""
+    credits = {m.aggregate_id for m, d in delivered if any(link.object_type == "vendor_credit" for link in d.links)}
+    sql.set_statement_status(session, [m.aggregate_id for m, _ in delivered if m.aggregate_id not in credits], "billed")
+    sql.set_statement_status(session, sorted(credits), "credited")
+
+
+BILLS = Target(BILLS_TO, 30, bill_handler, _billed)
 
 
 def push_bills(store: Store, settings: Settings, *, limit: int | None = None) -> RelaySummary:
     """Deliver the queued partner Bills to QuickBooks; a delivered statement is marked billed."""
-    handler, close = bill_handler(store, settings)
+    return deliver(store, settings, BILLS, TOPIC, limit=limit)
+
+
+def read_paid(store: Store, settings: Settings) -> int:
+    """Read what was paid on the partners' Bills (QuickBooks' BillPayments) into their statements, so
+    fees paid show without a call to QuickBooks; the number of statements read."""
+    with store.read() as session:
+        billed = [s["id"] for s in sql.statements(session) if s["status"] == "billed"]
+        bills = {sid: external_refs.get_external_id(session, BILLS_TO, "bill", sid) for sid in billed}
+    ids = {sid: bill for sid, bill in bills.items() if bill is not None}
+    if not ids:
+        return 0
+    connector = quickbooks_connector(store, settings)
     try:
-        return relay(store, TOPIC, handler, batch=30, limit=limit, on_delivered=_billed)
+        paid = connector.bill_payments(ids.values())
     finally:
-        close()
+        connector.close()
+    with store.write() as session:
+        sql.set_statements_paid(session, {sid: paid.get(bill, Decimal(0)) for sid, bill in ids.items()})
+    return len(ids)
 
 
 def run_partner_fees(
     store: Store, settings: Settings, *, period: str | None = None, as_of: date | None = None, push: bool = True
 ) -> FeeSummary:
-    """Accrue, close ``period`` (default: last month) and push its Bills (when QuickBooks is configured)."""
+    """Accrue, close ``period`` (default: last month), push its Bills and read back what was paid on the
+    partners' Bills (when QuickBooks is configured)."""
     day = as_of or today_utc()
     summary = accrue_fees(store, as_of=day, rates=settings.fee_rates())
     close_period(store, period or previous_period(day), summary)
     if push and settings.quickbooks is not None:
         summary.pushed.update(push_bills(store, settings).outcomes)
+        read_paid(store, settings)
     return summary
 
 

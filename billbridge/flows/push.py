@@ -7,15 +7,16 @@ A target declares how to build its connector and how to deliver a batch; what th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
 from billbridge.app.secrets import Sealer
+from billbridge.billing.documents import OutboundDocument
 from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Target:
+    """An outbox topic's delivery: its handler (built per run) and what a delivery changes here."""
+
     name: str
     batch: int  # documents claimed per delivery (the handler splits them into the vendor's batches)
     handler: Callable[[Store, Settings], tuple[Handler, Callable[[], None]]]  # (handler, close)
@@ -70,9 +73,25 @@ def delivery(target: str, message: Message, result: PushResult) -> Delivery:
     return Delivery(message.id, error=Classified(kind, result.error or "refused"))
 
 
-def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber).
-    The connector is built on the first batch: a run with nothing queued makes no call at all."""
+Loaded = TypeVar("Loaded")
+
+
+def quickbooks_batches(
+    store: Store,
+    settings: Settings,
+    *,
+    load: Callable[[Session, Sequence[int]], Mapping[int, Loaded]],
+    write: Callable[[QuickBooks, Sequence[Loaded], bool], list[PushResult]],
+    gone: str,
+    settle: Callable[[QuickBooks, Loaded, Delivery], Delivery] | None = None,
+) -> tuple[Handler, Callable[[], None]]:
+    """A QuickBooks relay handler for any outbox topic whose aggregates ``load`` reads from the store and
+    ``write(connector, items, look_up_first)`` delivers (one ``PushResult`` each, in order).
+
+    One connector per run, built on the first batch (a run with nothing queued makes no call at all);
+    a message whose aggregate is gone is parked with ``gone``; messages claimed before (their outcome is
+    unknown) are written with look-up first, fresh ones without (nothing to look up); ``settle``, when
+    given, adds to each item's delivery what the write learnt beside its result."""
     if settings.quickbooks is None:  # said before anything is claimed
         raise NotConfigured("QuickBooks is not configured (BILLBRIDGE_QUICKBOOKS__CLIENT_ID, ...)")
     built: list[QuickBooks] = []
@@ -82,33 +101,16 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
             built.append(quickbooks_connector(store, settings))
         connector = built[0]
         with store.read() as session:
-            documents = outbound_documents(session, [m.aggregate_id for m in messages])
-            refs = {d.customer_ref for d in documents.values()}
-            customers = {ref: ident for ref, (ident, _) in customer_ids(session, refs).items()}
-            recorded = external_refs.external_refs_of(session, "quickbooks", "customer", customers.values())
-        out = [
-            Delivery(m.id, error=Classified(ErrorKind.FATAL, "the document no longer exists"))
-            for m in messages
-            if m.aggregate_id not in documents
-        ]
-        # Claimed before: the outcome is unknown, so look those up; never tried: nothing to look up.
-        tried = [m for m in messages if m.aggregate_id in documents and m.attempts]
-        fresh = [m for m in messages if m.aggregate_id in documents and not m.attempts]
-        known = {ref: recorded[ident][0] for ref, ident in customers.items() if ident in recorded}
+            items = load(session, [m.aggregate_id for m in messages])
+        out = [Delivery(m.id, error=Classified(ErrorKind.FATAL, gone)) for m in messages if m.aggregate_id not in items]
+        tried = [m for m in messages if m.aggregate_id in items and m.attempts]
+        fresh = [m for m in messages if m.aggregate_id in items and not m.attempts]
         for group, look_up in ((tried, True), (fresh, False)):
             if group:
-                docs = [documents[m.aggregate_id] for m in group]
-                results = connector.push_documents(docs, look_up_first=look_up, recorded_customers=known)
-                for message, doc, result in zip(group, docs, results, strict=True):
+                results = write(connector, [items[m.aggregate_id] for m in group], look_up)
+                for message, item, result in zip(group, [items[m.aggregate_id] for m in group], results, strict=True):
                     done = delivery("quickbooks", message, result)
-                    renamed = connector.renamed_customers.get(doc.customer_ref)
-                    if done.error is None and renamed is not None and doc.customer_ref not in known:
-                        # a customer under its clash name: its Id and name are recorded, so later runs
-                        # read it by that Id instead of finding the clash again
-                        ident, name = renamed
-                        link = ExternalLink("quickbooks", "customer", customers[doc.customer_ref], ident, name=name)
-                        done = replace(done, links=(*done.links, link))
-                    out.append(done)
+                    out.append(settle(connector, item, done) if settle is not None else done)
         return out
 
     def close() -> None:
@@ -116,6 +118,57 @@ def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Calla
             connector.close()
 
     return handle, close
+
+
+@dataclass(frozen=True)
+class _QuickBooksDocument:
+    """A document on its way to QuickBooks with its customer: the store's id and, when recorded, the
+    QuickBooks Id (a customer created under its clash name is read by that Id, not found by name)."""
+
+    document: OutboundDocument
+    customer_id: int | None
+    recorded_customer: str | None
+
+
+def _load_documents(session: Session, ids: Sequence[int]) -> dict[int, _QuickBooksDocument]:
+    documents = outbound_documents(session, ids)
+    refs = {d.customer_ref for d in documents.values()}
+    customers = {ref: ident for ref, (ident, _) in customer_ids(session, refs).items()}
+    recorded = external_refs.external_refs_of(session, "quickbooks", "customer", customers.values())
+    out = {}
+    for key, doc in documents.items():
+        ident = customers.get(doc.customer_ref)
+        known = recorded.get(ident) if ident is not None else None
+        out[key] = _QuickBooksDocument(doc, ident, known[0] if known else None)
+    return out
+
+
+def _write_documents(connector: QuickBooks, items: Sequence[_QuickBooksDocument], look_up: bool) -> list[PushResult]:
+    known = {i.document.customer_ref: i.recorded_customer for i in items if i.recorded_customer is not None}
+    return connector.push_documents([i.document for i in items], look_up_first=look_up, recorded_customers=known)
+
+
+def _record_renamed(connector: QuickBooks, item: _QuickBooksDocument, done: Delivery) -> Delivery:
+    """A customer created under its clash name: its Id and name are recorded, so later runs read it by
+    that Id instead of finding the clash again."""
+    renamed = connector.renamed_customers.get(item.document.customer_ref)
+    if done.error is not None or renamed is None or item.recorded_customer is not None or item.customer_id is None:
+        return done
+    ident, name = renamed
+    link = ExternalLink("quickbooks", "customer", item.customer_id, ident, name=name)
+    return replace(done, links=(*done.links, link))
+
+
+def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
+    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
+    return quickbooks_batches(
+        store,
+        settings,
+        load=_load_documents,
+        write=_write_documents,
+        gone="the document no longer exists",
+        settle=_record_renamed,
+    )
 
 
 def stripe_connector(settings: Settings) -> Stripe:
@@ -199,16 +252,20 @@ TARGETS: dict[str, Target] = {
 }
 
 
+def deliver(store: Store, settings: Settings, spec: Target, topic: str, *, limit: int | None = None) -> RelaySummary:
+    """Relay what is due on ``topic`` through ``spec``'s handler, built for this run and closed after."""
+    handler, close = spec.handler(store, settings)
+    try:
+        return relay(store, topic, handler, batch=spec.batch, limit=limit, on_delivered=spec.on_delivered)
+    finally:
+        close()
+
+
 def push(store: Store, settings: Settings, target: str, *, limit: int | None = None) -> RelaySummary:
     """Deliver the queued pushes of ``target``; a delivered document is marked sent."""
     if target not in TARGETS:
         raise ValueError(f"unknown push target {target!r} (expected {', '.join(TARGETS)})")
-    spec = TARGETS[target]
-    handler, close = spec.handler(store, settings)
-    try:
-        return relay(store, f"push.{target}", handler, batch=spec.batch, limit=limit, on_delivered=spec.on_delivered)
-    finally:
-        close()
+    return deliver(store, settings, TARGETS[target], f"push.{target}", limit=limit)
 
 
 def push_markdown(summary: RelaySummary) -> str:

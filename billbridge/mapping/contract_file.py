@@ -25,6 +25,7 @@ class RecordError:
     field: str
     message: str
     payload: Any
+    missing: tuple[str, str] | None = None  # what the store lacked (record type, ref), if that was why
 
     @property
     def record(self) -> str:

@@ -323,7 +323,8 @@ def _partners(
         ref = partner_ref(config, company_id)
         partner = (known or {}).get(ref)
         if partner is None:
-            raise MappingError(link.field, f"unknown partner {ref!r} (no partner with that partner_ref)")
+            message = f"unknown partner {ref!r} (no partner with that partner_ref)"
+            raise MappingError(link.field, message, missing=("partners", ref))
         if partner.kind not in _ROLE_KINDS[link.role]:
             raise MappingError(link.field, f"partner {ref} is a {partner.kind} partner, not a {link.role} one")
         if link.role in found and found[link.role][0] != ref:

@@ -51,10 +51,11 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class MappingError(ValueError):
-    """A record that cannot be mapped: which field (the vendor's name for it) and why."""
+    """A record that cannot be mapped: which field (the vendor's name for it) and why; ``missing``, as
+    (record type, ref), when what it names is not in the store yet (a sync retries it once it is)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field, self.message = field, message
+    def __init__(self, field: str, message: str, missing: tuple[str, str] | None = None) -> None:
+        self.field, self.message, self.missing = field, message, missing
         super().__init__(f"{field}: {message}")
 
 

@@ -97,13 +97,17 @@ def expense_account_payload(name: str) -> dict[str, Any]:
 
 
 def bill_payload(bill: PartnerBill, *, vendor_id: str, account_id: str) -> dict[str, Any]:
-    """A statement as a QuickBooks Bill: one expense line per referred customer (one line for the total
-    when a customer's fees are negative: Bill lines are not), DocNumber the statement's number."""
-    if bill.total <= 0:
-        raise ValueError(f"statement {bill.number}: a Bill needs a positive total, not {bill.total}")
-    parts = [(f"Referral fees {bill.period}: {line.customer_ref}", line.fees) for line in bill.lines if line.fees]
+    """A statement as a QuickBooks Bill, or a negative one as a VendorCredit for its opposite (both are
+    Intuit's PurchaseByVendor: lines may not be negative): one expense line per referred customer (one
+    line for the total when customers' fees have both signs), DocNumber the statement's number."""
+    if bill.total == 0:
+        raise ValueError(f"statement {bill.number}: nothing to bill or credit (total 0)")
+    sign = -1 if bill.credit else 1
+    parts = [
+        (f"Referral fees {bill.period}: {line.customer_ref}", sign * line.fees) for line in bill.lines if line.fees
+    ]
     if any(amount < 0 for _, amount in parts):
-        parts = [(f"Referral fees {bill.period} ({len(bill.lines)} customers)", bill.total)]
+        parts = [(f"Referral fees {bill.period} ({len(bill.lines)} customers)", sign * bill.total)]
     lines = [
         {
             "Amount": _text(round_money(amount, bill.currency)),
@@ -113,15 +117,22 @@ def bill_payload(bill: PartnerBill, *, vendor_id: str, account_id: str) -> dict[
         }
         for description, amount in parts
     ]
-    return {
+    payload: dict[str, Any] = {
         "VendorRef": {"value": vendor_id},
         "DocNumber": bill.number,
         "TxnDate": bill.bill_date.isoformat(),
-        "DueDate": bill.due_date.isoformat(),
         "CurrencyRef": {"value": bill.currency},
         "PrivateNote": f"billbridge partner statement {bill.partner_ref} {bill.period}"[:NOTES_MAX],
         "Line": lines,
     }
+    if not bill.credit:  # a VendorCredit has no due date (the XSD's DueDate is Bill's own)
+        payload["DueDate"] = bill.due_date.isoformat()
+    return payload
+
+
+def bill_entity(bill: PartnerBill) -> str:
+    """The QuickBooks entity a statement becomes: a Bill, or a VendorCredit when it is negative."""
+    return "VendorCredit" if bill.credit else "Bill"
 
 
 def item_payload(sku: str, description: str, income_account_id: str) -> dict[str, Any]:

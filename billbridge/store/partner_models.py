@@ -72,5 +72,6 @@ class PartnerStatement(Base):
     period: Mapped[str] = mapped_column(String(7))
     currency: Mapped[str] = mapped_column(String(3))
     total: Mapped[Decimal]
-    status: Mapped[str] = mapped_column(String(10))  # closed, pushed
+    status: Mapped[str] = mapped_column(String(10))  # closed, billed, credited, no_bill
     closed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paid: Mapped[Decimal | None]  # paid on its Bill, as QuickBooks' BillPayments last said (None: not read)

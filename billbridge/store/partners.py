@@ -3,7 +3,7 @@ them (once per agreement, event and kind) and the partners' statements."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -290,9 +290,16 @@ def statements(session: Session, partner_ref: str | None = None) -> list[dict[st
             "total": s.total,
             "status": s.status,
             "closed_at": s.closed_at,
+            "paid": s.paid,
         }
         for s, ref in session.execute(query)
     ]
+
+
+def set_statements_paid(session: Session, paid: Mapping[int, Decimal]) -> None:
+    """Record what was paid on statements' Bills (by statement id), as QuickBooks last said."""
+    for row in session.scalars(select(PartnerStatement).where(PartnerStatement.id.in_(sorted(paid)))):
+        row.paid = paid[row.id]
 
 
 def first_day(period: str) -> date:

@@ -58,7 +58,8 @@ def overview(session: Session, today: date, *, errors: int = 5) -> dict[str, Any
 
 
 def _partners(session: Session) -> dict[str, Any]:
-    """Partners by kind, and partner statements by status (closed: its Bill waits; billed: in QuickBooks)."""
+    """Partners by kind, and partner statements by status (closed: its Bill or VendorCredit waits; billed,
+    credited: in QuickBooks; no_bill: nothing to pay)."""
     kinds = dict(session.execute(select(Partner.kind, func.count()).group_by(Partner.kind)).all())
     statuses = dict(
         session.execute(select(PartnerStatement.status, func.count()).group_by(PartnerStatement.status)).all()

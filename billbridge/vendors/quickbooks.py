@@ -47,6 +47,7 @@ from billbridge.mapping.journal import (
 from billbridge.mapping.quickbooks import (
     CustomerSpec,
     amendments_in,
+    bill_entity,
     bill_payload,
     clash_name,
     customer_payload,
@@ -97,7 +98,7 @@ FEE_ACCOUNT = "Partner fees"  # the expense account partner fee Bills post to, b
 
 
 def _existing_bill(bill: PartnerBill, record: dict[str, Any]) -> PushResult:
-    return PushResult(bill.number, "bill", "existing", str(record["Id"]), str(record["SyncToken"]))
+    return PushResult(bill.number, bill.doc_type, "existing", str(record["Id"]), str(record["SyncToken"]))
 
 
 def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
@@ -581,7 +582,8 @@ class QuickBooks(QuickBooksConnector):
     def push_bills(
         self, bills: Sequence[PartnerBill], *, fee_account: str = FEE_ACCOUNT, look_up_first: bool = True
     ) -> list[PushResult]:
-        """Create each partner statement's Bill once, to the partner as a Vendor; one PushResult each.
+        """Create each partner statement's Bill (a negative one's VendorCredit) once, to the partner as a
+        Vendor; one PushResult each.
 
         Vendors (by DisplayName) and the expense account (by Name) are looked up, then created when
         missing. ``look_up_first`` finds Bills an earlier attempt made (by DocNumber, the statement's
@@ -603,7 +605,7 @@ class QuickBooks(QuickBooksConnector):
                 f"billbridge-account-{fee_account}-create", "Account", expense_account_payload(fee_account)
             ),
         )
-        existing = self.find("Bill", "DocNumber", [b.number for b in bills]) if look_up_first else {}
+        existing = self._find_bills(bills) if look_up_first else {}
         results: dict[str, PushResult] = {}
         writes: list[Write] = []
         for bill in bills:
@@ -613,20 +615,20 @@ class QuickBooks(QuickBooksConnector):
             elif blocker is not None:
                 error = f"vendor or expense account not in QuickBooks: {blocker.error}"
                 results[bill.number] = PushResult(
-                    bill.number, "bill", "failed", error=error, retriable=blocker.retriable
+                    bill.number, bill.doc_type, "failed", error=error, retriable=blocker.retriable
                 )
             else:
                 try:
                     payload = bill_payload(bill, vendor_id=vendor_ids[bill.partner_ref], account_id=accounts["fees"])
                 except ValueError as exc:
-                    results[bill.number] = PushResult(bill.number, "bill", "failed", error=f"cannot map: {exc}")
+                    results[bill.number] = PushResult(bill.number, bill.doc_type, "failed", error=f"cannot map: {exc}")
                     continue
-                writes.append(Write(bill.idempotency_key, "Bill", payload))
+                writes.append(Write(bill.idempotency_key, bill_entity(bill), payload))
         written = self.batch(writes)
         taken = [
             b for b in bills if b.number not in results and DUPLICATE_DOC_NUMBER in written[b.idempotency_key].codes
         ]
-        found = self.find("Bill", "DocNumber", [b.number for b in taken]) if taken else {}
+        found = self._find_bills(taken) if taken else {}
         for bill in bills:
             if bill.number in results:
                 continue
@@ -635,14 +637,22 @@ class QuickBooks(QuickBooksConnector):
                 results[bill.number] = _existing_bill(bill, found[bill.number])
             elif outcome.record is None:
                 results[bill.number] = PushResult(
-                    bill.number, "bill", "failed", error=outcome.error, retriable=outcome.retriable
+                    bill.number, bill.doc_type, "failed", error=outcome.error, retriable=outcome.retriable
                 )
             else:
                 record = outcome.record
                 results[bill.number] = PushResult(
-                    bill.number, "bill", "created", str(record["Id"]), str(record["SyncToken"])
+                    bill.number, bill.doc_type, "created", str(record["Id"]), str(record["SyncToken"])
                 )
         return [results[b.number] for b in bills]
+
+    def _find_bills(self, bills: Sequence[PartnerBill]) -> dict[str, dict[str, Any]]:
+        """The Bills and VendorCredits QuickBooks holds already for these statements, by DocNumber."""
+        found: dict[str, dict[str, Any]] = {}
+        for entity in sorted({bill_entity(b) for b in bills}):
+            numbers = [b.number for b in bills if bill_entity(b) == entity]
+            found.update(self.find(entity, "DocNumber", numbers))
+        return found
 
     def bill_payments(self, bill_ids: Iterable[str]) -> dict[str, Decimal]:
         """What was paid on each of these Bills (their BillPayments' linked amounts), by Bill Id."""

@@ -21,6 +21,7 @@ import uvicorn
 from billbridge.api.app import create_app
 from billbridge.flows.importing import import_file
 from billbridge.flows.invoice_generation import run_billing
+from billbridge.flows.partner_fees import accrue_fees
 from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users
 from billbridge.store.db import Store, open_store
@@ -203,4 +204,23 @@ def test_the_dashboard_in_a_browser(served: Served) -> None:
 
         download = page.request.get(f"{served.url}/csv/aging?{query}")
         assert download.status == 200 and download.text().splitlines()[0].startswith("entity_ref,currency,current")
+
+        # Partners: the referral partner's fees and referred customers, as /api/partners says them
+        accrue_fees(served.store, as_of=date.fromisoformat(AS_OF))
+        page.click("nav a[data-tab=partners]")
+        page.wait_for_selector("#report-referrals")
+        northwind = httpx.get(
+            f"{served.url}/api/partners/northwind", headers={"Authorization": f"Bearer {served.key}"}
+        ).json()
+        assert Decimal(northwind["fees_accrued"]) > 0  # hooli paid: 20% and the flat fee
+        shown_partners = {p["partner_ref"]: p for p in page.evaluate(SHOWN, "partners")}
+        assert set(shown_partners) == {"northwind", "channel-one"}  # the referral partner and the reseller
+        assert shown_partners["northwind"]["fees_accrued"] == northwind["fees_accrued"]
+        referred = page.evaluate(SHOWN, "referrals")
+        assert [(r["agreement_ref"], r["revenue"], r["fees"]) for r in referred] == [
+            (r["agreement_ref"], r["revenue"], r["fees"]) for r in northwind["referred_customers"]
+        ]
+        customers = page.eval_on_selector_all("#report-referrals tbody a", "(all) => all.map((a) => a.textContent)")
+        assert customers == [r["customer_ref"] for r in northwind["referred_customers"]]  # linked to their pages
+        screenshot(page, "tab-partners")
         assert problems == []

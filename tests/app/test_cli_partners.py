@@ -91,4 +91,34 @@ def test_list_run_statement_and_accruals(paid: Decimal) -> None:
     code, out = run("status")
     assert code == 0 and "referral 1, reseller 1 / closed 1" in out
     assert run("partners", "statement", "nobody", "--period", "2026-11")[0] == 1
+
+    code, out = run("partners", "show", "northwind", "--json")
+    assert code == 0, out
+    shown = json.loads(out)
+    assert [a["agreement_ref"] for a in shown["agreements"]] == ["northwind-2026"]
+    referred = {r["customer_ref"]: r for r in shown["referred_customers"]}
+    assert (referred["hooli"]["revenue"], referred["hooli"]["fees"]) == (str(paid), str(fee + 250))
+    assert (referred["initech"]["revenue"], referred["initech"]["fees"]) == ("0.00", "0.00")  # nothing paid yet
+    assert (shown["fees_accrued"], shown["fees_billed"], shown["fees_paid"]) == (str(fee + 250), "0.00", "0.00")
+    assert [(s["period"], s["status"], s["total"]) for s in shown["statements"]] == [
+        ("2026-11", "closed", str(fee + 250))
+    ]
+    code, out = run("partners", "show", "northwind")
+    assert code == 0 and "Referred customers" in out and "hooli" in out
+    assert run("partners", "show", "nobody")[0] == 1
+
+    code, out = run("partners", "fees", "--period", "2026-11", "--json")
+    assert code == 0, out
+    assert json.loads(out) == [
+        {
+            "partner_ref": "northwind",
+            "currency": "USD",
+            "accrued": str(fee + 250),
+            "status": "closed",
+            "total": str(fee + 250),
+            "paid": None,
+        }
+    ]
+    code, out = run("partners", "fees", "--period", "2026-12", "--csv")
+    assert code == 0 and out.splitlines()[1] == "northwind,USD,0.00,open,,"
     assert run("partners", "accruals", "--period", "November")[0] == 2

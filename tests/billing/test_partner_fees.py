@@ -128,6 +128,38 @@ def test_a_flat_fee_is_earned_once_on_the_first_payment_of_a_referred_customer()
     assert accrue(agreement(**terms), events, Booked.of(run.accruals)).accruals == []
 
 
+def test_a_flat_fee_is_reversed_when_the_first_payment_is_refunded_or_deleted_and_earned_again_on_paying() -> None:
+    terms = {"percent": None, "flat_fee": "250.00"}
+    first = paid("pay-1", date(2026, 2, 20), "1000.00")
+    earned = accrue(agreement(**terms), [first]).accruals
+    assert [(a.event_ref, a.period, a.fee) for a in earned] == [("flat:hooli", "2026-02", D("250.00"))]
+    booked = Booked.of(earned)
+
+    # Refunded in full in March, February's statement closed: the reversal lands on March, once.
+    refund = paid("re-1", date(2026, 3, 5), "-1000.00")
+    reversed_ = accrue(agreement(**terms), [first, refund], booked, closed_through="2026-02").accruals
+    assert [(a.event_ref, a.period, a.fee) for a in reversed_] == [("flat:hooli@2", "2026-03", D("-250.00"))]
+    booked = Booked.of([*earned, *reversed_])
+    assert accrue(agreement(**terms), [first, refund], booked, closed_through="2026-02").accruals == []
+
+    # A part refund leaves it standing; paying again after a full refund earns it again, on that payment.
+    assert (
+        accrue(agreement(**terms), [first, paid("re-2", date(2026, 3, 5), "-10.00")], Booked.of(earned)).accruals == []
+    )
+    again = paid("pay-2", date(2026, 4, 20), "1000.00")
+    earned_again = accrue(agreement(**terms), [first, refund, again], booked).accruals
+    assert [(a.event_ref, a.period, a.fee) for a in earned_again] == [("flat:hooli@3", "2026-04", D("250.00"))]
+
+    # Deleted at its source (no event left): reversed on its own month while open, else on the next one.
+    gone = accrue(agreement(**terms), [], Booked.of(earned)).accruals
+    assert [(a.event_ref, a.period, a.fee) for a in gone] == [("flat:hooli@2", "2026-02", D("-250.00"))]
+    gone = accrue(agreement(**terms), [], Booked.of(earned), closed_through="2026-04").accruals
+    assert [(a.event_ref, a.period, a.fee) for a in gone] == [("flat:hooli@2", "2026-05", D("-250.00"))]
+    # Paid and refunded on the same day: nothing earned.
+    same_day = [first, paid("re-0", date(2026, 2, 20), "-1000.00")]
+    assert accrue(agreement(**terms), same_day).accruals == []
+
+
 def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:
     tiers = {
         "model": "graduated",
@@ -150,6 +182,35 @@ def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:
         ("hooli", D("600.00")),
         ("initech", D("700.00")),
     ]
+
+
+def test_tiers_count_the_partners_revenue_across_its_agreements() -> None:
+    """Graduated 10% to 10,000 then 15%: hooli's 6,000 under the tiered agreement and initech's 6,000 under
+    another of the partner's make 12,000, whose tiered fee is 1,000 + 300 = 1,300; the tiered agreement
+    earns its half, 650 (600 alone). Revenue of the other agreement arriving later re-rates the period."""
+    tiers = {
+        "model": "graduated",
+        "tiers": [{"up_to": "10000", "unit_price": "0.10"}, {"up_to": None, "unit_price": "0.15"}],
+    }
+    tiered = agreement(percent=None, tiers=tiers)
+    events = [paid("a", date(2026, 2, 3), "6000.00")]
+    alone = accrue(tiered, events)
+    assert [(a.event_ref, a.fee) for a in alone.accruals] == [("a", D("600.00"))]
+    pooled = accrue(tiered, events, others={"2026-02": D("6000.00")})
+    assert [(a.event_ref, a.fee) for a in pooled.accruals] == [("a", D("650.00"))]
+
+    # Booked alone first; then the other agreement's 6,000 arrives: a re-rating of February, once.
+    rerated = accrue(tiered, events, Booked.of(alone.accruals), others={"2026-02": D("6000.00")})
+    assert [(a.event_ref, a.customer_ref, a.period, a.fee) for a in rerated.accruals] == [
+        ("tier:2026-02", "(partner tiers)", "2026-02", D("50.00"))
+    ]
+    booked = Booked.of([*alone.accruals, *rerated.accruals])
+    assert accrue(tiered, events, booked, others={"2026-02": D("6000.00")}).accruals == []
+    # A closed period is never re-rated.
+    assert (
+        accrue(tiered, events, Booked.of(alone.accruals), closed_through="2026-02", others={"2026-02": D("1")}).accruals
+        == []
+    )
 
 
 def test_per_product_fees_count_only_those_products() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from billbridge.flows.partner_fees import TOPIC, accrue_fees, close_period, push_bills, run_partner_fees
+from billbridge.flows.partner_fees import TOPIC, accrue_fees, close_period, push_bills, read_paid, run_partner_fees
 from billbridge.flows.push import quickbooks_connector
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.store import outbox
@@ -76,6 +76,9 @@ def test_fees_accrue_close_and_become_one_bill_per_partner_and_month(
         assert connector.bill_payments([bill["Id"]]) == {bill["Id"]: D("100.00")}
     finally:
         connector.close()
+    assert read_paid(store, settings) == 1  # kept on the statement, for `partners show` and the API
+    with store.read() as session:
+        assert [s["paid"] for s in statements(session, "northwind")] == [D("100.00")]
 
     again = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
     assert (again.accrued, again.closed, again.pushed) == (0, [], {})
@@ -95,10 +98,20 @@ def test_fees_accrue_close_and_become_one_bill_per_partner_and_month(
     accrue_fees(store, as_of=date(2026, 12, 2))
     with store.read() as session:
         december = load_accruals(session, partner_ref="northwind", period="2026-12")
-    assert [(a.kind, a.fee) for a in december] == [("fee", -fee)]
+    # Its only payment refunded: the percentage and the flat fee are both reversed.
+    assert sorted((a.kind, a.fee) for a in december) == [("fee", -fee), ("flat_fee", D("-250.00"))]
     closed = close_period(store, "2026-12")
-    assert [(c["total"], c["number"]) for c in closed.closed] == [(-fee, None)]  # nothing to bill: no Bill
-    assert len(qbo.company.all("Bill")) == 1
+    [(total_december, credit_number)] = [(c["total"], c["number"]) for c in closed.closed]
+    assert total_december == -fee - D("250.00") and credit_number.startswith("PF-2026-12-")
+    # Reversals above fees: QuickBooks gets a VendorCredit for the difference, not a Bill, and only once.
+    assert push_bills(store, settings).outcomes == {"created": 1}
+    [credit] = qbo.company.all("VendorCredit")
+    assert credit["VendorRef"]["value"] == vendor["Id"] and credit["DocNumber"] == credit_number
+    assert credit["TotalAmt"] == fee + D("250.00") and credit["TxnDate"] == "2027-01-01" and "DueDate" not in credit
+    assert push_bills(store, settings).outcomes == {}
+    assert len(qbo.company.all("Bill")) == 1 and len(qbo.company.all("VendorCredit")) == 1
+    with store.read() as session:
+        assert [s["status"] for s in statements(session, "northwind")] == ["credited", "billed"]
 
 
 @pytest.mark.slow
@@ -138,3 +151,57 @@ def test_a_bill_push_killed_after_quickbooks_accepted_makes_no_second_bill(
     assert len(qbo.company.all("Bill")) == 1
     with store.read() as session:
         assert [s["status"] for s in statements(session, "northwind")] == ["billed"]
+
+
+def test_a_tiered_agreement_earns_its_share_of_the_partners_total(store: Store) -> None:
+    """Graduated 10% to 1,000 then 20%: globex's 1,200 under the tiered agreement and initech's 1,200 under
+    the partner's other (5%) agreement make 2,400, tiered 100 + 280 = 380, of which the tiered agreement
+    earns half (190; 140 on its own); rerunning adds nothing."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    tiers = {
+        "model": "graduated",
+        "tiers": [{"up_to": "1000", "unit_price": "0.10"}, {"up_to": None, "unit_price": "0.20"}],
+    }
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreements = [
+        {
+            "agreement_ref": "tiered",
+            "partner_ref": "nw",
+            "currency": "USD",
+            "tiers": tiers,
+            "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}],
+        },
+        {
+            "agreement_ref": "flat5",
+            "partner_ref": "nw",
+            "currency": "USD",
+            "percent": "5",
+            "referrals": [{"customer_ref": "initech", "referred_on": "2026-01-01"}],
+        },
+    ]
+    assert not import_document(store, document(contract("C-1"), contract("C-2", customer="initech"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": agreements}).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        for n, invoice in enumerate(d for d in list_invoices(session) if d["doc_type"] == "invoice"):
+            set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+            mark_sent(session, [int(str(invoice["id"]))])
+            total = D(str(invoice["invoice_total"]))
+            record_payment(
+                session,
+                payment_ref=f"p-{n}",
+                currency="USD",
+                amount=total,
+                received_on=date(2026, 1, 20),
+                allocations=[(str(invoice["number"]), total)],
+                customer_ref=str(invoice["customer_ref"]),
+            )
+    accrue_fees(store, as_of=date(2026, 2, 1))
+    with store.read() as session:
+        fees = {a.agreement_ref: a.fee for a in load_accruals(session, partner_ref="nw")}
+    assert fees == {"tiered": D("190.00"), "flat5": D("60.00")}
+    assert accrue_fees(store, as_of=date(2026, 2, 1)).accrued == 0

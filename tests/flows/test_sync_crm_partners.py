@@ -154,10 +154,13 @@ def test_deals_naming_partners_are_billed_to_the_reseller_referred_or_quarantine
     with store.read() as session:
         assert load_agreements(session) == agreed  # the referral is not added twice
 
-    # Once the partner is declared, a full sync takes the refused deal in and clears its entry.
+    # Once the partner is declared, the next (incremental) sync retries the refused deal from its kept
+    # payload, unchanged in the CRM, takes it in and clears its entry.
+    assert entry["waiting_for"] == f"partners:{prefix + crm.company_id(stranger_co)}"
     stranger = prefix + crm.company_id(stranger_co)
     assert not import_document(store, {"partners": [_partner(stranger, unknown, "reseller")]}).errors
-    sync_pages(store, crm.spec, crm.connect(), today=TODAY, full=True)
+    healed = sync_pages(store, crm.spec, crm.connect(), today=TODAY)
+    assert healed.retried == 1 and healed.deals_pulled == 0
     with store.read() as session:
         assert current_contracts(session, [ref_of[unknown.key]])[ref_of[unknown.key]].reseller_ref == stranger
         assert ref_of[unknown.key] not in {q["record_key"] for q in quarantine.list_open(session, source=crm.name)}

@@ -2,7 +2,7 @@
 Chart.js (vendored from its npm package, no CDN) drawing their charts from the tables' own rows.
 
 Tabs as in seed 000: Dashboard (MRR, movements, AR aging, forecast, collections, products), Usage,
-Invoices, Customers, and a page per customer. Every page needs a session (``session.py``) and shows
+Invoices, Customers, a page per customer, Monitors and Partners. Every page needs a session (``session.py``) and shows
 one legal entity the signed-in key or user may see (``?entity=``); every table downloads as CSV.
 """
 
@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from billbridge.api.dashboard import partners as partner_pages
 from billbridge.api.dashboard import session as sessions
 from billbridge.app.secrets import Sealer
 from billbridge.billing.currency import money_display
@@ -51,6 +52,7 @@ TABS = (
     ("invoices", "/invoices", "Invoices"),
     ("customers", "/customers", "Customers"),
     ("monitors", "/monitors", "Monitors"),  # dashboard/monitors.py
+    ("partners", "/partners", "Partners"),  # dashboard/partners.py
 )
 
 
@@ -151,6 +153,9 @@ REPORTS: dict[str, Builder] = {
     "usage": lambda s, v: metrics.usage_report(s, v.scope, v.first, v.last),
     "activity": lambda s, v: metrics.activity_report(s, v.scope),
     "customers": lambda s, v: metrics.customers_report(s, v.scope, v.day, after=v.after, limit=CUSTOMERS_PAGE),
+    "partners": lambda s, v: partner_pages.partners_report(s, v.entity_ref),
+    "referrals": lambda s, v: partner_pages.referrals_report(s, v.entity_ref),
+    "partner_statements": lambda s, v: partner_pages.statements_report(s, v.entity_ref),
 }
 """Every table the dashboard shows, by name (its CSV link is /csv/<name>)."""
 
@@ -159,6 +164,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "usage": ("usage", "activity"),
     "invoices": ("invoices", "aging", "collections"),
     "customers": ("customers",),
+    "partners": ("partners", "referrals", "partner_statements"),
 }
 
 
@@ -193,6 +199,11 @@ def invoices(request: Request) -> Response:
 @router.get("/customers")
 def customers(request: Request) -> Response:
     return _page(request, "customers")
+
+
+@router.get("/partners")
+def partners(request: Request) -> Response:
+    return _page(request, "partners")
 
 
 @router.get("/customers/{customer_ref}")

@@ -1,5 +1,6 @@
-"""``billbridge partners ...``: list partners, a partner's statement of a month, the fees accrued (rich
-tables, JSON or CSV), and the monthly run (accrue, close, push the Bills to QuickBooks)."""
+"""``billbridge partners ...``: list partners, show one (its referral data), a partner's statement of a
+month, a month's fees per partner, the fees accrued (rich tables, JSON or CSV), and the monthly run
+(accrue, close, push the Bills to QuickBooks)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import csv
 import json
 import sys
 from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +21,7 @@ from billbridge.flows import partner_fees
 from billbridge.settings import Settings
 from billbridge.store import partners as sql
 from billbridge.store.db import Store, open_store
+from billbridge.store.partner_reports import partner_reports
 
 app = typer.Typer(help="Partner billing: referral partners and resellers, fees, statements.", no_args_is_help=True)
 console = Console()
@@ -64,6 +67,65 @@ def list_partners(as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
         rows = sql.partner_summaries(session)
     columns = ["partner_ref", "name", "kind", "entity_ref", "currency", "payment_terms_days", "agreements"]
     _print(rows, columns, "Partners", as_json, as_csv)
+
+
+@app.command("show")
+def show(
+    partner_ref: Annotated[str, typer.Argument(help="The partner (partner_ref).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One partner: its agreements, the customers it referred with their revenue and fees, the fees
+    accrued, billed, credited and paid, and its statements."""
+    with _store().read() as session:
+        found = partner_reports(session, [partner_ref])
+    if not found:
+        err.print(f"[red]error:[/red] PARTNER: unknown partner {partner_ref!r}")
+        raise typer.Exit(1)
+    data = found[0].as_dict()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    c = data["currency"]
+    console.print(f"[bold]{data['name']}[/bold] ({data['partner_ref']}, {data['kind']}, {data['entity_ref']}, {c})")
+    console.print(
+        f"Fees accrued {data['fees_accrued']}, billed {data['fees_billed']}, credited {data['fees_credited']}, "
+        f"paid {data['fees_paid']} {c}"
+    )
+    agreements = [
+        {**a, "rule": ", ".join(f"{k} {a[k]}" for k in ("percent", "flat_fee", "months") if a.get(k) is not None)}
+        for a in data["agreements"]
+    ]
+    _print(agreements, ["agreement_ref", "currency", "basis", "rule"], "Agreements", False, False)
+    columns = ["customer_ref", "agreement_ref", "referred_on", "contract_ref", "revenue", "fees"]
+    _print(data["referred_customers"], columns, "Referred customers", False, False)
+    _print(data["statements"], ["period", "total", "status", "paid"], "Statements", False, False)
+
+
+@app.command("fees")
+def fees(period: PeriodOpt, as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
+    """Every referral partner's fees of a month: accrued, its statement's status and total, paid."""
+    month = _period(period)
+    with _store().read() as session:
+        partners = [p for p in sql.load_partners(session).values() if p.kind != "reseller"]
+        accrued: dict[str, Decimal] = {}
+        for accrual in sql.load_accruals(session, period=month):
+            accrued[accrual.partner_ref] = accrued.get(accrual.partner_ref, Decimal(0)) + accrual.fee
+        closed = {s["partner_ref"]: s for s in sql.statements(session) if s["period"] == month}
+    rows = []
+    for partner in partners:
+        shut = closed.get(partner.partner_ref)
+        c = partner.currency
+        rows.append(
+            {
+                "partner_ref": partner.partner_ref,
+                "currency": c,
+                "accrued": money_str(accrued.get(partner.partner_ref, Decimal(0)), c),
+                "status": shut["status"] if shut else "open",
+                "total": money_str(shut["total"], c) if shut else None,
+                "paid": money_str(shut["paid"], c) if shut and shut["paid"] is not None else None,
+            }
+        )
+    _print(rows, ["partner_ref", "currency", "accrued", "status", "total", "paid"], f"Fees {month}", as_json, as_csv)
 
 
 @app.command("statement")

@@ -52,6 +52,7 @@ _ENTITY_PATHS = {
     "employee": "Employee",
     "bill": "Bill",
     "billpayment": "BillPayment",
+    "vendorcredit": "VendorCredit",
 }
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 

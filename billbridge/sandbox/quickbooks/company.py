@@ -37,6 +37,7 @@ ENTITIES = (
     "Employee",
     "Bill",
     "BillPayment",
+    "VendorCredit",
 )
 BATCH_LIMIT = 30  # Intuit's limits page: "maximum number of payloads in a single batch request is 30"
 CDC_MAX_OBJECTS = 1000  # Intuit's CDC reference: at most 1,000 objects of an entity per response
@@ -721,6 +722,23 @@ RULES: dict[str, EntityRule] = {
     "CreditMemo": _SALES_DOCUMENT,
     # A Bill's DocNumber is the vendor's reference: with duplicate checking on, not twice for one vendor.
     "Bill": EntityRule(
+        required=("Line",),
+        party=("VendorRef", "Vendor"),
+        currency="match",
+        doc_number="per_party",
+        lines=LineRule(
+            {
+                "AccountBasedExpenseLineDetail": ("AccountRef", "Account"),
+                "ItemBasedExpenseLineDetail": ("ItemRef", "Item"),
+            },
+            wrong_kind="DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail",
+            non_negative=True,
+            first_id=1,
+        ),
+        defaults=(("TxnDate", _today),),
+    ),
+    # A VendorCredit is shaped as a Bill (both extend the XSD's PurchaseByVendor).
+    "VendorCredit": EntityRule(
         required=("Line",),
         party=("VendorRef", "Vendor"),
         currency="match",

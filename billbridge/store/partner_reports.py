@@ -1,0 +1,133 @@
+"""Referral data per partner, for the command, the API and the dashboard: its agreements, the customers
+it referred with their revenue and the fees they earned, and its statements with what was billed,
+credited and paid. Read-only; what it reads is written by ``store/partners.py`` and the fee run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from billbridge.billing.currency import money_str
+from billbridge.billing.partner_fees import referral_for
+from billbridge.store import partners as sql
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class ReferredCustomer:
+    customer_ref: str
+    agreement_ref: str
+    referred_on: str
+    contract_ref: str | None
+    currency: str
+    revenue: Decimal = ZERO  # what it paid (collected) or was invoiced (billed) since its referral
+    fees: Decimal = ZERO  # the fees it earned its partner, net of reversals
+
+
+@dataclass
+class PartnerReport:
+    partner_ref: str
+    name: str
+    kind: str
+    entity_ref: str
+    currency: str
+    agreements: list[dict[str, Any]] = field(default_factory=list)
+    referred: list[ReferredCustomer] = field(default_factory=list)
+    statements: list[dict[str, Any]] = field(default_factory=list)
+    fees_accrued: Decimal = ZERO
+    fees_billed: Decimal = ZERO  # in QuickBooks as Bills
+    fees_credited: Decimal = ZERO  # in QuickBooks as VendorCredits (negative statements)
+    fees_paid: Decimal = ZERO  # paid on its Bills, as QuickBooks' BillPayments last said
+
+    def as_dict(self) -> dict[str, Any]:
+        """As data, money as strings in the partner's currency's minor units."""
+        c = self.currency
+        return {
+            "partner_ref": self.partner_ref,
+            "name": self.name,
+            "kind": self.kind,
+            "entity_ref": self.entity_ref,
+            "currency": c,
+            "agreements": self.agreements,
+            "referred_customers": [
+                {
+                    "customer_ref": r.customer_ref,
+                    "agreement_ref": r.agreement_ref,
+                    "referred_on": r.referred_on,
+                    "contract_ref": r.contract_ref,
+                    "currency": r.currency,
+                    "revenue": money_str(r.revenue, r.currency),
+                    "fees": money_str(r.fees, r.currency),
+                }
+                for r in self.referred
+            ],
+            "statements": [
+                {
+                    **s,
+                    "total": money_str(s["total"], s["currency"]),
+                    "paid": None if s["paid"] is None else money_str(s["paid"], s["currency"]),
+                    "closed_at": s["closed_at"].isoformat() if s["closed_at"] is not None else None,
+                }
+                for s in self.statements
+            ],
+            "fees_accrued": money_str(self.fees_accrued, c),
+            "fees_billed": money_str(self.fees_billed, c),
+            "fees_credited": money_str(self.fees_credited, c),
+            "fees_paid": money_str(self.fees_paid, c),
+        }
+
+
+def partner_reports(
+    session: Session, partner_refs: Iterable[str] | None = None, *, entity_refs: Iterable[str] | None = None
+) -> list[PartnerReport]:
+    """The referral data of these partners (all by default), of ``entity_refs`` only when given."""
+    summaries = {s["partner_ref"]: s for s in sql.partner_summaries(session)}
+    wanted = set(summaries) if partner_refs is None else set(partner_refs) & set(summaries)
+    if entity_refs is not None:
+        entities = set(entity_refs)
+        wanted = {ref for ref in wanted if summaries[ref]["entity_ref"] in entities}
+    reports = {
+        ref: PartnerReport(ref, s["name"], s["kind"], s["entity_ref"], s["currency"])
+        for ref, s in sorted(summaries.items())
+        if ref in wanted
+    }
+    for agreement in sql.load_agreements(session):
+        report = reports.get(agreement.partner_ref)
+        if report is None:
+            continue
+        report.agreements.append(agreement.model_dump(mode="json", exclude={"referrals"}))
+        customers = {r.customer_ref for r in agreement.referrals}
+        events = sql.fee_events(session, customers, agreement.basis)
+        fees: dict[str, Decimal] = {}
+        for accrual in sql.load_accruals(session, agreement_ref=agreement.agreement_ref):
+            fees[accrual.customer_ref] = fees.get(accrual.customer_ref, ZERO) + accrual.fee
+            report.fees_accrued += accrual.fee
+        for referral in agreement.referrals:
+            line = ReferredCustomer(
+                referral.customer_ref,
+                agreement.agreement_ref,
+                referral.referred_on.isoformat(),
+                referral.contract_ref,
+                agreement.currency,
+                fees=fees.get(referral.customer_ref, ZERO),
+            )
+            for event in events:  # revenue in the agreement's currency (fees on others need a rate)
+                if event.currency == agreement.currency and referral_for(agreement, event) == referral:
+                    line.revenue += event.amount
+            report.referred.append(line)
+    for statement in sql.statements(session):
+        report = reports.get(statement["partner_ref"])
+        if report is None:
+            continue
+        report.statements.append(statement)
+        if statement["status"] == "billed":
+            report.fees_billed += statement["total"]
+            report.fees_paid += statement["paid"] or ZERO
+        elif statement["status"] == "credited":
+            report.fees_credited += -statement["total"]
+    return list(reports.values())
