@@ -110,14 +110,16 @@ def test_schema_is_generated_from_the_models(env: str) -> None:
     code, out = run("contracts", "schema")
     schema = json.loads(out)
     assert code == 0 and schema["title"] == "billbridge contract file"
-    pricing_models = {name for name in schema["$defs"] if name.endswith("Price")}
-    assert pricing_models == {
+    prices = {name for name in schema["$defs"] if name.endswith("Price")}
+    # The five pricing models, and the two price-book entries that carry one.
+    assert prices == {
         "FlatPrice",
         "PerUnitPrice",
         "GraduatedPrice",
         "VolumePrice",
         "PackagePrice",
         "ProductPrice",
+        "ResellerPrice",
     }
 
 
