@@ -37,6 +37,10 @@ def serve(
         workers=workers or settings.api_workers,
         log_level="info",
         access_log=False,
+        # uvicorn kills a worker that has not answered its supervisor's health check within 5 s
+        # by default; importing the app (Prefect, SQLAlchemy, FastAPI) takes longer than that on a
+        # busy 2-core machine, so workers were killed and restarted in a loop.
+        timeout_worker_healthcheck=120,
     )
 
 
