@@ -14,9 +14,10 @@ save the page cursor; one transaction per page).
 The floor (issue 20), same run, after the payments are taken out again (not timed): the read
 matching needs (the same open-invoice query, page by page) plus the store's own writes of the same
 payments, in one transaction a page: the very statements ``record_payments`` runs (known refs,
-payments, allocations, invoice updates, the cursor) done the fastest way the dialect allows
-(multi-row VALUES inserts on PostgreSQL, executemany on SQLite, through store/bulk.py), their
-parameters prepared before the clock starts, so only the driver and the database are timed.
+payments, allocations, invoice updates, the cursor) done the fastest way the dialect allows (on
+PostgreSQL one statement per page and table reading the rows from arrays, executemany on SQLite:
+``BulkStatement.write_calls`` of store/bulk.py), their parameters prepared before the clock
+starts, so only the driver and the database are timed.
 Target: within 1.5x of that floor, and linear in the number of payments (the microseconds per
 payment stay flat as N grows). The bare read alone is shown too (the ERP issue's first floor).
 
@@ -32,7 +33,6 @@ import tempfile
 import time
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 from common import Backend, PostgresBackend, SQLiteBackend, add_runs_argument, log, repeat, stamp
 from sqlalchemy import delete, text, update
@@ -51,6 +51,7 @@ from billbridge.store.payments import (
     _INSERT_ALLOCATIONS,
     _INSERT_PAYMENTS,
     _KNOWN_REFS,
+    _PAID_KEYS,
     _PAYMENT_KEYS,
     _SET_PAID,
 )
@@ -152,7 +153,7 @@ def floor_with_writes(store: Store, payments: list[IncomingPayment]) -> float:
         statements = [
             BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS),
             BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS),
-            BulkStatement.of(_SET_PAID, connection, ("iid", "paid", "new_status", "now")),
+            BulkStatement.of(_SET_PAID, connection, _PAID_KEYS),
             BulkStatement.of(_MOVE, connection, ("s", "st", "v", "at")),
         ]
     prepared = []
@@ -184,17 +185,16 @@ def floor_with_writes(store: Store, payments: list[IncomingPayment]) -> float:
             [{"s": "bench", "st": "payments", "v": page.cursor, "at": now}],
         ]
         numbers = [n for p in page.payments for n in p.invoice_numbers]
-        calls: list[tuple[bool, str, list[Any]]] = []
-        for i, (statement, statement_rows) in enumerate(zip(statements, rows, strict=True)):
-            if i < 2 and store.dialect == "postgresql":  # the inserts: multi-row VALUES, as the store runs them
-                calls += [(False, sql, arguments) for sql, arguments in statement.values_calls(statement_rows)]
-            else:
-                calls.append((True, statement.sql, statement.driver_rows(statement_rows)))
+        # Payments, allocations, invoices: one statement each reading arrays on PostgreSQL, executemany
+        # on SQLite, as the store writes them; the cursor's one row by executemany, as set_cursor does.
+        *batches, (cursor_statement, cursor_rows) = zip(statements, rows, strict=True)
+        calls = [call for statement, statement_rows in batches for call in statement.write_calls(statement_rows)]
+        calls.append((True, cursor_statement.sql, cursor_statement.driver_rows(cursor_rows)))
         prepared.append((numbers, refs, calls))
     started = time.perf_counter()
     for numbers, refs, calls in prepared:
         with store.write() as session:
-            open_invoices(session, numbers=numbers)
+            open_invoices(session, numbers=numbers, lock=True)  # as reconciliation reads them: locked
             connection = session.connection()
             known.run(connection, {"refs": refs})
             cursor = dbapi_cursor(connection)

@@ -144,7 +144,8 @@ def record_pages(
         with store.write() as session:
             lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
             wanted = reconciliation.lookups(page.payments)
-            rows = open_invoices(session, numbers=wanted.numbers, customer_refs=wanted.customer_refs)
+            # Locked (PostgreSQL): matched and recorded on these balances, not read again.
+            rows = open_invoices(session, numbers=wanted.numbers, customer_refs=wanted.customer_refs, lock=True)
             paid = (
                 {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, wanted.refunded)}
                 if wanted.refunded

@@ -368,10 +368,14 @@ def get_invoice(session: Session, number: str) -> dict[str, Any] | None:
 
 
 def open_invoices(
-    session: Session, *, numbers: Iterable[str] = (), customer_refs: Iterable[str] = ()
+    session: Session, *, numbers: Iterable[str] = (), customer_refs: Iterable[str] = (), lock: bool = False
 ) -> list[dict[str, Any]]:
     """Sent or part-paid invoices named by number or belonging to the customers, oldest due first,
-    with their open balance (for matching payments), id, total and amount paid (for recording them)."""
+    with their open balance (for matching payments), id, total and amount paid (for recording them).
+    ``lock``: lock the invoices until commit (PostgreSQL; in id order, so two transactions locking
+    the same invoices queue rather than deadlock), so the balances read stay current: payments can
+    be matched and recorded on them without reading them again (SQLite's write transaction already
+    holds the database lock)."""
     numbers, refs = list(set(numbers)), list(set(customer_refs))
     if not numbers and not refs:
         return []
@@ -388,6 +392,8 @@ def open_invoices(
         .join(Customer, Customer.id == Invoice.customer_id)
         .where(Invoice.doc_type == "invoice", Invoice.status.in_(("sent", "partially_paid")))
     )
+    if lock:
+        base = base.order_by(Invoice.id).with_for_update(of=Invoice)
     # One query per condition, each on its own index (an OR of the two makes SQLite scan every invoice).
     found: dict[int, Any] = {}
     if numbers:

@@ -1,10 +1,11 @@
 """store/bulk.py on both backends: IN lists of any length, Core's conversions both ways, values
 shared by a batch converted once but stored like any other, what reaches the driver the same as what
-Core sends it, and the multi-row VALUES path storing what Core stores."""
+Core sends it, the multi-row VALUES path storing what Core stores, and write_rows (rows read from
+arrays on PostgreSQL) writing exactly what it is given."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, bindparam, event, insert, select, update
 from billbridge.store import bulk
 from billbridge.store.bulk import BulkStatement
 from billbridge.store.db import Store
-from billbridge.store.models import Payment, table_of
+from billbridge.store.models import Customer, LegalEntity, Payment, table_of
 
 PAYMENTS = table_of(Payment)
 INSERT = insert(PAYMENTS)
@@ -197,3 +198,159 @@ def test_repeated_days_are_converted_as_each_day_alone_would_be(store: Store) ->
     for key in ("month", "booked_month"):
         got = [r[mine.names.index(key)] for r in sent] if mine.names is not None else [r[key] for r in sent]
         assert got == [alone(key, r[key]) for r in rows], key
+
+
+# write_rows: a batch in one statement reading arrays on PostgreSQL (executemany on SQLite).
+
+AWKWARD_TEXT = ['it\'s "quoted"', "ünïcødé ✓ 日本", "NULL", "{a,b}", "back\\slash", "", " padded ", "a,b;c"]
+INSERT_LOOKED_UP = bulk.insert_rows(
+    PAYMENTS,
+    ("payment_ref", "currency", "amount", "unapplied_amount", "received_on", "method", "reference", "created_at"),
+    customer_id=select(table_of(Customer).c.id)
+    .where(table_of(Customer).c.customer_ref == bindparam("customer_ref"))
+    .scalar_subquery(),
+)
+LOOKED_UP_KEYS = (
+    "payment_ref",
+    "customer_ref",
+    "currency",
+    "amount",
+    "unapplied_amount",
+    "received_on",
+    "method",
+    "reference",
+    "created_at",
+)
+
+
+def awkward_row(i: int) -> dict[str, Any]:
+    """Row ``i``: NULLs every third row, exact amounts of 0 to 3 decimals and negatives, dates across
+    a year end, UTC timestamps (the store's) across days, text needing quotes in an array literal."""
+    text_value = AWKWARD_TEXT[i % len(AWKWARD_TEXT)]
+    return {
+        "payment_ref": f"w{i:03d} {text_value}",
+        "customer_ref": None if i % 3 == 0 else ("c-1" if i % 2 else "c-nobody"),
+        "currency": ("USD", "JPY", "KWD")[i % 3],
+        "amount": (Decimal("1234567890.12"), Decimal("-0.001"), Decimal(7), Decimal("0.10"))[i % 4],
+        "unapplied_amount": Decimal(f"{i}.{i:03d}"),
+        "received_on": date(2025, 12, 30) + timedelta(days=i),
+        "method": None if i % 3 == 0 else text_value,
+        "reference": None if i % 2 else text_value[::-1],
+        "created_at": datetime(2026, 1, 1, 23, 59, 59, i, tzinfo=timezone.utc) + timedelta(hours=i),
+    }
+
+
+def one_customer(store: Store) -> int:
+    with store.write() as session:
+        entity = LegalEntity(entity_ref="us", name="US", currency="USD", invoice_prefix="I-", credit_note_prefix="C-")
+        session.add(entity)
+        session.flush()
+        customer = Customer(customer_ref="c-1", name="One", entity_id=entity.id)
+        session.add(customer)
+        session.flush()
+        return customer.id
+
+
+def stored_payments(store: Store, prefix: str) -> dict[str, dict[str, Any]]:
+    """The stored rows whose ref starts with ``prefix``, by the ref without it; times in UTC."""
+    with store.read() as session:
+        found = session.execute(select(PAYMENTS).where(PAYMENTS.c.payment_ref.startswith(prefix))).all()
+    out = {}
+    for r in found:
+        values = {k: v for k, v in r._mapping.items() if k not in ("id", "payment_ref")}
+        created = values["created_at"]
+        values["created_at"] = created.astimezone(timezone.utc).replace(tzinfo=None) if created.tzinfo else created
+        out[r.payment_ref[len(prefix) :]] = values
+    return out
+
+
+def test_write_rows_inserts_exactly_what_it_is_given(store: Store) -> None:
+    """A worked example: 23 awkward rows (NULLs, Decimals, dates, quotes, unicode, the text "NULL")
+    inserted by write_rows land as given, the customer looked up per row (an unknown ref is NULL),
+    and equal Core's own executemany of the same statement and rows."""
+    customer_id = one_customer(store)
+    rows = [awkward_row(i) for i in range(23)]
+    with store.write_connection() as connection:
+        statement = BulkStatement.of(INSERT_LOOKED_UP, connection, LOOKED_UP_KEYS)
+        assert statement.write_rows(connection, []) == 0
+        assert statement.write_rows(connection, rows) == 23
+        connection.execute(INSERT_LOOKED_UP, [{**r, "payment_ref": f"core:{r['payment_ref']}"} for r in rows])
+    mine, core = stored_payments(store, "w"), stored_payments(store, "core:w")
+    assert mine == core
+    assert len(mine) == 23
+    for r in rows:
+        got = mine[r["payment_ref"][1:]]
+        assert got["customer_id"] == (customer_id if r["customer_ref"] == "c-1" else None)
+        assert (got["currency"], got["amount"], got["unapplied_amount"]) == (
+            r["currency"],
+            r["amount"],
+            r["unapplied_amount"],
+        )
+        assert isinstance(got["amount"], Decimal) and str(got["amount"]) == str(r["amount"])
+        assert (got["received_on"], got["method"], got["reference"]) == (r["received_on"], r["method"], r["reference"])
+        assert got["created_at"] == r["created_at"].astimezone(timezone.utc).replace(tzinfo=None)
+        assert got["review_reason"] is None and got["reviewed"] is None
+    assert mine['000 it\'s "quoted"']["customer_id"] is None  # row 0: no customer ref
+    assert mine["002 NULL"]["reference"] == "LLUN" and mine["002 NULL"]["method"] == "NULL"  # text, not NULL
+
+
+def test_write_rows_updates_the_rows_named_and_no_other(store: Store) -> None:
+    rows = [row(i, datetime(2026, 1, 1, 9), Decimal(f"{i}.5")) for i in range(6)]
+    later = datetime(2026, 2, 1, 12, 30, tzinfo=timezone.utc)
+    with store.write_connection() as connection:
+        BulkStatement.of(INSERT, connection, tuple(rows[0])).run_many(connection, rows)
+        changes = [
+            {"ref": "p1", "new": Decimal("-12.345"), "at": later},
+            {"ref": "p4", "new": Decimal("0.000"), "at": later},
+            {"ref": "nope", "new": Decimal(1), "at": later},
+        ]
+        assert BulkStatement.of(SET_AMOUNT, connection, ("ref", "new", "at")).write_rows(connection, changes) == 2
+    with store.read() as session:
+        stored = {
+            r.payment_ref: (r.amount, r.created_at.replace(tzinfo=None)) for r in session.execute(select(PAYMENTS))
+        }
+    unchanged = datetime(2026, 1, 1, 9)
+    assert stored == {
+        "p0": (Decimal("0.5"), unchanged),
+        "p1": (Decimal("-12.345"), later.replace(tzinfo=None)),
+        "p2": (Decimal("2.5"), unchanged),
+        "p3": (Decimal("3.5"), unchanged),
+        "p4": (Decimal("0.000"), later.replace(tzinfo=None)),
+        "p5": (Decimal("5.5"), unchanged),
+    }
+
+
+def test_write_rows_reaches_the_driver_as_core_would(store: Store) -> None:
+    """What write_rows hands the driver against Core: on PostgreSQL Core's own call of the statement
+    rewritten to read arrays, with the arrays as parameters (its text naming unnest and no per-row
+    placeholder); elsewhere Core's executemany of the statement itself."""
+    one_customer(store)
+    rows = [awkward_row(i) for i in range(7)]
+    with store.write_connection() as connection:
+        mine = BulkStatement.of(INSERT_LOOKED_UP, connection, LOOKED_UP_KEYS)
+        [(many, sql, arguments)] = mine.write_calls(rows)
+        if connection.dialect.name == "postgresql":
+            arrays = {k: [r[k] for r in rows] for k in LOOKED_UP_KEYS}
+            core = core_call(connection, mine.unnested().statement, arrays)
+            assert (many, sql, as_lists(arguments)) == (False, *as_lists(core)), "INSERT ... SELECT FROM unnest"
+            assert "FROM unnest(" in sql and sql.count("%(") == len(LOOKED_UP_KEYS)
+        else:
+            core = core_call(connection, INSERT_LOOKED_UP, rows)
+            assert (many, sql, as_lists(arguments)) == (True, *as_lists(core)), "INSERT ... SELECT, executemany"
+
+
+def test_rows_from_arrays_refuses_what_it_cannot_rewrite(store: Store) -> None:
+    """A plain INSERT ... VALUES gets its columns' parameters only when compiled: it cannot read
+    arrays (insert_rows builds the form that can); a parameter of no known type cannot be cast."""
+    with store.write_connection() as connection:
+        if connection.dialect.name != "postgresql":
+            pytest.skip("SQLite writes rows by executemany")
+        with pytest.raises(NotImplementedError, match="insert_rows"):
+            BulkStatement.of(INSERT, connection, tuple(row(0, datetime(2026, 1, 1), Decimal(1)))).unnested()
+        untyped = (
+            update(PAYMENTS)
+            .where(PAYMENTS.c.payment_ref == bindparam("ref"))
+            .values(method=bindparam("m") + bindparam("suffix"))
+        )
+        with pytest.raises(NotImplementedError, match="no known type"):
+            BulkStatement.of(untyped, connection, ("ref", "m", "suffix")).unnested()
