@@ -240,6 +240,7 @@ def check_source(name: str, source: str, filename: str | None = None) -> None:
         raise TemplateProblem(f"{where}, line {exc.lineno}: {exc.message}") from None
     known = HTML_VARIABLES if name.endswith("html") else VARIABLES
     declared = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    declared |= {m.name for m in tree.find_all(nodes.Macro)}
     for node in tree.find_all(nodes.Name):
         if node.ctx == "load" and node.name not in known | declared | _JINJA_NAMES:
             raise TemplateProblem(
