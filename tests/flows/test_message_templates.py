@@ -169,3 +169,23 @@ def test_the_command_refuses_a_broken_file_before_doing_anything(
         from billbridge.store import messages
 
         assert messages.listing(session) == []  # nothing was made
+
+
+def test_a_file_failing_when_rendered_names_customer_file_and_line_and_the_others_go_on(
+    store: Store, database_url: str, tmp_path: Path, folder: Path
+) -> None:
+    path = write(folder, "default/fr/statement.txt", "Bonjour,\n\n{{ customer.nmae }}\n")  # passes the check
+    world(store, 2, languages=("fr", "de"))
+    with SmtpSandbox() as smtp:
+        settings = settings_for(smtp, database_url, tmp_path).model_copy(update={"message_templates_dir": folder})
+        request_statements(store, ["c0", "c1"], date(2026, 2, 15), payment_days=30)
+        summary = send_messages(store, settings)
+        assert summary.outcomes == {"statement": 1, "failed": 1}
+        assert [r.recipients for r in smtp.mailbox.items()] == [("ap1@c1.example",)]
+    with store.read() as session:
+        from billbridge.store import messages
+
+        [failed] = messages.listing(session, state="failed")
+    assert failed["customer_ref"] == "c0"
+    assert failed["last_error"].startswith(f"statement message {failed['id']} (customer c0): {path}, line 3: ")
+    assert "has no attribute 'nmae'" in failed["last_error"]
