@@ -5,6 +5,7 @@ files reaches a real SMTP server (aiosmtpd) in the contact's language."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -189,3 +190,19 @@ def test_a_file_failing_when_rendered_names_customer_file_and_line_and_the_other
     assert failed["customer_ref"] == "c0"
     assert failed["last_error"].startswith(f"statement message {failed['id']} (customer c0): {path}, line 3: ")
     assert "has no attribute 'nmae'" in failed["last_error"]
+
+
+def test_the_daily_flows_refuse_a_broken_file_at_start(
+    database_url: str, tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billbridge.flows.messages import send_reminders
+    from billbridge.flows.quote_to_cash import quote_to_cash
+
+    path = write(folder, "us/de/invoice.subject", "Rechnung {{ invoice.number }")
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("BILLBRIDGE_MESSAGE_TEMPLATES_DIR", str(folder))
+    monkeypatch.setenv("BILLBRIDGE_SMTP__HOST", "127.0.0.1")
+    for run in (send_reminders.fn, quote_to_cash.fn):  # the flows' bodies: refused before any step runs
+        with pytest.raises(TemplateProblem, match=rf"^{re.escape(str(path))}, line 1: unexpected '}}'"):
+            run()
