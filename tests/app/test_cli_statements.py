@@ -59,6 +59,9 @@ def test_preview_send_once_and_all(env: str, monkeypatch: pytest.MonkeyPatch, tm
         ]
         assert preview["message_id"] in {r.message_id for r in smtp.mailbox.items()}
     code, out = run("messages", "list", "--kind", "statement", "--json")
-    assert sorted(r["state"] for r in json.loads(out)) == ["sent", "sent", "sent"]
+    listed = json.loads(out)
+    assert sorted(r["state"] for r in listed) == ["sent", "sent", "sent"]
+    code, out = run("messages", "show", str(next(r["id"] for r in listed if r["customer_ref"] == "c1")))
+    assert code == 0 and "Statement of account as of Mar 15, 2026" in out and "Balance: $1,200.00" in out
     code, out = run("statements", "send", "--as-of", "2026-03-15")
     assert code == 1 and "give --customer C (one or more) or --all" in out
