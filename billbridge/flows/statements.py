@@ -16,14 +16,18 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
 from billbridge.billing.statements import Statement, statement
-from billbridge.flows.message_templates import TemplateDir
-from billbridge.flows.messages import rendered
+from billbridge.flows.message_templates import TemplateDir, template_dir
+from billbridge.flows.messages import rendered, send_messages
+from billbridge.flows.outbox_relay import RelaySummary
 from billbridge.mapping.messages import Rendered
+from billbridge.settings import Settings
 from billbridge.store import messages as sql
-from billbridge.store.db import Store
+from billbridge.store.db import Store, open_store
 
 
 @dataclass
@@ -103,3 +107,33 @@ def preview_statement(
         made = statement_of(session, customer_id, as_of, payment_days)
         context = sql.statement_preview_context(session, customer_id, as_of, {"statement": made.as_details()})
     return context, rendered(context, files=files)
+
+
+def statements_markdown(as_of: date, made: StatementSummary, sent: RelaySummary | None) -> str:
+    """The flow's artifact: statements made by state, those made before, sends by kind, failures."""
+    lines = [f"# Statements of account as of {as_of}", "", "| made | count |", "|---|---|"]
+    lines += [f"| {key} | {count} |" for key, count in sorted(made.created.items())]
+    if made.already:
+        lines += ["", f"Made before (not sent again): {len(made.already)}"]
+    if sent is not None:
+        lines += ["", "| sent | count |", "|---|---|"]
+        lines += [f"| {key} | {count} |" for key, count in sorted(sent.outcomes.items())]
+        lines += [f"- message {mid}: {error}" for mid, error in sent.failures[:20]]
+    lines += [f"- {error}" for error in made.errors[:20]]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="send_statements")
+def send_statements(as_of: date | None = None, customers: list[str] | None = None) -> dict[str, Any]:
+    """Statements of account as of the day (default today) for these customers, or every customer
+    with something open, each once per customer and day, sent through SMTP when it is configured."""
+    settings = Settings()
+    template_dir(settings.message_templates_dir)  # a broken template file stops the run before anything is made
+    store = open_store(settings.database)
+    day = as_of or date.today()
+    made = request_statements(store, customers, day, payment_days=settings.statement_payment_days)
+    sent = send_messages(store, settings) if settings.smtp is not None else None
+    create_markdown_artifact(
+        statements_markdown(day, made, sent), key="send-statements", description="Statements of account"
+    )
+    return {"requested": made.as_dict(), "sent": sent.as_dict() if sent else None}

@@ -19,7 +19,7 @@ from billbridge.flows.messages import send_messages
 from billbridge.flows.statements import preview_statement, request_statements
 from billbridge.sandbox.smtp import SmtpSandbox
 from billbridge.store import messages
-from billbridge.store.db import Store
+from billbridge.store.db import Store, open_store
 from billbridge.store.message_models import BillingContactRow
 from billbridge.store.models import Customer, Invoice
 from billbridge.store.payments import record_payment
@@ -145,3 +145,20 @@ def test_no_contact_waits_visibly_an_opt_out_is_respected_and_all_skips_settled_
     context, rendered = preview_statement(store, "c1", AS_OF, payment_days=30)
     assert context["state"] == "waiting_contact" and context["recipients"]["to"] == []
     assert "Balance: $4,800.00" in rendered.text
+
+
+def test_the_monthly_flow_sends_each_open_customers_statement_once(
+    flow_env: str, monkeypatch: pytest.MonkeyPatch, smtp: SmtpSandbox
+) -> None:
+    from billbridge.flows.statements import send_statements
+
+    store = open_store(flow_env)
+    world(store, 2)
+    for key, value in smtp.settings().items():
+        monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
+    first = send_statements(as_of=date(2026, 3, 15))
+    assert first["requested"]["created"] == {"statement.queued": 2}
+    assert first["sent"]["outcomes"] == {"statement": 2}
+    again = send_statements(as_of=date(2026, 3, 15))
+    assert again["requested"]["already"] == ["c0", "c1"] and again["sent"]["outcomes"] == {}
+    assert sorted(r.recipients[0] for r in smtp.mailbox.items()) == ["ap0@c0.example", "ap1@c1.example"]
