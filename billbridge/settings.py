@@ -392,6 +392,14 @@ class Settings(BaseSettings):
         description="Invoice deliveries, receipts and dunning notices are made for events of the last this many "
         "days (an upgrade does not mail a customer about last year's invoices)",
     )
+    message_templates_dir: Path | None = Field(
+        default=None,
+        description="Folder of message templates per entity and language (<entity_ref or default>/<language>/"
+        "<kind>.subject|.txt|.html); checked at start; default: the built-in English templates",
+    )
+    statement_payment_days: int = Field(
+        default=30, ge=0, le=3660, description="A statement of account lists the payments of this many days"
+    )
     pdf_font: Path | None = Field(
         default=None,
         description="TrueType font of invoice PDFs (any script); default: DejaVu Sans where installed, else Latin-1 core fonts",

@@ -53,10 +53,10 @@ def _check_timezone(name: str) -> str:
     return name
 
 
-MessageKind = Literal["invoice", "reminder", "receipt", "dunning"]
+MessageKind = Literal["invoice", "reminder", "receipt", "dunning", "statement"]
 """What billbridge tells a customer: an issued document, a payment reminder, a payment confirmation
-(receipt), a dunning notice after a declined auto-charge."""
-MESSAGE_KINDS: tuple[MessageKind, ...] = ("invoice", "reminder", "receipt", "dunning")
+(receipt), a dunning notice after a declined auto-charge, a statement of account."""
+MESSAGE_KINDS: tuple[MessageKind, ...] = ("invoice", "reminder", "receipt", "dunning", "statement")
 Channel = Literal["email", "quickbooks", "stripe"]
 """How messages reach a customer: ``email`` (billbridge sends through SMTP), ``quickbooks``
 (QuickBooks e-mails its own invoices) or ``stripe`` (every invoice is pushed to Stripe as

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
@@ -27,6 +28,7 @@ from billbridge.billing.messaging import reminder_steps, step_name
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
 from billbridge.errors import NotConfigured
+from billbridge.flows.message_templates import TemplateDir, template_dir
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import quickbooks_connector, stripe_connector, token_vault
 from billbridge.mapping import messages as render
@@ -53,6 +55,14 @@ class Extras:
     attachments: Attach = field(default=lambda context: ())
     pay_link: Callable[[Mapping[str, Any]], str | None] = field(default=lambda context: None)
     templates: Mapping[str, str] | None = None
+    files: TemplateDir | None = None  # the installation's template files (message_templates_dir)
+
+    def environment(self, context: Mapping[str, Any]) -> Environment | None:
+        """The template files' environment of a message's entity, language and currency, if any."""
+        if self.files is None:
+            return None
+        values = template_context(context, None)
+        return self.files.environment(context["entity"]["entity_ref"], values["language"], values["currency"])
 
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian's fonts-dejavu-core
@@ -121,9 +131,15 @@ def pay_link(store: Store | None, settings: Settings) -> Callable[[Mapping[str, 
 def default_extras(
     settings: Settings, templates: Mapping[str, str] | None = None, store: Store | None = None
 ) -> Extras:
-    """The PDF attachment and the pay link (Stripe's page, else QuickBooks' InvoiceLink with ``store``
-    for its tokens), as configured."""
-    return Extras(attachments=invoice_pdf(pdf_font(settings)), pay_link=pay_link(store, settings), templates=templates)
+    """The PDF attachment, the pay link (Stripe's page, else QuickBooks' InvoiceLink with ``store``
+    for its tokens) and the template files, as configured; a broken template file is refused here,
+    before anything is sent (TemplateProblem naming its file and line)."""
+    return Extras(
+        attachments=invoice_pdf(pdf_font(settings)),
+        pay_link=pay_link(store, settings),
+        templates=templates,
+        files=template_dir(settings.message_templates_dir),
+    )
 
 
 def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
@@ -151,6 +167,7 @@ def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[s
         "details": context["details"],
         "payment": context["details"].get("payment"),
         "pay_link": pay_link or context["details"].get("pay_link"),
+        "statement": context["details"].get("statement"),
     }
 
 
@@ -194,7 +211,9 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
         try:
             pay_link = extras.pay_link(context) or context["details"].get("pay_link")
             context = {**context, "pay_link": pay_link}
-            rendered = render.render(context["kind"], template_context(context, pay_link), extras.templates)
+            rendered = render.render(
+                context["kind"], template_context(context, pay_link), extras.templates, extras.environment(context)
+            )
             attachments = extras.attachments(context)
         except VendorError as exc:  # the pay link could not be read: try again later
             reason = f"{what}: {exc}"
@@ -241,10 +260,13 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
     return handle, sender.close
 
 
-def rendered(context: Mapping[str, Any], templates: Mapping[str, str] | None = None) -> render.Rendered:
+def rendered(
+    context: Mapping[str, Any], templates: Mapping[str, str] | None = None, files: TemplateDir | None = None
+) -> render.Rendered:
     """A message as its template renders it from what the store holds (no vendor call: the pay link
     is the one recorded with the message, if any)."""
-    return render.render(context["kind"], template_context(context, None), templates)
+    env = Extras(files=files).environment(context)
+    return render.render(context["kind"], template_context(context, None), templates, env)
 
 
 def _naming(context: Mapping[str, Any]) -> str:
@@ -473,6 +495,7 @@ def send_reminders(as_of: date | None = None) -> dict[str, Any]:
     """Daily: make the messages that are due (deliveries, reminder steps, receipts, dunning notices),
     then send them through SMTP, each once."""
     settings = Settings()
+    template_dir(settings.message_templates_dir)  # a broken template file stops the run before anything is made
     store = open_store(settings.database)
     plan = plan_messages(store, settings, as_of or date.today())
     mailers = settings.quickbooks is not None or settings.stripe is not None

@@ -20,6 +20,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from billbridge.flows.bill import bill
 from billbridge.flows.collect import collect_payments
+from billbridge.flows.message_templates import template_dir
 from billbridge.flows.messages import send_reminders
 from billbridge.flows.metrics import headline, headline_markdown, today_utc
 from billbridge.flows.monitors import snapshot_monitors
@@ -38,6 +39,8 @@ PAYMENT_SOURCES = payment_sources()  # the registry's: stripe, quickbooks
 def quote_to_cash(as_of: date | None = None) -> dict[str, Any]:
     """One pass of the whole loop over the configured systems; safe to rerun at any time."""
     settings = Settings()
+    if settings.smtp is not None:  # a broken template file stops the loop before it does anything
+        template_dir(settings.message_templates_dir)
     steps: dict[str, Any] = {}
     failed: list[str] = []
 

@@ -18,7 +18,18 @@ from email.utils import formataddr, formatdate
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import DictLoader, Environment, StrictUndefined, TemplateError, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    DictLoader,
+    Environment,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    nodes,
+    select_autoescape,
+)
 
 from billbridge.billing.messaging import date_text, money_text
 
@@ -85,6 +96,49 @@ Update your card or pay online: {{ pay_link }}
 {% endif %}
 {{ entity.name }}
 """,
+    "statement.subject": "Statement of account as of {{ statement.as_of|day }} from {{ entity.name }}",
+    "statement.text": """Hello {{ customer.name }},
+
+here is your statement of account with {{ entity.name }} as of {{ statement.as_of|day }}.
+{% for section in statement.sections %}{% set cur = section.currency %}
+{% if statement.sections|length > 1 %}In {{ cur }}:
+{% endif %}Open invoices:
+{%- for item in section.invoices %}
+- {{ item.number }} of {{ item.billing_date|day }}, due {{ item.due_date|day }}: {{ item.open|money(cur) }} open
+{%- if item.open != item.total %} of {{ item.total|money(cur) }}{% endif %}
+{%- if item.days_overdue %} ({{ item.days_overdue }} days overdue){% endif %}
+{%- else %}
+- none
+{%- endfor %}
+{% if section.credits %}
+Credits:
+{%- for item in section.credits %}
+- {% if item.kind == "payment" %}payment {{ item.number }} of {{ item.billing_date|day }}, not applied yet
+{%- else %}credit note {{ item.number }} of {{ item.billing_date|day }}{% endif %}: {{ item.open|money(cur) }}
+{%- endfor %}
+{% endif %}
+Payments received in the last {{ statement.payment_days }} days:
+{%- for payment in section.payments %}
+- {{ payment.received_on|day }}: {{ payment.amount|money(cur) }}
+{%- if payment.applied_to %} for {{ payment.applied_to|join(", ") }}{% endif %}
+{%- else %}
+- none
+{%- endfor %}
+
+Aging (days past due):
+{%- for bucket in section.aging %}
+  {{ "%-8s"|format(bucket.bucket) }} {{ bucket.amount|money(cur) }}
+{%- endfor %}
+Balance: {{ section.balance|money(cur) }}
+{% endfor %}{% if pay_link %}
+Pay online: {{ pay_link }}
+{% endif %}{% if entity.payment_instructions %}
+{{ entity.payment_instructions }}
+{% endif %}
+If anything here looks wrong, please reply to this message.
+
+{{ entity.name }}
+""",
 }
 DEFAULT_HTML = """<!doctype html>
 <html lang="{{ language }}"><body style="font-family: sans-serif">
@@ -130,9 +184,35 @@ class Rendered:
     html: str
 
 
-def environment(language: str, currency: str, templates: Mapping[str, str] | None = None) -> Environment:
+KINDS: tuple[str, ...] = ("invoice", "reminder", "receipt", "dunning", "statement")
+VARIABLES = frozenset(
+    {
+        "language",
+        "currency",
+        "customer",
+        "entity",
+        "invoice",
+        "details",
+        "payment",
+        "pay_link",
+        "doc_label",
+        "statement",
+    }
+)
+"""What a subject or text template may name (a value a message does not have, such as ``invoice`` of a
+statement, is None)."""
+HTML_VARIABLES = VARIABLES | {"text", "pay_label"}
+_JINJA_NAMES = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "caller", "self"})
+
+
+def environment(
+    language: str, currency: str, templates: Mapping[str, str] | None = None, loader: BaseLoader | None = None
+) -> Environment:
+    """The templates of one language and currency: ``loader``'s first (an installation's template
+    files), then ``templates``, then the English defaults."""
+    defaults = DictLoader({**DEFAULT_TEMPLATES, "html": DEFAULT_HTML, **(templates or {})})
     env = Environment(
-        loader=DictLoader({**DEFAULT_TEMPLATES, "html": DEFAULT_HTML, **(templates or {})}),
+        loader=ChoiceLoader([loader, defaults]) if loader is not None else defaults,
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=(), default_for_string=False, default=False),
         keep_trailing_newline=True,
@@ -144,13 +224,29 @@ def environment(language: str, currency: str, templates: Mapping[str, str] | Non
 
 def check_templates(templates: Mapping[str, str]) -> None:
     """Refuse a broken template at start, naming it and its line."""
-    env = environment("en", "USD", templates)
-    for name in templates:
-        try:
-            env.get_template(name)
-        except TemplateError as exc:
-            line = getattr(exc, "lineno", None)
-            raise TemplateProblem(f"template {name}{f', line {line}' if line else ''}: {exc}") from None
+    for name, source in templates.items():
+        check_source(name, source)
+
+
+def check_source(name: str, source: str, filename: str | None = None) -> None:
+    """Refuse a template that would fail, naming its file (or name) and line: a syntax error, an
+    unknown filter, or a variable no message has (a misspelt one would fail every message)."""
+    env = environment("en", "USD")
+    where = filename or f"template {name}"
+    try:
+        tree = env.parse(source, name, filename)
+        env.compile(tree, name, filename)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"{where}, line {exc.lineno}: {exc.message}") from None
+    known = HTML_VARIABLES if name.endswith("html") else VARIABLES
+    declared = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    declared |= {m.name for m in tree.find_all(nodes.Macro)}
+    for node in tree.find_all(nodes.Name):
+        if node.ctx == "load" and node.name not in known | declared | _JINJA_NAMES:
+            raise TemplateProblem(
+                f"{where}, line {node.lineno}: unknown variable {node.name!r} "
+                f"(a message has: {', '.join(sorted(known))})"
+            )
 
 
 @lru_cache(maxsize=256)
@@ -160,37 +256,65 @@ def _default_environment(language: str, currency: str) -> Environment:
     return environment(language, currency)
 
 
-def render(kind: str, context: Mapping[str, Any], templates: Mapping[str, str] | None = None) -> Rendered:
-    """The subject, text and HTML of a message of ``kind``; raises TemplateProblem naming the template."""
+def render(
+    kind: str, context: Mapping[str, Any], templates: Mapping[str, str] | None = None, env: Environment | None = None
+) -> Rendered:
+    """The subject, text and HTML of a message of ``kind``; raises TemplateProblem naming the template
+    (its file, when it is one) and line. ``env``: an environment of this language and currency with
+    the installation's template files (see :func:`environment`)."""
     language, currency = str(context["language"]), str(context["currency"])
-    env = _default_environment(language, currency) if templates is None else environment(language, currency, templates)
-    values = {**context, "doc_label": "Credit note" if _doc_type(context) == "credit_note" else "Invoice"}
-    out = {}
-    for part in (SUBJECT, TEXT):
-        name = f"{kind}.{part}"
-        try:
-            out[part] = env.get_template(name).render(values)
-        except TemplateError as exc:
-            line = getattr(exc, "lineno", None)
-            raise TemplateProblem(f"template {name}{f', line {line}' if line else ''}: {exc}") from None
-    html_env = _html_environment(env)
-    try:
-        html = html_env.get_template("html").render(
-            {**values, "text": out[TEXT], "pay_label": "Pay online" if kind != "dunning" else "Update your card"}
+    if env is None:
+        env = (
+            _default_environment(language, currency)
+            if templates is None
+            else environment(language, currency, templates)
         )
-    except TemplateError as exc:
-        raise TemplateProblem(f"template html: {exc}") from None
+    values = {**context, "doc_label": "Credit note" if _doc_type(context) == "credit_note" else "Invoice"}
+    out = {part: _render(env, [f"{kind}.{part}"], values) for part in (SUBJECT, TEXT)}
+    html = _render(
+        _html_environment(env),
+        [f"{kind}.html", "html"],
+        {**values, "text": out[TEXT], "pay_label": "Pay online" if kind != "dunning" else "Update your card"},
+    )
     return Rendered(" ".join(out[SUBJECT].split()), out[TEXT], html)
+
+
+def _render(env: Environment, names: list[str], values: Mapping[str, Any]) -> str:
+    template = None
+    try:
+        template = env.select_template(names)
+        return template.render(values)
+    except TemplateError as exc:
+        filename = template.filename if template is not None else None
+        where = filename if filename and not filename.startswith("<") else f"template {names[0]}"
+        line = getattr(exc, "lineno", None) or _line_of(exc, template)
+        raise TemplateProblem(f"{where}{f', line {line}' if line else ''}: {exc}") from None
+
+
+def _line_of(exc: BaseException, template: Template | None) -> int | None:
+    """The template line a rendering error happened on: Jinja rewrites the traceback so the template's
+    frames carry its file name and line."""
+    if template is None:
+        return None
+    filename = template.filename or "<template>"
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 _HTML: dict[int, Environment] = {}
 
 
 def _html_environment(env: Environment) -> Environment:
-    """The autoescaping twin of ``env`` (same templates), made once per environment."""
+    """The autoescaping twin of ``env`` (same templates and filters), made once per environment."""
     found = _HTML.get(id(env))
     if found is None or found.loader is not env.loader:
         found = _HTML[id(env)] = Environment(loader=env.loader, undefined=StrictUndefined, autoescape=True)
+        found.filters.update(env.filters)
         if len(_HTML) > 512:
             _HTML.clear()
     return found

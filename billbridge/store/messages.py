@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing.messaging import Recipients, message_id, recipients
 from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
+from billbridge.billing.statements import OpenItem, RecentPayment
 from billbridge.store import outbox
 from billbridge.store.external_refs import get_external_id
 from billbridge.store.invoices import documents_query, invoice_lines
@@ -602,3 +604,154 @@ def customers_without_stored_contacts(session: Session) -> list[tuple[int, str]]
         select(Customer.id, Customer.customer_ref).where(Customer.id.not_in(has_rows)).order_by(Customer.customer_ref)
     )
     return [(int(cid), str(ref)) for cid, ref in rows]
+
+
+# Statements of account: what a customer has open as of a day.
+
+ISSUED = ("sent", "partially_paid", "paid")
+
+
+def customer_id_of(session: Session, customer_ref: str) -> int | None:
+    return session.scalar(select(Customer.id).where(Customer.customer_ref == customer_ref))
+
+
+def statement_items(
+    session: Session, customer_id: int, as_of: date, payment_days: int
+) -> tuple[list[OpenItem], list[RecentPayment]]:
+    """A customer's open items as of ``as_of`` and its payments of the ``payment_days`` before it
+    (``as_of`` included). An issued document's open amount as of the day is what is open now plus
+    what payments received after the day applied to it (so a statement dated in the past says what
+    was open then); a payment not applied yet is a credit (its unapplied amount now)."""
+    later: dict[int, Decimal] = defaultdict(Decimal)
+    for invoice_id, amount in session.execute(
+        select(PaymentAllocation.invoice_id, PaymentAllocation.amount)
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
+        .where(Invoice.customer_id == customer_id, Payment.received_on > as_of)
+    ):
+        later[invoice_id] += amount
+    items = []
+    for row in session.execute(
+        select(
+            Invoice.id,
+            Invoice.doc_type,
+            Invoice.number,
+            Invoice.currency,
+            Invoice.billing_date,
+            Invoice.due_date,
+            Invoice.invoice_total,
+            Invoice.amount_paid,
+        )
+        .where(Invoice.customer_id == customer_id, Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of)
+        .order_by(Invoice.id)
+    ).mappings():
+        credit = row["doc_type"] == "credit_note"
+        items.append(
+            OpenItem(
+                "credit_note" if credit else "invoice",
+                row["number"],
+                row["currency"],
+                row["billing_date"],
+                row["billing_date"] if credit else row["due_date"],
+                row["invoice_total"],
+                row["invoice_total"] - row["amount_paid"] + later[row["id"]],
+            )
+        )
+    since = as_of - timedelta(days=payment_days)
+    applied: dict[int, list[str]] = defaultdict(list)
+    payments = session.execute(
+        select(
+            Payment.id,
+            Payment.payment_ref,
+            Payment.currency,
+            Payment.amount,
+            Payment.unapplied_amount,
+            Payment.received_on,
+        )
+        .where(
+            Payment.customer_id == customer_id,
+            Payment.received_on <= as_of,
+            Payment.method.is_distinct_from("dispute"),
+        )
+        .order_by(Payment.id)
+    ).all()
+    payments = [p for p in payments if p.amount > 0]  # money compares in Python: SQLite stores it as text
+    recent = [p for p in payments if p.received_on > since]
+    for payment_id, number in session.execute(
+        select(PaymentAllocation.payment_id, Invoice.number)
+        .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
+        .where(PaymentAllocation.payment_id.in_([p.id for p in recent]))
+        .order_by(PaymentAllocation.id)
+    ):
+        applied[payment_id].append(number)
+    for p in payments:
+        if p.unapplied_amount > 0:
+            items.append(
+                OpenItem(
+                    "payment", p.payment_ref, p.currency, p.received_on, p.received_on, p.amount, -p.unapplied_amount
+                )
+            )
+    return items, [
+        RecentPayment(p.payment_ref, p.currency, p.received_on, p.amount, tuple(applied[p.id])) for p in recent
+    ]
+
+
+def customers_with_open_items(session: Session, as_of: date) -> list[tuple[int, str]]:
+    """(id, ref) of the customers with an issued document not settled or a payment not applied, by
+    ref: the candidates of ``statements send --all`` (each is checked as of the day)."""
+    ids: set[int] = set()
+    for customer_id, total, paid in session.execute(
+        select(Invoice.customer_id, Invoice.invoice_total, Invoice.amount_paid).where(
+            Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of
+        )
+    ):
+        if total != paid:  # money compares in Python: SQLite stores it as text
+            ids.add(customer_id)
+    for payer, unapplied in session.execute(
+        select(Payment.customer_id, Payment.unapplied_amount).where(Payment.customer_id.is_not(None))
+    ):
+        if payer is not None and unapplied > 0:
+            ids.add(payer)
+    ids.update(  # a document paid after the day was open on it
+        session.scalars(
+            select(Invoice.customer_id)
+            .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
+            .join(Payment, Payment.id == PaymentAllocation.payment_id)
+            .where(Payment.received_on > as_of, Invoice.billing_date <= as_of)
+        )
+    )
+    rows = session.execute(
+        select(Customer.id, Customer.customer_ref).where(Customer.id.in_(list(ids))).order_by(Customer.customer_ref)
+    )
+    return [(int(cid), str(ref)) for cid, ref in rows]
+
+
+def statement_preview_context(
+    session: Session, customer_id: int, as_of: date, details: dict[str, Any]
+) -> dict[str, Any]:
+    """The context the statement of a customer as of a day would have (nothing is saved): its
+    recipients and Message-ID are those ``statements send`` would use."""
+    chosen = recipients(contacts_of(session, [customer_id])[customer_id], "statement")
+    messaging, _channel, entity_ref = messaging_of(session, [customer_id])[customer_id]
+    key = statement_key(customer_id, as_of)
+    return {
+        **_parties(session, customer_id, None),
+        "id": 0,
+        "kind": "statement",
+        "state": "preview" if chosen.to else ("opted_out" if chosen.opted_out else "waiting_contact"),
+        "channel": "email",
+        "event_key": key,
+        "message_id": message_id(key, _domain(messaging, entity_ref)),
+        "recipients": chosen.as_dict(),
+        "language": chosen.language,
+        "as_of": as_of,
+        "details": details,
+        "subject": None,
+        "last_error": None,
+        "sent_at": None,
+    }
+
+
+def statement_key(customer_id: int, as_of: date) -> str:
+    """The event of a statement: one per customer and day, however often it is asked for."""
+    return f"statement:{customer_id}:{as_of.isoformat()}"

@@ -98,7 +98,13 @@ def test_the_customer_email_stands_in_and_a_customer_without_any_is_listed(store
 def test_the_json_schema_describes_contacts_and_entity_messaging() -> None:
     schema = json_schema()
     contact = schema["$defs"]["BillingContact"]
-    assert contact["properties"]["opt_out"]["items"]["enum"] == ["invoice", "reminder", "receipt", "dunning"]
+    assert contact["properties"]["opt_out"]["items"]["enum"] == [
+        "invoice",
+        "reminder",
+        "receipt",
+        "dunning",
+        "statement",
+    ]
     assert "reminder_days" in schema["$defs"]["EntityMessaging"]["properties"]
 
 

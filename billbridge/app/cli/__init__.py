@@ -27,6 +27,7 @@ from billbridge.app.cli import (
     revenue,
     run,
     serve,
+    statements,
     sync,
     user,
     webhooks,
@@ -60,6 +61,7 @@ app.add_typer(monitors.app, name="monitors")
 app.add_typer(user.app, name="user")
 app.add_typer(revenue.app, name="revenue")
 app.add_typer(messages.app, name="messages")
+app.add_typer(statements.app, name="statements")
 app.add_typer(partners.app, name="partners")
 
 

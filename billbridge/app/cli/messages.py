@@ -11,12 +11,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from billbridge.app.errors import fail
+from billbridge.flows.message_templates import TemplateDir, template_dir
+from billbridge.mapping.messages import TemplateProblem
 from billbridge.settings import Settings
 from billbridge.store import messages as sql
 from billbridge.store.db import Store, open_store
 
 app = typer.Typer(
-    help="Customer messages: invoice delivery, payment reminders, receipts, dunning notices.", no_args_is_help=True
+    help="Customer messages: invoice delivery, payment reminders, receipts, dunning notices, statements.",
+    no_args_is_help=True,
 )
 console = Console()
 err = Console(stderr=True)
@@ -28,13 +32,22 @@ def _store() -> Store:
     return open_store(Settings().database)
 
 
+def _templates(settings: Settings | None = None) -> TemplateDir | None:
+    """The template files (message_templates_dir), checked: a broken one stops the command, naming
+    its file and line."""
+    try:
+        return template_dir((settings or Settings()).message_templates_dir)
+    except TemplateProblem as exc:
+        fail(str(exc))
+
+
 def _json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
 @app.command("list")
 def list_messages(
-    kind: Annotated[str | None, typer.Option(help="invoice, reminder, receipt or dunning.")] = None,
+    kind: Annotated[str | None, typer.Option(help="invoice, reminder, receipt, dunning or statement.")] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer (customer_ref).")] = None,
     status: Annotated[
         str | None,
@@ -119,12 +132,13 @@ def show(
     """One message: its state, recipients, Message-ID, the server's last answer and its rendered text."""
     from billbridge.flows.messages import rendered
 
+    files = _templates()
     with _store().read() as session:
         context = sql.sending_context(session, message_id)
     if context is None:
         err.print(f"[red]error:[/red] no message {message_id}")
         raise typer.Exit(1)
-    text = rendered(context)
+    text = rendered(context, files=files)
     if as_json:
         keep = ("id", "kind", "state", "channel", "event_key", "message_id", "recipients", "language", "as_of")
         _json(
@@ -154,12 +168,13 @@ def preview(
         err.print("[red]error:[/red] --kind: invoice, reminder or dunning (a receipt is about a payment)")
         raise typer.Exit(1)
     day = date.fromisoformat(as_of) if as_of else date.today()
+    files = _templates()
     with _store().read() as session:
         context = sql.preview_context(session, invoice, kind, day)  # type: ignore[arg-type]
     if context is None:
         err.print(f"[red]error:[/red] no document {invoice!r}")
         raise typer.Exit(1)
-    text = rendered(context)
+    text = rendered(context, files=files)
     _print_message(context, text.subject, text.text)
 
 
@@ -175,6 +190,7 @@ def send(
     from billbridge.flows.messages import plan_messages, send_messages
 
     settings = Settings()
+    _templates(settings)
     store = open_store(settings.database)
     plan = plan_messages(store, settings, date.fromisoformat(as_of) if as_of else date.today())
     sent = send_messages(store, settings) if settings.smtp is not None else None
