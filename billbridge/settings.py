@@ -107,6 +107,22 @@ class SalesforceSettings(BaseModel):
     )
     timeout_seconds: float = Field(default=60.0, gt=0, description="Per-request timeout")
     batch_size: int = Field(default=2000, ge=200, le=2000, description="Sforce-Query-Options batchSize")
+    billing_contact_role: str = Field(
+        default="Billing", description="Contact role (on the Opportunity, else its Account) of billing contacts"
+    )
+    account_contact_roles: bool = Field(
+        default=False,
+        description="Also read the Accounts' contact roles (AccountContactRole, one more query per page): "
+        "billing contacts of the Account where the Opportunity names none",
+    )
+    referral_partner_field: str | None = Field(
+        default=None,
+        description="Opportunity lookup to the referral partner's Account (PartnerAccountId with Partner "
+        "Relationship Management, or a custom lookup); none: no referral partners from Salesforce",
+    )
+    reseller_partner_field: str | None = Field(
+        default=None, description="Opportunity lookup to the reseller's Account; none: no resellers from Salesforce"
+    )
 
     @model_validator(mode="after")
     def _password_with_username(self) -> SalesforceSettings:

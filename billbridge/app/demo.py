@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from billbridge.billing.currency import quantum
+from billbridge.billing.currency import money_str, quantum
 from billbridge.billing.metrics import arr, mrr
 from billbridge.errors import UserError
 from billbridge.flows.importing import import_document
@@ -71,6 +71,38 @@ def prefect_environment() -> None:
         setup_logging()
 
 
+SALESFORCE_SEED, HUBSPOT_SEED = 101, 202
+
+
+def demo_worlds(deals: int) -> dict[str, demo_world.DemoWorld]:
+    """The two CRM worlds, by CRM: N deals each, with referral partners and resellers named on some
+    deals and billing contacts on most companies (a few left without, so their messages wait)."""
+    return {
+        crm: demo_world.with_contacts(demo_world.with_partners(demo_world.generate(deals, seed=seed)))
+        for crm, seed in (("salesforce", SALESFORCE_SEED), ("hubspot", HUBSPOT_SEED))
+    }
+
+
+def partner_ref_of(crm: str) -> Callable[[str], str]:
+    """A world partner's key -> the partner_ref its CRM account maps to (the CRM's prefix and id)."""
+    from billbridge.mapping import hubspot, salesforce
+    from billbridge.sandbox.hubspot.records import partner_company_id
+    from billbridge.sandbox.salesforce import partner_account_id
+
+    if crm == "salesforce":
+        return lambda key: salesforce.DEFAULT_MAPPING.ref_prefix + partner_account_id(key)
+    return lambda key: hubspot.DEFAULT_MAPPING.ref_prefix + partner_company_id(key)
+
+
+# The demo org names a deal's referral partner in the standard PartnerAccountId (Partner Relationship
+# Management) and its reseller in a custom lookup; billing contacts are read on the Account too.
+SALESFORCE_PARTNERS = {
+    "BILLBRIDGE_SALESFORCE__REFERRAL_PARTNER_FIELD": "PartnerAccountId",
+    "BILLBRIDGE_SALESFORCE__RESELLER_PARTNER_FIELD": "Reseller_Account__c",
+    "BILLBRIDGE_SALESFORCE__ACCOUNT_CONTACT_ROLES": "true",
+}
+
+
 @dataclass
 class Sandboxes:
     env: dict[str, str]
@@ -97,9 +129,10 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
         mailbox = Settings().data_dir / "demo-mailbox"
         shutil.rmtree(mailbox, ignore_errors=True)  # the mailbox of this run only
         smtp = stack.enter_context(SmtpSandbox(folder=mailbox))
-        salesforce = SalesforceSandbox(demo_world.generate(deals, seed=101)).start()
+        worlds = demo_worlds(deals)
+        salesforce = SalesforceSandbox(worlds["salesforce"]).start()
         stack.callback(salesforce.stop)
-        hubspot = HubSpotSandbox.start(demo_world.generate(deals, seed=202))
+        hubspot = HubSpotSandbox.start(worlds["hubspot"])
         stack.callback(hubspot.stop)
         base = webhooks_to.rstrip("/") if webhooks_to else None
         # Without Intuit's rate limits, as the other demo sandboxes: the demo shows the flow, not the pace
@@ -130,6 +163,7 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
         )
         env = {
             **salesforce.env(),
+            **SALESFORCE_PARTNERS,
             **hubspot.env(),
             "BILLBRIDGE_HUBSPOT__REQUESTS_PER_10S": "100000",  # sandboxes do not throttle
             "BILLBRIDGE_QUICKBOOKS__CLIENT_ID": quickbooks.client_id,
@@ -178,8 +212,11 @@ def customers_pay_in_quickbooks(quickbooks: Any, stripe: Any) -> int:
     return paid
 
 
-def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sandboxes) -> dict[str, Any]:
-    """What the demo did, from the store and the sandboxes: counts per step, money per currency."""
+def summary(
+    store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sandboxes, fees: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What the demo did, from the store and the sandboxes: counts per step, money per currency.
+    ``runs``: the two quote_to_cash runs' results; ``fees``: the two partner_fees runs' results."""
     with store.read() as session:
         contracts = current_contracts(session, None)
         documents = list_invoices(session)
@@ -209,6 +246,8 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
     ]
     qbo_docs = len(qbo_numbers)
     journal_numbers = [str(r["DocNumber"]) for r in sandboxes.quickbooks.company.all("JournalEntry")]
+    bill_numbers = [str(r["DocNumber"]) for e in ("Bill", "VendorCredit") for r in sandboxes.quickbooks.company.all(e)]
+    vendor_names = [str(r["DisplayName"]) for r in sandboxes.quickbooks.company.all("Vendor")]
     entered = [  # Stripe payments entered in QuickBooks (their note names the Stripe payment)
         str(p.get("PrivateNote"))
         for p in sandboxes.quickbooks.company.all("Payment")
@@ -250,6 +289,8 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
             "stripe": len(stripe_numbers) - len(set(stripe_numbers)),
             "quickbooks_payments": len(entered) - len(set(entered)),
             "quickbooks_journal_entries": len(journal_numbers) - len(set(journal_numbers)),
+            "quickbooks_bills": len(bill_numbers) - len(set(bill_numbers)),
+            "quickbooks_vendors": len(vendor_names) - len(set(vendor_names)),
         },
         "second_run_created": {
             "contracts": sum(
@@ -265,7 +306,9 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
             "payments_in_quickbooks": again.get("reconcile.stripe", {})
             .get("mirrored_to_quickbooks", {})
             .get("created", 0),
+            "bills": fees[-1].get("bills", {}).get("created", 0),
         },
+        "partners": _partners_summary(store, documents, sandboxes),
         "mrr": {cur: str(v) for cur, v in monthly.items()},
         "arr": {cur: str(v) for cur, v in arr(monthly).items()},
         "monitors": _monitors_summary(again.get("snapshot_monitors", {})),
@@ -279,26 +322,28 @@ def summary(store: Store, runs: list[dict[str, Any]], as_of: date, sandboxes: Sa
     }
 
 
-def add_demo_contacts(store: Store) -> int:
-    """What a finance team does after the first sync: give the customers billing contacts (the demo
-    CRMs carry none), leaving every seventh without one so ``status`` shows messages waiting."""
-    from billbridge.billing.model import BillingContact
-    from billbridge.store.messages import customers_without_stored_contacts
-    from billbridge.store.reference import replace_contacts
+def _partners_summary(store: Store, documents: list[dict[str, Any]], sandboxes: Sandboxes) -> dict[str, Any]:
+    """Partners by kind, referral fees accrued per currency (net of reversals), statements closed,
+    Bills and VendorCredits in QuickBooks, and the invoices billed to resellers."""
+    from billbridge.store import partners as sql
 
-    with store.write() as session:
-        refs = customers_without_stored_contacts(session)
-        contacts = {
-            cid: [BillingContact(email=f"ap@{_mail_name(ref)}.example", language="de" if n % 3 == 2 else "en")]
-            for n, (cid, ref) in enumerate(refs)
-            if n % 7 != 6
-        }
-        replace_contacts(session, contacts)
-    return len(contacts)
-
-
-def _mail_name(ref: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in ref.lower()).strip("-") or "customer"
+    with store.read() as session:
+        partners = sql.load_partners(session)
+        accruals = sql.load_accruals(session)
+        closed = sql.statements(session)
+    fees: dict[str, Decimal] = {}
+    for accrual in accruals:
+        fees[accrual.currency] = fees.get(accrual.currency, Decimal(0)) + accrual.fee
+    resellers = {ref for ref, p in partners.items() if p.kind != "referral"}
+    company = sandboxes.quickbooks.company
+    return {
+        "partners": dict(sorted(Counter(p.kind for p in partners.values()).items())),
+        "fees_accrued": {c: money_str(a, c) for c, a in sorted(fees.items())},
+        "statements": len(closed),
+        "bills": len(company.all("Bill")),
+        "vendor_credits": len(company.all("VendorCredit")),
+        "reseller_invoices": sum(1 for d in documents if d["doc_type"] == "invoice" and d["customer_ref"] in resellers),
+    }
 
 
 def _messages_summary(store: Store, sandboxes: Sandboxes) -> dict[str, Any]:
@@ -385,10 +430,11 @@ def add_demo_monitors(store: Store) -> int:
     return added
 
 
-def demo_world_store(data_dir: Path, name: str) -> str:
+def demo_world_store(data_dir: Path, name: str, deals: int) -> str:
     """A SQLite store of its own in the data folder (``demo.db``, ``sandbox.db``), emptied, with the
-    demo world's legal entities in it (what an installation sets up before syncing: the sandboxes'
-    deals name them). Emptied because the sandboxes start empty every time, so what an earlier run
+    demo world's legal entities and the partners of its two CRM worlds of ``deals`` deals in it, with
+    their referral agreements (what an installation sets up before syncing: the sandboxes' deals name
+    them). Emptied because the sandboxes start empty every time, so what an earlier run
     stored (cursors, external ids, the QuickBooks tokens it rotated) belongs to vendors that no longer
     exist. The configured store is never touched."""
     path = data_dir / name
@@ -399,6 +445,8 @@ def demo_world_store(data_dir: Path, name: str) -> str:
     store = open_store(url)
     try:
         import_document(store, demo_world.entities_document(demo_world.generate(0)))
+        for crm, world in demo_worlds(deals).items():
+            import_document(store, demo_world.partners_document(world, partner_ref_of(crm)))
     finally:
         store.dispose()
     return url
@@ -408,11 +456,12 @@ def demo_world_store(data_dir: Path, name: str) -> str:
 def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[dict[str, Any], Sandboxes]]:
     """Start the sandboxes, run quote_to_cash, let customers pay, run it again; yield the summary
     while the sandboxes (and the settings pointing at them) are still there."""
+    from billbridge.flows.partner_fees import partner_fees, previous_period
     from billbridge.flows.quote_to_cash import quote_to_cash
 
     day = as_of or date.today()
     with running_sandboxes(deals) as sandboxes:
-        env = {**sandboxes.env, "BILLBRIDGE_DATABASE_URL": demo_world_store(Settings().data_dir, DEMO_STORE)}
+        env = {**sandboxes.env, "BILLBRIDGE_DATABASE_URL": demo_world_store(Settings().data_dir, DEMO_STORE, deals)}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -429,9 +478,10 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
             customers_pay_in_quickbooks(sandboxes.quickbooks, sandboxes.stripe)
             add_demo_monitors(store)
             close_last_month(store, day)  # the second run posts its journal entries
-            add_demo_contacts(store)
+            fees = [partner_fees(period=previous_period(day))]  # as its monthly schedule would
             runs.append(quote_to_cash(as_of=day))
-            yield summary(store, runs, day, sandboxes), sandboxes
+            fees.append(partner_fees(period=previous_period(day)))  # again: nothing billed twice
+            yield summary(store, runs, day, sandboxes, fees), sandboxes
         finally:
             for key, value in saved.items():
                 if value is None:

@@ -46,6 +46,7 @@ from billbridge.mapping.crm import (
 from billbridge.mapping.fields import PARSE_FAILURES, MappingError
 from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
 from billbridge.records import DealBundle, RecordPage
+from billbridge.settings import Settings
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, current_contracts, lookups_for, save_contract
 from billbridge.store.cursors import get_cursor, set_cursor
@@ -479,11 +480,16 @@ Dates = tuple[date, date] | None
 
 
 def spec_for(
-    name: str, mapping: CrmMapping | StripeSubscriptionMapping | None = None, *, dates: Dates = None
+    name: str,
+    mapping: CrmMapping | StripeSubscriptionMapping | None = None,
+    *,
+    dates: Dates = None,
+    settings: Settings | None = None,
 ) -> SourceSpec:
     """The declared spec of a contract source (the vendor registry's), with the installation's mapping
     or the documented default (and, for a CRM, ``dates``: the window of plausible dates, settings
-    ``crm_earliest_date`` and ``crm_latest_date``). Stripe subscriptions carry Stripe's own timestamps,
+    ``crm_earliest_date`` and ``crm_latest_date``; ``settings``: the fields the installation names,
+    such as Salesforce's partner lookups). Stripe subscriptions carry Stripe's own timestamps,
     not dates a person typed: no window."""
     sources = contract_sources()
     if name not in sources:
@@ -496,7 +502,8 @@ def spec_for(
     crm = mapping if isinstance(mapping, CrmMapping) else source.default_mapping
     if dates is not None:
         crm = crm.model_copy(update={"earliest_date": dates[0], "latest_date": dates[1]})
-    return CrmSourceSpec(name, source.bundle_to_crm, crm)
+    extract = source.configured(settings) if settings is not None and source.configured else source.bundle_to_crm
+    return CrmSourceSpec(name, extract, crm)
 
 
 def _record_id(deal: Any, default: str = "(no id)") -> str:

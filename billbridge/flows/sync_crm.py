@@ -64,7 +64,7 @@ def sync_crm(source: str = "salesforce", full: bool = False) -> dict[str, Any]:
     or product the store has now are retried first."""
     settings = Settings()
     store = open_store(settings.database)
-    spec = spec_for(source, dates=settings.crm_dates)
+    spec = spec_for(source, dates=settings.crm_dates, settings=settings)
     with vendor_slot(source):
         summary = sync_pages(
             store,

@@ -42,6 +42,8 @@ from billbridge.records import DealBundle
 DEFAULT_MAPPING = CrmMapping(won_stages=["Closed Won"], ref_prefix="sf-")
 LINES = "OpportunityLineItems"
 ENTRIES = "PricebookEntries"
+CONTACT_ROLES = "OpportunityContactRoles"
+ACCOUNT_ROLES = "AccountContactRoles"  # on the Account, where the connector reads them
 
 
 class SalesforceFields(BaseModel):
@@ -61,7 +63,9 @@ class SalesforceFields(BaseModel):
     account_entity: str = Field(default="Billing_Entity__c", description="Account text: legal entity ref")
     account_email: str | None = Field(default=None, description="Account email field for invoices, if any")
     billing_contact_role: str = Field(
-        default="Billing", description="OpportunityContactRole.Role of the contacts who receive billing messages"
+        default="Billing",
+        description="Role (OpportunityContactRole, else AccountContactRole) of the contacts who receive billing "
+        "messages",
     )
     referral_partner: str | None = Field(
         default=None,
@@ -195,17 +199,23 @@ def _line(line: Mapping[str, Any]) -> CrmLine:
     )
 
 
-def _billing_contacts(opp: Mapping[str, Any], role: str) -> tuple[CrmContact, ...]:
-    """The Opportunity's contacts in the billing role (primary first), as the deal's billing contacts."""
-    roles = [r for r in _records(opp, "OpportunityContactRoles") if str(r.get("Role") or "") == role]
-    roles.sort(key=lambda r: not r.get("IsPrimary"))
+def _billing_contacts(opp: Mapping[str, Any], account: Mapping[str, Any] | None, role: str) -> tuple[CrmContact, ...]:
+    """The Opportunity's contacts in the billing role (primary first), else its Account's
+    (AccountContactRole, where the connector reads them), as the deal's billing contacts."""
+    found = _in_role(_records(opp, CONTACT_ROLES), role, CONTACT_ROLES)
+    if not found and account is not None:
+        found = _in_role(_records(account, ACCOUNT_ROLES), role, f"Account.{ACCOUNT_ROLES}")
+    return found
+
+
+def _in_role(rows: list[Mapping[str, Any]], role: str, relationship: str) -> tuple[CrmContact, ...]:
+    roles = [(index, r) for index, r in enumerate(rows) if str(r.get("Role") or "") == role]
+    roles.sort(key=lambda pair: not pair[1].get("IsPrimary"))
     out = []
-    for index, contact_role in enumerate(roles):
+    for index, contact_role in roles:
         contact = contact_role.get("Contact") or {}
         name = " ".join(str(p) for p in (contact.get("FirstName"), contact.get("LastName")) if p) or None
-        out.append(
-            CrmContact(email=contact.get("Email"), name=name, field=f"OpportunityContactRoles[{index}].Contact.Email")
-        )
+        out.append(CrmContact(email=contact.get("Email"), name=name, field=f"{relationship}[{index}].Contact.Email"))
     return tuple(out)
 
 
@@ -237,7 +247,7 @@ def bundle_to_crm(
         entity_ref=opp.get(fields.deal_entity),
         modified_at=_modstamp(opp.get("SystemModstamp"), "SystemModstamp"),
         lines=tuple(_line(x) for x in bundle.lines),
-        contacts=_billing_contacts(opp, fields.billing_contact_role),
+        contacts=_billing_contacts(opp, bundle.company, fields.billing_contact_role),
         partners=tuple(
             CrmPartner(opp.get(name), role, name) for role, name in fields.partner_fields().items() if opp.get(name)
         ),

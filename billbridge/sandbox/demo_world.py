@@ -7,12 +7,16 @@ compare what a sync stored with what the world says. Generation is seeded and de
 Deals cover every pricing model of the price book, several currencies and legal entities, won and
 not-won stages, and a few deliberately broken records (``DemoDeal.broken`` says how) that a sync
 must quarantine rather than drop. ``changed`` produces the next state of the world: edits, closed
-deals, deletions and fixes of broken deals, each with a later modification time.
+deals, deletions and fixes of broken deals, each with a later modification time. ``with_partners``
+adds referral partners and resellers named on some deals, ``with_contacts`` billing contacts (some
+companies deliberately without one); both draw from a generator of their own, so the deals stay as
+``generate`` made them.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -74,6 +78,41 @@ class DemoCompany:
     domain: str
     entity_ref: str
     modified_at: datetime
+    billing_email: str | None = None  # the company's own billing address (HubSpot's fallback property)
+
+
+PartnerKind = Literal["referral", "reseller"]
+
+
+@dataclass(frozen=True)
+class DemoPartner:
+    """A partner company: a referral partner earns a fee on the customers it brings, a reseller buys for
+    its end customers and is invoiced instead of them. In the CRMs: an Account marked as a partner, a
+    company; in billbridge: a partner declared in a contract file under the ref its CRM id maps to."""
+
+    key: str  # P0001...; vendors assign their own ids
+    name: str
+    kind: PartnerKind
+    entity_ref: str
+    currency: str
+    email: str
+    modified_at: datetime
+
+
+@dataclass(frozen=True)
+class DemoContact:
+    """A billing contact of a company: named on one of its deals (``deal_key``: Salesforce's
+    OpportunityContactRole, a HubSpot deal association) or on the company itself (None:
+    AccountContactRole, a company association)."""
+
+    key: str
+    company_key: str
+    first_name: str
+    last_name: str
+    email: str
+    language: str | None
+    deal_key: str | None
+    modified_at: datetime
 
 
 @dataclass(frozen=True)
@@ -111,6 +150,8 @@ class DemoDeal:
     modified_at: datetime
     broken: Broken | None = None
     deleted: bool = False
+    referral_partner: str | None = None  # the key of the partner that referred the customer
+    reseller: str | None = None  # the key of the reseller the deal was sold through
 
 
 @dataclass
@@ -123,6 +164,8 @@ class DemoWorld:
     seed: int
     generation: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    partners: dict[str, DemoPartner] = field(default_factory=dict)
+    contacts: dict[str, DemoContact] = field(default_factory=dict)
 
     @property
     def live_deals(self) -> list[DemoDeal]:
@@ -399,7 +442,131 @@ def changed(
     for deal in [d for d in deals.values() if fix_broken and d.broken is not None and not d.deleted]:
         fixed = gen.deal(int(deal.key[1:]), world.companies[deal.company_key])
         deals[deal.key] = replace(fixed, stage="won", won=True, modified_at=at)
-    return DemoWorld(world.entities, world.products, world.companies, deals, at, world.seed, world.generation + 1)
+    return DemoWorld(
+        world.entities,
+        world.products,
+        world.companies,
+        deals,
+        at,
+        world.seed,
+        world.generation + 1,
+        partners=world.partners,
+        contacts=world.contacts,
+    )
+
+
+_PARTNER_NAMES = {
+    "referral": ["Northwind Advisors", "Contoso Consulting", "Fabrikam Partners", "Litware Referrals"],
+    "reseller": ["Channel One Distribution", "Tailspin Resellers", "Proseware Channel", "Adatum Reseller"],
+}
+_FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Niklaus"]
+_LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Wirth"]
+
+
+def _valid_won(world: DemoWorld) -> list[DemoDeal]:
+    return sorted((d for d in world.live_deals if d.won and d.broken is None), key=lambda d: d.key)
+
+
+def with_partners(world: DemoWorld, *, referral: int = 2, resellers: int = 1) -> DemoWorld:
+    """The world with ``referral`` referral partners and ``resellers`` resellers, each in the legal
+    entity (and currency) of the most deals: every referral partner named on about a quarter of its
+    entity's valid won deals, every reseller on three others (sold through it, so not auto-charged)."""
+    rng = random.Random(world.seed * 7919 + 1)
+    valid = _valid_won(world)
+    counts = {e.entity_ref: sum(1 for d in valid if d.entity_ref == e.entity_ref) for e in world.entities}
+    busiest = [e for e in sorted(world.entities, key=lambda e: -counts[e.entity_ref]) if counts[e.entity_ref]]
+    if not busiest:
+        return world
+    partners: dict[str, DemoPartner] = {}
+    deals = dict(world.deals)
+    taken: set[str] = set()
+    roles: tuple[PartnerKind, PartnerKind] = ("referral", "reseller")
+    kinds = [roles[0]] * referral + [roles[1]] * resellers
+    for n, kind in enumerate(kinds, start=1):
+        entity = busiest[(n - 1 if kind == "referral" else n - 1 - referral) % len(busiest)]
+        names = _PARTNER_NAMES[kind]
+        name = f"{names[(world.seed + n) % len(names)]} {_SUFFIX[entity.country]}"
+        key = f"P{n:04d}"
+        domain = name.split()[0].lower()
+        partner = DemoPartner(
+            key, name, kind, entity.entity_ref, entity.currency, f"ap@{domain}.example", world.now - timedelta(days=200)
+        )
+        partners[key] = partner
+        mine = [d for d in valid if d.entity_ref == entity.entity_ref and d.key not in taken]
+        chosen = rng.sample(mine, min(len(mine), max(1, len(mine) // 4) if kind == "referral" else 3))
+        for deal in sorted(chosen, key=lambda d: d.key):
+            taken.add(deal.key)
+            if kind == "referral":
+                deals[deal.key] = replace(deal, referral_partner=key)
+            else:
+                deals[deal.key] = replace(deal, reseller=key, auto_charge=False)
+    return replace(world, deals=deals, partners=partners)
+
+
+def with_contacts(world: DemoWorld) -> DemoWorld:
+    """The world with billing contacts, by company in key order (of companies with live deals): two in
+    five have one on the company, one in five on its first deal, one in five only a billing e-mail on
+    the company (HubSpot reads it as the fallback, Salesforce has no such field), and one in five none:
+    its messages wait visibly for a contact. A third of the contacts read German."""
+    rng = random.Random(world.seed * 7919 + 2)
+    first_deal: dict[str, str] = {}
+    for deal in sorted(world.live_deals, key=lambda d: d.key):
+        first_deal.setdefault(deal.company_key, deal.key)
+    companies = dict(world.companies)
+    contacts: dict[str, DemoContact] = {}
+    for n, key in enumerate(sorted(first_deal)):
+        company, slot = companies[key], n % 5
+        if slot == 4:
+            continue
+        if slot == 3:
+            companies[key] = replace(company, billing_email=f"billing@{company.domain}")
+            continue
+        first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
+        contact_key = f"K{len(contacts) + 1:06d}"
+        contacts[contact_key] = DemoContact(
+            contact_key,
+            key,
+            first,
+            last,
+            f"{first.lower()}.{last.lower()}@{company.domain}",
+            "de" if n % 3 == 2 else None,
+            first_deal[key] if slot == 1 else None,
+            company.modified_at,
+        )
+    return replace(world, companies=companies, contacts=contacts)
+
+
+def partners_document(world: DemoWorld, ref: Callable[[str], str]) -> dict[str, Any]:
+    """The world's partners as a contract file, under the partner_ref ``ref`` gives a partner's key (its
+    CRM's prefix and id): referral partners with an agreement each (20% of what referred customers are
+    invoiced for their first 24 months and a flat fee on their first payment; or 10% of what they pay
+    for the contract's life), resellers with a 20% discount and their own payment terms."""
+    partners, agreements = [], []
+    for n, partner in enumerate(sorted(world.partners.values(), key=lambda p: p.key)):
+        partner_ref = ref(partner.key)
+        record: dict[str, Any] = {
+            "partner_ref": partner_ref,
+            "name": partner.name,
+            "kind": partner.kind,
+            "entity_ref": partner.entity_ref,
+            "currency": partner.currency,
+            "email": partner.email,
+            "payment_terms_days": 30 if partner.kind == "referral" else 45,
+        }
+        if partner.kind == "reseller":
+            record["discount_percent"] = "20"
+        else:
+            terms: dict[str, Any] = (
+                {"basis": "billed", "percent": "20", "months": 24, "flat_fee": _in(partner.currency, "250")}
+                if n % 2 == 0
+                else {"basis": "collected", "percent": "10"}
+            )
+            agreements.append(
+                {"agreement_ref": f"{partner_ref}-referrals", "partner_ref": partner_ref, "currency": partner.currency}
+                | terms
+            )
+        partners.append(record)
+    return {"partners": partners, "referral_agreements": agreements}
 
 
 def entities_document(world: DemoWorld) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from billbridge.connectors.base import DealSource, PushResult, WebhookRefused
@@ -74,6 +75,8 @@ class Contracts:
         Callable[[DealBundle, dict[Any, Any]], tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]] | None
     ) = None  # (bundle, a cache kept for the whole sync) -> neutral CRM records
     default_mapping: CrmMapping | None = None
+    # the installation's ``bundle_to_crm``, where settings name the fields it reads (None: the default's)
+    configured: Callable[[Settings], Callable[[DealBundle, dict[Any, Any]], Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,10 +139,26 @@ QUICKBOOKS_WEBHOOK = Webhook(
 )
 
 
+def salesforce_fields(settings: Settings) -> salesforce_mapping.SalesforceFields:
+    """The Salesforce fields the installation's settings name (the contact role, the partner lookups)."""
+    config = settings.salesforce
+    if config is None:
+        return salesforce_mapping.DEFAULT_FIELDS
+    return salesforce_mapping.SalesforceFields(
+        billing_contact_role=config.billing_contact_role,
+        referral_partner=config.referral_partner_field,
+        reseller_partner=config.reseller_partner_field,
+    )
+
+
 def _salesforce(settings: Settings) -> DealSource:
     from billbridge.connectors.salesforce import connect
 
-    return connect(settings, columns=salesforce_mapping.DEFAULT_FIELDS.columns())
+    return connect(settings, columns=salesforce_fields(settings).columns())
+
+
+def _salesforce_mapper(settings: Settings) -> Callable[[DealBundle, dict[Any, Any]], Any]:
+    return partial(salesforce_mapping.bundle_to_crm, fields=salesforce_fields(settings))
 
 
 def _hubspot(settings: Settings) -> DealSource:
@@ -187,7 +206,13 @@ def _quickbooks_mailer(settings: Settings, tokens: TokenVault) -> InvoiceMailer:
 VENDORS: dict[str, Vendor] = {
     "salesforce": Vendor(
         "salesforce",
-        Contracts("deals", _salesforce, salesforce_mapping.bundle_to_crm, salesforce_mapping.DEFAULT_MAPPING),
+        Contracts(
+            "deals",
+            _salesforce,
+            salesforce_mapping.bundle_to_crm,
+            salesforce_mapping.DEFAULT_MAPPING,
+            configured=_salesforce_mapper,
+        ),
     ),
     "hubspot": Vendor(
         "hubspot", Contracts("deals", _hubspot, hubspot_mapping.bundle_to_crm, hubspot_mapping.DEFAULT_MAPPING)

@@ -161,10 +161,12 @@ def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Pa
         "stripe": 0,
         "quickbooks_payments": 0,
         "quickbooks_journal_entries": 0,
+        "quickbooks_bills": 0,
+        "quickbooks_vendors": 0,
     }
     # October closed between the runs: the second run posted one JournalEntry per entity and currency
     assert summary["closed_month"] == "2026-10" and summary["journal_entries"] > 0
-    second = {"contracts": 0, "invoices": 0, "pushed": 0, "charged": 0, "payments_in_quickbooks": 0}
+    second = {"contracts": 0, "invoices": 0, "pushed": 0, "charged": 0, "payments_in_quickbooks": 0, "bills": 0}
     assert summary["second_run_created"] == second
     # the books know what Stripe collected (a zero invoice is "charged" without a payment)
     assert summary["stripe_payments_in_quickbooks"] == summary["payments_recorded"]["stripe"] > 0
@@ -175,6 +177,14 @@ def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Pa
     # the demo's monitors (invoice total, renewals, usage per entity) were evaluated by the second run
     assert summary["monitors"]["monitors"] >= 8 and summary["monitors"]["values"] > 0
     assert summary["monitors"]["alerts"] == sum(summary["monitors"]["alerts_by_monitor"].values()) > 0
+    # each CRM world names two referral partners and a reseller: all known, so only broken deals wait
+    partners = summary["partners"]
+    assert partners["partners"] == {"referral": 4, "reseller": 2}
+    assert partners["statements"] == 4 and partners["bills"] + partners["vendor_credits"] >= 1
+    assert partners["fees_accrued"] and all(Decimal(v) > 0 for v in partners["fees_accrued"].values())
+    assert partners["reseller_invoices"] > 0
+    # billing contacts come from the CRMs; companies left without one have their messages wait
+    assert summary["messages"]["waiting_for_contact"] > 0 and summary["messages"]["received"] > 0
 
     # run again in the same folder, as a person does: the same totals, in a table a person reads
     shown = billbridge("demo", "--deals", "50", "--as-of", "2026-11-22")
@@ -187,7 +197,10 @@ def test_installed_command_runs_the_demo_twice_with_the_same_totals(tmp_path: Pa
     assert rows["payments matched to invoices"].startswith(f"{summary['reconciled']['matched']} in full")
     mrr = Decimal(summary["mrr"]["USD"])
     assert mrr >= 1000 and f"{mrr:,.2f} USD" in rows["MRR"]  # thousands separated, the currency named
-    assert rows["check: anything held twice"] == "no: every document and payment is in QuickBooks and Stripe once"
+    assert rows["check: anything held twice"] == (
+        "no: every document, payment, Bill and vendor is in QuickBooks and Stripe once"
+    )
+    assert rows["partners"].startswith("4 referral, 2 reseller; referral fees accrued ")
     assert rows["check: second run"].startswith("created nothing")
     monitors = summary["monitors"]
     assert rows["monitor alerts"].startswith(f"{monitors['alerts']} from {monitors['monitors']} monitors")

@@ -6,10 +6,19 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import SecretStr
 
 from billbridge.flows.crm_pages import CrmSourceSpec, SubscriptionSourceSpec, spec_for
-from billbridge.settings import HubSpotSettings, Settings
-from billbridge.vendors.registry import VENDORS, contract_sources, payment_sources, vendor, webhooks
+from billbridge.records import DealBundle
+from billbridge.settings import HubSpotSettings, SalesforceSettings, Settings
+from billbridge.vendors.registry import (
+    VENDORS,
+    contract_sources,
+    payment_sources,
+    salesforce_fields,
+    vendor,
+    webhooks,
+)
 
 
 def test_the_registry_names_each_vendor_and_its_roles() -> None:
@@ -58,3 +67,31 @@ def test_looking_vendors_up_loads_no_vendor_sdk() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_salesforce_partner_lookups_and_contact_role_come_from_the_settings() -> None:
+    """An org with Partner Relationship Management names the referral partner in PartnerAccountId and
+    the reseller in a custom lookup: set in ``[salesforce]``, its sync selects and maps both."""
+    org = SalesforceSettings(
+        instance_url="https://acme.my.salesforce.com",
+        client_id="id",
+        client_secret=SecretStr("secret"),
+        referral_partner_field="PartnerAccountId",
+        reseller_partner_field="Reseller_Account__c",
+        billing_contact_role="Accounts Payable",
+    )
+    fields = salesforce_fields(Settings(salesforce=org))
+    assert fields.partner_fields() == {"referral": "PartnerAccountId", "reseller": "Reseller_Account__c"}
+    assert {"PartnerAccountId", "Reseller_Account__c"} <= set(fields.columns()["Opportunity"])
+    opportunity = {"Id": "006A", "AccountId": "001A", "PartnerAccountId": "001P", "Reseller_Account__c": None}
+    ap = {"Role": "Accounts Payable", "Contact": {"Email": "ap@a.example"}}
+    bundle = DealBundle(deal=opportunity | {"OpportunityContactRoles": [ap]}, lines=[], company=None, products={})
+    spec = spec_for("salesforce", settings=Settings(salesforce=org))
+    assert isinstance(spec, CrmSourceSpec)
+    deal = spec.extract(bundle, {})[0]
+    assert [(p.company_id, p.role, p.field) for p in deal.partners] == [("001P", "referral", "PartnerAccountId")]
+    assert [c.email for c in deal.contacts or ()] == ["ap@a.example"]
+    plain = spec_for("salesforce")
+    assert isinstance(plain, CrmSourceSpec)
+    default = plain.extract(bundle, {})[0]  # by default: no partner lookups, role "Billing"
+    assert default.partners == () and default.contacts == ()

@@ -118,6 +118,21 @@ def _messages_line(messages: dict[str, Any]) -> str:
     )
 
 
+def _partners_line(partners: dict[str, Any]) -> str:
+    """The demo's partners: how many of each kind, referral fees accrued, statements and Bills, and the
+    invoices billed to resellers."""
+    if not partners:
+        return "none"
+    kinds = ", ".join(f"{n} {kind}" for kind, n in partners["partners"].items()) or "none"
+    fees = ", ".join(money_display(Decimal(v), c) for c, v in partners["fees_accrued"].items()) or "none"
+    credits = f" and {partners['vendor_credits']} VendorCredit(s)" if partners["vendor_credits"] else ""
+    return (
+        f"{kinds}; referral fees accrued {fees}; {partners['statements']} statement(s) closed, "
+        f"{partners['bills']} Bill(s){credits} in QuickBooks; {partners['reseller_invoices']} invoice(s) "
+        "billed to resellers (billbridge --demo partners list)"
+    )
+
+
 def _monitor_alerts(monitors: dict[str, Any]) -> str:
     """The demo's monitor alerts per monitor (``billbridge --demo monitors list`` shows the monitors)."""
     shown = ", ".join(f"{name} {n}" for name, n in sorted(monitors.get("alerts_by_monitor", {}).items()))
@@ -159,6 +174,7 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ("MRR", money(result["mrr"])),
         ("monitor alerts", _monitor_alerts(result.get("monitors", {}))),
         ("customer e-mails", _messages_line(result.get("messages", {}))),
+        ("partners", _partners_line(result.get("partners", {}))),
         ("ARR", money(result["arr"])),
         ("revenue recognised this month", money(result.get("recognised_revenue", {}))),
         ("deferred revenue", money(result.get("deferred_revenue", {}))),
@@ -169,13 +185,15 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         ),
         (
             "check: anything held twice",
-            f"[red]yes[/red]: {twice}" if twice else "no: every document and payment is in QuickBooks and Stripe once",
+            f"[red]yes[/red]: {twice}"
+            if twice
+            else "no: every document, payment, Bill and vendor is in QuickBooks and Stripe once",
         ),
         (
             "check: second run",
             f"[red]created[/red] {again}"
             if again
-            else "created nothing (no contract, invoice, push, charge or payment entry)",
+            else "created nothing (no contract, invoice, push, charge, payment entry or Bill)",
         ),
     ]
     for label, value in rows:
@@ -205,7 +223,7 @@ def sandbox(
     settings = Settings()
     webhooks_to = f"http://{settings.api_host}:{settings.api_port}" if webhooks else None
     try:  # Ctrl-C at any moment (even while the settings print) stops them cleanly
-        store = demo_world_store(settings.data_dir, SANDBOX_STORE)
+        store = demo_world_store(settings.data_dir, SANDBOX_STORE, deals)
         with running_sandboxes(deals, webhooks_to=webhooks_to) as running:
             table = Table("sandbox", "URL", title="billbridge sandboxes (fault control: <url>/__sandbox__/faults)")
             table.add_row("Salesforce", running.salesforce.url)

@@ -31,7 +31,7 @@ def sync_crm_command(
 
     settings = Settings()
     try:
-        spec = spec_for(source, dates=settings.crm_dates)
+        spec = spec_for(source, dates=settings.crm_dates, settings=settings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--source") from None
     store = open_store(settings.database)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,10 @@ CONTACT_ROLE_COLUMNS = (
     "Contact.LastName",
 )
 
+ACCOUNT_ROLES = "AccountContactRoles"  # child relationship of Account: its contacts with their role
+ACCOUNT_ROLE_COLUMNS = ("Id", "AccountId", *CONTACT_ROLE_COLUMNS[1:])
+ACCOUNTS_PER_ROLE_QUERY = 200  # ids in one IN list: ~4,600 characters, well under the query URL's limit
+
 STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
     "Opportunity": ("Id", "Name", "StageName", "Amount", "CloseDate", "CurrencyIsoCode", "AccountId", "SystemModstamp"),
     "OpportunityLineItem": (
@@ -84,6 +88,16 @@ def deals_soql(extra: Mapping[str, Sequence[str]], since: datetime | None) -> st
         f"SELECT {', '.join(deal + account)}, (SELECT {', '.join(line)} FROM {LINES}), "
         f"(SELECT {', '.join(CONTACT_ROLE_COLUMNS)} FROM {CONTACT_ROLES}) "
         f"FROM Opportunity{where} ORDER BY SystemModstamp, Id"
+    )
+
+
+def account_roles_soql(account_ids: Sequence[str]) -> str:
+    """The contact roles of some Accounts (AccountContactRole): a query of its own, since SOQL cannot
+    nest the Account's child relationship under the Opportunity's lookup to it."""
+    quoted = ", ".join(f"'{i}'" for i in account_ids)
+    return (
+        f"SELECT {', '.join(ACCOUNT_ROLE_COLUMNS)} FROM AccountContactRole "
+        f"WHERE AccountId IN ({quoted}) ORDER BY AccountId, Id"
     )
 
 
@@ -206,6 +220,8 @@ class SalesforceSource:
             if pending is not None and last:
                 bundles += self._settle(pending, state, products)
                 pending = None
+            if self.client.settings.account_contact_roles:
+                bundles = self._with_account_roles(bundles)
             yield RecordPage(
                 bundles, state.encode(), deleted_ids=deleted_ids, api_calls=self.client.calls - calls_before
             )
@@ -220,6 +236,32 @@ class SalesforceSource:
         for record in window:
             state.deliver(record["Id"], record["SystemModstamp"])
         return [self._bundle(r, products) for r in window] if again and pairs else []
+
+    def _with_account_roles(self, bundles: list[DealBundle]) -> list[DealBundle]:
+        """The page's bundles with their Account's contact roles (``AccountContactRoles`` on the
+        company, shaped as a child relationship result), read in queries of up to 200 accounts."""
+        ids = sorted({str(b.company["Id"]) for b in bundles if b.company and b.company.get("Id")})
+        roles: dict[str, list[dict[str, Any]]] = {}
+        options = self.client.request_options()
+        for start in range(0, len(ids), ACCOUNTS_PER_ROLE_QUERY):
+            soql = account_roles_soql(ids[start : start + ACCOUNTS_PER_ROLE_QUERY])
+
+            def fetch(next_url: str | None, soql: str = soql) -> Any:
+                if next_url is None:
+                    return self.client.call(lambda sf: sf.query(soql, **options))
+                return self._more(next_url)
+
+            for result in PAGES.pages(fetch):
+                for row in result["records"]:
+                    roles.setdefault(str(row["AccountId"]), []).append(row)
+        out = []
+        for bundle in bundles:
+            if bundle.company and bundle.company.get("Id"):
+                mine = roles.get(str(bundle.company["Id"]), [])
+                result = {"totalSize": len(mine), "done": True, "records": mine} if mine else None
+                bundle = replace(bundle, company={**bundle.company, ACCOUNT_ROLES: result})
+            out.append(bundle)
+        return out
 
     def products(self) -> dict[str, dict[str, Any]]:
         """The price book once per run: Product2 Id -> product with its PricebookEntries records."""

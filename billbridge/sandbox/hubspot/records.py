@@ -211,7 +211,18 @@ def _clean(props: dict[str, str | None]) -> dict[str, str]:
 
 
 def company_properties(company: DemoCompany) -> dict[str, str]:
-    return _clean({"name": company.name, "domain": company.domain, "legal_entity": company.entity_ref})
+    props: dict[str, str | None] = {"name": company.name, "domain": company.domain, "legal_entity": company.entity_ref}
+    return _clean(props | {"billing_email": company.billing_email})
+
+
+PARTNER_NUMBERS = 900_000  # partner companies are numbered from here
+PARTNER_LABELS = {"referral": "Referral partner", "reseller": "Reseller"}  # the connector's default labels
+BILLING_CONTACT_LABEL = "Billing contact"  # likewise
+
+
+def partner_company_id(partner_key: str) -> str:
+    """A partner's company (numbered apart from the customers')."""
+    return _id("companies", PARTNER_NUMBERS + int(partner_key[1:]))
 
 
 def product_properties(product: DemoProduct) -> dict[str, str]:
@@ -295,10 +306,46 @@ def apply(data: HubSpotData, world: DemoWorld) -> int:
         for company in world.companies.values():
             cid = data.ids.setdefault(company.key, _id("companies", int(company.key[1:])))
             _upsert(tables["companies"], cid, company_properties(company), to_ms(company.modified_at))
+        for partner in world.partners.values():
+            pid = data.ids.setdefault(partner.key, partner_company_id(partner.key))
+            partner_props = {"name": partner.name, "legal_entity": partner.entity_ref}
+            _upsert(tables["companies"], pid, partner_props, to_ms(partner.modified_at))
         changed = 0
         for deal in world.deals.values():
             changed += _apply_deal(data, world, deal)
+            if not deal.deleted:
+                _link_partners(data, deal)
+        for contact in world.contacts.values():
+            if contact.key not in data.ids:
+                person: dict[str, str | None] = {
+                    "email": contact.email,
+                    "firstname": contact.first_name,
+                    "lastname": contact.last_name,
+                    "hs_language": contact.language,
+                }
+                cid = data.ids[contact.key] = data.add_contact(_clean(person), to_ms(contact.modified_at))
+                on = (
+                    ("deals", data.ids[contact.deal_key])
+                    if contact.deal_key
+                    else ("companies", data.ids[contact.company_key])
+                )
+                data.link_contact(*on, cid, BILLING_CONTACT_LABEL)
         return changed
+
+
+def _link_partners(data: HubSpotData, deal: DemoDeal) -> None:
+    """Associate the deal with its partners' companies under their labels (once; again after the
+    deal's associations were rewritten)."""
+    deal_id = data.ids[deal.key]
+    linked = data.associations.get(("deals", "companies"), {}).get(deal_id, [])
+    for kind, partner in (("referral", deal.referral_partner), ("reseller", deal.reseller)):
+        if partner is None or data.ids[partner] in linked:
+            continue
+        label = PARTNER_LABELS[kind]
+        type_id = data.label_types.setdefault(label, USER_LABEL_TYPE_BASE + len(data.label_types))
+        data.labels.pop(("deals", "companies", deal_id, data.ids[partner]), None)
+        data.labels.pop(("companies", "deals", data.ids[partner], deal_id), None)
+        data.label("deals", "companies", deal_id, data.ids[partner], label, type_id)
 
 
 def _upsert(table: ObjectTable, object_id: str, props: dict[str, str], modified_ms: int) -> bool:

@@ -17,7 +17,7 @@ from billbridge.sandbox.demo_world import DemoWorld
 from billbridge.sandbox.faults import FaultInjector
 from billbridge.sandbox.salesforce.app import SalesforceErrors, create_app
 from billbridge.sandbox.salesforce.org import Org
-from billbridge.sandbox.salesforce.world import WorldRenderer, account_id, opportunity_id
+from billbridge.sandbox.salesforce.world import WorldRenderer, account_id, opportunity_id, partner_account_id
 from billbridge.sandbox.server import SandboxServer
 from billbridge.sandbox.tls import throwaway_tls
 
@@ -119,5 +119,6 @@ __all__ = [
     "SandboxAccess",
     "account_id",
     "opportunity_id",
+    "partner_account_id",
     "start_sandbox",
 ]

@@ -33,6 +33,10 @@ SCHEMA: dict[str, frozenset[str]] = {
     "OpportunityContactRole": frozenset(
         {"Id", "OpportunityId", "ContactId", "Role", "IsPrimary", "IsDeleted", "SystemModstamp"}
     ),
+    # Contacts' roles at an Account (Account Contact Roles), read by the connector where configured.
+    "AccountContactRole": frozenset(
+        {"Id", "AccountId", "ContactId", "Role", "IsPrimary", "IsDeleted", "SystemModstamp"}
+    ),
     "Account": frozenset({"Id", "Name", "Website", "Billing_Entity__c", "IsPartner", "IsDeleted", "SystemModstamp"}),
     "Pricebook2": frozenset({"Id", "Name", "IsStandard", "IsActive", "IsDeleted", "SystemModstamp"}),
     "Product2": frozenset(
@@ -71,6 +75,7 @@ SCHEMA: dict[str, frozenset[str]] = {
             "CurrencyIsoCode",
             "AccountId",
             "PartnerAccountId",  # standard where Partner Relationship Management is on: the partner Account
+            "Reseller_Account__c",  # a custom lookup to the reseller's Account (the demo's resellers)
             "IsDeleted",
             "IsWon",
             "SystemModstamp",
@@ -106,6 +111,8 @@ LOOKUPS: dict[tuple[str, str], tuple[str, str]] = {
     ("OpportunityLineItem", "PricebookEntry"): ("PricebookEntryId", "PricebookEntry"),
     ("PricebookEntry", "Product2"): ("Product2Id", "Product2"),
     ("OpportunityContactRole", "Contact"): ("ContactId", "Contact"),
+    ("AccountContactRole", "Contact"): ("ContactId", "Contact"),
+    ("AccountContactRole", "Account"): ("AccountId", "Account"),
 }
 # (object, child relationship name) -> (child object, its field pointing at the parent).
 CHILDREN: dict[tuple[str, str], tuple[str, str]] = {
@@ -113,6 +120,7 @@ CHILDREN: dict[tuple[str, str], tuple[str, str]] = {
     ("Product2", "PricebookEntries"): ("PricebookEntry", "Product2Id"),
     ("Account", "Opportunities"): ("Opportunity", "AccountId"),
     ("Opportunity", "OpportunityContactRoles"): ("OpportunityContactRole", "OpportunityId"),
+    ("Account", "AccountContactRoles"): ("AccountContactRole", "AccountId"),
 }
 
 
@@ -192,6 +200,8 @@ class QueryPage:
 
 
 def _compare(value: Any, op: str, wanted: Any) -> bool:
+    if op == "IN":
+        return value in wanted
     if op == "=":
         return bool(value == wanted)
     if op == "!=":

@@ -3,7 +3,7 @@
 Supported: ``SELECT`` fields (``Id``, relationship fields such as ``Account.Name`` and child
 subqueries ``(SELECT ... FROM OpportunityLineItems)``) ``FROM`` one object, ``WHERE`` comparisons
 joined by ``AND`` (=, !=, <, <=, >, >= against datetime literals, numbers, quoted strings,
-true/false/null), ``ORDER BY`` fields with ASC/DESC, ``LIMIT``. Anything else is a ``SoqlError``
+true/false/null; ``IN ('a', 'b')`` against a list of them), ``ORDER BY`` fields with ASC/DESC, ``LIMIT``. Anything else is a ``SoqlError``
 that the sandbox answers with MALFORMED_QUERY, as Salesforce does for a query it cannot parse.
 Datetime literals are unquoted ISO 8601 (``2026-11-01T00:00:00Z``), per the SOQL reference.
 """
@@ -24,7 +24,7 @@ _TOKEN = re.compile(
     r"|(?P<punct>[(),])"
     r"|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"
 )
-_KEYWORDS = {"SELECT", "FROM", "WHERE", "AND", "ORDER", "BY", "LIMIT", "ASC", "DESC", "NULLS", "FIRST", "LAST"}
+_KEYWORDS = {"SELECT", "FROM", "WHERE", "AND", "IN", "ORDER", "BY", "LIMIT", "ASC", "DESC", "NULLS", "FIRST", "LAST"}
 OPERATORS = {"=", "!=", "<>", "<", "<=", ">", ">="}
 
 
@@ -36,7 +36,7 @@ class SoqlError(ValueError):
 class Condition:
     field: str
     op: str
-    value: Any  # datetime (UTC), Decimal, str, bool or None
+    value: Any  # datetime (UTC), Decimal, str, bool or None; for ``IN`` a tuple of them
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,17 @@ class _Parser:
 
     def condition(self) -> Condition:
         name = self.take("word")
+        if self.accept("keyword", "IN"):
+            self.take("punct", "(")
+            values = [self.value()]
+            while self.accept("punct", ","):
+                values.append(self.value())
+            self.take("punct", ")")
+            return Condition(name, "IN", tuple(values))
         op = self.take("op")
+        return Condition(name, "!=" if op == "<>" else op, self.value())
+
+    def value(self) -> Any:
         kind, text = self.peek()
         self.pos += 1
         value: Any
@@ -162,7 +172,7 @@ class _Parser:
             value = {"true": True, "false": False, "null": None}[text.lower()]
         else:
             raise SoqlError(f"unexpected token: {text or 'end of query'!r} is not a value")
-        return Condition(name, "!=" if op == "<>" else op, value)
+        return value
 
 
 def parse(soql: str) -> Query:

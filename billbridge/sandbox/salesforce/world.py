@@ -3,9 +3,13 @@
 A multi-currency org: one standard price book with a PricebookEntry per product and currency, the
 product's canonical pricing as JSON in ``PricebookEntry.Billing_Pricing__c``, its charge in
 ``Product2.Billing_Charge__c`` and usage aggregation in ``Product2.Usage_Aggregation__c``; billing
-terms in custom Opportunity fields (``Billing_Start_Date__c`` ...). Ids are deterministic
-18-character ids with each object's key prefix (001 Account, 006 Opportunity, 00k line item,
-01t Product2, 01s Pricebook2, 01u PricebookEntry).
+terms in custom Opportunity fields (``Billing_Start_Date__c`` ...). Partners are Accounts with
+``IsPartner`` (Partner Relationship Management): a referral partner is the Opportunity's
+``PartnerAccountId``, a reseller its custom lookup ``Reseller_Account__c``. Billing contacts are
+Contacts in the "Billing" role on the Opportunity (OpportunityContactRole) or on the Account
+(AccountContactRole). Ids are deterministic 18-character ids with each object's key prefix (001
+Account, 003 Contact, 006 Opportunity, 00k line item, 00K OpportunityContactRole, 02Z
+AccountContactRole, 01t Product2, 01s Pricebook2, 01u PricebookEntry).
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billbridge.sandbox.demo_world import DemoCompany, DemoDeal, DemoWorld
+from billbridge.sandbox.demo_world import DemoCompany, DemoContact, DemoDeal, DemoPartner, DemoWorld
 from billbridge.sandbox.salesforce.org import Org
 
 STAGE_NAMES = {"won": "Closed Won", "lost": "Closed Lost", "open": "Negotiation/Review"}
 SETTLE = timedelta(minutes=2)
 UNKNOWN_PRODUCT_ID = "01tDm9999999999ZZZ"  # a line's product that is not in the price book
+PARTNER_NUMBERS = 900_000  # partner Accounts are numbered from here
+BILLING_ROLE = "Billing"  # the contact role the connector reads by default
 
 
 def sf_id(prefix: str, number: int) -> str:
@@ -30,6 +36,11 @@ def sf_id(prefix: str, number: int) -> str:
 
 def account_id(company_key: str) -> str:
     return sf_id("001", int(company_key[1:]))
+
+
+def partner_account_id(partner_key: str) -> str:
+    """A partner's Account (numbered apart from the customers')."""
+    return sf_id("001", PARTNER_NUMBERS + int(partner_key[1:]))
 
 
 def opportunity_id(deal_key: str) -> str:
@@ -98,9 +109,13 @@ class WorldRenderer:
                 )
         for company in world.companies.values():
             self._put_company(company)
+        for partner in world.partners.values():
+            self._put_partner(partner)
         for deal in world.deals.values():
             if not deal.deleted:
                 self._put_deal(deal)
+        for n, contact in enumerate(world.contacts.values(), start=1):
+            self._put_contact(n, contact)
 
     def apply(self, world: DemoWorld) -> int:
         """Bring the org to a later state of the same world: changed records get new SystemModstamps.
@@ -141,6 +156,49 @@ class WorldRenderer:
             },
         )
 
+    def _put_partner(self, partner: DemoPartner) -> None:
+        self.org.put(
+            "Account",
+            {
+                "Id": partner_account_id(partner.key),
+                "Name": partner.name,
+                "Website": None,
+                "Billing_Entity__c": partner.entity_ref,
+                "IsPartner": True,
+                "IsDeleted": False,
+                "SystemModstamp": partner.modified_at,
+            },
+        )
+
+    def _put_contact(self, n: int, contact: DemoContact) -> None:
+        """A Contact of the company's Account, in the billing role on its deal or on the Account."""
+        contact_id, stamp = sf_id("003", n), contact.modified_at
+        self.org.put(
+            "Contact",
+            {
+                "Id": contact_id,
+                "FirstName": contact.first_name,
+                "LastName": contact.last_name,
+                "Email": contact.email,
+                "AccountId": account_id(contact.company_key),
+                "IsDeleted": False,
+                "SystemModstamp": stamp,
+            },
+        )
+        role = {"ContactId": contact_id, "Role": BILLING_ROLE, "IsPrimary": True, "IsDeleted": False}
+        if contact.deal_key is not None:
+            self.org.put(
+                "OpportunityContactRole",
+                {"Id": sf_id("00K", n), "OpportunityId": opportunity_id(contact.deal_key), **role}
+                | {"SystemModstamp": stamp},
+            )
+        else:
+            self.org.put(
+                "AccountContactRole",
+                {"Id": sf_id("02Z", n), "AccountId": account_id(contact.company_key), **role}
+                | {"SystemModstamp": stamp},
+            )
+
     def _put_deal(self, deal: DemoDeal, old: DemoDeal | None = None) -> None:
         org, deal_id = self.org, opportunity_id(deal.key)
         stamp = deal.modified_at
@@ -179,7 +237,9 @@ class WorldRenderer:
             "CloseDate": deal.close_date,
             "CurrencyIsoCode": deal.currency,
             "AccountId": account_id(deal.company_key),
-            "PartnerAccountId": None,  # the partner Account, where one sold or referred the deal
+            # the partner Account that referred the deal (Partner Relationship Management), and the reseller's
+            "PartnerAccountId": partner_account_id(deal.referral_partner) if deal.referral_partner else None,
+            "Reseller_Account__c": partner_account_id(deal.reseller) if deal.reseller else None,
             "IsDeleted": False,
             "IsWon": deal.won,
             "SystemModstamp": _stamp(deal.modified_at),
