@@ -265,7 +265,7 @@ def test_the_demo_store_is_private(tmp_path: Path) -> None:
 
     saved = os.umask(0o022)
     try:
-        url = demo_world_store(tmp_path / "demo-data", DEMO_STORE)
+        url = demo_world_store(tmp_path / "demo-data", DEMO_STORE, deals=10)
         open_store(url).dispose()
     finally:
         os.umask(saved)
