@@ -146,6 +146,13 @@ SLOW_MODULES = frozenset(
 )
 
 
+# Connector tests against a running sandbox: the recorded scenarios (tests/connectors/test_*_replay.py)
+# replay their main exchanges in the fast tier; the sandbox tests, with their faults, call counts and
+# concurrent workers, run in the full suite.
+SANDBOX_FIXTURES = frozenset({"stripe_sb", "clock", "qb", "connect", "sandbox", "sf", "hs", "world"})
+SANDBOX_MODULES = ("tests/connectors/test_",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = config.rootpath
     for item in items:
@@ -156,5 +163,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or module.startswith(SLOW_FOLDERS)
             or fixtures & SLOW_FIXTURES
             or item.get_closest_marker("postgres")
+            or (module.startswith(SANDBOX_MODULES) and fixtures & SANDBOX_FIXTURES)
         ):
             item.add_marker(pytest.mark.slow)

@@ -9,9 +9,11 @@ change that altered them; the replay tests (fast tier) then check the connector 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from billbridge.sandbox.hubspot import HubSpotSandbox
+from billbridge.sandbox.quickbooks.company import QboCompany
 from billbridge.sandbox.quickbooks.running import start_quickbooks
 from billbridge.sandbox.salesforce import SalesforceSandbox
 from billbridge.sandbox.server import SandboxServer
@@ -20,9 +22,14 @@ from tests.connectors.cassettes import HERE, cassette_path, cassette_vcr
 from tests.connectors.scenarios import (
     HUBSPOT_SCENARIOS,
     QUICKBOOKS_SCENARIOS,
+    RECORDING_CLOCK,
     SALESFORCE_SCENARIOS,
     STRIPE_KEY,
     STRIPE_SCENARIOS,
+    CrmSide,
+    QuickBooksSide,
+    SandboxClock,
+    StripeSide,
     hubspot_contacts,
     hubspot_source,
     hubspot_world,
@@ -32,8 +39,6 @@ from tests.connectors.scenarios import (
     stripe_connector,
 )
 
-CLOCK = 1_800_000_000.0
-
 
 def record_stripe() -> list[Path]:
     """Every Stripe scenario against its own fresh sandbox."""
@@ -41,12 +46,13 @@ def record_stripe() -> list[Path]:
     for name, scenario in STRIPE_SCENARIOS.items():
         path = HERE / cassette_path("stripe", name)
         path.unlink(missing_ok=True)
-        sandbox = StripeSandbox((STRIPE_KEY,), clock=lambda: CLOCK)
+        clock = SandboxClock(RECORDING_CLOCK)
+        sandbox = StripeSandbox((STRIPE_KEY,), clock=clock)
         with (
             SandboxServer(sandbox.app, name="stripe") as server,
             cassette_vcr("all").use_cassette(cassette_path("stripe", name)),
         ):
-            scenario(stripe_connector(server.url))
+            scenario(stripe_connector(server.url), StripeSide(sandbox, clock))
         written.append(path)
     return written
 
@@ -62,7 +68,7 @@ def record_hubspot() -> list[Path]:
             cassette_vcr("all").use_cassette(cassette_path("hubspot", name)),
         ):
             hubspot_contacts(sandbox.data, sandbox.world)
-            scenario(hubspot_source(sandbox.url, sandbox.credentials.access_token))
+            scenario(hubspot_source(sandbox.url, sandbox.credentials.access_token), CrmSide(sandbox, sandbox.world))
         written.append(path)
     return written
 
@@ -73,22 +79,23 @@ def record_salesforce() -> list[Path]:
     for name, scenario in SALESFORCE_SCENARIOS.items():
         path = HERE / cassette_path("salesforce", name)
         path.unlink(missing_ok=True)
+        world = salesforce_world()
         with (
-            SalesforceSandbox(salesforce_world()) as sandbox,
+            SalesforceSandbox(world) as sandbox,
             cassette_vcr("all").use_cassette(cassette_path("salesforce", name)),
         ):
-            scenario(salesforce_source(sandbox.url, sandbox.credentials, str(sandbox.ca)))
+            scenario(salesforce_source(sandbox.url, sandbox.credentials, str(sandbox.ca)), CrmSide(sandbox, world))
         written.append(path)
     return written
 
 
 def record_quickbooks() -> list[Path]:
-    """Every QuickBooks scenario against its own fresh company (over TLS)."""
+    """Every QuickBooks scenario against its own fresh company (over TLS) on a fixed clock."""
     written = []
     for name, scenario in QUICKBOOKS_SCENARIOS.items():
         path = HERE / cassette_path("quickbooks", name)
         path.unlink(missing_ok=True)
-        qb = start_quickbooks()
+        qb = start_quickbooks(company=QboCompany(clock=SandboxClock(RECORDING_CLOCK)), limits=None)
         try:
             with cassette_vcr("all").use_cassette(cassette_path("quickbooks", name)):
                 conn = quickbooks_connector(
@@ -99,18 +106,32 @@ def record_quickbooks() -> list[Path]:
                     refresh_token=qb.refresh_token,
                     realm_id=qb.realm_id,
                 )
-                scenario(conn)
+                scenario(conn, QuickBooksSide(qb.company))
         finally:
             qb.stop()
         written.append(path)
     return written
 
 
-def main() -> int:
-    for path in [*record_stripe(), *record_hubspot(), *record_salesforce(), *record_quickbooks()]:
-        print(f"recorded {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+RECORDERS: dict[str, Callable[[], list[Path]]] = {
+    "stripe": record_stripe,
+    "hubspot": record_hubspot,
+    "salesforce": record_salesforce,
+    "quickbooks": record_quickbooks,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Record every vendor's scenarios, or those of the vendors named (``... record_cassettes stripe``)."""
+    unknown = [v for v in argv if v not in RECORDERS]
+    if unknown:
+        print(f"unknown vendor {', '.join(unknown)} (expected some of {', '.join(RECORDERS)})", file=sys.stderr)
+        return 2
+    for vendor in argv or list(RECORDERS):
+        for path in RECORDERS[vendor]():
+            print(f"recorded {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

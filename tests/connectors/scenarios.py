@@ -4,11 +4,14 @@ connector answered, which the replay tests check."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billbridge.billing.documents import DocumentLine, OutboundDocument
+from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
+from billbridge.billing.partner_fees import PartnerBill, StatementLine
 from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.hubspot import HubSpotClient, HubSpotSource
@@ -16,15 +19,24 @@ from billbridge.connectors.pacing import Pacer
 from billbridge.connectors.quickbooks import QuickBooksConfig
 from billbridge.connectors.quickbooks.tokens import InMemoryTokenStore, OAuthTokens
 from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource
-from billbridge.mapping.salesforce import DEFAULT_FIELDS
+from billbridge.connectors.stripe import StripeConflict
+from billbridge.mapping.journal import AccountMapping, PeriodRevenue
+from billbridge.mapping.salesforce import DEFAULT_FIELDS, SalesforceFields
 from billbridge.records import DealBundle, RecordPage
-from billbridge.sandbox.demo_world import DemoWorld, generate
+from billbridge.sandbox.demo_world import DemoWorld, changed, generate
 from billbridge.sandbox.hubspot.records import HubSpotData
+from billbridge.sandbox.quickbooks.company import QboCompany
+from billbridge.sandbox.salesforce import account_id, opportunity_id
+from billbridge.sandbox.stripe import StripeSandbox
+from billbridge.sandbox.stripe import catalog as stripe_catalog
+from billbridge.sandbox.stripe import payments as stripe_payments
 from billbridge.settings import HubSpotSettings
-from billbridge.vendors.quickbooks import QuickBooks
+from billbridge.vendors.contract import PaymentPage
+from billbridge.vendors.quickbooks import PaymentToRecord, QuickBooks
 from billbridge.vendors.stripe import Stripe
 
 STRIPE_KEY = "sk_test_cassettes"
+RECORDING_CLOCK = 1_800_000_000.0  # where every sandbox clock starts when recording
 
 
 def stripe_connector(url: str) -> Stripe:
@@ -47,7 +59,26 @@ def stripe_document(number: str, *amounts: str) -> OutboundDocument:
     )  # fmt: skip
 
 
-def stripe_push_charge_pull(conn: Stripe) -> dict[str, Any]:
+class SandboxClock:
+    """A sandbox's clock while recording: fixed, moved on only by the scenario (``now += ...``)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class StripeSide:
+    """What a Stripe scenario may do at the sandbox itself while recording (a customer paying, a
+    cardholder disputing); replaying, the side is None and the cassette holds what followed."""
+
+    sandbox: StripeSandbox
+    clock: SandboxClock
+
+
+def stripe_push_charge_pull(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
     """A customer ensured twice, an invoice pushed twice (created, then found), charged, and the
     payments pulled from the start."""
     customer = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
@@ -68,7 +99,90 @@ def stripe_push_charge_pull(conn: Stripe) -> dict[str, Any]:
     }
 
 
-STRIPE_SCENARIOS = {"push_charge_pull": stripe_push_charge_pull}
+def stripe_customers_send_void(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """Customers looked up before created (by metadata search) and updated when their name changed;
+    an invoice Stripe e-mails (sent once, found sent the second time), one voided, one marked
+    uncollectible, and a charge of the void one refused."""
+    created = conn.ensure_customer("sf-ACC1", "Globex", None)
+    found = conn.ensure_customer("sf-ACC1", "Globex", None)
+    updated = conn.ensure_customer("sf-ACC1", "Globex Corp", "ap@globex.test", customer_id=created)
+    mailed = replace(stripe_document("US-INV-000020", "42.00"), auto_charge=False)
+    pushed = conn.push_invoice(mailed, created, look_up=False)
+    assert pushed.external_id is not None
+    sent = conn.send_invoice(pushed.external_id, "ap@globex.test", mailed.idempotency_key("send"))
+    resent = conn.send_invoice(
+        pushed.external_id, "ap@globex.test", mailed.idempotency_key("send-2"), since=int(RECORDING_CLOCK)
+    )
+    voided_doc, lost_doc = stripe_document("US-INV-000021", "10.00"), stripe_document("US-INV-000022", "10.00")
+    voided, lost = conn.push_invoice(voided_doc, created), conn.push_invoice(lost_doc, created)
+    assert voided.external_id is not None and lost.external_id is not None
+    statuses = (
+        conn.void(voided.external_id, voided_doc.idempotency_key("void")),
+        conn.mark_uncollectible(lost.external_id, lost_doc.idempotency_key("uncollectible")),
+    )
+    try:
+        conn.charge_invoice(voided.external_id, voided_doc.idempotency_key("charge-1"))
+        refused = ""
+    except StripeConflict as exc:
+        refused = str(exc)
+    return {
+        "customers": (created, found, updated),
+        "pushed": pushed,
+        "sent": (sent, resent),
+        "statuses": statuses,
+        "refused": refused,
+    }
+
+
+def stripe_refunds_disputes(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """Two invoices charged; a day later one charge is partly refunded and the other disputed by the
+    cardholder: the refunds and the disputes' withdrawals are pulled, each from the start."""
+    customer = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
+    conn.attach_default_payment_method(customer, "pm_card_visa")
+    docs = [stripe_document("US-INV-000031", "135.00"), stripe_document("US-INV-000032", "80.00")]
+    for doc in docs:
+        pushed = conn.push_invoice(doc, customer, look_up=False)
+        assert pushed.external_id is not None
+        conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-1"))
+    if side is not None:
+        side.clock.now += 86400
+        refunded, disputed = side.sandbox.state.all("charge")
+        stripe_payments.create_refund(
+            side.sandbox.state, {"charge": refunded["id"], "amount": "3500", "reason": "requested_by_customer"}
+        )
+        stripe_payments.open_dispute(side.sandbox.state, disputed["id"])
+    return {
+        "refunds": [p for page in conn.pull_refunds(None) for p in page.payments],
+        "disputes": [p for page in conn.pull_disputes(None) for p in page.payments],
+        "payments": [p for page in conn.pull_payments(None) for p in page.payments],
+    }
+
+
+STRIPE_PAGED_INVOICES = 105  # a full page of Stripe's 100 and a short one
+
+
+def stripe_payments_paging(conn: Stripe, side: StripeSide | None = None) -> list[PaymentPage]:
+    """105 invoices paid a second apart (made at the sandbox directly), pulled from the start: two
+    pages of charges, the payment events that name their invoices read in windows that never overlap."""
+    if side is not None:
+        state = side.sandbox.state
+        customer = stripe_catalog.create_customer(state, {"name": "Globex", "payment_method": "pm_card_visa"})
+        for n in range(STRIPE_PAGED_INVOICES):
+            side.clock.now += 1
+            params = {"customer": customer["id"], "currency": "usd", "metadata": {"billbridge_number": f"N{n}"}}
+            invoice = stripe_payments.create_invoice(state, params)
+            stripe_payments.add_lines(state, {"lines": [{"amount": "1000"}]}, invoice["id"])
+            stripe_payments.finalize_invoice(state, {}, invoice["id"])
+            stripe_payments.pay_invoice(state, {}, invoice["id"])
+    return list(conn.pull_payments(None))
+
+
+STRIPE_SCENARIOS: dict[str, Callable[[Stripe, StripeSide | None], Any]] = {
+    "push_charge_pull": stripe_push_charge_pull,
+    "customers_send_void": stripe_customers_send_void,
+    "refunds_disputes": stripe_refunds_disputes,
+    "payments_paging": stripe_payments_paging,
+}
 
 HUBSPOT_TOKEN = "pat-cassettes"  # replaying sends it; the cassettes do not hold it (filtered)
 
@@ -85,7 +199,7 @@ def hubspot_source(url: str, token: str = HUBSPOT_TOKEN) -> HubSpotSource:
     return HubSpotSource(settings, client=client)
 
 
-def hubspot_full_pull(source: HubSpotSource) -> list[RecordPage[DealBundle]]:
+def hubspot_full_pull(source: HubSpotSource, side: CrmSide | None = None) -> list[RecordPage[DealBundle]]:
     """Every deal from the start: search pages, then associations and batch reads, then the archived list."""
     return list(source.pull(None))
 
@@ -103,7 +217,39 @@ def hubspot_contacts(data: HubSpotData, world: DemoWorld) -> None:
     data.link_contact("companies", data.ids[second.company_key], controller, "Billing contact")
 
 
-HUBSPOT_SCENARIOS = {"full_pull": hubspot_full_pull}
+@dataclass
+class CrmSide:
+    """What a CRM scenario may do at the sandbox while recording (edit deals, add contact roles);
+    replaying, the side is None: the tests work out what to expect from the same seeded worlds."""
+
+    sandbox: Any  # HubSpotSandbox or SalesforceSandbox: both apply a changed world
+    world: DemoWorld
+
+
+CRM_CHANGED = 0.3  # the share of deals edited, won or deleted between a full and an incremental pull
+
+
+def crm_later(world: DemoWorld) -> DemoWorld:
+    """The world after the edits the incremental scenarios apply (the same every time)."""
+    return changed(world, CRM_CHANGED)
+
+
+def hubspot_full_then_incremental(
+    source: HubSpotSource, side: CrmSide | None = None
+) -> list[list[RecordPage[DealBundle]]]:
+    """A full pull, then the world changes (edits, wins, deletions an hour later), an incremental pull
+    from the full pull's cursor, and a third pull that finds nothing new."""
+    full = list(source.pull(None))
+    if side is not None:
+        side.sandbox.apply(crm_later(side.world))
+    later = list(source.pull(full[-1].cursor))
+    return [full, later, list(source.pull(later[-1].cursor))]
+
+
+HUBSPOT_SCENARIOS: dict[str, Callable[[HubSpotSource, CrmSide | None], Any]] = {
+    "full_pull": hubspot_full_pull,
+    "full_then_incremental": hubspot_full_then_incremental,
+}
 
 
 def salesforce_world() -> DemoWorld:
@@ -124,12 +270,63 @@ def salesforce_source(url: str, credentials: dict[str, str], ca: str | None = No
     return SalesforceSource(client, columns=DEFAULT_FIELDS.columns(), clock=lambda: now)
 
 
-def salesforce_full_pull(source: SalesforceSource) -> list[RecordPage[DealBundle]]:
+def salesforce_full_pull(source: SalesforceSource, side: CrmSide | None = None) -> list[RecordPage[DealBundle]]:
     """Every opportunity from the start: the SOQL pages with their lines, accounts and products."""
     return list(source.pull(None))
 
 
-SALESFORCE_SCENARIOS = {"full_pull": salesforce_full_pull}
+SALESFORCE_PARTNER_FIELDS = SalesforceFields(reseller_partner="PartnerAccountId")
+
+
+def salesforce_roles_partner(world: DemoWorld) -> tuple[str, str]:
+    """The opportunity the roles scenario gives contact roles and a partner account, and that account."""
+    deal = next(d for d in sorted(world.live_deals, key=lambda d: d.key) if d.key in world.expected_contract_keys())
+    partner = next(k for k in sorted(world.companies) if k != deal.company_key)
+    return opportunity_id(deal.key), account_id(partner)
+
+
+def _salesforce_role(side: CrmSide, n: int, opportunity: str, role: str, email: str, primary: bool) -> None:
+    """A contact in ``role`` on ``opportunity``, as a sales rep would add it (stamped the day before)."""
+    stamp, org = side.world.now - timedelta(days=1), side.sandbox.org
+    contact = f"003{n:015d}"
+    org.put(
+        "Contact",
+        {"Id": contact, "FirstName": "Ada", "LastName": f"Payer{n}", "Email": email, "IsDeleted": False,
+         "SystemModstamp": stamp},
+    )  # fmt: skip
+    org.put(
+        "OpportunityContactRole",
+        {"Id": f"00K{n:015d}", "OpportunityId": opportunity, "ContactId": contact, "Role": role,
+         "IsPrimary": primary, "IsDeleted": False, "SystemModstamp": stamp},
+    )  # fmt: skip
+
+
+def salesforce_roles_partner_incremental(
+    source: SalesforceSource, side: CrmSide | None = None
+) -> list[list[RecordPage[DealBundle]]]:
+    """Contact roles (a decision maker, two billing contacts) and a partner account (PartnerAccountId,
+    read as the reseller) on one opportunity; a full pull with the partner column, then the world
+    changes, an incremental pull (SOQL from the cursor, the delete log), and a third finding nothing."""
+    source = SalesforceSource(source.client, columns=SALESFORCE_PARTNER_FIELDS.columns(), clock=source.clock)
+    if side is not None:
+        opportunity, partner = salesforce_roles_partner(side.world)
+        _salesforce_role(side, 1, opportunity, "Decision Maker", "ceo@example.com", True)
+        _salesforce_role(side, 2, opportunity, "Billing", "ap@example.com", False)
+        _salesforce_role(side, 3, opportunity, "Billing", "controller@example.com", True)
+        org = side.sandbox.org
+        org.put("Account", {**org.tables["Account"].records[partner], "IsPartner": True})
+        org.put("Opportunity", {**org.tables["Opportunity"].records[opportunity], "PartnerAccountId": partner})
+    full = list(source.pull(None))
+    if side is not None:
+        side.sandbox.apply(crm_later(side.world))
+    later = list(source.pull(full[-1].cursor))
+    return [full, later, list(source.pull(later[-1].cursor))]
+
+
+SALESFORCE_SCENARIOS: dict[str, Callable[[SalesforceSource, CrmSide | None], Any]] = {
+    "full_pull": salesforce_full_pull,
+    "roles_partner_incremental": salesforce_roles_partner_incremental,
+}
 
 
 QUICKBOOKS_REFRESH = "replayed-refresh-token"  # replaying starts from it; the cassettes do not hold it (filtered)
@@ -157,10 +354,10 @@ def quickbooks_connector(
     )
 
 
-def quickbooks_documents() -> list[OutboundDocument]:
-    """Four USD invoices of two customers, two lines each."""
+def quickbooks_documents(n: int = 4, *, start: int = 1) -> list[OutboundDocument]:
+    """``n`` USD invoices of two customers, two lines each."""
     docs = []
-    for i in range(1, 5):
+    for i in range(start, start + n):
         lines = (
             DocumentLine("seats", "SEATS", "Seats", Decimal(3), Decimal("89.97"), date(2026, 1, 1), date(2026, 1, 31)),
             DocumentLine(
@@ -189,7 +386,9 @@ def quickbooks_documents() -> list[OutboundDocument]:
     return docs
 
 
-def quickbooks_push_twice(conn: QuickBooks) -> tuple[list[PushResult], list[PushResult]]:
+def quickbooks_push_twice(
+    conn: QuickBooks, side: QuickBooksSide | None = None
+) -> tuple[list[PushResult], list[PushResult]]:
     """Four invoices pushed (customers and items looked up or created), then pushed again: found."""
     try:
         docs = quickbooks_documents()
@@ -198,4 +397,132 @@ def quickbooks_push_twice(conn: QuickBooks) -> tuple[list[PushResult], list[Push
         conn.close()
 
 
-QUICKBOOKS_SCENARIOS = {"push_twice": quickbooks_push_twice}
+@dataclass
+class QuickBooksSide:
+    """What a QuickBooks scenario may do at the company itself while recording (a customer paying, a
+    bookkeeper setting up accounts or rates); replaying, the side is None."""
+
+    company: QboCompany
+
+
+def quickbooks_payments(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """Six invoices and a credit memo pushed in one batch; a customer pays two invoices with one
+    cheque and another pays one; a Stripe payment is recorded against two invoices (looked up first,
+    so the second attempt finds it); the payments are then read from the start, a page at a time."""
+    try:
+        docs = quickbooks_documents(6)
+        memo = replace(quickbooks_documents(1, start=7)[0], number="US-CN-000001", doc_type="credit_note")
+        pushed = {r.number: r.external_id or "" for r in conn.push_documents([*docs, memo], look_up_first=False)}
+        same = [d for d in docs if d.customer_ref == docs[0].customer_ref]
+        if side is not None:
+            side.company.receive_payment(
+                {pushed[same[0].number]: Decimal("50.00"), pushed[same[1].number]: Decimal("10.00")},
+                amount=Decimal("75.00"),
+                ref="CHK-7",
+            )
+            side.company.receive_payment({pushed["US-INV-000002"]: Decimal("92.02")})
+        paid = same[1:3]
+        customer = conn.find("Customer", "DisplayName", [paid[0].customer_name])[paid[0].customer_name]["Id"]
+        card = IncomingPayment(
+            source="stripe",
+            payment_ref="ch_3MtwBwLkdIwHu7ix28a3tqPa",  # longer than PaymentRefNum holds
+            currency="USD",
+            amount=Decimal("40.00") + Decimal("30.00"),
+            received_on=date(2026, 2, 1),
+            customer_ref=paid[0].customer_ref,
+            invoice_numbers=(paid[0].number, paid[1].number),
+            invoice_amounts=(Decimal("40.00"), Decimal("30.00")),
+        )
+        record = PaymentToRecord(card, str(customer), {d.number: pushed[d.number] for d in paid})
+        recorded = (conn.record_payments([record]), conn.record_payments([record]))
+        return {
+            "pushed": pushed,
+            "recorded": recorded,
+            "pages": list(conn.pull_payments(None, page_size=2)),
+        }
+    finally:
+        conn.close()
+
+
+def quickbooks_journal_entries(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """A month of recognised revenue posted as a JournalEntry once (a rerun finds it), the month
+    closed again with more usage (the entry replaced by a sparse update naming its SyncToken), and a
+    mapping naming a missing account refused before anything is posted."""
+    try:
+        if side is not None:
+            for name, kind in (
+                ("Deferred Revenue", "Other Current Liability"),
+                ("Unbilled Receivables", "Other Current Asset"),
+                ("Usage Revenue", "Income"),
+            ):
+                side.company.create("Account", {"Name": name, "AccountType": kind})
+        ids = {a["Name"]: str(a["Id"]) for a in conn.query_all("Account")}
+        accounts = AccountMapping(
+            revenue="1",
+            deferred_revenue=ids["Deferred Revenue"],
+            contract_asset=ids["Unbilled Receivables"],
+            revenue_by_recognition={"usage": ids["Usage Revenue"]},
+        )
+        return {
+            "first": conn.post_journal_entries([(quickbooks_month(), accounts)]),
+            "again": conn.post_journal_entries([(quickbooks_month(), accounts)]),
+            "replaced": conn.post_journal_entries([(quickbooks_month(usage="60.00"), accounts)]),
+            "wrong": conn.post_journal_entries(
+                [(quickbooks_month(), accounts.model_copy(update={"revenue_by_product": {"api": "999"}}))]
+            ),
+        }
+    finally:
+        conn.close()
+
+
+def quickbooks_month(platform: str = "101.92", usage: str = "45.50") -> PeriodRevenue:
+    """November 2026's recognised revenue of us-inc: a ratable platform fee and usage."""
+    p, u = Decimal(platform), Decimal(usage)
+    return PeriodRevenue("us-inc", "USD", date(2026, 11, 1), {("platform", "ratable"): p, ("api", "usage"): u}, p, u)
+
+
+def quickbooks_partner_bills() -> list[PartnerBill]:
+    """A referral partner's fees as a Bill and a reversal-heavy month as a VendorCredit."""
+    lines = (
+        StatementLine("hooli", Decimal("1000.00"), Decimal("450.00")),
+        StatementLine("initech", Decimal("10"), Decimal("2.00")),
+    )
+    bill = PartnerBill(
+        7, "northwind", "Northwind Advisors", "ap@northwind.example", "USD", "2026-11", "PF-2026-11-7",
+        date(2026, 12, 1), date(2026, 12, 31), lines, Decimal("452.00"),
+    )  # fmt: skip
+    credit = PartnerBill(
+        8, "contoso", "Contoso Partners", None, "USD", "2026-11", "PF-2026-11-8",
+        date(2026, 12, 1), date(2026, 12, 31), (StatementLine("globex", Decimal("-200.00"), Decimal("-30.00")),),
+        Decimal("-30.00"),
+    )  # fmt: skip
+    return [bill, credit]
+
+
+def quickbooks_bills_and_rates(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """Partner statements pushed as a Bill and a VendorCredit (vendors and the expense account looked
+    up, then made), pushed again (found by DocNumber); the company's currency preferences and an
+    exchange rate read."""
+    try:
+        if side is not None:  # a company that sells abroad: multicurrency on, a rate entered
+            side.company.multicurrency = True
+            side.company.set_exchange_rate("EUR", "2026-11-30", Decimal("1.0825"))
+        bills = quickbooks_partner_bills()
+        first = conn.push_bills(bills, look_up_first=False)
+        return {
+            "first": first,
+            "again": conn.push_bills(bills),
+            "paid": conn.bill_payments(r.external_id or "" for r in first),
+            "prefs": conn.currency_prefs(),
+            "rate": conn.exchange_rate("EUR", date(2026, 12, 1)),
+        }
+    finally:
+        conn.close()
+
+
+QUICKBOOKS_SCENARIOS: dict[str, Callable[[QuickBooks, QuickBooksSide | None], Any]] = {
+    "push_twice": quickbooks_push_twice,
+    "payments": quickbooks_payments,
+    "journal_entries": quickbooks_journal_entries,
+    "bills_and_rates": quickbooks_bills_and_rates,
+}

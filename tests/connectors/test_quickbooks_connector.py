@@ -689,6 +689,7 @@ def test_with_revenue_recognition_invoice_items_post_to_deferred_revenue(qb: Run
     assert items["SEATS"]["SyncToken"] == "1"
 
 
+@pytest.mark.slow  # a sandbox at Intuit's limits
 def test_at_intuits_limits_the_connector_is_never_throttled() -> None:
     """Issue 19 item 8: the connector paces at 10 requests a second (Intuit's 2025 limit) by default,
     so a sandbox enforcing that limit refuses none of 25 back-to-back queries (the old pace, 500 a

@@ -20,6 +20,14 @@ REPLAY_URL = "http://127.0.0.1:9"  # nothing listens there: a request the casset
 RECORDED_HOST = "sandbox.invalid"  # what a recorded request's host and random port are written down as
 LOOPBACK = re.compile(rb"https?://(?:localhost|127\.0\.0\.1):\d+")
 VOLATILE_ANSWER_HEADERS = frozenset({"date", "request-id", "x-request-id", "x-hubspot-correlation-id"})
+# Wall-clock moments the sandboxes put in answers even on a fixed clock (HubSpot's batch timings, the
+# milliseconds Salesforce's token and delete log add to the world's time): written down as a fixed
+# moment of the same shape, so a re-recording changes only what the connector or the sandbox changed.
+VOLATILE_MOMENTS = (
+    (re.compile(rb'"(startedAt|completedAt)":"[^"]*"'), rb'"\1":"2000-01-01T00:00:00.000Z"'),
+    (re.compile(rb'"issued_at": ?"(\d+?)\d{3}"'), rb'"issued_at": "\g<1>000"'),
+    (re.compile(rb'("earliestDateAvailable":"[^".]*)\.\d{3}'), rb"\1.000"),
+)
 
 
 def _steady_request(request: Request) -> Request:
@@ -41,7 +49,10 @@ def _steady_response(response: dict[str, Any]) -> dict[str, Any]:
         answer.update({k: "filtered" for k in ("access_token", "refresh_token", "signature") if k in answer})
         response["body"]["string"] = json.dumps(answer).encode()
     if isinstance(body := response.get("body", {}).get("string"), bytes):  # URLs naming the sandbox's port
-        response["body"]["string"] = LOOPBACK.sub(f"https://{RECORDED_HOST}".encode(), body)
+        body = LOOPBACK.sub(f"https://{RECORDED_HOST}".encode(), body)
+        for moment, fixed in VOLATILE_MOMENTS:
+            body = moment.sub(fixed, body)
+        response["body"]["string"] = body
     return response
 
 
