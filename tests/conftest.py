@@ -8,8 +8,10 @@ server is a failure.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,14 +74,14 @@ def postgres_admin_url() -> str:
     return normalise_url(PG_ADMIN_URL)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+@contextmanager
+def _postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template`` when given), dropped afterwards."""
     admin_url = postgres_admin_url()
     name = f"bb_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -88,11 +90,42 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    with _postgres_database() as url:
+        yield url
+
+
+# Migrating a new store from nothing takes a second or two (every Alembic revision, SQLite's table
+# rebuilds); a test of something else starts from a copy of a store migrated once per test process
+# instead. The copy is at the head revision, so the product's own open_store still runs its (no-op)
+# migration on it; the migrations themselves are tested from an empty database in tests/store.
+@pytest.fixture(scope="session")
+def _sqlite_migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("migrated") / "billbridge.db"
+    open_store(f"sqlite:///{path}").dispose()
+    assert not path.with_name(path.name + "-wal").exists(), "the migrated store left a WAL file to copy"
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated() -> Iterator[str]:
+    with _postgres_database() as url:
+        open_store(url).dispose()  # no connection may stay open on a template
+        yield make_url(url).database or ""
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store's URL for one test: SQLite in the test's folder, or a PostgreSQL database; migrated."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'billbridge.db'}"
-    return request.getfixturevalue("postgres_url")
+        path = tmp_path / "billbridge.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_migrated"), path)
+        yield f"sqlite:///{path}"
+        return
+    with _postgres_database(template=request.getfixturevalue("_postgres_migrated")) as url:
+        yield url
 
 
 @pytest.fixture

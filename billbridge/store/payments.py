@@ -70,25 +70,8 @@ _INVOICES = table_of(Invoice)
 _CUSTOMERS = table_of(Customer)
 # The payment's customer id and the allocation's payment id are looked up by the database, row by
 # row inside the statement (an unknown customer ref, or none, is NULL), not by two more queries.
-_INSERT_PAYMENTS = insert_rows(
-    _PAYMENTS,
-    (
-        "payment_ref",
-        "currency",
-        "amount",
-        "unapplied_amount",
-        "received_on",
-        "method",
-        "reference",
-        "created_at",
-        "review_reason",
-        "source_version",
-    ),
-    customer_id=select(_CUSTOMERS.c.id).where(_CUSTOMERS.c.customer_ref == bindparam("customer_ref")).scalar_subquery(),
-)
-_PAYMENT_KEYS = (
+_PAYMENT_COLUMNS = (
     "payment_ref",
-    "customer_ref",
     "currency",
     "amount",
     "unapplied_amount",
@@ -99,6 +82,13 @@ _PAYMENT_KEYS = (
     "review_reason",
     "source_version",
 )
+_INSERT_PAYMENTS = insert_rows(
+    _PAYMENTS,
+    _PAYMENT_COLUMNS,
+    customer_id=select(_CUSTOMERS.c.id).where(_CUSTOMERS.c.customer_ref == bindparam("customer_ref")).scalar_subquery(),
+)
+# The rows' keys in the statement's order: the customer's ref feeds the look-up above.
+_PAYMENT_KEYS = ("payment_ref", "customer_ref", *_PAYMENT_COLUMNS[1:])
 _INSERT_ALLOCATIONS = insert_rows(
     table_of(PaymentAllocation),
     ("invoice_id", "amount", "created_at"),
