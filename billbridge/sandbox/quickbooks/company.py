@@ -670,6 +670,25 @@ _SALES_DOCUMENT = EntityRule(
     defaults=(("TxnDate", _today),),
 )
 
+# Bills and vendor credits (both extend the XSD's PurchaseByVendor): a vendor's, in its currency.
+# A Bill's DocNumber is the vendor's reference: with duplicate checking on, not twice for one vendor.
+_PURCHASE_BY_VENDOR = EntityRule(
+    required=("Line",),
+    party=("VendorRef", "Vendor"),
+    currency="match",
+    doc_number="per_party",
+    lines=LineRule(
+        {
+            "AccountBasedExpenseLineDetail": ("AccountRef", "Account"),
+            "ItemBasedExpenseLineDetail": ("ItemRef", "Item"),
+        },
+        wrong_kind="DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail",
+        non_negative=True,
+        first_id=1,
+    ),
+    defaults=(("TxnDate", _today),),
+)
+
 _HOME_DIGITS = {"JPY": 0, "KRW": 0, "BHD": 3, "JOD": 3, "KWD": 3, "OMR": 3, "TND": 3}  # else 2
 
 
@@ -720,40 +739,8 @@ RULES: dict[str, EntityRule] = {
     ),
     "Invoice": _SALES_DOCUMENT,
     "CreditMemo": _SALES_DOCUMENT,
-    # A Bill's DocNumber is the vendor's reference: with duplicate checking on, not twice for one vendor.
-    "Bill": EntityRule(
-        required=("Line",),
-        party=("VendorRef", "Vendor"),
-        currency="match",
-        doc_number="per_party",
-        lines=LineRule(
-            {
-                "AccountBasedExpenseLineDetail": ("AccountRef", "Account"),
-                "ItemBasedExpenseLineDetail": ("ItemRef", "Item"),
-            },
-            wrong_kind="DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail",
-            non_negative=True,
-            first_id=1,
-        ),
-        defaults=(("TxnDate", _today),),
-    ),
-    # A VendorCredit is shaped as a Bill (both extend the XSD's PurchaseByVendor).
-    "VendorCredit": EntityRule(
-        required=("Line",),
-        party=("VendorRef", "Vendor"),
-        currency="match",
-        doc_number="per_party",
-        lines=LineRule(
-            {
-                "AccountBasedExpenseLineDetail": ("AccountRef", "Account"),
-                "ItemBasedExpenseLineDetail": ("ItemRef", "Item"),
-            },
-            wrong_kind="DetailType must be AccountBasedExpenseLineDetail or ItemBasedExpenseLineDetail, with its detail",
-            non_negative=True,
-            first_id=1,
-        ),
-        defaults=(("TxnDate", _today),),
-    ),
+    "Bill": _PURCHASE_BY_VENDOR,
+    "VendorCredit": _PURCHASE_BY_VENDOR,
     # Every line a JournalEntryLineDetail with a PostingType; the debits equal the credits. A repeated
     # journal number is only a warning in QuickBooks' own screens.
     "JournalEntry": EntityRule(
