@@ -197,14 +197,16 @@ def accrue(
     ``others``: the referred revenue of the partner's other agreements per period; given, tiers are
     applied to the partner's total and this agreement earns its share (``tier_share``).
     ``events`` are all the agreement's events (the store hands in every one each run), so a flat fee
-    whose customer's payments are all undone (refunded, deleted at the source) is reversed."""
+    whose customer's payments (or, basis ``billed``, invoices) are all undone (refunded, deleted at the
+    source, credited) is reversed. Only events of the agreement's basis count, the flat fee's too: it is
+    earned on the customer's first payment (``collected``) or first invoice issued (``billed``)."""
     booked = booked or Booked()
     run = FeeRun()
     period_base = dict(booked.period_base)
     period_fee = dict(booked.period_fee)
     event_base = dict(booked.event_base)
     changes = dict(booked.event_count)
-    paid: dict[str, list[FeeEvent]] = defaultdict(list)  # per referred customer, for the flat fee
+    paid: dict[str, list[FeeEvent]] = defaultdict(list)  # per referred customer, its events of the basis: flat fee
     agreement_ref, partner_ref = agreement.agreement_ref, agreement.partner_ref
     currency, basis, flat_fee = agreement.currency, agreement.basis, agreement.flat_fee
     has_rule = agreement.percent is not None or agreement.tiers is not None
@@ -246,9 +248,11 @@ def accrue(
                 if found is None:
                     continue
                 base = found
-            if flat_fee is not None and referral is not None and event_basis == "collected":
-                paid[customer_ref].append(event)
-            if event_basis != basis or not has_rule:
+            if event_basis != basis:
+                continue
+            if flat_fee is not None and referral is not None:
+                paid[customer_ref].append(event)  # what it paid (collected) or was invoiced (billed)
+            if not has_rule:
                 continue
             if accrued:
                 delta = base - event_base[event_ref]
@@ -359,11 +363,12 @@ def _settle_flat_fees(
     closed_through: str | None,
     run: FeeRun,
 ) -> None:
-    """Each referred customer's flat fee as its payments stand, day by day (``paid``: its collected
-    events in order): earned the day its net paid turns positive (its first payment), reversed the day
-    it falls back to zero or below (all it paid refunded, or deleted at the source), earned again if it
-    pays after that. Like the percentage, each period's flat fees are that figure and a run accrues
-    the difference from what is booked (a closed period's on the next open one): rerunning, or
+    """Each referred customer's flat fee as its events of the agreement's basis stand, day by day
+    (``paid``: in order): earned the day its net turns positive, reversed the day it falls back to zero
+    or below, earned again if it turns positive after that. For ``collected`` that is its first payment,
+    and all it paid refunded or deleted at the source; for ``billed`` its first invoice issued, and all
+    it was invoiced credited. Like the percentage, each period's flat fees are that figure and a run
+    accrues the difference from what is booked (a closed period's on the next open one): rerunning, or
     accruing in pieces, comes to the same."""
     assert agreement.flat_fee is not None
     fee = round_money(agreement.flat_fee, agreement.currency)

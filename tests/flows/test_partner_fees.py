@@ -205,3 +205,42 @@ def test_a_tiered_agreement_earns_its_share_of_the_partners_total(store: Store) 
         fees = {a.agreement_ref: a.fee for a in load_accruals(session, partner_ref="nw")}
     assert fees == {"tiered": D("190.00"), "flat5": D("60.00")}
     assert accrue_fees(store, as_of=date(2026, 2, 1)).accrued == 0
+
+
+def test_a_billed_flat_fee_is_earned_when_the_first_invoice_is_issued(store: Store) -> None:
+    """Basis billed, 20% and a 25.00 flat fee: nothing while globex's first invoice is only approved; once
+    it is sent (issued), the run accrues 20% of it and the flat fee, dated the invoice's billing date,
+    before anything is paid; rerunning adds nothing."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "billed",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "basis": "billed",
+        "percent": "20",
+        "flat_fee": "25.00",
+        "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}],
+    }
+    assert not import_document(store, document(contract("C-1"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        [invoice] = [d for d in list_invoices(session) if d["doc_type"] == "invoice"]
+        set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+    assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 0  # approved, not issued: not billed yet
+    with store.write() as session:
+        mark_sent(session, [int(str(invoice["id"]))])
+    assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 2
+    with store.read() as session:
+        accruals = load_accruals(session, partner_ref="nw")
+    total = D(str(invoice["invoice_total"]))
+    assert sorted((a.kind, a.occurred_on, a.fee) for a in accruals) == [
+        ("fee", date(2026, 1, 1), (total * D("0.20")).quantize(D("0.01"))),
+        ("flat_fee", date(2026, 1, 1), D("25.00")),
+    ]
+    assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 0
