@@ -35,6 +35,7 @@ from billbridge.billing.partner_fees import (
     statement,
     vanished,
 )
+from billbridge.flows.heap import bulk_gc
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary
 from billbridge.flows.push import Target, deliver, quickbooks_batches, quickbooks_connector
 from billbridge.settings import Settings
@@ -98,6 +99,12 @@ def accrue_fees(
     ``as_of`` dates the reversal of events gone from the store."""
     summary = summary or FeeSummary()
     day = as_of or today_utc()
+    with bulk_gc():  # a run makes an event per payment or invoice and an accrual per fee: see flows/heap.py
+        _accrue_all(store, day, rates, summary)
+    return summary
+
+
+def _accrue_all(store: Store, day: date, rates: Mapping[tuple[str, str], Decimal] | None, summary: FeeSummary) -> None:
     with store.read() as session:
         agreements = sql.load_agreements(session)
     by_partner: dict[str, list[ReferralAgreement]] = {}
@@ -131,7 +138,6 @@ def accrue_fees(
                     summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
                 _quarantine(session, agreement.agreement_ref, run.problems, present)
                 summary.problems += run.problems
-    return summary
 
 
 def _others(
