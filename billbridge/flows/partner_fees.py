@@ -11,7 +11,7 @@ second one. The Prefect flow ``partner_fees`` does the three steps and leaves a 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 BILLS_TO = "quickbooks"  # the vendor partner fee Bills go to (its registry entry has ``bills``)
 TOPIC = f"bill.{BILLS_TO}"
 SOURCE = "partner_fees"  # quarantine source of events that cannot accrue
+EVENTS = "fee_events"  # their record type; the key is ``<agreement_ref>:<event_ref>``
 
 
 def today_utc() -> date:
@@ -107,6 +108,14 @@ def accrue_fees(
 def _accrue_all(store: Store, day: date, rates: Mapping[tuple[str, str], Decimal] | None, summary: FeeSummary) -> None:
     with store.read() as session:
         agreements = sql.load_agreements(session)
+        # Agreements with events waiting in quarantine: only theirs can be cleared (a statement per agreement
+        # otherwise, every run, for nothing).
+        waiting = {
+            prefix  # the key is <agreement_ref>:<event_ref>, either may hold a colon: every cut is a candidate
+            for kind, key in quarantine.open_keys(session, source=SOURCE)
+            if kind == EVENTS
+            for prefix in _prefixes(key)
+        }
     by_partner: dict[str, list[ReferralAgreement]] = {}
     for agreement in agreements:
         by_partner.setdefault(agreement.partner_ref, []).append(agreement)
@@ -136,8 +145,17 @@ def _accrue_all(store: Store, day: date, rates: Mapping[tuple[str, str], Decimal
                 summary.accrued += sql.save_accruals(session, run.accruals)
                 for accrual in run.accruals:
                     summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
-                _quarantine(session, agreement.agreement_ref, run.problems, present)
+                if run.problems or agreement.agreement_ref in waiting:
+                    _quarantine(session, agreement.agreement_ref, run.problems, present)
                 summary.problems += run.problems
+
+
+def _prefixes(key: str) -> Iterator[str]:
+    """``a:b:c`` -> ``a``, ``a:b``."""
+    cut = key.find(":")
+    while cut != -1:
+        yield key[:cut]
+        cut = key.find(":", cut + 1)
 
 
 def _others(
@@ -172,7 +190,7 @@ def _quarantine(session: Session, agreement_ref: str, problems: Sequence[FeeProb
     """Keep each event that could not accrue on the quarantine list; clear the agreement's entries whose
     events accrue now."""
     entries = [
-        quarantine.Entry("fee_events", f"{agreement_ref}:{p.event_ref}", p.field, p.message, {"event_ref": p.event_ref})
+        quarantine.Entry(EVENTS, f"{agreement_ref}:{p.event_ref}", p.field, p.message, {"event_ref": p.event_ref})
         for p in problems
     ]
     if entries:
@@ -180,7 +198,7 @@ def _quarantine(session: Session, agreement_ref: str, problems: Sequence[FeeProb
     failing = {p.event_ref for p in problems}
     fine = [f"{agreement_ref}:{ref}" for ref in sorted(present - failing)]
     if fine:
-        quarantine.resolve_many(session, source=SOURCE, record_type="fee_events", record_keys=fine)
+        quarantine.resolve_many(session, source=SOURCE, record_type=EVENTS, record_keys=fine)
 
 
 def close_period(store: Store, period: str, summary: FeeSummary | None = None) -> FeeSummary:

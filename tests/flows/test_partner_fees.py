@@ -244,3 +244,54 @@ def test_a_billed_flat_fee_is_earned_when_the_first_invoice_is_issued(store: Sto
         ("flat_fee", date(2026, 1, 1), D("25.00")),
     ]
     assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 0
+
+
+def test_an_event_in_another_currency_waits_in_quarantine_until_a_rate_is_configured(store: Store) -> None:
+    """A USD agreement over globex (USD) and gulf (KWD), basis billed: without a KWD->USD rate gulf's invoice
+    is quarantined naming ``currency`` and globex's accrues; with the rate, gulf's accrues at it and its
+    entry is resolved; a run after that quarantines nothing and clears nothing more."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store import quarantine
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "usd",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "basis": "billed",
+        "percent": "10",
+        "referrals": [
+            {"customer_ref": "globex", "referred_on": "2026-01-01"},
+            {"customer_ref": "gulf", "referred_on": "2026-01-01"},
+        ],
+    }
+    kwd = contract("C-2", customer="gulf", entity="kw", currency="KWD")
+    assert not import_document(store, document(contract("C-1"), kwd)).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        invoices = {str(d["customer_ref"]): d for d in list_invoices(session) if d["doc_type"] == "invoice"}
+        for invoice in invoices.values():
+            set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+            mark_sent(session, [int(str(invoice["id"]))])
+    gulf = f"doc:{invoices['gulf']['number']}"
+
+    first = accrue_fees(store, as_of=date(2026, 1, 2))
+    assert [(p.event_ref, p.field) for p in first.problems] == [(gulf, "currency")]
+    with store.read() as session:
+        assert [a.customer_ref for a in load_accruals(session, partner_ref="nw")] == ["globex"]
+        [entry] = quarantine.list_open(session, source="partner_fees")
+    assert (entry["record_key"], entry["field"]) == (f"usd:{gulf}", "currency")
+
+    rated = accrue_fees(store, as_of=date(2026, 1, 2), rates={("KWD", "USD"): D("3.25")})
+    assert not rated.problems and rated.accrued == 1
+    with store.read() as session:
+        [fee] = [a for a in load_accruals(session, partner_ref="nw") if a.customer_ref == "gulf"]
+        assert quarantine.list_open(session, source="partner_fees") == []
+    kwd_total = D(str(invoices["gulf"]["invoice_total"]))
+    assert fee.fee == (kwd_total * D("3.25") * D("0.10")).quantize(D("0.01"))
+    again = accrue_fees(store, as_of=date(2026, 1, 2), rates={("KWD", "USD"): D("3.25")})
+    assert (again.accrued, again.problems) == (0, [])
