@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
@@ -30,6 +30,8 @@ from billbridge.store.models import (
 from billbridge.store.partner_models import Partner, PartnerFeeAccrual, PartnerStatement, ReferralAgreement
 from billbridge.store.records import Outcome
 from billbridge.store.reference import MissingReference, entity_ids, upsert_customer
+
+IN_BATCH = 500  # refs per IN list (SQLite's bound parameters are limited)
 
 
 class PartnerError(ValueError):
@@ -157,6 +159,35 @@ def partner_summaries(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+def accruals_by_agreement(session: Session, agreement_refs: Iterable[str]) -> dict[str, list[Accrual]]:
+    """The accruals of these agreements (each in the order accrued), read in a few queries for a batch
+    of partners rather than one per agreement."""
+    refs = sorted(set(agreement_refs))
+    out: dict[str, list[Accrual]] = {ref: [] for ref in refs}
+    for start in range(0, len(refs), IN_BATCH):
+        query = (
+            select(
+                ReferralAgreement.agreement_ref,
+                Partner.partner_ref,
+                PartnerFeeAccrual.event_ref,
+                PartnerFeeAccrual.kind,
+                PartnerFeeAccrual.customer_ref,
+                PartnerFeeAccrual.occurred_on,
+                PartnerFeeAccrual.period,
+                PartnerFeeAccrual.currency,
+                PartnerFeeAccrual.base,
+                PartnerFeeAccrual.fee,
+            )
+            .join(ReferralAgreement, ReferralAgreement.id == PartnerFeeAccrual.agreement_id)
+            .join(Partner, Partner.id == PartnerFeeAccrual.partner_id)
+            .where(ReferralAgreement.agreement_ref.in_(refs[start : start + IN_BATCH]))
+            .order_by(PartnerFeeAccrual.id)
+        )
+        for row in session.execute(query):
+            out[row[0]].append(Accrual._make(row))
+    return out
+
+
 def load_accruals(
     session: Session, *, agreement_ref: str | None = None, partner_ref: str | None = None, period: str | None = None
 ) -> list[Accrual]:
@@ -271,6 +302,20 @@ def closed_through(session: Session, partner_ref: str) -> str | None:
     return session.scalar(query)
 
 
+def closed_through_many(session: Session, partner_refs: Iterable[str]) -> dict[str, str | None]:
+    """:func:`closed_through` of each of these partners, in one query."""
+    refs = sorted(set(partner_refs))
+    query = (
+        select(Partner.partner_ref, func.max(PartnerStatement.period))
+        .join(Partner, Partner.id == PartnerStatement.partner_id)
+        .where(Partner.partner_ref.in_(refs))
+        .group_by(Partner.partner_ref)
+    )
+    found: dict[str, str | None] = dict.fromkeys(refs)
+    found.update({ref: period for ref, period in session.execute(query)})
+    return found
+
+
 def close_statement(session: Session, partner_ref: str, period: str, total: Decimal) -> tuple[int, bool]:
     """Close the partner's statement of ``period`` at ``total``: later fees go to the next period. Returns
     (statement id, whether it was closed now); closing a closed one changes nothing."""
@@ -340,22 +385,24 @@ def fee_events(
     refs = sorted(set(customer_refs))
     if not refs:
         return []
-    base = (
-        select(Invoice.id, Invoice.number, Invoice.currency, Customer.customer_ref, Contract.contract_ref)
-        .join(Customer, Customer.id == Invoice.customer_id)
-        .join(Contract, Contract.id == Invoice.contract_id)
-        .where(Customer.customer_ref.in_(refs))
-    )
-    if basis == "billed":
-        query = base.add_columns(Invoice.billing_date, Invoice.invoice_total).where(Invoice.status.in_(ISSUED))
-        rows = [(f"doc:{r.number}", r, r.billing_date, r.invoice_total) for r in session.execute(query)]
-    else:
-        query = (
-            base.add_columns(Payment.payment_ref, Payment.received_on, PaymentAllocation.amount)
-            .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
-            .join(Payment, Payment.id == PaymentAllocation.payment_id)
+    rows = []
+    for start in range(0, len(refs), IN_BATCH):
+        base = (
+            select(Invoice.id, Invoice.number, Invoice.currency, Customer.customer_ref, Contract.contract_ref)
+            .join(Customer, Customer.id == Invoice.customer_id)
+            .join(Contract, Contract.id == Invoice.contract_id)
+            .where(Customer.customer_ref.in_(refs[start : start + IN_BATCH]))
         )
-        rows = [(f"pay:{r.payment_ref}:{r.number}", r, r.received_on, r.amount) for r in session.execute(query)]
+        if basis == "billed":
+            query = base.add_columns(Invoice.billing_date, Invoice.invoice_total).where(Invoice.status.in_(ISSUED))
+            rows += [(f"doc:{r.number}", r, r.billing_date, r.invoice_total) for r in session.execute(query)]
+        else:
+            query = (
+                base.add_columns(Payment.payment_ref, Payment.received_on, PaymentAllocation.amount)
+                .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
+                .join(Payment, Payment.id == PaymentAllocation.payment_id)
+            )
+            rows += [(f"pay:{r.payment_ref}:{r.number}", r, r.received_on, r.amount) for r in session.execute(query)]
     products = _product_weights(session, {r.id for _, r, _, _ in rows}) if per_product else {}
     events = []
     for ref, row, day, amount in rows:
@@ -388,6 +435,13 @@ def _product_weights(session: Session, invoice_ids: set[int]) -> dict[int, dict[
 def lock_partner(session: Session, partner_ref: str) -> None:
     """Serialise what accrues on and closes a partner's statements (its row lock; SQLite has one writer)."""
     session.execute(select(Partner.id).where(Partner.partner_ref == partner_ref).with_for_update())
+
+
+def lock_partners(session: Session, partner_refs: Iterable[str]) -> None:
+    """:func:`lock_partner` for a batch of partners, in the order of their ids (two runs locking
+    overlapping batches never wait on each other crosswise)."""
+    query = select(Partner.id).where(Partner.partner_ref.in_(sorted(set(partner_refs)))).order_by(Partner.id)
+    session.execute(query.with_for_update())
 
 
 def set_statement_status(session: Session, statement_ids: Iterable[int], status: str) -> None:
