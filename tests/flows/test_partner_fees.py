@@ -295,3 +295,50 @@ def test_an_event_in_another_currency_waits_in_quarantine_until_a_rate_is_config
     assert fee.fee == (kwd_total * D("3.25") * D("0.10")).quantize(D("0.01"))
     again = accrue_fees(store, as_of=date(2026, 1, 2), rates={("KWD", "USD"): D("3.25")})
     assert (again.accrued, again.problems) == (0, [])
+
+
+def test_a_per_product_agreement_earns_on_its_products_share_of_each_payment(store: Store) -> None:
+    """Globex's invoice: platform 1,200.00 and 10 seats at 45.00 (450.00). A 10% agreement on seats only,
+    basis collected: a payment of the whole 1,650.00 is split over the invoice's products by their billed
+    amounts, seats' 450.00 earns 45.00; a part payment of 330.00 (a fifth) earns 9.00."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from billbridge.store.payments import record_payment
+    from tests.docs import contract, document
+
+    lines = [
+        {"line_ref": "platform", "product_ref": "platform"},
+        {"line_ref": "seats", "product_ref": "seats", "quantity": 10},
+    ]
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "seats",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "percent": "10",
+        "products": ["seats"],
+        "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}],
+    }
+    assert not import_document(store, document(contract("C-1", lines=lines))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        [invoice] = [d for d in list_invoices(session) if d["doc_type"] == "invoice"]
+        assert D(str(invoice["invoice_total"])) == D("1650.00")
+        set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+        mark_sent(session, [int(str(invoice["id"]))])
+        for ref, amount, day in (("p-1", "330.00", date(2026, 1, 10)), ("p-2", "1320.00", date(2026, 2, 10))):
+            record_payment(
+                session,
+                payment_ref=ref,
+                currency="USD",
+                amount=D(amount),
+                received_on=day,
+                allocations=[(str(invoice["number"]), D(amount))],
+                customer_ref="globex",
+            )
+    accrue_fees(store, as_of=date(2026, 3, 1))
+    with store.read() as session:
+        fees = sorted((a.period, a.base, a.fee) for a in load_accruals(session, partner_ref="nw"))
+    assert fees == [("2026-01", D("90.00"), D("9.00")), ("2026-02", D("360.00"), D("36.00"))]
