@@ -229,6 +229,8 @@ def accrue(
     others = others or {}
     append = run.accruals.append
     new = tuple.__new__  # an Accrual without the call of its generated __new__ (fields in order, as below)
+    current: str | None = None  # the period whose running base and fee are ``total`` and ``target``
+    total = target = ZERO
     # One context for the whole loop (34 digits: sums and products of money are exact), so the operators
     # are exact without a context switch per event; the arithmetic is the same as the methods of _CTX.
     with localcontext(_CTX):
@@ -272,7 +274,12 @@ def accrue(
             period = period_of(day)
             if closed_through is not None and period <= closed_through:
                 period = next_period(closed_through)
-            total = period_base.get(period, ZERO) + delta
+            if period != current:  # in day order a period's events come together: its sums stay in locals
+                if current is not None:
+                    period_base[current], period_fee[current] = total, target
+                current, total, target = period, period_base.get(period, ZERO), period_fee.get(period, ZERO)
+            before = target
+            total += delta
             if rate is not None:
                 target = quantize(total * rate, step)
                 if target.is_zero():
@@ -281,11 +288,12 @@ def accrue(
                 target = round_money(tier_share(agreement, total, total + others.get(period, ZERO)), currency)
             else:
                 target = round_money(fee_on(agreement, total), currency)
-            fee = target - period_fee.get(period, ZERO)
-            period_base[period], period_fee[period] = total, target
+            fee = target - before
             append(
                 new(Accrual, (agreement_ref, partner_ref, ref, FEE, customer_ref, day, period, currency, delta, fee))
             )
+        if current is not None:
+            period_base[current], period_fee[current] = total, target
     if pooled:
         _rerate(agreement, period_base, period_fee, changes, others, closed_through, run)
     if flat_fee is not None:
