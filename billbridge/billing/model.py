@@ -497,7 +497,8 @@ class ReferralAgreement(_Model):
 
     ``percent`` of what a referred customer pays (``basis`` collected, the default) or is invoiced
     (billed), for ``months`` from the referral (none: the life of the contract), on every product or only
-    on ``products``; ``flat_fee`` once per new customer on its first payment; ``tiers`` instead of
+    on ``products``; ``flat_fee`` once per new customer on its first payment (basis ``billed``: its first
+    invoice issued); ``tiers`` instead of
     ``percent``: the fee of a period is the pricing model applied to the partner's referred revenue in
     it (graduated or volume, amounts are the fee per unit of revenue and flat fees)."""
 
@@ -507,7 +508,10 @@ class ReferralAgreement(_Model):
     basis: FeeBasis = "collected"
     percent: Percent | None = Field(default=None, description="0-100, of the basis")
     tiers: TierPricing | None = Field(default=None, description="Fee by the period's referred revenue")
-    flat_fee: Money | None = Field(default=None, description="Once per referred customer, on its first payment")
+    flat_fee: Money | None = Field(
+        default=None,
+        description="Once per referred customer, on its first payment (basis billed: its first invoice issued)",
+    )
     months: int | None = Field(default=None, ge=1, le=1200, description="Fees for N months from the referral")
     products: list[Ref] | None = Field(default=None, description="Only these products earn the percentage")
     referrals: list[Referral] = Field(default_factory=list)

@@ -18,23 +18,26 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import lru_cache
-from operator import attrgetter
+from operator import itemgetter
+from typing import NamedTuple
 
 from billbridge.billing.currency import _QUANTA, quantum, round_money
 from billbridge.billing.model import FeeBasis, Referral, ReferralAgreement
 from billbridge.billing.periods import add_cycles
 
 _CTX = Context(prec=34)
+_HALF_UP = Context(prec=34, rounding=ROUND_HALF_UP)  # its quantize rounds money as round_money does
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 
 FEE, FLAT_FEE = "fee", "flat_fee"
 
 
-@dataclass(frozen=True)
-class FeeEvent:
+class FeeEvent(NamedTuple):
     """Money a customer paid or was invoiced; negative when it undoes earlier money. A later change of
-    the same event (a payment edited at its source) comes again with the same ref and its new amount."""
+    the same event (a payment edited at its source) comes again with the same ref and its new amount.
+    A named tuple (immutable, and made several times faster than a frozen dataclass): the store hands
+    in one per payment or invoice of every referred customer, each run."""
 
     event_ref: str
     customer_ref: str
@@ -46,9 +49,10 @@ class FeeEvent:
     product_amounts: Mapping[str, Decimal] | None = None  # the amount per product, for per-product agreements
 
 
-@dataclass(frozen=True)
-class Accrual:
-    """A fee (or, negative, its reversal) one event earned under one agreement, on statement ``period``."""
+class Accrual(NamedTuple):
+    """A fee (or, negative, its reversal) one event earned under one agreement, on statement ``period``.
+    A named tuple, as ``FeeEvent``: one is made per event that earns (a frozen dataclass's ``__init__``
+    was half the fee math's time in ``bench_partner_fees.py``)."""
 
     agreement_ref: str
     partner_ref: str
@@ -193,19 +197,25 @@ def accrue(
     ``others``: the referred revenue of the partner's other agreements per period; given, tiers are
     applied to the partner's total and this agreement earns its share (``tier_share``).
     ``events`` are all the agreement's events (the store hands in every one each run), so a flat fee
-    whose customer's payments are all undone (refunded, deleted at the source) is reversed."""
+    whose customer's payments (or, basis ``billed``, invoices) are all undone (refunded, deleted at the
+    source, credited) is reversed. Only events of the agreement's basis count, the flat fee's too: it is
+    earned on the customer's first payment (``collected``) or first invoice issued (``billed``)."""
     booked = booked or Booked()
     run = FeeRun()
-    period_base: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_base)
-    period_fee: dict[str, Decimal] = defaultdict(lambda: ZERO, booked.period_fee)
+    period_base = dict(booked.period_base)
+    period_fee = dict(booked.period_fee)
     event_base = dict(booked.event_base)
     changes = dict(booked.event_count)
-    paid: dict[str, list[FeeEvent]] = defaultdict(list)  # per referred customer, for the flat fee
+    paid: dict[str, list[FeeEvent]] = defaultdict(list)  # per referred customer, its events of the basis: flat fee
+    agreement_ref, partner_ref = agreement.agreement_ref, agreement.partner_ref
     currency, basis, flat_fee = agreement.currency, agreement.basis, agreement.flat_fee
     has_rule = agreement.percent is not None or agreement.tiers is not None
     referred: dict[str, list[Referral]] = {}
     for r in agreement.referrals:
         referred.setdefault(r.customer_ref, []).append(r)
+    # A customer referred once, for all its contracts (the common case): its referral without a loop.
+    whole = {c: found[0] for c, found in referred.items() if len(found) == 1 and found[0].contract_ref is None}
+    since = {c: referral.referred_on for c, referral in whole.items()}
     plain = agreement.products is None
     # A percentage's fee is a product with the rate (``percent / 100`` is exact, and so is the product at
     # 34 digits): the same figure as fee_on's, without its call and branches per event (bench_partner_fees).
@@ -213,70 +223,77 @@ def accrue(
         _CTX.divide(agreement.percent, HUNDRED) if agreement.tiers is None and agreement.percent is not None else None
     )
     step = _QUANTA.get(currency) or quantum(currency)
+    quantize = _HALF_UP.quantize
     windowed = agreement.months is not None
     pooled = others is not None and agreement.tiers is not None
     others = others or {}
-    for event in sorted(events, key=_CHRONOLOGICAL):
-        event_ref = event.event_ref
-        accrued = event_ref in event_base  # a change of an event that earned a fee always counts
-        candidates = referred.get(event.customer_ref)
-        referral = None
-        if candidates is not None:
-            first = candidates[0]  # one referral a customer, from a day, for all its contracts: no loop
-            if len(candidates) == 1 and first.contract_ref is None:
-                referral = first if event.occurred_on >= first.referred_on else None
-            else:
+    append = run.accruals.append
+    new = tuple.__new__  # an Accrual without the call of its generated __new__ (fields in order, as below)
+    current: str | None = None  # the period whose running base and fee are ``total`` and ``target``
+    total = target = ZERO
+    # One context for the whole loop (34 digits: sums and products of money are exact), so the operators
+    # are exact without a context switch per event; the arithmetic is the same as the methods of _CTX.
+    with localcontext(_CTX):
+        for event in chronological(events):
+            event_ref, customer_ref, _, day, event_basis, event_currency, amount, _ = event  # one unpacking
+            accrued = event_ref in event_base  # a change of an event that earned a fee always counts
+            referred_on = since.get(customer_ref)
+            if referred_on is not None:
+                referral = whole[customer_ref] if day >= referred_on else None
+            elif customer_ref in referred:
                 referral = referral_for(agreement, event)
-        if referral is None and not accrued:
-            continue
-        if plain and event.currency == currency:
-            base = event.amount
-        else:
-            found = _base(agreement, event, rates, run)
-            if found is None:
+            else:
+                referral = None
+            if referral is None and not accrued:
                 continue
-            base = found
-        if flat_fee is not None and referral is not None and event.basis == "collected":
-            paid[event.customer_ref].append(event)
-        if event.basis != basis or not has_rule:
-            continue
-        if not accrued and (referral is None or (windowed and not in_window(agreement, referral, event.occurred_on))):
-            continue
-        delta = base - event_base[event_ref] if accrued else base
-        if delta == 0:
-            continue
-        earlier = changes.get(event_ref, 0)
-        ref = event_ref if earlier == 0 else f"{event_ref}@{earlier + 1}"
-        changes[event_ref] = earlier + 1
-        event_base[event_ref] = base
-        period = period_of(event.occurred_on)
-        if closed_through is not None and period <= closed_through:
-            period = next_period(closed_through)
-        total = _CTX.add(period_base[period], delta)
-        if rate is not None:
-            target = _CTX.multiply(total, rate).quantize(step, rounding=ROUND_HALF_UP, context=_CTX)
-            if target.is_zero():
-                target = target.copy_abs()  # no "-0.00"
-        elif pooled:
-            target = round_money(tier_share(agreement, total, total + others.get(period, ZERO)), currency)
-        else:
-            target = round_money(fee_on(agreement, total), currency)
-        fee = target - period_fee[period]
-        period_base[period], period_fee[period] = total, target
-        run.accruals.append(
-            Accrual(
-                agreement.agreement_ref,
-                agreement.partner_ref,
-                ref,
-                FEE,
-                event.customer_ref,
-                event.occurred_on,
-                period,
-                currency,
-                delta,
-                fee,
+            if plain and event_currency == currency:
+                base = amount
+            else:
+                found = _base(agreement, event, rates, run)
+                if found is None:
+                    continue
+                base = found
+            if event_basis != basis:
+                continue
+            if flat_fee is not None and referral is not None:
+                paid[customer_ref].append(event)  # what it paid (collected) or was invoiced (billed)
+            if not has_rule:
+                continue
+            if accrued:
+                delta = base - event_base[event_ref]
+            elif referral is None or (windowed and not in_window(agreement, referral, day)):
+                continue
+            else:
+                delta = base
+            if not delta:
+                continue
+            earlier = changes.get(event_ref, 0)
+            ref = event_ref if earlier == 0 else f"{event_ref}@{earlier + 1}"
+            changes[event_ref] = earlier + 1
+            event_base[event_ref] = base
+            period = period_of(day)
+            if closed_through is not None and period <= closed_through:
+                period = next_period(closed_through)
+            if period != current:  # in day order a period's events come together: its sums stay in locals
+                if current is not None:
+                    period_base[current], period_fee[current] = total, target
+                current, total, target = period, period_base.get(period, ZERO), period_fee.get(period, ZERO)
+            before = target
+            total += delta
+            if rate is not None:
+                target = quantize(total * rate, step)
+                if target.is_zero():
+                    target = target.copy_abs()  # no "-0.00"
+            elif pooled:
+                target = round_money(tier_share(agreement, total, total + others.get(period, ZERO)), currency)
+            else:
+                target = round_money(fee_on(agreement, total), currency)
+            fee = target - before
+            append(
+                new(Accrual, (agreement_ref, partner_ref, ref, FEE, customer_ref, day, period, currency, delta, fee))
             )
-        )
+        if current is not None:
+            period_base[current], period_fee[current] = total, target
     if pooled:
         _rerate(agreement, period_base, period_fee, changes, others, closed_through, run)
     if flat_fee is not None:
@@ -344,7 +361,15 @@ def period_bases(booked: Booked, run: FeeRun) -> dict[str, Decimal]:
     return bases
 
 
-_CHRONOLOGICAL = attrgetter("occurred_on", "event_ref")
+_DAY, _REF = itemgetter(FeeEvent._fields.index("occurred_on")), itemgetter(FeeEvent._fields.index("event_ref"))
+
+
+def chronological(events: Iterable[FeeEvent]) -> list[FeeEvent]:
+    """Events by day, then ref: sorted by ref, then (stably) by day, the same order as one sort by the pair
+    and cheaper (single keys compare faster than pairs)."""
+    ordered = sorted(events, key=_REF)
+    ordered.sort(key=_DAY)
+    return ordered
 
 
 def _nth(ref: str, earlier: int) -> str:
@@ -359,11 +384,12 @@ def _settle_flat_fees(
     closed_through: str | None,
     run: FeeRun,
 ) -> None:
-    """Each referred customer's flat fee as its payments stand, day by day (``paid``: its collected
-    events in order): earned the day its net paid turns positive (its first payment), reversed the day
-    it falls back to zero or below (all it paid refunded, or deleted at the source), earned again if it
-    pays after that. Like the percentage, each period's flat fees are that figure and a run accrues
-    the difference from what is booked (a closed period's on the next open one): rerunning, or
+    """Each referred customer's flat fee as its events of the agreement's basis stand, day by day
+    (``paid``: in order): earned the day its net turns positive, reversed the day it falls back to zero
+    or below, earned again if it turns positive after that. For ``collected`` that is its first payment,
+    and all it paid refunded or deleted at the source; for ``billed`` its first invoice issued, and all
+    it was invoiced credited. Like the percentage, each period's flat fees are that figure and a run
+    accrues the difference from what is booked (a closed period's on the next open one): rerunning, or
     accruing in pieces, comes to the same."""
     assert agreement.flat_fee is not None
     fee = round_money(agreement.flat_fee, agreement.currency)

@@ -1,8 +1,8 @@
 """Partner fees, wired: accrue the referral fees the store's payments and invoices earned, close each
 partner's monthly statement, and push its total to QuickBooks as a Bill to the partner as a Vendor.
 
-Accruing a partner's agreements is one transaction holding its partner's lock, as is closing a statement, so a
-fee never lands on a statement being closed. Closing queues the Bill in the outbox in the same
+Accruing a partner's agreements happens in a transaction holding its partner's lock (a batch of
+partners a transaction), as does closing a statement, so a fee never lands on a statement being closed. Closing queues the Bill in the outbox in the same
 transaction; the relay delivers it with the statement's deterministic number, looked up after an
 uncertain outcome, so a run killed between QuickBooks accepting the Bill and our commit never makes a
 second one. The Prefect flow ``partner_fees`` does the three steps and leaves a summary artifact.
@@ -11,7 +11,7 @@ second one. The Prefect flow ``partner_fees`` does the three steps and leaves a 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -22,8 +22,9 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
 from billbridge.billing.currency import money_str
-from billbridge.billing.model import ReferralAgreement
+from billbridge.billing.model import FeeBasis, ReferralAgreement
 from billbridge.billing.partner_fees import (
+    Accrual,
     Booked,
     FeeEvent,
     FeeProblem,
@@ -35,6 +36,7 @@ from billbridge.billing.partner_fees import (
     statement,
     vanished,
 )
+from billbridge.flows.heap import bulk_gc
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary
 from billbridge.flows.push import Target, deliver, quickbooks_batches, quickbooks_connector
 from billbridge.settings import Settings
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 BILLS_TO = "quickbooks"  # the vendor partner fee Bills go to (its registry entry has ``bills``)
 TOPIC = f"bill.{BILLS_TO}"
 SOURCE = "partner_fees"  # quarantine source of events that cannot accrue
+EVENTS = "fee_events"  # their record type; the key is ``<agreement_ref>:<event_ref>``
+PARTNERS_PER_TRANSACTION = 100  # partners accrued in one transaction holding their locks (see accrue_fees)
 
 
 def today_utc() -> date:
@@ -92,46 +96,94 @@ def accrue_fees(
     summary: FeeSummary | None = None,
 ) -> FeeSummary:
     """Accrue what every referral agreement's events earned since the last run (and reverse what undone
-    events had earned). A partner's agreements accrue in one transaction holding its lock (tiers apply
-    to the partner's total referred revenue across them); an event that cannot accrue (another currency
-    without a rate, no amounts per product) is quarantined with the field named and the others go on.
-    ``as_of`` dates the reversal of events gone from the store."""
+    events had earned). ``PARTNERS_PER_TRANSACTION`` partners accrue in one transaction holding their
+    locks, their events, what they booked and their new accruals read and written a batch at a time (a
+    query or two per partner was most of a run's time); a partner's agreements accrue together (tiers
+    apply to the partner's total referred revenue across them). An event that cannot accrue (another
+    currency without a rate, no amounts per product) is quarantined with the field named and the others
+    go on. ``as_of`` dates the reversal of events gone from the store."""
     summary = summary or FeeSummary()
     day = as_of or today_utc()
+    with bulk_gc():  # a run makes an event per payment or invoice and an accrual per fee: see flows/heap.py
+        _accrue_all(store, day, rates, summary)
+    return summary
+
+
+def _accrue_all(store: Store, day: date, rates: Mapping[tuple[str, str], Decimal] | None, summary: FeeSummary) -> None:
     with store.read() as session:
         agreements = sql.load_agreements(session)
+        # Agreements with events waiting in quarantine: only theirs can be cleared (a statement per agreement
+        # otherwise, every run, for nothing).
+        waiting = {
+            prefix  # the key is <agreement_ref>:<event_ref>, either may hold a colon: every cut is a candidate
+            for kind, key in quarantine.open_keys(session, source=SOURCE)
+            if kind == EVENTS
+            for prefix in _prefixes(key)
+        }
     by_partner: dict[str, list[ReferralAgreement]] = {}
     for agreement in agreements:
         by_partner.setdefault(agreement.partner_ref, []).append(agreement)
-    for partner_ref, mine in by_partner.items():
+    partners = sorted(by_partner)
+    for at in range(0, len(partners), PARTNERS_PER_TRANSACTION):
+        batch = partners[at : at + PARTNERS_PER_TRANSACTION]
+        mine = [agreement for partner_ref in batch for agreement in by_partner[partner_ref]]
         with store.write() as session:
-            sql.lock_partner(session, partner_ref)
-            closed = sql.closed_through(session, partner_ref)
-            inputs = []
-            for agreement in mine:
-                customers = {r.customer_ref for r in agreement.referrals}
-                per_product = agreement.products is not None
-                events = sql.fee_events(session, customers, agreement.basis, per_product=per_product)
-                booked_rows = sql.load_accruals(session, agreement_ref=agreement.agreement_ref)
-                present = {e.event_ref for e in events}
-                events += vanished(booked_rows, present, day, agreement.basis)
-                inputs.append((agreement, events, Booked.of(booked_rows), present))
-            others = _others(inputs, closed, rates)
-            for agreement, events, booked, present in inputs:
-                run = accrue(
-                    agreement,
-                    events,
-                    booked,
-                    closed_through=closed,
-                    rates=rates,
-                    others=others.get(agreement.agreement_ref),
-                )
-                summary.accrued += sql.save_accruals(session, run.accruals)
-                for accrual in run.accruals:
-                    summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
-                _quarantine(session, agreement.agreement_ref, run.problems, present)
-                summary.problems += run.problems
-    return summary
+            sql.lock_partners(session, batch)
+            closed_through = sql.closed_through_many(session, batch)
+            events = _events(session, mine)
+            booked_rows = sql.accruals_by_agreement(session, [a.agreement_ref for a in mine])
+            accruals: list[Accrual] = []
+            for partner_ref in batch:
+                closed = closed_through[partner_ref]
+                inputs = []
+                for agreement in by_partner[partner_ref]:
+                    found, booked = events[agreement.agreement_ref], booked_rows[agreement.agreement_ref]
+                    present = {e.event_ref for e in found}
+                    found += vanished(booked, present, day, agreement.basis)
+                    inputs.append((agreement, found, Booked.of(booked), present))
+                others = _others(inputs, closed, rates)
+                for agreement, found, booked_of, present in inputs:
+                    run = accrue(
+                        agreement,
+                        found,
+                        booked_of,
+                        closed_through=closed,
+                        rates=rates,
+                        others=others.get(agreement.agreement_ref),
+                    )
+                    accruals += run.accruals
+                    if run.problems or agreement.agreement_ref in waiting:
+                        _quarantine(session, agreement.agreement_ref, run.problems, present)
+                    summary.problems += run.problems
+            summary.accrued += sql.save_accruals(session, accruals)
+            for accrual in accruals:
+                summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
+
+
+def _events(session: Session, agreements: Sequence[ReferralAgreement]) -> dict[str, list[FeeEvent]]:
+    """Each agreement's events: its referred customers' payments (or invoices), read for a batch of
+    agreements at once, one query per basis (and per product split) rather than one per agreement."""
+    groups: dict[tuple[FeeBasis, bool], list[ReferralAgreement]] = {}
+    for agreement in agreements:
+        groups.setdefault((agreement.basis, agreement.products is not None), []).append(agreement)
+    out: dict[str, list[FeeEvent]] = {}
+    for (basis, per_product), group in groups.items():
+        customers = {r.customer_ref for agreement in group for r in agreement.referrals}
+        by_customer: dict[str, list[FeeEvent]] = {}
+        for event in sql.fee_events(session, customers, basis, per_product=per_product):
+            by_customer.setdefault(event.customer_ref, []).append(event)
+        for agreement in group:
+            mine = {r.customer_ref for r in agreement.referrals}
+            out[agreement.agreement_ref] = [e for customer in sorted(mine) for e in by_customer.get(customer, ())]
+    return out
+
+
+def _prefixes(key: str) -> Iterator[str]:
+    """``a:b:c`` -> ``a``, ``a:b``."""
+    cut = key.find(":")
+    while cut != -1:
+        yield key[:cut]
+        cut = key.find(":", cut + 1)
 
 
 def _others(
@@ -166,7 +218,7 @@ def _quarantine(session: Session, agreement_ref: str, problems: Sequence[FeeProb
     """Keep each event that could not accrue on the quarantine list; clear the agreement's entries whose
     events accrue now."""
     entries = [
-        quarantine.Entry("fee_events", f"{agreement_ref}:{p.event_ref}", p.field, p.message, {"event_ref": p.event_ref})
+        quarantine.Entry(EVENTS, f"{agreement_ref}:{p.event_ref}", p.field, p.message, {"event_ref": p.event_ref})
         for p in problems
     ]
     if entries:
@@ -174,7 +226,7 @@ def _quarantine(session: Session, agreement_ref: str, problems: Sequence[FeeProb
     failing = {p.event_ref for p in problems}
     fine = [f"{agreement_ref}:{ref}" for ref in sorted(present - failing)]
     if fine:
-        quarantine.resolve_many(session, source=SOURCE, record_type="fee_events", record_keys=fine)
+        quarantine.resolve_many(session, source=SOURCE, record_type=EVENTS, record_keys=fine)
 
 
 def close_period(store: Store, period: str, summary: FeeSummary | None = None) -> FeeSummary:

@@ -539,7 +539,7 @@ def with_contacts(world: DemoWorld) -> DemoWorld:
 def partners_document(world: DemoWorld, ref: Callable[[str], str]) -> dict[str, Any]:
     """The world's partners as a contract file, under the partner_ref ``ref`` gives a partner's key (its
     CRM's prefix and id): referral partners with an agreement each (20% of what referred customers are
-    invoiced for their first 24 months and a flat fee on their first payment; or 10% of what they pay
+    invoiced for their first 24 months and a flat fee on their first invoice issued; or 10% of what they pay
     for the contract's life), resellers with a 20% discount and their own payment terms."""
     partners, agreements = [], []
     for n, partner in enumerate(sorted(world.partners.values(), key=lambda p: p.key)):

@@ -8,13 +8,14 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing import model
 from billbridge.billing.currency import allocate
 from billbridge.billing.model import FeeBasis
 from billbridge.billing.partner_fees import Accrual, FeeEvent
+from billbridge.store.bulk import BulkStatement, insert_rows
 from billbridge.store.models import (
     Contract,
     Customer,
@@ -23,10 +24,14 @@ from billbridge.store.models import (
     LegalEntity,
     Payment,
     PaymentAllocation,
+    table_of,
+    utcnow,
 )
 from billbridge.store.partner_models import Partner, PartnerFeeAccrual, PartnerStatement, ReferralAgreement
 from billbridge.store.records import Outcome
 from billbridge.store.reference import MissingReference, entity_ids, upsert_customer
+
+IN_BATCH = 500  # refs per IN list (SQLite's bound parameters are limited)
 
 
 class PartnerError(ValueError):
@@ -154,6 +159,35 @@ def partner_summaries(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+def accruals_by_agreement(session: Session, agreement_refs: Iterable[str]) -> dict[str, list[Accrual]]:
+    """The accruals of these agreements (each in the order accrued), read in a few queries for a batch
+    of partners rather than one per agreement."""
+    refs = sorted(set(agreement_refs))
+    out: dict[str, list[Accrual]] = {ref: [] for ref in refs}
+    for start in range(0, len(refs), IN_BATCH):
+        query = (
+            select(
+                ReferralAgreement.agreement_ref,
+                Partner.partner_ref,
+                PartnerFeeAccrual.event_ref,
+                PartnerFeeAccrual.kind,
+                PartnerFeeAccrual.customer_ref,
+                PartnerFeeAccrual.occurred_on,
+                PartnerFeeAccrual.period,
+                PartnerFeeAccrual.currency,
+                PartnerFeeAccrual.base,
+                PartnerFeeAccrual.fee,
+            )
+            .join(ReferralAgreement, ReferralAgreement.id == PartnerFeeAccrual.agreement_id)
+            .join(Partner, Partner.id == PartnerFeeAccrual.partner_id)
+            .where(ReferralAgreement.agreement_ref.in_(refs[start : start + IN_BATCH]))
+            .order_by(PartnerFeeAccrual.id)
+        )
+        for row in session.execute(query):
+            out[row[0]].append(Accrual._make(row))
+    return out
+
+
 def load_accruals(
     session: Session, *, agreement_ref: str | None = None, partner_ref: str | None = None, period: str | None = None
 ) -> list[Accrual]:
@@ -187,55 +221,73 @@ def load_accruals(
     ]
 
 
+_ACCRUAL_KEYS = (
+    "agreement_id",
+    "partner_id",
+    "event_ref",
+    "kind",
+    "customer_ref",
+    "occurred_on",
+    "period",
+    "currency",
+    "base",
+    "fee",
+    "created_at",
+)
+_INSERT_ACCRUALS = insert_rows(table_of(PartnerFeeAccrual), _ACCRUAL_KEYS)
+
+
 def save_accruals(session: Session, accruals: Iterable[Accrual]) -> int:
     """Store new accruals; one already stored (same agreement, event and kind) is skipped, so a rerun of a
-    run that committed adds nothing. Returns how many were added."""
+    run that committed adds nothing. Returns how many were added. The rows go in as one batch on the
+    driver (``store/bulk.py``): a unit-of-work object per accrual was most of a fee run's time."""
     batch = list(accruals)
     if not batch:
         return 0
-    ids = dict(
-        session.execute(
-            select(ReferralAgreement.agreement_ref, ReferralAgreement.id).where(
+    agreements = {
+        ref: (agreement_id, partner_id)
+        for ref, agreement_id, partner_id in session.execute(
+            select(ReferralAgreement.agreement_ref, ReferralAgreement.id, ReferralAgreement.partner_id).where(
                 ReferralAgreement.agreement_ref.in_({a.agreement_ref for a in batch})
             )
-        ).all()
-    )
-    partners = dict(
-        session.execute(
-            select(ReferralAgreement.id, ReferralAgreement.partner_id).where(ReferralAgreement.id.in_(ids.values()))
-        ).all()
-    )
-    known: set[tuple[int, str, str]] = set(
-        (row.agreement_id, row.event_ref, row.kind)
-        for row in session.execute(
+        )
+    }
+    known: set[tuple[int, str, str]] = {
+        (agreement_id, event_ref, kind)
+        for agreement_id, event_ref, kind in session.execute(
             select(PartnerFeeAccrual.agreement_id, PartnerFeeAccrual.event_ref, PartnerFeeAccrual.kind).where(
-                PartnerFeeAccrual.agreement_id.in_(ids.values())
+                PartnerFeeAccrual.agreement_id.in_([agreement_id for agreement_id, _ in agreements.values()])
             )
         )
-    )
-    added = 0
+    }
+    now = utcnow()
+    rows = []
     for accrual in batch:
-        agreement_id = ids[accrual.agreement_ref]
-        if (agreement_id, accrual.event_ref, accrual.kind) in known:
+        agreement_id, partner_id = agreements[accrual.agreement_ref]
+        key = (agreement_id, accrual.event_ref, accrual.kind)
+        if key in known:
             continue
-        known.add((agreement_id, accrual.event_ref, accrual.kind))
-        session.add(
-            PartnerFeeAccrual(
-                agreement_id=agreement_id,
-                partner_id=partners[agreement_id],
-                event_ref=accrual.event_ref,
-                kind=accrual.kind,
-                customer_ref=accrual.customer_ref,
-                occurred_on=accrual.occurred_on,
-                period=accrual.period,
-                currency=accrual.currency,
-                base=accrual.base,
-                fee=accrual.fee,
-            )
+        known.add(key)
+        rows.append(
+            {
+                "agreement_id": agreement_id,
+                "partner_id": partner_id,
+                "event_ref": accrual.event_ref,
+                "kind": accrual.kind,
+                "customer_ref": accrual.customer_ref,
+                "occurred_on": accrual.occurred_on,
+                "period": accrual.period,
+                "currency": accrual.currency,
+                "base": accrual.base,
+                "fee": accrual.fee,
+                "created_at": now,
+            }
         )
-        added += 1
-    session.flush()
-    return added
+    if rows:
+        session.flush()  # what the session holds goes first, as the unit of work would order it
+        connection = session.connection()
+        BulkStatement.of(_INSERT_ACCRUALS, connection, _ACCRUAL_KEYS).write_rows(connection, rows)
+    return len(rows)
 
 
 def closed_through(session: Session, partner_ref: str) -> str | None:
@@ -248,6 +300,20 @@ def closed_through(session: Session, partner_ref: str) -> str | None:
         .limit(1)
     )
     return session.scalar(query)
+
+
+def closed_through_many(session: Session, partner_refs: Iterable[str]) -> dict[str, str | None]:
+    """:func:`closed_through` of each of these partners, in one query."""
+    refs = sorted(set(partner_refs))
+    query = (
+        select(Partner.partner_ref, func.max(PartnerStatement.period))
+        .join(Partner, Partner.id == PartnerStatement.partner_id)
+        .where(Partner.partner_ref.in_(refs))
+        .group_by(Partner.partner_ref)
+    )
+    found: dict[str, str | None] = dict.fromkeys(refs)
+    found.update({ref: period for ref, period in session.execute(query)})
+    return found
 
 
 def close_statement(session: Session, partner_ref: str, period: str, total: Decimal) -> tuple[int, bool]:
@@ -319,34 +385,48 @@ def fee_events(
     refs = sorted(set(customer_refs))
     if not refs:
         return []
-    base = (
-        select(Invoice.id, Invoice.number, Invoice.currency, Customer.customer_ref, Contract.contract_ref)
-        .join(Customer, Customer.id == Invoice.customer_id)
-        .join(Contract, Contract.id == Invoice.contract_id)
-        .where(Customer.customer_ref.in_(refs))
-    )
-    if basis == "billed":
-        query = base.add_columns(Invoice.billing_date, Invoice.invoice_total).where(Invoice.status.in_(ISSUED))
-        rows = [(f"doc:{r.number}", r, r.billing_date, r.invoice_total) for r in session.execute(query)]
-    else:
-        query = (
-            base.add_columns(Payment.payment_ref, Payment.received_on, PaymentAllocation.amount)
-            .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
-            .join(Payment, Payment.id == PaymentAllocation.payment_id)
+    # (ref, invoice id, currency, customer, contract, day, amount) per event; read through Core (the ORM's
+    # row loading and named access per row were most of this function's time at 100,000 payments).
+    rows: list[tuple[str, int, str, str, str | None, date, Decimal]] = []
+    connection = session.connection()
+    for start in range(0, len(refs), IN_BATCH):
+        base = (
+            select(Invoice.id, Invoice.number, Invoice.currency, Customer.customer_ref, Contract.contract_ref)
+            .join(Customer, Customer.id == Invoice.customer_id)
+            .join(Contract, Contract.id == Invoice.contract_id)
+            .where(Customer.customer_ref.in_(refs[start : start + IN_BATCH]))
         )
-        rows = [(f"pay:{r.payment_ref}:{r.number}", r, r.received_on, r.amount) for r in session.execute(query)]
-    products = _product_weights(session, {r.id for _, r, _, _ in rows}) if per_product else {}
-    events = []
-    for ref, row, day, amount in rows:
-        split = None
-        if per_product:
-            weights = products.get(row.id, {})
-            names = sorted(weights)
-            shares = (
-                allocate(amount, [weights[n] for n in names], row.currency) if names and any(weights.values()) else []
+        if basis == "billed":
+            query = base.add_columns(Invoice.billing_date, Invoice.invoice_total).where(Invoice.status.in_(ISSUED))
+            rows += [
+                (f"doc:{number}", invoice_id, currency, customer, contract, day, amount)
+                for invoice_id, number, currency, customer, contract, day, amount in connection.execute(query)
+            ]
+        else:
+            query = (
+                base.add_columns(Payment.payment_ref, Payment.received_on, PaymentAllocation.amount)
+                .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
+                .join(Payment, Payment.id == PaymentAllocation.payment_id)
             )
-            split = dict(zip(names, shares, strict=True))
-        events.append(FeeEvent(ref, row.customer_ref, row.contract_ref, day, basis, row.currency, amount, split))
+            rows += [
+                (f"pay:{payment_ref}:{number}", invoice_id, currency, customer, contract, day, amount)
+                for invoice_id, number, currency, customer, contract, payment_ref, day, amount in connection.execute(
+                    query
+                ).all()
+            ]
+    if not per_product:
+        return [
+            FeeEvent(ref, customer, contract, day, basis, currency, amount)
+            for ref, _, currency, customer, contract, day, amount in rows
+        ]
+    products = _product_weights(session, {invoice_id for _, invoice_id, *_ in rows})
+    events = []
+    for ref, invoice_id, currency, customer, contract, day, amount in rows:
+        weights = products.get(invoice_id, {})
+        names = sorted(weights)
+        shares = allocate(amount, [weights[n] for n in names], currency) if names and any(weights.values()) else []
+        split = dict(zip(names, shares, strict=True))
+        events.append(FeeEvent(ref, customer, contract, day, basis, currency, amount, split))
     return events
 
 
@@ -367,6 +447,13 @@ def _product_weights(session: Session, invoice_ids: set[int]) -> dict[int, dict[
 def lock_partner(session: Session, partner_ref: str) -> None:
     """Serialise what accrues on and closes a partner's statements (its row lock; SQLite has one writer)."""
     session.execute(select(Partner.id).where(Partner.partner_ref == partner_ref).with_for_update())
+
+
+def lock_partners(session: Session, partner_refs: Iterable[str]) -> None:
+    """:func:`lock_partner` for a batch of partners, in the order of their ids (two runs locking
+    overlapping batches never wait on each other crosswise)."""
+    query = select(Partner.id).where(Partner.partner_ref.in_(sorted(set(partner_refs)))).order_by(Partner.id)
+    session.execute(query.with_for_update())
 
 
 def set_statement_status(session: Session, statement_ids: Iterable[int], status: str) -> None:

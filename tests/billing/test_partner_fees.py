@@ -1,5 +1,5 @@
 """Referral fees: worked examples with known answers (a 20% fee for 12 months through an upgrade, a
-refund and a credit note; a flat fee; a tiered partner; per product; another currency), and properties
+refund and a credit note; a flat fee, on payments and on invoices; a tiered partner; per product; another currency), and properties
 of the money (a period's fees are its rounded fee, accruing in pieces equals accruing at once, undoing
 every event undoes every fee)."""
 
@@ -158,6 +158,37 @@ def test_a_flat_fee_is_reversed_when_the_first_payment_is_refunded_or_deleted_an
     # Paid and refunded on the same day: nothing earned.
     same_day = [first, paid("re-0", date(2026, 2, 20), "-1000.00")]
     assert accrue(agreement(**terms), same_day).accruals == []
+
+
+def test_a_flat_fee_on_basis_billed_is_earned_on_the_first_invoice_issued_and_reversed_by_a_full_credit() -> None:
+    """Basis ``billed``: the flat fee follows what the customer is invoiced, as the percentage does: earned
+    on its first invoice issued (before anything is paid), reversed when a credit note cancels all of
+    it, earned again on the next invoice; payments play no part."""
+    events = [
+        billed("US-INV-1", date(2026, 2, 1), "1000.00"),
+        paid("pay-1", date(2026, 2, 20), "1000.00"),  # not the basis
+        billed("US-CN-1", date(2026, 3, 5), "-1000.00"),  # all it was invoiced, credited
+        billed("US-INV-2", date(2026, 4, 1), "500.00"),
+    ]
+    terms = {"basis": "billed", "flat_fee": "250.00"}
+    run = accrue(agreement(**terms), events)
+    assert [(a.event_ref, a.kind, a.occurred_on, a.period, a.fee) for a in run.accruals] == [
+        ("US-INV-1", "fee", date(2026, 2, 1), "2026-02", D("200.00")),
+        ("US-CN-1", "fee", date(2026, 3, 5), "2026-03", D("-200.00")),
+        ("US-INV-2", "fee", date(2026, 4, 1), "2026-04", D("100.00")),
+        ("flat:hooli", "flat_fee", date(2026, 2, 1), "2026-02", D("250.00")),
+        ("flat:hooli@2", "flat_fee", date(2026, 3, 5), "2026-03", D("-250.00")),
+        ("flat:hooli@3", "flat_fee", date(2026, 4, 1), "2026-04", D("250.00")),
+    ]
+    assert accrue(agreement(**terms), events, Booked.of(run.accruals)).accruals == []
+    # Invoiced and not yet paid: the billed agreement's flat fee stands, a collected one's waits for a payment.
+    issued = events[:1]
+    assert [
+        (a.kind, a.fee) for a in accrue(agreement(basis="billed", percent=None, flat_fee="250.00"), issued).accruals
+    ] == [("flat_fee", D("250.00"))]
+    assert accrue(agreement(percent=None, flat_fee="250.00"), issued).accruals == []
+    # Paid without an invoice issued (a prepayment): nothing on basis billed.
+    assert accrue(agreement(basis="billed", percent=None, flat_fee="250.00"), [events[1]]).accruals == []
 
 
 def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:

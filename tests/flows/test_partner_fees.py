@@ -205,3 +205,140 @@ def test_a_tiered_agreement_earns_its_share_of_the_partners_total(store: Store) 
         fees = {a.agreement_ref: a.fee for a in load_accruals(session, partner_ref="nw")}
     assert fees == {"tiered": D("190.00"), "flat5": D("60.00")}
     assert accrue_fees(store, as_of=date(2026, 2, 1)).accrued == 0
+
+
+def test_a_billed_flat_fee_is_earned_when_the_first_invoice_is_issued(store: Store) -> None:
+    """Basis billed, 20% and a 25.00 flat fee: nothing while globex's first invoice is only approved; once
+    it is sent (issued), the run accrues 20% of it and the flat fee, dated the invoice's billing date,
+    before anything is paid; rerunning adds nothing."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "billed",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "basis": "billed",
+        "percent": "20",
+        "flat_fee": "25.00",
+        "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}],
+    }
+    assert not import_document(store, document(contract("C-1"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        [invoice] = [d for d in list_invoices(session) if d["doc_type"] == "invoice"]
+        set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+    assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 0  # approved, not issued: not billed yet
+    with store.write() as session:
+        mark_sent(session, [int(str(invoice["id"]))])
+    assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 2
+    with store.read() as session:
+        accruals = load_accruals(session, partner_ref="nw")
+    total = D(str(invoice["invoice_total"]))
+    assert sorted((a.kind, a.occurred_on, a.fee) for a in accruals) == [
+        ("fee", date(2026, 1, 1), (total * D("0.20")).quantize(D("0.01"))),
+        ("flat_fee", date(2026, 1, 1), D("25.00")),
+    ]
+    assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 0
+
+
+def test_an_event_in_another_currency_waits_in_quarantine_until_a_rate_is_configured(store: Store) -> None:
+    """A USD agreement over globex (USD) and gulf (KWD), basis billed: without a KWD->USD rate gulf's invoice
+    is quarantined naming ``currency`` and globex's accrues; with the rate, gulf's accrues at it and its
+    entry is resolved; a run after that quarantines nothing and clears nothing more."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store import quarantine
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "usd",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "basis": "billed",
+        "percent": "10",
+        "referrals": [
+            {"customer_ref": "globex", "referred_on": "2026-01-01"},
+            {"customer_ref": "gulf", "referred_on": "2026-01-01"},
+        ],
+    }
+    kwd = contract("C-2", customer="gulf", entity="kw", currency="KWD")
+    assert not import_document(store, document(contract("C-1"), kwd)).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        invoices = {str(d["customer_ref"]): d for d in list_invoices(session) if d["doc_type"] == "invoice"}
+        for invoice in invoices.values():
+            set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+            mark_sent(session, [int(str(invoice["id"]))])
+    gulf = f"doc:{invoices['gulf']['number']}"
+
+    first = accrue_fees(store, as_of=date(2026, 1, 2))
+    assert [(p.event_ref, p.field) for p in first.problems] == [(gulf, "currency")]
+    with store.read() as session:
+        assert [a.customer_ref for a in load_accruals(session, partner_ref="nw")] == ["globex"]
+        [entry] = quarantine.list_open(session, source="partner_fees")
+    assert (entry["record_key"], entry["field"]) == (f"usd:{gulf}", "currency")
+
+    rated = accrue_fees(store, as_of=date(2026, 1, 2), rates={("KWD", "USD"): D("3.25")})
+    assert not rated.problems and rated.accrued == 1
+    with store.read() as session:
+        [fee] = [a for a in load_accruals(session, partner_ref="nw") if a.customer_ref == "gulf"]
+        assert quarantine.list_open(session, source="partner_fees") == []
+    kwd_total = D(str(invoices["gulf"]["invoice_total"]))
+    assert fee.fee == (kwd_total * D("3.25") * D("0.10")).quantize(D("0.01"))
+    again = accrue_fees(store, as_of=date(2026, 1, 2), rates={("KWD", "USD"): D("3.25")})
+    assert (again.accrued, again.problems) == (0, [])
+
+
+def test_a_per_product_agreement_earns_on_its_products_share_of_each_payment(store: Store) -> None:
+    """Globex's invoice: platform 1,200.00 and 10 seats at 45.00 (450.00). A 10% agreement on seats only,
+    basis collected: a payment of the whole 1,650.00 is split over the invoice's products by their billed
+    amounts, seats' 450.00 earns 45.00; a part payment of 330.00 (a fifth) earns 9.00."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from billbridge.store.payments import record_payment
+    from tests.docs import contract, document
+
+    lines = [
+        {"line_ref": "platform", "product_ref": "platform"},
+        {"line_ref": "seats", "product_ref": "seats", "quantity": 10},
+    ]
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "seats",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "percent": "10",
+        "products": ["seats"],
+        "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}],
+    }
+    assert not import_document(store, document(contract("C-1", lines=lines))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        [invoice] = [d for d in list_invoices(session) if d["doc_type"] == "invoice"]
+        assert D(str(invoice["invoice_total"])) == D("1650.00")
+        set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+        mark_sent(session, [int(str(invoice["id"]))])
+        for ref, amount, day in (("p-1", "330.00", date(2026, 1, 10)), ("p-2", "1320.00", date(2026, 2, 10))):
+            record_payment(
+                session,
+                payment_ref=ref,
+                currency="USD",
+                amount=D(amount),
+                received_on=day,
+                allocations=[(str(invoice["number"]), D(amount))],
+                customer_ref="globex",
+            )
+    accrue_fees(store, as_of=date(2026, 3, 1))
+    with store.read() as session:
+        fees = sorted((a.period, a.base, a.fee) for a in load_accruals(session, partner_ref="nw"))
+    assert fees == [("2026-01", D("90.00"), D("9.00")), ("2026-02", D("360.00"), D("36.00"))]
