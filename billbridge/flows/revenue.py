@@ -26,6 +26,7 @@ from billbridge.errors import NotConfigured
 from billbridge.flows.ahead import done_ahead
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import token_vault
+from billbridge.flows.revenue_build import build, build_ahead
 from billbridge.mapping.journal import (
     AccountMapping,
     PeriodRevenue,
@@ -37,9 +38,7 @@ from billbridge.mapping.journal import (
 from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store import revenue as sql
-from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import load_billed
 from billbridge.store.outbox import Message
 from billbridge.vendors.registry import JournalTarget, vendor
 
@@ -93,10 +92,10 @@ def rebuild(
     summary = RecognitionSummary(through)
     stale = _stale(store, through, full, summary)
     chunks = [dict(stale[start : start + chunk]) for start in range(0, len(stale), chunk)]
-    for todo, ahead in zip(chunks, done_ahead(store, chunks, _build_ahead, (through,), workers), strict=True):
+    for todo, ahead in zip(chunks, done_ahead(store, chunks, build_ahead, (through,), workers), strict=True):
         with store.write() as session:
             if ahead is None or ahead.marker != sql.close_marker(session):
-                done, failed, closed = _build(session, todo, through)
+                done, failed, closed = build(session, todo, through)
                 sql.save_built(session, done, through, closed)
                 rebuilt = len(done)
             else:
@@ -122,72 +121,6 @@ def _stale(store: Store, through: date, full: bool, summary: RecognitionSummary)
         after = stamps[-1][0]
         summary.contracts += len(stamps)
         stale += [(cid, stamp) for cid, stamp in stamps if built.get(cid) != stamp]
-
-
-@dataclass(frozen=True)
-class _Ahead:
-    """A chunk built by a planning process, as of the close marker it read first."""
-
-    marker: int
-    closed: dict[int, set[date]]
-    prepared: sql.Prepared
-    rebuilt: int
-    failed: dict[int, tuple[str, str]]
-
-
-def _build_ahead(store: Store, stale: dict[int, str], through: date) -> _Ahead:
-    """In a planning process: build a chunk and convert its rows for the driver. The marker is read
-    first: if it is unchanged when the chunk is written, so are the closed months read after it."""
-    with store.read() as session:
-        marker = sql.close_marker(session)
-        done, failed, closed = _build(session, stale, through)
-        prepared = sql.prepare_built(session.connection(), done, through)
-    return _Ahead(marker, dict(closed), prepared, len(done), failed)
-
-
-def _build(
-    session: Session, stale: dict[int, str], through: date
-) -> tuple[list[sql.Built], dict[int, tuple[str, str]], dict[int, set[date]]]:
-    """The schedules of a chunk of contracts (id -> stamp) as they are to be stored, the contracts that
-    could not be recognised (id -> (stamp, reason)), and the closed months of their legal entities."""
-    ids = list(stale)
-    timelines = load_timelines(session, ids)
-    billed = load_billed(session, ids)
-    closed = sql.closed_months(session, {t.entity_id for t in timelines.values()})
-    held = sql.held_rows(session, ids, closed)
-    done: list[sql.Built] = []
-    failed: dict[int, tuple[str, str]] = {}
-    for cid in ids:
-        timeline = timelines.get(cid)
-        if timeline is None:
-            continue
-        try:
-            if timeline.error:
-                raise ValueError(timeline.error)
-            if any(v.contract.billed_by != "billbridge" for v in timeline.versions):
-                # Stripe invoices it (and Stripe Revenue Recognition recognises it): nothing here.
-                done.append(sql.Built(cid, timeline.entity_id, "", stale[cid], (), (), ()))
-                continue
-            revenue = rr.recognise(timeline.contract_ref, timeline.versions, billed[cid][0], through)
-        except (ValueError, ArithmeticError) as exc:
-            failed[cid] = (stale[cid], f"{timeline.contract_ref}: {exc}")
-            continue
-        months = closed.get(timeline.entity_id, set())
-        kept = held.get(cid, {})
-        held_billed = {k: v.billed for k, v in kept.items() if k[2] in months}
-        held_recognised = {k: v.recognised for k, v in kept.items() if k[2] in months}
-        done.append(
-            sql.Built(
-                cid,
-                timeline.entity_id,
-                revenue.currency,
-                stale[cid],
-                revenue.obligations,
-                rr.post_with_close(revenue.billed, held_billed, months),
-                rr.post_with_close(revenue.recognised, held_recognised, months),
-            )
-        )
-    return done, failed, closed
 
 
 def with_balances(summary: RecognitionSummary, store: Store) -> RecognitionSummary:
