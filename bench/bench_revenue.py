@@ -13,8 +13,8 @@ is timed. Floor (timed in the same run): the schedule rows the full run wrote, r
 dicts and bulk-inserted with SQLAlchemy core into a freshly migrated empty database (one transaction).
 Targets: full run <= 3x the floor; incremental run < 5% of the full run.
 
-``--workers`` planning processes build the next chunks while the run writes (default: the
-``billing_workers`` setting, as the recognize command and flow use it). Besides wall time each figure
+``--workers N`` planning processes build the next chunks while the run writes (default 0: in the run's
+own process, as the recognize command and flow build). Besides wall time each figure
 has its CPU time (this process and its planning processes): the machine is shared, and CPU is the
 steadier measure of the work done; the load average is printed with the result.
 """
@@ -38,7 +38,6 @@ from sqlalchemy import Table, func, insert, select
 from billbridge.flows import revenue
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
-from billbridge.settings import Settings
 from billbridge.store.db import open_store
 from billbridge.store.revenue_models import RevenueContractState, RevenueObligation, RevenueScheduleRow
 
@@ -76,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=Settings().billing_workers,
-        help="planning processes of the rebuild (default: the billing_workers setting; 0: in the run's process)",
+        default=0,
+        help="planning processes building the next chunks while the rebuild writes (default 0: in the run's process)",
     )
     parser.add_argument("--workdir", default="bench/out")
     parser.add_argument("--keep", action="store_true")

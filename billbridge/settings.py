@@ -376,7 +376,7 @@ class Settings(BaseSettings):
     billing_workers: int = Field(
         default_factory=_default_planners,
         ge=0,
-        description="Processes planning the next chunks while the billing run (or the revenue rebuild) saves one; 0 plans in the run's own "
+        description="Processes planning the next chunks while the billing run saves one; 0 plans in the run's own "
         "process; default: one per CPU, at most 4 (planning is the run's bottleneck, the one writer is not)",
     )
 

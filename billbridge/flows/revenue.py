@@ -535,7 +535,7 @@ def recognize_revenue(period: str | None = None, full: bool = False, through: da
     through = through or today_utc()
     settings = Settings()
     store = open_store(settings.database)
-    summary = with_balances(rebuild(store, through, full=full, workers=settings.billing_workers), store)
+    summary = with_balances(rebuild(store, through, full=full), store)
     ledger = ledger_of(settings)
     if ledger is not None and getattr(settings, ledger, None) is not None:  # what closes queued since the last run
         summary.journals = post_journals(store, settings, ledger).as_dict()

@@ -77,11 +77,8 @@ def recognize(
         day = date.fromisoformat(through) if through else revenue.today_utc()
     except ValueError:
         raise typer.BadParameter(f"{through!r} is not a date (YYYY-MM-DD)", param_hint="--through") from None
-    settings = Settings()
-    store = open_store(settings.database)
-    summary = revenue.with_balances(
-        revenue.rebuild(store, day, full=full, workers=settings.billing_workers), store
-    ).as_dict()
+    store = _store()
+    summary = revenue.with_balances(revenue.rebuild(store, day, full=full), store).as_dict()
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
