@@ -14,6 +14,7 @@ on the next billing date up to ``as_of`` that has none (one invoice per contract
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,7 @@ class _Timeline:
         self.current = self.versions[-1].contract
         self._cache: dict[tuple[int, str, int, Decimal | None], _Terms] = {}
         self._schedules: dict[date, list[Period]] = {}
+        self._points: dict[str, list[date]] = {}
 
     def schedule(self, as_of: date) -> list[Period]:
         """The current terms' billing periods whose service starts on or before ``as_of``."""
@@ -258,19 +260,25 @@ class _Timeline:
         )
 
     def breakpoints(self, line_ref: str, start: date, end: date) -> list[date]:
-        """Days in (start, end) where the line's terms may change."""
-        points = {start, end}
-        for version in self.versions:
-            points.add(version.effective_date)
-            for line in version.contract.lines:
-                if line.line_ref != line_ref:
-                    continue
-                if line.start_date:
-                    points.add(line.start_date)
-                if line.end_date:
-                    points.add(line.end_date + ONE_DAY)
-                points.update(step.start_date for step in line.ramps)
-        return sorted(p for p in points if start <= p <= end)
+        """Days in (start, end) where the line's terms may change, with ``start`` and ``end``."""
+        if start > end:
+            return []
+        points = self._points.get(line_ref)
+        if points is None:  # the line's days of change over the whole contract, found once
+            found: set[date] = set()
+            for version in self.versions:
+                found.add(version.effective_date)
+                for line in version.contract.lines:
+                    if line.line_ref != line_ref:
+                        continue
+                    if line.start_date:
+                        found.add(line.start_date)
+                    if line.end_date:
+                        found.add(line.end_date + ONE_DAY)
+                    found.update(step.start_date for step in line.ramps)
+            points = self._points[line_ref] = sorted(found)
+        inner = points[bisect_right(points, start) : bisect_left(points, end)]
+        return [start, *inner, end] if start < end else [start]
 
     def line_refs(self) -> dict[str, ContractLine]:
         """Every line ever in the contract (latest definition wins), so a removed line is credited."""
@@ -622,7 +630,7 @@ def plan_invoices(
     plan = Plan()
     by_target: dict[date, list[DraftLine]] = defaultdict(list)
     for natural, line in new:
-        target = next((d for d in billing_dates if natural <= d <= as_of and d not in invoiced), None)
+        target = _first_open(billing_dates, natural, as_of, invoiced)
         if target is None and ended and as_of not in invoiced:
             target = as_of  # the contract has no billing date left: settle on a document dated today
         if target is None:
@@ -655,6 +663,17 @@ def plan_invoices(
             )
         )
     return plan
+
+
+def _first_open(billing_dates: Sequence[date], natural: date, as_of: date, invoiced: set[date]) -> date | None:
+    """The first of the sorted ``billing_dates`` from ``natural`` to ``as_of`` not invoiced already."""
+    for i in range(bisect_left(billing_dates, natural), len(billing_dates)):
+        day = billing_dates[i]
+        if day > as_of:
+            return None
+        if day not in invoiced:
+            return day
+    return None
 
 
 def _boundary_dates(timeline: _Timeline, as_of: date) -> set[date]:

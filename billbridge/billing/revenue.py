@@ -46,7 +46,7 @@ from datetime import date, timedelta
 from decimal import Context, Decimal, localcontext
 from typing import Literal
 
-from billbridge.billing.currency import allocate, round_money
+from billbridge.billing.currency import allocate, minor_unit, round_money
 from billbridge.billing.engine import MINIMUM_LINE, BilledItem, DraftLine, Version, plan_invoices
 from billbridge.billing.model import Contract, ContractLine, Recognition, Ssp
 from billbridge.billing.periods import periods
@@ -159,10 +159,40 @@ def monthly_amounts(
     keep_to: date | None = None,
 ) -> dict[date, Decimal]:
     """The daily schedule of ``amount`` over ``start``..``end`` summed per month (first day as key),
-    keeping only the days ``keep_from``..``keep_to`` (a modification cuts an obligation's schedule)."""
+    keeping only the days ``keep_from``..``keep_to`` (a modification cuts an obligation's schedule).
+
+    A month's sum is what the days through its last day recognised less what the days before its first
+    did (cumulative rounding), so no per-day amount is made. An amount of whole minor units at the
+    currency's exponent (every allocated part is) is computed in integers: round half up of U*d/N is
+    (2*|U|*d + N) // (2N), exactly what rounding the Decimal quotient gives; others take the Decimal way."""
     days = (end - start).days + 1
     first = max(start, keep_from) if keep_from else start
     last = min(end, keep_to) if keep_to else end
+    places = minor_unit(currency)
+    sign, _, exponent = amount.as_tuple()
+    if exponent != -places or days < 1:
+        return _monthly_decimal(amount, start, days, first, last, currency)
+    units = int(abs(amount).scaleb(places, _CTX))
+    twice, twice_days = 2 * units, 2 * days
+    out: dict[date, Decimal] = {}
+    day = first
+    done = (first - start).days  # days recognised before ``day``
+    before = (twice * done + days) // twice_days if done > 0 else 0
+    while day <= last:
+        chunk_end = min(month_end(day), last)
+        elapsed = (chunk_end - start).days + 1
+        through = units if elapsed >= days else (twice * elapsed + days) // twice_days
+        value = through - before
+        out[day.replace(day=1)] = Decimal(-value if sign else value).scaleb(exponent, _CTX)
+        before = through
+        day = chunk_end + ONE_DAY
+    return out
+
+
+def _monthly_decimal(
+    amount: Decimal, start: date, days: int, first: date, last: date, currency: str
+) -> dict[date, Decimal]:
+    """:func:`monthly_amounts` in Decimal: an amount not at the currency's exponent."""
     out: dict[date, Decimal] = {}
     day = first
     while day <= last:
@@ -648,6 +678,8 @@ def post_with_close(
     A closed month never changes: the difference between what it should hold now (``ideal``) and what
     it holds (``closed_rows``) lands in the first open month after it, as ``catch_up``."""
     closed = set(closed_months)
+    if not closed:  # nothing closed: the rows are the ideal ones (no catch-up)
+        return [Posted(k[0], k[1], k[2], a + ZERO, ZERO) for k, a in sorted(ideal.items()) if a]
     catch_up: dict[Key, Decimal] = defaultdict(lambda: ZERO)
     for key in set(ideal) | set(closed_rows):
         line_ref, booked, month = key

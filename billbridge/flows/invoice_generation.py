@@ -8,8 +8,6 @@ never leave a gap in the numbers. A contract that fails to plan is quarantined; 
 from __future__ import annotations
 
 import multiprocessing
-import os
-import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,6 +23,7 @@ from billbridge.billing.currency import money_str
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
 from billbridge.billing.resellers import SoldDraft, consolidate
 from billbridge.billing.usage_periods import UsageQuery, aggregate
+from billbridge.flows.ahead import end_with_parent as _end_with_parent
 from billbridge.store import quarantine
 from billbridge.store.contracts import ContractTimeline, contract_ids, load_timelines
 from billbridge.store.db import Store, open_store
@@ -139,22 +138,6 @@ def _open_worker_store(url: str) -> None:
     global _worker_store
     _end_with_parent()
     _worker_store = open_store(url, run_migrations=False)
-
-
-def _end_with_parent() -> None:
-    """In a planning process: end as soon as the run that started it ends, however it ends. A run
-    killed with SIGKILL shuts no pool down, and its planners (and multiprocessing's resource tracker,
-    kept alive by them) would wait for work forever. The parent's sentinel becomes readable when
-    the parent is gone."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()
-        os._exit(1)
-
-    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _plan_in_worker(ids: list[int], as_of: date) -> ChunkPlan:

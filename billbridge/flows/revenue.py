@@ -23,8 +23,10 @@ from billbridge.billing import revenue as rr
 from billbridge.billing.currency import money_str
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
+from billbridge.flows.ahead import done_ahead
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import token_vault
+from billbridge.flows.revenue_build import build, build_ahead
 from billbridge.mapping.journal import (
     AccountMapping,
     PeriodRevenue,
@@ -36,9 +38,7 @@ from billbridge.mapping.journal import (
 from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store import revenue as sql
-from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import load_billed
 from billbridge.store.outbox import Message
 from billbridge.vendors.registry import JournalTarget, vendor
 
@@ -81,68 +81,46 @@ class RecognitionSummary:
         }
 
 
-def rebuild(store: Store, through: date, *, full: bool = False, chunk: int = CHUNK) -> RecognitionSummary:
-    """Rebuild the schedule of every contract whose inputs changed (every one with ``full``)."""
+def rebuild(
+    store: Store, through: date, *, full: bool = False, chunk: int = CHUNK, workers: int = 0
+) -> RecognitionSummary:
+    """Rebuild the schedule of every contract whose inputs changed (every one with ``full``).
+
+    With ``workers`` > 0, that many processes build the next chunks (read their inputs, recognise,
+    convert the rows) while this one writes the current chunk; a chunk built while a month was closed
+    or reopened is built again inside the write transaction, so the result is the same as building there."""
     summary = RecognitionSummary(through)
-    after = 0
-    while True:
-        with store.read() as session:
-            stamps = sql.contract_stamps(session, through, after_id=after, limit=max(chunk, SCAN))
-            built = {} if full else sql.built_stamps(session, [cid for cid, _ in stamps])
-        if not stamps:
-            break
-        after = stamps[-1][0]
-        summary.contracts += len(stamps)
-        stale = [(cid, stamp) for cid, stamp in stamps if built.get(cid) != stamp]
-        for start in range(0, len(stale), chunk):
-            summary.rebuilt += _rebuild_chunk(store, dict(stale[start : start + chunk]), through, summary)
+    stale = _stale(store, through, full, summary)
+    chunks = [dict(stale[start : start + chunk]) for start in range(0, len(stale), chunk)]
+    for todo, ahead in zip(chunks, done_ahead(store, chunks, build_ahead, (through,), workers), strict=True):
+        with store.write() as session:
+            if ahead is None or ahead.marker != sql.close_marker(session):
+                done, failed, closed = build(session, todo, through)
+                sql.save_built(session, done, through, closed)
+                rebuilt = len(done)
+            else:
+                failed, closed = ahead.failed, ahead.closed
+                sql.write_prepared(session, ahead.prepared, closed)
+                rebuilt = ahead.rebuilt
+            sql.save_failed(session, failed, through)
+        summary.rebuilt += rebuilt
+        summary.failed += [(cid, reason) for cid, (_, reason) in failed.items()]
     return summary
 
 
-def _rebuild_chunk(store: Store, stale: dict[int, str], through: date, summary: RecognitionSummary) -> int:
-    ids = list(stale)
-    with store.read() as session:
-        timelines = load_timelines(session, ids)
-        billed = load_billed(session, ids)
-    with store.write() as session:
-        closed = sql.closed_months(session, {t.entity_id for t in timelines.values()})
-        held = sql.held_rows(session, ids)
-        done: list[sql.Built] = []
-        failed: dict[int, tuple[str, str]] = {}
-        for cid in ids:
-            timeline = timelines.get(cid)
-            if timeline is None:
-                continue
-            try:
-                if timeline.error:
-                    raise ValueError(timeline.error)
-                if any(v.contract.billed_by != "billbridge" for v in timeline.versions):
-                    # Stripe invoices it (and Stripe Revenue Recognition recognises it): nothing here.
-                    done.append(sql.Built(cid, timeline.entity_id, "", stale[cid], (), (), ()))
-                    continue
-                revenue = rr.recognise(timeline.contract_ref, timeline.versions, billed[cid][0], through)
-            except (ValueError, ArithmeticError) as exc:
-                failed[cid] = (stale[cid], f"{timeline.contract_ref}: {exc}")
-                continue
-            months = closed.get(timeline.entity_id, set())
-            kept = held.get(cid, {})
-            held_billed = {k: v.billed for k, v in kept.items() if k[2] in months}
-            held_recognised = {k: v.recognised for k, v in kept.items() if k[2] in months}
-            done.append(
-                sql.Built(
-                    cid,
-                    timeline.entity_id,
-                    revenue.currency,
-                    stale[cid],
-                    revenue.obligations,
-                    rr.post_with_close(revenue.billed, held_billed, months),
-                    rr.post_with_close(revenue.recognised, held_recognised, months),
-                )
-            )
-        sql.save_built(session, done, through, closed)
-        sql.save_failed(session, failed, through)
-    summary.failed += [(cid, reason) for cid, (_, reason) in failed.items()]
-    return len(done)
+def _stale(store: Store, through: date, full: bool, summary: RecognitionSummary) -> list[tuple[int, str]]:
+    """(contract id, stamp) of every contract whose schedule is not built from what it is now."""
+    stale: list[tuple[int, str]] = []
+    after = 0
+    while True:
+        with store.read() as session:
+            stamps = sql.contract_stamps(session, through, after_id=after, limit=SCAN)
+            built = {} if full else sql.built_stamps(session, [cid for cid, _ in stamps])
+        if not stamps:
+            return stale
+        after = stamps[-1][0]
+        summary.contracts += len(stamps)
+        stale += [(cid, stamp) for cid, stamp in stamps if built.get(cid) != stamp]
 
 
 def with_balances(summary: RecognitionSummary, store: Store) -> RecognitionSummary:

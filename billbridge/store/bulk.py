@@ -117,6 +117,29 @@ def dbapi_cursor(connection: Connection) -> Any:
     return connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
 
+Call = tuple[bool, str, Any]
+"""A call of the driver: (executemany?, text, its arguments as the driver takes them)."""
+
+
+def run_calls(connection: Connection, calls: Sequence[Call]) -> int:
+    """Run driver calls (:meth:`BulkStatement.insert_calls`) in the connection's transaction; the rows
+    the driver says they changed."""
+    if not calls:
+        return 0
+    changed = 0
+    cursor = dbapi_cursor(connection)
+    try:
+        for many, sql, arguments in calls:
+            if many:
+                cursor.executemany(sql, arguments)
+            else:
+                cursor.execute(sql, arguments)
+            changed += int(cursor.rowcount)
+    finally:
+        cursor.close()
+    return changed
+
+
 class BulkStatement:
     """A Core statement compiled once per dialect and run on the DBAPI cursor, its parameters
     converted by SQLAlchemy's own bind processors. Python-side column defaults are not applied:
@@ -289,19 +312,17 @@ class BulkStatement:
         :data:`VALUES_ROWS` rows on PostgreSQL, :meth:`run_many` elsewhere. For a plain
         ``INSERT ... VALUES (...)`` (value expressions such as scalar subqueries are fine; no
         RETURNING, no ON CONFLICT). The rows inserted."""
+        return run_calls(connection, self.insert_calls(rows))
+
+    def insert_calls(self, rows: Sequence[dict[str, Any]]) -> list[Call]:
+        """What :meth:`insert_values` hands the driver for ``rows``, values converted: made where the
+        rows are built (a planning process of the same dialect), run by :func:`run_calls` where they
+        are written, so the writer does no per-value work."""
         if not rows:
-            return 0
+            return []
         if self._dialect.name != "postgresql":
-            return self.run_many(connection, rows)
-        inserted = 0
-        cursor = dbapi_cursor(connection)
-        try:
-            for sql, arguments in self.values_calls(rows):
-                cursor.execute(sql, arguments)
-                inserted += int(cursor.rowcount)
-        finally:
-            cursor.close()
-        return inserted
+            return [(True, self.sql, self.driver_rows(rows))]
+        return [(False, sql, arguments) for sql, arguments in self.values_calls(rows)]
 
     def values_calls(self, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
         """The multi-row VALUES statements (PostgreSQL) :meth:`insert_values` runs for ``rows``,

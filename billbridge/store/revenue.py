@@ -11,11 +11,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing.revenue import Key, Obligation, Posted
-from billbridge.store.bulk import BulkStatement
+from billbridge.store.bulk import BulkStatement, Call, run_calls
 from billbridge.store.models import (
     Contract,
     ContractVersion,
@@ -115,9 +115,15 @@ class HeldRow:
     recognised: Decimal
 
 
-def held_rows(session: Session, contract_ids: Sequence[int]) -> dict[int, dict[Key, HeldRow]]:
-    """The schedule rows the store holds for these contracts."""
+def held_rows(
+    session: Session, contract_ids: Sequence[int], closed: Mapping[int, set[date]]
+) -> dict[int, dict[Key, HeldRow]]:
+    """The schedule rows the store holds for these contracts in closed months (``closed``: the closed
+    months of each legal entity): what a rebuild must keep. Nothing is read while no month is closed."""
     out: dict[int, dict[Key, HeldRow]] = defaultdict(dict)
+    months = sorted(set().union(*closed.values())) if closed else []
+    if not months or not contract_ids:
+        return out
     rows = session.execute(
         select(
             RevenueScheduleRow.contract_id,
@@ -126,7 +132,7 @@ def held_rows(session: Session, contract_ids: Sequence[int]) -> dict[int, dict[K
             RevenueScheduleRow.month,
             RevenueScheduleRow.billed,
             RevenueScheduleRow.recognised,
-        ).where(RevenueScheduleRow.contract_id.in_(list(contract_ids)))
+        ).where(RevenueScheduleRow.contract_id.in_(list(contract_ids)), RevenueScheduleRow.month.in_(months))
     )
     for cid, line_ref, booked, month, billed, recognised in rows:
         out[cid][(line_ref, booked, month)] = HeldRow(billed, recognised)
@@ -146,28 +152,25 @@ class Built:
     recognised: Sequence[Posted]
 
 
-def save_built(session: Session, built: Sequence[Built], through: date, closed: Mapping[int, set[date]]) -> None:
-    """Replace these contracts' obligations and their schedule rows of open months (a closed month's
-    rows stay as they are), and record what each was built from."""
-    if not built:
-        return
-    ids = [b.contract_id for b in built]
-    session.execute(delete(RevenueObligation).where(RevenueObligation.contract_id.in_(ids)))
+@dataclass(frozen=True)
+class Prepared:
+    """Built schedules ready to write: whose rows to replace (contract ids per legal entity) and the
+    driver calls inserting the new ones, values converted where they were built (a planning process)."""
+
+    by_entity: dict[int, list[int]]
+    calls: list[Call]
+
+
+def prepare_built(connection: Connection, built: Sequence[Built], through: date) -> Prepared:
+    """The obligations, schedule rows and states of ``built`` as the driver takes them (per-value work
+    done here, on the connection's dialect, so the process writing them only runs the calls)."""
     by_entity: dict[int, list[int]] = defaultdict(list)
-    for b in built:
-        by_entity[b.entity_id].append(b.contract_id)
-    for entity_id, cids in by_entity.items():
-        months = closed.get(entity_id, set())
-        query = delete(RevenueScheduleRow).where(RevenueScheduleRow.contract_id.in_(cids))
-        if months:
-            query = query.where(RevenueScheduleRow.month.not_in(sorted(months)))
-        session.execute(query)
-    session.execute(delete(RevenueContractState).where(RevenueContractState.contract_id.in_(ids)))
     obligations: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
     now = utcnow()
     for b in built:
+        by_entity[b.entity_id].append(b.contract_id)
         for seq, ob in enumerate(b.obligations):
             obligations.append(
                 {
@@ -189,33 +192,70 @@ def save_built(session: Session, built: Sequence[Built], through: date, closed: 
                     "allocated": ob.allocated,
                 }
             )
-        merged: dict[Key, dict[str, Decimal]] = defaultdict(
-            lambda: {"billed": ZERO, "recognised": ZERO, "catch_up": ZERO}
-        )
+        # one row per (line, booked month, month): billed and recognised side by side
+        merged: dict[Key, list[Decimal]] = {}
         for p in b.billed:
-            merged[(p.line_ref, p.booked, p.month)]["billed"] = p.amount
+            merged[(p.line_ref, p.booked, p.month)] = [p.amount, ZERO, ZERO]
         for p in b.recognised:
-            row = merged[(p.line_ref, p.booked, p.month)]
-            row["recognised"], row["catch_up"] = p.amount, p.catch_up
-        for (line_ref, booked, month), values in merged.items():
-            rows.append(
-                {
-                    "contract_id": b.contract_id,
-                    "line_ref": line_ref,
-                    "booked_month": booked,
-                    "month": month,
-                    "entity_id": b.entity_id,
-                    "currency": b.currency,
-                    **values,
-                }
-            )
+            key = (p.line_ref, p.booked, p.month)
+            found = merged.get(key)
+            if found is None:
+                merged[key] = [ZERO, p.amount, p.catch_up]
+            else:
+                found[1], found[2] = p.amount, p.catch_up
+        cid, entity_id, currency = b.contract_id, b.entity_id, b.currency
+        rows.extend(
+            {
+                "contract_id": cid,
+                "line_ref": line_ref,
+                "booked_month": booked,
+                "month": month,
+                "entity_id": entity_id,
+                "currency": currency,
+                "billed": billed,
+                "recognised": recognised,
+                "catch_up": catch_up,
+            }
+            for (line_ref, booked, month), (billed, recognised, catch_up) in merged.items()
+        )
         states.append(
             {"contract_id": b.contract_id, "stamp": b.stamp, "through": through, "built_at": now, "error": None}
         )
-    connection = session.connection()
+    calls: list[Call] = []
     for statement, rows_of in ((_INSERT_OBLIGATIONS, obligations), (_INSERT_ROWS, rows), (_INSERT_STATES, states)):
         if rows_of:  # on the driver's cursor: Core's per-row work costs more than the insert
-            BulkStatement.of(statement, connection, tuple(rows_of[0])).insert_values(connection, rows_of)
+            calls += BulkStatement.of(statement, connection, tuple(rows_of[0])).insert_calls(rows_of)
+    return Prepared(dict(by_entity), calls)
+
+
+def write_prepared(session: Session, prepared: Prepared, closed: Mapping[int, set[date]]) -> None:
+    """Replace these contracts' obligations and their schedule rows of open months (a closed month's
+    rows stay as they are) by the prepared ones, and record what each was built from."""
+    ids = [cid for cids in prepared.by_entity.values() for cid in cids]
+    if not ids:
+        return
+    session.execute(delete(RevenueObligation).where(RevenueObligation.contract_id.in_(ids)))
+    for entity_id, cids in prepared.by_entity.items():
+        months = closed.get(entity_id, set())
+        query = delete(RevenueScheduleRow).where(RevenueScheduleRow.contract_id.in_(cids))
+        if months:
+            query = query.where(RevenueScheduleRow.month.not_in(sorted(months)))
+        session.execute(query)
+    session.execute(delete(RevenueContractState).where(RevenueContractState.contract_id.in_(ids)))
+    run_calls(session.connection(), prepared.calls)
+
+
+def save_built(session: Session, built: Sequence[Built], through: date, closed: Mapping[int, set[date]]) -> None:
+    """Replace these contracts' obligations and their schedule rows of open months (a closed month's
+    rows stay as they are), and record what each was built from."""
+    if built:
+        write_prepared(session, prepare_built(session.connection(), built, through), closed)
+
+
+def close_marker(session: Session) -> int:
+    """The newest close or reopening of any month (0: none yet). Schedules built while it stays the same
+    saw the closed months, and their rows, as they still are: a closed month's rows never change."""
+    return session.scalar(select(func.coalesce(func.max(RevenuePeriodEvent.id), 0))) or 0
 
 
 def save_failed(session: Session, failures: Mapping[int, tuple[str, str]], through: date) -> None:

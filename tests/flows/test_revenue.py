@@ -160,3 +160,40 @@ def test_a_late_usage_event_after_the_close_is_a_catch_up_in_the_first_open_mont
     assert report["2026-01"]["recognised"] == "100.00"  # closed: never rewritten
     assert (report["2026-02"]["recognised"], report["2026-02"]["catch_up"]) == ("50.00", "30.00")
     assert report["2026-03"]["billed"] == "50.00" and report["2026-03"]["deferred"] == "0.00"
+
+
+def test_schedules_built_ahead_by_planning_processes_are_the_ones_built_in_the_run(store: Store) -> None:
+    from billbridge.store.revenue import schedule_rows
+    from tests.docs import DISCOUNTED
+
+    seats = {"line_ref": "seats", "product_ref": "seats", "quantity": "2"}
+    contracts = [
+        YEAR,
+        DISCOUNTED,
+        contract("C-M", lines=[seats]),  # evergreen, monthly: a term per period
+        contract("C-Q", cycle_length=3, contract_end_date="2026-12-31", billing_timing="in_arrears", lines=[seats]),
+        contract("C-E", contract_end_date="2027-06-30"),
+        contract("C-2", contract_start_date="2026-02-10", contract_end_date="2027-02-09"),
+    ]
+    import_document(store, document(*contracts))
+    run_billing(store, date(2026, 1, 1))
+    revenue.close(store, "us", date(2026, 1, 1))  # January's rows are kept as they are from here on
+    import_document(store, document(dict(YEAR, lines=[dict(seats, quantity="30")], effective_date="2026-01-01")))
+    run_billing(store, date(2026, 3, 1))
+
+    def rows() -> list[tuple[object, ...]]:
+        with store.read() as session:
+            return [
+                (r.contract_id, r.line_ref, r.booked_month, r.month, r.billed, r.recognised, r.catch_up)
+                for r in schedule_rows(session)
+            ]
+
+    ahead = revenue.rebuild(store, date(2026, 3, 31), full=True, chunk=2, workers=1)  # 3 chunks: 2 built ahead
+    built_ahead = rows()
+    assert (ahead.contracts, ahead.rebuilt, ahead.failed) == (6, 6, [])
+    here = revenue.rebuild(store, date(2026, 3, 31), full=True, chunk=2, workers=0)
+    assert (here.rebuilt, rows()) == (6, built_ahead)
+    report = months(revenue.schedule_report(store, "C-Y") or {})
+    # C-Y's January stays as closed (101.92 of the year's 1,200); the amendment to 30 seats at 45 a month
+    # (16,200 for the year) is a catch-up in February
+    assert report["2026-01"]["recognised"] == "101.92" and report["2026-02"]["catch_up"] != "0.00"

@@ -1,0 +1,72 @@
+"""Work done ahead in planning processes: chunks handed to spawned processes, each opening the store
+by its URL, their results taken in order while the calling process writes the one before.
+
+The billing run plans invoices this way; the revenue rebuild builds schedules this way. A worker is
+given a module-level function (picklable) called as ``work(store, chunk, *args)``."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
+from typing import Any, TypeVar
+
+from billbridge.store.db import Store, open_store
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+_store: Store | None = None  # one per planning process, opened by its initializer
+
+
+def end_with_parent() -> None:
+    """In a planning process: end as soon as the run that started it ends, however it ends. A run
+    killed with SIGKILL shuts no pool down, and its planners (and multiprocessing's resource tracker,
+    kept alive by them) would wait for work forever. The parent's sentinel becomes readable when
+    the parent is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+def _open_store(url: str) -> None:
+    global _store
+    end_with_parent()
+    _store = open_store(url, run_migrations=False)
+
+
+def _run(work: Callable[..., R], chunk: Any, args: tuple[Any, ...]) -> R:
+    assert _store is not None, "not in a planning process"
+    return work(_store, chunk, *args)
+
+
+def done_ahead(
+    store: Store, chunks: Sequence[C], work: Callable[..., R], args: tuple[Any, ...], workers: int
+) -> Iterator[R | None]:
+    """For each chunk, in order, ``work(store, chunk, *args)`` as done by one of ``workers`` processes,
+    at most two chunks per worker in flight; None for every chunk when there are no workers, fewer than
+    three chunks (starting processes costs more) or a store other processes cannot open."""
+    if workers < 1 or len(chunks) < 3 or not store.shared:
+        yield from (None for _ in chunks)
+        return
+    context = multiprocessing.get_context("spawn")  # never fork a process holding open connections
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_open_store, initargs=(store.url,)) as pool:
+        window: deque[Future[R]] = deque()
+        pending = iter(chunks)
+        for chunk in islice(pending, 2 * workers):
+            window.append(pool.submit(_run, work, chunk, args))
+        while window:
+            result = window.popleft().result()
+            for chunk in islice(pending, 1):
+                window.append(pool.submit(_run, work, chunk, args))
+            yield result
