@@ -32,6 +32,10 @@ async def read_raw(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+"""Made once: ``json.loads`` with these options builds a new decoder on every call."""
+
+
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed body; 413 past ``limit`` bytes (by Content-Length or as it streams), 400 if not JSON.
 
@@ -39,7 +43,8 @@ async def read_json(request: Request, limit: int) -> Any:
     """
     raw = await read_raw(request, limit)
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
+        # As json.loads reads bytes: UTF-8, -16 or -32 by the first bytes.
+        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise refuse(400, "malformed_json", f"the body is not valid JSON: {exc}"[:300]) from None
 
