@@ -1,8 +1,12 @@
-"""The API process's id caches: renewed a window at a time, never serving a value older than the TTL."""
+"""The API process's id caches (renewed a window at a time, never serving a value older than the
+TTL) and the event refs the usage API makes."""
 
 from __future__ import annotations
 
+import uuid
+
 from billbridge.api.lookups import KEEP_WINDOWS, _Window
+from billbridge.api.usage_ingest import event_refs
 
 
 class Clock:
@@ -64,3 +68,12 @@ def test_no_ttl_loads_every_time() -> None:
     assert cache.get_many(["a"], source.load) == {"a": 1}
     assert cache.get_many([], source.load) == {}
     assert source.loads == [["a"], ["a"]]
+
+
+def test_event_refs_are_distinct_version_4_uuids_written_as_uuid_writes_them() -> None:
+    refs = event_refs(2_000)
+    assert len(set(refs)) == 2_000
+    for ref in refs:
+        parsed = uuid.UUID(ref)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, ref)
+    assert event_refs(0) == []
