@@ -157,8 +157,9 @@ def _process_webhooks(store: Store, settings: Settings) -> object:
     return process_pending(store, settings)
 
 
-def app_from_settings() -> FastAPI:
-    """What uvicorn runs (``factory=True``): the configured store, migrated on start.
+def app_from_settings() -> routes_usage.UsageFastLane:
+    """What uvicorn runs (``factory=True``): the configured store, migrated on start, behind the
+    usage endpoints' fast lane (:class:`routes_usage.UsageFastLane`).
 
     Everything loaded so far (modules, compiled statements, the app) lives as long as the
     process, so it is moved out of the garbage collector's sight (``gc.freeze``): otherwise each
@@ -167,7 +168,7 @@ def app_from_settings() -> FastAPI:
     ``gc.callbacks``; 2 us once frozen). Cycles made by requests are still collected.
     """
     settings = Settings()
-    app = create_app(open_store(settings.database), settings)
+    app = routes_usage.UsageFastLane(create_app(open_store(settings.database), settings))
     gc.collect()
     gc.freeze()
     return app

@@ -32,6 +32,10 @@ async def read_raw(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+"""Made once: ``json.loads`` with these options builds a new decoder on every call."""
+
+
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed body; 413 past ``limit`` bytes (by Content-Length or as it streams), 400 if not JSON.
 
@@ -39,7 +43,8 @@ async def read_json(request: Request, limit: int) -> Any:
     """
     raw = await read_raw(request, limit)
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
+        # As json.loads reads bytes: UTF-8, -16 or -32 by the first bytes.
+        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise refuse(400, "malformed_json", f"the body is not valid JSON: {exc}"[:300]) from None
 
@@ -54,28 +59,63 @@ def storable(value: Any, field: str, index: int | None = None, depth: int = 1) -
     """Check a JSON value can be stored (strings without NUL or unpaired surrogates, integers in
     64 bits, at most MAX_DEPTH levels) and turn Decimals into floats (strings when out of float
     range): for free-form report data, not money. Raises ApiError (422) naming the field."""
+    try:
+        return _storable(value, depth)
+    except _Unstorable as exc:
+        raise _problem(field + "".join(reversed(exc.path)), index, exc.code, exc.message) from None
+
+
+class _Unstorable(Exception):
+    """What :func:`_storable` found, with the path to it (innermost first), which is only built
+    when something is wrong: on the usage API's hot path, a path string per value had cost more
+    than the checks."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.path: list[str] = []
+
+
+_BAD_TEXT = ("bad_text", "text must not contain NUL or unpaired surrogates")
+
+
+def _storable(value: Any, depth: int) -> Any:
     if isinstance(value, str):
-        _check_text(value, field, index)
+        if not storable_text(value):
+            raise _Unstorable(*_BAD_TEXT)
         return value
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
         if not INT_RANGE[0] <= value <= INT_RANGE[1]:
-            raise _problem(field, index, "number_out_of_range", "integers must fit in 64 bits (-2^63 to 2^63-1)")
+            raise _Unstorable("number_out_of_range", "integers must fit in 64 bits (-2^63 to 2^63-1)")
         return value
     if isinstance(value, Decimal):
         number = float(value)
         return number if math.isfinite(number) else str(value)
     if isinstance(value, (dict, list)) and depth > MAX_DEPTH:
-        raise _problem(field, index, "too_deep", f"nested more than {MAX_DEPTH} levels deep")
+        raise _Unstorable("too_deep", f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            _check_text(key, field, index)
-            out[key] = storable(item, f"{field}.{key}", index, depth + 1)
+            if not storable_text(key):
+                raise _Unstorable(*_BAD_TEXT)
+            try:
+                out[key] = _storable(item, depth + 1)
+            except _Unstorable as exc:
+                exc.path.append(f".{key}")
+                raise
         return out
     if isinstance(value, list):
-        return [storable(item, f"{field}[{i}]", index, depth + 1) for i, item in enumerate(value)]
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_storable(item, depth + 1))
+            except _Unstorable as exc:
+                exc.path.append(f"[{i}]")
+                raise
+        return items
     return value
 
 

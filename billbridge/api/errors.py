@@ -59,12 +59,17 @@ def _response(status: int, problems: list[Problem], headers: Mapping[str, str] |
     )
 
 
+def error_response(exc: ApiError) -> JSONResponse:
+    """The answer to a refusal, as the application's handler gives it."""
+    return _response(exc.status, exc.problems, exc.headers)
+
+
 def install(app: FastAPI) -> None:
     """Map our refusals, FastAPI's parameter validation and plain HTTP errors to the one shape."""
 
     async def api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return _response(exc.status, exc.problems, exc.headers)
+        return error_response(exc)
 
     async def request_validation(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

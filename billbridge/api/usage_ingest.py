@@ -8,7 +8,7 @@ commit together. Idempotency keys are scoped to the API key's legal entity (stor
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -78,7 +78,8 @@ def ingest(
     insert the new events (ON CONFLICT DO NOTHING), read back the stored events of the keys that
     conflicted (replays), add to the per-day rollups. The invoices of the contracts concerned are
     read after the inserts: in the transaction where writers only lock rows (PostgreSQL), after
-    the commit where they lock the database (SQLite), which sees the same invoices or newer ones.
+    the commit where they lock the database (SQLite), which sees the same invoices or newer ones;
+    one contract's invoices (a single event's) are read in the transaction on SQLite too.
     """
     lookups = lookups or Lookups(0)
     outcomes = [Outcome(index=i) for i in range(len(raw_events))]
@@ -102,13 +103,14 @@ def ingest(
     seen_keys: set[str] = set()
     new: list[tuple[_Valid, dict[str, Any]]] = []
     replays: list[_Valid] = []
+    refs = iter(event_refs(len(resolved)))
     for v in resolved:
         if v.key is not None and v.key in seen_keys:  # the same key earlier in this batch
             replays.append(v)
             continue
         if v.key is not None:
             seen_keys.add(v.key)
-        new.append((v, _row(principal, v)))
+        new.append((v, _row(principal, v, next(refs))))
     # Rows in key order: two requests inserting overlapping keys then wait on each other in the
     # same order, never in a cycle (a deadlock on PostgreSQL).
     ordered = sorted((row for _, row in new), key=lambda row: row["idempotency_key"] or "")
@@ -128,12 +130,16 @@ def ingest(
             if since is not None:
                 documents = usage_repo.documents_from(connection, contract_ids, since)
     else:
+        # On SQLite the transaction locks the database, so a batch's invoices are read after it
+        # commits; one contract's invoices are one indexed read, cheaper under the lock than a
+        # second pooled connection after it (about a quarter of a single event's CPU, in-process).
+        read_inside = not store.locks_database or len(contract_ids) == 1
         with store.write_connection() as connection:
             _received(ordered)
             inserted = usage_repo.insert_new_events(connection, ordered)
             new, stored = _taken(connection, new, inserted, replays)
             usage_repo.add_to_daily(connection, [row for _, row in new])  # the rollups billing reads
-            if not store.locks_database and since is not None:
+            if read_inside and since is not None:
                 documents = usage_repo.documents_from(connection, contract_ids, since)
     if documents is None and since is not None:
         reader = _Reader(store)
@@ -321,12 +327,27 @@ def _validate(outcome: Outcome, principal: Principal, raw: Any, header_key: str 
     )
 
 
-def _row(principal: Principal, v: _Valid) -> dict[str, Any]:
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant: as uuid.uuid4() sets them
+
+
+def event_refs(n: int) -> list[str]:
+    """``n`` new event refs: random version-4 UUIDs as ``str(uuid.uuid4())`` writes them, from one
+    read of ``os.urandom`` (uuid.UUID's checks cost more per event than the randomness)."""
+    raw = os.urandom(16 * n)
+    refs = []
+    for start in range(0, 16 * n, 16):
+        x = f"{int.from_bytes(raw[start : start + 16], 'big') & _UUID_CLEAR | _UUID_SET:032x}"
+        refs.append(f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}")
+    return refs
+
+
+def _row(principal: Principal, v: _Valid, event_ref: str) -> dict[str, Any]:
     """The event as stored (naive UTC timestamp, quantity in micro-units too: ``event_row``)."""
     assert v.timestamp is not None
     return usage_repo.event_row(
         {
-            "event_ref": str(uuid.uuid4()),
+            "event_ref": event_ref,
             "idempotency_key": v.key,
             "entity_id": principal.entity_id,
             "customer_id": v.customer_id,

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from billbridge.api.app import create_app
+from billbridge.api.routes_usage import UsageFastLane
 from billbridge.flows.importing import import_document
 from billbridge.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.store import api_keys
@@ -82,5 +83,6 @@ def api(store: Store) -> Iterator[Api]:
             client_id="unused", client_secret=SecretStr("unused"), realm_id="1", webhook_verifier_token=SecretStr("v")
         ),
     )
-    with TestClient(create_app(store, settings)) as client:
+    # As `billbridge serve` runs it: the usage endpoints' fast lane in front of the application.
+    with TestClient(UsageFastLane(create_app(store, settings))) as client:
         yield Api(client, store, token, kw_token)

@@ -471,3 +471,41 @@ def test_concurrent_replays_store_each_event_once(api: Api) -> None:
         answers = list(pool.map(send, range(4)))
     assert all(a == answers[0] for a in answers)
     assert count(api) == 50
+
+
+def test_the_fast_lane_answers_as_the_application_does(api: Api) -> None:
+    """Through the fast lane (the api fixture) and through the application alone, the same
+    requests get the same statuses and bodies: an event, a replay, refusals of the key, the body
+    and the fields, and a query string (which the fast lane leaves to the application)."""
+    direct = TestClient(create_app(api.store, Settings(webhooks_inline=False)))
+    requests: list[tuple[str, Any, dict[str, str]]] = [
+        (EVENT, event(event_id="lane-1"), api.headers()),
+        (EVENT, event(event_id="lane-1"), api.headers()),  # a replay
+        (EVENT, event(event_id="lane-1", quantity=2), api.headers()),  # the key for another event: 409
+        (EVENT, event(), {}),  # no key: 401
+        (EVENT, event(), api.headers("bb_nope")),  # an unknown key: 401
+        (EVENT, event(quantity="-1"), api.headers()),  # a bad field: 422
+        (EVENT + "?debug=1", event(), api.headers()),  # an unknown parameter: 422
+        (EVENT + "?x=%00", event(), api.headers()),  # a NUL in the URL: 400
+        (BATCH, {"events": [event(event_id="lane-2"), event(quantity="x")]}, api.headers()),
+        (BATCH, {"events": "no"}, api.headers()),
+    ]
+    for path, body, headers in requests:
+        laned = api.client.post(path, json=body, headers=headers)
+        alone = direct.post(path, json=body, headers=headers)  # after it: a success is now a replay
+        assert laned.headers["content-type"] == alone.headers["content-type"] == "application/json"
+        assert laned.headers.get("www-authenticate") == alone.headers.get("www-authenticate")
+        if laned.status_code >= 400:
+            assert (laned.status_code, laned.json()) == (alone.status_code, alone.json()), path
+        elif path == EVENT:
+            assert alone.status_code == 200 and alone.json()["replayed"], alone.text
+            assert laned.json()["event_ref"] == alone.json()["event_ref"]
+        else:
+            assert (laned.status_code, alone.status_code) == (200, 200)
+            first, again = laned.json()["results"], alone.json()["results"]
+            assert [r["status"] for r in first] == ["accepted", "refused"]
+            assert [r["status"] for r in again] == ["duplicate", "refused"]
+            assert first[0]["event"]["event_ref"] == again[0]["event"]["event_ref"]
+            assert first[1] == again[1]
+    bad_json = api.client.post(EVENT, content=b"{", headers={**api.headers(), "Content-Type": "application/json"})
+    assert bad_json.status_code == 400 and bad_json.json()["detail"][0]["code"] == "malformed_json"
