@@ -182,18 +182,26 @@ def still_due(context: Mapping[str, Any]) -> str | None:
 
 
 def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None) -> tuple[Handler, Callable[[], None]]:
-    """The relay handler of ``message.email``: one SMTP connection for the run."""
+    """The relay handler of ``message.email``: one SMTP connection for the run, a batch's messages
+    read in one go, and one commit per message: before its DATA command, marking it ``sending``
+    together with how the message before it ended (``sent``, or why not). A crash therefore leaves
+    at most one message ``sending`` (the one in flight, or the one whose ``sent`` was riding on the
+    next commit), which the next run makes ``unconfirmed``: never sent twice, never lost silently."""
     extras = extras or Extras()
     sender = SmtpSender(smtp)
+    ended: list[sql.Ended] = []  # attempts whose end is not committed yet (it rides on the next commit)
 
     def finish(message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
-        with store.write() as session:
-            sql.finish(session, message_id, state, error, subject)
+        ended.append(sql.Ended(message_id, state, error, subject))
 
-    def one(message: Message) -> Delivery:
+    def commit(sending: int | None = None) -> bool:
+        with store.write_connection() as connection:
+            taken = sql.record_attempts(connection, ended, sending)
+        ended.clear()
+        return taken
+
+    def one(message: Message, context: dict[str, Any] | None) -> Delivery:
         message_id = int(message.payload["message"])
-        with store.read() as session:
-            context = sql.sending_context(session, message_id)
         if context is None:
             return Delivery(message.id, outcome="gone")
         state = context["state"]
@@ -233,13 +241,13 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             message_id=context["message_id"],
             attachments=attachments,
         )
-
-        def before_data() -> bool:
-            with store.write() as session:
-                return sql.begin_sending(session, message_id)
-
         try:
-            sent = sender.send(email, context["entity"]["sender"], [*recipients["to"], *recipients["cc"]], before_data)
+            sent = sender.send(
+                email,
+                context["entity"]["sender"],
+                [*recipients["to"], *recipients["cc"]],
+                lambda: commit(sending=message_id),
+            )
         except SmtpFailed as exc:
             reason = f"{what}: {exc.classified.reason}"
             retriable = exc.classified.kind == ErrorKind.RETRIABLE
@@ -255,7 +263,13 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
         return Delivery(message.id, outcome=context["kind"])
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
-        return [one(message) for message in messages]
+        with store.read() as session:
+            contexts = sql.sending_contexts(session, [int(m.payload["message"]) for m in messages])
+        try:
+            return [one(message, contexts.get(int(message.payload["message"]))) for message in messages]
+        finally:
+            if ended:  # before the relay marks the batch delivered
+                commit()
 
     return handle, sender.close
 
