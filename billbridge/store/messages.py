@@ -254,6 +254,13 @@ _ENDED = (
 )
 
 
+_SENDING = (
+    update(CustomerMessage)
+    .where(CustomerMessage.id == bindparam("m_id"), CustomerMessage.state == "queued")
+    .values(state="sending", attempts=CustomerMessage.attempts + 1, updated_at=bindparam("m_now"))
+)
+
+
 def record_attempts(connection: Connection, ended: Sequence[Ended], sending: int | None = None) -> bool:
     """Record how attempts ended and, in the same transaction, mark message ``sending`` (as
     :func:`begin_sending`): the SMTP relay commits once per message, before its DATA command, the
@@ -277,11 +284,7 @@ def record_attempts(connection: Connection, ended: Sequence[Ended], sending: int
         )
     if sending is None:
         return False
-    done = connection.execute(
-        update(CustomerMessage)
-        .where(CustomerMessage.id == sending, CustomerMessage.state == "queued")
-        .values(state="sending", attempts=CustomerMessage.attempts + 1, updated_at=now)
-    )
+    done = connection.execute(_SENDING, {"m_id": sending, "m_now": now})
     return bool(done.rowcount)
 
 
