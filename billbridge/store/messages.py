@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billbridge.billing.messaging import Recipients, message_id, recipients
@@ -121,11 +122,18 @@ def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
     return found
 
 
-def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
+CREATE_CHUNK = 500  # messages per INSERT (13 values each: SQLite allows 32,766)
+
+
+def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str] | None = None) -> Counter[str]:
     """Create the drafts whose event has no message yet (each once, however often planning runs), with
     their recipients fixed now: a customer without a contact gets ``waiting_contact`` (shown by
     ``status``; nothing is sent to a guessed address), one whose contacts all opted out of the kind
-    ``opted_out``. Queued messages get their outbox row in this transaction. Returns counts by state."""
+    ``opted_out``. Queued messages get their outbox row in this transaction. Returns counts by state.
+
+    Two runs making the same message at once (PostgreSQL: neither sees the other's uncommitted
+    row) do not fail on the unique event key: the insert skips an event another transaction made
+    first (ON CONFLICT DO NOTHING waits for it to commit); its key goes to ``taken`` and is not counted."""
     counts: Counter[str] = Counter()
     present = existing_keys(session, [d.event_key for d in drafts])
     fresh = {d.event_key: d for d in drafts if d.event_key not in present}
@@ -135,9 +143,15 @@ def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
     contacts = contacts_of(session, customers)
     settings = messaging_of(session, customers)
     invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None]
-    doc_types = dict(session.execute(select(Invoice.id, Invoice.doc_type).where(Invoice.id.in_(invoice_ids))).all())
+    doc_types: dict[int, str] = {}
+    for start in range(0, len(invoice_ids), CREATE_CHUNK):
+        chunk = invoice_ids[start : start + CREATE_CHUNK]
+        doc_types.update(
+            (i, t) for i, t in session.execute(select(Invoice.id, Invoice.doc_type).where(Invoice.id.in_(chunk)))
+        )
     charged = auto_charged(session, invoice_ids)  # Stripe charges these: it does not e-mail them
-    rows = []
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
     for draft in fresh.values():
         messaging, channel, entity_ref = settings[draft.customer_id]
         if channel in VENDOR_TOPICS and (draft.kind != "invoice" or doc_types.get(draft.invoice_id or 0) != "invoice"):
@@ -145,30 +159,50 @@ def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
         elif channel == "stripe" and draft.invoice_id in charged:
             channel = "email"
         chosen = recipients(contacts[draft.customer_id], draft.kind)
-        state = draft.state or _state_for(contacts[draft.customer_id], chosen)
-        row = CustomerMessage(
-            event_key=draft.event_key,
-            kind=draft.kind,
-            customer_id=draft.customer_id,
-            invoice_id=draft.invoice_id,
-            payment_id=draft.payment_id,
-            channel=channel,
-            state=state,
-            recipients=chosen.as_dict(),
-            language=chosen.language,
-            as_of=draft.as_of,
-            details=draft.details,
-            message_id=message_id(draft.event_key, _domain(messaging, entity_ref)),
-            attempts=0,
+        rows.append(
+            {
+                "event_key": draft.event_key,
+                "kind": draft.kind,
+                "customer_id": draft.customer_id,
+                "invoice_id": draft.invoice_id,
+                "payment_id": draft.payment_id,
+                "channel": channel,
+                "state": draft.state or _state_for(contacts[draft.customer_id], chosen),
+                "recipients": chosen.as_dict(),
+                "language": chosen.language,
+                "as_of": draft.as_of,
+                "details": draft.details,
+                "message_id": message_id(draft.event_key, _domain(messaging, entity_ref)),
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-        rows.append(row)
-        counts[f"{draft.kind}.{state}"] += 1
-    session.add_all(rows)
-    session.flush()
-    for row in rows:
-        if row.state == "queued":
-            _enqueue(session, row)
+    insert = _INSERT_NEW[session.get_bind().dialect.name]
+    for start in range(0, len(rows), CREATE_CHUNK):
+        part = rows[start : start + CREATE_CHUNK]
+        made = {key: int(i) for key, i in session.execute(insert.values(part))}  # event key -> id
+        queued = []
+        for row in part:
+            if row["event_key"] not in made:
+                if taken is not None:
+                    taken.append(row["event_key"])
+                continue
+            counts[f"{row['kind']}.{row['state']}"] += 1
+            if row["state"] == "queued":
+                queued.append(_outbox_row(made[row["event_key"]], row["channel"], row["kind"], row["event_key"], 0))
+        if queued:
+            outbox.enqueue_many(session, queued)
     return counts
+
+
+_MESSAGES = CustomerMessage.__table__
+_INSERT_NEW = {
+    name: dialect.insert(_MESSAGES)
+    .on_conflict_do_nothing(index_elements=["event_key"])
+    .returning(_MESSAGES.c.event_key, _MESSAGES.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 def _state_for(contacts: Sequence[BillingContact], chosen: Recipients) -> str:
@@ -188,15 +222,19 @@ def sender_of(messaging: EntityMessaging, entity_ref: str) -> str:
     return messaging.from_email or f"billing@{entity_ref}.{MESSAGE_DOMAIN}"
 
 
+def _outbox_row(message: int, channel: str, kind: str, event_key: str, attempts: int) -> dict[str, Any]:
+    """The outbox row delivering a message (topic by channel; a retry gets a row of its own)."""
+    return {
+        "topic": VENDOR_TOPICS.get(channel, TOPIC),
+        "aggregate_type": "message",
+        "aggregate_id": message,
+        "dedupe_key": f"message:{message}:{attempts}",
+        "payload": {"message": message, "kind": kind, "number": event_key},
+    }
+
+
 def _enqueue(session: Session, row: CustomerMessage) -> None:
-    outbox.enqueue(
-        session,
-        topic=VENDOR_TOPICS.get(row.channel, TOPIC),
-        aggregate_type="message",
-        aggregate_id=row.id,
-        dedupe_key=f"message:{row.id}:{row.attempts}",
-        payload={"message": row.id, "kind": row.kind, "number": row.event_key},
-    )
+    outbox.enqueue(session, **_outbox_row(row.id, row.channel, row.kind, row.event_key, row.attempts))
 
 
 def release_waiting(session: Session) -> int:
