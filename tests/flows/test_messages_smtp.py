@@ -101,7 +101,8 @@ def test_a_connection_lost_after_data_leaves_the_message_unconfirmed_until_a_per
 
 
 SCRIPT = """
-import os, signal, smtplib
+import os, signal
+from billbridge.connectors import smtp
 from billbridge.settings import Settings
 from billbridge.flows.messages import send_messages
 from billbridge.store import outbox
@@ -113,18 +114,18 @@ point, nth, calls = os.environ.get("KILL_AT", ""), int(os.environ.get("KILL_NTH"
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-data = smtplib.SMTP.data
+data = smtp._data  # DATA, the message, the server's answer
 
-def data_then_maybe_die(self, msg):
+def data_then_maybe_die(*args, **kwargs):
     calls[0] += 1
     if point == "before_data" and calls[0] == nth:  # its ``sending`` mark is committed, DATA not sent
         die()
-    answer = data(self, msg)
+    answer = data(*args, **kwargs)
     if point == "after_data" and calls[0] == nth:  # the server took it, its ``sent`` not committed
         die()
     return answer
 
-smtplib.SMTP.data = data_then_maybe_die
+smtp._data = data_then_maybe_die
 mark_delivered = outbox.mark_delivered_many
 
 def die_before_marking(*args, **kwargs):
