@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from decimal import Decimal
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -181,19 +182,44 @@ def still_due(context: Mapping[str, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A message rendered and built, ready for the SMTP envelope."""
+
+    message: Message
+    message_id: int
+    what: str
+    kind: str
+    subject: str
+    sender: str
+    recipients: tuple[str, ...]
+    email: EmailMessage
+
+
 def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None) -> tuple[Handler, Callable[[], None]]:
-    """The relay handler of ``message.email``: one SMTP connection for the run."""
+    """The relay handler of ``message.email``: one SMTP connection for the run, a batch's messages
+    read in one go, and one commit per message: before its DATA command, marking it ``sending``
+    together with how the message before it ended (``sent``, or why not). A crash therefore leaves
+    at most one message ``sending`` (the one in flight, or the one whose ``sent`` was riding on the
+    next commit), which the next run makes ``unconfirmed``: never sent twice, never lost silently.
+    The next message is rendered while the server takes in the current one (between DATA's end
+    and its answer), so neither side waits for the other's CPU."""
     extras = extras or Extras()
     sender = SmtpSender(smtp)
+    ended: list[sql.Ended] = []  # attempts whose end is not committed yet (it rides on the next commit)
 
     def finish(message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
-        with store.write() as session:
-            sql.finish(session, message_id, state, error, subject)
+        ended.append(sql.Ended(message_id, state, error, subject))
 
-    def one(message: Message) -> Delivery:
+    def commit(sending: int | None = None) -> bool:
+        with store.write_connection() as connection:
+            taken = sql.record_attempts(connection, ended, sending)
+        ended.clear()
+        return taken
+
+    def prepare(message: Message, context: dict[str, Any] | None) -> _Ready | Delivery:
+        """Render and build a message, or say why it does not go out (recorded with ``finish``)."""
         message_id = int(message.payload["message"])
-        with store.read() as session:
-            context = sql.sending_context(session, message_id)
         if context is None:
             return Delivery(message.id, outcome="gone")
         state = context["state"]
@@ -233,29 +259,62 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             message_id=context["message_id"],
             attachments=attachments,
         )
+        return _Ready(
+            message,
+            message_id,
+            what,
+            context["kind"],
+            rendered.subject,
+            context["entity"]["sender"],
+            (*recipients["to"], *recipients["cc"]),
+            email,
+        )
 
-        def before_data() -> bool:
-            with store.write() as session:
-                return sql.begin_sending(session, message_id)
-
+    def transmit(ready: _Ready, meanwhile: Callable[[], None]) -> Delivery:
+        """The envelope, the ``sending`` commit, DATA (``meanwhile`` while the server takes it in)."""
+        message, message_id = ready.message, ready.message_id
         try:
-            sent = sender.send(email, context["entity"]["sender"], [*recipients["to"], *recipients["cc"]], before_data)
+            sent = sender.send(
+                ready.email, ready.sender, ready.recipients, lambda: commit(sending=message_id), meanwhile
+            )
         except SmtpFailed as exc:
-            reason = f"{what}: {exc.classified.reason}"
+            reason = f"{ready.what}: {exc.classified.reason}"
             retriable = exc.classified.kind == ErrorKind.RETRIABLE
             finish(message_id, "queued" if retriable else "failed", reason)
             return Delivery(message.id, error=Classified(exc.classified.kind, reason))
         except SmtpUnknown as exc:
-            reason = f"{what}: {exc}; " + UNCONFIRMED.format(id=message_id)
+            reason = f"{ready.what}: {exc}; " + UNCONFIRMED.format(id=message_id)
             finish(message_id, "unconfirmed", reason)
             return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="unconfirmed")
         if sent is None:
             return Delivery(message.id, outcome="taken by another run")
-        finish(message_id, "sent", subject=rendered.subject)
-        return Delivery(message.id, outcome=context["kind"])
+        finish(message_id, "sent", subject=ready.subject)
+        return Delivery(message.id, outcome=ready.kind)
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
-        return [one(message) for message in messages]
+        with store.read() as session:
+            contexts = sql.sending_contexts(session, [int(m.payload["message"]) for m in messages])
+        queue = [(message, contexts.get(int(message.payload["message"]))) for message in messages]
+        deliveries: list[Delivery] = []
+        upcoming: list[_Ready | Delivery | BaseException] = []  # the next message, prepared ahead
+
+        def prepare_next() -> None:
+            if not upcoming and len(deliveries) + 1 < len(queue):
+                try:
+                    upcoming.append(prepare(*queue[len(deliveries) + 1]))
+                except BaseException as exc:  # raised once the current message is recorded
+                    upcoming.append(exc)
+
+        try:
+            for item in queue:
+                current = upcoming.pop() if upcoming else prepare(*item)
+                if isinstance(current, BaseException):
+                    raise current
+                deliveries.append(current if isinstance(current, Delivery) else transmit(current, prepare_next))
+            return deliveries
+        finally:
+            if ended:  # before the relay marks the batch delivered
+                commit()
 
     return handle, sender.close
 

@@ -59,7 +59,8 @@ def request_statements(
 ) -> StatementSummary:
     """Make the statement message of each customer (by ref; None: every customer with something
     open on the day), each once per day, queued on the outbox in the same transaction. An unknown
-    customer is reported by its ref and the others go on."""
+    customer is reported by its ref and the others go on. A statement another request made meanwhile
+    (two runs at once) counts as made before: nothing new, no error."""
     summary = StatementSummary()
     with store.write() as session:
         if customers is None:
@@ -91,7 +92,10 @@ def request_statements(
                     details={"statement": made.as_details()},
                 )
             )
-        summary.created = sql.create(session, drafts)
+        taken: list[str] = []  # made by another request at the same time (PostgreSQL), since our look-up
+        summary.created = sql.create(session, drafts, taken=taken)
+        refs = {sql.statement_key(customer_id, as_of): ref for customer_id, ref in chosen}
+        summary.already += [refs[key] for key in taken]
     return summary
 
 

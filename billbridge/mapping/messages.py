@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from functools import lru_cache
@@ -325,6 +327,26 @@ def _doc_type(context: Mapping[str, Any]) -> str | None:
     return invoice.get("doc_type") if isinstance(invoice, Mapping) else None
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, remembering the class it makes per header name: the stdlib makes
+    a new class (``type(...)``) for every header set, a third of the cost of building a message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        found = self._made.get(key)
+        if found is None:
+            found = self._made[key] = super().__getitem__(name)
+        return found
+
+
+POLICY = policy.default.clone(header_factory=_HeaderClasses())
+"""``email.policy.default`` with the header classes made once."""
+
+
 def email(
     rendered: Rendered,
     *,
@@ -336,7 +358,7 @@ def email(
     attachments: Sequence[Attachment] = (),
 ) -> EmailMessage:
     """The e-mail as sent: text with an HTML alternative, attachments, the fixed Message-ID."""
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["Subject"] = rendered.subject
     message["From"] = formataddr((sender_name, sender))
     message["To"] = ", ".join(to)

@@ -14,15 +14,16 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billbridge.billing.messaging import Recipients, message_id, recipients
 from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
 from billbridge.billing.statements import OpenItem, RecentPayment
 from billbridge.store import outbox
-from billbridge.store.external_refs import get_external_id
-from billbridge.store.invoices import documents_query, invoice_lines
+from billbridge.store.external_refs import external_refs_of
+from billbridge.store.invoices import documents_query, lines_of
 from billbridge.store.message_models import BillingContactRow, CustomerMessage
 from billbridge.store.models import (
     Customer,
@@ -121,11 +122,18 @@ def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
     return found
 
 
-def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
+CREATE_CHUNK = 500  # messages per INSERT (13 values each: SQLite allows 32,766)
+
+
+def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str] | None = None) -> Counter[str]:
     """Create the drafts whose event has no message yet (each once, however often planning runs), with
     their recipients fixed now: a customer without a contact gets ``waiting_contact`` (shown by
     ``status``; nothing is sent to a guessed address), one whose contacts all opted out of the kind
-    ``opted_out``. Queued messages get their outbox row in this transaction. Returns counts by state."""
+    ``opted_out``. Queued messages get their outbox row in this transaction. Returns counts by state.
+
+    Two runs making the same message at once (PostgreSQL: neither sees the other's uncommitted
+    row) do not fail on the unique event key: the insert skips an event another transaction made
+    first (ON CONFLICT DO NOTHING waits for it to commit); its key goes to ``taken`` and is not counted."""
     counts: Counter[str] = Counter()
     present = existing_keys(session, [d.event_key for d in drafts])
     fresh = {d.event_key: d for d in drafts if d.event_key not in present}
@@ -135,9 +143,15 @@ def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
     contacts = contacts_of(session, customers)
     settings = messaging_of(session, customers)
     invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None]
-    doc_types = dict(session.execute(select(Invoice.id, Invoice.doc_type).where(Invoice.id.in_(invoice_ids))).all())
+    doc_types: dict[int, str] = {}
+    for start in range(0, len(invoice_ids), CREATE_CHUNK):
+        chunk = invoice_ids[start : start + CREATE_CHUNK]
+        doc_types.update(
+            (i, t) for i, t in session.execute(select(Invoice.id, Invoice.doc_type).where(Invoice.id.in_(chunk)))
+        )
     charged = auto_charged(session, invoice_ids)  # Stripe charges these: it does not e-mail them
-    rows = []
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
     for draft in fresh.values():
         messaging, channel, entity_ref = settings[draft.customer_id]
         if channel in VENDOR_TOPICS and (draft.kind != "invoice" or doc_types.get(draft.invoice_id or 0) != "invoice"):
@@ -145,30 +159,50 @@ def create(session: Session, drafts: Sequence[MessageDraft]) -> Counter[str]:
         elif channel == "stripe" and draft.invoice_id in charged:
             channel = "email"
         chosen = recipients(contacts[draft.customer_id], draft.kind)
-        state = draft.state or _state_for(contacts[draft.customer_id], chosen)
-        row = CustomerMessage(
-            event_key=draft.event_key,
-            kind=draft.kind,
-            customer_id=draft.customer_id,
-            invoice_id=draft.invoice_id,
-            payment_id=draft.payment_id,
-            channel=channel,
-            state=state,
-            recipients=chosen.as_dict(),
-            language=chosen.language,
-            as_of=draft.as_of,
-            details=draft.details,
-            message_id=message_id(draft.event_key, _domain(messaging, entity_ref)),
-            attempts=0,
+        rows.append(
+            {
+                "event_key": draft.event_key,
+                "kind": draft.kind,
+                "customer_id": draft.customer_id,
+                "invoice_id": draft.invoice_id,
+                "payment_id": draft.payment_id,
+                "channel": channel,
+                "state": draft.state or _state_for(contacts[draft.customer_id], chosen),
+                "recipients": chosen.as_dict(),
+                "language": chosen.language,
+                "as_of": draft.as_of,
+                "details": draft.details,
+                "message_id": message_id(draft.event_key, _domain(messaging, entity_ref)),
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-        rows.append(row)
-        counts[f"{draft.kind}.{state}"] += 1
-    session.add_all(rows)
-    session.flush()
-    for row in rows:
-        if row.state == "queued":
-            _enqueue(session, row)
+    insert = _INSERT_NEW[session.get_bind().dialect.name]
+    for start in range(0, len(rows), CREATE_CHUNK):
+        part = rows[start : start + CREATE_CHUNK]
+        made = {key: int(i) for key, i in session.execute(insert.values(part))}  # event key -> id
+        queued = []
+        for row in part:
+            if row["event_key"] not in made:
+                if taken is not None:
+                    taken.append(row["event_key"])
+                continue
+            counts[f"{row['kind']}.{row['state']}"] += 1
+            if row["state"] == "queued":
+                queued.append(_outbox_row(made[row["event_key"]], row["channel"], row["kind"], row["event_key"], 0))
+        if queued:
+            outbox.enqueue_many(session, queued)
     return counts
+
+
+_MESSAGES = CustomerMessage.__table__
+_INSERT_NEW = {
+    name: dialect.insert(_MESSAGES)
+    .on_conflict_do_nothing(index_elements=["event_key"])
+    .returning(_MESSAGES.c.event_key, _MESSAGES.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 def _state_for(contacts: Sequence[BillingContact], chosen: Recipients) -> str:
@@ -188,15 +222,19 @@ def sender_of(messaging: EntityMessaging, entity_ref: str) -> str:
     return messaging.from_email or f"billing@{entity_ref}.{MESSAGE_DOMAIN}"
 
 
+def _outbox_row(message: int, channel: str, kind: str, event_key: str, attempts: int) -> dict[str, Any]:
+    """The outbox row delivering a message (topic by channel; a retry gets a row of its own)."""
+    return {
+        "topic": VENDOR_TOPICS.get(channel, TOPIC),
+        "aggregate_type": "message",
+        "aggregate_id": message,
+        "dedupe_key": f"message:{message}:{attempts}",
+        "payload": {"message": message, "kind": kind, "number": event_key},
+    }
+
+
 def _enqueue(session: Session, row: CustomerMessage) -> None:
-    outbox.enqueue(
-        session,
-        topic=VENDOR_TOPICS.get(row.channel, TOPIC),
-        aggregate_type="message",
-        aggregate_id=row.id,
-        dedupe_key=f"message:{row.id}:{row.attempts}",
-        payload={"message": row.id, "kind": row.kind, "number": row.event_key},
-    )
+    outbox.enqueue(session, **_outbox_row(row.id, row.channel, row.kind, row.event_key, row.attempts))
 
 
 def release_waiting(session: Session) -> int:
@@ -229,6 +267,63 @@ def begin_sending(session: Session, message_id: int) -> bool:
         .values(state="sending", attempts=CustomerMessage.attempts + 1, updated_at=utcnow())
     )
     return bool(getattr(done, "rowcount", 0))
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How an attempt to send a message ended, to be recorded (see :func:`record_attempts`)."""
+
+    message_id: int
+    state: str  # sent, queued, failed, skipped or unconfirmed
+    error: str | None = None
+    subject: str | None = None
+
+
+_ENDED = (
+    update(CustomerMessage)
+    .where(CustomerMessage.id == bindparam("m_id"))
+    .values(
+        state=bindparam("m_state"),
+        last_error=bindparam("m_error"),
+        updated_at=bindparam("m_now"),
+        sent_at=func.coalesce(bindparam("m_sent_at", type_=CustomerMessage.sent_at.type), CustomerMessage.sent_at),
+        subject=func.coalesce(bindparam("m_subject", type_=CustomerMessage.subject.type), CustomerMessage.subject),
+    )
+)
+
+
+_SENDING = (
+    update(CustomerMessage)
+    .where(CustomerMessage.id == bindparam("m_id"), CustomerMessage.state == "queued")
+    .values(state="sending", attempts=CustomerMessage.attempts + 1, updated_at=bindparam("m_now"))
+)
+
+
+def record_attempts(connection: Connection, ended: Sequence[Ended], sending: int | None = None) -> bool:
+    """Record how attempts ended and, in the same transaction, mark message ``sending`` (as
+    :func:`begin_sending`): the SMTP relay commits once per message, before its DATA command, the
+    outcome of the message before it riding along. True when ``sending`` was queued and is now
+    ``sending``; False when it is not queued any more (or none was given)."""
+    now = utcnow()
+    if ended:
+        connection.execute(
+            _ENDED,
+            [
+                {
+                    "m_id": e.message_id,
+                    "m_state": e.state,
+                    "m_error": e.error,
+                    "m_now": now,
+                    "m_sent_at": now if e.state == "sent" else None,
+                    "m_subject": e.subject,
+                }
+                for e in ended
+            ],
+        )
+    if sending is None:
+        return False
+    done = connection.execute(_SENDING, {"m_id": sending, "m_now": now})
+    return bool(done.rowcount)
 
 
 def finish(session: Session, message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
@@ -355,26 +450,115 @@ def without_contact(session: Session, *, limit: int = 50) -> list[str]:
 def sending_context(session: Session, message_id: int) -> dict[str, Any] | None:
     """What sending a message needs, as plain data: the message, its customer, the entity (with its
     messaging settings) and the invoice with its lines and what is open on it."""
-    message = session.get(CustomerMessage, message_id)
-    if message is None:
-        return None
+    return sending_contexts(session, [message_id]).get(message_id)
+
+
+CONTEXT_CHUNK = 500  # message ids per IN (...)
+
+
+def sending_contexts(session: Session, message_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """:func:`sending_context` of many messages in a handful of queries (a relay batch is read at
+    once, not with a dozen queries per message); a message that does not exist is left out."""
+    ids = sorted(set(message_ids))
+    messages: list[CustomerMessage] = []
+    for start in range(0, len(ids), CONTEXT_CHUNK):
+        messages += session.scalars(
+            select(CustomerMessage).where(CustomerMessage.id.in_(ids[start : start + CONTEXT_CHUNK]))
+        )
+    parties = _parties_of(
+        session,
+        {m.customer_id for m in messages},
+        {m.invoice_id for m in messages if m.invoice_id is not None},
+        {m.invoice_id for m in messages if m.invoice_id is not None and m.kind == "invoice"},
+    )
     return {
-        **_parties(session, message.customer_id, message.invoice_id, lines=message.kind == "invoice"),
-        "id": message.id,
-        "kind": message.kind,
-        "state": message.state,
-        "channel": message.channel,
-        "event_key": message.event_key,
-        "message_id": message.message_id,
-        "recipients": message.recipients,
-        "language": message.language,
-        "as_of": message.as_of,
-        "details": message.details,
-        "subject": message.subject,
-        "last_error": message.last_error,
-        "sent_at": message.sent_at,
-        "attempts": message.attempts,
-        "created_at": message.created_at,
+        message.id: {
+            "customer": parties.customers[message.customer_id],
+            "entity": parties.entities[message.customer_id],
+            "invoice": parties.invoices.get(message.invoice_id) if message.invoice_id is not None else None,
+            "id": message.id,
+            "kind": message.kind,
+            "state": message.state,
+            "channel": message.channel,
+            "event_key": message.event_key,
+            "message_id": message.message_id,
+            "recipients": message.recipients,
+            "language": message.language,
+            "as_of": message.as_of,
+            "details": message.details,
+            "subject": message.subject,
+            "last_error": message.last_error,
+            "sent_at": message.sent_at,
+            "attempts": message.attempts,
+            "created_at": message.created_at,
+        }
+        for message in messages
+    }
+
+
+@dataclass
+class _Parties:
+    customers: dict[int, dict[str, Any]]  # by customer id
+    entities: dict[int, dict[str, Any]]  # by customer id: the customer's entity
+    invoices: dict[int, dict[str, Any]]  # by invoice id
+
+
+def _parties_of(session: Session, customer_ids: set[int], invoice_ids: set[int], with_lines: set[int]) -> _Parties:
+    """:func:`_parties` of many customers and documents at once (lines only for ``with_lines``)."""
+    customers: dict[int, dict[str, Any]] = {}
+    entities: dict[int, dict[str, Any]] = {}
+    by_entity: dict[int, dict[str, Any]] = {}
+    wanted = sorted(customer_ids)
+    for start in range(0, len(wanted), CONTEXT_CHUNK):
+        rows = session.execute(
+            select(
+                Customer.id,
+                Customer.customer_ref,
+                Customer.name,
+                LegalEntity.id,
+                LegalEntity.entity_ref,
+                LegalEntity.name,
+                LegalEntity.currency,
+                LegalEntity.messaging,
+            )
+            .join(LegalEntity, LegalEntity.id == Customer.entity_id)
+            .where(Customer.id.in_(wanted[start : start + CONTEXT_CHUNK]))
+        )
+        for cid, ref, name, eid, entity_ref, entity_name, currency, messaging in rows:
+            customers[cid] = {"customer_ref": ref, "name": name}
+            if eid not in by_entity:
+                by_entity[eid] = _entity(entity_ref, entity_name, currency, messaging)
+            entities[cid] = by_entity[eid]
+    invoices: dict[int, dict[str, Any]] = {}
+    docs = sorted(invoice_ids)
+    for start in range(0, len(docs), CONTEXT_CHUNK):
+        chunk = docs[start : start + CONTEXT_CHUNK]
+        for row in session.execute(documents_query().where(Invoice.id.in_(chunk))).mappings():
+            invoice = {**row, "lines": []}
+            invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
+            invoices[row["id"]] = invoice
+        lines = lines_of(session, [i for i in chunk if i in with_lines])
+        for system in ("stripe", "quickbooks"):
+            for doc_type in ("invoice", "credit_note"):
+                typed = [i for i in chunk if i in invoices and invoices[i]["doc_type"] == doc_type]
+                refs = external_refs_of(session, system, doc_type, typed) if typed else {}
+                for i in typed:
+                    invoices[i][f"{system}_invoice"] = refs[i][0] if i in refs else None
+        for i in chunk:
+            if i in invoices:
+                invoices[i]["lines"] = lines.get(i, [])
+    return _Parties(customers, entities, invoices)
+
+
+def _entity(entity_ref: str, name: str, currency: str, settings: dict[str, Any] | None) -> dict[str, Any]:
+    messaging = EntityMessaging.model_validate(settings or {})
+    return {
+        "entity_ref": entity_ref,
+        "name": name,
+        "currency": currency,
+        "address": messaging.address,
+        "payment_instructions": messaging.payment_instructions,
+        "sender": sender_of(messaging, entity_ref),
     }
 
 
@@ -406,30 +590,14 @@ def preview_context(session: Session, number: str, kind: MessageKind, as_of: dat
 
 def _parties(session: Session, customer_id: int, invoice_id: int | None, *, lines: bool = True) -> dict[str, Any]:
     """The customer, its entity and the document (with its lines when ``lines``: the PDF needs them)."""
-    customer = session.get(Customer, customer_id)
-    assert customer is not None
-    entity = session.get(LegalEntity, customer.entity_id)
-    assert entity is not None
-    messaging = EntityMessaging.model_validate(entity.messaging or {})
-    invoice: dict[str, Any] | None = None
+    docs = {invoice_id} if invoice_id is not None else set()
+    found = _parties_of(session, {customer_id}, docs, docs if lines else set())
+    invoice = None
     if invoice_id is not None:
-        row = session.execute(documents_query().where(Invoice.id == invoice_id)).mappings().one()
-        invoice = {**row, "lines": invoice_lines(session, invoice_id) if lines else []}
-        invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
-        invoice["stripe_invoice"] = get_external_id(session, "stripe", invoice["doc_type"], invoice_id)
-        invoice["quickbooks_invoice"] = get_external_id(session, "quickbooks", invoice["doc_type"], invoice_id)
-    return {
-        "customer": {"customer_ref": customer.customer_ref, "name": customer.name},
-        "entity": {
-            "entity_ref": entity.entity_ref,
-            "name": entity.name,
-            "currency": entity.currency,
-            "address": messaging.address,
-            "payment_instructions": messaging.payment_instructions,
-            "sender": sender_of(messaging, entity.entity_ref),
-        },
-        "invoice": invoice,
-    }
+        invoice = found.invoices.get(invoice_id)
+        if invoice is None:
+            raise LookupError(f"no document {invoice_id}")
+    return {"customer": found.customers[customer_id], "entity": found.entities[customer_id], "invoice": invoice}
 
 
 # What planning reads: events that call for a message and have none yet.

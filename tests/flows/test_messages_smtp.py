@@ -101,12 +101,58 @@ def test_a_connection_lost_after_data_leaves_the_message_unconfirmed_until_a_per
 
 
 SCRIPT = """
+import os, signal
+from billbridge.connectors import smtp
 from billbridge.settings import Settings
 from billbridge.flows.messages import send_messages
+from billbridge.store import outbox
 from billbridge.store.db import open_store
+
+# Where this run kills itself (the test's crash points; "" runs to the end or until the test kills it).
+point, nth, calls = os.environ.get("KILL_AT", ""), int(os.environ.get("KILL_NTH", "0")), [0]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+data = smtp._data  # DATA, the message, the server's answer
+
+def data_then_maybe_die(*args, **kwargs):
+    calls[0] += 1
+    if point == "before_data" and calls[0] == nth:  # its ``sending`` mark is committed, DATA not sent
+        die()
+    answer = data(*args, **kwargs)
+    if point == "after_data" and calls[0] == nth:  # the server took it, its ``sent`` not committed
+        die()
+    return answer
+
+smtp._data = data_then_maybe_die
+mark_delivered = outbox.mark_delivered_many
+
+def die_before_marking(*args, **kwargs):
+    if point == "before_delivered":  # every message recorded, the outbox rows not marked delivered
+        die()
+    return mark_delivered(*args, **kwargs)
+
+outbox.mark_delivered_many = die_before_marking
 s = Settings()
 send_messages(open_store(s.database), s)
 """
+
+
+def _child(smtp: SmtpSandbox, database_url: str, tmp_path: Path, **kill: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
+    env.update({f"BILLBRIDGE_SMTP__{k.upper()}": str(v) for k, v in smtp.settings().items()})
+    env["BILLBRIDGE_CONFIG"] = "/nonexistent/billbridge.toml"
+    env.update(kill)
+    return subprocess.Popen([sys.executable, "-c", SCRIPT], env=env)
+
+
+def _rerun(store: Store, smtp: SmtpSandbox, database_url: str, tmp_path: Path) -> tuple[Counter[str], Counter[str]]:
+    """Hand back the dead run's leases, run again: what the server holds by Message-ID, messages by state."""
+    with store.write() as session:
+        outbox.retry_now(session, [p["id"] for p in outbox.pending(session)])
+    send_messages(store, settings_for(smtp, database_url, tmp_path))
+    return Counter(r.message_id for r in smtp.mailbox.items()), Counter(states(store).values())
 
 
 @pytest.mark.parametrize("kill_after", [3, 11])
@@ -118,10 +164,7 @@ def test_a_run_killed_mid_send_and_rerun_sends_each_message_at_most_once(
     invoices = world(store, 20)
     queue_deliveries(store, invoices)
     smtp.faults.hold_after_data = 0.2
-    env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
-    env.update({f"BILLBRIDGE_SMTP__{k.upper()}": str(v) for k, v in smtp.settings().items()})
-    env["BILLBRIDGE_CONFIG"] = "/nonexistent/billbridge.toml"
-    child = subprocess.Popen([sys.executable, "-c", SCRIPT], env=env)
+    child = _child(smtp, database_url, tmp_path)
     deadline = time.monotonic() + 60
     while len(smtp.mailbox.items()) < kill_after:
         assert child.poll() is None and time.monotonic() < deadline, "the run never reached the server"
@@ -129,12 +172,44 @@ def test_a_run_killed_mid_send_and_rerun_sends_each_message_at_most_once(
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     smtp.faults.hold_after_data = 0
-    with store.write() as session:  # the dead run's lease, handed back
-        outbox.retry_now(session, [p["id"] for p in outbox.pending(session)])
-    send_messages(store, settings_for(smtp, database_url, tmp_path))
-    received = Counter(r.message_id for r in smtp.mailbox.items())
+    received, by_state = _rerun(store, smtp, database_url, tmp_path)
     assert max(received.values()) == 1  # never twice
-    by_state = Counter(states(store).values())
     assert by_state["sent"] + by_state["unconfirmed"] == 20  # none lost
     assert by_state["unconfirmed"] == 1  # the one the server held when the run died
     assert len(received) == 20  # ... which it had taken: everything arrived exactly once
+
+
+@pytest.mark.parametrize(
+    ("point", "nth", "arrived", "unconfirmed"),
+    [
+        ("before_data", 1, 19, 1),  # the first message marked sending, killed before its DATA
+        ("before_data", 12, 19, 1),
+        ("after_data", 1, 20, 1),  # the server took it; its ``sent`` was to ride on the next commit
+        ("after_data", 12, 20, 1),
+        ("after_data", 20, 20, 1),  # the batch's last: its ``sent`` was to be committed with the batch
+        ("before_delivered", 0, 20, 0),  # everything recorded, the outbox rows still due
+    ],
+)
+def test_a_run_killing_itself_at_each_boundary_and_rerun_leaves_each_message_at_most_once_none_lost(
+    store: Store,
+    smtp: SmtpSandbox,
+    database_url: str,
+    tmp_path: Path,
+    point: str,
+    nth: int,
+    arrived: int,
+    unconfirmed: int,
+) -> None:
+    """The commit before DATA is the boundary: killed after it and before DATA, the message is left
+    ``sending`` and becomes unconfirmed without having arrived; killed after the server took it and
+    before the next commit, likewise but it arrived. Either way one message at most is unconfirmed,
+    none arrives twice, and every other one is sent by the rerun."""
+    invoices = world(store, 20)
+    queue_deliveries(store, invoices)
+    child = _child(smtp, database_url, tmp_path, KILL_AT=point, KILL_NTH=str(nth))
+    assert child.wait(timeout=120) == -signal.SIGKILL
+    received, by_state = _rerun(store, smtp, database_url, tmp_path)
+    assert max(received.values()) == 1  # never twice
+    assert len(received) == arrived
+    expected = {"sent": 20 - unconfirmed, "unconfirmed": unconfirmed} if unconfirmed else {"sent": 20}
+    assert dict(by_state) == expected

@@ -5,20 +5,23 @@ one who opted out of statements gets none."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from billbridge.billing.messaging import message_id
 from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.messages import send_messages
-from billbridge.flows.statements import preview_statement, request_statements
+from billbridge.flows.statements import preview_statement, request_statements, statement_of
 from billbridge.sandbox.smtp import SmtpSandbox
-from billbridge.store import messages
+from billbridge.store import messages, outbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.message_models import BillingContactRow
 from billbridge.store.models import Customer, Invoice
@@ -162,3 +165,41 @@ def test_the_monthly_flow_sends_each_open_customers_statement_once(
     again = send_statements(as_of=date(2026, 3, 15))
     assert again["requested"]["already"] == ["c0", "c1"] and again["sent"]["outcomes"] == {}
     assert sorted(r.recipients[0] for r in smtp.mailbox.items()) == ["ap0@c0.example", "ap1@c1.example"]
+
+
+@pytest.mark.postgres
+def test_two_requests_at_once_for_the_same_customer_and_day_make_one_statement_the_second_a_no_op(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL two requests read "no statement yet" together; the second must not fail on the
+    unique event key once the first commits. The first here is held open, its statement made, until
+    the second is seen waiting on its row; then it commits and the second reports it as made before."""
+    store = open_store(postgres_url)
+    four_months(store)
+    outcome: list[Any] = []
+    with store.write() as first:
+        c0 = messages.customer_id_of(first, "c0")
+        assert c0 is not None
+        details = {"statement": statement_of(first, c0, AS_OF, 30).as_details()}
+        key = messages.statement_key(c0, AS_OF)
+        assert messages.create(first, [messages.MessageDraft(key, "statement", c0, AS_OF, details=details)]) == {
+            "statement.queued": 1
+        }
+        second = threading.Thread(
+            target=lambda: outcome.append(request_statements(store, ["c0"], AS_OF, payment_days=30))
+        )
+        second.start()
+        deadline = time.monotonic() + 30
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT%'")
+        with store.engine.connect() as watcher:  # the second's INSERT waits for the first's row
+            while not watcher.scalar(waiting):
+                watcher.rollback()  # pg_stat_activity is read once per transaction
+                assert second.is_alive() and time.monotonic() < deadline, outcome
+                time.sleep(0.05)
+    second.join(30)
+    [made] = outcome
+    assert made.created == {} and made.already == ["c0"] and made.errors == []
+    with store.read() as session:
+        assert [m["event_key"] for m in messages.listing(session, kind="statement")] == [key]
+        assert len(outbox.pending(session)) == 1
+    store.dispose()

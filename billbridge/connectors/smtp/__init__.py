@@ -11,6 +11,7 @@ creation, so a person checking a mailbox can tell.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from collections.abc import Callable, Sequence
@@ -105,10 +106,18 @@ class SmtpSender:
             self._client = None
 
     def send(
-        self, message: EmailMessage, sender: str, recipients: Sequence[str], before_data: Callable[[], bool]
+        self,
+        message: EmailMessage,
+        sender: str,
+        recipients: Sequence[str],
+        before_data: Callable[[], bool],
+        meanwhile: Callable[[], None] | None = None,
     ) -> Sent | None:
         """Send ``message`` to ``recipients``; None when ``before_data`` said not to (another run has
-        it). Raises SmtpFailed (the server did not take it) or SmtpUnknown (it may have)."""
+        it). ``meanwhile`` runs once the message is on its way, while the server takes it in and
+        before its answer is read (the caller prepares its next message then, instead of leaving
+        the server idle afterwards); it must not raise. Raises SmtpFailed (the server did not take
+        it) or SmtpUnknown (it may have)."""
         client = self._client or self._connect()
         self._client = client
         try:
@@ -128,7 +137,7 @@ class SmtpSender:
             client.rset()
             return None
         try:
-            code, reply = client.data(message.as_bytes(policy=policy.SMTP))  # CRLF line ends, as SMTP wants
+            code, reply = _data(client, message.as_bytes(policy=policy.SMTP), meanwhile)
         except smtplib.SMTPDataError as exc:  # the server answered DATA (or the message) with a refusal
             raise SmtpFailed(classify_reply(exc.smtp_code, exc.smtp_error, "DATA")) from None
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
@@ -137,3 +146,23 @@ class SmtpSender:
         if code != 250:  # smtplib returns the final reply to the message rather than raising
             raise SmtpFailed(classify_reply(code, reply, "DATA"))
         return Sent(reply.decode(errors="replace"))
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _data(client: smtplib.SMTP, content: bytes, meanwhile: Callable[[], None] | None) -> tuple[int, bytes]:
+    """smtplib's ``SMTP.data`` (DATA, 354, the message with leading dots doubled, the final reply),
+    with ``meanwhile`` run between sending the message and reading the server's answer to it.
+    ``content`` has CRLF line ends already (``policy.SMTP``)."""
+    client.putcmd("data")
+    code, reply = client.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    quoted = _LEADING_DOT.sub(b"..", content)
+    if not quoted.endswith(b"\r\n"):
+        quoted += b"\r\n"
+    client.send(quoted + b".\r\n")
+    if meanwhile is not None:
+        meanwhile()
+    return client.getreply()
