@@ -103,8 +103,29 @@ def demo_serving(tmp_path: Path, stop: signal.Signals) -> Iterator[Served]:
         served.returncode, served.stderr = process.returncode, log.read_text()
 
 
+def _the_ui_on_another_port_reaches_its_api_and_lists_the_deployments(page: Any, served: Served) -> None:
+    """In a real browser: the UI's own settings point at the port it was started on (they used to say
+    4200, and every page said "Can't connect to Server API")."""
+    assert served.ui != 4200
+    page.goto(f"http://127.0.0.1:{served.ui}/", wait_until="networkidle")
+    page.get_by_role("link", name="Deployments").first.click()  # as a person finds them
+    page.get_by_text(f"{len(served.deployments)} Deployments").first.wait_for(timeout=60_000)
+    any_of_them = re.compile("^(" + "|".join(map(re.escape, served.deployments)) + ")$")
+    page.get_by_text(any_of_them).first.wait_for(timeout=60_000)  # the rows come after the count
+    shown = page.inner_text("body")
+    assert "Can't connect to Server API" not in shown
+    # the UI lists them ten to a page: the first page holds ten of those the API lists, no others
+    listed = {name for name in served.deployments if name in shown}
+    assert len(listed) == min(len(served.deployments), UI_PAGE), sorted(listed)
+
+
 def test_demo_serve_keeps_the_ui_deployments_and_api_up_and_a_rerun_from_the_server_completes(tmp_path: Path) -> None:
-    with demo_serving(tmp_path, signal.SIGTERM) as served:
+    """One `demo --serve` (each costs a minute and more of the suite): the Prefect UI in a real browser,
+    the API and dashboard over HTTP, a rerun from the server, then SIGTERM. Ctrl-C (SIGINT) ends the
+    runner with Python's own KeyboardInterrupt; SIGTERM is the path with code of ours (the runner's
+    stop scheduled on its loop), so it is the one checked here."""
+    with browser_page() as page, demo_serving(tmp_path, signal.SIGTERM) as served:
+        _the_ui_on_another_port_reaches_its_api_and_lists_the_deployments(page, served)
         base = f"http://127.0.0.1:{served.ui}/api"
         with httpx.Client(timeout=10) as client:
             assert client.get(f"http://127.0.0.1:{served.api}/docs").status_code == 200
@@ -143,24 +164,6 @@ def test_demo_serve_keeps_the_ui_deployments_and_api_up_and_a_rerun_from_the_ser
     assert "never awaited" not in served.stderr and "Traceback" not in served.stderr
     with socket.socket() as sock:  # the Prefect server went with it
         assert sock.connect_ex(("127.0.0.1", served.ui)) != 0
-
-
-def test_the_prefect_ui_on_another_port_reaches_its_api_and_lists_the_deployments(tmp_path: Path) -> None:
-    """In a real browser: the UI's own settings point at the port it was started on (they used to say
-    4200, and every page said "Can't connect to Server API")."""
-    with browser_page() as page, demo_serving(tmp_path, signal.SIGINT) as served:
-        assert served.ui != 4200
-        page.goto(f"http://127.0.0.1:{served.ui}/", wait_until="networkidle")
-        page.get_by_role("link", name="Deployments").first.click()  # as a person finds them
-        page.get_by_text(f"{len(served.deployments)} Deployments").first.wait_for(timeout=60_000)
-        any_of_them = re.compile("^(" + "|".join(map(re.escape, served.deployments)) + ")$")
-        page.get_by_text(any_of_them).first.wait_for(timeout=60_000)  # the rows come after the count
-        shown = page.inner_text("body")
-        assert "Can't connect to Server API" not in shown
-        # the UI lists them ten to a page: the first page holds ten of those the API lists, no others
-        listed = {name for name in served.deployments if name in shown}
-        assert len(listed) == min(len(served.deployments), UI_PAGE), sorted(listed)
-    assert served.returncode in (0, 130, -signal.SIGINT)
 
 
 def test_a_prefect_server_that_cannot_start_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -182,10 +182,10 @@ def test_a_run_killed_mid_send_and_rerun_sends_each_message_at_most_once(
 @pytest.mark.parametrize(
     ("point", "nth", "arrived", "unconfirmed"),
     [
-        ("before_data", 1, 19, 1),  # the first message marked sending, killed before its DATA
-        ("before_data", 12, 19, 1),
-        ("after_data", 1, 20, 1),  # the server took it; its ``sent`` was to ride on the next commit
-        ("after_data", 12, 20, 1),
+        # (the first message of a run, nth 1, takes the same path as the twelfth: left out for the
+        # suite's time, each case is a process killed and a rerun on both databases)
+        ("before_data", 12, 19, 1),  # marked sending, killed before its DATA
+        ("after_data", 12, 20, 1),  # the server took it; its ``sent`` was to ride on the next commit
         ("after_data", 20, 20, 1),  # the batch's last: its ``sent`` was to be committed with the batch
         ("before_delivered", 0, 20, 0),  # everything recorded, the outbox rows still due
     ],
