@@ -65,3 +65,10 @@ def test_preview_send_once_and_all(env: str, monkeypatch: pytest.MonkeyPatch, tm
     assert code == 0 and "Statement of account as of Mar 15, 2026" in out and "Balance: $1,200.00" in out
     code, out = run("statements", "send", "--as-of", "2026-03-15")
     assert code == 1 and "give --customer C (one or more) or --all" in out
+    # without an SMTP server the statement is made and waits, and the message names the setting as it is
+    # spelt (rich once took "[smtp]" for a style and printed "( host, ...")
+    for key in smtp.settings():
+        monkeypatch.delenv(f"BILLBRIDGE_SMTP__{key.upper()}")
+    code, out = run("statements", "send", "--customer", "c2", "--as-of", "2026-03-16")
+    assert "made: statement.queued 1" in out, out
+    assert "not sent: no SMTP server configured ([smtp] host, BILLBRIDGE_SMTP__HOST); queued" in out, out

@@ -201,7 +201,7 @@ def send(
     for line in plan.skipped:
         console.print(line)
     if sent is None:
-        console.print("not sent: no SMTP server configured ([smtp] host, BILLBRIDGE_SMTP__HOST)")
+        console.print("not sent: no SMTP server configured ([smtp] host, BILLBRIDGE_SMTP__HOST)", markup=False)
         return
     console.print("sent: " + (", ".join(f"{k} {v}" for k, v in sorted(sent.outcomes.items())) or "nothing"))
     for mid, error in sent.failures:
