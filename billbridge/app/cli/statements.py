@@ -73,7 +73,9 @@ def send(
         if made.nothing_open:
             console.print(f"nothing open on {day}: " + ", ".join(made.nothing_open))
         if sent is None:
-            console.print("not sent: no SMTP server configured ([smtp] host, BILLBRIDGE_SMTP__HOST); queued", markup=False)
+            console.print(
+                "not sent: no SMTP server configured ([smtp] host, BILLBRIDGE_SMTP__HOST); queued", markup=False
+            )
         else:
             console.print("sent: " + (", ".join(f"{k} {v}" for k, v in sorted(sent.outcomes.items())) or "nothing"))
             for mid, error in sent.failures:
