@@ -17,9 +17,16 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    # No flow run heartbeats (Prefect's default: one every 180 s, for a server to notice a crashed
+    # run): each run's heartbeat thread sleeps in 1 s steps and is joined when the run ends, so every
+    # flow run, subflows included, took about a second longer. The tests' runs are in-process.
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
         yield
 
 
