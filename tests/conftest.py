@@ -186,7 +186,22 @@ SANDBOX_FIXTURES = frozenset({"stripe_sb", "clock", "qb", "connect", "sandbox", 
 SANDBOX_MODULES = ("tests/connectors/test_",)
 
 
+# The suite's longest tests (a minute and more each on 2 cores), started first: with `-n 2 --dist
+# worksteal` the other process works through the rest meanwhile, and no long test starts last and
+# keeps one process busy while the other has nothing left (the suite's tail).
+LONGEST_FIRST = (
+    "tests/app/test_cli.py::test_installed_command_runs_the_demo_twice",
+    "tests/app/test_demo_serve.py::test_demo_serve_keeps",
+    "tests/api/test_openapi_fuzz.py::",
+    "tests/api/test_write_api_fuzz.py::",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
     root = config.rootpath
     for item in items:
         module = item.path.relative_to(root).as_posix()
