@@ -234,6 +234,15 @@ class Obligation:
     def schedule(self, currency: str) -> dict[date, Decimal]:
         """Its recognised amounts per month within its window."""
         if self.method == "ratable":
+            start, end = self.start, self.end
+            if (
+                start <= end
+                and start.month == end.month
+                and start.year == end.year
+                and self.window_from <= start
+                and self.window_to >= end
+            ):  # all its days in one month (a weekly period, a calendar month): the whole amount there
+                return {start.replace(day=1): self.allocated}
             return monthly_amounts(self.allocated, self.start, self.end, currency, self.window_from, self.window_to)
         out: dict[date, Decimal] = defaultdict(lambda: ZERO)
         for day, amount in self.deliveries:
@@ -517,6 +526,12 @@ def _obligations(
     ssps = [standalone_price(c.line.ssp, value) for c, value, _ in candidates]
     parts = allocate_by_ssp(price, ssps, currency)
     out = []
+    places = -minor_unit(currency)
+
+    def rounded(amount: Decimal) -> Decimal:  # most are billed amounts, rounded already
+        exponent = amount.as_tuple().exponent
+        return amount if exponent == places and amount else round_money(amount, currency)
+
     for (c, value, deliveries), ssp, part in zip(candidates, ssps, parts, strict=True):
         placed: tuple[tuple[date, Decimal], ...] = ()
         if deliveries:
@@ -534,8 +549,8 @@ def _obligations(
                 treatment=treatment,
                 start=max(window_from, c.start),  # a reallocation spreads over the days left
                 end=c.end,
-                ssp=round_money(ssp, currency),
-                price=round_money(value.net_value, currency),
+                ssp=rounded(ssp),
+                price=rounded(value.net_value),
                 allocated=part,
                 window_from=max(window_from, c.start),
                 window_to=date.max,
