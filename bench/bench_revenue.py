@@ -4,6 +4,7 @@
 
     python bench/bench_revenue.py                       # 100,000 contracts, SQLite
     python bench/bench_revenue.py --contracts 10000
+    python bench/bench_revenue.py --contracts 10000 --profile /tmp/rev.prof   # cProfile of the full run
 
 Setup (not timed): the billing benchmark's contracts of mixed pricing (``bench_billing.Generator``)
 are imported and billed once on ``--as-of``. Timed: ``flows.revenue.rebuild(store, through, full=True)``
@@ -22,7 +23,10 @@ steadier measure of the work done; the load average is printed with the result.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import pstats
 import resource
 import sys
 import time
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="planning processes building the next chunks while the rebuild writes (default 0: in the run's process)",
     )
+    parser.add_argument(
+        "--profile", metavar="PATH", help="cProfile the full run (its times inflated), stats written to PATH"
+    )
     parser.add_argument("--workdir", default="bench/out")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
@@ -107,8 +114,19 @@ def main(argv: list[str] | None = None) -> int:
         log(f"setup: {len(contracts):,} contracts imported and billed ({sum(billing.documents.values()):,} documents)")
 
         result["load_before"] = load_average()
+        profiler = cProfile.Profile() if args.profile else None
         with timer(freeze=True) as t_full, cpu() as c_full:
+            if profiler:
+                profiler.enable()
             full = revenue.rebuild(store, through, full=True, workers=args.workers)
+            if profiler:
+                profiler.disable()
+        if profiler:
+            profiler.dump_stats(args.profile)
+            buffer = io.StringIO()
+            pstats.Stats(profiler, stream=buffer).sort_stats("tottime").print_stats(30)
+            log(f"cProfile of the full run (times inflated), written to {args.profile}:\n{buffer.getvalue()}")
+            result["profiled"] = True
         with store.engine.connect() as conn:
             row_count = conn.execute(select(func.count()).select_from(SCHEDULE)).scalar_one()
         result.update(

@@ -174,6 +174,8 @@ class _Timeline:
             raise ValueError("a contract needs at least one version")
         self.versions = sorted(versions, key=lambda v: (v.effective_date, v.version_no))
         self.current = self.versions[-1].contract
+        self._dates = [v.effective_date for v in self.versions]
+        self._lines: dict[int, dict[str, ContractLine]] = {}  # per version (by position), first line of a ref
         self._cache: dict[tuple[int, str, int, Decimal | None], _Terms] = {}
         self._schedules: dict[date, list[Period]] = {}
         self._points: dict[str, list[date]] = {}
@@ -185,25 +187,32 @@ class _Timeline:
             found = self._schedules[as_of] = _schedule(self.current, as_of)
         return found
 
+    def _index_at(self, day: date) -> int:
+        """The position of the version in force on ``day``: the last one effective by then (the first
+        version applies before its own date too)."""
+        return bisect_right(self._dates, day, 1) - 1 if len(self._dates) > 1 else 0
+
     def version_at(self, day: date) -> Version:
-        chosen = self.versions[0]
-        for version in self.versions[1:]:
-            if version.effective_date <= day:
-                chosen = version
-        return chosen
+        return self.versions[self._index_at(day)]
 
     def line_at(self, line_ref: str, day: date) -> tuple[Version, ContractLine] | None:
-        version = self.version_at(day)
+        index = self._index_at(day)
+        version = self.versions[index]
         contract = version.contract
         end = contract.contract_end_date
         if day < contract.contract_start_date or (end is not None and day > end):
             return None
-        for line in contract.lines:
-            if line.line_ref == line_ref:
-                if (line.start_date and day < line.start_date) or (line.end_date and day > line.end_date):
-                    return None
-                return version, line
-        return None
+        lines = self._lines.get(index)
+        if lines is None:
+            lines = self._lines[index] = {}
+            for each in contract.lines:
+                lines.setdefault(each.line_ref, each)
+        line = lines.get(line_ref)
+        if line is None:
+            return None
+        if (line.start_date and day < line.start_date) or (line.end_date and day > line.end_date):
+            return None
+        return version, line
 
     def terms_at(self, line_ref: str, day: date, usage_quantity: Decimal | None = None) -> _Terms | None:
         found = self.line_at(line_ref, day)

@@ -234,6 +234,15 @@ class Obligation:
     def schedule(self, currency: str) -> dict[date, Decimal]:
         """Its recognised amounts per month within its window."""
         if self.method == "ratable":
+            start, end = self.start, self.end
+            if (
+                start <= end
+                and start.month == end.month
+                and start.year == end.year
+                and self.window_from <= start
+                and self.window_to >= end
+            ):  # all its days in one month (a weekly period, a calendar month): the whole amount there
+                return {start.replace(day=1): self.allocated}
             return monthly_amounts(self.allocated, self.start, self.end, currency, self.window_from, self.window_to)
         out: dict[date, Decimal] = defaultdict(lambda: ZERO)
         for day, amount in self.deliveries:
@@ -347,10 +356,13 @@ def recognise(
 
     obligations = _allocate_versions(contract_ref, versions, horizon, methods, billed)
     out.obligations = obligations
+    recognised = out.recognised
     for ob in obligations:
+        line_ref, booked = ob.line_ref, ob.booked
         for m, a in ob.schedule(currency).items():
             if a:
-                out.add(out.recognised, (ob.line_ref, ob.booked, m), a)
+                key = (line_ref, booked, m)
+                recognised[key] = recognised.get(key, ZERO) + a
     return out
 
 
@@ -431,8 +443,6 @@ def _candidates(
         if method in ("none", "usage") or line.charge == "usage":
             continue
         own = pieces.get(line.line_ref, [])
-        value = _value(line, own)
-        net = value.net_value
         first = max(line.start_date or start_of, start_of)
         last = min(line.end_date or end, end)
         if last < first:
@@ -447,6 +457,8 @@ def _candidates(
                 first_day, last_day = min(p.span_start for p in ps), max(p.span_end for p in ps) - ONE_DAY
                 found.append(_Candidate(line, method, first_day, last_day, _value(line, ps), (), period=True))
             continue
+        value = _value(line, own)  # (a month-to-month line is valued per period above)
+        net = value.net_value
         if method == "ratable":
             deliveries: tuple[tuple[date, Decimal], ...] = ()
         elif line.charge == "recurring":
@@ -462,15 +474,15 @@ def _value(line: ContractLine, pieces: Sequence[DraftLine]) -> LineValue:
     net = sum((p.billed_amount for p in pieces), ZERO)
     if line.charge == "recurring":
         gross, full = ZERO, ZERO
-        with localcontext(_CTX):
-            for p in pieces:
-                days = (p.span_end - p.span_start).days
-                if days == p.slot_days:  # a full period: no division
-                    gross += p.amount
-                    full += 1
-                else:
-                    gross += p.amount * days / p.slot_days
-                    full += Decimal(days) / p.slot_days
+        add, multiply, divide = _CTX.add, _CTX.multiply, _CTX.divide  # at 34 digits, no context switch
+        for p in pieces:
+            days = (p.span_end - p.span_start).days
+            if days == p.slot_days:  # a full period: no division
+                gross = add(gross, p.amount)
+                full = add(full, 1)
+            else:
+                gross = add(gross, divide(multiply(p.amount, days), p.slot_days))
+                full = add(full, divide(Decimal(days), p.slot_days))
         return LineValue(gross, net, full, line.quantity)
     assert line.pricing is not None
     return LineValue(line.pricing.amount_for(line.quantity), net, Decimal(1), line.quantity)
@@ -514,6 +526,12 @@ def _obligations(
     ssps = [standalone_price(c.line.ssp, value) for c, value, _ in candidates]
     parts = allocate_by_ssp(price, ssps, currency)
     out = []
+    places = -minor_unit(currency)
+
+    def rounded(amount: Decimal) -> Decimal:  # most are billed amounts, rounded already
+        exponent = amount.as_tuple().exponent
+        return amount if exponent == places and amount else round_money(amount, currency)
+
     for (c, value, deliveries), ssp, part in zip(candidates, ssps, parts, strict=True):
         placed: tuple[tuple[date, Decimal], ...] = ()
         if deliveries:
@@ -531,8 +549,8 @@ def _obligations(
                 treatment=treatment,
                 start=max(window_from, c.start),  # a reallocation spreads over the days left
                 end=c.end,
-                ssp=round_money(ssp, currency),
-                price=round_money(value.net_value, currency),
+                ssp=rounded(ssp),
+                price=rounded(value.net_value),
                 allocated=part,
                 window_from=max(window_from, c.start),
                 window_to=date.max,

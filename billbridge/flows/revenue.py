@@ -24,9 +24,10 @@ from billbridge.billing.currency import money_str
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.ahead import done_ahead
+from billbridge.flows.heap import bulk_gc
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import token_vault
-from billbridge.flows.revenue_build import build, build_ahead
+from billbridge.flows.revenue_build import Ahead, build, build_ahead
 from billbridge.mapping.journal import (
     AccountMapping,
     PeriodRevenue,
@@ -92,20 +93,28 @@ def rebuild(
     summary = RecognitionSummary(through)
     stale = _stale(store, through, full, summary)
     chunks = [dict(stale[start : start + chunk]) for start in range(0, len(stale), chunk)]
-    for todo, ahead in zip(chunks, done_ahead(store, chunks, build_ahead, (through,), workers), strict=True):
-        with store.write() as session:
-            if ahead is None or ahead.marker != sql.close_marker(session):
-                done, failed, closed = build(session, todo, through)
-                sql.save_built(session, done, through, closed)
-                rebuilt = len(done)
-            else:
-                failed, closed = ahead.failed, ahead.closed
-                sql.write_prepared(session, ahead.prepared, closed)
-                rebuilt = ahead.rebuilt
-            sql.save_failed(session, failed, through)
-        summary.rebuilt += rebuilt
-        summary.failed += [(cid, reason) for cid, (_, reason) in failed.items()]
+    with bulk_gc():  # millions of short-lived objects (periods, obligations, rows): see flows/heap.py
+        for todo, ahead in zip(chunks, done_ahead(store, chunks, build_ahead, (through,), workers), strict=True):
+            _write_chunk(store, todo, ahead, through, summary)
     return summary
+
+
+def _write_chunk(
+    store: Store, todo: dict[int, str], ahead: Ahead | None, through: date, summary: RecognitionSummary
+) -> None:
+    """One chunk in one transaction: built here, or written as its planning process built it."""
+    with store.write() as session:
+        if ahead is None or ahead.marker != sql.close_marker(session):
+            done, failed, closed = build(session, todo, through)
+            sql.save_built(session, done, through, closed)
+            rebuilt = len(done)
+        else:
+            failed, closed = ahead.failed, ahead.closed
+            sql.write_prepared(session, ahead.prepared, closed)
+            rebuilt = ahead.rebuilt
+        sql.save_failed(session, failed, through)
+    summary.rebuilt += rebuilt
+    summary.failed += [(cid, reason) for cid, (_, reason) in failed.items()]
 
 
 def _stale(store: Store, through: date, full: bool, summary: RecognitionSummary) -> list[tuple[int, str]]:
