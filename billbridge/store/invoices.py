@@ -3,8 +3,9 @@ listing, and the open invoices payments are matched to (payments themselves: sto
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing.engine import BilledItem, InvoiceDraft
 from billbridge.billing.resellers import ConsolidatedDraft
-from billbridge.store.bulk import BulkStatement
+from billbridge.store.bulk import BulkStatement, run_calls
 from billbridge.store.contracts import ContractTimeline
 from billbridge.store.models import (
     Contract,
@@ -163,42 +164,41 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
     return out
 
 
-def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> list[str]:
-    """Insert planned documents with their lines; numbers are taken in one block per entity and
-    document type, in contract and date order. Returns the numbers given. A reseller's consolidated
-    document (``ConsolidatedDraft``) comes with its lead contract's timeline; each of its lines is
-    stored under the contract it bills."""
-    if not drafts:
-        return []
-    ordered = sorted(drafts, key=lambda d: (d[0].contract_id, d[1].billing_date))
-    wanted: dict[tuple[int, str], int] = defaultdict(int)
-    for timeline, draft in ordered:
-        wanted[(timeline.entity_id, draft.doc_type)] += 1
-    prefixes = {
-        entity_id: {"invoice": invoice_prefix, "credit_note": credit_prefix}
-        for entity_id, invoice_prefix, credit_prefix in session.execute(
-            select(LegalEntity.id, LegalEntity.invoice_prefix, LegalEntity.credit_note_prefix).where(
-                LegalEntity.id.in_({e for e, _ in wanted})
-            )
-        )
-    }
-    next_no: dict[tuple[int, str], int] = {}
-    for (entity_id, doc_type), count in sorted(wanted.items()):
-        next_no[(entity_id, doc_type)] = _reserve(session, entity_id, doc_type, count)
-    reserved = {key: (first, first + wanted[key]) for key, first in next_no.items()}
+@dataclass
+class PreparedDrafts:
+    """Planned documents as the rows the driver takes (values converted by Core's own bind processors,
+    :class:`BulkStatement`), built where they are planned: a planning process does the per-value work
+    and sends plain rows, quick to pickle, to the process that writes them. What only the writer can
+    know is left empty for :func:`write_prepared`: each document's number and sequence number (taken
+    under the numbering locks), its timestamps (the time it is written) and its lines' invoice id."""
 
+    dialect: str
+    invoice_keys: tuple[str, ...] = ()
+    invoices: list[Any] = field(default_factory=list)  # in numbering order: contract, then billing date
+    numbering: list[tuple[int, str]] = field(default_factory=list)  # (entity id, document type) of each
+    line_keys: tuple[str, ...] = ()
+    lines: list[Any] = field(default_factory=list)  # each document's lines after those of the one before
+    line_counts: list[int] = field(default_factory=list)  # lines of each document
+
+
+def prepare_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> PreparedDrafts:
+    """The rows of planned documents and their lines, in the order their numbers are taken (contract,
+    then billing date). Reads nothing. A reseller's consolidated document (``ConsolidatedDraft``) comes
+    with its lead contract's timeline; each of its lines is stored under the contract it bills."""
+    connection = session.connection()
+    prepared = PreparedDrafts(connection.dialect.name)
+    if not drafts:
+        return prepared
+    ordered = sorted(drafts, key=lambda d: (d[0].contract_id, d[1].billing_date))
     invoice_rows: list[dict[str, Any]] = []
-    now = utcnow()
+    line_rows: list[dict[str, Any]] = []
     for timeline, draft in ordered:
-        key = (timeline.entity_id, draft.doc_type)
-        seq = next_no[key]
-        next_no[key] = seq + 1
-        prefix = prefixes[timeline.entity_id][draft.doc_type]
+        prepared.numbering.append((timeline.entity_id, draft.doc_type))
         invoice_rows.append(
             {
                 "doc_type": draft.doc_type,
-                "number": f"{prefix}{seq}",
-                "sequence_no": seq,
+                "number": None,  # these four: write_prepared
+                "sequence_no": None,
                 "entity_id": timeline.entity_id,
                 "customer_id": timeline.bill_to_id(draft.version_no),  # a reseller's contract: the reseller
                 "contract_id": timeline.contract_id,
@@ -211,21 +211,16 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 "discount_total": draft.discount_total,
                 "invoice_total": draft.invoice_total,
                 "amount_paid": ZERO,
-                "created_at": now,
-                "updated_at": now,
+                "created_at": None,
+                "updated_at": None,
             }
         )
-    connection = session.connection()
-    BulkStatement.of(_INSERT_INVOICES, connection, tuple(invoice_rows[0])).run_many(connection, invoice_rows)
-    ids = _ids_of_numbers(session, reserved)
-    line_rows: list[dict[str, Any]] = []
-    for row, (timeline, draft) in zip(invoice_rows, ordered, strict=True):
-        invoice_id = ids[(row["entity_id"], row["doc_type"], row["sequence_no"])]
         line_contracts = draft.line_contracts if isinstance(draft, ConsolidatedDraft) else ()
+        prepared.line_counts.append(len(draft.lines))
         for position, line in enumerate(draft.lines):
             line_rows.append(
                 {
-                    "invoice_id": invoice_id,
+                    "invoice_id": None,  # write_prepared
                     "contract_id": line_contracts[position] if line_contracts else timeline.contract_id,
                     "position": position,
                     "line_ref": line.line_ref,
@@ -247,9 +242,71 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                     "version_no": line.version_no,
                 }
             )
+    prepared.invoice_keys = tuple(invoice_rows[0])
+    prepared.invoices = BulkStatement.of(_INSERT_INVOICES, connection, prepared.invoice_keys).driver_rows(invoice_rows)
     if line_rows:
-        BulkStatement.of(_INSERT_LINES, connection, tuple(line_rows[0])).run_many(connection, line_rows)
-    return [row["number"] for row in invoice_rows]
+        prepared.line_keys = tuple(line_rows[0])
+        prepared.lines = BulkStatement.of(_INSERT_LINES, connection, prepared.line_keys).driver_rows(line_rows)
+    return prepared
+
+
+def write_prepared(session: Session, prepared: PreparedDrafts) -> list[str]:
+    """Insert prepared documents with their lines; numbers are taken in one block per entity and
+    document type, in the order the rows come. Returns the numbers given. Run it under the entities'
+    numbering locks (:func:`lock_numbering`)."""
+    if not prepared.invoices:
+        return []
+    connection = session.connection()
+    if connection.dialect.name != prepared.dialect:
+        raise ValueError(f"rows prepared for {prepared.dialect} cannot be written to {connection.dialect.name}")
+    wanted = Counter(prepared.numbering)
+    prefixes = {
+        entity_id: {"invoice": invoice_prefix, "credit_note": credit_prefix}
+        for entity_id, invoice_prefix, credit_prefix in session.execute(
+            select(LegalEntity.id, LegalEntity.invoice_prefix, LegalEntity.credit_note_prefix).where(
+                LegalEntity.id.in_({e for e, _ in wanted})
+            )
+        )
+    }
+    next_no: dict[tuple[int, str], int] = {}
+    for (entity_id, doc_type), count in sorted(wanted.items()):
+        next_no[(entity_id, doc_type)] = _reserve(session, entity_id, doc_type, count)
+    reserved = {key: (first, first + wanted[key]) for key, first in next_no.items()}
+
+    invoices = BulkStatement.of(_INSERT_INVOICES, connection, prepared.invoice_keys)
+    number_at, sequence_at = invoices.slot("number"), invoices.slot("sequence_no")
+    created_at, updated_at = invoices.slot("created_at"), invoices.slot("updated_at")
+    now = utcnow()
+    stamp = invoices.convert("created_at", now), invoices.convert("updated_at", now)
+    numbers: list[str] = []
+    sequences: list[int] = []
+    for row, key in zip(prepared.invoices, prepared.numbering, strict=True):
+        seq = next_no[key]
+        next_no[key] = seq + 1
+        number = f"{prefixes[key[0]][key[1]]}{seq}"
+        numbers.append(number)
+        sequences.append(seq)
+        row[number_at] = invoices.convert("number", number)
+        row[sequence_at] = invoices.convert("sequence_no", seq)
+        row[created_at], row[updated_at] = stamp
+    run_calls(connection, [(True, invoices.sql, prepared.invoices)])
+    if prepared.lines:
+        ids = _ids_of_numbers(session, reserved)
+        lines = BulkStatement.of(_INSERT_LINES, connection, prepared.line_keys)
+        invoice_at = lines.slot("invoice_id")
+        position = 0
+        for key, seq, count in zip(prepared.numbering, sequences, prepared.line_counts, strict=True):
+            invoice_id = lines.convert("invoice_id", ids[(key[0], key[1], seq)])
+            for line in prepared.lines[position : position + count]:
+                line[invoice_at] = invoice_id
+            position += count
+        run_calls(connection, [(True, lines.sql, prepared.lines)])
+    return numbers
+
+
+def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> list[str]:
+    """Insert planned documents with their lines (:func:`prepare_drafts`, then :func:`write_prepared`)."""
+    return write_prepared(session, prepare_drafts(session, drafts))
 
 
 def _ids_of_numbers(
