@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing.engine import BilledItem, InvoiceDraft
@@ -57,6 +57,46 @@ BillingState = tuple[int, int, int]
 """(current version number, invoices so far, highest invoice id) of one contract."""
 
 
+_IDS = bindparam("ids", expanding=True)
+# Read once per chunk of a billing run, by its planning processes and its writer: built once and run
+# on the driver (BulkStatement), whose IN list of a chunk's ids is rendered once per length, not per run.
+_VERSIONS_OF = select(Contract.id, Contract.current_version_no).where(Contract.id.in_(_IDS))
+_BILLED_OF = (
+    select(InvoiceLine.contract_id, func.count(func.distinct(InvoiceLine.invoice_id)), func.max(Invoice.id))
+    .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+    .where(InvoiceLine.contract_id.in_(_IDS), Invoice.period_released.is_(False))
+    .group_by(InvoiceLine.contract_id)
+)
+
+_DATES_OF = select(Invoice.contract_id, Invoice.billing_date).where(
+    Invoice.contract_id.in_(_IDS), Invoice.period_released.is_(False)
+)
+_LINES_OF = (
+    select(
+        InvoiceLine.contract_id,
+        InvoiceLine.line_ref,
+        InvoiceLine.kind,
+        InvoiceLine.period_start,
+        InvoiceLine.period_end,
+        InvoiceLine.period_days,
+        InvoiceLine.start_date,
+        InvoiceLine.end_date,
+        InvoiceLine.terms_hash,
+        InvoiceLine.sign,
+        InvoiceLine.amount,
+        InvoiceLine.discount_amount,
+        InvoiceLine.billed_amount,
+        Invoice.billing_date,
+        InvoiceLine.product_ref,
+        InvoiceLine.description,
+        InvoiceLine.quantity,
+    )
+    .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+    .where(InvoiceLine.contract_id.in_(_IDS), Invoice.period_released.is_(False))
+    .order_by(InvoiceLine.id)
+)
+
+
 def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, BillingState]:
     """What planning a contract depends on, in three integers per contract.
 
@@ -67,19 +107,14 @@ def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, B
     """
     if not contract_ids:
         return {}
-    versions = session.execute(
-        select(Contract.id, Contract.current_version_no).where(Contract.id.in_(contract_ids))
-    ).all()
+    connection = session.connection()
+    params = {"ids": list(contract_ids)}
+    versions = BulkStatement.of(_VERSIONS_OF, connection, ("ids",)).run(connection, params)
     # Counted through the lines: a reseller's consolidated invoice bills several contracts (its header
     # names the first), and each of them must see it.
     billed = {
         int(cid): (int(count), int(top))
-        for cid, count, top in session.execute(
-            select(InvoiceLine.contract_id, func.count(func.distinct(InvoiceLine.invoice_id)), func.max(Invoice.id))
-            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-            .where(InvoiceLine.contract_id.in_(contract_ids), Invoice.period_released.is_(False))
-            .group_by(InvoiceLine.contract_id)
-        )
+        for cid, count, top in BulkStatement.of(_BILLED_OF, connection, ("ids",)).run(connection, params)
     }
     return {int(cid): (int(version), *billed.get(int(cid), (0, 0))) for cid, version in versions}
 
@@ -90,36 +125,11 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
     out: dict[int, tuple[list[BilledItem], set[date]]] = {cid: ([], set()) for cid in contract_ids}
     if not contract_ids:
         return out
-    for cid, billing_date in session.execute(
-        select(Invoice.contract_id, Invoice.billing_date).where(
-            Invoice.contract_id.in_(contract_ids), Invoice.period_released.is_(False)
-        )
-    ):
+    connection = session.connection()
+    params = {"ids": list(contract_ids)}
+    for cid, billing_date in BulkStatement.of(_DATES_OF, connection, ("ids",)).run(connection, params):
         out[cid][1].add(billing_date)
-    rows = session.execute(
-        select(
-            InvoiceLine.contract_id,
-            InvoiceLine.line_ref,
-            InvoiceLine.kind,
-            InvoiceLine.period_start,
-            InvoiceLine.period_end,
-            InvoiceLine.period_days,
-            InvoiceLine.start_date,
-            InvoiceLine.end_date,
-            InvoiceLine.terms_hash,
-            InvoiceLine.sign,
-            InvoiceLine.amount,
-            InvoiceLine.discount_amount,
-            InvoiceLine.billed_amount,
-            Invoice.billing_date,
-            InvoiceLine.product_ref,
-            InvoiceLine.description,
-            InvoiceLine.quantity,
-        )
-        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-        .where(InvoiceLine.contract_id.in_(contract_ids), Invoice.period_released.is_(False))
-        .order_by(InvoiceLine.id)
-    )
+    rows = BulkStatement.of(_LINES_OF, connection, ("ids",)).run(connection, params)
     # Unpacked by name (as fast as indexing, on the billing run's hot path).
     for (
         contract_id,
@@ -268,9 +278,7 @@ def write_prepared(session: Session, prepared: PreparedDrafts) -> list[str]:
             )
         )
     }
-    next_no: dict[tuple[int, str], int] = {}
-    for (entity_id, doc_type), count in sorted(wanted.items()):
-        next_no[(entity_id, doc_type)] = _reserve(session, entity_id, doc_type, count)
+    next_no = _reserve_all(session, wanted)
     reserved = {key: (first, first + wanted[key]) for key, first in next_no.items()}
 
     invoices = BulkStatement.of(_INSERT_INVOICES, connection, prepared.invoice_keys)
@@ -312,30 +320,44 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
 def _ids_of_numbers(
     session: Session, reserved: dict[tuple[int, str], tuple[int, int]]
 ) -> dict[tuple[int, str, int], int]:
-    """Invoice ids by (entity, document type, sequence number) for the half-open number ranges."""
-    ids: dict[tuple[int, str, int], int] = {}
-    for (entity_id, doc_type), (first, end) in reserved.items():
-        rows = session.execute(
-            select(Invoice.id, Invoice.sequence_no).where(
-                Invoice.entity_id == entity_id,
-                Invoice.doc_type == doc_type,
-                Invoice.sequence_no >= first,
-                Invoice.sequence_no < end,
+    """Invoice ids by (entity, document type, sequence number) for the half-open number ranges (one query)."""
+    rows = session.connection().execute(
+        select(Invoice.id, Invoice.entity_id, Invoice.doc_type, Invoice.sequence_no).where(
+            or_(
+                *(
+                    and_(
+                        Invoice.entity_id == entity_id,
+                        Invoice.doc_type == doc_type,
+                        Invoice.sequence_no >= first,
+                        Invoice.sequence_no < end,
+                    )
+                    for (entity_id, doc_type), (first, end) in sorted(reserved.items())
+                )
             )
         )
-        ids.update({(entity_id, doc_type, seq): invoice_id for invoice_id, seq in rows})
-    return ids
+    )
+    return {(entity_id, doc_type, seq): invoice_id for invoice_id, entity_id, doc_type, seq in rows}
 
 
-def _reserve(session: Session, entity_id: int, doc_type: str, count: int) -> int:
-    """Take ``count`` consecutive numbers; returns the first. Rolled back with the transaction, so no gap."""
-    new_next = session.execute(
+def _reserve_all(session: Session, wanted: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
+    """Take ``count`` consecutive numbers for each (entity, document type) in one statement; the first
+    of each. Rolled back with the transaction, so no gap."""
+    keys = sorted(wanted)
+    step = case(
+        *(((NumberSequence.entity_id == e) & (NumberSequence.doc_type == d), wanted[(e, d)]) for e, d in keys),
+        else_=0,
+    )
+    rows = session.connection().execute(
         update(NumberSequence)
-        .where(NumberSequence.entity_id == entity_id, NumberSequence.doc_type == doc_type)
-        .values(next_value=NumberSequence.next_value + count)
-        .returning(NumberSequence.next_value)
-    ).scalar_one()
-    return int(new_next) - count
+        .where(tuple_(NumberSequence.entity_id, NumberSequence.doc_type).in_(keys))
+        .values(next_value=NumberSequence.next_value + step)
+        .returning(NumberSequence.entity_id, NumberSequence.doc_type, NumberSequence.next_value)
+    )
+    first = {(int(e), str(d)): int(new_next) - wanted[(int(e), str(d))] for e, d, new_next in rows}
+    if len(first) != len(keys):
+        missing = [key for key in keys if key not in first]
+        raise LookupError(f"no number sequence for (entity id, document type) {missing}")
+    return first
 
 
 def documents_query() -> Select:
