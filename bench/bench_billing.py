@@ -729,10 +729,26 @@ class Result:
 
 
 def _children_cpu() -> float:
-    """User and system CPU of this process's children that have ended (the planning processes, once
-    their pool has shut down): with the writer's process_time, what a run costs a shared machine."""
+    """CPU of this process's descendants: its children that ended (``RUSAGE_CHILDREN``) and, from
+    /proc, its live children with the children they reaped. A billing run's planning processes are
+    children of a fork server (``flows.ahead``) that outlives the run: their CPU, once their pool has
+    shut down, is in the server's reaped children's time. With the writer's process_time, what a run
+    costs a shared machine."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    total = usage.ru_utime + usage.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:  # fields: state, ppid, ..., utime stime cutime cstime at 11-14
+            total += sum(int(value) for value in fields[11:15]) / tick
+    return total
 
 
 def bench_backend(backend: Backend, gen_factory: Any, args: argparse.Namespace) -> Result:

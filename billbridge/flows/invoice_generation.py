@@ -7,15 +7,12 @@ never leave a gap in the numbers. A contract that fails to plan is quarantined; 
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
-from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -23,10 +20,10 @@ from billbridge.billing.currency import money_str
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
 from billbridge.billing.resellers import SoldDraft, consolidate
 from billbridge.billing.usage_periods import UsageQuery, aggregate
-from billbridge.flows.ahead import end_with_parent as _end_with_parent
+from billbridge.flows.ahead import done_ahead
 from billbridge.store import quarantine
 from billbridge.store.contracts import ContractTimeline, contract_ids, load_timelines
-from billbridge.store.db import Store, open_store
+from billbridge.store.db import Store
 from billbridge.store.invoices import (
     BillingState,
     PreparedDrafts,
@@ -211,50 +208,16 @@ def prepare_ahead(session: Session, ids: Sequence[int], as_of: date) -> Prepared
     return PreparedChunk(list(ids), states, sorted({t.entity_id for t in timelines}), resold, outcome)
 
 
-_worker_store: Store | None = None  # one per planning process, opened by its initializer
-
-
-def _open_worker_store(url: str) -> None:
-    global _worker_store
-    _end_with_parent()
-    _worker_store = open_store(url, run_migrations=False)
-
-
-def _plan_in_worker(ids: list[int], as_of: date) -> ChunkPlan:
-    assert _worker_store is not None
-    with _worker_store.read() as session:
-        return plan_ahead(session, ids, as_of)
-
-
-def _prepare_in_worker(ids: list[int], as_of: date) -> PreparedChunk:
-    assert _worker_store is not None
-    with _worker_store.read() as session:
+def _prepare(store: Store, ids: list[int], as_of: date) -> PreparedChunk:
+    """In a planning process (``flows.ahead``): one chunk prepared ahead of its write."""
+    with store.read() as session:
         return prepare_ahead(session, ids, as_of)
 
 
-T = TypeVar("T")
-
-
-def _planned_ahead(
-    store: Store, chunks: list[list[int]], as_of: date, workers: int, work: Callable[[list[int], date], T]
-) -> Iterator[T | None]:
-    """Chunks planned by ``workers`` processes running ``work``, in order, at most two per worker in flight."""
-    if workers < 1 or len(chunks) < 3 or not store.shared:
-        yield from (None for _ in chunks)
-        return
-    context = multiprocessing.get_context("spawn")  # never fork a process holding open connections
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_open_worker_store, initargs=(store.url,)
-    ) as pool:
-        window: deque[Future[T]] = deque()
-        pending = iter(chunks)
-        for ids in islice(pending, 2 * workers):
-            window.append(pool.submit(work, ids, as_of))
-        while window:
-            planned = window.popleft().result()
-            for ids in islice(pending, 1):
-                window.append(pool.submit(work, ids, as_of))
-            yield planned
+def _plan(store: Store, ids: list[int], as_of: date) -> ChunkPlan:
+    """In a planning process: one chunk's plans, for the forecast."""
+    with store.read() as session:
+        return plan_ahead(session, ids, as_of)
 
 
 def _chunks(store: Store, contract_refs: Sequence[str] | None, size: int) -> list[list[int]]:
@@ -340,7 +303,7 @@ def run_billing(
     with store.read() as session:  # clearing entries costs an UPDATE per chunk: only when some are open
         clear_quarantine = bool(quarantine.list_open(session, source=SOURCE))
     chunks = _chunks(store, contract_refs, chunk_size)
-    for ids, ahead in zip(chunks, _planned_ahead(store, chunks, as_of, workers, _prepare_in_worker), strict=True):
+    for ids, ahead in zip(chunks, done_ahead(store, chunks, _prepare, (as_of,), workers), strict=True):
         with store.write() as session:
             outcome = save_chunk(session, ids, as_of, ahead)
             for contract_ref, reason in outcome.failures:
@@ -410,7 +373,7 @@ def plan_all(
     else:
         ordered = sorted(ids)
         chunks = [ordered[i : i + chunk_size] for i in range(0, len(ordered), chunk_size)]
-    for chunk, ahead in zip(chunks, _planned_ahead(store, chunks, as_of, workers, _plan_in_worker), strict=True):
+    for chunk, ahead in zip(chunks, done_ahead(store, chunks, _plan, (as_of,), workers), strict=True):
         if ahead is None:
             with store.read() as session:
                 ahead = plan_ahead(session, chunk, as_of)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from billbridge.billing.engine import BilledItem, InvoiceDraft
 from billbridge.billing.resellers import ConsolidatedDraft
@@ -57,7 +58,7 @@ BillingState = tuple[int, int, int]
 """(current version number, invoices so far, highest invoice id) of one contract."""
 
 
-_IDS = bindparam("ids", expanding=True)
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 # Read once per chunk of a billing run, by its planning processes and its writer: built once and run
 # on the driver (BulkStatement), whose IN list of a chunk's ids is rendered once per length, not per run.
 _VERSIONS_OF = select(Contract.id, Contract.current_version_no).where(Contract.id.in_(_IDS))
