@@ -6,6 +6,7 @@ given a module-level function (picklable) called as ``work(store, chunk, *args)`
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -39,10 +40,24 @@ def end_with_parent() -> None:
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
+PLANNER_GC_THRESHOLD = (50_000, 20, 10)
+"""Allocations between the cyclic garbage collector's young collections in a planning process (Python's
+default: 700, 10, 10). Planning a billing chunk of 1,000 contracts allocates objects by the hundred
+thousand (parsed contracts, drafts, rows), nearly all freed by reference counting; at the default the
+collector ran 56 young and 5 middle collections a chunk and a full one (the whole heap: SQLAlchemy,
+pydantic's schemas) every other chunk, a fifth of a planning process's CPU (250-320 ms a chunk
+against 330-380 ms, measured alternately)."""
+
+
 def _open_store(url: str) -> None:
     global _store
     end_with_parent()
     _store = open_store(url, run_migrations=False)
+    # What is loaded by now (modules, the store, schemas) lives as long as the process: out of the
+    # collector's sight, and young collections far fewer (PLANNER_GC_THRESHOLD).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*PLANNER_GC_THRESHOLD)
 
 
 def _run(work: Callable[..., R], chunk: Any, args: tuple[Any, ...]) -> R:
