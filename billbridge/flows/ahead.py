@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -47,6 +48,19 @@ thousand (parsed contracts, drafts, rows), nearly all freed by reference countin
 collector ran 56 young and 5 middle collections a chunk and a full one (the whole heap: SQLAlchemy,
 pydantic's schemas) every other chunk, a fifth of a planning process's CPU (250-320 ms a chunk
 against 330-380 ms, measured alternately)."""
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """For the length of a run that writes what planning processes send (rows by the hundred thousand,
+    unpickled and freed chunk after chunk): the collector's young threshold as a planning process has
+    it, then the caller's again."""
+    before = gc.get_threshold()
+    gc.set_threshold(*PLANNER_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def _open_store(url: str) -> None:

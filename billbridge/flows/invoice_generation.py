@@ -20,7 +20,7 @@ from billbridge.billing.currency import money_str
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
 from billbridge.billing.resellers import SoldDraft, consolidate
 from billbridge.billing.usage_periods import UsageQuery, aggregate
-from billbridge.flows.ahead import done_ahead
+from billbridge.flows.ahead import done_ahead, fewer_collections
 from billbridge.store import quarantine
 from billbridge.store.contracts import ContractTimeline, contract_ids, load_timelines
 from billbridge.store.db import Store
@@ -303,31 +303,33 @@ def run_billing(
     with store.read() as session:  # clearing entries costs an UPDATE per chunk: only when some are open
         clear_quarantine = bool(quarantine.list_open(session, source=SOURCE))
     chunks = _chunks(store, contract_refs, chunk_size)
-    for ids, ahead in zip(chunks, done_ahead(store, chunks, _prepare, (as_of,), workers), strict=True):
-        with store.write() as session:
-            outcome = save_chunk(session, ids, as_of, ahead)
-            for contract_ref, reason in outcome.failures:
-                summary.failed.append((contract_ref, reason))
-                quarantine.quarantine(
-                    session,
-                    source=SOURCE,
-                    record_type="contracts",
-                    record_key=contract_ref,
-                    field=None,
-                    reason=reason,
-                    payload={"contract_ref": contract_ref, "as_of": as_of.isoformat()},
-                )
-            if clear_quarantine:
-                quarantine.resolve_many(
-                    session, source=SOURCE, record_type="contracts", record_keys=outcome.planned_refs
-                )
-        summary.contracts += len(ids)
-        summary.pending_adjustments += outcome.pending
-        summary.documents.update(outcome.documents)
-        for currency, total in outcome.totals.items():
-            summary.totals[currency] = summary.totals.get(currency, ZERO) + total
-        if on_progress:
-            on_progress(len(ids))
+    with fewer_collections():  # rows by the hundred thousand, unpickled and freed chunk after chunk
+        for ids, ahead in zip(chunks, done_ahead(store, chunks, _prepare, (as_of,), workers), strict=True):
+            with store.write() as session:
+                outcome = save_chunk(session, ids, as_of, ahead)
+                for contract_ref, reason in outcome.failures:
+                    summary.failed.append((contract_ref, reason))
+                    quarantine.quarantine(
+                        session,
+                        source=SOURCE,
+                        record_type="contracts",
+                        record_key=contract_ref,
+                        field=None,
+                        reason=reason,
+                        payload={"contract_ref": contract_ref, "as_of": as_of.isoformat()},
+                    )
+                if clear_quarantine:
+                    quarantine.resolve_many(
+                        session, source=SOURCE, record_type="contracts", record_keys=outcome.planned_refs
+                    )
+            summary.contracts += len(ids)
+            summary.pending_adjustments += outcome.pending
+            summary.documents.update(outcome.documents)
+            for currency, total in outcome.totals.items():
+                summary.totals[currency] = summary.totals.get(currency, ZERO) + total
+            if on_progress:
+                on_progress(len(ids))
+
     return summary
 
 
