@@ -29,6 +29,7 @@ import math
 import os
 import pstats
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -714,6 +715,8 @@ class Result:
     lines: int = 0
     import_seconds: float = 0.0
     billing_seconds: float = 0.0
+    writer_cpu_seconds: float = 0.0  # process_time of the billing run's own process
+    workers_cpu_seconds: float = 0.0  # CPU of its planning processes (reaped when the run ends)
     invoices_per_second: float = 0.0
     lines_per_second: float = 0.0
     floor_seconds: float = 0.0
@@ -723,6 +726,29 @@ class Result:
     profiled: bool = False
     failed_contracts: int = 0
     checks: dict[str, Any] = field(default_factory=dict)
+
+
+def _children_cpu() -> float:
+    """CPU of this process's descendants: its children that ended (``RUSAGE_CHILDREN``) and, from
+    /proc, its live children with the children they reaped. A billing run's planning processes are
+    children of a fork server (``flows.ahead``) that outlives the run: their CPU, once their pool has
+    shut down, is in the server's reaped children's time. With the writer's process_time, what a run
+    costs a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = usage.ru_utime + usage.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:  # fields: state, ppid, ..., utime stime cutime cstime at 11-14
+            total += sum(int(value) for value in fields[11:15]) / tick
+    return total
 
 
 def bench_backend(backend: Backend, gen_factory: Any, args: argparse.Namespace) -> Result:
@@ -775,12 +801,16 @@ def bench_backend(backend: Backend, gen_factory: Any, args: argparse.Namespace) 
         log(
             f"{tag} billing as of {args.as_of} (chunk size {args.chunk_size}, {args.workers} planning workers){' under cProfile' if profiler else ''} ..."
         )
+        children_before = _children_cpu()
         with timer(freeze=True) as t_bill:
+            cpu_before = time.process_time()
             if profiler:
                 profiler.enable()
             billing = run_billing(store, args.as_of, chunk_size=args.chunk_size, workers=args.workers)
             if profiler:
                 profiler.disable()
+            result.writer_cpu_seconds = time.process_time() - cpu_before
+        result.workers_cpu_seconds = _children_cpu() - children_before
         result.billing_seconds = t_bill[0]
         result.profiled = profiler is not None
         result.failed_contracts = len(billing.failed)
@@ -800,7 +830,8 @@ def bench_backend(backend: Backend, gen_factory: Any, args: argparse.Namespace) 
         result.lines_per_second = len(line_rows) / t_bill[0] if t_bill[0] else 0.0
         log(
             f"{tag} billing: {documents:,} documents, {len(line_rows):,} lines in {t_bill[0]:.2f}s "
-            f"({result.invoices_per_second:,.0f} invoices/s)"
+            f"({result.invoices_per_second:,.0f} invoices/s); CPU {result.writer_cpu_seconds:.1f}s writer + "
+            f"{result.workers_cpu_seconds:.1f}s planning processes"
         )
         with store.engine.connect() as conn:
             refs = {cid: ref for cid, ref in conn.execute(select(ContractRow.id, ContractRow.contract_ref))}
@@ -981,7 +1012,7 @@ def print_profile(profiler: cProfile.Profile, args: argparse.Namespace) -> None:
 def print_table(results: list[Runs[Result]], skipped: dict[str, str]) -> None:
     """Median (lowest-highest) of the runs; the ratio is taken per run, against its own floor."""
     header = f"{'backend':<11}{'contracts':>10}{'invoices':>10}  {'billing s':<22}{'invoices/s':<26}"
-    header += f"{'x floor':<22}{'load (1 min)':<20}"
+    header += f"{'x floor':<22}{'CPU s (writer+planning)':<26}{'load (1 min)':<20}"
     print()
     print(header)
     print("-" * len(header))
@@ -991,7 +1022,9 @@ def print_table(results: list[Runs[Result]], skipped: dict[str, str]) -> None:
             f"{r.backend:<11}{r.contracts:>10,}{r.invoices + r.credit_notes:>10,}  "
             f"{runs.spread(lambda x: x.billing_seconds).show('.2f'):<22}"
             f"{runs.spread(lambda x: x.invoices_per_second).show(',.0f'):<26}"
-            f"{runs.spread(lambda x: x.ratio).show('.2f', 'x'):<22}{runs.load.show('.2f'):<20}"
+            f"{runs.spread(lambda x: x.ratio).show('.2f', 'x'):<22}"
+            f"{runs.spread(lambda x: x.writer_cpu_seconds + x.workers_cpu_seconds).show('.1f'):<26}"
+            f"{runs.load.show('.2f'):<20}"
         )
     for name, why in skipped.items():
         print(f"{name}: skipped ({why})")
@@ -1002,7 +1035,8 @@ def print_table(results: list[Runs[Result]], skipped: dict[str, str]) -> None:
             print(
                 f"\n[{r.backend} run {i}]{profiled} setup import {r.import_seconds:.1f}s; lines {r.lines:,}; "
                 f"credit notes {r.credit_notes}; failed to plan {r.failed_contracts}; "
-                f"floor {r.floor_seconds:.2f}s ({r.floor_invoices_per_second:,.0f} invoices/s)"
+                f"floor {r.floor_seconds:.2f}s ({r.floor_invoices_per_second:,.0f} invoices/s); "
+                f"CPU {r.writer_cpu_seconds:.1f}s writer + {r.workers_cpu_seconds:.1f}s planning processes"
             )
             for key, value in r.checks.items():
                 print(f"  {key}: {value}")

@@ -42,25 +42,28 @@ def _decimal_schema(minimum: dict[str, Any]) -> WithJsonSchema:
     return WithJsonSchema({"anyOf": [{"type": "number", **minimum, "exclusiveMaximum": 1e15}, _DECIMAL_TEXT]})
 
 
+# The constraints come before the float check: so placed, pydantic-core checks them itself on the
+# decimal it parsed (after the check), instead of in a Python function per value (a third of the
+# time of reading a stored contract, which a billing run does for every contract).
 Money = Annotated[
-    Decimal, _no_float("money"), Field(ge=0, lt=LIMIT, decimal_places=PLACES), _decimal_schema({"minimum": 0})
+    Decimal, Field(ge=0, lt=LIMIT, decimal_places=PLACES), _no_float("money"), _decimal_schema({"minimum": 0})
 ]
 """A non-negative amount of money given as a string, int or Decimal."""
 
 Quantity = Annotated[
-    Decimal, _no_float("quantities"), Field(ge=0, lt=LIMIT, decimal_places=PLACES), _decimal_schema({"minimum": 0})
+    Decimal, Field(ge=0, lt=LIMIT, decimal_places=PLACES), _no_float("quantities"), _decimal_schema({"minimum": 0})
 ]
 """A non-negative quantity given as a string, int or Decimal."""
 
 PositiveQuantity = Annotated[
     Decimal,
-    _no_float("quantities"),
     Field(gt=0, lt=LIMIT, decimal_places=PLACES),
+    _no_float("quantities"),
     _decimal_schema({"exclusiveMinimum": 0}),
 ]
 """A strictly positive quantity given as a string, int or Decimal."""
 
-Percent = Annotated[Decimal, _no_float("percentages"), Field(ge=0)]
+Percent = Annotated[Decimal, Field(ge=0), _no_float("percentages")]
 """A non-negative percentage given as a string, int or Decimal."""
 
 

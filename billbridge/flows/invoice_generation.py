@@ -7,14 +7,11 @@ never leave a gap in the numbers. A contract that fails to plan is quarantined; 
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
-from itertools import islice
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,16 +20,25 @@ from billbridge.billing.currency import money_str
 from billbridge.billing.engine import InvoiceDraft, Plan, UsageLookup, plan_invoices
 from billbridge.billing.resellers import SoldDraft, consolidate
 from billbridge.billing.usage_periods import UsageQuery, aggregate
-from billbridge.flows.ahead import end_with_parent as _end_with_parent
+from billbridge.flows.ahead import done_ahead, fewer_collections
 from billbridge.store import quarantine
 from billbridge.store.contracts import ContractTimeline, contract_ids, load_timelines
-from billbridge.store.db import Store, open_store
-from billbridge.store.invoices import BillingState, billing_states, load_billed, lock_numbering, save_drafts
+from billbridge.store.db import Store
+from billbridge.store.invoices import (
+    BillingState,
+    PreparedDrafts,
+    billing_states,
+    load_billed,
+    lock_numbering,
+    prepare_drafts,
+    write_prepared,
+)
 from billbridge.store.resellers import bill_to_refs, customer_names, per_end_customer
 from billbridge.store.usage_aggregates import daily_usage
 
 CHUNK = 1000
 SOURCE = "billing"
+ZERO = Decimal(0)
 
 
 @dataclass
@@ -131,39 +137,87 @@ def plan_ahead(session: Session, ids: Sequence[int], as_of: date) -> ChunkPlan:
     )
 
 
-_worker_store: Store | None = None  # one per planning process, opened by its initializer
+@dataclass(frozen=True)
+class ResoldReads:
+    """What grouping a chunk's resold drafts read besides the billing states: the customers' refs and
+    names and the bill-to parties that want one invoice per end customer."""
+
+    names: dict[int, tuple[str, str]]
+    parties: list[str]
+    split: set[str]
+
+    def unchanged(self, session: Session) -> bool:
+        """Whether the store still says the same (read again inside the write transaction)."""
+        return (
+            customer_names(session, list(self.names)) == self.names
+            and per_end_customer(session, self.parties) == self.split
+        )
 
 
-def _open_worker_store(url: str) -> None:
-    global _worker_store
-    _end_with_parent()
-    _worker_store = open_store(url, run_migrations=False)
+@dataclass
+class ChunkOutcome:
+    """A chunk planned and grouped, as its rows to write and what the run's summary and quarantine need."""
+
+    rows: PreparedDrafts
+    documents: Counter[str] = field(default_factory=Counter)
+    totals: dict[str, Decimal] = field(default_factory=dict)
+    pending: int = 0
+    planned_refs: list[str] = field(default_factory=list)  # contracts planned (their quarantine entries resolve)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (contract_ref, reason)
 
 
-def _plan_in_worker(ids: list[int], as_of: date) -> ChunkPlan:
-    assert _worker_store is not None
-    with _worker_store.read() as session:
+def outcome_of(session: Session, plans: Planned, failures: Failed) -> tuple[ChunkOutcome, ResoldReads | None]:
+    """A chunk's plans turned into its documents (resold drafts grouped per bill-to party) and their rows."""
+    drafts: list[tuple[ContractTimeline, InvoiceDraft]] = []
+    pending = 0
+    for timeline, plan in plans:
+        drafts.extend((timeline, draft) for draft in plan.invoices)
+        pending += len(plan.pending)
+    drafts, reads = consolidate_resold(session, drafts)
+    outcome = ChunkOutcome(
+        prepare_drafts(session, drafts),
+        pending=pending,
+        planned_refs=[t.contract_ref for t, _ in plans],
+        failures=[(t.contract_ref, reason) for t, reason in failures],
+    )
+    for _, draft in drafts:
+        outcome.documents[draft.doc_type] += 1
+        outcome.totals[draft.currency] = outcome.totals.get(draft.currency, ZERO) + draft.invoice_total
+    return outcome, reads
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """A chunk planned ahead by a planning process down to the rows the writer inserts, with the
+    billing states (and reseller data) it was planned from: plain rows, quick to send between processes."""
+
+    ids: list[int]
+    states: dict[int, BillingState]
+    entities: list[int]
+    resold: ResoldReads | None
+    outcome: ChunkOutcome
+
+
+def prepare_ahead(session: Session, ids: Sequence[int], as_of: date) -> PreparedChunk:
+    """Plan a chunk outside the write transaction, down to its rows. The states are read first, so
+    if they are unchanged when the chunk is saved, so is everything read after them."""
+    states = billing_states(session, ids)
+    timelines = list(load_timelines(session, ids).values())
+    plans, failures = plan_chunk(session, timelines, as_of)
+    outcome, resold = outcome_of(session, plans, failures)
+    return PreparedChunk(list(ids), states, sorted({t.entity_id for t in timelines}), resold, outcome)
+
+
+def _prepare(store: Store, ids: list[int], as_of: date) -> PreparedChunk:
+    """In a planning process (``flows.ahead``): one chunk prepared ahead of its write."""
+    with store.read() as session:
+        return prepare_ahead(session, ids, as_of)
+
+
+def _plan(store: Store, ids: list[int], as_of: date) -> ChunkPlan:
+    """In a planning process: one chunk's plans, for the forecast."""
+    with store.read() as session:
         return plan_ahead(session, ids, as_of)
-
-
-def _planned_ahead(store: Store, chunks: list[list[int]], as_of: date, workers: int) -> Iterator[ChunkPlan | None]:
-    """Chunks planned by ``workers`` processes, in order, at most two per worker in flight."""
-    if workers < 1 or len(chunks) < 3 or not store.shared:
-        yield from (None for _ in chunks)
-        return
-    context = multiprocessing.get_context("spawn")  # never fork a process holding open connections
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_open_worker_store, initargs=(store.url,)
-    ) as pool:
-        window: deque[Future[ChunkPlan]] = deque()
-        pending = iter(chunks)
-        for ids in islice(pending, 2 * workers):
-            window.append(pool.submit(_plan_in_worker, ids, as_of))
-        while window:
-            planned = window.popleft().result()
-            for ids in islice(pending, 1):
-                window.append(pool.submit(_plan_in_worker, ids, as_of))
-            yield planned
 
 
 def _chunks(store: Store, contract_refs: Sequence[str] | None, size: int) -> list[list[int]]:
@@ -195,13 +249,13 @@ def _chunks(store: Store, contract_refs: Sequence[str] | None, size: int) -> lis
 
 def consolidate_resold(
     session: Session, drafts: list[tuple[ContractTimeline, InvoiceDraft]]
-) -> list[tuple[ContractTimeline, InvoiceDraft]]:
+) -> tuple[list[tuple[ContractTimeline, InvoiceDraft]], ResoldReads | None]:
     """A chunk's drafts with those of contracts sold through resellers grouped into one document per
     bill-to party and cycle (``billing.resellers.consolidate``), each carried by its lead contract's
-    timeline; drafts sold directly pass unchanged."""
+    timeline; drafts sold directly pass unchanged. With what the grouping read (None: nothing resold)."""
     resold = [(t, d) for t, d in drafts if d.version_no in t.bill_to]
     if not resold:
-        return drafts
+        return drafts, None
     names = customer_names(session, [t.customer_id for t, _ in resold] + [t.bill_to[d.version_no] for t, d in resold])
     sold: list[SoldDraft] = []
     for timeline, draft in resold:
@@ -217,13 +271,15 @@ def consolidate_resold(
                 draft=draft,
             )
         )
-    split = per_end_customer(session, sorted({s.bill_to for s in sold}))
+    parties = sorted({s.bill_to for s in sold})
+    split = per_end_customer(session, parties)
     by_contract = {t.contract_id: t for t, _ in resold}
     ids = {s.contract_ref: s.contract_id for s in sold}
     grouped: list[tuple[ContractTimeline, InvoiceDraft]] = [
         (by_contract[ids[doc.contract_ref]], doc) for doc in consolidate(sold, split.__contains__)
     ]
-    return [(t, d) for t, d in drafts if d.version_no not in t.bill_to] + grouped
+    direct = [(t, d) for t, d in drafts if d.version_no not in t.bill_to]
+    return direct + grouped, ResoldReads(names, parties, split)
 
 
 def run_billing(
@@ -237,68 +293,63 @@ def run_billing(
 ) -> BillingSummary:
     """Generate every invoice and credit note due by ``as_of``. Running it again creates nothing.
 
-    With ``workers`` > 0, that many processes plan the next chunks while this one saves the
-    current chunk. Each chunk's plan is checked against the billing states under the numbering
-    locks; contracts that changed in between (a concurrent run, an amendment) are planned again
-    inside the write transaction, so the result is the same as planning there.
+    With ``workers`` > 0, that many processes plan the next chunks, down to the rows to insert,
+    while this one saves the current chunk (:func:`save_chunk`). Each chunk's plan is checked
+    against the billing states under the numbering locks; a chunk in which a contract changed in
+    between (a concurrent run, an amendment) is planned again inside the write transaction, so the
+    result is the same as planning there.
     """
     summary = BillingSummary(as_of=as_of)
     with store.read() as session:  # clearing entries costs an UPDATE per chunk: only when some are open
         clear_quarantine = bool(quarantine.list_open(session, source=SOURCE))
     chunks = _chunks(store, contract_refs, chunk_size)
-    for ids, ahead in zip(chunks, _planned_ahead(store, chunks, as_of, workers), strict=True):
-        with store.write() as session:
-            if ahead is None:
-                timelines = list(load_timelines(session, ids).values())
-                lock_numbering(session, {t.entity_id for t in timelines})
-                plans, failures = plan_chunk(session, timelines, as_of)
-            else:
-                plans, failures = confirm_ahead(session, ahead, as_of)
-            drafts: list[tuple[ContractTimeline, InvoiceDraft]] = []
-            for timeline, plan in plans:
-                drafts.extend((timeline, draft) for draft in plan.invoices)
-                summary.pending_adjustments += len(plan.pending)
-            drafts = consolidate_resold(session, drafts)
-            save_drafts(session, drafts)
-            for timeline, reason in failures:
-                summary.failed.append((timeline.contract_ref, reason))
-                quarantine.quarantine(
-                    session,
-                    source=SOURCE,
-                    record_type="contracts",
-                    record_key=timeline.contract_ref,
-                    field=None,
-                    reason=reason,
-                    payload={"contract_ref": timeline.contract_ref, "as_of": as_of.isoformat()},
-                )
-            if clear_quarantine:
-                quarantine.resolve_many(
-                    session, source=SOURCE, record_type="contracts", record_keys=[t.contract_ref for t, _ in plans]
-                )
-        summary.contracts += len(ids)
-        for _, draft in drafts:
-            summary.documents[draft.doc_type] += 1
-            summary.totals[draft.currency] = summary.totals.get(draft.currency, Decimal(0)) + draft.invoice_total
-        if on_progress:
-            on_progress(len(ids))
+    with fewer_collections():  # rows by the hundred thousand, unpickled and freed chunk after chunk
+        for ids, ahead in zip(chunks, done_ahead(store, chunks, _prepare, (as_of,), workers), strict=True):
+            with store.write() as session:
+                outcome = save_chunk(session, ids, as_of, ahead)
+                for contract_ref, reason in outcome.failures:
+                    summary.failed.append((contract_ref, reason))
+                    quarantine.quarantine(
+                        session,
+                        source=SOURCE,
+                        record_type="contracts",
+                        record_key=contract_ref,
+                        field=None,
+                        reason=reason,
+                        payload={"contract_ref": contract_ref, "as_of": as_of.isoformat()},
+                    )
+                if clear_quarantine:
+                    quarantine.resolve_many(
+                        session, source=SOURCE, record_type="contracts", record_keys=outcome.planned_refs
+                    )
+            summary.contracts += len(ids)
+            summary.pending_adjustments += outcome.pending
+            summary.documents.update(outcome.documents)
+            for currency, total in outcome.totals.items():
+                summary.totals[currency] = summary.totals.get(currency, ZERO) + total
+            if on_progress:
+                on_progress(len(ids))
+
     return summary
 
 
-def confirm_ahead(session: Session, ahead: ChunkPlan, as_of: date) -> tuple[Planned, Failed]:
-    """Inside the write transaction: keep the plans made ahead whose contracts did not change
-    since, plan the others again."""
-    entities = {t.entity_id for t, _ in ahead.plans} | {t.entity_id for t, _ in ahead.failures}
-    lock_numbering(session, entities)
-    now = billing_states(session, ahead.ids)
-    stale = {cid for cid in ahead.ids if now.get(cid) != ahead.states.get(cid)}
-    if not stale:
-        return ahead.plans, ahead.failures
-    timelines = list(load_timelines(session, sorted(stale)).values())
-    lock_numbering(session, {t.entity_id for t in timelines} - entities)
-    replanned, refailed = plan_chunk(session, timelines, as_of)
-    plans = [(t, p) for t, p in ahead.plans if t.contract_id not in stale] + replanned
-    failures = [(t, r) for t, r in ahead.failures if t.contract_id not in stale] + refailed
-    return plans, failures
+def save_chunk(session: Session, ids: Sequence[int], as_of: date, ahead: PreparedChunk | None = None) -> ChunkOutcome:
+    """Inside the write transaction: bill the chunk's contracts under their entities' numbering locks.
+    A chunk prepared ahead is written as it is if nothing it was planned from changed since (its
+    contracts' billing states, the reseller data it was grouped by); otherwise, or without one, the
+    chunk is planned here, so the result is the same as planning here."""
+    if ahead is not None:
+        lock_numbering(session, ahead.entities)
+        now = billing_states(session, ahead.ids)
+        if now == ahead.states and (ahead.resold is None or ahead.resold.unchanged(session)):
+            write_prepared(session, ahead.outcome.rows)
+            return ahead.outcome
+    timelines = list(load_timelines(session, ids).values())
+    lock_numbering(session, {t.entity_id for t in timelines})
+    plans, failures = plan_chunk(session, timelines, as_of)
+    outcome, _ = outcome_of(session, plans, failures)
+    write_prepared(session, outcome.rows)
+    return outcome
 
 
 def preview(store: Store, contract_ref: str, as_of: date) -> Plan:
@@ -324,7 +375,7 @@ def plan_all(
     else:
         ordered = sorted(ids)
         chunks = [ordered[i : i + chunk_size] for i in range(0, len(ordered), chunk_size)]
-    for chunk, ahead in zip(chunks, _planned_ahead(store, chunks, as_of, workers), strict=True):
+    for chunk, ahead in zip(chunks, done_ahead(store, chunks, _plan, (as_of,), workers), strict=True):
         if ahead is None:
             with store.read() as session:
                 ahead = plan_ahead(session, chunk, as_of)

@@ -297,6 +297,17 @@ class BulkStatement:
             cursor.close()
         return changed
 
+    def slot(self, name: str) -> int | str:
+        """Where parameter ``name`` sits in a row of :meth:`driver_rows`: its index (positional
+        paramstyles) or its key. For rows converted where they are built and completed, a value or
+        two, where they are written (a document number taken under a lock)."""
+        return name if self.names is None else self.names.index(name)
+
+    def convert(self, name: str, value: Any) -> Any:
+        """``value`` of parameter ``name`` as the driver takes it (converted as in :meth:`driver_rows`)."""
+        p = self.processors.get(name)
+        return p(value) if p is not None else value
+
     def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
         """executemany of rows that all have the keys the statement was compiled for; the rows
         the DBAPI says it changed (summed over the rows by sqlite3 and psycopg; -1 if unknown)."""

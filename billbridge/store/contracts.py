@@ -429,24 +429,29 @@ def _bill_to_ref(contract: model.Contract) -> str | None:
     return contract.distributor_ref or contract.reseller_ref
 
 
+# A billing run reads these once per chunk of contract ids: built once and run on the driver
+# (BulkStatement), whose IN list is rendered once per length.
+_HEADS_OF = select(Contract.id, Contract.contract_ref, Contract.customer_id, Contract.entity_id).where(
+    Contract.id.in_(bindparam("ids", expanding=True))
+)
+_VERSIONS_OF = (
+    select(
+        ContractVersion.contract_id, ContractVersion.version_no, ContractVersion.effective_date, ContractVersion.terms
+    )
+    .where(ContractVersion.contract_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ContractVersion.contract_id, ContractVersion.version_no)
+)
+
+
 def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTimeline]:
     """Every version of the given contracts as canonical models, for the billing engine."""
     ids = list(ids)
     if not ids:
         return {}
-    heads = session.execute(
-        select(Contract.id, Contract.contract_ref, Contract.customer_id, Contract.entity_id).where(Contract.id.in_(ids))
-    ).all()
-    versions = session.execute(
-        select(
-            ContractVersion.contract_id,
-            ContractVersion.version_no,
-            ContractVersion.effective_date,
-            ContractVersion.terms,
-        )
-        .where(ContractVersion.contract_id.in_(ids))
-        .order_by(ContractVersion.contract_id, ContractVersion.version_no)
-    ).all()
+    connection = session.connection()
+    params = {"ids": ids}
+    heads = BulkStatement.of(_HEADS_OF, connection, ("ids",)).run(connection, params)
+    versions = BulkStatement.of(_VERSIONS_OF, connection, ("ids",)).run(connection, params)
     out_versions: dict[int, list[Version]] = defaultdict(list)
     errors: dict[int, str] = {}
     for contract_id, version_no, effective_date, terms in versions:
@@ -470,17 +475,17 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
             if version.contract.distributor_ref is not None and version.contract.reseller_ref is not None:
                 resold_by[contract_id][version.version_no] = version.contract.reseller_ref
     return {
-        h.id: ContractTimeline(
-            h.id,
-            h.contract_ref,
-            h.customer_id,
-            h.entity_id,
-            () if h.id in errors else tuple(out_versions[h.id]),
-            errors.get(h.id),
-            bill_to.get(h.id, {}),
-            resold_by.get(h.id, {}),
+        cid: ContractTimeline(
+            cid,
+            contract_ref,
+            customer_id,
+            entity_id,
+            () if cid in errors else tuple(out_versions[cid]),
+            errors.get(cid),
+            bill_to.get(cid, {}),
+            resold_by.get(cid, {}),
         )
-        for h in heads
+        for cid, contract_ref, customer_id, entity_id in heads
     }
 
 

@@ -3,18 +3,20 @@ listing, and the open invoices payments are matched to (payments themselves: sto
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from billbridge.billing.engine import BilledItem, InvoiceDraft
 from billbridge.billing.resellers import ConsolidatedDraft
-from billbridge.store.bulk import BulkStatement
+from billbridge.store.bulk import BulkStatement, run_calls
 from billbridge.store.contracts import ContractTimeline
 from billbridge.store.models import (
     Contract,
@@ -56,6 +58,46 @@ BillingState = tuple[int, int, int]
 """(current version number, invoices so far, highest invoice id) of one contract."""
 
 
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+# Read once per chunk of a billing run, by its planning processes and its writer: built once and run
+# on the driver (BulkStatement), whose IN list of a chunk's ids is rendered once per length, not per run.
+_VERSIONS_OF = select(Contract.id, Contract.current_version_no).where(Contract.id.in_(_IDS))
+_BILLED_OF = (
+    select(InvoiceLine.contract_id, func.count(func.distinct(InvoiceLine.invoice_id)), func.max(Invoice.id))
+    .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+    .where(InvoiceLine.contract_id.in_(_IDS), Invoice.period_released.is_(False))
+    .group_by(InvoiceLine.contract_id)
+)
+
+_DATES_OF = select(Invoice.contract_id, Invoice.billing_date).where(
+    Invoice.contract_id.in_(_IDS), Invoice.period_released.is_(False)
+)
+_LINES_OF = (
+    select(
+        InvoiceLine.contract_id,
+        InvoiceLine.line_ref,
+        InvoiceLine.kind,
+        InvoiceLine.period_start,
+        InvoiceLine.period_end,
+        InvoiceLine.period_days,
+        InvoiceLine.start_date,
+        InvoiceLine.end_date,
+        InvoiceLine.terms_hash,
+        InvoiceLine.sign,
+        InvoiceLine.amount,
+        InvoiceLine.discount_amount,
+        InvoiceLine.billed_amount,
+        Invoice.billing_date,
+        InvoiceLine.product_ref,
+        InvoiceLine.description,
+        InvoiceLine.quantity,
+    )
+    .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+    .where(InvoiceLine.contract_id.in_(_IDS), Invoice.period_released.is_(False))
+    .order_by(InvoiceLine.id)
+)
+
+
 def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, BillingState]:
     """What planning a contract depends on, in three integers per contract.
 
@@ -66,19 +108,14 @@ def billing_states(session: Session, contract_ids: Sequence[int]) -> dict[int, B
     """
     if not contract_ids:
         return {}
-    versions = session.execute(
-        select(Contract.id, Contract.current_version_no).where(Contract.id.in_(contract_ids))
-    ).all()
+    connection = session.connection()
+    params = {"ids": list(contract_ids)}
+    versions = BulkStatement.of(_VERSIONS_OF, connection, ("ids",)).run(connection, params)
     # Counted through the lines: a reseller's consolidated invoice bills several contracts (its header
     # names the first), and each of them must see it.
     billed = {
         int(cid): (int(count), int(top))
-        for cid, count, top in session.execute(
-            select(InvoiceLine.contract_id, func.count(func.distinct(InvoiceLine.invoice_id)), func.max(Invoice.id))
-            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-            .where(InvoiceLine.contract_id.in_(contract_ids), Invoice.period_released.is_(False))
-            .group_by(InvoiceLine.contract_id)
-        )
+        for cid, count, top in BulkStatement.of(_BILLED_OF, connection, ("ids",)).run(connection, params)
     }
     return {int(cid): (int(version), *billed.get(int(cid), (0, 0))) for cid, version in versions}
 
@@ -89,36 +126,11 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
     out: dict[int, tuple[list[BilledItem], set[date]]] = {cid: ([], set()) for cid in contract_ids}
     if not contract_ids:
         return out
-    for cid, billing_date in session.execute(
-        select(Invoice.contract_id, Invoice.billing_date).where(
-            Invoice.contract_id.in_(contract_ids), Invoice.period_released.is_(False)
-        )
-    ):
+    connection = session.connection()
+    params = {"ids": list(contract_ids)}
+    for cid, billing_date in BulkStatement.of(_DATES_OF, connection, ("ids",)).run(connection, params):
         out[cid][1].add(billing_date)
-    rows = session.execute(
-        select(
-            InvoiceLine.contract_id,
-            InvoiceLine.line_ref,
-            InvoiceLine.kind,
-            InvoiceLine.period_start,
-            InvoiceLine.period_end,
-            InvoiceLine.period_days,
-            InvoiceLine.start_date,
-            InvoiceLine.end_date,
-            InvoiceLine.terms_hash,
-            InvoiceLine.sign,
-            InvoiceLine.amount,
-            InvoiceLine.discount_amount,
-            InvoiceLine.billed_amount,
-            Invoice.billing_date,
-            InvoiceLine.product_ref,
-            InvoiceLine.description,
-            InvoiceLine.quantity,
-        )
-        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-        .where(InvoiceLine.contract_id.in_(contract_ids), Invoice.period_released.is_(False))
-        .order_by(InvoiceLine.id)
-    )
+    rows = BulkStatement.of(_LINES_OF, connection, ("ids",)).run(connection, params)
     # Unpacked by name (as fast as indexing, on the billing run's hot path).
     for (
         contract_id,
@@ -163,42 +175,41 @@ def load_billed(session: Session, contract_ids: Sequence[int]) -> dict[int, tupl
     return out
 
 
-def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> list[str]:
-    """Insert planned documents with their lines; numbers are taken in one block per entity and
-    document type, in contract and date order. Returns the numbers given. A reseller's consolidated
-    document (``ConsolidatedDraft``) comes with its lead contract's timeline; each of its lines is
-    stored under the contract it bills."""
-    if not drafts:
-        return []
-    ordered = sorted(drafts, key=lambda d: (d[0].contract_id, d[1].billing_date))
-    wanted: dict[tuple[int, str], int] = defaultdict(int)
-    for timeline, draft in ordered:
-        wanted[(timeline.entity_id, draft.doc_type)] += 1
-    prefixes = {
-        entity_id: {"invoice": invoice_prefix, "credit_note": credit_prefix}
-        for entity_id, invoice_prefix, credit_prefix in session.execute(
-            select(LegalEntity.id, LegalEntity.invoice_prefix, LegalEntity.credit_note_prefix).where(
-                LegalEntity.id.in_({e for e, _ in wanted})
-            )
-        )
-    }
-    next_no: dict[tuple[int, str], int] = {}
-    for (entity_id, doc_type), count in sorted(wanted.items()):
-        next_no[(entity_id, doc_type)] = _reserve(session, entity_id, doc_type, count)
-    reserved = {key: (first, first + wanted[key]) for key, first in next_no.items()}
+@dataclass
+class PreparedDrafts:
+    """Planned documents as the rows the driver takes (values converted by Core's own bind processors,
+    :class:`BulkStatement`), built where they are planned: a planning process does the per-value work
+    and sends plain rows, quick to pickle, to the process that writes them. What only the writer can
+    know is left empty for :func:`write_prepared`: each document's number and sequence number (taken
+    under the numbering locks), its timestamps (the time it is written) and its lines' invoice id."""
 
+    dialect: str
+    invoice_keys: tuple[str, ...] = ()
+    invoices: list[Any] = field(default_factory=list)  # in numbering order: contract, then billing date
+    numbering: list[tuple[int, str]] = field(default_factory=list)  # (entity id, document type) of each
+    line_keys: tuple[str, ...] = ()
+    lines: list[Any] = field(default_factory=list)  # each document's lines after those of the one before
+    line_counts: list[int] = field(default_factory=list)  # lines of each document
+
+
+def prepare_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> PreparedDrafts:
+    """The rows of planned documents and their lines, in the order their numbers are taken (contract,
+    then billing date). Reads nothing. A reseller's consolidated document (``ConsolidatedDraft``) comes
+    with its lead contract's timeline; each of its lines is stored under the contract it bills."""
+    connection = session.connection()
+    prepared = PreparedDrafts(connection.dialect.name)
+    if not drafts:
+        return prepared
+    ordered = sorted(drafts, key=lambda d: (d[0].contract_id, d[1].billing_date))
     invoice_rows: list[dict[str, Any]] = []
-    now = utcnow()
+    line_rows: list[dict[str, Any]] = []
     for timeline, draft in ordered:
-        key = (timeline.entity_id, draft.doc_type)
-        seq = next_no[key]
-        next_no[key] = seq + 1
-        prefix = prefixes[timeline.entity_id][draft.doc_type]
+        prepared.numbering.append((timeline.entity_id, draft.doc_type))
         invoice_rows.append(
             {
                 "doc_type": draft.doc_type,
-                "number": f"{prefix}{seq}",
-                "sequence_no": seq,
+                "number": None,  # these four: write_prepared
+                "sequence_no": None,
                 "entity_id": timeline.entity_id,
                 "customer_id": timeline.bill_to_id(draft.version_no),  # a reseller's contract: the reseller
                 "contract_id": timeline.contract_id,
@@ -211,21 +222,16 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                 "discount_total": draft.discount_total,
                 "invoice_total": draft.invoice_total,
                 "amount_paid": ZERO,
-                "created_at": now,
-                "updated_at": now,
+                "created_at": None,
+                "updated_at": None,
             }
         )
-    connection = session.connection()
-    BulkStatement.of(_INSERT_INVOICES, connection, tuple(invoice_rows[0])).run_many(connection, invoice_rows)
-    ids = _ids_of_numbers(session, reserved)
-    line_rows: list[dict[str, Any]] = []
-    for row, (timeline, draft) in zip(invoice_rows, ordered, strict=True):
-        invoice_id = ids[(row["entity_id"], row["doc_type"], row["sequence_no"])]
         line_contracts = draft.line_contracts if isinstance(draft, ConsolidatedDraft) else ()
+        prepared.line_counts.append(len(draft.lines))
         for position, line in enumerate(draft.lines):
             line_rows.append(
                 {
-                    "invoice_id": invoice_id,
+                    "invoice_id": None,  # write_prepared
                     "contract_id": line_contracts[position] if line_contracts else timeline.contract_id,
                     "position": position,
                     "line_ref": line.line_ref,
@@ -247,38 +253,112 @@ def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, Invoi
                     "version_no": line.version_no,
                 }
             )
+    prepared.invoice_keys = tuple(invoice_rows[0])
+    prepared.invoices = BulkStatement.of(_INSERT_INVOICES, connection, prepared.invoice_keys).driver_rows(invoice_rows)
     if line_rows:
-        BulkStatement.of(_INSERT_LINES, connection, tuple(line_rows[0])).run_many(connection, line_rows)
-    return [row["number"] for row in invoice_rows]
+        prepared.line_keys = tuple(line_rows[0])
+        prepared.lines = BulkStatement.of(_INSERT_LINES, connection, prepared.line_keys).driver_rows(line_rows)
+    return prepared
+
+
+def write_prepared(session: Session, prepared: PreparedDrafts) -> list[str]:
+    """Insert prepared documents with their lines; numbers are taken in one block per entity and
+    document type, in the order the rows come. Returns the numbers given. Run it under the entities'
+    numbering locks (:func:`lock_numbering`)."""
+    if not prepared.invoices:
+        return []
+    connection = session.connection()
+    if connection.dialect.name != prepared.dialect:
+        raise ValueError(f"rows prepared for {prepared.dialect} cannot be written to {connection.dialect.name}")
+    wanted = Counter(prepared.numbering)
+    prefixes = {
+        entity_id: {"invoice": invoice_prefix, "credit_note": credit_prefix}
+        for entity_id, invoice_prefix, credit_prefix in session.execute(
+            select(LegalEntity.id, LegalEntity.invoice_prefix, LegalEntity.credit_note_prefix).where(
+                LegalEntity.id.in_({e for e, _ in wanted})
+            )
+        )
+    }
+    next_no = _reserve_all(session, wanted)
+    reserved = {key: (first, first + wanted[key]) for key, first in next_no.items()}
+
+    invoices = BulkStatement.of(_INSERT_INVOICES, connection, prepared.invoice_keys)
+    number_at, sequence_at = invoices.slot("number"), invoices.slot("sequence_no")
+    created_at, updated_at = invoices.slot("created_at"), invoices.slot("updated_at")
+    now = utcnow()
+    stamp = invoices.convert("created_at", now), invoices.convert("updated_at", now)
+    numbers: list[str] = []
+    sequences: list[int] = []
+    for row, key in zip(prepared.invoices, prepared.numbering, strict=True):
+        seq = next_no[key]
+        next_no[key] = seq + 1
+        number = f"{prefixes[key[0]][key[1]]}{seq}"
+        numbers.append(number)
+        sequences.append(seq)
+        row[number_at] = invoices.convert("number", number)
+        row[sequence_at] = invoices.convert("sequence_no", seq)
+        row[created_at], row[updated_at] = stamp
+    run_calls(connection, [(True, invoices.sql, prepared.invoices)])
+    if prepared.lines:
+        ids = _ids_of_numbers(session, reserved)
+        lines = BulkStatement.of(_INSERT_LINES, connection, prepared.line_keys)
+        invoice_at = lines.slot("invoice_id")
+        position = 0
+        for key, seq, count in zip(prepared.numbering, sequences, prepared.line_counts, strict=True):
+            invoice_id = lines.convert("invoice_id", ids[(key[0], key[1], seq)])
+            for line in prepared.lines[position : position + count]:
+                line[invoice_at] = invoice_id
+            position += count
+        run_calls(connection, [(True, lines.sql, prepared.lines)])
+    return numbers
+
+
+def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> list[str]:
+    """Insert planned documents with their lines (:func:`prepare_drafts`, then :func:`write_prepared`)."""
+    return write_prepared(session, prepare_drafts(session, drafts))
 
 
 def _ids_of_numbers(
     session: Session, reserved: dict[tuple[int, str], tuple[int, int]]
 ) -> dict[tuple[int, str, int], int]:
-    """Invoice ids by (entity, document type, sequence number) for the half-open number ranges."""
-    ids: dict[tuple[int, str, int], int] = {}
-    for (entity_id, doc_type), (first, end) in reserved.items():
-        rows = session.execute(
-            select(Invoice.id, Invoice.sequence_no).where(
-                Invoice.entity_id == entity_id,
-                Invoice.doc_type == doc_type,
-                Invoice.sequence_no >= first,
-                Invoice.sequence_no < end,
+    """Invoice ids by (entity, document type, sequence number) for the half-open number ranges (one query)."""
+    rows = session.connection().execute(
+        select(Invoice.id, Invoice.entity_id, Invoice.doc_type, Invoice.sequence_no).where(
+            or_(
+                *(
+                    and_(
+                        Invoice.entity_id == entity_id,
+                        Invoice.doc_type == doc_type,
+                        Invoice.sequence_no >= first,
+                        Invoice.sequence_no < end,
+                    )
+                    for (entity_id, doc_type), (first, end) in sorted(reserved.items())
+                )
             )
         )
-        ids.update({(entity_id, doc_type, seq): invoice_id for invoice_id, seq in rows})
-    return ids
+    )
+    return {(entity_id, doc_type, seq): invoice_id for invoice_id, entity_id, doc_type, seq in rows}
 
 
-def _reserve(session: Session, entity_id: int, doc_type: str, count: int) -> int:
-    """Take ``count`` consecutive numbers; returns the first. Rolled back with the transaction, so no gap."""
-    new_next = session.execute(
+def _reserve_all(session: Session, wanted: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
+    """Take ``count`` consecutive numbers for each (entity, document type) in one statement; the first
+    of each. Rolled back with the transaction, so no gap."""
+    keys = sorted(wanted)
+    step = case(
+        *(((NumberSequence.entity_id == e) & (NumberSequence.doc_type == d), wanted[(e, d)]) for e, d in keys),
+        else_=0,
+    )
+    rows = session.connection().execute(
         update(NumberSequence)
-        .where(NumberSequence.entity_id == entity_id, NumberSequence.doc_type == doc_type)
-        .values(next_value=NumberSequence.next_value + count)
-        .returning(NumberSequence.next_value)
-    ).scalar_one()
-    return int(new_next) - count
+        .where(tuple_(NumberSequence.entity_id, NumberSequence.doc_type).in_(keys))
+        .values(next_value=NumberSequence.next_value + step)
+        .returning(NumberSequence.entity_id, NumberSequence.doc_type, NumberSequence.next_value)
+    )
+    first = {(int(e), str(d)): int(new_next) - wanted[(int(e), str(d))] for e, d, new_next in rows}
+    if len(first) != len(keys):
+        missing = [key for key in keys if key not in first]
+        raise LookupError(f"no number sequence for (entity id, document type) {missing}")
+    return first
 
 
 def documents_query() -> Select:

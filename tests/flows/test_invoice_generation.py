@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from billbridge.flows.importing import import_document, import_file
-from billbridge.flows.invoice_generation import confirm_ahead, plan_ahead, preview, run_billing
+from billbridge.flows.invoice_generation import PreparedChunk, prepare_ahead, preview, run_billing, save_chunk
 from billbridge.store.contracts import contract_ids
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
@@ -317,22 +317,53 @@ def test_planning_processes_bill_exactly_what_a_single_process_bills(store: Stor
     assert sum(run_billing(store, date(2026, 11, 22), chunk_size=2, workers=1).documents.values()) == 0
 
 
-def test_a_plan_made_ahead_is_redone_for_contracts_that_changed_before_it_is_saved(store: Store) -> None:
+def _totals_by_contract_and_date(store: Store) -> dict[tuple[str, date], Decimal]:
+    with store.read() as session:
+        return {
+            (r["contract_ref"], r["billing_date"]): r["invoice_total"]
+            for r in list_invoices(session)
+            if r["contract_ref"].startswith("C-")
+        }
+
+
+def test_a_chunk_prepared_ahead_is_written_as_planned_when_nothing_changed(store: Store) -> None:
     _many_contracts(store, 4)  # C-0000 (KWD), C-0001..C-0003 (USD), monthly from 2026-01-01
     as_of = date(2026, 3, 15)
     with store.read() as session:
-        ahead = plan_ahead(session, contract_ids(session), as_of)
-    assert [len(plan.invoices) for _, plan in ahead.plans] == [3, 3, 3, 3]
+        ids = contract_ids(session)
+        ahead = prepare_ahead(session, ids, as_of)
+    assert ahead.outcome.documents == {"invoice": 12} and ahead.outcome.rows.line_counts == [1] * 12
+    assert all(_numbers_left_empty(ahead))  # taken by the writer, under the numbering locks
+    with store.write() as session:
+        outcome = save_chunk(session, ids, as_of, ahead)
+    assert outcome is ahead.outcome  # written as it was prepared, not planned again
+    assert_numbers_gapless(store)
+    assert len(_totals_by_contract_and_date(store)) == 12
+
+
+def _numbers_left_empty(ahead: PreparedChunk) -> list[bool]:
+    rows = ahead.outcome.rows
+    at = rows.invoice_keys.index("number")
+    return [(row["number"] if isinstance(row, dict) else row[at]) is None for row in rows.invoices]
+
+
+def test_a_chunk_prepared_ahead_is_planned_again_when_a_contract_changed_before_it_is_saved(store: Store) -> None:
+    _many_contracts(store, 4)
+    as_of = date(2026, 3, 15)
+    with store.read() as session:
+        ids = contract_ids(session)
+        ahead = prepare_ahead(session, ids, as_of)
     # Meanwhile another run bills C-0001, and C-0002 is amended from March: double the platform fee.
     run_billing(store, as_of, contract_refs=["C-0001"])
     amended = contract("C-0002", effective_date="2026-03-01")
     amended["lines"][0]["pricing"] = {"model": "flat", "amount": "2400.00"}
     import_document(store, document(amended))
     with store.write() as session:
-        plans, failures = confirm_ahead(session, ahead, as_of)
-    by_ref = {t.contract_ref: plan for t, plan in plans}
-    assert failures == [] and sorted(by_ref) == ["C-0000", "C-0001", "C-0002", "C-0003"]
-    assert by_ref["C-0001"].invoices == []  # billed in between: nothing left
-    assert by_ref["C-0000"] is dict(ahead.plans)[next(t for t, _ in ahead.plans if t.contract_ref == "C-0000")]
-    march = [d for d in by_ref["C-0002"].invoices if d.billing_date == date(2026, 3, 1)]
-    assert [d.invoice_total for d in march] == [Decimal("2400.00")]
+        outcome = save_chunk(session, ids, as_of, ahead)
+    assert outcome is not ahead.outcome and outcome.failures == []
+    assert outcome.documents == {"invoice": 9}  # C-0001 was billed in between: nothing left for it
+    totals = _totals_by_contract_and_date(store)
+    assert len(totals) == 12  # each contract January to March, once
+    assert totals[("C-0002", date(2026, 3, 1))] == Decimal("2400.00")
+    assert totals[("C-0002", date(2026, 2, 1))] == totals[("C-0001", date(2026, 3, 1))] == Decimal("1200.00")
+    assert_numbers_gapless(store)
