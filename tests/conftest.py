@@ -14,6 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# Prefect configures logging when first imported: its console handler keeps the sys.stderr of that
+# moment. Imported here, that is pytest's own stream; first imported by a CLI command run through
+# typer's CliRunner (which swaps sys.stderr during invoke and closes its stream afterwards), every
+# later warning failed on the closed stream and its "--- Logging error ---" landed in the next
+# command's captured output (a --json answer no longer parsed), depending on which tests a process
+# had run before.
+import prefect  # noqa: F401
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url

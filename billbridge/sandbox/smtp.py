@@ -8,6 +8,7 @@ billbridge must not send twice).
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +23,18 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from billbridge.sandbox.tls import throwaway_tls
 
 USER, PASSWORD = "billbridge", "sandbox-smtp-password"
+
+
+class _NoLoginDataWarning(logging.Filter):
+    """aiosmtpd (1.4) logs "Session.login_data is deprecated" at WARNING on every successful AUTH, even
+    for an authenticator of its new API that never reads it (its own code sets the legacy attribute):
+    noise in the demo's output, and a record that reached a test's captured output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Session.login_data is deprecated")
+
+
+logging.getLogger("mail.log").addFilter(_NoLoginDataWarning())
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from billbridge.app.demo import PREFECT_DEFAULTS
 from billbridge.sandbox.stripe import sign
 from tests.app.test_cli import fresh_machine, run
 from tests.ports import free_port
@@ -193,7 +194,12 @@ def test_serve_with_only_the_stripe_webhook_secret_takes_webhooks_and_what_calls
     assert code == 1 and "Stripe's api_key is not set (BILLBRIDGE_STRIPE__API_KEY)" in said_once(out)
 
 
-def test_demo_serve_on_a_port_in_use_says_so_before_the_demo(env: str) -> None:
+def test_demo_serve_on_a_port_in_use_says_so_before_the_demo(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prefect's demo settings set beforehand (and undone afterwards): the command would otherwise set
+    # them in this process's environment for good and configure Prefect's logging again while typer's
+    # CliRunner has sys.stderr, leaving a handler on a stream closed after the run.
+    for key, value in PREFECT_DEFAULTS.items():
+        monkeypatch.setenv(key, value)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
