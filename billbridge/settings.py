@@ -357,7 +357,7 @@ class Settings(BaseSettings):
     crm_sync_writer: bool | None = Field(
         default=None,
         description="Store a CRM sync's pages in a writer process while the next ones are mapped: true, false, or "
-        "unset (default): for a full pull or a large page, when there are two CPUs and the store is not in memory",
+        "unset (default): once a pull has brought 500 deals, when there are two CPUs and the store is not in memory",
     )
     crm_earliest_date: date = Field(
         default=EARLIEST_DATE,

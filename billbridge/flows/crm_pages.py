@@ -408,8 +408,8 @@ def sync_pages(
     then pull from the stored cursor (``full``: from the beginning, everything again) and store
     page by page. ``run_page`` runs each page's work (the Prefect flow makes it a task);
     ``on_page`` reports progress. ``writer_process``: store the pages in a writer process while the
-    next ones are mapped (flows/page_writer.py); None: when a page is large enough to be worth it
-    and there is a CPU to spare."""
+    next ones are mapped (flows/page_writer.py); None: once the pull has brought enough deals to be
+    worth a process's start, and there is a CPU to spare."""
     from billbridge.flows.page_writer import PageWriter, StoreTicket
 
     today = today or datetime.now(UTC).date()
@@ -418,9 +418,9 @@ def sync_pages(
     summary = SyncSummary(spec.name)
     with store.read() as session:
         caches = MappingCaches(partners=load_partners(session))
-    # A full pull (no cursor yet) is the long one: its writer starts while the first page is fetched.
-    early = (cursor is None or writer_process) and _wants_writer(writer_process, store, None)
-    writer = PageWriter(store, spec, today) if early else None
+    # Asked for, the writer starts while the first page is fetched.
+    writer = PageWriter(store, spec, today) if writer_process and _wants_writer(writer_process, store, 0) else None
+    pulled = 0  # deals pulled so far
     # with the writer, not yet waited for
     handed: deque[tuple[RecordPage[DealBundle], MappedPage, StoreTicket]] = deque()
 
@@ -436,7 +436,8 @@ def sync_pages(
         run(partial(retry_healed, store, spec, summary, today=today, caches=caches))
         with bulk_gc():
             for page in prefetch(source.pull(cursor)):  # the next page is fetched while this one is stored
-                if writer is None and _wants_writer(writer_process, store, page):
+                pulled += len(page.records)
+                if writer is None and _wants_writer(writer_process, store, pulled):
                     writer = PageWriter(store, spec, today)
                 # Until the writer is up, pages are stored here (unless it was asked for: then it is waited for).
                 if writer is None or (writer.idle and not writer.ready(wait=bool(writer_process))):
@@ -454,14 +455,17 @@ def sync_pages(
     return summary
 
 
-WRITER_PAGE = 500  # deals in a page that make a writer process worth its start (about half a second)
+WRITER_PAGE = 500
+"""Deals pulled that make a writer process worth its start: importing what storing needs costs it
+about 2 s of CPU, more than storing a few hundred deals here (a small pull, a first sync of a small
+CRM, every test and the demo's worlds never start one; a large full pull starts it after a few pages
+and stores those here while it starts)."""
 WRITER_AHEAD = 2  # pages handed to the writer before the sync waits for the oldest
 
 
-def _wants_writer(writer_process: bool | None, store: Store, page: RecordPage[DealBundle] | None) -> bool:
-    """Whether to store through a writer process: as told, or (None) for a full pull (``page`` None:
-    before the first page) or a large page, when another process can open the store and there is
-    a CPU for it."""
+def _wants_writer(writer_process: bool | None, store: Store, pulled: int) -> bool:
+    """Whether to store through a writer process: as told, or (None) once ``pulled`` deals make it
+    worth its start, when another process can open the store and there is a CPU for it."""
     if not store.shared:
         return False
     if writer_process is not None:
@@ -469,7 +473,7 @@ def _wants_writer(writer_process: bool | None, store: Store, page: RecordPage[De
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cpus < 2:
         return False
-    return page is None or len(page.records) >= WRITER_PAGE
+    return pulled >= WRITER_PAGE
 
 
 def _call(work: Callable[[], None]) -> None:

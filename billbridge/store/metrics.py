@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Date, Integer, case, delete, exists, func, insert, literal, select, text
+from sqlalchemy import Date, Integer, case, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, SQLColumnExpression
@@ -370,28 +370,53 @@ def replace_contract_cash(
 
 
 def _add_to_expected(session: Session, changes: dict[tuple[int, str, date], list[Any]]) -> None:
-    """Add signed (amount, count) changes to the projected rows of ``metric_expected_cash``."""
-    for (entity, currency, day), (amount, count) in sorted(changes.items()):
-        if not amount and not count:
-            continue
-        row = session.get(MetricExpectedCash, (entity, currency, "projected", day))
-        if row is None:
-            session.add(
-                MetricExpectedCash(
-                    entity_id=entity,
-                    currency=currency,
-                    source="projected",
-                    expected_date=day,
-                    amount=amount,
-                    invoices=count,
+    """Add signed (amount, count) changes to the projected rows of ``metric_expected_cash``: the rows
+    touched are read once per entity and currency (a range of days), then inserted, updated by primary
+    key and deleted a statement each, not looked up a day at a time (a year of days per refresh)."""
+    changed = {key: (amount, count) for key, (amount, count) in changes.items() if amount or count}
+    if not changed:
+        return
+    session.flush()
+    days_by_series: dict[tuple[int, str], list[date]] = {}
+    for entity, currency, day in changed:
+        days_by_series.setdefault((entity, currency), []).append(day)
+    found: dict[tuple[int, str, date], tuple[Decimal, int]] = {}
+    for (entity, currency), days in days_by_series.items():
+        for day, amount, invoices in session.execute(
+            select(MetricExpectedCash.expected_date, MetricExpectedCash.amount, MetricExpectedCash.invoices).where(
+                MetricExpectedCash.entity_id == entity,
+                MetricExpectedCash.currency == currency,
+                MetricExpectedCash.source == "projected",
+                MetricExpectedCash.expected_date.between(min(days), max(days)),
+            )
+        ):
+            found[(entity, currency, day)] = (amount, int(invoices))
+    added: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    gone: dict[tuple[int, str], list[date]] = {}
+    for (entity, currency, day), (amount, count) in sorted(changed.items()):
+        key = {"entity_id": entity, "currency": currency, "source": "projected", "expected_date": day}
+        old = found.get((entity, currency, day))
+        if old is None:
+            added.append({**key, "amount": amount, "invoices": count})
+        elif old[1] + count == 0:
+            gone.setdefault((entity, currency), []).append(day)
+        else:
+            kept.append({**key, "amount": old[0] + amount, "invoices": old[1] + count})
+    if added:
+        session.execute(insert(MetricExpectedCash), added)
+    if kept:
+        session.execute(update(MetricExpectedCash), kept)  # the ORM's bulk UPDATE by primary key
+    for (entity, currency), days in gone.items():
+        for start in range(0, len(days), BATCH):
+            session.execute(
+                delete(MetricExpectedCash).where(
+                    MetricExpectedCash.entity_id == entity,
+                    MetricExpectedCash.currency == currency,
+                    MetricExpectedCash.source == "projected",
+                    MetricExpectedCash.expected_date.in_(days[start : start + BATCH]),
                 )
             )
-        elif row.invoices + count == 0:
-            session.delete(row)
-        else:
-            row.amount += amount
-            row.invoices += count
-    session.flush()
 
 
 def entity_ids_by_ref(session: Session) -> dict[str, int]:
