@@ -17,16 +17,20 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
     from prefect.testing.utilities import prefect_test_harness
 
     # No flow run heartbeats (Prefect's default: one every 180 s, for a server to notice a crashed
     # run): each run's heartbeat thread sleeps in 1 s steps and is joined when the run ends, so every
     # flow run, subflows included, took about a second longer. The tests' runs are in-process.
-    with (
-        prefect_test_harness(server_startup_timeout=120),
-        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-    ):
+    # No certificate checks against the harness's plain-HTTP server: Prefect makes a client for every
+    # task run, and each loaded certifi's whole CA bundle into a new SSL context (as the demo, app/demo.py).
+    quicker = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}
+    with prefect_test_harness(server_startup_timeout=120), temporary_settings(updates=quicker):
         yield
 
 
