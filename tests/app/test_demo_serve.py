@@ -3,15 +3,17 @@ and the sandboxes stay up; a flow rerun from the server completes; Ctrl-C stops 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +72,17 @@ class Served:
 
 
 @contextmanager
-def demo_serving(tmp_path: Path, stop: signal.Signals) -> Iterator[Served]:
-    """The installed `billbridge demo --serve` on ports other than the defaults, once its deployments
-    are served; stopped with ``stop`` afterwards (its exit code and stderr are then in the result)."""
+def demo_serving(environ: dict[str, str], tmp_path: Path, stop: signal.Signals, *args: str) -> Iterator[Served]:
+    """The installed `billbridge demo ARGS --serve` on ports other than the defaults, once its
+    deployments are served; stopped with ``stop`` afterwards (its exit code and stderr are then in the
+    result). Its stdout (the summary) is in ``tmp_path / "stdout"``."""
     ui, api = free_port(), free_port()
-    environ = fresh_machine(tmp_path, PREFECT_RUNNER_POLL_FREQUENCY="1")
-    command = [str(Path(sys.executable).with_name("billbridge")), "demo", "--deals", "5", "--serve"]
+    command = [str(Path(sys.executable).with_name("billbridge")), "demo", *args, "--serve"]
     command += ["--ui-port", str(ui), "--api-port", str(api)]
     log = tmp_path / "stderr"
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=sink, text=True)
-    served = Served(ui, api, {}, time.monotonic() + 300)
+    with log.open("w") as sink, (tmp_path / "stdout").open("w") as out:
+        process = subprocess.Popen(command, env=environ, stdout=out, stderr=sink, text=True)
+    served = Served(ui, api, {}, time.monotonic() + 600)
     try:
         while "serving" not in log.read_text():
             assert process.poll() is None, log.read_text()[-3000:]
@@ -103,6 +105,80 @@ def demo_serving(tmp_path: Path, stop: signal.Signals) -> Iterator[Served]:
         served.returncode, served.stderr = process.returncode, log.read_text()
 
 
+def assert_the_first_summary(summary: dict[str, Any], tmp_path: Path) -> None:
+    """A first demo's JSON summary: every CRM deal pulled, every document once in its vendor, the
+    second run inside it created nothing, the books know what Stripe collected."""
+    assert summary["deals_pulled"] == {"salesforce": 50, "hubspot": 50}
+    assert summary["contracts"] > 0 and summary["quarantined"] >= 2  # each world has broken deals
+    assert summary["pushed"]["quickbooks"] == summary["invoices"] + summary["credit_notes"] > 0
+    assert summary["pushed"]["stripe"] == summary["charged"] + summary["declined"] > 0
+    assert summary["duplicates"] == {
+        "quickbooks": 0,
+        "stripe": 0,
+        "quickbooks_payments": 0,
+        "quickbooks_journal_entries": 0,
+        "quickbooks_bills": 0,
+        "quickbooks_vendors": 0,
+    }
+    # October closed between the runs: the second run posted one JournalEntry per entity and currency
+    assert summary["closed_month"] == "2026-10" and summary["journal_entries"] > 0
+    second = {"contracts": 0, "invoices": 0, "pushed": 0, "charged": 0, "payments_in_quickbooks": 0, "bills": 0}
+    assert summary["second_run_created"] == second
+    # the books know what Stripe collected (a zero invoice is "charged" without a payment)
+    assert summary["stripe_payments_in_quickbooks"] == summary["payments_recorded"]["stripe"] > 0
+    settled = summary["paid"] + summary["partially_paid"] - summary["paid_with_nothing_due"]
+    assert summary["reconciled"]["matched"] == settled
+    assert (tmp_path / "data" / "demo.db").exists()
+    assert not (tmp_path / "data" / "billbridge.db").exists()  # the configured store is not the demo's
+    # the demo's monitors (invoice total, renewals, usage per entity) were evaluated by the second run
+    assert summary["monitors"]["monitors"] >= 8 and summary["monitors"]["values"] > 0
+    assert summary["monitors"]["alerts"] == sum(summary["monitors"]["alerts_by_monitor"].values()) > 0
+    # each CRM world names two referral partners and a reseller: all known, so only broken deals wait
+    partners = summary["partners"]
+    assert partners["partners"] == {"referral": 4, "reseller": 2}
+    assert partners["statements"] == 4 and partners["bills"] + partners["vendor_credits"] >= 1
+    assert partners["fees_accrued"] and all(Decimal(v) > 0 for v in partners["fees_accrued"].values())
+    assert partners["reseller_invoices"] > 0
+    # billing contacts come from the CRMs; companies left without one have their messages wait
+    assert summary["messages"]["waiting_for_contact"] > 0 and summary["messages"]["received"] > 0
+
+
+def assert_the_same_totals_in_words(shown: str, summary: dict[str, Any], tmp_path: Path) -> None:
+    """A later demo's table (``shown``) says what the first one's JSON summary says, in words a
+    finance person reads."""
+    rows = {cells[1].strip(): cells[2].strip() for line in shown.splitlines() if len(cells := line.split("│")) == 4}
+    words = (" ".join(rows) + " ".join(rows.values())).replace(str(tmp_path), "")  # paths may hold "_"
+    assert "mirrored" not in words and "seen_before" not in words and "_" not in words
+    assert rows["deals pulled"] == "Salesforce 50, HubSpot 50"
+    assert rows["invoices / credit notes"] == f"{summary['invoices']} / {summary['credit_notes']}"
+    assert rows["sent to QuickBooks / Stripe"] == f"{summary['pushed']['quickbooks']} / {summary['pushed']['stripe']}"
+    assert rows["payments matched to invoices"].startswith(f"{summary['reconciled']['matched']} in full")
+    mrr = Decimal(summary["mrr"]["USD"])
+    assert mrr >= 1000 and f"{mrr:,.2f} USD" in rows["MRR"]  # thousands separated, the currency named
+    assert rows["check: anything held twice"] == (
+        "no: every document, payment, Bill and vendor is in QuickBooks and Stripe once"
+    )
+    assert rows["partners"].startswith("4 referral, 2 reseller; referral fees accrued ")
+    assert rows["check: second run"].startswith("created nothing")
+    monitors = summary["monitors"]
+    assert rows["monitor alerts"].startswith(f"{monitors['alerts']} from {monitors['monitors']} monitors")
+    # what the demo left, through the commands it suggests
+    assert all(f"billbridge --demo {c}" in shown for c in ("status", "quarantine list", "payments review"))
+
+
+def look_around(billbridge: Callable[..., str], summary: dict[str, Any], tmp_path: Path) -> None:
+    """What the demo left, through the commands it suggests."""
+    status = json.loads(billbridge("--demo", "status", "--json"))
+    assert status["store"].endswith("demo.db") and status["contracts"] == summary["contracts"]
+    assert len(json.loads(billbridge("--demo", "quarantine", "list", "--json"))) == summary["quarantined"]
+    documents = summary["invoices"] + summary["credit_notes"]
+    assert len(json.loads(billbridge("--demo", "invoices", "list", "--json"))) == documents
+    assert len(json.loads(billbridge("--demo", "payments", "review", "--json"))) == len(summary["unmatched"])
+    listed = billbridge("--store", f"sqlite:///{tmp_path / 'data' / 'demo.db'}", "quarantine", "list")
+    assert "Quarantined records" in listed and "sf-" in listed
+    assert not (tmp_path / "data" / "billbridge.db").exists()
+
+
 def _the_ui_on_another_port_reaches_its_api_and_lists_the_deployments(page: Any, served: Served) -> None:
     """In a real browser: the UI's own settings point at the port it was started on (they used to say
     4200, and every page said "Can't connect to Server API")."""
@@ -119,12 +195,34 @@ def _the_ui_on_another_port_reaches_its_api_and_lists_the_deployments(page: Any,
     assert len(listed) == min(len(served.deployments), UI_PAGE), sorted(listed)
 
 
-def test_demo_serve_keeps_the_ui_deployments_and_api_up_and_a_rerun_from_the_server_completes(tmp_path: Path) -> None:
-    """One `demo --serve` (each costs a minute and more of the suite): the Prefect UI in a real browser,
-    the API and dashboard over HTTP, a rerun from the server, then SIGTERM. Ctrl-C (SIGINT) ends the
-    runner with Python's own KeyboardInterrupt; SIGTERM is the path with code of ours (the runner's
-    stop scheduled on its loop), so it is the one checked here."""
-    with browser_page() as page, demo_serving(tmp_path, signal.SIGTERM) as served:
+DEMO = ("--deals", "50", "--as-of", "2026-11-22")  # `billbridge demo` as the test runs it, twice
+
+
+def test_the_demo_twice_in_one_folder_gives_the_same_totals_then_serves_the_ui_deployments_and_api(
+    tmp_path: Path,
+) -> None:
+    """The README's first command, twice in one data folder (each demo costs a minute and more of the
+    suite, so the second is the `--serve` one): the installed ``billbridge demo``, its own temporary
+    Prefect server, the four sandboxes; nothing done twice, every document in its vendor, and the
+    second demo (fresh sandboxes, its store emptied) gives the same summary as the first, in words and
+    money a finance person reads; the demo's store is there to look around. Then, served: the Prefect
+    UI in a real browser, the API and dashboard over HTTP, a rerun from the server, then SIGTERM.
+    Ctrl-C (SIGINT) ends the runner with Python's own KeyboardInterrupt; SIGTERM is the path with
+    code of ours (the runner's stop scheduled on its loop), so it is the one checked here."""
+    command = Path(sys.executable).with_name("billbridge")
+    environ = fresh_machine(tmp_path, COLUMNS="200", PREFECT_RUNNER_POLL_FREQUENCY="1")
+
+    def billbridge(*args: str) -> str:
+        done = subprocess.run([str(command), *args], env=environ, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    summary = dict(json.loads(billbridge("demo", *DEMO, "--json")))
+    assert_the_first_summary(summary, tmp_path)
+    with browser_page() as page, demo_serving(environ, tmp_path, signal.SIGTERM, *DEMO) as served:
+        # the second demo in the folder: the same totals, in the table a person reads
+        assert_the_same_totals_in_words((tmp_path / "stdout").read_text(), summary, tmp_path)
+        look_around(billbridge, summary, tmp_path)
         _the_ui_on_another_port_reaches_its_api_and_lists_the_deployments(page, served)
         base = f"http://127.0.0.1:{served.ui}/api"
         with httpx.Client(timeout=10) as client:
