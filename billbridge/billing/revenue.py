@@ -230,6 +230,7 @@ class Obligation:
     window_to: date
     booked: date
     deliveries: tuple[tuple[date, Decimal], ...] = ()
+    period: bool = False  # one billing period of a month-to-month line
 
     def schedule(self, currency: str) -> dict[date, Decimal]:
         """Its recognised amounts per month within its window."""
@@ -558,6 +559,7 @@ def _obligations(
                 window_to=date.max,
                 booked=month_of(max(window_from, c.start) if c.period else window_from),
                 deliveries=placed,
+                period=c.period,
             )
         )
     return out
