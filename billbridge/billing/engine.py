@@ -738,6 +738,7 @@ def fresh_lines(version: Version, as_of: date) -> list[DraftLine]:
     start, end = contract.contract_start_date, contract.contract_end_date
     by_date: dict[date, list[DraftLine]] = defaultdict(list)
     out: list[DraftLine] = []
+    billed_of: dict[tuple[str, Decimal, Decimal, int, int], Decimal] = {}
 
     def add(billing_date: date, line: DraftLine) -> None:
         out.append(line)
@@ -746,14 +747,17 @@ def fresh_lines(version: Version, as_of: date) -> list[DraftLine]:
     def draft(
         line_ref: str, kind: str, slot: tuple[date, date, int], span: tuple[date, date], terms: _Terms
     ) -> DraftLine:
-        net = terms.amount - terms.discount
         days = (span[1] - span[0]).days
-        if days != slot[2]:
-            net = prorate(net, days, slot[2])
+        key = (terms.terms_hash, terms.amount, terms.discount, days, slot[2])
+        billed = billed_of.get(key)
+        if billed is None:  # the same terms over as many days of as long a period bill the same
+            net = terms.amount - terms.discount
+            if days != slot[2]:
+                net = prorate(net, days, slot[2])
+            billed = billed_of[key] = round_money(net, currency)
         return DraftLine(
             line_ref, kind, terms.product_ref, terms.description, slot[0], slot[1], slot[2], span[0], span[1],
-            terms.quantity, terms.amount, terms.discount, round_money(net, currency), terms.terms_hash, 1,
-            terms.version_no,
+            terms.quantity, terms.amount, terms.discount, billed, terms.terms_hash, 1, terms.version_no,
         )  # fmt: skip
 
     for line_ref, line in timeline.line_refs().items():

@@ -455,8 +455,17 @@ def _candidates(
             by_period: dict[date, list[DraftLine]] = defaultdict(list)
             for p in own:
                 by_period[p.slot_start].append(p)
+            values: dict[tuple[Decimal, Decimal, int, int], LineValue] = {}
             for slot in sorted(by_period):
                 ps = by_period[slot]
+                if len(ps) == 1:  # one piece: periods of as many days at the same charge are worth the same
+                    p = ps[0]
+                    key = (p.amount, p.billed_amount, (p.span_end - p.span_start).days, p.slot_days)
+                    value = values.get(key)
+                    if value is None:
+                        value = values[key] = _value(line, ps)
+                    found.append(_Candidate(line, method, p.span_start, p.span_end - ONE_DAY, value, (), period=True))
+                    continue
                 first_day, last_day = min(p.span_start for p in ps), max(p.span_end for p in ps) - ONE_DAY
                 found.append(_Candidate(line, method, first_day, last_day, _value(line, ps), (), period=True))
             continue
@@ -526,16 +535,24 @@ def _obligations(
     window_from: date,
     currency: str,
 ) -> list[Obligation]:
-    ssps = [standalone_price(c.line.ssp, value) for c, value, _ in candidates]
-    parts = allocate_by_ssp(price, ssps, currency)
-    out = []
     places = -minor_unit(currency)
 
     def rounded(amount: Decimal) -> Decimal:  # most are billed amounts, rounded already
         exponent = amount.as_tuple().exponent
         return amount if exponent == places and amount else round_money(amount, currency)
 
-    for (c, value, deliveries), ssp, part in zip(candidates, ssps, parts, strict=True):
+    priced: dict[tuple[int, int], tuple[Decimal, Decimal, Decimal]] = {}  # shared values priced once
+    ssps = []
+    for c, value, _ in candidates:
+        key = (id(c.line), id(value))
+        found = priced.get(key)
+        if found is None:
+            ssp = standalone_price(c.line.ssp, value)
+            found = priced[key] = (ssp, rounded(ssp), rounded(value.net_value))
+        ssps.append(found)
+    parts = allocate_by_ssp(price, [ssp for ssp, _, _ in ssps], currency)
+    out = []
+    for (c, _, deliveries), (_, ssp, net), part in zip(candidates, ssps, parts, strict=True):
         placed: tuple[tuple[date, Decimal], ...] = ()
         if deliveries:
             weights = [w for _, w in deliveries]
@@ -552,8 +569,8 @@ def _obligations(
                 treatment=treatment,
                 start=max(window_from, c.start),  # a reallocation spreads over the days left
                 end=c.end,
-                ssp=rounded(ssp),
-                price=rounded(value.net_value),
+                ssp=ssp,
+                price=net,
                 allocated=part,
                 window_from=max(window_from, c.start),
                 window_to=date.max,

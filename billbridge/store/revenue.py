@@ -199,24 +199,39 @@ def stored_obligations(obligations: Sequence[Obligation]) -> list[Obligation]:
     start to the last one's end, booked in the first one's month, its SSP, price and allocation the
     periods' sums. The schedule rows keep each period's booked month, so no amount changes."""
     out: list[Obligation] = []
+    run: list[Obligation] = []  # consecutive periods of one line and version
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            first = run[0]
+            out.append(
+                replace(
+                    first,
+                    end=run[-1].end,
+                    ssp=sum((ob.ssp for ob in run), ZERO),
+                    price=sum((ob.price for ob in run), ZERO),
+                    allocated=sum((ob.allocated for ob in run), ZERO),
+                )
+            )
+        run.clear()
+
     for ob in obligations:
-        last = out[-1] if out else None
-        if (
-            ob.period
-            and last is not None
-            and last.period
-            and (last.line_ref, last.version_no, last.treatment) == (ob.line_ref, ob.version_no, ob.treatment)
+        if not ob.period:
+            flush()
+            out.append(ob)
+            continue
+        last = run[-1] if run else None
+        if last is None or (
+            (last.line_ref, last.version_no, last.treatment) == (ob.line_ref, ob.version_no, ob.treatment)
             and (ob.start - last.end).days == 1
         ):
-            out[-1] = replace(
-                last,
-                end=ob.end,
-                ssp=last.ssp + ob.ssp,
-                price=last.price + ob.price,
-                allocated=last.allocated + ob.allocated,
-            )
+            run.append(ob)
         else:
-            out.append(ob)
+            flush()
+            run.append(ob)
+    flush()
     return out
 
 
