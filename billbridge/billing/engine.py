@@ -739,10 +739,12 @@ def fresh_lines(version: Version, as_of: date) -> list[DraftLine]:
     by_date: dict[date, list[DraftLine]] = defaultdict(list)
     out: list[DraftLine] = []
     billed_of: dict[tuple[str, Decimal, Decimal, int, int], Decimal] = {}
+    discounted = contract.discount is not None
 
     def add(billing_date: date, line: DraftLine) -> None:
         out.append(line)
-        by_date[billing_date].append(line)
+        if discounted:  # each document's contract discount needs its lines
+            by_date[billing_date].append(line)
 
     def draft(
         line_ref: str, kind: str, slot: tuple[date, date, int], span: tuple[date, date], terms: _Terms

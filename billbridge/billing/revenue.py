@@ -360,6 +360,18 @@ def recognise(
     recognised = out.recognised
     for ob in obligations:
         line_ref, booked = ob.line_ref, ob.booked
+        start, end = ob.start, ob.end
+        if (  # a period inside one month, wholly its own: the whole amount there (as ob.schedule says)
+            ob.period
+            and start.month == end.month
+            and start.year == end.year
+            and ob.window_from <= start
+            and ob.window_to >= end
+            and ob.allocated
+        ):
+            key = (line_ref, booked, start.replace(day=1))
+            recognised[key] = recognised.get(key, ZERO) + ob.allocated
+            continue
         for m, a in ob.schedule(currency).items():
             if a:
                 key = (line_ref, booked, m)
