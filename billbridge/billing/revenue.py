@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Context, Decimal, localcontext
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from billbridge.billing.currency import allocate, minor_unit, round_money
 from billbridge.billing.engine import MINIMUM_LINE, BilledItem, DraftLine, Version, fresh_lines, plan_invoices
@@ -208,9 +208,10 @@ def _monthly_decimal(
 # --- obligations --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Obligation:
-    """A performance obligation as allocated by one version (``version_no``).
+class Obligation(NamedTuple):
+    """A performance obligation as allocated by one version (``version_no``). A named tuple, not a
+    dataclass: a rebuild makes hundreds of thousands (one per billing period of a month-to-month line),
+    and a frozen dataclass costs several times as much to make.
 
     Ratable: recognised per day over ``start``..``end``, of which the days ``window_from``..``window_to``
     are its own (a later modification takes the rest). Point in time: ``deliveries`` (day, amount)."""
@@ -265,13 +266,7 @@ class Obligation:
 
     def cut(self, day: date) -> Obligation:
         """The same obligation with its window ending before ``day`` (a prospective modification)."""
-        return _replace(self, window_to=min(self.window_to, day - ONE_DAY))
-
-
-def _replace(ob: Obligation, **changes: object) -> Obligation:
-    from dataclasses import replace
-
-    return replace(ob, **changes)  # type: ignore[arg-type]
+        return self._replace(window_to=min(self.window_to, day - ONE_DAY))
 
 
 @dataclass
@@ -428,8 +423,7 @@ def _transaction_price(lines: Iterable[DraftLine], methods: Mapping[str, Recogni
     )
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     line: ContractLine
     method: Recognition
     start: date
@@ -709,8 +703,7 @@ def _adjustment(amount: Decimal, version_no: int, day: date) -> Obligation:
 # --- period close -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Posted:
+class Posted(NamedTuple):
     """A line's amount in a month (by booked month) as the books hold it; ``catch_up`` is the part of it
     that corrects closed months (a later change that touched them)."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -207,8 +207,7 @@ def stored_obligations(obligations: Sequence[Obligation]) -> list[Obligation]:
         elif run:
             first = run[0]
             out.append(
-                replace(
-                    first,
+                first._replace(
                     end=run[-1].end,
                     ssp=sum((ob.ssp for ob in run), ZERO),
                     price=sum((ob.price for ob in run), ZERO),
