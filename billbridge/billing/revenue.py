@@ -558,6 +558,7 @@ def _obligations(
         ssps.append(found)
     parts = allocate_by_ssp(price, [ssp for ssp, _, _ in ssps], currency)
     out = []
+    months: dict[date, date] = {}  # the month of each day (many periods start on the same days)
     for (c, _, deliveries), (_, ssp, net), part in zip(candidates, ssps, parts, strict=True):
         placed: tuple[tuple[date, Decimal], ...] = ()
         if deliveries:
@@ -565,24 +566,30 @@ def _obligations(
             # A delivery dated before the contract (a line added with an earlier start) happens on its first day.
             days = [max(d, window_from) for d, _ in deliveries]
             placed = tuple(zip(days, allocate_by_ssp(part, weights, currency), strict=True))
+        line = c.line
+        start = c.start if c.start > window_from else window_from  # a reallocation spreads over the days left
+        booked = months.get(start if c.period else window_from)
+        if booked is None:
+            day = start if c.period else window_from
+            booked = months[day] = day.replace(day=1)
         out.append(
             Obligation(
-                line_ref=c.line.line_ref,
-                product_ref=c.line.product_ref,
-                description=c.line.description or c.line.product_ref,
-                method=c.method,
-                version_no=version_no,
-                treatment=treatment,
-                start=max(window_from, c.start),  # a reallocation spreads over the days left
-                end=c.end,
-                ssp=ssp,
-                price=net,
-                allocated=part,
-                window_from=max(window_from, c.start),
-                window_to=date.max,
-                booked=month_of(max(window_from, c.start) if c.period else window_from),
-                deliveries=placed,
-                period=c.period,
+                line.line_ref,
+                line.product_ref,
+                line.description or line.product_ref,
+                c.method,
+                version_no,
+                treatment,
+                start,
+                c.end,
+                ssp,
+                net,
+                part,
+                start,
+                date.max,
+                booked,
+                placed,
+                c.period,
             )
         )
     return out
