@@ -106,7 +106,7 @@ def per_line(lines: list[DraftLine]) -> tuple[dict[str, list[DraftLine]], Counte
     return dict(out), discounts
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(contracts())
 def test_fresh_lines_are_the_planners_lines(contract: Contract) -> None:
     version = Version(1, contract.contract_start_date, contract)
