@@ -307,7 +307,7 @@ def allocate(total: Decimal, weights: Sequence[Decimal], currency: str) -> list[
     Computed in integers: the weights scaled to a common exponent are exact.
     """
     units = _to_minor(total, currency)
-    exact = [_decimal(w, "weight") for w in weights]
+    exact = [w if type(w) is Decimal and w.is_finite() else _decimal(w, "weight") for w in weights]
     if any(w < 0 for w in exact):
         raise ValueError("weights must not be negative")
     scale = max((-w.as_tuple().exponent for w in exact if w), default=0)  # type: ignore[operator]

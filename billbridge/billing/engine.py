@@ -717,3 +717,101 @@ def as_billed(draft: InvoiceDraft) -> list[BilledItem]:
         )
         for line in draft.lines
     ]
+
+
+def fresh_lines(version: Version, as_of: date) -> list[DraftLine]:
+    """The lines :func:`plan_invoices` plans for one version with nothing billed yet, by ``as_of``,
+    minimum-commitment true-ups left out (variable consideration), contract discounts in; per line in
+    period order. The same lines as the planner's, without its per-slot machinery (slots, spans,
+    pieces, the comparison with what was billed): revenue recognition values every contract's whole
+    term this way. A line whose terms never change (no ramps, no dates of its own) is priced once."""
+    contract = version.contract
+    if contract.billed_by != "billbridge":
+        return []
+    if len({line.line_ref for line in contract.lines}) != len(contract.lines):  # a ref twice: the planner's rules
+        plan = plan_invoices("", [version], as_of)
+        lines = [line for draft in plan.invoices for line in draft.lines] + plan.pending
+        return [line for line in lines if line.kind != "minimum"]
+    timeline = _Timeline([version])
+    currency = contract.currency
+    schedule = timeline.schedule(as_of)
+    start, end = contract.contract_start_date, contract.contract_end_date
+    by_date: dict[date, list[DraftLine]] = defaultdict(list)
+    out: list[DraftLine] = []
+    billed_of: dict[tuple[str, Decimal, Decimal, int, int], Decimal] = {}
+    discounted = contract.discount is not None
+
+    def add(billing_date: date, line: DraftLine) -> None:
+        out.append(line)
+        if discounted:  # each document's contract discount needs its lines
+            by_date[billing_date].append(line)
+
+    def draft(
+        line_ref: str, kind: str, slot: tuple[date, date, int], span: tuple[date, date], terms: _Terms
+    ) -> DraftLine:
+        days = (span[1] - span[0]).days
+        key = (terms.terms_hash, terms.amount, terms.discount, days, slot[2])
+        billed = billed_of.get(key)
+        if billed is None:  # the same terms over as many days of as long a period bill the same
+            net = terms.amount - terms.discount
+            if days != slot[2]:
+                net = prorate(net, days, slot[2])
+            billed = billed_of[key] = round_money(net, currency)
+        return DraftLine(
+            line_ref, kind, terms.product_ref, terms.description, slot[0], slot[1], slot[2], span[0], span[1],
+            terms.quantity, terms.amount, terms.discount, billed, terms.terms_hash, 1, terms.version_no,
+        )  # fmt: skip
+
+    for line_ref, line in timeline.line_refs().items():
+        timing = line.billing_timing or contract.billing_timing
+        if line.charge == "recurring":
+            steady = not line.ramps and line.start_date is None and line.end_date is None
+            terms: _Terms | None = None
+            for p in schedule:
+                billing_date = p.start if timing == "in_advance" else p.end
+                if billing_date > as_of:
+                    continue
+                if steady and p.start >= start and (end is None or p.end - ONE_DAY <= end):
+                    if terms is None:
+                        terms = timeline.terms_at(line_ref, p.start)
+                    if terms is not None:
+                        add(
+                            billing_date,
+                            draft(line_ref, "recurring", (p.start, p.end, p.full_days), (p.start, p.end), terms),
+                        )
+                    continue
+                for span in _recurring_spans(timeline, line_ref, p.start, p.end):
+                    if span.terms is not None:
+                        slot = (p.start, p.end, p.full_days)
+                        add(billing_date, draft(line_ref, "recurring", slot, (span.start, span.end), span.terms))
+        elif line.charge == "usage":
+            for p in schedule:
+                if p.end > as_of:
+                    continue
+                last_day = p.end - ONE_DAY
+                if timeline.line_at(line_ref, last_day) is None:
+                    continue
+                usage_terms = timeline.terms_at(line_ref, last_day, usage_quantity=ZERO)
+                if usage_terms is not None:
+                    add(p.end, draft(line_ref, "usage", (p.start, p.end, p.days), (p.start, p.end), usage_terms))
+        elif line.charge == "one_time":
+            day = line.billing_date or line.start_date or contract.contract_start_date
+            once = timeline.terms_at(line_ref, day) if day <= as_of else None
+            if once is not None:
+                add(day, draft(line_ref, "one_time", (day, day + ONE_DAY, 1), (day, day + ONE_DAY), once))
+        else:
+            for each in _installment_slots(timeline, line_ref, line, as_of):
+                part = each.spans[0]
+                assert part.terms is not None
+                add(
+                    each.billing_date,
+                    draft(line_ref, "installments", (each.start, each.end, 1), (part.start, part.end), part.terms),
+                )
+    if contract.discount is not None:
+        for billing_date in sorted(by_date):
+            found = _contract_discount_line(
+                contract.discount, by_date[billing_date], currency, billing_date, version.version_no
+            )
+            if found is not None:
+                out.append(found)
+    return out

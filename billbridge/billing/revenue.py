@@ -44,10 +44,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Context, Decimal, localcontext
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from billbridge.billing.currency import allocate, minor_unit, round_money
-from billbridge.billing.engine import MINIMUM_LINE, BilledItem, DraftLine, Version, plan_invoices
+from billbridge.billing.engine import MINIMUM_LINE, BilledItem, DraftLine, Version, fresh_lines, plan_invoices
 from billbridge.billing.model import Contract, ContractLine, Recognition, Ssp
 from billbridge.billing.periods import periods
 
@@ -208,9 +208,10 @@ def _monthly_decimal(
 # --- obligations --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Obligation:
-    """A performance obligation as allocated by one version (``version_no``).
+class Obligation(NamedTuple):
+    """A performance obligation as allocated by one version (``version_no``). A named tuple, not a
+    dataclass: a rebuild makes hundreds of thousands (one per billing period of a month-to-month line),
+    and a frozen dataclass costs several times as much to make.
 
     Ratable: recognised per day over ``start``..``end``, of which the days ``window_from``..``window_to``
     are its own (a later modification takes the rest). Point in time: ``deliveries`` (day, amount)."""
@@ -230,6 +231,7 @@ class Obligation:
     window_to: date
     booked: date
     deliveries: tuple[tuple[date, Decimal], ...] = ()
+    period: bool = False  # one billing period of a month-to-month line
 
     def schedule(self, currency: str) -> dict[date, Decimal]:
         """Its recognised amounts per month within its window."""
@@ -264,13 +266,7 @@ class Obligation:
 
     def cut(self, day: date) -> Obligation:
         """The same obligation with its window ending before ``day`` (a prospective modification)."""
-        return _replace(self, window_to=min(self.window_to, day - ONE_DAY))
-
-
-def _replace(ob: Obligation, **changes: object) -> Obligation:
-    from dataclasses import replace
-
-    return replace(ob, **changes)  # type: ignore[arg-type]
+        return self._replace(window_to=min(self.window_to, day - ONE_DAY))
 
 
 @dataclass
@@ -359,6 +355,18 @@ def recognise(
     recognised = out.recognised
     for ob in obligations:
         line_ref, booked = ob.line_ref, ob.booked
+        start, end = ob.start, ob.end
+        if (  # a period inside one month, wholly its own: the whole amount there (as ob.schedule says)
+            ob.period
+            and start.month == end.month
+            and start.year == end.year
+            and ob.window_from <= start
+            and ob.window_to >= end
+            and ob.allocated
+        ):
+            key = (line_ref, booked, start.replace(day=1))
+            recognised[key] = recognised.get(key, ZERO) + ob.allocated
+            continue
         for m, a in ob.schedule(currency).items():
             if a:
                 key = (line_ref, booked, m)
@@ -398,6 +406,8 @@ def _plan_lines(
 ) -> list[DraftLine]:
     """What the planner bills for these versions over the whole term, beyond ``billed``."""
     valued = [Version(v.version_no, v.effective_date, _fixed(v.contract, horizon)) for v in versions]
+    if len(valued) == 1 and not billed:  # the same lines, without the planner's comparison machinery
+        return fresh_lines(valued[0], _FAR)
     plan = plan_invoices(contract_ref, valued, _FAR, billed)
     return [line for draft in plan.invoices for line in draft.lines] + plan.pending
 
@@ -413,8 +423,7 @@ def _transaction_price(lines: Iterable[DraftLine], methods: Mapping[str, Recogni
     )
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     line: ContractLine
     method: Recognition
     start: date
@@ -452,8 +461,17 @@ def _candidates(
             by_period: dict[date, list[DraftLine]] = defaultdict(list)
             for p in own:
                 by_period[p.slot_start].append(p)
+            values: dict[tuple[Decimal, Decimal, int, int], LineValue] = {}
             for slot in sorted(by_period):
                 ps = by_period[slot]
+                if len(ps) == 1:  # one piece: periods of as many days at the same charge are worth the same
+                    p = ps[0]
+                    key = (p.amount, p.billed_amount, (p.span_end - p.span_start).days, p.slot_days)
+                    value = values.get(key)
+                    if value is None:
+                        value = values[key] = _value(line, ps)
+                    found.append(_Candidate(line, method, p.span_start, p.span_end - ONE_DAY, value, (), period=True))
+                    continue
                 first_day, last_day = min(p.span_start for p in ps), max(p.span_end for p in ps) - ONE_DAY
                 found.append(_Candidate(line, method, first_day, last_day, _value(line, ps), (), period=True))
             continue
@@ -523,39 +541,55 @@ def _obligations(
     window_from: date,
     currency: str,
 ) -> list[Obligation]:
-    ssps = [standalone_price(c.line.ssp, value) for c, value, _ in candidates]
-    parts = allocate_by_ssp(price, ssps, currency)
-    out = []
     places = -minor_unit(currency)
 
     def rounded(amount: Decimal) -> Decimal:  # most are billed amounts, rounded already
         exponent = amount.as_tuple().exponent
         return amount if exponent == places and amount else round_money(amount, currency)
 
-    for (c, value, deliveries), ssp, part in zip(candidates, ssps, parts, strict=True):
+    priced: dict[tuple[int, int], tuple[Decimal, Decimal, Decimal]] = {}  # shared values priced once
+    ssps = []
+    for c, value, _ in candidates:
+        key = (id(c.line), id(value))
+        found = priced.get(key)
+        if found is None:
+            ssp = standalone_price(c.line.ssp, value)
+            found = priced[key] = (ssp, rounded(ssp), rounded(value.net_value))
+        ssps.append(found)
+    parts = allocate_by_ssp(price, [ssp for ssp, _, _ in ssps], currency)
+    out = []
+    months: dict[date, date] = {}  # the month of each day (many periods start on the same days)
+    for (c, _, deliveries), (_, ssp, net), part in zip(candidates, ssps, parts, strict=True):
         placed: tuple[tuple[date, Decimal], ...] = ()
         if deliveries:
             weights = [w for _, w in deliveries]
             # A delivery dated before the contract (a line added with an earlier start) happens on its first day.
             days = [max(d, window_from) for d, _ in deliveries]
             placed = tuple(zip(days, allocate_by_ssp(part, weights, currency), strict=True))
+        line = c.line
+        start = c.start if c.start > window_from else window_from  # a reallocation spreads over the days left
+        booked = months.get(start if c.period else window_from)
+        if booked is None:
+            day = start if c.period else window_from
+            booked = months[day] = day.replace(day=1)
         out.append(
             Obligation(
-                line_ref=c.line.line_ref,
-                product_ref=c.line.product_ref,
-                description=c.line.description or c.line.product_ref,
-                method=c.method,
-                version_no=version_no,
-                treatment=treatment,
-                start=max(window_from, c.start),  # a reallocation spreads over the days left
-                end=c.end,
-                ssp=rounded(ssp),
-                price=rounded(value.net_value),
-                allocated=part,
-                window_from=max(window_from, c.start),
-                window_to=date.max,
-                booked=month_of(max(window_from, c.start) if c.period else window_from),
-                deliveries=placed,
+                line.line_ref,
+                line.product_ref,
+                line.description or line.product_ref,
+                c.method,
+                version_no,
+                treatment,
+                start,
+                c.end,
+                ssp,
+                net,
+                part,
+                start,
+                date.max,
+                booked,
+                placed,
+                c.period,
             )
         )
     return out
@@ -676,8 +710,7 @@ def _adjustment(amount: Decimal, version_no: int, day: date) -> Obligation:
 # --- period close -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Posted:
+class Posted(NamedTuple):
     """A line's amount in a month (by booked month) as the books hold it; ``catch_up`` is the part of it
     that corrects closed months (a later change that touched them)."""
 

@@ -39,14 +39,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, Connection, Table, bindparam, cast, column, func, select
+from sqlalchemy import ARRAY, Connection, Date, Table, bindparam, cast, column, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import Delete, Insert, Update
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import NullType
+
+from billbridge.store.types import ExactDecimal
 
 Processor = Callable[[Any], Any]
 
@@ -377,6 +380,53 @@ class BulkStatement:
             p = processors.get(name)
             converters.append((name, _once_per_object(p) if p is not None and first[name] is last[name] else p))
         return [[p(row[n]) if p else row[n] for n, p in converters] for row in rows]
+
+    def converter(self, name: str) -> Processor | None:
+        """What converts a value of parameter ``name`` as the driver takes it, for rows built already
+        converted (:meth:`tuple_calls`): Core's own bind processor, a plain date's converted once per
+        distinct day, and a money column's (``ExactDecimal``) Decimal turned to its text on a driver
+        taking text (SQLite) without Core's per-value dispatch: the same text (tests/store/test_bulk.py)."""
+        p = self.processors.get(name)
+        if p is None:
+            return None
+        bind = self.compiled.binds[name]
+        if isinstance(bind.type, ExactDecimal) and self._dialect.name != "postgresql":
+            core = p
+
+            def text(value: Any) -> Any:
+                return str(value) if type(value) is Decimal else core(value)
+
+            return text
+        if isinstance(bind.type, Date):
+            return _once_per_day(p)
+        return p
+
+    def tuple_calls(self, rows: Sequence[Sequence[Any]]) -> list[Call]:
+        """What :meth:`insert_calls` hands the driver for ``rows`` given as values in :attr:`keys` order,
+        each converted already by :meth:`converter`: built where the rows are made, without a dict a row."""
+        if not rows:
+            return []
+        if self._dialect.name == "postgresql":
+            head, group, order = self._values_parts()
+        elif self.names is not None:
+            order = self.names
+        else:
+            return [(True, self.sql, [dict(zip(self.keys, row, strict=True)) for row in rows])]
+        at = [self.keys.index(name) for name in order]
+        shaped: Sequence[Sequence[Any]] = (
+            rows if at == list(range(len(self.keys))) else [[r[i] for i in at] for r in rows]
+        )
+        if self._dialect.name != "postgresql":
+            return [(True, self.sql, shaped)]
+        chunk = max(1, min(VALUES_ROWS, _MAX_PARAMETERS // len(order)))
+        calls: list[Call] = []
+        for start in range(0, len(shaped), chunk):
+            part = shaped[start : start + chunk]
+            sql = self._values_sql.get(len(part))
+            if sql is None:
+                sql = self._values_sql[len(part)] = head + ", ".join([group] * len(part))
+            calls.append((False, sql, [value for row in part for value in row]))
+        return calls
 
     def driver_rows(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """The rows as the DBAPI takes them for :attr:`sql`: values converted, in the paramstyle's shape."""

@@ -161,71 +161,150 @@ class Prepared:
     calls: list[Call]
 
 
+OBLIGATION_KEYS = (
+    "contract_id",
+    "seq",
+    "entity_id",
+    "line_ref",
+    "product_ref",
+    "description",
+    "method",
+    "treatment",
+    "version_no",
+    "currency",
+    "start_date",
+    "end_date",
+    "booked_month",
+    "ssp",
+    "price",
+    "allocated",
+)
+ROW_KEYS = (
+    "contract_id",
+    "line_ref",
+    "booked_month",
+    "month",
+    "entity_id",
+    "currency",
+    "billed",
+    "recognised",
+    "catch_up",
+)
+STATE_KEYS = ("contract_id", "stamp", "through", "built_at", "error")
+
+
+def stored_obligations(obligations: Sequence[Obligation]) -> list[Obligation]:
+    """The obligations as stored: a month-to-month line's consecutive billing periods allocated by the
+    same version (each its own obligation, see ``billing/revenue.py``) as one, from the first period's
+    start to the last one's end, booked in the first one's month, its SSP, price and allocation the
+    periods' sums. The schedule rows keep each period's booked month, so no amount changes."""
+    out: list[Obligation] = []
+    run: list[Obligation] = []  # consecutive periods of one line and version
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            first = run[0]
+            out.append(
+                first._replace(
+                    end=run[-1].end,
+                    ssp=sum((ob.ssp for ob in run), ZERO),
+                    price=sum((ob.price for ob in run), ZERO),
+                    allocated=sum((ob.allocated for ob in run), ZERO),
+                )
+            )
+        run.clear()
+
+    for ob in obligations:
+        if not ob.period:
+            flush()
+            out.append(ob)
+            continue
+        last = run[-1] if run else None
+        if last is None or (
+            (last.line_ref, last.version_no, last.treatment) == (ob.line_ref, ob.version_no, ob.treatment)
+            and (ob.start - last.end).days == 1
+        ):
+            run.append(ob)
+        else:
+            flush()
+            run.append(ob)
+    flush()
+    return out
+
+
 def prepare_built(connection: Connection, built: Sequence[Built], through: date) -> Prepared:
     """The obligations, schedule rows and states of ``built`` as the driver takes them (per-value work
-    done here, on the connection's dialect, so the process writing them only runs the calls)."""
+    done here, on the connection's dialect, so the process writing them only runs the calls). Rows are
+    built as tuples of converted values (:meth:`BulkStatement.converter`): a schedule has millions."""
     by_entity: dict[int, list[int]] = defaultdict(list)
-    obligations: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    states: list[dict[str, Any]] = []
+    ob_statement = BulkStatement.of(_INSERT_OBLIGATIONS, connection, OBLIGATION_KEYS)
+    row_statement = BulkStatement.of(_INSERT_ROWS, connection, ROW_KEYS)
+    state_statement = BulkStatement.of(_INSERT_STATES, connection, STATE_KEYS)
+
+    def converters(statement: BulkStatement) -> list[Any]:
+        return [statement.converter(key) or _same for key in statement.keys]
+
+    ob_conv = converters(ob_statement)
+    row_conv = converters(row_statement)
+    state_conv = converters(state_statement)
+    day, money = row_conv[2], row_conv[6]
+    obligations: list[tuple[Any, ...]] = []
+    rows: list[tuple[Any, ...]] = []
+    states: list[tuple[Any, ...]] = []
     now = utcnow()
+    zero = money(ZERO)
     for b in built:
         by_entity[b.entity_id].append(b.contract_id)
-        for seq, ob in enumerate(b.obligations):
-            obligations.append(
-                {
-                    "contract_id": b.contract_id,
-                    "seq": seq,
-                    "entity_id": b.entity_id,
-                    "line_ref": ob.line_ref,
-                    "product_ref": ob.product_ref,
-                    "description": ob.description[:300],
-                    "method": ob.method,
-                    "treatment": ob.treatment,
-                    "version_no": ob.version_no,
-                    "currency": b.currency,
-                    "start_date": ob.start,
-                    "end_date": ob.end,
-                    "booked_month": ob.booked,
-                    "ssp": ob.ssp,
-                    "price": ob.price,
-                    "allocated": ob.allocated,
-                }
+        for seq, ob in enumerate(stored_obligations(b.obligations)):
+            values = (
+                b.contract_id,
+                seq,
+                b.entity_id,
+                ob.line_ref,
+                ob.product_ref,
+                ob.description[:300],
+                ob.method,
+                ob.treatment,
+                ob.version_no,
+                b.currency,
+                ob.start,
+                ob.end,
+                ob.booked,
+                ob.ssp,
+                ob.price,
+                ob.allocated,
             )
+            obligations.append(tuple(c(v) for c, v in zip(ob_conv, values, strict=True)))
         # one row per (line, booked month, month): billed and recognised side by side
-        merged: dict[Key, list[Decimal]] = {}
+        merged: dict[Key, list[Any]] = {}
         for p in b.billed:
-            merged[(p.line_ref, p.booked, p.month)] = [p.amount, ZERO, ZERO]
+            merged[(p.line_ref, p.booked, p.month)] = [money(p.amount), zero, zero]
         for p in b.recognised:
             key = (p.line_ref, p.booked, p.month)
             found = merged.get(key)
+            amount = money(p.amount)
+            catch_up = money(p.catch_up)
             if found is None:
-                merged[key] = [ZERO, p.amount, p.catch_up]
+                merged[key] = [zero, amount, catch_up]
             else:
-                found[1], found[2] = p.amount, p.catch_up
-        cid, entity_id, currency = b.contract_id, b.entity_id, b.currency
+                found[1], found[2] = amount, catch_up
+        cid, entity_id, currency = row_conv[0](b.contract_id), row_conv[4](b.entity_id), row_conv[5](b.currency)
         rows.extend(
-            {
-                "contract_id": cid,
-                "line_ref": line_ref,
-                "booked_month": booked,
-                "month": month,
-                "entity_id": entity_id,
-                "currency": currency,
-                "billed": billed,
-                "recognised": recognised,
-                "catch_up": catch_up,
-            }
+            (cid, row_conv[1](line_ref), day(booked), day(month), entity_id, currency, billed, recognised, catch_up)
             for (line_ref, booked, month), (billed, recognised, catch_up) in merged.items()
         )
-        states.append(
-            {"contract_id": b.contract_id, "stamp": b.stamp, "through": through, "built_at": now, "error": None}
-        )
+        state = (b.contract_id, b.stamp, through, now, None)
+        states.append(tuple(c(v) for c, v in zip(state_conv, state, strict=True)))
     calls: list[Call] = []
-    for statement, rows_of in ((_INSERT_OBLIGATIONS, obligations), (_INSERT_ROWS, rows), (_INSERT_STATES, states)):
-        if rows_of:  # on the driver's cursor: Core's per-row work costs more than the insert
-            calls += BulkStatement.of(statement, connection, tuple(rows_of[0])).insert_calls(rows_of)
+    for statement, rows_of in ((ob_statement, obligations), (row_statement, rows), (state_statement, states)):
+        calls += statement.tuple_calls(rows_of)  # on the driver's cursor: Core's per-row work costs more
     return Prepared(dict(by_entity), calls)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def write_prepared(session: Session, prepared: Prepared, closed: Mapping[int, set[date]]) -> None:

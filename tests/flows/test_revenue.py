@@ -197,3 +197,34 @@ def test_schedules_built_ahead_by_planning_processes_are_the_ones_built_in_the_r
     # C-Y's January stays as closed (101.92 of the year's 1,200); the amendment to 30 seats at 45 a month
     # (16,200 for the year) is a catch-up in February
     assert report["2026-01"]["recognised"] == "101.92" and report["2026-02"]["catch_up"] != "0.00"
+
+
+def test_a_month_to_month_contract_is_stored_as_one_obligation_a_line_with_its_periods_money(store: Store) -> None:
+    """An evergreen monthly contract from 2026-01-15 (100.00 a month, anchored on the 1st: a first period of
+    17 of January's 31 days, 54.84), built through 2026-03-10: each billing period is its own obligation
+    (month-to-month), stored as one from the first period's start to the last one's end, its allocation the
+    periods' sum (54.84 + 100.00 + 100.00); the months recognise each period's own amount."""
+    evergreen = contract(
+        "C-E",
+        contract_start_date="2026-01-15",
+        cycle_start_date="2026-02-01",
+        lines=[{"line_ref": "platform", "product_ref": "platform", "pricing": {"model": "flat", "amount": "100"}}],
+    )
+    import_document(store, document(evergreen))
+    run_billing(store, date(2026, 1, 15))
+    assert revenue.rebuild(store, date(2026, 3, 10)).rebuilt == 1
+    report = revenue.schedule_report(store, "C-E")
+    assert report is not None
+    [ob] = report["obligations"]
+    assert (ob["start_date"], ob["end_date"], ob["allocated"], ob["price"], ob["ssp"]) == (
+        "2026-01-15",
+        "2026-03-31",
+        "254.84",
+        "254.84",
+        "254.84",
+    )
+    assert [(m["month"], m["recognised"]) for m in report["months"]] == [
+        ("2026-01", "54.84"),
+        ("2026-02", "100.00"),
+        ("2026-03", "100.00"),
+    ]

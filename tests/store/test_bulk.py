@@ -354,3 +354,22 @@ def test_rows_from_arrays_refuses_what_it_cannot_rewrite(store: Store) -> None:
         )
         with pytest.raises(NotImplementedError, match="no known type"):
             BulkStatement.of(untyped, connection, ("ref", "m", "suffix")).unnested()
+
+
+def test_rows_built_as_converted_tuples_reach_the_driver_as_core_sends_them(store: Store) -> None:
+    """tuple_calls with each value converted by converter() (money as text on SQLite without Core's
+    dispatch, days once each) against Core's own executemany of the same rows as dicts."""
+    t0 = datetime(2026, 1, 1, 9, 0, 0, 123456)
+    rows = [row(i, t0, Decimal(f"{i}.{i:03d}") if i % 3 else Decimal("0.00")) for i in range(7)]
+    keys = tuple(rows[0])
+    with store.write_connection() as connection:
+        mine = BulkStatement.of(INSERT, connection, keys)
+        converters = [mine.converter(k) for k in keys]
+        tuples = [tuple(c(r[k]) if c else r[k] for c, k in zip(converters, keys, strict=True)) for r in rows]
+        [(many, sql, arguments)] = mine.tuple_calls(tuples)[:1]
+        if connection.dialect.name == "postgresql":
+            assert (many, sql, arguments) == mine.insert_calls(rows)[0]
+        else:
+            assert (sql, as_lists(arguments)) == tuple(as_lists(core_call(connection, INSERT, rows)))
+        with pytest.raises(TypeError, match="money columns take Decimal"):
+            mine.converter("amount")(1.5)  # type: ignore[misc]
