@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from decimal import Decimal
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +192,7 @@ class _Ready:
     subject: str
     sender: str
     recipients: tuple[str, ...]
-    email: EmailMessage
+    email: bytes  # as sent (mapping.messages.email_bytes)
 
 
 def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None) -> tuple[Handler, Callable[[], None]]:
@@ -250,7 +249,7 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             finish(message_id, "failed", reason)
             return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="failed")
         recipients = context["recipients"]
-        email = render.email(
+        email = render.email_bytes(
             rendered,
             sender=context["entity"]["sender"],
             sender_name=context["entity"]["name"],

@@ -107,13 +107,14 @@ class SmtpSender:
 
     def send(
         self,
-        message: EmailMessage,
+        message: EmailMessage | bytes,
         sender: str,
         recipients: Sequence[str],
         before_data: Callable[[], bool],
         meanwhile: Callable[[], None] | None = None,
     ) -> Sent | None:
-        """Send ``message`` to ``recipients``; None when ``before_data`` said not to (another run has
+        """Send ``message`` (or its bytes, CRLF-ended as ``policy.SMTP`` writes them) to
+        ``recipients``; None when ``before_data`` said not to (another run has
         it). ``meanwhile`` runs once the message is on its way, while the server takes it in and
         before its answer is read (the caller prepares its next message then, instead of leaving
         the server idle afterwards); it must not raise. Raises SmtpFailed (the server did not take
@@ -137,7 +138,8 @@ class SmtpSender:
             client.rset()
             return None
         try:
-            code, reply = _data(client, message.as_bytes(policy=policy.SMTP), meanwhile)
+            content = message if isinstance(message, bytes) else message.as_bytes(policy=policy.SMTP)
+            code, reply = _data(client, content, meanwhile)
         except smtplib.SMTPDataError as exc:  # the server answered DATA (or the message) with a refusal
             raise SmtpFailed(classify_reply(exc.smtp_code, exc.smtp_error, "DATA")) from None
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
