@@ -23,6 +23,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, formatdate
 from functools import lru_cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from jinja2 import (
     BaseLoader,
@@ -276,19 +277,35 @@ def render(
             else environment(language, currency, templates)
         )
     values = {**context, "doc_label": "Credit note" if _doc_type(context) == "credit_note" else "Invoice"}
-    out = {part: _render(env, [f"{kind}.{part}"], values) for part in (SUBJECT, TEXT)}
+    out = {part: _render(env, (f"{kind}.{part}",), values) for part in (SUBJECT, TEXT)}
     html = _render(
         _html_environment(env),
-        [f"{kind}.html", "html"],
+        (f"{kind}.html", "html"),
         {**values, "text": out[TEXT], "pay_label": "Pay online" if kind != "dunning" else "Update your card"},
     )
     return Rendered(" ".join(out[SUBJECT].split()), out[TEXT], html)
 
 
-def _render(env: Environment, names: list[str], values: Mapping[str, Any]) -> str:
+_SELECTED: WeakKeyDictionary[Environment, dict[tuple[str, ...], Template]] = WeakKeyDictionary()
+
+
+def _selected(env: Environment, names: tuple[str, ...]) -> Template:
+    """``env.select_template(names)``, remembered per environment: Jinja keeps the templates it
+    found, but looks again, with an exception, for each name it did not (``reminder.html`` before
+    the shared ``html``), once per message."""
+    chosen = _SELECTED.get(env)
+    if chosen is None:
+        chosen = _SELECTED[env] = {}
+    found = chosen.get(names)
+    if found is None:
+        found = chosen[names] = env.select_template(names)
+    return found
+
+
+def _render(env: Environment, names: tuple[str, ...], values: Mapping[str, Any]) -> str:
     template = None
     try:
-        template = env.select_template(names)
+        template = _selected(env, names)
         return template.render(values)
     except TemplateError as exc:
         filename = template.filename if template is not None else None
