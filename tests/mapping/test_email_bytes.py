@@ -140,7 +140,7 @@ def test_attachments_go_the_stdlibs_way() -> None:
     assert attached.get_filename() == "7.pdf" and attached.get_content() == pdf.content
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     subject=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=120),
     text=st.lists(st.sampled_from(["a", " ", "é", "€", "請", "\n", "\r", ".", "=", "-", "x" * 30]), max_size=80).map(
