@@ -13,9 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
+from babel.numbers import NumberPattern, get_currency_symbol
 
 from billbridge.billing.currency import minor_unit, round_money
 from billbridge.billing.model import BillingContact, MessageKind
@@ -99,6 +101,7 @@ def step_name(offset: int) -> str:
     return f"{offset:+d}"
 
 
+@lru_cache(maxsize=512)
 def locale_of(language: str) -> Locale:
     """The Babel locale of a contact's language (``fr-CH``, ``de``); English when Babel does not know it."""
     try:
@@ -107,13 +110,29 @@ def locale_of(language: str) -> Locale:
         return Locale.parse(DEFAULT_LANGUAGE)
 
 
-def money_text(amount: Decimal, currency: str, language: str) -> str:
-    """An amount as the reader writes it, in the currency's minor units: 1.234,50 € / ¥1,235 / 1,234.500 KWD."""
+@lru_cache(maxsize=512)
+def _money_pattern(currency: str, language: str) -> tuple[NumberPattern, str | None]:
+    """The language's currency pattern with the currency's ISO 4217 minor unit (not CLDR's idea of
+    the currency), made once per currency and language (a message formats a few amounts): its
+    symbol (``¤``) and code (``¤¤``) are written into it here, as Babel would write them into each
+    amount after looking them up again; then the currency for ``apply`` is None. A pattern naming the
+    currency (``¤¤¤``, whose name depends on the amount) keeps Babel's way and its currency."""
     locale = locale_of(language)
     digits = minor_unit(currency)
     pattern = copy.copy(locale.currency_formats["standard"])
-    pattern.frac_prec = (digits, digits)  # ISO 4217's minor unit, not CLDR's idea of the currency
-    text = pattern.apply(round_money(amount, currency), locale, currency=currency, currency_digits=False)
+    pattern.frac_prec = (digits, digits)
+    if any("¤¤¤" in affix for affix in (*pattern.prefix, *pattern.suffix)):
+        return pattern, currency
+    symbol, code = get_currency_symbol(currency, locale), currency.upper()
+    pattern.prefix = tuple(affix.replace("¤¤", code).replace("¤", symbol) for affix in pattern.prefix)
+    pattern.suffix = tuple(affix.replace("¤¤", code).replace("¤", symbol) for affix in pattern.suffix)
+    return pattern, None
+
+
+def money_text(amount: Decimal, currency: str, language: str) -> str:
+    """An amount as the reader writes it, in the currency's minor units: 1.234,50 € / ¥1,235 / 1,234.500 KWD."""
+    pattern, named = _money_pattern(currency, language)
+    text = pattern.apply(round_money(amount, currency), locale_of(language), currency=named, currency_digits=False)
     return text.replace("\xa0", " ").replace("\u202f", " ")
 
 

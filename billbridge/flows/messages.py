@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from decimal import Decimal
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from sqlalchemy import Connection
 
 from billbridge.billing.messaging import reminder_steps, step_name
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
@@ -46,6 +46,7 @@ UNCONFIRMED = (
     "check the recipient's mailbox or the server's log, then `billbridge messages retry {id} --checked`"
 )
 VENDOR_NAMES = {"quickbooks": "QuickBooks", "stripe": "Stripe"}
+EMAIL_BATCH = 200  # e-mails claimed and read per relay batch: the claim, the reads and the delivered mark are per batch
 Attach = Callable[[Mapping[str, Any]], Sequence[render.Attachment]]
 
 
@@ -193,7 +194,7 @@ class _Ready:
     subject: str
     sender: str
     recipients: tuple[str, ...]
-    email: EmailMessage
+    email: bytes  # as sent (mapping.messages.email_bytes)
 
 
 def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None) -> tuple[Handler, Callable[[], None]]:
@@ -207,15 +208,30 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
     extras = extras or Extras()
     sender = SmtpSender(smtp)
     ended: list[sql.Ended] = []  # attempts whose end is not committed yet (it rides on the next commit)
+    held: list[Connection] = []  # the run's connection for its commits, opened on first use
 
     def finish(message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
         ended.append(sql.Ended(message_id, state, error, subject))
 
     def commit(sending: int | None = None) -> bool:
-        with store.write_connection() as connection:
-            taken = sql.record_attempts(connection, ended, sending)
+        if not held:
+            held.append(store.held_writer())
+        connection = held[0]
+        try:
+            with connection.begin():
+                taken = sql.record_attempts(connection, ended, sending)
+        except BaseException:
+            held.pop().close()  # a connection that failed is not used again
+            raise
         ended.clear()
         return taken
+
+    def close() -> None:
+        try:
+            sender.close()
+        finally:
+            while held:
+                held.pop().close()
 
     def prepare(message: Message, context: dict[str, Any] | None) -> _Ready | Delivery:
         """Render and build a message, or say why it does not go out (recorded with ``finish``)."""
@@ -250,7 +266,7 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             finish(message_id, "failed", reason)
             return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="failed")
         recipients = context["recipients"]
-        email = render.email(
+        email = render.email_bytes(
             rendered,
             sender=context["entity"]["sender"],
             sender_name=context["entity"]["name"],
@@ -316,7 +332,7 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             if ended:  # before the relay marks the batch delivered
                 commit()
 
-    return handle, sender.close
+    return handle, close
 
 
 def rendered(
@@ -415,7 +431,7 @@ def send_messages(
             store, settings.vendor(SmtpSettings), extras or default_extras(settings, store=store)
         )
         try:
-            _merge(summary, relay(store, sql.TOPIC, handler, batch=50, limit=limit))
+            _merge(summary, relay(store, sql.TOPIC, handler, batch=EMAIL_BATCH, limit=limit))
         finally:
             close()
     return summary

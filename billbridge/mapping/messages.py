@@ -9,16 +9,21 @@ instead of sending a blank.
 
 from __future__ import annotations
 
+import binascii
+import random
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from email import policy
+from email import policy, quoprimime
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr, formatdate
 from functools import lru_cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from jinja2 import (
     BaseLoader,
@@ -272,19 +277,35 @@ def render(
             else environment(language, currency, templates)
         )
     values = {**context, "doc_label": "Credit note" if _doc_type(context) == "credit_note" else "Invoice"}
-    out = {part: _render(env, [f"{kind}.{part}"], values) for part in (SUBJECT, TEXT)}
+    out = {part: _render(env, (f"{kind}.{part}",), values) for part in (SUBJECT, TEXT)}
     html = _render(
         _html_environment(env),
-        [f"{kind}.html", "html"],
+        (f"{kind}.html", "html"),
         {**values, "text": out[TEXT], "pay_label": "Pay online" if kind != "dunning" else "Update your card"},
     )
     return Rendered(" ".join(out[SUBJECT].split()), out[TEXT], html)
 
 
-def _render(env: Environment, names: list[str], values: Mapping[str, Any]) -> str:
+_SELECTED: WeakKeyDictionary[Environment, dict[tuple[str, ...], Template]] = WeakKeyDictionary()
+
+
+def _selected(env: Environment, names: tuple[str, ...]) -> Template:
+    """``env.select_template(names)``, remembered per environment: Jinja keeps the templates it
+    found, but looks again, with an exception, for each name it did not (``reminder.html`` before
+    the shared ``html``), once per message."""
+    chosen = _SELECTED.get(env)
+    if chosen is None:
+        chosen = _SELECTED[env] = {}
+    found = chosen.get(names)
+    if found is None:
+        found = chosen[names] = env.select_template(names)
+    return found
+
+
+def _render(env: Environment, names: tuple[str, ...], values: Mapping[str, Any]) -> str:
     template = None
     try:
-        template = env.select_template(names)
+        template = _selected(env, names)
         return template.render(values)
     except TemplateError as exc:
         filename = template.filename if template is not None else None
@@ -371,3 +392,108 @@ def email(
     for item in attachments:
         message.add_attachment(item.content, maintype=item.maintype, subtype=item.subtype, filename=item.filename)
     return message
+
+
+SMTP_POLICY = POLICY.clone(linesep="\r\n")
+"""What goes on the wire: ``POLICY`` with CRLF line ends (as ``policy.SMTP``)."""
+MAX_LINE: int = POLICY.max_line_length or 78
+_PLAIN_HEADER = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # printable ASCII words, single spaces
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")
+
+
+def email_bytes(
+    rendered: Rendered,
+    *,
+    sender: str,
+    sender_name: str,
+    to: Sequence[str],
+    cc: Sequence[str],
+    message_id: str,
+    attachments: Sequence[Attachment] = (),
+    boundary: str | None = None,
+    when: datetime | None = None,
+) -> bytes:
+    """The e-mail of :func:`email` as the bytes sent (CRLF line ends, ``policy.SMTP``), made without
+    ``EmailMessage``: the stdlib parses every header it is given and refolds it on the way out, most
+    of the CPU of sending a message. The bytes are the ones ``email(...).as_bytes(policy=SMTP)``
+    gives (``tests/mapping/test_email_bytes.py`` compares them): a header of printable ASCII that
+    fits on its line is written as is, any other (non-ASCII, too long, an encoded word) is folded by
+    the stdlib's own header classes; each body is 7bit or 8bit when its lines fit, else quoted-printable
+    or base64 by the stdlib's rule. A message with attachments is built by :func:`email`.
+    ``boundary`` and ``when`` (the Date) are for tests: by default a random boundary, as the stdlib's."""
+    if attachments:
+        built = email(
+            rendered,
+            sender=sender,
+            sender_name=sender_name,
+            to=to,
+            cc=cc,
+            message_id=message_id,
+            attachments=attachments,
+        )
+        if boundary is not None:
+            built.set_boundary(boundary)
+        if when is not None:
+            built.replace_header("Date", format_datetime(when))
+        return built.as_bytes(policy=policy.SMTP)
+    text_cte, text = _body(rendered.text)
+    html_cte, html = _body(rendered.html)
+    while boundary is None or boundary in text or boundary in html:
+        boundary = "=" * 15 + f"{random.randrange(sys.maxsize):019d}" + "=="  # the stdlib's form
+    headers = [
+        _header("Subject", rendered.subject),
+        _header("From", formataddr((sender_name, sender))),
+        _header("To", ", ".join(to)),
+    ]
+    if cc:
+        headers.append(_header("Cc", ", ".join(cc)))
+    headers.append(_header("Message-ID", message_id))
+    headers.append(_header("Date", format_datetime(when or datetime.now(UTC))))
+    out = "".join(headers) + (
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'
+        "\r\n"
+        f"--{boundary}\r\n"
+        'Content-Type: text/plain; charset="utf-8"\r\n'
+        f"Content-Transfer-Encoding: {text_cte}\r\n"
+        "\r\n"
+        f"{text}\r\n"
+        f"--{boundary}\r\n"
+        'Content-Type: text/html; charset="utf-8"\r\n'
+        f"Content-Transfer-Encoding: {html_cte}\r\n"
+        "MIME-Version: 1.0\r\n"
+        "\r\n"
+        f"{html}\r\n"
+        f"--{boundary}--\r\n"
+    )
+    return out.encode("utf-8")
+
+
+def _header(name: str, value: str) -> str:
+    """One header line (CRLF-ended) as the stdlib writes it: as is when it is plain ASCII and fits."""
+    if len(name) + 2 + len(value) <= MAX_LINE and "=?" not in value and _PLAIN_HEADER.fullmatch(value):
+        return f"{name}: {value}\r\n"
+    return SMTP_POLICY.fold(name, SMTP_POLICY.header_factory(name, value))
+
+
+def _body(content: str) -> tuple[str, str]:
+    """A text part's transfer encoding and its body with CRLF line ends, chosen as the stdlib's
+    ``set_content`` chooses (``email.contentmanager``): 7bit or 8bit when every line fits in
+    78 bytes, else quoted-printable or base64, whichever is shorter on the first ten lines."""
+    lines = content.encode("utf-8").splitlines()
+    normal = b"\n".join(lines) + b"\n"
+    if max((len(line) for line in lines), default=0) <= MAX_LINE:
+        return ("7bit" if normal.isascii() else "8bit"), (b"\r\n".join(lines) + b"\r\n").decode("utf-8")
+    sniff = b"\n".join(lines[:10]) + b"\n"
+    sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), MAX_LINE)
+    if len(sniff_qp) <= len(binascii.b2a_base64(sniff)):
+        encoded = sniff_qp if len(lines) <= 10 else quoprimime.body_encode(normal.decode("latin-1"), MAX_LINE)
+        return "quoted-printable", _crlf(encoded)
+    step = MAX_LINE // 4 * 3
+    encoded = "".join(binascii.b2a_base64(normal[i : i + step]).decode("ascii") for i in range(0, len(normal), step))
+    return "base64", _crlf(encoded)
+
+
+def _crlf(payload: str) -> str:
+    """A payload's lines as the generator writes them: each line end CRLF, a last partial line as is."""
+    return _LINE_ENDS.sub("\r\n", payload)

@@ -220,6 +220,13 @@ class Store:
         with self._write_engine.begin() as connection:
             yield connection
 
+    def held_writer(self) -> Connection:
+        """A connection kept for a run of many small write transactions, each ``with
+        connection.begin():`` (on SQLite BEGIN IMMEDIATE, as :meth:`write`): the pool's checkout and
+        reset once, not per transaction (the SMTP relay commits once per message). The caller
+        closes it."""
+        return self._write_engine.connect()
+
     @contextmanager
     def autocommit_connection(self) -> Iterator[Connection]:
         """A connection where each statement commits on its own: for writes that are one

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, Integer, String, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from billbridge.billing.messaging import Recipients, message_id, recipients
 from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
 from billbridge.billing.statements import OpenItem, RecentPayment
 from billbridge.store import outbox
+from billbridge.store.bulk import BulkStatement, dbapi_cursor
 from billbridge.store.external_refs import external_refs_of
 from billbridge.store.invoices import documents_query, lines_of
 from billbridge.store.message_models import BillingContactRow, CustomerMessage
@@ -292,38 +293,52 @@ _ENDED = (
 )
 
 
-_SENDING = (
+_SENDING = (  # constants inline: BulkStatement fills in the parameters it is given, no others
     update(CustomerMessage)
-    .where(CustomerMessage.id == bindparam("m_id"), CustomerMessage.state == "queued")
-    .values(state="sending", attempts=CustomerMessage.attempts + 1, updated_at=bindparam("m_now"))
+    .where(CustomerMessage.id == bindparam("m_id"), CustomerMessage.state == literal_column("'queued'", String))
+    .values(
+        state=literal_column("'sending'", String),
+        attempts=CustomerMessage.attempts + literal_column("1", Integer),
+        updated_at=bindparam("m_now"),
+    )
 )
+
+
+_ENDED_KEYS = ("m_id", "m_state", "m_error", "m_now", "m_sent_at", "m_subject")
+_SENDING_KEYS = ("m_id", "m_now")
 
 
 def record_attempts(connection: Connection, ended: Sequence[Ended], sending: int | None = None) -> bool:
     """Record how attempts ended and, in the same transaction, mark message ``sending`` (as
     :func:`begin_sending`): the SMTP relay commits once per message, before its DATA command, the
     outcome of the message before it riding along. True when ``sending`` was queued and is now
-    ``sending``; False when it is not queued any more (or none was given)."""
+    ``sending``; False when it is not queued any more (or none was given). Both statements are
+    compiled once and run on the driver's cursor (``store.bulk``): once per message sent, Core's
+    execution bookkeeping cost more than the statements."""
     now = utcnow()
-    if ended:
-        connection.execute(
-            _ENDED,
-            [
-                {
-                    "m_id": e.message_id,
-                    "m_state": e.state,
-                    "m_error": e.error,
-                    "m_now": now,
-                    "m_sent_at": now if e.state == "sent" else None,
-                    "m_subject": e.subject,
-                }
-                for e in ended
-            ],
-        )
-    if sending is None:
-        return False
-    done = connection.execute(_SENDING, {"m_id": sending, "m_now": now})
-    return bool(done.rowcount)
+    cursor = dbapi_cursor(connection)
+    try:
+        if ended:
+            statement = BulkStatement.of(_ENDED, connection, _ENDED_KEYS)
+            cursor.executemany(statement.sql, statement.driver_rows([_ended_row(e, now) for e in ended]))
+        if sending is None:
+            return False
+        statement = BulkStatement.of(_SENDING, connection, _SENDING_KEYS)
+        cursor.execute(*statement.driver_call({"m_id": sending, "m_now": now}))
+        return int(cursor.rowcount) == 1
+    finally:
+        cursor.close()
+
+
+def _ended_row(ended: Ended, now: datetime) -> dict[str, Any]:
+    return {
+        "m_id": ended.message_id,
+        "m_state": ended.state,
+        "m_error": ended.error,
+        "m_now": now,
+        "m_sent_at": now if ended.state == "sent" else None,
+        "m_subject": ended.subject,
+    }
 
 
 def finish(session: Session, message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:

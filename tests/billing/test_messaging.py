@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import date, timedelta
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billbridge.billing.currency import MINOR_UNITS
-from billbridge.billing.messaging import date_text, message_id, money_text, recipients, reminder_steps
+from billbridge.billing.currency import MINOR_UNITS, round_money
+from billbridge.billing.messaging import date_text, locale_of, message_id, money_text, recipients, reminder_steps
 from billbridge.billing.model import BillingContact
 
 DUE = date(2026, 3, 31)
@@ -68,3 +69,26 @@ def test_money_text_shows_exactly_the_currency_minor_units(amount: Decimal, curr
     number = "".join(ch for ch in text if ch.isdigit() or ch == ".").strip(".")
     fraction = number.rpartition(".")[2] if "." in number else ""
     assert len(fraction) == digits
+
+
+def _babel_money_text(amount: Decimal, currency: str, language: str) -> str:
+    """money_text as Babel writes it with every look-up per amount (the code before the pattern was
+    made once per currency and language), the oracle of the test below."""
+    locale = locale_of(language)
+    digits = MINOR_UNITS[currency]
+    pattern = copy.copy(locale.currency_formats["standard"])
+    pattern.frac_prec = (digits, digits)
+    text = pattern.apply(round_money(amount, currency), locale, currency=currency, currency_digits=False)
+    return text.replace("\xa0", " ").replace("\u202f", " ")
+
+
+LANGUAGES = ["en", "de", "fr-CH", "de-CH", "ja", "ar", "fa", "he", "hi", "nl", "pt-BR", "sv", "en-IN", "zz-unknown"]
+
+
+@given(
+    st.decimals(min_value=Decimal("-1e9"), max_value=Decimal("1e9"), places=4, allow_nan=False),
+    st.sampled_from(sorted(MINOR_UNITS)),
+    st.sampled_from(LANGUAGES),
+)
+def test_money_text_is_babels_own(amount: Decimal, currency: str, language: str) -> None:
+    assert money_text(amount, currency, language) == _babel_money_text(amount, currency, language)
