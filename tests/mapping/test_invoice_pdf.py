@@ -9,11 +9,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pypdfium2
 import pytest
 from pypdf import PdfReader
 
 from billbridge.mapping.invoice_pdf import render_pdf
 from billbridge.mapping.messages import Attachment, TemplateProblem, check_templates, email, render
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "bench" / "out" / "screenshots"
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 ENTITY = {
@@ -84,6 +87,17 @@ def test_a_german_invoice_reads_back_with_its_details_in_german_formats(tmp_path
     ):
         assert expected in text, expected
     (tmp_path / "invoice.pdf").write_bytes(pdf)  # a person may look at it: pytest keeps tmp_path
+    # and its first page as an image, drawn by PDFium (Chrome's PDF engine), where the dashboard's
+    # screenshots go: the page is drawn (ink on it) and the text sits inside the page, not off its edge
+    page = pypdfium2.PdfDocument(pdf)[0].render(scale=2).to_pil().convert("L")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.save(SCREENSHOTS / "invoice-pdf-de-page-1.png")
+    width, height = page.size
+    assert width > 1000 and height > 1000
+    ink = page.point(lambda v: 255 if v < 128 else 0)
+    assert 0.002 < sum(ink.histogram()[255:]) / (width * height) < 0.2  # text, not a blank or black page
+    left, top, right, bottom = ink.getbbox() or (0, 0, 0, 0)
+    assert left > 0 and top > 0 and right < width and bottom < height  # inside the margins
 
 
 def test_core_fonts_spell_out_what_latin1_lacks_and_minor_units_follow_the_currency() -> None:
