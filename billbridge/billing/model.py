@@ -63,6 +63,7 @@ Channel = Literal["email", "quickbooks", "stripe"]
 ``send_invoice`` and Stripe e-mails it with its hosted invoice page); reminders, receipts, dunning
 notices and credit notes still go by e-mail."""
 DEFAULT_REMINDER_DAYS = (-3, 0, 7, 14, 30)
+LOGO_SUFFIXES = (".png", ".jpg", ".jpeg")  # the images fpdf2 draws without a converter
 EMAIL_PATTERN = re.compile(
     r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
@@ -105,6 +106,13 @@ class EntityMessaging(_Model):
         default=None, description="Postal address and tax id printed on documents"
     )
     payment_instructions: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    logo: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
+        default=None,
+        description=(
+            "PNG or JPEG image drawn at the top of the entity's invoice and credit note PDFs; a relative "
+            "path is read from the contract file's folder"
+        ),
+    )
     reminder_days: list[Annotated[int, Field(ge=-60, le=365)]] = Field(
         default_factory=lambda: list(DEFAULT_REMINDER_DAYS),
         description="Reminder steps in days relative to the due date, each sent at most once per invoice",
@@ -114,6 +122,13 @@ class EntityMessaging(_Model):
     @classmethod
     def _from(cls, value: str | None) -> str | None:
         return None if value is None else check_email(value)
+
+    @field_validator("logo")
+    @classmethod
+    def _logo(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().endswith(LOGO_SUFFIXES):
+            raise ValueError("expected a PNG or JPEG file (.png, .jpg or .jpeg)")
+        return value
 
     @field_validator("reminder_days")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing.model import Contract, Customer, LegalEntity, Partner, Product, ReferralAgreement
 from billbridge.billing.pricebook import PriceBookError, resolve_prices
 from billbridge.billing.resellers import ResellerError, resell
-from billbridge.mapping.contract_file import ParsedRecord, RecordError, parse_document
+from billbridge.mapping.contract_file import ParsedFile, ParsedRecord, RecordError, parse_document
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, ContractLookups, lookups_for, save_contract, save_contracts
 from billbridge.store.db import Store
@@ -87,11 +87,54 @@ def read_document(path: Path) -> Any:
 
 
 def import_file(store: Store, path: Path) -> ImportSummary:
-    return import_document(store, read_document(path))
+    return import_document(store, read_document(path), folder=path.resolve().parent)
 
 
-def import_document(store: Store, document: Any) -> ImportSummary:
+IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+
+
+def check_logos(parsed: ParsedFile, folder: Path) -> None:
+    """An entity's logo is read here, when the entity is loaded, not first when an invoice is e-mailed:
+    a relative path is taken from ``folder`` (the contract file's) and stored absolute; a file that
+    cannot be read, or is no PNG or JPEG, refuses the entity with ``messaging.logo`` named."""
+    kept: list[ParsedRecord] = []
+    for parsed_record in parsed.records:
+        record = parsed_record.record
+        messaging = record.messaging if isinstance(record, LegalEntity) else None
+        if messaging is None or messaging.logo is None:
+            kept.append(parsed_record)
+            continue
+        path = (folder / Path(messaging.logo).expanduser()).resolve()
+        problem = None
+        try:
+            with path.open("rb") as image:
+                head = image.read(8)
+            if not any(head.startswith(magic) for magic in IMAGE_MAGIC):
+                problem = f"{path} is not a PNG or JPEG image"
+        except OSError as exc:
+            problem = f"cannot read {path}: {exc.strerror or exc}"
+        if problem is not None:
+            parsed.errors.append(
+                RecordError(
+                    parsed_record.section,
+                    parsed_record.index,
+                    parsed_record.key,
+                    "messaging.logo",
+                    problem,
+                    parsed_record.payload,
+                )
+            )
+            continue
+        absolute = messaging.model_copy(update={"logo": str(path)})
+        kept.append(replace(parsed_record, record=record.model_copy(update={"messaging": absolute})))
+    parsed.records = kept
+
+
+def import_document(store: Store, document: Any, *, folder: Path | None = None) -> ImportSummary:
+    """Import a parsed contract file; ``folder`` is where its relative paths (an entity's logo) start
+    (the working directory when None)."""
     parsed = parse_document(document)
+    check_logos(parsed, folder if folder is not None else Path.cwd())
     summary = ImportSummary()
     summary.errors.extend(parsed.errors)
     for section in SECTIONS:

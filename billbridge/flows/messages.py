@@ -78,21 +78,43 @@ def pdf_font(settings: Settings) -> Path | None:
     return DEJAVU if DEJAVU.exists() else None
 
 
+def read_logo(entity: Mapping[str, Any]) -> bytes | None:
+    """The bytes of an entity's logo file, if it has one; ValueError naming the entity and the file
+    when it cannot be read (the message fails with that reason, the others go on)."""
+    path = entity.get("logo")
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(
+            f"entity {entity['entity_ref']}: its logo {path} cannot be read: {exc.strerror or exc}"
+        ) from exc
+
+
 def invoice_pdf(font: Path | None) -> Attach:
-    """Attach the document itself to its delivery message."""
+    """Attach the document itself to its delivery message (with the entity's logo, read once a run)."""
+    logos: dict[str, bytes | None] = {}
 
     def attach(context: Mapping[str, Any]) -> Sequence[render.Attachment]:
         invoice = context["invoice"]
         if context["kind"] != "invoice" or invoice is None:
             return ()
-        pdf = render_pdf(
-            invoice,
-            entity=context["entity"],
-            customer=context["customer"],
-            language=context["language"],
-            pay_link=context.get("pay_link"),
-            font=font,
-        )
+        entity = context["entity"]
+        if entity.get("logo") not in logos:
+            logos[entity.get("logo")] = read_logo(entity)
+        try:
+            pdf = render_pdf(
+                invoice,
+                entity=entity,
+                customer=context["customer"],
+                language=context["language"],
+                pay_link=context.get("pay_link"),
+                font=font,
+                logo=logos[entity.get("logo")],
+            )
+        except ValueError as exc:
+            raise ValueError(f"entity {entity['entity_ref']}: {exc}") from exc
         return (render.Attachment(f"{invoice['number']}.pdf", pdf),)
 
     return attach

@@ -2,12 +2,14 @@
 their periods, subtotal, discounts, total, what is paid and open, the due date, how to pay and the
 pay link. Money and dates are written for the reader's language and the currency's minor units.
 
-Pure: the caller hands in the document (as the store reads it) and, for text outside Latin-1
-(Japanese, the euro sign in core fonts), a Unicode TrueType font file; the result is the PDF's bytes.
+Pure: the caller hands in the document (as the store reads it), the entity's logo as image bytes
+(PNG or JPEG, drawn at the top right) and, for text outside Latin-1 (Japanese, the euro sign in core
+fonts), a Unicode TrueType font file; the result is the PDF's bytes.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -61,6 +63,9 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
+LOGO_BOX = (45.0, 20.0)  # mm: the most a logo takes, width and height
+
+
 def labels(language: str) -> dict[str, str]:
     """The document's words in the reader's language (English where we have no translation)."""
     return LABELS.get(language.split("-")[0].split("_")[0].lower(), LABELS["en"])
@@ -74,8 +79,10 @@ def render_pdf(
     language: str,
     pay_link: str | None = None,
     font: Path | None = None,
+    logo: bytes | None = None,
 ) -> bytes:
-    """The PDF of one stored document (header with ``lines``, as ``store.invoices`` reads it)."""
+    """The PDF of one stored document (header with ``lines``, as ``store.invoices`` reads it).
+    ValueError when ``logo`` is not an image fpdf2 can draw."""
     words = labels(language)
     currency = str(document["currency"])
     shown = present({k: v for k, v in document.items() if k != "lines"}, document["lines"])
@@ -93,11 +100,29 @@ def render_pdf(
         family = "body"
     clean = _text if font is None else (lambda value: str(value))
     pdf.add_page()
+    beside = 0.0  # the header's text keeps clear of the logo's box
+    if logo is not None:
+        box = LOGO_BOX
+        try:  # drawn at its own proportions, centred in the box at the margins' top right corner
+            pdf.image(
+                io.BytesIO(logo),
+                x=pdf.w - pdf.r_margin - box[0],
+                y=pdf.t_margin,
+                w=box[0],
+                h=box[1],
+                keep_aspect_ratio=True,
+            )
+        except Exception as exc:  # Pillow's and fpdf2's own errors for a file that is no image
+            raise ValueError(f"the logo is not a PNG or JPEG image that can be drawn: {exc}") from exc
+        beside = box[0] + 5
+    header = pdf.w - pdf.l_margin - pdf.r_margin - beside
     pdf.set_font(family, size=16)
-    pdf.cell(0, 9, clean(entity["name"]), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.cell(header, 9, _fit(pdf, clean(entity["name"]), header), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(family, size=9)
     if entity.get("address"):
-        pdf.multi_cell(0, 5, clean(entity["address"]), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(header, 5, clean(entity["address"]), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    if logo is not None:
+        pdf.set_y(max(pdf.get_y(), pdf.t_margin + LOGO_BOX[1]))
     pdf.ln(4)
     pdf.set_font(family, size=14)
     pdf.cell(0, 8, clean(f"{words[document['doc_type']]} {document['number']}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)

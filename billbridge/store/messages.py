@@ -372,7 +372,11 @@ def retry(session: Session, message_id: int) -> str:
         row.leased_until = row.leased_by = None
     message.state, message.last_error = "queued", None
     session.flush()
-    _enqueue(session, message)
+    # A row of its own, keyed by when the person retried: the message's ``attempts`` counts SMTP
+    # sends only, so one that failed before sending (a template, its logo) would otherwise get its
+    # first row's key again and be dropped as a duplicate, left queued with nothing to deliver it.
+    row = _outbox_row(message.id, message.channel, message.kind, message.event_key, message.attempts)
+    outbox.enqueue(session, **{**row, "dedupe_key": f"{row['dedupe_key']}:retry:{utcnow().isoformat()}"})
     return "queued"
 
 
@@ -573,6 +577,7 @@ def _entity(entity_ref: str, name: str, currency: str, settings: dict[str, Any] 
         "currency": currency,
         "address": messaging.address,
         "payment_instructions": messaging.payment_instructions,
+        "logo": messaging.logo,
         "sender": sender_of(messaging, entity_ref),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -26,11 +27,12 @@ ENTITY = {
 }
 
 
-def world(store: Store, customers: int, *, languages: tuple[str, ...] = ("en",)) -> list[int]:
-    """``customers`` customers of the US entity with one contact each, one monthly contract each,
-    billed for January and issued (sent); returns the invoice ids."""
+def world(store: Store, customers: int, *, languages: tuple[str, ...] = ("en",), logo: Path | None = None) -> list[int]:
+    """``customers`` customers of the US entity (with ``logo`` on its documents) with one contact each,
+    one monthly contract each, billed for January and issued (sent); returns the invoice ids."""
+    entity = ENTITY if logo is None else {**ENTITY, "messaging": {**ENTITY["messaging"], "logo": str(logo)}}
     doc: dict[str, Any] = {
-        "entities": [ENTITY, REFERENCE["entities"][1]],
+        "entities": [entity, REFERENCE["entities"][1]],
         "products": REFERENCE["products"],
         "customers": [
             {

@@ -12,7 +12,7 @@ from billbridge.flows.importing import SECTIONS, ContractFileError, import_docum
 from billbridge.store import quarantine
 from billbridge.store.contracts import contract_ids, load_timelines
 from billbridge.store.db import Store
-from billbridge.store.models import Contract, ContractLine, ContractVersion
+from billbridge.store.models import Contract, ContractLine, ContractVersion, LegalEntity
 from tests.docs import contract, document
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
@@ -171,3 +171,46 @@ def test_one_batch_mixing_new_amended_unchanged_and_refused_contracts(store: Sto
     assert [len(v.contract.lines) for v in timelines["C-new-2"].versions] == [1]
     assert [len(t.versions) for t in (timelines["C-drift"], timelines["C-same"])] == [1, 1]
     assert count(store, ContractLine) == 6  # C-known twice, C-same, C-drift, C-new-1, C-new-2: one line each
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16  # the signature is what the import checks; drawing is the PDF's test
+
+
+def entity_with_logo(logo: str, ref: str = "us") -> dict[str, object]:
+    [entity] = [e for e in document()["entities"] if e["entity_ref"] == ref]
+    return {**entity, "messaging": {"logo": logo}}
+
+
+def test_a_logo_is_read_from_the_contract_files_folder_and_stored_absolute(tmp_path: Path, store: Store) -> None:
+    (tmp_path / "brand").mkdir()
+    (tmp_path / "brand" / "acme.png").write_bytes(PNG)
+    file = tmp_path / "entities.json"
+    file.write_text(json.dumps({"entities": [entity_with_logo("brand/acme.png")]}))
+    summary = import_file(store, file)
+    assert not summary.errors and summary.counts["entities.created"] == 1
+    with store.read() as session:
+        stored = session.scalar(select(LegalEntity.messaging).where(LegalEntity.entity_ref == "us"))
+    assert stored["logo"] == str(tmp_path / "brand" / "acme.png")
+
+
+def test_a_missing_or_wrong_logo_refuses_its_entity_naming_the_field_and_the_rest_go_on(
+    tmp_path: Path, store: Store
+) -> None:
+    (tmp_path / "logo.jpg").write_bytes(b"GIF89a: a GIF named .jpg")
+    file = tmp_path / "entities.yaml"
+    doc = {**document(), "entities": [entity_with_logo("gone.png"), entity_with_logo("logo.jpg", "kw")]}
+    file.write_text(json.dumps(doc))
+    summary = import_file(store, file)
+    errors = {(e.record, e.field): e.message for e in summary.errors}
+    assert errors[("entities[0] (us)", "messaging.logo")].startswith(f"cannot read {tmp_path / 'gone.png'}: ")
+    assert errors[("entities[1] (kw)", "messaging.logo")] == f"{tmp_path / 'logo.jpg'} is not a PNG or JPEG image"
+    assert summary.counts["products.created"] == len(document()["products"])  # the rest went on
+    with store.read() as session:
+        held = {e["record_key"]: e for e in quarantine.list_open(session) if e["record_type"] == "entities"}
+    assert set(held) == {"us", "kw"} and held["us"]["field"] == "messaging.logo"
+
+
+def test_a_logo_that_is_no_image_file_name_is_refused_by_the_schema(store: Store) -> None:
+    summary = import_document(store, {"entities": [entity_with_logo("logo.gif")]})
+    [error] = summary.errors
+    assert error.field == "messaging.logo" and "expected a PNG or JPEG file" in error.message

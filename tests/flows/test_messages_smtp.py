@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pypdf import PdfReader
 
 from billbridge.flows.messages import send_messages
@@ -76,6 +77,36 @@ def test_refusals_are_kept_with_the_answer_and_the_others_go_on(
         outbox.retry_now(session, [p["id"] for p in outbox.pending(session) if not p["parked"]])
     assert send_messages(store, settings_for(smtp, database_url, tmp_path)).outcomes == {"invoice": 1}
     assert len(smtp.mailbox.items()) == 2
+
+
+def test_the_entity_logo_is_on_each_pdf_and_a_logo_gone_missing_fails_its_deliveries_naming_it(
+    store: Store, smtp: SmtpSandbox, database_url: str, tmp_path: Path
+) -> None:
+    logo = tmp_path / "acme.png"
+    Image.new("RGB", (300, 120), (0, 0, 255)).save(logo)
+    invoices = world(store, 3, logo=logo)
+    queue_deliveries(store, invoices[:1])
+    settings = settings_for(smtp, database_url, tmp_path)
+    assert send_messages(store, settings).outcomes == {"invoice": 1}
+    [received] = smtp.mailbox.items()
+    [attachment] = list(received.message.iter_attachments())
+    [image] = PdfReader(io.BytesIO(attachment.get_payload(decode=True))).pages[0].images
+    assert image.image.size == (300, 120)  # the logo's own pixels, drawn into the PDF
+
+    logo.rename(tmp_path / "moved.png")  # the file went away after the entity was imported
+    queue_deliveries(store, invoices[1:])
+    assert send_messages(store, settings).outcomes == {"failed": 2}
+    with store.read() as session:
+        failed = messages.listing(session, state="failed")
+    assert len(failed) == 2 and {f["customer_ref"] for f in failed} == {"c1", "c2"}
+    assert all(f"entity us: its logo {logo} cannot be read: No such file" in f["last_error"] for f in failed)
+    assert len(smtp.mailbox.items()) == 1  # nothing half-made went out
+    (tmp_path / "moved.png").rename(logo)  # put back; `billbridge messages retry ID` each
+    with store.write() as session:
+        for message in failed:
+            messages.retry(session, message["id"])
+    assert send_messages(store, settings).outcomes == {"invoice": 2}
+    assert len(smtp.mailbox.items()) == 3
 
 
 def test_a_connection_lost_after_data_leaves_the_message_unconfirmed_until_a_person_retries(

@@ -11,6 +11,7 @@ from typing import Any
 
 import pypdfium2
 import pytest
+from PIL import Image, ImageDraw
 from pypdf import PdfReader
 
 from billbridge.mapping.invoice_pdf import render_pdf
@@ -55,6 +56,28 @@ def document(currency: str = "EUR", paid: str = "0") -> dict[str, Any]:
     }
 
 
+def logo(kind: str = "PNG", size: tuple[int, int] = (400, 160)) -> bytes:
+    """A made-up logo: a pure blue box with a white mark, as PNG or JPEG bytes."""
+    image = Image.new("RGB", size, (0, 0, 255))
+    ImageDraw.Draw(image).rectangle((size[0] // 4, size[1] // 3, size[0] // 2, 2 * size[1] // 3), fill="white")
+    out = io.BytesIO()
+    image.save(out, kind)
+    return out.getvalue()
+
+
+def blue_box(pdf: bytes) -> tuple[tuple[int, int, int, int] | None, tuple[int, int]]:
+    """Where the page, drawn by PDFium, is the logo's blue; and the page's size in pixels."""
+    page = pypdfium2.PdfDocument(pdf)[0].render(scale=2).to_pil().convert("RGB")
+    red, green, blue = page.split()
+    only_blue = Image.eval(blue, lambda v: 255 if v > 200 else 0)
+    no_red = Image.eval(red, lambda v: 255 if v < 60 else 0)
+    no_green = Image.eval(green, lambda v: 255 if v < 60 else 0)
+    mask = Image.composite(
+        only_blue, Image.new("L", page.size), Image.composite(no_red, Image.new("L", page.size), no_green)
+    )
+    return mask.getbbox(), page.size
+
+
 def text_of(pdf: bytes) -> str:
     return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
 
@@ -68,6 +91,7 @@ def test_a_german_invoice_reads_back_with_its_details_in_german_formats(tmp_path
         language="de",
         pay_link="https://invoice.stripe.sandbox/i/in_1",
         font=DEJAVU,
+        logo=logo(),
     )
     text = text_of(pdf)
     for expected in (
@@ -89,15 +113,45 @@ def test_a_german_invoice_reads_back_with_its_details_in_german_formats(tmp_path
     (tmp_path / "invoice.pdf").write_bytes(pdf)  # a person may look at it: pytest keeps tmp_path
     # and its first page as an image, drawn by PDFium (Chrome's PDF engine), where the dashboard's
     # screenshots go: the page is drawn (ink on it) and the text sits inside the page, not off its edge
-    page = pypdfium2.PdfDocument(pdf)[0].render(scale=2).to_pil().convert("L")
+    drawn = pypdfium2.PdfDocument(pdf)[0].render(scale=2).to_pil()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.save(SCREENSHOTS / "invoice-pdf-de-page-1.png")
+    drawn.save(SCREENSHOTS / "invoice-pdf-de-page-1.png")
+    page = drawn.convert("L")
     width, height = page.size
     assert width > 1000 and height > 1000
     ink = page.point(lambda v: 255 if v < 128 else 0)
     assert 0.002 < sum(ink.histogram()[255:]) / (width * height) < 0.2  # text, not a blank or black page
     left, top, right, bottom = ink.getbbox() or (0, 0, 0, 0)
     assert left > 0 and top > 0 and right < width and bottom < height  # inside the margins
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG"])
+def test_the_entity_logo_is_drawn_at_the_top_right_at_its_own_proportions(kind: str) -> None:
+    pdf = render_pdf(document(), entity=ENTITY, customer={"name": "Globex"}, language="en", logo=logo(kind))
+    box, (width, height) = blue_box(pdf)
+    assert box is not None, "no logo on the page"
+    left, top, right, bottom = box
+    mm = 2 * 72 / 25.4  # pixels a millimetre: PDFium at scale 2 draws a point as 2 pixels
+    assert (width, height) == (round(210 * mm), round(297 * mm))  # A4
+    # fpdf2's default margins are 1 cm; the 45 x 20 mm box in the margins' top right corner holds a
+    # 5:2 logo as 45 x 18 mm, centred in it (1 mm above and below)
+    assert abs(right - (width - 10 * mm)) <= 3 and abs(top - 11 * mm) <= 3
+    assert abs((right - left) - 45 * mm) <= 4 and abs((bottom - top) - 18 * mm) <= 4
+    assert "Acme GmbH" in text_of(pdf)  # the name is still written, left of the logo
+    without = render_pdf(document(), entity=ENTITY, customer={"name": "Globex"}, language="en")
+    assert blue_box(without)[0] is None
+
+
+def test_a_tall_logo_keeps_its_proportions_inside_the_box() -> None:
+    pdf = render_pdf(document(), entity=ENTITY, customer={"name": "Globex"}, language="en", logo=logo(size=(100, 200)))
+    left, top, right, bottom = blue_box(pdf)[0] or (0, 0, 0, 0)
+    mm = 2 * 72 / 25.4
+    assert abs((bottom - top) - 20 * mm) <= 4 and abs((right - left) - 10 * mm) <= 4  # as tall as the box
+
+
+def test_bytes_that_are_no_image_are_refused_with_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="the logo is not a PNG or JPEG image"):
+        render_pdf(document(), entity=ENTITY, customer={"name": "Globex"}, language="en", logo=b"GIF89a not ours")
 
 
 def test_core_fonts_spell_out_what_latin1_lacks_and_minor_units_follow_the_currency() -> None:
