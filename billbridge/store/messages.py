@@ -375,8 +375,8 @@ def retry(session: Session, message_id: int) -> str:
     # A row of its own, keyed by when the person retried: the message's ``attempts`` counts SMTP
     # sends only, so one that failed before sending (a template, its logo) would otherwise get its
     # first row's key again and be dropped as a duplicate, left queued with nothing to deliver it.
-    row = _outbox_row(message.id, message.channel, message.kind, message.event_key, message.attempts)
-    outbox.enqueue(session, **{**row, "dedupe_key": f"{row['dedupe_key']}:retry:{utcnow().isoformat()}"})
+    fresh = _outbox_row(message.id, message.channel, message.kind, message.event_key, message.attempts)
+    outbox.enqueue(session, **{**fresh, "dedupe_key": f"{fresh['dedupe_key']}:retry:{utcnow().isoformat()}"})
     return "queued"
 
 
