@@ -89,7 +89,24 @@ DEFAULT_REQUESTS_PER_10S = 100  # HubSpot's lowest published tier (100-190 per r
 DEFAULT_SEARCHES_PER_SECOND = 4
 
 
-class SalesforceSettings(BaseModel):
+class RetrySettings(BaseModel):
+    """How a vendor's failed calls are retried (``[<vendor>.retry]``, BILLBRIDGE_<VENDOR>__RETRY__*):
+    what may be retried (a 429, a 5xx, a lost connection) is, up to ``attempts`` calls in all, after a
+    random wait of at most ``base_delay`` x 2^(attempt-1) seconds, capped at ``max_delay``; a wait the
+    vendor asks for (Retry-After) is the least."""
+
+    attempts: int = Field(default=6, ge=1, le=20, description="Calls in all, the first included")
+    base_delay: float = Field(default=0.5, ge=0, le=60, description="Seconds: the first retry's longest wait")
+    max_delay: float = Field(default=30.0, ge=0, le=600, description="Seconds: no wait is longer")
+
+
+class VendorSettings(BaseModel):
+    """What every vendor's settings have: how its calls are retried."""
+
+    retry: RetrySettings = Field(default_factory=RetrySettings, description="How failed calls are retried")
+
+
+class SalesforceSettings(VendorSettings):
     """How to reach one Salesforce org (``[salesforce]``, BILLBRIDGE_SALESFORCE__*).
 
     Sessions come from the org's OAuth token endpoint: the client-credentials flow with a
@@ -135,7 +152,7 @@ class SalesforceSettings(BaseModel):
         return f"{self.instance_url.rstrip('/')}/services/oauth2/token"
 
 
-class HubSpotSettings(BaseModel):
+class HubSpotSettings(VendorSettings):
     """One HubSpot portal (``[hubspot]``, BILLBRIDGE_HUBSPOT__*).
 
     Either a private-app ``access_token`` (it does not expire) or an OAuth app's ``client_id``,
@@ -221,7 +238,7 @@ HUBSPOT_NOT_CONFIGURED = (
 )
 
 
-class QuickBooksSettings(BaseModel):
+class QuickBooksSettings(VendorSettings):
     """One QuickBooks Online company. ``refresh_token`` seeds the store on first use; after that the
     rotated tokens live (sealed) in the store."""
 
@@ -241,7 +258,7 @@ class QuickBooksSettings(BaseModel):
     )
 
 
-class StripeSettings(BaseModel):
+class StripeSettings(VendorSettings):
     """One Stripe account (a restricted key with invoices, customers and payments write access). The
     webhook endpoint needs only ``webhook_secret``; whatever calls Stripe asks for ``api_key``."""
 

@@ -15,10 +15,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import requests
 import urllib3.exceptions
+
+if TYPE_CHECKING:
+    from billbridge.settings import RetrySettings
 
 T = TypeVar("T")
 log = logging.getLogger("billbridge.connectors")
@@ -94,6 +97,11 @@ class RetryPolicy:
     attempts: int = 6
     base_delay: float = 0.5
     max_delay: float = 30.0
+
+    @classmethod
+    def of(cls, settings: RetrySettings) -> RetryPolicy:
+        """The policy a vendor's ``retry`` settings say."""
+        return cls(settings.attempts, settings.base_delay, settings.max_delay)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Full jitter exponential backoff; a vendor's Retry-After is a floor."""

@@ -123,7 +123,12 @@ def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
     config = QuickBooksConfig(qs.client_id, qs.client_secret.get_secret_value(), qs.realm_id, **optional)
     initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
     repoint = settings.revenue_accounts is not None
-    return QuickBooks(config, tokens(f"quickbooks:{qs.realm_id}", initial), repoint_items=repoint)
+    return QuickBooks(
+        config,
+        tokens(f"quickbooks:{qs.realm_id}", initial),
+        repoint_items=repoint,
+        policy=RetryPolicy.of(qs.retry),
+    )
 
 
 class QuickBooks(QuickBooksConnector):

@@ -18,7 +18,7 @@ import stripe
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.connectors.base import PushResult
-from billbridge.connectors.errors import VendorError
+from billbridge.connectors.errors import RetryPolicy, VendorError
 from billbridge.connectors.stripe import readers
 from billbridge.connectors.stripe.client import (
     ADD_LINES_CHUNK,
@@ -38,7 +38,9 @@ def connect(settings: Settings) -> Stripe:
     """The configured Stripe account (``settings.stripe``)."""
     if settings.stripe is None:
         raise NotConfigured("Stripe is not configured (BILLBRIDGE_STRIPE__API_KEY, ...)")
-    return Stripe(settings.stripe.key(), base_url=settings.stripe.base_url)
+    return Stripe(
+        settings.stripe.key(), base_url=settings.stripe.base_url, policy=RetryPolicy.of(settings.stripe.retry)
+    )
 
 
 class Stripe(StripeConnector):

@@ -18,6 +18,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     from prefect.settings import (
+        PREFECT_API_BLOCKS_REGISTER_ON_START,
         PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         temporary_settings,
@@ -30,7 +31,15 @@ def prefect_api() -> Iterator[None]:
     # No certificate checks against the harness's plain-HTTP server: Prefect makes a client for every
     # task run, and each loaded certifi's whole CA bundle into a new SSL context (as the demo, app/demo.py).
     quicker = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}
-    with prefect_test_harness(server_startup_timeout=120), temporary_settings(updates=quicker):
+    # The harness's server does not register every block type Prefect knows when it starts (half its
+    # start-up): a block a test saves registers its own type, as Block.save does. Set before the
+    # harness starts its server, which takes the settings in force then.
+    server = {PREFECT_API_BLOCKS_REGISTER_ON_START: False}
+    with (
+        temporary_settings(updates=server),
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates=quicker),
+    ):
         yield
 
 

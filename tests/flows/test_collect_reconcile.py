@@ -29,6 +29,7 @@ from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
 from tests.flows.test_push_quickbooks import settings_for
+from tests.settings_env import as_environment
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
 
@@ -592,9 +593,9 @@ def test_a_payment_quickbooks_holds_malformed_is_quarantined_and_read_again_once
 
     monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
     monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path))
-    for key, value in settings.quickbooks.model_dump(exclude_none=True).items():  # type: ignore[union-attr]
-        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
-        monkeypatch.setenv(f"BILLBRIDGE_QUICKBOOKS__{key.upper()}", str(plain))
+    assert settings.quickbooks is not None
+    for key, value in as_environment("BILLBRIDGE_QUICKBOOKS", settings.quickbooks).items():
+        monkeypatch.setenv(key, value)
     result = CliRunner().invoke(app, ["reconcile", "--source", "quickbooks"])
     assert result.exit_code == 0, result.output
     assert f"quarantined {bad['Id']}: field TxnDate: cannot read '2026-02-30'" in " ".join(result.stderr.split())

@@ -127,7 +127,7 @@ def test_a_bill_push_killed_after_quickbooks_accepted_makes_no_second_bill(
     # The push's batch calls: the vendor, the expense account, then the Bill. Hold the Bill's answer.
     hold = qbo.faults.add(kind="hold_response", path="/batch", after=2, delay=5)
     env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
-    env.update({f"BILLBRIDGE_QUICKBOOKS__{k.upper()}": str(v) for k, v in _plain(settings).items()})
+    env.update(_plain(settings))
     script = (
         "from billbridge.settings import Settings\nfrom billbridge.flows.partner_fees import push_bills\n"
         "from billbridge.store.db import open_store\ns = Settings()\npush_bills(open_store(s.database), s)\n"

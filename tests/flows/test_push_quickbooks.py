@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from billbridge.connectors.errors import RetryPolicy
 from billbridge.flows.approval import approve_drafts
 from billbridge.flows.importing import import_file
 from billbridge.flows.invoice_generation import run_billing
-from billbridge.flows.push import push
+from billbridge.flows.push import push, quickbooks_connector
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.settings import QuickBooksSettings, Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
+from tests.settings_env import QUICK_RETRY, as_environment
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
 
@@ -42,8 +44,16 @@ def settings_for(qbo: RunningQuickBooks, database_url: str, data_dir: Path) -> S
             ca_bundle=str(qbo.ca_bundle),
             requests_per_second=100_000,
             batches_per_minute=100_000,
+            retry=QUICK_RETRY,
         ),
     )
+
+
+def test_the_company_takes_its_retries_from_its_settings(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(qbo, database_url, tmp_path)
+    assert quickbooks_connector(store, settings).policy == RetryPolicy.of(QUICK_RETRY)
 
 
 def billed(store: Store) -> list[dict[str, object]]:
@@ -88,7 +98,7 @@ def test_a_push_killed_after_quickbooks_accepted_is_finished_by_the_rerun(
     # The push's batch calls: customers, items, then documents 30 at a time. Hold the first documents'.
     hold = qbo.faults.add(kind="hold_response", path="/batch", after=2, delay=5)
     env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
-    env.update({f"BILLBRIDGE_QUICKBOOKS__{k.upper()}": str(v) for k, v in _plain(settings).items()})
+    env.update(_plain(settings))
     script = "from billbridge.settings import Settings\nfrom billbridge.flows.push import push\nfrom billbridge.store.db import open_store\ns = Settings()\npush(open_store(s.database), s, 'quickbooks')\n"
     child = subprocess.Popen([sys.executable, "-c", script], env=env)
     deadline = time.monotonic() + 60
@@ -112,10 +122,10 @@ def test_a_push_killed_after_quickbooks_accepted_is_finished_by_the_rerun(
         assert {d["status"] for d in list_invoices(session)} == {"sent"}
 
 
-def _plain(settings: Settings) -> dict[str, object]:
+def _plain(settings: Settings) -> dict[str, str]:
+    """The QuickBooks settings as BILLBRIDGE_QUICKBOOKS__* variables."""
     assert settings.quickbooks is not None
-    values = settings.quickbooks.model_dump()
-    return {k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in values.items() if v is not None}
+    return as_environment("BILLBRIDGE_QUICKBOOKS", settings.quickbooks)
 
 
 def test_the_cli_pushes_and_reconciles(
@@ -132,7 +142,7 @@ def test_the_cli_pushes_and_reconciles(
     monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
     monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path))
     for key, value in _plain(settings).items():
-        monkeypatch.setenv(f"BILLBRIDGE_QUICKBOOKS__{key.upper()}", str(value))
+        monkeypatch.setenv(key, value)
     runner = CliRunner()
     pushed = runner.invoke(app, ["push", "--target", "quickbooks", "--json"])
     assert pushed.exit_code == 0, pushed.output
@@ -160,7 +170,7 @@ def test_a_push_finding_its_messages_leased_by_a_killed_run_says_so(
     documents = billed(store)
     settings = settings_for(qbo, database_url, tmp_path)
     env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
-    env.update({f"BILLBRIDGE_QUICKBOOKS__{k.upper()}": str(v) for k, v in _plain(settings).items()})
+    env.update(_plain(settings))
     for key in ("BILLBRIDGE_DATABASE_URL", "BILLBRIDGE_DATA_DIR", *(k for k in env if "QUICKBOOKS__" in k)):
         monkeypatch.setenv(key, env[key])
     hold = qbo.faults.add(kind="hold_response", path="/batch", after=2, delay=30)
@@ -251,7 +261,7 @@ def test_two_pushes_at_once_from_an_empty_company_create_everything_once_and_par
     assert len(documents) == CONTRACTS
     settings = settings_for(qbo, database_url, tmp_path)
     env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
-    env.update({f"BILLBRIDGE_QUICKBOOKS__{k.upper()}": str(v) for k, v in _plain(settings).items()})
+    env.update(_plain(settings))
     held = qbo.faults.add(kind="hold_response", path="/query", times=2, delay=8)
     command = [str(Path(sys.executable).with_name("billbridge")), "push", "--target", "quickbooks", "--json"]
     pushes = [

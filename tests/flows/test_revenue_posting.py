@@ -25,6 +25,7 @@ from billbridge.settings import QuickBooksSettings, RevenueAccountsSettings, Set
 from billbridge.store import outbox
 from billbridge.store.db import Store
 from tests.docs import contract, document
+from tests.settings_env import QUICK_RETRY, as_environment
 
 YEAR = contract("C-Y", cycle_unit="year", contract_end_date="2026-12-31")  # 1,200 billed upfront for 2026
 SEATS = contract(  # 2 seats at 45 a month, billed in arrears: recognised before billed (a contract asset)
@@ -57,6 +58,7 @@ def settings_for(qbo: RunningQuickBooks, database_url: str, data_dir: Path) -> S
             ca_bundle=str(qbo.ca_bundle),
             requests_per_second=100_000,
             batches_per_minute=100_000,
+            retry=QUICK_RETRY,
         ),
         revenue_accounts=RevenueAccountsSettings(
             deferred_revenue=made["Deferred Revenue"], contract_asset=made["Unbilled Receivables"], revenue="1"
@@ -273,10 +275,7 @@ def killed_while_posting(
     env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
     env["BILLBRIDGE_CONFIG"] = str(tmp_path / "none.toml")
     assert settings.quickbooks is not None and settings.revenue_accounts is not None
-    for key, value in settings.quickbooks.model_dump().items():
-        if value is not None:
-            plain = value.get_secret_value() if isinstance(value, SecretStr) else value
-            env[f"BILLBRIDGE_QUICKBOOKS__{key.upper()}"] = str(plain)
+    env.update(as_environment("BILLBRIDGE_QUICKBOOKS", settings.quickbooks))
     for key in ("deferred_revenue", "contract_asset", "revenue"):
         env[f"BILLBRIDGE_REVENUE_ACCOUNTS__{key.upper()}"] = getattr(settings.revenue_accounts, key)
     script = (

@@ -27,6 +27,7 @@ from billbridge.settings import Settings
 from billbridge.store import quarantine
 from billbridge.store.contracts import contract_summaries
 from billbridge.store.db import Store
+from tests.settings_env import QUICK_RETRY, as_environment
 
 TODAY = date(2026, 11, 2)
 # The field each kind of broken deal must be quarantined for, in each CRM's own names.
@@ -88,7 +89,8 @@ def crm(request: pytest.FixtureRequest, world: demo_world.DemoWorld, monkeypatch
             Fault("expired_auth", path="/query", times=1),
         ]
         found = Crm("salesforce", sandbox.faults, sandbox.deal_ids, sandbox.apply, plan)
-    for key, value in sandbox.env().items():
+    quick = as_environment(f"BILLBRIDGE_{request.param.upper()}__RETRY", QUICK_RETRY)  # faults retried at once
+    for key, value in {**sandbox.env(), **quick}.items():
         monkeypatch.setenv(key, value)
     try:
         yield found

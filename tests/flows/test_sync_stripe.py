@@ -34,6 +34,7 @@ from billbridge.sandbox.stripe import RunningStripe, start_seeded
 from billbridge.store import quarantine
 from billbridge.store.contracts import contract_ids, current_contracts, load_timelines
 from billbridge.store.db import Store
+from tests.settings_env import QUICK_RETRY, as_environment
 
 DAY0 = date(2026, 11, 2)
 
@@ -85,6 +86,8 @@ def env(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     with start_seeded(world, clock=clock) as running:
         monkeypatch.setenv("BILLBRIDGE_STRIPE__API_KEY", running.api_key)
         monkeypatch.setenv("BILLBRIDGE_STRIPE__BASE_URL", running.url)
+        for key, value in as_environment("BILLBRIDGE_STRIPE__RETRY", QUICK_RETRY).items():  # faults retried at once
+            monkeypatch.setenv(key, value)
         client = stripe.StripeClient(running.api_key, base_addresses={"api": running.url})
         customer = client.v1.customers.create({"name": "Acme Self-Serve", "email": "ap@acme.test"})
         product = client.v1.products.create({"name": "Team seats", "metadata": {"sku": "TEAM-SEATS"}})

@@ -36,6 +36,7 @@ from billbridge.store.models import Payment
 from billbridge.store.payments import known_payment_refs
 from tests.flows.test_collect_reconcile import bill_and_approve
 from tests.flows.test_push_quickbooks import settings_for
+from tests.settings_env import as_environment
 
 PAYMENT_EVENTS = {"charge.succeeded", "payment_intent.succeeded", "invoice_payment.paid", "invoice.paid"}
 
@@ -185,10 +186,8 @@ def test_quickbooks_payment_notification_is_reconciled_once_by_the_flow(
     qbo.company.webhook.url = f"{url}/webhooks/quickbooks"
     # The flow reads its settings from the environment, as a deployment does.
     monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path))  # where the key sealing the stored tokens lives
-    for name, value in settings.quickbooks.model_dump().items():
-        if value is not None:
-            secret = value.get_secret_value() if isinstance(value, SecretStr) else value
-            monkeypatch.setenv(f"BILLBRIDGE_QUICKBOOKS__{name.upper()}", str(secret))
+    for name, value in as_environment("BILLBRIDGE_QUICKBOOKS", settings.quickbooks).items():
+        monkeypatch.setenv(name, value)
 
     bill_and_approve(store, ["quickbooks"])
     push(store, settings, "quickbooks")  # QuickBooks notifies the invoices' creation: nothing to do for us

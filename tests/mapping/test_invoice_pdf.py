@@ -125,6 +125,21 @@ def test_a_german_invoice_reads_back_with_its_details_in_german_formats(tmp_path
     assert left > 0 and top > 0 and right < width and bottom < height  # inside the margins
 
 
+@pytest.mark.skipif(not DEJAVU.exists(), reason="needs DejaVu Sans (fonts-dejavu-core)")
+def test_documents_made_one_after_another_each_carry_their_own_characters() -> None:
+    """Each document embeds the glyphs it uses, whatever the documents before it used."""
+    names = ["Ωμέγα Α.Ε.", "Globex AG", "Łódź Sp. z o.o.", "Ωμέγα Α.Ε."]
+    made = [
+        render_pdf(document(), entity=ENTITY, customer={"name": name}, language="de", font=DEJAVU) for name in names
+    ]
+    for name, pdf in zip(names, made, strict=True):
+        text = text_of(pdf)
+        assert f"Rechnung an: {name}" in text and "1.234,50 €" in text
+        assert not any(other in text for other in set(names) - {name})
+    assert len(made[0]) == len(made[3])  # the same document twice (but its time of making): nothing of the others
+    assert len(made[1]) < len(made[0])  # Greek glyphs embedded where used, not in the Latin one
+
+
 @pytest.mark.parametrize("kind", ["PNG", "JPEG"])
 def test_the_entity_logo_is_drawn_at_the_top_right_at_its_own_proportions(kind: str) -> None:
     pdf = render_pdf(document(), entity=ENTITY, customer={"name": "Globex"}, language="en", logo=logo(kind))

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from hubspot import HubSpot
 
-from billbridge.connectors.client import DEFAULT_POLICY, VendorClient
+from billbridge.connectors.client import VendorClient
 from billbridge.connectors.errors import Classified, RetryPolicy
 from billbridge.connectors.hubspot.errors import classify_hubspot
 from billbridge.connectors.pacing import Pacer
@@ -49,10 +49,14 @@ class HubSpotClient(VendorClient):
         self,
         settings: HubSpotSettings,
         *,
-        policy: RetryPolicy = DEFAULT_POLICY,
+        policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        super().__init__(policy=policy, pacer=Pacer(settings.requests_per_10s, RATE_WINDOW_SECONDS), sleep=sleep)
+        super().__init__(
+            policy=policy or RetryPolicy.of(settings.retry),
+            pacer=Pacer(settings.requests_per_10s, RATE_WINDOW_SECONDS),
+            sleep=sleep,
+        )
         self.settings = settings
         self.search_pacer = Pacer(settings.search_requests_per_second, 1.0)  # search has its own, stricter limit
         self.refreshes = 0

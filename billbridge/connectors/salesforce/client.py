@@ -73,7 +73,11 @@ class SalesforceClient(VendorClient):
         pacer: Pacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(policy=policy, pacer=pacer or Pacer(CALLS_PER_SECOND, 1.0, sleep=sleep), sleep=sleep)
+        super().__init__(
+            policy=policy or RetryPolicy.of(settings.retry),
+            pacer=pacer or Pacer(CALLS_PER_SECOND, 1.0, sleep=sleep),
+            sleep=sleep,
+        )
         self.settings = settings
         self.near_limit_pacer = Pacer(NEAR_LIMIT_CALLS_PER_SECOND, 1.0, sleep=sleep)
         self.http = requests.Session()
