@@ -815,3 +815,96 @@ def fresh_lines(version: Version, as_of: date) -> list[DraftLine]:
             if found is not None:
                 out.append(found)
     return out
+
+
+def _no_usage(_query: UsageQuery) -> Decimal:
+    return ZERO
+
+
+def planned_lines(versions: Sequence[Version], as_of: date, billed: Sequence[BilledItem] = ()) -> list[DraftLine]:
+    """The lines :func:`plan_invoices` plans for ``versions`` against ``billed`` by ``as_of`` with no billing
+    date taken yet (each line on its own billing date, nothing pending), minimum-commitment true-ups left out
+    (variable consideration), contract discounts in, no usage. Revenue recognition values an amended
+    contract's term this way: the planner's comparison with what was billed (``_diff``) runs only for the
+    slots something was billed for; every other slot is drafted as :func:`fresh_lines` drafts (each distinct
+    amount prorated and rounded once) and no invoice drafts are made."""
+    billers = {version.contract.billed_by for version in versions}
+    if len(billers) > 1:
+        raise ValueError(f"its versions are billed by different systems ({', '.join(sorted(billers))})")
+    if billers and billers != {"billbridge"}:
+        return []
+    timeline = _Timeline(versions)
+    contract = timeline.current
+    currency = contract.currency
+    billed_by_slot: dict[tuple[str, str, date], list[BilledItem]] = defaultdict(list)
+    for item in billed:
+        if item.kind not in ("discount", "minimum"):  # true-ups are not planned here, so neither compared
+            billed_by_slot[(item.line_ref, item.kind, item.slot_start)].append(item)
+    discounted = any(v.contract.discount is not None for v in timeline.versions)
+    by_date: dict[date, list[DraftLine]] = defaultdict(list)
+    out: list[DraftLine] = []
+    amounts: dict[tuple[str, Decimal, Decimal, int, int], Decimal] = {}
+
+    def add(billing_date: date, line: DraftLine) -> None:
+        out.append(line)
+        if discounted:  # each document's contract discount needs its lines
+            by_date[billing_date].append(line)
+
+    for slot in _expected_slots(timeline, as_of, _no_usage):
+        items = billed_by_slot.pop((slot.line_ref, slot.kind, slot.start), None)
+        if items is not None:
+            for piece in _diff(slot, items):
+                line = _draft_line(slot, piece, currency)
+                if line.billed_amount != 0 or piece.sign > 0:
+                    add(slot.billing_date, line)
+            continue
+        for span in slot.spans:  # nothing billed: the expected spans are the difference (as ``_diff`` says)
+            terms = span.terms
+            if terms is None:
+                continue
+            days = (span.end - span.start).days
+            key = (terms.terms_hash, terms.amount, terms.discount, days, slot.slot_days)
+            amount = amounts.get(key)
+            if amount is None:
+                net = terms.amount - terms.discount
+                if days != slot.slot_days:
+                    net = prorate(net, days, slot.slot_days)
+                amount = amounts[key] = round_money(net, currency)
+            add(
+                slot.billing_date,
+                DraftLine(
+                    slot.line_ref,
+                    slot.kind,
+                    terms.product_ref,
+                    terms.description,
+                    slot.start,
+                    slot.end,
+                    slot.slot_days,
+                    span.start,
+                    span.end,
+                    terms.quantity,
+                    terms.amount,
+                    terms.discount,
+                    amount,
+                    terms.terms_hash,
+                    1,
+                    terms.version_no,
+                ),  # fmt: skip
+            )
+    service_end = _service_end(contract)
+    for (line_ref, kind, slot_start), items in billed_by_slot.items():  # slots the terms no longer have
+        first = min(items, key=lambda item: item.billing_date)
+        if first.billing_date > as_of:
+            continue
+        natural = min(first.billing_date, service_end) if service_end else first.billing_date
+        orphan = _Slot(line_ref, kind, slot_start, first.slot_end, first.slot_days, natural, ())
+        for piece in _diff(orphan, items):
+            add(natural, _draft_line(orphan, piece, currency))
+    for billing_date in sorted(by_date):
+        version = timeline.version_at(billing_date)
+        found = _contract_discount_line(
+            version.contract.discount, by_date[billing_date], currency, billing_date, version.version_no
+        )
+        if found is not None:
+            out.append(found)
+    return out
