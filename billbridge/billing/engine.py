@@ -874,8 +874,8 @@ def planned_lines(versions: Sequence[Version], as_of: date, billed: Sequence[Bil
             return
         for span in slot.spans:  # nothing billed: the expected spans are the difference (as ``_diff`` says)
             if span.terms is not None:
-                fresh(slot.line_ref, slot.kind, (slot.start, slot.end, slot.slot_days), span.start, span.end,
-                      span.terms, slot.billing_date)  # fmt: skip
+                whole = (slot.start, slot.end, slot.slot_days)
+                fresh(slot.line_ref, slot.kind, whole, span.start, span.end, span.terms, slot.billing_date)
 
     def fresh(
         line_ref: str, kind: str, slot: tuple[date, date, int], start: date, end: date, terms: _Terms, billing: date
