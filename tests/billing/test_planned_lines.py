@@ -1,7 +1,7 @@
 """``planned_lines`` (what revenue recognition values an amended contract's term with) against the
-planner itself: random contracts of every charge kind, amended from a random day (lines repriced,
+planner itself: random contracts of every charge kind, amended once or twice from random days (lines repriced,
 requantified, dropped or added, the term cut or extended, the contract discount changed), after
-billing under the first version and possibly again under both (credits, corrections, usage billed at
+billing under the first version and possibly again under all (credits, corrections, usage billed at
 a quantity the plan does not expect): the lines are the planner's, minimum-commitment true-ups aside."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def amendments(draw: st.DrawFn, contract: Contract) -> Contract:
         if action != "drop":
             changed.append(line)
     if draw(st.booleans()) or not changed:
-        changed.append(draw(lines(len(data["lines"]) + 1)))
+        changed.append(draw(lines(1 + max(int(line["line_ref"][1:]) for line in data["lines"]))))  # a new ref
     data["lines"] = changed
     if draw(st.booleans()):
         start = date.fromisoformat(data["contract_start_date"])
@@ -66,6 +66,9 @@ def test_planned_lines_are_the_planners_lines_for_amended_and_billed_contracts(d
     second = data.draw(amendments(first))
     effective = start + timedelta(days=data.draw(st.integers(0, 400)))
     versions = [Version(1, start, first), Version(2, effective, second)]
+    if data.draw(st.booleans()):  # and amended again, on the same day or later
+        third = data.draw(amendments(second))
+        versions.append(Version(3, effective + timedelta(days=data.draw(st.integers(0, 200))), third))
     used = Decimal(data.draw(st.integers(0, 30)))  # usage billed at this quantity (the plan expects none)
 
     def usage(_query: object) -> Decimal:
@@ -76,7 +79,7 @@ def test_planned_lines_are_the_planners_lines_for_amended_and_billed_contracts(d
         day = start + timedelta(days=data.draw(st.integers(0, 400)))
         plan = plan_invoices("C", versions[:1], day, usage=usage)
         billed += billed_by(plan.invoices)
-        if data.draw(st.booleans()):  # and again under both: credits and corrections
+        if data.draw(st.booleans()):  # and again under all: credits and corrections
             later = day + timedelta(days=data.draw(st.integers(0, 300)))
             dates = {d.billing_date for d in plan.invoices}
             billed += billed_by(plan_invoices("C", versions, later, billed, dates, usage=usage).invoices)
