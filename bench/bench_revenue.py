@@ -5,6 +5,7 @@
     python bench/bench_revenue.py                       # 100,000 contracts, SQLite
     python bench/bench_revenue.py --contracts 10000
     python bench/bench_revenue.py --contracts 10000 --profile /tmp/rev.prof   # cProfile of the full run
+    python bench/bench_revenue.py --contracts 10000 --profile-incremental /tmp/inc.prof   # of the incremental run
 
 Setup (not timed): the billing benchmark's contracts of mixed pricing (``bench_billing.Generator``)
 are imported and billed once on ``--as-of``. Timed: ``flows.revenue.rebuild(store, through, full=True)``
@@ -84,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", metavar="PATH", help="cProfile the full run (its times inflated), stats written to PATH"
+    )
+    parser.add_argument(
+        "--profile-incremental",
+        metavar="PATH",
+        help="cProfile the incremental run (its times inflated), stats written to PATH",
     )
     parser.add_argument("--workdir", default="bench/out")
     parser.add_argument("--keep", action="store_true")
@@ -180,8 +186,21 @@ def main(argv: list[str] | None = None) -> int:
             lines = [dict(line, quantity=str(int(float(line.get("quantity", "1"))) + 1)) for line in c["lines"]]
             amended.append(dict(c, lines=lines, effective_date=args.as_of.isoformat()))
         import_document(store, {"contracts": amended})
+        inc_profiler = cProfile.Profile() if args.profile_incremental else None
         with timer(freeze=True) as t_inc, cpu() as c_inc:
+            if inc_profiler:
+                inc_profiler.enable()
             incremental = revenue.rebuild(store, through, workers=args.workers)
+            if inc_profiler:
+                inc_profiler.disable()
+        if inc_profiler:
+            inc_profiler.dump_stats(args.profile_incremental)
+            buffer = io.StringIO()
+            pstats.Stats(inc_profiler, stream=buffer).sort_stats("cumulative").print_stats(40)
+            log(
+                f"cProfile of the incremental run (times inflated), written to {args.profile_incremental}:\n{buffer.getvalue()}"
+            )
+            result["profiled_incremental"] = True
         result.update(
             incremental_seconds=round(t_inc[0], 3),
             incremental_cpu_seconds=round(c_inc[0], 3),

@@ -289,6 +289,14 @@ class _Timeline:
         inner = points[bisect_right(points, start) : bisect_left(points, end)]
         return [start, *inner, end] if start < end else [start]
 
+    def change_days(self, line_ref: str) -> list[date]:
+        """Every day the line's terms may change on (sorted): what :meth:`breakpoints` looks inside a range for."""
+        found = self._points.get(line_ref)
+        if found is None:
+            self.breakpoints(line_ref, date.min, date.min)
+            found = self._points[line_ref]
+        return found
+
     def line_refs(self) -> dict[str, ContractLine]:
         """Every line ever in the contract (latest definition wins), so a removed line is credited."""
         found: dict[str, ContractLine] = {}
@@ -327,39 +335,44 @@ def _schedule(contract: Contract, as_of: date) -> list[Period]:
 
 
 def _expected_slots(timeline: _Timeline, as_of: date, usage: UsageLookup) -> list[_Slot]:
+    slots: list[_Slot] = []
+    for line_ref, line in timeline.line_refs().items():
+        slots += _line_slots(timeline, line_ref, line, as_of, usage)
+    return slots
+
+
+def _line_slots(timeline: _Timeline, line_ref: str, line: ContractLine, as_of: date, usage: UsageLookup) -> list[_Slot]:
+    """One line's expected slots by ``as_of``."""
     contract = timeline.current
     schedule = timeline.schedule(as_of)
     slots: list[_Slot] = []
-    for line_ref, line in timeline.line_refs().items():
-        timing = line.billing_timing or contract.billing_timing
-        if line.charge == "recurring":
-            for p in schedule:
-                billing_date = p.start if timing == "in_advance" else p.end
-                if billing_date > as_of:
-                    continue
-                spans = _recurring_spans(timeline, line_ref, p.start, p.end)
-                slots.append(_Slot(line_ref, "recurring", p.start, p.end, p.full_days, billing_date, spans))
-        elif line.charge == "usage":
-            for p in schedule:
-                if p.end > as_of:
-                    continue
-                last_day = p.end - ONE_DAY
-                terms = None
-                if timeline.line_at(line_ref, last_day) is not None:
-                    quantity = usage(
-                        UsageQuery(line.product_ref, line.usage_aggregation, p.start, p.end, line.usage_property)
-                    )
-                    terms = timeline.terms_at(line_ref, last_day, usage_quantity=quantity)
-                slots.append(_Slot(line_ref, "usage", p.start, p.end, p.days, p.end, (_Span(p.start, p.end, terms),)))
-        elif line.charge == "one_time":
-            day = line.billing_date or line.start_date or contract.contract_start_date
-            if day <= as_of:
-                terms = timeline.terms_at(line_ref, day)
-                slots.append(
-                    _Slot(line_ref, "one_time", day, day + ONE_DAY, 1, day, (_Span(day, day + ONE_DAY, terms),))
+    timing = line.billing_timing or contract.billing_timing
+    if line.charge == "recurring":
+        for p in schedule:
+            billing_date = p.start if timing == "in_advance" else p.end
+            if billing_date > as_of:
+                continue
+            spans = _recurring_spans(timeline, line_ref, p.start, p.end)
+            slots.append(_Slot(line_ref, "recurring", p.start, p.end, p.full_days, billing_date, spans))
+    elif line.charge == "usage":
+        for p in schedule:
+            if p.end > as_of:
+                continue
+            last_day = p.end - ONE_DAY
+            terms = None
+            if timeline.line_at(line_ref, last_day) is not None:
+                quantity = usage(
+                    UsageQuery(line.product_ref, line.usage_aggregation, p.start, p.end, line.usage_property)
                 )
-        else:
-            slots.extend(_installment_slots(timeline, line_ref, line, as_of))
+                terms = timeline.terms_at(line_ref, last_day, usage_quantity=quantity)
+            slots.append(_Slot(line_ref, "usage", p.start, p.end, p.days, p.end, (_Span(p.start, p.end, terms),)))
+    elif line.charge == "one_time":
+        day = line.billing_date or line.start_date or contract.contract_start_date
+        if day <= as_of:
+            terms = timeline.terms_at(line_ref, day)
+            slots.append(_Slot(line_ref, "one_time", day, day + ONE_DAY, 1, day, (_Span(day, day + ONE_DAY, terms),)))
+    else:
+        slots.extend(_installment_slots(timeline, line_ref, line, as_of))
     return slots
 
 
@@ -814,4 +827,121 @@ def fresh_lines(version: Version, as_of: date) -> list[DraftLine]:
             )
             if found is not None:
                 out.append(found)
+    return out
+
+
+def _no_usage(_query: UsageQuery) -> Decimal:
+    return ZERO
+
+
+def planned_lines(versions: Sequence[Version], as_of: date, billed: Sequence[BilledItem] = ()) -> list[DraftLine]:
+    """The lines :func:`plan_invoices` plans for ``versions`` against ``billed`` by ``as_of`` with no billing
+    date taken yet (each line on its own billing date, nothing pending), minimum-commitment true-ups left out
+    (variable consideration), contract discounts in, no usage. Revenue recognition values an amended
+    contract's term this way: the planner's comparison with what was billed (``_diff``) runs only for the
+    slots something was billed for; every other slot is drafted as :func:`fresh_lines` drafts (each distinct
+    amount prorated and rounded once) and no invoice drafts are made."""
+    billers = {version.contract.billed_by for version in versions}
+    if len(billers) > 1:
+        raise ValueError(f"its versions are billed by different systems ({', '.join(sorted(billers))})")
+    if billers and billers != {"billbridge"}:
+        return []
+    timeline = _Timeline(versions)
+    contract = timeline.current
+    currency = contract.currency
+    billed_by_slot: dict[tuple[str, str, date], list[BilledItem]] = defaultdict(list)
+    for item in billed:
+        if item.kind not in ("discount", "minimum"):  # true-ups are not planned here, so neither compared
+            billed_by_slot[(item.line_ref, item.kind, item.slot_start)].append(item)
+    discounted = any(v.contract.discount is not None for v in timeline.versions)
+    by_date: dict[date, list[DraftLine]] = defaultdict(list)
+    out: list[DraftLine] = []
+    amounts: dict[tuple[str, Decimal, Decimal, int, int], Decimal] = {}
+
+    def add(billing_date: date, line: DraftLine) -> None:
+        out.append(line)
+        if discounted:  # each document's contract discount needs its lines
+            by_date[billing_date].append(line)
+
+    def planned(slot: _Slot) -> None:
+        """A slot as the planner plans it: compared with what was billed for it, if anything was."""
+        items = billed_by_slot.pop((slot.line_ref, slot.kind, slot.start), None)
+        if items is not None:
+            for piece in _diff(slot, items):
+                line = _draft_line(slot, piece, currency)
+                if line.billed_amount != 0 or piece.sign > 0:
+                    add(slot.billing_date, line)
+            return
+        for span in slot.spans:  # nothing billed: the expected spans are the difference (as ``_diff`` says)
+            if span.terms is not None:
+                whole = (slot.start, slot.end, slot.slot_days)
+                fresh(slot.line_ref, slot.kind, whole, span.start, span.end, span.terms, slot.billing_date)
+
+    def fresh(
+        line_ref: str, kind: str, slot: tuple[date, date, int], start: date, end: date, terms: _Terms, billing: date
+    ) -> None:
+        days = (end - start).days
+        key = (terms.terms_hash, terms.amount, terms.discount, days, slot[2])
+        amount = amounts.get(key)
+        if amount is None:  # the same terms over as many days of as long a period bill the same
+            net = terms.amount - terms.discount
+            if days != slot[2]:
+                net = prorate(net, days, slot[2])
+            amount = amounts[key] = round_money(net, currency)
+        add(
+            billing,
+            DraftLine(
+                line_ref, kind, terms.product_ref, terms.description, slot[0], slot[1], slot[2], start, end,
+                terms.quantity, terms.amount, terms.discount, amount, terms.terms_hash, 1, terms.version_no,
+            ),
+        )  # fmt: skip
+
+    schedule = timeline.schedule(as_of)
+    for line_ref, line in timeline.line_refs().items():
+        if line.charge != "recurring":
+            for slot in _line_slots(timeline, line_ref, line, as_of, _no_usage):
+                planned(slot)
+            continue
+        timing = line.billing_timing or contract.billing_timing
+        breaks = timeline.change_days(line_ref)
+        # Days on which the line's terms may change (``terms_at`` is the same on every day between two):
+        # its breakpoints and each version's term.
+        changes = sorted(
+            {*breaks, *(v.contract.contract_start_date for v in timeline.versions)}
+            | {v.contract.contract_end_date + ONE_DAY for v in timeline.versions if v.contract.contract_end_date}
+        )
+        terms: _Terms | None = None
+        valid = (date.max, date.min)  # the days ``terms`` holds for
+        for p in schedule:
+            billing_date = p.start if timing == "in_advance" else p.end
+            if billing_date > as_of:
+                continue
+            if (line_ref, "recurring", p.start) in billed_by_slot or bisect_right(breaks, p.start) < bisect_left(
+                breaks, p.end
+            ):  # billed, or its terms may change inside the period: the planner's spans
+                spans = _recurring_spans(timeline, line_ref, p.start, p.end)
+                planned(_Slot(line_ref, "recurring", p.start, p.end, p.full_days, billing_date, spans))
+                continue
+            if not valid[0] <= p.start < valid[1]:  # one span over the period, on its first day's terms
+                terms = timeline.terms_at(line_ref, p.start)
+                k = bisect_right(changes, p.start)
+                valid = (changes[k - 1] if k else date.min, changes[k] if k < len(changes) else date.max)
+            if terms is not None:
+                fresh(line_ref, "recurring", (p.start, p.end, p.full_days), p.start, p.end, terms, billing_date)
+    service_end = _service_end(contract)
+    for (line_ref, kind, slot_start), items in billed_by_slot.items():  # slots the terms no longer have
+        first = min(items, key=lambda item: item.billing_date)
+        if first.billing_date > as_of:
+            continue
+        natural = min(first.billing_date, service_end) if service_end else first.billing_date
+        orphan = _Slot(line_ref, kind, slot_start, first.slot_end, first.slot_days, natural, ())
+        for piece in _diff(orphan, items):
+            add(natural, _draft_line(orphan, piece, currency))
+    for billing_date in sorted(by_date):
+        version = timeline.version_at(billing_date)
+        found = _contract_discount_line(
+            version.contract.discount, by_date[billing_date], currency, billing_date, version.version_no
+        )
+        if found is not None:
+            out.append(found)
     return out

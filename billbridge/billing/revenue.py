@@ -47,7 +47,7 @@ from decimal import Context, Decimal, localcontext
 from typing import Literal, NamedTuple
 
 from billbridge.billing.currency import allocate, minor_unit, round_money
-from billbridge.billing.engine import MINIMUM_LINE, BilledItem, DraftLine, Version, fresh_lines, plan_invoices
+from billbridge.billing.engine import MINIMUM_LINE, BilledItem, DraftLine, Version, fresh_lines, planned_lines
 from billbridge.billing.model import Contract, ContractLine, Recognition, Ssp
 from billbridge.billing.periods import periods
 
@@ -408,8 +408,7 @@ def _plan_lines(
     valued = [Version(v.version_no, v.effective_date, _fixed(v.contract, horizon)) for v in versions]
     if len(valued) == 1 and not billed:  # the same lines, without the planner's comparison machinery
         return fresh_lines(valued[0], _FAR)
-    plan = plan_invoices(contract_ref, valued, _FAR, billed)
-    return [line for draft in plan.invoices for line in draft.lines] + plan.pending
+    return planned_lines(valued, _FAR, billed)  # the planner's lines, drafted without its invoices
 
 
 def _transaction_price(lines: Iterable[DraftLine], methods: Mapping[str, Recognition]) -> Decimal:

@@ -45,7 +45,6 @@ from billbridge.vendors.registry import JournalTarget, vendor
 
 ZERO = Decimal(0)
 CHUNK = 500
-SCAN = 5000  # contracts whose stamps are compared per query
 JOURNAL_BATCH = 30  # entries claimed per delivery (one QuickBooks batch call)
 
 
@@ -119,17 +118,9 @@ def _write_chunk(
 
 def _stale(store: Store, through: date, full: bool, summary: RecognitionSummary) -> list[tuple[int, str]]:
     """(contract id, stamp) of every contract whose schedule is not built from what it is now."""
-    stale: list[tuple[int, str]] = []
-    after = 0
-    while True:
-        with store.read() as session:
-            stamps = sql.contract_stamps(session, through, after_id=after, limit=SCAN)
-            built = {} if full else sql.built_stamps(session, [cid for cid, _ in stamps])
-        if not stamps:
-            return stale
-        after = stamps[-1][0]
-        summary.contracts += len(stamps)
-        stale += [(cid, stamp) for cid, stamp in stamps if built.get(cid) != stamp]
+    with store.read() as session:
+        summary.contracts = sql.contract_count(session)
+        return sql.stale_contracts(session, through, full=full)
 
 
 def with_balances(summary: RecognitionSummary, store: Store) -> RecognitionSummary:

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, String, case, cast, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing.revenue import Key, Obligation, Posted
@@ -45,57 +45,70 @@ class PeriodError(ValueError):
     """A close or reopening that cannot be done (closed already, not closed)."""
 
 
-def contract_stamps(session: Session, through: date, after_id: int = 0, limit: int = 10_000) -> list[tuple[int, str]]:
-    """(contract id, what its schedule depends on) for a page of contracts in id order: its current
-    version, its documents (lines, last change) and, for an evergreen contract, the month of ``through``."""
-    contracts = session.execute(
-        select(Contract.id, Contract.current_version_no, ContractVersion.contract_end_date)
+def stale_contracts(session: Session, through: date, *, full: bool = False) -> list[tuple[int, str]]:
+    """(contract id, stamp) in id order of every contract whose schedule is not built from what it is
+    now (every contract with ``full``), found in one query: the stamp of what a schedule depends on (its
+    current version, its documents' count, lines and last change and, for an evergreen contract, the month
+    of ``through``) is made and compared with the stored one by the database, so only stale contracts
+    come back. Built in SQL, a stamp is the database's own text of those values: a stamp stored in another
+    form (before this query, or another session time zone on PostgreSQL) only makes that schedule rebuilt
+    once more, never skipped."""
+    docs = (
+        select(
+            Invoice.contract_id.label("contract_id"),
+            func.count(Invoice.id).label("n"),
+            func.max(Invoice.updated_at).label("changed"),
+        )
+        .group_by(Invoice.contract_id)
+        .subquery()
+    )
+    lines = (
+        select(InvoiceLine.contract_id.label("contract_id"), func.count(InvoiceLine.id).label("n"))
+        .group_by(InvoiceLine.contract_id)
+        .subquery()
+    )
+    horizon = case((ContractVersion.contract_end_date.is_(None), literal(f":{through:%Y-%m}")), else_=literal(""))
+    stamp = (
+        literal("v")
+        + cast(Contract.current_version_no, String)
+        + literal(":d")
+        + cast(func.coalesce(docs.c.n, 0), String)
+        + literal(":l")
+        + cast(func.coalesce(lines.c.n, 0), String)
+        + literal(":")
+        + func.coalesce(cast(docs.c.changed, String), literal("-"))
+        + horizon
+    )
+    query = (
+        select(Contract.id, stamp)
         .join(
             ContractVersion,
             (ContractVersion.contract_id == Contract.id) & (ContractVersion.version_no == Contract.current_version_no),
         )
-        .where(Contract.id > after_id)
-        .order_by(Contract.id)
-        .limit(limit)
-    ).all()
-    if not contracts:
-        return []
-    ids = [c.id for c in contracts]
-    docs = {
-        row.contract_id: row
-        for row in session.execute(
-            select(
-                Invoice.contract_id,
-                func.count(Invoice.id).label("n"),
-                func.max(Invoice.updated_at).label("changed"),
+        .outerjoin(docs, docs.c.contract_id == Contract.id)
+        .outerjoin(lines, lines.c.contract_id == Contract.id)
+    )
+    if not full:
+        query = query.outerjoin(RevenueContractState, RevenueContractState.contract_id == Contract.id).where(
+            RevenueContractState.stamp.is_(None) | (RevenueContractState.stamp != stamp)
+        )
+    return [(cid, found) for cid, found in session.execute(query.order_by(Contract.id))]
+
+
+def contract_count(session: Session) -> int:
+    """Contracts with a current version: those a rebuild looks at."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Contract)
+            .join(
+                ContractVersion,
+                (ContractVersion.contract_id == Contract.id)
+                & (ContractVersion.version_no == Contract.current_version_no),
             )
-            .where(Invoice.contract_id.in_(ids))
-            .group_by(Invoice.contract_id)
         )
-    }
-    lines = dict(
-        session.execute(
-            select(InvoiceLine.contract_id, func.count(InvoiceLine.id))
-            .where(InvoiceLine.contract_id.in_(ids))
-            .group_by(InvoiceLine.contract_id)
-        ).all()
+        or 0
     )
-    out = []
-    for c in contracts:
-        doc = docs.get(c.id)
-        changed = doc.changed.isoformat() if doc is not None and doc.changed else "-"
-        horizon = "" if c.contract_end_date is not None else f":{through:%Y-%m}"
-        out.append((c.id, f"v{c.current_version_no}:d{doc.n if doc else 0}:l{lines.get(c.id, 0)}:{changed}{horizon}"))
-    return out
-
-
-def built_stamps(session: Session, contract_ids: Sequence[int]) -> dict[int, str]:
-    rows = session.execute(
-        select(RevenueContractState.contract_id, RevenueContractState.stamp).where(
-            RevenueContractState.contract_id.in_(list(contract_ids))
-        )
-    )
-    return {cid: stamp for cid, stamp in rows}
 
 
 def closed_months(session: Session, entity_ids: Iterable[int] | None = None) -> dict[int, set[date]]:

@@ -3,17 +3,18 @@ contracts and invoices, rebuilt only when they change, and a closed month that n
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from billbridge.flows import revenue
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
 from billbridge.store.db import Store
-from billbridge.store.revenue import PeriodError, entity_id_of
+from billbridge.store.models import Contract, Invoice
+from billbridge.store.revenue import PeriodError, entity_id_of, stale_contracts
 from billbridge.store.revenue_models import RevenuePeriodEvent
 from tests.docs import contract, document
 
@@ -228,3 +229,50 @@ def test_a_month_to_month_contract_is_stored_as_one_obligation_a_line_with_its_p
         ("2026-02", "100.00"),
         ("2026-03", "100.00"),
     ]
+
+
+def test_a_rebuild_finds_exactly_the_contracts_whose_inputs_changed(store: Store) -> None:
+    """What makes a schedule stale, each on its own: an amendment (a new version), a new document, a
+    change to a document, a contract never built, and for an evergreen contract alone the term moving
+    into a new month. Nothing else is rebuilt, and a rerun rebuilds nothing."""
+    evergreen = contract("C-E", contract_start_date="2026-01-15", cycle_start_date="2026-02-01")
+    monthly = contract("C-M", contract_end_date="2026-12-31")
+    import_document(store, document(YEAR, evergreen, monthly))
+    run_billing(store, date(2026, 1, 15))
+    jan = date(2026, 1, 31)
+
+    def stale(through: date = jan) -> set[str]:
+        with store.read() as session:
+            ids = {cid for cid, _ in stale_contracts(session, through)}
+            refs = session.execute(select(Contract.id, Contract.contract_ref).where(Contract.id.in_(ids))).all()
+        return {ref for _, ref in refs}
+
+    assert stale() == {"C-Y", "C-E", "C-M"}  # never built
+    assert revenue.rebuild(store, jan).rebuilt == 3
+    assert stale() == set() and revenue.rebuild(store, jan).rebuilt == 0
+    assert stale(date(2026, 1, 1)) == set()  # the same month: nothing moves
+    assert stale(date(2026, 2, 1)) == {"C-E"}  # a new month: the evergreen term alone moves
+
+    import_document(
+        store, document(dict(YEAR, effective_date="2026-01-20", lines=[{**YEAR["lines"][0], "quantity": "2"}]))
+    )
+    assert stale() == {"C-Y"}  # amended
+    revenue.rebuild(store, jan)
+
+    run_billing(store, date(2026, 2, 1))  # C-E and C-M bill February (C-Y's correction waits for its next year)
+    assert stale() == {"C-E", "C-M"}
+    revenue.rebuild(store, jan)
+    assert stale() == set()
+
+    with store.write() as session:  # a document changes (e.g. issued): its contract alone
+        session.execute(
+            update(Invoice)
+            .where(Invoice.contract_id == select(Contract.id).where(Contract.contract_ref == "C-M").scalar_subquery())
+            .values(status="issued", updated_at=datetime(2030, 1, 1, tzinfo=UTC))
+        )
+    assert stale() == {"C-M"}
+
+    import_document(store, document(contract("C-N", contract_end_date="2026-06-30")))
+    assert stale() == {"C-M", "C-N"}
+    assert revenue.rebuild(store, jan, full=True).rebuilt == 4
+    assert stale() == set()
