@@ -22,12 +22,18 @@ from pathlib import Path
 # had run before.
 import prefect  # noqa: F401
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from billbridge.sandbox import specs
 from billbridge.store.db import Store, normalise_url, open_store
+
+# Property tests check values, never time: hypothesis' default 200 ms deadline per example failed
+# them on a loaded 2-core machine (a flaky DeadlineExceeded, not a defect). Speed is the benches' job.
+hypothesis_settings.register_profile("billbridge", deadline=None)
+hypothesis_settings.load_profile("billbridge")
 
 PG_ADMIN_URL = os.environ.get("BILLBRIDGE_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() == "true"
