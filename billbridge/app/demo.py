@@ -40,6 +40,7 @@ DEMO_STORE = "demo.db"  # in the data folder: the store the demo leaves for a pe
 SANDBOX_STORE = "sandbox.db"  # the store `billbridge sandbox` points billbridge at
 
 STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+REGISTER_BLOCKS = "PREFECT_API_BLOCKS_REGISTER_ON_START"
 PREFECT_DEFAULTS = {
     # Quiet: Prefect's per-run log lines and its temporary server's telemetry are noise here (the
     # Prefect UI has the runs). Set PREFECT_LOGGING_LEVEL to see them.
@@ -457,6 +458,7 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
     """Start the sandboxes, run quote_to_cash, let customers pay, run it again; yield the summary
     while the sandboxes (and the settings pointing at them) are still there."""
     from prefect.settings import (
+        PREFECT_API_BLOCKS_REGISTER_ON_START,
         PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -471,6 +473,11 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
     # runs are in this process against a temporary server that ends with it; and each run's heartbeat
     # thread is joined at its end, about a second per flow run (subflows included: 50 in a demo).
     quicker: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    if REGISTER_BLOCKS not in os.environ:
+        # The temporary server Prefect starts for the runs (when no PREFECT_API_URL is set) registers
+        # every block type it knows before it answers, a good part of its start-up; the demo saves no
+        # block. A server of the person's own, or `demo --serve`'s, is not started here: unaffected.
+        quicker[PREFECT_API_BLOCKS_REGISTER_ON_START] = False
     if not (PREFECT_API_URL.value() or "http://").startswith("https://"):
         # Prefect makes a client for every task run and, unless told to skip verifying, loads certifi's
         # whole CA bundle into a new SSL context for it (3.5% of a demo's CPU); against its own temporary
