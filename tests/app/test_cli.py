@@ -151,6 +151,10 @@ def test_sandbox_command_serves_the_four_sandboxes_and_its_printed_settings_work
         env={**fresh_machine(tmp_path), "COLUMNS": "250"},
         stdout=subprocess.PIPE,
         text=True,
+        # As from a person's terminal: Ctrl-C's SIGINT at its default. A shell starting the suite in
+        # the background (no job control) hands every child SIGINT ignored, and Python then keeps it
+        # ignored: the sandboxes would never see the Ctrl-C this test sends.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert child.stdout is not None
