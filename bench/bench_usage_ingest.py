@@ -303,6 +303,9 @@ class Result:
     batched_ratio: float
     single_server_cpu_us: float  # server CPU (all workers) per event, microseconds
     batched_server_cpu_us: float
+    # the bench's own client threads' CPU per event: on this one machine they share the cores with the server
+    single_client_cpu_us: float = 0.0
+    batched_client_cpu_us: float = 0.0
 
 
 def bench_backend(backend: str, args: argparse.Namespace) -> Result:
@@ -325,13 +328,13 @@ def bench_backend(backend: str, args: argparse.Namespace) -> Result:
             log(f"[{backend}] warm-up (not timed): {len(warm)} single events ...")
             post_all(base, "/api/usage/event", warm, token, args.clients, check_single)
             log(f"[{backend}] {args.single} single events from {args.clients} clients ...")
-            cpu = cpu_seconds(pid)
+            cpu, mine = cpu_seconds(pid), time.process_time()
             single = post_all(base, "/api/usage/event", singles, token, args.clients, check_single)
-            single_cpu = cpu_seconds(pid) - cpu
+            single_cpu, single_client = cpu_seconds(pid) - cpu, time.process_time() - mine
             log(f"[{backend}] {args.batches} batches of {args.batch_size} from {args.batch_clients} clients ...")
-            cpu = cpu_seconds(pid)
+            cpu, mine = cpu_seconds(pid), time.process_time()
             batched = post_all(base, "/api/usage/events/batch", batches, token, args.batch_clients, check_batch)
-            batched_cpu = cpu_seconds(pid) - cpu
+            batched_cpu, batched_client = cpu_seconds(pid) - cpu, time.process_time() - mine
         prefix = f"b{run}-"
         with store.engine.connect() as conn:
             rows = [
@@ -367,6 +370,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> Result:
         batched_ratio=round(floor_rate / batched_rate, 1),
         single_server_cpu_us=round(single_cpu / args.single * 1e6),
         batched_server_cpu_us=round(batched_cpu / n_batched * 1e6),
+        single_client_cpu_us=round(single_client / args.single * 1e6),
+        batched_client_cpu_us=round(batched_client / n_batched * 1e6),
     )
 
 
@@ -417,7 +422,7 @@ def print_table(results: list[Runs[Result]]) -> None:
     print(stamp() + "\n")
     header = (
         f"{'backend':<11} {'mode':<8} {'events':>7}  {'events/s':<24}{'x floor':<22}{'server CPU us/event':<22}"
-        f"{'target':<20}{'load (1 min)':<20}"
+        f"{'client CPU us/event':<22}{'target':<20}{'load (1 min)':<20}"
     )
     print(header + "\n" + "-" * len(header))
     for runs in results:
@@ -432,6 +437,7 @@ def print_table(results: list[Runs[Result]]) -> None:
                 f"{r.backend:<11} {mode:<8} {n:>7}  {rate.show(',.0f'):<24}"
                 f"{runs.spread(lambda x, m=mode: getattr(x, f'{m}_ratio')).show('.1f', 'x'):<22}"  # type: ignore[misc]
                 f"{runs.spread(lambda x, m=mode: getattr(x, f'{m}_server_cpu_us')).show('.0f'):<22}"  # type: ignore[misc]
+                f"{runs.spread(lambda x, m=mode: getattr(x, f'{m}_client_cpu_us')).show('.0f'):<22}"  # type: ignore[misc]
                 f"{met + f' ({target:,})':<20}{runs.load.show('.2f'):<20}"
             )
 

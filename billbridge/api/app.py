@@ -168,7 +168,7 @@ def app_from_settings() -> routes_usage.UsageFastLane:
     ``gc.callbacks``; 2 us once frozen). Cycles made by requests are still collected.
     """
     settings = Settings()
-    app = routes_usage.UsageFastLane(create_app(open_store(settings.database), settings))
+    app = routes_usage.UsageFastLane(create_app(open_store(settings.database), settings), workers=settings.api_workers)
     gc.collect()
     gc.freeze()
     return app

@@ -134,7 +134,7 @@ def ingest(
         # commits; one contract's invoices are one indexed read, cheaper under the lock than a
         # second pooled connection after it (about a quarter of a single event's CPU, in-process).
         read_inside = not store.locks_database or len(contract_ids) == 1
-        with store.write_connection() as connection:
+        with store.queued_write_connection() as connection:
             _received(ordered)
             inserted = usage_repo.insert_new_events(connection, ordered)
             new, stored = _taken(connection, new, inserted, replays)

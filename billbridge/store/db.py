@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,11 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: writers there meet SQLite's own wait only
+    fcntl = None  # type: ignore[assignment]
 
 from billbridge.errors import UserError
 from billbridge.private_files import private_file
@@ -178,6 +185,8 @@ class Store:
         self._write_engine = engine.execution_options(sqlite_begin="IMMEDIATE")
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
         self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._lock_fd: int | None = None  # queued_write_connection's lock file
+        self._held = threading.local()  # queued_write_connection's connection per thread
 
     @property
     def dialect(self) -> str:
@@ -220,6 +229,46 @@ class Store:
         with self._write_engine.begin() as connection:
             yield connection
 
+    @contextmanager
+    def queued_write_connection(self) -> Iterator[Connection]:
+        """:meth:`write_connection` for a hot path of many small transactions (the usage API): on
+        SQLite, entered in turn with the other processes using it (the API's workers) through a
+        lock file beside the database, on a connection each thread keeps.
+
+        SQLite makes a writer that finds the database locked sleep and try again (1, 2, 5, 10 ms
+        and longer), so a single event's transaction of a fraction of a millisecond made the other
+        worker sleep a millisecond and more whenever they collided; waiting on a file lock
+        (``flock``) wakes it as soon as the holder is done. Other writers (a billing run) are still
+        met by SQLite's own wait. The kept connection saves the pool's checkout, reset and checkin
+        per transaction (a fifth of a single event's database work). PostgreSQL, where writers lock
+        rows, not the database: :meth:`write_connection` as it is."""
+        lock = self._writers_lock()
+        if lock is None:
+            with self.write_connection() as connection:
+                yield connection
+            return
+        held: Connection | None = getattr(self._held, "connection", None)
+        if held is None or held.closed or held.invalidated:
+            held = self._held.connection = self._write_engine.connect()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with held.begin():
+                yield held
+        except BaseException:
+            if held.invalidated:  # the driver's connection broke: the next transaction opens another
+                held.close()
+            raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _writers_lock(self) -> int | None:
+        """The open lock file of :meth:`queued_write_connection` (kept for the process's life), or
+        None where there is none to take: PostgreSQL, an in-memory SQLite, or no ``fcntl``."""
+        if self._lock_fd is None and self.dialect == "sqlite" and self.shared and fcntl is not None:
+            path = f"{self.engine.url.database}-writers.lock"
+            self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._lock_fd
+
     def held_writer(self) -> Connection:
         """A connection kept for a run of many small write transactions, each ``with
         connection.begin():`` (on SQLite BEGIN IMMEDIATE, as :meth:`write`): the pool's checkout and
@@ -235,6 +284,13 @@ class Store:
             yield connection
 
     def dispose(self) -> None:
+        held: Connection | None = getattr(self._held, "connection", None)
+        if held is not None:  # this thread's; other threads' close with them
+            held.close()
+            self._held.connection = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         self.engine.dispose()
 
 

@@ -397,7 +397,7 @@ def test_an_event_waiting_for_the_write_while_billing_invoices_its_period_is_lat
     """Billing takes the write (on SQLite, the lock) just before the event's transaction and
     invoices its period without it: the event was received after that invoice, so it is late."""
     assert api.post(EVENT, event(quantity=1000, event_id="jan-1")).status_code == 201
-    real_write = api.store.write_connection
+    real_write = api.store.queued_write_connection
     billed = []
 
     @contextmanager
@@ -407,7 +407,7 @@ def test_an_event_waiting_for_the_write_while_billing_invoices_its_period_is_lat
         with real_write() as connection:
             yield connection
 
-    monkeypatch.setattr(api.store, "write_connection", billing_first)
+    monkeypatch.setattr(api.store, "queued_write_connection", billing_first)
     late = [event(timestamp="2026-01-20T10:00:00Z", quantity=5, event_id=key) for key in ("a", "b")]
     body = api.post(BATCH, {"events": late}).json()
     assert billed and body["accepted"] == 2
@@ -509,3 +509,41 @@ def test_the_fast_lane_answers_as_the_application_does(api: Api) -> None:
             assert first[1] == again[1]
     bad_json = api.client.post(EVENT, content=b"{", headers={**api.headers(), "Content-Type": "application/json"})
     assert bad_json.status_code == 400 and bad_json.json()["detail"][0]["code"] == "malformed_json"
+
+
+def test_with_several_workers_answers_end_their_connection_so_the_next_request_finds_a_free_worker(
+    api: Api,
+) -> None:
+    """Behind `billbridge serve --workers N` (N > 1): every batch answer says ``Connection: close``, a
+    keep-alive connection of single events is ended on its 100th answer (its client is then
+    accepted afresh by a worker that is free), and nothing else changes: every event stored once,
+    the same answers. With one worker, no connection is ever ended."""
+    from billbridge.api import routes_usage
+    from billbridge.api.routes_usage import UsageFastLane
+
+    lane = UsageFastLane(api.client.app.app, workers=2)  # type: ignore[attr-defined]
+    closing = routes_usage.REQUESTS_PER_CONNECTION
+    with TestClient(lane) as client:
+        headers = api.headers()
+        batch = client.post(
+            "/api/usage/events/batch",
+            json={"events": [event(event_id=f"conn-b{i}") for i in range(3)]},
+            headers=headers,
+        )
+        assert batch.status_code == 200 and batch.json()["accepted"] == 3
+        assert batch.headers["connection"] == "close"
+        ended = []
+        for i in range(closing + 5):
+            answer = client.post("/api/usage/event", json=event(event_id=f"conn-s{i}"), headers=headers)
+            assert answer.status_code == 201, answer.text
+            ended.append(answer.headers.get("connection") == "close")
+        assert [i for i, closed in enumerate(ended) if closed] == [closing - 1]
+        refused = client.post("/api/usage/event", json=event(quantity=-1), headers=headers)
+        assert refused.status_code == 422  # refusals count as answers too, and keep their own body
+    with TestClient(UsageFastLane(api.client.app.app, workers=1)) as client:  # type: ignore[attr-defined]
+        one = client.post(
+            "/api/usage/events/batch", json={"events": [event(event_id="conn-b0")]}, headers=api.headers()
+        )
+        assert one.status_code == 200 and one.json()["duplicates"] == 1 and "connection" not in one.headers
+    with api.store.read() as session:
+        assert session.scalar(select(func.count()).select_from(UsageEvent)) == 3 + closing + 5

@@ -76,7 +76,7 @@ def test_serve_answers_over_http(env: str, tmp_path: Path) -> None:
     port = free_port()
     command = Path(sys.executable).with_name("billbridge")
     server = subprocess.Popen(
-        [str(command), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         env={**os.environ, "BILLBRIDGE_DATABASE_URL": env, "BILLBRIDGE_CONFIG": str(tmp_path / "none.toml")},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -99,6 +99,25 @@ def test_serve_answers_over_http(env: str, tmp_path: Path) -> None:
         again = httpx.post(f"{base}/api/usage/event", json=event(), headers=headers, timeout=10)
         assert again.status_code == 200 and again.json()["event_ref"] == response.json()["event_ref"]
         assert httpx.get(f"{base}/openapi.json", timeout=10).json()["info"]["title"] == "billbridge API"
+        # Two workers: each batch answer ends its connection, and a client's next request reconnects
+        # by itself (to whichever worker is free); every event is stored once.
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
+            for n in range(4):
+                events = [event(event_id=f"over-http-b{n}-{i}") for i in range(50)]
+                batch = client.post("/api/usage/events/batch", json={"events": events})
+                assert batch.status_code == 200 and batch.json()["accepted"] == 50, batch.text
+                assert batch.headers["connection"] == "close"
+        assert (Path(env.removeprefix("sqlite:///") + "-writers.lock")).exists() or env.startswith("postgresql")
+        store = open_store(env)
+        try:
+            with store.read() as session:
+                from sqlalchemy import func, select
+
+                from billbridge.store.models import UsageEvent
+
+                assert session.scalar(select(func.count()).select_from(UsageEvent)) == 1 + 4 * 50
+        finally:
+            store.dispose()
     finally:
         server.terminate()
         server.wait(timeout=30)

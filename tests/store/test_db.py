@@ -169,3 +169,87 @@ def _copy(invoice: Any, **changes: Any) -> Any:
         c.key: getattr(invoice, c.key) for c in Invoice.__table__.columns if c.key not in ("id", "period_released")
     }
     return Invoice(**{**values, **changes})
+
+
+_HOLD_THE_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_queued_writes_keep_one_connection_per_thread_and_wait_for_the_lock_file(tmp_path: Path) -> None:
+    """The usage API's writes on SQLite: the same driver connection for each transaction of a thread
+    (no pool checkout), another thread its own; a failed transaction rolls back and the next one
+    works; a process holding the lock file beside the database makes the writer wait until it lets
+    go (the API's workers take turns there instead of in SQLite's sleeping retries)."""
+    import subprocess
+    import sys
+    import threading
+
+    from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select
+
+    store = open_store(f"sqlite:///{tmp_path / 'q.db'}")
+    table = Table("queued", MetaData(), Column("n", Integer, primary_key=True))
+    table.create(store.engine)
+    try:
+        drivers = []
+        for n in (1, 2):
+            with store.queued_write_connection() as connection:
+                connection.execute(insert(table), {"n": n})
+                drivers.append(connection.connection.driver_connection)
+        assert drivers[0] is drivers[1]
+        with pytest.raises(Exception, match="UNIQUE"), store.queued_write_connection() as connection:
+            connection.execute(insert(table), {"n": 3})
+            connection.execute(insert(table), {"n": 1})  # fails: 3 is rolled back with it
+        with store.queued_write_connection() as connection:
+            connection.execute(insert(table), {"n": 4})
+        other: list[Any] = []
+
+        def write_from_another_thread() -> None:
+            with store.queued_write_connection() as connection:
+                connection.execute(insert(table), {"n": 5})
+                other.append(connection.connection.driver_connection)
+
+        thread = threading.Thread(target=write_from_another_thread)
+        thread.start()
+        thread.join()
+        assert other and other[0] is not drivers[0]
+
+        lock = tmp_path / "q.db-writers.lock"
+        assert lock.exists()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_THE_LOCK, str(lock), "1.5"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            started = time.monotonic()
+            with store.queued_write_connection() as connection:
+                waited = time.monotonic() - started
+                connection.execute(insert(table), {"n": 6})
+            assert waited > 0.5  # it waited for the other process, which held the lock 1.5 s
+        finally:
+            holder.wait(timeout=30)
+        with store.engine.connect() as connection:
+            assert connection.execute(select(table.c.n).order_by(table.c.n)).scalars().all() == [1, 2, 4, 5, 6]
+            assert connection.execute(select(func.count()).select_from(table)).scalar_one() == 5
+    finally:
+        store.dispose()
+
+
+def test_queued_writes_on_postgresql_and_in_memory_are_plain_write_connections(database_url: str) -> None:
+    """Where there is no database file to queue on (PostgreSQL locks rows; an in-memory SQLite has
+    one process), a queued write is an ordinary write transaction from the pool."""
+    store = open_store(database_url) if database_url.startswith("postgresql") else open_store("sqlite://")
+    try:
+        with store.queued_write_connection() as first:
+            first.execute(text("SELECT 1"))
+            first_driver = first.connection.driver_connection
+        assert first.closed  # back in the pool, not kept
+        with store.queued_write_connection() as second:
+            second.execute(text("SELECT 1"))
+        assert second is not first and first_driver is not None
+    finally:
+        store.dispose()

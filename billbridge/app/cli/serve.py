@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated
@@ -29,12 +30,14 @@ def serve(
 
     settings = Settings()
     open_store(settings.database).dispose()  # migrate once, before any worker starts
+    workers = workers or settings.api_workers
+    os.environ["BILLBRIDGE_API_WORKERS"] = str(workers)  # the workers' own settings: they spread connections
     uvicorn.run(
         "billbridge.api.app:app_from_settings",
         factory=True,
         host=host or settings.api_host,
         port=settings.api_port if port is None else port,
-        workers=workers or settings.api_workers,
+        workers=workers,
         log_level="info",
         access_log=False,
         # uvicorn kills a worker that has not answered its supervisor's health check within 5 s
