@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -70,6 +71,29 @@ def prefect_environment() -> None:
 
         refresh_global_settings_context()
         setup_logging()
+    prefect_home_ready()
+
+
+def prefect_home_ready() -> None:
+    """Prefect's home folder (PREFECT_HOME, ``~/.prefect``), made with its parents where missing; a
+    UserError naming it when it cannot be written.
+
+    The temporary server keeps its database there. Prefect makes the folder without its parents and
+    only warns when it cannot: the server then failed to open its database and the demo waited its
+    whole start-up time (180 s) for a server that had already stopped, then blamed a busy machine
+    (seen with HOME pointing at a folder that did not exist)."""
+    from prefect.settings import get_current_settings
+
+    home = Path(get_current_settings().home)
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=home):
+            pass
+    except OSError as exc:
+        raise PrefectDidNotStart(
+            f"Prefect's home folder {home} cannot be written ({exc.strerror or exc}), and Prefect's temporary "
+            "server keeps its database there: set PREFECT_HOME to a folder you can write"
+        ) from None
 
 
 SALESFORCE_SEED, HUBSPOT_SEED = 101, 202

@@ -279,6 +279,41 @@ def test_the_demo_says_in_one_line_when_prefects_temporary_server_does_not_start
     assert "run the demo again, or allow it longer with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=600" in line
 
 
+def test_the_demo_makes_prefects_home_with_its_parents_or_says_at_once_that_it_cannot(tmp_path: Path) -> None:
+    """Prefect's temporary server keeps its database in Prefect's home, which Prefect makes without its
+    parents (a HOME that does not exist): the demo makes them. Where no folder can be made there (a
+    file in the way), the demo says so in one line naming the folder, at once, instead of waiting out
+    the server's start-up time and blaming a busy machine."""
+    nested = tmp_path / "no" / "such" / "home" / ".prefect"
+    read = "from billbridge.app.demo import prefect_environment; prefect_environment()"
+    done = subprocess.run(
+        [sys.executable, "-c", read],
+        env=fresh_machine(tmp_path, PREFECT_HOME=str(nested)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert nested.is_dir()
+
+    (tmp_path / "a-file").write_text("not a folder")
+    blocked = tmp_path / "a-file" / ".prefect"
+    started = time.monotonic()
+    done = subprocess.run(
+        [COMMAND, "demo", "--deals", "1"],
+        env=fresh_machine(tmp_path, PREFECT_HOME=str(blocked)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    # Prefect's own warning about the folder (on import, before the demo runs) may come first
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and done.stderr.count("error: ") == 1
+    assert f"Prefect's home folder {blocked} cannot be written" in line and "set PREFECT_HOME" in line
+    assert time.monotonic() - started < 60  # not the 180 s of the server's start-up time
+
+
 def test_the_demo_gives_prefects_temporary_server_time_to_start_on_a_busy_machine(tmp_path: Path) -> None:
     """What Prefect itself reads once the demo set its defaults: minutes, not Prefect's 20 s; a person's
     own setting wins."""
