@@ -195,9 +195,11 @@ class UsageFastLane:
         second at a cost of about 1%."""
         if not self._rebalance:
             return False
-        client = scope.get("client")
-        if path.endswith("/batch") or client is None:
+        if path.endswith("/batch"):
             return True
+        client = scope.get("client")
+        if client is None:  # no address to count its requests by (a Unix socket): kept open
+            return False
         answered = self._answered.get(client, 0) + 1
         if answered >= REQUESTS_PER_CONNECTION:
             self._answered.pop(client, None)

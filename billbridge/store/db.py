@@ -266,8 +266,11 @@ class Store:
         None where there is none to take: PostgreSQL, an in-memory SQLite, or no ``fcntl``."""
         if self._lock_fd is None and self.dialect == "sqlite" and self.shared and fcntl is not None:
             path = f"{self.engine.url.database}-writers.lock"
-            self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        return self._lock_fd
+            try:
+                self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:  # a folder this process may not create files in: SQLite's own wait, as before
+                self._lock_fd = -1
+        return self._lock_fd if self._lock_fd is not None and self._lock_fd >= 0 else None
 
     def held_writer(self) -> Connection:
         """A connection kept for a run of many small write transactions, each ``with
@@ -288,9 +291,9 @@ class Store:
         if held is not None:  # this thread's; other threads' close with them
             held.close()
             self._held.connection = None
-        if self._lock_fd is not None:
+        if self._lock_fd is not None and self._lock_fd >= 0:
             os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock_fd = None
         self.engine.dispose()
 
 

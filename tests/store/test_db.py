@@ -253,3 +253,23 @@ def test_queued_writes_on_postgresql_and_in_memory_are_plain_write_connections(d
         assert second is not first and first_driver is not None
     finally:
         store.dispose()
+
+
+def test_queued_writes_go_on_without_the_lock_file_when_it_cannot_be_made(tmp_path: Path) -> None:
+    """A lock file the process cannot open (here a folder in its place; elsewhere a folder it may not
+    create files in): the writes go on as plain write transactions, met by SQLite's own wait."""
+    from sqlalchemy import Column, Integer, MetaData, Table, insert, select
+
+    (tmp_path / "q.db-writers.lock").mkdir()
+    store = open_store(f"sqlite:///{tmp_path / 'q.db'}")
+    table = Table("queued", MetaData(), Column("n", Integer, primary_key=True))
+    table.create(store.engine)
+    try:
+        for n in (1, 2):
+            with store.queued_write_connection() as connection:
+                connection.execute(insert(table), {"n": n})
+        assert connection.closed  # from the pool and back, not kept
+        with store.engine.connect() as connection:
+            assert connection.execute(select(table.c.n)).scalars().all() == [1, 2]
+    finally:
+        store.dispose()
