@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ from billbridge.private_files import private_file
 from billbridge.store.types import DecimalSum
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 60_000  # how long a SQLite writer waits for the database's write lock
 MIGRATION_LOCK = 4_242_001  # PostgreSQL advisory lock id: one migrating process at a time
 
 
@@ -84,7 +86,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # Made here, the store is 0600 (its folder exists: see above); SQLite gives its -wal and
             # -shm files the database file's mode.
             private_file(Path(database))
-        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **kwargs)
         _sqlite_transactions(engine)
         return engine
     # Sessions in UTC whatever the server's or database's default: naive timestamps (stored UTC)
@@ -130,7 +132,7 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # 64 MiB of page cache instead of 2 MiB: index inserts in random key order (usage events by
         # customer) stay in memory instead of re-reading pages.
         cursor.execute("PRAGMA cache_size=-65536")
@@ -185,8 +187,10 @@ class Store:
         self._write_engine = engine.execution_options(sqlite_begin="IMMEDIATE")
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
         self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._lock_fd: int | None = None  # queued_write_connection's lock file
-        self._held = threading.local()  # queued_write_connection's connection per thread
+        # queued_write_connection's: the turn of this process's threads, the lock file, the connection
+        self._turn = threading.RLock()  # re-entrant: dispose() from inside a queued write does not hang
+        self._lock_fd: int | None = None
+        self._held: Connection | None = None
 
     @property
     def dialect(self) -> str:
@@ -232,44 +236,64 @@ class Store:
     @contextmanager
     def queued_write_connection(self) -> Iterator[Connection]:
         """:meth:`write_connection` for a hot path of many small transactions (the usage API): on
-        SQLite, entered in turn with the other processes using it (the API's workers) through a
-        lock file beside the database, on a connection each thread keeps.
+        SQLite, entered in turn by the threads of this process (a lock) and by the other processes
+        using it (the API's workers: a lock file beside the database), on one connection the process
+        keeps. The connection is for the ``with`` block only: used after it, it would begin a
+        transaction outside the turn.
 
         SQLite makes a writer that finds the database locked sleep and try again (1, 2, 5, 10 ms
         and longer), so a single event's transaction of a fraction of a millisecond made the other
         worker sleep a millisecond and more whenever they collided; waiting on a file lock
         (``flock``) wakes it as soon as the holder is done. Other writers (a billing run) are still
-        met by SQLite's own wait. The kept connection saves the pool's checkout, reset and checkin
-        per transaction (a fifth of a single event's database work). PostgreSQL, where writers lock
-        rows, not the database: :meth:`write_connection` as it is."""
-        lock = self._writers_lock()
+        met by SQLite's own wait, and the turn and that wait share one deadline (SQLite's busy
+        timeout): a writer that waited its turn waits only what is left of it for SQLite, so a stuck
+        billing run fails each queued worker after about the timeout, not the k-th after k times
+        it. The kept connection saves the pool's checkout, reset and checkin per transaction (a fifth
+        of a single event's database work); after any error it is dropped and the next transaction
+        opens another. PostgreSQL, where writers lock rows, not the database:
+        :meth:`write_connection` as it is."""
+        started = time.monotonic()
+        lock = self._writers_lock()  # may wait for the turn too, the first time
         if lock is None:
             with self.write_connection() as connection:
                 yield connection
             return
-        held: Connection | None = getattr(self._held, "connection", None)
-        if held is None or held.closed or held.invalidated:
-            held = self._held.connection = self._write_engine.connect()
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            with held.begin():
-                yield held
-        except BaseException:
-            if held.invalidated:  # the driver's connection broke: the next transaction opens another
-                held.close()
-            raise
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        with self._turn:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                held = self._held
+                if held is None or held.closed or held.invalidated:
+                    held = self._held = self._write_engine.connect()
+                waited_ms = int((time.monotonic() - started) * 1000)
+                if waited_ms:  # the turn took part of the deadline: SQLite gets what is left
+                    _outside_transaction(held, f"PRAGMA busy_timeout={max(0, BUSY_TIMEOUT_MS - waited_ms)}")
+                try:
+                    with held.begin():
+                        yield held
+                except BaseException:
+                    self._held = None  # broken or not, the next transaction starts on a fresh connection
+                    with contextlib.suppress(Exception):
+                        held.invalidate()
+                        held.close()
+                    raise
+                finally:
+                    if waited_ms and self._held is held:
+                        _outside_transaction(held, f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _writers_lock(self) -> int | None:
-        """The open lock file of :meth:`queued_write_connection` (kept for the process's life), or
-        None where there is none to take: PostgreSQL, an in-memory SQLite, or no ``fcntl``."""
+        """The open lock file of :meth:`queued_write_connection` (kept until :meth:`dispose`), or
+        None where there is none to take: PostgreSQL, an in-memory SQLite, no ``fcntl``, or a
+        folder the process may not create the file in (then SQLite's own wait, as before)."""
         if self._lock_fd is None and self.dialect == "sqlite" and self.shared and fcntl is not None:
-            path = f"{self.engine.url.database}-writers.lock"
-            try:
-                self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError:  # a folder this process may not create files in: SQLite's own wait, as before
-                self._lock_fd = -1
+            with self._turn:
+                if self._lock_fd is None:
+                    path = f"{self.engine.url.database}-writers.lock"
+                    try:
+                        self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    except OSError:
+                        self._lock_fd = -1
         return self._lock_fd if self._lock_fd is not None and self._lock_fd >= 0 else None
 
     def held_writer(self) -> Connection:
@@ -287,13 +311,13 @@ class Store:
             yield connection
 
     def dispose(self) -> None:
-        held: Connection | None = getattr(self._held, "connection", None)
-        if held is not None:  # this thread's; other threads' close with them
-            held.close()
-            self._held.connection = None
-        if self._lock_fd is not None and self._lock_fd >= 0:
-            os.close(self._lock_fd)
-        self._lock_fd = None
+        with self._turn:  # not while a queued write holds the connection and the lock file
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+            if self._lock_fd is not None and self._lock_fd >= 0:
+                os.close(self._lock_fd)
+            self._lock_fd = None
         self.engine.dispose()
 
 

@@ -180,46 +180,77 @@ time.sleep(float(sys.argv[2]))
 """
 
 
-def test_queued_writes_keep_one_connection_per_thread_and_wait_for_the_lock_file(tmp_path: Path) -> None:
-    """The usage API's writes on SQLite: the same driver connection for each transaction of a thread
-    (no pool checkout), another thread its own; a failed transaction rolls back and the next one
-    works; a process holding the lock file beside the database makes the writer wait until it lets
-    go (the API's workers take turns there instead of in SQLite's sleeping retries)."""
+def _queued_table(tmp_path: Path, name: str = "q.db") -> tuple[Store, Any]:
+    from sqlalchemy import Column, Integer, MetaData, Table
+
+    store = open_store(f"sqlite:///{tmp_path / name}")
+    table = Table("queued", MetaData(), Column("n", Integer, primary_key=True))
+    table.create(store.engine)
+    return store, table
+
+
+def _lock_is_free(lock: Path) -> bool:
+    """Whether another process can take the lock file at once."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    )
+    return subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, timeout=30).returncode == 0
+
+
+def test_queued_writes_keep_one_connection_and_wait_for_the_lock_file(tmp_path: Path) -> None:
+    """The usage API's writes on SQLite: one kept connection for the transactions of the process (its
+    threads take turns), each transaction holding SQLite's write lock from its start (BEGIN
+    IMMEDIATE); a failed transaction rolls back, lets the lock file go and leaves the next one a fresh
+    connection; a process holding the lock file beside the database makes the writer wait until it
+    lets go (the API's workers take turns there instead of in SQLite's sleeping retries)."""
+    import sqlite3
     import subprocess
     import sys
     import threading
 
-    from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select
+    from sqlalchemy import insert, select
 
-    store = open_store(f"sqlite:///{tmp_path / 'q.db'}")
-    table = Table("queued", MetaData(), Column("n", Integer, primary_key=True))
-    table.create(store.engine)
+    store, table = _queued_table(tmp_path)
+    lock = tmp_path / "q.db-writers.lock"
     try:
-        drivers = []
+        held = []
         for n in (1, 2):
             with store.queued_write_connection() as connection:
                 connection.execute(insert(table), {"n": n})
-                drivers.append(connection.connection.driver_connection)
-        assert drivers[0] is drivers[1]
+                held.append(connection)
+                if n == 1:  # the write lock is taken at BEGIN: another connection cannot begin to write
+                    other = sqlite3.connect(tmp_path / "q.db", timeout=0, isolation_level=None)
+                    with pytest.raises(sqlite3.OperationalError, match="locked"):
+                        other.execute("BEGIN IMMEDIATE")
+                    other.close()
+                    assert not _lock_is_free(lock)
+        assert held[0] is held[1] and not held[0].closed  # kept, not a new one from the pool each time
+        assert _lock_is_free(lock)
+
         with pytest.raises(Exception, match="UNIQUE"), store.queued_write_connection() as connection:
             connection.execute(insert(table), {"n": 3})
             connection.execute(insert(table), {"n": 1})  # fails: 3 is rolled back with it
+        assert _lock_is_free(lock)
         with store.queued_write_connection() as connection:
             connection.execute(insert(table), {"n": 4})
-        other: list[Any] = []
+            after_failure = connection
+        assert after_failure is not held[0]
+
+        from_thread: list[Any] = []
 
         def write_from_another_thread() -> None:
             with store.queued_write_connection() as connection:
                 connection.execute(insert(table), {"n": 5})
-                other.append(connection.connection.driver_connection)
+                from_thread.append(connection)
 
         thread = threading.Thread(target=write_from_another_thread)
         thread.start()
         thread.join()
-        assert other and other[0] is not drivers[0]
+        assert from_thread == [after_failure]  # the same kept connection, in turn
 
-        lock = tmp_path / "q.db-writers.lock"
-        assert lock.exists()
         holder = subprocess.Popen(
             [sys.executable, "-c", _HOLD_THE_LOCK, str(lock), "1.5"], stdout=subprocess.PIPE, text=True
         )
@@ -234,8 +265,64 @@ def test_queued_writes_keep_one_connection_per_thread_and_wait_for_the_lock_file
             holder.wait(timeout=30)
         with store.engine.connect() as connection:
             assert connection.execute(select(table.c.n).order_by(table.c.n)).scalars().all() == [1, 2, 4, 5, 6]
-            assert connection.execute(select(func.count()).select_from(table)).scalar_one() == 5
     finally:
+        store.dispose()
+
+
+def test_a_broken_kept_connection_is_replaced_after_its_failure(tmp_path: Path) -> None:
+    """The driver's connection under the kept one closed (as a crashed driver would leave it): that
+    transaction fails, and the next one works on a new connection, instead of every later one failing."""
+    from sqlalchemy import insert, select
+
+    store, table = _queued_table(tmp_path)
+    try:
+        with store.queued_write_connection() as connection:
+            connection.execute(insert(table), {"n": 1})
+        connection.connection.driver_connection.close()
+        with pytest.raises(Exception, match="closed"), store.queued_write_connection() as broken:
+            broken.execute(insert(table), {"n": 2})
+        with store.queued_write_connection() as fresh:
+            fresh.execute(insert(table), {"n": 3})
+        with store.engine.connect() as reader:
+            assert reader.execute(select(table.c.n).order_by(table.c.n)).scalars().all() == [1, 3]
+    finally:
+        store.dispose()
+
+
+def test_queued_writers_share_one_deadline_with_sqlites_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer (a billing run, which takes no turn) holds SQLite's write lock past the busy
+    timeout: each queued writer fails after about the timeout, the second one too, though it first
+    waited for the first one's turn (not after twice the timeout)."""
+    import sqlite3
+    import threading
+
+    from sqlalchemy import insert
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 1000)
+    store, table = _queued_table(tmp_path)
+    blocker = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        failed_after: list[float] = []
+
+        def write(n: int) -> None:
+            try:
+                with store.queued_write_connection() as connection:
+                    connection.execute(insert(table), {"n": n})
+            except Exception as exc:
+                assert "locked" in str(exc)
+                failed_after.append(time.monotonic() - started)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(failed_after) == 2 and max(failed_after) < 1.7, failed_after
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
         store.dispose()
 
 
