@@ -304,8 +304,8 @@ class Result:
     single_server_cpu_us: float  # server CPU (all workers) per event, microseconds
     batched_server_cpu_us: float
     # the bench's own client threads' CPU per event: on this one machine they share the cores with the server
-    single_client_cpu_us: float = 0.0
-    batched_client_cpu_us: float = 0.0
+    single_client_cpu_us: float
+    batched_client_cpu_us: float
 
 
 def bench_backend(backend: str, args: argparse.Namespace) -> Result:

@@ -29,6 +29,7 @@ from billbridge.private_files import private_file
 from billbridge.store.types import DecimalSum
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+NO_LOCK_FILE = -1  # Store._lock_fd when the writers' lock file cannot be made
 BUSY_TIMEOUT_MS = 60_000  # how long a SQLite writer waits for the database's write lock
 MIGRATION_LOCK = 4_242_001  # PostgreSQL advisory lock id: one migrating process at a time
 
@@ -189,7 +190,7 @@ class Store:
         self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         # queued_write_connection's: the turn of this process's threads, the lock file, the connection
         self._turn = threading.RLock()  # re-entrant: dispose() from inside a queued write does not hang
-        self._lock_fd: int | None = None
+        self._lock_fd: int | None = None  # None: not opened yet
         self._held: Connection | None = None
 
     @property
@@ -263,7 +264,7 @@ class Store:
             try:
                 held = self._held
                 if held is None or held.closed or held.invalidated:
-                    held = self._held = self._write_engine.connect()
+                    held = self._held = self.held_writer()
                 waited_ms = int((time.monotonic() - started) * 1000)
                 if waited_ms:  # the turn took part of the deadline: SQLite gets what is left
                     _outside_transaction(held, f"PRAGMA busy_timeout={max(0, BUSY_TIMEOUT_MS - waited_ms)}")
@@ -293,8 +294,8 @@ class Store:
                     try:
                         self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                     except OSError:
-                        self._lock_fd = -1
-        return self._lock_fd if self._lock_fd is not None and self._lock_fd >= 0 else None
+                        self._lock_fd = NO_LOCK_FILE
+        return None if self._lock_fd in (None, NO_LOCK_FILE) else self._lock_fd
 
     def held_writer(self) -> Connection:
         """A connection kept for a run of many small write transactions, each ``with
@@ -315,7 +316,7 @@ class Store:
             if self._held is not None:
                 self._held.close()
                 self._held = None
-            if self._lock_fd is not None and self._lock_fd >= 0:
+            if self._lock_fd not in (None, NO_LOCK_FILE):
                 os.close(self._lock_fd)
             self._lock_fd = None
         self.engine.dispose()

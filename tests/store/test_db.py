@@ -337,7 +337,7 @@ def test_queued_writes_on_postgresql_and_in_memory_are_plain_write_connections(d
         assert first.closed  # back in the pool, not kept
         with store.queued_write_connection() as second:
             second.execute(text("SELECT 1"))
-        assert second is not first and first_driver is not None
+        assert second.closed and second is not first and first_driver is not None
     finally:
         store.dispose()
 
