@@ -539,7 +539,7 @@ def test_with_several_workers_answers_end_their_connection_so_the_next_request_f
             ended.append(answer.headers.get("connection") == "close")
         assert [i for i, closed in enumerate(ended) if closed] == [closing - 1]
         refused = client.post("/api/usage/event", json=event(quantity=-1), headers=headers)
-        assert refused.status_code == 422  # refusals count as answers too, and keep their own body
+        assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "quantity"  # refused as before
     with TestClient(UsageFastLane(api.client.app.app, workers=1)) as client:  # type: ignore[attr-defined]
         one = client.post(
             "/api/usage/events/batch", json={"events": [event(event_id="conn-b0")]}, headers=api.headers()
