@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -393,7 +393,7 @@ def journal_handler(store: Store, settings: Settings, ledger: str) -> tuple[Hand
             built.append(build(settings, token_vault(store, settings)))
         entries = []
         for m in todo:
-            period = PeriodRevenue.from_message(m.payload["period"])
+            period = replace(PeriodRevenue.from_message(m.payload["period"]), close_id=m.aggregate_id)
             entries.append((period, AccountMapping.model_validate(accounts.for_entity(period.entity_ref))))
         try:
             results = built[0].post_journal_entries(entries)

@@ -121,6 +121,11 @@ class PeriodRevenue:
     from_deferred: Decimal
     to_contract_asset: Decimal
     billed_from_asset: Decimal = ZERO
+    # The close that announced the entry (its event id; 0: none named). It names the entry's create
+    # request: a month whose entry was deleted (reclosed to nothing) and later closed with an entry
+    # again must not repeat the first create's request id, which QuickBooks answers from its memory
+    # of that request instead of creating anything.
+    close_id: int = 0
 
     def __post_init__(self) -> None:
         total = sum(self.revenue.values(), ZERO)

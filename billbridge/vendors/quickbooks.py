@@ -535,7 +535,8 @@ class QuickBooks(QuickBooksConnector):
         for n, payload in payloads.items():
             number, record = payload["DocNumber"], existing.get(payload["DocNumber"])
             if record is None:
-                writes[n] = Write(f"billbridge-{note(entries[n][0])}-create", "JournalEntry", payload)
+                close = entries[n][0].close_id  # a rerun of this close repeats it; a later close does not
+                writes[n] = Write(f"billbridge-{note(entries[n][0])}-create-{close}", "JournalEntry", payload)
             elif record.get("PrivateNote") != payload["PrivateNote"]:
                 error = f"JournalEntry {record['Id']} holds DocNumber {number} and was not made by billbridge"
                 results[n] = PushResult(number, "journal_entry", "failed", error=error)

@@ -225,6 +225,20 @@ def test_a_month_reclosed_to_nothing_deletes_its_entry_once_and_no_one_elses(
     assert [e["Id"] for e in entries(qbo)] == [theirs["Id"]]
     assert len(qbo.company.deleted["JournalEntry"]) == 1
 
+    # Back to what January first recognised, closed again: a new entry is created, for real. (Its create
+    # once repeated the first create's request id, which QuickBooks answered from memory: "created",
+    # and no entry in the books.)
+    revenue.close(store, "us", JANUARY, reopen=True, reason="recognised by us after all")
+    import_document(
+        store, document(dict(YEAR, lines=[dict(YEAR["lines"][0], recognition="ratable")], effective_date="2026-01-01"))
+    )
+    revenue.close(store, "us", JANUARY, ledger="quickbooks")
+    assert revenue.post_journals(store, settings).outcomes == {"created": 1}
+    again = [e for e in entries(qbo) if e["Id"] != theirs["Id"]]
+    assert len(again) == 1 and again[0]["Id"] != ours["Id"]
+    assert again[0]["DocNumber"] == ours["DocNumber"] and again[0]["Line"] == ours["Line"]
+    assert revenue.journal_report(store, settings, "us", JANUARY)[0]["posting"] == "posted"
+
 
 def test_a_removal_leaves_an_entry_a_person_made_under_our_number_alone(
     store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
