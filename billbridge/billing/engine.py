@@ -355,17 +355,7 @@ def _line_slots(timeline: _Timeline, line_ref: str, line: ContractLine, as_of: d
             spans = _recurring_spans(timeline, line_ref, p.start, p.end)
             slots.append(_Slot(line_ref, "recurring", p.start, p.end, p.full_days, billing_date, spans))
     elif line.charge == "usage":
-        for p in schedule:
-            if p.end > as_of:
-                continue
-            last_day = p.end - ONE_DAY
-            terms = None
-            if timeline.line_at(line_ref, last_day) is not None:
-                quantity = usage(
-                    UsageQuery(line.product_ref, line.usage_aggregation, p.start, p.end, line.usage_property)
-                )
-                terms = timeline.terms_at(line_ref, last_day, usage_quantity=quantity)
-            slots.append(_Slot(line_ref, "usage", p.start, p.end, p.days, p.end, (_Span(p.start, p.end, terms),)))
+        slots += [_usage_slot(timeline, line_ref, line, p, usage, p.end) for p in schedule if p.end <= as_of]
     elif line.charge == "one_time":
         day = line.billing_date or line.start_date or contract.contract_start_date
         if day <= as_of:
@@ -374,6 +364,42 @@ def _line_slots(timeline: _Timeline, line_ref: str, line: ContractLine, as_of: d
     else:
         slots.extend(_installment_slots(timeline, line_ref, line, as_of))
     return slots
+
+
+def _usage_slot(
+    timeline: _Timeline, line_ref: str, line: ContractLine, p: Period, usage: UsageLookup, until: date
+) -> _Slot:
+    """A usage line's slot of the period ``p``, rated on the usage of its days before ``until`` (the
+    period's end when it is billed): no terms when the line is not in force on the period's last day."""
+    last_day = p.end - ONE_DAY
+    terms = None
+    if timeline.line_at(line_ref, last_day) is not None:
+        quantity = usage(UsageQuery(line.product_ref, line.usage_aggregation, p.start, until, line.usage_property))
+        terms = timeline.terms_at(line_ref, last_day, usage_quantity=quantity)
+    return _Slot(line_ref, "usage", p.start, p.end, p.days, p.end, (_Span(p.start, p.end, terms),))
+
+
+def usage_to_date(versions: Sequence[Version], through: date, usage: UsageLookup) -> list[DraftLine]:
+    """Per usage line and billing period started by ``through``: the line the planner bills for it,
+    rated on the usage of its days through ``through`` (an ended period: all of it; the open one: what
+    was consumed so far). A line not in force on a period's last day bills nothing for it (no line).
+    Revenue recognition values usage consumed but not yet invoiced at this, with the planner's own
+    slot, rating and rounding."""
+    timeline = _Timeline(versions)
+    if timeline.current.billed_by != "billbridge":
+        return []
+    currency = timeline.current.currency
+    out = []
+    for line_ref, line in timeline.line_refs().items():
+        if line.charge != "usage":
+            continue
+        for p in timeline.schedule(through):
+            slot = _usage_slot(timeline, line_ref, line, p, usage, min(p.end, through + ONE_DAY))
+            span = slot.spans[0]
+            if span.terms is not None:
+                piece = _Piece(span.start, span.end, 1, span.terms, slot.end, slot.slot_days)
+                out.append(_draft_line(slot, piece, currency))
+    return out
 
 
 def _installment_slots(timeline: _Timeline, line_ref: str, line: ContractLine, as_of: date) -> list[_Slot]:
