@@ -16,8 +16,16 @@ Definitions, as this module applies them:
   the SSP per unit and full period times its quantity and full periods (``standalone_price``).
 - **Allocation**: the transaction price split over the obligations in proportion to their SSPs
   (ASC 606-10-32-29, IFRS 15.74), exact to the minor unit by the largest-remainder method.
-- **Variable consideration** (usage, minimum true-ups) is allocated entirely to the period it is billed
-  for (ASC 606-10-32-40, the variable-consideration exception): recognised over that period's days.
+- **Variable consideration** (usage, minimum true-ups) is allocated entirely to the distinct period it
+  is earned in (ASC 606-10-32-40, the variable-consideration exception). Usage measured by a sum or a
+  count (``usage_aggregation`` sum or count) is recognised in the months it was consumed: each billed
+  amount over its billing period's months in proportion to the quantity (sum) or events (count) of each
+  month (largest remainder, exact), and usage consumed but not yet invoiced (the open period, a late
+  event of a billed one) is recognised too, valued as the billing engine would bill it
+  (``engine.usage_to_date``), a contract asset until its invoice; when the invoice comes, the period
+  recognises exactly what was billed. A period with no recorded usage, a peak, last-value or
+  distinct-count line (a level over the period, not a quantity consumed day by day) and a minimum
+  true-up are recognised over the period's days, and only once billed.
 - **Schedule**: per obligation per day; a ratable amount A over N days recognises A/N a day at full
   precision, rounded to the minor unit cumulatively (through day d: round(A*d/N)), so every day and every
   month is exact, the rounding remainder is carried forward and the last day closes A exactly.
@@ -40,16 +48,25 @@ Money is Decimal throughout and stays in the contract's currency; nothing here r
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Context, Decimal, localcontext
 from typing import Literal, NamedTuple
 
 from billbridge.billing.currency import allocate, minor_unit, round_money
-from billbridge.billing.engine import MINIMUM_LINE, BilledItem, DraftLine, Version, fresh_lines, planned_lines
+from billbridge.billing.engine import (
+    MINIMUM_LINE,
+    BilledItem,
+    DraftLine,
+    Version,
+    fresh_lines,
+    planned_lines,
+    usage_to_date,
+)
 from billbridge.billing.model import Contract, ContractLine, Recognition, Ssp
 from billbridge.billing.periods import periods
+from billbridge.billing.usage_periods import UsageQuery
 
 ONE_DAY = timedelta(days=1)
 ZERO = Decimal(0)
@@ -326,11 +343,17 @@ def month_balances(billed: Mapping[date, Decimal], recognised: Mapping[date, Dec
 
 
 def recognise(
-    contract_ref: str, versions: Sequence[Version], billed: Iterable[BilledItem], through: date
+    contract_ref: str,
+    versions: Sequence[Version],
+    billed: Iterable[BilledItem],
+    through: date,
+    usage: UsageByProduct | None = None,
 ) -> ContractRevenue:
     """The revenue of one contract from its versions and what it billed (see the module's definitions).
 
-    ``through``: the day up to which an evergreen contract's term is known (a fixed term ignores it)."""
+    ``through``: the day up to which an evergreen contract's term is known (a fixed term ignores it) and
+    usage is counted. ``usage``: the customer's usage of the products of the contract's usage lines
+    through ``through`` (None: not known, usage is recognised as billed, over its periods' days)."""
     versions = sorted(versions, key=lambda v: (v.effective_date, v.version_no))
     if not versions:
         raise ValueError("a contract needs a version")
@@ -346,9 +369,7 @@ def recognise(
             continue
         booked = month_of(item.billing_date)
         out.add(out.billed, (item.line_ref, booked, booked), item.billed_amount)
-        if item.kind in VARIABLE_KINDS and item.span_end > item.span_start:
-            for m, a in monthly_amounts(item.billed_amount, item.span_start, item.span_end - ONE_DAY, currency).items():
-                out.add(out.recognised, (item.line_ref, booked, m), a)
+    _recognise_usage(out, versions, billed, methods, usage, through)
 
     obligations = _allocate_versions(contract_ref, versions, horizon, methods, billed)
     out.obligations = obligations
@@ -372,6 +393,161 @@ def recognise(
                 key = (line_ref, booked, m)
                 recognised[key] = recognised.get(key, ZERO) + a
     return out
+
+
+# --- usage ----------------------------------------------------------------------------------------
+
+
+class UsageBucket(NamedTuple):
+    """A product's usage over the days ``start`` to ``end`` (exclusive): the sum of its quantities and
+    its number of events. The store reads a month per bucket, or a day where billing periods split months."""
+
+    start: date
+    end: date
+    total: Decimal
+    events: int
+
+
+UsageByProduct = Mapping[str, Sequence[UsageBucket]]
+"""A contract's customer's usage, per usage product_ref, in buckets that do not overlap."""
+
+_MEASURES = {"sum": lambda b: b.total, "count": lambda b: Decimal(b.events)}
+"""What a month of usage consumed, per aggregation that adds up over days (a peak, a last value or
+distinct values do not: their lines are recognised over the period's days)."""
+
+
+def _measured(buckets: Sequence[UsageBucket], aggregation: str, start: date, end: date) -> dict[date, Decimal]:
+    """The usage ``aggregation`` measures in the days ``start``..``end`` (exclusive), per month."""
+    measure = _MEASURES[aggregation]
+    out: dict[date, Decimal] = {}
+    for b in buckets:
+        if b.end <= start or b.start >= end:
+            continue
+        if b.start < start or b.end > end:
+            raise ValueError(f"usage read from {b.start} to {b.end} does not fit the period {start} to {end}")
+        m = month_of(b.start)
+        out[m] = out.get(m, ZERO) + measure(b)
+    return out
+
+
+def _lookup(usage: UsageByProduct) -> Callable[[UsageQuery], Decimal]:
+    """The billing engine's usage lookup over the buckets (sum and count; nothing else is valued)."""
+
+    def lookup(query: UsageQuery) -> Decimal:
+        if query.aggregation not in _MEASURES:
+            return ZERO
+        return sum(
+            _measured(usage.get(query.product_ref, ()), query.aggregation, query.start, query.end).values(), ZERO
+        )
+
+    return lookup
+
+
+def _spread(
+    amount: Decimal, weights: Mapping[date, Decimal], start: date, end: date, currency: str
+) -> dict[date, Decimal]:
+    """``amount`` over the months of ``weights`` in proportion to them (largest remainder, exact). With
+    nothing consumed (no recorded usage: nothing to be proportional to) it falls back to an even spread
+    over the days ``start``..``end`` (exclusive), as a period is recognised when its usage is unknown."""
+    months = sorted(m for m, w in weights.items() if w > 0)
+    if not months:
+        return monthly_amounts(amount, start, end - ONE_DAY, currency)
+    return dict(zip(months, allocate(amount, [weights[m] for m in months], currency), strict=True))
+
+
+def _recognise_usage(
+    out: ContractRevenue,
+    versions: Sequence[Version],
+    billed: Sequence[BilledItem],
+    methods: Mapping[str, Recognition],
+    usage: UsageByProduct | None,
+    through: date,
+) -> None:
+    """Variable consideration into ``out.recognised`` (see the module's definitions).
+
+    A usage line measured by a sum or a count, with ``usage`` known: per billing period started by
+    ``through`` (a slot), what the engine bills for it on the usage so far (``usage_to_date``), in the
+    months consumed. Its billed items are recognised in their booked months, the difference (consumed,
+    not yet billed: the open period, a late event; or billed beyond it, to be credited) in the month of
+    the period's billing date (its invoice's, in arrears). A slot the terms no longer bill (a removed
+    line, a changed cycle) is credited by the engine: its items cancel. Anything else variable (a
+    minimum true-up, another aggregation) is recognised over its billed span's days."""
+    currency = out.currency
+    lines: dict[str, ContractLine] = {}
+    for version in versions:
+        for line in version.contract.lines:
+            lines[line.line_ref] = line
+    measured = {
+        ref: line
+        for ref, line in lines.items()
+        if usage is not None
+        and line.charge == "usage"
+        and line.usage_aggregation in _MEASURES
+        and methods.get(ref) != "none"
+    }
+    slots: dict[tuple[str, date], DraftLine] = {}
+    if measured:
+        assert usage is not None
+        for d in usage_to_date(versions, through, _lookup(usage)):
+            if d.line_ref in measured:
+                slots[(d.line_ref, d.slot_start)] = d
+    weights: dict[tuple[str, date], dict[date, Decimal]] = {}
+
+    def weights_of(key: tuple[str, date], slot: DraftLine) -> dict[date, Decimal]:
+        found = weights.get(key)
+        if found is None:
+            line = measured[key[0]]
+            assert usage is not None
+            end = min(slot.slot_end, through + ONE_DAY)
+            found = weights[key] = _measured(
+                usage.get(line.product_ref, ()), line.usage_aggregation, slot.slot_start, end
+            )
+        return found
+
+    billed_of: dict[tuple[str, date], Decimal] = defaultdict(lambda: ZERO)
+    for item in billed:
+        if item.kind not in VARIABLE_KINDS or methods.get(item.line_ref) == "none" or item.billed_amount == 0:
+            continue
+        booked = month_of(item.billing_date)
+        if item.line_ref in measured:
+            key = (item.line_ref, item.slot_start)
+            slot = slots.get(key)
+            if slot is None:
+                continue  # no longer billed: the engine credits it, so it recognises nothing
+            billed_of[key] += item.billed_amount
+            spread = _spread(item.billed_amount, weights_of(key, slot), slot.slot_start, slot.slot_end, currency)
+        elif item.span_end > item.span_start:
+            spread = monthly_amounts(item.billed_amount, item.span_start, item.span_end - ONE_DAY, currency)
+        else:
+            continue
+        for m, a in spread.items():
+            out.add(out.recognised, (item.line_ref, booked, m), a)
+    for key, slot in slots.items():
+        unbilled = slot.billed_amount - billed_of.get(key, ZERO)
+        if unbilled:
+            booked = month_of(slot.slot_end)
+            for m, a in _spread(unbilled, weights_of(key, slot), slot.slot_start, slot.slot_end, currency).items():
+                out.add(out.recognised, (key[0], booked, m), a)
+
+
+def usage_by_day(versions: Sequence[Version], billed: Iterable[BilledItem], through: date) -> bool:
+    """Whether this contract's usage must be read per day rather than per month: a billing period (or a
+    billed usage item) of a usage line starts or ends inside a month, so a month's usage would straddle it."""
+    if not any(line.charge == "usage" for v in versions for line in v.contract.lines):
+        return False
+    contract = max(versions, key=lambda v: (v.effective_date, v.version_no)).contract
+    end = contract.contract_end_date + ONE_DAY if contract.contract_end_date else None
+    found = periods(
+        contract.anchor,
+        contract.cycle_length,
+        contract.cycle_unit,
+        contract.contract_start_date,
+        end,
+        through + ONE_DAY,
+    )
+    days = [d for p in found for d in (p.start, p.end)]
+    days += [d for item in billed if item.kind == "usage" for d in (item.span_start, item.span_end)]
+    return any(d.day != 1 for d in days)
 
 
 def _horizon(contract: Contract, through: date) -> date:

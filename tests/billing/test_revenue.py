@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from billbridge.billing.revenue import (
     ADJUSTMENT_LINE,
     ContractRevenue,
+    UsageBucket,
     allocate_by_ssp,
     daily_amounts,
     monthly_amounts,
@@ -160,6 +162,130 @@ def test_usage_is_recognised_in_the_month_it_happened_and_billed_after() -> None
     assert (balances[1].month, balances[1].billed, balances[1].contract_asset) == (FEB, D(100), D(0))
 
 
+CALLS = {
+    "line_ref": "calls",
+    "product_ref": "calls",
+    "charge": "usage",
+    "pricing": {"model": "per_unit", "unit_price": "0.05"},
+}
+
+
+class Meter:
+    """Usage events of the product ``calls`` by day, as the store's rollups hold them: the billing
+    engine's lookup (what the invoices bill) and the buckets revenue recognition is given."""
+
+    def __init__(self) -> None:
+        self.days: dict[date, Decimal] = {}
+
+    def use(self, day: date, quantity: int) -> None:
+        self.days[day] = self.days.get(day, D(0)) + quantity
+
+    def lookup(self, query: Any) -> Decimal:
+        return sum((q for d, q in self.days.items() if query.start <= d < query.end), D(0))
+
+    def through(self, day: date) -> dict[str, list[UsageBucket]]:
+        return {
+            "calls": [UsageBucket(d, d + timedelta(days=1), q, 1) for d, q in sorted(self.days.items()) if d <= day]
+        }
+
+
+def test_usage_is_recognised_as_consumed_a_contract_asset_until_its_invoice() -> None:
+    """Usage is recognised in the months it is consumed, before it is invoiced (Lago docs, "Revenue
+    recognition: usage-based charges": metered usage billed in arrears is recognised as it is consumed
+    and sits in unbilled revenue until the invoice issues; ASC 606-10-32-40 as Deloitte's Roadmap,
+    Revenue Recognition, 7.5 "Allocation of variable consideration" explains it: usage-based fees are
+    allocated to the distinct period in which the usage happens).
+
+    0.05 a call, billed every two months in arrears: 2,000 calls in January (100.00) and 1,000 in
+    February (50.00), invoiced on March 1 (150.00). January recognises 100.00 and February 50.00, each a
+    contract asset until March's invoice; then nothing is deferred or unbilled. (Spread evenly over the
+    59 days of the period, January would have had 78.81.)"""
+    contract = make([CALLS], cycle_length=2, contract_end_date=date(2026, 6, 30))
+    ledger, meter = Ledger((JAN, contract)), Meter()
+    meter.use(date(2026, 1, 10), 1500)
+    meter.use(date(2026, 1, 31), 500)
+    jan = recognise("C-1", ledger.versions, ledger.billed, date(2026, 1, 31), meter.through(date(2026, 1, 31)))
+    assert [(b.month, b.billed, b.recognised, b.contract_asset) for b in jan.balances()] == [
+        (JAN, D(0), D(100), D(100))
+    ]
+    meter.use(date(2026, 2, 14), 1000)
+    feb = recognise("C-1", ledger.versions, ledger.billed, date(2026, 2, 28), meter.through(date(2026, 2, 28)))
+    assert per_month(feb) == {JAN: D(100), FEB: D(50)} and feb.balances()[-1].contract_asset == D(150)
+    [invoice] = ledger.bill(MAR, usage=meter.lookup).invoices
+    assert invoice.invoice_total == D(150)
+    mar = recognise("C-1", ledger.versions, ledger.billed, MAR, meter.through(MAR))
+    assert per_month(mar) == {JAN: D(100), FEB: D(50)}
+    assert [(b.month, b.billed, b.deferred, b.contract_asset) for b in mar.balances()] == [
+        (JAN, D(0), D(0), D(100)),
+        (FEB, D(0), D(0), D(150)),
+        (MAR, D(150), D(0), D(0)),
+    ]
+    # the same usage known only through what was billed: spread over the period's days, as before
+    assert per_month(recognise("C-1", ledger.versions, ledger.billed, MAR)) == {JAN: D("78.81"), FEB: D("71.19")}
+
+
+def test_an_estimate_that_the_invoice_changes_is_trued_up_in_the_first_open_month() -> None:
+    """Unbilled usage is valued as the billing engine will bill it, on the usage so far; the invoice's
+    difference lands in the first open month (a closed month never changes). Volume pricing, every call
+    at 0.05 up to 2,500 calls a period and at 0.04 above; billed every two months in arrears.
+
+    January: 2,000 calls, 100.00 at 0.05, recognised and closed. February: 1,000 more, 3,000 in the period:
+    all at 0.04, 120.00, of which January's share is 80.00 and February's 40.00. January stays at 100.00,
+    so February recognises 40.00 - 20.00 = 20.00 (catch-up -20.00); March 1 bills 120.00, exactly what
+    the two months recognised."""
+    volume = {
+        "model": "volume",
+        "tiers": [{"up_to": "2500", "unit_price": "0.05"}, {"up_to": None, "unit_price": "0.04"}],
+    }
+    contract = make([dict(CALLS, pricing=volume)], cycle_length=2, contract_end_date=date(2026, 6, 30))
+    ledger, meter = Ledger((JAN, contract)), Meter()
+    meter.use(date(2026, 1, 5), 2000)
+    jan = recognise("C-1", ledger.versions, ledger.billed, date(2026, 1, 31), meter.through(date(2026, 1, 31)))
+    closed = {k: a for k, a in jan.recognised.items() if k[2] == JAN}
+    assert sum(closed.values()) == D(100)
+    meter.use(date(2026, 2, 5), 1000)
+    ledger.bill(MAR, usage=meter.lookup)
+    mar = recognise("C-1", ledger.versions, ledger.billed, MAR, meter.through(MAR))
+    assert per_month(mar) == {JAN: D(80), FEB: D(40)}  # what they would have been
+    rows = post_with_close(mar.recognised, closed, [JAN])
+    assert [(r.month, r.amount, r.catch_up) for r in rows] == [(FEB, D(20), D(-20))]
+    assert sum(closed.values()) + sum(r.amount for r in rows) == sum(mar.billed.values()) == D(120)
+
+
+def test_a_late_usage_event_after_the_close_is_recognised_in_the_first_open_month_before_it_is_billed() -> None:
+    """A late usage event for a closed month is a catch-up in the first open month (issue 14; ASC
+    606-10-32-40, Deloitte's Roadmap 7.5: usage is recognised in the period it relates to, and a closed
+    period is not reopened, so the change is recognised when it becomes known), recognised at once as a
+    contract asset and billed by the correction on the next invoice.
+
+    0.05 a call, monthly in arrears: 2,000 January calls (100.00) are billed on February 1 and January is
+    closed. On February 10 a late January event of 600 calls (30.00) arrives, and 400 February calls
+    (20.00): at February's end, February recognises 20.00 + the 30.00 catch-up, a contract asset of 50.00
+    until March 1 bills 50.00 (January's correction and February)."""
+    contract = make([CALLS], contract_end_date=date(2026, 6, 30))
+    ledger, meter = Ledger((JAN, contract)), Meter()
+    meter.use(date(2026, 1, 12), 2000)
+    ledger.bill(FEB, usage=meter.lookup)
+    feb1 = recognise("C-1", ledger.versions, ledger.billed, FEB, meter.through(FEB))
+    closed = {k: a for k, a in feb1.recognised.items() if k[2] == JAN}
+    assert sum(closed.values()) == D(100)
+    meter.use(date(2026, 1, 20), 600)
+    meter.use(date(2026, 2, 10), 400)
+    end_feb = date(2026, 2, 28)
+    feb = recognise("C-1", ledger.versions, ledger.billed, end_feb, meter.through(end_feb))
+    rows = post_with_close(feb.recognised, closed, [JAN])
+    assert sum(r.amount for r in rows if r.month == FEB) == D(50)
+    assert sum(r.catch_up for r in rows if r.month == FEB) == D(30)
+    billed = sum(feb.billed.values())
+    assert billed - sum(closed.values()) - sum(r.amount for r in rows) == -D(50)  # a contract asset of 50.00
+    [invoice] = ledger.bill(MAR, usage=meter.lookup).invoices
+    assert (invoice.billing_date, invoice.invoice_total) == (MAR, D(50))
+    mar = recognise("C-1", ledger.versions, ledger.billed, MAR, meter.through(MAR))
+    rows = post_with_close(mar.recognised, closed, [JAN])
+    assert sum(r.amount for r in rows if r.month == FEB) == D(50)
+    assert sum(closed.values()) + sum(r.amount for r in rows) == sum(mar.billed.values()) == D(150)
+
+
 def test_a_mid_month_upgrade_is_recognised_prospectively() -> None:
     # Stripe docs, "Revenue Recognition for subscriptions and invoicing" (upgrades and downgrades): a USD 90
     # monthly subscription from April 1 is upgraded to USD 120 on April 21: 20 days of 90 (60) and 10 days
@@ -278,10 +404,26 @@ def test_a_schedules_days_sum_exactly_to_the_obligation(amount: Decimal, start: 
 line_kinds = st.sampled_from(["recurring", "one_time", "installments"])
 
 
+@dataclass
+class Case:
+    """A random contract's life: billed at ``day`` with the usage known then (``early``), months before
+    it closed (``held``: the rows they hold), then maybe amended (new prices, an earlier or later end, or
+    an added line), the late usage reported and everything billed; its revenue through ``through``."""
+
+    ledger: Ledger
+    through: date
+    meter: Meter
+    unit_price: Decimal | None
+    service_end: date | None
+    closed: set[date]
+    held: dict[tuple[str, date, date], Decimal]
+
+
 @st.composite
-def contracts(draw: st.DrawFn) -> tuple[Ledger, date]:
+def contracts(draw: st.DrawFn) -> Case:
     start = draw(st.dates(date(2026, 1, 1), date(2026, 6, 30)))
     end = start + timedelta(days=draw(st.integers(30, 500)))
+    evergreen = draw(st.booleans())  # then ``end`` is only the day its revenue is looked at
     lines = []
     for i in range(draw(st.integers(1, 3))):
         kind = draw(line_kinds)
@@ -293,35 +435,89 @@ def contracts(draw: st.DrawFn) -> tuple[Ledger, date]:
         if draw(st.booleans()):
             line["ssp"] = {"kind": "fixed", "amount": str(draw(st.integers(1, 6000)))}
         lines.append(line)
+    unit_price = D(draw(st.integers(1, 500))) / 100 if draw(st.booleans()) else None
+    usage_line = [dict(CALLS, pricing={"model": "per_unit", "unit_price": str(unit_price)})] if unit_price else []
     terms = {
         "contract_start_date": start,
-        "contract_end_date": end,
+        "contract_end_date": None if evergreen else end,
         "cycle_unit": draw(st.sampled_from(["month", "year"])),
         "billing_timing": draw(st.sampled_from(["in_advance", "in_arrears"])),
     }
-    ledger = Ledger((start, make(lines, **terms)))
+    ledger = Ledger((start, make(lines + usage_line, **terms)))
     day = start + timedelta(days=draw(st.integers(0, (end - start).days)))
-    ledger.bill(day)
-    if draw(st.booleans()):
+    early, meter = Meter(), Meter()  # the usage known on ``day``, and all of it
+    for _ in range(draw(st.integers(0, 12)) if unit_price else 0):
+        used = start + timedelta(days=draw(st.integers(0, (end - start).days)))
+        quantity = draw(st.integers(1, 5000))
+        meter.use(used, quantity)
+        if used <= day and draw(st.booleans()):  # else a late event, reported after ``day``
+            early.use(used, quantity)
+    ledger.bill(day, usage=early.lookup)
+    # months before ``day`` are closed, holding what they recognised then
+    first = revenue_of(ledger, day, early).recognised
+    closed = {m for (_, _, m) in first if m < month_of(day) and draw(st.booleans())}
+    held = {k: a for k, a in first.items() if k[2] in closed}
+    service_end = None if evergreen else end
+    change = draw(st.sampled_from(["none", "prices", "added line"]))
+    if change == "prices":
         new_end = draw(st.sampled_from([end, day + timedelta(days=draw(st.integers(0, 60)))]))
+        service_end = None if evergreen else max(new_end, start)
         changed = [dict(line, pricing={"model": "flat", "amount": str(draw(st.integers(1, 5000)))}) for line in lines]
-        ledger.amend(day, make(changed, **{**terms, "contract_end_date": max(new_end, start)}, effective_date=day))
-    ledger.bill(date(2034, 1, 1))  # past the last installment (six yearly ones at most)
-    return ledger, end
+        ledger.amend(day, make(changed + usage_line, **{**terms, "contract_end_date": service_end}, effective_date=day))
+    elif change == "added line":
+        added = flat(str(draw(st.integers(1, 5000))), line_ref="new", product_ref="new", charge=draw(line_kinds))
+        if added["charge"] == "installments":
+            added["installments"] = draw(st.integers(1, 3))
+        ledger.amend(day, make(lines + usage_line + [dict(added, start_date=day)], **terms, effective_date=day))
+    ledger.bill(end if evergreen else date(2034, 1, 1), usage=meter.lookup)  # past the last installment
+    return Case(ledger, end, meter, unit_price, service_end, closed, held)
 
 
-@settings(max_examples=60, deadline=None)
+def revenue_of(ledger: Ledger, through: date, meter: Meter) -> ContractRevenue:
+    return recognise("C-1", list(ledger.versions), list(ledger.billed), through, meter.through(through))
+
+
+def month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+@settings(max_examples=80, deadline=None)
 @given(contracts())
-def test_over_its_life_a_contract_recognises_exactly_what_it_billed(case: tuple[Ledger, date]) -> None:
-    ledger, end = case
-    rev = revenue(ledger, end)
-    assert sum(rev.recognised.values()) == sum(rev.billed.values())
+def test_over_its_life_a_contract_recognises_exactly_what_it_billed(case: Case) -> None:
+    """Random contracts (fixed-term or evergreen, with or without a usage line and late usage events,
+    amended or not: new prices, another end, an added line): usage is recognised in the months it was
+    consumed; at every month end billed - recognised = deferred - contract asset, both worked out here
+    from the invoices and the recognised amounts; a fixed-term contract ends having recognised exactly
+    what it billed; closed months keep what they held and the rest lands in open months."""
+    ledger, through = case.ledger, case.through
+    rev = revenue_of(ledger, through, case.meter)
     assert all(type(a) is Decimal for a in rev.recognised.values())
+    if case.unit_price is not None:  # each month: its calls at the unit price, exactly
+        consumed: dict[date, Decimal] = {}
+        for day, quantity in case.meter.days.items():
+            if case.service_end is None or day <= case.service_end:
+                consumed[month_of(day)] = consumed.get(month_of(day), D(0)) + quantity * case.unit_price
+        assert {m: a for m, a in per_month(rev, "calls").items() if a} == consumed
+    billed: dict[date, Decimal] = {}
+    for item in ledger.billed:
+        billed[month_of(item.billing_date)] = billed.get(month_of(item.billing_date), D(0)) + item.billed_amount
+    recognised = per_month(rev)
+    balances = {b.month: b for b in rev.balances()}
     net = D(0)
-    for b in rev.balances():  # billed - recognised = deferred - contract asset, every month
-        net += b.billed - b.recognised
-        assert net == b.deferred - b.contract_asset and min(b.deferred, b.contract_asset) == 0
-    assert rev.balances()[-1].deferred == rev.balances()[-1].contract_asset == 0
+    for m in sorted(set(billed) | set(recognised)):
+        net += billed.get(m, D(0)) - recognised.get(m, D(0))
+        if m in balances:
+            b = balances[m]
+            assert (b.billed, b.recognised) == (billed.get(m, D(0)), recognised.get(m, D(0)))
+            assert (b.deferred, b.contract_asset) == (max(net, D(0)), max(-net, D(0)))
+        else:  # a month where nothing moved: the engine reports no row, and nothing was billed or recognised
+            assert billed.get(m, D(0)) == recognised.get(m, D(0)) == 0
+    if case.service_end is not None:
+        assert sum(rev.recognised.values()) == sum(rev.billed.values()) == sum(billed.values())
+        assert rev.balances()[-1].deferred == rev.balances()[-1].contract_asset == 0
+    rows = post_with_close(rev.recognised, case.held, case.closed)
+    assert all(r.month not in case.closed for r in rows)
+    assert sum(case.held.values()) + sum(r.amount for r in rows) == sum(rev.recognised.values())
 
 
 @given(
