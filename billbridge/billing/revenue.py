@@ -400,7 +400,7 @@ def recognise(
 
 class UsageBucket(NamedTuple):
     """A product's usage over the days ``start`` to ``end`` (exclusive): the sum of its quantities and
-    its number of events. The store reads a month per bucket, or a day where billing periods split months."""
+    its number of events. The store reads a month per bucket, cut where billing periods split months."""
 
     start: date
     end: date
@@ -416,15 +416,20 @@ _MEASURES = {"sum": lambda b: b.total, "count": lambda b: Decimal(b.events)}
 distinct values do not: their lines are recognised over the period's days)."""
 
 
-def _measured(buckets: Sequence[UsageBucket], aggregation: str, start: date, end: date) -> dict[date, Decimal]:
-    """The usage ``aggregation`` measures in the days ``start``..``end`` (exclusive), per month."""
+def _measured(
+    buckets: Sequence[UsageBucket], aggregation: str, start: date, end: date, product_ref: str
+) -> dict[date, Decimal]:
+    """The usage of ``product_ref`` that ``aggregation`` measures in the days ``start``..``end``
+    (exclusive), per month."""
     measure = _MEASURES[aggregation]
     out: dict[date, Decimal] = {}
     for b in buckets:
         if b.end <= start or b.start >= end:
             continue
         if b.start < start or b.end > end:
-            raise ValueError(f"usage read from {b.start} to {b.end} does not fit the period {start} to {end}")
+            raise ValueError(
+                f"usage of {product_ref!r} read from {b.start} to {b.end} does not fit the period {start} to {end}"
+            )
         m = month_of(b.start)
         out[m] = out.get(m, ZERO) + measure(b)
     return out
@@ -436,9 +441,8 @@ def _lookup(usage: UsageByProduct) -> Callable[[UsageQuery], Decimal]:
     def lookup(query: UsageQuery) -> Decimal:
         if query.aggregation not in _MEASURES:
             return ZERO
-        return sum(
-            _measured(usage.get(query.product_ref, ()), query.aggregation, query.start, query.end).values(), ZERO
-        )
+        product = query.product_ref
+        return sum(_measured(usage.get(product, ()), query.aggregation, query.start, query.end, product).values(), ZERO)
 
     return lookup
 
@@ -500,7 +504,7 @@ def _recognise_usage(
             assert usage is not None
             end = min(slot.slot_end, through + ONE_DAY)
             found = weights[key] = _measured(
-                usage.get(line.product_ref, ()), line.usage_aggregation, slot.slot_start, end
+                usage.get(line.product_ref, ()), line.usage_aggregation, slot.slot_start, end, line.product_ref
             )
         return found
 
@@ -530,11 +534,12 @@ def _recognise_usage(
                 out.add(out.recognised, (key[0], booked, m), a)
 
 
-def usage_by_day(versions: Sequence[Version], billed: Iterable[BilledItem], through: date) -> bool:
-    """Whether this contract's usage must be read per day rather than per month: a billing period (or a
-    billed usage item) of a usage line starts or ends inside a month, so a month's usage would straddle it."""
+def usage_splits(versions: Sequence[Version], billed: Iterable[BilledItem], through: date) -> set[int]:
+    """The days of the month, other than the first, on which a billing period of this contract (or a
+    billed usage item) starts or ends while it has a usage line: where its usage must be read apart
+    (a month of usage read whole would straddle a period). Empty for periods that follow the months."""
     if not any(line.charge == "usage" for v in versions for line in v.contract.lines):
-        return False
+        return set()
     contract = max(versions, key=lambda v: (v.effective_date, v.version_no)).contract
     end = contract.contract_end_date + ONE_DAY if contract.contract_end_date else None
     found = periods(
@@ -545,9 +550,9 @@ def usage_by_day(versions: Sequence[Version], billed: Iterable[BilledItem], thro
         end,
         through + ONE_DAY,
     )
-    days = [d for p in found for d in (p.start, p.end)]
-    days += [d for item in billed if item.kind == "usage" for d in (item.span_start, item.span_end)]
-    return any(d.day != 1 for d in days)
+    days = {d.day for p in found for d in (p.start, p.end)}
+    days |= {d.day for item in billed if item.kind == "usage" for d in (item.span_start, item.span_end)}
+    return days - {1}
 
 
 def _horizon(contract: Contract, through: date) -> date:

@@ -34,6 +34,7 @@ from billbridge.store.revenue_models import (
     RevenuePeriodEvent,
     RevenueScheduleRow,
 )
+from billbridge.store.usage_aggregates import usage_events_through
 
 ZERO = Decimal(0)
 _INSERT_OBLIGATIONS = insert(table_of(RevenueObligation))
@@ -48,9 +49,10 @@ class PeriodError(ValueError):
 def stale_contracts(session: Session, through: date, *, full: bool = False) -> list[tuple[int, str]]:
     """(contract id, stamp) in id order of every contract whose schedule is not built from what it is
     now (every contract with ``full``), found in one query: the stamp of what a schedule depends on (its
-    current version, its documents' count, lines and last change and, for an evergreen contract, the month
-    of ``through``) is made and compared with the stored one by the database, so only stale contracts
-    come back. Built in SQL, a stamp is the database's own text of those values: a stamp stored in another
+    current version, its documents' count, lines and last change, for an evergreen contract the month of
+    ``through``, for a contract with a usage line its customer's events on those products through
+    ``through`` and the month of ``through``: usage is recognised as consumed, before it is billed) is
+    made and compared with the stored one by the database, so only stale contracts come back. Built in SQL, a stamp is the database's own text of those values: a stamp stored in another
     form (before this query, or another session time zone on PostgreSQL) only makes that schedule rebuilt
     once more, never skipped."""
     docs = (
@@ -68,6 +70,11 @@ def stale_contracts(session: Session, through: date, *, full: bool = False) -> l
         .subquery()
     )
     horizon = case((ContractVersion.contract_end_date.is_(None), literal(f":{through:%Y-%m}")), else_=literal(""))
+    used = usage_events_through(through)  # usage consumed is recognised before it is billed
+    usage = case(
+        (used.c.events.is_(None), literal("")),
+        else_=literal(":u") + cast(used.c.events, String) + literal(f"@{through:%Y-%m}"),
+    )
     stamp = (
         literal("v")
         + cast(Contract.current_version_no, String)
@@ -78,6 +85,7 @@ def stale_contracts(session: Session, through: date, *, full: bool = False) -> l
         + literal(":")
         + func.coalesce(cast(docs.c.changed, String), literal("-"))
         + horizon
+        + usage
     )
     query = (
         select(Contract.id, stamp)
@@ -87,6 +95,7 @@ def stale_contracts(session: Session, through: date, *, full: bool = False) -> l
         )
         .outerjoin(docs, docs.c.contract_id == Contract.id)
         .outerjoin(lines, lines.c.contract_id == Contract.id)
+        .outerjoin(used, used.c.contract_id == Contract.id)
     )
     if not full:
         query = query.outerjoin(RevenueContractState, RevenueContractState.contract_id == Contract.id).where(

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from datetime import UTC, date, datetime, time
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, and_, cast, func, select
+from sqlalchemy import Date, Integer, and_, case, cast, extract, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from billbridge.billing.revenue import UsageBucket
 from billbridge.billing.usage_periods import NO_VALUES, DailyUsage, from_micros
-from billbridge.store.models import Product, UsageDaily, UsageEvent
+from billbridge.store.models import Contract, ContractLine, ContractVersion, Product, UsageDaily, UsageEvent
 from billbridge.store.usage import joined_total
 
 UsageDays = dict[tuple[int, str], dict[date, DailyUsage]]
@@ -232,3 +233,103 @@ def period_usage(
         )
         for customer_id, product_id, millions, micros, peak, count in rows
     }
+
+
+def usage_buckets(
+    session: Session, wanted: Mapping[int, Collection[str]], splits: Mapping[int, Collection[int]], through: date
+) -> dict[tuple[int, str], list[UsageBucket]]:
+    """(customer id, usage product_ref) -> that usage through ``through`` per month, for revenue
+    recognition: one query over the rollups for a chunk of contracts, grouped in SQL by customer,
+    product, month and part of the month (``wanted``: customer id -> product_refs; ``splits``: customer
+    id -> the days of the month their billing periods start or end on, where a month is cut into parts).
+    The part holding ``through`` ends after it."""
+    products = sorted({ref for refs in wanted.values() for ref in refs})
+    if not wanted or not products:
+        return {}
+    if session.get_bind().dialect.name == "sqlite":
+        month: ColumnElement[Any] = func.strftime("%Y-%m-01", UsageDaily.day)
+        day_of_month: ColumnElement[Any] = cast(func.strftime("%d", UsageDaily.day), Integer)
+    else:
+        month = cast(func.date_trunc("month", UsageDaily.day), Date)
+        day_of_month = cast(extract("day", UsageDaily.day), Integer)
+    cuts: dict[int, list[int]] = {c: sorted({d for d in days if 1 < d <= 31}) for c, days in splits.items()}
+    by_cut: dict[int, list[int]] = defaultdict(list)  # day of month -> the customers cutting months there
+    for customer, days in cuts.items():
+        for d in days:
+            by_cut[d].append(customer)
+    # the part of its month a day is in: how many of its customer's cuts it is on or after
+    part = sum(
+        (
+            case((and_(UsageDaily.customer_id.in_(sorted(customers)), day_of_month >= d), 1), else_=0)
+            for d, customers in sorted(by_cut.items())
+        ),
+        literal(0),
+    ).label("part")
+    month = month.label("month")
+    rows = session.execute(
+        select(
+            UsageDaily.customer_id,
+            Product.product_ref,
+            month,
+            part,
+            func.sum(UsageDaily.total_millions),
+            func.sum(UsageDaily.total_micros),
+            func.sum(UsageDaily.events),
+        )
+        .join(Product, Product.id == UsageDaily.product_id)
+        .where(
+            UsageDaily.customer_id.in_(sorted(wanted)),
+            Product.product_ref.in_(products),
+            UsageDaily.day <= through,
+        )
+        .group_by(UsageDaily.customer_id, Product.product_ref, month, part)
+    )
+    out: dict[tuple[int, str], list[UsageBucket]] = defaultdict(list)
+    last = through + timedelta(days=1)
+    for customer_id, product_ref, first, index, millions, micros, events in rows:
+        if product_ref not in wanted.get(customer_id, ()):
+            continue
+        start, end = _part(_as_date(first), cuts.get(customer_id, []), int(index))
+        total = from_micros(joined_total(millions, micros))
+        out[(customer_id, product_ref)].append(UsageBucket(start, min(end, last), total, int(events)))
+    for found in out.values():
+        found.sort()
+    return dict(out)
+
+
+def _part(month: date, cuts: Sequence[int], index: int) -> tuple[date, date]:
+    """The days [start, end) of part ``index`` of ``month`` cut on the days of the month ``cuts``
+    (ascending; a cut past the month's last day cuts nothing)."""
+    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    length = (following - month).days
+    start = month.replace(day=cuts[index - 1]) if index else month
+    end = following
+    if index < len(cuts) and cuts[index] <= length:
+        end = month.replace(day=cuts[index])
+    return start, end
+
+
+def usage_events_through(through: date) -> Any:
+    """A subquery (contract_id, events): per contract with a usage line (in any version), the events its
+    customer reported on those lines' products through ``through`` (0: none yet); a schedule valuing
+    usage is stale when this changes (usage events are only ever added)."""
+    lines = (
+        select(ContractVersion.contract_id.label("contract_id"), ContractLine.product_id.label("product_id"))
+        .join(ContractVersion, ContractVersion.id == ContractLine.version_id)
+        .where(ContractLine.charge == "usage")
+        .distinct()
+        .subquery()
+    )
+    return (
+        select(lines.c.contract_id, func.coalesce(func.sum(UsageDaily.events), 0).label("events"))
+        .select_from(lines)
+        .join(Contract, Contract.id == lines.c.contract_id)
+        .outerjoin(
+            UsageDaily,
+            (UsageDaily.customer_id == Contract.customer_id)
+            & (UsageDaily.product_id == lines.c.product_id)
+            & (UsageDaily.day <= through),
+        )
+        .group_by(lines.c.contract_id)
+        .subquery()
+    )

@@ -276,3 +276,68 @@ def test_a_rebuild_finds_exactly_the_contracts_whose_inputs_changed(store: Store
     assert stale() == {"C-M", "C-N"}
     assert revenue.rebuild(store, jan, full=True).rebuilt == 4
     assert stale() == set()
+
+
+def test_usage_is_recognised_as_consumed_from_the_store_before_its_invoice(store: Store) -> None:
+    """Usage read from the store per month (per day for a contract whose periods split months) is
+    recognised in the months consumed, a contract asset until the invoice (Lago docs, "Revenue
+    recognition: usage-based charges"; ASC 606-10-32-40), and a new usage event alone makes the schedule
+    stale. C-Q: 0.002 a call, billed quarterly in arrears: 50,000 January calls (100.00) and 25,000 in
+    February (50.00), billed on April 1 (150.00). C-H: periods from the 15th; 10,000 calls on January 20
+    (20.00) and 5,000 on February 10 (10.00), one period, billed on February 15 (30.00)."""
+    from billbridge.store.models import Customer, Product
+    from billbridge.store.usage import insert_events
+
+    api = [{"line_ref": "api", "product_ref": "api", "charge": "usage"}]
+    quarterly = contract("C-Q", cycle_length=3, contract_end_date="2026-12-31", lines=api)
+    half = contract("C-H", "initech", contract_start_date="2026-01-15", contract_end_date="2026-12-14", lines=api)
+    import_document(store, document(quarterly, half))
+
+    def use(ref: str, customer: str, stamp: str, quantity: str) -> None:
+        with store.write() as session:
+            ids = session.execute(
+                select(Customer.id, Customer.entity_id).where(Customer.customer_ref == customer)
+            ).one()
+            product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
+            row = {"event_ref": ref, "entity_id": ids.entity_id, "customer_id": ids.id, "product_id": product}
+            insert_events(session, [row | {"timestamp": datetime.fromisoformat(stamp), "quantity": Decimal(quantity)}])
+
+    use("q1", "globex", "2026-01-10T10:00:00+00:00", "30000")
+    use("q2", "globex", "2026-01-31T23:59:00+00:00", "20000")
+    use("h1", "initech", "2026-01-20T10:00:00+00:00", "10000")
+    assert revenue.rebuild(store, date(2026, 1, 31)).rebuilt == 2
+    q = months(revenue.schedule_report(store, "C-Q") or {})
+    assert (q["2026-01"]["recognised"], q["2026-01"]["billed"], q["2026-01"]["contract_asset"]) == (
+        "100.00",
+        "0.00",
+        "100.00",
+    )
+    use("q3", "globex", "2026-02-15T10:00:00+00:00", "25000")
+    use("h2", "initech", "2026-02-10T10:00:00+00:00", "5000")
+    assert revenue.rebuild(store, date(2026, 2, 28)).rebuilt == 2  # new usage, nothing billed: stale
+    assert revenue.rebuild(store, date(2026, 2, 28)).rebuilt == 0
+    q = months(revenue.schedule_report(store, "C-Q") or {})
+    assert (q["2026-02"]["recognised"], q["2026-02"]["contract_asset"]) == ("50.00", "150.00")
+    h = months(revenue.schedule_report(store, "C-H") or {})
+    assert (h["2026-01"]["recognised"], h["2026-02"]["recognised"], h["2026-02"]["contract_asset"]) == (
+        "20.00",
+        "10.00",
+        "30.00",  # no billing run yet
+    )
+    run_billing(store, date(2026, 4, 1))
+    revenue.rebuild(store, date(2026, 4, 1))
+    q = months(revenue.schedule_report(store, "C-Q") or {})
+    assert [(m, q[m]["recognised"]) for m in ("2026-01", "2026-02")] == [("2026-01", "100.00"), ("2026-02", "50.00")]
+    assert (q["2026-04"]["billed"], q["2026-04"]["deferred"], q["2026-04"]["contract_asset"]) == (
+        "150.00",
+        "0.00",
+        "0.00",
+    )
+    h = months(revenue.schedule_report(store, "C-H") or {})
+    assert (h["2026-01"]["recognised"], h["2026-02"]["recognised"], h["2026-02"]["billed"]) == (
+        "20.00",
+        "10.00",
+        "30.00",
+    )
+    last = h[max(h)]
+    assert last["deferred"] == last["contract_asset"] == "0.00"

@@ -254,3 +254,43 @@ def test_migration_0009_splits_day_totals_and_repairs_sums_sqlite_made_floats(st
     if many:
         assert days[date(2026, 1, 6)].total == D(most) * many
     assert period.total == D(most) * (3 + many)
+
+
+def test_usage_for_revenue_is_grouped_per_month_and_cut_where_periods_split_months(store: Store) -> None:
+    """Revenue recognition's read: one row per customer, product and month, a month cut into parts on the
+    days its customer's billing periods start (here the 15th and, for a period anchored on the 31st, the
+    28th, 30th and 31st), the part holding ``through`` ending after it; other customers' months whole."""
+    from billbridge.billing.revenue import UsageBucket
+    from billbridge.store.usage_aggregates import usage_buckets
+
+    customers = _store_events(
+        store,
+        [
+            ("globex", "2026-01-03T10:00:00+00:00", "1", "", None),
+            ("globex", "2026-01-20T10:00:00+00:00", "2.5", "", None),
+            ("globex", "2026-01-21T10:00:00+00:00", "3", "", None),
+            ("globex", "2026-02-28T10:00:00+00:00", "4", "", None),
+            ("initech", "2026-01-03T10:00:00+00:00", "5", "", None),
+            ("initech", "2026-01-30T10:00:00+00:00", "6", "", None),
+            ("initech", "2026-02-10T10:00:00+00:00", "7", "", None),
+        ],
+    )
+    globex, initech = customers["globex"], customers["initech"]
+    with store.read() as session:
+        found = usage_buckets(
+            session, {globex: {"api"}, initech: {"api"}}, {globex: {15, 28, 30, 31}}, date(2026, 2, 28)
+        )
+    assert found == {
+        (globex, "api"): [
+            UsageBucket(JAN, date(2026, 1, 15), D(1), 1),
+            UsageBucket(date(2026, 1, 15), date(2026, 1, 28), D("5.5"), 2),
+            UsageBucket(date(2026, 2, 28), date(2026, 3, 1), D(4), 1),
+        ],
+        (initech, "api"): [UsageBucket(JAN, FEB, D(11), 2), UsageBucket(FEB, date(2026, 3, 1), D(7), 1)],
+    }
+    with store.read() as session:  # the month holding ``through`` ends after it
+        found = usage_buckets(session, {initech: {"api"}}, {}, date(2026, 2, 9))
+    assert found == {(initech, "api"): [UsageBucket(JAN, FEB, D(11), 2)]}
+    with store.read() as session:
+        found = usage_buckets(session, {initech: {"api"}}, {}, date(2026, 2, 10))
+    assert found[(initech, "api")][1] == UsageBucket(FEB, date(2026, 2, 11), D(7), 1)
