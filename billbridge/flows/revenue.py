@@ -3,7 +3,8 @@ and the reports (schedule, waterfall, rollforward) the CLI and API show. The Pre
 ``recognize_revenue`` rebuilds and leaves a summary artifact.
 
 A schedule is rebuilt only for a contract whose versions or documents changed since it was built (or, for
-an evergreen contract, whose term moved into a new month), in chunks, one transaction per chunk; a contract
+an evergreen contract, whose term moved into a new month; for a contract with a usage line, whose customer
+reported usage or whose month moved), in chunks, one transaction per chunk; a contract
 that cannot be recognised is recorded with the reason and never stops the run."""
 
 from __future__ import annotations
