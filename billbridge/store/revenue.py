@@ -18,12 +18,14 @@ from billbridge.billing.revenue import Key, Obligation, Posted
 from billbridge.store.bulk import BulkStatement, Call, run_calls
 from billbridge.store.models import (
     Contract,
+    ContractLine,
     ContractVersion,
     Customer,
     Invoice,
     InvoiceLine,
     LegalEntity,
     OutboxMessage,
+    Product,
     table_of,
     utcnow,
 )
@@ -505,9 +507,20 @@ def schedule_rows(
 
 def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], tuple[str, str]]:
     """(contract id, line_ref) -> (product_ref, recognition) for an entity's schedule lines: from the
-    obligations, and from the invoice lines for what has none (usage and minimum true-ups: variable
-    consideration, recognised as ``usage`` in the period billed for)."""
+    obligations, and from the invoice lines or the contracts' usage lines for what has none (usage and
+    minimum true-ups: variable consideration, recognised as ``usage``; usage is recognised before it is
+    billed, so its line's product comes from the contract)."""
     found: dict[tuple[int, str], tuple[str, str]] = {}
+    usage = session.execute(
+        select(Contract.id, ContractLine.line_ref, Product.product_ref)
+        .join(ContractVersion, ContractVersion.contract_id == Contract.id)
+        .join(ContractLine, ContractLine.version_id == ContractVersion.id)
+        .join(Product, Product.id == ContractLine.product_id)
+        .where(Contract.entity_id == entity_id, ContractLine.charge == "usage")
+        .order_by(ContractVersion.version_no)  # the latest version's product wins
+    )
+    for cid, line_ref, product_ref in usage:
+        found[(cid, line_ref)] = (product_ref, "usage")
     billed = session.execute(
         select(InvoiceLine.contract_id, InvoiceLine.line_ref, InvoiceLine.product_ref)
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)

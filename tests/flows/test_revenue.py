@@ -312,6 +312,10 @@ def test_usage_is_recognised_as_consumed_from_the_store_before_its_invoice(store
         "0.00",
         "100.00",
     )
+    # the journal names the product of usage not yet invoiced (from the contract: no invoice line yet)
+    [period] = revenue.period_revenues(store, "us", date(2026, 1, 1))
+    assert dict(period.revenue) == {("api", "usage"): Decimal("120.00")}
+    assert period.to_contract_asset == Decimal("120.00")
     use("q3", "globex", "2026-02-15T10:00:00+00:00", "25000")
     use("h2", "initech", "2026-02-10T10:00:00+00:00", "5000")
     assert revenue.rebuild(store, date(2026, 2, 28)).rebuilt == 2  # new usage, nothing billed: stale
