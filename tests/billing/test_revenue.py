@@ -286,6 +286,36 @@ def test_a_late_usage_event_after_the_close_is_recognised_in_the_first_open_mont
     assert sum(closed.values()) + sum(r.amount for r in rows) == sum(mar.billed.values()) == D(150)
 
 
+def test_usage_counted_in_events_follows_the_events_and_a_peak_is_spread_over_its_period() -> None:
+    """A count line is recognised by the events of each month; a peak (max) is a level held over the
+    period, not a quantity consumed day by day, so it is recognised over the period's days once billed.
+    Both at 1.00 a unit, billed every two months in arrears: three January events and one in February
+    (4 events: 3.00 in January, 1.00 in February); peaks of 50 in January and 20 in February (50.00 over
+    59 days: 26.27 in January, 23.73 in February), nothing recognised before the invoice."""
+    one = {"model": "per_unit", "unit_price": "1"}
+    events = dict(CALLS, pricing=one, usage_aggregation="count")
+    peak = dict(CALLS, line_ref="peak", pricing=one, usage_aggregation="max")
+    contract = make([events, peak], cycle_length=2, contract_end_date=date(2026, 6, 30))
+    ledger = Ledger((JAN, contract))
+    # (day, the day's peak quantity, its events): a count line reads the events, a peak line the peaks
+    days = [(date(2026, 1, 3), D(10), 1), (date(2026, 1, 9), D(50), 2), (date(2026, 2, 2), D(20), 1)]
+    buckets = {"calls": [UsageBucket(d, d + timedelta(days=1), q, n) for d, q, n in days]}
+    before = recognise("C-1", ledger.versions, ledger.billed, date(2026, 2, 28), buckets)
+    assert per_month(before, "calls") == {JAN: D(3), FEB: D(1)} and per_month(before, "peak") == {}
+
+    def meter(query: Any) -> Decimal:
+        inside = [(q, n) for d, q, n in days if query.start <= d < query.end]
+        if query.aggregation == "count":
+            return D(sum(n for _, n in inside))
+        return max((q for q, _ in inside), default=D(0))
+
+    ledger.bill(MAR, usage=meter)
+    rev = recognise("C-1", ledger.versions, ledger.billed, MAR, buckets)
+    assert per_month(rev, "calls") == {JAN: D(3), FEB: D(1)}
+    assert per_month(rev, "peak") == {JAN: D("26.27"), FEB: D("23.73")}
+    assert rev.balances()[-1].deferred == rev.balances()[-1].contract_asset == 0
+
+
 def test_a_mid_month_upgrade_is_recognised_prospectively() -> None:
     # Stripe docs, "Revenue Recognition for subscriptions and invoicing" (upgrades and downgrades): a USD 90
     # monthly subscription from April 1 is upgraded to USD 120 on April 21: 20 days of 90 (60) and 10 days
