@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from billbridge.flows import metrics
+from billbridge.flows.approval import mark
 from billbridge.flows.crm_pages import spec_for, sync_pages
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
@@ -39,7 +40,6 @@ from billbridge.settings import Settings
 from billbridge.store import metrics as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices
-from billbridge.store.outbound_documents import set_status
 from billbridge.store.payments import record_payment
 
 HABITS = [-3, 0, 0, 2, 5, 10, 20, 30, 45]  # days late a customer pays, drawn once per customer
@@ -73,13 +73,14 @@ def sync_world(store: Store, deals: int) -> int:
 def bill_send_and_collect(store: Store, day: date, start: date) -> None:
     """Bill to ``day``, send every document, record the payments received from ``start`` to before ``day``."""
     run_billing(store, day)
+    settings = Settings()
     with store.read() as session:
         documents = list_invoices(session)
     with store.write() as session:
         for d in documents:
             if d["status"] in ("draft", "under_review", "approved"):
                 for status in ("approved", "sent") if d["status"] != "approved" else ("sent",):
-                    set_status(session, d["number"], status)
+                    mark(session, settings, d["number"], status)
     with store.write() as session:
         for d in documents:
             when = paid_on(d)

@@ -95,14 +95,16 @@ def documents(n: int, batch: int, seed: int) -> tuple[list[dict[str, Any]], list
     later: list[dict[str, Any]] = []
     customers_per_contract = 0.8
     for start in range(0, n, batch):
-        customers, contracts, amended = [], [], []
+        customers: list[dict[str, Any]] = []
+        contracts: list[dict[str, Any]] = []
+        amended: list[dict[str, Any]] = []
         for i in range(start, min(n, start + batch)):
             number = int(i * customers_per_contract)  # some customers have two contracts
             entity, currency = ENTITIES[number % len(ENTITIES)][:2]
             customer = f"cust-{number:06d}"
             if not customers or customers[-1]["customer_ref"] != customer:
                 customers.append({"customer_ref": customer, "name": customer, "entity_ref": entity})
-            terms = {
+            terms: dict[str, Any] = {
                 "contract_ref": f"C-{i:06d}",
                 "customer_ref": customer,
                 "entity_ref": entity,
@@ -202,9 +204,10 @@ def sizes(store: Store) -> dict[str, int]:
 
 def one_more_payment(store: Store) -> None:
     with store.read() as session:
-        [invoice] = [i for i in open_invoices(session, customer_refs=["cust-000001"])][:1] or [None]
-    if invoice is None:
+        invoices = list(open_invoices(session, customer_refs=["cust-000001"]))[:1]
+    if not invoices:
         return
+    [invoice] = invoices
     with store.write() as session:
         record_payment(
             session,
@@ -295,7 +298,9 @@ def run(backend: Backend | None, args: argparse.Namespace) -> dict[str, Any]:
     one_more_payment(store)
     result["refresh_after_a_payment"] = timed_refresh(store, args.as_of, settings.billing_workers)
     with store.read() as session:  # the day after the last one billed (a reused store was billed further)
-        next_day = session.scalar(select(func.max(Invoice.billing_date))) + timedelta(days=1)
+        last_billed = session.scalar(select(func.max(Invoice.billing_date)))
+    assert last_billed is not None, "the store was billed above"
+    next_day = last_billed + timedelta(days=1)
     billed = run_billing(store, next_day, workers=settings.billing_workers)
     result["next_day_invoices"] = billed.documents["invoice"] + billed.documents["credit_note"]
     result["refresh_after_the_next_days_billing"] = timed_refresh(store, next_day, settings.billing_workers)

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -132,7 +133,7 @@ def define(store: Store, count: int, prefix: str) -> None:
 
 
 def floor(
-    backend: Backend, label: str, customers: int, rows_of: dict[int, dict[tuple[int, date], str | None]]
+    backend: Backend, label: str, customers: int, rows_of: Mapping[int, Mapping[tuple[int, date], str | None]]
 ) -> float:
     """The same rows inserted bare, a chunk of 1,000 customers per transaction (into a store with the
     same customers, so the rows' keys are the same)."""

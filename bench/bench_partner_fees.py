@@ -42,10 +42,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 from common import Backend, PostgresBackend, Runs, SQLiteBackend, add_runs_argument, log, repeat, stamp
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.model import ReferralAgreement
@@ -244,7 +244,7 @@ def check(store: Store, paid: dict[tuple[str, str], Decimal], payments: int) -> 
 
 
 def store_run(store: Store, paid: dict[tuple[str, str], Decimal], payments: int, as_of: date) -> dict[str, float]:
-    table = PartnerFeeAccrual.__table__
+    table = cast(Table, PartnerFeeAccrual.__table__)
     with store.write() as session:
         session.execute(delete(table))
     started = time.perf_counter()

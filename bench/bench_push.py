@@ -36,11 +36,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from common import Runs, SandboxProcess, add_runs_argument, code_version, log, repeat, stamp, timer
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from billbridge.billing.documents import OutboundDocument
 from billbridge.flows.approval import approve_drafts
@@ -436,12 +436,12 @@ def replay_all(store: Store, topic: str) -> int:
     """Make every delivered message of ``topic`` due again, as if each commit after the vendor's answer
     had been lost (attempts stay > 0, so the handler looks every document up before creating it)."""
     with store.write() as session:
-        done = session.execute(
+        done = session.execute(  # an UPDATE: a CursorResult, which has a row count
             update(OutboxMessage)
             .where(OutboxMessage.topic == topic, OutboxMessage.delivered_at.is_not(None))
             .values(delivered_at=None, available_at=utcnow())
         )
-        return int(done.rowcount)
+        return int(cast(CursorResult[Any], done).rowcount)
 
 
 def limits_minimum(by_route: dict[str, int]) -> float:
@@ -498,7 +498,7 @@ def run_target(
             summary = push(store, settings, target)
             if profiler:
                 profiler.disable()
-        if profiler:
+        if profiler and profile:
             buffer = io.StringIO()
             pstats.Stats(profiler, stream=buffer).sort_stats(profile).print_stats(25)
             log(f"[{target}] cProfile of the push (wall time inflated), top 25 by {profile}:\n{buffer.getvalue()}")

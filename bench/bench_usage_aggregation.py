@@ -146,7 +146,7 @@ def load(store: Store, rows: Any, batch: int = 100_000) -> None:
                     [(*r[:4], r[4].isoformat(sep=" ", timespec="microseconds"), *r[5:], "2026-02-01") for r in chunk],
                 )
             else:
-                with cursor.copy(f"COPY usage_events ({columns}, received_at) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                with cursor.copy(f"COPY usage_events ({columns}, received_at) FROM STDIN") as copy:
                     for r in chunk:
                         copy.write_row((*r, "2026-02-01"))
             raw.commit()

@@ -247,7 +247,8 @@ def _host(factory: Callable[..., Hosted], args: tuple[Any, ...], conn: Connectio
             elif command == "calls_by_route":
                 result = dict(hosted.faults.calls)
             elif command == "reset_calls":
-                result = hosted.faults.reset_calls()
+                hosted.faults.reset_calls()
+                result = None
             elif command == "stop":
                 hosted.stop()
                 conn.send(("ok", None))
