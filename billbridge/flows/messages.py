@@ -27,10 +27,10 @@ from sqlalchemy import Connection
 
 from billbridge.billing.messaging import reminder_steps, step_name
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
-from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
+from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnavailable, SmtpUnknown
 from billbridge.errors import NotConfigured
 from billbridge.flows.message_templates import TemplateDir, template_dir
-from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, StopRelay, relay
 from billbridge.flows.push import quickbooks_connector, stripe_connector, token_vault
 from billbridge.mapping import messages as render
 from billbridge.mapping.invoice_pdf import render_pdf
@@ -226,7 +226,10 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
     at most one message ``sending`` (the one in flight, or the one whose ``sent`` was riding on the
     next commit), which the next run makes ``unconfirmed``: never sent twice, never lost silently.
     The next message is rendered while the server takes in the current one (between DATA's end
-    and its answer), so neither side waits for the other's CPU."""
+    and its answer), so neither side waits for the other's CPU. A problem of the server or the
+    settings (a refused login, no STARTTLS, a refused connection) stops the run at once: the
+    message it met stays queued with the reason and the rest of the batch is handed back
+    (``StopRelay``), not failed one by one."""
     extras = extras or Extras()
     sender = SmtpSender(smtp)
     ended: list[sql.Ended] = []  # attempts whose end is not committed yet (it rides on the next commit)
@@ -348,7 +351,14 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
                 current = upcoming.pop() if upcoming else prepare(*item)
                 if isinstance(current, BaseException):
                     raise current
-                deliveries.append(current if isinstance(current, Delivery) else transmit(current, prepare_next))
+                if isinstance(current, Delivery):
+                    deliveries.append(current)
+                    continue
+                try:
+                    deliveries.append(transmit(current, prepare_next))
+                except SmtpUnavailable as exc:  # the server or the settings: every message would fail alike
+                    finish(current.message_id, "queued", f"{current.what}: not sent: {exc}")
+                    raise StopRelay(str(exc), deliveries) from None
             return deliveries
         finally:
             if ended:  # before the relay marks the batch delivered
@@ -463,6 +473,7 @@ def _merge(into: RelaySummary, part: RelaySummary) -> None:
     into.outcomes.update(part.outcomes)
     into.failures.extend(part.failures)
     into.leased = into.leased or part.leased
+    into.stopped = into.stopped or part.stopped
 
 
 @dataclass
@@ -579,6 +590,8 @@ def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
     """The flow's artifact: messages made by kind and state, sent by kind, failures, skipped steps."""
     lines = ["# Customer messages", "", "| made | count |", "|---|---|"]
     lines += [f"| {key} | {count} |" for key, count in sorted(plan.created.items())]
+    if sent is not None and sent.stopped:
+        lines += ["", f"**Stopped, messages left queued for the next run:** {sent.stopped}"]
     if sent is not None:
         lines += ["", "| sent | count |", "|---|---|"]
         lines += [f"| {key} | {count} |" for key, count in sorted(sent.outcomes.items())]
@@ -590,7 +603,8 @@ def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
 @flow(name="send_reminders")
 def send_reminders(as_of: date | None = None) -> dict[str, Any]:
     """Daily: make the messages that are due (deliveries, reminder steps, receipts, dunning notices),
-    then send them through SMTP, each once."""
+    then send them through SMTP, each once. Fails (after its artifact) when the SMTP server or its
+    settings stopped the sending; the messages stay queued for the next run."""
     settings = Settings()
     template_dir(settings.message_templates_dir)  # a broken template file stops the run before anything is made
     store = open_store(settings.database)
@@ -598,4 +612,10 @@ def send_reminders(as_of: date | None = None) -> dict[str, Any]:
     mailers = settings.quickbooks is not None or settings.stripe is not None
     sent = send_messages(store, settings) if settings.smtp is not None or mailers else None
     create_markdown_artifact(messages_markdown(plan, sent), key="send-reminders", description="Customer messages")
+    if sent is not None and sent.stopped:  # the run fails visibly; its messages wait, queued, for the next one
+        raise MessagesStopped(sent.stopped)
     return {"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None}
+
+
+class MessagesStopped(RuntimeError):
+    """A run that stopped sending because the SMTP server or its settings are wrong (its text says which)."""

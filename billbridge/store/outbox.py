@@ -125,6 +125,18 @@ def mark_failed(
     message.leased_until = message.leased_by = None
 
 
+def release(session: Session, message_ids: Sequence[int], error: str) -> None:
+    """Hand claimed messages back, due at once, with why they were not delivered: a run that stopped
+    because its server or settings are wrong (not the messages) leaves them for the next run."""
+    if message_ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(message_ids), OutboxMessage.delivered_at.is_(None))
+            .values(available_at=utcnow(), last_error=error, leased_until=None, leased_by=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def is_parked(available_at: datetime) -> bool:
     """A message ``mark_failed`` parked (due at datetime.max) waits for a person's ``retry_now``."""
     return available_at.year == datetime.max.year

@@ -196,6 +196,8 @@ def send(
     sent = send_messages(store, settings) if settings.smtp is not None else None
     if as_json:
         _json({"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None})
+        if sent is not None and sent.stopped:
+            raise typer.Exit(1)
         return
     console.print("made: " + (", ".join(f"{k} {v}" for k, v in sorted(plan.created.items())) or "nothing"))
     for line in plan.skipped:
@@ -206,6 +208,8 @@ def send(
     console.print("sent: " + (", ".join(f"{k} {v}" for k, v in sorted(sent.outcomes.items())) or "nothing"))
     for mid, error in sent.failures:
         err.print(f"message {mid}: {error}")
+    if sent.stopped:  # the server or the settings: the messages wait, queued, for the next run
+        fail(f"sending stopped, the messages stay queued: {sent.stopped}")
 
 
 def _print_message(context: dict[str, Any], subject: str, text: str) -> None:
