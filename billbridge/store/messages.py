@@ -380,6 +380,18 @@ def retry(session: Session, message_id: int) -> str:
     return "queued"
 
 
+def failed_ids(session: Session, *, kind: str | None = None, customer_ref: str | None = None) -> list[int]:
+    """Every failed message (of a kind, of a customer), oldest first: what ``messages retry --failed`` queues."""
+    query = select(CustomerMessage.id).where(CustomerMessage.state == "failed").order_by(CustomerMessage.id)
+    if kind:
+        query = query.where(CustomerMessage.kind == kind)
+    if customer_ref:
+        query = query.join(Customer, Customer.id == CustomerMessage.customer_id).where(
+            Customer.customer_ref == customer_ref
+        )
+    return list(session.scalars(query))
+
+
 def get(session: Session, message_id: int) -> CustomerMessage | None:
     return session.get(CustomerMessage, message_id)
 
