@@ -518,6 +518,7 @@ def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary)
         steps = reminder_steps(
             invoice["due_date"], today, invoice["reminder_days"], invoice["done"], stale_days=stale_days
         )
+        sent = [step for step in steps if step.action == "send"]
         for step in steps:
             details: dict[str, Any] = {"offset": step.offset}
             state = None
@@ -528,6 +529,16 @@ def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary)
                     summary.skipped.append(
                         f"invoice {invoice['number']}: reminder step {step_name(step.offset)} of {step.day} is "
                         f"{(today - step.day).days} days old (reminder_stale_days {stale_days}): skipped"
+                    )
+                elif step.action == "superseded":
+                    instead = (
+                        f"step {step_name(sent[0].offset)} of {sent[0].day} goes out instead"
+                        if sent
+                        else f"step {step_name(max(invoice['done']))} was made before"
+                    )
+                    summary.skipped.append(
+                        f"invoice {invoice['number']}: reminder step {step_name(step.offset)} of {step.day} "
+                        f"superseded ({instead}): skipped"
                     )
             drafts.append(
                 sql.MessageDraft(
@@ -596,7 +607,11 @@ def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
         lines += ["", "| sent | count |", "|---|---|"]
         lines += [f"| {key} | {count} |" for key, count in sorted(sent.outcomes.items())]
         lines += [f"- message {mid}: {error}" for mid, error in sent.failures[:20]]
-    lines += [f"- {text}" for text in plan.skipped[:50]]
+    if plan.skipped:
+        lines += ["", f"## Reminder steps skipped ({len(plan.skipped)})", ""]
+        lines += [f"- {text}" for text in plan.skipped[:50]]
+        if len(plan.skipped) > 50:
+            lines.append(f"- ... and {len(plan.skipped) - 50} more (the flow's result lists them all)")
     return "\n".join(lines) + "\n"
 
 
