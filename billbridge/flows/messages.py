@@ -25,7 +25,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import Connection
 
-from billbridge.billing.messaging import reminder_steps, step_name
+from billbridge.billing.messaging import Recipients, reminder_steps, step_name
+from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnavailable, SmtpUnknown
 from billbridge.errors import NotConfigured
@@ -397,6 +398,34 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
         with store.write() as session:
             sql.finish(session, message_id, state, error)
 
+    def finish_sent(context: Mapping[str, Any], result: PushResult) -> str | None:
+        """Record the message sent and, when the vendor mailed only some of the billing contacts
+        (Stripe mails the Stripe customer's e-mail only), make in the same transaction a copy by
+        e-mail to the others (once: its event key is the message's). What it made, or None."""
+        recipients = context["recipients"]
+        reached = {address.lower() for address in result.sent_to}
+        to = [a for a in recipients["to"] if a.lower() not in reached] if reached else []
+        cc = [a for a in recipients["cc"] if a.lower() not in reached] if reached else []
+        note = None
+        with store.write() as session:
+            if to or cc:
+                copy = sql.MessageDraft(
+                    f"invoice-copy:{context['id']}",
+                    "invoice",
+                    context["customer_id"],
+                    context["as_of"],
+                    invoice_id=context["invoice_id"],
+                    channel="email",
+                    recipients=Recipients(tuple(to or cc), tuple(cc if to else ()), context["language"]),
+                )
+                sql.create(session, [copy])
+                note = (
+                    f"{VENDOR_NAMES[vendor]} mailed {', '.join(result.sent_to)} (it sends to its customer's e-mail "
+                    f"only); a copy goes by e-mail to {', '.join((*to, *cc))}"
+                )
+            sql.finish(session, context["id"], "sent", note)
+        return note
+
     def one(message: Message) -> Delivery:
         message_id = int(message.payload["message"])
         with store.read() as session:
@@ -418,9 +447,10 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
         if context["state"] == "queued":
             with store.write() as session:
                 sql.begin_sending(session, message_id)
+        recipients = context["recipients"]
         try:
             result = connector.send_invoice(
-                external, context["recipients"]["to"][0], f"billbridge-{context['event_key']}", since=since
+                external, recipients["to"], recipients["cc"], f"billbridge-{context['event_key']}", since=since
             )
         except VendorError as exc:
             reason = f"{what}: {exc.classified.reason}"
@@ -428,12 +458,12 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
             finish(message_id, "sending" if retriable else "failed", reason)  # sending: looked up on the retry
             return Delivery(message.id, error=Classified(exc.classified.kind, reason))
         if result.status == "created":
-            finish(message_id, "sent")
+            finish_sent(context, result)
             return Delivery(message.id, outcome=f"invoice sent by {vendor}")
         if vendor == "stripe" and result.vendor_status != "open":  # paid, void or uncollectible: nothing to send
             finish(message_id, "skipped", f"{what}: not sent, the Stripe invoice is {result.vendor_status}")
             return Delivery(message.id, outcome="skipped")
-        finish(message_id, "sent")
+        finish_sent(context, result)
         return Delivery(message.id, outcome="sent before")
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:

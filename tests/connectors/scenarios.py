@@ -109,9 +109,9 @@ def stripe_customers_send_void(conn: Stripe, side: StripeSide | None = None) -> 
     mailed = replace(stripe_document("US-INV-000020", "42.00"), auto_charge=False)
     pushed = conn.push_invoice(mailed, created, look_up=False)
     assert pushed.external_id is not None
-    sent = conn.send_invoice(pushed.external_id, "ap@globex.test", mailed.idempotency_key("send"))
+    sent = conn.send_invoice(pushed.external_id, ["ap@globex.test"], [], mailed.idempotency_key("send"))
     resent = conn.send_invoice(
-        pushed.external_id, "ap@globex.test", mailed.idempotency_key("send-2"), since=int(RECORDING_CLOCK)
+        pushed.external_id, ["ap@globex.test"], [], mailed.idempotency_key("send-2"), since=int(RECORDING_CLOCK)
     )
     voided_doc, lost_doc = stripe_document("US-INV-000021", "10.00"), stripe_document("US-INV-000022", "10.00")
     voided, lost = conn.push_invoice(voided_doc, created), conn.push_invoice(lost_doc, created)
