@@ -134,3 +134,45 @@ def test_a_refused_recipient_stays_that_messages_failure_and_the_run_goes_on(
     with store.read() as session:
         [failed] = messages.listing(session, state="failed")
     assert "550 5.1.1 <ap0@c0.example>: mailbox unavailable" in str(failed["last_error"])
+
+
+async def _artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        [latest] = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        return str(latest.data)
+
+
+def test_the_daily_flow_fails_after_its_artifact_naming_the_server_and_never_the_password(
+    store: Store,
+    smtp: SmtpSandbox,
+    flow_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    from datetime import date
+
+    from billbridge.flows.messages import MessagesStopped, send_reminders
+
+    caplog.set_level(logging.DEBUG)
+    world(store, 2)
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BILLBRIDGE_MESSAGES_LOOKBACK_DAYS", "30")
+    for key, value in smtp.settings().items():
+        monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
+    monkeypatch.setenv("BILLBRIDGE_SMTP__PASSWORD", WRONG)
+    with pytest.raises(MessagesStopped, match=f"127.0.0.1:{smtp.port} .*refused the login: 535") as stopped:
+        send_reminders(as_of=date(2026, 1, 2))
+    artifact = asyncio.run(_artifact("send-reminders"))
+    assert "| invoice.queued | 2 |" in artifact and "refused the login" in artifact
+    assert set(states(store).values()) == {"queued"} and smtp.mailbox.items() == []
+    for seen in (str(stopped.value), artifact, caplog.text):
+        assert WRONG not in seen and SECRET not in seen
+    monkeypatch.setenv("BILLBRIDGE_SMTP__PASSWORD", SECRET)
+    result = send_reminders(as_of=date(2026, 1, 2))
+    assert result["sent"]["outcomes"] == {"invoice": 2} and len(smtp.mailbox.items()) == 2
+    assert SECRET not in caplog.text and SECRET not in asyncio.run(_artifact("send-reminders"))
