@@ -219,7 +219,6 @@ def sandbox(
     import threading
 
     from billbridge.app.demo import SANDBOX_STORE, demo_world_store, running_sandboxes
-    from billbridge.sandbox.smtp import USER
 
     settings = Settings()
     webhooks_to = f"http://{settings.api_host}:{settings.api_port}" if webhooks else None
@@ -232,7 +231,8 @@ def sandbox(
             table.add_row("QuickBooks", running.quickbooks.base_url)
             table.add_row("Stripe", running.stripe.url)
             smtp = running.smtp
-            table.add_row("SMTP (customer e-mail)", f"smtp://127.0.0.1:{smtp.port} (STARTTLS, then AUTH as {USER})")
+            user = smtp.settings()["username"]
+            table.add_row("SMTP (customer e-mail)", f"smtp://127.0.0.1:{smtp.port} (STARTTLS, then AUTH as {user})")
             table.add_row("SMTP mailbox (one .eml per e-mail)", str(smtp.mailbox.folder))
             console.print(table)
             console.print(
