@@ -359,7 +359,7 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
                     deliveries.append(transmit(current, prepare_next))
                 except SmtpUnavailable as exc:  # the server or the settings: every message would fail alike
                     finish(current.message_id, "queued", f"{current.what}: not sent: {exc}")
-                    raise StopRelay(str(exc), deliveries) from None
+                    raise StopRelay(str(exc), deliveries, tried=current.message.id) from None
             return deliveries
         finally:
             if ended:  # before the relay marks the batch delivered

@@ -59,10 +59,11 @@ class StopRelay(Exception):
     ``deliveries`` (the batch's messages handled before), hands the rest back due at once with
     ``reason`` and stops the run, which reports ``reason`` once instead of failing every message."""
 
-    def __init__(self, reason: str, deliveries: Sequence[Delivery] = ()) -> None:
+    def __init__(self, reason: str, deliveries: Sequence[Delivery] = (), tried: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.deliveries = list(deliveries)
+        self.tried = tried  # the message that met the problem (its attempt counts; the others' do not)
 
 
 Handler = Callable[[Sequence[Message]], list[Delivery]]
@@ -128,15 +129,17 @@ def relay(
             messages = outbox.claim(session, topic=topic, limit=size, lease=LEASE, owner=me)
         if not messages:
             break
+        stop: StopRelay | None = None
         try:
             handled = handler(messages)
-        except StopRelay as stop:
-            handled, summary.stopped = stop.deliveries, stop.reason
+        except StopRelay as stopped:
+            stop, handled, summary.stopped = stopped, stopped.deliveries, stopped.reason
         deliveries = {d.message_id: d for d in handled}
         with store.write() as session:
             delivered: list[tuple[Message, Delivery]] = []
-            if summary.stopped is not None:
-                outbox.release(session, [m.id for m in messages if m.id not in deliveries], summary.stopped)
+            if stop is not None:
+                back = [m.id for m in messages if m.id not in deliveries]
+                outbox.release(session, back, stop.reason, tried=stop.tried)
             for message in messages:
                 delivery = deliveries.get(message.id)
                 if delivery is None:  # a handler that skipped a message: try again after the lease
@@ -162,7 +165,7 @@ def relay(
             if on_delivered is not None and delivered:
                 on_delivered(session, delivered)
         done += len(messages)
-        if summary.stopped is not None:
+        if stop is not None:
             break
     with store.read() as session:
         summary.leased = outbox.leased_elsewhere(session, topic=topic, owner=me)

@@ -67,6 +67,7 @@ def test_a_refused_login_stops_the_run_leaves_every_message_queued_and_names_hos
     assert len(tried) == 1 and "not sent: the SMTP server 127.0.0.1" in str(tried[0]["last_error"])
     rows = _outbox_rows(store)
     assert len(rows) == 3 and not any(r["parked"] for r in rows)  # due at once, for the next run
+    assert sorted(r["attempts"] for r in rows) == [0, 0, 1]  # only the one tried counts an attempt
     artifact = messages_markdown(PlanSummary(), summary)
     assert "Stopped, messages left queued for the next run:** the SMTP server" in artifact
 
