@@ -58,6 +58,7 @@ class PushResult:
     vendor_status: str | None = None  # the record's state at the vendor after the write (Stripe: open, paid)
     amount_due: Decimal | None = None  # what the vendor says is owed on it, where it says (to check against ours)
     url: str | None = None  # where a person sees it at the vendor (Stripe's hosted invoice page)
+    sent_to: tuple[str, ...] = ()  # whom the vendor e-mailed it to, when it says (Stripe: the customer's e-mail)
 
 
 class WebhookRefused(ValueError):

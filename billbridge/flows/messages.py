@@ -25,12 +25,13 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import Connection
 
-from billbridge.billing.messaging import reminder_steps, step_name
+from billbridge.billing.messaging import Recipients, reminder_steps, step_name
+from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
-from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnknown
+from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnavailable, SmtpUnknown
 from billbridge.errors import NotConfigured
 from billbridge.flows.message_templates import TemplateDir, template_dir
-from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
+from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, StopRelay, relay
 from billbridge.flows.push import quickbooks_connector, stripe_connector, token_vault
 from billbridge.mapping import messages as render
 from billbridge.mapping.invoice_pdf import render_pdf
@@ -226,7 +227,10 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
     at most one message ``sending`` (the one in flight, or the one whose ``sent`` was riding on the
     next commit), which the next run makes ``unconfirmed``: never sent twice, never lost silently.
     The next message is rendered while the server takes in the current one (between DATA's end
-    and its answer), so neither side waits for the other's CPU."""
+    and its answer), so neither side waits for the other's CPU. A problem of the server or the
+    settings (a refused login, no STARTTLS, a refused connection) stops the run at once: the
+    message it met stays queued with the reason and the rest of the batch is handed back
+    (``StopRelay``), not failed one by one."""
     extras = extras or Extras()
     sender = SmtpSender(smtp)
     ended: list[sql.Ended] = []  # attempts whose end is not committed yet (it rides on the next commit)
@@ -348,7 +352,14 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
                 current = upcoming.pop() if upcoming else prepare(*item)
                 if isinstance(current, BaseException):
                     raise current
-                deliveries.append(current if isinstance(current, Delivery) else transmit(current, prepare_next))
+                if isinstance(current, Delivery):
+                    deliveries.append(current)
+                    continue
+                try:
+                    deliveries.append(transmit(current, prepare_next))
+                except SmtpUnavailable as exc:  # the server or the settings: every message would fail alike
+                    finish(current.message_id, "queued", f"{current.what}: not sent: {exc}")
+                    raise StopRelay(str(exc), deliveries, tried=current.message.id) from None
             return deliveries
         finally:
             if ended:  # before the relay marks the batch delivered
@@ -387,6 +398,34 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
         with store.write() as session:
             sql.finish(session, message_id, state, error)
 
+    def finish_sent(context: Mapping[str, Any], result: PushResult) -> str | None:
+        """Record the message sent and, when the vendor mailed only some of the billing contacts
+        (Stripe mails the Stripe customer's e-mail only), make in the same transaction a copy by
+        e-mail to the others (once: its event key is the message's). What it made, or None."""
+        recipients = context["recipients"]
+        reached = {address.lower() for address in result.sent_to}
+        to = [a for a in recipients["to"] if a.lower() not in reached] if reached else []
+        cc = [a for a in recipients["cc"] if a.lower() not in reached] if reached else []
+        note = None
+        with store.write() as session:
+            if to or cc:
+                copy = sql.MessageDraft(
+                    f"invoice-copy:{context['id']}",
+                    "invoice",
+                    context["customer_id"],
+                    context["as_of"],
+                    invoice_id=context["invoice_id"],
+                    channel="email",
+                    recipients=Recipients(tuple(to or cc), tuple(cc if to else ()), context["language"]),
+                )
+                sql.create(session, [copy])
+                note = (
+                    f"{VENDOR_NAMES[vendor]} mailed {', '.join(result.sent_to)} (it sends to its customer's e-mail "
+                    f"only); a copy goes by e-mail to {', '.join((*to, *cc))}"
+                )
+            sql.finish(session, context["id"], "sent", note)
+        return note
+
     def one(message: Message) -> Delivery:
         message_id = int(message.payload["message"])
         with store.read() as session:
@@ -408,9 +447,10 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
         if context["state"] == "queued":
             with store.write() as session:
                 sql.begin_sending(session, message_id)
+        recipients = context["recipients"]
         try:
             result = connector.send_invoice(
-                external, context["recipients"]["to"][0], f"billbridge-{context['event_key']}", since=since
+                external, recipients["to"], recipients["cc"], f"billbridge-{context['event_key']}", since=since
             )
         except VendorError as exc:
             reason = f"{what}: {exc.classified.reason}"
@@ -418,12 +458,12 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
             finish(message_id, "sending" if retriable else "failed", reason)  # sending: looked up on the retry
             return Delivery(message.id, error=Classified(exc.classified.kind, reason))
         if result.status == "created":
-            finish(message_id, "sent")
+            finish_sent(context, result)
             return Delivery(message.id, outcome=f"invoice sent by {vendor}")
         if vendor == "stripe" and result.vendor_status != "open":  # paid, void or uncollectible: nothing to send
             finish(message_id, "skipped", f"{what}: not sent, the Stripe invoice is {result.vendor_status}")
             return Delivery(message.id, outcome="skipped")
-        finish(message_id, "sent")
+        finish_sent(context, result)
         return Delivery(message.id, outcome="sent before")
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
@@ -463,6 +503,7 @@ def _merge(into: RelaySummary, part: RelaySummary) -> None:
     into.outcomes.update(part.outcomes)
     into.failures.extend(part.failures)
     into.leased = into.leased or part.leased
+    into.stopped = into.stopped or part.stopped
 
 
 @dataclass
@@ -507,6 +548,7 @@ def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary)
         steps = reminder_steps(
             invoice["due_date"], today, invoice["reminder_days"], invoice["done"], stale_days=stale_days
         )
+        sent = [step for step in steps if step.action == "send"]
         for step in steps:
             details: dict[str, Any] = {"offset": step.offset}
             state = None
@@ -517,6 +559,16 @@ def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary)
                     summary.skipped.append(
                         f"invoice {invoice['number']}: reminder step {step_name(step.offset)} of {step.day} is "
                         f"{(today - step.day).days} days old (reminder_stale_days {stale_days}): skipped"
+                    )
+                elif step.action == "superseded":
+                    instead = (
+                        f"step {step_name(sent[0].offset)} of {sent[0].day} goes out instead"
+                        if sent
+                        else f"step {step_name(max(invoice['done']))} was made before"
+                    )
+                    summary.skipped.append(
+                        f"invoice {invoice['number']}: reminder step {step_name(step.offset)} of {step.day} "
+                        f"superseded ({instead}): skipped"
                     )
             drafts.append(
                 sql.MessageDraft(
@@ -579,18 +631,25 @@ def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
     """The flow's artifact: messages made by kind and state, sent by kind, failures, skipped steps."""
     lines = ["# Customer messages", "", "| made | count |", "|---|---|"]
     lines += [f"| {key} | {count} |" for key, count in sorted(plan.created.items())]
+    if sent is not None and sent.stopped:
+        lines += ["", f"**Stopped, messages left queued for the next run:** {sent.stopped}"]
     if sent is not None:
         lines += ["", "| sent | count |", "|---|---|"]
         lines += [f"| {key} | {count} |" for key, count in sorted(sent.outcomes.items())]
         lines += [f"- message {mid}: {error}" for mid, error in sent.failures[:20]]
-    lines += [f"- {text}" for text in plan.skipped[:50]]
+    if plan.skipped:
+        lines += ["", f"## Reminder steps skipped ({len(plan.skipped)})", ""]
+        lines += [f"- {text}" for text in plan.skipped[:50]]
+        if len(plan.skipped) > 50:
+            lines.append(f"- ... and {len(plan.skipped) - 50} more (the flow's result lists them all)")
     return "\n".join(lines) + "\n"
 
 
 @flow(name="send_reminders")
 def send_reminders(as_of: date | None = None) -> dict[str, Any]:
     """Daily: make the messages that are due (deliveries, reminder steps, receipts, dunning notices),
-    then send them through SMTP, each once."""
+    then send them through SMTP, each once. Fails (after its artifact) when the SMTP server or its
+    settings stopped the sending; the messages stay queued for the next run."""
     settings = Settings()
     template_dir(settings.message_templates_dir)  # a broken template file stops the run before anything is made
     store = open_store(settings.database)
@@ -598,4 +657,10 @@ def send_reminders(as_of: date | None = None) -> dict[str, Any]:
     mailers = settings.quickbooks is not None or settings.stripe is not None
     sent = send_messages(store, settings) if settings.smtp is not None or mailers else None
     create_markdown_artifact(messages_markdown(plan, sent), key="send-reminders", description="Customer messages")
+    if sent is not None and sent.stopped:  # the run fails visibly; its messages wait, queued, for the next one
+        raise MessagesStopped(sent.stopped)
     return {"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None}
+
+
+class MessagesStopped(RuntimeError):
+    """A run that stopped sending because the SMTP server or its settings are wrong (its text says which)."""

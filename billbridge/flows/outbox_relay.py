@@ -53,6 +53,19 @@ class Delivery:
     retry_in: timedelta | None = None  # a retriable failure's own schedule (a card decline's dunning)
 
 
+class StopRelay(Exception):
+    """Raised by a handler when going on is pointless because the server or its settings are wrong,
+    not the messages (an SMTP login refused, a server that cannot be reached): the relay records
+    ``deliveries`` (the batch's messages handled before), hands the rest back due at once with
+    ``reason`` and stops the run, which reports ``reason`` once instead of failing every message."""
+
+    def __init__(self, reason: str, deliveries: Sequence[Delivery] = (), tried: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.deliveries = list(deliveries)
+        self.tried = tried  # the message that met the problem (its attempt counts; the others' do not)
+
+
 Handler = Callable[[Sequence[Message]], list[Delivery]]
 """Delivers a batch. A message with ``attempts`` > 0 was claimed before: its outcome is unknown, so
 a handler looks the document up at the vendor before creating it."""
@@ -66,11 +79,12 @@ class RelaySummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[int, str]] = field(default_factory=list)  # (message id, error)
     leased: Leases | None = None  # messages other runs held when this one finished (not delivered by it)
+    stopped: str | None = None  # why the run stopped early (StopRelay), its messages left for the next run
 
     def as_dict(self) -> dict[str, Any]:
         """The outcome as data (flow results, the commands' JSON)."""
         leased = self.leased.as_dict() if self.leased else None
-        return {"outcomes": dict(self.outcomes), "failures": self.failures, "leased": leased}
+        return {"outcomes": dict(self.outcomes), "failures": self.failures, "leased": leased, "stopped": self.stopped}
 
     def leased_text(self) -> str | None:
         """What waits under other runs' leases, in a sentence, or None."""
@@ -115,9 +129,17 @@ def relay(
             messages = outbox.claim(session, topic=topic, limit=size, lease=LEASE, owner=me)
         if not messages:
             break
-        deliveries = {d.message_id: d for d in handler(messages)}
+        stop: StopRelay | None = None
+        try:
+            handled = handler(messages)
+        except StopRelay as stopped:
+            stop, handled, summary.stopped = stopped, stopped.deliveries, stopped.reason
+        deliveries = {d.message_id: d for d in handled}
         with store.write() as session:
             delivered: list[tuple[Message, Delivery]] = []
+            if stop is not None:
+                back = [m.id for m in messages if m.id not in deliveries]
+                outbox.release(session, back, stop.reason, tried=stop.tried)
             for message in messages:
                 delivery = deliveries.get(message.id)
                 if delivery is None:  # a handler that skipped a message: try again after the lease
@@ -143,6 +165,8 @@ def relay(
             if on_delivered is not None and delivered:
                 on_delivered(session, delivered)
         done += len(messages)
+        if stop is not None:
+            break
     with store.read() as session:
         summary.leased = outbox.leased_elsewhere(session, topic=topic, owner=me)
     return summary

@@ -1,8 +1,9 @@
-"""A local SMTP server (aiosmtpd) for the demo and tests: STARTTLS with a throwaway certificate,
-AUTH PLAIN/LOGIN with one user, and a mailbox in memory (and, when given, a folder of ``.eml``
+"""A local SMTP server (aiosmtpd) for the demo and tests, behaving like a submission server: STARTTLS
+with a throwaway certificate, then AUTH PLAIN/LOGIN with one user required before MAIL (a wrong
+password is answered 535, no login 530), and a mailbox in memory (and, when given, a folder of ``.eml``
 files a person can open). Faults on demand: refuse some recipients (550), answer DATA with a
-temporary failure (451), or take a message and drop the connection before answering (the case
-billbridge must not send twice).
+temporary failure (451), take a message and drop the connection before answering (the case
+billbridge must not send twice), or answer every connection's greeting with a refusal (421, 554).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from billbridge.sandbox.tls import throwaway_tls
 
@@ -43,6 +44,7 @@ class Faults:
     tempfail_data: int = 0  # the next N DATA commands get 451
     drop_after_data: int = 0  # the next N messages are taken, then the connection drops unanswered
     hold_after_data: float = 0.0  # seconds each message is held, taken but not yet answered
+    greeting: str | None = None  # e.g. "421 4.3.2 down for maintenance": every connection is refused with it
 
 
 @dataclass(frozen=True)
@@ -106,27 +108,63 @@ class _Handler:
         return "250 2.0.0 OK queued"
 
 
-def _authenticate(server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
-    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (USER.encode(), PASSWORD.encode())
-    return AuthResult(success=ok, handled=False)
+class _Server(SMTP):
+    """aiosmtpd's SMTP session, with the greeting fault: the refusal, then the connection closed."""
+
+    def __init__(self, handler: _Handler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.faults = handler.faults
+
+    async def _handle_client(self) -> None:
+        if self.faults.greeting:
+            await self.push(self.faults.greeting)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Server(self.handler, **self.SMTP_kwargs)
+
+
+def _authenticator(password: str) -> Any:
+    def authenticate(server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (USER.encode(), password.encode())
+        return AuthResult(success=ok, handled=False)
+
+    return authenticate
 
 
 class SmtpSandbox:
     """The server on loopback; ``settings()`` are what billbridge's ``[smtp]`` needs to use it."""
 
-    def __init__(self, *, port: int = 0, folder: Path | None = None, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        folder: Path | None = None,
+        faults: Faults | None = None,
+        password: str = PASSWORD,
+        starttls: bool = True,
+    ) -> None:
+        """``password`` is the one user's; ``starttls`` False makes a server without STARTTLS (and
+        so without AUTH, which it offers only over TLS): a misconfigured one to test against."""
         self.mailbox = Mailbox(folder)
         self.faults = faults or Faults()
+        self.password = password
         self.tls = throwaway_tls()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.tls.cert, self.tls.key)
-        self.controller = Controller(
+        self.controller = _Controller(
             _Handler(self.mailbox, self.faults),
             hostname="127.0.0.1",
             port=port or _free_port(),
-            tls_context=context,
-            require_starttls=True,
-            authenticator=_authenticate,
+            tls_context=context if starttls else None,
+            require_starttls=starttls,
+            authenticator=_authenticator(password),
+            auth_required=True,
             auth_require_tls=True,
             server_hostname="localhost",
             ready_timeout=10.0,
@@ -155,7 +193,7 @@ class SmtpSandbox:
             "port": self.port,
             "tls": "starttls",
             "username": USER,
-            "password": PASSWORD,
+            "password": self.password,
             "ca_bundle": str(self.tls.ca),
         }
 

@@ -56,6 +56,8 @@ class MessageDraft:
     payment_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
     state: str | None = None  # set for a message recorded but never sent (a stale reminder step: "skipped")
+    channel: str | None = None  # set to send it by this channel whatever the customer's (a copy by e-mail)
+    recipients: Recipients | None = None  # set to send it to these, not to the customer's contacts for its kind
 
 
 def contacts_of(session: Session, customer_ids: Iterable[int]) -> dict[int, list[BillingContact]]:
@@ -155,11 +157,15 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
     now = utcnow()
     for draft in fresh.values():
         messaging, channel, entity_ref = settings[draft.customer_id]
-        if channel in VENDOR_TOPICS and (draft.kind != "invoice" or doc_types.get(draft.invoice_id or 0) != "invoice"):
+        if draft.channel is not None:
+            channel = draft.channel
+        elif channel in VENDOR_TOPICS and (
+            draft.kind != "invoice" or doc_types.get(draft.invoice_id or 0) != "invoice"
+        ):
             channel = "email"  # QuickBooks or Stripe sends its invoices; everything else goes by e-mail
         elif channel == "stripe" and draft.invoice_id in charged:
             channel = "email"
-        chosen = recipients(contacts[draft.customer_id], draft.kind)
+        chosen = draft.recipients or recipients(contacts[draft.customer_id], draft.kind)
         rows.append(
             {
                 "event_key": draft.event_key,
@@ -380,6 +386,18 @@ def retry(session: Session, message_id: int) -> str:
     return "queued"
 
 
+def failed_ids(session: Session, *, kind: str | None = None, customer_ref: str | None = None) -> list[int]:
+    """Every failed message (of a kind, of a customer), oldest first: what ``messages retry --failed`` queues."""
+    query = select(CustomerMessage.id).where(CustomerMessage.state == "failed").order_by(CustomerMessage.id)
+    if kind:
+        query = query.where(CustomerMessage.kind == kind)
+    if customer_ref:
+        query = query.join(Customer, Customer.id == CustomerMessage.customer_id).where(
+            Customer.customer_ref == customer_ref
+        )
+    return list(session.scalars(query))
+
+
 def get(session: Session, message_id: int) -> CustomerMessage | None:
     return session.get(CustomerMessage, message_id)
 
@@ -496,6 +514,8 @@ def sending_contexts(session: Session, message_ids: Sequence[int]) -> dict[int, 
             "entity": parties.entities[message.customer_id],
             "invoice": parties.invoices.get(message.invoice_id) if message.invoice_id is not None else None,
             "id": message.id,
+            "customer_id": message.customer_id,
+            "invoice_id": message.invoice_id,
             "kind": message.kind,
             "state": message.state,
             "channel": message.channel,

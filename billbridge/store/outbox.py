@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from billbridge.store.models import OutboxMessage, utcnow
@@ -123,6 +123,20 @@ def mark_failed(
     message.last_error = error
     message.available_at = utcnow() + retry_in if retry_in is not None else datetime.max.replace(tzinfo=utcnow().tzinfo)
     message.leased_until = message.leased_by = None
+
+
+def release(session: Session, message_ids: Sequence[int], error: str, *, tried: int | None = None) -> None:
+    """Hand claimed messages back, due at once, with why they were not delivered: a run that stopped
+    because its server or settings are wrong (not the messages) leaves them for the next run. The
+    claim counted an attempt for each; only ``tried`` (the one that met the problem) keeps it."""
+    if message_ids:
+        untried = OutboxMessage.attempts - case((OutboxMessage.id == tried, 0), else_=1)
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(message_ids), OutboxMessage.delivered_at.is_(None))
+            .values(available_at=utcnow(), last_error=error, leased_until=None, leased_by=None, attempts=untried)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def is_parked(available_at: datetime) -> bool:

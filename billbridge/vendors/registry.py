@@ -57,9 +57,12 @@ class JournalTarget(Protocol):
 class InvoiceMailer(Protocol):
     """A vendor that e-mails its own invoices (a message channel: ``quickbooks``, ``stripe``). It
     looks first whether it sent the invoice already (``existing``), so no retry mails twice;
-    ``since`` (epoch seconds) is when an earlier attempt may have begun."""
+    ``since`` (epoch seconds) is when an earlier attempt may have begun. ``to`` and ``cc`` are the
+    billing contacts; a vendor that mails only some of them says whom in the result's ``sent_to``."""
 
-    def send_invoice(self, invoice_id: str, send_to: str, key: str, *, since: int | None = None) -> PushResult: ...
+    def send_invoice(
+        self, invoice_id: str, to: Sequence[str], cc: Sequence[str], key: str, *, since: int | None = None
+    ) -> PushResult: ...
 
     def close(self) -> None: ...
 

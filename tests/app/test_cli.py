@@ -143,6 +143,8 @@ def test_sandbox_command_serves_the_four_sandboxes_and_its_printed_settings_work
     import re
     import shlex
     import signal
+    import smtplib
+    import ssl
     import urllib.request
 
     command = Path(sys.executable).with_name("billbridge")
@@ -160,8 +162,11 @@ def test_sandbox_command_serves_the_four_sandboxes_and_its_printed_settings_work
         assert child.stdout is not None
         urls: list[str] = []
         exports: dict[str, str] = {}
+        smtp: list[str] = []
         for line in child.stdout:
             urls += re.findall(r"https?://[\w.]+:\d+", line) if not exports else []
+            smtp += re.findall(r"smtp://127\.0\.0\.1:(\d+) \(STARTTLS, then AUTH as billbridge\)", line)
+            smtp += re.findall(r"SMTP mailbox \(one \.eml per e-mail\)\s+\S*\s+(\S+demo-mailbox)", line)
             if line.startswith("export "):
                 key, _, value = line.removeprefix("export ").strip().partition("=")
                 exports[key] = shlex.split(value)[0]
@@ -172,6 +177,11 @@ def test_sandbox_command_serves_the_four_sandboxes_and_its_printed_settings_work
         with urllib.request.urlopen(f"{hubspot}/__sandbox__/calls", timeout=10) as answer:
             assert answer.status == 200
         assert exports["BILLBRIDGE_DATABASE_URL"] == f"sqlite:///{tmp_path / 'data' / 'sandbox.db'}"
+        [port, mailbox] = smtp  # the SMTP server and its mailbox, shown with the others and in the settings
+        assert exports["BILLBRIDGE_SMTP__PORT"] == port and Path(mailbox).is_dir()
+        with smtplib.SMTP("127.0.0.1", int(port), timeout=10) as client:  # as printed, it takes a login
+            client.starttls(context=ssl.create_default_context(cafile=exports["BILLBRIDGE_SMTP__CA_BUNDLE"]))
+            client.login(exports["BILLBRIDGE_SMTP__USERNAME"], exports["BILLBRIDGE_SMTP__PASSWORD"])
 
         environ = {**fresh_machine(tmp_path / "other-shell"), **exports}
         for source in ("hubspot", "salesforce"):

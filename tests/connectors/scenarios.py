@@ -109,9 +109,9 @@ def stripe_customers_send_void(conn: Stripe, side: StripeSide | None = None) -> 
     mailed = replace(stripe_document("US-INV-000020", "42.00"), auto_charge=False)
     pushed = conn.push_invoice(mailed, created, look_up=False)
     assert pushed.external_id is not None
-    sent = conn.send_invoice(pushed.external_id, "ap@globex.test", mailed.idempotency_key("send"))
+    sent = conn.send_invoice(pushed.external_id, ["ap@globex.test"], [], mailed.idempotency_key("send"))
     resent = conn.send_invoice(
-        pushed.external_id, "ap@globex.test", mailed.idempotency_key("send-2"), since=int(RECORDING_CLOCK)
+        pushed.external_id, ["ap@globex.test"], [], mailed.idempotency_key("send-2"), since=int(RECORDING_CLOCK)
     )
     voided_doc, lost_doc = stripe_document("US-INV-000021", "10.00"), stripe_document("US-INV-000022", "10.00")
     voided, lost = conn.push_invoice(voided_doc, created), conn.push_invoice(lost_doc, created)
@@ -520,7 +520,24 @@ def quickbooks_bills_and_rates(conn: QuickBooks, side: QuickBooksSide | None = N
         conn.close()
 
 
+def quickbooks_send_invoice(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """An invoice QuickBooks e-mails to two addresses with two in copy (BillEmailCc set first by a
+    sparse update), then asked again: found sent (EmailStatus), not sent twice."""
+    try:
+        [pushed] = conn.push_documents(quickbooks_documents(1), look_up_first=False)
+        assert pushed.external_id is not None
+        to, cc = ["ap@cust-1.test", "controller@cust-1.test"], ["cfo@cust-1.test", "audit@cust-1.test"]
+        return {
+            "sent": conn.send_invoice(pushed.external_id, to, cc, "billbridge-invoice:1"),
+            "again": conn.send_invoice(pushed.external_id, to, cc, "billbridge-invoice:1"),
+            "mailed": side.company.sent_emails if side is not None else None,
+        }
+    finally:
+        conn.close()
+
+
 QUICKBOOKS_SCENARIOS: dict[str, Callable[[QuickBooks, QuickBooksSide | None], Any]] = {
+    "send_invoice": quickbooks_send_invoice,
     "push_twice": quickbooks_push_twice,
     "payments": quickbooks_payments,
     "journal_entries": quickbooks_journal_entries,

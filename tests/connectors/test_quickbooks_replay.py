@@ -87,3 +87,11 @@ def test_partner_bills_and_a_vendor_credit_are_pushed_once_and_rates_read(replay
     assert got["paid"] == {}  # nothing paid on them yet
     assert got["prefs"] == ("USD", True)
     assert got["rate"] == Decimal("1.0825")
+
+
+def test_an_invoice_is_mailed_to_every_contact_with_the_cc_ones_in_bill_email_cc_once(replay: Replay) -> None:
+    """The cc addresses set by a sparse update before the send, the to addresses comma separated in
+    sendTo; asked again, the invoice is found sent (EmailStatus) and nothing is posted."""
+    got = replay("send_invoice")
+    assert (got["sent"].status, got["again"].status) == ("created", "existing")
+    assert got["sent"].external_id == got["again"].external_id

@@ -50,7 +50,7 @@ def test_quickbooks_sends_each_invoice_once_and_a_crash_is_finished_by_looking_i
         qbo_id = external_refs.get_external_id(session, "quickbooks", "invoice", _invoice_id(store, first["id"]))
     assert qbo_id is not None
     connector = quickbooks_connector(store, settings)
-    connector.send_invoice(qbo_id, "ap@q0.example", "before-the-crash")
+    connector.send_invoice(qbo_id, ["ap@q0.example"], [], "before-the-crash")
     with store.write() as session:
         session.execute(update(CustomerMessage).where(CustomerMessage.id == first["id"]).values(state="sending"))
     summary = send_messages(store, settings)

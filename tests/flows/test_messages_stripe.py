@@ -98,7 +98,7 @@ def test_stripe_sends_each_invoice_once_and_a_crash_is_finished_by_its_events(
     # One invoice Stripe mailed before a crash left our message `sending` (after an attempt began):
     crashed, paid = stripe_rows[0], stripe_rows[1]
     connector = stripe_connector(settings)
-    connector.send_invoice(_invoice_of(store, crashed["id"]), "ap@x.example", "before-the-crash")
+    connector.send_invoice(_invoice_of(store, crashed["id"]), ["ap@x.example"], [], "before-the-crash")
     with store.write() as session:
         session.execute(
             update(CustomerMessage).where(CustomerMessage.id == crashed["id"]).values(state="sending", attempts=1)
@@ -138,7 +138,7 @@ def test_stripe_refuses_to_send_an_auto_charge_invoice(
     charged = next(i for i in ours if i["collection_method"] != "send_invoice")
     connector = stripe_connector(settings)
     with pytest.raises(Exception, match="collected by charge_automatically"):
-        connector.send_invoice(charged["id"], "ap@s3.example", "k")
+        connector.send_invoice(charged["id"], ["ap@s3.example"], [], "k")
     with pytest.raises(Exception, match="only manually send an invoice"):
         connector.api.invoices.send_invoice(charged["id"])
     assert stripe_sandbox.sandbox.state.sent_emails == []

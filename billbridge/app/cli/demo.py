@@ -213,9 +213,9 @@ def sandbox(
         typer.Option(help="Send Stripe's and QuickBooks' webhooks to `billbridge serve` (api_host and api_port)."),
     ] = True,
 ) -> None:
-    """Start the four vendor sandboxes for a person to explore; print their URLs and the settings
-    that point billbridge at them (with the webhook secrets `billbridge serve` verifies them with).
-    Ctrl-C stops them."""
+    """Start the four vendor sandboxes and the SMTP server for a person to explore; print their URLs,
+    the mailbox folder where the e-mails land, and the settings that point billbridge at them (with
+    the webhook secrets `billbridge serve` verifies them with). Ctrl-C stops them."""
     import threading
 
     from billbridge.app.demo import SANDBOX_STORE, demo_world_store, running_sandboxes
@@ -230,6 +230,10 @@ def sandbox(
             table.add_row("HubSpot", running.hubspot.url)
             table.add_row("QuickBooks", running.quickbooks.base_url)
             table.add_row("Stripe", running.stripe.url)
+            smtp = running.smtp
+            user = smtp.settings()["username"]
+            table.add_row("SMTP (customer e-mail)", f"smtp://127.0.0.1:{smtp.port} (STARTTLS, then AUTH as {user})")
+            table.add_row("SMTP mailbox (one .eml per e-mail)", str(smtp.mailbox.folder))
             console.print(table)
             console.print(
                 "Settings for billbridge in another shell (secrets included: sandbox only), with a store of its own "

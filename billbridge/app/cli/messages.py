@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from billbridge.app.errors import fail
 from billbridge.flows.message_templates import TemplateDir, template_dir
@@ -78,35 +79,57 @@ def list_messages(
 
 @app.command("retry")
 def retry(
-    message_id: Annotated[int, typer.Argument(help="The message's id (billbridge messages list).")],
+    message_ids: Annotated[
+        list[int] | None, typer.Argument(help="The messages' ids (billbridge messages list), one or more.")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed message (only those of --kind / --customer when given).")
+    ] = False,
+    kind: Annotated[str | None, typer.Option(help="With --failed: only this kind.")] = None,
+    customer: Annotated[str | None, typer.Option(help="With --failed: only this customer (customer_ref).")] = None,
     checked: Annotated[
         bool,
         typer.Option(
             "--checked",
-            help="Confirm you checked that an unconfirmed message did not arrive (the SMTP server may have it).",
+            help="Confirm you checked that the unconfirmed messages did not arrive (the SMTP server may have them).",
         ),
     ] = False,
 ) -> None:
-    """Queue an unconfirmed or failed message again. An unconfirmed one may have reached the
-    customer (the connection broke after the server was handed it): check first, then pass --checked."""
+    """Queue unconfirmed or failed messages again, by id or all failed ones (--failed). An unconfirmed
+    one may have reached the customer (the connection broke after the server was handed it): check
+    first, then pass --checked. A message that cannot be retried is named; the others are queued."""
+    if (kind or customer) and not failed:
+        fail("--kind and --customer choose among failed messages: use them with --failed")
+    if bool(message_ids) == failed:
+        fail("give message ids, or --failed (optionally with --kind / --customer)")
+    problems: list[str] = []
+    queued = 0
     with _store().write() as session:
-        message = sql.get(session, message_id)
-        if message is None:
-            err.print(f"[red]error:[/red] no message {message_id}")
-            raise typer.Exit(1)
-        if message.state == "unconfirmed" and not checked:
-            err.print(
-                f"[red]error:[/red] message {message_id} is unconfirmed: the SMTP server may have accepted it "
-                f"(Message-ID {message.message_id}). Check the recipient's mailbox or the server's log, then "
-                "run again with --checked."
-            )
-            raise typer.Exit(1)
-        try:
-            state = sql.retry(session, message_id)
-        except ValueError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
-    console.print(f"message {message_id}: {state}")
+        ids = message_ids or sql.failed_ids(session, kind=kind, customer_ref=customer)
+        for message_id in ids:
+            message = sql.get(session, message_id)
+            if message is None:
+                problems.append(f"no message {message_id}")
+                continue
+            if message.state == "unconfirmed" and not checked:
+                problems.append(
+                    f"message {message_id} is unconfirmed: the SMTP server may have accepted it "
+                    f"(Message-ID {message.message_id}). Check the recipient's mailbox or the server's log, then "
+                    "run again with --checked."
+                )
+                continue
+            try:
+                sql.retry(session, message_id)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            queued += 1
+            console.print(f"message {message_id}: queued", markup=False, highlight=False)
+    console.print(f"queued {queued} message(s) again" + (f", {len(problems)} not" if problems else ""))
+    for problem in problems:
+        err.print(Text.assemble(("error:", "red"), " ", problem), soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
 
 
 def print_overview(data: dict[str, Any]) -> None:
@@ -196,6 +219,8 @@ def send(
     sent = send_messages(store, settings) if settings.smtp is not None else None
     if as_json:
         _json({"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None})
+        if sent is not None and sent.stopped:
+            raise typer.Exit(1)
         return
     console.print("made: " + (", ".join(f"{k} {v}" for k, v in sorted(plan.created.items())) or "nothing"))
     for line in plan.skipped:
@@ -206,6 +231,8 @@ def send(
     console.print("sent: " + (", ".join(f"{k} {v}" for k, v in sorted(sent.outcomes.items())) or "nothing"))
     for mid, error in sent.failures:
         err.print(f"message {mid}: {error}")
+    if sent.stopped:  # the server or the settings: the messages wait, queued, for the next run
+        fail(f"sending stopped, the messages stay queued: {sent.stopped}")
 
 
 def _print_message(context: dict[str, Any], subject: str, text: str) -> None:

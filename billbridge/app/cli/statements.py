@@ -82,7 +82,9 @@ def send(
                 err.print(f"message {mid}: {error}", markup=False, highlight=False)
         for error in made.errors:
             err.print(f"error: {error}", markup=False, highlight=False)
-    if made.errors:
+    if sent is not None and sent.stopped:  # the server or the settings: the statements wait, queued
+        err.print(f"error: sending stopped, the messages stay queued: {sent.stopped}", markup=False, highlight=False)
+    if made.errors or (sent is not None and sent.stopped):
         raise typer.Exit(1)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import quote as url_quote
 
 from billbridge.connectors.base import PushResult
-from billbridge.connectors.errors import ErrorKind, VendorError
+from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.quickbooks.connection import chunks
 from billbridge.connectors.quickbooks.readers import QuickBooksReader
 
@@ -73,12 +73,25 @@ class QuickBooksWriteError(Exception):
 class QuickBooksConnector(QuickBooksReader):
     """One QuickBooks company: its reads (``QuickBooksReader``) and its writes."""
 
-    def send_invoice(self, invoice_id: str, send_to: str, key: str, *, since: int | None = None) -> PushResult:
-        """QuickBooks e-mails its own invoice to ``send_to`` (``POST /invoice/{id}/send``; it sets
-        ``EmailStatus`` EmailSent, ``BillEmail`` and ``DeliveryInfo``). Looked up first: an invoice
-        QuickBooks has sent already is not sent again (``existing``), so a retry after a lost answer
-        or a crash mails nobody twice (``EmailStatus`` says so whenever it happened: ``since`` is not
-        needed)."""
+    def send_invoice(
+        self, invoice_id: str, to: Sequence[str], cc: Sequence[str], key: str, *, since: int | None = None
+    ) -> PushResult:
+        """QuickBooks e-mails its own invoice (``POST /invoice/{id}/send?sendTo=``) to every ``to``
+        address (comma separated, as ``BillEmail.Address`` takes them; it becomes the invoice's
+        BillEmail) with ``cc`` in copy: set first as ``BillEmailCc`` by a sparse update, which the
+        send mails too. QuickBooks sets ``EmailStatus`` EmailSent and ``DeliveryInfo``. Looked up
+        first: an invoice QuickBooks has sent already is not sent again (``existing``), so a retry
+        after a lost answer or a crash mails nobody twice (``EmailStatus`` says so whenever it
+        happened: ``since`` is not needed). Addresses longer than the fields take (BillEmail 100
+        characters, BillEmailCc 200) are refused before anything is sent, naming the field."""
+        send_to, copy_to = ", ".join(to), ", ".join(cc)
+        for field_name, value, most in (("BillEmail", send_to, 100), ("BillEmailCc", copy_to, 200)):
+            if len(value) > most:
+                reason = (
+                    f"invoice {invoice_id}: {field_name} would be {len(value)} characters ({value}); "
+                    f"QuickBooks takes at most {most}: fewer billing contacts, or the email channel"
+                )
+                raise VendorError(self.vendor, Classified(ErrorKind.FATAL, reason), 0)
 
         def read(qb: Any) -> dict[str, Any]:
             return dict(qb.make_request("GET", self._url(qb, f"invoice/{invoice_id}")))
@@ -87,6 +100,15 @@ class QuickBooksConnector(QuickBooksReader):
         number = str(current.get("DocNumber") or invoice_id)
         if current.get("EmailStatus") == "EmailSent":
             return PushResult(number, "invoice", "existing", invoice_id, str(current.get("SyncToken")))
+        if copy_to and (current.get("BillEmailCc") or {}).get("Address") != copy_to:
+            change = {
+                "Id": invoice_id,
+                "SyncToken": current["SyncToken"],
+                "sparse": True,
+                "BillEmailCc": {"Address": copy_to},
+            }
+            body = json.dumps(change, sort_keys=True)
+            self._call(self._poster("invoice", body, f"{key}-cc"), what="set the invoice's BillEmailCc")
         endpoint = f"invoice/{invoice_id}/send?sendTo={url_quote(send_to, safe='')}"
         sent = self._call(self._poster(endpoint, "", key), what="send invoice")["Invoice"]
         return PushResult(number, "invoice", "created", invoice_id, str(sent.get("SyncToken")))

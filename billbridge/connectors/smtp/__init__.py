@@ -33,6 +33,14 @@ class SmtpFailed(Exception):
         self.classified = classified
 
 
+class SmtpUnavailable(Exception):
+    """The server, or how billbridge is set up to use it, is wrong, not the message: the login was
+    refused (535), STARTTLS is not offered, the greeting was a refusal (421, 5xx), the connection was
+    refused, or the server wants a login none is configured for (530). Every message would meet the
+    same answer, so the caller stops and leaves them queued. The text names the host and the user,
+    never the password."""
+
+
 class SmtpUnknown(Exception):
     """The connection was lost after DATA began: the server may or may not have the message."""
 
@@ -65,10 +73,16 @@ class SmtpSender:
         cafile = str(self.settings.ca_bundle) if self.settings.ca_bundle else None
         return ssl.create_default_context(cafile=cafile)
 
-    def _connect(self) -> smtplib.SMTP:
+    def _where(self) -> str:
         s = self.settings
+        user = f" as user {s.username!r}" if s.username else " without a login"
+        return f"the SMTP server {s.host}:{s.port} (tls {s.tls}{user})"
+
+    def _connect(self) -> smtplib.SMTP:
+        """A connection, greeted, encrypted and logged in as configured; SmtpUnavailable otherwise."""
+        s = self.settings
+        client: smtplib.SMTP | None = None
         try:
-            client: smtplib.SMTP
             if s.tls == "tls":
                 client = smtplib.SMTP_SSL(
                     s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout_seconds, context=self._context()
@@ -78,18 +92,31 @@ class SmtpSender:
             client.ehlo()
             if s.tls == "starttls":
                 if not client.has_extn("starttls"):
-                    raise SmtpFailed(Classified(ErrorKind.FATAL, f"{s.host}:{s.port} does not offer STARTTLS"))
+                    raise SmtpUnavailable(
+                        f"{self._where()} does not offer STARTTLS, which [smtp] tls = starttls requires"
+                    )
                 client.starttls(context=self._context())
                 client.ehlo()
             if s.username:
                 password = s.password.get_secret_value() if s.password else ""
                 client.login(s.username, password)
+        except SmtpUnavailable:
+            _discard(client)
+            raise
         except smtplib.SMTPAuthenticationError as exc:
-            raise SmtpFailed(Classified(ErrorKind.AUTH, f"SMTP AUTH refused ({exc.smtp_code})")) from None
-        except smtplib.SMTPResponseException as exc:
-            raise SmtpFailed(classify_reply(exc.smtp_code, exc.smtp_error, "connecting")) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise SmtpFailed(Classified(ErrorKind.RETRIABLE, f"cannot reach {s.host}:{s.port}: {exc}")) from None
+            _discard(client)
+            answer = _answer(exc.smtp_error)
+            raise SmtpUnavailable(
+                f"{self._where()} refused the login: {exc.smtp_code} {answer} (check [smtp] username and password)"
+            ) from None
+        except smtplib.SMTPResponseException as exc:  # the greeting (421, 554), EHLO or STARTTLS refused
+            _discard(client)
+            raise SmtpUnavailable(
+                f"{self._where()} refused the connection: {exc.smtp_code} {_answer(exc.smtp_error)}"
+            ) from None
+        except (OSError, smtplib.SMTPException) as exc:  # refused, unreachable, TLS, AUTH not offered
+            _discard(client)
+            raise SmtpUnavailable(f"cannot use {self._where()}: {exc}") from None
         return client
 
     def close(self) -> None:
@@ -123,6 +150,11 @@ class SmtpSender:
         self._client = client
         try:
             code, reply = client.docmd("mail", f"FROM:{quoted(sender)}")  # smtplib's mail(), see quoted()
+            if code == 530:  # a login is required and none is configured: no message can go out
+                self._drop()
+                raise SmtpUnavailable(
+                    f"{self._where()} requires a login: {code} {_answer(reply)} (set [smtp] username)"
+                )
             if code != 250:
                 client.rset()
                 raise SmtpFailed(classify_reply(code, reply, f"MAIL FROM:<{sender}>"))
@@ -148,6 +180,15 @@ class SmtpSender:
         if code != 250:  # smtplib returns the final reply to the message rather than raising
             raise SmtpFailed(classify_reply(code, reply, "DATA"))
         return Sent(reply.decode(errors="replace"))
+
+
+def _answer(text: bytes | str) -> str:
+    return text.decode(errors="replace") if isinstance(text, bytes) else text
+
+
+def _discard(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")

@@ -8,7 +8,7 @@ Every write carries a deterministic Idempotency-Key (``content_key`` for those w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -111,9 +111,13 @@ class StripeConnector(VendorClient):
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         return plain(self.call(lambda: self.api.invoices.retrieve(invoice_id)))
 
-    def send_invoice(self, invoice_id: str, send_to: str, key: str, *, since: int | None = None) -> PushResult:
-        """Stripe e-mails its own invoice (``POST /v1/invoices/{id}/send``) to the customer's e-mail
-        (``send_to`` is who billbridge expects it to reach; Stripe takes no address). Looked up
+    def send_invoice(
+        self, invoice_id: str, to: Sequence[str], cc: Sequence[str], key: str, *, since: int | None = None
+    ) -> PushResult:
+        """Stripe e-mails its own invoice (``POST /v1/invoices/{id}/send``, which takes no
+        parameters) to the Stripe customer's e-mail only: ``to`` and ``cc`` are the billing contacts
+        billbridge wants it to reach, and the result's ``sent_to`` says whom Stripe mails (the
+        invoice's ``customer_email``), so the caller can reach the others another way. Looked up
         first: only an open invoice is sent (paid, void or uncollectible ones are ``existing``, with
         their status); with ``since`` (an earlier attempt began then, epoch seconds) Stripe's
         ``invoice.sent`` events from then on are read and an invoice found among them is not sent
@@ -123,6 +127,7 @@ class StripeConnector(VendorClient):
         number = str((current.get("metadata") or {}).get("billbridge_number") or current.get("number") or invoice_id)
 
         def result(status: Literal["created", "existing"], invoice: dict[str, Any]) -> PushResult:
+            email = invoice.get("customer_email")
             return PushResult(
                 number,
                 "invoice",
@@ -130,6 +135,7 @@ class StripeConnector(VendorClient):
                 invoice_id,
                 vendor_status=invoice["status"],
                 url=invoice.get("hosted_invoice_url"),
+                sent_to=(str(email),) if email else (),
             )
 
         if current["status"] == "draft" or current.get("collection_method") != "send_invoice":

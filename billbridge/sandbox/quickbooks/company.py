@@ -360,8 +360,11 @@ class QboCompany:
         }
 
     def send(self, ident: str, send_to: str | None) -> dict[str, Any]:
-        """E-mail an invoice as QuickBooks does: to ``sendTo`` (which becomes its BillEmail) or its
-        BillEmail; EmailStatus EmailSent, DeliveryInfo with the time. Recorded in ``sent_emails``."""
+        """E-mail an invoice as QuickBooks does: to ``sendTo`` (which becomes its BillEmail; several
+        addresses comma separated, as ``BillEmail.Address`` holds them) or its BillEmail, with its
+        ``BillEmailCc`` in copy; EmailStatus EmailSent, DeliveryInfo with the time. Recorded in
+        ``sent_emails`` (``To`` and ``Cc`` as the invoice holds them). Intuit's limits: BillEmail
+        100 characters, BillEmailCc 200 (Finance.xsd)."""
         with self.lock:
             current = self.get("Invoice", ident)
             address = send_to or (current.get("BillEmail") or {}).get("Address")
@@ -371,6 +374,14 @@ class QboCompany:
                     "2020",
                     "Required param missing, need to supply the required value for the API",
                 )
+            copy_to = str((current.get("BillEmailCc") or {}).get("Address") or "")
+            for field_name, value, most in (("BillEmail", address, 100), ("BillEmailCc", copy_to, 200)):
+                if len(value) > most:
+                    raise validation(
+                        f"{field_name} is {len(value)} characters; the maximum is {most}",
+                        "6000",
+                        f"String length is either shorter or longer than supported by specification: {field_name}",
+                    )
             stamp = self._stamp()
             record = {
                 **current,
@@ -381,7 +392,9 @@ class QboCompany:
                 "MetaData": {**current["MetaData"], "LastUpdatedTime": stamp},
             }
             self.records["Invoice"][ident] = record
-            self.sent_emails.append({"Invoice": ident, "DocNumber": str(record.get("DocNumber")), "To": address})
+            self.sent_emails.append(
+                {"Invoice": ident, "DocNumber": str(record.get("DocNumber")), "To": address, "Cc": copy_to}
+            )
             return record
 
     def delete(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,53 @@
+"""``billbridge messages send`` against an SMTP server that refuses the login: one error naming the
+host and the user, exit 1, the messages still queued, and the password nowhere (output, JSON, logs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from billbridge.app.cli import app
+from billbridge.sandbox.smtp import SmtpSandbox
+from billbridge.store.db import open_store
+from tests.flows.messaging_world import world
+
+pytestmark = pytest.mark.slow  # an SMTP server
+
+SECRET = "Zebra-Quartz-5517-passphrase"  # distinctive: found anywhere, it leaked
+WRONG = "Wrong-Okapi-9043-passphrase"
+
+
+def test_the_cli_reports_the_stopped_run_once_without_the_password(
+    env: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = open_store(env)
+    world(store, 2)
+    store.dispose()
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("BILLBRIDGE_MESSAGES_LOOKBACK_DAYS", "30")
+    runner = CliRunner()
+    with SmtpSandbox(password=SECRET) as smtp:
+        for key, value in smtp.settings().items():
+            monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
+        monkeypatch.setenv("BILLBRIDGE_SMTP__PASSWORD", WRONG)
+        result = runner.invoke(app, ["messages", "send", "--as-of", "2026-01-02"])
+        assert result.exit_code == 1
+        assert result.output.count("refused the login") == 1
+        assert (
+            f"error: sending stopped, the messages stay queued: the SMTP server 127.0.0.1:{smtp.port}" in result.output
+        )
+        as_json = runner.invoke(app, ["messages", "send", "--as-of", "2026-01-02", "--json"])
+        assert as_json.exit_code == 1 and "refused the login" in json.loads(as_json.output)["sent"]["stopped"]
+        listed = runner.invoke(app, ["messages", "list", "--json"])
+        assert {m["state"] for m in json.loads(listed.output)} == {"queued"}
+        for seen in (result.output, as_json.output, listed.output, caplog.text):
+            assert WRONG not in seen and SECRET not in seen
+        monkeypatch.setenv("BILLBRIDGE_SMTP__PASSWORD", SECRET)
+        fixed = runner.invoke(app, ["messages", "send", "--as-of", "2026-01-02"])
+        assert fixed.exit_code == 0 and "sent: invoice 2" in fixed.output
+        assert SECRET not in fixed.output and SECRET not in caplog.text
