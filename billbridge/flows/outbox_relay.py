@@ -103,9 +103,11 @@ def relay(
     batch: int = 30,
     limit: int | None = None,
     on_delivered: OnDelivered | None = None,
+    on_failed: OnDelivered | None = None,
 ) -> RelaySummary:
     """Deliver what is due on ``topic`` (at most ``limit`` messages) in batches of ``batch``.
-    ``on_delivered`` records what a delivery changes here (a status), in the same transaction."""
+    ``on_delivered`` records what a delivery changes here (a status), in the same transaction;
+    ``on_failed`` what a failure does (a declined charge's dunning notice), in the one recording it."""
     summary = RelaySummary(topic)
     me = run_name()
     done = 0
@@ -118,6 +120,7 @@ def relay(
         deliveries = {d.message_id: d for d in handler(messages)}
         with store.write() as session:
             delivered: list[tuple[Message, Delivery]] = []
+            failed: list[tuple[Message, Delivery]] = []
             for message in messages:
                 delivery = deliveries.get(message.id)
                 if delivery is None:  # a handler that skipped a message: try again after the lease
@@ -129,6 +132,7 @@ def relay(
                 retriable = delivery.error.kind == ErrorKind.RETRIABLE
                 retry_in = (delivery.retry_in or backoff(message.attempts)) if retriable else None
                 outbox.mark_failed(session, message.id, delivery.error.reason, retry_in=retry_in, count_attempt=False)
+                failed.append((message, delivery))
                 label = delivery.outcome if delivery.outcome != "delivered" else "retrying" if retriable else "failed"
                 summary.outcomes[label] += 1
                 summary.failures.append((message.id, delivery.error.reason))
@@ -142,6 +146,8 @@ def relay(
             outbox.mark_delivered_many(session, [message.id for message, _ in delivered])
             if on_delivered is not None and delivered:
                 on_delivered(session, delivered)
+            if on_failed is not None and failed:
+                on_failed(session, failed)
         done += len(messages)
     with store.read() as session:
         summary.leased = outbox.leased_elsewhere(session, topic=topic, owner=me)

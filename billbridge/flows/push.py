@@ -26,7 +26,8 @@ from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDel
 from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store, open_store
-from billbridge.store.outbound_documents import auto_charged, mark_sent, outbound_documents
+from billbridge.store.invoices import auto_charged
+from billbridge.store.outbound_documents import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
 from billbridge.store.reference import customer_ids
 

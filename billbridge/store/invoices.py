@@ -20,6 +20,7 @@ from billbridge.store.bulk import BulkStatement, run_calls
 from billbridge.store.contracts import ContractTimeline
 from billbridge.store.models import (
     Contract,
+    ContractVersion,
     Customer,
     Invoice,
     InvoiceLine,
@@ -508,3 +509,17 @@ def invoice_ids(session: Session, numbers: Iterable[str]) -> dict[str, int]:
     """Invoice ids by document number, for the numbers that exist."""
     query = select(Invoice.number, Invoice.id).where(Invoice.number.in_(list(numbers)))
     return {number: ident for number, ident in session.execute(query)}
+
+
+def auto_charged(session: Session, invoice_ids: Sequence[int]) -> set[int]:
+    """Of ``invoice_ids``, those whose contract version charges automatically (the others in Stripe
+    are there for Stripe to e-mail, not to charge)."""
+    rows = session.execute(
+        select(Invoice.id)
+        .join(
+            ContractVersion,
+            (ContractVersion.contract_id == Invoice.contract_id) & (ContractVersion.version_no == Invoice.version_no),
+        )
+        .where(Invoice.id.in_(list(invoice_ids)), ContractVersion.auto_charge.is_(True))
+    )
+    return set(rows.scalars())
