@@ -1,6 +1,6 @@
 """Customer messages: plan the reminders that are due, then send every queued message (invoice
 deliveries, reminders, receipts, dunning notices) exactly once; ``send_reminders`` is the daily
-flow doing both.
+flow doing both, and ``push_invoices`` and ``reconcile_payments`` send what they made (``send_made``).
 
 Every message is an outbox row committed with the event that causes it, once per event (the
 store's unique event key): a document issued makes its delivery (``store.outbound_documents.mark_sent``),
@@ -566,6 +566,50 @@ def _swept_dunning(decline: Mapping[str, Any], today: date) -> sql.MessageDraft:
         final=decline["final"],
         as_of=today,
     )
+
+
+@dataclass
+class MessagesSent:
+    """The message relay run after a flow's own work (``push_invoices``, ``reconcile_payments``):
+    what it sent, or why it did not run (no channel configured) or stopped (the error). It never
+    fails its flow: a message that did not go stays queued or failed, visible in ``messages list``."""
+
+    summary: RelaySummary | None = None
+    error: str | None = None
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.summary.as_dict() if self.summary else None,
+            "error": self.error,
+            "skipped": self.skipped,
+        }
+
+    def markdown(self) -> str:
+        lines = ["", "## Customer messages", ""]
+        if self.skipped:
+            return "\n".join([*lines, f"Not sent: {self.skipped}."]) + "\n"
+        if self.error:
+            lines += [f"**Not sent:** {self.error} (they stay queued: `billbridge messages list --status queued`)", ""]
+        if self.summary is not None:
+            lines += ["| messages | count |", "|---|---:|"]
+            lines += [f"| {key} | {count} |" for key, count in sorted(self.summary.outcomes.items())]
+            lines += [f"- message {mid}: {error.replace('|', '/')}" for mid, error in self.summary.failures[:50]]
+        return "\n".join(lines) + "\n"
+
+
+def send_made(store: Store, settings: Settings) -> MessagesSent:
+    """Send the queued messages after a flow that makes them (the deliveries a push made, the receipts
+    of a reconciliation), through the relay ``send_messages`` uses: each once, with the others due.
+    Nothing is configured to send them: they wait for the daily run. Any error is reported, not
+    raised: the flow's own work is committed and stands."""
+    mailers = [v for v in registry.invoice_mailers() if getattr(settings, v, None) is not None]
+    if settings.smtp is None and not mailers:
+        return MessagesSent(skipped="no SMTP server configured (smtp)")
+    try:
+        return MessagesSent(send_messages(store, settings))
+    except Exception as exc:  # the push or reconciliation is done; its messages wait, queued
+        return MessagesSent(error=f"{type(exc).__name__}: {exc}")
 
 
 def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
