@@ -181,7 +181,8 @@ def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[s
             "due_date": invoice["due_date"],
             "total": invoice["invoice_total"],
             "paid": invoice["amount_paid"],
-            "open": invoice["open"],
+            "open": invoice["open"],  # after payments and the credit notes applied to it
+            "credited": invoice.get("credited", 0),
             "currency": invoice["currency"],
         }
     return {
@@ -198,12 +199,15 @@ def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[s
 
 
 def still_due(context: Mapping[str, Any]) -> str | None:
-    """Why a queued message should not go out any more (a reminder for an invoice paid meanwhile), or None."""
+    """Why a queued message should not go out any more (a reminder for an invoice paid or credited in
+    full meanwhile), or None."""
     invoice = context["invoice"]
     if invoice is None or context["kind"] not in ("reminder", "dunning"):
         return None
-    if invoice["status"] not in ("sent", "partially_paid") or invoice["open"] <= 0:
+    if invoice["status"] not in ("sent", "partially_paid"):
         return f"invoice {invoice['number']} is {invoice['status']} now"
+    if invoice["open"] <= 0:  # paid, or credited: credit notes take back what is open
+        return f"invoice {invoice['number']} has nothing open now (credited {invoice.get('credited', 0)})"
     return None
 
 

@@ -40,7 +40,8 @@ TOPIC = "message.email"
 QUICKBOOKS_TOPIC = "message.quickbooks"  # invoices QuickBooks e-mails itself (channel quickbooks)
 STRIPE_TOPIC = "message.stripe"  # invoices Stripe e-mails itself (channel stripe)
 VENDOR_TOPICS = {"quickbooks": QUICKBOOKS_TOPIC, "stripe": STRIPE_TOPIC}  # channels where a vendor sends invoices
-MESSAGE_DOMAIN = "billbridge.invalid"  # the Message-ID's right side when an entity names no sender
+MESSAGE_DOMAIN = "billbridge.invalid"
+ZERO = Decimal(0)  # the Message-ID's right side when an entity names no sender
 
 
 @dataclass(frozen=True)
@@ -551,9 +552,11 @@ def _parties_of(session: Session, customer_ids: set[int], invoice_ids: set[int],
     docs = sorted(invoice_ids)
     for start in range(0, len(docs), CONTEXT_CHUNK):
         chunk = docs[start : start + CONTEXT_CHUNK]
+        credits = credited(session, chunk)
         for row in session.execute(documents_query().where(Invoice.id.in_(chunk))).mappings():
             invoice = {**row, "lines": []}
-            invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
+            invoice["credited"] = credits.get(row["id"], ZERO)
+            invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"] - invoice["credited"]
             invoices[row["id"]] = invoice
         lines = lines_of(session, [i for i in chunk if i in with_lines])
         for system in ("stripe", "quickbooks"):
@@ -662,6 +665,8 @@ def open_for_reminders(session: Session, due_by: date) -> list[dict[str, Any]]:
         .order_by(Invoice.id)
     ).mappings()
     found = [dict(r) for r in rows if r["invoice_total"] > r["amount_paid"] and r["id"] not in withdrawn]
+    credits = credited(session, [r["id"] for r in found])
+    found = [r for r in found if r["invoice_total"] - r["amount_paid"] - credits.get(r["id"], ZERO) > 0]
     done: dict[int, list[int]] = defaultdict(list)
     ids = [r["id"] for r in found]
     for start in range(0, len(ids), 1000):
@@ -733,6 +738,18 @@ def receipts(session: Session, payment_ids: Sequence[int], *, event: str | None 
     applied: dict[int, list[Applied]] = defaultdict(list)
     payer: dict[int, int] = {}  # payment id -> the customer of the first invoice it paid
     paying = [p["id"] for p in found]
+    credits: dict[int, Decimal] = {}
+    for start in range(0, len(paying), CREATE_CHUNK):
+        credits.update(
+            credited(
+                session,
+                session.scalars(
+                    select(PaymentAllocation.invoice_id).where(
+                        PaymentAllocation.payment_id.in_(paying[start : start + CREATE_CHUNK])
+                    )
+                ).all(),
+            )
+        )
     for start in range(0, len(paying), CREATE_CHUNK):
         for payment_id, amount, invoice_id, number, total, paid, customer_id in session.execute(
             select(
@@ -748,7 +765,9 @@ def receipts(session: Session, payment_ids: Sequence[int], *, event: str | None 
             .where(PaymentAllocation.payment_id.in_(paying[start : start + CREATE_CHUNK]))
             .order_by(PaymentAllocation.id)
         ):
-            applied[payment_id].append(Applied(invoice_id, number, amount, total - paid))
+            applied[payment_id].append(
+                Applied(invoice_id, number, amount, total - paid - credits.get(invoice_id, ZERO))
+            )
             payer.setdefault(payment_id, customer_id)
     drafts = [
         MessageDraft(
@@ -766,6 +785,25 @@ def receipts(session: Session, payment_ids: Sequence[int], *, event: str | None 
         if applied[p["id"]]
     ]
     return create(session, drafts)
+
+
+def credited(session: Session, invoice_ids: Sequence[int]) -> dict[int, Decimal]:
+    """What issued credit notes take back from each of these invoices (positive amounts; invoices
+    no credit note applies to are left out): no longer open on the invoice, so a reminder asks for
+    what is open after payments and credits, and none goes once they cover it."""
+    out: dict[int, Decimal] = defaultdict(Decimal)
+    ids = sorted(set(invoice_ids))
+    for start in range(0, len(ids), CREATE_CHUNK):
+        for invoice_id, total in session.execute(
+            select(Invoice.applies_to_id, Invoice.invoice_total).where(
+                Invoice.applies_to_id.in_(ids[start : start + CREATE_CHUNK]),
+                Invoice.doc_type == "credit_note",
+                Invoice.status.in_(ISSUED),
+            )
+        ):
+            if invoice_id is not None:  # (the IN above says so; the column may be null)
+                out[invoice_id] -= total  # a credit note's total is negative
+    return dict(out)
 
 
 def customers_of(session: Session, invoice_ids: Iterable[int]) -> dict[int, int]:

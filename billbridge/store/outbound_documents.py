@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing import lifecycle
 from billbridge.billing.documents import DocumentLine, OutboundDocument
@@ -30,6 +30,7 @@ PUSH_VERSION = 1  # documents are immutable once numbered; a correction is a new
 # Contract-level lines (a contract discount, a minimum-commitment true-up) belong to no product; in
 # the ERP they post to an item of their own, named by the line's kind.
 CONTRACT_LINE_ITEMS = {"discount": "DISCOUNT", "minimum": "MINIMUM-COMMITMENT"}
+_CREDITED = aliased(Invoice)  # the invoice a credit note credits
 Targets = Callable[[OutboundDocument], Sequence[str]]
 """Where an approved document is pushed (``billing.documents.push_targets`` of the configured targets)."""
 
@@ -55,6 +56,7 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             ContractVersion.auto_charge,
             Customer.message_channel,
             LegalEntity.messaging,
+            _CREDITED.number.label("applies_to"),
         )
         .join(Contract, Contract.id == Invoice.contract_id)
         .join(Customer, Customer.id == Invoice.customer_id)
@@ -63,6 +65,7 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             ContractVersion,
             (ContractVersion.contract_id == Invoice.contract_id) & (ContractVersion.version_no == Invoice.version_no),
         )
+        .outerjoin(_CREDITED, _CREDITED.id == Invoice.applies_to_id)
         .where(Invoice.id.in_(invoice_ids))
     ).all()
     lines: dict[int, list[DocumentLine]] = defaultdict(list)
@@ -109,6 +112,7 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             auto_charge=bool(h.auto_charge),
             lines=tuple(lines[h.id]),
             channel=str(h.message_channel or (h.messaging or {}).get("channel") or "email"),
+            applies_to=h.applies_to,
         )
         for h in heads
     }
