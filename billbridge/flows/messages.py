@@ -631,8 +631,8 @@ def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
 
 @flow(name="send_reminders")
 def send_reminders(as_of: date | None = None) -> dict[str, Any]:
-    """Daily: make the messages that are due (deliveries, reminder steps, receipts, dunning notices),
-    then send them through SMTP, each once."""
+    """Daily: make the reminder steps that are due (the other messages are made with their events),
+    then send every queued message, each once."""
     settings = Settings()
     template_dir(settings.message_templates_dir)  # a broken template file stops the run before anything is made
     store = open_store(settings.database)

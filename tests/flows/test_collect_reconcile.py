@@ -566,7 +566,16 @@ def test_money_applied_by_hand_reaches_the_quickbooks_entry_once(
     assert qbo.company.get("Invoice", qbo_id[str(b["number"])])["Balance"] == b["invoice_total"] - 7
     with store.read() as session:
         here = next(d for d in list_invoices(session) if d["number"] == b["number"])
+        receipts = messages.listing(session, kind="receipt")
     assert (here["status"], here["amount_paid"]) == ("partially_paid", Decimal("7.00"))
+    # A receipt when the payment was recorded against A, and one for the 7.00 applied to B by hand
+    # (each lists all the payment applied; both are filed under its first invoice, A).
+    assert [r["number"] for r in receipts] == [a["number"], a["number"]]
+    with store.read() as session:
+        later = messages.sending_context(session, max(int(r["id"]) for r in receipts))
+    assert later is not None
+    open_b = str(b["invoice_total"] - 7)
+    assert later["details"]["payment"]["applied"][-1] == {"number": b["number"], "amount": "7.00", "open": open_b}
 
 
 def test_a_payment_quickbooks_holds_malformed_is_quarantined_and_read_again_once_fixed(
