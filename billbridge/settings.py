@@ -418,13 +418,6 @@ class Settings(BaseSettings):
         description="A reminder step missed (billbridge was down) is sent late within this many days of its "
         "day; older ones are skipped and reported",
     )
-    messages_lookback_days: int = Field(
-        default=7,
-        ge=0,
-        le=3660,
-        description="Invoice deliveries, receipts and dunning notices are made for events of the last this many "
-        "days (an upgrade does not mail a customer about last year's invoices)",
-    )
     message_templates_dir: Path | None = Field(
         default=None,
         description="Folder of message templates per entity and language (<entity_ref or default>/<language>/"

@@ -209,7 +209,6 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
             "BILLBRIDGE_REVENUE_ACCOUNTS__CONTRACT_ASSET": unbilled,
             "BILLBRIDGE_REVENUE_ACCOUNTS__REVENUE": "1",
             **{f"BILLBRIDGE_SMTP__{key.upper()}": str(value) for key, value in smtp.settings().items()},
-            "BILLBRIDGE_MESSAGES_LOOKBACK_DAYS": "31",
         }
         if base:
             env["BILLBRIDGE_STRIPE__WEBHOOK_SECRET"] = stripe.webhook_secret

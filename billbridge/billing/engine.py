@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -110,6 +110,9 @@ class InvoiceDraft:
     subtotal: Decimal
     discount_total: Decimal
     invoice_total: Decimal
+    # A credit note: the billing date of the contract's invoice it credits (its credit lines all take
+    # back what that one invoice billed), None when they credit several or the planner cannot tell.
+    credits: date | None = None
 
 
 @dataclass
@@ -651,13 +654,20 @@ def plan_invoices(
         if item.kind != "discount":
             billed_by_slot[(item.line_ref, item.kind, item.slot_start)].append(item)
 
+    # A credit line (by identity: the lines live in ``new`` until the plan is built) -> the billing
+    # date of the invoice whose charge it takes back.
+    credited: dict[int, date | None] = {}
+
     def diff_all(slots: list[_Slot]) -> list[tuple[date, DraftLine]]:
         found = []
         for slot in slots:
-            for piece in _diff(slot, billed_by_slot.pop((slot.line_ref, slot.kind, slot.start), [])):
+            items = billed_by_slot.pop((slot.line_ref, slot.kind, slot.start), [])
+            for piece in _diff(slot, items):
                 line = _draft_line(slot, piece, currency)
                 if line.billed_amount != 0 or piece.sign > 0:
                     found.append((slot.billing_date, line))
+                    if piece.sign < 0:
+                        credited[id(line)] = _credited_date(piece, items)
         return found
 
     new = diff_all(_expected_slots(timeline, as_of, usage_lookup))
@@ -671,7 +681,11 @@ def plan_invoices(
             continue
         natural = min(first.billing_date, service_end) if service_end else first.billing_date
         orphan = _Slot(line_ref, kind, slot_start, first.slot_end, first.slot_days, natural, ())
-        new += [(natural, _draft_line(orphan, piece, currency)) for piece in _diff(orphan, items)]
+        for piece in _diff(orphan, items):
+            line = _draft_line(orphan, piece, currency)
+            new.append((natural, line))
+            if piece.sign < 0:
+                credited[id(line)] = _credited_date(piece, items)
 
     billing_dates = sorted({d for d, _ in new} | _boundary_dates(timeline, as_of))
     ended = service_end is not None and service_end <= as_of
@@ -708,9 +722,25 @@ def plan_invoices(
                 subtotal=subtotal,
                 discount_total=discount_line.billed_amount if discount_line else ZERO,
                 invoice_total=total,
+                credits=_credits(lines, credited) if total < 0 else None,
             )
         )
     return plan
+
+
+def _credited_date(piece: _Piece, billed: Sequence[BilledItem]) -> date | None:
+    """The billing date of the invoice whose charge a credit piece takes back: the charged item
+    covering its first day (None when none does)."""
+    for item in billed:
+        if item.sign > 0 and item.span_start <= piece.start < item.span_end:
+            return item.billing_date
+    return None
+
+
+def _credits(lines: Sequence[DraftLine], credited: Mapping[int, date | None]) -> date | None:
+    """The one invoice (by billing date) a credit note's credit lines all take back from, or None."""
+    dates = {credited[id(line)] for line in lines if id(line) in credited}
+    return dates.pop() if len(dates) == 1 else None
 
 
 def _first_open(billing_dates: Sequence[date], natural: date, as_of: date, invoiced: set[date]) -> date | None:

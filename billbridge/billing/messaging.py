@@ -64,6 +64,44 @@ def message_id(event_key: str, domain: str) -> str:
 
 
 @dataclass(frozen=True)
+class Applied:
+    """What a payment applied to one invoice, and what is open on it after that."""
+
+    invoice_id: int
+    number: str
+    amount: Decimal
+    open: Decimal
+
+
+def receipt_details(
+    payment_ref: str, amount: Decimal, received_on: date, applied: Sequence[Applied], unapplied: Decimal
+) -> dict[str, object]:
+    """What a receipt says, as the message keeps it (money as plain decimal text, JSON-safe): the
+    payment, the invoices it paid with the amount applied to each and what each still has open,
+    and what is left unapplied (None when nothing is)."""
+    return {
+        "payment": {
+            "ref": payment_ref,
+            "amount": _plain(amount),
+            "received_on": received_on.isoformat(),
+            "applied": [{"number": a.number, "amount": _plain(a.amount), "open": _plain(a.open)} for a in applied],
+            "unapplied": _plain(unapplied) if unapplied > 0 else None,
+        }
+    }
+
+
+def decline_code(error: str) -> str | None:
+    """Stripe's decline code in a declined charge's recorded error (``declined (expired_card): ...``)."""
+    if error.startswith("declined (") and ")" in error:
+        return error[len("declined (") : error.index(")")]
+    return None
+
+
+def _plain(value: Decimal) -> str:
+    return format(value, "f")
+
+
+@dataclass(frozen=True)
 class ReminderStep:
     offset: int  # days relative to the due date
     day: date  # the day it falls due

@@ -14,13 +14,17 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from sqlalchemy.orm import Session
 
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.flows.limits import vendor_slot
+from billbridge.flows.messages import dunning_draft
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, relay
 from billbridge.flows.push import push_markdown, stripe_connector
 from billbridge.settings import Settings
+from billbridge.store import messages
 from billbridge.store.db import Store, open_store
+from billbridge.store.models import utcnow
 from billbridge.store.outbox import Message
 
 DUNNING = (timedelta(days=1), timedelta(days=3), timedelta(days=5), timedelta(days=7))
@@ -61,8 +65,34 @@ def stripe_collector(settings: Settings) -> Handler:
     return handle
 
 
+def _declined(session: Session, failed: Sequence[tuple[Message, Delivery]]) -> None:
+    """A declined charge's dunning notice, made in the transaction recording the decline: once per
+    try, however the run ends after (the relay sends it, this run or the next)."""
+    declines = [(m, d) for m, d in failed if d.outcome == "declined" and d.error is not None]
+    if not declines:
+        return
+    customers = messages.customers_of(session, [m.aggregate_id for m, _ in declines])
+    today = utcnow().date()
+    messages.create(
+        session,
+        [
+            dunning_draft(
+                m.aggregate_id,
+                customers[m.aggregate_id],
+                m.attempts + 1,  # the claim counted this try: the message's attempts after it
+                d.error.reason,
+                final=d.error.kind == ErrorKind.FATAL,  # the last try: parked for a person
+                as_of=today,
+            )
+            for m, d in declines
+            if d.error is not None and m.aggregate_id in customers
+        ],
+    )
+
+
 def collect(store: Store, settings: Settings, *, limit: int | None = None) -> RelaySummary:
-    return relay(store, "collect.stripe", stripe_collector(settings), batch=20, limit=limit)
+    """Charge what is due; a decline's dunning notice is made with it (sent by the next message relay)."""
+    return relay(store, "collect.stripe", stripe_collector(settings), batch=20, limit=limit, on_failed=_declined)
 
 
 @flow(name="collect_payments")

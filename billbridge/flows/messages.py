@@ -1,8 +1,11 @@
-"""Customer messages: plan what is due (invoice deliveries, reminders, receipts, dunning notices),
-then send them through SMTP exactly once; ``send_reminders`` is the daily flow doing both.
+"""Customer messages: plan the reminders that are due, then send every queued message (invoice
+deliveries, reminders, receipts, dunning notices) exactly once; ``send_reminders`` is the daily
+flow doing both, and ``push_invoices`` and ``reconcile_payments`` send what they made (``send_made``).
 
-Planning makes each message once per event (the store's unique event key) and queues it on the
-outbox in the same transaction. Sending claims outbox rows with a lease like every relay and, per
+Every message is an outbox row committed with the event that causes it, once per event (the
+store's unique event key): a document issued makes its delivery (``store.outbound_documents.mark_sent``),
+a payment applied its receipt (``store.payments``), a declined charge its dunning notice (``flows.collect``);
+only reminders, which time makes due, are planned by the daily run. Sending claims outbox rows with a lease like every relay and, per
 message: renders it, runs the SMTP envelope, commits the message as ``sending`` and only then sends
 DATA (``connectors.smtp``). The boundary: a crash before that commit sends nothing and the message
 goes out on the next run; a crash after it leaves ``sending``, which the next run turns into
@@ -16,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import Connection
 
-from billbridge.billing.messaging import Recipients, reminder_steps, step_name
+from billbridge.billing.messaging import Recipients, decline_code, reminder_steps, step_name
 from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnavailable, SmtpUnknown
@@ -180,7 +182,8 @@ def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[s
             "due_date": invoice["due_date"],
             "total": invoice["invoice_total"],
             "paid": invoice["amount_paid"],
-            "open": invoice["open"],
+            "open": invoice["open"],  # after payments and the credit notes applied to it
+            "credited": invoice.get("credited", 0),
             "currency": invoice["currency"],
         }
     return {
@@ -197,12 +200,15 @@ def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[s
 
 
 def still_due(context: Mapping[str, Any]) -> str | None:
-    """Why a queued message should not go out any more (a reminder for an invoice paid meanwhile), or None."""
+    """Why a queued message should not go out any more (a reminder for an invoice paid or credited in
+    full meanwhile), or None."""
     invoice = context["invoice"]
     if invoice is None or context["kind"] not in ("reminder", "dunning"):
         return None
-    if invoice["status"] not in ("sent", "partially_paid") or invoice["open"] <= 0:
+    if invoice["status"] not in ("sent", "partially_paid"):
         return f"invoice {invoice['number']} is {invoice['status']} now"
+    if invoice["open"] <= 0:  # paid, or credited: credit notes take back what is open
+        return f"invoice {invoice['number']} has nothing open now (credited {invoice.get('credited', 0)})"
     return None
 
 
@@ -508,35 +514,36 @@ def _merge(into: RelaySummary, part: RelaySummary) -> None:
 
 @dataclass
 class PlanSummary:
-    """What a planning pass made: messages by kind and state, and the reminder steps it skipped."""
+    """What a planning pass made: messages by kind and state, and the reminder steps it skipped.
+    ``caught_up``: dunning notices of declines recorded before they were made with the decline."""
 
     created: Counter[str] = field(default_factory=Counter)
     released: int = 0  # messages that waited for a contact and now have one
     skipped: list[str] = field(default_factory=list)
+    caught_up: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"created": dict(self.created), "released": self.released, "skipped": self.skipped}
-
-
-def _money(value: Decimal) -> str:
-    return format(value, "f")
+        return {
+            "created": dict(self.created),
+            "released": self.released,
+            "skipped": self.skipped,
+            "caught_up": dict(self.caught_up),
+        }
 
 
 def plan_messages(store: Store, settings: Settings, today: date) -> PlanSummary:
-    """Make the messages the store's events call for, each once: deliveries of issued documents,
-    the reminder steps due by ``today``, receipts of applied payments, dunning notices of declined
-    auto-charges. A stale reminder step is recorded as skipped (and reported), not sent."""
+    """Make the reminder steps due by ``today`` (time makes them: nothing else does), each once, and
+    queue the messages that waited for a contact and now have one. Deliveries, receipts and dunning
+    notices are not planned here: each is made with the event that causes it (a document issued,
+    a payment applied, a charge declined), in its transaction. A sweep without a date window makes
+    the dunning notice of a decline still waiting that has none (one recorded before they were
+    made with the decline), counted as ``caught_up``. A stale reminder step is recorded as skipped
+    (and reported), not sent."""
     summary = PlanSummary()
-    since = today - timedelta(days=settings.messages_lookback_days)
     with store.write() as session:
-        drafts: list[sql.MessageDraft] = [
-            sql.MessageDraft(f"invoice:{d['id']}", "invoice", d["customer_id"], d["billing_date"], invoice_id=d["id"])
-            for d in sql.issued_without_delivery(session, since)
-        ]
-        drafts += _reminders(session, today, settings.reminder_stale_days, summary)
-        drafts += [_receipt(p) for p in sql.payments_without_receipt(session, since)]
-        drafts += [_dunning(d, today) for d in sql.declined_charges(session)]
+        drafts = _reminders(session, today, settings.reminder_stale_days, summary)
         summary.created = sql.create(session, drafts)
+        summary.caught_up = sql.create(session, [_swept_dunning(d, today) for d in sql.declined_charges(session)])
         summary.released = sql.release_waiting(session)
     return summary
 
@@ -584,53 +591,90 @@ def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary)
     return drafts
 
 
-def _receipt(payment: Mapping[str, Any]) -> sql.MessageDraft:
-    applied = [
-        {"number": a["number"], "amount": _money(a["amount"]), "open": _money(a["open"])} for a in payment["applied"]
-    ]
+def dunning_draft(
+    invoice_id: int, customer_id: int, attempt: int, error: str, *, final: bool, as_of: date
+) -> sql.MessageDraft:
+    """The dunning notice of a declined auto-charge: once per try (``dunning:<invoice>:<try>``, the
+    collect message's attempts after the try), the decline in plain words, and whether it was the
+    last try (the invoice then joins the reminder schedule)."""
+    code = decline_code(error)
     return sql.MessageDraft(
-        f"receipt:{payment['id']}",
-        "receipt",
-        payment["customer_id"],
-        payment["received_on"],
-        invoice_id=payment["applied"][0]["invoice_id"],
-        payment_id=payment["id"],
-        details={
-            "payment": {
-                "ref": payment["payment_ref"],
-                "amount": _money(payment["amount"]),
-                "received_on": payment["received_on"].isoformat(),
-                "applied": applied,
-                "unapplied": _money(payment["unapplied_amount"]) if payment["unapplied_amount"] > 0 else None,
-            }
-        },
-    )
-
-
-def _dunning(decline: Mapping[str, Any], today: date) -> sql.MessageDraft:
-    code = None
-    error = str(decline["error"])
-    if error.startswith("declined (") and ")" in error:
-        code = error[len("declined (") : error.index(")")]
-    return sql.MessageDraft(
-        f"dunning:{decline['invoice_id']}:{decline['attempts']}",
+        f"dunning:{invoice_id}:{attempt}",
         "dunning",
-        decline["customer_id"],
-        today,
-        invoice_id=decline["invoice_id"],
+        customer_id,
+        as_of,
+        invoice_id=invoice_id,
         details={
-            "attempt": decline["attempts"],
-            "final": decline["final"],
+            "attempt": attempt,
+            "final": final,
             "reason_code": code,
             "reason_text": render.decline_text(code),
         },
     )
 
 
+def _swept_dunning(decline: Mapping[str, Any], today: date) -> sql.MessageDraft:
+    return dunning_draft(
+        decline["invoice_id"],
+        decline["customer_id"],
+        decline["attempts"],
+        str(decline["error"]),
+        final=decline["final"],
+        as_of=today,
+    )
+
+
+@dataclass
+class MessagesSent:
+    """The message relay run after a flow's own work (``push_invoices``, ``reconcile_payments``):
+    what it sent, or why it did not run (no channel configured) or stopped (the error). It never
+    fails its flow: a message that did not go stays queued or failed, visible in ``messages list``."""
+
+    summary: RelaySummary | None = None
+    error: str | None = None
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.summary.as_dict() if self.summary else None,
+            "error": self.error,
+            "skipped": self.skipped,
+        }
+
+    def markdown(self) -> str:
+        lines = ["", "## Customer messages", ""]
+        if self.skipped:
+            return "\n".join([*lines, f"Not sent: {self.skipped}."]) + "\n"
+        if self.error:
+            lines += [f"**Not sent:** {self.error} (they stay queued: `billbridge messages list --status queued`)", ""]
+        if self.summary is not None and self.summary.stopped:
+            lines += [f"**Stopped:** {self.summary.stopped} (the messages stay queued for the next run)", ""]
+        if self.summary is not None:
+            lines += ["| messages | count |", "|---|---:|"]
+            lines += [f"| {key} | {count} |" for key, count in sorted(self.summary.outcomes.items())]
+            lines += [f"- message {mid}: {error.replace('|', '/')}" for mid, error in self.summary.failures[:50]]
+        return "\n".join(lines) + "\n"
+
+
+def send_made(store: Store, settings: Settings) -> MessagesSent:
+    """Send the queued messages after a flow that makes them (the deliveries a push made, the receipts
+    of a reconciliation), through the relay ``send_messages`` uses: each once, with the others due.
+    Nothing is configured to send them: they wait for the daily run. Any error is reported, not
+    raised: the flow's own work is committed and stands."""
+    mailers = [v for v in registry.invoice_mailers() if getattr(settings, v, None) is not None]
+    if settings.smtp is None and not mailers:
+        return MessagesSent(skipped="no SMTP server configured (smtp)")
+    try:
+        return MessagesSent(send_messages(store, settings))
+    except Exception as exc:  # the push or reconciliation is done; its messages wait, queued
+        return MessagesSent(error=f"{type(exc).__name__}: {exc}")
+
+
 def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
     """The flow's artifact: messages made by kind and state, sent by kind, failures, skipped steps."""
     lines = ["# Customer messages", "", "| made | count |", "|---|---|"]
     lines += [f"| {key} | {count} |" for key, count in sorted(plan.created.items())]
+    lines += [f"| caught up: {key} | {count} |" for key, count in sorted(plan.caught_up.items())]
     if sent is not None and sent.stopped:
         lines += ["", f"**Stopped, messages left queued for the next run:** {sent.stopped}"]
     if sent is not None:
@@ -647,8 +691,8 @@ def messages_markdown(plan: PlanSummary, sent: RelaySummary | None) -> str:
 
 @flow(name="send_reminders")
 def send_reminders(as_of: date | None = None) -> dict[str, Any]:
-    """Daily: make the messages that are due (deliveries, reminder steps, receipts, dunning notices),
-    then send them through SMTP, each once. Fails (after its artifact) when the SMTP server or its
+    """Daily: make the reminder steps that are due (the other messages are made with their events),
+    then send every queued message, each once. Fails (after its artifact) when the SMTP server or its
     settings stopped the sending; the messages stay queued for the next run."""
     settings = Settings()
     template_dir(settings.message_templates_dir)  # a broken template file stops the run before anything is made

@@ -117,9 +117,11 @@ def relay(
     batch: int = 30,
     limit: int | None = None,
     on_delivered: OnDelivered | None = None,
+    on_failed: OnDelivered | None = None,
 ) -> RelaySummary:
     """Deliver what is due on ``topic`` (at most ``limit`` messages) in batches of ``batch``.
-    ``on_delivered`` records what a delivery changes here (a status), in the same transaction."""
+    ``on_delivered`` records what a delivery changes here (a status), in the same transaction;
+    ``on_failed`` what a failure does (a declined charge's dunning notice), in the one recording it."""
     summary = RelaySummary(topic)
     me = run_name()
     done = 0
@@ -137,6 +139,7 @@ def relay(
         deliveries = {d.message_id: d for d in handled}
         with store.write() as session:
             delivered: list[tuple[Message, Delivery]] = []
+            failed: list[tuple[Message, Delivery]] = []
             if stop is not None:
                 back = [m.id for m in messages if m.id not in deliveries]
                 outbox.release(session, back, stop.reason, tried=stop.tried)
@@ -151,6 +154,7 @@ def relay(
                 retriable = delivery.error.kind == ErrorKind.RETRIABLE
                 retry_in = (delivery.retry_in or backoff(message.attempts)) if retriable else None
                 outbox.mark_failed(session, message.id, delivery.error.reason, retry_in=retry_in, count_attempt=False)
+                failed.append((message, delivery))
                 label = delivery.outcome if delivery.outcome != "delivered" else "retrying" if retriable else "failed"
                 summary.outcomes[label] += 1
                 summary.failures.append((message.id, delivery.error.reason))
@@ -164,6 +168,8 @@ def relay(
             outbox.mark_delivered_many(session, [message.id for message, _ in delivered])
             if on_delivered is not None and delivered:
                 on_delivered(session, delivered)
+            if on_failed is not None and failed:
+                on_failed(session, failed)
         done += len(messages)
         if stop is not None:
             break

@@ -8,6 +8,7 @@ A target declares how to build its connector and how to deliver a batch; what th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,16 +22,18 @@ from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.credentials import StoredTokens
-from billbridge.flows.limits import vendor_slot
+from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDelivered, RelaySummary, relay
 from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store, open_store
-from billbridge.store.outbound_documents import auto_charged, mark_sent, outbound_documents
+from billbridge.store.invoices import auto_charged
+from billbridge.store.outbound_documents import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
 from billbridge.store.reference import customer_ids
 
 if TYPE_CHECKING:
+    from billbridge.flows.messages import MessagesSent
     from billbridge.vendors.quickbooks import QuickBooks
     from billbridge.vendors.registry import TokenVault
     from billbridge.vendors.stripe import Stripe
@@ -279,12 +282,31 @@ def push_markdown(summary: RelaySummary) -> str:
     return "\n".join(lines) + "\n"
 
 
+def push_and_send(
+    store: Store,
+    settings: Settings,
+    target: str,
+    *,
+    slot: Callable[[str], AbstractContextManager[None]] = no_slot,
+) -> tuple[RelaySummary, MessagesSent]:
+    """Push ``target``'s queued documents (``slot`` held while talking to it), then send the messages
+    due, among them the deliveries of the documents this push issued (committed with them). A send
+    that fails leaves them queued and is reported: the push stands."""
+    from billbridge.flows.messages import send_made  # flows.messages builds its vendors from here
+
+    with slot(target):
+        summary = push(store, settings, target)
+    return summary, send_made(store, settings)
+
+
 @flow(name="push_invoices")
 def push_invoices(target: str = "quickbooks") -> dict[str, Any]:
-    """Push approved invoices and credit notes to ``target``; rerunning never sends one twice."""
+    """Push approved invoices and credit notes to ``target`` and deliver the ones it issued to their
+    customers; rerunning never sends one twice."""
     settings = Settings()
     store = open_store(settings.database)
-    with vendor_slot(target):
-        summary = push(store, settings, target)
-    create_markdown_artifact(push_markdown(summary), key=f"push-{target}", description=f"Push to {target}")
-    return {"target": target, **summary.as_dict()}
+    summary, sent = push_and_send(store, settings, target, slot=vendor_slot)
+    create_markdown_artifact(
+        push_markdown(summary) + sent.markdown(), key=f"push-{target}", description=f"Push to {target}"
+    )
+    return {"target": target, **summary.as_dict(), "messages": sent.as_dict()}

@@ -24,6 +24,7 @@ from billbridge.billing import reconciliation
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice
 from billbridge.flows.limits import no_slot, vendor_slot
+from billbridge.flows.messages import MessagesSent, send_made
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
 from billbridge.flows.push import token_vault
@@ -251,10 +252,27 @@ def apply_payment(
 
 @flow(name="reconcile_payments")
 def reconcile_payments(source: str = "stripe") -> dict[str, Any]:
-    """Match the payments received in ``source`` to invoices; rerunning records nothing twice."""
+    """Match the payments received in ``source`` to invoices and send their receipts; rerunning
+    records (and sends) nothing twice."""
     settings = Settings()
     store = open_store(settings.database)
-    summary = reconcile(store, settings, source, slot=vendor_slot)
-    create_markdown_artifact(summary.markdown(), key=f"reconcile-{source}", description=f"Payments from {source}")
+    summary, sent = reconcile_and_send(store, settings, source, slot=vendor_slot)
+    create_markdown_artifact(
+        summary.markdown() + sent.markdown(), key=f"reconcile-{source}", description=f"Payments from {source}"
+    )
     refresh_metrics(store, workers=settings.billing_workers)
-    return summary.as_dict()
+    return {**summary.as_dict(), "messages": sent.as_dict()}
+
+
+def reconcile_and_send(
+    store: Store,
+    settings: Settings,
+    source: str,
+    *,
+    slot: Callable[[str], AbstractContextManager[None]] = no_slot,
+) -> tuple[ReconcileSummary, MessagesSent]:
+    """Reconcile ``source``, then send the messages due, among them the receipts of the payments it
+    applied (committed with them). A send that fails leaves them queued and is reported: the
+    reconciliation stands."""
+    summary = reconcile(store, settings, source, slot=slot)
+    return summary, send_made(store, settings)

@@ -20,6 +20,7 @@ from billbridge.store.bulk import BulkStatement, run_calls
 from billbridge.store.contracts import ContractTimeline
 from billbridge.store.models import (
     Contract,
+    ContractVersion,
     Customer,
     Invoice,
     InvoiceLine,
@@ -190,6 +191,9 @@ class PreparedDrafts:
     line_keys: tuple[str, ...] = ()
     lines: list[Any] = field(default_factory=list)  # each document's lines after those of the one before
     line_counts: list[int] = field(default_factory=list)  # lines of each document
+    # (position, contract id, billing date): a credit note and the billing date of the contract's
+    # invoice it credits (``InvoiceDraft.credits``), linked once both are written
+    credits: list[tuple[int, int, date]] = field(default_factory=list)
 
 
 def prepare_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> PreparedDrafts:
@@ -204,6 +208,8 @@ def prepare_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, In
     invoice_rows: list[dict[str, Any]] = []
     line_rows: list[dict[str, Any]] = []
     for timeline, draft in ordered:
+        if draft.credits is not None:
+            prepared.credits.append((len(prepared.numbering), timeline.contract_id, draft.credits))
         prepared.numbering.append((timeline.entity_id, draft.doc_type))
         invoice_rows.append(
             {
@@ -310,7 +316,41 @@ def write_prepared(session: Session, prepared: PreparedDrafts) -> list[str]:
                 line[invoice_at] = invoice_id
             position += count
         run_calls(connection, [(True, lines.sql, prepared.lines)])
+    if prepared.credits:
+        _link_credits(session, prepared, sequences, reserved)
     return numbers
+
+
+_CREDITED = table_of(Invoice).alias("credited")
+
+
+def _link_credits(
+    session: Session,
+    prepared: PreparedDrafts,
+    sequences: Sequence[int],
+    reserved: dict[tuple[int, str], tuple[int, int]],
+) -> None:
+    """Each credit note written the invoice it credits: the contract's invoice of that billing date
+    (one per contract and date among those that bill). Credit notes are few: one statement each."""
+    ids = _ids_of_numbers(session, reserved)
+    for position, contract_id, billing_date in prepared.credits:
+        entity_id, doc_type = prepared.numbering[position]
+        credited = (
+            select(_CREDITED.c.id)
+            .where(
+                _CREDITED.c.contract_id == contract_id,
+                _CREDITED.c.billing_date == billing_date,
+                _CREDITED.c.doc_type == "invoice",
+                _CREDITED.c.period_released.is_(False),
+            )
+            .scalar_subquery()
+        )
+        session.execute(
+            update(Invoice)
+            .where(Invoice.id == ids[(entity_id, doc_type, sequences[position])])
+            .values(applies_to_id=credited)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def save_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> list[str]:
@@ -508,3 +548,17 @@ def invoice_ids(session: Session, numbers: Iterable[str]) -> dict[str, int]:
     """Invoice ids by document number, for the numbers that exist."""
     query = select(Invoice.number, Invoice.id).where(Invoice.number.in_(list(numbers)))
     return {number: ident for number, ident in session.execute(query)}
+
+
+def auto_charged(session: Session, invoice_ids: Sequence[int]) -> set[int]:
+    """Of ``invoice_ids``, those whose contract version charges automatically (the others in Stripe
+    are there for Stripe to e-mail, not to charge)."""
+    rows = session.execute(
+        select(Invoice.id)
+        .join(
+            ContractVersion,
+            (ContractVersion.contract_id == Invoice.contract_id) & (ContractVersion.version_no == Invoice.version_no),
+        )
+        .where(Invoice.id.in_(list(invoice_ids)), ContractVersion.auto_charge.is_(True))
+    )
+    return set(rows.scalars())

@@ -18,13 +18,13 @@ from sqlalchemy import Connection, Integer, String, bindparam, func, literal_col
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from billbridge.billing.messaging import Recipients, message_id, recipients
+from billbridge.billing.messaging import Applied, Recipients, message_id, receipt_details, recipients
 from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
 from billbridge.billing.statements import OpenItem, RecentPayment
 from billbridge.store import outbox
 from billbridge.store.bulk import BulkStatement, dbapi_cursor
 from billbridge.store.external_refs import external_refs_of
-from billbridge.store.invoices import documents_query, lines_of
+from billbridge.store.invoices import auto_charged, documents_query, lines_of
 from billbridge.store.message_models import BillingContactRow, CustomerMessage
 from billbridge.store.models import (
     Customer,
@@ -35,13 +35,13 @@ from billbridge.store.models import (
     PaymentAllocation,
     utcnow,
 )
-from billbridge.store.outbound_documents import auto_charged
 
 TOPIC = "message.email"
 QUICKBOOKS_TOPIC = "message.quickbooks"  # invoices QuickBooks e-mails itself (channel quickbooks)
 STRIPE_TOPIC = "message.stripe"  # invoices Stripe e-mails itself (channel stripe)
 VENDOR_TOPICS = {"quickbooks": QUICKBOOKS_TOPIC, "stripe": STRIPE_TOPIC}  # channels where a vendor sends invoices
-MESSAGE_DOMAIN = "billbridge.invalid"  # the Message-ID's right side when an entity names no sender
+MESSAGE_DOMAIN = "billbridge.invalid"
+ZERO = Decimal(0)  # the Message-ID's right side when an entity names no sender
 
 
 @dataclass(frozen=True)
@@ -572,9 +572,11 @@ def _parties_of(session: Session, customer_ids: set[int], invoice_ids: set[int],
     docs = sorted(invoice_ids)
     for start in range(0, len(docs), CONTEXT_CHUNK):
         chunk = docs[start : start + CONTEXT_CHUNK]
+        credits = credited(session, chunk)
         for row in session.execute(documents_query().where(Invoice.id.in_(chunk))).mappings():
             invoice = {**row, "lines": []}
-            invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"]
+            invoice["credited"] = credits.get(row["id"], ZERO)
+            invoice["open"] = invoice["invoice_total"] - invoice["amount_paid"] - invoice["credited"]
             invoices[row["id"]] = invoice
         lines = lines_of(session, [i for i in chunk if i in with_lines])
         for system in ("stripe", "quickbooks"):
@@ -640,29 +642,24 @@ def _parties(session: Session, customer_id: int, invoice_id: int | None, *, line
     return {"customer": found.customers[customer_id], "entity": found.entities[customer_id], "invoice": invoice}
 
 
-# What planning reads: events that call for a message and have none yet.
+# Messages made with the events that cause them (deliveries, receipts), and what planning reads.
 
 
-def _has_message(kind: str) -> Any:
-    return (
-        select(CustomerMessage.id)
-        .where(CustomerMessage.kind == kind, CustomerMessage.invoice_id == Invoice.id)
-        .exists()
-    )
-
-
-def issued_without_delivery(session: Session, since: date) -> list[dict[str, Any]]:
-    """Documents issued (sent, or paid since) on or after ``since`` that have no delivery message."""
-    rows = session.execute(
-        select(Invoice.id, Invoice.customer_id, Invoice.billing_date, Invoice.number)
-        .where(
-            Invoice.status.in_(("sent", "partially_paid", "paid")),
-            Invoice.billing_date >= since,
-            ~_has_message("invoice"),
+def deliveries(session: Session, invoice_ids: Sequence[int], as_of: date) -> Counter[str]:
+    """The delivery message of each document just issued (approved and now at the vendor), made in
+    the caller's transaction, the one that marks it sent: however late a document is issued after
+    its billing date, its delivery exists once it is, and a repeated push makes none twice (the
+    event key ``invoice:<id>``). Documents not issued (still approved, void) get none."""
+    drafts: list[MessageDraft] = []
+    ids = sorted(set(invoice_ids))
+    for start in range(0, len(ids), CREATE_CHUNK):
+        rows = session.execute(
+            select(Invoice.id, Invoice.customer_id).where(
+                Invoice.id.in_(ids[start : start + CREATE_CHUNK]), Invoice.status.in_(ISSUED)
+            )
         )
-        .order_by(Invoice.id)
-    )
-    return [dict(r) for r in rows.mappings()]
+        drafts += [MessageDraft(f"invoice:{i}", "invoice", c, as_of, invoice_id=i) for i, c in rows]
+    return create(session, drafts)
 
 
 def open_for_reminders(session: Session, due_by: date) -> list[dict[str, Any]]:
@@ -688,6 +685,8 @@ def open_for_reminders(session: Session, due_by: date) -> list[dict[str, Any]]:
         .order_by(Invoice.id)
     ).mappings()
     found = [dict(r) for r in rows if r["invoice_total"] > r["amount_paid"] and r["id"] not in withdrawn]
+    credits = credited(session, [r["id"] for r in found])
+    found = [r for r in found if r["invoice_total"] - r["amount_paid"] - credits.get(r["id"], ZERO) > 0]
     done: dict[int, list[int]] = defaultdict(list)
     ids = [r["id"] for r in found]
     for start in range(0, len(ids), 1000):
@@ -727,37 +726,52 @@ def _still_withdrawn(session: Session) -> set[int]:
     return {invoice_id for invoice_id, total in totals.items() if total < 0}
 
 
-def payments_without_receipt(session: Session, since: date) -> list[dict[str, Any]]:
-    """Payments received on or after ``since`` that paid invoices and have no receipt yet, with what
-    each applied and what is open on those invoices now."""
-    has_receipt = (
-        select(CustomerMessage.id)
-        .where(CustomerMessage.kind == "receipt", CustomerMessage.payment_id == Payment.id)
-        .exists()
-    )
-    payments = session.execute(
-        select(
-            Payment.id,
-            Payment.payment_ref,
-            Payment.customer_id,
-            Payment.currency,
-            Payment.amount,
-            Payment.unapplied_amount,
-            Payment.received_on,
+def receipts(session: Session, payment_ids: Sequence[int], *, event: str | None = None) -> Counter[str]:
+    """The receipt of each payment just applied to invoices, made in the caller's transaction (the
+    one recording the application): whatever date the payment carries (a cheque entered weeks
+    late), it gets its receipt, once (``receipt:<payment id>``, or ``event`` for one payment: money
+    applied by hand later). It names what the payment applied to each invoice and what each has
+    open now, to the payment's customer (a QuickBooks payment names none of ours: its invoices'
+    customer). Refunds, disputes and payments applied to nothing get none."""
+    ids = sorted(set(payment_ids))
+    if event is not None and len(ids) != 1:
+        raise ValueError("an event key names the receipt of one payment")
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(ids), CREATE_CHUNK):
+        found += [
+            dict(p)
+            for p in session.execute(
+                select(
+                    Payment.id,
+                    Payment.payment_ref,
+                    Payment.customer_id,
+                    Payment.amount,
+                    Payment.unapplied_amount,
+                    Payment.received_on,
+                ).where(
+                    Payment.id.in_(ids[start : start + CREATE_CHUNK]),
+                    Payment.method.is_distinct_from("dispute"),
+                )
+            ).mappings()
+            if p["amount"] > 0  # money compares in Python: SQLite stores it as text
+        ]
+    applied: dict[int, list[Applied]] = defaultdict(list)
+    payer: dict[int, int] = {}  # payment id -> the customer of the first invoice it paid
+    paying = [p["id"] for p in found]
+    credits: dict[int, Decimal] = {}
+    for start in range(0, len(paying), CREATE_CHUNK):
+        credits.update(
+            credited(
+                session,
+                session.scalars(
+                    select(PaymentAllocation.invoice_id).where(
+                        PaymentAllocation.payment_id.in_(paying[start : start + CREATE_CHUNK])
+                    )
+                ).all(),
+            )
         )
-        .where(
-            Payment.received_on >= since,
-            Payment.customer_id.is_not(None),
-            Payment.method.is_distinct_from("dispute"),
-            ~has_receipt,
-        )
-        .order_by(Payment.id)
-    ).mappings()
-    found = [dict(p) for p in payments if p["amount"] > 0]
-    applied: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    ids = [p["id"] for p in found]
-    for start in range(0, len(ids), 1000):
-        for row in session.execute(
+    for start in range(0, len(paying), CREATE_CHUNK):
+        for payment_id, amount, invoice_id, number, total, paid, customer_id in session.execute(
             select(
                 PaymentAllocation.payment_id,
                 PaymentAllocation.amount,
@@ -765,15 +779,59 @@ def payments_without_receipt(session: Session, since: date) -> list[dict[str, An
                 Invoice.number,
                 Invoice.invoice_total,
                 Invoice.amount_paid,
+                Invoice.customer_id,
             )
             .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
-            .where(PaymentAllocation.payment_id.in_(ids[start : start + 1000]))
+            .where(PaymentAllocation.payment_id.in_(paying[start : start + CREATE_CHUNK]))
             .order_by(PaymentAllocation.id)
         ):
-            applied[row[0]].append({"invoice_id": row[2], "number": row[3], "amount": row[1], "open": row[4] - row[5]})
-    for payment in found:
-        payment["applied"] = applied.get(payment["id"], [])
-    return [p for p in found if p["applied"]]
+            applied[payment_id].append(
+                Applied(invoice_id, number, amount, total - paid - credits.get(invoice_id, ZERO))
+            )
+            payer.setdefault(payment_id, customer_id)
+    drafts = [
+        MessageDraft(
+            event or f"receipt:{p['id']}",
+            "receipt",
+            p["customer_id"] or payer[p["id"]],
+            p["received_on"],
+            invoice_id=applied[p["id"]][0].invoice_id,
+            payment_id=p["id"],
+            details=receipt_details(
+                p["payment_ref"], p["amount"], p["received_on"], applied[p["id"]], p["unapplied_amount"]
+            ),
+        )
+        for p in found
+        if applied[p["id"]]
+    ]
+    return create(session, drafts)
+
+
+def credited(session: Session, invoice_ids: Sequence[int]) -> dict[int, Decimal]:
+    """What issued credit notes take back from each of these invoices (positive amounts; invoices
+    no credit note applies to are left out): no longer open on the invoice, so a reminder asks for
+    what is open after payments and credits, and none goes once they cover it."""
+    out: dict[int, Decimal] = defaultdict(Decimal)
+    ids = sorted(set(invoice_ids))
+    for start in range(0, len(ids), CREATE_CHUNK):
+        for invoice_id, total in session.execute(
+            select(Invoice.applies_to_id, Invoice.invoice_total).where(
+                Invoice.applies_to_id.in_(ids[start : start + CREATE_CHUNK]),
+                Invoice.doc_type == "credit_note",
+                Invoice.status.in_(ISSUED),
+            )
+        ):
+            if invoice_id is not None:  # (the IN above says so; the column may be null)
+                out[invoice_id] -= total  # a credit note's total is negative
+    return dict(out)
+
+
+def customers_of(session: Session, invoice_ids: Iterable[int]) -> dict[int, int]:
+    """invoice id -> its customer's id."""
+    ids = list(set(invoice_ids))
+    return {
+        int(i): int(c) for i, c in session.execute(select(Invoice.id, Invoice.customer_id).where(Invoice.id.in_(ids)))
+    }
 
 
 def declined_charges(session: Session) -> list[dict[str, Any]]:

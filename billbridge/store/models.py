@@ -274,6 +274,9 @@ class Invoice(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)  # metrics' freshness
     # Voided before it was issued: its lines no longer bill their periods (the next run bills them again).
     period_released: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # A credit note: the invoice it credits, where the planner knows it (its credit lines all take back
+    # what that invoice billed); what it credits is no longer open on that invoice (reminders).
+    applies_to_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
 
 
 class InvoiceLine(Base):

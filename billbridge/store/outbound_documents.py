@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing import lifecycle
 from billbridge.billing.documents import DocumentLine, OutboundDocument
-from billbridge.store import outbox
+from billbridge.store import messages, outbox
 from billbridge.store.models import (
     Contract,
     ContractVersion,
@@ -22,12 +23,14 @@ from billbridge.store.models import (
     InvoiceLine,
     LegalEntity,
     OutboxMessage,
+    utcnow,
 )
 
 PUSH_VERSION = 1  # documents are immutable once numbered; a correction is a new document
 # Contract-level lines (a contract discount, a minimum-commitment true-up) belong to no product; in
 # the ERP they post to an item of their own, named by the line's kind.
 CONTRACT_LINE_ITEMS = {"discount": "DISCOUNT", "minimum": "MINIMUM-COMMITMENT"}
+_CREDITED = aliased(Invoice)  # the invoice a credit note credits
 Targets = Callable[[OutboundDocument], Sequence[str]]
 """Where an approved document is pushed (``billing.documents.push_targets`` of the configured targets)."""
 
@@ -53,6 +56,7 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             ContractVersion.auto_charge,
             Customer.message_channel,
             LegalEntity.messaging,
+            _CREDITED.number.label("applies_to"),
         )
         .join(Contract, Contract.id == Invoice.contract_id)
         .join(Customer, Customer.id == Invoice.customer_id)
@@ -61,6 +65,7 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             ContractVersion,
             (ContractVersion.contract_id == Invoice.contract_id) & (ContractVersion.version_no == Invoice.version_no),
         )
+        .outerjoin(_CREDITED, _CREDITED.id == Invoice.applies_to_id)
         .where(Invoice.id.in_(invoice_ids))
     ).all()
     lines: dict[int, list[DocumentLine]] = defaultdict(list)
@@ -107,23 +112,10 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
             auto_charge=bool(h.auto_charge),
             lines=tuple(lines[h.id]),
             channel=str(h.message_channel or (h.messaging or {}).get("channel") or "email"),
+            applies_to=h.applies_to,
         )
         for h in heads
     }
-
-
-def auto_charged(session: Session, invoice_ids: Sequence[int]) -> set[int]:
-    """Of ``invoice_ids``, those whose contract version charges automatically (the others in Stripe
-    are there for Stripe to e-mail, not to charge)."""
-    rows = session.execute(
-        select(Invoice.id)
-        .join(
-            ContractVersion,
-            (ContractVersion.contract_id == Invoice.contract_id) & (ContractVersion.version_no == Invoice.version_no),
-        )
-        .where(Invoice.id.in_(list(invoice_ids)), ContractVersion.auto_charge.is_(True))
-    )
-    return set(rows.scalars())
 
 
 def approve_and_queue(session: Session, invoice_ids: Sequence[int], targets: Targets) -> dict[str, int]:
@@ -187,6 +179,9 @@ def set_status(
     if status == "approved":
         return StatusChange(number, previous, status, queued=approve_and_queue(session, [invoice.id], targets))
     invoice.status = status
+    if status == "sent":  # issued by a person's word: its delivery message comes with it
+        session.flush()
+        messages.deliveries(session, [invoice.id], utcnow().date())
     if lifecycle.releases_period(status):  # the next run bills its period again
         invoice.period_released = True
     return StatusChange(number, previous, status, withdrawn=withdrawn)
@@ -228,22 +223,30 @@ def draft_ids(session: Session, limit: int | None = None) -> list[int]:
     return list(session.scalars(query))
 
 
-def mark_sent(session: Session, invoice_ids: Sequence[int]) -> None:
+def mark_sent(session: Session, invoice_ids: Sequence[int], *, as_of: date | None = None) -> list[int]:
     """Documents the ERP (or Stripe) now holds are sent: approved -> sent (paid when the total is
-    zero: nothing is due), any later status stays. Two statements for the lot; their status condition
-    keeps a concurrent change (paid, void) intact."""
+    zero: nothing is due), any later status stays. Issuing is the event of a document's delivery
+    message: it is made here, in the same transaction (``store.messages.deliveries``, dated
+    ``as_of``, today by default), so no document is issued without one and none gets two. A few
+    statements for the lot; their status condition keeps a concurrent change (paid, void) intact.
+    Returns the documents issued by this call."""
     if not invoice_ids:
-        return
+        return []
     totals = session.execute(
         select(Invoice.id, Invoice.invoice_total).where(Invoice.id.in_(invoice_ids), Invoice.status == "approved")
     ).all()
     by_status: dict[str, list[int]] = {}
     for ident, total in totals:
         by_status.setdefault(lifecycle.status_when_sent(total), []).append(ident)
+    issued: list[int] = []
     for status, ids in by_status.items():
-        session.execute(
+        done = session.execute(
             update(Invoice)
             .where(Invoice.id.in_(ids), Invoice.status == "approved")
             .values(status=status)
             .execution_options(synchronize_session=False)
+            .returning(Invoice.id)
         )
+        issued += [int(i) for i in done.scalars()]
+    messages.deliveries(session, issued, as_of or utcnow().date())
+    return issued

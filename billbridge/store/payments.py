@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing import allocation
 from billbridge.billing.allocation import Balance
+from billbridge.store import messages
 from billbridge.store.bulk import BulkStatement, insert_rows
 from billbridge.store.models import Customer, Invoice, Payment, PaymentAllocation, table_of, utcnow
 
@@ -200,6 +201,10 @@ def record_payments(
             if v.invoice_id in touched
         ]
         BulkStatement.of(_SET_PAID, connection, _PAID_KEYS).write_rows(connection, paid_rows)  # one row an invoice
+        # Applying a payment is the event of its receipt: made here, in the same transaction.
+        paying = [p.payment_ref for p in fresh if p.allocations and p.amount > 0 and p.method != "dispute"]
+        if paying:
+            messages.receipts(session, list(payment_ids(session, paying).values()))
     return recorded
 
 
@@ -303,6 +308,9 @@ def apply_by_hand(
     if payment.unapplied_amount == 0 and payment.review_reason is not None and payment.reviewed is None:
         payment.reviewed = f"applied by hand to {number}"
     session.flush()
+    # The application's receipt, with it: the payment's first, or one per later application by hand.
+    event = None if not before else f"receipt:{payment.id}:{number}:{existing.amount if existing else share}"
+    messages.receipts(session, [payment.id], event=event)
     allocations = [
         (str(n), a)
         for n, a in session.execute(

@@ -26,18 +26,17 @@ def run(*args: str) -> tuple[int, str]:
 
 def test_send_list_show_preview_and_retry(env: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     store = open_store(env)
-    world(store, 2)
+    world(store, 2, issued=date(2026, 1, 2))  # their deliveries made as they are issued
     store.dispose()
     monkeypatch.setenv("COLUMNS", "250")
     with SmtpSandbox() as smtp:
         for key, value in smtp.settings().items():
             monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
-        monkeypatch.setenv("BILLBRIDGE_MESSAGES_LOOKBACK_DAYS", "30")
         smtp.faults.drop_after_data = 1
         code, out = run("messages", "send", "--as-of", "2026-01-02", "--json")
         assert code == 0, out
         result = json.loads(out)
-        assert result["planned"]["created"] == {"invoice.queued": 2}
+        assert result["planned"]["created"] == {}  # no reminder due yet; the deliveries were made when issued
         assert result["sent"]["outcomes"] == {"unconfirmed": 1, "invoice": 1}
         code, out = run("messages", "list", "--status", "unconfirmed", "--json")
         [unconfirmed] = json.loads(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,9 @@ def test_the_cli_reports_the_stopped_run_once_without_the_password(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     store = open_store(env)
-    world(store, 2)
+    world(store, 2, issued=date(2026, 1, 1))  # their deliveries made with the push's event, queued
     store.dispose()
     monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.setenv("BILLBRIDGE_MESSAGES_LOOKBACK_DAYS", "30")
     runner = CliRunner()
     with SmtpSandbox(password=SECRET) as smtp:
         for key, value in smtp.settings().items():

@@ -164,6 +164,7 @@ def test_downgrade_credit_larger_than_new_charges_is_netted_on_the_next_invoice(
     # Jan 2-31 = 30 of 31 days: credit 3000 x 30/31 = 2903.23, charge 300 x 30/31 = 290.32, Feb 300.00
     assert invoice.invoice_total == D("-2903.23") + D("290.32") + D("300.00")
     assert invoice.doc_type == "credit_note"
+    assert invoice.credits == date(2026, 1, 1)  # its credit takes back what January's invoice billed
 
 
 def test_cancellation_mid_period_gives_a_credit_note_on_the_end_date() -> None:
@@ -185,7 +186,27 @@ def test_cancellation_mid_period_gives_a_credit_note_on_the_end_date() -> None:
         date(2026, 8, 16),
         D("-464.52"),
     )
+    assert credit.credits == date(2026, 8, 1)  # the invoice it credits: August's
     assert ledger.plan(date(2027, 6, 1)).invoices == []
+
+
+def test_a_credit_note_taking_back_from_two_invoices_names_neither() -> None:
+    ledger = Ledger((date(2026, 6, 1), make([seats("20")], contract_start_date=date(2026, 6, 1))))
+    first = ledger.bill(date(2026, 8, 1))
+    assert {d.credits for d in first.invoices} == {None}  # invoices credit nothing
+    ledger.amend(
+        date(2026, 7, 16),
+        make(
+            [seats("20")],
+            contract_start_date=date(2026, 6, 1),
+            contract_end_date=date(2026, 7, 15),
+            effective_date=date(2026, 7, 16),
+        ),
+    )
+    [credit] = ledger.bill(date(2026, 12, 31)).invoices
+    # July 16-31 (16 of 31 days of 900.00: 464.52) and all of August: two invoices' charges
+    assert (credit.doc_type, credit.invoice_total) == ("credit_note", D("-464.52") - D("900.00"))
+    assert credit.credits is None
 
 
 def test_removed_line_is_credited_for_the_rest_of_its_paid_period() -> None:

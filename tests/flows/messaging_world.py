@@ -15,6 +15,7 @@ from billbridge.settings import Settings, SmtpSettings
 from billbridge.store import messages
 from billbridge.store.db import Store
 from billbridge.store.models import Invoice
+from billbridge.store.outbound_documents import mark_sent
 from tests.docs import REFERENCE, contract
 
 ENTITY = {
@@ -27,9 +28,18 @@ ENTITY = {
 }
 
 
-def world(store: Store, customers: int, *, languages: tuple[str, ...] = ("en",), logo: Path | None = None) -> list[int]:
+def world(
+    store: Store,
+    customers: int,
+    *,
+    languages: tuple[str, ...] = ("en",),
+    logo: Path | None = None,
+    issued: date | None = None,
+) -> list[int]:
     """``customers`` customers of the US entity (with ``logo`` on its documents) with one contact each,
-    one monthly contract each, billed for January and issued (sent); returns the invoice ids."""
+    one monthly contract each, billed for January and sent; returns the invoice ids. ``issued``: sent
+    by the event a push makes (``mark_sent`` on that day: their deliveries made with it); else their
+    status is only set (as documents issued before messages were made with their events)."""
     entity = ENTITY if logo is None else {**ENTITY, "messaging": {**ENTITY["messaging"], "logo": str(logo)}}
     doc: dict[str, Any] = {
         "entities": [entity, REFERENCE["entities"][1]],
@@ -49,8 +59,11 @@ def world(store: Store, customers: int, *, languages: tuple[str, ...] = ("en",),
     assert not summary.errors, summary.errors
     run_billing(store, date(2026, 1, 1))
     with store.write() as session:
-        session.execute(update(Invoice).values(status="sent"))
-        return list(session.scalars(select(Invoice.id).order_by(Invoice.id)))
+        session.execute(update(Invoice).values(status="approved" if issued else "sent"))
+        ids = list(session.scalars(select(Invoice.id).order_by(Invoice.id)))
+        if issued:
+            mark_sent(session, ids, as_of=issued)
+        return ids
 
 
 def queue_deliveries(store: Store, invoice_ids: list[int]) -> None:

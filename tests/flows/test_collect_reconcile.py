@@ -25,7 +25,7 @@ from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.sandbox.stripe import RunningStripe, start_seeded
 from billbridge.sandbox.stripe import payments as refunds
 from billbridge.settings import Settings, StripeSettings
-from billbridge.store import external_refs, outbox
+from billbridge.store import external_refs, messages, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
 from tests.flows.test_push_quickbooks import settings_for
@@ -118,8 +118,10 @@ def test_auto_charge_declines_then_pays_and_reconciles_once(
     declined = collect(store, settings)
     assert declined.outcomes == {"declined": len(auto)}
     with store.read() as session:
-        waiting = outbox.pending(session)
+        waiting = [w for w in outbox.pending(session) if w["topic"] == "collect.stripe"]
+        notices = messages.listing(session, kind="dunning")
     assert len(waiting) == len(auto) and all("insufficient_funds" in str(w["last_error"]) for w in waiting)
+    assert len(notices) == len(auto)  # each decline's dunning notice, made with it
     assert statuses(store, "C-100-globex") == {"sent"}  # open, not paid
     assert collect(store, settings).outcomes == {}  # the next try waits for the dunning date
 
@@ -135,7 +137,9 @@ def test_auto_charge_declines_then_pays_and_reconciles_once(
     assert again.outcomes.get("matched", 0) == 0  # nothing recorded twice
     with store.read() as session:
         paid = list_invoices(session, contract_ref="C-100-globex")
+        receipts = messages.listing(session, kind="receipt")
     assert all(d["amount_paid"] == d["invoice_total"] for d in paid)
+    assert len(receipts) == len(auto)  # one receipt a charge, made when it was reconciled, none twice
 
 
 def test_quickbooks_payments_reconcile_in_full_and_in_part_once(
@@ -562,7 +566,16 @@ def test_money_applied_by_hand_reaches_the_quickbooks_entry_once(
     assert qbo.company.get("Invoice", qbo_id[str(b["number"])])["Balance"] == b["invoice_total"] - 7
     with store.read() as session:
         here = next(d for d in list_invoices(session) if d["number"] == b["number"])
+        receipts = messages.listing(session, kind="receipt")
     assert (here["status"], here["amount_paid"]) == ("partially_paid", Decimal("7.00"))
+    # A receipt when the payment was recorded against A, and one for the 7.00 applied to B by hand
+    # (each lists all the payment applied; both are filed under its first invoice, A).
+    assert [r["number"] for r in receipts] == [a["number"], a["number"]]
+    with store.read() as session:
+        later = messages.sending_context(session, max(int(r["id"]) for r in receipts))
+    assert later is not None
+    open_b = str(b["invoice_total"] - 7)
+    assert later["details"]["payment"]["applied"][-1] == {"number": b["number"], "amount": "7.00", "open": open_b}
 
 
 def test_a_payment_quickbooks_holds_malformed_is_quarantined_and_read_again_once_fixed(

@@ -84,9 +84,7 @@ def test_quickbooks_mails_every_to_contact_with_the_cc_contacts_in_bill_email_cc
         ],
     )
     approve_drafts(store, ["quickbooks"])
-    settings = settings_for(qbo, database_url, tmp_path).model_copy(
-        update={"messages_lookback_days": 30, "smtp": SmtpSettings(**smtp.settings())}
-    )
+    settings = settings_for(qbo, database_url, tmp_path).model_copy(update={"smtp": SmtpSettings(**smtp.settings())})
     push(store, settings, "quickbooks")
     plan_messages(store, settings, date(2026, 1, 2))
     summary = send_messages(store, settings)
@@ -146,7 +144,6 @@ def test_stripe_mails_its_customer_and_the_other_contacts_get_a_copy_by_email_on
         database_url=database_url,
         data_dir=tmp_path,
         push_targets=["stripe"],
-        messages_lookback_days=30,
         stripe=StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
         smtp=SmtpSettings(**smtp.settings()),
     )

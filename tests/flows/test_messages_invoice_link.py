@@ -51,9 +51,7 @@ def test_the_invoice_link_is_the_pay_link_of_the_email_and_the_pdf(
     assert not import_document(store, doc).errors
     run_billing(store, date(2026, 1, 1))
     approve_drafts(store, ["quickbooks"])
-    settings = settings_for(qbo, database_url, tmp_path).model_copy(
-        update={"messages_lookback_days": 30, "smtp": SmtpSettings(**smtp.settings())}
-    )
+    settings = settings_for(qbo, database_url, tmp_path).model_copy(update={"smtp": SmtpSettings(**smtp.settings())})
     push(store, settings, "quickbooks")
     with store.read() as session:
         ids = {

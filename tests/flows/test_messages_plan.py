@@ -143,10 +143,9 @@ def test_a_declined_auto_charge_gets_a_dunning_notice_per_try_and_a_final_one(
 def test_everything_planned_goes_out_rendered_with_the_reader_formats(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:
-    world(store, 2, languages=("en", "de"))
+    world(store, 2, languages=("en", "de"), issued=DUE - timedelta(days=30))  # issued: their deliveries made
     with SmtpSandbox() as smtp:
         settings = settings_for(smtp, database_url, tmp_path)
-        plan_messages(store, settings, DUE - timedelta(days=30))  # issued today: delivered
         plan_messages(store, settings, DUE - timedelta(days=3))
         summary = send_messages(store, settings)
         assert summary.outcomes == {"invoice": 2, "reminder": 2}

@@ -38,7 +38,7 @@ def test_quickbooks_sends_each_invoice_once_and_a_crash_is_finished_by_looking_i
     assert not import_document(store, doc).errors
     run_billing(store, date(2026, 1, 1))
     approve_drafts(store, ["quickbooks"])
-    settings = settings_for(qbo, database_url, tmp_path).model_copy(update={"messages_lookback_days": 30})
+    settings = settings_for(qbo, database_url, tmp_path)
     push(store, settings, "quickbooks")
     plan_messages(store, settings, date(2026, 1, 2))
     with store.read() as session:

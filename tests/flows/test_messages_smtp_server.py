@@ -160,16 +160,15 @@ def test_the_daily_flow_fails_after_its_artifact_naming_the_server_and_never_the
     from billbridge.flows.messages import MessagesStopped, send_reminders
 
     caplog.set_level(logging.DEBUG)
-    world(store, 2)
+    world(store, 2, issued=date(2026, 1, 1))  # their deliveries made with the push's event, queued
     monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("BILLBRIDGE_MESSAGES_LOOKBACK_DAYS", "30")
     for key, value in smtp.settings().items():
         monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
     monkeypatch.setenv("BILLBRIDGE_SMTP__PASSWORD", WRONG)
     with pytest.raises(MessagesStopped, match=f"127.0.0.1:{smtp.port} .*refused the login: 535") as stopped:
         send_reminders(as_of=date(2026, 1, 2))
     artifact = asyncio.run(_artifact("send-reminders"))
-    assert "| invoice.queued | 2 |" in artifact and "refused the login" in artifact
+    assert "refused the login" in artifact
     assert set(states(store).values()) == {"queued"} and smtp.mailbox.items() == []
     for seen in (str(stopped.value), artifact, caplog.text):
         assert WRONG not in seen and SECRET not in seen

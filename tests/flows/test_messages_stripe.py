@@ -62,7 +62,6 @@ def _stripe_channel_world(store: Store, stripe_sandbox: RunningStripe, database_
         database_url=database_url,
         data_dir=tmp_path,
         push_targets=["stripe"],
-        messages_lookback_days=30,
         stripe=StripeSettings(api_key=SecretStr(stripe_sandbox.api_key), base_url=stripe_sandbox.url),
     )
     assert push(store, settings, "stripe").outcomes == {"created": 4}

@@ -51,7 +51,6 @@ def _environment(monkeypatch: pytest.MonkeyPatch, settings: Settings, smtp: Smtp
                 monkeypatch.setenv(key, value)
     for key, value in smtp.settings().items():
         monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
-    monkeypatch.setenv("BILLBRIDGE_MESSAGES_LOOKBACK_DAYS", "60")
     monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(settings.data_dir))  # its key opens the sealed QuickBooks tokens
 
 
@@ -127,14 +126,6 @@ def test_a_declined_card_gets_a_dunning_notice_then_the_retry_a_receipt_and_no_f
     assert max(Counter(r.message_id for r in smtp.mailbox.items()).values()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "no receipt is made: a QuickBooks payment carries QuickBooks' CustomerRef, not our customer_ref, so "
-        "reconcile records it without customer_id (flows/reconcile.py _to_record, store/payments.py) and "
-        "payments_without_receipt leaves it out; the receipt code is being moved by branch msg-events"
-    ),
-)
 def test_a_payment_entered_by_hand_in_quickbooks_gets_a_receipt_naming_what_stays_open(
     store: Store,
     qbo: RunningQuickBooks,

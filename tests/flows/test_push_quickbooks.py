@@ -22,7 +22,7 @@ from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.push import push, quickbooks_connector
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.settings import QuickBooksSettings, Settings
-from billbridge.store import external_refs, outbox
+from billbridge.store import external_refs, messages, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
 from tests.settings_env import QUICK_RETRY, as_environment
@@ -79,7 +79,8 @@ def test_push_sends_each_document_once_and_marks_it_sent(
     assert in_quickbooks(qbo) == sorted(str(d["number"]) for d in documents)
     with store.read() as session:
         assert {d["status"] for d in list_invoices(session)} == {"sent"}
-        assert outbox.pending(session) == []
+        assert outbox.pending(session, topic="push.quickbooks") == []
+        assert len(messages.listing(session, kind="invoice")) == len(documents)  # issued: their deliveries made
         for d in documents:
             assert external_refs.get_external_id(session, "quickbooks", str(d["doc_type"]), int(d["id"]))  # type: ignore[arg-type]
     qbo.faults.reset_calls()
@@ -280,7 +281,7 @@ def test_two_pushes_at_once_from_an_empty_company_create_everything_once_and_par
     assert in_quickbooks(qbo) == sorted(str(d["number"]) for d in documents)  # each exactly once
     assert len(qbo.company.all("Customer")) == CUSTOMERS
     with store.read() as session:
-        assert outbox.pending(session) == []  # nothing parked, nothing waiting
+        assert outbox.pending(session, topic="push.quickbooks") == []  # nothing parked, nothing waiting
         assert {d["status"] for d in list_invoices(session)} == {"sent"}
 
 

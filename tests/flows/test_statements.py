@@ -20,7 +20,7 @@ from billbridge.billing.messaging import message_id
 from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.messages import send_messages
 from billbridge.flows.statements import preview_statement, request_statements, statement_of
-from billbridge.sandbox.smtp import SmtpSandbox
+from billbridge.sandbox.smtp import Received, SmtpSandbox
 from billbridge.store import messages, outbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.message_models import BillingContactRow
@@ -37,6 +37,11 @@ D = Decimal
 def smtp() -> Iterator[SmtpSandbox]:
     with SmtpSandbox() as running:
         yield running
+
+
+def statements(smtp: SmtpSandbox) -> list[Received]:
+    """The statements the server received (not the receipts of the payments ``four_months`` applied)."""
+    return [r for r in smtp.mailbox.items() if str(r.message["Subject"]).startswith("Statement")]
 
 
 def four_months(store: Store, customers: int = 1) -> dict[str, str]:
@@ -77,9 +82,10 @@ def test_worked_example_is_sent_once_per_customer_and_day(
     settings = settings_for(smtp, database_url, tmp_path)
     made = request_statements(store, ["c0"], AS_OF, payment_days=30)
     assert made.created == {"statement.queued": 1} and made.errors == []
-    assert send_messages(store, settings).outcomes == {"statement": 1}
+    # with the receipts of c0's two applied payments, made when they were recorded
+    assert send_messages(store, settings).outcomes == {"receipt": 2, "statement": 1}
 
-    [received] = smtp.mailbox.items()
+    [received] = statements(smtp)
     assert received.recipients == ("ap0@c0.example",)
     with store.read() as session:
         c0 = messages.customer_id_of(session, "c0")
@@ -110,7 +116,7 @@ def test_worked_example_is_sent_once_per_customer_and_day(
     again = request_statements(store, ["c0"], AS_OF, payment_days=30)  # the same customer and day
     assert again.created == {} and again.already == ["c0"]
     assert send_messages(store, settings).outcomes == {}
-    assert len(smtp.mailbox.items()) == 1
+    assert len(statements(smtp)) == 1
     assert request_statements(store, ["nobody"], AS_OF, payment_days=30).errors == [
         "customer nobody: no such customer (billbridge contracts list shows them)"
     ]
@@ -135,7 +141,7 @@ def test_no_contact_waits_visibly_an_opt_out_is_respected_and_all_skips_settled_
     assert made.created == {"statement.queued": 1, "statement.waiting_contact": 1, "statement.opted_out": 1}
     assert made.errors == []  # c3 has nothing open: no statement (the listing below has none for it)
     send_messages(store, settings_for(smtp, database_url, tmp_path))
-    assert [r.recipients for r in smtp.mailbox.items()] == [("ap0@c0.example",)]
+    assert [r.recipients for r in statements(smtp)] == [("ap0@c0.example",)]
     with store.read() as session:
         assert {r["customer_ref"]: r["state"] for r in messages.listing(session, kind="statement")} == {
             "c0": "sent",

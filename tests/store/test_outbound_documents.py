@@ -12,7 +12,7 @@ from sqlalchemy import update
 from billbridge.billing.documents import OutboundDocument, push_targets
 from billbridge.flows.importing import import_file
 from billbridge.flows.invoice_generation import run_billing
-from billbridge.store import outbox
+from billbridge.store import messages, outbox
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
 from billbridge.store.models import Invoice
@@ -69,10 +69,18 @@ def test_marking_sent_moves_only_approved_documents(store: Store) -> None:
         approve_and_queue(session, ids[1:], targets)  # the first stays a draft
         set_status(session, numbers[ids[2]], "void", NO_PUSH)  # approved, then voided before the push came back
     with store.write() as session:
-        mark_sent(session, ids[:3])
+        assert mark_sent(session, ids[:3]) == [ids[1]]  # the one it issued
     with store.read() as session:
         status = {row["id"]: row["status"] for row in list_invoices(session)}
     assert [status[i] for i in ids[:4]] == ["draft", "sent", "void", "approved"]
+    # Issuing made the delivery message, in the same transaction, of the one document it issued;
+    # a person marking a document sent issues it too; marking again makes nothing twice.
+    with store.write() as session:
+        set_status(session, numbers[ids[3]], "sent", NO_PUSH)
+        mark_sent(session, ids[:4])
+    with store.read() as session:
+        made = [m["event_key"] for m in messages.listing(session, kind="invoice")]
+    assert sorted(made) == sorted([f"invoice:{ids[1]}", f"invoice:{ids[3]}"])
 
 
 def test_sending_settles_a_document_with_nothing_to_pay(store: Store) -> None:
