@@ -526,14 +526,30 @@ def summary_markdown(summary: RecognitionSummary) -> str:
     return "\n".join(lines) + "\n"
 
 
+PREVIOUS = "previous"
+"""``recognize_revenue``'s default period: the last complete month (a monthly run on the 1st summarises the
+month that just ended, not the one that just began)."""
+
+
+def period_through(period: str, today: date) -> date:
+    """The last day ``period`` (YYYY-MM, or ``previous``: the month before ``today``'s) recognises through."""
+    if period == PREVIOUS:
+        return rr.month_of(today) - rr.ONE_DAY
+    try:
+        if len(period) != 7:
+            raise ValueError(period)
+        return rr.month_end(date.fromisoformat(f"{period}-01"))
+    except ValueError:
+        raise ValueError(f"period {period!r} is not a month (YYYY-MM) or {PREVIOUS!r}") from None
+
+
 @flow(name="recognize_revenue")
-def recognize_revenue(period: str | None = None, full: bool = False, through: date | None = None) -> dict[str, Any]:
-    """Recognise revenue through the end of ``period`` (YYYY-MM), or through the day ``through`` (default:
-    today, UTC): rebuild the schedules whose contracts or documents changed. Rerunning changes nothing;
-    closed months never change."""
-    if period is not None:
-        through = rr.month_end(date.fromisoformat(f"{period}-01"))
-    through = through or today_utc()
+def recognize_revenue(period: str = PREVIOUS, full: bool = False, through: date | None = None) -> dict[str, Any]:
+    """Recognise revenue through the end of ``period`` (YYYY-MM; default ``previous``, the last complete
+    month, what the monthly deployment runs on the 1st), or through the day ``through`` when given
+    (``quote_to_cash`` passes its as-of day): rebuild the schedules whose contracts or documents changed.
+    Rerunning changes nothing; closed months never change."""
+    through = through or period_through(period, today_utc())
     settings = Settings()
     store = open_store(settings.database)
     summary = with_balances(rebuild(store, through, full=full), store)
