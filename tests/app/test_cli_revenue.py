@@ -49,6 +49,23 @@ def test_recognise_the_examples_then_schedule_waterfall_rollforward_and_close(ex
     for m in report["months"]:  # billed - recognised = deferred - contract asset, month by month
         net += Decimal(m["billed"]) - Decimal(m["recognised"])
         assert net == Decimal(m["deferred"]) - Decimal(m["contract_asset"])
+    code, out = run("revenue", "schedule", "--contract", "C-101-initech", "--csv")
+    assert code == 0, out
+    table = list(csv.DictReader(io.StringIO(out)))
+    # the obligations first (SSP, allocated price, method), then the months: both what the JSON says
+    sections = [row["section"] for row in table]
+    assert sections == ["obligation"] * len(report["obligations"]) + ["month"] * len(report["months"])
+    for row, ob in zip(table, report["obligations"], strict=False):
+        assert (row["line_ref"], row["recognition"], row["ssp"], row["price"], row["allocated"]) == (
+            ob["line_ref"],
+            ob["recognition"],
+            ob["ssp"],
+            ob["price"],
+            ob["allocated"],
+        )
+        assert row["month"] == row["billed"] == ""
+    for row, m in zip(table[len(report["obligations"]) :], report["months"], strict=True):
+        assert {k: row[k] for k in m} == m and row["ssp"] == ""
     code, out = run("revenue", "schedule", "--contract", "C-101-initech")
     assert code == 0 and "performance obligations" in out and "contract_asset" in out
     assert run("revenue", "schedule", "--contract", "nope")[0] == 1

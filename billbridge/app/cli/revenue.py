@@ -90,6 +90,20 @@ def recognize(
         err.print(f"[yellow]not recognised:[/yellow] {failure['reason']}", highlight=False)
 
 
+OBLIGATION_COLUMNS = [
+    "line_ref",
+    "product_ref",
+    "recognition",
+    "treatment",
+    "start_date",
+    "end_date",
+    "ssp",
+    "price",
+    "allocated",
+]
+MONTH_COLUMNS = ["month", "billed", "recognised", "catch_up", "deferred", "contract_asset"]
+
+
 @app.command("schedule")
 def schedule(
     contract: Annotated[str, typer.Option("--contract", help="The contract (contract_ref).")],
@@ -105,29 +119,19 @@ def schedule(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    if as_csv:
-        _rows(
-            report["months"],
-            ["month", "billed", "recognised", "catch_up", "deferred", "contract_asset"],
-            "",
-            False,
-            True,
-        )
+    if as_csv:  # one table: the obligations first, then the months, told apart by ``section``
+        rows = [{"section": "obligation", **ob} for ob in report["obligations"]]
+        rows += [{"section": "month", **m} for m in report["months"]]
+        _rows(rows, ["section", *OBLIGATION_COLUMNS, *MONTH_COLUMNS], "", False, True)
         return
     _rows(
         report["obligations"],
-        ["line_ref", "product_ref", "recognition", "treatment", "start_date", "end_date", "ssp", "price", "allocated"],
+        OBLIGATION_COLUMNS,
         f"{report['contract_ref']}: performance obligations ({report['currency']})",
         False,
         False,
     )
-    _rows(
-        report["months"],
-        ["month", "billed", "recognised", "catch_up", "deferred", "contract_asset"],
-        "schedule",
-        False,
-        False,
-    )
+    _rows(report["months"], MONTH_COLUMNS, "schedule", False, False)
     if not report["months"]:
         console.print("no schedule yet: run `billbridge revenue recognize`")
 
