@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing import revenue as rr
 from billbridge.billing.currency import money_str
+from billbridge.billing.revenue_check import billed_mismatches, books_month, line_methods
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.ahead import done_ahead
@@ -40,6 +41,7 @@ from billbridge.mapping.journal import (
 from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store import revenue as sql
+from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbox import Message
 from billbridge.vendors.registry import JournalTarget, vendor
@@ -295,13 +297,56 @@ def waterfall_report(store: Store, entity_id: int, first: date, last: date) -> l
 
 
 def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[str, Any]]:
-    """Deferred revenue and contract assets of a month, per currency, each with ``balanced``."""
+    """Deferred revenue and contract assets of a month, per currency, each with ``balanced``: the
+    movements add up, and what the schedule billed in the month is what the entity's invoices and credit
+    notes billed (read from the documents themselves; ``recognition: none`` lines and contracts Stripe
+    bills left out, as the schedule leaves them). Each contract where they differ is in ``mismatches``."""
     month = rr.month_of(month)
     with store.read() as session:
         rows = sql.schedule_rows(session, entity_id=entity_id, until=month)
+        closed = sql.closed_at(session, entity_id)
+        late = {m: (rr.month_end(m), at) for m, at in closed.items() if m < month}
+        lines = sql.document_lines(session, entity_id, month, rr.month_end(month), late)
+        timelines = load_timelines(session, {ln.contract_id for ln in lines})
+        refs = sql.contract_refs(session, {r.contract_id for r in rows} | {ln.contract_id for ln in lines})
+    methods = {
+        cid: None if any(v.contract.billed_by != "billbridge" for v in t.versions) else line_methods(t.versions)
+        for cid, t in timelines.items()
+    }
+    documents = [
+        (
+            ln.contract_id,
+            ln.currency,
+            books_month(rr.month_of(ln.billing_date), ln.created_at, closed),
+            ln.billed_amount,
+        )
+        for ln in lines
+        if (kinds := methods.get(ln.contract_id, {})) is not None and kinds.get(ln.line_ref) != "none"
+    ]
+    schedule = [(r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows]
+    mismatches: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    billed_in_documents: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for _, currency, m, amount in documents:
+        if m == month:
+            billed_in_documents[currency] += amount
+    for found in billed_mismatches(schedule, documents, month):
+        c = found.currency
+        mismatches[c].append(
+            {
+                "contract_ref": refs.get(found.contract_id, str(found.contract_id)),
+                "billed_in_documents": money_str(found.billed, c),
+                "billed_in_schedule": money_str(found.scheduled, c),
+                "opening": money_str(found.opening, c),
+                "recognised": money_str(found.recognised, c),
+                "closing": money_str(found.closing, c),
+                "expected_closing": money_str(found.expected_closing, c),
+                "difference": money_str(found.difference, c),
+            }
+        )
+    rolls = {roll.currency: roll for roll in rr.rollforward(schedule, month)}
     out = []
-    for roll in rr.rollforward(((r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows), month):
-        c = roll.currency
+    for c in sorted(set(rolls) | set(mismatches)):
+        roll = rolls.get(c) or rr.Rollforward(c)
         out.append(
             {
                 "currency": c,
@@ -319,8 +364,10 @@ def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[s
                     "closing": money_str(roll.closing_asset, c),
                 },
                 "billed": money_str(roll.billed, c),
+                "billed_in_documents": money_str(billed_in_documents.get(c, ZERO), c),
                 "recognised": money_str(roll.recognised, c),
-                "balanced": roll.balanced,
+                "balanced": roll.balanced and not mismatches.get(c),
+                "mismatches": mismatches.get(c, []),
             }
         )
     return out

@@ -5,13 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from billbridge.app.cli import app
+from billbridge.flows.importing import import_document
+from billbridge.flows.invoice_generation import run_billing
+from billbridge.store.db import Store
+from billbridge.store.models import Contract, Invoice, InvoiceLine
+from tests.docs import contract, document
 
 runner = CliRunner()
 AS_OF = "2026-11-22"
@@ -111,3 +118,110 @@ def test_recognise_the_examples_then_schedule_waterfall_rollforward_and_close(ex
     code, out = run("revenue", "close", "--entity", "nowhere", "--period", "2026-10")
     assert code == 1 and "unknown legal entity" in out
     assert run("revenue", "close", "--entity", "us-inc", "--period", "2026-13")[0] == 2
+
+
+@pytest.fixture
+def cli_store(store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Store:
+    """A store of its own, the command pointed at it."""
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    return store
+
+
+def answer(*args: str) -> tuple[int, str]:
+    """The exit code and what the command printed on stdout alone (its errors go to stderr)."""
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout
+
+
+def said(out: str) -> str:
+    return " ".join(out.split())  # rich wraps long lines
+
+
+YEAR = contract("C-Y", cycle_unit="year", contract_end_date="2026-12-31")  # 1,200 billed upfront for 2026
+MONTHLY = contract("C-M", customer="initech", contract_end_date="2026-12-31")  # 1,200 billed each month
+
+
+def test_the_rollforward_checks_the_schedule_against_the_invoices_themselves(cli_store: Store) -> None:
+    import_document(cli_store, document(YEAR, MONTHLY))
+    run_billing(cli_store, date(2026, 1, 1))
+    assert run("revenue", "recognize", "--through", "2026-01-31")[0] == 0
+    code, out = run("revenue", "rollforward", "--entity", "us", "--period", "2026-01", "--json")
+    assert code == 0, out
+    [usd] = json.loads(out)
+    assert (usd["billed"], usd["billed_in_documents"], usd["balanced"], usd["mismatches"]) == (
+        "2400.00",
+        "2400.00",
+        True,
+        [],
+    )
+
+    # February's invoice of C-M is made, the schedule is not rebuilt: the rollforward says so, naming it
+    run_billing(cli_store, date(2026, 2, 1))
+    code, out = run("revenue", "rollforward", "--entity", "us", "--period", "2026-02")
+    assert code == 1
+    assert (
+        "C-M USD: the invoices and credit notes bill 1200.00 in 2026-02, the schedule 0.00; its closing balance is "
+        "-1127.67, opening + billed - recognised 72.33 (difference 1200.00)" in said(out)
+    )
+    assert "C-Y" not in out and "does not balance" in out
+    code, out = answer("revenue", "rollforward", "--entity", "us", "--period", "2026-02", "--json")
+    [usd] = json.loads(out)
+    assert code == 1 and (usd["billed"], usd["billed_in_documents"], usd["balanced"]) == ("0.00", "1200.00", False)
+    assert [(m["contract_ref"], m["difference"]) for m in usd["mismatches"]] == [("C-M", "1200.00")]
+    assert run("revenue", "rollforward", "--entity", "us", "--period", "2026-01")[0] == 0  # January still agrees
+    assert run("revenue", "recognize", "--through", "2026-02-28")[0] == 0
+    assert run("revenue", "rollforward", "--entity", "us", "--period", "2026-02")[0] == 0
+
+    # An invoice line altered behind the schedule's back (its document's stamp unchanged): January no longer agrees
+    with cli_store.write() as session:
+        cy = session.scalar(select(Contract.id).where(Contract.contract_ref == "C-Y"))
+        session.execute(update(InvoiceLine).where(InvoiceLine.contract_id == cy).values(billed_amount=Decimal("1150")))
+    assert run("revenue", "recognize", "--through", "2026-02-28", "--json")[0] == 0  # nothing looks changed
+    code, out = run("revenue", "rollforward", "--entity", "us", "--period", "2026-01")
+    assert code == 1 and "C-Y USD: the invoices and credit notes bill 1150.00 in 2026-01, the schedule 1200.00" in said(
+        out
+    )
+    assert "(difference -50.00)" in said(out) and "C-M" not in out
+
+
+def test_a_credit_note_dated_in_a_closed_month_is_a_catch_up_in_the_first_open_month(cli_store: Store) -> None:
+    """C-Y bills 1,200 for 2026 on January 1; January is closed (101.92 recognised, 31 of 365 days). Then the
+    contract is ended early, on January 20 (an amendment from January 10), and billed on January 25: a credit
+    note dated January 21, in the closed month, of 1,200 x 345 / 365 = 1,134.25. Recognised through January
+    20 is now 1,200 x 20 / 365 = 65.75, so February, the first open month, takes back 101.92 - 65.75 = 36.17
+    as a catch-up, and carries the credit note; January is as it was closed, and both months balance."""
+    import_document(cli_store, document(YEAR))
+    run_billing(cli_store, date(2026, 1, 1))
+    assert run("revenue", "close", "--entity", "us", "--period", "2026-01")[0] == 0
+    import_document(cli_store, document(dict(YEAR, contract_end_date="2026-01-20", effective_date="2026-01-10")))
+    run_billing(cli_store, date(2026, 1, 25))
+    with cli_store.read() as session:
+        [credit] = session.scalars(select(Invoice).where(Invoice.doc_type == "credit_note")).all()
+        assert (credit.billing_date, credit.invoice_total) == (date(2026, 1, 21), Decimal("-1134.25"))
+    assert run("revenue", "recognize", "--through", "2026-02-28")[0] == 0
+    code, out = run("revenue", "schedule", "--contract", "C-Y", "--json")
+    months = {m["month"]: m for m in json.loads(out)["months"]}
+    assert months["2026-01"] == {
+        "month": "2026-01",
+        "billed": "1200.00",
+        "recognised": "101.92",
+        "catch_up": "0.00",
+        "deferred": "1098.08",
+        "contract_asset": "0.00",
+    }
+    assert months["2026-02"] == {
+        "month": "2026-02",
+        "billed": "-1134.25",
+        "recognised": "-36.17",
+        "catch_up": "-36.17",
+        "deferred": "0.00",
+        "contract_asset": "0.00",
+    }
+    for period, billed in (("2026-01", "1200.00"), ("2026-02", "-1134.25")):
+        code, out = run("revenue", "rollforward", "--entity", "us", "--period", period, "--json")
+        assert code == 0, out
+        [usd] = json.loads(out)
+        assert (usd["billed"], usd["billed_in_documents"], usd["balanced"]) == (billed, billed, True)

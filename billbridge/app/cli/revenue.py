@@ -170,7 +170,8 @@ def rollforward(
     as_json: JsonOpt = False,
 ) -> None:
     """Opening deferred revenue + billed - recognised = closing deferred revenue, and the same for contract
-    assets, per currency. Exits 1 when a side does not balance."""
+    assets, per currency, what was billed checked against the invoices and credit notes themselves. Exits 1
+    naming each contract and currency where they do not agree, and the difference."""
     store = _store()
     rows = revenue.rollforward_report(store, _entity(store, entity), _month(period, "--period"))
     if as_json:
@@ -199,6 +200,17 @@ def rollforward(
             )
         console.print(table)
     if not all(r["balanced"] for r in rows):
+        for r in rows:
+            for m in r["mismatches"]:
+                err.print(
+                    f"[red]error:[/red] {m['contract_ref']} {r['currency']}: the invoices and credit notes bill "
+                    f"{m['billed_in_documents']} in {period}, the schedule {m['billed_in_schedule']}; its closing "
+                    f"balance is {m['closing']}, opening + billed - recognised {m['expected_closing']} (difference "
+                    f"{m['difference']}): run `billbridge revenue recognize`, or reopen a closed month",
+                    highlight=False,
+                )
+            if not r["balanced"] and not r["mismatches"]:
+                err.print(f"[red]error:[/red] {r['currency']}: the movements do not add up to the closing balances")
         err.print("[red]error:[/red] the rollforward does not balance")
         raise typer.Exit(1)
 
