@@ -67,6 +67,7 @@ class RecognitionSummary:
     deferred: dict[str, Decimal] = field(default_factory=dict)
     contract_assets: dict[str, Decimal] = field(default_factory=dict)
     journals: dict[str, Any] | None = None  # journal entries posted by this run (revenue_accounts set)
+    account_problems: list[str] | None = None  # revenue_accounts against the chart of accounts, checked first
 
     def as_dict(self) -> dict[str, Any]:
         def money(d: dict[str, Decimal]) -> dict[str, str]:
@@ -81,6 +82,7 @@ class RecognitionSummary:
             "deferred": money(self.deferred),
             "contract_assets": money(self.contract_assets),
             **({"journals": self.journals} if self.journals is not None else {}),
+            **({"account_problems": self.account_problems} if self.account_problems is not None else {}),
         }
 
 
@@ -538,6 +540,16 @@ def check_accounts(store: Store, settings: Settings, ledger: str = "quickbooks")
     return problems
 
 
+def start_check(store: Store, settings: Settings, ledger: str) -> list[str]:
+    """``check_accounts`` as a run starts posting: each account QuickBooks does not hold named with its key
+    and id, for the summary. Posting then fails the entries (of the entities) naming a wrong account, and
+    posts the others; a ledger that cannot be reached is said, and posting tries (and retries) as usual."""
+    try:
+        return check_accounts(store, settings, ledger)
+    except VendorError as exc:
+        return [f"the accounts could not be checked: {exc}"]
+
+
 def ledger_of(settings: Settings) -> str | None:
     """Where closed months post their journal entries: QuickBooks once ``revenue_accounts`` is set."""
     return "quickbooks" if settings.revenue_accounts is not None else None
@@ -567,6 +579,9 @@ def summary_markdown(summary: RecognitionSummary) -> str:
         lines += [f"| {label} {c} | {a} |" for c, a in data[key].items()]
     if summary.journals is not None:
         lines += [f"| journal entries {k} | {n} |" for k, n in sorted(summary.journals["outcomes"].items())]
+    if summary.account_problems:
+        lines += ["", "## revenue_accounts: entries naming these accounts are not posted", ""]
+        lines += [f"- {problem}" for problem in summary.account_problems]
     if summary.failed:
         lines += ["", "## Contracts that could not be recognised", "", "| contract | reason |", "|---|---|"]
         lines += [f"| {cid} | {reason.replace('|', '/')} |" for cid, reason in summary.failed[:200]]
@@ -602,6 +617,7 @@ def recognize_revenue(period: str = PREVIOUS, full: bool = False, through: date 
     summary = with_balances(rebuild(store, through, full=full), store)
     ledger = ledger_of(settings)
     if ledger is not None and getattr(settings, ledger, None) is not None:  # what closes queued since the last run
+        summary.account_problems = start_check(store, settings, ledger)
         summary.journals = post_journals(store, settings, ledger).as_dict()
     create_markdown_artifact(
         summary_markdown(summary), key="revenue-recognition", description=f"Revenue through {through}"

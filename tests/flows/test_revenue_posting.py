@@ -379,3 +379,52 @@ def test_an_entry_in_a_foreign_currency_carries_quickbooks_own_rate_of_the_month
     revenue.close(store, "kw", JANUARY, ledger="quickbooks")
     assert revenue.post_journals(store, settings).outcomes == {"existing": 1}
     assert entries(qbo)[0]["SyncToken"] == "0"
+
+
+def test_a_run_checks_the_accounts_first_and_an_entity_naming_a_missing_one_alone_is_not_posted(
+    store: Store, qbo: RunningQuickBooks, flow_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two legal entities close January; us-inc's own mapping names account 4242 for its platform revenue,
+    which the company does not have. The monthly run says so first (key and id), posts ca's entry and parks
+    us's, naming the account."""
+    from billbridge.flows.revenue import recognize_revenue
+    from billbridge.settings import EntityRevenueAccounts
+    from tests.docs import REFERENCE
+
+    base = settings_for(qbo, flow_env, tmp_path)
+    assert base.revenue_accounts is not None and base.quickbooks is not None
+    accounts = base.revenue_accounts.model_copy(
+        update={"entities": {"us": EntityRevenueAccounts(revenue_by_product={"platform": "4242"})}}
+    )
+    settings = base.model_copy(update={"revenue_accounts": accounts})
+    for name, value in {
+        **as_environment("BILLBRIDGE_QUICKBOOKS", base.quickbooks),
+        **as_environment("BILLBRIDGE_REVENUE_ACCOUNTS", accounts),
+    }.items():
+        monkeypatch.setenv(name, value)
+    world = {
+        **REFERENCE,
+        "entities": [
+            *REFERENCE["entities"],
+            {"entity_ref": "ca", "name": "Acme Canada", "currency": "USD", "invoice_prefix": "CA-INV-"},
+        ],
+        "customers": [*REFERENCE["customers"], {"customer_ref": "maple", "name": "Maple", "entity_ref": "ca"}],
+        "contracts": [
+            YEAR,
+            contract("C-CA", customer="maple", entity="ca", cycle_unit="year", contract_end_date="2026-12-31"),
+        ],
+    }
+    import_document(store, world)
+    run_billing(store, JANUARY)
+    for entity in ("us", "ca"):
+        revenue.close(store, entity, JANUARY, ledger=revenue.ledger_of(settings))
+
+    result = recognize_revenue(period="2026-01")
+    missing = "account 4242 (revenue_by_product.platform) is not in the QuickBooks chart of accounts"
+    assert result["account_problems"] == [missing]
+    assert result["journals"]["outcomes"] == {"created": 1, "failed": 1}
+    [(_, error)] = result["journals"]["failures"]
+    assert error == f"REV202601-USD-US: us revenue_accounts: {missing}"
+    [entry] = entries(qbo)  # ca's, 101.92 of its year drawn from deferred revenue; us's waits
+    assert entry["DocNumber"] == "REV202601-USD-CA"
+    assert lines(entry) == [("Debit", accounts.deferred_revenue, Decimal("101.92")), ("Credit", "1", Decimal("101.92"))]
