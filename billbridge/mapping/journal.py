@@ -29,7 +29,7 @@ from billbridge.billing.revenue import month_end
 DOC_NUMBER_MAX = 21  # QuickBooks' DocNumber holds at most 21 characters
 ZERO = Decimal(0)
 AccountId = str
-Role = Literal["revenue", "deferred_revenue", "contract_asset"]
+Role = Literal["revenue", "deferred_revenue", "contract_asset", "pass_through"]
 
 # Intuit's AccountTypeEnum (Finance.xsd) values each role may post to.
 ACCOUNT_TYPES: dict[Role, frozenset[str]] = {
@@ -37,6 +37,8 @@ ACCOUNT_TYPES: dict[Role, frozenset[str]] = {
     "deferred_revenue": frozenset({"Other Current Liability", "Long Term Liability"}),
     # not Accounts Receivable: QuickBooks wants a customer on every A/R journal line
     "contract_asset": frozenset({"Other Current Asset", "Other Asset"}),
+    # revenue someone else recognises: income, or what is owed on to them
+    "pass_through": frozenset({"Income", "Other Income", "Other Current Liability"}),
 }
 
 
@@ -54,6 +56,9 @@ class AccountMapping(BaseModel):
     )
     revenue_by_recognition: dict[str, AccountId] = Field(
         default_factory=dict, description="recognition kind (ratable, point_in_time, usage) -> revenue account id"
+    )
+    pass_through: AccountId | None = Field(
+        default=None, min_length=1, max_length=50, description="where `recognition: none` lines post"
     )
 
     @field_validator("revenue_by_product", "revenue_by_recognition")
@@ -77,6 +82,8 @@ class AccountMapping(BaseModel):
         }
         out |= {f"revenue_by_product.{product}": account for product, account in self.revenue_by_product.items()}
         out |= {f"revenue_by_recognition.{kind}": account for kind, account in self.revenue_by_recognition.items()}
+        if self.pass_through is not None:
+            out["pass_through"] = self.pass_through
         return out
 
     def roles(self) -> dict[AccountId, set[Role]]:
@@ -86,6 +93,8 @@ class AccountMapping(BaseModel):
         out[self.contract_asset].add("contract_asset")
         for account in (self.revenue, *self.revenue_by_product.values(), *self.revenue_by_recognition.values()):
             out[account].add("revenue")
+        if self.pass_through is not None:
+            out[self.pass_through].add("pass_through")
         return out
 
 

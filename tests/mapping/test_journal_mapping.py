@@ -106,6 +106,11 @@ def test_the_account_mapping_names_what_is_missing() -> None:
         "account 85 (deferred_revenue and revenue_by_product.box) is not in the QuickBooks chart of accounts"
         in account_problems([eu], chart)
     )
+    passing = ACCOUNTS.model_copy(update={"pass_through": "91"})
+    assert account_problems([passing], {"91": {"Name": "Office", "AccountType": "Expense"}})[-1] == (
+        "account 91 'Office' is Expense; pass_through needs Income or Other Current Liability or Other Income"
+    )
+    assert missing_accounts([passing], {})["91"] == ["pass_through"]
 
 
 def test_the_xsd_check_refuses_what_quickbooks_would() -> None:
