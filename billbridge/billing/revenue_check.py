@@ -10,25 +10,14 @@ after it that was still open (``post_with_close``), and so it is counted here (`
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from billbridge.billing.engine import Version
-from billbridge.billing.model import Recognition
 from billbridge.billing.revenue import next_month
 
 ZERO = Decimal(0)
-
-
-def line_methods(versions: Sequence[Version]) -> dict[str, Recognition]:
-    """Each line's recognition as the contract's latest version says (what its billed lines follow)."""
-    out: dict[str, Recognition] = {}
-    for version in sorted(versions, key=lambda v: (v.effective_date, v.version_no)):
-        for line in version.contract.lines:
-            out[line.line_ref] = line.recognition_method
-    return out
 
 
 def books_month(billing_month: date, created: datetime, closed: Mapping[date, datetime]) -> date:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing import revenue as rr
 from billbridge.billing.currency import money_str
-from billbridge.billing.revenue_check import billed_mismatches, books_month, line_methods
+from billbridge.billing.revenue_check import billed_mismatches, books_month
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.ahead import done_ahead
@@ -41,8 +41,8 @@ from billbridge.mapping.journal import (
 from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store import revenue as sql
-from billbridge.store.contracts import load_timelines
 from billbridge.store.db import Store, open_store
+from billbridge.store.outbound_documents import pass_through_lines
 from billbridge.store.outbox import Message
 from billbridge.vendors.registry import JournalTarget, vendor
 
@@ -309,12 +309,10 @@ def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[s
         closed = sql.closed_at(session, entity_id)
         late = {m: (rr.month_end(m), at) for m, at in closed.items() if m < month}
         lines = sql.document_lines(session, entity_id, month, rr.month_end(month), late)
-        timelines = load_timelines(session, {ln.contract_id for ln in lines})
-        refs = sql.contract_refs(session, {r.contract_id for r in rows} | {ln.contract_id for ln in lines})
-    methods = {
-        cid: None if any(v.contract.billed_by != "billbridge" for v in t.versions) else line_methods(t.versions)
-        for cid, t in timelines.items()
-    }
+        billing = {ln.contract_id for ln in lines}
+        others = sql.billed_by_others(session, billing)  # Stripe bills and recognises them
+        passed = pass_through_lines(session, billing)  # recognition: none
+        refs = sql.contract_refs(session, {r.contract_id for r in rows} | billing)
     documents = [
         (
             ln.contract_id,
@@ -323,7 +321,7 @@ def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[s
             ln.billed_amount,
         )
         for ln in lines
-        if (kinds := methods.get(ln.contract_id, {})) is not None and kinds.get(ln.line_ref) != "none"
+        if ln.contract_id not in others and ln.line_ref not in passed.get(ln.contract_id, ())
     ]
     schedule = [(r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows]
     mismatches: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -464,6 +464,20 @@ def contract_refs(session: Session, contract_ids: Iterable[int]) -> dict[int, st
     }
 
 
+def billed_by_others(session: Session, contract_ids: Iterable[int]) -> set[int]:
+    """Of ``contract_ids``, those a version of which another system bills (Stripe): no schedule here."""
+    ids = list(contract_ids)
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(ContractVersion.contract_id)
+            .where(ContractVersion.contract_id.in_(ids), ContractVersion.billed_by != "billbridge")
+            .distinct()
+        )
+    )
+
+
 def obligations_of(session: Session, contract_id: int) -> list[RevenueObligation]:
     return list(
         session.scalars(
