@@ -413,9 +413,18 @@ def current_close(session: Session, entity_id: int, month: date) -> int | None:
 
 
 def reopen_period(session: Session, entity_id: int, month: date, reason: str | None) -> None:
+    """Open a closed month again. The schedules built since it was closed are marked stale: a change they
+    saw that touched the month went to a later month as a catch-up, and the next rebuild puts it back in
+    the month (the others hold what the month should)."""
     found = session.get(RevenuePeriod, (entity_id, month))
     if found is None:
         raise PeriodError(f"{month:%Y-%m} is not closed")
+    since = select(Contract.id).where(Contract.entity_id == entity_id)
+    session.execute(
+        delete(RevenueContractState).where(
+            RevenueContractState.contract_id.in_(since), RevenueContractState.built_at > found.closed_at
+        )
+    )
     session.delete(found)
     session.add(RevenuePeriodEvent(entity_id=entity_id, month=month, action="reopen", reason=reason, at=utcnow()))
 

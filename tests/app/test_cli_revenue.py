@@ -227,3 +227,19 @@ def test_a_credit_note_dated_in_a_closed_month_is_a_catch_up_in_the_first_open_m
         assert code == 0, out
         [usd] = json.loads(out)
         assert (usd["billed"], usd["billed_in_documents"], usd["balanced"]) == (billed, billed, True)
+
+    # Reopened and closed again, January takes the credit note back from February's catch-up (the schedules
+    # built since its first close are rebuilt): 1,200 - 1,134.25 = 65.75 billed and recognised, both balance.
+    assert run("revenue", "close", "--entity", "us", "--period", "2026-01", "--reopen", "--reason", "credit")[0] == 0
+    assert run("revenue", "close", "--entity", "us", "--period", "2026-01")[0] == 0
+    code, out = run("revenue", "schedule", "--contract", "C-Y", "--json")
+    months = {m["month"]: m for m in json.loads(out)["months"]}
+    assert (months["2026-01"]["billed"], months["2026-01"]["recognised"], months["2026-01"]["deferred"]) == (
+        "65.75",
+        "65.75",
+        "0.00",
+    )
+    assert "2026-02" not in months or (months["2026-02"]["billed"], months["2026-02"]["catch_up"]) == ("0.00", "0.00")
+    for period in ("2026-01", "2026-02"):
+        code, out = run("revenue", "rollforward", "--entity", "us", "--period", period)
+        assert code == 0, out
