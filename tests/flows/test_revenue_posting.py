@@ -4,6 +4,7 @@ killed between QuickBooks accepting the entry and our commit never makes a secon
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -381,6 +382,15 @@ def test_an_entry_in_a_foreign_currency_carries_quickbooks_own_rate_of_the_month
     assert entries(qbo)[0]["SyncToken"] == "0"
 
 
+async def _artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        [latest] = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        return str(latest.data)
+
+
 def test_a_run_checks_the_accounts_first_and_an_entity_naming_a_missing_one_alone_is_not_posted(
     store: Store, qbo: RunningQuickBooks, flow_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -422,6 +432,8 @@ def test_a_run_checks_the_accounts_first_and_an_entity_naming_a_missing_one_alon
     result = recognize_revenue(period="2026-01")
     missing = "account 4242 (revenue_by_product.platform) is not in the QuickBooks chart of accounts"
     assert result["account_problems"] == [missing]
+    markdown = asyncio.run(_artifact("revenue-recognition"))
+    assert f"- {missing}" in markdown.splitlines() and "| journal entries failed | 1 |" in markdown
     assert result["journals"]["outcomes"] == {"created": 1, "failed": 1}
     [(_, error)] = result["journals"]["failures"]
     assert error == f"REV202601-USD-US: us revenue_accounts: {missing}"
