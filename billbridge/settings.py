@@ -312,6 +312,22 @@ class RevenueAccountsSettings(BaseModel):
     entities: dict[str, EntityRevenueAccounts] = Field(
         default_factory=dict, description="entity_ref -> that entity's own accounts over these"
     )
+    pass_through: AccountId | None = Field(
+        default=None,
+        description="Account the lines of `recognition: none` (pass-through) post to, through items of their "
+        "own, never deferred revenue: Income or a liability; unset: each product's revenue account "
+        "(revenue_by_product, else revenue)",
+    )
+
+    @model_validator(mode="after")
+    def _pass_through_apart(self) -> RevenueAccountsSettings:
+        if self.pass_through is not None and self.pass_through == self.deferred_revenue:
+            raise ValueError("pass_through is the deferred_revenue account: pass-through lines would stay there")
+        return self
+
+    def pass_through_account(self, product_ref: str) -> str:
+        """The income account of a product's pass-through item (company-wide: entities share items)."""
+        return self.pass_through or self.revenue_by_product.get(product_ref) or self.revenue
 
     def for_entity(self, entity_ref: str) -> dict[str, Any]:
         """The accounts ``entity_ref`` posts to (its own over the company's), as plain data."""
@@ -322,6 +338,7 @@ class RevenueAccountsSettings(BaseModel):
             "contract_asset": own.contract_asset or self.contract_asset,
             "revenue_by_product": {**self.revenue_by_product, **own.revenue_by_product},
             "revenue_by_recognition": {**self.revenue_by_recognition, **own.revenue_by_recognition},
+            **({"pass_through": self.pass_through} if self.pass_through is not None else {}),
         }
 
 

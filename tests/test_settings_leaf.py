@@ -100,3 +100,18 @@ def test_revenue_accounts_come_from_the_environment(no_settings: Path, monkeypat
     monkeypatch.setenv("BILLBRIDGE_REVENUE_ACCOUNTS__REVENUE_BY_RECOGNITION", '{"usage": "80"}')
     accounts = Settings().revenue_accounts
     assert accounts is not None and accounts.revenue_by_recognition == {"usage": "80"}
+
+
+def test_pass_through_lines_post_to_their_account_else_the_products_revenue_account(no_settings: Path) -> None:
+    good = {"deferred_revenue": "85", "contract_asset": "86", "revenue": "79", "revenue_by_product": {"api": "83"}}
+    unset = Settings(revenue_accounts=good).revenue_accounts
+    assert unset is not None
+    assert (unset.pass_through_account("api"), unset.pass_through_account("seats")) == ("83", "79")
+    assert "pass_through" not in unset.for_entity("us")
+    named = Settings(revenue_accounts={**good, "pass_through": "90"}).revenue_accounts
+    assert named is not None and named.pass_through_account("api") == "90"
+    assert named.for_entity("us")["pass_through"] == "90"
+    with pytest.raises(ValidationError) as err:
+        Settings(revenue_accounts={**good, "pass_through": "85"})
+    problem = settings_problem(err.value) or ""
+    assert "pass_through is the deferred_revenue account" in problem, problem

@@ -26,6 +26,8 @@ class DocumentLine:
     amount: Decimal  # the rounded line amount billed (negative on a credit line)
     start_date: date
     end_date: date
+    # ``recognition: none``: revenue someone else recognises, so the ERP posts it apart from deferred revenue
+    pass_through: bool = False
 
 
 @dataclass(frozen=True)

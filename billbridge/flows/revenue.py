@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from billbridge.billing import revenue as rr
 from billbridge.billing.currency import money_str
+from billbridge.billing.revenue_check import billed_mismatches, books_month
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.errors import NotConfigured
 from billbridge.flows.ahead import done_ahead
@@ -41,6 +42,7 @@ from billbridge.settings import Settings
 from billbridge.store import outbox
 from billbridge.store import revenue as sql
 from billbridge.store.db import Store, open_store
+from billbridge.store.outbound_documents import pass_through_lines
 from billbridge.store.outbox import Message
 from billbridge.vendors.registry import JournalTarget, vendor
 
@@ -65,6 +67,7 @@ class RecognitionSummary:
     deferred: dict[str, Decimal] = field(default_factory=dict)
     contract_assets: dict[str, Decimal] = field(default_factory=dict)
     journals: dict[str, Any] | None = None  # journal entries posted by this run (revenue_accounts set)
+    account_problems: list[str] | None = None  # revenue_accounts against the chart of accounts, checked first
 
     def as_dict(self) -> dict[str, Any]:
         def money(d: dict[str, Decimal]) -> dict[str, str]:
@@ -79,6 +82,7 @@ class RecognitionSummary:
             "deferred": money(self.deferred),
             "contract_assets": money(self.contract_assets),
             **({"journals": self.journals} if self.journals is not None else {}),
+            **({"account_problems": self.account_problems} if self.account_problems is not None else {}),
         }
 
 
@@ -295,13 +299,54 @@ def waterfall_report(store: Store, entity_id: int, first: date, last: date) -> l
 
 
 def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[str, Any]]:
-    """Deferred revenue and contract assets of a month, per currency, each with ``balanced``."""
+    """Deferred revenue and contract assets of a month, per currency, each with ``balanced``: the
+    movements add up, and what the schedule billed in the month is what the entity's invoices and credit
+    notes billed (read from the documents themselves; ``recognition: none`` lines and contracts Stripe
+    bills left out, as the schedule leaves them). Each contract where they differ is in ``mismatches``."""
     month = rr.month_of(month)
     with store.read() as session:
         rows = sql.schedule_rows(session, entity_id=entity_id, until=month)
+        closed = sql.closed_at(session, entity_id)
+        late = {m: (rr.month_end(m), at) for m, at in closed.items() if m < month}
+        lines = sql.document_lines(session, entity_id, month, rr.month_end(month), late)
+        billing = {ln.contract_id for ln in lines}
+        others = sql.billed_by_others(session, billing)  # Stripe bills and recognises them
+        passed = pass_through_lines(session, billing)  # recognition: none
+        refs = sql.contract_refs(session, {r.contract_id for r in rows} | billing)
+    documents = [
+        (
+            ln.contract_id,
+            ln.currency,
+            books_month(rr.month_of(ln.billing_date), ln.created_at, closed),
+            ln.billed_amount,
+        )
+        for ln in lines
+        if ln.contract_id not in others and ln.line_ref not in passed.get(ln.contract_id, ())
+    ]
+    schedule = [(r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows]
+    mismatches: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    billed_in_documents: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for _, currency, m, amount in documents:
+        if m == month:
+            billed_in_documents[currency] += amount
+    for found in billed_mismatches(schedule, documents, month):
+        c = found.currency
+        mismatches[c].append(
+            {
+                "contract_ref": refs.get(found.contract_id, str(found.contract_id)),
+                "billed_in_documents": money_str(found.billed, c),
+                "billed_in_schedule": money_str(found.scheduled, c),
+                "opening": money_str(found.opening, c),
+                "recognised": money_str(found.recognised, c),
+                "closing": money_str(found.closing, c),
+                "expected_closing": money_str(found.expected_closing, c),
+                "difference": money_str(found.difference, c),
+            }
+        )
+    rolls = {roll.currency: roll for roll in rr.rollforward(schedule, month)}
     out = []
-    for roll in rr.rollforward(((r.contract_id, r.month, r.currency, r.billed, r.recognised) for r in rows), month):
-        c = roll.currency
+    for c in sorted(set(rolls) | set(mismatches)):
+        roll = rolls.get(c) or rr.Rollforward(c)
         out.append(
             {
                 "currency": c,
@@ -319,8 +364,10 @@ def rollforward_report(store: Store, entity_id: int, month: date) -> list[dict[s
                     "closing": money_str(roll.closing_asset, c),
                 },
                 "billed": money_str(roll.billed, c),
+                "billed_in_documents": money_str(billed_in_documents.get(c, ZERO), c),
                 "recognised": money_str(roll.recognised, c),
-                "balanced": roll.balanced,
+                "balanced": roll.balanced and not mismatches.get(c),
+                "mismatches": mismatches.get(c, []),
             }
         )
     return out
@@ -491,6 +538,16 @@ def check_accounts(store: Store, settings: Settings, ledger: str = "quickbooks")
     return problems
 
 
+def start_check(store: Store, settings: Settings, ledger: str) -> list[str]:
+    """``check_accounts`` as a run starts posting: each account QuickBooks does not hold named with its key
+    and id, for the summary. Posting then fails the entries (of the entities) naming a wrong account, and
+    posts the others; a ledger that cannot be reached is said, and posting tries (and retries) as usual."""
+    try:
+        return check_accounts(store, settings, ledger)
+    except VendorError as exc:
+        return [f"the accounts could not be checked: {exc}"]
+
+
 def ledger_of(settings: Settings) -> str | None:
     """Where closed months post their journal entries: QuickBooks once ``revenue_accounts`` is set."""
     return "quickbooks" if settings.revenue_accounts is not None else None
@@ -520,25 +577,45 @@ def summary_markdown(summary: RecognitionSummary) -> str:
         lines += [f"| {label} {c} | {a} |" for c, a in data[key].items()]
     if summary.journals is not None:
         lines += [f"| journal entries {k} | {n} |" for k, n in sorted(summary.journals["outcomes"].items())]
+    if summary.account_problems:
+        lines += ["", "## revenue_accounts: entries naming these accounts are not posted", ""]
+        lines += [f"- {problem}" for problem in summary.account_problems]
     if summary.failed:
         lines += ["", "## Contracts that could not be recognised", "", "| contract | reason |", "|---|---|"]
         lines += [f"| {cid} | {reason.replace('|', '/')} |" for cid, reason in summary.failed[:200]]
     return "\n".join(lines) + "\n"
 
 
+PREVIOUS = "previous"
+"""``recognize_revenue``'s default period: the last complete month (a monthly run on the 1st summarises the
+month that just ended, not the one that just began)."""
+
+
+def period_through(period: str, today: date) -> date:
+    """The last day ``period`` (YYYY-MM, or ``previous``: the month before ``today``'s) recognises through."""
+    if period == PREVIOUS:
+        return rr.month_of(today) - rr.ONE_DAY
+    try:
+        if len(period) != 7:
+            raise ValueError(period)
+        return rr.month_end(date.fromisoformat(f"{period}-01"))
+    except ValueError:
+        raise ValueError(f"period {period!r} is not a month (YYYY-MM) or {PREVIOUS!r}") from None
+
+
 @flow(name="recognize_revenue")
-def recognize_revenue(period: str | None = None, full: bool = False, through: date | None = None) -> dict[str, Any]:
-    """Recognise revenue through the end of ``period`` (YYYY-MM), or through the day ``through`` (default:
-    today, UTC): rebuild the schedules whose contracts or documents changed. Rerunning changes nothing;
-    closed months never change."""
-    if period is not None:
-        through = rr.month_end(date.fromisoformat(f"{period}-01"))
-    through = through or today_utc()
+def recognize_revenue(period: str = PREVIOUS, full: bool = False, through: date | None = None) -> dict[str, Any]:
+    """Recognise revenue through the end of ``period`` (YYYY-MM; default ``previous``, the last complete
+    month, what the monthly deployment runs on the 1st), or through the day ``through`` when given
+    (``quote_to_cash`` passes its as-of day): rebuild the schedules whose contracts or documents changed.
+    Rerunning changes nothing; closed months never change."""
+    through = through or period_through(period, today_utc())
     settings = Settings()
     store = open_store(settings.database)
     summary = with_balances(rebuild(store, through, full=full), store)
     ledger = ledger_of(settings)
     if ledger is not None and getattr(settings, ledger, None) is not None:  # what closes queued since the last run
+        summary.account_problems = start_check(store, settings, ledger)
         summary.journals = post_journals(store, settings, ledger).as_dict()
     create_markdown_artifact(
         summary_markdown(summary), key="revenue-recognition", description=f"Revenue through {through}"

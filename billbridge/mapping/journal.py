@@ -29,7 +29,7 @@ from billbridge.billing.revenue import month_end
 DOC_NUMBER_MAX = 21  # QuickBooks' DocNumber holds at most 21 characters
 ZERO = Decimal(0)
 AccountId = str
-Role = Literal["revenue", "deferred_revenue", "contract_asset"]
+Role = Literal["revenue", "deferred_revenue", "contract_asset", "pass_through"]
 
 # Intuit's AccountTypeEnum (Finance.xsd) values each role may post to.
 ACCOUNT_TYPES: dict[Role, frozenset[str]] = {
@@ -37,6 +37,8 @@ ACCOUNT_TYPES: dict[Role, frozenset[str]] = {
     "deferred_revenue": frozenset({"Other Current Liability", "Long Term Liability"}),
     # not Accounts Receivable: QuickBooks wants a customer on every A/R journal line
     "contract_asset": frozenset({"Other Current Asset", "Other Asset"}),
+    # revenue someone else recognises: income, or what is owed on to them
+    "pass_through": frozenset({"Income", "Other Income", "Other Current Liability"}),
 }
 
 
@@ -55,6 +57,9 @@ class AccountMapping(BaseModel):
     revenue_by_recognition: dict[str, AccountId] = Field(
         default_factory=dict, description="recognition kind (ratable, point_in_time, usage) -> revenue account id"
     )
+    pass_through: AccountId | None = Field(
+        default=None, min_length=1, max_length=50, description="where `recognition: none` lines post"
+    )
 
     @field_validator("revenue_by_product", "revenue_by_recognition")
     @classmethod
@@ -68,6 +73,19 @@ class AccountMapping(BaseModel):
         """The product's own account, else its recognition kind's, else the entity's revenue account."""
         return self.revenue_by_product.get(product_ref) or self.revenue_by_recognition.get(recognition, self.revenue)
 
+    def keys(self) -> dict[str, AccountId]:
+        """Every account this mapping names, by its key in ``[revenue_accounts]`` (``revenue_by_product.setup``)."""
+        out = {
+            "revenue": self.revenue,
+            "deferred_revenue": self.deferred_revenue,
+            "contract_asset": self.contract_asset,
+        }
+        out |= {f"revenue_by_product.{product}": account for product, account in self.revenue_by_product.items()}
+        out |= {f"revenue_by_recognition.{kind}": account for kind, account in self.revenue_by_recognition.items()}
+        if self.pass_through is not None:
+            out["pass_through"] = self.pass_through
+        return out
+
     def roles(self) -> dict[AccountId, set[Role]]:
         """Every account this mapping names, with what it is used for."""
         out: dict[AccountId, set[Role]] = defaultdict(set)
@@ -75,28 +93,39 @@ class AccountMapping(BaseModel):
         out[self.contract_asset].add("contract_asset")
         for account in (self.revenue, *self.revenue_by_product.values(), *self.revenue_by_recognition.values()):
             out[account].add("revenue")
+        if self.pass_through is not None:
+            out[self.pass_through].add("pass_through")
         return out
 
 
-def missing_accounts(mappings: Mapping[str, AccountMapping], entity_refs: list[str]) -> list[str]:
-    """The legal entities (by ref) the account mapping leaves out: checked at start, each named."""
-    return [ref for ref in entity_refs if ref not in mappings]
+def missing_accounts(mappings: Iterable[AccountMapping], chart: Mapping[str, Any]) -> dict[AccountId, list[str]]:
+    """The accounts the mappings name that the company's chart of accounts (QuickBooks Account records by
+    Id) does not hold, each with the keys naming it: what the start-up check reports, key and id."""
+    out: dict[AccountId, set[str]] = defaultdict(set)
+    for mapping in mappings:
+        for key, account in mapping.keys().items():
+            if account not in chart:
+                out[account].add(key)
+    return {account: sorted(keys) for account, keys in sorted(out.items())}
 
 
 def account_problems(mappings: Iterable[AccountMapping], chart: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """What is wrong with the accounts the mappings name, against the company's chart of accounts
-    (QuickBooks Account records by Id): each missing, inactive or wrongly typed account named, with its
-    use. Empty when every account exists, is active and is of a type its use allows."""
+    (QuickBooks Account records by Id): each missing account named with its keys, each inactive or wrongly
+    typed one with its use. Empty when every account exists, is active and is of a type its use allows."""
+    mappings = list(mappings)
     roles: dict[AccountId, set[Role]] = defaultdict(set)
     for mapping in mappings:
         for account, used in mapping.roles().items():
             roles[account] |= used
+    missing = missing_accounts(mappings, chart)
     problems = []
     for account, used in sorted(roles.items()):
         uses = " and ".join(sorted(used))
         record = chart.get(account)
         if record is None:
-            problems.append(f"account {account} ({uses}) is not in the QuickBooks chart of accounts")
+            keys = " and ".join(missing[account])
+            problems.append(f"account {account} ({keys}) is not in the QuickBooks chart of accounts")
             continue
         if record.get("Active") is False:
             problems.append(f"account {account} {record.get('Name')!r} ({uses}) is inactive in QuickBooks")

@@ -14,7 +14,7 @@ from decimal import Context, Decimal
 from typing import Any, Literal
 
 from billbridge.billing.currency import round_money
-from billbridge.billing.documents import IncomingPayment, OutboundDocument
+from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
 from billbridge.billing.partner_fees import PartnerBill
 from billbridge.mapping.fields import iso_date, number, objects, parse, read, required_text, text
 
@@ -135,6 +135,19 @@ def bill_entity(bill: PartnerBill) -> str:
     return "VendorCredit" if bill.credit else "Bill"
 
 
+PASS_THROUGH_ITEM = "{sku} (pass-through)"
+"""The item a product's ``recognition: none`` lines post through when revenue recognition is on: its income
+account is the pass-through account, so what they bill never lands in deferred revenue."""
+
+
+def item_name(line: DocumentLine, pass_through_items: bool = False) -> str:
+    """The QuickBooks item (by Name) a document line posts through: the product's SKU, or with
+    ``pass_through_items`` the product's pass-through item for a ``recognition: none`` line."""
+    if pass_through_items and line.pass_through:
+        return PASS_THROUGH_ITEM.format(sku=line.product_ref)
+    return line.product_ref
+
+
 def item_payload(sku: str, description: str, income_account_id: str) -> dict[str, Any]:
     """A Service item named by our SKU (Item names are unique in a QuickBooks company)."""
     return {
@@ -160,8 +173,11 @@ def _text(value: Decimal) -> str:
     return format(value, "f")
 
 
-def document_payload(doc: OutboundDocument, *, customer_id: str, item_ids: Mapping[str, str]) -> dict[str, Any]:
+def document_payload(
+    doc: OutboundDocument, *, customer_id: str, item_ids: Mapping[str, str], pass_through_items: bool = False
+) -> dict[str, Any]:
     """The Invoice or CreditMemo body for ``doc``: DocNumber is our number, so a lookup finds it again.
+    ``item_ids``: QuickBooks item Ids by ``item_name`` (``pass_through_items``: pass-through lines apart).
 
     A credit note's lines are credits on a CreditMemo, which QuickBooks writes with positive amounts:
     our negative credit lines flip sign.
@@ -175,7 +191,7 @@ def document_payload(doc: OutboundDocument, *, customer_id: str, item_ids: Mappi
         if amount != sign * line.amount:
             raise ValueError(f"{doc.number} line {line.line_ref}: {line.amount} is not rounded to {doc.currency}")
         detail: dict[str, Any] = {
-            "ItemRef": {"value": item_ids[line.product_ref]},
+            "ItemRef": {"value": item_ids[item_name(line, pass_through_items)]},
             "ServiceDate": line.start_date.isoformat(),
         }
         unit = _unit_price(amount, line.quantity)

@@ -4,8 +4,9 @@ queues the pushes, going back withdraws them), and reading a document as the neu
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -69,9 +70,10 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
         .where(Invoice.id.in_(invoice_ids))
     ).all()
     lines: dict[int, list[DocumentLine]] = defaultdict(list)
-    for row in session.execute(
+    rows = session.execute(
         select(
             InvoiceLine.invoice_id,
+            InvoiceLine.contract_id,
             InvoiceLine.line_ref,
             InvoiceLine.product_ref,
             InvoiceLine.kind,
@@ -83,7 +85,9 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
         )
         .where(InvoiceLine.invoice_id.in_(invoice_ids))
         .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
-    ):
+    ).all()
+    passed = pass_through_lines(session, {row.contract_id for row in rows})  # a reseller's lines: each its own
+    for row in rows:
         lines[row.invoice_id].append(
             DocumentLine(
                 line_ref=row.line_ref,
@@ -93,6 +97,7 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
                 amount=row.billed_amount,  # signed: a credit line is negative
                 start_date=row.start_date,
                 end_date=row.end_date,
+                pass_through=row.line_ref in passed.get(row.contract_id, ()),
             )
         )
     return {
@@ -116,6 +121,31 @@ def outbound_documents(session: Session, invoice_ids: Sequence[int]) -> dict[int
         )
         for h in heads
     }
+
+
+NONE_RECOGNITION = '"recognition":"none"'  # a line's ``recognition: none`` as the stored terms (JSON) write it
+
+
+def pass_through_lines(session: Session, contract_ids: Iterable[int]) -> dict[int, set[str]]:
+    """contract id -> the line refs its terms mark ``recognition: none`` (pass-through), each line as the
+    contract's latest version says, as revenue recognition reads it. Only contracts with such a line in
+    some version have their terms read."""
+    ids = list(contract_ids)
+    if not ids:
+        return {}
+    marked = select(ContractVersion.contract_id).where(
+        ContractVersion.contract_id.in_(ids), ContractVersion.terms.contains(NONE_RECOGNITION, autoescape=True)
+    )
+    rows = session.execute(
+        select(ContractVersion.contract_id, ContractVersion.terms)
+        .where(ContractVersion.contract_id.in_(marked))
+        .order_by(ContractVersion.contract_id, ContractVersion.effective_date, ContractVersion.version_no)
+    )
+    methods: dict[int, dict[str, object]] = defaultdict(dict)
+    for contract_id, terms in rows:
+        for line in json.loads(terms).get("lines", []):
+            methods[contract_id][line["line_ref"]] = line.get("recognition")
+    return {cid: {ref for ref, method in found.items() if method == "none"} for cid, found in methods.items()}
 
 
 def approve_and_queue(session: Session, invoice_ids: Sequence[int], targets: Targets) -> dict[str, int]:

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, String, case, cast, delete, func, insert, literal, select
+from sqlalchemy import Connection, String, case, cast, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing.revenue import Key, Obligation, Posted
@@ -413,9 +413,18 @@ def current_close(session: Session, entity_id: int, month: date) -> int | None:
 
 
 def reopen_period(session: Session, entity_id: int, month: date, reason: str | None) -> None:
+    """Open a closed month again. The schedules built since it was closed are marked stale: a change they
+    saw that touched the month went to a later month as a catch-up, and the next rebuild puts it back in
+    the month (the others hold what the month should)."""
     found = session.get(RevenuePeriod, (entity_id, month))
     if found is None:
         raise PeriodError(f"{month:%Y-%m} is not closed")
+    since = select(Contract.id).where(Contract.entity_id == entity_id)
+    session.execute(
+        delete(RevenueContractState).where(
+            RevenueContractState.contract_id.in_(since), RevenueContractState.built_at > found.closed_at
+        )
+    )
     session.delete(found)
     session.add(RevenuePeriodEvent(entity_id=entity_id, month=month, action="reopen", reason=reason, at=utcnow()))
 
@@ -453,6 +462,29 @@ def contract_head(session: Session, contract_ref: str) -> ContractHead | None:
         .where(Contract.contract_ref == contract_ref)
     ).first()
     return ContractHead(*row) if row else None
+
+
+def contract_refs(session: Session, contract_ids: Iterable[int]) -> dict[int, str]:
+    ids = list(contract_ids)
+    if not ids:
+        return {}
+    return {
+        cid: ref for cid, ref in session.execute(select(Contract.id, Contract.contract_ref).where(Contract.id.in_(ids)))
+    }
+
+
+def billed_by_others(session: Session, contract_ids: Iterable[int]) -> set[int]:
+    """Of ``contract_ids``, those a version of which another system bills (Stripe): no schedule here."""
+    ids = list(contract_ids)
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(ContractVersion.contract_id)
+            .where(ContractVersion.contract_id.in_(ids), ContractVersion.billed_by != "billbridge")
+            .distinct()
+        )
+    )
 
 
 def obligations_of(session: Session, contract_id: int) -> list[RevenueObligation]:
@@ -542,6 +574,53 @@ def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], tup
     for cid, line_ref, product_ref, method in obligations:
         found[(cid, line_ref)] = (product_ref, method)
     return found
+
+
+def closed_at(session: Session, entity_id: int) -> dict[date, datetime]:
+    """The closed months of a legal entity, each with when it was (last) closed."""
+    rows = session.execute(
+        select(RevenuePeriod.month, RevenuePeriod.closed_at).where(RevenuePeriod.entity_id == entity_id)
+    )
+    return {month: at for month, at in rows}
+
+
+@dataclass(frozen=True)
+class DocumentLine:
+    """A line of an invoice or credit note (signed), as the rollforward's check reads it."""
+
+    contract_id: int
+    currency: str
+    line_ref: str
+    billing_date: date
+    created_at: datetime
+    billed_amount: Decimal
+
+
+def document_lines(
+    session: Session, entity_id: int, month: date, month_end: date, late: Mapping[date, tuple[date, datetime]]
+) -> list[DocumentLine]:
+    """The invoice and credit-note lines of an entity's contracts (drafts voided before issue left out)
+    billed from ``month`` to ``month_end``, and those billed in an earlier closed month after its close
+    (``late``: closed month -> (its last day, when it was closed)), which the schedule carries later."""
+    billed_in = Invoice.billing_date.between(month, month_end)
+    after_close = [
+        Invoice.billing_date.between(first, last) & (Invoice.created_at > at) for first, (last, at) in late.items()
+    ]
+    rows = session.execute(
+        select(
+            InvoiceLine.contract_id,
+            Invoice.currency,
+            InvoiceLine.line_ref,
+            Invoice.billing_date,
+            Invoice.created_at,
+            InvoiceLine.billed_amount,
+        )
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .join(Contract, Contract.id == InvoiceLine.contract_id)
+        .where(Contract.entity_id == entity_id, Invoice.period_released.is_(False), or_(billed_in, *after_close))
+        .order_by(InvoiceLine.id)
+    )
+    return [DocumentLine(*row) for row in rows]
 
 
 @dataclass(frozen=True)

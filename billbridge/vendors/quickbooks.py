@@ -9,6 +9,7 @@ canonical shapes; this module joins them and holds no translation of its own.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -54,6 +55,7 @@ from billbridge.mapping.quickbooks import (
     customer_spec,
     document_payload,
     expense_account_payload,
+    item_name,
     item_payload,
     linked_invoice_ids,
     note_key,
@@ -118,15 +120,16 @@ def connect(settings: Settings, tokens: TokenVault) -> QuickBooks:
         }.items()
         if v is not None
     }
-    if settings.revenue_accounts is not None:  # invoices post to deferred revenue through their items
-        optional["income_account_id"] = settings.revenue_accounts.deferred_revenue
+    accounts = settings.revenue_accounts
+    if accounts is not None:  # invoices post to deferred revenue through their items
+        optional["income_account_id"] = accounts.deferred_revenue
     config = QuickBooksConfig(qs.client_id, qs.client_secret.get_secret_value(), qs.realm_id, **optional)
     initial = qs.refresh_token.get_secret_value() if qs.refresh_token else None
-    repoint = settings.revenue_accounts is not None
     return QuickBooks(
         config,
         tokens(f"quickbooks:{qs.realm_id}", initial),
-        repoint_items=repoint,
+        repoint_items=accounts is not None,
+        pass_through_account=None if accounts is None else accounts.pass_through_account,
         policy=RetryPolicy.of(qs.retry),
     )
 
@@ -145,6 +148,7 @@ class QuickBooks(QuickBooksConnector):
         batch_pacer: Pacer | None = None,
         sleep: Callable[[float], None] | None = None,
         repoint_items: bool = False,
+        pass_through_account: Callable[[str], str] | None = None,
         pacers: Pacers = SHARED,
     ) -> None:
         super().__init__(
@@ -159,6 +163,9 @@ class QuickBooks(QuickBooksConnector):
         )
         # Revenue recognition on: items found with another income account are moved to ours (deferred revenue).
         self.repoint_items = repoint_items
+        # Revenue recognition on: product_ref -> the income account its ``recognition: none`` (pass-through)
+        # lines post to, through an item of their own (``PASS_THROUGH_ITEM``), never deferred revenue.
+        self.pass_through_account = pass_through_account
         # Customers and items found or made by this connector: a push run's later batches need no look-up.
         self.customer_ids: dict[str, str] = {}
         self.item_ids: dict[str, str] = {}
@@ -259,24 +266,34 @@ class QuickBooks(QuickBooksConnector):
         woken, failed = self.ensure(asleep)
         return ids | woken, failed
 
-    def _ensure_items(self, items: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Written]]:
-        account = self.config.income_account_id
+    def _ensure_items(
+        self, items: Mapping[str, str], accounts: Mapping[str, str] | None = None
+    ) -> tuple[dict[str, str], dict[str, Written]]:
+        """Items by Name (``items``: name -> description), made when missing with their income account
+        (``accounts``: name -> account; the connector's income account for the others)."""
+        default = self.config.income_account_id
+        wanted = {sku: (accounts or {}).get(sku, default) for sku in items}
         ids, failed = self.find_or_create(
             "Item",
             "Name",
             {sku: sku for sku in items},
-            lambda sku: Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, items[sku], account)),
+            lambda sku: Write(f"billbridge-item-{sku}-create", "Item", item_payload(sku, items[sku], wanted[sku])),
         )
         if self.repoint_items and ids:
-            _, refused = self._repoint_items(list(ids), account)
-            failed.update(refused)
-            ids = {sku: ident for sku, ident in ids.items() if sku not in refused}
+            by_account: dict[str, list[str]] = defaultdict(list)
+            for sku in ids:
+                by_account[wanted[sku]].append(sku)
+            for account, skus in sorted(by_account.items()):
+                _, refused = self._repoint_items(skus, account)
+                failed.update(refused)
+            ids = {sku: ident for sku, ident in ids.items() if sku not in failed}
         return ids, failed
 
     def _repoint_items(self, skus: Sequence[str], account: str) -> tuple[list[str], dict[str, Written]]:
         """Items whose income account is not ``account`` moved to it (a sparse update naming the SyncToken
-        read): with revenue recognition on, invoice lines post to deferred revenue through their items.
-        QuickBooks applies an item's income account to transactions made after the change."""
+        read): with revenue recognition on, invoice lines post to deferred revenue through their items (and
+        pass-through lines to theirs). QuickBooks applies an item's income account to transactions made
+        after the change."""
         found = self.find("Item", "Name", skus)
         writes = {
             sku: Write(
@@ -347,8 +364,11 @@ class QuickBooks(QuickBooksConnector):
         self.customer_ids.update(new_customers)
         customers.update(new_customers)
         known_items = {**self.item_ids, **(item_ids or {})}
-        skus = {ln.product_ref: ln.description for d in docs for ln in d.lines if ln.product_ref not in known_items}
-        new_items, item_failures = self._ensure_items(skus) if skus else ({}, {})
+        apart = self.pass_through_account  # pass-through lines post through items of their own
+        names = {ln: item_name(ln, apart is not None) for d in docs for ln in d.lines}
+        skus = {name: ln.description for ln, name in names.items() if name not in known_items}
+        accounts = {name: apart(ln.product_ref) for ln, name in names.items() if apart is not None and ln.pass_through}
+        new_items, item_failures = self._ensure_items(skus, accounts) if skus else ({}, {})
         self.item_ids.update(new_items)
         known_items.update(new_items)
         existing = self.find_documents(docs) if look_up_first else {}
@@ -357,7 +377,7 @@ class QuickBooks(QuickBooksConnector):
         for doc in docs:
             record = existing.get(doc.number)
             blocker = customer_failures.get(doc.customer_ref) or next(
-                (item_failures[ln.product_ref] for ln in doc.lines if ln.product_ref in item_failures), None
+                (item_failures[names[ln]] for ln in doc.lines if names[ln] in item_failures), None
             )
             if record is not None:
                 results[doc.number] = PushResult(
@@ -370,7 +390,12 @@ class QuickBooks(QuickBooksConnector):
                 )
             else:
                 try:
-                    payload = document_payload(doc, customer_id=customers[doc.customer_ref], item_ids=known_items)
+                    payload = document_payload(
+                        doc,
+                        customer_id=customers[doc.customer_ref],
+                        item_ids=known_items,
+                        pass_through_items=apart is not None,
+                    )
                 except (ValueError, KeyError) as exc:
                     results[doc.number] = PushResult(doc.number, doc.doc_type, "failed", error=f"cannot map: {exc!r}")
                     continue

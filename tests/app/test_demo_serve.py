@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from billbridge.app.demo_serve import deployments
+from billbridge.billing.currency import money_display
 from tests.app.test_cli import fresh_machine
 from tests.browser import browser_page
 from tests.ports import free_port
@@ -160,6 +161,13 @@ def assert_the_same_totals_in_words(shown: str, summary: dict[str, Any], tmp_pat
     )
     assert rows["partners"].startswith("4 referral, 2 reseller; referral fees accrued ")
     assert rows["check: second run"].startswith("created nothing")
+    for label, key in (
+        ("revenue recognised this month", "recognised_revenue"),
+        ("deferred revenue", "deferred_revenue"),
+    ):
+        assert summary[key], key
+        for currency, amount in summary[key].items():
+            assert money_display(Decimal(amount), currency) in rows[label], (label, rows[label])
     monitors = summary["monitors"]
     assert rows["monitor alerts"].startswith(f"{monitors['alerts']} from {monitors['monitors']} monitors")
     # what the demo left, through the commands it suggests
@@ -177,6 +185,43 @@ def look_around(billbridge: Callable[..., str], summary: dict[str, Any], tmp_pat
     listed = billbridge("--store", f"sqlite:///{tmp_path / 'data' / 'demo.db'}", "quarantine", "list")
     assert "Quarantined records" in listed and "sf-" in listed
     assert not (tmp_path / "data" / "billbridge.db").exists()
+    the_revenue_rows_are_the_rollforwards(billbridge, summary, tmp_path)
+
+
+def the_revenue_rows_are_the_rollforwards(
+    billbridge: Callable[..., str], summary: dict[str, Any], tmp_path: Path
+) -> None:
+    """The summary's recognised revenue (November, the month of --as-of) and deferred revenue (at its end),
+    per currency, are what `billbridge revenue rollforward` gives entity by entity, added up; every
+    entity's rollforward of October (closed between the runs) and November balances, against the
+    invoices and credit notes too (the command exits 0)."""
+    from billbridge.store.db import open_store
+    from billbridge.store.revenue import entity_refs
+
+    demo = open_store(f"sqlite:///{tmp_path / 'data' / 'demo.db'}")
+    try:
+        with demo.read() as session:
+            refs = entity_refs(session)
+    finally:
+        demo.dispose()
+    recognised: dict[str, Decimal] = {}
+    deferred: dict[str, Decimal] = {}
+    for ref in refs:
+        for period in ("2026-10", "2026-11"):
+            rows = json.loads(
+                billbridge("--demo", "revenue", "rollforward", "--entity", ref, "--period", period, "--json")
+            )
+            assert all(r["balanced"] and not r["mismatches"] for r in rows), (ref, period, rows)
+            for r in rows if period == "2026-11" else []:
+                c = r["currency"]
+                recognised[c] = recognised.get(c, Decimal(0)) + Decimal(r["recognised"])
+                deferred[c] = deferred.get(c, Decimal(0)) + Decimal(r["deferred_revenue"]["closing"])
+
+    def nonzero(amounts: dict[str, Any]) -> dict[str, Decimal]:
+        return {c: Decimal(v) for c, v in amounts.items() if Decimal(v)}
+
+    assert nonzero(summary["recognised_revenue"]) == nonzero(recognised) != {}
+    assert nonzero(summary["deferred_revenue"]) == nonzero(deferred) != {}
 
 
 def _the_ui_on_another_port_reaches_its_api_and_lists_the_deployments(page: Any, served: Served) -> None:

@@ -126,6 +126,41 @@ def test_a_year_billed_upfront_is_recognised_daily_across_uneven_months() -> Non
     assert balances[0].deferred == D("1098.08") and balances[-1].deferred == 0
 
 
+def test_a_ramp_is_one_price_recognised_straight_line_over_the_term_not_as_billed() -> None:
+    # A ramp (ASC 606-10-32-2, a series of the same monthly service at a rising price): 100 a month from
+    # January to March, 200 a month from April to June. The transaction price is 3 x 100 + 3 x 200 = 900,
+    # one obligation over the 181 days of the term, recognised through day d as round(900 x d / 181):
+    # January 154.14 (31 days), February 293.37 - 154.14 = 139.23, March 447.51 - 293.37 = 154.14, April
+    # 596.69 - 447.51 = 149.18, May 750.83 - 596.69 = 154.14, June 900 - 750.83 = 149.17. Billing lags
+    # recognition until the ramp catches up: a contract asset of 54.14 after January, 147.51 at its
+    # largest (March), 0 when the term ends.
+    ramp = {"start_date": date(2026, 4, 1), "pricing": {"model": "flat", "amount": "200"}}
+    contract = make([flat("100", ramps=[ramp])], contract_end_date=date(2026, 6, 30))
+    ledger = Ledger((JAN, contract))
+    ledger.bill(date(2026, 7, 1))
+    rev = revenue(ledger, JAN)
+    [ob] = rev.obligations
+    assert (ob.method, ob.start, ob.end, ob.price, ob.allocated) == (
+        "ratable",
+        JAN,
+        date(2026, 6, 30),
+        D(900),
+        D(900),
+    )
+    assert list(per_month(rev).values()) == [
+        D("154.14"),
+        D("139.23"),
+        D("154.14"),
+        D("149.18"),
+        D("154.14"),
+        D("149.17"),
+    ]
+    balances = rev.balances()
+    assert [b.billed for b in balances] == [D(100), D(100), D(100), D(200), D(200), D(200)]
+    assert [b.contract_asset for b in balances] == [D("54.14"), D("93.37"), D("147.51"), D("96.69"), D("50.83"), D(0)]
+    assert all(b.deferred == 0 for b in balances)
+
+
 def test_an_appliance_delivered_on_day_one_and_billed_in_installments_is_a_contract_asset() -> None:
     # An appliance (point in time, delivered on the contract's first day) for 900 billed in three monthly
     # installments of 300: January recognises 900 and bills 300 (contract asset 600), February bills

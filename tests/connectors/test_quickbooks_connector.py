@@ -648,7 +648,7 @@ def test_accounts_that_are_missing_or_of_the_wrong_type_stop_the_entry_naming_th
     assert result.status == "failed" and not result.retriable
     assert result.error == (
         f"us-inc revenue_accounts: account {expense} 'Office' is Expense; contract_asset needs Other Asset or "
-        "Other Current Asset; account 999 (revenue) is not in the QuickBooks chart of accounts"
+        "Other Current Asset; account 999 (revenue_by_product.api) is not in the QuickBooks chart of accounts"
     )
     assert entries(qb) == []
 

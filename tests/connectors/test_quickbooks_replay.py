@@ -73,7 +73,9 @@ def test_a_months_journal_entry_is_posted_once_then_replaced_by_a_sparse_update(
     assert (again.status, again.external_id) == ("existing", first.external_id)
     assert (replaced.status, replaced.external_id, replaced.sync_token) == ("updated", first.external_id, "1")
     assert wrong.status == "failed" and not wrong.retriable
-    assert wrong.error == "us-inc revenue_accounts: account 999 (revenue) is not in the QuickBooks chart of accounts"
+    assert wrong.error == (
+        "us-inc revenue_accounts: account 999 (revenue_by_product.api) is not in the QuickBooks chart of accounts"
+    )
 
 
 def test_partner_bills_and_a_vendor_credit_are_pushed_once_and_rates_read(replay: Replay) -> None:

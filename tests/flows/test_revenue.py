@@ -3,8 +3,9 @@ contracts and invoices, rebuilt only when they change, and a closed month that n
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -97,7 +98,18 @@ def test_a_closed_month_never_changes_and_a_backdated_change_is_a_catch_up(store
     assert [tuple(e) for e in events] == [("close", None), ("reopen", "amended terms")]
 
 
+async def _artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        [latest] = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        return str(latest.data)
+
+
 def test_the_recognize_revenue_flow_summarises_per_currency(store: Store, flow_env: str) -> None:
+    import asyncio
+
     from billbridge.flows.revenue import recognize_revenue
 
     import_document(store, document(YEAR))
@@ -105,7 +117,44 @@ def test_the_recognize_revenue_flow_summarises_per_currency(store: Store, flow_e
     result = recognize_revenue(period="2026-01")
     assert (result["through"], result["rebuilt"]) == ("2026-01-31", 1)
     assert (result["recognised"], result["deferred"]) == ({"USD": "101.92"}, {"USD": "1098.08"})
+    # The artifact a person reads in the Prefect UI: the same figures, per currency
+    markdown = asyncio.run(_artifact("revenue-recognition"))
+    assert markdown.splitlines()[:2] == ["# Revenue recognised through 2026-01-31", ""]
+    for row in (
+        "| contracts | 1 |",
+        "| schedules rebuilt | 1 |",
+        "| recognised USD | 101.92 |",
+        "| deferred revenue USD | 1098.08 |",
+        "| contract assets USD | 0.00 |",
+    ):
+        assert row in markdown.splitlines(), row
+    assert "journal entries" not in markdown and "could not be recognised" not in markdown  # no ledger, no failure
     assert recognize_revenue(period="2026-01")["rebuilt"] == 0
+
+
+def test_the_flow_recognises_through_the_last_complete_month_by_default(store: Store, flow_env: str) -> None:
+    """The monthly deployment runs on the 1st at 03:30 UTC: it must summarise the month that just ended."""
+    import inspect
+
+    import yaml
+
+    from billbridge.flows.revenue import period_through, recognize_revenue
+
+    assert period_through("previous", date(2026, 12, 1)) == date(2026, 11, 30)
+    assert period_through("previous", date(2026, 1, 1)) == date(2025, 12, 31)
+    assert period_through("previous", date(2028, 3, 31)) == date(2028, 2, 29)
+    assert period_through("2026-02", date(2030, 1, 1)) == date(2026, 2, 28)
+    with pytest.raises(ValueError, match="'2026-2' is not a month"):
+        period_through("2026-2", date(2026, 1, 1))
+    assert inspect.signature(recognize_revenue.fn).parameters["period"].default == "previous"
+    deployments = yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())["deployments"]
+    [monthly] = [d for d in deployments if d["name"] == "recognize-revenue"]
+    assert monthly.get("parameters", {}).get("period", "previous") == "previous"
+
+    import_document(store, document(YEAR))
+    run_billing(store, date(2026, 1, 1))
+    today = datetime.now(UTC).date()
+    assert recognize_revenue()["through"] == (today.replace(day=1) - timedelta(days=1)).isoformat()
 
 
 def test_a_months_recognition_gives_the_journal_entry_its_amounts(store: Store) -> None:

@@ -4,6 +4,7 @@ killed between QuickBooks accepting the entry and our commit never makes a secon
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -379,3 +380,132 @@ def test_an_entry_in_a_foreign_currency_carries_quickbooks_own_rate_of_the_month
     revenue.close(store, "kw", JANUARY, ledger="quickbooks")
     assert revenue.post_journals(store, settings).outcomes == {"existing": 1}
     assert entries(qbo)[0]["SyncToken"] == "0"
+
+
+async def _artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        [latest] = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        return str(latest.data)
+
+
+def test_a_run_checks_the_accounts_first_and_an_entity_naming_a_missing_one_alone_is_not_posted(
+    store: Store, qbo: RunningQuickBooks, flow_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two legal entities close January; us-inc's own mapping names account 4242 for its platform revenue,
+    which the company does not have. The monthly run says so first (key and id), posts ca's entry and parks
+    us's, naming the account."""
+    from billbridge.flows.revenue import recognize_revenue
+    from billbridge.settings import EntityRevenueAccounts
+    from tests.docs import REFERENCE
+
+    base = settings_for(qbo, flow_env, tmp_path)
+    assert base.revenue_accounts is not None and base.quickbooks is not None
+    accounts = base.revenue_accounts.model_copy(
+        update={"entities": {"us": EntityRevenueAccounts(revenue_by_product={"platform": "4242"})}}
+    )
+    settings = base.model_copy(update={"revenue_accounts": accounts})
+    for name, value in {
+        **as_environment("BILLBRIDGE_QUICKBOOKS", base.quickbooks),
+        **as_environment("BILLBRIDGE_REVENUE_ACCOUNTS", accounts),
+    }.items():
+        monkeypatch.setenv(name, value)
+    world = {
+        **REFERENCE,
+        "entities": [
+            *REFERENCE["entities"],
+            {"entity_ref": "ca", "name": "Acme Canada", "currency": "USD", "invoice_prefix": "CA-INV-"},
+        ],
+        "customers": [*REFERENCE["customers"], {"customer_ref": "maple", "name": "Maple", "entity_ref": "ca"}],
+        "contracts": [
+            YEAR,
+            contract("C-CA", customer="maple", entity="ca", cycle_unit="year", contract_end_date="2026-12-31"),
+        ],
+    }
+    import_document(store, world)
+    run_billing(store, JANUARY)
+    for entity in ("us", "ca"):
+        revenue.close(store, entity, JANUARY, ledger=revenue.ledger_of(settings))
+
+    result = recognize_revenue(period="2026-01")
+    missing = "account 4242 (revenue_by_product.platform) is not in the QuickBooks chart of accounts"
+    assert result["account_problems"] == [missing]
+    markdown = asyncio.run(_artifact("revenue-recognition"))
+    assert f"- {missing}" in markdown.splitlines() and "| journal entries failed | 1 |" in markdown
+    assert result["journals"]["outcomes"] == {"created": 1, "failed": 1}
+    [(_, error)] = result["journals"]["failures"]
+    assert error == f"REV202601-USD-US: us revenue_accounts: {missing}"
+    [entry] = entries(qbo)  # ca's, 101.92 of its year drawn from deferred revenue; us's waits
+    assert entry["DocNumber"] == "REV202601-USD-CA"
+    assert lines(entry) == [("Debit", accounts.deferred_revenue, Decimal("101.92")), ("Credit", "1", Decimal("101.92"))]
+
+
+def test_a_pass_through_line_posts_to_its_own_account_never_to_deferred_revenue(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """A year of the platform billed upfront (1,200, ratable) with a 45.00 fee someone else recognises
+    (``recognition: none``). Pushed, the fee posts through an item of its own whose income account is
+    ``pass_through``; the platform through its item to deferred revenue. After January's close and entry,
+    QuickBooks' deferred revenue is the rollforward's closing balance: 1,200 - 101.92 = 1,098.08."""
+    from billbridge.flows.approval import approve_drafts
+    from billbridge.flows.push import push
+
+    base = settings_for(qbo, database_url, tmp_path)
+    assert base.revenue_accounts is not None
+    collected = qbo.company.create(
+        "Account", {"Name": "Collected for others", "AccountType": "Other Current Liability"}
+    )
+    accounts = base.revenue_accounts.model_copy(update={"pass_through": collected["Id"]})
+    settings = base.model_copy(update={"revenue_accounts": accounts})
+    assert revenue.check_accounts(store, settings) == []
+    fee = {"line_ref": "fee", "product_ref": "seats", "recognition": "none"}
+    import_document(store, document(dict(YEAR, lines=[*YEAR["lines"], fee])))
+    run_billing(store, JANUARY)
+    approve_drafts(store, ["quickbooks"])
+    assert push(store, settings, "quickbooks").outcomes == {"created": 1}
+
+    items = {i["Name"]: i for i in qbo.company.all("Item")}
+    assert {name: i["IncomeAccountRef"]["value"] for name, i in items.items()} == {
+        "platform": accounts.deferred_revenue,
+        "seats (pass-through)": collected["Id"],
+    }
+    [invoice] = qbo.company.all("Invoice")
+    posted = [
+        (items_by_id[ln["SalesItemLineDetail"]["ItemRef"]["value"]], Decimal(str(ln["Amount"])))
+        for items_by_id in [{i["Id"]: i["Name"] for i in items.values()}]
+        for ln in invoice["Line"]
+        if ln.get("DetailType") == "SalesItemLineDetail"
+    ]
+    assert posted == [("platform", Decimal("1200.00")), ("seats (pass-through)", Decimal("45.00"))]
+
+    revenue.close(store, "us", JANUARY, ledger=revenue.ledger_of(settings))
+    assert revenue.post_journals(store, settings).outcomes == {"created": 1}
+    with store.read() as session:
+        from billbridge.store.revenue import entity_id_of
+
+        us = entity_id_of(session, "us")
+    assert us is not None
+    [roll] = revenue.rollforward_report(store, us, JANUARY)
+    assert (roll["deferred_revenue"]["closing"], roll["balanced"]) == ("1098.08", True)
+    assert balance(qbo, accounts.deferred_revenue) == Decimal("1098.08")  # what billbridge says, to the cent
+    assert balance(qbo, collected["Id"]) == Decimal("45.00")
+
+
+def balance(qbo: RunningQuickBooks, account: str) -> Decimal:
+    """An account's credit balance from what QuickBooks holds: invoice lines through the items posting to
+    it, less credit memos', and journal lines on it."""
+    items = {i["Id"]: i["IncomeAccountRef"]["value"] for i in qbo.company.all("Item")}
+    total = Decimal(0)
+    for entity, sign in (("Invoice", 1), ("CreditMemo", -1)):
+        for doc in qbo.company.all(entity):
+            for ln in doc["Line"]:
+                detail = ln.get("SalesItemLineDetail")
+                if detail is not None and items[detail["ItemRef"]["value"]] == account:
+                    total += sign * Decimal(str(ln["Amount"]))
+    for entry in entries(qbo):
+        for posting, on, amount in lines(entry):
+            if on == account:
+                total += amount if posting == "Credit" else -amount
+    return total

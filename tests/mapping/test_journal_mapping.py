@@ -95,7 +95,22 @@ def test_the_account_mapping_names_what_is_missing() -> None:
     with pytest.raises(ValidationError) as err:
         AccountMapping.model_validate({"revenue": "79", "deferred_revenue": "85"})
     assert err.value.errors()[0]["loc"] == ("contract_asset",)
-    assert missing_accounts({"us-inc": ACCOUNTS}, ["us-inc", "eu-bv"]) == ["eu-bv"]
+    chart = {"79": {}, "86": {}}
+    eu = ACCOUNTS.model_copy(update={"revenue_by_recognition": {"usage": "87"}, "revenue_by_product": {"box": "85"}})
+    assert missing_accounts([ACCOUNTS, eu], chart) == {
+        "80": ["revenue_by_product.usage"],
+        "85": ["deferred_revenue", "revenue_by_product.box"],
+        "87": ["revenue_by_recognition.usage"],
+    }
+    assert (
+        "account 85 (deferred_revenue and revenue_by_product.box) is not in the QuickBooks chart of accounts"
+        in account_problems([eu], chart)
+    )
+    passing = ACCOUNTS.model_copy(update={"pass_through": "91"})
+    assert account_problems([passing], {"91": {"Name": "Office", "AccountType": "Expense"}})[-1] == (
+        "account 91 'Office' is Expense; pass_through needs Income or Other Current Liability or Other Income"
+    )
+    assert missing_accounts([passing], {})["91"] == ["pass_through"]
 
 
 def test_the_xsd_check_refuses_what_quickbooks_would() -> None:

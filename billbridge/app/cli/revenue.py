@@ -90,6 +90,20 @@ def recognize(
         err.print(f"[yellow]not recognised:[/yellow] {failure['reason']}", highlight=False)
 
 
+OBLIGATION_COLUMNS = [
+    "line_ref",
+    "product_ref",
+    "recognition",
+    "treatment",
+    "start_date",
+    "end_date",
+    "ssp",
+    "price",
+    "allocated",
+]
+MONTH_COLUMNS = ["month", "billed", "recognised", "catch_up", "deferred", "contract_asset"]
+
+
 @app.command("schedule")
 def schedule(
     contract: Annotated[str, typer.Option("--contract", help="The contract (contract_ref).")],
@@ -105,29 +119,19 @@ def schedule(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    if as_csv:
-        _rows(
-            report["months"],
-            ["month", "billed", "recognised", "catch_up", "deferred", "contract_asset"],
-            "",
-            False,
-            True,
-        )
+    if as_csv:  # one table: the obligations first, then the months, told apart by ``section``
+        rows = [{"section": "obligation", **ob} for ob in report["obligations"]]
+        rows += [{"section": "month", **m} for m in report["months"]]
+        _rows(rows, ["section", *OBLIGATION_COLUMNS, *MONTH_COLUMNS], "", False, True)
         return
     _rows(
         report["obligations"],
-        ["line_ref", "product_ref", "recognition", "treatment", "start_date", "end_date", "ssp", "price", "allocated"],
+        OBLIGATION_COLUMNS,
         f"{report['contract_ref']}: performance obligations ({report['currency']})",
         False,
         False,
     )
-    _rows(
-        report["months"],
-        ["month", "billed", "recognised", "catch_up", "deferred", "contract_asset"],
-        "schedule",
-        False,
-        False,
-    )
+    _rows(report["months"], MONTH_COLUMNS, "schedule", False, False)
     if not report["months"]:
         console.print("no schedule yet: run `billbridge revenue recognize`")
 
@@ -166,7 +170,8 @@ def rollforward(
     as_json: JsonOpt = False,
 ) -> None:
     """Opening deferred revenue + billed - recognised = closing deferred revenue, and the same for contract
-    assets, per currency. Exits 1 when a side does not balance."""
+    assets, per currency, what was billed checked against the invoices and credit notes themselves. Exits 1
+    naming each contract and currency where they do not agree, and the difference."""
     store = _store()
     rows = revenue.rollforward_report(store, _entity(store, entity), _month(period, "--period"))
     if as_json:
@@ -195,6 +200,17 @@ def rollforward(
             )
         console.print(table)
     if not all(r["balanced"] for r in rows):
+        for r in rows:
+            for m in r["mismatches"]:
+                err.print(
+                    f"[red]error:[/red] {m['contract_ref']} {r['currency']}: the invoices and credit notes bill "
+                    f"{m['billed_in_documents']} in {period}, the schedule {m['billed_in_schedule']}; its closing "
+                    f"balance is {m['closing']}, opening + billed - recognised {m['expected_closing']} (difference "
+                    f"{m['difference']}): run `billbridge revenue recognize`, or reopen a closed month",
+                    highlight=False,
+                )
+            if not r["balanced"] and not r["mismatches"]:
+                err.print(f"[red]error:[/red] {r['currency']}: the movements do not add up to the closing balances")
         err.print("[red]error:[/red] the rollforward does not balance")
         raise typer.Exit(1)
 
