@@ -495,13 +495,26 @@ class StatementLine:
 
 @dataclass(frozen=True)
 class Statement:
-    """A partner's fees of one period, per referred customer; ``total`` is what its Bill asks to pay."""
+    """A partner's fees of the months ``first_period`` to ``period``, per referred customer; ``total`` is
+    what its Bill asks to pay. A statement closes every month since the partner's last statement (a
+    month never closed, before go-live or a missed run, is billed by the next statement, not lost)."""
 
     partner_ref: str
     period: str
     currency: str
     lines: tuple[StatementLine, ...]
     total: Decimal
+    first_period: str = ""  # the first month it covers ("": ``period`` only)
+
+    @property
+    def months(self) -> str:
+        """The months covered: ``2026-11``, or ``2026-09 to 2026-11``."""
+        return months_label(self.first_period or self.period, self.period)
+
+
+def months_label(first: str, last: str) -> str:
+    """``2026-11`` for one month, ``2026-09 to 2026-11`` for several."""
+    return last if first in ("", last) else f"{first} to {last}"
 
 
 def vanished(accruals: Iterable[Accrual], present: set[str], on: date, basis: FeeBasis) -> list[FeeEvent]:
@@ -518,19 +531,25 @@ def vanished(accruals: Iterable[Accrual], present: set[str], on: date, basis: Fe
     ]
 
 
-def statement(partner_ref: str, period: str, currency: str, accruals: Iterable[Accrual]) -> Statement:
-    """The statement of ``partner_ref`` for ``period`` from its accruals (others are ignored)."""
+def statement(
+    partner_ref: str, period: str, currency: str, accruals: Iterable[Accrual], *, first: str | None = None
+) -> Statement:
+    """The statement of ``partner_ref`` for the months ``first`` to ``period`` (default: ``period`` only)
+    from its accruals (others are ignored)."""
+    first = first or period
+    if first > period:
+        raise ValueError(f"a statement cannot start at {first}, after its month {period}")
     base: dict[str, Decimal] = defaultdict(lambda: ZERO)
     fees: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for accrual in accruals:
-        if accrual.partner_ref != partner_ref or accrual.period != period:
+        if accrual.partner_ref != partner_ref or not first <= accrual.period <= period:
             continue
         if accrual.currency != currency:
             raise ValueError(f"accrual {accrual.event_ref} is in {accrual.currency}, the statement in {currency}")
         base[accrual.customer_ref] += accrual.base
         fees[accrual.customer_ref] += accrual.fee
     lines = tuple(StatementLine(c, base[c], fees[c]) for c in sorted(fees))
-    return Statement(partner_ref, period, currency, lines, sum((line.fees for line in lines), ZERO))
+    return Statement(partner_ref, period, currency, lines, sum((line.fees for line in lines), ZERO), first)
 
 
 @dataclass(frozen=True)
@@ -552,6 +571,12 @@ class PartnerBill:
     due_date: date
     lines: tuple[StatementLine, ...]
     total: Decimal
+    first_period: str = ""  # the first month it covers ("": ``period`` only)
+
+    @property
+    def months(self) -> str:
+        """The months the Bill is for: ``2026-11``, or ``2026-09 to 2026-11``."""
+        return months_label(self.first_period or self.period, self.period)
 
     @property
     def idempotency_key(self) -> str:
@@ -590,4 +615,5 @@ def partner_bill(
         day + timedelta(days=payment_terms_days),
         of.lines,
         of.total,
+        of.first_period,
     )

@@ -104,10 +104,10 @@ def bill_payload(bill: PartnerBill, *, vendor_id: str, account_id: str) -> dict[
         raise ValueError(f"statement {bill.number}: nothing to bill or credit (total 0)")
     sign = -1 if bill.credit else 1
     parts = [
-        (f"Referral fees {bill.period}: {line.customer_ref}", sign * line.fees) for line in bill.lines if line.fees
+        (f"Referral fees {bill.months}: {line.customer_ref}", sign * line.fees) for line in bill.lines if line.fees
     ]
     if any(amount < 0 for _, amount in parts):
-        parts = [(f"Referral fees {bill.period} ({len(bill.lines)} customers)", sign * bill.total)]
+        parts = [(f"Referral fees {bill.months} ({len(bill.lines)} customers)", sign * bill.total)]
     lines = [
         {
             "Amount": _text(round_money(amount, bill.currency)),
@@ -122,7 +122,7 @@ def bill_payload(bill: PartnerBill, *, vendor_id: str, account_id: str) -> dict[
         "DocNumber": bill.number,
         "TxnDate": bill.bill_date.isoformat(),
         "CurrencyRef": {"value": bill.currency},
-        "PrivateNote": f"billbridge partner statement {bill.partner_ref} {bill.period}"[:NOTES_MAX],
+        "PrivateNote": f"billbridge partner statement {bill.partner_ref} {bill.months}"[:NOTES_MAX],
         "Line": lines,
     }
     if not bill.credit:  # a VendorCredit has no due date (the XSD's DueDate is Bill's own)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing import model
 from billbridge.billing.currency import allocate
 from billbridge.billing.model import FeeBasis
-from billbridge.billing.partner_fees import Accrual, FeeEvent
+from billbridge.billing.partner_fees import Accrual, FeeEvent, next_period
 from billbridge.store.bulk import BulkStatement, insert_rows
 from billbridge.store.models import (
     Contract,
@@ -189,9 +189,16 @@ def accruals_by_agreement(session: Session, agreement_refs: Iterable[str]) -> di
 
 
 def load_accruals(
-    session: Session, *, agreement_ref: str | None = None, partner_ref: str | None = None, period: str | None = None
+    session: Session,
+    *,
+    agreement_ref: str | None = None,
+    partner_ref: str | None = None,
+    period: str | None = None,
+    after: str | None = None,
+    through: str | None = None,
 ) -> list[Accrual]:
-    """Accrued fees, filtered by agreement, partner and period, in the order they were accrued."""
+    """Accrued fees, filtered by agreement, partner and period (one, or those after ``after`` up to
+    ``through``), in the order they were accrued."""
     query = (
         select(PartnerFeeAccrual, ReferralAgreement.agreement_ref, Partner.partner_ref)
         .join(ReferralAgreement, ReferralAgreement.id == PartnerFeeAccrual.agreement_id)
@@ -204,6 +211,10 @@ def load_accruals(
         query = query.where(Partner.partner_ref == partner_ref)
     if period is not None:
         query = query.where(PartnerFeeAccrual.period == period)
+    if after is not None:
+        query = query.where(PartnerFeeAccrual.period > after)
+    if through is not None:
+        query = query.where(PartnerFeeAccrual.period <= through)
     return [
         Accrual(
             agreement,
@@ -314,6 +325,28 @@ def closed_through_many(session: Session, partner_refs: Iterable[str]) -> dict[s
     found: dict[str, str | None] = dict.fromkeys(refs)
     found.update({ref: period for ref, period in session.execute(query)})
     return found
+
+
+def closed_before(session: Session, partner_ref: str, period: str) -> str | None:
+    """The partner's last closed period before ``period`` (None: none is)."""
+    query = (
+        select(func.max(PartnerStatement.period))
+        .join(Partner, Partner.id == PartnerStatement.partner_id)
+        .where(Partner.partner_ref == partner_ref, PartnerStatement.period < period)
+    )
+    return session.scalar(query)
+
+
+def statement_accruals(session: Session, partner_ref: str, period: str) -> tuple[str, list[Accrual]]:
+    """What the partner's statement of ``period`` covers: every accrual after its previous statement's
+    month up to ``period`` (a month never closed, before go-live or in a missed run, is billed by the next
+    statement), and the first month covered (the one after the previous statement, else the earliest
+    accrued, else ``period``)."""
+    previous = closed_before(session, partner_ref, period)
+    accruals = load_accruals(session, partner_ref=partner_ref, after=previous, through=period)
+    if previous is not None:
+        return next_period(previous), accruals
+    return min((a.period for a in accruals), default=period), accruals
 
 
 def close_statement(session: Session, partner_ref: str, period: str, total: Decimal) -> tuple[int, bool]:

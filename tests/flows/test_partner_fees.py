@@ -342,3 +342,49 @@ def test_a_per_product_agreement_earns_on_its_products_share_of_each_payment(sto
     with store.read() as session:
         fees = sorted((a.period, a.base, a.fee) for a in load_accruals(session, partner_ref="nw"))
     assert fees == [("2026-01", D("90.00"), D("9.00")), ("2026-02", D("360.00"), D("36.00"))]
+
+
+def test_a_first_run_after_months_of_fees_bills_them_all_once(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Hooli pays its June invoice (900.00) on 2026-09-10 and its July one (900.00) on 2026-10-05, before
+    any monthly run. The first run (2026-12-01, closing November) bills both months' fees and the flat fee:
+    (900 + 900) * 20% + 250 = 610.00, on one Bill saying the months it covers; a rerun and December's run
+    bill nothing more."""
+    documents = billed(store)
+    hooli = sorted(
+        (d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice"),
+        key=lambda d: str(d["billing_date"]),
+    )
+    june, july = hooli[0], hooli[1]
+    assert (D(str(june["invoice_total"])), D(str(july["invoice_total"]))) == (D("900.00"), D("900.00"))
+    with store.write() as session:
+        mark_sent(session, [int(str(june["id"])), int(str(july["id"]))])
+        for ref, invoice, day in (("p-sep", june, date(2026, 9, 10)), ("p-oct", july, date(2026, 10, 5))):
+            record_payment(
+                session,
+                payment_ref=ref,
+                currency="USD",
+                amount=D("900.00"),
+                received_on=day,
+                allocations=[(str(invoice["number"]), D("900.00"))],
+                customer_ref="hooli",
+            )
+    settings = settings_for(qbo, database_url, tmp_path)
+    first = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
+    [closed] = first.closed
+    assert (closed["months"], closed["total"]) == ("2026-09 to 2026-11", D("610.00"))
+    [bill] = qbo.company.all("Bill")
+    assert bill["TotalAmt"] == D("610.00")
+    assert all("2026-09 to 2026-11" in line["Description"] for line in bill["Line"])
+
+    again = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
+    assert (again.accrued, again.closed, again.pushed) == (0, [], {})
+    december = run_partner_fees(store, settings, period="2026-12", as_of=date(2027, 1, 1))
+    assert [(c["months"], c["total"], c["number"]) for c in december.closed] == [("2026-12", D(0), None)]
+    assert len(qbo.company.all("Bill")) == 1
+    with store.read() as session:
+        assert [(s["period"], s["total"]) for s in statements(session, "northwind")] == [
+            ("2026-12", D(0)),
+            ("2026-11", D("610.00")),
+        ]
