@@ -388,3 +388,100 @@ def test_a_first_run_after_months_of_fees_bills_them_all_once(
             ("2026-12", D(0)),
             ("2026-11", D("610.00")),
         ]
+
+
+def test_a_partner_of_kind_both_gets_its_bill_under_a_vendor_name_of_its_own(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """ "Dual Partners" resells (invoiced as a QuickBooks Customer under its name) and refers globex (10%).
+    QuickBooks keeps DisplayName unique across customers, vendors and employees, so its Vendor is made as
+    "Dual Partners (dual)" and the Bill goes to it; December's refund becomes a VendorCredit to the same
+    Vendor, found under that name: one Vendor, one Customer, no failure."""
+    from billbridge.flows.approval import approve_drafts
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.flows.push import push
+    from tests.docs import contract, document
+
+    partner = {
+        "partner_ref": "dual",
+        "name": "Dual Partners",
+        "kind": "both",
+        "entity_ref": "us",
+        "currency": "USD",
+        "discount_percent": "20",
+    }
+    agreement = {
+        "agreement_ref": "dual-ref",
+        "partner_ref": "dual",
+        "currency": "USD",
+        "percent": "10",
+        "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}],
+    }
+    assert not import_document(store, document(contract("DIRECT", contract_start_date="2026-11-01"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    resold = contract("RS", customer="initech", contract_start_date="2026-11-01", reseller_ref="dual")
+    assert not import_document(store, document(resold, with_reference=False)).errors
+    settings = settings_for(qbo, database_url, tmp_path)
+    run_billing(store, date(2026, 11, 2))
+    approve_drafts(store, ["quickbooks"])
+    assert push(store, settings, "quickbooks").outcomes == {"created": 2}
+    assert sorted(c["DisplayName"] for c in qbo.company.all("Customer")) == ["Dual Partners", "Globex"]
+    with store.write() as session:
+        invoice = next(d for d in list_invoices(session) if d["customer_ref"] == "globex")
+        total = D(str(invoice["invoice_total"]))
+        record_payment(
+            session,
+            payment_ref="p-1",
+            currency="USD",
+            amount=total,
+            received_on=date(2026, 11, 10),
+            allocations=[(str(invoice["number"]), total)],
+            customer_ref="globex",
+        )
+    summary = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
+    assert summary.pushed == {"created": 1}
+    [vendor] = qbo.company.all("Vendor")
+    [bill] = qbo.company.all("Bill")
+    assert vendor["DisplayName"] == "Dual Partners (dual)" and vendor["Notes"] == "Name in billbridge: Dual Partners"
+    assert bill["VendorRef"]["value"] == vendor["Id"] and bill["TotalAmt"] == (total / 10).quantize(D("0.01"))
+
+    with store.write() as session:
+        record_payment(
+            session,
+            payment_ref="r-1",
+            currency="USD",
+            amount=-total,
+            received_on=date(2026, 12, 3),
+            allocations=[(str(invoice["number"]), -total)],
+            customer_ref="globex",
+        )
+    assert run_partner_fees(store, settings, period="2026-12", as_of=date(2027, 1, 1)).pushed == {"created": 1}
+    [credit] = qbo.company.all("VendorCredit")
+    assert credit["VendorRef"]["value"] == vendor["Id"] and len(qbo.company.all("Vendor")) == 1
+    with store.read() as session:
+        assert [s["status"] for s in statements(session, "dual")] == ["credited", "billed"]
+        assert [p for p in outbox.pending(session) if p["topic"] == TOPIC] == []
+
+
+def test_a_vendor_whose_names_are_both_taken_fails_naming_who_can_hold_them(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """An employee holds "Dual Partners" and a customer "Dual Partners (dual)": the Bill fails, the error
+    names both vendor names and blames a customer, an employee or an inactive vendor (not "a vendor")."""
+    from billbridge.billing.partner_fees import StatementLine, partner_bill
+    from billbridge.billing.partner_fees import statement as fee_statement
+
+    qbo.company.create("Employee", {"DisplayName": "Dual Partners"})
+    qbo.company.create("Customer", {"DisplayName": "Dual Partners (dual)"})
+    of = fee_statement("dual", "2026-11", "USD", [])
+    of = type(of)(of.partner_ref, of.period, of.currency, (StatementLine("globex", D(100), D(10)),), D(10))
+    bill = partner_bill(7, "Dual Partners", None, 30, of)
+    connector = quickbooks_connector(store, settings_for(qbo, database_url, tmp_path))
+    try:
+        [result] = connector.push_bills([bill])
+    finally:
+        connector.close()
+    assert result.status == "failed" and qbo.company.all("Vendor") == [] and qbo.company.all("Bill") == []
+    assert "'Dual Partners' and 'Dual Partners (dual)'" in str(result.error)
+    assert "a customer or an employee" in str(result.error) and "an inactive vendor" in str(result.error)
