@@ -58,10 +58,13 @@ def totals(accruals: list[Any]) -> dict[str, Decimal]:
     return dict(out)
 
 
-def test_twenty_percent_for_twelve_months_through_an_upgrade_and_a_refund() -> None:
+def test_twenty_percent_for_twelve_months_through_an_upgrade_a_refund_and_a_credit_note() -> None:
     refund = paid("refund-1", date(2026, 6, 25), "-500.00")
-    run = accrue(agreement(months=12), [*monthly_payments(), refund])
+    credit_note = billed("US-CN-1", date(2026, 7, 3), "-750.00")  # collected basis: no fee until money moves
+    run = accrue(agreement(months=12), [*monthly_payments(), refund, credit_note])
     assert not run.problems
+    assert all(a.event_ref != "US-CN-1" for a in run.accruals)
+    assert totals(run.accruals)["2026-07"] == D("300.00")  # July's payment only
     fees = totals(run.accruals)
     assert fees["2026-02"] == fees["2026-03"] == fees["2026-04"] == D("200.00")
     assert fees["2026-05"] == D("300.00")
@@ -71,6 +74,10 @@ def test_twenty_percent_for_twelve_months_through_an_upgrade_and_a_refund() -> N
     assert sum(fees.values()) == D("2900.00")
     # Accruing again with what was booked adds nothing.
     assert accrue(agreement(months=12), [*monthly_payments(), refund], Booked.of(run.accruals)).accruals == []
+    # The credit note paid back (a refund of 750.00 in August): now the fee moves, -150.00 on August.
+    repaid = paid("refund-cn-1", date(2026, 8, 5), "-750.00")
+    later = accrue(agreement(months=12), [*monthly_payments(), refund, credit_note, repaid], Booked.of(run.accruals))
+    assert [(a.event_ref, a.period, a.fee) for a in later.accruals] == [("refund-cn-1", "2026-08", D("-150.00"))]
 
 
 def test_for_the_contract_life_the_fee_goes_on() -> None:

@@ -13,6 +13,7 @@ import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -485,3 +486,126 @@ def test_a_vendor_whose_names_are_both_taken_fails_naming_who_can_hold_them(
     assert result.status == "failed" and qbo.company.all("Vendor") == [] and qbo.company.all("Bill") == []
     assert "'Dual Partners' and 'Dual Partners (dual)'" in str(result.error)
     assert "a customer or an employee" in str(result.error) and "an inactive vendor" in str(result.error)
+
+
+def test_a_payment_deleted_in_quickbooks_reverses_its_fee_through_reconciliation(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Hooli (referred by northwind: 20% and a 250.00 flat fee) pays its June invoice (900.00) in QuickBooks on
+    2026-11-20: reconciliation records it and the run accrues 180.00 and 250.00. The bookkeeper deletes the
+    Payment in QuickBooks: reconciliation undoes it here, and the next run reverses both fees, once."""
+    from billbridge.flows.push import push
+    from billbridge.flows.reconcile import reconcile
+    from billbridge.store import external_refs
+
+    settings = settings_for(qbo, database_url, tmp_path)
+    documents = billed(store)
+    push(store, settings, "quickbooks")
+    june = min(
+        (d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice"),
+        key=lambda d: str(d["billing_date"]),
+    )
+    assert D(str(june["invoice_total"])) == D("900.00")
+    with store.read() as session:
+        qbo_id = external_refs.get_external_id(session, "quickbooks", "invoice", int(str(june["id"])))
+    assert qbo_id is not None
+    payment = qbo.company.receive_payment({qbo_id: D("900.00")}, ref="CHK-77", txn_date="2026-11-20")
+    assert reconcile(store, settings, "quickbooks").outcomes.get("matched") == 1
+    accrue_fees(store, as_of=date(2026, 11, 21))
+    with store.read() as session:
+        earned = sorted((a.kind, a.period, a.fee) for a in load_accruals(session, partner_ref="northwind"))
+    assert earned == [("fee", "2026-11", D("180.00")), ("flat_fee", "2026-11", D("250.00"))]
+
+    current = qbo.company.get("Payment", payment["Id"])
+    qbo.company.delete("Payment", {"Id": current["Id"], "SyncToken": current["SyncToken"]})
+    assert reconcile(store, settings, "quickbooks").outcomes.get("amended") == 1
+    assert accrue_fees(store, as_of=date(2026, 11, 28)).accrued == 2
+    with store.read() as session:
+        accruals = load_accruals(session, partner_ref="northwind")
+    reversed_ = sorted((a.kind, a.fee) for a in accruals if a.fee < 0)
+    assert reversed_ == [("fee", D("-180.00")), ("flat_fee", D("-250.00"))]
+    assert sum((a.fee for a in accruals), D(0)) == 0
+    assert accrue_fees(store, as_of=date(2026, 11, 29)).accrued == 0
+
+
+def test_twenty_percent_for_twelve_months_through_the_store_upgrade_refund_and_credit_note(store: Store) -> None:
+    """The first worked example, run through the store and the monthly close. Globex (referred 2026-06-01,
+    20% for 12 months, on what it pays) pays 900.00 in June, July and August; upgraded from 20 to 35 seats
+    on 2026-08-16, September's invoice is 1,923.38, paid, and 300.00 of it refunded; cancelled on
+    2026-09-15, it gets a credit note of 787.50, issued: on the collected basis that moves no fee until
+    the money moves, refunded in October (-157.50). Statements: 180.00, 180.00, 180.00,
+    (1,923.38 - 300.00) x 20% = 324.68, -157.50."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    seats = lambda n: [{"line_ref": "seats", "product_ref": "seats", "quantity": n}]  # noqa: E731
+    start = {"contract_start_date": "2026-06-01"}
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "nw-20",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "percent": "20",
+        "months": 12,
+        "referrals": [{"customer_ref": "globex", "referred_on": "2026-06-01"}],
+    }
+    assert not import_document(store, document(contract("C-1", lines=seats("20"), **start))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+
+    def issue(as_of: date) -> dict[str, Any]:
+        """Bill to ``as_of`` and issue what it made; the documents by number."""
+        run_billing(store, as_of)
+        with store.write() as session:
+            documents = {str(d["number"]): d for d in list_invoices(session)}
+            for number, doc in documents.items():
+                if doc["status"] == "draft":
+                    set_status(session, number, "approved", lambda _doc: [])
+                    mark_sent(session, [int(str(doc["id"]))])
+        with store.read() as session:
+            return {str(d["number"]): d for d in list_invoices(session)}
+
+    def pay(ref: str, number: str, amount: str, day: date) -> None:
+        with store.write() as session:
+            record_payment(
+                session,
+                payment_ref=ref,
+                currency="USD",
+                amount=D(amount),
+                received_on=day,
+                allocations=[(number, D(amount))],
+                customer_ref="globex",
+            )
+
+    def close(period: str, as_of: date) -> Decimal:
+        accrue_fees(store, as_of=as_of)
+        [closed] = close_period(store, period).closed
+        return D(closed["total"])
+
+    issue(date(2026, 8, 1))
+    totals = []
+    for n, period in enumerate(("2026-06", "2026-07", "2026-08"), start=1):
+        pay(f"p-{n}", f"US-INV-{n}", "900.00", date(2026, 5 + n, 20))
+        totals.append(close(period, date(2026, 6 + n, 1)))
+    import_document(store, document(contract("C-1", lines=seats("35"), effective_date="2026-08-16", **start)))
+    september = issue(date(2026, 9, 1))["US-INV-4"]
+    assert D(str(september["invoice_total"])) == D("1923.38")
+    pay("p-4", "US-INV-4", "1923.38", date(2026, 9, 20))
+    pay("r-4", "US-INV-4", "-300.00", date(2026, 9, 25))
+    cancelled = contract("C-1", lines=seats("35"), effective_date="2026-09-16", contract_end_date="2026-09-15", **start)
+    import_document(store, document(cancelled))
+    credit = issue(date(2026, 10, 1))["US-CN-1"]
+    assert (credit["doc_type"], D(str(credit["invoice_total"])), credit["status"]) == (
+        "credit_note",
+        D("-787.50"),
+        "sent",
+    )
+    before = accrue_fees(store, as_of=date(2026, 10, 1))
+    assert before.fees == {"USD": D("324.68")}  # September's payment and refund: the credit note adds nothing
+    totals.append(close("2026-09", date(2026, 10, 1)))
+    assert accrue_fees(store, as_of=date(2026, 10, 2)).accrued == 0  # issued, not refunded: no fee moves
+    pay("r-cn-1", "US-INV-4", "-787.50", date(2026, 10, 5))  # the credit paid back: now the fee moves
+    totals.append(close("2026-10", date(2026, 11, 1)))
+    assert totals == [D("180.00"), D("180.00"), D("180.00"), D("324.68"), D("-157.50")]
+    assert accrue_fees(store, as_of=date(2026, 11, 2)).accrued == 0
