@@ -29,7 +29,7 @@ from billbridge.store.models import (
 )
 from billbridge.store.partner_models import Partner, PartnerFeeAccrual, PartnerStatement, ReferralAgreement
 from billbridge.store.records import Outcome
-from billbridge.store.reference import MissingReference, entity_ids, upsert_customer
+from billbridge.store.reference import MissingReference, customer_ids, entity_ids, upsert_customer
 
 IN_BATCH = 500  # refs per IN list (SQLite's bound parameters are limited)
 
@@ -94,7 +94,8 @@ def _has_agreements(session: Session, partner_id: int) -> bool:
 
 def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Outcome:
     """Store a referral agreement by its ref. Its partner must be known, refer customers (kind referral
-    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it)."""
+    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it); the
+    customers it refers must be known (one that is not is a MissingReference: the agreement waits)."""
     partner = session.scalar(select(Partner).where(Partner.partner_ref == agreement.partner_ref))
     if partner is None:
         raise MissingReference(
@@ -107,6 +108,14 @@ def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Ou
             "currency",
             f"the agreement is in {agreement.currency} but partner {partner.partner_ref} is paid in {partner.currency}",
         )
+    known = customer_ids(session, {r.customer_ref for r in agreement.referrals})
+    for n, referral in enumerate(agreement.referrals):
+        if referral.customer_ref not in known:  # it waits in quarantine until the customer arrives
+            raise MissingReference(
+                f"referrals[{n}].customer_ref",
+                f"unknown customer {referral.customer_ref!r}: the agreement waits for it",
+                ("customers", referral.customer_ref),
+            )
     row = session.scalar(select(ReferralAgreement).where(ReferralAgreement.agreement_ref == agreement.agreement_ref))
     values = {"partner_id": partner.id, "currency": agreement.currency, "terms": agreement.model_dump(mode="json")}
     if row is None:
