@@ -199,7 +199,8 @@ def accrue(
     ``events`` are all the agreement's events (the store hands in every one each run), so a flat fee
     whose customer's payments (or, basis ``billed``, invoices) are all undone (refunded, deleted at the
     source, credited) is reversed. Only events of the agreement's basis count, the flat fee's too: it is
-    earned on the customer's first payment (``collected``) or first invoice issued (``billed``)."""
+    earned on the customer's first payment (``collected``) or first invoice issued (``billed``), and only
+    by a new customer: one whose first payment (invoice) ever is before its referral earns none."""
     booked = booked or Booked()
     run = FeeRun()
     period_base = dict(booked.period_base)
@@ -216,6 +217,10 @@ def accrue(
     # A customer referred once, for all its contracts (the common case): its referral without a loop.
     whole = {c: found[0] for c, found in referred.items() if len(found) == 1 and found[0].contract_ref is None}
     since = {c: referral.referred_on for c, referral in whole.items()}
+    # The flat fee is per *new* customer: one that paid (or, billed, was invoiced) before it was first
+    # referred earns none (``veterans``; events come in day order, so they are known before its later ones).
+    first_referred = {c: min(r.referred_on for r in found) for c, found in referred.items()}
+    veterans: set[str] = set()
     plain = agreement.products is None
     # A percentage's fee is a product with the rate (``percent / 100`` is exact, and so is the product at
     # 34 digits): the same figure as fee_on's, without its call and branches per event (bench_partner_fees).
@@ -245,6 +250,14 @@ def accrue(
             else:
                 referral = None
             if referral is None and not accrued:
+                if (
+                    flat_fee is not None
+                    and event_basis == basis
+                    and amount > 0
+                    and customer_ref in first_referred
+                    and day < first_referred[customer_ref]
+                ):
+                    veterans.add(customer_ref)
                 continue
             if plain and event_currency == currency:
                 base = amount
@@ -255,7 +268,7 @@ def accrue(
                 base = found
             if event_basis != basis:
                 continue
-            if flat_fee is not None and referral is not None:
+            if flat_fee is not None and referral is not None and customer_ref not in veterans:
                 paid[customer_ref].append(event)  # what it paid (collected) or was invoiced (billed)
             if not has_rule:
                 continue

@@ -112,27 +112,43 @@ def test_billed_basis_follows_invoices_and_a_credit_note_reverses() -> None:
     assert [(a.event_ref, a.fee) for a in run.accruals] == [("US-INV-1", D("200.00")), ("US-CN-1", D("-50.00"))]
 
 
-def test_a_flat_fee_is_earned_once_on_the_first_payment_of_a_referred_customer() -> None:
+def test_a_flat_fee_is_earned_once_on_the_first_payment_of_a_new_referred_customer() -> None:
+    """Hooli first pays after its referral: 250.00 on its first payment. Initech paid before its referral
+    (a customer already, not a new one): no flat fee, neither then nor on its payments after it. Umbrella,
+    referred before it ever paid, earns it on its first payment."""
     terms = {
         "percent": None,
         "flat_fee": "250.00",
         "referrals": [
             {"customer_ref": "hooli", "referred_on": "2026-01-15"},
             {"customer_ref": "initech", "referred_on": "2026-03-01"},
+            {"customer_ref": "umbrella", "referred_on": "2026-03-01"},
         ],
     }
     events = [
-        paid("early", date(2026, 2, 1), "100.00", customer="initech"),  # before its referral: nothing
+        paid("early", date(2026, 2, 1), "100.00", customer="initech"),  # before its referral: not new
         *monthly_payments()[:3],
         paid("other", date(2026, 2, 5), "900.00", customer="globex"),  # not referred
         paid("late", date(2026, 3, 2), "100.00", customer="initech"),
+        paid("first", date(2026, 3, 1), "100.00", customer="umbrella"),  # on its referral day: new
     ]
     run = accrue(agreement(**terms), events)
     assert [(a.event_ref, a.kind, a.period, a.fee) for a in run.accruals] == [
         ("flat:hooli", "flat_fee", "2026-02", D("250.00")),
-        ("flat:initech", "flat_fee", "2026-03", D("250.00")),
+        ("flat:umbrella", "flat_fee", "2026-03", D("250.00")),
     ]
     assert accrue(agreement(**terms), events, Booked.of(run.accruals)).accruals == []
+
+
+def test_a_customer_that_paid_before_its_referral_still_earns_the_percentage() -> None:
+    """Not new, so no flat fee; the percentage applies to what it pays from its referral on."""
+    terms = {"flat_fee": "250.00", "referrals": [{"customer_ref": "initech", "referred_on": "2026-03-01"}]}
+    events = [
+        paid("early", date(2026, 2, 1), "100.00", customer="initech"),
+        paid("late", date(2026, 3, 2), "100.00", customer="initech"),
+    ]
+    run = accrue(agreement(**terms), events)
+    assert [(a.event_ref, a.kind, a.fee) for a in run.accruals] == [("late", "fee", D("20.00"))]
 
 
 def test_a_flat_fee_is_reversed_when_the_first_payment_is_refunded_or_deleted_and_earned_again_on_paying() -> None:
