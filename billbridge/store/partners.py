@@ -186,6 +186,9 @@ def accruals_by_agreement(session: Session, agreement_refs: Iterable[str]) -> di
                 PartnerFeeAccrual.currency,
                 PartnerFeeAccrual.base,
                 PartnerFeeAccrual.fee,
+                PartnerFeeAccrual.source_currency,
+                PartnerFeeAccrual.source_amount,
+                PartnerFeeAccrual.rate,
             )
             .join(ReferralAgreement, ReferralAgreement.id == PartnerFeeAccrual.agreement_id)
             .join(Partner, Partner.id == PartnerFeeAccrual.partner_id)
@@ -236,6 +239,9 @@ def load_accruals(
             row.currency,
             row.base,
             row.fee,
+            row.source_currency,
+            row.source_amount,
+            row.rate,
         )
         for row, agreement, partner in session.execute(query)
     ]
@@ -253,6 +259,9 @@ _ACCRUAL_KEYS = (
     "base",
     "fee",
     "created_at",
+    "source_currency",
+    "source_amount",
+    "rate",
 )
 _INSERT_ACCRUALS = insert_rows(table_of(PartnerFeeAccrual), _ACCRUAL_KEYS)
 
@@ -301,6 +310,9 @@ def save_accruals(session: Session, accruals: Iterable[Accrual]) -> int:
                 "base": accrual.base,
                 "fee": accrual.fee,
                 "created_at": now,
+                "source_currency": accrual.source_currency,
+                "source_amount": accrual.source_amount,
+                "rate": accrual.rate,
             }
         )
     if rows:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from billbridge.billing.currency import round_money
 from billbridge.billing.model import ReferralAgreement
-from billbridge.billing.partner_fees import Booked, FeeEvent, accrue, fee_on, statement
+from billbridge.billing.partner_fees import Booked, FeeEvent, accrue, fee_on, statement, vanished
 
 D = Decimal
 
@@ -352,3 +352,39 @@ def test_a_payment_deleted_at_its_source_reverses_its_fee_even_after_the_window(
     gone = vanished(first.accruals, present=set(), on=date(2026, 5, 2), basis="collected")
     run = accrue(agreement(months=1), gone, Booked.of(first.accruals))
     assert [(a.event_ref, a.period, a.fee) for a in run.accruals] == [("qb-9@2", "2026-05", D("-80.00"))]
+
+
+def test_a_rate_change_moves_only_new_events_and_a_change_of_an_event_converts_at_its_first_rate() -> None:
+    """A USD agreement (10%), a customer paying in KWD. 100.000 KWD at 3.25 earns 32.50; the rate becomes
+    3.30: rerunning (before or after January closes, or with no rate configured at all) re-rates nothing;
+    a new payment of 100.000 accrues at 3.30 (33.00); the first payment edited to 50.000 takes off
+    50.000 x 3.25 x 10% = 16.25; deleted, its remaining 16.25 is reversed: what it earned, to the cent."""
+    terms = {"percent": "10", "referrals": [{"customer_ref": "gulf", "referred_on": "2026-01-01"}]}
+    first = paid("pay:1:INV", date(2026, 1, 10), "100.000", customer="gulf", currency="KWD")
+    run = accrue(agreement(**terms), [first], rates={("KWD", "USD"): D("3.25")})
+    assert [(a.base, a.fee, a.source_currency, a.source_amount, a.rate) for a in run.accruals] == [
+        (D("325.000"), D("32.50"), "KWD", D("100.000"), D("3.25"))
+    ]
+    booked = Booked.of(run.accruals)
+    for closed, rates in (
+        (None, {("KWD", "USD"): D("3.30")}),
+        ("2026-01", {("KWD", "USD"): D("3.30")}),
+        ("2026-01", {}),
+    ):
+        again = accrue(agreement(**terms), [first], booked, closed_through=closed, rates=rates)
+        assert (again.accruals, again.problems) == ([], [])
+
+    second = paid("pay:2:INV", date(2026, 2, 10), "100.000", customer="gulf", currency="KWD")
+    edited = first._replace(amount=D("50.000"))
+    later = accrue(
+        agreement(**terms), [edited, second], booked, closed_through="2026-01", rates={("KWD", "USD"): D("3.30")}
+    )
+    assert [(a.event_ref, a.period, a.fee, a.source_amount, a.rate) for a in later.accruals] == [
+        ("pay:1:INV@2", "2026-02", D("-16.25"), D("-50.000"), D("3.25")),
+        ("pay:2:INV", "2026-02", D("33.00"), D("100.000"), D("3.30")),
+    ]
+    booked = Booked.of([*run.accruals, *later.accruals])
+    gone = vanished([*run.accruals, *later.accruals], {"pay:2:INV"}, date(2026, 3, 1), "collected")
+    deleted = accrue(agreement(**terms), [second, *gone], booked, closed_through="2026-02", rates={})
+    assert [(a.event_ref, a.fee) for a in deleted.accruals] == [("pay:1:INV@3", D("-16.25"))]
+    assert sum(a.fee for a in [*run.accruals, *later.accruals, *deleted.accruals]) == D("33.00")

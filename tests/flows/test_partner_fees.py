@@ -609,3 +609,51 @@ def test_twenty_percent_for_twelve_months_through_the_store_upgrade_refund_and_c
     totals.append(close("2026-10", date(2026, 11, 1)))
     assert totals == [D("180.00"), D("180.00"), D("180.00"), D("324.68"), D("-157.50")]
     assert accrue_fees(store, as_of=date(2026, 11, 2)).accrued == 0
+
+
+def test_the_configured_rate_reaches_the_run_and_a_later_rate_moves_only_new_events(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    """``partner_fee_rates`` in the settings (``Settings.fee_rates()``) is the rate ``run_partner_fees``
+    converts at: gulf's KWD invoice accrues 10% at 3.25. With the rate changed to 3.30 (kept in the store
+    with each accrual, not re-read), a rerun adds nothing and only gulf's next invoice accrues at 3.30."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.settings import Settings
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "usd",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "basis": "billed",
+        "percent": "10",
+        "referrals": [{"customer_ref": "gulf", "referred_on": "2026-01-01"}],
+    }
+    assert not import_document(store, document(contract("C-2", customer="gulf", entity="kw", currency="KWD"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+
+    def issue(as_of: date) -> list[Decimal]:
+        run_billing(store, as_of)
+        with store.write() as session:
+            drafts = [d for d in list_invoices(session) if d["status"] == "draft"]
+            for invoice in drafts:
+                set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+                mark_sent(session, [int(str(invoice["id"]))])
+        return [D(str(d["invoice_total"])) for d in drafts]
+
+    def settings(rate: str) -> Settings:
+        return Settings(database_url=database_url, data_dir=tmp_path, partner_fee_rates={"KWD/USD": rate})
+
+    [january] = issue(date(2026, 1, 1))
+    first = run_partner_fees(store, settings("3.25"), period="2026-01", as_of=date(2026, 2, 1))
+    assert first.problems == [] and first.fees == {"USD": (january * D("3.25") / 10).quantize(D("0.01"))}
+    assert run_partner_fees(store, settings("3.30"), period="2026-01", as_of=date(2026, 2, 1)).accrued == 0
+    [february] = issue(date(2026, 2, 1))
+    second = run_partner_fees(store, settings("3.30"), period="2026-02", as_of=date(2026, 3, 1))
+    assert (second.accrued, second.fees) == (1, {"USD": (february * D("3.30") / 10).quantize(D("0.01"))})
+    with store.read() as session:
+        kept = sorted((a.period, a.source_currency, a.rate) for a in load_accruals(session, partner_ref="nw"))
+    assert kept == [("2026-01", "KWD", D("3.25")), ("2026-02", "KWD", D("3.30"))]
