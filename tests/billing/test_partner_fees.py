@@ -388,3 +388,15 @@ def test_a_rate_change_moves_only_new_events_and_a_change_of_an_event_converts_a
     deleted = accrue(agreement(**terms), [second, *gone], booked, closed_through="2026-02", rates={})
     assert [(a.event_ref, a.fee) for a in deleted.accruals] == [("pay:1:INV@3", D("-16.25"))]
     assert sum(a.fee for a in [*run.accruals, *later.accruals, *deleted.accruals]) == D("33.00")
+
+
+def test_a_deleted_payment_reverses_its_fee_on_a_per_product_agreement_too() -> None:
+    """10% on seats only: a payment of which 450.00 was seats earned 45.00; deleted at its source, it comes
+    back with nothing on any product and reverses the 45.00 (it was a problem "no amounts per product")."""
+    terms = {"percent": "10", "products": ["seats"]}
+    payment = paid("pay-1", date(2026, 2, 1), "1650.00", product_amounts={"platform": D("1200"), "seats": D("450")})
+    run = accrue(agreement(**terms), [payment])
+    assert [a.fee for a in run.accruals] == [D("45.00")]
+    gone = vanished(run.accruals, set(), date(2026, 3, 1), "collected")
+    undone = accrue(agreement(**terms), gone, Booked.of(run.accruals))
+    assert undone.problems == [] and [(a.period, a.fee) for a in undone.accruals] == [("2026-03", D("-45.00"))]
