@@ -657,3 +657,49 @@ def test_the_configured_rate_reaches_the_run_and_a_later_rate_moves_only_new_eve
     with store.read() as session:
         kept = sorted((a.period, a.source_currency, a.rate) for a in load_accruals(session, partner_ref="nw"))
     assert kept == [("2026-01", "KWD", D("3.25")), ("2026-02", "KWD", D("3.30"))]
+
+
+def test_the_partner_fees_artifact_says_what_the_run_did() -> None:
+    """The ``partner-fees`` artifact's text: fees accrued per currency (in its minor units), each closed
+    statement with the months it covers and its Bill, the statements not closed, the Bills pushed and the
+    events that could not accrue (a ``|`` in a message cannot break the list)."""
+    from collections import Counter
+
+    from billbridge.billing.partner_fees import FeeProblem
+    from billbridge.flows.partner_fees import FeeSummary, fees_markdown
+
+    summary = FeeSummary(
+        accrued=3,
+        fees={"USD": D("430"), "KWD": D("1.5")},
+        problems=[FeeProblem("usd", "doc:KW-INV-1", "currency", "no rate KWD->USD | configure one")],
+        closed=[
+            {"partner_ref": "nw", "period": "2026-11", "months": "2026-09 to 2026-11", "currency": "USD",
+             "total": D("430"), "number": "PF-2026-11-1"},
+            {"partner_ref": "zero", "period": "2026-11", "months": "2026-11", "currency": "KWD", "total": D(0),
+             "number": None},
+        ],
+        skipped=[{"partner_ref": "old", "period": "2026-11", "reason": "a later month, 2026-12, is closed already"}],
+        pushed=Counter({"created": 1}),
+    )  # fmt: skip
+    assert fees_markdown(summary) == (
+        "# Partner fees\n"
+        "\n"
+        "Accrued: 3 new fee(s) or reversal(s).\n"
+        "- 1.500 KWD\n"
+        "- 430.00 USD\n"
+        "\n"
+        "| partner | months | total | bill |\n"
+        "|---|---|---:|---|\n"
+        "| nw | 2026-09 to 2026-11 | 430.00 USD | PF-2026-11-1 |\n"
+        "| zero | 2026-11 | 0.000 KWD | - |\n"
+        "\n"
+        "## Statements not closed\n"
+        "\n"
+        "- old 2026-11: a later month, 2026-12, is closed already\n"
+        "\n"
+        "Bills: created 1\n"
+        "\n"
+        "## Events that could not accrue\n"
+        "\n"
+        "- usd: event doc:KW-INV-1: currency: no rate KWD->USD / configure one\n"
+    )
