@@ -397,11 +397,12 @@ def fees_markdown(summary: FeeSummary) -> str:
 
 
 @flow(name="partner_fees")
-def partner_fees(period: str | None = None) -> dict[str, Any]:
+def partner_fees(period: str | None = None, as_of: date | None = None) -> dict[str, Any]:
     """Monthly: accrue referral fees, close last month's partner statements and push their Bills to
-    QuickBooks. Rerunning adds nothing and never makes a second Bill."""
+    QuickBooks. Rerunning adds nothing and never makes a second Bill. ``as_of``: the run's day (default
+    today; the demo's simulated day), which ``period`` must be before."""
     settings = Settings()
     store = open_store(settings.database)
-    summary = run_partner_fees(store, settings, period=period)
+    summary = run_partner_fees(store, settings, period=period, as_of=as_of)
     create_markdown_artifact(fees_markdown(summary), key="partner-fees", description="Partner fees")
     return summary.as_dict()
