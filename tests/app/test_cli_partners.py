@@ -175,6 +175,10 @@ def test_run_refuses_a_month_that_has_not_ended_and_reports_skipped_statements(p
     assert (skipped["partner_ref"], skipped["period"]) == ("nw", "2026-09") and "2026-10" in skipped["reason"]
     code, out = run("partners", "run", "--period", "2026-09", "--no-push")
     assert code == 0 and "Statements not closed" in out and "nw 2026-09" in out
+    code, out = run("partners", "fees", "--period", "2026-09", "--json")
+    assert code == 0 and json.loads(out)[0]["status"] == "on the statement of 2026-10", out
+    code, out = run("partners", "statement", "nw", "--period", "2026-09", "--json")
+    assert code == 0 and json.loads(out)["status"] == "on the statement of 2026-10", out
     code, out = run("partners", "run", "--period", "2026-10", "--no-push", "--json")
     assert code == 0 and json.loads(out)["skipped"] == []  # a rerun of a closed month is not a skip
 

@@ -103,24 +103,31 @@ def show(
 
 @app.command("fees")
 def fees(period: PeriodOpt, as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
-    """Every referral partner's fees of a month: accrued, its statement's status and total, paid."""
+    """Every referral partner's fees of a month: accrued, its statement's status and total, paid (a month
+    never closed says which later statement took its fees)."""
     month = _period(period)
     with _store().read() as session:
         partners = [p for p in sql.load_partners(session).values() if p.kind != "reseller"]
         accrued: dict[str, Decimal] = {}
         for accrual in sql.load_accruals(session, period=month):
             accrued[accrual.partner_ref] = accrued.get(accrual.partner_ref, Decimal(0)) + accrual.fee
-        closed = {s["partner_ref"]: s for s in sql.statements(session) if s["period"] == month}
+        every = sql.statements(session)
+    closed = {s["partner_ref"]: s for s in every if s["period"] == month}
+    covering: dict[str, str] = {}  # a month never closed: the first later statement billed its fees
+    for s in every:  # newest first
+        if s["period"] > month:
+            covering[s["partner_ref"]] = s["period"]
     rows = []
     for partner in partners:
         shut = closed.get(partner.partner_ref)
         c = partner.currency
+        later = covering.get(partner.partner_ref)
         rows.append(
             {
                 "partner_ref": partner.partner_ref,
                 "currency": c,
                 "accrued": money_str(accrued.get(partner.partner_ref, Decimal(0)), c),
-                "status": shut["status"] if shut else "open",
+                "status": shut["status"] if shut else (f"on the statement of {later}" if later else "open"),
                 "total": money_str(shut["total"], c) if shut else None,
                 "paid": money_str(shut["paid"], c) if shut and shut["paid"] is not None else None,
             }
@@ -158,7 +165,7 @@ def show_statement(
         else:  # a month never closed whose fees a later statement took
             first, accruals = month, sql.load_accruals(session, partner_ref=partner_ref, period=month)
     of = statement(partner_ref, month, partner.currency, accruals, first=first)
-    status = closed[0]["status"] if closed else (f"billed on the statement of {later[0]}" if later else "open")
+    status = closed[0]["status"] if closed else (f"on the statement of {later[0]}" if later else "open")
     rows = [
         {
             "customer_ref": line.customer_ref,
