@@ -208,6 +208,13 @@ class HubSpotSettings(VendorSettings):
         "messages; empty: contacts are not read",
     )
     contact_properties: list[str] = Field(default_factory=lambda: ["email", "firstname", "lastname", "hs_language"])
+    referral_partner_label: str | None = Field(
+        default="Referral partner",
+        description="Deal-to-company association label naming the deal's referral partner; empty: not read",
+    )
+    reseller_label: str | None = Field(
+        default="Reseller", description="Deal-to-company association label naming the deal's reseller; empty: not read"
+    )
     product_properties: list[str] = Field(
         default_factory=lambda: [
             "name",

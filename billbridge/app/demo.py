@@ -524,9 +524,9 @@ def demo_session(deals: int = 60, as_of: date | None = None) -> Iterator[tuple[d
             customers_pay_in_quickbooks(sandboxes.quickbooks, sandboxes.stripe)
             add_demo_monitors(store)
             close_last_month(store, day)  # the second run posts its journal entries
-            fees = [partner_fees(period=previous_period(day))]  # as its monthly schedule would
+            fees = [partner_fees(period=previous_period(day), as_of=day)]  # as its monthly schedule would
             runs.append(quote_to_cash(as_of=day))
-            fees.append(partner_fees(period=previous_period(day)))  # again: nothing billed twice
+            fees.append(partner_fees(period=previous_period(day), as_of=day))  # again: nothing billed twice
             yield summary(store, runs, day, sandboxes, fees), sandboxes
         finally:
             for key, value in saved.items():

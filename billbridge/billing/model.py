@@ -15,7 +15,16 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from billbridge.billing.currency import MINOR_UNITS
 from billbridge.billing.periods import CycleUnit
@@ -428,6 +437,13 @@ class ResellerPrice(_Model):
 InvoicePer = Literal["reseller", "end_customer"]
 
 
+def field_error(model: str, field: str, message: str) -> ValidationError:
+    """A record-level check's error located at the field it is about (a plain ValueError from a model
+    validator has no location, so an import would name ``(record)``): raise it from the validator."""
+    details = InitErrorDetails(type=PydanticCustomError("record_check", message), loc=(field,), input=None)
+    return ValidationError.from_exception_data(model, [details])
+
+
 class Partner(_Model):
     """A partner: a referral partner earns fees on the customers it brings, a reseller buys on behalf of
     its end customers and is invoiced instead of them (``both`` does both). Fees are paid out to it as
@@ -466,19 +482,26 @@ class Partner(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Partner:
         if self.discount_percent is not None and self.discount_percent > 100:
-            raise ValueError("discount_percent must be between 0 and 100")
-        if self.kind == "referral" and (
-            self.discount_percent is not None or self.product_discounts or self.price_book or self.distributor_ref
-        ):
-            raise ValueError("a referral partner has no reseller discount, price book or distributor")
+            raise field_error("Partner", "discount_percent", "discount_percent must be between 0 and 100")
+        if self.kind == "referral":
+            given = {
+                "discount_percent": self.discount_percent is not None,
+                "product_discounts": bool(self.product_discounts),
+                "price_book": bool(self.price_book),
+                "distributor_ref": self.distributor_ref is not None,
+            }
+            for name in (name for name, present in given.items() if present):
+                raise field_error(
+                    "Partner", name, f"a referral partner has no reseller discount, price book or distributor ({name})"
+                )
         refs = [d.product_ref for d in self.product_discounts]
         if len(refs) != len(set(refs)):
-            raise ValueError("product_discounts names a product twice")
+            raise field_error("Partner", "product_discounts", "product_discounts names a product twice")
         priced = [p.product_ref for p in self.price_book]
         if len(priced) != len(set(priced)):
-            raise ValueError("price_book names a product twice")
+            raise field_error("Partner", "price_book", "price_book names a product twice")
         if self.distributor_ref == self.partner_ref:
-            raise ValueError("distributor_ref names the partner itself")
+            raise field_error("Partner", "distributor_ref", "distributor_ref names the partner itself")
         return self
 
     def book_price(self, product_ref: str) -> Pricing | None:
@@ -535,15 +558,16 @@ class ReferralAgreement(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ReferralAgreement:
+        name = "ReferralAgreement"
         if self.percent is not None and self.percent > 100:
-            raise ValueError("percent must be between 0 and 100")
+            raise field_error(name, "percent", "percent must be between 0 and 100")
         if self.percent is not None and self.tiers is not None:
-            raise ValueError("give percent or tiers, not both")
+            raise field_error(name, "tiers", "give percent or tiers, not both")
         if self.percent is None and self.tiers is None and self.flat_fee is None:
-            raise ValueError("an agreement needs percent, tiers or flat_fee")
+            raise field_error(name, "percent", "an agreement needs percent, tiers or flat_fee")
         seen = [(r.customer_ref, r.contract_ref) for r in self.referrals]
         if len(seen) != len(set(seen)):
-            raise ValueError("referrals names a customer (and contract) twice")
+            raise field_error(name, "referrals", "referrals names a customer (and contract) twice")
         return self
 
 

@@ -64,6 +64,12 @@ class Accrual(NamedTuple):
     currency: str
     base: Decimal
     fee: Decimal
+    # An event in another currency than the agreement's: its currency, the change of its amount in it this
+    # accrual converted, and the rate used (kept: a later rate change moves only new events, and a change
+    # of this event is converted at the rate it first accrued at). None for the agreement's own currency.
+    source_currency: str | None = None
+    source_amount: Decimal | None = None
+    rate: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,8 @@ class Booked:
     flat_paid: set[str] = field(default_factory=set)
     flat_count: dict[str, int] = field(default_factory=dict)  # flat fee accruals (earned, reversed) per customer
     flat_periods: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # customer -> period -> flat fees
+    event_source: dict[str, Decimal] = field(default_factory=dict)  # event in another currency: its amount in it
+    event_rate: dict[str, Decimal] = field(default_factory=dict)  # ... and the rate it first accrued at
 
     @classmethod
     def of(cls, accruals: Iterable[Accrual]) -> Booked:
@@ -115,6 +123,9 @@ class Booked:
         self.event_count[root] = self.event_count.get(root, 0) + 1
         self.period_base[accrual.period] = self.period_base.get(accrual.period, ZERO) + accrual.base
         self.period_fee[accrual.period] = self.period_fee.get(accrual.period, ZERO) + accrual.fee
+        if accrual.rate is not None and accrual.source_amount is not None:
+            self.event_source[root] = self.event_source.get(root, ZERO) + accrual.source_amount
+            self.event_rate.setdefault(root, accrual.rate)
 
 
 @dataclass
@@ -199,12 +210,14 @@ def accrue(
     ``events`` are all the agreement's events (the store hands in every one each run), so a flat fee
     whose customer's payments (or, basis ``billed``, invoices) are all undone (refunded, deleted at the
     source, credited) is reversed. Only events of the agreement's basis count, the flat fee's too: it is
-    earned on the customer's first payment (``collected``) or first invoice issued (``billed``)."""
+    earned on the customer's first payment (``collected``) or first invoice issued (``billed``), and only
+    by a new customer: one whose first payment (invoice) ever is before its referral earns none."""
     booked = booked or Booked()
     run = FeeRun()
     period_base = dict(booked.period_base)
     period_fee = dict(booked.period_fee)
     event_base = dict(booked.event_base)
+    event_source = dict(booked.event_source)
     changes = dict(booked.event_count)
     paid: dict[str, list[FeeEvent]] = defaultdict(list)  # per referred customer, its events of the basis: flat fee
     agreement_ref, partner_ref = agreement.agreement_ref, agreement.partner_ref
@@ -216,6 +229,10 @@ def accrue(
     # A customer referred once, for all its contracts (the common case): its referral without a loop.
     whole = {c: found[0] for c, found in referred.items() if len(found) == 1 and found[0].contract_ref is None}
     since = {c: referral.referred_on for c, referral in whole.items()}
+    # The flat fee is per *new* customer: one that paid (or, billed, was invoiced) before it was first
+    # referred earns none (``veterans``; events come in day order, so they are known before its later ones).
+    first_referred = {c: min(r.referred_on for r in found) for c, found in referred.items()}
+    veterans: set[str] = set()
     plain = agreement.products is None
     # A percentage's fee is a product with the rate (``percent / 100`` is exact, and so is the product at
     # 34 digits): the same figure as fee_on's, without its call and branches per event (bench_partner_fees).
@@ -245,17 +262,30 @@ def accrue(
             else:
                 referral = None
             if referral is None and not accrued:
+                if (
+                    flat_fee is not None
+                    and event_basis == basis
+                    and amount > 0
+                    and customer_ref in first_referred
+                    and day < first_referred[customer_ref]
+                ):
+                    veterans.add(customer_ref)
                 continue
+            source = used = None
             if plain and event_currency == currency:
                 base = amount
             else:
-                found = _base(agreement, event, rates, run)
+                found = _base(agreement, event, rates, run, booked.event_rate.get(event_ref))
                 if found is None:
                     continue
-                base = found
+                base, source, used = found
+                if source is not None and used is not None:  # converted: what changed is its own amount
+                    source -= event_source.get(event_ref, ZERO)
+                    if event_ref in booked.event_rate:  # at the rate it first accrued at, not today's
+                        base = event_base[event_ref] + source * used
             if event_basis != basis:
                 continue
-            if flat_fee is not None and referral is not None:
+            if flat_fee is not None and referral is not None and customer_ref not in veterans:
                 paid[customer_ref].append(event)  # what it paid (collected) or was invoiced (billed)
             if not has_rule:
                 continue
@@ -271,6 +301,10 @@ def accrue(
             ref = event_ref if earlier == 0 else f"{event_ref}@{earlier + 1}"
             changes[event_ref] = earlier + 1
             event_base[event_ref] = base
+            source_currency = None
+            if source is not None:
+                event_source[event_ref] = event_source.get(event_ref, ZERO) + source
+                source_currency = event_currency
             period = period_of(day)
             if closed_through is not None and period <= closed_through:
                 period = next_period(closed_through)
@@ -290,7 +324,24 @@ def accrue(
                 target = round_money(fee_on(agreement, total), currency)
             fee = target - before
             append(
-                new(Accrual, (agreement_ref, partner_ref, ref, FEE, customer_ref, day, period, currency, delta, fee))
+                new(
+                    Accrual,
+                    (
+                        agreement_ref,
+                        partner_ref,
+                        ref,
+                        FEE,
+                        customer_ref,
+                        day,
+                        period,
+                        currency,
+                        delta,
+                        fee,
+                        source_currency,
+                        source,
+                        used,
+                    ),
+                )
             )
         if current is not None:
             period_base[current], period_fee[current] = total, target
@@ -434,12 +485,15 @@ def _base(
     event: FeeEvent,
     rates: Mapping[tuple[str, str], Decimal] | None,
     run: FeeRun,
-) -> Decimal | None:
+    kept: Decimal | None = None,
+) -> tuple[Decimal, Decimal | None, Decimal | None] | None:
     """The event's amount the fee is on (its products', for a per-product agreement), in the agreement's
-    currency; None (with a problem) when it cannot be known."""
+    currency, with (for an event in another currency) that amount in the event's currency and the rate:
+    ``kept``, the one it first accrued at, else the configured one. None (with a problem) when it cannot
+    be known."""
     amount = event.amount
     if event.currency == agreement.currency and agreement.products is None:  # the common case
-        return amount
+        return amount, None, None
     if agreement.products is not None:
         if event.product_amounts is None:
             run.problems.append(
@@ -450,8 +504,8 @@ def _base(
         with localcontext(_CTX):
             amount = sum((v for p, v in event.product_amounts.items() if p in wanted), ZERO)
     if event.currency == agreement.currency:
-        return amount
-    rate = (rates or {}).get((event.currency, agreement.currency))
+        return amount, None, None
+    rate = kept if kept is not None else (rates or {}).get((event.currency, agreement.currency))
     if rate is None:
         message = (
             f"the customer pays in {event.currency} but the agreement accrues in {agreement.currency}, and no "
@@ -460,7 +514,7 @@ def _base(
         run.problems.append(FeeProblem(agreement.agreement_ref, event.event_ref, "currency", message))
         return None
     with localcontext(_CTX):
-        return amount * rate
+        return amount * rate, amount, rate
 
 
 def _accrual(
@@ -495,42 +549,62 @@ class StatementLine:
 
 @dataclass(frozen=True)
 class Statement:
-    """A partner's fees of one period, per referred customer; ``total`` is what its Bill asks to pay."""
+    """A partner's fees of the months ``first_period`` to ``period``, per referred customer; ``total`` is
+    what its Bill asks to pay. A statement closes every month since the partner's last statement (a
+    month never closed, before go-live or a missed run, is billed by the next statement, not lost)."""
 
     partner_ref: str
     period: str
     currency: str
     lines: tuple[StatementLine, ...]
     total: Decimal
+    first_period: str = ""  # the first month it covers ("": ``period`` only)
+
+    @property
+    def months(self) -> str:
+        """The months covered: ``2026-11``, or ``2026-09 to 2026-11``."""
+        return months_label(self.first_period or self.period, self.period)
+
+
+def months_label(first: str, last: str) -> str:
+    """``2026-11`` for one month, ``2026-09 to 2026-11`` for several."""
+    return last if first in ("", last) else f"{first} to {last}"
 
 
 def vanished(accruals: Iterable[Accrual], present: set[str], on: date, basis: FeeBasis) -> list[FeeEvent]:
     """Events that accrued a fee but are gone from the store (a payment deleted at its source): each
-    comes back at 0, dated ``on``, so what it earned is reversed."""
+    comes back at 0 (in its own currency, so it is converted at the rate it accrued at; nothing on any
+    product), dated ``on``, so what it earned is reversed."""
     last: dict[str, Accrual] = {}
     for accrual in accruals:
         if accrual.kind == FEE:
             last[root_ref(accrual.event_ref)] = accrual
     return [
-        FeeEvent(ref, a.customer_ref, None, on, basis, a.currency, ZERO)
+        FeeEvent(ref, a.customer_ref, None, on, basis, a.source_currency or a.currency, ZERO, {})
         for ref, a in sorted(last.items())
         if ref not in present
     ]
 
 
-def statement(partner_ref: str, period: str, currency: str, accruals: Iterable[Accrual]) -> Statement:
-    """The statement of ``partner_ref`` for ``period`` from its accruals (others are ignored)."""
+def statement(
+    partner_ref: str, period: str, currency: str, accruals: Iterable[Accrual], *, first: str | None = None
+) -> Statement:
+    """The statement of ``partner_ref`` for the months ``first`` to ``period`` (default: ``period`` only)
+    from its accruals (others are ignored)."""
+    first = first or period
+    if first > period:
+        raise ValueError(f"a statement cannot start at {first}, after its month {period}")
     base: dict[str, Decimal] = defaultdict(lambda: ZERO)
     fees: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for accrual in accruals:
-        if accrual.partner_ref != partner_ref or accrual.period != period:
+        if accrual.partner_ref != partner_ref or not first <= accrual.period <= period:
             continue
         if accrual.currency != currency:
             raise ValueError(f"accrual {accrual.event_ref} is in {accrual.currency}, the statement in {currency}")
         base[accrual.customer_ref] += accrual.base
         fees[accrual.customer_ref] += accrual.fee
     lines = tuple(StatementLine(c, base[c], fees[c]) for c in sorted(fees))
-    return Statement(partner_ref, period, currency, lines, sum((line.fees for line in lines), ZERO))
+    return Statement(partner_ref, period, currency, lines, sum((line.fees for line in lines), ZERO), first)
 
 
 @dataclass(frozen=True)
@@ -552,6 +626,12 @@ class PartnerBill:
     due_date: date
     lines: tuple[StatementLine, ...]
     total: Decimal
+    first_period: str = ""  # the first month it covers ("": ``period`` only)
+
+    @property
+    def months(self) -> str:
+        """The months the Bill is for: ``2026-11``, or ``2026-09 to 2026-11``."""
+        return months_label(self.first_period or self.period, self.period)
 
     @property
     def idempotency_key(self) -> str:
@@ -590,4 +670,5 @@ def partner_bill(
         day + timedelta(days=payment_terms_days),
         of.lines,
         of.total,
+        of.first_period,
     )

@@ -73,6 +73,7 @@ class FeeSummary:
     fees: dict[str, Decimal] = field(default_factory=dict)  # per currency, of the accruals added
     problems: list[FeeProblem] = field(default_factory=list)
     closed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # statements not closed: a later month is
     pushed: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,6 +85,7 @@ class FeeSummary:
                 for p in self.problems
             ],
             "closed": [{**c, "total": money_str(c["total"], c["currency"])} for c in self.closed],
+            "skipped": self.skipped,
             "bills": dict(self.pushed),
         }
 
@@ -231,7 +233,9 @@ def _quarantine(session: Session, agreement_ref: str, problems: Sequence[FeeProb
 
 def close_period(store: Store, period: str, summary: FeeSummary | None = None) -> FeeSummary:
     """Close every referral partner's statement of ``period`` (later fees go to the next one) and queue
-    the Bill of each positive total for QuickBooks, in the same transaction. Closing twice does nothing."""
+    the Bill of each non-zero total for QuickBooks, in the same transaction. A statement takes every fee
+    booked after the partner's last closed month up to ``period``: months never closed (a first run after
+    go-live, a missed monthly run) are billed on it, once. Closing twice does nothing."""
     summary = summary or FeeSummary()
     with store.read() as session:
         partners = [p for p in sql.load_partners(session).values() if p.kind != "reseller"]
@@ -239,10 +243,19 @@ def close_period(store: Store, period: str, summary: FeeSummary | None = None) -
         with store.write() as session:
             sql.lock_partner(session, partner.partner_ref)
             last = sql.closed_through(session, partner.partner_ref)
-            if last is not None and last >= period:  # closed already (or a later month is: its fees went there)
+            if last is not None and last > period:  # a later month is closed: its statement took these fees
+                summary.skipped.append(
+                    {
+                        "partner_ref": partner.partner_ref,
+                        "period": period,
+                        "reason": f"a later month, {last}, is closed already: its statement billed the fees of {period}",
+                    }
+                )
                 continue
-            accruals = sql.load_accruals(session, partner_ref=partner.partner_ref, period=period)
-            of = statement(partner.partner_ref, period, partner.currency, accruals)
+            if last == period:  # closed already: a rerun
+                continue
+            first, accruals = sql.statement_accruals(session, partner.partner_ref, period)
+            of = statement(partner.partner_ref, period, partner.currency, accruals, first=first)
             statement_id, closed = sql.close_statement(session, partner.partner_ref, period, of.total)
             if not closed:
                 continue
@@ -263,6 +276,7 @@ def close_period(store: Store, period: str, summary: FeeSummary | None = None) -
                 {
                     "partner_ref": partner.partner_ref,
                     "period": period,
+                    "months": of.months,
                     "currency": partner.currency,
                     "total": of.total,
                     "number": bill.number if queued else None,
@@ -276,8 +290,8 @@ def load_bills(session: Session, statement_ids: Sequence[int]) -> dict[int, Part
     out = {}
     for row in sql.statements_by_id(session, statement_ids):
         partner = sql.load_partners(session, [row["partner_ref"]])[row["partner_ref"]]
-        accruals = sql.load_accruals(session, partner_ref=partner.partner_ref, period=row["period"])
-        of = statement(partner.partner_ref, row["period"], partner.currency, accruals)
+        first, accruals = sql.statement_accruals(session, partner.partner_ref, row["period"])
+        of = statement(partner.partner_ref, row["period"], partner.currency, accruals, first=first)
         out[row["id"]] = partner_bill(row["id"], partner.name, partner.email, partner.payment_terms_days, of)
     return out
 
@@ -331,12 +345,27 @@ def read_paid(store: Store, settings: Settings) -> int:
     return len(ids)
 
 
+class PeriodNotEnded(ValueError):
+    """A month asked to be closed that has not ended: closing it would move every later fee past it."""
+
+
+def check_ended(period: str, day: date) -> None:
+    """Refuse to close a month that has not ended on ``day`` (the current or a future one)."""
+    if period >= period_of(day):
+        raise PeriodNotEnded(
+            f"period {period} has not ended (today is {day.isoformat()}): only a past month can be closed"
+        )
+
+
 def run_partner_fees(
     store: Store, settings: Settings, *, period: str | None = None, as_of: date | None = None, push: bool = True
 ) -> FeeSummary:
-    """Accrue, close ``period`` (default: last month), push its Bills and read back what was paid on the
-    partners' Bills (when QuickBooks is configured)."""
+    """Accrue, close ``period`` (default: last month; a month that has not ended is refused with
+    ``PeriodNotEnded``), push its Bills and read back what was paid on the partners' Bills (when
+    QuickBooks is configured)."""
     day = as_of or today_utc()
+    if period is not None:
+        check_ended(period, day)
     summary = accrue_fees(store, as_of=day, rates=settings.fee_rates())
     close_period(store, period or previous_period(day), summary)
     if push and settings.quickbooks is not None:
@@ -350,12 +379,15 @@ def fees_markdown(summary: FeeSummary) -> str:
     for currency, amount in sorted(summary.fees.items()):
         lines.append(f"- {money_str(amount, currency)} {currency}")
     if summary.closed:
-        lines += ["", "| partner | period | total | bill |", "|---|---|---:|---|"]
+        lines += ["", "| partner | months | total | bill |", "|---|---|---:|---|"]
         lines += [
-            f"| {c['partner_ref']} | {c['period']} | {money_str(c['total'], c['currency'])} {c['currency']} | "
+            f"| {c['partner_ref']} | {c['months']} | {money_str(c['total'], c['currency'])} {c['currency']} | "
             f"{c['number'] or '-'} |"
             for c in summary.closed
         ]
+    if summary.skipped:
+        lines += ["", "## Statements not closed", ""]
+        lines += [f"- {s['partner_ref']} {s['period']}: {s['reason']}" for s in summary.skipped]
     if summary.pushed:
         lines += ["", "Bills: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.pushed.items()))]
     if summary.problems:
@@ -365,11 +397,12 @@ def fees_markdown(summary: FeeSummary) -> str:
 
 
 @flow(name="partner_fees")
-def partner_fees(period: str | None = None) -> dict[str, Any]:
+def partner_fees(period: str | None = None, as_of: date | None = None) -> dict[str, Any]:
     """Monthly: accrue referral fees, close last month's partner statements and push their Bills to
-    QuickBooks. Rerunning adds nothing and never makes a second Bill."""
+    QuickBooks. Rerunning adds nothing and never makes a second Bill. ``as_of``: the run's day (default
+    today; the demo's simulated day), which ``period`` must be before."""
     settings = Settings()
     store = open_store(settings.database)
-    summary = run_partner_fees(store, settings, period=period)
+    summary = run_partner_fees(store, settings, period=period, as_of=as_of)
     create_markdown_artifact(fees_markdown(summary), key="partner-fees", description="Partner fees")
     return summary.as_dict()

@@ -74,10 +74,19 @@ def customer_payload(spec: CustomerSpec, *, name: str | None = None) -> dict[str
     return payload
 
 
-def vendor_payload(bill: PartnerBill) -> dict[str, Any]:
-    """The partner as a QuickBooks Vendor (DisplayName is unique across customers, vendors and employees:
-    a partner that is also a customer needs another name in one of the two)."""
-    name = display_name(bill.partner_name)
+def vendor_clash_name(bill: PartnerBill) -> str:
+    """The partner's Vendor name when a customer or an employee holds its plain one (DisplayName is
+    unique across the three: a partner of kind ``both`` is our customer under its name as a reseller):
+    the name with the partner ref as a suffix, the same on every run, so a later run finds it."""
+    suffix = f" ({display_name(bill.partner_ref)})"
+    return display_name(bill.partner_name)[: DISPLAY_NAME_MAX - len(suffix)] + suffix
+
+
+def vendor_payload(bill: PartnerBill, *, name: str | None = None) -> dict[str, Any]:
+    """The partner as a QuickBooks Vendor (``name``: the DisplayName to use, by default the valid form of
+    its own; ``vendor_clash_name`` when a customer or an employee holds that); a name that had to change
+    keeps the original in Notes."""
+    name = name or display_name(bill.partner_name)
     payload: dict[str, Any] = {
         "DisplayName": name,
         "CompanyName": bill.partner_name[:100],
@@ -104,10 +113,10 @@ def bill_payload(bill: PartnerBill, *, vendor_id: str, account_id: str) -> dict[
         raise ValueError(f"statement {bill.number}: nothing to bill or credit (total 0)")
     sign = -1 if bill.credit else 1
     parts = [
-        (f"Referral fees {bill.period}: {line.customer_ref}", sign * line.fees) for line in bill.lines if line.fees
+        (f"Referral fees {bill.months}: {line.customer_ref}", sign * line.fees) for line in bill.lines if line.fees
     ]
     if any(amount < 0 for _, amount in parts):
-        parts = [(f"Referral fees {bill.period} ({len(bill.lines)} customers)", sign * bill.total)]
+        parts = [(f"Referral fees {bill.months} ({len(bill.lines)} customers)", sign * bill.total)]
     lines = [
         {
             "Amount": _text(round_money(amount, bill.currency)),
@@ -122,7 +131,7 @@ def bill_payload(bill: PartnerBill, *, vendor_id: str, account_id: str) -> dict[
         "DocNumber": bill.number,
         "TxnDate": bill.bill_date.isoformat(),
         "CurrencyRef": {"value": bill.currency},
-        "PrivateNote": f"billbridge partner statement {bill.partner_ref} {bill.period}"[:NOTES_MAX],
+        "PrivateNote": f"billbridge partner statement {bill.partner_ref} {bill.months}"[:NOTES_MAX],
         "Line": lines,
     }
     if not bill.credit:  # a VendorCredit has no due date (the XSD's DueDate is Bill's own)

@@ -59,6 +59,11 @@ class PartnerFeeAccrual(Base):
     base: Mapped[Decimal]
     fee: Mapped[Decimal]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An event in another currency: its currency, the change of its amount this accrual converted and the
+    # rate used, kept so a later rate change moves only new events (null in the agreement's currency).
+    source_currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    source_amount: Mapped[Decimal | None] = mapped_column(default=None)
+    rate: Mapped[Decimal | None] = mapped_column(default=None)
 
 
 class PartnerStatement(Base):

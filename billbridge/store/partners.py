@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing import model
 from billbridge.billing.currency import allocate
 from billbridge.billing.model import FeeBasis
-from billbridge.billing.partner_fees import Accrual, FeeEvent
+from billbridge.billing.partner_fees import Accrual, FeeEvent, next_period
 from billbridge.store.bulk import BulkStatement, insert_rows
 from billbridge.store.models import (
     Contract,
@@ -29,7 +29,7 @@ from billbridge.store.models import (
 )
 from billbridge.store.partner_models import Partner, PartnerFeeAccrual, PartnerStatement, ReferralAgreement
 from billbridge.store.records import Outcome
-from billbridge.store.reference import MissingReference, entity_ids, upsert_customer
+from billbridge.store.reference import MissingReference, customer_ids, entity_ids, upsert_customer
 
 IN_BATCH = 500  # refs per IN list (SQLite's bound parameters are limited)
 
@@ -94,7 +94,8 @@ def _has_agreements(session: Session, partner_id: int) -> bool:
 
 def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Outcome:
     """Store a referral agreement by its ref. Its partner must be known, refer customers (kind referral
-    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it)."""
+    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it); the
+    customers it refers must be known (one that is not is a MissingReference: the agreement waits)."""
     partner = session.scalar(select(Partner).where(Partner.partner_ref == agreement.partner_ref))
     if partner is None:
         raise MissingReference(
@@ -107,6 +108,14 @@ def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Ou
             "currency",
             f"the agreement is in {agreement.currency} but partner {partner.partner_ref} is paid in {partner.currency}",
         )
+    known = customer_ids(session, {r.customer_ref for r in agreement.referrals})
+    for n, referral in enumerate(agreement.referrals):
+        if referral.customer_ref not in known:  # it waits in quarantine until the customer arrives
+            raise MissingReference(
+                f"referrals[{n}].customer_ref",
+                f"unknown customer {referral.customer_ref!r}: the agreement waits for it",
+                ("customers", referral.customer_ref),
+            )
     row = session.scalar(select(ReferralAgreement).where(ReferralAgreement.agreement_ref == agreement.agreement_ref))
     values = {"partner_id": partner.id, "currency": agreement.currency, "terms": agreement.model_dump(mode="json")}
     if row is None:
@@ -177,6 +186,9 @@ def accruals_by_agreement(session: Session, agreement_refs: Iterable[str]) -> di
                 PartnerFeeAccrual.currency,
                 PartnerFeeAccrual.base,
                 PartnerFeeAccrual.fee,
+                PartnerFeeAccrual.source_currency,
+                PartnerFeeAccrual.source_amount,
+                PartnerFeeAccrual.rate,
             )
             .join(ReferralAgreement, ReferralAgreement.id == PartnerFeeAccrual.agreement_id)
             .join(Partner, Partner.id == PartnerFeeAccrual.partner_id)
@@ -189,9 +201,16 @@ def accruals_by_agreement(session: Session, agreement_refs: Iterable[str]) -> di
 
 
 def load_accruals(
-    session: Session, *, agreement_ref: str | None = None, partner_ref: str | None = None, period: str | None = None
+    session: Session,
+    *,
+    agreement_ref: str | None = None,
+    partner_ref: str | None = None,
+    period: str | None = None,
+    after: str | None = None,
+    through: str | None = None,
 ) -> list[Accrual]:
-    """Accrued fees, filtered by agreement, partner and period, in the order they were accrued."""
+    """Accrued fees, filtered by agreement, partner and period (one, or those after ``after`` up to
+    ``through``), in the order they were accrued."""
     query = (
         select(PartnerFeeAccrual, ReferralAgreement.agreement_ref, Partner.partner_ref)
         .join(ReferralAgreement, ReferralAgreement.id == PartnerFeeAccrual.agreement_id)
@@ -204,6 +223,10 @@ def load_accruals(
         query = query.where(Partner.partner_ref == partner_ref)
     if period is not None:
         query = query.where(PartnerFeeAccrual.period == period)
+    if after is not None:
+        query = query.where(PartnerFeeAccrual.period > after)
+    if through is not None:
+        query = query.where(PartnerFeeAccrual.period <= through)
     return [
         Accrual(
             agreement,
@@ -216,6 +239,9 @@ def load_accruals(
             row.currency,
             row.base,
             row.fee,
+            row.source_currency,
+            row.source_amount,
+            row.rate,
         )
         for row, agreement, partner in session.execute(query)
     ]
@@ -233,6 +259,9 @@ _ACCRUAL_KEYS = (
     "base",
     "fee",
     "created_at",
+    "source_currency",
+    "source_amount",
+    "rate",
 )
 _INSERT_ACCRUALS = insert_rows(table_of(PartnerFeeAccrual), _ACCRUAL_KEYS)
 
@@ -281,6 +310,9 @@ def save_accruals(session: Session, accruals: Iterable[Accrual]) -> int:
                 "base": accrual.base,
                 "fee": accrual.fee,
                 "created_at": now,
+                "source_currency": accrual.source_currency,
+                "source_amount": accrual.source_amount,
+                "rate": accrual.rate,
             }
         )
     if rows:
@@ -314,6 +346,28 @@ def closed_through_many(session: Session, partner_refs: Iterable[str]) -> dict[s
     found: dict[str, str | None] = dict.fromkeys(refs)
     found.update({ref: period for ref, period in session.execute(query)})
     return found
+
+
+def closed_before(session: Session, partner_ref: str, period: str) -> str | None:
+    """The partner's last closed period before ``period`` (None: none is)."""
+    query = (
+        select(func.max(PartnerStatement.period))
+        .join(Partner, Partner.id == PartnerStatement.partner_id)
+        .where(Partner.partner_ref == partner_ref, PartnerStatement.period < period)
+    )
+    return session.scalar(query)
+
+
+def statement_accruals(session: Session, partner_ref: str, period: str) -> tuple[str, list[Accrual]]:
+    """What the partner's statement of ``period`` covers: every accrual after its previous statement's
+    month up to ``period`` (a month never closed, before go-live or in a missed run, is billed by the next
+    statement), and the first month covered (the one after the previous statement, else the earliest
+    accrued, else ``period``)."""
+    previous = closed_before(session, partner_ref, period)
+    accruals = load_accruals(session, partner_ref=partner_ref, after=previous, through=period)
+    if previous is not None:
+        return next_period(previous), accruals
+    return min((a.period for a in accruals), default=period), accruals
 
 
 def close_statement(session: Session, partner_ref: str, period: str, total: Decimal) -> tuple[int, bool]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
@@ -33,6 +33,7 @@ from billbridge.connectors.quickbooks.writers import (
     QuickBooksWriteError,
     Write,
     Written,
+    hidden_holders,
 )
 from billbridge.errors import NotConfigured
 from billbridge.mapping.fields import map_each, record_id
@@ -65,6 +66,7 @@ from billbridge.mapping.quickbooks import (
     payment_note,
     payment_payload,
     qbo_entity,
+    vendor_clash_name,
     vendor_payload,
 )
 from billbridge.settings import Settings
@@ -616,18 +618,12 @@ class QuickBooks(QuickBooksConnector):
         """Create each partner statement's Bill (a negative one's VendorCredit) once, to the partner as a
         Vendor; one PushResult each.
 
-        Vendors (by DisplayName) and the expense account (by Name) are looked up, then created when
-        missing. ``look_up_first`` finds Bills an earlier attempt made (by DocNumber, the statement's
+        Vendors (by DisplayName, ``_ensure_vendors``) and the expense account (by Name) are looked up,
+        then created when missing. ``look_up_first`` finds Bills an earlier attempt made (by DocNumber, the statement's
         number) and reports them ``existing``; a create refused because the number exists (6140)
         looks it up again, so a retry after a lost answer never makes a second Bill.
         """
-        vendors = {b.partner_ref: vendor_payload(b) for b in bills}
-        vendor_ids, vendor_failures = self.find_or_create(
-            "Vendor",
-            "DisplayName",
-            {ref: payload["DisplayName"] for ref, payload in vendors.items()},
-            lambda ref: Write(f"billbridge-vendor-{ref}-create", "Vendor", vendors[ref]),
-        )
+        vendor_ids, vendor_failures = self._ensure_vendors(bills)
         accounts, account_failures = self.find_or_create(
             "Account",
             "Name",
@@ -676,6 +672,58 @@ class QuickBooks(QuickBooksConnector):
                     bill.number, bill.doc_type, "created", str(record["Id"]), str(record["SyncToken"])
                 )
         return [results[b.number] for b in bills]
+
+    def _ensure_vendors(self, bills: Sequence[PartnerBill]) -> tuple[dict[str, str], dict[str, Written]]:
+        """Vendor Ids by partner ref. Each partner's Vendor is looked up under its name and its
+        ``vendor_clash_name`` (one query), and created under its name when neither exists. A create
+        refused as a taken name (6240) looks both up again (another run made it meanwhile), else creates
+        the Vendor under the suffixed name: a customer (a partner of kind ``both`` is one, as a
+        reseller) or an employee holds the plain one, as QuickBooks keeps DisplayName unique across the
+        three. A suffixed create refused too is looked up once more, then stays a failure naming both."""
+        by_ref = {b.partner_ref: b for b in bills}
+        plain = {ref: vendor_payload(b)["DisplayName"] for ref, b in by_ref.items()}
+        suffixed = {ref: vendor_clash_name(b) for ref, b in by_ref.items()}
+
+        def named(refs: Iterable[str], names: Sequence[Mapping[str, str]]) -> dict[str, str]:
+            wanted = sorted({n[ref] for ref in refs for n in names})
+            found = self.find("Vendor", "DisplayName", wanted) if wanted else {}
+            return {
+                ref: str(record["Id"])
+                for ref in refs
+                for record in [next((found[n[ref]] for n in names if n[ref] in found), None)]
+                if record is not None
+            }
+
+        ids = named(by_ref, (plain, suffixed))
+        writes = {
+            ref: Write(f"billbridge-vendor-{ref}-create", "Vendor", vendor_payload(b))
+            for ref, b in by_ref.items()
+            if ref not in ids
+        }
+        created, failed = self.ensure(writes)
+        taken = [ref for ref, outcome in failed.items() if DUPLICATE_NAME in outcome.codes]
+        if not taken:
+            return ids | created, failed
+        ids |= named(taken, (plain, suffixed))
+        clashes = {
+            ref: Write(
+                f"billbridge-vendor-{ref}-create-suffixed", "Vendor", vendor_payload(by_ref[ref], name=suffixed[ref])
+            )
+            for ref in taken
+            if ref not in ids
+        }
+        for ref in taken:
+            del failed[ref]
+        made, refused = self.ensure(clashes)
+        converged = [ref for ref, outcome in refused.items() if DUPLICATE_NAME in outcome.codes]
+        ids |= named(converged, (suffixed,))
+        for ref, outcome in refused.items():
+            if ref not in ids:
+                names = f"{plain[ref]!r} and {suffixed[ref]!r}"
+                failed[ref] = replace(
+                    outcome, error=f"{outcome.error} (vendor names {names}: {hidden_holders('Vendor')})"
+                )
+        return ids | created | made, failed
 
     def _find_bills(self, bills: Sequence[PartnerBill]) -> dict[str, dict[str, Any]]:
         """The Bills and VendorCredits QuickBooks holds already for these statements, by DocNumber."""

@@ -164,6 +164,24 @@ def _salesforce_mapper(settings: Settings) -> Callable[[DealBundle, dict[Any, An
     return partial(salesforce_mapping.bundle_to_crm, fields=salesforce_fields(settings))
 
 
+def hubspot_properties(settings: Settings) -> hubspot_mapping.HubSpotProperties:
+    """The HubSpot names the installation's settings give (the partner association labels; an empty
+    label is not read), over the documented defaults."""
+    config = settings.hubspot
+    if config is None:
+        return hubspot_mapping.DEFAULT_PROPERTIES
+    return hubspot_mapping.DEFAULT_PROPERTIES.model_copy(
+        update={
+            "referral_partner_label": config.referral_partner_label or None,
+            "reseller_label": config.reseller_label or None,
+        }
+    )
+
+
+def _hubspot_mapper(settings: Settings) -> Callable[[DealBundle, dict[Any, Any]], Any]:
+    return partial(hubspot_mapping.bundle_to_crm, names=hubspot_properties(settings))
+
+
 def _hubspot(settings: Settings) -> DealSource:
     from billbridge.connectors.hubspot import connect
 
@@ -218,7 +236,14 @@ VENDORS: dict[str, Vendor] = {
         ),
     ),
     "hubspot": Vendor(
-        "hubspot", Contracts("deals", _hubspot, hubspot_mapping.bundle_to_crm, hubspot_mapping.DEFAULT_MAPPING)
+        "hubspot",
+        Contracts(
+            "deals",
+            _hubspot,
+            hubspot_mapping.bundle_to_crm,
+            hubspot_mapping.DEFAULT_MAPPING,
+            configured=_hubspot_mapper,
+        ),
     ),
     "stripe": Vendor(
         "stripe",

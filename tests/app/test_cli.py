@@ -381,3 +381,14 @@ def test_status_shows_when_each_refresh_token_expires_and_warns_30_days_before(e
     code, out = run("status")
     assert code == 0 and "quickbooks:222 expires in 12 days" in " ".join(out.split())
     assert "quickbooks:111 expires" not in out
+
+
+def test_the_import_table_counts_partners_and_agreements(env: str, tmp_path: Path) -> None:
+    """Every record list of a contract file has its row: partners and referral agreements too."""
+    examples = Path(__file__).resolve().parents[2] / "examples" / "contracts"
+    code, out = run("contracts", "import", *(str(p) for p in sorted(examples.glob("*.yaml"))))
+    assert code == 0, out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 2}
+    assert {"partners", "referral_agreements"} <= set(rows)
+    assert [cell.strip() for cell in rows["partners"].split("│")[2:4]] == ["2", "0"]
+    assert [cell.strip() for cell in rows["referral_agreements"].split("│")[2:4]] == ["1", "0"]

@@ -27,6 +27,12 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def run_apart(*args: str) -> tuple[int, str, str]:
+    """Exit code, standard output and standard error apart."""
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
 @pytest.fixture
 def paid(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Decimal:
     """The examples billed, hooli's first invoice paid on 2026-11-25; what it paid."""
@@ -122,3 +128,61 @@ def test_list_run_statement_and_accruals(paid: Decimal) -> None:
     code, out = run("partners", "fees", "--period", "2026-12", "--csv")
     assert code == 0 and out.splitlines()[1] == "northwind,USD,0.00,open,,"
     assert run("partners", "accruals", "--period", "November")[0] == 2
+
+
+@pytest.fixture
+def partnered(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A referral partner (and a reseller) with nothing billed yet; the database URL."""
+    from billbridge.flows.importing import import_document
+    from tests.docs import contract, document
+
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    store = open_store(database_url)
+    assert not import_document(store, document(contract("C-1"))).errors
+    partners = [
+        {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"},
+        {"partner_ref": "res", "name": "Res", "kind": "reseller", "entity_ref": "us", "currency": "USD"},
+    ]
+    agreement = {"agreement_ref": "nw-a", "partner_ref": "nw", "currency": "USD", "percent": "10"}
+    assert not import_document(store, {"partners": partners, "referral_agreements": [agreement]}).errors
+    store.dispose()
+    return database_url
+
+
+def test_run_refuses_a_month_that_has_not_ended_and_reports_skipped_statements(partnered: str) -> None:
+    """``--period`` of the current or a future month is refused (exit 2, naming --period) and closes
+    nothing; a month before the last closed one is reported as not closed."""
+    this_month = date.today().strftime("%Y-%m")
+    for month in ("2031-01", this_month):
+        code, out = run("partners", "run", "--period", month, "--no-push", "--json")
+        assert code == 2 and "--period" in out and f"period {month} has not ended" in out, out
+    with open_store(partnered).read() as session:
+        from billbridge.store.partners import statements
+
+        assert statements(session) == []  # nothing was closed
+
+    code, out = run("partners", "run", "--period", "2026-10", "--no-push", "--json")
+    assert code == 0, out
+    assert [(c["partner_ref"], c["period"]) for c in json.loads(out)["closed"]] == [("nw", "2026-10")]
+    code, out, errors = run_apart("partners", "run", "--period", "2026-09", "--no-push", "--json")
+    assert code == 0 and "not closed: nw 2026-09" in errors, out
+    summary = json.loads(out)
+    assert summary["closed"] == []
+    [skipped] = summary["skipped"]
+    assert (skipped["partner_ref"], skipped["period"]) == ("nw", "2026-09") and "2026-10" in skipped["reason"]
+    code, out = run("partners", "run", "--period", "2026-09", "--no-push")
+    assert code == 0 and "Statements not closed" in out and "nw 2026-09" in out
+    code, out = run("partners", "fees", "--period", "2026-09", "--json")
+    assert code == 0 and json.loads(out)[0]["status"] == "on the statement of 2026-10", out
+    code, out = run("partners", "statement", "nw", "--period", "2026-09", "--json")
+    assert code == 0 and json.loads(out)["status"] == "on the statement of 2026-10", out
+    code, out = run("partners", "run", "--period", "2026-10", "--no-push", "--json")
+    assert code == 0 and json.loads(out)["skipped"] == []  # a rerun of a closed month is not a skip
+
+
+def test_statement_of_a_reseller_says_it_has_none(partnered: str) -> None:
+    code, out = run("partners", "statement", "res", "--period", "2026-10")
+    assert code == 1 and "reseller" in out and "no fee statement" in out

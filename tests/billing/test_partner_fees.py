@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from billbridge.billing.currency import round_money
 from billbridge.billing.model import ReferralAgreement
-from billbridge.billing.partner_fees import Booked, FeeEvent, accrue, fee_on, statement
+from billbridge.billing.partner_fees import Booked, FeeEvent, accrue, fee_on, statement, vanished
 
 D = Decimal
 
@@ -58,10 +58,13 @@ def totals(accruals: list[Any]) -> dict[str, Decimal]:
     return dict(out)
 
 
-def test_twenty_percent_for_twelve_months_through_an_upgrade_and_a_refund() -> None:
+def test_twenty_percent_for_twelve_months_through_an_upgrade_a_refund_and_a_credit_note() -> None:
     refund = paid("refund-1", date(2026, 6, 25), "-500.00")
-    run = accrue(agreement(months=12), [*monthly_payments(), refund])
+    credit_note = billed("US-CN-1", date(2026, 7, 3), "-750.00")  # collected basis: no fee until money moves
+    run = accrue(agreement(months=12), [*monthly_payments(), refund, credit_note])
     assert not run.problems
+    assert all(a.event_ref != "US-CN-1" for a in run.accruals)
+    assert totals(run.accruals)["2026-07"] == D("300.00")  # July's payment only
     fees = totals(run.accruals)
     assert fees["2026-02"] == fees["2026-03"] == fees["2026-04"] == D("200.00")
     assert fees["2026-05"] == D("300.00")
@@ -71,6 +74,10 @@ def test_twenty_percent_for_twelve_months_through_an_upgrade_and_a_refund() -> N
     assert sum(fees.values()) == D("2900.00")
     # Accruing again with what was booked adds nothing.
     assert accrue(agreement(months=12), [*monthly_payments(), refund], Booked.of(run.accruals)).accruals == []
+    # The credit note paid back (a refund of 750.00 in August): now the fee moves, -150.00 on August.
+    repaid = paid("refund-cn-1", date(2026, 8, 5), "-750.00")
+    later = accrue(agreement(months=12), [*monthly_payments(), refund, credit_note, repaid], Booked.of(run.accruals))
+    assert [(a.event_ref, a.period, a.fee) for a in later.accruals] == [("refund-cn-1", "2026-08", D("-150.00"))]
 
 
 def test_for_the_contract_life_the_fee_goes_on() -> None:
@@ -105,27 +112,43 @@ def test_billed_basis_follows_invoices_and_a_credit_note_reverses() -> None:
     assert [(a.event_ref, a.fee) for a in run.accruals] == [("US-INV-1", D("200.00")), ("US-CN-1", D("-50.00"))]
 
 
-def test_a_flat_fee_is_earned_once_on_the_first_payment_of_a_referred_customer() -> None:
+def test_a_flat_fee_is_earned_once_on_the_first_payment_of_a_new_referred_customer() -> None:
+    """Hooli first pays after its referral: 250.00 on its first payment. Initech paid before its referral
+    (a customer already, not a new one): no flat fee, neither then nor on its payments after it. Umbrella,
+    referred before it ever paid, earns it on its first payment."""
     terms = {
         "percent": None,
         "flat_fee": "250.00",
         "referrals": [
             {"customer_ref": "hooli", "referred_on": "2026-01-15"},
             {"customer_ref": "initech", "referred_on": "2026-03-01"},
+            {"customer_ref": "umbrella", "referred_on": "2026-03-01"},
         ],
     }
     events = [
-        paid("early", date(2026, 2, 1), "100.00", customer="initech"),  # before its referral: nothing
+        paid("early", date(2026, 2, 1), "100.00", customer="initech"),  # before its referral: not new
         *monthly_payments()[:3],
         paid("other", date(2026, 2, 5), "900.00", customer="globex"),  # not referred
         paid("late", date(2026, 3, 2), "100.00", customer="initech"),
+        paid("first", date(2026, 3, 1), "100.00", customer="umbrella"),  # on its referral day: new
     ]
     run = accrue(agreement(**terms), events)
     assert [(a.event_ref, a.kind, a.period, a.fee) for a in run.accruals] == [
         ("flat:hooli", "flat_fee", "2026-02", D("250.00")),
-        ("flat:initech", "flat_fee", "2026-03", D("250.00")),
+        ("flat:umbrella", "flat_fee", "2026-03", D("250.00")),
     ]
     assert accrue(agreement(**terms), events, Booked.of(run.accruals)).accruals == []
+
+
+def test_a_customer_that_paid_before_its_referral_still_earns_the_percentage() -> None:
+    """Not new, so no flat fee; the percentage applies to what it pays from its referral on."""
+    terms = {"flat_fee": "250.00", "referrals": [{"customer_ref": "initech", "referred_on": "2026-03-01"}]}
+    events = [
+        paid("early", date(2026, 2, 1), "100.00", customer="initech"),
+        paid("late", date(2026, 3, 2), "100.00", customer="initech"),
+    ]
+    run = accrue(agreement(**terms), events)
+    assert [(a.event_ref, a.kind, a.fee) for a in run.accruals] == [("late", "fee", D("20.00"))]
 
 
 def test_a_flat_fee_is_reversed_when_the_first_payment_is_refunded_or_deleted_and_earned_again_on_paying() -> None:
@@ -329,3 +352,51 @@ def test_a_payment_deleted_at_its_source_reverses_its_fee_even_after_the_window(
     gone = vanished(first.accruals, present=set(), on=date(2026, 5, 2), basis="collected")
     run = accrue(agreement(months=1), gone, Booked.of(first.accruals))
     assert [(a.event_ref, a.period, a.fee) for a in run.accruals] == [("qb-9@2", "2026-05", D("-80.00"))]
+
+
+def test_a_rate_change_moves_only_new_events_and_a_change_of_an_event_converts_at_its_first_rate() -> None:
+    """A USD agreement (10%), a customer paying in KWD. 100.000 KWD at 3.25 earns 32.50; the rate becomes
+    3.30: rerunning (before or after January closes, or with no rate configured at all) re-rates nothing;
+    a new payment of 100.000 accrues at 3.30 (33.00); the first payment edited to 50.000 takes off
+    50.000 x 3.25 x 10% = 16.25; deleted, its remaining 16.25 is reversed: what it earned, to the cent."""
+    terms = {"percent": "10", "referrals": [{"customer_ref": "gulf", "referred_on": "2026-01-01"}]}
+    first = paid("pay:1:INV", date(2026, 1, 10), "100.000", customer="gulf", currency="KWD")
+    run = accrue(agreement(**terms), [first], rates={("KWD", "USD"): D("3.25")})
+    assert [(a.base, a.fee, a.source_currency, a.source_amount, a.rate) for a in run.accruals] == [
+        (D("325.000"), D("32.50"), "KWD", D("100.000"), D("3.25"))
+    ]
+    booked = Booked.of(run.accruals)
+    for closed, rates in (
+        (None, {("KWD", "USD"): D("3.30")}),
+        ("2026-01", {("KWD", "USD"): D("3.30")}),
+        ("2026-01", {}),
+    ):
+        again = accrue(agreement(**terms), [first], booked, closed_through=closed, rates=rates)
+        assert (again.accruals, again.problems) == ([], [])
+
+    second = paid("pay:2:INV", date(2026, 2, 10), "100.000", customer="gulf", currency="KWD")
+    edited = first._replace(amount=D("50.000"))
+    later = accrue(
+        agreement(**terms), [edited, second], booked, closed_through="2026-01", rates={("KWD", "USD"): D("3.30")}
+    )
+    assert [(a.event_ref, a.period, a.fee, a.source_amount, a.rate) for a in later.accruals] == [
+        ("pay:1:INV@2", "2026-02", D("-16.25"), D("-50.000"), D("3.25")),
+        ("pay:2:INV", "2026-02", D("33.00"), D("100.000"), D("3.30")),
+    ]
+    booked = Booked.of([*run.accruals, *later.accruals])
+    gone = vanished([*run.accruals, *later.accruals], {"pay:2:INV"}, date(2026, 3, 1), "collected")
+    deleted = accrue(agreement(**terms), [second, *gone], booked, closed_through="2026-02", rates={})
+    assert [(a.event_ref, a.fee) for a in deleted.accruals] == [("pay:1:INV@3", D("-16.25"))]
+    assert sum(a.fee for a in [*run.accruals, *later.accruals, *deleted.accruals]) == D("33.00")
+
+
+def test_a_deleted_payment_reverses_its_fee_on_a_per_product_agreement_too() -> None:
+    """10% on seats only: a payment of which 450.00 was seats earned 45.00; deleted at its source, it comes
+    back with nothing on any product and reverses the 45.00 (it was a problem "no amounts per product")."""
+    terms = {"percent": "10", "products": ["seats"]}
+    payment = paid("pay-1", date(2026, 2, 1), "1650.00", product_amounts={"platform": D("1200"), "seats": D("450")})
+    run = accrue(agreement(**terms), [payment])
+    assert [a.fee for a in run.accruals] == [D("45.00")]
+    gone = vanished(run.accruals, set(), date(2026, 3, 1), "collected")
+    undone = accrue(agreement(**terms), gone, Booked.of(run.accruals))
+    assert undone.problems == [] and [(a.period, a.fee) for a in undone.accruals] == [("2026-03", D("-45.00"))]

@@ -13,6 +13,7 @@ import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -342,3 +343,363 @@ def test_a_per_product_agreement_earns_on_its_products_share_of_each_payment(sto
     with store.read() as session:
         fees = sorted((a.period, a.base, a.fee) for a in load_accruals(session, partner_ref="nw"))
     assert fees == [("2026-01", D("90.00"), D("9.00")), ("2026-02", D("360.00"), D("36.00"))]
+
+
+def test_a_first_run_after_months_of_fees_bills_them_all_once(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Hooli pays its June invoice (900.00) on 2026-09-10 and its July one (900.00) on 2026-10-05, before
+    any monthly run. The first run (2026-12-01, closing November) bills both months' fees and the flat fee:
+    (900 + 900) * 20% + 250 = 610.00, on one Bill saying the months it covers; a rerun and December's run
+    bill nothing more."""
+    documents = billed(store)
+    hooli = sorted(
+        (d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice"),
+        key=lambda d: str(d["billing_date"]),
+    )
+    june, july = hooli[0], hooli[1]
+    assert (D(str(june["invoice_total"])), D(str(july["invoice_total"]))) == (D("900.00"), D("900.00"))
+    with store.write() as session:
+        mark_sent(session, [int(str(june["id"])), int(str(july["id"]))])
+        for ref, invoice, day in (("p-sep", june, date(2026, 9, 10)), ("p-oct", july, date(2026, 10, 5))):
+            record_payment(
+                session,
+                payment_ref=ref,
+                currency="USD",
+                amount=D("900.00"),
+                received_on=day,
+                allocations=[(str(invoice["number"]), D("900.00"))],
+                customer_ref="hooli",
+            )
+    settings = settings_for(qbo, database_url, tmp_path)
+    first = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
+    [closed] = first.closed
+    assert (closed["months"], closed["total"]) == ("2026-09 to 2026-11", D("610.00"))
+    [bill] = qbo.company.all("Bill")
+    assert bill["TotalAmt"] == D("610.00")
+    assert all("2026-09 to 2026-11" in line["Description"] for line in bill["Line"])
+
+    again = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
+    assert (again.accrued, again.closed, again.pushed) == (0, [], {})
+    december = run_partner_fees(store, settings, period="2026-12", as_of=date(2027, 1, 1))
+    assert [(c["months"], c["total"], c["number"]) for c in december.closed] == [("2026-12", D(0), None)]
+    assert len(qbo.company.all("Bill")) == 1
+    with store.read() as session:
+        assert [(s["period"], s["total"]) for s in statements(session, "northwind")] == [
+            ("2026-12", D(0)),
+            ("2026-11", D("610.00")),
+        ]
+
+
+def test_a_partner_of_kind_both_gets_its_bill_under_a_vendor_name_of_its_own(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """ "Dual Partners" resells (invoiced as a QuickBooks Customer under its name) and refers globex (10%).
+    QuickBooks keeps DisplayName unique across customers, vendors and employees, so its Vendor is made as
+    "Dual Partners (dual)" and the Bill goes to it; December's refund becomes a VendorCredit to the same
+    Vendor, found under that name: one Vendor, one Customer, no failure."""
+    from billbridge.flows.approval import approve_drafts
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.flows.push import push
+    from tests.docs import contract, document
+
+    partner = {
+        "partner_ref": "dual",
+        "name": "Dual Partners",
+        "kind": "both",
+        "entity_ref": "us",
+        "currency": "USD",
+        "discount_percent": "20",
+    }
+    agreement = {
+        "agreement_ref": "dual-ref",
+        "partner_ref": "dual",
+        "currency": "USD",
+        "percent": "10",
+        "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}],
+    }
+    assert not import_document(store, document(contract("DIRECT", contract_start_date="2026-11-01"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    resold = contract("RS", customer="initech", contract_start_date="2026-11-01", reseller_ref="dual")
+    assert not import_document(store, document(resold, with_reference=False)).errors
+    settings = settings_for(qbo, database_url, tmp_path)
+    run_billing(store, date(2026, 11, 2))
+    approve_drafts(store, ["quickbooks"])
+    assert push(store, settings, "quickbooks").outcomes == {"created": 2}
+    assert sorted(c["DisplayName"] for c in qbo.company.all("Customer")) == ["Dual Partners", "Globex"]
+    with store.write() as session:
+        invoice = next(d for d in list_invoices(session) if d["customer_ref"] == "globex")
+        total = D(str(invoice["invoice_total"]))
+        record_payment(
+            session,
+            payment_ref="p-1",
+            currency="USD",
+            amount=total,
+            received_on=date(2026, 11, 10),
+            allocations=[(str(invoice["number"]), total)],
+            customer_ref="globex",
+        )
+    summary = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
+    assert summary.pushed == {"created": 1}
+    [vendor] = qbo.company.all("Vendor")
+    [bill] = qbo.company.all("Bill")
+    assert vendor["DisplayName"] == "Dual Partners (dual)" and vendor["Notes"] == "Name in billbridge: Dual Partners"
+    assert bill["VendorRef"]["value"] == vendor["Id"] and bill["TotalAmt"] == (total / 10).quantize(D("0.01"))
+
+    with store.write() as session:
+        record_payment(
+            session,
+            payment_ref="r-1",
+            currency="USD",
+            amount=-total,
+            received_on=date(2026, 12, 3),
+            allocations=[(str(invoice["number"]), -total)],
+            customer_ref="globex",
+        )
+    assert run_partner_fees(store, settings, period="2026-12", as_of=date(2027, 1, 1)).pushed == {"created": 1}
+    [credit] = qbo.company.all("VendorCredit")
+    assert credit["VendorRef"]["value"] == vendor["Id"] and len(qbo.company.all("Vendor")) == 1
+    with store.read() as session:
+        assert [s["status"] for s in statements(session, "dual")] == ["credited", "billed"]
+        assert [p for p in outbox.pending(session) if p["topic"] == TOPIC] == []
+
+
+def test_a_vendor_whose_names_are_both_taken_fails_naming_who_can_hold_them(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """An employee holds "Dual Partners" and a customer "Dual Partners (dual)": the Bill fails, the error
+    names both vendor names and blames a customer, an employee or an inactive vendor (not "a vendor")."""
+    from billbridge.billing.partner_fees import StatementLine, partner_bill
+    from billbridge.billing.partner_fees import statement as fee_statement
+
+    qbo.company.create("Employee", {"DisplayName": "Dual Partners"})
+    qbo.company.create("Customer", {"DisplayName": "Dual Partners (dual)"})
+    of = fee_statement("dual", "2026-11", "USD", [])
+    of = type(of)(of.partner_ref, of.period, of.currency, (StatementLine("globex", D(100), D(10)),), D(10))
+    bill = partner_bill(7, "Dual Partners", None, 30, of)
+    connector = quickbooks_connector(store, settings_for(qbo, database_url, tmp_path))
+    try:
+        [result] = connector.push_bills([bill])
+    finally:
+        connector.close()
+    assert result.status == "failed" and qbo.company.all("Vendor") == [] and qbo.company.all("Bill") == []
+    assert "'Dual Partners' and 'Dual Partners (dual)'" in str(result.error)
+    assert "a customer or an employee" in str(result.error) and "an inactive vendor" in str(result.error)
+
+
+def test_a_payment_deleted_in_quickbooks_reverses_its_fee_through_reconciliation(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Hooli (referred by northwind: 20% and a 250.00 flat fee) pays its June invoice (900.00) in QuickBooks on
+    2026-11-20: reconciliation records it and the run accrues 180.00 and 250.00. The bookkeeper deletes the
+    Payment in QuickBooks: reconciliation undoes it here, and the next run reverses both fees, once."""
+    from billbridge.flows.push import push
+    from billbridge.flows.reconcile import reconcile
+    from billbridge.store import external_refs
+
+    settings = settings_for(qbo, database_url, tmp_path)
+    documents = billed(store)
+    push(store, settings, "quickbooks")
+    june = min(
+        (d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice"),
+        key=lambda d: str(d["billing_date"]),
+    )
+    assert D(str(june["invoice_total"])) == D("900.00")
+    with store.read() as session:
+        qbo_id = external_refs.get_external_id(session, "quickbooks", "invoice", int(str(june["id"])))
+    assert qbo_id is not None
+    payment = qbo.company.receive_payment({qbo_id: D("900.00")}, ref="CHK-77", txn_date="2026-11-20")
+    assert reconcile(store, settings, "quickbooks").outcomes.get("matched") == 1
+    accrue_fees(store, as_of=date(2026, 11, 21))
+    with store.read() as session:
+        earned = sorted((a.kind, a.period, a.fee) for a in load_accruals(session, partner_ref="northwind"))
+    assert earned == [("fee", "2026-11", D("180.00")), ("flat_fee", "2026-11", D("250.00"))]
+
+    current = qbo.company.get("Payment", payment["Id"])
+    qbo.company.delete("Payment", {"Id": current["Id"], "SyncToken": current["SyncToken"]})
+    assert reconcile(store, settings, "quickbooks").outcomes.get("amended") == 1
+    assert accrue_fees(store, as_of=date(2026, 11, 28)).accrued == 2
+    with store.read() as session:
+        accruals = load_accruals(session, partner_ref="northwind")
+    reversed_ = sorted((a.kind, a.fee) for a in accruals if a.fee < 0)
+    assert reversed_ == [("fee", D("-180.00")), ("flat_fee", D("-250.00"))]
+    assert sum((a.fee for a in accruals), D(0)) == 0
+    assert accrue_fees(store, as_of=date(2026, 11, 29)).accrued == 0
+
+
+def test_twenty_percent_for_twelve_months_through_the_store_upgrade_refund_and_credit_note(store: Store) -> None:
+    """The first worked example, run through the store and the monthly close. Globex (referred 2026-06-01,
+    20% for 12 months, on what it pays) pays 900.00 in June, July and August; upgraded from 20 to 35 seats
+    on 2026-08-16, September's invoice is 1,923.38, paid, and 300.00 of it refunded; cancelled on
+    2026-09-15, it gets a credit note of 787.50, issued: on the collected basis that moves no fee until
+    the money moves, refunded in October (-157.50). Statements: 180.00, 180.00, 180.00,
+    (1,923.38 - 300.00) x 20% = 324.68, -157.50."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    seats = lambda n: [{"line_ref": "seats", "product_ref": "seats", "quantity": n}]  # noqa: E731
+    start = {"contract_start_date": "2026-06-01"}
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "nw-20",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "percent": "20",
+        "months": 12,
+        "referrals": [{"customer_ref": "globex", "referred_on": "2026-06-01"}],
+    }
+    assert not import_document(store, document(contract("C-1", lines=seats("20"), **start))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+
+    def issue(as_of: date) -> dict[str, Any]:
+        """Bill to ``as_of`` and issue what it made; the documents by number."""
+        run_billing(store, as_of)
+        with store.write() as session:
+            documents = {str(d["number"]): d for d in list_invoices(session)}
+            for number, doc in documents.items():
+                if doc["status"] == "draft":
+                    set_status(session, number, "approved", lambda _doc: [])
+                    mark_sent(session, [int(str(doc["id"]))])
+        with store.read() as session:
+            return {str(d["number"]): d for d in list_invoices(session)}
+
+    def pay(ref: str, number: str, amount: str, day: date) -> None:
+        with store.write() as session:
+            record_payment(
+                session,
+                payment_ref=ref,
+                currency="USD",
+                amount=D(amount),
+                received_on=day,
+                allocations=[(number, D(amount))],
+                customer_ref="globex",
+            )
+
+    def close(period: str, as_of: date) -> Decimal:
+        accrue_fees(store, as_of=as_of)
+        [closed] = close_period(store, period).closed
+        return D(closed["total"])
+
+    issue(date(2026, 8, 1))
+    totals = []
+    for n, period in enumerate(("2026-06", "2026-07", "2026-08"), start=1):
+        pay(f"p-{n}", f"US-INV-{n}", "900.00", date(2026, 5 + n, 20))
+        totals.append(close(period, date(2026, 6 + n, 1)))
+    import_document(store, document(contract("C-1", lines=seats("35"), effective_date="2026-08-16", **start)))
+    september = issue(date(2026, 9, 1))["US-INV-4"]
+    assert D(str(september["invoice_total"])) == D("1923.38")
+    pay("p-4", "US-INV-4", "1923.38", date(2026, 9, 20))
+    pay("r-4", "US-INV-4", "-300.00", date(2026, 9, 25))
+    cancelled = contract("C-1", lines=seats("35"), effective_date="2026-09-16", contract_end_date="2026-09-15", **start)
+    import_document(store, document(cancelled))
+    credit = issue(date(2026, 10, 1))["US-CN-1"]
+    assert (credit["doc_type"], D(str(credit["invoice_total"])), credit["status"]) == (
+        "credit_note",
+        D("-787.50"),
+        "sent",
+    )
+    before = accrue_fees(store, as_of=date(2026, 10, 1))
+    assert before.fees == {"USD": D("324.68")}  # September's payment and refund: the credit note adds nothing
+    totals.append(close("2026-09", date(2026, 10, 1)))
+    assert accrue_fees(store, as_of=date(2026, 10, 2)).accrued == 0  # issued, not refunded: no fee moves
+    pay("r-cn-1", "US-INV-4", "-787.50", date(2026, 10, 5))  # the credit paid back: now the fee moves
+    totals.append(close("2026-10", date(2026, 11, 1)))
+    assert totals == [D("180.00"), D("180.00"), D("180.00"), D("324.68"), D("-157.50")]
+    assert accrue_fees(store, as_of=date(2026, 11, 2)).accrued == 0
+
+
+def test_the_configured_rate_reaches_the_run_and_a_later_rate_moves_only_new_events(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    """``partner_fee_rates`` in the settings (``Settings.fee_rates()``) is the rate ``run_partner_fees``
+    converts at: gulf's KWD invoice accrues 10% at 3.25. With the rate changed to 3.30 (kept in the store
+    with each accrual, not re-read), a rerun adds nothing and only gulf's next invoice accrues at 3.30."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.settings import Settings
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import contract, document
+
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {
+        "agreement_ref": "usd",
+        "partner_ref": "nw",
+        "currency": "USD",
+        "basis": "billed",
+        "percent": "10",
+        "referrals": [{"customer_ref": "gulf", "referred_on": "2026-01-01"}],
+    }
+    assert not import_document(store, document(contract("C-2", customer="gulf", entity="kw", currency="KWD"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+
+    def issue(as_of: date) -> list[Decimal]:
+        run_billing(store, as_of)
+        with store.write() as session:
+            drafts = [d for d in list_invoices(session) if d["status"] == "draft"]
+            for invoice in drafts:
+                set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+                mark_sent(session, [int(str(invoice["id"]))])
+        return [D(str(d["invoice_total"])) for d in drafts]
+
+    def settings(rate: str) -> Settings:
+        return Settings(database_url=database_url, data_dir=tmp_path, partner_fee_rates={"KWD/USD": rate})
+
+    [january] = issue(date(2026, 1, 1))
+    first = run_partner_fees(store, settings("3.25"), period="2026-01", as_of=date(2026, 2, 1))
+    assert first.problems == [] and first.fees == {"USD": (january * D("3.25") / 10).quantize(D("0.01"))}
+    assert run_partner_fees(store, settings("3.30"), period="2026-01", as_of=date(2026, 2, 1)).accrued == 0
+    [february] = issue(date(2026, 2, 1))
+    second = run_partner_fees(store, settings("3.30"), period="2026-02", as_of=date(2026, 3, 1))
+    assert (second.accrued, second.fees) == (1, {"USD": (february * D("3.30") / 10).quantize(D("0.01"))})
+    with store.read() as session:
+        kept = sorted((a.period, a.source_currency, a.rate) for a in load_accruals(session, partner_ref="nw"))
+    assert kept == [("2026-01", "KWD", D("3.25")), ("2026-02", "KWD", D("3.30"))]
+
+
+def test_the_partner_fees_artifact_says_what_the_run_did() -> None:
+    """The ``partner-fees`` artifact's text: fees accrued per currency (in its minor units), each closed
+    statement with the months it covers and its Bill, the statements not closed, the Bills pushed and the
+    events that could not accrue (a ``|`` in a message cannot break the list)."""
+    from collections import Counter
+
+    from billbridge.billing.partner_fees import FeeProblem
+    from billbridge.flows.partner_fees import FeeSummary, fees_markdown
+
+    summary = FeeSummary(
+        accrued=3,
+        fees={"USD": D("430"), "KWD": D("1.5")},
+        problems=[FeeProblem("usd", "doc:KW-INV-1", "currency", "no rate KWD->USD | configure one")],
+        closed=[
+            {"partner_ref": "nw", "period": "2026-11", "months": "2026-09 to 2026-11", "currency": "USD",
+             "total": D("430"), "number": "PF-2026-11-1"},
+            {"partner_ref": "zero", "period": "2026-11", "months": "2026-11", "currency": "KWD", "total": D(0),
+             "number": None},
+        ],
+        skipped=[{"partner_ref": "old", "period": "2026-11", "reason": "a later month, 2026-12, is closed already"}],
+        pushed=Counter({"created": 1}),
+    )  # fmt: skip
+    assert fees_markdown(summary) == (
+        "# Partner fees\n"
+        "\n"
+        "Accrued: 3 new fee(s) or reversal(s).\n"
+        "- 1.500 KWD\n"
+        "- 430.00 USD\n"
+        "\n"
+        "| partner | months | total | bill |\n"
+        "|---|---|---:|---|\n"
+        "| nw | 2026-09 to 2026-11 | 430.00 USD | PF-2026-11-1 |\n"
+        "| zero | 2026-11 | 0.000 KWD | - |\n"
+        "\n"
+        "## Statements not closed\n"
+        "\n"
+        "- old 2026-11: a later month, 2026-12, is closed already\n"
+        "\n"
+        "Bills: created 1\n"
+        "\n"
+        "## Events that could not accrue\n"
+        "\n"
+        "- usd: event doc:KW-INV-1: currency: no rate KWD->USD / configure one\n"
+    )

@@ -613,6 +613,24 @@ def test_a_partner_is_a_vendor_and_its_fees_a_bill_as_intuits_xsd_says(api: Api)
     assert_valid("BillPayment", payment)
     assert api.call("GET", f"bill/{stored['Id']}").json(parse_float=Decimal)["Bill"]["Balance"] == Decimal("52.00")
 
+    # As QuickBooks: a bill payment has lines, its TotalAmt is their sum, and no line pays more than the
+    # bill's open balance (52.00 now); an update may re-apply what the payment itself paid.
+    check = {"BankAccountRef": {"value": payment["CheckPayment"]["BankAccountRef"]["value"]}}
+    pay = {"VendorRef": {"value": vendor["Id"]}, "PayType": "Check", "CheckPayment": check}
+
+    def lines(amount: str) -> list[dict[str, Any]]:
+        return [{"Amount": amount, "LinkedTxn": [{"TxnId": stored["Id"], "TxnType": "Bill"}]}]
+
+    assert fault_code(api.call("POST", "billpayment", {**pay, "TotalAmt": "10.00"})) == "2020"  # no lines
+    assert fault_code(api.call("POST", "billpayment", {**pay, "TotalAmt": "60.00", "Line": lines("60.00")})) == "6000"
+    assert fault_code(api.call("POST", "billpayment", {**pay, "TotalAmt": "50.00", "Line": lines("40.00")})) == "6000"
+    unlinked = [{"Amount": "10.00", "LinkedTxn": []}]
+    assert fault_code(api.call("POST", "billpayment", {**pay, "TotalAmt": "10.00", "Line": unlinked})) == "6000"
+    assert api.call("GET", f"bill/{stored['Id']}").json(parse_float=Decimal)["Bill"]["Balance"] == Decimal("52.00")
+    raised = {**payment, "TotalAmt": "452.00", "Line": lines("452.00")}
+    assert api.call("POST", "billpayment", raised).status_code == 200  # its own 400.00 plus the open 52.00
+    assert api.call("GET", f"bill/{stored['Id']}").json(parse_float=Decimal)["Bill"]["Balance"] == Decimal("0.00")
+
 
 def test_intuits_2025_rate_limits_are_enforced_per_realm() -> None:
     """Issue 19 item 8: 10 requests a second per realm, and 120 batch calls a minute; the 11th request

@@ -75,6 +75,8 @@ def test_bad_partner_records_name_record_and_field_and_the_rest_go_on(store: Sto
             agreement("to-a-reseller", partner_ref="reseller-co"),
             agreement("no-rule", percent=None),
             agreement("float", percent=0.2),
+            agreement("both-rules", tiers={"model": "volume", "tiers": [{"up_to": None, "unit_price": "0.1"}]}),
+            agreement("unknown-customer", referrals=[{"customer_ref": "nosuch", "referred_on": "2026-01-01"}]),
         ],
     }
     summary = import_document(store, doc)
@@ -83,12 +85,14 @@ def test_bad_partner_records_name_record_and_field_and_the_rest_go_on(store: Sto
     found = {(e.key, e.field) for e in summary.errors}
     assert found == {
         ("no-entity", "entity_ref"),
-        ("bad-discount", "(record)"),
+        ("bad-discount", "discount_percent"),
         ("ghost-partner", "partner_ref"),
         ("other-currency", "currency"),
         ("to-a-reseller", "partner_ref"),
-        ("no-rule", "(record)"),
+        ("no-rule", "percent"),
         ("float", "percent"),
+        ("both-rules", "tiers"),
+        ("unknown-customer", "referrals[0].customer_ref"),
     }
     message = next(e.message for e in summary.errors if e.key == "other-currency")
     assert "EUR" in message and "USD" in message
@@ -96,6 +100,7 @@ def test_bad_partner_records_name_record_and_field_and_the_rest_go_on(store: Sto
         kept = {(e["record_type"], e["record_key"]) for e in quarantine.list_open(session)}
     assert ("referral_agreements", "ghost-partner") in kept
     assert ("partners", "no-entity") in kept
+    assert ("referral_agreements", "unknown-customer") in kept  # it waits for the customer, visibly
     # The partner arrives: the agreement naming it goes in and leaves the quarantine.
     fixed = import_document(
         store,
@@ -105,6 +110,10 @@ def test_bad_partner_records_name_record_and_field_and_the_rest_go_on(store: Sto
     with store.read() as session:
         kept = {(e["record_type"], e["record_key"]) for e in quarantine.list_open(session)}
     assert ("referral_agreements", "ghost-partner") not in kept
+    # The customer arrives: the agreement referring it goes in.
+    customer = {"customer_ref": "nosuch", "name": "No Such", "entity_ref": REFERENCE["entities"][0]["entity_ref"]}
+    unknown = agreement("unknown-customer", referrals=[{"customer_ref": "nosuch", "referred_on": "2026-01-01"}])
+    assert not import_document(store, {"customers": [customer], "referral_agreements": [unknown]}).errors
 
 
 def test_the_schema_describes_partners_and_agreements() -> None:

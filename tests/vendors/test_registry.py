@@ -95,3 +95,32 @@ def test_salesforce_partner_lookups_and_contact_role_come_from_the_settings() ->
     assert isinstance(plain, CrmSourceSpec)
     default = plain.extract(bundle, {})[0]  # by default: no partner lookups, role "Billing"
     assert default.partners == () and default.contacts == ()
+
+
+def test_hubspot_partner_association_labels_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A portal whose partner companies are associated as "Introducer" and "Channel partner": set in
+    ``[hubspot]`` (here through the environment), its sync reads the partners under those labels and no
+    longer under the defaults; an empty label is not read."""
+    deal = {"id": "901", "properties": {"dealname": "Big deal"}}
+    labelled = {"Introducer": ["301"], "Channel partner": ["302"], "Referral partner": ["303"], "Reseller": ["304"]}
+    bundle = DealBundle(deal=deal, lines=[], company=None, products={}, labelled=labelled)
+
+    def partners(settings: Settings | None) -> list[tuple[str, str, str]]:
+        spec = spec_for("hubspot", settings=settings)
+        assert isinstance(spec, CrmSourceSpec)
+        return sorted((p.company_id, p.role, p.field) for p in spec.extract(bundle, {})[0].partners)
+
+    assert partners(None) == [
+        ("303", "referral", "associations.companies[Referral partner]"),
+        ("304", "reseller", "associations.companies[Reseller]"),
+    ]
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", "/nonexistent/billbridge.toml")
+    monkeypatch.setenv("BILLBRIDGE_HUBSPOT__ACCESS_TOKEN", "pat-test")
+    monkeypatch.setenv("BILLBRIDGE_HUBSPOT__REFERRAL_PARTNER_LABEL", "Introducer")
+    monkeypatch.setenv("BILLBRIDGE_HUBSPOT__RESELLER_LABEL", "Channel partner")
+    assert partners(Settings()) == [
+        ("301", "referral", "associations.companies[Introducer]"),
+        ("302", "reseller", "associations.companies[Channel partner]"),
+    ]
+    portal = HubSpotSettings(access_token=SecretStr("pat-test"), reseller_label="")
+    assert partners(Settings(hubspot=portal)) == [("303", "referral", "associations.companies[Referral partner]")]

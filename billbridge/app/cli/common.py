@@ -17,6 +17,7 @@ from rich.table import Table
 
 from billbridge.app.errors import fail
 from billbridge.billing.currency import money_str
+from billbridge.billing.model import RECORD_KINDS
 from billbridge.flows import approval
 from billbridge.flows.importing import ContractFileError, ImportSummary, import_file
 from billbridge.flows.invoice_generation import BillingSummary
@@ -66,7 +67,7 @@ def import_paths(store: Store, paths: list[Path]) -> ImportSummary:
 
 def print_import(summary: ImportSummary) -> None:
     table = Table("records", "created", "updated", "unchanged", "quarantined", title="Contract file import")
-    for section in ("entities", "customers", "products", "contracts"):
+    for section in RECORD_KINDS:  # every record list of a contract file, partners and agreements too
         table.add_row(
             section,
             *(str(summary.counts[f"{section}.{o}"]) for o in ("created", "updated", "unchanged", "quarantined")),

@@ -103,24 +103,31 @@ def show(
 
 @app.command("fees")
 def fees(period: PeriodOpt, as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
-    """Every referral partner's fees of a month: accrued, its statement's status and total, paid."""
+    """Every referral partner's fees of a month: accrued, its statement's status and total, paid (a month
+    never closed says which later statement took its fees)."""
     month = _period(period)
     with _store().read() as session:
         partners = [p for p in sql.load_partners(session).values() if p.kind != "reseller"]
         accrued: dict[str, Decimal] = {}
         for accrual in sql.load_accruals(session, period=month):
             accrued[accrual.partner_ref] = accrued.get(accrual.partner_ref, Decimal(0)) + accrual.fee
-        closed = {s["partner_ref"]: s for s in sql.statements(session) if s["period"] == month}
+        every = sql.statements(session)
+    closed = {s["partner_ref"]: s for s in every if s["period"] == month}
+    covering: dict[str, str] = {}  # a month never closed: the first later statement billed its fees
+    for s in every:  # newest first
+        if s["period"] > month:
+            covering[s["partner_ref"]] = s["period"]
     rows = []
     for partner in partners:
         shut = closed.get(partner.partner_ref)
         c = partner.currency
+        later = covering.get(partner.partner_ref)
         rows.append(
             {
                 "partner_ref": partner.partner_ref,
                 "currency": c,
                 "accrued": money_str(accrued.get(partner.partner_ref, Decimal(0)), c),
-                "status": shut["status"] if shut else "open",
+                "status": shut["status"] if shut else (f"on the statement of {later}" if later else "open"),
                 "total": money_str(shut["total"], c) if shut else None,
                 "paid": money_str(shut["paid"], c) if shut and shut["paid"] is not None else None,
             }
@@ -135,17 +142,30 @@ def show_statement(
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
 ) -> None:
-    """A partner's statement of a month: fees per referred customer, the total, and whether it is billed."""
+    """A partner's statement of a month: fees per referred customer, the total, and whether it is billed.
+    A statement covers every month since the partner's previous one (months never closed are billed on
+    the next statement); an open month shows what closing it now would bill."""
     month = _period(period)
     with _store().read() as session:
         partner = sql.load_partners(session, [partner_ref]).get(partner_ref)
         if partner is None:
             err.print(f"[red]error:[/red] PARTNER: unknown partner {partner_ref!r}")
             raise typer.Exit(1)
-        accruals = sql.load_accruals(session, partner_ref=partner_ref, period=month)
-        closed = [s for s in sql.statements(session, partner_ref) if s["period"] == month]
-    of = statement(partner_ref, month, partner.currency, accruals)
-    status = closed[0]["status"] if closed else "open"
+        if partner.kind == "reseller":
+            err.print(
+                f"[red]error:[/red] PARTNER: {partner_ref} is a reseller: it is invoiced, it earns no fees and has "
+                "no fee statement (see `billbridge invoices list`)"
+            )
+            raise typer.Exit(1)
+        mine = sql.statements(session, partner_ref)
+        closed = [s for s in mine if s["period"] == month]
+        later = sorted(s["period"] for s in mine if s["period"] > month)
+        if closed or not later:
+            first, accruals = sql.statement_accruals(session, partner_ref, month)
+        else:  # a month never closed whose fees a later statement took
+            first, accruals = month, sql.load_accruals(session, partner_ref=partner_ref, period=month)
+    of = statement(partner_ref, month, partner.currency, accruals, first=first)
+    status = closed[0]["status"] if closed else (f"on the statement of {later[0]}" if later else "open")
     rows = [
         {
             "customer_ref": line.customer_ref,
@@ -156,10 +176,10 @@ def show_statement(
     ]
     if as_json:
         total = money_str(of.total, of.currency)
-        body = {"partner_ref": partner_ref, "period": month, "currency": of.currency, "status": status}
-        print(json.dumps({**body, "total": total, "lines": rows}, indent=2))
+        body = {"partner_ref": partner_ref, "period": month, "months": of.months, "currency": of.currency}
+        print(json.dumps({**body, "status": status, "total": total, "lines": rows}, indent=2))
         return
-    _print(rows, ["customer_ref", "base", "fees"], f"{partner.name} {month} ({status})", False, as_csv)
+    _print(rows, ["customer_ref", "base", "fees"], f"{partner.name} {of.months} ({status})", False, as_csv)
     if not as_csv:
         console.print(f"Total: {money_str(of.total, of.currency)} {of.currency}")
 
@@ -204,7 +224,13 @@ def run(
     """Accrue fees, close the month's statements and push their Bills to QuickBooks (if configured)."""
     month = _period(period) if period else None
     settings = Settings()
-    summary = partner_fees.run_partner_fees(open_store(settings.database), settings, period=month, push=not no_push)
+    try:
+        summary = partner_fees.run_partner_fees(open_store(settings.database), settings, period=month, push=not no_push)
+    except partner_fees.PeriodNotEnded as error:
+        err.print(f"[red]error:[/red] --period: {error}")
+        raise typer.Exit(2) from None
+    for skipped in summary.skipped:
+        err.print(f"[yellow]not closed:[/yellow] {skipped['partner_ref']} {skipped['period']}: {skipped['reason']}")
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
         return

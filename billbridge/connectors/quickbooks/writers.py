@@ -30,6 +30,23 @@ DUPLICATE_NAME = "6240"  # Intuit: a Customer (Vendor, Employee) or Item of that
 DUPLICATE_DOC_NUMBER = "6140"  # Intuit: the DocNumber is used (with duplicate-number checking on)
 
 
+NAME_SHARERS = ("Customer", "Vendor", "Employee")  # QuickBooks keeps DisplayName unique across the three
+
+
+def hidden_holders(entity: str) -> str:
+    """Who holds a name a create of ``entity`` was refused for (6240) when a look-up of ``entity`` by
+    that name finds nothing: an inactive one (queries return active records only) or, for the parties
+    sharing DisplayName, a record of another of them."""
+    kind = entity.lower()
+    if entity not in NAME_SHARERS:
+        return f"the name belongs to an inactive {kind} (queries do not return it)"
+    others = " or ".join(("an " if e[0] in "AEIOU" else "a ") + e.lower() for e in NAME_SHARERS if e != entity)
+    return (
+        f"the name belongs to {others} (DisplayName is unique across customers, vendors and employees) "
+        f"or to an inactive {kind} (queries do not return it)"
+    )
+
+
 @dataclass(frozen=True)
 class Write:
     """One create, update or delete: its idempotency key, the entity and its payload (a vendor record;
@@ -154,8 +171,8 @@ class QuickBooksConnector(QuickBooksReader):
         """Ids by our ref of the ``entity`` records named ``names[ref]`` (names are unique in a
         company): looked up by name, created (``write(ref)``) when missing. A create refused because
         the name exists (6240) means another run made it since the look-up: it is looked up again
-        and used, so concurrent pushes converge. The name may also be taken by a record queries do
-        not return (an inactive customer, a vendor, an employee): that one stays a failure."""
+        and used, so concurrent pushes converge. The name may also be taken by a record the look-up
+        does not return (``hidden_holders``): that one stays a failure."""
         found = self.find(entity, name_field, names.values())
         ids = {ref: str(found[name]["Id"]) for ref, name in names.items() if name in found}
         created, failed = self.ensure({ref: write(ref) for ref in names if ref not in ids})
@@ -166,6 +183,5 @@ class QuickBooksConnector(QuickBooksReader):
                 created[ref] = str(again[names[ref]]["Id"])
                 del failed[ref]
             else:
-                hidden = "the name belongs to an inactive record, a vendor or an employee (queries do not return them)"
-                failed[ref] = replace(failed[ref], error=f"{failed[ref].error} ({hidden}: rename one)")
+                failed[ref] = replace(failed[ref], error=f"{failed[ref].error} ({hidden_holders(entity)}: rename one)")
         return ids | created, failed

@@ -605,6 +605,9 @@ class LinkRule:
     entity: str
     wrong_type: str
     applied_at_most_total: bool = False  # the money applied may not exceed TotalAmt; the rest is UnappliedAmt
+    # A bill payment: TotalAmt is the sum of its lines (Intuit's XSD: "determined by taking the sum of all
+    # lines"), it has lines, and no line pays more than its bill's open balance.
+    applied_is_total: bool = False
 
 
 Default = Callable[["QboCompany", dict[str, Any], dict[str, Any] | None], Any]
@@ -785,7 +788,8 @@ RULES: dict[str, EntityRule] = {
         party=("VendorRef", "Vendor"),
         checks=(_pay_type,),
         currency="default",
-        links=LinkRule("Bill", "Bill", "a bill payment links bills"),
+        required=("Line",),
+        links=LinkRule("Bill", "Bill", "a bill payment links bills", applied_is_total=True),
         defaults=(("TxnDate", _today),),
     ),
 }
@@ -813,7 +817,7 @@ def validate(company: QboCompany, entity: str, body: dict[str, Any]) -> dict[str
     if rule.lines:
         _lines(company, body, rule.lines)
     if rule.links and party is not None and rule.party is not None:
-        _links(company, body, rule.links, party, rule.party)
+        _links(company, body, rule.links, party, rule.party, entity)
     if rule.currency == "default":
         body.setdefault("CurrencyRef", _party_currency(company, body, party))
     for key, default in rule.defaults:
@@ -944,15 +948,28 @@ def _lines(company: QboCompany, body: dict[str, Any], rule: LineRule) -> None:
 
 
 def _links(
-    company: QboCompany, body: dict[str, Any], rule: LinkRule, party: dict[str, Any], owner: tuple[str, str]
+    company: QboCompany,
+    body: dict[str, Any],
+    rule: LinkRule,
+    party: dict[str, Any],
+    owner: tuple[str, str],
+    entity: str,
 ) -> None:
     """TotalAmt (a number), and each line's Amount applied to transactions of the same party; a
-    payment of invoices applies at most its total, the rest unapplied."""
+    payment of invoices applies at most its total, the rest unapplied; a bill payment's lines each
+    link a bill, pay at most its open balance (what this payment paid on it before counts as open, on
+    an update) and add up to its TotalAmt."""
     body["TotalAmt"] = _decimal(body.get("TotalAmt"), "TotalAmt")
     applied = Decimal(0)
+    on: dict[str, Decimal] = {}  # linked transaction -> what this payment applies to it
     for line in body.get("Line", []):
         line["Amount"] = _decimal(line.get("Amount"), "Line Amount")
+        if rule.applied_is_total and (line["Amount"] <= 0 or not line.get("LinkedTxn")):
+            raise validation(
+                f"Each line of a {entity} links a {rule.entity.lower()} with a positive Amount", "6000", BUSINESS
+            )
         for link in line.get("LinkedTxn", []):
+            on[str(link.get("TxnId"))] = on.get(str(link.get("TxnId")), Decimal(0)) + line["Amount"]
             if link.get("TxnType") != rule.txn_type:
                 raise validation(rule.wrong_type, "2010", INVALID)
             linked = _ref(company, {"Ref": {"value": link.get("TxnId")}}, "Ref", rule.entity)
@@ -965,3 +982,27 @@ def _links(
         if applied > body["TotalAmt"]:
             raise validation("The payment amount must be at least the amount applied to invoices", "6000", BUSINESS)
         body["UnappliedAmt"] = body["TotalAmt"] - applied
+    if rule.applied_is_total:
+        if applied != body["TotalAmt"]:
+            raise validation(
+                f"TotalAmt {body['TotalAmt']} must be the sum of the lines' amounts, {applied}", "6000", BUSINESS
+            )
+        before = company.records[entity].get(str(body.get("Id"))) if body.get("Id") else None
+        for txn_id, amount in on.items():
+            linked = company.records[rule.entity][txn_id]
+            paid_before = sum(
+                (
+                    line["Amount"]
+                    for line in (before or {}).get("Line", [])
+                    for link in line.get("LinkedTxn", [])
+                    if str(link.get("TxnId")) == txn_id
+                ),
+                Decimal(0),
+            )
+            if amount > linked["Balance"] + paid_before:
+                raise validation(
+                    f"The amount applied to {rule.entity.lower()} {txn_id}, {amount}, exceeds its open balance "
+                    f"{linked['Balance'] + paid_before}",
+                    "6000",
+                    BUSINESS,
+                )
