@@ -3,8 +3,8 @@ than its agreement's keeps the amount it converted and the rate used, so a later
 configured rate moves only new events (a change of an accrued event is converted at its first rate);
 null in the agreement's own currency and on accruals made before
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-07 15:00:00
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from billbridge.store.types import ExactDecimal
 
-revision = "0020"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
