@@ -206,8 +206,9 @@ def send(
     as_of: Annotated[str | None, typer.Option("--as-of", help="The day to plan for (default: today).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make the messages that are due (deliveries, reminder steps, receipts, dunning notices) and send
-    them through the configured SMTP server, each once (what the send-reminders deployment does)."""
+    """Make the reminder steps that are due (deliveries, receipts and dunning notices are made with the
+    events that cause them) and send every queued message through its channel, each once (what the
+    send-reminders deployment does)."""
     from datetime import date
 
     from billbridge.flows.messages import plan_messages, send_messages
@@ -216,13 +217,16 @@ def send(
     _templates(settings)
     store = open_store(settings.database)
     plan = plan_messages(store, settings, date.fromisoformat(as_of) if as_of else date.today())
-    sent = send_messages(store, settings) if settings.smtp is not None else None
+    mailers = settings.quickbooks is not None or settings.stripe is not None  # the vendors' own e-mail channels
+    sent = send_messages(store, settings) if settings.smtp is not None or mailers else None
     if as_json:
         _json({"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None})
         if sent is not None and sent.stopped:
             raise typer.Exit(1)
         return
     console.print("made: " + (", ".join(f"{k} {v}" for k, v in sorted(plan.created.items())) or "nothing"))
+    if plan.caught_up:
+        console.print("caught up: " + ", ".join(f"{k} {v}" for k, v in sorted(plan.caught_up.items())))
     for line in plan.skipped:
         console.print(line)
     if sent is None:
