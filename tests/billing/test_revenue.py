@@ -112,9 +112,11 @@ def test_four_months_recognised_daily_as_stripe_amortises() -> None:
 
 
 def test_a_year_billed_upfront_is_recognised_daily_across_uneven_months() -> None:
-    # USD 1,200 billed on 2026-01-01 for the year (365 days): through day d, round(1200 x d / 365).
-    # January (31 days) 101.92, February (28) 193.97 - 101.92 = 92.05, March (31) 295.89 - 193.97 = 101.92,
-    # December closes the year exactly; deferred revenue falls from 1,098.08 at January's end to 0.
+    """Ours (no published example has these figures; the published one is the next test): USD 1,200 billed
+    on 2026-01-01 for the year (365 days): through day d, round(1200 x d / 365). January (31 days) 101.92,
+    February (28) 193.97 - 101.92 = 92.05, March (31) 295.89 - 193.97 = 101.92, December closes the year
+    exactly; deferred revenue falls from 1,098.08 at January's end to 0: the rounding a price that is not a
+    whole amount per day needs, which the published example avoids."""
     contract = make([flat("1200")], cycle_unit="year", contract_end_date=date(2026, 12, 31))
     ledger = Ledger((JAN, contract))
     ledger.bill(date(2027, 1, 1))
@@ -124,6 +126,23 @@ def test_a_year_billed_upfront_is_recognised_daily_across_uneven_months() -> Non
     assert sum(months.values()) == D(1200) and len(months) == 12
     balances = rev.balances()
     assert balances[0].deferred == D("1098.08") and balances[-1].deferred == 0
+
+
+def test_stripes_annual_subscription_example_is_recognised_daily() -> None:
+    """Stripe docs, Revenue Recognition, "Subscription examples", Annual subscription
+    (https://docs.stripe.com/revenue-recognition/examples/subscriptions): an annual subscription of 365 USD
+    from January 1, 2019, invoiced and paid that day, recognised daily over 1/1/2019-12/31/2019. The
+    published summary after March: Revenue +31.00, +28.00, +31.00 (January, February, March);
+    DeferredRevenue +334.00, -28.00, -31.00."""
+    start = date(2019, 1, 1)
+    contract = make([flat("365")], cycle_unit="year", contract_start_date=start, contract_end_date=date(2019, 12, 31))
+    ledger = Ledger((start, contract))
+    ledger.bill(start)
+    balances = revenue(ledger, start).balances()
+    assert [b.recognised for b in balances[:3]] == [D("31.00"), D("28.00"), D("31.00")]
+    deferred = [b.deferred for b in balances[:3]]
+    assert [deferred[0], deferred[1] - deferred[0], deferred[2] - deferred[1]] == [D("334.00"), D(-28), D(-31)]
+    assert sum(b.recognised for b in balances) == D(365) and balances[-1].deferred == 0
 
 
 def test_a_ramp_is_one_price_recognised_straight_line_over_the_term_not_as_billed() -> None:
@@ -162,9 +181,15 @@ def test_a_ramp_is_one_price_recognised_straight_line_over_the_term_not_as_bille
 
 
 def test_an_appliance_delivered_on_day_one_and_billed_in_installments_is_a_contract_asset() -> None:
-    # An appliance (point in time, delivered on the contract's first day) for 900 billed in three monthly
-    # installments of 300: January recognises 900 and bills 300 (contract asset 600), February bills
-    # 300 (asset 300), March the last 300 (asset 0). No deferred revenue at any point.
+    """Ours: no published example with these facts was found. The rule is ASC 606-10-45-3 (IFRS 15.107), as
+    quoted in Deloitte's Revenue Recognition Roadmap, 14.4 Contract Assets
+    (https://dart.deloitte.com/USDART/home/codification/revenue/asc606-10/roadmap-revenue-recognition/chapter-14-presentation/14-4-contract-assets):
+    an entity that transfers goods or services before the customer pays or before payment is due presents
+    the contract as a contract asset. (That page goes on to the standard's Example 39, a contract asset for
+    a product delivered before another; its figures could not be read here, so they are not asserted.)
+    An appliance (point in time, delivered on the contract's first day) for 900 billed in three monthly
+    installments of 300: January recognises 900 and bills 300 (contract asset 600), February bills 300
+    (asset 300), March the last 300 (asset 0). No deferred revenue at any point."""
     contract = make(
         [flat("900", line_ref="appliance", product_ref="appliance", charge="installments", installments=3)],
         contract_end_date=date(2026, 12, 31),
@@ -391,9 +416,11 @@ def test_added_lines_at_their_ssp_are_a_separate_contract() -> None:
 
 
 def test_early_termination_with_a_credit_note_reduces_what_is_left() -> None:
-    # 1,200 billed upfront for 2026; terminated to end on June 30 (amendment effective July 1): the billing
-    # engine credits the unused half-year (604.93), and revenue stops with what January-June recognised:
-    # round(1200 x 181 / 365) = 595.07, exactly what remains billed. Deferred revenue ends at 0.
+    """Ours (Stripe's credit-note examples credit part of a period's price, not a termination; one of them
+    is the next test): 1,200 billed upfront for 2026; terminated to end on June 30 (amendment effective
+    July 1): the billing engine credits the unused half-year (604.93), and revenue stops with what
+    January-June recognised: round(1200 x 181 / 365) = 595.07, exactly what remains billed. Deferred
+    revenue ends at 0."""
     ledger = Ledger((JAN, make([flat("1200")], cycle_unit="year", contract_end_date=date(2026, 12, 31))))
     ledger.bill(JAN)
     july = date(2026, 7, 1)
@@ -405,6 +432,35 @@ def test_early_termination_with_a_credit_note_reduces_what_is_left() -> None:
     assert sum(per_month(rev).values()) == D("595.07")
     assert sum(rev.billed.values()) == D("595.07")
     assert rev.balances()[-1].deferred == 0 and rev.balances()[-1].contract_asset == 0
+
+
+def test_stripes_credit_note_before_a_payment_lowers_what_each_day_recognises() -> None:
+    """Stripe docs, Revenue Recognition, "Credit note examples", Credit note before a payment
+    (https://docs.stripe.com/revenue-recognition/examples/credit-notes?locale=en-GB): a 3-month subscription
+    from 1 January 2026 costs 120 USD; before it is paid a credit note of 30 USD, "treated like an upfront
+    discount", brings it to 90 USD. Published summary: Revenue +31.00, +28.00, +31.00 (January to March,
+    90.00 in all), DeferredRevenue +59.00, -28.00, -31.00.
+
+    billbridge issues a credit note for a price lowered from the start (an amendment to 90 effective 1
+    January): recognition is the published one, 90 over the 90 days. Where it differs: billbridge's credit
+    note comes with the next billing run's date (1 April here, the contract's next billing date), so until
+    then deferred revenue holds the 30 the credit note will take back (January 89.00, not 59.00); it ends
+    at 0 as Stripe's does."""
+    end = date(2026, 3, 31)
+    ledger = Ledger((JAN, make([flat("120")], cycle_length=3, contract_end_date=end)))
+    ledger.bill(JAN)
+    ledger.amend(JAN, make([flat("90")], cycle_length=3, contract_end_date=end, effective_date=JAN))
+    ledger.bill(APR)
+    rev = revenue(ledger, APR)
+    assert per_month(rev) == {JAN: D("31.00"), FEB: D("28.00"), MAR: D("31.00")}
+    balances = rev.balances()
+    assert [(b.month, b.billed, b.deferred) for b in balances] == [
+        (JAN, D(120), D(89)),
+        (FEB, D(0), D(61)),
+        (MAR, D(0), D(30)),
+        (APR, D(-30), D(0)),  # the credit note
+    ]
+    assert sum(rev.billed.values()) == sum(rev.recognised.values()) == D(90)
 
 
 def test_a_late_usage_event_after_a_close_is_a_catch_up_in_the_first_open_month() -> None:
