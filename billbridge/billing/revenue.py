@@ -99,13 +99,14 @@ def month_end(month: date) -> date:
 # --- allocation ---------------------------------------------------------------------------------
 
 
-def allocate_by_ssp(price: Decimal, ssps: Sequence[Decimal], currency: str) -> list[Decimal]:
+def allocate_by_ssp(price: Decimal, ssps: Sequence[Decimal], currency: str, where: str = "") -> list[Decimal]:
     """``price`` (a whole number of minor units) split in proportion to ``ssps``, summing to it exactly.
 
     Largest remainder: each part rounded toward zero, the units left over to the largest dropped
-    fractions, earlier obligations first on a tie. Obligations whose SSPs are all zero share equally."""
+    fractions, earlier obligations first on a tie. Obligations whose SSPs are all zero share equally.
+    ``where`` (the lines and version being allocated) leads the error, so it names what could not be."""
     if not ssps:
-        raise ValueError("nothing to allocate to")
+        raise ValueError(f"{where + ': ' if where else ''}{price} {currency} and nothing to allocate it to")
     weights = list(ssps) if any(s > 0 for s in ssps) else [Decimal(1)] * len(ssps)
     return allocate(price, [max(w, ZERO) for w in weights], currency)
 
@@ -158,11 +159,12 @@ def _through(amount: Decimal, total_days: int, elapsed: int, currency: str) -> D
         return round_money(amount * elapsed / total_days, currency)
 
 
-def daily_amounts(amount: Decimal, start: date, end: date, currency: str) -> list[Decimal]:
-    """A ratable ``amount`` over the days ``start`` to ``end`` (inclusive), one exact amount a day."""
+def daily_amounts(amount: Decimal, start: date, end: date, currency: str, where: str = "") -> list[Decimal]:
+    """A ratable ``amount`` over the days ``start`` to ``end`` (inclusive), one exact amount a day.
+    ``where`` (the line and version) leads the error."""
     days = (end - start).days + 1
     if days < 1:
-        raise ValueError(f"the service ends ({end}) before it starts ({start})")
+        raise ValueError(f"{where + ': ' if where else ''}the service ends ({end}) before it starts ({start})")
     cum = [_through(amount, days, d, currency) for d in range(days + 1)]
     return [cum[d + 1] - cum[d] for d in range(days)]
 
@@ -736,7 +738,7 @@ def _obligations(
             ssp = standalone_price(c.line.ssp, value)
             found = priced[key] = (ssp, rounded(ssp), rounded(value.net_value))
         ssps.append(found)
-    parts = allocate_by_ssp(price, [ssp for ssp, _, _ in ssps], currency)
+    parts = allocate_by_ssp(price, [ssp for ssp, _, _ in ssps], currency, f"version {version_no}")
     out = []
     months: dict[date, date] = {}  # the month of each day (many periods start on the same days)
     for (c, _, deliveries), (_, ssp, net), part in zip(candidates, ssps, parts, strict=True):
@@ -745,7 +747,8 @@ def _obligations(
             weights = [w for _, w in deliveries]
             # A delivery dated before the contract (a line added with an earlier start) happens on its first day.
             days = [max(d, window_from) for d, _ in deliveries]
-            placed = tuple(zip(days, allocate_by_ssp(part, weights, currency), strict=True))
+            where = f"line {c.line.line_ref!r} of version {version_no}"
+            placed = tuple(zip(days, allocate_by_ssp(part, weights, currency, where), strict=True))
         line = c.line
         start = c.start if c.start > window_from else window_from  # a reallocation spreads over the days left
         booked = months.get(start if c.period else window_from)

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -487,6 +488,18 @@ def test_consideration_left_when_no_obligation_remains_is_recognised_on_the_day(
     adjustment = [(ob.allocated, ob.start) for ob in rev.obligations if ob.line_ref == ADJUSTMENT_LINE]
     assert adjustment == [(D("4.93"), july)]
     assert sum(rev.recognised.values()) == sum(rev.billed.values()) == D(600)
+
+
+def test_allocation_and_schedule_errors_name_the_line_and_version() -> None:
+    """A price with no obligation to allocate it to, or a service ending before it starts, says which
+    line and version (the rebuild records the reason per contract: "nothing to allocate to" alone named
+    neither)."""
+    with pytest.raises(ValueError, match=r"^line 'fee' of version 2: 100.00 USD and nothing to allocate it to$"):
+        allocate_by_ssp(D("100.00"), [], "USD", "line 'fee' of version 2")
+    with pytest.raises(
+        ValueError, match=r"^line 'fee' of version 2: the service ends \(2026-01-31\) before it starts \(2026-02-01\)$"
+    ):
+        daily_amounts(D(100), FEB, date(2026, 1, 31), "USD", "line 'fee' of version 2")
 
 
 # --- properties ---------------------------------------------------------------------------------
