@@ -490,6 +490,55 @@ def test_consideration_left_when_no_obligation_remains_is_recognised_on_the_day(
     assert sum(rev.recognised.values()) == sum(rev.billed.values()) == D(600)
 
 
+def test_a_guaranteed_minimum_is_recognised_ratably_in_its_quarter_not_when_the_true_up_is_billed() -> None:
+    """C-200's shape: a usage line (0.05 a call, billed quarterly in arrears) under a minimum commitment of
+    3,000.00 EUR a quarter. A guaranteed minimum is fixed consideration (ASC 606-10-32-5: only consideration
+    that may vary is variable), so each quarter's floor is recognised over its days, and usage above the
+    floor is variable consideration, recognised in the month consumed. It used to be recognised only once
+    the true-up invoice billed it, in the next quarter: Q4 showed its 550.00 of usage and January a
+    2,450.00 catch-up.
+
+    Q3 uses 80,000 calls (4,000.00, above the floor): July's 60,000 (3,000.00) fill the floor, so July
+    recognises 1,000.00 of the floor (31 of 92 days) + 0.00 of usage, and August's and September's usage
+    (500.00 each) is recognised as consumed on top of their floor days: Q3 = 4,000.00, what it bills. Q4
+    uses 11,000 calls in October (550.00): recognised 3,000.00 x 31/92 = 1,010.87, 30/92 = 978.26 and
+    1,010.87 (Q4 = 3,000.00); January 1 bills the 550.00 of usage and the 2,450.00 true-up, relieving the
+    contract asset, with nothing left over."""
+    contract = make([CALLS], currency="EUR", cycle_length=3, minimum_commitment="3000.00")
+    ledger, meter = Ledger((JAN, contract)), Meter()
+    meter.use(date(2026, 7, 10), 60000)
+    meter.use(date(2026, 8, 10), 10000)
+    meter.use(date(2026, 9, 10), 10000)
+    meter.use(date(2026, 10, 20), 11000)
+    for day in (APR, date(2026, 7, 1), date(2026, 10, 1)):
+        ledger.bill(day, usage=meter.lookup)
+
+    dec = recognise("C-1", ledger.versions, ledger.billed, date(2026, 12, 31), meter.through(date(2026, 12, 31)))
+    months = per_month(dec)
+    q3 = [months[date(2026, m, 1)] for m in (7, 8, 9)]
+    assert q3 == [D("1010.87"), D("1010.87") + D("500.00"), D("978.26") + D("500.00")]
+    assert sum(q3) == D("4000.00")
+    q4 = [months[date(2026, m, 1)] for m in (10, 11, 12)]
+    assert q4 == [D("1010.87"), D("978.26"), D("1010.87")] and sum(q4) == D("3000.00")
+    net = D(0)
+    for b in dec.balances():  # billed - recognised = deferred - contract asset, month by month
+        net += b.billed - b.recognised
+        assert net == b.deferred - b.contract_asset
+    assert dec.balances()[-1].contract_asset == D("3000.00")  # Q4, earned and not billed yet
+
+    [invoice] = ledger.bill(date(2027, 1, 1), usage=meter.lookup).invoices
+    assert sorted(ln.billed_amount for ln in invoice.lines) == [D("550.00"), D("2450.00")]
+    january = date(2027, 1, 1)
+    jan = recognise("C-1", ledger.versions, ledger.billed, january, meter.through(january))
+    months = per_month(jan)
+    assert [months[date(2026, m, 1)] for m in (10, 11, 12)] == q4  # nothing moved to January by the true-up
+    # January recognises its own quarter's floor (3,000.00 x 31/90) and bills Q4's 3,000.00: the contract
+    # asset left is January's own
+    assert months[january] == D("1033.33")
+    first = {b.month: b for b in jan.balances()}[january]
+    assert (first.billed, first.deferred, first.contract_asset) == (D(3000), D(0), D("1033.33"))
+
+
 def test_allocation_and_schedule_errors_name_the_line_and_version() -> None:
     """A price with no obligation to allocate it to, or a service ending before it starts, says which
     line and version (the rebuild records the reason per contract: "nothing to allocate to" alone named
@@ -551,6 +600,7 @@ class Case:
     service_end: date | None
     closed: set[date]
     held: dict[tuple[str, date, date], Decimal]
+    minimum: Decimal | None = None
 
 
 @st.composite
@@ -577,6 +627,9 @@ def contracts(draw: st.DrawFn) -> Case:
         "cycle_unit": draw(st.sampled_from(["month", "year"])),
         "billing_timing": draw(st.sampled_from(["in_advance", "in_arrears"])),
     }
+    minimum = D(draw(st.integers(1, 20000))) if draw(st.integers(0, 2)) == 0 else None
+    if minimum is not None:  # a guaranteed minimum per billing period: fixed consideration, recognised ratably
+        terms["minimum_commitment"] = minimum
     ledger = Ledger((start, make(lines + usage_line, **terms)))
     day = start + timedelta(days=draw(st.integers(0, (end - start).days)))
     early, meter = Meter(), Meter()  # the usage known on ``day``, and all of it
@@ -604,7 +657,7 @@ def contracts(draw: st.DrawFn) -> Case:
             added["installments"] = draw(st.integers(1, 3))
         ledger.amend(day, make(lines + usage_line + [dict(added, start_date=day)], **terms, effective_date=day))
     ledger.bill(end if evergreen else date(2034, 1, 1), usage=meter.lookup)  # past the last installment
-    return Case(ledger, end, meter, unit_price, service_end, closed, held)
+    return Case(ledger, end, meter, unit_price, service_end, closed, held, minimum)
 
 
 def revenue_of(ledger: Ledger, through: date, meter: Meter) -> ContractRevenue:
@@ -618,15 +671,16 @@ def month_of(day: date) -> date:
 @settings(max_examples=80, deadline=None)
 @given(contracts())
 def test_over_its_life_a_contract_recognises_exactly_what_it_billed(case: Case) -> None:
-    """Random contracts (fixed-term or evergreen, with or without a usage line and late usage events,
-    amended or not: new prices, another end, an added line): usage is recognised in the months it was
+    """Random contracts (fixed-term or evergreen, with or without a usage line and late usage events, with
+    or without a minimum commitment, amended or not: new prices, another end, an added line): usage
+    (without a minimum: with one, the usage filling the floor is not revenue twice) is recognised in the months it was
     consumed; at every month end billed - recognised = deferred - contract asset, both worked out here
     from the invoices and the recognised amounts; a fixed-term contract ends having recognised exactly
     what it billed; closed months keep what they held and the rest lands in open months."""
     ledger, through = case.ledger, case.through
     rev = revenue_of(ledger, through, case.meter)
     assert all(type(a) is Decimal for a in rev.recognised.values())
-    if case.unit_price is not None:  # each month: its calls at the unit price, exactly
+    if case.unit_price is not None and case.minimum is None:  # each month: its calls at the unit price, exactly
         consumed: dict[date, Decimal] = {}
         for day, quantity in case.meter.days.items():
             if case.service_end is None or day <= case.service_end:
