@@ -66,14 +66,33 @@ class WaterfallRowOut(BaseModel):
     remaining: str
 
 
+class RollforwardMismatchOut(BaseModel):
+    """A contract whose schedule does not agree with its invoices and credit notes in the month."""
+
+    contract_ref: str
+    billed_in_documents: str = Field(description="What its invoices and credit notes bill in the month")
+    billed_in_schedule: str = Field(description="What its schedule says was billed in the month")
+    opening: str
+    recognised: str
+    closing: str
+    expected_closing: str = Field(description="opening + billed in documents - recognised")
+    difference: str
+
+
 class RollforwardOut(BaseModel):
     currency: str
     period: str
     deferred_revenue: dict[str, str] = Field(description="opening + billed - recognised = closing")
     contract_assets: dict[str, str] = Field(description="opening + recognised - billed = closing")
     billed: str
+    billed_in_documents: str = Field(
+        description="What the entity's invoices and credit notes bill in the month (the schedule's billed, checked)"
+    )
     recognised: str
-    balanced: bool
+    balanced: bool = Field(description="The movements add up and every contract agrees with its documents")
+    mismatches: list[RollforwardMismatchOut] = Field(
+        description="Each contract whose schedule does not agree with its documents (empty when balanced)"
+    )
 
 
 class JournalLineOut(BaseModel):

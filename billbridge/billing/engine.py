@@ -535,6 +535,30 @@ def _draft_line(slot: _Slot, piece: _Piece, currency: str) -> DraftLine:
     )
 
 
+def _floor(timeline: _Timeline, p: Period) -> Decimal | None:
+    """The minimum a billing period commits to (its terms' ``minimum_commitment``, prorated by day and
+    rounded; None without one): what its true-up measures its recurring and usage charges against."""
+    minimum = timeline.version_at(p.end - ONE_DAY).contract.minimum_commitment
+    if minimum is None:
+        return None
+    return round_money(prorate(minimum, p.days, p.full_days), timeline.current.currency)
+
+
+def commitment_periods(versions: Sequence[Version], through: date) -> list[tuple[date, date, Decimal, int]]:
+    """Per billing period starting by ``through`` that commits to a minimum: (start, end (exclusive), the
+    floor, the version whose terms set it). Revenue recognition treats the floor as fixed consideration of
+    the period, with the true-up :func:`plan_invoices` bills once the period has ended."""
+    timeline = _Timeline(versions)
+    if timeline.current.billed_by != "billbridge" or all(v.contract.minimum_commitment is None for v in versions):
+        return []
+    out = []
+    for p in timeline.schedule(through):
+        floor = _floor(timeline, p)
+        if floor is not None:
+            out.append((p.start, p.end, floor, timeline.version_at(p.end - ONE_DAY).version_no))
+    return out
+
+
 def _minimum_slots(
     timeline: _Timeline, as_of: date, billed: Sequence[BilledItem], new: Sequence[DraftLine]
 ) -> list[_Slot]:
@@ -547,8 +571,8 @@ def _minimum_slots(
     for p in timeline.schedule(as_of):
         if p.end > as_of:
             continue
-        minimum = timeline.version_at(p.end - ONE_DAY).contract.minimum_commitment
-        if minimum is None:
+        floor = _floor(timeline, p)
+        if floor is None:
             continue
         in_period: list[BilledItem | DraftLine] = [*billed, *new]
         actual = sum(
@@ -559,7 +583,6 @@ def _minimum_slots(
             ),
             ZERO,
         )
-        floor = round_money(prorate(minimum, p.days, p.full_days), currency)
         shortfall = max(ZERO, floor - actual)
         terms = None
         if shortfall > 0:

@@ -9,23 +9,27 @@ Definitions, as this module applies them:
   usage happened; ``none``: a pass-through item, neither billed nor recognised here.
 - **Transaction price**: the fixed consideration of the contract over its term: what the billing
   engine's planner bills for recurring, one-time and installment charges with line and contract
-  discounts and ramps (usage and minimum-commitment true-ups are variable consideration). An evergreen
+  discounts and ramps (usage is variable consideration). An evergreen
   contract is month-to-month (either side may stop it): its term runs to the end of the billing period
   holding ``through``.
 - **Standalone selling price (SSP)**: see :class:`billbridge.billing.model.Ssp`; over an obligation it is
   the SSP per unit and full period times its quantity and full periods (``standalone_price``).
 - **Allocation**: the transaction price split over the obligations in proportion to their SSPs
   (ASC 606-10-32-29, IFRS 15.74), exact to the minor unit by the largest-remainder method.
-- **Variable consideration** (usage, minimum true-ups) is allocated entirely to the distinct period it
+- **Minimum commitment**: fixed consideration. Per commitment period, the floor beyond what the
+  period's recurring charges bill is an obligation of its own (``MINIMUM_LINE``), recognised ratably over
+  the period's days; the period's usage fills it first and only usage above it is revenue (in the month
+  consumed); the true-up invoice only bills (it relieves the contract asset).
+- **Variable consideration** (usage) is allocated entirely to the distinct period it
   is earned in (ASC 606-10-32-40, the variable-consideration exception). Usage measured by a sum or a
   count (``usage_aggregation`` sum or count) is recognised in the months it was consumed: each billed
   amount over its billing period's months in proportion to the quantity (sum) or events (count) of each
   month (largest remainder, exact), and usage consumed but not yet invoiced (the open period, a late
   event of a billed one) is recognised too, valued as the billing engine would bill it
   (``engine.usage_to_date``), a contract asset until its invoice; when the invoice comes, the period
-  recognises exactly what was billed. A period with no recorded usage, a peak, last-value or
-  distinct-count line (a level over the period, not a quantity consumed day by day) and a minimum
-  true-up are recognised over the period's days, and only once billed.
+  recognises exactly what was billed. A period with no recorded usage and a peak, last-value or
+  distinct-count line (a level over the period, not a quantity consumed day by day) are recognised over
+  the period's days, and only once billed.
 - **Schedule**: per obligation per day; a ratable amount A over N days recognises A/N a day at full
   precision, rounded to the minor unit cumulatively (through day d: round(A*d/N)), so every day and every
   month is exact, the rounding remainder is carried forward and the last day closes A exactly.
@@ -60,6 +64,7 @@ from billbridge.billing.engine import (
     BilledItem,
     DraftLine,
     Version,
+    commitment_periods,
     fresh_lines,
     planned_lines,
     usage_to_date,
@@ -99,13 +104,14 @@ def month_end(month: date) -> date:
 # --- allocation ---------------------------------------------------------------------------------
 
 
-def allocate_by_ssp(price: Decimal, ssps: Sequence[Decimal], currency: str) -> list[Decimal]:
+def allocate_by_ssp(price: Decimal, ssps: Sequence[Decimal], currency: str, where: str = "") -> list[Decimal]:
     """``price`` (a whole number of minor units) split in proportion to ``ssps``, summing to it exactly.
 
     Largest remainder: each part rounded toward zero, the units left over to the largest dropped
-    fractions, earlier obligations first on a tie. Obligations whose SSPs are all zero share equally."""
+    fractions, earlier obligations first on a tie. Obligations whose SSPs are all zero share equally.
+    ``where`` (the lines and version being allocated) leads the error, so it names what could not be."""
     if not ssps:
-        raise ValueError("nothing to allocate to")
+        raise ValueError(f"{where + ': ' if where else ''}{price} {currency} and nothing to allocate it to")
     weights = list(ssps) if any(s > 0 for s in ssps) else [Decimal(1)] * len(ssps)
     return allocate(price, [max(w, ZERO) for w in weights], currency)
 
@@ -158,11 +164,12 @@ def _through(amount: Decimal, total_days: int, elapsed: int, currency: str) -> D
         return round_money(amount * elapsed / total_days, currency)
 
 
-def daily_amounts(amount: Decimal, start: date, end: date, currency: str) -> list[Decimal]:
-    """A ratable ``amount`` over the days ``start`` to ``end`` (inclusive), one exact amount a day."""
+def daily_amounts(amount: Decimal, start: date, end: date, currency: str, where: str = "") -> list[Decimal]:
+    """A ratable ``amount`` over the days ``start`` to ``end`` (inclusive), one exact amount a day.
+    ``where`` (the line and version) leads the error."""
     days = (end - start).days + 1
     if days < 1:
-        raise ValueError(f"the service ends ({end}) before it starts ({start})")
+        raise ValueError(f"{where + ': ' if where else ''}the service ends ({end}) before it starts ({start})")
     cum = [_through(amount, days, d, currency) for d in range(days + 1)]
     return [cum[d + 1] - cum[d] for d in range(days)]
 
@@ -369,9 +376,17 @@ def recognise(
             continue
         booked = month_of(item.billing_date)
         out.add(out.billed, (item.line_ref, booked, booked), item.billed_amount)
-    _recognise_usage(out, versions, billed, methods, usage, through)
+    committed = (
+        commitment_periods(versions, horizon)
+        if any(v.contract.minimum_commitment is not None for v in versions)
+        else []
+    )
+    per_slot: dict[date, list[Key]] | None = defaultdict(list) if committed else None
+    _recognise_usage(out, versions, billed, methods, usage, through, per_slot)
 
     obligations = _allocate_versions(contract_ref, versions, horizon, methods, billed)
+    floors = _minimum_obligations(contract_ref, versions, horizon, billed, committed, currency) if committed else []
+    obligations += floors
     out.obligations = obligations
     recognised = out.recognised
     for ob in obligations:
@@ -392,7 +407,90 @@ def recognise(
             if a:
                 key = (line_ref, booked, m)
                 recognised[key] = recognised.get(key, ZERO) + a
+    if floors and per_slot is not None:
+        _absorb(out, floors, per_slot)
     return out
+
+
+# --- minimum commitments ------------------------------------------------------------------------
+
+
+def _minimum_obligations(
+    contract_ref: str,
+    versions: Sequence[Version],
+    horizon: date,
+    billed: Sequence[BilledItem],
+    committed: Sequence[tuple[date, date, Decimal, int]],
+    currency: str,
+) -> list[Obligation]:
+    """A guaranteed minimum is fixed consideration: per commitment period, the floor beyond what its
+    recurring charges bill (billed, or planned) is an obligation of its own, recognised ratably over the
+    period's days (``MINIMUM_LINE``). The period's usage fills it first (:func:`_absorb`); usage beyond
+    it is variable consideration, recognised in the month consumed. The true-up invoice bills what usage
+    left of it, relieving the contract asset the floor made."""
+    recurring: dict[date, Decimal] = defaultdict(lambda: ZERO)
+
+    def period_of(day: date) -> date | None:
+        for start, end, _, _ in committed:
+            if start <= day < end:
+                return start
+        return None
+
+    charges = [(x.kind, x.slot_start, x.billed_amount) for x in billed]
+    charges += [(x.kind, x.slot_start, x.billed_amount) for x in _plan_lines(contract_ref, versions, horizon, billed)]
+    for kind, slot_start, amount in charges:
+        if kind == "recurring" and (p := period_of(slot_start)) is not None:
+            recurring[p] += amount
+    out = []
+    for start, end, floor, version_no in committed:
+        guaranteed = floor - recurring.get(start, ZERO)
+        if guaranteed <= 0:
+            continue
+        last = end - ONE_DAY
+        out.append(
+            Obligation(
+                MINIMUM_LINE,
+                "",
+                f"Minimum commitment ({floor} {currency}) beyond recurring charges",
+                "ratable",
+                version_no,
+                "original",
+                start,
+                last,
+                guaranteed,
+                guaranteed,
+                guaranteed,
+                start,
+                date.max,
+                month_of(start),
+                (),
+                True,
+            )
+        )
+    return out
+
+
+def _absorb(out: ContractRevenue, floors: Sequence[Obligation], per_slot: Mapping[date, Sequence[Key]]) -> None:
+    """Take from the usage a commitment period recognised what its floor recognises already: the usage of
+    the period up to the floor, earliest month first (so only usage above the minimum adds revenue, in the
+    month it was consumed). ``per_slot``: the keys of the usage recognised per billing period start."""
+    recognised = out.recognised
+    for floor in floors:
+        keys = sorted(
+            {key for start, found in per_slot.items() if floor.start <= start <= floor.end for key in found},
+            key=lambda k: (k[2], k[1], k[0]),
+        )
+        used = sum((recognised.get(k, ZERO) for k in keys), ZERO)
+        left = min(max(used, ZERO), floor.allocated)
+        for key in keys:
+            if left <= 0:
+                break
+            amount = recognised.get(key, ZERO)
+            if amount <= 0:
+                continue
+            take = min(amount, left)
+            recognised[key] = amount - take
+            left -= take
 
 
 # --- usage ----------------------------------------------------------------------------------------
@@ -466,8 +564,13 @@ def _recognise_usage(
     methods: Mapping[str, Recognition],
     usage: UsageByProduct | None,
     through: date,
+    per_slot: dict[date, list[Key]] | None = None,
 ) -> None:
     """Variable consideration into ``out.recognised`` (see the module's definitions).
+
+    ``per_slot`` (a contract committing to a minimum): collects the keys of the usage recognised per
+    billing period start, and the minimum true-ups are not recognised here (the floor is, ratably: see
+    :func:`_minimum_obligations`); they only bill.
 
     A usage line measured by a sum or a count, with ``usage`` known: per billing period started by
     ``through`` (a slot), what the engine bills for it on the usage so far (``usage_to_date``), in the
@@ -475,7 +578,8 @@ def _recognise_usage(
     not yet billed: the open period, a late event; or billed beyond it, to be credited) in the month of
     the period's billing date (its invoice's, in arrears). A slot the terms no longer bill (a removed
     line, a changed cycle) is credited by the engine: its items cancel. Anything else variable (a
-    minimum true-up, another aggregation) is recognised over its billed span's days."""
+    minimum true-up of a contract without commitment periods, another aggregation) is recognised over its
+    billed span's days."""
     currency = out.currency
     lines: dict[str, ContractLine] = {}
     for version in versions:
@@ -512,6 +616,8 @@ def _recognise_usage(
     for item in billed:
         if item.kind not in VARIABLE_KINDS or methods.get(item.line_ref) == "none" or item.billed_amount == 0:
             continue
+        if per_slot is not None and item.kind == "minimum":
+            continue  # billed against the floor recognised ratably
         booked = month_of(item.billing_date)
         if item.line_ref in measured:
             key = (item.line_ref, item.slot_start)
@@ -526,12 +632,16 @@ def _recognise_usage(
             continue
         for m, a in spread.items():
             out.add(out.recognised, (item.line_ref, booked, m), a)
+            if per_slot is not None:
+                per_slot[item.slot_start].append((item.line_ref, booked, m))
     for key, slot in slots.items():
         unbilled = slot.billed_amount - billed_of.get(key, ZERO)
         if unbilled:
             booked = month_of(slot.slot_end)
             for m, a in _spread(unbilled, weights_of(key, slot), slot.slot_start, slot.slot_end, currency).items():
                 out.add(out.recognised, (key[0], booked, m), a)
+                if per_slot is not None:
+                    per_slot[slot.slot_start].append((key[0], booked, m))
 
 
 def usage_splits(versions: Sequence[Version], billed: Iterable[BilledItem], through: date) -> set[int]:
@@ -736,7 +846,7 @@ def _obligations(
             ssp = standalone_price(c.line.ssp, value)
             found = priced[key] = (ssp, rounded(ssp), rounded(value.net_value))
         ssps.append(found)
-    parts = allocate_by_ssp(price, [ssp for ssp, _, _ in ssps], currency)
+    parts = allocate_by_ssp(price, [ssp for ssp, _, _ in ssps], currency, f"version {version_no}")
     out = []
     months: dict[date, date] = {}  # the month of each day (many periods start on the same days)
     for (c, _, deliveries), (_, ssp, net), part in zip(candidates, ssps, parts, strict=True):
@@ -745,7 +855,8 @@ def _obligations(
             weights = [w for _, w in deliveries]
             # A delivery dated before the contract (a line added with an earlier start) happens on its first day.
             days = [max(d, window_from) for d, _ in deliveries]
-            placed = tuple(zip(days, allocate_by_ssp(part, weights, currency), strict=True))
+            where = f"line {c.line.line_ref!r} of version {version_no}"
+            placed = tuple(zip(days, allocate_by_ssp(part, weights, currency, where), strict=True))
         line = c.line
         start = c.start if c.start > window_from else window_from  # a reallocation spreads over the days left
         booked = months.get(start if c.period else window_from)

@@ -156,6 +156,37 @@ def _entity(store: Store, entity_ref: str) -> int:
     return found
 
 
+@dataclass
+class Closed:
+    """What a close (or reopening) did: the close event (None for a reopening), the checks a forced close
+    went past, and the month's documents still in draft (not pushed to the ledger: its entry leaves them
+    out until the month is reopened and closed again)."""
+
+    event: int | None = None
+    accepted: list[str] = field(default_factory=list)
+    drafts: list[str] = field(default_factory=list)
+
+
+def close_problems(store: Store, entity_id: int, month: date) -> list[str]:
+    """Why the month of an entity should not be closed as it stands: each of its contracts whose schedule
+    could not be built (its revenue would be missing from the month and its journal entry), and each
+    contract and currency where the month's rollforward does not agree with the invoices and credit notes."""
+    with store.read() as session:
+        failed = sql.failed_contracts(session, entity_id)
+    problems = [f"{ref}: not recognised: {reason}" for ref, reason in failed]
+    for roll in rollforward_report(store, entity_id, month):
+        c = roll["currency"]
+        for m in roll["mismatches"]:
+            problems.append(
+                f"{m['contract_ref']} {c}: the rollforward does not agree: the invoices and credit notes bill "
+                f"{m['billed_in_documents']} in {roll['period']}, the schedule {m['billed_in_schedule']} "
+                f"(difference {m['difference']})"
+            )
+        if not roll["balanced"] and not roll["mismatches"]:
+            problems.append(f"{c}: the rollforward's movements do not add up to its closing balances")
+    return problems
+
+
 def close(
     store: Store,
     entity_ref: str,
@@ -164,23 +195,49 @@ def close(
     reopen: bool = False,
     reason: str | None = None,
     ledger: str | None = None,
-) -> None:
+    force: bool = False,
+    actor: str | None = None,
+    today: date | None = None,
+) -> Closed:
     """Close a month of an entity (its schedules brought up to date first), or reopen it (recorded with
-    the reason). PeriodError when it is closed already, or not closed. With ``ledger`` (a vendor taking
-    journal entries), the close queues the month's entries for it in the same transaction (outbox)."""
+    the reason and ``actor``). With ``ledger`` (a vendor taking journal entries), the close queues the
+    month's entries for it in the same transaction (outbox).
+
+    PeriodError when it is closed already, or not closed; when the month has not ended (its last day is
+    ``today``, UTC by default, or later: the demo passes its simulated day); and when a contract of the
+    entity could not be recognised or the month's rollforward does not agree with the documents (each
+    named with its reason): its revenue would be left out of a month that never changes again. ``force``
+    closes anyway, the problems accepted recorded with the close (with ``reason``)."""
     month = rr.month_of(month)
     entity_id = _entity(store, entity_ref)
-    if not reopen:
-        rebuild(store, max(rr.month_end(month), today_utc()))
+    if reopen:
+        with store.write() as session:
+            sql.reopen_period(session, entity_id, month, reason, actor=actor)
+        return Closed()
+    today = today or today_utc()
+    if rr.month_end(month) >= today:
+        raise sql.PeriodError(
+            f"{month:%Y-%m} has not ended: its last day, {rr.month_end(month)}, is not before today ({today}, UTC)"
+        )
+    rebuild(store, max(rr.month_end(month), today))
+    problems = close_problems(store, entity_id, month)
+    if problems and not force:
+        raise sql.PeriodError(
+            f"{month:%Y-%m} of {entity_ref} is not closed: "
+            + "; ".join(problems)
+            + " (fix them and close again, or close with --force to accept them)"
+        )
+    recorded = reason
+    if problems:
+        recorded = "; ".join([*([reason] if reason else []), *(f"accepted: {p}" for p in problems)])
     with store.write() as session:
-        if reopen:
-            sql.reopen_period(session, entity_id, month, reason)
-            return
-        event = sql.close_period(session, entity_id, month)
+        event = sql.close_period(session, entity_id, month, actor=actor, forced=bool(problems), reason=recorded)
         if ledger is not None:
             periods = _period_revenues(session, entity_id, entity_ref, month)
             removals = _removals(session, ledger, entity_ref, month, periods)
             queue_journal_entries(session, ledger, entity_id, event, periods + removals)
+        drafts = sql.draft_documents(session, entity_id, month, rr.month_end(month))
+    return Closed(event, problems, drafts)
 
 
 def journal_topic(ledger: str) -> str:

@@ -387,12 +387,23 @@ def entity_refs(session: Session) -> list[str]:
     return list(session.scalars(select(LegalEntity.entity_ref).order_by(LegalEntity.entity_ref)))
 
 
-def close_period(session: Session, entity_id: int, month: date) -> int:
-    """Close a month; the id of the close event (what announces it in the outbox)."""
+def close_period(
+    session: Session,
+    entity_id: int,
+    month: date,
+    *,
+    actor: str | None = None,
+    forced: bool = False,
+    reason: str | None = None,
+) -> int:
+    """Close a month; the id of the close event (what announces it in the outbox). ``forced``: closed
+    past failed checks, ``reason`` saying what the controller accepted."""
     if session.get(RevenuePeriod, (entity_id, month)) is not None:
         raise PeriodError(f"{month:%Y-%m} is closed already")
     session.add(RevenuePeriod(entity_id=entity_id, month=month, closed_at=utcnow()))
-    event = RevenuePeriodEvent(entity_id=entity_id, month=month, action="close", at=utcnow())
+    event = RevenuePeriodEvent(
+        entity_id=entity_id, month=month, action="close", at=utcnow(), actor=actor, forced=forced, reason=reason
+    )
     session.add(event)
     session.flush()
     return event.id
@@ -412,7 +423,9 @@ def current_close(session: Session, entity_id: int, month: date) -> int | None:
     )
 
 
-def reopen_period(session: Session, entity_id: int, month: date, reason: str | None) -> None:
+def reopen_period(
+    session: Session, entity_id: int, month: date, reason: str | None, *, actor: str | None = None
+) -> None:
     """Open a closed month again. The schedules built since it was closed are marked stale: a change they
     saw that touched the month went to a later month as a catch-up, and the next rebuild puts it back in
     the month (the others hold what the month should)."""
@@ -426,16 +439,67 @@ def reopen_period(session: Session, entity_id: int, month: date, reason: str | N
         )
     )
     session.delete(found)
-    session.add(RevenuePeriodEvent(entity_id=entity_id, month=month, action="reopen", reason=reason, at=utcnow()))
+    session.add(
+        RevenuePeriodEvent(entity_id=entity_id, month=month, action="reopen", reason=reason, at=utcnow(), actor=actor)
+    )
 
 
-def period_events(session: Session, entity_id: int) -> list[tuple[date, str, str | None, datetime]]:
+@dataclass(frozen=True)
+class PeriodEvent:
+    """A close or reopening of a month: what, who, when, why, and whether a close was forced."""
+
+    month: date
+    action: str
+    reason: str | None
+    at: datetime
+    actor: str | None = None
+    forced: bool = False
+
+
+def period_events(session: Session, entity_id: int) -> list[PeriodEvent]:
+    """An entity's closes and reopenings, oldest first."""
     rows = session.execute(
-        select(RevenuePeriodEvent.month, RevenuePeriodEvent.action, RevenuePeriodEvent.reason, RevenuePeriodEvent.at)
+        select(
+            RevenuePeriodEvent.month,
+            RevenuePeriodEvent.action,
+            RevenuePeriodEvent.reason,
+            RevenuePeriodEvent.at,
+            RevenuePeriodEvent.actor,
+            RevenuePeriodEvent.forced,
+        )
         .where(RevenuePeriodEvent.entity_id == entity_id)
         .order_by(RevenuePeriodEvent.id)
     )
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [PeriodEvent(*r) for r in rows]
+
+
+def failed_contracts(session: Session, entity_id: int) -> list[tuple[str, str]]:
+    """(contract_ref, reason) of each contract of the entity whose schedule could not be built, as the
+    last rebuild recorded it."""
+    rows = session.execute(
+        select(Contract.contract_ref, RevenueContractState.error)
+        .join(RevenueContractState, RevenueContractState.contract_id == Contract.id)
+        .where(Contract.entity_id == entity_id, RevenueContractState.error.is_not(None))
+        .order_by(Contract.contract_ref)
+    )
+    return [(ref, error or "") for ref, error in rows]
+
+
+def draft_documents(session: Session, entity_id: int, first: date, last: date) -> list[str]:
+    """The numbers of the entity's invoices and credit notes dated ``first``..``last`` still in draft
+    (not approved, so not pushed to the ledger): what a close warns about."""
+    return list(
+        session.scalars(
+            select(Invoice.number)
+            .where(
+                Invoice.entity_id == entity_id,
+                Invoice.status == "draft",
+                Invoice.period_released.is_(False),
+                Invoice.billing_date.between(first, last),
+            )
+            .order_by(Invoice.number)
+        )
+    )
 
 
 def contracts_of_entity(session: Session, entity_id: int) -> list[int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billbridge.store.models import Base, Id, utcnow
@@ -74,7 +74,7 @@ class RevenuePeriod(Base):
 
 
 class RevenuePeriodEvent(Base):
-    """A close or reopening of a month, with the reason given for a reopening."""
+    """A close or reopening of a month, who did it, with the reason given for a reopening or a forced close."""
 
     __tablename__ = "revenue_period_events"
     __table_args__ = (Index("ix_revenue_period_events_entity", "entity_id", "month"),)
@@ -84,3 +84,5 @@ class RevenuePeriodEvent(Base):
     action: Mapped[str] = mapped_column(String(10))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(200))  # who closed or reopened it
+    forced: Mapped[bool] = mapped_column(Boolean, server_default=false())  # closed past failed checks

@@ -55,8 +55,25 @@ def test_schedule_waterfall_and_rollforward_of_the_keys_entity(api: Api) -> None
         "recognised": "92.05",
         "closing": "1006.03",
     }
-    assert roll["balanced"] is True
+    assert (roll["billed"], roll["billed_in_documents"], roll["balanced"], roll["mismatches"]) == (
+        "0.00",
+        "0.00",
+        True,
+        [],
+    )
     assert api.get("/api/revenue/rollforward", period="1999-01-01").status_code == 422
+
+    # February's invoice of C-USAGE is made and the schedule not rebuilt: the API names the contract, as the CLI
+    run_billing(api.store, date(2026, 2, 1))
+    [roll] = api.get("/api/revenue/rollforward", period="2026-02-10").json()["data"]
+    assert (roll["billed"], roll["billed_in_documents"], roll["balanced"]) == ("0.00", "1200.00", False)
+    [mismatch] = roll["mismatches"]
+    assert (mismatch["contract_ref"], mismatch["billed_in_documents"], mismatch["billed_in_schedule"]) == (
+        "C-USAGE",
+        "1200.00",
+        "0.00",
+    )
+    assert mismatch["difference"] == "1200.00"
     assert api.get("/api/revenue/waterfall", **{"from": "2026-03-01", "to": "2026-01-01"}).status_code == 422
 
 

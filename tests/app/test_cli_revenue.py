@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from billbridge.app.cli import app
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
 from billbridge.store.db import Store
-from billbridge.store.models import Contract, Invoice, InvoiceLine
+from billbridge.store.models import Contract, ContractVersion, Invoice, InvoiceLine
 from tests.docs import contract, document
 
 runner = CliRunner()
@@ -110,7 +110,13 @@ def test_recognise_the_examples_then_schedule_waterfall_rollforward_and_close(ex
     code, out = run("revenue", "accounts")
     assert code == 1 and "revenue_accounts and quickbooks must both be configured" in out
 
-    assert run("revenue", "close", "--entity", "us-inc", "--period", "2026-10") == (0, "us-inc 2026-10 closed\n")
+    code, out = run("revenue", "close", "--entity", "us-inc", "--period", "2026-10")
+    assert code == 0 and out.startswith("us-inc 2026-10 closed\n"), out
+    # the examples' invoices are drafts (never approved nor pushed): the close says so, naming them
+    assert (
+        "warning: 3 invoice(s) or credit note(s) dated in 2026-10 are still drafts, not pushed to the ledger: "
+        "US-INV-10, US-INV-20, US-INV-25" in said(out)
+    )
     code, out = run("revenue", "close", "--entity", "us-inc", "--period", "2026-10")
     assert code == 1 and "closed already" in out
     code, out = run("revenue", "close", "--entity", "us-inc", "--period", "2026-10", "--reopen", "--reason", "audit")
@@ -243,3 +249,43 @@ def test_a_credit_note_dated_in_a_closed_month_is_a_catch_up_in_the_first_open_m
     for period in ("2026-01", "2026-02"):
         code, out = run("revenue", "rollforward", "--entity", "us", "--period", period)
         assert code == 0, out
+
+
+def test_a_month_with_a_contract_that_could_not_be_recognised_is_not_closed_unless_forced(cli_store: Store) -> None:
+    """C-M's stored terms are broken (a billing timing no one knows): its schedule cannot be built, so
+    January's journal entry would leave out its 1,200.00 billed (and what it recognises) and lock the month
+    without it. The close refuses, naming C-M, why, and the rollforward's disagreement; the month stays
+    open. ``--force`` closes it, the accepted problems and who forced it recorded, and listed by
+    ``revenue periods``."""
+    import_document(cli_store, document(YEAR, MONTHLY))
+    run_billing(cli_store, date(2026, 1, 1))
+    with cli_store.write() as session:
+        cm = session.scalar(select(Contract.id).where(Contract.contract_ref == "C-M"))
+        [version] = session.scalars(select(ContractVersion).where(ContractVersion.contract_id == cm)).all()
+        version.terms = version.terms.replace('"in_advance"', '"sometimes"')
+    code, out = run("revenue", "close", "--entity", "us", "--period", "2026-01")
+    assert code == 1, out
+    assert "C-M: not recognised: C-M: stored version 1 is invalid: billing_timing" in said(out)
+    assert "C-M USD: the rollforward does not agree: the invoices and credit notes bill 1200.00 in 2026-01" in said(out)
+    assert "C-Y" not in out and "--force" in out
+    assert answer("revenue", "periods", "--entity", "us", "--json") == (0, "[]\n")  # still open
+
+    code, out = run("revenue", "close", "--entity", "us", "--period", "2026-01", "--force", "--by", "controller")
+    assert code == 0 and "us 2026-01 closed (forced)" in out and "accepted (--force): C-M: not recognised" in said(out)
+    code, out = answer("revenue", "periods", "--entity", "us", "--json")
+    [event] = json.loads(out)
+    assert (event["month"], event["action"], event["forced"], event["by"]) == ("2026-01", "close", True, "controller")
+    assert event["reason"].startswith("accepted: C-M: not recognised") and "C-Y" not in event["reason"]
+    assert event["at"] and "C-M" in answer("revenue", "periods", "--entity", "us")[1]
+
+
+def test_a_month_that_has_not_ended_is_not_closed(cli_store: Store) -> None:
+    """Closing the current month (its last day is today or later, UTC) or a future one would lock revenue
+    not yet earned and queue a journal entry dated in the future: refused, nothing recorded."""
+    import_document(cli_store, document(YEAR))
+    this_month = datetime.now(UTC).strftime("%Y-%m")
+    for period in (this_month, "2099-06"):
+        code, out = run("revenue", "close", "--entity", "us", "--period", period)
+        assert code == 1 and f"{period} has not ended" in said(out) and "is not before today" in said(out), out
+    assert answer("revenue", "periods", "--entity", "us", "--json") == (0, "[]\n")
+    assert run("revenue", "close", "--entity", "us", "--period", "2026-01")[0] == 0  # an ended month closes

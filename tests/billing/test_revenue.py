@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,9 +113,11 @@ def test_four_months_recognised_daily_as_stripe_amortises() -> None:
 
 
 def test_a_year_billed_upfront_is_recognised_daily_across_uneven_months() -> None:
-    # USD 1,200 billed on 2026-01-01 for the year (365 days): through day d, round(1200 x d / 365).
-    # January (31 days) 101.92, February (28) 193.97 - 101.92 = 92.05, March (31) 295.89 - 193.97 = 101.92,
-    # December closes the year exactly; deferred revenue falls from 1,098.08 at January's end to 0.
+    """Ours (no published example has these figures; the published one is the next test): USD 1,200 billed
+    on 2026-01-01 for the year (365 days): through day d, round(1200 x d / 365). January (31 days) 101.92,
+    February (28) 193.97 - 101.92 = 92.05, March (31) 295.89 - 193.97 = 101.92, December closes the year
+    exactly; deferred revenue falls from 1,098.08 at January's end to 0: the rounding a price that is not a
+    whole amount per day needs, which the published example avoids."""
     contract = make([flat("1200")], cycle_unit="year", contract_end_date=date(2026, 12, 31))
     ledger = Ledger((JAN, contract))
     ledger.bill(date(2027, 1, 1))
@@ -124,6 +127,23 @@ def test_a_year_billed_upfront_is_recognised_daily_across_uneven_months() -> Non
     assert sum(months.values()) == D(1200) and len(months) == 12
     balances = rev.balances()
     assert balances[0].deferred == D("1098.08") and balances[-1].deferred == 0
+
+
+def test_stripes_annual_subscription_example_is_recognised_daily() -> None:
+    """Stripe docs, Revenue Recognition, "Subscription examples", Annual subscription
+    (https://docs.stripe.com/revenue-recognition/examples/subscriptions): an annual subscription of 365 USD
+    from January 1, 2019, invoiced and paid that day, recognised daily over 1/1/2019-12/31/2019. The
+    published summary after March: Revenue +31.00, +28.00, +31.00 (January, February, March);
+    DeferredRevenue +334.00, -28.00, -31.00."""
+    start = date(2019, 1, 1)
+    contract = make([flat("365")], cycle_unit="year", contract_start_date=start, contract_end_date=date(2019, 12, 31))
+    ledger = Ledger((start, contract))
+    ledger.bill(start)
+    balances = revenue(ledger, start).balances()
+    assert [b.recognised for b in balances[:3]] == [D("31.00"), D("28.00"), D("31.00")]
+    deferred = [b.deferred for b in balances[:3]]
+    assert [deferred[0], deferred[1] - deferred[0], deferred[2] - deferred[1]] == [D("334.00"), D(-28), D(-31)]
+    assert sum(b.recognised for b in balances) == D(365) and balances[-1].deferred == 0
 
 
 def test_a_ramp_is_one_price_recognised_straight_line_over_the_term_not_as_billed() -> None:
@@ -162,9 +182,15 @@ def test_a_ramp_is_one_price_recognised_straight_line_over_the_term_not_as_bille
 
 
 def test_an_appliance_delivered_on_day_one_and_billed_in_installments_is_a_contract_asset() -> None:
-    # An appliance (point in time, delivered on the contract's first day) for 900 billed in three monthly
-    # installments of 300: January recognises 900 and bills 300 (contract asset 600), February bills
-    # 300 (asset 300), March the last 300 (asset 0). No deferred revenue at any point.
+    """Ours: no published example with these facts was found. The rule is ASC 606-10-45-3 (IFRS 15.107), as
+    quoted in Deloitte's Revenue Recognition Roadmap, 14.4 Contract Assets
+    (https://dart.deloitte.com/USDART/home/codification/revenue/asc606-10/roadmap-revenue-recognition/chapter-14-presentation/14-4-contract-assets):
+    an entity that transfers goods or services before the customer pays or before payment is due presents
+    the contract as a contract asset. (That page goes on to the standard's Example 39, a contract asset for
+    a product delivered before another; its figures could not be read here, so they are not asserted.)
+    An appliance (point in time, delivered on the contract's first day) for 900 billed in three monthly
+    installments of 300: January recognises 900 and bills 300 (contract asset 600), February bills 300
+    (asset 300), March the last 300 (asset 0). No deferred revenue at any point."""
     contract = make(
         [flat("900", line_ref="appliance", product_ref="appliance", charge="installments", installments=3)],
         contract_end_date=date(2026, 12, 31),
@@ -391,9 +417,11 @@ def test_added_lines_at_their_ssp_are_a_separate_contract() -> None:
 
 
 def test_early_termination_with_a_credit_note_reduces_what_is_left() -> None:
-    # 1,200 billed upfront for 2026; terminated to end on June 30 (amendment effective July 1): the billing
-    # engine credits the unused half-year (604.93), and revenue stops with what January-June recognised:
-    # round(1200 x 181 / 365) = 595.07, exactly what remains billed. Deferred revenue ends at 0.
+    """Ours (Stripe's credit-note examples credit part of a period's price, not a termination; one of them
+    is the next test): 1,200 billed upfront for 2026; terminated to end on June 30 (amendment effective
+    July 1): the billing engine credits the unused half-year (604.93), and revenue stops with what
+    January-June recognised: round(1200 x 181 / 365) = 595.07, exactly what remains billed. Deferred
+    revenue ends at 0."""
     ledger = Ledger((JAN, make([flat("1200")], cycle_unit="year", contract_end_date=date(2026, 12, 31))))
     ledger.bill(JAN)
     july = date(2026, 7, 1)
@@ -405,6 +433,35 @@ def test_early_termination_with_a_credit_note_reduces_what_is_left() -> None:
     assert sum(per_month(rev).values()) == D("595.07")
     assert sum(rev.billed.values()) == D("595.07")
     assert rev.balances()[-1].deferred == 0 and rev.balances()[-1].contract_asset == 0
+
+
+def test_stripes_credit_note_before_a_payment_lowers_what_each_day_recognises() -> None:
+    """Stripe docs, Revenue Recognition, "Credit note examples", Credit note before a payment
+    (https://docs.stripe.com/revenue-recognition/examples/credit-notes?locale=en-GB): a 3-month subscription
+    from 1 January 2026 costs 120 USD; before it is paid a credit note of 30 USD, "treated like an upfront
+    discount", brings it to 90 USD. Published summary: Revenue +31.00, +28.00, +31.00 (January to March,
+    90.00 in all), DeferredRevenue +59.00, -28.00, -31.00.
+
+    billbridge issues a credit note for a price lowered from the start (an amendment to 90 effective 1
+    January): recognition is the published one, 90 over the 90 days. Where it differs: billbridge's credit
+    note comes with the next billing run's date (1 April here, the contract's next billing date), so until
+    then deferred revenue holds the 30 the credit note will take back (January 89.00, not 59.00); it ends
+    at 0 as Stripe's does."""
+    end = date(2026, 3, 31)
+    ledger = Ledger((JAN, make([flat("120")], cycle_length=3, contract_end_date=end)))
+    ledger.bill(JAN)
+    ledger.amend(JAN, make([flat("90")], cycle_length=3, contract_end_date=end, effective_date=JAN))
+    ledger.bill(APR)
+    rev = revenue(ledger, APR)
+    assert per_month(rev) == {JAN: D("31.00"), FEB: D("28.00"), MAR: D("31.00")}
+    balances = rev.balances()
+    assert [(b.month, b.billed, b.deferred) for b in balances] == [
+        (JAN, D(120), D(89)),
+        (FEB, D(0), D(61)),
+        (MAR, D(0), D(30)),
+        (APR, D(-30), D(0)),  # the credit note
+    ]
+    assert sum(rev.billed.values()) == sum(rev.recognised.values()) == D(90)
 
 
 def test_a_late_usage_event_after_a_close_is_a_catch_up_in_the_first_open_month() -> None:
@@ -431,6 +488,67 @@ def test_consideration_left_when_no_obligation_remains_is_recognised_on_the_day(
     adjustment = [(ob.allocated, ob.start) for ob in rev.obligations if ob.line_ref == ADJUSTMENT_LINE]
     assert adjustment == [(D("4.93"), july)]
     assert sum(rev.recognised.values()) == sum(rev.billed.values()) == D(600)
+
+
+def test_a_guaranteed_minimum_is_recognised_ratably_in_its_quarter_not_when_the_true_up_is_billed() -> None:
+    """C-200's shape: a usage line (0.05 a call, billed quarterly in arrears) under a minimum commitment of
+    3,000.00 EUR a quarter. A guaranteed minimum is fixed consideration (ASC 606-10-32-5: only consideration
+    that may vary is variable), so each quarter's floor is recognised over its days, and usage above the
+    floor is variable consideration, recognised in the month consumed. It used to be recognised only once
+    the true-up invoice billed it, in the next quarter: Q4 showed its 550.00 of usage and January a
+    2,450.00 catch-up.
+
+    Q3 uses 80,000 calls (4,000.00, above the floor): July's 60,000 (3,000.00) fill the floor, so July
+    recognises 1,000.00 of the floor (31 of 92 days) + 0.00 of usage, and August's and September's usage
+    (500.00 each) is recognised as consumed on top of their floor days: Q3 = 4,000.00, what it bills. Q4
+    uses 11,000 calls in October (550.00): recognised 3,000.00 x 31/92 = 1,010.87, 30/92 = 978.26 and
+    1,010.87 (Q4 = 3,000.00); January 1 bills the 550.00 of usage and the 2,450.00 true-up, relieving the
+    contract asset, with nothing left over."""
+    contract = make([CALLS], currency="EUR", cycle_length=3, minimum_commitment="3000.00")
+    ledger, meter = Ledger((JAN, contract)), Meter()
+    meter.use(date(2026, 7, 10), 60000)
+    meter.use(date(2026, 8, 10), 10000)
+    meter.use(date(2026, 9, 10), 10000)
+    meter.use(date(2026, 10, 20), 11000)
+    for day in (APR, date(2026, 7, 1), date(2026, 10, 1)):
+        ledger.bill(day, usage=meter.lookup)
+
+    dec = recognise("C-1", ledger.versions, ledger.billed, date(2026, 12, 31), meter.through(date(2026, 12, 31)))
+    months = per_month(dec)
+    q3 = [months[date(2026, m, 1)] for m in (7, 8, 9)]
+    assert q3 == [D("1010.87"), D("1010.87") + D("500.00"), D("978.26") + D("500.00")]
+    assert sum(q3) == D("4000.00")
+    q4 = [months[date(2026, m, 1)] for m in (10, 11, 12)]
+    assert q4 == [D("1010.87"), D("978.26"), D("1010.87")] and sum(q4) == D("3000.00")
+    net = D(0)
+    for b in dec.balances():  # billed - recognised = deferred - contract asset, month by month
+        net += b.billed - b.recognised
+        assert net == b.deferred - b.contract_asset
+    assert dec.balances()[-1].contract_asset == D("3000.00")  # Q4, earned and not billed yet
+
+    [invoice] = ledger.bill(date(2027, 1, 1), usage=meter.lookup).invoices
+    assert sorted(ln.billed_amount for ln in invoice.lines) == [D("550.00"), D("2450.00")]
+    january = date(2027, 1, 1)
+    jan = recognise("C-1", ledger.versions, ledger.billed, january, meter.through(january))
+    months = per_month(jan)
+    assert [months[date(2026, m, 1)] for m in (10, 11, 12)] == q4  # nothing moved to January by the true-up
+    # January recognises its own quarter's floor (3,000.00 x 31/90) and bills Q4's 3,000.00: the contract
+    # asset left is January's own
+    assert months[january] == D("1033.33")
+    first = {b.month: b for b in jan.balances()}[january]
+    assert (first.billed, first.deferred, first.contract_asset) == (D(3000), D(0), D("1033.33"))
+
+
+def test_allocation_and_schedule_errors_name_the_line_and_version() -> None:
+    """A price with no obligation to allocate it to, or a service ending before it starts, says which
+    line and version (the rebuild records the reason per contract: "nothing to allocate to" alone named
+    neither)."""
+    with pytest.raises(ValueError, match=r"^line 'fee' of version 2: 100.00 USD and nothing to allocate it to$"):
+        allocate_by_ssp(D("100.00"), [], "USD", "line 'fee' of version 2")
+    with pytest.raises(
+        ValueError, match=r"^line 'fee' of version 2: the service ends \(2026-01-31\) before it starts \(2026-02-01\)$"
+    ):
+        daily_amounts(D(100), FEB, date(2026, 1, 31), "USD", "line 'fee' of version 2")
 
 
 # --- properties ---------------------------------------------------------------------------------
@@ -482,6 +600,7 @@ class Case:
     service_end: date | None
     closed: set[date]
     held: dict[tuple[str, date, date], Decimal]
+    minimum: Decimal | None = None
 
 
 @st.composite
@@ -508,6 +627,9 @@ def contracts(draw: st.DrawFn) -> Case:
         "cycle_unit": draw(st.sampled_from(["month", "year"])),
         "billing_timing": draw(st.sampled_from(["in_advance", "in_arrears"])),
     }
+    minimum = D(draw(st.integers(1, 20000))) if draw(st.integers(0, 2)) == 0 else None
+    if minimum is not None:  # a guaranteed minimum per billing period: fixed consideration, recognised ratably
+        terms["minimum_commitment"] = minimum
     ledger = Ledger((start, make(lines + usage_line, **terms)))
     day = start + timedelta(days=draw(st.integers(0, (end - start).days)))
     early, meter = Meter(), Meter()  # the usage known on ``day``, and all of it
@@ -535,7 +657,7 @@ def contracts(draw: st.DrawFn) -> Case:
             added["installments"] = draw(st.integers(1, 3))
         ledger.amend(day, make(lines + usage_line + [dict(added, start_date=day)], **terms, effective_date=day))
     ledger.bill(end if evergreen else date(2034, 1, 1), usage=meter.lookup)  # past the last installment
-    return Case(ledger, end, meter, unit_price, service_end, closed, held)
+    return Case(ledger, end, meter, unit_price, service_end, closed, held, minimum)
 
 
 def revenue_of(ledger: Ledger, through: date, meter: Meter) -> ContractRevenue:
@@ -549,15 +671,16 @@ def month_of(day: date) -> date:
 @settings(max_examples=80, deadline=None)
 @given(contracts())
 def test_over_its_life_a_contract_recognises_exactly_what_it_billed(case: Case) -> None:
-    """Random contracts (fixed-term or evergreen, with or without a usage line and late usage events,
-    amended or not: new prices, another end, an added line): usage is recognised in the months it was
+    """Random contracts (fixed-term or evergreen, with or without a usage line and late usage events, with
+    or without a minimum commitment, amended or not: new prices, another end, an added line): usage
+    (without a minimum: with one, the usage filling the floor is not revenue twice) is recognised in the months it was
     consumed; at every month end billed - recognised = deferred - contract asset, both worked out here
     from the invoices and the recognised amounts; a fixed-term contract ends having recognised exactly
     what it billed; closed months keep what they held and the rest lands in open months."""
     ledger, through = case.ledger, case.through
     rev = revenue_of(ledger, through, case.meter)
     assert all(type(a) is Decimal for a in rev.recognised.values())
-    if case.unit_price is not None:  # each month: its calls at the unit price, exactly
+    if case.unit_price is not None and case.minimum is None:  # each month: its calls at the unit price, exactly
         consumed: dict[date, Decimal] = {}
         for day, quantity in case.meter.days.items():
             if case.service_end is None or day <= case.service_end:

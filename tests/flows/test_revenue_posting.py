@@ -448,7 +448,14 @@ def test_a_pass_through_line_posts_to_its_own_account_never_to_deferred_revenue(
     """A year of the platform billed upfront (1,200, ratable) with a 45.00 fee someone else recognises
     (``recognition: none``). Pushed, the fee posts through an item of its own whose income account is
     ``pass_through``; the platform through its item to deferred revenue. After January's close and entry,
-    QuickBooks' deferred revenue is the rollforward's closing balance: 1,200 - 101.92 = 1,098.08."""
+    QuickBooks' deferred revenue is the rollforward's closing balance: 1,200 - 101.92 = 1,098.08.
+
+    With C-U beside it (2 seats at 45 a month for 2026, billed in arrears: 1,080 recognised daily), over two
+    closes: January recognises 1,080 x 31 / 365 = 91.73 of C-U unbilled (a contract asset); February 1
+    bills January's 90.00, which QuickBooks posts to deferred revenue and February's entry moves back to
+    the contract asset (the reclass), while February recognises 174.58 - 91.73 = 82.85 more. Added up from
+    QuickBooks' own invoices and entries: deferred revenue 1,200 + 90 - 101.92 - 92.05 - 90 = 1,006.03 and
+    contract assets 91.73 + 82.85 - 90 = 84.58, the rollforward's closing balances each month."""
     from billbridge.flows.approval import approve_drafts
     from billbridge.flows.push import push
 
@@ -461,7 +468,7 @@ def test_a_pass_through_line_posts_to_its_own_account_never_to_deferred_revenue(
     settings = base.model_copy(update={"revenue_accounts": accounts})
     assert revenue.check_accounts(store, settings) == []
     fee = {"line_ref": "fee", "product_ref": "seats", "recognition": "none"}
-    import_document(store, document(dict(YEAR, lines=[*YEAR["lines"], fee])))
+    import_document(store, document(dict(YEAR, lines=[*YEAR["lines"], fee]), SEATS))
     run_billing(store, JANUARY)
     approve_drafts(store, ["quickbooks"])
     assert push(store, settings, "quickbooks").outcomes == {"created": 1}
@@ -488,9 +495,30 @@ def test_a_pass_through_line_posts_to_its_own_account_never_to_deferred_revenue(
         us = entity_id_of(session, "us")
     assert us is not None
     [roll] = revenue.rollforward_report(store, us, JANUARY)
-    assert (roll["deferred_revenue"]["closing"], roll["balanced"]) == ("1098.08", True)
+    assert (roll["deferred_revenue"]["closing"], roll["contract_assets"]["closing"], roll["balanced"]) == (
+        "1098.08",
+        "91.73",
+        True,
+    )
     assert balance(qbo, accounts.deferred_revenue) == Decimal("1098.08")  # what billbridge says, to the cent
+    assert -balance(qbo, accounts.contract_asset) == Decimal("91.73")  # a debit balance
     assert balance(qbo, collected["Id"]) == Decimal("45.00")
+
+    # February: C-U's January is invoiced (in arrears) and pushed, the month closed and posted
+    february = date(2026, 2, 1)
+    run_billing(store, february)
+    approve_drafts(store, ["quickbooks"])
+    assert push(store, settings, "quickbooks").outcomes == {"created": 1}
+    revenue.close(store, "us", february, ledger=revenue.ledger_of(settings))
+    assert revenue.post_journals(store, settings).outcomes == {"created": 1}
+    [roll] = revenue.rollforward_report(store, us, february)
+    assert roll["balanced"] is True
+    assert roll["contract_assets"] == {"opening": "91.73", "recognised": "82.85", "billed": "90.00", "closing": "84.58"}
+    assert (roll["deferred_revenue"]["closing"], roll["billed_in_documents"]) == ("1006.03", "90.00")
+    feb_entry = next(e for e in entries(qbo) if e["DocNumber"] == "REV202602-USD-US")
+    assert ("Credit", accounts.contract_asset, Decimal("90.00")) in lines(feb_entry)  # the reclass
+    assert balance(qbo, accounts.deferred_revenue) == Decimal("1006.03")
+    assert -balance(qbo, accounts.contract_asset) == Decimal("84.58")
 
 
 def balance(qbo: RunningQuickBooks, account: str) -> Decimal:

@@ -4,6 +4,7 @@ rollforward (rich tables, JSON or CSV), and close or reopen a month."""
 from __future__ import annotations
 
 import csv
+import getpass
 import json
 import sys
 from datetime import date
@@ -249,23 +250,90 @@ def close(
     entity: EntityOpt,
     period: Annotated[str, typer.Option("--period", help="The month (YYYY-MM).")],
     reopen: Annotated[bool, typer.Option("--reopen", help="Reopen the month instead (recorded).")] = False,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why it is reopened (recorded).")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why it is reopened, or closed with --force (recorded).")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Close even though contracts could not be recognised or the rollforward does not agree "
+            "(what was accepted is recorded with the close).",
+        ),
+    ] = False,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who closes or reopens it (recorded; default: your login name).")
+    ] = None,
 ) -> None:
     """Close a month: its recognised amounts never change afterwards (later changes land in the first open
-    month as catch-ups). With --reopen, open it again."""
+    month as catch-ups). Refused for a month that has not ended, and while a contract of the entity could
+    not be recognised or the month's rollforward does not agree with the documents, unless --force. With
+    --reopen, open it again."""
     settings = Settings()
     store = open_store(settings.database)
     month = _month(period, "--period")
     _entity(store, entity)
     ledger = revenue.ledger_of(settings)
     try:
-        revenue.close(store, entity, month, reopen=reopen, reason=reason, ledger=ledger)
+        done = revenue.close(
+            store, entity, month, reopen=reopen, reason=reason, ledger=ledger, force=force, actor=by or _login()
+        )
     except sql.PeriodError as exc:
-        err.print(f"[red]error:[/red] --period: {exc}")
+        err.print(f"[red]error:[/red] --period: {exc}", highlight=False)
         raise typer.Exit(1) from None
-    console.print(f"{entity} {period} {'reopened' if reopen else 'closed'}")
+    for problem in done.accepted:
+        err.print(f"[yellow]accepted (--force):[/yellow] {problem}", highlight=False)
+    console.print(f"{entity} {period} {'reopened' if reopen else 'closed'}{' (forced)' if done.accepted else ''}")
+    if done.drafts:
+        console.print(
+            f"warning: {len(done.drafts)} invoice(s) or credit note(s) dated in {period} are still drafts, not "
+            f"pushed to the ledger: {', '.join(done.drafts[:10])}{' ...' if len(done.drafts) > 10 else ''}",
+            highlight=False,
+        )
     if ledger is not None and not reopen:
         console.print(f"journal entries queued for {ledger}: `billbridge revenue post` posts them")
+
+
+def _login() -> str | None:
+    """The login name of who runs the command, recorded with a close or reopening."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container)
+        return None
+
+
+@app.command("periods")
+def periods(entity: EntityOpt, as_json: JsonOpt = False) -> None:
+    """The entity's closes and reopenings, oldest first: the month, what was done, by whom, when, and why
+    (a reopening's reason, or what a forced close accepted)."""
+    store = _store()
+    entity_id = _entity(store, entity)
+    with store.read() as session:
+        events = sql.period_events(session, entity_id)
+    rows = [
+        {
+            "month": e.month.strftime("%Y-%m"),
+            "action": e.action,
+            "forced": e.forced,
+            "by": e.actor,
+            "at": e.at.isoformat(),
+            "reason": e.reason,
+        }
+        for e in events
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print(f"no month of {entity} has been closed")
+        return
+    _rows(
+        [{k: ("" if v is None else v) for k, v in r.items()} for r in rows],
+        ["month", "action", "forced", "by", "at", "reason"],
+        f"revenue periods, {entity}",
+        False,
+        False,
+    )
 
 
 @app.command()
