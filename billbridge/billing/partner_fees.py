@@ -8,6 +8,9 @@ each event accrues the difference between the rounded fee of the total after it 
 accrued so far: a period's fees are exactly its rounded fee however many events it holds, and an
 event that undoes another (a refund, a credit note, a payment deleted at its source) reverses the
 fee it earned, in the period it happens (a closed period is never rewritten: it goes to the next).
+A refund or credit note that names the invoice it undoes (``FeeEvent.against``) reverses only what
+that invoice's events earned, whatever its own date: after the fee window it still reverses, and
+undoing money paid before the referral (which earned nothing) reverses nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ class FeeEvent(NamedTuple):
     currency: str
     amount: Decimal
     product_amounts: Mapping[str, Decimal] | None = None  # the amount per product, for per-product agreements
+    # The invoice the money is on (``inv:US-INV-3``): a negative event (a refund, a credit note) undoes what
+    # that invoice's events earned, whatever its own date, and no more. None: judged by its own date.
+    against: str | None = None
 
 
 class Accrual(NamedTuple):
@@ -233,6 +239,7 @@ def accrue(
     # referred earns none (``veterans``; events come in day order, so they are known before its later ones).
     first_referred = {c: min(r.referred_on for r in found) for c, found in referred.items()}
     veterans: set[str] = set()
+    earned: dict[str, Decimal] = {}  # per invoice (``FeeEvent.against``): the base its events earned on, net
     plain = agreement.products is None
     # A percentage's fee is a product with the rate (``percent / 100`` is exact, and so is the product at
     # 34 digits): the same figure as fee_on's, without its call and branches per event (bench_partner_fees).
@@ -252,8 +259,9 @@ def accrue(
     # are exact without a context switch per event; the arithmetic is the same as the methods of _CTX.
     with localcontext(_CTX):
         for event in chronological(events):
-            event_ref, customer_ref, _, day, event_basis, event_currency, amount, _ = event  # one unpacking
+            event_ref, customer_ref, _, day, event_basis, event_currency, amount, _, against = event  # one unpacking
             accrued = event_ref in event_base  # a change of an event that earned a fee always counts
+            undoing = against is not None and amount < 0  # judged by what its invoice earned, not by its date
             referred_on = since.get(customer_ref)
             if referred_on is not None:
                 referral = whole[customer_ref] if day >= referred_on else None
@@ -261,7 +269,7 @@ def accrue(
                 referral = referral_for(agreement, event)
             else:
                 referral = None
-            if referral is None and not accrued:
+            if referral is None and not accrued and not undoing:
                 if (
                     flat_fee is not None
                     and event_basis == basis
@@ -289,12 +297,18 @@ def accrue(
                 paid[customer_ref].append(event)  # what it paid (collected) or was invoiced (billed)
             if not has_rule:
                 continue
-            if accrued:
+            if undoing and against is not None:  # at most what its invoice's events earned (and its earlier undoings left)
+                left = earned.get(against, ZERO)
+                base = min(max(base, -left), ZERO)
+                delta = base - event_base.get(event_ref, ZERO)
+            elif accrued:
                 delta = base - event_base[event_ref]
             elif referral is None or (windowed and not in_window(agreement, referral, day)):
                 continue
             else:
                 delta = base
+            if against is not None:
+                earned[against] = earned.get(against, ZERO) + base
             if not delta:
                 continue
             earlier = changes.get(event_ref, 0)
@@ -416,11 +430,17 @@ _DAY, _REF = itemgetter(FeeEvent._fields.index("occurred_on")), itemgetter(FeeEv
 
 
 def chronological(events: Iterable[FeeEvent]) -> list[FeeEvent]:
-    """Events by day, then ref: sorted by ref, then (stably) by day, the same order as one sort by the pair
-    and cheaper (single keys compare faster than pairs)."""
+    """Events by day, money before what undoes it on the same day, then ref: sorted by ref, then (stably)
+    by sign, then by day, the same order as one sort by the triple and cheaper (single keys compare
+    faster than tuples). A refund dated as its payment comes after it, so it finds what it undoes."""
     ordered = sorted(events, key=_REF)
+    ordered.sort(key=_negative)
     ordered.sort(key=_DAY)
     return ordered
+
+
+def _negative(event: FeeEvent) -> bool:
+    return event.amount < 0
 
 
 def _nth(ref: str, earlier: int) -> str:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing import model
 from billbridge.billing.currency import allocate
@@ -435,13 +435,16 @@ def fee_events(
 ) -> list[FeeEvent]:
     """The events of these customers a referral fee is on: what they paid (``collected``: each payment's
     amount applied to each invoice, a refund's negative) or were invoiced (``billed``: issued invoices,
-    credit notes negative). ``per_product`` splits each amount over its invoice's products."""
+    credit notes negative). ``per_product`` splits each amount over its invoice's products. Each event
+    names the invoice it is on (``FeeEvent.against``: a refund is a negative payment on the invoice it
+    pays back; a credit note is on the invoice it credits, when known), so undoing money reverses only
+    what that invoice earned, whatever the day it is undone."""
     refs = sorted(set(customer_refs))
     if not refs:
         return []
-    # (ref, invoice id, currency, customer, contract, day, amount) per event; read through Core (the ORM's
-    # row loading and named access per row were most of this function's time at 100,000 payments).
-    rows: list[tuple[str, int, str, str, str | None, date, Decimal]] = []
+    # (ref, invoice id, currency, customer, contract, day, amount, against) per event; read through Core (the
+    # ORM's row loading and named access per row were most of this function's time at 100,000 payments).
+    rows: list[tuple[str, int, str, str, str | None, date, Decimal, str | None]] = []
     connection = session.connection()
     for start in range(0, len(refs), IN_BATCH):
         base = (
@@ -451,10 +454,26 @@ def fee_events(
             .where(Customer.customer_ref.in_(refs[start : start + IN_BATCH]))
         )
         if basis == "billed":
-            query = base.add_columns(Invoice.billing_date, Invoice.invoice_total).where(Invoice.status.in_(ISSUED))
+            credited = aliased(Invoice)
+            query = (
+                base.add_columns(Invoice.billing_date, Invoice.invoice_total, credited.number)
+                .outerjoin(credited, credited.id == Invoice.applies_to_id)
+                .where(Invoice.status.in_(ISSUED))
+            )
             rows += [
-                (f"doc:{number}", invoice_id, currency, customer, contract, day, amount)
-                for invoice_id, number, currency, customer, contract, day, amount in connection.execute(query)
+                (
+                    f"doc:{number}",
+                    invoice_id,
+                    currency,
+                    customer,
+                    contract,
+                    day,
+                    amount,
+                    f"inv:{applies_to}" if applies_to is not None else (f"inv:{number}" if amount >= 0 else None),
+                )
+                for invoice_id, number, currency, customer, contract, day, amount, applies_to in connection.execute(
+                    query
+                )
             ]
         else:
             query = (
@@ -463,24 +482,24 @@ def fee_events(
                 .join(Payment, Payment.id == PaymentAllocation.payment_id)
             )
             rows += [
-                (f"pay:{payment_ref}:{number}", invoice_id, currency, customer, contract, day, amount)
+                (f"pay:{payment_ref}:{number}", invoice_id, currency, customer, contract, day, amount, f"inv:{number}")
                 for invoice_id, number, currency, customer, contract, payment_ref, day, amount in connection.execute(
                     query
                 ).all()
             ]
     if not per_product:
         return [
-            FeeEvent(ref, customer, contract, day, basis, currency, amount)
-            for ref, _, currency, customer, contract, day, amount in rows
+            FeeEvent(ref, customer, contract, day, basis, currency, amount, None, against)
+            for ref, _, currency, customer, contract, day, amount, against in rows
         ]
     products = _product_weights(session, {invoice_id for _, invoice_id, *_ in rows})
     events = []
-    for ref, invoice_id, currency, customer, contract, day, amount in rows:
+    for ref, invoice_id, currency, customer, contract, day, amount, against in rows:
         weights = products.get(invoice_id, {})
         names = sorted(weights)
         shares = allocate(amount, [weights[n] for n in names], currency) if names and any(weights.values()) else []
         split = dict(zip(names, shares, strict=True))
-        events.append(FeeEvent(ref, customer, contract, day, basis, currency, amount, split))
+        events.append(FeeEvent(ref, customer, contract, day, basis, currency, amount, split, against))
     return events
 
 

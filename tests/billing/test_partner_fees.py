@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,6 +93,57 @@ def test_a_refund_after_the_statement_closed_reverses_the_fee_on_the_next_statem
     refund = paid("refund-1", date(2026, 6, 28), "-1500.00")
     later = accrue(agreement(), [*monthly_payments()[:5], refund], Booked.of(first.accruals), closed_through="2026-06")
     assert [(a.event_ref, a.period, a.fee) for a in later.accruals] == [("refund-1", "2026-07", D("-300.00"))]
+
+
+def on_invoice(event: FeeEvent, number: str) -> FeeEvent:
+    """The event as the store hands it in: naming the invoice its money is on."""
+    return event._replace(against=f"inv:{number}")
+
+
+@pytest.mark.parametrize("basis", ["collected", "billed"])
+def test_a_refund_after_the_window_reverses_what_its_payment_earned(basis: str) -> None:
+    """20% for 12 months from 2026-01-15: 1,000 on 2027-01-10 (in the window) earns 200.00; undone on
+    2027-01-20, after the window, it still reverses that 200.00 (refund, or credit note on billed)."""
+    make = paid if basis == "collected" else billed
+    earned = on_invoice(make("e-1", date(2027, 1, 10), "1000.00"), "US-INV-12")
+    undone = on_invoice(make("e-2", date(2027, 1, 20), "-1000.00"), "US-INV-12")
+    terms = agreement(months=12, basis=basis)
+    first = accrue(terms, [earned])
+    assert [(a.event_ref, a.fee) for a in first.accruals] == [("e-1", D("200.00"))]
+    later = accrue(terms, [earned, undone], Booked.of(first.accruals))
+    assert [(a.event_ref, a.period, a.fee) for a in later.accruals] == [("e-2", "2027-01", D("-200.00"))]
+    assert accrue(terms, [earned, undone], Booked.of([*first.accruals, *later.accruals])).accruals == []
+
+
+@pytest.mark.parametrize("basis", ["collected", "billed"])
+def test_undoing_money_from_before_the_referral_charges_the_partner_nothing(basis: str) -> None:
+    """1,000 paid (invoiced) on 2026-01-05, before the referral of 2026-01-15, earned nothing; refunded
+    (credited) on 2026-02-01, inside the window, it reverses nothing (it used to charge -200.00). A part
+    refund of an invoice that earned reverses its part, and never more than the invoice earned."""
+    make = paid if basis == "collected" else billed
+    events = [
+        on_invoice(make("e-1", date(2026, 1, 5), "1000.00"), "US-INV-1"),
+        on_invoice(make("e-2", date(2026, 2, 1), "-1000.00"), "US-INV-1"),
+        on_invoice(make("e-3", date(2026, 2, 10), "500.00"), "US-INV-2"),
+        on_invoice(make("e-4", date(2026, 3, 1), "-300.00"), "US-INV-2"),
+        on_invoice(make("e-5", date(2026, 3, 2), "-300.00"), "US-INV-2"),  # 200.00 of it left to undo
+    ]
+    run = accrue(agreement(months=12, basis=basis), events)
+    assert [(a.event_ref, a.base, a.fee) for a in run.accruals] == [
+        ("e-3", D("500.00"), D("100.00")),
+        ("e-4", D("-300.00"), D("-60.00")),
+        ("e-5", D("-200.00"), D("-40.00")),
+    ]
+
+
+def test_a_refund_on_the_day_of_its_payment_finds_it_whatever_the_refs() -> None:
+    """Same day, a refund whose ref sorts first still undoes the payment (money comes before its undoing)."""
+    events = [
+        on_invoice(paid("b-pay", date(2026, 3, 1), "1000.00"), "US-INV-1"),
+        on_invoice(paid("a-refund", date(2026, 3, 1), "-1000.00"), "US-INV-1"),
+    ]
+    run = accrue(agreement(), events)
+    assert [(a.event_ref, a.fee) for a in run.accruals] == [("b-pay", D("200.00")), ("a-refund", D("-200.00"))]
 
 
 def test_a_payment_edited_at_its_source_accrues_the_difference_once() -> None:

@@ -703,3 +703,29 @@ def test_the_partner_fees_artifact_says_what_the_run_did() -> None:
         "\n"
         "- usd: event doc:KW-INV-1: currency: no rate KWD->USD / configure one\n"
     )
+
+
+def test_a_refund_after_the_fee_window_reverses_the_fee_its_payment_earned(store: Store) -> None:
+    """Hooli (referred 2026-01-15, 20% for 12 months) pays in November 2026, in the window; refunded on
+    2027-02-01, after the window closed, the store links the refund to the invoice it pays back, so
+    the fee that payment earned is reversed (it used to be judged by the refund's date: nothing)."""
+    number = hooli_paid(store)
+    accrue_fees(store, as_of=date(2026, 12, 1))
+    with store.read() as session:
+        [fee] = [a.fee for a in load_accruals(session, partner_ref="northwind") if a.kind == "fee"]
+        total = next(D(str(d["invoice_total"])) for d in list_invoices(session) if d["number"] == number)
+    with store.write() as session:
+        record_payment(
+            session,
+            payment_ref="stripe:re_hooli_late",
+            currency="USD",
+            amount=-total,
+            received_on=date(2027, 2, 1),
+            allocations=[(number, -total)],
+            customer_ref="hooli",
+        )
+    accrue_fees(store, as_of=date(2027, 2, 2))
+    with store.read() as session:
+        february = load_accruals(session, partner_ref="northwind", period="2027-02")
+    assert sorted((a.kind, a.fee) for a in february) == [("fee", -fee), ("flat_fee", D("-250.00"))]
+    assert accrue_fees(store, as_of=date(2027, 2, 3)).accrued == 0
