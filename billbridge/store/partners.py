@@ -3,7 +3,7 @@ them (once per agreement, event and kind) and the partners' statements."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -487,19 +487,115 @@ def fee_events(
                     query
                 ).all()
             ]
+    resold = _resold_events(session, refs, basis, per_product)
     if not per_product:
         return [
             FeeEvent(ref, customer, contract, day, basis, currency, amount, None, against)
             for ref, _, currency, customer, contract, day, amount, against in rows
-        ]
+        ] + resold
     products = _product_weights(session, {invoice_id for _, invoice_id, *_ in rows})
-    events = []
+    events = resold
     for ref, invoice_id, currency, customer, contract, day, amount, against in rows:
         weights = products.get(invoice_id, {})
         names = sorted(weights)
         shares = allocate(amount, [weights[n] for n in names], currency) if names and any(weights.values()) else []
         split = dict(zip(names, shares, strict=True))
         events.append(FeeEvent(ref, customer, contract, day, basis, currency, amount, split, against))
+    return events
+
+
+def _resold_events(session: Session, refs: Sequence[str], basis: FeeBasis, per_product: bool) -> list[FeeEvent]:
+    """The events of these (end) customers' contracts sold through a reseller: the reseller is invoiced,
+    so each payment of (``collected``) or amount of (``billed``) a reseller's invoice is split over its
+    contracts by what their lines billed, and the part of a referred end customer's contract is its
+    event (``<ref>#<contract>``, on ``inv:<number>#<contract>``): a referral partner earns on what the
+    customer it brought buys through a reseller, as it would if the customer bought directly."""
+    end = aliased(Customer)
+    invoice_ids: set[int] = set()
+    for start in range(0, len(refs), IN_BATCH):
+        query = (
+            select(InvoiceLine.invoice_id)
+            .join(Contract, Contract.id == InvoiceLine.contract_id)
+            .join(end, end.id == Contract.customer_id)
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .where(end.customer_ref.in_(refs[start : start + IN_BATCH]), Invoice.customer_id != Contract.customer_id)
+            .distinct()
+        )
+        invoice_ids.update(session.scalars(query))
+    if not invoice_ids:
+        return []
+    ids = sorted(invoice_ids)
+    # invoice -> (contract, end customer) -> product -> what its lines billed (absolute: weights)
+    weights: dict[int, dict[tuple[str, str], dict[str, Decimal]]] = {}
+    lines = (
+        select(InvoiceLine.invoice_id, Contract.contract_ref, end.customer_ref, InvoiceLine.product_ref)
+        .add_columns(InvoiceLine.billed_amount)
+        .join(Contract, Contract.id == InvoiceLine.contract_id)
+        .join(end, end.id == Contract.customer_id)
+    )
+    wanted = set(refs)
+    rows: list[tuple[str, int, str, str, date, Decimal, str | None]] = []
+    credited = aliased(Invoice)
+    for start in range(0, len(ids), IN_BATCH):
+        batch = ids[start : start + IN_BATCH]
+        for invoice_id, contract_ref, customer_ref, product, amount in session.execute(
+            lines.where(InvoiceLine.invoice_id.in_(batch))
+        ):
+            products = weights.setdefault(invoice_id, {}).setdefault((contract_ref, customer_ref), {})
+            products[product] = products.get(product, Decimal(0)) + abs(amount)
+        if basis == "billed":
+            issued = (
+                select(Invoice.id, Invoice.number, Invoice.currency, Invoice.billing_date, Invoice.invoice_total)
+                .add_columns(credited.number)
+                .outerjoin(credited, credited.id == Invoice.applies_to_id)
+                .where(Invoice.id.in_(batch), Invoice.status.in_(ISSUED))
+            )
+            rows += [
+                (
+                    f"doc:{number}",
+                    invoice_id,
+                    number,
+                    currency,
+                    day,
+                    amount,
+                    applies_to or (number if amount >= 0 else None),
+                )
+                for invoice_id, number, currency, day, amount, applies_to in session.execute(issued)
+            ]
+        else:
+            paid = (
+                select(Invoice.id, Invoice.number, Invoice.currency, Payment.payment_ref, Payment.received_on)
+                .add_columns(PaymentAllocation.amount)
+                .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
+                .join(Payment, Payment.id == PaymentAllocation.payment_id)
+                .where(Invoice.id.in_(batch))
+            )
+            rows += [
+                (f"pay:{payment_ref}:{number}", invoice_id, number, currency, day, amount, number)
+                for invoice_id, number, currency, payment_ref, day, amount in session.execute(paid)
+            ]
+    events = []
+    for ref, invoice_id, _, currency, day, amount, on in rows:
+        pieces = weights.get(invoice_id, {})
+        keys = sorted(pieces)
+        sizes = [sum(pieces[key].values(), Decimal(0)) for key in keys]
+        if not any(sizes):
+            continue
+        for (contract_ref, customer_ref), share in zip(keys, allocate(amount, sizes, currency), strict=True):
+            if customer_ref not in wanted:
+                continue
+            split = None
+            if per_product:
+                names = sorted(pieces[(contract_ref, customer_ref)])
+                products = pieces[(contract_ref, customer_ref)]
+                shares = allocate(share, [products[n] for n in names], currency) if any(products.values()) else []
+                split = dict(zip(names, shares, strict=True)) if shares else {}
+            against = f"inv:{on}#{contract_ref}" if on is not None else None
+            events.append(
+                FeeEvent(
+                    f"{ref}#{contract_ref}", customer_ref, contract_ref, day, basis, currency, share, split, against
+                )
+            )
     return events
 
 

@@ -729,3 +729,55 @@ def test_a_refund_after_the_fee_window_reverses_the_fee_its_payment_earned(store
         february = load_accruals(session, partner_ref="northwind", period="2027-02")
     assert sorted((a.kind, a.fee) for a in february) == [("fee", -fee), ("flat_fee", D("-250.00"))]
     assert accrue_fees(store, as_of=date(2027, 2, 3)).accrued == 0
+
+
+def test_a_referred_customer_buying_through_a_reseller_earns_on_its_contracts_share(store: Store) -> None:
+    """Globex (referred by NW, 20%) and Initech buy the platform (1,200 list) through a reseller at 25%
+    off: one invoice of 1,800.00 to the reseller, 900.00 per end customer. Paid in full, NW earns 20% of
+    Globex's 900.00 = 180.00 (it used to earn nothing: the invoice's customer is the reseller); a refund
+    of 600.00 on the invoice is split 300.00 per end customer and reverses 60.00."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import REFERENCE, contract
+
+    partners = [
+        {"partner_ref": "resel", "name": "Resel", "kind": "reseller", "entity_ref": "us", "currency": "USD"}
+        | {"discount_percent": "25"},
+        {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"},
+    ]
+    agreement = {"agreement_ref": "nw-20", "partner_ref": "nw", "currency": "USD", "percent": "20"}
+    agreement["referrals"] = [{"customer_ref": "globex", "referred_on": "2026-01-01"}]
+    resold = [contract("R-1", reseller_ref="resel"), contract("R-2", customer="initech", reseller_ref="resel")]
+    document = {**REFERENCE, "partners": partners, "referral_agreements": [agreement], "contracts": resold}
+    assert not import_document(store, document).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        [invoice] = list_invoices(session)
+        set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+        mark_sent(session, [int(str(invoice["id"]))])
+    assert (invoice["customer_ref"], D(str(invoice["invoice_total"]))) == ("resel", D("1800.00"))
+
+    def pay(ref: str, amount: str, day: date) -> None:
+        with store.write() as session:
+            record_payment(
+                session,
+                payment_ref=ref,
+                currency="USD",
+                amount=D(amount),
+                received_on=day,
+                allocations=[(str(invoice["number"]), D(amount))],
+                customer_ref="resel",
+            )
+
+    pay("p-1", "1800.00", date(2026, 1, 20))
+    assert accrue_fees(store, as_of=date(2026, 2, 1)).fees == {"USD": D("180.00")}
+    pay("r-1", "-600.00", date(2026, 2, 10))
+    assert accrue_fees(store, as_of=date(2026, 2, 11)).fees == {"USD": D("-60.00")}
+    with store.read() as session:
+        accruals = load_accruals(session, partner_ref="nw")
+    assert [(a.customer_ref, a.base, a.fee) for a in accruals] == [
+        ("globex", D("900.00"), D("180.00")),
+        ("globex", D("-300.00"), D("-60.00")),
+    ]
+    assert accrue_fees(store, as_of=date(2026, 2, 12)).accrued == 0
