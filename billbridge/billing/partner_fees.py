@@ -297,7 +297,7 @@ def accrue(
                 paid[customer_ref].append(event)  # what it paid (collected) or was invoiced (billed)
             if not has_rule:
                 continue
-            if undoing and against is not None:  # at most what its invoice's events earned (and its earlier undoings left)
+            if undoing and against is not None:  # at most what its invoice's events earned, less earlier undoings
                 left = earned.get(against, ZERO)
                 base = min(max(base, -left), ZERO)
                 delta = base - event_base.get(event_ref, ZERO)

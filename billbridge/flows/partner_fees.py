@@ -11,7 +11,7 @@ second one. The Prefect flow ``partner_fees`` does the three steps and leaves a 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -96,6 +96,7 @@ def accrue_fees(
     as_of: date | None = None,
     rates: Mapping[tuple[str, str], Decimal] | None = None,
     summary: FeeSummary | None = None,
+    partners: Iterable[str] | None = None,
 ) -> FeeSummary:
     """Accrue what every referral agreement's events earned since the last run (and reverse what undone
     events had earned). ``PARTNERS_PER_TRANSACTION`` partners accrue in one transaction holding their
@@ -103,17 +104,75 @@ def accrue_fees(
     query or two per partner was most of a run's time); a partner's agreements accrue together (tiers
     apply to the partner's total referred revenue across them). An event that cannot accrue (another
     currency without a rate, no amounts per product) is quarantined with the field named and the others
-    go on. ``as_of`` dates the reversal of events gone from the store."""
+    go on. ``as_of`` dates the reversal of events gone from the store. ``partners``: only theirs (all
+    of each one's agreements: tiers apply to its total)."""
     summary = summary or FeeSummary()
     day = as_of or today_utc()
+    only = None if partners is None else set(partners)
     with bulk_gc():  # a run makes an event per payment or invoice and an accrual per fee: see flows/heap.py
-        _accrue_all(store, day, rates, summary)
+        _accrue_all(store, day, rates, summary, only)
     return summary
 
 
-def _accrue_all(store: Store, day: date, rates: Mapping[tuple[str, str], Decimal] | None, summary: FeeSummary) -> None:
+@dataclass
+class FeesAfter:
+    """What accruing after a reconciliation or a push did: the run, or why it failed (reported; the
+    reconciliation or push stands, and the next run accrues what this one could not)."""
+
+    summary: FeeSummary | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": self.error}
+        summary = self.summary or FeeSummary()
+        return {"accrued": summary.accrued, "fees": summary.as_dict()["fees"], "problems": len(summary.problems)}
+
+    def markdown(self) -> str:
+        if self.error is not None:
+            return f"\n**Partner fees not accrued:** {self.error.replace('|', '/')}\n"
+        summary = self.summary or FeeSummary()
+        fees = ", ".join(f"{money_str(a, c)} {c}" for c, a in sorted(summary.fees.items())) or "none"
+        return f"\nPartner fees accrued: {summary.accrued} ({fees}).\n"
+
+
+def accrue_after(
+    store: Store, settings: Settings, customers: Iterable[str] | None = None, *, basis: FeeBasis | None = None
+) -> FeesAfter:
+    """Accrue the fees the events just recorded earned (a fee accrues when the event that earns it
+    happens: a payment reconciled, an invoice issued), for the partners referring ``customers`` (or
+    buying through them, a reseller; None: every partner), or with an agreement on ``basis``. Exactly once as every run is (a rerun adds
+    nothing); never raises: a failure is reported and the monthly run accrues what it left."""
+    try:
+        partners: set[str] | None = None
+        if customers is not None:
+            wanted = set(customers)
+            if not wanted:
+                return FeesAfter(FeeSummary())
+            with store.read() as session:
+                partners = sql.partners_referring(session, wanted)
+            if not partners:
+                return FeesAfter(FeeSummary())
+        if basis is not None:
+            with store.read() as session:
+                on_basis = {a.partner_ref for a in sql.load_agreements(session) if a.basis == basis}
+            partners = on_basis if partners is None else partners & on_basis
+            if not partners:
+                return FeesAfter(FeeSummary())
+        return FeesAfter(accrue_fees(store, rates=settings.fee_rates(), partners=partners))
+    except Exception as error:  # noqa: BLE001 - the reconciliation (push) stands: reported, not raised
+        return FeesAfter(error=f"{type(error).__name__}: {error}")
+
+
+def _accrue_all(
+    store: Store,
+    day: date,
+    rates: Mapping[tuple[str, str], Decimal] | None,
+    summary: FeeSummary,
+    only: set[str] | None = None,
+) -> None:
     with store.read() as session:
-        agreements = sql.load_agreements(session)
+        agreements = [a for a in sql.load_agreements(session) if only is None or a.partner_ref in only]
         # Agreements with events waiting in quarantine: only theirs can be cleared (a statement per agreement
         # otherwise, every run, for nothing).
         waiting = {

@@ -504,6 +504,44 @@ def fee_events(
     return events
 
 
+def invoice_customers(session: Session, numbers: Iterable[str]) -> set[str]:
+    """The customers (bill-to) of these invoices, by number."""
+    wanted = sorted(set(numbers))
+    found: set[str] = set()
+    for start in range(0, len(wanted), IN_BATCH):
+        query = (
+            select(Customer.customer_ref)
+            .join(Invoice, Invoice.customer_id == Customer.id)
+            .where(Invoice.number.in_(wanted[start : start + IN_BATCH]))
+            .distinct()
+        )
+        found.update(session.scalars(query))
+    return found
+
+
+def partners_referring(session: Session, customer_refs: Iterable[str]) -> set[str]:
+    """The partners whose agreements refer any of these customers, or an end customer of a contract
+    invoiced to one of them (a reseller paying for it): those whose fees their events may move."""
+    refs = sorted(set(customer_refs))
+    ends: set[str] = set(refs)
+    end = aliased(Customer)
+    for start in range(0, len(refs), IN_BATCH):
+        query = (
+            select(end.customer_ref)
+            .select_from(InvoiceLine)
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .join(Customer, Customer.id == Invoice.customer_id)
+            .join(Contract, Contract.id == InvoiceLine.contract_id)
+            .join(end, end.id == Contract.customer_id)
+            .where(
+                Customer.customer_ref.in_(refs[start : start + IN_BATCH]), Invoice.customer_id != Contract.customer_id
+            )
+            .distinct()
+        )
+        ends.update(session.scalars(query))
+    return {a.partner_ref for a in load_agreements(session) if any(r.customer_ref in ends for r in a.referrals)}
+
+
 def _resold_events(session: Session, refs: Sequence[str], basis: FeeBasis, per_product: bool) -> list[FeeEvent]:
     """The events of these (end) customers' contracts sold through a reseller: the reseller is invoiced,
     so each payment of (``collected``) or amount of (``billed``) a reseller's invoice is split over its

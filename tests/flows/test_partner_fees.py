@@ -5,6 +5,7 @@ statement reverses the fee on the next one."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -518,8 +519,10 @@ def test_a_payment_deleted_in_quickbooks_reverses_its_fee_through_reconciliation
 
     current = qbo.company.get("Payment", payment["Id"])
     qbo.company.delete("Payment", {"Id": current["Id"], "SyncToken": current["SyncToken"]})
-    assert reconcile(store, settings, "quickbooks").outcomes.get("amended") == 1
-    assert accrue_fees(store, as_of=date(2026, 11, 28)).accrued == 2
+    amended = reconcile(store, settings, "quickbooks")
+    assert amended.outcomes.get("amended") == 1
+    assert amended.fees is not None and amended.fees.summary is not None and amended.fees.summary.accrued == 2
+    assert accrue_fees(store, as_of=date(2026, 11, 28)).accrued == 0  # reconciliation accrued them
     with store.read() as session:
         accruals = load_accruals(session, partner_ref="northwind")
     reversed_ = sorted((a.kind, a.fee) for a in accruals if a.fee < 0)
@@ -781,3 +784,90 @@ def test_a_referred_customer_buying_through_a_reseller_earns_on_its_contracts_sh
         ("globex", D("-300.00"), D("-60.00")),
     ]
     assert accrue_fees(store, as_of=date(2026, 2, 12)).accrued == 0
+
+
+def test_reconciliation_accrues_the_fees_its_payments_earn_once_and_never_fails_for_them(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hooli (northwind: 20% and a 250.00 flat fee) pays its June invoice (900.00) in QuickBooks:
+    reconciliation records it and accrues 180.00 and 250.00 there and then, so `partners fees` shows
+    them before any monthly run; reconciling again accrues nothing more. When the accrual fails (an
+    agreement stored unreadable), the payment is still recorded and the failure is reported."""
+    from sqlalchemy import update
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+    from billbridge.flows.push import push
+    from billbridge.flows.reconcile import reconcile
+    from billbridge.store import external_refs
+    from billbridge.store.partner_models import ReferralAgreement
+
+    settings = settings_for(qbo, database_url, tmp_path)
+    documents = billed(store)
+    push(store, settings, "quickbooks")
+    june = min(
+        (d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice"),
+        key=lambda d: str(d["billing_date"]),
+    )
+    with store.read() as session:
+        qbo_id = external_refs.get_external_id(session, "quickbooks", "invoice", int(str(june["id"])))
+    assert qbo_id is not None
+    qbo.company.receive_payment({qbo_id: D("900.00")}, ref="CHK-77", txn_date="2026-11-20")
+    summary = reconcile(store, settings, "quickbooks")
+    assert summary.outcomes.get("matched") == 1
+    assert summary.as_dict()["partner_fees"] == {"accrued": 2, "fees": {"USD": "430.00"}, "problems": 0}
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["partners", "fees", "--period", "2026-11", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["partner_ref"]: row for row in json.loads(result.stdout)}
+    assert rows["northwind"]["accrued"] == "430.00"
+    assert reconcile(store, settings, "quickbooks").fees is None  # nothing new recorded: nothing to accrue
+    assert accrue_fees(store, as_of=date(2026, 11, 21)).accrued == 0
+
+    with store.write() as session:  # an agreement the store can no longer read
+        session.execute(update(ReferralAgreement).values(terms={"agreement_ref": "broken"}))
+    july = sorted(
+        (d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice"),
+        key=lambda d: str(d["billing_date"]),
+    )[1]
+    with store.read() as session:
+        july_id = external_refs.get_external_id(session, "quickbooks", "invoice", int(str(july["id"])))
+    assert july_id is not None
+    qbo.company.receive_payment({july_id: D(str(july["invoice_total"]))}, ref="CHK-78", txn_date="2026-11-21")
+    failed = reconcile(store, settings, "quickbooks")
+    assert failed.outcomes.get("matched") == 1  # recorded: the reconciliation stands
+    assert failed.fees is not None and failed.fees.error is not None and "ValidationError" in failed.fees.error
+    assert "Partner fees not accrued" in failed.markdown()
+
+
+def test_a_push_that_issues_invoices_accrues_the_billed_fees_once(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Basis billed, 20%: pushing globex's first invoice to QuickBooks issues it, and the push accrues
+    the fee there and then (no monthly run yet); pushing again accrues nothing more."""
+    from billbridge.flows.approval import approve_drafts
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.flows.push import push
+    from tests.docs import contract, document
+
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {"agreement_ref": "billed", "partner_ref": "nw", "currency": "USD", "basis": "billed"}
+    agreement |= {"percent": "20", "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}]}
+    assert not import_document(store, document(contract("C-1"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    run_billing(store, date(2026, 1, 1))
+    approve_drafts(store, ["quickbooks"])
+    settings = settings_for(qbo, database_url, tmp_path)
+    summary = push(store, settings, "quickbooks")
+    assert summary.outcomes and not summary.notes
+    with store.read() as session:
+        [invoice] = [d for d in list_invoices(session) if d["doc_type"] == "invoice"]
+        accruals = load_accruals(session, partner_ref="nw")
+    assert [(a.event_ref, a.fee) for a in accruals] == [
+        (f"doc:{invoice['number']}", (D(str(invoice["invoice_total"])) * D("0.20")).quantize(D("0.01")))
+    ]
+    push(store, settings, "quickbooks")
+    assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 0
