@@ -239,6 +239,9 @@ def accrue(
     # referred earns none (``veterans``; events come in day order, so they are known before its later ones).
     first_referred = {c: min(r.referred_on for r in found) for c, found in referred.items()}
     veterans: set[str] = set()
+    # A customer no longer referred (its referral removed) keeps the flat fee it earned while what it paid
+    # stands: its events still count for that, as its accrued events' changes do for the percentage.
+    unreferred = {c for c in booked.flat_periods if c not in referred} if flat_fee is not None else set()
     earned: dict[str, Decimal] = {}  # per invoice (``FeeEvent.against``): the base its events earned on, net
     plain = agreement.products is None
     # A percentage's fee is a product with the rate (``percent / 100`` is exact, and so is the product at
@@ -269,7 +272,10 @@ def accrue(
                 referral = referral_for(agreement, event)
             else:
                 referral = None
+            kept_flat = customer_ref in unreferred
             if referral is None and not accrued and not undoing:
+                if kept_flat and event_basis == basis:
+                    paid[customer_ref].append(event)
                 if (
                     flat_fee is not None
                     and event_basis == basis
@@ -293,7 +299,7 @@ def accrue(
                         base = event_base[event_ref] + source * used
             if event_basis != basis:
                 continue
-            if flat_fee is not None and referral is not None and customer_ref not in veterans:
+            if flat_fee is not None and (referral is not None or kept_flat) and customer_ref not in veterans:
                 paid[customer_ref].append(event)  # what it paid (collected) or was invoiced (billed)
             if not has_rule:
                 continue

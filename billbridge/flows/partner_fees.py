@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing.currency import money_str
 from billbridge.billing.model import FeeBasis, ReferralAgreement
 from billbridge.billing.partner_fees import (
+    POOLED,
     Accrual,
     Booked,
     FeeEvent,
@@ -74,6 +75,9 @@ class FeeSummary:
     problems: list[FeeProblem] = field(default_factory=list)
     closed: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # statements not closed: a later month is
+    # Customers an agreement earned fees on but no longer refers (its referral removed): what they earned
+    # stands (only undoing their payments reverses it), and they earn nothing new.
+    removed: list[dict[str, str]] = field(default_factory=list)
     pushed: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,6 +90,7 @@ class FeeSummary:
             ],
             "closed": [{**c, "total": money_str(c["total"], c["currency"])} for c in self.closed],
             "skipped": self.skipped,
+            "removed_referrals": self.removed,
             "bills": dict(self.pushed),
         }
 
@@ -191,8 +196,10 @@ def _accrue_all(
         with store.write() as session:
             sql.lock_partners(session, batch)
             closed_through = sql.closed_through_many(session, batch)
-            events = _events(session, mine)
             booked_rows = sql.accruals_by_agreement(session, [a.agreement_ref for a in mine])
+            removed = _removed(mine, booked_rows)
+            summary.removed += [{"agreement_ref": a, "customer_ref": c} for a, found in removed.items() for c in found]
+            events = _events(session, mine, removed)
             accruals: list[Accrual] = []
             for partner_ref in batch:
                 closed = closed_through[partner_ref]
@@ -221,20 +228,37 @@ def _accrue_all(
                 summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
 
 
-def _events(session: Session, agreements: Sequence[ReferralAgreement]) -> dict[str, list[FeeEvent]]:
-    """Each agreement's events: its referred customers' payments (or invoices), read for a batch of
-    agreements at once, one query per basis (and per product split) rather than one per agreement."""
+def _removed(agreements: Sequence[ReferralAgreement], booked: Mapping[str, Sequence[Accrual]]) -> dict[str, list[str]]:
+    """Per agreement, the customers it booked fees on that it no longer refers (a referral removed)."""
+    out: dict[str, list[str]] = {}
+    for agreement in agreements:
+        referred = {r.customer_ref for r in agreement.referrals}
+        gone = {a.customer_ref for a in booked.get(agreement.agreement_ref, ()) if a.customer_ref != POOLED}
+        if gone - referred:
+            out[agreement.agreement_ref] = sorted(gone - referred)
+    return out
+
+
+def _events(
+    session: Session, agreements: Sequence[ReferralAgreement], removed: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, list[FeeEvent]]:
+    """Each agreement's events: its referred customers' payments (or invoices), and those of the customers
+    whose referral was removed (``removed``: what they earned is kept, not reversed as if gone, and a
+    refund of it still reverses it), read for a batch of agreements at once, one query per basis (and
+    per product split) rather than one per agreement."""
+    removed = removed or {}
     groups: dict[tuple[FeeBasis, bool], list[ReferralAgreement]] = {}
     for agreement in agreements:
         groups.setdefault((agreement.basis, agreement.products is not None), []).append(agreement)
     out: dict[str, list[FeeEvent]] = {}
     for (basis, per_product), group in groups.items():
         customers = {r.customer_ref for agreement in group for r in agreement.referrals}
+        customers.update(c for agreement in group for c in removed.get(agreement.agreement_ref, ()))
         by_customer: dict[str, list[FeeEvent]] = {}
         for event in sql.fee_events(session, customers, basis, per_product=per_product):
             by_customer.setdefault(event.customer_ref, []).append(event)
         for agreement in group:
-            mine = {r.customer_ref for r in agreement.referrals}
+            mine = {r.customer_ref for r in agreement.referrals} | set(removed.get(agreement.agreement_ref, ()))
             out[agreement.agreement_ref] = [e for customer in sorted(mine) for e in by_customer.get(customer, ())]
     return out
 
@@ -449,6 +473,9 @@ def fees_markdown(summary: FeeSummary) -> str:
         lines += [f"- {s['partner_ref']} {s['period']}: {s['reason']}" for s in summary.skipped]
     if summary.pushed:
         lines += ["", "Bills: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.pushed.items()))]
+    if summary.removed:
+        lines += ["", "## Referrals removed (their fees stand; they earn nothing new)", ""]
+        lines += [f"- {r['agreement_ref']}: {r['customer_ref']}" for r in summary.removed[:200]]
     if summary.problems:
         lines += ["", "## Events that could not accrue", ""]
         lines += [f"- {str(p).replace('|', '/')}" for p in summary.problems[:200]]

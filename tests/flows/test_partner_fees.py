@@ -18,7 +18,15 @@ from typing import Any
 
 import pytest
 
-from billbridge.flows.partner_fees import TOPIC, accrue_fees, close_period, push_bills, read_paid, run_partner_fees
+from billbridge.flows.partner_fees import (
+    TOPIC,
+    accrue_fees,
+    close_period,
+    fees_markdown,
+    push_bills,
+    read_paid,
+    run_partner_fees,
+)
 from billbridge.flows.push import quickbooks_connector
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.store import outbox
@@ -871,3 +879,50 @@ def test_a_push_that_issues_invoices_accrues_the_billed_fees_once(
     ]
     push(store, settings, "quickbooks")
     assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 0
+
+
+def test_removing_a_referral_keeps_the_fees_it_earned_and_reports_it(store: Store) -> None:
+    """Hooli (northwind: 20% for 12 months and a 250.00 flat fee) pays in November; the statement closes.
+    The agreement is then re-imported without hooli's referral: the next run reverses nothing (it used
+    to reverse both fees, closed statement or not), reports the removal, and hooli's later payments earn
+    nothing; a refund of the November payment still reverses what that payment earned."""
+    from billbridge.flows.importing import import_document
+
+    number = hooli_paid(store)
+    accrue_fees(store, as_of=date(2026, 12, 1))
+    [november] = close_period(store, "2026-11").closed
+    with store.read() as session:
+        earned = sorted((a.kind, a.fee) for a in load_accruals(session, partner_ref="northwind"))
+        total = next(D(str(d["invoice_total"])) for d in list_invoices(session) if d["number"] == number)
+    fee = (total * D("0.20")).quantize(D("0.01"))
+    assert earned == [("fee", fee), ("flat_fee", D("250.00"))] and november["total"] == fee + D("250.00")
+
+    agreement = {
+        "agreement_ref": "northwind-2026",
+        "partner_ref": "northwind",
+        "currency": "USD",
+        "percent": "20",
+        "months": 12,
+        "flat_fee": "250.00",
+        "referrals": [{"customer_ref": "initech", "referred_on": "2026-02-01", "contract_ref": "C-101-initech"}],
+    }
+    assert not import_document(store, {"referral_agreements": [agreement]}).errors
+    run = accrue_fees(store, as_of=date(2026, 12, 2))
+    assert run.accrued == 0
+    assert {"agreement_ref": "northwind-2026", "customer_ref": "hooli"} in run.removed
+    assert "## Referrals removed" in fees_markdown(run)
+
+    with store.write() as session:
+        record_payment(
+            session,
+            payment_ref="stripe:re_hooli_removed",
+            currency="USD",
+            amount=-total,
+            received_on=date(2026, 12, 10),
+            allocations=[(number, -total)],
+            customer_ref="hooli",
+        )
+    accrue_fees(store, as_of=date(2026, 12, 11))
+    with store.read() as session:
+        december = sorted((a.kind, a.fee) for a in load_accruals(session, partner_ref="northwind", period="2026-12"))
+    assert december == [("fee", -fee), ("flat_fee", D("-250.00"))]
