@@ -190,6 +190,30 @@ def referral_for(agreement: ReferralAgreement, event: FeeEvent) -> Referral | No
     return None
 
 
+def referral_revenue(agreement: ReferralAgreement, events: Iterable[FeeEvent]) -> list[Decimal]:
+    """Per referral of the agreement (in its order), the revenue of the events it covers (as
+    ``referral_for`` attributes them) in the agreement's currency: each event is attributed once, by a
+    look-up of its customer's referrals, so the work is linear in events and referrals (reports of a
+    partner with hundreds of referred customers; a loop per referral over all events was cubic)."""
+    referrals = agreement.referrals
+    by_customer: dict[str, list[int]] = {}
+    for n, referral in enumerate(referrals):
+        by_customer.setdefault(referral.customer_ref, []).append(n)
+    revenue = [ZERO] * len(referrals)
+    for event in events:
+        if event.currency != agreement.currency:  # fees on other currencies need a rate: not revenue here
+            continue
+        for n in by_customer.get(event.customer_ref, ()):
+            referral = referrals[n]
+            if referral.contract_ref is not None and referral.contract_ref != event.contract_ref:
+                continue
+            if event.occurred_on < referral.referred_on:
+                continue
+            revenue[n] = _CTX.add(revenue[n], event.amount)
+            break
+    return revenue
+
+
 def in_window(agreement: ReferralAgreement, referral: Referral, day: date) -> bool:
     """Whether the percentage still applies on ``day``: for ``months`` from the referral, or for the life
     of the contract (no limit)."""

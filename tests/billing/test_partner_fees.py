@@ -452,3 +452,87 @@ def test_a_deleted_payment_reverses_its_fee_on_a_per_product_agreement_too() -> 
     gone = vanished(run.accruals, set(), date(2026, 3, 1), "collected")
     undone = accrue(agreement(**terms), gone, Booked.of(run.accruals))
     assert undone.problems == [] and [(a.period, a.fee) for a in undone.accruals] == [("2026-03", D("-45.00"))]
+
+
+class CountingRef(str):
+    """A customer ref that counts how often it is compared or hashed: the work of attributing events."""
+
+    seen = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountingRef.seen += 1
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        CountingRef.seen += 1
+        return str.__ne__(self, other)
+
+    def __hash__(self) -> int:
+        CountingRef.seen += 1
+        return str.__hash__(self)
+
+
+def test_referral_revenue_attributes_each_event_once_in_linear_work() -> None:
+    """300 referred customers x 24 monthly payments of 100.00: each referral's revenue is 2,400.00, and the
+    customer refs are compared or hashed a few times per event and referral (the report's loop per
+    referral over every event, with ``referral_for`` looping the referrals again, was cubic: ~10^9)."""
+    from billbridge.billing.partner_fees import referral_revenue
+
+    customers = [CountingRef(f"c{i:03d}") for i in range(300)]
+    terms = agreement(referrals=[{"customer_ref": c, "referred_on": "2026-01-01"} for c in customers])
+    events = [
+        FeeEvent(f"e{i}-{m}", CountingRef(str(c)), "C", date(2026 + m // 12, m % 12 + 1, 5), "collected", "USD", D(100))
+        for i, c in enumerate(customers)
+        for m in range(24)
+    ]
+    CountingRef.seen = 0
+    revenue = referral_revenue(terms, events)
+    assert revenue == [D("2400")] * 300
+    assert CountingRef.seen <= 3 * (len(events) + len(customers))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from([None, "C-1", "C-2"]),
+            st.integers(min_value=0, max_value=60),
+        ),
+        max_size=5,
+        unique_by=lambda r: (r[0], r[1]),
+    ),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "d"]),
+            st.sampled_from(["C-1", "C-2"]),
+            st.integers(min_value=0, max_value=90),
+            st.integers(min_value=-500, max_value=500),
+            st.sampled_from(["USD", "EUR"]),
+        ),
+        max_size=30,
+    ),
+)
+def test_referral_revenue_is_what_referral_for_attributes(
+    referrals: list[tuple[str, str | None, int]], moves: list[tuple[str, str, int, int, str]]
+) -> None:
+    """The linear attribution gives each referral exactly the events ``referral_for`` gives it."""
+    from billbridge.billing.partner_fees import referral_for, referral_revenue
+
+    start = date(2026, 1, 1)
+    terms = agreement(
+        referrals=[
+            {"customer_ref": c, "contract_ref": k, "referred_on": (start + timedelta(days=d)).isoformat()}
+            for c, k, d in referrals
+        ]
+    )
+    events = [
+        FeeEvent(f"e{n}", c, k, start + timedelta(days=d), "collected", cur, D(a))
+        for n, (c, k, d, a, cur) in enumerate(moves)
+    ]
+    expected = [D(0)] * len(terms.referrals)
+    for event in events:
+        found = referral_for(terms, event)
+        if event.currency == "USD" and found is not None:
+            expected[next(i for i, r in enumerate(terms.referrals) if r is found)] += event.amount
+    assert referral_revenue(terms, events) == expected
