@@ -94,8 +94,10 @@ def _has_agreements(session: Session, partner_id: int) -> bool:
 
 def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Outcome:
     """Store a referral agreement by its ref. Its partner must be known, refer customers (kind referral
-    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it); the
-    customers it refers must be known (one that is not is a MissingReference: the agreement waits)."""
+    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it). It is
+    stored with the referrals of the customers the store has: one of a customer it does not have yet
+    waits (``unknown_referrals``, quarantined by the import and retried when the customer arrives)
+    without holding back the others."""
     partner = session.scalar(select(Partner).where(Partner.partner_ref == agreement.partner_ref))
     if partner is None:
         raise MissingReference(
@@ -108,20 +110,23 @@ def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Ou
             "currency",
             f"the agreement is in {agreement.currency} but partner {partner.partner_ref} is paid in {partner.currency}",
         )
-    known = customer_ids(session, {r.customer_ref for r in agreement.referrals})
-    for n, referral in enumerate(agreement.referrals):
-        if referral.customer_ref not in known:  # it waits in quarantine until the customer arrives
-            raise MissingReference(
-                f"referrals[{n}].customer_ref",
-                f"unknown customer {referral.customer_ref!r}: the agreement waits for it",
-                ("customers", referral.customer_ref),
-            )
+    waiting = unknown_referrals(session, agreement)
+    if waiting:
+        wait = {n for n, _ in waiting}
+        known = [r for n, r in enumerate(agreement.referrals) if n not in wait]
+        agreement = agreement.model_copy(update={"referrals": known})
     row = session.scalar(select(ReferralAgreement).where(ReferralAgreement.agreement_ref == agreement.agreement_ref))
     values = {"partner_id": partner.id, "currency": agreement.currency, "terms": agreement.model_dump(mode="json")}
     if row is None:
         session.add(ReferralAgreement(agreement_ref=agreement.agreement_ref, **values))
         return "created"
     return _apply(row, values)
+
+
+def unknown_referrals(session: Session, agreement: model.ReferralAgreement) -> list[tuple[int, model.Referral]]:
+    """The agreement's referrals (with their index) of customers the store does not have (yet)."""
+    known = customer_ids(session, {r.customer_ref for r in agreement.referrals})
+    return [(n, r) for n, r in enumerate(agreement.referrals) if r.customer_ref not in known]
 
 
 def load_partners(session: Session, refs: Iterable[str] | None = None) -> dict[str, model.Partner]:
