@@ -290,6 +290,32 @@ def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:
     ]
 
 
+def test_a_volume_tiered_partner_moves_the_whole_month_to_the_tier_its_total_reaches() -> None:
+    """Volume tiers (10% up to 10,000, 15% above): 6,000 and 6,000 in February make 12,000, all at 15%:
+    1,800.00 (600.00, then 1,200.00 as the second payment lifts the whole month); 3,000 of the second
+    refunded in February brings it to 9,000, all at 10%: 900.00 (the refund reverses 900.00)."""
+    tiers = {
+        "model": "volume",
+        "tiers": [{"up_to": "10000", "unit_price": "0.10"}, {"up_to": None, "unit_price": "0.15"}],
+    }
+    referrals = [
+        {"customer_ref": "hooli", "referred_on": "2026-01-01"},
+        {"customer_ref": "initech", "referred_on": "2026-01-01"},
+    ]
+    terms = agreement(percent=None, tiers=tiers, referrals=referrals)
+    events = [
+        on_invoice(paid("a", date(2026, 2, 3), "6000.00"), "US-INV-1"),
+        on_invoice(paid("b", date(2026, 2, 9), "6000.00", customer="initech"), "US-INV-2"),
+    ]
+    first = accrue(terms, events)
+    assert [(a.event_ref, a.fee) for a in first.accruals] == [("a", D("600.00")), ("b", D("1200.00"))]
+    assert statement("northwind", "2026-02", "USD", first.accruals).total == D("1800.00")
+    refund = on_invoice(paid("r", date(2026, 2, 20), "-3000.00", customer="initech"), "US-INV-2")
+    later = accrue(terms, [*events, refund], Booked.of(first.accruals))
+    assert [(a.event_ref, a.fee) for a in later.accruals] == [("r", D("-900.00"))]
+    assert statement("northwind", "2026-02", "USD", [*first.accruals, *later.accruals]).total == D("900.00")
+
+
 def test_tiers_count_the_partners_revenue_across_its_agreements() -> None:
     """Graduated 10% to 10,000 then 15%: hooli's 6,000 under the tiered agreement and initech's 6,000 under
     another of the partner's make 12,000, whose tiered fee is 1,000 + 300 = 1,300; the tiered agreement
