@@ -14,6 +14,7 @@ from billbridge.api.auth import Auth, store_of
 from billbridge.api.errors import ErrorBody, refuse
 from billbridge.api.pagination import Cursor, Limit, Page, decode, encode
 from billbridge.store.partner_reports import PartnerReport, partner_reports
+from billbridge.store.partners import partner_summaries
 
 router = APIRouter(
     prefix="/api/partners", tags=["Partners"], responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}}
@@ -79,11 +80,11 @@ def _summary(report: PartnerReport) -> PartnerOut:
 @router.get("", response_model=Page[PartnerOut])
 def partners(request: Request, principal: Auth, limit: Limit = 100, cursor: Cursor = None) -> Page[PartnerOut]:
     """The partners of this legal entity, by partner_ref, with their fees accrued, billed, credited and paid."""
-    with store_of(request).read() as session:
-        reports = partner_reports(session, entity_refs=[principal.entity_ref])
     offset = decode(cursor)
-    chosen = reports[offset : offset + limit]
-    more = offset + limit < len(reports)
+    with store_of(request).read() as session:  # reports of the page's partners only
+        refs = sorted(s["partner_ref"] for s in partner_summaries(session) if s["entity_ref"] == principal.entity_ref)
+        chosen = partner_reports(session, refs[offset : offset + limit], entity_refs=[principal.entity_ref])
+    more = offset + limit < len(refs)
     return Page[PartnerOut](
         data=[_summary(r) for r in chosen], has_more=more, next_cursor=encode(offset + limit) if more else None
     )

@@ -22,7 +22,13 @@ from billbridge.mapping.contract_file import ParsedFile, ParsedRecord, RecordErr
 from billbridge.store import quarantine
 from billbridge.store.contracts import AmendmentError, ContractLookups, lookups_for, save_contract, save_contracts
 from billbridge.store.db import Store
-from billbridge.store.partners import PartnerError, load_partners, upsert_agreement, upsert_partner
+from billbridge.store.partners import (
+    PartnerError,
+    load_partners,
+    unknown_referrals,
+    upsert_agreement,
+    upsert_partner,
+)
 from billbridge.store.reference import (
     MissingReference,
     load_products,
@@ -144,7 +150,35 @@ def import_document(store: Store, document: Any, *, folder: Path | None = None) 
                 store_records(session, records[start : start + BATCH], summary, source=SOURCE)
     with store.write() as session:
         quarantine_invalid(session, parsed.errors, summary, source=SOURCE)
+    retry_healed(store, summary)
     return summary
+
+
+RETRY_ROUNDS = 3  # a customer let in by a retry lets in, on the next round, what waited for it
+
+
+def retry_healed(store: Store, summary: ImportSummary) -> None:
+    """Store again, from their kept payloads, the quarantined contract-file records whose missing legal
+    entity, customer, product or partner the store has gained since (an agreement waiting for a customer,
+    a contract for its reseller), as CRM syncs do (``crm_pages.retry_healed``). Counted in ``summary``
+    as ``retried`` and ``retried.<section>.<outcome>``; one still refused stays quarantined, refreshed."""
+    tried: set[tuple[str, str]] = set()
+    for _round in range(RETRY_ROUNDS):
+        with store.read() as session:
+            healed = quarantine.healed(session, source=SOURCE)
+        fresh = [h for h in healed if h.record_type in SECTIONS and (h.record_type, h.record_key) not in tried]
+        if not fresh:
+            return
+        tried.update((h.record_type, h.record_key) for h in fresh)
+        document: dict[str, list[Any]] = {}
+        for entry in fresh:
+            document.setdefault(entry.record_type, []).append(entry.payload)
+        parsed = parse_document(document)
+        again = ImportSummary()
+        with store.write() as session:
+            store_records(session, parsed.records, again, source=SOURCE)
+        summary.counts["retried"] += len(fresh)
+        summary.counts.update({f"retried.{k}": v for k, v in again.counts.items()})
 
 
 def store_records(
@@ -180,9 +214,32 @@ def store_records(
             stored = [r.key for r in batch if _import_one(session, r, summary, context, source)]
         if source is not None:
             quarantine.resolve_many(session, source=source, record_type=section, record_keys=stored)
+        if section == "referral_agreements":
+            _wait_for_customers(session, [r for r in batch if r.key in set(stored)], summary, source)
         if section == "contracts":
             stored_contracts = stored
     return stored_contracts
+
+
+def _wait_for_customers(
+    session: Session, stored: list[ParsedRecord], summary: ImportSummary, source: str | None
+) -> None:
+    """An agreement stored without the referrals of customers the store does not have yet: each such
+    agreement is listed (the first referral waiting named) and kept in quarantine with what it waits
+    for, so the import retries it when the customer arrives; its other referrals earn meanwhile."""
+    for record in stored:
+        assert isinstance(record.record, ReferralAgreement)
+        waiting = unknown_referrals(session, record.record)
+        if not waiting:
+            continue
+        n, first = waiting[0]
+        names = ", ".join(repr(r.customer_ref) for _, r in waiting)
+        missing = MissingReference(
+            f"referrals[{n}].customer_ref",
+            f"unknown customer(s) {names}: stored without their referral(s), which wait for them",
+            ("customers", first.customer_ref),
+        )
+        _refuse(session, record, missing, summary, source)
 
 
 def _context(session: Session, section: str, batch: list[ParsedRecord]) -> _BatchContext | None:

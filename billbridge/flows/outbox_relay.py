@@ -80,11 +80,13 @@ class RelaySummary:
     failures: list[tuple[int, str]] = field(default_factory=list)  # (message id, error)
     leased: Leases | None = None  # messages other runs held when this one finished (not delivered by it)
     stopped: str | None = None  # why the run stopped early (StopRelay), its messages left for the next run
+    notes: list[str] = field(default_factory=list)  # what went wrong after delivering (reported, not raised)
 
     def as_dict(self) -> dict[str, Any]:
         """The outcome as data (flow results, the commands' JSON)."""
         leased = self.leased.as_dict() if self.leased else None
-        return {"outcomes": dict(self.outcomes), "failures": self.failures, "leased": leased, "stopped": self.stopped}
+        out = {"outcomes": dict(self.outcomes), "failures": self.failures, "leased": leased, "stopped": self.stopped}
+        return {**out, "notes": self.notes} if self.notes else out
 
     def leased_text(self) -> str | None:
         """What waits under other runs' leases, in a sentence, or None."""

@@ -11,7 +11,7 @@ second one. The Prefect flow ``partner_fees`` does the three steps and leaves a 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing.currency import money_str
 from billbridge.billing.model import FeeBasis, ReferralAgreement
 from billbridge.billing.partner_fees import (
+    POOLED,
     Accrual,
     Booked,
     FeeEvent,
@@ -74,6 +75,9 @@ class FeeSummary:
     problems: list[FeeProblem] = field(default_factory=list)
     closed: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # statements not closed: a later month is
+    # Customers an agreement earned fees on but no longer refers (its referral removed): what they earned
+    # stands (only undoing their payments reverses it), and they earn nothing new.
+    removed: list[dict[str, str]] = field(default_factory=list)
     pushed: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,6 +90,7 @@ class FeeSummary:
             ],
             "closed": [{**c, "total": money_str(c["total"], c["currency"])} for c in self.closed],
             "skipped": self.skipped,
+            "removed_referrals": self.removed,
             "bills": dict(self.pushed),
         }
 
@@ -96,6 +101,7 @@ def accrue_fees(
     as_of: date | None = None,
     rates: Mapping[tuple[str, str], Decimal] | None = None,
     summary: FeeSummary | None = None,
+    partners: Iterable[str] | None = None,
 ) -> FeeSummary:
     """Accrue what every referral agreement's events earned since the last run (and reverse what undone
     events had earned). ``PARTNERS_PER_TRANSACTION`` partners accrue in one transaction holding their
@@ -103,17 +109,75 @@ def accrue_fees(
     query or two per partner was most of a run's time); a partner's agreements accrue together (tiers
     apply to the partner's total referred revenue across them). An event that cannot accrue (another
     currency without a rate, no amounts per product) is quarantined with the field named and the others
-    go on. ``as_of`` dates the reversal of events gone from the store."""
+    go on. ``as_of`` dates the reversal of events gone from the store. ``partners``: only theirs (all
+    of each one's agreements: tiers apply to its total)."""
     summary = summary or FeeSummary()
     day = as_of or today_utc()
+    only = None if partners is None else set(partners)
     with bulk_gc():  # a run makes an event per payment or invoice and an accrual per fee: see flows/heap.py
-        _accrue_all(store, day, rates, summary)
+        _accrue_all(store, day, rates, summary, only)
     return summary
 
 
-def _accrue_all(store: Store, day: date, rates: Mapping[tuple[str, str], Decimal] | None, summary: FeeSummary) -> None:
+@dataclass
+class FeesAfter:
+    """What accruing after a reconciliation or a push did: the run, or why it failed (reported; the
+    reconciliation or push stands, and the next run accrues what this one could not)."""
+
+    summary: FeeSummary | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": self.error}
+        summary = self.summary or FeeSummary()
+        return {"accrued": summary.accrued, "fees": summary.as_dict()["fees"], "problems": len(summary.problems)}
+
+    def markdown(self) -> str:
+        if self.error is not None:
+            return f"\n**Partner fees not accrued:** {self.error.replace('|', '/')}\n"
+        summary = self.summary or FeeSummary()
+        fees = ", ".join(f"{money_str(a, c)} {c}" for c, a in sorted(summary.fees.items())) or "none"
+        return f"\nPartner fees accrued: {summary.accrued} ({fees}).\n"
+
+
+def accrue_after(
+    store: Store, settings: Settings, customers: Iterable[str] | None = None, *, basis: FeeBasis | None = None
+) -> FeesAfter:
+    """Accrue the fees the events just recorded earned (a fee accrues when the event that earns it
+    happens: a payment reconciled, an invoice issued), for the partners referring ``customers`` (or
+    buying through them, a reseller; None: every partner), or with an agreement on ``basis``. Exactly once as every run is (a rerun adds
+    nothing); never raises: a failure is reported and the monthly run accrues what it left."""
+    try:
+        partners: set[str] | None = None
+        if customers is not None:
+            wanted = set(customers)
+            if not wanted:
+                return FeesAfter(FeeSummary())
+            with store.read() as session:
+                partners = sql.partners_referring(session, wanted)
+            if not partners:
+                return FeesAfter(FeeSummary())
+        if basis is not None:
+            with store.read() as session:
+                on_basis = {a.partner_ref for a in sql.load_agreements(session) if a.basis == basis}
+            partners = on_basis if partners is None else partners & on_basis
+            if not partners:
+                return FeesAfter(FeeSummary())
+        return FeesAfter(accrue_fees(store, rates=settings.fee_rates(), partners=partners))
+    except Exception as error:  # noqa: BLE001 - the reconciliation (push) stands: reported, not raised
+        return FeesAfter(error=f"{type(error).__name__}: {error}")
+
+
+def _accrue_all(
+    store: Store,
+    day: date,
+    rates: Mapping[tuple[str, str], Decimal] | None,
+    summary: FeeSummary,
+    only: set[str] | None = None,
+) -> None:
     with store.read() as session:
-        agreements = sql.load_agreements(session)
+        agreements = [a for a in sql.load_agreements(session) if only is None or a.partner_ref in only]
         # Agreements with events waiting in quarantine: only theirs can be cleared (a statement per agreement
         # otherwise, every run, for nothing).
         waiting = {
@@ -132,8 +196,10 @@ def _accrue_all(store: Store, day: date, rates: Mapping[tuple[str, str], Decimal
         with store.write() as session:
             sql.lock_partners(session, batch)
             closed_through = sql.closed_through_many(session, batch)
-            events = _events(session, mine)
             booked_rows = sql.accruals_by_agreement(session, [a.agreement_ref for a in mine])
+            removed = _removed(mine, booked_rows)
+            summary.removed += [{"agreement_ref": a, "customer_ref": c} for a, found in removed.items() for c in found]
+            events = _events(session, mine, removed)
             accruals: list[Accrual] = []
             for partner_ref in batch:
                 closed = closed_through[partner_ref]
@@ -162,20 +228,37 @@ def _accrue_all(store: Store, day: date, rates: Mapping[tuple[str, str], Decimal
                 summary.fees[accrual.currency] = summary.fees.get(accrual.currency, Decimal(0)) + accrual.fee
 
 
-def _events(session: Session, agreements: Sequence[ReferralAgreement]) -> dict[str, list[FeeEvent]]:
-    """Each agreement's events: its referred customers' payments (or invoices), read for a batch of
-    agreements at once, one query per basis (and per product split) rather than one per agreement."""
+def _removed(agreements: Sequence[ReferralAgreement], booked: Mapping[str, Sequence[Accrual]]) -> dict[str, list[str]]:
+    """Per agreement, the customers it booked fees on that it no longer refers (a referral removed)."""
+    out: dict[str, list[str]] = {}
+    for agreement in agreements:
+        referred = {r.customer_ref for r in agreement.referrals}
+        gone = {a.customer_ref for a in booked.get(agreement.agreement_ref, ()) if a.customer_ref != POOLED}
+        if gone - referred:
+            out[agreement.agreement_ref] = sorted(gone - referred)
+    return out
+
+
+def _events(
+    session: Session, agreements: Sequence[ReferralAgreement], removed: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, list[FeeEvent]]:
+    """Each agreement's events: its referred customers' payments (or invoices), and those of the customers
+    whose referral was removed (``removed``: what they earned is kept, not reversed as if gone, and a
+    refund of it still reverses it), read for a batch of agreements at once, one query per basis (and
+    per product split) rather than one per agreement."""
+    removed = removed or {}
     groups: dict[tuple[FeeBasis, bool], list[ReferralAgreement]] = {}
     for agreement in agreements:
         groups.setdefault((agreement.basis, agreement.products is not None), []).append(agreement)
     out: dict[str, list[FeeEvent]] = {}
     for (basis, per_product), group in groups.items():
         customers = {r.customer_ref for agreement in group for r in agreement.referrals}
+        customers.update(c for agreement in group for c in removed.get(agreement.agreement_ref, ()))
         by_customer: dict[str, list[FeeEvent]] = {}
         for event in sql.fee_events(session, customers, basis, per_product=per_product):
             by_customer.setdefault(event.customer_ref, []).append(event)
         for agreement in group:
-            mine = {r.customer_ref for r in agreement.referrals}
+            mine = {r.customer_ref for r in agreement.referrals} | set(removed.get(agreement.agreement_ref, ()))
             out[agreement.agreement_ref] = [e for customer in sorted(mine) for e in by_customer.get(customer, ())]
     return out
 
@@ -390,6 +473,9 @@ def fees_markdown(summary: FeeSummary) -> str:
         lines += [f"- {s['partner_ref']} {s['period']}: {s['reason']}" for s in summary.skipped]
     if summary.pushed:
         lines += ["", "Bills: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.pushed.items()))]
+    if summary.removed:
+        lines += ["", "## Referrals removed (their fees stand; they earn nothing new)", ""]
+        lines += [f"- {r['agreement_ref']}: {r['customer_ref']}" for r in summary.removed[:200]]
     if summary.problems:
         lines += ["", "## Events that could not accrue", ""]
         lines += [f"- {str(p).replace('|', '/')}" for p in summary.problems[:200]]

@@ -268,7 +268,14 @@ def push(store: Store, settings: Settings, target: str, *, limit: int | None = N
     """Deliver the queued pushes of ``target``; a delivered document is marked sent."""
     if target not in TARGETS:
         raise ValueError(f"unknown push target {target!r} (expected {', '.join(TARGETS)})")
-    return deliver(store, settings, TARGETS[target], f"push.{target}", limit=limit)
+    summary = deliver(store, settings, TARGETS[target], f"push.{target}", limit=limit)
+    if summary.outcomes:  # documents issued: fees on what referred customers are invoiced accrue now
+        from billbridge.flows.partner_fees import accrue_after  # it builds its Bills' target from here
+
+        fees = accrue_after(store, settings, basis="billed")
+        if fees.error is not None:
+            summary.notes.append(f"partner fees not accrued (the next run accrues them): {fees.error}")
+    return summary
 
 
 def push_markdown(summary: RelaySummary) -> str:

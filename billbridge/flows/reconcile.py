@@ -27,6 +27,7 @@ from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.messages import MessagesSent, send_made
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
 from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
+from billbridge.flows.partner_fees import FeesAfter, accrue_after
 from billbridge.flows.push import token_vault
 from billbridge.mapping.fields import Refused
 from billbridge.settings import Settings
@@ -34,6 +35,7 @@ from billbridge.store import quarantine
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import open_invoices, paid_amounts
+from billbridge.store.partners import invoice_customers
 from billbridge.store.payments import (
     PaymentIn,
     apply_by_hand,
@@ -59,6 +61,11 @@ class ReconcileSummary:
     unmatched: list[tuple[str, str]] = field(default_factory=list)  # (payment ref, reason)
     mirrored: Counter[str] = field(default_factory=Counter)  # entries in QuickBooks: created, existing, waiting
     quarantined: list[Refused] = field(default_factory=list)  # payments whose record could not be read
+    # What was recorded: the customers and invoices its payments name; ``amended``: one changed at its source.
+    customers: set[str] = field(default_factory=set)
+    invoices: set[str] = field(default_factory=set)
+    amended: bool = False
+    fees: FeesAfter | None = None  # the partner fees accrued after it (or why not)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,7 @@ class ReconcileSummary:
             "mirrored_to_quickbooks": dict(self.mirrored),
             "unmatched": [{"payment": p, "reason": r} for p, r in self.unmatched],
             "quarantined": [{"record": q.key, "field": q.field, "message": q.reason} for q in self.quarantined],
+            **({"partner_fees": self.fees.as_dict()} if self.fees is not None else {}),
         }
 
     def markdown(self) -> str:
@@ -79,7 +87,7 @@ class ReconcileSummary:
         if self.quarantined:
             lines += ["", "## Quarantined", "", "| record | field | reason |", "|---|---|---|"]
             lines += [f"| {q.key} | {q.field} | {q.reason.replace('|', '/')} |" for q in self.quarantined[:200]]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + (self.fees.markdown() if self.fees is not None else "")
 
 
 def payment_source(source: str) -> Callable[[Settings, TokenVault], PaymentSource]:
@@ -125,7 +133,23 @@ def reconcile(
             mirrored = mirror_payments(store, settings)
         summary.mirrored.update(mirrored.outcomes)
         summary.unmatched += [(f"entry in QuickBooks (outbox message {m})", e) for m, e in mirrored.failures]
+    summary.fees = fees_after(store, settings, summary)
     return summary
+
+
+def fees_after(store: Store, settings: Settings, summary: ReconcileSummary) -> FeesAfter | None:
+    """Accrue the partner fees the payments just recorded earned (or undid): for the partners of their
+    customers, or of every one when a payment changed at its source. None: nothing was recorded."""
+    if not (summary.customers or summary.invoices or summary.amended):
+        return None
+    if summary.amended:
+        return accrue_after(store, settings)
+    try:
+        with store.read() as session:
+            customers = summary.customers | invoice_customers(session, summary.invoices)
+    except Exception as error:  # noqa: BLE001 - the reconciliation stands: reported, not raised
+        return FeesAfter(error=f"{type(error).__name__}: {error}")
+    return accrue_after(store, settings, customers)
 
 
 def record_pages(
@@ -164,12 +188,17 @@ def record_pages(
             batch = [_to_record(d.ref, d.payment, d.match) for d in decision.to_record]
             # The refs were read above in this transaction, under the source's lock, and are distinct.
             recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
+            for made, new in zip(batch, recorded, strict=True):
+                if new:
+                    summary.customers.update([made.customer_ref] if made.customer_ref else [])
+                    summary.invoices.update(number for number, _ in made.allocations)
             if mirror_to:
                 refund_of = {ref: p.refund_of for ref, p in zip(refs, page.payments, strict=True) if p.refund_of}
                 new_ones = [p for p, new in zip(batch, recorded, strict=True) if new]
                 queue_mirrors(session, source, new_ones, mirror_to, refund_of)
             for ref, payment in decision.changed.items():
                 summary.outcomes["amended"] += 1
+                summary.amended = True
                 if (reason := _amend(session, ref, payment, window_days)) is not None:
                     summary.unmatched.append((ref, reason))
             _quarantine_refused(session, source, page)

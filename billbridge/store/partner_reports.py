@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from billbridge.billing.currency import money_str
-from billbridge.billing.partner_fees import referral_for
+from billbridge.billing.model import FeeBasis
+from billbridge.billing.partner_fees import FeeEvent, referral_revenue
 from billbridge.store import partners as sql
 
 ZERO = Decimal(0)
@@ -96,30 +97,40 @@ def partner_reports(
         for ref, s in sorted(summaries.items())
         if ref in wanted
     }
-    for agreement in sql.load_agreements(session):
-        report = reports.get(agreement.partner_ref)
-        if report is None:
-            continue
-        report.agreements.append(agreement.model_dump(mode="json", exclude={"referrals"}))
-        customers = {r.customer_ref for r in agreement.referrals}
-        events = sql.fee_events(session, customers, agreement.basis)
+    agreements = [a for a in sql.load_agreements(session) if a.partner_ref in reports]
+    # Every event read once per basis for all the partners' referred customers, grouped by customer; each
+    # agreement's accruals read in one batch (a query per agreement, and a scan of all events per
+    # referral, made reports cubic in referred customers).
+    by_customer: dict[FeeBasis, dict[str, list[FeeEvent]]] = {}
+    for basis in sorted({a.basis for a in agreements}):
+        customers = {r.customer_ref for a in agreements if a.basis == basis for r in a.referrals}
+        grouped: dict[str, list[FeeEvent]] = {}
+        for event in sql.fee_events(session, customers, basis):
+            grouped.setdefault(event.customer_ref, []).append(event)
+        by_customer[basis] = grouped
+    accruals = sql.accruals_by_agreement(session, [a.agreement_ref for a in agreements])
+    for agreement in agreements:
+        of = reports[agreement.partner_ref]
+        of.agreements.append(agreement.model_dump(mode="json", exclude={"referrals"}))
         fees: dict[str, Decimal] = {}
-        for accrual in sql.load_accruals(session, agreement_ref=agreement.agreement_ref):
+        for accrual in accruals.get(agreement.agreement_ref, ()):
             fees[accrual.customer_ref] = fees.get(accrual.customer_ref, ZERO) + accrual.fee
-            report.fees_accrued += accrual.fee
-        for referral in agreement.referrals:
-            line = ReferredCustomer(
-                referral.customer_ref,
-                agreement.agreement_ref,
-                referral.referred_on.isoformat(),
-                referral.contract_ref,
-                agreement.currency,
-                fees=fees.get(referral.customer_ref, ZERO),
+            of.fees_accrued += accrual.fee
+        grouped = by_customer.get(agreement.basis, {})
+        events = [e for c in sorted({r.customer_ref for r in agreement.referrals}) for e in grouped.get(c, ())]
+        revenue = referral_revenue(agreement, events)
+        for referral, earned in zip(agreement.referrals, revenue, strict=True):
+            of.referred.append(
+                ReferredCustomer(
+                    referral.customer_ref,
+                    agreement.agreement_ref,
+                    referral.referred_on.isoformat(),
+                    referral.contract_ref,
+                    agreement.currency,
+                    revenue=earned,
+                    fees=fees.get(referral.customer_ref, ZERO),
+                )
             )
-            for event in events:  # revenue in the agreement's currency (fees on others need a rate)
-                if event.currency == agreement.currency and referral_for(agreement, event) == referral:
-                    line.revenue += event.amount
-            report.referred.append(line)
     for statement in sql.statements(session):
         report = reports.get(statement["partner_ref"])
         if report is None:

@@ -3,13 +3,13 @@ them (once per agreement, event and kind) and the partners' statements."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing import model
 from billbridge.billing.currency import allocate
@@ -94,8 +94,10 @@ def _has_agreements(session: Session, partner_id: int) -> bool:
 
 def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Outcome:
     """Store a referral agreement by its ref. Its partner must be known, refer customers (kind referral
-    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it); the
-    customers it refers must be known (one that is not is a MissingReference: the agreement waits)."""
+    or both) and be paid in the agreement's currency (fees accrue in it and its Bills are in it). It is
+    stored with the referrals of the customers the store has: one of a customer it does not have yet
+    waits (``unknown_referrals``, quarantined by the import and retried when the customer arrives)
+    without holding back the others."""
     partner = session.scalar(select(Partner).where(Partner.partner_ref == agreement.partner_ref))
     if partner is None:
         raise MissingReference(
@@ -108,20 +110,23 @@ def upsert_agreement(session: Session, agreement: model.ReferralAgreement) -> Ou
             "currency",
             f"the agreement is in {agreement.currency} but partner {partner.partner_ref} is paid in {partner.currency}",
         )
-    known = customer_ids(session, {r.customer_ref for r in agreement.referrals})
-    for n, referral in enumerate(agreement.referrals):
-        if referral.customer_ref not in known:  # it waits in quarantine until the customer arrives
-            raise MissingReference(
-                f"referrals[{n}].customer_ref",
-                f"unknown customer {referral.customer_ref!r}: the agreement waits for it",
-                ("customers", referral.customer_ref),
-            )
+    waiting = unknown_referrals(session, agreement)
+    if waiting:
+        wait = {n for n, _ in waiting}
+        known = [r for n, r in enumerate(agreement.referrals) if n not in wait]
+        agreement = agreement.model_copy(update={"referrals": known})
     row = session.scalar(select(ReferralAgreement).where(ReferralAgreement.agreement_ref == agreement.agreement_ref))
     values = {"partner_id": partner.id, "currency": agreement.currency, "terms": agreement.model_dump(mode="json")}
     if row is None:
         session.add(ReferralAgreement(agreement_ref=agreement.agreement_ref, **values))
         return "created"
     return _apply(row, values)
+
+
+def unknown_referrals(session: Session, agreement: model.ReferralAgreement) -> list[tuple[int, model.Referral]]:
+    """The agreement's referrals (with their index) of customers the store does not have (yet)."""
+    known = customer_ids(session, {r.customer_ref for r in agreement.referrals})
+    return [(n, r) for n, r in enumerate(agreement.referrals) if r.customer_ref not in known]
 
 
 def load_partners(session: Session, refs: Iterable[str] | None = None) -> dict[str, model.Partner]:
@@ -435,13 +440,16 @@ def fee_events(
 ) -> list[FeeEvent]:
     """The events of these customers a referral fee is on: what they paid (``collected``: each payment's
     amount applied to each invoice, a refund's negative) or were invoiced (``billed``: issued invoices,
-    credit notes negative). ``per_product`` splits each amount over its invoice's products."""
+    credit notes negative). ``per_product`` splits each amount over its invoice's products. Each event
+    names the invoice it is on (``FeeEvent.against``: a refund is a negative payment on the invoice it
+    pays back; a credit note is on the invoice it credits, when known), so undoing money reverses only
+    what that invoice earned, whatever the day it is undone."""
     refs = sorted(set(customer_refs))
     if not refs:
         return []
-    # (ref, invoice id, currency, customer, contract, day, amount) per event; read through Core (the ORM's
-    # row loading and named access per row were most of this function's time at 100,000 payments).
-    rows: list[tuple[str, int, str, str, str | None, date, Decimal]] = []
+    # (ref, invoice id, currency, customer, contract, day, amount, against) per event; read through Core (the
+    # ORM's row loading and named access per row were most of this function's time at 100,000 payments).
+    rows: list[tuple[str, int, str, str, str | None, date, Decimal, str | None]] = []
     connection = session.connection()
     for start in range(0, len(refs), IN_BATCH):
         base = (
@@ -451,10 +459,26 @@ def fee_events(
             .where(Customer.customer_ref.in_(refs[start : start + IN_BATCH]))
         )
         if basis == "billed":
-            query = base.add_columns(Invoice.billing_date, Invoice.invoice_total).where(Invoice.status.in_(ISSUED))
+            credited = aliased(Invoice)
+            query = (
+                base.add_columns(Invoice.billing_date, Invoice.invoice_total, credited.number)
+                .outerjoin(credited, credited.id == Invoice.applies_to_id)
+                .where(Invoice.status.in_(ISSUED))
+            )
             rows += [
-                (f"doc:{number}", invoice_id, currency, customer, contract, day, amount)
-                for invoice_id, number, currency, customer, contract, day, amount in connection.execute(query)
+                (
+                    f"doc:{number}",
+                    invoice_id,
+                    currency,
+                    customer,
+                    contract,
+                    day,
+                    amount,
+                    f"inv:{applies_to}" if applies_to is not None else (f"inv:{number}" if amount >= 0 else None),
+                )
+                for invoice_id, number, currency, customer, contract, day, amount, applies_to in connection.execute(
+                    query
+                )
             ]
         else:
             query = (
@@ -463,24 +487,158 @@ def fee_events(
                 .join(Payment, Payment.id == PaymentAllocation.payment_id)
             )
             rows += [
-                (f"pay:{payment_ref}:{number}", invoice_id, currency, customer, contract, day, amount)
+                (f"pay:{payment_ref}:{number}", invoice_id, currency, customer, contract, day, amount, f"inv:{number}")
                 for invoice_id, number, currency, customer, contract, payment_ref, day, amount in connection.execute(
                     query
                 ).all()
             ]
+    resold = _resold_events(session, refs, basis, per_product)
     if not per_product:
         return [
-            FeeEvent(ref, customer, contract, day, basis, currency, amount)
-            for ref, _, currency, customer, contract, day, amount in rows
-        ]
+            FeeEvent(ref, customer, contract, day, basis, currency, amount, None, against)
+            for ref, _, currency, customer, contract, day, amount, against in rows
+        ] + resold
     products = _product_weights(session, {invoice_id for _, invoice_id, *_ in rows})
-    events = []
-    for ref, invoice_id, currency, customer, contract, day, amount in rows:
+    events = resold
+    for ref, invoice_id, currency, customer, contract, day, amount, against in rows:
         weights = products.get(invoice_id, {})
         names = sorted(weights)
         shares = allocate(amount, [weights[n] for n in names], currency) if names and any(weights.values()) else []
         split = dict(zip(names, shares, strict=True))
-        events.append(FeeEvent(ref, customer, contract, day, basis, currency, amount, split))
+        events.append(FeeEvent(ref, customer, contract, day, basis, currency, amount, split, against))
+    return events
+
+
+def invoice_customers(session: Session, numbers: Iterable[str]) -> set[str]:
+    """The customers (bill-to) of these invoices, by number."""
+    wanted = sorted(set(numbers))
+    found: set[str] = set()
+    for start in range(0, len(wanted), IN_BATCH):
+        query = (
+            select(Customer.customer_ref)
+            .join(Invoice, Invoice.customer_id == Customer.id)
+            .where(Invoice.number.in_(wanted[start : start + IN_BATCH]))
+            .distinct()
+        )
+        found.update(session.scalars(query))
+    return found
+
+
+def partners_referring(session: Session, customer_refs: Iterable[str]) -> set[str]:
+    """The partners whose agreements refer any of these customers, or an end customer of a contract
+    invoiced to one of them (a reseller paying for it): those whose fees their events may move."""
+    refs = sorted(set(customer_refs))
+    ends: set[str] = set(refs)
+    end = aliased(Customer)
+    for start in range(0, len(refs), IN_BATCH):
+        query = (
+            select(end.customer_ref)
+            .select_from(InvoiceLine)
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .join(Customer, Customer.id == Invoice.customer_id)
+            .join(Contract, Contract.id == InvoiceLine.contract_id)
+            .join(end, end.id == Contract.customer_id)
+            .where(
+                Customer.customer_ref.in_(refs[start : start + IN_BATCH]), Invoice.customer_id != Contract.customer_id
+            )
+            .distinct()
+        )
+        ends.update(session.scalars(query))
+    return {a.partner_ref for a in load_agreements(session) if any(r.customer_ref in ends for r in a.referrals)}
+
+
+def _resold_events(session: Session, refs: Sequence[str], basis: FeeBasis, per_product: bool) -> list[FeeEvent]:
+    """The events of these (end) customers' contracts sold through a reseller: the reseller is invoiced,
+    so each payment of (``collected``) or amount of (``billed``) a reseller's invoice is split over its
+    contracts by what their lines billed, and the part of a referred end customer's contract is its
+    event (``<ref>#<contract>``, on ``inv:<number>#<contract>``): a referral partner earns on what the
+    customer it brought buys through a reseller, as it would if the customer bought directly."""
+    end = aliased(Customer)
+    invoice_ids: set[int] = set()
+    for start in range(0, len(refs), IN_BATCH):
+        query = (
+            select(InvoiceLine.invoice_id)
+            .join(Contract, Contract.id == InvoiceLine.contract_id)
+            .join(end, end.id == Contract.customer_id)
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .where(end.customer_ref.in_(refs[start : start + IN_BATCH]), Invoice.customer_id != Contract.customer_id)
+            .distinct()
+        )
+        invoice_ids.update(session.scalars(query))
+    if not invoice_ids:
+        return []
+    ids = sorted(invoice_ids)
+    # invoice -> (contract, end customer) -> product -> what its lines billed (absolute: weights)
+    weights: dict[int, dict[tuple[str, str], dict[str, Decimal]]] = {}
+    lines = (
+        select(InvoiceLine.invoice_id, Contract.contract_ref, end.customer_ref, InvoiceLine.product_ref)
+        .add_columns(InvoiceLine.billed_amount)
+        .join(Contract, Contract.id == InvoiceLine.contract_id)
+        .join(end, end.id == Contract.customer_id)
+    )
+    wanted = set(refs)
+    rows: list[tuple[str, int, str, str, date, Decimal, str | None]] = []
+    credited = aliased(Invoice)
+    for start in range(0, len(ids), IN_BATCH):
+        batch = ids[start : start + IN_BATCH]
+        for invoice_id, contract_ref, customer_ref, product, amount in session.execute(
+            lines.where(InvoiceLine.invoice_id.in_(batch))
+        ):
+            products = weights.setdefault(invoice_id, {}).setdefault((contract_ref, customer_ref), {})
+            products[product] = products.get(product, Decimal(0)) + abs(amount)
+        if basis == "billed":
+            issued = (
+                select(Invoice.id, Invoice.number, Invoice.currency, Invoice.billing_date, Invoice.invoice_total)
+                .add_columns(credited.number)
+                .outerjoin(credited, credited.id == Invoice.applies_to_id)
+                .where(Invoice.id.in_(batch), Invoice.status.in_(ISSUED))
+            )
+            rows += [
+                (
+                    f"doc:{number}",
+                    invoice_id,
+                    number,
+                    currency,
+                    day,
+                    amount,
+                    applies_to or (number if amount >= 0 else None),
+                )
+                for invoice_id, number, currency, day, amount, applies_to in session.execute(issued)
+            ]
+        else:
+            paid = (
+                select(Invoice.id, Invoice.number, Invoice.currency, Payment.payment_ref, Payment.received_on)
+                .add_columns(PaymentAllocation.amount)
+                .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
+                .join(Payment, Payment.id == PaymentAllocation.payment_id)
+                .where(Invoice.id.in_(batch))
+            )
+            rows += [
+                (f"pay:{payment_ref}:{number}", invoice_id, number, currency, day, amount, number)
+                for invoice_id, number, currency, payment_ref, day, amount in session.execute(paid)
+            ]
+    events = []
+    for ref, invoice_id, _, currency, day, amount, on in rows:
+        pieces = weights.get(invoice_id, {})
+        keys = sorted(pieces)
+        sizes = [sum(pieces[key].values(), Decimal(0)) for key in keys]
+        if not any(sizes):
+            continue
+        for (contract_ref, customer_ref), share in zip(keys, allocate(amount, sizes, currency), strict=True):
+            if customer_ref not in wanted:
+                continue
+            split = None
+            if per_product:
+                names = sorted(pieces[(contract_ref, customer_ref)])
+                products = pieces[(contract_ref, customer_ref)]
+                shares = allocate(share, [products[n] for n in names], currency) if any(products.values()) else []
+                split = dict(zip(names, shares, strict=True)) if shares else {}
+            against = f"inv:{on}#{contract_ref}" if on is not None else None
+            events.append(
+                FeeEvent(
+                    f"{ref}#{contract_ref}", customer_ref, contract_ref, day, basis, currency, share, split, against
+                )
+            )
     return events
 
 

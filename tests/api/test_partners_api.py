@@ -87,3 +87,19 @@ def test_partners_and_their_referral_data_of_the_keys_entity(api: Api) -> None:
     assert api.get("/api/partners/northwind", token=api.kw_token).status_code == 404
     assert api.get("/api/partners/nobody").status_code == 404
     assert api.get("/api/partners", limit=0).status_code == 422
+
+
+def test_the_partner_list_pages_through_the_entitys_partners(api: Api) -> None:
+    """Four partners of the entity, two a page: the pages hold them in partner_ref order, each once
+    (the reports are built for the page's partners only), and the other entity's partner never shows."""
+    extra = [
+        {"partner_ref": f"p{n}", "name": f"P{n}", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+        for n in (1, 2, 3)
+    ]
+    assert not import_document(api.store, {**document(with_reference=False), **PARTNERS}).errors
+    assert not import_document(api.store, {"partners": extra}).errors
+    first = api.get("/api/partners", limit=2).json()
+    assert [p["partner_ref"] for p in first["data"]] == ["northwind", "p1"] and first["has_more"]
+    second = api.get("/api/partners", limit=2, cursor=first["next_cursor"]).json()
+    assert [p["partner_ref"] for p in second["data"]] == ["p2", "p3"] and not second["has_more"]
+    assert second["data"][0]["fees_accrued"] == "0.00"

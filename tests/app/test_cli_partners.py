@@ -91,6 +91,12 @@ def test_list_run_statement_and_accruals(paid: Decimal) -> None:
 
     code, out = run("partners", "statement", "northwind", "--period", "2026-11")
     assert code == 0 and "hooli" in out and "Total" in out
+    code, out = run("partners", "statement", "northwind", "--period", "2026-11", "--csv")
+    assert code == 0, out
+    assert list(csv.DictReader(io.StringIO(out))) == [  # the months covered and the total, in the file itself
+        {"months": "2026-11", "currency": "USD", "customer_ref": "hooli", "base": str(paid), "fees": str(fee + 250)},
+        {"months": "2026-11", "currency": "USD", "customer_ref": "(total)", "base": str(paid), "fees": str(fee + 250)},
+    ]
     code, out = run("status", "--json")
     assert code == 0, out
     assert json.loads(out)["partners"] == {"by_kind": {"referral": 1, "reseller": 1}, "statements": {"closed": 1}}

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,6 +93,57 @@ def test_a_refund_after_the_statement_closed_reverses_the_fee_on_the_next_statem
     refund = paid("refund-1", date(2026, 6, 28), "-1500.00")
     later = accrue(agreement(), [*monthly_payments()[:5], refund], Booked.of(first.accruals), closed_through="2026-06")
     assert [(a.event_ref, a.period, a.fee) for a in later.accruals] == [("refund-1", "2026-07", D("-300.00"))]
+
+
+def on_invoice(event: FeeEvent, number: str) -> FeeEvent:
+    """The event as the store hands it in: naming the invoice its money is on."""
+    return event._replace(against=f"inv:{number}")
+
+
+@pytest.mark.parametrize("basis", ["collected", "billed"])
+def test_a_refund_after_the_window_reverses_what_its_payment_earned(basis: str) -> None:
+    """20% for 12 months from 2026-01-15: 1,000 on 2027-01-10 (in the window) earns 200.00; undone on
+    2027-01-20, after the window, it still reverses that 200.00 (refund, or credit note on billed)."""
+    make = paid if basis == "collected" else billed
+    earned = on_invoice(make("e-1", date(2027, 1, 10), "1000.00"), "US-INV-12")
+    undone = on_invoice(make("e-2", date(2027, 1, 20), "-1000.00"), "US-INV-12")
+    terms = agreement(months=12, basis=basis)
+    first = accrue(terms, [earned])
+    assert [(a.event_ref, a.fee) for a in first.accruals] == [("e-1", D("200.00"))]
+    later = accrue(terms, [earned, undone], Booked.of(first.accruals))
+    assert [(a.event_ref, a.period, a.fee) for a in later.accruals] == [("e-2", "2027-01", D("-200.00"))]
+    assert accrue(terms, [earned, undone], Booked.of([*first.accruals, *later.accruals])).accruals == []
+
+
+@pytest.mark.parametrize("basis", ["collected", "billed"])
+def test_undoing_money_from_before_the_referral_charges_the_partner_nothing(basis: str) -> None:
+    """1,000 paid (invoiced) on 2026-01-05, before the referral of 2026-01-15, earned nothing; refunded
+    (credited) on 2026-02-01, inside the window, it reverses nothing (it used to charge -200.00). A part
+    refund of an invoice that earned reverses its part, and never more than the invoice earned."""
+    make = paid if basis == "collected" else billed
+    events = [
+        on_invoice(make("e-1", date(2026, 1, 5), "1000.00"), "US-INV-1"),
+        on_invoice(make("e-2", date(2026, 2, 1), "-1000.00"), "US-INV-1"),
+        on_invoice(make("e-3", date(2026, 2, 10), "500.00"), "US-INV-2"),
+        on_invoice(make("e-4", date(2026, 3, 1), "-300.00"), "US-INV-2"),
+        on_invoice(make("e-5", date(2026, 3, 2), "-300.00"), "US-INV-2"),  # 200.00 of it left to undo
+    ]
+    run = accrue(agreement(months=12, basis=basis), events)
+    assert [(a.event_ref, a.base, a.fee) for a in run.accruals] == [
+        ("e-3", D("500.00"), D("100.00")),
+        ("e-4", D("-300.00"), D("-60.00")),
+        ("e-5", D("-200.00"), D("-40.00")),
+    ]
+
+
+def test_a_refund_on_the_day_of_its_payment_finds_it_whatever_the_refs() -> None:
+    """Same day, a refund whose ref sorts first still undoes the payment (money comes before its undoing)."""
+    events = [
+        on_invoice(paid("b-pay", date(2026, 3, 1), "1000.00"), "US-INV-1"),
+        on_invoice(paid("a-refund", date(2026, 3, 1), "-1000.00"), "US-INV-1"),
+    ]
+    run = accrue(agreement(), events)
+    assert [(a.event_ref, a.fee) for a in run.accruals] == [("b-pay", D("200.00")), ("a-refund", D("-200.00"))]
 
 
 def test_a_payment_edited_at_its_source_accrues_the_difference_once() -> None:
@@ -236,6 +288,32 @@ def test_a_tiered_partner_earns_by_its_referred_revenue_in_the_period() -> None:
         ("hooli", D("600.00")),
         ("initech", D("700.00")),
     ]
+
+
+def test_a_volume_tiered_partner_moves_the_whole_month_to_the_tier_its_total_reaches() -> None:
+    """Volume tiers (10% up to 10,000, 15% above): 6,000 and 6,000 in February make 12,000, all at 15%:
+    1,800.00 (600.00, then 1,200.00 as the second payment lifts the whole month); 3,000 of the second
+    refunded in February brings it to 9,000, all at 10%: 900.00 (the refund reverses 900.00)."""
+    tiers = {
+        "model": "volume",
+        "tiers": [{"up_to": "10000", "unit_price": "0.10"}, {"up_to": None, "unit_price": "0.15"}],
+    }
+    referrals = [
+        {"customer_ref": "hooli", "referred_on": "2026-01-01"},
+        {"customer_ref": "initech", "referred_on": "2026-01-01"},
+    ]
+    terms = agreement(percent=None, tiers=tiers, referrals=referrals)
+    events = [
+        on_invoice(paid("a", date(2026, 2, 3), "6000.00"), "US-INV-1"),
+        on_invoice(paid("b", date(2026, 2, 9), "6000.00", customer="initech"), "US-INV-2"),
+    ]
+    first = accrue(terms, events)
+    assert [(a.event_ref, a.fee) for a in first.accruals] == [("a", D("600.00")), ("b", D("1200.00"))]
+    assert statement("northwind", "2026-02", "USD", first.accruals).total == D("1800.00")
+    refund = on_invoice(paid("r", date(2026, 2, 20), "-3000.00", customer="initech"), "US-INV-2")
+    later = accrue(terms, [*events, refund], Booked.of(first.accruals))
+    assert [(a.event_ref, a.fee) for a in later.accruals] == [("r", D("-900.00"))]
+    assert statement("northwind", "2026-02", "USD", [*first.accruals, *later.accruals]).total == D("900.00")
 
 
 def test_tiers_count_the_partners_revenue_across_its_agreements() -> None:
@@ -400,3 +478,87 @@ def test_a_deleted_payment_reverses_its_fee_on_a_per_product_agreement_too() -> 
     gone = vanished(run.accruals, set(), date(2026, 3, 1), "collected")
     undone = accrue(agreement(**terms), gone, Booked.of(run.accruals))
     assert undone.problems == [] and [(a.period, a.fee) for a in undone.accruals] == [("2026-03", D("-45.00"))]
+
+
+class CountingRef(str):
+    """A customer ref that counts how often it is compared or hashed: the work of attributing events."""
+
+    seen = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountingRef.seen += 1
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        CountingRef.seen += 1
+        return str.__ne__(self, other)
+
+    def __hash__(self) -> int:
+        CountingRef.seen += 1
+        return str.__hash__(self)
+
+
+def test_referral_revenue_attributes_each_event_once_in_linear_work() -> None:
+    """300 referred customers x 24 monthly payments of 100.00: each referral's revenue is 2,400.00, and the
+    customer refs are compared or hashed a few times per event and referral (the report's loop per
+    referral over every event, with ``referral_for`` looping the referrals again, was cubic: ~10^9)."""
+    from billbridge.billing.partner_fees import referral_revenue
+
+    customers = [CountingRef(f"c{i:03d}") for i in range(300)]
+    terms = agreement(referrals=[{"customer_ref": c, "referred_on": "2026-01-01"} for c in customers])
+    events = [
+        FeeEvent(f"e{i}-{m}", CountingRef(str(c)), "C", date(2026 + m // 12, m % 12 + 1, 5), "collected", "USD", D(100))
+        for i, c in enumerate(customers)
+        for m in range(24)
+    ]
+    CountingRef.seen = 0
+    revenue = referral_revenue(terms, events)
+    assert revenue == [D("2400")] * 300
+    assert CountingRef.seen <= 3 * (len(events) + len(customers))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from([None, "C-1", "C-2"]),
+            st.integers(min_value=0, max_value=60),
+        ),
+        max_size=5,
+        unique_by=lambda r: (r[0], r[1]),
+    ),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "d"]),
+            st.sampled_from(["C-1", "C-2"]),
+            st.integers(min_value=0, max_value=90),
+            st.integers(min_value=-500, max_value=500),
+            st.sampled_from(["USD", "EUR"]),
+        ),
+        max_size=30,
+    ),
+)
+def test_referral_revenue_is_what_referral_for_attributes(
+    referrals: list[tuple[str, str | None, int]], moves: list[tuple[str, str, int, int, str]]
+) -> None:
+    """The linear attribution gives each referral exactly the events ``referral_for`` gives it."""
+    from billbridge.billing.partner_fees import referral_for, referral_revenue
+
+    start = date(2026, 1, 1)
+    terms = agreement(
+        referrals=[
+            {"customer_ref": c, "contract_ref": k, "referred_on": (start + timedelta(days=d)).isoformat()}
+            for c, k, d in referrals
+        ]
+    )
+    events = [
+        FeeEvent(f"e{n}", c, k, start + timedelta(days=d), "collected", cur, D(a))
+        for n, (c, k, d, a, cur) in enumerate(moves)
+    ]
+    expected = [D(0)] * len(terms.referrals)
+    for event in events:
+        found = referral_for(terms, event)
+        if event.currency == "USD" and found is not None:
+            expected[next(i for i, r in enumerate(terms.referrals) if r is found)] += event.amount
+    assert referral_revenue(terms, events) == expected

@@ -145,6 +145,16 @@ def test_an_amendment_moves_mrr_from_its_day(store: Store) -> None:
     assert (march["start_mrr"], march["expansion"], march["end_mrr"]) == ("1200.00", "450.00", "1650.00")
 
 
+def test_mrr_counts_the_resellers_price(store: Store) -> None:
+    """The platform at 1,200 a month list, sold through a reseller at 25% off: MRR is what the reseller
+    is invoiced, 900.00, not the list price."""
+    reseller = {"partner_ref": "resel", "name": "Resel", "kind": "reseller", "entity_ref": "us", "currency": "USD"}
+    resold = contract("C-1", reseller_ref="resel")
+    assert not import_document(store, {**document(resold), "partners": [reseller | {"discount_percent": "25"}]}).errors
+    everything = metrics.scope(store, ["us"])
+    assert row_of(metrics.mrr_report(store, everything, date(2026, 3, 1)), currency="USD")["mrr"] == "900.00"
+
+
 def test_reports_keep_to_their_entities(store: Store) -> None:
     import_document(
         store,

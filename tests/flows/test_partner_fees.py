@@ -5,6 +5,7 @@ statement reverses the fee on the next one."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,15 @@ from typing import Any
 
 import pytest
 
-from billbridge.flows.partner_fees import TOPIC, accrue_fees, close_period, push_bills, read_paid, run_partner_fees
+from billbridge.flows.partner_fees import (
+    TOPIC,
+    accrue_fees,
+    close_period,
+    fees_markdown,
+    push_bills,
+    read_paid,
+    run_partner_fees,
+)
 from billbridge.flows.push import quickbooks_connector
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.store import outbox
@@ -518,8 +527,10 @@ def test_a_payment_deleted_in_quickbooks_reverses_its_fee_through_reconciliation
 
     current = qbo.company.get("Payment", payment["Id"])
     qbo.company.delete("Payment", {"Id": current["Id"], "SyncToken": current["SyncToken"]})
-    assert reconcile(store, settings, "quickbooks").outcomes.get("amended") == 1
-    assert accrue_fees(store, as_of=date(2026, 11, 28)).accrued == 2
+    amended = reconcile(store, settings, "quickbooks")
+    assert amended.outcomes.get("amended") == 1
+    assert amended.fees is not None and amended.fees.summary is not None and amended.fees.summary.accrued == 2
+    assert accrue_fees(store, as_of=date(2026, 11, 28)).accrued == 0  # reconciliation accrued them
     with store.read() as session:
         accruals = load_accruals(session, partner_ref="northwind")
     reversed_ = sorted((a.kind, a.fee) for a in accruals if a.fee < 0)
@@ -703,3 +714,215 @@ def test_the_partner_fees_artifact_says_what_the_run_did() -> None:
         "\n"
         "- usd: event doc:KW-INV-1: currency: no rate KWD->USD / configure one\n"
     )
+
+
+def test_a_refund_after_the_fee_window_reverses_the_fee_its_payment_earned(store: Store) -> None:
+    """Hooli (referred 2026-01-15, 20% for 12 months) pays in November 2026, in the window; refunded on
+    2027-02-01, after the window closed, the store links the refund to the invoice it pays back, so
+    the fee that payment earned is reversed (it used to be judged by the refund's date: nothing)."""
+    number = hooli_paid(store)
+    accrue_fees(store, as_of=date(2026, 12, 1))
+    with store.read() as session:
+        [fee] = [a.fee for a in load_accruals(session, partner_ref="northwind") if a.kind == "fee"]
+        total = next(D(str(d["invoice_total"])) for d in list_invoices(session) if d["number"] == number)
+    with store.write() as session:
+        record_payment(
+            session,
+            payment_ref="stripe:re_hooli_late",
+            currency="USD",
+            amount=-total,
+            received_on=date(2027, 2, 1),
+            allocations=[(number, -total)],
+            customer_ref="hooli",
+        )
+    accrue_fees(store, as_of=date(2027, 2, 2))
+    with store.read() as session:
+        february = load_accruals(session, partner_ref="northwind", period="2027-02")
+    assert sorted((a.kind, a.fee) for a in february) == [("fee", -fee), ("flat_fee", D("-250.00"))]
+    assert accrue_fees(store, as_of=date(2027, 2, 3)).accrued == 0
+
+
+def test_a_referred_customer_buying_through_a_reseller_earns_on_its_contracts_share(store: Store) -> None:
+    """Globex (referred by NW, 20%) and Initech buy the platform (1,200 list) through a reseller at 25%
+    off: one invoice of 1,800.00 to the reseller, 900.00 per end customer. Paid in full, NW earns 20% of
+    Globex's 900.00 = 180.00 (it used to earn nothing: the invoice's customer is the reseller); a refund
+    of 600.00 on the invoice is split 300.00 per end customer and reverses 60.00."""
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.store.outbound_documents import set_status
+    from tests.docs import REFERENCE, contract
+
+    partners = [
+        {"partner_ref": "resel", "name": "Resel", "kind": "reseller", "entity_ref": "us", "currency": "USD"}
+        | {"discount_percent": "25"},
+        {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"},
+    ]
+    agreement = {"agreement_ref": "nw-20", "partner_ref": "nw", "currency": "USD", "percent": "20"}
+    agreement["referrals"] = [{"customer_ref": "globex", "referred_on": "2026-01-01"}]
+    resold = [contract("R-1", reseller_ref="resel"), contract("R-2", customer="initech", reseller_ref="resel")]
+    document = {**REFERENCE, "partners": partners, "referral_agreements": [agreement], "contracts": resold}
+    assert not import_document(store, document).errors
+    run_billing(store, date(2026, 1, 1))
+    with store.write() as session:
+        [invoice] = list_invoices(session)
+        set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+        mark_sent(session, [int(str(invoice["id"]))])
+    assert (invoice["customer_ref"], D(str(invoice["invoice_total"]))) == ("resel", D("1800.00"))
+
+    def pay(ref: str, amount: str, day: date) -> None:
+        with store.write() as session:
+            record_payment(
+                session,
+                payment_ref=ref,
+                currency="USD",
+                amount=D(amount),
+                received_on=day,
+                allocations=[(str(invoice["number"]), D(amount))],
+                customer_ref="resel",
+            )
+
+    pay("p-1", "1800.00", date(2026, 1, 20))
+    assert accrue_fees(store, as_of=date(2026, 2, 1)).fees == {"USD": D("180.00")}
+    pay("r-1", "-600.00", date(2026, 2, 10))
+    assert accrue_fees(store, as_of=date(2026, 2, 11)).fees == {"USD": D("-60.00")}
+    with store.read() as session:
+        accruals = load_accruals(session, partner_ref="nw")
+    assert [(a.customer_ref, a.base, a.fee) for a in accruals] == [
+        ("globex", D("900.00"), D("180.00")),
+        ("globex", D("-300.00"), D("-60.00")),
+    ]
+    assert accrue_fees(store, as_of=date(2026, 2, 12)).accrued == 0
+
+
+def test_reconciliation_accrues_the_fees_its_payments_earn_once_and_never_fails_for_them(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hooli (northwind: 20% and a 250.00 flat fee) pays its June invoice (900.00) in QuickBooks:
+    reconciliation records it and accrues 180.00 and 250.00 there and then, so `partners fees` shows
+    them before any monthly run; reconciling again accrues nothing more. When the accrual fails (an
+    agreement stored unreadable), the payment is still recorded and the failure is reported."""
+    from sqlalchemy import update
+    from typer.testing import CliRunner
+
+    from billbridge.app.cli import app
+    from billbridge.flows.push import push
+    from billbridge.flows.reconcile import reconcile
+    from billbridge.store import external_refs
+    from billbridge.store.partner_models import ReferralAgreement
+
+    settings = settings_for(qbo, database_url, tmp_path)
+    documents = billed(store)
+    push(store, settings, "quickbooks")
+    june = min(
+        (d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice"),
+        key=lambda d: str(d["billing_date"]),
+    )
+    with store.read() as session:
+        qbo_id = external_refs.get_external_id(session, "quickbooks", "invoice", int(str(june["id"])))
+    assert qbo_id is not None
+    qbo.company.receive_payment({qbo_id: D("900.00")}, ref="CHK-77", txn_date="2026-11-20")
+    summary = reconcile(store, settings, "quickbooks")
+    assert summary.outcomes.get("matched") == 1
+    assert summary.as_dict()["partner_fees"] == {"accrued": 2, "fees": {"USD": "430.00"}, "problems": 0}
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("BILLBRIDGE_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["partners", "fees", "--period", "2026-11", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["partner_ref"]: row for row in json.loads(result.stdout)}
+    assert rows["northwind"]["accrued"] == "430.00"
+    assert reconcile(store, settings, "quickbooks").fees is None  # nothing new recorded: nothing to accrue
+    assert accrue_fees(store, as_of=date(2026, 11, 21)).accrued == 0
+
+    with store.write() as session:  # an agreement the store can no longer read
+        session.execute(update(ReferralAgreement).values(terms={"agreement_ref": "broken"}))
+    july = sorted(
+        (d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice"),
+        key=lambda d: str(d["billing_date"]),
+    )[1]
+    with store.read() as session:
+        july_id = external_refs.get_external_id(session, "quickbooks", "invoice", int(str(july["id"])))
+    assert july_id is not None
+    qbo.company.receive_payment({july_id: D(str(july["invoice_total"]))}, ref="CHK-78", txn_date="2026-11-21")
+    failed = reconcile(store, settings, "quickbooks")
+    assert failed.outcomes.get("matched") == 1  # recorded: the reconciliation stands
+    assert failed.fees is not None and failed.fees.error is not None and "ValidationError" in failed.fees.error
+    assert "Partner fees not accrued" in failed.markdown()
+
+
+def test_a_push_that_issues_invoices_accrues_the_billed_fees_once(
+    store: Store, qbo: RunningQuickBooks, database_url: str, tmp_path: Path
+) -> None:
+    """Basis billed, 20%: pushing globex's first invoice to QuickBooks issues it, and the push accrues
+    the fee there and then (no monthly run yet); pushing again accrues nothing more."""
+    from billbridge.flows.approval import approve_drafts
+    from billbridge.flows.importing import import_document
+    from billbridge.flows.invoice_generation import run_billing
+    from billbridge.flows.push import push
+    from tests.docs import contract, document
+
+    partner = {"partner_ref": "nw", "name": "NW", "kind": "referral", "entity_ref": "us", "currency": "USD"}
+    agreement = {"agreement_ref": "billed", "partner_ref": "nw", "currency": "USD", "basis": "billed"}
+    agreement |= {"percent": "20", "referrals": [{"customer_ref": "globex", "referred_on": "2026-01-01"}]}
+    assert not import_document(store, document(contract("C-1"))).errors
+    assert not import_document(store, {"partners": [partner], "referral_agreements": [agreement]}).errors
+    run_billing(store, date(2026, 1, 1))
+    approve_drafts(store, ["quickbooks"])
+    settings = settings_for(qbo, database_url, tmp_path)
+    summary = push(store, settings, "quickbooks")
+    assert summary.outcomes and not summary.notes
+    with store.read() as session:
+        [invoice] = [d for d in list_invoices(session) if d["doc_type"] == "invoice"]
+        accruals = load_accruals(session, partner_ref="nw")
+    assert [(a.event_ref, a.fee) for a in accruals] == [
+        (f"doc:{invoice['number']}", (D(str(invoice["invoice_total"])) * D("0.20")).quantize(D("0.01")))
+    ]
+    push(store, settings, "quickbooks")
+    assert accrue_fees(store, as_of=date(2026, 1, 2)).accrued == 0
+
+
+def test_removing_a_referral_keeps_the_fees_it_earned_and_reports_it(store: Store) -> None:
+    """Hooli (northwind: 20% for 12 months and a 250.00 flat fee) pays in November; the statement closes.
+    The agreement is then re-imported without hooli's referral: the next run reverses nothing (it used
+    to reverse both fees, closed statement or not), reports the removal, and hooli's later payments earn
+    nothing; a refund of the November payment still reverses what that payment earned."""
+    from billbridge.flows.importing import import_document
+
+    number = hooli_paid(store)
+    accrue_fees(store, as_of=date(2026, 12, 1))
+    [november] = close_period(store, "2026-11").closed
+    with store.read() as session:
+        earned = sorted((a.kind, a.fee) for a in load_accruals(session, partner_ref="northwind"))
+        total = next(D(str(d["invoice_total"])) for d in list_invoices(session) if d["number"] == number)
+    fee = (total * D("0.20")).quantize(D("0.01"))
+    assert earned == [("fee", fee), ("flat_fee", D("250.00"))] and november["total"] == fee + D("250.00")
+
+    agreement = {
+        "agreement_ref": "northwind-2026",
+        "partner_ref": "northwind",
+        "currency": "USD",
+        "percent": "20",
+        "months": 12,
+        "flat_fee": "250.00",
+        "referrals": [{"customer_ref": "initech", "referred_on": "2026-02-01", "contract_ref": "C-101-initech"}],
+    }
+    assert not import_document(store, {"referral_agreements": [agreement]}).errors
+    run = accrue_fees(store, as_of=date(2026, 12, 2))
+    assert run.accrued == 0
+    assert {"agreement_ref": "northwind-2026", "customer_ref": "hooli"} in run.removed
+    assert "## Referrals removed" in fees_markdown(run)
+
+    with store.write() as session:
+        record_payment(
+            session,
+            payment_ref="stripe:re_hooli_removed",
+            currency="USD",
+            amount=-total,
+            received_on=date(2026, 12, 10),
+            allocations=[(number, -total)],
+            customer_ref="hooli",
+        )
+    accrue_fees(store, as_of=date(2026, 12, 11))
+    with store.read() as session:
+        december = sorted((a.kind, a.fee) for a in load_accruals(session, partner_ref="northwind", period="2026-12"))
+    assert december == [("fee", -fee), ("flat_fee", D("-250.00"))]

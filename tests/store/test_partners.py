@@ -81,7 +81,7 @@ def test_bad_partner_records_name_record_and_field_and_the_rest_go_on(store: Sto
     }
     summary = import_document(store, doc)
     assert summary.counts["partners.created"] == 2
-    assert summary.counts["referral_agreements.created"] == 1
+    assert summary.counts["referral_agreements.created"] == 2  # ok, and unknown-customer without its referral
     found = {(e.key, e.field) for e in summary.errors}
     assert found == {
         ("no-entity", "entity_ref"),
@@ -110,10 +110,47 @@ def test_bad_partner_records_name_record_and_field_and_the_rest_go_on(store: Sto
     with store.read() as session:
         kept = {(e["record_type"], e["record_key"]) for e in quarantine.list_open(session)}
     assert ("referral_agreements", "ghost-partner") not in kept
-    # The customer arrives: the agreement referring it goes in.
+    # The customer arrives (in a file of its own): the waiting referral is retried from the quarantine.
     customer = {"customer_ref": "nosuch", "name": "No Such", "entity_ref": REFERENCE["entities"][0]["entity_ref"]}
-    unknown = agreement("unknown-customer", referrals=[{"customer_ref": "nosuch", "referred_on": "2026-01-01"}])
-    assert not import_document(store, {"customers": [customer], "referral_agreements": [unknown]}).errors
+    arrived = import_document(store, {"customers": [customer]})
+    assert not arrived.errors and arrived.counts["retried"] == 1
+    with store.read() as session:
+        kept = {(e["record_type"], e["record_key"]) for e in quarantine.list_open(session)}
+        [stored] = [a for a in load_agreements(session) if a.agreement_ref == "unknown-customer"]
+    assert ("referral_agreements", "unknown-customer") not in kept
+    assert [r.customer_ref for r in stored.referrals] == ["nosuch"]
+
+
+def test_one_unknown_customer_waits_alone_and_its_referral_joins_when_it_arrives(store: Store) -> None:
+    """An agreement referring globex (known) and newco (not yet): stored with globex's referral, which
+    earns meanwhile; newco's waits in quarantine, named, and joins when a later file brings newco."""
+    doc = {
+        **REFERENCE,
+        "partners": [partner("northwind")],
+        "referral_agreements": [
+            agreement(
+                "two",
+                referrals=[
+                    {"customer_ref": "globex", "referred_on": "2026-01-01"},
+                    {"customer_ref": "newco", "referred_on": "2026-02-01"},
+                ],
+            )
+        ],
+    }
+    summary = import_document(store, doc)
+    assert [(e.key, e.field) for e in summary.errors] == [("two", "referrals[1].customer_ref")]
+    with store.read() as session:
+        [stored] = load_agreements(session)
+        kept = {(e["record_type"], e["record_key"]) for e in quarantine.list_open(session)}
+    assert [r.customer_ref for r in stored.referrals] == ["globex"]
+    assert ("referral_agreements", "two") in kept
+    newco = {"customer_ref": "newco", "name": "NewCo", "entity_ref": REFERENCE["entities"][0]["entity_ref"]}
+    assert not import_document(store, {"customers": [newco]}).errors
+    with store.read() as session:
+        [stored] = load_agreements(session)
+        kept = {(e["record_type"], e["record_key"]) for e in quarantine.list_open(session)}
+    assert [r.customer_ref for r in stored.referrals] == ["globex", "newco"]
+    assert ("referral_agreements", "two") not in kept
 
 
 def test_the_schema_describes_partners_and_agreements() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,7 @@ class View:
     last: date
     query: dict[str, str]
     after: str = ""  # the Customers tab's page: customers after this customer_ref
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # what its tables share
 
     def link(self, path: str, **extra: str) -> str:
         return f"{path}?{urlencode({**self.query, **extra})}"
@@ -153,9 +154,9 @@ REPORTS: dict[str, Builder] = {
     "usage": lambda s, v: metrics.usage_report(s, v.scope, v.first, v.last),
     "activity": lambda s, v: metrics.activity_report(s, v.scope),
     "customers": lambda s, v: metrics.customers_report(s, v.scope, v.day, after=v.after, limit=CUSTOMERS_PAGE),
-    "partners": lambda s, v: partner_pages.partners_report(s, v.entity_ref),
-    "referrals": lambda s, v: partner_pages.referrals_report(s, v.entity_ref),
-    "partner_statements": lambda s, v: partner_pages.statements_report(s, v.entity_ref),
+    "partners": lambda s, v: partner_pages.partners_report(s, v.entity_ref, v.memo),
+    "referrals": lambda s, v: partner_pages.referrals_report(s, v.entity_ref, v.memo),
+    "partner_statements": lambda s, v: partner_pages.statements_report(s, v.entity_ref, v.memo),
 }
 """Every table the dashboard shows, by name (its CSV link is /csv/<name>)."""
 

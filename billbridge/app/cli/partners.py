@@ -179,9 +179,18 @@ def show_statement(
         body = {"partner_ref": partner_ref, "period": month, "months": of.months, "currency": of.currency}
         print(json.dumps({**body, "status": status, "total": total, "lines": rows}, indent=2))
         return
-    _print(rows, ["customer_ref", "base", "fees"], f"{partner.name} {of.months} ({status})", False, as_csv)
-    if not as_csv:
-        console.print(f"Total: {money_str(of.total, of.currency)} {of.currency}")
+    if as_csv:  # a file on its own: each line says the months and currency, and a last line the total
+        base = sum((line.base for line in of.lines), Decimal(0))
+        last = {
+            "customer_ref": "(total)",
+            "base": money_str(base, of.currency),
+            "fees": money_str(of.total, of.currency),
+        }
+        dated = [{"months": of.months, "currency": of.currency, **row} for row in [*rows, last]]
+        _print(dated, ["months", "currency", "customer_ref", "base", "fees"], "", False, True)
+        return
+    _print(rows, ["customer_ref", "base", "fees"], f"{partner.name} {of.months} ({status})", False, False)
+    console.print(f"Total: {money_str(of.total, of.currency)} {of.currency}")
 
 
 @app.command("accruals")

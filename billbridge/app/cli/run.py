@@ -52,6 +52,8 @@ def push(
     else:
         print_outcomes(f"Push to {target}", dict(summary.outcomes), summary.failures)
         print_leased(summary)
+        for note in summary.notes:
+            err.print(f"[yellow]{note}[/yellow]", highlight=False)
 
 
 def collect(as_json: JsonOpt = False) -> None:
@@ -89,6 +91,8 @@ def reconcile(
     else:
         outcomes = dict(summary.outcomes) | {f"entered in QuickBooks: {k}": v for k, v in summary.mirrored.items()}
         print_outcomes(f"Reconciliation: {source}", outcomes, summary.unmatched)
+        if summary.fees is not None and summary.fees.error is not None:
+            err.print(f"[yellow]partner fees not accrued[/yellow] (the next run accrues them): {summary.fees.error}")
         for refused in summary.quarantined:
             err.print(
                 f"[yellow]quarantined[/yellow] {refused.key}: field [bold]{refused.field}[/bold]: {refused.reason}",
