@@ -222,7 +222,8 @@ class _Ready:
     kind: str
     subject: str
     sender: str
-    recipients: tuple[str, ...]
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
     email: bytes  # as sent (mapping.messages.email_bytes)
 
 
@@ -314,7 +315,8 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             context["kind"],
             rendered.subject,
             context["entity"]["sender"],
-            (*recipients["to"], *recipients["cc"]),
+            tuple(recipients["to"]),
+            tuple(recipients["cc"]),
             email,
         )
 
@@ -323,7 +325,7 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
         message, message_id = ready.message, ready.message_id
         try:
             sent = sender.send(
-                ready.email, ready.sender, ready.recipients, lambda: commit(sending=message_id), meanwhile
+                ready.email, ready.sender, ready.to, lambda: commit(sending=message_id), meanwhile, cc=ready.cc
             )
         except SmtpFailed as exc:
             reason = f"{ready.what}: {exc.classified.reason}"
@@ -336,7 +338,9 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="unconfirmed")
         if sent is None:
             return Delivery(message.id, outcome="taken by another run")
-        finish(message_id, "sent", subject=ready.subject)
+        # refused recipients (a cc the server does not know) stay on the message with their answers
+        refused = f"{ready.what}: sent, but not to: {'; '.join(sent.refused)}" if sent.refused else None
+        finish(message_id, "sent", refused, subject=ready.subject)
         return Delivery(message.id, outcome=ready.kind)
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:

@@ -244,6 +244,16 @@ def _enqueue(session: Session, row: CustomerMessage) -> None:
     outbox.enqueue(session, **_outbox_row(row.id, row.channel, row.kind, row.event_key, row.attempts))
 
 
+EXPLICIT_RECIPIENTS = ("invoice-copy:",)  # event keys of messages made for given addresses, not the contacts
+
+
+def explicit_recipients(event_key: str) -> bool:
+    """Whether a message's recipients were set when it was made (the e-mail copy of an invoice a
+    vendor mailed to some contacts only) rather than chosen from the customer's contacts: those
+    keep theirs on a retry; the others are chosen again from the contacts as they are now."""
+    return event_key.startswith(EXPLICIT_RECIPIENTS)
+
+
 def release_waiting(session: Session) -> int:
     """Messages waiting for a contact whose customer now has one: recipients fixed, queued."""
     waiting = list(session.scalars(select(CustomerMessage).where(CustomerMessage.state == "waiting_contact")))
@@ -360,7 +370,10 @@ def finish(session: Session, message_id: int, state: str, error: str | None = No
 
 def retry(session: Session, message_id: int) -> str:
     """Queue an ``unconfirmed`` or ``failed`` message again, after a person checked (the recipient's
-    mailbox, the server's log) that it did not arrive or fixed the cause. Returns the new state."""
+    mailbox, the server's log) that it did not arrive or fixed the cause (a bounced address corrected
+    in the contacts: the recipients are chosen again from the customer's contacts as they are now,
+    as :func:`release_waiting` does, unless they were set when the message was made). Returns the
+    new state: ``queued``, or ``waiting_contact`` / ``opted_out`` when no contact is left to send to."""
     message = session.get(CustomerMessage, message_id)
     if message is None:
         raise LookupError(f"no message {message_id}")
@@ -376,7 +389,16 @@ def retry(session: Session, message_id: int) -> str:
     for row in pending:  # its parked outbox row is done with: the retry gets a new one
         row.delivered_at = utcnow()
         row.leased_until = row.leased_by = None
-    message.state, message.last_error = "queued", None
+    message.last_error = None
+    if not explicit_recipients(message.event_key):  # a bounce fixed by correcting the contact reaches the new one
+        contacts = contacts_of(session, [message.customer_id])[message.customer_id]
+        chosen = recipients(contacts, message.kind)  # type: ignore[arg-type]
+        message.recipients, message.language = chosen.as_dict(), chosen.language
+        state = _state_for(contacts, chosen)
+        if state != "queued":  # no contact left (waits visibly) or all opted out: nothing to send
+            message.state = state
+            return state
+    message.state = "queued"
     session.flush()
     # A row of its own, keyed by when the person retried: the message's ``attempts`` counts SMTP
     # sends only, so one that failed before sending (a template, its logo) would otherwise get its

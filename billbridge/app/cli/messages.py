@@ -119,12 +119,12 @@ def retry(
                 )
                 continue
             try:
-                sql.retry(session, message_id)
+                state = sql.retry(session, message_id)
             except ValueError as exc:
                 problems.append(str(exc))
                 continue
-            queued += 1
-            console.print(f"message {message_id}: queued", markup=False, highlight=False)
+            queued += state == "queued"
+            console.print(f"message {message_id}: {state}", markup=False, highlight=False)
     console.print(f"queued {queued} message(s) again" + (f", {len(problems)} not" if problems else ""))
     for problem in problems:
         err.print(Text.assemble(("error:", "red"), " ", problem), soft_wrap=True)
