@@ -220,7 +220,7 @@ class _Ready:
     message_id: int
     what: str
     kind: str
-    subject: str
+    rendered: render.Rendered  # kept with the message once sent (what ``messages show`` prints)
     sender: str
     to: tuple[str, ...]
     cc: tuple[str, ...]
@@ -243,8 +243,9 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
     ended: list[sql.Ended] = []  # attempts whose end is not committed yet (it rides on the next commit)
     held: list[Connection] = []  # the run's connection for its commits, opened on first use
 
-    def finish(message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
-        ended.append(sql.Ended(message_id, state, error, subject))
+    def finish(message_id: int, state: str, error: str | None = None, sent: render.Rendered | None = None) -> None:
+        subject, text, html = (sent.subject, sent.text, sent.html) if sent else (None, None, None)
+        ended.append(sql.Ended(message_id, state, error, subject, text, html))
 
     def commit(sending: int | None = None) -> bool:
         if not held:
@@ -313,7 +314,7 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             message_id,
             what,
             context["kind"],
-            rendered.subject,
+            rendered,
             context["entity"]["sender"],
             tuple(recipients["to"]),
             tuple(recipients["cc"]),
@@ -340,7 +341,7 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             return Delivery(message.id, outcome="taken by another run")
         # refused recipients (a cc the server does not know) stay on the message with their answers
         refused = f"{ready.what}: sent, but not to: {'; '.join(sent.refused)}" if sent.refused else None
-        finish(message_id, "sent", refused, subject=ready.subject)
+        finish(message_id, "sent", refused, ready.rendered)
         return Delivery(message.id, outcome=ready.kind)
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:

@@ -294,6 +294,8 @@ class Ended:
     state: str  # sent, queued, failed, skipped or unconfirmed
     error: str | None = None
     subject: str | None = None
+    text: str | None = None  # a sent e-mail's text and HTML, kept as sent
+    html: str | None = None
 
 
 _ENDED = (
@@ -305,6 +307,8 @@ _ENDED = (
         updated_at=bindparam("m_now"),
         sent_at=func.coalesce(bindparam("m_sent_at", type_=CustomerMessage.sent_at.type), CustomerMessage.sent_at),
         subject=func.coalesce(bindparam("m_subject", type_=CustomerMessage.subject.type), CustomerMessage.subject),
+        sent_text=func.coalesce(bindparam("m_text", type_=CustomerMessage.sent_text.type), CustomerMessage.sent_text),
+        sent_html=func.coalesce(bindparam("m_html", type_=CustomerMessage.sent_html.type), CustomerMessage.sent_html),
     )
 )
 
@@ -320,7 +324,7 @@ _SENDING = (  # constants inline: BulkStatement fills in the parameters it is gi
 )
 
 
-_ENDED_KEYS = ("m_id", "m_state", "m_error", "m_now", "m_sent_at", "m_subject")
+_ENDED_KEYS = ("m_id", "m_state", "m_error", "m_now", "m_sent_at", "m_subject", "m_text", "m_html")
 _SENDING_KEYS = ("m_id", "m_now")
 
 
@@ -354,6 +358,8 @@ def _ended_row(ended: Ended, now: datetime) -> dict[str, Any]:
         "m_now": now,
         "m_sent_at": now if ended.state == "sent" else None,
         "m_subject": ended.subject,
+        "m_text": ended.text,
+        "m_html": ended.html,
     }
 
 
@@ -548,6 +554,8 @@ def sending_contexts(session: Session, message_ids: Sequence[int]) -> dict[int, 
             "as_of": message.as_of,
             "details": message.details,
             "subject": message.subject,
+            "sent_text": message.sent_text,
+            "sent_html": message.sent_html,
             "last_error": message.last_error,
             "sent_at": message.sent_at,
             "attempts": message.attempts,

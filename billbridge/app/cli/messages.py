@@ -152,8 +152,10 @@ def show(
     message_id: Annotated[int, typer.Argument(help="The message's id (billbridge messages list).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """One message: its state, recipients, Message-ID, the server's last answer and its rendered text."""
+    """One message: its state, recipients, Message-ID, the server's last answer and its text: as it
+    was sent (kept with it), or for one not sent yet as it would be rendered now."""
     from billbridge.flows.messages import rendered
+    from billbridge.mapping.messages import Rendered
 
     files = _templates()
     with _store().read() as session:
@@ -161,7 +163,10 @@ def show(
     if context is None:
         err.print(f"[red]error:[/red] no message {message_id}")
         raise typer.Exit(1)
-    text = rendered(context, files=files)
+    if context["sent_text"] is not None:  # what the customer received, not the invoice as it is now
+        text = Rendered(context["subject"] or "", context["sent_text"], context["sent_html"] or "")
+    else:
+        text = rendered(context, files=files)
     if as_json:
         keep = ("id", "kind", "state", "channel", "event_key", "message_id", "recipients", "language", "as_of")
         _json(
