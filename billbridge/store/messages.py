@@ -918,6 +918,9 @@ def statement_items(
     (``as_of`` included). An issued document's open amount as of the day is what is open now plus
     what payments received after the day applied to it (so a statement dated in the past says what
     was open then); a payment not applied yet is a credit (its unapplied amount now)."""
+    """A credit note linked to an invoice (``applies_to``) is applied to it first, as reminders
+    apply it: the invoice shows what is open after it and the credit note only what is left of it
+    (none, usually), so an invoice credited in full is neither open nor overdue on a statement."""
     later: dict[int, Decimal] = defaultdict(Decimal)
     for invoice_id, amount in session.execute(
         select(PaymentAllocation.invoice_id, PaymentAllocation.amount)
@@ -926,21 +929,35 @@ def statement_items(
         .where(Invoice.customer_id == customer_id, Payment.received_on > as_of)
     ):
         later[invoice_id] += amount
+    documents = [
+        dict(row)
+        for row in session.execute(
+            select(
+                Invoice.id,
+                Invoice.doc_type,
+                Invoice.number,
+                Invoice.currency,
+                Invoice.billing_date,
+                Invoice.due_date,
+                Invoice.invoice_total,
+                Invoice.amount_paid,
+                Invoice.applies_to_id,
+            )
+            .where(Invoice.customer_id == customer_id, Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of)
+            .order_by(Invoice.id)
+        ).mappings()
+    ]
+    open_of = {d["id"]: d["invoice_total"] - d["amount_paid"] + later[d["id"]] for d in documents}
+    kinds = {d["id"]: d["doc_type"] for d in documents}
+    for note in documents:  # linked credit notes (issued by the day) taken off their invoice's open amount
+        target = note["applies_to_id"]
+        if note["doc_type"] != "credit_note" or target is None or kinds.get(target) != "invoice":
+            continue
+        taken = min(max(open_of[target], ZERO), max(-open_of[note["id"]], ZERO))
+        open_of[target] -= taken
+        open_of[note["id"]] += taken
     items = []
-    for row in session.execute(
-        select(
-            Invoice.id,
-            Invoice.doc_type,
-            Invoice.number,
-            Invoice.currency,
-            Invoice.billing_date,
-            Invoice.due_date,
-            Invoice.invoice_total,
-            Invoice.amount_paid,
-        )
-        .where(Invoice.customer_id == customer_id, Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of)
-        .order_by(Invoice.id)
-    ).mappings():
+    for row in documents:
         credit = row["doc_type"] == "credit_note"
         items.append(
             OpenItem(
@@ -950,7 +967,7 @@ def statement_items(
                 row["billing_date"],
                 row["billing_date"] if credit else row["due_date"],
                 row["invoice_total"],
-                row["invoice_total"] - row["amount_paid"] + later[row["id"]],
+                open_of[row["id"]],
             )
         )
     since = as_of - timedelta(days=payment_days)
@@ -994,15 +1011,27 @@ def statement_items(
 
 def customers_with_open_items(session: Session, as_of: date) -> list[tuple[int, str]]:
     """(id, ref) of the customers with an issued document not settled or a payment not applied, by
-    ref: the candidates of ``statements send --all`` (each is checked as of the day)."""
+    ref: the candidates of ``statements send --all`` (each is checked as of the day). An invoice
+    counts with the credit notes linked to it taken off (credited in full: nothing is owed), a
+    linked credit note only through its invoice (a credit larger than what is open on it)."""
     ids: set[int] = set()
-    for customer_id, total, paid in session.execute(
-        select(Invoice.customer_id, Invoice.invoice_total, Invoice.amount_paid).where(
-            Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of
-        )
-    ):
-        if total != paid:  # money compares in Python: SQLite stores it as text
-            ids.add(customer_id)
+    documents = session.execute(
+        select(
+            Invoice.id,
+            Invoice.customer_id,
+            Invoice.doc_type,
+            Invoice.applies_to_id,
+            Invoice.invoice_total,
+            Invoice.amount_paid,
+        ).where(Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of)
+    ).all()
+    credits = credited(session, [d.id for d in documents if d.doc_type == "invoice"])
+    for d in documents:  # money compares in Python: SQLite stores it as text
+        if d.doc_type == "invoice":
+            if d.invoice_total - d.amount_paid - credits.get(d.id, ZERO) != 0:
+                ids.add(d.customer_id)
+        elif d.applies_to_id is None and d.invoice_total != d.amount_paid:
+            ids.add(d.customer_id)
     for payer, unapplied in session.execute(
         select(Payment.customer_id, Payment.unapplied_amount).where(Payment.customer_id.is_not(None))
     ):
