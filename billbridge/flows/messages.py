@@ -170,9 +170,13 @@ def default_extras(
 
 
 def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
-    """The variables a template sees: customer, entity, invoice (money as Decimal), details, pay link."""
+    """The variables a template sees: customer, entity, invoice (money as Decimal), details, pay link,
+    the day it is sent and how many days overdue the invoice is then (``sent_on``: the day of the run
+    that made the message, recorded in its details; the message's own day when none is)."""
     invoice = context["invoice"]
     currency = invoice["currency"] if invoice else context["entity"]["currency"]
+    planned = context["details"].get("sent_on")  # the run's day, kept with a reminder when it was made
+    sent_on = date.fromisoformat(planned) if planned else context["as_of"]
     shown = None
     if invoice is not None:
         shown = {
@@ -196,6 +200,8 @@ def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[s
         "payment": context["details"].get("payment"),
         "pay_link": pay_link or context["details"].get("pay_link"),
         "statement": context["details"].get("statement"),
+        "sent_on": sent_on,
+        "days_overdue": (sent_on - invoice["due_date"]).days if invoice is not None else None,
     }
 
 
@@ -562,7 +568,7 @@ def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary)
         )
         sent = [step for step in steps if step.action == "send"]
         for step in steps:
-            details: dict[str, Any] = {"offset": step.offset}
+            details: dict[str, Any] = {"offset": step.offset, "sent_on": today.isoformat()}  # a late step says so
             state = None
             if step.action != "send":
                 state = "skipped"
