@@ -36,6 +36,8 @@ from billbridge.store.models import (
     utcnow,
 )
 
+STATES = ("waiting_contact", "opted_out", "queued", "sending", "sent", "unconfirmed", "failed", "skipped")
+"""Every state a message can be in (``messages list --status`` takes one)."""
 TOPIC = "message.email"
 QUICKBOOKS_TOPIC = "message.quickbooks"  # invoices QuickBooks e-mails itself (channel quickbooks)
 STRIPE_TOPIC = "message.stripe"  # invoices Stripe e-mails itself (channel stripe)

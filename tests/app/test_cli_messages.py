@@ -82,3 +82,13 @@ def test_show_prints_a_sent_message_as_it_was_sent_not_as_the_invoice_is_now(
     assert shown["subject"] == received.message["Subject"]
     assert shown["text"].replace("\r\n", "\n") == body.get_content().replace("\r\n", "\n")
     assert "Amount open: $1,200.00" in shown["text"] and "$0.00" not in shown["text"]
+
+
+def test_list_refuses_a_mistyped_status_naming_the_states(env: str) -> None:
+    code, out = run("messages", "list", "--status", "bounced")
+    assert code == 1
+    assert "--status 'bounced': not a message state" in out and "opted_out" in out and "waiting_contact" in out
+    code, out = run("messages", "list", "--status", "opted_out", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out = run("messages", "list", "--help")
+    assert "opted_out" in out

@@ -52,11 +52,13 @@ def list_messages(
     customer: Annotated[str | None, typer.Option(help="Only this customer (customer_ref).")] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="Only this state: waiting_contact, queued, sending, sent, unconfirmed, failed, skipped."),
+        typer.Option(help=f"Only this state: {', '.join(sql.STATES)}."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Messages, newest first, with their state, recipients and the server's last answer."""
+    if status is not None and status not in sql.STATES:  # a typo would list nothing, silently
+        fail(f"--status {status!r}: not a message state (one of {', '.join(sql.STATES)})")
     with _store().read() as session:
         rows = sql.listing(session, kind=kind, customer_ref=customer, state=status)
     if as_json:
