@@ -98,13 +98,13 @@ class Statement:
                         {
                             "ref": p.ref,
                             "received_on": p.received_on.isoformat(),
-                            "amount": _money(p.amount),
+                            "amount": _money(p.amount, s.currency),
                             "applied_to": list(p.applied_to),
                         }
                         for p in s.payments
                     ],
-                    "aging": [{"bucket": b, "amount": _money(s.aging.buckets[b])} for b in BUCKETS],
-                    "balance": _money(s.aging.balance),
+                    "aging": [{"bucket": b, "amount": _money(s.aging.buckets[b], s.currency)} for b in BUCKETS],
+                    "balance": _money(s.aging.balance, s.currency),
                 }
                 for s in self.sections
             ],
@@ -117,14 +117,15 @@ def _item(item: OpenItem, as_of: date) -> dict[str, Any]:
         "number": item.ref,
         "billing_date": item.issued.isoformat(),
         "due_date": item.due.isoformat(),
-        "total": _money(item.total),
-        "open": _money(item.open),
+        "total": _money(item.total, item.currency),
+        "open": _money(item.open, item.currency),
         "days_overdue": item.days_overdue(as_of),
     }
 
 
-def _money(value: Decimal) -> str:
-    return format(value, "f")
+def _money(value: Decimal, currency: str) -> str:
+    """Money as exact text in the currency's minor units ("0.00", not "0", for an empty USD bucket)."""
+    return format(round_money(value, currency), "f")
 
 
 def bucket_of(due: date, as_of: date) -> str:

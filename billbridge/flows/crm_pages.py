@@ -229,6 +229,10 @@ def map_page(
         referral = getattr(mapped, "referral", None)
         if referral is not None:
             referrals.append(referral)
+        for problem in getattr(mapped, "dropped_contacts", ()):  # the deal is stored; its bad contact is shown
+            errors.append(
+                RecordError("customers", index, customer.customer_ref, problem.field, problem.message, payload)
+            )
     return MappedPage(list(records.values()), errors, not_won, payloads, referrals)
 
 

@@ -170,9 +170,13 @@ def default_extras(
 
 
 def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
-    """The variables a template sees: customer, entity, invoice (money as Decimal), details, pay link."""
+    """The variables a template sees: customer, entity, invoice (money as Decimal), details, pay link,
+    the day it is sent and how many days overdue the invoice is then (``sent_on``: the day of the run
+    that made the message, recorded in its details; the message's own day when none is)."""
     invoice = context["invoice"]
     currency = invoice["currency"] if invoice else context["entity"]["currency"]
+    planned = context["details"].get("sent_on")  # the run's day, kept with a reminder when it was made
+    sent_on = date.fromisoformat(planned) if planned else context["as_of"]
     shown = None
     if invoice is not None:
         shown = {
@@ -196,6 +200,8 @@ def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[s
         "payment": context["details"].get("payment"),
         "pay_link": pay_link or context["details"].get("pay_link"),
         "statement": context["details"].get("statement"),
+        "sent_on": sent_on,
+        "days_overdue": (sent_on - invoice["due_date"]).days if invoice is not None else None,
     }
 
 
@@ -220,9 +226,10 @@ class _Ready:
     message_id: int
     what: str
     kind: str
-    subject: str
+    rendered: render.Rendered  # kept with the message once sent (what ``messages show`` prints)
     sender: str
-    recipients: tuple[str, ...]
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
     email: bytes  # as sent (mapping.messages.email_bytes)
 
 
@@ -242,8 +249,9 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
     ended: list[sql.Ended] = []  # attempts whose end is not committed yet (it rides on the next commit)
     held: list[Connection] = []  # the run's connection for its commits, opened on first use
 
-    def finish(message_id: int, state: str, error: str | None = None, subject: str | None = None) -> None:
-        ended.append(sql.Ended(message_id, state, error, subject))
+    def finish(message_id: int, state: str, error: str | None = None, sent: render.Rendered | None = None) -> None:
+        subject, text, html = (sent.subject, sent.text, sent.html) if sent else (None, None, None)
+        ended.append(sql.Ended(message_id, state, error, subject, text, html))
 
     def commit(sending: int | None = None) -> bool:
         if not held:
@@ -312,9 +320,10 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             message_id,
             what,
             context["kind"],
-            rendered.subject,
+            rendered,
             context["entity"]["sender"],
-            (*recipients["to"], *recipients["cc"]),
+            tuple(recipients["to"]),
+            tuple(recipients["cc"]),
             email,
         )
 
@@ -323,7 +332,7 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
         message, message_id = ready.message, ready.message_id
         try:
             sent = sender.send(
-                ready.email, ready.sender, ready.recipients, lambda: commit(sending=message_id), meanwhile
+                ready.email, ready.sender, ready.to, lambda: commit(sending=message_id), meanwhile, cc=ready.cc
             )
         except SmtpFailed as exc:
             reason = f"{ready.what}: {exc.classified.reason}"
@@ -336,7 +345,9 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             return Delivery(message.id, error=Classified(ErrorKind.FATAL, reason), outcome="unconfirmed")
         if sent is None:
             return Delivery(message.id, outcome="taken by another run")
-        finish(message_id, "sent", subject=ready.subject)
+        # refused recipients (a cc the server does not know) stay on the message with their answers
+        refused = f"{ready.what}: sent, but not to: {'; '.join(sent.refused)}" if sent.refused else None
+        finish(message_id, "sent", refused, ready.rendered)
         return Delivery(message.id, outcome=ready.kind)
 
     def handle(messages: Sequence[Message]) -> list[Delivery]:
@@ -557,7 +568,7 @@ def _reminders(session: Any, today: date, stale_days: int, summary: PlanSummary)
         )
         sent = [step for step in steps if step.action == "send"]
         for step in steps:
-            details: dict[str, Any] = {"offset": step.offset}
+            details: dict[str, Any] = {"offset": step.offset, "sent_on": today.isoformat()}  # a late step says so
             state = None
             if step.action != "send":
                 state = "skipped"

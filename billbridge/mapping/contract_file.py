@@ -87,14 +87,41 @@ def parse_document(document: Any) -> ParsedFile:
         for index, raw in enumerate(items):
             key = raw.get(key_field) if isinstance(raw, dict) else None
             key = str(key) if key is not None else None
+            record: BaseModel | None
             try:
                 record = model.model_validate(raw)
             except ValidationError as exc:
-                for error in exc.errors(include_url=False):
-                    parsed.errors.append(RecordError(section, index, key, field_path(error["loc"]), error["msg"], raw))
-                continue
+                found = exc.errors(include_url=False)
+                record = _without_bad_contacts(model, raw, found) if section == "customers" else None
+                for error in found:
+                    message = error["msg"] + (CONTACT_DROPPED if record is not None else "")
+                    parsed.errors.append(RecordError(section, index, key, field_path(error["loc"]), message, raw))
+                if record is None:
+                    continue
             parsed.records.append(ParsedRecord(section, index, str(getattr(record, key_field)), record, raw))
     return parsed
+
+
+CONTACT_DROPPED = " (the contact is left out; the customer is imported without it)"
+
+
+def _without_bad_contacts(model: type[BaseModel], raw: Any, errors: list[Any]) -> BaseModel | None:
+    """A customer whose only faults are malformed contact addresses, validated without those contacts
+    (billing does not stop for an e-mail address: the error stays reported, and a customer left
+    without a contact waits visibly under ``waiting_contact``); None when anything else is wrong."""
+    bad = set()
+    for error in errors:
+        loc = tuple(error["loc"])
+        if len(loc) != 3 or loc[0] != "contacts" or not isinstance(loc[1], int) or loc[2] != "email":
+            return None
+        bad.add(loc[1])
+    contacts = raw.get("contacts") if isinstance(raw, dict) else None
+    if not bad or not isinstance(contacts, list):
+        return None
+    try:
+        return model.model_validate({**raw, "contacts": [c for i, c in enumerate(contacts) if i not in bad]})
+    except ValidationError:
+        return None
 
 
 def json_schema() -> dict[str, Any]:

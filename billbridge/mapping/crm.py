@@ -191,6 +191,9 @@ class MappedDeal:
     products: list[Product]
     contract: Contract
     referral: PartnerReferral | None = None
+    # contacts left out for a malformed address (the deal is kept: billing does not stop for one);
+    # each names its vendor field, for a quarantine entry of the customer until it is corrected
+    dropped_contacts: tuple[MappingError, ...] = ()
 
 
 CYCLES: dict[str, tuple[int, str]] = {
@@ -269,6 +272,7 @@ def map_deal(
     lines = [_line(line, products, currency, (start, end), config.window, used, cache) for line in deal.lines]
     _check_total(deal, currency, name("amount"))
     company_name = _namer(company.names)
+    dropped: list[MappingError] = []
     customer = build(
         Customer,
         names={"name": company_name("name"), "email": company_name("email"), "customer_ref": name("company_id")},
@@ -276,7 +280,7 @@ def map_deal(
         name=_text(company.name, company_name("name")) or deal.company_id,
         entity_ref=entity_ref,
         email=_text(company.email, company_name("email")),
-        contacts=_contacts(deal.contacts),
+        contacts=_contacts(deal.contacts, dropped),
     )
     changed = deal.modified_at.date() if deal.modified_at else None
     contract = build(
@@ -304,7 +308,7 @@ def map_deal(
             referral.referral.model_copy(update={"contract_ref": contract.contract_ref}),
             referral.field,
         )
-    return MappedDeal(customer, list(used.values()), contract, referral)
+    return MappedDeal(customer, list(used.values()), contract, referral, tuple(dropped))
 
 
 _ROLE_KINDS: dict[str, tuple[str, ...]] = {"referral": ("referral", "both"), "reseller": ("reseller", "both")}
@@ -338,10 +342,12 @@ def _partners(
     return reseller, referral
 
 
-def _contacts(contacts: tuple[CrmContact, ...] | None) -> list[BillingContact] | None:
-    """The deal's billing contacts; a malformed address fails naming its vendor field (nothing is sent
-    to a guessed address). None when the CRM names none: contacts given otherwise (a contract file)
-    stay, and without any the company's email stands in."""
+def _contacts(contacts: tuple[CrmContact, ...] | None, dropped: list[MappingError]) -> list[BillingContact] | None:
+    """The deal's billing contacts. A malformed address leaves its contact out (nothing is sent to a
+    guessed address) with an error naming its vendor field in ``dropped``; the deal is kept, and a
+    customer left without a contact waits visibly (``waiting_contact``). None when the CRM names
+    none: contacts given otherwise (a contract file) stay, and without any the company's email
+    stands in."""
     if not contacts:
         return None
     out = []
@@ -352,7 +358,8 @@ def _contacts(contacts: tuple[CrmContact, ...] | None) -> list[BillingContact] |
         try:
             email = check_email(address)
         except ValueError as exc:
-            raise MappingError(contact.field, str(exc)) from None
+            dropped.append(MappingError(contact.field, f"{exc} (the contact is left out; the deal is imported)"))
+            continue
         language = _text(contact.language, contact.language_field)
         extra = {"language": language.replace("_", "-")} if language else {}
         out.append(

@@ -55,16 +55,17 @@ Pay online: {{ pay_link }}
 {% endif %}
 {{ entity.name }}
 """,
-    "reminder.subject": "{% if details.offset < 0 %}Upcoming payment{% elif details.offset == 0 %}Payment due today"
+    "reminder.subject": "{% if days_overdue < 0 %}Upcoming payment{% elif days_overdue == 0 %}Payment due today"
     "{% else %}Overdue{% endif %}: invoice {{ invoice.number }}",
     "reminder.text": """Hello {{ customer.name }},
 
-{% if details.offset < 0 -%}
+{% if days_overdue < 0 -%}
 a friendly reminder that invoice {{ invoice.number }} is due on {{ invoice.due_date|day }}.
-{%- elif details.offset == 0 -%}
+{%- elif days_overdue == 0 -%}
 invoice {{ invoice.number }} is due today, {{ invoice.due_date|day }}.
 {%- else -%}
-invoice {{ invoice.number }} was due on {{ invoice.due_date|day }} and is {{ details.offset }} days overdue.
+invoice {{ invoice.number }} was due on {{ invoice.due_date|day }} and is {{ days_overdue }} \
+day{% if days_overdue != 1 %}s{% endif %} overdue.
 {%- endif %}
 Amount open: {{ invoice.open|money }} (of {{ invoice.total|money }}).
 {% if pay_link %}
@@ -204,10 +205,14 @@ VARIABLES = frozenset(
         "pay_link",
         "doc_label",
         "statement",
+        "sent_on",
+        "days_overdue",
     }
 )
 """What a subject or text template may name (a value a message does not have, such as ``invoice`` of a
-statement, is None)."""
+statement, is None). ``sent_on`` is the day the message goes out (a reminder step sent late after
+downtime: the day of the run, not the step's) and ``days_overdue`` is ``sent_on`` less the invoice's
+due date (negative before it): the default reminders are worded from these, not from the step."""
 HTML_VARIABLES = VARIABLES | {"text", "pay_label"}
 _JINJA_NAMES = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "caller", "self"})
 

@@ -55,6 +55,8 @@ class CustomerMessage(Base):
     details: Mapped[dict[str, Any]]  # what the message says beyond its invoice (step, amounts, decline reason)
     message_id: Mapped[str] = mapped_column(String(200), unique=True)  # the RFC 5322 Message-ID, fixed at creation
     subject: Mapped[str | None] = mapped_column(Text)
+    sent_text: Mapped[str | None] = mapped_column(Text)  # what an e-mail said as sent (messages show prints it)
+    sent_html: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -36,6 +36,8 @@ from billbridge.store.models import (
     utcnow,
 )
 
+STATES = ("waiting_contact", "opted_out", "queued", "sending", "sent", "unconfirmed", "failed", "skipped")
+"""Every state a message can be in (``messages list --status`` takes one)."""
 TOPIC = "message.email"
 QUICKBOOKS_TOPIC = "message.quickbooks"  # invoices QuickBooks e-mails itself (channel quickbooks)
 STRIPE_TOPIC = "message.stripe"  # invoices Stripe e-mails itself (channel stripe)
@@ -244,6 +246,16 @@ def _enqueue(session: Session, row: CustomerMessage) -> None:
     outbox.enqueue(session, **_outbox_row(row.id, row.channel, row.kind, row.event_key, row.attempts))
 
 
+EXPLICIT_RECIPIENTS = ("invoice-copy:",)  # event keys of messages made for given addresses, not the contacts
+
+
+def explicit_recipients(event_key: str) -> bool:
+    """Whether a message's recipients were set when it was made (the e-mail copy of an invoice a
+    vendor mailed to some contacts only) rather than chosen from the customer's contacts: those
+    keep theirs on a retry; the others are chosen again from the contacts as they are now."""
+    return event_key.startswith(EXPLICIT_RECIPIENTS)
+
+
 def release_waiting(session: Session) -> int:
     """Messages waiting for a contact whose customer now has one: recipients fixed, queued."""
     waiting = list(session.scalars(select(CustomerMessage).where(CustomerMessage.state == "waiting_contact")))
@@ -284,6 +296,8 @@ class Ended:
     state: str  # sent, queued, failed, skipped or unconfirmed
     error: str | None = None
     subject: str | None = None
+    text: str | None = None  # a sent e-mail's text and HTML, kept as sent
+    html: str | None = None
 
 
 _ENDED = (
@@ -295,6 +309,8 @@ _ENDED = (
         updated_at=bindparam("m_now"),
         sent_at=func.coalesce(bindparam("m_sent_at", type_=CustomerMessage.sent_at.type), CustomerMessage.sent_at),
         subject=func.coalesce(bindparam("m_subject", type_=CustomerMessage.subject.type), CustomerMessage.subject),
+        sent_text=func.coalesce(bindparam("m_text", type_=CustomerMessage.sent_text.type), CustomerMessage.sent_text),
+        sent_html=func.coalesce(bindparam("m_html", type_=CustomerMessage.sent_html.type), CustomerMessage.sent_html),
     )
 )
 
@@ -310,7 +326,7 @@ _SENDING = (  # constants inline: BulkStatement fills in the parameters it is gi
 )
 
 
-_ENDED_KEYS = ("m_id", "m_state", "m_error", "m_now", "m_sent_at", "m_subject")
+_ENDED_KEYS = ("m_id", "m_state", "m_error", "m_now", "m_sent_at", "m_subject", "m_text", "m_html")
 _SENDING_KEYS = ("m_id", "m_now")
 
 
@@ -344,6 +360,8 @@ def _ended_row(ended: Ended, now: datetime) -> dict[str, Any]:
         "m_now": now,
         "m_sent_at": now if ended.state == "sent" else None,
         "m_subject": ended.subject,
+        "m_text": ended.text,
+        "m_html": ended.html,
     }
 
 
@@ -360,7 +378,10 @@ def finish(session: Session, message_id: int, state: str, error: str | None = No
 
 def retry(session: Session, message_id: int) -> str:
     """Queue an ``unconfirmed`` or ``failed`` message again, after a person checked (the recipient's
-    mailbox, the server's log) that it did not arrive or fixed the cause. Returns the new state."""
+    mailbox, the server's log) that it did not arrive or fixed the cause (a bounced address corrected
+    in the contacts: the recipients are chosen again from the customer's contacts as they are now,
+    as :func:`release_waiting` does, unless they were set when the message was made). Returns the
+    new state: ``queued``, or ``waiting_contact`` / ``opted_out`` when no contact is left to send to."""
     message = session.get(CustomerMessage, message_id)
     if message is None:
         raise LookupError(f"no message {message_id}")
@@ -376,7 +397,16 @@ def retry(session: Session, message_id: int) -> str:
     for row in pending:  # its parked outbox row is done with: the retry gets a new one
         row.delivered_at = utcnow()
         row.leased_until = row.leased_by = None
-    message.state, message.last_error = "queued", None
+    message.last_error = None
+    if not explicit_recipients(message.event_key):  # a bounce fixed by correcting the contact reaches the new one
+        contacts = contacts_of(session, [message.customer_id])[message.customer_id]
+        chosen = recipients(contacts, message.kind)  # type: ignore[arg-type]
+        message.recipients, message.language = chosen.as_dict(), chosen.language
+        state = _state_for(contacts, chosen)
+        if state != "queued":  # no contact left (waits visibly) or all opted out: nothing to send
+            message.state = state
+            return state
+    message.state = "queued"
     session.flush()
     # A row of its own, keyed by when the person retried: the message's ``attempts`` counts SMTP
     # sends only, so one that failed before sending (a template, its logo) would otherwise get its
@@ -526,6 +556,8 @@ def sending_contexts(session: Session, message_ids: Sequence[int]) -> dict[int, 
             "as_of": message.as_of,
             "details": message.details,
             "subject": message.subject,
+            "sent_text": message.sent_text,
+            "sent_html": message.sent_html,
             "last_error": message.last_error,
             "sent_at": message.sent_at,
             "attempts": message.attempts,
@@ -888,6 +920,9 @@ def statement_items(
     (``as_of`` included). An issued document's open amount as of the day is what is open now plus
     what payments received after the day applied to it (so a statement dated in the past says what
     was open then); a payment not applied yet is a credit (its unapplied amount now)."""
+    """A credit note linked to an invoice (``applies_to``) is applied to it first, as reminders
+    apply it: the invoice shows what is open after it and the credit note only what is left of it
+    (none, usually), so an invoice credited in full is neither open nor overdue on a statement."""
     later: dict[int, Decimal] = defaultdict(Decimal)
     for invoice_id, amount in session.execute(
         select(PaymentAllocation.invoice_id, PaymentAllocation.amount)
@@ -896,21 +931,35 @@ def statement_items(
         .where(Invoice.customer_id == customer_id, Payment.received_on > as_of)
     ):
         later[invoice_id] += amount
+    documents = [
+        dict(row)
+        for row in session.execute(
+            select(
+                Invoice.id,
+                Invoice.doc_type,
+                Invoice.number,
+                Invoice.currency,
+                Invoice.billing_date,
+                Invoice.due_date,
+                Invoice.invoice_total,
+                Invoice.amount_paid,
+                Invoice.applies_to_id,
+            )
+            .where(Invoice.customer_id == customer_id, Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of)
+            .order_by(Invoice.id)
+        ).mappings()
+    ]
+    open_of = {d["id"]: d["invoice_total"] - d["amount_paid"] + later[d["id"]] for d in documents}
+    kinds = {d["id"]: d["doc_type"] for d in documents}
+    for note in documents:  # linked credit notes (issued by the day) taken off their invoice's open amount
+        target = note["applies_to_id"]
+        if note["doc_type"] != "credit_note" or target is None or kinds.get(target) != "invoice":
+            continue
+        taken = min(max(open_of[target], ZERO), max(-open_of[note["id"]], ZERO))
+        open_of[target] -= taken
+        open_of[note["id"]] += taken
     items = []
-    for row in session.execute(
-        select(
-            Invoice.id,
-            Invoice.doc_type,
-            Invoice.number,
-            Invoice.currency,
-            Invoice.billing_date,
-            Invoice.due_date,
-            Invoice.invoice_total,
-            Invoice.amount_paid,
-        )
-        .where(Invoice.customer_id == customer_id, Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of)
-        .order_by(Invoice.id)
-    ).mappings():
+    for row in documents:
         credit = row["doc_type"] == "credit_note"
         items.append(
             OpenItem(
@@ -920,7 +969,7 @@ def statement_items(
                 row["billing_date"],
                 row["billing_date"] if credit else row["due_date"],
                 row["invoice_total"],
-                row["invoice_total"] - row["amount_paid"] + later[row["id"]],
+                open_of[row["id"]],
             )
         )
     since = as_of - timedelta(days=payment_days)
@@ -964,15 +1013,27 @@ def statement_items(
 
 def customers_with_open_items(session: Session, as_of: date) -> list[tuple[int, str]]:
     """(id, ref) of the customers with an issued document not settled or a payment not applied, by
-    ref: the candidates of ``statements send --all`` (each is checked as of the day)."""
+    ref: the candidates of ``statements send --all`` (each is checked as of the day). An invoice
+    counts with the credit notes linked to it taken off (credited in full: nothing is owed), a
+    linked credit note only through its invoice (a credit larger than what is open on it)."""
     ids: set[int] = set()
-    for customer_id, total, paid in session.execute(
-        select(Invoice.customer_id, Invoice.invoice_total, Invoice.amount_paid).where(
-            Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of
-        )
-    ):
-        if total != paid:  # money compares in Python: SQLite stores it as text
-            ids.add(customer_id)
+    documents = session.execute(
+        select(
+            Invoice.id,
+            Invoice.customer_id,
+            Invoice.doc_type,
+            Invoice.applies_to_id,
+            Invoice.invoice_total,
+            Invoice.amount_paid,
+        ).where(Invoice.status.in_(ISSUED), Invoice.billing_date <= as_of)
+    ).all()
+    credits = credited(session, [d.id for d in documents if d.doc_type == "invoice"])
+    for d in documents:  # money compares in Python: SQLite stores it as text
+        if d.doc_type == "invoice":
+            if d.invoice_total - d.amount_paid - credits.get(d.id, ZERO) != 0:
+                ids.add(d.customer_id)
+        elif d.applies_to_id is None and d.invoice_total != d.amount_paid:
+            ids.add(d.customer_id)
     for payer, unapplied in session.execute(
         select(Payment.customer_id, Payment.unapplied_amount).where(Payment.customer_id.is_not(None))
     ):

@@ -4,7 +4,7 @@ them, preview one without sending, and retry an unconfirmed one only after sayin
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from billbridge.app.cli import app
 from billbridge.sandbox.smtp import SmtpSandbox
 from billbridge.store.db import open_store
 from tests.flows.messaging_world import world
+from tests.flows.test_messages_credit_notes import DUE, pay
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow  # an SMTP server
@@ -56,3 +57,38 @@ def test_send_list_show_preview_and_retry(env: str, monkeypatch: pytest.MonkeyPa
     assert "Overdue: invoice US-INV-1" in out and "7 days overdue" in out and "to: ap0@c0.example" in out
     code, out = run("status")
     assert code == 0 and "messages" in out and "invoice" in out
+
+
+def test_show_prints_a_sent_message_as_it_was_sent_not_as_the_invoice_is_now(
+    env: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = open_store(env)
+    world(store, 1)
+    with SmtpSandbox() as smtp:
+        for key, value in smtp.settings().items():
+            monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
+        code, out = run("messages", "send", "--as-of", str(DUE), "--json")
+        assert code == 0 and json.loads(out)["sent"]["outcomes"] == {"reminder": 1}, out
+        [received] = smtp.mailbox.items()
+    body = received.message.get_body(("plain",))
+    assert body is not None and "Amount open: $1,200.00" in body.get_content()
+    pay(store, "p-all", "1200.00", DUE + timedelta(days=2))  # paid in full after the reminder went out
+    store.dispose()
+    code, out = run("messages", "list", "--kind", "reminder", "--status", "sent", "--json")
+    [reminder] = json.loads(out)
+    code, out = run("messages", "show", str(reminder["id"]), "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["state"] == "sent"
+    assert shown["subject"] == received.message["Subject"]
+    assert shown["text"].replace("\r\n", "\n") == body.get_content().replace("\r\n", "\n")
+    assert "Amount open: $1,200.00" in shown["text"] and "$0.00" not in shown["text"]
+
+
+def test_list_refuses_a_mistyped_status_naming_the_states(env: str) -> None:
+    code, out = run("messages", "list", "--status", "bounced")
+    assert code == 1
+    assert "--status 'bounced': not a message state" in out and "opted_out" in out and "waiting_contact" in out
+    code, out = run("messages", "list", "--status", "opted_out", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out = run("messages", "list", "--help")
+    assert "opted_out" in out

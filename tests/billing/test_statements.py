@@ -120,6 +120,20 @@ def test_statement_sections_per_currency_oldest_first_and_details_are_exact_stri
     assert not statement([invoice("PAID", AS_OF, "0.00")], [], AS_OF, payment_days=30).has_open
 
 
+def test_details_write_every_amount_in_the_currency_minor_units() -> None:
+    # No credit: the empty buckets are the starting zero, which must read as money too ("0.00", not "0").
+    items = [invoice("INV-1", date(2026, 6, 15), "120.5"), invoice("JP-1", AS_OF, "1235", currency="JPY")]
+    items.append(invoice("KW-1", date(2026, 1, 1), "12.5", currency="KWD"))
+    paid = [RecentPayment("qb:1", "USD", date(2026, 6, 2), Decimal("80"), ("INV-0",))]
+    sections = {s["currency"]: s for s in statement(items, paid, AS_OF, payment_days=30).as_details()["sections"]}
+    usd, jpy, kwd = sections["USD"], sections["JPY"], sections["KWD"]
+    assert [b["amount"] for b in usd["aging"]] == ["0.00", "120.50", "0.00", "0.00", "0.00"]
+    assert usd["invoices"][0]["open"] == "120.50" and usd["payments"][0]["amount"] == "80.00"
+    assert usd["balance"] == "120.50"
+    assert [b["amount"] for b in jpy["aging"]] == ["1235", "0", "0", "0", "0"]
+    assert [b["amount"] for b in kwd["aging"]] == ["0.000", "0.000", "0.000", "0.000", "12.500"]
+
+
 amounts = st.decimals(min_value=Decimal("-5000"), max_value=Decimal("5000"), places=3, allow_nan=False)
 currencies = st.sampled_from(["USD", "JPY", "KWD", "EUR"])
 

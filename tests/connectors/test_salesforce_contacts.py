@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from billbridge.connectors.salesforce.source import ACCOUNTS_PER_ROLE_QUERY, account_roles_soql
-from billbridge.mapping.crm import MappingError, map_deal
+from billbridge.mapping.crm import map_deal
 from billbridge.mapping.salesforce import DEFAULT_FIELDS, DEFAULT_MAPPING, SalesforceFields, bundle_to_crm
 from billbridge.sandbox.demo_world import DemoWorld, generate
 from billbridge.sandbox.salesforce import SalesforceSandbox, account_id, opportunity_id
@@ -79,16 +79,17 @@ def test_contacts_in_the_billing_role_become_the_customers_contacts(
     assert bundle_to_crm(other, fields=DEFAULT_FIELDS)[0].contacts == ()  # none: the company's email stands in
 
 
-def test_a_malformed_contact_address_names_its_field(sandbox: SalesforceSandbox, world: DemoWorld) -> None:
+def test_a_malformed_contact_address_is_left_out_naming_its_field(sandbox: SalesforceSandbox, world: DemoWorld) -> None:
     deal = next(d for d in world.live_deals if d.key in set(world.expected_contract_keys()))
     opp = opportunity_id(deal.key)
     _role(sandbox, world, 4, opp, "Billing", "ap at example", True)
     bundles = {b.deal["Id"]: b for p in source_for(sandbox, world).pull(None) for b in p.records}
     crm_deal, company, products = bundle_to_crm(bundles[opp])
-    with pytest.raises(MappingError) as refused:
-        map_deal(crm_deal, company, products, DEFAULT_MAPPING)
-    assert refused.value.field == "OpportunityContactRoles[0].Contact.Email"
-    assert "malformed e-mail address 'ap at example'" in str(refused.value)
+    mapped = map_deal(crm_deal, company, products, DEFAULT_MAPPING)  # the deal is kept, without that contact
+    assert mapped.customer.contacts == []
+    [dropped] = mapped.dropped_contacts
+    assert dropped.field == "OpportunityContactRoles[0].Contact.Email"
+    assert "malformed e-mail address 'ap at example'" in str(dropped)
 
 
 def _account_role(sf: SalesforceSandbox, world: DemoWorld, n: int, company: str, role: str, email: str) -> None:

@@ -98,6 +98,22 @@ def test_a_step_missed_during_downtime_goes_late_once_and_stale_ones_are_reporte
     assert again.created == {} and again.skipped == []
 
 
+def test_a_step_sent_late_is_worded_from_the_day_it_is_sent_not_from_its_step(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    world(store, 1)
+    with SmtpSandbox() as smtp:
+        settings = settings_for(smtp, database_url, tmp_path)
+        plan_messages(store, settings, DUE + timedelta(days=3))  # down over the +0 step of Jan 31: sent Feb 3
+        assert send_messages(store, settings).outcomes == {"reminder": 1}
+        [received] = smtp.mailbox.items()
+    text = received.message.get_body(("plain",)).get_content()
+    assert received.message["Subject"] == "Overdue: invoice US-INV-1"
+    assert "invoice US-INV-1 was due on Jan 31, 2026 and is 3 days overdue." in text
+    assert "due today" not in text
+    assert made(store, "reminder") == ["reminder:1:+0 sent", "reminder:1:-3 skipped"]  # still the +0 step
+
+
 def test_a_declined_auto_charge_gets_a_dunning_notice_per_try_and_a_final_one(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:

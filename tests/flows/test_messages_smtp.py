@@ -13,16 +13,20 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from pypdf import PdfReader
+from sqlalchemy import select
 
+from billbridge.flows.importing import import_document
 from billbridge.flows.messages import send_messages
 from billbridge.sandbox.smtp import SmtpSandbox
 from billbridge.store import messages, outbox
 from billbridge.store.db import Store
+from billbridge.store.models import Invoice
 from tests.flows.messaging_world import queue_deliveries, settings_for, states, world
 
 pytestmark = pytest.mark.slow
@@ -135,6 +139,7 @@ SCRIPT = """
 import os, signal
 from billbridge.connectors import smtp
 from billbridge.settings import Settings
+from billbridge.flows.importing import import_document
 from billbridge.flows.messages import send_messages
 from billbridge.store import outbox
 from billbridge.store.db import open_store
@@ -244,3 +249,46 @@ def test_a_run_killing_itself_at_each_boundary_and_rerun_leaves_each_message_at_
     assert len(received) == arrived
     expected = {"sent": 20 - unconfirmed, "unconfirmed": unconfirmed} if unconfirmed else {"sent": 20}
     assert dict(by_state) == expected
+
+
+def test_a_bounced_message_retried_after_its_contact_is_corrected_goes_to_the_new_address(
+    store: Store, smtp: SmtpSandbox, database_url: str, tmp_path: Path
+) -> None:
+    world(store, 2, issued=date(2026, 1, 2))
+    smtp.faults.refuse.add("ap0@c0.example")
+    settings = settings_for(smtp, database_url, tmp_path)
+    assert send_messages(store, settings).outcomes == {"invoice": 1, "failed": 1}
+    fixed = {
+        "customer_ref": "c0",
+        "name": "Customer 0",
+        "entity_ref": "us",
+        "contacts": [{"email": "right@c0.example"}],
+    }
+    assert not import_document(store, {"customers": [fixed]}).errors
+    with store.write() as session:
+        [failed] = messages.listing(session, state="failed")
+        assert messages.retry(session, failed["id"]) == "queued"
+    assert send_messages(store, settings).outcomes == {"invoice": 1}
+    assert sorted(r.recipients for r in smtp.mailbox.items()) == [("ap1@c1.example",), ("right@c0.example",)]
+    with store.read() as session:
+        retried = messages.get(session, failed["id"])
+        assert retried is not None and retried.recipients == {"to": ["right@c0.example"], "cc": []}
+
+
+def test_a_refused_cc_does_not_stop_the_message_to_its_to_and_is_kept_on_it(
+    store: Store, smtp: SmtpSandbox, database_url: str, tmp_path: Path
+) -> None:
+    world(store, 1)
+    both = [{"email": "ap0@c0.example"}, {"email": "gone@c0.example", "role": "cc"}]
+    customer = {"customer_ref": "c0", "name": "Customer 0", "entity_ref": "us", "contacts": both}
+    assert not import_document(store, {"customers": [customer]}).errors
+    smtp.faults.refuse.add("gone@c0.example")
+    with store.read() as session:
+        invoice = session.scalars(select(Invoice.id)).one()
+    queue_deliveries(store, [invoice])
+    assert send_messages(store, settings_for(smtp, database_url, tmp_path)).outcomes == {"invoice": 1}
+    [received] = smtp.mailbox.items()
+    assert received.recipients == ("ap0@c0.example",)
+    with store.read() as session:
+        [sent] = messages.listing(session, state="sent")
+    assert "not to: RCPT TO:<gone@c0.example>: the SMTP server answered 550" in sent["last_error"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from billbridge.store.message_models import BillingContactRow
 from billbridge.store.models import Customer, Invoice
 from billbridge.store.payments import record_payment
 from tests.flows.messaging_world import settings_for, world
+from tests.flows.test_messages_credit_notes import DUE, credit, pay
 
 pytestmark = pytest.mark.slow
 AS_OF = date(2026, 4, 30)
@@ -211,3 +212,33 @@ def test_two_requests_at_once_for_the_same_customer_and_day_make_one_statement_t
         # one relay row for it (the invoices' deliveries, made when they were sent, have their own)
         assert [p["aggregate_id"] for p in outbox.pending(session)].count(statement["id"]) == 1
     store.dispose()
+
+
+def test_an_invoice_credited_in_full_is_not_open_on_a_statement_and_the_monthly_run_skips_it(store: Store) -> None:
+    # January's $1,200.00: $38.71 paid, the rest credited by a credit note linked to it (the
+    # contract ended on Jan 1): nothing is owed, as the reminders already say.
+    world(store, 1)
+    pay(store, "p-1", "38.71", DUE - timedelta(days=10))
+    credit(store, "2026-01-01", DUE)
+    day = DUE + timedelta(days=60)
+    with store.read() as session:
+        c0 = messages.customer_id_of(session, "c0")
+        assert c0 is not None
+        made = statement_of(session, c0, day, 30)
+        assert messages.customers_with_open_items(session, day) == []
+    assert made.sections == () and not made.has_open  # nothing open, no payment in the last 30 days
+    assert request_statements(store, None, day, payment_days=30).created == {}
+
+
+def test_a_partial_credit_note_is_taken_off_its_invoice_on_the_statement(store: Store) -> None:
+    world(store, 1)
+    credit(store, "2026-01-20", DUE)  # credits the 11 days after Jan 20: $425.81 of $1,200.00
+    day = DUE + timedelta(days=10)
+    with store.read() as session:
+        c0 = messages.customer_id_of(session, "c0")
+        assert c0 is not None
+        made = statement_of(session, c0, day, 30)
+    [section] = made.sections
+    [invoice] = section.invoices
+    assert section.credits == () and invoice.open == Decimal("774.19")
+    assert section.aging.buckets["1-30"] == Decimal("774.19") and section.aging.balance == Decimal("774.19")

@@ -226,14 +226,21 @@ def test_billing_contacts_their_language_and_the_company_billing_email_fallback(
     ("contacts", "billing_email", "field", "message"),
     [
         ([{"id": "7", "properties": {"email": "ap at x"}}], None, "contact 7 email", "malformed e-mail address"),
-        ([{"id": "8", "properties": {"email": "a@x.example", "hs_language": "?"}}], None, "contact 8 hs_language", ""),
         ([], "ar@@x", "company 9001 billing_email", "malformed e-mail address 'ar@@x'"),
     ],
 )
-def test_a_malformed_contact_is_refused_naming_record_and_field(
+def test_a_malformed_address_leaves_its_contact_out_naming_record_and_field(
     contacts: list[dict[str, Any]], billing_email: str | None, field: str, message: str
 ) -> None:
+    deal, company, products = bundle_to_crm(_with_contacts(contacts, billing_email), names=HubSpotProperties())
+    mapped = map_deal(deal, company, products, DEFAULT_MAPPING)  # the deal is kept
+    assert mapped.customer.contacts == []
+    [dropped] = mapped.dropped_contacts
+    assert dropped.field == field and message in str(dropped)
+
+
+def test_a_malformed_contact_language_is_refused_naming_record_and_field() -> None:
+    contacts = [{"id": "8", "properties": {"email": "a@x.example", "hs_language": "?"}}]
     with pytest.raises(MappingError) as refused:
-        _contacts_of(_with_contacts(contacts, billing_email))
-    assert refused.value.field == field
-    assert message in str(refused.value)
+        _contacts_of(_with_contacts(contacts, None))
+    assert refused.value.field == "contact 8 hs_language"

@@ -197,6 +197,8 @@ CONTEXT = {
     "details": {"offset": 7},
     "payment": None,
     "pay_link": "https://pay.example/x",
+    "sent_on": date(2026, 4, 7),
+    "days_overdue": 7,
 }
 
 

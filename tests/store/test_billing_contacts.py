@@ -1,5 +1,5 @@
-"""Billing contacts from contract files: stored per customer, bad addresses refused naming the record
-and field, a customer without a contact listed and its messages kept waiting visibly."""
+"""Billing contacts from contract files: stored per customer, bad addresses left out naming the record
+and field (the customer kept), a customer without a contact listed and its messages kept waiting visibly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import date
 
 from billbridge.flows.importing import import_document
 from billbridge.mapping.contract_file import json_schema
-from billbridge.store import messages
+from billbridge.store import messages, quarantine
 from billbridge.store.db import Store
 from billbridge.store.models import Customer
 from tests.docs import REFERENCE
@@ -53,13 +53,25 @@ def test_contacts_are_stored_in_order_and_a_second_import_changes_nothing(store:
         assert [c.email for c in messages.contacts_of(session, [cid])[cid]] == ["billing@globex.example"]
 
 
-def test_a_malformed_address_is_refused_naming_record_and_field_and_others_go_on(store: Store) -> None:
+def test_a_malformed_address_drops_that_contact_naming_record_and_field_and_the_customer_stays(
+    store: Store,
+) -> None:
     bad = {**GLOBEX, "customer_ref": "bad", "contacts": [{"email": "ap at globex"}]}
-    summary = import_document(store, _doc(bad, {**GLOBEX, "customer_ref": "good"}))
-    assert summary.counts["customers.created"] == 1
-    [error] = summary.errors
-    assert (error.key, error.field) == ("bad", "contacts[0].email")
-    assert "malformed e-mail address 'ap at globex'" in error.message
+    mixed = {**GLOBEX, "customer_ref": "mixed", "contacts": [{"email": "ar@@mixed"}, {"email": "ok@mixed.example"}]}
+    summary = import_document(store, _doc(bad, mixed, {**GLOBEX, "customer_ref": "good"}))
+    assert summary.counts["customers.created"] == 3  # billing does not stop for an e-mail address
+    assert [(e.key, e.field) for e in summary.errors] == [("bad", "contacts[0].email"), ("mixed", "contacts[0].email")]
+    assert "malformed e-mail address 'ap at globex'" in summary.errors[0].message
+    assert "the contact is left out" in summary.errors[0].message
+    ids = {ref: _customer_id(store, ref) for ref in ("bad", "mixed")}
+    with store.write() as session:
+        contacts = messages.contacts_of(session, ids.values())
+        assert contacts[ids["bad"]] == [] and [c.email for c in contacts[ids["mixed"]]] == ["ok@mixed.example"]
+        made = [messages.MessageDraft(f"test:{ref}", "invoice", cid, date(2026, 3, 1)) for ref, cid in ids.items()]
+        assert messages.create(session, made) == {"invoice.queued": 1, "invoice.waiting_contact": 1}
+        assert [w["customer_ref"] for w in messages.overview(session)["waiting_for_contact"]] == ["bad"]
+        kept = {(e["record_key"], e["field"]) for e in quarantine.list_open(session)}
+    assert kept == {("bad", "contacts[0].email"), ("mixed", "contacts[0].email")}  # visible until corrected
 
 
 def test_the_customer_email_stands_in_and_a_customer_without_any_is_listed(store: Store) -> None:

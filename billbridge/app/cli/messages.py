@@ -52,11 +52,13 @@ def list_messages(
     customer: Annotated[str | None, typer.Option(help="Only this customer (customer_ref).")] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="Only this state: waiting_contact, queued, sending, sent, unconfirmed, failed, skipped."),
+        typer.Option(help=f"Only this state: {', '.join(sql.STATES)}."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Messages, newest first, with their state, recipients and the server's last answer."""
+    if status is not None and status not in sql.STATES:  # a typo would list nothing, silently
+        fail(f"--status {status!r}: not a message state (one of {', '.join(sql.STATES)})")
     with _store().read() as session:
         rows = sql.listing(session, kind=kind, customer_ref=customer, state=status)
     if as_json:
@@ -119,12 +121,12 @@ def retry(
                 )
                 continue
             try:
-                sql.retry(session, message_id)
+                state = sql.retry(session, message_id)
             except ValueError as exc:
                 problems.append(str(exc))
                 continue
-            queued += 1
-            console.print(f"message {message_id}: queued", markup=False, highlight=False)
+            queued += state == "queued"
+            console.print(f"message {message_id}: {state}", markup=False, highlight=False)
     console.print(f"queued {queued} message(s) again" + (f", {len(problems)} not" if problems else ""))
     for problem in problems:
         err.print(Text.assemble(("error:", "red"), " ", problem), soft_wrap=True)
@@ -152,8 +154,10 @@ def show(
     message_id: Annotated[int, typer.Argument(help="The message's id (billbridge messages list).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """One message: its state, recipients, Message-ID, the server's last answer and its rendered text."""
+    """One message: its state, recipients, Message-ID, the server's last answer and its text: as it
+    was sent (kept with it), or for one not sent yet as it would be rendered now."""
     from billbridge.flows.messages import rendered
+    from billbridge.mapping.messages import Rendered
 
     files = _templates()
     with _store().read() as session:
@@ -161,7 +165,10 @@ def show(
     if context is None:
         err.print(f"[red]error:[/red] no message {message_id}")
         raise typer.Exit(1)
-    text = rendered(context, files=files)
+    if context["sent_text"] is not None:  # what the customer received, not the invoice as it is now
+        text = Rendered(context["subject"] or "", context["sent_text"], context["sent_html"] or "")
+    else:
+        text = rendered(context, files=files)
     if as_json:
         keep = ("id", "kind", "state", "channel", "event_key", "message_id", "recipients", "language", "as_of")
         _json(

@@ -48,6 +48,7 @@ class SmtpUnknown(Exception):
 @dataclass(frozen=True)
 class Sent:
     answer: str  # the server's reply to DATA (its queue id, usually)
+    refused: tuple[str, ...] = ()  # recipients the server refused at RCPT, each with its answer
 
 
 def classify_reply(code: int, text: bytes | str, what: str) -> Classified:
@@ -139,13 +140,17 @@ class SmtpSender:
         recipients: Sequence[str],
         before_data: Callable[[], bool],
         meanwhile: Callable[[], None] | None = None,
+        cc: Sequence[str] = (),
     ) -> Sent | None:
         """Send ``message`` (or its bytes, CRLF-ended as ``policy.SMTP`` writes them) to
-        ``recipients``; None when ``before_data`` said not to (another run has
-        it). ``meanwhile`` runs once the message is on its way, while the server takes it in and
-        before its answer is read (the caller prepares its next message then, instead of leaving
-        the server idle afterwards); it must not raise. Raises SmtpFailed (the server did not take
-        it) or SmtpUnknown (it may have)."""
+        ``recipients`` (its ``to``) and ``cc``; None when ``before_data`` said not to (another run has
+        it). SMTP answers each RCPT on its own: the message goes to the addresses the server
+        accepted and ``Sent.refused`` names the others with their answers; it fails (SmtpFailed, the
+        first ``to`` refusal) only when no ``to`` recipient was accepted, retriable when one of those
+        refusals was (4xx). ``meanwhile`` runs once the message is on its way, while the server takes
+        it in and before its answer is read (the caller prepares its next message then, instead of
+        leaving the server idle afterwards); it must not raise. Raises SmtpFailed (the server did not
+        take it) or SmtpUnknown (it may have)."""
         client = self._client or self._connect()
         self._client = client
         try:
@@ -158,11 +163,21 @@ class SmtpSender:
             if code != 250:
                 client.rset()
                 raise SmtpFailed(classify_reply(code, reply, f"MAIL FROM:<{sender}>"))
-            for address in recipients:
+            refused: list[Classified] = []
+            accepted_to = 0
+            for position, address in enumerate((*recipients, *cc)):
                 code, reply = client.docmd("rcpt", f"TO:{quoted(address)}")
-                if code not in (250, 251):
-                    client.rset()  # all or nothing: a message goes to every recipient once, or waits
-                    raise SmtpFailed(classify_reply(code, reply, f"RCPT TO:<{address}>"))
+                if code in (250, 251):
+                    accepted_to += position < len(recipients)
+                    continue
+                refused.append(classify_reply(code, reply, f"RCPT TO:<{address}>"))
+                if position == len(recipients) - 1 and not accepted_to:
+                    break  # no ``to`` was accepted: the cc alone do not make the message
+            if not accepted_to:
+                client.rset()
+                first = refused[0] if refused else Classified(ErrorKind.FATAL, "no recipient to send to")
+                kind = ErrorKind.RETRIABLE if any(r.kind == ErrorKind.RETRIABLE for r in refused) else ErrorKind.FATAL
+                raise SmtpFailed(Classified(kind, first.reason))
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             self._drop()
             raise SmtpFailed(Classified(ErrorKind.RETRIABLE, f"connection lost before DATA: {exc}")) from None
@@ -179,7 +194,7 @@ class SmtpSender:
             raise SmtpUnknown(f"connection lost during DATA: {exc}") from None
         if code != 250:  # smtplib returns the final reply to the message rather than raising
             raise SmtpFailed(classify_reply(code, reply, "DATA"))
-        return Sent(reply.decode(errors="replace"))
+        return Sent(reply.decode(errors="replace"), tuple(r.reason for r in refused))
 
 
 def _answer(text: bytes | str) -> str:
