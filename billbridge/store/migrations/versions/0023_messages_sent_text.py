@@ -3,8 +3,8 @@ records it sent, so ``messages show`` prints what the customer received rather t
 again from the invoice as it is now (a reminder's open amount changes once it is paid); null for
 messages not sent by e-mail and those sent before
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-07 15:10:00
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
