@@ -44,10 +44,14 @@ def one_time(ref: str, amount: str, **line: Any) -> dict[str, Any]:
 
 
 def test_bundle_sold_at_a_discount_is_allocated_by_relative_ssp() -> None:
-    # IFRS 15 Illustrative Example 34 (Allocating a discount): products A, B and C have standalone
-    # selling prices of CU40, CU55 and CU45 (CU140) and are sold together for CU100. Allocated in
-    # proportion to the SSPs (IFRS 15.81, ASC 606-10-32-37): 100 x 40/140 = 28.57, 100 x 55/140 = 39.29
-    # (the cent left by rounding goes to the largest dropped fraction), 100 x 45/140 = 32.14.
+    # The inputs of IFRS 15 Illustrative Example 34 (Allocating a discount): products A, B and C have
+    # standalone selling prices of CU40, CU55 and CU45 (CU140) and are sold together for CU100. The
+    # answer asserted here is ours, the general rule (IFRS 15.81, ASC 606-10-32-37: the discount in
+    # proportion to the SSPs): 100 x 40/140 = 28.57, 100 x 55/140 = 39.29 (the cent left by rounding
+    # goes to the largest dropped fraction), 100 x 45/140 = 32.14. The example's published Case A
+    # answer differs (A 40, B 33, C 27): there the entity regularly sells B and C together for 60, which
+    # is observable evidence that the whole discount belongs to B and C (IFRS 15.82). billbridge does not
+    # take that evidence from anywhere, so it always applies the general rule (README, "Allocation").
     contract = make(
         [
             one_time("A", "30", ssp={"kind": "fixed", "amount": "40"}),
@@ -67,9 +71,9 @@ def test_bundle_sold_at_a_discount_is_allocated_by_relative_ssp() -> None:
 
 
 def test_ssp_range_keeps_a_price_inside_and_moves_one_outside_to_the_nearest_bound() -> None:
-    # Stripe Revenue Recognition, "Standalone selling price" (ranges): a price inside the range is its
-    # own SSP; outside, the nearest bound. Licence sold at 100 (range 80-120: SSP 100), support sold at
-    # 20 (range 30-50: SSP 30); 120 allocated 100:30 -> 92.31 and 27.69.
+    # Ours (no published figures): the SSP-range practice the issue names, as the Big Four guides put it
+    # (a price inside the range is its own SSP; outside, the nearest bound). Licence sold at 100 (range
+    # 80-120: SSP 100), support sold at 20 (range 30-50: SSP 30); 120 allocated 100:30 -> 92.31 and 27.69.
     contract = make(
         [
             one_time("licence", "100", ssp={"kind": "range", "low": "80", "high": "120"}),
