@@ -597,7 +597,14 @@ def schedule_rows(
         query = query.where(RevenueScheduleRow.entity_id == entity_id)
     if until is not None:
         query = query.where(RevenueScheduleRow.month <= until)
-    query = query.order_by(RevenueScheduleRow.contract_id, RevenueScheduleRow.month, RevenueScheduleRow.line_ref)
+    # every key column: rows of one line and month booked in different months must not come in the
+    # database's arbitrary order (PostgreSQL returns ties as they lie; the reports and CSVs must be stable)
+    query = query.order_by(
+        RevenueScheduleRow.contract_id,
+        RevenueScheduleRow.month,
+        RevenueScheduleRow.line_ref,
+        RevenueScheduleRow.booked_month,
+    )
     return [ScheduleRow(*r) for r in session.execute(query)]
 
 
