@@ -6,6 +6,7 @@ once into ``<data_dir>/secret.key`` (mode 0600, in a 0700 folder if it makes it)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -37,9 +38,7 @@ class Sealer:
         path = data_dir / "secret.key"
         if not path.exists():
             private_folder(data_dir)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            with os.fdopen(descriptor, "wb") as out:
-                out.write(Fernet.generate_key())
+            _publish_key(path)
         return cls(path.read_bytes().strip())
 
     def seal(self, text: str) -> str:
@@ -53,3 +52,21 @@ class Sealer:
             raise SealError(
                 "a sealed secret does not open with this installation's key (BILLBRIDGE_SECRET_KEY)"
             ) from exc
+
+
+def _publish_key(path: Path) -> None:
+    """Write a new key to ``path`` unless another process got there first. Two processes starting at
+    once (two pushes of a fresh installation) both find no key: each writes its own to a file of its
+    own, then links it into place, which only the first link does; the other keeps the first key. The
+    key file is never seen half written."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(Fernet.generate_key())
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process's key is in place: everyone uses that one
+            os.link(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)

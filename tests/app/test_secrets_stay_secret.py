@@ -19,11 +19,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from billbridge import redaction
+from billbridge.app.secrets import Sealer
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -270,3 +272,28 @@ def test_the_demo_store_is_private(tmp_path: Path) -> None:
     finally:
         os.umask(saved)
     assert mode(tmp_path / "demo-data") == 0o700 and mode(tmp_path / "demo-data" / "demo.db") == 0o600
+
+
+def _derive_at_once(data: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    results.put(Sealer.from_settings(None, Path(data)).derive("check"))
+
+
+def test_processes_starting_together_on_a_fresh_installation_share_one_key(tmp_path: Path) -> None:
+    """Two pushes started at once on a fresh installation both found no key, and the second failed on
+    the first's file (FileExistsError, seen in CI). Now every process ends with the one key in place."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):  # the race is narrow: each attempt a fresh folder and 6 processes let go at once
+        data = tmp_path / f"attempt-{attempt}"
+        barrier, results = context.Barrier(6), context.Queue()
+        workers = [context.Process(target=_derive_at_once, args=(str(data), barrier, results)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        assert [worker.exitcode for worker in workers] == [0] * 6
+        derived = {results.get(timeout=5) for _ in workers}
+        assert derived == {Sealer.from_settings(None, data).derive("check")}
+        assert sorted(p.name for p in data.iterdir()) == ["secret.key"]  # no draft left behind
