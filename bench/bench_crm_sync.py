@@ -18,8 +18,10 @@ Timed, in this order (after importing the connector and its SDK once, untimed):
 
 Printed: API calls of the full sync against the minimum the vendor's page and batch sizes allow
 (target at most 1.1x), full-sync wall time against the floor (target at most 1.5x), and the
-incremental run's API calls against the full run's (target at most 3%). Pacing is set high: the
-sandboxes do not throttle, and the vendors' rate limits would otherwise set the pace.
+incremental run's API calls against the full run's (target at most 3%). Pacing is the connectors'
+own: the Salesforce sandbox does not throttle; the HubSpot sandbox enforces HubSpot's per-token
+search limit, so its searches (and its floor's) go at the connector's 4 a second, and searches the
+limit refused (429, retried) are counted.
 """
 
 from __future__ import annotations
