@@ -441,6 +441,7 @@ def _minimum_obligations(
     for kind, slot_start, amount in charges:
         if kind == "recurring" and (p := period_of(slot_start)) is not None:
             recurring[p] += amount
+    committed_to = {v.version_no: _usage_product(v.contract) for v in versions}
     out = []
     for start, end, floor, version_no in committed:
         guaranteed = floor - recurring.get(start, ZERO)
@@ -450,7 +451,7 @@ def _minimum_obligations(
         out.append(
             Obligation(
                 MINIMUM_LINE,
-                "",
+                committed_to.get(version_no, ""),
                 f"Minimum commitment ({floor} {currency}) beyond recurring charges",
                 "ratable",
                 version_no,
@@ -468,6 +469,14 @@ def _minimum_obligations(
             )
         )
     return out
+
+
+def _usage_product(contract: Contract) -> str:
+    """The usage product a contract's minimum commits to: its usage lines' one product ("" when its
+    lines name none or several). The floor is consideration for that usage, so its revenue is that
+    product's (the journal posts it to the product's account, as the usage it stands in for)."""
+    found = {line.product_ref for line in contract.lines if line.charge == "usage"}
+    return found.pop() if len(found) == 1 else ""
 
 
 def _absorb(out: ContractRevenue, floors: Sequence[Obligation], per_slot: Mapping[date, Sequence[Key]]) -> None:
