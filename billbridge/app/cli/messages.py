@@ -242,9 +242,10 @@ def send(
     settings = Settings()
     _templates(settings)
     store = open_store(settings.database)
-    plan = plan_messages(store, settings, date.fromisoformat(as_of) if as_of else date.today())
+    day = date.fromisoformat(as_of) if as_of else date.today()
+    plan = plan_messages(store, settings, day)
     mailers = settings.quickbooks is not None or settings.stripe is not None  # the vendors' own e-mail channels
-    sent = send_messages(store, settings) if settings.smtp is not None or mailers else None
+    sent = send_messages(store, settings, today=day) if settings.smtp is not None or mailers else None
     if as_json:
         _json({"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None})
         if sent is not None and sent.stopped:
