@@ -30,7 +30,7 @@ from billbridge.flows.importing import import_document
 from billbridge.private_files import private_file
 from billbridge.sandbox import demo_world
 from billbridge.settings import Settings
-from billbridge.store import quarantine
+from billbridge.store import outbox, quarantine
 from billbridge.store.contracts import current_contracts
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices
@@ -145,6 +145,7 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
     QuickBooks' sandboxes send their signed webhooks to (its /webhooks/stripe and /webhooks/quickbooks),
     with the secrets that verify them among the settings."""
     from billbridge.sandbox.hubspot import HubSpotSandbox
+    from billbridge.sandbox.quickbooks.company import QboCompany
     from billbridge.sandbox.quickbooks.running import start_quickbooks
     from billbridge.sandbox.salesforce import SalesforceSandbox
     from billbridge.sandbox.smtp import SmtpSandbox
@@ -161,7 +162,16 @@ def running_sandboxes(deals: int, *, webhooks_to: str | None = None) -> Iterator
         stack.callback(hubspot.stop)
         base = webhooks_to.rstrip("/") if webhooks_to else None
         # Without Intuit's rate limits, as the other demo sandboxes: the demo shows the flow, not the pace
-        quickbooks = start_quickbooks(webhook_url=f"{base}/webhooks/quickbooks" if base else None, limits=None)
+        # One company keeps the books of the four entities: multicurrency on, as it must be for customers
+        # and entries in EUR, GBP and JPY (off, each of those entities' journal entries is refused and
+        # only the USD one posts), with a rate for each currency from long before any demo month.
+        company = QboCompany(multicurrency=True)
+        for entity in demo_world.ENTITIES:
+            if entity.currency != company.home_currency:
+                company.set_exchange_rate(entity.currency, "2000-01-01", demo_world.usd_per_unit(entity.currency))
+        quickbooks = start_quickbooks(
+            company=company, webhook_url=f"{base}/webhooks/quickbooks" if base else None, limits=None
+        )
         stack.callback(quickbooks.stop)
         stripe = stack.enter_context(
             start_seeded(
@@ -245,6 +255,7 @@ def summary(
         contracts = current_contracts(session, None)
         documents = list_invoices(session)
         quarantined = quarantine.list_open(session)
+        unposted = [m["last_error"] or "not posted yet" for m in outbox.pending(session, topic="journal.quickbooks")]
     monthly = mrr(contracts.values(), as_of)
     statuses = Counter(str(d["status"]) for d in documents)
     first = runs[0]
@@ -343,6 +354,7 @@ def summary(
         # the month before as_of, closed between the runs: one JournalEntry per entity and currency
         "closed_month": last_month(as_of).strftime("%Y-%m"),
         "journal_entries": len(journal_numbers),
+        "journal_entries_not_posted": unposted,  # queued by the close but refused or not sent: why
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -20,7 +21,7 @@ from babel.dates import format_date
 from babel.numbers import NumberPattern, get_currency_symbol
 
 from billbridge.billing.currency import minor_unit, round_money
-from billbridge.billing.model import BillingContact, MessageKind
+from billbridge.billing.model import LANGUAGE_PATTERN, BillingContact, MessageKind
 
 DEFAULT_LANGUAGE = "en"
 
@@ -137,6 +138,19 @@ def reminder_steps(
 def step_name(offset: int) -> str:
     """A reminder step as its event key and the CLI write it: -3, +0, +7."""
     return f"{offset:+d}"
+
+
+@lru_cache(maxsize=512)
+def known_language(language: str) -> bool:
+    """Whether ``language`` is a language tag (``de``, ``fr-CH``) that Babel knows, so messages can be
+    written and formatted in it; a CRM's free text (``Deutsch!``, ``xx``) is not."""
+    if not re.match(LANGUAGE_PATTERN, language):
+        return False
+    try:
+        Locale.parse(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return False
+    return True
 
 
 @lru_cache(maxsize=512)

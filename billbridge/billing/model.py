@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -65,7 +65,7 @@ def _check_timezone(name: str) -> str:
 MessageKind = Literal["invoice", "reminder", "receipt", "dunning", "statement"]
 """What billbridge tells a customer: an issued document, a payment reminder, a payment confirmation
 (receipt), a dunning notice after a declined auto-charge, a statement of account."""
-MESSAGE_KINDS: tuple[MessageKind, ...] = ("invoice", "reminder", "receipt", "dunning", "statement")
+MESSAGE_KINDS: tuple[MessageKind, ...] = get_args(MessageKind)  # the kinds, in order, from the one definition
 Channel = Literal["email", "quickbooks", "stripe"]
 """How messages reach a customer: ``email`` (billbridge sends through SMTP), ``quickbooks``
 (QuickBooks e-mails its own invoices) or ``stripe`` (every invoice is pushed to Stripe as

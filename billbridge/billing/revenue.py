@@ -441,6 +441,7 @@ def _minimum_obligations(
     for kind, slot_start, amount in charges:
         if kind == "recurring" and (p := period_of(slot_start)) is not None:
             recurring[p] += amount
+    committed_to = {v.version_no: _usage_product(v.contract) for v in versions}
     out = []
     for start, end, floor, version_no in committed:
         guaranteed = floor - recurring.get(start, ZERO)
@@ -450,7 +451,7 @@ def _minimum_obligations(
         out.append(
             Obligation(
                 MINIMUM_LINE,
-                "",
+                committed_to.get(version_no, ""),
                 f"Minimum commitment ({floor} {currency}) beyond recurring charges",
                 "ratable",
                 version_no,
@@ -468,6 +469,14 @@ def _minimum_obligations(
             )
         )
     return out
+
+
+def _usage_product(contract: Contract) -> str:
+    """The usage product a contract's minimum commits to: its usage lines' one product ("" when its
+    lines name none or several). The floor is consideration for that usage, so its revenue is that
+    product's (the journal posts it to the product's account, as the usage it stands in for)."""
+    found = {line.product_ref for line in contract.lines if line.charge == "usage"}
+    return found.pop() if len(found) == 1 else ""
 
 
 def _absorb(out: ContractRevenue, floors: Sequence[Obligation], per_slot: Mapping[date, Sequence[Key]]) -> None:
@@ -1111,32 +1120,58 @@ class Rollforward:
         )
 
 
-def rollforward(rows: Iterable[tuple[int, date, str, Decimal, Decimal]], month: date) -> list[Rollforward]:
+ScheduleMove = tuple[int, date, str, Decimal, Decimal]
+"""A schedule row as the month's reports read it: (contract id, month, currency, billed, recognised)."""
+
+
+@dataclass(slots=True)
+class Position:
+    """One contract's schedule in one currency and month: its net position (billed - recognised: deferred
+    revenue when positive, a contract asset when negative) at the month's start, what it billed and
+    recognised in the month, and its closing position summed from every row through the month on its own
+    (not from the movements, so a check of one against the other restates nothing)."""
+
+    opening: Decimal = ZERO
+    billed: Decimal = ZERO
+    recognised: Decimal = ZERO
+    closing: Decimal = ZERO
+
+
+def month_positions(rows: Iterable[ScheduleMove], month: date) -> dict[tuple[int, str], Position]:
+    """Per (contract id, currency) with a row through ``month``, its :class:`Position` in the month: what
+    both the rollforward and its check against the documents start from."""
+    out: dict[tuple[int, str], Position] = {}
+    for contract_id, m, currency, b, r in rows:
+        if m > month:
+            continue
+        key = (contract_id, currency)
+        position = out.get(key)
+        if position is None:
+            position = out[key] = Position()
+        if m < month:
+            position.opening += b - r
+        else:
+            position.billed += b
+            position.recognised += r
+        position.closing += b - r
+    return out
+
+
+def rollforward(rows: Iterable[ScheduleMove], month: date) -> list[Rollforward]:
     """The rollforward of ``month`` from schedule rows (contract id, month, currency, billed, recognised).
 
     The closing balances are summed from every row through the month, independently of the movements,
     so ``balanced`` checks the schedule rather than restating it."""
-    opening: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
-    billed: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
-    recognised: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
-    closing: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
-    for contract_id, m, currency, b, r in rows:
-        key = (contract_id, currency)
-        if m < month:
-            opening[key] += b - r
-        elif m == month:
-            billed[key] += b
-            recognised[key] += r
-        if m <= month:
-            closing[key] += b - r
     out: dict[str, Rollforward] = {}
-    for key in sorted(set(opening) | set(billed) | set(recognised) | set(closing)):
+    positions = month_positions(rows, month)
+    for key in sorted(positions):
+        position = positions[key]
         roll = out.setdefault(key[1], Rollforward(key[1]))
-        start, b, r = opening[key], billed[key], recognised[key]
+        start, b, r = position.opening, position.billed, position.recognised
         roll.opening_deferred += max(start, ZERO)
         roll.opening_asset += max(-start, ZERO)
-        roll.closing_deferred += max(closing[key], ZERO)
-        roll.closing_asset += max(-closing[key], ZERO)
+        roll.closing_deferred += max(position.closing, ZERO)
+        roll.closing_asset += max(-position.closing, ZERO)
         # Billing first settles a contract asset, then defers; recognition first draws on deferred revenue.
         end = start + b - r
         if start >= 0 and end >= 0:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from billbridge.billing.revenue import next_month
+from billbridge.billing.revenue import Position, ScheduleMove, month_positions, next_month
 
 ZERO = Decimal(0)
 
@@ -60,37 +60,29 @@ class BilledMismatch:
 
 
 def billed_mismatches(
-    schedule: Iterable[tuple[int, date, str, Decimal, Decimal]],
+    schedule: Iterable[ScheduleMove],
     documents: Iterable[tuple[int, str, date, Decimal]],
     month: date,
 ) -> list[BilledMismatch]:
     """The contracts (and currencies) of ``month`` where opening + billed by the documents - recognised is
     not the schedule's closing position. ``schedule``: rows (contract id, month, currency, billed,
     recognised) through ``month``; ``documents``: lines (contract id, currency, books month, amount)."""
-    opening: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
-    scheduled: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
-    recognised: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    positions = month_positions(schedule, month)  # as the rollforward reads the schedule
     billed: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
-    for contract_id, m, currency, b, r in schedule:
-        key = (contract_id, currency)
-        if m < month:
-            opening[key] += b - r
-        elif m == month:
-            scheduled[key] += b
-            recognised[key] += r
     for contract_id, currency, m, amount in documents:
         if m == month:
             billed[(contract_id, currency)] += amount
     out = []
-    for key in sorted(set(opening) | set(scheduled) | set(recognised) | set(billed)):
+    for key in sorted(set(positions) | set(billed)):
+        position = positions.get(key) or Position()
         found = BilledMismatch(
             key[0],
             key[1],
             billed[key],
-            scheduled[key],
-            opening[key],
-            recognised[key],
-            opening[key] + scheduled[key] - recognised[key],
+            position.billed,
+            position.opening,
+            position.recognised,
+            position.closing,
         )
         if found.difference:
             out.append(found)

@@ -169,14 +169,17 @@ def default_extras(
     )
 
 
-def template_context(context: Mapping[str, Any], pay_link: str | None) -> dict[str, Any]:
+def template_context(context: Mapping[str, Any], pay_link: str | None, sent_on: date | None = None) -> dict[str, Any]:
     """The variables a template sees: customer, entity, invoice (money as Decimal), details, pay link,
-    the day it is sent and how many days overdue the invoice is then (``sent_on``: the day of the run
-    that made the message, recorded in its details; the message's own day when none is)."""
+    the day it is sent and how many days overdue the invoice is then. ``sent_on``: the day of the run
+    sending it (a reminder planned on one day and sent on a later one, after the SMTP server was down,
+    says the later day); for a message only shown, not sent, the day of the run that made it (kept in
+    its details), else its own day."""
     invoice = context["invoice"]
     currency = invoice["currency"] if invoice else context["entity"]["currency"]
-    planned = context["details"].get("sent_on")  # the run's day, kept with a reminder when it was made
-    sent_on = date.fromisoformat(planned) if planned else context["as_of"]
+    if sent_on is None:
+        planned = context["details"].get("sent_on")  # the run's day, kept with a reminder when it was made
+        sent_on = date.fromisoformat(planned) if planned else context["as_of"]
     shown = None
     if invoice is not None:
         shown = {
@@ -233,7 +236,9 @@ class _Ready:
     email: bytes  # as sent (mapping.messages.email_bytes)
 
 
-def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None) -> tuple[Handler, Callable[[], None]]:
+def email_handler(
+    store: Store, smtp: SmtpSettings, extras: Extras | None = None, *, today: date | None = None
+) -> tuple[Handler, Callable[[], None]]:
     """The relay handler of ``message.email``: one SMTP connection for the run, a batch's messages
     read in one go, and one commit per message: before its DATA command, marking it ``sending``
     together with how the message before it ended (``sent``, or why not). A crash therefore leaves
@@ -243,7 +248,8 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
     and its answer), so neither side waits for the other's CPU. A problem of the server or the
     settings (a refused login, no STARTTLS, a refused connection) stops the run at once: the
     message it met stays queued with the reason and the rest of the batch is handed back
-    (``StopRelay``), not failed one by one."""
+    (``StopRelay``), not failed one by one. ``today``: the day the run sends on (a run with a date of
+    its own, ``send_reminders(as_of)``); else the calendar's day when each message is rendered."""
     extras = extras or Extras()
     sender = SmtpSender(smtp)
     ended: list[sql.Ended] = []  # attempts whose end is not committed yet (it rides on the next commit)
@@ -294,7 +300,10 @@ def email_handler(store: Store, smtp: SmtpSettings, extras: Extras | None = None
             pay_link = extras.pay_link(context) or context["details"].get("pay_link")
             context = {**context, "pay_link": pay_link}
             rendered = render.render(
-                context["kind"], template_context(context, pay_link), extras.templates, extras.environment(context)
+                context["kind"],
+                template_context(context, pay_link, today or date.today()),  # the day it goes out
+                extras.templates,
+                extras.environment(context),
             )
             attachments = extras.attachments(context)
         except VendorError as exc:  # the pay link could not be read: try again later
@@ -490,10 +499,16 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
 
 
 def send_messages(
-    store: Store, settings: Settings, *, extras: Extras | None = None, limit: int | None = None
+    store: Store,
+    settings: Settings,
+    *,
+    extras: Extras | None = None,
+    limit: int | None = None,
+    today: date | None = None,
 ) -> RelaySummary:
     """Send the queued messages (each once; failures stay visible): e-mails through SMTP, and the
-    invoices QuickBooks or Stripe sends itself when it is configured. One summary for all."""
+    invoices QuickBooks or Stripe sends itself when it is configured. One summary for all. ``today``:
+    the day they go out, as their text says it (default: the calendar's)."""
     summary = RelaySummary(sql.TOPIC)
     mailers = [v for v in registry.invoice_mailers() if getattr(settings, v, None) is not None]
     for vendor in mailers:
@@ -507,7 +522,7 @@ def send_messages(
             close()
     if settings.smtp is not None or not mailers:
         handler, close = email_handler(
-            store, settings.vendor(SmtpSettings), extras or default_extras(settings, store=store)
+            store, settings.vendor(SmtpSettings), extras or default_extras(settings, store=store), today=today
         )
         try:
             _merge(summary, relay(store, sql.TOPIC, handler, batch=EMAIL_BATCH, limit=limit))
@@ -708,9 +723,10 @@ def send_reminders(as_of: date | None = None) -> dict[str, Any]:
     settings = Settings()
     template_dir(settings.message_templates_dir)  # a broken template file stops the run before anything is made
     store = open_store(settings.database)
-    plan = plan_messages(store, settings, as_of or date.today())
+    day = as_of or date.today()
+    plan = plan_messages(store, settings, day)
     mailers = settings.quickbooks is not None or settings.stripe is not None
-    sent = send_messages(store, settings) if settings.smtp is not None or mailers else None
+    sent = send_messages(store, settings, today=day) if settings.smtp is not None or mailers else None
     create_markdown_artifact(messages_markdown(plan, sent), key="send-reminders", description="Customer messages")
     if sent is not None and sent.stopped:  # the run fails visibly; its messages wait, queued, for the next one
         raise MessagesStopped(sent.stopped)

@@ -136,7 +136,7 @@ def send_statements(as_of: date | None = None, customers: list[str] | None = Non
     store = open_store(settings.database)
     day = as_of or date.today()
     made = request_statements(store, customers, day, payment_days=settings.statement_payment_days)
-    sent = send_messages(store, settings) if settings.smtp is not None else None
+    sent = send_messages(store, settings, today=day) if settings.smtp is not None else None
     create_markdown_artifact(
         statements_markdown(day, made, sent), key="send-statements", description="Statements of account"
     )

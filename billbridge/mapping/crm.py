@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from billbridge.billing.currency import MINOR_UNITS
+from billbridge.billing.messaging import DEFAULT_LANGUAGE, known_language
 from billbridge.billing.model import (
     BillingContact,
     Contract,
@@ -191,8 +192,9 @@ class MappedDeal:
     products: list[Product]
     contract: Contract
     referral: PartnerReferral | None = None
-    # contacts left out for a malformed address (the deal is kept: billing does not stop for one);
-    # each names its vendor field, for a quarantine entry of the customer until it is corrected
+    # contacts left out for a malformed address, or kept in the default language for an unknown one (the
+    # deal is kept: billing does not stop for either); each names its vendor field, for a quarantine
+    # entry of the customer until it is corrected
     dropped_contacts: tuple[MappingError, ...] = ()
 
 
@@ -360,12 +362,36 @@ def _contacts(contacts: tuple[CrmContact, ...] | None, dropped: list[MappingErro
         except ValueError as exc:
             dropped.append(MappingError(contact.field, f"{exc} (the contact is left out; the deal is imported)"))
             continue
-        language = _text(contact.language, contact.language_field)
-        extra = {"language": language.replace("_", "-")} if language else {}
+        extra = {}
+        language = _language(contact, email, dropped)
+        if language:
+            extra = {"language": language}
         out.append(
             build(BillingContact, names={"language": contact.language_field}, email=email, name=contact.name, **extra)
         )
     return out
+
+
+def _language(contact: CrmContact, email: str, problems: list[MappingError]) -> str | None:
+    """The contact's language tag, or None (the default language) when the CRM gives none or one we
+    do not know: a language preference is not worth losing the deal over, so an unknown one is kept
+    in ``problems`` naming its field (shown as a quarantine entry) and the contact is written to in
+    the default language until it is corrected."""
+    try:
+        language = _text(contact.language, contact.language_field)
+    except MappingError:  # not text at all: as unknown as a word that is no language
+        language = None
+    else:
+        if language is None:
+            return None
+        if known_language(language.replace("_", "-")):
+            return language.replace("_", "-")
+    message = (
+        f"unknown language {fields.shown(language or contact.language)} (messages to {email} are written in "
+        f"{DEFAULT_LANGUAGE} until it is corrected; the deal is imported)"
+    )
+    problems.append(MappingError(contact.language_field, message))
+    return None
 
 
 def map_product(product: CrmProduct) -> Product:

@@ -58,6 +58,12 @@ ENTITIES: tuple[DemoEntity, ...] = (
 _FX = {"USD": Decimal(1), "EUR": Decimal("0.92"), "GBP": Decimal("0.79"), "JPY": Decimal(150)}
 
 
+def usd_per_unit(currency: str) -> Decimal:
+    """What one unit of ``currency`` is worth in US dollars at the demo price book's rates (6 places): the
+    rate a QuickBooks company keeping its books in USD holds for it."""
+    return (Decimal(1) / _FX[currency]).quantize(Decimal("0.000001"))
+
+
 @dataclass(frozen=True)
 class DemoProduct:
     """A price-book product. ``pricing`` is the canonical pricing (contract-file JSON) per currency."""

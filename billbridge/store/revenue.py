@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, String, case, cast, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
+from billbridge.billing.engine import MINIMUM_LINE
 from billbridge.billing.revenue import Key, Obligation, Posted
 from billbridge.store.bulk import BulkStatement, Call, run_calls
 from billbridge.store.models import (
@@ -612,7 +613,8 @@ def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], tup
     """(contract id, line_ref) -> (product_ref, recognition) for an entity's schedule lines: from the
     obligations, and from the invoice lines or the contracts' usage lines for what has none (usage and
     minimum true-ups: variable consideration, recognised as ``usage``; usage is recognised before it is
-    billed, so its line's product comes from the contract)."""
+    billed, so its line's product comes from the contract). A minimum commitment's floor is ``usage``
+    too, of the usage product it commits to."""
     found: dict[tuple[int, str], tuple[str, str]] = {}
     usage = session.execute(
         select(Contract.id, ContractLine.line_ref, Product.product_ref)
@@ -643,7 +645,10 @@ def line_products(session: Session, entity_id: int) -> dict[tuple[int, str], tup
         .distinct()
     )
     for cid, line_ref, product_ref, method in obligations:
-        found[(cid, line_ref)] = (product_ref, method)
+        # a minimum commitment's floor is scheduled ratably but is consideration for usage: its revenue
+        # posts where the usage it stands in for posts (the usage product's account, else usage's), so
+        # usage revenue stays in one account whether a customer uses less than the floor or more
+        found[(cid, line_ref)] = (product_ref, "usage" if line_ref == MINIMUM_LINE else method)
     return found
 
 

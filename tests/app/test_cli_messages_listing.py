@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from typing import get_args
 
 import pytest
 from sqlalchemy import select, update
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from billbridge.app.cli import app
 from billbridge.billing.messaging import step_name
+from billbridge.billing.model import MessageKind
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
 from billbridge.store import messages
@@ -82,3 +84,17 @@ def test_list_by_kind_and_customer_and_status_names_customers_without_a_contact(
     assert "customers without a billing contact: nobody" in status.output
     assert "nobody (Nobody Ltd): 1 message(s) wait for a billing contact" in status.output
     assert "c0 (" not in status.output and "c1 (" not in status.output
+
+
+@pytest.mark.parametrize("command", [("messages", "list"), ("messages", "retry", "--failed")])
+def test_an_unknown_kind_is_refused_in_one_line_naming_the_kinds_not_listed_as_nothing(
+    env: str, command: tuple[str, ...]
+) -> None:
+    result = runner.invoke(app, [*command, "--kind", "remider"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    kinds = ", ".join(get_args(MessageKind))  # the one definition: a kind added there is allowed here
+    assert lines[0] == f"error: --kind 'remider': not a message kind (one of {kinds})"
+    for kind in get_args(MessageKind):  # every kind there is passes the check
+        assert runner.invoke(app, [*command, "--kind", kind]).exit_code == 0

@@ -51,3 +51,28 @@ def test_the_cli_reports_the_stopped_run_once_without_the_password(
         fixed = runner.invoke(app, ["messages", "send", "--as-of", "2026-01-02"])
         assert fixed.exit_code == 0 and "sent: invoice 2" in fixed.output
         assert SECRET not in fixed.output and SECRET not in caplog.text
+
+
+def test_a_reminder_planned_on_one_day_and_sent_the_next_says_the_day_it_went_out(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invoice US-INV-1, due Jan 31. Feb 1: the daily run makes the +0 reminder, but the SMTP server
+    refuses the login, so it stays queued. Feb 2: the login is fixed and the run sends it: the reminder
+    says the invoice is 2 days overdue (as of Feb 2, the day the customer gets it), not 1 (Feb 1, the
+    day it was planned)."""
+    store = open_store(env)
+    world(store, 1)
+    store.dispose()
+    runner = CliRunner()
+    with SmtpSandbox(password=SECRET) as smtp:
+        for key, value in smtp.settings().items():
+            monkeypatch.setenv(f"BILLBRIDGE_SMTP__{key.upper()}", str(value))
+        monkeypatch.setenv("BILLBRIDGE_SMTP__PASSWORD", WRONG)
+        down = runner.invoke(app, ["messages", "send", "--as-of", "2026-02-01", "--json"])
+        assert down.exit_code == 1 and json.loads(down.output)["planned"]["created"]["reminder.queued"] == 1
+        monkeypatch.setenv("BILLBRIDGE_SMTP__PASSWORD", SECRET)
+        fixed = runner.invoke(app, ["messages", "send", "--as-of", "2026-02-02", "--json"])
+        assert fixed.exit_code == 0 and json.loads(fixed.output)["sent"]["outcomes"] == {"reminder": 1}
+        [received] = smtp.mailbox.items()
+    text = received.message.get_body(("plain",)).get_content()
+    assert "invoice US-INV-1 was due on Jan 31, 2026 and is 2 days overdue." in text, text

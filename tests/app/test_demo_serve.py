@@ -22,6 +22,7 @@ import pytest
 
 from billbridge.app.demo_serve import deployments
 from billbridge.billing.currency import money_display
+from billbridge.sandbox import demo_world
 from tests.app.test_cli import fresh_machine
 from tests.browser import browser_page
 from tests.ports import free_port
@@ -121,8 +122,10 @@ def assert_the_first_summary(summary: dict[str, Any], tmp_path: Path) -> None:
         "quickbooks_bills": 0,
         "quickbooks_vendors": 0,
     }
-    # October closed between the runs: the second run posted one JournalEntry per entity and currency
-    assert summary["closed_month"] == "2026-10" and summary["journal_entries"] > 0
+    # October closed between the runs: the second run posted one JournalEntry per entity and currency,
+    # the EUR, GBP and JPY ones too (the demo's QuickBooks company has multicurrency on), none refused
+    assert summary["closed_month"] == "2026-10" and summary["journal_entries"] == len(demo_world.ENTITIES)
+    assert summary["journal_entries_not_posted"] == []
     second = {"contracts": 0, "invoices": 0, "pushed": 0, "charged": 0, "payments_in_quickbooks": 0, "bills": 0}
     assert summary["second_run_created"] == second
     # the books know what Stripe collected (a zero invoice is "charged" without a payment)

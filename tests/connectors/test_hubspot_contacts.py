@@ -12,7 +12,7 @@ import pytest
 
 from billbridge.connectors.errors import RetryPolicy
 from billbridge.connectors.hubspot import HubSpotClient, HubSpotSource
-from billbridge.mapping.crm import MappingError, map_deal
+from billbridge.mapping.crm import map_deal
 from billbridge.mapping.hubspot import DEFAULT_MAPPING, HubSpotProperties, bundle_to_crm
 from billbridge.records import DealBundle
 from billbridge.sandbox.demo_world import DemoDeal, DemoWorld, generate
@@ -115,7 +115,7 @@ def test_labelled_deal_contacts_then_company_contacts_then_the_billing_email(
     assert _mapped(bundles[ids[by_email.key]], no_fallback) is None
 
 
-def test_a_malformed_address_drops_its_contact_naming_the_field_and_a_bad_language_is_refused(
+def test_a_malformed_address_drops_its_contact_naming_the_field_and_a_bad_language_falls_back_to_english(
     sandbox: HubSpotSandbox, world: DemoWorld
 ) -> None:
     typo, bad_language, bad_billing_email = _deals(world)[:3]
@@ -127,19 +127,19 @@ def test_a_malformed_address_drops_its_contact_naming_the_field_and_a_bad_langua
     _company_property(sandbox, ids[bad_billing_email.company_key], "billing_email", "ar@@example")
     bundles = _pull(_source(sandbox))
 
-    def dropped(bundle: DealBundle) -> list[tuple[str, str]]:
+    def dropped(bundle: DealBundle, kept: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
         deal, company, products = bundle_to_crm(bundle, names=HubSpotProperties())
         mapped = map_deal(deal, company, products, DEFAULT_MAPPING)  # the deal is kept
-        assert mapped.customer.contacts == []  # its only contact left out, nothing guessed
+        # its only contact left out, nothing guessed (or kept, written to in the default language)
+        assert [(c.email, c.language) for c in mapped.customer.contacts or []] == (kept or [])
         return [(p.field, p.message) for p in mapped.dropped_contacts]
 
     [(field, message)] = dropped(bundles[ids[typo.key]])
     assert field == f"contact {broken} email" and "malformed e-mail address 'ap at example'" in message
     [(field, message)] = dropped(bundles[ids[bad_billing_email.key]])
     assert field == f"company {ids[bad_billing_email.company_key]} billing_email"
-    with pytest.raises(MappingError) as refused:
-        _mapped(bundles[ids[bad_language.key]])
-    assert refused.value.field == f"contact {odd} hs_language"
+    [(field, message)] = dropped(bundles[ids[bad_language.key]], kept=[("ok@example.com", "en")])
+    assert field == f"contact {odd} hs_language" and "unknown language 'Deutsch!'" in message
 
 
 def test_contacts_are_read_in_batches_not_per_deal(sandbox: HubSpotSandbox, world: DemoWorld) -> None:

@@ -1,7 +1,8 @@
 """HubSpot billing contacts end to end: the sandbox, the real SDK, the CRM sync, the store. Labelled
 contacts are stored with their language; a deal whose contact has a malformed address is imported
-without that contact, its customer quarantined naming the record and field (the payload kept); a
-customer with no contact and no billing email is listed as waiting."""
+without that contact, its customer quarantined naming the record and field (the payload kept); one
+whose contact's language is unknown is imported with that contact written to in English, its customer
+quarantined likewise; a customer with no contact and no billing email is listed as waiting."""
 
 from __future__ import annotations
 
@@ -57,10 +58,11 @@ def test_hubspot_contacts_are_stored_a_bad_one_is_quarantined_and_others_go_on(
     for deal in world.live_deals:
         if deal.key in expected:
             by_company.setdefault(deal.company_key, deal)
-    good, bad = list(by_company.values())[:2]
+    good, bad, foreign = list(by_company.values())[:3]
     ids = sandbox.data.ids
     _contact(sandbox, world, "deals", ids[good.key], email="ap@good.example", firstname="Ada", hs_language="de")
     broken = _contact(sandbox, world, "deals", ids[bad.key], email="ap at bad")
+    odd = _contact(sandbox, world, "deals", ids[foreign.key], email="ap@foreign.example", hs_language="Deutsch!")
 
     summary = sync_pages(store, spec_for("hubspot"), connect("hubspot", Settings()), today=TODAY)
     assert summary.counts["contracts.created"] == len(expected)  # the bad contact's deal too: billing goes on
@@ -70,7 +72,7 @@ def test_hubspot_contacts_are_stored_a_bad_one_is_quarantined_and_others_go_on(
         stored = messages.contacts_of(session, [good_id])[good_id]
         assert [(c.email, c.name, c.language) for c in stored] == [("ap@good.example", "Ada", "de")]
         contracts = {c["contract_ref"] for c in contract_summaries(session)}
-        assert {f"hs-{ids[bad.key]}", f"hs-{ids[good.key]}"} <= contracts
+        assert {f"hs-{ids[bad.key]}", f"hs-{ids[good.key]}", f"hs-{ids[foreign.key]}"} <= contracts
         held = {q["record_key"]: q for q in quarantine.list_open(session, source="hubspot")}
         bad_ref = f"hs-{ids[bad.company_key]}"
         entry = held[bad_ref]  # the contact left out, shown on its customer until it is corrected
@@ -79,9 +81,15 @@ def test_hubspot_contacts_are_stored_a_bad_one_is_quarantined_and_others_go_on(
         assert "malformed e-mail address 'ap at bad'" in entry["reason"]
         kept = bundle_of(entry["payload"])
         assert kept is not None and [c["id"] for c in kept.contacts or []] == [broken]
+        foreign_ref = f"hs-{ids[foreign.company_key]}"
+        entry = held[foreign_ref]  # the contact kept, in the default language, until the language is corrected
+        assert entry["record_type"] == "customers" and entry["field"] == f"contact {odd} hs_language"
+        assert "unknown language 'Deutsch!'" in entry["reason"] and "written in en" in entry["reason"]
+        kept_contacts = messages.contacts_of(session, [refs[foreign_ref]])[refs[foreign_ref]]
+        assert [(c.email, c.language) for c in kept_contacts] == [("ap@foreign.example", "en")]
         waiting = messages.without_contact(session, limit=1000)
     assert f"hs-{ids[good.company_key]}" not in waiting
-    others = {f"hs-{ids[d.company_key]}" for d in by_company.values() if d not in (good, bad)} - {
+    others = {f"hs-{ids[d.company_key]}" for d in by_company.values() if d not in (good, bad, foreign)} - {
         f"hs-{ids[bad.company_key]}"
     }
     assert others & set(refs) and others & set(refs) <= set(waiting)  # no contact, no billing email: they wait

@@ -75,7 +75,7 @@ def run_days(store: Store, settings: Settings, first: date, last: date) -> None:
     day = first
     while day <= last:
         plan_messages(store, settings, day)
-        send_messages(store, settings)
+        send_messages(store, settings, today=day)
         day += timedelta(days=1)
 
 

@@ -105,7 +105,7 @@ def test_a_step_sent_late_is_worded_from_the_day_it_is_sent_not_from_its_step(
     with SmtpSandbox() as smtp:
         settings = settings_for(smtp, database_url, tmp_path)
         plan_messages(store, settings, DUE + timedelta(days=3))  # down over the +0 step of Jan 31: sent Feb 3
-        assert send_messages(store, settings).outcomes == {"reminder": 1}
+        assert send_messages(store, settings, today=DUE + timedelta(days=3)).outcomes == {"reminder": 1}
         [received] = smtp.mailbox.items()
     text = received.message.get_body(("plain",)).get_content()
     assert received.message["Subject"] == "Overdue: invoice US-INV-1"
@@ -163,7 +163,7 @@ def test_everything_planned_goes_out_rendered_with_the_reader_formats(
     with SmtpSandbox() as smtp:
         settings = settings_for(smtp, database_url, tmp_path)
         plan_messages(store, settings, DUE - timedelta(days=3))
-        summary = send_messages(store, settings)
+        summary = send_messages(store, settings, today=DUE - timedelta(days=3))
         assert summary.outcomes == {"invoice": 2, "reminder": 2}
         bodies = {
             r.recipients[0] + " " + str(r.message["Subject"]): r.message.get_body(("plain",)).get_content()

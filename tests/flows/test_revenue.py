@@ -394,3 +394,47 @@ def test_usage_is_recognised_as_consumed_from_the_store_before_its_invoice(store
     )
     last = h[max(h)]
     assert last["deferred"] == last["contract_asset"] == "0.00"
+
+
+def test_a_minimum_commitment_posts_to_the_account_of_the_usage_it_commits_to(store: Store) -> None:
+    """C-MIN commits to 300.00 of API calls a month (0.002 a call, billed monthly in arrears with its
+    true-up). January: 50,000 calls (100.00) fill the floor, which recognises 300.00. February: 200,000
+    calls (400.00), 100.00 above the floor. All of it is revenue for API calls: it posts to the api
+    product's account (else usage's), not to the subscriptions' ``ratable`` account, so usage revenue
+    stays in one account whether the customer uses less than the minimum or more."""
+    from billbridge.mapping.journal import AccountMapping, journal_entry_payload
+    from billbridge.store.models import Customer, Product
+    from billbridge.store.usage import insert_events
+
+    api = [{"line_ref": "api", "product_ref": "api", "charge": "usage"}]
+    committed = contract("C-MIN", minimum_commitment="300.00", billing_timing="in_arrears", lines=api)
+    import_document(store, document(committed))
+
+    def use(ref: str, stamp: str, quantity: str) -> None:
+        with store.write() as session:
+            ids = session.execute(
+                select(Customer.id, Customer.entity_id).where(Customer.customer_ref == "globex")
+            ).one()
+            product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
+            row = {"event_ref": ref, "entity_id": ids.entity_id, "customer_id": ids.id, "product_id": product}
+            insert_events(session, [row | {"timestamp": datetime.fromisoformat(stamp), "quantity": Decimal(quantity)}])
+
+    use("j1", "2026-01-10T10:00:00+00:00", "50000")
+    use("f1", "2026-02-10T10:00:00+00:00", "200000")
+    run_billing(store, date(2026, 3, 1))
+    revenue.rebuild(store, date(2026, 2, 28))
+    [january] = revenue.period_revenues(store, "us", date(2026, 1, 1))
+    [february] = revenue.period_revenues(store, "us", date(2026, 2, 1))
+    assert dict(january.revenue) == {("api", "usage"): Decimal("300.00")}  # the floor (usage absorbed)
+    assert dict(february.revenue) == {("api", "usage"): Decimal("400.00")}  # the floor and 100.00 above it
+
+    def credits(accounts: AccountMapping) -> dict[str, str]:
+        payload = journal_entry_payload(january, accounts)
+        assert payload is not None
+        lines = [line for line in payload["Line"] if line["Description"] == "Revenue recognised"]
+        return {line["JournalEntryLineDetail"]["AccountRef"]["value"]: line["Amount"] for line in lines}
+
+    kinds = {"ratable": "41", "usage": "42"}
+    base = {"revenue": "1", "deferred_revenue": "2", "contract_asset": "3", "revenue_by_recognition": kinds}
+    assert credits(AccountMapping(**base, revenue_by_product={"api": "40"})) == {"40": "300.00"}
+    assert credits(AccountMapping(**base)) == {"42": "300.00"}

@@ -239,8 +239,20 @@ def test_a_malformed_address_leaves_its_contact_out_naming_record_and_field(
     assert dropped.field == field and message in str(dropped)
 
 
-def test_a_malformed_contact_language_is_refused_naming_record_and_field() -> None:
-    contacts = [{"id": "8", "properties": {"email": "a@x.example", "hs_language": "?"}}]
-    with pytest.raises(MappingError) as refused:
-        _contacts_of(_with_contacts(contacts, None))
-    assert refused.value.field == "contact 8 hs_language"
+@pytest.mark.parametrize("language", ["?", "Deutsch", "xx", "zz_top", 7])
+def test_an_unknown_contact_language_falls_back_to_english_naming_record_and_field_and_the_deal_is_kept(
+    language: object,
+) -> None:
+    contacts = [
+        {"id": "8", "properties": {"email": "a@x.example", "hs_language": language}},
+        {"id": "9", "properties": {"email": "b@x.example", "hs_language": "fr_CH"}},
+    ]
+    deal, company, products = bundle_to_crm(_with_contacts(contacts, None), names=HubSpotProperties())
+    mapped = map_deal(deal, company, products, DEFAULT_MAPPING)  # the deal is kept, both contacts too
+    assert [(c.email, c.language) for c in mapped.customer.contacts or []] == [
+        ("a@x.example", "en"),
+        ("b@x.example", "fr-CH"),
+    ]
+    [warning] = mapped.dropped_contacts
+    assert warning.field == "contact 8 hs_language"
+    assert f"unknown language {str(language)!r}" in warning.message and "written in en" in warning.message

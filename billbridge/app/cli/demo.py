@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import make_url
@@ -181,7 +182,10 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         (
             f"journal entries in QuickBooks ({result.get('closed_month')} closed)",
             f"{result.get('journal_entries', 0)} (billbridge --demo revenue journal --entity E --period "
-            f"{result.get('closed_month')})",
+            f"{result.get('closed_month')})"
+            + "".join(
+                f"; [red]not posted[/red]: {escape(why)}" for why in result.get("journal_entries_not_posted", [])
+            ),
         ),
         (
             "check: anything held twice",

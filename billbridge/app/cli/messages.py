@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from billbridge.app.errors import fail
+from billbridge.billing.model import MESSAGE_KINDS
 from billbridge.flows.message_templates import TemplateDir, template_dir
 from billbridge.mapping.messages import TemplateProblem
 from billbridge.settings import Settings
@@ -27,6 +28,20 @@ console = Console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _kind(value: str | None) -> str | None:
+    """--kind checked against the message kinds: a typo would otherwise list or retry nothing, silently.
+    A usage mistake, so exit 2, in one line naming the kinds there are."""
+    if value is not None and value not in MESSAGE_KINDS:
+        err.print(
+            Text.assemble(
+                ("error:", "red"), f" --kind {value!r}: not a message kind (one of {', '.join(MESSAGE_KINDS)})"
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    return value
 
 
 def _store() -> Store:
@@ -48,7 +63,9 @@ def _json(data: Any) -> None:
 
 @app.command("list")
 def list_messages(
-    kind: Annotated[str | None, typer.Option(help="invoice, reminder, receipt, dunning or statement.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help=f"Only this kind: {', '.join(MESSAGE_KINDS)}.", callback=_kind)
+    ] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer (customer_ref).")] = None,
     status: Annotated[
         str | None,
@@ -87,7 +104,9 @@ def retry(
     failed: Annotated[
         bool, typer.Option("--failed", help="Every failed message (only those of --kind / --customer when given).")
     ] = False,
-    kind: Annotated[str | None, typer.Option(help="With --failed: only this kind.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help=f"With --failed: only this kind ({', '.join(MESSAGE_KINDS)}).", callback=_kind)
+    ] = None,
     customer: Annotated[str | None, typer.Option(help="With --failed: only this customer (customer_ref).")] = None,
     checked: Annotated[
         bool,
@@ -223,9 +242,10 @@ def send(
     settings = Settings()
     _templates(settings)
     store = open_store(settings.database)
-    plan = plan_messages(store, settings, date.fromisoformat(as_of) if as_of else date.today())
+    day = date.fromisoformat(as_of) if as_of else date.today()
+    plan = plan_messages(store, settings, day)
     mailers = settings.quickbooks is not None or settings.stripe is not None  # the vendors' own e-mail channels
-    sent = send_messages(store, settings) if settings.smtp is not None or mailers else None
+    sent = send_messages(store, settings, today=day) if settings.smtp is not None or mailers else None
     if as_json:
         _json({"planned": plan.as_dict(), "sent": sent.as_dict() if sent else None})
         if sent is not None and sent.stopped:

@@ -63,7 +63,7 @@ def send(
     day = _day(as_of)
     store = open_store(settings.database)
     made = request_statements(store, None if every else customer, day, payment_days=settings.statement_payment_days)
-    sent = send_messages(store, settings) if settings.smtp is not None else None
+    sent = send_messages(store, settings, today=day) if settings.smtp is not None else None
     if as_json:
         typer.echo(json.dumps({"requested": made.as_dict(), "sent": sent.as_dict() if sent else None}, indent=2))
     else:
