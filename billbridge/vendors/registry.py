@@ -10,8 +10,10 @@ Stripe's or QuickBooks' libraries. Adding a vendor is its packages (``connectors
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -59,7 +61,9 @@ class InvoiceMailer(Protocol):
     """A vendor that e-mails its own invoices (a message channel: ``quickbooks``, ``stripe``). It
     looks first whether it sent the invoice already (``existing``), so no retry mails twice;
     ``since`` (epoch seconds) is when an earlier attempt may have begun. ``to`` and ``cc`` are the
-    billing contacts; a vendor that mails only some of them says whom in the result's ``sent_to``."""
+    billing contacts; a vendor that mails only some of them says whom in the result's ``sent_to``. A
+    vendor that gives the invoice's state in ``vendor_status`` (Stripe) and finds it other than
+    ``open`` (paid, void) sends nothing: the message is skipped."""
 
     def send_invoice(
         self, invoice_id: str, to: Sequence[str], cc: Sequence[str], key: str, *, since: int | None = None
@@ -148,15 +152,41 @@ class Vendor:
 
 
 @dataclass(frozen=True)
+class WebhookEvent:
+    """One event of a verified delivery, as the inbox keeps it: ``event_id`` unique per vendor,
+    ``payload`` the text the webhook processor later reads (``accepts``, the rules)."""
+
+    event_id: str
+    event_type: str
+    object_id: str | None
+    occurred_at: datetime | None
+    payload: str
+
+
+Rule = tuple[str, "str | None", str]
+"""(event type prefix, action or None to ignore, why): actions are ``reconcile:<vendor>`` (a payment
+source) and ``sync:<vendor>`` (a subscriptions contract source); the first matching prefix wins."""
+
+
+@dataclass(frozen=True)
 class Webhook:
-    """How a vendor's webhook deliveries are authenticated: the header carrying the signature, the
-    setting holding the secret, and ``verify(body, signature, secret)``, raising ``WebhookRefused``
-    (its ``code`` says why) for a forged or stale delivery."""
+    """How a vendor's webhook deliveries are authenticated, read and acted on. ``header`` carries the
+    signature, ``setting`` names the secret's environment variable, ``verify(body, signature,
+    secret)`` raises ``WebhookRefused`` (its ``code`` says why) for a forged or stale delivery;
+    ``parse(body)`` turns a verified delivery into events (``WebhookRefused`` with code
+    ``malformed_payload`` when it cannot); ``rules`` say what each event type asks for, and
+    ``ignores(settings, payload)`` gives the reason to ignore an event before the rules (None: read
+    on). ``docs``: (summary, signature format, body description) for the endpoint's /docs."""
 
     header: str
     setting: str  # the environment variable naming the secret
     secret: Callable[[Settings], str | None]
     verify: Callable[[bytes, str, str], None]
+    parse: Callable[[bytes], list[WebhookEvent]]
+    rules: tuple[Rule, ...]
+    docs: tuple[str, str, str]
+    ignores: Callable[[Settings, str], str | None] | None = None
+    body_schema: Mapping[str, Any] | None = None  # the body's JSON schema for /docs (None: an object)
 
 
 def webhooks() -> dict[str, Webhook]:
@@ -187,9 +217,105 @@ def _quickbooks_verify(body: bytes, signature: str, token: str) -> None:
         raise WebhookRefused(f"{QUICKBOOKS_WEBHOOK.header} does not sign this payload")
 
 
-STRIPE_WEBHOOK = Webhook("Stripe-Signature", "BILLBRIDGE_STRIPE__WEBHOOK_SECRET", _stripe_secret, _stripe_verify)
+def _stripe_events(body: bytes) -> list[WebhookEvent]:
+    from billbridge.connectors.stripe.webhooks import read_event
+
+    text = body.decode()
+    event = read_event(text)
+    obj = (event.get("data") or {}).get("object") or {}
+    object_id = obj.get("id") if isinstance(obj, dict) else None
+    return [
+        WebhookEvent(
+            event["id"],
+            event["type"],
+            object_id if isinstance(object_id, str) and object_id else None,
+            datetime.fromtimestamp(event["created"], UTC),
+            text,
+        )
+    ]
+
+
+def _quickbooks_events(body: bytes) -> list[WebhookEvent]:
+    from billbridge.connectors.quickbooks.webhooks import MalformedNotification, parse_notification
+
+    try:
+        changes = parse_notification(body)
+    except MalformedNotification as exc:
+        raise WebhookRefused(str(exc), "malformed_payload") from None
+    return [
+        WebhookEvent(
+            c.key,
+            f"{c.name}.{c.operation}",
+            c.id,
+            c.updated_at,
+            json.dumps(
+                {
+                    "realmId": c.realm_id,
+                    "name": c.name,
+                    "id": c.id,
+                    "operation": c.operation,
+                    "lastUpdated": c.last_updated,
+                }
+                | ({"eventId": c.event_id} if c.event_id else {})
+            ),
+        )
+        for c in changes
+    ]
+
+
+def _other_company(settings: Settings, payload: str) -> str | None:
+    """An event of another QuickBooks company than the configured one is not ours to act on."""
+    realm = str(json.loads(payload).get("realmId", ""))
+    if settings.quickbooks is not None and realm != settings.quickbooks.realm_id:
+        return f"company {realm} is not the configured one ({settings.quickbooks.realm_id})"
+    return None
+
+
+STRIPE_RULES: tuple[Rule, ...] = (
+    ("charge.succeeded", "reconcile:stripe", "a payment succeeded"),
+    ("payment_intent.succeeded", "reconcile:stripe", "a payment succeeded"),
+    ("invoice.paid", "reconcile:stripe", "an invoice was paid"),
+    ("invoice_payment.paid", "reconcile:stripe", "an invoice was paid"),
+    ("charge.refunded", "reconcile:stripe", "a payment was refunded"),
+    ("refund.", "reconcile:stripe", "a refund changed"),
+    ("charge.dispute.funds_", "reconcile:stripe", "a dispute moved money"),
+    ("charge.dispute.", None, "a dispute changed without moving money (reconciled when funds move)"),
+    ("invoice.payment_failed", None, "declines are recorded by collect_payments when it charges"),
+    ("customer.subscription.", "sync:stripe", "a subscription changed"),
+)
+QUICKBOOKS_RULES: tuple[Rule, ...] = (
+    ("Payment.", "reconcile:quickbooks", "a payment changed in QuickBooks"),
+    ("Invoice.", None, "invoices go from billbridge to QuickBooks, not back"),
+    ("CreditMemo.", None, "credit notes go from billbridge to QuickBooks, not back"),
+)
+
+STRIPE_WEBHOOK = Webhook(
+    "Stripe-Signature",
+    "BILLBRIDGE_STRIPE__WEBHOOK_SECRET",
+    _stripe_secret,
+    _stripe_verify,
+    _stripe_events,
+    STRIPE_RULES,
+    (
+        "Stripe webhook endpoint",
+        "t=<unix time>,v1=<HMAC-SHA256>",
+        "A Stripe event",
+    ),
+)
 QUICKBOOKS_WEBHOOK = Webhook(
-    "intuit-signature", "BILLBRIDGE_QUICKBOOKS__WEBHOOK_VERIFIER_TOKEN", _intuit_token, _quickbooks_verify
+    "intuit-signature",
+    "BILLBRIDGE_QUICKBOOKS__WEBHOOK_VERIFIER_TOKEN",
+    _intuit_token,
+    _quickbooks_verify,
+    _quickbooks_events,
+    QUICKBOOKS_RULES,
+    (
+        "QuickBooks webhook endpoint",
+        "base64 HMAC-SHA256 of the body",
+        "Intuit's data change events: a JSON array of CloudEvents (the current format) or eventNotifications (legacy)",
+    ),
+    ignores=_other_company,
+    body_schema={"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]},
 )
 
 
