@@ -1,11 +1,13 @@
-"""The one registry of vendors: what each one is to billbridge (a contract source, a push target, a
-payment source, a webhook sender) and how to build it from the settings.
+"""The one registry of vendors: what each one is to billbridge (a contract source, payment streams, a
+push target and the documents it takes, a journal ledger, an invoice mailer, a webhook sender with
+its verifier, parser and rules) and how to build it from the settings.
 
-Flows, the command line and the API look vendors up here (``vendor(name)``) instead of importing
-connector modules by name or dispatching with ``if name == ...``. A vendor's SDK is imported only
-when that vendor is built (the builders import inside), so a run that syncs HubSpot never loads
-Stripe's or QuickBooks' libraries. Adding a vendor is its packages (``connectors/<vendor>/``,
-``mapping/<vendor>.py``, and ``vendors/<vendor>.py`` when it pushes or pays) plus one entry below.
+Flows, the command line and the API look vendors up here (``vendor(name)``, ``push_target(name)``,
+``webhooks()``) instead of importing connector modules by name or dispatching with ``if name ==
+...``. A vendor's SDK is imported only when that vendor is built (the builders import inside), so a
+run that syncs HubSpot never loads Stripe's or QuickBooks' libraries. Adding a vendor is its settings
+sub-model, its packages (``connectors/<vendor>/``, ``mapping/<vendor>.py``, and ``vendors/<vendor>.py``
+when it pushes or pays), its builders and one entry below (README, "Adding a vendor").
 """
 
 from __future__ import annotations
