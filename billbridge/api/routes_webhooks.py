@@ -1,4 +1,5 @@
-"""Webhook endpoints: ``POST /webhooks/stripe`` and ``POST /webhooks/quickbooks``.
+"""Webhook endpoints: ``POST /webhooks/<vendor>`` for each vendor the registry gives a ``Webhook``
+(``stripe``, ``quickbooks``).
 
 The signature is the authentication (no API key). Each delivery is verified on its raw bytes,
 stored once per event in the inbox (``store/webhooks.py``) and answered 200 at once; acting on it
@@ -11,10 +12,8 @@ hold: a 500-character type, a NUL in an id) is kept as ``refused`` with the reas
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -26,8 +25,6 @@ from starlette.datastructures import Headers
 from billbridge.api.body import read_raw
 from billbridge.api.errors import ErrorBody, refuse
 from billbridge.connectors.base import WebhookRefused
-from billbridge.connectors.quickbooks.webhooks import MalformedNotification, parse_notification
-from billbridge.connectors.stripe.webhooks import read_event as read_stripe_event
 from billbridge.settings import Settings
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store
@@ -60,50 +57,17 @@ class Source:
     read: Callable[[bytes], list[InboxEvent]]  # raises Unusable: signed, but not events billbridge can take
 
 
-def _stripe_read(body: bytes) -> list[InboxEvent]:
-    try:
-        event = read_stripe_event(body.decode())
-    except WebhookRefused as exc:
-        raise Unusable(str(exc)) from None
-    obj = (event.get("data") or {}).get("object") or {}
-    object_id = obj.get("id") if isinstance(obj, dict) else None
-    return [
-        InboxEvent(
-            "stripe",
-            event["id"],
-            event["type"],
-            object_id if isinstance(object_id, str) and object_id else None,
-            datetime.fromtimestamp(event["created"], UTC),
-            body.decode(),
-        )
-    ]
+def _reader(name: str, webhook: Webhook) -> Callable[[bytes], list[InboxEvent]]:
+    """A vendor's delivery as inbox events (the registry's ``parse``); Unusable when it is malformed."""
 
+    def read(body: bytes) -> list[InboxEvent]:
+        try:
+            events = webhook.parse(body)
+        except WebhookRefused as exc:
+            raise Unusable(str(exc)) from None
+        return [InboxEvent(name, e.event_id, e.event_type, e.object_id, e.occurred_at, e.payload) for e in events]
 
-def _quickbooks_read(body: bytes) -> list[InboxEvent]:
-    try:
-        changes = parse_notification(body)
-    except MalformedNotification as exc:
-        raise Unusable(str(exc)) from None
-    return [
-        InboxEvent(
-            "quickbooks",
-            c.key,
-            f"{c.name}.{c.operation}",
-            c.id,
-            c.updated_at,
-            json.dumps(
-                {
-                    "realmId": c.realm_id,
-                    "name": c.name,
-                    "id": c.id,
-                    "operation": c.operation,
-                    "lastUpdated": c.last_updated,
-                }
-                | ({"eventId": c.event_id} if c.event_id else {})
-            ),
-        )
-        for c in changes
-    ]
+    return read
 
 
 def _verifier(webhook: Webhook) -> Callable[[bytes, Headers, str], None]:
@@ -122,9 +86,8 @@ def _verifier(webhook: Webhook) -> Callable[[bytes, Headers, str], None]:
     return verify
 
 
-READERS: dict[str, Callable[[bytes], list[InboxEvent]]] = {"stripe": _stripe_read, "quickbooks": _quickbooks_read}
 SOURCES: dict[str, Source] = {
-    name: Source(name, webhook.setting, webhook.secret, _verifier(webhook), READERS[name])
+    name: Source(name, webhook.setting, webhook.secret, _verifier(webhook), _reader(name, webhook))
     for name, webhook in webhooks().items()
 }
 
@@ -202,30 +165,26 @@ def _documented(header: str, description: str, body: str, schema: dict[str, Any]
     }
 
 
-@router.post(
-    "/stripe",
-    response_model=Received,
-    responses=_RESPONSES,
-    summary="Stripe webhook endpoint",
-    openapi_extra=_documented("Stripe-Signature", "t=<unix time>,v1=<HMAC-SHA256>", "A Stripe event"),
-)
-async def stripe_webhook(request: Request) -> JSONResponse:
-    """Verified with `Stripe-Signature` (the endpoint's signing secret, 5-minute window both ways)."""
-    return await receive(request, SOURCES["stripe"])
+def _endpoint(source: Source) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        return await receive(request, source)
+
+    return endpoint
 
 
-@router.post(
-    "/quickbooks",
-    response_model=Received,
-    responses=_RESPONSES,
-    summary="QuickBooks webhook endpoint",
-    openapi_extra=_documented(
-        "intuit-signature",
-        "base64 HMAC-SHA256 of the body",
-        "Intuit's data change events: a JSON array of CloudEvents (the current format) or eventNotifications (legacy)",
-        {"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]},
-    ),
-)
-async def quickbooks_webhook(request: Request) -> JSONResponse:
-    """Verified with `intuit-signature` (the app's verifier token); one event per entity change."""
-    return await receive(request, SOURCES["quickbooks"])
+# One endpoint per vendor that sends webhooks (the registry's ``Webhook``): POST /webhooks/<vendor>.
+for _name, _webhook in webhooks().items():
+    _summary, _signature, _body = _webhook.docs
+    router.add_api_route(
+        f"/{_name}",
+        _endpoint(SOURCES[_name]),
+        methods=["POST"],
+        response_model=Received,
+        responses=_RESPONSES,
+        summary=_summary,
+        description=f"Verified with `{_webhook.header}` ({_webhook.setting}); one event per change.",
+        name=f"{_name}_webhook",
+        openapi_extra=_documented(
+            _webhook.header, _signature, _body, dict(_webhook.body_schema) if _webhook.body_schema else None
+        ),
+    )

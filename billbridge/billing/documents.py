@@ -8,7 +8,7 @@ reconciliation. Pure data, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -56,20 +56,14 @@ class OutboundDocument:
         return f"billbridge-{self.number}-v{self.version}-{operation}"
 
 
-def push_targets(configured: Iterable[str]) -> Callable[[OutboundDocument], list[str]]:
-    """Where an approved document goes, of the configured targets: the ERP takes every document,
-    Stripe the auto-charge invoices (it charges them) and the invoices of customers on the ``stripe``
-    channel (it e-mails them)."""
-    chosen = set(configured)
+def push_targets(takes: Mapping[str, Callable[[OutboundDocument], bool]]) -> Callable[[OutboundDocument], list[str]]:
+    """Where an approved document goes: each target (by name, in order) that takes it. Which documents
+    a target takes is the vendor registry's declaration (``PushTarget.takes``: the ERP every document,
+    Stripe the auto-charge invoices and the invoices on its channel), here for the targets configured."""
+    chosen = dict(takes)
 
     def targets(document: OutboundDocument) -> list[str]:
-        out = []
-        if "quickbooks" in chosen:
-            out.append("quickbooks")
-        by_stripe = document.auto_charge or document.channel == "stripe"
-        if "stripe" in chosen and by_stripe and document.doc_type == "invoice":
-            out.append("stripe")
-        return out
+        return [name for name, wanted in chosen.items() if wanted(document)]
 
     return targets
 

@@ -16,6 +16,7 @@ from billbridge.flows.invoice_generation import BillingSummary, run_billing
 from billbridge.settings import Settings
 from billbridge.store.db import Store
 from billbridge.store.outbound_documents import StatusChange, approve_and_queue, draft_ids, set_status
+from billbridge.vendors.registry import document_targets
 
 APPROVE_BATCH = 500
 
@@ -23,7 +24,7 @@ APPROVE_BATCH = 500
 def approve_drafts(store: Store, configured_targets: list[str]) -> dict[str, int]:
     """Approve every draft and queue its pushes, a batch per transaction. Returns messages per topic."""
     queued: dict[str, int] = {}
-    targets = push_targets(configured_targets)
+    targets = push_targets(document_targets(configured_targets))
     while True:
         with store.write() as session:
             ids = draft_ids(session, limit=APPROVE_BATCH)
@@ -50,4 +51,6 @@ def mark(
 ) -> StatusChange:
     """A person moves a document along its lifecycle, in the caller's transaction (see
     ``store.outbound_documents.set_status``); approving queues its pushes to the configured targets."""
-    return set_status(session, number, status, push_targets(settings.push_targets), entity_id=entity_id)
+    return set_status(
+        session, number, status, push_targets(document_targets(settings.push_targets)), entity_id=entity_id
+    )

@@ -48,7 +48,6 @@ UNCONFIRMED = (
     "unconfirmed: a run stopped after handing message {id} to the SMTP server, so it may have arrived; "
     "check the recipient's mailbox or the server's log, then `billbridge messages retry {id} --checked`"
 )
-VENDOR_NAMES = {"quickbooks": "QuickBooks", "stripe": "Stripe"}
 EMAIL_BATCH = 200  # e-mails claimed and read per relay batch: the claim, the reads and the delivered mark are per batch
 Attach = Callable[[Mapping[str, Any]], Sequence[render.Attachment]]
 
@@ -416,6 +415,7 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
     asked whether it sent one (QuickBooks' EmailStatus, Stripe's invoice status and ``invoice.sent``
     events), so a message left ``sending`` by a crash is looked up there and finished, never sent
     twice and never left unconfirmed."""
+    title = registry.vendor(vendor).display
     mails = registry.vendor(vendor).mails
     assert mails is not None, vendor
     connector = mails(settings, token_vault(store, settings))
@@ -446,7 +446,7 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
                 )
                 sql.create(session, [copy])
                 note = (
-                    f"{VENDOR_NAMES[vendor]} mailed {', '.join(result.sent_to)} (it sends to its customer's e-mail "
+                    f"{title} mailed {', '.join(result.sent_to)} (it sends to its customer's e-mail "
                     f"only); a copy goes by e-mail to {', '.join((*to, *cc))}"
                 )
             sql.finish(session, context["id"], "sent", note)
@@ -464,7 +464,7 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
             return Delivery(message.id, outcome=f"already {context['state']}")
         what = _naming(context)
         if external is None:
-            reason = f"{what}: not in {VENDOR_NAMES[vendor]} yet (push it first: billbridge push --target {vendor})"
+            reason = f"{what}: not in {title} yet (push it first: billbridge push --target {vendor})"
             return Delivery(message.id, error=Classified(ErrorKind.RETRIABLE, reason))
         # an earlier attempt may have reached the vendor: it is asked what it sent since the message was made
         made = context["created_at"]
@@ -486,8 +486,9 @@ def vendor_message_handler(store: Store, settings: Settings, vendor: str) -> tup
         if result.status == "created":
             finish_sent(context, result)
             return Delivery(message.id, outcome=f"invoice sent by {vendor}")
-        if vendor == "stripe" and result.vendor_status != "open":  # paid, void or uncollectible: nothing to send
-            finish(message_id, "skipped", f"{what}: not sent, the Stripe invoice is {result.vendor_status}")
+        # a vendor that says the invoice's state (Stripe) found it paid, void or uncollectible: nothing to send
+        if result.vendor_status is not None and result.vendor_status != "open":
+            finish(message_id, "skipped", f"{what}: not sent, the {title} invoice is {result.vendor_status}")
             return Delivery(message.id, outcome="skipped")
         finish_sent(context, result)
         return Delivery(message.id, outcome="sent before")

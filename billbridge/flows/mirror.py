@@ -35,14 +35,16 @@ from billbridge.store.invoices import invoice_ids
 from billbridge.store.outbound_documents import outbound_documents
 from billbridge.store.outbox import Message
 from billbridge.store.payments import PaymentIn, payment_ids
+from billbridge.vendors.registry import push_target
 
 TOPIC = "mirror.quickbooks"
 BATCH = 30  # one QuickBooks batch call
 
 
 def mirror_targets(settings: Settings, source: str) -> tuple[str, ...]:
-    """Where payments from ``source`` are entered too: QuickBooks, when invoices are pushed there."""
-    return ("quickbooks",) if source != "quickbooks" and "quickbooks" in settings.push_targets else ()
+    """Where payments from ``source`` are entered too: the configured push targets that mirror payments
+    (the registry's ``PushTarget.mirrors``: QuickBooks, the ledger of every invoice pushed there)."""
+    return tuple(t for t in settings.push_targets if t != source and push_target(t).mirrors)
 
 
 def queue_mirrors(

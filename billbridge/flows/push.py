@@ -1,8 +1,10 @@
-"""Pushing approved documents out through the outbox: one handler per target, one relay, one flow.
+"""Pushing approved documents out through the outbox: one handler for every target, one relay, one flow.
 
 ``push_invoices(target)`` delivers the ``push.<target>`` messages that approving drafts queued.
-A target declares how to build its connector and how to deliver a batch; what the relay does
-(leases, backoff, parking fatal failures, recording external ids) is the same for all.
+Each target is the vendor registry's ``PushTarget`` (its writer, batch size, which documents it
+takes, whether delivered invoices are collected); what the relay does (leases, backoff, parking
+fatal failures, recording external ids) is the same for all. ``Target``, ``deliver`` and
+``quickbooks_batches`` also serve other topics (partner fee Bills).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect import flow
@@ -19,7 +22,7 @@ from sqlalchemy.orm import Session
 from billbridge.app.secrets import Sealer
 from billbridge.billing.documents import OutboundDocument
 from billbridge.connectors.base import PushResult
-from billbridge.connectors.errors import Classified, ErrorKind, VendorError
+from billbridge.connectors.errors import Classified, ErrorKind
 from billbridge.errors import NotConfigured
 from billbridge.flows.credentials import StoredTokens
 from billbridge.flows.limits import no_slot, vendor_slot
@@ -31,11 +34,12 @@ from billbridge.store.invoices import auto_charged
 from billbridge.store.outbound_documents import mark_sent, outbound_documents
 from billbridge.store.outbox import Message
 from billbridge.store.reference import customer_ids
+from billbridge.vendors import registry
+from billbridge.vendors.registry import DocumentWriter, TokenVault
 
 if TYPE_CHECKING:
     from billbridge.flows.messages import MessagesSent
     from billbridge.vendors.quickbooks import QuickBooks
-    from billbridge.vendors.registry import TokenVault
     from billbridge.vendors.stripe import Stripe
 
 
@@ -124,135 +128,123 @@ def quickbooks_batches(
 
 
 @dataclass(frozen=True)
-class _QuickBooksDocument:
-    """A document on its way to QuickBooks with its customer: the store's id and, when recorded, the
-    QuickBooks Id (a customer created under its clash name is read by that Id, not found by name)."""
+class _Document:
+    """A document on its way to a push target with its customer: the store's id and, when recorded, the
+    target's id of it (a customer created under another name is read by that id, not found by name)."""
 
     document: OutboundDocument
     customer_id: int | None
     recorded_customer: str | None
 
 
-def _load_documents(session: Session, ids: Sequence[int]) -> dict[int, _QuickBooksDocument]:
-    documents = outbound_documents(session, ids)
-    refs = {d.customer_ref for d in documents.values()}
-    customers = {ref: ident for ref, (ident, _) in customer_ids(session, refs).items()}
-    recorded = external_refs.external_refs_of(session, "quickbooks", "customer", customers.values())
-    out = {}
-    for key, doc in documents.items():
-        ident = customers.get(doc.customer_ref)
-        known = recorded.get(ident) if ident is not None else None
-        out[key] = _QuickBooksDocument(doc, ident, known[0] if known else None)
-    return out
+def _documents_loader(target: str) -> Callable[[Session, Sequence[int]], dict[int, _Document]]:
+    def load(session: Session, ids: Sequence[int]) -> dict[int, _Document]:
+        documents = outbound_documents(session, ids)
+        refs = {d.customer_ref for d in documents.values()}
+        customers = {ref: ident for ref, (ident, _) in customer_ids(session, refs).items()}
+        recorded = external_refs.external_refs_of(session, target, "customer", customers.values())
+        out = {}
+        for key, doc in documents.items():
+            ident = customers.get(doc.customer_ref)
+            known = recorded.get(ident) if ident is not None else None
+            out[key] = _Document(doc, ident, known[0] if known else None)
+        return out
+
+    return load
 
 
-def _write_documents(connector: QuickBooks, items: Sequence[_QuickBooksDocument], look_up: bool) -> list[PushResult]:
-    known = {i.document.customer_ref: i.recorded_customer for i in items if i.recorded_customer is not None}
-    return connector.push_documents([i.document for i in items], look_up_first=look_up, recorded_customers=known)
+def document_handler(store: Store, settings: Settings, target: str) -> tuple[Handler, Callable[[], None]]:
+    """The relay handler of ``push.<target>``, for any registered push target: its writer built on the
+    first batch (a run with nothing queued builds nothing and makes no call), the documents read from
+    the store, the ones claimed before (outcome unknown) written with look-up first, fresh ones
+    without; a document that is gone is parked. A customer the target made under another name (a clash)
+    is recorded with its id and name, so later runs read it by that id instead of finding the clash again."""
+    spec = registry.vendor(target)
+    push_spec = registry.push_target(target)
+    if spec.settings_of(settings) is None:  # said before anything is claimed, by the builder's own NotConfigured
+        push_spec.connect(settings, token_vault(store, settings)).close()
+        raise NotConfigured(f"{spec.display} is not configured (BILLBRIDGE_{target.upper()}__...)")
+    load = _documents_loader(target)
+    built: list[DocumentWriter] = []
+
+    def handle(messages: Sequence[Message]) -> list[Delivery]:
+        if not built:
+            built.append(push_spec.connect(settings, token_vault(store, settings)))
+        writer = built[0]
+        with store.read() as session:
+            items = load(session, [m.aggregate_id for m in messages])
+        gone = Classified(ErrorKind.FATAL, "the document no longer exists")
+        out = [Delivery(m.id, error=gone) for m in messages if m.aggregate_id not in items]
+        tried = [m for m in messages if m.aggregate_id in items and m.attempts]
+        fresh = [m for m in messages if m.aggregate_id in items and not m.attempts]
+        for group, look_up in ((tried, True), (fresh, False)):
+            if not group:
+                continue
+            docs = [items[m.aggregate_id] for m in group]
+            known = {i.document.customer_ref: i.recorded_customer for i in docs if i.recorded_customer is not None}
+            results = writer.push_documents([i.document for i in docs], look_up_first=look_up, recorded_customers=known)
+            for message, item, result in zip(group, docs, results, strict=True):
+                out.append(_record_renamed(target, writer, item, delivery(target, message, result)))
+        return out
+
+    def close() -> None:
+        for writer in built:
+            writer.close()
+
+    return handle, close
 
 
-def _record_renamed(connector: QuickBooks, item: _QuickBooksDocument, done: Delivery) -> Delivery:
-    """A customer created under its clash name: its Id and name are recorded, so later runs read it by
-    that Id instead of finding the clash again."""
-    renamed = connector.renamed_customers.get(item.document.customer_ref)
+def _record_renamed(target: str, writer: DocumentWriter, item: _Document, done: Delivery) -> Delivery:
+    renamed = writer.renamed_customers.get(item.document.customer_ref)
     if done.error is not None or renamed is None or item.recorded_customer is not None or item.customer_id is None:
         return done
     ident, name = renamed
-    link = ExternalLink("quickbooks", "customer", item.customer_id, ident, name=name)
+    link = ExternalLink(target, "customer", item.customer_id, ident, name=name)
     return replace(done, links=(*done.links, link))
 
 
-def quickbooks_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Invoices and credit notes into QuickBooks, 30 per batch call, each once (requestid, DocNumber)."""
-    return quickbooks_batches(
-        store,
-        settings,
-        load=_load_documents,
-        write=_write_documents,
-        gone="the document no longer exists",
-        settle=_record_renamed,
-    )
-
-
 def stripe_connector(settings: Settings) -> Stripe:
+    """The configured Stripe account (for collecting, pay links and tests; pushing goes through the registry)."""
     from billbridge.vendors import stripe
 
     return stripe.connect(settings)
 
 
-def stripe_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
-    """Auto-charge invoices into Stripe (customer, invoice, lines, finalize), one by one: Stripe has no
-    batch. Every write carries the document's idempotency key; a re-claimed one is looked up first."""
-    from billbridge.connectors.stripe.client import StripeConflict
+def on_delivered(target: str) -> OnDelivered:
+    """What a delivered push changes here, in the relay's transaction: the documents are sent and,
+    for a target that collects (``PushTarget.collects``), the auto-charge invoices among them are
+    queued on ``collect.<target>`` (the others, on its channel, are the target's to e-mail and the
+    customer's to pay)."""
+    collects = registry.push_target(target).collects
 
-    connector = stripe_connector(settings)
-    # Customers ensured in this run, by what was ensured: each is searched (and checked) once per run,
-    # not once per invoice (that was two calls of five per invoice).
-    customers: dict[tuple[str, str, str | None, str], str] = {}
-
-    def handle(messages: Sequence[Message]) -> list[Delivery]:
-        with store.read() as session:
-            documents = outbound_documents(session, [m.aggregate_id for m in messages])
-        out = []
-        for message in messages:
-            doc = documents.get(message.aggregate_id)
-            if doc is None:
-                out.append(Delivery(message.id, error=Classified(ErrorKind.FATAL, "the document no longer exists")))
+    def delivered(session: Session, done: Sequence[tuple[Message, Delivery]]) -> None:
+        mark_sent(session, [message.aggregate_id for message, _ in done])
+        if not collects:
+            return
+        charged = auto_charged(session, [message.aggregate_id for message, _ in done])
+        collect = []
+        for message, delivery in done:
+            if message.aggregate_id not in charged:
                 continue
-            try:
-                who = (doc.customer_ref, doc.customer_name, doc.customer_email, doc.entity_ref)
-                customer = customers.get(who)
-                if customer is None:
-                    customer = customers[who] = connector.ensure_customer(
-                        doc.customer_ref, doc.customer_name, doc.customer_email, entity_ref=doc.entity_ref
-                    )
-                result = connector.push_invoice(doc, customer, look_up=message.attempts > 0)
-            except VendorError as exc:
-                retriable = exc.classified.kind == ErrorKind.RETRIABLE
-                result = PushResult(
-                    doc.number, doc.doc_type, "failed", error=exc.classified.reason, retriable=retriable
-                )
-            except (StripeConflict, ValueError) as exc:
-                result = PushResult(doc.number, doc.doc_type, "failed", error=str(exc))
-            out.append(delivery("stripe", message, result))
-        return out
+            [link] = delivery.links
+            collect.append(
+                {
+                    "topic": f"collect.{target}",
+                    "aggregate_type": message.aggregate_type,
+                    "aggregate_id": message.aggregate_id,
+                    "dedupe_key": f"collect.{target}:{message.payload['number']}",
+                    "payload": {**message.payload, f"{target}_invoice": link.external_id},
+                }
+            )
+        outbox.enqueue_many(session, collect)
 
-    return handle, lambda: None
+    return delivered
 
 
-def _sent(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
-    mark_sent(session, [message.aggregate_id for message, _ in delivered])
-
-
-def _sent_and_collect(session: Session, delivered: Sequence[tuple[Message, Delivery]]) -> None:
-    """In Stripe and finalized: sent, and (same transaction) the auto-charge ones queued for
-    collection (the others, on the stripe channel, are Stripe's to e-mail and the customer's to pay)."""
-    _sent(session, delivered)
-    charged = auto_charged(session, [message.aggregate_id for message, _ in delivered])
-    collect = []
-    for message, delivery in delivered:
-        if message.aggregate_id not in charged:
-            continue
-        [link] = delivery.links
-        collect.append(
-            {
-                "topic": "collect.stripe",
-                "aggregate_type": message.aggregate_type,
-                "aggregate_id": message.aggregate_id,
-                "dedupe_key": f"collect.stripe:{message.payload['number']}",
-                "payload": {**message.payload, "stripe_invoice": link.external_id},
-            }
-        )
-    outbox.enqueue_many(session, collect)
-
-
-TARGETS: dict[str, Target] = {
-    # Ten QuickBooks batches (30 each) per claim: the customers new to a run are looked up and created
-    # 30 at a time across them, not a few per batch (bench_push, 3,000 invoices: 1.55x the fewest calls
-    # with claims of 30, 1.10x with 300).
-    "quickbooks": Target("quickbooks", 300, quickbooks_handler, _sent),
-    "stripe": Target("stripe", 20, stripe_handler, _sent_and_collect),
-}
+def target_of(name: str) -> Target:
+    """The push target ``name`` of the registry as the relay delivers it (a ValueError for an unknown one)."""
+    spec = registry.push_target(name)
+    return Target(name, spec.batch, partial(document_handler, target=name), on_delivered(name))
 
 
 def deliver(store: Store, settings: Settings, spec: Target, topic: str, *, limit: int | None = None) -> RelaySummary:
@@ -266,9 +258,7 @@ def deliver(store: Store, settings: Settings, spec: Target, topic: str, *, limit
 
 def push(store: Store, settings: Settings, target: str, *, limit: int | None = None) -> RelaySummary:
     """Deliver the queued pushes of ``target``; a delivered document is marked sent."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown push target {target!r} (expected {', '.join(TARGETS)})")
-    summary = deliver(store, settings, TARGETS[target], f"push.{target}", limit=limit)
+    summary = deliver(store, settings, target_of(target), f"push.{target}", limit=limit)
     if summary.outcomes:  # documents issued: fees on what referred customers are invoiced accrue now
         from billbridge.flows.partner_fees import accrue_after  # it builds its Bills' target from here
 

@@ -30,7 +30,7 @@ from billbridge.flows.revenue import recognize_revenue
 from billbridge.flows.sync_crm import sync_crm
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
-from billbridge.vendors.registry import payment_sources
+from billbridge.vendors.registry import payment_sources, push_target
 
 PAYMENT_SOURCES = payment_sources()  # the registry's: stripe, quickbooks
 
@@ -57,9 +57,9 @@ def quote_to_cash(as_of: date | None = None) -> dict[str, Any]:
     step("bill", bill, as_of=as_of)
     for target in settings.push_targets:
         step(f"push.{target}", push_invoices, target=target)
-    if "stripe" in settings.push_targets:
+    if any(push_target(target).collects for target in settings.push_targets):
         step("collect", collect_payments)
-    for source in PAYMENT_SOURCES:
+    for source in PAYMENT_SOURCES:  # a source's payments pay the invoices pushed to it
         if source in settings.push_targets:
             step(f"reconcile.{source}", reconcile_payments, source=source)
     if settings.smtp is not None:

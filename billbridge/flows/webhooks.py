@@ -10,7 +10,6 @@ Events with nothing to do are marked processed as ignored, with the reason.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -27,6 +26,7 @@ from billbridge.settings import Settings
 from billbridge.store import webhooks as inbox
 from billbridge.store.db import Store, open_store
 from billbridge.store.webhooks import ClaimedEvent
+from billbridge.vendors import registry
 
 LEASE = timedelta(minutes=10)  # longer than any action runs; a processor that dies hands events back after it
 CLAIM_BATCH = 500
@@ -50,55 +50,45 @@ def _reconciler(source: str) -> Callable[[Store, Settings], str]:
     return run
 
 
-def _sync_subscriptions(store: Store, settings: Settings) -> str:
-    """The incremental pull of Stripe subscriptions into contracts (reads the latest state)."""
-    from billbridge.flows.crm_pages import spec_for, sync_pages
-    from billbridge.flows.sync_crm import connect
+def _subscriptions_sync(source: str) -> Callable[[Store, Settings], str]:
+    def run(store: Store, settings: Settings) -> str:
+        """The incremental pull of the vendor's subscriptions into contracts (reads the latest state)."""
+        from billbridge.flows.crm_pages import spec_for, sync_pages
+        from billbridge.flows.sync_crm import connect
 
-    summary = sync_pages(
-        store, spec_for("stripe"), connect("stripe", settings), writer_process=settings.crm_sync_writer
-    )
-    return ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no changes"
+        summary = sync_pages(
+            store, spec_for(source), connect(source, settings), writer_process=settings.crm_sync_writer
+        )
+        return ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no changes"
+
+    return run
 
 
+# What events can ask for, from the registry: reconcile a payment source, sync a subscriptions source.
 ACTIONS: dict[str, Action] = {
-    "reconcile:stripe": Action("stripe", _reconciler("stripe")),
-    "reconcile:quickbooks": Action("quickbooks", _reconciler("quickbooks")),
-    "sync:stripe": Action("stripe", _sync_subscriptions),  # when subscriptions are a contract source
-}
-
-Rule = tuple[str, str | None, str]  # (event type prefix, action or None to ignore, why)
-RULES: dict[str, tuple[Rule, ...]] = {
-    "stripe": (
-        ("charge.succeeded", "reconcile:stripe", "a payment succeeded"),
-        ("payment_intent.succeeded", "reconcile:stripe", "a payment succeeded"),
-        ("invoice.paid", "reconcile:stripe", "an invoice was paid"),
-        ("invoice_payment.paid", "reconcile:stripe", "an invoice was paid"),
-        ("charge.refunded", "reconcile:stripe", "a payment was refunded"),
-        ("refund.", "reconcile:stripe", "a refund changed"),
-        ("charge.dispute.funds_", "reconcile:stripe", "a dispute moved money"),
-        ("charge.dispute.", None, "a dispute changed without moving money (reconciled when funds move)"),
-        ("invoice.payment_failed", None, "declines are recorded by collect_payments when it charges"),
-        ("customer.subscription.", "sync:stripe", "a subscription changed"),
-    ),
-    "quickbooks": (
-        ("Payment.", "reconcile:quickbooks", "a payment changed in QuickBooks"),
-        ("Invoice.", None, "invoices go from billbridge to QuickBooks, not back"),
-        ("CreditMemo.", None, "credit notes go from billbridge to QuickBooks, not back"),
-    ),
+    **{f"reconcile:{name}": Action(name, _reconciler(name)) for name in registry.payment_sources()},
+    **{
+        f"sync:{name}": Action(name, _subscriptions_sync(name))  # when its subscriptions are a contract source
+        for name, contracts in registry.contract_sources().items()
+        if contracts.kind == "subscriptions"
+    },
 }
 
 
 def decide(event: ClaimedEvent, settings: Settings) -> tuple[str | None, str]:
-    """(action, why) for one event; action None means ignore it."""
-    if event.source == "quickbooks":
-        realm = str(json.loads(event.payload).get("realmId", ""))
-        if settings.quickbooks is not None and realm != settings.quickbooks.realm_id:
-            return None, f"company {realm} is not the configured one ({settings.quickbooks.realm_id})"
-    for prefix, action, why in RULES.get(event.source, ()):
+    """(action, why) for one event, by its vendor's webhook rules (the registry's); action None means
+    ignore it."""
+    webhook = registry.webhooks().get(event.source)
+    if webhook is None:
+        return None, f"{event.source} sends no webhooks billbridge reads"
+    if webhook.ignores is not None and (reason := webhook.ignores(settings, event.payload)) is not None:
+        return None, reason
+    for prefix, action, why in webhook.rules:
         if event.event_type.startswith(prefix):
-            if action == "sync:stripe" and "stripe" not in settings.crm_sources:
-                return None, "Stripe subscriptions are not a contract source here (crm_sources)"
+            verb, _, source = (action or "").partition(":")
+            if verb == "sync" and source not in settings.crm_sources:
+                title = registry.vendor(source).display
+                return None, f"{title} subscriptions are not a contract source here (crm_sources)"
             return action, why
     return None, f"nothing to do for {event.event_type}"
 

@@ -10,7 +10,7 @@ customer's invoices rather than using search, because Stripe's search is eventua
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ import stripe
 
 from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.connectors.base import PushResult
-from billbridge.connectors.errors import RetryPolicy, VendorError
+from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.stripe import readers
 from billbridge.connectors.stripe.client import (
     ADD_LINES_CHUNK,
@@ -221,6 +221,49 @@ class Stripe(StripeConnector):
         withdrawals = [p for p in payments if p.amount < 0]
         yield PaymentPage(withdrawals, None, refused=refused, records=disputes, api_calls=page.api_calls)
         yield PaymentPage([p for p in payments if p.amount >= 0], page.cursor)
+
+
+class StripeDocuments:
+    """Stripe as a push target for one run: each invoice written on its own (customer, invoice, lines,
+    finalize; Stripe has no batch), every write under the document's idempotency key, and each refusal
+    a failed ``PushResult`` (a vendor failure retriable when it says so; another version of the
+    document at Stripe, or a document Stripe cannot take, fatal), never an exception."""
+
+    def __init__(self, stripe: Stripe) -> None:
+        self.stripe = stripe
+        # Customers ensured in this run, by what was ensured: each is searched (and checked) once per run,
+        # not once per invoice (that was two calls of five per invoice).
+        self.customers: dict[tuple[str, str, str | None, str], str] = {}
+        self.renamed_customers: dict[str, tuple[str, str]] = {}  # Stripe takes any name: none renamed
+
+    def push_documents(
+        self,
+        docs: Sequence[OutboundDocument],
+        *,
+        look_up_first: bool = True,
+        recorded_customers: Mapping[str, str] | None = None,
+    ) -> list[PushResult]:
+        """One result per document, in order; ``look_up_first`` finds an earlier attempt's invoice first.
+        Customers are found by their metadata (``recorded_customers`` is not needed)."""
+        return [self.push_document(doc, look_up=look_up_first) for doc in docs]
+
+    def push_document(self, doc: OutboundDocument, *, look_up: bool) -> PushResult:
+        try:
+            who = (doc.customer_ref, doc.customer_name, doc.customer_email, doc.entity_ref)
+            customer = self.customers.get(who)
+            if customer is None:
+                customer = self.customers[who] = self.stripe.ensure_customer(
+                    doc.customer_ref, doc.customer_name, doc.customer_email, entity_ref=doc.entity_ref
+                )
+            return self.stripe.push_invoice(doc, customer, look_up=look_up)
+        except VendorError as exc:
+            retriable = exc.classified.kind == ErrorKind.RETRIABLE
+            return PushResult(doc.number, doc.doc_type, "failed", error=exc.classified.reason, retriable=retriable)
+        except (StripeConflict, ValueError) as exc:
+            return PushResult(doc.number, doc.doc_type, "failed", error=str(exc))
+
+    def close(self) -> None:
+        self.stripe.close()
 
 
 def _charge_payment(invoices: Mapping[str, dict[str, Any]], charge: dict[str, Any]) -> IncomingPayment:

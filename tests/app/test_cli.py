@@ -268,7 +268,7 @@ def test_payments_matching_could_not_apply_wait_on_the_review_list_until_a_perso
     from billbridge.store.outbound_documents import set_status
     from billbridge.vendors.contract import PaymentPage
 
-    NO_PUSH = push_targets([])
+    NO_PUSH = push_targets({})
 
     assert run("examples", "--as-of", "2026-11-22", "--json")[0] == 0
     store = open_store(env)

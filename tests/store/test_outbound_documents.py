@@ -19,7 +19,7 @@ from billbridge.store.models import Invoice
 from billbridge.store.outbound_documents import approve_and_queue, draft_ids, mark_sent, outbound_documents, set_status
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "contracts"
-NO_PUSH = push_targets([])
+NO_PUSH = push_targets({})
 
 
 def targets(document: OutboundDocument) -> list[str]:

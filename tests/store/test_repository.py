@@ -26,7 +26,7 @@ from billbridge.store.payments import PaymentIn, record_payment, record_payments
 from tests.billing.test_engine_properties import contracts
 from tests.docs import contract, document
 
-NO_PUSH = push_targets([])
+NO_PUSH = push_targets({})
 
 
 def test_migrations_create_every_table(store: Store) -> None:

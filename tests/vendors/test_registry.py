@@ -29,7 +29,7 @@ def test_the_registry_names_each_vendor_and_its_roles() -> None:
         "stripe": "subscriptions",
     }
     assert payment_sources() == ("stripe", "quickbooks")  # the order reconciliation reads them in
-    assert sorted(name for name, v in VENDORS.items() if v.pushes) == ["quickbooks", "stripe"]
+    assert sorted(name for name, v in VENDORS.items() if v.push is not None) == ["quickbooks", "stripe"]
     assert {name: w.header for name, w in webhooks().items()} == {
         "stripe": "Stripe-Signature",
         "quickbooks": "intuit-signature",
