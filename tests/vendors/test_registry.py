@@ -14,6 +14,7 @@ from billbridge.settings import HubSpotSettings, SalesforceSettings, Settings
 from billbridge.vendors.registry import (
     VENDORS,
     contract_sources,
+    display_name,
     payment_sources,
     salesforce_fields,
     vendor,
@@ -124,3 +125,9 @@ def test_hubspot_partner_association_labels_come_from_the_settings(monkeypatch: 
     ]
     portal = HubSpotSettings(access_token=SecretStr("pat-test"), reseller_label="")
     assert partners(Settings(hubspot=portal)) == [("303", "referral", "associations.companies[Referral partner]")]
+
+
+def test_each_vendor_has_its_name_as_people_write_it() -> None:
+    """The command's tables name vendors from the registry: a fifth vendor needs no list of its own."""
+    assert [display_name(name) for name in VENDORS] == ["Salesforce", "HubSpot", "Stripe", "QuickBooks"]
+    assert display_name("csv") == "csv"  # not a vendor: as given
