@@ -300,7 +300,6 @@ SLOW_MODULES = frozenset(
         "tests/app/test_cli_api.py",  # `billbridge serve` over HTTP
         "tests/app/test_demo_serve.py",  # the demo twice, the second with a Prefect server
         "tests/test_code_quality.py",  # ruff and mypy over the tree
-        "tests/test_layering.py",  # parses every module of the package
     }
 )
 

@@ -33,17 +33,27 @@ class LagWindow(Generic[M]):
         start: M = self.newest - self.lag
         return start
 
+    def start_from(self, floor: M) -> M | None:
+        """``start()``, never before ``floor`` (a vendor refusing bounds before its epoch)."""
+        start = self.start()
+        return None if start is None else max(floor, start)
+
     def delivered(self, key: str, stamp: M) -> bool:
         """Whether this record was delivered already at this very stamp (read again in the window)."""
         return self.seen.get(key) == stamp
 
     def deliver(self, key: str, stamp: M) -> None:
         """Note a delivered record; what falls out of the window as the newest stamp moves is forgotten."""
+        self.advance(stamp)
+        self.seen[key] = stamp
+
+    def advance(self, stamp: M) -> None:
+        """Note a stamp read without keeping its record (cursors that carry only the newest stamp, whose
+        consumers dedupe by key); what falls out of the window as the newest stamp moves is forgotten."""
         if self.newest is None or stamp > self.newest:
             self.newest = stamp
             horizon = stamp - self.lag
             self.seen = {k: s for k, s in self.seen.items() if s >= horizon}
-        self.seen[key] = stamp
 
     def recent(self) -> dict[str, M]:
         """The deliveries within the window: what a cursor keeps."""
@@ -54,3 +64,13 @@ class LagWindow(Generic[M]):
 def lag_ms(lag: timedelta) -> int:
     """A lag as milliseconds, for windows over epoch-millisecond stamps."""
     return int(lag / timedelta(milliseconds=1))
+
+
+def lag_seconds(lag: timedelta) -> int:
+    """A lag as whole seconds, for windows over epoch-second stamps (Stripe's ``created``)."""
+    return int(lag.total_seconds())
+
+
+def epoch_window(lag: timedelta, cursor: str | None) -> LagWindow[int]:
+    """The window of a cursor that is the newest epoch-second stamp as text (None or "": none yet)."""
+    return LagWindow(lag_seconds(lag), int(cursor) if cursor else None)

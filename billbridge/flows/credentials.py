@@ -7,8 +7,8 @@ import json
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from billbridge.app.secrets import Sealer
 from billbridge.connectors.quickbooks.tokens import OAuthTokens
+from billbridge.secrets import Sealer
 from billbridge.store import oauth_tokens
 from billbridge.store.db import Store
 

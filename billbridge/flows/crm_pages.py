@@ -44,7 +44,7 @@ from billbridge.mapping.crm import (
     map_deal,
 )
 from billbridge.mapping.fields import PARSE_FAILURES, MappingError
-from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
+from billbridge.mapping.stripe import StripeSubscriptionMapping
 from billbridge.records import DealBundle, RecordPage
 from billbridge.settings import Settings
 from billbridge.store import quarantine
@@ -52,7 +52,7 @@ from billbridge.store.contracts import AmendmentError, current_contracts, lookup
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store
 from billbridge.store.partners import PartnerError, add_referral, load_partners
-from billbridge.vendors.registry import contract_sources
+from billbridge.vendors.registry import SubscriptionMapper, contract_sources, subscription_mapping
 
 Extracted = tuple[CrmDeal, CrmCompany | None, dict[str, CrmProduct]]
 Extract = Callable[[DealBundle, dict[Any, Any]], Extracted]  # (bundle, a cache kept for the whole sync)
@@ -112,13 +112,14 @@ class SubscriptionSourceSpec:
 
     name: str
     mapping: StripeSubscriptionMapping
+    map_subscription: SubscriptionMapper  # the registry's (``subscription_mapping``)
     stream: str = "subscriptions"
 
     def ref(self, record_id: str) -> str:
         return f"{self.mapping.ref_prefix}{record_id}"
 
     def map_bundle(self, bundle: DealBundle, caches: MappingCaches) -> Mapped | None:
-        return map_subscription(
+        return self.map_subscription(
             bundle.deal, bundle.company, bundle.prices, bundle.products, self.mapping, changed_at=bundle.changed_at
         )
 
@@ -504,8 +505,9 @@ def spec_for(
         raise ValueError(f"unknown CRM source {name!r} (expected {', '.join(sources)})")
     source = sources[name]
     if source.kind == "subscriptions":
-        subscriptions = mapping if isinstance(mapping, StripeSubscriptionMapping) else StripeSubscriptionMapping()
-        return SubscriptionSourceSpec(name, subscriptions)
+        how = subscription_mapping(name)
+        subscriptions = mapping if isinstance(mapping, how.settings) else how.settings()
+        return SubscriptionSourceSpec(name, subscriptions, how.map)
     assert source.bundle_to_crm is not None and source.default_mapping is not None
     crm = mapping if isinstance(mapping, CrmMapping) else source.default_mapping
     if dates is not None:

@@ -11,8 +11,6 @@ from contextlib import contextmanager
 
 from prefect.concurrency.sync import concurrency
 
-VENDORS = ("salesforce", "hubspot", "quickbooks", "stripe")
-
 
 @contextmanager
 def vendor_slot(vendor: str) -> Iterator[None]:

@@ -26,13 +26,13 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billbridge.app.secrets import Sealer
 from billbridge.billing import monitors as mon
 from billbridge.billing.periods import Period
 from billbridge.billing.usage_periods import DailyUsage, UsageQuery, aggregate
 from billbridge.connectors import monitor_webhook
 from billbridge.connectors.errors import Classified, ErrorKind
 from billbridge.flows.outbox_relay import Delivery, RelaySummary, relay
+from billbridge.secrets import Sealer
 from billbridge.settings import Settings
 from billbridge.store import monitors as sql
 from billbridge.store import outbox

@@ -15,7 +15,7 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -118,8 +118,20 @@ def _ping_when_idle(engine: Engine) -> None:
     def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         checked_in = record.info.get("checked_in")  # None: a new connection, nothing to check
         idle = checked_in is not None and time.monotonic() - checked_in >= PING_AFTER_IDLE_SECONDS
-        if idle and not engine.dialect._do_ping_w_event(dbapi_connection):  # False: a disconnect
+        if idle and not answers_ping(engine.dialect, dbapi_connection):
             raise DisconnectionError("connection lost while idle in the pool")  # the pool reconnects
+
+
+def answers_ping(dialect: Dialect, dbapi_connection: Any) -> bool:
+    """Whether a driver connection answers the dialect's ping, as ``pool_pre_ping`` asks it, through
+    the dialect's public API: False when the ping fails with what the dialect calls a disconnect;
+    any other driver error is raised (a ping refused for another reason is no dead connection)."""
+    try:
+        return bool(dialect.do_ping(dbapi_connection))
+    except dialect.loaded_dbapi.Error as exc:
+        if dialect.is_disconnect(exc, dbapi_connection, None):
+            return False
+        raise
 
 
 def _sqlite_transactions(engine: Engine) -> None:

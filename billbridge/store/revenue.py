@@ -271,10 +271,13 @@ def prepare_built(connection: Connection, built: Sequence[Built], through: date)
     def converters(statement: BulkStatement) -> list[Any]:
         return [statement.converter(key) or _same for key in statement.keys]
 
-    ob_conv = converters(ob_statement)
-    row_conv = converters(row_statement)
-    state_conv = converters(state_statement)
-    day, money = row_conv[2], row_conv[6]
+    ob_conv = converters(ob_statement)  # zipped with each obligation's values, in OBLIGATION_KEYS order
+    row_conv = dict(zip(ROW_KEYS, converters(row_statement), strict=True))
+    state_conv = converters(state_statement)  # zipped with each state's values, in STATE_KEYS order
+    # One converter for both months (their cache of days is shared) and one for the three amounts:
+    # each pair is of one column type.
+    day, money = row_conv["booked_month"], row_conv["billed"]
+    line = row_conv["line_ref"]
     obligations: list[tuple[Any, ...]] = []
     rows: list[tuple[Any, ...]] = []
     states: list[tuple[Any, ...]] = []
@@ -315,9 +318,10 @@ def prepare_built(connection: Connection, built: Sequence[Built], through: date)
                 merged[key] = [zero, amount, catch_up]
             else:
                 found[1], found[2] = amount, catch_up
-        cid, entity_id, currency = row_conv[0](b.contract_id), row_conv[4](b.entity_id), row_conv[5](b.currency)
-        rows.extend(
-            (cid, row_conv[1](line_ref), day(booked), day(month), entity_id, currency, billed, recognised, catch_up)
+        cid = row_conv["contract_id"](b.contract_id)
+        entity_id, currency = row_conv["entity_id"](b.entity_id), row_conv["currency"](b.currency)
+        rows.extend(  # in ROW_KEYS order
+            (cid, line(line_ref), day(booked), day(month), entity_id, currency, billed, recognised, catch_up)
             for (line_ref, booked, month), (billed, recognised, catch_up) in merged.items()
         )
         state = (b.contract_id, b.stamp, through, now, None)

@@ -21,10 +21,11 @@ from billbridge.billing.documents import IncomingPayment, OutboundDocument
 from billbridge.billing.partner_fees import PartnerBill
 from billbridge.billing.revenue import month_end
 from billbridge.connectors.base import PushResult, PushStatus
+from billbridge.connectors.cursor import LagWindow
 from billbridge.connectors.errors import ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.pacing import SHARED, Pacer, Pacers
 from billbridge.connectors.quickbooks.client import QuickBooksConfig
-from billbridge.connectors.quickbooks.readers import CURSOR_LAG, EPOCH, PAYMENT_PAGE
+from billbridge.connectors.quickbooks.readers import EPOCH, PAYMENT_PAGE, PAYMENTS
 from billbridge.connectors.quickbooks.tokens import TokenStore
 from billbridge.connectors.quickbooks.writers import (
     DUPLICATE_DOC_NUMBER,
@@ -753,7 +754,8 @@ class QuickBooks(QuickBooksConnector):
         Each payment's invoice links are mapped back to our DocNumbers; the caller dedupes by
         ``payment_ref`` (and ``source_version`` for edits) and stores ``page.cursor`` after the page.
         """
-        since = EPOCH if cursor is None else (datetime.fromisoformat(cursor) - CURSOR_LAG).isoformat()
+        start = LagWindow(PAYMENTS.lag, None if cursor is None else datetime.fromisoformat(cursor)).start()
+        since = EPOCH if start is None else start.isoformat()
         newest = cursor
         for records in self.payment_records(since, linked_invoice_ids, page_size):
             assert records.cursor is not None  # every page of payments carries its newest change

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from billbridge.connectors.quickbooks.tokens import TokenStore
     from billbridge.mapping.crm import CrmCompany, CrmDeal, CrmProduct
     from billbridge.mapping.journal import AccountMapping, PeriodRevenue
+    from billbridge.mapping.stripe import MappedSubscription, StripeSubscriptionMapping
 
 PaymentPull = Callable[[str | None], Iterator[PaymentPage]]
 """One payment stream: pages of payments since a cursor (None: from the start)."""
@@ -482,6 +483,54 @@ def vendor(name: str) -> Vendor:
 def contract_sources() -> dict[str, Contracts]:
     """The vendors contracts are synced from, by name."""
     return {name: v.contracts for name, v in VENDORS.items() if v.contracts is not None}
+
+
+_WRITTEN = {"hubspot": "HubSpot", "quickbooks": "QuickBooks"}  # the names not written capitalised
+
+
+def display_name(name: str) -> str:
+    """A registered vendor's name as people write it ("QuickBooks", "Stripe"), for tables and
+    messages; a name that is no vendor's is given back as it is."""
+    if name not in VENDORS:
+        return name
+    return _WRITTEN.get(name, name.capitalize())
+
+
+class SubscriptionMapper(Protocol):
+    """Maps one subscription (with its customer, prices and products) by the installation's mapping
+    settings; None for one that is no contract (it never started)."""
+
+    def __call__(
+        self,
+        sub: Mapping[str, Any],
+        customer: Mapping[str, Any] | None,
+        prices: Mapping[str, Mapping[str, Any]],
+        products: Mapping[str, Mapping[str, Any]],
+        config: StripeSubscriptionMapping,
+        *,
+        changed_at: int | None = None,
+    ) -> MappedSubscription | None: ...
+
+
+@dataclass(frozen=True)
+class SubscriptionMapping:
+    """How a subscriptions contract source's records become contracts: the model of its mapping
+    settings (the documented defaults when the installation sets none) and the function applying it."""
+
+    settings: type[StripeSubscriptionMapping]
+    map: SubscriptionMapper
+
+
+def subscription_mapping(name: str) -> SubscriptionMapping:
+    """How the subscriptions contract source ``name`` is mapped (imported when asked, as the builders
+    do). Only Stripe's subscriptions are mapped so far: another source of kind "subscriptions" is
+    refused by name, never read as if it were Stripe's."""
+    from billbridge.mapping import stripe as stripe_mapping
+
+    known = {"stripe": SubscriptionMapping(stripe_mapping.StripeSubscriptionMapping, stripe_mapping.map_subscription)}
+    if name not in known:
+        raise ValueError(f"contract source {name!r} has no subscription mapping (mapped: {', '.join(known)})")
+    return known[name]
 
 
 def ledgers() -> tuple[str, ...]:

@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import text
 
 from billbridge import redaction
-from billbridge.app.secrets import Sealer
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks, start_quickbooks
+from billbridge.secrets import Sealer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -238,7 +238,7 @@ def mode(path: Path) -> int:
 
 
 def test_the_store_the_secret_key_and_the_data_folder_are_private(tmp_path: Path) -> None:
-    from billbridge.app.secrets import Sealer
+    from billbridge.secrets import Sealer
     from billbridge.settings import Settings
     from billbridge.store.db import open_store
 

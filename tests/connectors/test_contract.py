@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from billbridge.connectors.client import VendorClient
-from billbridge.connectors.cursor import LagWindow
+from billbridge.connectors.cursor import LagWindow, epoch_window
 from billbridge.connectors.errors import Classified, ErrorKind, RetryPolicy, VendorError
 from billbridge.connectors.paging import AfterCursor, NextUrl, StartingAfter, StartPosition
 
@@ -102,6 +102,18 @@ def test_the_lag_window_over_datetimes() -> None:
     assert window.start() == t0 - timedelta(minutes=5)
     window.deliver("x", t0 - timedelta(minutes=1))  # an older record read again: the newest stays
     assert window.newest == t0 and window.recent() == {"x": t0 - timedelta(minutes=1)}
+
+
+def test_an_epoch_second_cursor_reads_the_lag_again_never_before_zero_and_only_moves_forward() -> None:
+    window = epoch_window(timedelta(minutes=5), "1800000000")  # Stripe's cursor: the newest ``created``
+    assert window.start_from(0) == 1_800_000_000 - 300
+    window.advance(1_800_000_100)
+    window.advance(1_799_999_900)  # an older object read again in the window: the cursor stays
+    assert window.newest == 1_800_000_100 and window.seen == {}
+    assert epoch_window(timedelta(minutes=5), "120").start_from(0) == 0  # not -180
+    for empty in (None, ""):
+        fresh = epoch_window(timedelta(minutes=5), empty)
+        assert fresh.newest is None and fresh.start_from(0) is None  # no cursor: read from the start
 
 
 class Flaky(Exception):

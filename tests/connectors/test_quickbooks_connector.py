@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from billbridge.app.secrets import Sealer
 from billbridge.billing.documents import DocumentLine, IncomingPayment, OutboundDocument
 from billbridge.connectors.errors import RetryPolicy, VendorError
 from billbridge.connectors.pacing import Pacer, Pacers
@@ -37,6 +36,7 @@ from billbridge.flows.credentials import StoredTokens
 from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_entry_payload
 from billbridge.mapping.quickbooks import customer_spec
 from billbridge.sandbox.quickbooks import RunningQuickBooks, start_quickbooks
+from billbridge.secrets import Sealer
 from billbridge.store import oauth_tokens
 from billbridge.store.db import Store
 from billbridge.vendors.quickbooks import AmendmentToRecord, PaymentToRecord, QuickBooks

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from billbridge.app.secrets import Sealer
 from billbridge.billing.monitors import MonitorDefinition
 from billbridge.connectors.monitor_webhook import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from billbridge.flows import monitors as flow
 from billbridge.flows.importing import import_document
 from billbridge.flows.outbox_relay import relay
+from billbridge.secrets import Sealer
 from billbridge.store import monitors as sql
 from billbridge.store.db import Store
 from billbridge.store.models import Customer, OutboxMessage, Product

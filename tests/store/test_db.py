@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,60 @@ def test_a_connection_ended_while_idle_is_replaced_before_use(
     finally:
         admin.dispose()
         store.dispose()
+
+
+def test_a_connection_closed_while_idle_is_replaced_before_use_on_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle ping on SQLite's driver (the store pings only PostgreSQL's; the question is the
+    same): a pooled connection closed under the pool is found dead on its next checkout once idle,
+    and replaced, so the statement succeeds; without the ping it would fail on the closed one."""
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
+    engine = create_engine(f"sqlite:///{tmp_path / 'ping.db'}")
+    db._ping_when_idle(engine)
+    try:
+        with engine.connect() as connection:
+            first = connection.connection.driver_connection
+            connection.exec_driver_sql("SELECT 1")
+        assert first is not None
+        first.close()  # as a server ending the session would leave it
+        time.sleep(0.1)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT 1").scalar_one() == 1
+            assert connection.connection.driver_connection is not first
+    finally:
+        engine.dispose()
+
+
+class _RefusingDriverConnection:
+    """A driver connection whose every statement fails with an error that is no disconnect."""
+
+    def cursor(self) -> Any:
+        return self
+
+    def execute(self, _sql: str) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_ping_answers_per_driver_error_whether_the_connection_is_dead(tmp_path: Path) -> None:
+    """answers_ping asks the dialect's public do_ping and is_disconnect: a live connection answers,
+    a closed one is a disconnect (False: the pool reconnects), any other error is raised."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'ping.db'}")
+    try:
+        raw = engine.raw_connection()
+        driver = raw.driver_connection
+        assert db.answers_ping(engine.dialect, driver) is True
+        assert driver is not None
+        driver.close()
+        assert db.answers_ping(engine.dialect, driver) is False
+        raw.invalidate()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            db.answers_ping(engine.dialect, _RefusingDriverConnection())
+    finally:
+        engine.dispose()
 
 
 def test_migration_0006_reads_who_bills_each_stored_version_from_its_terms(store: Store) -> None:

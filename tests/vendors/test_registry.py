@@ -9,11 +9,15 @@ import pytest
 from pydantic import SecretStr
 
 from billbridge.flows.crm_pages import CrmSourceSpec, SubscriptionSourceSpec, spec_for
+from billbridge.mapping.stripe import map_subscription
 from billbridge.records import DealBundle
 from billbridge.settings import HubSpotSettings, SalesforceSettings, Settings
 from billbridge.vendors.registry import (
     VENDORS,
+    Contracts,
+    Vendor,
     contract_sources,
+    display_name,
     payment_sources,
     salesforce_fields,
     vendor,
@@ -124,3 +128,22 @@ def test_hubspot_partner_association_labels_come_from_the_settings(monkeypatch: 
     ]
     portal = HubSpotSettings(access_token=SecretStr("pat-test"), reseller_label="")
     assert partners(Settings(hubspot=portal)) == [("303", "referral", "associations.companies[Referral partner]")]
+
+
+def test_each_vendor_has_its_name_as_people_write_it() -> None:
+    """The command's tables name vendors from the registry: a fifth vendor needs no list of its own."""
+    assert [display_name(name) for name in VENDORS] == ["Salesforce", "HubSpot", "Stripe", "QuickBooks"]
+    assert display_name("csv") == "csv"  # not a vendor: as given
+
+
+def test_a_subscriptions_source_is_mapped_as_the_registry_says_not_as_stripe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stripe's subscriptions get Stripe's mapping from the registry; another vendor registered as a
+    subscriptions source without a mapping is refused by name instead of being read as Stripe's."""
+    stripe = spec_for("stripe")
+    assert isinstance(stripe, SubscriptionSourceSpec) and stripe.map_subscription is map_subscription
+    stripe_contracts = vendor("stripe").contracts
+    assert stripe_contracts is not None
+    chargebee = Vendor("chargebee", Contracts("subscriptions", stripe_contracts.connect))
+    monkeypatch.setitem(VENDORS, "chargebee", chargebee)
+    with pytest.raises(ValueError, match="contract source 'chargebee' has no subscription mapping"):
+        spec_for("chargebee")

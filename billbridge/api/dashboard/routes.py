@@ -24,10 +24,10 @@ from fastapi.templating import Jinja2Templates
 
 from billbridge.api.dashboard import partners as partner_pages
 from billbridge.api.dashboard import session as sessions
-from billbridge.app.secrets import Sealer
 from billbridge.billing.currency import money_display
 from billbridge.flows import metrics
 from billbridge.flows.metrics import Report, Scope
+from billbridge.secrets import Sealer
 from billbridge.settings import Settings
 from billbridge.store import api_keys, dashboard_users, listings
 from billbridge.store import metrics as metric_sql

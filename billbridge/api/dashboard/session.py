@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fastapi import Request, Response
 from sqlalchemy import select
 
-from billbridge.app.secrets import Sealer, SealError
+from billbridge.secrets import Sealer, SealError
 from billbridge.store import dashboard_users
 from billbridge.store.db import Store
 from billbridge.store.models import ApiKey, LegalEntity

@@ -29,7 +29,6 @@ from billbridge.app.cli.common import (
     print_import,
     print_json,
 )
-from billbridge.app.cli.sync import VENDORS
 from billbridge.app.errors import fail
 from billbridge.billing.currency import money_display
 from billbridge.settings import CHECKOUT, Settings
@@ -145,8 +144,10 @@ def _print_demo(result: dict[str, Any], as_json: bool) -> None:
         print_json(result)
         return
 
+    from billbridge.vendors.registry import display_name
+
     def per_vendor(counts: dict[str, int]) -> str:
-        return ", ".join(f"{VENDORS.get(k, k)} {v}" for k, v in counts.items())
+        return ", ".join(f"{display_name(k)} {v}" for k, v in counts.items())
 
     def money(amounts: dict[str, str]) -> str:
         return ", ".join(money_display(Decimal(v), c) for c, v in sorted(amounts.items())) or "none"

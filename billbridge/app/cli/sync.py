@@ -13,7 +13,6 @@ from billbridge.settings import Settings
 from billbridge.store.db import open_store
 
 app = typer.Typer(help="Pull from outside systems into the store.", no_args_is_help=True)
-VENDORS = {"salesforce": "Salesforce", "hubspot": "HubSpot", "quickbooks": "QuickBooks", "stripe": "Stripe"}
 
 
 @app.command("crm")

@@ -29,7 +29,6 @@ PAYMENTS = Stream(
     page_size=PAYMENT_PAGES.size,
 )
 PAYMENT_PAGE = PAYMENTS.page_size
-CURSOR_LAG = PAYMENTS.lag
 EPOCH = "1970-01-01T00:00:00+00:00"
 
 

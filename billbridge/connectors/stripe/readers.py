@@ -3,7 +3,8 @@ subscriptions, as Stripe's own objects (``mapping/stripe.py`` turns them into pa
 
 Stripe lists run newest first, so a window is read to its end before its cursor may be saved: every
 page but the last carries the cursor it started from. Cursors are created-timestamps read with an
-inclusive bound and a lag window (``LAG_SECONDS``); consumers dedupe by id.
+inclusive bound and a lag window (``connectors.cursor.LagWindow`` over ``CHARGES.lag``, the newest
+stamp only); consumers dedupe by id.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from billbridge.connectors.base import Stream
+from billbridge.connectors.cursor import LagWindow, epoch_window, lag_seconds
 from billbridge.connectors.stripe.common import PAGE_SIZE, PAGES, plain
 from billbridge.records import RecordPage
 
@@ -34,7 +36,6 @@ CHARGES = Stream(
 REFUNDS = dc_replace(CHARGES, name="refunds")
 DISPUTES = dc_replace(CHARGES, name="disputes")  # their charge.dispute.funds_* events, by the event's created
 SUBSCRIPTIONS = dc_replace(CHARGES, name="subscriptions")  # customer.subscription.* events, by the event's created
-LAG_SECONDS = int(CHARGES.lag.total_seconds())
 EVENTS_RETENTION_SECONDS = 30 * 86400  # Stripe keeps events for 30 days: older cursors need a full read
 # ``types`` matches exact event names only (the ``*`` wildcard belongs to ``type``)
 SUBSCRIPTION_EVENTS = (
@@ -83,30 +84,39 @@ def refund_records(conn: StripeConnector, cursor: str | None) -> Iterator[Paymen
 def dispute_records(conn: StripeConnector, cursor: str | None) -> PaymentRecords:
     """Disputes' money movements since the cursor (``charge.dispute.funds_*`` events, kept 30 days),
     newest first, with the invoices their payment intents paid; the cursor is the newest event's time."""
-    query: dict[str, Any] = {"types": list(DISPUTE_EVENTS)}
-    if cursor:
-        query["created"] = {"gte": max(0, int(cursor) - LAG_SECONDS)}
+    window = epoch_window(DISPUTES.lag, cursor)
+    query: dict[str, Any] = {"types": list(DISPUTE_EVENTS), **_created_since(window)}
     calls = conn.api_calls
     events = list(conn.paged(conn.api.events.list, query))
-    newest = max([int(e["created"]) for e in events], default=int(cursor) if cursor else 0)
+    for event in events:
+        window.advance(int(event["created"]))
     disputes = [e["data"]["object"] for e in events]
     invoices = _InvoiceFinder(conn).invoices_of(disputes) if disputes else {}
-    return RecordPage(events, str(newest) if newest else cursor, related=invoices, api_calls=conn.api_calls - calls)
+    return RecordPage(events, _cursor(window, cursor), related=invoices, api_calls=conn.api_calls - calls)
+
+
+def _created_since(window: LagWindow[int]) -> dict[str, Any]:
+    """The list filter that reads the window again (inclusive; Stripe refuses bounds before 0)."""
+    start = window.start_from(0)
+    return {} if start is None else {"created": {"gte": start}}
+
+
+def _cursor(window: LagWindow[int], cursor: str | None) -> str | None:
+    """The cursor after a read: the newest stamp seen, or the one read from when there was none."""
+    return str(window.newest) if window.newest else cursor
 
 
 def _pull(
     conn: StripeConnector, cursor: str | None, fetch: Callable[[dict[str, Any]], Any], params: dict[str, Any]
 ) -> Iterator[PaymentRecords]:
     """Read a created-ordered list since ``cursor`` in pages; only the last page carries the new cursor."""
-    query = dict(params)
-    if cursor:
-        query["created"] = {"gte": max(0, int(cursor) - LAG_SECONDS)}
-    newest = int(cursor) if cursor else 0
+    window = epoch_window(CHARGES.lag, cursor)  # refunds share it (REFUNDS.lag)
+    query = {**params, **_created_since(window)}
     batch: list[dict[str, Any]] = []
     calls = conn.api_calls
     finder = _InvoiceFinder(conn)
     for record in conn.paged(fetch, query):
-        newest = max(newest, int(record["created"]))
+        window.advance(int(record["created"]))
         if record["status"] == "succeeded":
             batch.append(record)
         if len(batch) == PAGE_SIZE:
@@ -114,7 +124,7 @@ def _pull(
             yield RecordPage(batch, cursor, related=invoices, api_calls=conn.api_calls - calls)
             batch, calls = [], conn.api_calls
     invoices = finder.invoices_of(batch)
-    yield RecordPage(batch, str(newest) if newest else cursor, related=invoices, api_calls=conn.api_calls - calls)
+    yield RecordPage(batch, _cursor(window, cursor), related=invoices, api_calls=conn.api_calls - calls)
 
 
 class _InvoiceFinder:
@@ -138,7 +148,8 @@ class _InvoiceFinder:
         if not intents:
             return {}
         created = [int(r["created"]) for r in records]
-        self._read_events(min(created) - LAG_SECONDS, max(created) + LAG_SECONDS)
+        lag = lag_seconds(CHARGES.lag)  # a payment's events may be stamped up to the lag either side of it
+        self._read_events(min(created) - lag, max(created) + lag)
         found = {
             intent: self.invoices[invoice]
             for intent in intents
@@ -177,19 +188,19 @@ def pull_subscriptions(conn: StripeConnector, cursor: str | None, *, now: int) -
         yield from _full_subscriptions(conn, now)
         return
     since = int(state["events_since"])
+    window = LagWindow(lag_seconds(SUBSCRIPTIONS.lag), since)
     latest: dict[str, dict[str, Any]] = {}
     changed: dict[str, int] = {}
-    newest = since
-    query = {"types": list(SUBSCRIPTION_EVENTS), "created": {"gte": max(0, since - LAG_SECONDS)}}
+    query = {"types": list(SUBSCRIPTION_EVENTS), **_created_since(window)}
     calls = conn.api_calls
     for event in conn.paged(lambda p: conn.api.events.list(p), query):
-        newest = max(newest, int(event["created"]))
+        window.advance(int(event["created"]))
         sub = event["data"]["object"]
         latest.setdefault(sub["id"], sub)  # newest first: the first event seen holds the latest state
         changed.setdefault(sub["id"], int(event["created"]))
     resolver = _Resolver(conn)
     records = [resolver.record(sub, changed[sub_id]) for sub_id, sub in latest.items()]
-    yield RecordPage(records, json.dumps({"events_since": newest}), api_calls=conn.api_calls - calls)
+    yield RecordPage(records, json.dumps({"events_since": window.newest}), api_calls=conn.api_calls - calls)
 
 
 def _full_subscriptions(conn: StripeConnector, now: int) -> Iterator[SubscriptionPage]:
