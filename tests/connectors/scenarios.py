@@ -20,7 +20,8 @@ from billbridge.connectors.quickbooks import QuickBooksConfig
 from billbridge.connectors.quickbooks.tokens import InMemoryTokenStore, OAuthTokens
 from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource
 from billbridge.connectors.stripe import StripeConflict
-from billbridge.mapping.journal import AccountMapping, PeriodRevenue
+from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_entry_payload
+from billbridge.mapping.quickbooks import customer_spec
 from billbridge.mapping.salesforce import DEFAULT_FIELDS, SalesforceFields
 from billbridge.records import DealBundle, RecordPage
 from billbridge.sandbox.demo_world import DemoWorld, changed, generate
@@ -536,10 +537,179 @@ def quickbooks_send_invoice(conn: QuickBooks, side: QuickBooksSide | None = None
         conn.close()
 
 
+def quickbooks_later_run(conn: QuickBooks) -> QuickBooks:
+    """Another connector to the same company with the same tokens: a later run, nothing cached."""
+    return QuickBooks(
+        conn.config,
+        conn.keeper.store,
+        policy=RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01),
+        pacer=Pacer(10_000, 1),
+        batch_pacer=Pacer(10_000, 1),
+    )
+
+
+def quickbooks_customer_names(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """Customers and items looked up before created: ensured by one connector, then by a later run
+    that finds them (nothing made twice). "Customer 1" was made inactive by a bookkeeper (queries
+    return active customers only, DisplayName is unique among inactive ones too): it is found and
+    made active again. A Vendor holds "Customer 0": that customer is made as "Customer 0 (cust-0)",
+    and a later run's push finds it under that name. The company's customers and invoices read back."""
+    later = quickbooks_later_run(conn)
+    try:
+        if side is not None:
+            side.company.create("Customer", {"DisplayName": "Customer 1", "Active": False})
+            side.company.create("Vendor", {"DisplayName": "Customer 0"})
+        docs = quickbooks_documents(4)  # cust-1, cust-0, cust-1, cust-0
+        specs = list({d.customer_ref: customer_spec(d) for d in docs}.values())
+        skus = {ln.product_ref: ln.description for d in docs for ln in d.lines}
+        ensured = (conn.ensure_customers(specs), conn.ensure_items(skus))
+        renamed = dict(conn.renamed_customers)
+        found = (later.ensure_customers(specs), later.ensure_items(skus))
+        pushed = (conn.push_documents(docs[:2]), quickbooks_later_run(conn).push_documents(docs[2:]))
+        return {
+            "ensured": ensured,
+            "found": found,
+            "renamed": renamed,
+            "pushed": pushed,
+            "customers": list(conn.query_all("Customer", order_by="Id")),
+            "invoices": list(conn.query_all("Invoice", order_by="Id")),
+        }
+    finally:
+        later.close()
+        conn.close()
+
+
+def quickbooks_doc_number_taken(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """Three invoices pushed, then all five again without the look-up (as a rerun after an uncertain
+    create does): QuickBooks refuses the three taken DocNumbers with 6140, which the connector looks
+    up and reports as existing, and the two new ones are created."""
+    try:
+        docs = quickbooks_documents(5)
+        first = conn.push_documents(docs[:3], look_up_first=False)
+        return {"first": first, "again": conn.push_documents(docs, look_up_first=False)}
+    finally:
+        conn.close()
+
+
+def quickbooks_credit_memo_and_yen(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """A JPY invoice (no minor unit) and a credit note (a CreditMemo of the positive amount) pushed,
+    then pushed again (both found); the company's invoices and credit memos read back."""
+    try:
+        jan = (date(2026, 1, 1), date(2026, 1, 31))
+        yen = DocumentLine("a", "SEATS", "Seats", Decimal(2), Decimal(15000), *jan)
+        jpy = replace(
+            quickbooks_documents(1, start=900)[0],
+            currency="JPY",
+            customer_ref="jp-1",
+            customer_name="Kabushiki",
+            lines=(yen,),
+            total=Decimal(15000),
+        )
+        credit_line = DocumentLine("a", "SEATS", "Seats", Decimal(-1), Decimal("-29.99"), *jan)
+        credit = replace(
+            quickbooks_documents(1)[0],
+            number="US-CN-000001",
+            doc_type="credit_note",
+            lines=(credit_line,),
+            total=Decimal("-29.99"),
+            applies_to="US-INV-000001",
+        )
+        return {
+            "first": conn.push_documents([jpy, credit]),
+            "again": conn.push_documents([jpy, credit]),
+            "invoices": list(conn.query_all("Invoice")),
+            "memos": list(conn.query_all("CreditMemo")),
+        }
+    finally:
+        conn.close()
+
+
+def quickbooks_journal_problems(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """A mapping naming an Expense account as the contract asset and a missing account: refused
+    naming both, nothing posted. A bookkeeper's own entry holding the month's DocNumber: never
+    overwritten, the post fails saying so. The journal entries read back."""
+    try:
+        if side is not None:
+            made = {
+                name: str(side.company.create("Account", {"Name": name, "AccountType": kind})["Id"])
+                for name, kind in (
+                    ("Deferred Revenue", "Other Current Liability"),
+                    ("Unbilled Receivables", "Other Current Asset"),
+                    ("Usage Revenue", "Income"),
+                    ("Office", "Expense"),
+                )
+            }
+            mine = journal_entry_payload(quickbooks_month(), quickbooks_accounts(made))
+            assert mine is not None
+            side.company.create("JournalEntry", {**mine, "PrivateNote": "accrual by hand"})
+        ids = {a["Name"]: str(a["Id"]) for a in conn.query_all("Account")}
+        accounts = quickbooks_accounts(ids)
+        wrong = accounts.model_copy(update={"contract_asset": ids["Office"], "revenue_by_product": {"api": "999"}})
+        return {
+            "office": ids["Office"],
+            "wrong": conn.post_journal_entries([(quickbooks_month(), wrong)]),
+            "taken": conn.post_journal_entries([(quickbooks_month(), accounts)]),
+            "entries": list(conn.query_all("JournalEntry")),
+        }
+    finally:
+        conn.close()
+
+
+def quickbooks_accounts(ids: dict[str, str]) -> AccountMapping:
+    """The revenue recognition accounts of a chart holding them by these names."""
+    return AccountMapping(
+        revenue="1",
+        deferred_revenue=ids["Deferred Revenue"],
+        contract_asset=ids["Unbilled Receivables"],
+        revenue_by_recognition={"usage": ids["Usage Revenue"]},
+    )
+
+
+def quickbooks_northwind_credit() -> PartnerBill:
+    """December's reversals of the referral partner Northwind: a VendorCredit to the same Vendor."""
+    return PartnerBill(
+        9, "northwind", "Northwind Advisors", "ap@northwind.example", "USD", "2026-12", "PF-2026-12-9",
+        date(2027, 1, 1), date(2027, 1, 31), (StatementLine("hooli", Decimal("-100.00"), Decimal("-45.00")),),
+        Decimal("-45.00"),
+    )  # fmt: skip
+
+
+def quickbooks_vendor_names(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """QuickBooks keeps DisplayName unique across customers, vendors and employees. A customer holds
+    "Northwind Advisors": its Bill goes to a Vendor made as "Northwind Advisors (northwind)", which a
+    later run's VendorCredit finds. An employee holds "Contoso Partners" and a customer its suffixed
+    name: its statement fails naming both, nothing made. The vendors, bills and credits read back."""
+    try:
+        if side is not None:
+            side.company.create("Customer", {"DisplayName": "Northwind Advisors"})
+            side.company.create("Employee", {"DisplayName": "Contoso Partners"})
+            side.company.create("Customer", {"DisplayName": "Contoso Partners (contoso)"})
+        first = conn.push_bills(quickbooks_partner_bills())
+        later = quickbooks_later_run(conn)
+        try:
+            credit = later.push_bills([quickbooks_northwind_credit()])
+        finally:
+            later.close()
+        return {
+            "first": first,
+            "credit": credit,
+            "vendors": list(conn.query_all("Vendor")),
+            "bills": list(conn.query_all("Bill")),
+            "credits": list(conn.query_all("VendorCredit")),
+        }
+    finally:
+        conn.close()
+
+
 QUICKBOOKS_SCENARIOS: dict[str, Callable[[QuickBooks, QuickBooksSide | None], Any]] = {
     "send_invoice": quickbooks_send_invoice,
     "push_twice": quickbooks_push_twice,
     "payments": quickbooks_payments,
     "journal_entries": quickbooks_journal_entries,
     "bills_and_rates": quickbooks_bills_and_rates,
+    "customer_names": quickbooks_customer_names,
+    "doc_number_taken": quickbooks_doc_number_taken,
+    "credit_memo_and_yen": quickbooks_credit_memo_and_yen,
+    "journal_problems": quickbooks_journal_problems,
+    "vendor_names": quickbooks_vendor_names,
 }
