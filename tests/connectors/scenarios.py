@@ -178,11 +178,89 @@ def stripe_payments_paging(conn: Stripe, side: StripeSide | None = None) -> list
     return list(conn.pull_payments(None))
 
 
+def stripe_refusal(attempt: Callable[[], object]) -> str:
+    """What Stripe's refusal of a write said: the StripeConflict raised, or the failed result's error."""
+    try:
+        result = attempt()
+    except StripeConflict as exc:
+        return str(exc)
+    return str(getattr(result, "error", "") or "")
+
+
+def stripe_decline_and_conflict(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """A customer whose card is declined: the invoice (created, lines added, finalized: three calls)
+    stays open with the decline's reason; a new card, a second attempt paid. A new version of the
+    pushed invoice is refused as a conflict, not pushed again."""
+    customer = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
+    conn.attach_default_payment_method(customer, "pm_card_chargeDeclinedInsufficientFunds")
+    doc = stripe_document("US-INV-000041", "135.00", "-35.00")
+    calls = conn.api_calls
+    pushed = conn.push_invoice(doc, customer, look_up=False)
+    push_calls = conn.api_calls - calls
+    assert pushed.external_id is not None
+    declined = conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-1"))
+    still = conn.retrieve_invoice(pushed.external_id)["status"]
+    conn.attach_default_payment_method(customer, "pm_card_visa")
+    paid = conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-2"))
+    return {
+        "push_calls": push_calls,
+        "declined": declined,
+        "still": still,
+        "paid": paid,
+        "conflict": stripe_refusal(lambda: conn.push_invoice(replace(doc, version=2), customer)),
+    }
+
+
+def stripe_payments_incremental(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """Two invoices collected a day after they were finalized, pulled from the start (two calls: the
+    charges, and the payment events naming their invoices); then an invoice paid an hour later, twice,
+    each time pulled from the previous cursor."""
+    customer = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
+    conn.attach_default_payment_method(customer, "pm_card_visa")
+    pushed = [conn.push_invoice(stripe_document(f"US-INV-00005{n}", "135.00"), customer) for n in (1, 2)]
+    if side is not None:
+        side.clock.now += 86400
+    for n, invoice in enumerate(pushed, 1):
+        assert invoice.external_id is not None
+        conn.charge_invoice(invoice.external_id, f"charge-{n}")
+    calls = conn.api_calls
+    first = list(conn.pull_payments(None))
+    first_calls = conn.api_calls - calls
+    cursor, later = first[-1].cursor, []
+    for n in (3, 4):
+        if side is not None:
+            side.clock.now += 3600
+        doc = stripe_document(f"US-INV-00005{n}", "50.00")
+        invoice = conn.push_invoice(doc, customer)
+        assert invoice.external_id is not None
+        conn.charge_invoice(invoice.external_id, doc.idempotency_key("charge-1"))
+        later = list(conn.pull_payments(cursor))
+        cursor = later[-1].cursor
+    return {"first": first, "first_calls": first_calls, "later": later, "cursor": cursor}
+
+
+def stripe_search_lag(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """Stripe's search lags behind writes (here a minute): a customer ensured twice is one customer
+    (the same content, the same idempotency key), and an invoice pushed twice is found by listing."""
+    if side is not None:
+        side.sandbox.state.search_lag = 60
+    customers = (conn.ensure_customer("sf-ACC9", "Hooli", None), conn.ensure_customer("sf-ACC9", "Hooli", None))
+    conn.attach_default_payment_method(customers[0], "pm_card_visa")
+    doc = stripe_document("US-INV-000061", "135.00", "-35.00")
+    return {
+        "customers": customers,
+        "pushes": (conn.push_invoice(doc, customers[0]), conn.push_invoice(doc, customers[0])),
+    }
+
+
 STRIPE_SCENARIOS: dict[str, Callable[[Stripe, StripeSide | None], Any]] = {
     "push_charge_pull": stripe_push_charge_pull,
     "customers_send_void": stripe_customers_send_void,
     "refunds_disputes": stripe_refunds_disputes,
     "payments_paging": stripe_payments_paging,
+    "decline_and_conflict": stripe_decline_and_conflict,
+    "payments_incremental": stripe_payments_incremental,
+    "search_lag": stripe_search_lag,
 }
 
 HUBSPOT_TOKEN = "pat-cassettes"  # replaying sends it; the cassettes do not hold it (filtered)

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from billbridge.connectors.stripe.client import CALLS_PER_INVOICE_MIN
 from tests.connectors.cassettes import REPLAY_URL, replaying
 from tests.connectors.scenarios import (
     RECORDING_CLOCK,
     STRIPE_PAGED_INVOICES,
     stripe_connector,
     stripe_customers_send_void,
+    stripe_decline_and_conflict,
+    stripe_payments_incremental,
     stripe_payments_paging,
     stripe_push_charge_pull,
     stripe_refunds_disputes,
+    stripe_search_lag,
 )
 
 
@@ -80,3 +84,45 @@ def test_payments_page_at_one_hundred_with_the_fewest_calls_replay() -> None:
     assert [p.cursor for p in pages] == [None, str(int(RECORDING_CLOCK) + STRIPE_PAGED_INVOICES)]
     numbers = {p.invoice_numbers[0] for page in pages for p in page.payments}
     assert numbers == {f"N{n}" for n in range(STRIPE_PAGED_INVOICES)}
+
+
+def test_a_declined_card_leaves_the_invoice_open_and_a_new_version_is_a_conflict_replay() -> None:
+    with replaying("stripe", "decline_and_conflict") as cassette:
+        got = stripe_decline_and_conflict(stripe_connector(REPLAY_URL))
+        assert cassette.all_played
+    assert got["push_calls"] == CALLS_PER_INVOICE_MIN  # create, add_lines, finalize
+    declined = got["declined"]
+    assert (declined.status, declined.decline_code) == ("declined", "insufficient_funds")
+    assert declined.message == "Your card has insufficient funds." and declined.charge_id
+    assert got["still"] == "open"
+    assert (got["paid"].status, got["paid"].amount_paid) == ("paid", Decimal("100.00"))
+    assert got["conflict"].startswith("US-INV-000041: Stripe invoice in_")
+    assert got["conflict"].endswith("holds version 1, not 2")
+
+
+def test_payments_are_pulled_with_fees_and_then_from_the_cursor_replay() -> None:
+    with replaying("stripe", "payments_incremental") as cassette:
+        got = stripe_payments_incremental(stripe_connector(REPLAY_URL))
+        assert cassette.all_played
+    assert got["first_calls"] == 2  # the charges, and the payment events that name their invoices
+    first = [p for page in got["first"] for p in page.payments]
+    assert sorted(p.invoice_numbers for p in first) == [("US-INV-000051",), ("US-INV-000052",)]
+    assert {(p.amount, p.fee, p.customer_ref) for p in first} == {(Decimal("135.00"), Decimal("4.22"), "sf-ACC1")}
+    assert got["first"][-1].cursor == str(int(RECORDING_CLOCK) + 86400)
+    # the newest payment of the previous pull is read again (inclusive bound); consumers dedupe by id
+    assert sorted((p.invoice_numbers, p.amount, p.fee) for page in got["later"] for p in page.payments) == [
+        (("US-INV-000053",), Decimal("50.00"), Decimal("1.75")),
+        (("US-INV-000054",), Decimal("50.00"), Decimal("1.75")),
+    ]
+    assert got["cursor"] == str(int(RECORDING_CLOCK) + 86400 + 7200)
+
+
+def test_search_lag_neither_duplicates_a_customer_nor_hides_an_invoice_replay() -> None:
+    with replaying("stripe", "search_lag") as cassette:
+        got = stripe_search_lag(stripe_connector(REPLAY_URL))
+        assert cassette.all_played
+    first, again = got["customers"]
+    assert first == again and first.startswith("cus_")  # the same content, the same key: replayed
+    pushed, found = got["pushes"]
+    assert (pushed.status, found.status) == ("created", "existing")  # found by listing, not search
+    assert pushed.external_id == found.external_id and found.amount_due == Decimal("100.00")
