@@ -24,7 +24,7 @@ from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_en
 from billbridge.mapping.quickbooks import customer_spec
 from billbridge.mapping.salesforce import DEFAULT_FIELDS, SalesforceFields
 from billbridge.records import DealBundle, RecordPage
-from billbridge.sandbox.demo_world import DemoWorld, changed, generate
+from billbridge.sandbox.demo_world import DemoDeal, DemoWorld, changed, generate
 from billbridge.sandbox.hubspot.records import HubSpotData
 from billbridge.sandbox.quickbooks.company import QboCompany
 from billbridge.sandbox.salesforce import account_id, opportunity_id
@@ -325,9 +325,77 @@ def hubspot_full_then_incremental(
     return [full, later, list(source.pull(later[-1].cursor))]
 
 
+HUBSPOT_RESELLER_TYPE = 9  # a user-defined association type id, as a portal's "Reseller" label gets one
+
+
+def hubspot_contact_deals(world: DemoWorld) -> list[DemoDeal]:
+    """Valid won deals of distinct companies, none of the companies of ``hubspot_contacts``' two deals:
+    the contacts scenario gives them a billing email, a malformed contact, a contact with a language
+    HubSpot does not have, a malformed billing email, and a reseller (in that order)."""
+    taken = {d.company_key for d in world.live_deals[:2]}
+    keys, out = set(world.expected_contract_keys()), []
+    for deal in world.live_deals[2:]:
+        if deal.key in keys and deal.company_key not in taken:
+            taken.add(deal.company_key)
+            out.append(deal)
+    return out[:5]
+
+
+def hubspot_reseller(world: DemoWorld) -> tuple[DemoDeal, str]:
+    """The deal the contacts scenario links to a reseller, and the reseller's company (another one)."""
+    deal = hubspot_contact_deals(world)[4]
+    return deal, next(k for k in sorted(world.companies) if k != deal.company_key)
+
+
+def _hubspot_edits(side: CrmSide) -> None:
+    """What a sales rep does in the portal before the contacts scenario's pulls."""
+    data, world = side.sandbox.data, side.world
+    by_email, typo, bad_language, bad_billing_email, resold = hubspot_contact_deals(world)
+    _, reseller = hubspot_reseller(world)
+    stamp, ids = int(world.now.timestamp() * 1000), data.ids
+    with data.lock:
+        companies = data.tables["companies"].live
+        companies[ids[by_email.company_key]].properties["billing_email"] = " invoices@three.example "
+        companies[ids[bad_billing_email.company_key]].properties["billing_email"] = "ar@@example"
+        data.link_contact(
+            "deals", ids[typo.key], data.add_contact({"email": "ap at example"}, stamp), "Billing contact"
+        )
+        odd = data.add_contact({"email": "ok@example.com", "hs_language": "Deutsch!"}, stamp)
+        data.link_contact("deals", ids[bad_language.key], odd, "Billing contact")
+        ceo = data.add_contact({"email": "ceo@second.example", "firstname": "Chef"}, stamp)
+        data.link_contact("deals", ids[world.live_deals[1].key], ceo, "Decision maker")
+        data.label("deals", "companies", ids[resold.key], ids[reseller], "Reseller", HUBSPOT_RESELLER_TYPE)
+
+
+def hubspot_contacts_and_partners(source: HubSpotSource, side: CrmSide | None = None) -> dict[str, Any]:
+    """Billing contacts and partners read with the deals: full pulls with the default billing label,
+    with "Decision maker" as the billing label, with none (the contacts not asked for), and the
+    labelled associations (a reseller) of the resold deal read both ways; the calls each pull took."""
+    if side is not None:
+        _hubspot_edits(side)
+
+    def pull(label: str | None) -> tuple[list[RecordPage[DealBundle]], int]:
+        settings = source.settings.model_copy(update={"billing_contact_label": label})
+        calls = source.client.calls
+        pages = list(HubSpotSource(settings, client=source.client).pull(None))
+        return pages, source.client.calls - calls
+
+    pulls = {label: pull(label) for label in ("Billing contact", "Decision maker", "")}
+    bundles = [b for page in pulls["Billing contact"][0] for b in page.records]
+    resold = next(b for b in bundles if b.labelled)
+    [reseller] = resold.labelled["Reseller"]
+    deal_id = str(resold.deal["id"])
+    return {
+        "pulls": pulls,
+        "links": source.client.labelled_associations("deals", "companies", [deal_id]),
+        "back": source.client.labelled_associations("companies", "deals", [reseller]),
+    }
+
+
 HUBSPOT_SCENARIOS: dict[str, Callable[[HubSpotSource, CrmSide | None], Any]] = {
     "full_pull": hubspot_full_pull,
     "full_then_incremental": hubspot_full_then_incremental,
+    "contacts_and_partners": hubspot_contacts_and_partners,
 }
 
 
