@@ -470,9 +470,54 @@ def salesforce_roles_partner_incremental(
     return [full, later, list(source.pull(later[-1].cursor))]
 
 
+def salesforce_account_role_deals(world: DemoWorld) -> list[DemoDeal]:
+    """Three valid won deals of distinct companies (by key): the account roles scenario gives the first
+    a billing contact role of its own and one on its Account, the second billing and decision maker
+    roles on its Account only, the third a billing contact with a malformed address."""
+    deals: list[DemoDeal] = []
+    for deal in sorted(world.live_deals, key=lambda d: d.key):
+        if deal.key in world.expected_contract_keys() and deal.company_key not in {d.company_key for d in deals}:
+            deals.append(deal)
+    return deals[:3]
+
+
+def _salesforce_account_role(side: CrmSide, n: int, company: str, role: str, email: str) -> None:
+    """A Contact of the company's Account in ``role`` there (AccountContactRole), stamped the day before."""
+    stamp, org, account = side.world.now - timedelta(days=1), side.sandbox.org, account_id(company)
+    contact = f"003{n:015d}"
+    org.put(
+        "Contact",
+        {"Id": contact, "FirstName": "Bo", "LastName": f"Books{n}", "Email": email, "AccountId": account,
+         "IsDeleted": False, "SystemModstamp": stamp},
+    )  # fmt: skip
+    org.put(
+        "AccountContactRole",
+        {"Id": f"02Z{n:015d}", "AccountId": account, "ContactId": contact, "Role": role, "IsPrimary": False,
+         "IsDeleted": False, "SystemModstamp": stamp},
+    )  # fmt: skip
+
+
+def salesforce_account_roles(source: SalesforceSource, side: CrmSide | None = None) -> dict[str, Any]:
+    """Billing contacts from the Account's contact roles where the Opportunity names none (the setting
+    ``account_contact_roles`` on: one more query a page, the roles by Account ids), then the same
+    pull with it off; one Opportunity's billing contact has a malformed address."""
+    if side is not None:
+        on_opportunity, on_account, typo = salesforce_account_role_deals(side.world)
+        _salesforce_role(side, 11, opportunity_id(on_opportunity.key), "Billing", "ap@one.example", True)
+        _salesforce_account_role(side, 12, on_opportunity.company_key, "Billing", "books@one.example")
+        _salesforce_account_role(side, 13, on_account.company_key, "Decision Maker", "ceo@two.example")
+        _salesforce_account_role(side, 14, on_account.company_key, "Billing", "books@two.example")
+        _salesforce_role(side, 15, opportunity_id(typo.key), "Billing", "ap at example", True)
+    settings = source.client.settings.model_copy(update={"account_contact_roles": True})
+    client = SalesforceClient(settings, policy=RetryPolicy(attempts=3, base_delay=0.001))
+    with_roles = SalesforceSource(client, columns=source.columns, clock=source.clock)
+    return {"with_roles": list(with_roles.pull(None)), "plain": list(source.pull(None))}
+
+
 SALESFORCE_SCENARIOS: dict[str, Callable[[SalesforceSource, CrmSide | None], Any]] = {
     "full_pull": salesforce_full_pull,
     "roles_partner_incremental": salesforce_roles_partner_incremental,
+    "account_roles": salesforce_account_roles,
 }
 
 
