@@ -57,7 +57,7 @@ def _steady_response(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def _body(sent: Request, recorded: Request) -> None:
+def request_body(sent: Request, recorded: Request) -> None:
     """vcrpy's body matcher, asked only where the method and path agree: vcrpy asks every matcher
     about every recorded request for each request sent, and its body matcher parses and diffs the two
     bodies when they differ (seconds for a cassette of a few dozen large searches); where the method
@@ -86,7 +86,7 @@ def cassette_vcr(mode: Literal["none", "all"]) -> vcr.VCR:
         before_record_response=_steady_response,
         decode_compressed_response=True,
     )
-    recorder.register_matcher("body", _body)
+    recorder.register_matcher("body", request_body)
     return recorder
 
 
