@@ -4,7 +4,7 @@ connector answered, which the replay tests check."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -31,6 +31,7 @@ from billbridge.sandbox.salesforce import account_id, opportunity_id
 from billbridge.sandbox.stripe import StripeSandbox
 from billbridge.sandbox.stripe import catalog as stripe_catalog
 from billbridge.sandbox.stripe import payments as stripe_payments
+from billbridge.sandbox.stripe.seed import seed as seed_stripe
 from billbridge.settings import HubSpotSettings
 from billbridge.vendors.contract import PaymentPage
 from billbridge.vendors.quickbooks import PaymentToRecord, QuickBooks
@@ -253,6 +254,35 @@ def stripe_search_lag(conn: Stripe, side: StripeSide | None = None) -> dict[str,
     }
 
 
+def stripe_world() -> DemoWorld:
+    """The small seeded world whose won deals the subscriptions scenario holds as Stripe subscriptions."""
+    return generate(20, seed=11)
+
+
+def stripe_touched(world: DemoWorld, seeded: Collection[str]) -> list[str]:
+    """The deals (keys) whose subscriptions the subscriptions scenario changes: the first two seeded."""
+    return [d.key for d in world.live_deals if d.key in seeded][:2]
+
+
+def stripe_subscriptions(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """The world's won deals as subscriptions (made at the sandbox), pulled in full with their prices,
+    products and customers; then a quantity changed an hour later, twice, each pulled from the
+    previous cursor (the subscription events since it)."""
+    seeded = seed_stripe(side.sandbox.state, stripe_world()).subscriptions if side is not None else {}
+    full = list(conn.pull_subscriptions(None, now=RECORDING_CLOCK))
+    cursor, changed = full[-1].cursor, []
+    for hour in (1, 2):
+        if side is not None:
+            side.clock.now += 3600
+            state = side.sandbox.state
+            sub_id = seeded[stripe_touched(stripe_world(), seeded)[hour - 1]]
+            item_id = state.get("subscription", sub_id)["_items"][0]
+            stripe_catalog.update_subscription(state, {"items": [{"id": item_id, "quantity": "7"}]}, sub_id)
+        changed = list(conn.pull_subscriptions(cursor, now=RECORDING_CLOCK + 3600 * hour))
+        cursor = changed[-1].cursor
+    return {"full": full, "changed": changed}
+
+
 STRIPE_SCENARIOS: dict[str, Callable[[Stripe, StripeSide | None], Any]] = {
     "push_charge_pull": stripe_push_charge_pull,
     "customers_send_void": stripe_customers_send_void,
@@ -261,6 +291,7 @@ STRIPE_SCENARIOS: dict[str, Callable[[Stripe, StripeSide | None], Any]] = {
     "decline_and_conflict": stripe_decline_and_conflict,
     "payments_incremental": stripe_payments_incremental,
     "search_lag": stripe_search_lag,
+    "subscriptions": stripe_subscriptions,
 }
 
 HUBSPOT_TOKEN = "pat-cassettes"  # replaying sends it; the cassettes do not hold it (filtered)

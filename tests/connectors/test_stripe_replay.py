@@ -5,8 +5,13 @@ makes of the answers is checked here. Re-record with ``python -m tests.connector
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
+from pydantic import TypeAdapter
+
+from billbridge.billing.pricing import Pricing
 from billbridge.connectors.stripe.client import CALLS_PER_INVOICE_MIN
+from billbridge.mapping.stripe import StripeSubscriptionMapping, map_subscription
 from tests.connectors.cassettes import REPLAY_URL, replaying
 from tests.connectors.scenarios import (
     RECORDING_CLOCK,
@@ -19,6 +24,9 @@ from tests.connectors.scenarios import (
     stripe_push_charge_pull,
     stripe_refunds_disputes,
     stripe_search_lag,
+    stripe_subscriptions,
+    stripe_touched,
+    stripe_world,
 )
 
 
@@ -126,3 +134,53 @@ def test_search_lag_neither_duplicates_a_customer_nor_hides_an_invoice_replay() 
     pushed, found = got["pushes"]
     assert (pushed.status, found.status) == ("created", "existing")  # found by listing, not search
     assert pushed.external_id == found.external_id and found.amount_due == Decimal("100.00")
+
+
+def _canonical_amount(pricing: dict[str, Any], quantity: Decimal) -> Decimal:
+    """What the price book's price of ``quantity`` comes to."""
+    amount: Decimal = TypeAdapter(Pricing).validate_python(pricing).amount_for(quantity)
+    return amount
+
+
+def test_subscriptions_map_the_world_and_are_then_pulled_from_the_events_replay() -> None:
+    """Every seeded subscription pulled and mapped back to its deal (currency, dates, entity, the
+    price-book price of every item recovered from Stripe's shapes); then two quantity changes, each
+    pulled from the previous cursor (the newest change read again: an inclusive bound)."""
+    world = stripe_world()
+    with replaying("stripe", "subscriptions") as cassette:
+        got = stripe_subscriptions(stripe_connector(REPLAY_URL))
+        assert cassette.all_played
+    records = [r for page in got["full"] for r in page.records]
+    by_deal = {r.subscription["metadata"]["billbridge_deal"]: r for r in records}
+    assert len(by_deal) == len(records) > 5
+    for deal_key, record in by_deal.items():
+        deal = world.deals[deal_key]
+        mapped = map_subscription(
+            record.subscription, record.customer, record.prices, record.products, StripeSubscriptionMapping()
+        )
+        assert mapped is not None
+        contract = mapped.contract
+        assert (contract.currency, contract.contract_start_date, contract.entity_ref) == (
+            deal.currency,
+            deal.start_date,
+            deal.entity_ref,
+        )
+        assert contract.contract_end_date == deal.end_date and contract.auto_charge == deal.auto_charge
+        for line in contract.lines:
+            quantity = next(dl.quantity for dl in deal.lines if dl.sku == line.product_ref)
+            expected = world.products[line.product_ref].pricing[deal.currency]
+            assert line.pricing is not None and line.quantity == quantity
+            assert line.pricing.amount_for(quantity) == _canonical_amount(expected, quantity)
+    changed = [r for page in got["changed"] for r in page.records]
+    touched = stripe_touched(world, by_deal)
+    assert sorted(r.subscription["metadata"]["billbridge_deal"] for r in changed) == sorted(touched)
+    assert {r.subscription["items"]["data"][0]["quantity"] for r in changed} == {7}
+    # each tiered price (its tiers need expanding), product and customer fetched once per pull: the full
+    # pull has an events marker and one page of subscriptions with their customers expanded, a later
+    # pull one page of events
+    for pages, lists, expanded in ((got["full"], 2, True), (got["changed"], 1, False)):
+        pulled = [r for page in pages for r in page.records]
+        tiered = {i for r in pulled for i, price in r.prices.items() if price.get("billing_scheme") == "tiered"}
+        products = {i for r in pulled for i in r.products}
+        customers = set() if expanded else {r.customer["id"] for r in pulled if r.customer}
+        assert sum(page.api_calls for page in pages) == lists + len(tiered) + len(products) + len(customers)
