@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from billbridge.billing.model import Partner
-from billbridge.mapping.crm import MappedDeal, MappingError, map_deal, partner_ref
+from billbridge.mapping.crm import MappedDeal, MappingError, is_won, map_deal, partner_ref
 from billbridge.mapping.hubspot import DEFAULT_MAPPING, HubSpotProperties, bundle_to_crm
 from billbridge.records import DealBundle
 from billbridge.sandbox.demo_world import DemoDeal
@@ -45,6 +45,32 @@ def test_a_full_pull_replays_from_the_cassette_with_every_live_deal_once() -> No
     assert named[("ap@first.example",)] == 1  # the first deal's own; its unlabelled contact is left out
     assert named[("controller@second.example",)] >= 1  # every deal of the second deal's company
     assert set(named) == {(), ("ap@first.example",), ("controller@second.example",)}
+    # connector and mapping together: the won deals a correct sync keeps map, the broken ones do not
+    key_of = {v: k for k, v in render(world).ids.items()}
+    mapped, failed = set(), {}
+    for bundle in bundles:
+        deal, company, products = bundle_to_crm(bundle)
+        if not is_won(deal, DEFAULT_MAPPING):
+            continue
+        key = key_of[deal.deal_id]
+        try:
+            contract = map_deal(deal, company, products, DEFAULT_MAPPING).contract
+        except MappingError as exc:
+            failed[key] = exc.field
+            continue
+        mapped.add(key)
+        expected = world.deals[key]
+        assert (contract.contract_start_date, contract.contract_end_date, contract.entity_ref) == (
+            expected.start_date,
+            expected.end_date,
+            expected.entity_ref,
+        )
+        assert (contract.auto_charge, contract.payment_terms_days) == (
+            expected.auto_charge,
+            expected.payment_terms_days,
+        )
+        assert len(contract.lines) == len(expected.lines)
+    assert mapped == world.expected_contract_keys() and set(failed) == world.broken_keys()
 
 
 def test_an_incremental_pull_replays_only_the_changes_and_archivals() -> None:

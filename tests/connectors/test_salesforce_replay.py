@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from billbridge.billing.model import Partner
-from billbridge.mapping.crm import MappingError, map_deal, partner_ref
+from billbridge.mapping.crm import MappingError, is_won, map_deal, partner_ref
 from billbridge.mapping.salesforce import DEFAULT_FIELDS, DEFAULT_MAPPING, SalesforceFields, bundle_to_crm
 from billbridge.sandbox.demo_world import DemoDeal
 from billbridge.sandbox.salesforce import account_id, opportunity_id
@@ -42,6 +42,21 @@ def test_a_full_pull_replays_from_the_cassette_with_every_live_opportunity_once(
     assert all(b.company is not None for b in bundles) and pages[-1].cursor is not None
     assert "PartnerAccountId" not in DEFAULT_FIELDS.columns()["Opportunity"]  # not every org has PRM
     assert all("PartnerAccountId" not in b.deal and bundle_to_crm(b)[0].partners == () for b in bundles)
+    # connector and mapping together: the won deals a correct sync keeps map, the broken ones do not
+    mapped, broken = set(), set()
+    for bundle in bundles:
+        deal, company, products = bundle_to_crm(bundle)
+        if not is_won(deal, DEFAULT_MAPPING):
+            continue
+        try:
+            map_deal(deal, company, products, DEFAULT_MAPPING)
+            mapped.add(deal.deal_id)
+        except MappingError:
+            broken.add(deal.deal_id)
+    assert mapped == {opportunity_id(k) for k in world.expected_contract_keys()}
+    assert broken == {opportunity_id(k) for k in world.broken_keys()}
+    # the opportunity page, the price book query, and the delete log that starts the next run's cursor
+    assert sum(p.api_calls for p in pages) == 3
 
 
 def test_roles_partner_and_an_incremental_pull_replay_from_the_cassette() -> None:
