@@ -759,14 +759,16 @@ def quickbooks_send_invoice(conn: QuickBooks, side: QuickBooksSide | None = None
         conn.close()
 
 
-def quickbooks_later_run(conn: QuickBooks) -> QuickBooks:
-    """Another connector to the same company with the same tokens: a later run, nothing cached."""
+def quickbooks_later_run(conn: QuickBooks, config: QuickBooksConfig | None = None, **options: Any) -> QuickBooks:
+    """Another connector to the same company with the same tokens: a later run, nothing cached (with
+    another ``config`` or connector ``options`` where given)."""
     return QuickBooks(
-        conn.config,
+        config or conn.config,
         conn.keeper.store,
         policy=RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01),
         pacer=Pacer(10_000, 1),
         batch_pacer=Pacer(10_000, 1),
+        **options,
     )
 
 
@@ -923,6 +925,46 @@ def quickbooks_vendor_names(conn: QuickBooks, side: QuickBooksSide | None = None
         conn.close()
 
 
+def quickbooks_refused_documents(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """A document naming a customer QuickBooks does not know (2500) fails alone; so does one whose
+    customer QuickBooks refuses to create (no name), on a later run: the others are created."""
+    later = quickbooks_later_run(conn)
+    try:
+        docs = quickbooks_documents(3)  # cust-1, cust-0, cust-1
+        customers = conn.ensure_customers(list({d.customer_ref: customer_spec(d) for d in docs}.values()))
+        items = conn.ensure_items({ln.product_ref: ln.description for d in docs for ln in d.lines})
+        unknown = conn.push_documents(docs, customer_ids={**customers, "cust-0": "999999"}, item_ids=items)
+        more = quickbooks_documents(3, start=4)
+        more[1] = replace(more[1], customer_ref="nameless", customer_name="")
+        return {
+            "unknown": unknown,
+            "nameless": later.push_documents(more),
+            "invoices": list(conn.query_all("Invoice", order_by="Id")),
+        }
+    finally:
+        later.close()
+        conn.close()
+
+
+def quickbooks_deferred_items(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """Revenue recognition on: items found with another income account ("SEATS", made by hand) are
+    moved to deferred revenue (a sparse update), items made take it, so an invoice credits deferred
+    revenue. The items read back."""
+    try:
+        if side is not None:
+            side.company.create("Account", {"Name": "Deferred Revenue", "AccountType": "Other Current Liability"})
+            side.company.create("Item", {"Name": "SEATS", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+        deferred = next(str(a["Id"]) for a in conn.query_all("Account") if a["Name"] == "Deferred Revenue")
+        recognising = quickbooks_later_run(conn, replace(conn.config, income_account_id=deferred), repoint_items=True)
+        try:
+            pushed = recognising.push_documents(quickbooks_documents(2), look_up_first=False)
+        finally:
+            recognising.close()
+        return {"deferred": deferred, "pushed": pushed, "items": list(conn.query_all("Item"))}
+    finally:
+        conn.close()
+
+
 QUICKBOOKS_SCENARIOS: dict[str, Callable[[QuickBooks, QuickBooksSide | None], Any]] = {
     "send_invoice": quickbooks_send_invoice,
     "push_twice": quickbooks_push_twice,
@@ -934,4 +976,6 @@ QUICKBOOKS_SCENARIOS: dict[str, Callable[[QuickBooks, QuickBooksSide | None], An
     "credit_memo_and_yen": quickbooks_credit_memo_and_yen,
     "journal_problems": quickbooks_journal_problems,
     "vendor_names": quickbooks_vendor_names,
+    "refused_documents": quickbooks_refused_documents,
+    "deferred_items": quickbooks_deferred_items,
 }

@@ -175,3 +175,27 @@ def test_a_partners_vendor_takes_a_suffixed_name_and_a_vendor_whose_names_are_bo
     assert stored_bill["VendorRef"]["value"] == stored_credit["VendorRef"]["value"] == vendor["Id"]
     assert (stored_bill["Id"], stored_bill["TotalAmt"]) == (made.external_id, Decimal("452.00"))
     assert (stored_credit["Id"], stored_credit["TotalAmt"]) == (later.external_id, Decimal("45.00"))
+
+
+def test_a_document_with_an_unknown_or_refused_customer_fails_alone(replay: Replay) -> None:
+    got = replay("refused_documents")
+    unknown, nameless = got["unknown"], got["nameless"]
+    assert [r.status for r in unknown] == ["created", "failed", "created"]
+    assert (unknown[1].error or "").startswith("2500") and not unknown[1].retriable
+    assert [r.status for r in nameless] == ["created", "failed", "created"]
+    assert "customer or item not in QuickBooks" in (nameless[1].error or "") and not nameless[1].retriable
+    created = [r for r in [*unknown, *nameless] if r.status == "created"]
+    assert [(i["DocNumber"], i["Id"]) for i in got["invoices"]] == [(r.number, r.external_id) for r in created]
+
+
+def test_with_revenue_recognition_items_post_to_deferred_revenue(replay: Replay) -> None:
+    """SEATS, found with the income account "1", is moved to deferred revenue (SyncToken 1); API-CALLS
+    is made with it; the invoices are created."""
+    got = replay("deferred_items")
+    assert [r.status for r in got["pushed"]] == ["created", "created"]
+    items = {i["Name"]: i for i in got["items"]}
+    assert {name: i["IncomeAccountRef"]["value"] for name, i in items.items()} == {
+        "SEATS": got["deferred"],
+        "API-CALLS": got["deferred"],
+    }
+    assert (items["SEATS"]["SyncToken"], items["API-CALLS"]["SyncToken"]) == ("1", "0")
