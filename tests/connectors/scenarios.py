@@ -545,10 +545,30 @@ def salesforce_account_roles(source: SalesforceSource, side: CrmSide | None = No
     return {"with_roles": list(with_roles.pull(None)), "plain": list(source.pull(None))}
 
 
+def salesforce_late(world: DemoWorld) -> DemoDeal:
+    """The opportunity the late commit scenario commits late: one changed more than a day before the newest."""
+    newest = max(d.modified_at for d in world.live_deals)
+    return next(d for d in world.live_deals if d.modified_at < newest - timedelta(days=1))
+
+
+def salesforce_late_commit(source: SalesforceSource, side: CrmSide | None = None) -> dict[str, Any]:
+    """A full pull, then one from its cursor at once: the lag window re-reads the newest changes and
+    repeats none. Then an opportunity committed late, stamped a minute before the newest one already
+    delivered: the pull from the full pull's cursor still delivers it."""
+    first = list(source.pull(None))
+    again = list(source.pull(first[-1].cursor))
+    if side is not None:
+        newest = max(d.modified_at for d in side.world.live_deals)
+        stamped = replace(salesforce_late(side.world), name="Late commit", modified_at=newest - timedelta(minutes=1))
+        side.sandbox.org.put("Opportunity", side.sandbox.renderer.opportunity(stamped))
+    return {"first": first, "again": again, "late": list(source.pull(first[-1].cursor))}
+
+
 SALESFORCE_SCENARIOS: dict[str, Callable[[SalesforceSource, CrmSide | None], Any]] = {
     "full_pull": salesforce_full_pull,
     "roles_partner_incremental": salesforce_roles_partner_incremental,
     "account_roles": salesforce_account_roles,
+    "late_commit": salesforce_late_commit,
 }
 
 

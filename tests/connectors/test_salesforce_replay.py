@@ -21,6 +21,8 @@ from tests.connectors.scenarios import (
     salesforce_account_role_deals,
     salesforce_account_roles,
     salesforce_full_pull,
+    salesforce_late,
+    salesforce_late_commit,
     salesforce_roles_partner,
     salesforce_roles_partner_incremental,
     salesforce_source,
@@ -158,3 +160,14 @@ def test_account_contact_roles_stand_in_and_a_malformed_address_is_left_out_repl
     [dropped] = mapped.dropped_contacts
     assert dropped.field == "OpportunityContactRoles[0].Contact.Email"
     assert "malformed e-mail address 'ap at example'" in str(dropped)
+
+
+def test_the_lag_window_repeats_nothing_and_a_late_commit_inside_it_is_delivered_replay() -> None:
+    world = salesforce_world()
+    with replaying("salesforce", "late_commit") as cassette:
+        got = salesforce_late_commit(salesforce_source(REPLAY_URL.replace("http:", "https:"), CREDENTIALS))
+        assert cassette.all_played
+    assert len([b for p in got["first"] for b in p.records]) == len(world.live_deals)
+    assert [b for p in got["again"] for b in p.records] == []  # the newest re-read by the window, then skipped
+    late = {b.deal["Id"]: b.deal["Name"] for p in got["late"] for b in p.records}
+    assert late[opportunity_id(salesforce_late(world).key)] == "Late commit"
