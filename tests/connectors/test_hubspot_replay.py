@@ -99,9 +99,11 @@ def _partner(ref: str, deal: DemoDeal, kind: str) -> Partner:
     )  # fmt: skip
 
 
-def _mapped(bundle: DealBundle, names: HubSpotProperties | None = None, **partners: Partner) -> MappedDeal:
+def _mapped(
+    bundle: DealBundle, names: HubSpotProperties | None = None, partners: dict[str, Partner] | None = None
+) -> MappedDeal:
     deal, company, products = bundle_to_crm(bundle, names=names or HubSpotProperties())
-    return map_deal(deal, company, products, DEFAULT_MAPPING, partners=partners or None)
+    return map_deal(deal, company, products, DEFAULT_MAPPING, partners=partners)
 
 
 def _contacts(bundle: DealBundle) -> list[tuple[str, str | None, str]] | None:
@@ -156,13 +158,13 @@ def test_billing_contacts_by_label_company_and_billing_email_and_partners_replay
     assert bundle.labelled == {"Reseller": [reseller]}
     assert all(not b.labelled for i, b in bundles.items() if i != deal_id)
     ref = partner_ref(DEFAULT_MAPPING, reseller)
-    mapped = _mapped(bundle, **{ref: _partner(ref, resold, "reseller")})
+    mapped = _mapped(bundle, partners={ref: _partner(ref, resold, "reseller")})
     assert mapped.contract.reseller_ref == ref and mapped.customer.customer_ref == f"hs-{ids[resold.company_key]}"
     with pytest.raises(MappingError) as unknown:
-        _mapped(bundle, **{"hs-1": _partner("hs-1", resold, "reseller")})
+        _mapped(bundle, partners={"hs-1": _partner("hs-1", resold, "reseller")})
     assert unknown.value.field == "associations.companies[Reseller]" and ref in unknown.value.message
     as_referral = HubSpotProperties(referral_partner_label="Reseller", reseller_label=None)
-    referred = _mapped(bundle, as_referral, **{ref: _partner(ref, resold, "both")})
+    referred = _mapped(bundle, as_referral, {ref: _partner(ref, resold, "both")})
     assert referred.contract.reseller_ref is None and referred.referral is not None
     assert (referred.referral.partner_ref, referred.referral.field) == (ref, "associations.companies[Reseller]")
     links = dict(got["links"][deal_id])
