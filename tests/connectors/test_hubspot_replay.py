@@ -132,6 +132,8 @@ def test_billing_contacts_by_label_company_and_billing_email_and_partners_replay
     assert _contacts(bundles[ids[first.key]]) == [("ap@first.example", "Ada", "de")]
     assert _contacts(bundles[ids[second.key]]) == [("controller@second.example", None, "en")]  # ceo: another label
     assert _contacts(bundles[ids[by_email.key]]) == [("invoices@three.example", None, "en")]
+    no_fallback = _mapped(bundles[ids[by_email.key]], HubSpotProperties(company_billing_email=None))
+    assert no_fallback.customer.contacts is None  # nothing named: the stored ones stay
     [broken] = bundles[ids[typo.key]].contacts or []
     dropped = _mapped(bundles[ids[typo.key]])
     assert dropped.customer.contacts == []  # the deal is kept, its only contact left out, nothing guessed
