@@ -4,7 +4,7 @@ connector answered, which the replay tests check."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -20,16 +20,18 @@ from billbridge.connectors.quickbooks import QuickBooksConfig
 from billbridge.connectors.quickbooks.tokens import InMemoryTokenStore, OAuthTokens
 from billbridge.connectors.salesforce import SalesforceClient, SalesforceSettings, SalesforceSource
 from billbridge.connectors.stripe import StripeConflict
-from billbridge.mapping.journal import AccountMapping, PeriodRevenue
+from billbridge.mapping.journal import AccountMapping, PeriodRevenue, journal_entry_payload
+from billbridge.mapping.quickbooks import customer_spec
 from billbridge.mapping.salesforce import DEFAULT_FIELDS, SalesforceFields
 from billbridge.records import DealBundle, RecordPage
-from billbridge.sandbox.demo_world import DemoWorld, changed, generate
+from billbridge.sandbox.demo_world import DemoDeal, DemoWorld, changed, generate
 from billbridge.sandbox.hubspot.records import HubSpotData
 from billbridge.sandbox.quickbooks.company import QboCompany
 from billbridge.sandbox.salesforce import account_id, opportunity_id
 from billbridge.sandbox.stripe import StripeSandbox
 from billbridge.sandbox.stripe import catalog as stripe_catalog
 from billbridge.sandbox.stripe import payments as stripe_payments
+from billbridge.sandbox.stripe.seed import seed as seed_stripe
 from billbridge.settings import HubSpotSettings
 from billbridge.vendors.contract import PaymentPage
 from billbridge.vendors.quickbooks import PaymentToRecord, QuickBooks
@@ -177,11 +179,119 @@ def stripe_payments_paging(conn: Stripe, side: StripeSide | None = None) -> list
     return list(conn.pull_payments(None))
 
 
+def stripe_refusal(attempt: Callable[[], object]) -> str:
+    """What Stripe's refusal of a write said: the StripeConflict raised, or the failed result's error."""
+    try:
+        result = attempt()
+    except StripeConflict as exc:
+        return str(exc)
+    return str(getattr(result, "error", "") or "")
+
+
+def stripe_decline_and_conflict(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """A customer whose card is declined: the invoice (created, lines added, finalized: three calls)
+    stays open with the decline's reason; a new card, a second attempt paid. A new version of the
+    pushed invoice is refused as a conflict, not pushed again."""
+    customer = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
+    conn.attach_default_payment_method(customer, "pm_card_chargeDeclinedInsufficientFunds")
+    doc = stripe_document("US-INV-000041", "135.00", "-35.00")
+    calls = conn.api_calls
+    pushed = conn.push_invoice(doc, customer, look_up=False)
+    push_calls = conn.api_calls - calls
+    assert pushed.external_id is not None
+    declined = conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-1"))
+    still = conn.retrieve_invoice(pushed.external_id)["status"]
+    conn.attach_default_payment_method(customer, "pm_card_visa")
+    paid = conn.charge_invoice(pushed.external_id, doc.idempotency_key("charge-2"))
+    return {
+        "push_calls": push_calls,
+        "declined": declined,
+        "still": still,
+        "paid": paid,
+        "conflict": stripe_refusal(lambda: conn.push_invoice(replace(doc, version=2), customer)),
+    }
+
+
+def stripe_payments_incremental(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """Two invoices collected a day after they were finalized, pulled from the start (two calls: the
+    charges, and the payment events naming their invoices); then an invoice paid an hour later, twice,
+    each time pulled from the previous cursor."""
+    customer = conn.ensure_customer("sf-ACC1", "Globex", "ap@globex.test")
+    conn.attach_default_payment_method(customer, "pm_card_visa")
+    pushed = [conn.push_invoice(stripe_document(f"US-INV-00005{n}", "135.00"), customer) for n in (1, 2)]
+    if side is not None:
+        side.clock.now += 86400
+    for n, invoice in enumerate(pushed, 1):
+        assert invoice.external_id is not None
+        conn.charge_invoice(invoice.external_id, f"charge-{n}")
+    calls = conn.api_calls
+    first = list(conn.pull_payments(None))
+    first_calls = conn.api_calls - calls
+    cursor, later = first[-1].cursor, []
+    for n in (3, 4):
+        if side is not None:
+            side.clock.now += 3600
+        doc = stripe_document(f"US-INV-00005{n}", "50.00")
+        invoice = conn.push_invoice(doc, customer)
+        assert invoice.external_id is not None
+        conn.charge_invoice(invoice.external_id, doc.idempotency_key("charge-1"))
+        later = list(conn.pull_payments(cursor))
+        cursor = later[-1].cursor
+    return {"first": first, "first_calls": first_calls, "later": later, "cursor": cursor}
+
+
+def stripe_search_lag(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """Stripe's search lags behind writes (here a minute): a customer ensured twice is one customer
+    (the same content, the same idempotency key), and an invoice pushed twice is found by listing."""
+    if side is not None:
+        side.sandbox.state.search_lag = 60
+    customers = (conn.ensure_customer("sf-ACC9", "Hooli", None), conn.ensure_customer("sf-ACC9", "Hooli", None))
+    conn.attach_default_payment_method(customers[0], "pm_card_visa")
+    doc = stripe_document("US-INV-000061", "135.00", "-35.00")
+    return {
+        "customers": customers,
+        "pushes": (conn.push_invoice(doc, customers[0]), conn.push_invoice(doc, customers[0])),
+    }
+
+
+def stripe_world() -> DemoWorld:
+    """The small seeded world whose won deals the subscriptions scenario holds as Stripe subscriptions."""
+    return generate(20, seed=11)
+
+
+def stripe_touched(world: DemoWorld, seeded: Collection[str]) -> list[str]:
+    """The deals (keys) whose subscriptions the subscriptions scenario changes: the first two seeded."""
+    return [d.key for d in world.live_deals if d.key in seeded][:2]
+
+
+def stripe_subscriptions(conn: Stripe, side: StripeSide | None = None) -> dict[str, Any]:
+    """The world's won deals as subscriptions (made at the sandbox), pulled in full with their prices,
+    products and customers; then a quantity changed an hour later, twice, each pulled from the
+    previous cursor (the subscription events since it)."""
+    seeded = seed_stripe(side.sandbox.state, stripe_world()).subscriptions if side is not None else {}
+    full = list(conn.pull_subscriptions(None, now=RECORDING_CLOCK))
+    cursor, changed = full[-1].cursor, []
+    for hour in (1, 2):
+        if side is not None:
+            side.clock.now += 3600
+            state = side.sandbox.state
+            sub_id = seeded[stripe_touched(stripe_world(), seeded)[hour - 1]]
+            item_id = state.get("subscription", sub_id)["_items"][0]
+            stripe_catalog.update_subscription(state, {"items": [{"id": item_id, "quantity": "7"}]}, sub_id)
+        changed = list(conn.pull_subscriptions(cursor, now=RECORDING_CLOCK + 3600 * hour))
+        cursor = changed[-1].cursor
+    return {"full": full, "changed": changed}
+
+
 STRIPE_SCENARIOS: dict[str, Callable[[Stripe, StripeSide | None], Any]] = {
     "push_charge_pull": stripe_push_charge_pull,
     "customers_send_void": stripe_customers_send_void,
     "refunds_disputes": stripe_refunds_disputes,
     "payments_paging": stripe_payments_paging,
+    "decline_and_conflict": stripe_decline_and_conflict,
+    "payments_incremental": stripe_payments_incremental,
+    "search_lag": stripe_search_lag,
+    "subscriptions": stripe_subscriptions,
 }
 
 HUBSPOT_TOKEN = "pat-cassettes"  # replaying sends it; the cassettes do not hold it (filtered)
@@ -246,9 +356,77 @@ def hubspot_full_then_incremental(
     return [full, later, list(source.pull(later[-1].cursor))]
 
 
+HUBSPOT_RESELLER_TYPE = 9  # a user-defined association type id, as a portal's "Reseller" label gets one
+
+
+def hubspot_contact_deals(world: DemoWorld) -> list[DemoDeal]:
+    """Valid won deals of distinct companies, none of the companies of ``hubspot_contacts``' two deals:
+    the contacts scenario gives them a billing email, a malformed contact, a contact with a language
+    HubSpot does not have, a malformed billing email, and a reseller (in that order)."""
+    taken = {d.company_key for d in world.live_deals[:2]}
+    keys, out = set(world.expected_contract_keys()), []
+    for deal in world.live_deals[2:]:
+        if deal.key in keys and deal.company_key not in taken:
+            taken.add(deal.company_key)
+            out.append(deal)
+    return out[:5]
+
+
+def hubspot_reseller(world: DemoWorld) -> tuple[DemoDeal, str]:
+    """The deal the contacts scenario links to a reseller, and the reseller's company (another one)."""
+    deal = hubspot_contact_deals(world)[4]
+    return deal, next(k for k in sorted(world.companies) if k != deal.company_key)
+
+
+def _hubspot_edits(side: CrmSide) -> None:
+    """What a sales rep does in the portal before the contacts scenario's pulls."""
+    data, world = side.sandbox.data, side.world
+    by_email, typo, bad_language, bad_billing_email, resold = hubspot_contact_deals(world)
+    _, reseller = hubspot_reseller(world)
+    stamp, ids = int(world.now.timestamp() * 1000), data.ids
+    with data.lock:
+        companies = data.tables["companies"].live
+        companies[ids[by_email.company_key]].properties["billing_email"] = " invoices@three.example "
+        companies[ids[bad_billing_email.company_key]].properties["billing_email"] = "ar@@example"
+        data.link_contact(
+            "deals", ids[typo.key], data.add_contact({"email": "ap at example"}, stamp), "Billing contact"
+        )
+        odd = data.add_contact({"email": "ok@example.com", "hs_language": "Deutsch!"}, stamp)
+        data.link_contact("deals", ids[bad_language.key], odd, "Billing contact")
+        ceo = data.add_contact({"email": "ceo@second.example", "firstname": "Chef"}, stamp)
+        data.link_contact("deals", ids[world.live_deals[1].key], ceo, "Decision maker")
+        data.label("deals", "companies", ids[resold.key], ids[reseller], "Reseller", HUBSPOT_RESELLER_TYPE)
+
+
+def hubspot_contacts_and_partners(source: HubSpotSource, side: CrmSide | None = None) -> dict[str, Any]:
+    """Billing contacts and partners read with the deals: full pulls with the default billing label,
+    with "Decision maker" as the billing label, with none (the contacts not asked for), and the
+    labelled associations (a reseller) of the resold deal read both ways; the calls each pull took."""
+    if side is not None:
+        _hubspot_edits(side)
+
+    def pull(label: str | None) -> tuple[list[RecordPage[DealBundle]], int]:
+        settings = source.settings.model_copy(update={"billing_contact_label": label})
+        calls = source.client.calls
+        pages = list(HubSpotSource(settings, client=source.client).pull(None))
+        return pages, source.client.calls - calls
+
+    pulls = {label: pull(label) for label in ("Billing contact", "Decision maker", "")}
+    bundles = [b for page in pulls["Billing contact"][0] for b in page.records]
+    resold = next(b for b in bundles if b.labelled)
+    [reseller] = resold.labelled["Reseller"]
+    deal_id = str(resold.deal["id"])
+    return {
+        "pulls": pulls,
+        "links": source.client.labelled_associations("deals", "companies", [deal_id]),
+        "back": source.client.labelled_associations("companies", "deals", [reseller]),
+    }
+
+
 HUBSPOT_SCENARIOS: dict[str, Callable[[HubSpotSource, CrmSide | None], Any]] = {
     "full_pull": hubspot_full_pull,
     "full_then_incremental": hubspot_full_then_incremental,
+    "contacts_and_partners": hubspot_contacts_and_partners,
 }
 
 
@@ -323,9 +501,74 @@ def salesforce_roles_partner_incremental(
     return [full, later, list(source.pull(later[-1].cursor))]
 
 
+def salesforce_account_role_deals(world: DemoWorld) -> list[DemoDeal]:
+    """Three valid won deals of distinct companies (by key): the account roles scenario gives the first
+    a billing contact role of its own and one on its Account, the second billing and decision maker
+    roles on its Account only, the third a billing contact with a malformed address."""
+    deals: list[DemoDeal] = []
+    for deal in sorted(world.live_deals, key=lambda d: d.key):
+        if deal.key in world.expected_contract_keys() and deal.company_key not in {d.company_key for d in deals}:
+            deals.append(deal)
+    return deals[:3]
+
+
+def _salesforce_account_role(side: CrmSide, n: int, company: str, role: str, email: str) -> None:
+    """A Contact of the company's Account in ``role`` there (AccountContactRole), stamped the day before."""
+    stamp, org, account = side.world.now - timedelta(days=1), side.sandbox.org, account_id(company)
+    contact = f"003{n:015d}"
+    org.put(
+        "Contact",
+        {"Id": contact, "FirstName": "Bo", "LastName": f"Books{n}", "Email": email, "AccountId": account,
+         "IsDeleted": False, "SystemModstamp": stamp},
+    )  # fmt: skip
+    org.put(
+        "AccountContactRole",
+        {"Id": f"02Z{n:015d}", "AccountId": account, "ContactId": contact, "Role": role, "IsPrimary": False,
+         "IsDeleted": False, "SystemModstamp": stamp},
+    )  # fmt: skip
+
+
+def salesforce_account_roles(source: SalesforceSource, side: CrmSide | None = None) -> dict[str, Any]:
+    """Billing contacts from the Account's contact roles where the Opportunity names none (the setting
+    ``account_contact_roles`` on: one more query a page, the roles by Account ids), then the same
+    pull with it off; one Opportunity's billing contact has a malformed address."""
+    if side is not None:
+        on_opportunity, on_account, typo = salesforce_account_role_deals(side.world)
+        _salesforce_role(side, 11, opportunity_id(on_opportunity.key), "Billing", "ap@one.example", True)
+        _salesforce_account_role(side, 12, on_opportunity.company_key, "Billing", "books@one.example")
+        _salesforce_account_role(side, 13, on_account.company_key, "Decision Maker", "ceo@two.example")
+        _salesforce_account_role(side, 14, on_account.company_key, "Billing", "books@two.example")
+        _salesforce_role(side, 15, opportunity_id(typo.key), "Billing", "ap at example", True)
+    settings = source.client.settings.model_copy(update={"account_contact_roles": True})
+    client = SalesforceClient(settings, policy=RetryPolicy(attempts=3, base_delay=0.001))
+    with_roles = SalesforceSource(client, columns=source.columns, clock=source.clock)
+    return {"with_roles": list(with_roles.pull(None)), "plain": list(source.pull(None))}
+
+
+def salesforce_late(world: DemoWorld) -> DemoDeal:
+    """The opportunity the late commit scenario commits late: one changed more than a day before the newest."""
+    newest = max(d.modified_at for d in world.live_deals)
+    return next(d for d in world.live_deals if d.modified_at < newest - timedelta(days=1))
+
+
+def salesforce_late_commit(source: SalesforceSource, side: CrmSide | None = None) -> dict[str, Any]:
+    """A full pull, then one from its cursor at once: the lag window re-reads the newest changes and
+    repeats none. Then an opportunity committed late, stamped a minute before the newest one already
+    delivered: the pull from the full pull's cursor still delivers it."""
+    first = list(source.pull(None))
+    again = list(source.pull(first[-1].cursor))
+    if side is not None:
+        newest = max(d.modified_at for d in side.world.live_deals)
+        stamped = replace(salesforce_late(side.world), name="Late commit", modified_at=newest - timedelta(minutes=1))
+        side.sandbox.org.put("Opportunity", side.sandbox.renderer.opportunity(stamped))
+    return {"first": first, "again": again, "late": list(source.pull(first[-1].cursor))}
+
+
 SALESFORCE_SCENARIOS: dict[str, Callable[[SalesforceSource, CrmSide | None], Any]] = {
     "full_pull": salesforce_full_pull,
     "roles_partner_incremental": salesforce_roles_partner_incremental,
+    "account_roles": salesforce_account_roles,
+    "late_commit": salesforce_late_commit,
 }
 
 
@@ -536,10 +779,223 @@ def quickbooks_send_invoice(conn: QuickBooks, side: QuickBooksSide | None = None
         conn.close()
 
 
+def quickbooks_later_run(conn: QuickBooks, config: QuickBooksConfig | None = None, **options: Any) -> QuickBooks:
+    """Another connector to the same company with the same tokens: a later run, nothing cached (with
+    another ``config`` or connector ``options`` where given)."""
+    return QuickBooks(
+        config or conn.config,
+        conn.keeper.store,
+        policy=RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01),
+        pacer=Pacer(10_000, 1),
+        batch_pacer=Pacer(10_000, 1),
+        **options,
+    )
+
+
+def quickbooks_customer_names(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """Customers and items looked up before created: ensured by one connector, then by a later run
+    that finds them (nothing made twice). "Customer 1" was made inactive by a bookkeeper (queries
+    return active customers only, DisplayName is unique among inactive ones too): it is found and
+    made active again. A Vendor holds "Customer 0": that customer is made as "Customer 0 (cust-0)",
+    and a later run's push finds it under that name. The company's customers and invoices read back."""
+    later = quickbooks_later_run(conn)
+    try:
+        if side is not None:
+            side.company.create("Customer", {"DisplayName": "Customer 1", "Active": False})
+            side.company.create("Vendor", {"DisplayName": "Customer 0"})
+        docs = quickbooks_documents(4)  # cust-1, cust-0, cust-1, cust-0
+        specs = list({d.customer_ref: customer_spec(d) for d in docs}.values())
+        skus = {ln.product_ref: ln.description for d in docs for ln in d.lines}
+        ensured = (conn.ensure_customers(specs), conn.ensure_items(skus))
+        renamed = dict(conn.renamed_customers)
+        found = (later.ensure_customers(specs), later.ensure_items(skus))
+        pushed = (conn.push_documents(docs[:2]), quickbooks_later_run(conn).push_documents(docs[2:]))
+        return {
+            "ensured": ensured,
+            "found": found,
+            "renamed": renamed,
+            "pushed": pushed,
+            "customers": list(conn.query_all("Customer", order_by="Id")),
+            "invoices": list(conn.query_all("Invoice", order_by="Id")),
+        }
+    finally:
+        later.close()
+        conn.close()
+
+
+def quickbooks_doc_number_taken(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """Three invoices pushed, then all five again without the look-up (as a rerun after an uncertain
+    create does): QuickBooks refuses the three taken DocNumbers with 6140, which the connector looks
+    up and reports as existing, and the two new ones are created."""
+    try:
+        docs = quickbooks_documents(5)
+        first = conn.push_documents(docs[:3], look_up_first=False)
+        return {"first": first, "again": conn.push_documents(docs, look_up_first=False)}
+    finally:
+        conn.close()
+
+
+def quickbooks_credit_memo_and_yen(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """A JPY invoice (no minor unit) and a credit note (a CreditMemo of the positive amount) pushed,
+    then pushed again (both found); the company's invoices and credit memos read back."""
+    try:
+        jan = (date(2026, 1, 1), date(2026, 1, 31))
+        yen = DocumentLine("a", "SEATS", "Seats", Decimal(2), Decimal(15000), *jan)
+        jpy = replace(
+            quickbooks_documents(1, start=900)[0],
+            currency="JPY",
+            customer_ref="jp-1",
+            customer_name="Kabushiki",
+            lines=(yen,),
+            total=Decimal(15000),
+        )
+        credit_line = DocumentLine("a", "SEATS", "Seats", Decimal(-1), Decimal("-29.99"), *jan)
+        credit = replace(
+            quickbooks_documents(1)[0],
+            number="US-CN-000001",
+            doc_type="credit_note",
+            lines=(credit_line,),
+            total=Decimal("-29.99"),
+            applies_to="US-INV-000001",
+        )
+        return {
+            "first": conn.push_documents([jpy, credit]),
+            "again": conn.push_documents([jpy, credit]),
+            "invoices": list(conn.query_all("Invoice")),
+            "memos": list(conn.query_all("CreditMemo")),
+        }
+    finally:
+        conn.close()
+
+
+def quickbooks_journal_problems(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """A mapping naming an Expense account as the contract asset and a missing account: refused
+    naming both, nothing posted. A bookkeeper's own entry holding the month's DocNumber: never
+    overwritten, the post fails saying so. The journal entries read back."""
+    try:
+        if side is not None:
+            made = {
+                name: str(side.company.create("Account", {"Name": name, "AccountType": kind})["Id"])
+                for name, kind in (
+                    ("Deferred Revenue", "Other Current Liability"),
+                    ("Unbilled Receivables", "Other Current Asset"),
+                    ("Usage Revenue", "Income"),
+                    ("Office", "Expense"),
+                )
+            }
+            mine = journal_entry_payload(quickbooks_month(), quickbooks_accounts(made))
+            assert mine is not None
+            side.company.create("JournalEntry", {**mine, "PrivateNote": "accrual by hand"})
+        ids = {a["Name"]: str(a["Id"]) for a in conn.query_all("Account")}
+        accounts = quickbooks_accounts(ids)
+        wrong = accounts.model_copy(update={"contract_asset": ids["Office"], "revenue_by_product": {"api": "999"}})
+        return {
+            "office": ids["Office"],
+            "wrong": conn.post_journal_entries([(quickbooks_month(), wrong)]),
+            "taken": conn.post_journal_entries([(quickbooks_month(), accounts)]),
+            "entries": list(conn.query_all("JournalEntry")),
+        }
+    finally:
+        conn.close()
+
+
+def quickbooks_accounts(ids: dict[str, str]) -> AccountMapping:
+    """The revenue recognition accounts of a chart holding them by these names."""
+    return AccountMapping(
+        revenue="1",
+        deferred_revenue=ids["Deferred Revenue"],
+        contract_asset=ids["Unbilled Receivables"],
+        revenue_by_recognition={"usage": ids["Usage Revenue"]},
+    )
+
+
+def quickbooks_northwind_credit() -> PartnerBill:
+    """December's reversals of the referral partner Northwind: a VendorCredit to the same Vendor."""
+    return PartnerBill(
+        9, "northwind", "Northwind Advisors", "ap@northwind.example", "USD", "2026-12", "PF-2026-12-9",
+        date(2027, 1, 1), date(2027, 1, 31), (StatementLine("hooli", Decimal("-100.00"), Decimal("-45.00")),),
+        Decimal("-45.00"),
+    )  # fmt: skip
+
+
+def quickbooks_vendor_names(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """QuickBooks keeps DisplayName unique across customers, vendors and employees. A customer holds
+    "Northwind Advisors": its Bill goes to a Vendor made as "Northwind Advisors (northwind)", which a
+    later run's VendorCredit finds. An employee holds "Contoso Partners" and a customer its suffixed
+    name: its statement fails naming both, nothing made. The vendors, bills and credits read back."""
+    try:
+        if side is not None:
+            side.company.create("Customer", {"DisplayName": "Northwind Advisors"})
+            side.company.create("Employee", {"DisplayName": "Contoso Partners"})
+            side.company.create("Customer", {"DisplayName": "Contoso Partners (contoso)"})
+        first = conn.push_bills(quickbooks_partner_bills())
+        later = quickbooks_later_run(conn)
+        try:
+            credit = later.push_bills([quickbooks_northwind_credit()])
+        finally:
+            later.close()
+        return {
+            "first": first,
+            "credit": credit,
+            "vendors": list(conn.query_all("Vendor")),
+            "bills": list(conn.query_all("Bill")),
+            "credits": list(conn.query_all("VendorCredit")),
+        }
+    finally:
+        conn.close()
+
+
+def quickbooks_refused_documents(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """A document naming a customer QuickBooks does not know (2500) fails alone; so does one whose
+    customer QuickBooks refuses to create (no name), on a later run: the others are created."""
+    later = quickbooks_later_run(conn)
+    try:
+        docs = quickbooks_documents(3)  # cust-1, cust-0, cust-1
+        customers = conn.ensure_customers(list({d.customer_ref: customer_spec(d) for d in docs}.values()))
+        items = conn.ensure_items({ln.product_ref: ln.description for d in docs for ln in d.lines})
+        unknown = conn.push_documents(docs, customer_ids={**customers, "cust-0": "999999"}, item_ids=items)
+        more = quickbooks_documents(3, start=4)
+        more[1] = replace(more[1], customer_ref="nameless", customer_name="")
+        return {
+            "unknown": unknown,
+            "nameless": later.push_documents(more),
+            "invoices": list(conn.query_all("Invoice", order_by="Id")),
+        }
+    finally:
+        later.close()
+        conn.close()
+
+
+def quickbooks_deferred_items(conn: QuickBooks, side: QuickBooksSide | None = None) -> dict[str, Any]:
+    """Revenue recognition on: items found with another income account ("SEATS", made by hand) are
+    moved to deferred revenue (a sparse update), items made take it, so an invoice credits deferred
+    revenue. The items read back."""
+    try:
+        if side is not None:
+            side.company.create("Account", {"Name": "Deferred Revenue", "AccountType": "Other Current Liability"})
+            side.company.create("Item", {"Name": "SEATS", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+        deferred = next(str(a["Id"]) for a in conn.query_all("Account") if a["Name"] == "Deferred Revenue")
+        recognising = quickbooks_later_run(conn, replace(conn.config, income_account_id=deferred), repoint_items=True)
+        try:
+            pushed = recognising.push_documents(quickbooks_documents(2), look_up_first=False)
+        finally:
+            recognising.close()
+        return {"deferred": deferred, "pushed": pushed, "items": list(conn.query_all("Item"))}
+    finally:
+        conn.close()
+
+
 QUICKBOOKS_SCENARIOS: dict[str, Callable[[QuickBooks, QuickBooksSide | None], Any]] = {
     "send_invoice": quickbooks_send_invoice,
     "push_twice": quickbooks_push_twice,
     "payments": quickbooks_payments,
     "journal_entries": quickbooks_journal_entries,
     "bills_and_rates": quickbooks_bills_and_rates,
+    "customer_names": quickbooks_customer_names,
+    "doc_number_taken": quickbooks_doc_number_taken,
+    "credit_memo_and_yen": quickbooks_credit_memo_and_yen,
+    "journal_problems": quickbooks_journal_problems,
+    "vendor_names": quickbooks_vendor_names,
+    "refused_documents": quickbooks_refused_documents,
+    "deferred_items": quickbooks_deferred_items,
 }

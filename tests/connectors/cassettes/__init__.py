@@ -13,6 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import vcr
+import vcr.matchers
 from vcr.request import Request
 
 HERE = Path(__file__).parent
@@ -56,10 +57,19 @@ def _steady_response(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+def request_body(sent: Request, recorded: Request) -> None:
+    """vcrpy's body matcher, asked only where the method and path agree: vcrpy asks every matcher
+    about every recorded request for each request sent, and its body matcher parses and diffs the two
+    bodies when they differ (seconds for a cassette of a few dozen large searches); where the method
+    or the path differ, those matchers refuse the request already."""
+    if (sent.method, sent.path) == (recorded.method, recorded.path):
+        vcr.matchers.body(sent, recorded)
+
+
 def cassette_vcr(mode: Literal["none", "all"]) -> vcr.VCR:
     """A VCR matching on what the connector sends (method, path, query, body), not on the host and
     port (the sandbox's port is random at recording); credentials are never written down."""
-    return vcr.VCR(
+    recorder = vcr.VCR(
         cassette_library_dir=str(HERE),
         record_mode=mode,
         match_on=("method", "path", "query", "body"),
@@ -76,6 +86,8 @@ def cassette_vcr(mode: Literal["none", "all"]) -> vcr.VCR:
         before_record_response=_steady_response,
         decode_compressed_response=True,
     )
+    recorder.register_matcher("body", request_body)
+    return recorder
 
 
 def cassette_path(vendor: str, scenario: str) -> str:
