@@ -19,7 +19,6 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy.orm import Session
 
-from billbridge.app.secrets import Sealer
 from billbridge.billing.documents import OutboundDocument
 from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind
@@ -27,6 +26,7 @@ from billbridge.errors import NotConfigured
 from billbridge.flows.credentials import StoredTokens
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.outbox_relay import Delivery, ExternalLink, Handler, OnDelivered, RelaySummary, relay
+from billbridge.secrets import Sealer
 from billbridge.settings import Settings
 from billbridge.store import external_refs, outbox
 from billbridge.store.db import Store, open_store

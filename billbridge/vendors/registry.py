@@ -485,15 +485,10 @@ def contract_sources() -> dict[str, Contracts]:
     return {name: v.contracts for name, v in VENDORS.items() if v.contracts is not None}
 
 
-_WRITTEN = {"hubspot": "HubSpot", "quickbooks": "QuickBooks"}  # the names not written capitalised
-
-
 def display_name(name: str) -> str:
     """A registered vendor's name as people write it ("QuickBooks", "Stripe"), for tables and
     messages; a name that is no vendor's is given back as it is."""
-    if name not in VENDORS:
-        return name
-    return _WRITTEN.get(name, name.capitalize())
+    return VENDORS[name].display if name in VENDORS else name
 
 
 class SubscriptionMapper(Protocol):
