@@ -141,9 +141,9 @@ def test_billing_contacts_by_label_company_and_billing_email_and_partners_replay
         (f"contact {broken['id']} email", True)
     ]
     [odd] = bundles[ids[bad_language.key]].contacts or []
-    with pytest.raises(MappingError) as refused:
-        _mapped(bundles[ids[bad_language.key]])
-    assert refused.value.field == f"contact {odd['id']} hs_language"
+    odd_language = _mapped(bundles[ids[bad_language.key]])  # kept, written to in English, the field named
+    assert odd_language.customer.contacts and {c.language for c in odd_language.customer.contacts} == {"en"}
+    assert [p.field for p in odd_language.dropped_contacts] == [f"contact {odd['id']} hs_language"]
     dropped = _mapped(bundles[ids[bad_billing_email.key]])
     assert [p.field for p in dropped.dropped_contacts] == [
         f"company {ids[bad_billing_email.company_key]} billing_email"
