@@ -48,8 +48,11 @@ def _json(data: Any) -> None:
 
 @app.command("list")
 def list_messages(
-    kind: Annotated[str | None, typer.Option(help="invoice, reminder, receipt, dunning or statement.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="invoice, reminder, receipt, dunning, statement or partner_statement.")
+    ] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer (customer_ref).")] = None,
+    partner: Annotated[str | None, typer.Option(help="Only this partner's statements (partner_ref).")] = None,
     status: Annotated[
         str | None,
         typer.Option(help=f"Only this state: {', '.join(sql.STATES)}."),
@@ -60,17 +63,17 @@ def list_messages(
     if status is not None and status not in sql.STATES:  # a typo would list nothing, silently
         fail(f"--status {status!r}: not a message state (one of {', '.join(sql.STATES)})")
     with _store().read() as session:
-        rows = sql.listing(session, kind=kind, customer_ref=customer, state=status)
+        rows = sql.listing(session, kind=kind, customer_ref=customer, state=status, partner_ref=partner)
     if as_json:
         _json(rows)
         return
-    table = Table("id", "kind", "state", "customer", "invoice", "to", "as of", "last error", title="messages")
+    table = Table("id", "kind", "state", "customer / partner", "invoice", "to", "as of", "last error", title="messages")
     for row in rows:
         table.add_row(
             str(row["id"]),
             row["kind"],
             row["state"],
-            row["customer_ref"],
+            row["customer_ref"] or f"partner {row['partner_ref']}",
             row["number"] or "",
             ", ".join(row["recipients"].get("to", [])),
             str(row["as_of"]),
@@ -144,6 +147,12 @@ def print_overview(data: dict[str, Any]) -> None:
     for waiting in data["waiting_for_contact"]:
         console.print(
             f"{waiting['customer_ref']} ({waiting['name']}): {waiting['messages']} message(s) wait for a billing contact"
+        )
+    for waiting in data.get("partners_waiting_for_contact", []):
+        console.print(
+            f"partner {waiting['partner_ref']} ({waiting['name']}): {waiting['messages']} statement(s) wait: "
+            f"{waiting['reason'] or 'no e-mail address'}",
+            markup=False,
         )
     if data["customers_without_contact"]:
         console.print("customers without a billing contact: " + ", ".join(data["customers_without_contact"]))

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from billbridge.billing.currency import money_str
-from billbridge.billing.partner_fees import statement
+from billbridge.billing.partner_fees import statement, statement_csv
 from billbridge.flows import partner_fees
 from billbridge.settings import Settings
 from billbridge.store import partners as sql
@@ -180,14 +180,7 @@ def show_statement(
         print(json.dumps({**body, "status": status, "total": total, "lines": rows}, indent=2))
         return
     if as_csv:  # a file on its own: each line says the months and currency, and a last line the total
-        base = sum((line.base for line in of.lines), Decimal(0))
-        last = {
-            "customer_ref": "(total)",
-            "base": money_str(base, of.currency),
-            "fees": money_str(of.total, of.currency),
-        }
-        dated = [{"months": of.months, "currency": of.currency, **row} for row in [*rows, last]]
-        _print(dated, ["months", "currency", "customer_ref", "base", "fees"], "", False, True)
+        sys.stdout.write(statement_csv(of))  # as the statement e-mail's attachment
         return
     _print(rows, ["customer_ref", "base", "fees"], f"{partner.name} {of.months} ({status})", False, False)
     console.print(f"Total: {money_str(of.total, of.currency)} {of.currency}")
