@@ -6,6 +6,7 @@ partner without an e-mail (or with a malformed one) waits, named, until the part
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -13,18 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
+from typer.testing import CliRunner
 
+from billbridge.app.cli import app
 from billbridge.flows.importing import import_document
-from billbridge.flows.messages import send_messages
+from billbridge.flows.messages import rendered, send_messages
 from billbridge.flows.partner_fees import accrue_fees, close_period, fees_markdown, run_partner_fees
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.sandbox.smtp import Received, SmtpSandbox
 from billbridge.settings import Settings, SmtpSettings
 from billbridge.store import messages
 from billbridge.store.db import Store
-from billbridge.store.message_models import CustomerMessage
+from billbridge.store.payments import record_payment
 from tests.flows.test_partner_fees import hooli_paid
 from tests.flows.test_push_quickbooks import settings_for
 
@@ -194,16 +195,52 @@ def test_a_refused_statement_fails_without_failing_the_run_and_is_retried_to_the
     assert [r.recipients for r in smtp.mailbox.items()] == [("fees@northwind.example",)]
 
 
-def test_a_message_belongs_to_a_customer_or_a_partner_never_both_or_neither(store: Store) -> None:
-    base = {
-        "kind": "invoice",
-        "channel": "email",
-        "state": "queued",
-        "recipients": {"to": [], "cc": []},
-        "language": "en",
-        "as_of": DAY,
-        "details": {},
-        "attempts": 0,
-    }
-    with pytest.raises(IntegrityError), store.write() as session:
-        session.execute(insert(CustomerMessage).values(**base, event_key="neither", message_id="<neither@x>"))
+def test_a_statement_of_reversals_says_what_is_credited_and_a_month_without_fees_gets_no_message(
+    store: Store, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hooli refunded in December after November's statement: December's statement is its reversals
+    only (a VendorCredit), and its message says so; January, with nothing accrued, closes without one.
+    ``messages list`` and ``show`` name the partner."""
+    number = hooli_paid(store)
+    accrue_fees(store, as_of=DAY)
+    close_period(store, "2026-11")
+    with store.write() as session:
+        record_payment(
+            session,
+            payment_ref="stripe:re_hooli_1",
+            currency="USD",
+            amount=D("-900.00"),
+            received_on=date(2026, 11, 30),
+            allocations=[(number, D("-900.00"))],
+            customer_ref="hooli",
+        )
+    accrue_fees(store, as_of=date(2026, 12, 2))
+    december = close_period(store, "2026-12")
+    [closed] = december.closed
+    assert closed["total"] == -TOTAL and december.statements == {"queued": 1}
+    january = close_period(store, "2027-01")
+    assert [c["total"] for c in january.closed] == [D(0)] and january.statements == {}  # nothing to tell
+    [latest, _november] = statements(store)
+    with store.read() as session:
+        context = messages.sending_context(session, int(latest["id"]))
+    assert context is not None and context["customer"] is None and context["partner"]["partner_ref"] == "northwind"
+    text = rendered(context).text
+    assert "Fees accrued: $0.00\nReversals (refunds, credit notes): -$430.00\nTotal: -$430.00\n" in text
+    assert (
+        "The reversals exceed the fees: $430.00 is kept as a credit against your next\n"
+        f"statements (vendor credit {closed['number']}).\n"
+    ) in text
+    assert "- hooli: -$430.00 on -$900.00\n" in text
+
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    result = CliRunner().invoke(app, ["messages", "list", "--partner", "northwind", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert [(m["kind"], m["partner_ref"], m["customer_ref"]) for m in listed] == [
+        ("partner_statement", "northwind", None)
+    ] * 2
+    result = CliRunner().invoke(app, ["messages", "show", str(latest["id"])])
+    assert result.exit_code == 0, result.output
+    assert "Referral fee statement 2026-12 from Acme Software Inc." in result.output
+    assert "to: ap@northwind.example" in result.output

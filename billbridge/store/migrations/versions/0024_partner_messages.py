@@ -29,8 +29,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Partner statements have no customer: they (and their undelivered outbox rows) go with the column.
+    op.execute(
+        "UPDATE outbox SET delivered_at = CURRENT_TIMESTAMP WHERE aggregate_type = 'message' AND delivered_at IS NULL "
+        "AND aggregate_id IN (SELECT id FROM messages WHERE partner_id IS NOT NULL)"
+    )
+    op.execute("DELETE FROM messages WHERE partner_id IS NOT NULL")
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_constraint("ck_messages_one_party", type_="check")
+        batch_op.drop_constraint("one_party", type_="check")
         batch_op.drop_index("ix_messages_partner_id")
         batch_op.drop_constraint("fk_messages_partner_id_partners", type_="foreignkey")
         batch_op.alter_column("customer_id", existing_type=ID, nullable=False)
