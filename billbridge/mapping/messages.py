@@ -151,8 +151,9 @@ If anything here looks wrong, please reply to this message.
     "partner_statement.subject": "Referral fee statement {{ statement.months }} from {{ entity.name }}",
     "partner_statement.text": """Hello {{ partner.name }},
 
-here is your referral fee statement with {{ entity.name }} for {{ statement.months }}
-{%- if statement.first_period != statement.period %} (every month since your previous statement){% endif %}.
+here is your referral fee statement with {{ entity.name }} for {{ statement.months }}.
+{%- if statement.first_period != statement.period %}
+It covers every month no earlier statement covered.{% endif %}
 
 Fees accrued: {{ statement.fees|money }}
 Reversals (refunds, credit notes): {{ statement.reversals|money }}

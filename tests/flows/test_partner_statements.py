@@ -7,6 +7,11 @@ partner without an e-mail (or with a malformed one) waits, named, until the part
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -17,22 +22,31 @@ import pytest
 from typer.testing import CliRunner
 
 from billbridge.app.cli import app
+from billbridge.billing.partner_fees import (
+    Statement,
+    StatementLine,
+    partner_bill,
+    statement_csv,
+    statement_details,
+    statement_of_details,
+)
 from billbridge.flows.importing import import_document
 from billbridge.flows.messages import rendered, send_messages
 from billbridge.flows.partner_fees import accrue_fees, close_period, fees_markdown, run_partner_fees
 from billbridge.sandbox.quickbooks.running import RunningQuickBooks
 from billbridge.sandbox.smtp import Received, SmtpSandbox
 from billbridge.settings import Settings, SmtpSettings
-from billbridge.store import messages
+from billbridge.store import messages, outbox
 from billbridge.store.db import Store
 from billbridge.store.payments import record_payment
 from tests.flows.test_partner_fees import hooli_paid
-from tests.flows.test_push_quickbooks import settings_for
+from tests.flows.test_push_quickbooks import _plain, settings_for
 
 pytestmark = pytest.mark.slow  # QuickBooks and SMTP sandboxes
 
 D = Decimal
 DAY = date(2026, 12, 1)  # the monthly run closing November 2026
+CLI = "import sys; from billbridge.app.cli import app; app(sys.argv[1:], prog_name='billbridge')"
 NORTHWIND = {
     "partner_ref": "northwind",
     "name": "Northwind Advisors",
@@ -244,3 +258,85 @@ def test_a_statement_of_reversals_says_what_is_credited_and_a_month_without_fees
     assert result.exit_code == 0, result.output
     assert "Referral fee statement 2026-12 from Acme Software Inc." in result.output
     assert "to: ap@northwind.example" in result.output
+
+
+def test_a_statement_over_several_months_netting_to_zero_says_so_and_that_nothing_is_owed() -> None:
+    """Worked example of the default template: September to November, 120.00 of fees and 120.00
+    reversed: no Bill, nothing owed, the months never on a statement named."""
+    lines = (StatementLine("hooli", D("600.00"), D("120.00")), StatementLine("initech", D("-600.00"), D("-120.00")))
+    of = Statement("northwind", "2026-11", "USD", lines, D("0.00"), "2026-09")
+    bill = partner_bill(7, "Northwind Advisors", "ap@northwind.example", 30, of)
+    context = {
+        "id": 1,
+        "kind": messages.PARTNER_STATEMENT,
+        "language": "en",
+        "as_of": bill.bill_date,
+        "invoice": None,
+        "customer": None,
+        "partner": {"partner_ref": "northwind", "name": "Northwind Advisors", "email": "ap@northwind.example"},
+        "entity": {"entity_ref": "us", "name": "Acme Inc.", "currency": "USD"},
+        "details": statement_details(bill, [D("100.00"), D("20.00"), D("-120.00")], 30, billed=False),
+    }
+    text = rendered(context)
+    assert text.subject == "Referral fee statement 2026-09 to 2026-11 from Acme Inc."
+    assert text.text == (
+        "Hello Northwind Advisors,\n"
+        "\n"
+        "here is your referral fee statement with Acme Inc. for 2026-09 to 2026-11.\n"
+        "It covers every month no earlier statement covered.\n"
+        "\n"
+        "Fees accrued: $120.00\n"
+        "Reversals (refunds, credit notes): -$120.00\n"
+        "Total: $0.00\n"
+        "\n"
+        "Nothing is owed for these months: the reversals cancel the fees.\n"
+        "\n"
+        "Per referred customer (fees on what they paid or were invoiced):\n"
+        "- hooli: $120.00 on $600.00\n"
+        "- initech: -$120.00 on -$600.00\n"
+        "\n"
+        "The attached CSV file holds these lines. If anything here looks wrong,\n"
+        "please reply to this message.\n"
+        "\n"
+        "Acme Inc.\n"
+    )
+    assert statement_csv(statement_of_details(context["details"])) == (
+        "months,currency,customer_ref,base,fees\n"
+        "2026-09 to 2026-11,USD,hooli,600.00,120.00\n"
+        "2026-09 to 2026-11,USD,initech,-600.00,-120.00\n"
+        "2026-09 to 2026-11,USD,(total),0.00,0.00\n"
+    )
+
+
+def test_a_run_killed_between_the_close_and_the_send_sends_the_statement_once_on_the_rerun(
+    store: Store, qbo: RunningQuickBooks, smtp: SmtpSandbox, database_url: str, tmp_path: Path
+) -> None:
+    """``partners run`` in a process of its own, SIGKILLed while QuickBooks holds its answer to the
+    Bill (the close, with its statement e-mail, committed; nothing sent yet); the rerun sends the
+    statement once, finds the Bill by its number, and a third run does nothing."""
+    hooli_paid(store)
+    settings = with_smtp(qbo, smtp, database_url, tmp_path)
+    hold = qbo.faults.add(kind="hold_response", path="/batch", after=2, delay=5)  # the Bill's answer
+    env = {**os.environ, "BILLBRIDGE_DATABASE_URL": database_url, "BILLBRIDGE_DATA_DIR": str(tmp_path)}
+    env.update(_plain(settings))
+    env.update({f"BILLBRIDGE_SMTP__{k.upper()}": str(v) for k, v in smtp.settings().items()})
+    env["BILLBRIDGE_CONFIG"] = str(tmp_path / "none.toml")
+    command = [sys.executable, "-c", CLI, "partners", "run", "--period", "2026-11", "--json"]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not hold.done:
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        assert time.monotonic() < deadline, "the run never reached QuickBooks"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert [m["state"] for m in statements(store)] == ["queued"] and smtp.mailbox.items() == []
+
+    qbo.faults.clear()
+    with store.write() as session:  # the dead run's leases handed back (`billbridge outbox retry`)
+        outbox.retry_now(session, [p["id"] for p in outbox.pending(session)])
+    rerun = run_partner_fees(store, settings, period="2026-11", as_of=DAY)
+    assert rerun.pushed == {"existing": 1} and rerun.statements == {} and rerun.statements_sent == 1
+    assert run_partner_fees(store, settings, period="2026-11", as_of=DAY).statements_sent == 0
+    assert [r.recipients for r in smtp.mailbox.items()] == [("ap@northwind.example",)]
+    assert [m["state"] for m in statements(store)] == ["sent"] and len(qbo.company.all("Bill")) == 1

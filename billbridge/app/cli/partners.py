@@ -220,10 +220,13 @@ def run(
     period: Annotated[
         str | None, typer.Option("--period", help="The month to close (YYYY-MM); default: last month.")
     ] = None,
-    no_push: Annotated[bool, typer.Option("--no-push", help="Queue the Bills, do not push them now.")] = False,
+    no_push: Annotated[
+        bool, typer.Option("--no-push", help="Queue the Bills and statement e-mails, do not push or send them now.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Accrue fees, close the month's statements and push their Bills to QuickBooks (if configured)."""
+    """Accrue fees, close the month's statements, push their Bills to QuickBooks (if configured) and
+    e-mail each statement to its partner (if an SMTP server is)."""
     month = _period(period) if period else None
     settings = Settings()
     try:
