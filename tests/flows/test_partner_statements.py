@@ -154,7 +154,12 @@ def test_a_run_stopped_between_the_close_and_the_send_sends_it_once_on_the_rerun
 
 
 def test_a_partner_without_an_email_waits_named_and_gets_it_once_the_import_sets_one(
-    store: Store, qbo: RunningQuickBooks, smtp: SmtpSandbox, database_url: str, tmp_path: Path
+    store: Store,
+    qbo: RunningQuickBooks,
+    smtp: SmtpSandbox,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hooli_paid(store)
     set_email(store, None)
@@ -169,6 +174,11 @@ def test_a_partner_without_an_email_waits_named_and_gets_it_once_the_import_sets
     with store.read() as session:
         [waiting] = messages.overview(session)["partners_waiting_for_contact"]
     assert waiting == {"partner_ref": "northwind", "name": "Northwind Advisors", "messages": 1, "reason": reason}
+    monkeypatch.setenv("BILLBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBRIDGE_CONFIG", str(tmp_path / "none.toml"))
+    shown = CliRunner().invoke(app, ["status"])
+    assert shown.exit_code == 0, shown.output
+    assert f"partner northwind (Northwind Advisors): 1 statement(s) wait: {reason}" in shown.output
 
     set_email(store, "ap@northwind")  # malformed: still waiting, the reason names the partner and field
     [made] = statements(store)

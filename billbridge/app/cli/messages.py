@@ -153,6 +153,7 @@ def print_overview(data: dict[str, Any]) -> None:
             f"partner {waiting['partner_ref']} ({waiting['name']}): {waiting['messages']} statement(s) wait: "
             f"{waiting['reason'] or 'no e-mail address'}",
             markup=False,
+            soft_wrap=True,
         )
     if data["customers_without_contact"]:
         console.print("customers without a billing contact: " + ", ".join(data["customers_without_contact"]))
