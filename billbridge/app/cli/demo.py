@@ -110,7 +110,9 @@ def _messages_line(messages: dict[str, Any]) -> str:
     """The demo's e-mails: sent per kind, waiting ones, and the mailbox folder to read them in."""
     if not messages:
         return "none"
-    sent = ", ".join(f"{kind} {states.get('sent', 0)}" for kind, states in sorted(messages["by_kind"].items()))
+    sent = ", ".join(  # in words: partner_statement is "partner statement"
+        f"{kind.replace('_', ' ')} {states.get('sent', 0)}" for kind, states in sorted(messages["by_kind"].items())
+    )
     waiting = messages["waiting_for_contact"]
     return (
         f"sent: {sent or 'none'}; {waiting} customer(s) wait for a billing contact "
