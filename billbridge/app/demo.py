@@ -358,15 +358,21 @@ def summary(
     }
 
 
+STATEMENT_SUBJECT = "Referral fee statement "  # the default partner_statement subject's start
+
+
 def _partners_summary(store: Store, documents: list[dict[str, Any]], sandboxes: Sandboxes) -> dict[str, Any]:
-    """Partners by kind, referral fees accrued per currency (net of reversals), statements closed,
-    Bills and VendorCredits in QuickBooks, and the invoices billed to resellers."""
+    """Partners by kind, referral fees accrued per currency (net of reversals), statements closed and
+    e-mailed to their partners (in the SMTP sandbox's mailbox), Bills and VendorCredits in QuickBooks,
+    and the invoices billed to resellers."""
+    from billbridge.store import messages
     from billbridge.store import partners as sql
 
     with store.read() as session:
         partners = sql.load_partners(session)
         accruals = sql.load_accruals(session)
         closed = sql.statements(session)
+        mailed = messages.listing(session, kind=messages.PARTNER_STATEMENT, state="sent")
     fees: dict[str, Decimal] = {}
     for accrual in accruals:
         fees[accrual.currency] = fees.get(accrual.currency, Decimal(0)) + accrual.fee
@@ -376,6 +382,12 @@ def _partners_summary(store: Store, documents: list[dict[str, Any]], sandboxes: 
         "partners": dict(sorted(Counter(p.kind for p in partners.values()).items())),
         "fees_accrued": {c: money_str(a, c) for c, a in sorted(fees.items())},
         "statements": len(closed),
+        "statements_mailed": len(mailed),
+        "statements_in_mailbox": (
+            sum(1 for r in sandboxes.smtp.mailbox.items() if str(r.message["Subject"]).startswith(STATEMENT_SUBJECT))
+            if sandboxes.smtp
+            else 0
+        ),
         "bills": len(company.all("Bill")),
         "vendor_credits": len(company.all("VendorCredit")),
         "reseller_invoices": sum(1 for d in documents if d["doc_type"] == "invoice" and d["customer_ref"] in resellers),

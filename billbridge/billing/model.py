@@ -65,7 +65,11 @@ def _check_timezone(name: str) -> str:
 MessageKind = Literal["invoice", "reminder", "receipt", "dunning", "statement"]
 """What billbridge tells a customer: an issued document, a payment reminder, a payment confirmation
 (receipt), a dunning notice after a declined auto-charge, a statement of account."""
-MESSAGE_KINDS: tuple[MessageKind, ...] = get_args(MessageKind)  # the kinds, in order, from the one definition
+PartnerMessageKind = Literal["partner_statement"]
+"""What billbridge tells a partner: its monthly statement of referral fees (no customer, its own e-mail)."""
+MESSAGE_KINDS: tuple[str, ...] = get_args(MessageKind) + get_args(
+    PartnerMessageKind
+)  # every kind, from the definitions
 Channel = Literal["email", "quickbooks", "stripe"]
 """How messages reach a customer: ``email`` (billbridge sends through SMTP), ``quickbooks``
 (QuickBooks e-mails its own invoices) or ``stripe`` (every invoice is pushed to Stripe as

@@ -15,6 +15,8 @@ undoing money paid before the referral (which earned nothing) reverses nothing.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +24,9 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import lru_cache
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from billbridge.billing.currency import _QUANTA, quantum, round_money
+from billbridge.billing.currency import _QUANTA, money_str, quantum, round_money
 from billbridge.billing.model import FeeBasis, Referral, ReferralAgreement
 from billbridge.billing.periods import add_cycles
 
@@ -614,6 +616,73 @@ class Statement:
     def months(self) -> str:
         """The months covered: ``2026-11``, or ``2026-09 to 2026-11``."""
         return months_label(self.first_period or self.period, self.period)
+
+
+STATEMENT_CSV_COLUMNS = ("months", "currency", "customer_ref", "base", "fees")
+"""The columns of a statement as CSV (``partners statement --csv``, the statement e-mail's attachment)."""
+
+
+def statement_csv(of: Statement) -> str:
+    """A statement as a CSV file on its own: a line per referred customer, each saying the months and
+    the currency, and a last line ``(total)`` with the base and the fees summed."""
+    base = sum((line.base for line in of.lines), ZERO)
+    rows = [(line.customer_ref, line.base, line.fees) for line in of.lines] + [("(total)", base, of.total)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(STATEMENT_CSV_COLUMNS)
+    for customer_ref, amount, fees in rows:
+        writer.writerow(
+            (of.months, of.currency, customer_ref, money_str(amount, of.currency), money_str(fees, of.currency))
+        )
+    return out.getvalue()
+
+
+def statement_details(
+    bill: PartnerBill, accrued: Iterable[Decimal], payment_terms_days: int, *, billed: bool
+) -> dict[str, Any]:
+    """What a partner's statement message says, as the message keeps it (money as text, JSON-safe):
+    the months, the fees accrued and the reversals (the accruals' positive and negative fees), the
+    total, each referred customer's line, and the Bill (number, date, due date, payment terms; a
+    VendorCredit when the total is negative; none when ``billed`` is false: a zero total)."""
+    fees = [Decimal(f) for f in accrued]
+    cur = bill.currency
+
+    def text(amount: Decimal) -> str:
+        return money_str(amount, cur)
+
+    return {
+        "statement": {
+            "partner_ref": bill.partner_ref,
+            "period": bill.period,
+            "first_period": bill.first_period or bill.period,
+            "months": bill.months,
+            "currency": cur,
+            "fees": text(sum((f for f in fees if f > 0), ZERO)),
+            "reversals": text(sum((f for f in fees if f < 0), ZERO)),
+            "total": text(bill.total),
+            "lines": [{"customer_ref": x.customer_ref, "base": text(x.base), "fees": text(x.fees)} for x in bill.lines],
+            "bill": (
+                {
+                    "number": bill.number,
+                    "doc_type": bill.doc_type,
+                    "bill_date": bill.bill_date.isoformat(),
+                    "due_date": bill.due_date.isoformat(),
+                }
+                if billed
+                else None
+            ),
+            "payment_terms_days": payment_terms_days,
+        }
+    }
+
+
+def statement_of_details(details: Mapping[str, Any]) -> Statement:
+    """The statement a message's details keep (see :func:`statement_details`), for its CSV."""
+    kept = details["statement"]
+    lines = tuple(StatementLine(x["customer_ref"], Decimal(x["base"]), Decimal(x["fees"])) for x in kept["lines"])
+    return Statement(
+        kept["partner_ref"], kept["period"], kept["currency"], lines, Decimal(kept["total"]), kept["first_period"]
+    )
 
 
 def months_label(first: str, last: str) -> str:

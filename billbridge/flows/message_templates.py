@@ -8,7 +8,7 @@ Layout of ``message_templates_dir`` (settings)::
     <dir>/<entity_ref>/<language>/<kind>.html      the HTML body (default: the text in a page)
     <dir>/default/<language>/...                   for every entity without its own
 
-``kind`` is invoice, reminder, receipt, dunning or statement. A message for entity E in language
+``kind`` is invoice, reminder, receipt, dunning, statement or partner_statement. A message for entity E in language
 ``fr-CH`` looks in E/fr-CH, E/fr, default/fr-CH, default/fr, then E/en, default/en, then the
 built-in English; each file on its own (a directory may hold only a subject). Every file is checked
 when a run starts (:meth:`TemplateDir.check`): a syntax error, an unknown filter, a variable no

@@ -28,6 +28,7 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import Connection
 
 from billbridge.billing.messaging import Recipients, decline_code, reminder_steps, step_name
+from billbridge.billing.partner_fees import statement_csv, statement_of_details
 from billbridge.connectors.base import PushResult
 from billbridge.connectors.errors import Classified, ErrorKind, VendorError
 from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnavailable, SmtpUnknown
@@ -122,6 +123,16 @@ def invoice_pdf(font: Path | None) -> Attach:
     return attach
 
 
+def statement_attachment(context: Mapping[str, Any]) -> Sequence[render.Attachment]:
+    """A partner statement's lines as CSV (the columns of ``partners statement --csv``), from what the
+    message keeps of the statement as it was closed; nothing for other messages."""
+    if context["kind"] != sql.PARTNER_STATEMENT:
+        return ()
+    of = statement_of_details(context["details"])
+    name = f"partner-statement-{of.partner_ref}-{of.period}.csv"
+    return (render.Attachment(name, statement_csv(of).encode("utf-8"), "text", "csv"),)
+
+
 def pay_link(store: Store | None, settings: Settings) -> Callable[[Mapping[str, Any]], str | None]:
     """Where the customer pays a document online: Stripe's hosted invoice page when it is in Stripe
     (also the page to update a card), else QuickBooks' ``InvoiceLink`` when QuickBooks gives one
@@ -176,6 +187,10 @@ def template_context(context: Mapping[str, Any], pay_link: str | None, sent_on: 
     its details), else its own day."""
     invoice = context["invoice"]
     currency = invoice["currency"] if invoice else context["entity"]["currency"]
+    statement = context["details"].get("statement")
+    if context["kind"] == sql.PARTNER_STATEMENT:  # in the partner's currency, its money as Decimal
+        currency = statement["currency"]
+        statement = render.partner_statement_values(statement)
     if sent_on is None:
         planned = context["details"].get("sent_on")  # the run's day, kept with a reminder when it was made
         sent_on = date.fromisoformat(planned) if planned else context["as_of"]
@@ -196,12 +211,13 @@ def template_context(context: Mapping[str, Any], pay_link: str | None, sent_on: 
         "language": context["language"],
         "currency": currency,
         "customer": context["customer"],
+        "partner": context.get("partner"),
         "entity": context["entity"],
         "invoice": shown,
         "details": context["details"],
         "payment": context["details"].get("payment"),
         "pay_link": pay_link or context["details"].get("pay_link"),
-        "statement": context["details"].get("statement"),
+        "statement": statement,
         "sent_on": sent_on,
         "days_overdue": (sent_on - invoice["due_date"]).days if invoice is not None else None,
     }
@@ -304,7 +320,7 @@ def email_handler(
                 extras.templates,
                 extras.environment(context),
             )
-            attachments = extras.attachments(context)
+            attachments = (*extras.attachments(context), *statement_attachment(context))
         except VendorError as exc:  # the pay link could not be read: try again later
             reason = f"{what}: {exc}"
             finish(message_id, "queued", reason)
@@ -403,7 +419,9 @@ def rendered(
 
 
 def _naming(context: Mapping[str, Any]) -> str:
-    """A message as errors name it: its kind, customer and invoice."""
+    """A message as errors name it: its kind, customer (or partner) and invoice."""
+    if context.get("partner") is not None:
+        return f"{context['kind']} message {context['id']} (partner {context['partner']['partner_ref']})"
     invoice = context["invoice"]
     number = f", invoice {invoice['number']}" if invoice else ""
     return f"{context['kind']} message {context['id']} (customer {context['customer']['customer_ref']}{number})"

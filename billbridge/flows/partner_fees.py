@@ -5,7 +5,9 @@ Accruing a partner's agreements happens in a transaction holding its partner's l
 partners a transaction), as does closing a statement, so a fee never lands on a statement being closed. Closing queues the Bill in the outbox in the same
 transaction; the relay delivers it with the statement's deterministic number, looked up after an
 uncertain outcome, so a run killed between QuickBooks accepting the Bill and our commit never makes a
-second one. The Prefect flow ``partner_fees`` does the three steps and leaves a summary artifact.
+second one. Closing also makes the partner's statement e-mail (``partner_statement``, once per partner
+and month) in that transaction; the run sends it after its commits, as a push sends its deliveries.
+The Prefect flow ``partner_fees`` does the steps and leaves a summary artifact.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ from billbridge.billing.partner_fees import (
     period_bases,
     period_of,
     statement,
+    statement_details,
     vanished,
 )
 from billbridge.flows.heap import bulk_gc
+from billbridge.flows.messages import MessagesSent, send_made
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary
 from billbridge.flows.push import Target, deliver, quickbooks_batches, quickbooks_connector
 from billbridge.settings import Settings
-from billbridge.store import external_refs, outbox, quarantine
+from billbridge.store import external_refs, messages, outbox, quarantine
 from billbridge.store import partners as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbox import Message
@@ -79,6 +83,14 @@ class FeeSummary:
     # stands (only undoing their payments reverses it), and they earn nothing new.
     removed: list[dict[str, str]] = field(default_factory=list)
     pushed: Counter[str] = field(default_factory=Counter)
+    statements: Counter[str] = field(default_factory=Counter)  # statement e-mails made, by state
+    waiting: list[str] = field(default_factory=list)  # why a statement e-mail waits (the partner's e-mail)
+    sent: MessagesSent | None = None  # the messages sent after the run's commits (statements among them)
+
+    @property
+    def statements_sent(self) -> int:
+        """Statement e-mails this run sent."""
+        return self.sent.summary.outcomes.get(messages.PARTNER_STATEMENT, 0) if self.sent and self.sent.summary else 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +104,10 @@ class FeeSummary:
             "skipped": self.skipped,
             "removed_referrals": self.removed,
             "bills": dict(self.pushed),
+            "statement_messages": dict(self.statements),
+            "statements_sent": self.statements_sent,
+            "statements_waiting": self.waiting,
+            "messages": self.sent.as_dict() if self.sent else None,
         }
 
 
@@ -318,7 +334,9 @@ def close_period(store: Store, period: str, summary: FeeSummary | None = None) -
     """Close every referral partner's statement of ``period`` (later fees go to the next one) and queue
     the Bill of each non-zero total for QuickBooks, in the same transaction. A statement takes every fee
     booked after the partner's last closed month up to ``period``: months never closed (a first run after
-    go-live, a missed monthly run) are billed on it, once. Closing twice does nothing."""
+    go-live, a missed monthly run) are billed on it, once. Closing twice does nothing. A statement with
+    lines gets its e-mail to the partner made in the same transaction (queued, or waiting for the
+    partner's e-mail), once per partner and month; one with nothing accrued gets none."""
     summary = summary or FeeSummary()
     with store.read() as session:
         partners = [p for p in sql.load_partners(session).values() if p.kind != "reseller"]
@@ -355,6 +373,20 @@ def close_period(store: Store, period: str, summary: FeeSummary | None = None) -
                 )
             else:
                 sql.set_statement_status(session, [statement_id], "no_bill")
+            if of.lines:  # something accrued (fees and reversals netting to zero too): the partner is told
+                details = statement_details(
+                    bill,
+                    (a.fee for a in accruals if first <= a.period <= period),
+                    partner.payment_terms_days,
+                    billed=queued,
+                )
+                state = messages.create_partner_statement(session, partner.partner_ref, period, bill.bill_date, details)
+                if state is not None:
+                    summary.statements[state] += 1
+                if state == "waiting_contact":
+                    summary.waiting.append(
+                        messages.partner_contact(partner.partner_ref, partner.email)[1] or partner.partner_ref
+                    )
             summary.closed.append(
                 {
                     "partner_ref": partner.partner_ref,
@@ -445,7 +477,8 @@ def run_partner_fees(
 ) -> FeeSummary:
     """Accrue, close ``period`` (default: last month; a month that has not ended is refused with
     ``PeriodNotEnded``), push its Bills and read back what was paid on the partners' Bills (when
-    QuickBooks is configured)."""
+    QuickBooks is configured), then send the statement e-mails closing made (with any other message
+    due, as a push does: a failed send never fails the run, the messages stay queued or failed)."""
     day = as_of or today_utc()
     if period is not None:
         check_ended(period, day)
@@ -454,6 +487,8 @@ def run_partner_fees(
     if push and settings.quickbooks is not None:
         summary.pushed.update(push_bills(store, settings).outcomes)
         read_paid(store, settings)
+    if push:
+        summary.sent = send_made(store, settings)
     return summary
 
 
@@ -473,6 +508,15 @@ def fees_markdown(summary: FeeSummary) -> str:
         lines += [f"- {s['partner_ref']} {s['period']}: {s['reason']}" for s in summary.skipped]
     if summary.pushed:
         lines += ["", "Bills: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.pushed.items()))]
+    made = ", ".join(f"{k} {v}" for k, v in sorted(summary.statements.items())) or "none"
+    lines += ["", f"Statements sent to partners: {summary.statements_sent} (e-mails made: {made})."]
+    lines += [f"- waiting: {reason.replace('|', '/')}" for reason in summary.waiting[:200]]
+    sent = summary.sent
+    if sent is not None and (sent.skipped or sent.error or (sent.summary is not None and sent.summary.stopped)):
+        why = sent.skipped or sent.error or (sent.summary.stopped if sent.summary else "")
+        lines.append(f"- not sent: {str(why).replace('|', '/')} (they stay queued: `billbridge messages list`)")
+    if sent is not None and sent.summary is not None:
+        lines += [f"- message {mid}: {error.replace('|', '/')}" for mid, error in sent.summary.failures[:50]]
     if summary.removed:
         lines += ["", "## Referrals removed (their fees stand; they earn nothing new)", ""]
         lines += [f"- {r['agreement_ref']}: {r['customer_ref']}" for r in summary.removed[:200]]

@@ -1,5 +1,6 @@
 """Customer messages as e-mails: Jinja2 templates (plain text and HTML) per kind, money and dates
-written for the reader's language and the currency's minor units, the invoice PDF attached.
+written for the reader's language and the currency's minor units, the invoice PDF attached. A
+partner's fee statement (``partner_statement``) is one of them, to the partner.
 
 Pure: the caller hands in the message's context (plain data read from the store) and, where an
 entity has its own, the template sources; the result is an ``email.message.EmailMessage``.
@@ -147,6 +148,35 @@ If anything here looks wrong, please reply to this message.
 
 {{ entity.name }}
 """,
+    "partner_statement.subject": "Referral fee statement {{ statement.months }} from {{ entity.name }}",
+    "partner_statement.text": """Hello {{ partner.name }},
+
+here is your referral fee statement with {{ entity.name }} for {{ statement.months }}.
+{%- if statement.first_period != statement.period %}
+It covers every month no earlier statement covered.{% endif %}
+
+Fees accrued: {{ statement.fees|money }}
+Reversals (refunds, credit notes): {{ statement.reversals|money }}
+Total: {{ statement.total|money }}
+{% if statement.total > 0 %}
+We entered it as bill {{ statement.bill.number }} of {{ statement.bill.bill_date|day }}, to be paid on your
+terms of {{ statement.payment_terms_days }} days, by {{ statement.bill.due_date|day }}.
+{% elif statement.total < 0 %}
+The reversals exceed the fees: {{ (-statement.total)|money }} is kept as a credit against your next
+statements (vendor credit {{ statement.bill.number }}).
+{% else %}
+Nothing is owed for these months: the reversals cancel the fees.
+{% endif %}
+Per referred customer (fees on what they paid or were invoiced):
+{%- for line in statement.lines %}
+- {{ line.customer_ref }}: {{ line.fees|money }} on {{ line.base|money }}
+{%- endfor %}
+
+The attached CSV file holds these lines. If anything here looks wrong,
+please reply to this message.
+
+{{ entity.name }}
+""",
 }
 DEFAULT_HTML = """<!doctype html>
 <html lang="{{ language }}"><body style="font-family: sans-serif">
@@ -166,6 +196,17 @@ DECLINE_TEXT: dict[str, str] = {
     "do_not_honor": "the card was declined by its bank",
     "processing_error": "the card could not be processed",
 }
+
+
+def partner_statement_values(kept: Mapping[str, Any]) -> dict[str, Any]:
+    """A partner statement as a message keeps it (money as text) with its money as Decimal, so a
+    template compares it (``statement.total > 0``) and formats it (``|money``)."""
+    money = ("fees", "reversals", "total")
+    return {
+        **kept,
+        **{name: Decimal(kept[name]) for name in money},
+        "lines": [{**x, "base": Decimal(x["base"]), "fees": Decimal(x["fees"])} for x in kept["lines"]],
+    }
 
 
 def decline_text(code: str | None) -> str:
@@ -192,12 +233,13 @@ class Rendered:
     html: str
 
 
-KINDS: tuple[str, ...] = ("invoice", "reminder", "receipt", "dunning", "statement")
+KINDS: tuple[str, ...] = ("invoice", "reminder", "receipt", "dunning", "statement", "partner_statement")
 VARIABLES = frozenset(
     {
         "language",
         "currency",
         "customer",
+        "partner",
         "entity",
         "invoice",
         "details",
@@ -210,7 +252,7 @@ VARIABLES = frozenset(
     }
 )
 """What a subject or text template may name (a value a message does not have, such as ``invoice`` of a
-statement, is None). ``sent_on`` is the day the message goes out (a reminder step sent late after
+statement, or ``customer`` of a partner's statement, is None). ``sent_on`` is the day the message goes out (a reminder step sent late after
 downtime: the day of the run, not the step's) and ``days_overdue`` is ``sent_on`` less the invoice's
 due date (negative before it): the default reminders are worded from these, not from the step."""
 HTML_VARIABLES = VARIABLES | {"text", "pay_label"}

@@ -1,5 +1,6 @@
 """The tables of customer messages: billing contacts per customer, and each message billbridge sends
-(invoice delivery, reminder, receipt, dunning notice) with its state.
+(invoice delivery, reminder, receipt, dunning notice; a partner's fee statement) with its state.
+A message is to a customer or, a partner statement, to a partner: exactly one of the two is set.
 
 A message row exists once per triggering event (``event_key`` is unique: ``reminder:42:+7``), so
 planning twice creates nothing. Its ``state`` says where it is: ``waiting_contact`` (the customer has
@@ -14,7 +15,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billbridge.store.models import Base, Id, utcnow
@@ -37,14 +38,19 @@ class BillingContactRow(Base):
 
 
 class CustomerMessage(Base):
-    """A message to a customer, created once per triggering event and sent at most once."""
+    """A message to a customer (or a partner: its fee statement), created once per triggering event
+    and sent at most once."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_customer_kind", "customer_id", "kind"),)
+    __table_args__ = (
+        Index("ix_messages_customer_kind", "customer_id", "kind"),
+        CheckConstraint("(customer_id IS NULL) <> (partner_id IS NULL)", name="one_party"),
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     event_key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20))
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)  # migration 0024
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
     payment_id: Mapped[int | None] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(20))

@@ -18,8 +18,15 @@ from sqlalchemy import Connection, Integer, String, bindparam, func, literal_col
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from billbridge.billing.messaging import Applied, Recipients, message_id, receipt_details, recipients
-from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind
+from billbridge.billing.messaging import (
+    DEFAULT_LANGUAGE,
+    Applied,
+    Recipients,
+    message_id,
+    receipt_details,
+    recipients,
+)
+from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind, PartnerMessageKind, check_email
 from billbridge.billing.statements import OpenItem, RecentPayment
 from billbridge.store import outbox
 from billbridge.store.bulk import BulkStatement, dbapi_cursor
@@ -35,6 +42,7 @@ from billbridge.store.models import (
     PaymentAllocation,
     utcnow,
 )
+from billbridge.store.partner_models import Partner
 
 STATES = ("waiting_contact", "opted_out", "queued", "sending", "sent", "unconfirmed", "failed", "skipped")
 """Every state a message can be in (``messages list --status`` takes one)."""
@@ -246,6 +254,81 @@ def _enqueue(session: Session, row: CustomerMessage) -> None:
     outbox.enqueue(session, **_outbox_row(row.id, row.channel, row.kind, row.event_key, row.attempts))
 
 
+# Partner statements: a partner is not a customer; its one contact is its e-mail (``partners.email``).
+
+PARTNER_STATEMENT: PartnerMessageKind = "partner_statement"
+
+
+def partner_statement_key(partner_id: int, period: str) -> str:
+    """The event of a partner's fee statement: one per partner and closed month, however often closed."""
+    return f"{PARTNER_STATEMENT}:{partner_id}:{period}"
+
+
+def partner_contact(partner_ref: str, email: str | None) -> tuple[Recipients, str | None]:
+    """Who gets a partner's messages (its e-mail, in English), or why no one does: no e-mail, or one
+    that is not an address, named with the partner and the field (nothing is sent to a guessed one)."""
+    if not email or not email.strip():
+        problem = f"partner {partner_ref}: field email: no e-mail address; the statement waits until one is set"
+        return Recipients((), (), DEFAULT_LANGUAGE), problem
+    try:
+        address = check_email(email)
+    except ValueError as exc:
+        return Recipients((), (), DEFAULT_LANGUAGE), f"partner {partner_ref}: field email: {exc}; the statement waits"
+    return Recipients((address,), (), DEFAULT_LANGUAGE), None
+
+
+def partner_contacts(session: Session, partner_ids: Iterable[int]) -> dict[int, tuple[Recipients, str | None]]:
+    """:func:`partner_contact` of each partner, by id."""
+    rows = session.execute(
+        select(Partner.id, Partner.partner_ref, Partner.email).where(Partner.id.in_(sorted(set(partner_ids))))
+    )
+    return {int(pid): partner_contact(ref, email) for pid, ref, email in rows}
+
+
+def create_partner_statement(
+    session: Session, partner_ref: str, period: str, as_of: date, details: dict[str, Any]
+) -> str | None:
+    """Make a partner's statement message of ``period`` in the caller's transaction (the one closing
+    the statement), once per partner and period: queued with its outbox row when the partner has an
+    e-mail, else ``waiting_contact`` with the reason (released by :func:`release_waiting` once the
+    partners import sets one). The message's state, or None when it exists already (a rerun)."""
+    partner_id, email, settings, entity_ref = session.execute(
+        select(Partner.id, Partner.email, LegalEntity.messaging, LegalEntity.entity_ref)
+        .join(LegalEntity, LegalEntity.id == Partner.entity_id)
+        .where(Partner.partner_ref == partner_ref)
+    ).one()
+    event_key = partner_statement_key(partner_id, period)
+    if existing_keys(session, [event_key]):
+        return None
+    chosen, problem = partner_contact(partner_ref, email)
+    now = utcnow()
+    row = {
+        "event_key": event_key,
+        "kind": PARTNER_STATEMENT,
+        "customer_id": None,
+        "partner_id": partner_id,
+        "invoice_id": None,
+        "payment_id": None,
+        "channel": "email",  # QuickBooks and Stripe mail their own invoices only: a statement goes by e-mail
+        "state": "waiting_contact" if problem else "queued",
+        "recipients": chosen.as_dict(),
+        "language": chosen.language,
+        "as_of": as_of,
+        "details": details,
+        "message_id": message_id(event_key, _domain(EntityMessaging.model_validate(settings or {}), entity_ref)),
+        "last_error": problem,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    made = {key: int(i) for key, i in session.execute(_INSERT_NEW[session.get_bind().dialect.name].values([row]))}
+    if event_key not in made:  # another transaction made it first (see ``create``)
+        return None
+    if row["state"] == "queued":
+        outbox.enqueue_many(session, [_outbox_row(made[event_key], "email", PARTNER_STATEMENT, event_key, 0)])
+    return str(row["state"])
+
+
 EXPLICIT_RECIPIENTS = ("invoice-copy:",)  # event keys of messages made for given addresses, not the contacts
 
 
@@ -256,14 +339,31 @@ def explicit_recipients(event_key: str) -> bool:
     return event_key.startswith(EXPLICIT_RECIPIENTS)
 
 
-def release_waiting(session: Session) -> int:
-    """Messages waiting for a contact whose customer now has one: recipients fixed, queued."""
-    waiting = list(session.scalars(select(CustomerMessage).where(CustomerMessage.state == "waiting_contact")))
+def release_waiting(session: Session, *, partner_id: int | None = None) -> int:
+    """Messages waiting for a contact whose customer (or partner) now has one: recipients fixed,
+    queued. ``partner_id``: only that partner's (the partners import, when it sets its e-mail)."""
+    query = select(CustomerMessage).where(CustomerMessage.state == "waiting_contact")
+    if partner_id is not None:
+        query = query.where(CustomerMessage.partner_id == partner_id)
+    waiting = list(session.scalars(query))
     if not waiting:
         return 0
-    contacts = contacts_of(session, {m.customer_id for m in waiting})
+    contacts = contacts_of(session, {m.customer_id for m in waiting if m.customer_id is not None})
+    partners = partner_contacts(session, {m.partner_id for m in waiting if m.partner_id is not None})
     released = 0
     for message in waiting:
+        if message.partner_id is not None:  # a partner statement: to the partner's e-mail, when it is one
+            chosen, problem = partners[message.partner_id]
+            if problem is not None:
+                message.last_error = problem  # a malformed address named, the message still waiting
+                continue
+            message.recipients, message.language, message.state = chosen.as_dict(), chosen.language, "queued"
+            message.last_error = None
+            session.flush()
+            _enqueue(session, message)
+            released += 1
+            continue
+        assert message.customer_id is not None  # (the check: a customer's or a partner's)
         chosen = recipients(contacts[message.customer_id], message.kind)  # type: ignore[arg-type]
         state = _state_for(contacts[message.customer_id], chosen)
         if state == "waiting_contact":
@@ -398,7 +498,14 @@ def retry(session: Session, message_id: int) -> str:
         row.delivered_at = utcnow()
         row.leased_until = row.leased_by = None
     message.last_error = None
-    if not explicit_recipients(message.event_key):  # a bounce fixed by correcting the contact reaches the new one
+    if message.partner_id is not None:  # a partner statement: to the partner's e-mail as it is now
+        chosen, problem = partner_contacts(session, [message.partner_id])[message.partner_id]
+        message.recipients, message.language = chosen.as_dict(), chosen.language
+        if problem is not None:
+            message.state, message.last_error = "waiting_contact", problem
+            return "waiting_contact"
+    elif not explicit_recipients(message.event_key):  # a bounce fixed by correcting the contact reaches the new one
+        assert message.customer_id is not None
         contacts = contacts_of(session, [message.customer_id])[message.customer_id]
         chosen = recipients(contacts, message.kind)  # type: ignore[arg-type]
         message.recipients, message.language = chosen.as_dict(), chosen.language
@@ -439,8 +546,9 @@ def listing(
     customer_ref: str | None = None,
     state: str | None = None,
     limit: int = 500,
+    partner_ref: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Messages, newest first, with their customer and invoice number."""
+    """Messages, newest first, with their customer (or partner: ``customer_ref`` None) and invoice number."""
     query = (
         select(
             CustomerMessage.id,
@@ -448,6 +556,7 @@ def listing(
             CustomerMessage.state,
             CustomerMessage.channel,
             Customer.customer_ref,
+            Partner.partner_ref,
             Invoice.number,
             CustomerMessage.recipients,
             CustomerMessage.as_of,
@@ -456,7 +565,8 @@ def listing(
             CustomerMessage.last_error,
             CustomerMessage.sent_at,
         )
-        .join(Customer, Customer.id == CustomerMessage.customer_id)
+        .outerjoin(Customer, Customer.id == CustomerMessage.customer_id)
+        .outerjoin(Partner, Partner.id == CustomerMessage.partner_id)
         .outerjoin(Invoice, Invoice.id == CustomerMessage.invoice_id)
         .order_by(CustomerMessage.id.desc())
         .limit(limit)
@@ -465,13 +575,16 @@ def listing(
         query = query.where(CustomerMessage.kind == kind)
     if customer_ref:
         query = query.where(Customer.customer_ref == customer_ref)
+    if partner_ref:
+        query = query.where(Partner.partner_ref == partner_ref)
     if state:
         query = query.where(CustomerMessage.state == state)
     return [dict(r) for r in session.execute(query).mappings()]
 
 
 def overview(session: Session) -> dict[str, Any]:
-    """For ``status``: messages by kind and state, and the customers whose messages wait for a contact."""
+    """For ``status``: messages by kind and state, and the customers (and partners, with the reason:
+    no e-mail or a malformed one) whose messages wait for a contact."""
     by_state: dict[str, dict[str, int]] = defaultdict(dict)
     for kind, state, count in session.execute(
         select(CustomerMessage.kind, CustomerMessage.state, func.count()).group_by(
@@ -489,9 +602,20 @@ def overview(session: Session) -> dict[str, Any]:
             .order_by(Customer.customer_ref)
         )
     ]
+    partners = [
+        {"partner_ref": ref, "name": name, "messages": count, "reason": reason}
+        for ref, name, count, reason in session.execute(
+            select(Partner.partner_ref, Partner.name, func.count(), func.max(CustomerMessage.last_error))
+            .join(CustomerMessage, CustomerMessage.partner_id == Partner.id)
+            .where(CustomerMessage.state == "waiting_contact")
+            .group_by(Partner.partner_ref, Partner.name)
+            .order_by(Partner.partner_ref)
+        )
+    ]
     return {
         "by_kind": dict(by_state),
         "waiting_for_contact": waiting,
+        "partners_waiting_for_contact": partners,
         "customers_without_contact": without_contact(session),
     }
 
@@ -534,17 +658,24 @@ def sending_contexts(session: Session, message_ids: Sequence[int]) -> dict[int, 
         )
     parties = _parties_of(
         session,
-        {m.customer_id for m in messages},
+        {m.customer_id for m in messages if m.customer_id is not None},
         {m.invoice_id for m in messages if m.invoice_id is not None},
         {m.invoice_id for m in messages if m.invoice_id is not None and m.kind == "invoice"},
     )
+    partners, partner_entities = _partners_of(session, {m.partner_id for m in messages if m.partner_id is not None})
     return {
         message.id: {
-            "customer": parties.customers[message.customer_id],
-            "entity": parties.entities[message.customer_id],
+            "customer": parties.customers[message.customer_id] if message.customer_id is not None else None,
+            "partner": partners[message.partner_id] if message.partner_id is not None else None,
+            "entity": (
+                parties.entities[message.customer_id]
+                if message.customer_id is not None
+                else partner_entities[message.partner_id or 0]
+            ),
             "invoice": parties.invoices.get(message.invoice_id) if message.invoice_id is not None else None,
             "id": message.id,
             "customer_id": message.customer_id,
+            "partner_id": message.partner_id,
             "invoice_id": message.invoice_id,
             "kind": message.kind,
             "state": message.state,
@@ -621,6 +752,34 @@ def _parties_of(session: Session, customer_ids: set[int], invoice_ids: set[int],
             if i in invoices:
                 invoices[i]["lines"] = lines.get(i, [])
     return _Parties(customers, entities, invoices)
+
+
+def _partners_of(
+    session: Session, partner_ids: set[int]
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """The partners of partner messages and their entities, by partner id."""
+    partners: dict[int, dict[str, Any]] = {}
+    entities: dict[int, dict[str, Any]] = {}
+    if not partner_ids:
+        return partners, entities
+    rows = session.execute(
+        select(
+            Partner.id,
+            Partner.partner_ref,
+            Partner.name,
+            Partner.email,
+            LegalEntity.entity_ref,
+            LegalEntity.name,
+            LegalEntity.currency,
+            LegalEntity.messaging,
+        )
+        .join(LegalEntity, LegalEntity.id == Partner.entity_id)
+        .where(Partner.id.in_(sorted(partner_ids)))
+    )
+    for pid, ref, name, email, entity_ref, entity_name, currency, messaging in rows:
+        partners[pid] = {"partner_ref": ref, "name": name, "email": email}
+        entities[pid] = _entity(entity_ref, entity_name, currency, messaging)
+    return partners, entities
 
 
 def _entity(entity_ref: str, name: str, currency: str, settings: dict[str, Any] | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from billbridge.billing import model
 from billbridge.billing.currency import allocate
 from billbridge.billing.model import FeeBasis
 from billbridge.billing.partner_fees import Accrual, FeeEvent, next_period
+from billbridge.store import messages
 from billbridge.store.bulk import BulkStatement, insert_rows
 from billbridge.store.models import (
     Contract,
@@ -51,7 +52,8 @@ def _apply(row: Any, values: dict[str, Any]) -> Outcome:
 
 
 def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
-    """Store a partner by its ref; its legal entity must be known."""
+    """Store a partner by its ref; its legal entity must be known. A changed e-mail releases its
+    statement messages waiting for one (``messages.release_waiting``)."""
     entity_id = entity_ids(session, [partner.entity_ref]).get(partner.entity_ref)
     if entity_id is None:
         raise MissingReference(
@@ -82,7 +84,12 @@ def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
         raise PartnerError(
             "currency", f"partner {partner.partner_ref} has referral agreements in {row.currency}; it cannot move"
         )
-    return _apply(row, values)
+    before = row.email
+    outcome = _apply(row, values)
+    if row.email != before:  # its statements waiting for an e-mail go out now (one still malformed: named)
+        session.flush()
+        messages.release_waiting(session, partner_id=row.id)
+    return outcome
 
 
 def _has_agreements(session: Session, partner_id: int) -> bool:

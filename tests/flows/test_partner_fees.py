@@ -673,10 +673,13 @@ def test_the_configured_rate_reaches_the_run_and_a_later_rate_moves_only_new_eve
 def test_the_partner_fees_artifact_says_what_the_run_did() -> None:
     """The ``partner-fees`` artifact's text: fees accrued per currency (in its minor units), each closed
     statement with the months it covers and its Bill, the statements not closed, the Bills pushed and the
-    events that could not accrue (a ``|`` in a message cannot break the list)."""
+    events that could not accrue (a ``|`` in a message cannot break the list); the statement e-mails
+    made and sent, and why one waits."""
     from collections import Counter
 
     from billbridge.billing.partner_fees import FeeProblem
+    from billbridge.flows.messages import MessagesSent
+    from billbridge.flows.outbox_relay import RelaySummary
     from billbridge.flows.partner_fees import FeeSummary, fees_markdown
 
     summary = FeeSummary(
@@ -691,6 +694,9 @@ def test_the_partner_fees_artifact_says_what_the_run_did() -> None:
         ],
         skipped=[{"partner_ref": "old", "period": "2026-11", "reason": "a later month, 2026-12, is closed already"}],
         pushed=Counter({"created": 1}),
+        statements=Counter({"queued": 1, "waiting_contact": 1}),
+        waiting=["partner zero: field email: no e-mail address | none"],
+        sent=MessagesSent(RelaySummary("message.email", outcomes=Counter({"partner_statement": 1, "invoice": 2}))),
     )  # fmt: skip
     assert fees_markdown(summary) == (
         "# Partner fees\n"
@@ -709,6 +715,9 @@ def test_the_partner_fees_artifact_says_what_the_run_did() -> None:
         "- old 2026-11: a later month, 2026-12, is closed already\n"
         "\n"
         "Bills: created 1\n"
+        "\n"
+        "Statements sent to partners: 1 (e-mails made: queued 1, waiting_contact 1).\n"
+        "- waiting: partner zero: field email: no e-mail address / none\n"
         "\n"
         "## Events that could not accrue\n"
         "\n"

@@ -110,7 +110,9 @@ def _messages_line(messages: dict[str, Any]) -> str:
     """The demo's e-mails: sent per kind, waiting ones, and the mailbox folder to read them in."""
     if not messages:
         return "none"
-    sent = ", ".join(f"{kind} {states.get('sent', 0)}" for kind, states in sorted(messages["by_kind"].items()))
+    sent = ", ".join(  # in words: partner_statement is "partner statement"
+        f"{kind.replace('_', ' ')} {states.get('sent', 0)}" for kind, states in sorted(messages["by_kind"].items())
+    )
     waiting = messages["waiting_for_contact"]
     return (
         f"sent: {sent or 'none'}; {waiting} customer(s) wait for a billing contact "
@@ -119,15 +121,16 @@ def _messages_line(messages: dict[str, Any]) -> str:
 
 
 def _partners_line(partners: dict[str, Any]) -> str:
-    """The demo's partners: how many of each kind, referral fees accrued, statements and Bills, and the
-    invoices billed to resellers."""
+    """The demo's partners: how many of each kind, referral fees accrued, statements (and how many were
+    e-mailed to their partners) and Bills, and the invoices billed to resellers."""
     if not partners:
         return "none"
     kinds = ", ".join(f"{n} {kind}" for kind, n in partners["partners"].items()) or "none"
     fees = ", ".join(money_display(Decimal(v), c) for c, v in partners["fees_accrued"].items()) or "none"
     credits = f" and {partners['vendor_credits']} VendorCredit(s)" if partners["vendor_credits"] else ""
     return (
-        f"{kinds}; referral fees accrued {fees}; {partners['statements']} statement(s) closed, "
+        f"{kinds}; referral fees accrued {fees}; {partners['statements']} statement(s) closed "
+        f"({partners.get('statements_mailed', 0)} e-mailed), "
         f"{partners['bills']} Bill(s){credits} in QuickBooks; {partners['reseller_invoices']} invoice(s) "
         "billed to resellers (billbridge --demo partners list)"
     )

@@ -67,6 +67,7 @@ def list_messages(
         str | None, typer.Option(help=f"Only this kind: {', '.join(MESSAGE_KINDS)}.", callback=_kind)
     ] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer (customer_ref).")] = None,
+    partner: Annotated[str | None, typer.Option(help="Only this partner's statements (partner_ref).")] = None,
     status: Annotated[
         str | None,
         typer.Option(help=f"Only this state: {', '.join(sql.STATES)}."),
@@ -77,17 +78,17 @@ def list_messages(
     if status is not None and status not in sql.STATES:  # a typo would list nothing, silently
         fail(f"--status {status!r}: not a message state (one of {', '.join(sql.STATES)})")
     with _store().read() as session:
-        rows = sql.listing(session, kind=kind, customer_ref=customer, state=status)
+        rows = sql.listing(session, kind=kind, customer_ref=customer, state=status, partner_ref=partner)
     if as_json:
         _json(rows)
         return
-    table = Table("id", "kind", "state", "customer", "invoice", "to", "as of", "last error", title="messages")
+    table = Table("id", "kind", "state", "customer / partner", "invoice", "to", "as of", "last error", title="messages")
     for row in rows:
         table.add_row(
             str(row["id"]),
             row["kind"],
             row["state"],
-            row["customer_ref"],
+            row["customer_ref"] or f"partner {row['partner_ref']}",
             row["number"] or "",
             ", ".join(row["recipients"].get("to", [])),
             str(row["as_of"]),
@@ -163,6 +164,13 @@ def print_overview(data: dict[str, Any]) -> None:
     for waiting in data["waiting_for_contact"]:
         console.print(
             f"{waiting['customer_ref']} ({waiting['name']}): {waiting['messages']} message(s) wait for a billing contact"
+        )
+    for waiting in data.get("partners_waiting_for_contact", []):
+        console.print(
+            f"partner {waiting['partner_ref']} ({waiting['name']}): {waiting['messages']} statement(s) wait: "
+            f"{waiting['reason'] or 'no e-mail address'}",
+            markup=False,
+            soft_wrap=True,
         )
     if data["customers_without_contact"]:
         console.print("customers without a billing contact: " + ", ".join(data["customers_without_contact"]))

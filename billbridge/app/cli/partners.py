@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from billbridge.billing.currency import money_str
-from billbridge.billing.partner_fees import statement
+from billbridge.billing.partner_fees import statement, statement_csv
 from billbridge.flows import partner_fees
 from billbridge.settings import Settings
 from billbridge.store import partners as sql
@@ -180,14 +180,7 @@ def show_statement(
         print(json.dumps({**body, "status": status, "total": total, "lines": rows}, indent=2))
         return
     if as_csv:  # a file on its own: each line says the months and currency, and a last line the total
-        base = sum((line.base for line in of.lines), Decimal(0))
-        last = {
-            "customer_ref": "(total)",
-            "base": money_str(base, of.currency),
-            "fees": money_str(of.total, of.currency),
-        }
-        dated = [{"months": of.months, "currency": of.currency, **row} for row in [*rows, last]]
-        _print(dated, ["months", "currency", "customer_ref", "base", "fees"], "", False, True)
+        sys.stdout.write(statement_csv(of))  # as the statement e-mail's attachment
         return
     _print(rows, ["customer_ref", "base", "fees"], f"{partner.name} {of.months} ({status})", False, False)
     console.print(f"Total: {money_str(of.total, of.currency)} {of.currency}")
@@ -227,10 +220,13 @@ def run(
     period: Annotated[
         str | None, typer.Option("--period", help="The month to close (YYYY-MM); default: last month.")
     ] = None,
-    no_push: Annotated[bool, typer.Option("--no-push", help="Queue the Bills, do not push them now.")] = False,
+    no_push: Annotated[
+        bool, typer.Option("--no-push", help="Queue the Bills and statement e-mails, do not push or send them now.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Accrue fees, close the month's statements and push their Bills to QuickBooks (if configured)."""
+    """Accrue fees, close the month's statements, push their Bills to QuickBooks (if configured) and
+    e-mail each statement to its partner (if an SMTP server is)."""
     month = _period(period) if period else None
     settings = Settings()
     try:
