@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from billbridge.app.cli import app
 from billbridge.billing.messaging import step_name
-from billbridge.billing.model import MessageKind
+from billbridge.billing.model import MessageKind, PartnerMessageKind
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
 from billbridge.store import messages
@@ -94,7 +94,8 @@ def test_an_unknown_kind_is_refused_in_one_line_naming_the_kinds_not_listed_as_n
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
-    kinds = ", ".join(get_args(MessageKind))  # the one definition: a kind added there is allowed here
-    assert lines[0] == f"error: --kind 'remider': not a message kind (one of {kinds})"
-    for kind in get_args(MessageKind):  # every kind there is passes the check
+    every = (*get_args(MessageKind), *get_args(PartnerMessageKind))  # the definitions: a kind added there is allowed
+    assert lines[0] == f"error: --kind 'remider': not a message kind (one of {', '.join(every)})"
+    assert "partner_statement" in every
+    for kind in every:  # every kind there is passes the check
         assert runner.invoke(app, [*command, "--kind", kind]).exit_code == 0
