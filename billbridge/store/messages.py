@@ -175,7 +175,8 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
     customers = {d.customer_id for d in fresh.values()}
     contacts = contacts_of(session, customers)
     settings = messaging_of(session, customers)
-    invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None]
+    # The document type and the auto-charge decide only an invoice message's channel (below).
+    invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None and d.kind == "invoice"]
     doc_types: dict[int, str] = dict(_read_in(session, _DOC_TYPES_OF, set(invoice_ids)))
     charged = auto_charged(session, invoice_ids)  # Stripe charges these: it does not e-mail them
     rows: list[dict[str, Any]] = []
