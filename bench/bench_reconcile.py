@@ -6,18 +6,24 @@
 
 Setup (not timed): N one-line monthly contracts are imported and billed once each (N invoices),
 the invoices are marked sent, and N payments are built as a vendor pull would deliver them (each
-naming its invoice, for its full amount), in pages of 200.
+naming its invoice, for its full amount), in pages of 200. Each customer has a billing contact
+(an e-mail address), as customers in production do: each payment's receipt is then the usual kind,
+queued with its outbox row, not a ``waiting_contact`` row without one (the exception, which would
+leave the outbox rows out of both the run and its floor).
 
 Timed: ``record_pages`` (match every payment, record it with its allocation, update the invoice,
-save the page cursor; one transaction per page).
+make its receipt with its outbox row, save the page cursor; one transaction per page).
 
-The floor (issue 20), same run, after the payments are taken out again (not timed): the read
-matching needs (the same open-invoice query, page by page) plus the store's own writes of the same
-payments, in one transaction a page: the very statements ``record_payments`` runs (known refs,
-payments, allocations, invoice updates, the cursor) done the fastest way the dialect allows (on
+The floor (issue 20), same run, after the payments and their receipts are taken out again (not
+timed): the read matching needs (the same open-invoice query, page by page) plus the store's own
+writes of the same payments, in one transaction a page: the very statements ``record_payments``
+runs (known refs, payments, allocations, invoice updates, the receipts' event-key look-up, the
+receipt messages, their outbox rows, the cursor) done the fastest way the dialect allows (on
 PostgreSQL one statement per page and table reading the rows from arrays, executemany on SQLite:
 ``BulkStatement.write_calls`` of store/bulk.py), their parameters prepared before the clock
-starts, so only the driver and the database are timed.
+starts, so only the driver and the database are timed. The receipts and outbox rows are the very
+rows the run wrote, read back and inserted again with their ids (so the floor needs neither the
+ids read back nor RETURNING, which the store needs to build the outbox rows).
 Target: within 1.5x of that floor, and linear in the number of payments (the microseconds per
 payment stay flat as N grows). The bare read alone is shown too (the ERP issue's first floor).
 
@@ -33,19 +39,22 @@ import tempfile
 import time
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from common import Backend, PostgresBackend, SQLiteBackend, add_runs_argument, log, repeat, stamp
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, select, text, update
 
 from billbridge.billing.documents import IncomingPayment
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
 from billbridge.flows.reconcile import record_pages
-from billbridge.store.bulk import BulkStatement, dbapi_cursor
+from billbridge.store.bulk import BulkStatement, dbapi_cursor, insert_rows
 from billbridge.store.cursors import _MOVE
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import list_invoices, open_invoices
+from billbridge.store.messages import _EVENT_KEYS_IN, _MESSAGE_KEYS, _MESSAGES
 from billbridge.store.models import Invoice, Payment, PaymentAllocation, utcnow
+from billbridge.store.outbox import _ENQUEUE, _ENQUEUE_KEYS, _OUTBOX
 from billbridge.store.payments import (
     _ALLOCATION_KEYS,
     _INSERT_ALLOCATIONS,
@@ -58,6 +67,8 @@ from billbridge.store.payments import (
 from billbridge.vendors.contract import PaymentPage
 
 PAGE = 200
+# The receipts as the store inserts them (store/messages.py), with the ids they were given.
+_RECEIPTS_WITH_IDS = insert_rows(_MESSAGES, ("id", *_MESSAGE_KEYS))
 TARGET = 1.5  # x floor+writes (issue 20)
 AS_OF = date(2026, 7, 1)
 
@@ -69,7 +80,13 @@ def setup(store: Store, n: int) -> list[IncomingPayment]:
         {
             "entities": [{"entity_ref": "us", "name": "US", "currency": "USD", "invoice_prefix": "US-INV-"}],
             "customers": [
-                {"customer_ref": f"c{i}", "name": f"Customer {i}", "entity_ref": "us"} for i in range(customers)
+                {
+                    "customer_ref": f"c{i}",
+                    "name": f"Customer {i}",
+                    "entity_ref": "us",
+                    "contacts": [{"email": f"ap@c{i}.example"}],
+                }
+                for i in range(customers)
             ],
             "products": [{"product_ref": "plan", "name": "Plan", "prices": []}],
         },
@@ -133,31 +150,64 @@ def floor(store: Store, payments: list[IncomingPayment]) -> float:
     return time.perf_counter() - started
 
 
+def receipts_written(store: Store) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The receipt messages and their outbox rows the run wrote, by id, as the store wrote them."""
+    with store.read() as session:
+        connection = session.connection()
+        made = [
+            dict(r._mapping)
+            for r in connection.execute(
+                select(_MESSAGES.c.id, *(_MESSAGES.c[k] for k in _MESSAGE_KEYS)).order_by(_MESSAGES.c.id)
+            )
+        ]
+        queued = [
+            dict(r._mapping)
+            for r in connection.execute(
+                select(*(_OUTBOX.c[k] for k in _ENQUEUE_KEYS))
+                .where(_OUTBOX.c.aggregate_type == "message")
+                .order_by(_OUTBOX.c.id)
+            )
+        ]
+    return made, queued
+
+
 def take_back(store: Store) -> None:
-    """Undo the run's payments (not timed): the invoices open again, as before it."""
+    """Undo the run's payments and their receipts (not timed): the invoices open again, as before it."""
     with store.write() as session:
+        session.execute(delete(_OUTBOX).where(_OUTBOX.c.aggregate_type == "message"))
+        session.execute(delete(_MESSAGES))
         session.execute(delete(PaymentAllocation))
         session.execute(delete(Payment))
         session.execute(update(Invoice).values(amount_paid=Decimal(0), status="sent"))
 
 
-def floor_with_writes(store: Store, payments: list[IncomingPayment]) -> float:
+def floor_with_writes(
+    store: Store, payments: list[IncomingPayment], made: list[dict[str, Any]], queued: list[dict[str, Any]]
+) -> float:
     """The floor's read plus the same payments recorded by record_payments' own statements, straight
-    on the driver with parameters converted beforehand."""
+    on the driver with parameters converted beforehand: with them the run's receipts (``made``,
+    ids kept) and their outbox rows (``queued``), a page's in its transaction."""
     with store.read() as session:
         invoices = {d["number"]: (d["id"], d["invoice_total"]) for d in list_invoices(session)}
     now = utcnow()
     with store.write() as session:
         connection = session.connection()
         known = BulkStatement.of(_KNOWN_REFS, connection, ("refs",))
+        event_keys = BulkStatement.of(_EVENT_KEYS_IN, connection, ("wanted",))
         statements = [
             BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS),
             BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS),
             BulkStatement.of(_SET_PAID, connection, _PAID_KEYS),
+            BulkStatement.of(_RECEIPTS_WITH_IDS, connection, ("id", *_MESSAGE_KEYS)),
+            BulkStatement.of(_ENQUEUE[connection.dialect.name], connection, _ENQUEUE_KEYS),
             BulkStatement.of(_MOVE, connection, ("s", "st", "v", "at")),
         ]
     prepared = []
+    done = 0
     for page in pages(payments):
+        receipts = made[done : done + len(page.payments)]
+        outbox_rows = queued[done : done + len(page.payments)]
+        done += len(page.payments)
         refs = [f"bench:{p.payment_ref}" for p in page.payments]
         named = [invoices[p.invoice_numbers[0]] for p in page.payments]
         rows = [
@@ -182,21 +232,26 @@ def floor_with_writes(store: Store, payments: list[IncomingPayment]) -> float:
                 for ref, p, (iid, _) in zip(refs, page.payments, named, strict=True)
             ],
             [{"iid": iid, "paid": total, "new_status": "paid", "now": now} for iid, total in named],
+            receipts,
+            outbox_rows,
             [{"s": "bench", "st": "payments", "v": page.cursor, "at": now}],
         ]
         numbers = [n for p in page.payments for n in p.invoice_numbers]
-        # Payments, allocations, invoices: one statement each reading arrays on PostgreSQL, executemany
-        # on SQLite, as the store writes them; the cursor's one row by executemany, as set_cursor does.
+        # Payments, allocations, invoices, receipts, their outbox rows: one statement each reading arrays
+        # on PostgreSQL, executemany on SQLite, as the store writes them; the cursor's one row by
+        # executemany, as set_cursor does.
         *batches, (cursor_statement, cursor_rows) = zip(statements, rows, strict=True)
         calls = [call for statement, statement_rows in batches for call in statement.write_calls(statement_rows)]
         calls.append((True, cursor_statement.sql, cursor_statement.driver_rows(cursor_rows)))
-        prepared.append((numbers, refs, calls))
+        prepared.append((numbers, refs, [r["event_key"] for r in receipts], calls))
+    assert done == len(made) == len(queued), (done, len(made), len(queued))
     started = time.perf_counter()
-    for numbers, refs, calls in prepared:
+    for numbers, refs, keys, calls in prepared:
         with store.write() as session:
             open_invoices(session, numbers=numbers, lock=True)  # as reconciliation reads them: locked
             connection = session.connection()
             known.run(connection, {"refs": refs})
+            event_keys.run(connection, {"wanted": keys})  # the receipts' look-up: each made once
             cursor = dbapi_cursor(connection)
             for many, sql, arguments in calls:
                 (cursor.executemany if many else cursor.execute)(sql, arguments)
@@ -215,10 +270,13 @@ def run(backend: Backend, n: int) -> dict[str, float]:
     assert summary.outcomes == {"matched": n}, summary.outcomes
     with store.read() as session:
         assert {d["status"] for d in list_invoices(session)} == {"paid"}
+    made, queued = receipts_written(store)
+    assert len(made) == len(queued) == n and {m["state"] for m in made} == {"queued"}, (len(made), len(queued))
     take_back(store)
-    writes_s = floor_with_writes(store, payments)
+    writes_s = floor_with_writes(store, payments, made, queued)
     with store.read() as session:
         assert {d["status"] for d in list_invoices(session)} == {"paid"}
+    assert receipts_written(store) == (made, queued)
     store.dispose()
     log(f"[{backend.name}] {n:,}: {seconds:.2f}s, floor {floor_s:.2f}s, floor+writes {writes_s:.2f}s")
     return {"payments": n, "seconds": seconds, "floor": floor_s, "writes": writes_s}

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing import reconciliation
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice
+from billbridge.flows.heap import bulk_gc
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.messages import MessagesSent, send_made
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
@@ -165,47 +166,48 @@ def record_pages(
     ``window_days``: see billing.matching (rule 3)."""
     summary = ReconcileSummary(source)
     statistics = FreshStatistics(store, grown=("payments", "payment_allocations"), read=("invoices",))
-    for page in pages:
-        with store.write() as session:
-            lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
-            wanted = reconciliation.lookups(page.payments)
-            # Locked (PostgreSQL): matched and recorded on these balances, not read again.
-            rows = open_invoices(session, numbers=wanted.numbers, customer_refs=wanted.customer_refs, lock=True)
-            paid = (
-                {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, wanted.refunded)}
-                if wanted.refunded
-                else {}
-            )
-            refs = [f"{source}:{p.payment_ref}" for p in page.payments]
-            seen = known_payment_refs(session, refs)
-            again = reconciliation.needs_version(refs, page.payments, seen)
-            versions = source_versions(session, again) if again else {}
-            decision = reconciliation.decide(
-                refs, page.payments, seen, versions, _open(rows), paid, wanted, window_days=window_days
-            )
-            summary.outcomes.update(decision.outcomes)
-            summary.unmatched += decision.unmatched
-            batch = [_to_record(d.ref, d.payment, d.match) for d in decision.to_record]
-            # The refs were read above in this transaction, under the source's lock, and are distinct.
-            recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
-            for made, new in zip(batch, recorded, strict=True):
-                if new:
-                    summary.customers.update([made.customer_ref] if made.customer_ref else [])
-                    summary.invoices.update(number for number, _ in made.allocations)
-            if mirror_to:
-                refund_of = {ref: p.refund_of for ref, p in zip(refs, page.payments, strict=True) if p.refund_of}
-                new_ones = [p for p, new in zip(batch, recorded, strict=True) if new]
-                queue_mirrors(session, source, new_ones, mirror_to, refund_of)
-            for ref, payment in decision.changed.items():
-                summary.outcomes["amended"] += 1
-                summary.amended = True
-                if (reason := _amend(session, ref, payment, window_days)) is not None:
-                    summary.unmatched.append((ref, reason))
-            _quarantine_refused(session, source, page)
-            summary.quarantined += page.refused
-            if page.cursor is not None:
-                set_cursor(session, source, page.stream, page.cursor)
-        statistics.wrote(len(batch))
+    with bulk_gc():  # a page makes a dozen objects a payment (rows, receipts): see flows/heap.py
+        for page in pages:
+            with store.write() as session:
+                lock_payment_source(session, source)  # a concurrent run of this source waits, then sees ours
+                wanted = reconciliation.lookups(page.payments)
+                # Locked (PostgreSQL): matched and recorded on these balances, not read again.
+                rows = open_invoices(session, numbers=wanted.numbers, customer_refs=wanted.customer_refs, lock=True)
+                paid = (
+                    {r["number"]: PaidInvoice(**r) for r in paid_amounts(session, wanted.refunded)}
+                    if wanted.refunded
+                    else {}
+                )
+                refs = [f"{source}:{p.payment_ref}" for p in page.payments]
+                seen = known_payment_refs(session, refs)
+                again = reconciliation.needs_version(refs, page.payments, seen)
+                versions = source_versions(session, again) if again else {}
+                decision = reconciliation.decide(
+                    refs, page.payments, seen, versions, _open(rows), paid, wanted, window_days=window_days
+                )
+                summary.outcomes.update(decision.outcomes)
+                summary.unmatched += decision.unmatched
+                batch = [_to_record(d.ref, d.payment, d.match) for d in decision.to_record]
+                # The refs were read above in this transaction, under the source's lock, and are distinct.
+                recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
+                for made, new in zip(batch, recorded, strict=True):
+                    if new:
+                        summary.customers.update([made.customer_ref] if made.customer_ref else [])
+                        summary.invoices.update(number for number, _ in made.allocations)
+                if mirror_to:
+                    refund_of = {ref: p.refund_of for ref, p in zip(refs, page.payments, strict=True) if p.refund_of}
+                    new_ones = [p for p, new in zip(batch, recorded, strict=True) if new]
+                    queue_mirrors(session, source, new_ones, mirror_to, refund_of)
+                for ref, payment in decision.changed.items():
+                    summary.outcomes["amended"] += 1
+                    summary.amended = True
+                    if (reason := _amend(session, ref, payment, window_days)) is not None:
+                        summary.unmatched.append((ref, reason))
+                _quarantine_refused(session, source, page)
+                summary.quarantined += page.refused
+                if page.cursor is not None:
+                    set_cursor(session, source, page.stream, page.cursor)
+            statistics.wrote(len(batch))
     return summary
 
 

@@ -36,11 +36,12 @@ Four ways to run a statement:
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import ARRAY, Connection, Date, Table, bindparam, cast, column, func, select
 from sqlalchemy.engine import Dialect
@@ -52,6 +53,7 @@ from sqlalchemy.types import NullType
 from billbridge.store.types import ExactDecimal
 
 Processor = Callable[[Any], Any]
+_Insert = TypeVar("_Insert", bound=Insert)
 
 VALUES_ROWS = 1000
 """Rows per multi-row VALUES statement on PostgreSQL (far below its 65,535 parameters for our tables)."""
@@ -105,14 +107,32 @@ def result_processor(type_: Any, dialect: Dialect, type_code: Any) -> Processor 
     return type_.dialect_impl(dialect).result_processor(dialect, type_code)
 
 
-def insert_rows(table: Table, columns: Sequence[str], **computed: ColumnElement[Any]) -> Insert:
+@overload
+def insert_rows(table: Table, columns: Sequence[str], **computed: ColumnElement[Any]) -> Insert: ...
+
+
+@overload
+def insert_rows(
+    table: Table, columns: Sequence[str], *, insert: Callable[[Table], _Insert], **computed: ColumnElement[Any]
+) -> _Insert: ...
+
+
+def insert_rows(
+    table: Table,
+    columns: Sequence[str],
+    *,
+    insert: Any = None,
+    **computed: ColumnElement[Any],
+) -> Insert:
     """``INSERT INTO table (...) SELECT ...`` of one row of parameters: each of ``columns`` takes the
     parameter of its own name (typed as the column), each ``computed`` column an expression over
     parameters (``bindparam``), e.g. an id looked up by a ref. Unlike ``insert(table).values(...)``,
     whose plain columns get their parameters only when compiled, every value is in the statement,
-    so :meth:`BulkStatement.write_rows` can read a whole batch from arrays on PostgreSQL."""
+    so :meth:`BulkStatement.write_rows` can read a whole batch from arrays on PostgreSQL.
+    ``insert``: a dialect's own (``postgresql.insert``, ``sqlite.insert``), for ``ON CONFLICT``."""
     values = [bindparam(name, type_=table.c[name].type) for name in columns]
-    return table.insert().from_select([*columns, *computed], select(*values, *computed.values()))
+    into: Insert = table.insert() if insert is None else insert(table)
+    return into.from_select([*columns, *computed], select(*values, *computed.values()))
 
 
 def dbapi_cursor(connection: Connection) -> Any:
@@ -164,7 +184,10 @@ class BulkStatement:
             name: p for name, bind in binds.items() if (p := bind_processor(bind.type, dialect)) is not None
         }
         self.expanding = tuple(name for name, bind in binds.items() if bind.expanding)
-        self._returned = [c.type for c in statement.exported_columns] if hasattr(statement, "exported_columns") else []
+        # What comes back. Read on a copy: SQLAlchemy memoizes exported_columns on the statement and
+        # .returning() copies the memo, so a statement read here before would lose its RETURNING types.
+        exported = copy.copy(statement).exported_columns if hasattr(type(statement), "exported_columns") else []
+        self._returned = [c.type for c in exported]
         self._dialect = dialect
         self._expanded: dict[tuple[int, ...], tuple[str, list[str] | None, dict[str, list[str]]]] = {}
         self._results: dict[tuple[Any, ...], list[Processor | None]] = {}
@@ -219,6 +242,10 @@ class BulkStatement:
             cursor.close()
         if not rows:
             return []
+        if len(description) != len(self._returned):
+            raise RuntimeError(
+                f"{len(description)} columns came back, {len(self._returned)} expected: {self.sql[:200]}"
+            )
         results = self._result_processors(tuple(d[1] for d in description))
         if not any(results):
             return [tuple(row) for row in rows]
@@ -299,6 +326,18 @@ class BulkStatement:
         finally:
             cursor.close()
         return changed
+
+    def write_returning(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """:meth:`write_rows` for a statement with RETURNING, on PostgreSQL only (one statement reading
+        the rows from arrays, :meth:`unnested`): the rows it returns, converted as Core would. sqlite3's
+        executemany drops what RETURNING gives, so there the caller writes by :meth:`write_rows` and
+        reads back what it needs."""
+        if self._dialect.name != "postgresql":
+            raise NotImplementedError(f"RETURNING of a batch: PostgreSQL only, not {self._dialect.name}")
+        if not rows:
+            return []
+        unnested = self.unnested()
+        return unnested.run(connection, {name: [row[name] for row in rows] for name in unnested.keys})
 
     def slot(self, name: str) -> int | str:
         """Where parameter ``name`` sits in a row of :meth:`driver_rows`: its index (positional

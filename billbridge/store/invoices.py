@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, true, tuple_, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import BindParameter
 
@@ -553,12 +553,28 @@ def invoice_ids(session: Session, numbers: Iterable[str]) -> dict[str, int]:
 def auto_charged(session: Session, invoice_ids: Sequence[int]) -> set[int]:
     """Of ``invoice_ids``, those whose contract version charges automatically (the others in Stripe
     are there for Stripe to e-mail, not to charge)."""
-    rows = session.execute(
-        select(Invoice.id)
-        .join(
-            ContractVersion,
-            (ContractVersion.contract_id == Invoice.contract_id) & (ContractVersion.version_no == Invoice.version_no),
-        )
-        .where(Invoice.id.in_(list(invoice_ids)), ContractVersion.auto_charge.is_(True))
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return set()
+    session.flush()  # read on the driver (BulkStatement): what the session holds first
+    connection = session.connection()
+    statement = BulkStatement.of(_AUTO_CHARGED, connection, ("ids",))
+    return {
+        invoice_id
+        for start in range(0, len(ids), 500)
+        for (invoice_id,) in statement.run(connection, {"ids": ids[start : start + 500]})
+    }
+
+
+_AUTO_CHARGED = (
+    select(table_of(Invoice).c.id)
+    .join(
+        table_of(ContractVersion),
+        (table_of(ContractVersion).c.contract_id == table_of(Invoice).c.contract_id)
+        & (table_of(ContractVersion).c.version_no == table_of(Invoice).c.version_no),
     )
-    return set(rows.scalars())
+    .where(
+        table_of(Invoice).c.id.in_(bindparam("ids", expanding=True)),
+        table_of(ContractVersion).c.auto_charge.is_(true()),
+    )
+)

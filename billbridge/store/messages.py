@@ -29,7 +29,7 @@ from billbridge.billing.messaging import (
 from billbridge.billing.model import BillingContact, EntityMessaging, MessageKind, PartnerMessageKind, check_email
 from billbridge.billing.statements import OpenItem, RecentPayment
 from billbridge.store import outbox
-from billbridge.store.bulk import BulkStatement, dbapi_cursor
+from billbridge.store.bulk import BulkStatement, dbapi_cursor, insert_rows
 from billbridge.store.external_refs import external_refs_of
 from billbridge.store.invoices import auto_charged, documents_query, lines_of
 from billbridge.store.message_models import BillingContactRow, CustomerMessage
@@ -40,6 +40,7 @@ from billbridge.store.models import (
     OutboxMessage,
     Payment,
     PaymentAllocation,
+    table_of,
     utcnow,
 )
 from billbridge.store.partner_models import Partner
@@ -70,30 +71,66 @@ class MessageDraft:
     recipients: Recipients | None = None  # set to send it to these, not to the customer's contacts for its kind
 
 
+def _read_in(session: Session, query: Any, values: Iterable[Any], **fixed: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` (its IN list the expanding parameter ``wanted``) for ``values``, in
+    chunks, on the driver (BulkStatement: compiled once, not a Core execution a chunk); ``fixed``:
+    its other parameters. What the session holds is flushed first, as the ORM's autoflush would."""
+    wanted = list(values)
+    if not wanted:
+        return []
+    session.flush()
+    connection = session.connection()
+    statement = BulkStatement.of(query, connection, ("wanted", *fixed))
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(wanted), CREATE_CHUNK):
+        rows += statement.run(connection, {"wanted": wanted[start : start + CREATE_CHUNK], **fixed})
+    return rows
+
+
+_CONTACTS = table_of(BillingContactRow)
+_CUSTOMERS, _ENTITIES = table_of(Customer), table_of(LegalEntity)
+_CONTACTS_OF = (
+    select(
+        _CONTACTS.c.customer_id,
+        _CONTACTS.c.email,
+        _CONTACTS.c.role,
+        _CONTACTS.c.name,
+        _CONTACTS.c.language,
+        _CONTACTS.c.opt_out,
+    )
+    .where(_CONTACTS.c.customer_id.in_(bindparam("wanted", expanding=True)))
+    .order_by(_CONTACTS.c.customer_id, _CONTACTS.c.position)
+)
+_EMAILS_OF = select(_CUSTOMERS.c.id, _CUSTOMERS.c.email).where(_CUSTOMERS.c.id.in_(bindparam("wanted", expanding=True)))
+_MESSAGING_OF = (
+    select(_CUSTOMERS.c.id, _CUSTOMERS.c.message_channel, _ENTITIES.c.messaging, _ENTITIES.c.entity_ref)
+    .join(_ENTITIES, _ENTITIES.c.id == _CUSTOMERS.c.entity_id)
+    .where(_CUSTOMERS.c.id.in_(bindparam("wanted", expanding=True)))
+)
+_EVENT_KEYS_IN = select(table_of(CustomerMessage).c.event_key).where(
+    table_of(CustomerMessage).c.event_key.in_(bindparam("wanted", expanding=True))
+)
+
+
 def contacts_of(session: Session, customer_ids: Iterable[int]) -> dict[int, list[BillingContact]]:
     """Each customer's billing contacts: the stored ones, else its email when that is an address."""
     ids = list(set(customer_ids))
     out: dict[int, list[BillingContact]] = defaultdict(list)
-    for row in session.scalars(
-        select(BillingContactRow)
-        .where(BillingContactRow.customer_id.in_(ids))
-        .order_by(BillingContactRow.customer_id, BillingContactRow.position)
-    ):
-        out[row.customer_id].append(
+    for customer_id, email, role, name, language, opt_out in _read_in(session, _CONTACTS_OF, ids):
+        out[customer_id].append(
             BillingContact.model_validate(
                 {
-                    "email": row.email,
-                    "role": row.role,
-                    "name": row.name,
-                    "language": row.language,
-                    "opt_out": [k for k in row.opt_out.split(",") if k],
+                    "email": email,
+                    "role": role,
+                    "name": name,
+                    "language": language,
+                    "opt_out": [k for k in opt_out.split(",") if k],
                 }
             )
         )
     missing = [i for i in ids if i not in out]
-    if missing:
-        for cid, email in session.execute(select(Customer.id, Customer.email).where(Customer.id.in_(missing))):
-            out[cid].extend(email_contact(email))
+    for cid, email in _read_in(session, _EMAILS_OF, missing):
+        out[cid].extend(email_contact(email))
     return {i: out.get(i, []) for i in ids}
 
 
@@ -110,32 +147,23 @@ def email_contact(email: str | None) -> list[BillingContact]:
 
 def messaging_of(session: Session, customer_ids: Iterable[int]) -> dict[int, tuple[EntityMessaging, str, str]]:
     """Per customer: its entity's messaging settings, its channel (the customer's own or the
-    entity's) and the entity's ref."""
-    rows = session.execute(
-        select(Customer.id, Customer.message_channel, LegalEntity.messaging, LegalEntity.entity_ref)
-        .join(LegalEntity, LegalEntity.id == Customer.entity_id)
-        .where(Customer.id.in_(list(set(customer_ids))))
-    )
+    entity's) and the entity's ref. Each entity's settings are read into the model once, not once
+    per customer (a page of receipts names a few entities and hundreds of customers)."""
+    entities: dict[str, EntityMessaging] = {}
     out = {}
-    for cid, channel, settings, entity_ref in rows:
-        messaging = EntityMessaging.model_validate(settings or {})
+    for cid, channel, settings, entity_ref in _read_in(session, _MESSAGING_OF, set(customer_ids)):
+        messaging = entities.get(entity_ref)
+        if messaging is None:
+            messaging = entities[entity_ref] = EntityMessaging.model_validate(settings or {})
         out[cid] = (messaging, channel or messaging.channel, entity_ref)
     return out
 
 
 def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
-    keys = list(set(keys))
-    found: set[str] = set()
-    for start in range(0, len(keys), 500):
-        found.update(
-            session.scalars(
-                select(CustomerMessage.event_key).where(CustomerMessage.event_key.in_(keys[start : start + 500]))
-            )
-        )
-    return found
+    return {key for (key,) in _read_in(session, _EVENT_KEYS_IN, set(keys))}
 
 
-CREATE_CHUNK = 500  # messages per INSERT (13 values each: SQLite allows 32,766)
+CREATE_CHUNK = 500  # keys or ids per IN list of a look-up
 
 
 def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str] | None = None) -> Counter[str]:
@@ -155,13 +183,9 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
     customers = {d.customer_id for d in fresh.values()}
     contacts = contacts_of(session, customers)
     settings = messaging_of(session, customers)
-    invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None]
-    doc_types: dict[int, str] = {}
-    for start in range(0, len(invoice_ids), CREATE_CHUNK):
-        chunk = invoice_ids[start : start + CREATE_CHUNK]
-        doc_types.update(
-            (i, t) for i, t in session.execute(select(Invoice.id, Invoice.doc_type).where(Invoice.id.in_(chunk)))
-        )
+    # The document type and the auto-charge decide only an invoice message's channel (below).
+    invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None and d.kind == "invoice"]
+    doc_types: dict[int, str] = dict(_read_in(session, _DOC_TYPES_OF, set(invoice_ids)))
     charged = auto_charged(session, invoice_ids)  # Stripe charges these: it does not e-mail them
     rows: list[dict[str, Any]] = []
     now = utcnow()
@@ -195,31 +219,79 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
                 "updated_at": now,
             }
         )
-    insert = _INSERT_NEW[session.get_bind().dialect.name]
-    for start in range(0, len(rows), CREATE_CHUNK):
-        part = rows[start : start + CREATE_CHUNK]
-        made = {key: int(i) for key, i in session.execute(insert.values(part))}  # event key -> id
-        queued = []
-        for row in part:
-            if row["event_key"] not in made:
-                if taken is not None:
-                    taken.append(row["event_key"])
-                continue
-            counts[f"{row['kind']}.{row['state']}"] += 1
-            if row["state"] == "queued":
-                queued.append(_outbox_row(made[row["event_key"]], row["channel"], row["kind"], row["event_key"], 0))
-        if queued:
-            outbox.enqueue_many(session, queued)
+    made = _insert_new(session, rows)  # event key -> id, of the rows this transaction inserted
+    queued = []
+    for row in rows:
+        if row["event_key"] not in made:
+            if taken is not None:
+                taken.append(row["event_key"])
+            continue
+        counts[f"{row['kind']}.{row['state']}"] += 1
+        if row["state"] == "queued":
+            queued.append(_outbox_row(made[row["event_key"]], row["channel"], row["kind"], row["event_key"], 0))
+    outbox.enqueue_many(session, queued)
     return counts
 
 
-_MESSAGES = CustomerMessage.__table__
+_MESSAGES = table_of(CustomerMessage)
+_DOC_TYPES_OF = select(table_of(Invoice).c.id, table_of(Invoice).c.doc_type).where(
+    table_of(Invoice).c.id.in_(bindparam("wanted", expanding=True))
+)
+_MESSAGE_KEYS = (
+    "event_key",
+    "kind",
+    "customer_id",
+    "invoice_id",
+    "payment_id",
+    "channel",
+    "state",
+    "recipients",
+    "language",
+    "as_of",
+    "details",
+    "message_id",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
+# INSERT ... SELECT of one row of parameters (store/bulk.py: rows read from arrays on PostgreSQL),
+# skipping an event key another transaction made first.
 _INSERT_NEW = {
-    name: dialect.insert(_MESSAGES)
-    .on_conflict_do_nothing(index_elements=["event_key"])
-    .returning(_MESSAGES.c.event_key, _MESSAGES.c.id)
+    name: insert_rows(_MESSAGES, _MESSAGE_KEYS, insert=dialect.insert).on_conflict_do_nothing(
+        index_elements=["event_key"]
+    )
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+_INSERT_NEW_RETURNING = _INSERT_NEW["postgresql"].returning(_MESSAGES.c.event_key, _MESSAGES.c.id)
+_IDS_OF_KEYS = select(_MESSAGES.c.event_key, _MESSAGES.c.id).where(
+    _MESSAGES.c.event_key.in_(bindparam("keys", expanding=True))
+)
+
+
+def _insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert message rows through the store's bulk door; event key -> id of those inserted here.
+    PostgreSQL: one statement reading the rows from arrays, returning what it inserted (an event
+    key another transaction inserted first, not committed when this one looked, is skipped after
+    that one commits). SQLite: executemany, then the ids read back: a write transaction holds the
+    database lock from the look-up in :func:`create` on, so none of these keys can have come since."""
+    session.flush()  # the rows these refer to (a customer, an invoice added in this transaction) first
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        returned = BulkStatement.of(_INSERT_NEW_RETURNING, connection, _MESSAGE_KEYS).write_returning(connection, rows)
+        return {str(key): int(ident) for key, ident in returned}
+    inserted = BulkStatement.of(_INSERT_NEW[connection.dialect.name], connection, _MESSAGE_KEYS).write_rows(
+        connection, rows
+    )
+    if inserted != len(rows):
+        raise RuntimeError(
+            f"{len(rows) - inserted} of {len(rows)} new messages' event keys appeared under the write lock"
+        )
+    ids = BulkStatement.of(_IDS_OF_KEYS, connection, ("keys",))
+    made: dict[str, int] = {}
+    for start in range(0, len(rows), CREATE_CHUNK):
+        keys = [row["event_key"] for row in rows[start : start + CREATE_CHUNK]]
+        made.update((str(key), int(ident)) for key, ident in ids.run(connection, {"keys": keys}))
+    return made
 
 
 def _state_for(contacts: Sequence[BillingContact], chosen: Recipients) -> str:
@@ -927,75 +999,77 @@ def receipts(session: Session, payment_ids: Sequence[int], *, event: str | None 
     ids = sorted(set(payment_ids))
     if event is not None and len(ids) != 1:
         raise ValueError("an event key names the receipt of one payment")
-    found: list[dict[str, Any]] = []
-    for start in range(0, len(ids), CREATE_CHUNK):
-        found += [
-            dict(p)
-            for p in session.execute(
-                select(
-                    Payment.id,
-                    Payment.payment_ref,
-                    Payment.customer_id,
-                    Payment.amount,
-                    Payment.unapplied_amount,
-                    Payment.received_on,
-                ).where(
-                    Payment.id.in_(ids[start : start + CREATE_CHUNK]),
-                    Payment.method.is_distinct_from("dispute"),
-                )
-            ).mappings()
-            if p["amount"] > 0  # money compares in Python: SQLite stores it as text
-        ]
+    return _receipts(session, _APPLIED_BY_ID, ids, event)
+
+
+def receipts_of_refs(session: Session, payment_refs: Sequence[str]) -> Counter[str]:
+    """:func:`receipts` of the payments of these refs (a reconciliation page's, just recorded)."""
+    return _receipts(session, _APPLIED_BY_REF, sorted(set(payment_refs)), None)
+
+
+_PAYMENTS, _ALLOCATIONS, _INVOICES = table_of(Payment), table_of(PaymentAllocation), table_of(Invoice)
+# Each allocation of the payments wanted, with its payment and its invoice (a payment applied to
+# nothing has none: it gets no receipt), on the driver (BulkStatement): one statement a page.
+_APPLIED = (
+    select(
+        _PAYMENTS.c.id,
+        _PAYMENTS.c.payment_ref,
+        _PAYMENTS.c.customer_id,
+        _PAYMENTS.c.amount,
+        _PAYMENTS.c.unapplied_amount,
+        _PAYMENTS.c.received_on,
+        _ALLOCATIONS.c.amount,
+        _INVOICES.c.id,
+        _INVOICES.c.number,
+        _INVOICES.c.invoice_total,
+        _INVOICES.c.amount_paid,
+        _INVOICES.c.customer_id,
+    )
+    .join(_ALLOCATIONS, _ALLOCATIONS.c.payment_id == _PAYMENTS.c.id)
+    .join(_INVOICES, _INVOICES.c.id == _ALLOCATIONS.c.invoice_id)
+    .order_by(_PAYMENTS.c.id, _ALLOCATIONS.c.id)
+)
+_NOT_DISPUTE = _PAYMENTS.c.method.is_distinct_from(literal_column("'dispute'", String))
+_APPLIED_BY_ID = _APPLIED.where(_PAYMENTS.c.id.in_(bindparam("wanted", expanding=True)), _NOT_DISPUTE)
+_APPLIED_BY_REF = _APPLIED.where(_PAYMENTS.c.payment_ref.in_(bindparam("wanted", expanding=True)), _NOT_DISPUTE)
+
+
+def _receipts(session: Session, query: Any, wanted: Sequence[Any], event: str | None) -> Counter[str]:
+    """The receipts of the payments ``query`` finds for ``wanted`` (ids or refs), as :func:`receipts`."""
+    session.flush()  # read on the driver: what the session holds (an allocation added by hand) first
+    connection = session.connection()
+    statement = BulkStatement.of(query, connection, ("wanted",))
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(wanted), CREATE_CHUNK):
+        rows += statement.run(connection, {"wanted": list(wanted[start : start + CREATE_CHUNK])})
+    rows = [r for r in rows if r[3] > 0]  # money compares in Python: SQLite stores it as text
+    credits = credited(session, [r[7] for r in rows])
+    payments: dict[int, tuple[Any, ...]] = {}
     applied: dict[int, list[Applied]] = defaultdict(list)
-    payer: dict[int, int] = {}  # payment id -> the customer of the first invoice it paid
-    paying = [p["id"] for p in found]
-    credits: dict[int, Decimal] = {}
-    for start in range(0, len(paying), CREATE_CHUNK):
-        credits.update(
-            credited(
-                session,
-                session.scalars(
-                    select(PaymentAllocation.invoice_id).where(
-                        PaymentAllocation.payment_id.in_(paying[start : start + CREATE_CHUNK])
-                    )
-                ).all(),
-            )
-        )
-    for start in range(0, len(paying), CREATE_CHUNK):
-        for payment_id, amount, invoice_id, number, total, paid, customer_id in session.execute(
-            select(
-                PaymentAllocation.payment_id,
-                PaymentAllocation.amount,
-                Invoice.id,
-                Invoice.number,
-                Invoice.invoice_total,
-                Invoice.amount_paid,
-                Invoice.customer_id,
-            )
-            .join(Invoice, Invoice.id == PaymentAllocation.invoice_id)
-            .where(PaymentAllocation.payment_id.in_(paying[start : start + CREATE_CHUNK]))
-            .order_by(PaymentAllocation.id)
-        ):
-            applied[payment_id].append(
-                Applied(invoice_id, number, amount, total - paid - credits.get(invoice_id, ZERO))
-            )
-            payer.setdefault(payment_id, customer_id)
+    for row in rows:
+        payment_id, _, _, _, _, _, amount, invoice_id, number, total, paid, _ = row
+        payments.setdefault(payment_id, row)  # the first: its invoice's customer pays for a payment naming none
+        applied[payment_id].append(Applied(invoice_id, number, amount, total - paid - credits.get(invoice_id, ZERO)))
     drafts = [
         MessageDraft(
-            event or f"receipt:{p['id']}",
+            event or f"receipt:{payment_id}",
             "receipt",
-            p["customer_id"] or payer[p["id"]],
-            p["received_on"],
-            invoice_id=applied[p["id"]][0].invoice_id,
-            payment_id=p["id"],
-            details=receipt_details(
-                p["payment_ref"], p["amount"], p["received_on"], applied[p["id"]], p["unapplied_amount"]
-            ),
+            customer_id or payer,
+            received_on,
+            invoice_id=applied[payment_id][0].invoice_id,
+            payment_id=payment_id,
+            details=receipt_details(payment_ref, amount, received_on, applied[payment_id], unapplied),
         )
-        for p in found
-        if applied[p["id"]]
+        for payment_id, (_, payment_ref, customer_id, amount, unapplied, received_on, *_, payer) in payments.items()
     ]
     return create(session, drafts)
+
+
+_CREDITED = select(_INVOICES.c.applies_to_id, _INVOICES.c.invoice_total).where(
+    _INVOICES.c.applies_to_id.in_(bindparam("ids", expanding=True)),
+    _INVOICES.c.doc_type == literal_column("'credit_note'", String),
+    _INVOICES.c.status.in_(bindparam("issued", expanding=True)),
+)
 
 
 def credited(session: Session, invoice_ids: Sequence[int]) -> dict[int, Decimal]:
@@ -1004,13 +1078,14 @@ def credited(session: Session, invoice_ids: Sequence[int]) -> dict[int, Decimal]
     what is open after payments and credits, and none goes once they cover it."""
     out: dict[int, Decimal] = defaultdict(Decimal)
     ids = sorted(set(invoice_ids))
+    if not ids:
+        return {}
+    session.flush()  # read on the driver (BulkStatement): what the session holds first
+    connection = session.connection()
+    statement = BulkStatement.of(_CREDITED, connection, ("ids", "issued"))
     for start in range(0, len(ids), CREATE_CHUNK):
-        for invoice_id, total in session.execute(
-            select(Invoice.applies_to_id, Invoice.invoice_total).where(
-                Invoice.applies_to_id.in_(ids[start : start + CREATE_CHUNK]),
-                Invoice.doc_type == "credit_note",
-                Invoice.status.in_(ISSUED),
-            )
+        for invoice_id, total in statement.run(
+            connection, {"ids": ids[start : start + CREATE_CHUNK], "issued": list(ISSUED)}
         ):
             if invoice_id is not None:  # (the IN above says so; the column may be null)
                 out[invoice_id] -= total  # a credit note's total is negative

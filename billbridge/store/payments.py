@@ -204,7 +204,7 @@ def record_payments(
         # Applying a payment is the event of its receipt: made here, in the same transaction.
         paying = [p.payment_ref for p in fresh if p.allocations and p.amount > 0 and p.method != "dispute"]
         if paying:
-            messages.receipts(session, list(payment_ids(session, paying).values()))
+            messages.receipts_of_refs(session, paying)
     return recorded
 
 

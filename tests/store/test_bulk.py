@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, bindparam, event, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from billbridge.store import bulk
 from billbridge.store.bulk import BulkStatement
 from billbridge.store.db import Store
-from billbridge.store.models import Customer, LegalEntity, Payment, table_of
+from billbridge.store.models import Customer, LegalEntity, OutboxMessage, Payment, table_of
 
 PAYMENTS = table_of(Payment)
 INSERT = insert(PAYMENTS)
@@ -373,3 +374,84 @@ def test_rows_built_as_converted_tuples_reach_the_driver_as_core_sends_them(stor
             assert (sql, as_lists(arguments)) == tuple(as_lists(core_call(connection, INSERT, rows)))
         with pytest.raises(TypeError, match="money columns take Decimal"):
             mine.converter("amount")(1.5)  # type: ignore[misc]
+
+
+OUTBOX = table_of(OutboxMessage)
+OUTBOX_KEYS = (
+    "topic",
+    "aggregate_type",
+    "aggregate_id",
+    "dedupe_key",
+    "payload",
+    "created_at",
+    "available_at",
+    "attempts",
+)
+
+
+def skipping_taken(dialect: str) -> Any:
+    """An insert_rows() INSERT ... SELECT in the dialect's own form, skipping a taken dedupe key."""
+    into: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return bulk.insert_rows(OUTBOX, OUTBOX_KEYS, insert=into).on_conflict_do_nothing(index_elements=["dedupe_key"])
+
+
+def outbox_row(key: str, aggregate_id: int) -> dict[str, Any]:
+    at = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+    payload = {"n": aggregate_id, "text": 'it\'s "quoted" ü', "none": None}
+    return {
+        "topic": "t",
+        "aggregate_type": "a",
+        "aggregate_id": aggregate_id,
+        "dedupe_key": key,
+        "payload": payload,
+        "created_at": at,
+        "available_at": at,
+        "attempts": aggregate_id,
+    }
+
+
+def unwrapped(arguments: Any) -> Any:
+    """Arguments with psycopg's JSON wrappers (equal only to themselves) replaced by what they wrap."""
+    if isinstance(arguments, dict):
+        return {k: unwrapped(v) for k, v in arguments.items()}
+    if isinstance(arguments, list | tuple):
+        return [unwrapped(v) for v in arguments]
+    return getattr(arguments, "obj", arguments)
+
+
+def test_a_dialects_own_insert_skips_taken_keys_and_returns_what_it_inserted(store: Store) -> None:
+    """insert_rows(insert=<dialect>.insert) with ON CONFLICT DO NOTHING: a key stored already and a
+    key repeated in the batch are skipped (the first of the batch wins), JSON lands as given. With
+    RETURNING, write_returning (PostgreSQL: one statement reading arrays, as Core would send it)
+    returns exactly the rows inserted, ids as stored; SQLite refuses it (sqlite3's executemany drops
+    what RETURNING gives) and writes by write_rows, counting the rows inserted."""
+    rows = [outbox_row("k1", 1), outbox_row("k0", 2), outbox_row("k2", 3), outbox_row("k1", 4)]
+    with store.write_connection() as connection:
+        dialect = connection.dialect.name
+        statement = skipping_taken(dialect)
+        assert BulkStatement.of(statement, connection, OUTBOX_KEYS).write_rows(connection, [outbox_row("k0", 0)]) == 1
+        if dialect == "postgresql":
+            returning = statement.returning(OUTBOX.c.dedupe_key, OUTBOX.c.id)
+            mine = BulkStatement.of(returning, connection, OUTBOX_KEYS)
+            arrays = {k: [r[k] for r in rows[:1]] for k in OUTBOX_KEYS}
+            sql, arguments = mine.unnested().driver_call(arrays)
+            core_sql, core_arguments = core_call(connection, mine.unnested().statement, arrays)
+            assert (sql, unwrapped(arguments)) == (core_sql, unwrapped(core_arguments)), "INSERT ... ON CONFLICT"
+            assert "FROM unnest(" in sql and "ON CONFLICT" in sql and "RETURNING" in sql
+            assert mine.write_returning(connection, []) == []
+            returned = mine.write_returning(connection, rows)
+            assert sorted(key for key, _ in returned) == ["k1", "k2"]
+        else:
+            mine = BulkStatement.of(statement.returning(OUTBOX.c.id), connection, OUTBOX_KEYS)
+            with pytest.raises(NotImplementedError, match="PostgreSQL only"):
+                mine.write_returning(connection, rows)
+            assert BulkStatement.of(statement, connection, OUTBOX_KEYS).write_rows(connection, rows) == 2
+            returned = []
+    with store.read() as session:
+        stored = {r.dedupe_key: r for r in session.execute(select(OUTBOX))}
+    assert sorted(stored) == ["k0", "k1", "k2"]
+    assert (stored["k0"].aggregate_id, stored["k1"].aggregate_id, stored["k2"].aggregate_id) == (0, 1, 3)
+    assert stored["k1"].payload == {"n": 1, "text": 'it\'s "quoted" ü', "none": None}
+    assert (stored["k1"].attempts, stored["k1"].delivered_at, stored["k1"].leased_by) == (1, None, None)
+    for key, ident in returned:
+        assert stored[key].id == ident
