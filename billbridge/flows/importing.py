@@ -194,6 +194,8 @@ def store_records(
         if not batch:
             continue
         stored: list[str] | None = None
+        if section == "partners":  # distributors before the resellers naming them (checked on import)
+            batch.sort(key=lambda r: getattr(r.record, "distributor_ref", None) is not None)
         if section == "customers":
             stored = _store_customers(session, batch, summary, source)
         elif section == "contracts":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +60,17 @@ def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
             "entity_ref", f"unknown legal entity {partner.entity_ref!r}", ("entities", partner.entity_ref)
         )
     row = session.scalar(select(Partner).where(Partner.partner_ref == partner.partner_ref))
+    if partner.distributor_ref is not None:
+        _check_distributor(session, partner.distributor_ref)
+    if row is not None and row.kind != "referral" and partner.kind == "referral":
+        sold = _resold_through(session, partner.partner_ref, active_on=datetime.now(UTC).date())
+        if sold:
+            shown = ", ".join(sold[:3]) + (f" and {len(sold) - 3} more" if len(sold) > 3 else "")
+            raise PartnerError(
+                "kind",
+                f"partner {partner.partner_ref} is the bill-to party of active contracts sold through it ({shown}): "
+                f"it stays {row.kind} while they are",
+            )
     values = {
         "name": partner.name,
         "kind": partner.kind,
@@ -87,6 +98,27 @@ def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
             "currency", f"partner {partner.partner_ref} has referral agreements in {row.currency}; it cannot move"
         )
     return _apply(row, values)
+
+
+def _check_distributor(session: Session, distributor_ref: str) -> None:
+    """A reseller's distributor must be a known partner that sells (kind reseller or both) directly: one
+    not known yet is a missing reference (the reseller waits in quarantine and is retried when it
+    arrives), as its contracts would otherwise all be refused."""
+    distributor = session.execute(
+        select(Partner.kind, Partner.terms).where(Partner.partner_ref == distributor_ref)
+    ).one_or_none()
+    if distributor is None:
+        raise MissingReference(
+            "distributor_ref", f"unknown distributor {distributor_ref!r}", ("partners", distributor_ref)
+        )
+    if distributor.kind == "referral":
+        raise PartnerError("distributor_ref", f"distributor {distributor_ref} is a referral partner, not a reseller")
+    if distributor.terms.get("distributor_ref") is not None:
+        raise PartnerError(
+            "distributor_ref",
+            f"distributor {distributor_ref} itself sells through {distributor.terms['distributor_ref']}: "
+            "two tiers at most",
+        )
 
 
 def _check_bill_to(session: Session, partner: model.Partner, row: Partner | None, entity_id: int) -> None:

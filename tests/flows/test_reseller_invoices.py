@@ -240,7 +240,8 @@ def test_a_contract_whose_resellers_distributor_is_unknown_is_quarantined_and_th
         [contract("O-1", reseller_ref="orphan"), contract("F-1", reseller_ref="fine")],
     )
     summary = import_document(store, doc)
-    assert [(e.key, e.field) for e in summary.errors] == [("O-1", "reseller_ref")]
+    # The reseller waits for its distributor (checked on import), and so its contract for it.
+    assert [(e.key, e.field) for e in summary.errors] == [("orphan", "distributor_ref"), ("O-1", "reseller_ref")]
     assert "nobody" in str(summary.errors[0])
     run_billing(store, date(2026, 1, 1))
     assert [(d["customer"], d["total"]) for d in documents(store)] == [("fine", D("1080.00"))]

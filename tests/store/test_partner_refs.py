@@ -105,3 +105,62 @@ def test_a_reseller_invoiced_in_its_entity_cannot_move(store: Store) -> None:
     assert customer_row(store, "fresh") == ("fresh (partner)", "eu")
     with store.read() as session:
         assert session.scalar(select(func.count(Contract.id))) == 1
+
+
+def test_a_resellers_kind_stays_while_contracts_are_sold_through_it(store: Store) -> None:
+    """resel bills R-1 (active): re-imported as a referral partner it is refused (kind) and stays a
+    reseller; distri, R-2's distributor through reseller-a, alike; fresh, with nothing sold, may change."""
+    doc = {
+        **WORLD,
+        "partners": [
+            partner("resel"),
+            partner("fresh"),
+            partner("distri"),
+            partner("reseller-a", distributor_ref="distri"),
+        ],
+        "contracts": [contract("R-1", reseller_ref="resel"), contract("R-2", reseller_ref="reseller-a")],
+    }
+    assert not import_document(store, doc).errors
+    summary = import_document(
+        store,
+        {
+            "partners": [
+                partner("resel", kind="referral"),
+                partner("fresh", kind="referral"),
+                partner("distri", kind="referral"),
+            ]
+        },
+    )
+    assert errors(summary) == [("partners[0] (resel)", "kind"), ("partners[2] (distri)", "kind")]
+    assert "R-1" in summary.errors[0].message and "R-2" in summary.errors[1].message
+    with store.read() as session:
+        kinds = {ref: p.kind for ref, p in load_partners(session).items()}
+    assert kinds == {"resel": "reseller", "fresh": "referral", "distri": "reseller", "reseller-a": "reseller"}
+    assert not import_document(store, {"partners": [partner("resel", kind="both")]}).errors  # it still sells
+
+
+def test_a_distributor_that_names_nobody_waits_for_it(store: Store) -> None:
+    """orphan sells through nobody, who is not known: orphan is quarantined (distributor_ref, waiting
+    for the partner), fine goes on; when nobody arrives, orphan is retried and stored. A reseller listed
+    before its distributor in one file goes in."""
+    doc = {**WORLD, "partners": [partner("orphan", distributor_ref="nobody"), partner("fine")]}
+    summary = import_document(store, doc)
+    assert errors(summary) == [("partners[0] (orphan)", "distributor_ref")]
+    assert "nobody" in summary.errors[0].message
+    with store.read() as session:
+        [held] = quarantine.list_open(session)
+        assert set(load_partners(session)) == {"fine"}
+    assert (held["record_key"], held["field"], held["waiting_for"]) == ("orphan", "distributor_ref", "partners:nobody")
+    arrived = import_document(store, {"partners": [partner("nobody")]})
+    assert not arrived.errors and arrived.counts["retried"] == 1
+    with store.read() as session:
+        assert set(load_partners(session)) == {"fine", "nobody", "orphan"}
+        assert quarantine.list_open(session) == []
+    referral = import_document(
+        store, {"partners": [partner("ref-only", kind="referral"), partner("via", distributor_ref="ref-only")]}
+    )
+    assert errors(referral) == [("partners[1] (via)", "distributor_ref")]
+    in_one_file = import_document(
+        store, {"partners": [partner("reseller-b", distributor_ref="distri-b"), partner("distri-b")]}
+    )
+    assert not in_one_file.errors
