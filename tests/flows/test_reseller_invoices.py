@@ -18,7 +18,7 @@ from billbridge.mapping.quickbooks import document_payload
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
 from billbridge.store.models import Customer, Product
-from billbridge.store.outbound_documents import outbound_documents
+from billbridge.store.outbound_documents import mark_sent, outbound_documents, set_status
 from billbridge.store.resellers import reseller_revenue
 from billbridge.store.usage import insert_events
 from tests.docs import REFERENCE, contract
@@ -133,6 +133,10 @@ def test_a_reseller_with_three_end_customers_gets_one_invoice_a_cycle(store: Sto
     )
 
     # Pushed like any invoice: QuickBooks sees the reseller as the customer, each end customer on its lines.
+    with store.write() as session:
+        for invoice in list_invoices(session):  # issued, as a push does (revenue counts issued documents)
+            set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+            mark_sent(session, [int(str(invoice["id"]))])
     with store.read() as session:
         outbound = outbound_documents(session, [resold[1]["id"]])[resold[1]["id"]]
         revenue = reseller_revenue(session, "us")
