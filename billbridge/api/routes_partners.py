@@ -27,7 +27,10 @@ class ReferredCustomerOut(BaseModel):
     referred_on: str
     contract_ref: str | None = Field(description="Only this contract earns fees; null: all the customer's")
     currency: str = Field(description="The agreement's currency")
-    revenue: str = Field(description="What the customer paid (collected) or was invoiced (billed) since its referral")
+    revenue: str = Field(
+        description="What the customer paid (collected) or was invoiced (billed) since its referral: the base "
+        "the fee is on (of an agreement on some products, those products' share only)"
+    )
     fees: str = Field(description="The fees it earned the partner, net of reversals")
 
 

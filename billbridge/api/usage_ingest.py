@@ -116,7 +116,7 @@ def ingest(
     ordered = sorted((row for _, row in new), key=lambda row: row["idempotency_key"] or "")
     contract_ids = {c.contract_id for c, _ in billed.values()}
     since = min((d for _, d in billed.values()), default=None)
-    documents: dict[int, dict[date, tuple[str, datetime]]] | None = None
+    documents: dict[int, dict[date, usage_repo.Document]] | None = None
 
     if len(ordered) == 1 and store.dialect == "postgresql":
         # One event: one statement stores it and adds it to its day row, atomic by itself, so no
@@ -360,12 +360,14 @@ def _row(principal: Principal, v: _Valid, event_ref: str) -> dict[str, Any]:
     )
 
 
-def _answer(answers: list[_Answer], billed: _Billed, documents: dict[int, dict[date, tuple[str, datetime]]]) -> None:
+def _answer(answers: list[_Answer], billed: _Billed, documents: dict[int, dict[date, usage_repo.Document]]) -> None:
     """Fill in each accepted or replayed event's related documents.
 
     The event's period is billed on the invoice of its billing date. If that invoice was generated
     before the event was received, the event is late: it is charged on the first later billing
-    date whose invoice did not exist yet when the event came in.
+    date whose invoice did not exist yet when the event came in. An invoice that exists is named by
+    its own document ref (its header's contract: a reseller's invoice names its first contract);
+    one to come, by the contract's.
     """
     for a in answers:
         answer: dict[str, Any] = {
@@ -382,16 +384,19 @@ def _answer(answers: list[_Answer], billed: _Billed, documents: dict[int, dict[d
         if found is not None:
             contract, billing_date = found
             issued = documents.get(contract.contract_id, {})
-            before = {d for d, (_, created) in issued.items() if created <= a.event.received_at}
+            before = {d for d, doc in issued.items() if doc.created_at <= a.event.received_at}
             target: date | None = billing_date
             if billing_date in before:  # that period was invoiced without it: a correction comes next
                 answer["late"] = True
-                answer["related_parent_document_ref"] = document_ref(contract.contract_ref, billing_date)
-                answer["related_parent_document_numbers"] = issued[billing_date][0]
+                answer["related_parent_document_ref"] = document_ref(issued[billing_date].header_ref, billing_date)
+                answer["related_parent_document_numbers"] = issued[billing_date].number
                 target = correction_date(contract.versions, billing_date, before)
             if target is not None:
-                answer["related_document_ref"] = document_ref(contract.contract_ref, target)
-                answer["related_document_numbers"] = issued[target][0] if target in issued else None
+                doc = issued.get(target)
+                answer["related_document_ref"] = document_ref(
+                    doc.header_ref if doc is not None else contract.contract_ref, target
+                )
+                answer["related_document_numbers"] = doc.number if doc is not None else None
                 answer["related_document_billing_date"] = target.isoformat()
         a.outcome.status = "duplicate" if a.replayed else "accepted"
         a.outcome.http_status = 200 if a.replayed else 201

@@ -194,7 +194,8 @@ def referral_for(agreement: ReferralAgreement, event: FeeEvent) -> Referral | No
 
 def referral_revenue(agreement: ReferralAgreement, events: Iterable[FeeEvent]) -> list[Decimal]:
     """Per referral of the agreement (in its order), the revenue of the events it covers (as
-    ``referral_for`` attributes them) in the agreement's currency: each event is attributed once, by a
+    ``referral_for`` attributes them) in the agreement's currency, the base its fee is on (a
+    per-product agreement's: its products' amounts, from events read ``per_product``): each event is attributed once, by a
     look-up of its customer's referrals, so the work is linear in events and referrals (reports of a
     partner with hundreds of referred customers; a loop per referral over all events was cubic)."""
     referrals = agreement.referrals
@@ -202,16 +203,20 @@ def referral_revenue(agreement: ReferralAgreement, events: Iterable[FeeEvent]) -
     for n, referral in enumerate(referrals):
         by_customer.setdefault(referral.customer_ref, []).append(n)
     revenue = [ZERO] * len(referrals)
+    wanted = set(agreement.products) if agreement.products is not None else None
     for event in events:
         if event.currency != agreement.currency:  # fees on other currencies need a rate: not revenue here
             continue
+        amount = event.amount
+        if wanted is not None:  # a per-product agreement: the fee's base is its products' share only
+            amount = sum((v for p, v in (event.product_amounts or {}).items() if p in wanted), ZERO)
         for n in by_customer.get(event.customer_ref, ()):
             referral = referrals[n]
             if referral.contract_ref is not None and referral.contract_ref != event.contract_ref:
                 continue
             if event.occurred_on < referral.referred_on:
                 continue
-            revenue[n] = _CTX.add(revenue[n], event.amount)
+            revenue[n] = _CTX.add(revenue[n], amount)
             break
     return revenue
 

@@ -194,6 +194,8 @@ def store_records(
         if not batch:
             continue
         stored: list[str] | None = None
+        if section == "partners":  # distributors before the resellers naming them (checked on import)
+            batch.sort(key=lambda r: getattr(r.record, "distributor_ref", None) is not None)
         if section == "customers":
             stored = _store_customers(session, batch, summary, source)
         elif section == "contracts":
@@ -306,12 +308,13 @@ class _Fallback(Exception):
 def _store_customers(
     session: Session, batch: list[ParsedRecord], summary: ImportSummary, source: str | None
 ) -> list[str]:
-    """Customers in one batched upsert; one with an unknown entity is quarantined."""
+    """Customers in one batched upsert; one with an unknown entity, or one that would rename or move a
+    reseller's bill-to record, is quarantined."""
     outcomes = upsert_customers(session, [r.record for r in batch if isinstance(r.record, Customer)])
     stored = []
     for record in batch:
         outcome = outcomes[record.key]
-        if isinstance(outcome, MissingReference):
+        if isinstance(outcome, Exception):
             _refuse(session, record, outcome, summary, source)
             continue
         summary.counts[f"customers.{outcome}"] += 1

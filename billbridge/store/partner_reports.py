@@ -26,7 +26,9 @@ class ReferredCustomer:
     referred_on: str
     contract_ref: str | None
     currency: str
-    revenue: Decimal = ZERO  # what it paid (collected) or was invoiced (billed) since its referral
+    # what it paid (collected) or was invoiced (billed) since its referral: the fee's base (a per-product
+    # agreement's products only)
+    revenue: Decimal = ZERO
     fees: Decimal = ZERO  # the fees it earned its partner, net of reversals
 
 
@@ -101,13 +103,19 @@ def partner_reports(
     # Every event read once per basis for all the partners' referred customers, grouped by customer; each
     # agreement's accruals read in one batch (a query per agreement, and a scan of all events per
     # referral, made reports cubic in referred customers).
-    by_customer: dict[FeeBasis, dict[str, list[FeeEvent]]] = {}
-    for basis in sorted({a.basis for a in agreements}):
-        customers = {r.customer_ref for a in agreements if a.basis == basis for r in a.referrals}
+    # A per-product agreement's events are read split by product (its revenue is its products' share).
+    by_customer: dict[tuple[FeeBasis, bool], dict[str, list[FeeEvent]]] = {}
+    for basis, per_product in sorted({(a.basis, a.products is not None) for a in agreements}):
+        customers = {
+            r.customer_ref
+            for a in agreements
+            if (a.basis, a.products is not None) == (basis, per_product)
+            for r in a.referrals
+        }
         grouped: dict[str, list[FeeEvent]] = {}
-        for event in sql.fee_events(session, customers, basis):
+        for event in sql.fee_events(session, customers, basis, per_product=per_product):
             grouped.setdefault(event.customer_ref, []).append(event)
-        by_customer[basis] = grouped
+        by_customer[(basis, per_product)] = grouped
     accruals = sql.accruals_by_agreement(session, [a.agreement_ref for a in agreements])
     for agreement in agreements:
         of = reports[agreement.partner_ref]
@@ -116,7 +124,7 @@ def partner_reports(
         for accrual in accruals.get(agreement.agreement_ref, ()):
             fees[accrual.customer_ref] = fees.get(accrual.customer_ref, ZERO) + accrual.fee
             of.fees_accrued += accrual.fee
-        grouped = by_customer.get(agreement.basis, {})
+        grouped = by_customer.get((agreement.basis, agreement.products is not None), {})
         events = [e for c in sorted({r.customer_ref for r in agreement.referrals}) for e in grouped.get(c, ())]
         revenue = referral_revenue(agreement, events)
         for referral, earned in zip(agreement.referrals, revenue, strict=True):

@@ -3,12 +3,13 @@ them (once per agreement, event and kind) and the partners' statements."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from billbridge.billing import model
@@ -19,6 +20,7 @@ from billbridge.store import messages
 from billbridge.store.bulk import BulkStatement, insert_rows
 from billbridge.store.models import (
     Contract,
+    ContractVersion,
     Customer,
     Invoice,
     InvoiceLine,
@@ -60,6 +62,17 @@ def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
             "entity_ref", f"unknown legal entity {partner.entity_ref!r}", ("entities", partner.entity_ref)
         )
     row = session.scalar(select(Partner).where(Partner.partner_ref == partner.partner_ref))
+    if partner.distributor_ref is not None:
+        _check_distributor(session, partner.distributor_ref)
+    if row is not None and row.kind != "referral" and partner.kind == "referral":
+        sold = _resold_through(session, partner.partner_ref, active_on=datetime.now(UTC).date())
+        if sold:
+            shown = ", ".join(sold[:3]) + (f" and {len(sold) - 3} more" if len(sold) > 3 else "")
+            raise PartnerError(
+                "kind",
+                f"partner {partner.partner_ref} is the bill-to party of active contracts sold through it ({shown}): "
+                f"it stays {row.kind} while they are",
+            )
     values = {
         "name": partner.name,
         "kind": partner.kind,
@@ -70,11 +83,13 @@ def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
         "terms": partner.model_dump(mode="json"),
     }
     if partner.kind != "referral":  # a reseller is invoiced: it is a customer of ours under its partner ref
+        _check_bill_to(session, partner, row, entity_id)
         upsert_customer(
             session,
             model.Customer(
                 customer_ref=partner.partner_ref, name=partner.name, entity_ref=partner.entity_ref, email=partner.email
             ),
+            as_partner=True,
         )
     if row is None:
         session.add(Partner(partner_ref=partner.partner_ref, **values))
@@ -90,6 +105,80 @@ def upsert_partner(session: Session, partner: model.Partner) -> Outcome:
         session.flush()
         messages.release_waiting(session, partner_id=row.id)
     return outcome
+
+
+def _check_distributor(session: Session, distributor_ref: str) -> None:
+    """A reseller's distributor must be a known partner that sells (kind reseller or both) directly: one
+    not known yet is a missing reference (the reseller waits in quarantine and is retried when it
+    arrives), as its contracts would otherwise all be refused."""
+    distributor = session.execute(
+        select(Partner.kind, Partner.terms).where(Partner.partner_ref == distributor_ref)
+    ).one_or_none()
+    if distributor is None:
+        raise MissingReference(
+            "distributor_ref", f"unknown distributor {distributor_ref!r}", ("partners", distributor_ref)
+        )
+    if distributor.kind == "referral":
+        raise PartnerError("distributor_ref", f"distributor {distributor_ref} is a referral partner, not a reseller")
+    if distributor.terms.get("distributor_ref") is not None:
+        raise PartnerError(
+            "distributor_ref",
+            f"distributor {distributor_ref} itself sells through {distributor.terms['distributor_ref']}: "
+            "two tiers at most",
+        )
+
+
+def _check_bill_to(session: Session, partner: model.Partner, row: Partner | None, entity_id: int) -> None:
+    """A reseller's bill-to record is the customer under its partner ref, and only its own: a customer
+    of that ref that the partner did not create (a customer in its own right, or one kept while the
+    partner only referred) is never renamed or moved by it; it becomes the bill-to record only when it
+    is the same party (same name, same legal entity: a CRM account that buys and resells). Its own is
+    not moved either once invoiced in its entity (its invoices and contracts stay there)."""
+    customer = session.execute(
+        select(Customer.id, Customer.name, Customer.entity_id).where(Customer.customer_ref == partner.partner_ref)
+    ).one_or_none()
+    if customer is None:
+        return
+    ref = partner.partner_ref
+    if (row is None or row.kind == "referral") and (customer.name, customer.entity_id) != (partner.name, entity_id):
+        raise PartnerError(
+            "partner_ref",
+            f"{ref} is already the ref of customer {customer.name!r} (another name or legal entity), not reseller "
+            f"{ref}'s bill-to record: a reseller would rename or move it (give the partner another partner_ref)",
+        )
+    if customer.entity_id != entity_id and (
+        session.scalar(select(Invoice.id).where(Invoice.customer_id == customer.id).limit(1)) is not None
+        or _resold_through(session, ref)
+    ):
+        raise PartnerError(
+            "entity_ref",
+            f"reseller {ref} is invoiced in another legal entity than {partner.entity_ref!r} (it has invoices or "
+            "contracts sold through it there); it cannot move",
+        )
+
+
+def _resold_through(session: Session, partner_ref: str, *, active_on: date | None = None) -> list[str]:
+    """The contracts whose current version is sold through this partner (as reseller or distributor),
+    by ref; with ``active_on``, only those not ended before that day."""
+    needle = f'%"{partner_ref}"%'
+    query = (
+        select(Contract.contract_ref, ContractVersion.terms, ContractVersion.contract_end_date)
+        .join(
+            ContractVersion,
+            and_(ContractVersion.contract_id == Contract.id, ContractVersion.version_no == Contract.current_version_no),
+        )
+        .where(ContractVersion.terms.like(needle))
+        .order_by(Contract.contract_ref)
+    )
+    found = []
+    for contract_ref, terms, end in session.execute(query):
+        stored = json.loads(terms)
+        if partner_ref not in (stored.get("reseller_ref"), stored.get("distributor_ref")):
+            continue
+        if active_on is not None and end is not None and end < active_on:
+            continue
+        found.append(contract_ref)
+    return found
 
 
 def _has_agreements(session: Session, partner_id: int) -> bool:

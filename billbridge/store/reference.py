@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from billbridge.billing import model
 from billbridge.store.message_models import BillingContactRow
 from billbridge.store.models import Customer, LegalEntity, NumberSequence, Price, Product, table_of, utcnow
+from billbridge.store.partner_models import Partner
 from billbridge.store.records import Outcome
 
 DOC_TYPES = ("invoice", "credit_note")
@@ -23,6 +24,34 @@ class MissingReference(LookupError):
     def __init__(self, field: str, message: str, missing: tuple[str, str] | None = None) -> None:
         super().__init__(message)
         self.field, self.missing = field, missing
+
+
+class CustomerConflict(ValueError):
+    """A customer record that would change what another record owns: a reseller's bill-to record
+    (the customer under its partner ref) is written by its ``partners`` record only. ``field`` names
+    the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def partner_owned(session: Session, refs: Iterable[str]) -> set[str]:
+    """The customer refs among ``refs`` that are a reseller's bill-to record: a partner of kind reseller
+    or both has that ref (it is invoiced as a customer under its partner ref)."""
+    wanted = sorted(set(refs))
+    if not wanted:
+        return set()
+    query = select(Partner.partner_ref).where(Partner.partner_ref.in_(wanted), Partner.kind != "referral")
+    return set(session.scalars(query))
+
+
+def _owned_conflict(ref: str) -> CustomerConflict:
+    return CustomerConflict(
+        "customer_ref",
+        f"customer {ref} is the bill-to record of reseller {ref}: its name and legal entity come from its "
+        "partners record; a customers record may not rename or move it",
+    )
 
 
 def upsert_entity(session: Session, entity: model.LegalEntity) -> Outcome:
@@ -44,7 +73,9 @@ def upsert_entity(session: Session, entity: model.LegalEntity) -> Outcome:
     return _apply(row, values)
 
 
-def upsert_customer(session: Session, customer: model.Customer) -> Outcome:
+def upsert_customer(session: Session, customer: model.Customer, *, as_partner: bool = False) -> Outcome:
+    """Store a customer by its ref. A reseller's bill-to record is changed only by its partner
+    (``as_partner``): a plain customer record that would rename or move it raises CustomerConflict."""
     entity_id = entity_ids(session, [customer.entity_ref]).get(customer.entity_ref)
     if entity_id is None:
         raise MissingReference(
@@ -63,13 +94,21 @@ def upsert_customer(session: Session, customer: model.Customer) -> Outcome:
         session.flush()
         replace_contacts(session, {row.id: customer.contacts})
         return "created"
+    if (
+        not as_partner
+        and (row.name, row.entity_id) != (customer.name, entity_id)
+        and partner_owned(session, [customer.customer_ref])
+    ):
+        raise _owned_conflict(customer.customer_ref)
     outcome = _apply(row, values)
     return "updated" if replace_contacts(session, {row.id: customer.contacts}) else outcome
 
 
-def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> dict[str, Outcome | MissingReference]:
-    """Batch form of :func:`upsert_customer`: two lookups and at most one insert and one update
-    statement for the whole batch."""
+def upsert_customers(
+    session: Session, customers: Iterable[model.Customer]
+) -> dict[str, Outcome | MissingReference | CustomerConflict]:
+    """Batch form of :func:`upsert_customer`: a few lookups and at most one insert and one update
+    statement for the whole batch; a refused customer gets its error instead of an outcome."""
     batch = {c.customer_ref: c for c in customers}
     entities = entity_ids(session, [c.entity_ref for c in batch.values()])
     table = table_of(Customer)
@@ -86,7 +125,8 @@ def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> d
             ).where(table.c.customer_ref.in_(batch))
         )
     }
-    out: dict[str, Outcome | MissingReference] = {}
+    out: dict[str, Outcome | MissingReference | CustomerConflict] = {}
+    owned = partner_owned(session, known)
     inserts: list[dict[str, object]] = []
     updates: list[dict[str, object]] = []
     now = utcnow()
@@ -115,6 +155,9 @@ def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> d
             customer.email,
             customer.channel,
         ):
+            if ref in owned and (row.name, row.entity_id) != (customer.name, entity_id):
+                out[ref] = _owned_conflict(ref)
+                continue
             updates.append(
                 {
                     "cid": row.id,
@@ -133,7 +176,7 @@ def upsert_customers(session: Session, customers: Iterable[model.Customer]) -> d
         connection.execute(insert(table), inserts)
     if updates:
         connection.execute(_UPDATE_CUSTOMER, updates)
-    with_contacts = {ref: c for ref, c in batch.items() if ref in out and not isinstance(out[ref], MissingReference)}
+    with_contacts = {ref: c for ref, c in batch.items() if ref in out and not isinstance(out[ref], Exception)}
     if with_contacts:
         ids = dict(
             session.execute(

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, ColumnElement, and_, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
+from billbridge.billing.lifecycle import ISSUED
 from billbridge.store.bulk import BulkStatement
 from billbridge.store.models import Contract, ContractVersion, Customer, Invoice, InvoiceLine, LegalEntity
 from billbridge.store.partner_models import Partner
@@ -66,8 +67,9 @@ def per_end_customer(session: Session, partner_refs: Sequence[str]) -> set[str]:
 
 
 def reseller_revenue(session: Session, entity_ref: str | None = None) -> list[dict[str, Any]]:
-    """Per reseller (or distributor) billed: its end customers and what it was invoiced (invoices less
-    credit notes, per currency), from the stored lines; optionally of one legal entity."""
+    """Per reseller (or distributor) billed: its end customers and what it was invoiced (issued invoices
+    less issued credit notes, per currency; drafts and documents under review are not invoiced yet),
+    from the stored lines; optionally of one legal entity."""
     query = (
         select(
             Customer.customer_ref,
@@ -81,7 +83,7 @@ def reseller_revenue(session: Session, entity_ref: str | None = None) -> list[di
         .join(Customer, Customer.id == Invoice.customer_id)
         .join(Partner, Partner.partner_ref == Customer.customer_ref)
         .join(LegalEntity, LegalEntity.id == Invoice.entity_id)
-        .where(Invoice.period_released.is_(False), Invoice.status != "void")
+        .where(Invoice.period_released.is_(False), Invoice.status.in_(sorted(ISSUED)))
     )
     if entity_ref is not None:
         query = query.where(LegalEntity.entity_ref == entity_ref)

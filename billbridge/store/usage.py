@@ -10,7 +10,18 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, bindparam, case, exists, func, insert, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +34,7 @@ from billbridge.store.models import (
     ContractVersion,
     Customer,
     Invoice,
+    InvoiceLine,
     Product,
     UsageDaily,
     UsageEvent,
@@ -125,6 +137,16 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 @dataclass(frozen=True)
+class Document:
+    """A document that bills a contract on a date: its number, when it was created, and the contract
+    its header names (its document ref's; another contract's on a reseller's invoice)."""
+
+    number: str
+    created_at: datetime
+    header_ref: str
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     """An event already in the store, as an idempotent replay needs it."""
 
@@ -166,19 +188,57 @@ _PRESENT = select(_EVENTS.c.event_ref).where(_EVENTS.c.event_ref.in_(bindparam("
 _INVOICES = table_of(Invoice)
 _STAMP = select(func.coalesce(func.max(table_of(ContractVersion).c.id), 0))
 # The documents that bill: a draft voided before it was issued gave its period (and date) to its replacement.
-_DOCUMENTS_OF_ONE = select(
-    _INVOICES.c.contract_id, _INVOICES.c.billing_date, _INVOICES.c.number, _INVOICES.c.created_at
-).where(
+_CONTRACTS = table_of(Contract)
+_LINES = table_of(InvoiceLine)
+
+
+def _documents_of(header_clause: Any, line_clause: Any, since: Any, since_lines: Any) -> Any:
+    """The documents billing contracts from a date: those a contract heads, and those that bill it on
+    lines under another contract's header (a reseller's invoice, one per reseller and cycle, names its
+    first contract): (contract id, billing date, number, created at, the header's contract ref)."""
+    headed = (
+        select(
+            _INVOICES.c.contract_id,
+            _INVOICES.c.billing_date,
+            _INVOICES.c.number,
+            _INVOICES.c.created_at,
+            _CONTRACTS.c.contract_ref,
+        )
+        .join(_CONTRACTS, _CONTRACTS.c.id == _INVOICES.c.contract_id)
+        .where(header_clause, _INVOICES.c.billing_date >= since, _INVOICES.c.period_released.is_(False))
+    )
+    on_lines = (
+        select(
+            _LINES.c.contract_id,
+            _INVOICES.c.billing_date,
+            _INVOICES.c.number,
+            _INVOICES.c.created_at,
+            _CONTRACTS.c.contract_ref,
+        )
+        .select_from(_LINES)
+        .join(_INVOICES, _INVOICES.c.id == _LINES.c.invoice_id)
+        .join(_CONTRACTS, _CONTRACTS.c.id == _INVOICES.c.contract_id)
+        .where(
+            line_clause,
+            _INVOICES.c.contract_id != _LINES.c.contract_id,
+            _INVOICES.c.billing_date >= since_lines,
+            _INVOICES.c.period_released.is_(False),
+        )
+    )
+    return union_all(headed, on_lines)
+
+
+_DOCUMENTS_OF_ONE = _documents_of(
     _INVOICES.c.contract_id == bindparam("id"),
-    _INVOICES.c.billing_date >= bindparam("since"),
-    _INVOICES.c.period_released.is_(False),
+    _LINES.c.contract_id == bindparam("line_id"),
+    bindparam("since"),
+    bindparam("line_since"),
 )
-_DOCUMENTS = select(
-    _INVOICES.c.contract_id, _INVOICES.c.billing_date, _INVOICES.c.number, _INVOICES.c.created_at
-).where(
+_DOCUMENTS = _documents_of(
     _INVOICES.c.contract_id.in_(bindparam("ids", expanding=True)),
-    _INVOICES.c.billing_date >= bindparam("since"),
-    _INVOICES.c.period_released.is_(False),
+    _LINES.c.contract_id.in_(bindparam("line_ids", expanding=True)),
+    bindparam("since"),
+    bindparam("line_since"),
 )
 
 
@@ -368,22 +428,25 @@ def contracts_stamp(connection: Connection) -> int:
     return int(connection.execute(_STAMP).scalar_one())
 
 
-def documents_from(
-    connection: Connection, contract_ids: Iterable[int], since: date
-) -> dict[int, dict[date, tuple[str, datetime]]]:
-    """contract id -> billing date -> (document number, created at), for documents dated ``since`` or later."""
+def documents_from(connection: Connection, contract_ids: Iterable[int], since: date) -> dict[int, dict[date, Document]]:
+    """contract id -> billing date -> the document billing it then, for documents dated ``since`` or
+    later: the contract's own, or the one billing it on lines under another contract's header (a
+    reseller's invoice); of two, the first created (it invoiced the period)."""
     ids = list(set(contract_ids))
-    out: dict[int, dict[date, tuple[str, datetime]]] = {cid: {} for cid in ids}
+    out: dict[int, dict[date, Document]] = {cid: {} for cid in ids}
     if ids:
         rows: Iterable[Any] = (
-            BulkStatement.of(_DOCUMENTS_OF_ONE, connection, ("id", "since")).run(
-                connection, {"id": ids[0], "since": since}
+            BulkStatement.of(_DOCUMENTS_OF_ONE, connection, ("id", "line_id", "since", "line_since")).run(
+                connection, {"id": ids[0], "line_id": ids[0], "since": since, "line_since": since}
             )
             if len(ids) == 1
-            else connection.execute(_DOCUMENTS, {"ids": ids, "since": since})
+            else connection.execute(_DOCUMENTS, {"ids": ids, "line_ids": ids, "since": since, "line_since": since})
         )
-        for contract_id, billing_date, number, created_at in rows:
-            out[contract_id][billing_date] = (number, _utc(created_at))
+        for contract_id, billing_date, number, created_at, header_ref in rows:
+            found = Document(number, _utc(created_at), header_ref)
+            known = out[contract_id].get(billing_date)
+            if known is None or found.created_at < known.created_at:
+                out[contract_id][billing_date] = found
     return out
 
 

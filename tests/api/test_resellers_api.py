@@ -7,6 +7,8 @@ from datetime import date
 
 from billbridge.flows.importing import import_document
 from billbridge.flows.invoice_generation import run_billing
+from billbridge.store.invoices import list_invoices
+from billbridge.store.outbound_documents import mark_sent, set_status
 from tests.api.conftest import Api
 from tests.docs import contract
 
@@ -26,6 +28,12 @@ def test_reseller_data_of_the_keys_entity(api: Api) -> None:
     }
     assert not import_document(api.store, doc).errors
     run_billing(api.store, date(2026, 1, 1))
+    assert api.get("/api/resellers").json()["data"] == []  # drafts: nothing invoiced yet
+    with api.store.write() as session:
+        for invoice in list_invoices(session):  # issued, as a push does
+            set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+            mark_sent(session, [int(str(invoice["id"]))])
+    run_billing(api.store, date(2026, 2, 1))  # February's drafts are not counted
     first = api.get("/api/resellers", limit=1)
     assert first.status_code == 200, first.text
     body = first.json()

@@ -352,6 +352,14 @@ def test_a_per_product_agreement_earns_on_its_products_share_of_each_payment(sto
     with store.read() as session:
         fees = sorted((a.period, a.base, a.fee) for a in load_accruals(session, partner_ref="nw"))
     assert fees == [("2026-01", D("90.00"), D("9.00")), ("2026-02", D("360.00"), D("36.00"))]
+    # What `partners show` and the API report as the referred customer's revenue is the fee's base:
+    # seats' 450.00 of the 1,650.00 paid, not all of it.
+    from billbridge.store.partner_reports import partner_reports
+
+    with store.read() as session:
+        [report] = partner_reports(session, ["nw"])
+    [referred] = report.as_dict()["referred_customers"]
+    assert (referred["customer_ref"], referred["revenue"], referred["fees"]) == ("globex", "450.00", "45.00")
 
 
 def test_a_first_run_after_months_of_fees_bills_them_all_once(

@@ -18,7 +18,7 @@ from billbridge.mapping.quickbooks import document_payload
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
 from billbridge.store.models import Customer, Product
-from billbridge.store.outbound_documents import outbound_documents
+from billbridge.store.outbound_documents import mark_sent, outbound_documents, set_status
 from billbridge.store.resellers import reseller_revenue
 from billbridge.store.usage import insert_events
 from tests.docs import REFERENCE, contract
@@ -133,6 +133,10 @@ def test_a_reseller_with_three_end_customers_gets_one_invoice_a_cycle(store: Sto
     )
 
     # Pushed like any invoice: QuickBooks sees the reseller as the customer, each end customer on its lines.
+    with store.write() as session:
+        for invoice in list_invoices(session):  # issued, as a push does (revenue counts issued documents)
+            set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
+            mark_sent(session, [int(str(invoice["id"]))])
     with store.read() as session:
         outbound = outbound_documents(session, [resold[1]["id"]])[resold[1]["id"]]
         revenue = reseller_revenue(session, "us")
@@ -240,7 +244,8 @@ def test_a_contract_whose_resellers_distributor_is_unknown_is_quarantined_and_th
         [contract("O-1", reseller_ref="orphan"), contract("F-1", reseller_ref="fine")],
     )
     summary = import_document(store, doc)
-    assert [(e.key, e.field) for e in summary.errors] == [("O-1", "reseller_ref")]
+    # The reseller waits for its distributor (checked on import), and so its contract for it.
+    assert [(e.key, e.field) for e in summary.errors] == [("orphan", "distributor_ref"), ("O-1", "reseller_ref")]
     assert "nobody" in str(summary.errors[0])
     run_billing(store, date(2026, 1, 1))
     assert [(d["customer"], d["total"]) for d in documents(store)] == [("fine", D("1080.00"))]

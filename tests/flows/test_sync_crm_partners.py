@@ -97,8 +97,8 @@ def crm(request: pytest.FixtureRequest, world: demo_world.DemoWorld, monkeypatch
         sandbox.stop()
 
 
-def _partner(ref: str, deal: demo_world.DemoDeal, kind: str) -> dict[str, Any]:
-    partner = {"partner_ref": ref, "name": f"Partner {ref}", "kind": kind, "entity_ref": deal.entity_ref}
+def _partner(ref: str, deal: demo_world.DemoDeal, kind: str, name: str | None = None) -> dict[str, Any]:
+    partner = {"partner_ref": ref, "name": name or f"Partner {ref}", "kind": kind, "entity_ref": deal.entity_ref}
     return partner | {"currency": deal.currency, **({"discount_percent": "25"} if kind == "reseller" else {})}
 
 
@@ -109,10 +109,15 @@ def test_deals_naming_partners_are_billed_to_the_reseller_referred_or_quarantine
     deals = sorted((d for d in world.live_deals if d.key in world.expected_contract_keys()), key=lambda d: d.key)
     resold, referred, unknown = deals[0], deals[1], deals[2]
     others = [k for k in sorted(world.companies) if k not in {d.company_key for d in (resold, referred, unknown)}]
-    reseller_co, referral_co, stranger_co = others[:3]
+    # A reseller is a CRM account invoiced as a customer under its ref: the same account as the customer of
+    # its own deals, so it is declared with that account's name and in its entity (a customer record may
+    # not rename or move a reseller's bill-to record).
+    reseller_co = next(k for k in others if world.companies[k].entity_ref == resold.entity_ref)
+    stranger_co = next(k for k in others if k != reseller_co and world.companies[k].entity_ref == unknown.entity_ref)
+    referral_co = next(k for k in others if k not in {reseller_co, stranger_co})
     prefix = crm.spec.mapping.ref_prefix
     reseller, referral = prefix + crm.company_id(reseller_co), prefix + crm.company_id(referral_co)
-    partners = [_partner(reseller, resold, "reseller")]
+    partners = [_partner(reseller, resold, "reseller", world.companies[reseller_co].name)]
     agreements = []
     if crm.name == "hubspot":
         partners.append(_partner(referral, referred, "referral"))
@@ -158,7 +163,8 @@ def test_deals_naming_partners_are_billed_to_the_reseller_referred_or_quarantine
     # payload, unchanged in the CRM, takes it in and clears its entry.
     assert entry["waiting_for"] == f"partners:{prefix + crm.company_id(stranger_co)}"
     stranger = prefix + crm.company_id(stranger_co)
-    assert not import_document(store, {"partners": [_partner(stranger, unknown, "reseller")]}).errors
+    stranger_partner = _partner(stranger, unknown, "reseller", world.companies[stranger_co].name)
+    assert not import_document(store, {"partners": [stranger_partner]}).errors
     healed = sync_pages(store, crm.spec, crm.connect(), today=TODAY)
     assert healed.retried == 1 and healed.deals_pulled == 0
     with store.read() as session:

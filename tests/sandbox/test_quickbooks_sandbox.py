@@ -600,6 +600,11 @@ def test_a_partner_is_a_vendor_and_its_fees_a_bill_as_intuits_xsd_says(api: Api)
         "2026-12-31",
     )
     assert [line["Amount"] for line in stored["Line"]] == [Decimal("450.00"), Decimal("2.00")]
+
+    def owed() -> Decimal:  # Intuit's Vendor.Balance: what the company owes the vendor, open bills less credits
+        return Decimal(str(api.call("GET", f"vendor/{vendor['Id']}").json(parse_float=Decimal)["Vendor"]["Balance"]))
+
+    assert owed() == Decimal("452.00")
     found = api.query("SELECT * FROM Bill WHERE DocNumber = 'PF-2026-11-7'").json()["QueryResponse"]["Bill"]
     assert [b["Id"] for b in found] == [stored["Id"]]
     assert fault_code(api.call("POST", "bill", payload)) == "6140"  # the vendor's number is used
@@ -612,6 +617,7 @@ def test_a_partner_is_a_vendor_and_its_fees_a_bill_as_intuits_xsd_says(api: Api)
     [payment] = api.query("SELECT * FROM BillPayment").json(parse_float=Decimal)["QueryResponse"]["BillPayment"]
     assert_valid("BillPayment", payment)
     assert api.call("GET", f"bill/{stored['Id']}").json(parse_float=Decimal)["Bill"]["Balance"] == Decimal("52.00")
+    assert owed() == Decimal("52.00")  # the refused bills above added nothing
 
     # As QuickBooks: a bill payment has lines, its TotalAmt is their sum, and no line pays more than the
     # bill's open balance (52.00 now); an update may re-apply what the payment itself paid.
@@ -630,6 +636,11 @@ def test_a_partner_is_a_vendor_and_its_fees_a_bill_as_intuits_xsd_says(api: Api)
     raised = {**payment, "TotalAmt": "452.00", "Line": lines("452.00")}
     assert api.call("POST", "billpayment", raised).status_code == 200  # its own 400.00 plus the open 52.00
     assert api.call("GET", f"bill/{stored['Id']}").json(parse_float=Decimal)["Bill"]["Balance"] == Decimal("0.00")
+    assert owed() == Decimal("0.00")  # the update took back its 400.00 and paid 452.00
+    credit_body = {k: v for k, v in payload.items() if k != "DueDate"}
+    credit = api.call("POST", "vendorcredit", {**credit_body, "DocNumber": "VC-1"})
+    assert credit.status_code == 200, credit.text
+    assert owed() == Decimal("-452.00")  # a vendor credit not yet applied: the vendor owes the company
 
 
 def test_intuits_2025_rate_limits_are_enforced_per_realm() -> None:

@@ -455,7 +455,13 @@ class QboCompany:
 
     def _apply(self, entity: str, record: dict[str, Any], sign: int) -> None:
         """A payment (of invoices) or bill payment changes the balances of what it links to (its rule's
-        ``links``); ``sign`` -1 takes it back (an update's old version, a delete)."""
+        ``links``); a bill adds to its vendor's Balance (what the company owes it), a vendor credit
+        or bill payment takes from it (Intuit: Vendor.Balance, the open balance unpaid); ``sign`` -1
+        takes it back (an update's old version, a delete)."""
+        effect = _VENDOR_BALANCE.get(entity)
+        vendor = self.records["Vendor"].get(str(record.get("VendorRef", {}).get("value")))
+        if effect is not None and vendor is not None:
+            vendor["Balance"] = vendor["Balance"] + sign * effect * record["TotalAmt"]
         rule = RULES.get(entity)
         if rule is None or rule.links is None:
             return
@@ -656,6 +662,9 @@ def _income_account(company: QboCompany, body: dict[str, Any]) -> None:
     """A service or non-inventory item names an existing income account."""
     if body.get("Type", "Service") in ("Service", "NonInventory"):
         _ref(company, body, "IncomeAccountRef", "Account")
+
+
+_VENDOR_BALANCE = {"Bill": 1, "VendorCredit": -1, "BillPayment": -1}  # how each moves its vendor's Balance
 
 
 _PAY_TYPES = {"Check": ("CheckPayment", "BankAccountRef"), "CreditCard": ("CreditCardPayment", "CCAccountRef")}
