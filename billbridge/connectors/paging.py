@@ -2,18 +2,24 @@
 
 Each strategy turns ``fetch(token)`` (one call; ``None`` asks for the first page) into the pages of a
 list, fetching the next page only when the previous one has been consumed, so a caller that stops
-early (a cap reached, an empty page) costs no extra call. Four cover our vendors:
+early (a cap reached, an empty page) costs no extra call. These cover our vendors:
 
 - ``NextUrl``: Salesforce's ``nextRecordsUrl`` while ``done`` is false;
 - ``AfterCursor``: HubSpot's ``paging.next.after``;
 - ``StartPosition``: QuickBooks' ``STARTPOSITION`` / ``MAXRESULTS`` (a short page is the last);
-- ``StartingAfter``: Stripe's ``starting_after`` the last id, while ``has_more``.
+- ``StartingAfter``: Stripe's ``starting_after`` the last id, while ``has_more``;
+- ``AfterCursorEach``: HubSpot's v4 association batch reads, many lists advanced together (each
+  input id its own ``paging.next.after``);
+- ``ChangedSince``: QuickBooks' change data capture, capped per answer: asked again from its newest change.
+
+A vendor-specific walk can subclass ``Paginator`` where it is (HubSpot's search windows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 P = TypeVar("P")
@@ -27,9 +33,10 @@ class Paginator(Generic[P, K]):
     def next_token(self, page: P, token: K | None) -> K | None:
         raise NotImplementedError
 
-    def pages(self, fetch: Callable[[K | None], P]) -> Iterator[P]:
-        """Every page of one list, ``fetch``-ed lazily as the caller consumes them."""
-        token: K | None = None
+    def pages(self, fetch: Callable[[K | None], P], first: K | None = None) -> Iterator[P]:
+        """Every page of one list, ``fetch``-ed lazily as the caller consumes them, from ``first``
+        (None: the list's first page)."""
+        token: K | None = first
         while True:
             page = fetch(token)
             yield page
@@ -88,3 +95,41 @@ class StartingAfter(Paginator[tuple[list[dict[str, Any]], bool], str]):
         if not has_more or not items:
             return None
         return str(items[-1]["id"])
+
+
+AFTER = AfterCursor()
+
+
+@dataclass(frozen=True)
+class AfterCursorEach(Paginator[Sequence[Any], list[dict[str, str]]]):
+    """HubSpot's v4 association batch reads: one list per input id, read together. A page is one
+    round's results (every input asked, in the vendor's batches, by the caller's ``fetch``); the next
+    round asks again only the inputs whose result carries a ``paging.next.after``, from there. The
+    token is that round's inputs (``{"id"}`` or ``{"id", "after"}``); None: the caller's ids."""
+
+    def next_token(self, page: Sequence[Any], token: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+        later = [
+            {"id": str(result["from"]["id"]), "after": after}
+            for result in page
+            if (after := AFTER.next_token(result, None)) is not None
+        ]
+        return later or None
+
+
+@dataclass(frozen=True)
+class ChangedSince(Paginator[Sequence[Any], str]):
+    """A change feed answering at most ``size`` changes from a time (QuickBooks' change data capture:
+    1,000 per entity), a token being that time (ISO 8601). A full answer may be cut short, so it is
+    asked again from its newest change (``stamp`` of a row; None: the row has none); a short answer,
+    or a full one that did not get past its own start (``size`` changes within one instant: nothing
+    narrower can be asked), is the last. Pages are the rows (the caller's ``fetch`` picks them out)."""
+
+    size: int
+    stamp: Callable[[Any], str | None]
+
+    def next_token(self, page: Sequence[Any], token: str | None) -> str | None:
+        stamps = [datetime.fromisoformat(s) for row in page if (s := self.stamp(row)) is not None]
+        if len(page) < self.size or not stamps or token is None:
+            return None
+        newest = max(stamps)
+        return newest.isoformat() if newest > datetime.fromisoformat(token) else None

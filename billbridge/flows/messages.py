@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment
 from prefect import flow
@@ -35,7 +35,7 @@ from billbridge.connectors.smtp import SmtpFailed, SmtpSender, SmtpUnavailable, 
 from billbridge.errors import NotConfigured
 from billbridge.flows.message_templates import TemplateDir, template_dir
 from billbridge.flows.outbox_relay import Delivery, Handler, RelaySummary, StopRelay, relay
-from billbridge.flows.push import quickbooks_connector, stripe_connector, token_vault
+from billbridge.flows.push import token_vault
 from billbridge.mapping import messages as render
 from billbridge.mapping.invoice_pdf import render_pdf
 from billbridge.settings import Settings, SmtpSettings
@@ -44,6 +44,10 @@ from billbridge.store.db import Store, open_store
 from billbridge.store.external_refs import get_external_id
 from billbridge.store.outbox import Message
 from billbridge.vendors import registry
+from billbridge.vendors.registry import PayLink, TokenVault
+
+if TYPE_CHECKING:
+    from billbridge.connectors.quickbooks.tokens import TokenStore
 
 UNCONFIRMED = (
     "unconfirmed: a run stopped after handing message {id} to the SMTP server, so it may have arrived; "
@@ -134,35 +138,37 @@ def statement_attachment(context: Mapping[str, Any]) -> Sequence[render.Attachme
 
 
 def pay_link(store: Store | None, settings: Settings) -> Callable[[Mapping[str, Any]], str | None]:
-    """Where the customer pays a document online: Stripe's hosted invoice page when it is in Stripe
-    (also the page to update a card), else QuickBooks' ``InvoiceLink`` when QuickBooks gives one
-    (online payments on for it); None otherwise. Each vendor is built only when first needed."""
-    stripe_on = settings.stripe is not None and settings.stripe.api_key is not None
-    quickbooks_on = settings.quickbooks is not None and store is not None
-    built: dict[str, Any] = {}
+    """Where the customer pays an invoice online: the page of the first vendor declaring a pay link
+    (the registry's ``pay_link``, in its order: Stripe's hosted invoice page, also the page to update a
+    card, then QuickBooks' ``InvoiceLink``) that holds the invoice (the message context's
+    ``<vendor>_invoice``); None when none does, or for a credit note. Each vendor is built only when
+    first needed; one not configured (or needing its tokens without ``store``) gives none."""
+    vault: TokenVault = token_vault(store, settings) if store is not None else _no_tokens
+    built: dict[str, PayLink | None] = {}
 
     def link(context: Mapping[str, Any]) -> str | None:
         invoice = context["invoice"]
-        if invoice is None:
+        if invoice is None or invoice["doc_type"] != "invoice":
             return None
-        if stripe_on and invoice.get("stripe_invoice"):
-            if "stripe" not in built:
-                built["stripe"] = stripe_connector(settings)
-            found = built["stripe"].retrieve_invoice(invoice["stripe_invoice"]).get("hosted_invoice_url")
-            return str(found) if found else None
-        if (
-            store is not None
-            and quickbooks_on
-            and invoice.get("quickbooks_invoice")
-            and invoice["doc_type"] == "invoice"
-        ):
-            if "quickbooks" not in built:
-                built["quickbooks"] = quickbooks_connector(store, settings)
-            found = built["quickbooks"].invoice_link(invoice["quickbooks_invoice"])
-            return str(found) if found else None
+        for name, build in registry.pay_links().items():
+            held = invoice.get(f"{name}_invoice")
+            if not held:
+                continue
+            if name not in built:
+                try:
+                    built[name] = build(settings, vault)
+                except NotConfigured:
+                    built[name] = None
+            linker = built[name]
+            if linker is not None:
+                return linker(str(held))
         return None
 
     return link
+
+
+def _no_tokens(key: str, initial: str | None) -> TokenStore:
+    raise NotConfigured(f"no store to keep the {key} tokens in")
 
 
 def default_extras(

@@ -415,12 +415,13 @@ _PRODUCTS_BY_REF = select(_PRODUCTS.c.product_ref, _PRODUCTS.c.id).where(
 def customers_by_ref(connection: Connection, refs: Iterable[str]) -> dict[str, tuple[int, int]]:
     """customer_ref -> (customer id, entity id)."""
     refs = list(set(refs))
-    return {r[0]: (r[1], r[2]) for r in connection.execute(_CUSTOMERS_BY_REF, {"refs": refs})} if refs else {}
+    found = connection.execute(_CUSTOMERS_BY_REF, {"refs": refs}) if refs else ()
+    return {r.customer_ref: (r.id, r.entity_id) for r in found}
 
 
 def products_by_ref(connection: Connection, refs: Iterable[str]) -> dict[str, int]:
     refs = list(set(refs))
-    return {r[0]: r[1] for r in connection.execute(_PRODUCTS_BY_REF, {"refs": refs})} if refs else {}
+    return {r.product_ref: r.id for r in connection.execute(_PRODUCTS_BY_REF, {"refs": refs})} if refs else {}
 
 
 def contracts_stamp(connection: Connection) -> int:

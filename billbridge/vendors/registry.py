@@ -1,6 +1,6 @@
 """The one registry of vendors: what each one is to billbridge (a contract source, payment streams, a
-push target and the documents it takes, a journal ledger, an invoice mailer, a webhook sender with
-its verifier, parser and rules) and how to build it from the settings.
+push target and the documents it takes, a journal ledger, an invoice mailer, a pay link, a webhook
+sender with its verifier, parser and rules) and how to build it from the settings.
 
 Flows, the command line and the API look vendors up here (``vendor(name)``, ``push_target(name)``,
 ``webhooks()``) instead of importing connector modules by name or dispatching with ``if name ==
@@ -39,6 +39,9 @@ PaymentPull = Callable[[str | None], Iterator[PaymentPage]]
 
 TokenVault = Callable[[str, "str | None"], "TokenStore"]
 """Where a vendor's rotating OAuth tokens are kept: (connection key, first refresh token) -> store."""
+
+PayLink = Callable[[str], "str | None"]
+"""The vendor's id of an invoice -> the page where the customer pays it online (None: it gives none)."""
 
 
 class PaymentSource(Protocol):
@@ -143,6 +146,9 @@ class Vendor:
     bills: bool = False  # accounts payable: partner fee Bills go to it (``flows/partner_fees.py``)
     mails: Callable[[Settings, TokenVault], InvoiceMailer] | None = None  # e-mails its own invoices (a channel)
     webhook: Webhook | None = None
+    # gives a page where the customer pays an invoice it holds (the e-mail's and the PDF's pay link);
+    # asked in the registry's order, the first vendor holding the invoice answers
+    pay_link: Callable[[Settings, TokenVault], PayLink] | None = None
     title: str = ""  # the vendor's name in messages ("QuickBooks"); the name capitalised when empty
 
     @property
@@ -426,6 +432,26 @@ def _quickbooks_mailer(settings: Settings, tokens: TokenVault) -> InvoiceMailer:
     return connect(settings, tokens)
 
 
+def _stripe_pay_link(settings: Settings, _tokens: TokenVault) -> PayLink:
+    """Stripe's hosted invoice page (also where the customer updates a card)."""
+    from billbridge.vendors.stripe import connect
+
+    stripe = connect(settings)
+
+    def link(invoice_id: str) -> str | None:
+        found = stripe.retrieve_invoice(invoice_id).get("hosted_invoice_url")
+        return str(found) if found else None
+
+    return link
+
+
+def _quickbooks_pay_link(settings: Settings, tokens: TokenVault) -> PayLink:
+    """QuickBooks' ``InvoiceLink`` (given only with online payments on for the invoice and a BillEmail)."""
+    from billbridge.vendors.quickbooks import connect
+
+    return connect(settings, tokens).invoice_link
+
+
 VENDORS: dict[str, Vendor] = {
     "salesforce": Vendor(
         "salesforce",
@@ -456,6 +482,7 @@ VENDORS: dict[str, Vendor] = {
         push=PushTarget(_stripe_writer, _stripe_takes, batch=20, collects=True),
         webhook=STRIPE_WEBHOOK,
         mails=_stripe_mailer,
+        pay_link=_stripe_pay_link,
     ),
     "quickbooks": Vendor(
         "quickbooks",
@@ -468,6 +495,7 @@ VENDORS: dict[str, Vendor] = {
         bills=True,
         webhook=QUICKBOOKS_WEBHOOK,
         mails=_quickbooks_mailer,
+        pay_link=_quickbooks_pay_link,
         title="QuickBooks",
     ),
 }
@@ -536,6 +564,11 @@ def ledgers() -> tuple[str, ...]:
 def invoice_mailers() -> tuple[str, ...]:
     """The vendors that e-mail their own invoices: the message channels besides ``email``."""
     return tuple(name for name, v in VENDORS.items() if v.mails is not None)
+
+
+def pay_links() -> dict[str, Callable[[Settings, TokenVault], PayLink]]:
+    """The vendors that give a pay link for the invoices they hold, in the order they are asked."""
+    return {name: v.pay_link for name, v in VENDORS.items() if v.pay_link is not None}
 
 
 def payment_sources() -> tuple[str, ...]:

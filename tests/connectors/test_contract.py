@@ -12,7 +12,14 @@ import pytest
 from billbridge.connectors.client import VendorClient
 from billbridge.connectors.cursor import LagWindow, epoch_window
 from billbridge.connectors.errors import Classified, ErrorKind, RetryPolicy, VendorError
-from billbridge.connectors.paging import AfterCursor, NextUrl, StartingAfter, StartPosition
+from billbridge.connectors.paging import (
+    AfterCursor,
+    AfterCursorEach,
+    ChangedSince,
+    NextUrl,
+    StartingAfter,
+    StartPosition,
+)
 
 
 def test_next_url_follows_until_done() -> None:
@@ -83,6 +90,51 @@ def test_a_caller_that_stops_early_costs_no_further_call() -> None:
     for _page in AfterCursor().pages(fetch):
         break
     assert asked == [None]
+
+
+def test_association_rounds_ask_again_only_the_inputs_with_more_links() -> None:
+    """HubSpot's v4 batch: a has 3 links (2 per page), b has 1; the second round asks only a, after its cursor."""
+    links = {"a": ["1", "2", "3"], "b": ["4"]}
+    asked: list[list[dict[str, str]] | None] = []
+
+    def fetch(inputs: list[dict[str, str]] | None) -> list[dict[str, object]]:
+        asked.append(inputs)
+        results: list[dict[str, object]] = []
+        for one in inputs or [{"id": "a"}, {"id": "b"}]:
+            start = int(one.get("after", 0))
+            more = {"paging": {"next": {"after": str(start + 2)}}} if start + 2 < len(links[one["id"]]) else {}
+            results.append({"from": {"id": one["id"]}, "to": links[one["id"]][start : start + 2], **more})
+        return results
+
+    got = [(r["from"], r["to"]) for page in AfterCursorEach().pages(fetch) for r in page]
+    assert got == [({"id": "a"}, ["1", "2"]), ({"id": "b"}, ["4"]), ({"id": "a"}, ["3"])]
+    assert asked == [None, [{"id": "a", "after": "2"}]]
+
+
+def _change(at: str | None) -> dict[str, object]:
+    return {"MetaData": {"LastUpdatedTime": at}} if at else {}
+
+
+def test_a_full_change_answer_is_asked_again_from_its_newest_change() -> None:
+    paging = ChangedSince(2, lambda row: row["MetaData"]["LastUpdatedTime"] if row.get("MetaData") else None)
+    answers = {
+        "2026-01-01T00:00:00+00:00": [_change("2026-01-01T00:00:05+00:00"), _change("2026-01-01T01:00:00+01:00")],
+        "2026-01-01T00:00:05+00:00": [_change("2026-01-01T00:00:07+00:00")],
+    }
+    asked: list[str | None] = []
+
+    def fetch(since: str | None) -> list[dict[str, object]]:
+        asked.append(since)
+        assert since is not None
+        return answers[since]
+
+    assert sum(len(p) for p in paging.pages(fetch, first="2026-01-01T00:00:00+00:00")) == 3
+    # the newest of the first answer is 00:00:05 UTC (01:00+01:00 is 00:00 UTC): compared as times, not text
+    assert asked == ["2026-01-01T00:00:00+00:00", "2026-01-01T00:00:05+00:00"]
+    # a full answer all within its own start instant, or with no stamps, is the last: nothing narrower to ask
+    stuck = [_change("2026-01-01T00:00:00+00:00"), _change("2026-01-01T00:00:00Z")]
+    assert paging.next_token(stuck, "2026-01-01T00:00:00+00:00") is None
+    assert paging.next_token([_change(None), _change(None)], "2026-01-01T00:00:00+00:00") is None
 
 
 def test_the_lag_window_skips_what_it_delivered_and_forgets_what_fell_out() -> None:

@@ -4,6 +4,7 @@ asks for, which actions events can ask for)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -11,11 +12,13 @@ from decimal import Decimal
 import pytest
 
 from billbridge.billing.documents import DocumentLine, OutboundDocument, push_targets
+from billbridge.errors import NotConfigured
+from billbridge.flows.messages import pay_link
 from billbridge.flows.mirror import mirror_targets
 from billbridge.flows.webhooks import ACTIONS, decide
-from billbridge.settings import QuickBooksSettings, Settings
+from billbridge.settings import QuickBooksSettings, Settings, StripeSettings
 from billbridge.store.webhooks import ClaimedEvent
-from billbridge.vendors.registry import VENDORS, PushTarget, document_targets
+from billbridge.vendors.registry import VENDORS, PayLink, PushTarget, TokenVault, Vendor, document_targets
 
 
 def _doc(*, auto_charge: bool) -> OutboundDocument:
@@ -89,3 +92,47 @@ def test_the_actions_events_can_ask_for_come_from_the_registrys_roles() -> None:
         "reconcile:quickbooks": "quickbooks",
         "sync:stripe": "stripe",
     }
+
+
+def _invoice(doc_type: str = "invoice", **held: str) -> dict[str, object]:
+    """A message context's invoice as ``store.messages`` gives it: ``<vendor>_invoice`` per vendor holding it."""
+    return {"invoice": {"doc_type": doc_type, **{f"{name}_invoice": ref for name, ref in held.items()}}}
+
+
+def test_the_pay_link_is_asked_of_the_vendors_that_declare_one_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    builds: list[str] = []
+
+    def page_of(site: str) -> Callable[[Settings, TokenVault], PayLink]:
+        def build(settings: Settings, tokens: TokenVault) -> PayLink:
+            builds.append(site)
+            return lambda invoice_id: f"https://{site}/pay/{invoice_id}"
+
+        return build
+
+    def unconfigured(settings: Settings, tokens: TokenVault) -> PayLink:
+        builds.append("unconfigured")
+        raise NotConfigured("not set up here")
+
+    monkeypatch.setitem(VENDORS, "stripe", replace(VENDORS["stripe"], pay_link=unconfigured))
+    monkeypatch.setitem(VENDORS, "quickbooks", replace(VENDORS["quickbooks"], pay_link=None))
+    monkeypatch.setitem(VENDORS, "acme", Vendor("acme", pay_link=page_of("acme.example")))
+    link = pay_link(None, Settings())
+    # Stripe holds it but is not configured: the next declaring vendor holding it answers; QuickBooks declares none
+    assert link(_invoice(stripe="in_1", quickbooks="7", acme="A1")) == "https://acme.example/pay/A1"
+    assert link(_invoice(stripe="in_2", acme="A2")) == "https://acme.example/pay/A2"
+    assert link(_invoice(quickbooks="8")) is None
+    assert link(_invoice("credit_note", acme="A3")) is None  # a credit note is not paid
+    assert link({"invoice": None}) is None
+    assert builds == ["unconfigured", "acme.example"]  # each built once, when first needed
+    monkeypatch.setitem(VENDORS, "stripe", replace(VENDORS["stripe"], pay_link=page_of("stripe.example")))
+    # the first declaring vendor holding the invoice answers, in the registry's order
+    assert pay_link(None, Settings())(_invoice(stripe="in_1", acme="A1")) == "https://stripe.example/pay/in_1"
+
+
+def test_the_declared_pay_links_give_none_where_their_vendor_cannot_be_built() -> None:
+    """Stripe and QuickBooks as declared: Stripe without an API key, and QuickBooks without a store to
+    keep its tokens, give no link (and call nothing)."""
+    quickbooks = QuickBooksSettings(client_id="c", client_secret="s", realm_id="42")
+    link = pay_link(None, Settings(stripe=StripeSettings(), quickbooks=quickbooks))
+    assert link(_invoice(stripe="in_1")) is None
+    assert link(_invoice(quickbooks="7")) is None

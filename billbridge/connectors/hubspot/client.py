@@ -20,12 +20,14 @@ from billbridge.connectors.client import VendorClient
 from billbridge.connectors.errors import Classified, RetryPolicy
 from billbridge.connectors.hubspot.errors import classify_hubspot
 from billbridge.connectors.pacing import Pacer
+from billbridge.connectors.paging import AfterCursorEach
 from billbridge.settings import HubSpotSettings
 
 VENDOR = "hubspot"
 BATCH_READ_SIZE = 100  # v3 batch read: at most 100 inputs
 ASSOCIATIONS_BATCH_SIZE = 1_000  # v4 associations batch read: at most 1,000 ids
 LIST_PAGE_SIZE = 100  # v3 list: at most 100 per page
+ASSOCIATION_PAGES = AfterCursorEach()  # v4 associations: each input's links paged by its own cursor
 RATE_WINDOW_SECONDS = 10.0
 
 Json = dict[str, Any]
@@ -160,25 +162,24 @@ class HubSpotClient(VendorClient):
         ``associationTypes`` carry a ``label`` where the portal defined one); objects without
         associations map to []."""
         linked: dict[str, list[tuple[str, tuple[str, ...]]]] = {i: [] for i in ids}
-        pending: list[dict[str, str]] = [{"id": i} for i in ids]
-        while pending:  # each input's links come in pages: ask again with its paging.next.after
-            later: list[dict[str, str]] = []
-            for part in chunks(pending, ASSOCIATIONS_BATCH_SIZE):
+
+        def round_of(inputs: list[dict[str, str]] | None) -> list[Json]:
+            """One round: every input asked, ``ASSOCIATIONS_BATCH_SIZE`` per call."""
+            results: list[Json] = []
+            first = [{"id": i} for i in ids] if inputs is None else inputs
+            for part in chunks(first, ASSOCIATIONS_BATCH_SIZE):
                 body = {"inputs": part}
-                answer = self._call(
-                    partial(self._linked, from_type, to_type, body), f"associations {from_type}-{to_type}"
-                )
-                for result in answer["results"]:
-                    object_id = str(result["from"]["id"])
-                    linked[object_id] += [
-                        (
-                            str(t["toObjectId"]),
-                            tuple(str(a["label"]) for a in t.get("associationTypes") or [] if a.get("label")),
-                        )
-                        for t in result["to"]
-                    ]
-                    after = result.get("paging", {}).get("next", {}).get("after")
-                    if after:
-                        later.append({"id": object_id, "after": str(after)})
-            pending = later
+                what = f"associations {from_type}-{to_type}"
+                results += self._call(partial(self._linked, from_type, to_type, body), what)["results"]
+            return results
+
+        for results in ASSOCIATION_PAGES.pages(round_of):  # each input's links come in pages
+            for result in results:
+                linked[str(result["from"]["id"])] += [
+                    (
+                        str(t["toObjectId"]),
+                        tuple(str(a["label"]) for a in t.get("associationTypes") or [] if a.get("label")),
+                    )
+                    for t in result["to"]
+                ]
         return linked

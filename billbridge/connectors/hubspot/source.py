@@ -14,20 +14,21 @@ cursor (inclusive) and skips what it has already seen at the same timestamp.
 HubSpot's search stops at 10,000 results per query (asking for more is a 400). The pull never asks:
 when the next page would cross the cap it starts a new date window at the last timestamp it read
 (the records sharing that timestamp come again and are skipped as seen). Should one millisecond hold
-more than the cap, that millisecond is walked by hs_object_id instead.
+more than the cap, that millisecond is walked by hs_object_id instead (``CappedSearch``, a paginator
+whose token is the query and the page within it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from billbridge.connectors.base import Stream
 from billbridge.connectors.cursor import LagWindow, lag_ms
 from billbridge.connectors.hubspot.client import ASSOCIATIONS_BATCH_SIZE, HubSpotClient, Json
-from billbridge.connectors.paging import AfterCursor
+from billbridge.connectors.paging import AfterCursor, Paginator
 from billbridge.records import DealBundle, RecordPage
 from billbridge.settings import HubSpotSettings, Settings
 
@@ -88,6 +89,55 @@ class HubSpotCursor:
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class SearchWindow:
+    """One query of the deals search and the page within it: deals modified from ``low`` on (None:
+    all), or, while one millisecond ``same`` holding more than the cap is walked, that millisecond's
+    deals after id ``last_id``; ``after`` is HubSpot's cursor within the query (None: its first page)."""
+
+    low: int | None
+    same: int | None = None
+    last_id: str = "0"
+    after: str | None = None
+
+    def filters(self) -> list[Json]:
+        if self.same is not None:
+            return [
+                {"propertyName": MODIFIED, "operator": "EQ", "value": str(self.same)},
+                {"propertyName": "hs_object_id", "operator": "GT", "value": self.last_id},
+            ]
+        return [] if self.low is None else [{"propertyName": MODIFIED, "operator": "GTE", "value": str(self.low)}]
+
+    def sort(self) -> str:
+        return "hs_object_id" if self.same is not None else MODIFIED
+
+
+@dataclass(frozen=True)
+class CappedSearch(Paginator[Json, SearchWindow]):
+    """The deals search as one list, though no query pages past ``cap`` results: within a query,
+    ``DEALS.paginator`` (HubSpot's ``paging.next.after``); where the next page would cross the cap, a
+    new query from the last timestamp read (the deals sharing it come again, skipped as seen by the
+    cursor), or, when that timestamp is the query's own start (a cap's worth of deals in one
+    millisecond), that millisecond by id, then on from the next millisecond."""
+
+    cap: int
+
+    def next_token(self, page: Json, token: SearchWindow | None) -> SearchWindow | None:
+        window = token or SearchWindow(None)
+        after = DEALS.paginator.next_token(page, window.after)
+        if after is None:  # the query is read to its end
+            return None if window.same is None else SearchWindow(window.same + 1)
+        if int(after) < self.cap:
+            return replace(window, after=str(after))
+        last = page["results"][-1]
+        if window.same is not None:
+            return replace(window, last_id=str(last["id"]), after=None)
+        at = modified_ms(last)
+        if window.low is None or at > window.low:
+            return SearchWindow(at)
+        return SearchWindow(window.low, same=at)
+
+
 class HubSpotSource:
     """``DealSource`` for HubSpot. ``page_size`` and ``search_cap`` default to HubSpot's limits."""
 
@@ -141,48 +191,20 @@ class HubSpotSource:
         if group:
             yield group
 
-    def _query(self, filters: list[Json], sort: str, after: str | None) -> Json:
+    def _query(self, window: SearchWindow | None) -> Json:
+        window = window or SearchWindow(None)
         body: Json = {
-            "filterGroups": [{"filters": filters}] if filters else [],
-            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "filterGroups": [{"filters": window.filters()}] if window.filters() else [],
+            "sorts": [{"propertyName": window.sort(), "direction": "ASCENDING"}],
             "properties": self.settings.deal_properties,
             "limit": self.page_size,
-            "after": after or "0",
+            "after": window.after or "0",
         }
         return self.client.search("deals", body)
 
-    def _window(self, filters: list[Json], sort: str) -> Generator[list[Json], None, Json | None]:
-        """Pages of one query up to the cap; returns the last record read when the cap cut it short."""
-        for answer in DEALS.paginator.pages(lambda after: self._query(filters, sort, after)):
-            yield answer["results"]
-            after = DEALS.paginator.next_token(answer, None)
-            if after is not None and int(after) >= self.search_cap:
-                last: Json = answer["results"][-1]
-                return last
-        return None
-
     def _search(self, low: int | None) -> Iterator[list[Json]]:
-        while True:
-            filters = [] if low is None else [{"propertyName": MODIFIED, "operator": "GTE", "value": str(low)}]
-            cut = yield from self._window(filters, MODIFIED)
-            if cut is None:
-                return
-            last = modified_ms(cut)
-            if low is None or last > low:
-                low = last
-                continue
-            # More than a cap's worth of deals share one millisecond: walk it by id, then go past it.
-            last_id = "0"
-            while True:
-                same = [
-                    {"propertyName": MODIFIED, "operator": "EQ", "value": str(last)},
-                    {"propertyName": "hs_object_id", "operator": "GT", "value": last_id},
-                ]
-                cut_by_id = yield from self._window(same, "hs_object_id")
-                if cut_by_id is None:
-                    break
-                last_id = str(cut_by_id["id"])
-            low = last + 1
+        for answer in CappedSearch(self.search_cap).pages(self._query, first=SearchWindow(low)):
+            yield answer["results"]
 
     def _bundles(self, deals: list[Json], companies: dict[str, Json], products: dict[str, Json]) -> list[DealBundle]:
         if not deals:

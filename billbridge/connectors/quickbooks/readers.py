@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from billbridge.connectors.base import Stream
-from billbridge.connectors.paging import StartPosition
+from billbridge.connectors.paging import ChangedSince, StartPosition
 from billbridge.connectors.quickbooks.client import QuickBooksClient
 from billbridge.connectors.quickbooks.connection import QuickBooksConnection, chunks, quote
 from billbridge.records import RecordPage
@@ -19,6 +19,9 @@ LOOKUP_CHUNK = 30  # names / numbers per IN (...) lookup query
 QUERY_PAGE = 1000  # QuickBooks' MAXRESULTS ceiling
 CDC_LOOKBACK = timedelta(days=29, hours=23)  # Intuit: change data capture reaches 30 days back
 CDC_MAX_OBJECTS = 1000  # Intuit: a change data capture answer holds at most 1,000 objects of an entity
+CDC_PAGES = ChangedSince(
+    CDC_MAX_OBJECTS, lambda row: str(row["MetaData"]["LastUpdatedTime"]) if row.get("MetaData") else None
+)
 PAYMENT_PAGES = StartPosition(200)
 PAYMENTS = Stream(
     "payments",
@@ -131,23 +134,21 @@ class QuickBooksReader(QuickBooksConnection):
         """Tombstones of the Payments deleted since ``since``: only change data capture reports them (a
         query no longer finds them), for the last 30 days."""
         changed_since = max(datetime.fromisoformat(since), datetime.now(UTC) - CDC_LOOKBACK).isoformat()
-        tombstones: dict[str, dict[str, Any]] = {}
-        while True:  # an answer of CDC_MAX_OBJECTS may be cut short: ask again from its newest change
 
-            def read(qb: QuickBooksClient, changed_since: str = changed_since) -> dict[str, Any]:
+        def changes(from_time: str | None) -> list[dict[str, Any]]:
+            def read(qb: QuickBooksClient) -> dict[str, Any]:
                 url = self._url(qb, "cdc")
-                return dict(qb.make_request("GET", url, params={"entities": "Payment", "changedSince": changed_since}))
+                return dict(qb.make_request("GET", url, params={"entities": "Payment", "changedSince": from_time}))
 
             answer = self._call(read, what="cdc")
-            rows = [
+            return [
                 row
                 for response in answer.get("CDCResponse", [])
                 for group in response.get("QueryResponse", [])
                 for row in group.get("Payment", [])
             ]
+
+        tombstones: dict[str, dict[str, Any]] = {}
+        for rows in CDC_PAGES.pages(changes, first=changed_since):
             tombstones |= {str(r.get("Id")): r for r in rows if r.get("status") == "Deleted"}
-            stamps = [datetime.fromisoformat(str(r["MetaData"]["LastUpdatedTime"])) for r in rows if r.get("MetaData")]
-            if len(rows) < CDC_MAX_OBJECTS or not stamps or max(stamps) <= datetime.fromisoformat(changed_since):
-                break  # complete (or 1,000 changes within one instant: nothing narrower can be asked)
-            changed_since = max(stamps).isoformat()
         return list(tombstones.values())
