@@ -59,6 +59,27 @@ def test_in_lists_of_each_length_and_money_back_exactly(store: Store) -> None:
             statement.run(connection, {"currency": "KWD", "refs": []})
 
 
+def test_in_lists_of_nearby_lengths_are_rendered_once_and_find_the_same_rows(store: Store) -> None:
+    """A billing run's chunks of reseller contracts (kept together) each have another length: lists
+    within an eighth of each other share one text, padded with their last value, which is found once."""
+    t0 = datetime(2026, 1, 1, 9, 0, 0)
+    rows = [row(i, t0, Decimal(i)) for i in range(6)]
+    with store.write_connection() as connection:
+        BulkStatement.of(INSERT, connection, tuple(rows[0])).run_many(connection, rows)
+    with store.read() as session:
+        connection = session.connection()
+        statement = BulkStatement.of(BY_REFS, connection, ("refs", "currency"))
+        texts = set()
+        for length in (972, 1000, 1024):
+            refs = [f"none{i}" for i in range(length - 3)] + ["p1", "p2", "p3"]
+            params = {"currency": "KWD", "refs": refs}
+            texts.add(statement.driver_call(params)[0])
+            found = statement.run(connection, params)
+            assert sorted(ref for ref, _, _ in found) == ["p1", "p3"], length
+        assert len(texts) == 1
+        assert [bulk.in_list_length(n) for n in (1, 3, 16, 17, 972, 1000, 1025)] == [1, 3, 16, 18, 1024, 1024, 1152]
+
+
 def test_a_value_shared_by_the_batch_is_stored_like_the_others(store: Store) -> None:
     """The first and last rows share one timestamp object (converted once); the rows between
     carry others, which must not take the shared one's converted value."""
