@@ -158,6 +158,21 @@ def test_what_reaches_the_driver_is_what_core_sends(store: Store) -> None:
         assert (mine_update.sql, as_lists(mine_update.driver_rows(changes))) == (core_sql, as_lists(core_params))
 
 
+def test_rows_shaped_from_their_values_are_what_core_sends(store: Store) -> None:
+    """``shaped`` (rows as lists of values, converted a column at a time: a billing run's invoice lines)
+    hands the driver what Core does for the same rows as dicts."""
+    t0 = datetime(2026, 1, 1, 9, 0, 0, 123456)
+    rows = [row(i, t0, Decimal(f"{i}.{i:03d}")) for i in range(5)]
+    keys = tuple(rows[0])
+    with store.write_connection() as connection:
+        mine = BulkStatement.of(INSERT, connection, keys)
+        _, core_params = core_call(connection, INSERT, rows)
+        shaped = mine.shaped([[r[k] for k in keys] for r in rows])
+        assert as_lists(shaped) == as_lists(core_params)
+        reordered = BulkStatement.of(INSERT, connection, keys[::-1])
+        assert as_lists(reordered.shaped([[r[k] for k in keys[::-1]] for r in rows])) == as_lists(core_params)
+
+
 def test_insert_values_stores_what_core_stores(store: Store) -> None:
     """The multi-row VALUES path (PostgreSQL; executemany on SQLite) against Core's own insert of
     the same rows: every column alike, in chunks of VALUES_ROWS and a remainder."""
