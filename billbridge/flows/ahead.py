@@ -103,7 +103,11 @@ def done_ahead(
 ) -> Iterator[R | None]:
     """For each chunk, in order, ``work(store, chunk, *args)`` as done by one of ``workers`` processes,
     at most two chunks per worker in flight; None for every chunk when there are no workers, fewer than
-    three chunks (starting processes costs more) or a store other processes cannot open."""
+    three chunks (starting processes costs more) or a store other processes cannot open.
+
+    None for the first chunk too: the caller does it while the processes start (a fork server
+    importing, each process opening the store), which it would otherwise wait for, idle. The first
+    chunks are handed to the pool from a thread, as starting a process waits for the fork server."""
     if workers < 1 or len(chunks) < 3 or not store.shared:
         yield from (None for _ in chunks)
         return
@@ -111,9 +115,24 @@ def done_ahead(
         workers, mp_context=_context(work), initializer=_open_store, initargs=(store.url,)
     ) as pool:
         window: deque[Future[R]] = deque()
-        pending = iter(chunks)
-        for chunk in islice(pending, 2 * workers):
-            window.append(pool.submit(_run, work, chunk, args))
+        pending = islice(chunks, 1, None)
+
+        failed: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                window.extend(pool.submit(_run, work, chunk, args) for chunk in islice(pending, 2 * workers))
+            except BaseException as exc:  # raised here, in the caller's thread
+                failed.append(exc)
+
+        starter = threading.Thread(target=start, name="start-planners", daemon=True)
+        starter.start()
+        try:
+            yield None
+        finally:
+            starter.join()
+        if failed:
+            raise failed[0]
         while window:
             result = window.popleft().result()
             for chunk in islice(pending, 1):

@@ -96,6 +96,16 @@ def _once_per_day(process: Processor) -> Processor:
     return run
 
 
+def in_list_length(length: int) -> int:
+    """How many placeholders an IN list of ``length`` values is given: ``length`` rounded up to one of
+    eight steps per doubling (exact up to 16; 972 -> 1024), at most an eighth more. Core renders the
+    text for each new length (a fraction of a millisecond for a thousand ids, as long as planning a
+    few contracts), and a billing run's chunks of a reseller's contracts, kept together, each have
+    another length; a value repeated in an IN list changes nothing."""
+    step = 1 << max(0, length.bit_length() - 4)
+    return -(-length // step) * step
+
+
 def bind_processor(type_: Any, dialect: Dialect) -> Processor | None:
     """The function Core converts a parameter of ``type_`` with on ``dialect`` (None: as is)."""
     return type_.dialect_impl(dialect).bind_processor(dialect)
@@ -169,7 +179,8 @@ class BulkStatement:
     rows carry every key the statement was compiled for (a missing one is a KeyError, not a NULL).
 
     An expanding parameter (``bindparam(name, expanding=True)``, as in ``column.in_(...)``) takes a
-    non-empty sequence in :meth:`run`; its placeholders are rendered once per length by Core."""
+    non-empty sequence in :meth:`run`; its placeholders are rendered by Core once per length of
+    :func:`in_list_length` (a longer list padded with its last value, the same IN)."""
 
     _cache: dict[tuple[int, str, tuple[str, ...]], BulkStatement] = {}
 
@@ -204,6 +215,20 @@ class BulkStatement:
             found = cls._cache[key] = cls(statement, connection.dialect, keys)
         return found
 
+    def _padded(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with each IN list padded to :func:`in_list_length` by repeating its last value."""
+        out = params
+        for name in self.expanding:
+            values = params[name]
+            wanted = in_list_length(len(values))
+            if wanted != len(values):
+                if out is params:
+                    out = dict(params)
+                padded = list(values)
+                padded += [padded[-1]] * (wanted - len(padded))
+                out[name] = padded
+        return out
+
     def _expanded_for(self, params: dict[str, Any]) -> tuple[str, list[str] | None, dict[str, list[str]]]:
         """Core's text, positional order and expanded names for these lengths of the IN lists."""
         lengths = tuple(len(params[name]) for name in self.expanding)
@@ -220,7 +245,11 @@ class BulkStatement:
 
     def driver_call(self, params: dict[str, Any]) -> tuple[str, Any]:
         """The text and the arguments :meth:`run` hands the DBAPI's ``execute`` for ``params``."""
-        sql, names, expansion = self._expanded_for(params) if self.expanding else (self.sql, self.names, {})
+        if self.expanding:
+            params = self._padded(params)
+            sql, names, expansion = self._expanded_for(params)
+        else:
+            sql, names, expansion = self.sql, self.names, {}
         values: dict[str, Any] = {}
         for key, value in params.items():
             p = self.processors.get(key)
@@ -466,6 +495,25 @@ class BulkStatement:
                 sql = self._values_sql[len(part)] = head + ", ".join([group] * len(part))
             calls.append((False, sql, [value for row in part for value in row]))
         return calls
+
+    def shaped(self, rows: list[list[Any]]) -> list[Any]:
+        """Rows given as lists of values in :attr:`keys` order, as :meth:`driver_rows` makes them of
+        dicts: each value converted (:meth:`converter`, column by column, the lists changed in place),
+        in the paramstyle's shape. For rows by the hundred thousand, built where they are planned: a
+        dict a row and Core's per-value dispatch cost more than the values."""
+        if not rows:
+            return []
+        for at, key in enumerate(self.keys):
+            convert = self.converter(key)
+            if convert is not None:
+                for row in rows:
+                    row[at] = convert(row[at])
+        if self.names is None:
+            return [dict(zip(self.keys, row, strict=True)) for row in rows]
+        if self.names == list(self.keys):
+            return rows
+        order = [self.keys.index(name) for name in self.names]
+        return [[row[at] for at in order] for row in rows]
 
     def driver_rows(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """The rows as the DBAPI takes them for :attr:`sql`: values converted, in the paramstyle's shape."""

@@ -196,74 +196,120 @@ class PreparedDrafts:
     credits: list[tuple[int, int, date]] = field(default_factory=list)
 
 
+# The columns a billing run writes, in the tables' order (the order of the driver's positional rows).
+_INVOICE_KEYS = (
+    "doc_type",
+    "number",
+    "sequence_no",
+    "entity_id",
+    "customer_id",
+    "contract_id",
+    "version_no",
+    "billing_date",
+    "due_date",
+    "currency",
+    "status",
+    "subtotal",
+    "discount_total",
+    "invoice_total",
+    "amount_paid",
+    "created_at",
+    "updated_at",
+)
+_LINE_KEYS = (
+    "invoice_id",
+    "contract_id",
+    "position",
+    "line_ref",
+    "kind",
+    "product_ref",
+    "description",
+    "period_start",
+    "period_end",
+    "period_days",
+    "start_date",
+    "end_date",
+    "billed_days",
+    "quantity",
+    "amount",
+    "discount_amount",
+    "billed_amount",
+    "terms_hash",
+    "sign",
+    "version_no",
+)
+
+
 def prepare_drafts(session: Session, drafts: Sequence[tuple[ContractTimeline, InvoiceDraft]]) -> PreparedDrafts:
     """The rows of planned documents and their lines, in the order their numbers are taken (contract,
     then billing date). Reads nothing. A reseller's consolidated document (``ConsolidatedDraft``) comes
-    with its lead contract's timeline; each of its lines is stored under the contract it bills."""
+    with its lead contract's timeline; each of its lines is stored under the contract it bills. Each row
+    is built as its values (no dict a row) and converted a column at a time (``BulkStatement.shaped``)."""
     connection = session.connection()
     prepared = PreparedDrafts(connection.dialect.name)
     if not drafts:
         return prepared
     ordered = sorted(drafts, key=lambda d: (d[0].contract_id, d[1].billing_date))
-    invoice_rows: list[dict[str, Any]] = []
-    line_rows: list[dict[str, Any]] = []
+    invoice_rows: list[list[Any]] = []
+    line_rows: list[list[Any]] = []
     for timeline, draft in ordered:
         if draft.credits is not None:
             prepared.credits.append((len(prepared.numbering), timeline.contract_id, draft.credits))
         prepared.numbering.append((timeline.entity_id, draft.doc_type))
+        contract_id = timeline.contract_id
         invoice_rows.append(
-            {
-                "doc_type": draft.doc_type,
-                "number": None,  # these four: write_prepared
-                "sequence_no": None,
-                "entity_id": timeline.entity_id,
-                "customer_id": timeline.bill_to_id(draft.version_no),  # a reseller's contract: the reseller
-                "contract_id": timeline.contract_id,
-                "version_no": draft.version_no,
-                "billing_date": draft.billing_date,
-                "due_date": draft.due_date,
-                "currency": draft.currency,
-                "status": "draft",
-                "subtotal": draft.subtotal,
-                "discount_total": draft.discount_total,
-                "invoice_total": draft.invoice_total,
-                "amount_paid": ZERO,
-                "created_at": None,
-                "updated_at": None,
-            }
+            [
+                draft.doc_type,
+                None,  # number, sequence_no, created_at, updated_at: write_prepared
+                None,
+                timeline.entity_id,
+                timeline.bill_to_id(draft.version_no),  # a reseller's contract: the reseller
+                contract_id,
+                draft.version_no,
+                draft.billing_date,
+                draft.due_date,
+                draft.currency,
+                "draft",
+                draft.subtotal,
+                draft.discount_total,
+                draft.invoice_total,
+                ZERO,
+                None,
+                None,
+            ]
         )
         line_contracts = draft.line_contracts if isinstance(draft, ConsolidatedDraft) else ()
         prepared.line_counts.append(len(draft.lines))
         for position, line in enumerate(draft.lines):
             line_rows.append(
-                {
-                    "invoice_id": None,  # write_prepared
-                    "contract_id": line_contracts[position] if line_contracts else timeline.contract_id,
-                    "position": position,
-                    "line_ref": line.line_ref,
-                    "kind": line.kind,
-                    "product_ref": line.product_ref,
-                    "description": line.description,
-                    "period_start": line.slot_start,
-                    "period_end": line.slot_end - ONE_DAY,
-                    "period_days": line.slot_days,
-                    "start_date": line.span_start,
-                    "end_date": line.span_end - ONE_DAY,
-                    "billed_days": line.billed_days,
-                    "quantity": line.quantity,
-                    "amount": line.amount,
-                    "discount_amount": line.discount,
-                    "billed_amount": line.billed_amount,
-                    "terms_hash": line.terms_hash,
-                    "sign": line.sign,
-                    "version_no": line.version_no,
-                }
+                [
+                    None,  # invoice_id: write_prepared
+                    line_contracts[position] if line_contracts else contract_id,
+                    position,
+                    line.line_ref,
+                    line.kind,
+                    line.product_ref,
+                    line.description,
+                    line.slot_start,
+                    line.slot_end - ONE_DAY,
+                    line.slot_days,
+                    line.span_start,
+                    line.span_end - ONE_DAY,
+                    line.billed_days,
+                    line.quantity,
+                    line.amount,
+                    line.discount,
+                    line.billed_amount,
+                    line.terms_hash,
+                    line.sign,
+                    line.version_no,
+                ]
             )
-    prepared.invoice_keys = tuple(invoice_rows[0])
-    prepared.invoices = BulkStatement.of(_INSERT_INVOICES, connection, prepared.invoice_keys).driver_rows(invoice_rows)
+    prepared.invoice_keys = _INVOICE_KEYS
+    prepared.invoices = BulkStatement.of(_INSERT_INVOICES, connection, _INVOICE_KEYS).shaped(invoice_rows)
     if line_rows:
-        prepared.line_keys = tuple(line_rows[0])
-        prepared.lines = BulkStatement.of(_INSERT_LINES, connection, prepared.line_keys).driver_rows(line_rows)
+        prepared.line_keys = _LINE_KEYS
+        prepared.lines = BulkStatement.of(_INSERT_LINES, connection, _LINE_KEYS).shaped(line_rows)
     return prepared
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
+from billbridge.flows.ahead import done_ahead
 from billbridge.flows.importing import import_document, import_file
-from billbridge.flows.invoice_generation import PreparedChunk, prepare_ahead, preview, run_billing, save_chunk
+from billbridge.flows.invoice_generation import PreparedChunk, _plan, prepare_ahead, preview, run_billing, save_chunk
 from billbridge.store.contracts import contract_ids
 from billbridge.store.db import Store
 from billbridge.store.invoices import get_invoice, list_invoices
@@ -324,6 +325,17 @@ def _totals_by_contract_and_date(store: Store) -> dict[tuple[str, date], Decimal
             for r in list_invoices(session)
             if r["contract_ref"].startswith("C-")
         }
+
+
+def test_the_caller_does_the_first_chunk_while_the_planning_processes_start(store: Store) -> None:
+    """Else it waits, idle, for the fork server to import and each process to open the store."""
+    _many_contracts(store, 6)
+    with store.read() as session:
+        ids = contract_ids(session)
+    chunks = [ids[i : i + 2] for i in range(0, len(ids), 2)]
+    done = list(done_ahead(store, chunks, _plan, (date(2026, 3, 15),), 2))
+    assert done[0] is None  # the caller's: run_billing plans it in its write transaction
+    assert [d.ids for d in done[1:] if d is not None] == chunks[1:]
 
 
 def test_a_chunk_prepared_ahead_is_written_as_planned_when_nothing_changed(store: Store) -> None:

@@ -60,6 +60,27 @@ def test_in_lists_of_each_length_and_money_back_exactly(store: Store) -> None:
             statement.run(connection, {"currency": "KWD", "refs": []})
 
 
+def test_in_lists_of_nearby_lengths_are_rendered_once_and_find_the_same_rows(store: Store) -> None:
+    """A billing run's chunks of reseller contracts (kept together) each have another length: lists
+    within an eighth of each other share one text, padded with their last value, which is found once."""
+    t0 = datetime(2026, 1, 1, 9, 0, 0)
+    rows = [row(i, t0, Decimal(i)) for i in range(6)]
+    with store.write_connection() as connection:
+        BulkStatement.of(INSERT, connection, tuple(rows[0])).run_many(connection, rows)
+    with store.read() as session:
+        connection = session.connection()
+        statement = BulkStatement.of(BY_REFS, connection, ("refs", "currency"))
+        texts = set()
+        for length in (972, 1000, 1024):
+            refs = [f"none{i}" for i in range(length - 3)] + ["p1", "p2", "p3"]
+            params = {"currency": "KWD", "refs": refs}
+            texts.add(statement.driver_call(params)[0])
+            found = statement.run(connection, params)
+            assert sorted(ref for ref, _, _ in found) == ["p1", "p3"], length
+        assert len(texts) == 1
+        assert [bulk.in_list_length(n) for n in (1, 3, 16, 17, 972, 1000, 1025)] == [1, 3, 16, 18, 1024, 1024, 1152]
+
+
 def test_a_value_shared_by_the_batch_is_stored_like_the_others(store: Store) -> None:
     """The first and last rows share one timestamp object (converted once); the rows between
     carry others, which must not take the shared one's converted value."""
@@ -136,6 +157,21 @@ def test_what_reaches_the_driver_is_what_core_sends(store: Store) -> None:
         mine_update = BulkStatement.of(update, connection, ("ref", "new", "at"))
         core_sql, core_params = core_call(connection, update, changes)
         assert (mine_update.sql, as_lists(mine_update.driver_rows(changes))) == (core_sql, as_lists(core_params))
+
+
+def test_rows_shaped_from_their_values_are_what_core_sends(store: Store) -> None:
+    """``shaped`` (rows as lists of values, converted a column at a time: a billing run's invoice lines)
+    hands the driver what Core does for the same rows as dicts."""
+    t0 = datetime(2026, 1, 1, 9, 0, 0, 123456)
+    rows = [row(i, t0, Decimal(f"{i}.{i:03d}")) for i in range(5)]
+    keys = tuple(rows[0])
+    with store.write_connection() as connection:
+        mine = BulkStatement.of(INSERT, connection, keys)
+        _, core_params = core_call(connection, INSERT, rows)
+        shaped = mine.shaped([[r[k] for k in keys] for r in rows])
+        assert as_lists(shaped) == as_lists(core_params)
+        reordered = BulkStatement.of(INSERT, connection, keys[::-1])
+        assert as_lists(reordered.shaped([[r[k] for k in keys[::-1]] for r in rows])) == as_lists(core_params)
 
 
 def test_insert_values_stores_what_core_stores(store: Store) -> None:
