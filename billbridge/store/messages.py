@@ -256,19 +256,30 @@ _MESSAGE_KEYS = (
 )
 # INSERT ... SELECT of one row of parameters (store/bulk.py: rows read from arrays on PostgreSQL),
 # skipping an event key another transaction made first.
-_INSERT_NEW = {
-    name: insert_rows(_MESSAGES, _MESSAGE_KEYS, insert=dialect.insert).on_conflict_do_nothing(
-        index_elements=["event_key"]
-    )
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+_PARTNER_MESSAGE_KEYS = (*_MESSAGE_KEYS, "partner_id", "last_error")  # a partner's: no customer, maybe a reason
+
+
+def _inserts_new(keys: tuple[str, ...]) -> dict[str, Any]:
+    """The INSERT ... SELECT of message rows with these columns, per dialect (PostgreSQL's returning)."""
+    made: dict[str, Any] = {
+        name: insert_rows(_MESSAGES, keys, insert=dialect.insert).on_conflict_do_nothing(index_elements=["event_key"])
+        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    }
+    made["postgresql returning"] = made["postgresql"].returning(_MESSAGES.c.event_key, _MESSAGES.c.id)
+    return made
+
+
+_INSERTS_NEW: dict[tuple[str, ...], dict[str, Any]] = {
+    keys: _inserts_new(keys) for keys in (_MESSAGE_KEYS, _PARTNER_MESSAGE_KEYS)
 }
-_INSERT_NEW_RETURNING = _INSERT_NEW["postgresql"].returning(_MESSAGES.c.event_key, _MESSAGES.c.id)
 _IDS_OF_KEYS = select(_MESSAGES.c.event_key, _MESSAGES.c.id).where(
     _MESSAGES.c.event_key.in_(bindparam("keys", expanding=True))
 )
 
 
-def _insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+def _insert_new(
+    session: Session, rows: Sequence[dict[str, Any]], keys: tuple[str, ...] = _MESSAGE_KEYS
+) -> dict[str, int]:
     """Insert message rows through the store's bulk door; event key -> id of those inserted here.
     PostgreSQL: one statement reading the rows from arrays, returning what it inserted (an event
     key another transaction inserted first, not committed when this one looked, is skipped after
@@ -276,12 +287,13 @@ def _insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, i
     database lock from the look-up in :func:`create` on, so none of these keys can have come since."""
     session.flush()  # the rows these refer to (a customer, an invoice added in this transaction) first
     connection = session.connection()
+    statements = _INSERTS_NEW[keys]
     if connection.dialect.name == "postgresql":
-        returned = BulkStatement.of(_INSERT_NEW_RETURNING, connection, _MESSAGE_KEYS).write_returning(connection, rows)
+        returned = BulkStatement.of(statements["postgresql returning"], connection, keys).write_returning(
+            connection, rows
+        )
         return {str(key): int(ident) for key, ident in returned}
-    inserted = BulkStatement.of(_INSERT_NEW[connection.dialect.name], connection, _MESSAGE_KEYS).write_rows(
-        connection, rows
-    )
+    inserted = BulkStatement.of(statements[connection.dialect.name], connection, keys).write_rows(connection, rows)
     if inserted != len(rows):
         raise RuntimeError(
             f"{len(rows) - inserted} of {len(rows)} new messages' event keys appeared under the write lock"
@@ -289,8 +301,8 @@ def _insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, i
     ids = BulkStatement.of(_IDS_OF_KEYS, connection, ("keys",))
     made: dict[str, int] = {}
     for start in range(0, len(rows), CREATE_CHUNK):
-        keys = [row["event_key"] for row in rows[start : start + CREATE_CHUNK]]
-        made.update((str(key), int(ident)) for key, ident in ids.run(connection, {"keys": keys}))
+        chunk = [row["event_key"] for row in rows[start : start + CREATE_CHUNK]]
+        made.update((str(key), int(ident)) for key, ident in ids.run(connection, {"keys": chunk}))
     return made
 
 
@@ -393,7 +405,7 @@ def create_partner_statement(
         "created_at": now,
         "updated_at": now,
     }
-    made = {key: int(i) for key, i in session.execute(_INSERT_NEW[session.get_bind().dialect.name].values([row]))}
+    made = _insert_new(session, [row], _PARTNER_MESSAGE_KEYS)
     if event_key not in made:  # another transaction made it first (see ``create``)
         return None
     if row["state"] == "queued":
