@@ -471,6 +471,11 @@ class Settings(BaseSettings):
     push_targets: list[str] = Field(
         default_factory=list, description="Where approved documents go: quickbooks (all), stripe (auto-charge invoices)"
     )
+    ledger: str = Field(
+        default="quickbooks",
+        description="The accounting ledger: where revenue journal entries post, partner fee Bills go and payments "
+        "received elsewhere are mirrored (a vendor whose registry entry has journals or bills)",
+    )
     partner_fee_account: str = Field(
         default="Partner fees",
         min_length=1,

@@ -37,7 +37,10 @@ from billbridge.store.outbox import Message
 from billbridge.store.payments import PaymentIn, payment_ids
 from billbridge.vendors.registry import push_target
 
-TOPIC = "mirror.quickbooks"
+MIRRORS_TO = "quickbooks"
+"""The ledger payments received elsewhere are entered in: the one whose payment entries this module
+writes (``quickbooks_payments_handler``); flows that mirror read it here, not by name."""
+TOPIC = f"mirror.{MIRRORS_TO}"
 BATCH = 30  # one QuickBooks batch call
 
 
@@ -57,7 +60,7 @@ def queue_mirrors(
     """Queue the just-recorded payments that paid our invoices, and the refunds that took money back
     from them, for entry in ``targets`` (same transaction). ``refund_of``: a refund's payment ref ->
     the vendor ref of the payment it refunds (a refund without one stays with its source)."""
-    if "quickbooks" not in targets:
+    if MIRRORS_TO not in targets:
         return 0
     refund_of = refund_of or {}
     applied = [p for p in recorded if mirroring.to_enter(p.amount, bool(p.allocations), p.payment_ref in refund_of)]
@@ -83,7 +86,7 @@ def queue_application(
 ) -> int:
     """Queue money a person applied by hand to invoice ``number``, from a payment entered in
     ``targets`` before (same transaction): the entry there gets the same application."""
-    if "quickbooks" not in targets:
+    if MIRRORS_TO not in targets:
         return 0
     (payment_id,) = payment_ids(session, [payment.payment_ref]).values()
     applied_now = sum((a for n, a in payment.allocations if n == number), Decimal(0))

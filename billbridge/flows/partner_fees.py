@@ -49,12 +49,14 @@ from billbridge.store import external_refs, messages, outbox, quarantine
 from billbridge.store import partners as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbox import Message
-from billbridge.vendors.registry import vendor
+from billbridge.vendors.registry import ledger, vendor
 
 if TYPE_CHECKING:
     pass
 
-BILLS_TO = "quickbooks"  # the vendor partner fee Bills go to (its registry entry has ``bills``)
+BILLS_TO = "quickbooks"
+"""The ledger whose Bills this module writes (``quickbooks_batches``, ``push_bills`` of vendors/quickbooks.py);
+Bills go there when it is the ``ledger`` setting's vendor (``bills_ledger``)."""
 TOPIC = f"bill.{BILLS_TO}"
 SOURCE = "partner_fees"  # quarantine source of events that cannot accrue
 EVENTS = "fee_events"  # their record type; the key is ``<agreement_ref>:<event_ref>``
@@ -411,11 +413,22 @@ def load_bills(session: Session, statement_ids: Sequence[int]) -> dict[int, Part
     return out
 
 
+def bills_ledger(settings: Settings) -> str:
+    """The ledger partner fee Bills go to: the ``ledger`` setting's, when its registry entry takes
+    ``bills`` and it is the one this module writes Bills to (QuickBooks so far); a ValueError naming
+    the setting otherwise (said before any Bill is claimed, so none is half-delivered)."""
+    name = ledger(settings)
+    if not vendor(name).bills:
+        raise ValueError(f"ledger: {name!r} takes no partner fee bills (its registry entry has no bills)")
+    if name != BILLS_TO:
+        raise ValueError(f"ledger: partner fee bills are written to {BILLS_TO} only so far, not {name!r}")
+    return name
+
+
 def bill_handler(store: Store, settings: Settings) -> tuple[Handler, Callable[[], None]]:
     """Statements' Bills into QuickBooks, each once, on the same QuickBooks relay handler as invoices:
     vendors and the expense account found or made, a re-claimed Bill looked up by its number first."""
-    if not vendor(BILLS_TO).bills:  # the registry says which vendor keeps accounts payable
-        raise ValueError(f"{BILLS_TO} does not take bills")
+    bills_ledger(settings)
     account = settings.partner_fee_account
     return quickbooks_batches(
         store,
@@ -484,7 +497,7 @@ def run_partner_fees(
         check_ended(period, day)
     summary = accrue_fees(store, as_of=day, rates=settings.fee_rates())
     close_period(store, period or previous_period(day), summary)
-    if push and settings.quickbooks is not None:
+    if push and vendor(bills_ledger(settings)).settings_of(settings) is not None:
         summary.pushed.update(push_bills(store, settings).outcomes)
         read_paid(store, settings)
     if push:

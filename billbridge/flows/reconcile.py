@@ -27,7 +27,7 @@ from billbridge.flows.heap import bulk_gc
 from billbridge.flows.limits import no_slot, vendor_slot
 from billbridge.flows.messages import MessagesSent, send_made
 from billbridge.flows.metrics_refresh import refresh as refresh_metrics
-from billbridge.flows.mirror import mirror_payments, mirror_targets, queue_application, queue_mirrors
+from billbridge.flows.mirror import MIRRORS_TO, mirror_payments, mirror_targets, queue_application, queue_mirrors
 from billbridge.flows.partner_fees import FeesAfter, accrue_after
 from billbridge.flows.push import token_vault
 from billbridge.mapping.fields import Refused
@@ -50,7 +50,15 @@ from billbridge.store.payments import (
 )
 from billbridge.store.statistics import FreshStatistics
 from billbridge.vendors.contract import PaymentPage
-from billbridge.vendors.registry import VENDORS, PaymentPull, PaymentSource, TokenVault, payment_sources, vendor
+from billbridge.vendors.registry import (
+    VENDORS,
+    PaymentPull,
+    PaymentSource,
+    TokenVault,
+    display_name,
+    payment_sources,
+    vendor,
+)
 
 PAYMENTS = "payments"  # the record type of payments in the quarantine
 
@@ -130,10 +138,12 @@ def reconcile(
         finally:
             payments.close()
     if targets:
-        with slot("quickbooks"):
+        with slot(MIRRORS_TO):
             mirrored = mirror_payments(store, settings)
         summary.mirrored.update(mirrored.outcomes)
-        summary.unmatched += [(f"entry in QuickBooks (outbox message {m})", e) for m, e in mirrored.failures]
+        summary.unmatched += [
+            (f"entry in {display_name(MIRRORS_TO)} (outbox message {m})", e) for m, e in mirrored.failures
+        ]
     summary.fees = fees_after(store, settings, summary)
     return summary
 

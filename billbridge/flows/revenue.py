@@ -44,6 +44,7 @@ from billbridge.store import revenue as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.outbound_documents import pass_through_lines
 from billbridge.store.outbox import Message
+from billbridge.vendors import registry
 from billbridge.vendors.registry import JournalTarget, vendor
 
 ZERO = Decimal(0)
@@ -531,7 +532,7 @@ def journal_report(store: Store, settings: Settings, entity_ref: str, month: dat
         accounts = AccountMapping(
             revenue="revenue", deferred_revenue="deferred_revenue", contract_asset="contract_asset"
         )
-    ledger = ledger_of(settings) or "quickbooks"
+    ledger = ledger_of(settings) or registry.ledger(settings)
     out = []
     with store.read() as session:
         periods = _period_revenues(session, entity_id, entity_ref, month)
@@ -574,9 +575,11 @@ def journal_report(store: Store, settings: Settings, entity_ref: str, month: dat
     return out
 
 
-def check_accounts(store: Store, settings: Settings, ledger: str = "quickbooks") -> list[str]:
-    """``revenue_accounts`` against the ledger's chart of accounts, for the company and every entity the
-    store knows: each missing, inactive or mistyped account named (empty: posting can go ahead)."""
+def check_accounts(store: Store, settings: Settings, ledger: str | None = None) -> list[str]:
+    """``revenue_accounts`` against the ledger's chart of accounts (default: the ``ledger`` setting's), for
+    the company and every entity the store knows: each missing, inactive or mistyped account named (empty:
+    posting can go ahead)."""
+    ledger = ledger or registry.ledger(settings)
     accounts = settings.revenue_accounts
     build = vendor(ledger).journals
     if accounts is None or build is None or getattr(settings, ledger, None) is None:
@@ -606,12 +609,20 @@ def start_check(store: Store, settings: Settings, ledger: str) -> list[str]:
 
 
 def ledger_of(settings: Settings) -> str | None:
-    """Where closed months post their journal entries: QuickBooks once ``revenue_accounts`` is set."""
-    return "quickbooks" if settings.revenue_accounts is not None else None
+    """Where closed months post their journal entries: the ``ledger`` setting's vendor once
+    ``revenue_accounts`` is set (None before); a ledger that takes no journal entries is refused."""
+    if settings.revenue_accounts is None:
+        return None
+    name = registry.ledger(settings)
+    if vendor(name).journals is None:
+        raise ValueError(f"ledger: {name!r} takes no journal entries, and revenue_accounts is set")
+    return name
 
 
-def post_journals(store: Store, settings: Settings, ledger: str = "quickbooks") -> RelaySummary:
-    """Post the journal entries closes queued for ``ledger``; rerunning never posts one twice."""
+def post_journals(store: Store, settings: Settings, ledger: str | None = None) -> RelaySummary:
+    """Post the journal entries closes queued for ``ledger`` (default: the ``ledger`` setting's); rerunning
+    never posts one twice."""
+    ledger = ledger or registry.ledger(settings)
     handler, close_all = journal_handler(store, settings, ledger)
     try:
         return relay(store, journal_topic(ledger), handler, batch=JOURNAL_BATCH)

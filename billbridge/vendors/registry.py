@@ -561,6 +561,18 @@ def ledgers() -> tuple[str, ...]:
     return tuple(name for name, v in VENDORS.items() if v.journals is not None)
 
 
+def ledger(settings: Settings) -> str:
+    """The installation's ledger (the ``ledger`` setting, default ``quickbooks``): where revenue journal
+    entries post, partner fee Bills go, payments received elsewhere are mirrored. A name that is no
+    ledger (no registry entry with ``journals`` or ``bills``) is refused, naming the setting."""
+    name = settings.ledger
+    entry = VENDORS.get(name)
+    if entry is None or (entry.journals is None and not entry.bills):
+        known = ", ".join(n for n, v in VENDORS.items() if v.journals is not None or v.bills)
+        raise ValueError(f"ledger: {name!r} is not a ledger (expected {known})")
+    return name
+
+
 def invoice_mailers() -> tuple[str, ...]:
     """The vendors that e-mail their own invoices: the message channels besides ``email``."""
     return tuple(name for name, v in VENDORS.items() if v.mails is not None)

@@ -16,8 +16,6 @@ from billbridge.billing.currency import money_display
 from billbridge.billing.engine import InvoiceDraft
 from billbridge.billing.invoice_view import present, present_many
 from billbridge.billing.lifecycle import InvalidTransition, check_status
-from billbridge.flows import approval
-from billbridge.flows.invoice_generation import preview
 from billbridge.settings import Settings
 from billbridge.store import external_refs
 from billbridge.store.db import open_store
@@ -87,6 +85,8 @@ def invoices_preview(
     as_json: JsonOpt = False,
 ) -> None:
     """The invoices a contract would get by --as-of, without saving anything."""
+    from billbridge.flows.invoice_generation import preview
+
     try:
         plan = preview(configured_store(), contract, parse_as_of(as_of))
     except (LookupError, ValueError) as exc:
@@ -171,6 +171,8 @@ def invoices_show(number: str, as_json: JsonOpt = False) -> None:
 def invoices_mark(number: str, status: str) -> None:
     """Move a document along its lifecycle: under_review, approved (queues its pushes to the
     push_targets), sent, void (before it is sent), back to draft."""
+    from billbridge.flows import approval
+
     settings = Settings()
     try:
         with open_store(settings.database).write() as session:

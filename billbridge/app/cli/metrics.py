@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,10 +17,11 @@ from rich.table import Table
 
 from billbridge.billing.currency import money_display
 from billbridge.billing.metrics.collections import AGING_BUCKETS
-from billbridge.flows import metrics
-from billbridge.flows.metrics import Report, Scope
 from billbridge.settings import Settings
 from billbridge.store.db import Store, open_store
+
+if TYPE_CHECKING:  # the flows load at a command's call, not at `billbridge --help`
+    from billbridge.flows.metrics import Report, Scope
 
 app = typer.Typer(
     help="Finance metrics: MRR, movements, collections, aging, forecast, products, usage.", no_args_is_help=True
@@ -49,6 +50,8 @@ def _store() -> Store:
 
 def _day(value: str | None, option: str, *, end_of_month: bool = False) -> date | None:
     """A date from YYYY-MM-DD, or YYYY-MM (its first day, or last with ``end_of_month``)."""
+    from billbridge.flows import metrics
+
     if value is None:
         return None
     try:
@@ -63,6 +66,8 @@ def _day(value: str | None, option: str, *, end_of_month: bool = False) -> date 
 
 
 def _range(start: str | None, end: str | None) -> tuple[date, date]:
+    from billbridge.flows import metrics
+
     last = _day(end, "--to", end_of_month=True) or metrics.today_utc()
     first = _day(start, "--from") or metrics.month_of(last - timedelta(days=320))
     if last < first:
@@ -71,6 +76,8 @@ def _range(start: str | None, end: str | None) -> tuple[date, date]:
 
 
 def _scope(store: Store, entities: list[str] | None) -> Scope:
+    from billbridge.flows import metrics
+
     try:
         return metrics.scope(store, entities)
     except LookupError as exc:
@@ -103,6 +110,8 @@ def _run(build: Callable[[Store, Scope], Report], entities: list[str] | None, as
 @app.command("mrr")
 def mrr(entity: EntityOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
     """MRR, ARR, active customers and ARPA per entity and currency on a day."""
+    from billbridge.flows import metrics
+
     day = _day(as_of, "--as-of") or metrics.today_utc()
     _run(lambda s, w: metrics.mrr_report(s, w, day), entity, as_json, as_csv)
 
@@ -117,6 +126,8 @@ def movements(
     as_csv: CsvOpt = False,
 ) -> None:
     """MRR movements per month (new, expansion, contraction, churn, reactivation) and retention."""
+    from billbridge.flows import metrics
+
     first, last = _range(start, end)
     build = metrics.movement_customers_report if customers else metrics.movements_report
     _run(lambda s, w: build(s, w, first, last), entity, as_json, as_csv)
@@ -127,6 +138,8 @@ def collections(
     entity: EntityOpt = None, start: FromOpt = None, end: ToOpt = None, as_json: JsonOpt = False, as_csv: CsvOpt = False
 ) -> None:
     """Billed, credited and collected per month."""
+    from billbridge.flows import metrics
+
     first, last = _range(start, end)
     _run(lambda s, w: metrics.collections_report(s, w, first, last), entity, as_json, as_csv)
 
@@ -134,6 +147,8 @@ def collections(
 @app.command("aging")
 def aging(entity: EntityOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
     """Accounts-receivable aging, late invoices, DSO and collection rate on a day."""
+    from billbridge.flows import metrics
+
     day = _day(as_of, "--as-of") or metrics.today_utc()
     _run(lambda s, w: metrics.aging_report(s, w, day), entity, as_json, as_csv)
 
@@ -148,6 +163,8 @@ def invoices(
     as_csv: CsvOpt = False,
 ) -> None:
     """Invoices per billing month by status (drafts, under review, approved, sent, late, paid, void)."""
+    from billbridge.flows import metrics
+
     first, last = _range(start, end)
     day = _day(as_of, "--as-of") or metrics.today_utc()
     _run(lambda s, w: metrics.invoices_report(s, w, day, first, last), entity, as_json, as_csv)
@@ -162,6 +179,8 @@ def forecast(
     as_csv: CsvOpt = False,
 ) -> None:
     """Cash inflow forecast: open invoices, invoices still to come and usage, by week or month."""
+    from billbridge.flows import metrics
+
     day = _day(as_of, "--as-of") or metrics.today_utc()
     period = "month" if monthly else "week"
     _run(lambda s, w: metrics.forecast_report(s, w, day, period), entity, as_json, as_csv)
@@ -179,6 +198,8 @@ def products(
     as_csv: CsvOpt = False,
 ) -> None:
     """Billed and collected per product (or product group) and month."""
+    from billbridge.flows import metrics
+
     first, last = _range(start, end)
     by = "group" if groups else "product"
     _run(lambda s, w: metrics.products_report(s, w, first, last, by), entity, as_json, as_csv)
@@ -196,6 +217,8 @@ def usage(
     as_csv: CsvOpt = False,
 ) -> None:
     """Usage and cash per usage product, customer and month: quantity, billed, collected."""
+    from billbridge.flows import metrics
+
     first, last = _range(start, end)
     if activity:
         _run(lambda s, w: metrics.activity_report(s, w), entity, as_json, as_csv)
@@ -216,6 +239,8 @@ def customers(
     as_csv: CsvOpt = False,
 ) -> None:
     """Per customer: active contracts, total, annual and remaining contract value, renewals in 90 days."""
+    from billbridge.flows import metrics
+
     day = _day(as_of, "--as-of") or metrics.today_utc()
     _run(
         lambda s, w: metrics.customers_report(s, w, day, customer_refs=customer, after=after, limit=limit),
@@ -228,6 +253,8 @@ def customers(
 @app.command("refresh")
 def refresh(as_json: JsonOpt = False) -> None:
     """Rebuild the metric summaries whose sources changed (the flows do it after each run)."""
+    from billbridge.flows import metrics
+
     settings = Settings()
     done = metrics.refresh(open_store(settings.database), workers=settings.billing_workers)
     if as_json:

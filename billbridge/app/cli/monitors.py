@@ -8,20 +8,21 @@ import json
 import sys
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from billbridge.flows import monitors as flow
-from billbridge.flows.importing import ContractFileError, read_document
 from billbridge.mapping.monitor_file import parse_monitors, schema_text
 from billbridge.settings import Settings
 from billbridge.store import monitors as sql
 from billbridge.store.db import Store, open_store
 from billbridge.store.monitors import StoredMonitor
 from billbridge.store.reference import entity_ids
+
+if TYPE_CHECKING:  # the flows load at a command's call, not at `billbridge --help`
+    from billbridge.flows import monitors as flow
 
 app = typer.Typer(help="Monitors: contract, product, invoice and usage values per customer and day, with alerts.")
 console = Console()
@@ -56,6 +57,8 @@ def _day(value: str | None, option: str) -> date | None:
 
 
 def _monitor(store: Store, name: str, entity: str | None) -> StoredMonitor:
+    from billbridge.flows import monitors as flow
+
     try:
         ids = None
         if entity is not None:
@@ -77,6 +80,9 @@ def add(
     ],
 ) -> None:
     """Add the monitors of a file; each is checked against the store on its own (a refused one names its field)."""
+    from billbridge.flows import monitors as flow
+    from billbridge.flows.importing import ContractFileError, read_document
+
     try:
         parsed = parse_monitors(read_document(path))
     except ContractFileError as exc:
@@ -162,6 +168,8 @@ def show(
     as_csv: CsvOpt = False,
 ) -> None:
     """A monitor's values per customer on a day, or a series (--from/--to): net, or --increment."""
+    from billbridge.flows import monitors as flow
+
     store = _store()
     monitor = _monitor(store, name, entity)
     last = _day(end, "--to") or _day(day, "--date") or flow.today_in(monitor.timezone)
@@ -210,6 +218,8 @@ def backfill(
     entity: EntityOpt = None,
 ) -> None:
     """Compute a monitor's values for past days from what the contracts, invoices and usage say about them."""
+    from billbridge.flows import monitors as flow
+
     store = _store()
     monitor = _monitor(store, name, entity)
     last = _day(as_of, "--as-of") or flow.today_in(monitor.timezone)
@@ -231,6 +241,8 @@ def snapshot(
     as_json: JsonOpt = False,
 ) -> None:
     """What the daily deployment does: every monitor's values for the day, its alerts raised and delivered."""
+    from billbridge.flows import monitors as flow
+
     store = _store()
     last = _day(as_of, "--as-of")
     summary = flow.snapshot(store, last - timedelta(days=days - 1), last) if last else flow.snapshot_today(store, days)
@@ -280,6 +292,8 @@ def automation(
 ) -> None:
     """Create the example Prefect Automation: every monitor alert (event billbridge.monitor.triggered)
     sent as a notification. Needs PREFECT_API_URL (the Prefect server the deployments run on)."""
+    from billbridge.flows import monitors as flow
+
     if not flow.prefect_api_configured():
         _fail("set PREFECT_API_URL to the Prefect server the deployments run on")
     block_id, automation_id = flow.create_example_automation(url, slack=slack)

@@ -17,7 +17,6 @@ from rich.table import Table
 
 from billbridge.billing.currency import money_str
 from billbridge.billing.partner_fees import statement, statement_csv
-from billbridge.flows import partner_fees
 from billbridge.settings import Settings
 from billbridge.store import partners as sql
 from billbridge.store.db import Store, open_store
@@ -227,6 +226,8 @@ def run(
 ) -> None:
     """Accrue fees, close the month's statements, push their Bills to QuickBooks (if configured) and
     e-mail each statement to its partner (if an SMTP server is)."""
+    from billbridge.flows import partner_fees
+
     month = _period(period) if period else None
     settings = Settings()
     try:

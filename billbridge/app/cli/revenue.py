@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billbridge.flows import revenue
 from billbridge.settings import Settings
 from billbridge.store import revenue as sql
 from billbridge.store.db import Store, open_store
@@ -74,6 +73,8 @@ def recognize(
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the revenue schedules of contracts whose terms or documents changed."""
+    from billbridge.flows import revenue
+
     try:
         day = date.fromisoformat(through) if through else revenue.today_utc()
     except ValueError:
@@ -113,6 +114,8 @@ def schedule(
 ) -> None:
     """A contract's obligations (SSP, allocated price, recognition) and its monthly schedule with billed,
     recognised, deferred revenue and contract asset balances."""
+    from billbridge.flows import revenue
+
     report = revenue.schedule_report(_store(), contract)
     if report is None:
         err.print(f"[red]error:[/red] --contract: unknown contract {contract!r}")
@@ -147,6 +150,8 @@ def waterfall(
 ) -> None:
     """Revenue by booked month (rows) and the month it is recognised in (columns), recognised to date and
     remaining, as Stripe Revenue Recognition lays out its waterfall."""
+    from billbridge.flows import revenue
+
     first, last = _month(start, "--from"), _month(end, "--to")
     if last < first:
         raise typer.BadParameter(f"{end} is before {start}", param_hint="--to")
@@ -173,6 +178,8 @@ def rollforward(
     """Opening deferred revenue + billed - recognised = closing deferred revenue, and the same for contract
     assets, per currency, what was billed checked against the invoices and credit notes themselves. Exits 1
     naming each contract and currency where they do not agree, and the difference."""
+    from billbridge.flows import revenue
+
     store = _store()
     rows = revenue.rollforward_report(store, _entity(store, entity), _month(period, "--period"))
     if as_json:
@@ -224,6 +231,8 @@ def journal(
 ) -> None:
     """The month's journal entries, one per currency, as the close posts them (accounts from
     revenue_accounts, or each line's role while unset), and whether each is queued, posted or failed."""
+    from billbridge.flows import revenue
+
     settings = Settings()
     store = open_store(settings.database)
     _entity(store, entity)
@@ -269,6 +278,8 @@ def close(
     month as catch-ups). Refused for a month that has not ended, and while a contract of the entity could
     not be recognised or the month's rollforward does not agree with the documents, unless --force. With
     --reopen, open it again."""
+    from billbridge.flows import revenue
+
     settings = Settings()
     store = open_store(settings.database)
     month = _month(period, "--period")
@@ -340,6 +351,8 @@ def periods(entity: EntityOpt, as_json: JsonOpt = False) -> None:
 def accounts() -> None:
     """Check revenue_accounts against the QuickBooks chart of accounts (each account exists, is active and
     of a type its use allows, for every legal entity): what posting checks first, before a close."""
+    from billbridge.flows import revenue
+
     settings = Settings()
     problems = revenue.check_accounts(open_store(settings.database), settings)
     for problem in problems:
@@ -353,6 +366,8 @@ def accounts() -> None:
 def post(as_json: JsonOpt = False) -> None:
     """Post the journal entries closed months queued (revenue_accounts must be set): each once, a
     reclosed month's entry replaced. The accounts are checked against the chart of accounts first."""
+    from billbridge.flows import revenue
+
     settings = Settings()
     store = open_store(settings.database)
     ledger = revenue.ledger_of(settings)
