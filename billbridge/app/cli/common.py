@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from billbridge.app.errors import fail
 from billbridge.billing.currency import money_str
 from billbridge.billing.model import RECORD_KINDS
 from billbridge.flows import approval
@@ -53,16 +53,32 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=default))
 
 
-def import_paths(store: Store, paths: list[Path]) -> ImportSummary:
+def import_paths(store: Store, paths: list[Path]) -> tuple[ImportSummary, dict[str, str]]:
+    """Import every file that can be read: one that cannot (missing, not UTF-8, not JSON/YAML) is
+    said on stderr and the next files go on. Returns the summary of the files read and, by path,
+    why the others were not."""
     total = ImportSummary()
+    failed: dict[str, str] = {}
     for path in paths:
         try:
             summary = import_file(store, path)
         except ContractFileError as exc:
-            fail(str(exc))
+            failed[str(path)] = str(exc)
+            err.print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)
+            continue
         total.counts.update(summary.counts)
         total.errors.extend(summary.errors)
-    return total
+    return total, failed
+
+
+def fail_unread(failed: dict[str, str]) -> None:
+    """After the summary of the files read, exit 2 naming the files that were not (if any)."""
+    if failed:
+        err.print(
+            Text.assemble(("error:", "red"), f" not imported ({len(failed)} file(s)): ", ", ".join(failed)),
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
 
 
 def print_import(summary: ImportSummary) -> None:
