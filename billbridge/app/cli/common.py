@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.billing.currency import money_str
 from billbridge.billing.model import RECORD_KINDS
 from billbridge.flows import approval
@@ -25,7 +25,7 @@ from billbridge.settings import Settings
 from billbridge.store.contracts import count_contracts
 from billbridge.store.db import Store, open_store
 
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Bill as of this date (YYYY-MM-DD); default today.")]

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from billbridge.app.cli.common import (
     JsonOpt,
@@ -17,6 +16,7 @@ from billbridge.app.cli.common import (
     print_import,
     print_json,
 )
+from billbridge.app.cli.tables import Table
 from billbridge.mapping.contract_file import json_schema
 from billbridge.store.contracts import contract_summaries
 

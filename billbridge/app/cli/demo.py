@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from billbridge.app.cli import user
@@ -30,6 +29,7 @@ from billbridge.app.cli.common import (
     print_import,
     print_json,
 )
+from billbridge.app.cli.tables import Table
 from billbridge.app.errors import fail
 from billbridge.billing.currency import money_display
 from billbridge.settings import CHECKOUT, Settings

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.app.errors import fail
 from billbridge.billing.model import MESSAGE_KINDS
 from billbridge.flows.message_templates import TemplateDir, template_dir
@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Customer messages: invoice delivery, payment reminders, receipts, dunning notices, statements.",
     no_args_is_help=True,
 )
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]

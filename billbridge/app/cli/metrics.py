@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.billing.currency import money_display
 from billbridge.billing.metrics.collections import AGING_BUCKETS
 from billbridge.flows import metrics
@@ -25,7 +25,7 @@ from billbridge.store.db import Store, open_store
 app = typer.Typer(
     help="Finance metrics: MRR, movements, collections, aging, forecast, products, usage.", no_args_is_help=True
 )
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 EntityOpt = Annotated[

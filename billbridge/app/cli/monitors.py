@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.flows import monitors as flow
 from billbridge.flows.importing import ContractFileError, read_document
 from billbridge.mapping.monitor_file import parse_monitors, schema_text
@@ -24,7 +24,7 @@ from billbridge.store.monitors import StoredMonitor
 from billbridge.store.reference import entity_ids
 
 app = typer.Typer(help="Monitors: contract, product, invoice and usage values per customer and day, with alerts.")
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 EntityOpt = Annotated[

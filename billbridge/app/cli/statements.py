@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from billbridge.app.cli.tables import stdout_console
 from billbridge.app.errors import fail
 from billbridge.flows.message_templates import TemplateDir, template_dir
 from billbridge.mapping.messages import TemplateProblem
@@ -18,7 +19,7 @@ from billbridge.settings import Settings
 from billbridge.store.db import open_store
 
 app = typer.Typer(help="Statements of account: open invoices, credits, recent payments, aging.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="The statement's day, YYYY-MM-DD (default: today).")]
