@@ -372,3 +372,23 @@ def test_a_file_that_cannot_be_read_is_named_and_the_other_files_go_on(env: str,
     summary = json.loads(out[: out.rindex("}") + 1][out.index("{") :])
     assert summary["counts"]["contracts.unchanged"] == 1 and summary["counts"]["customers.unchanged"] == 2
     assert set(summary["files_not_imported"]) == {str(latin1), str(missing)}
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["bill", "--as-of", "2026-02-30"],
+            "'2026-02-30' is not a date: day 30 is out of range for February 2026 (1-28)",
+        ),
+        (["bill", "--as-of", "2028-02-30"], "day 30 is out of range for February 2028 (1-29)"),
+        (["statements", "preview", "--customer", "globex", "--as-of", "2026-13-01"], "month 13 is out of range"),
+        (["messages", "send", "--as-of", "2026-04-31"], "day 31 is out of range for April 2026 (1-30)"),
+        (["metrics", "aging", "--as-of", "2026-02-29"], "day 29 is out of range for February 2026"),
+        (["bill", "--as-of", "31/12/2026"], "'31/12/2026' is not a date (YYYY-MM-DD)"),
+    ],
+)
+def test_a_bad_day_is_a_usage_error_saying_what_is_out_of_range(env: str, args: list[str], said: str) -> None:
+    code, out = run(*args)
+    assert code == 2 and "Traceback" not in out, out
+    assert said in " ".join(out.replace("│", " ").split()), out

@@ -3,7 +3,9 @@ configured store, printing JSON, and the import and billing steps several comman
 
 from __future__ import annotations
 
+import calendar
 import json
+import re
 from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from decimal import Decimal
@@ -35,13 +37,33 @@ def configured_store() -> Store:
     return open_store(Settings().database)
 
 
-def parse_as_of(value: str | None) -> date:
-    if value is None:
-        return date.today()
+_YMD = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+
+
+def date_problem(value: str) -> str:
+    """Why ``value`` is not a date: a month or day out of range is said as such, not as a wrong format."""
+    match = _YMD.fullmatch(value)
+    if match:
+        year, month, day = (int(part) for part in match.groups())
+        if not 1 <= month <= 12:
+            return f"{value!r} is not a date: month {month} is out of range (01-12)"
+        if year >= 1:
+            last = calendar.monthrange(year, month)[1]
+            if not 1 <= day <= last:
+                return f"{value!r} is not a date: day {day} is out of range for {calendar.month_name[month]} {year} (1-{last})"
+    return f"{value!r} is not a date (YYYY-MM-DD)"
+
+
+def parse_day(value: str, option: str) -> date:
+    """The date an option names, or a usage error (exit 2) naming the option and what is wrong."""
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from None
+        raise typer.BadParameter(date_problem(value), param_hint=option) from None
+
+
+def parse_as_of(value: str | None, option: str = "--as-of") -> date:
+    return date.today() if value is None else parse_day(value, option)
 
 
 def print_json(data: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from billbridge.app.cli.common import date_problem
 from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.billing.currency import money_display
 from billbridge.billing.metrics.collections import AGING_BUCKETS
@@ -55,8 +56,13 @@ def _day(value: str | None, option: str, *, end_of_month: bool = False) -> date 
         if len(value) == 7:
             first = date.fromisoformat(f"{value}-01")
             return metrics.fc.month_starts(first, 1)[1] - timedelta(days=1) if end_of_month else first
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a month (YYYY-MM)", param_hint=option) from None
+    try:
         return date.fromisoformat(value)
     except ValueError:
+        if len(value) == 10:
+            raise typer.BadParameter(date_problem(value), param_hint=option) from None
         raise typer.BadParameter(
             f"{value!r} is not a date (YYYY-MM-DD) or month (YYYY-MM)", param_hint=option
         ) from None

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from billbridge.app.cli.common import parse_day
 from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.flows import monitors as flow
 from billbridge.flows.importing import ContractFileError, read_document
@@ -47,12 +48,7 @@ def _fail(message: str) -> None:
 
 
 def _day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+    return None if value is None else parse_day(value, option)
 
 
 def _monitor(store: Store, name: str, entity: str | None) -> StoredMonitor:
