@@ -406,3 +406,12 @@ def test_money_and_refs_are_never_cut_to_fit_a_narrow_console(env: str, monkeypa
     code, out = run("partners", "list")
     assert code == 0 and "…" not in out, out
     assert {"channel-one", "northwind", "us-inc"} <= set(out.split())
+
+
+def test_the_readme_says_money_is_rounded_text_and_when_the_demo_shows_progress() -> None:
+    """A newcomer read "money in the currency's minor units" as integer cents while the API answers
+    "1858.00", and waited minutes on a piped ``billbridge demo`` that drew no progress."""
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert "in the currency's minor units" not in readme
+    assert readme.count("rounded to the currency's minor unit") >= 3
+    assert "drawn on stderr only in a terminal: piped or redirected, the demo prints nothing" in readme
