@@ -32,7 +32,19 @@ async def read_raw(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+class LongInt(Decimal):
+    """An integer of more digits than Python converts from text (4,300): too large for anything we
+    store, so it is refused by the field it is in (422 naming it), not by the JSON reader (400)."""
+
+
+def _integer(token: str) -> int | Decimal:
+    try:
+        return int(token)
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return LongInt(token)
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=_integer, parse_constant=_no_constants)
 """Made once: ``json.loads`` with these options builds a new decoder on every call."""
 
 
@@ -91,6 +103,8 @@ def _storable(value: Any, depth: int) -> Any:
         if not INT_RANGE[0] <= value <= INT_RANGE[1]:
             raise _Unstorable("number_out_of_range", "integers must fit in 64 bits (-2^63 to 2^63-1)")
         return value
+    if isinstance(value, LongInt):
+        raise _Unstorable("number_out_of_range", "integers must fit in 64 bits (-2^63 to 2^63-1)")
     if isinstance(value, Decimal):
         number = float(value)
         return number if math.isfinite(number) else str(value)

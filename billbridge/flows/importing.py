@@ -82,6 +82,9 @@ def read_document(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ContractFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:  # a Latin-1 file, say: the file's problem, said as such, not a traceback
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        raise ContractFileError(f"{path}: not UTF-8 (byte 0x{bad} at {exc.start})") from exc
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)

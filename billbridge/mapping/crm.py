@@ -441,7 +441,9 @@ def _line(
 ) -> ContractLine:
     name = _namer(line.names)
     start, end = span
-    crm_product = products.get(line.product_id or "")
+    if not line.product_id:  # a line item made without a product: "unknown product None" read as a bug
+        raise MappingError(name("product_id"), f"line {line.line_id}: names no product")
+    crm_product = products.get(line.product_id)
     if crm_product is None:
         raise MappingError(name("product_id"), f"line {line.line_id}: unknown product {fields.shown(line.product_id)}")
     product = cache.get(crm_product.product_id)

@@ -158,6 +158,21 @@ def test_a_quantity_string_is_written_in_plain_digits(api: Api, quantity: str) -
     assert count(api) == 0
 
 
+def test_a_quantity_of_more_digits_than_python_reads_is_refused_on_quantity(api: Api) -> None:
+    """A JSON integer of 100,000 digits is past int()'s 4,300-digit limit: the JSON reader must not
+    answer 400 with Python's message about sys.set_int_max_str_digits, but 422 naming the field."""
+    huge = "9" * 100_000
+    body = json.dumps(event(quantity=0)).replace('"quantity": 0', f'"quantity": {huge}')
+    response = api.client.post(EVENT, content=body, headers=api.headers(**{"Content-Type": "application/json"}))
+    assert response.status_code == 422, response.text[:300]
+    [problem] = response.json()["detail"]  # as 1e999999 is answered
+    assert problem["field"] == "quantity" and problem["message"].endswith("quantity must be below 10^9"), problem
+    in_data = json.dumps(event()).replace('"note": "User-specific note"', f'"n": {huge}')
+    response = api.client.post(EVENT, content=in_data, headers=api.headers(**{"Content-Type": "application/json"}))
+    assert response.status_code == 422 and response.json()["detail"][0]["field"] == "additional_report_data.n"
+    assert "set_int_max_str_digits" not in response.text and count(api) == 0
+
+
 def test_quantity_strings_in_the_documented_format_are_read_exactly(api: Api) -> None:
     for quantity in ("0", "12.5", "007", "999999999.999999", "1.000000"):
         assert api.post(EVENT, event(quantity=quantity)).status_code == 201, quantity

@@ -392,3 +392,26 @@ def test_the_import_table_counts_partners_and_agreements(env: str, tmp_path: Pat
     assert {"partners", "referral_agreements"} <= set(rows)
     assert [cell.strip() for cell in rows["partners"].split("│")[2:4]] == ["2", "0"]
     assert [cell.strip() for cell in rows["referral_agreements"].split("│")[2:4]] == ["1", "0"]
+
+
+def test_money_and_refs_are_never_cut_to_fit_a_narrow_console(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piped output is 80 columns, a terminal may be narrower: ``125,0…`` or ``channel-o…`` cannot
+    be read or pasted into the next command, so the table is wider than the console instead."""
+    assert run("examples", "--as-of", "2026-11-22", "--json")[0] == 0
+    monkeypatch.setenv("COLUMNS", "40")
+    code, out = run("status")
+    assert code == 0 and "…" not in out, out
+    words = out.split()
+    assert {"125,000", "1,500,000", "2,600.04", env} <= set(words)
+    code, out = run("partners", "list")
+    assert code == 0 and "…" not in out, out
+    assert {"channel-one", "northwind", "us-inc"} <= set(out.split())
+
+
+def test_the_readme_says_money_is_rounded_text_and_when_the_demo_shows_progress() -> None:
+    """A newcomer read "money in the currency's minor units" as integer cents while the API answers
+    "1858.00", and waited minutes on a piped ``billbridge demo`` that drew no progress."""
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert "in the currency's minor units" not in readme
+    assert readme.count("rounded to the currency's minor unit") >= 3
+    assert "drawn on stderr only in a terminal: piped or redirected, the demo prints nothing" in readme

@@ -349,3 +349,46 @@ def test_the_demo_store_before_any_demo_is_one_line_saying_to_run_it(
     assert not (tmp_path / "data" / "demo.db").exists()
     code, out = run("--demo", "--store", "sqlite:///x.db", "status")
     assert code == 2 and "give --store or --demo, not both" in out
+
+
+def test_a_file_that_cannot_be_read_is_named_and_the_other_files_go_on(env: str, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(REFERENCE + "contracts:\n" + contract("C-1", "2026-01-01", "2026-12-31"))
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes('customers: [{customer_ref: mu, name: "M\xfcller", entity_ref: us}]\n'.encode("latin-1"))
+    later = tmp_path / "later.yaml"
+    later.write_text(REFERENCE.replace("acme", "initech"))
+    missing = tmp_path / "missing.yaml"
+
+    code, out = run("contracts", "import", str(good), str(latin1), str(missing), str(later))
+    assert code == 2 and "Traceback" not in out, out
+    said = " ".join(out.split())
+    assert f"error: {latin1}: not UTF-8 (byte 0xfc at 39)" in said
+    assert f"error: {missing}: cannot read: No such file or directory" in said
+    assert f"error: not imported (2 file(s)): {latin1}, {missing}" in said
+    assert "Contract file import" in said  # the summary of the files that were read
+    code, out = run("contracts", "import", str(good), str(latin1), str(missing), str(later), "--json")
+    assert code == 2
+    summary = json.loads(out[: out.rindex("}") + 1][out.index("{") :])
+    assert summary["counts"]["contracts.unchanged"] == 1 and summary["counts"]["customers.unchanged"] == 2
+    assert set(summary["files_not_imported"]) == {str(latin1), str(missing)}
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["bill", "--as-of", "2026-02-30"],
+            "'2026-02-30' is not a date: day 30 is out of range for February 2026 (1-28)",
+        ),
+        (["bill", "--as-of", "2028-02-30"], "day 30 is out of range for February 2028 (1-29)"),
+        (["statements", "preview", "--customer", "globex", "--as-of", "2026-13-01"], "month 13 is out of range"),
+        (["messages", "send", "--as-of", "2026-04-31"], "day 31 is out of range for April 2026 (1-30)"),
+        (["metrics", "aging", "--as-of", "2026-02-29"], "day 29 is out of range for February 2026"),
+        (["bill", "--as-of", "31/12/2026"], "'31/12/2026' is not a date (YYYY-MM-DD)"),
+    ],
+)
+def test_a_bad_day_is_a_usage_error_saying_what_is_out_of_range(env: str, args: list[str], said: str) -> None:
+    code, out = run(*args)
+    assert code == 2 and "Traceback" not in out, out
+    assert said in " ".join(out.replace("│", " ").split()), out

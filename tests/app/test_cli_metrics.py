@@ -129,3 +129,31 @@ def test_user_create_stores_a_hash_and_refuses_bad_input(examples: str) -> None:
     assert code == 1 and "'finance' is taken" in out
     code, out = run("user", "list")
     assert "finance" in out and "eu-bv, us-inc" in out
+
+
+def test_the_readme_gives_each_metrics_subcommand_its_own_options() -> None:
+    """The commands table once gave ``[--from M]`` to every subcommand, ``metrics mrr`` has none:
+    each subcommand's options in the README's row are the ones its --help lists."""
+    import re
+
+    import typer.main
+
+    [row] = [
+        line
+        for line in (Path(__file__).parents[2] / "README.md").read_text().splitlines()
+        if line.startswith("| `billbridge metrics ")
+    ]
+    spans = [span.replace("\\|", "|") for span in re.findall(r"`([^`]*)`", row.split(" | ")[0])]
+    shared = {o for span in spans if span.startswith("[") for o in re.findall(r"--[a-z-]+", span)}
+    said: dict[str, set[str]] = {}
+    for span in spans:
+        words = span.removeprefix("billbridge ").split()
+        if words[0] == "metrics":
+            for sub in words[1].split("|"):
+                said[sub] = set(re.findall(r"--[a-z-]+", span)) | (shared if sub != "refresh" else set())
+    group = typer.main.get_command(app).commands["metrics"]  # type: ignore[attr-defined]
+    actual = {
+        name: {o for p in command.params for o in p.opts if o.startswith("--") and o != "--help"}
+        for name, command in group.commands.items()
+    }
+    assert said == actual

@@ -214,3 +214,11 @@ def test_a_logo_that_is_no_image_file_name_is_refused_by_the_schema(store: Store
     summary = import_document(store, {"entities": [entity_with_logo("logo.gif")]})
     [error] = summary.errors
     assert error.field == "messaging.logo" and "expected a PNG or JPEG file" in error.message
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_byte(tmp_path: Path, store: Store) -> None:
+    for name in ("latin1.yaml", "latin1.json"):
+        latin1 = tmp_path / name
+        latin1.write_bytes('customers: [{customer_ref: mu, name: "Müller"}]\n'.encode("latin-1"))
+        with pytest.raises(ContractFileError, match=rf"^{latin1}: not UTF-8 \(byte 0xfc at 39\)$"):
+            import_file(store, latin1)

@@ -76,6 +76,10 @@ def _drop_start(raw: dict[str, Any]) -> None:
         del line["properties"]["hs_recurring_billing_start_date"]
 
 
+def _drop_product(raw: dict[str, Any]) -> None:
+    del raw["lines"][0]["properties"]["hs_product_id"]
+
+
 def _set(part: str, name: str, value: str, index: int = 0) -> Callable[[dict[str, Any]], None]:
     def edit(raw: dict[str, Any]) -> None:
         target = raw[part][index] if part == "lines" else raw[part]
@@ -91,6 +95,8 @@ def _set(part: str, name: str, value: str, index: int = 0) -> Callable[[dict[str
         (_set("deal", "deal_currency_code", "XYZ"), "deal_currency_code", "unknown currency 'XYZ'"),
         (_set("lines", "quantity", "-2"), "quantity", "line 1001: quantity -2 is negative"),
         (_set("lines", "hs_product_id", "999"), "hs_product_id", "line 1001: unknown product '999'"),
+        (_drop_product, "hs_product_id", "line 1001: names no product"),
+        (_set("lines", "hs_product_id", ""), "hs_product_id", "line 1001: names no product"),
         (_set("deal", "amount", "10900.00"), "amount", "line items add up to 10800.00 USD, the deal says 10900.00"),
         (_set("deal", "billing_cycle", "fortnightly"), "billing_cycle", "unknown billing cycle 'fortnightly'"),
         (_set("lines", "recurringbillingfrequency", "hourly"), "line_items.recurringbillingfrequency", "unknown"),

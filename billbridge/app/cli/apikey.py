@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from billbridge.app.cli.common import JsonOpt, configured_store, console, err, print_json
+from billbridge.app.cli.tables import Table
 from billbridge.app.errors import fail
 from billbridge.store import api_keys
 

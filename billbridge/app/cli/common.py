@@ -3,7 +3,9 @@ configured store, printing JSON, and the import and billing steps several comman
 
 from __future__ import annotations
 
+import calendar
 import json
+import re
 from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from decimal import Decimal
@@ -13,9 +15,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
-from billbridge.app.errors import fail
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.billing.currency import money_str
 from billbridge.billing.model import RECORD_KINDS
 from billbridge.flows import approval
@@ -25,7 +27,7 @@ from billbridge.settings import Settings
 from billbridge.store.contracts import count_contracts
 from billbridge.store.db import Store, open_store
 
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Bill as of this date (YYYY-MM-DD); default today.")]
@@ -35,13 +37,33 @@ def configured_store() -> Store:
     return open_store(Settings().database)
 
 
-def parse_as_of(value: str | None) -> date:
-    if value is None:
-        return date.today()
+_YMD = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+
+
+def date_problem(value: str) -> str:
+    """Why ``value`` is not a date: a month or day out of range is said as such, not as a wrong format."""
+    match = _YMD.fullmatch(value)
+    if match:
+        year, month, day = (int(part) for part in match.groups())
+        if not 1 <= month <= 12:
+            return f"{value!r} is not a date: month {month} is out of range (01-12)"
+        if year >= 1:
+            last = calendar.monthrange(year, month)[1]
+            if not 1 <= day <= last:
+                return f"{value!r} is not a date: day {day} is out of range for {calendar.month_name[month]} {year} (1-{last})"
+    return f"{value!r} is not a date (YYYY-MM-DD)"
+
+
+def parse_day(value: str, option: str) -> date:
+    """The date an option names, or a usage error (exit 2) naming the option and what is wrong."""
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from None
+        raise typer.BadParameter(date_problem(value), param_hint=option) from None
+
+
+def parse_as_of(value: str | None, option: str = "--as-of") -> date:
+    return date.today() if value is None else parse_day(value, option)
 
 
 def print_json(data: Any) -> None:
@@ -53,16 +75,32 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=default))
 
 
-def import_paths(store: Store, paths: list[Path]) -> ImportSummary:
+def import_paths(store: Store, paths: list[Path]) -> tuple[ImportSummary, dict[str, str]]:
+    """Import every file that can be read: one that cannot (missing, not UTF-8, not JSON/YAML) is
+    said on stderr and the next files go on. Returns the summary of the files read and, by path,
+    why the others were not."""
     total = ImportSummary()
+    failed: dict[str, str] = {}
     for path in paths:
         try:
             summary = import_file(store, path)
         except ContractFileError as exc:
-            fail(str(exc))
+            failed[str(path)] = str(exc)
+            err.print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)
+            continue
         total.counts.update(summary.counts)
         total.errors.extend(summary.errors)
-    return total
+    return total, failed
+
+
+def fail_unread(failed: dict[str, str]) -> None:
+    """After the summary of the files read, exit 2 naming the files that were not (if any)."""
+    if failed:
+        err.print(
+            Text.assemble(("error:", "red"), f" not imported ({len(failed)} file(s)): ", ", ".join(failed)),
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
 
 
 def print_import(summary: ImportSummary) -> None:

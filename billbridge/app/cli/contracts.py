@@ -6,9 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from billbridge.app.cli.common import JsonOpt, configured_store, console, import_paths, print_import, print_json
+from billbridge.app.cli.common import (
+    JsonOpt,
+    configured_store,
+    console,
+    fail_unread,
+    import_paths,
+    print_import,
+    print_json,
+)
+from billbridge.app.cli.tables import Table
 from billbridge.mapping.contract_file import json_schema
 from billbridge.store.contracts import contract_summaries
 
@@ -20,11 +28,12 @@ def contracts_import(
     files: Annotated[list[Path], typer.Argument(help="JSON or YAML contract files.")], as_json: JsonOpt = False
 ) -> None:
     """Import contract files: entities, customers, products (price book) and contracts."""
-    summary = import_paths(configured_store(), files)
+    summary, failed = import_paths(configured_store(), files)
     if as_json:
-        print_json(summary.as_dict())
+        print_json({**summary.as_dict(), "files_not_imported": failed})
     else:
         print_import(summary)
+    fail_unread(failed)
     if summary.errors:
         raise typer.Exit(2)
 

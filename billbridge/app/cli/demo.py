@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from billbridge.app.cli import user
@@ -23,12 +22,14 @@ from billbridge.app.cli.common import (
     configured_store,
     console,
     err,
+    fail_unread,
     import_paths,
     parse_as_of,
     print_billing,
     print_import,
     print_json,
 )
+from billbridge.app.cli.tables import Table
 from billbridge.app.errors import fail
 from billbridge.billing.currency import money_display
 from billbridge.settings import CHECKOUT, Settings
@@ -271,22 +272,23 @@ def examples(
     if not paths:
         fail(f"no contract files in {examples}")
     store = configured_store()
-    imported = import_paths(store, paths)
+    imported, failed = import_paths(store, paths)
     billed, queued = bill_as_of(store, when, quiet=as_json)
     with store.read() as session:
         documents = list_invoices(session)
     summary = {
         "database": make_url(Settings().database).render_as_string(hide_password=True),
         "files": [p.name for p in paths],
-        "import": imported.as_dict(),
+        "import": {**imported.as_dict(), "files_not_imported": failed},
         "billing": {**billed.as_dict(), "queued": queued},
         "documents_in_store": len(documents),
     }
     if as_json:
         print_json(summary)
-        return
-    print_import(imported)
-    print_billing(billed, queued)
-    console.print(
-        f"{len(documents)} documents in {summary['database']}; see them with [bold]billbridge invoices list[/bold]"
-    )
+    else:
+        print_import(imported)
+        print_billing(billed, queued)
+        console.print(
+            f"{len(documents)} documents in {summary['database']}; see them with [bold]billbridge invoices list[/bold]"
+        )
+    fail_unread(failed)

@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from billbridge.app.cli.common import AsOfOpt, JsonOpt, configured_store, console, parse_as_of, print_json
+from billbridge.app.cli.tables import Table
 from billbridge.app.errors import fail
 from billbridge.billing.currency import money_display
 from billbridge.billing.engine import InvoiceDraft

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from billbridge.app.cli.common import parse_as_of
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.app.errors import fail
 from billbridge.billing.model import MESSAGE_KINDS
 from billbridge.flows.message_templates import TemplateDir, template_dir
@@ -24,7 +25,7 @@ app = typer.Typer(
     help="Customer messages: invoice delivery, payment reminders, receipts, dunning notices, statements.",
     no_args_is_help=True,
 )
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -217,14 +218,13 @@ def preview(
     as_of: Annotated[str | None, typer.Option("--as-of", help="The day it would go out (default: today).")] = None,
 ) -> None:
     """What a message about a document would say, with its recipients; nothing is saved or sent."""
-    from datetime import date
 
     from billbridge.flows.messages import rendered
 
     if kind not in ("invoice", "reminder", "dunning"):
         err.print("[red]error:[/red] --kind: invoice, reminder or dunning (a receipt is about a payment)")
         raise typer.Exit(1)
-    day = date.fromisoformat(as_of) if as_of else date.today()
+    day = parse_as_of(as_of)
     files = _templates()
     with _store().read() as session:
         context = sql.preview_context(session, invoice, kind, day)  # type: ignore[arg-type]
@@ -243,14 +243,13 @@ def send(
     """Make the reminder steps that are due (deliveries, receipts and dunning notices are made with the
     events that cause them) and send every queued message through its channel, each once (what the
     send-reminders deployment does)."""
-    from datetime import date
 
     from billbridge.flows.messages import plan_messages, send_messages
 
     settings = Settings()
     _templates(settings)
     store = open_store(settings.database)
-    day = date.fromisoformat(as_of) if as_of else date.today()
+    day = parse_as_of(as_of)
     plan = plan_messages(store, settings, day)
     mailers = settings.quickbooks is not None or settings.stripe is not None  # the vendors' own e-mail channels
     sent = send_messages(store, settings, today=day) if settings.smtp is not None or mailers else None

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from billbridge.app.cli.common import date_problem
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.billing.currency import money_display
 from billbridge.billing.metrics.collections import AGING_BUCKETS
 from billbridge.settings import Settings
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # the flows load at a command's call, not at `billbridge --he
 app = typer.Typer(
     help="Finance metrics: MRR, movements, collections, aging, forecast, products, usage.", no_args_is_help=True
 )
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 EntityOpt = Annotated[
@@ -58,8 +59,13 @@ def _day(value: str | None, option: str, *, end_of_month: bool = False) -> date 
         if len(value) == 7:
             first = date.fromisoformat(f"{value}-01")
             return metrics.fc.month_starts(first, 1)[1] - timedelta(days=1) if end_of_month else first
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a month (YYYY-MM)", param_hint=option) from None
+    try:
         return date.fromisoformat(value)
     except ValueError:
+        if len(value) == 10:
+            raise typer.BadParameter(date_problem(value), param_hint=option) from None
         raise typer.BadParameter(
             f"{value!r} is not a date (YYYY-MM-DD) or month (YYYY-MM)", param_hint=option
         ) from None

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from billbridge.app.cli.common import parse_day
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.mapping.monitor_file import parse_monitors, schema_text
 from billbridge.settings import Settings
 from billbridge.store import monitors as sql
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # the flows load at a command's call, not at `billbridge --he
     from billbridge.flows import monitors as flow
 
 app = typer.Typer(help="Monitors: contract, product, invoice and usage values per customer and day, with alerts.")
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 EntityOpt = Annotated[
@@ -48,12 +49,7 @@ def _fail(message: str) -> None:
 
 
 def _day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+    return None if value is None else parse_day(value, option)
 
 
 def _monitor(store: Store, name: str, entity: str | None) -> StoredMonitor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from billbridge.app.cli.common import JsonOpt, configured_store, console, print_json
+from billbridge.app.cli.tables import Table
 from billbridge.app.errors import fail
 
 app = typer.Typer(help="Deliveries waiting or failed: pushes, charges, payment entries.", no_args_is_help=True)

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.billing.currency import money_str
 from billbridge.billing.partner_fees import statement, statement_csv
 from billbridge.settings import Settings
@@ -23,7 +23,7 @@ from billbridge.store.db import Store, open_store
 from billbridge.store.partner_reports import partner_reports
 
 app = typer.Typer(help="Partner billing: referral partners and resellers, fees, statements.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]

@@ -6,9 +6,9 @@ from decimal import Decimal
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from billbridge.app.cli.common import JsonOpt, configured_store, console, print_json
+from billbridge.app.cli.tables import Table
 from billbridge.app.errors import fail
 from billbridge.settings import Settings
 from billbridge.store.payments import mark_reviewed, payments_to_review

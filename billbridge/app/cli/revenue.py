@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.settings import Settings
 from billbridge.store import revenue as sql
 from billbridge.store.db import Store, open_store
@@ -22,7 +22,7 @@ app = typer.Typer(
     help="Revenue recognition (ASC 606 / IFRS 15): schedules, waterfall, rollforward, period close.",
     no_args_is_help=True,
 )
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 EntityOpt = Annotated[str, typer.Option("--entity", help="The legal entity (entity_ref).")]

@@ -8,11 +8,11 @@ from decimal import Decimal
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from billbridge.app.cli import messages, metrics
 from billbridge.app.cli.common import JsonOpt, configured_store, console, print_json
+from billbridge.app.cli.tables import Table
 from billbridge.billing.currency import money_display
 from billbridge.settings import Settings
 from billbridge.store.db import open_store

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from billbridge.app.cli.common import parse_as_of
+from billbridge.app.cli.tables import stdout_console
 from billbridge.app.errors import fail
 from billbridge.flows.message_templates import TemplateDir, template_dir
 from billbridge.mapping.messages import TemplateProblem
@@ -18,7 +20,7 @@ from billbridge.settings import Settings
 from billbridge.store.db import open_store
 
 app = typer.Typer(help="Statements of account: open invoices, credits, recent payments, aging.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="The statement's day, YYYY-MM-DD (default: today).")]
@@ -26,12 +28,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _day(text: str | None) -> date:
-    if text is None:
-        return date.today()
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        fail(f"--as-of {text!r}: not a date (YYYY-MM-DD)")
+    return parse_as_of(text)  # a bad day is a usage error (exit 2), as for every other command
 
 
 def _templates(settings: Settings) -> TemplateDir | None:

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from billbridge.app.cli.common import JsonOpt, console, err, print_json
+from billbridge.app.cli.tables import Table
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
 

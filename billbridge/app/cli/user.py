@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import select
 
+from billbridge.app.cli.tables import Table, stdout_console
 from billbridge.settings import Settings
 from billbridge.store import dashboard_users
 from billbridge.store.db import Store, open_store
@@ -20,7 +20,7 @@ from billbridge.store.models import LegalEntity
 app = typer.Typer(
     help="Dashboard users (sign in at `billbridge serve`'s /), one or more legal entities each.", no_args_is_help=True
 )
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 

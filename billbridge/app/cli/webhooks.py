@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from billbridge.app.cli.common import JsonOpt, configured_store, console, print_json, print_outcomes
+from billbridge.app.cli.tables import Table
 from billbridge.settings import Settings
 from billbridge.store.db import open_store
 
