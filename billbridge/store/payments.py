@@ -162,9 +162,10 @@ def record_payments(
             (number, Balance(iid, currency, total, paid, status)) for iid, number, currency, total, paid, status in rows
         )
     now = utcnow()
-    payment_rows, allocations = [], []
+    payment_rows, allocations, left = [], [], []
     for p in fresh:
         unapplied = allocation.apply_payment(p.payment_ref, p.currency, p.amount, p.allocations, invoices)
+        left.append(unapplied)
         allocations += [
             {
                 "payment_ref": p.payment_ref,
@@ -202,9 +203,21 @@ def record_payments(
         ]
         BulkStatement.of(_SET_PAID, connection, _PAID_KEYS).write_rows(connection, paid_rows)  # one row an invoice
         # Applying a payment is the event of its receipt: made here, in the same transaction.
-        paying = [p.payment_ref for p in fresh if p.allocations and p.amount > 0 and p.method != "dispute"]
+        # From what was computed here, not read back (store/messages.receipts_of_recorded).
+        paying = [
+            messages.RecordedPayment(
+                p.payment_ref,
+                p.amount,
+                unapplied,
+                p.received_on,
+                tuple((invoices[number].invoice_id, number, share) for number, share in p.allocations),
+            )
+            for p, unapplied in zip(fresh, left, strict=True)
+            if p.allocations and p.amount > 0 and p.method != "dispute"
+        ]
         if paying:
-            messages.receipts_of_refs(session, paying)
+            open_after = {v.invoice_id: v.total - v.paid for v in invoices.values() if v.invoice_id in touched}
+            messages.receipts_of_recorded(session, paying, open_after)
     return recorded
 
 
