@@ -296,7 +296,7 @@ def _insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, i
     if connection.dialect.name == "postgresql":
         returned = BulkStatement.of(_INSERT_NEW_RETURNING, connection, _MESSAGE_KEYS).write_returning(connection, rows)
         return {str(key): int(ident) for key, ident in returned}
-    inserted = BulkStatement.of(_INSERT_NEW[connection.dialect.name], connection, _MESSAGE_KEYS).write_rows(
+    inserted = BulkStatement.of(_INSERT_NEW[connection.dialect.name], connection, _MESSAGE_KEYS).write_taken(
         connection, rows
     )
     if inserted != len(rows):
