@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Integer, String, bindparam, func, literal_column, select, update
@@ -102,10 +103,11 @@ _CONTACTS_OF = (
     .order_by(_CONTACTS.c.customer_id, _CONTACTS.c.position)
 )
 _EMAILS_OF = select(_CUSTOMERS.c.id, _CUSTOMERS.c.email).where(_CUSTOMERS.c.id.in_(bindparam("wanted", expanding=True)))
-_MESSAGING_OF = (
-    select(_CUSTOMERS.c.id, _CUSTOMERS.c.message_channel, _ENTITIES.c.messaging, _ENTITIES.c.entity_ref)
-    .join(_ENTITIES, _ENTITIES.c.id == _CUSTOMERS.c.entity_id)
-    .where(_CUSTOMERS.c.id.in_(bindparam("wanted", expanding=True)))
+_CHANNELS_OF = select(_CUSTOMERS.c.id, _CUSTOMERS.c.message_channel, _CUSTOMERS.c.entity_id).where(
+    _CUSTOMERS.c.id.in_(bindparam("wanted", expanding=True))
+)
+_ENTITY_MESSAGING = select(_ENTITIES.c.id, _ENTITIES.c.messaging, _ENTITIES.c.entity_ref).where(
+    _ENTITIES.c.id.in_(bindparam("wanted", expanding=True))
 )
 _EVENT_KEYS_IN = select(table_of(CustomerMessage).c.event_key).where(
     table_of(CustomerMessage).c.event_key.in_(bindparam("wanted", expanding=True))
@@ -116,22 +118,29 @@ def contacts_of(session: Session, customer_ids: Iterable[int]) -> dict[int, list
     """Each customer's billing contacts: the stored ones, else its email when that is an address."""
     ids = list(set(customer_ids))
     out: dict[int, list[BillingContact]] = defaultdict(list)
-    for customer_id, email, role, name, language, opt_out in _read_in(session, _CONTACTS_OF, ids):
-        out[customer_id].append(
-            BillingContact.model_validate(
-                {
-                    "email": email,
-                    "role": role,
-                    "name": name,
-                    "language": language,
-                    "opt_out": [k for k in opt_out.split(",") if k],
-                }
-            )
-        )
+    for customer_id, *stored in _read_in(session, _CONTACTS_OF, ids):
+        out[customer_id].append(_stored_contact(*stored))
     missing = [i for i in ids if i not in out]
     for cid, email in _read_in(session, _EMAILS_OF, missing):
         out[cid].extend(email_contact(email))
     return {i: out.get(i, []) for i in ids}
+
+
+@lru_cache(maxsize=8192)
+def _stored_contact(email: str, role: str, name: str | None, language: str, opt_out: str) -> BillingContact:
+    """A stored contact row as the model, validated once per distinct row (not once per read: a
+    reconciliation page reads hundreds, the same ones page after page). Still validated, not trusted
+    as stored: a row written by other means than the model fails here, naming the field. Shared
+    safely: the model is frozen (its ``opt_out`` list is read, never changed)."""
+    return BillingContact.model_validate(
+        {
+            "email": email,
+            "role": role,
+            "name": name,
+            "language": language,
+            "opt_out": [k for k in opt_out.split(",") if k],
+        }
+    )
 
 
 def email_contact(email: str | None) -> list[BillingContact]:
@@ -147,14 +156,17 @@ def email_contact(email: str | None) -> list[BillingContact]:
 
 def messaging_of(session: Session, customer_ids: Iterable[int]) -> dict[int, tuple[EntityMessaging, str, str]]:
     """Per customer: its entity's messaging settings, its channel (the customer's own or the
-    entity's) and the entity's ref. Each entity's settings are read into the model once, not once
-    per customer (a page of receipts names a few entities and hundreds of customers)."""
-    entities: dict[str, EntityMessaging] = {}
+    entity's) and the entity's ref. Each entity's settings are read (their JSON decoded) and made
+    into the model once, not once per customer (a page of receipts names a few entities and hundreds
+    of customers): the customers' channels and entities first, then those entities."""
+    customers = _read_in(session, _CHANNELS_OF, set(customer_ids))
+    entities = {
+        entity_id: (EntityMessaging.model_validate(settings or {}), entity_ref)
+        for entity_id, settings, entity_ref in _read_in(session, _ENTITY_MESSAGING, {e for _, _, e in customers})
+    }
     out = {}
-    for cid, channel, settings, entity_ref in _read_in(session, _MESSAGING_OF, set(customer_ids)):
-        messaging = entities.get(entity_ref)
-        if messaging is None:
-            messaging = entities[entity_ref] = EntityMessaging.model_validate(settings or {})
+    for cid, channel, entity_id in customers:
+        messaging, entity_ref = entities[entity_id]
         out[cid] = (messaging, channel or messaging.channel, entity_ref)
     return out
 
@@ -189,6 +201,7 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
     charged = auto_charged(session, invoice_ids)  # Stripe charges these: it does not e-mail them
     rows: list[dict[str, Any]] = []
     now = utcnow()
+    chosen_for: dict[tuple[int, str], Recipients] = {}  # a customer's recipients of a kind: chosen once
     for draft in fresh.values():
         messaging, channel, entity_ref = settings[draft.customer_id]
         if draft.channel is not None:
@@ -199,7 +212,11 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
             channel = "email"  # QuickBooks or Stripe sends its invoices; everything else goes by e-mail
         elif channel == "stripe" and draft.invoice_id in charged:
             channel = "email"
-        chosen = draft.recipients or recipients(contacts[draft.customer_id], draft.kind)
+        chosen = draft.recipients
+        if chosen is None:
+            chosen = chosen_for.get((draft.customer_id, draft.kind))
+            if chosen is None:
+                chosen = chosen_for[draft.customer_id, draft.kind] = recipients(contacts[draft.customer_id], draft.kind)
         rows.append(
             {
                 "event_key": draft.event_key,
@@ -293,7 +310,7 @@ def _insert_new(
             connection, rows
         )
         return {str(key): int(ident) for key, ident in returned}
-    inserted = BulkStatement.of(statements[connection.dialect.name], connection, keys).write_rows(connection, rows)
+    inserted = BulkStatement.of(statements[connection.dialect.name], connection, keys).write_taken(connection, rows)
     if inserted != len(rows):
         raise RuntimeError(
             f"{len(rows) - inserted} of {len(rows)} new messages' event keys appeared under the write lock"
@@ -1019,6 +1036,55 @@ def receipts_of_refs(session: Session, payment_refs: Sequence[str]) -> Counter[s
     return _receipts(session, _APPLIED_BY_REF, sorted(set(payment_refs)), None)
 
 
+@dataclass(frozen=True)
+class RecordedPayment:
+    """A payment recorded in this transaction, as its receipt needs it, from what recording it knew."""
+
+    payment_ref: str
+    amount: Decimal
+    unapplied: Decimal
+    received_on: date
+    applied: tuple[tuple[int, str, Decimal], ...]  # (invoice id, number, amount applied), in allocation order
+
+
+def receipts_of_recorded(
+    session: Session, payments: Sequence[RecordedPayment], open_after: dict[int, Decimal]
+) -> Counter[str]:
+    """:func:`receipts` of payments just recorded in this transaction (a reconciliation page's), made
+    from what recording them computed rather than read back: their allocations, and ``open_after``,
+    each invoice's total less what is paid on it now (after every payment of the batch, as the
+    read-back would find it). Only their ids and customers are read (the receipt's event key names
+    the id). The caller gives only payments applied to invoices, for more than nothing, not disputes."""
+    if not payments:
+        return Counter()
+    stored = {ref: (pid, cid) for pid, ref, cid in _read_in(session, _IDS_BY_REF, [p.payment_ref for p in payments])}
+    missing = {p.payment_ref for p in payments} - stored.keys()
+    if missing:
+        raise LookupError(f"payments {sorted(missing)[:5]} are not recorded: no receipt without the payment")
+    nameless = [p.applied[0][0] for p in payments if stored[p.payment_ref][1] is None]
+    payers = customers_of(session, nameless) if nameless else {}  # its first invoice's customer pays for it
+    credits = credited(session, list(open_after))
+    drafts = []
+    for p in payments:
+        payment_id, customer_id = stored[p.payment_ref]
+        applied = [
+            Applied(iid, number, share, open_after[iid] - credits.get(iid, ZERO)) for iid, number, share in p.applied
+        ]
+        drafts.append(
+            MessageDraft(
+                f"receipt:{payment_id}",
+                "receipt",
+                customer_id or payers[applied[0].invoice_id],
+                p.received_on,
+                invoice_id=applied[0].invoice_id,
+                payment_id=payment_id,
+                details=receipt_details(p.payment_ref, p.amount, p.received_on, applied, p.unapplied),
+            )
+        )
+    drafts.sort(key=lambda d: d.payment_id or 0)  # in payment order, as receipts() makes them
+    return create(session, drafts)
+
+
 _PAYMENTS, _ALLOCATIONS, _INVOICES = table_of(Payment), table_of(PaymentAllocation), table_of(Invoice)
 # Each allocation of the payments wanted, with its payment and its invoice (a payment applied to
 # nothing has none: it gets no receipt), on the driver (BulkStatement): one statement a page.
@@ -1040,6 +1106,9 @@ _APPLIED = (
     .join(_ALLOCATIONS, _ALLOCATIONS.c.payment_id == _PAYMENTS.c.id)
     .join(_INVOICES, _INVOICES.c.id == _ALLOCATIONS.c.invoice_id)
     .order_by(_PAYMENTS.c.id, _ALLOCATIONS.c.id)
+)
+_IDS_BY_REF = select(_PAYMENTS.c.id, _PAYMENTS.c.payment_ref, _PAYMENTS.c.customer_id).where(
+    _PAYMENTS.c.payment_ref.in_(bindparam("wanted", expanding=True))
 )
 _NOT_DISPUTE = _PAYMENTS.c.method.is_distinct_from(literal_column("'dispute'", String))
 _APPLIED_BY_ID = _APPLIED.where(_PAYMENTS.c.id.in_(bindparam("wanted", expanding=True)), _NOT_DISPUTE)

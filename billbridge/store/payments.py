@@ -162,9 +162,10 @@ def record_payments(
             (number, Balance(iid, currency, total, paid, status)) for iid, number, currency, total, paid, status in rows
         )
     now = utcnow()
-    payment_rows, allocations = [], []
+    payment_rows, allocations, left = [], [], []
     for p in fresh:
         unapplied = allocation.apply_payment(p.payment_ref, p.currency, p.amount, p.allocations, invoices)
+        left.append(unapplied)
         allocations += [
             {
                 "payment_ref": p.payment_ref,
@@ -191,20 +192,32 @@ def record_payments(
         )
     # One statement each for the page, rows read from arrays, on PostgreSQL (a statement a row cost 4-6x
     # the page's read, multi-row VALUES 1.6x to 3x this); executemany on SQLite (its fastest way).
-    BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).write_rows(connection, payment_rows)
+    BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).write_taken(connection, payment_rows)
     if allocations:
-        BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).write_rows(connection, allocations)
+        BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).write_taken(connection, allocations)
         touched = {a["invoice_id"] for a in allocations}
         paid_rows = [
             {"iid": v.invoice_id, "paid": v.paid, "new_status": v.status, "now": now}
             for v in invoices.values()
             if v.invoice_id in touched
         ]
-        BulkStatement.of(_SET_PAID, connection, _PAID_KEYS).write_rows(connection, paid_rows)  # one row an invoice
+        BulkStatement.of(_SET_PAID, connection, _PAID_KEYS).write_taken(connection, paid_rows)  # one row an invoice
         # Applying a payment is the event of its receipt: made here, in the same transaction.
-        paying = [p.payment_ref for p in fresh if p.allocations and p.amount > 0 and p.method != "dispute"]
+        # From what was computed here, not read back (store/messages.receipts_of_recorded).
+        paying = [
+            messages.RecordedPayment(
+                p.payment_ref,
+                p.amount,
+                unapplied,
+                p.received_on,
+                tuple((invoices[number].invoice_id, number, share) for number, share in p.allocations),
+            )
+            for p, unapplied in zip(fresh, left, strict=True)
+            if p.allocations and p.amount > 0 and p.method != "dispute"
+        ]
         if paying:
-            messages.receipts_of_refs(session, paying)
+            open_after = {v.invoice_id: v.total - v.paid for v in invoices.values() if v.invoice_id in touched}
+            messages.receipts_of_recorded(session, paying, open_after)
     return recorded
 
 
