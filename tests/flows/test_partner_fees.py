@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from billbridge.flows.partner_fees import (
     TOPIC,
@@ -40,20 +41,35 @@ from tests.flows.test_push_quickbooks import _plain, billed, settings_for
 D = Decimal
 
 
+def pay_in_full(
+    session: Session, ref: str, number: str, amount: Decimal, on: date, customer: str, *, currency: str = "USD"
+) -> None:
+    """A payment (a refund when negative) of ``amount`` applied in full to invoice ``number``."""
+    record_payment(
+        session,
+        payment_ref=ref,
+        currency=currency,
+        amount=amount,
+        received_on=on,
+        allocations=[(number, amount)],
+        customer_ref=customer,
+    )
+
+
 def hooli_paid(store: Store) -> str:
     """Bill the examples and pay hooli's first invoice in full in November 2026; its number."""
     documents = billed(store)
     invoice = next(d for d in documents if d["customer_ref"] == "hooli" and d["doc_type"] == "invoice")
     with store.write() as session:
         mark_sent(session, [int(str(invoice["id"]))])  # as a push does
-        record_payment(
+        pay_in_full(
             session,
-            payment_ref="stripe:ch_hooli_1",
+            "stripe:ch_hooli_1",
+            str(invoice["number"]),
+            D(str(invoice["invoice_total"])),
+            date(2026, 11, 25),
+            "hooli",
             currency=str(invoice["currency"]),
-            amount=D(str(invoice["invoice_total"])),
-            received_on=date(2026, 11, 25),
-            allocations=[(str(invoice["number"]), D(str(invoice["invoice_total"])))],
-            customer_ref="hooli",
         )
     return str(invoice["number"])
 
@@ -96,15 +112,7 @@ def test_fees_accrue_close_and_become_one_bill_per_partner_and_month(
 
     # Refunded after the statement closed: the fee comes off December's statement.
     with store.write() as session:
-        record_payment(
-            session,
-            payment_ref="stripe:re_hooli_1",
-            currency="USD",
-            amount=D(str(-total)),
-            received_on=date(2026, 11, 30),
-            allocations=[(number, D(str(-total)))],
-            customer_ref="hooli",
-        )
+        pay_in_full(session, "stripe:re_hooli_1", number, D(str(-total)), date(2026, 11, 30), "hooli")
     accrue_fees(store, as_of=date(2026, 12, 2))
     with store.read() as session:
         december = load_accruals(session, partner_ref="northwind", period="2026-12")
@@ -201,14 +209,8 @@ def test_a_tiered_agreement_earns_its_share_of_the_partners_total(store: Store) 
             set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
             mark_sent(session, [int(str(invoice["id"]))])
             total = D(str(invoice["invoice_total"]))
-            record_payment(
-                session,
-                payment_ref=f"p-{n}",
-                currency="USD",
-                amount=total,
-                received_on=date(2026, 1, 20),
-                allocations=[(str(invoice["number"]), total)],
-                customer_ref=str(invoice["customer_ref"]),
+            pay_in_full(
+                session, f"p-{n}", str(invoice["number"]), total, date(2026, 1, 20), str(invoice["customer_ref"])
             )
     accrue_fees(store, as_of=date(2026, 2, 1))
     with store.read() as session:
@@ -314,7 +316,6 @@ def test_a_per_product_agreement_earns_on_its_products_share_of_each_payment(sto
     from billbridge.flows.importing import import_document
     from billbridge.flows.invoice_generation import run_billing
     from billbridge.store.outbound_documents import set_status
-    from billbridge.store.payments import record_payment
     from tests.docs import contract, document
 
     lines = [
@@ -339,15 +340,7 @@ def test_a_per_product_agreement_earns_on_its_products_share_of_each_payment(sto
         set_status(session, str(invoice["number"]), "approved", lambda _doc: [])
         mark_sent(session, [int(str(invoice["id"]))])
         for ref, amount, day in (("p-1", "330.00", date(2026, 1, 10)), ("p-2", "1320.00", date(2026, 2, 10))):
-            record_payment(
-                session,
-                payment_ref=ref,
-                currency="USD",
-                amount=D(amount),
-                received_on=day,
-                allocations=[(str(invoice["number"]), D(amount))],
-                customer_ref="globex",
-            )
+            pay_in_full(session, ref, str(invoice["number"]), D(amount), day, "globex")
     accrue_fees(store, as_of=date(2026, 3, 1))
     with store.read() as session:
         fees = sorted((a.period, a.base, a.fee) for a in load_accruals(session, partner_ref="nw"))
@@ -379,15 +372,7 @@ def test_a_first_run_after_months_of_fees_bills_them_all_once(
     with store.write() as session:
         mark_sent(session, [int(str(june["id"])), int(str(july["id"]))])
         for ref, invoice, day in (("p-sep", june, date(2026, 9, 10)), ("p-oct", july, date(2026, 10, 5))):
-            record_payment(
-                session,
-                payment_ref=ref,
-                currency="USD",
-                amount=D("900.00"),
-                received_on=day,
-                allocations=[(str(invoice["number"]), D("900.00"))],
-                customer_ref="hooli",
-            )
+            pay_in_full(session, ref, str(invoice["number"]), D("900.00"), day, "hooli")
     settings = settings_for(qbo, database_url, tmp_path)
     first = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
     [closed] = first.closed
@@ -448,15 +433,7 @@ def test_a_partner_of_kind_both_gets_its_bill_under_a_vendor_name_of_its_own(
     with store.write() as session:
         invoice = next(d for d in list_invoices(session) if d["customer_ref"] == "globex")
         total = D(str(invoice["invoice_total"]))
-        record_payment(
-            session,
-            payment_ref="p-1",
-            currency="USD",
-            amount=total,
-            received_on=date(2026, 11, 10),
-            allocations=[(str(invoice["number"]), total)],
-            customer_ref="globex",
-        )
+        pay_in_full(session, "p-1", str(invoice["number"]), total, date(2026, 11, 10), "globex")
     summary = run_partner_fees(store, settings, period="2026-11", as_of=date(2026, 12, 1))
     assert summary.pushed == {"created": 1}
     [vendor] = qbo.company.all("Vendor")
@@ -465,15 +442,7 @@ def test_a_partner_of_kind_both_gets_its_bill_under_a_vendor_name_of_its_own(
     assert bill["VendorRef"]["value"] == vendor["Id"] and bill["TotalAmt"] == (total / 10).quantize(D("0.01"))
 
     with store.write() as session:
-        record_payment(
-            session,
-            payment_ref="r-1",
-            currency="USD",
-            amount=-total,
-            received_on=date(2026, 12, 3),
-            allocations=[(str(invoice["number"]), -total)],
-            customer_ref="globex",
-        )
+        pay_in_full(session, "r-1", str(invoice["number"]), -total, date(2026, 12, 3), "globex")
     assert run_partner_fees(store, settings, period="2026-12", as_of=date(2027, 1, 1)).pushed == {"created": 1}
     [credit] = qbo.company.all("VendorCredit")
     assert credit["VendorRef"]["value"] == vendor["Id"] and len(qbo.company.all("Vendor")) == 1
@@ -587,15 +556,7 @@ def test_twenty_percent_for_twelve_months_through_the_store_upgrade_refund_and_c
 
     def pay(ref: str, number: str, amount: str, day: date) -> None:
         with store.write() as session:
-            record_payment(
-                session,
-                payment_ref=ref,
-                currency="USD",
-                amount=D(amount),
-                received_on=day,
-                allocations=[(number, D(amount))],
-                customer_ref="globex",
-            )
+            pay_in_full(session, ref, number, D(amount), day, "globex")
 
     def close(period: str, as_of: date) -> Decimal:
         accrue_fees(store, as_of=as_of)
@@ -743,15 +704,7 @@ def test_a_refund_after_the_fee_window_reverses_the_fee_its_payment_earned(store
         [fee] = [a.fee for a in load_accruals(session, partner_ref="northwind") if a.kind == "fee"]
         total = next(D(str(d["invoice_total"])) for d in list_invoices(session) if d["number"] == number)
     with store.write() as session:
-        record_payment(
-            session,
-            payment_ref="stripe:re_hooli_late",
-            currency="USD",
-            amount=-total,
-            received_on=date(2027, 2, 1),
-            allocations=[(number, -total)],
-            customer_ref="hooli",
-        )
+        pay_in_full(session, "stripe:re_hooli_late", number, -total, date(2027, 2, 1), "hooli")
     accrue_fees(store, as_of=date(2027, 2, 2))
     with store.read() as session:
         february = load_accruals(session, partner_ref="northwind", period="2027-02")
@@ -788,15 +741,7 @@ def test_a_referred_customer_buying_through_a_reseller_earns_on_its_contracts_sh
 
     def pay(ref: str, amount: str, day: date) -> None:
         with store.write() as session:
-            record_payment(
-                session,
-                payment_ref=ref,
-                currency="USD",
-                amount=D(amount),
-                received_on=day,
-                allocations=[(str(invoice["number"]), D(amount))],
-                customer_ref="resel",
-            )
+            pay_in_full(session, ref, str(invoice["number"]), D(amount), day, "resel")
 
     pay("p-1", "1800.00", date(2026, 1, 20))
     assert accrue_fees(store, as_of=date(2026, 2, 1)).fees == {"USD": D("180.00")}
@@ -930,15 +875,7 @@ def test_removing_a_referral_keeps_the_fees_it_earned_and_reports_it(store: Stor
     assert "## Referrals removed" in fees_markdown(run)
 
     with store.write() as session:
-        record_payment(
-            session,
-            payment_ref="stripe:re_hooli_removed",
-            currency="USD",
-            amount=-total,
-            received_on=date(2026, 12, 10),
-            allocations=[(number, -total)],
-            customer_ref="hooli",
-        )
+        pay_in_full(session, "stripe:re_hooli_removed", number, -total, date(2026, 12, 10), "hooli")
     accrue_fees(store, as_of=date(2026, 12, 11))
     with store.read() as session:
         december = sorted((a.kind, a.fee) for a in load_accruals(session, partner_ref="northwind", period="2026-12"))
