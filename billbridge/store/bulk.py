@@ -516,41 +516,6 @@ class BulkStatement:
         order = [self.keys.index(name) for name in self.names]
         return [[row[at] for at in order] for row in rows]
 
-    def taken_rows(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
-        """:meth:`driver_rows` without a per-value dispatch, for a positional paramstyle (SQLite's
-        qmark; else :meth:`driver_rows`): each row's values taken at once (one C ``itemgetter`` a row),
-        then only the columns that have a processor converted, column by column, by :meth:`converter`
-        (money as its text, a plain day once): the same values (tests/store/test_bulk.py)."""
-        if self.names is None or not rows:
-            return self.driver_rows(rows)
-        first, last = rows[0], rows[-1]
-        taken = [list(itemgetter(*self.names)(row)) for row in rows] if len(self.names) > 1 else None
-        if taken is None:
-            taken = [[row[self.names[0]]] for row in rows]
-        for at, name in enumerate(self.names):
-            p = self.converter(name)
-            if p is None:
-                continue
-            if first[name] is last[name] and type(first[name]) is not date:
-                p = _once_per_object(p)  # a value shared by the batch (its timestamp) converted once
-            for values in taken:
-                values[at] = p(values[at])
-        return taken
-
-    def write_taken(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
-        """:meth:`write_rows` with the rows converted by :meth:`taken_rows` where it runs executemany
-        (SQLite); on PostgreSQL :meth:`write_rows` itself (one statement reading arrays)."""
-        if self._dialect.name == "postgresql":
-            return self.write_rows(connection, rows)
-        if not rows:
-            return 0
-        cursor = dbapi_cursor(connection)
-        try:
-            cursor.executemany(self.sql, self.taken_rows(rows))
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
-
     def driver_rows(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """The rows as the DBAPI takes them for :attr:`sql`: values converted, in the paramstyle's shape."""
         processors = self.processors
@@ -563,8 +528,21 @@ class BulkStatement:
             # A value shared by the whole batch (its timestamp, a zero) is converted once.
             return _once_per_object(p) if p is not None and first[key] is last[key] else p
 
-        if self.names is not None:
-            order = [(name, processor(name)) for name in self.names]
-            return [[p(row[n]) if p else row[n] for n, p in order] for row in rows]
+        if self.names is not None:  # positional (SQLite's qmark): a row's values taken at once, then
+            # only the columns with a processor converted, column by column (:meth:`converter`: money
+            # as its text, a plain day once), a value shared by the batch (its timestamp) once
+            names = self.names
+            taken = (
+                [list(itemgetter(*names)(row)) for row in rows] if len(names) > 1 else [[row[names[0]]] for row in rows]
+            )
+            for at, name in enumerate(names):
+                convert = self.converter(name)
+                if convert is None:
+                    continue
+                if first[name] is last[name] and type(first[name]) is not date:
+                    convert = _once_per_object(convert)
+                for values in taken:
+                    values[at] = convert(values[at])
+            return taken
         keys = [(key, processor(key)) for key in first]
         return [{k: (p(row[k]) if p else row[k]) for k, p in keys} for row in rows]

@@ -310,7 +310,7 @@ def _insert_new(
             connection, rows
         )
         return {str(key): int(ident) for key, ident in returned}
-    inserted = BulkStatement.of(statements[connection.dialect.name], connection, keys).write_taken(connection, rows)
+    inserted = BulkStatement.of(statements[connection.dialect.name], connection, keys).write_rows(connection, rows)
     if inserted != len(rows):
         raise RuntimeError(
             f"{len(rows) - inserted} of {len(rows)} new messages' event keys appeared under the write lock"

@@ -67,7 +67,7 @@ def enqueue_many(session: Session, messages: Sequence[dict[str, Any]]) -> int:
         for m in messages
     ]
     statement = BulkStatement.of(_ENQUEUE[connection.dialect.name], connection, _ENQUEUE_KEYS)
-    return statement.write_taken(connection, rows)
+    return statement.write_rows(connection, rows)
 
 
 _OUTBOX = table_of(OutboxMessage)

@@ -192,16 +192,16 @@ def record_payments(
         )
     # One statement each for the page, rows read from arrays, on PostgreSQL (a statement a row cost 4-6x
     # the page's read, multi-row VALUES 1.6x to 3x this); executemany on SQLite (its fastest way).
-    BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).write_taken(connection, payment_rows)
+    BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).write_rows(connection, payment_rows)
     if allocations:
-        BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).write_taken(connection, allocations)
+        BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).write_rows(connection, allocations)
         touched = {a["invoice_id"] for a in allocations}
         paid_rows = [
             {"iid": v.invoice_id, "paid": v.paid, "new_status": v.status, "now": now}
             for v in invoices.values()
             if v.invoice_id in touched
         ]
-        BulkStatement.of(_SET_PAID, connection, _PAID_KEYS).write_taken(connection, paid_rows)  # one row an invoice
+        BulkStatement.of(_SET_PAID, connection, _PAID_KEYS).write_rows(connection, paid_rows)  # one row an invoice
         # Applying a payment is the event of its receipt: made here, in the same transaction.
         # From what was computed here, not read back (store/messages.receipts_of_recorded).
         paying = [
