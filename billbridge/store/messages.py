@@ -1028,12 +1028,7 @@ def receipts(session: Session, payment_ids: Sequence[int], *, event: str | None 
     ids = sorted(set(payment_ids))
     if event is not None and len(ids) != 1:
         raise ValueError("an event key names the receipt of one payment")
-    return _receipts(session, _APPLIED_BY_ID, ids, event)
-
-
-def receipts_of_refs(session: Session, payment_refs: Sequence[str]) -> Counter[str]:
-    """:func:`receipts` of the payments of these refs (a reconciliation page's, just recorded)."""
-    return _receipts(session, _APPLIED_BY_REF, sorted(set(payment_refs)), None)
+    return _receipts(session, ids, event)
 
 
 @dataclass(frozen=True)
@@ -1112,14 +1107,13 @@ _IDS_BY_REF = select(_PAYMENTS.c.id, _PAYMENTS.c.payment_ref, _PAYMENTS.c.custom
 )
 _NOT_DISPUTE = _PAYMENTS.c.method.is_distinct_from(literal_column("'dispute'", String))
 _APPLIED_BY_ID = _APPLIED.where(_PAYMENTS.c.id.in_(bindparam("wanted", expanding=True)), _NOT_DISPUTE)
-_APPLIED_BY_REF = _APPLIED.where(_PAYMENTS.c.payment_ref.in_(bindparam("wanted", expanding=True)), _NOT_DISPUTE)
 
 
-def _receipts(session: Session, query: Any, wanted: Sequence[Any], event: str | None) -> Counter[str]:
-    """The receipts of the payments ``query`` finds for ``wanted`` (ids or refs), as :func:`receipts`."""
+def _receipts(session: Session, wanted: Sequence[int], event: str | None) -> Counter[str]:
+    """The receipts of the payments of these ids, as :func:`receipts`."""
     session.flush()  # read on the driver: what the session holds (an allocation added by hand) first
     connection = session.connection()
-    statement = BulkStatement.of(query, connection, ("wanted",))
+    statement = BulkStatement.of(_APPLIED_BY_ID, connection, ("wanted",))
     rows: list[tuple[Any, ...]] = []
     for start in range(0, len(wanted), CREATE_CHUNK):
         rows += statement.run(connection, {"wanted": list(wanted[start : start + CREATE_CHUNK])})
