@@ -26,6 +26,18 @@ def months(report: dict) -> dict[str, dict[str, str]]:
     return {m["month"]: m for m in report["months"]}
 
 
+def use_api(store: Store, ref: str, customer: str, stamp: str, quantity: str) -> None:
+    """One usage event of the ``api`` product for ``customer``, stored as the usage API stores it."""
+    from billbridge.store.models import Customer, Product
+    from billbridge.store.usage import insert_events
+
+    with store.write() as session:
+        ids = session.execute(select(Customer.id, Customer.entity_id).where(Customer.customer_ref == customer)).one()
+        product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
+        row = {"event_ref": ref, "entity_id": ids.entity_id, "customer_id": ids.id, "product_id": product}
+        insert_events(session, [row | {"timestamp": datetime.fromisoformat(stamp), "quantity": Decimal(quantity)}])
+
+
 def test_a_year_upfront_is_deferred_and_recognised_daily_and_a_rerun_changes_nothing(store: Store) -> None:
     import_document(store, document(YEAR))
     run_billing(store, date(2026, 1, 1))
@@ -181,22 +193,12 @@ def test_a_months_recognition_gives_the_journal_entry_its_amounts(store: Store) 
 
 
 def test_a_late_usage_event_after_the_close_is_a_catch_up_in_the_first_open_month(store: Store) -> None:
-    from datetime import datetime
-
-    from billbridge.store.models import Customer, Product
-    from billbridge.store.usage import insert_events
 
     calls = contract("C-API", lines=[{"line_ref": "api", "product_ref": "api", "charge": "usage"}])
     import_document(store, document(calls))
 
     def use(ref: str, stamp: str, quantity: str) -> None:
-        with store.write() as session:
-            ids = session.execute(
-                select(Customer.id, Customer.entity_id).where(Customer.customer_ref == "globex")
-            ).one()
-            product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
-            row = {"event_ref": ref, "entity_id": ids.entity_id, "customer_id": ids.id, "product_id": product}
-            insert_events(session, [row | {"timestamp": datetime.fromisoformat(stamp), "quantity": Decimal(quantity)}])
+        use_api(store, ref, "globex", stamp, quantity)
 
     use("e1", "2026-01-10T10:00:00+00:00", "50000")  # 50,000 calls x 0.002 = 100.00 in January
     run_billing(store, date(2026, 2, 1))
@@ -334,8 +336,6 @@ def test_usage_is_recognised_as_consumed_from_the_store_before_its_invoice(store
     stale. C-Q: 0.002 a call, billed quarterly in arrears: 50,000 January calls (100.00) and 25,000 in
     February (50.00), billed on April 1 (150.00). C-H: periods from the 15th; 10,000 calls on January 20
     (20.00) and 5,000 on February 10 (10.00), one period, billed on February 15 (30.00)."""
-    from billbridge.store.models import Customer, Product
-    from billbridge.store.usage import insert_events
 
     api = [{"line_ref": "api", "product_ref": "api", "charge": "usage"}]
     quarterly = contract("C-Q", cycle_length=3, contract_end_date="2026-12-31", lines=api)
@@ -343,13 +343,7 @@ def test_usage_is_recognised_as_consumed_from_the_store_before_its_invoice(store
     import_document(store, document(quarterly, half))
 
     def use(ref: str, customer: str, stamp: str, quantity: str) -> None:
-        with store.write() as session:
-            ids = session.execute(
-                select(Customer.id, Customer.entity_id).where(Customer.customer_ref == customer)
-            ).one()
-            product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
-            row = {"event_ref": ref, "entity_id": ids.entity_id, "customer_id": ids.id, "product_id": product}
-            insert_events(session, [row | {"timestamp": datetime.fromisoformat(stamp), "quantity": Decimal(quantity)}])
+        use_api(store, ref, customer, stamp, quantity)
 
     use("q1", "globex", "2026-01-10T10:00:00+00:00", "30000")
     use("q2", "globex", "2026-01-31T23:59:00+00:00", "20000")
@@ -403,21 +397,13 @@ def test_a_minimum_commitment_posts_to_the_account_of_the_usage_it_commits_to(st
     product's account (else usage's), not to the subscriptions' ``ratable`` account, so usage revenue
     stays in one account whether the customer uses less than the minimum or more."""
     from billbridge.mapping.journal import AccountMapping, journal_entry_payload
-    from billbridge.store.models import Customer, Product
-    from billbridge.store.usage import insert_events
 
     api = [{"line_ref": "api", "product_ref": "api", "charge": "usage"}]
     committed = contract("C-MIN", minimum_commitment="300.00", billing_timing="in_arrears", lines=api)
     import_document(store, document(committed))
 
     def use(ref: str, stamp: str, quantity: str) -> None:
-        with store.write() as session:
-            ids = session.execute(
-                select(Customer.id, Customer.entity_id).where(Customer.customer_ref == "globex")
-            ).one()
-            product = session.scalar(select(Product.id).where(Product.product_ref == "api"))
-            row = {"event_ref": ref, "entity_id": ids.entity_id, "customer_id": ids.id, "product_id": product}
-            insert_events(session, [row | {"timestamp": datetime.fromisoformat(stamp), "quantity": Decimal(quantity)}])
+        use_api(store, ref, "globex", stamp, quantity)
 
     use("j1", "2026-01-10T10:00:00+00:00", "50000")
     use("f1", "2026-02-10T10:00:00+00:00", "200000")
