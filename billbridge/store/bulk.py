@@ -146,6 +146,18 @@ def insert_rows(
     return into.from_select([*columns, *computed], select(*values, *computed.values()))
 
 
+_LARGEST: dict[Any, Any] = {}  # id column -> SELECT max(column): one statement object each (BulkStatement's cache key)
+
+
+def _largest(connection: Connection, id_column: ColumnElement[int]) -> int:
+    """The largest id in ``id_column``'s table (0 when empty): a look-up at the end of its index."""
+    query = _LARGEST.get(id_column)
+    if query is None:
+        query = _LARGEST[id_column] = select(func.max(id_column))
+    ((largest,),) = BulkStatement.of(query, connection, ()).run(connection, {})
+    return int(largest or 0)
+
+
 def dbapi_cursor(connection: Connection) -> Any:
     """A new cursor of the connection's DBAPI connection (inside its current transaction)."""
     return connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -356,6 +368,31 @@ class BulkStatement:
         finally:
             cursor.close()
         return changed
+
+    def write_rows_ids(
+        self, connection: Connection, rows: Sequence[dict[str, Any]], id_column: ColumnElement[int]
+    ) -> tuple[int, list[int] | None]:
+        """:meth:`write_rows` of an INSERT giving each row an id, and the ids the rows were given, in
+        order, where the dialect lets them be known without reading them back; None where not (the
+        caller reads them back). The rows inserted, and those ids.
+
+        SQLite: a row inserted without an id gets one more than the largest in the table at that
+        moment (its rowid algorithm; with AUTOINCREMENT one more than the largest ever), and the
+        write transaction holds the database lock. So when the table's largest id went from ``m`` to
+        ``m + n`` while the ``n`` rows were inserted one after the other, they were given ``m + 1``
+        to ``m + n``, in order (n rising ids in ``(m, m + n]``). Anything else (a row skipped by ON
+        CONFLICT, AUTOINCREMENT past a deleted largest id, a random id past the largest possible) is
+        not taken for that: None. PostgreSQL: None (a sequence serves concurrent transactions too)."""
+        if not rows:
+            return 0, []
+        if self._dialect.name != "sqlite":
+            return self.write_rows(connection, rows), None
+        before = _largest(connection, id_column)
+        inserted = self.run_many(connection, rows)
+        after = _largest(connection, id_column)
+        if inserted != len(rows) or after - before != len(rows):
+            return inserted, None
+        return inserted, list(range(before + 1, after + 1))
 
     def write_returning(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """:meth:`write_rows` for a statement with RETURNING, on PostgreSQL only (one statement reading

@@ -537,7 +537,8 @@ def open_invoices(
     session: Session, *, numbers: Iterable[str] = (), customer_refs: Iterable[str] = (), lock: bool = False
 ) -> list[dict[str, Any]]:
     """Sent or part-paid invoices named by number or belonging to the customers, oldest due first,
-    with their open balance (for matching payments), id, total and amount paid (for recording them).
+    with their open balance (for matching payments), id, total, amount paid and customer's id (for
+    recording them).
     ``lock``: lock the invoices until commit (PostgreSQL; in id order, so two transactions locking
     the same invoices queue rather than deadlock), so the balances read stay current: payments can
     be matched and recorded on them without reading them again (SQLite's write transaction already
@@ -554,6 +555,7 @@ def open_invoices(
             Invoice.invoice_total,
             Invoice.amount_paid,
             Invoice.due_date,
+            Invoice.customer_id,
         )
         .join(Customer, Customer.id == Invoice.customer_id)
         .where(Invoice.doc_type == "invoice", Invoice.status.in_(("sent", "partially_paid")))
@@ -577,8 +579,9 @@ def open_invoices(
             "id": iid,
             "invoice_total": total,
             "amount_paid": paid,
+            "customer_id": customer_id,
         }
-        for iid, number, customer_ref, currency, total, paid, due_date in rows
+        for iid, number, customer_ref, currency, total, paid, due_date, customer_id in rows
     ]
 
 

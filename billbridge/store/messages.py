@@ -300,7 +300,8 @@ def _insert_new(
     """Insert message rows through the store's bulk door; event key -> id of those inserted here.
     PostgreSQL: one statement reading the rows from arrays, returning what it inserted (an event
     key another transaction inserted first, not committed when this one looked, is skipped after
-    that one commits). SQLite: executemany, then the ids read back: a write transaction holds the
+    that one commits). SQLite: executemany, the ids known from the table's largest id before and
+    after (:meth:`BulkStatement.write_rows_ids`) or else read back: a write transaction holds the
     database lock from the look-up in :func:`create` on, so none of these keys can have come since."""
     session.flush()  # the rows these refer to (a customer, an invoice added in this transaction) first
     connection = session.connection()
@@ -310,11 +311,15 @@ def _insert_new(
             connection, rows
         )
         return {str(key): int(ident) for key, ident in returned}
-    inserted = BulkStatement.of(statements[connection.dialect.name], connection, keys).write_rows(connection, rows)
+    inserted, given = BulkStatement.of(statements[connection.dialect.name], connection, keys).write_rows_ids(
+        connection, rows, _MESSAGES.c.id
+    )
     if inserted != len(rows):
         raise RuntimeError(
             f"{len(rows) - inserted} of {len(rows)} new messages' event keys appeared under the write lock"
         )
+    if given is not None:
+        return {row["event_key"]: ident for row, ident in zip(rows, given, strict=True)}
     ids = BulkStatement.of(_IDS_OF_KEYS, connection, ("keys",))
     made: dict[str, int] = {}
     for start in range(0, len(rows), CREATE_CHUNK):
@@ -1040,6 +1045,8 @@ class RecordedPayment:
     unapplied: Decimal
     received_on: date
     applied: tuple[tuple[int, str, Decimal], ...]  # (invoice id, number, amount applied), in allocation order
+    payment_id: int = 0  # its id, when recording it told (0: read back by ref)
+    payer_id: int | None = None  # the customer its receipt goes to, when recording it told (else read back)
 
 
 def receipts_of_recorded(
@@ -1048,14 +1055,20 @@ def receipts_of_recorded(
     """:func:`receipts` of payments just recorded in this transaction (a reconciliation page's), made
     from what recording them computed rather than read back: their allocations, and ``open_after``,
     each invoice's total less what is paid on it now (after every payment of the batch, as the
-    read-back would find it). Only their ids and customers are read (the receipt's event key names
-    the id). The caller gives only payments applied to invoices, for more than nothing, not disputes."""
+    read-back would find it). Only the ids and customers recording did not tell are read (the
+    receipt's event key names the id). The caller gives only payments applied to invoices, for more
+    than nothing, not disputes."""
     if not payments:
         return Counter()
-    stored = {ref: (pid, cid) for pid, ref, cid in _read_in(session, _IDS_BY_REF, [p.payment_ref for p in payments])}
-    missing = {p.payment_ref for p in payments} - stored.keys()
+    stored: dict[str, tuple[int, int | None]] = {
+        p.payment_ref: (p.payment_id, p.payer_id) for p in payments if p.payment_id and p.payer_id
+    }
+    unknown = [p.payment_ref for p in payments if p.payment_ref not in stored]
+    read = {ref: (pid, cid) for pid, ref, cid in _read_in(session, _IDS_BY_REF, unknown)}
+    missing = set(unknown) - read.keys()
     if missing:
         raise LookupError(f"payments {sorted(missing)[:5]} are not recorded: no receipt without the payment")
+    stored |= read
     nameless = [p.applied[0][0] for p in payments if stored[p.payment_ref][1] is None]
     payers = customers_of(session, nameless) if nameless else {}  # its first invoice's customer pays for it
     credits = credited(session, list(open_after))

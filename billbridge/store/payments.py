@@ -147,6 +147,7 @@ def record_payments(
         return recorded
     numbers = {n for p in fresh for n, _ in p.allocations}
     invoices: dict[str, Balance] = {}
+    billed: dict[str, tuple[int, str]] = {}  # invoice number -> its customer's (id, ref), where read
     if open_rows:
         # Open means sent or part paid, which take payments alike (lifecycle.status_after_payment).
         invoices = {
@@ -154,6 +155,7 @@ def record_payments(
             for r in open_rows
             if r["number"] in numbers
         }
+        billed = {r["number"]: (r["customer_id"], r["customer_ref"]) for r in open_rows if r["number"] in numbers}
     missing = [n for n in numbers if n not in invoices]
     if missing:  # locked on PostgreSQL: a concurrent payment of the same invoice waits, then adds to ours
         query = _PAYABLE_LOCKED if connection.dialect.name == "postgresql" else _PAYABLE
@@ -192,7 +194,9 @@ def record_payments(
         )
     # One statement each for the page, rows read from arrays, on PostgreSQL (a statement a row cost 4-6x
     # the page's read, multi-row VALUES 1.6x to 3x this); executemany on SQLite (its fastest way).
-    BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).write_rows(connection, payment_rows)
+    _, payment_ids = BulkStatement.of(_INSERT_PAYMENTS, connection, _PAYMENT_KEYS).write_rows_ids(
+        connection, payment_rows, _PAYMENTS.c.id
+    )
     if allocations:
         BulkStatement.of(_INSERT_ALLOCATIONS, connection, _ALLOCATION_KEYS).write_rows(connection, allocations)
         touched = {a["invoice_id"] for a in allocations}
@@ -211,14 +215,26 @@ def record_payments(
                 unapplied,
                 p.received_on,
                 tuple((invoices[number].invoice_id, number, share) for number, share in p.allocations),
+                payment_id,
+                _payer(p, billed),
             )
-            for p, unapplied in zip(fresh, left, strict=True)
+            for p, unapplied, payment_id in zip(fresh, left, payment_ids or [0] * len(fresh), strict=True)
             if p.allocations and p.amount > 0 and p.method != "dispute"
         ]
         if paying:
             open_after = {v.invoice_id: v.total - v.paid for v in invoices.values() if v.invoice_id in touched}
             messages.receipts_of_recorded(session, paying, open_after)
     return recorded
+
+
+def _payer(payment: PaymentIn, billed: Mapping[str, tuple[int, str]]) -> int | None:
+    """The id of the customer a payment's receipt goes to, where the invoices read tell it: the
+    payment's customer (the insert looks it up by ref) is its first invoice's when it names that
+    customer or none (then the receipt goes to the invoice's customer). None: read it back."""
+    customer = billed.get(payment.allocations[0][0])
+    if customer is not None and payment.customer_ref in (None, customer[1]):
+        return customer[0]
+    return None
 
 
 def known_payment_refs(session: Session, refs: Iterable[str]) -> set[str]:

@@ -524,3 +524,47 @@ def test_positional_rows_reach_the_driver_as_core_sends_them(store: Store) -> No
             assert (mine.sql, as_lists(mine.driver_rows(batch))) == (core_sql, as_lists(core_params)), mine.sql[:40]
         one_key = BulkStatement.of(single, connection, ("r",))  # one name: no tuple to take the values from
         assert as_lists(one_key.driver_rows([{"r": "p1"}, {"r": "p2"}])) == [["p1"], ["p2"]]
+
+
+def test_ids_of_inserted_rows_are_the_ones_stored_or_none(store: Store) -> None:
+    """write_rows_ids: on SQLite the ids it says the rows got, in order, are the stored ones, also
+    after rows were deleted below and at the top of the table (a rowid is one more than the largest
+    left); a batch where ON CONFLICT skipped a row, or where the ids are not consecutive (a row
+    inserted with its own id in between), gets None (the caller reads back); PostgreSQL always None."""
+    with store.write_connection() as connection:
+        dialect = connection.dialect.name
+        statement = BulkStatement.of(skipping_taken(dialect), connection, OUTBOX_KEYS)
+        assert statement.write_rows_ids(connection, [], OUTBOX.c.id) == (0, [])
+        first = statement.write_rows_ids(connection, [outbox_row(f"a{i}", i) for i in range(5)], OUTBOX.c.id)
+        before = dict(connection.execute(select(OUTBOX.c.dedupe_key, OUTBOX.c.id)).tuples().all())
+    with store.write_connection() as connection:
+        connection.execute(OUTBOX.delete().where(OUTBOX.c.dedupe_key.in_(["a1", "a4"])))  # below and at the top
+        second = statement.write_rows_ids(connection, [outbox_row(f"b{i}", i) for i in range(3)], OUTBOX.c.id)
+        skipped = statement.write_rows_ids(connection, [outbox_row("a0", 9), outbox_row("c0", 9)], OUTBOX.c.id)
+    with store.read() as session:
+        stored = {r.dedupe_key: r.id for r in session.execute(select(OUTBOX.c.dedupe_key, OUTBOX.c.id))}
+    assert skipped[0] == 1 and skipped[1] is None  # a0 was taken
+    if dialect == "postgresql":
+        assert (first[0], first[1], second[0], second[1]) == (5, None, 3, None)
+        return
+    assert first == (5, [before[f"a{i}"] for i in range(5)])
+    assert second == (3, [stored[f"b{i}"] for i in range(3)])
+    assert second[1] == [before["a4"], before["a4"] + 1, before["a4"] + 2]  # a4's id given again
+
+
+def test_ids_not_consecutive_are_not_taken_for_the_rows(store: Store) -> None:
+    """A row with its own id above the largest, inserted by a trigger while the batch is written,
+    leaves the ids of the batch not consecutive: None, whatever the arithmetic would say."""
+    with store.write_connection() as connection:
+        if connection.dialect.name != "sqlite":
+            pytest.skip("SQLite's rowids")
+        connection.exec_driver_sql(
+            "CREATE TEMP TRIGGER jump AFTER INSERT ON outbox WHEN NEW.dedupe_key = 'x1' BEGIN "
+            "INSERT INTO outbox (id, topic, aggregate_type, aggregate_id, dedupe_key, payload, created_at,"
+            " available_at, attempts) SELECT NEW.id + 10, topic, aggregate_type, 0, 'jumped', payload, created_at,"
+            " available_at, 0 FROM outbox WHERE id = NEW.id; END"
+        )
+        statement = BulkStatement.of(skipping_taken("sqlite"), connection, OUTBOX_KEYS)
+        inserted, ids = statement.write_rows_ids(connection, [outbox_row(f"x{i}", i) for i in range(3)], OUTBOX.c.id)
+        connection.exec_driver_sql("DROP TRIGGER jump")
+    assert (inserted, ids) == (3, None)
