@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Integer, String, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -90,40 +90,94 @@ def _read_in(session: Session, query: Any, values: Iterable[Any], **fixed: Any) 
 
 _CONTACTS = table_of(BillingContactRow)
 _CUSTOMERS, _ENTITIES = table_of(Customer), table_of(LegalEntity)
-_CONTACTS_OF = (
+_ENTITY_MESSAGING = select(_ENTITIES.c.id, _ENTITIES.c.messaging, _ENTITIES.c.entity_ref).where(
+    _ENTITIES.c.id.in_(bindparam("wanted", expanding=True))
+)
+# Each customer with its channel, entity and own e-mail, and its stored contacts in their order (a
+# customer without one: a row of NULLs for them): who a message goes to and how, in one read.
+_AUDIENCE_OF = (
     select(
-        _CONTACTS.c.customer_id,
+        _CUSTOMERS.c.id,
+        _CUSTOMERS.c.message_channel,
+        _CUSTOMERS.c.entity_id,
+        _CUSTOMERS.c.email,
         _CONTACTS.c.email,
         _CONTACTS.c.role,
         _CONTACTS.c.name,
         _CONTACTS.c.language,
         _CONTACTS.c.opt_out,
     )
-    .where(_CONTACTS.c.customer_id.in_(bindparam("wanted", expanding=True)))
-    .order_by(_CONTACTS.c.customer_id, _CONTACTS.c.position)
-)
-_EMAILS_OF = select(_CUSTOMERS.c.id, _CUSTOMERS.c.email).where(_CUSTOMERS.c.id.in_(bindparam("wanted", expanding=True)))
-_CHANNELS_OF = select(_CUSTOMERS.c.id, _CUSTOMERS.c.message_channel, _CUSTOMERS.c.entity_id).where(
-    _CUSTOMERS.c.id.in_(bindparam("wanted", expanding=True))
-)
-_ENTITY_MESSAGING = select(_ENTITIES.c.id, _ENTITIES.c.messaging, _ENTITIES.c.entity_ref).where(
-    _ENTITIES.c.id.in_(bindparam("wanted", expanding=True))
+    .outerjoin(_CONTACTS, _CONTACTS.c.customer_id == _CUSTOMERS.c.id)
+    .where(_CUSTOMERS.c.id.in_(bindparam("wanted", expanding=True)))
+    .order_by(_CUSTOMERS.c.id, _CONTACTS.c.position)
 )
 _EVENT_KEYS_IN = select(table_of(CustomerMessage).c.event_key).where(
     table_of(CustomerMessage).c.event_key.in_(bindparam("wanted", expanding=True))
 )
 
+StoredContacts = tuple[tuple[str, str, str | None, str, str], ...]
+"""A customer's contact rows as stored (email, role, name, language, opt_out), in their order."""
+
+
+class Audience(NamedTuple):
+    """Who a customer's messages go to and how, as stored: its contact rows (or, with none, its own
+    e-mail), its entity's messaging settings, its channel (its own or the entity's), the entity's ref."""
+
+    stored: StoredContacts
+    email: str | None
+    messaging: EntityMessaging
+    channel: str
+    entity_ref: str
+
+    @property
+    def contacts(self) -> tuple[BillingContact, ...]:
+        return _contacts(self.stored, self.email)
+
+    def recipients(self, kind: MessageKind) -> Recipients:
+        """Who gets a message of ``kind`` (billing.messaging.recipients), worked out once per distinct
+        set of stored contacts and kind (the same customers' messages are made page after page)."""
+        return _recipients(self.stored, self.email, kind)
+
+
+def audiences(session: Session, customer_ids: Iterable[int]) -> dict[int, Audience]:
+    """:class:`Audience` of each customer: one read of the customers with their contacts, then their
+    entities, each entity's settings decoded and made into the model once (a page of receipts names
+    a few entities and hundreds of customers)."""
+    contacts: dict[int, list[tuple[str, str, str | None, str, str]]] = defaultdict(list)
+    heads: dict[int, tuple[str | None, int, str | None]] = {}
+    for cid, channel, entity_id, email, *contact in _read_in(session, _AUDIENCE_OF, set(customer_ids)):
+        heads[cid] = (channel, entity_id, email)
+        if contact[0] is not None:
+            contacts[cid].append(tuple(contact))
+    entities = {
+        entity_id: (EntityMessaging.model_validate(settings or {}), entity_ref)
+        for entity_id, settings, entity_ref in _read_in(session, _ENTITY_MESSAGING, {e for _, e, _ in heads.values()})
+    }
+    out = {}
+    for cid, (channel, entity_id, email) in heads.items():
+        messaging, entity_ref = entities[entity_id]
+        out[cid] = Audience(tuple(contacts.get(cid, ())), email, messaging, channel or messaging.channel, entity_ref)
+    return out
+
 
 def contacts_of(session: Session, customer_ids: Iterable[int]) -> dict[int, list[BillingContact]]:
     """Each customer's billing contacts: the stored ones, else its email when that is an address."""
-    ids = list(set(customer_ids))
-    out: dict[int, list[BillingContact]] = defaultdict(list)
-    for customer_id, *stored in _read_in(session, _CONTACTS_OF, ids):
-        out[customer_id].append(_stored_contact(*stored))
-    missing = [i for i in ids if i not in out]
-    for cid, email in _read_in(session, _EMAILS_OF, missing):
-        out[cid].extend(email_contact(email))
-    return {i: out.get(i, []) for i in ids}
+    ids = set(customer_ids)
+    found = audiences(session, ids)
+    return {i: list(found[i].contacts) if i in found else [] for i in ids}
+
+
+@lru_cache(maxsize=8192)
+def _contacts(stored: StoredContacts, email: str | None) -> tuple[BillingContact, ...]:
+    """A customer's contacts as the model: its stored ones, else its own e-mail when it is an address."""
+    if stored:
+        return tuple(_stored_contact(*row) for row in stored)
+    return tuple(email_contact(email))
+
+
+@lru_cache(maxsize=16384)
+def _recipients(stored: StoredContacts, email: str | None, kind: MessageKind) -> Recipients:
+    return recipients(_contacts(stored, email), kind)
 
 
 @lru_cache(maxsize=8192)
@@ -156,19 +210,8 @@ def email_contact(email: str | None) -> list[BillingContact]:
 
 def messaging_of(session: Session, customer_ids: Iterable[int]) -> dict[int, tuple[EntityMessaging, str, str]]:
     """Per customer: its entity's messaging settings, its channel (the customer's own or the
-    entity's) and the entity's ref. Each entity's settings are read (their JSON decoded) and made
-    into the model once, not once per customer (a page of receipts names a few entities and hundreds
-    of customers): the customers' channels and entities first, then those entities."""
-    customers = _read_in(session, _CHANNELS_OF, set(customer_ids))
-    entities = {
-        entity_id: (EntityMessaging.model_validate(settings or {}), entity_ref)
-        for entity_id, settings, entity_ref in _read_in(session, _ENTITY_MESSAGING, {e for _, _, e in customers})
-    }
-    out = {}
-    for cid, channel, entity_id in customers:
-        messaging, entity_ref = entities[entity_id]
-        out[cid] = (messaging, channel or messaging.channel, entity_ref)
-    return out
+    entity's) and the entity's ref."""
+    return {cid: (a.messaging, a.channel, a.entity_ref) for cid, a in audiences(session, customer_ids).items()}
 
 
 def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
@@ -192,18 +235,16 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
     fresh = {d.event_key: d for d in drafts if d.event_key not in present}
     if not fresh:
         return counts
-    customers = {d.customer_id for d in fresh.values()}
-    contacts = contacts_of(session, customers)
-    settings = messaging_of(session, customers)
+    audience = audiences(session, {d.customer_id for d in fresh.values()})
     # The document type and the auto-charge decide only an invoice message's channel (below).
     invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None and d.kind == "invoice"]
     doc_types: dict[int, str] = dict(_read_in(session, _DOC_TYPES_OF, set(invoice_ids)))
     charged = auto_charged(session, invoice_ids)  # Stripe charges these: it does not e-mail them
     rows: list[dict[str, Any]] = []
     now = utcnow()
-    chosen_for: dict[tuple[int, str], Recipients] = {}  # a customer's recipients of a kind: chosen once
     for draft in fresh.values():
-        messaging, channel, entity_ref = settings[draft.customer_id]
+        to = audience[draft.customer_id]
+        messaging, channel, entity_ref = to.messaging, to.channel, to.entity_ref
         if draft.channel is not None:
             channel = draft.channel
         elif channel in VENDOR_TOPICS and (
@@ -212,11 +253,7 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
             channel = "email"  # QuickBooks or Stripe sends its invoices; everything else goes by e-mail
         elif channel == "stripe" and draft.invoice_id in charged:
             channel = "email"
-        chosen = draft.recipients
-        if chosen is None:
-            chosen = chosen_for.get((draft.customer_id, draft.kind))
-            if chosen is None:
-                chosen = chosen_for[draft.customer_id, draft.kind] = recipients(contacts[draft.customer_id], draft.kind)
+        chosen = draft.recipients if draft.recipients is not None else to.recipients(draft.kind)
         rows.append(
             {
                 "event_key": draft.event_key,
@@ -225,7 +262,7 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
                 "invoice_id": draft.invoice_id,
                 "payment_id": draft.payment_id,
                 "channel": channel,
-                "state": draft.state or _state_for(contacts[draft.customer_id], chosen),
+                "state": draft.state or _state_for(to.contacts, chosen),
                 "recipients": chosen.as_dict(),
                 "language": chosen.language,
                 "as_of": draft.as_of,
