@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date
 from decimal import ROUND_DOWN, Decimal
+from typing import NamedTuple
 
 from billbridge.billing.currency import UnknownCurrencyError, quantum
 from billbridge.billing.documents import IncomingPayment
@@ -30,8 +31,7 @@ MEMO_NUMBERS = 10  # words of a reference or memo looked up as document numbers,
 _NUMBER_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/#-]*[0-9]")  # a word ending in a digit
 
 
-@dataclass(frozen=True)
-class OpenInvoice:
+class OpenInvoice(NamedTuple):
     number: str
     customer_ref: str
     currency: str
@@ -39,8 +39,7 @@ class OpenInvoice:
     due_date: date
 
 
-@dataclass(frozen=True)
-class PaidInvoice:
+class PaidInvoice(NamedTuple):
     """What a refund may take back from: an invoice's money received so far."""
 
     number: str
@@ -48,8 +47,7 @@ class PaidInvoice:
     amount_paid: Decimal
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     allocations: tuple[tuple[str, Decimal], ...]
     unapplied: Decimal
     reason: str | None = None  # why (part of) the payment is not applied

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
@@ -64,8 +65,7 @@ def message_id(event_key: str, domain: str) -> str:
     return f"<billbridge.{digest}@{domain}>"
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(NamedTuple):
     """What a payment applied to one invoice, and what is open on it after that."""
 
     invoice_id: int

@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from billbridge.billing.documents import IncomingPayment
 from billbridge.billing.matching import MATCH_WINDOW_DAYS, Match, OpenInvoice, PaidInvoice, numbers_in, settle
@@ -48,8 +49,7 @@ def lookups(payments: Sequence[IncomingPayment]) -> Lookups:
     )
 
 
-@dataclass(frozen=True)
-class ToRecord:
+class ToRecord(NamedTuple):
     """A new payment, as matched: what the store records."""
 
     ref: str

@@ -1073,8 +1073,7 @@ def receipts(session: Session, payment_ids: Sequence[int], *, event: str | None 
     return _receipts(session, ids, event)
 
 
-@dataclass(frozen=True)
-class RecordedPayment:
+class RecordedPayment(NamedTuple):
     """A payment recorded in this transaction, as its receipt needs it, from what recording it knew."""
 
     payment_ref: str

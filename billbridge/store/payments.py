@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
@@ -32,8 +31,7 @@ def lock_payment_source(session: Session, source: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-@dataclass(frozen=True)
-class PaymentIn:
+class PaymentIn(NamedTuple):
     """A payment to record, with its allocations to invoices (by number)."""
 
     payment_ref: str
