@@ -200,13 +200,11 @@ def record_pages(
                 batch = [_to_record(d.ref, d.payment, d.match) for d in decision.to_record]
                 # The refs were read above in this transaction, under the source's lock, and are distinct.
                 recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
-                for made, new in zip(batch, recorded, strict=True):
-                    if new:
-                        summary.customers.update([made.customer_ref] if made.customer_ref else [])
-                        summary.invoices.update(number for number, _ in made.allocations)
+                new_ones = [made for made, new in zip(batch, recorded, strict=True) if new]
+                summary.customers.update(made.customer_ref for made in new_ones if made.customer_ref)
+                summary.invoices.update(number for made in new_ones for number, _ in made.allocations)
                 if mirror_to:
                     refund_of = {ref: p.refund_of for ref, p in zip(refs, page.payments, strict=True) if p.refund_of}
-                    new_ones = [p for p, new in zip(batch, recorded, strict=True) if new]
                     queue_mirrors(session, source, new_ones, mirror_to, refund_of)
                 for ref, payment in decision.changed.items():
                     summary.outcomes["amended"] += 1

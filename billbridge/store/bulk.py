@@ -44,14 +44,14 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, TypeVar, overload
 
-from sqlalchemy import ARRAY, Connection, Date, Table, bindparam, cast, column, func, select
+from sqlalchemy import ARRAY, JSON, Connection, Date, Table, bindparam, cast, column, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import Delete, Insert, Update
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import NullType
 
-from billbridge.store.types import ExactDecimal
+from billbridge.store.types import ExactDecimal, json_text
 
 Processor = Callable[[Any], Any]
 _Insert = TypeVar("_Insert", bound=Insert)
@@ -95,6 +95,19 @@ def _once_per_day(process: Processor) -> Processor:
         return found
 
     return run
+
+
+_JSON_PROBE = {"text": 'it\'s "quoted" \u00fc', 1: [None, True, 1.5, {"n": -2}]}
+
+
+def _serializes_as_json_text(process: Processor) -> bool:
+    """Whether Core's bind processor of a JSON column hands the driver the store's own JSON text
+    (``types.json_text``, the engine's serializer) for a document: then a dict or list is given that
+    text without Core's per-value checks (SQLite; PostgreSQL's driver takes a wrapper, not text)."""
+    try:
+        return bool(process(_JSON_PROBE) == json_text(_JSON_PROBE))
+    except Exception:  # noqa: BLE001 - any other behaviour: Core's processor, as is
+        return False
 
 
 def in_list_length(length: int) -> int:
@@ -505,6 +518,14 @@ class BulkStatement:
             return text
         if isinstance(bind.type, Date):
             return _once_per_day(p)
+        if isinstance(bind.type, JSON) and _serializes_as_json_text(p):
+            core_json = p
+
+            def document(value: Any) -> Any:
+                kind = type(value)
+                return json_text(value) if kind is dict or kind is list else core_json(value)
+
+            return document
         return p
 
     def tuple_calls(self, rows: Sequence[Sequence[Any]]) -> list[Call]:

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -26,7 +25,7 @@ except ImportError:  # not on Windows: writers there meet SQLite's own wait only
 
 from billbridge.errors import UserError
 from billbridge.private_files import private_file
-from billbridge.store.types import DecimalSum
+from billbridge.store.types import DecimalSum, json_text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 NO_LOCK_FILE = -1  # Store._lock_fd when the writers' lock file cannot be made
@@ -69,15 +68,9 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _json_text(value: Any) -> str:
-    """JSON columns through orjson (several times faster than json.dumps on hot insert paths);
-    non-string keys become strings as json.dumps makes them."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
-    kwargs.setdefault("json_serializer", _json_text)
+    kwargs.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         database = make_url(url).database
         folder = Path(database).parent if database and database != ":memory:" else None

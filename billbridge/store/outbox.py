@@ -53,19 +53,8 @@ def enqueue_many(session: Session, messages: Sequence[dict[str, Any]]) -> int:
     session.flush()  # objects added before these get their ids first, as when the session flushed them all
     connection = session.connection()
     now = utcnow()
-    rows = [
-        {
-            "topic": m["topic"],
-            "aggregate_type": m["aggregate_type"],
-            "aggregate_id": m["aggregate_id"],
-            "dedupe_key": m["dedupe_key"],
-            "payload": m["payload"],
-            "created_at": now,
-            "available_at": now,
-            "attempts": 0,
-        }
-        for m in messages
-    ]
+    stamp = {"created_at": now, "available_at": now, "attempts": 0}
+    rows = [{**m, **stamp} for m in messages]  # enqueue's arguments, and what every new row starts with
     statement = BulkStatement.of(_ENQUEUE[connection.dialect.name], connection, _ENQUEUE_KEYS)
     return statement.write_rows(connection, rows)
 
