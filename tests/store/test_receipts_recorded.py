@@ -18,7 +18,7 @@ from billbridge.store import messages
 from billbridge.store.db import Store
 from billbridge.store.invoices import list_invoices
 from billbridge.store.message_models import CustomerMessage
-from billbridge.store.models import Invoice
+from billbridge.store.models import Invoice, Payment, PaymentAllocation
 from billbridge.vendors.contract import PaymentPage
 
 DAY = date(2026, 7, 1)
@@ -109,3 +109,42 @@ def test_a_pages_receipts_say_what_each_payment_applied_and_what_is_open_after_t
     assert payment_ids == sorted(payment_ids)
     with store.read() as session:
         assert messages.contacts_of(session, customers) == messages.contacts_of(session, customers)  # cached alike
+
+
+def test_a_receipt_goes_to_the_customer_who_paid_and_names_the_payment_recorded(store: Store) -> None:
+    """Whose receipt it is, whether recording knew it from the invoices read or it was read back: a
+    payment by customer a of b's invoice goes to a; one naming a customer we do not know, or none,
+    goes to the invoice's customer; each receipt's event key names the id the payment was stored with
+    (the ids known without reading them back on SQLite), in a page after other payments were deleted."""
+    invoices = _billed(store)
+    a, b = str(invoices["a"]["number"]), str(invoices["b"]["number"])
+    first = PaymentPage([IncomingPayment("qb", "p0", "USD", Decimal("1.00"), DAY, "b", (b,))], "cursor-0")
+    assert record_pages(store, "qb", [first]).outcomes == {"matched": 1}
+    with store.write() as session:  # taken back: the largest payment id is gone, the next page reuses it
+        session.execute(CustomerMessage.__table__.delete())
+        session.execute(PaymentAllocation.__table__.delete())
+        session.execute(Payment.__table__.delete())
+        session.execute(update(Invoice).values(amount_paid=Decimal(0), status="sent"))
+    page = PaymentPage(
+        [
+            IncomingPayment("qb", "p1", "USD", Decimal("10.00"), DAY, "a", (b,)),  # a pays b's invoice
+            IncomingPayment("qb", "p2", "USD", Decimal("20.00"), DAY, "nobody", (a,)),  # unknown customer
+            IncomingPayment("qb", "p3", "USD", Decimal("30.00"), DAY, None, (a,)),  # no customer
+            IncomingPayment("qb", "p4", "USD", Decimal("40.00"), DAY, "b", (b,)),  # the invoice's own
+        ],
+        "cursor-1",
+    )
+    assert record_pages(store, "qb", [page]).outcomes == {"matched": 4}
+    with store.read() as session:
+        ids = dict(session.execute(select(Payment.payment_ref, Payment.id)).tuples().all())
+        made = {
+            m.payment_id: (m.event_key, m.customer_id)
+            for m in session.scalars(select(CustomerMessage).where(CustomerMessage.kind == "receipt"))
+        }
+        customer = {ref: messages.customer_id_of(session, ref) for ref in ("a", "b")}
+    assert made == {
+        ids["qb:p1"]: (f"receipt:{ids['qb:p1']}", customer["a"]),
+        ids["qb:p2"]: (f"receipt:{ids['qb:p2']}", customer["a"]),
+        ids["qb:p3"]: (f"receipt:{ids['qb:p3']}", customer["a"]),
+        ids["qb:p4"]: (f"receipt:{ids['qb:p4']}", customer["b"]),
+    }
