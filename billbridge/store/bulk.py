@@ -280,7 +280,7 @@ class BulkStatement:
         for key, value in params.items():
             p = self.processors.get(key)
             if key in expansion:
-                values.update((name, p(v) if p else v) for name, v in zip(expansion[key], value, strict=True))
+                values.update(zip(expansion[key], value if p is None else map(p, value), strict=True))
             else:
                 values[key] = p(value) if p else value
         return sql, (values if names is None else [values[name] for name in names])
