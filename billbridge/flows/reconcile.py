@@ -36,6 +36,7 @@ from billbridge.store import quarantine
 from billbridge.store.cursors import get_cursor, set_cursor
 from billbridge.store.db import Store, open_store
 from billbridge.store.invoices import open_invoices, paid_amounts
+from billbridge.store.messages import Audience
 from billbridge.store.partners import invoice_customers
 from billbridge.store.payments import (
     PaymentIn,
@@ -176,6 +177,9 @@ def record_pages(
     ``window_days``: see billing.matching (rule 3)."""
     summary = ReconcileSummary(source)
     statistics = FreshStatistics(store, grown=("payments", "payment_allocations"), read=("invoices",))
+    # Who each customer's receipts go to, read the first time one of its payments is recorded in the
+    # run and kept for its later pages (their customers come back page after page).
+    audiences: dict[int, Audience] = {}
     with bulk_gc():  # a page makes a dozen objects a payment (rows, receipts): see flows/heap.py
         for page in pages:
             with store.write() as session:
@@ -199,7 +203,7 @@ def record_pages(
                 summary.unmatched += decision.unmatched
                 batch = [_to_record(d.ref, d.payment, d.match) for d in decision.to_record]
                 # The refs were read above in this transaction, under the source's lock, and are distinct.
-                recorded = record_payments(session, batch, refs_checked=True, open_rows=rows)
+                recorded = record_payments(session, batch, refs_checked=True, open_rows=rows, audiences=audiences)
                 new_ones = [made for made, new in zip(batch, recorded, strict=True) if new]
                 summary.customers.update(made.customer_ref for made in new_ones if made.customer_ref)
                 summary.invoices.update(number for made in new_ones for number, _ in made.allocations)

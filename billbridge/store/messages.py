@@ -221,7 +221,13 @@ def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
 CREATE_CHUNK = 500  # keys or ids per IN list of a look-up
 
 
-def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str] | None = None) -> Counter[str]:
+def create(
+    session: Session,
+    drafts: Sequence[MessageDraft],
+    *,
+    taken: list[str] | None = None,
+    known: dict[int, Audience] | None = None,
+) -> Counter[str]:
     """Create the drafts whose event has no message yet (each once, however often planning runs), with
     their recipients fixed now: a customer without a contact gets ``waiting_contact`` (shown by
     ``status``; nothing is sent to a guessed address), one whose contacts all opted out of the kind
@@ -229,13 +235,21 @@ def create(session: Session, drafts: Sequence[MessageDraft], *, taken: list[str]
 
     Two runs making the same message at once (PostgreSQL: neither sees the other's uncommitted
     row) do not fail on the unique event key: the insert skips an event another transaction made
-    first (ON CONFLICT DO NOTHING waits for it to commit); its key goes to ``taken`` and is not counted."""
+    first (ON CONFLICT DO NOTHING waits for it to commit); its key goes to ``taken`` and is not counted.
+    ``known``: the customers' audiences read earlier in the caller's run (a reconciliation's pages),
+    kept there: only the others are read, and added to it."""
     counts: Counter[str] = Counter()
     present = existing_keys(session, [d.event_key for d in drafts])
     fresh = {d.event_key: d for d in drafts if d.event_key not in present}
     if not fresh:
         return counts
-    audience = audiences(session, {d.customer_id for d in fresh.values()})
+    wanted = {d.customer_id for d in fresh.values()}
+    if known is None:
+        audience = audiences(session, wanted)
+    else:
+        if unread := wanted - known.keys():
+            known.update(audiences(session, unread))
+        audience = known
     # The document type and the auto-charge decide only an invoice message's channel (below).
     invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None and d.kind == "invoice"]
     doc_types: dict[int, str] = dict(_read_in(session, _DOC_TYPES_OF, set(invoice_ids)))
@@ -1086,14 +1100,18 @@ class RecordedPayment(NamedTuple):
 
 
 def receipts_of_recorded(
-    session: Session, payments: Sequence[RecordedPayment], open_after: dict[int, Decimal]
+    session: Session,
+    payments: Sequence[RecordedPayment],
+    open_after: dict[int, Decimal],
+    *,
+    known: dict[int, Audience] | None = None,
 ) -> Counter[str]:
     """:func:`receipts` of payments just recorded in this transaction (a reconciliation page's), made
     from what recording them computed rather than read back: their allocations, and ``open_after``,
     each invoice's total less what is paid on it now (after every payment of the batch, as the
     read-back would find it). Only the ids and customers recording did not tell are read (the
     receipt's event key names the id). The caller gives only payments applied to invoices, for more
-    than nothing, not disputes."""
+    than nothing, not disputes. ``known``: see :func:`create`."""
     if not payments:
         return Counter()
     stored: dict[str, tuple[int, int | None]] = {
@@ -1126,7 +1144,7 @@ def receipts_of_recorded(
             )
         )
     drafts.sort(key=lambda d: d.payment_id or 0)  # in payment order, as receipts() makes them
-    return create(session, drafts)
+    return create(session, drafts, known=known)
 
 
 _PAYMENTS, _ALLOCATIONS, _INVOICES = table_of(Payment), table_of(PaymentAllocation), table_of(Invoice)

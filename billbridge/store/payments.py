@@ -118,6 +118,7 @@ def record_payments(
     *,
     refs_checked: bool = False,
     open_rows: Sequence[Mapping[str, Any]] = (),
+    audiences: dict[int, messages.Audience] | None = None,
 ) -> list[bool]:
     """Batch form of :func:`record_payment`: a handful of statements for the whole batch (known refs,
     the invoices concerned, the new payments, their allocations, the invoice updates). Returns, per
@@ -127,7 +128,8 @@ def record_payments(
     ``open_rows``: :func:`open_invoices` rows read in this transaction with ``lock=True``: their
     balances are current (the invoices locked on PostgreSQL; SQLite's write transaction holds the
     database lock) and are not read again. Other invoices are read here, locked on PostgreSQL, as a
-    concurrent transaction may be paying them.
+    concurrent transaction may be paying them. ``audiences``: who the receipts' customers' messages
+    go to, as read earlier in the caller's run (messages.create's ``known``).
     Raises ValueError / LookupError / InvalidTransition for an allocation that cannot be applied."""
     connection = session.connection()
     if refs_checked:
@@ -221,7 +223,7 @@ def record_payments(
         ]
         if paying:
             open_after = {v.invoice_id: v.total - v.paid for v in invoices.values() if v.invoice_id in touched}
-            messages.receipts_of_recorded(session, paying, open_after)
+            messages.receipts_of_recorded(session, paying, open_after, known=audiences)
     return recorded
 
 
