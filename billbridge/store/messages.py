@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -56,8 +56,7 @@ MESSAGE_DOMAIN = "billbridge.invalid"
 ZERO = Decimal(0)  # the Message-ID's right side when an entity names no sender
 
 
-@dataclass(frozen=True)
-class MessageDraft:
+class MessageDraft(NamedTuple):
     """A message to create, as planning finds it; ``event_key`` makes it once per event."""
 
     event_key: str
@@ -66,7 +65,7 @@ class MessageDraft:
     as_of: date
     invoice_id: int | None = None
     payment_id: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] | None = None  # what the message says beside its documents (none: nothing)
     state: str | None = None  # set for a message recorded but never sent (a stale reminder step: "skipped")
     channel: str | None = None  # set to send it by this channel whatever the customer's (a copy by e-mail)
     recipients: Recipients | None = None  # set to send it to these, not to the customer's contacts for its kind
@@ -280,7 +279,7 @@ def create(
                 "recipients": chosen.as_dict(),
                 "language": chosen.language,
                 "as_of": draft.as_of,
-                "details": draft.details,
+                "details": {} if draft.details is None else draft.details,
                 "message_id": message_id(draft.event_key, _domain(messaging, entity_ref)),
                 "attempts": 0,
                 "created_at": now,
