@@ -374,6 +374,7 @@ def _version_row(
         "minimum_commitment": contract.minimum_commitment,
         "terms": terms,
         "billed_by": contract.billed_by,
+        "bill_to_ref": _bill_to_ref(contract),
         "created_at": now,
     }
 
