@@ -455,9 +455,10 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
     versions = BulkStatement.of(_VERSIONS_OF, connection, ("ids",)).run(connection, params)
     out_versions: dict[int, list[Version]] = defaultdict(list)
     errors: dict[int, str] = {}
+    validate = model.Contract.__pydantic_validator__.validate_json  # model_validate_json without its wrapper
     for contract_id, version_no, effective_date, terms in versions:
         try:
-            contract = model.Contract.model_validate_json(terms)
+            contract = validate(terms)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"])
