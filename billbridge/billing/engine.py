@@ -23,6 +23,8 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Literal
 
+from pydantic import BaseModel
+
 from billbridge.billing.currency import round_money, split_evenly
 from billbridge.billing.model import Contract, ContractLine, Discount
 from billbridge.billing.periods import Period, add_cycles, cycle_index, periods, prorate
@@ -160,6 +162,12 @@ def _digest(*parts: object) -> str:
     return hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
 
 
+def _json(model: BaseModel) -> str:
+    """``model.model_dump_json()``, the same text, without the keyword handling of pydantic's wrapper
+    (once per line of every contract planned)."""
+    return model.__pydantic_serializer__.to_json(model).decode()
+
+
 def _line_discount(discount: Discount | None, gross: Decimal) -> Decimal:
     if discount is None or gross <= 0:
         return ZERO
@@ -255,21 +263,13 @@ class _Timeline:
         terms_hash = _digest(
             line.charge,
             line.product_ref,
-            pricing.model_dump_json(),
+            _json(pricing),
             quantity,
-            line.discount.model_dump_json() if line.discount else "",
+            _json(line.discount) if line.discount else "",
             line.installments,
             line.prepaid_amount or "",
         )
-        return _Terms(
-            terms_hash=terms_hash,
-            product_ref=line.product_ref,
-            description=description,
-            quantity=quantity,
-            amount=gross,
-            discount=discount,
-            version_no=version.version_no,
-        )
+        return _Terms(terms_hash, line.product_ref, description, quantity, gross, discount, version.version_no)
 
     def breakpoints(self, line_ref: str, start: date, end: date) -> list[date]:
         """Days in (start, end) where the line's terms may change, with ``start`` and ``end``."""
@@ -515,24 +515,11 @@ def _draft_line(slot: _Slot, piece: _Piece, currency: str) -> DraftLine:
     if days != piece.slot_days:
         net = prorate(net, days, piece.slot_days)
     description = terms.description if sign > 0 else f"{CREDIT_PREFIX}{terms.description}"
-    return DraftLine(
-        line_ref=slot.line_ref,
-        kind=slot.kind,
-        product_ref=terms.product_ref,
-        description=description,
-        slot_start=slot.start,
-        slot_end=piece.slot_end,
-        slot_days=piece.slot_days,
-        span_start=piece.start,
-        span_end=piece.end,
-        quantity=terms.quantity,
-        amount=terms.amount,
-        discount=terms.discount,
-        billed_amount=round_money(net, currency) * sign,
-        terms_hash=terms.terms_hash,
-        sign=sign,
-        version_no=terms.version_no,
-    )
+    return DraftLine(  # by position: a line per slot of every contract, keywords cost a fifth more
+        slot.line_ref, slot.kind, terms.product_ref, description, slot.start, piece.slot_end, piece.slot_days,
+        piece.start, piece.end, terms.quantity, terms.amount, terms.discount,
+        round_money(net, currency) * sign, terms.terms_hash, sign, terms.version_no,
+    )  # fmt: skip
 
 
 def _floor(timeline: _Timeline, p: Period) -> Decimal | None:
@@ -608,9 +595,11 @@ def _contract_discount_line(
     before discounts). An amount discount is per full billing period: prorated like the recurring
     charges on the invoice, and never more than the charges.
     """
+    if discount is None:  # most documents: nothing to add up
+        return None
     charges = [line for line in lines if line.kind != "minimum"]
     subtotal = sum((line.billed_amount for line in charges), ZERO)
-    if discount is None or subtotal == 0:
+    if subtotal == 0:
         return None
     if discount.percent is not None:
         amount = -round_money(subtotal * discount.percent / HUNDRED, currency)
@@ -723,6 +712,7 @@ def plan_invoices(
         else:
             by_target[target].append(line)
 
+    net_days = timedelta(days=contract.payment_terms_days)
     for billing_date in sorted(by_target):
         lines = by_target[billing_date]
         version = timeline.version_at(billing_date)
@@ -730,22 +720,23 @@ def plan_invoices(
         discount_line = _contract_discount_line(
             version.contract.discount, lines, currency, billing_date, version.version_no
         )
+        total = subtotal  # the same additions as summing the lines with the discount line last
         if discount_line is not None:
             lines = [*lines, discount_line]
-        total = sum((line.billed_amount for line in lines), ZERO)
+            total = subtotal + discount_line.billed_amount
         plan.invoices.append(
-            InvoiceDraft(
-                contract_ref=contract_ref,
-                doc_type="credit_note" if total < 0 else "invoice",
-                billing_date=billing_date,
-                due_date=billing_date + timedelta(days=contract.payment_terms_days),
-                currency=currency,
-                version_no=version.version_no,
-                lines=tuple(lines),
-                subtotal=subtotal,
-                discount_total=discount_line.billed_amount if discount_line else ZERO,
-                invoice_total=total,
-                credits=_credits(lines, credited) if total < 0 else None,
+            InvoiceDraft(  # by position, in field order (a document per contract planned)
+                contract_ref,
+                "credit_note" if total < 0 else "invoice",  # doc_type
+                billing_date,
+                billing_date + net_days,  # due_date
+                currency,
+                version.version_no,
+                tuple(lines),
+                subtotal,
+                discount_line.billed_amount if discount_line else ZERO,  # discount_total
+                total,  # invoice_total
+                _credits(lines, credited) if total < 0 else None,  # credits
             )
         )
     return plan

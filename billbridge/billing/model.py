@@ -348,9 +348,10 @@ class ContractLine(_Model):
             raise ValueError("usage_property and prepaid_amount are only for charge: usage")
         if (self.usage_aggregation == "distinct") != (self.usage_property is not None):
             raise ValueError("usage_property is needed with usage_aggregation distinct, and only there")
-        starts = [step.start_date for step in self.ramps]
-        if starts != sorted(set(starts)):
-            raise ValueError("ramp steps must have distinct start dates in ascending order")
+        if self.ramps:  # most lines have none (checked on every stored version a billing run reads)
+            starts = [step.start_date for step in self.ramps]
+            if starts != sorted(set(starts)):
+                raise ValueError("ramp steps must have distinct start dates in ascending order")
         if (self.recognition == "usage") != (self.charge == "usage") and self.recognition not in (None, "none"):
             raise ValueError("recognition usage is for charge usage, whose revenue is usage or none")
         return self

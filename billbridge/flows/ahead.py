@@ -10,11 +10,9 @@ import gc
 import multiprocessing
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from itertools import islice
 from typing import Any, TypeVar
 
 from billbridge.store.db import Store, open_store
@@ -98,6 +96,10 @@ def _context(work: Callable[..., Any]) -> multiprocessing.context.BaseContext:
     return context
 
 
+def _up() -> None:
+    """In a planning process: nothing; answered once the process is up (its initializer ran)."""
+
+
 def done_ahead(
     store: Store, chunks: Sequence[C], work: Callable[..., R], args: tuple[Any, ...], workers: int
 ) -> Iterator[R | None]:
@@ -105,36 +107,59 @@ def done_ahead(
     at most two chunks per worker in flight; None for every chunk when there are no workers, fewer than
     three chunks (starting processes costs more) or a store other processes cannot open.
 
-    None for the first chunk too: the caller does it while the processes start (a fork server
-    importing, each process opening the store), which it would otherwise wait for, idle. The first
-    chunks are handed to the pool from a thread, as starting a process waits for the fork server."""
+    None also for the chunks the caller takes while the processes start (a fork server importing, each
+    process opening the store: about a second, which it would otherwise wait for, idle): always the
+    first, then each next one until a process answers, at most the first half of the chunks (so that
+    processes plan the rest, whatever the timing). Chunks are handed to the pool only from then on,
+    from a thread, as starting a process waits for the fork server; the caller never waits for a
+    chunk nobody has started."""
     if workers < 1 or len(chunks) < 3 or not store.shared:
         yield from (None for _ in chunks)
         return
     with ProcessPoolExecutor(
         workers, mp_context=_context(work), initializer=_open_store, initargs=(store.url,)
     ) as pool:
-        window: deque[Future[R]] = deque()
-        pending = islice(chunks, 1, None)
-
+        lock = threading.Lock()
+        futures: dict[int, Future[R]] = {}
+        handed = 1  # the chunks before it are the caller's or the pool's; the first is the caller's
         failed: list[BaseException] = []
+
+        def hand(upto: int) -> None:
+            """Under ``lock``: the chunks from ``handed`` to ``upto`` (excluded) to the pool."""
+            nonlocal handed
+            while handed < min(upto, len(chunks)):
+                futures[handed] = pool.submit(_run, work, chunks[handed], args)
+                handed += 1
 
         def start() -> None:
             try:
-                window.extend(pool.submit(_run, work, chunk, args) for chunk in islice(pending, 2 * workers))
-            except BaseException as exc:  # raised here, in the caller's thread
+                answered = [pool.submit(_up) for _ in range(workers)]  # one process started each
+                answered[0].result()
+                with lock:
+                    hand(handed + 2 * workers)
+            except BaseException as exc:  # raised in the caller's thread
                 failed.append(exc)
 
         starter = threading.Thread(target=start, name="start-planners", daemon=True)
         starter.start()
         try:
-            yield None
+            for at in range(len(chunks)):
+                if failed:
+                    raise failed[0]
+                with lock:
+                    mine = at == 0 or handed <= at < len(chunks) // 2
+                    if mine:
+                        handed = at + 1
+                if mine:
+                    yield None
+                    continue
+                if at not in futures:  # the processes are not up yet, and the rest is theirs
+                    starter.join()
+                    if failed:
+                        raise failed[0]
+                result = futures.pop(at).result()
+                with lock:
+                    hand(at + 1 + 2 * workers)
+                yield result
         finally:
             starter.join()
-        if failed:
-            raise failed[0]
-        while window:
-            result = window.popleft().result()
-            for chunk in islice(pending, 1):
-                window.append(pool.submit(_run, work, chunk, args))
-            yield result

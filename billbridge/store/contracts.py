@@ -374,6 +374,7 @@ def _version_row(
         "minimum_commitment": contract.minimum_commitment,
         "terms": terms,
         "billed_by": contract.billed_by,
+        "bill_to_ref": _bill_to_ref(contract),
         "created_at": now,
     }
 
@@ -454,26 +455,29 @@ def load_timelines(session: Session, ids: Iterable[int]) -> dict[int, ContractTi
     versions = BulkStatement.of(_VERSIONS_OF, connection, ("ids",)).run(connection, params)
     out_versions: dict[int, list[Version]] = defaultdict(list)
     errors: dict[int, str] = {}
+    sold: list[tuple[int, int, str]] = []  # (contract id, version number, the partner billed)
+    resold_by: dict[int, dict[int, str]] = defaultdict(dict)
+    validate = model.Contract.__pydantic_validator__.validate_json  # model_validate_json without its wrapper
     for contract_id, version_no, effective_date, terms in versions:
         try:
-            contract = model.Contract.model_validate_json(terms)
+            contract = validate(terms)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"])
             errors.setdefault(contract_id, f"stored version {version_no} is invalid: {where}: {first['msg']}")
             continue
         out_versions[contract_id].append(Version(version_no, effective_date, contract))
-    resellers = {ref for vs in out_versions.values() for v in vs if (ref := _bill_to_ref(v.contract)) is not None}
+        ref = _bill_to_ref(contract)
+        if ref is not None:  # sold through a reseller: noted here, in the one pass over the versions
+            sold.append((contract_id, version_no, ref))
+            if contract.distributor_ref is not None and contract.reseller_ref is not None:
+                resold_by[contract_id][version_no] = contract.reseller_ref
+    resellers = {ref for _, _, ref in sold}
     reseller_ids = {ref: ids[0] for ref, ids in customer_ids(session, resellers).items()} if resellers else {}
     bill_to: dict[int, dict[int, int]] = defaultdict(dict)
-    resold_by: dict[int, dict[int, str]] = defaultdict(dict)
-    for contract_id, found in out_versions.items():
-        for version in found:
-            ref = _bill_to_ref(version.contract)
-            if ref is not None and ref in reseller_ids:
-                bill_to[contract_id][version.version_no] = reseller_ids[ref]
-            if version.contract.distributor_ref is not None and version.contract.reseller_ref is not None:
-                resold_by[contract_id][version.version_no] = version.contract.reseller_ref
+    for contract_id, version_no, ref in sold:
+        if ref in reseller_ids:
+            bill_to[contract_id][version_no] = reseller_ids[ref]
     return {
         cid: ContractTimeline(
             cid,

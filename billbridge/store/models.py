@@ -145,6 +145,9 @@ class ContractVersion(Base):
     minimum_commitment: Mapped[Decimal | None]
     terms: Mapped[str] = mapped_column(Text)  # the canonical contract as imported, prices resolved (JSON)
     billed_by: Mapped[str] = mapped_column(String(20), server_default="billbridge")  # who invoices it
+    # Who its documents go to when sold through a reseller (its distributor, else its reseller; null: the
+    # customer), so a billing run groups a reseller's contracts without reading every version's terms.
+    bill_to_ref: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, and_, bindparam, cast, func, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from billbridge.billing.lifecycle import ISSUED
@@ -18,36 +18,25 @@ from billbridge.store.models import Contract, ContractVersion, Customer, Invoice
 from billbridge.store.partner_models import Partner
 from billbridge.store.partners import load_partners
 
-_SOLD = '%"reseller_ref":"%'  # the stored terms of a contract sold through a reseller
 _NAMES_OF = select(Customer.id, Customer.customer_ref, Customer.name).where(
     Customer.id.in_(bindparam("ids", expanding=True))
 )
-
-
-def _field(session: Session, name: str) -> ColumnElement[Any]:
-    """A top-level field of the stored terms (JSON text), read by the database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.json_extract_path_text(cast(ContractVersion.terms, JSON), name)
-    return func.json_extract(ContractVersion.terms, f"$.{name}")
 
 
 def bill_to_refs(session: Session, contract_ids: Sequence[int] | None = None) -> dict[int, str]:
     """The partner each contract sold through a reseller is billed to (its current version's distributor,
     else its reseller), by contract id; contracts sold directly are left out."""
     query = (
-        select(
-            ContractVersion.contract_id,
-            func.coalesce(_field(session, "distributor_ref"), _field(session, "reseller_ref")),
-        )
+        select(ContractVersion.contract_id, ContractVersion.bill_to_ref)
         .join(
             Contract,
             and_(Contract.id == ContractVersion.contract_id, Contract.current_version_no == ContractVersion.version_no),
         )
-        .where(ContractVersion.terms.like(_SOLD))
+        .where(ContractVersion.bill_to_ref.is_not(None))
     )
     if contract_ids is not None:
         query = query.where(ContractVersion.contract_id.in_(list(contract_ids)))
-    return {int(cid): str(ref) for cid, ref in session.execute(query) if ref is not None}
+    return {int(cid): str(ref) for cid, ref in session.execute(query)}
 
 
 def customer_names(session: Session, customer_ids: Sequence[int]) -> dict[int, tuple[str, str]]:

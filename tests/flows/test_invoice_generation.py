@@ -338,6 +338,21 @@ def test_the_caller_does_the_first_chunk_while_the_planning_processes_start(stor
     assert [d.ids for d in done[1:] if d is not None] == chunks[1:]
 
 
+def test_the_caller_takes_chunks_until_a_planning_process_is_up_and_at_most_half(store: Store) -> None:
+    """While the fork server imports and the processes open the store (about a second), the caller takes
+    the next chunk itself instead of waiting, idle; the processes take the rest in order, and at least
+    the second half whatever the timing. A caller asking for its chunks at once (it does no work on
+    them here) gets through the first half before any process can answer."""
+    _many_contracts(store, 12)
+    with store.read() as session:
+        ids = contract_ids(session)
+    chunks = [[cid] for cid in ids]
+    done = list(done_ahead(store, chunks, _plan, (date(2026, 3, 15),), 2))
+    mine = next(at for at, ahead in enumerate(done) if ahead is not None)
+    assert mine == len(chunks) // 2
+    assert [d.ids if d is not None else None for d in done[mine:]] == chunks[mine:]
+
+
 def test_a_chunk_prepared_ahead_is_written_as_planned_when_nothing_changed(store: Store) -> None:
     _many_contracts(store, 4)  # C-0000 (KWD), C-0001..C-0003 (USD), monthly from 2026-01-01
     as_of = date(2026, 3, 15)

@@ -136,6 +136,61 @@ def test_migration_0006_reads_who_bills_each_stored_version_from_its_terms(store
     assert billed_by == {"K-OURS": "billbridge", "K-STRIPE": "stripe"}
 
 
+def test_migration_0025_reads_whom_each_resold_version_bills_from_its_terms(store: Store) -> None:
+    """Versions stored before contract_versions.bill_to_ref existed get it from their terms: the
+    distributor when the reseller sells through one, else the reseller, none for a contract sold
+    directly; the column is what a billing run groups its chunks by (``bill_to_refs``)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import select
+
+    from billbridge.flows.importing import import_document
+    from billbridge.store.db import MIGRATIONS
+    from billbridge.store.models import Contract, ContractVersion
+    from billbridge.store.resellers import bill_to_refs
+    from tests.docs import REFERENCE, contract
+
+    def partner(ref: str, **terms: str) -> dict[str, str]:
+        return {"partner_ref": ref, "name": ref, "kind": "reseller", "entity_ref": "us", "currency": "USD", **terms}
+
+    doc = {
+        **REFERENCE,
+        "partners": [partner("distri"), partner("resel-a", distributor_ref="distri"), partner("resel-b")],
+        "contracts": [
+            contract("K-DIRECT"),
+            contract("K-VIA-A", reseller_ref="resel-a"),
+            contract("K-VIA-B", reseller_ref="resel-b"),
+        ],
+    }
+    assert not import_document(store, doc).errors
+
+    def stored() -> dict[str, str | None]:
+        with store.read() as session:
+            return dict(
+                session.execute(  # type: ignore[arg-type]
+                    select(Contract.contract_ref, ContractVersion.bill_to_ref).join(
+                        ContractVersion, ContractVersion.contract_id == Contract.id
+                    )
+                ).all()
+            )
+
+    expected = {"K-DIRECT": None, "K-VIA-A": "distri", "K-VIA-B": "resel-b"}
+    assert stored() == expected  # as imported
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0024")
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    assert stored() == expected  # read back from the terms
+    with store.read() as session:
+        ids = dict(session.execute(select(Contract.contract_ref, Contract.id)).all())
+        assert bill_to_refs(session) == {ids["K-VIA-A"]: "distri", ids["K-VIA-B"]: "resel-b"}
+        assert bill_to_refs(session, [ids["K-DIRECT"], ids["K-VIA-B"]]) == {ids["K-VIA-B"]: "resel-b"}
+
+
 def test_a_store_is_shared_with_other_processes_unless_it_is_in_memory(tmp_path: Path) -> None:
     """Worker processes (billing planners, a CRM sync's writer) open the store by its URL."""
     in_memory = open_store("sqlite://")
