@@ -114,40 +114,37 @@ _EVENT_KEYS_IN = select(table_of(CustomerMessage).c.event_key).where(
     table_of(CustomerMessage).c.event_key.in_(bindparam("wanted", expanding=True))
 )
 
-StoredContacts = tuple[tuple[str, str, str | None, str, str], ...]
-"""A customer's contact rows as stored (email, role, name, language, opt_out), in their order."""
-
 
 class Audience(NamedTuple):
-    """Who a customer's messages go to and how, as stored: its contact rows (or, with none, its own
-    e-mail), its entity's messaging settings, its channel (its own or the entity's), the entity's ref."""
+    """Who a customer's messages go to and how: its contacts (its stored ones, or with none its own
+    e-mail when that is an address), its entity's messaging settings, its channel (its own or the
+    entity's) and the entity's ref; with the recipients of each kind worked out so far (``chosen``:
+    kept as long as the audience is, a reconciliation's whole run)."""
 
-    stored: StoredContacts
-    email: str | None
+    contacts: tuple[BillingContact, ...]
     messaging: EntityMessaging
     channel: str
     entity_ref: str
-
-    @property
-    def contacts(self) -> tuple[BillingContact, ...]:
-        return _contacts(self.stored, self.email)
+    chosen: dict[str, Recipients]
 
     def recipients(self, kind: MessageKind) -> Recipients:
-        """Who gets a message of ``kind`` (billing.messaging.recipients), worked out once per distinct
-        set of stored contacts and kind (the same customers' messages are made page after page)."""
-        return _recipients(self.stored, self.email, kind)
+        """Who gets a message of ``kind`` (billing.messaging.recipients), worked out once per kind."""
+        found = self.chosen.get(kind)
+        if found is None:
+            found = self.chosen[kind] = recipients(self.contacts, kind)
+        return found
 
 
 def audiences(session: Session, customer_ids: Iterable[int]) -> dict[int, Audience]:
     """:class:`Audience` of each customer: one read of the customers with their contacts, then their
     entities, each entity's settings decoded and made into the model once (a page of receipts names
     a few entities and hundreds of customers)."""
-    contacts: dict[int, list[tuple[str, str, str | None, str, str]]] = defaultdict(list)
+    contacts: dict[int, list[BillingContact]] = defaultdict(list)
     heads: dict[int, tuple[str | None, int, str | None]] = {}
     for cid, channel, entity_id, email, *contact in _read_in(session, _AUDIENCE_OF, set(customer_ids)):
         heads[cid] = (channel, entity_id, email)
         if contact[0] is not None:
-            contacts[cid].append(tuple(contact))
+            contacts[cid].append(_stored_contact(*contact))
     entities = {
         entity_id: (EntityMessaging.model_validate(settings or {}), entity_ref)
         for entity_id, settings, entity_ref in _read_in(session, _ENTITY_MESSAGING, {e for _, e, _ in heads.values()})
@@ -155,7 +152,8 @@ def audiences(session: Session, customer_ids: Iterable[int]) -> dict[int, Audien
     out = {}
     for cid, (channel, entity_id, email) in heads.items():
         messaging, entity_ref = entities[entity_id]
-        out[cid] = Audience(tuple(contacts.get(cid, ())), email, messaging, channel or messaging.channel, entity_ref)
+        found = tuple(contacts[cid]) if cid in contacts else tuple(email_contact(email))
+        out[cid] = Audience(found, messaging, channel or messaging.channel, entity_ref, {})
     return out
 
 
@@ -164,19 +162,6 @@ def contacts_of(session: Session, customer_ids: Iterable[int]) -> dict[int, list
     ids = set(customer_ids)
     found = audiences(session, ids)
     return {i: list(found[i].contacts) if i in found else [] for i in ids}
-
-
-@lru_cache(maxsize=8192)
-def _contacts(stored: StoredContacts, email: str | None) -> tuple[BillingContact, ...]:
-    """A customer's contacts as the model: its stored ones, else its own e-mail when it is an address."""
-    if stored:
-        return tuple(_stored_contact(*row) for row in stored)
-    return tuple(email_contact(email))
-
-
-@lru_cache(maxsize=16384)
-def _recipients(stored: StoredContacts, email: str | None, kind: MessageKind) -> Recipients:
-    return recipients(_contacts(stored, email), kind)
 
 
 @lru_cache(maxsize=8192)
