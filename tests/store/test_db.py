@@ -106,25 +106,15 @@ def test_the_ping_answers_per_driver_error_whether_the_connection_is_dead(tmp_pa
 
 def test_migration_0006_reads_who_bills_each_stored_version_from_its_terms(store: Store) -> None:
     """Versions stored before contract_versions.billed_by existed get it from their terms."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import select
 
     from billbridge.flows.importing import import_document
-    from billbridge.store.db import MIGRATIONS
     from billbridge.store.models import Contract, ContractVersion
     from tests.docs import contract, document
 
     summary = import_document(store, document(contract("K-OURS"), contract("K-STRIPE", billed_by="stripe")))
     assert summary.counts["contracts.created"] == 2
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0005")
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    down_and_up(store, "0005")
     with store.read() as session:
         billed_by = dict(
             session.execute(
@@ -140,12 +130,9 @@ def test_migration_0025_reads_whom_each_resold_version_bills_from_its_terms(stor
     """Versions stored before contract_versions.bill_to_ref existed get it from their terms: the
     distributor when the reseller sells through one, else the reseller, none for a contract sold
     directly; the column is what a billing run groups its chunks by (``bill_to_refs``)."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import select
 
     from billbridge.flows.importing import import_document
-    from billbridge.store.db import MIGRATIONS
     from billbridge.store.models import Contract, ContractVersion
     from billbridge.store.resellers import bill_to_refs
     from tests.docs import REFERENCE, contract
@@ -176,14 +163,7 @@ def test_migration_0025_reads_whom_each_resold_version_bills_from_its_terms(stor
 
     expected = {"K-DIRECT": None, "K-VIA-A": "distri", "K-VIA-B": "resel-b"}
     assert stored() == expected  # as imported
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0024")
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    down_and_up(store, "0024")
     assert stored() == expected  # read back from the terms
     with store.read() as session:
         ids = dict(session.execute(select(Contract.contract_ref, Contract.id)).all())
@@ -470,3 +450,21 @@ def test_queued_writes_go_on_without_the_lock_file_when_it_cannot_be_made(tmp_pa
             assert connection.execute(select(table.c.n)).scalars().all() == [1, 2]
     finally:
         store.dispose()
+
+
+def down_and_up(store: Store, revision: str) -> None:
+    """Migrate ``store`` down to ``revision`` and up to the head again (a migration's backfill, run on
+    rows written by the current code)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from billbridge.store.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
