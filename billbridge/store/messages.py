@@ -192,12 +192,6 @@ def email_contact(email: str | None) -> list[BillingContact]:
         return []
 
 
-def messaging_of(session: Session, customer_ids: Iterable[int]) -> dict[int, tuple[EntityMessaging, str, str]]:
-    """Per customer: its entity's messaging settings, its channel (the customer's own or the
-    entity's) and the entity's ref."""
-    return {cid: (a.messaging, a.channel, a.entity_ref) for cid, a in audiences(session, customer_ids).items()}
-
-
 def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
     return {key for (key,) in _read_in(session, _EVENT_KEYS_IN, set(keys))}
 
@@ -941,8 +935,8 @@ def preview_context(session: Session, number: str, kind: MessageKind, as_of: dat
     invoice = session.scalar(select(Invoice).where(Invoice.number == number))
     if invoice is None:
         return None
-    chosen = recipients(contacts_of(session, [invoice.customer_id])[invoice.customer_id], kind)
-    messaging, channel, entity_ref = messaging_of(session, [invoice.customer_id])[invoice.customer_id]
+    to = audiences(session, [invoice.customer_id])[invoice.customer_id]
+    chosen, messaging, channel, entity_ref = to.recipients(kind), to.messaging, to.channel, to.entity_ref
     offset = (as_of - invoice.due_date).days
     return {
         **_parties(session, invoice.customer_id, invoice.id),
@@ -1418,8 +1412,8 @@ def statement_preview_context(
 ) -> dict[str, Any]:
     """The context the statement of a customer as of a day would have (nothing is saved): its
     recipients and Message-ID are those ``statements send`` would use."""
-    chosen = recipients(contacts_of(session, [customer_id])[customer_id], "statement")
-    messaging, _channel, entity_ref = messaging_of(session, [customer_id])[customer_id]
+    to = audiences(session, [customer_id])[customer_id]
+    chosen, messaging, entity_ref = to.recipients("statement"), to.messaging, to.entity_ref
     key = statement_key(customer_id, as_of)
     return {
         **_parties(session, customer_id, None),
