@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 
 from billbridge.store import db
 from billbridge.store.db import Store, normalise_url, open_store
+from tests.store.migrating import down_and_up
 
 
 @pytest.mark.slow
@@ -188,14 +189,11 @@ def test_migration_0008_keeps_every_invoice_and_what_refers_to_it(store: Store) 
     from datetime import date
     from decimal import Decimal
 
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import func, select, update
     from sqlalchemy.exc import IntegrityError
 
     from billbridge.flows.importing import import_document
     from billbridge.flows.invoice_generation import run_billing
-    from billbridge.store.db import MIGRATIONS, migrate
     from billbridge.store.models import Invoice, InvoiceLine, PaymentAllocation
     from billbridge.store.payments import PaymentIn, record_payments
     from tests.docs import contract, document
@@ -215,17 +213,7 @@ def test_migration_0008_keeps_every_invoice_and_what_refers_to_it(store: Store) 
             ]
 
     before = counts()
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.connect() as connection:
-        if store.dialect == "sqlite":
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
-        with connection.begin():
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0007")
-        if store.dialect == "sqlite":
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
-    migrate(store.engine)
+    down_and_up(store, "0007")
     assert counts() == before == [4, 4, 1]
 
     with store.write() as session, pytest.raises(IntegrityError):  # a line of no invoice is still refused
@@ -450,21 +438,3 @@ def test_queued_writes_go_on_without_the_lock_file_when_it_cannot_be_made(tmp_pa
             assert connection.execute(select(table.c.n)).scalars().all() == [1, 2]
     finally:
         store.dispose()
-
-
-def down_and_up(store: Store, revision: str) -> None:
-    """Migrate ``store`` down to ``revision`` and up to the head again (a migration's backfill, run on
-    rows written by the current code)."""
-    from alembic import command
-    from alembic.config import Config
-
-    from billbridge.store.db import MIGRATIONS
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")

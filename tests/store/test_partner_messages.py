@@ -8,19 +8,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from billbridge.billing.partner_fees import PartnerBill, statement_details
 from billbridge.flows.importing import import_document
 from billbridge.store import messages, outbox
-from billbridge.store.db import MIGRATIONS, Store, migrate
+from billbridge.store.db import Store
 from billbridge.store.message_models import CustomerMessage
 from billbridge.store.models import Customer
 from billbridge.store.partner_models import Partner
 from tests.docs import REFERENCE
+from tests.store.migrating import down_and_up
 
 DAY = date(2026, 12, 1)
 
@@ -72,17 +71,7 @@ def test_downgrading_0024_drops_the_partner_statements_and_keeps_the_customers_m
         session.execute(insert(CustomerMessage).values(**_row("customer", customer_id=customer_id)))
         details = statement_details(bill, [], 30, billed=False)
         assert messages.create_partner_statement(session, "nw", "2026-11", DAY, details) == "queued"
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.connect() as connection:
-        if store.dialect == "sqlite":
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
-        with connection.begin():
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0023")
-        if store.dialect == "sqlite":
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
-    migrate(store.engine)
+    down_and_up(store, "0023")
     with store.read() as session:
         assert [m["event_key"] for m in messages.listing(session)] == ["customer"]
         assert outbox.pending(session, topic=messages.TOPIC) == []  # the statement's row went with it
