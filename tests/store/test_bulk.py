@@ -17,6 +17,7 @@ from billbridge.store import bulk
 from billbridge.store.bulk import BulkStatement
 from billbridge.store.db import Store
 from billbridge.store.models import Customer, LegalEntity, OutboxMessage, Payment, table_of
+from billbridge.store.outbox import _ENQUEUE_KEYS
 
 PAYMENTS = table_of(Payment)
 INSERT = insert(PAYMENTS)
@@ -413,16 +414,7 @@ def test_rows_built_as_converted_tuples_reach_the_driver_as_core_sends_them(stor
 
 
 OUTBOX = table_of(OutboxMessage)
-OUTBOX_KEYS = (
-    "topic",
-    "aggregate_type",
-    "aggregate_id",
-    "dedupe_key",
-    "payload",
-    "created_at",
-    "available_at",
-    "attempts",
-)
+OUTBOX_KEYS = _ENQUEUE_KEYS  # the columns the outbox writes (store/outbox.py)
 
 
 def skipping_taken(dialect: str) -> Any:
