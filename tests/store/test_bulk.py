@@ -560,3 +560,22 @@ def test_ids_not_consecutive_are_not_taken_for_the_rows(store: Store) -> None:
         inserted, ids = statement.write_rows_ids(connection, [outbox_row(f"x{i}", i) for i in range(3)], OUTBOX.c.id)
         connection.exec_driver_sql("DROP TRIGGER jump")
     assert (inserted, ids) == (3, None)
+
+
+def test_json_text_is_what_json_dumps_makes_of_it() -> None:
+    """The store's JSON text (orjson, tried without its non-string-keys option first) says what the
+    standard library's json.dumps says, for string keys and for others (made strings alike)."""
+    import json
+
+    from billbridge.store.types import json_text
+
+    for document in (
+        {"to": ["ap@example.com"], "cc": []},
+        {"text": 'it\'s "quoted" \u00fc', "n": [None, True, 1.5, {"k": -2}]},
+        {1: "a", "b": {2: [3]}},
+        [{"x": 1}, {7: None}],
+        [],
+    ):
+        assert json_text(document) == json.dumps(document, separators=(",", ":"), ensure_ascii=False), document
+    with pytest.raises(TypeError):
+        json_text({"amount": Decimal("1.00")})  # money is text in a document, never a number guessed
