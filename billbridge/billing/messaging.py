@@ -99,7 +99,10 @@ def decline_code(error: str) -> str | None:
 
 
 def _plain(value: Decimal) -> str:
-    return format(value, "f")
+    """The amount as plain decimal text (never an exponent): ``format(value, "f")``, which ``str``
+    gives too, faster, unless it would use an exponent (beyond a million or below a millionth)."""
+    text = str(value)
+    return text if "E" not in text else format(value, "f")
 
 
 @dataclass(frozen=True)

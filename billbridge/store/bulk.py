@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import re
+import typing
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -175,6 +176,9 @@ def dbapi_cursor(connection: Connection) -> Any:
     """A new cursor of the connection's DBAPI connection (inside its current transaction)."""
     return connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
+
+Rows = Sequence[dict[str, Any]] | Sequence[list[Any]]
+"""A batch of rows to write: dicts by parameter name, or lists of values in the statement's key order."""
 
 Call = tuple[bool, str, Any]
 """A call of the driver: (executemany?, text, its arguments as the driver takes them)."""
@@ -361,35 +365,47 @@ class BulkStatement:
         self._unnested = found
         return found
 
-    def write_calls(self, rows: Sequence[dict[str, Any]]) -> list[tuple[bool, str, Any]]:
+    def write_calls(self, rows: Rows) -> list[tuple[bool, str, Any]]:
         """What :meth:`write_rows` hands the driver for ``rows``: (executemany?, text, arguments) per
         call, values converted (the benchmark's floor runs these bare)."""
         if not rows:
             return []
         if self._dialect.name != "postgresql":
-            return [(True, self.sql, self.driver_rows(rows))]
+            if isinstance(rows[0], dict):
+                return [(True, self.sql, self.driver_rows(typing.cast("Sequence[dict[str, Any]]", rows)))]
+            return [(True, self.sql, self.shaped(typing.cast("Sequence[list[Any]]", rows)))]
         unnested = self.unnested()
-        sql, arguments = unnested.driver_call({name: [row[name] for row in rows] for name in unnested.keys})
+        sql, arguments = unnested.driver_call(self._arrays(rows, unnested.keys))
         return [(False, sql, arguments)]
 
-    def write_rows(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    def _arrays(self, rows: Rows, names: Sequence[str]) -> dict[str, list[Any]]:
+        """Each of ``names`` with the list of its values in ``rows`` (dicts, or lists in :attr:`keys` order)."""
+        if isinstance(rows[0], dict):
+            return {name: [row[name] for row in rows] for name in names}  # type: ignore[call-overload]
+        columns = dict(zip(self.keys, zip(*rows, strict=True), strict=True))
+        return {name: list(columns[name]) for name in names}
+
+    def write_rows(self, connection: Connection, rows: Rows) -> int:
         """Write a batch of rows the fastest way the dialect allows: one statement reading them from
         arrays on PostgreSQL (:meth:`unnested`), executemany elsewhere. The rows the database says
-        the statement changed (inserted, updated or deleted)."""
-        if self._dialect.name != "postgresql":
-            return self.run_many(connection, rows) if rows else 0
+        the statement changed (inserted, updated or deleted).
+
+        ``rows``: dicts, or lists of values in :attr:`keys` order as a hot path builds them (no dict
+        a row; converted column by column by :meth:`shaped`, the lists changed in place)."""
+        if not rows:
+            return 0
         changed = 0
         cursor = dbapi_cursor(connection)
         try:
-            for _, sql, arguments in self.write_calls(rows):
-                cursor.execute(sql, arguments)
+            for many, sql, arguments in self.write_calls(rows):
+                (cursor.executemany if many else cursor.execute)(sql, arguments)
                 changed += int(cursor.rowcount)
         finally:
             cursor.close()
         return changed
 
     def write_rows_ids(
-        self, connection: Connection, rows: Sequence[dict[str, Any]], id_column: ColumnElement[int]
+        self, connection: Connection, rows: Rows, id_column: ColumnElement[int]
     ) -> tuple[int, list[int] | None]:
         """:meth:`write_rows` of an INSERT giving each row an id, and the ids the rows were given, in
         order, where the dialect lets them be known without reading them back; None where not (the
@@ -407,13 +423,13 @@ class BulkStatement:
         if self._dialect.name != "sqlite":
             return self.write_rows(connection, rows), None
         before = _largest(connection, id_column)
-        inserted = self.run_many(connection, rows)
+        inserted = self.write_rows(connection, rows)
         after = _largest(connection, id_column)
         if inserted != len(rows) or after - before != len(rows):
             return inserted, None
         return inserted, list(range(before + 1, after + 1))
 
-    def write_returning(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    def write_returning(self, connection: Connection, rows: Rows) -> list[tuple[Any, ...]]:
         """:meth:`write_rows` for a statement with RETURNING, on PostgreSQL only (one statement reading
         the rows from arrays, :meth:`unnested`): the rows it returns, converted as Core would. sqlite3's
         executemany drops what RETURNING gives, so there the caller writes by :meth:`write_rows` and
@@ -423,7 +439,7 @@ class BulkStatement:
         if not rows:
             return []
         unnested = self.unnested()
-        return unnested.run(connection, {name: [row[name] for row in rows] for name in unnested.keys})
+        return unnested.run(connection, self._arrays(rows, unnested.keys))
 
     def slot(self, name: str) -> int | str:
         """Where parameter ``name`` sits in a row of :meth:`driver_rows`: its index (positional
@@ -561,22 +577,25 @@ class BulkStatement:
             calls.append((False, sql, [value for row in part for value in row]))
         return calls
 
-    def shaped(self, rows: list[list[Any]]) -> list[Any]:
+    def shaped(self, rows: Sequence[list[Any]]) -> list[Any]:
         """Rows given as lists of values in :attr:`keys` order, as :meth:`driver_rows` makes them of
         dicts: each value converted (:meth:`converter`, column by column, the lists changed in place),
         in the paramstyle's shape. For rows by the hundred thousand, built where they are planned: a
         dict a row and Core's per-value dispatch cost more than the values."""
         if not rows:
             return []
+        first, last = rows[0], rows[-1]
         for at, key in enumerate(self.keys):
             convert = self.converter(key)
             if convert is not None:
+                if first[at] is last[at] and type(first[at]) is not date:
+                    convert = _once_per_object(convert)  # a value shared by the batch (its timestamp) once
                 for row in rows:
                     row[at] = convert(row[at])
         if self.names is None:
             return [dict(zip(self.keys, row, strict=True)) for row in rows]
         if self.names == list(self.keys):
-            return rows
+            return rows if isinstance(rows, list) else list(rows)
         order = [self.keys.index(name) for name in self.names]
         return [[row[at] for at in order] for row in rows]
 

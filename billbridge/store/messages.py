@@ -115,23 +115,38 @@ _EVENT_KEYS_IN = select(table_of(CustomerMessage).c.event_key).where(
 )
 
 
+class Addressing(NamedTuple):
+    """How a message of one kind to a customer is addressed: its recipients, as the message keeps them
+    (``document``), and the state it starts in (queued, or why not: no contact, all opted out)."""
+
+    recipients: Recipients
+    document: dict[str, list[str]]
+    state: str
+
+
 class Audience(NamedTuple):
     """Who a customer's messages go to and how: its contacts (its stored ones, or with none its own
     e-mail when that is an address), its entity's messaging settings, its channel (its own or the
-    entity's) and the entity's ref; with the recipients of each kind worked out so far (``chosen``:
-    kept as long as the audience is, a reconciliation's whole run)."""
+    entity's), the entity's ref and the domain of its messages' ids; with the addressing of each
+    kind worked out so far (``chosen``: kept as long as the audience is, a reconciliation's whole run)."""
 
     contacts: tuple[BillingContact, ...]
     messaging: EntityMessaging
     channel: str
     entity_ref: str
-    chosen: dict[str, Recipients]
+    domain: str
+    chosen: dict[str, Addressing]
 
     def recipients(self, kind: MessageKind) -> Recipients:
         """Who gets a message of ``kind`` (billing.messaging.recipients), worked out once per kind."""
+        return self.addressing(kind).recipients
+
+    def addressing(self, kind: MessageKind) -> Addressing:
+        """:class:`Addressing` of a message of ``kind`` to the customer's contacts, worked out once per kind."""
         found = self.chosen.get(kind)
         if found is None:
-            found = self.chosen[kind] = recipients(self.contacts, kind)
+            chosen = recipients(self.contacts, kind)
+            found = self.chosen[kind] = Addressing(chosen, chosen.as_dict(), _state_for(self.contacts, chosen))
         return found
 
 
@@ -153,7 +168,9 @@ def audiences(session: Session, customer_ids: Iterable[int]) -> dict[int, Audien
     for cid, (channel, entity_id, email) in heads.items():
         messaging, entity_ref = entities[entity_id]
         found = tuple(contacts[cid]) if cid in contacts else tuple(email_contact(email))
-        out[cid] = Audience(found, messaging, channel or messaging.channel, entity_ref, {})
+        out[cid] = Audience(
+            found, messaging, channel or messaging.channel, entity_ref, _domain(messaging, entity_ref), {}
+        )
     return out
 
 
@@ -232,11 +249,13 @@ def create(
     invoice_ids = [d.invoice_id for d in fresh.values() if d.invoice_id is not None and d.kind == "invoice"]
     doc_types: dict[int, str] = dict(_read_in(session, _DOC_TYPES_OF, set(invoice_ids)))
     charged = auto_charged(session, invoice_ids)  # Stripe charges these: it does not e-mail them
-    rows: list[dict[str, Any]] = []
+    # Rows as lists of values in _MESSAGE_KEYS order (a page of receipts is hundreds: no dict each).
+    rows: list[list[Any]] = []
+    sent: list[tuple[str, str, str, str]] = []  # (event key, kind, state, channel) of each row
     now = utcnow()
     for draft in fresh.values():
         to = audience[draft.customer_id]
-        messaging, channel, entity_ref = to.messaging, to.channel, to.entity_ref
+        channel = to.channel
         if draft.channel is not None:
             channel = draft.channel
         elif channel in VENDOR_TOPICS and (
@@ -245,37 +264,44 @@ def create(
             channel = "email"  # QuickBooks or Stripe sends its invoices; everything else goes by e-mail
         elif channel == "stripe" and draft.invoice_id in charged:
             channel = "email"
-        chosen = draft.recipients if draft.recipients is not None else to.recipients(draft.kind)
+        if draft.recipients is None:
+            chosen, document, state = to.addressing(draft.kind)
+        else:
+            chosen = draft.recipients
+            document, state = chosen.as_dict(), _state_for(to.contacts, chosen)
+        state = draft.state or state
+        event_key = draft.event_key
+        sent.append((event_key, draft.kind, state, channel))
         rows.append(
-            {
-                "event_key": draft.event_key,
-                "kind": draft.kind,
-                "customer_id": draft.customer_id,
-                "invoice_id": draft.invoice_id,
-                "payment_id": draft.payment_id,
-                "channel": channel,
-                "state": draft.state or _state_for(to.contacts, chosen),
-                "recipients": chosen.as_dict(),
-                "language": chosen.language,
-                "as_of": draft.as_of,
-                "details": {} if draft.details is None else draft.details,
-                "message_id": message_id(draft.event_key, _domain(messaging, entity_ref)),
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
+            [
+                event_key,
+                draft.kind,
+                draft.customer_id,
+                draft.invoice_id,
+                draft.payment_id,
+                channel,
+                state,
+                document,
+                chosen.language,
+                draft.as_of,
+                {} if draft.details is None else draft.details,
+                message_id(event_key, to.domain),
+                0,
+                now,
+                now,
+            ]
         )
     made = _insert_new(session, rows)  # event key -> id, of the rows this transaction inserted
     queued = []
-    for row in rows:
-        if row["event_key"] not in made:
+    for event_key, kind, state, channel in sent:
+        if event_key not in made:
             if taken is not None:
-                taken.append(row["event_key"])
+                taken.append(event_key)
             continue
-        counts[f"{row['kind']}.{row['state']}"] += 1
-        if row["state"] == "queued":
-            queued.append(_outbox_row(made[row["event_key"]], row["channel"], row["kind"], row["event_key"], 0))
-    outbox.enqueue_many(session, queued)
+        counts[f"{kind}.{state}"] += 1
+        if state == "queued":
+            queued.append(_outbox_values(made[event_key], channel, kind, event_key, 0))
+    outbox.enqueue_values(session, queued)
     return counts
 
 
@@ -323,10 +349,9 @@ _IDS_OF_KEYS = select(_MESSAGES.c.event_key, _MESSAGES.c.id).where(
 )
 
 
-def _insert_new(
-    session: Session, rows: Sequence[dict[str, Any]], keys: tuple[str, ...] = _MESSAGE_KEYS
-) -> dict[str, int]:
-    """Insert message rows through the store's bulk door; event key -> id of those inserted here.
+def _insert_new(session: Session, rows: list[list[Any]], keys: tuple[str, ...] = _MESSAGE_KEYS) -> dict[str, int]:
+    """Insert message rows (lists of values in ``keys`` order, the event key first; converted in place)
+    through the store's bulk door; event key -> id of those inserted here.
     PostgreSQL: one statement reading the rows from arrays, returning what it inserted (an event
     key another transaction inserted first, not committed when this one looked, is skipped after
     that one commits). SQLite: executemany, the ids known from the table's largest id before and
@@ -340,6 +365,7 @@ def _insert_new(
             connection, rows
         )
         return {str(key): int(ident) for key, ident in returned}
+    event_keys = [row[0] for row in rows]
     inserted, given = BulkStatement.of(statements[connection.dialect.name], connection, keys).write_rows_ids(
         connection, rows, _MESSAGES.c.id
     )
@@ -348,11 +374,11 @@ def _insert_new(
             f"{len(rows) - inserted} of {len(rows)} new messages' event keys appeared under the write lock"
         )
     if given is not None:
-        return {row["event_key"]: ident for row, ident in zip(rows, given, strict=True)}
+        return dict(zip(event_keys, given, strict=True))
     ids = BulkStatement.of(_IDS_OF_KEYS, connection, ("keys",))
     made: dict[str, int] = {}
-    for start in range(0, len(rows), CREATE_CHUNK):
-        chunk = [row["event_key"] for row in rows[start : start + CREATE_CHUNK]]
+    for start in range(0, len(event_keys), CREATE_CHUNK):
+        chunk = event_keys[start : start + CREATE_CHUNK]
         made.update((str(key), int(ident)) for key, ident in ids.run(connection, {"keys": chunk}))
     return made
 
@@ -376,13 +402,18 @@ def sender_of(messaging: EntityMessaging, entity_ref: str) -> str:
 
 def _outbox_row(message: int, channel: str, kind: str, event_key: str, attempts: int) -> dict[str, Any]:
     """The outbox row delivering a message (topic by channel; a retry gets a row of its own)."""
-    return {
-        "topic": VENDOR_TOPICS.get(channel, TOPIC),
-        "aggregate_type": "message",
-        "aggregate_id": message,
-        "dedupe_key": f"message:{message}:{attempts}",
-        "payload": {"message": message, "kind": kind, "number": event_key},
-    }
+    return dict(zip(outbox.ENQUEUED, _outbox_values(message, channel, kind, event_key, attempts), strict=True))
+
+
+def _outbox_values(message: int, channel: str, kind: str, event_key: str, attempts: int) -> list[Any]:
+    """:func:`_outbox_row` as a list of its values in ``outbox.ENQUEUED`` order (for many at once)."""
+    return [
+        VENDOR_TOPICS.get(channel, TOPIC),
+        "message",
+        message,
+        f"message:{message}:{attempts}",
+        {"message": message, "kind": kind, "number": event_key},
+    ]
 
 
 def _enqueue(session: Session, row: CustomerMessage) -> None:
@@ -437,6 +468,7 @@ def create_partner_statement(
         return None
     chosen, problem = partner_contact(partner_ref, email)
     now = utcnow()
+    state = "waiting_contact" if problem else "queued"
     row = {
         "event_key": event_key,
         "kind": PARTNER_STATEMENT,
@@ -445,7 +477,7 @@ def create_partner_statement(
         "invoice_id": None,
         "payment_id": None,
         "channel": "email",  # QuickBooks and Stripe mail their own invoices only: a statement goes by e-mail
-        "state": "waiting_contact" if problem else "queued",
+        "state": state,
         "recipients": chosen.as_dict(),
         "language": chosen.language,
         "as_of": as_of,
@@ -456,12 +488,12 @@ def create_partner_statement(
         "created_at": now,
         "updated_at": now,
     }
-    made = _insert_new(session, [row], _PARTNER_MESSAGE_KEYS)
+    made = _insert_new(session, [[row[key] for key in _PARTNER_MESSAGE_KEYS]], _PARTNER_MESSAGE_KEYS)
     if event_key not in made:  # another transaction made it first (see ``create``)
         return None
-    if row["state"] == "queued":
-        outbox.enqueue_many(session, [_outbox_row(made[event_key], "email", PARTNER_STATEMENT, event_key, 0)])
-    return str(row["state"])
+    if state == "queued":
+        outbox.enqueue_values(session, [_outbox_values(made[event_key], "email", PARTNER_STATEMENT, event_key, 0)])
+    return state
 
 
 EXPLICIT_RECIPIENTS = ("invoice-copy:",)  # event keys of messages made for given addresses, not the contacts
@@ -1092,33 +1124,31 @@ def receipts_of_recorded(
     than nothing, not disputes. ``known``: see :func:`create`."""
     if not payments:
         return Counter()
-    stored: dict[str, tuple[int, int | None]] = {
-        p.payment_ref: (p.payment_id, p.payer_id) for p in payments if p.payment_id and p.payer_id
+    unknown = [p.payment_ref for p in payments if not (p.payment_id and p.payer_id)]
+    read: dict[str, tuple[int, int | None]] = {
+        ref: (pid, cid) for pid, ref, cid in _read_in(session, _IDS_BY_REF, unknown)
     }
-    unknown = [p.payment_ref for p in payments if p.payment_ref not in stored]
-    read = {ref: (pid, cid) for pid, ref, cid in _read_in(session, _IDS_BY_REF, unknown)}
     missing = set(unknown) - read.keys()
     if missing:
         raise LookupError(f"payments {sorted(missing)[:5]} are not recorded: no receipt without the payment")
-    stored |= read
-    nameless = [p.applied[0][0] for p in payments if stored[p.payment_ref][1] is None]
+    nameless = [p.applied[0][0] for p in payments if p.payment_ref in read and read[p.payment_ref][1] is None]
     payers = customers_of(session, nameless) if nameless else {}  # its first invoice's customer pays for it
     credits = credited(session, list(open_after))
+    if credits:  # what is open on each invoice after payments and credits
+        open_after = {iid: left - credits.get(iid, ZERO) for iid, left in open_after.items()}
     drafts = []
     for p in payments:
-        payment_id, customer_id = stored[p.payment_ref]
-        applied = [
-            Applied(iid, number, share, open_after[iid] - credits.get(iid, ZERO)) for iid, number, share in p.applied
-        ]
+        payment_id, customer_id = read.get(p.payment_ref, (p.payment_id, p.payer_id))
+        applied = [Applied(iid, number, share, open_after[iid]) for iid, number, share in p.applied]
         drafts.append(
-            MessageDraft(
+            MessageDraft(  # by position (event key, kind, customer, as of, invoice, payment, details): hundreds a page
                 f"receipt:{payment_id}",
                 "receipt",
                 customer_id or payers[applied[0].invoice_id],
                 p.received_on,
-                invoice_id=applied[0].invoice_id,
-                payment_id=payment_id,
-                details=receipt_details(p.payment_ref, p.amount, p.received_on, applied, p.unapplied),
+                applied[0].invoice_id,
+                payment_id,
+                receipt_details(p.payment_ref, p.amount, p.received_on, applied, p.unapplied),
             )
         )
     drafts.sort(key=lambda d: d.payment_id or 0)  # in payment order, as receipts() makes them

@@ -92,3 +92,28 @@ LANGUAGES = ["en", "de", "fr-CH", "de-CH", "ja", "ar", "fa", "he", "hi", "nl", "
 )
 def test_money_text_is_babels_own(amount: Decimal, currency: str, language: str) -> None:
     assert money_text(amount, currency, language) == _babel_money_text(amount, currency, language)
+
+
+@given(st.decimals(allow_nan=True, allow_infinity=True))
+def test_amounts_in_a_receipt_are_plain_decimal_text_whatever_their_size(value: Decimal) -> None:
+    """A receipt's amounts are ``format(value, "f")`` (never an exponent), however ``str`` would write them."""
+    from billbridge.billing.messaging import _plain
+
+    assert _plain(value) == format(value, "f")
+    assert "E" not in _plain(value)
+
+
+def test_a_receipt_says_its_amounts_plainly() -> None:
+    from billbridge.billing.messaging import Applied, receipt_details
+
+    applied = [Applied(7, "US-INV-7", Decimal("1E+7"), Decimal("0.00"))]
+    details = receipt_details("stripe:ch_1", Decimal("10000000.50"), DUE, applied, Decimal("0.5E-7"))
+    assert details == {
+        "payment": {
+            "ref": "stripe:ch_1",
+            "amount": "10000000.50",
+            "received_on": "2026-03-31",
+            "applied": [{"number": "US-INV-7", "amount": "10000000", "open": "0.00"}],
+            "unapplied": "0.00000005",
+        }
+    }

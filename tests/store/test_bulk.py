@@ -579,3 +579,44 @@ def test_json_text_is_what_json_dumps_makes_of_it() -> None:
         assert json_text(document) == json.dumps(document, separators=(",", ":"), ensure_ascii=False), document
     with pytest.raises(TypeError):
         json_text({"amount": Decimal("1.00")})  # money is text in a document, never a number guessed
+
+
+def test_rows_given_as_lists_land_as_the_same_rows_given_as_dicts(store: Store) -> None:
+    """write_rows, write_rows_ids and (PostgreSQL) write_returning take rows as lists of values in the
+    statement's key order, as hot paths build them: the awkward rows land exactly as the same rows
+    given as dicts, with the same ids said on SQLite; a timestamp shared by the batch, once."""
+    one_customer(store)
+    rows = [awkward_row(i) for i in range(23)]
+    shared = datetime(2026, 3, 1, 8, 30, 15, 250000)
+    for r in (rows[0], *rows[10:15], rows[-1]):
+        r["created_at"] = shared  # one object at both ends of the batch, its own value in between
+    as_lists = [[r[k] for k in LOOKED_UP_KEYS] for r in rows]
+    with store.write_connection() as connection:
+        statement = BulkStatement.of(INSERT_LOOKED_UP, connection, LOOKED_UP_KEYS)
+        assert statement.write_rows(connection, [{**r, "payment_ref": f"d{r['payment_ref']}"} for r in rows]) == 23
+        lists = [[f"l{values[0]}", *values[1:]] for values in as_lists]
+        assert statement.write_rows(connection, lists) == 23
+    assert stored_payments(store, "lw") == stored_payments(store, "dw")
+    assert len(stored_payments(store, "lw")) == 23
+    with store.write_connection() as connection:
+        dialect = connection.dialect.name
+        statement = BulkStatement.of(skipping_taken(dialect), connection, OUTBOX_KEYS)
+        given = [[outbox_row(f"k{i}", i)[k] for k in OUTBOX_KEYS] for i in range(4)]
+        inserted, ids = statement.write_rows_ids(connection, given, OUTBOX.c.id)
+        if dialect == "postgresql":
+            returning = BulkStatement.of(
+                skipping_taken(dialect).returning(OUTBOX.c.dedupe_key), connection, OUTBOX_KEYS
+            )
+            again = [[outbox_row(f"k{i}", i)[k] for k in OUTBOX_KEYS] for i in range(3, 6)]
+            assert sorted(returning.write_returning(connection, again)) == [("k4",), ("k5",)]  # k3 taken
+    with store.read() as session:
+        stored = {
+            r.dedupe_key: (r.id, r.payload)
+            for r in session.execute(select(OUTBOX.c.dedupe_key, OUTBOX.c.id, OUTBOX.c.payload))
+        }
+    assert inserted == 4
+    assert {key: payload for key, (_, payload) in stored.items() if key.startswith("k")} == {
+        f"k{i}": outbox_row(f"k{i}", i)["payload"] for i in range(6 if dialect == "postgresql" else 4)
+    }
+    if dialect == "sqlite":
+        assert ids == [stored[f"k{i}"][0] for i in range(4)]
