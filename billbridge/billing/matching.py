@@ -73,7 +73,7 @@ def match_payment(
 ) -> Match:
     """Allocate ``payment`` over the open ``invoices`` (by number, including those its reference and
     memo name) / ``by_customer`` (oldest first), by the rules in the module's docstring."""
-    if payment.amount <= 0:
+    if payment.amount <= ZERO:  # (against a Decimal: faster than against the int 0)
         return Match((), payment.amount, "not a positive payment (a refund or reversal): left for a person")
     if (problem := _not_money(payment)) is not None:
         return Match((), payment.amount, problem)
@@ -115,7 +115,7 @@ def _not_money(payment: IncomingPayment) -> str | None:
         step = quantum(payment.currency)
     except UnknownCurrencyError:
         return f"amount: unknown currency {payment.currency!r}"
-    if payment.amount != payment.amount.quantize(step, rounding=ROUND_DOWN):
+    if payment.amount != payment.amount.quantize(step, ROUND_DOWN):
         return f"amount: {payment.amount} is not a whole number of {payment.currency} minor units ({step})"
     return None
 
@@ -124,7 +124,7 @@ def _named(payment: IncomingPayment, invoices: Mapping[str, OpenInvoice]) -> Mat
     numbers, said_amounts = payment.invoice_numbers, payment.invoice_amounts
     if len(said_amounts) > len(numbers):
         raise ValueError(f"{payment.payment_ref}: {len(said_amounts)} amounts for {len(numbers)} invoices")
-    left = payment.amount
+    left, currency, said = payment.amount, payment.currency, len(said_amounts)
     allocations: list[tuple[str, Decimal]] = []
     problems: list[str] = []
     for i, number in enumerate(numbers):
@@ -132,19 +132,19 @@ def _named(payment: IncomingPayment, invoices: Mapping[str, OpenInvoice]) -> Mat
         if invoice is None:
             problems.append(f"{number}: no open invoice of ours")
             continue
-        if invoice.currency != payment.currency:
-            problems.append(f"{number}: is in {invoice.currency}, the payment in {payment.currency}")
+        if invoice.currency != currency:
+            problems.append(f"{number}: is in {invoice.currency}, the payment in {currency}")
             continue
         # min(left, open balance, amount said), the first of equal ones (as min() picks)
         share = invoice.open_amount if invoice.open_amount < left else left
-        if i < len(said_amounts) and said_amounts[i] < share:
+        if i < said and said_amounts[i] < share:
             share = said_amounts[i]
-        if share <= 0:
-            problems.append(f"{number}: nothing left to apply" if left <= 0 else f"{number}: already paid")
+        if share <= ZERO:
+            problems.append(f"{number}: nothing left to apply" if left <= ZERO else f"{number}: already paid")
             continue
         allocations.append((number, share))
         left -= share
-    if left > 0 and not problems:
+    if left > ZERO and not problems:
         problems.append(f"{left} {payment.currency} more than the invoices named were open for")
     return Match(tuple(allocations), left, "; ".join(problems) if problems else None)
 
@@ -184,12 +184,12 @@ def settle(
     """How one payment is applied, and the outcome to report: matched, refunded, disputed (a refund or
     a dispute taking money back), billed_by_stripe (a payment of an invoice Stripe made for a
     subscription: ours to record, not to match), partly_matched or unmatched (with the reason)."""
-    if payment.amount < 0:
+    if payment.amount < ZERO:
         match, label = match_refund(payment, paid), ("disputed" if payment.method == "dispute" else "refunded")
     elif not payment.invoice_numbers and payment.subscription:
         return Match((), payment.amount), "billed_by_stripe"
     else:
         match, label = match_payment(payment, invoices, by_customer, window_days=window_days), "matched"
-    if not match.matched:
+    if not match.allocations:
         return match, "unmatched"
     return match, label if match.reason is None else "partly_matched"

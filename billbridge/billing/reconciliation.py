@@ -91,26 +91,27 @@ def decide(
         for invoice in invoices.values():
             by_customer[invoice.customer_ref].append(invoice)
     out = PageDecision()
+    outcomes, to_record, numbers = out.outcomes, out.to_record, wanted.numbers
     for ref, payment in zip(refs, payments, strict=True):
-        if payment.deleted and ref not in seen:  # never recorded here: nothing to undo
-            continue
         if ref in seen:  # recorded by an earlier run (or earlier in this page): never twice
             if versions.get(ref) not in (None, payment.source_version) and not payment.mirrored_from:
                 out.changed[ref] = payment  # the latest version in the page wins
             else:
-                out.outcomes["seen_before"] += 1
+                outcomes["seen_before"] += 1
+            continue
+        if payment.deleted:  # deleted at its source, never recorded here: nothing to undo
             continue
         if payment.mirrored_from:  # our own entry of a payment recorded from its source
-            out.outcomes["mirrored"] += 1
+            outcomes["mirrored"] += 1
             continue
         seen.add(ref)
         match, outcome = settle(payment, invoices, by_customer, paid, window_days=window_days)
-        out.to_record.append(ToRecord(ref, payment, match))
+        to_record.append(ToRecord(ref, payment, match))
         if payment.amount >= 0:  # later payments see what is left (a refund allocates to paid)
             for number, share in match.allocations:
-                if by_customer or wanted.numbers[number] > 1:  # else no later payment of the page looks
+                if by_customer or numbers[number] > 1:  # else no later payment of the page looks
                     _take(invoices, by_customer, number, share)
-        out.outcomes[outcome] += 1
+        outcomes[outcome] += 1
         if match.reason:
             out.unmatched.append((ref, match.reason))
     return out

@@ -587,17 +587,24 @@ class BulkStatement:
         first, last = rows[0], rows[-1]
         for at, key in enumerate(self.keys):
             convert = self.converter(key)
-            if convert is not None:
-                if first[at] is last[at] and type(first[at]) is not date:
-                    convert = _once_per_object(convert)  # a value shared by the batch (its timestamp) once
-                for row in rows:
-                    row[at] = convert(row[at])
+            if convert is None:
+                continue
+            # A value shared by the batch (its timestamp: the first row's is the last row's) is converted
+            # once and given to each row holding that very object, without a call a row.
+            shared = first[at] if first[at] is last[at] else _NOTHING
+            done = convert(shared) if shared is not _NOTHING else None
+            for row in rows:
+                value = row[at]
+                row[at] = done if value is shared else convert(value)
         if self.names is None:
             return [dict(zip(self.keys, row, strict=True)) for row in rows]
         if self.names == list(self.keys):
             return rows if isinstance(rows, list) else list(rows)
-        order = [self.keys.index(name) for name in self.names]
-        return [[row[at] for at in order] for row in rows]
+        if len(self.names) == 1:
+            at = self.keys.index(self.names[0])
+            return [[row[at]] for row in rows]
+        take = itemgetter(*(self.keys.index(name) for name in self.names))  # a tuple a row, in the driver's order
+        return [take(row) for row in rows]
 
     def driver_rows(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """The rows as the DBAPI takes them for :attr:`sql`: values converted, in the paramstyle's shape."""
