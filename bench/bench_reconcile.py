@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import tempfile
 import time
 from datetime import date
@@ -71,6 +72,69 @@ PAGE = 200
 _RECEIPTS_WITH_IDS = insert_rows(_MESSAGES, ("id", *_MESSAGE_KEYS))
 TARGET = 1.5  # x floor+writes (issue 20)
 AS_OF = date(2026, 7, 1)
+
+
+class DriverClock:
+    """``--driver-times`` (SQLite): the time spent inside sqlite3's own calls (execute, executemany,
+    fetchall, commit), by a connection and cursor subclass every store connection is made with, so a
+    run's database time can be set beside its floor's and the rest called Python."""
+
+    seconds = 0.0
+    floor_driver = 0.0  # of the last floor+writes' timed loop
+
+    @classmethod
+    def install(cls) -> None:
+        clock = cls
+
+        class Cursor(sqlite3.Cursor):
+            def execute(self, sql: str, parameters: Any = (), /) -> Any:
+                started = time.perf_counter()
+                try:
+                    return super().execute(sql, parameters)
+                finally:
+                    clock.seconds += time.perf_counter() - started
+
+            def executemany(self, sql: str, parameters: Any, /) -> Any:
+                started = time.perf_counter()
+                try:
+                    return super().executemany(sql, parameters)
+                finally:
+                    clock.seconds += time.perf_counter() - started
+
+            def fetchall(self) -> list[Any]:
+                started = time.perf_counter()
+                try:
+                    return super().fetchall()
+                finally:
+                    clock.seconds += time.perf_counter() - started
+
+        class Connection(sqlite3.Connection):
+            def cursor(self, factory: Any = Cursor) -> Any:
+                return super().cursor(factory)
+
+            def execute(self, sql: str, parameters: Any = (), /) -> Any:
+                return self.cursor().execute(sql, parameters)
+
+            def commit(self) -> None:
+                started = time.perf_counter()
+                try:
+                    super().commit()
+                finally:
+                    clock.seconds += time.perf_counter() - started
+
+        connect = sqlite3.connect
+
+        def connect_timed(*args: Any, **kwargs: Any) -> Any:
+            return connect(*args, factory=Connection, **kwargs)
+
+        # SQLAlchemy's pysqlite dialect connects through sqlite3.dbapi2.connect.
+        sqlite3.dbapi2.connect = sqlite3.connect = connect_timed
+
+    @classmethod
+    def lap(cls) -> float:
+        """Seconds in the driver since the last lap."""
+        seconds, cls.seconds = cls.seconds, 0.0
+        return seconds
 
 
 def setup(store: Store, n: int) -> list[IncomingPayment]:
@@ -245,6 +309,7 @@ def floor_with_writes(
         calls.append((True, cursor_statement.sql, cursor_statement.driver_rows(cursor_rows)))
         prepared.append((numbers, refs, [r["event_key"] for r in receipts], calls))
     assert done == len(made) == len(queued), (done, len(made), len(queued))
+    DriverClock.lap()  # (--driver-times) the timed loop's driver time only, not its preparation's reads
     started = time.perf_counter()
     for numbers, refs, keys, calls in prepared:
         with store.write() as session:
@@ -256,7 +321,9 @@ def floor_with_writes(
             for many, sql, arguments in calls:
                 (cursor.executemany if many else cursor.execute)(sql, arguments)
             cursor.close()
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    DriverClock.floor_driver = DriverClock.lap()
+    return seconds
 
 
 def run(backend: Backend, n: int) -> dict[str, float]:
@@ -264,9 +331,11 @@ def run(backend: Backend, n: int) -> dict[str, float]:
     payments = setup(store, n)
     log(f"[{backend.name}] {n:,}: {len(payments):,} invoices billed and sent, payments built")
     floor_s = floor(store, payments)
+    DriverClock.lap()
     started = time.perf_counter()
     summary = record_pages(store, "bench", pages(payments))
     seconds = time.perf_counter() - started
+    run_driver = DriverClock.lap()
     assert summary.outcomes == {"matched": n}, summary.outcomes
     with store.read() as session:
         assert {d["status"] for d in list_invoices(session)} == {"paid"}
@@ -274,11 +343,18 @@ def run(backend: Backend, n: int) -> dict[str, float]:
     assert len(made) == len(queued) == n and {m["state"] for m in made} == {"queued"}, (len(made), len(queued))
     take_back(store)
     writes_s = floor_with_writes(store, payments, made, queued)
+    floor_driver = DriverClock.floor_driver
     with store.read() as session:
         assert {d["status"] for d in list_invoices(session)} == {"paid"}
     assert receipts_written(store) == (made, queued)
     store.dispose()
     log(f"[{backend.name}] {n:,}: {seconds:.2f}s, floor {floor_s:.2f}s, floor+writes {writes_s:.2f}s")
+    if run_driver or floor_driver:  # --driver-times
+        us = 1e6 / n
+        log(
+            f"[{backend.name}] {n:,}: in the driver {run_driver * us:.1f} us a payment, the rest {(seconds - run_driver) * us:.1f};"
+            f" floor+writes {floor_driver * us:.1f} in the driver, the rest {(writes_s - floor_driver) * us:.1f}"
+        )
     return {"payments": n, "seconds": seconds, "floor": floor_s, "writes": writes_s}
 
 
@@ -287,8 +363,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[25_000, 50_000, 100_000])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--postgres-url", default=os.environ.get("BILLBRIDGE_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--driver-times",
+        action="store_true",
+        help="SQLite: also log the time inside sqlite3's calls, for the run and for floor+writes",
+    )
     add_runs_argument(parser)
     args = parser.parse_args()
+    if args.driver_times:
+        DriverClock.install()
     with tempfile.TemporaryDirectory(prefix="billbridge-reconcile-") as workdir:
         backend: Backend = (
             SQLiteBackend(workdir, keep=False)
