@@ -98,6 +98,18 @@ def _once_per_day(process: Processor) -> Processor:
     return run
 
 
+def _convert_column(rows: Sequence[list[Any]], at: int, convert: Processor) -> None:
+    """Convert the values at position ``at`` of ``rows`` in place. A value shared by the batch (its
+    timestamp: the first row's is the last row's, the very object) is converted once and given to
+    each row holding that object, without a call a row."""
+    first = rows[0][at]
+    shared = first if first is rows[-1][at] else _NOTHING
+    done = convert(first) if shared is not _NOTHING else None
+    for row in rows:
+        value = row[at]
+        row[at] = done if value is shared else convert(value)
+
+
 _JSON_PROBE = {"text": 'it\'s "quoted" \u00fc', 1: [None, True, 1.5, {"n": -2}]}
 
 
@@ -584,18 +596,9 @@ class BulkStatement:
         dict a row and Core's per-value dispatch cost more than the values."""
         if not rows:
             return []
-        first, last = rows[0], rows[-1]
         for at, key in enumerate(self.keys):
-            convert = self.converter(key)
-            if convert is None:
-                continue
-            # A value shared by the batch (its timestamp: the first row's is the last row's) is converted
-            # once and given to each row holding that very object, without a call a row.
-            shared = first[at] if first[at] is last[at] else _NOTHING
-            done = convert(shared) if shared is not _NOTHING else None
-            for row in rows:
-                value = row[at]
-                row[at] = done if value is shared else convert(value)
+            if (convert := self.converter(key)) is not None:
+                _convert_column(rows, at, convert)
         if self.names is None:
             return [dict(zip(self.keys, row, strict=True)) for row in rows]
         if self.names == list(self.keys):
@@ -626,13 +629,8 @@ class BulkStatement:
                 [list(itemgetter(*names)(row)) for row in rows] if len(names) > 1 else [[row[names[0]]] for row in rows]
             )
             for at, name in enumerate(names):
-                convert = self.converter(name)
-                if convert is None:
-                    continue
-                if first[name] is last[name] and type(first[name]) is not date:
-                    convert = _once_per_object(convert)
-                for values in taken:
-                    values[at] = convert(values[at])
+                if (convert := self.converter(name)) is not None:
+                    _convert_column(taken, at, convert)
             return taken
         keys = [(key, processor(key)) for key in first]
         return [{k: (p(row[k]) if p else row[k]) for k, p in keys} for row in rows]
